@@ -109,6 +109,9 @@ class DemoContext:
         Smaller problem sizes (used by the tests).
     seed : int
         Seed for every stochastic stage.
+    artefact_meta : dict
+        Optional metadata per artefact name (e.g. ``{"movie": {"scale": [1, 1], "layer_type": "image"}}``),
+        stored in the project manifest.
     """
 
     out_dir: Path
@@ -117,6 +120,7 @@ class DemoContext:
     quick: bool = False
     seed: int = 0
     timings: dict = field(default_factory=dict)
+    artefact_meta: dict = field(default_factory=dict)
 
     def run_stage(self, title: str, func) -> None:
         """Run one stage in its own report section and record its time."""

@@ -1,4 +1,9 @@
-"""``dynfit demo``: run every pipeline stage on the embedded sample and write ``report.html``."""
+"""``dynfit demo``: run every pipeline stage on the embedded sample and write ``report.html``.
+
+The output folder is a project folder (:mod:`napari_dynfit.project`): every artefact the stages
+leave in ``ctx.artefacts`` that a project can store (arrays, tables, field bundles, JSON models) is
+saved there, so the GUI and the CLI can re-open the demo's results.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 from pathlib import Path
 
 from .._io import atomic_path
+from ..project import Project
 from ..report import DemoContext, Report
 
 
@@ -34,6 +40,10 @@ def run_demo(out_dir, *, quick: bool = False, seed: int = 0) -> Path:
     ctx = DemoContext(out_dir=out, report=Report("napari-dynfit demo report"), quick=quick, seed=seed)
     for _, title, func in demo_stages():
         ctx.run_stage(title, func)
+    project = Project(out)
+    for name, obj in ctx.artefacts.items():
+        if Project.can_save(obj):
+            project.save(name, obj, meta=ctx.artefact_meta.get(name))
     with atomic_path(out / "timings.json") as tmp:
         tmp.write_text(json.dumps(ctx.timings, indent=2))
     return ctx.report.write(out / "report.html")
