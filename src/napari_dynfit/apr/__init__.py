@@ -1,0 +1,15 @@
+"""The Adaptive Particle Representation: convert (pyapr), store, view lazily.
+
+* :func:`to_apr` converts 2D/3D images and movies (:class:`AprImage`, :class:`AprMovie`).
+* :func:`write_apr` / :func:`read_apr` (``.apr``) and :func:`write_apr_movie` /
+  :func:`read_apr_movie` (``.aprmovie`` folders); :func:`apr_info` reads only the header.
+* :func:`open_lazy` / :class:`LazyAprArray` / :func:`lazy_multiscale`: pixel views reconstructed
+  on demand, at any resolution (napari multiscale layers).
+"""
+
+from .convert import AprImage, AprMovie, to_apr
+from .io import apr_info, read_apr, read_apr_movie, write_apr, write_apr_movie
+from .lazy import LazyAprArray, LazyAprMovie, lazy_multiscale, open_lazy
+
+__all__ = ["AprImage", "AprMovie", "to_apr", "apr_info", "read_apr", "read_apr_movie", "write_apr",
+           "write_apr_movie", "LazyAprArray", "LazyAprMovie", "lazy_multiscale", "open_lazy"]

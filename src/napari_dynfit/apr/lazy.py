@@ -1,0 +1,373 @@
+"""Lazy, multiscale pixel views of APR images and movies.
+
+:class:`LazyAprArray` looks like a read-only numpy array of the pixel image at one resolution
+(``shape``, ``dtype``, ``ndim``, ``__getitem__``); indexing reconstructs only the requested box
+with pyapr's patch reconstruction, from the file (pyapr's ``LazyAccess``/``LazyIterator``: only
+the particles of the box are read) or from an in-memory :class:`~napari_dynfit.apr.AprImage`.
+Resolution ``level_delta = -k`` halves every axis ``k`` times, reading the APR tree (interior
+node means) where particles are finer than the requested pixel; this is what napari's multiscale
+image layers need: coarse levels for zoomed-out 2D views and for 3D rendering.
+:class:`LazyAprMovie` stacks frames (one ``.apr`` per frame) along a leading time axis and opens
+only the frames that are looked at.
+
+Why our own class rather than pyapr's ``LazySlicer``/``APRSlicer``: those print on transposes, do
+not accept numpy-style keys (negative indices, steps, Ellipsis), keep pyapr's ``[z, x, y]`` axis
+naming, do not share one opened file between resolution levels, are not thread-safe, and have no
+movie or 2D shape handling. The reconstruction itself is pyapr's.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .convert import MODES, AprImage, _pyapr
+
+#: Coarsest level kept in a multiscale pyramid: its largest axis is at least this many pixels.
+MIN_LEVEL_SIZE = 128
+
+
+class _Source:
+    """One APR (file or memory) that reconstructs boxes at any resolution; thread-safe."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def box(self, level_delta: int, lo, hi, mode: str) -> np.ndarray:
+        """Reconstruct ``[lo, hi)`` (pyapr ``z, x, y`` = our ``z, y, x``) at ``level_delta``."""
+        pyapr = _pyapr()
+        patch = pyapr.ReconPatch()
+        patch.level_delta = int(level_delta)
+        patch.z_begin, patch.x_begin, patch.y_begin = (int(v) for v in lo)
+        patch.z_end, patch.x_end, patch.y_end = (int(v) for v in hi)
+        dtype = np.uint8 if mode == "level" else self.dtype
+        out = np.zeros(tuple(int(h - l) for l, h in zip(lo, hi)), dtype=dtype)
+        with self.lock:
+            self._reconstruct(patch, mode, out)
+        return out
+
+
+class _FileSource(_Source):
+    """An ``.apr`` file with tree particles, read lazily."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        pyapr = _pyapr()
+        from pyapr.utils import type_to_lazy_particles
+
+        from .io import apr_header
+
+        head = apr_header(path)
+        self.header = head
+        self.ndim = head["ndim"]
+        self.spacing = tuple(head["spacing"])
+        self.dtype = np.dtype(head["dtype"])
+        self.file = pyapr.io.APRFile()
+        self.file.set_write_linear_flag(True)
+        self.file.open(str(path), "READ")
+        self.access = pyapr.LazyAccess()
+        self.access.init(self.file)
+        self.access.open()
+        self.it = pyapr.LazyIterator(self.access)
+        self.tree_access = pyapr.LazyAccess()
+        self.tree_access.init_tree(self.file)
+        self.tree_access.open()
+        self.tree_it = pyapr.LazyIterator(self.tree_access)
+        ptype = self.file.get_particle_type("particles", True, 0, "t")
+        self.parts = type_to_lazy_particles(ptype)
+        self.parts.init(self.file, "particles", 0, "t")
+        self.parts.open()
+        self.tree_parts = type_to_lazy_particles(ptype)
+        self.tree_parts.init_tree(self.file, "particles", 0, "t")
+        self.tree_parts.open()
+        self.full = tuple(int(self.access.org_dims(i)) for i in (2, 1, 0))
+
+    def _reconstruct(self, patch, mode, out):
+        from _pyaprwrapper import reconstruction as r
+
+        if mode == "constant":
+            r.reconstruct_constant_lazy_inplace(self.it, self.tree_it, self.parts, self.tree_parts, patch, out)
+        elif mode == "smooth":
+            r.reconstruct_smooth_lazy_inplace(self.it, self.tree_it, self.parts, self.tree_parts, patch, out)
+        else:
+            r.reconstruct_level_lazy_inplace(self.it, self.tree_it, patch, out)
+
+    def close(self):
+        with self.lock:
+            for obj in (self.parts, self.tree_parts, self.access, self.tree_access, self.file):
+                obj.close()
+
+
+class _MemorySource(_Source):
+    """An in-memory :class:`AprImage`."""
+
+    def __init__(self, image: AprImage):
+        super().__init__()
+        self.image = image
+        self.ndim = image.ndim
+        self.spacing = image.spacing
+        self.dtype = image.dtype
+        self.tree = image.tree_parts
+        self.full = tuple(int(v) for v in image.apr.shape())
+
+    def _reconstruct(self, patch, mode, out):
+        from _pyaprwrapper import reconstruction as r
+
+        apr = self.image.apr
+        if mode == "constant":
+            r.reconstruct_constant_patch_inplace(apr, self.image.parts, self.tree, patch, out)
+        elif mode == "smooth":
+            r.reconstruct_smooth_patch_inplace(apr, self.image.parts, self.tree, patch, out)
+        else:
+            r.reconstruct_level_patch_inplace(apr, patch, out)
+
+    def close(self):
+        pass
+
+
+def _open_source(src) -> _Source:
+    if isinstance(src, AprImage):
+        return _MemorySource(src)
+    from .io import apr_header, read_apr
+
+    if apr_header(src)["tree_particles"] == 0:  # written without tree values: read it whole
+        return _MemorySource(read_apr(src))
+    return _FileSource(str(src))
+
+
+def _normalise_key(key, shape):
+    """numpy key -> per-axis (start, stop, step, is_int) over ``shape``."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1:]
+    if len(key) > len(shape):
+        raise IndexError(f"too many indices for an array of {len(shape)} dimensions")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    out = []
+    for k, n in zip(key, shape):
+        if isinstance(k, (Integral, np.integer)):
+            i = int(k) + n if k < 0 else int(k)
+            if not 0 <= i < n:
+                raise IndexError(f"index {int(k)} is out of bounds for an axis of size {n}")
+            out.append((i, i + 1, 1, True))
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            if step < 1:
+                raise IndexError("lazy APR arrays support only positive slice steps")
+            stop = max(stop, start)
+            out.append((start, stop, step, False))
+        else:
+            raise IndexError(f"lazy APR arrays support integers and slices, not {type(k).__name__}")
+    return out
+
+
+class LazyAprArray:
+    """Pixel view of one APR at one resolution, reconstructed on indexing.
+
+    Parameters
+    ----------
+    source : str, Path or AprImage
+        An ``.apr`` file (read lazily) or an in-memory image.
+    level_delta : int
+        0 = full resolution; ``-k`` = every axis downsampled by ``2**k``.
+    mode : {"constant", "smooth", "level"}
+        Reconstruction: piecewise constant, smooth, or the particle level of each pixel (uint8).
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(y, x)`` or ``(z, y, x)`` at this resolution.
+    """
+
+    def __init__(self, source, level_delta: int = 0, mode: str = "constant", _src: _Source | None = None):
+        if mode not in MODES:
+            raise InputError(f"unknown reconstruction mode {mode!r}; use one of {', '.join(MODES)}")
+        if level_delta > 0:
+            raise InputError("level_delta must be <= 0 (upsampling is not supported)")
+        self._src = _src or _open_source(source)
+        self.level_delta = int(level_delta)
+        self.mode = mode
+        f = 2.0 ** self.level_delta
+        self._full = tuple(int(math.ceil(d * f)) for d in self._src.full)  # (z, y, x)
+        self.spatial_ndim = self._src.ndim
+        self.shape = self._full[1:] if self.spatial_ndim == 2 else self._full
+        self.dtype = np.dtype(np.uint8) if mode == "level" else self._src.dtype
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape)))
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        return f"LazyAprArray(shape={self.shape}, dtype={self.dtype}, level_delta={self.level_delta}, mode={self.mode!r})"
+
+    def __getitem__(self, key) -> np.ndarray:
+        axes = _normalise_key(key, self.shape)
+        if self.spatial_ndim == 2:
+            axes = [(0, 1, 1, True)] + axes
+        if any(a[1] <= a[0] for a in axes):
+            shape = [len(range(*a[:3])) for a in axes if not a[3]]
+            return np.zeros(shape, self.dtype)
+        lo = [a[0] for a in axes]
+        hi = [a[1] for a in axes]
+        out = self._src.box(self.level_delta, lo, hi, self.mode)
+        out = out[tuple(0 if a[3] else slice(None, None, a[2]) for a in axes)]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+    def with_level(self, level_delta: int) -> "LazyAprArray":
+        """The same APR at another resolution (shares the opened file)."""
+        return LazyAprArray(None, level_delta, self.mode, _src=self._src)
+
+    def close(self) -> None:
+        """Release the file handles (for file-backed arrays)."""
+        self._src.close()
+
+
+def _n_levels(full_shape, min_size: int) -> int:
+    """Number of pyramid levels so that the coarsest largest axis stays >= ``min_size``."""
+    big = max(full_shape)
+    n = 1
+    while math.ceil(big / 2 ** n) >= min_size:
+        n += 1
+    return n
+
+
+def lazy_multiscale(source, mode: str = "constant", min_size: int = MIN_LEVEL_SIZE) -> list:
+    """Pyramid of :class:`LazyAprArray` levels (full resolution first) for napari multiscale layers.
+
+    Parameters
+    ----------
+    source : str, Path or AprImage
+        ``.apr`` file or in-memory image.
+    mode : {"constant", "smooth", "level"}
+        Reconstruction mode.
+    min_size : int
+        Stop when the largest axis of the next level would be below this many pixels.
+    """
+    base = LazyAprArray(source, 0, mode)
+    return [base] + [base.with_level(-k) for k in range(1, _n_levels(base.shape, min_size))]
+
+
+class LazyAprMovie:
+    """Pixel view ``(t, [z,] y, x)`` of one channel of an APR movie at one resolution.
+
+    Frames are opened when first indexed; at most ``cache`` frames stay open.
+
+    Parameters
+    ----------
+    frames : list of (str, Path or AprImage)
+        One ``.apr`` file (or in-memory image) per frame.
+    level_delta, mode
+        As for :class:`LazyAprArray`.
+    cache : int
+        Frames kept open.
+    """
+
+    def __init__(self, frames, level_delta: int = 0, mode: str = "constant", cache: int = 4,
+                 _shared: "OrderedDict | None" = None):
+        if not len(frames):
+            raise InputError("an APR movie needs at least one frame")
+        self.frames = list(frames)
+        self.level_delta = int(level_delta)
+        self.mode = mode
+        self.cache = cache
+        self._open = _shared if _shared is not None else OrderedDict()
+        self._lock = threading.Lock()
+        first = self._frame(0)
+        self.shape = (len(self.frames), *first.shape)
+        self.dtype = first.dtype
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape)))
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _frame(self, t: int) -> LazyAprArray:
+        with self._lock:
+            src = self._open.get(t)
+            if src is None:
+                src = _open_source(self.frames[t])
+                self._open[t] = src
+                while len(self._open) > self.cache:
+                    _, old = self._open.popitem(last=False)
+                    old.close()
+            else:
+                self._open.move_to_end(t)
+        return LazyAprArray(None, self.level_delta, self.mode, _src=src)
+
+    def __getitem__(self, key) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1:]
+        tkey, rest = (key[0], key[1:]) if key else (slice(None), ())
+        (t0, t1, step, is_int), = _normalise_key((tkey,), self.shape[:1])
+        if is_int:
+            return self._frame(t0)[rest]
+        planes = [self._frame(t)[rest] for t in range(t0, t1, step)]
+        if planes:
+            return np.stack(planes)
+        probe = np.zeros(self.shape[1:], dtype=np.uint8)[rest]
+        return np.zeros((0, *probe.shape), self.dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+    def with_level(self, level_delta: int) -> "LazyAprMovie":
+        """The same movie at another resolution (shares the opened frames)."""
+        return LazyAprMovie(self.frames, level_delta, self.mode, self.cache, _shared=self._open)
+
+    def close(self) -> None:
+        with self._lock:
+            for src in self._open.values():
+                src.close()
+            self._open.clear()
+
+
+def lazy_movie_multiscale(frames, mode: str = "constant", min_size: int = MIN_LEVEL_SIZE) -> list:
+    """Pyramid of :class:`LazyAprMovie` levels for one channel of a movie (see :func:`lazy_multiscale`)."""
+    base = LazyAprMovie(frames, 0, mode)
+    return [base] + [base.with_level(-k) for k in range(1, _n_levels(base.shape[1:], min_size))]
+
+
+def open_lazy(path, mode: str = "constant", min_size: int = MIN_LEVEL_SIZE) -> dict:
+    """Open an ``.apr`` file or ``.aprmovie`` folder as lazy multiscale pixel views.
+
+    Returns
+    -------
+    dict
+        ``levels``: list (one pyramid per channel) of lists of lazy arrays, full resolution
+        first, shapes ``(t, [z,] y, x)`` for movies and ``([z,] y, x)`` for images;
+        ``channel_names``; ``scale`` (physical size per axis, frame interval first for movies);
+        ``header``: the file's header (particle count, computational ratio...).
+    """
+    from .io import MOVIE_SUFFIX, apr_header, movie_header
+
+    p = Path(path)
+    if p.suffix.lower() == MOVIE_SUFFIX:
+        head = movie_header(p)
+        root = Path(head["path"])
+        n_ch = len(head["channel_names"])
+        pyramids = [lazy_movie_multiscale([root / fr[c] for fr in head["files"]], mode, min_size)
+                    for c in range(n_ch)]
+        scale = [float(head["frame_interval"]), *head["spacing"]]
+        return {"levels": pyramids, "channel_names": list(head["channel_names"]), "scale": scale,
+                "header": head}
+    head = apr_header(p)
+    return {"levels": [lazy_multiscale(p, mode, min_size)], "channel_names": [p.stem],
+            "scale": list(head["spacing"]), "header": head}
