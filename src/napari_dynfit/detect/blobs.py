@@ -1,0 +1,217 @@
+"""Scale-space blob detection with sub-pixel refinement, for particles in 2D/3D movies.
+
+Why our own rather than :func:`skimage.feature.blob_log` alone: ``blob_log`` returns integer
+positions (errors up to 0.5 px per axis), applies one isotropic sigma and has no noise-relative
+threshold. Here the scale-normalised Laplacian of Gaussian (LoG) is computed with scipy per scale
+(anisotropic voxels take per-axis sigmas), maxima are taken in (scale, space) with
+:func:`skimage.feature.peak_local_max`, the threshold defaults to a multiple of the robust noise
+level of the filter response (median absolute deviation), and each maximum is refined to sub-pixel
+precision with one Newton step on the quadratic model of the response (gradient and Hessian by
+central differences), followed by a Gaussian-weighted centroid of the background-subtracted image.
+Frames are processed in a thread pool (scipy's filters release the GIL).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from .._progress import progress_iter
+from ..errors import InputError
+
+AXES = ("z", "y", "x")
+
+
+def _pixel_sigmas(sigma: float, spacing: np.ndarray) -> np.ndarray:
+    """Per-axis sigma in pixels for a physical sigma ``sigma`` expressed in units of the finest axis."""
+    return sigma * spacing.min() / spacing
+
+
+def _check_image(image, what="image") -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim not in (2, 3):
+        raise InputError(f"{what} has {img.ndim} dimensions; expected 2D (y, x) or 3D (z, y, x): pass one frame")
+    if img.size == 0:
+        raise InputError(f"{what} is empty")
+    img = img.astype(np.float32, copy=False)
+    if not np.isfinite(img).all():
+        raise InputError(f"{what} contains NaN or infinite values: replace them (e.g. np.nan_to_num) first")
+    return img
+
+
+def _refine(resp: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Newton step on the quadratic model of ``resp`` around integer ``peaks`` (n, ndim)."""
+    nd = resp.ndim
+    pad = np.pad(resp, 1, mode="edge")
+    p = peaks + 1
+    def val(offset):
+        idx = tuple(p[:, a] + offset[a] for a in range(nd))
+        return pad[idx]
+    e = np.eye(nd, dtype=int)
+    f0 = val(np.zeros(nd, int))
+    g = np.empty((len(peaks), nd))
+    h = np.empty((len(peaks), nd, nd))
+    for a in range(nd):
+        fp, fm = val(e[a]), val(-e[a])
+        g[:, a] = 0.5 * (fp - fm)
+        h[:, a, a] = fp - 2 * f0 + fm
+        for b in range(a + 1, nd):
+            hab = 0.25 * (val(e[a] + e[b]) - val(e[a] - e[b]) - val(-e[a] + e[b]) + val(-e[a] - e[b]))
+            h[:, a, b] = h[:, b, a] = hab
+    off = np.zeros((len(peaks), nd))
+    det_ok = np.linalg.det(h) != 0
+    if det_ok.any():
+        off[det_ok] = -np.linalg.solve(h[det_ok], g[det_ok][..., None])[..., 0]
+    off[~np.isfinite(off).all(axis=1) | (np.abs(off) > 1).any(axis=1)] = 0.0
+    return peaks + np.clip(off, -0.5, 0.5)
+
+
+def _weighted_centroid(img: np.ndarray, pos: np.ndarray, sig: np.ndarray, background: float) -> np.ndarray:
+    """Gaussian-weighted centroid of ``img - background`` in a window of +-2 sigma around ``pos``."""
+    nd = img.ndim
+    half = np.maximum(np.ceil(2 * sig).astype(int), 1)
+    grids = np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij")
+    offs = np.stack([g.ravel() for g in grids], axis=1)  # (k, nd)
+    base = np.round(pos).astype(int)
+    idx = base[:, None, :] + offs[None]  # (n, k, nd)
+    shape = np.array(img.shape)
+    inside = ((idx >= 0) & (idx < shape)).all(axis=2)
+    idxc = np.clip(idx, 0, shape - 1)
+    vals = img[tuple(idxc[..., a] for a in range(nd))] - background
+    vals = np.where(inside, np.clip(vals, 0, None), 0.0)
+    d = idx - pos[:, None, :]
+    w = vals * np.exp(-0.5 * ((d / sig) ** 2).sum(axis=2))
+    sw = w.sum(axis=1)
+    cen = (w[..., None] * idx).sum(axis=1) / np.where(sw > 0, sw, 1)[:, None]
+    ok = (sw > 0) & (np.abs(cen - pos) < 1).all(axis=1)
+    return np.where(ok[:, None], cen, pos)
+
+
+def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] | None = None,
+                 num_sigma: int = 3, threshold: float | None = None, threshold_snr: float = 5.0,
+                 spacing=None, min_distance: int | None = None, exclude_border: bool = False) -> pd.DataFrame:
+    """Detect bright blobs in one 2D or 3D image with sub-pixel positions.
+
+    Parameters
+    ----------
+    image : array_like, shape (y, x) or (z, y, x)
+        One frame (a pixel stack or an APR reconstruction).
+    sigma : float
+        Expected blob sigma in pixels of the finest axis (a Gaussian spot of width ``sigma``); used when
+        ``sigma_range`` is None.
+    sigma_range : (float, float), optional
+        Search scales from ``sigma_range[0]`` to ``sigma_range[1]`` (``num_sigma`` scales, log-spaced).
+    num_sigma : int
+        Number of scales in ``sigma_range``.
+    threshold : float, optional
+        Absolute threshold on the scale-normalised LoG response (``-sigma^2 LoG``, image units).
+        Default: ``threshold_snr`` times the robust noise level of the response.
+    threshold_snr : float
+        Multiple of the response's noise level (1.4826 MAD about the median) used when ``threshold`` is None.
+    spacing : sequence of float, optional
+        Physical size of a pixel along ``(z,) y, x`` (anisotropic stacks): sigmas become per-axis.
+    min_distance : int, optional
+        Minimum distance between maxima in pixels (default ``max(1, round(sigma))``).
+    exclude_border : bool
+        Drop maxima within ``min_distance`` of the border.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[z,] y, x`` (pixels, sub-pixel), ``intensity`` (Gaussian-smoothed peak value above the
+        median background) and ``size`` (blob sigma in pixels of the finest axis), one row per blob.
+    """
+    from skimage.feature import peak_local_max
+
+    img = _check_image(image)
+    nd = img.ndim
+    sp = np.ones(nd) if spacing is None else np.asarray(spacing, float)[-nd:]
+    if sp.shape != (nd,) or (sp <= 0).any():
+        raise InputError(f"spacing must hold {nd} positive numbers (one per axis of the image), got {spacing}")
+    if sigma_range is None:
+        sigmas = np.array([float(sigma)])
+    else:
+        lo, hi = map(float, sigma_range)
+        if not 0 < lo <= hi:
+            raise InputError(f"sigma_range must be 0 < low <= high, got {sigma_range}")
+        sigmas = np.geomspace(lo, hi, max(int(num_sigma), 1)) if hi > lo else np.array([lo])
+    if (sigmas <= 0).any():
+        raise InputError(f"sigma must be positive, got {sigma}")
+    background = float(np.median(img))
+    resp = np.stack([-(s ** 2) * ndi.gaussian_laplace(img, _pixel_sigmas(s, sp)) for s in sigmas])
+    if threshold is None:
+        r = resp[len(sigmas) // 2]
+        med = np.median(r)
+        noise = 1.4826 * np.median(np.abs(r - med))
+        threshold = med + threshold_snr * max(noise, 1e-12)
+    md = max(1, int(round(sigmas.min()))) if min_distance is None else int(min_distance)
+    cols = list(AXES[-nd:])
+    if len(sigmas) == 1:
+        peaks = peak_local_max(resp[0], min_distance=md, threshold_abs=threshold, exclude_border=exclude_border)
+        scale_idx = np.zeros(len(peaks), int)
+    else:
+        fp = np.ones((3,) + (2 * md + 1,) * nd, bool)
+        mx = ndi.maximum_filter(resp, footprint=fp, mode="nearest")
+        pk = np.argwhere((resp == mx) & (resp > threshold))
+        if exclude_border and len(pk):
+            shape = np.array(img.shape)
+            keep = ((pk[:, 1:] >= md) & (pk[:, 1:] < shape - md)).all(axis=1)
+            pk = pk[keep]
+        scale_idx, peaks = pk[:, 0], pk[:, 1:]
+    if len(peaks) == 0:
+        return pd.DataFrame({**{c: np.zeros(0) for c in cols}, "intensity": np.zeros(0), "size": np.zeros(0)})
+    pos = np.empty((len(peaks), nd))
+    for k in np.unique(scale_idx):
+        sel = scale_idx == k
+        pos[sel] = _refine(resp[k], peaks[sel])
+        pos[sel] = _weighted_centroid(img, pos[sel], _pixel_sigmas(sigmas[k], sp), background)
+    smooth_vals = np.empty(len(peaks))
+    for k in np.unique(scale_idx):
+        sel = scale_idx == k
+        sm = ndi.gaussian_filter(img, _pixel_sigmas(sigmas[k], sp) * 0.5)
+        smooth_vals[sel] = sm[tuple(peaks[sel].T)] - background
+    out = pd.DataFrame(pos, columns=cols)
+    out["intensity"] = smooth_vals
+    out["size"] = sigmas[scale_idx]
+    return out
+
+
+def detect_movie(movie, *, n_workers: int = 2, **kwargs) -> pd.DataFrame:
+    """Detect blobs in every frame of a movie (see :func:`detect_blobs` for ``kwargs``).
+
+    Parameters
+    ----------
+    movie : array_like, shape (t, y, x) or (t, z, y, x)
+        Any object indexable by frame (numpy, dask, zarr, lazily reconstructed APR frames).
+    n_workers : int
+        Frames processed in parallel (threads).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The detections table: ``frame, [z,] y, x, intensity, size``; ``attrs["spacing"]`` is set when
+        ``spacing`` is given.
+    """
+    nd = getattr(movie, "ndim", None)
+    if nd is None:
+        movie = np.asarray(movie)
+        nd = movie.ndim
+    if nd not in (3, 4):
+        raise InputError(f"movie has {nd} dimensions; expected (t, y, x) or (t, z, y, x): pick one channel")
+    n = movie.shape[0]
+
+    def one(t):
+        df = detect_blobs(np.asarray(movie[t]), **kwargs)
+        df.insert(0, "frame", t)
+        return df
+
+    with ThreadPoolExecutor(max_workers=max(1, int(n_workers))) as pool:
+        parts = list(progress_iter(pool.map(one, range(n)), total=n, desc="detecting"))
+    out = pd.concat(parts, ignore_index=True)
+    out["frame"] = out["frame"].astype(np.int64)
+    if kwargs.get("spacing") is not None:
+        out.attrs["spacing"] = [float(s) for s in np.asarray(kwargs["spacing"], float)[-(nd - 1):]]
+    return out

@@ -1,0 +1,98 @@
+"""Cells from label images: per-frame centroids, sizes and the overlaps that the linker uses.
+
+A label movie (``(t, y, x)`` or ``(t, z, y, x)`` integers, 0 = background) comes from the APR
+segmentation, any napari Labels layer, or Cell Tracking Challenge masks. Centroids and areas come from
+:func:`scipy.ndimage` sums over labels (vectorised over all labels of a frame); overlaps between
+consecutive frames from one :func:`numpy.unique` over the paired label values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from .._progress import progress_iter
+from ..errors import InputError
+
+AXES = ("z", "y", "x")
+
+
+def check_labels(labels, *, what: str = "label movie") -> np.ndarray:
+    """Return ``labels`` as an integer array ``(t, [z,] y, x)`` or raise :class:`InputError`."""
+    lab = np.asarray(labels)
+    if lab.ndim not in (3, 4):
+        raise InputError(f"{what} has {lab.ndim} dimensions; expected (t, y, x) or (t, z, y, x)")
+    if lab.size == 0:
+        raise InputError(f"{what} is empty")
+    if not np.issubdtype(lab.dtype, np.integer):
+        if not np.all(np.isfinite(lab)) or np.any(lab != np.round(lab)):
+            raise InputError(f"{what} holds non-integer values: pass a label image (integers, 0 = background)")
+        lab = lab.astype(np.int64)
+    if (lab < 0).any():
+        raise InputError(f"{what} has negative labels: labels must be >= 0 (0 = background)")
+    return lab
+
+
+def label_table(labels, *, intensity=None, spacing=None) -> pd.DataFrame:
+    """Centroid, size (pixel count) and optional mean intensity of every label in every frame.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (t, y, x) or (t, z, y, x)
+        Label movie, 0 = background.
+    intensity : array_like, same shape, optional
+        Movie whose mean per label becomes the ``intensity`` column.
+    spacing : sequence of float, optional
+        Pixel size along ``(z,) y, x``, stored in ``attrs["spacing"]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frame, [z,] y, x, label, size[, intensity]``, coordinates in pixels.
+    """
+    lab = check_labels(labels)
+    nd = lab.ndim - 1
+    cols = list(AXES[-nd:])
+    parts = []
+    for t in progress_iter(range(lab.shape[0]), desc="measuring labels"):
+        fr = lab[t]
+        ids = np.unique(fr)
+        ids = ids[ids > 0]
+        if len(ids) == 0:
+            continue
+        size = ndi.sum_labels(np.ones_like(fr, dtype=np.float64), fr, ids)
+        cen = np.array(ndi.center_of_mass(np.ones_like(fr, dtype=np.float64), fr, ids)).reshape(len(ids), nd)
+        df = pd.DataFrame(cen, columns=cols)
+        df.insert(0, "frame", t)
+        df["label"] = ids.astype(np.int64)
+        df["size"] = size
+        if intensity is not None:
+            df["intensity"] = ndi.mean(np.asarray(intensity[t], float), fr, ids)
+        parts.append(df)
+    if not parts:
+        raise InputError("label movie has no labels (all zero): segment the movie first")
+    out = pd.concat(parts, ignore_index=True)
+    if spacing is not None:
+        out.attrs["spacing"] = [float(s) for s in np.asarray(spacing, float)[-nd:]]
+    return out
+
+
+def label_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel overlaps between the labels of two frames.
+
+    Returns
+    -------
+    la, lb, count : ndarray
+        For every pair of labels (``la`` in ``a``, ``lb`` in ``b``, both > 0) sharing pixels, the number of
+        shared pixels.
+    """
+    m = (a > 0) & (b > 0)
+    if not m.any():
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    pa = a[m].astype(np.int64)
+    pb = b[m].astype(np.int64)
+    key = pa * (int(pb.max()) + 1) + pb
+    u, cnt = np.unique(key, return_counts=True)
+    return u // (int(pb.max()) + 1), u % (int(pb.max()) + 1), cnt
