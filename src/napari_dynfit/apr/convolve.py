@@ -1,0 +1,292 @@
+"""APR-native convolution of particle values with 2D/3D stencils (CPU kernel, numba, parallel).
+
+Method (Jonsson et al., "Parallel discrete convolutions on adaptive particle representations of
+images", arXiv:2112.03592; same conventions as ``pyapr.filter.convolve``, which is our oracle):
+
+* Each particle of level ``L`` is filtered on the *level-L grid*: the stencil reads, for every
+  neighbour cell of that grid, the particle at level ``L`` if there is one, else the tree node at
+  ``L`` (the mean of the finer particles it covers), else the coarser particle that covers the cell.
+* *Restricted stencils*: a particle ``d = level_max - L`` levels below the finest level uses the
+  stencil downsampled by ``2**d`` (area-weighted, size ``max(2*ceil(h / 2**d) + 1, 3)`` per axis),
+  so the result approximates the stencil applied to the pixel image. As in LibAPR, level_min uses
+  the stencil of level_min + 1, and every stencil is normalised to sum 1 when ``normalize=True``.
+* Reflective boundary (``a b c | b a`` mirror, no repeated edge) on each level grid, or zeros.
+
+The CPU kernel builds, for each ``(z, y)`` row of particles at level ``L``, the ``kz * ky`` rows of
+the level-L neighbourhood in a small rolling buffer (``kz x ky x (nx_L + 2 hx)``), one row at a time
+from the row-indexed particle and tree arrays of :class:`~napari_dynfit.apr.grid.AprGrid`, and then
+applies the stencil to the particles of the centre row. Unlike LibAPR's pencil method, rows that no
+output particle needs are never built, which is where the speed-up over pyapr comes from. Work is
+split over ``(z, y-block)`` tasks with ``numba.prange``.
+
+This kernel is our own code because it is the product (see ``docs/apr_filters.md``); the GPU back
+end is :mod:`napari_dynfit.apr.convolve_gpu`. Both take the same arguments through :func:`convolve`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ..errors import InputError
+from .grid import AprGrid
+
+__all__ = ["convolve", "correlate", "level_stencils", "downsample_stencil", "resolve_device"]
+
+MAX_STENCIL = 7
+
+
+# ------------------------------------------------------------------------------- stencils
+def _check_stencil(stencil, grid: AprGrid) -> np.ndarray:
+    s = np.asarray(stencil, dtype=np.float64)
+    if s.ndim not in (2, 3):
+        raise InputError(f"stencil must be 2D (ky, kx) or 3D (kz, ky, kx), got shape {s.shape}")
+    if s.ndim == 2:
+        s = s[None]
+    if any(n % 2 == 0 for n in s.shape) or max(s.shape) > MAX_STENCIL:
+        raise InputError(f"stencil sizes must be odd and at most {MAX_STENCIL}, got {s.shape}; "
+                         "crop or pad the stencil to an odd size")
+    if grid.ndim == 2 and s.shape[0] > 1:
+        raise InputError(f"a 3D stencil {s.shape} cannot filter a 2D APR; pass a 2D (ky, kx) stencil")
+    if not np.all(np.isfinite(s)):
+        raise InputError("stencil contains NaN or infinite values; fix the stencil")
+    return s
+
+
+def _overlap(n: int, step: int) -> np.ndarray:
+    """``(n_ds, n)`` overlap (in fine cells) of input taps with downsampled taps along one axis."""
+    if n == 1:
+        return np.ones((1, 1))
+    n_ds = max(2 * (((n - 1) // 2 + step - 1) // step) + 1, 3)
+    off = (n_ds // 2) * step - n // 2
+    d = np.arange(n_ds)[:, None] * step
+    i = off + np.arange(n)[None, :]
+    return np.maximum(np.minimum(d + step, i + step) - np.maximum(d, i), 0).astype(np.float64)
+
+
+def downsample_stencil(stencil: np.ndarray, level_delta: int, normalize: bool) -> np.ndarray:
+    """Restrict a 3D stencil to a grid ``2**level_delta`` times coarser (LibAPR's area weighting).
+
+    Parameters
+    ----------
+    stencil : ndarray, shape (kz, ky, kx)
+    level_delta : int
+        Number of levels below the finest level (0 returns the stencil, normalised if asked).
+    normalize : bool
+        Scale the result to sum 1.
+    """
+    s = np.asarray(stencil, dtype=np.float64)
+    if level_delta > 0:
+        step = 2 ** level_delta
+        ndim = sum(n > 1 for n in s.shape)
+        mz, my, mx = (_overlap(n, step) for n in s.shape)
+        s = np.einsum("ai,bj,ck,ijk->abc", mz, my, mx, s) / step ** ndim
+    if normalize:
+        total = s.sum()
+        if abs(total) < 1e-12 * max(np.abs(s).sum(), 1e-300):
+            raise InputError("normalize=True needs a stencil whose sum is not zero (LoG, gradients...); "
+                             "pass normalize=False")
+        s = s / total
+    return s
+
+
+def level_stencils(stencil, grid: AprGrid, *, restrict: bool = True, normalize: bool = True,
+                   flip: bool = True) -> list[np.ndarray]:
+    """The float32 stencil used at each level, as ``pyapr.filter.convolve`` builds them.
+
+    Returns
+    -------
+    list of ndarray
+        Entry ``L`` (for ``L`` in ``level_min .. level_max``; lower entries are None) is the
+        ``(kz, ky, kx)`` correlation stencil of level ``L`` (flipped first when ``flip``: convolution).
+    """
+    s = _check_stencil(stencil, grid)
+    if flip:
+        s = s[::-1, ::-1, ::-1]
+    n = max(grid.level_max - grid.level_min, 1) if restrict else 1
+    bank = [downsample_stencil(s, d, normalize).astype(np.float32) for d in range(n)]
+    out: list = [None] * (grid.level_max + 1)
+    for level in range(grid.level_min, grid.level_max + 1):
+        out[level] = np.ascontiguousarray(bank[min(n - 1, grid.level_max - level)])
+    return out
+
+
+# ------------------------------------------------------------------------------- kernel
+@numba.njit(cache=True, inline="always")
+def _mirror(i, n, reflect):
+    if 0 <= i < n:
+        return i
+    if not reflect:
+        return -1
+    if i < 0:
+        i = -i
+    if i >= n:
+        i = 2 * (n - 1) - i
+    return min(max(i, 0), n - 1)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _fill_row(row, hx, level, lmin, lmax, zs, ys, shapes, offsets, px, vals, row_start,
+              t_offsets, tx, tvals, t_row_start, reflect):
+    """Fill ``row[hx:hx+nx]`` with the level-``level`` view of row ``(zs, ys)``, then pad in x."""
+    nx = shapes[level, 2]
+    if zs < 0 or ys < 0:
+        row[:] = 0.0
+        return
+    r = row_start[level] + zs * shapes[level, 1] + ys
+    for i in range(offsets[r], offsets[r + 1]):
+        row[hx + px[i]] = vals[i]
+    if level < lmax:
+        r = t_row_start[level] + zs * shapes[level, 1] + ys
+        for j in range(t_offsets[r], t_offsets[r + 1]):
+            row[hx + tx[j]] = tvals[j]
+    for d in range(1, level - lmin + 1):
+        lv = level - d
+        r = row_start[lv] + (zs >> d) * shapes[lv, 1] + (ys >> d)
+        step = 1 << d
+        for i in range(offsets[r], offsets[r + 1]):
+            x0 = px[i] << d
+            x1 = min(x0 + step, nx)
+            v = vals[i]
+            for xx in range(x0, x1):
+                row[hx + xx] = v
+    for i in range(hx):
+        lo = _mirror(-1 - i, nx, reflect)
+        hi = _mirror(nx + i, nx, reflect)
+        row[hx - 1 - i] = row[hx + lo] if lo >= 0 else 0.0
+        row[hx + nx + i] = row[hx + hi] if hi >= 0 else 0.0
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _convolve_level(level, lmin, lmax, shapes, offsets, px, vals, row_start,
+                    t_offsets, tx, tvals, t_row_start, st, reflect, ychunk, out):
+    nz, ny, nx = shapes[level, 0], shapes[level, 1], shapes[level, 2]
+    kz, ky, kx = st.shape
+    hz, hy, hx = kz // 2, ky // 2, kx // 2
+    width = nx + 2 * hx
+    n_chunks = (ny + ychunk - 1) // ychunk
+    base = row_start[level]
+    for task in numba.prange(nz * n_chunks):
+        z = task // n_chunks
+        y0 = (task % n_chunks) * ychunk
+        y1 = min(y0 + ychunk, ny)
+        r0 = base + z * ny
+        if offsets[r0 + y0] == offsets[r0 + y1]:
+            continue
+        buf = np.zeros((kz, ky, width), dtype=np.float32)
+        filled = y0 - hy - 1
+        for y in range(y0, y1):
+            a = offsets[r0 + y]
+            b = offsets[r0 + y + 1]
+            if a == b:
+                continue
+            for yy in range(max(filled + 1, y - hy), y + hy + 1):
+                slot = (yy + hy) % ky
+                ys = _mirror(yy, ny, reflect)
+                for dz in range(kz):
+                    zs = _mirror(z - hz + dz, nz, reflect)
+                    _fill_row(buf[dz, slot], hx, level, lmin, lmax, zs, ys, shapes, offsets, px, vals,
+                              row_start, t_offsets, tx, tvals, t_row_start, reflect)
+            filled = y + hy
+            for p in range(a, b):
+                xp = px[p]
+                acc = np.float32(0.0)
+                for dz in range(kz):
+                    for dy in range(ky):
+                        rowbuf = buf[dz, (y + dy) % ky]
+                        for dx in range(kx):
+                            acc += st[dz, dy, dx] * rowbuf[xp + dx]
+                out[p] = acc
+
+
+def _as_kernel_arrays(grid: AprGrid):
+    return dict(shapes=grid.level_shapes, offsets=grid.offsets, px=grid.x.astype(np.int32),
+                row_start=grid.level_row_start, t_offsets=grid.tree_offsets,
+                tx=grid.tree_x.astype(np.int32), t_row_start=grid.tree_level_row_start)
+
+
+def _convolve_cpu(grid: AprGrid, values: np.ndarray, stencils: list, reflect: bool,
+                  tree_values: np.ndarray | None = None) -> np.ndarray:
+    vals = np.ascontiguousarray(values, dtype=np.float32)
+    tvals = grid.tree_mean(vals) if tree_values is None else np.asarray(tree_values, dtype=np.float32)
+    arr = _as_kernel_arrays(grid)
+    out = np.empty(grid.n_particles, dtype=np.float32)
+    threads = numba.get_num_threads()
+    for level in range(grid.level_max, grid.level_min - 1, -1):
+        nz, ny, _ = grid.level_shapes[level]
+        n_chunks = min(ny, max(1, math.ceil(8 * threads / nz)))
+        ychunk = max(1, math.ceil(ny / n_chunks))
+        _convolve_level(level, grid.level_min, grid.level_max, arr["shapes"], arr["offsets"], arr["px"],
+                        vals, arr["row_start"], arr["t_offsets"], arr["tx"], tvals, arr["t_row_start"],
+                        stencils[level], reflect, ychunk, out)
+    return out
+
+
+# ------------------------------------------------------------------------------- public API
+def resolve_device(device: str) -> str:
+    """Map ``"cpu" | "cuda" | "auto"`` to the back end that runs: ``"cpu"`` or ``"cuda"``."""
+    if device not in ("cpu", "cuda", "auto"):
+        raise InputError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if device == "cuda" and not has_cuda:
+        raise InputError("device='cuda' needs PyTorch with a visible CUDA GPU; use device='cpu' or 'auto'")
+    return "cuda" if has_cuda else "cpu"
+
+
+def correlate(grid: AprGrid, values, stencil, *, device: str = "cpu", restrict: bool = True,
+              normalize: bool = True, reflect: bool = True, tree_values=None) -> np.ndarray:
+    """Cross-correlate particle values with a stencil (:func:`convolve` without flipping the stencil)."""
+    return _apply(grid, values, stencil, device, restrict, normalize, reflect, tree_values, flip=False)
+
+
+def convolve(grid: AprGrid, values, stencil, *, device: str = "cpu", restrict: bool = True,
+             normalize: bool = True, reflect: bool = True, tree_values=None) -> np.ndarray:
+    """Convolve APR particle values with a 2D or 3D stencil, natively on the particles.
+
+    Parameters
+    ----------
+    grid : AprGrid
+        Access structure of the APR.
+    values : ndarray, shape (n_particles,)
+        Particle values (any real dtype; computed in float32).
+    stencil : ndarray, shape (ky, kx) or (kz, ky, kx)
+        Odd-sized stencil (at most 7 per axis) in the image's ``(z, y, x)`` axis order.
+    device : {"cpu", "cuda", "auto"}
+        ``"cpu"``: numba kernel; ``"cuda"``: the GPU kernel of :mod:`.convolve_gpu`; ``"auto"``: CUDA
+        when a GPU is visible.
+    restrict : bool
+        Use restricted (downsampled) stencils on coarser levels (pyapr's ``restrict_stencil``).
+    normalize : bool
+        Normalise each level's stencil to sum 1 (pyapr's default; pass False for zero-sum stencils).
+    reflect : bool
+        Reflective boundary (default) or zero padding.
+    tree_values : ndarray, shape (n_tree,), optional
+        Precomputed :meth:`AprGrid.tree_mean` of ``values``.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_particles,)
+        Filtered particle values (equals ``pyapr.filter.convolve`` with the same options).
+    """
+    return _apply(grid, values, stencil, device, restrict, normalize, reflect, tree_values, flip=True)
+
+
+def _apply(grid, values, stencil, device, restrict, normalize, reflect, tree_values, flip):
+    if not isinstance(grid, AprGrid):
+        raise InputError(f"grid must be an AprGrid, got {type(grid).__name__}; build it with AprGrid.from_file")
+    values = grid.check_values(values)
+    stencils = level_stencils(stencil, grid, restrict=restrict, normalize=normalize, flip=flip)
+    if resolve_device(device) == "cuda":
+        from .convolve_gpu import convolve_torch
+
+        return convolve_torch(grid, values, stencils, reflect=reflect, device="cuda", tree_values=tree_values)
+    return _convolve_cpu(grid, values, stencils, reflect, tree_values)
