@@ -1,0 +1,50 @@
+"""``dynfit well-info`` (what a Well file holds) and ``dynfit well-example`` (write an ``active_matter``-layout file)."""
+
+from __future__ import annotations
+
+import json
+
+
+def _info(args) -> int:
+    from ..io.well import well_info
+
+    info = well_info(args.file)
+    if args.json:
+        d = {k: v for k, v in vars(info).items() if k != "path"}
+        d["path"] = str(info.path)
+        print(json.dumps(d, indent=2))
+    else:
+        print(info.to_text())
+    return 0
+
+
+def _example(args) -> int:
+    from ..io.well_example import write_active_matter_example
+
+    path = write_active_matter_example(args.output, n_trajectories=args.trajectories, seed=args.seed,
+                                       size=args.size, n_steps=args.steps, dt=args.dt,
+                                       diffusivity=args.diffusivity, growth=args.growth)
+    print(path)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("well-info", help="describe a The Well HDF5 file (fields, grid, boundaries)",
+                       description="Print the metadata of a The Well HDF5 file: fields by tensor order, grid, "
+                                   "time steps, trajectories, boundary conditions and parameters.")
+    p.add_argument("file", help="The Well .hdf5/.h5 file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("well-example", help="write a synthetic file in The Well's active_matter layout",
+                       description="Write an active_matter-layout Well file (concentration, velocity, D, E on a "
+                                   "periodic grid) whose concentration obeys c_t = Dc lap(c) + r c - r c^2.")
+    p.add_argument("-o", "--output", required=True, help="output .hdf5 file")
+    p.add_argument("--size", type=int, default=256, help="grid points per side (default 256)")
+    p.add_argument("--steps", type=int, default=41, help="stored frames (default 41)")
+    p.add_argument("--dt", type=float, default=0.05, help="time between frames (default 0.05)")
+    p.add_argument("--trajectories", type=int, default=1, help="number of trajectories (default 1)")
+    p.add_argument("--diffusivity", type=float, default=0.1, help="Dc of the concentration law (default 0.1)")
+    p.add_argument("--growth", type=float, default=1.0, help="r of the concentration law (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_example)

@@ -1,0 +1,11 @@
+"""File formats beyond our own stores: The Well HDF5 files and PDE-FIND ``.mat`` files.
+
+:func:`load_fields` opens any supported fields file (``.hdf5``/``.h5`` The Well, ``.zarr``/``.npz``
+field bundles, ``.mat`` PDE-FIND) as a :class:`~napari_dynfit.fields.FieldBundle`.
+"""
+
+from .well import is_well_file, load_fields, read_pdefind_mat, read_well, well_info, write_well_file
+from .well_example import active_matter_example, write_active_matter_example
+
+__all__ = ["active_matter_example", "is_well_file", "load_fields", "read_pdefind_mat", "read_well",
+           "well_info", "write_active_matter_example", "write_well_file"]
