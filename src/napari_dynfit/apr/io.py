@@ -263,3 +263,146 @@ def apr_info(path) -> dict:
     if p.suffix.lower() == MOVIE_SUFFIX:
         return movie_header(p)
     return apr_header(p)
+
+
+# ----------------------------------------------------------------------------------------------
+# pixel images (the inputs of the conversion)
+
+PIXEL_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
+
+
+def read_pixels(path, axes: str | None = None) -> dict:
+    """Open a TIFF, OME-Zarr or ``.npy`` pixel image with its axes and physical scale.
+
+    OME-Zarr arrays stay lazy (a Dask array of the full-resolution level); TIFF and ``.npy`` are
+    read into memory.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.tif``/``.tiff``, ``.zarr`` (OME-NGFF image group) or ``.npy``.
+    axes : str, optional
+        Override the axes found in the file (letters among ``tczyx``, e.g. ``"tyx"``).
+
+    Returns
+    -------
+    dict
+        ``data`` (array ``(t, [c,] [z,] y, x)`` in the file's order of these axes), ``axes``
+        (letters among ``tczyx``, e.g. ``"tyx"``), ``scale`` (one physical size per axis) and
+        ``name``.
+    """
+    p = check_input_file(path, suffixes=PIXEL_SUFFIXES, what="image")
+    name = p.name.split(".")[0]
+    if p.suffix.lower() == ".zarr":
+        out = _read_ome_zarr(p, name)
+        if axes:
+            _check_axes(axes.lower(), out["data"].ndim, p)
+            out["axes"] = axes.lower()
+        return out
+    if p.suffix.lower() == ".npy":
+        try:
+            data = np.load(p, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read '{p}' as a numpy array ({exc})") from exc
+        axes = (axes or {2: "yx", 3: "zyx"}.get(data.ndim, "?" * data.ndim)).lower()
+        _check_axes(axes, data.ndim, p)
+        return {"data": data, "axes": axes, "scale": [1.0] * data.ndim, "name": name}
+    return _read_tiff(p, name, axes)
+
+
+def _guess_axes(axes: str, ndim: int) -> str:
+    """TIFF axes with unknown letters (tifffile's Q/I for plain page stacks) named ``z`` / ``tz``."""
+    axes = axes.lower()
+    known = "".join(a for a in axes if a in "tczyx")
+    if len(known) == ndim:
+        return known
+    if axes.endswith("yx") and all(a not in "tczyx" for a in axes[:-2]):
+        return {2: "yx", 3: "zyx", 4: "tzyx"}.get(ndim, axes)
+    return axes
+
+
+def _read_tiff(p: Path, name: str, axes: str | None) -> dict:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tf:
+            series = tf.series[0]
+            data = series.asarray()
+            ij = tf.imagej_metadata or {}
+            page = tf.pages[0]
+            res = None
+            if "XResolution" in page.tags and "YResolution" in page.tags:
+                xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
+                res = (yr[1] / yr[0] if yr[0] else 1.0, xr[1] / xr[0] if xr[0] else 1.0)
+            found = _guess_axes(series.axes, data.ndim)
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
+    axes = (axes or found).lower()
+    _check_axes(axes, data.ndim, p)
+    scale = [1.0] * data.ndim
+    if res is not None and ij.get("unit") not in (None, "", "pixel"):
+        scale[axes.index("y")], scale[axes.index("x")] = float(res[0]), float(res[1])
+    if "z" in axes and "spacing" in ij:
+        scale[axes.index("z")] = float(ij["spacing"])
+    if "t" in axes and ij.get("finterval"):
+        scale[axes.index("t")] = float(ij["finterval"])
+    return {"data": data, "axes": axes, "scale": scale, "name": name}
+
+
+def _check_axes(axes: str, ndim: int, p) -> None:
+    if set(axes) - set("tczyx") or len(axes) != ndim or len(set(axes)) != ndim or not axes.endswith("yx"):
+        raise InputError(f"'{p}' has axes '{axes}' for {ndim} dimensions; expected distinct letters among "
+                         "t, c, z, y, x ending in yx (pass axes=..., e.g. 'tyx' or --axes tyx)")
+
+
+def _read_ome_zarr(p: Path, name: str) -> dict:
+    import dask.array as da
+    import zarr
+
+    try:
+        grp = zarr.open_group(str(p), mode="r")
+        attrs = dict(grp.attrs)
+        ms = (attrs.get("ome") or attrs).get("multiscales")
+        if not ms:
+            raise InputError(f"'{p}' is a Zarr group without OME-NGFF 'multiscales' metadata; "
+                             "write it as OME-Zarr (e.g. with ome-zarr-py) or save a TIFF")
+        first = ms[0]
+        ds0 = first["datasets"][0]
+        arr = grp[ds0["path"]]
+        axes = "".join(a["name"] if isinstance(a, dict) else a for a in first.get("axes", "tczyx"[-arr.ndim:]))
+        scale = [1.0] * arr.ndim
+        for tr in ds0.get("coordinateTransformations", []):
+            if tr.get("type") == "scale":
+                scale = [float(s) for s in tr["scale"]]
+        data = da.from_zarr(arr)
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise InputError(f"cannot read OME-Zarr '{p}' ({exc}); check the path points at the image group") from exc
+    axes = axes.lower()
+    _check_axes(axes, data.ndim, p)
+    return {"data": data, "axes": axes, "scale": scale, "name": name}
+
+
+def pixels_to_apr(pixels: dict, **params):
+    """Convert what :func:`read_pixels` returned: an :class:`AprImage`, or an :class:`AprMovie` when it has a ``t`` axis.
+
+    ``params`` are :func:`~napari_dynfit.apr.to_apr`'s conversion parameters (``rel_error``...).
+    """
+    from .convert import to_apr
+
+    data, axes, scale = pixels["data"], pixels["axes"], pixels["scale"]
+    order = [axes.index(a) for a in "tczyx" if a in axes]
+    data = data.transpose(order) if order != list(range(len(order))) else data
+    axes = "".join(axes[i] for i in order)
+    scale = [scale[i] for i in order]
+    spatial = [s for a, s in zip(axes, scale) if a in "zyx"]
+    if "t" in axes:
+        return to_apr(data, movie=True, channel_axis=1 if "c" in axes else None, spacing=spatial,
+                      frame_interval=scale[0], **params)
+    if "c" in axes:
+        if data.shape[0] != 1:
+            raise InputError(f"image has {data.shape[0]} channels and no time axis; convert one channel "
+                             "at a time (or add a time axis of length 1)")
+        data = data[0]
+    return to_apr(np.asarray(data), spacing=spatial, **params)

@@ -1,0 +1,153 @@
+"""``dynfit convert``, ``dynfit info`` and ``dynfit reconstruct``: the APR from the shell.
+
+Also the ``dynfit demo`` stage "APR conversion" (order 20), which converts the simulated movie.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _conversion_params(args) -> dict:
+    return {"rel_error": args.rel_error, "intensity_threshold": args.intensity_threshold,
+            "gradient_smoothing": args.gradient_smoothing, "auto_parameters": not args.manual,
+            "gradient_threshold": args.grad_th, "sigma_threshold": args.sigma_th}
+
+
+def _convert(args) -> int:
+    from ..apr import AprImage, read_apr, write_apr, write_apr_movie
+    from ..apr.io import APR_SUFFIX, pixels_to_apr, read_pixels
+
+    src = Path(args.input)
+    if src.suffix.lower() == APR_SUFFIX:  # re-write (adds tree particles and our metadata)
+        result = read_apr(src)
+    else:
+        pixels = read_pixels(src, axes=args.axes)
+        if args.spacing:
+            spatial = [i for i, a in enumerate(pixels["axes"]) if a in "zyx"]
+            if len(args.spacing) != len(spatial):
+                from ..errors import InputError
+
+                raise InputError(f"--spacing needs {len(spatial)} values (one per axis of "
+                                 f"'{''.join(pixels['axes'][i] for i in spatial)}')")
+            for i, s in zip(spatial, args.spacing):
+                pixels["scale"][i] = s
+        if args.frame_interval and "t" in pixels["axes"]:
+            pixels["scale"][pixels["axes"].index("t")] = args.frame_interval
+        result = pixels_to_apr(pixels, **_conversion_params(args))
+    if isinstance(result, AprImage):
+        out = write_apr(result, args.output)
+    else:
+        out = write_apr_movie(result, Path(args.output).with_suffix(""))
+    stats = result.stats()
+    stats["output"] = str(out)
+    print(json.dumps(stats))
+    return 0
+
+
+def _info(args) -> int:
+    from ..apr import apr_info
+
+    print(json.dumps(apr_info(args.file), indent=2))
+    return 0
+
+
+def _reconstruct(args) -> int:
+    import numpy as np
+    import tifffile
+
+    from .._io import atomic_path
+    from .._progress import progress_iter
+    from ..apr import open_lazy
+
+    opened = open_lazy(args.input, mode=args.mode)
+    arr = opened["levels"][0][0]  # full resolution, first channel
+    planes = int(np.prod(arr.shape[:-2]))
+    lead = arr.shape[:-2]
+    is_movie = "n_frames" in opened["header"]
+    axes = ("T" if is_movie else "") + ("Z" if arr.ndim - is_movie == 3 else "") + "YX"
+
+    def pages():
+        for i in progress_iter(range(planes), desc="reconstructing"):
+            yield arr[np.unravel_index(i, lead)] if lead else arr[...]
+
+    with atomic_path(args.output) as tmp:
+        tifffile.imwrite(tmp, data=pages(), shape=arr.shape, dtype=arr.dtype,
+                         imagej=arr.dtype != np.float64, metadata={"axes": axes})
+    print(args.output)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="convert a TIFF / OME-Zarr / .npy image or movie to APR",
+                       description="Convert an image (y, x) / (z, y, x) to an .apr file, or a movie "
+                                   "(t, [c,] [z,] y, x) to an .aprmovie folder (frames in parallel). "
+                                   "Prints the particle count and computational ratio as JSON.")
+    p.add_argument("input", help="image: .tif/.tiff, OME-Zarr .zarr, .npy, or an .apr to re-write")
+    p.add_argument("-o", "--output", required=True, help="output .apr (movies: .aprmovie folder)")
+    p.add_argument("--rel-error", type=float, default=0.1, help="relative error bound E (default 0.1)")
+    p.add_argument("--intensity-threshold", type=float, default=0.0,
+                   help="intensity below which the image is background (default 0)")
+    p.add_argument("--gradient-smoothing", type=float, default=3.0, help="gradient smoothing lambda (default 3)")
+    p.add_argument("--manual", action="store_true", help="use --grad-th and --sigma-th instead of automatic ones")
+    p.add_argument("--grad-th", type=float, default=None, help="gradient threshold (with --manual)")
+    p.add_argument("--sigma-th", type=float, default=None, help="local intensity scale threshold (with --manual)")
+    p.add_argument("--spacing", type=float, nargs="+", help="pixel size per spatial axis, e.g. --spacing 2 0.5 0.5")
+    p.add_argument("--frame-interval", type=float, default=None, help="time between frames (movies)")
+    p.add_argument("--axes", default=None, help="axes of the input if the file does not say, e.g. tyx or zyx")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("info", help="print an .apr file's or .aprmovie folder's header as JSON",
+                       description="Print shape, particle count, computational ratio, levels, spacing "
+                                   "and memory saved of an .apr file or .aprmovie folder (reads no particles).")
+    p.add_argument("file", help=".apr file or .aprmovie folder")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("reconstruct", help="reconstruct an .apr / .aprmovie to a TIFF, plane by plane",
+                       description="Reconstruct the pixel image of an .apr file or .aprmovie folder (first "
+                                   "channel) into a TIFF, one plane at a time (the full image is never in memory).")
+    p.add_argument("input", help=".apr file or .aprmovie folder")
+    p.add_argument("-o", "--output", required=True, help="output .tif")
+    p.add_argument("--mode", choices=("constant", "smooth", "level"), default="constant",
+                   help="piecewise constant (default), smooth, or the particle level map")
+    p.set_defaults(func=_reconstruct)
+
+
+def _demo_stage(ctx) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..apr import open_lazy, to_apr, write_apr_movie
+
+    movie = ctx.artefacts.get("movie")
+    if movie is None:
+        ctx.report.add_text("No simulated movie in this run (the simulation stage did not produce one): "
+                            "APR conversion skipped.")
+        return
+    meta = ctx.artefact_meta.get("movie", {})
+    scale = list(meta.get("scale", [1.0] * np.ndim(movie)))
+    apr_movie = to_apr(np.asarray(movie), movie=True, frame_interval=float(scale[0]), spacing=scale[1:],
+                       rel_error=0.1)
+    path = write_apr_movie(apr_movie, ctx.out_dir / "movie_apr.aprmovie")
+    stats = apr_movie.stats()
+    ctx.artefacts["apr"] = {"path": path.name, **{k: stats[k] for k in
+                                                  ("particles", "computational_ratio", "memory_saved")}}
+    ctx.report.add_text(f"The movie {tuple(np.shape(movie))} was converted frame by frame to the APR "
+                        f"(rel_error 0.1) and written to {path.name}: {stats['particles']} particles, "
+                        f"computational ratio {stats['computational_ratio']:.1f}, "
+                        f"{100 * stats['memory_saved']:.0f} % less memory than the pixels.")
+    ctx.report.add_table({k: stats[k] for k in ("shape", "particles", "computational_ratio", "memory_saved")})
+    lazy = open_lazy(path)["levels"][0][0]
+    lev = open_lazy(path, mode="level")["levels"][0][0]
+    fig, ax = plt.subplots(1, 3, figsize=(12, 4))
+    first = np.asarray(movie[0])
+    for a, img, title in zip(ax, (first, lazy[0], lev[0]),
+                             ("frame 0 (pixels)", "APR reconstruction (lazy, from file)", "particle level")):
+        a.imshow(img if img.ndim == 2 else img.max(0), cmap="magma" if title != "particle level" else "viridis")
+        a.set_title(title)
+        a.axis("off")
+    ctx.report.add_figure(fig, "First frame, its APR reconstruction and the particle levels")
+
+
+DEMO_STAGE = (20, "APR conversion", _demo_stage)
