@@ -474,10 +474,11 @@ def evaluate_terms(bundle, names, *, method: str = "finite", reference: dict | N
         Fields on a ``(t, *space)`` grid; derivatives use its physical coordinates and periodicity.
     names : iterable of str
         Term names (grammar in the module docstring), including time derivatives such as ``"u_t"``.
-    method : {"finite", "spectral"}
+    method : {"finite", "spectral", "decoupled"}
         ``"finite"``: local polynomial (Savitzky-Golay) derivatives, exact central differences with
         the default ``window``; ``"spectral"``: Fourier derivatives along periodic spatial axes
-        (finite differences along time and non-periodic axes).
+        (finite differences along time and non-periodic axes); ``"decoupled"``: centre-free
+        stencils (no noise bias in products, see :mod:`napari_dynfit.fields.derivatives`).
     reference : dict, optional
         Reference values of ``dev(...)`` arguments by canonical name, e.g. ``{"rho": 0.5}``
         (a model JSON stores them under ``"reference"``). Default: the mean over the bundle.

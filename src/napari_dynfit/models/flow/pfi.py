@@ -1,0 +1,390 @@
+"""Probability flow inference (PFI) from snapshots, balanced or with growth (unbalanced PFI).
+
+Model: each individual follows ``dX = f(X) dt + sqrt(2 D) dW`` and, with growth, divides/dies at a net rate
+``g(X)``. The population density ``p_t`` then obeys ``dp/dt = -div(p f) + div(D grad p) + g p``, which is
+transport of ``p`` by the *probability-flow velocity*
+
+    ``u_t(x) = f(x) - D grad log p_t(x)``
+
+with masses growing along the characteristics as ``m' = g(x) m`` (Maddu et al. arXiv:2410.07501,
+arXiv:2310.02366; unbalanced: arXiv:2505.13197). Given the score ``grad log p_t`` (:mod:`.score`), ``f`` (and ``g``)
+are found by integrating the characteristics from each snapshot to the next with a few Euler steps and matching
+the result to the next snapshot with a Sinkhorn divergence (balanced; unbalanced when masses change), plus the
+regulariser ``lambda * integral (|u|^2 + alpha g^2) dm dt`` (kinetic energy and growth energy).
+
+Drift models: ``"linear"`` (``f(x) = A x + b``, the OU family) or ``"mlp"``. ``D`` is given (scalar or matrix)
+or fitted (isotropic) along with the drift.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..._io import atomic_path
+from ..._progress import progress_iter
+from ...errors import InputError
+from ._torch import as_tensor, mlp, resolve_device, seeded_generator
+from .io import Snapshots
+from .score import ScoreModel, fit_score
+from .sinkhorn import sinkhorn_loss
+
+__all__ = ["FlowModel", "LinearDrift", "MLPDrift", "GrowthNet", "fit_flow", "infer_flow", "load_flow"]
+
+
+class LinearDrift(nn.Module):
+    """``f(x) = A x + b`` with ``A`` ``(d, d)`` and ``b`` ``(d,)`` (start: zero)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.A = nn.Parameter(torch.zeros(d, d))
+        self.b = nn.Parameter(torch.zeros(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.A.T + self.b
+
+
+class _Standardised(nn.Module):
+    """An MLP on standardised inputs ``(x - mean) / std`` whose output is scaled by ``out_scale``."""
+
+    def __init__(self, d: int, n_out: int, mean, std, out_scale, width: int, depth: int):
+        super().__init__()
+        self.net = mlp(d, n_out, width, depth)
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.register_buffer("out_scale", torch.as_tensor(out_scale, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std) * self.out_scale
+
+
+class MLPDrift(_Standardised):
+    """A neural drift ``f(x)``; outputs in units of (data std) / (snapshot time span)."""
+
+    def __init__(self, d: int, mean, std, velocity_scale, width: int = 64, depth: int = 3):
+        super().__init__(d, d, mean, std, velocity_scale, width, depth)
+
+
+class GrowthNet(_Standardised):
+    """A neural net growth rate ``g(x)`` (per unit time; net division minus death rate)."""
+
+    def __init__(self, d: int, mean, std, rate_scale, width: int = 64, depth: int = 2):
+        super().__init__(d, 1, mean, std, rate_scale, width, depth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[:, 0]
+
+
+@dataclass
+class FlowModel:
+    """A fitted stochastic model ``dX = f(X) dt + sqrt(2 D) dW`` with optional growth ``g(X)``.
+
+    Attributes
+    ----------
+    drift_net : LinearDrift or MLPDrift
+    growth_net : GrowthNet or None
+    diffusion : ndarray, shape (d, d)
+        The diffusion matrix ``D``.
+    score : ScoreModel
+        ``grad log p_t`` of the population density used to build the probability flow.
+    columns : tuple of str
+        Coordinate names (axis order).
+    times : ndarray
+        Snapshot times the model was fitted to.
+    history : list of float
+        Training loss every 10 steps.
+    """
+
+    drift_net: nn.Module
+    growth_net: nn.Module | None
+    diffusion: np.ndarray
+    score: ScoreModel
+    columns: tuple
+    times: np.ndarray
+    history: list = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """``"linear"`` or ``"mlp"``."""
+        return "linear" if isinstance(self.drift_net, LinearDrift) else "mlp"
+
+    @property
+    def dim(self) -> int:
+        """Number of coordinates ``d``."""
+        return len(self.columns)
+
+    def _eval(self, net, x) -> np.ndarray:
+        dev = next(net.parameters()).device
+        with torch.no_grad():
+            return net(as_tensor(np.atleast_2d(x), dev)).cpu().numpy().astype(float)
+
+    def drift(self, x) -> np.ndarray:
+        """``f(x)`` at the points ``x`` ``(n, d)``; returns ``(n, d)`` (data units per time unit)."""
+        return self._eval(self.drift_net, x)
+
+    def growth(self, x) -> np.ndarray:
+        """Net growth rate ``g(x)`` ``(n,)`` (per time unit); zeros for a balanced model."""
+        x = np.atleast_2d(x)
+        if self.growth_net is None:
+            return np.zeros(len(x))
+        return self._eval(self.growth_net, x)
+
+    def velocity(self, x, t: float) -> np.ndarray:
+        """Probability-flow velocity ``u_t(x) = f(x) - D grad log p_t(x)`` ``(n, d)``."""
+        dev = self.score.mean.device
+        xt = as_tensor(np.atleast_2d(x), dev)
+        with torch.no_grad():
+            s = self.score(xt, t).cpu().numpy()
+        return self.drift(x) - s @ self.diffusion.T
+
+    @property
+    def A(self) -> np.ndarray:
+        """Drift matrix of a linear model."""
+        return self.drift_net.A.detach().cpu().numpy().astype(float)
+
+    @property
+    def b(self) -> np.ndarray:
+        """Drift offset of a linear model."""
+        return self.drift_net.b.detach().cpu().numpy().astype(float)
+
+    def sample_paths(self, x0, times, *, n_substeps: int = 20, seed: int = 0) -> np.ndarray:
+        """Trajectories of the learned SDE (Euler-Maruyama) from the points ``x0`` ``(n, d)``.
+
+        Parameters
+        ----------
+        x0 : array, shape (n, d)
+            Starting points at ``times[0]``.
+        times : sequence of float
+            Times at which positions are recorded (increasing).
+        n_substeps : int
+            Euler-Maruyama steps between consecutive recorded times.
+        seed : int
+            Random seed of the noise.
+
+        Returns
+        -------
+        ndarray, shape (n, len(times), d)
+        """
+        rng = np.random.default_rng(seed)
+        x = np.array(x0, dtype=float, copy=True)
+        L = np.linalg.cholesky(2.0 * self.diffusion + 1e-12 * np.eye(self.dim))
+        out = [x.copy()]
+        for t0, t1 in zip(times[:-1], times[1:]):
+            h = (t1 - t0) / n_substeps
+            for _ in range(n_substeps):
+                x = x + self.drift(x) * h + np.sqrt(h) * rng.normal(size=x.shape) @ L.T
+            out.append(x.copy())
+        return np.stack(out, axis=1)
+
+    def to_dict(self) -> dict:
+        """JSON-ready description; linear drifts as ``{"drift": {"A": ..., "b": ...}}`` (``f(x) = A x + b``)."""
+        out = {"model": "probability flow inference", "convention": "dX = f(X) dt + sqrt(2 D) dW",
+               "drift_model": self.kind, "columns": list(self.columns), "times": [float(t) for t in self.times],
+               "diffusion": self.diffusion.tolist(), "growth": self.growth_net is not None,
+               "final_loss": float(self.history[-1]) if self.history else None}
+        if self.kind == "linear":
+            out["drift"] = {"A": self.A.tolist(), "b": self.b.tolist()}
+        return out
+
+    def save(self, out_dir) -> Path:
+        """Write ``flow.json`` and ``flow.pt`` (torch weights of drift, growth and score) into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "flow.json") as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        state = {"drift": self.drift_net.state_dict(), "kind": self.kind, "dim": self.dim,
+                 "drift_arch": _arch(self.drift_net), "growth": None, "growth_arch": None,
+                 "score": self.score.state(), "diffusion": self.diffusion, "columns": list(self.columns),
+                 "times": np.asarray(self.times)}
+        if self.growth_net is not None:
+            state["growth"] = self.growth_net.state_dict()
+            state["growth_arch"] = _arch(self.growth_net)
+        with atomic_path(out / "flow.pt") as tmp:
+            torch.save(state, tmp)
+        return out
+
+
+def _arch(net: nn.Module):
+    if isinstance(net, LinearDrift):
+        return None
+    lin = [m for m in net.net if isinstance(m, nn.Linear)]
+    return lin[0].out_features, len(lin) - 1
+
+
+def load_flow(path) -> FlowModel:
+    """Load a model written by :meth:`FlowModel.save` (the folder or its ``flow.pt``)."""
+    p = Path(path)
+    p = p / "flow.pt" if p.is_dir() else p
+    if not p.exists():
+        raise InputError(f"'{p}' does not exist: give the folder written by 'dynfit infer-flow'")
+    state = torch.load(p, map_location="cpu", weights_only=False)
+    d = state["dim"]
+    if state["kind"] == "linear":
+        drift = LinearDrift(d)
+    else:
+        width, depth = state["drift_arch"]
+        drift = MLPDrift(d, np.zeros(d), np.ones(d), np.ones(d), width, depth)
+    drift.load_state_dict(state["drift"])
+    growth = None
+    if state["growth"] is not None:
+        width, depth = state["growth_arch"]
+        growth = GrowthNet(d, np.zeros(d), np.ones(d), 1.0, width, depth)
+        growth.load_state_dict(state["growth"])
+    return FlowModel(drift_net=drift, growth_net=growth, diffusion=np.asarray(state["diffusion"]),
+                     score=ScoreModel.from_state(state["score"]), columns=tuple(state["columns"]),
+                     times=np.asarray(state["times"]))
+
+
+def _diffusion_matrix(diffusion, d: int) -> np.ndarray:
+    D = np.asarray(diffusion, dtype=float)
+    if D.ndim == 0:
+        D = D * np.eye(d)
+    if D.shape != (d, d) or not np.allclose(D, D.T) or np.any(np.linalg.eigvalsh(D) < -1e-12):
+        raise InputError(f"diffusion must be a non-negative scalar or a symmetric positive semi-definite "
+                         f"{d}x{d} matrix; got shape {D.shape}")
+    return D
+
+
+def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None = None, model: str = "linear",
+             growth: bool = False, steps: int = 400, lr: float | None = None, n_euler: int = 3,
+             batch_size: int = 1000, blur: float = 0.05, reach: float = 1.0, kinetic_weight: float = 1e-3,
+             growth_weight: float = 1.0, width: int = 64, depth: int = 3, score_kwargs: dict | None = None,
+             device: str = "auto", seed: int = 0, callback=None) -> FlowModel:
+    """Fit the drift (and growth, and optionally an isotropic ``D``) to snapshots by probability flow inference.
+
+    Parameters
+    ----------
+    snapshots : Snapshots
+        ``K >= 2`` point clouds; with ``growth=True`` their ``masses`` are the population sizes to match.
+    diffusion : float or array (d, d), optional
+        The diffusion matrix ``D`` (``dX = f dt + sqrt(2 D) dW``). ``None`` fits an isotropic ``D = delta I``.
+    score : ScoreModel, optional
+        A fitted score; by default one is fitted with :func:`~.score.fit_score` (``score_kwargs``).
+    model : {"linear", "mlp"}
+        Drift family: ``f(x) = A x + b`` or a neural network.
+    growth : bool
+        Learn a growth rate ``g(x)`` and match masses with an unbalanced Sinkhorn divergence.
+    steps : int
+        Adam steps.
+    lr : float, optional
+        Learning rate (default 0.02 linear, 3e-3 MLP; cosine-decayed).
+    n_euler : int
+        Euler steps of the probability flow per snapshot interval.
+    batch_size : int
+        Points drawn per snapshot per step.
+    blur : float
+        Sinkhorn blur, as a fraction of the data's mean standard deviation.
+    reach : float
+        Unbalanced Sinkhorn reach (fraction of the data's mean standard deviation); only with ``growth``.
+    kinetic_weight, growth_weight : float
+        ``lambda`` and ``alpha`` of the regulariser ``lambda * integral (|u|^2 + alpha g^2)`` (``u`` and ``g`` in
+        units of data std per snapshot span).
+    width, depth : int
+        MLP size of the neural drift / growth.
+    score_kwargs : dict, optional
+        Passed to :func:`~.score.fit_score` when ``score`` is not given.
+    device : {"auto", "cpu", "cuda"}
+    seed : int
+    callback : callable, optional
+        ``callback(step, model)`` every 10 steps (e.g. a GUI refresh); the model is the current state.
+
+    Returns
+    -------
+    FlowModel
+    """
+    if model not in ("linear", "mlp"):
+        raise InputError(f"model '{model}' is not known: use 'linear' or 'mlp'")
+    if len(snapshots.times) < 2:
+        raise InputError("flow inference needs at least two snapshots")
+    dev = resolve_device(device)
+    d = snapshots.dim
+    if score is None:
+        score = fit_score(snapshots, device=str(dev), seed=seed, **(score_kwargs or {}))
+    score.to(dev)
+    torch.manual_seed(seed)
+    gen = seeded_generator(seed + 1)
+    allx = np.concatenate(snapshots.samples)
+    mean, std = allx.mean(axis=0), allx.std(axis=0) + 1e-12
+    length = float(np.mean(std))
+    span = float(snapshots.times[-1] - snapshots.times[0])
+    if model == "linear":
+        drift_net: nn.Module = LinearDrift(d)
+    else:
+        drift_net = MLPDrift(d, mean, std, std / span, width, depth)
+    drift_net.to(dev)
+    growth_net = GrowthNet(d, mean, std, 1.0 / span, width, max(depth - 1, 1)).to(dev) if growth else None
+    params = list(drift_net.parameters()) + (list(growth_net.parameters()) if growth_net is not None else [])
+    fit_d = diffusion is None
+    if fit_d:
+        log_delta = torch.tensor(float(np.log(0.1 * length**2 / span)), device=dev, requires_grad=True)
+        params.append(log_delta)
+    else:
+        D_fixed = as_tensor(_diffusion_matrix(diffusion, d), dev)
+    lr = lr if lr is not None else (0.02 if model == "linear" else 3e-3)
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.02)
+    loss_fn = sinkhorn_loss(blur * length, reach=reach * length if growth else None)
+    data = [as_tensor(x, dev) for x in snapshots.samples]
+    times = [float(t) for t in snapshots.times]
+    masses = [float(m) for m in snapshots.masses]
+    v_unit2 = (length / span) ** 2
+    result = FlowModel(drift_net=drift_net, growth_net=growth_net, diffusion=np.eye(d), score=score,
+                       columns=tuple(snapshots.columns), times=np.asarray(snapshots.times))
+
+    def current_D() -> torch.Tensor:
+        return torch.exp(log_delta) * torch.eye(d, device=dev) if fit_d else D_fixed
+
+    def batch(k: int) -> torch.Tensor:
+        n = data[k].shape[0]
+        if n <= batch_size:
+            return data[k]
+        return data[k][torch.randperm(n, generator=gen)[:batch_size].to(dev)]
+
+    for step in progress_iter(range(steps), desc="probability flow inference"):
+        D = current_D()
+        total = torch.zeros((), device=dev)
+        for k in range(len(data) - 1):
+            x = batch(k)
+            logm = torch.zeros(x.shape[0], device=dev)
+            h = (times[k + 1] - times[k]) / n_euler
+            reg = torch.zeros((), device=dev)
+            for j in range(n_euler):
+                t = times[k] + j * h
+                u = drift_net(x) - score(x, t) @ D.T
+                w = torch.softmax(logm, 0)
+                energy = (u**2).sum(1) / v_unit2
+                if growth_net is not None:
+                    g = growth_net(x)
+                    energy = energy + growth_weight * (g * span) ** 2
+                    logm = logm + h * g
+                reg = reg + h / span * (w * energy).sum()
+                x = x + h * u
+            y = batch(k + 1)
+            if growth_net is not None:
+                a = masses[k] / x.shape[0] * torch.exp(logm)
+                b = torch.full((y.shape[0],), masses[k + 1] / y.shape[0], device=dev)
+                fit = loss_fn(a, x, b, y)
+            else:
+                fit = loss_fn(x, y)
+            total = total + fit / length**2 + kinetic_weight * reg
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        sched.step()
+        if step % 10 == 0 or step == steps - 1:
+            result.history.append(float(total.detach()))
+            result.diffusion = current_D().detach().cpu().numpy().astype(float)
+            if callback is not None:
+                callback(step, result)
+    result.diffusion = current_D().detach().cpu().numpy().astype(float)
+    return result
+
+
+def infer_flow(snapshots: Snapshots, diffusion=None, **kwargs) -> FlowModel:
+    """Score estimation + flow fitting in one call (see :func:`fit_flow` for the parameters)."""
+    return fit_flow(snapshots, diffusion, **kwargs)

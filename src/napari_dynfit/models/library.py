@@ -1,0 +1,110 @@
+"""Candidate-term libraries for sparse PDE discovery (names in the :mod:`.terms` vocabulary).
+
+* :func:`polynomial_library`: PDE-FIND's scalar library, monomials of the fields up to
+  ``max_power`` times one spatial derivative (every multi-index up to ``max_derivative``, mixed
+  derivatives included) in any dimension: ``u``, ``u^2``, ``u_x``, ``u*u_x``, ``u^2*u_xx``, ``u_xy``...
+* :func:`vector_library`: isotropic terms for a density ``rho`` and a polarisation (or velocity)
+  field ``p``, Toner-Tu style. Vector terms share one coefficient across components by
+  construction (one name, one column). The density enters products through ``dev(rho)`` (deviation
+  from the mean), which removes the near-collinearity of ``rho*p`` with ``p``.
+
+User-defined terms are just more names: pass ``extra=[...]`` or any list of names to
+:func:`napari_dynfit.models.pde.discover_pde`.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations_with_replacement, product
+
+from ..errors import InputError
+from .terms import canonical
+
+
+def _derivative_suffixes(axes, max_derivative: int) -> list[str]:
+    out = []
+    for order in range(1, max_derivative + 1):
+        for combo in combinations_with_replacement(axes, order):
+            out.append("".join(combo))
+    return out
+
+
+def polynomial_library(fields=("u",), *, axes=("x",), max_power: int = 2, max_derivative: int = 3,
+                       constant: bool = False, extra=()) -> list[str]:
+    """Monomials of scalar fields times single derivatives (PDE-FIND's library).
+
+    Parameters
+    ----------
+    fields : sequence of str
+        Scalar field names.
+    axes : sequence of str
+        Spatial axes to differentiate along (``("x",)``, ``("y", "x")``...).
+    max_power : int
+        Highest total degree of the monomial factor.
+    max_derivative : int
+        Highest derivative order (total, mixed derivatives included).
+    constant : bool
+        Include the constant term ``"1"``.
+    extra : sequence of str
+        User-defined terms appended at the end (validated).
+
+    Returns
+    -------
+    list of str
+        Term names, e.g. for one field in 1D with the defaults:
+        ``u, u^2, u_x, u*u_x, u^2*u_x, u_xx, u*u_xx, u^2*u_xx, u_xxx, u*u_xxx, u^2*u_xxx``.
+    """
+    if max_power < 0 or max_derivative < 0:
+        raise InputError("max_power and max_derivative must be >= 0")
+    monomials = [""]
+    for deg in range(1, max_power + 1):
+        for combo in combinations_with_replacement(fields, deg):
+            parts = []
+            for f in dict.fromkeys(combo):
+                k = combo.count(f)
+                parts.append(f if k == 1 else f"{f}^{k}")
+            monomials.append("*".join(parts))
+    derivs = [""] + [f"{f}_{s}" for s in _derivative_suffixes(axes, max_derivative) for f in fields]
+    names = ["1"] if constant else []
+    for d, m in product(derivs, monomials):
+        if not d and not m:
+            continue
+        names.append("*".join(x for x in (m, d) if x))
+    names += [canonical(e) for e in extra]
+    return list(dict.fromkeys(names))
+
+
+def vector_library(rho: str = "rho", p: str = "p", *, equation: str = "p", order: int = 2, extra=()) -> list[str]:
+    """Isotropic (rho, p) terms for the density equation (``equation="rho"``) or the polarisation one.
+
+    Parameters
+    ----------
+    rho, p : str
+        Names of the scalar density and the vector polarisation/velocity field.
+    equation : {"rho", "p"}
+        Which equation the library is for (scalar or vector terms).
+    order : int
+        Highest derivative order (1 or 2).
+    extra : sequence of str
+        User-defined terms appended at the end.
+
+    Returns
+    -------
+    list of str
+        For ``"rho"``: ``dev(rho), div(p), div(dev(rho)*p), |p|^2`` and with ``order >= 2``
+        ``lap(rho)``. For ``"p"``: ``p, dev(rho)*p, dev(rho)^2*p, |p|^2*p, grad(rho),
+        dev(rho)*grad(rho)`` and with ``order >= 2`` ``lap(p), grad(div(p)), p.grad(p), div(p)*p,
+        grad(|p|^2)``.
+    """
+    r, d = f"dev({rho})", f"{rho}"
+    if equation == "rho":
+        names = [r, f"div({p})", f"div({r}*{p})", f"|{p}|^2"]
+        if order >= 2:
+            names += [f"lap({d})"]
+    elif equation == "p":
+        names = [p, f"{r}*{p}", f"{r}^2*{p}", f"|{p}|^2*{p}", f"grad({d})", f"{r}*grad({d})"]
+        if order >= 2:
+            names += [f"lap({p})", f"grad(div({p}))", f"{p}.grad({p})", f"div({p})*{p}", f"grad(|{p}|^2)"]
+    else:
+        raise InputError(f"equation must be 'rho' or 'p', got {equation!r}")
+    names += [canonical(e) for e in extra]
+    return list(dict.fromkeys(canonical(n) for n in names))

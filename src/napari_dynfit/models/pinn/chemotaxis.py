@@ -1,0 +1,240 @@
+"""Latent chemotactic field from cell tracks.
+
+Cells move with velocity ``chi grad c + noise`` while the unseen chemical obeys
+``c_t = Dc lap(c) - k c + s``. Only ``phi = chi c`` (the chemotactic potential) is determined by
+the tracks, and it obeys ``phi_t = Dc lap(phi) - k phi + chi s``. A field network ``phi(t, y, x)``
+is fitted with
+
+* ``velocity``: ``grad(phi)`` at the midpoints of consecutive track positions against the
+  displacement velocities (the noise averages out in the least-squares fit);
+* ``pde``: the residual of ``phi_t = Dc lap(phi) - k phi + chi s`` at random collocation points,
+  with ``Dc``, ``k``, ``chi`` trainable;
+* ``initial``: ``phi = 0`` at the first frame (the chemical is released at ``t0``), optional.
+
+The source ``s(y, x)`` is either known (a function or a gridded field; then ``chi`` is learned
+and the absolute level of ``phi`` is determined) or learned as a second network output with
+``s_t = 0`` (then ``chi`` is absorbed into ``s``; the spatial mean of ``phi`` is only fixed by the
+initial condition and the decay rate, so a known source gives better absolute values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ...errors import InputError
+from ...tables import validate_table
+from .losses import Coefficient, PointLoss, ResidualLoss
+from .network import FieldNetwork
+from .train import PINN
+
+
+def track_velocities(tracks, *, dt: float | None = None, box=None):
+    """Midpoints and displacement velocities of consecutive positions of each track (2D).
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        Columns ``frame, track_id, y, x`` (physical units).
+    dt : float, optional
+        Frame interval (default ``tracks.attrs["dt"]``, else 1).
+    box : (float, float), optional
+        Periodic box ``(L_y, L_x)``: displacements use the nearest image (default
+        ``tracks.attrs["box"]`` if present, else no wrapping).
+
+    Returns
+    -------
+    points : ndarray, shape (M, 3)
+        ``(t, y, x)`` midpoints (``t = (frame + 1/2) dt``), wrapped into the box.
+    velocities : ndarray, shape (M, 2)
+        ``(v_y, v_x)`` displacement / ``dt``.
+    """
+    tracks = validate_table(tracks, required=("frame", "track_id", "y", "x"), what="tracks table")
+    if "z" in tracks.columns:
+        raise InputError("latent chemotaxis fields are 2D: pass tracks with columns frame, track_id, y, x (no z)")
+    dt = float(dt if dt is not None else tracks.attrs.get("dt", 1.0))
+    if not dt > 0:
+        raise InputError(f"frame interval dt must be > 0, got {dt}")
+    box = box if box is not None else tracks.attrs.get("box")
+    df = tracks.sort_values(["track_id", "frame"])
+    tid = df["track_id"].to_numpy()
+    fr = df["frame"].to_numpy()
+    yx = df[["y", "x"]].to_numpy(dtype=float)
+    ok = (tid[1:] == tid[:-1]) & (fr[1:] == fr[:-1] + 1)
+    if not ok.any():
+        raise InputError("no track has two consecutive frames: velocities cannot be estimated (link the detections first)")
+    d = yx[1:] - yx[:-1]
+    mid = yx[:-1] + 0.5 * d
+    if box is not None:
+        L = np.asarray(box, dtype=float)
+        d = (d + L / 2) % L - L / 2
+        mid = np.mod(yx[:-1] + 0.5 * d, L)
+    t = (fr[:-1] + 0.5) * dt
+    return np.column_stack([t, mid])[ok], (d / dt)[ok]
+
+
+def grid_source(values, y, x, *, periodic: bool = True):
+    """A torch function ``s(points)`` interpolating a gridded 2D source (bilinear).
+
+    Parameters
+    ----------
+    values : ndarray, shape (ny, nx)
+        Source on a regular grid.
+    y, x : ndarray
+        Grid coordinates (uniform spacing).
+    periodic : bool
+        Wrap around (period ``n * spacing``).
+    """
+    v = torch.as_tensor(np.asarray(values, dtype=float))
+    y0, x0 = float(y[0]), float(x[0])
+    hy, hx = float(y[1] - y[0]), float(x[1] - x[0])
+    ny, nx = v.shape
+
+    def s(points):
+        fy = (points[:, 1] - y0) / hy
+        fx = (points[:, 2] - x0) / hx
+        iy, ix = torch.floor(fy), torch.floor(fx)
+        wy, wx = fy - iy, fx - ix
+        iy, ix = iy.long(), ix.long()
+        vv = v.to(points.dtype).to(points.device)
+
+        def at(a, b):
+            if periodic:
+                return vv[a % ny, b % nx]
+            return vv[a.clamp(0, ny - 1), b.clamp(0, nx - 1)]
+
+        return ((1 - wy) * (1 - wx) * at(iy, ix) + (1 - wy) * wx * at(iy, ix + 1)
+                + wy * (1 - wx) * at(iy + 1, ix) + wy * wx * at(iy + 1, ix + 1))
+
+    return s
+
+
+@dataclass
+class LatentFieldProblem:
+    """What :func:`latent_chemotaxis_pinn` built: the PINN and the data it was built from."""
+
+    pinn: PINN
+    points: np.ndarray
+    velocities: np.ndarray
+    bounds: list
+    periodic: tuple
+
+
+def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_zero: bool = True,
+                           Dc: float = 0.5, k: float = 0.2, chi: float = 1.0, weighting: str = "inverse-dirichlet",
+                           hidden=(64, 64, 64), harmonics: int = 4, fourier_features: int = 8,
+                           fourier_scale: float = 1.0, n_collocation: int = 4000, batch_size: int = 1024,
+                           lr: float = 2e-3, device: str = "auto", seed: int = 0) -> LatentFieldProblem:
+    """Build the PINN of the latent chemotactic potential ``phi = chi c`` from tracks.
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        2D tracks ``frame, track_id, y, x`` in physical units.
+    dt : float, optional
+        Frame interval (default ``tracks.attrs["dt"]``).
+    box : (float, float), optional
+        Periodic box ``(L_y, L_x)``; without it the domain is the bounding box of the tracks and
+        not periodic.
+    source : callable, optional
+        Known source ``s(points) -> (N,)`` (torch, points ``(t, y, x)``), e.g. :func:`grid_source`.
+        ``None``: learned (a second output ``s`` with ``s_t = 0``).
+    initial_zero : bool
+        Impose ``phi = 0`` at the first frame.
+    Dc, k, chi : float
+        Initial guesses of the coefficients (physical units).
+    weighting : str
+        Loss weighting strategy (:mod:`.weighting`).
+    hidden, harmonics, fourier_features, fourier_scale
+        Network options (:class:`~.network.FieldNetwork`).
+    n_collocation : int
+        Residual collocation points (uniform in the space-time box).
+    batch_size : int
+        Points per step for each loss term.
+    lr : float
+        Adam learning rate.
+    device : {"auto", "cpu", "cuda"}
+    seed : int
+        Random seed.
+    """
+    pts, vel = track_velocities(tracks, dt=dt, box=box)
+    dt = float(dt if dt is not None else tracks.attrs.get("dt", 1.0))
+    box = box if box is not None else tracks.attrs.get("box")
+    t0 = float(tracks["frame"].min()) * dt
+    t1 = float(tracks["frame"].max()) * dt
+    if box is not None:
+        box = np.asarray(box, dtype=float)
+        bounds = [(t0, t1), (0.0, box[0]), (0.0, box[1])]
+        periodic = (True, True)
+    else:
+        lo, hi = tracks[["y", "x"]].min().to_numpy(float), tracks[["y", "x"]].max().to_numpy(float)
+        bounds = [(t0, t1), (lo[0], hi[0]), (lo[1], hi[1])]
+        periodic = (False, False)
+    span = np.array([b - a for a, b in bounds[1:]])
+    # phi varies by about |v| * L / (2 pi) over the box: scale the network output accordingly
+    scale = float(np.sqrt(np.mean(np.sum(vel**2, axis=1))) * span.mean() / (2 * np.pi))
+    outputs = {"phi": "scalar"} if source is not None else {"phi": "scalar", "s": "scalar"}
+    net = FieldNetwork(bounds, outputs, periodic=periodic, hidden=hidden, harmonics=harmonics,
+                       fourier_features=fourier_features, fourier_scale=fourier_scale,
+                       output_scale={"phi": scale, "s": scale / max(t1 - t0, 1e-12)}, seed=seed)
+    rng = np.random.default_rng(seed)
+    coll = np.column_stack([rng.uniform(lo, hi, n_collocation) for lo, hi in bounds])
+    losses = [PointLoss("velocity", "grad(phi)", pts, vel, batch_size=batch_size)]
+    coefs = {"Dc": Coefficient(Dc), "k": Coefficient(k)}
+    if source is not None:
+        coefs["chi"] = Coefficient(chi)
+        rhs = {"lap(phi)": "Dc", "phi": "-k", "s": "chi"}
+        known = {"s": source}
+    else:
+        rhs = {"lap(phi)": "Dc", "phi": "-k", "s": 1.0}
+        known = None
+    losses.append(ResidualLoss("pde", "phi_t", rhs, coll, batch_size=batch_size))
+    if source is None:
+        losses.append(ResidualLoss("steady source", "s_t", {}, coll, batch_size=batch_size))
+    if initial_zero:
+        n0 = min(2000, n_collocation)
+        init = np.column_stack([np.full(n0, t0)] + [rng.uniform(lo, hi, n0) for lo, hi in bounds[1:]])
+        losses.append(PointLoss("initial", "phi", init, np.zeros(n0), kind="initial", batch_size=batch_size))
+    pinn = PINN(net, losses, coefs, weighting=weighting, known=known, lr=lr, device=device, seed=seed)
+    return LatentFieldProblem(pinn, pts, vel, bounds, periodic)
+
+
+def visited_mask(points, coords, radius: float, box=None) -> np.ndarray:
+    """Grid points within ``radius`` of an observed cell position at the nearest frame time.
+
+    Parameters
+    ----------
+    points : ndarray, shape (M, 3)
+        Observed ``(t, y, x)``.
+    coords : dict
+        Grid ``"t"``, ``"y"``, ``"x"``.
+    radius : float
+        Distance (length units).
+    box : (float, float), optional
+        Periodic box (distances use the nearest image).
+
+    Returns
+    -------
+    ndarray of bool, shape (nt, ny, nx)
+    """
+    from scipy.spatial import cKDTree
+
+    t = np.asarray(coords["t"], float)
+    Y, X = np.meshgrid(coords["y"], coords["x"], indexing="ij")
+    grid = np.column_stack([Y.ravel(), X.ravel()])
+    which = np.abs(points[:, :1] - t[None, :]).argmin(axis=1)
+    mask = np.zeros((len(t),) + Y.shape, dtype=bool)
+    for i in range(len(t)):
+        sel = points[which == i, 1:]
+        if len(sel) == 0:
+            continue
+        if box is not None:
+            L = np.asarray(box, float)
+            tree = cKDTree(np.mod(sel, L), boxsize=L)
+            d, _ = tree.query(np.mod(grid, L))
+        else:
+            d, _ = cKDTree(sel).query(grid)
+        mask[i] = (d <= radius).reshape(Y.shape)
+    return mask
