@@ -7,9 +7,9 @@
   on demand, at any resolution (napari multiscale layers).
 """
 
-from .convert import AprImage, AprMovie, to_apr
+from .convert import AprImage, AprMovie, labels_to_apr, to_apr
 from .io import apr_info, read_apr, read_apr_movie, write_apr, write_apr_movie
 from .lazy import LazyAprArray, LazyAprMovie, lazy_multiscale, open_lazy
 
-__all__ = ["AprImage", "AprMovie", "to_apr", "apr_info", "read_apr", "read_apr_movie", "write_apr",
+__all__ = ["AprImage", "AprMovie", "labels_to_apr", "to_apr", "apr_info", "read_apr", "read_apr_movie", "write_apr",
            "write_apr_movie", "LazyAprArray", "LazyAprMovie", "lazy_multiscale", "open_lazy"]

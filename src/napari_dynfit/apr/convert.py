@@ -340,3 +340,31 @@ def _movie_to_apr(movie, spacing, frame_interval, channel_axis, channel_names, n
         done.extend(dask.compute(*batch, scheduler="threads", num_workers=workers))
     frames = [done[t * n_ch:(t + 1) * n_ch] for t in range(shape[0])]
     return AprMovie(frames=frames, frame_interval=float(frame_interval), channel_names=names)
+
+
+def labels_to_apr(labels, *, spacing=None) -> AprImage:
+    """Convert a label image ``(y, x)`` / ``(z, y, x)`` to the APR without changing any label.
+
+    Particles are placed at full resolution wherever the label changes (zero gradient threshold,
+    no gradient smoothing, tight error bound), so every particle cell lies inside one label and
+    the piecewise-constant reconstruction equals the input exactly; this is checked.
+
+    Raises
+    ------
+    InputError
+        Negative labels, labels above 65535, a non-integer image, or a result that is not exact.
+    """
+    lab = np.asarray(labels)
+    if lab.ndim not in (2, 3):
+        raise InputError(f"labels have {lab.ndim} dimensions; expected (y, x) or (z, y, x)")
+    if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == np.bool_):
+        raise InputError(f"labels must be integers (got {lab.dtype}); round or relabel them first")
+    if lab.size and (lab.min() < 0 or lab.max() > 65535):
+        raise InputError("labels must lie in 0..65535 to be stored as APR particles; relabel them "
+                         "(skimage.segmentation.relabel_sequential)")
+    lab16 = lab.astype(np.uint16)
+    image = to_apr(lab16, rel_error=0.01, gradient_smoothing=0.0, auto_parameters=False,
+                   gradient_threshold=0.0, sigma_threshold=1.0, spacing=spacing)
+    if not np.array_equal(image.reconstruct(), lab16):
+        raise InputError("these labels cannot be stored exactly as APR particles; save them as TIFF or Zarr")
+    return image

@@ -127,36 +127,64 @@ def _mirror(i, n, reflect):
     return min(max(i, 0), n - 1)
 
 
+@numba.njit(cache=True, inline="always")
+def _lower_bound(a, lo, hi, v):
+    """First index in ``a[lo:hi]`` (sorted) with ``a[i] >= v``."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @numba.njit(cache=True, fastmath=True)
-def _fill_row(row, hx, level, lmin, lmax, zs, ys, shapes, offsets, px, vals, row_start,
+def _fill_row(buf, o, hx, xa, xb, level, lmin, lmax, zs, ys, shapes, offsets, px, vals, row_start,
               t_offsets, tx, tvals, t_row_start, reflect):
-    """Fill ``row[hx:hx+nx]`` with the level-``level`` view of row ``(zs, ys)``, then pad in x."""
+    """Fill ``buf[o + hx + x]`` (one buffer row) for ``xa <= x < xb`` with the level-``level`` view of row ``(zs, ys)``.
+
+    The view holds the particle of ``level``, else the tree node (mean of finer particles), else the
+    covering coarser particle. The x padding (mirror or zeros) is written when the range touches a border.
+    """
     nx = shapes[level, 2]
     if zs < 0 or ys < 0:
-        row[:] = 0.0
+        for k in range(nx + 2 * hx):
+            buf[o + k] = 0.0
         return
     r = row_start[level] + zs * shapes[level, 1] + ys
-    for i in range(offsets[r], offsets[r + 1]):
-        row[hx + px[i]] = vals[i]
+    i = _lower_bound(px, offsets[r], offsets[r + 1], xa)
+    while i < offsets[r + 1] and px[i] < xb:
+        buf[o + hx + px[i]] = vals[i]
+        i += 1
     if level < lmax:
         r = t_row_start[level] + zs * shapes[level, 1] + ys
-        for j in range(t_offsets[r], t_offsets[r + 1]):
-            row[hx + tx[j]] = tvals[j]
+        j = _lower_bound(tx, t_offsets[r], t_offsets[r + 1], xa)
+        while j < t_offsets[r + 1] and tx[j] < xb:
+            buf[o + hx + tx[j]] = tvals[j]
+            j += 1
     for d in range(1, level - lmin + 1):
         lv = level - d
         r = row_start[lv] + (zs >> d) * shapes[lv, 1] + (ys >> d)
         step = 1 << d
-        for i in range(offsets[r], offsets[r + 1]):
+        i = _lower_bound(px, offsets[r], offsets[r + 1], xa >> d)
+        while i < offsets[r + 1]:
             x0 = px[i] << d
-            x1 = min(x0 + step, nx)
+            if x0 >= xb:
+                break
+            x1 = min(x0 + step, xb)
             v = vals[i]
-            for xx in range(x0, x1):
-                row[hx + xx] = v
-    for i in range(hx):
-        lo = _mirror(-1 - i, nx, reflect)
-        hi = _mirror(nx + i, nx, reflect)
-        row[hx - 1 - i] = row[hx + lo] if lo >= 0 else 0.0
-        row[hx + nx + i] = row[hx + hi] if hi >= 0 else 0.0
+            for xx in range(max(x0, xa), x1):
+                buf[o + hx + xx] = v
+            i += 1
+    if xa == 0:
+        for k in range(hx):
+            lo = _mirror(-1 - k, nx, reflect)
+            buf[o + hx - 1 - k] = buf[o + hx + lo] if lo >= 0 else 0.0
+    if xb == nx:
+        for k in range(hx):
+            hi = _mirror(nx + k, nx, reflect)
+            buf[o + hx + nx + k] = buf[o + hx + hi] if hi >= 0 else 0.0
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -166,6 +194,8 @@ def _convolve_level(level, lmin, lmax, shapes, offsets, px, vals, row_start,
     kz, ky, kx = st.shape
     hz, hy, hx = kz // 2, ky // 2, kx // 2
     width = nx + 2 * hx
+    nrow = kz * ky
+    stf = st.ravel()
     n_chunks = (ny + ychunk - 1) // ychunk
     base = row_start[level]
     for task in numba.prange(nz * n_chunks):
@@ -175,7 +205,20 @@ def _convolve_level(level, lmin, lmax, shapes, offsets, px, vals, row_start,
         r0 = base + z * ny
         if offsets[r0 + y0] == offsets[r0 + y1]:
             continue
-        buf = np.zeros((kz, ky, width), dtype=np.float32)
+        # x range needed by the particles of this block of rows
+        xa = nx
+        xb = 0
+        for y in range(y0, y1):
+            a = offsets[r0 + y]
+            b = offsets[r0 + y + 1]
+            if b > a:
+                xa = min(xa, px[a])
+                xb = max(xb, px[b - 1])
+        xa = max(xa - hx, 0)
+        xb = min(xb + hx + 1, nx)
+        # rolling buffer: kz x ky rows of the level grid, row (dz, (y + hy) % ky) holds y
+        buf = np.zeros(nrow * width, dtype=np.float32)
+        rowoff = np.empty(nrow, dtype=np.int64)
         filled = y0 - hy - 1
         for y in range(y0, y1):
             a = offsets[r0 + y]
@@ -187,18 +230,30 @@ def _convolve_level(level, lmin, lmax, shapes, offsets, px, vals, row_start,
                 ys = _mirror(yy, ny, reflect)
                 for dz in range(kz):
                     zs = _mirror(z - hz + dz, nz, reflect)
-                    _fill_row(buf[dz, slot], hx, level, lmin, lmax, zs, ys, shapes, offsets, px, vals,
-                              row_start, t_offsets, tx, tvals, t_row_start, reflect)
+                    _fill_row(buf, (dz * ky + slot) * width, hx, xa, xb, level, lmin, lmax, zs, ys, shapes,
+                              offsets, px, vals, row_start, t_offsets, tx, tvals, t_row_start, reflect)
             filled = y + hy
-            for p in range(a, b):
-                xp = px[p]
-                acc = np.float32(0.0)
-                for dz in range(kz):
-                    for dy in range(ky):
-                        rowbuf = buf[dz, (y + dy) % ky]
-                        for dx in range(kx):
-                            acc += st[dz, dy, dx] * rowbuf[xp + dx]
-                out[p] = acc
+            for dz in range(kz):
+                for dy in range(ky):
+                    rowoff[dz * ky + dy] = (dz * ky + (y + dy) % ky) * width
+            n = b - a
+            acc = np.zeros(n, dtype=np.float32)
+            x0 = px[a]
+            if px[b - 1] - x0 == n - 1:  # contiguous run of particles: SIMD over x
+                for q in range(nrow):
+                    for dx in range(kx):
+                        w = stf[q * kx + dx]
+                        o = rowoff[q] + x0 + dx
+                        for i in range(n):
+                            acc[i] += w * buf[o + i]
+            else:
+                for q in range(nrow):
+                    for dx in range(kx):
+                        w = stf[q * kx + dx]
+                        o = rowoff[q] + dx
+                        for i in range(n):
+                            acc[i] += w * buf[o + px[a + i]]
+            out[a:b] = acc
 
 
 def _as_kernel_arrays(grid: AprGrid):

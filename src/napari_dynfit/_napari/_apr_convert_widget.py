@@ -1,0 +1,267 @@
+"""Dock widget "Convert to APR": parameters, live preview on the current slice, stats, conversion.
+
+The preview converts only what is on screen (the current plane; for 3D images a slab of planes
+around it, so that the 3D gradient is close to that of the whole volume) and shows two layers,
+the reconstruction and the particle level map, with the particle count and computational ratio.
+"Convert" converts the whole layer in a worker thread (movies frame by frame, in parallel),
+adds a lazy multiscale APR layer and, when a path is given, writes ``.apr`` / ``.aprmovie``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from qtpy.QtCore import QTimer
+
+from .._progress import progress_context
+from ..errors import Cancelled, DynfitError
+from ._apr_reader import apr_layers_from_result
+
+PREVIEW = "APR preview"
+PREVIEW_LEVELS = "APR preview levels"
+
+
+def preview_slice(data, index, *, is_movie: bool, params: dict, spacing=None, slab: int = 16) -> dict:
+    """Convert the plane at ``index`` (with a slab of neighbours for 3D) and reconstruct it.
+
+    Parameters
+    ----------
+    data : array_like
+        The layer data ``([t,] [z,] y, x)`` (full resolution).
+    index : sequence of int
+        Data index of the current position, one per axis of ``data``.
+    is_movie : bool
+        Whether the first axis is time.
+    params : dict
+        :func:`~napari_dynfit.apr.to_apr` conversion parameters.
+    spacing : sequence of float, optional
+        Spatial pixel size.
+    slab : int
+        Planes converted around the current one for 3D frames.
+
+    Returns
+    -------
+    dict
+        ``image`` and ``levels`` (2D arrays of the current plane) and ``stats`` of the converted part.
+    """
+    from ..apr import LazyAprArray, to_apr
+
+    lead = [int(i) for i in index[:-2]]
+    frame_nd = data.ndim - (1 if is_movie else 0)
+    key = []
+    if is_movie:
+        key.append(int(np.clip(lead[0], 0, data.shape[0] - 1)))
+    z_in_slab = None
+    if frame_nd == 3:
+        nz = data.shape[-3]
+        z = int(np.clip(lead[-1], 0, nz - 1))
+        z0 = max(0, min(z - slab // 2, nz - slab))
+        z1 = min(nz, z0 + slab)
+        key.append(slice(z0, z1))
+        z_in_slab = z - z0
+    part = np.asarray(data[tuple(key)])
+    sp = None if spacing is None else list(spacing)[-part.ndim:]
+    image = to_apr(part, spacing=sp, **params)
+    plane = (z_in_slab,) if z_in_slab is not None else (Ellipsis,)
+    rec = LazyAprArray(image, 0, "constant")[plane]
+    lev = LazyAprArray(image, 0, "level")[plane]
+    return {"image": rec, "levels": lev, "stats": image.stats()}
+
+
+class AprConvertWidget(Container):
+    """Convert an image layer to the APR, with a live preview of the current slice."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._layer = ComboBox(label="image", choices=self._image_layers)
+        self._rel_error = FloatSpinBox(value=0.1, min=0.001, max=2.0, step=0.01, label="relative error E")
+        self._ith = FloatSpinBox(value=0.0, min=0.0, max=1e9, label="intensity threshold")
+        self._smoothing = FloatSpinBox(value=3.0, min=0.0, max=100.0, step=0.5, label="gradient smoothing")
+        self._auto = CheckBox(value=True, text="automatic thresholds (Li)")
+        self._grad_th = FloatSpinBox(value=10.0, min=0.0, max=1e9, label="gradient threshold", enabled=False)
+        self._sigma_th = FloatSpinBox(value=10.0, min=0.0, max=1e9, label="sigma threshold", enabled=False)
+        self._movie = CheckBox(value=False, text="first axis is time (movie)")
+        self._slab = SpinBox(value=16, min=1, max=256, label="preview slab (3D)")
+        self._preview = CheckBox(value=False, text="live preview on the current slice")
+        self._stats = Label(value="")
+        self._output = FileEdit(mode="w", filter="*.apr", label="save to (optional)", value="")
+        self._run = PushButton(text="Convert")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self.extend([self._layer, self._rel_error, self._ith, self._smoothing, self._auto, self._grad_th,
+                     self._sigma_th, self._movie, self._slab, self._preview, self._stats, self._output,
+                     self._run, self._cancel])
+
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(300)
+        self._timer.timeout.connect(self.update_preview)
+        self._poll = QTimer()
+        self._poll.setInterval(200)
+        self._poll.timeout.connect(self._show_progress)
+        self._progress = {}
+        self._cancel_event = threading.Event()
+        self._worker = None
+        self._preview_worker = None
+
+        for w in (self._rel_error, self._ith, self._smoothing, self._grad_th, self._sigma_th, self._slab):
+            w.changed.connect(self._schedule_preview)
+        self._auto.changed.connect(self._auto_changed)
+        self._layer.changed.connect(self._layer_changed)
+        self._preview.changed.connect(self._schedule_preview)
+        self._movie.changed.connect(self._schedule_preview)
+        self._run.changed.connect(self.convert)
+        self._cancel.changed.connect(self._cancel_event.set)
+        napari_viewer.layers.events.inserted.connect(self._layer.reset_choices)
+        napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
+        napari_viewer.dims.events.current_step.connect(self._schedule_preview)
+        self._layer_changed()
+
+    # ------------------------------------------------------------------------------------------
+    def _image_layers(self, _widget=None):
+        from napari.layers import Image
+
+        return [(lay.name, lay) for lay in self._viewer.layers
+                if isinstance(lay, Image) and lay.name not in (PREVIEW, PREVIEW_LEVELS)]
+
+    def params(self) -> dict:
+        """The conversion parameters set in the widget (keywords of ``to_apr``)."""
+        auto = self._auto.value
+        return {"rel_error": self._rel_error.value, "intensity_threshold": self._ith.value,
+                "gradient_smoothing": self._smoothing.value, "auto_parameters": auto,
+                "gradient_threshold": None if auto else self._grad_th.value,
+                "sigma_threshold": None if auto else self._sigma_th.value}
+
+    def _auto_changed(self):
+        self._grad_th.enabled = self._sigma_th.enabled = not self._auto.value
+        self._schedule_preview()
+
+    def _layer_changed(self):
+        layer = self._layer.value
+        if layer is not None:
+            labels = [str(a).lower() for a in getattr(layer, "axis_labels", ())]
+            self._movie.value = layer.ndim == 4 or (layer.ndim == 3 and bool(labels) and labels[0] in ("t", "time"))
+        self._schedule_preview()
+
+    def _schedule_preview(self, *_):
+        if self._preview.value:
+            self._timer.start()
+
+    def _layer_data(self, layer):
+        return layer.data[0] if layer.multiscale else layer.data
+
+    # ------------------------------------------------------------------------------------------
+    def update_preview(self, sync: bool = False) -> None:
+        """Recompute the preview of the current slice (in a worker unless ``sync``)."""
+        layer = self._layer.value
+        if layer is None:
+            return
+        data = self._layer_data(layer)
+        index = np.round(layer.world_to_data(self._viewer.dims.point)).astype(int)
+        index = index[-data.ndim:] if len(index) >= data.ndim else np.zeros(data.ndim, int)
+        args = (data, index)
+        kwargs = {"is_movie": self._movie.value, "params": self.params(),
+                  "spacing": list(layer.scale)[-(data.ndim - int(self._movie.value)):], "slab": self._slab.value}
+        if sync:
+            self._show_preview(preview_slice(*args, **kwargs), layer)
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(preview_slice, *args, **kwargs)
+        worker.returned.connect(lambda res: self._show_preview(res, layer))
+        worker.errored.connect(self._show_error)
+        self._preview_worker = worker
+        worker.start()
+
+    def _show_preview(self, res: dict, layer) -> None:
+        scale, translate = list(layer.scale)[-2:], list(layer.translate)[-2:]
+        for name, arr, kw in ((PREVIEW, res["image"], {"colormap": layer.colormap.name,
+                                                       "contrast_limits": layer.contrast_limits}),
+                              (PREVIEW_LEVELS, res["levels"], {"colormap": "turbo", "opacity": 0.5,
+                                                               "contrast_limits": [0, max(1, int(np.max(res["levels"], initial=0)))]})):
+            if name in self._viewer.layers:
+                lay = self._viewer.layers[name]
+                lay.data = arr
+                lay.scale, lay.translate = scale, translate
+            else:
+                self._viewer.add_image(arr, name=name, scale=scale, translate=translate, **kw)
+        st = res["stats"]
+        self._stats.value = (f"preview: {st['particles']} particles, ratio {st['computational_ratio']:.1f}, "
+                             f"memory saved {100 * st['memory_saved']:.0f} %")
+
+    def _show_error(self, exc) -> None:
+        from napari.utils.notifications import show_error
+
+        self._stats.value = f"error: {exc}"
+        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------------------------------
+    def _convert_job(self, data, is_movie, params, spacing, frame_interval, output):
+        from ..apr import to_apr, write_apr, write_apr_movie
+
+        def cb(done, total, desc):
+            self._progress.update(done=done, total=total, desc=desc)
+
+        with progress_context(cb, self._cancel_event):
+            if is_movie:
+                result = to_apr(data, movie=True, spacing=spacing, frame_interval=frame_interval, **params)
+            else:
+                result = to_apr(np.asarray(data), spacing=spacing, **params)
+            path = None
+            if output:
+                path = write_apr_movie(result, output.with_suffix("")) if is_movie else write_apr(result, output)
+        return result, path
+
+    def convert(self, sync: bool = False) -> None:
+        """Convert the whole selected layer (in a worker unless ``sync``) and add the APR layer."""
+        layer = self._layer.value
+        if layer is None:
+            return
+        data = self._layer_data(layer)
+        is_movie = self._movie.value
+        scale = list(layer.scale)
+        out = self._output.value
+        output = out if out is not None and str(out) not in ("", ".") else None
+        args = (data, is_movie, self.params(), scale[1:] if is_movie else scale, scale[0], output)
+        self._cancel_event.clear()
+        if sync:
+            self._converted(self._convert_job(*args), layer.name)
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(self._convert_job, *args)
+        worker.returned.connect(lambda res: self._converted(res, layer.name))
+        worker.errored.connect(self._convert_failed)
+        worker.finished.connect(self._convert_done)
+        self._worker = worker
+        self._run.enabled, self._cancel.enabled = False, True
+        self._poll.start()
+        worker.start()
+
+    def _show_progress(self) -> None:
+        p = self._progress
+        if p:
+            self._stats.value = f"{p.get('desc', 'converting')}: {p.get('done', 0)}/{p.get('total') or '?'}"
+
+    def _converted(self, res, name) -> None:
+        from napari.layers import Layer
+
+        result, path = res
+        for data, kwargs, ltype in apr_layers_from_result(result, name):
+            self._viewer.add_layer(Layer.create(data, kwargs, ltype))
+        st = result.stats()
+        self._stats.value = (f"{st['particles']} particles, ratio {st['computational_ratio']:.1f}, memory saved "
+                             f"{100 * st['memory_saved']:.0f} %" + (f"; saved to {path}" if path else ""))
+
+    def _convert_failed(self, exc) -> None:
+        if isinstance(exc, Cancelled):
+            self._stats.value = "cancelled"
+        else:
+            self._show_error(exc)
+
+    def _convert_done(self) -> None:
+        self._poll.stop()
+        self._progress.clear()
+        self._run.enabled, self._cancel.enabled = True, False

@@ -1,0 +1,126 @@
+"""npe2 readers: ``.apr`` files and ``.aprmovie`` folders (lazy multiscale), TIFF / OME-Zarr images
+(as pixels, or converted to the APR on opening).
+
+APR layers are multiscale image layers whose levels are :class:`~napari_dynfit.apr.LazyAprArray`
+(or :class:`~napari_dynfit.apr.LazyAprMovie`): napari asks each level only for the slice or tile
+on screen, and uses the coarse levels when zoomed out and for 3D rendering.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..apr.io import APR_SUFFIX, MOVIE_SUFFIX, PIXEL_SUFFIXES
+
+
+def _one_path(path):
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return Path(str(path).rstrip("/\\"))
+
+
+def _contrast(levels) -> list[float]:
+    """Contrast limits from the coarsest level (its first frame for movies)."""
+    from ..apr import LazyAprMovie
+
+    coarse = levels[-1]
+    sample = coarse[0] if isinstance(coarse, LazyAprMovie) else coarse[...]
+    lo, hi = float(np.min(sample)), float(np.max(sample))
+    return [lo, hi if hi > lo else lo + 1.0]
+
+
+def apr_layer_metadata(stats: dict) -> dict:
+    """The ``metadata`` of an APR layer: particle count, computational ratio, memory saved."""
+    return {"apr": {"particles": int(stats["particles"]),
+                    "computational_ratio": round(float(stats["computational_ratio"]), 3),
+                    "memory_saved": f"{100 * float(stats['memory_saved']):.1f} %",
+                    "pixel_bytes": int(stats["pixel_bytes"]), "particle_bytes": int(stats["particle_bytes"])}}
+
+
+def apr_layers(path, mode: str = "constant") -> list:
+    """Layer data tuples of an ``.apr`` file or ``.aprmovie`` folder (one image layer per channel)."""
+    from ..apr import open_lazy
+
+    opened = open_lazy(path, mode=mode)
+    head = opened["header"]
+    out = []
+    for levels, name in zip(opened["levels"], opened["channel_names"]):
+        meta = apr_layer_metadata(head)
+        meta["apr"]["path"] = head["path"]
+        meta["apr"]["mode"] = mode
+        kwargs = {"name": name if len(opened["channel_names"]) > 1 else Path(head["path"]).stem,
+                  "multiscale": True, "scale": opened["scale"], "metadata": meta,
+                  "contrast_limits": _contrast(levels)}
+        if mode == "level":
+            kwargs["colormap"] = "turbo"
+        out.append((levels, kwargs, "image"))
+    return out
+
+
+def _read_apr(path):
+    return apr_layers(_one_path(path))
+
+
+def get_apr_reader(path):
+    """npe2 reader for ``.apr`` files and ``.aprmovie`` folders."""
+    p = _one_path(path)
+    if p is None or p.suffix.lower() not in (APR_SUFFIX, MOVIE_SUFFIX):
+        return None
+    return _read_apr
+
+
+def _pixel_layer(path):
+    from ..apr.io import read_pixels
+
+    px = read_pixels(_one_path(path))
+    kwargs = {"name": px["name"], "scale": px["scale"]}
+    if "c" in px["axes"]:
+        kwargs["channel_axis"] = px["axes"].index("c")
+        kwargs["scale"] = [s for a, s in zip(px["axes"], px["scale"]) if a != "c"]
+    return [(px["data"], kwargs, "image")]
+
+
+def apr_layers_from_result(result, name: str, mode: str = "constant") -> list:
+    """Layer data tuples (lazy multiscale) of an in-memory :class:`AprImage` or :class:`AprMovie`."""
+    from ..apr import AprImage, lazy_multiscale
+    from ..apr.lazy import lazy_movie_multiscale
+
+    if isinstance(result, AprImage):
+        levels = lazy_multiscale(result, mode=mode)
+        return [(levels, {"name": f"{name} (APR)", "multiscale": True, "scale": list(result.spacing),
+                          "metadata": apr_layer_metadata(result.stats()), "contrast_limits": _contrast(levels)},
+                 "image")]
+    out = []
+    for c, cname in enumerate(result.channel_names):
+        levels = lazy_movie_multiscale([fr[c] for fr in result.frames], mode=mode)
+        layer_name = f"{name} (APR)" if len(result.channel_names) == 1 else f"{name} {cname} (APR)"
+        out.append((levels, {"name": layer_name, "multiscale": True,
+                             "scale": [result.frame_interval, *result.spacing],
+                             "metadata": apr_layer_metadata(result.stats()),
+                             "contrast_limits": _contrast(levels)}, "image"))
+    return out
+
+
+def _pixels_as_apr(path):
+    from ..apr.io import pixels_to_apr, read_pixels
+
+    px = read_pixels(_one_path(path))
+    return apr_layers_from_result(pixels_to_apr(px), px["name"])
+
+
+def _is_pixels(p) -> bool:
+    return p is not None and p.suffix.lower() in PIXEL_SUFFIXES and p.suffix.lower() != ".npy"
+
+
+def get_pixels_reader(path):
+    """npe2 reader: TIFF / OME-Zarr as a pixel image layer (OME-Zarr stays lazy)."""
+    return _pixel_layer if _is_pixels(_one_path(path)) else None
+
+
+def get_pixels_to_apr_reader(path):
+    """npe2 reader: TIFF / OME-Zarr converted to the APR on opening (automatic parameters)."""
+    return _pixels_as_apr if _is_pixels(_one_path(path)) else None
