@@ -49,7 +49,10 @@ def label_table(labels, *, intensity=None, spacing=None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``frame, [z,] y, x, label, size[, intensity]``, coordinates in pixels.
+        ``frame, [z,] y, x, label, size, [axis_z,] axis_y, axis_x[, intensity]``, coordinates in pixels.
+        ``axis_*`` is the half-offset of the daughters of a division along the long axis: the principal
+        axis of the mask scaled by the square root of its largest second moment (a quarter of the length of
+        a uniform rod), used by the linker to predict where daughters appear.
     """
     lab = check_labels(labels)
     nd = lab.ndim - 1
@@ -64,6 +67,7 @@ def label_table(labels, *, intensity=None, spacing=None) -> pd.DataFrame:
         size = ndi.sum_labels(np.ones_like(fr, dtype=np.float64), fr, ids)
         cen = np.array(ndi.center_of_mass(np.ones_like(fr, dtype=np.float64), fr, ids)).reshape(len(ids), nd)
         df = pd.DataFrame(cen, columns=cols)
+        df[[f"axis_{c}" for c in cols]] = _long_axes(fr, ids, cen, size)
         df.insert(0, "frame", t)
         df["label"] = ids.astype(np.int64)
         df["size"] = size
@@ -76,6 +80,19 @@ def label_table(labels, *, intensity=None, spacing=None) -> pd.DataFrame:
     if spacing is not None:
         out.attrs["spacing"] = [float(s) for s in np.asarray(spacing, float)[-nd:]]
     return out
+
+
+def _long_axes(frame: np.ndarray, ids: np.ndarray, cen: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """sqrt(largest eigenvalue) x principal direction of each label's pixel covariance, shape (n, ndim)."""
+    nd = frame.ndim
+    grids = np.indices(frame.shape, dtype=np.float64)
+    cov = np.empty((len(ids), nd, nd))
+    for a in range(nd):
+        for b in range(a, nd):
+            m = ndi.sum_labels(grids[a] * grids[b], frame, ids) / size
+            cov[:, a, b] = cov[:, b, a] = m - cen[:, a] * cen[:, b]
+    w, v = np.linalg.eigh(cov)
+    return np.sqrt(np.clip(w[:, -1], 0, None))[:, None] * v[:, :, -1]
 
 
 def label_overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

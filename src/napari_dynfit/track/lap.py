@@ -75,8 +75,8 @@ class LinkParams:
     drift_radius: float | None = None
     alternative_cost: float = 1.0
     division_cost: float = 0.1
-    overlap_weight: float = 1.0
-    size_weight: float = 0.5
+    overlap_weight: float = 0.3
+    size_weight: float = 1.0
     gap_penalty: float = 0.1
 
     def __post_init__(self):
@@ -104,6 +104,7 @@ class _Cells:
     labels: np.ndarray
     label: np.ndarray
     size: np.ndarray
+    axis: np.ndarray | None  # (n, ndim) daughter half-offsets in physical units, or None
     lookup: dict = field(default_factory=dict)  # frame -> dict label -> detection index
 
 
@@ -278,7 +279,9 @@ def link(detections: pd.DataFrame, *, max_distance: float = 5.0, gap_frames: int
             raise InputError("detections lack a 'size' column (pixel count): build them with label_table")
         if fr.max() >= lab.shape[0]:
             raise InputError(f"detections reach frame {fr.max()} but the label movie has {lab.shape[0]} frames")
-        cells = _Cells(lab, lab_id, size)
+        axis_cols = [f"axis_{c}" for c in cols]
+        axis = df[axis_cols].to_numpy(float) * sp if all(c in df.columns for c in axis_cols) else None
+        cells = _Cells(lab, lab_id, size, axis)
     frames, starts = np.unique(fr, return_index=True)
     bounds = dict(zip(frames.tolist(), zip(starts.tolist(), np.append(starts[1:], n).tolist())))
     if cells is not None:
@@ -306,10 +309,14 @@ def link(detections: pd.DataFrame, *, max_distance: float = 5.0, gap_frames: int
             i, j, d = _pairs(pred, x[tgt], r)
             if cells is not None:
                 ii, jj, link_t, daughter_t = _cell_terms(cells, fa, fb, src, tgt, i, j, params)
-                d = np.linalg.norm(pred[ii] - x[tgt][jj], axis=1)
+                diff = x[tgt][jj] - pred[ii]
                 i, j = ii, jj
-                dist_t = (d / r) ** 2
-                c_link, c_daughter = dist_t + link_t, dist_t + daughter_t
+                dist_t = (diff ** 2).sum(1) / r ** 2
+                c_link = dist_t + link_t
+                if cells.axis is not None:  # daughters appear at +-axis from the mother's centre
+                    o = cells.axis[src][ii]
+                    dist_t = np.minimum(((diff - o) ** 2).sum(1), ((diff + o) ** 2).sum(1)) / r ** 2
+                c_daughter = dist_t + daughter_t
             else:
                 c_link = c_daughter = (d / r) ** 2
             keep = c_link < 4 * params.alternative_cost
@@ -330,6 +337,8 @@ def link(detections: pd.DataFrame, *, max_distance: float = 5.0, gap_frames: int
             mother[tgt[divided]] = gp[divided]
             vel[tgt[cont]] = x[tgt[cont]] - x[gp[cont]]
             has_vel[tgt[cont]] = True
+            vel[tgt[divided]] = vel[gp[divided]]  # daughters inherit the mother's motion
+            has_vel[tgt[divided]] = has_vel[gp[divided]]
             seg[tgt[cont]] = seg[gp[cont]]
             new = ~cont
         else:

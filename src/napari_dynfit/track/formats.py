@@ -1,0 +1,323 @@
+"""Track formats: Cell Tracking Challenge (CTC) import/export, TrackMate XML import, label-movie input,
+and conversion of tracks to napari's Tracks layer data and to relabelled label movies.
+
+CTC folders hold one label TIFF per frame (``man_track####.tif`` / ``mask####.tif``, label = track id)
+and a text file ``man_track.txt`` / ``res_track.txt`` with one line ``L B E P`` per track (label, first
+frame, last frame, parent label or 0). A CTC track is continuous in time: a track that skips frames is
+written as two tracks, the second with the first as parent, and read back as one track.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._io import atomic_path, check_input_file
+from ..errors import InputError
+from ..tables import coord_columns, validate_table
+
+_CTC_TXT = ("res_track.txt", "man_track.txt")
+_CTC_TIF = re.compile(r"^(?:mask|man_track|man_seg)(\d+)\.tiff?$", re.IGNORECASE)
+
+
+def tracks_from_edges(frames: np.ndarray, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split a lineage graph into tracks.
+
+    Parameters
+    ----------
+    frames : ndarray of int, shape (n,)
+        Frame of every node.
+    src, dst : ndarray of int
+        Directed edges (node indices, earlier to later).
+
+    Returns
+    -------
+    track_id, parent_id : ndarray of int, shape (n,)
+        A track is a chain of nodes with one successor each; a node with two or more successors ends its
+        track and each successor starts a new track whose ``parent_id`` is the ended track. A node with
+        several predecessors (a merge) continues the earliest-listed predecessor's track only.
+    """
+    n = len(frames)
+    outdeg = np.bincount(src, minlength=n)
+    pred = np.full(n, -1, np.int64)
+    div_parent = np.full(n, -1, np.int64)
+    for s, d in zip(src.tolist(), dst.tolist()):
+        if outdeg[s] == 1 and pred[d] < 0:
+            pred[d] = s
+        elif outdeg[s] >= 2 and div_parent[d] < 0 and pred[d] < 0:
+            div_parent[d] = s
+    track = np.full(n, -1, np.int64)
+    nxt = 1
+    for k in np.argsort(frames, kind="stable").tolist():
+        if pred[k] >= 0 and track[pred[k]] > 0:
+            track[k] = track[pred[k]]
+        else:
+            track[k] = nxt
+            nxt += 1
+    parent_of = {}
+    for k in np.flatnonzero(div_parent >= 0).tolist():
+        parent_of[int(track[k])] = int(track[div_parent[k]])
+    parent = np.array([parent_of.get(int(t), -1) for t in track], np.int64)
+    return track, parent
+
+
+def _ctc_files(folder: Path) -> tuple[Path | None, list[tuple[int, Path]]]:
+    txt = next((folder / t for t in _CTC_TXT if (folder / t).is_file()), None)
+    tifs = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _CTC_TIF.match(p.name)))
+    return txt, tifs
+
+
+def read_label_movie(path) -> np.ndarray:
+    """Read a label movie ``(t, [z,] y, x)`` from a TIFF stack, an OME-Zarr/Zarr store or a CTC folder."""
+    import tifffile
+
+    p = check_input_file(path, what="label movie")
+    if p.is_dir() and not (p / "zarr.json").exists() and not (p / ".zgroup").exists() and not (p / ".zarray").exists():
+        _, tifs = _ctc_files(p)
+        if not tifs:
+            raise InputError(f"folder '{p}' holds no CTC label TIFFs (mask###.tif / man_track###.tif) and is not Zarr")
+        frames = [tifffile.imread(f) for _, f in tifs]
+        idx = [i for i, _ in tifs]
+        shape = frames[0].shape
+        if any(f.shape != shape for f in frames):
+            raise InputError(f"CTC folder '{p}' has label images of different shapes: they must all match")
+        movie = np.zeros((max(idx) + 1,) + shape, np.int64)
+        for i, f in zip(idx, frames):
+            movie[i] = f
+        return movie
+    if p.is_dir() or p.suffix.lower() == ".zarr":
+        import zarr
+
+        try:
+            node = zarr.open(str(p), mode="r")
+        except Exception as exc:
+            raise InputError(f"cannot open Zarr store '{p}' ({exc}): is it an OME-Zarr image?") from exc
+        if hasattr(node, "shape"):
+            return np.asarray(node)
+        ms = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get("multiscales")
+        key = ms[0]["datasets"][0]["path"] if ms else "0"
+        if key not in node:
+            raise InputError(f"Zarr store '{p}' has no array '{key}': write the labels as OME-Zarr level 0")
+        arr = np.asarray(node[key])
+        return arr.reshape([s for i, s in enumerate(arr.shape) if not (s == 1 and i > 0 and arr.ndim > 4)])
+    if p.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(f"label movie '{p}' must be a TIFF stack, an OME-Zarr store or a CTC folder")
+    try:
+        return tifffile.imread(p)
+    except Exception as exc:
+        raise InputError(f"cannot read TIFF '{p}' ({exc}): is it a valid label stack?") from exc
+
+
+def read_ctc(folder) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a CTC ground-truth (``TRA``) or result folder.
+
+    Returns
+    -------
+    tracks : pandas.DataFrame
+        ``track_id, frame, [z,] y, x, parent_id, label, size`` (centroids of the masks, pixels); tracks the CTC
+        file splits at gaps are joined.
+    labels : ndarray of int, shape (t, [z,] y, x)
+        The label movie (label = CTC track label).
+    """
+    from ..detect.labels import label_table
+
+    p = check_input_file(folder, what="CTC folder")
+    if not p.is_dir():
+        raise InputError(f"'{p}' is not a folder: pass the CTC folder holding man_track.txt or res_track.txt")
+    txt, _ = _ctc_files(p)
+    if txt is None:
+        raise InputError(f"CTC folder '{p}' lacks man_track.txt / res_track.txt")
+    try:
+        lines = np.loadtxt(txt, dtype=np.int64, ndmin=2)
+    except Exception as exc:
+        raise InputError(f"cannot parse '{txt}' ({exc}): each line must be 'L B E P' (four integers)") from exc
+    if lines.size and lines.shape[1] != 4:
+        raise InputError(f"'{txt}' must have four integer columns 'L B E P', found {lines.shape[1]}")
+    labels = read_label_movie(p)
+    tab = label_table(labels)
+    tab["track_id"] = tab["label"]
+    info = {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in lines}
+    children: dict[int, list[int]] = {}
+    for lab, (_, _, par) in info.items():
+        if par > 0:
+            children.setdefault(par, []).append(lab)
+    # a single child starting after a gap continues its parent
+    alias = {}
+    for par, kids in children.items():
+        if len(kids) == 1 and par in info and info[kids[0]][0] > info[par][1] + 1:
+            alias[kids[0]] = par
+    def root(lab):
+        while lab in alias:
+            lab = alias[lab]
+        return lab
+    tab["track_id"] = [root(t) for t in tab["label"].tolist()]
+    tab["parent_id"] = [root(info[t][2]) if t in info and info[t][2] > 0 and t not in alias else -1
+                        for t in tab["label"].tolist()]
+    cols = ["track_id", "frame"] + coord_columns(tab) + ["parent_id", "label", "size"]
+    return tab[cols].sort_values(["track_id", "frame"]).reset_index(drop=True), labels
+
+
+def _split_gaps(tracks: pd.DataFrame) -> pd.DataFrame:
+    """CTC tracks are continuous: split tracks at gaps (each later piece has the earlier one as parent)."""
+    df = tracks.sort_values(["track_id", "frame"]).reset_index(drop=True)
+    tid = df["track_id"].to_numpy()
+    fr = df["frame"].to_numpy()
+    same = np.r_[False, tid[1:] == tid[:-1]]
+    brk = same & np.r_[False, fr[1:] > fr[:-1] + 1]
+    if not brk.any():
+        return df
+    piece = pd.Series(brk.astype(int)).groupby(tid).cumsum().to_numpy()
+    new_id = tid.copy()
+    later = piece > 0
+    keys = tid[later] * (piece.max() + 1) + piece[later]
+    uniq, inv = np.unique(keys, return_inverse=True)
+    new_id[later] = tid.max() + 1 + inv
+    last_piece = dict(zip(tid.tolist(), new_id.tolist()))  # rows are sorted: the last write wins
+    prev_row_id = np.r_[-1, new_id[:-1]]
+    par = df["parent_id"].to_numpy()
+    par = np.where(later, np.where(brk, prev_row_id, -1), [last_piece.get(int(q), int(q)) for q in par])
+    # rows inside a later piece take the parent set at the piece's first row
+    out = df.copy()
+    out["track_id"] = new_id
+    out["parent_id"] = par
+    out["parent_id"] = out.groupby("track_id")["parent_id"].transform("max")
+    return out
+
+
+def write_ctc(tracks: pd.DataFrame, folder, *, labels=None, shape=None, radius: float = 2.0) -> Path:
+    """Write a CTC result folder: ``res_track.txt`` and ``mask###.tif`` (label = track id).
+
+    Parameters
+    ----------
+    tracks : pandas.DataFrame
+        Tracks table. With ``labels`` it needs a ``label`` column (the label of each detection in its frame).
+    folder : str or Path
+        Output folder (replaced atomically).
+    labels : array_like of int, shape (t, [z,] y, x), optional
+        The label movie the detections came from; relabelled so that each mask carries its track id.
+    shape : tuple of int, optional
+        Image shape ``([z,] y, x)`` for point tracks (no ``labels``): each point is drawn as a disc/ball.
+    radius : float
+        Radius in pixels of those discs.
+    """
+    import tifffile
+
+    df = validate_table(tracks, required=("frame", "track_id"), what="tracks")
+    if "parent_id" not in df.columns:
+        df["parent_id"] = -1
+    if (df["track_id"] <= 0).any():
+        raise InputError("CTC track ids must be positive integers: renumber the tracks from 1")
+    df = _split_gaps(df)
+    cols = coord_columns(df)
+    if labels is not None:
+        movie = relabel_movie(labels, df)
+    else:
+        if shape is None:
+            raise InputError("write_ctc needs the image shape for point tracks (or pass the label movie)")
+        nt = int(df["frame"].max()) + 1
+        movie = np.zeros((nt,) + tuple(shape), np.uint16 if df["track_id"].max() < 65535 else np.uint32)
+        r = int(np.ceil(radius))
+        offs = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * len(cols), indexing="ij"), -1).reshape(-1, len(cols))
+        offs = offs[(offs ** 2).sum(1) <= radius ** 2]
+        c = np.round(df[cols].to_numpy()).astype(int)
+        pts = (c[:, None, :] + offs[None]).reshape(-1, len(cols))
+        ids = np.repeat(df["track_id"].to_numpy(), len(offs))
+        frs = np.repeat(df["frame"].to_numpy(), len(offs))
+        ok = ((pts >= 0) & (pts < np.array(shape))).all(1)
+        movie[(frs[ok],) + tuple(pts[ok].T)] = ids[ok]
+    g = df.groupby("track_id")
+    table = pd.DataFrame({"L": g["frame"].min().index, "B": g["frame"].min().values, "E": g["frame"].max().values,
+                          "P": np.maximum(g["parent_id"].first().values, 0)})
+    ndig = max(3, len(str(movie.shape[0] - 1)))
+    with atomic_path(folder, is_dir=True) as tmp:
+        np.savetxt(tmp / "res_track.txt", table.to_numpy(np.int64), fmt="%d")
+        for t in range(movie.shape[0]):
+            tifffile.imwrite(tmp / f"mask{t:0{ndig}d}.tif", movie[t], compression="zlib")
+    return Path(folder)
+
+
+def relabel_movie(labels, tracks: pd.DataFrame) -> np.ndarray:
+    """Label movie whose masks carry their track ids (``tracks`` needs ``frame, label, track_id``)."""
+    from ..detect.labels import check_labels
+
+    lab = check_labels(labels)
+    if "label" not in tracks.columns:
+        raise InputError("tracks lack a 'label' column: link detections made by label_table to relabel masks")
+    dtype = np.uint16 if tracks["track_id"].max() < 65535 else np.uint32
+    out = np.zeros(lab.shape, dtype)
+    for t, grp in tracks.groupby("frame"):
+        if t >= lab.shape[0]:
+            raise InputError(f"tracks reach frame {t} but the label movie has {lab.shape[0]} frames")
+        lut = np.zeros(int(max(lab[t].max(), grp["label"].max())) + 1, dtype)
+        lut[grp["label"].to_numpy(np.int64)] = grp["track_id"].to_numpy()
+        out[t] = lut[lab[t]]
+    return out
+
+
+def to_napari_tracks(tracks: pd.DataFrame) -> tuple[np.ndarray, dict, dict]:
+    """napari Tracks layer data: ``(data, properties, graph)``.
+
+    ``data`` is ``(n, 2 + ndim)`` rows ``track_id, t, [z,] y, x``; ``graph`` maps each daughter track to
+    ``[mother track]`` (the lineage).
+    """
+    df = validate_table(tracks, required=("frame", "track_id"), what="tracks").sort_values(["track_id", "frame"])
+    cols = coord_columns(df)
+    data = df[["track_id", "frame"] + cols].to_numpy(float)
+    props = {c: df[c].to_numpy() for c in df.columns if c not in ("track_id", "frame", *cols)
+             and np.issubdtype(df[c].dtype, np.number)}
+    graph = {}
+    if "parent_id" in df.columns:
+        par = df.groupby("track_id")["parent_id"].first()
+        graph = {int(k): [int(v)] for k, v in par.items() if v >= 0 and v in par.index}
+    return data, props, graph
+
+
+def read_trackmate_xml(path) -> pd.DataFrame:
+    """Read a TrackMate XML file (``AllSpots`` + ``AllTracks``) as a tracks table in pixels.
+
+    Positions are divided by TrackMate's calibration (``pixelwidth``, ``pixelheight``, ``voxeldepth``);
+    ``attrs["spacing"]`` keeps it. Spots outside any track become one-detection tracks.
+    """
+    import xml.etree.ElementTree as ET
+
+    p = check_input_file(path, suffixes=(".xml",), what="TrackMate file")
+    try:
+        root = ET.parse(p).getroot()
+    except ET.ParseError as exc:
+        raise InputError(f"cannot parse '{p}' as XML ({exc}): is it a TrackMate export?") from exc
+    spots = root.findall(".//AllSpots//Spot")
+    if not spots:
+        raise InputError(f"'{p}' has no AllSpots/Spot elements: export the full TrackMate model (not a CSV)")
+    img = root.find(".//Settings/ImageData")
+    cal = {"x": 1.0, "y": 1.0, "z": 1.0}
+    if img is not None:
+        cal = {"x": float(img.get("pixelwidth", 1) or 1), "y": float(img.get("pixelheight", 1) or 1),
+               "z": float(img.get("voxeldepth", 1) or 1)}
+    ids = np.array([int(s.get("ID")) for s in spots])
+    frames = np.array([int(float(s.get("FRAME"))) for s in spots])
+    pos = {a: np.array([float(s.get(f"POSITION_{a.upper()}", 0)) / cal[a] for s in spots]) for a in "zyx"}
+    is3d = img is not None and int(float(img.get("nslices", 1) or 1)) > 1 or np.ptp(pos["z"]) > 0
+    index = {k: i for i, k in enumerate(ids.tolist())}
+    src, dst = [], []
+    for e in root.findall(".//AllTracks//Edge"):
+        a, b = index.get(int(e.get("SPOT_SOURCE_ID"))), index.get(int(e.get("SPOT_TARGET_ID")))
+        if a is None or b is None:
+            raise InputError(f"'{p}' has an edge to an unknown spot: the file is incomplete")
+        if frames[a] > frames[b]:
+            a, b = b, a
+        src.append(a), dst.append(b)
+    track, parent = tracks_from_edges(frames, np.array(src, np.int64), np.array(dst, np.int64))
+    df = pd.DataFrame({"track_id": track, "frame": frames})
+    for a in ("zyx" if is3d else "yx"):
+        df[a] = pos[a]
+    df["parent_id"] = parent
+    df["spot_id"] = ids
+    quality = [s.get("QUALITY") for s in spots]
+    if all(q is not None for q in quality):
+        df["quality"] = np.array(quality, float)
+    df = df.sort_values(["track_id", "frame"]).reset_index(drop=True)
+    df.attrs["spacing"] = [cal[a] for a in ("zyx" if is3d else "yx")]
+    return df
