@@ -1,0 +1,26 @@
+"""Physics-informed neural networks: latent fields, field denoising and loss weighting.
+
+* :class:`FieldNetwork` -- MLP ``f(t, *space)`` with Fourier features (exactly periodic on
+  periodic axes);
+* :class:`PointLoss`, :class:`ResidualLoss`, :class:`Coefficient` -- data, boundary/initial and
+  PDE residual losses written in the project's term vocabulary (:mod:`napari_dynfit.models.terms`);
+* :class:`PINN` -- training with ``"fixed"``, ``"annealing"`` or ``"inverse-dirichlet"`` loss
+  weights, Adam then L-BFGS, checkpoints (stop/resume), CPU or GPU;
+* :func:`fit_latent_field` -- the chemotactic potential ``chi c`` and ``Dc``, ``k`` from tracks;
+* :func:`denoise_fields` -- denoise/inpaint coarse-grained fields under a learned PDE;
+* :func:`poisson_benchmark` -- the multi-scale Poisson comparison of the weighting strategies.
+"""
+
+from .chemotaxis import (LatentFieldProblem, fit_latent_field, grid_source, latent_chemotaxis_pinn,
+                         track_velocities, visited_mask)
+from .denoise import denoise_fields, fields_pinn, summary
+from .losses import Coefficient, PointLoss, ResidualLoss
+from .network import FieldNetwork
+from .poisson import poisson_benchmark, poisson_pinn
+from .train import PINN, resolve_device
+from .weighting import STRATEGIES, LossWeighting
+
+__all__ = ["FieldNetwork", "PointLoss", "ResidualLoss", "Coefficient", "PINN", "LossWeighting", "STRATEGIES",
+           "resolve_device", "fit_latent_field", "latent_chemotaxis_pinn", "LatentFieldProblem", "track_velocities",
+           "grid_source", "visited_mask", "denoise_fields", "fields_pinn", "summary", "poisson_benchmark",
+           "poisson_pinn"]

@@ -238,3 +238,56 @@ def visited_mask(points, coords, radius: float, box=None) -> np.ndarray:
             d, _ = cKDTree(sel).query(grid)
         mask[i] = (d <= radius).reshape(Y.shape)
     return mask
+
+
+def fit_latent_field(tracks, *, steps: int = 3000, lbfgs_steps: int = 0, grid: int = 64, checkpoint=None,
+                     callback=None, callback_every: int = 100, **kwargs):
+    """Infer the chemotactic potential ``phi = chi c`` and ``Dc``, ``k`` (and ``chi``) from tracks.
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        2D tracks ``frame, track_id, y, x`` (physical units; ``attrs`` may hold ``dt`` and ``box``).
+    steps, lbfgs_steps : int
+        Adam steps and L-BFGS iterations.
+    grid : int
+        Grid points per spatial axis of the returned fields.
+    checkpoint : str or Path, optional
+        Checkpoint file; training resumes from it when it exists.
+    callback : callable, optional
+        ``callback(pinn)`` every ``callback_every`` steps.
+    **kwargs
+        Passed to :func:`latent_chemotaxis_pinn` (``dt``, ``box``, ``source``, ``weighting``...).
+
+    Returns
+    -------
+    FieldBundle
+        ``phi`` (and the learned ``s``) at the frame times on a ``grid x grid`` mesh;
+        ``attrs["pinn"]`` holds the coefficients, final losses and weights.
+    LatentFieldProblem
+        The PINN and the velocity data.
+    """
+    from pathlib import Path
+
+    from ...fields import FieldBundle
+    from .denoise import summary
+
+    prob = latent_chemotaxis_pinn(tracks, **kwargs)
+    if checkpoint is not None and Path(checkpoint).exists():
+        prob.pinn.load_checkpoint(checkpoint)
+    prob.pinn.fit(steps, lbfgs_steps, checkpoint=checkpoint, callback=callback, callback_every=callback_every)
+    coords = latent_grid(prob, tracks, grid, kwargs.get("dt"))
+    vals = prob.pinn.predict_grid(coords)
+    bundle = FieldBundle(vals, coords, periodic=prob.periodic,
+                         attrs={"pinn": summary(prob.pinn), "field": "phi = chi * c (chemotactic potential)"})
+    return bundle, prob
+
+
+def latent_grid(prob: LatentFieldProblem, tracks, grid: int, dt=None) -> dict:
+    """Grid coordinates of the latent field: the frame times and ``grid`` points per spatial axis."""
+    dt = float(dt if dt is not None else tracks.attrs.get("dt", 1.0))
+    frames = np.arange(int(tracks["frame"].min()), int(tracks["frame"].max()) + 1)
+    coords = {"t": frames * dt}
+    for (lo, hi), a, per in zip(prob.bounds[1:], ("y", "x"), prob.periodic):
+        coords[a] = lo + (hi - lo) * np.arange(grid) / grid if per else np.linspace(lo, hi, grid)
+    return coords

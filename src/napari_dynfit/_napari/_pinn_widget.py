@@ -1,0 +1,188 @@
+"""Dock widget "Latent field (PINN)": infer the hidden chemotactic field from a tracks layer.
+
+Training runs in a ``thread_worker`` in chunks; after each chunk the inferred field
+``phi = chi c`` is shown as an image layer over the movie (same world coordinates as the tracks)
+and the loss and weight curves are redrawn. "Stop" cancels at the next step; with a checkpoint
+file set, "Train" resumes from it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+
+from .._progress import progress_context
+from ..errors import Cancelled, DynfitError
+
+LAYER = "latent field (PINN)"
+
+
+def tracks_table_from_layer(layer):
+    """A tracks table ``frame, track_id, y, x`` from a napari Tracks layer (``[id, t, y, x]``)
+    or a Points layer (``[t, y, x]``, one track per point row order is not known: ids from ``features``)."""
+    import pandas as pd
+
+    from ..errors import InputError
+
+    data = np.asarray(layer.data, dtype=float)
+    if data.ndim != 2 or data.shape[1] not in (3, 4):
+        raise InputError("select a 2D+t Tracks layer ([track_id, t, y, x]) or Points layer with a 'track_id' feature")
+    if data.shape[1] == 4:
+        tid, fr, y, x = data.T
+    else:
+        feats = getattr(layer, "features", None)
+        if feats is None or "track_id" not in feats:
+            raise InputError("a Points layer needs a 'track_id' feature to be used as tracks: link them first")
+        fr, y, x = data.T
+        tid = np.asarray(feats["track_id"], dtype=float)
+    return pd.DataFrame({"frame": np.round(fr).astype(np.int64), "track_id": tid.astype(np.int64), "y": y, "x": x})
+
+
+class LatentFieldWidget(Container):
+    """Infer ``phi = chi c`` and ``Dc``, ``k`` from a tracks layer; live overlay and training curves."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._layer = ComboBox(label="tracks", choices=self._track_layers)
+        self._dt = FloatSpinBox(value=1.0, min=1e-6, max=1e6, step=0.1, label="frame interval")
+        self._box_y = FloatSpinBox(value=0.0, min=0.0, max=1e9, label="periodic box y (0: none)")
+        self._box_x = FloatSpinBox(value=0.0, min=0.0, max=1e9, label="periodic box x (0: none)")
+        self._weighting = ComboBox(choices=["inverse-dirichlet", "annealing", "fixed"], label="loss weights")
+        self._steps = SpinBox(value=3000, min=10, max=1_000_000, step=100, label="Adam steps")
+        self._chunk = SpinBox(value=100, min=10, max=10_000, step=10, label="refresh every (steps)")
+        self._grid = SpinBox(value=48, min=8, max=512, label="grid points")
+        self._checkpoint = FileEdit(mode="w", filter="*.pt", label="checkpoint (optional)", value="")
+        self._status = Label(value="")
+        self._run = PushButton(text="Train")
+        self._stop = PushButton(text="Stop", enabled=False)
+        self.extend([self._layer, self._dt, self._box_y, self._box_x, self._weighting, self._steps, self._chunk,
+                     self._grid, self._checkpoint, self._run, self._stop, self._status])
+        self._figure, self._canvas = self._make_canvas()
+        self.native.layout().addWidget(self._canvas)
+        self._cancel_event = threading.Event()
+        self._worker = None
+        self._run.changed.connect(self.train)
+        self._stop.changed.connect(self.stop)
+        napari_viewer.layers.events.inserted.connect(self._layer.reset_choices)
+        napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
+
+    def _make_canvas(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(4, 4))
+        fig.add_subplot(2, 1, 1)
+        fig.add_subplot(2, 1, 2)
+        canvas = FigureCanvasQTAgg(fig)
+        canvas.setMinimumHeight(260)
+        return fig, canvas
+
+    def _track_layers(self, _widget=None):
+        from napari.layers import Points, Tracks
+
+        return [(lay.name, lay) for lay in self._viewer.layers if isinstance(lay, (Tracks, Points))]
+
+    # ------------------------------------------------------------------------------------------
+    def _problem(self):
+        from ..models.pinn import latent_chemotaxis_pinn
+        from ..models.pinn.chemotaxis import latent_grid
+
+        layer = self._layer.value
+        if layer is None:
+            raise DynfitError("add a Tracks layer (2D+t) first")
+        tracks = tracks_table_from_layer(layer)
+        box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
+        prob = latent_chemotaxis_pinn(tracks, dt=self._dt.value, box=box, weighting=self._weighting.value,
+                                      device="auto")
+        if self._checkpoint.value and str(self._checkpoint.value) not in ("", ".") and \
+                self._checkpoint.value.exists() and self._checkpoint.value.is_file():
+            prob.pinn.load_checkpoint(self._checkpoint.value)
+        return prob, latent_grid(prob, tracks, self._grid.value, self._dt.value)
+
+    def training(self, prob, coords, steps: int, chunk: int, checkpoint=None):
+        """Generator run by the worker: train in chunks, yield ``(pinn, phi grid)`` after each."""
+        pinn = prob.pinn
+        with progress_context(None, self._cancel_event):
+            while pinn.step < steps:
+                pinn.fit(min(steps, pinn.step + chunk), checkpoint=checkpoint, checkpoint_every=chunk)
+                yield pinn, pinn.predict_grid(coords)["phi"]
+
+    def train(self, *_, block: bool = False) -> None:
+        """Start (or resume) training; with ``block`` run in the calling thread (tests, scripts)."""
+        try:
+            prob, coords = self._problem()
+        except DynfitError as exc:
+            self._show_error(exc)
+            return
+        self._coords = coords
+        ck = self._checkpoint.value if str(self._checkpoint.value) not in ("", ".") else None
+        gen = self.training(prob, coords, self._steps.value, self._chunk.value, ck)
+        self._cancel_event.clear()
+        if block:
+            try:
+                for item in gen:
+                    self._show(item)
+            except Cancelled:
+                self._status.value = "stopped"
+            return
+        from napari.qt.threading import thread_worker
+
+        worker = thread_worker(lambda: (yield from gen), start_thread=False)()
+        worker.yielded.connect(self._show)
+        worker.errored.connect(self._show_error)
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        self._run.enabled, self._stop.enabled = False, True
+        self._status.value = "training..."
+        worker.start()
+
+    def stop(self, *_) -> None:
+        """Cancel the running training (a checkpoint, if set, keeps its state)."""
+        self._cancel_event.set()
+        if self._worker is not None:
+            self._worker.quit()
+
+    def _finished(self) -> None:
+        self._run.enabled, self._stop.enabled = True, False
+        self._worker = None
+
+    def _show(self, item) -> None:
+        pinn, phi = item
+        coords = self._coords
+        scale = [self._dt.value if False else 1.0, coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0]]
+        translate = [coords["t"][0] / self._dt.value, coords["y"][0], coords["x"][0]]
+        if LAYER in self._viewer.layers:
+            lay = self._viewer.layers[LAYER]
+            lay.data = phi
+            lay.contrast_limits = (float(phi.min()), float(phi.max()) + 1e-12)
+        else:
+            self._viewer.add_image(phi, name=LAYER, scale=scale, translate=translate, colormap="magma",
+                                   opacity=0.6, blending="additive")
+        coefs = pinn.coefficient_values()
+        self._status.value = f"step {pinn.step}: " + ", ".join(f"{k}={v:.3g}" for k, v in coefs.items())
+        ax_loss, ax_w = self._figure.axes
+        ax_loss.clear()
+        for key, vals in pinn.history.items():
+            if key.startswith("loss:"):
+                ax_loss.semilogy(pinn.history["step"], vals, label=key[5:])
+        ax_loss.legend(fontsize=7)
+        ax_loss.set_ylabel("loss")
+        ax_w.clear()
+        wh = pinn.weight_history()
+        for name in pinn.weighting.names:
+            ax_w.semilogy(wh["step"], wh[name], label=name)
+        ax_w.set_ylabel("weight")
+        ax_w.set_xlabel("step")
+        self._canvas.draw_idle()
+
+    def _show_error(self, exc) -> None:
+        from napari.utils.notifications import show_error
+
+        if isinstance(exc, Cancelled):
+            self._status.value = "stopped"
+            return
+        self._status.value = f"error: {exc}"
+        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
