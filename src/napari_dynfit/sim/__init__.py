@@ -1,0 +1,31 @@
+"""Ground-truth simulators: active particles, dividing cells, and their fluorescence movies.
+
+* :func:`simulate_abp` -> :class:`ParticleTrajectories` (active Brownian particles, alignment,
+  density-dependent speed; periodic 2D/3D box), :func:`abp_msd` (exact free-ABP MSD),
+  :func:`vicsek_bands_preset` (parameters that form travelling bands in 2D);
+* :func:`simulate_dividing_cells` -> lineage table (divisions, deaths);
+* :func:`render_movie` (spots through a Gaussian PSF), :func:`render_cells` + :func:`render_labels`
+  (nuclei and their ground-truth masks), Poisson + read noise, uint16;
+* :mod:`.samples`: the embedded samples used by napari and ``dynfit demo``.
+"""
+
+from .abp import ParticleTrajectories, abp_msd, simulate_abp, vicsek_bands_preset
+from .cells import expected_growth_factor, simulate_dividing_cells
+from .render import amplitude_for_snr, render_cells, render_labels, render_movie
+from .samples import Sample, active_particles_2d, dividing_cells_3d
+
+__all__ = [
+    "ParticleTrajectories",
+    "simulate_abp",
+    "abp_msd",
+    "vicsek_bands_preset",
+    "simulate_dividing_cells",
+    "expected_growth_factor",
+    "render_movie",
+    "render_cells",
+    "render_labels",
+    "amplitude_for_snr",
+    "Sample",
+    "active_particles_2d",
+    "dividing_cells_3d",
+]

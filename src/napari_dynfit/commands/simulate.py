@@ -1,0 +1,270 @@
+"""``dynfit simulate {abp,cells}``: simulated fluorescence movies with ground truth; the demo's first stage.
+
+Writes into the output folder ``DIR``:
+
+* ``movie.ome.zarr`` (OME-NGFF 0.4, one scale level, axes ``t, [z,] y, x`` with the physical pixel
+  size and frame interval) or ``movie.tif`` (ImageJ hyperstack with spacing, resolution and
+  ``finterval``) with ``--format tiff``;
+* ``labels.ome.zarr`` / ``labels.tif`` (cells only): ground-truth masks, label = ``track_id``;
+* ``truth.csv``: ground truth in pixel coordinates (``track_id, frame, [z,] y, x, parent_id`` ...);
+* ``simulation.json``: every parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_path
+from ..errors import InputError
+from ..tables import write_table
+
+
+def write_image(array, path, *, spacing, dt: float, fmt: str = "zarr", name: str = "image") -> Path:
+    """Write a ``(t, [z,] y, x)`` movie as OME-Zarr (NGFF 0.4) or an ImageJ TIFF, atomically.
+
+    Parameters
+    ----------
+    array : ndarray, shape (t, [z,] y, x)
+    path : str or Path
+        Destination (``.ome.zarr`` / ``.zarr`` directory or ``.tif``).
+    spacing : sequence of float
+        Physical pixel size per spatial axis ``(z,) y, x`` (micrometres).
+    dt : float
+        Frame interval.
+    fmt : {"zarr", "tiff"}
+    name : str
+        Image name stored in the metadata.
+    """
+    path = Path(path)
+    d = array.ndim - 1
+    axes = "tzyx"[-array.ndim:] if d == 3 else "tyx"
+    if fmt == "zarr":
+        import zarr
+
+        with atomic_path(path, is_dir=True) as tmp:
+            grp = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+            chunks = (1,) + array.shape[1:]
+            grp.create_array("0", data=array, chunks=chunks)
+            units = [{"name": "t", "type": "time", "unit": "second"}] + [
+                {"name": a, "type": "space", "unit": "micrometer"} for a in axes[1:]]
+            grp.attrs["multiscales"] = [{
+                "version": "0.4", "name": name, "axes": units,
+                "datasets": [{"path": "0", "coordinateTransformations": [
+                    {"type": "scale", "scale": [float(dt), *map(float, spacing)]}]}],
+            }]
+        return path
+    if fmt == "tiff":
+        import tifffile
+
+        if array.dtype not in (np.uint8, np.uint16, np.float32):
+            if np.issubdtype(array.dtype, np.integer) and array.min() >= 0 and array.max() <= 65535:
+                array = array.astype(np.uint16)  # ImageJ TIFF has no int32 (labels)
+            else:
+                raise InputError(f"ImageJ TIFF cannot store {array.dtype} values in [{array.min()}, {array.max()}]: "
+                                 "use --format zarr")
+        meta = {"axes": axes.upper(), "unit": "um", "finterval": float(dt)}
+        if d == 3:
+            meta["spacing"] = float(spacing[0])
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(tmp, array, imagej=True, metadata=meta,
+                             resolution=(1.0 / float(spacing[-1]), 1.0 / float(spacing[-2])))
+        return path
+    raise InputError(f"unknown format '{fmt}': use 'zarr' or 'tiff'")
+
+
+def _output_dir(path) -> Path:
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output '{out}' is a file: give a folder path to -o")
+    if not out.parent.exists():
+        raise InputError(f"the parent folder of '{out}' does not exist: create it first or choose another -o")
+    out.mkdir(exist_ok=True)
+    return out
+
+
+def _spatial(values, dim, what, default=None):
+    if values is None:
+        values = default[-dim:]
+    vals = list(values)
+    if len(vals) == 1:
+        vals = vals * dim
+    if len(vals) != dim:
+        raise InputError(f"{what} has {len(vals)} values for --dim {dim}: give 1 or {dim} ((z) y x)")
+    return vals
+
+
+def _write_outputs(out: Path, movie, truth, labels, spacing, dt, fmt, params) -> list[Path]:
+    ext = ".ome.zarr" if fmt == "zarr" else ".tif"
+    written = [write_image(movie, out / f"movie{ext}", spacing=spacing, dt=dt, fmt=fmt, name="movie")]
+    if labels is not None:
+        written.append(write_image(labels, out / f"labels{ext}", spacing=spacing, dt=dt, fmt=fmt, name="labels"))
+    written.append(write_table(truth, out / "truth.csv"))
+    with atomic_path(out / "simulation.json") as tmp:
+        tmp.write_text(json.dumps(params, indent=2, default=float))
+    written.append(out / "simulation.json")
+    return written
+
+
+def _cmd_abp(args) -> int:
+    from ..sim import render_movie, simulate_abp
+
+    dim = args.dim
+    shape = _spatial(args.shape, dim, "--shape", (64, 256, 256))
+    if any(s < 1 for s in shape) or args.frames < 1 or args.n_particles < 1:
+        raise InputError("sizes must be positive (--shape, --frames, --n-particles)")
+    spacing = [float(s) for s in _spatial(args.pixel_size, dim, "--pixel-size", (0.5, 0.5, 0.5))]
+    psf = _spatial(args.psf_sigma, dim, "--psf-sigma") if args.psf_sigma else None
+    out = _output_dir(args.output)
+    box = [n * s for n, s in zip(shape, spacing)]
+    rng = np.random.default_rng(args.seed)
+    traj = simulate_abp(args.n_particles, (args.frames - 1) * args.save_every, dim=dim, box=box, dt=args.dt,
+                        v0=args.v0, Dr=args.Dr, Dt=args.Dt, align=args.align, align_radius=args.align_radius,
+                        speed_density=args.rho_star, save_every=args.save_every, seed=rng)
+    table = traj.to_table()
+    table["parent_id"] = -1
+    movie, truth = render_movie(table, tuple(shape), scale=spacing, psf_sigma=psf, snr=args.snr,
+                                background=args.background, read_noise=args.read_noise, seed=rng)
+    params = dict(model="abp", simulation=traj.params, spacing=spacing, shape=shape, psf_sigma=truth.attrs["psf_sigma"],
+                  snr=args.snr, background=args.background, read_noise=args.read_noise, seed=args.seed)
+    for p in _write_outputs(out, movie, truth, None, spacing, traj.frame_interval, args.format, params):
+        print(p)
+    return 0
+
+
+def _cmd_cells(args) -> int:
+    from ..sim import render_cells, simulate_dividing_cells
+
+    dim = args.dim
+    shape = _spatial(args.shape, dim, "--shape", (32, 96, 96))
+    if any(s < 1 for s in shape) or args.frames < 1 or args.n_initial < 1:
+        raise InputError("sizes must be positive (--shape, --frames, --n-initial)")
+    spacing = [float(s) for s in _spatial(args.pixel_size, dim, "--pixel-size", (1.0, 0.5, 0.5))]
+    psf = _spatial(args.psf_sigma or [1.0], dim, "--psf-sigma")
+    out = _output_dir(args.output)
+    box = [n * s for n, s in zip(shape, spacing)]
+    rng = np.random.default_rng(args.seed)
+    table = simulate_dividing_cells(args.n_initial, args.frames, dim=dim, box=box, division_rate=args.division_rate,
+                                    death_rate=args.death_rate, daughter_distance=args.daughter_distance,
+                                    diffusion=args.diffusion, radius=args.radius, seed=rng)
+    movie, labels, truth = render_cells(table, tuple(shape), scale=spacing, psf_sigma=psf, snr=args.snr,
+                                        background=args.background, read_noise=args.read_noise, seed=rng)
+    params = dict(model="cells", n_initial=args.n_initial, frames=args.frames, dim=dim, box=box,
+                  division_rate=args.division_rate, death_rate=args.death_rate,
+                  daughter_distance=args.daughter_distance, diffusion=args.diffusion, radius=args.radius,
+                  spacing=spacing, shape=shape, psf_sigma=psf, snr=args.snr, background=args.background,
+                  read_noise=args.read_noise, seed=args.seed)
+    for p in _write_outputs(out, movie, truth, labels, spacing, 1.0, args.format, params):
+        print(p)
+    return 0
+
+
+def _common(p, *, dim, frames, shape, pixel) -> None:
+    p.add_argument("-o", "--output", required=True, help="output folder (created; its parent must exist)")
+    p.add_argument("--dim", type=int, choices=(2, 3), default=dim, help=f"spatial dimension (default {dim})")
+    p.add_argument("--frames", type=int, default=frames, help=f"number of frames (default {frames})")
+    p.add_argument("--shape", type=int, nargs="+",
+                   help=f"image size in pixels, (z) y x or one value for all axes (default {shape})")
+    p.add_argument("--pixel-size", type=float, nargs="+",
+                   help=f"physical pixel size (um), one value or one per axis (default {pixel})")
+    p.add_argument("--psf-sigma", type=float, nargs="+", help="PSF standard deviation in pixels, one or per axis")
+    p.add_argument("--snr", type=float, default=10.0, help="peak signal / noise std at the peak (default 10)")
+    p.add_argument("--background", type=float, default=100.0, help="background level, photo-electrons (default 100)")
+    p.add_argument("--read-noise", type=float, default=2.0, help="Gaussian read noise std (default 2)")
+    p.add_argument("--format", choices=("zarr", "tiff"), default="zarr", help="movie format (default OME-Zarr)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("simulate", help="simulate a fluorescence movie with ground truth (particles or cells)",
+                       description="Simulate active particles or dividing cells, render a noisy fluorescence movie "
+                                   "and write it (OME-Zarr or TIFF) with the ground truth (truth.csv).")
+    ssub = p.add_subparsers(dest="model", metavar="MODEL", required=True)
+    a = ssub.add_parser("abp", help="active Brownian particles (optional alignment, density-dependent speed)")
+    _common(a, dim=2, frames=50, shape="256 256 (2D), 64 256 256 (3D)", pixel=0.5)
+    a.add_argument("--n-particles", type=int, default=150, help="number of particles (default 150)")
+    a.add_argument("--dt", type=float, default=0.01, help="integration time step, s (default 0.01)")
+    a.add_argument("--save-every", type=int, default=10, help="steps per frame (default 10)")
+    a.add_argument("--v0", type=float, default=8.0, help="self-propulsion speed, um/s (default 8)")
+    a.add_argument("--Dr", type=float, default=0.5, help="rotational diffusion, 1/s (default 0.5)")
+    a.add_argument("--Dt", type=float, default=0.05, help="translational diffusion, um^2/s (default 0.05)")
+    a.add_argument("--align", type=float, default=0.0, help="alignment strength, 1/s (default 0: none)")
+    a.add_argument("--align-radius", type=float, default=2.0, help="alignment / density radius, um (default 2)")
+    a.add_argument("--rho-star", type=float, help="density-dependent speed v0 (1 - rho/rho_star), particles/um^d")
+    a.set_defaults(func=_cmd_abp)
+    c = ssub.add_parser("cells", help="dividing cells with lineage and ground-truth masks")
+    _common(c, dim=3, frames=25, shape="32 96 96", pixel="1.0 0.5 0.5")
+    c.add_argument("--n-initial", type=int, default=10, help="cells on the first frame (default 10)")
+    c.add_argument("--division-rate", type=float, default=0.06, help="divisions per cell per frame (default 0.06)")
+    c.add_argument("--death-rate", type=float, default=0.0, help="deaths per cell per frame (default 0)")
+    c.add_argument("--daughter-distance", type=float, help="daughters' distance at birth, um (default 1.2 radius)")
+    c.add_argument("--diffusion", type=float, default=0.1, help="diffusion, um^2 per frame (default 0.1)")
+    c.add_argument("--radius", type=float, default=2.5, help="cell radius, um (default 2.5)")
+    c.set_defaults(func=_cmd_cells)
+
+
+def demo_trajectories(*, quick: bool, seed: int = 0):
+    """Free (non-interacting) ABPs started from a sinusoidal density stripe, for the field-learning stages.
+
+    The density relaxes by ``rho_t = -v0 div(p) + Dt lap(rho)`` and the polarisation by
+    ``p_t = -(v0/2) grad(rho) - Dr p + Dt lap(p)`` (2D), so the coarse-grained fields have known
+    equations. Sizes: 4 000 particles x 41 frames (quick) or 20 000 x 101 frames.
+    """
+    from ..sim import simulate_abp
+
+    n, frames = (4000, 41) if quick else (20000, 101)
+    L = 32.0
+    rng = np.random.default_rng(seed)
+    # inverse-CDF sampling of rho(x) ~ 1 + 0.8 cos(2 pi x / L) along x, uniform along y
+    grid = np.linspace(0.0, L, 2049)
+    cdf = grid + 0.8 * L / (2 * np.pi) * np.sin(2 * np.pi * grid / L)
+    x = np.interp(rng.random(n) * L, cdf, grid)
+    pos0 = np.stack([rng.random(n) * L, x], axis=1)
+    return simulate_abp(n, (frames - 1) * 10, dim=2, box=L, dt=0.01, v0=1.0, Dr=1.0, Dt=0.1,
+                        save_every=10, positions0=pos0, seed=rng)
+
+
+def _demo(ctx) -> None:
+    import matplotlib.pyplot as plt
+
+    from ..sim import abp_msd, active_particles_2d
+
+    sample = active_particles_2d(seed=ctx.seed)
+    ctx.artefacts["sample"] = sample
+    ctx.artefacts["movie"] = sample.movie
+    ctx.artefacts["truth"] = sample.truth
+    ctx.artefact_meta["movie"] = {"scale": [1.0, *sample.spacing], "dt": sample.dt, "layer_type": "image"}
+    ctx.artefact_meta["truth"] = {"scale": [1.0, *sample.spacing], "dt": sample.dt, "layer_type": "tracks"}
+    traj = demo_trajectories(quick=ctx.quick, seed=ctx.seed)
+    ctx.artefacts["trajectories"] = traj
+    ctx.artefact_meta["trajectories"] = {"units": "physical", "box": traj.box.tolist(), "dt": traj.frame_interval,
+                                         "params": traj.params}
+
+    sim = sample.params["simulation"]
+    ctx.report.add_text(
+        f"Embedded sample: {sim['n_particles']} active Brownian particles (v0 = {sim['v0']} um/s, Dr = {sim['Dr']} 1/s, "
+        f"Dt = {sim['Dt']} um^2/s), {sample.movie.shape[0]} frames of {sample.movie.shape[1]} x {sample.movie.shape[2]} "
+        f"pixels ({sample.spacing[0]} um, {sample.dt:g} s), Gaussian PSF 1.5 px, peak SNR 10. "
+        f"Field-learning trajectories: {traj.n_particles} free ABPs from a density stripe, "
+        f"{len(traj.times)} frames, box {traj.box[0]:g} x {traj.box[1]:g}.")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    t = sample.movie.shape[0] // 2
+    axes[0].imshow(sample.movie[t], cmap="gray")
+    f = sample.truth[sample.truth["frame"] == t]
+    axes[0].scatter(f["x"], f["y"], s=40, facecolors="none", edgecolors="tab:red", linewidths=0.8)
+    axes[0].set_title(f"frame {t} with ground truth (red)")
+    disp = traj.unwrapped - traj.unwrapped[0]
+    msd = (disp**2).sum(-1).mean(1)
+    p = traj.params
+    axes[1].loglog(traj.times[1:], msd[1:], "o", ms=3, label="simulation")
+    axes[1].loglog(traj.times[1:], abp_msd(traj.times[1:], v0=p["v0"], Dr=p["Dr"], Dt=p["Dt"]), "-", label="theory")
+    axes[1].set_xlabel("t")
+    axes[1].set_ylabel("MSD")
+    axes[1].legend()
+    axes[1].set_title("field-learning ABPs: MSD vs theory")
+    ctx.report.add_figure(fig, "Simulated sample and the free-ABP mean-squared displacement against theory.")
+
+
+DEMO_STAGE = (10, "Simulated sample", _demo)

@@ -1,0 +1,309 @@
+"""Render simulated objects into fluorescence microscopy movies with exact ground truth.
+
+Two object models:
+
+* :func:`render_movie`: point emitters imaged through an anisotropic Gaussian PSF (particles, spots);
+* :func:`render_cells`: filled spheres/disks (cell nuclei) blurred by the PSF, together with the
+  ground-truth label movie (:func:`render_labels`).
+
+Image formation (both): ``counts = Poisson(background + signal) + Normal(0, read_noise)``, rounded
+and clipped to ``[0, 65535]`` (uint16), one photo-electron per grey level.
+
+**SNR** (both): the object's peak signal above background divided by the noise standard deviation at
+that peak, ``SNR = A / sqrt(A + background + read_noise^2)``; for spots ``A`` is the amplitude of the
+Gaussian at its centre (a spot centred on a pixel), for cells the plateau of a cell's interior. Given
+``snr``, ``A`` solves this quadratic; giving ``amplitude`` sets ``A`` directly.
+
+Coordinates: tables are in physical units; pixel ``i`` along an axis is centred on the physical
+coordinate ``i * scale`` (as with a napari layer of that ``scale``), so the pixel coordinate of a
+point is ``physical / scale``. The returned truth tables are in pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .._progress import progress_iter
+from ..errors import InputError
+from ..tables import coord_columns
+
+
+def amplitude_for_snr(snr: float, background: float, read_noise: float) -> float:
+    """Peak amplitude ``A`` with ``A / sqrt(A + background + read_noise^2) = snr``."""
+    if not np.isfinite(snr) or snr <= 0:
+        raise InputError(f"snr must be > 0, got {snr}")
+    var0 = background + read_noise**2
+    return float(0.5 * (snr**2 + np.sqrt(snr**4 + 4 * snr**2 * var0)))
+
+
+def _per_axis(value, d, name):
+    v = np.asarray(value, dtype=float)
+    v = np.full(d, float(v)) if v.ndim == 0 else v
+    if v.shape != (d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise InputError(f"{name} must be one positive number or {d} (one per axis (z,) y, x), got {np.ravel(value).tolist()}")
+    return v
+
+
+def _movie_shape(table, shape, d):
+    shape = tuple(int(s) for s in np.atleast_1d(shape))
+    if len(shape) == d:
+        shape = (int(table["frame"].max()) + 1,) + shape
+    if len(shape) != d + 1:
+        raise InputError(f"shape {shape} does not fit {d}D coordinates: give ({'z, ' if d == 3 else ''}y, x) "
+                         f"or (t, {'z, ' if d == 3 else ''}y, x)")
+    if any(s < 1 for s in shape):
+        raise InputError(f"shape {shape} has non-positive sizes: every axis needs at least one pixel")
+    if np.prod(shape, dtype=float) > 2**33:
+        raise InputError(f"movie of shape {shape} would exceed 16 GB: render fewer frames or a smaller field of view")
+    return shape
+
+
+def _checked(table, d_required=None):
+    from ..tables import validate_table
+
+    table = validate_table(table, required=("frame",), what="object table")
+    cols = coord_columns(table)
+    if d_required is not None and len(cols) != d_required:
+        raise InputError(f"table is {len(cols)}D but {d_required}D was asked for")
+    return table, cols
+
+
+def _noise(signal, background, read_noise, rng):
+    counts = rng.poisson(signal + background).astype(np.float64)
+    if read_noise > 0:
+        counts += rng.normal(0.0, read_noise, size=counts.shape)
+    return np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
+
+
+def _noise_params(background, read_noise, seed):
+    if not np.isfinite(background) or background < 0:
+        raise InputError(f"background must be >= 0, got {background}")
+    if not np.isfinite(read_noise) or read_noise < 0:
+        raise InputError(f"read_noise must be >= 0, got {read_noise}")
+    return np.random.default_rng(seed)
+
+
+def _truth_in_pixels(table, cols, scale, shape):
+    """Copy of ``table`` with pixel coordinates, keeping rows inside the movie (half-pixel margin)."""
+    truth = table.copy()
+    pix = table[cols].to_numpy(dtype=float) / scale
+    inside = (table["frame"].to_numpy() < shape[0]) & np.all((pix >= -0.5) & (pix < np.asarray(shape[1:]) - 0.5), axis=1)
+    truth[cols] = pix
+    truth = truth[inside].reset_index(drop=True)
+    truth.attrs = dict(table.attrs)
+    truth.attrs.update(spacing=[float(s) for s in scale], units="pixels")
+    return truth
+
+
+@numba.njit(cache=True)
+def _splat(img, coords, amps, sigma, half):
+    """Add Gaussian spots (sampled at pixel centres) to ``img`` (Z, Y, X); ``sigma[0] == 0`` is 2D."""
+    Z, Y, X = img.shape
+    for n in range(coords.shape[0]):
+        cz, cy, cx = coords[n, 0], coords[n, 1], coords[n, 2]
+        z0 = max(int(np.floor(cz)) - half[0], 0)
+        z1 = min(int(np.floor(cz)) + half[0] + 2, Z)
+        y0 = max(int(np.floor(cy)) - half[1], 0)
+        y1 = min(int(np.floor(cy)) + half[1] + 2, Y)
+        x0 = max(int(np.floor(cx)) - half[2], 0)
+        x1 = min(int(np.floor(cx)) + half[2] + 2, X)
+        if sigma[0] == 0.0:
+            z0, z1 = 0, 1
+        for z in range(z0, z1):
+            wz = 1.0 if sigma[0] == 0.0 else np.exp(-0.5 * ((z - cz) / sigma[0]) ** 2)
+            for y in range(y0, y1):
+                wy = wz * np.exp(-0.5 * ((y - cy) / sigma[1]) ** 2)
+                for x in range(x0, x1):
+                    img[z, y, x] += amps[n] * wy * np.exp(-0.5 * ((x - cx) / sigma[2]) ** 2)
+
+
+def render_movie(
+    table: pd.DataFrame,
+    shape,
+    *,
+    scale=1.0,
+    psf_sigma=None,
+    amplitude: float | None = None,
+    snr: float = 10.0,
+    background: float = 100.0,
+    read_noise: float = 2.0,
+    seed=None,
+):
+    """Render point emitters as a noisy fluorescence movie.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``frame, [z,] y, x`` in physical units (e.g. :meth:`ParticleTrajectories.to_table`), optional
+        ``intensity`` (relative brightness, multiplies the amplitude).
+    shape : tuple of int
+        Movie shape ``(t, [z,] y, x)``, or the spatial shape only (then ``t = max(frame) + 1``).
+    scale : float or sequence of float
+        Physical size of one pixel, scalar or per axis ``(z,) y, x``.
+    psf_sigma : float or sequence of float, optional
+        Gaussian PSF standard deviation in pixels, per axis (anisotropic); default 1.5 px in y, x
+        and 2.0 px in z.
+    amplitude : float, optional
+        Peak signal of a spot above background (grey levels); overrides ``snr``.
+    snr : float
+        Peak SNR (see the module docstring); 10 by default.
+    background : float
+        Mean background (grey levels = photo-electrons).
+    read_noise : float
+        Standard deviation of the Gaussian read noise (grey levels).
+    seed : int or numpy.random.Generator, optional
+        Random seed of the noise.
+
+    Returns
+    -------
+    movie : ndarray of uint16, shape (t, [z,] y, x)
+    truth : DataFrame
+        The rows of ``table`` inside the movie, coordinates in pixels, plus ``amplitude`` (peak
+        signal of each spot); ``attrs["spacing"]`` = ``scale`` per axis.
+    """
+    table, cols = _checked(table)
+    d = len(cols)
+    shape = _movie_shape(table, shape, d)
+    scale = _per_axis(scale, d, "scale")
+    sigma = _per_axis(psf_sigma if psf_sigma is not None else ((2.0, 1.5, 1.5) if d == 3 else 1.5), d, "psf_sigma")
+    rng = _noise_params(background, read_noise, seed)
+    amp = float(amplitude) if amplitude is not None else amplitude_for_snr(snr, background, read_noise)
+    if not np.isfinite(amp) or amp < 0:
+        raise InputError(f"amplitude must be >= 0, got {amplitude}")
+
+    truth = _truth_in_pixels(table, cols, scale, shape)
+    rel = table["intensity"].to_numpy(dtype=float) if "intensity" in table.columns else np.ones(len(table))
+    amps_all = amp * rel
+    pix_all = table[cols].to_numpy(dtype=float) / scale
+    frames = table["frame"].to_numpy()
+    truth["amplitude"] = amp * (truth["intensity"].to_numpy(dtype=float) if "intensity" in truth.columns else 1.0)
+    truth.attrs.update(snr=float(snr) if amplitude is None else None, background=float(background),
+                       read_noise=float(read_noise), psf_sigma=sigma.tolist())
+
+    sig3 = np.zeros(3)
+    sig3[3 - d:] = sigma
+    half = np.zeros(3, np.int64)
+    half[3 - d:] = np.ceil(4 * sigma).astype(np.int64)
+    space = shape[1:] if d == 3 else (1,) + tuple(shape[1:])
+    order = np.argsort(frames, kind="stable")
+    bounds = np.searchsorted(frames[order], np.arange(shape[0] + 1))
+    movie = np.empty(shape, np.uint16)
+    for t in progress_iter(range(shape[0]), desc="rendering"):
+        sel = order[bounds[t]:bounds[t + 1]]
+        signal = np.zeros(space)
+        c3 = np.zeros((len(sel), 3))
+        c3[:, 3 - d:] = pix_all[sel]
+        _splat(signal, c3, amps_all[sel], sig3, half)
+        movie[t] = _noise(signal.reshape(shape[1:]), background, read_noise, rng)
+    return movie, truth
+
+
+def render_labels(table: pd.DataFrame, shape, *, scale=1.0, radius=None, label_column: str = "track_id"):
+    """Paint objects as filled ellipsoids (spheres/disks of their physical radius) into a label movie.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``frame, [z,] y, x`` (physical units), ``label_column`` (positive integers, the label values)
+        and ``radius`` (physical) unless ``radius`` is given.
+    shape : tuple of int
+        ``(t, [z,] y, x)`` or the spatial shape.
+    scale : float or sequence of float
+        Physical pixel size per axis; a sphere of radius ``r`` has semi-axes ``r / scale`` pixels.
+    radius : float, optional
+        One radius for all objects (physical units).
+    label_column : str
+        Column holding the label value of each object (``track_id`` by default).
+
+    Returns
+    -------
+    ndarray of int32, shape (t, [z,] y, x)
+        0 is background; where objects overlap the later row wins.
+    """
+    table, cols = _checked(table)
+    d = len(cols)
+    shape = _movie_shape(table, shape, d)
+    scale = _per_axis(scale, d, "scale")
+    if label_column not in table.columns:
+        raise InputError(f"table has no '{label_column}' column to use as label values")
+    values = table[label_column].to_numpy()
+    if np.any(values < 1) or np.any(values > np.iinfo(np.int32).max):
+        raise InputError(f"label values in '{label_column}' must be positive int32 integers (0 is background)")
+    if radius is None:
+        if "radius" not in table.columns:
+            raise InputError("table has no 'radius' column: pass radius=")
+        radii = table["radius"].to_numpy(dtype=float)
+    else:
+        radii = np.full(len(table), float(radius))
+    if not np.all(np.isfinite(radii)) or np.any(radii <= 0):
+        raise InputError("radii must be positive and finite")
+    labels = np.zeros(shape, np.int32)
+    centres = table[cols].to_numpy(dtype=float) / scale
+    frames = table["frame"].to_numpy()
+    space = np.asarray(shape[1:])
+    for k in range(len(table)):
+        t = frames[k]
+        if t >= shape[0]:
+            continue
+        semi = radii[k] / scale
+        lo = np.maximum(np.floor(centres[k] - semi).astype(int), 0)
+        hi = np.minimum(np.ceil(centres[k] + semi).astype(int) + 1, space)
+        if np.any(hi <= lo):
+            continue
+        grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi))]
+        inside = sum(((g - c) / s) ** 2 for g, c, s in zip(grids, centres[k], semi)) <= 1.0
+        view = labels[(t,) + tuple(slice(a, b) for a, b in zip(lo, hi))]
+        view[inside] = values[k]
+    return labels
+
+
+def render_cells(
+    table: pd.DataFrame,
+    shape,
+    *,
+    scale=1.0,
+    psf_sigma=1.0,
+    amplitude: float | None = None,
+    snr: float = 10.0,
+    background: float = 100.0,
+    read_noise: float = 2.0,
+    seed=None,
+):
+    """Render cells (filled spheres/disks of their ``radius``) as a noisy movie plus their label movie.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``frame, track_id, [z,] y, x, radius`` in physical units (:func:`simulate_dividing_cells`).
+    shape, scale, amplitude, snr, background, read_noise, seed
+        As in :func:`render_movie`; ``amplitude``/``snr`` refer to the plateau inside a cell.
+    psf_sigma : float or sequence of float
+        Gaussian PSF standard deviation in pixels per axis.
+
+    Returns
+    -------
+    movie : ndarray of uint16, shape (t, [z,] y, x)
+    labels : ndarray of int32, same shape
+        Ground-truth masks; the label value is the cell's ``track_id``.
+    truth : DataFrame
+        ``table`` in pixel coordinates (rows inside the movie), ``attrs["spacing"]`` = ``scale``.
+    """
+    table, cols = _checked(table)
+    d = len(cols)
+    shape = _movie_shape(table, shape, d)
+    scale_v = _per_axis(scale, d, "scale")
+    sigma = _per_axis(psf_sigma, d, "psf_sigma")
+    rng = _noise_params(background, read_noise, seed)
+    amp = float(amplitude) if amplitude is not None else amplitude_for_snr(snr, background, read_noise)
+    labels = render_labels(table, shape, scale=scale_v)
+    movie = np.empty(shape, np.uint16)
+    for t in progress_iter(range(shape[0]), desc="rendering cells"):
+        signal = ndimage.gaussian_filter((labels[t] > 0).astype(np.float64), sigma, mode="constant") * amp
+        movie[t] = _noise(signal, background, read_noise, rng)
+    truth = _truth_in_pixels(table, cols, scale_v, shape)
+    truth.attrs.update(snr=float(snr) if amplitude is None else None, background=float(background),
+                       read_noise=float(read_noise), psf_sigma=sigma.tolist())
+    return movie, labels, truth

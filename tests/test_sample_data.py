@@ -1,0 +1,41 @@
+"""The two napari sample-data contributions open with the right layers (movie, masks, lineage tracks)."""
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.gui
+def test_open_samples_in_viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-dynfit", "active_particles_2d")
+    assert [layer._type_string for layer in viewer.layers] == ["image", "tracks"]
+    image, tracks = viewer.layers
+    assert image.data.shape == (50, 256, 256) and image.data.dtype == np.uint16
+    np.testing.assert_allclose(image.scale, (1.0, 0.5, 0.5))
+    np.testing.assert_allclose(tracks.scale, image.scale)
+    assert len(np.unique(tracks.data[:, 0])) == 150
+
+    viewer.layers.clear()
+    viewer.open_sample("napari-dynfit", "dividing_cells_3d")
+    assert [layer._type_string for layer in viewer.layers] == ["image", "labels", "tracks"]
+    image, labels, tracks = viewer.layers
+    assert image.data.shape == labels.data.shape == (25, 32, 96, 96)
+    assert tracks.data.shape[1] == 5  # track_id, t, z, y, x
+    assert len(tracks.graph) > 0  # divisions: daughter -> [mother]
+    for child, parents in tracks.graph.items():
+        assert parents[0] in set(tracks.data[:, 0].astype(int))
+    # the tracks' first point of each truth object sits inside its own mask
+    tid, t, z, y, x = tracks.data[0]
+    assert labels.data[int(t), int(round(z)), int(round(y)), int(round(x))] == int(tid)
+
+
+def test_sample_layer_data_tuples():
+    from napari_dynfit._napari._sample_data import dividing_cells_3d
+
+    layers = dividing_cells_3d()
+    kinds = [kind for _, _, kind in layers]
+    assert kinds == ["image", "labels", "tracks"]
+    data, meta, _ = layers[2]
+    assert meta["scale"] == (1.0, 1.0, 0.5, 0.5)
+    assert all(data[data[:, 0] == child][:, 1].min() == data[data[:, 0] == mother[0]][:, 1].max() + 1
+               for child, mother in meta["graph"].items())
