@@ -4,8 +4,8 @@
 field bundles, ``.mat`` PDE-FIND) as a :class:`~napari_dynfit.fields.FieldBundle`.
 """
 
-from .well import is_well_file, load_fields, read_pdefind_mat, read_well, well_info, write_well_file
+from .well import is_well_file, load_fields, read_well, well_info, write_well_file
 from .well_example import active_matter_example, write_active_matter_example
 
-__all__ = ["active_matter_example", "is_well_file", "load_fields", "read_pdefind_mat", "read_well",
+__all__ = ["active_matter_example", "is_well_file", "load_fields", "read_well",
            "well_info", "write_active_matter_example", "write_well_file"]

@@ -417,6 +417,8 @@ def load_fields(path, *, fields=None, trajectory: int = 0, t_start: int = 0, t_s
     if trajectory != 0:
         raise InputError(f"'{p.name}' holds a single trajectory; drop the trajectory option")
     if suffix == ".mat":
+        from ..fields.matfile import read_pdefind_mat
+
         bundle = read_pdefind_mat(p)
     else:
         bundle = FieldBundle.load(p)
@@ -431,32 +433,6 @@ def load_fields(path, *, fields=None, trajectory: int = 0, t_start: int = 0, t_s
         bundle = FieldBundle({k: v[sl] for k, v in bundle.fields.items()}, coords, dict(bundle.kinds),
                              bundle.periodic, dict(bundle.attrs))
     return bundle
-
-
-def read_pdefind_mat(path) -> FieldBundle:
-    """Read a PDE-FIND ``.mat`` file (1D: ``usol`` or ``uu`` of shape ``(x, t)``) as a bundle with field ``u``.
-
-    Complex data (as shipped) are reduced to their real part. The domain is marked periodic when
-    the grid is uniform (the PDE-FIND examples are periodic, endpoint excluded).
-    """
-    from scipy.io import loadmat
-
-    p = check_input_file(path, suffixes=(".mat",), what="PDE-FIND .mat file")
-    try:
-        d = loadmat(p)
-    except Exception as exc:
-        raise InputError(f"cannot read '{p.name}' as a MATLAB file ({exc})") from exc
-    u = next((d[k] for k in ("usol", "uu", "u") if k in d), None)
-    t = next((d[k] for k in ("t", "tt") if k in d), None)
-    if u is None or t is None or "x" not in d:
-        raise InputError(f"'{p.name}' needs arrays 'usol' (or 'uu'), 'x' and 't' (or 'tt'); found {sorted(k for k in d if not k.startswith('__'))}")
-    u = np.real(np.asarray(u)).astype(float)
-    x, t = np.ravel(d["x"]).astype(float), np.ravel(t).astype(float)
-    if u.shape != (len(x), len(t)):
-        raise InputError(f"'{p.name}': usol has shape {u.shape}, expected (len(x), len(t)) = ({len(x)}, {len(t)})")
-    uniform = len(x) > 2 and np.allclose(np.diff(x), x[1] - x[0], rtol=1e-6)
-    return FieldBundle({"u": u.T}, {"t": t, "x": x}, {"u": "scalar"}, (bool(uniform),),
-                       {"source": str(p)})
 
 
 # --- writing -----------------------------------------------------------------------------------

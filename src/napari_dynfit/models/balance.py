@@ -221,37 +221,39 @@ def dropped_residual(values: np.ndarray, active: np.ndarray) -> float:
     return float(_rms(dropped[:, None])[0]) / scale
 
 
-def _spca_candidates(values: np.ndarray, n_alphas: int, seed: int) -> list[np.ndarray]:
-    """Active sets along the sparse-PCA path of the leading component (largest penalty first)."""
+def _sparse_loadings(X: np.ndarray, alpha: float, seed: int) -> np.ndarray:
+    """Leading sparse principal component of ``X`` (rows = points) at penalty ``alpha``."""
     from sklearn.decomposition import SparsePCA
 
-    n, k, c = values.shape
-    X = values.reshape(n, k * c)
-    X = X / (np.linalg.norm(X) or 1.0)
-    out = []
-    for alpha in np.logspace(0, -4, n_alphas):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            comp = SparsePCA(n_components=1, alpha=float(alpha), ridge_alpha=1e-6, max_iter=200,
-                             random_state=seed).fit(X).components_[0]
-        load = np.abs(comp.reshape(k, c)).max(axis=1)
-        act = load > 1e-8 * max(load.max(), 1e-300)
-        if act.sum() >= 2 and not any(np.array_equal(act, a) for a in out):
-            out.append(act)
-    return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SparsePCA(n_components=1, alpha=float(alpha), ridge_alpha=1e-6, max_iter=100,
+                         random_state=seed).fit(X).components_[0]
 
 
 def _active_terms(values: np.ndarray, global_scale: float, tol: float, quiet: float, n_alphas: int,
                   seed: int) -> tuple[np.ndarray, float]:
-    k = values.shape[1]
-    if len(values) == 0 or _rms(values).max() < quiet * global_scale:
-        return np.zeros(k, bool), dropped_residual(values, np.zeros(k, bool)) if len(values) else 0.0
-    full = np.ones(k, bool)
-    cands = _spca_candidates(values, n_alphas, seed) + [full]
-    scored = [(int(a.sum()), dropped_residual(values, a), i, a) for i, a in enumerate(cands)]
-    ok = [s for s in scored if s[1] <= tol]
-    best = min(ok, key=lambda s: (s[0], s[1])) if ok else (k, 0.0, -1, full)
-    return best[3], best[1]
+    """Active set of one cluster: walk the sparse-PCA path from the sparsest end and keep the first
+    candidate whose dropped-term residual is at most ``tol`` (the full set if none is)."""
+    n, k, c = values.shape
+    none = np.zeros(k, bool)
+    if n == 0:
+        return none, 0.0
+    if _rms(values).max() < quiet * global_scale:
+        return none, dropped_residual(values, none)
+    X = values.reshape(n, k * c)
+    X = X / (np.linalg.norm(X) or 1.0)
+    seen = []
+    for alpha in np.logspace(0, -4, n_alphas):
+        load = np.abs(_sparse_loadings(X, alpha, seed).reshape(k, c)).max(axis=1)
+        act = load > 1e-8 * max(load.max(), 1e-300)
+        if act.sum() < 2 or any(np.array_equal(act, a) for a in seen):
+            continue
+        seen.append(act)
+        res = dropped_residual(values, act)
+        if res <= tol or act.all():
+            return act, res
+    return np.ones(k, bool), 0.0
 
 
 def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_clusters: int = 8,
@@ -285,6 +287,14 @@ def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_cl
     -------
     BalanceResult
     """
+    from threadpoolctl import threadpool_limits
+
+    # the matrices are tiny (n_terms x n_terms): BLAS threads only add contention
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _find_balances(space, n_clusters, max_clusters, max_samples, tol, quiet, n_alphas, n_scatter, seed)
+
+
+def _find_balances(space, n_clusters, max_clusters, max_samples, tol, quiet, n_alphas, n_scatter, seed):
     from sklearn.mixture import GaussianMixture
 
     vals = space.values
@@ -302,18 +312,16 @@ def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_cl
     if n_clusters is None:
         if max_clusters < 1:
             raise InputError("max_clusters must be >= 1")
-        bic_idx = sub[: min(len(sub), 10000)]
+        bic_idx = sub[: min(len(sub), 5000)]
         Xb = X[bic_idx] / scale
-        fits = {}
         for k in progress_iter(range(1, max_clusters + 1), desc="mixture (BIC)"):
-            gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=seed).fit(Xb)
+            gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, max_iter=300, random_state=seed).fit(Xb)
             bic[k] = float(gm.bic(Xb))
-            fits[k] = gm
         n_clusters = min(bic, key=bic.get)
     elif n_clusters < 1:
         raise InputError("n_clusters must be >= 1")
     report(0, 1, "mixture (fit)")
-    gm = GaussianMixture(n_clusters, covariance_type="full", reg_covar=1e-6, random_state=seed).fit(Xs)
+    gm = GaussianMixture(n_clusters, covariance_type="full", reg_covar=1e-6, max_iter=300, random_state=seed).fit(Xs)
     post = np.empty((n, n_clusters))
     step = 200000
     for i in range(0, n, step):
@@ -324,8 +332,8 @@ def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_cl
     cluster_sets, cluster_res = [], []
     for j in progress_iter(range(n_clusters), desc="active terms"):
         idx = np.flatnonzero(labels == j)
-        if len(idx) > 4000:
-            idx = rng.choice(idx, 4000, replace=False)
+        if len(idx) > 2000:
+            idx = rng.choice(idx, 2000, replace=False)
         act, res = _active_terms(vals[idx], global_scale, tol, quiet, n_alphas, seed)
         cluster_sets.append(act)
         cluster_res.append(res)
@@ -336,7 +344,8 @@ def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_cl
         key = tuple(bool(a) for a in act)
         if key not in keys:
             keys.append(key)
-    keys.sort(key=lambda kk: (sum(kk), keys.index(kk)))
+    first = list(keys)
+    keys.sort(key=lambda kk: (sum(kk), first.index(kk)))
     cl_to_bal = np.array([keys.index(tuple(bool(a) for a in act)) for act in cluster_sets])
     bal_post = np.zeros((n, len(keys)))
     for j, b in enumerate(cl_to_bal):
@@ -389,3 +398,48 @@ def write_balances(result: BalanceResult, out_dir) -> tuple[Path, Path]:
         with open(tmp, "wb") as fh:
             np.save(fh, result.regions.astype(np.int32))
     return jpath, rpath
+
+
+def plot_equation_space(result: BalanceResult, *, fig=None, max_pairs: int = 6):
+    """Scatter plots of equation space: every pair of terms, points coloured by balance.
+
+    Vector equations show the component with the largest spread (index in axis order).
+
+    Parameters
+    ----------
+    result : BalanceResult
+    fig : matplotlib Figure, optional
+        Drawn into (cleared first); a new figure otherwise.
+    max_pairs : int
+        At most this many term pairs (the first ones in model order).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import itertools
+
+    import matplotlib.pyplot as plt
+
+    terms = result.terms
+    pairs = list(itertools.combinations(range(len(terms)), 2))[:max_pairs]
+    if fig is None:
+        fig = plt.figure(figsize=(3.2 * max(len(pairs), 1), 3.2))
+    fig.clear()
+    # vector equations: the component with the largest spread (e.g. along a band's motion)
+    comp = int(np.argmax(np.sum(result.samples ** 2, axis=(0, 1))))
+    pts = result.samples[..., comp]
+    suffix = f" [{comp}]" if result.samples.shape[-1] > 1 else ""
+    cmap = plt.get_cmap("tab10")
+    for i, (a, b) in enumerate(pairs):
+        ax = fig.add_subplot(1, len(pairs), i + 1)
+        for k, bal in enumerate(result.balances):
+            sel = result.sample_regions == k
+            label = " + ".join(bal.terms) if bal.terms else "no dynamics"
+            ax.scatter(pts[sel, a], pts[sel, b], s=3, color=cmap(k % 10), label=label, rasterized=True)
+        ax.set_xlabel(terms[a] + suffix)
+        ax.set_ylabel(terms[b] + suffix)
+    if pairs:
+        fig.axes[0].legend(fontsize=7, markerscale=3, loc="best")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,86 @@
+"""``dynfit balance MODEL.json FIELDS -o OUTDIR``: locally dominant balances; and the demo stage (order 80)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _cmd(args) -> int:
+    from ..io.well import load_fields
+    from ..models.balance import dominant_balance, plot_equation_space, write_balances
+    from ..models.model_json import format_equation, read_model
+
+    model = read_model(args.model)
+    fields = None if not args.fields else [f for f in args.fields.split(",") if f]
+    bundle = load_fields(args.fields_file, fields=fields, trajectory=args.trajectory, t_start=args.t_start,
+                         t_stop=args.t_stop, t_step=args.t_step)
+    res = dominant_balance(bundle, model, args.equation, method=args.derivative, window=args.window,
+                           n_clusters=args.clusters, max_clusters=args.max_clusters, max_samples=args.max_samples,
+                           tol=args.tol, quiet=args.quiet, seed=args.seed)
+    jpath, rpath = write_balances(res, args.output)
+    if args.plot:
+        from .._io import atomic_path
+
+        fig = plot_equation_space(res)
+        with atomic_path(Path(args.output) / "equation_space.png") as tmp:
+            fig.savefig(tmp, dpi=100)
+    print(format_equation(res.equation, model["equations"][res.equation]))
+    print(res.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(jpath)
+    print(rpath)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("balance", help="locally dominant balances of a PDE model over fields",
+                       description="Evaluate every term of a model equation on the fields, cluster equation space "
+                                   "(Gaussian mixture), find each region's active terms (sparse PCA) and write "
+                                   "OUTDIR/balances.json and OUTDIR/regions.npy (balance index per grid point, "
+                                   "axes (t, [z,] y, x) as the fields).")
+    p.add_argument("model", help="model JSON (dynfit discover-pde output or written by hand)")
+    p.add_argument("fields_file", metavar="FIELDS",
+                   help="fields: .zarr/.npz bundle, The Well .hdf5/.h5, or a PDE-FIND .mat file")
+    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("--equation", default=None, help="which equation (its lhs, e.g. p_t); default the first")
+    p.add_argument("--fields", default=None, help="comma-separated fields to load (default all)")
+    p.add_argument("--trajectory", type=int, default=0, help="The Well files: trajectory index (default 0)")
+    p.add_argument("--t-start", type=int, default=0, help="first frame (default 0)")
+    p.add_argument("--t-stop", type=int, default=None, help="stop frame, exclusive (default: last)")
+    p.add_argument("--t-step", type=int, default=1, help="frame step (default 1)")
+    p.add_argument("--derivative", choices=("finite", "spectral"), default="finite",
+                   help="derivatives of the terms (default finite)")
+    p.add_argument("--window", type=int, default=None, help="finite differences: smoothing window (odd)")
+    p.add_argument("--clusters", type=int, default=None, help="mixture components (default: by BIC)")
+    p.add_argument("--max-clusters", type=int, default=8, help="largest number tried by BIC (default 8)")
+    p.add_argument("--max-samples", type=int, default=20000, help="points used to fit the mixture (default 20000)")
+    p.add_argument("--tol", type=float, default=0.15, help="largest dropped-term residual (default 0.15)")
+    p.add_argument("--quiet", type=float, default=0.02,
+                   help="clusters with all terms below this fraction of the largest are 'no dynamics' (default 0.02)")
+    p.add_argument("--plot", action="store_true", help="also write OUTDIR/equation_space.png")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_cmd)
+
+
+def _demo(ctx) -> None:
+    from ..models.balance import dominant_balance, plot_equation_space, write_balances
+
+    bundle, model = ctx.artefacts.get("fields"), ctx.artefacts.get("model")
+    if bundle is None or model is None:
+        ctx.report.add_text("Skipped: needs the fields and the learned model of the earlier stages.")
+        return
+    eqs = [lhs for lhs, terms in model["equations"].items() if terms]
+    if not eqs:
+        ctx.report.add_text("Skipped: the learned model has no right-hand-side terms.")
+        return
+    lhs = "p_t" if "p_t" in eqs else eqs[0]
+    res = dominant_balance(bundle, model, lhs, max_clusters=4 if ctx.quick else 8,
+                           max_samples=5000 if ctx.quick else 20000, seed=ctx.seed)
+    write_balances(res, ctx.out_dir / "balance")
+    ctx.artefacts["balance"] = res
+    ctx.report.add_text(f"Dominant balances of the {lhs} equation: {len(res.balances)} balances from "
+                        f"{res.n_clusters} mixture components.")
+    ctx.report.add_table(res.table(), caption="Balances: active terms, share of the domain, dropped-term residual")
+    ctx.report.add_figure(plot_equation_space(res), caption="Equation space, coloured by balance")
+
+
+DEMO_STAGE = (80, "Dominant balance", _demo)
