@@ -94,11 +94,11 @@ class AprConvertWidget(Container):
                      self._sigma_th, self._movie, self._slab, self._preview, self._stats, self._output,
                      self._run, self._cancel])
 
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
         self._timer.timeout.connect(self.update_preview)
-        self._poll = QTimer()
+        self._poll = QTimer(self.native)
         self._poll.setInterval(200)
         self._poll.timeout.connect(self._show_progress)
         self._progress = {}
@@ -114,10 +114,18 @@ class AprConvertWidget(Container):
         self._movie.changed.connect(self._schedule_preview)
         self._run.changed.connect(self.convert)
         self._cancel.changed.connect(self._cancel_event.set)
-        napari_viewer.layers.events.inserted.connect(self._layer.reset_choices)
-        napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
-        napari_viewer.dims.events.current_step.connect(self._schedule_preview)
+        self._viewer_events = ((napari_viewer.layers.events.inserted, self._layer.reset_choices),
+                               (napari_viewer.layers.events.removed, self._layer.reset_choices),
+                               (napari_viewer.dims.events.current_step, self._schedule_preview))
+        for event, callback in self._viewer_events:
+            event.connect(callback)
+        self.native.destroyed.connect(self._disconnect)
         self._layer_changed()
+
+    def _disconnect(self, *_):
+        self._timer.stop()
+        for event, callback in self._viewer_events:
+            event.disconnect(callback)
 
     # ------------------------------------------------------------------------------------------
     def _image_layers(self, _widget=None):

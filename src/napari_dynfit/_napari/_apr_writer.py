@@ -35,7 +35,8 @@ def _spatial_scale(attributes: dict, ndim: int):
 
 def write_apr_layer(path: str, data, attributes: dict, layer_type: str) -> list[str]:
     """Write one Image or Labels layer to ``path`` (``.apr``; a movie goes to ``.aprmovie``)."""
-    level0 = data[0] if isinstance(data, (list, tuple)) else data
+    multiscale = attributes.get("multiscale") or isinstance(data, (list, tuple))
+    level0 = data[0] if multiscale else data
     dest = Path(path)
     if isinstance(level0, LazyAprArray):
         src = level0._src

@@ -1,0 +1,133 @@
+"""napari side of the APR: lazy reader, writer round trip, "Convert to APR" widget preview."""
+
+import numpy as np
+import pytest
+
+from napari_dynfit.apr import LazyAprArray, LazyAprMovie, read_apr, read_apr_movie, to_apr, write_apr, write_apr_movie
+
+from test_apr_io import blobs  # noqa: E402  (tests/ is on sys.path under pytest)
+
+pytestmark = pytest.mark.gui
+
+
+def _shown(layer) -> np.ndarray:
+    """The 2D array napari currently displays for ``layer`` (at its current data level)."""
+    return np.asarray(layer._slice.image.raw)
+
+
+def test_reader_opens_lazy_multiscale_and_browses(make_napari_viewer, tmp_path, rng, qtbot):
+    img = blobs((20, 300, 280), rng, n=25)
+    path = write_apr(to_apr(img, spacing=(2.0, 0.5, 0.5)), tmp_path / "vol.apr")
+    ref = read_apr(path).reconstruct()
+    viewer = make_napari_viewer(show=True)  # shown: the canvas draws and picks the level
+    layers = viewer.open(str(path), plugin="napari-dynfit")
+    layer = layers[0]
+    assert layer.multiscale and isinstance(layer.data[0], LazyAprArray)
+    assert [lv.shape for lv in layer.data][:2] == [(20, 300, 280), (10, 150, 140)]
+    assert tuple(layer.scale) == (2.0, 0.5, 0.5)
+    meta = layer.metadata["apr"]
+    assert meta["particles"] == read_apr(path).n_particles
+    assert meta["computational_ratio"] == pytest.approx(img.size / meta["particles"], rel=1e-3)
+    assert meta["memory_saved"].endswith("%")
+    # browse: at every z the viewer shows the lazy reconstruction of the tile on screen
+    seen = set()
+    viewer.camera.zoom /= 16  # zoomed out: a coarse level
+    for z in (0, 7, 19):
+        viewer.dims.set_point(0, z * 2.0)
+        qtbot.wait(50)
+        lvl = layer.data_level
+        (_, y0, x0), (_, y1, x1) = layer.corner_pixels
+        zl = min(z // 2 ** lvl, layer.data[lvl].shape[0] - 1)
+        np.testing.assert_array_equal(_shown(layer), layer.data[lvl][zl, y0:y1 + 1, x0:x1 + 1])
+        if lvl == 0:
+            np.testing.assert_array_equal(_shown(layer), ref[z, y0:y1 + 1, x0:x1 + 1])
+        seen.add(lvl)
+        viewer.camera.zoom *= 8  # zoom in: finer level, smaller tile
+    assert 0 in seen and len(seen) > 1, seen
+    # the full-resolution level equals pyapr's reconstruction
+    np.testing.assert_array_equal(layer.data[0][7, 100:180, 40:90], ref[7, 100:180, 40:90])
+    # 3D view uses the coarsest level
+    viewer.dims.ndisplay = 3
+    assert layer.data_level == len(layer.data) - 1
+
+
+def test_reader_opens_movie_folder(make_napari_viewer, tmp_path, rng):
+    movie = np.stack([blobs((64, 72), rng, n=6) for _ in range(4)])
+    mv = to_apr(movie, movie=True, frame_interval=0.5)
+    path = write_apr_movie(mv, tmp_path / "mov")
+    viewer = make_napari_viewer()
+    layer = viewer.open(str(path), plugin="napari-dynfit")[0]
+    assert isinstance(layer.data[0], LazyAprMovie) and layer.data[0].shape == (4, 64, 72)
+    assert layer.scale[0] == 0.5
+    viewer.dims.set_point(0, 3 * 0.5)
+    np.testing.assert_array_equal(_shown(layer), mv.frames[3][0].reconstruct())
+
+
+def test_writer_round_trip_image_and_labels(make_napari_viewer, tmp_path, rng):
+    from skimage.draw import disk
+
+    viewer = make_napari_viewer()
+    img = blobs((80, 90), rng)
+    viewer.add_image(img, name="img", scale=(0.3, 0.3))
+    out = viewer.layers["img"].save(str(tmp_path / "img.apr"), plugin="napari-dynfit")
+    back = read_apr(out[0] if isinstance(out, list) else out)
+    assert back.spacing == (0.3, 0.3)
+    np.testing.assert_array_equal(back.reconstruct(), to_apr(img, spacing=(0.3, 0.3)).reconstruct())
+
+    lab = np.zeros((70, 90), np.uint8)
+    for i in range(1, 8):
+        rr, cc = disk((rng.uniform(10, 60), rng.uniform(10, 80)), rng.uniform(3, 9), shape=lab.shape)
+        lab[rr, cc] = i
+    viewer.add_labels(lab, name="lab")
+    viewer.layers["lab"].save(str(tmp_path / "lab.apr"), plugin="napari-dynfit")
+    np.testing.assert_array_equal(read_apr(tmp_path / "lab.apr").reconstruct(), lab)
+
+    # an APR layer opened from a file is written from its particles (same APR back)
+    layer = viewer.open(str(tmp_path / "img.apr"), plugin="napari-dynfit")[0]
+    layer.save(str(tmp_path / "again.apr"), plugin="napari-dynfit")
+    np.testing.assert_array_equal(read_apr(tmp_path / "again.apr").particles, back.particles)
+
+    # an APR movie layer converted in the session is written as a movie folder
+    movie = np.stack([blobs((40, 40), rng, n=5) for _ in range(3)])
+    from napari.layers import Layer
+
+    from napari_dynfit._napari._apr_reader import apr_layers_from_result
+
+    mv = to_apr(movie, movie=True, frame_interval=2.0)
+    data, kwargs, ltype = apr_layers_from_result(mv, "m")[0]
+    viewer.add_layer(Layer.create(data, kwargs, ltype))
+    viewer.layers["m (APR)"].save(str(tmp_path / "m.apr"), plugin="napari-dynfit")
+    back_mv = read_apr_movie(tmp_path / "m.aprmovie")
+    assert back_mv.frame_interval == 2.0
+    np.testing.assert_array_equal(back_mv.frames[2][0].particles, mv.frames[2][0].particles)
+
+
+def test_convert_widget_preview_and_convert(make_napari_viewer, tmp_path, rng, qtbot):
+    from napari_dynfit._napari._apr_convert_widget import PREVIEW, PREVIEW_LEVELS, AprConvertWidget
+
+    viewer = make_napari_viewer()
+    vol = blobs((30, 96, 100), rng, n=15)
+    viewer.add_image(vol, name="vol")
+    w = AprConvertWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w._layer.value is viewer.layers["vol"] and not w._movie.value
+    viewer.dims.set_current_step(0, 12)
+    w._rel_error.value = 0.2
+    w.update_preview(sync=True)
+    prev, lev = viewer.layers[PREVIEW], viewer.layers[PREVIEW_LEVELS]
+    # the preview is the APR of a 16-plane slab around z=12, shown at z=12
+    slab = to_apr(vol[4:20], rel_error=0.2)
+    np.testing.assert_array_equal(prev.data, slab.reconstruct()[8])
+    np.testing.assert_array_equal(lev.data, slab.reconstruct("level")[8])
+    assert f"{slab.n_particles} particles" in w._stats.value
+    # a larger error bound -> fewer particles in the live preview (worker thread)
+    w._preview.value = True
+    w._rel_error.value = 1.0
+    qtbot.waitUntil(lambda: f"{to_apr(vol[4:20], rel_error=1.0).n_particles} particles" in w._stats.value,
+                    timeout=20000)
+    # full conversion: a lazy APR layer plus a file
+    w._output.value = tmp_path / "vol.apr"
+    w.convert(sync=True)
+    layer = viewer.layers["vol (APR)"]
+    assert layer.multiscale and layer.metadata["apr"]["particles"] == read_apr(tmp_path / "vol.apr").n_particles
+    np.testing.assert_array_equal(layer.data[0][12], to_apr(vol, rel_error=1.0).reconstruct()[12])
