@@ -106,8 +106,8 @@ def source_spots(y, x, spots, width: float, box):
     return out
 
 
-def simulate_chemotaxis(n_cells: int = 400, n_frames: int = 61, *, box=(10.0, 10.0), frame_interval: float = 0.1,
-                        substeps: int = 10, Dc: float = 1.0, k: float = 0.5, chi: float = 2.0, D: float = 0.02,
+def simulate_chemotaxis(n_cells: int = 500, n_frames: int = 31, *, box=(10.0, 10.0), frame_interval: float = 0.2,
+                        substeps: int = 20, Dc: float = 1.0, k: float = 0.5, chi: float = 2.0, D: float = 0.01,
                         spots=None, width: float = 1.2, grid: int = 64, seed: int = 0) -> ChemotaxisSimulation:
     """Simulate chemotactic cells in a hidden chemical field (model in the module docstring).
 

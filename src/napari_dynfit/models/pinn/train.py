@@ -122,7 +122,7 @@ class PINN:
     # --- values -----------------------------------------------------------------------------
     def coefficient_values(self) -> dict[str, float]:
         """Current coefficient values (physical units)."""
-        return {n: float(self._coef(n)) for n in self.coefficients}
+        return {n: float(self._coef(n).detach()) for n in self.coefficients}
 
     def _coef(self, name: str) -> torch.Tensor:
         p = self.coef[name]
