@@ -64,6 +64,9 @@ class LinkParams:
         Extra cost of a second successor (in the same units); larger values give fewer divisions.
     overlap_weight, size_weight : float
         Weights of ``1 - overlap`` and ``|log size ratio|`` in the cell costs (label input only).
+    daughter_size : float
+        Expected size of a daughter relative to its mother (label input): 0.5 when a division splits the
+        mask (bacteria, most time-lapses), about 1 when masks regrow before the next frame.
     gap_penalty : float
         Extra cost per missing frame when closing gaps.
     """
@@ -77,6 +80,7 @@ class LinkParams:
     division_cost: float = 0.1
     overlap_weight: float = 0.3
     size_weight: float = 1.0
+    daughter_size: float = 0.5
     gap_penalty: float = 0.1
 
     def __post_init__(self):
@@ -89,6 +93,8 @@ class LinkParams:
             raise InputError(f"motion must be one of {', '.join(MOTIONS)}, got {self.motion!r}")
         if self.drift_radius is not None and self.drift_radius <= 0:
             raise InputError(f"drift_radius must be positive, got {self.drift_radius}")
+        if not np.isfinite(self.daughter_size) or self.daughter_size <= 0:
+            raise InputError(f"daughter_size must be a positive fraction, got {self.daughter_size}")
         for name in ("alternative_cost", "division_cost", "overlap_weight", "size_weight", "gap_penalty"):
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
@@ -213,7 +219,7 @@ def _cell_terms(cells: _Cells, fa: int, fb: int, src: np.ndarray, tgt: np.ndarra
     iou = inter / (sa + sb - inter)
     inside = inter / sb
     link_t = params.overlap_weight * (1 - iou) + params.size_weight * np.abs(np.log(sb / sa))
-    daughter_t = params.overlap_weight * (1 - inside) + params.size_weight * np.abs(np.log(2 * sb / sa))
+    daughter_t = params.overlap_weight * (1 - inside) + params.size_weight * np.abs(np.log(sb / (params.daughter_size * sa)))
     return ii, jj, link_t, daughter_t
 
 
@@ -240,7 +246,7 @@ def link(detections: pd.DataFrame, *, max_distance: float = 5.0, gap_frames: int
         Label movie: adds mask overlap and size to the costs (cells).
     **kwargs
         Further :class:`LinkParams` fields (``drift_radius``, ``alternative_cost``, ``division_cost``,
-        ``overlap_weight``, ``size_weight``, ``gap_penalty``).
+        ``overlap_weight``, ``size_weight``, ``daughter_size``, ``gap_penalty``).
 
     Returns
     -------
