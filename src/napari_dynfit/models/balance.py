@@ -351,7 +351,7 @@ def _find_balances(space, n_clusters, max_clusters, max_samples, tol, quiet, n_a
     for j, b in enumerate(cl_to_bal):
         bal_post[:, b] += post[:, j]
     regions = bal_post.argmax(axis=1)
-    uncertainty = 1.0 - bal_post[np.arange(n), regions]
+    uncertainty = np.clip(1.0 - bal_post[np.arange(n), regions], 0.0, 1.0)
 
     balances = []
     for b, key in enumerate(keys):

@@ -1,0 +1,177 @@
+"""Dock widget "Dominant balance": region map, balance table and equation-space scatter plots.
+
+Pick a model JSON and a fields file (any format of :func:`napari_dynfit.io.load_fields`; a file a
+layer was read from is proposed), the equation and the clustering options, and press "Find
+balances". The computation runs in a ``thread_worker``; the result is shown as a Labels layer
+(balance index per grid point, world coordinates ``(t, [z,] y, x)`` as the Well reader's layers),
+an uncertainty Image layer (hidden), a table of balances and scatter plots of equation space.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+
+from .._progress import progress_context
+from ..errors import Cancelled, DynfitError
+
+REGIONS = "balance regions"
+UNCERTAINTY = "balance uncertainty"
+
+
+class BalanceWidget(Container):
+    """Find the locally dominant balances of a model over fields and show them over the fields."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._model = FileEdit(mode="r", filter="*.json", label="model JSON", value="")
+        self._fields = FileEdit(mode="r", label="fields file", value=self._layer_source() or "")
+        self._equation = ComboBox(label="equation", choices=self._equations)
+        self._clusters = SpinBox(value=0, min=0, max=30, label="clusters (0: BIC)")
+        self._tol = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.01, label="dropped-term tolerance")
+        self._quiet = FloatSpinBox(value=0.02, min=0.0, max=1.0, step=0.01, label="quiet fraction")
+        self._seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
+        self._run = PushButton(text="Find balances")
+        self._stop = PushButton(text="Stop", enabled=False)
+        self._status = Label(value="")
+        self.extend([self._model, self._fields, self._equation, self._clusters, self._tol, self._quiet, self._seed,
+                     self._run, self._stop, self._status])
+        self._table = self._make_table()
+        self.native.layout().addWidget(self._table)
+        self._figure, self._canvas = self._make_canvas()
+        self.native.layout().addWidget(self._canvas)
+        self._cancel_event = threading.Event()
+        self._worker = None
+        self.result = None
+        self._model.changed.connect(self._equation.reset_choices)
+        self._run.changed.connect(self.run)
+        self._stop.changed.connect(self.stop)
+
+    # --- set-up -----------------------------------------------------------------------------
+    def _layer_source(self):
+        for lay in self._viewer.layers:
+            src = (getattr(lay, "metadata", None) or {}).get("source")
+            if src and Path(src).exists():
+                return src
+        return None
+
+    def _equations(self, _widget=None):
+        from ..models.model_json import read_model
+
+        path = self._model.value if hasattr(self, "_model") else None
+        if not path or not Path(path).is_file():
+            return []
+        try:
+            return list(read_model(path)["equations"])
+        except DynfitError:
+            return []
+
+    @staticmethod
+    def _make_table():
+        from qtpy.QtWidgets import QTableWidget
+
+        table = QTableWidget(0, 3)
+        table.setHorizontalHeaderLabels(["active terms", "fraction", "residual"])
+        table.horizontalHeader().setStretchLastSection(True)
+        table.setMinimumHeight(120)
+        return table
+
+    @staticmethod
+    def _make_canvas():
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 2.4))
+        canvas = FigureCanvasQTAgg(fig)
+        canvas.setMinimumHeight(220)
+        return fig, canvas
+
+    # --- running ----------------------------------------------------------------------------
+    def compute(self):
+        """Load the inputs and find the balances (runs in the worker thread)."""
+        from ..io.well import load_fields
+        from ..models.balance import dominant_balance
+        from ..models.model_json import read_model
+
+        if not self._model.value or not Path(self._model.value).is_file():
+            raise DynfitError("choose a model JSON file (from dynfit discover-pde, or written by hand)")
+        if not self._fields.value or not Path(self._fields.value).exists():
+            raise DynfitError("choose a fields file (.zarr, .npz, The Well .hdf5, PDE-FIND .mat)")
+        model = read_model(self._model.value)
+        bundle = load_fields(self._fields.value)
+        with progress_context(None, self._cancel_event):
+            res = dominant_balance(bundle, model, self._equation.value or None,
+                                   n_clusters=self._clusters.value or None, tol=self._tol.value,
+                                   quiet=self._quiet.value, seed=self._seed.value)
+        return bundle, res
+
+    def run(self, *_, block: bool = False) -> None:
+        """Find the balances; with ``block`` in the calling thread (tests, scripts)."""
+        self._cancel_event.clear()
+        if block:
+            try:
+                self._show(self.compute())
+            except (DynfitError, Cancelled) as exc:
+                self._show_error(exc)
+            return
+        from napari.qt.threading import thread_worker
+
+        worker = thread_worker(self.compute, start_thread=False)()
+        worker.returned.connect(self._show)
+        worker.errored.connect(self._show_error)
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        self._run.enabled, self._stop.enabled = False, True
+        self._status.value = "clustering equation space..."
+        worker.start()
+
+    def stop(self, *_) -> None:
+        """Cancel at the next progress step."""
+        self._cancel_event.set()
+
+    def _finished(self) -> None:
+        self._run.enabled, self._stop.enabled = True, False
+        self._worker = None
+
+    # --- display ----------------------------------------------------------------------------
+    def _show(self, item) -> None:
+        from qtpy.QtWidgets import QTableWidgetItem
+
+        from ..models.balance import plot_equation_space
+
+        bundle, res = item
+        self.result = res
+        scale = (bundle.dt,) + bundle.spacing
+        translate = tuple(float(bundle.coords[a][0]) for a in ("t",) + bundle.space_axes)
+        labels = res.regions.astype(np.int32) + 1  # 0 stays transparent
+        names = {i + 1: " + ".join(b.terms) or "no dynamics" for i, b in enumerate(res.balances)}
+        if REGIONS in self._viewer.layers:
+            self._viewer.layers[REGIONS].data = labels
+        else:
+            self._viewer.add_labels(labels, name=REGIONS, scale=scale, translate=translate, opacity=0.5)
+        self._viewer.layers[REGIONS].metadata["balances"] = names
+        if UNCERTAINTY in self._viewer.layers:
+            self._viewer.layers[UNCERTAINTY].data = res.uncertainty
+        else:
+            self._viewer.add_image(res.uncertainty, name=UNCERTAINTY, scale=scale, translate=translate,
+                                   colormap="magma", visible=False, contrast_limits=(0.0, 1.0))
+        self._table.setRowCount(len(res.balances))
+        for i, b in enumerate(res.balances):
+            for j, text in enumerate((f"{i + 1}: {names[i + 1]}", f"{b.fraction:.3f}", f"{b.residual:.3g}")):
+                self._table.setItem(i, j, QTableWidgetItem(text))
+        plot_equation_space(res, fig=self._figure, max_pairs=3)
+        self._canvas.draw_idle()
+        self._status.value = f"{len(res.balances)} balances from {res.n_clusters} clusters ({res.equation})"
+
+    def _show_error(self, exc) -> None:
+        from napari.utils.notifications import show_error
+
+        if isinstance(exc, Cancelled):
+            self._status.value = "stopped"
+            return
+        self._status.value = f"error: {exc}"
+        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")

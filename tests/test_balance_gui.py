@@ -1,0 +1,43 @@
+"""Dominant-balance widget: regions as a Labels layer over the fields, table and scatter plots."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_dynfit.io import write_active_matter_example
+
+
+@pytest.mark.gui
+def test_balance_widget_on_active_matter_file(make_napari_viewer, tmp_path):
+    from napari_dynfit._napari._balance_widget import REGIONS, UNCERTAINTY, BalanceWidget
+
+    path = write_active_matter_example(tmp_path / "am.hdf5", size=64, n_steps=6, dt=0.1, seed=5)
+    model = tmp_path / "fkpp.json"
+    model.write_text(json.dumps({"equations": {"concentration_t": {
+        "lap(concentration)": 0.1, "concentration": 1.0, "concentration^2": -1.0}}}))
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-dynfit")
+    w = BalanceWidget(viewer)
+    assert str(w._fields.value) == str(path)  # proposed from the layers' source
+    w._model.value = model
+    assert w._equation.choices == ("concentration_t",)
+    w._clusters.value = 3
+    w.run(block=True)
+    assert w.result is not None, w._status.value
+    lab = viewer.layers[REGIONS]
+    assert type(lab).__name__ == "Labels" and lab.data.shape == (6, 64, 64)
+    np.testing.assert_allclose(lab.scale, viewer.layers["concentration"].scale)
+    assert set(np.unique(lab.data)) <= set(range(1, len(w.result.balances) + 1))
+    assert viewer.layers[UNCERTAINTY].visible is False
+    assert w._table.rowCount() == len(w.result.balances)
+    assert len(w._figure.axes) == 3
+
+
+@pytest.mark.gui
+def test_balance_widget_reports_missing_inputs(make_napari_viewer):
+    from napari_dynfit._napari._balance_widget import BalanceWidget
+
+    w = BalanceWidget(make_napari_viewer())
+    w.run(block=True)
+    assert w.result is None and "model JSON" in w._status.value
