@@ -125,7 +125,11 @@ class WeakGrid:
     Attributes
     ----------
     half_width : tuple of int
-        Test-function half-width in grid points per axis ``(t, *space)``.
+        Test-function half-width in grid points per axis ``(t, *space)``. A time half-width of 0
+        selects the Ito form for stochastic data: no integration in time, time derivatives as
+        forward differences ``(f(t + dt) - f(t)) / dt`` and every other term at ``t``, so that
+        the noise increment after ``t`` is uncorrelated with the library (a symmetric time window
+        biases drift coefficients towards zero when the fields carry intrinsic noise).
     stride : tuple of int
         Distance between neighbouring centres in grid points per axis.
     power : int
@@ -151,7 +155,7 @@ class WeakGrid:
         elif np.isscalar(stride):
             stride = [int(stride)] * len(shape)
         power = max_order + 2 if power is None else int(power)
-        if min(half_width) < 2:
+        if min(half_width[1:]) < 2 or half_width[0] == 1:
             raise InputError(f"fields of shape {shape} are too small for weak-form test functions: "
                              "need at least 5 points along every axis (t and space)")
         return cls(tuple(half_width), tuple(int(s) for s in stride), power)
@@ -161,7 +165,10 @@ class WeakGrid:
         out = []
         for i, (n, h, s) in enumerate(zip(bundle.shape, self.half_width, self.stride)):
             periodic = i > 0 and bundle.periodic[i - 1]
-            out.append(np.arange(0, n, s) if periodic else np.arange(h, n - h, s))
+            if i == 0 and h == 0:
+                out.append(np.arange(0, n - 1, s))
+            else:
+                out.append(np.arange(0, n, s) if periodic else np.arange(h, n - h, s))
             if len(out[-1]) == 0:
                 raise InputError(f"axis {i} (length {n}) is too short for test functions of half-width {h}")
         return out
@@ -172,12 +179,20 @@ def _integrate(values: np.ndarray, alpha, grid: WeakGrid, bundle, centres) -> np
 
     out = values
     spacings = (bundle.dt,) + bundle.spacing
+    if grid.half_width[0] == 0:                      # Ito mode: forward differences in time
+        if alpha[0] > 1:
+            raise InputError("time half-width 0 (forward differences) allows first time derivatives only")
+        out = (out[1:] - out[:-1]) / bundle.dt if alpha[0] == 1 else out[:-1]
     for ax in range(len(alpha)):
+        if ax == 0 and grid.half_width[0] == 0:
+            out = np.take(out, centres[0], axis=0)
+            continue
         periodic = ax > 0 and bundle.periodic[ax - 1]
         w = bump_kernel(grid.half_width[ax], alpha[ax], spacings[ax], grid.power)
         out = correlate1d(out, w, axis=ax, mode="wrap" if periodic else "constant")
         out = np.take(out, centres[ax], axis=ax)
-    sign = -1.0 if sum(alpha) % 2 else 1.0
+    moved = sum(alpha) - (alpha[0] if grid.half_width[0] == 0 else 0)
+    sign = -1.0 if moved % 2 else 1.0
     return sign * out
 
 

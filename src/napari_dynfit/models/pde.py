@@ -85,7 +85,7 @@ def _pointwise_features(bundle, names, method, window, polyorder, reference, max
 def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: str = "iht", pi_th: float = 0.8,
                  n_subsamples: int = 40, n_penalties: int = 20, decades: float = 1.0, n_bootstrap: int = 200,
                  half_width=None, stride=None, window: int | None = None, polyorder: int | None = None,
-                 reference: dict | None = None, max_samples: int = 50000, seed=0) -> PDEDiscovery:
+                 reference: dict | None = None, max_samples: int = 20000, seed=0) -> PDEDiscovery:
     """Learn a sparse PDE model from fields.
 
     Parameters
@@ -110,7 +110,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     reference : dict, optional
         Reference values of ``dev(...)`` arguments; default the bundle means.
     max_samples : int
-        Pointwise methods: random grid points used.
+        Largest number of regression rows (random subset of grid points or test-function centres
+        times components).
     seed : int
         Randomness of the point sample, subsamples and bootstrap.
 
@@ -158,6 +159,9 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     for lhs, lib in equations.items():
         y = feats[lhs].reshape(-1)
         G = np.stack([feats[n].reshape(-1) for n in lib], axis=1)
+        if len(y) > max_samples:
+            rows = np.sort(rng.choice(len(y), max_samples, replace=False))
+            G, y = G[rows], y[rows]
         res = stability_selection(G, y, lib, solver=solver, n_subsamples=n_subsamples, n_penalties=n_penalties,
                                   decades=decades, pi_th=pi_th, n_bootstrap=n_bootstrap, seed=rng)
         results[lhs] = res

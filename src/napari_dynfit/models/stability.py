@@ -29,15 +29,17 @@ from ..errors import InputError
 SOLVERS = ("iht", "stridge")
 
 
-def _lstsq(A, y):
-    return np.linalg.lstsq(A, y, rcond=None)[0]
+def _solve(A: np.ndarray, c: np.ndarray, support: np.ndarray, ridge: float = 0.0) -> np.ndarray:
+    """Coefficients on ``support`` from the normal equations ``A = G^T G``, ``c = G^T y``."""
+    S = np.flatnonzero(support)
+    As = A[np.ix_(S, S)] + ridge * np.eye(len(S))
+    try:
+        return np.linalg.solve(As, c[S])
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(As, c[S], rcond=None)[0]
 
 
-def _ridge(G, y, ridge: float = 1e-5):
-    return np.linalg.solve(G.T @ G + ridge * np.eye(G.shape[1]), G.T @ y)
-
-
-def iht_debiased(G: np.ndarray, y: np.ndarray, tau: float, max_iter: int = 50,
+def iht_debiased(A: np.ndarray, c: np.ndarray, tau: float, max_iter: int = 50,
                  start: np.ndarray | None = None) -> np.ndarray:
     """IHT-d on normalised data: support of ``argmin |y - G xi|^2`` with ``|xi_j| >= tau`` on it.
 
@@ -47,10 +49,10 @@ def iht_debiased(G: np.ndarray, y: np.ndarray, tau: float, max_iter: int = 50,
 
     Parameters
     ----------
-    G : ndarray, shape (n, m)
-        Library with unit-norm columns.
-    y : ndarray, shape (n,)
-        Target with unit norm.
+    A : ndarray, shape (m, m)
+        Gram matrix ``G^T G`` of a library with unit-norm columns.
+    c : ndarray, shape (m,)
+        ``G^T y``.
     tau : float
         Hard threshold on the (normalised) coefficients.
     max_iter : int
@@ -63,12 +65,12 @@ def iht_debiased(G: np.ndarray, y: np.ndarray, tau: float, max_iter: int = 50,
     ndarray of bool, shape (m,)
         The support.
     """
-    m = G.shape[1]
-    xi = _ridge(G, y) if start is None else start
+    m = len(c)
+    xi = _solve(A, c, np.ones(m, bool), 1e-5) if start is None else start
     seen = set()
     support = np.zeros(m, bool)
     for _ in range(max_iter):
-        v = xi + G.T @ (y - G @ xi)
+        v = xi + c - A @ xi
         support = np.abs(v) >= tau
         key = support.tobytes()
         if key in seen:
@@ -76,19 +78,18 @@ def iht_debiased(G: np.ndarray, y: np.ndarray, tau: float, max_iter: int = 50,
         seen.add(key)
         xi = np.zeros(m)
         if support.any():
-            xi[support] = _lstsq(G[:, support], y)
+            xi[support] = _solve(A, c, support)
     return support
 
 
-def stridge(G: np.ndarray, y: np.ndarray, tau: float, ridge: float = 1e-5, max_iter: int = 20) -> np.ndarray:
-    """Sequentially thresholded ridge regression (PDE-FIND) on normalised data; returns the support."""
-    m = G.shape[1]
+def stridge(A: np.ndarray, c: np.ndarray, tau: float, ridge: float = 1e-5, max_iter: int = 20) -> np.ndarray:
+    """Sequentially thresholded ridge regression (PDE-FIND) from the normal equations; returns the support."""
+    m = len(c)
     support = np.ones(m, bool)
     for _ in range(max_iter):
         if not support.any():
             break
-        xi = _ridge(G[:, support], y, ridge)
-        keep = np.abs(xi) >= tau
+        keep = np.abs(_solve(A, c, support, ridge)) >= tau
         if keep.all():
             break
         idx = np.flatnonzero(support)
@@ -191,7 +192,8 @@ def stability_selection(G: np.ndarray, y: np.ndarray, names, *, solver: str = "i
     col[col == 0] = 1.0
     ynorm = np.linalg.norm(y) or 1.0
     Gn, yn = G / col, y / ynorm
-    tau_max = float(np.max(np.abs(_ridge(Gn, yn))))
+    A, c = Gn.T @ Gn, Gn.T @ yn
+    tau_max = float(np.max(np.abs(_solve(A, c, np.ones(m, bool), 1e-5))))
     penalties = tau_max * np.logspace(0, -decades, n_penalties)
     solve = iht_debiased if solver == "iht" else stridge
     counts = np.zeros((n_penalties, m))
@@ -199,22 +201,28 @@ def stability_selection(G: np.ndarray, y: np.ndarray, names, *, solver: str = "i
     for _ in progress_iter(range(n_subsamples), desc="stability selection"):
         rows = rng.choice(n, half, replace=False)
         Gs, ys = Gn[rows], yn[rows]
+        # unit-norm columns and target on the subsample, via the Gram matrix
+        cn = np.sqrt(np.maximum(np.einsum("ij,ij->j", Gs, Gs), 1e-300))
         s = np.linalg.norm(ys) or 1.0
+        As = (Gs.T @ Gs) / np.outer(cn, cn)
+        cs = (Gs.T @ ys) / cn / s
         for k, tau in enumerate(penalties):
-            counts[k] += solve(Gs, ys / s, tau)
+            counts[k] += solve(As, cs, tau)
     probs = counts / n_subsamples
     pmax = probs.max(axis=0)
     keep = pmax >= pi_th
     coefs, intervals, residual = {}, {}, 1.0
     if keep.any():
         idx = np.flatnonzero(keep)
-        xi = _lstsq(Gn[:, idx], yn)
+        xi = _solve(A, c, keep)
         residual = float(np.linalg.norm(yn - Gn[:, idx] @ xi))
         scale = ynorm / col[idx]
         boot = np.empty((n_bootstrap, len(idx)))
+        Gk = Gn[:, idx]
         for b in range(n_bootstrap):
-            rows = rng.integers(0, n, n)
-            boot[b] = _lstsq(Gn[rows][:, idx], yn[rows])
+            w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+            Ab = (Gk * w[:, None]).T @ Gk
+            boot[b] = np.linalg.lstsq(Ab, (Gk * w[:, None]).T @ yn, rcond=None)[0]
         lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)], axis=0)
         for j, i in enumerate(idx):
             coefs[names[i]] = float(xi[j] * scale[j])

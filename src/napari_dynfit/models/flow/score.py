@@ -190,7 +190,7 @@ def fit_score(snapshots: Snapshots, *, n_levels: int = 10, sigma_min: float = 0.
         opt.step()
         sched.step()
         if step % 10 == 0:
-            model.history.append(float(loss))
+            model.history.append(float(loss.detach()))
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
