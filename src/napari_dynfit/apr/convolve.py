@@ -139,31 +139,39 @@ def _lower_bound(a, lo, hi, v):
     return lo
 
 
-@numba.njit(cache=True, fastmath=True)
-def _fill_row(buf, o, hx, xa, xb, level, lmin, lmax, zs, ys, shapes, offsets, px, vals, row_start,
-              t_offsets, tx, tvals, t_row_start, reflect):
-    """Fill ``buf[o + hx + x]`` (one buffer row) for ``xa <= x < xb`` with the level-``level`` view of row ``(zs, ys)``.
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _fill_range(buf, o, hx, xa, xb, level, lmin, lmax, zs, ys, shapes, offsets, px, vals, row_start,
+                t_offsets, tx, tvals, t_row_start):
+    """Fill ``buf[o + hx + x]`` for ``xa <= x < xb`` with the level-``level`` view of row ``(zs, ys)``.
 
     The view holds the particle of ``level``, else the tree node (mean of finer particles), else the
-    covering coarser particle. The x padding (mirror or zeros) is written when the range touches a border.
+    covering coarser particle; ``zs < 0`` or ``ys < 0`` (outside, zero padding) gives zeros. The cells
+    form a partition, so the search over coarser levels stops once every cell of the range is written.
     """
-    nx = shapes[level, 2]
-    if zs < 0 or ys < 0:
-        for k in range(nx + 2 * hx):
-            buf[o + k] = 0.0
+    if xb <= xa:
         return
-    r = row_start[level] + zs * shapes[level, 1] + ys
+    if zs < 0 or ys < 0:
+        for x in range(xa, xb):
+            buf[o + hx + x] = 0.0
+        return
+    need = xb - xa
+    done = 0
+    ny = shapes[level, 1]
+    r = row_start[level] + zs * ny + ys
     i = _lower_bound(px, offsets[r], offsets[r + 1], xa)
     while i < offsets[r + 1] and px[i] < xb:
         buf[o + hx + px[i]] = vals[i]
+        done += 1
         i += 1
-    if level < lmax:
-        r = t_row_start[level] + zs * shapes[level, 1] + ys
+    if level < lmax and done < need:
+        r = t_row_start[level] + zs * ny + ys
         j = _lower_bound(tx, t_offsets[r], t_offsets[r + 1], xa)
         while j < t_offsets[r + 1] and tx[j] < xb:
             buf[o + hx + tx[j]] = tvals[j]
+            done += 1
             j += 1
-    for d in range(1, level - lmin + 1):
+    d = 1
+    while done < need and d <= level - lmin:
         lv = level - d
         r = row_start[lv] + (zs >> d) * shapes[lv, 1] + (ys >> d)
         step = 1 << d
@@ -176,13 +184,19 @@ def _fill_row(buf, o, hx, xa, xb, level, lmin, lmax, zs, ys, shapes, offsets, px
             v = vals[i]
             for xx in range(max(x0, xa), x1):
                 buf[o + hx + xx] = v
+            done += x1 - max(x0, xa)
             i += 1
-    if xa == 0:
-        for k in range(hx):
+        d += 1
+
+
+@numba.njit(cache=True)
+def _pad_x(buf, o, hx, nx, reflect, left, right):
+    """Write the x padding of one buffer row (mirror or zeros) on the requested sides."""
+    for k in range(hx):
+        if left:
             lo = _mirror(-1 - k, nx, reflect)
             buf[o + hx - 1 - k] = buf[o + hx + lo] if lo >= 0 else 0.0
-    if xb == nx:
-        for k in range(hx):
+        if right:
             hi = _mirror(nx + k, nx, reflect)
             buf[o + hx + nx + k] = buf[o + hx + hi] if hi >= 0 else 0.0
 
@@ -205,37 +219,46 @@ def _convolve_level(level, lmin, lmax, shapes, offsets, px, vals, row_start,
         r0 = base + z * ny
         if offsets[r0 + y0] == offsets[r0 + y1]:
             continue
-        # x range needed by the particles of this block of rows
-        xa = nx
-        xb = 0
-        for y in range(y0, y1):
-            a = offsets[r0 + y]
-            b = offsets[r0 + y + 1]
-            if b > a:
-                xa = min(xa, px[a])
-                xb = max(xb, px[b - 1])
-        xa = max(xa - hx, 0)
-        xb = min(xb + hx + 1, nx)
-        # rolling buffer: kz x ky rows of the level grid, row (dz, (y + hy) % ky) holds y
-        buf = np.zeros(nrow * width, dtype=np.float32)
+        # rolling buffer of kz x ky rows of the level grid: slot (dz, (y + hy) % ky) holds row y of
+        # slice z - hz + dz, filled on [lo, hi) only (the x range the particles need so far)
+        buf = np.empty(nrow * width, dtype=np.float32)
+        held = np.full(nrow, -(1 << 30), dtype=np.int64)
+        lo = np.zeros(nrow, dtype=np.int64)
+        hi = np.zeros(nrow, dtype=np.int64)
         rowoff = np.empty(nrow, dtype=np.int64)
-        filled = y0 - hy - 1
         for y in range(y0, y1):
             a = offsets[r0 + y]
             b = offsets[r0 + y + 1]
             if a == b:
                 continue
-            for yy in range(max(filled + 1, y - hy), y + hy + 1):
+            xa = max(px[a] - hx, 0)
+            xb = min(px[b - 1] + hx + 1, nx)
+            for dy in range(ky):
+                yy = y - hy + dy
                 slot = (yy + hy) % ky
                 ys = _mirror(yy, ny, reflect)
                 for dz in range(kz):
+                    q = dz * ky + slot
+                    o = q * width
                     zs = _mirror(z - hz + dz, nz, reflect)
-                    _fill_row(buf, (dz * ky + slot) * width, hx, xa, xb, level, lmin, lmax, zs, ys, shapes,
-                              offsets, px, vals, row_start, t_offsets, tx, tvals, t_row_start, reflect)
-            filled = y + hy
-            for dz in range(kz):
-                for dy in range(ky):
-                    rowoff[dz * ky + dy] = (dz * ky + (y + dy) % ky) * width
+                    if held[q] != yy:
+                        held[q] = yy
+                        lo[q] = xa
+                        hi[q] = xa
+                    if xa < lo[q]:
+                        _fill_range(buf, o, hx, xa, lo[q], level, lmin, lmax, zs, ys, shapes, offsets, px,
+                                    vals, row_start, t_offsets, tx, tvals, t_row_start)
+                        lo[q] = xa
+                    if xb > hi[q]:
+                        s0 = max(hi[q], xa)
+                        _fill_range(buf, o, hx, s0, xb, level, lmin, lmax, zs, ys, shapes, offsets, px,
+                                    vals, row_start, t_offsets, tx, tvals, t_row_start)
+                        if s0 > hi[q]:  # gap between the old and the new range
+                            _fill_range(buf, o, hx, hi[q], s0, level, lmin, lmax, zs, ys, shapes, offsets,
+                                        px, vals, row_start, t_offsets, tx, tvals, t_row_start)
+                        hi[q] = xb
+                    _pad_x(buf, o, hx, nx, reflect, xa == 0, xb == nx)
+                    rowoff[dz * ky + dy] = o
             n = b - a
             acc = np.zeros(n, dtype=np.float32)
             x0 = px[a]

@@ -27,7 +27,7 @@ import numpy as np
 
 from .grid import AprGrid
 
-__all__ = ["convolve_torch", "tree_mean_torch"]
+__all__ = ["DeviceGrid", "convolve_torch", "convolve_tensors", "tree_mean_torch", "reconstruct_constant"]
 
 _CHUNK = 1 << 24  # gathered values per chunk (64 MiB of float32)
 
@@ -44,38 +44,55 @@ def _mirror_index(n: int, h: int, reflect: bool, device):
     return i.clamp(0, n - 1), None
 
 
-def tree_mean_torch(grid: AprGrid, vals, device):
-    """Tree node values (mean of children) as a float32 tensor on ``device``; equals :meth:`AprGrid.tree_mean`."""
+class DeviceGrid:
+    """The arrays of an :class:`AprGrid` that the torch kernel needs, moved to ``device`` once.
+
+    Build it once and pass it to :func:`convolve_torch` to keep host-to-device copies out of repeated calls.
+    """
+
+    def __init__(self, grid: AprGrid, device="cuda"):
+        import torch
+
+        self.grid = grid
+        self.device = torch.device(device)
+        self.coords = torch.as_tensor(grid.coords[:, 1:], device=self.device)
+        self.tree_coords = torch.as_tensor(grid.tree_coords[:, 1:], device=self.device)
+        self.parent = torch.as_tensor(grid.particle_parent, device=self.device)
+        self.tree_parent = torch.as_tensor(grid.tree_parent, device=self.device)
+        self.count = torch.as_tensor(grid.tree_child_count, device=self.device, dtype=torch.float32).clamp_min(1)
+
+
+def tree_mean_torch(dgrid: DeviceGrid, vals):
+    """Tree node values (mean of children) as a float32 tensor; equals :meth:`AprGrid.tree_mean`."""
     import torch
 
-    parent = torch.as_tensor(grid.particle_parent, device=device)
-    tparent = torch.as_tensor(grid.tree_parent, device=device)
-    count = torch.as_tensor(grid.tree_child_count, device=device, dtype=torch.float32).clamp_min(1)
-    sums = torch.zeros(grid.n_tree, device=device, dtype=torch.float32)
-    sums.index_add_(0, parent, vals)
+    grid = dgrid.grid
+    sums = torch.zeros(grid.n_tree, device=dgrid.device, dtype=torch.float32)
+    sums.index_add_(0, dgrid.parent, vals)
     tree = torch.zeros_like(sums)
     for level in range(grid.level_max - 1, -1, -1):
         t0, t1 = grid.tree_level_range(level)
-        tree[t0:t1] = sums[t0:t1] / count[t0:t1]
+        tree[t0:t1] = sums[t0:t1] / dgrid.count[t0:t1]
         if level > 0 and t1 > t0:
-            sums.index_add_(0, tparent[t0:t1], tree[t0:t1])
+            sums.index_add_(0, dgrid.tree_parent[t0:t1], tree[t0:t1])
     return tree
 
 
-def convolve_torch(grid: AprGrid, values, stencils: list, *, reflect: bool = True, device="cuda",
+def convolve_torch(grid, values, stencils: list, *, reflect: bool = True, device="cuda",
                    tree_values=None) -> np.ndarray:
     """Apply per-level correlation ``stencils`` (from :func:`.convolve.level_stencils`) with torch.
 
     Parameters
     ----------
-    grid : AprGrid
-    values : ndarray, shape (n_particles,)
+    grid : AprGrid or DeviceGrid
+        A :class:`DeviceGrid` skips the copies of the structure to the device.
+    values : ndarray or torch.Tensor, shape (n_particles,)
     stencils : list of ndarray
         Entry ``L`` is the ``(kz, ky, kx)`` float32 stencil of level ``L``.
     reflect : bool
         Mirror boundary (True) or zeros.
     device : str or torch.device
-        ``"cuda"`` on a GPU; ``"cpu"`` runs the same code on the CPU (tests, CI).
+        ``"cuda"`` on a GPU; ``"cpu"`` runs the same code on the CPU (tests, CI). Ignored for a DeviceGrid.
     tree_values : ndarray, shape (n_tree,), optional
         Precomputed tree means.
 
@@ -83,44 +100,65 @@ def convolve_torch(grid: AprGrid, values, stencils: list, *, reflect: bool = Tru
     -------
     ndarray of float32, shape (n_particles,)
     """
+    dgrid = grid if isinstance(grid, DeviceGrid) else DeviceGrid(grid, device)
+    return convolve_tensors(dgrid, values, stencils, reflect, tree_values).cpu().numpy()
+
+
+def convolve_tensors(dgrid: DeviceGrid, values, stencils, reflect=True, tree_values=None):
+    """:func:`convolve_torch` on device tensors: returns a float32 tensor on ``dgrid.device``."""
     import torch
 
-    out = _convolve_tensors(grid, values, stencils, reflect, torch.device(device), tree_values)
-    return out.cpu().numpy()
-
-
-def _convolve_tensors(grid, values, stencils, reflect, device, tree_values=None):
-    """Same as :func:`convolve_torch` but returns the result as a tensor on ``device``."""
-    import torch
-
-    vals = torch.as_tensor(np.asarray(values, dtype=np.float32), device=device)
+    device, grid = dgrid.device, dgrid.grid
+    if not torch.is_tensor(values):
+        values = np.asarray(values, dtype=np.float32)
+    vals = torch.as_tensor(values, device=device).to(torch.float32)
     if tree_values is None:
-        tvals = tree_mean_torch(grid, vals, device)
+        tvals = tree_mean_torch(dgrid, vals)
     else:
         tvals = torch.as_tensor(np.asarray(tree_values, dtype=np.float32), device=device)
-    coords = torch.as_tensor(grid.coords[:, 1:], device=device)
-    tcoords = torch.as_tensor(grid.tree_coords[:, 1:], device=device)
     out = torch.empty(grid.n_particles, device=device, dtype=torch.float32)
+    for level, view in _level_views(dgrid, vals, tvals):
+        p0, p1 = grid.level_range(level)
+        if p1 > p0:
+            out[p0:p1] = _apply_level(view, dgrid.coords[p0:p1], stencils[level], reflect, device)
+    return out
+
+
+def _level_views(dgrid: DeviceGrid, vals, tvals):
+    """Yield ``(level, V_level)``: the level grid holding particle, tree mean or covering coarser particle."""
+    import torch
+
+    grid = dgrid.grid
     view = None
     for level in range(grid.level_min, grid.level_max + 1):
         nz, ny, nx = (int(v) for v in grid.level_shapes[level])
         if view is None:
-            view = torch.zeros((nz, ny, nx), device=device, dtype=torch.float32)
+            view = torch.zeros((nz, ny, nx), device=dgrid.device, dtype=torch.float32)
         else:
             up = view
             if up.shape[0] < nz:
                 up = up.repeat_interleave(2, dim=0)
             view = up.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)[:nz, :ny, :nx].contiguous()
         p0, p1 = grid.level_range(level)
-        c = coords[p0:p1]
+        c = dgrid.coords[p0:p1]
         view[c[:, 0], c[:, 1], c[:, 2]] = vals[p0:p1]
-        if level < grid.level_max:
+        if level < grid.level_max and tvals is not None:
             t0, t1 = grid.tree_level_range(level)
-            tc = tcoords[t0:t1]
+            tc = dgrid.tree_coords[t0:t1]
             view[tc[:, 0], tc[:, 1], tc[:, 2]] = tvals[t0:t1]
-        if p1 > p0:
-            out[p0:p1] = _apply_level(view, c, stencils[level], reflect, device)
-    return out
+        yield level, view
+
+
+def reconstruct_constant(grid, values, device="cpu") -> np.ndarray:
+    """Piecewise-constant pixel image ``(nz, ny, nx)`` of particle values (each pixel takes its particle's value)."""
+    dgrid = grid if isinstance(grid, DeviceGrid) else DeviceGrid(grid, device)
+    import torch
+
+    vals = torch.as_tensor(np.asarray(values, dtype=np.float32), device=dgrid.device)
+    view = None
+    for _, view in _level_views(dgrid, vals, None):
+        pass
+    return view.cpu().numpy()
 
 
 def _apply_level(view, c, stencil, reflect: bool, device):

@@ -1,0 +1,366 @@
+"""``dynfit filter``, ``dynfit segment``, ``dynfit export-grid`` and ``dynfit bench apr-conv``.
+
+* ``dynfit filter IN.apr --gaussian SIGMA [--size K] [--device cpu|cuda|auto] -o OUT.apr`` (or
+  ``--log SIGMA``, ``--dog SIGMA``, ``--gradient [SIGMA]``, ``--stencil FILE.npy``): filters the particle
+  values natively and writes an ``.apr`` with the same particles and float32 values.
+* ``dynfit segment IN.apr [--threshold otsu|li|graphcut|VALUE] [--smooth SIGMA] [--min-size N]
+  -o OBJECTS.csv [--labels LABELS.apr]``: objects table (and particle labels).
+* ``dynfit export-grid IN.apr -o GRID.npz``: the :class:`~napari_dynfit.apr.grid.AprGrid` and the
+  particle values for machines without pyapr (``dynfit bench apr-conv --grid GRID.npz``).
+* ``dynfit bench apr-conv``: our convolution vs pyapr, scipy.ndimage and torch ``conv3d`` on the same
+  image and stencil, in one process.
+
+Also the ``dynfit demo`` stage "APR filter and segmentation" (order 30).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+# ----------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _load(path):
+    """``(grid, values)`` of an ``.apr`` file (no pyapr needed)."""
+    from .._io import check_input_file
+    from ..apr.grid import AprGrid, read_particle_values
+
+    check_input_file(path, suffixes=(".apr",), what="APR file")
+    return AprGrid.from_file(path), read_particle_values(path)
+
+
+def _write_particles(src, values, out) -> Path:
+    """Write ``values`` as the particles of the APR in ``src`` to ``out`` (``.apr``)."""
+    from ..apr import AprImage, read_apr, write_apr
+    from ..apr.convert import _pyapr
+
+    pyapr = _pyapr()
+    image = read_apr(src)
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        if values.size and values.max() > 65535:
+            raise InputError(f"{values.max()} labels do not fit the .apr uint16 particles; use the CSV table")
+        parts = pyapr.ShortParticles(values.astype(np.uint16))
+    else:
+        parts = pyapr.FloatParticles(values.astype(np.float32))
+    return write_apr(AprImage(apr=image.apr, parts=parts, ndim=image.ndim, spacing=image.spacing), out)
+
+
+def _filter_values(grid, values, args):
+    from ..apr import filters
+
+    chosen = [n for n in ("gaussian", "log", "dog", "gradient", "stencil") if getattr(args, n) is not None]
+    if len(chosen) != 1:
+        raise InputError("choose exactly one filter: --gaussian SIGMA, --log SIGMA, --dog SIGMA, "
+                         "--gradient [SIGMA] or --stencil FILE.npy")
+    name = chosen[0]
+    if name == "stencil":
+        path = Path(args.stencil)
+        if not path.is_file():
+            raise InputError(f"stencil file {path} does not exist; save one with numpy.save")
+        try:
+            stencil = np.load(path)
+        except ValueError as exc:
+            raise InputError(f"{path} is not a .npy array ({exc}); save the stencil with numpy.save") from exc
+        return name, filters.custom(grid, values, stencil, normalize=args.normalize, device=args.device)
+    if name == "gradient":
+        sigma = args.gradient if args.gradient > 0 else None
+        return name, filters.gradient_magnitude(grid, values, sigma=sigma, size=args.size, device=args.device)
+    return name, filters.FILTERS[name](grid, values, getattr(args, name), size=args.size, device=args.device)
+
+
+def _filter(args) -> int:
+    grid, values = _load(args.input)
+    t0 = time.perf_counter()
+    name, out = _filter_values(grid, values, args)
+    seconds = time.perf_counter() - t0
+    path = _write_particles(args.input, out, args.output)
+    print(json.dumps({"filter": name, "output": str(path), "particles": grid.n_particles,
+                      "seconds": round(seconds, 4), "min": float(out.min()), "max": float(out.max())}))
+    return 0
+
+
+def _segment(args) -> int:
+    from ..apr.segment import segment
+    from ..tables import write_table
+
+    grid, values = _load(args.input)
+    method = args.threshold
+    apr = None
+    if method not in ("otsu", "li", "graphcut"):
+        try:
+            method = float(method)
+        except ValueError:
+            raise InputError(f"--threshold must be otsu, li, graphcut or a number, got {args.threshold!r}") from None
+    if method == "graphcut":
+        from ..apr import read_apr
+
+        apr = read_apr(args.input).apr
+    res = segment(grid, values, method=method, smooth_sigma=args.smooth or None, min_size=args.min_size,
+                  max_size=args.max_size, device=args.device, apr=apr)
+    write_table(res.table, args.output)
+    info = {"objects": len(res.table), "threshold": res.threshold, "output": str(args.output)}
+    if args.labels:
+        info["labels"] = str(_write_particles(args.input, res.labels, args.labels))
+    print(json.dumps(info))
+    return 0
+
+
+def _export(args) -> int:
+    from ..apr.grid import export_grid
+
+    grid = export_grid(args.input, args.output, with_values=not args.no_values)
+    print(json.dumps({"output": str(args.output), "particles": grid.n_particles, "tree": grid.n_tree,
+                      "shape": list(grid.shape), "computational_ratio": round(grid.computational_ratio, 2)}))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("filter", help="filter an .apr natively on its particles (Gaussian, LoG, DoG, gradient, stencil)",
+                       description="Convolve the particle values of an .apr file with a stencil on the APR itself "
+                                   "(no pixel image) and write an .apr with the same particles and float values.")
+    p.add_argument("input", help="input .apr file")
+    p.add_argument("-o", "--output", required=True, help="output .apr file")
+    p.add_argument("--gaussian", type=float, metavar="SIGMA", help="Gaussian smoothing, sigma in pixels")
+    p.add_argument("--log", type=float, metavar="SIGMA", help="scale-normalised negative Laplacian of Gaussian")
+    p.add_argument("--dog", type=float, metavar="SIGMA", help="difference of Gaussians G(SIGMA) - G(1.6 SIGMA)")
+    p.add_argument("--gradient", type=float, nargs="?", const=0.0, metavar="SIGMA",
+                   help="gradient magnitude (central differences, or derivative of Gaussian with SIGMA)")
+    p.add_argument("--stencil", metavar="FILE.npy", help="custom (ky, kx) or (kz, ky, kx) stencil, odd sizes <= 7")
+    p.add_argument("--normalize", action="store_true", help="with --stencil: scale the stencil to sum 1")
+    p.add_argument("--size", type=int, help="stencil size K (odd, 3..7; default from sigma)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="convolution back end")
+    p.set_defaults(func=_filter)
+
+    p = sub.add_parser("segment", help="segment bright objects of an .apr on its particles -> objects table",
+                       description="Smooth, threshold (Otsu, Li, pyapr graph cut or a value), label connected "
+                                   "particles, filter by size, and write the objects table (centroid, volume, "
+                                   "bounding box, intensity).")
+    p.add_argument("input", help="input .apr file")
+    p.add_argument("-o", "--output", required=True, help="objects table (.csv or .parquet)")
+    p.add_argument("--threshold", default="otsu", help="otsu (default), li, graphcut or a number")
+    p.add_argument("--smooth", type=float, default=1.0, help="Gaussian sigma before thresholding (0: none)")
+    p.add_argument("--min-size", type=float, default=4.0, help="smallest object volume in pixels")
+    p.add_argument("--max-size", type=float, help="largest object volume in pixels")
+    p.add_argument("--labels", help="also write the particle labels as an .apr file")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="convolution back end")
+    p.set_defaults(func=_segment)
+
+    p = sub.add_parser("export-grid", help="export an .apr's access structure (and values) to .npz, no pyapr needed",
+                       description="Write the AprGrid (per-level rows, particle coordinates, tree) and the particle "
+                                   "values of an .apr file to an .npz that machines without pyapr can use.")
+    p.add_argument("input", help="input .apr file")
+    p.add_argument("-o", "--output", required=True, help="output .npz")
+    p.add_argument("--no-values", action="store_true", help="structure only")
+    p.set_defaults(func=_export)
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmark
+
+
+def blob_image(n: int, seed: int = 0, ndim: int = 3) -> np.ndarray:
+    """Sparse Gaussian blobs on a flat background, uint16 ``(n,)*ndim``: an APR with computational ratio >= 30."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    shape = (n,) * ndim
+    density = 100_000 if ndim == 3 else 2_000
+    pts = np.zeros(shape, np.float32)
+    idx = rng.integers(0, n, (max(1, n ** ndim // density), ndim))
+    pts[tuple(idx.T)] = 1000.0 * (2 * np.pi * 4) ** (ndim / 2)
+    img = 100 + ndimage.gaussian_filter(pts, 2.0) + rng.normal(0, 3, shape)
+    return img.clip(0, 65535).astype(np.uint16)
+
+
+def _best(fn, repeat: int) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _bench_args(p) -> None:
+    p.add_argument("--size", type=int, default=160, help="image edge N (N^3 pixels; default 160)")
+    p.add_argument("--stencil-size", type=int, default=5, help="Gaussian stencil size K (K^3; default 5)")
+    p.add_argument("--sigma", type=float, default=1.0, help="Gaussian sigma (pixels)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for ours, pyapr and torch (default 1)")
+    p.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")
+    p.add_argument("--grid", help="use this exported AprGrid .npz (with values) instead of converting an image; "
+                                  "for machines without pyapr")
+    p.add_argument("--save-grid", help="write the benchmark APR's grid and values to this .npz")
+    p.add_argument("--no-scipy", action="store_true", help="skip scipy.ndimage (slow for large N)")
+
+
+def _bench(args) -> dict:
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from ..apr.convolve import convolve, level_stencils, resolve_device
+    from ..apr.filters import gaussian_stencil
+    from ..apr.grid import AprGrid, load_grid
+
+    if args.threads < 1 or args.size < 16 or args.repeat < 1:
+        raise InputError("--threads and --repeat must be >= 1 and --size >= 16")
+    device = resolve_device(args.device)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    stencil = gaussian_stencil(args.sigma, args.stencil_size, 3)
+    result = {"device": device, "threads": args.threads, "stencil": list(stencil.shape)}
+    apr = parts = img = None
+    if args.grid:
+        grid, values = load_grid(args.grid)
+        if values is None:
+            raise InputError(f"{args.grid} has no particle values; export it without --no-values")
+    else:
+        from ..apr.convert import _pyapr
+
+        pyapr = _pyapr()
+        img = blob_image(args.size)
+        params = pyapr.APRParameters()
+        params.auto_parameters = False
+        params.rel_error, params.gradient_smoothing = 0.1, 2.0
+        params.sigma_th, params.grad_th = 100.0, 50.0
+        apr, parts = pyapr.converter.get_apr(img, params=params, verbose=False)
+        grid, values = AprGrid.from_apr(apr), np.asarray(parts)
+    if args.save_grid:
+        grid.to_npz(args.save_grid, values)
+    result.update(shape=list(grid.shape), particles=grid.n_particles,
+                  computational_ratio=round(grid.computational_ratio, 2))
+    pixels = float(np.prod(grid.shape))
+
+    with threadpool_limits(limits=args.threads):
+        if device == "cuda":
+            import torch
+
+            from ..apr.convolve_gpu import DeviceGrid, convolve_tensors
+
+            dgrid = DeviceGrid(grid, "cuda")
+            vals = torch.as_tensor(values.astype(np.float32), device="cuda")
+            stencils = level_stencils(stencil, grid)
+
+            def ours():
+                out = convolve_tensors(dgrid, vals, stencils)
+                torch.cuda.synchronize()
+                return out
+
+            ours()
+            result["card"] = torch.cuda.get_device_name()
+            ours_out = ours().cpu().numpy()
+        else:
+            def ours():
+                return convolve(grid, values, stencil)
+
+            ours_out = ours()  # compiles the kernels
+        result["ours_s"] = _best(ours, args.repeat)
+        result["gpixel_per_s"] = pixels / result["ours_s"] / 1e9
+
+        if apr is not None:
+            from ..apr.convert import _pyapr
+
+            pyapr = _pyapr()
+            ref = np.asarray(pyapr.filter.convolve(apr, parts, stencil))
+            result["pyapr_s"] = _best(lambda: pyapr.filter.convolve(apr, parts, stencil), args.repeat)
+            result["speedup_vs_pyapr"] = result["pyapr_s"] / result["ours_s"]
+            result["max_rel_error_vs_pyapr"] = float(np.abs(ours_out - ref).max() / np.abs(ref).max())
+        if img is None:
+            from ..apr.convolve_gpu import reconstruct_constant
+
+            img = reconstruct_constant(grid, values)
+        pix = np.asarray(img, dtype=np.float32)
+        if not args.no_scipy:
+            from scipy import ndimage
+
+            result["scipy_s"] = _best(lambda: ndimage.convolve(pix, stencil, mode="mirror"), 1)
+            result["speedup_vs_scipy"] = result["scipy_s"] / result["ours_s"]
+        import torch
+
+        torch.set_num_threads(args.threads)
+        tdev = "cuda" if device == "cuda" else "cpu"
+        timg = torch.as_tensor(pix, device=tdev)[None, None]
+        tker = torch.as_tensor(np.ascontiguousarray(stencil[::-1, ::-1, ::-1]), device=tdev)[None, None]
+
+        def conv3d():
+            out = torch.nn.functional.conv3d(timg, tker, padding=args.stencil_size // 2)
+            if tdev == "cuda":
+                torch.cuda.synchronize()
+            return out
+
+        with torch.no_grad():
+            conv3d()
+            result["torch_conv3d_s"] = _best(conv3d, args.repeat)
+        result["speedup_vs_torch_conv3d"] = result["torch_conv3d_s"] / result["ours_s"]
+    return result
+
+
+BENCHMARKS = {"apr-conv": ("APR-native Gaussian convolution: ours vs pyapr, scipy.ndimage and torch conv3d",
+                           _bench_args, _bench)}
+
+
+# ----------------------------------------------------------------------------------------------
+# demo stage
+
+
+def _demo_stage(ctx) -> None:
+    import matplotlib.pyplot as plt
+
+    from ..apr.filters import log
+    from ..apr.grid import AprGrid, read_particle_values
+    from ..apr.io import movie_header
+    from ..apr.segment import segment
+
+    info = ctx.artefacts.get("apr")
+    if not info or not (ctx.out_dir / info["path"]).exists():
+        ctx.report.add_text("No APR of the sample in this run (the APR stage did not produce one): "
+                            "filtering and segmentation skipped.")
+        return
+    head = movie_header(ctx.out_dir / info["path"])
+    first = Path(head["path"]) / head["files"][0][0]  # frame 0, channel 0
+    grid, values = AprGrid.from_file(first), read_particle_values(first)
+    t0 = time.perf_counter()
+    res = segment(grid, values, method="otsu", smooth_sigma=1.0, min_size=4, frame=0)
+    seconds = time.perf_counter() - t0
+    blob = log(grid, values, 2.0)
+    ctx.artefacts["apr_objects"] = res.table
+    res.table.to_csv(ctx.out_dir / "apr_objects.csv", index=False)
+    text = (f"Frame 0 of the APR ({grid.n_particles} particles, computational ratio "
+            f"{grid.computational_ratio:.1f}) was smoothed (Gaussian, sigma 1 px) and thresholded (Otsu, "
+            f"{res.threshold:.1f}) on its particles; {len(res.table)} objects in {seconds:.2f} s.")
+    truth = ctx.artefacts.get("truth")
+    spatial = [c for c in ("z", "y", "x") if c in res.table.columns]
+    if truth is not None and len(res.table) and set(spatial) <= set(truth.columns):
+        from scipy.optimize import linear_sum_assignment
+        from scipy.spatial.distance import cdist
+
+        t = truth[truth["frame"] == 0]
+        if len(t):
+            d = cdist(t[spatial].to_numpy(float), res.table[spatial].to_numpy(float))
+            r, c = linear_sum_assignment(d)
+            ok = d[r, c] <= 3.0
+            text += (f" Against the simulator's truth: recall {ok.sum() / len(t):.2f}, median centroid error "
+                     f"{np.median(d[r, c][ok]) if ok.any() else float('nan'):.2f} px.")
+    ctx.report.add_text(text)
+    ctx.report.add_table(res.table.head(10))
+    centers = grid.pixel_centers()
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    sel = slice(None) if grid.ndim == 2 else np.abs(centers[:, 0] - grid.shape[0] / 2) < 4
+    for a, vals, title in ((ax[0], values, "particles (intensity)"), (ax[1], blob, "LoG on particles")):
+        a.scatter(centers[sel, 2], centers[sel, 1], c=np.asarray(vals)[sel], s=2, cmap="magma")
+        a.set_title(title)
+        a.invert_yaxis()
+        a.set_aspect("equal")
+    ax[0].plot(res.table["x"], res.table["y"], "c+", ms=8)
+    ctx.report.add_figure(fig, "Particles of frame 0 with the segmented objects (+) and the LoG response")
+
+
+DEMO_STAGE = (30, "APR filter and segmentation", _demo_stage)
