@@ -85,7 +85,8 @@ def _pointwise_features(bundle, names, method, window, polyorder, reference, max
 def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: str = "iht", pi_th: float = 0.8,
                  n_subsamples: int = 40, n_penalties: int = 20, decades: float = 1.0, n_bootstrap: int = 200,
                  half_width=None, stride=None, window: int | None = None, polyorder: int | None = None,
-                 reference: dict | None = None, max_samples: int = 20000, seed=0) -> PDEDiscovery:
+                 reference: dict | None = None, max_samples: int = 20000, stochastic: bool = False,
+                 seed=0) -> PDEDiscovery:
     """Learn a sparse PDE model from fields.
 
     Parameters
@@ -109,6 +110,11 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         Finite differences: polynomial window (smoothing) and degree.
     reference : dict, optional
         Reference values of ``dev(...)`` arguments; default the bundle means.
+    stochastic : bool
+        Fields with intrinsic noise (coarse-grained particles): the Ito weak form, i.e. spatial
+        test functions only, time derivatives as forward differences and the library at the
+        earlier time (sets the time half-width to 0). A symmetric time window would bias the
+        coefficients of such data towards zero.
     max_samples : int
         Largest number of regression rows (random subset of grid points or test-function centres
         times components).
@@ -142,6 +148,12 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     ref = {name: float(np.mean(evaluate_terms(bundle, [name])[name])) for name in uses_dev}
     ref.update(reference or {})
     rng = np.random.default_rng(seed)
+    if stochastic:
+        if derivative != "weak":
+            raise InputError("stochastic=True needs derivative='weak'")
+        hw = half_width if half_width is not None else [max(4, n // 8) for n in bundle.shape]
+        hw = [int(hw)] * len(bundle.shape) if np.isscalar(hw) else list(hw)
+        half_width = (0, *hw[1:])
     if derivative == "weak":
         feats = weak_features(bundle, all_names, method="decoupled" if window is None else "finite",
                               window=window, polyorder=polyorder,
@@ -154,7 +166,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
              "reference": ref, "periodic": list(bundle.periodic),
              "method": {"derivative": derivative, "solver": solver, "pi_th": pi_th, "n_subsamples": n_subsamples,
                         "n_penalties": n_penalties, "decades": decades, "seed": seed,
-                        "half_width": half_width, "stride": stride, "window": window, "polyorder": polyorder},
+                        "half_width": half_width, "stride": stride, "window": window, "polyorder": polyorder,
+                        "stochastic": stochastic},
              "diagnostics": {}, "stability_path": {}}
     for lhs, lib in equations.items():
         y = feats[lhs].reshape(-1)

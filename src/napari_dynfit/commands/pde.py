@@ -1,0 +1,191 @@
+"""``dynfit coarse-grain`` and ``dynfit discover-pde``; the demo stage "Fields and PDE discovery".
+
+    dynfit coarse-grain tracks.csv -o fields.zarr --spacing 0.5 --sigma 1.0 --box 20 20 --periodic
+    dynfit discover-pde fields.zarr -o model.json --stochastic
+    dynfit discover-pde burgers.mat -o model.json --max-derivative 4 --validate
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def load_fields(path, *, periodic=None):
+    """Fields from ``.zarr``/``.npz`` (FieldBundle) or a PDE-FIND ``.mat`` file."""
+    from ..fields import FieldBundle
+    from ..fields.matfile import read_pdefind_mat
+
+    p = Path(path)
+    if p.suffix.lower() == ".mat":
+        return read_pdefind_mat(p, periodic=True if periodic is None else periodic)
+    b = FieldBundle.load(p)
+    if periodic is not None:
+        b.periodic = (bool(periodic),) * b.ndim
+    return b
+
+
+def _cmd_coarse_grain(args) -> int:
+    from ..fields.coarse_grain import coarse_grain_table
+    from ..tables import read_table
+
+    df = read_table(args.tracks)
+    bundle = coarse_grain_table(df, spacing=args.spacing, sigma=args.sigma, box=args.box, periodic=args.periodic,
+                                dt=args.dt, fields=tuple(args.fields), polarisation=args.polarisation)
+    out = Path(args.output)
+    if out.suffix.lower() == ".npz":
+        bundle.to_npz(out)
+    elif out.suffix.lower() == ".zarr":
+        bundle.to_zarr(out)
+    else:
+        raise InputError(f"output '{out}' must end in .zarr or .npz")
+    print(f"{out}: fields {sorted(bundle.fields)} on a grid {bundle.shape} (t, {', '.join(bundle.space_axes)})")
+    return 0
+
+
+def _equations(bundle, args):
+    from ..models.library import polynomial_library, vector_library
+    from ..models.pde import default_equations
+
+    if args.lhs is None and args.max_power is None and args.max_derivative is None and not args.terms:
+        return default_equations(bundle)
+    lhs_list = args.lhs or list(default_equations(bundle))
+    out = {}
+    for lhs in lhs_list:
+        if lhs == "rho_t" and bundle.kinds.get("p") == "vector":
+            out[lhs] = vector_library(equation="rho", extra=args.terms or ())
+        elif lhs == "p_t" and bundle.kinds.get("p") == "vector":
+            out[lhs] = vector_library(equation="p", extra=args.terms or ())
+        else:
+            scalars = [n for n, k in bundle.kinds.items() if k == "scalar"]
+            out[lhs] = polynomial_library(scalars, axes=bundle.space_axes,
+                                          max_power=2 if args.max_power is None else args.max_power,
+                                          max_derivative=3 if args.max_derivative is None else args.max_derivative,
+                                          extra=args.terms or ())
+    return out
+
+
+def _cmd_discover(args) -> int:
+    from ..models.integrate import forecast_error
+    from ..models.model_json import format_model, write_model
+    from ..models.pde import discover_pde
+
+    bundle = load_fields(args.input, periodic=args.periodic)
+    if args.fields:
+        bundle = bundle.select(args.fields)
+    res = discover_pde(bundle, _equations(bundle, args), derivative=args.derivative, solver=args.solver,
+                       pi_th=args.pi_th, n_subsamples=args.subsamples, n_penalties=args.penalties,
+                       half_width=args.half_width if args.half_width is None or len(args.half_width) > 1
+                       else args.half_width[0],
+                       window=args.window, stochastic=args.stochastic, seed=args.seed)
+    model = res.model
+    model["source"] = str(args.input)
+    if args.validate:
+        fe = forecast_error(model, bundle, start=0)
+        model["diagnostics"]["forecast_relative_l2"] = {f: e[-1] for f, e in fe["relative_l2"].items()}
+        model["diagnostics"]["forecast_time"] = fe["times"][-1] - fe["times"][0]
+    write_model(model, args.output)
+    print(format_model(model))
+    if args.validate:
+        for f, e in model["diagnostics"]["forecast_relative_l2"].items():
+            print(f"forecast of {f} over {model['diagnostics']['forecast_time']:.4g} time units: "
+                  f"relative L2 error {e:.3g}")
+    return 0
+
+
+def register(sub) -> None:
+    c = sub.add_parser("coarse-grain", help="tracks/detections table -> fields (rho, p, v, Q) on a grid",
+                       description="Coarse-grain a table (frame, [z,] y, x [, track_id, p_y, p_x]) with a Gaussian "
+                                   "kernel into fields on a regular grid (Zarr or npz).")
+    c.add_argument("tracks", help="table file (.csv/.parquet) with frame, [z,] y, x columns")
+    c.add_argument("-o", "--output", required=True, help="FIELDS.zarr or FIELDS.npz")
+    c.add_argument("--spacing", type=float, required=True, help="grid spacing (coordinate units)")
+    c.add_argument("--sigma", type=float, required=True, help="kernel standard deviation (coordinate units)")
+    c.add_argument("--box", type=float, nargs="+", help="domain size per axis (needed with --periodic)")
+    c.add_argument("--periodic", action="store_true", help="periodic domain (default bounded)")
+    c.add_argument("--dt", type=float, help="frame interval (default: the table's, else 1)")
+    c.add_argument("--fields", nargs="+", default=["rho", "p"], choices=["rho", "p", "v", "Q"],
+                   help="fields to compute (default rho p)")
+    c.add_argument("--polarisation", choices=["auto", "orientation", "velocity"], default="auto",
+                   help="source of p: orientation columns p_y, p_x or track velocities (default auto)")
+    c.set_defaults(func=_cmd_coarse_grain)
+
+    d = sub.add_parser("discover-pde", help="fields -> sparse PDE model (model JSON) by stability selection",
+                       description="Learn a sparse PDE from fields (.zarr/.npz) or a PDE-FIND .mat file with "
+                                   "library regression and stability selection; writes MODEL.json.")
+    d.add_argument("input", help="FIELDS.zarr, FIELDS.npz or a .mat file (usol/uu, x, t/tt)")
+    d.add_argument("-o", "--output", required=True, help="MODEL.json")
+    d.add_argument("--fields", nargs="+", help="use only these fields")
+    d.add_argument("--lhs", nargs="+", help="left-hand sides, e.g. u_t (default: one per field)")
+    d.add_argument("--max-power", type=int, help="scalar library: highest monomial degree (default 2)")
+    d.add_argument("--max-derivative", type=int, help="scalar library: highest derivative order (default 3)")
+    d.add_argument("--terms", nargs="+", help="extra user-defined terms, e.g. 'u^3' 'd_x(u^3)'")
+    d.add_argument("--derivative", choices=["weak", "finite", "spectral"], default="weak",
+                   help="weak form (noise-robust, default) or pointwise derivatives")
+    d.add_argument("--stochastic", action="store_true",
+                   help="fields with intrinsic noise (coarse-grained particles): Ito weak form")
+    d.add_argument("--half-width", type=int, nargs="+", help="weak form: test-function half-width in grid "
+                   "points (one value, or t then space axes)")
+    d.add_argument("--window", type=int, help="finite differences: smoothing window (odd)")
+    d.add_argument("--solver", choices=["iht", "stridge"], default="iht", help="sparse solver (default iht)")
+    d.add_argument("--pi-th", type=float, default=0.8, help="selection probability threshold (default 0.8)")
+    d.add_argument("--subsamples", type=int, default=40, help="B, half-subsamples (default 40)")
+    d.add_argument("--penalties", type=int, default=20, help="M, penalties over a decade (default 20)")
+    d.add_argument("--periodic", type=lambda s: s.lower() in ("1", "yes", "true"), default=None,
+                   help="override periodicity (yes/no); .mat files default to yes")
+    d.add_argument("--validate", action="store_true", help="integrate the model from the first frame and report "
+                   "the forecast error at the last frame")
+    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    d.set_defaults(func=_cmd_discover)
+
+
+def _demo(ctx) -> None:
+    import numpy as np
+
+    from ..fields.coarse_grain import coarse_grain
+    from ..models.integrate import forecast_error
+    from ..models.model_json import format_model, write_model
+    from ..models.pde import discover_pde
+    from ..models.pde_plots import plot_observed_vs_simulated, plot_stability_paths
+
+    traj = ctx.artefacts.get("trajectories")
+    if traj is None:
+        ctx.report.add_text("Skipped: needs particle trajectories from the simulation stage.")
+        return
+    box = np.asarray(traj.box, dtype=float)
+    spacing = float(box[0]) / (32 if ctx.quick else 64)
+    fields = coarse_grain(traj, spacing=spacing, sigma=2 * spacing)
+    fields.to_zarr(ctx.out_dir / "fields.zarr")
+    ctx.artefacts["fields"] = fields
+    res = discover_pde(fields, stochastic=True, n_subsamples=20 if ctx.quick else 40,
+                       n_bootstrap=50 if ctx.quick else 200, seed=ctx.seed)
+    model = res.model
+    params = getattr(traj, "params", {})
+    v0, Dr, Dt = params.get("v0"), params.get("Dr"), params.get("Dt")
+    fe = forecast_error(model, fields, start=0) if all(model["equations"].values()) else None
+    if fe is not None:
+        model["diagnostics"]["forecast_relative_l2"] = {f: e[-1] for f, e in fe["relative_l2"].items()}
+    write_model(model, ctx.out_dir / "model.json")
+    ctx.artefacts["model"] = model
+    ctx.report.add_text(f"{traj.n_particles} particles coarse-grained on a {fields.shape[1]} x {fields.shape[2]} grid "
+                        f"(spacing {spacing:.3g}, Gaussian sigma {2 * spacing:.3g}), {fields.shape[0]} frames; "
+                        "(rho, p) library, Ito weak form, IHT-d stability selection (pi_th = 0.8).")
+    ctx.report.add_equation(format_model(model))
+    if v0 is not None:
+        ctx.report.add_equation(f"truth: rho_t = -{v0:g} div(p) + {Dt:g} lap(rho)\n"
+                                f"       p_t = -{Dr:g} p - {v0 / 2:g} grad(rho) + {Dt:g} lap(p) - {v0:g} div(Q)")
+    rows = {f"{lhs}: {t}": f"{c:.4g} [{lo:.4g}, {hi:.4g}]"
+            for lhs, terms in model["equations"].items() for t, c in terms.items()
+            for lo, hi in [model["confidence_intervals"][lhs][t]]}
+    if rows:
+        ctx.report.add_table(rows, caption="Learned coefficients with 95 % bootstrap intervals")
+    ctx.report.add_figure(plot_stability_paths(model), caption="Stability paths (thick: selected terms; dotted: pi_th)")
+    if fe is not None:
+        ctx.report.add_text("Forecast from the first frame, relative L2 error at the last frame: "
+                            + ", ".join(f"{f} {e[-1]:.3g}" for f, e in fe["relative_l2"].items()))
+        ctx.report.add_figure(plot_observed_vs_simulated(fields, fe["simulated"], "rho"),
+                              caption="Observed (top) and model-integrated (bottom) density")
+
+
+DEMO_STAGE = (60, "Fields and PDE discovery", _demo)
