@@ -10,7 +10,7 @@ precision with one Newton step on the quadratic model of the response (gradient 
 central differences), followed by a Gaussian-weighted centroid of the background-subtracted image.
 Two spots closer than about twice the PSF width make a single maximum (no peak detector can separate
 them); with ``split=True`` every blob whose windowed second moment exceeds that of one spot is fitted
-with one and with two Gaussians of the blob's width (:func:`scipy.optimize.least_squares`) and split
+with one and with two Gaussians of the blob's width (batched Levenberg-Marquardt in numpy) and split
 when the Bayesian information criterion prefers two.
 Frames are processed in a thread pool (scipy's filters release the GIL).
 """
@@ -94,62 +94,90 @@ def _weighted_centroid(img: np.ndarray, pos: np.ndarray, sig: np.ndarray, backgr
     return np.where(ok[:, None], cen, pos)
 
 
-def _gauss_model(params: np.ndarray, coords: np.ndarray, sig: np.ndarray, k: int) -> np.ndarray:
-    """Sum of ``k`` Gaussians (amplitude, centre) of width ``sig`` at ``coords`` (m, nd)."""
-    nd = coords.shape[1]
-    out = np.zeros(len(coords))
-    for g in range(k):
-        a, c = params[g * (nd + 1)], params[g * (nd + 1) + 1:(g + 1) * (nd + 1)]
-        out += a * np.exp(-0.5 * (((coords - c) / sig) ** 2).sum(1))
-    return out
+def _fit_gaussians(vals: np.ndarray, coords: np.ndarray, sig: np.ndarray, q0: np.ndarray, iters: int = 20):
+    """Batched Levenberg-Marquardt fit of ``k`` Gaussians of width ``sig`` to many windows at once.
+
+    ``vals`` (c, m) pixel values above background, ``coords`` (c, m, nd) pixel offsets, ``q0`` (c, k*(nd+1))
+    initial ``[amplitude, centre...]`` per Gaussian. Returns the fitted parameters and residual sums of squares.
+    """
+    c, m, nd = coords.shape
+    k = q0.shape[1] // (nd + 1)
+
+    def model(q):
+        f = np.zeros((c, m))
+        jac = np.empty((c, m, q.shape[1]))
+        for g in range(k):
+            a = q[:, g * (nd + 1)]
+            cen = q[:, g * (nd + 1) + 1:(g + 1) * (nd + 1)]
+            u = (coords - cen[:, None, :]) / sig
+            e = np.exp(-0.5 * (u ** 2).sum(-1))
+            f += a[:, None] * e
+            jac[:, :, g * (nd + 1)] = e
+            jac[:, :, g * (nd + 1) + 1:(g + 1) * (nd + 1)] = (a[:, None] * e)[..., None] * u / sig
+        return f, jac
+
+    q = q0.copy()
+    f, jac = model(q)
+    rss = ((f - vals) ** 2).sum(1)
+    lam = np.full(c, 1e-2)
+    eye = np.eye(q.shape[1])
+    for _ in range(iters):
+        r = f - vals
+        jt = jac.transpose(0, 2, 1)
+        jtj = jt @ jac
+        jtr = (jt @ r[..., None])[..., 0]
+        a_mat = jtj + lam[:, None, None] * (jtj * eye + 1e-9 * eye)
+        step = -np.linalg.solve(a_mat, jtr[..., None])[..., 0]
+        q_new = q + step
+        f_new, jac_new = model(q_new)
+        rss_new = ((f_new - vals) ** 2).sum(1)
+        better = rss_new < rss
+        q[better], f[better], jac[better], rss[better] = q_new[better], f_new[better], jac_new[better], rss_new[better]
+        lam = np.where(better, lam / 3, lam * 4)
+    return q, rss
 
 
 def _split_merged(img: np.ndarray, pos: np.ndarray, sig: np.ndarray, background: float) -> np.ndarray:
     """Split blobs that are two unresolved spots (see the module docstring); returns the new positions."""
-    from scipy.optimize import least_squares
-
     nd = img.ndim
-    half = np.ceil(3 * sig).astype(int)
-    grids = np.stack(np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij"), -1).reshape(-1, nd)
-    shape = np.array(img.shape)
-    tree_pos = pos.copy()
-    out = []
-    for p in pos:
-        idx = np.round(p).astype(int) + grids
-        ok = ((idx >= 0) & (idx < shape)).all(1)
-        idx = idx[ok]
-        vals = img[tuple(idx.T)] - background
-        w = np.clip(vals, 0, None)
-        if w.sum() <= 0:
-            out.append(p[None])
-            continue
-        d = (idx - p) / sig  # in units of the spot width
-        cov = (w[:, None, None] * d[:, :, None] * d[:, None, :]).sum(0) / w.sum()
-        ev, evec = np.linalg.eigh(cov)
-        # one spot truncated at 3 sigma has unit variance (in sigma units) along every axis
-        if ev[-1] < 1.15:
-            out.append(p[None])
-            continue
-        m = len(vals)
-        a0 = float(vals.max())
-        f1 = least_squares(lambda q: _gauss_model(q, idx, sig, 1) - vals, np.r_[a0, p], method="lm")
-        sep = np.sqrt(max(ev[-1] - 1.0, 0.05)) * sig * evec[:, -1]
-        q0 = np.r_[a0 / 2, p + sep, a0 / 2, p - sep]
-        f2 = least_squares(lambda q: _gauss_model(q, idx, sig, 2) - vals, q0, method="lm")
-        rss1, rss2 = (f1.fun ** 2).sum(), (f2.fun ** 2).sum()
-        a1, c1 = f2.x[0], f2.x[1:nd + 1]
-        a2, c2 = f2.x[nd + 1], f2.x[nd + 2:]
-        bic_gain = m * np.log(rss1 / max(rss2, 1e-12)) - (nd + 1) * np.log(m)
-        sep_px = np.linalg.norm((c1 - c2) / sig)
-        good = (bic_gain > 10 and min(a1, a2) > 0.25 * max(a1, a2) and 0.5 < sep_px < 4
-                and (np.abs(c1 - p) < 2 * sig).all() and (np.abs(c2 - p) < 2 * sig).all())
-        if good:
-            others = np.linalg.norm((tree_pos - p) / sig, axis=1)
-            near = tree_pos[(others > 1e-9) & (others < 2.5)]
-            if len(near) and min(np.linalg.norm((near - c) / sig, axis=1).min() for c in (c1, c2)) < 0.7:
-                good = False  # one of the two is already a separate detection
-        out.append(np.stack([c1, c2]) if good else p[None])
-    return np.concatenate(out) if out else pos
+    if len(pos) == 0:
+        return pos
+    half = np.ceil(2.5 * sig).astype(int)
+    grid = np.stack(np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij"), -1).reshape(-1, nd)
+    padded = np.pad(img - background, [(h, h) for h in half], mode="constant")
+    base = np.round(pos).astype(int)
+    idx = np.clip(base[:, None, :] + grid[None] + half, 0, np.array(padded.shape) - 1)
+    vals = padded[tuple(idx[..., a] for a in range(nd))]
+    coords = (base[:, None, :] + grid[None] - pos[:, None, :]).astype(float)  # offsets from the blob centre
+    w = np.clip(vals, 0, None)
+    sw = np.maximum(w.sum(1), 1e-12)
+    u = coords / sig
+    cov = np.einsum("cm,cmp,cmq->cpq", w, u, u) / sw[:, None, None]
+    ev, evec = np.linalg.eigh(cov)
+    a0 = vals.max(1)
+    q1, rss1 = _fit_gaussians(vals, coords, sig, np.concatenate([a0[:, None], np.zeros((len(pos), nd))], 1))
+    sep = np.sqrt(np.clip(ev[:, -1] - ev[:, 0], 0.1, None))[:, None] * sig * evec[:, :, -1]
+    q0 = np.concatenate([a0[:, None] / 2, sep, a0[:, None] / 2, -sep], 1)
+    q2, rss2 = _fit_gaussians(vals, coords, sig, q0)
+    m = vals.shape[1]
+    bic_gain = m * np.log(rss1 / np.maximum(rss2, 1e-12)) - (nd + 1) * np.log(m)
+    a1, a2 = q2[:, 0], q2[:, nd + 1]
+    c1, c2 = q2[:, 1:nd + 1], q2[:, nd + 2:]
+    sep_sig = np.linalg.norm((c1 - c2) / sig, axis=1)
+    good = ((bic_gain > 10) & (np.minimum(a1, a2) > 0.25 * np.maximum(a1, a2)) & (sep_sig > 0.5) & (sep_sig < 3)
+            & (np.abs(c1 / sig) < 2).all(1) & (np.abs(c2 / sig) < 2).all(1))
+    out = [pos[~good]]
+    if good.any():
+        cand = np.concatenate([pos[good] + c1[good], pos[good] + c2[good]])
+        # drop a split position that duplicates another detection
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(pos[~good] / sig).query(cand / sig, k=1) if (~good).any() else (np.full(len(cand), np.inf), None)
+        ng = int(good.sum())
+        dup = (d[:ng] < 0.7) | (d[ng:] < 0.7)
+        keep_pair = ~dup
+        out += [cand[:ng][keep_pair], cand[ng:][keep_pair], pos[good][dup]]
+    return np.concatenate(out)
 
 
 def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] | None = None,
