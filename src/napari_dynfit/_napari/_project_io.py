@@ -1,0 +1,138 @@
+"""Save the viewer's layers to a project folder and open a project folder as layers.
+
+Mapping (see :mod:`napari_dynfit.project` for the folder layout):
+
+=========  ==========================================  ===================================
+layer      stored as                                   metadata kept
+=========  ==========================================  ===================================
+Image      Zarr array ``(t, [z,] y, x)``               scale, contrast limits, colormap
+Labels     Zarr array                                  scale
+Points     table ``frame, [z,] y, x`` + features       scale
+Tracks     table ``track_id, frame, [z,] y, x``        scale, lineage graph
+Vectors    Zarr array ``(n, 2, ndim)``                 scale
+=========  ==========================================  ===================================
+
+Field bundles saved by the pipeline (``fields``) open as one Image layer per scalar field.
+Lazy APR layers are not copied: they keep pointing at their ``.apr`` source (stored in the
+manifest as ``source``) and are re-opened from it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from ..project import Project
+
+_AXES = ("frame", "z", "y", "x")
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "layer"
+
+
+def _points_table(data: np.ndarray, features: pd.DataFrame | None) -> pd.DataFrame:
+    cols = list(_AXES[-data.shape[1]:]) if data.shape[1] <= 4 else None
+    if cols is None or "frame" not in cols:
+        cols = ["frame", *("z", "y", "x")[-(data.shape[1] - 1):]]
+    df = pd.DataFrame(data, columns=cols)
+    df["frame"] = np.round(df["frame"]).astype(np.int64)
+    if features is not None and len(features) == len(df):
+        for c in features.columns:
+            if c not in df.columns:
+                df[c] = np.asarray(features[c])
+    return df
+
+
+def save_viewer_project(viewer, folder) -> Project:
+    """Save every savable layer of ``viewer`` into the project ``folder``; returns the project."""
+    prj = Project(folder)
+    for layer in viewer.layers:
+        kind = type(layer).__name__.lower()
+        name = _safe_name(layer.name)
+        meta = {"layer_type": kind, "layer_name": layer.name, "scale": [float(s) for s in layer.scale]}
+        source = getattr(layer, "source", None)
+        src_path = getattr(source, "path", None) if source is not None else None
+        if kind in ("image", "labels"):
+            data = layer.data[0] if layer.multiscale else layer.data
+            if not isinstance(data, np.ndarray) and src_path and str(src_path).endswith((".apr", ".aprmovie")):
+                prj.manifest.setdefault("sources", {})[layer.name] = {"path": str(src_path), **meta}
+                prj._write_manifest()
+                continue
+            if kind == "image":
+                meta["contrast_limits"] = [float(c) for c in layer.contrast_limits]
+                meta["colormap"] = layer.colormap.name
+            prj.save(name, np.asarray(data), meta=meta)
+        elif kind == "points":
+            prj.save(name, _points_table(np.asarray(layer.data), layer.features), meta=meta)
+        elif kind == "tracks":
+            data = np.asarray(layer.data)
+            cols = ["track_id", "frame", *("z", "y", "x")[-(data.shape[1] - 2):]]
+            df = pd.DataFrame(data, columns=cols)
+            df["track_id"] = df["track_id"].astype(np.int64)
+            df["frame"] = np.round(df["frame"]).astype(np.int64)
+            meta["graph"] = {str(k): [int(v) for v in vs] for k, vs in (layer.graph or {}).items()}
+            prj.save(name, df, meta=meta)
+        elif kind == "vectors":
+            prj.save(name, np.asarray(layer.data, dtype=float), meta=meta)
+    return prj
+
+
+def project_layers(folder) -> list[tuple]:
+    """Layer data tuples for everything in the project ``folder`` (for ``viewer._add_layer_from_data``)."""
+    prj = Project(folder)
+    layers = []
+    for src in prj.manifest.get("sources", {}).values():
+        from ._apr_reader import apr_layers
+
+        layers.extend(apr_layers(src["path"]))
+    for name in prj.names:
+        meta = dict(prj.meta(name))
+        entry = prj.manifest["artefacts"][name]
+        kind = meta.pop("layer_type", None)
+        kwargs = {"name": meta.pop("layer_name", name)}
+        if "scale" in meta:
+            kwargs["scale"] = meta.pop("scale")
+        if entry["kind"] == "fields":
+            fb = prj.load(name)
+            for fname, arr in fb.fields.items():
+                if fb.kinds[fname] == "scalar":
+                    layers.append((arr, {"name": f"{name}: {fname}", "scale": (fb.dt, *fb.spacing)}, "image"))
+            continue
+        if entry["kind"] == "json":
+            continue
+        obj = prj.load(name)
+        if entry["kind"] == "array":
+            arr = np.asarray(obj)
+            if kind is None:  # artefacts saved without layer metadata, e.g. by `dynfit demo`
+                kind = "labels" if ("label" in name or "mask" in name) else "image"
+            if kind == "image":
+                for k in ("contrast_limits", "colormap"):
+                    if k in meta:
+                        kwargs[k] = meta[k]
+            layers.append((arr, kwargs, kind))
+        elif entry["kind"] == "table":
+            df = obj
+            coords = [c for c in ("z", "y", "x") if c in df.columns]
+            if kind == "tracks" or (kind is None and "track_id" in df.columns):
+                graph = {int(k): v for k, v in meta.get("graph", {}).items()}
+                if not graph and "parent_id" in df.columns:
+                    firsts = df.sort_values("frame").drop_duplicates("track_id")
+                    graph = {int(t): [int(p)] for t, p in zip(firsts["track_id"], firsts["parent_id"]) if p >= 0}
+                data = df.sort_values(["track_id", "frame"])[["track_id", "frame", *coords]].to_numpy(float)
+                layers.append((data, {**kwargs, "graph": graph}, "tracks"))
+            elif "frame" in df.columns:
+                feats = df.drop(columns=["frame", *coords])
+                layers.append((df[["frame", *coords]].to_numpy(float), {**kwargs, "features": feats, "size": 4},
+                               "points"))
+    return layers
+
+
+def open_project(viewer, folder) -> list:
+    """Add the project's layers to ``viewer``; returns the new layers."""
+    added = []
+    for data, kwargs, kind in project_layers(folder):
+        added.append(getattr(viewer, f"add_{kind}")(data, **kwargs))
+    return added
