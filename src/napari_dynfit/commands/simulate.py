@@ -96,6 +96,21 @@ def _spatial(values, dim, what, default=None):
     return vals
 
 
+def _geometry(args, count, count_flag, default_shape, default_spacing):
+    """Shape, pixel size, PSF, output folder, physical box and generator from the common options."""
+    dim = args.dim
+    shape = _spatial(args.shape, dim, "--shape", default_shape)
+    if any(s < 1 for s in shape) or args.frames < 1 or count < 1:
+        raise InputError(f"sizes must be positive (--shape, --frames, {count_flag})")
+    spacing = [float(s) for s in _spatial(args.pixel_size, dim, "--pixel-size", default_spacing)]
+    if any(not np.isfinite(s) or s <= 0 for s in spacing):
+        raise InputError(f"--pixel-size must be positive, got {spacing}")
+    psf = _spatial(args.psf_sigma, dim, "--psf-sigma") if args.psf_sigma else None
+    out = _output_dir(args.output)
+    box = [n * s for n, s in zip(shape, spacing)]
+    return dim, shape, spacing, psf, out, box, np.random.default_rng(args.seed)
+
+
 def _write_outputs(out: Path, movie, truth, labels, spacing, dt, fmt, params) -> list[Path]:
     ext = ".ome.zarr" if fmt == "zarr" else ".tif"
     written = [write_image(movie, out / f"movie{ext}", spacing=spacing, dt=dt, fmt=fmt, name="movie")]
@@ -111,15 +126,8 @@ def _write_outputs(out: Path, movie, truth, labels, spacing, dt, fmt, params) ->
 def _cmd_abp(args) -> int:
     from ..sim import render_movie, simulate_abp
 
-    dim = args.dim
-    shape = _spatial(args.shape, dim, "--shape", (64, 256, 256))
-    if any(s < 1 for s in shape) or args.frames < 1 or args.n_particles < 1:
-        raise InputError("sizes must be positive (--shape, --frames, --n-particles)")
-    spacing = [float(s) for s in _spatial(args.pixel_size, dim, "--pixel-size", (0.5, 0.5, 0.5))]
-    psf = _spatial(args.psf_sigma, dim, "--psf-sigma") if args.psf_sigma else None
-    out = _output_dir(args.output)
-    box = [n * s for n, s in zip(shape, spacing)]
-    rng = np.random.default_rng(args.seed)
+    dim, shape, spacing, psf, out, box, rng = _geometry(args, args.n_particles, "--n-particles",
+                                                        (64, 256, 256), (0.5, 0.5, 0.5))
     traj = simulate_abp(args.n_particles, (args.frames - 1) * args.save_every, dim=dim, box=box, dt=args.dt,
                         v0=args.v0, Dr=args.Dr, Dt=args.Dt, align=args.align, align_radius=args.align_radius,
                         speed_density=args.rho_star, save_every=args.save_every, seed=rng)
@@ -137,15 +145,8 @@ def _cmd_abp(args) -> int:
 def _cmd_cells(args) -> int:
     from ..sim import render_cells, simulate_dividing_cells
 
-    dim = args.dim
-    shape = _spatial(args.shape, dim, "--shape", (32, 96, 96))
-    if any(s < 1 for s in shape) or args.frames < 1 or args.n_initial < 1:
-        raise InputError("sizes must be positive (--shape, --frames, --n-initial)")
-    spacing = [float(s) for s in _spatial(args.pixel_size, dim, "--pixel-size", (1.0, 0.5, 0.5))]
-    psf = _spatial(args.psf_sigma or [1.0], dim, "--psf-sigma")
-    out = _output_dir(args.output)
-    box = [n * s for n, s in zip(shape, spacing)]
-    rng = np.random.default_rng(args.seed)
+    dim, shape, spacing, psf, out, box, rng = _geometry(args, args.n_initial, "--n-initial",
+                                                        (32, 96, 96), (1.0, 0.5, 0.5))
     table = simulate_dividing_cells(args.n_initial, args.frames, dim=dim, box=box, division_rate=args.division_rate,
                                     death_rate=args.death_rate, daughter_distance=args.daughter_distance,
                                     diffusion=args.diffusion, radius=args.radius, seed=rng)
@@ -154,7 +155,8 @@ def _cmd_cells(args) -> int:
     params = dict(model="cells", n_initial=args.n_initial, frames=args.frames, dim=dim, box=box,
                   division_rate=args.division_rate, death_rate=args.death_rate,
                   daughter_distance=args.daughter_distance, diffusion=args.diffusion, radius=args.radius,
-                  spacing=spacing, shape=shape, psf_sigma=psf, snr=args.snr, background=args.background,
+                  spacing=spacing, shape=shape, psf_sigma=truth.attrs["psf_sigma"], snr=args.snr,
+                  background=args.background,
                   read_noise=args.read_noise, seed=args.seed)
     for p in _write_outputs(out, movie, truth, labels, spacing, 1.0, args.format, params):
         print(p)
@@ -244,8 +246,9 @@ def _demo(ctx) -> None:
 
     sim = sample.params["simulation"]
     ctx.report.add_text(
-        f"Embedded sample: {sim['n_particles']} active Brownian particles (v0 = {sim['v0']} um/s, Dr = {sim['Dr']} 1/s, "
-        f"Dt = {sim['Dt']} um^2/s), {sample.movie.shape[0]} frames of {sample.movie.shape[1]} x {sample.movie.shape[2]} "
+        f"Embedded sample: {sim['n_particles']} active Brownian particles (v0 = {sim['v0']} um/s, "
+        f"Dr = {sim['Dr']} 1/s, Dt = {sim['Dt']} um^2/s), {sample.movie.shape[0]} frames of "
+        f"{sample.movie.shape[1]} x {sample.movie.shape[2]} "
         f"pixels ({sample.spacing[0]} um, {sample.dt:g} s), Gaussian PSF 1.5 px, peak SNR 10. "
         f"Field-learning trajectories: {traj.n_particles} free ABPs from a density stripe, "
         f"{len(traj.times)} frames, box {traj.box[0]:g} x {traj.box[1]:g}.")

@@ -110,7 +110,8 @@ def simulate_dividing_cells(
     if not np.isfinite(radius) or radius <= 0:
         raise InputError(f"radius must be > 0, got {radius}")
     if n_initial * expected_growth_factor(division_rate, death_rate) ** (n_frames - 1) > MAX_CELLS:
-        raise InputError(f"the expected number of cells exceeds {MAX_CELLS}: lower division_rate, n_initial or n_frames")
+        raise InputError(f"the expected number of cells exceeds {MAX_CELLS}: "
+                         "lower division_rate, n_initial or n_frames")
     box = _as_box(box, dim)
     if np.any(box <= 2 * radius):
         raise InputError(f"box {box.tolist()} is not larger than a cell (diameter {2 * radius}): enlarge the box")

@@ -43,7 +43,8 @@ def _per_axis(value, d, name):
     v = np.asarray(value, dtype=float)
     v = np.full(d, float(v)) if v.ndim == 0 else v
     if v.shape != (d,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
-        raise InputError(f"{name} must be one positive number or {d} (one per axis (z,) y, x), got {np.ravel(value).tolist()}")
+        raise InputError(f"{name} must be one positive number or {d} (one per axis (z,) y, x), "
+                         f"got {np.ravel(value).tolist()}")
     return v
 
 
@@ -78,19 +79,29 @@ def _noise(signal, background, read_noise, rng):
     return np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
 
 
-def _noise_params(background, read_noise, seed):
+def _setup(table, shape, scale, psf_sigma, amplitude, snr, background, read_noise, seed, *, default_sigma):
+    """Validate the common rendering arguments; returns ``(table, cols, shape, scale, sigma, rng, amplitude)``."""
+    table, cols = _checked(table)
+    d = len(cols)
+    shape = _movie_shape(table, shape, d)
+    scale = _per_axis(scale, d, "scale")
+    sigma = _per_axis(psf_sigma if psf_sigma is not None else default_sigma[d], d, "psf_sigma")
     if not np.isfinite(background) or background < 0:
         raise InputError(f"background must be >= 0, got {background}")
     if not np.isfinite(read_noise) or read_noise < 0:
         raise InputError(f"read_noise must be >= 0, got {read_noise}")
-    return np.random.default_rng(seed)
+    amp = float(amplitude) if amplitude is not None else amplitude_for_snr(snr, background, read_noise)
+    if not np.isfinite(amp) or amp < 0:
+        raise InputError(f"amplitude must be >= 0, got {amplitude}")
+    return table, cols, shape, scale, sigma, np.random.default_rng(seed), amp
 
 
 def _truth_in_pixels(table, cols, scale, shape):
     """Copy of ``table`` with pixel coordinates, keeping rows inside the movie (half-pixel margin)."""
     truth = table.copy()
     pix = table[cols].to_numpy(dtype=float) / scale
-    inside = (table["frame"].to_numpy() < shape[0]) & np.all((pix >= -0.5) & (pix < np.asarray(shape[1:]) - 0.5), axis=1)
+    in_space = np.all((pix >= -0.5) & (pix < np.asarray(shape[1:]) - 0.5), axis=1)
+    inside = (table["frame"].to_numpy() < shape[0]) & in_space
     truth[cols] = pix
     truth = truth[inside].reset_index(drop=True)
     truth.attrs = dict(table.attrs)
@@ -164,15 +175,10 @@ def render_movie(
         The rows of ``table`` inside the movie, coordinates in pixels, plus ``amplitude`` (peak
         signal of each spot); ``attrs["spacing"]`` = ``scale`` per axis.
     """
-    table, cols = _checked(table)
+    table, cols, shape, scale, sigma, rng, amp = _setup(
+        table, shape, scale, psf_sigma, amplitude, snr, background, read_noise, seed,
+        default_sigma={2: 1.5, 3: (2.0, 1.5, 1.5)})
     d = len(cols)
-    shape = _movie_shape(table, shape, d)
-    scale = _per_axis(scale, d, "scale")
-    sigma = _per_axis(psf_sigma if psf_sigma is not None else ((2.0, 1.5, 1.5) if d == 3 else 1.5), d, "psf_sigma")
-    rng = _noise_params(background, read_noise, seed)
-    amp = float(amplitude) if amplitude is not None else amplitude_for_snr(snr, background, read_noise)
-    if not np.isfinite(amp) or amp < 0:
-        raise InputError(f"amplitude must be >= 0, got {amplitude}")
 
     truth = _truth_in_pixels(table, cols, scale, shape)
     rel = table["intensity"].to_numpy(dtype=float) if "intensity" in table.columns else np.ones(len(table))
@@ -265,7 +271,7 @@ def render_cells(
     shape,
     *,
     scale=1.0,
-    psf_sigma=1.0,
+    psf_sigma=None,
     amplitude: float | None = None,
     snr: float = 10.0,
     background: float = 100.0,
@@ -280,8 +286,8 @@ def render_cells(
         ``frame, track_id, [z,] y, x, radius`` in physical units (:func:`simulate_dividing_cells`).
     shape, scale, amplitude, snr, background, read_noise, seed
         As in :func:`render_movie`; ``amplitude``/``snr`` refer to the plateau inside a cell.
-    psf_sigma : float or sequence of float
-        Gaussian PSF standard deviation in pixels per axis.
+    psf_sigma : float or sequence of float, optional
+        Gaussian PSF standard deviation in pixels per axis (default 1 px).
 
     Returns
     -------
@@ -291,13 +297,8 @@ def render_cells(
     truth : DataFrame
         ``table`` in pixel coordinates (rows inside the movie), ``attrs["spacing"]`` = ``scale``.
     """
-    table, cols = _checked(table)
-    d = len(cols)
-    shape = _movie_shape(table, shape, d)
-    scale_v = _per_axis(scale, d, "scale")
-    sigma = _per_axis(psf_sigma, d, "psf_sigma")
-    rng = _noise_params(background, read_noise, seed)
-    amp = float(amplitude) if amplitude is not None else amplitude_for_snr(snr, background, read_noise)
+    table, cols, shape, scale_v, sigma, rng, amp = _setup(
+        table, shape, scale, psf_sigma, amplitude, snr, background, read_noise, seed, default_sigma={2: 1.0, 3: 1.0})
     labels = render_labels(table, shape, scale=scale_v)
     movie = np.empty(shape, np.uint16)
     for t in progress_iter(range(shape[0]), desc="rendering cells"):
