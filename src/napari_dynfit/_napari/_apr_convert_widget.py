@@ -65,8 +65,8 @@ def preview_slice(data, index, *, is_movie: bool, params: dict, spacing=None, sl
     sp = None if spacing is None else list(spacing)[-part.ndim:]
     image = to_apr(part, spacing=sp, **params)
     plane = (z_in_slab,) if z_in_slab is not None else (Ellipsis,)
-    rec = LazyAprArray(image, 0, "constant")[plane]
-    lev = LazyAprArray(image, 0, "level")[plane]
+    rec = np.asarray(LazyAprArray(image, 0, "constant")[plane])
+    lev = np.asarray(LazyAprArray(image, 0, "level")[plane])
     return {"image": rec, "levels": lev, "stats": image.stats()}
 
 

@@ -24,11 +24,18 @@ def _one_path(path):
 
 
 def _contrast(levels) -> list[float]:
-    """Contrast limits from the coarsest level (its first frame for movies)."""
+    """Contrast limits from the middle plane of the coarsest level (first frame for movies).
+
+    One plane, not the whole coarse volume: the layer then opens in the time of one small
+    reconstruction whatever the size of the image.
+    """
     from ..apr import LazyAprMovie
 
     coarse = levels[-1]
-    sample = coarse[0] if isinstance(coarse, LazyAprMovie) else coarse[...]
+    if isinstance(coarse, LazyAprMovie):
+        coarse = coarse[0:1]
+    lead = tuple(n // 2 for n in coarse.shape[:-2])
+    sample = np.asarray(coarse[lead]) if lead else np.asarray(coarse)
     lo, hi = float(np.min(sample)), float(np.max(sample))
     return [lo, hi if hi > lo else lo + 1.0]
 

@@ -259,24 +259,15 @@ def _convolve_level(level, lmin, lmax, shapes, offsets, px, vals, row_start,
                         hi[q] = xb
                     _pad_x(buf, o, hx, nx, reflect, xa == 0, xb == nx)
                     rowoff[dz * ky + dy] = o
-            n = b - a
-            acc = np.zeros(n, dtype=np.float32)
-            x0 = px[a]
-            if px[b - 1] - x0 == n - 1:  # contiguous run of particles: SIMD over x
+            for p in range(a, b):
+                xp = px[p]
+                acc = np.float32(0.0)
                 for q in range(nrow):
+                    o = rowoff[q] + xp
+                    w = q * kx
                     for dx in range(kx):
-                        w = stf[q * kx + dx]
-                        o = rowoff[q] + x0 + dx
-                        for i in range(n):
-                            acc[i] += w * buf[o + i]
-            else:
-                for q in range(nrow):
-                    for dx in range(kx):
-                        w = stf[q * kx + dx]
-                        o = rowoff[q] + dx
-                        for i in range(n):
-                            acc[i] += w * buf[o + px[a + i]]
-            out[a:b] = acc
+                        acc += stf[w + dx] * buf[o + dx]
+                out[p] = acc
 
 
 def _as_kernel_arrays(grid: AprGrid):

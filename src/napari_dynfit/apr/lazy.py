@@ -18,6 +18,7 @@ movie or 2D shape handling. The reconstruction itself is pyapr's.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections import OrderedDict
@@ -27,10 +28,27 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .convert import MODES, AprImage, _pyapr
+from .convert import MODES, AprImage
 
 #: Coarsest level kept in a multiscale pyramid: its largest axis is at least this many pixels.
 MIN_LEVEL_SIZE = 128
+
+
+_OPENMP = []
+
+
+def _one_openmp_thread():
+    """Context: OpenMP (pyapr's libgomp) runs one thread in the calling thread.
+
+    A slice or tile is far too little work for a parallel region: with two threads on a busy
+    machine pyapr's lazy reconstruction of one slice takes ~0.1 s of thread synchronisation, with
+    one thread ~0.1 ms (measured on the 2-core development machine).
+    """
+    if not _OPENMP:
+        from threadpoolctl import ThreadpoolController
+
+        _OPENMP.append(ThreadpoolController().select(internal_api="openmp"))
+    return _OPENMP[0].limit(limits=1)
 
 
 class _Source:
@@ -41,14 +59,15 @@ class _Source:
 
     def box(self, level_delta: int, lo, hi, mode: str) -> np.ndarray:
         """Reconstruct ``[lo, hi)`` (pyapr ``z, x, y`` = our ``z, y, x``) at ``level_delta``."""
-        pyapr = _pyapr()
-        patch = pyapr.ReconPatch()
+        from _pyaprwrapper.data_containers import ReconPatch
+
+        patch = ReconPatch()
         patch.level_delta = int(level_delta)
         patch.z_begin, patch.x_begin, patch.y_begin = (int(v) for v in lo)
         patch.z_end, patch.x_end, patch.y_end = (int(v) for v in hi)
         dtype = np.uint8 if mode == "level" else self.dtype
         out = np.zeros(tuple(int(h - l) for l, h in zip(lo, hi)), dtype=dtype)
-        with self.lock:
+        with self.lock, _one_openmp_thread():
             self._reconstruct(patch, mode, out)
         return out
 
@@ -58,8 +77,9 @@ class _FileSource(_Source):
 
     def __init__(self, path: str):
         super().__init__()
-        pyapr = _pyapr()
-        from pyapr.utils import type_to_lazy_particles
+        # pyapr's compiled core only: ``import pyapr`` also imports pyqtgraph and matplotlib (~1 s)
+        from _pyaprwrapper import data_containers as dc
+        from _pyaprwrapper.io import APRFile
 
         from .io import apr_header
 
@@ -68,22 +88,26 @@ class _FileSource(_Source):
         self.ndim = head["ndim"]
         self.spacing = tuple(head["spacing"])
         self.dtype = np.dtype(head["dtype"])
-        self.file = pyapr.io.APRFile()
+        lazy_type = {"uint8": dc.LazyDataByte, "uint16": dc.LazyDataShort, "float32": dc.LazyDataFloat,
+                     "uint64": dc.LazyDataLong}.get(str(self.dtype))
+        if lazy_type is None:
+            raise InputError(f"APR file '{path}' has {self.dtype} particles, which pyapr cannot read lazily; "
+                             "convert it with dynfit convert")
+        self.file = APRFile()
         self.file.set_write_linear_flag(True)
         self.file.open(str(path), "READ")
-        self.access = pyapr.LazyAccess()
+        self.access = dc.LazyAccess()
         self.access.init(self.file)
         self.access.open()
-        self.it = pyapr.LazyIterator(self.access)
-        self.tree_access = pyapr.LazyAccess()
+        self.it = dc.LazyIterator(self.access)
+        self.tree_access = dc.LazyAccess()
         self.tree_access.init_tree(self.file)
         self.tree_access.open()
-        self.tree_it = pyapr.LazyIterator(self.tree_access)
-        ptype = self.file.get_particle_type("particles", True, 0, "t")
-        self.parts = type_to_lazy_particles(ptype)
+        self.tree_it = dc.LazyIterator(self.tree_access)
+        self.parts = lazy_type()
         self.parts.init(self.file, "particles", 0, "t")
         self.parts.open()
-        self.tree_parts = type_to_lazy_particles(ptype)
+        self.tree_parts = lazy_type()
         self.tree_parts.init_tree(self.file, "particles", 0, "t")
         self.tree_parts.open()
         self.full = tuple(int(self.access.org_dims(i)) for i in (2, 1, 0))
@@ -162,15 +186,63 @@ def _normalise_key(key, shape):
             start, stop, step = k.indices(n)
             if step < 1:
                 raise IndexError("lazy APR arrays support only positive slice steps")
-            stop = max(stop, start)
-            out.append((start, stop, step, False))
+            out.append((start, max(stop, start), step, False))
         else:
             raise IndexError(f"lazy APR arrays support integers and slices, not {type(k).__name__}")
     return out
 
 
-class LazyAprArray:
-    """Pixel view of one APR at one resolution, reconstructed on indexing.
+class _LazyView:
+    """numpy-style indexing over a base box: slices give lazy views, integers reconstruct.
+
+    A view is ``origin``, ``step`` and ``shape`` per axis in the coordinates of the base array
+    (shape ``_base_shape``). Subclasses implement :meth:`_read` (``[(start, step, count, is_int)]``
+    per base axis -> ndarray).
+    """
+
+    def _init_view(self, base_shape):
+        self._base_shape = tuple(int(s) for s in base_shape)
+        self._origin = (0,) * len(base_shape)
+        self._step = (1,) * len(base_shape)
+        self.shape = self._base_shape
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape)))
+
+    def __len__(self):
+        return self.shape[0]
+
+    def _compose(self, key):
+        axes = _normalise_key(key, self.shape)
+        return [(o + a * s, s * k, len(range(a, b, k)), is_int)
+                for o, s, (a, b, k, is_int) in zip(self._origin, self._step, axes)]
+
+    def __getitem__(self, key):
+        """Integers (on any axis) reconstruct and return an ndarray; slices only return a lazy view."""
+        base = self._compose(key)
+        if any(is_int for *_, is_int in base):
+            return self._read(base)
+        view = copy.copy(self)
+        view._origin = tuple(b[0] for b in base)
+        view._step = tuple(b[1] for b in base)
+        view.shape = tuple(b[2] for b in base)
+        return view
+
+    def __array__(self, dtype=None, copy=None):
+        out = self._read(list(zip(self._origin, self._step, self.shape, [False] * self.ndim)))
+        return out if dtype is None else out.astype(dtype)
+
+    def compute(self) -> np.ndarray:
+        """Reconstruct the whole view."""
+        return np.asarray(self)
+
+
+class LazyAprArray(_LazyView):
+    """Pixel view of one APR at one resolution, reconstructed on demand.
+
+    Indexing follows numpy, except that a key made of slices only (no integer) returns another
+    lazy view (as Dask does); a key with an integer, ``np.asarray(view)`` or ``view.compute()``
+    reconstructs the box (only its particles are read).
 
     Parameters
     ----------
@@ -196,36 +268,24 @@ class LazyAprArray:
         self.level_delta = int(level_delta)
         self.mode = mode
         f = 2.0 ** self.level_delta
-        self._full = tuple(int(math.ceil(d * f)) for d in self._src.full)  # (z, y, x)
+        full = tuple(int(math.ceil(d * f)) for d in self._src.full)  # (z, y, x)
         self.spatial_ndim = self._src.ndim
-        self.shape = self._full[1:] if self.spatial_ndim == 2 else self._full
+        self._init_view(full[1:] if self.spatial_ndim == 2 else full)
         self.dtype = np.dtype(np.uint8) if mode == "level" else self._src.dtype
 
-    ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape)))
-
-    def __len__(self):
-        return self.shape[0]
-
     def __repr__(self):
-        return f"LazyAprArray(shape={self.shape}, dtype={self.dtype}, level_delta={self.level_delta}, mode={self.mode!r})"
+        return (f"LazyAprArray(shape={self.shape}, dtype={self.dtype}, level_delta={self.level_delta}, "
+                f"mode={self.mode!r})")
 
-    def __getitem__(self, key) -> np.ndarray:
-        axes = _normalise_key(key, self.shape)
+    def _read(self, base) -> np.ndarray:
         if self.spatial_ndim == 2:
-            axes = [(0, 1, 1, True)] + axes
-        if any(a[1] <= a[0] for a in axes):
-            shape = [len(range(*a[:3])) for a in axes if not a[3]]
-            return np.zeros(shape, self.dtype)
-        lo = [a[0] for a in axes]
-        hi = [a[1] for a in axes]
+            base = [(0, 1, 1, True)] + list(base)
+        if any(n == 0 for _, _, n, _ in base):
+            return np.zeros([n for _, _, n, is_int in base if not is_int], self.dtype)
+        lo = [start for start, _, _, _ in base]
+        hi = [start + (n - 1) * step + 1 for start, step, n, _ in base]
         out = self._src.box(self.level_delta, lo, hi, self.mode)
-        out = out[tuple(0 if a[3] else slice(None, None, a[2]) for a in axes)]
-        return out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[...]
-        return out if dtype is None else out.astype(dtype)
+        return out[tuple(0 if is_int else slice(None, None, step) for _, step, _, is_int in base)]
 
     def with_level(self, level_delta: int) -> "LazyAprArray":
         """The same APR at another resolution (shares the opened file)."""
@@ -261,10 +321,11 @@ def lazy_multiscale(source, mode: str = "constant", min_size: int = MIN_LEVEL_SI
     return [base] + [base.with_level(-k) for k in range(1, _n_levels(base.shape, min_size))]
 
 
-class LazyAprMovie:
+class LazyAprMovie(_LazyView):
     """Pixel view ``(t, [z,] y, x)`` of one channel of an APR movie at one resolution.
 
-    Frames are opened when first indexed; at most ``cache`` frames stay open.
+    Indexing as :class:`LazyAprArray` (slices only: a lazy view). Frames are opened when first
+    read; at most ``cache`` frames stay open.
 
     Parameters
     ----------
@@ -287,14 +348,8 @@ class LazyAprMovie:
         self._open = _shared if _shared is not None else OrderedDict()
         self._lock = threading.Lock()
         first = self._frame(0)
-        self.shape = (len(self.frames), *first.shape)
+        self._init_view((len(self.frames), *first.shape))
         self.dtype = first.dtype
-
-    ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape)))
-
-    def __len__(self):
-        return self.shape[0]
 
     def _frame(self, t: int) -> LazyAprArray:
         with self._lock:
@@ -309,24 +364,14 @@ class LazyAprMovie:
                 self._open.move_to_end(t)
         return LazyAprArray(None, self.level_delta, self.mode, _src=src)
 
-    def __getitem__(self, key) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        if any(k is Ellipsis for k in key):
-            i = next(i for i, k in enumerate(key) if k is Ellipsis)
-            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1:]
-        tkey, rest = (key[0], key[1:]) if key else (slice(None), ())
-        (t0, t1, step, is_int), = _normalise_key((tkey,), self.shape[:1])
-        if is_int:
-            return self._frame(t0)[rest]
-        planes = [self._frame(t)[rest] for t in range(t0, t1, step)]
+    def _read(self, base) -> np.ndarray:
+        (t0, tstep, nt, t_int), rest = base[0], base[1:]
+        planes = [self._frame(t0 + i * tstep)._read(rest) for i in range(nt)]
+        if t_int:
+            return planes[0]
         if planes:
             return np.stack(planes)
-        probe = np.zeros(self.shape[1:], dtype=np.uint8)[rest]
-        return np.zeros((0, *probe.shape), self.dtype)
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[...]
-        return out if dtype is None else out.astype(dtype)
+        return np.zeros((0, *[n for _, _, n, is_int in rest if not is_int]), self.dtype)
 
     def with_level(self, level_delta: int) -> "LazyAprMovie":
         """The same movie at another resolution (shares the opened frames)."""

@@ -70,7 +70,7 @@ def _reconstruct(args) -> int:
 
     def pages():
         for i in progress_iter(range(planes), desc="reconstructing"):
-            yield arr[np.unravel_index(i, lead)] if lead else arr[...]
+            yield arr[np.unravel_index(i, lead)] if lead else np.asarray(arr)
 
     with atomic_path(args.output) as tmp:
         tifffile.imwrite(tmp, data=pages(), shape=arr.shape, dtype=arr.dtype,
