@@ -284,3 +284,87 @@ def test_denoise_and_inpaint_with_pde_model():
         denoise_fields(bundle, {"model": 1}, steps=1)
     with pytest.raises(InputError, match="lacks"):
         denoise_fields(bundle, {"equations": {"v_t": {"v_xx": 1.0}}}, steps=1)
+
+
+# --- CLI, benchmark registry, demo ----------------------------------------------------------------
+def test_cli_latent_field_writes_bundle_and_resumes(tmp_path):
+    from napari_dynfit.cli import main
+    from napari_dynfit.fields import FieldBundle
+
+    sim = simulate_chemotaxis(n_cells=60, n_frames=6, substeps=2, grid=16, seed=0)
+    tracks = tmp_path / "tracks.csv"
+    sim.to_table().to_csv(tracks, index=False)
+    src = tmp_path / "source.npz"
+    FieldBundle({"s": sim.source[None]}, {"t": [0.0], "y": sim.grid["y"], "x": sim.grid["x"]}).to_npz(src)
+    out = tmp_path / "field.zarr"
+    ck = tmp_path / "ck.pt"
+    args = [str(tracks), "-o", str(out), "--dt", "0.2", "--box", "10", "10", "--source", str(src), "--steps", "6",
+            "--grid", "12", "--checkpoint", str(ck), "--device", "cpu"]
+    assert main(["latent-field", *args]) == 0
+    b = FieldBundle.from_zarr(out)
+    assert b["phi"].shape == (6, 12, 12) and b.periodic == (True, True)
+    assert set(b.attrs["pinn"]["coefficients"]) == {"Dc", "k", "chi"} and b.attrs["pinn"]["adam_steps"] == 6
+    args[args.index("--steps") + 1] = "10"
+    assert main(["latent-field", *args]) == 0  # resumes from the checkpoint: 4 more steps
+    assert FieldBundle.from_zarr(out).attrs["pinn"]["adam_steps"] == 10
+    # learned source when none is given; errors are one-line exit 2
+    assert main(["latent-field", str(tracks), "-o", str(tmp_path / "f2.zarr"), "--dt", "0.2", "--steps", "2",
+                 "--grid", "8", "--device", "cpu"]) == 0
+    assert "s" in FieldBundle.from_zarr(tmp_path / "f2.zarr").fields
+    assert main(["latent-field", str(tmp_path / "missing.csv"), "-o", str(out)]) == 2
+    assert main(["latent-field", str(tracks), "-o", str(out)]) == 2  # csv has no dt
+
+
+def test_cli_denoise_field(tmp_path):
+    from napari_dynfit.cli import main
+    from napari_dynfit.fields import FieldBundle
+
+    u, bundle = _heat_bundle(0.1)
+    bundle.to_npz(tmp_path / "f.npz")
+    (tmp_path / "m.json").write_text(json.dumps({"equations": {"u_t": {"u_xx": 0.1}}}))
+    assert main(["denoise-field", str(tmp_path / "f.npz"), "--model", str(tmp_path / "m.json"), "-o",
+                 str(tmp_path / "d.zarr"), "--steps", "5", "--device", "cpu"]) == 0
+    assert FieldBundle.from_zarr(tmp_path / "d.zarr")["u"].shape == u.shape
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["denoise-field", str(tmp_path / "f.npz"), "--model", str(tmp_path / "bad.json"), "-o",
+                 str(tmp_path / "d.zarr")]) == 2
+
+
+def test_bench_and_demo_stage_registered(tmp_path):
+    from napari_dynfit.commands import pinn
+    from napari_dynfit.commands.bench import _benchmarks
+    from napari_dynfit.report import DemoContext, Report
+
+    assert "pinn-weighting" in _benchmarks()
+    order, title, func = pinn.DEMO_STAGE
+    assert order == 90
+    ctx = DemoContext(out_dir=tmp_path, report=Report("t"), quick=True, seed=0)
+    ctx.run_stage(title, func)
+    assert (tmp_path / "latent_field.zarr").exists()
+    assert ctx.artefacts["latent_field"]["phi"].ndim == 3
+    assert "Latent field" in ctx.report.to_html()
+
+
+# --- napari widget --------------------------------------------------------------------------------
+@pytest.mark.gui
+def test_latent_field_widget_trains_and_overlays(make_napari_viewer, tmp_path):
+    from napari_dynfit._napari._pinn_widget import LAYER, LatentFieldWidget
+
+    sim = simulate_chemotaxis(n_cells=40, n_frames=5, substeps=2, grid=16, seed=0)
+    tr = sim.to_table()
+    viewer = make_napari_viewer()
+    viewer.add_tracks(tr[["track_id", "frame", "y", "x"]].to_numpy(float), name="cells")
+    w = LatentFieldWidget(viewer)
+    w._box_y.value = w._box_x.value = 10.0
+    w._dt.value = 1.0
+    w._steps.value = 20
+    w._chunk.value = 10
+    w._grid.value = 8
+    w._checkpoint.value = str(tmp_path / "ck.pt")
+    w.train(block=True)
+    assert LAYER in viewer.layers and viewer.layers[LAYER].data.shape == (5, 8, 8)
+    assert "step 20" in w._status.value and (tmp_path / "ck.pt").exists()
+    assert len(w._figure.axes[0].lines) == 3  # velocity, pde, initial losses
+    w._steps.value = 30
+    w.train(block=True)  # resumes from the checkpoint
+    assert "step 30" in w._status.value

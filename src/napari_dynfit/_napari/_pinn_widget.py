@@ -20,8 +20,8 @@ LAYER = "latent field (PINN)"
 
 
 def tracks_table_from_layer(layer):
-    """A tracks table ``frame, track_id, y, x`` from a napari Tracks layer (``[id, t, y, x]``)
-    or a Points layer (``[t, y, x]``, one track per point row order is not known: ids from ``features``)."""
+    """A tracks table ``frame, track_id, y, x`` from a napari Tracks layer (``[track_id, t, y, x]``) or a
+    Points layer (``[t, y, x]`` with a ``track_id`` feature)."""
     import pandas as pd
 
     from ..errors import InputError
@@ -152,7 +152,7 @@ class LatentFieldWidget(Container):
     def _show(self, item) -> None:
         pinn, phi = item
         coords = self._coords
-        scale = [self._dt.value if False else 1.0, coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0]]
+        scale = [1.0, coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0]]  # time axis in frames
         translate = [coords["t"][0] / self._dt.value, coords["y"][0], coords["x"][0]]
         if LAYER in self._viewer.layers:
             lay = self._viewer.layers[LAYER]

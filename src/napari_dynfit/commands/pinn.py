@@ -112,8 +112,8 @@ def register(sub) -> None:
 
 # --- benchmark ------------------------------------------------------------------------------------
 def _bench_args(p) -> None:
-    p.add_argument("--steps", type=int, default=3000, help="Adam steps per strategy (default 3000)")
-    p.add_argument("--high", type=float, default=12.0, help="high-frequency mode, in units of pi (default 12)")
+    p.add_argument("--steps", type=int, default=2000, help="Adam steps per strategy (default 2000)")
+    p.add_argument("--high", type=float, default=6.0, help="high-frequency mode, in units of pi (default 6)")
     p.add_argument("--eps", type=float, default=0.01, help="amplitude of the high-frequency mode (default 0.01)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
