@@ -156,9 +156,9 @@ def coarse_grain_particles(frame: np.ndarray, positions: np.ndarray, *, spacing,
         Kernel standard deviation (physical units).
     box : sequence of float, optional
         Domain size per axis; with ``periodic`` the positions are wrapped into ``[origin, origin + box)``.
-        Default: the positions' range (plus ``3 sigma`` margins on bounded axes).
+        Default: the positions' range (plus ``4 sigma`` margins on bounded axes).
     origin : sequence of float, optional
-        Lower corner of the domain (default 0 for periodic axes, ``min - 3 sigma`` otherwise).
+        Lower corner of the domain (default 0 for periodic axes, ``min - 4 sigma`` otherwise).
     shape : sequence of int, optional
         Grid points per axis (default ``round(box / spacing)``).
     periodic : bool or sequence of bool
@@ -202,7 +202,7 @@ def coarse_grain_particles(frame: np.ndarray, positions: np.ndarray, *, spacing,
         raise InputError(f"spacing must be positive, got {spacing}")
     periodic = tuple(np.broadcast_to(np.asarray(periodic, dtype=bool), (d,)).tolist())
     lo, hi = pos.min(0), pos.max(0)
-    margin = 3 * sigma
+    margin = 4 * sigma
     if origin is None:
         origin = np.where(periodic, 0.0, lo - margin)
     origin = np.broadcast_to(np.asarray(origin, dtype=float), (d,)).copy()
@@ -212,7 +212,9 @@ def coarse_grain_particles(frame: np.ndarray, positions: np.ndarray, *, spacing,
         box = hi + margin - origin
     box = np.broadcast_to(np.asarray(box, dtype=float), (d,)).copy()
     if shape is None:
-        shape = np.maximum(np.round(box / spacing).astype(int), 1)
+        # periodic: n cells tile the box exactly; bounded: nodes cover [origin, origin + box]
+        shape = np.where(periodic, np.maximum(np.round(box / spacing), 1),
+                         np.floor(box / spacing + 1e-9) + 1).astype(int)
         spacing = np.where(periodic, box / shape, spacing)
     shape = tuple(int(s) for s in shape)
     if np.prod(shape) * (frame.max() + 1) > 2e8:
