@@ -1,0 +1,263 @@
+"""Scale-out: map per-frame (or per-item) work onto a Dask scheduler chosen by one string.
+
+Every stage that works frame by frame (APR conversion, filtering, detection, per-trajectory field
+work) calls :func:`map_frames` (or :func:`map_items`) with the user's ``scheduler``:
+
+========================  ===================================================================
+``"sync"``                serial, in this thread (the reference path; no Dask involved)
+``"threads"``             Dask's threaded scheduler (numba / numpy / pyapr release the GIL)
+``"processes"``           Dask's multiprocessing scheduler (pure-Python work)
+``"local-cluster"``       a ``distributed.LocalCluster`` on this machine (one process per worker,
+                          TCP on the loopback interface), started and closed around the call
+``"tcp://HOST:PORT"``     an existing ``dask.distributed`` scheduler (any cluster: SSH, SLURM via
+                          ``dask-jobqueue``, Kubernetes ...); also ``tls://``, ``ucx://``, ``inproc://``
+a ``distributed.Client``  use this client as it is
+========================  ===================================================================
+
+Results are returned in input order and are identical to the serial path (each item is processed
+by the same function on the same input). Memory: frames of lazy inputs (Zarr arrays, Dask arrays,
+anything indexable that is not a numpy array) are read inside the task, on the worker, so at most
+``in_flight`` frames (default two per worker) are held at once besides the results; numpy inputs are
+sent one frame per task. Progress is reported with :func:`~napari_dynfit._progress.report` and a
+cancel request stops submitting new work (running tasks finish).
+
+Running on a cluster (SLURM with ``dask-jobqueue``)::
+
+    from dask_jobqueue import SLURMCluster
+    cluster = SLURMCluster(cores=8, memory="32GB", walltime="02:00:00")
+    cluster.scale(jobs=4)
+    # pass cluster.scheduler_address ("tcp://...") as scheduler= or --scheduler
+    results = map_frames(detect_frame, movie, scheduler=cluster.scheduler_address)
+
+or start ``dask scheduler`` on one node and ``dask worker tcp://HOST:8786`` on the others and use
+``--scheduler tcp://HOST:8786``. Workers need the same Python environment (napari-dynfit installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ._progress import check_cancelled, progress_iter, report
+from .errors import InputError
+
+LOCAL_SCHEDULERS = ("sync", "threads", "processes")
+SCHEDULER_HELP = ("sync, threads, processes, local-cluster, or the address of a running dask scheduler "
+                  "(tcp://HOST:PORT)")
+
+
+def check_scheduler(scheduler) -> str:
+    """Return the kind of ``scheduler``: ``"sync"``, ``"threads"``, ``"processes"``, ``"local-cluster"``,
+    ``"address"`` or ``"client"``; raise :class:`InputError` for anything else."""
+    if isinstance(scheduler, str):
+        s = scheduler.strip().lower()
+        if s in LOCAL_SCHEDULERS or s == "local-cluster":
+            return s
+        if "://" in s:
+            return "address"
+    else:
+        try:
+            from distributed import Client
+        except ImportError:  # pragma: no cover - distributed is a dependency
+            Client = ()
+        if isinstance(scheduler, Client):
+            return "client"
+    raise InputError(f"unknown scheduler {scheduler!r}: use {SCHEDULER_HELP}")
+
+
+@contextlib.contextmanager
+def get_client(scheduler="local-cluster", *, n_workers: int | None = None, threads_per_worker: int = 1,
+               memory_limit="auto", timeout: str = "10s"):
+    """Yield a ``distributed.Client`` for ``scheduler`` (``None`` for the local schedulers).
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client
+        See the module docstring. ``"local-cluster"`` starts a ``LocalCluster`` with ``n_workers``
+        worker processes on 127.0.0.1 (TCP) and closes it on exit; an address connects to a running
+        scheduler (which is left running); a client is yielded unchanged.
+    n_workers : int, optional
+        Worker processes of a local cluster (default: the number of CPU cores).
+    threads_per_worker : int
+        Threads per worker process of a local cluster.
+    memory_limit : str or int
+        Per-worker memory limit of a local cluster (Dask's syntax, e.g. ``"4GB"``).
+    timeout : str
+        How long to try to reach a scheduler address.
+    """
+    kind = check_scheduler(scheduler)
+    if kind in LOCAL_SCHEDULERS:
+        yield None
+        return
+    if kind == "client":
+        yield scheduler
+        return
+    from distributed import Client, LocalCluster
+
+    if kind == "local-cluster":
+        workers = _n_workers(n_workers)
+        with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                          host="127.0.0.1", protocol="tcp://", dashboard_address=None,
+                          memory_limit=memory_limit, silence_logs=40) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(scheduler.strip(), timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc.__class__.__name__}): start it "
+                         "(`dask scheduler`) or check the address") from exc
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _n_workers(n_workers) -> int:
+    import dask
+
+    if n_workers is None:
+        return int(dask.system.CPU_COUNT)
+    if not isinstance(n_workers, (int, np.integer)) or isinstance(n_workers, bool) or n_workers < 1:
+        raise InputError(f"n_workers must be a positive integer, got {n_workers!r}")
+    return int(n_workers)
+
+
+def _apply(func, item, args, kwargs):
+    return func(item, *args, **kwargs)
+
+
+def _apply_indexed(func, source, index, args, kwargs):
+    """Read ``source[index]`` where the task runs (lazy inputs), then apply ``func``."""
+    return func(np.asarray(source[index]), *args, **kwargs)
+
+
+def map_items(func: Callable, items: Sequence, *, scheduler="threads", n_workers: int | None = None,
+              args: tuple = (), kwargs: dict | None = None, in_flight: int | None = None,
+              desc: str = "items") -> list:
+    """Apply ``func(item, *args, **kwargs)`` to every item of a sequence with the chosen scheduler.
+
+    Items are sent as they are (use :func:`map_frames` for arrays, which reads lazy frames on the
+    workers). See :func:`map_frames` for the parameters; returns the results in input order.
+    """
+    return _map(func, items, len(items), lambda i: (_apply, (func, items[i], args, kwargs or {})),
+                scheduler, n_workers, in_flight, desc)
+
+
+def map_frames(func: Callable, movie, *, scheduler="threads", n_workers: int | None = None,
+               args: tuple = (), kwargs: dict | None = None, in_flight: int | None = None,
+               desc: str = "frames") -> list:
+    """Apply ``func(movie[t], *args, **kwargs)`` to every frame ``t`` of a movie, in parallel.
+
+    Parameters
+    ----------
+    func : callable
+        Per-frame function; must be picklable for ``"processes"`` and clusters (a module-level
+        function or a ``functools.partial`` of one).
+    movie : array-like, shape (t, ...)
+        numpy array, Zarr array, Dask array or any object with ``len`` and ``movie[t]``; non-numpy
+        inputs are read frame by frame inside the tasks (on the workers).
+    scheduler : str or distributed.Client
+        ``"sync"``, ``"threads"``, ``"processes"``, ``"local-cluster"`` or a scheduler address
+        (see the module docstring).
+    n_workers : int, optional
+        Parallel workers for the local schedulers and the local cluster (default: CPU cores).
+    args, kwargs
+        Extra arguments of ``func``.
+    in_flight : int, optional
+        Frames submitted at once (bounds memory); default twice the number of workers.
+    desc : str
+        Progress description.
+
+    Returns
+    -------
+    list
+        ``[func(movie[0]), func(movie[1]), ...]``.
+    """
+    try:
+        n = int(movie.shape[0]) if hasattr(movie, "shape") else len(movie)
+    except (TypeError, IndexError):
+        raise InputError(f"cannot map over frames of a {type(movie).__name__}: pass an array of shape (t, ...)") \
+            from None
+    kw = kwargs or {}
+    if isinstance(movie, np.ndarray):
+        def task(i):
+            return _apply, (func, movie[i], args, kw)
+    else:
+        def task(i):
+            return _apply_indexed, (func, movie, i, args, kw)
+    return _map(func, movie, n, task, scheduler, n_workers, in_flight, desc)
+
+
+def _map(func, source, n, task, scheduler, n_workers, in_flight, desc) -> list:
+    if not callable(func):
+        raise InputError(f"func must be callable, got {type(func).__name__}")
+    kind = check_scheduler(scheduler)
+    if n == 0:
+        return []
+    if kind == "sync":
+        out = []
+        for i in progress_iter(range(n), desc=desc):
+            fn, a = task(i)
+            out.append(fn(*a))
+        return out
+    if kind in ("threads", "processes"):
+        import dask
+
+        workers = _n_workers(n_workers)
+        batch = in_flight or 2 * workers
+        out = []
+        for start in progress_iter(range(0, n, batch), total=-(-n // batch), desc=desc):
+            calls = (task(i) for i in range(start, min(n, start + batch)))
+            tasks = [dask.delayed(fn, pure=False)(*a) for fn, a in calls]
+            out.extend(dask.compute(*tasks, scheduler=kind, num_workers=workers))
+        return out
+    with get_client(scheduler, n_workers=n_workers) as client:
+        return _map_distributed(client, task, n, in_flight, desc)
+
+
+def _map_distributed(client, task, n, in_flight, desc) -> list:
+    """Sliding window of futures: keep ``in_flight`` tasks submitted, collect results by index."""
+    from distributed import as_completed
+
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    window = in_flight or 2 * workers
+    results: list = [None] * n
+    nxt = 0
+    pending = as_completed()
+    index = {}
+
+    def submit():
+        nonlocal nxt
+        fn, a = task(nxt)
+        fut = client.submit(fn, *a, pure=False)
+        index[fut.key] = nxt
+        pending.add(fut)
+        nxt += 1
+
+    while nxt < min(n, window):
+        submit()
+    done = 0
+    report(0, n, desc)
+    try:
+        for fut in pending:
+            results[index.pop(fut.key)] = fut.result()
+            fut.release()
+            done += 1
+            report(done, n, desc)
+            if nxt < n:
+                check_cancelled()
+                submit()
+    except BaseException:
+        for fut in list(pending.futures):
+            fut.cancel()
+        raise
+    return results
+
+
+def add_scheduler_arguments(parser) -> None:
+    """Add ``--scheduler`` and ``--workers`` to a command's argparse parser (same help everywhere)."""
+    parser.add_argument("--scheduler", default="threads", help=f"where per-frame work runs: {SCHEDULER_HELP} "
+                                                               "(default threads)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU cores)")
