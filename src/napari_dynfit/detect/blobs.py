@@ -2,7 +2,8 @@
 
 Why our own rather than :func:`skimage.feature.blob_log` alone: ``blob_log`` returns integer
 positions (errors up to 0.5 px per axis), applies one isotropic sigma and has no noise-relative
-threshold. Here the scale-normalised Laplacian of Gaussian (LoG) is computed with scipy per scale
+threshold. Here the scale-normalised Laplacian of Gaussian (LoG) is computed with scipy per scale (at 0.7 of the
+blob width by default, which separates close pairs better)
 (anisotropic voxels take per-axis sigmas), maxima are taken in (scale, space) with
 :func:`skimage.feature.peak_local_max`, the threshold defaults to a multiple of the robust noise
 level of the filter response (median absolute deviation), and each maximum is refined to sub-pixel
@@ -10,7 +11,7 @@ precision with one Newton step on the quadratic model of the response (gradient 
 central differences), followed by a Gaussian-weighted centroid of the background-subtracted image.
 Two spots closer than about twice the PSF width make a single maximum (no peak detector can separate
 them); with ``split=True`` every blob whose windowed second moment exceeds that of one spot is fitted
-with one and with two Gaussians of the blob's width (batched Levenberg-Marquardt in numpy) and split
+with one and with two Gaussians (width fitted, shared; batched Levenberg-Marquardt in numpy) and split
 when the Bayesian information criterion prefers two.
 Frames are processed in a thread pool (scipy's filters release the GIL).
 """
@@ -95,25 +96,30 @@ def _weighted_centroid(img: np.ndarray, pos: np.ndarray, sig: np.ndarray, backgr
 
 
 def _fit_gaussians(vals: np.ndarray, coords: np.ndarray, sig: np.ndarray, q0: np.ndarray, iters: int = 20):
-    """Batched Levenberg-Marquardt fit of ``k`` Gaussians of width ``sig`` to many windows at once.
+    """Batched Levenberg-Marquardt fit of ``k`` Gaussians of one shared width to many windows at once.
 
-    ``vals`` (c, m) pixel values above background, ``coords`` (c, m, nd) pixel offsets, ``q0`` (c, k*(nd+1))
-    initial ``[amplitude, centre...]`` per Gaussian. Returns the fitted parameters and residual sums of squares.
+    ``vals`` (c, m) pixel values above background, ``coords`` (c, m, nd) pixel offsets, ``q0`` (c, k*(nd+1)+1)
+    initial ``[amplitude, centre...]`` per Gaussian and last a width factor (the widths are ``factor * sig``).
+    Returns the fitted parameters and residual sums of squares.
     """
     c, m, nd = coords.shape
-    k = q0.shape[1] // (nd + 1)
+    k = (q0.shape[1] - 1) // (nd + 1)
 
     def model(q):
         f = np.zeros((c, m))
         jac = np.empty((c, m, q.shape[1]))
+        jac[:, :, -1] = 0.0
+        w = q[:, -1][:, None]
         for g in range(k):
             a = q[:, g * (nd + 1)]
             cen = q[:, g * (nd + 1) + 1:(g + 1) * (nd + 1)]
-            u = (coords - cen[:, None, :]) / sig
-            e = np.exp(-0.5 * (u ** 2).sum(-1))
+            u = (coords - cen[:, None, :]) / (sig * w[..., None])
+            u2 = (u ** 2).sum(-1)
+            e = np.exp(-0.5 * u2)
             f += a[:, None] * e
             jac[:, :, g * (nd + 1)] = e
-            jac[:, :, g * (nd + 1) + 1:(g + 1) * (nd + 1)] = (a[:, None] * e)[..., None] * u / sig
+            jac[:, :, g * (nd + 1) + 1:(g + 1) * (nd + 1)] = (a[:, None] * e)[..., None] * u / (sig * w[..., None])
+            jac[:, :, -1] += a[:, None] * e * u2 / w
         return f, jac
 
     q = q0.copy()
@@ -155,35 +161,37 @@ def _split_merged(img: np.ndarray, pos: np.ndarray, sig: np.ndarray, background:
     cov = np.einsum("cm,cmp,cmq->cpq", w, u, u) / sw[:, None, None]
     ev, evec = np.linalg.eigh(cov)
     a0 = vals.max(1)
-    q1, rss1 = _fit_gaussians(vals, coords, sig, np.concatenate([a0[:, None], np.zeros((len(pos), nd))], 1))
+    ones = np.ones((len(pos), 1))
+    q1, rss1 = _fit_gaussians(vals, coords, sig, np.concatenate([a0[:, None], np.zeros((len(pos), nd)), ones], 1))
     sep = np.sqrt(np.clip(ev[:, -1] - ev[:, 0], 0.1, None))[:, None] * sig * evec[:, :, -1]
-    q0 = np.concatenate([a0[:, None] / 2, sep, a0[:, None] / 2, -sep], 1)
+    q0 = np.concatenate([a0[:, None] / 2, sep, a0[:, None] / 2, -sep, ones], 1)
     q2, rss2 = _fit_gaussians(vals, coords, sig, q0)
     m = vals.shape[1]
     bic_gain = m * np.log(rss1 / np.maximum(rss2, 1e-12)) - (nd + 1) * np.log(m)
     a1, a2 = q2[:, 0], q2[:, nd + 1]
-    c1, c2 = q2[:, 1:nd + 1], q2[:, nd + 2:]
+    c1, c2 = q2[:, 1:nd + 1], q2[:, nd + 2:2 * nd + 2]
     sep_sig = np.linalg.norm((c1 - c2) / sig, axis=1)
-    good = ((bic_gain > 10) & (np.minimum(a1, a2) > 0.25 * np.maximum(a1, a2)) & (sep_sig > 0.5) & (sep_sig < 3)
+    w1, w2 = q1[:, -1], q2[:, -1]
+    good = ((bic_gain > 4) & (np.abs(w2 - 1) < 0.25) & (w1 > w2) & (np.minimum(a1, a2) > 0.25 * np.maximum(a1, a2)) & (sep_sig > 0.5) & (sep_sig < 3)
             & (np.abs(c1 / sig) < 2).all(1) & (np.abs(c2 / sig) < 2).all(1))
-    out = [pos[~good]]
-    if good.any():
-        cand = np.concatenate([pos[good] + c1[good], pos[good] + c2[good]])
-        # drop a split position that duplicates another detection
-        from scipy.spatial import cKDTree
+    if not good.any():
+        return pos
+    from scipy.spatial import cKDTree
 
-        d, _ = cKDTree(pos[~good] / sig).query(cand / sig, k=1) if (~good).any() else (np.full(len(cand), np.inf), None)
-        ng = int(good.sum())
-        dup = (d[:ng] < 0.7) | (d[ng:] < 0.7)
-        keep_pair = ~dup
-        out += [cand[:ng][keep_pair], cand[ng:][keep_pair], pos[good][dup]]
-    return np.concatenate(out)
+    # unsplit blobs first, so that a split half duplicating one of them (two neighbouring blobs both split
+    # towards each other) is the one dropped
+    new = np.concatenate([pos[~good], pos[good] + c1[good], pos[good] + c2[good]])
+    drop = np.zeros(len(new), bool)
+    for i, j in sorted(cKDTree(new / sig).query_pairs(0.7)):
+        if not drop[i]:
+            drop[j] = True
+    return new[~drop]
 
 
 def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] | None = None,
                  num_sigma: int = 3, threshold: float | None = None, threshold_snr: float = 5.0,
                  spacing=None, min_distance: int | None = None, exclude_border: bool = False,
-                 split: bool = True) -> pd.DataFrame:
+                 split: bool = True, detection_scale: float = 0.7) -> pd.DataFrame:
     """Detect bright blobs in one 2D or 3D image with sub-pixel positions.
 
     Parameters
@@ -210,6 +218,9 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
         Drop maxima within ``min_distance`` of the border.
     split : bool
         Split blobs that are two unresolved spots (two-Gaussian fit, see the module docstring).
+    detection_scale : float
+        Maxima are searched on the LoG at ``detection_scale * sigma``: below 1 it separates close spots
+        (at 0.7, pairs down to about 2.4 sigma apart instead of 3 sigma) at a small cost in noise.
 
     Returns
     -------
@@ -231,24 +242,28 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
         if not 0 < lo <= hi:
             raise InputError(f"sigma_range must be 0 < low <= high, got {sigma_range}")
         sigmas = np.geomspace(lo, hi, max(int(num_sigma), 1)) if hi > lo else np.array([lo])
+    if not 0 < detection_scale <= 2:
+        raise InputError(f"detection_scale must be in (0, 2], got {detection_scale}")
     if (sigmas <= 0).any():
         raise InputError(f"sigma must be positive, got {sigma}")
     background = float(np.median(img))
-    resp = np.stack([-(s ** 2) * ndi.gaussian_laplace(img, _pixel_sigmas(s, sp)) for s in sigmas])
-    if threshold is None:
-        r = resp[len(sigmas) // 2]
-        med = np.median(r)
-        noise = 1.4826 * np.median(np.abs(r - med))
-        threshold = med + threshold_snr * max(noise, 1e-12)
+    resp = np.stack([-(s ** 2) * ndi.gaussian_laplace(img, _pixel_sigmas(s * detection_scale, sp)) for s in sigmas])
+    if threshold is None:  # one threshold per scale: the noise of the response falls with the scale
+        thr = np.empty(len(sigmas))
+        for k, r in enumerate(resp):
+            med = np.median(r)
+            thr[k] = med + threshold_snr * max(1.4826 * np.median(np.abs(r - med)), 1e-12)
+    else:
+        thr = np.full(len(sigmas), float(threshold))
     md = max(1, int(round(sigmas.min()))) if min_distance is None else int(min_distance)
     cols = list(AXES[-nd:])
     if len(sigmas) == 1:
-        peaks = peak_local_max(resp[0], min_distance=md, threshold_abs=threshold, exclude_border=exclude_border)
+        peaks = peak_local_max(resp[0], min_distance=md, threshold_abs=thr[0], exclude_border=exclude_border)
         scale_idx = np.zeros(len(peaks), int)
     else:
         fp = np.ones((3,) + (2 * md + 1,) * nd, bool)
         mx = ndi.maximum_filter(resp, footprint=fp, mode="nearest")
-        pk = np.argwhere((resp == mx) & (resp > threshold))
+        pk = np.argwhere((resp == mx) & (resp > thr.reshape((-1,) + (1,) * nd)))
         if exclude_border and len(pk):
             shape = np.array(img.shape)
             keep = ((pk[:, 1:] >= md) & (pk[:, 1:] < shape - md)).all(axis=1)

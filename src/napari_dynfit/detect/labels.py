@@ -67,10 +67,10 @@ def label_table(labels, *, intensity=None, spacing=None) -> pd.DataFrame:
         size = ndi.sum_labels(np.ones_like(fr, dtype=np.float64), fr, ids)
         cen = np.array(ndi.center_of_mass(np.ones_like(fr, dtype=np.float64), fr, ids)).reshape(len(ids), nd)
         df = pd.DataFrame(cen, columns=cols)
-        df[[f"axis_{c}" for c in cols]] = _long_axes(fr, ids, cen, size)
         df.insert(0, "frame", t)
         df["label"] = ids.astype(np.int64)
         df["size"] = size
+        df[[f"axis_{c}" for c in cols]] = _long_axes(fr, ids, cen, size)
         if intensity is not None:
             df["intensity"] = ndi.mean(np.asarray(intensity[t], float), fr, ids)
         parts.append(df)
