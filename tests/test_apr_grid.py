@@ -101,3 +101,11 @@ def test_bad_inputs(image3d, tmp_path):
         AprGrid.from_file(bad)
     with pytest.raises(InputError, match="entries"):
         AprGrid(grid.shape, grid.level_min, grid.level_max, grid.offsets[:-1], grid.x, grid.tree_offsets, grid.tree_x)
+
+
+def test_plane_equals_pyapr_reconstruction(image3d):
+    grid = AprGrid.from_apr(image3d.apr)
+    rec = image3d.reconstruct()
+    values = np.asarray(image3d.parts)
+    for z in (0, 7, grid.shape[0] - 1):
+        np.testing.assert_array_equal(grid.plane(values, z), rec[z])

@@ -199,6 +199,33 @@ class AprGrid:
         hi = np.minimum(lo + size[:, None], np.asarray(self.shape))
         return np.prod(hi - lo, axis=1).astype(np.float64)
 
+    def plane(self, values, z: int = 0) -> np.ndarray:
+        """Piecewise-constant pixel plane ``(ny, nx)`` at depth ``z`` of per-particle ``values``.
+
+        Only the particles whose cells cut plane ``z`` are read; used for previews and label slices.
+        """
+        values = np.asarray(values)
+        if not 0 <= z < self.shape[0]:
+            raise InputError(f"plane z={z} is outside the image (nz={self.shape[0]})")
+        out = np.zeros(self.shape[1:], dtype=values.dtype)
+        for level in range(self.level_min, self.level_max + 1):
+            d = self.level_max - level
+            nz, ny, nx = (int(v) for v in self.level_shapes[level])
+            rs = self.level_row_start[level] + (z >> d) * ny
+            p0, p1 = int(self.offsets[rs]), int(self.offsets[rs + ny])
+            if p1 == p0:
+                continue
+            rows = np.repeat(np.arange(ny), np.diff(self.offsets[rs:rs + ny + 1]))
+            small = np.zeros((ny, nx), dtype=values.dtype)
+            hit = np.zeros((ny, nx), dtype=bool)
+            small[rows, self.x[p0:p1]] = values[p0:p1]
+            hit[rows, self.x[p0:p1]] = True
+            s = 2 ** d
+            up = np.repeat(np.repeat(small, s, 0), s, 1)[: self.shape[1], : self.shape[2]]
+            mask = np.repeat(np.repeat(hit, s, 0), s, 1)[: self.shape[1], : self.shape[2]]
+            out[mask] = up[mask]
+        return out
+
     # ------------------------------------------------------------------- tree
     def _cell_keys(self, coords: np.ndarray) -> np.ndarray:
         """Monotone int64 key of ``(level, z, y, x)`` rows (storage order of particles and tree)."""

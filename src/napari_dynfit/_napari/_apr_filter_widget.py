@@ -1,0 +1,221 @@
+"""Dock widget "APR filter & segment": native filters and segmentation of an APR layer.
+
+The source is an APR image layer (opened from ``.apr`` / ``.aprmovie`` or made by "Convert to
+APR"); for movies the current frame is used. The filter (Gaussian, LoG, DoG, gradient magnitude) and
+the segmentation (threshold on the filtered values, connected particles, size filter) run on the
+particles. The live preview shows the current plane of the filtered values and of the objects;
+"Run" adds a lazy Labels layer (reconstructed slice by slice from the particle labels) and a
+Points layer of the object centroids with the object table as features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from qtpy.QtCore import QTimer
+
+from ..errors import DynfitError, InputError
+
+PREVIEW = "APR filter preview"
+PREVIEW_MASK = "APR objects preview"
+FILTER_CHOICES = ("none", "gaussian", "log", "dog", "gradient")
+THRESHOLD_CHOICES = ("otsu", "li", "value", "graphcut")
+
+
+def apr_image_of_layer(layer, frame: int = 0):
+    """The in-memory :class:`~napari_dynfit.apr.AprImage` behind an APR image layer (movie: ``frame``)."""
+    from ..apr import read_apr
+
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    if hasattr(data, "_frame"):  # LazyAprMovie
+        data = data._frame(int(np.clip(frame, 0, len(data) - 1)))
+    src = getattr(data, "_src", None)
+    if src is None:
+        raise InputError(f"layer '{layer.name}' is not an APR layer; open a .apr file or use 'Convert to APR'")
+    if hasattr(src, "image"):
+        return src.image
+    return read_apr(src.header["path"])
+
+
+def run_filter_segment(image, params: dict) -> dict:
+    """Filter and segment an :class:`AprImage` on its particles (Qt-free; used by the widget).
+
+    ``params``: ``filter`` (one of :data:`FILTER_CHOICES`), ``sigma``, ``size`` (0 = from sigma), ``device``,
+    ``threshold`` (one of :data:`THRESHOLD_CHOICES`), ``value``, ``smooth`` (sigma, 0 = none), ``min_size``.
+    Returns ``grid``, ``filtered`` (values per particle), ``labels`` and ``table``.
+    """
+    from ..apr import filters
+    from ..apr.grid import AprGrid
+    from ..apr.segment import segment
+
+    grid = AprGrid.from_apr(image.apr)
+    values = np.asarray(image.parts)
+    name = params["filter"]
+    size = params.get("size") or None
+    if name == "none":
+        filtered = values.astype(np.float32)
+    elif name == "gradient":
+        filtered = filters.gradient_magnitude(grid, values, sigma=params["sigma"], size=size, device=params["device"])
+    else:
+        filtered = filters.FILTERS[name](grid, values, params["sigma"], size=size, device=params["device"])
+    method = params["threshold"]
+    if method == "value":
+        method = float(params["value"])
+    res = segment(grid, filtered, method=method, smooth_sigma=params["smooth"] or None,
+                  min_size=params["min_size"], device=params["device"],
+                  apr=image.apr if method == "graphcut" else None)
+    return {"grid": grid, "filtered": filtered, "labels": res.labels, "table": res.table,
+            "threshold": res.threshold}
+
+
+class AprFilterWidget(Container):
+    """Filter and segment an APR layer natively, with a live preview of the current plane."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._layer = ComboBox(label="APR layer", choices=self._apr_layers)
+        self._filter = ComboBox(label="filter", choices=FILTER_CHOICES, value="gaussian")
+        self._sigma = FloatSpinBox(value=1.0, min=0.3, max=3.0, step=0.1, label="sigma (px)")
+        self._size = SpinBox(value=0, min=0, max=7, step=1, label="stencil size (0: auto)")
+        self._device = ComboBox(label="device", choices=("cpu", "cuda", "auto"), value="cpu")
+        self._threshold = ComboBox(label="threshold", choices=THRESHOLD_CHOICES, value="otsu")
+        self._value = FloatSpinBox(value=0.0, min=-1e9, max=1e9, label="threshold value")
+        self._smooth = FloatSpinBox(value=0.0, min=0.0, max=3.0, step=0.5, label="smooth before threshold")
+        self._min_size = FloatSpinBox(value=4.0, min=0.0, max=1e9, label="min object size (px)")
+        self._preview = CheckBox(value=False, text="live preview on the current slice")
+        self._stats = Label(value="")
+        self._run = PushButton(text="Run")
+        self.extend([self._layer, self._filter, self._sigma, self._size, self._device, self._threshold,
+                     self._value, self._smooth, self._min_size, self._preview, self._stats, self._run])
+        self._cache_key = None
+        self._cache = None
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(300)
+        self._timer.timeout.connect(self.update_preview)
+        for w in (self._layer, self._filter, self._sigma, self._size, self._device, self._threshold, self._value,
+                  self._smooth, self._min_size, self._preview):
+            w.changed.connect(self._schedule_preview)
+        self._run.changed.connect(self.run)
+        # follow the viewer: layer list changes refresh the choices, moving the slider refreshes the preview
+        layer_events = napari_viewer.layers.events
+        self._viewer_events = [(getattr(layer_events, n), self._layer.reset_choices) for n in ("inserted", "removed")]
+        self._viewer_events.append((napari_viewer.dims.events.current_step, self._schedule_preview))
+        for event, callback in self._viewer_events:
+            event.connect(callback)
+        self.native.destroyed.connect(self._unfollow_viewer)
+
+    def _unfollow_viewer(self, *_):
+        self._timer.stop()
+        while self._viewer_events:
+            event, callback = self._viewer_events.pop()
+            event.disconnect(callback)
+
+    def _apr_layers(self, _widget=None):
+        from napari.layers import Image
+
+        out = []
+        for lay in self._viewer.layers:
+            data = lay.data[0] if isinstance(lay, Image) and lay.multiscale else getattr(lay, "data", None)
+            if isinstance(lay, Image) and (hasattr(data, "_src") or hasattr(data, "_frame")):
+                out.append((lay.name, lay))
+        return out
+
+    def params(self) -> dict:
+        """The parameters set in the widget (see :func:`run_filter_segment`)."""
+        return {"filter": self._filter.value, "sigma": self._sigma.value, "size": self._size.value,
+                "device": self._device.value, "threshold": self._threshold.value, "value": self._value.value,
+                "smooth": self._smooth.value, "min_size": self._min_size.value}
+
+    def _position(self, layer):
+        """``(frame, z)`` of the current viewer position in the layer's data."""
+        point = np.round(layer.world_to_data(self._viewer.dims.point)).astype(int)
+        spatial = 3 if layer.ndim - (1 if self._is_movie(layer) else 0) == 3 else 2
+        lead = list(point[: layer.ndim - 2]) if len(point) >= layer.ndim else [0] * (layer.ndim - 2)
+        frame = int(lead[0]) if self._is_movie(layer) else 0
+        z = int(lead[-1]) if spatial == 3 else 0
+        return frame, z
+
+    @staticmethod
+    def _is_movie(layer) -> bool:
+        data = layer.data[0] if layer.multiscale else layer.data
+        return hasattr(data, "_frame")
+
+    def _compute(self, layer, frame):
+        key = (layer.name, frame, tuple(sorted(self.params().items())))
+        if key != self._cache_key:
+            self._cache = run_filter_segment(apr_image_of_layer(layer, frame), self.params())
+            self._cache_key = key
+        return self._cache
+
+    def _schedule_preview(self, *_):
+        if self._preview.value:
+            self._timer.start()
+
+    # ------------------------------------------------------------------------------------------
+    def update_preview(self) -> None:
+        """Show the current plane of the filtered values and of the objects."""
+        layer = self._layer.value
+        if layer is None:
+            return
+        try:
+            frame, z = self._position(layer)
+            res = self._compute(layer, frame)
+            grid = res["grid"]
+            z = int(np.clip(z, 0, grid.shape[0] - 1))
+            img = grid.plane(res["filtered"], z)
+            lab = grid.plane(res["labels"], z)
+        except DynfitError as exc:
+            self._stats.value = f"error: {exc}"
+            return
+        scale, translate = list(layer.scale)[-2:], list(layer.translate)[-2:]
+        if PREVIEW in self._viewer.layers:
+            self._viewer.layers[PREVIEW].data = img
+        else:
+            self._viewer.add_image(img, name=PREVIEW, scale=scale, translate=translate, colormap="magma")
+        if PREVIEW_MASK in self._viewer.layers:
+            self._viewer.layers[PREVIEW_MASK].data = lab
+        else:
+            self._viewer.add_labels(lab, name=PREVIEW_MASK, scale=scale, translate=translate, opacity=0.4)
+        self._stats.value = self._summary(res)
+
+    @staticmethod
+    def _summary(res) -> str:
+        thr = res["threshold"]
+        return (f"{len(res['table'])} objects" + (f", threshold {thr:.4g}" if thr is not None else "")
+                + f"; {res['grid'].n_particles} particles")
+
+    def run(self) -> None:
+        """Filter and segment the current frame; add lazy Labels and Points layers."""
+        from ..apr import AprImage
+        from ..apr.convert import _pyapr
+        from ..apr.lazy import LazyAprArray
+
+        layer = self._layer.value
+        if layer is None:
+            self._stats.value = "select an APR layer first"
+            return
+        frame, _ = self._position(layer)
+        try:
+            image = apr_image_of_layer(layer, frame)
+            res = self._compute(layer, frame)
+        except DynfitError as exc:
+            self._stats.value = f"error: {exc}"
+            return
+        labels = res["labels"]
+        if labels.max() > 65535:
+            self._stats.value = "more than 65535 objects: raise the threshold or the minimum size"
+            return
+        pyapr = _pyapr()
+        lab_image = AprImage(apr=image.apr, parts=pyapr.ShortParticles(labels.astype(np.uint16)),
+                             ndim=image.ndim, spacing=image.spacing)
+        lazy = LazyAprArray(lab_image)
+        spatial_scale = list(layer.scale)[-image.ndim:]
+        name = f"{layer.name} objects"
+        self._viewer.add_labels(lazy, name=name, scale=spatial_scale)
+        table = res["table"]
+        cols = [c for c in ("z", "y", "x") if c in table.columns]
+        self._viewer.add_points(table[cols].to_numpy(), name=f"{name} centroids", scale=spatial_scale,
+                                features=table, size=3, face_color="cyan")
+        self._stats.value = self._summary(res)
