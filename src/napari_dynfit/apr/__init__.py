@@ -5,11 +5,13 @@
   :func:`read_apr_movie` (``.aprmovie`` folders); :func:`apr_info` reads only the header.
 * :func:`open_lazy` / :class:`LazyAprArray` / :func:`lazy_multiscale`: pixel views reconstructed
   on demand, at any resolution (napari multiscale layers).
+* :class:`AprGrid`: the access structure as numpy arrays, for the native kernels.
 """
 
 from .convert import AprImage, AprMovie, labels_to_apr, to_apr
+from .grid import AprGrid
 from .io import apr_info, read_apr, read_apr_movie, write_apr, write_apr_movie
 from .lazy import LazyAprArray, LazyAprMovie, lazy_multiscale, open_lazy
 
-__all__ = ["AprImage", "AprMovie", "labels_to_apr", "to_apr", "apr_info", "read_apr", "read_apr_movie", "write_apr",
+__all__ = ["AprGrid", "AprImage", "AprMovie", "labels_to_apr", "to_apr", "apr_info", "read_apr", "read_apr_movie", "write_apr",
            "write_apr_movie", "LazyAprArray", "LazyAprMovie", "lazy_multiscale", "open_lazy"]
