@@ -33,7 +33,7 @@ class BalanceWidget(Container):
         self._equation = ComboBox(label="equation", choices=self._equations)
         self._clusters = SpinBox(value=0, min=0, max=30, label="clusters (0: BIC)")
         self._tol = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.01, label="dropped-term tolerance")
-        self._quiet = FloatSpinBox(value=0.02, min=0.0, max=1.0, step=0.01, label="quiet fraction")
+        self._quiet = FloatSpinBox(value=0.2, min=0.0, max=1.0, step=0.01, label="quiet fraction")
         self._seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
         self._run = PushButton(text="Find balances")
         self._stop = PushButton(text="Stop", enabled=False)

@@ -54,8 +54,8 @@ def register(sub) -> None:
     p.add_argument("--max-clusters", type=int, default=8, help="largest number tried by BIC (default 8)")
     p.add_argument("--max-samples", type=int, default=20000, help="points used to fit the mixture (default 20000)")
     p.add_argument("--tol", type=float, default=0.15, help="largest dropped-term residual (default 0.15)")
-    p.add_argument("--quiet", type=float, default=0.02,
-                   help="clusters with all terms below this fraction of the largest are 'no dynamics' (default 0.02)")
+    p.add_argument("--quiet", type=float, default=0.2,
+                   help="clusters with all terms below this fraction of the largest are 'no dynamics' (default 0.2)")
     p.add_argument("--plot", action="store_true", help="also write OUTDIR/equation_space.png")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd)

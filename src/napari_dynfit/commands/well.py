@@ -1,4 +1,5 @@
-"""``dynfit well-info`` (what a Well file holds) and ``dynfit well-example`` (write an ``active_matter``-layout file)."""
+"""``dynfit well-info`` (what a Well file holds), ``dynfit well-export`` (one trajectory -> fields store) and
+``dynfit well-example`` (write an ``active_matter``-layout file)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,26 @@ def _example(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..io.well import read_well
+
+    fields = None if not args.fields else [f for f in args.fields.split(",") if f]
+    bundle = read_well(args.file, trajectory=args.trajectory, t_start=args.t_start, t_stop=args.t_stop,
+                       t_step=args.t_step, fields=fields)
+    out = Path(args.output)
+    if out.suffix.lower() == ".npz":
+        bundle.to_npz(out)
+    elif out.suffix.lower() == ".zarr":
+        bundle.to_zarr(out)
+    else:
+        raise InputError(f"output '{out}' must end in .zarr or .npz")
+    print(f"{out}: fields {list(bundle.fields)} on a grid {bundle.shape} (t, {', '.join(bundle.space_axes)})")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("well-info", help="describe a The Well HDF5 file (fields, grid, boundaries)",
                        description="Print the metadata of a The Well HDF5 file: fields by tensor order, grid, "
@@ -35,6 +56,18 @@ def register(sub) -> None:
     p.add_argument("file", help="The Well .hdf5/.h5 file")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("well-export", help="one trajectory (a time window) of a Well file -> fields .zarr/.npz",
+                       description="Read one trajectory of a The Well file (optionally a frame window and a subset "
+                                   "of fields) and write it as a dynfit fields store, axes (t, [z,] y, x).")
+    p.add_argument("file", help="The Well .hdf5/.h5 file")
+    p.add_argument("-o", "--output", required=True, help="FIELDS.zarr or FIELDS.npz")
+    p.add_argument("--fields", default=None, help="comma-separated field names (default all)")
+    p.add_argument("--trajectory", type=int, default=0, help="trajectory index (default 0)")
+    p.add_argument("--t-start", type=int, default=0, help="first frame (default 0)")
+    p.add_argument("--t-stop", type=int, default=None, help="stop frame, exclusive (default: last)")
+    p.add_argument("--t-step", type=int, default=1, help="frame step (default 1)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("well-example", help="write a synthetic file in The Well's active_matter layout",
                        description="Write an active_matter-layout Well file (concentration, velocity, D, E on a "

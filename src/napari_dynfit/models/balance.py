@@ -257,7 +257,7 @@ def _active_terms(values: np.ndarray, global_scale: float, tol: float, quiet: fl
 
 
 def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_clusters: int = 8,
-                  max_samples: int = 20000, tol: float = 0.15, quiet: float = 0.02, n_alphas: int = 12,
+                  max_samples: int = 20000, tol: float = 0.15, quiet: float = 0.2, n_alphas: int = 12,
                   n_scatter: int = 5000, seed: int = 0) -> BalanceResult:
     """Cluster equation space and find the active terms of every region.
 
@@ -274,8 +274,9 @@ def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_cl
     tol : float
         Largest dropped-term residual accepted when sparsifying a cluster's active set.
     quiet : float
-        A cluster whose largest term (RMS) is below ``quiet`` times the largest term of the whole
-        domain has no active terms.
+        A cluster whose largest term (RMS over the cluster) is below ``quiet`` times the largest
+        term (RMS over the whole domain) has no active terms: the default 0.2 calls "no dynamics"
+        what is five times weaker than the typical dynamics.
     n_alphas : int
         Penalties on the sparse-PCA path.
     n_scatter : int
