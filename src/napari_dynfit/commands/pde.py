@@ -13,14 +13,10 @@ from ..errors import InputError
 
 
 def load_fields(path, *, periodic=None):
-    """Fields from ``.zarr``/``.npz`` (FieldBundle) or a PDE-FIND ``.mat`` file."""
-    from ..fields import FieldBundle
-    from ..fields.matfile import read_pdefind_mat
+    """Fields from any file :func:`napari_dynfit.io.well.load_fields` reads, optionally overriding periodicity."""
+    from ..io.well import load_fields as _load
 
-    p = Path(path)
-    if p.suffix.lower() == ".mat":
-        return read_pdefind_mat(p, periodic=True if periodic is None else periodic)
-    b = FieldBundle.load(p)
+    b = _load(path)
     if periodic is not None:
         b.periodic = (bool(periodic),) * b.ndim
     return b

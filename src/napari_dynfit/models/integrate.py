@@ -190,6 +190,47 @@ class _System:
         return self.impose_boundary(new, t + h)
 
 
+def iter_integrate(model: dict, observed: FieldBundle, *, start: int = 0, stop: int | None = None,
+                   substeps: int = 8, max_substeps: int = 1024, boundary_width: int = 3):
+    """Integrate frame by frame; yields ``(frame index, {field: array})`` starting with frame ``start``.
+
+    Same parameters as :func:`integrate_model` (which collects this generator into a bundle); the
+    napari widget uses it to show the simulated fields while they are computed.
+    """
+    model = validate_model(model)
+    nt = observed.shape[0]
+    stop = nt if stop is None else min(stop, nt)
+    if not 0 <= start < stop:
+        raise InputError(f"start frame {start} must be before stop frame {stop} (of {nt})")
+    spectral = all(observed.periodic)
+    system = _System(model, observed, spectral, boundary_width)
+    state = {f: np.array(observed[f][start], dtype=float) for f in system.eqs}
+    scale = {f: max(float(np.abs(observed[f]).max()), 1e-12) for f in state}
+    times = observed.coords["t"]
+    yield start, {f: v.copy() for f, v in state.items()}
+    m = substeps
+    for i in progress_iter(range(start, stop - 1), desc="integrating model"):
+        t0, t1 = times[i], times[i + 1]
+        while True:
+            h = (t1 - t0) / m
+            s = {f: v.copy() for f, v in state.items()}
+            ok = True
+            with np.errstate(all="ignore"):
+                for j in range(m):
+                    s = system.step_spectral(s, t0 + j * h, h) if spectral else system.step_finite(s, t0 + j * h, h)
+                    if not all(np.isfinite(v).all() and np.abs(v).max() < 1e3 * scale[f] for f, v in s.items()):
+                        ok = False
+                        break
+            if ok:
+                break
+            m *= 2
+            if m > max_substeps:
+                raise InputError(f"the model blows up between t={t0:g} and t={t1:g} even with {max_substeps} "
+                                 "steps per frame: it is probably unstable (check the learned terms)")
+        state = s
+        yield i + 1, {f: v.copy() for f, v in state.items()}
+
+
 def integrate_model(model: dict, observed: FieldBundle, *, start: int = 0, stop: int | None = None,
                     substeps: int = 8, max_substeps: int = 1024, boundary_width: int = 3) -> FieldBundle:
     """Integrate a model forward from frame ``start`` of ``observed`` to the frames up to ``stop``.
@@ -215,41 +256,15 @@ def integrate_model(model: dict, observed: FieldBundle, *, start: int = 0, stop:
     FieldBundle
         The simulated fields on the observed grid at the frames ``start .. stop - 1``.
     """
-    model = validate_model(model)
-    nt = observed.shape[0]
-    stop = nt if stop is None else min(stop, nt)
-    if not 0 <= start < stop:
-        raise InputError(f"start frame {start} must be before stop frame {stop} (of {nt})")
-    spectral = all(observed.periodic)
-    system = _System(model, observed, spectral, boundary_width)
-    state = {f: np.array(observed[f][start], dtype=float) for f in system.eqs}
-    scale = {f: max(float(np.abs(observed[f]).max()), 1e-12) for f in state}
-    times = observed.coords["t"]
-    out = {f: [state[f].copy()] for f in state}
-    m = substeps
-    for i in progress_iter(range(start, stop - 1), desc="integrating model"):
-        t0, t1 = times[i], times[i + 1]
-        while True:
-            h = (t1 - t0) / m
-            s = {f: v.copy() for f, v in state.items()}
-            ok = True
-            with np.errstate(all="ignore"):
-                for j in range(m):
-                    s = system.step_spectral(s, t0 + j * h, h) if spectral else system.step_finite(s, t0 + j * h, h)
-                    if not all(np.isfinite(v).all() and np.abs(v).max() < 1e3 * scale[f] for f, v in s.items()):
-                        ok = False
-                        break
-            if ok:
-                break
-            m *= 2
-            if m > max_substeps:
-                raise InputError(f"the model blows up between t={t0:g} and t={t1:g} even with {max_substeps} "
-                                 "steps per frame: it is probably unstable (check the learned terms)")
-        state = s
-        for f in state:
-            out[f].append(state[f].copy())
+    out: dict[str, list] = {}
+    frames = []
+    for i, state in iter_integrate(model, observed, start=start, stop=stop, substeps=substeps,
+                                   max_substeps=max_substeps, boundary_width=boundary_width):
+        frames.append(i)
+        for f, v in state.items():
+            out.setdefault(f, []).append(v)
     coords = dict(observed.coords)
-    coords["t"] = times[start:stop]
+    coords["t"] = observed.coords["t"][frames]
     return FieldBundle({f: np.stack(v) for f, v in out.items()}, coords, periodic=observed.periodic,
                        attrs={"simulated_from": "model", "start_frame": start})
 

@@ -119,3 +119,16 @@ def format_equation(lhs: str, terms: dict[str, float], digits: int = 4) -> str:
 def format_model(model: dict, digits: int = 4) -> str:
     """All equations of a model, one per line."""
     return "\n".join(format_equation(lhs, terms, digits) for lhs, terms in model["equations"].items())
+
+
+def equation_latex(lhs: str, terms: dict[str, float], digits: int = 3) -> str:
+    """Mathtext of one equation, e.g. ``$u_{t} = -1\\,u\\,u_{x} + 0.1\\,u_{xx}$``."""
+    from .terms import term_latex
+
+    parts = []
+    for i, (name, c) in enumerate(terms.items()):
+        sign = "-" if c < 0 else ("+" if i else "")
+        mag = f"{abs(c):.{digits}g}"
+        body = mag if name == "1" else f"{mag}\\,{term_latex(name)}"
+        parts.append(f"{sign} {body}" if i else f"{sign}{body}")
+    return f"${term_latex(lhs)} = {' '.join(parts) if parts else '0'}$"

@@ -535,3 +535,43 @@ def term_kind(name, field_kinds: dict[str, str]) -> str:
         return "vector" if "vector" in kinds else "scalar"
 
     return kind(parse_term(name))
+
+
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "kappa", "lambda", "mu", "nu",
+          "xi", "pi", "rho", "sigma", "tau", "phi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Phi", "Psi",
+          "Omega"}
+
+
+def term_latex(name) -> str:
+    """LaTeX (matplotlib mathtext) for a term: ``"u*u_x"`` -> ``u\\,u_{x}``, ``"lap(rho)"`` -> ``\\nabla^2 \\rho``."""
+
+    def sym(f):
+        return "\\" + f if f in _GREEK else f
+
+    def tex(node) -> str:
+        if isinstance(node, One):
+            return "1"
+        if isinstance(node, Field):
+            return sym(node.field) + ("_{" + "".join(node.derivs) + "}" if node.derivs else "")
+        if isinstance(node, Op):
+            arg = tex(node.arg)
+            if not isinstance(node.arg, (Field, One)):
+                arg = f"({arg})"
+            return {"grad": "\\nabla ", "div": "\\nabla\\cdot ", "lap": "\\nabla^2 ", "dev": "\\delta "}[node.op] + arg
+        if isinstance(node, Deriv):
+            return "\\partial_{" + "".join(node.derivs) + "}(" + tex(node.arg) + ")"
+        if isinstance(node, Norm):
+            return f"|{tex(node.arg)}|^{{{node.power}}}"
+        if isinstance(node, Dot):
+            if isinstance(node.right, Op) and node.right.op == "grad":
+                right = tex(node.right.arg)
+                return f"({tex(node.left)}\\cdot\\nabla) {right}"
+            return f"{tex(node.left)}\\cdot {tex(node.right)}"
+        if isinstance(node, Power):
+            base = tex(node.base)
+            if isinstance(node.base, (Product, Power, Dot, Op)) or (isinstance(node.base, Field) and node.base.derivs):
+                base = f"({base})"
+            return f"{base}^{{{node.power}}}"
+        return "\\,".join(tex(f) for f in node.factors)
+
+    return tex(parse_term(name))

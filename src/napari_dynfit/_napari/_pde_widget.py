@@ -1,0 +1,213 @@
+"""Dock widget "PDE discovery": stability paths, the learned equations and observed vs simulated fields.
+
+Choose a fields file (``.zarr``/``.npz`` bundles, The Well ``.hdf5``, PDE-FIND ``.mat``; a file a
+layer was read from is proposed) and the options, then press "Discover". In a ``thread_worker`` the
+widget fits the model (stability selection), draws the stability paths and the rendered
+equations, and then integrates the learned model forward from the first frame: the simulated
+fields appear frame by frame as "model: <field>" layers over the "observed: <field>" layers.
+The model JSON can be saved with "Save model".
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+
+from .._progress import progress_context
+from ..errors import Cancelled, DynfitError
+
+
+class PDEWidget(Container):
+    """Learn a sparse PDE from fields and compare the model's forecast with the observations."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._fields = FileEdit(mode="r", label="fields file", value=self._layer_source() or "")
+        self._derivative = ComboBox(choices=["weak", "finite", "spectral"], value="weak", label="derivatives")
+        self._stochastic = CheckBox(value=False, text="particle (intrinsic) noise: Ito form")
+        self._solver = ComboBox(choices=["iht", "stridge"], value="iht", label="solver")
+        self._pi_th = FloatSpinBox(value=0.8, min=0.5, max=1.0, step=0.05, label="pi_th")
+        self._max_power = SpinBox(value=2, min=0, max=5, label="max power")
+        self._max_derivative = SpinBox(value=3, min=0, max=6, label="max derivative")
+        self._seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
+        self._run = PushButton(text="Discover")
+        self._stop = PushButton(text="Stop", enabled=False)
+        self._save = FileEdit(mode="w", filter="*.json", label="save model to", value="")
+        self._save_button = PushButton(text="Save model", enabled=False)
+        self._status = Label(value="")
+        self.extend([self._fields, self._derivative, self._stochastic, self._solver, self._pi_th, self._max_power,
+                     self._max_derivative, self._seed, self._run, self._stop, self._save, self._save_button,
+                     self._status])
+        self._figure, self._canvas = self._make_canvas()
+        self.native.layout().addWidget(self._canvas)
+        self._cancel_event = threading.Event()
+        self._worker = None
+        self.model = None
+        self.bundle = None
+        self._run.changed.connect(self.run)
+        self._stop.changed.connect(self.stop)
+        self._save_button.changed.connect(self.save)
+
+    # --- set-up -----------------------------------------------------------------------------
+    def _layer_source(self):
+        for lay in self._viewer.layers:
+            src = (getattr(lay, "metadata", None) or {}).get("source")
+            if src and Path(src).suffix.lower() in (".zarr", ".npz", ".mat", ".hdf5", ".h5") and Path(src).exists():
+                return src
+        return None
+
+    @staticmethod
+    def _make_canvas():
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 4.5))
+        canvas = FigureCanvasQTAgg(fig)
+        canvas.setMinimumHeight(380)
+        return fig, canvas
+
+    def _equations(self, bundle):
+        from ..models.library import polynomial_library
+        from ..models.pde import default_equations
+
+        eqs = default_equations(bundle)
+        if bundle.kinds.get("rho") == "scalar" and bundle.kinds.get("p") == "vector":
+            return eqs
+        scalars = [n for n, k in bundle.kinds.items() if k == "scalar"]
+        lib = polynomial_library(scalars, axes=bundle.space_axes, max_power=self._max_power.value,
+                                 max_derivative=self._max_derivative.value)
+        return {lhs: lib for lhs in eqs}
+
+    # --- running ----------------------------------------------------------------------------
+    def compute(self):
+        """Generator run in the worker: yields ``("model", bundle, model)`` then ``("frame", i, state)``."""
+        from ..io.well import load_fields
+        from ..models.integrate import iter_integrate
+        from ..models.pde import discover_pde
+
+        value = self._fields.value
+        if not value or str(value) in ("", ".") or not Path(value).exists():
+            raise DynfitError("choose a fields file (.zarr, .npz, The Well .hdf5, PDE-FIND .mat)")
+        bundle = load_fields(self._fields.value)
+        with progress_context(None, self._cancel_event):
+            res = discover_pde(bundle, self._equations(bundle), derivative=self._derivative.value,
+                               solver=self._solver.value, pi_th=self._pi_th.value,
+                               stochastic=bool(self._stochastic.value), seed=self._seed.value)
+            yield "model", bundle, res.model
+            if not all(res.model["equations"].values()):
+                return
+            for i, state in iter_integrate(res.model, bundle):
+                yield "frame", i, state
+
+    def run(self, *_, block: bool = False) -> None:
+        """Discover and simulate; with ``block`` in the calling thread (tests, scripts)."""
+        self._cancel_event.clear()
+        if block:
+            try:
+                for item in self.compute():
+                    self._show(item)
+            except (DynfitError, Cancelled) as exc:
+                self._show_error(exc)
+            return
+        from napari.qt.threading import thread_worker
+
+        worker = thread_worker(self.compute, start_thread=False)()
+        worker.yielded.connect(self._show)
+        worker.errored.connect(self._show_error)
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        self._run.enabled, self._stop.enabled = False, True
+        self._status.value = "stability selection..."
+        worker.start()
+
+    def stop(self, *_) -> None:
+        """Cancel at the next progress step."""
+        self._cancel_event.set()
+
+    def save(self, *_) -> None:
+        """Write the learned model JSON to the chosen path."""
+        from ..models.model_json import write_model
+
+        if self.model is None or not self._save.value or str(self._save.value) in ("", "."):
+            self._status.value = "nothing to save: discover a model and choose a file"
+            return
+        path = write_model(self.model, self._save.value)
+        self._status.value = f"saved {path}"
+
+    def _finished(self) -> None:
+        self._run.enabled, self._stop.enabled = True, False
+        self._worker = None
+
+    # --- display ----------------------------------------------------------------------------
+    def _geometry(self):
+        b = self.bundle
+        scale = (b.dt,) + b.spacing
+        translate = tuple(float(b.coords[a][0]) for a in ("t",) + b.space_axes)
+        return scale, translate
+
+    @staticmethod
+    def _display(arr, ndim):
+        return arr if arr.ndim == ndim else np.linalg.norm(arr, axis=-1)
+
+    def _show(self, item) -> None:
+        kind = item[0]
+        if kind == "model":
+            _, bundle, model = item
+            self.bundle, self.model = bundle, model
+            self._draw_model(model)
+            scale, translate = self._geometry()
+            for f in model["equations"]:
+                field = f[:-2]
+                name = f"observed: {field}"
+                data = self._display(bundle[field], 1 + bundle.ndim)
+                if name in self._viewer.layers:
+                    self._viewer.layers[name].data = data
+                else:
+                    self._viewer.add_image(data, name=name, scale=scale, translate=translate, colormap="gray")
+            self._save_button.enabled = True
+            self._status.value = "integrating the model forward..."
+            return
+        _, i, state = item
+        scale, translate = self._geometry()
+        for field, arr in state.items():
+            name = f"model: {field}"
+            frame = self._display(arr, self.bundle.ndim)
+            if name not in self._viewer.layers:
+                stack = np.full((self.bundle.shape[0],) + frame.shape, np.nan)
+                obs = self._display(self.bundle[field], 1 + self.bundle.ndim)
+                self._viewer.add_image(stack, name=name, scale=scale, translate=translate, colormap="magenta",
+                                       blending="additive", contrast_limits=(float(obs.min()), float(obs.max())))
+            layer = self._viewer.layers[name]
+            data = layer.data
+            data[i] = frame
+            layer.data = data
+        self._status.value = f"simulated frame {i + 1} of {self.bundle.shape[0]}"
+
+    def _draw_model(self, model) -> None:
+        from ..models.model_json import equation_latex
+        from ..models.pde_plots import plot_stability_paths
+
+        fig = self._figure
+        fig.clear()
+        eqs = list(model["equations"])
+        top = fig.add_axes([0.02, 0.78, 0.96, 0.2])
+        top.axis("off")
+        for k, lhs in enumerate(eqs):
+            top.text(0.0, 1.0 - (k + 0.5) / max(len(eqs), 1), equation_latex(lhs, model["equations"][lhs]),
+                     fontsize=10, va="center")
+        axes = [fig.add_axes([0.1 + k * 0.9 / len(eqs), 0.1, 0.9 / len(eqs) - 0.08, 0.6]) for k in range(len(eqs))]
+        plot_stability_paths(model, axes=axes)
+        self._canvas.draw_idle()
+
+    def _show_error(self, exc) -> None:
+        from napari.utils.notifications import show_error
+
+        if isinstance(exc, Cancelled):
+            self._status.value = "stopped"
+            return
+        self._status.value = f"error: {exc}"
+        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,145 @@
+"""The issue's figures for probability flow inference, as functions (used by ``dynfit bench pfi``,
+``benchmarks/bench_pfi.py``, the slow tests and the demo stage).
+
+Cases (all with the convention ``dX = f(X) dt + sqrt(2 D) dW``):
+
+* ``ou2`` / ``ou10``: OU snapshots ``dX = -B X dt + sqrt(2 D) dW`` (``D = 0.5``, 5 snapshots at
+  ``t = 0, 0.4, ..., 1.6`` of 2000 samples, initial ``N(1 (2D: 2), 0.1 I)``); the fitted linear drift ``A`` should
+  approach ``-B``; the figure is ``|A + B| / |B|`` (Frobenius).
+* ``bistable``: :func:`~napari_dynfit.sim.snapshots.simulate_bistable_growth` (``d = 10``, ``sigma = 0.5``, division
+  rate ``2.5 (1 + tanh(2 x0))``, 5 times in ``[0, 1]``), fitted with an MLP drift by balanced PFI and by unbalanced
+  PFI (growth learned). Figures: the path energy distance between 500 paths of the learned and of the true
+  single-cell SDE from the same starting cells (positions at the 5 times, :func:`~.evaluate.path_energy_distance`)
+  and the Pearson correlation of fate probabilities ``P(x0(1) > 0 | X(0))`` of 200 starting cells (50 paths each).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ...sim.snapshots import bistable_drift, simulate_bistable_growth, simulate_ou_snapshots
+from .evaluate import drift_matrix_error, fate_probabilities, path_energy_distance, simulate_sde
+from .io import snapshots_from_table
+from .pfi import fit_flow
+from .score import fit_score
+
+OU_TIMES = np.linspace(0.0, 1.6, 5)
+BISTABLE_TIMES = np.linspace(0.0, 1.0, 5)
+
+
+def ou_matrix(d: int, seed: int = 0) -> np.ndarray:
+    """The relaxation matrix ``B`` of the OU cases: a fixed non-symmetric 2x2, or a random stable ``d x d``."""
+    if d == 2:
+        return np.array([[1.0, 1.5], [-1.0, 0.5]])
+    rng = np.random.default_rng(seed)
+    S = rng.normal(size=(d, d)) * 0.4
+    return np.eye(d) + (S - S.T) / 2 + 0.15 * rng.normal(size=(d, d))
+
+
+def run_ou(d: int = 2, *, n_samples: int = 2000, score_steps: int = 2000, flow_steps: int = 300,
+           device: str = "auto", seed: int = 0) -> dict:
+    """Fit a linear drift to OU snapshots; returns the error ``|A + B| / |B|`` and the runtimes (s)."""
+    B = ou_matrix(d, seed)
+    m0 = np.full(d, 2.0 if d == 2 else 1.0)
+    table = simulate_ou_snapshots(B, 0.5, OU_TIMES, n_samples, mean0=m0, cov0=0.1 * np.eye(d), seed=seed + 1)
+    snaps = snapshots_from_table(table)
+    t0 = time.perf_counter()
+    score = fit_score(snaps, steps=score_steps, device=device, seed=seed)
+    t1 = time.perf_counter()
+    model = fit_flow(snaps, 0.5, score=score, model="linear", steps=flow_steps, device=device, seed=seed)
+    t2 = time.perf_counter()
+    return {"dim": d, "n_samples": n_samples, "rel_error_A_plus_B": drift_matrix_error(model.A, -B),
+            "b_norm": float(np.linalg.norm(model.b)), "score_s": t1 - t0, "flow_s": t2 - t1,
+            "A": model.A.tolist(), "B": B.tolist()}
+
+
+def run_bistable(*, n_samples: int = 2000, dim: int = 10, score_steps: int = 2000, flow_steps: int = 300,
+                 n_eval: int = 500, n_fate: int = 200, device: str = "auto", seed: int = 0) -> dict:
+    """Balanced vs unbalanced PFI on the bistable system with growth; returns the figures and runtimes (s)."""
+    sigma = 0.5
+    D = sigma**2 / 2
+    snaps = snapshots_from_table(simulate_bistable_growth(n_samples, dim=dim, sigma=sigma, times=BISTABLE_TIMES,
+                                                          seed=seed))
+    t0 = time.perf_counter()
+    score = fit_score(snaps, steps=score_steps, device=device, seed=seed)
+    out = {"dim": dim, "n_samples": n_samples, "masses": snaps.masses.tolist(), "score_s": time.perf_counter() - t0}
+    rng = np.random.default_rng(seed + 7)
+    x_eval = snaps.samples[0][rng.choice(len(snaps.samples[0]), n_eval, replace=n_eval > len(snaps.samples[0]))]
+    true_paths = simulate_sde(bistable_drift, D, x_eval, BISTABLE_TIMES, seed=seed + 11)
+    ref_paths = simulate_sde(bistable_drift, D, x_eval, BISTABLE_TIMES, seed=seed + 12)
+    out["path_energy_true_vs_true"] = path_energy_distance(true_paths, ref_paths)
+    x_fate = x_eval[:n_fate]
+
+    def right(x):
+        return x[:, 0] > 0
+
+    p_true = fate_probabilities(bistable_drift, D, x_fate, BISTABLE_TIMES[-1], right, seed=seed + 13)
+    for name, growth in (("balanced", False), ("unbalanced", True)):
+        t1 = time.perf_counter()
+        model = fit_flow(snaps, D, score=score, model="mlp", growth=growth, steps=flow_steps, device=device,
+                         seed=seed)
+        fit_s = time.perf_counter() - t1
+        paths = simulate_sde(model.drift, D, x_eval, BISTABLE_TIMES, seed=seed + 21)
+        p_hat = fate_probabilities(model.drift, D, x_fate, BISTABLE_TIMES[-1], right, seed=seed + 23)
+        out[name] = {"path_energy_distance": path_energy_distance(paths, true_paths),
+                     "fate_correlation": float(np.corrcoef(p_hat, p_true)[0, 1]),
+                     "fate_mean_true": float(p_true.mean()), "fate_mean_learned": float(p_hat.mean()),
+                     "flow_s": fit_s}
+        if growth:
+            xs = np.zeros((2, dim))
+            xs[:, 0] = (-1.0, 1.0)
+            out[name]["growth_at_wells"] = model.growth(xs).tolist()
+    return out
+
+
+def run_benchmarks(case: str = "all", *, quick: bool = False, device: str = "auto", seed: int = 0) -> dict:
+    """The figures of the chosen case(s) as a JSON-ready dict (``quick``: small sizes, seconds)."""
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    sizes = dict(n_samples=300, score_steps=300, flow_steps=40) if quick else {}
+    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    result: dict = {"device": dev, "torch_threads": torch.get_num_threads()}
+    if case in ("ou2", "all"):
+        result["ou2"] = run_ou(2, device=dev, seed=seed, **sizes)
+    if case in ("ou10", "all"):
+        result["ou10"] = run_ou(10, device=dev, seed=seed, **sizes)
+    if case in ("bistable", "all"):
+        extra = dict(n_eval=100, n_fate=40) if quick else {}
+        result["bistable"] = run_bistable(device=dev, seed=seed, **sizes, **extra)
+    return result
+
+
+def demo_flow(ctx) -> None:
+    """``dynfit demo`` stage: OU snapshots -> linear PFI; the fitted drift matrix against the truth."""
+    import matplotlib.pyplot as plt
+
+    from .layers import drift_vectors
+
+    sizes = dict(n_samples=300, score_steps=200, flow_steps=40) if ctx.quick else dict(score_steps=1500,
+                                                                                       flow_steps=200)
+    d = 2
+    B = ou_matrix(d)
+    table = simulate_ou_snapshots(B, 0.5, OU_TIMES, sizes.get("n_samples", 2000), mean0=np.full(d, 2.0),
+                                  cov0=0.1 * np.eye(d), seed=ctx.seed + 1)
+    snaps = snapshots_from_table(table)
+    score = fit_score(snaps, steps=sizes["score_steps"], device="cpu", seed=ctx.seed)
+    model = fit_flow(snaps, 0.5, score=score, model="linear", steps=sizes["flow_steps"], device="cpu",
+                     seed=ctx.seed)
+    model.save(ctx.out_dir / "flow")
+    ctx.artefacts["flow_model"] = model.to_dict()
+    err = drift_matrix_error(model.A, -B)
+    ctx.report.add_text("Untracked snapshots (5 times) of dX = -B X dt + sqrt(2 D) dW, D = 0.5, fitted by probability "
+                        "flow inference with a linear drift f(x) = A x + b; A should approach -B.")
+    ctx.report.add_equation(f"A = {np.array2string(model.A, precision=3)}\n-B = {np.array2string(-B, precision=3)}"
+                            f"\n|A + B| / |B| = {err:.3f}")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for t, x in zip(snaps.times, snaps.samples):
+        ax.scatter(x[:, 1], x[:, 0], s=2, label=f"t = {t:g}")
+    vec = drift_vectors(model, snaps, n_grid=12, length=0.1)
+    ax.quiver(vec[:, 0, 1], vec[:, 0, 0], vec[:, 1, 1], vec[:, 1, 0], angles="xy", scale_units="xy", scale=1)
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x0")
+    ax.legend(markerscale=4)
+    ctx.report.add_figure(fig, "snapshots and the learned drift field (arrows: f(x) * 0.1)")
