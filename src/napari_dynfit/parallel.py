@@ -208,13 +208,29 @@ def _map(func, source, n, task, scheduler, n_workers, in_flight, desc) -> list:
         workers = _n_workers(n_workers)
         batch = in_flight or 2 * workers
         out = []
-        for start in progress_iter(range(0, n, batch), total=-(-n // batch), desc=desc):
-            calls = (task(i) for i in range(start, min(n, start + batch)))
-            tasks = [dask.delayed(fn, pure=False)(*a) for fn, a in calls]
-            out.extend(dask.compute(*tasks, scheduler=kind, num_workers=workers))
+        # one pool for all batches: Dask would otherwise start (and, for processes, spawn) a pool per call
+        with _pool(kind, workers) as pool:
+            for start in progress_iter(range(0, n, batch), total=-(-n // batch), desc=desc):
+                calls = (task(i) for i in range(start, min(n, start + batch)))
+                tasks = [dask.delayed(fn, pure=False)(*a) for fn, a in calls]
+                out.extend(dask.compute(*tasks, scheduler=kind, pool=pool))
         return out
     with get_client(scheduler, n_workers=n_workers) as client:
         return _map_distributed(client, task, n, in_flight, desc)
+
+
+def _pool(kind, workers):
+    """The executor Dask's local scheduler runs on (processes are started with Dask's configured context)."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if kind == "threads":
+        return ThreadPoolExecutor(workers)
+    import multiprocessing
+
+    import dask
+
+    context = multiprocessing.get_context(dask.config.get("multiprocessing.context", "spawn"))
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 def _map_distributed(client, task, n, in_flight, desc) -> list:
