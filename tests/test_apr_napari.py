@@ -46,6 +46,16 @@ def test_reader_opens_lazy_multiscale_and_browses(make_napari_viewer, tmp_path, 
     assert 0 in seen and len(seen) > 1, seen
     # the full-resolution level equals pyapr's reconstruction
     np.testing.assert_array_equal(layer.data[0][7, 100:180, 40:90], ref[7, 100:180, 40:90])
+    # display modes: the level map, lazily
+    from napari_dynfit._napari._apr_reader import set_apr_mode
+
+    set_apr_mode(layer, "level")
+    qtbot.wait(50)
+    lvl = layer.data_level
+    (_, y0, x0), (_, y1, x1) = layer.corner_pixels
+    zl = min(19 // 2 ** lvl, layer.data[lvl].shape[0] - 1)
+    assert layer.data[0].mode == "level" and _shown(layer).max() <= read_apr(path).apr.level_max()
+    np.testing.assert_array_equal(_shown(layer), layer.data[lvl][zl, y0:y1 + 1, x0:x1 + 1])
     # 3D view uses the coarsest level
     viewer.dims.ndisplay = 3
     assert layer.data_level == len(layer.data) - 1
@@ -131,3 +141,6 @@ def test_convert_widget_preview_and_convert(make_napari_viewer, tmp_path, rng, q
     layer = viewer.layers["vol (APR)"]
     assert layer.multiscale and layer.metadata["apr"]["particles"] == read_apr(tmp_path / "vol.apr").n_particles
     np.testing.assert_array_equal(layer.data[0][12], to_apr(vol, rel_error=1.0).reconstruct()[12])
+    viewer.layers.selection.active = layer
+    w._mode.value = "smooth"
+    assert layer.data[0].mode == "smooth" and layer.metadata["apr"]["mode"] == "smooth"

@@ -17,7 +17,8 @@ from qtpy.QtCore import QTimer
 
 from .._progress import progress_context
 from ..errors import Cancelled, DynfitError
-from ._apr_reader import apr_layers_from_result
+from ..apr.convert import MODES
+from ._apr_reader import apr_layers_from_result, is_apr_layer, set_apr_mode
 
 PREVIEW = "APR preview"
 PREVIEW_LEVELS = "APR preview levels"
@@ -90,9 +91,11 @@ class AprConvertWidget(Container):
         self._output = FileEdit(mode="w", filter="*.apr", label="save to (optional)", value="")
         self._run = PushButton(text="Convert")
         self._cancel = PushButton(text="Cancel", enabled=False)
+        self._mode = ComboBox(choices=MODES, value="constant", label="APR layer display",
+                              tooltip="reconstruction of the selected APR layer: constant, smooth or particle level")
         self.extend([self._layer, self._rel_error, self._ith, self._smoothing, self._auto, self._grad_th,
                      self._sigma_th, self._movie, self._slab, self._preview, self._stats, self._output,
-                     self._run, self._cancel])
+                     self._run, self._cancel, self._mode])
 
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -114,6 +117,7 @@ class AprConvertWidget(Container):
         self._movie.changed.connect(self._schedule_preview)
         self._run.changed.connect(self.convert)
         self._cancel.changed.connect(self._cancel_event.set)
+        self._mode.changed.connect(self.set_display_mode)
         self._viewer_events = ((napari_viewer.layers.events.inserted, self._layer.reset_choices),
                                (napari_viewer.layers.events.removed, self._layer.reset_choices),
                                (napari_viewer.dims.events.current_step, self._schedule_preview))
@@ -204,6 +208,12 @@ class AprConvertWidget(Container):
 
         self._stats.value = f"error: {exc}"
         show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
+
+    def set_display_mode(self, mode: str | None = None) -> None:
+        """Show the selected APR layer in ``mode`` (constant, smooth or level)."""
+        layer = self._viewer.layers.selection.active
+        if layer is not None and is_apr_layer(layer):
+            set_apr_mode(layer, mode or self._mode.value)
 
     # ------------------------------------------------------------------------------------------
     def _convert_job(self, data, is_movie, params, spacing, frame_interval, output):

@@ -68,6 +68,26 @@ def apr_layers(path, mode: str = "constant") -> list:
     return out
 
 
+def is_apr_layer(layer) -> bool:
+    """Whether ``layer`` shows lazy APR data (opened or converted by this plugin)."""
+    from ..apr import LazyAprArray, LazyAprMovie
+
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return isinstance(data, (LazyAprArray, LazyAprMovie))
+
+
+def set_apr_mode(layer, mode: str) -> None:
+    """Switch an APR layer between ``constant``, ``smooth`` and ``level`` reconstruction (stays lazy)."""
+    levels = [lv.with_mode(mode) for lv in layer.data]
+    lims = _contrast(levels)
+    layer.data = levels
+    layer.contrast_limits_range = lims
+    layer.contrast_limits = lims
+    layer.metadata.setdefault("apr", {})["mode"] = mode
+    if mode == "level":
+        layer.colormap = "turbo"
+
+
 def _read_apr(path):
     return apr_layers(_one_path(path))
 

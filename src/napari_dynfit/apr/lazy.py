@@ -291,6 +291,10 @@ class LazyAprArray(_LazyView):
         """The same APR at another resolution (shares the opened file)."""
         return LazyAprArray(None, level_delta, self.mode, _src=self._src)
 
+    def with_mode(self, mode: str) -> "LazyAprArray":
+        """The same APR and resolution in another reconstruction mode (shares the opened file)."""
+        return LazyAprArray(None, self.level_delta, mode, _src=self._src)
+
     def close(self) -> None:
         """Release the file handles (for file-backed arrays)."""
         self._src.close()
@@ -376,6 +380,12 @@ class LazyAprMovie(_LazyView):
     def with_level(self, level_delta: int) -> "LazyAprMovie":
         """The same movie at another resolution (shares the opened frames)."""
         return LazyAprMovie(self.frames, level_delta, self.mode, self.cache, _shared=self._open)
+
+    def with_mode(self, mode: str) -> "LazyAprMovie":
+        """The same movie and resolution in another reconstruction mode (shares the opened frames)."""
+        if mode not in MODES:
+            raise InputError(f"unknown reconstruction mode {mode!r}; use one of {', '.join(MODES)}")
+        return LazyAprMovie(self.frames, self.level_delta, mode, self.cache, _shared=self._open)
 
     def close(self) -> None:
         with self._lock:
