@@ -136,3 +136,21 @@ def test_balance_errors(tmp_path):
     model.write_text("{not json")
     assert main(["balance", str(model), BURGERS, "-o", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o" / "balances.json").exists()
+
+
+def test_demo_stage(tmp_path):
+    from napari_dynfit.commands.balance import DEMO_STAGE
+    from napari_dynfit.report import DemoContext, Report
+
+    order, title, func = DEMO_STAGE
+    assert order == 80
+    ctx = DemoContext(out_dir=tmp_path, report=Report("t"), quick=True)
+    ctx.run_stage(title, func)  # no fields/model yet: skipped cleanly
+    assert "Skipped" in ctx.report.to_html() and not (tmp_path / "balance").exists()
+    ctx.artefacts.update(fields=load_fields(BURGERS, t_stop=40), model=BURGERS_MODEL)
+    ctx.run_stage(title, func)
+    res = ctx.artefacts["balance"]
+    saved = json.loads((tmp_path / "balance" / "balances.json").read_text())
+    assert [b["terms"] for b in saved["balances"]] == [b.terms for b in res.balances]
+    assert np.load(tmp_path / "balance" / "regions.npy").shape == (40, 256)
+    assert "<table" in ctx.report.to_html()

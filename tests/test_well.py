@@ -256,3 +256,8 @@ def test_the_well_dataset_reads_our_file(tmp_path):
     assert (sample["boundary_conditions"].numpy() == 2).all()  # PERIODIC on both ends of both axes
     grid = sample["space_grid"].numpy()
     np.testing.assert_allclose(grid[3, 5], [b.coords["x"][3], b.coords["y"][5]], rtol=1e-6)
+
+
+def test_load_fields_periodic_override(am_file):
+    assert load_fields(am_file, fields=["concentration"], t_stop=1, periodic=False).periodic == (False, False)
+    assert load_fields(BURGERS, periodic=False).periodic == (False,)

@@ -391,7 +391,7 @@ def _read_field(dset, meta, n: int, grid: tuple[int, ...], traj: int, window: sl
 
 
 def load_fields(path, *, fields=None, trajectory: int = 0, t_start: int = 0, t_stop: int | None = None,
-                t_step: int = 1) -> FieldBundle:
+                t_step: int = 1, periodic: bool | None = None) -> FieldBundle:
     """Load fields from any supported file, dispatching on the suffix.
 
     Parameters
@@ -404,6 +404,8 @@ def load_fields(path, *, fields=None, trajectory: int = 0, t_start: int = 0, t_s
         Keep only these fields (default all).
     trajectory, t_start, t_stop, t_step : int
         Trajectory and frame window ``t_start:t_stop:t_step`` (applied to every format).
+    periodic : bool, optional
+        Override the periodicity of every spatial axis (default: the file's; ``.mat`` files periodic).
 
     Returns
     -------
@@ -413,25 +415,28 @@ def load_fields(path, *, fields=None, trajectory: int = 0, t_start: int = 0, t_s
     suffix = p.suffix.lower()
     names = None if fields is None else [s for s in fields]
     if suffix in WELL_SUFFIXES:
-        return read_well(p, trajectory=trajectory, t_start=t_start, t_stop=t_stop, t_step=t_step, fields=names)
-    if trajectory != 0:
-        raise InputError(f"'{p.name}' holds a single trajectory; drop the trajectory option")
-    if suffix == ".mat":
-        from ..fields.matfile import read_pdefind_mat
-
-        bundle = read_pdefind_mat(p)
+        bundle = read_well(p, trajectory=trajectory, t_start=t_start, t_stop=t_stop, t_step=t_step, fields=names)
     else:
-        bundle = FieldBundle.load(p)
-    if names is not None:
-        bundle = bundle.select(names)
-    if (t_start, t_stop, t_step) != (0, None, 1):
-        sl = slice(t_start, t_stop, t_step)
-        coords = dict(bundle.coords)
-        coords["t"] = bundle.coords["t"][sl]
-        if len(coords["t"]) == 0:
-            raise InputError(f"time window {t_start}:{t_stop}:{t_step} selects no frame of '{p.name}'")
-        bundle = FieldBundle({k: v[sl] for k, v in bundle.fields.items()}, coords, dict(bundle.kinds),
-                             bundle.periodic, dict(bundle.attrs))
+        if trajectory != 0:
+            raise InputError(f"'{p.name}' holds a single trajectory; drop the trajectory option")
+        if suffix == ".mat":
+            from ..fields.matfile import read_pdefind_mat
+
+            bundle = read_pdefind_mat(p)
+        else:
+            bundle = FieldBundle.load(p)
+        if names is not None:
+            bundle = bundle.select(names)
+        if (t_start, t_stop, t_step) != (0, None, 1):
+            sl = slice(t_start, t_stop, t_step)
+            coords = dict(bundle.coords)
+            coords["t"] = bundle.coords["t"][sl]
+            if len(coords["t"]) == 0:
+                raise InputError(f"time window {t_start}:{t_stop}:{t_step} selects no frame of '{p.name}'")
+            bundle = FieldBundle({k: v[sl] for k, v in bundle.fields.items()}, coords, dict(bundle.kinds),
+                                 bundle.periodic, dict(bundle.attrs))
+    if periodic is not None:
+        bundle.periodic = (bool(periodic),) * bundle.ndim
     return bundle
 
 
