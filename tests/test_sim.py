@@ -222,9 +222,13 @@ def test_3d_render_and_labels_volume():
     inside = movie[labels > 0].mean()
     outside = movie[labels == 0].mean()
     assert inside > outside + 0.5 * amplitude_for_snr(10, 100, 2)
-    spot, truth3 = render_movie(table, (16, 80, 80), scale=scale, psf_sigma=(1.0, 2.0, 2.0), snr=10, seed=0)
-    assert np.unravel_index(np.argmax(spot[0]), spot.shape[1:]) == (8, 20, 20) or \
-        np.unravel_index(np.argmax(spot[0]), spot.shape[1:]) == (8, 60, 60)
+    spot, truth3 = render_movie(table, (16, 80, 80), scale=scale, psf_sigma=(1.0, 2.0, 2.0), amplitude=5000,
+                                read_noise=0, seed=0)
+    np.testing.assert_allclose(truth3[["z", "y", "x"]].to_numpy(), [[8, 20, 20], [8, 60, 60]])
+    for z, y, x in ((8, 20, 20), (8, 60, 60)):
+        box = spot[0, z - 2:z + 3, y - 2:y + 3, x - 2:x + 3]
+        assert np.unravel_index(np.argmax(box), box.shape) == (2, 2, 2)
+        assert abs(float(box[2, 2, 2]) - 5100) < 4 * np.sqrt(5100)
 
 
 def test_render_rejects_bad_input():
