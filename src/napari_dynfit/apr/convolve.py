@@ -202,23 +202,18 @@ def _pad_x(buf, o, hx, nx, reflect, left, right):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _convolve_level(level, lmin, lmax, shapes, offsets, px, vals, row_start,
-                    t_offsets, tx, tvals, t_row_start, st, reflect, ychunk, out):
-    nz, ny, nx = shapes[level, 0], shapes[level, 1], shapes[level, 2]
-    kz, ky, kx = st.shape
-    hz, hy, hx = kz // 2, ky // 2, kx // 2
-    width = nx + 2 * hx
-    nrow = kz * ky
-    stf = st.ravel()
-    n_chunks = (ny + ychunk - 1) // ychunk
-    base = row_start[level]
-    for task in numba.prange(nz * n_chunks):
-        z = task // n_chunks
-        y0 = (task % n_chunks) * ychunk
-        y1 = min(y0 + ychunk, ny)
-        r0 = base + z * ny
-        if offsets[r0 + y0] == offsets[r0 + y1]:
-            continue
+def _convolve_tasks(tasks, lmin, lmax, shapes, offsets, px, vals, row_start, t_offsets, tx, tvals,
+                    t_row_start, st_flat, st_off, st_shape, reflect, out):
+    """Convolve the particles of every task ``(level, z, y0, y1)``: rows ``y0..y1-1`` of slice ``z``."""
+    for t in numba.prange(len(tasks)):
+        level, z, y0, y1 = tasks[t, 0], tasks[t, 1], tasks[t, 2], tasks[t, 3]
+        nz, ny, nx = shapes[level, 0], shapes[level, 1], shapes[level, 2]
+        kz, ky, kx = st_shape[level, 0], st_shape[level, 1], st_shape[level, 2]
+        hz, hy, hx = kz // 2, ky // 2, kx // 2
+        width = nx + 2 * hx
+        nrow = kz * ky
+        stf = st_flat[st_off[level]:st_off[level] + nrow * kx]
+        r0 = row_start[level] + z * ny
         # rolling buffer of kz x ky rows of the level grid: slot (dz, (y + hy) % ky) holds row y of
         # slice z - hz + dz, filled on [lo, hi) only (the x range the particles need so far)
         buf = np.empty(nrow * width, dtype=np.float32)
@@ -282,15 +277,38 @@ def _convolve_cpu(grid: AprGrid, values: np.ndarray, stencils: list, reflect: bo
     tvals = grid.tree_mean(vals) if tree_values is None else np.asarray(tree_values, dtype=np.float32)
     arr = _as_kernel_arrays(grid)
     out = np.empty(grid.n_particles, dtype=np.float32)
-    threads = numba.get_num_threads()
-    for level in range(grid.level_max, grid.level_min - 1, -1):
-        nz, ny, _ = grid.level_shapes[level]
-        n_chunks = min(ny, max(1, math.ceil(8 * threads / nz)))
-        ychunk = max(1, math.ceil(ny / n_chunks))
-        _convolve_level(level, grid.level_min, grid.level_max, arr["shapes"], arr["offsets"], arr["px"],
-                        vals, arr["row_start"], arr["t_offsets"], arr["tx"], tvals, arr["t_row_start"],
-                        stencils[level], reflect, ychunk, out)
+    shapes = np.zeros((grid.level_max + 1, 3), dtype=np.int64)
+    st_off = np.zeros(grid.level_max + 2, dtype=np.int64)
+    for level in range(grid.level_min, grid.level_max + 1):
+        shapes[level] = stencils[level].shape
+        st_off[level + 1] = st_off[level] + stencils[level].size
+    st_off[: grid.level_min + 1] = 0
+    flat = np.concatenate([stencils[lv].ravel() for lv in range(grid.level_min, grid.level_max + 1)])
+    tasks = _tasks(grid, numba.get_num_threads())
+    with numba.parallel_chunksize(1):  # dynamic scheduling: tasks differ in cost, machines are shared
+        _convolve_tasks(tasks, grid.level_min, grid.level_max, arr["shapes"], arr["offsets"], arr["px"], vals,
+                        arr["row_start"], arr["t_offsets"], arr["tx"], tvals, arr["t_row_start"],
+                        flat.astype(np.float32), st_off, shapes, reflect, out)
     return out
+
+
+def _tasks(grid: AprGrid, threads: int) -> np.ndarray:
+    """``(n, 4)`` int64 tasks ``(level, z, y0, y1)`` holding particles, costliest levels first."""
+    out = []
+    for level in range(grid.level_max, grid.level_min - 1, -1):
+        nz, ny, _ = (int(v) for v in grid.level_shapes[level])
+        n_chunks = min(ny, max(1, math.ceil(16 * threads / nz)))
+        ychunk = max(1, math.ceil(ny / n_chunks))
+        r0 = grid.level_row_start[level]
+        ends = grid.offsets[r0: r0 + nz * ny + 1]
+        y0 = np.arange(0, ny, ychunk)
+        y1 = np.minimum(y0 + ychunk, ny)
+        z = np.repeat(np.arange(nz), len(y0))
+        a = ends[z * ny + np.tile(y0, nz)]
+        b = ends[z * ny + np.tile(y1, nz)]
+        keep = b > a
+        out.append(np.stack([np.full(keep.sum(), level), z[keep], np.tile(y0, nz)[keep], np.tile(y1, nz)[keep]], 1))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 4), np.int64)
 
 
 # ------------------------------------------------------------------------------- public API
