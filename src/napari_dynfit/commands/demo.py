@@ -2,7 +2,8 @@
 
 The output folder is a project folder (:mod:`napari_dynfit.project`): every artefact the stages
 leave in ``ctx.artefacts`` that a project can store (arrays, tables, field bundles, JSON models) is
-saved there, so the GUI and the CLI can re-open the demo's results.
+saved there, so the GUI and the CLI can re-open the demo's results. A stage marks an artefact that
+is cheap to regenerate but large to store with ``ctx.artefact_meta[name]["persist"] = False``.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def run_demo(out_dir, *, quick: bool = False, seed: int = 0) -> Path:
         ctx.run_stage(title, func)
     project = Project(out)
     for name, obj in ctx.artefacts.items():
-        if Project.can_save(obj):
-            project.save(name, obj, meta=ctx.artefact_meta.get(name))
+        meta = dict(ctx.artefact_meta.get(name, {}))
+        if meta.pop("persist", True) and Project.can_save(obj):
+            project.save(name, obj, meta=meta)
     with atomic_path(out / "timings.json") as tmp:
         tmp.write_text(json.dumps(ctx.timings, indent=2))
     return ctx.report.write(out / "report.html")

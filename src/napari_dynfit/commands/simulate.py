@@ -241,8 +241,9 @@ def _demo(ctx) -> None:
     ctx.artefact_meta["truth"] = {"scale": [1.0, *sample.spacing], "dt": sample.dt, "layer_type": "tracks"}
     traj = demo_trajectories(quick=ctx.quick, seed=ctx.seed)
     ctx.artefacts["trajectories"] = traj
+    # ~100 MB as a table and regenerated exactly from its seed: not stored in the project folder
     ctx.artefact_meta["trajectories"] = {"units": "physical", "box": traj.box.tolist(), "dt": traj.frame_interval,
-                                         "params": traj.params}
+                                         "params": traj.params, "persist": False}
 
     sim = sample.params["simulation"]
     ctx.report.add_text(
