@@ -185,6 +185,16 @@ def test_movie_container_and_lazy_movie(tmp_path, rng):
     o2 = open_lazy(p2)
     assert o2["channel_names"] == ["a", "b"]
     np.testing.assert_array_equal(o2["levels"][1][0][2], mv2.frames[2][1].reconstruct())
+    # frames beyond the cache are closed and reopened on demand; a closed array refuses to read
+    small = open_lazy(path)["levels"][0][0]
+    small.cache = 2
+    for t in (0, 1, 2, 3, 4, 0):
+        np.testing.assert_array_equal(small[t], mv.frames[t][0].reconstruct())
+    assert len(small._open) == 2
+    single = LazyAprArray(tmp_path / "mov.aprmovie" / "c0" / "t00000.apr")
+    single.close()
+    with pytest.raises(ValueError, match="closed"):
+        single[0]
     # a frame file missing -> clear error
     os.remove(p2 / "c1" / "t00003.apr")
     with pytest.raises(InputError, match="lacks 1 frame files"):

@@ -56,6 +56,7 @@ class _Source:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.closed = False
 
     def box(self, level_delta: int, lo, hi, mode: str) -> np.ndarray:
         """Reconstruct ``[lo, hi)`` (pyapr ``z, x, y`` = our ``z, y, x``) at ``level_delta``."""
@@ -68,6 +69,8 @@ class _Source:
         dtype = np.uint8 if mode == "level" else self.dtype
         out = np.zeros(tuple(int(h - l) for l, h in zip(lo, hi)), dtype=dtype)
         with self.lock, _one_openmp_thread():
+            if self.closed:
+                raise ValueError("the APR file of this lazy array was closed")
             self._reconstruct(patch, mode, out)
         return out
 
@@ -124,8 +127,10 @@ class _FileSource(_Source):
 
     def close(self):
         with self.lock:
-            for obj in (self.parts, self.tree_parts, self.access, self.tree_access, self.file):
-                obj.close()
+            if not self.closed:
+                for obj in (self.parts, self.tree_parts, self.access, self.tree_access, self.file):
+                    obj.close()
+                self.closed = True
 
 
 class _MemorySource(_Source):
@@ -342,35 +347,38 @@ class LazyAprMovie(_LazyView):
     """
 
     def __init__(self, frames, level_delta: int = 0, mode: str = "constant", cache: int = 4,
-                 _shared: "OrderedDict | None" = None):
+                 _shared: "tuple | None" = None):
         if not len(frames):
             raise InputError("an APR movie needs at least one frame")
         self.frames = list(frames)
         self.level_delta = int(level_delta)
         self.mode = mode
         self.cache = cache
-        self._open = _shared if _shared is not None else OrderedDict()
-        self._lock = threading.Lock()
-        first = self._frame(0)
+        # open frames and their lock, shared by all levels and modes of this movie
+        self._shared = _shared if _shared is not None else (OrderedDict(), threading.RLock())
+        self._open, self._lock = self._shared
+        with self._lock:
+            first = self._frame(0)
         self._init_view((len(self.frames), *first.shape))
         self.dtype = first.dtype
 
     def _frame(self, t: int) -> LazyAprArray:
-        with self._lock:
-            src = self._open.get(t)
-            if src is None:
-                src = _open_source(self.frames[t])
-                self._open[t] = src
-                while len(self._open) > self.cache:
-                    _, old = self._open.popitem(last=False)
-                    old.close()
-            else:
-                self._open.move_to_end(t)
+        """Frame ``t`` (opened if needed); call with ``self._lock`` held."""
+        src = self._open.get(t)
+        if src is None:
+            src = _open_source(self.frames[t])
+            self._open[t] = src
+            while len(self._open) > self.cache:
+                _, old = self._open.popitem(last=False)
+                old.close()
+        else:
+            self._open.move_to_end(t)
         return LazyAprArray(None, self.level_delta, self.mode, _src=src)
 
     def _read(self, base) -> np.ndarray:
         (t0, tstep, nt, t_int), rest = base[0], base[1:]
-        planes = [self._frame(t0 + i * tstep)._read(rest) for i in range(nt)]
+        with self._lock:  # no frame is evicted (closed) while it is being read
+            planes = [self._frame(t0 + i * tstep)._read(rest) for i in range(nt)]
         if t_int:
             return planes[0]
         if planes:
@@ -379,13 +387,13 @@ class LazyAprMovie(_LazyView):
 
     def with_level(self, level_delta: int) -> "LazyAprMovie":
         """The same movie at another resolution (shares the opened frames)."""
-        return LazyAprMovie(self.frames, level_delta, self.mode, self.cache, _shared=self._open)
+        return LazyAprMovie(self.frames, level_delta, self.mode, self.cache, _shared=self._shared)
 
     def with_mode(self, mode: str) -> "LazyAprMovie":
         """The same movie and resolution in another reconstruction mode (shares the opened frames)."""
         if mode not in MODES:
             raise InputError(f"unknown reconstruction mode {mode!r}; use one of {', '.join(MODES)}")
-        return LazyAprMovie(self.frames, self.level_delta, mode, self.cache, _shared=self._open)
+        return LazyAprMovie(self.frames, self.level_delta, mode, self.cache, _shared=self._shared)
 
     def close(self) -> None:
         with self._lock:

@@ -127,8 +127,8 @@ def _demo_stage(ctx) -> None:
         return
     meta = ctx.artefact_meta.get("movie", {})
     scale = list(meta.get("scale", [1.0] * np.ndim(movie)))
-    apr_movie = to_apr(np.asarray(movie), movie=True, frame_interval=float(scale[0]), spacing=scale[1:],
-                       rel_error=0.1)
+    dt = float(meta.get("dt", scale[0]))
+    apr_movie = to_apr(np.asarray(movie), movie=True, frame_interval=dt, spacing=scale[1:], rel_error=0.1)
     path = write_apr_movie(apr_movie, ctx.out_dir / "movie_apr.aprmovie")
     stats = apr_movie.stats()
     ctx.artefacts["apr"] = {"path": path.name, **{k: stats[k] for k in
