@@ -125,10 +125,10 @@ def _decay_problem(seed=0, weighting="inverse-dirichlet"):
 
 def test_coefficient_recovery_and_lbfgs():
     p = _decay_problem()
-    p.fit(600, lbfgs_steps=40)
-    assert p.coefficient_values()["r"] == pytest.approx(0.5, rel=0.05)
+    p.fit(600, lbfgs_steps=100)
+    assert p.coefficient_values()["r"] == pytest.approx(0.5, rel=0.03)
     assert p.history["loss:data"][-1] < 1e-4
-    assert p.lbfgs_step >= 40
+    assert p.lbfgs_step >= 100
 
 
 def test_checkpoint_resume_equals_uninterrupted(tmp_path):
@@ -236,7 +236,7 @@ def test_visited_mask_radius():
     m = visited_mask(pts, coords, 1.0, box=(10.0, 10.0))
     assert m[0, 1, 1] and m[0, 0, 1] and not m[0, 5, 5]
     assert m[1, 0, 5] and m[1, 9, 5]  # wraps around y
-    assert m.sum() == 5 + 5
+    assert m.sum() == 5 + 2  # (9, 5) and (0, 5) at t = 1
 
 
 def _rel_phi(sim, prob, phi):

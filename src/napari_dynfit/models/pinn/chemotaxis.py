@@ -126,8 +126,8 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
                            Dc: float = 0.5, k: float = 0.2, chi: float = 1.0, weighting: str = "inverse-dirichlet",
                            hidden=(64, 64, 64), harmonics: int = 4, fourier_features: int = 8,
                            fourier_scale: float = 1.0, n_collocation: int = 4000, batch_size: int = 1024,
-                           lr: float = 5e-3, coef_lr: float = 5e-2, device: str = "auto",
-                           seed: int = 0) -> LatentFieldProblem:
+                           lr: float = 5e-3, coef_lr: float = 5e-2, coef_delay: int = 500,
+                           device: str = "auto", seed: int = 0) -> LatentFieldProblem:
     """Build the PINN of the latent chemotactic potential ``phi = chi c`` from tracks.
 
     Parameters
@@ -156,6 +156,8 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
         Points per step for each loss term.
     lr, coef_lr : float
         Adam learning rates of the network and of the (log) coefficients.
+    coef_delay : int
+        Adam steps before the coefficients start to move (:class:`~.train.PINN`).
     device : {"auto", "cpu", "cuda"}
     seed : int
         Random seed.
@@ -199,8 +201,8 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
         n0 = min(2000, n_collocation)
         init = np.column_stack([np.full(n0, t0)] + [rng.uniform(lo, hi, n0) for lo, hi in bounds[1:]])
         losses.append(PointLoss("initial", "phi", init, np.zeros(n0), kind="initial", batch_size=batch_size))
-    pinn = PINN(net, losses, coefs, weighting=weighting, known=known, lr=lr, coef_lr=coef_lr, device=device,
-                seed=seed)
+    pinn = PINN(net, losses, coefs, weighting=weighting, known=known, lr=lr, coef_lr=coef_lr,
+                coef_delay=coef_delay, device=device, seed=seed)
     return LatentFieldProblem(pinn, pts, vel, bounds, periodic)
 
 

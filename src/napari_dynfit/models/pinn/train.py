@@ -57,11 +57,16 @@ class PINN:
     update_every : int
         Steps between weight updates.
     lr : float
-        Adam learning rate of the network (decays exponentially to ``lr * lr_decay`` at the end).
-    lr_decay : float
-        Ratio of the final to the initial learning rate over the Adam steps.
+        Adam learning rate of the network; it decays exponentially,
+        ``lr * lr_decay ** (step / lr_decay_steps)`` (a function of the step only, so chunked or
+        resumed training follows the same schedule).
+    lr_decay, lr_decay_steps : float, int
+        Decay factor of the learning rate per ``lr_decay_steps`` Adam steps.
     coef_lr : float
         Adam learning rate of the coefficients (of ``log(value)`` for positive ones).
+    coef_delay : int
+        Adam steps before the coefficients start to move (the network first fits the data; early
+        coefficient updates chase a poorly fitted field and drift towards zero).
     known : dict of str -> callable, optional
         Known fields as torch functions of the points (:class:`~.autodiff.TermEvaluator`).
     reference : dict of str -> float, optional
@@ -75,7 +80,8 @@ class PINN:
 
     def __init__(self, network, losses, coefficients=None, *, weighting: str = "inverse-dirichlet", weights=None,
                  alpha: float = 0.5, update_every: int = 5, lr: float = 1e-3, lr_decay: float = 0.1,
-                 coef_lr: float = 1e-2, known=None, reference=None, device: str = "auto",
+                 lr_decay_steps: int = 2000,
+                 coef_lr: float = 1e-2, coef_delay: int = 0, known=None, reference=None, device: str = "auto",
                  dtype=torch.float32, seed: int = 0):
         self.device = resolve_device(device)
         self.dtype = dtype
@@ -106,12 +112,13 @@ class PINN:
                        else None) for loss in self.losses]
         self.weighting = LossWeighting(names, [loss.name for loss in self.losses if isinstance(loss, ResidualLoss)],
                                        strategy=weighting, fixed=weights, alpha=alpha, update_every=update_every)
-        self.lr, self.lr_decay = float(lr), float(lr_decay)
+        self.lr, self.lr_decay, self.lr_decay_steps = float(lr), float(lr_decay), max(1, int(lr_decay_steps))
         groups = [{"params": list(self.network.parameters()), "lr": self.lr}]
         trainable = [p for p in self.coef.values() if p.requires_grad]
         if trainable:
             groups.append({"params": trainable, "lr": float(coef_lr)})
         self.coef_lr = float(coef_lr)
+        self.coef_delay = int(coef_delay)
         self.optimizer = torch.optim.Adam(groups)
         self.gen = torch.Generator().manual_seed(int(seed))
         self.step = 0
@@ -170,9 +177,11 @@ class PINN:
             h[f"coef:{n}"].append(v)
 
     # --- optimisation -----------------------------------------------------------------------
-    def _adam_step(self, total_steps: int, record: bool) -> None:
-        for g in self.optimizer.param_groups[:1]:
-            g["lr"] = self.lr * self.lr_decay ** (self.step / max(total_steps, 1))
+    def _adam_step(self, record: bool) -> None:
+        groups = self.optimizer.param_groups
+        groups[0]["lr"] = self.lr * self.lr_decay ** (self.step / self.lr_decay_steps)
+        if len(groups) > 1:
+            groups[1]["lr"] = self.coef_lr if self.step >= self.coef_delay else 0.0
         losses = self.compute_losses()
         params = [p for p in self.network.parameters() if p.requires_grad]
         if self.weighting.due(self.step):
@@ -246,7 +255,7 @@ class PINN:
             while self.step < adam_steps:
                 if self.step % 10 == 0:
                     report(self.step, adam_steps, "PINN training")
-                self._adam_step(adam_steps, record=self.step % record_every == 0)
+                self._adam_step(record=self.step % record_every == 0)
                 if not math.isfinite(self.history["total"][-1] if self.history["total"] else 0.0):
                     raise InputError("training diverged (non-finite loss): lower lr or rescale the data")
                 if checkpoint is not None and self.step % checkpoint_every == 0:
