@@ -10,14 +10,20 @@ images", arXiv:2112.03592; same conventions as ``pyapr.filter.convolve``, which 
   stencil downsampled by ``2**d`` (area-weighted, size ``max(2*ceil(h / 2**d) + 1, 3)`` per axis),
   so the result approximates the stencil applied to the pixel image. As in LibAPR, level_min uses
   the stencil of level_min + 1, and every stencil is normalised to sum 1 when ``normalize=True``.
+  One deliberate difference: for 2D images LibAPR counts the size-1 z axis of a stencil with an
+  overlap of ``2**d``, so pyapr's *unnormalised* restricted 2D stencils are ``2**d`` times too large
+  (derivatives, LoG); we use the area weights. Normalised stencils (the default) are identical.
 * Reflective boundary (``a b c | b a`` mirror, no repeated edge) on each level grid, or zeros.
 
-The CPU kernel builds, for each ``(z, y)`` row of particles at level ``L``, the ``kz * ky`` rows of
-the level-L neighbourhood in a small rolling buffer (``kz x ky x (nx_L + 2 hx)``), one row at a time
-from the row-indexed particle and tree arrays of :class:`~napari_dynfit.apr.grid.AprGrid`, and then
-applies the stencil to the particles of the centre row. Unlike LibAPR's pencil method, rows that no
-output particle needs are never built, which is where the speed-up over pyapr comes from. Work is
-split over ``(z, y-block)`` tasks with ``numba.prange``.
+The CPU kernel works on *tasks* (a block of ``(z, y)`` rows of one level that hold particles) in one
+parallel region with dynamic scheduling (``numba.prange``, chunk size 1), costliest levels first. A
+task keeps a rolling buffer of the ``kz * ky`` level-L rows around its current row; each buffer row
+is built from the row-indexed particle and tree arrays of :class:`~napari_dynfit.apr.grid.AprGrid`
+(particles of ``L``, tree nodes of ``L``, then coarser particles until every cell is covered) and
+only over the x range the particles need, then reused while the task moves along ``y``. The stencil
+is then applied to the particles of the centre row. Unlike LibAPR's pencil method, which builds every
+row of every level, rows and x ranges that no output particle needs are never built; this is where
+the speed-up over pyapr comes from.
 
 This kernel is our own code because it is the product (see ``docs/apr_filters.md``); the GPU back
 end is :mod:`napari_dynfit.apr.convolve_gpu`. Both take the same arguments through :func:`convolve`.
