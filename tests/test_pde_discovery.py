@@ -197,3 +197,13 @@ def test_abp_translational_diffusion_at_1e5_particles():
     r = bench_abp_pde.learn(100000, seed=0)
     assert r["both_ok"] and r["Dt_lap_rho_found"]
     assert r["Dt_estimate"] == pytest.approx(0.05, rel=0.25)
+
+
+@pytest.mark.slow
+def test_vicsek_band_speed_from_learned_model():
+    """The learned (rho, p) model, integrated forward, moves the bands at the particles' speed (10 %)."""
+    sys.path.insert(0, str(BENCH))
+    import bench_vicsek_pde
+
+    res = bench_vicsek_pde.run(seeds=2)
+    assert res["max_relative_error"] <= 0.1

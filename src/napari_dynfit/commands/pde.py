@@ -50,9 +50,9 @@ def _equations(bundle, args):
     out = {}
     for lhs in lhs_list:
         if lhs == "rho_t" and bundle.kinds.get("p") == "vector":
-            out[lhs] = vector_library(equation="rho", extra=args.terms or ())
+            out[lhs] = vector_library(equation="rho", dim=bundle.ndim, extra=args.terms or ())
         elif lhs == "p_t" and bundle.kinds.get("p") == "vector":
-            out[lhs] = vector_library(equation="p", extra=args.terms or ())
+            out[lhs] = vector_library(equation="p", dim=bundle.ndim, extra=args.terms or ())
         else:
             scalars = [n for n, k in bundle.kinds.items() if k == "scalar"]
             out[lhs] = polynomial_library(scalars, axes=bundle.space_axes,

@@ -73,7 +73,8 @@ def polynomial_library(fields=("u",), *, axes=("x",), max_power: int = 2, max_de
     return list(dict.fromkeys(names))
 
 
-def vector_library(rho: str = "rho", p: str = "p", *, equation: str = "p", order: int = 2, extra=()) -> list[str]:
+def vector_library(rho: str = "rho", p: str = "p", *, equation: str = "p", order: int = 2, dim: int = 2,
+                   extra=()) -> list[str]:
     """Isotropic (rho, p) terms for the density equation (``equation="rho"``) or the polarisation one.
 
     Parameters
@@ -84,6 +85,9 @@ def vector_library(rho: str = "rho", p: str = "p", *, equation: str = "p", order
         Which equation the library is for (scalar or vector terms).
     order : int
         Highest derivative order (1 or 2).
+    dim : int
+        Spatial dimension. In 1D the terms that coincide are dropped: ``div(p)*p`` and
+        ``grad(|p|^2)`` equal ``p.grad(p)`` (up to a factor 2) and ``grad(div(p))`` equals ``lap(p)``.
     extra : sequence of str
         User-defined terms appended at the end.
 
@@ -103,7 +107,9 @@ def vector_library(rho: str = "rho", p: str = "p", *, equation: str = "p", order
     elif equation == "p":
         names = [p, f"{r}*{p}", f"{r}^2*{p}", f"|{p}|^2*{p}", f"grad({d})", f"{r}*grad({d})"]
         if order >= 2:
-            names += [f"lap({p})", f"grad(div({p}))", f"{p}.grad({p})", f"div({p})*{p}", f"grad(|{p}|^2)"]
+            names += [f"lap({p})", f"{p}.grad({p})"]
+            if dim > 1:
+                names += [f"grad(div({p}))", f"div({p})*{p}", f"grad(|{p}|^2)"]
     else:
         raise InputError(f"equation must be 'rho' or 'p', got {equation!r}")
     names += [canonical(e) for e in extra]

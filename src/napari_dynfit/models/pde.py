@@ -58,7 +58,8 @@ def default_equations(bundle) -> dict[str, list[str]]:
     """
     kinds = bundle.kinds
     if kinds.get("rho") == "scalar" and kinds.get("p") == "vector":
-        return {"rho_t": vector_library(equation="rho"), "p_t": vector_library(equation="p")}
+        return {"rho_t": vector_library(equation="rho", dim=bundle.ndim),
+                "p_t": vector_library(equation="p", dim=bundle.ndim)}
     scalars = [n for n, k in kinds.items() if k == "scalar"]
     if not scalars:
         raise InputError(f"no scalar fields in the bundle ({sorted(kinds)}); name the equations and "
