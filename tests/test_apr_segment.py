@@ -123,3 +123,17 @@ def test_bad_segmentation_input():
         segment(grid, np.asarray(image.parts), method="graphcut")
     with pytest.raises(InputError, match="threshold method"):
         threshold(grid, np.asarray(image.parts), "mean")
+
+
+def test_graphcut_segmentation(capfd):
+    img, truth = _render((120, 130), 12, 3, 2.0)
+    image = to_apr(img, rel_error=0.1)
+    grid = AprGrid.from_apr(image.apr)
+    values = np.asarray(image.parts)
+    thr = threshold(grid, gaussian(grid, values, 1.0))
+    res = segment(grid, values, method="graphcut", apr=image.apr, min_size=4,
+                  graphcut_kwargs={"intensity_threshold": thr})
+    recall, err = _match(res.table, truth, ["y", "x"])
+    assert recall >= 0.9 and np.median(err) <= 0.5
+    assert res.threshold is None
+    assert "minimum cut" not in capfd.readouterr().out  # pyapr's messages are silenced

@@ -57,13 +57,29 @@ def threshold(grid: AprGrid, values, method: str = "otsu", *, weighted: bool = T
 
 
 def graphcut_mask(apr, parts, **kwargs) -> np.ndarray:
-    """Foreground mask (bool per particle) by pyapr's graph cut; ``kwargs`` go to ``pyapr.segmentation.graphcut``."""
+    """Foreground mask (bool per particle) by pyapr's graph cut; ``kwargs`` go to ``pyapr.segmentation.graphcut``.
+
+    Useful keywords: ``intensity_threshold`` (values below are background), ``alpha`` (data term
+    weight), ``beta`` (smoothness weight). pyapr's timing messages on stdout are silenced.
+    """
+    import os
+    import sys
+
     from .convert import _pyapr
 
     pyapr = _pyapr()
     if not isinstance(parts, (pyapr.ShortParticles, pyapr.FloatParticles)):
         parts = pyapr.FloatParticles(np.asarray(parts, dtype=np.float32))
-    return np.asarray(pyapr.segmentation.graphcut(apr, parts, **kwargs)) > 0
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            mask = pyapr.segmentation.graphcut(apr, parts, **kwargs)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return np.asarray(mask) > 0
 
 
 @numba.njit(cache=True, inline="always")
