@@ -310,3 +310,24 @@ def test_demo_stage(tmp_path, rng):
     assert (tmp_path / "movie_apr.aprmovie" / "movie.json").exists()
     assert ctx.artefacts["apr"]["computational_ratio"] > 1
     assert "computational ratio" in ctx.report.to_html()
+
+
+def test_movie_conversion_reports_progress_and_cancels(rng):
+    import threading
+
+    from napari_dynfit import Cancelled
+    from napari_dynfit._progress import progress_context
+
+    movie = np.stack([blobs((32, 32), rng, n=4) for _ in range(4)])
+    seen = []
+    with progress_context(lambda done, total, desc: seen.append((done, total, desc))):
+        to_apr(movie, movie=True, n_workers=2)
+    assert seen[0] == (0, 2, "APR conversion") and seen[-1] == (2, 2, "APR conversion")
+    stop = threading.Event()
+
+    def cancel_after_first(done, total, desc):
+        if done == 1:
+            stop.set()
+
+    with pytest.raises(Cancelled), progress_context(cancel_after_first, stop):
+        to_apr(movie, movie=True, n_workers=1)

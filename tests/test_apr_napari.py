@@ -144,3 +144,17 @@ def test_convert_widget_preview_and_convert(make_napari_viewer, tmp_path, rng, q
     viewer.layers.selection.active = layer
     w._mode.value = "smooth"
     assert layer.data[0].mode == "smooth" and layer.metadata["apr"]["mode"] == "smooth"
+
+
+def test_preview_slice_of_a_movie_and_a_volume_movie(rng):
+    from napari_dynfit._napari._apr_convert_widget import preview_slice
+
+    movie = np.stack([blobs((40, 44), rng, n=5) for _ in range(3)])
+    res = preview_slice(movie, (2, 10, 10), is_movie=True, params={"rel_error": 0.1})
+    ref = to_apr(movie[2])
+    np.testing.assert_array_equal(res["image"], ref.reconstruct())
+    np.testing.assert_array_equal(res["levels"], ref.reconstruct("level"))
+    assert res["stats"]["particles"] == ref.n_particles
+    vmovie = np.stack([blobs((6, 30, 32), rng, n=4) for _ in range(2)])
+    res = preview_slice(vmovie, (1, 5, 0, 0), is_movie=True, params={"rel_error": 0.1}, slab=4)
+    np.testing.assert_array_equal(res["image"], to_apr(vmovie[1, 2:6]).reconstruct()[3])
