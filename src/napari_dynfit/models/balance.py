@@ -290,8 +290,8 @@ def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_cl
     """
     from threadpoolctl import threadpool_limits
 
-    # the matrices are tiny (n_terms x n_terms): BLAS threads only add contention
-    with threadpool_limits(limits=1, user_api="blas"):
+    # the matrices are tiny (n_terms x n_terms): BLAS/OpenMP threads only add contention
+    with threadpool_limits(limits=1):
         return _find_balances(space, n_clusters, max_clusters, max_samples, tol, quiet, n_alphas, n_scatter, seed)
 
 
