@@ -331,3 +331,20 @@ def test_movie_conversion_reports_progress_and_cancels(rng):
 
     with pytest.raises(Cancelled), progress_context(cancel_after_first, stop):
         to_apr(movie, movie=True, n_workers=1)
+
+
+@pytest.mark.slow
+def test_large_lazy_browse_memory(tmp_path):
+    """Browsing a 512^3 APR in a fresh process stays far below 1.5 GB (bench_apr_io.py does 1024^3)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_apr_io.py"
+    out = subprocess.run([sys.executable, str(bench), "--size", "512", "--skip-overhead", "--slices", "5",
+                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["browse"]["peak_rss_gb"] < 1.5
+    assert result["browse"]["first_slice_shape"] == [512, 512]
+    assert result["browse"]["metadata"]["particles"] == result["generate"]["particles"]
