@@ -1,0 +1,286 @@
+"""Dock widget "Detect & track": blobs from an image, links from Points or Labels, live preview of links.
+
+* **Detect** runs :func:`~napari_dynfit.detect.detect_movie` on an image layer ``(t, [z,] y, x)`` and adds a
+  Points layer ``detections`` (``intensity`` and ``size`` as features).
+* **Track** links the selected Points layer (or the masks of a Labels layer) with
+  :func:`~napari_dynfit.track.link` and adds a Tracks layer with the lineage graph; for Labels it also adds the
+  masks relabelled with their track ids. Editing the Points/Labels (add, move, delete points; paint, erase,
+  split masks) and pressing Track again re-links from the edited layer: the annotation round trip.
+* **Live preview** re-links a few frames around the current one whenever a parameter, the frame or the
+  source layer's data changes, and shows those links as the ``links preview`` Tracks layer.
+Long work runs in a ``thread_worker`` with a Cancel button.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from qtpy.QtCore import QTimer
+
+from .._progress import progress_context
+from ..errors import Cancelled, DynfitError, InputError
+
+PREVIEW = "links preview"
+AXES = ("z", "y", "x")
+
+
+def points_to_table(data: np.ndarray) -> pd.DataFrame:
+    """Points layer data ``(n, 1 + ndim)`` rows ``t, [z,] y, x`` -> detections table."""
+    data = np.asarray(data, float)
+    if data.ndim != 2 or data.shape[1] not in (3, 4):
+        raise InputError("the Points layer must have a time axis and 2 or 3 spatial axes (t, [z,] y, x)")
+    if len(data) == 0:
+        raise InputError("the Points layer is empty: detect or add points first")
+    cols = list(AXES[-(data.shape[1] - 1):])
+    df = pd.DataFrame(data[:, 1:], columns=cols)
+    df.insert(0, "frame", np.round(data[:, 0]).astype(np.int64))
+    return df
+
+
+def table_to_points(df: pd.DataFrame) -> tuple[np.ndarray, dict]:
+    """Detections/tracks table -> Points layer data and features."""
+    cols = [c for c in AXES if c in df.columns]
+    data = df[["frame"] + cols].to_numpy(float)
+    features = {c: df[c].to_numpy() for c in df.columns if c not in ("frame", *cols)}
+    return data, features
+
+
+def _track_job(source_kind, data, params, frames=None):
+    """Link a Points table or a Labels movie; ``frames`` limits to a window (preview)."""
+    from ..detect import label_table
+    from ..track import link
+
+    labels = None
+    if source_kind == "labels":
+        labels = np.asarray(data)
+        if frames is not None:
+            labels = labels[frames[0]:frames[1] + 1]
+        det = label_table(labels)
+    else:
+        det = points_to_table(data)
+        if frames is not None:
+            det = det[(det["frame"] >= frames[0]) & (det["frame"] <= frames[1])]
+            det = det.assign(frame=det["frame"] - frames[0])
+    tracks = link(det, labels=labels, **params)
+    if frames is not None:
+        tracks["frame"] += frames[0]
+    return tracks, labels
+
+
+class TrackWidget(Container):
+    """Detect particles, link Points/Labels into tracks, preview links live."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(labels=True)
+        self._viewer = napari_viewer
+        self._image = ComboBox(label="image (detect)", choices=self._layers_of("Image"))
+        self._sigma = FloatSpinBox(value=1.5, min=0.3, max=50.0, step=0.1, label="blob sigma (px)")
+        self._snr = FloatSpinBox(value=5.0, min=1.0, max=100.0, step=0.5, label="threshold (x noise)")
+        self._split = CheckBox(value=True, text="split unresolved pairs")
+        self._detect = PushButton(text="Detect")
+        self._source = ComboBox(label="points / labels (track)", choices=self._layers_of("Points", "Labels"))
+        self._max_distance = FloatSpinBox(value=5.0, min=0.01, max=1e4, step=0.5, label="max distance")
+        self._gaps = SpinBox(value=2, min=0, max=50, label="gap frames")
+        self._divisions = CheckBox(value=False, text="divisions")
+        self._motion = ComboBox(choices=["brownian", "velocity", "drift"], value="brownian", label="motion model")
+        self._alt = FloatSpinBox(value=1.0, min=0.05, max=100.0, step=0.1, label="alternative cost")
+        self._preview = CheckBox(value=False, text="live preview of links (frames around the current one)")
+        self._window = SpinBox(value=3, min=1, max=50, label="preview frames")
+        self._track = PushButton(text="Track")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._status = Label(value="")
+        self.extend([self._image, self._sigma, self._snr, self._split, self._detect, self._source,
+                     self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._preview,
+                     self._window, self._track, self._cancel, self._status])
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(300)
+        self._timer.timeout.connect(self.update_preview)
+        self._cancel_event = threading.Event()
+        self._worker = None
+        self._watched = None
+        for w in (self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._window,
+                  self._preview):
+            w.changed.connect(self._schedule_preview)
+        self._source.changed.connect(self._watch_source)
+        self._detect.changed.connect(lambda: self.detect())
+        self._track.changed.connect(lambda: self.track())
+        self._cancel.changed.connect(self._cancel_event.set)
+        self._events = ((napari_viewer.layers.events.inserted, self._reset),
+                        (napari_viewer.layers.events.removed, self._reset),
+                        (napari_viewer.dims.events.current_step, self._schedule_preview))
+        for ev, cb in self._events:
+            ev.connect(cb)
+        self.native.destroyed.connect(self._disconnect)
+        self._watch_source()
+
+    # ------------------------------------------------------------------------------------------
+    def _layers_of(self, *kinds):
+        def choices(_widget=None):
+            return [(lay.name, lay) for lay in self._viewer.layers
+                    if type(lay).__name__ in kinds and lay.name != PREVIEW]
+        return choices
+
+    def _reset(self, *_):
+        self._image.reset_choices()
+        self._source.reset_choices()
+
+    def _disconnect(self, *_):
+        self._timer.stop()
+        for ev, cb in self._events:
+            ev.disconnect(cb)
+        self._unwatch()
+
+    def _unwatch(self):
+        if self._watched is not None:
+            self._watched.events.data.disconnect(self._schedule_preview)
+            self._watched = None
+
+    def _watch_source(self, *_):
+        """Re-run the preview when the user edits the source layer (annotation round trip)."""
+        self._unwatch()
+        layer = self._source.value
+        self._watched = layer
+        if layer is not None:
+            layer.events.data.connect(self._schedule_preview)
+        self._schedule_preview()
+
+    def params(self) -> dict:
+        """Keyword arguments of :func:`~napari_dynfit.track.link` set in the widget."""
+        layer = self._source.value
+        spacing = list(layer.scale[1:]) if layer is not None else None
+        return {"max_distance": self._max_distance.value, "gap_frames": self._gaps.value,
+                "divisions": self._divisions.value, "motion": self._motion.value,
+                "alternative_cost": self._alt.value, "spacing": spacing}
+
+    def _source_args(self):
+        layer = self._source.value
+        if layer is None:
+            raise InputError("choose a Points or Labels layer to track")
+        kind = "labels" if type(layer).__name__ == "Labels" else "points"
+        return layer, kind, layer.data
+
+    # ------------------------------------------------------------------------------------------
+    def _run(self, fn, args, on_done, sync):
+        self._cancel_event.clear()
+
+        def job():
+            with progress_context(None, self._cancel_event):
+                return fn(*args)
+
+        if sync:
+            on_done(job())
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(job)
+        worker.returned.connect(on_done)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._finished)
+        self._worker = worker
+        self._detect.enabled = self._track.enabled = False
+        self._cancel.enabled = True
+        self._status.value = "working..."
+        worker.start()
+
+    def _finished(self):
+        self._detect.enabled = self._track.enabled = True
+        self._cancel.enabled = False
+
+    def _failed(self, exc):
+        from napari.utils.notifications import show_error
+
+        if isinstance(exc, Cancelled):
+            self._status.value = "cancelled"
+            return
+        self._status.value = f"error: {exc}"
+        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
+
+    def detect(self, sync: bool = False) -> None:
+        """Detect blobs in every frame of the chosen image layer; adds the ``detections`` Points layer."""
+        from ..detect import detect_movie
+
+        layer = self._image.value
+        if layer is None:
+            self._failed(InputError("choose an image layer (t, [z,] y, x) to detect in"))
+            return
+        data = layer.data[0] if layer.multiscale else layer.data
+        kw = dict(sigma=self._sigma.value, threshold_snr=self._snr.value, split=self._split.value,
+                  spacing=list(layer.scale[1:]))
+
+        def done(det):
+            pts, feats = table_to_points(det)
+            name = "detections"
+            if name in self._viewer.layers:
+                lay = self._viewer.layers[name]
+                lay.data, lay.features = pts, pd.DataFrame(feats)
+            else:
+                self._viewer.add_points(pts, name=name, features=pd.DataFrame(feats), scale=layer.scale,
+                                        size=2 * self._sigma.value, border_color="red", face_color="transparent")
+            self._status.value = f"{len(det)} detections in {det['frame'].nunique()} frames"
+
+        self._run(lambda: detect_movie(data, **kw), (), done, sync)
+
+    def track(self, sync: bool = False) -> None:
+        """Link the whole source layer; adds the ``tracks`` Tracks layer (and relabelled masks for Labels)."""
+        try:
+            layer, kind, data = self._source_args()
+            params = self.params()
+        except DynfitError as exc:
+            self._failed(exc)
+            return
+
+        def done(res):
+            self._show_tracks(res[0], layer, "tracks")
+            tracks, labels = res
+            if labels is not None:
+                from ..track.formats import relabel_movie
+
+                rel = relabel_movie(labels, tracks)
+                name = f"{layer.name} tracked"
+                if name in self._viewer.layers:
+                    self._viewer.layers[name].data = rel
+                else:
+                    self._viewer.add_labels(rel, name=name, scale=layer.scale)
+            n_div = int((tracks.groupby("track_id")["parent_id"].first() >= 0).sum())
+            self._status.value = f"{tracks['track_id'].nunique()} tracks, {n_div} daughter tracks"
+
+        self._run(_track_job, (kind, data, params), done, sync)
+
+    def _show_tracks(self, tracks: pd.DataFrame, layer, name: str) -> None:
+        from ..track.formats import to_napari_tracks
+
+        data, props, graph = to_napari_tracks(tracks)
+        if name in self._viewer.layers:
+            lay = self._viewer.layers[name]
+            lay.data, lay.graph = data, graph
+        else:
+            self._viewer.add_tracks(data, graph=graph, name=name, scale=layer.scale, tail_length=10)
+
+    # ------------------------------------------------------------------------------------------
+    def _schedule_preview(self, *_):
+        if self._preview.value:
+            self._timer.start()
+
+    def update_preview(self, sync: bool = False) -> None:
+        """Link the frames around the current one and show them as the ``links preview`` layer."""
+        try:
+            layer, kind, data = self._source_args()
+            params = self.params()
+        except DynfitError:
+            return
+        t = int(self._viewer.dims.current_step[0])
+        w = self._window.value
+        frames = (max(0, t - w), t + w)
+
+        def done(res):
+            self._show_tracks(res[0], layer, PREVIEW)
+            self._status.value = f"preview: {res[0]['track_id'].nunique()} tracks in frames {frames[0]}-{frames[1]}"
+
+        try:
+            self._run(_track_job, (kind, data, params, frames), done, sync)
+        except DynfitError as exc:
+            self._failed(exc)

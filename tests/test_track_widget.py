@@ -1,0 +1,71 @@
+"""The "Detect & track" widget: detect, track Points and Labels, re-link after edits, live preview."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_dynfit.sim import render_labels, render_movie
+
+pytestmark = pytest.mark.gui
+
+
+def _movie(rng):
+    n, frames = 12, 5
+    pos = rng.uniform(8, 56, (n, 2))
+    rows = []
+    for t in range(frames):
+        rows.append(pd.DataFrame({"track_id": np.arange(1, n + 1), "frame": t, "y": pos[:, 0], "x": pos[:, 1]}))
+        pos = pos + rng.normal(0, 0.3, pos.shape)
+    return render_movie(pd.concat(rows), (frames, 64, 64), psf_sigma=1.5, snr=15, seed=0)
+
+
+def test_detect_track_edit_relink(make_napari_viewer, rng):
+    from napari_dynfit._napari._track_widget import PREVIEW, TrackWidget
+
+    viewer = make_napari_viewer()
+    movie, truth = _movie(rng)
+    viewer.add_image(movie, name="movie")
+    w = TrackWidget(viewer)
+    w._image.value = viewer.layers["movie"]
+    w.detect(sync=True)
+    pts = viewer.layers["detections"]
+    assert len(pts.data) == len(truth)
+    w._source.value = pts
+    w._max_distance.value = 2.5
+    w.track(sync=True)
+    tracks = viewer.layers["tracks"]
+    assert len(np.unique(tracks.data[:, 0])) == 12
+    # annotation round trip: delete one track's point in the middle frame, re-link with gap closing
+    ids = tracks.data[:, 0]
+    victim = tracks.data[(ids == ids[0]) & (tracks.data[:, 1] == 2)][0, 1:]
+    keep = ~np.all(np.isclose(pts.data, victim), axis=1)
+    pts.data = pts.data[keep]
+    w._gaps.value = 0
+    w.track(sync=True)
+    assert len(np.unique(viewer.layers["tracks"].data[:, 0])) == 13  # the track is broken without gap closing
+    w._gaps.value = 1
+    w.track(sync=True)
+    assert len(np.unique(viewer.layers["tracks"].data[:, 0])) == 12
+    # live preview of the frames around the current one
+    w._window.value = 1
+    viewer.dims.set_current_step(0, 2)
+    w.update_preview(sync=True)
+    prev = viewer.layers[PREVIEW].data
+    assert set(np.unique(prev[:, 1])) == {1, 2, 3}
+
+
+def test_track_labels_layer(make_napari_viewer):
+    from napari_dynfit._napari._track_widget import TrackWidget
+
+    viewer = make_napari_viewer()
+    truth = pd.DataFrame({"track_id": [1, 1, 1, 2, 2, 2], "frame": [0, 1, 2, 0, 1, 2],
+                          "y": [10.0, 11, 12, 30, 30, 31], "x": [10.0, 10, 11, 30, 31, 31], "radius": 4.0})
+    labels = render_labels(truth, (3, 48, 48))
+    viewer.add_labels(np.where(labels > 0, 3 - labels, 0), name="cells")
+    w = TrackWidget(viewer)
+    w._source.value = viewer.layers["cells"]
+    w.track(sync=True)
+    rel = viewer.layers["cells tracked"].data
+    # each cell keeps one id through time
+    a, b = rel[:, 11, 10], rel[:, 30, 30]
+    assert len(set(a)) == 1 and len(set(b)) == 1 and a[0] != b[0] and a[0] > 0 and b[0] > 0
