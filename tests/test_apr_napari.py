@@ -141,7 +141,9 @@ def test_convert_widget_preview_and_convert(make_napari_viewer, tmp_path, rng, q
     layer = viewer.layers["vol (APR)"]
     assert layer.multiscale and layer.metadata["apr"]["particles"] == read_apr(tmp_path / "vol.apr").n_particles
     np.testing.assert_array_equal(layer.data[0][12], to_apr(vol, rel_error=1.0).reconstruct()[12])
-    viewer.layers.selection.active = layer
+    viewer.layers.selection.active = viewer.layers["vol"]
+    viewer.layers.selection.active = layer  # the widget shows the selected APR layer's stats
+    assert w._stats.value.startswith(f"vol (APR): {layer.metadata['apr']['particles']} particles")
     w._mode.value = "smooth"
     assert layer.data[0].mode == "smooth" and layer.metadata["apr"]["mode"] == "smooth"
 

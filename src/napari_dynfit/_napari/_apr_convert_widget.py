@@ -120,7 +120,8 @@ class AprConvertWidget(Container):
         self._mode.changed.connect(self.set_display_mode)
         self._viewer_events = ((napari_viewer.layers.events.inserted, self._layer.reset_choices),
                                (napari_viewer.layers.events.removed, self._layer.reset_choices),
-                               (napari_viewer.dims.events.current_step, self._schedule_preview))
+                               (napari_viewer.dims.events.current_step, self._schedule_preview),
+                               (napari_viewer.layers.selection.events.active, self._show_layer_stats))
         for event, callback in self._viewer_events:
             event.connect(callback)
         self.native.destroyed.connect(self._disconnect)
@@ -208,6 +209,13 @@ class AprConvertWidget(Container):
 
         self._stats.value = f"error: {exc}"
         show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
+
+    def _show_layer_stats(self, *_):
+        layer = self._viewer.layers.selection.active
+        meta = getattr(layer, "metadata", {}).get("apr") if layer is not None else None
+        if meta:
+            self._stats.value = (f"{layer.name}: {meta['particles']} particles, ratio "
+                                 f"{meta['computational_ratio']:.1f}, memory saved {meta['memory_saved']}")
 
     def set_display_mode(self, mode: str | None = None) -> None:
         """Show the selected APR layer in ``mode`` (constant, smooth or level)."""
