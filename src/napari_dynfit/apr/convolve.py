@@ -207,6 +207,23 @@ def _pad_x(buf, o, hx, nx, reflect, left, right):
             buf[o + hx + nx + k] = buf[o + hx + hi] if hi >= 0 else 0.0
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _row_dot(st, w, buf, o, kx):
+    """``sum(st[w:w+kx] * buf[o:o+kx])``, unrolled for the common widths."""
+    if kx == 3:
+        return st[w] * buf[o] + st[w + 1] * buf[o + 1] + st[w + 2] * buf[o + 2]
+    if kx == 5:
+        return (st[w] * buf[o] + st[w + 1] * buf[o + 1] + st[w + 2] * buf[o + 2] + st[w + 3] * buf[o + 3]
+                + st[w + 4] * buf[o + 4])
+    if kx == 7:
+        return (st[w] * buf[o] + st[w + 1] * buf[o + 1] + st[w + 2] * buf[o + 2] + st[w + 3] * buf[o + 3]
+                + st[w + 4] * buf[o + 4] + st[w + 5] * buf[o + 5] + st[w + 6] * buf[o + 6])
+    acc = np.float32(0.0)
+    for dx in range(kx):
+        acc += st[w + dx] * buf[o + dx]
+    return acc
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _convolve_tasks(tasks, lmin, lmax, shapes, offsets, px, vals, row_start, t_offsets, tx, tvals,
                     t_row_start, st_flat, st_off, st_shape, reflect, out):
@@ -264,10 +281,7 @@ def _convolve_tasks(tasks, lmin, lmax, shapes, offsets, px, vals, row_start, t_o
                 xp = px[p]
                 acc = np.float32(0.0)
                 for q in range(nrow):
-                    o = rowoff[q] + xp
-                    w = q * kx
-                    for dx in range(kx):
-                        acc += stf[w + dx] * buf[o + dx]
+                    acc += _row_dot(stf, q * kx, buf, rowoff[q] + xp, kx)
                 out[p] = acc
 
 
