@@ -1,0 +1,98 @@
+"""``dynfit infer-flow``: probability flow inference from snapshots (drift, noise, growth); demo stage; benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _diffusion_arg(text: str):
+    if text.lower() == "fit":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"--diffusion '{text}' is not a number: give D (dX = f dt + sqrt(2 D) dW) or 'fit'") from None
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"--diffusion must be a finite number >= 0, got {text}")
+    return value
+
+
+def _cmd_infer(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .._io import atomic_path
+    from ..models.flow.io import read_snapshots
+    from ..models.flow.layers import trajectory_table
+    from ..models.flow.pfi import fit_flow
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    snaps = read_snapshots(args.snapshots, columns=args.columns.split(",") if args.columns else None,
+                           time_column=args.time_column, dt=args.dt, basis=args.basis)
+    model = fit_flow(snaps, _diffusion_arg(args.diffusion), model=args.model, growth=args.growth, steps=args.steps,
+                     n_euler=args.euler_steps, device=args.device, seed=args.seed,
+                     score_kwargs={"steps": args.score_steps})
+    out = Path(args.output)
+    model.save(out)
+    with atomic_path(out / "trajectories.csv") as tmp:
+        trajectory_table(model, snaps, n_paths=args.n_paths, seed=args.seed).to_csv(tmp, index=False)
+    print(json.dumps({k: v for k, v in model.to_dict().items() if k in ("drift", "diffusion", "growth")}))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("infer-flow", help="probability flow inference: drift (+ growth) from untracked snapshots",
+                       description="Fit dX = f(X) dt + sqrt(2 D) dW (and a growth rate g(X) with --growth) to point "
+                                   "clouds observed at a few times (no tracks). Writes OUT/flow.json (linear drift "
+                                   "as {'drift': {'A', 'b'}}, f(x) = A x + b), OUT/flow.pt (torch weights) and "
+                                   "OUT/trajectories.csv (paths sampled from the learned SDE).")
+    p.add_argument("snapshots", help="CSV/Parquet with a 'time' (or 'frame') column and coordinate columns "
+                                     "(detections: frame, [z,] y, x), or AnnData .h5ad")
+    p.add_argument("--diffusion", required=True,
+                   help="diffusion coefficient D (units^2 / time), or 'fit' to fit an isotropic D")
+    p.add_argument("--model", choices=("linear", "mlp"), default="linear", help="drift family (default linear)")
+    p.add_argument("--growth", action="store_true", help="learn a growth rate g(x) (unbalanced PFI); the population "
+                                                         "size at each time is the row count (or sum of 'weight')")
+    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("--columns", help="comma-separated coordinate columns (default: z,y,x / y,x or all numeric)")
+    p.add_argument("--time-column", help="time column (default 'time', else 'frame')")
+    p.add_argument("--dt", type=float, help="time per frame when time comes from 'frame' (default 1)")
+    p.add_argument("--basis", help=".h5ad only: obsm key of the coordinates (default X)")
+    p.add_argument("--steps", type=int, default=400, help="flow-fitting steps (default 400)")
+    p.add_argument("--score-steps", type=int, default=2000, help="score-matching steps (default 2000)")
+    p.add_argument("--euler-steps", type=int, default=3, help="Euler steps per snapshot interval (default 3)")
+    p.add_argument("--n-paths", type=int, default=200, help="trajectories to sample (default 200)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_cmd_infer)
+
+
+def _demo_stage(ctx) -> None:
+    from ..models.flow.bench import demo_flow
+
+    demo_flow(ctx)
+
+
+def _bench_args(parser) -> None:
+    parser.add_argument("--case", choices=("ou2", "ou10", "bistable", "all"), default="all")
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not the issue's figures)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _bench_run(args) -> dict:
+    from ..models.flow.bench import run_benchmarks
+
+    return run_benchmarks(case=args.case, quick=args.quick, device=args.device, seed=args.seed)
+
+
+DEMO_STAGE = (95, "Probability flow inference", _demo_stage)
+BENCHMARKS = {"pfi": ("probability flow inference: OU drift errors, bistable growth (balanced vs unbalanced), "
+                      "runtimes", _bench_args, _bench_run)}
