@@ -258,10 +258,13 @@ def read_apr_movie(path) -> AprMovie:
 
 
 def apr_info(path) -> dict:
-    """Header of an ``.apr`` file or a ``.aprmovie`` folder (see :func:`apr_header`, :func:`movie_header`)."""
+    """Header of an ``.apr`` file or a ``.aprmovie`` folder (see :func:`apr_header`, :func:`movie_header`;
+    without the per-frame file list)."""
     p = Path(path)
     if p.suffix.lower() == MOVIE_SUFFIX:
-        return movie_header(p)
+        head = movie_header(p)
+        head.pop("files")  # one path per frame: long, and derived from the layout
+        return head
     return apr_header(p)
 
 
