@@ -364,7 +364,29 @@ def test_latent_field_widget_trains_and_overlays(make_napari_viewer, tmp_path):
     w.train(block=True)
     assert LAYER in viewer.layers and viewer.layers[LAYER].data.shape == (5, 8, 8)
     assert "step 20" in w._status.value and (tmp_path / "ck.pt").exists()
-    assert len(w._figure.axes[0].lines) == 3  # velocity, pde, initial losses
+    assert len(w._figure.axes[0].lines) == 4  # velocity, pde, steady source, initial (learned source)
     w._steps.value = 30
     w.train(block=True)  # resumes from the checkpoint
     assert "step 30" in w._status.value
+
+
+# --- published figures (slow) ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_multiscale_poisson_inverse_dirichlet_figure():
+    """Issue 8: inverse-Dirichlet rel. L2 <= 1e-2, fixed equal weights >= 10x worse (same net and steps)."""
+    res = poisson_benchmark(steps=2000, strategies=("inverse-dirichlet", "fixed"), grid=100)
+    assert res["inverse_dirichlet_rel_l2"] <= 1e-2
+    assert res["fixed_rel_l2"] >= 10 * res["inverse_dirichlet_rel_l2"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="not reached yet: after 1000-1750 Adam steps the rel. L2 error of chi c is 0.43-0.47 "
+                          "and Dc, k, chi are biased low (0.2, 0.1, 0.5 vs 1, 0.5, 2); see docs/pinn.md",
+                   strict=False)
+def test_chemotaxis_latent_field_figure():
+    """Issue 8: rel. L2 of chi c <= 5 % over the visited region; Dc and k within 10 %."""
+    sim, prob, phi = _fit_chemotaxis(4000, 0)
+    assert _rel_phi(sim, prob, phi) <= 0.05
+    coefs = prob.pinn.coefficient_values()
+    assert coefs["Dc"] == pytest.approx(sim.params["Dc"], rel=0.1)
+    assert coefs["k"] == pytest.approx(sim.params["k"], rel=0.1)
