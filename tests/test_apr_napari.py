@@ -160,3 +160,22 @@ def test_preview_slice_of_a_movie_and_a_volume_movie(rng):
     vmovie = np.stack([blobs((6, 30, 32), rng, n=4) for _ in range(2)])
     res = preview_slice(vmovie, (1, 5, 0, 0), is_movie=True, params={"rel_error": 0.1}, slab=4)
     np.testing.assert_array_equal(res["image"], to_apr(vmovie[1, 2:6]).reconstruct()[3])
+
+
+def test_convert_widget_converts_a_movie_in_a_worker(make_napari_viewer, tmp_path, rng, qtbot):
+    from napari_dynfit._napari._apr_convert_widget import AprConvertWidget
+
+    viewer = make_napari_viewer()
+    movie = np.stack([blobs((48, 40), rng, n=5) for _ in range(3)])
+    viewer.add_image(movie, name="mov", scale=(2.0, 0.5, 0.5), axis_labels=("t", "y", "x"))
+    w = AprConvertWidget(viewer)
+    assert w._movie.value  # first axis labelled t
+    w._output.value = tmp_path / "mov.apr"
+    w.convert()
+    qtbot.waitUntil(lambda: "mov (APR)" in viewer.layers and w._run.enabled, timeout=30000)
+    layer = viewer.layers["mov (APR)"]
+    assert isinstance(layer.data[0], LazyAprMovie) and tuple(layer.scale) == (2.0, 0.5, 0.5)
+    back = read_apr_movie(tmp_path / "mov.aprmovie")
+    assert back.frame_interval == 2.0 and back.spacing == (0.5, 0.5)
+    np.testing.assert_array_equal(layer.data[0][1], to_apr(movie[1], spacing=(0.5, 0.5)).reconstruct())
+    assert "saved to" in w._stats.value

@@ -274,6 +274,8 @@ class AprConvertWidget(Container):
     def _converted(self, res, name) -> None:
         from napari.layers import Layer
 
+        self._poll.stop()  # the final stats must not be overwritten by a late progress line
+        self._progress.clear()
         result, path = res
         for data, kwargs, ltype in apr_layers_from_result(result, name):
             self._viewer.add_layer(Layer.create(data, kwargs, ltype))

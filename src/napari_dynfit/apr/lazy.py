@@ -18,10 +18,10 @@ movie or 2D shape handling. The reconstruction itself is pyapr's.
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 from collections import OrderedDict
+from copy import copy as _shallow_copy
 from numbers import Integral
 from pathlib import Path
 
@@ -227,7 +227,7 @@ class _LazyView:
         base = self._compose(key)
         if any(is_int for *_, is_int in base):
             return self._read(base)
-        view = copy.copy(self)
+        view = _shallow_copy(self)
         view._origin = tuple(b[0] for b in base)
         view._step = tuple(b[1] for b in base)
         view.shape = tuple(b[2] for b in base)
