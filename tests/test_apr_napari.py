@@ -179,3 +179,22 @@ def test_convert_widget_converts_a_movie_in_a_worker(make_napari_viewer, tmp_pat
     assert back.frame_interval == 2.0 and back.spacing == (0.5, 0.5)
     np.testing.assert_array_equal(layer.data[0][1], to_apr(movie[1], spacing=(0.5, 0.5)).reconstruct())
     assert "saved to" in w._stats.value
+
+
+def test_tiff_readers_pixels_and_converted(tmp_path, rng):
+    import tifffile
+
+    from napari_dynfit._napari._apr_reader import get_apr_reader, get_pixels_reader, get_pixels_to_apr_reader
+
+    vol = blobs((8, 40, 36), rng, n=5)
+    path = str(tmp_path / "v.tif")
+    tifffile.imwrite(path, vol, imagej=True, metadata={"axes": "ZYX", "spacing": 3.0})
+    assert get_apr_reader(path) is None and get_pixels_reader(str(tmp_path / "x.apr")) is None
+    (data, kwargs, ltype), = get_pixels_reader(path)(path)
+    np.testing.assert_array_equal(data, vol)
+    assert ltype == "image" and kwargs["scale"] == [3.0, 1.0, 1.0]
+    (levels, kwargs, ltype), = get_pixels_to_apr_reader(path)(path)
+    assert kwargs["multiscale"] and isinstance(levels[0], LazyAprArray) and kwargs["name"] == "v (APR)"
+    ref = to_apr(vol, spacing=(3.0, 1.0, 1.0))
+    np.testing.assert_array_equal(levels[0][4], ref.reconstruct()[4])
+    assert kwargs["metadata"]["apr"]["particles"] == ref.n_particles
