@@ -145,14 +145,14 @@ def _demo(ctx) -> None:
     from ..sim.chemotaxis import simulate_chemotaxis
 
     quick = ctx.quick
-    sim = simulate_chemotaxis(n_cells=150 if quick else 400, n_frames=11 if quick else 31,
+    sim = simulate_chemotaxis(n_cells=100 if quick else 400, n_frames=11 if quick else 31,
                               frame_interval=0.6 if quick else 0.2, substeps=10, grid=32 if quick else 64,
                               seed=ctx.seed)
     tracks = sim.to_table()
-    bundle, prob = fit_latent_field(tracks, steps=150 if quick else 500, grid=32 if quick else 64,
+    bundle, prob = fit_latent_field(tracks, steps=60 if quick else 500, grid=32 if quick else 64,
                                     source=lambda X: sim.source_function(X[:, 1], X[:, 2]),
-                                    hidden=(32, 32) if quick else (48, 48), n_collocation=1000 if quick else 2000,
-                                    batch_size=256 if quick else 512, coef_delay=50 if quick else 200,
+                                    hidden=(16, 16) if quick else (48, 48), n_collocation=500 if quick else 2000,
+                                    batch_size=256 if quick else 512, coef_delay=30 if quick else 200,
                                     device="cpu", seed=ctx.seed)
     bundle.to_zarr(ctx.out_dir / "latent_field.zarr")
     ctx.artefacts["latent_field"] = bundle
