@@ -380,9 +380,8 @@ def test_multiscale_poisson_inverse_dirichlet_figure():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="not reached yet: after 1000-1750 Adam steps the rel. L2 error of chi c is 0.43-0.47 "
-                          "and Dc, k, chi are biased low (0.2, 0.1, 0.5 vs 1, 0.5, 2); see docs/pinn.md",
-                   strict=False)
+@pytest.mark.xfail(reason="not reached yet: after 1750 Adam steps the rel. L2 error of chi c is 0.47 and Dc, k, "
+                          "chi are biased low (0.19, 0.10, 0.52 vs 1, 0.5, 2); see docs/pinn.md", strict=False)
 def test_chemotaxis_latent_field_figure():
     """Issue 8: rel. L2 of chi c <= 5 % over the visited region; Dc and k within 10 %."""
     sim, prob, phi = _fit_chemotaxis(4000, 0)
