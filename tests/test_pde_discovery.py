@@ -1,6 +1,5 @@
 """Sparse PDE discovery: stability selection, libraries, PDE-FIND data, forward integration, CLI, demo stage."""
 
-import json
 import sys
 from pathlib import Path
 
