@@ -30,3 +30,42 @@ def test_panel_project_roundtrip(make_napari_viewer, tmp_path):
     assert type(tr2).__name__ == "Tracks"
     np.testing.assert_allclose(np.asarray(tr2.data)[:, 2:], np.asarray(tracks.data)[:, 2:])
     np.testing.assert_allclose(tr2.scale, tracks.scale)
+
+
+def test_fit_keeps_ui_responsive_and_cancel_leaves_viewer_usable(make_napari_viewer, qtbot):
+    """While a fit runs in its worker, a Qt timer keeps firing at least every 200 ms; Stop ends it cleanly."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    from napari_dynfit._napari._panel import STEPS, DynFitPanel
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-dynfit", "active_particles_2d")
+    panel = DynFitPanel(viewer)
+    index = next(i for i, s in enumerate(STEPS) if s[2] == "LatentFieldWidget")
+    widget = panel.step(index)
+    widget._steps.value = 1_000_000  # far more than the test waits for
+    widget._chunk.value = 20
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(50)
+    widget.train()
+    assert widget._worker is not None
+    qtbot.waitUntil(lambda: "step" in widget._status.value, timeout=120_000)  # first live update shown
+    t_end = time.perf_counter() + 3.0
+    ticks.clear()
+    while time.perf_counter() < t_end:
+        qtbot.wait(20)
+    timer.stop()
+    gaps = np.diff(ticks)
+    assert len(ticks) > 20 and gaps.max() < 0.2, f"largest gap between timer ticks {gaps.max():.3f} s"
+    assert "latent field (PINN)" in viewer.layers  # the live overlay exists while training
+    widget.stop()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    assert widget._run.enabled
+    # the viewer is still usable after cancelling
+    viewer.dims.set_current_step(0, 5)
+    lay = viewer.add_points(np.array([[5, 1.0, 1.0]]))
+    assert lay in viewer.layers

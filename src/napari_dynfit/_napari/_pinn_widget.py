@@ -130,7 +130,8 @@ class LatentFieldWidget(Container):
             return
         from napari.qt.threading import thread_worker
 
-        worker = thread_worker(lambda: (yield from gen), start_thread=False)()
+        # errors go to _show_error only (not re-raised in the Qt loop: Stop raises Cancelled)
+        worker = thread_worker(lambda: (yield from gen), start_thread=False, ignore_errors=True)()
         worker.yielded.connect(self._show)
         worker.errored.connect(self._show_error)
         worker.finished.connect(self._finished)
