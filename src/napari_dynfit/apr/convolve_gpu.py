@@ -27,7 +27,7 @@ import numpy as np
 
 from .grid import AprGrid
 
-__all__ = ["DeviceGrid", "convolve_torch", "convolve_tensors", "tree_mean_torch", "reconstruct_constant"]
+__all__ = ["DeviceGrid", "device_grid", "convolve_torch", "convolve_tensors", "tree_mean_torch", "reconstruct_constant"]
 
 _CHUNK = 1 << 24  # gathered values per chunk (64 MiB of float32)
 
@@ -60,6 +60,17 @@ class DeviceGrid:
         self.parent = torch.as_tensor(grid.particle_parent, device=self.device)
         self.tree_parent = torch.as_tensor(grid.tree_parent, device=self.device)
         self.count = torch.as_tensor(grid.tree_child_count, device=self.device, dtype=torch.float32).clamp_min(1)
+
+
+def device_grid(grid: AprGrid, device) -> DeviceGrid:
+    """The :class:`DeviceGrid` of ``grid`` on ``device``, built once per grid and device (kept with the grid)."""
+    import torch
+
+    per_grid = grid.__dict__.setdefault("_device_grids", {})  # freed with the grid
+    key = str(torch.device(device))
+    if key not in per_grid:
+        per_grid[key] = DeviceGrid(grid, device)
+    return per_grid[key]
 
 
 def tree_mean_torch(dgrid: DeviceGrid, vals):
@@ -100,7 +111,7 @@ def convolve_torch(grid, values, stencils: list, *, reflect: bool = True, device
     -------
     ndarray of float32, shape (n_particles,)
     """
-    dgrid = grid if isinstance(grid, DeviceGrid) else DeviceGrid(grid, device)
+    dgrid = grid if isinstance(grid, DeviceGrid) else device_grid(grid, device)
     return convolve_tensors(dgrid, values, stencils, reflect, tree_values).cpu().numpy()
 
 
