@@ -213,6 +213,15 @@ def test_cli_well_info_and_example(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "active_matter" in text and "trajectories: 2" in text and "field D: tensor" in text
     assert main(["well-info", str(tmp_path / "missing.hdf5")]) == 2
+    capsys.readouterr()
+    npz = tmp_path / "c.npz"
+    assert main(["well-export", str(out), "-o", str(npz), "--fields", "concentration,velocity", "--trajectory", "1",
+                 "--t-start", "1"]) == 0
+    b = load_fields(npz)
+    ref = read_well(out, trajectory=1, t_start=1, fields=["concentration", "velocity"])
+    assert b.kinds == {"concentration": "scalar", "velocity": "vector"} and b.periodic == (True, True)
+    np.testing.assert_array_equal(b["velocity"], ref["velocity"])
+    assert main(["well-export", str(out), "-o", str(tmp_path / "c.txt")]) == 2
 
 
 # --- cross-checks with the_well's own code (optional extra) ---------------------------------------

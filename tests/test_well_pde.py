@@ -19,10 +19,8 @@ def am_256(tmp_path_factory):
 
 
 def test_concentration_law_learned_through_cli(am_256, tmp_path):
-    fields = tmp_path / "c.npz"
-    assert main(["well-export", str(am_256), "-o", str(fields), "--fields", "concentration"]) == 0
     model_path = tmp_path / "model.json"
-    assert main(["discover-pde", str(fields), "-o", str(model_path)]) == 0
+    assert main(["discover-pde", str(am_256), "-o", str(model_path), "--fields", "concentration"]) == 0
     model = json.loads(model_path.read_text())
     with h5py.File(am_256, "r") as f:
         assert f.attrs["dataset_name"] == "active_matter"
