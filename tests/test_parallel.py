@@ -78,7 +78,7 @@ def test_progress_and_cancel(movie):
     seen = []
     with progress_context(lambda d, n, s: seen.append((d, n))):
         map_frames(SMOOTH, movie, scheduler="threads", n_workers=2, in_flight=2)
-    assert seen[-1] == (5, 5)
+    assert seen[-1] == (10, 10)
     ev = threading.Event()
     ev.set()
     with progress_context(None, ev), pytest.raises(Cancelled):

@@ -16,10 +16,18 @@ a ``distributed.Client``  use this client as it is
 
 Results are returned in input order and are identical to the serial path (each item is processed
 by the same function on the same input). Memory: frames of lazy inputs (Zarr arrays, Dask arrays,
-anything indexable that is not a numpy array) are read inside the task, on the worker, so at most
-``in_flight`` frames (default two per worker) are held at once besides the results; numpy inputs are
-sent one frame per task. Progress is reported with :func:`~napari_dynfit._progress.report` and a
-cancel request stops submitting new work (running tasks finish).
+anything indexable that is not a numpy array) are read inside the task, on the worker, so a worker
+holds only the frames it is working on besides the results; numpy inputs are sent one frame per
+task. The local schedulers run one Dask graph of one task per frame (at most one running task per
+worker); clusters get a sliding window of ``in_flight`` submitted tasks (default two per worker), so
+the scheduler never holds the whole movie. Progress is reported per frame with
+:func:`~napari_dynfit._progress.report` and a cancel request stops starting new work (running tasks
+finish).
+
+Worker processes (``"processes"``, ``"local-cluster"``) run their native libraries single-threaded
+(``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, ``NUMBA_NUM_THREADS`` = 1, as
+Dask's nanny does for OpenMP and BLAS): the parallelism is across frames, and nested thread pools
+on shared cores only spin against each other.
 
 Running on a cluster (SLURM with ``dask-jobqueue``)::
 
@@ -46,6 +54,9 @@ from .errors import InputError
 LOCAL_SCHEDULERS = ("sync", "threads", "processes")
 SCHEDULER_HELP = ("sync, threads, processes, local-cluster, or the address of a running dask scheduler "
                   "(tcp://HOST:PORT)")
+
+#: Environment of worker processes: native libraries single-threaded (see the module docstring).
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
 
 def check_scheduler(scheduler) -> str:
@@ -94,13 +105,11 @@ def get_client(scheduler="local-cluster", *, n_workers: int | None = None, threa
     if kind == "client":
         yield scheduler
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if kind == "local-cluster":
-        workers = _n_workers(n_workers)
-        with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                          host="127.0.0.1", protocol="tcp://", dashboard_address=None,
-                          memory_limit=memory_limit, silence_logs=40) as cluster, Client(cluster) as client:
+        with local_cluster(n_workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit) as cluster, \
+                Client(cluster) as client:
             yield client
         return
     try:
@@ -112,6 +121,25 @@ def get_client(scheduler="local-cluster", *, n_workers: int | None = None, threa
         yield client
     finally:
         client.close()
+
+
+def local_cluster(n_workers: int | None = None, *, threads_per_worker: int = 1, memory_limit="auto"):
+    """A ``distributed.LocalCluster`` of worker processes on 127.0.0.1 (TCP), set up for per-frame work.
+
+    Workers get :data:`WORKER_ENV` before they start (native libraries single-threaded). Dask's own
+    default also sets ``MALLOC_TRIM_THRESHOLD_=65536``, which pins glibc's mmap threshold at 128 KiB:
+    every frame-sized array is then a fresh ``mmap`` and its pages fault in again, and the APR + detection
+    pipeline ran twice as slowly per frame (0.26 s vs 0.12 s for 256 x 256, measured); it is left unset.
+    Use it as a context manager (it closes its workers on exit).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    env = {**WORKER_ENV, "NUMBA_NUM_THREADS": str(threads_per_worker)}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):  # read when the nannies are made
+        return LocalCluster(n_workers=_n_workers(n_workers), threads_per_worker=threads_per_worker, processes=True,
+                            host="127.0.0.1", protocol="tcp://", dashboard_address=None, memory_limit=memory_limit,
+                            silence_logs=40)
 
 
 def _n_workers(n_workers) -> int:
@@ -128,9 +156,23 @@ def _apply(func, item, args, kwargs):
     return func(item, *args, **kwargs)
 
 
-def _apply_indexed(func, source, index, args, kwargs):
-    """Read ``source[index]`` where the task runs (lazy inputs), then apply ``func``."""
-    return func(np.asarray(source[index]), *args, **kwargs)
+class _Lazy:
+    """A lazy movie passed to the tasks as it is: Dask would compute a Dask array argument first."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def frame(self, index) -> np.ndarray:
+        """``data[index]`` as a numpy array; Dask frames are computed in this thread (no nested pools)."""
+        frame = self.data[index]
+        if hasattr(frame, "compute"):
+            frame = frame.compute(scheduler="sync")
+        return np.asarray(frame)
+
+
+def _apply_indexed(func, source: _Lazy, index, args, kwargs):
+    """Read frame ``index`` of a lazy source where the task runs, then apply ``func``."""
+    return func(source.frame(index), *args, **kwargs)
 
 
 def map_items(func: Callable, items: Sequence, *, scheduler="threads", n_workers: int | None = None,
@@ -141,13 +183,13 @@ def map_items(func: Callable, items: Sequence, *, scheduler="threads", n_workers
     Items are sent as they are (use :func:`map_frames` for arrays, which reads lazy frames on the
     workers). See :func:`map_frames` for the parameters; returns the results in input order.
     """
-    return _map(func, items, len(items), lambda i: (_apply, (func, items[i], args, kwargs or {})),
+    return _map(func, len(items), lambda i: (_apply, (func, items[i], args, kwargs or {})),
                 scheduler, n_workers, in_flight, desc)
 
 
 def map_frames(func: Callable, movie, *, scheduler="threads", n_workers: int | None = None,
                args: tuple = (), kwargs: dict | None = None, in_flight: int | None = None,
-               desc: str = "frames") -> list:
+               desc: str = "frames", index: bool = False) -> list:
     """Apply ``func(movie[t], *args, **kwargs)`` to every frame ``t`` of a movie, in parallel.
 
     Parameters
@@ -166,9 +208,13 @@ def map_frames(func: Callable, movie, *, scheduler="threads", n_workers: int | N
     args, kwargs
         Extra arguments of ``func``.
     in_flight : int, optional
-        Frames submitted at once (bounds memory); default twice the number of workers.
+        Tasks submitted at once to a cluster (bounds the scheduler's memory); default twice the
+        number of workers. The local schedulers run at most one task per worker anyway.
     desc : str
         Progress description.
+    index : bool
+        Call ``func(movie[t], t, *args, **kwargs)``: the frame index comes second (frame columns,
+        error messages).
 
     Returns
     -------
@@ -181,16 +227,22 @@ def map_frames(func: Callable, movie, *, scheduler="threads", n_workers: int | N
         raise InputError(f"cannot map over frames of a {type(movie).__name__}: pass an array of shape (t, ...)") \
             from None
     kw = kwargs or {}
+
+    def extra(i):
+        return ((i,) + tuple(args)) if index else args
+
     if isinstance(movie, np.ndarray):
         def task(i):
-            return _apply, (func, movie[i], args, kw)
+            return _apply, (func, movie[i], extra(i), kw)
     else:
+        lazy = _Lazy(movie)
+
         def task(i):
-            return _apply_indexed, (func, movie, i, args, kw)
-    return _map(func, movie, n, task, scheduler, n_workers, in_flight, desc)
+            return _apply_indexed, (func, lazy, i, extra(i), kw)
+    return _map(func, n, task, scheduler, n_workers, in_flight, desc)
 
 
-def _map(func, source, n, task, scheduler, n_workers, in_flight, desc) -> list:
+def _map(func, n, task, scheduler, n_workers, in_flight, desc) -> list:
     if not callable(func):
         raise InputError(f"func must be callable, got {type(func).__name__}")
     kind = check_scheduler(scheduler)
@@ -203,20 +255,39 @@ def _map(func, source, n, task, scheduler, n_workers, in_flight, desc) -> list:
             out.append(fn(*a))
         return out
     if kind in ("threads", "processes"):
-        import dask
-
-        workers = _n_workers(n_workers)
-        batch = in_flight or 2 * workers
-        out = []
-        # one pool for all batches: Dask would otherwise start (and, for processes, spawn) a pool per call
-        with _pool(kind, workers) as pool:
-            for start in progress_iter(range(0, n, batch), total=-(-n // batch), desc=desc):
-                calls = (task(i) for i in range(start, min(n, start + batch)))
-                tasks = [dask.delayed(fn, pure=False)(*a) for fn, a in calls]
-                out.extend(dask.compute(*tasks, scheduler=kind, pool=pool))
-        return out
+        return _map_local(kind, task, n, _n_workers(n_workers), desc)
     with get_client(scheduler, n_workers=n_workers) as client:
         return _map_distributed(client, task, n, in_flight, desc)
+
+
+def _map_local(kind, task, n, workers, desc) -> list:
+    """One Dask graph (a task per item) on a thread or process pool; progress and cancel per task."""
+    import dask
+
+    done = 0
+
+    def posttask(key, result, dsk, state, worker_id):
+        nonlocal done
+        done += 1
+        report(done, n, desc)  # raises Cancelled: no new task starts, running ones finish
+
+    tasks = [dask.delayed(fn, pure=False)(*a) for fn, a in map(task, range(n))]
+    report(0, n, desc)
+    # one pool for the whole map: Dask would otherwise start (and, for processes, spawn) one per call;
+    # chunksize 1: one task per worker at a time, the next frame goes to the first worker free
+    with _pool(kind, workers) as pool:
+        return list(dask.compute(*tasks, scheduler=kind, pool=pool, chunksize=1,
+                                 callbacks=[(None, None, None, posttask, None)]))  # dask's callback tuple
+
+
+def _init_worker_process() -> None:
+    """Initialiser of the ``"processes"`` pool: :data:`WORKER_ENV`, also for libraries already loaded."""
+    import os
+
+    os.environ.update(WORKER_ENV)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def _pool(kind, workers):
@@ -230,7 +301,7 @@ def _pool(kind, workers):
     import dask
 
     context = multiprocessing.get_context(dask.config.get("multiprocessing.context", "spawn"))
-    return ProcessPoolExecutor(workers, mp_context=context)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker_process)
 
 
 def _map_distributed(client, task, n, in_flight, desc) -> list:

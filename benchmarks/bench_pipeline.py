@@ -1,0 +1,192 @@
+"""Per-frame pipeline benchmark: APR conversion + APR-native Gaussian + detection, 1 vs 2 workers.
+
+A 100-frame 2D movie of active particles (simulator, 256 x 256, ground truth known) is written to a
+Zarr array with one frame per chunk and processed with :func:`napari_dynfit.pipeline.process_movie`:
+
+* serially (``scheduler="sync"``: the reference result);
+* on a warm ``LocalCluster`` of 1 and of 2 single-threaded worker processes (TCP on loopback, the
+  Zarr frames read on the workers), runs interleaved and repeated, best and median times;
+* on Dask's thread pool with 1 and 2 threads (the same interleaving), to show how much the kernels
+  release the GIL;
+* once each on cold ``"local-cluster"`` and ``"processes"`` schedulers (start-up included).
+
+Memory: each worker's peak resident set during a run (``VmHWM`` of ``/proc/PID/status``, reset through
+``/proc/PID/clear_refs``; Linux only) minus its resident set just before the run (warm worker,
+``gc.collect()`` and ``malloc_trim(0)``), compared with the same quantity for a one-frame movie
+processed the same way (one frame's working set, task machinery included).
+
+The machine's cores are shared: the load average before and after is printed, and the speed-up is
+the ratio of best times of interleaved runs (the median ratio is printed too).
+
+    python benchmarks/bench_pipeline.py [--frames 100] [--size 256] [--repeat 3] [--gaussian 1.0] [-o out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def _vm(field: str) -> int:
+    """``VmRSS`` / ``VmHWM`` of this process in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak(dask_worker=None) -> int:
+    """Free what can be freed, reset the peak resident set; return the resident set now (the baseline)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    return _vm("VmRSS")
+
+
+def _warm_up(movie, kw, dask_worker=None) -> None:
+    from napari_dynfit.pipeline import process_movie
+
+    process_movie(movie, scheduler="sync", **kw)
+
+
+def _peak(dask_worker=None) -> int:
+    return _vm("VmHWM")
+
+
+def _movie(frames: int, size: int, seed: int = 0):
+    from napari_dynfit.sim import render_movie, simulate_abp
+    from napari_dynfit.sim.samples import ABP_2D, ABP_2D_RENDER
+
+    box = size * ABP_2D_RENDER["scale"]
+    n = int(round(ABP_2D["n_particles"] * (size / ABP_2D_RENDER["shape"][0]) ** 2))
+    traj = simulate_abp(n, (frames - 1) * ABP_2D["save_every"], dim=2, box=(box, box), dt=ABP_2D["dt"],
+                        v0=ABP_2D["v0"], Dr=ABP_2D["Dr"], Dt=ABP_2D["Dt"], save_every=ABP_2D["save_every"], seed=seed)
+    table = traj.to_table()
+    render = {k: v for k, v in ABP_2D_RENDER.items() if k != "shape"}
+    return render_movie(table, (frames, size, size), seed=seed, **render)
+
+
+def _identical(a, b) -> bool:
+    return a.detections.equals(b.detections) and a.frames.equals(b.frames)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved timed runs per configuration")
+    ap.add_argument("--gaussian", type=float, default=1.0, help="APR-native Gaussian sigma (px)")
+    ap.add_argument("--rel-error", type=float, default=0.1)
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold processes / local-cluster runs")
+    ap.add_argument("-o", "--output")
+    args = ap.parse_args(argv)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="distributed")
+
+    import zarr
+    from distributed import Client
+
+    from napari_dynfit.parallel import local_cluster
+    from napari_dynfit.pipeline import process_movie
+    from napari_dynfit.track.metrics import match_nodes
+
+    res = {"frames": args.frames, "frame_shape": [args.size, args.size], "gaussian_sigma": args.gaussian,
+           "rel_error": args.rel_error, "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()}
+    movie, truth = _movie(args.frames, args.size)
+    kw = dict(convert={"rel_error": args.rel_error}, filter={"sigma": args.gaussian} if args.gaussian > 0 else None)
+    tmp = tempfile.TemporaryDirectory()
+    lazy = zarr.create_array(str(Path(tmp.name) / "movie.zarr"), data=movie, chunks=(1, args.size, args.size))
+    one_frame = zarr.create_array(str(Path(tmp.name) / "frame.zarr"), data=movie[-1:], chunks=(1, args.size, args.size))
+
+    t = time.perf_counter()
+    ref = process_movie(lazy, scheduler="sync", **kw)
+    res["serial_s"] = time.perf_counter() - t
+    gi, pj = match_nodes(truth, ref.detections, match_distance=1.5)
+    res["detections"] = len(ref.detections)
+    res["recall"] = len(gi) / len(truth)
+    res["precision"] = len(pj) / max(len(ref.detections), 1)
+    res["particles_per_frame"] = float(ref.frames["particles"].mean())
+
+    clusters = {}
+    try:
+        for n in (1, 2):
+            cluster = local_cluster(n)
+            client = Client(cluster)
+            client.run(_warm_up, one_frame, kw)  # imports, numba caches, Zarr reading, on every worker
+            ones = []
+            for _ in range(2):  # a one-frame movie: one frame's working set
+                base = client.run(_reset_peak)
+                process_movie(one_frame, scheduler=client, **kw)
+                peak = client.run(_peak)
+                ones.append(max(peak[a] - base[a] for a in base))
+            clusters[n] = (cluster, client, ones)
+        working_set = [w for c in clusters.values() for w in c[2]]
+        res["one_frame_working_set_mb"] = statistics.median(working_set) / 2**20
+
+        times = {f"cluster_{n}": [] for n in (1, 2)} | {f"threads_{n}": [] for n in (1, 2)}
+        peaks = {1: [], 2: []}
+        same = True
+        for _ in range(args.repeat):
+            for n in (1, 2):
+                cluster, client, _ = clusters[n]
+                base = client.run(_reset_peak)
+                t = time.perf_counter()
+                out = process_movie(lazy, scheduler=client, **kw)
+                times[f"cluster_{n}"].append(time.perf_counter() - t)
+                peak = client.run(_peak)
+                peaks[n].extend(peak[a] - base[a] for a in base)
+                same &= _identical(ref, out)
+            for n in (1, 2):
+                t = time.perf_counter()
+                out = process_movie(movie, scheduler="threads", workers=n, **kw)
+                times[f"threads_{n}"].append(time.perf_counter() - t)
+                same &= _identical(ref, out)
+    finally:
+        for cluster, client, *_ in clusters.values():
+            client.close()
+            cluster.close()
+    for name, ts in times.items():
+        res[f"{name}_best_s"] = min(ts)
+        res[f"{name}_median_s"] = statistics.median(ts)
+        res[f"{name}_all_s"] = ts
+    for kind in ("cluster", "threads"):
+        res[f"{kind}_speedup_2_vs_1"] = res[f"{kind}_1_best_s"] / res[f"{kind}_2_best_s"]
+        res[f"{kind}_speedup_2_vs_1_median"] = statistics.median(
+            a / b for a, b in zip(times[f"{kind}_1"], times[f"{kind}_2"]))
+    res["cluster_2_vs_serial"] = res["serial_s"] / res["cluster_2_best_s"]
+    for n in (1, 2):
+        res[f"cluster_{n}_worker_peak_mb"] = max(peaks[n]) / 2**20
+        res[f"cluster_{n}_peak_vs_one_frame"] = max(peaks[n]) / statistics.median(working_set)
+    if not args.no_cold:
+        for sched in ("local-cluster", "processes"):
+            t = time.perf_counter()
+            out = process_movie(lazy, scheduler=sched, workers=2, **kw)
+            res[f"cold_{sched}_2_s"] = time.perf_counter() - t
+            same &= _identical(ref, out)
+    res["identical"] = bool(same)
+    res["load_average_after"] = os.getloadavg()
+    tmp.cleanup()
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.output:
+        from napari_dynfit._io import atomic_path
+
+        with atomic_path(args.output) as out_path:
+            out_path.write_text(text)
+    return res
+
+
+if __name__ == "__main__":
+    main()
