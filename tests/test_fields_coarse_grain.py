@@ -142,3 +142,34 @@ def test_weak_vector_terms_shapes_and_ito_mode(rng):
     now = weak_features(b, ["rho"], **kw)["rho"]                       # frames 0 .. nt-2
     later = weak_features(b.time_slice(1, None), ["rho"], **kw)["rho"]  # frames 1 .. nt-2
     assert np.allclose(f["rho_t"][:-1], (later - now[:-1]) / 0.1)
+
+
+def test_three_d_and_one_d_single_particle():
+    # cloud-in-cell adds f(1 - f) h^2 of variance for a particle at fraction f of a cell, h^2/6 on
+    # average (the value the smoothing subtracts): place the particle where f(1 - f) = 1/6
+    f = 0.5 - np.sqrt(1 / 12)
+    z0, y0, x0 = 2.0 + 0.5 * f, 5.5 + 0.5 * (1 - f), 9.5 + 0.5 * f
+    b = coarse_grain_particles(np.zeros(1, int), np.array([[z0, y0, x0]]), spacing=0.5, sigma=1.0,
+                               box=(8, 12, 10), periodic=True, orientations=np.array([[0.0, 0.0, 1.0]]))
+    assert b.space_axes == ("z", "y", "x") and b.shape == (1, 16, 24, 20)
+    z, y, x = (b.coords[a] for a in ("z", "y", "x"))
+    dz = (z - z0 + 4) % 8 - 4
+    dy = (y - y0 + 6) % 12 - 6
+    dx = (x - x0 + 5) % 10 - 5
+    K = np.exp(-(dz[:, None, None] ** 2 + dy[None, :, None] ** 2 + dx[None, None, :] ** 2) / 2) / (2 * np.pi) ** 1.5
+    assert np.abs(b["rho"][0] - K).max() < 0.01 * K.max()
+    assert np.allclose(b["p"][0, ..., 2], b["rho"][0]) and np.allclose(b["p"][0, ..., :2], 0)
+    one = coarse_grain_particles(np.array([0, 1]), np.array([[3.0], [7.0]]), spacing=0.1, sigma=0.5, box=(10,),
+                                 periodic=True, fields=("rho",))
+    assert one.shape == (2, 100)
+    assert np.argmax(one["rho"][0]) == 30 and np.argmax(one["rho"][1]) == 70
+
+
+def test_untracked_detections_give_density(rng):
+    df = pd.DataFrame({"frame": np.repeat([0, 1, 2], 200), "y": rng.uniform(0, 30, 600), "x": rng.uniform(0, 30, 600)})
+    b = coarse_grain_table(df, spacing=1.0, sigma=1.5, fields=("rho",))
+    assert set(b.fields) == {"rho"} and b.periodic == (False, False)
+    mass = b["rho"].sum(axis=(1, 2)) * 1.0
+    assert np.allclose(mass, 200, rtol=1e-3)       # the 4-sigma margins keep the whole kernel inside
+    with pytest.raises(InputError, match="track_id"):
+        coarse_grain_table(df, spacing=1.0, sigma=1.5, fields=("rho", "v"))

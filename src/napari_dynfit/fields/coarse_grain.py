@@ -9,8 +9,9 @@ For particles ``i`` at ``x_i`` with unit orientations ``e_i`` and velocities ``v
 
 with ``K`` a normalised Gaussian of standard deviation ``sigma``. Particles are first deposited on
 the grid by linear (cloud-in-cell) weights, then smoothed by a Gaussian of variance
-``sigma^2 - h^2/6`` per axis (the cloud-in-cell triangle contributes ``h^2/6``), so the effective
-kernel has variance ``sigma^2``. Periodic axes smooth in Fourier space (exact periodic images);
+``sigma^2 - h^2/6`` per axis (the cloud-in-cell deposit adds ``f (1 - f) h^2`` for a particle at
+fraction ``f`` of a cell, ``h^2/6`` on average), so the effective kernel has variance ``sigma^2`` on
+average over positions (within ``h^2/12`` for every particle). Periodic axes smooth in Fourier space (exact periodic images);
 bounded axes use :func:`scipy.ndimage.gaussian_filter` with zero padding (particles near an edge
 lose the part of their kernel outside the domain). The deposit is one compiled (numba) pass over
 all rows, so the cost is ``O(N T 2^d + T M log M)`` for ``M`` grid points; frames may hold
