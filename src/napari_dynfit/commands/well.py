@@ -30,21 +30,14 @@ def _example(args) -> int:
 
 
 def _export(args) -> int:
-    from pathlib import Path
-
-    from ..errors import InputError
+    from ..fields.bundle import fields_output_path
     from ..io.well import read_well
 
+    fields_output_path(args.output)
     fields = None if not args.fields else [f for f in args.fields.split(",") if f]
     bundle = read_well(args.file, trajectory=args.trajectory, t_start=args.t_start, t_stop=args.t_stop,
                        t_step=args.t_step, fields=fields)
-    out = Path(args.output)
-    if out.suffix.lower() == ".npz":
-        bundle.to_npz(out)
-    elif out.suffix.lower() == ".zarr":
-        bundle.to_zarr(out)
-    else:
-        raise InputError(f"output '{out}' must end in .zarr or .npz")
+    out = bundle.save(args.output)
     print(f"{out}: fields {list(bundle.fields)} on a grid {bundle.shape} (t, {', '.join(bundle.space_axes)})")
     return 0
 

@@ -30,6 +30,14 @@ KINDS = ("scalar", "vector", "tensor")
 _SPACE_NAMES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 
 
+def fields_output_path(path) -> Path:
+    """``path`` as a Path after checking it names a ``.zarr`` or ``.npz`` output (call it before long work)."""
+    p = Path(path)
+    if p.suffix.lower() not in (".zarr", ".npz"):
+        raise InputError(f"output '{p}' must end in .zarr or .npz")
+    return p
+
+
 @dataclass
 class FieldBundle:
     """Named fields on a shared ``(t, *space)`` grid.
@@ -190,6 +198,11 @@ class FieldBundle:
         coords = {k: np.asarray(root["coords"][k]) for k in root["coords"].array_keys()}
         fields = {k: np.asarray(root[k]) for k in root.array_keys()}
         return cls(fields, coords, meta.get("kinds", {}), meta.get("periodic"), meta.get("attrs", {}))
+
+    def save(self, path) -> Path:
+        """Write the bundle as ``.zarr`` or ``.npz`` (dispatch on the suffix, see :func:`fields_output_path`)."""
+        p = fields_output_path(path)
+        return self.to_npz(p) if p.suffix.lower() == ".npz" else self.to_zarr(p)
 
     @classmethod
     def load(cls, path) -> "FieldBundle":
