@@ -77,13 +77,21 @@ def _cmd_discover(args) -> int:
                        window=args.window, stochastic=args.stochastic, seed=args.seed)
     model = res.model
     model["source"] = str(args.input)
+    failure = None
     if args.validate:
-        fe = forecast_error(model, bundle, start=0)
-        model["diagnostics"]["forecast_relative_l2"] = {f: e[-1] for f, e in fe["relative_l2"].items()}
-        model["diagnostics"]["forecast_time"] = fe["times"][-1] - fe["times"][0]
+        try:
+            fe = forecast_error(model, bundle, start=0)
+        except InputError as exc:          # an unstable or too stiff model is a result, not a usage error
+            failure = str(exc)
+            model["diagnostics"]["forecast_failed"] = failure
+        else:
+            model["diagnostics"]["forecast_relative_l2"] = {f: e[-1] for f, e in fe["relative_l2"].items()}
+            model["diagnostics"]["forecast_time"] = fe["times"][-1] - fe["times"][0]
     write_model(model, args.output)
     print(format_model(model))
-    if args.validate:
+    if failure:
+        print(f"forecast failed: {failure}")
+    elif args.validate:
         for f, e in model["diagnostics"]["forecast_relative_l2"].items():
             print(f"forecast of {f} over {model['diagnostics']['forecast_time']:.4g} time units: "
                   f"relative L2 error {e:.3g}")

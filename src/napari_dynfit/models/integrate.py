@@ -225,8 +225,11 @@ def iter_integrate(model: dict, observed: FieldBundle, *, start: int = 0, stop: 
                 break
             m *= 2
             if m > max_substeps:
+                hint = ("unstable (check the learned terms)" if spectral else
+                        "unstable, or too stiff for explicit finite differences (high-order derivatives on a "
+                        "non-periodic grid; periodic grids integrate linear terms exactly)")
                 raise InputError(f"the model blows up between t={t0:g} and t={t1:g} even with {max_substeps} "
-                                 "steps per frame: it is probably unstable (check the learned terms)")
+                                 f"steps per frame: it is {hint}")
         state = s
         yield i + 1, {f: v.copy() for f, v in state.items()}
 
