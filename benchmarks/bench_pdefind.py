@@ -8,9 +8,10 @@ For each data set (Burgers, KdV, Kuramoto-Sivashinsky), noise level and seed, th
 * PySINDy (the anchor, ``pip install pysindy``): ``WeakPDELibrary`` (polynomial degree 2,
   derivative order 4, K test functions) with ``STLSQ`` (normalised columns).
 
-Prints JSON: per data set and noise, the number of seeds with the exact term set, the worst
-relative coefficient error over seeds with the exact set, the learned equations and wall times
-(timings on a shared 2-core machine are noisy).
+Prints JSON on stdout: per data set and noise, the number of seeds with the exact term set, the
+worst relative coefficient error over seeds with the exact set, the learned equations and wall
+times (timings on a shared 2-core machine are noisy); and on stderr both equations side by side
+for every seed.
 
     python benchmarks/bench_pdefind.py --noise 0.1 0.2 --seeds 5 -o pdefind.json
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -74,12 +76,12 @@ def pysindy(b: FieldBundle, K: int, threshold: float) -> dict:
 
     u = b["u"].T[..., None]                                     # (x, t, 1)
     X, T = np.meshgrid(b.coords["x"], b.coords["t"], indexing="ij")
-    lib = ps.WeakPDELibrary(function_library=ps.PolynomialLibrary(degree=2, include_bias=False),
-                            derivative_order=4, spatiotemporal_grid=np.stack([X, T], -1), is_uniform=True, K=K)
-    opt = ps.STLSQ(threshold=threshold, alpha=1e-5, normalize_columns=True)
-    model = ps.SINDy(feature_library=lib, optimizer=opt)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():            # PySINDy 2.1 deprecation warnings about is_uniform
         warnings.simplefilter("ignore")
+        lib = ps.WeakPDELibrary(function_library=ps.PolynomialLibrary(degree=2, include_bias=False),
+                                derivative_order=4, spatiotemporal_grid=np.stack([X, T], -1), is_uniform=True, K=K)
+        opt = ps.STLSQ(threshold=threshold, alpha=1e-5, normalize_columns=True)
+        model = ps.SINDy(feature_library=lib, optimizer=opt)
         model.fit(u, t=b.dt, feature_names=["u"])
     coefs = model.coefficients()[0]
     return {_pysindy_name(n): float(c) for n, c in zip(model.get_feature_names(), coefs) if c != 0}
@@ -118,6 +120,22 @@ def run(noises=(0.1, 0.2), seeds=5, K=200, threshold=0.05, datasets=tuple(TRUTH)
     return out
 
 
+def side_by_side(res: dict) -> str:
+    """A plain-text table: per data set, noise and seed, our equation and PySINDy's."""
+    def eq(d):
+        return " ".join(f"{v:+.4g} {k}" for k, v in d.items()) or "0"
+
+    lines = []
+    for key, row in res["results"].items():
+        lines.append(f"== {key}: ours {row['ours']['exact_sets']} exact"
+                     + (f", PySINDy {row['pysindy']['exact_sets']}" if "pysindy" in row else ""))
+        for seed, ours_eq in enumerate(row["ours"]["equations"]):
+            other = eq(row["pysindy"]["equations"][seed]) if "pysindy" in row else "-"
+            lines.append(f"  seed {seed}: ours    u_t = {eq(ours_eq)}")
+            lines.append(f"          PySINDy u_t = {other}")
+    return "\n".join(lines)
+
+
 def _has_pysindy() -> bool:
     try:
         import pysindy  # noqa: F401
@@ -138,6 +156,7 @@ def main(argv=None) -> int:
     res = run(tuple(args.noise), args.seeds, args.K, args.threshold, tuple(args.datasets))
     text = json.dumps(res, indent=1)
     print(text)
+    print(side_by_side(res), file=sys.stderr)
     if args.output:
         from napari_dynfit._io import atomic_path
 
