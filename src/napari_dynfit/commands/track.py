@@ -29,7 +29,7 @@ def _read_movie(path):
         return info["levels"][0][0], info["scale"][1:]
     from ..track.formats import read_label_movie
 
-    return read_label_movie(p), None
+    return read_label_movie(p, what="movie"), None
 
 
 def _spacing(args, default):

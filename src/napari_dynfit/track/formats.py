@@ -70,11 +70,14 @@ def _ctc_files(folder: Path) -> tuple[Path | None, list[tuple[int, Path]]]:
     return txt, tifs
 
 
-def read_label_movie(path) -> np.ndarray:
-    """Read a label movie ``(t, [z,] y, x)`` from a TIFF stack, an OME-Zarr/Zarr store or a CTC folder."""
+def read_label_movie(path, *, what: str = "label movie") -> np.ndarray:
+    """Read a (label) movie ``(t, [z,] y, x)`` from a TIFF stack, an OME-Zarr/Zarr store or a CTC folder.
+
+    ``what`` names the input in error messages.
+    """
     import tifffile
 
-    p = check_input_file(path, what="label movie")
+    p = check_input_file(path, what=what)
     if p.is_dir() and not (p / "zarr.json").exists() and not (p / ".zgroup").exists() and not (p / ".zarray").exists():
         _, tifs = _ctc_files(p)
         if not tifs:
@@ -104,11 +107,11 @@ def read_label_movie(path) -> np.ndarray:
         arr = np.asarray(node[key])
         return arr.reshape([s for i, s in enumerate(arr.shape) if not (s == 1 and i > 0 and arr.ndim > 4)])
     if p.suffix.lower() not in (".tif", ".tiff"):
-        raise InputError(f"label movie '{p}' must be a TIFF stack, an OME-Zarr store or a CTC folder")
+        raise InputError(f"{what} '{p}' must be a TIFF stack, an OME-Zarr store or a CTC folder")
     try:
         return tifffile.imread(p)
     except Exception as exc:
-        raise InputError(f"cannot read TIFF '{p}' ({exc}): is it a valid label stack?") from exc
+        raise InputError(f"cannot read TIFF '{p}' ({exc}): is it a valid image stack?") from exc
 
 
 def read_ctc(folder) -> tuple[pd.DataFrame, np.ndarray]:
