@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._field_source import add_field_source_arguments, load_fields_from_args
+
 
 def _cmd(args) -> int:
-    from ..io.well import load_fields
     from ..models.balance import dominant_balance, plot_equation_space, write_balances
     from ..models.model_json import format_equation, read_model
 
     model = read_model(args.model)
-    fields = None if not args.fields else [f for f in args.fields.split(",") if f]
-    bundle = load_fields(args.fields_file, fields=fields, trajectory=args.trajectory, t_start=args.t_start,
-                         t_stop=args.t_stop, t_step=args.t_step)
+    bundle = load_fields_from_args(args.fields_file, args)
     res = dominant_balance(bundle, model, args.equation, method=args.derivative, window=args.window,
                            n_clusters=args.clusters, max_clusters=args.max_clusters, max_samples=args.max_samples,
                            tol=args.tol, quiet=args.quiet, seed=args.seed)
@@ -42,11 +41,7 @@ def register(sub) -> None:
                    help="fields: .zarr/.npz bundle, The Well .hdf5/.h5, or a PDE-FIND .mat file")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
     p.add_argument("--equation", default=None, help="which equation (its lhs, e.g. p_t); default the first")
-    p.add_argument("--fields", default=None, help="comma-separated fields to load (default all)")
-    p.add_argument("--trajectory", type=int, default=0, help="The Well files: trajectory index (default 0)")
-    p.add_argument("--t-start", type=int, default=0, help="first frame (default 0)")
-    p.add_argument("--t-stop", type=int, default=None, help="stop frame, exclusive (default: last)")
-    p.add_argument("--t-step", type=int, default=1, help="frame step (default 1)")
+    add_field_source_arguments(p)
     p.add_argument("--derivative", choices=("finite", "spectral"), default="finite",
                    help="derivatives of the terms (default finite)")
     p.add_argument("--window", type=int, default=None, help="finite differences: smoothing window (odd)")

@@ -7,35 +7,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..errors import InputError
+from ._field_source import add_field_source_arguments, load_fields_from_args
 
-
-def load_fields(path, *, periodic=None):
-    """Fields from any file :func:`napari_dynfit.io.well.load_fields` reads, optionally overriding periodicity."""
-    from ..io.well import load_fields as _load
-
-    b = _load(path)
-    if periodic is not None:
-        b.periodic = (bool(periodic),) * b.ndim
-    return b
 
 
 def _cmd_coarse_grain(args) -> int:
+    from ..fields.bundle import fields_output_path
     from ..fields.coarse_grain import coarse_grain_table
     from ..tables import read_table
 
+    fields_output_path(args.output)
     df = read_table(args.tracks)
     bundle = coarse_grain_table(df, spacing=args.spacing, sigma=args.sigma, box=args.box, periodic=args.periodic,
                                 dt=args.dt, fields=tuple(args.fields), polarisation=args.polarisation)
-    out = Path(args.output)
-    if out.suffix.lower() == ".npz":
-        bundle.to_npz(out)
-    elif out.suffix.lower() == ".zarr":
-        bundle.to_zarr(out)
-    else:
-        raise InputError(f"output '{out}' must end in .zarr or .npz")
+    out = bundle.save(args.output)
     print(f"{out}: fields {sorted(bundle.fields)} on a grid {bundle.shape} (t, {', '.join(bundle.space_axes)})")
     return 0
 
@@ -67,9 +54,7 @@ def _cmd_discover(args) -> int:
     from ..models.model_json import format_model, write_model
     from ..models.pde import discover_pde
 
-    bundle = load_fields(args.input, periodic=args.periodic)
-    if args.fields:
-        bundle = bundle.select(args.fields)
+    bundle = load_fields_from_args(args.input, args, periodic=args.periodic)
     res = discover_pde(bundle, _equations(bundle, args), derivative=args.derivative, solver=args.solver,
                        pi_th=args.pi_th, n_subsamples=args.subsamples, n_penalties=args.penalties,
                        half_width=args.half_width if args.half_width is None or len(args.half_width) > 1
@@ -120,7 +105,7 @@ def register(sub) -> None:
                                    "library regression and stability selection; writes MODEL.json.")
     d.add_argument("input", help="FIELDS.zarr, FIELDS.npz or a .mat file (usol/uu, x, t/tt)")
     d.add_argument("-o", "--output", required=True, help="MODEL.json")
-    d.add_argument("--fields", nargs="+", help="use only these fields")
+    add_field_source_arguments(d)
     d.add_argument("--lhs", nargs="+", help="left-hand sides, e.g. u_t (default: one per field)")
     d.add_argument("--max-power", type=int, help="scalar library: highest monomial degree (default 2)")
     d.add_argument("--max-derivative", type=int, help="scalar library: highest derivative order (default 3)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from ._field_source import add_field_source_arguments, field_names
+
 
 def _info(args) -> int:
     from ..io.well import well_info
@@ -34,9 +36,8 @@ def _export(args) -> int:
     from ..io.well import read_well
 
     fields_output_path(args.output)
-    fields = None if not args.fields else [f for f in args.fields.split(",") if f]
     bundle = read_well(args.file, trajectory=args.trajectory, t_start=args.t_start, t_stop=args.t_stop,
-                       t_step=args.t_step, fields=fields)
+                       t_step=args.t_step, fields=field_names(args))
     out = bundle.save(args.output)
     print(f"{out}: fields {list(bundle.fields)} on a grid {bundle.shape} (t, {', '.join(bundle.space_axes)})")
     return 0
@@ -55,11 +56,7 @@ def register(sub) -> None:
                                    "of fields) and write it as a dynfit fields store, axes (t, [z,] y, x).")
     p.add_argument("file", help="The Well .hdf5/.h5 file")
     p.add_argument("-o", "--output", required=True, help="FIELDS.zarr or FIELDS.npz")
-    p.add_argument("--fields", default=None, help="comma-separated field names (default all)")
-    p.add_argument("--trajectory", type=int, default=0, help="trajectory index (default 0)")
-    p.add_argument("--t-start", type=int, default=0, help="first frame (default 0)")
-    p.add_argument("--t-stop", type=int, default=None, help="stop frame, exclusive (default: last)")
-    p.add_argument("--t-step", type=int, default=1, help="frame step (default 1)")
+    add_field_source_arguments(p)
     p.set_defaults(func=_export)
 
     p = sub.add_parser("well-example", help="write a synthetic file in The Well's active_matter layout",
