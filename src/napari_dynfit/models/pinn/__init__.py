@@ -12,7 +12,7 @@
 """
 
 from .chemotaxis import (LatentFieldProblem, fit_latent_field, grid_source, latent_chemotaxis_pinn,
-                         track_velocities, visited_mask)
+                         spectral_coefficients, track_velocities, visited_mask)
 from .denoise import denoise_fields, fields_pinn, summary
 from .losses import Coefficient, PointLoss, ResidualLoss
 from .network import FieldNetwork
@@ -22,5 +22,5 @@ from .weighting import STRATEGIES, LossWeighting
 
 __all__ = ["FieldNetwork", "PointLoss", "ResidualLoss", "Coefficient", "PINN", "LossWeighting", "STRATEGIES",
            "resolve_device", "fit_latent_field", "latent_chemotaxis_pinn", "LatentFieldProblem", "track_velocities",
-           "grid_source", "visited_mask", "denoise_fields", "fields_pinn", "summary", "poisson_benchmark",
-           "poisson_pinn"]
+           "spectral_coefficients", "grid_source", "visited_mask", "denoise_fields", "fields_pinn", "summary",
+           "poisson_benchmark", "poisson_pinn"]

@@ -7,14 +7,23 @@ is fitted with
 
 * ``velocity``: ``grad(phi)`` at the midpoints of consecutive track positions against the
   displacement velocities (the noise averages out in the least-squares fit);
-* ``pde``: the residual of ``phi_t = Dc lap(phi) - k phi + chi s`` at random collocation points,
-  with ``Dc``, ``k``, ``chi`` trainable;
+* ``pde``: the residual of ``phi_t = Dc lap(phi) - k phi + chi s`` at random collocation points
+  (coefficients below);
 * ``initial``: ``phi = 0`` at the first frame (the chemical is released at ``t0``), optional.
 
 The source ``s(y, x)`` is either known (a function or a gridded field; then ``chi`` is learned
 and the absolute level of ``phi`` is determined) or learned as a second network output with
 ``s_t = 0`` (then ``chi`` is absorbed into ``s``; the spatial mean of ``phi`` is only fixed by the
 initial condition and the decay rate, so a known source gives better absolute values).
+
+Coefficients. Joint training of the field and the coefficients from a poor guess drifts slowly
+(the coefficients first collapse towards zero, then climb back over thousands of steps; the mean
+of ``phi`` follows them). With a known source in a periodic box and ``phi(t0) = 0`` the equation
+is solved exactly mode by mode, so ``Dc``, ``k``, ``chi`` are first estimated by a 3-parameter
+least-squares fit of that exact solution's gradient to the velocities
+(:func:`spectral_coefficients`, seconds); the PINN then reconstructs the field with those
+coefficients (optionally refining them, ``refine=True``). Otherwise (non-periodic domain or
+learned source) the coefficients are trained jointly from the initial guesses.
 """
 
 from __future__ import annotations
@@ -111,23 +120,91 @@ def grid_source(values, y, x, *, periodic: bool = True):
     return s
 
 
+def spectral_coefficients(points, velocities, source, box, *, t0: float = 0.0, Dc: float = 0.5, k: float = 0.2,
+                          chi: float = 1.0, grid: int = 64) -> dict[str, float]:
+    """Least-squares estimate of ``Dc``, ``k``, ``chi`` from velocities with the exact periodic solution.
+
+    In a periodic box with a known time-independent source and ``phi(t0) = 0`` the potential is
+    linear in ``chi`` and known in closed form for given ``Dc``, ``k``: each Fourier mode ``q``
+    is ``phi_q(t) = chi s_q (1 - exp(-lam_q (t - t0))) / lam_q``, ``lam_q = Dc |q|^2 + k``. The three
+    (log) coefficients are fitted by nonlinear least squares of ``grad(phi)`` at the track
+    midpoints against the displacement velocities (Gauss-Newton / trust region, a few FFTs per
+    evaluation). This is a 3-parameter fit with the physics exact, so it is robust to the track
+    noise; :func:`latent_chemotaxis_pinn` uses it to start the coefficients of the joint PINN
+    fit near their values (joint training from a poor guess drifts slowly, see ``docs/pinn.md``).
+
+    Parameters
+    ----------
+    points : ndarray, shape (M, 3)
+        ``(t, y, x)`` of the velocity samples (:func:`track_velocities`).
+    velocities : ndarray, shape (M, 2)
+        ``(v_y, v_x)``.
+    source : callable
+        Known source ``s(points) -> (N,)`` (torch, points ``(t, y, x)``); read at ``t0``.
+    box : (float, float)
+        Periodic box ``(L_y, L_x)``.
+    t0 : float
+        Time at which the chemical is released (``phi = 0``).
+    Dc, k, chi : float
+        Starting guesses.
+    grid : int
+        FFT grid points per axis.
+
+    Returns
+    -------
+    dict
+        ``{"Dc", "k", "chi"}`` (physical units).
+    """
+    from scipy.ndimage import map_coordinates
+    from scipy.optimize import least_squares
+
+    L = np.asarray(box, dtype=float)
+    yy, xx = (np.arange(grid) * L[i] / grid for i in range(2))
+    Y, X = np.meshgrid(yy, xx, indexing="ij")
+    grid_pts = torch.as_tensor(np.column_stack([np.full(Y.size, t0), Y.ravel(), X.ravel()]), dtype=torch.float64)
+    with torch.no_grad():
+        s = source(grid_pts)
+    s_hat = np.fft.fft2(np.asarray(torch.as_tensor(s).detach().cpu(), dtype=float).reshape(Y.shape))
+    QY, QX = np.meshgrid(*(2 * np.pi * np.fft.fftfreq(grid, d=L[i] / grid) for i in range(2)), indexing="ij")
+    Q2 = QY**2 + QX**2
+    times, which = np.unique(points[:, 0], return_inverse=True)
+    idx = np.mod(points[:, 1:], L) / L * grid
+    groups = [np.flatnonzero(which == i) for i in range(len(times))]
+
+    def residual(logp):
+        Dc_, k_, chi_ = np.exp(logp)
+        lam = Dc_ * Q2 + k_
+        pred = np.empty_like(velocities)
+        for t, sel in zip(times, groups):
+            ph = chi_ * s_hat * (-np.expm1(-lam * (t - t0))) / lam
+            for c, Q in enumerate((QY, QX)):
+                g = np.real(np.fft.ifft2(1j * Q * ph))
+                pred[sel, c] = map_coordinates(g, [idx[sel, 0], idx[sel, 1]], order=3, mode="grid-wrap")
+        return (pred - velocities).ravel()
+
+    fit = least_squares(residual, np.log([Dc, k, chi]), x_scale=1.0)
+    return dict(zip(("Dc", "k", "chi"), (float(v) for v in np.exp(fit.x))))
+
+
 @dataclass
 class LatentFieldProblem:
-    """What :func:`latent_chemotaxis_pinn` built: the PINN and the data it was built from."""
+    """What :func:`latent_chemotaxis_pinn` built: the PINN, the data and the starting coefficients."""
 
     pinn: PINN
     points: np.ndarray
     velocities: np.ndarray
     bounds: list
     periodic: tuple
+    initial_coefficients: dict
+    coefficients_trained: bool
 
 
 def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_zero: bool = True,
                            Dc: float = 0.5, k: float = 0.2, chi: float = 1.0, weighting: str = "inverse-dirichlet",
                            hidden=(64, 64, 64), harmonics: int = 4, fourier_features: int = 8,
                            fourier_scale: float = 1.0, n_collocation: int = 4000, batch_size: int = 1024,
-                           lr: float = 5e-3, coef_lr: float = 5e-2, coef_delay: int = 500,
-                           device: str = "auto", seed: int = 0) -> LatentFieldProblem:
+                           lr: float = 5e-3, coef_lr: float = 5e-2, coef_delay: int = 500, estimate: bool = True,
+                           refine: bool = False, device: str = "auto", seed: int = 0) -> LatentFieldProblem:
     """Build the PINN of the latent chemotactic potential ``phi = chi c`` from tracks.
 
     Parameters
@@ -158,6 +235,15 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
         Adam learning rates of the network and of the (log) coefficients.
     coef_delay : int
         Adam steps before the coefficients start to move (:class:`~.train.PINN`).
+    estimate : bool
+        With a known source, a periodic ``box`` and ``initial_zero``, take the coefficients from
+        :func:`spectral_coefficients` (instead of starting from ``Dc``, ``k``, ``chi``) and keep
+        them fixed while the network learns the field, unless ``refine``.
+    refine : bool
+        After an estimate, train the coefficients jointly with the field too (``coef_lr``,
+        ``coef_delay``). Off by default: measured on the simulated benchmark, joint training
+        moves ``k`` away from the estimate (+1 % per 100 steps) while the field is not yet
+        converged and makes the field worse (``docs/pinn.md``).
     device : {"auto", "cpu", "cuda"}
     seed : int
         Random seed.
@@ -167,6 +253,10 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
     box = box if box is not None else tracks.attrs.get("box")
     t0 = float(tracks["frame"].min()) * dt
     t1 = float(tracks["frame"].max()) * dt
+    estimated = bool(estimate and source is not None and box is not None and initial_zero)
+    if estimated:
+        Dc, k, chi = spectral_coefficients(pts, vel, source, box, t0=t0, Dc=Dc, k=k, chi=chi).values()
+    trainable = not estimated or refine
     if box is not None:
         box = np.asarray(box, dtype=float)
         bounds = [(t0, t1), (0.0, box[0]), (0.0, box[1])]
@@ -186,9 +276,9 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
     rng = np.random.default_rng(seed)
     coll = np.column_stack([rng.uniform(lo, hi, n_collocation) for lo, hi in bounds])
     losses = [PointLoss("velocity", "grad(phi)", pts, vel, batch_size=batch_size)]
-    coefs = {"Dc": Coefficient(Dc), "k": Coefficient(k)}
+    coefs = {"Dc": Coefficient(Dc, trainable=trainable), "k": Coefficient(k, trainable=trainable)}
     if source is not None:
-        coefs["chi"] = Coefficient(chi)
+        coefs["chi"] = Coefficient(chi, trainable=trainable)
         rhs = {"lap(phi)": "Dc", "phi": "-k", "s": "chi"}
         known = {"s": source}
     else:
@@ -203,7 +293,7 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
         losses.append(PointLoss("initial", "phi", init, np.zeros(n0), kind="initial", batch_size=batch_size))
     pinn = PINN(net, losses, coefs, weighting=weighting, known=known, lr=lr, coef_lr=coef_lr,
                 coef_delay=coef_delay, device=device, seed=seed)
-    return LatentFieldProblem(pinn, pts, vel, bounds, periodic)
+    return LatentFieldProblem(pinn, pts, vel, bounds, periodic, {"Dc": Dc, "k": k, "chi": chi}, trainable)
 
 
 def visited_mask(points, coords, radius: float, box=None) -> np.ndarray:
@@ -268,7 +358,8 @@ def fit_latent_field(tracks, *, steps: int = 3000, lbfgs_steps: int = 0, grid: i
     -------
     FieldBundle
         ``phi`` (and the learned ``s``) at the frame times on a ``grid x grid`` mesh;
-        ``attrs["pinn"]`` holds the coefficients, final losses and weights.
+        ``attrs["pinn"]`` holds the coefficients, their starting values (the spectral estimate when
+        one was made), whether they were trained, the final losses and weights.
     LatentFieldProblem
         The PINN and the velocity data.
     """
@@ -284,7 +375,9 @@ def fit_latent_field(tracks, *, steps: int = 3000, lbfgs_steps: int = 0, grid: i
     coords = latent_grid(prob, tracks, grid, kwargs.get("dt"))
     vals = prob.pinn.predict_grid(coords)
     bundle = FieldBundle(vals, coords, periodic=prob.periodic,
-                         attrs={"pinn": summary(prob.pinn), "field": "phi = chi * c (chemotactic potential)"})
+                         attrs={"pinn": {**summary(prob.pinn), "initial_coefficients": prob.initial_coefficients,
+                                         "coefficients_trained": prob.coefficients_trained},
+                                "field": "phi = chi * c (chemotactic potential)"})
     return bundle, prob
 
 
