@@ -36,7 +36,7 @@ def _cmd_infer(args) -> int:
     snaps = read_snapshots(args.snapshots, columns=args.columns.split(",") if args.columns else None,
                            time_column=args.time_column, dt=args.dt, basis=args.basis)
     model = fit_flow(snaps, _diffusion_arg(args.diffusion), model=args.model, growth=args.growth, steps=args.steps,
-                     n_euler=args.euler_steps, device=args.device, seed=args.seed,
+                     n_euler=args.euler_steps, integrator=args.integrator, device=args.device, seed=args.seed,
                      score_kwargs={"steps": args.score_steps})
     out = Path(args.output)
     model.save(out)
@@ -66,7 +66,9 @@ def register(sub) -> None:
     p.add_argument("--basis", help=".h5ad only: obsm key of the coordinates (default X)")
     p.add_argument("--steps", type=int, default=400, help="flow-fitting steps (default 400)")
     p.add_argument("--score-steps", type=int, default=2000, help="score-matching steps (default 2000)")
-    p.add_argument("--euler-steps", type=int, default=3, help="Euler steps per snapshot interval (default 3)")
+    p.add_argument("--euler-steps", type=int, default=3, help="integration steps per snapshot interval (default 3)")
+    p.add_argument("--integrator", choices=("heun", "euler"), default="heun",
+                   help="integrator of the probability flow (default heun: second order; euler: first order)")
     p.add_argument("--n-paths", type=int, default=200, help="trajectories to sample (default 200)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
@@ -85,12 +87,14 @@ def _bench_args(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not the issue's figures)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
 
 def _bench_run(args) -> dict:
     from ..models.flow.bench import run_benchmarks
 
-    return run_benchmarks(case=args.case, quick=args.quick, device=args.device, seed=args.seed)
+    return run_benchmarks(case=args.case, quick=args.quick, device=args.device, seed=args.seed,
+                          threads=args.threads)
 
 
 DEMO_STAGE = (95, "Probability flow inference", _demo_stage)

@@ -38,12 +38,13 @@ __all__ = ["FlowModel", "LinearDrift", "MLPDrift", "GrowthNet", "fit_flow", "inf
 
 
 class LinearDrift(nn.Module):
-    """``f(x) = A x + b`` with ``A`` ``(d, d)`` and ``b`` ``(d,)`` (start: zero)."""
+    """``f(x) = A x + b`` with ``A`` ``(d, d)`` and ``b`` ``(d,)`` (start: zero); ``offset=False`` keeps ``b = 0``
+    (the OU family around the origin)."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, offset: bool = True):
         super().__init__()
         self.A = nn.Parameter(torch.zeros(d, d))
-        self.b = nn.Parameter(torch.zeros(d))
+        self.b = nn.Parameter(torch.zeros(d), requires_grad=offset)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.A.T + self.b
@@ -251,8 +252,8 @@ def _diffusion_matrix(diffusion, d: int) -> np.ndarray:
 
 
 def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None = None, model: str = "linear",
-             growth: bool = False, steps: int = 400, lr: float | None = None, n_euler: int = 3,
-             batch_size: int = 1000, blur: float = 0.05, reach: float = 1.0, kinetic_weight: float = 1e-3,
+             growth: bool = False, offset: bool = True, steps: int = 400, lr: float | None = None, n_euler: int = 3, integrator: str = "heun",
+             batch_size: int = 500, blur: float = 0.05, reach: float = 1.0, kinetic_weight: float = 1e-3,
              growth_weight: float = 1.0, width: int = 64, depth: int = 3, score_kwargs: dict | None = None,
              device: str = "auto", seed: int = 0, callback=None) -> FlowModel:
     """Fit the drift (and growth, and optionally an isotropic ``D``) to snapshots by probability flow inference.
@@ -267,6 +268,8 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
         A fitted score; by default one is fitted with :func:`~.score.fit_score` (``score_kwargs``).
     model : {"linear", "mlp"}
         Drift family: ``f(x) = A x + b`` or a neural network.
+    offset : bool
+        Linear model only: fit ``b`` (``False``: ``f(x) = A x``, an OU process centred on the origin).
     growth : bool
         Learn a growth rate ``g(x)`` and match masses with an unbalanced Sinkhorn divergence.
     steps : int
@@ -274,7 +277,10 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     lr : float, optional
         Learning rate (default 0.02 linear, 3e-3 MLP; cosine-decayed).
     n_euler : int
-        Euler steps of the probability flow per snapshot interval.
+        Integration steps of the probability flow per snapshot interval.
+    integrator : {"euler", "heun"}
+        Explicit Euler (first order, one evaluation per step) or Heun (second order, two evaluations): with few
+        steps Euler biases fast drifts by about ``h A^2 / 2``; Heun removes that bias.
     batch_size : int
         Points drawn per snapshot per step.
     blur : float
@@ -297,6 +303,8 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     -------
     FlowModel
     """
+    if integrator not in ("euler", "heun"):
+        raise InputError(f"integrator '{integrator}' is not known: use 'euler' or 'heun'")
     if model not in ("linear", "mlp"):
         raise InputError(f"model '{model}' is not known: use 'linear' or 'mlp'")
     if len(snapshots.times) < 2:
@@ -313,19 +321,19 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     length = float(np.mean(std))
     span = float(snapshots.times[-1] - snapshots.times[0])
     if model == "linear":
-        drift_net: nn.Module = LinearDrift(d)
+        drift_net: nn.Module = LinearDrift(d, offset)
     else:
         drift_net = MLPDrift(d, mean, std, std / span, width, depth)
     drift_net.to(dev)
     growth_net = GrowthNet(d, mean, std, 1.0 / span, width, max(depth - 1, 1)).to(dev) if growth else None
-    params = list(drift_net.parameters()) + (list(growth_net.parameters()) if growth_net is not None else [])
+    params = [p for p in drift_net.parameters() if p.requires_grad] + (list(growth_net.parameters()) if growth_net is not None else [])
     fit_d = diffusion is None
     if fit_d:
         log_delta = torch.tensor(float(np.log(0.1 * length**2 / span)), device=dev, requires_grad=True)
         params.append(log_delta)
     else:
         D_fixed = as_tensor(_diffusion_matrix(diffusion, d), dev)
-    lr = lr if lr is not None else (0.02 if model == "linear" else 3e-3)
+    lr = lr if lr is not None else (0.05 if model == "linear" else 3e-3)
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.02)
     loss_fn = sinkhorn_loss(blur * length, reach=reach * length if growth else None)
@@ -345,6 +353,11 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
             return data[k]
         return data[k][torch.randperm(n, generator=gen)[:batch_size].to(dev)]
 
+    def rates(x: torch.Tensor, t: float, D: torch.Tensor):
+        u = drift_net(x) - score(x, t) @ D.T
+        g = growth_net(x) if growth_net is not None else torch.zeros(x.shape[0], device=dev)
+        return u, g
+
     for step in progress_iter(range(steps), desc="probability flow inference"):
         D = current_D()
         total = torch.zeros((), device=dev)
@@ -355,15 +368,15 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
             reg = torch.zeros((), device=dev)
             for j in range(n_euler):
                 t = times[k] + j * h
-                u = drift_net(x) - score(x, t) @ D.T
+                u, g = rates(x, t, D)
                 w = torch.softmax(logm, 0)
-                energy = (u**2).sum(1) / v_unit2
-                if growth_net is not None:
-                    g = growth_net(x)
-                    energy = energy + growth_weight * (g * span) ** 2
-                    logm = logm + h * g
+                energy = (u**2).sum(1) / v_unit2 + growth_weight * (g * span) ** 2
                 reg = reg + h / span * (w * energy).sum()
+                if integrator == "heun":
+                    u2, g2 = rates(x + h * u, t + h, D)
+                    u, g = 0.5 * (u + u2), 0.5 * (g + g2)
                 x = x + h * u
+                logm = logm + h * g
             y = batch(k + 1)
             if growth_net is not None:
                 a = masses[k] / x.shape[0] * torch.exp(logm)

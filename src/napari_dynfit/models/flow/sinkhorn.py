@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 
-def sinkhorn_loss(blur: float, *, reach: float | None = None, scaling: float = 0.8):
+def sinkhorn_loss(blur: float, *, reach: float | None = None, scaling: float = 0.6):
     """A geomloss ``SamplesLoss`` computing Sinkhorn divergences.
 
     Parameters

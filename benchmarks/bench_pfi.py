@@ -1,0 +1,36 @@
+"""Probability flow inference: the issue's figures and CPU/GPU runtimes, printed as JSON.
+
+    python benchmarks/bench_pfi.py [--case ou2|ou10|bistable|all] [--quick] [--threads 1] [-o out.json]
+
+Same as ``dynfit bench pfi``. Cases and figures are described in :mod:`napari_dynfit.models.flow.bench`.
+"""
+
+import argparse
+import json
+import sys
+
+from napari_dynfit.models.flow.bench import run_benchmarks
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", choices=("ou2", "ou10", "bistable", "all"), default="all")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when present)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output")
+    args = p.parse_args(argv)
+    result = run_benchmarks(args.case, quick=args.quick, device=args.device, seed=args.seed, threads=args.threads)
+    text = json.dumps(result, indent=2, default=float)
+    print(text)
+    if args.output:
+        from napari_dynfit._io import atomic_path
+
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

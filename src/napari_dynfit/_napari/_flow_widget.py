@@ -1,0 +1,165 @@
+"""Dock widget: probability flow inference from a Points layer of untracked detections.
+
+The Points layer's first coordinate is the frame (time = frame * dt); the others are positions. Training runs in a
+``thread_worker``; every 10 steps the current drift field is drawn as a Vectors layer (live overlay); Cancel stops
+the fit. At the end the growth map (with *growth*) and trajectories sampled from the learned SDE are added.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
+                            QSpinBox, QWidget)
+
+
+class _Live(QObject):
+    drift = Signal(object)
+    progress = Signal(int, int)
+
+
+class FlowWidget(QWidget):
+    """Fit ``dX = f(X) dt + sqrt(2 D) dW`` (+ growth) to the frames of a Points layer."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.model = None
+        self._worker = None
+        self._cancel = threading.Event()
+        self._live = _Live()
+        self._live.drift.connect(self._show_drift)
+        self._live.progress.connect(lambda done, total: self.status.setText(f"step {done} / {total}"))
+        form = QFormLayout(self)
+        self.layer = QComboBox()
+        form.addRow("points (frame, y, x)", self.layer)
+        self.dt = QDoubleSpinBox(minimum=1e-6, maximum=1e6, value=1.0, decimals=4)
+        form.addRow("time per frame", self.dt)
+        self.diffusion = QDoubleSpinBox(minimum=0.0, maximum=1e6, value=0.5, decimals=4)
+        form.addRow("diffusion D", self.diffusion)
+        self.fit_d = QCheckBox("fit D (isotropic)")
+        form.addRow(self.fit_d)
+        self.kind = QComboBox()
+        self.kind.addItems(["linear", "mlp"])
+        form.addRow("drift model", self.kind)
+        self.growth = QCheckBox("learn growth (unbalanced)")
+        form.addRow(self.growth)
+        self.score_steps = QSpinBox(minimum=10, maximum=100000, value=1000)
+        form.addRow("score steps", self.score_steps)
+        self.steps = QSpinBox(minimum=1, maximum=100000, value=150)
+        form.addRow("flow steps", self.steps)
+        row = QHBoxLayout()
+        self.run_btn = QPushButton("Fit")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        row.addWidget(self.run_btn)
+        row.addWidget(self.cancel_btn)
+        form.addRow(row)
+        self.status = QLabel("")
+        form.addRow(self.status)
+        self.run_btn.clicked.connect(self.start)
+        self.cancel_btn.clicked.connect(self._cancel.set)
+        self.viewer.layers.events.inserted.connect(self._refresh)
+        self.viewer.layers.events.removed.connect(self._refresh)
+        self._refresh()
+
+    def _refresh(self, *_):
+        current = self.layer.currentText()
+        self.layer.clear()
+        names = [ly.name for ly in self.viewer.layers if ly._type_string == "points" and ly.ndim >= 2]
+        self.layer.addItems(names)
+        if current in names:
+            self.layer.setCurrentText(current)
+
+    def snapshots(self):
+        """The selected layer's points grouped by frame (:class:`~napari_dynfit.models.flow.io.Snapshots`)."""
+        from ..errors import InputError
+        from ..models.flow.io import snapshots_from_table
+
+        name = self.layer.currentText()
+        if not name:
+            raise InputError("no Points layer selected: add detections as a Points layer (frame, y, x)")
+        data = np.asarray(self.viewer.layers[name].data, dtype=float)
+        if data.shape[1] < 2:
+            raise InputError("the Points layer needs a frame coordinate and at least one position coordinate")
+        names = {3: ["y", "x"], 4: ["z", "y", "x"]}.get(data.shape[1], [f"x{i}" for i in range(data.shape[1] - 1)])
+        df = pd.DataFrame(data[:, 1:], columns=names)
+        df.insert(0, "time", np.round(data[:, 0]) * self.dt.value())
+        return snapshots_from_table(df, columns=names)
+
+    def fit(self, snaps, *, callback=None):
+        """Score matching + flow fitting with the widget's settings (runs in the calling thread)."""
+        from ..models.flow.pfi import fit_flow
+
+        return fit_flow(snaps, None if self.fit_d.isChecked() else self.diffusion.value(), model=self.kind.currentText(),
+                        growth=self.growth.isChecked(), steps=self.steps.value(), integrator="heun", batch_size=500,
+                        score_kwargs={"steps": self.score_steps.value(), "width": 64, "batch_size": 256},
+                        callback=callback)
+
+    def start(self):
+        """Start the fit in a background worker."""
+        from napari.qt.threading import thread_worker
+        from napari.utils.notifications import show_error
+
+        from .._progress import progress_context
+        from ..models.flow.layers import drift_vectors
+
+        try:
+            snaps = self.snapshots()
+        except Exception as exc:  # shown to the user, not raised into Qt
+            show_error(str(exc))
+            return
+        self._cancel.clear()
+        total = self.steps.value()
+
+        def live(step, model):
+            self._live.drift.emit(drift_vectors(model, snaps))
+            self._live.progress.emit(step + 1, total)
+
+        @thread_worker
+        def work():
+            with progress_context(None, self._cancel):
+                return self.fit(snaps, callback=live)
+
+        self._worker = work()
+        self._worker.returned.connect(lambda model: self._finish(model, snaps))
+        self._worker.errored.connect(self._failed)
+        self._worker.finished.connect(self._done)
+        self.run_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.status.setText("score matching ...")
+        self._worker.start()
+
+    def _show_drift(self, vectors):
+        if "PFI drift" in self.viewer.layers:
+            self.viewer.layers["PFI drift"].data = vectors
+        else:
+            self.viewer.add_vectors(vectors, name="PFI drift", edge_color="orange", edge_width=0.05)
+
+    def _finish(self, model, snaps):
+        from ..models.flow.layers import drift_vectors, growth_map, tracks_data, trajectory_table
+
+        self.model = model
+        self._show_drift(drift_vectors(model, snaps))
+        if model.growth_net is not None and snaps.dim >= 2:
+            img, kw = growth_map(model, snaps)
+            self.viewer.add_image(img, name="PFI growth", colormap="PiYG", opacity=0.6, **kw)
+        table = trajectory_table(model, snaps, n_paths=100)
+        self.viewer.add_tracks(tracks_data(table, snaps.columns), name="PFI trajectories")
+        self.status.setText("done" + (f"; A = {np.round(model.A, 3).tolist()}" if model.kind == "linear" else ""))
+
+    def _failed(self, exc):
+        from napari.utils.notifications import show_error
+
+        from ..errors import Cancelled
+
+        self.status.setText("cancelled" if isinstance(exc, Cancelled) else f"error: {exc}")
+        if not isinstance(exc, Cancelled):
+            show_error(str(exc))
+
+    def _done(self):
+        self.run_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)

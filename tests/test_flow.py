@@ -1,0 +1,184 @@
+"""Probability flow inference: simulators, snapshot I/O, score matching, balanced and unbalanced flow fitting, CLI.
+
+Fast tests use small sizes and assert real numbers against the simulators' ground truth; the issue's figures
+(2000 samples, full training) are in ``test_flow_figures.py`` (slow).
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.linalg import expm, solve_continuous_lyapunov
+
+from napari_dynfit.errors import InputError
+from napari_dynfit.models.flow import (annealed_langevin, fit_flow, fit_score, load_flow, read_snapshots,
+                                       snapshots_from_table)
+from napari_dynfit.models.flow.evaluate import drift_matrix_error, fate_probabilities, path_energy_distance
+from napari_dynfit.models.flow.layers import drift_vectors, growth_map, trajectory_table
+from napari_dynfit.sim.snapshots import simulate_bistable_growth, simulate_ou_snapshots
+
+torch.set_num_threads(1)
+
+B2 = np.array([[1.0, 1.5], [-1.0, 0.5]])
+TIMES = np.linspace(0.0, 1.6, 5)
+M0 = np.array([2.0, 2.0])
+
+
+def _ou_moments(B, D, t, m0, S0):
+    s_inf = solve_continuous_lyapunov(B, 2 * D * np.eye(len(m0)))
+    E = expm(-B * t)
+    return E @ m0, E @ S0 @ E.T + s_inf - E @ s_inf @ E.T
+
+
+@pytest.fixture(scope="module")
+def ou_small():
+    table = simulate_ou_snapshots(B2, 0.5, TIMES, 600, mean0=M0, cov0=0.1 * np.eye(2), seed=3)
+    snaps = snapshots_from_table(table)
+    score = fit_score(snaps, steps=600, width=64, batch_size=256, device="cpu", seed=0)
+    return snaps, score
+
+
+def test_ou_simulator_matches_moments():
+    table = simulate_ou_snapshots(B2, 0.5, TIMES, 4000, mean0=M0, cov0=0.1 * np.eye(2), seed=1)
+    for t, g in table.groupby("time"):
+        m, C = _ou_moments(B2, 0.5, t, M0, 0.1 * np.eye(2))
+        x = g[["x0", "x1"]].to_numpy()
+        assert np.allclose(x.mean(0), m, atol=0.06)
+        assert np.allclose(np.cov(x.T), C, atol=0.06)
+
+
+def test_bistable_simulator_growth_and_fates():
+    grow = snapshots_from_table(simulate_bistable_growth(400, dim=3, max_population=4000, seed=2))
+    flat = snapshots_from_table(simulate_bistable_growth(400, dim=3, max_population=4000, growth=False, seed=2))
+    # cells in the x0 > 0 well divide: the population grows ~e^2..e^5 and shifts right; without growth neither
+    assert 8 < grow.masses[-1] < 150
+    assert np.allclose(flat.masses, 1.0)
+    right = [float((x[:, 0] > 0).mean()) for x in grow.samples]
+    assert right[-1] > 0.9 and abs(right[0] - 0.5) < 0.1
+    assert abs(float((flat.samples[-1][:, 0] > 0).mean()) - 0.5) < 0.1
+
+
+def test_snapshots_from_detections_and_weights():
+    det = pd.DataFrame({"frame": [0, 0, 0, 2, 2, 2, 2, 2, 2], "y": np.arange(9.0), "x": np.arange(9.0) * 2})
+    det.attrs["dt"] = 0.5
+    s = snapshots_from_table(det)
+    assert s.columns == ("y", "x") and np.allclose(s.times, [0.0, 1.0])
+    assert np.allclose(s.masses, [1.0, 2.0])  # population = number of detections
+    cloud = pd.DataFrame({"time": [0, 0, 1, 1], "gene_a": [1, 2, 3, 4.0], "gene_b": [0, 1, 0, 1.0],
+                          "weight": [1, 1, 3, 3.0]})
+    s2 = snapshots_from_table(cloud)
+    assert s2.columns == ("gene_a", "gene_b") and np.allclose(s2.masses, [1.0, 3.0])
+    back = snapshots_from_table(s2.to_table())
+    assert np.allclose(back.masses, s2.masses)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (pd.DataFrame({"time": [0, 0], "x0": [1.0, 2.0]}), "at least 2"),
+    (pd.DataFrame({"time": [0, 0, 1, 1], "x0": [1.0, np.nan, 1, 2]}), "NaN"),
+    (pd.DataFrame({"x0": [1.0, 2.0]}), "time column"),
+    (pd.DataFrame({"time": [0, 0, 1, 1], "x0": [1.0, 2, 1, 2], "weight": [1, -1, 1, 1]}), "weight"),
+])
+def test_snapshot_input_errors(bad, match):
+    with pytest.raises(InputError, match=match):
+        snapshots_from_table(bad)
+
+
+def test_read_snapshots_file_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_snapshots(tmp_path / "missing.csv")
+    p = tmp_path / "bad.h5ad"
+    p.write_text("x")
+    with pytest.raises(InputError):
+        read_snapshots(p)
+
+
+def test_score_matches_gaussian_and_langevin(ou_small):
+    snaps, score = ou_small
+    errs = []
+    for t, x in zip(snaps.times, snaps.samples):
+        m, C = _ou_moments(B2, 0.5, t, M0, 0.1 * np.eye(2))
+        true = -(x - m) @ np.linalg.inv(C)
+        est = score(torch.as_tensor(x, dtype=torch.float32), t).numpy()
+        errs.append(np.linalg.norm(est - true) / np.linalg.norm(true))
+    assert max(errs) < 0.4, errs
+    # the learned density at t = 0.8, sampled by annealed Langevin dynamics, has the right mean and covariance
+    m, C = _ou_moments(B2, 0.5, TIMES[2], M0, 0.1 * np.eye(2))
+    x = annealed_langevin(score, TIMES[2], 800, steps_per_level=30, seed=1)
+    assert np.linalg.norm(x.mean(0) - m) < 0.15
+    assert np.linalg.norm(np.cov(x.T) - C) / np.linalg.norm(C) < 0.35
+
+
+def test_linear_pfi_recovers_ou_drift(ou_small, tmp_path):
+    snaps, score = ou_small
+    model = fit_flow(snaps, 0.5, score=score, model="linear", steps=80, batch_size=300, device="cpu", seed=0)
+    err = drift_matrix_error(model.A, -B2)
+    assert err < 0.2, model.A
+    # the flow without the score term (noise ignored) is far worse: the noise must be disentangled
+    d = model.to_dict()
+    assert d["drift"]["A"] == model.A.tolist() and d["convention"].startswith("dX = f(X) dt")
+    model.save(tmp_path / "m")
+    again = load_flow(tmp_path / "m")
+    x = snaps.samples[1][:5]
+    assert np.allclose(again.drift(x), model.drift(x), atol=1e-6)
+    assert np.allclose(again.velocity(x, 0.4), model.velocity(x, 0.4), atol=1e-5)
+    vec = drift_vectors(model, snaps, n_grid=5)
+    assert vec.shape == (25, 2, 2)
+    assert np.allclose(vec[:, 1], model.drift(vec[:, 0]) * 0.1, atol=1e-5)
+    tr = trajectory_table(model, snaps, n_paths=7, points_per_interval=2)
+    assert tr.track_id.nunique() == 7 and set(tr.columns) >= {"track_id", "frame", "time", "x0", "x1"}
+
+
+def test_unbalanced_pfi_learns_growth():
+    # a population that keeps its shape (N(0, 0.5^2), no net motion) and grows e^(1.5 t): drift 0, growth 1.5
+    rng = np.random.default_rng(0)
+    times = [0.0, 0.5, 1.0]
+    rows = [pd.DataFrame({"time": t, "x0": rng.normal(size=400) * 0.5, "weight": np.exp(1.5 * t) / 400})
+            for t in times]
+    snaps = snapshots_from_table(pd.concat(rows))
+    score = fit_score(snaps, steps=300, width=32, batch_size=256, device="cpu")
+    model = fit_flow(snaps, 0.1, score=score, model="linear", growth=True, steps=120, batch_size=300,
+                     device="cpu", reach=2.0)
+    g = model.growth(np.array([[-0.5], [0.0], [0.5]]))
+    assert np.all(np.abs(g - 1.5) < 0.4), g
+    assert abs(model.A[0, 0]) < 0.5 and abs(model.b[0]) < 0.3
+    img, kw = growth_map(model, snaps, n_grid=8)
+    assert img.shape == (8, 8) and np.isfinite(img).all()
+
+
+def test_fit_flow_rejects_bad_arguments(ou_small):
+    snaps, score = ou_small
+    with pytest.raises(InputError, match="model"):
+        fit_flow(snaps, 0.5, score=score, model="cubic", device="cpu")
+    with pytest.raises(InputError, match="diffusion"):
+        fit_flow(snaps, np.ones((3, 3)), score=score, steps=1, device="cpu")
+
+
+def test_evaluation_metrics():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(300, 3, 2))
+    assert path_energy_distance(a, rng.normal(size=(300, 3, 2))) < 0.1
+    assert path_energy_distance(a, rng.normal(size=(300, 3, 2)) + 1.0) > 0.5
+    p = fate_probabilities(lambda x: -x + 0.0, 0.01, np.array([[-1.0], [1.0]]), 0.5, lambda x: x[:, 0] > 0,
+                           n_repeats=20, n_steps=20)
+    assert np.allclose(p, [0.0, 1.0])
+
+
+def test_cli_infer_flow(tmp_path):
+    from napari_dynfit.cli import main
+
+    table = simulate_ou_snapshots(B2, 0.5, TIMES[:3], 200, mean0=M0, seed=5)
+    src = tmp_path / "snaps.csv"
+    table.to_csv(src, index=False)
+    out = tmp_path / "out"
+    rc = main(["-q", "infer-flow", str(src), "--diffusion", "0.5", "--steps", "5", "--score-steps", "20",
+               "--n-paths", "4", "--threads", "1", "--device", "cpu", "-o", str(out)])
+    assert rc == 0
+    doc = json.loads((out / "flow.json").read_text())
+    assert np.asarray(doc["drift"]["A"]).shape == (2, 2) and np.asarray(doc["diffusion"]).shape == (2, 2)
+    assert (out / "flow.pt").exists()
+    tr = pd.read_csv(out / "trajectories.csv")
+    assert tr.track_id.nunique() == 4
+    assert main(["infer-flow", str(src), "--diffusion", "abc", "-o", str(out)]) == 2
+    assert main(["infer-flow", str(tmp_path / "none.csv"), "--diffusion", "1", "-o", str(out)]) == 2

@@ -1,0 +1,51 @@
+"""The probability-flow widget: fit from a Points layer, live drift overlay, output layers, cancel."""
+
+import numpy as np
+import pytest
+
+from napari_dynfit.sim.snapshots import simulate_ou_snapshots
+
+pytestmark = pytest.mark.gui
+
+
+def _points(viewer):
+    B = np.array([[1.0, 1.5], [-1.0, 0.5]])
+    table = simulate_ou_snapshots(B, 0.5, [0.0, 0.25, 0.5], 150, mean0=[2.0, 2.0], cov0=0.5 * np.eye(2), seed=0)
+    frames = np.round(table.time.to_numpy() / 0.25)
+    return viewer.add_points(np.c_[frames, table[["x0", "x1"]].to_numpy()], name="cells")
+
+
+def test_flow_widget_fit_and_layers(make_napari_viewer, qtbot):
+    from napari_dynfit._napari._flow_widget import FlowWidget
+
+    viewer = make_napari_viewer()
+    _points(viewer)
+    w = FlowWidget(viewer)
+    assert w.layer.currentText() == "cells"
+    w.dt.setValue(0.25)
+    w.score_steps.setValue(30)
+    w.steps.setValue(12)
+    w.growth.setChecked(True)
+    snaps = w.snapshots()
+    assert np.allclose(snaps.times, [0.0, 0.25, 0.5]) and snaps.dim == 2
+    w.start()
+    qtbot.waitUntil(lambda: w.run_btn.isEnabled(), timeout=120000)
+    assert w.model is not None
+    names = [ly.name for ly in viewer.layers]
+    assert {"PFI drift", "PFI growth", "PFI trajectories"} <= set(names)
+    vec = viewer.layers["PFI drift"].data
+    assert vec.shape[1:] == (2, 2)
+    assert np.allclose(vec[:, 1], w.model.drift(vec[:, 0]) * 0.1, atol=1e-4)
+
+
+def test_flow_widget_cancel(make_napari_viewer, qtbot):
+    from napari_dynfit._napari._flow_widget import FlowWidget
+
+    viewer = make_napari_viewer()
+    _points(viewer)
+    w = FlowWidget(viewer)
+    w.score_steps.setValue(100000)
+    w.start()
+    w.cancel_btn.click()
+    qtbot.waitUntil(lambda: w.run_btn.isEnabled(), timeout=60000)
+    assert w.model is None and w.status.text() == "cancelled"
