@@ -7,8 +7,8 @@ LAPJVsp) on an augmented cost matrix whose dummy rows/columns carry the costs of
 
 Why our own rather than laptrack or trackpy (``docs/tracking.md``, ``benchmarks/bench_tracking.py``):
 
-* laptrack's gap closing took 40.8 s for 2000 particles x 100 frames here (ours 1.2 s; the issue measured
-  387 s at 10^4 particles), its ``predict_dataframe`` spends ~10x its ``predict`` in a per-node ``.loc`` loop,
+* laptrack's gap closing took 286 s for 10^4 particles x 100 frames here (ours 5.7 s; the issue measured
+  387 s), its ``predict_dataframe`` spends ~10x its ``predict`` in a per-node ``.loc`` loop,
   and it has no motion model inside the assignment;
 * trackpy has motion predictors but no divisions, and took 97 s for 10^4 particles x 100 frames with
   ``memory=2`` (ours 7.2 s with gap closing);
