@@ -182,7 +182,7 @@ class AprConvertWidget(Container):
             return
         from napari.qt.threading import create_worker
 
-        worker = create_worker(preview_slice, *args, **kwargs)
+        worker = create_worker(preview_slice, *args, _ignore_errors=True, **kwargs)
         worker.returned.connect(lambda res: self._show_preview(res, layer))
         worker.errored.connect(self._show_error)
         self._preview_worker = worker
@@ -257,7 +257,7 @@ class AprConvertWidget(Container):
             return
         from napari.qt.threading import create_worker
 
-        worker = create_worker(self._convert_job, *args)
+        worker = create_worker(self._convert_job, *args, _ignore_errors=True)  # errors: _convert_failed
         worker.returned.connect(lambda res: self._converted(res, layer.name))
         worker.errored.connect(self._convert_failed)
         worker.finished.connect(self._convert_done)
@@ -277,7 +277,11 @@ class AprConvertWidget(Container):
         self._poll.stop()  # the final stats must not be overwritten by a late progress line
         self._progress.clear()
         result, path = res
+        source = self._viewer.layers[name] if name in self._viewer.layers else None
+        dt = (source.metadata or {}).get("dt") if source is not None else None  # keep the frame interval
         for data, kwargs, ltype in apr_layers_from_result(result, name):
+            if dt is not None:
+                kwargs["metadata"] = {**kwargs.get("metadata", {}), "dt": dt}
             self._viewer.add_layer(Layer.create(data, kwargs, ltype))
         st = result.stats()
         self._stats.value = (f"{st['particles']} particles, ratio {st['computational_ratio']:.1f}, memory saved "

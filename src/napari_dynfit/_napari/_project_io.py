@@ -12,7 +12,9 @@ Tracks     table ``track_id, frame, [z,] y, x``        scale, lineage graph
 Vectors    Zarr array ``(n, 2, ndim)``                 scale
 =========  ==========================================  ===================================
 
-Field bundles saved by the pipeline (``fields``) open as one Image layer per scalar field.
+Field bundles saved by the pipeline (``fields``) open as one Image layer per scalar field. The
+panel also saves its hand-over products with the layers (``extra``: the coarse-grained fields and the
+learned model JSON), and the frame interval ``metadata["dt"]`` of every layer that has one.
 Lazy APR layers are not copied: they keep pointing at their ``.apr`` source (stored in the
 manifest as ``source``) and are re-opened from it.
 """
@@ -24,6 +26,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..project import Project
 
 _AXES = ("frame", "z", "y", "x")
@@ -33,12 +36,15 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "layer"
 
 
-def _points_table(data: np.ndarray, features: pd.DataFrame | None) -> pd.DataFrame:
-    cols = list(_AXES[-data.shape[1]:]) if data.shape[1] <= 4 else None
-    if cols is None or "frame" not in cols:
-        cols = ["frame", *("z", "y", "x")[-(data.shape[1] - 1):]]
+def _points_table(data: np.ndarray, features: pd.DataFrame | None, *, time_axis: bool = True) -> pd.DataFrame:
+    """Points layer data -> table ``[frame,] [z,] y, x`` (+ features); ``time_axis``: the first column is time."""
+    n_space = data.shape[1] - (1 if time_axis else 0)
+    if not 1 <= n_space <= 3:
+        raise InputError(f"cannot store {data.shape[1]}-dimensional points in a project (at most t, z, y, x)")
+    cols = (["frame"] if time_axis else []) + list(_AXES[-n_space:])
     df = pd.DataFrame(data, columns=cols)
-    df["frame"] = np.round(df["frame"]).astype(np.int64)
+    if time_axis:
+        df["frame"] = np.round(df["frame"]).astype(np.int64)
     if features is not None and len(features) == len(df):
         for c in features.columns:
             if c not in df.columns:
@@ -46,13 +52,20 @@ def _points_table(data: np.ndarray, features: pd.DataFrame | None) -> pd.DataFra
     return df
 
 
-def save_viewer_project(viewer, folder) -> Project:
-    """Save every savable layer of ``viewer`` into the project ``folder``; returns the project."""
+def save_viewer_project(viewer, folder, extra: dict | None = None) -> Project:
+    """Save every savable layer of ``viewer`` into the project ``folder``; returns the project.
+
+    ``extra`` maps artefact names to further objects to save (a ``FieldBundle``, a model dict).
+    """
     prj = Project(folder)
+    for name, obj in (extra or {}).items():
+        prj.save(name, obj)
     for layer in viewer.layers:
         kind = type(layer).__name__.lower()
         name = _safe_name(layer.name)
         meta = {"layer_type": kind, "layer_name": layer.name, "scale": [float(s) for s in layer.scale]}
+        if (layer.metadata or {}).get("dt") is not None:
+            meta["dt"] = float(layer.metadata["dt"])
         source = getattr(layer, "source", None)
         src_path = getattr(source, "path", None) if source is not None else None
         if kind in ("image", "labels"):
@@ -66,7 +79,13 @@ def save_viewer_project(viewer, folder) -> Project:
                 meta["colormap"] = layer.colormap.name
             prj.save(name, np.asarray(data), meta=meta)
         elif kind == "points":
-            prj.save(name, _points_table(np.asarray(layer.data), layer.features), meta=meta)
+            # time first, unless the points are spatial only: 2 columns, or object centroids whose
+            # features carry the spatial coordinates and no frame (APR segmentation of one frame)
+            feats = layer.features
+            spatial = layer.ndim == 2 or ("frame" not in feats.columns
+                                          and set(_AXES[-layer.ndim:]) <= set(feats.columns))
+            time_axis = not spatial
+            prj.save(name, _points_table(np.asarray(layer.data), layer.features, time_axis=time_axis), meta=meta)
         elif kind == "tracks":
             data = np.asarray(layer.data)
             cols = ["track_id", "frame", *("z", "y", "x")[-(data.shape[1] - 2):]]
@@ -84,6 +103,7 @@ def project_layers(folder) -> list[tuple]:
     """Layer data tuples for everything in the project ``folder`` (for ``viewer._add_layer_from_data``)."""
     prj = Project(folder)
     layers = []
+    layer_names = {prj.meta(n).get("layer_name") for n in prj.names}  # fields already saved as layers
     for src in prj.manifest.get("sources", {}).values():
         from ._apr_reader import apr_layers
 
@@ -95,10 +115,12 @@ def project_layers(folder) -> list[tuple]:
         kwargs = {"name": meta.pop("layer_name", name)}
         if "scale" in meta:
             kwargs["scale"] = meta.pop("scale")
+        if "dt" in meta:
+            kwargs["metadata"] = {"dt": meta.pop("dt")}
         if entry["kind"] == "fields":
             fb = prj.load(name)
             for fname, arr in fb.fields.items():
-                if fb.kinds[fname] == "scalar":
+                if fb.kinds[fname] == "scalar" and f"{name}: {fname}" not in layer_names:
                     layers.append((arr, {"name": f"{name}: {fname}", "scale": (fb.dt, *fb.spacing)}, "image"))
             continue
         if entry["kind"] == "json":
@@ -123,10 +145,10 @@ def project_layers(folder) -> list[tuple]:
                     graph = {int(t): [int(p)] for t, p in zip(firsts["track_id"], firsts["parent_id"]) if p >= 0}
                 data = df.sort_values(["track_id", "frame"])[["track_id", "frame", *coords]].to_numpy(float)
                 layers.append((data, {**kwargs, "graph": graph}, "tracks"))
-            elif "frame" in df.columns:
-                feats = df.drop(columns=["frame", *coords])
-                layers.append((df[["frame", *coords]].to_numpy(float), {**kwargs, "features": feats, "size": 4},
-                               "points"))
+            elif "frame" in df.columns or kind == "points":
+                axes = (["frame"] if "frame" in df.columns else []) + coords
+                feats = df.drop(columns=axes)
+                layers.append((df[axes].to_numpy(float), {**kwargs, "features": feats, "size": 4}, "points"))
     return layers
 
 

@@ -1,0 +1,194 @@
+"""Sensible step parameters taken from the data: spacing, frame interval and object size.
+
+When the user selects a layer, the DynFit panel calls :func:`data_defaults` on it and
+:func:`apply_defaults` on every step widget built so far, so the parameters start from what the data
+says instead of from fixed numbers:
+
+* **spacing** (physical size of a pixel per spatial axis) is the layer's ``scale`` without the time
+  axis;
+* **frame interval** ``dt`` is ``layer.metadata["dt"]`` (the samples, the APR movie reader and the
+  project reader set it), else the time axis' ``scale`` when it is not 1;
+* **object size** is the scale-normalised LoG scale of the brightest spots of one frame
+  (:func:`estimate_spot_sigma`, pixels) of a microscope image (integer pixels or an APR layer; not
+  derived float fields): the blob sigma of detection and the filter sigma of the APR segmentation.
+
+Only parameters a widget actually has are set (duck typing over the attribute names below), so a
+widget that changes its parameters does not break the panel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class DataDefaults:
+    """Parameters read from a layer (``None``: the layer does not say).
+
+    Attributes
+    ----------
+    spacing : tuple of float or None
+        Physical pixel size per spatial axis ``([z,] y, x)``.
+    dt : float or None
+        Frame interval (time units of the data, e.g. s).
+    is_movie : bool or None
+        Whether the first axis is time.
+    spot_sigma : float or None
+        Object size as a Gaussian sigma in pixels of the ``y, x`` axes.
+    extent : tuple of float or None
+        Physical size of the field of view per spatial axis (``shape * spacing``).
+    """
+
+    spacing: tuple | None = None
+    dt: float | None = None
+    is_movie: bool | None = None
+    spot_sigma: float | None = None
+    extent: tuple | None = None
+    source: str = ""
+    notes: list = field(default_factory=list)
+
+    def merged(self, older: DataDefaults | None) -> DataDefaults:
+        """These values, with the gaps filled from ``older`` (e.g. ``dt`` of the movie for its tracks)."""
+        if older is None:
+            return self
+        out = DataDefaults(**{k: getattr(self, k) for k in ("spacing", "dt", "is_movie", "spot_sigma", "extent",
+                                                            "source")})
+        for k in ("spacing", "dt", "spot_sigma", "extent"):
+            if getattr(out, k) is None:
+                setattr(out, k, getattr(older, k))
+        return out
+
+
+def estimate_spot_sigma(frame, *, spacing=None, sigmas=None, n_spots: int = 30, max_size: int = 256) -> float:
+    """Gaussian sigma (pixels of the last axis) of the brightest spots of one image.
+
+    The image (a central crop of at most ``max_size`` pixels per axis) is filtered with the
+    scale-normalised Laplacian of Gaussian ``-s^2 LoG_s`` at geometrically spaced scales; at the
+    ``n_spots`` strongest local maxima of the scale-space maximum the best scale is read and the
+    median returned. For a Gaussian spot of width ``sigma`` the normalised response peaks at
+    ``s = sigma`` (2D and 3D).
+
+    Parameters
+    ----------
+    frame : array_like, shape ([z,] y, x)
+    spacing : sequence of float, optional
+        Pixel size per axis; anisotropic voxels get per-axis scales (``s * spacing[-1] / spacing[i]``).
+    sigmas : sequence of float, optional
+        Candidate scales in pixels (default 0.7-12 px, 14 steps).
+    n_spots : int
+        Number of brightest spots used.
+    max_size : int
+        Crop size per axis (the estimate needs a few dozen spots, not the whole image; at most 64
+        for 3D images).
+
+    Returns
+    -------
+    float
+        The spot sigma in pixels of the ``x`` axis.
+    """
+    from scipy import ndimage as ndi
+
+    img = np.asarray(frame, dtype=np.float32)
+    if img.ndim not in (2, 3) or min(img.shape) < 3:
+        raise ValueError(f"need a 2D or 3D image to estimate the object size, got shape {img.shape}")
+    if img.ndim == 3:
+        max_size = min(max_size, 64)  # 14 scales of a 64^3 crop: well under a second
+    crop = tuple(slice(max(0, (n - max_size) // 2), max(0, (n - max_size) // 2) + max_size) for n in img.shape)
+    img = img[crop]
+    img = (img - np.median(img)) / (img.std() + 1e-12)
+    sigmas = np.geomspace(0.7, 12.0, 14) if sigmas is None else np.asarray(sigmas, float)
+    rel = np.ones(img.ndim) if spacing is None else float(spacing[-1]) / np.asarray(spacing, float)[-img.ndim:]
+    resp = np.stack([-(s ** 2) * ndi.gaussian_laplace(img, s * rel) for s in sigmas])
+    best = resp.max(axis=0)
+    peaks = (best == ndi.maximum_filter(best, size=3)) & (best > 0)
+    idx = np.flatnonzero(peaks)
+    if len(idx) == 0:
+        return float(sigmas[len(sigmas) // 2])
+    top = idx[np.argsort(best.ravel()[idx])[::-1][:n_spots]]
+    scale_idx = resp.reshape(len(sigmas), -1)[:, top].argmax(axis=0)
+    return float(np.median(sigmas[scale_idx]))
+
+
+def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
+    """Spacing, frame interval, movie flag, object size and extent read from a napari layer."""
+    kind = type(layer).__name__
+    meta = getattr(layer, "metadata", None) or {}
+    scale = [float(s) for s in layer.scale]
+    d = DataDefaults(source=layer.name)
+    dt = meta.get("dt")
+    if kind in ("Tracks",):
+        n_space = layer.data.shape[1] - 2
+        d.is_movie = True
+    elif kind == "Points":
+        n_space = layer.data.shape[1] - 1
+        d.is_movie = n_space in (2, 3)
+    else:
+        labels = [str(a).lower() for a in getattr(layer, "axis_labels", ())]
+        time_axis = dt is not None or (bool(labels) and labels[0] in ("t", "time")) or layer.ndim == 4
+        d.is_movie = bool(time_axis and layer.ndim >= 3)
+        n_space = layer.ndim - (1 if d.is_movie else 0)
+    if d.is_movie:
+        if dt is None and len(scale) > n_space and scale[0] != 1.0:
+            dt = scale[0]
+    d.dt = None if dt is None else float(dt)
+    d.spacing = tuple(scale[-n_space:])
+    if kind in ("Image", "Labels"):
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        d.extent = tuple(float(n) * s for n, s in zip(data.shape[-n_space:], d.spacing))
+        raw = getattr(layer, "multiscale", False) or np.issubdtype(np.dtype(data.dtype), np.integer)
+        if kind == "Image" and estimate_size and raw:  # microscope images, not derived float fields
+            frame = data[len(data) // 2] if d.is_movie else data
+            try:
+                d.spot_sigma = estimate_spot_sigma(np.asarray(frame), spacing=d.spacing)
+            except ValueError as exc:
+                d.notes.append(str(exc))
+    elif len(layer.data):
+        coords = np.asarray(layer.data, float)[:, -n_space:] * np.asarray(d.spacing)
+        d.extent = tuple(float(v) for v in coords.max(axis=0) - np.minimum(coords.min(axis=0), 0))
+    return d
+
+
+def _set(widget, attr, value, done, label):
+    w = getattr(widget, attr, None)
+    if w is None or value is None:
+        return
+    if hasattr(w, "max"):
+        value = min(max(value, w.min), w.max)
+    try:
+        w.value = value
+    except (ValueError, TypeError):
+        return
+    done.append(label)
+
+
+def apply_defaults(widget, d: DataDefaults) -> list[str]:
+    """Set the parameter widgets of a step widget from ``d``; returns what was set (for the status line).
+
+    =====================  ====================  ==========================================
+    step widget            parameter             from
+    =====================  ====================  ==========================================
+    AprConvertWidget       first axis is time    ``is_movie`` (``dt`` known or axis ``t``)
+    AprFilterWidget        sigma (px)            ``spot_sigma``
+    TrackWidget            blob sigma (px)       ``spot_sigma``
+    FieldsFromTracks       grid, kernel, box     ``extent`` / 32, 2 grid spacings, ``extent``
+    LatentFieldWidget      frame interval        ``dt``
+    any                    ``_dt`` widget        ``dt``
+    =====================  ====================  ==========================================
+    """
+    name = type(widget).__name__
+    done: list[str] = []
+    if name == "AprConvertWidget" and d.is_movie is not None and d.dt is not None:
+        _set(widget, "_movie", bool(d.is_movie), done, "movie")
+    if name in ("AprFilterWidget", "TrackWidget") and d.spot_sigma is not None:
+        _set(widget, "_sigma", round(d.spot_sigma, 2), done, f"object sigma {d.spot_sigma:.2f} px")
+    if name == "FieldsFromTracks" and d.extent:
+        grid = max(d.extent) / 32
+        _set(widget, "_grid", round(grid, 4), done, f"grid {grid:.3g}")
+        _set(widget, "_kernel", round(2 * grid, 4), done, "kernel")
+        _set(widget, "_box_y", d.extent[-2], done, "box")
+        _set(widget, "_box_x", d.extent[-1], done, "box")
+    if d.dt is not None:
+        _set(widget, "_dt", d.dt, done, f"dt {d.dt:g}")
+    return done

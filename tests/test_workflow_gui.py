@@ -1,0 +1,188 @@
+"""The whole workflow in napari, driven through the DynFit panel's step widgets and their buttons.
+
+2D sample (150 active Brownian particles, 50 frames) -> APR -> filter & segment -> detect -> track
+(with a hand edit of the detections and re-tracking) -> fields -> PDE model -> dominant balance ->
+latent field; project save/re-open of the edits; plot export; cancelling a running step.
+"""
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+pytestmark = pytest.mark.gui
+
+
+def _click(button):
+    """Press a magicgui PushButton like a user does (the Qt button's click)."""
+    button.native.click()
+
+
+def _recall(found_yx, truth_yx, tol):
+    d, _ = cKDTree(found_yx).query(truth_yx)
+    return float(np.mean(d < tol))
+
+
+def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
+    from napari_dynfit._napari._panel import STEPS, DynFitPanel
+    from napari_dynfit.sim.samples import ABP_2D, ABP_2D_RENDER
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-dynfit", "active_particles_2d")
+    movie = viewer.layers["active_particles_2d"]
+    truth = np.asarray(viewer.layers["active_particles_2d truth"].data)  # track_id, t, y, x (pixels)
+    panel = DynFitPanel(viewer)
+    index = {s[2]: i for i, s in enumerate(STEPS)}
+
+    # --- defaults from the data: selecting the movie sets spacing, dt, object size -----------
+    viewer.layers.selection.active = movie
+    d = panel.defaults
+    assert d.dt == pytest.approx(ABP_2D["dt"] * ABP_2D["save_every"])
+    assert d.spacing == (0.5, 0.5)
+    assert d.spot_sigma == pytest.approx(ABP_2D_RENDER["psf_sigma"], rel=0.25)
+    assert d.extent == (128.0, 128.0)
+
+    # --- 1. APR: cancel a conversion, then convert the movie -----------------------------------
+    conv = panel.step(index["AprConvertWidget"])
+    assert conv._layer.value is movie and conv._movie.value  # a movie: dt known from the data
+    _click(conv._run)
+    _click(conv._cancel)
+    qtbot.waitUntil(lambda: conv._run.enabled, timeout=60_000)
+    if "active_particles_2d (APR)" in viewer.layers:  # finished before the cancel arrived
+        viewer.layers.remove("active_particles_2d (APR)")
+    else:
+        assert conv._stats.value == "cancelled"
+    viewer.dims.set_current_step(0, 3)  # the viewer is still usable
+    assert viewer.add_points(np.array([[3, 1.0, 1.0]]), name="probe") in viewer.layers
+    viewer.layers.remove("probe")
+
+    _click(conv._run)
+    qtbot.waitUntil(lambda: "active_particles_2d (APR)" in viewer.layers and conv._run.enabled, timeout=120_000)
+    apr = viewer.layers["active_particles_2d (APR)"]
+    assert apr.multiscale and apr.metadata["dt"] == pytest.approx(d.dt)
+    assert apr.metadata["apr"]["computational_ratio"] > 1.5
+    frame0 = np.asarray(apr.data[0][0], float)
+    raw0 = np.asarray(movie.data[0], float)
+    assert frame0.shape == raw0.shape
+    assert np.corrcoef(frame0.ravel(), raw0.ravel())[0, 1] > 0.9  # the APR drops pixel noise
+
+    # --- 2. filter & segment the current frame on the APR --------------------------------------
+    filt = panel.step(index["AprFilterWidget"])
+    viewer.layers.selection.active = apr
+    assert filt._layer.value is apr
+    viewer.dims.set_current_step(0, 0)
+    _click(filt._run)
+    objects = viewer.layers["active_particles_2d (APR) objects"]
+    centroids = viewer.layers["active_particles_2d (APR) objects centroids"]
+    assert type(objects).__name__ == "Labels" and objects.data.shape == raw0.shape
+    truth0 = truth[truth[:, 1] == 0][:, 2:]
+    n_obj = len(centroids.data)
+    assert 0.6 * len(truth0) < n_obj < 1.2 * len(truth0), n_obj  # touching particles merge
+    assert _recall(centroids.data, truth0, 2.0) > 0.6
+
+    # --- 3. detect on the APR movie, track ------------------------------------------------------
+    trk = panel.step(index["TrackWidget"])
+    viewer.layers.selection.active = apr  # the user picks the layer to detect in
+    assert trk._image.value is apr and trk._sigma.value == pytest.approx(d.spot_sigma, abs=0.01)
+    _click(trk._detect)
+    qtbot.waitUntil(lambda: "detections" in viewer.layers and trk._track.enabled, timeout=120_000)
+    det = viewer.layers["detections"]
+    assert det.data.shape[1] == 3 and set(np.unique(det.data[:, 0])) == set(range(50))
+    for t in (0, 25, 49):
+        assert _recall(det.data[det.data[:, 0] == t][:, 1:], truth[truth[:, 1] == t][:, 2:], 1.0) > 0.9
+
+    viewer.layers.selection.active = det
+    assert trk._source.value is det
+    _click(trk._track)
+    qtbot.waitUntil(lambda: "tracks" in viewer.layers and trk._track.enabled, timeout=120_000)
+    tracks = viewer.layers["tracks"]
+    lengths = np.unique(tracks.data[:, 0], return_counts=True)[1]
+    # 150 particles; the periodic box cuts tracks at its edges; spurious spots make 1-2 frame tracks
+    assert 150 <= (lengths >= 5).sum() < 350, (lengths >= 5).sum()
+    assert lengths[lengths >= 5].sum() / 50 == pytest.approx(150, rel=0.05)
+    msd = panel.extra("MsdPlot").msd
+    assert msd is not None and len(msd) >= 5
+    # MSD of the tracks (physical units) against the active Brownian particle theory at 0.5 s
+    from napari_dynfit.sim import abp_msd
+
+    lag5 = msd.set_index("lag").loc[5, "msd"]
+    theory = abp_msd(0.5, v0=ABP_2D["v0"], Dr=ABP_2D["Dr"], Dt=ABP_2D["Dt"])
+    assert lag5 == pytest.approx(theory, rel=0.25)
+
+    # --- annotation: delete the detections in a corner of frame 20, re-track from the edit ---
+    pts = np.asarray(det.data)
+    cut = (pts[:, 0] == 20) & (pts[:, 1] < 64) & (pts[:, 2] < 64)
+    assert cut.sum() >= 3
+    det.data = pts[~cut]  # what deleting the selected points does
+    _click(trk._track)
+    qtbot.waitUntil(lambda: trk._track.enabled and "tracks" in trk._status.value, timeout=120_000)
+    tr = np.asarray(viewer.layers["tracks"].data)
+    at20 = tr[tr[:, 1] == 20][:, 2:]
+    d_removed, _ = cKDTree(at20).query(pts[cut][:, 1:])
+    assert d_removed.min() > 1e-6  # the deleted detections are no longer in the tracks
+    assert len(tr) == int((~cut).sum())
+
+    # --- 4. fields from the edited tracks, then the PDE model ---------------------------------
+    pde = panel.step(index["PDEWidget"])
+    glue = panel.extra("FieldsFromTracks")
+    viewer.layers.selection.active = viewer.layers["tracks"]
+    assert glue._layer.value is viewer.layers["tracks"]
+    assert glue._grid.value == pytest.approx(4.0) and glue._dt.value == pytest.approx(d.dt)
+    glue._periodic.value = True  # the sample is a periodic box
+    _click(glue._run)
+    fb = glue.bundle
+    assert fb is not None and fb.shape == (50, 32, 32)
+    n_per_frame = fb["rho"].sum(axis=(1, 2)) * np.prod(fb.spacing)  # the density integrates to the points
+    np.testing.assert_allclose(n_per_frame, np.bincount(tr[:, 1].astype(int), minlength=50), rtol=0.01)
+    assert str(pde._fields.value) == str(glue.path)
+    _click(pde._run)
+    qtbot.waitUntil(lambda: pde._worker is None and pde.model is not None, timeout=120_000)
+    rho_t = pde.model["equations"]["rho_t"]
+    assert rho_t.get("div(p)") == pytest.approx(-ABP_2D["v0"], rel=0.2)  # truth: rho_t = -v0 div(p) + ...
+    assert "observed: rho" in viewer.layers and "model: rho" in viewer.layers
+    assert viewer.layers["model: rho"].data.shape == fb["rho"].shape
+
+    # --- 5a. dominant balance of the learned model on the fields ------------------------------
+    bal = panel.step(index["BalanceWidget"])
+    assert str(bal._fields.value) == str(glue.path) and "rho_t" in list(bal._equation.choices)
+    bal._clusters.value = 2
+    _click(bal._run)
+    qtbot.waitUntil(lambda: bal._worker is None and bal.result is not None, timeout=120_000)
+    regions = viewer.layers["balance regions"]
+    assert regions.data.shape[:3] == fb["rho"].shape[:3] and regions.data.min() >= 1
+    assert abs(sum(b.fraction for b in bal.result.balances) - 1.0) < 1e-6
+
+    # --- 5b. latent field from the tracks (a few steps: the layer and the curves appear) -------
+    pinn = panel.step(index["LatentFieldWidget"])
+    assert pinn._layer.value is viewer.layers["tracks"] and pinn._dt.value == pytest.approx(d.dt)
+    pinn._steps.value, pinn._chunk.value, pinn._grid.value = 20, 10, 16
+    _click(pinn._run)
+    qtbot.waitUntil(lambda: pinn._worker is None, timeout=120_000)
+    latent = viewer.layers["latent field (PINN)"]
+    assert latent.data.ndim == 3 and np.isfinite(latent.data).all()
+
+    # --- 5c. snapshot flow, where the widget exists --------------------------------------------
+    flow = panel.step(index["FlowWidget"])
+    if flow is None:
+        assert "not available" in panel._pages[index["FlowWidget"]].findChildren(
+            __import__("qtpy.QtWidgets", fromlist=["QLabel"]).QLabel)[-1].text()
+
+    # --- plots exported, edits saved with the project and re-opened -----------------------------
+    files = panel.export_plots(tmp_path / "plots")
+    stems = {f.stem for f in files}
+    assert any("PDE" in s for s in stems) and any("MsdPlot" in s for s in stems)
+    assert any("balance" in s for s in stems) and any("PINN" in s for s in stems)
+    assert all(f.stat().st_size > 1000 for f in files)
+
+    panel.save_project(tmp_path / "prj")
+    assert "saved" in panel.status.text()
+    viewer2 = make_napari_viewer()
+    panel2 = DynFitPanel(viewer2)
+    panel2.open_project(tmp_path / "prj")
+    np.testing.assert_allclose(viewer2.layers["detections"].data, pts[~cut])
+    np.testing.assert_allclose(viewer2.layers["tracks"].data[:, 1:], tr[:, 1:])
+    assert viewer2.layers["active_particles_2d"].metadata["dt"] == pytest.approx(d.dt)
+    from napari_dynfit.project import Project
+
+    prj = Project(tmp_path / "prj")
+    assert prj.load("model")["equations"]["rho_t"] == pytest.approx(rho_t)
+    assert prj.load("fields").shape == fb.shape
