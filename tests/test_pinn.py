@@ -102,8 +102,8 @@ def test_inverse_dirichlet_and_annealing_formulas():
 
 
 def test_inverse_dirichlet_beats_fixed_weights_on_multiscale_poisson_small_budget():
-    res = poisson_benchmark(steps=400, strategies=("inverse-dirichlet", "fixed"), grid=50, high=4.0,
-                            n_collocation=600, hidden=(32, 32, 32), fourier_features=0)
+    res = poisson_benchmark(steps=250, strategies=("inverse-dirichlet", "fixed"), grid=50, high=4.0,
+                            n_collocation=400, hidden=(24, 24, 24), fourier_features=0)
     assert res["inverse_dirichlet_rel_l2"] < 0.05
     assert res["fixed_rel_l2"] > 3 * res["inverse_dirichlet_rel_l2"]
     assert res["inverse_dirichlet_final_weights"]["boundary"] > 10  # the boundary term is up-weighted
@@ -125,10 +125,10 @@ def _decay_problem(seed=0, weighting="inverse-dirichlet"):
 
 def test_coefficient_recovery_and_lbfgs():
     p = _decay_problem()
-    p.fit(600, lbfgs_steps=100)
+    p.fit(600, lbfgs_steps=30)
     assert p.coefficient_values()["r"] == pytest.approx(0.5, rel=0.03)
     assert p.history["loss:data"][-1] < 1e-4
-    assert p.lbfgs_step >= 100
+    assert p.lbfgs_step >= 30
 
 
 def test_checkpoint_resume_equals_uninterrupted(tmp_path):
@@ -258,12 +258,13 @@ def test_spectral_coefficients_from_tracks_and_field_starts_from_them():
     sim = simulate_chemotaxis(substeps=5, grid=32, seed=2)  # 500 cells, 31 frames
     src = lambda X: sim.source_function(X[:, 1], X[:, 2])  # noqa: E731
     pts, vel = track_velocities(sim.to_table())
-    est = spectral_coefficients(pts, vel, src, sim.box)
+    est = spectral_coefficients(pts, vel, src, sim.box, grid=32)
     for n in ("Dc", "k", "chi"):  # from a guess 2-2.5x off (3 % on seeds 1-4)
         assert est[n] == pytest.approx(sim.params[n], rel=0.08), (n, est)
     prob = latent_chemotaxis_pinn(sim.to_table(), source=src, hidden=(8,), device="cpu")
-    assert prob.initial_coefficients == pytest.approx(est, rel=1e-6)
-    assert prob.pinn.coefficient_values() == pytest.approx(est, rel=1e-5) and not prob.coefficients_trained
+    assert prob.initial_coefficients == pytest.approx(est, rel=0.01)  # its default grid is 64
+    assert prob.pinn.coefficient_values() == pytest.approx(prob.initial_coefficients, rel=1e-5)
+    assert not prob.coefficients_trained and not prob.pinn.coef["k"].requires_grad
     refined = latent_chemotaxis_pinn(sim.to_table(), source=src, hidden=(8,), refine=True, device="cpu")
     assert refined.coefficients_trained and refined.pinn.coef["k"].requires_grad
     guess = latent_chemotaxis_pinn(sim.to_table(), source=src, hidden=(8,), estimate=False, device="cpu")
@@ -288,14 +289,14 @@ def test_denoise_and_inpaint_with_pde_model():
     mask = np.ones(u.shape, bool)
     mask[8:14, 10:25] = False  # a gap to fill
     model = {"equations": {"u_t": {"u_xx": 0.1}}}
-    out, pinn = denoise_fields(bundle, model, steps=500, mask=mask, hidden=(32, 32), harmonics=3,
+    out, pinn = denoise_fields(bundle, model, steps=300, mask=mask, hidden=(32, 32), harmonics=3,
                                fourier_features=4, n_collocation=1500, batch_size=512, lr=5e-3, device="cpu")
     err_noisy = np.linalg.norm(bundle["u"] - u) / np.linalg.norm(u)
     err = np.linalg.norm(out["u"] - u) / np.linalg.norm(u)
     gap = np.abs(out["u"] - u)[~mask].max()
     assert err < 0.4 * err_noisy
     assert gap < 0.15 * np.abs(u).max()
-    assert out.attrs["pinn"]["adam_steps"] == 500
+    assert out.attrs["pinn"]["adam_steps"] == 300
     with pytest.raises(InputError, match="equations"):
         denoise_fields(bundle, {"model": 1}, steps=1)
     with pytest.raises(InputError, match="lacks"):

@@ -220,8 +220,8 @@ class PINN:
             report(self.lbfgs_step, iterations, "PINN L-BFGS")
             opt.step(closure)
             self.lbfgs_step += record_every
-            losses = self.compute_losses(batches)
-            self._record({n: v.detach() for n, v in losses.items()}, sum(w[n] * float(v) for n, v in losses.items()))
+            losses = {n: v.detach() for n, v in self.compute_losses(batches).items()}
+            self._record(losses, sum(w[n] * float(v) for n, v in losses.items()))
             if not math.isfinite(self.history["total"][-1]):
                 raise InputError("L-BFGS diverged (non-finite loss): train longer with Adam first or skip L-BFGS")
 
