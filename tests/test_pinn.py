@@ -6,7 +6,6 @@ budgets but still compare against exact solutions.
 """
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -14,9 +13,20 @@ import pytest
 import torch
 
 from napari_dynfit.errors import InputError
-from napari_dynfit.models.pinn import (PINN, Coefficient, FieldNetwork, LossWeighting, PointLoss, ResidualLoss,
-                                       denoise_fields, latent_chemotaxis_pinn, poisson_benchmark, spectral_coefficients,
-                                       track_velocities, visited_mask)
+from napari_dynfit.models.pinn import (
+    PINN,
+    Coefficient,
+    FieldNetwork,
+    LossWeighting,
+    PointLoss,
+    ResidualLoss,
+    denoise_fields,
+    latent_chemotaxis_pinn,
+    poisson_benchmark,
+    spectral_coefficients,
+    track_velocities,
+    visited_mask,
+)
 from napari_dynfit.models.pinn.autodiff import TermEvaluator
 from napari_dynfit.sim.chemotaxis import simulate_chemotaxis
 
@@ -256,7 +266,7 @@ def _fit_chemotaxis(steps, lbfgs, **kw):
 
 def test_spectral_coefficients_from_tracks_and_field_starts_from_them():
     sim = simulate_chemotaxis(substeps=5, grid=32, seed=2)  # 500 cells, 31 frames
-    src = lambda X: sim.source_function(X[:, 1], X[:, 2])  # noqa: E731
+    src = lambda X: sim.source_function(X[:, 1], X[:, 2])
     pts, vel = track_velocities(sim.to_table())
     est = spectral_coefficients(pts, vel, src, sim.box, grid=32)
     for n in ("Dc", "k", "chi"):  # from a guess 2-2.5x off (3 % on seeds 1-4)
@@ -289,7 +299,7 @@ def test_denoise_and_inpaint_with_pde_model():
     mask = np.ones(u.shape, bool)
     mask[8:14, 10:25] = False  # a gap to fill
     model = {"equations": {"u_t": {"u_xx": 0.1}}}
-    out, pinn = denoise_fields(bundle, model, steps=300, mask=mask, hidden=(32, 32), harmonics=3,
+    out, _ = denoise_fields(bundle, model, steps=300, mask=mask, hidden=(32, 32), harmonics=3,
                                fourier_features=4, n_collocation=1500, batch_size=512, lr=5e-3, device="cpu")
     err_noisy = np.linalg.norm(bundle["u"] - u) / np.linalg.norm(u)
     err = np.linalg.norm(out["u"] - u) / np.linalg.norm(u)
@@ -321,6 +331,8 @@ def test_cli_latent_field_writes_bundle_and_resumes(tmp_path):
     b = FieldBundle.from_zarr(out)
     assert b["phi"].shape == (6, 12, 12) and b.periodic == (True, True)
     assert set(b.attrs["pinn"]["coefficients"]) == {"Dc", "k", "chi"} and b.attrs["pinn"]["adam_steps"] == 6
+    assert not b.attrs["pinn"]["coefficients_trained"]  # estimated (known source, periodic box), then fixed
+    assert b.attrs["pinn"]["coefficients"] == pytest.approx(b.attrs["pinn"]["initial_coefficients"], rel=1e-5)
     args[args.index("--steps") + 1] = "10"
     assert main(["latent-field", *args]) == 0  # resumes from the checkpoint: 4 more steps
     assert FieldBundle.from_zarr(out).attrs["pinn"]["adam_steps"] == 10

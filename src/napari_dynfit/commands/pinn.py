@@ -47,14 +47,17 @@ def _latent_field(args) -> int:
         source = grid_source(s[0] if s.ndim == 3 else s, sb.coords["y"], sb.coords["x"], periodic=args.box is not None)
     if args.dt is None and "dt" not in tracks.attrs:
         raise InputError("the tracks table does not store the frame interval: pass --dt (time per frame)")
-    bundle, prob = fit_latent_field(tracks, steps=args.steps, lbfgs_steps=args.lbfgs, grid=args.grid,
-                                    checkpoint=args.checkpoint, dt=args.dt, box=args.box, source=source,
-                                    initial_zero=not args.no_initial, weighting=args.weighting, lr=args.lr,
-                                    device=args.device, seed=args.seed)
+    bundle, _ = fit_latent_field(tracks, steps=args.steps, lbfgs_steps=args.lbfgs, grid=args.grid,
+                                 checkpoint=args.checkpoint, dt=args.dt, box=args.box, source=source,
+                                 initial_zero=not args.no_initial, weighting=args.weighting, lr=args.lr,
+                                 estimate=not args.no_estimate, refine=args.refine, device=args.device,
+                                 seed=args.seed)
     bundle.to_zarr(args.output)
     info = bundle.attrs["pinn"]
     print(json.dumps({"output": str(args.output), "coefficients": info["coefficients"],
-                      "losses": info["losses"], "weights": info["weights"]}, default=float))
+                      "initial_coefficients": info["initial_coefficients"],
+                      "coefficients_trained": info["coefficients_trained"], "losses": info["losses"],
+                      "weights": info["weights"]}, default=float))
     return 0 if np.isfinite(list(info["losses"].values())).all() else 1
 
 
@@ -94,8 +97,12 @@ def register(sub) -> None:
     p.add_argument("--source", help="known source s(y, x) as fields (.zarr/.npz); default: learned")
     p.add_argument("--source-field", default="s", help="name of the source field (default s)")
     p.add_argument("--no-initial", action="store_true", help="do not impose phi = 0 at the first frame")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="do not estimate Dc, k, chi by the spectral least-squares fit first (with --source and "
+                        "--box the default is to estimate them and keep them fixed); train them from guesses")
+    p.add_argument("--refine", action="store_true", help="train the estimated coefficients jointly with the field")
     p.add_argument("--grid", type=int, default=64, help="output grid points per axis (default 64)")
-    _add_training(p, 3000)
+    _add_training(p, 1500)
     p.set_defaults(func=_latent_field)
 
     p = sub.add_parser("denoise-field", help="denoise/inpaint fields with a learned PDE as the physics loss (PINN)",

@@ -11,8 +11,15 @@
 * :func:`poisson_benchmark` -- the multi-scale Poisson comparison of the weighting strategies.
 """
 
-from .chemotaxis import (LatentFieldProblem, fit_latent_field, grid_source, latent_chemotaxis_pinn,
-                         spectral_coefficients, track_velocities, visited_mask)
+from .chemotaxis import (
+                         LatentFieldProblem,
+                         fit_latent_field,
+                         grid_source,
+                         latent_chemotaxis_pinn,
+                         spectral_coefficients,
+                         track_velocities,
+                         visited_mask,
+)
 from .denoise import denoise_fields, fields_pinn, summary
 from .losses import Coefficient, PointLoss, ResidualLoss
 from .network import FieldNetwork
@@ -20,7 +27,25 @@ from .poisson import poisson_benchmark, poisson_pinn
 from .train import PINN, resolve_device
 from .weighting import STRATEGIES, LossWeighting
 
-__all__ = ["FieldNetwork", "PointLoss", "ResidualLoss", "Coefficient", "PINN", "LossWeighting", "STRATEGIES",
-           "resolve_device", "fit_latent_field", "latent_chemotaxis_pinn", "LatentFieldProblem", "track_velocities",
-           "spectral_coefficients", "grid_source", "visited_mask", "denoise_fields", "fields_pinn", "summary",
-           "poisson_benchmark", "poisson_pinn"]
+__all__ = [
+                         "PINN",
+                         "STRATEGIES",
+                         "Coefficient",
+                         "FieldNetwork",
+                         "LatentFieldProblem",
+                         "LossWeighting",
+                         "PointLoss",
+                         "ResidualLoss",
+                         "denoise_fields",
+                         "fields_pinn",
+                         "fit_latent_field",
+                         "grid_source",
+                         "latent_chemotaxis_pinn",
+                         "poisson_benchmark",
+                         "poisson_pinn",
+                         "resolve_device",
+                         "spectral_coefficients",
+                         "summary",
+                         "track_velocities",
+                         "visited_mask",
+]

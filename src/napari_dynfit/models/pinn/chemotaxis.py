@@ -335,7 +335,7 @@ def visited_mask(points, coords, radius: float, box=None) -> np.ndarray:
     return mask
 
 
-def fit_latent_field(tracks, *, steps: int = 3000, lbfgs_steps: int = 0, grid: int = 64, checkpoint=None,
+def fit_latent_field(tracks, *, steps: int = 1500, lbfgs_steps: int = 0, grid: int = 64, checkpoint=None,
                      callback=None, callback_every: int = 100, **kwargs):
     """Infer the chemotactic potential ``phi = chi c`` and ``Dc``, ``k`` (and ``chi``) from tracks.
 

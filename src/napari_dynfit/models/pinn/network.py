@@ -125,7 +125,7 @@ class FieldNetwork(nn.Module):
         return {n: raw[:, a] if kind == "scalar" else raw[:, a:b] for n, (a, b, kind) in self.channels.items()}
 
     @classmethod
-    def from_config(cls, config: dict) -> "FieldNetwork":
+    def from_config(cls, config: dict) -> FieldNetwork:
         """Rebuild a network (fresh weights) from :attr:`config`."""
         cfg = dict(config)
         return cls(cfg.pop("bounds"), cfg.pop("outputs"), **cfg)

@@ -24,7 +24,7 @@ from ..._io import atomic_path
 from ..._progress import report
 from ...errors import Cancelled, InputError
 from .autodiff import TermEvaluator
-from .losses import Coefficient, PointLoss, ResidualLoss, batch_indices
+from .losses import PointLoss, ResidualLoss, batch_indices
 from .weighting import LossWeighting
 
 
@@ -226,7 +226,7 @@ class PINN:
                 raise InputError("L-BFGS diverged (non-finite loss): train longer with Adam first or skip L-BFGS")
 
     def fit(self, adam_steps: int, lbfgs_steps: int = 0, *, checkpoint=None, checkpoint_every: int = 500,
-            record_every: int = 10, callback=None, callback_every: int = 100) -> "PINN":
+            record_every: int = 10, callback=None, callback_every: int = 100) -> PINN:
         """Train (or continue training) up to ``adam_steps`` Adam steps, then ``lbfgs_steps`` L-BFGS iterations.
 
         Parameters
@@ -324,7 +324,7 @@ class PINN:
             torch.save(self.state_dict(), tmp)
         return path
 
-    def load_checkpoint(self, path) -> "PINN":
+    def load_checkpoint(self, path) -> PINN:
         """Restore a state saved by :meth:`save_checkpoint` (the PINN must be built for the same problem)."""
         p = Path(path)
         if not p.exists():
