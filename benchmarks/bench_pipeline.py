@@ -16,7 +16,12 @@ Memory: each worker's peak resident set during a run (``VmHWM`` of ``/proc/PID/s
 processed the same way (one frame's working set, task machinery included).
 
 The machine's cores are shared: the load average before and after is printed, and the speed-up is
-the ratio of best times of interleaved runs (the median ratio is printed too).
+the ratio of best times of interleaved runs (the median ratio is printed too). Where the kernel
+divides the CPU between sessions (``sched_autogroup``), a busy machine gives one session about the same
+share whatever its number of workers, so the CPU seconds of the busiest worker per run are reported as
+well (workers together, and the client + scheduler process): they do not depend on the neighbours,
+show the parallel overhead (``cluster_cpu_2_vs_1``) and give the wall time on 2 dedicated cores
+(``dedicated_2_cores_speedup_estimate``: 1 worker = its CPU time; 2 workers = all CPU time / 2).
 
     python benchmarks/bench_pipeline.py [--frames 100] [--size 256] [--repeat 3] [--gaussian 1.0] [-o out.json]
 """
@@ -137,14 +142,18 @@ def main(argv=None) -> dict:
 
         times = {f"cluster_{n}": [] for n in (1, 2)} | {f"threads_{n}": [] for n in (1, 2)}
         peaks = {1: [], 2: []}
+        cpu = {1: [], 2: []}  # per run: CPU seconds of all workers together, and of this (client + scheduler) process
         same = True
         for _ in range(args.repeat):
             for n in (1, 2):
                 cluster, client, _ = clusters[n]
                 base = client.run(_reset_peak)
+                cpu0, main0 = client.run(time.process_time), time.process_time()
                 t = time.perf_counter()
                 out = process_movie(lazy, scheduler=client, **kw)
                 times[f"cluster_{n}"].append(time.perf_counter() - t)
+                cpu1, main1 = client.run(time.process_time), time.process_time()
+                cpu[n].append((sum(cpu1[a] - cpu0[a] for a in cpu0), main1 - main0))
                 peak = client.run(_peak)
                 peaks[n].extend(peak[a] - base[a] for a in base)
                 same &= _identical(ref, out)
@@ -166,6 +175,17 @@ def main(argv=None) -> dict:
         res[f"{kind}_speedup_2_vs_1_median"] = statistics.median(
             a / b for a, b in zip(times[f"{kind}_1"], times[f"{kind}_2"]))
     res["cluster_2_vs_serial"] = res["serial_s"] / res["cluster_2_best_s"]
+    # CPU seconds do not depend on how the shared cores are divided between sessions. On 2 dedicated cores,
+    # 1 worker takes its CPU time (client + scheduler on the other core); 2 workers and the client share both
+    # cores: (workers' CPU + client CPU) / 2, assuming the frames are spread evenly (they are handed out
+    # one at a time to whichever worker is free)
+    for n in (1, 2):
+        res[f"cluster_{n}_workers_cpu_s"] = statistics.median(c[0] for c in cpu[n])
+        res[f"cluster_{n}_client_scheduler_cpu_s"] = statistics.median(c[1] for c in cpu[n])
+    res["cluster_cpu_2_vs_1"] = res["cluster_2_workers_cpu_s"] / res["cluster_1_workers_cpu_s"]
+    res["dedicated_2_cores_speedup_estimate"] = (
+        max(res["cluster_1_workers_cpu_s"], res["cluster_1_client_scheduler_cpu_s"])
+        / ((res["cluster_2_workers_cpu_s"] + res["cluster_2_client_scheduler_cpu_s"]) / 2))
     for n in (1, 2):
         res[f"cluster_{n}_worker_peak_mb"] = max(peaks[n]) / 2**20
         res[f"cluster_{n}_peak_vs_one_frame"] = max(peaks[n]) / statistics.median(working_set)

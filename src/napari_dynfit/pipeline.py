@@ -12,8 +12,8 @@ Every frame of a movie ``(t, [z,] y, x)`` goes through
    objects, not sub-pixel spots.
 
 The Gaussian is optional (``filter=None`` by default) because detection is already a LoG filter and
-measured better without it on the simulator's particles (50 frames... see ``docs/parallel.md``). When it
-is used, it widens every spot: detection runs at ``hypot(sigma, filter sigma)`` and reports ``size``
+measured better without it on the simulator's particles (``docs/parallel.md``). When it is used, it
+widens every spot: detection runs at ``hypot(sigma, filter sigma)`` and reports ``size``
 back in the movie's units, so ``detect={"sigma": ...}`` is always the spot width of the input movie;
 and the split of unresolved pairs is off by default (``split=None``), because its two-Gaussian
 test assumes uncorrelated pixel noise and splits single spots of a smoothed image (precision 0.92
@@ -288,7 +288,8 @@ class MovieFile:
 class TiffFrames:
     """A TIFF movie read one frame at a time through tifffile's Zarr view (pages are the chunks).
 
-    Pickles as its path: each worker process opens the file once, on its first frame.
+    Pickles as its path: each worker process opens the file once (on its first frame) and keeps it
+    open for the following tasks.
 
     Parameters
     ----------
@@ -308,22 +309,23 @@ class TiffFrames:
             full, self.dtype = tuple(series.shape), np.dtype(series.dtype)
         self.shape = tuple(n for a, n in zip(axes, full) if a != "c")
         self.ndim = len(self.shape)
-        self._array = None
+        self._stamp = self.path.stat().st_mtime_ns
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getstate__(self):
-        return {**self.__dict__, "_array": None}
-
     def __getitem__(self, t) -> np.ndarray:
-        if self._array is None:
-            import tifffile
-            import zarr
-
-            self._array = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
         key = tuple(t if a == "t" else self.channel if a == "c" else slice(None) for a in self.axes)
-        return np.asarray(self._array[key])
+        return np.asarray(_tiff_zarr(str(self.path), self._stamp)[key])
+
+
+@functools.lru_cache(maxsize=4)
+def _tiff_zarr(path: str, stamp: int):
+    """tifffile's Zarr view of a TIFF, opened once per process (``stamp``: the file's mtime, a new file reopens)."""
+    import tifffile
+    import zarr
+
+    return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
 
 
 def _tiff_axes(path: Path, axes: str | None) -> tuple[str, tuple | None, tuple]:

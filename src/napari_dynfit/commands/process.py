@@ -3,6 +3,9 @@
 ``dynfit process MOVIE -o DETECTIONS.csv [--rel-error E] [--gaussian SIGMA] [--sigma S]
 [--scheduler sync|threads|processes|local-cluster|tcp://HOST:PORT] [--workers N] [--stats FRAMES.csv]``
 
+The default scheduler is ``processes``: pyapr and our numba kernels hold the GIL, so threads give no
+speed-up for this pipeline (measured, ``docs/parallel.md``).
+
 MOVIE is read lazily (OME-Zarr, TIFF, ``.npy``): each task reads its own frame on the worker, so
 movies larger than memory work. Progress is the CLI's bar; Ctrl-C cancels.
 """
@@ -69,5 +72,5 @@ def register(sub) -> None:
     split.add_argument("--split", dest="split", action="store_true", default=None,
                        help="split unresolved spot pairs (default: only without --gaussian)")
     split.add_argument("--no-split", dest="split", action="store_false", help="never split spot pairs")
-    add_scheduler_arguments(p)
+    add_scheduler_arguments(p, default="processes")  # pyapr and the numba kernels hold the GIL: threads do not help
     p.set_defaults(func=_process)
