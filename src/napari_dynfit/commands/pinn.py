@@ -202,10 +202,10 @@ def _demo(ctx) -> None:
                               frame_interval=0.6 if quick else 0.2, substeps=10, grid=32 if quick else 64,
                               seed=ctx.seed)
     tracks = sim.to_table()
-    bundle, prob = fit_latent_field(tracks, steps=60 if quick else 600, grid=32 if quick else 64,
-                                    source=lambda X: sim.source_function(X[:, 1], X[:, 2]),
-                                    hidden=(16, 16) if quick else (48, 48), n_collocation=500 if quick else 2000,
-                                    batch_size=256 if quick else 512, device="cpu", seed=ctx.seed)
+    size = dict(hidden=(16, 16), n_collocation=500, batch_size=256) if quick else {}  # else the defaults
+    bundle, prob = fit_latent_field(tracks, steps=60 if quick else 1000, grid=32 if quick else 64,
+                                    source=lambda X: sim.source_function(X[:, 1], X[:, 2]), device="cpu",
+                                    seed=ctx.seed, **size)
     bundle.to_zarr(ctx.out_dir / "latent_field.zarr")
     ctx.artefacts["latent_field"] = bundle
     truth = sim.phi
