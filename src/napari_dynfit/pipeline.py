@@ -201,10 +201,10 @@ def process_movie(movie, *, convert: dict | None = None, filter: dict | None = N
 
     Parameters
     ----------
-    movie : array_like or path, shape (t, y, x) or (t, z, y, x)
+    movie : array_like, path or MovieFile, shape (t, y, x) or (t, z, y, x)
         numpy, Zarr or Dask array (lazy arrays are read one frame per task, on the workers), or a
-        path opened with :func:`open_movie` (OME-Zarr, TIFF, ``.npy``; its spacing is used unless
-        ``spacing`` is given).
+        path / :class:`MovieFile` of :func:`open_movie` (OME-Zarr, TIFF, ``.npy``; its spacing is
+        used unless ``spacing`` is given).
     convert : dict, optional
         APR conversion parameters, see :data:`CONVERT_DEFAULTS` (``rel_error`` E...).
     filter : dict or None
@@ -234,9 +234,10 @@ def process_movie(movie, *, convert: dict | None = None, filter: dict | None = N
         NaN/infinite or all-zero frames (named by frame), unknown parameters.
     """
     if isinstance(movie, (str, Path)):
-        opened = open_movie(movie)
-        movie = opened.data
-        spacing = opened.spacing if spacing is None else spacing
+        movie = open_movie(movie)
+    if isinstance(movie, MovieFile):
+        spacing = movie.spacing if spacing is None else spacing
+        movie = movie.data
     shape = tuple(getattr(movie, "shape", np.shape(movie)))
     if len(shape) not in (3, 4):
         raise InputError(f"movie has {len(shape)} dimensions {shape}; expected (t, y, x) or (t, z, y, x): "

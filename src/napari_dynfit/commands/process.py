@@ -24,15 +24,14 @@ def _process(args) -> int:
 
     check_scheduler(args.scheduler)
     movie = open_movie(args.movie, axes=args.axes, channel=args.channel)
-    spacing = args.spacing if args.spacing else movie.spacing
     convert = {"rel_error": args.rel_error, "intensity_threshold": args.intensity_threshold,
                "gradient_smoothing": args.gradient_smoothing}
     detect = {"sigma": args.sigma, "threshold_snr": args.threshold_snr}
     if args.split is not None:
         detect["split"] = args.split
     t0 = time.perf_counter()
-    result = process_movie(movie.data, convert=convert, filter={"sigma": args.gaussian} if args.gaussian else None,
-                           detect=detect, spacing=spacing, scheduler=args.scheduler, workers=args.workers)
+    result = process_movie(movie, convert=convert, filter={"sigma": args.gaussian} if args.gaussian else None,
+                           detect=detect, spacing=args.spacing, scheduler=args.scheduler, workers=args.workers)
     seconds = time.perf_counter() - t0
     write_table(result.detections, args.output)
     if args.stats:
