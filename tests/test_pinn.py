@@ -264,7 +264,7 @@ def _fit_chemotaxis(steps, lbfgs, **kw):
     return sim, prob, phi
 
 
-def test_spectral_coefficients_from_tracks_and_field_starts_from_them():
+def test_spectral_coefficients_from_tracks_and_field_starts_from_them(tmp_path):
     sim = simulate_chemotaxis(substeps=5, grid=32, seed=2)  # 500 cells, 31 frames
     src = lambda X: sim.source_function(X[:, 1], X[:, 2])
     pts, vel = track_velocities(sim.to_table())
@@ -277,6 +277,9 @@ def test_spectral_coefficients_from_tracks_and_field_starts_from_them():
     assert not prob.coefficients_trained and not prob.pinn.coef["k"].requires_grad
     refined = latent_chemotaxis_pinn(sim.to_table(), source=src, hidden=(8,), refine=True, device="cpu")
     assert refined.coefficients_trained and refined.pinn.coef["k"].requires_grad
+    prob.pinn.save_checkpoint(tmp_path / "ck.pt")
+    with pytest.raises(InputError, match="trainable"):  # resuming needs the same options
+        refined.pinn.load_checkpoint(tmp_path / "ck.pt")
     guess = latent_chemotaxis_pinn(sim.to_table(), source=src, hidden=(8,), estimate=False, device="cpu")
     assert guess.pinn.coefficient_values() == pytest.approx({"Dc": 0.5, "k": 0.2, "chi": 1.0})
 

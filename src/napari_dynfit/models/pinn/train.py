@@ -338,6 +338,11 @@ class PINN:
         if state["network_config"] != self.network.config or state["loss_names"] != self.weighting.names:
             raise InputError(f"checkpoint '{p}' was written for a different network or loss set: "
                              "rebuild the problem with the same options, or start without the checkpoint")
+        saved = {n: bool(c.get("trainable", True)) for n, c in state.get("coefficients", {}).items()}
+        if saved != {n: c.trainable for n, c in self.coefficients.items()}:
+            raise InputError(f"checkpoint '{p}' was written with other coefficients or other trainable ones "
+                             f"({saved}): rebuild the problem with the same options (e.g. --refine), or start "
+                             "without the checkpoint")
         self.network.load_state_dict(state["network"])
         self.coef.load_state_dict(state["coef"])
         self.optimizer.load_state_dict(state["optimizer"])
