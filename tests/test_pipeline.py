@@ -78,6 +78,10 @@ def test_local_cluster_two_workers_tcp_loopback(sample, reference, tmp_path):
         _assert_same(reference["gauss"], process_movie(movie, scheduler=address, **FILTERED))
         # lazy Zarr: the frames are read on the workers
         _assert_same(reference["plain"], process_movie(lazy, scheduler=address, in_flight=3))
+        bad = movie[:4].astype(np.float32)
+        bad[2, 5, 5] = np.inf
+        with pytest.raises(InputError, match="frame 2: .*NaN or infinite"):  # raised on a worker, named here
+            process_movie(bad, scheduler=address)
 
 
 def test_lazy_files_match_in_memory(sample, tmp_path):

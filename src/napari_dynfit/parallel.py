@@ -312,7 +312,7 @@ def _map_distributed(client, task, n, in_flight, desc) -> list:
     window = in_flight or 2 * workers
     results: list = [None] * n
     nxt = 0
-    pending = as_completed()
+    pending = as_completed(with_results=True)  # results gathered as they finish, no round trip per frame
     index = {}
 
     def submit():
@@ -328,8 +328,8 @@ def _map_distributed(client, task, n, in_flight, desc) -> list:
     done = 0
     report(0, n, desc)
     try:
-        for fut in pending:
-            results[index.pop(fut.key)] = fut.result()
+        for fut, value in pending:
+            results[index.pop(fut.key)] = value
             fut.release()
             done += 1
             report(done, n, desc)
