@@ -4,8 +4,16 @@ Usage::
 
     xvfb-run -a python scripts/screenshot.py            # writes docs/images/*.png
 
-It opens the "Active particles (2D+t)" sample, docks the DynFit panel and saves a screenshot of the
-whole window. Run it after changing the widgets so the README shows what the code does now.
+It opens the "Active particles (2D+t)" sample, docks the DynFit panel and runs the workflow through
+the panel's step widgets (the same calls their buttons make, in the calling thread), saving a
+screenshot of the whole window after the main steps:
+
+* ``screenshot.png``: detections and tracks over the movie, the tracking page with the MSD plot;
+* ``step_apr.png``: the APR layer (particle levels) with the conversion page;
+* ``step_pde.png``: coarse-grained density, the learned PDE with its stability paths;
+* ``step_balance.png``: the dominant-balance regions over the fields.
+
+Run it after changing the widgets so the README shows what the code does now (about a minute).
 """
 
 from __future__ import annotations
@@ -17,23 +25,79 @@ from pathlib import Path
 os.environ.setdefault("QT_API", "pyqt6")
 
 
+def _shot(viewer, path: Path, panel=None) -> None:
+    """Screenshot of the window; with ``panel``, its open page is scrolled to the bottom (the plots)."""
+    import napari
+
+    if panel is not None:
+        napari.qt.get_qapp().processEvents()
+        area = panel.toolbox.currentWidget().parentWidget().parentWidget()  # QToolBox's scroll area
+        bar = area.verticalScrollBar() if hasattr(area, "verticalScrollBar") else None
+        if bar is not None:
+            bar.setValue(bar.maximum())
+    for _ in range(3):
+        napari.qt.get_qapp().processEvents()
+    viewer.screenshot(str(path), canvas_only=False)
+    print(path)
+
+
 def main(out_dir: str = "docs/images") -> int:
     import napari
+
+    from napari_dynfit._napari._panel import STEPS
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
+    viewer.window._qt_window.resize(1600, 1000)
     viewer.open_sample("napari-dynfit", "active_particles_2d")
-    try:
-        viewer.window.add_plugin_dock_widget("napari-dynfit", "DynFit panel")
-    except Exception as exc:  # the panel is optional for the first screenshot
-        print(f"no DynFit panel docked: {exc}", file=sys.stderr)
+    movie = viewer.layers["active_particles_2d"]
+    viewer.layers["active_particles_2d truth"].visible = False
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-dynfit", "DynFit panel")
+    from qtpy.QtCore import Qt
+
+    viewer.window._qt_window.resizeDocks([dock], [620], Qt.Orientation.Horizontal)
+    index = {s[2]: i for i, s in enumerate(STEPS)}
+    viewer.layers.selection.active = movie  # defaults from the data: spacing, dt, spot size
+
+    conv = panel.step(index["AprConvertWidget"])
+    conv.convert(sync=True)
+    apr = viewer.layers[f"{movie.name} (APR)"]
+    viewer.layers.selection.active = apr
+    conv.set_display_mode("level")
+    apr.colormap = "turbo"
+    movie.visible = False
     viewer.dims.set_current_step(0, 10)
-    napari.qt.get_qapp().processEvents()
-    path = out / "screenshot.png"
-    viewer.screenshot(str(path), canvas_only=False)
-    print(path)
+    _shot(viewer, out / "step_apr.png", panel)
+    conv.set_display_mode("constant")
+    apr.colormap = "gray"
+
+    trk = panel.step(index["TrackWidget"])
+    viewer.layers.selection.active = apr
+    trk.detect(sync=True)
+    viewer.layers.selection.active = viewer.layers["detections"]
+    trk.track(sync=True)
+    panel.update_msd(viewer.layers["tracks"])
+    viewer.dims.set_current_step(0, 30)
+    _shot(viewer, out / "screenshot.png", panel)
+
+    pde = panel.step(index["PDEWidget"])
+    glue = panel.extra("FieldsFromTracks")
+    viewer.layers.selection.active = viewer.layers["tracks"]
+    glue._periodic.value = True
+    glue.run()
+    pde.run(block=True)
+    for lay in viewer.layers:  # observed density (gray) and the model's forecast (magenta) from frame 0
+        lay.visible = lay.name in ("observed: rho", "model: rho")
+    viewer.dims.set_current_step(0, 4)
+    _shot(viewer, out / "step_pde.png", panel)
+
+    bal = panel.step(index["BalanceWidget"])
+    bal._equation.value = "p_t" if "p_t" in list(bal._equation.choices) else bal._equation.value
+    bal.run(block=True)
+    viewer.layers["observed: rho"].visible = True
+    viewer.layers["model: rho"].visible = False
+    _shot(viewer, out / "step_balance.png", panel)
     viewer.close()
     return 0
 

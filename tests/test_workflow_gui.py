@@ -30,7 +30,8 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     viewer.open_sample("napari-dynfit", "active_particles_2d")
     movie = viewer.layers["active_particles_2d"]
     truth = np.asarray(viewer.layers["active_particles_2d truth"].data)  # track_id, t, y, x (pixels)
-    panel = DynFitPanel(viewer)
+    _, panel = viewer.window.add_plugin_dock_widget("napari-dynfit", "DynFit panel")  # as from the menu
+    assert isinstance(panel, DynFitPanel)
     index = {s[2]: i for i, s in enumerate(STEPS)}
 
     # --- defaults from the data: selecting the movie sets spacing, dt, object size -----------
@@ -104,6 +105,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     # MSD of the tracks (physical units) against the active Brownian particle theory at 0.5 s
     from napari_dynfit.sim import abp_msd
 
+    assert panel.extra("MsdPlot")._figure.axes[0].get_xlabel() == "lag time"  # in s, from dt
     lag5 = msd.set_index("lag").loc[5, "msd"]
     theory = abp_msd(0.5, v0=ABP_2D["v0"], Dr=ABP_2D["Dr"], Dt=ABP_2D["Dt"])
     assert lag5 == pytest.approx(theory, rel=0.25)

@@ -113,6 +113,7 @@ def estimate_spot_sigma(frame, *, spacing=None, sigmas=None, n_spots: int = 30, 
 
 def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
     """Spacing, frame interval, movie flag, object size and extent read from a napari layer."""
+    layer = getattr(layer, "__wrapped__", layer)  # napari's PublicOnlyProxy
     kind = type(layer).__name__
     meta = getattr(layer, "metadata", None) or {}
     scale = [float(s) for s in layer.scale]

@@ -60,6 +60,11 @@ STEPS = (
 )
 
 
+def _unwrap(layer):
+    """The layer behind napari's ``PublicOnlyProxy`` (plugin widgets get a proxied viewer)."""
+    return getattr(layer, "__wrapped__", layer)
+
+
 class FieldsFromTracks(Container):
     """Coarse-grain a Tracks layer into ``rho`` and ``p`` fields (physical units) for the PDE step.
 
@@ -68,10 +73,11 @@ class FieldsFromTracks(Container):
     as Image layers ``fields: rho`` and ``fields: |p|``.
     """
 
-    def __init__(self, napari_viewer, workdir):
+    def __init__(self, napari_viewer, workdir, on_fields=None):
         super().__init__(labels=True)
         self._viewer = napari_viewer
         self._workdir = workdir
+        self._on_fields = on_fields
         self._layer = ComboBox(label="tracks", choices=self._tracks_layers)
         self._grid = FloatSpinBox(value=4.0, min=1e-6, max=1e9, step=0.5, label="grid spacing")
         self._kernel = FloatSpinBox(value=8.0, min=1e-6, max=1e9, step=0.5, label="kernel sigma")
@@ -97,7 +103,7 @@ class FieldsFromTracks(Container):
             ev.disconnect(cb)
 
     def _tracks_layers(self, _widget=None):
-        return [(lay.name, lay) for lay in self._viewer.layers if type(lay).__name__ == "Tracks"]
+        return [(lay.name, lay) for lay in self._viewer.layers if type(_unwrap(lay)).__name__ == "Tracks"]
 
     def run(self, *_):
         """Coarse-grain the selected tracks; returns the fields file path (``None`` on error)."""
@@ -135,6 +141,8 @@ class FieldsFromTracks(Container):
                                        opacity=0.5, visible=name.endswith("rho"))
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "
                               f"{df['track_id'].nunique()} tracks -> {self.path.name}")
+        if self._on_fields is not None:
+            self._on_fields(self.path)
         return self.path
 
 
@@ -166,7 +174,7 @@ class DynFitPanel(QWidget):
         for title, _, _, hint in STEPS:
             page = QWidget()
             QVBoxLayout(page).addWidget(QLabel(hint))
-            self.toolbox.addItem(page, title)
+            self.toolbox.addItem(page, title.replace("&", "&&"))  # a single & marks a shortcut in Qt
             self._pages.append(page)
         layout.addWidget(self.toolbox)
         self.toolbox.currentChanged.connect(self.step)
@@ -204,7 +212,7 @@ class DynFitPanel(QWidget):
                 self._build_extras(title, widget, index)
                 self.steps[title] = widget
                 new = [widget, *self.extras.get(title, [])]
-                self._select(new, self.viewer.layers.selection.active, newest=True)
+                self._select(new, _unwrap(self.viewer.layers.selection.active), newest=True)
                 if self.defaults is not None:
                     self._apply_defaults(new)
         if self.toolbox.currentIndex() != index:
@@ -216,8 +224,7 @@ class DynFitPanel(QWidget):
         layout = self._pages[index].layout()
         extras = []
         if type(widget).__name__ == "PDEWidget":
-            extras.append(FieldsFromTracks(self.viewer, self.workdir))
-            extras[-1]._run.changed.connect(self._fields_made)
+            extras.append(FieldsFromTracks(self.viewer, self.workdir, on_fields=self._fields_made))
             layout.addWidget(extras[-1].native)
         layout.addWidget(getattr(widget, "native", widget))
         if type(widget).__name__ == "TrackWidget":
@@ -236,11 +243,10 @@ class DynFitPanel(QWidget):
                     return w
         return None
 
-    def _fields_made(self, *_):
-        glue = self.extra("FieldsFromTracks")
+    def _fields_made(self, path) -> None:
         pde = self._built("PDEWidget")
-        if glue is not None and glue.path is not None and pde is not None:
-            pde._fields.value = glue.path
+        if pde is not None:
+            pde._fields.value = path
 
     def _built(self, cls_name: str):
         for widget in self.steps.values():
@@ -262,7 +268,7 @@ class DynFitPanel(QWidget):
             widget._equation.reset_choices()
 
     def _tracks_added(self, event) -> None:
-        layer = event.value
+        layer = _unwrap(event.value)
         if type(layer).__name__ == "Tracks":
             layer.events.data.connect(lambda *_: self.update_msd(layer))
             self.update_msd(layer)
@@ -275,10 +281,10 @@ class DynFitPanel(QWidget):
         if plot is None:
             return None
         if layer is None:
-            tracks = [lay for lay in self.viewer.layers if type(lay).__name__ == "Tracks"]
+            tracks = [lay for lay in self.viewer.layers if type(_unwrap(lay)).__name__ == "Tracks"]
             if not tracks:
                 return None
-            layer = tracks[-1]
+            layer = _unwrap(tracks[-1])
         source = self._movie_layer()
         d = self.defaults
         dt = (layer.metadata or {}).get("dt") or (d.dt if d is not None else None)
@@ -290,13 +296,13 @@ class DynFitPanel(QWidget):
 
     def _movie_layer(self):
         for lay in self.viewer.layers:
-            if type(lay).__name__ == "Image" and (lay.metadata or {}).get("params"):
+            if type(_unwrap(lay)).__name__ == "Image" and (lay.metadata or {}).get("params"):
                 return lay
         return None
 
     # ------------------------------------------------------------------------------------------
     def _layer_selected(self, *_):
-        layer = self.viewer.layers.selection.active
+        layer = _unwrap(self.viewer.layers.selection.active)
         if layer is None or type(layer).__name__ not in ("Image", "Labels", "Points", "Tracks"):
             return
         self.use_layer(layer)
@@ -305,6 +311,7 @@ class DynFitPanel(QWidget):
         """Take the data defaults from ``layer``, set them in every built step and select it there."""
         from ._defaults import data_defaults
 
+        layer = _unwrap(layer)
         try:
             # the object size is estimated once per layer (a LoG scale space of one frame)
             d = data_defaults(layer, estimate_size=id(layer) not in self._sizes)
