@@ -64,12 +64,13 @@ def main(out_dir: str = "docs/images") -> int:
     conv.convert(sync=True)
     apr = viewer.layers[f"{movie.name} (APR)"]
     viewer.layers.selection.active = apr
-    conv.set_display_mode("level")
+    conv._mode.value = "level"  # the "APR layer display" choice
     apr.colormap = "turbo"
+    apr.contrast_limits = (3, 8)  # particle levels of a 256 x 256 image: 8 = pixel resolution
     movie.visible = False
     viewer.dims.set_current_step(0, 10)
     _shot(viewer, out / "step_apr.png", panel)
-    conv.set_display_mode("constant")
+    conv._mode.value = "constant"
     apr.colormap = "gray"
 
     trk = panel.step(index["TrackWidget"])
