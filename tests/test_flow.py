@@ -22,7 +22,8 @@ from napari_dynfit.sim.snapshots import simulate_bistable_growth, simulate_ou_sn
 torch.set_num_threads(1)
 
 B2 = np.array([[1.0, 1.5], [-1.0, 0.5]])
-TIMES = np.linspace(0.0, 1.6, 5)
+TIMES = np.linspace(0.0, 1.0, 5)
+S0 = 0.5 * np.eye(2)
 M0 = np.array([2.0, 2.0])
 
 
@@ -34,16 +35,16 @@ def _ou_moments(B, D, t, m0, S0):
 
 @pytest.fixture(scope="module")
 def ou_small():
-    table = simulate_ou_snapshots(B2, 0.5, TIMES, 600, mean0=M0, cov0=0.1 * np.eye(2), seed=3)
+    table = simulate_ou_snapshots(B2, 0.5, TIMES, 500, mean0=M0, cov0=S0, seed=3)
     snaps = snapshots_from_table(table)
-    score = fit_score(snaps, steps=600, width=64, batch_size=256, device="cpu", seed=0)
+    score = fit_score(snaps, steps=700, width=64, batch_size=256, device="cpu", seed=0)
     return snaps, score
 
 
 def test_ou_simulator_matches_moments():
-    table = simulate_ou_snapshots(B2, 0.5, TIMES, 4000, mean0=M0, cov0=0.1 * np.eye(2), seed=1)
+    table = simulate_ou_snapshots(B2, 0.5, TIMES, 4000, mean0=M0, cov0=S0, seed=1)
     for t, g in table.groupby("time"):
-        m, C = _ou_moments(B2, 0.5, t, M0, 0.1 * np.eye(2))
+        m, C = _ou_moments(B2, 0.5, t, M0, S0)
         x = g[["x0", "x1"]].to_numpy()
         assert np.allclose(x.mean(0), m, atol=0.06)
         assert np.allclose(np.cov(x.T), C, atol=0.06)
@@ -98,13 +99,13 @@ def test_score_matches_gaussian_and_langevin(ou_small):
     snaps, score = ou_small
     errs = []
     for t, x in zip(snaps.times, snaps.samples):
-        m, C = _ou_moments(B2, 0.5, t, M0, 0.1 * np.eye(2))
+        m, C = _ou_moments(B2, 0.5, t, M0, S0)
         true = -(x - m) @ np.linalg.inv(C)
         est = score(torch.as_tensor(x, dtype=torch.float32), t).numpy()
         errs.append(np.linalg.norm(est - true) / np.linalg.norm(true))
-    assert max(errs) < 0.4, errs
+    assert max(errs) < 0.5 and np.mean(errs) < 0.4, errs  # 500 samples, 700 steps
     # the learned density at t = 0.8, sampled by annealed Langevin dynamics, has the right mean and covariance
-    m, C = _ou_moments(B2, 0.5, TIMES[2], M0, 0.1 * np.eye(2))
+    m, C = _ou_moments(B2, 0.5, TIMES[2], M0, S0)
     x = annealed_langevin(score, TIMES[2], 800, steps_per_level=30, seed=1)
     assert np.linalg.norm(x.mean(0) - m) < 0.15
     assert np.linalg.norm(np.cov(x.T) - C) / np.linalg.norm(C) < 0.35
@@ -112,10 +113,10 @@ def test_score_matches_gaussian_and_langevin(ou_small):
 
 def test_linear_pfi_recovers_ou_drift(ou_small, tmp_path):
     snaps, score = ou_small
-    model = fit_flow(snaps, 0.5, score=score, model="linear", steps=80, batch_size=300, device="cpu", seed=0)
+    model = fit_flow(snaps, 0.5, score=score, model="linear", offset=False, steps=70, batch_size=300,
+                     device="cpu", seed=0)
     err = drift_matrix_error(model.A, -B2)
-    assert err < 0.2, model.A
-    # the flow without the score term (noise ignored) is far worse: the noise must be disentangled
+    assert err < 0.15, model.A
     d = model.to_dict()
     assert d["drift"]["A"] == model.A.tolist() and d["convention"].startswith("dX = f(X) dt")
     model.save(tmp_path / "m")
@@ -138,13 +139,13 @@ def test_unbalanced_pfi_learns_growth():
             for t in times]
     snaps = snapshots_from_table(pd.concat(rows))
     score = fit_score(snaps, steps=300, width=32, batch_size=256, device="cpu")
-    model = fit_flow(snaps, 0.1, score=score, model="linear", growth=True, steps=120, batch_size=300,
+    model = fit_flow(snaps, 0.1, score=score, model="linear", growth=True, steps=80, batch_size=300,
                      device="cpu", reach=2.0)
     g = model.growth(np.array([[-0.5], [0.0], [0.5]]))
     assert np.all(np.abs(g - 1.5) < 0.4), g
     assert abs(model.A[0, 0]) < 0.5 and abs(model.b[0]) < 0.3
     img, kw = growth_map(model, snaps, n_grid=8)
-    assert img.shape == (8, 8) and np.isfinite(img).all()
+    assert img.shape == (1, 8) and np.isfinite(img).all()
 
 
 def test_fit_flow_rejects_bad_arguments(ou_small):

@@ -105,6 +105,7 @@ class FlowWidget(QWidget):
         from napari.utils.notifications import show_error
 
         from .._progress import progress_context
+        from ..errors import Cancelled, DynfitError
         from ..models.flow.layers import drift_vectors
 
         try:
@@ -121,11 +122,14 @@ class FlowWidget(QWidget):
 
         @thread_worker
         def work():
-            with progress_context(None, self._cancel):
-                return self.fit(snaps, callback=live)
+            try:
+                with progress_context(None, self._cancel):
+                    return self.fit(snaps, callback=live)
+            except (DynfitError, Cancelled) as exc:  # expected outcomes: reported in the widget, not raised
+                return (exc,)  # a tuple: superqt re-raises a returned exception instance
 
         self._worker = work()
-        self._worker.returned.connect(lambda model: self._finish(model, snaps))
+        self._worker.returned.connect(lambda result: self._finish(result, snaps))
         self._worker.errored.connect(self._failed)
         self._worker.finished.connect(self._done)
         self.run_btn.setEnabled(False)
@@ -142,6 +146,9 @@ class FlowWidget(QWidget):
     def _finish(self, model, snaps):
         from ..models.flow.layers import drift_vectors, growth_map, tracks_data, trajectory_table
 
+        if isinstance(model, tuple):
+            self._failed(model[0])
+            return
         self.model = model
         self._show_drift(drift_vectors(model, snaps))
         if model.growth_net is not None and snaps.dim >= 2:

@@ -4,7 +4,7 @@
 Cases (all with the convention ``dX = f(X) dt + sqrt(2 D) dW``):
 
 * ``ou2`` / ``ou10``: OU snapshots ``dX = -B X dt + sqrt(2 D) dW`` (``D = 0.5``, 5 snapshots at
-  ``t = 0, 0.25, ..., 1`` of 2000 samples, initial ``N(1 (2D: 2), 0.5 I)``); the fitted linear drift ``A x`` (no
+  ``t = 0, 0.25, ..., 1`` of 2000 samples, initial Gaussian of :func:`ou_initial`); the fitted linear drift ``A x`` (no
   offset, as the OU family) should approach ``-B``; the figure is ``|A + B| / |B|`` (Frobenius). Heun steps (3 per
   interval): explicit Euler's bias ``h A^2 / 2`` alone is ~6% of ``|B|`` here.
 * ``bistable``: :func:`~napari_dynfit.sim.snapshots.simulate_bistable_growth` (``d = 10``, ``sigma = 0.5``, division
@@ -43,12 +43,23 @@ def ou_matrix(d: int, seed: int = 0) -> np.ndarray:
 FLOW = dict(integrator="heun", n_euler=3, batch_size=500)
 
 
+def ou_initial(d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Initial mean and covariance of the OU cases: ``(2, 2)`` and ``0.5 I`` in 2D; in more dimensions a random
+    mean and a random anisotropic covariance (eigenvalues 0.2 ... 2), so that the snapshots' covariances, not only
+    their means, carry information on all ``d^2`` entries of ``B``."""
+    if d == 2:
+        return np.full(2, 2.0), 0.5 * np.eye(2)
+    rng = np.random.default_rng(seed + 100)
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return rng.normal(size=d) * 1.5, Q @ np.diag(np.linspace(0.2, 2.0, d)) @ Q.T
+
+
 def run_ou(d: int = 2, *, n_samples: int = 2000, score_steps: int = 2000, flow_steps: int = 150,
            device: str = "auto", seed: int = 0) -> dict:
     """Fit a linear drift to OU snapshots; returns the error ``|A + B| / |B|`` and the runtimes (s)."""
     B = ou_matrix(d, seed)
-    m0 = np.full(d, 2.0 if d == 2 else 1.0)
-    table = simulate_ou_snapshots(B, 0.5, OU_TIMES, n_samples, mean0=m0, cov0=0.5 * np.eye(d), seed=seed + 1)
+    m0, S0 = ou_initial(d, seed)
+    table = simulate_ou_snapshots(B, 0.5, OU_TIMES, n_samples, mean0=m0, cov0=S0, seed=seed + 1)
     snaps = snapshots_from_table(table)
     t0 = time.perf_counter()
     score = fit_score(snaps, steps=score_steps, width=64, batch_size=256, device=device, seed=seed)

@@ -17,12 +17,15 @@ from .pfi import FlowModel
 
 
 def _grid(snapshots: Snapshots, n: int):
+    """Grid points ``(n * n, d)`` over the first two coordinates (``(n, 1)`` in 1D) and the grid axes."""
     allx = np.concatenate(snapshots.samples)
-    lo, hi = np.percentile(allx[:, :2], 1, axis=0), np.percentile(allx[:, :2], 99, axis=0)
-    axes = [np.linspace(lo[i], hi[i], n) for i in range(2)]
-    g0, g1 = np.meshgrid(*axes, indexing="ij")
-    pts = np.tile(allx.mean(axis=0), (g0.size, 1))
-    pts[:, 0], pts[:, 1] = g0.ravel(), g1.ravel()
+    k = min(2, allx.shape[1])
+    lo, hi = np.percentile(allx[:, :k], 1, axis=0), np.percentile(allx[:, :k], 99, axis=0)
+    axes = [np.linspace(lo[i], hi[i], n) for i in range(k)]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    pts = np.tile(allx.mean(axis=0), (mesh[0].size, 1))
+    for i in range(k):
+        pts[:, i] = mesh[i].ravel()
     return pts, axes
 
 
@@ -49,9 +52,12 @@ def drift_vectors(model: FlowModel, snapshots: Snapshots, *, n_grid: int = 20, l
 
 
 def growth_map(model: FlowModel, snapshots: Snapshots, *, n_grid: int = 64) -> tuple[np.ndarray, dict]:
-    """The growth rate on a grid of the first two coordinates: ``(image (n_grid, n_grid), layer kwargs)``."""
+    """The growth rate on a grid of the first two coordinates: ``(image (n_grid, n_grid), layer kwargs)``
+    (``(1, n_grid)`` for 1D data)."""
     pts, axes = _grid(snapshots, n_grid)
-    g = model.growth(pts).reshape(n_grid, n_grid)
+    g = model.growth(pts).reshape(-1, n_grid)
+    if len(axes) == 1:
+        axes = [np.zeros(1), axes[0]]
     step = [float(a[1] - a[0]) if len(a) > 1 else 1.0 for a in axes]
     return g, {"scale": step, "translate": [float(a[0]) for a in axes]}
 

@@ -253,7 +253,7 @@ def _diffusion_matrix(diffusion, d: int) -> np.ndarray:
 
 def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None = None, model: str = "linear",
              growth: bool = False, offset: bool = True, steps: int = 400, lr: float | None = None, n_euler: int = 3, integrator: str = "heun",
-             batch_size: int = 500, blur: float = 0.05, reach: float = 1.0, kinetic_weight: float = 1e-3,
+             batch_size: int = 500, blur: float = 0.05, reach: float = 5.0, kinetic_weight: float = 1e-3,
              growth_weight: float = 1.0, width: int = 64, depth: int = 3, score_kwargs: dict | None = None,
              device: str = "auto", seed: int = 0, callback=None) -> FlowModel:
     """Fit the drift (and growth, and optionally an isotropic ``D``) to snapshots by probability flow inference.
@@ -286,7 +286,9 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     blur : float
         Sinkhorn blur, as a fraction of the data's mean standard deviation.
     reach : float
-        Unbalanced Sinkhorn reach (fraction of the data's mean standard deviation); only with ``growth``.
+        Unbalanced Sinkhorn reach (fraction of the data's mean standard deviation); only with ``growth``. It must
+        exceed the distances cells travel: below them, destroying mass and creating it elsewhere is cheaper than
+        moving it, and growth absorbs what the drift should explain.
     kinetic_weight, growth_weight : float
         ``lambda`` and ``alpha`` of the regulariser ``lambda * integral (|u|^2 + alpha g^2)`` (``u`` and ``g`` in
         units of data std per snapshot span).
@@ -369,7 +371,7 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
             for j in range(n_euler):
                 t = times[k] + j * h
                 u, g = rates(x, t, D)
-                w = torch.softmax(logm, 0)
+                w = torch.exp(logm) / x.shape[0]  # mass per particle: the regulariser integrates over the population
                 energy = (u**2).sum(1) / v_unit2 + growth_weight * (g * span) ** 2
                 reg = reg + h / span * (w * energy).sum()
                 if integrator == "heun":
