@@ -312,7 +312,9 @@ def _map_distributed(client, task, n, in_flight, desc) -> list:
     window = in_flight or 2 * workers
     results: list = [None] * n
     nxt = 0
-    pending = as_completed(with_results=True)  # results gathered as they finish, no round trip per frame
+    # (as_completed(with_results=True) would save a round trip per frame, but its concurrent gathers broke
+    # tornado's write buffer in distributed 2026.8 under load: results are fetched one by one)
+    pending = as_completed()
     index = {}
 
     def submit():
@@ -328,8 +330,8 @@ def _map_distributed(client, task, n, in_flight, desc) -> list:
     done = 0
     report(0, n, desc)
     try:
-        for fut, value in pending:
-            results[index.pop(fut.key)] = value
+        for fut in pending:
+            results[index.pop(fut.key)] = fut.result()
             fut.release()
             done += 1
             report(done, n, desc)
