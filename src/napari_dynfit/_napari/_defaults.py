@@ -47,6 +47,7 @@ class DataDefaults:
     spot_sigma: float | None = None
     extent: tuple | None = None
     source: str = ""
+    kind: str = ""
     notes: list = field(default_factory=list)
 
     def merged(self, older: DataDefaults | None) -> DataDefaults:
@@ -54,21 +55,26 @@ class DataDefaults:
         if older is None:
             return self
         out = DataDefaults(**{k: getattr(self, k) for k in ("spacing", "dt", "is_movie", "spot_sigma", "extent",
-                                                            "source")})
+                                                            "source", "kind")})
         for k in ("spacing", "dt", "spot_sigma", "extent"):
             if getattr(out, k) is None:
                 setattr(out, k, getattr(older, k))
+        if self.kind in ("Points", "Tracks") and older.extent is not None:
+            out.extent = older.extent  # an image's field of view beats the range of its points
         return out
 
 
 def estimate_spot_sigma(frame, *, spacing=None, sigmas=None, n_spots: int = 30, max_size: int = 256) -> float:
-    """Gaussian sigma (pixels of the last axis) of the brightest spots of one image.
+    """Object size as a Gaussian sigma (pixels of the last axis) from the brightest spots of one image.
 
     The image (a central crop of at most ``max_size`` pixels per axis) is filtered with the
-    scale-normalised Laplacian of Gaussian ``-s^2 LoG_s`` at geometrically spaced scales; at the
-    ``n_spots`` strongest local maxima of the scale-space maximum the best scale is read and the
-    median returned. For a Gaussian spot of width ``sigma`` the normalised response peaks at
-    ``s = sigma`` (2D and 3D).
+    scale-normalised Laplacian of Gaussian ``-s^2 LoG_s`` at geometrically spaced scales from 1 px
+    (finer scales answer to pixel noise, e.g. the shot noise inside bright cells, more than to
+    objects). Spots are the (at most ``n_spots``) strongest local maxima of the response over scales
+    that reach half the strongest; at each the best scale is read and the median returned. For a
+    Gaussian spot of width ``sigma`` the normalised response peaks at ``s = sigma``; for a ball of
+    radius ``r`` at ``r / sqrt(3)`` (3D). Measured: the 2D sample's spots (sigma 1.5 px) 1.48 px,
+    the 3D sample's cells (r = 5 px) 2.85 px.
 
     Parameters
     ----------
@@ -76,7 +82,7 @@ def estimate_spot_sigma(frame, *, spacing=None, sigmas=None, n_spots: int = 30, 
     spacing : sequence of float, optional
         Pixel size per axis; anisotropic voxels get per-axis scales (``s * spacing[-1] / spacing[i]``).
     sigmas : sequence of float, optional
-        Candidate scales in pixels (default 0.7-12 px, 14 steps).
+        Candidate scales in pixels (default 1-12 px, 20 steps).
     n_spots : int
         Number of brightest spots used.
     max_size : int
@@ -94,21 +100,20 @@ def estimate_spot_sigma(frame, *, spacing=None, sigmas=None, n_spots: int = 30, 
     if img.ndim not in (2, 3) or min(img.shape) < 3:
         raise ValueError(f"need a 2D or 3D image to estimate the object size, got shape {img.shape}")
     if img.ndim == 3:
-        max_size = min(max_size, 64)  # 14 scales of a 64^3 crop: well under a second
+        max_size = min(max_size, 64)  # 20 scales of a 64^3 crop: well under a second
     crop = tuple(slice(max(0, (n - max_size) // 2), max(0, (n - max_size) // 2) + max_size) for n in img.shape)
     img = img[crop]
     img = (img - np.median(img)) / (img.std() + 1e-12)
-    sigmas = np.geomspace(0.7, 12.0, 14) if sigmas is None else np.asarray(sigmas, float)
+    sigmas = np.geomspace(1.0, 12.0, 20) if sigmas is None else np.asarray(sigmas, float)
     rel = np.ones(img.ndim) if spacing is None else float(spacing[-1]) / np.asarray(spacing, float)[-img.ndim:]
     resp = np.stack([-(s ** 2) * ndi.gaussian_laplace(img, s * rel) for s in sigmas])
     best = resp.max(axis=0)
-    peaks = (best == ndi.maximum_filter(best, size=3)) & (best > 0)
+    peaks = (best == ndi.maximum_filter(best, size=3)) & (best > 0.5 * best.max())
     idx = np.flatnonzero(peaks)
-    if len(idx) == 0:
-        return float(sigmas[len(sigmas) // 2])
+    if best.max() <= 0 or len(idx) == 0:
+        raise ValueError("no bright spots in the image: set the object size by hand")
     top = idx[np.argsort(best.ravel()[idx])[::-1][:n_spots]]
-    scale_idx = resp.reshape(len(sigmas), -1)[:, top].argmax(axis=0)
-    return float(np.median(sigmas[scale_idx]))
+    return float(np.median(sigmas[resp.reshape(len(sigmas), -1)[:, top].argmax(axis=0)]))
 
 
 def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
@@ -117,7 +122,7 @@ def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
     kind = type(layer).__name__
     meta = getattr(layer, "metadata", None) or {}
     scale = [float(s) for s in layer.scale]
-    d = DataDefaults(source=layer.name)
+    d = DataDefaults(source=layer.name, kind=kind)
     dt = meta.get("dt")
     if kind in ("Tracks",):
         n_space = layer.data.shape[1] - 2
