@@ -135,9 +135,8 @@ def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
         time_axis = dt is not None or (bool(labels) and labels[0] in ("t", "time")) or layer.ndim == 4
         d.is_movie = bool(time_axis and layer.ndim >= 3)
         n_space = layer.ndim - (1 if d.is_movie else 0)
-    if d.is_movie:
-        if dt is None and len(scale) > n_space and scale[0] != 1.0:
-            dt = scale[0]
+    if d.is_movie and dt is None and len(scale) > n_space and scale[0] != 1.0:
+        dt = scale[0]
     d.dt = None if dt is None else float(dt)
     d.spacing = tuple(scale[-n_space:])
     if kind in ("Image", "Labels"):

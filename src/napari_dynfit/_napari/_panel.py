@@ -27,8 +27,14 @@ import importlib
 import tempfile
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
-
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+)
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
