@@ -164,11 +164,19 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     latent = viewer.layers["latent field (PINN)"]
     assert latent.data.ndim == 3 and np.isfinite(latent.data).all()
 
-    # --- 5c. snapshot flow, where the widget exists --------------------------------------------
+    # --- 5c. snapshot flow from the detections (no tracks): a few steps, the drift field appears ---
     flow = panel.step(index["FlowWidget"])
-    if flow is None:
-        assert "not available" in panel._pages[index["FlowWidget"]].findChildren(
-            __import__("qtpy.QtWidgets", fromlist=["QLabel"]).QLabel)[-1].text()
+    viewer.layers.selection.active = det
+    assert flow.layer.currentText() == "detections" and flow.dt.value() == pytest.approx(d.dt)
+    flow.score_steps.setValue(10)
+    flow.steps.setValue(2)
+    flow.run_btn.click()
+    qtbot.waitUntil(lambda: flow.run_btn.isEnabled() and flow.status.text() != "score matching ...",
+                    timeout=120_000)
+    assert flow.status.text().startswith("done"), flow.status.text()
+    drift = viewer.layers["PFI drift"]
+    assert type(drift).__name__ == "Vectors" and drift.data.shape[1:] == (2, 2)
+    assert np.isfinite(drift.data).all()
 
     # --- plots exported, edits saved with the project and re-opened -----------------------------
     files = panel.export_plots(tmp_path / "plots")

@@ -179,6 +179,7 @@ def apply_defaults(widget, d: DataDefaults) -> list[str]:
     TrackWidget            blob sigma (px)       ``spot_sigma``
     FieldsFromTracks       grid, kernel, box     ``extent`` / 32, 2 grid spacings, ``extent``
     LatentFieldWidget      frame interval        ``dt``
+    FlowWidget             time per frame        ``dt``
     any                    ``_dt`` widget        ``dt``
     =====================  ====================  ==========================================
     """
@@ -196,4 +197,8 @@ def apply_defaults(widget, d: DataDefaults) -> list[str]:
         _set(widget, "_box_x", d.extent[-1], done, "box")
     if d.dt is not None:
         _set(widget, "_dt", d.dt, done, f"dt {d.dt:g}")
+        spin = getattr(widget, "dt", None)  # plain Qt widgets (FlowWidget: "time per frame")
+        if hasattr(spin, "setValue"):
+            spin.setValue(d.dt)
+            done.append(f"dt {d.dt:g}")
     return done

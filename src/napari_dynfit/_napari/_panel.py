@@ -341,6 +341,9 @@ class DynFitPanel(QWidget):
         """Choose ``layer`` as input in every widget that offers it (else, with ``newest``, the newest
         layer offered: the product of the step before)."""
         for w in widgets:
+            names = getattr(w, "layer", None)  # plain Qt widgets list layer names (FlowWidget)
+            if layer is not None and hasattr(names, "findText") and names.findText(layer.name) >= 0:
+                names.setCurrentIndex(names.findText(layer.name))
             for attr in ("_layer", "_image", "_source"):
                 combo = getattr(w, attr, None)
                 if combo is None or not hasattr(combo, "choices"):
