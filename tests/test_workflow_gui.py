@@ -93,8 +93,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     for t in (0, 25, 49):
         assert _recall(det.data[det.data[:, 0] == t][:, 1:], truth[truth[:, 1] == t][:, 2:], 1.0) > 0.9
 
-    viewer.layers.selection.active = det
-    assert trk._source.value is det
+    trk._source.value = det  # the user picks the layer to track in the step
     _click(trk._track)
     qtbot.waitUntil(lambda: "tracks" in viewer.layers and trk._track.enabled, timeout=120_000)
     tracks = viewer.layers["tracks"]
@@ -216,3 +215,41 @@ def test_object_size_from_the_image():
     radius_px = CELLS_3D["radius"] / cells.spacing[-1]
     est = estimate_spot_sigma(cells.movie[20], spacing=cells.spacing)
     assert est == pytest.approx(radius_px / np.sqrt(3), rel=0.2)  # LoG scale of a ball: r / sqrt(3)
+
+
+def test_edit_labels_retrack_save_reopen(make_napari_viewer, qtbot, tmp_path):
+    """Annotation round trip on a segmentation: erase a spurious mask, re-track, save, re-open."""
+    import pandas as pd
+
+    from napari_dynfit._napari._panel import STEPS, DynFitPanel
+    from napari_dynfit.sim import render_labels
+
+    viewer = make_napari_viewer()
+    truth = pd.DataFrame({"track_id": np.repeat([1, 2, 3], 5), "frame": np.tile(np.arange(5), 3),
+                          "y": np.r_[np.linspace(10, 14, 5), np.full(5, 30.0), np.linspace(40, 36, 5)],
+                          "x": np.r_[np.full(5, 10.0), np.linspace(30, 33, 5), np.full(5, 12.0)], "radius": 3.5})
+    labels = render_labels(truth, (5, 56, 56)).astype(np.int32)
+    labels[2, 48:52, 46:50] = 9  # a segmentation error: a spurious object in frame 2
+    layer = viewer.add_labels(labels, name="cells", scale=(1.0, 0.5, 0.5), metadata={"dt": 2.0})
+    panel = DynFitPanel(viewer)
+    trk = panel.step([s[2] for s in STEPS].index("TrackWidget"))
+    viewer.layers.selection.active = layer
+    assert trk._source.value is layer and panel.defaults.dt == 2.0
+    _click(trk._track)
+    qtbot.waitUntil(lambda: "cells tracked" in viewer.layers and trk._track.enabled, timeout=60_000)
+    assert trk._status.value.startswith("4 tracks")
+    edited = np.asarray(layer.data).copy()
+    edited[edited == 9] = 0  # what erasing the object with the eraser does
+    layer.data = edited
+    _click(trk._track)
+    qtbot.waitUntil(lambda: trk._track.enabled and "tracks," in trk._status.value, timeout=60_000)
+    assert trk._status.value.startswith("3 tracks"), trk._status.value
+    rel = np.asarray(viewer.layers["cells tracked"].data)
+    assert rel[2, 48:52, 46:50].max() == 0 and len(np.unique(rel)) == 4  # 3 cells + background
+    panel.save_project(tmp_path / "prj")
+    viewer2 = make_napari_viewer()
+    DynFitPanel(viewer2).open_project(tmp_path / "prj")
+    np.testing.assert_array_equal(np.asarray(viewer2.layers["cells"].data), edited)
+    np.testing.assert_array_equal(np.asarray(viewer2.layers["cells tracked"].data), rel)
+    assert viewer2.layers["cells"].metadata["dt"] == 2.0
+    np.testing.assert_allclose(viewer2.layers["cells"].scale, (1.0, 0.5, 0.5))

@@ -184,19 +184,26 @@ class DynFitPanel(QWidget):
             self._pages.append(page)
         layout.addWidget(self.toolbox)
         self.toolbox.currentChanged.connect(self.step)
+        self._seen = {id(_unwrap(lay)) for lay in napari_viewer.layers}
+        self._fresh: set[int] = set()
+        napari_viewer.layers.events.inserted.connect(self._layer_added)
         napari_viewer.layers.selection.events.active.connect(self._layer_selected)
         self.destroyed.connect(lambda *_: self._unfollow(napari_viewer))
         self._open_btn.clicked.connect(lambda: self._ask_folder(self.open_project))
         self._save_btn.clicked.connect(lambda: self._ask_folder(self.save_project))
         self._export_btn.clicked.connect(lambda: self._ask_folder(self.export_plots))
         self.step(0)
+        self._layer_selected()  # defaults from the layer already selected when the panel opens
 
     # ------------------------------------------------------------------------------------------
     def _unfollow(self, viewer):
-        try:
-            viewer.layers.selection.events.active.disconnect(self._layer_selected)
-        except (TypeError, RuntimeError, ValueError):
-            pass
+        for event, cb in ((viewer.layers.selection.events.active, self._layer_selected),
+                          (viewer.layers.events.inserted, self._layer_added),
+                          (viewer.layers.events.inserted, self._tracks_added)):
+            try:
+                event.disconnect(cb)
+            except (TypeError, RuntimeError, ValueError):
+                pass
 
     def workdir(self) -> Path:
         """Folder for the files handed between steps (fields, model): a temporary folder of the session."""
@@ -311,10 +318,25 @@ class DynFitPanel(QWidget):
         layer = _unwrap(self.viewer.layers.selection.active)
         if layer is None or type(layer).__name__ not in ("Image", "Labels", "Points", "Tracks"):
             return
-        self.use_layer(layer)
+        # napari selects every new layer: a step's output must not become the input of the step
+        # that made it (re-running it after an edit of its input), so the activation of a layer as it
+        # is added only gives defaults; selecting it later (after another layer) selects it as input
+        key = id(layer)
+        new = key in self._fresh or key not in self._seen
+        self._seen.add(key)
+        self.use_layer(layer, select=not new)
 
-    def use_layer(self, layer) -> list[str]:
-        """Take the data defaults from ``layer``, set them in every built step and select it there."""
+    def _layer_added(self, event) -> None:
+        """A layer is being added: until the event loop runs again, its activation is napari's, not the user's."""
+        from qtpy.QtCore import QTimer
+
+        key = id(_unwrap(event.value))
+        self._fresh.add(key)
+        QTimer.singleShot(0, lambda: self._fresh.discard(key))
+
+    def use_layer(self, layer, select: bool = True) -> list[str]:
+        """Take the data defaults from ``layer``, set them in every built step and (``select``) make it
+        the input of every step that can use it."""
         from ._defaults import data_defaults
 
         layer = _unwrap(layer)
@@ -330,7 +352,8 @@ class DynFitPanel(QWidget):
         self.defaults = d.merged(self.defaults)
         widgets = [w for t, w in self.steps.items() if w is not None]
         widgets += [w for extras in self.extras.values() for w in extras]
-        self._select(widgets, layer)
+        if select:
+            self._select(widgets, layer)
         done = self._apply_defaults(widgets)
         if done:
             self.status.setText(f"defaults from '{layer.name}': " + ", ".join(dict.fromkeys(done)))
