@@ -86,6 +86,10 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     # the spot size estimated on the APR layer (piecewise constant: smaller than on the noisy pixels)
     assert trk._image.value is apr and trk._sigma.value == pytest.approx(panel.defaults.spot_sigma, abs=0.01)
     assert 1.0 < trk._sigma.value < 2.0
+    _click(trk._detect)  # cancel a detection: no error reaches the Qt loop, the step runs again
+    _click(trk._cancel)
+    qtbot.waitUntil(lambda: trk._detect.enabled, timeout=120_000)
+    assert trk._status.value == "cancelled" or "detections" in viewer.layers, trk._status.value
     _click(trk._detect)
     qtbot.waitUntil(lambda: "detections" in viewer.layers and trk._track.enabled, timeout=120_000)
     det = viewer.layers["detections"]

@@ -115,7 +115,7 @@ class PDEWidget(Container):
             return
         from napari.qt.threading import thread_worker
 
-        worker = thread_worker(self.compute, start_thread=False)()
+        worker = thread_worker(self.compute, start_thread=False, ignore_errors=True)()  # errors: _show_error
         worker.yielded.connect(self._show)
         worker.errored.connect(self._show_error)
         worker.finished.connect(self._finished)

@@ -176,7 +176,7 @@ class TrackWidget(Container):
             return
         from napari.qt.threading import create_worker
 
-        worker = create_worker(job)
+        worker = create_worker(job, _ignore_errors=True)  # errors go to _failed, not re-raised in the Qt loop
         worker.returned.connect(on_done)
         worker.errored.connect(self._failed)
         worker.finished.connect(self._finished)
