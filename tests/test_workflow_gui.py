@@ -147,6 +147,9 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     assert rho_t.get("div(p)") == pytest.approx(-ABP_2D["v0"], rel=0.2)  # truth: rho_t = -v0 div(p) + ...
     assert "observed: rho" in viewer.layers and "model: rho" in viewer.layers
     assert viewer.layers["model: rho"].data.shape == fb["rho"].shape
+    # on the movie's time axis (frames), not in seconds: the time slider keeps the movie's 50 steps
+    assert viewer.layers["observed: rho"].scale[0] == 1.0 and viewer.layers["model: rho"].scale[0] == 1.0
+    assert viewer.dims.nsteps[0] == 50
 
     # --- 5a. dominant balance of the learned model on the fields ------------------------------
     bal = panel.step(index["BalanceWidget"])
@@ -155,6 +158,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     _click(bal._run)
     qtbot.waitUntil(lambda: bal._worker is None and bal.result is not None, timeout=120_000)
     regions = viewer.layers["balance regions"]
+    assert regions.scale[0] == 1.0 and viewer.dims.nsteps[0] == 50
     assert regions.data.shape[:3] == fb["rho"].shape[:3] and regions.data.min() >= 1
     assert abs(sum(b.fraction for b in bal.result.balances) - 1.0) < 1e-6
 

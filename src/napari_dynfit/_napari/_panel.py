@@ -280,6 +280,27 @@ class DynFitPanel(QWidget):
                 widget._fields.value = pde._fields.value
             widget._equation.reset_choices()
 
+    #: layers of the PDE and balance steps, drawn on the fields' grid with time in physical units
+    FIELD_LAYERS = ("observed: ", "model: ", "balance regions", "balance uncertainty")
+
+    def _align_time(self, layer) -> None:
+        """Put the PDE/balance layers of fields made from tracks on the movie's time axis (frames).
+
+        The PDE and balance steps draw their layers with the fields' time in physical units (right
+        for fields read from files, e.g. The Well); fields coarse-grained from tracks belong to a
+        movie whose world time axis is the frame, so those layers are rescaled to frames.
+        """
+        glue = self.extra("FieldsFromTracks")
+        if glue is None or glue.bundle is None or not layer.name.startswith(self.FIELD_LAYERS):
+            return
+        b = glue.bundle
+        scale = list(layer.scale)
+        if len(scale) != 1 + len(b.spacing) or abs(scale[0] - b.dt) > 1e-9 * max(b.dt, 1.0):
+            return
+        translate = list(layer.translate)
+        layer.scale = [1.0, *scale[1:]]
+        layer.translate = [translate[0] / b.dt, *translate[1:]]
+
     def _tracks_added(self, event) -> None:
         layer = _unwrap(event.value)
         if type(layer).__name__ == "Tracks":
@@ -330,6 +351,7 @@ class DynFitPanel(QWidget):
         """A layer is being added: until the event loop runs again, its activation is napari's, not the user's."""
         from qtpy.QtCore import QTimer
 
+        self._align_time(_unwrap(event.value))
         key = id(_unwrap(event.value))
         self._fresh.add(key)
         QTimer.singleShot(0, lambda: self._fresh.discard(key))
