@@ -66,8 +66,8 @@ def run_ou(d: int = 2, *, n_samples: int = 2000, score_steps: int = 2000, flow_s
     t1 = time.perf_counter()
     # in 10D a sharp Sinkhorn divergence between 500-point samples is dominated by its sampling noise
     # (~ d n^(-2/d)); a blur of the order of the point spacing makes it smooth (MMD-like, ~ n^(-1/2))
-    extra = dict(FLOW, blur=2.0, batch_size=1000) if d > 2 else FLOW
-    model = fit_flow(snaps, 0.5, score=score, model="linear", offset=False, steps=flow_steps * (2 if d > 2 else 1),
+    extra = dict(FLOW, blur=1.0, batch_size=1000) if d > 2 else FLOW
+    model = fit_flow(snaps, 0.5, score=score, model="linear", offset=False, steps=flow_steps * (4 if d > 2 else 1),
                      device=device, seed=seed, **extra)
     t2 = time.perf_counter()
     return {"dim": d, "n_samples": n_samples, "rel_error_A_plus_B": drift_matrix_error(model.A, -B),
