@@ -76,7 +76,7 @@ def run_ou(d: int = 2, *, n_samples: int = 2000, score_steps: int = 2000, flow_s
 
 
 def run_bistable(*, n_samples: int = 2000, dim: int = 10, score_steps: int = 2000, flow_steps: int = 200,
-                 n_eval: int = 500, n_fate: int = 200, kinetic_weight: float = 1e-3, device: str = "auto",
+                 n_eval: int = 500, n_fate: int = 200, kinetic_weight: float = 8.0, device: str = "auto",
                  seed: int = 0) -> dict:
     """Balanced vs unbalanced PFI on the bistable system with growth; returns the figures and runtimes (s)."""
     sigma = 0.5
