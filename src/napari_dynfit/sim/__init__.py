@@ -6,13 +6,18 @@
 * :func:`simulate_dividing_cells` -> lineage table (divisions, deaths);
 * :func:`render_movie` (spots through a Gaussian PSF), :func:`render_cells` + :func:`render_labels`
   (nuclei and their ground-truth masks), Poisson + read noise, uint16;
+* :func:`simulate_chemotaxis` (cells steered by a hidden diffusing chemical, for latent-field inference);
+* :func:`simulate_ou_snapshots`, :func:`simulate_bistable_growth` (untracked snapshots with known drift
+  and growth, for probability flow inference);
 * :mod:`.samples`: the embedded samples used by napari and ``dynfit demo``.
 """
 
 from .abp import ParticleTrajectories, abp_msd, simulate_abp, vicsek_bands_preset
 from .cells import expected_growth_factor, simulate_dividing_cells
+from .chemotaxis import ChemotaxisSimulation, simulate_chemotaxis, source_spots
 from .render import amplitude_for_snr, render_cells, render_labels, render_movie
 from .samples import Sample, active_particles_2d, dividing_cells_3d
+from .snapshots import bistable_birth_rate, bistable_drift, simulate_bistable_growth, simulate_ou_snapshots
 
 __all__ = [
     "ParticleTrajectories",
@@ -28,4 +33,11 @@ __all__ = [
     "Sample",
     "active_particles_2d",
     "dividing_cells_3d",
+    "ChemotaxisSimulation",
+    "simulate_chemotaxis",
+    "source_spots",
+    "bistable_birth_rate",
+    "bistable_drift",
+    "simulate_bistable_growth",
+    "simulate_ou_snapshots",
 ]
