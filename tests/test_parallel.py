@@ -96,3 +96,15 @@ def test_bad_scheduler_input():
     with pytest.raises(InputError, match="callable"):
         map_frames(None, np.zeros((2, 4, 4)))
     assert map_frames(SMOOTH, np.zeros((0, 4, 4))) == []
+
+
+def test_local_cluster_leaves_the_parent_environment_alone():
+    """distributed applies its pre-spawn variables to the parent; numba then refuses a changed NUMBA_NUM_THREADS."""
+    import os
+
+    from napari_dynfit.parallel import WORKER_ENV, local_cluster
+
+    before = {k: os.environ.get(k) for k in WORKER_ENV}
+    with local_cluster(1):
+        assert {k: os.environ.get(k) for k in WORKER_ENV} == before
+    assert {k: os.environ.get(k) for k in WORKER_ENV} == before

@@ -135,11 +135,23 @@ def local_cluster(n_workers: int | None = None, *, threads_per_worker: int = 1, 
     import dask
     from distributed import LocalCluster
 
+    import os
+
     env = {**WORKER_ENV, "NUMBA_NUM_THREADS": str(threads_per_worker)}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):  # read when the nannies are made
-        return LocalCluster(n_workers=_n_workers(n_workers), threads_per_worker=threads_per_worker, processes=True,
-                            host="127.0.0.1", protocol="tcp://", dashboard_address=None, memory_limit=memory_limit,
-                            silence_logs=40)
+    # distributed applies pre-spawn variables to *this* process's os.environ before spawning; put ours back
+    # (numba refuses a changed NUMBA_NUM_THREADS once its threads run)
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):  # read when the nannies are made
+            return LocalCluster(n_workers=_n_workers(n_workers), threads_per_worker=threads_per_worker,
+                                processes=True, host="127.0.0.1", protocol="tcp://", dashboard_address=None,
+                                memory_limit=memory_limit, silence_logs=40)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _n_workers(n_workers) -> int:
