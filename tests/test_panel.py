@@ -52,7 +52,7 @@ def test_fit_keeps_ui_responsive_and_cancel_leaves_viewer_usable(make_napari_vie
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(50)
     widget.train()
-    assert widget._worker is not None
+    assert widget._job.running
     qtbot.waitUntil(lambda: "step" in widget._status.value, timeout=120_000)  # first live update shown
     t_end = time.perf_counter() + 3.0
     ticks.clear()
@@ -63,7 +63,7 @@ def test_fit_keeps_ui_responsive_and_cancel_leaves_viewer_usable(make_napari_vie
     assert len(ticks) > 20 and gaps.max() < 0.2, f"largest gap between timer ticks {gaps.max():.3f} s"
     assert "latent field (PINN)" in viewer.layers  # the live overlay exists while training
     widget.stop()
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget._job.running, timeout=60_000)
     assert widget._run.enabled
     # the viewer is still usable after cancelling
     viewer.dims.set_current_step(0, 5)

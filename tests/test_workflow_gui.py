@@ -167,7 +167,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     assert pinn._layer.value is viewer.layers["tracks"] and pinn._dt.value == pytest.approx(d.dt)
     pinn._steps.value, pinn._chunk.value, pinn._grid.value = 20, 10, 16
     _click(pinn._run)
-    qtbot.waitUntil(lambda: pinn._worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: not pinn._job.running, timeout=120_000)
     latent = viewer.layers["latent field (PINN)"]
     assert latent.data.ndim == 3 and np.isfinite(latent.data).all()
 

@@ -8,13 +8,11 @@ file set, "Train" resumes from it.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
-from .._progress import progress_context
-from ..errors import Cancelled, DynfitError
+from ..errors import DynfitError
+from ._jobs import StepJob
 
 LAYER = "latent field (PINN)"
 
@@ -62,10 +60,10 @@ class LatentFieldWidget(Container):
                      self._grid, self._checkpoint, self._run, self._stop, self._status])
         self._figure, self._canvas = self._make_canvas()
         self.native.layout().addWidget(self._canvas)
-        self._cancel_event = threading.Event()
-        self._worker = None
+        self._job = StepJob(self._run, self._stop, self._status)
+        self._lines: dict = {}
         self._run.changed.connect(self.train)
-        self._stop.changed.connect(self.stop)
+        self._stop.changed.connect(self._job.stop)
         napari_viewer.layers.events.inserted.connect(self._layer.reset_choices)
         napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
 
@@ -102,53 +100,30 @@ class LatentFieldWidget(Container):
             prob.pinn.load_checkpoint(self._checkpoint.value)
         return prob, latent_grid(prob, tracks, self._grid.value, self._dt.value)
 
-    def training(self, prob, coords, steps: int, chunk: int, checkpoint=None):
+    @staticmethod
+    def training(prob, coords, steps: int, chunk: int, checkpoint=None):
         """Generator run by the worker: train in chunks, yield ``(pinn, phi grid)`` after each."""
         pinn = prob.pinn
-        with progress_context(None, self._cancel_event):
-            while pinn.step < steps:
-                pinn.fit(min(steps, pinn.step + chunk), checkpoint=checkpoint, checkpoint_every=chunk)
-                yield pinn, pinn.predict_grid(coords)["phi"]
+        while pinn.step < steps:
+            pinn.fit(min(steps, pinn.step + chunk), checkpoint=checkpoint, checkpoint_every=chunk)
+            yield pinn, pinn.predict_grid(coords)["phi"]
 
     def train(self, *_, block: bool = False) -> None:
         """Start (or resume) training; with ``block`` run in the calling thread (tests, scripts)."""
         try:
             prob, coords = self._problem()
         except DynfitError as exc:
-            self._show_error(exc)
+            self._job.show_error(exc)
             return
         self._coords = coords
         ck = self._checkpoint.value if str(self._checkpoint.value) not in ("", ".") else None
-        gen = self.training(prob, coords, self._steps.value, self._chunk.value, ck)
-        self._cancel_event.clear()
-        if block:
-            try:
-                for item in gen:
-                    self._show(item)
-            except Cancelled:
-                self._status.value = "stopped"
-            return
-        from napari.qt.threading import thread_worker
-
-        # errors go to _show_error only (not re-raised in the Qt loop: Stop raises Cancelled)
-        worker = thread_worker(lambda: (yield from gen), start_thread=False, ignore_errors=True)()
-        worker.yielded.connect(self._show)
-        worker.errored.connect(self._show_error)
-        worker.finished.connect(self._finished)
-        self._worker = worker
-        self._run.enabled, self._stop.enabled = False, True
-        self._status.value = "training..."
-        worker.start()
+        self._lines = {}
+        self._job.start(lambda: self.training(prob, coords, self._steps.value, self._chunk.value, ck),
+                        on_yield=self._show, busy="training...", block=block)
 
     def stop(self, *_) -> None:
         """Cancel the running training (a checkpoint, if set, keeps its state)."""
-        self._cancel_event.set()
-        if self._worker is not None:
-            self._worker.quit()
-
-    def _finished(self) -> None:
-        self._run.enabled, self._stop.enabled = True, False
-        self._worker = None
+        self._job.stop()
 
     def _show(self, item) -> None:
         pinn, phi = item
@@ -164,26 +139,31 @@ class LatentFieldWidget(Container):
                                    opacity=0.6, blending="additive")
         coefs = pinn.coefficient_values()
         self._status.value = f"step {pinn.step}: " + ", ".join(f"{k}={v:.3g}" for k, v in coefs.items())
+        self._plot_curves(pinn)
+
+    def _plot_curves(self, pinn) -> None:
+        """Loss and weight curves; lines are updated in place (a full redraw would stall the event loop)."""
         ax_loss, ax_w = self._figure.axes
-        ax_loss.clear()
-        for key, vals in pinn.history.items():
-            if key.startswith("loss:"):
-                ax_loss.semilogy(pinn.history["step"], vals, label=key[5:])
-        ax_loss.legend(fontsize=7)
-        ax_loss.set_ylabel("loss")
-        ax_w.clear()
         wh = pinn.weight_history()
-        for name in pinn.weighting.names:
-            ax_w.semilogy(wh["step"], wh[name], label=name)
-        ax_w.set_ylabel("weight")
-        ax_w.set_xlabel("step")
+        curves = [(ax_loss, key[5:], pinn.history["step"], vals) for key, vals in pinn.history.items()
+                  if key.startswith("loss:")]
+        curves += [(ax_w, name, wh["step"], wh[name]) for name in pinn.weighting.names]
+        if not self._lines:
+            for ax in (ax_loss, ax_w):
+                ax.clear()
+                ax.set_yscale("log")
+            ax_loss.set_ylabel("loss")
+            ax_w.set_ylabel("weight")
+            ax_w.set_xlabel("step")
+        for ax, name, x, y in curves:
+            key = (id(ax), name)
+            if key in self._lines:
+                self._lines[key].set_data(x, y)
+            else:
+                (self._lines[key],) = ax.plot(x, y, label=name)
+        for ax in (ax_loss, ax_w):
+            ax.relim()
+            ax.autoscale_view()
+            if ax.get_legend() is None and ax.lines:
+                ax.legend(fontsize=7)
         self._canvas.draw_idle()
-
-    def _show_error(self, exc) -> None:
-        from napari.utils.notifications import show_error
-
-        if isinstance(exc, Cancelled):
-            self._status.value = "stopped"
-            return
-        self._status.value = f"error: {exc}"
-        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
