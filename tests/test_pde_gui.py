@@ -47,7 +47,7 @@ def test_pde_widget_runs_in_a_thread_worker(make_napari_viewer, qtbot):
     w._fields.value = "/work/shared/data/pdefind/kdv.mat"
     w.run()
     assert w._run.enabled is False and w._stop.enabled is True
-    qtbot.waitUntil(lambda: w._worker is None, timeout=120000)
+    qtbot.waitUntil(lambda: not w._job.running, timeout=120000)
     assert set(w.model["equations"]["u_t"]) == {"u*u_x", "u_xxx"}, w._status.value
     sim = viewer.layers["model: u"].data
     assert np.isfinite(sim).all()                      # every frame was filled while integrating

@@ -142,7 +142,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(n_per_frame, np.bincount(tr[:, 1].astype(int), minlength=50), rtol=0.01)
     assert str(pde._fields.value) == str(glue.path)
     _click(pde._run)
-    qtbot.waitUntil(lambda: pde._worker is None and pde.model is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: not pde._job.running and pde.model is not None, timeout=120_000)
     rho_t = pde.model["equations"]["rho_t"]
     assert rho_t.get("div(p)") == pytest.approx(-ABP_2D["v0"], rel=0.2)  # truth: rho_t = -v0 div(p) + ...
     assert "observed: rho" in viewer.layers and "model: rho" in viewer.layers
@@ -156,7 +156,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     assert str(bal._fields.value) == str(glue.path) and "rho_t" in list(bal._equation.choices)
     bal._clusters.value = 2
     _click(bal._run)
-    qtbot.waitUntil(lambda: bal._worker is None and bal.result is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: not bal._job.running and bal.result is not None, timeout=120_000)
     regions = viewer.layers["balance regions"]
     assert regions.scale[0] == 1.0 and viewer.dims.nsteps[0] == 50
     assert regions.data.shape[:3] == fb["rho"].shape[:3] and regions.data.min() >= 1

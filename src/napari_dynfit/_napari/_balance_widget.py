@@ -9,14 +9,13 @@ an uncertainty Image layer (hidden), a table of balances and scatter plots of eq
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
-from .._progress import progress_context
-from ..errors import Cancelled, DynfitError
+from ..errors import DynfitError
+from ._jobs import StepJob
 
 REGIONS = "balance regions"
 UNCERTAINTY = "balance uncertainty"
@@ -44,12 +43,11 @@ class BalanceWidget(Container):
         self.native.layout().addWidget(self._table)
         self._figure, self._canvas = self._make_canvas()
         self.native.layout().addWidget(self._canvas)
-        self._cancel_event = threading.Event()
-        self._worker = None
+        self._job = StepJob(self._run, self._stop, self._status)
         self.result = None
         self._model.changed.connect(self._equation.reset_choices)
         self._run.changed.connect(self.run)
-        self._stop.changed.connect(self.stop)
+        self._stop.changed.connect(self._job.stop)
 
     # --- set-up -----------------------------------------------------------------------------
     def _layer_source(self):
@@ -103,39 +101,18 @@ class BalanceWidget(Container):
             raise DynfitError("choose a fields file (.zarr, .npz, The Well .hdf5, PDE-FIND .mat)")
         model = read_model(self._model.value)
         bundle = load_fields(self._fields.value)
-        with progress_context(None, self._cancel_event):
-            res = dominant_balance(bundle, model, self._equation.value or None,
-                                   n_clusters=self._clusters.value or None, tol=self._tol.value,
-                                   quiet=self._quiet.value, seed=self._seed.value)
+        res = dominant_balance(bundle, model, self._equation.value or None,
+                               n_clusters=self._clusters.value or None, tol=self._tol.value,
+                               quiet=self._quiet.value, seed=self._seed.value)
         return bundle, res
 
     def run(self, *_, block: bool = False) -> None:
         """Find the balances; with ``block`` in the calling thread (tests, scripts)."""
-        self._cancel_event.clear()
-        if block:
-            try:
-                self._show(self.compute())
-            except (DynfitError, Cancelled) as exc:
-                self._show_error(exc)
-            return
-        from napari.qt.threading import thread_worker
-
-        worker = thread_worker(self.compute, start_thread=False, ignore_errors=True)()  # errors: _show_error
-        worker.returned.connect(self._show)
-        worker.errored.connect(self._show_error)
-        worker.finished.connect(self._finished)
-        self._worker = worker
-        self._run.enabled, self._stop.enabled = False, True
-        self._status.value = "clustering equation space..."
-        worker.start()
+        self._job.start(self.compute, on_return=self._show, busy="clustering equation space...", block=block)
 
     def stop(self, *_) -> None:
         """Cancel at the next progress step."""
-        self._cancel_event.set()
-
-    def _finished(self) -> None:
-        self._run.enabled, self._stop.enabled = True, False
-        self._worker = None
+        self._job.stop()
 
     # --- display ----------------------------------------------------------------------------
     def _show(self, item) -> None:
@@ -166,12 +143,3 @@ class BalanceWidget(Container):
         plot_equation_space(res, fig=self._figure, max_pairs=3)
         self._canvas.draw_idle()
         self._status.value = f"{len(res.balances)} balances from {res.n_clusters} clusters ({res.equation})"
-
-    def _show_error(self, exc) -> None:
-        from napari.utils.notifications import show_error
-
-        if isinstance(exc, Cancelled):
-            self._status.value = "stopped"
-            return
-        self._status.value = f"error: {exc}"
-        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")

@@ -10,14 +10,13 @@ The model JSON can be saved with "Save model".
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
-from .._progress import progress_context
-from ..errors import Cancelled, DynfitError
+from ..errors import DynfitError
+from ._jobs import StepJob
 
 
 class PDEWidget(Container):
@@ -44,12 +43,11 @@ class PDEWidget(Container):
                      self._status])
         self._figure, self._canvas = self._make_canvas()
         self.native.layout().addWidget(self._canvas)
-        self._cancel_event = threading.Event()
-        self._worker = None
+        self._job = StepJob(self._run, self._stop, self._status)
         self.model = None
         self.bundle = None
         self._run.changed.connect(self.run)
-        self._stop.changed.connect(self.stop)
+        self._stop.changed.connect(self._job.stop)
         self._save_button.changed.connect(self.save)
 
     # --- set-up -----------------------------------------------------------------------------
@@ -93,40 +91,22 @@ class PDEWidget(Container):
         if not value or str(value) in ("", ".") or not Path(value).exists():
             raise DynfitError("choose a fields file (.zarr, .npz, The Well .hdf5, PDE-FIND .mat)")
         bundle = load_fields(self._fields.value)
-        with progress_context(None, self._cancel_event):
-            res = discover_pde(bundle, self._equations(bundle), derivative=self._derivative.value,
-                               solver=self._solver.value, pi_th=self._pi_th.value,
-                               stochastic=bool(self._stochastic.value), seed=self._seed.value)
-            yield "model", bundle, res.model
-            if not all(res.model["equations"].values()):
-                return
-            for i, state in iter_integrate(res.model, bundle):
-                yield "frame", i, state
+        res = discover_pde(bundle, self._equations(bundle), derivative=self._derivative.value,
+                           solver=self._solver.value, pi_th=self._pi_th.value,
+                           stochastic=bool(self._stochastic.value), seed=self._seed.value)
+        yield "model", bundle, res.model
+        if not all(res.model["equations"].values()):
+            return
+        for i, state in iter_integrate(res.model, bundle):
+            yield "frame", i, state
 
     def run(self, *_, block: bool = False) -> None:
         """Discover and simulate; with ``block`` in the calling thread (tests, scripts)."""
-        self._cancel_event.clear()
-        if block:
-            try:
-                for item in self.compute():
-                    self._show(item)
-            except (DynfitError, Cancelled) as exc:
-                self._show_error(exc)
-            return
-        from napari.qt.threading import thread_worker
-
-        worker = thread_worker(self.compute, start_thread=False, ignore_errors=True)()  # errors: _show_error
-        worker.yielded.connect(self._show)
-        worker.errored.connect(self._show_error)
-        worker.finished.connect(self._finished)
-        self._worker = worker
-        self._run.enabled, self._stop.enabled = False, True
-        self._status.value = "stability selection..."
-        worker.start()
+        self._job.start(self.compute, on_yield=self._show, busy="stability selection...", block=block)
 
     def stop(self, *_) -> None:
         """Cancel at the next progress step."""
-        self._cancel_event.set()
+        self._job.stop()
 
     def save(self, *_) -> None:
         """Write the learned model JSON to the chosen path."""
@@ -137,10 +117,6 @@ class PDEWidget(Container):
             return
         path = write_model(self.model, self._save.value)
         self._status.value = f"saved {path}"
-
-    def _finished(self) -> None:
-        self._run.enabled, self._stop.enabled = True, False
-        self._worker = None
 
     # --- display ----------------------------------------------------------------------------
     def _geometry(self):
@@ -202,12 +178,3 @@ class PDEWidget(Container):
         axes = [fig.add_axes([0.1 + k * 0.9 / len(eqs), 0.1, 0.9 / len(eqs) - 0.08, 0.6]) for k in range(len(eqs))]
         plot_stability_paths(model, axes=axes)
         self._canvas.draw_idle()
-
-    def _show_error(self, exc) -> None:
-        from napari.utils.notifications import show_error
-
-        if isinstance(exc, Cancelled):
-            self._status.value = "stopped"
-            return
-        self._status.value = f"error: {exc}"
-        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
