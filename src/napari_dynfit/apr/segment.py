@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .convolve import _lower_bound
 from .grid import AprGrid
 
 __all__ = ["threshold", "graphcut_mask", "connected_components", "filter_sizes", "object_table",
@@ -88,17 +89,6 @@ def _find(parent, i):
         parent[i] = parent[parent[i]]
         i = parent[i]
     return i
-
-
-@numba.njit(cache=True)
-def _lower_bound(a, lo, hi, v):
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 @numba.njit(cache=True)
