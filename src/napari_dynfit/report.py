@@ -8,6 +8,7 @@ the output folder, the shared artefacts of earlier stages and the report.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import time
@@ -129,3 +130,25 @@ class DemoContext:
         func(self)
         sec.seconds = time.perf_counter() - t0
         self.timings[title] = sec.seconds
+
+
+def one_torch_thread(stage):
+    """Run a demo stage that trains small torch networks with one intra-op thread.
+
+    Small networks gain nothing from intra-op threads and the threads contend (measured on 2
+    cores: latent-field stage 39 s with one thread, 290 s with two). torch is imported only here,
+    inside the stage, so the stages before it never load torch's OpenMP runtime next to pyapr's.
+    """
+
+    @functools.wraps(stage)
+    def run(ctx):
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return stage(ctx)
+        finally:
+            torch.set_num_threads(before)
+
+    return run

@@ -39,17 +39,8 @@ def run_demo(out_dir, *, quick: bool = False, seed: int = 0) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = DemoContext(out_dir=out, report=Report("napari-dynfit demo report"), quick=quick, seed=seed)
-    import torch
-
-    threads = torch.get_num_threads()
-    # The demo's networks are small: torch's intra-op threads only contend with each other
-    # (measured on 2 cores: latent-field stage 39 s with one thread, 290 s with two).
-    torch.set_num_threads(1)
-    try:
-        for _, title, func in demo_stages():
-            ctx.run_stage(title, func)
-    finally:
-        torch.set_num_threads(threads)
+    for _, title, func in demo_stages():
+        ctx.run_stage(title, func)
     project = Project(out)
     for name, obj in ctx.artefacts.items():
         meta = dict(ctx.artefact_meta.get(name, {}))

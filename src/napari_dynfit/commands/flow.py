@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from ..errors import InputError
+from ..report import one_torch_thread
 
 
 def _diffusion_arg(text: str):
@@ -97,6 +98,6 @@ def _bench_run(args) -> dict:
                           threads=args.threads)
 
 
-DEMO_STAGE = (95, "Probability flow inference", _demo_stage)
+DEMO_STAGE = (95, "Probability flow inference", one_torch_thread(_demo_stage))
 BENCHMARKS = {"pfi": ("probability flow inference: OU drift errors, bistable growth (balanced vs unbalanced), "
                       "runtimes", _bench_args, _bench_run)}

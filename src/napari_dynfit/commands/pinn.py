@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..report import one_torch_thread
 
 WEIGHTINGS = ("inverse-dirichlet", "annealing", "fixed")
 
@@ -241,4 +242,4 @@ def _demo(ctx) -> None:
     rep.add_figure(fig, "Hidden chemotactic potential: truth, PINN estimate (cells as dots) and loss weights")
 
 
-DEMO_STAGE = (90, "Latent field (PINN)", _demo)
+DEMO_STAGE = (90, "Latent field (PINN)", one_torch_thread(_demo))

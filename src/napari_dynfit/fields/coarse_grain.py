@@ -327,7 +327,6 @@ def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, d
     frame = df["frame"].to_numpy(dtype=np.int64)
     f0 = frame.min()
     pos = df[list(axes)].to_numpy(dtype=float)
-    d = len(axes)
     ori_cols = [f"p_{a}" for a in axes]
     need_dir = "p" in fields or "Q" in fields or "v" in fields
     ori = vel = None
