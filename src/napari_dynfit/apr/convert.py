@@ -334,10 +334,13 @@ def _movie_to_apr(movie, spacing, frame_interval, channel_axis, channel_names, n
     workers = n_workers or dask.system.CPU_COUNT
     tasks = [dask.delayed(_convert_one, pure=False)(frame(t, c), params, ndim, sp, f"frame {t} channel {names[c]}")
              for t, c in jobs]
-    batches = [tasks[i:i + workers] for i in range(0, len(tasks), workers)]
+    # The first frame is converted in this thread, alone: pyapr finishes its lazy imports there. Started
+    # together, one worker importing a module while another held the GIL inside get_apr (which then
+    # imported too) deadlocked `dynfit demo` (both workers idle on a futex).
+    batches = [tasks[:1]] + [tasks[i:i + workers] for i in range(1, len(tasks), workers)]
     done = []
-    for batch in progress_iter(batches, desc="APR conversion"):
-        done.extend(dask.compute(*batch, scheduler="threads", num_workers=workers))
+    for k, batch in enumerate(progress_iter(batches, desc="APR conversion")):
+        done.extend(dask.compute(*batch, scheduler="sync" if k == 0 else "threads", num_workers=workers))
     frames = [done[t * n_ch:(t + 1) * n_ch] for t in range(shape[0])]
     return AprMovie(frames=frames, frame_interval=float(frame_interval), channel_names=names)
 
