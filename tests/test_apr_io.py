@@ -322,7 +322,7 @@ def test_movie_conversion_reports_progress_and_cancels(rng):
     seen = []
     with progress_context(lambda done, total, desc: seen.append((done, total, desc))):
         to_apr(movie, movie=True, n_workers=2)
-    assert seen[0] == (0, 2, "APR conversion") and seen[-1] == (2, 2, "APR conversion")
+    assert seen[0] == (0, 4, "APR conversion") and seen[-1] == (4, 4, "APR conversion")  # frames
     stop = threading.Event()
 
     def cancel_after_first(done, total, desc):

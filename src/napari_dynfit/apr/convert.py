@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .._progress import progress_iter
+from .._progress import report
 from ..errors import InputError
 
 #: Reconstruction modes understood by :meth:`AprImage.reconstruct` and the lazy arrays.
@@ -339,8 +339,10 @@ def _movie_to_apr(movie, spacing, frame_interval, channel_axis, channel_names, n
     # imported too) deadlocked `dynfit demo` (both workers idle on a futex).
     batches = [tasks[:1]] + [tasks[i:i + workers] for i in range(1, len(tasks), workers)]
     done = []
-    for k, batch in enumerate(progress_iter(batches, desc="APR conversion")):
+    report(0, len(tasks), "APR conversion")
+    for k, batch in enumerate(batches):
         done.extend(dask.compute(*batch, scheduler="sync" if k == 0 else "threads", num_workers=workers))
+        report(len(done), len(tasks), "APR conversion")  # frames done; raises Cancelled when asked
     frames = [done[t * n_ch:(t + 1) * n_ch] for t in range(shape[0])]
     return AprMovie(frames=frames, frame_interval=float(frame_interval), channel_names=names)
 
