@@ -16,6 +16,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label,
 
 from ..errors import DynfitError
 from ._jobs import StepJob
+from ._plots import make_canvas
 
 REGIONS = "balance regions"
 UNCERTAINTY = "balance uncertainty"
@@ -41,7 +42,7 @@ class BalanceWidget(Container):
                      self._run, self._stop, self._status])
         self._table = self._make_table()
         self.native.layout().addWidget(self._table)
-        self._figure, self._canvas = self._make_canvas()
+        self._figure, self._canvas = make_canvas((6, 2.4), 220)
         self.native.layout().addWidget(self._canvas)
         self._job = StepJob(self._run, self._stop, self._status)
         self.result = None
@@ -77,16 +78,6 @@ class BalanceWidget(Container):
         table.horizontalHeader().setStretchLastSection(True)
         table.setMinimumHeight(120)
         return table
-
-    @staticmethod
-    def _make_canvas():
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6, 2.4))
-        canvas = FigureCanvasQTAgg(fig)
-        canvas.setMinimumHeight(220)
-        return fig, canvas
 
     # --- running ----------------------------------------------------------------------------
     def compute(self):

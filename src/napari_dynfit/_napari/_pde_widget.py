@@ -17,6 +17,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 
 from ..errors import DynfitError
 from ._jobs import StepJob
+from ._plots import make_canvas
 
 
 class PDEWidget(Container):
@@ -41,7 +42,7 @@ class PDEWidget(Container):
         self.extend([self._fields, self._derivative, self._stochastic, self._solver, self._pi_th, self._max_power,
                      self._max_derivative, self._seed, self._run, self._stop, self._save, self._save_button,
                      self._status])
-        self._figure, self._canvas = self._make_canvas()
+        self._figure, self._canvas = make_canvas((6, 4.5), 380)
         self.native.layout().addWidget(self._canvas)
         self._job = StepJob(self._run, self._stop, self._status)
         self.model = None
@@ -57,16 +58,6 @@ class PDEWidget(Container):
             if src and Path(src).suffix.lower() in (".zarr", ".npz", ".mat", ".hdf5", ".h5") and Path(src).exists():
                 return src
         return None
-
-    @staticmethod
-    def _make_canvas():
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6, 4.5))
-        canvas = FigureCanvasQTAgg(fig)
-        canvas.setMinimumHeight(380)
-        return fig, canvas
 
     def _equations(self, bundle):
         from ..models.library import polynomial_library

@@ -13,6 +13,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label,
 
 from ..errors import DynfitError
 from ._jobs import StepJob
+from ._plots import make_canvas
 
 LAYER = "latent field (PINN)"
 
@@ -58,7 +59,9 @@ class LatentFieldWidget(Container):
         self._stop = PushButton(text="Stop", enabled=False)
         self.extend([self._layer, self._dt, self._box_y, self._box_x, self._weighting, self._steps, self._chunk,
                      self._grid, self._checkpoint, self._run, self._stop, self._status])
-        self._figure, self._canvas = self._make_canvas()
+        self._figure, self._canvas = make_canvas((4, 4), 260)
+        self._figure.add_subplot(2, 1, 1)
+        self._figure.add_subplot(2, 1, 2)
         self.native.layout().addWidget(self._canvas)
         self._job = StepJob(self._run, self._stop, self._status)
         self._lines: dict = {}
@@ -66,17 +69,6 @@ class LatentFieldWidget(Container):
         self._stop.changed.connect(self._job.stop)
         napari_viewer.layers.events.inserted.connect(self._layer.reset_choices)
         napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
-
-    def _make_canvas(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(4, 4))
-        fig.add_subplot(2, 1, 1)
-        fig.add_subplot(2, 1, 2)
-        canvas = FigureCanvasQTAgg(fig)
-        canvas.setMinimumHeight(260)
-        return fig, canvas
 
     def _track_layers(self, _widget=None):
         from napari.layers import Points, Tracks
