@@ -21,11 +21,11 @@ coefficient within 10 %, and timings (noisy: shared 2-core machine).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 
+from napari_dynfit._io import emit_json
 from napari_dynfit.fields.coarse_grain import coarse_grain
 from napari_dynfit.models.pde import discover_pde
 from napari_dynfit.sim.abp import simulate_abp
@@ -81,13 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("-o", "--output", help="also write the JSON here")
     args = p.parse_args(argv)
-    text = json.dumps(run(args.particles, args.seeds), indent=1, default=float)
-    print(text)
-    if args.output:
-        from napari_dynfit._io import atomic_path
-
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(text)
+    emit_json(run(args.particles, args.seeds), args.output, indent=1)
     return 0
 
 

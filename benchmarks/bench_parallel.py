@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import time
 
 import numpy as np
 from scipy import ndimage
 
+from napari_dynfit._io import emit_json
 from napari_dynfit.parallel import map_frames
 from napari_dynfit.sim import render_movie, simulate_abp
 
@@ -52,13 +52,7 @@ def main(argv=None):
         res[f"{name}_identical"] = all(np.array_equal(a, b) for a, b in zip(ref, out))
         res[f"{name}_speedup_vs_serial"] = res["serial_s"] / res[f"{name}_s"]
     res["threads_2_vs_1"] = res["threads_1_s"] / res["threads_2_s"]
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.output:
-        from napari_dynfit._io import atomic_path
-
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(text)
+    emit_json(res, args.output, indent=2)
 
 
 if __name__ == "__main__":

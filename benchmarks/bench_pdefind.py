@@ -19,7 +19,6 @@ for every seed.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_dynfit._io import emit_json
 from napari_dynfit.fields import FieldBundle
 from napari_dynfit.fields.matfile import read_pdefind_mat
 from napari_dynfit.models.library import polynomial_library
@@ -154,14 +154,8 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", help="also write the JSON here")
     args = p.parse_args(argv)
     res = run(tuple(args.noise), args.seeds, args.K, args.threshold, tuple(args.datasets))
-    text = json.dumps(res, indent=1)
-    print(text)
+    emit_json(res, args.output, indent=1)
     print(side_by_side(res), file=sys.stderr)
-    if args.output:
-        from napari_dynfit._io import atomic_path
-
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(text)
     return 0
 
 

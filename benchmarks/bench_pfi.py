@@ -6,9 +6,9 @@ Same as ``dynfit bench pfi``. Cases and figures are described in :mod:`napari_dy
 """
 
 import argparse
-import json
 import sys
 
+from napari_dynfit._io import emit_json
 from napari_dynfit.models.flow.bench import run_benchmarks
 
 
@@ -22,13 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output")
     args = p.parse_args(argv)
     result = run_benchmarks(args.case, quick=args.quick, device=args.device, seed=args.seed, threads=args.threads)
-    text = json.dumps(result, indent=2, default=float)
-    print(text)
-    if args.output:
-        from napari_dynfit._io import atomic_path
-
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(text)
+    emit_json(result, args.output, indent=2)
     return 0
 
 

@@ -38,8 +38,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 
 def _vm(field: str) -> int:
     """``VmRSS`` / ``VmHWM`` of this process in bytes."""

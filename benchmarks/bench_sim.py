@@ -13,13 +13,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numba
 import numpy as np
 from scipy.spatial import cKDTree
 
+from napari_dynfit._io import emit_json
 from napari_dynfit.sim import simulate_abp, vicsek_bands_preset
 from napari_dynfit.sim._neighbours import NeighbourSums
 
@@ -102,13 +102,7 @@ def main(argv=None):
         res["vicsek_bands_wall_s"], res["vicsek_bands_cpu_s"] = wall, cpu
         res.update({f"vicsek_{k}": v for k, v in _band_stats(tr).items()})
 
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.output:
-        from napari_dynfit._io import atomic_path
-
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(text)
+    emit_json(res, args.output, indent=2)
     return res
 
 

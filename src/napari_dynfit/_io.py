@@ -82,3 +82,19 @@ def atomic_path(dest, *, is_dir: bool = False):
         elif tmp.exists():
             tmp.unlink()
         raise
+
+
+def emit_json(obj, output=None, *, indent: int = 2) -> str:
+    """Print ``obj`` as JSON on stdout and, when ``output`` is given, also write it there atomically.
+
+    Used by ``dynfit bench`` and the scripts in ``benchmarks/``; numpy scalars are written as floats.
+    Returns the JSON text.
+    """
+    import json
+
+    text = json.dumps(obj, indent=indent, default=float)
+    print(text)
+    if output:
+        with atomic_path(output) as tmp:
+            tmp.write_text(text)
+    return text

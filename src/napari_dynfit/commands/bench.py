@@ -8,8 +8,6 @@ seconds as ``*_s`` keys, ratios such as ``speedup_vs_pyapr``). Timings never app
 
 from __future__ import annotations
 
-import json
-
 
 def _benchmarks() -> dict:
     from ..cli import _command_modules
@@ -32,12 +30,7 @@ def register(sub) -> None:
 
 
 def _run(run, args) -> int:
-    from .._io import atomic_path
+    from .._io import emit_json
 
-    result = run(args)
-    text = json.dumps(result, indent=2, default=float)
-    print(text)
-    if args.output:
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(text)
+    emit_json(run(args), args.output)
     return 0
