@@ -10,7 +10,7 @@ from napari_dynfit.cli import main
 from napari_dynfit.fields import FieldBundle
 from napari_dynfit.io import load_fields
 from napari_dynfit.models.balance import (EquationSpace, dominant_balance, dropped_residual, equation_space,
-                                          find_balances, plot_equation_space)
+                                          find_balances, parse_groups, plot_equation_space)
 
 BURGERS = "/work/shared/data/pdefind/burgers.mat"
 BURGERS_MODEL = {"format": "dynfit-model/1", "equations": {"u_t": {"u*u_x": -1.0, "u_xx": 0.1}}}
@@ -61,7 +61,8 @@ def test_burgers_three_regimes_and_shock(burgers_cli):
 def test_equation_space_signs_and_balance_api():
     u = load_fields(BURGERS, t_stop=40)
     sp = equation_space(u, BURGERS_MODEL)
-    assert sp.terms == ["u_t", "u*u_x", "u_xx"] and np.allclose(sp.signs, [1.0, 1.0, -0.1])
+    assert sp.terms == ["u_t", "u*u_x", "u_xx"] and sp.signs == pytest.approx({"u_t": 1.0, "u*u_x": 1.0, "u_xx": -0.1})
+    assert sp.members == [["u_t"], ["u*u_x"], ["u_xx"]]
     assert sp.values.shape == (40 * 256, 3, 1)
     # the model holds: the signed terms nearly cancel
     total = np.sqrt(np.mean(sp.values.sum(axis=1) ** 2))
@@ -84,7 +85,11 @@ def _synthetic_space(rng, n=3000):
     vals[n:2 * n, 0, 0], vals[n:2 * n, 2, 0] = 2 * s, -2 * s
     vals += 0.01 * rng.normal(size=vals.shape)
     truth = np.repeat([0, 1, 2], n)
-    return EquationSpace("a", ["a", "b", "c"], np.ones(3), vals, (3 * n,)), truth
+    return _space(["a", "b", "c"], vals), truth
+
+
+def _space(terms, vals):
+    return EquationSpace(terms[0], terms, [[t] for t in terms], dict.fromkeys(terms, 1.0), vals, vals.shape[:1])
 
 
 def test_find_balances_synthetic_regions_merge_and_posteriors(rng):
@@ -124,10 +129,10 @@ def test_vector_equation_space(rng):
 
 
 def test_balance_errors(tmp_path):
-    sp = EquationSpace("a", ["a", "b"], np.ones(2), np.zeros((5, 2, 1)), (5,))
+    sp = _space(["a", "b"], np.zeros((5, 2, 1)))
     with pytest.raises(InputError, match="grid points"):
         find_balances(sp)
-    bad = EquationSpace("a", ["a", "b"], np.ones(2), np.full((50, 2, 1), np.nan), (50,))
+    bad = _space(["a", "b"], np.full((50, 2, 1), np.nan))
     with pytest.raises(InputError, match="NaN"):
         find_balances(bad)
     model = tmp_path / "m.json"
@@ -154,3 +159,35 @@ def test_demo_stage(tmp_path):
     assert [b["terms"] for b in saved["balances"]] == [b.terms for b in res.balances]
     assert np.load(tmp_path / "balance" / "regions.npy").shape == (40, 256)
     assert "<table" in ctx.report.to_html()
+
+
+def test_groups_sum_model_terms_into_physical_terms(tmp_path):
+    u = load_fields(BURGERS, t_stop=40)
+    raw = equation_space(u, BURGERS_MODEL)
+    # material derivative Du/Dt = u_t + u u_x as one term
+    sp = equation_space(u, BURGERS_MODEL, groups={"Du/Dt": ["u_t", "u * u_x"]})
+    assert sp.terms == ["Du/Dt", "u_xx"] and sp.members == [["u_t", "u*u_x"], ["u_xx"]]
+    np.testing.assert_allclose(sp.values[:, 0], raw.values[:, 0] + raw.values[:, 1])
+    np.testing.assert_allclose(sp.values[:, 1], raw.values[:, 2])
+    assert parse_groups(["Du/Dt=u_t, u*u_x", "visc=u_xx"]) == {"Du/Dt": ["u_t", "u*u_x"], "visc": ["u_xx"]}
+    for bad, match in (({"g": ["u_t", "u_x"]}, "not a term"), ({"g": ["u_t"], "h": ["u_t"]}, "one group"),
+                       ({"u_xx": ["u_t", "u*u_x"]}, "also a term"), ({"g": []}, "must list"),
+                       ({"all": ["u_t", "u*u_x", "u_xx"]}, "one term")):
+        with pytest.raises(InputError, match=match):
+            equation_space(u, BURGERS_MODEL, groups=bad)
+    for bad in (["alignment"], ["=p"], ["a=p", "a=q"]):
+        with pytest.raises(InputError, match="group"):
+            parse_groups(bad)
+    # through the CLI: balances and balances.json name the group
+    model = tmp_path / "burgers.json"
+    model.write_text(json.dumps(BURGERS_MODEL))
+    out = tmp_path / "out"
+    assert main(["balance", str(model), BURGERS, "-o", str(out), "--clusters", "4", "--group", "Du/Dt=u_t,u*u_x"]) == 0
+    table = json.loads((out / "balances.json").read_text())
+    assert table["terms"] == ["Du/Dt", "u_xx"] and table["groups"] == {"Du/Dt": ["u_t", "u*u_x"]}
+    # the shock: viscosity balances the material derivative
+    ux = np.gradient(load_fields(BURGERS)["u"], axis=1)
+    regions = np.load(out / "regions.npy")
+    shock = [b["terms"] for b in table["balances"]][np.bincount(regions[np.abs(ux) >= np.quantile(np.abs(ux), 0.99)]).argmax()]
+    assert shock == ["Du/Dt", "u_xx"]
+    assert main(["balance", str(model), BURGERS, "-o", str(out), "--group", "visc"]) == 2

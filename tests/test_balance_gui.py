@@ -23,8 +23,10 @@ def test_balance_widget_on_active_matter_file(make_napari_viewer, tmp_path):
     w._model.value = model
     assert w._equation.choices == ("concentration_t",)
     w._clusters.value = 3
+    w._groups.value = "logistic=concentration,concentration^2"
     w.run(block=True)
     assert w.result is not None, w._status.value
+    assert w.result.terms == ["concentration_t", "lap(concentration)", "logistic"]
     lab = viewer.layers[REGIONS]
     assert type(lab).__name__ == "Labels" and lab.data.shape == (6, 64, 64)
     np.testing.assert_allclose(lab.scale, viewer.layers["concentration"].scale)

@@ -1,7 +1,8 @@
 """Dock widget "Dominant balance": region map, balance table and equation-space scatter plots.
 
 Pick a model JSON and a fields file (any format of :func:`napari_dynfit.io.load_fields`; a file a
-layer was read from is proposed), the equation and the clustering options, and press "Find
+layer was read from is proposed), the equation, optional term groups (``NAME=TERM,TERM; ...``:
+physical terms summed from several model terms) and the clustering options, and press "Find
 balances". The computation runs in a ``thread_worker``; the result is shown as a Labels layer
 (balance index per grid point, world coordinates ``(t, [z,] y, x)`` as the Well reader's layers),
 an uncertainty Image layer (hidden), a table of balances and scatter plots of equation space.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
 
 from ..errors import DynfitError
 from ._jobs import StepJob
@@ -31,6 +32,9 @@ class BalanceWidget(Container):
         self._model = FileEdit(mode="r", filter="*.json", label="model JSON", value="")
         self._fields = FileEdit(mode="r", label="fields file", value=self._layer_source() or "")
         self._equation = ComboBox(label="equation", choices=self._equations)
+        self._groups = LineEdit(value="", label="term groups")
+        self._groups.tooltip = ("physical terms made of several model terms, NAME=TERM,TERM; separated by ';', "
+                                "e.g. alignment=p,rho*p")
         self._clusters = SpinBox(value=0, min=0, max=30, label="clusters (0: BIC)")
         self._tol = FloatSpinBox(value=0.15, min=0.0, max=1.0, step=0.01, label="dropped-term tolerance")
         self._quiet = FloatSpinBox(value=0.2, min=0.0, max=1.0, step=0.01, label="quiet fraction")
@@ -38,8 +42,8 @@ class BalanceWidget(Container):
         self._run = PushButton(text="Find balances")
         self._stop = PushButton(text="Stop", enabled=False)
         self._status = Label(value="")
-        self.extend([self._model, self._fields, self._equation, self._clusters, self._tol, self._quiet, self._seed,
-                     self._run, self._stop, self._status])
+        self.extend([self._model, self._fields, self._equation, self._groups, self._clusters, self._tol, self._quiet,
+                     self._seed, self._run, self._stop, self._status])
         self._table = self._make_table()
         self.native.layout().addWidget(self._table)
         self._figure, self._canvas = make_canvas((6, 2.4), 220)
@@ -83,7 +87,7 @@ class BalanceWidget(Container):
     def compute(self):
         """Load the inputs and find the balances (runs in the worker thread)."""
         from ..io.well import load_fields
-        from ..models.balance import dominant_balance
+        from ..models.balance import dominant_balance, parse_groups
         from ..models.model_json import read_model
 
         if not self._model.value or not Path(self._model.value).is_file():
@@ -91,8 +95,9 @@ class BalanceWidget(Container):
         if not self._fields.value or not Path(self._fields.value).exists():
             raise DynfitError("choose a fields file (.zarr, .npz, The Well .hdf5, PDE-FIND .mat)")
         model = read_model(self._model.value)
+        groups = parse_groups([g for g in str(self._groups.value).split(";") if g.strip()])
         bundle = load_fields(self._fields.value)
-        res = dominant_balance(bundle, model, self._equation.value or None,
+        res = dominant_balance(bundle, model, self._equation.value or None, groups=groups,
                                n_clusters=self._clusters.value or None, tol=self._tol.value,
                                quiet=self._quiet.value, seed=self._seed.value)
         return bundle, res

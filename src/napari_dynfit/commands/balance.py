@@ -8,12 +8,13 @@ from ._field_source import add_field_source_arguments, load_fields_from_args
 
 
 def _cmd(args) -> int:
-    from ..models.balance import dominant_balance, plot_equation_space, write_balances
+    from ..models.balance import dominant_balance, parse_groups, plot_equation_space, write_balances
     from ..models.model_json import format_equation, read_model
 
     model = read_model(args.model)
+    groups = parse_groups(args.group)
     bundle = load_fields_from_args(args.fields_file, args)
-    res = dominant_balance(bundle, model, args.equation, method=args.derivative, window=args.window,
+    res = dominant_balance(bundle, model, args.equation, groups=groups, method=args.derivative, window=args.window,
                            n_clusters=args.clusters, max_clusters=args.max_clusters, max_samples=args.max_samples,
                            tol=args.tol, quiet=args.quiet, seed=args.seed)
     jpath, rpath = write_balances(res, args.output)
@@ -24,6 +25,8 @@ def _cmd(args) -> int:
         with atomic_path(Path(args.output) / "equation_space.png") as tmp:
             fig.savefig(tmp, dpi=100)
     print(format_equation(res.equation, model["equations"][res.equation]))
+    for name, members in res.groups.items():
+        print(f"{name} = {' + '.join(members)}")
     print(res.table().to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(jpath)
     print(rpath)
@@ -41,6 +44,9 @@ def register(sub) -> None:
                    help="fields: .zarr/.npz bundle, The Well .hdf5/.h5, or a PDE-FIND .mat file")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
     p.add_argument("--equation", default=None, help="which equation (its lhs, e.g. p_t); default the first")
+    p.add_argument("--group", action="append", default=[], metavar="NAME=TERM,TERM",
+                   help="sum model terms into one physical term, e.g. --group 'alignment=p,rho*p' "
+                        "(repeatable; the balances then name the group)")
     add_field_source_arguments(p)
     p.add_argument("--derivative", choices=("finite", "spectral"), default="finite",
                    help="derivatives of the terms (default finite)")

@@ -4,6 +4,8 @@ Given fields and a model ``lhs = sum_k c_k term_k`` (model JSON, learned or writ
 term is evaluated at every grid point and time and moved to one side, ``f_0 = lhs`` and
 ``f_k = -c_k term_k``, so that ``sum_k f_k = 0`` wherever the model holds. Each grid point is then
 a point of *equation space* (one coordinate per term; ``d`` per term for vector equations).
+Optional *groups* sum several model terms into one physical term (e.g. ``(a + b rho) p``, the
+density-dependent alignment, from the library terms ``p`` and ``rho*p``).
 
 1. **Clustering**: a Gaussian mixture in equation space (scikit-learn), fitted on a random
    subsample (``max_samples`` points) after dividing all coordinates by one common scale (the
@@ -12,9 +14,10 @@ a point of *equation space* (one coordinate per term; ``d`` per term for vector 
 2. **Active terms per cluster**: the leading sparse principal component (scikit-learn
    ``SparsePCA``, over a path of penalties) proposes nested candidate sets of active terms; the
    sparsity is chosen automatically as the smallest candidate set (of at least two terms) whose
-   *dropped-term residual* ``rms(sum_{k not in A} f_k) / max_k rms(f_k)`` within the cluster is at
-   most ``tol`` (the full model when none is). A cluster whose largest term is below ``quiet``
-   times the largest term of the whole domain has no active terms ("no dynamics").
+   *dropped-term residual* ``sqrt(sum_{k not in A} rms(f_k)^2) / max_k rms(f_k)`` within the
+   cluster (the norm of the inactive terms, as in Callaham et al.'s code) is at most ``tol`` (the
+   full model when none is). A cluster whose largest term is below ``quiet`` times the largest
+   term of the whole domain has no active terms ("no dynamics").
 3. **Merging**: clusters with the same active set form one balance; a point's posterior for a
    balance is the sum of its clusters' posteriors, its balance the most probable one and its
    uncertainty ``1 -`` that probability.
@@ -51,9 +54,12 @@ class EquationSpace:
     equation : str
         Left-hand side of the equation (``"u_t"``).
     terms : list of str
-        ``[lhs, term_1, ...]`` with the model's names.
-    signs : ndarray, shape (n_terms,)
-        Factors applied to the raw terms (``1`` for the lhs, ``-c_k`` for the others).
+        Names of the coordinates: ``[lhs, term_1, ...]`` with the model's names, a group's name in
+        place of its first member (see ``groups`` in :func:`equation_space`).
+    members : list of list of str
+        The model terms summed into each coordinate (``[["u_t"], ["u*u_x"], ...]``; several for a group).
+    signs : dict of str -> float
+        Factor applied to every raw model term (``1`` for the lhs, ``-c_k`` for the others).
     values : ndarray, shape (n_points, n_terms, n_components)
         Signed terms ``f_k``; they sum to ~0 over ``k`` where the model holds. ``n_components`` is 1
         for scalar equations and the spatial dimension for vector equations.
@@ -63,7 +69,8 @@ class EquationSpace:
 
     equation: str
     terms: list[str]
-    signs: np.ndarray
+    members: list[list[str]]
+    signs: dict[str, float]
     values: np.ndarray
     grid_shape: tuple[int, ...]
 
@@ -79,8 +86,56 @@ def _model(model) -> dict:
     return validate_model(model)
 
 
-def equation_space(bundle, model, equation: str | None = None, *, method: str = "finite",
-                   window: int | None = None, polyorder: int | None = None) -> EquationSpace:
+def parse_groups(specs) -> dict[str, list[str]]:
+    """Term groups from ``NAME=TERM,TERM,...`` strings (the CLI's ``--group``).
+
+    Examples
+    --------
+    >>> parse_groups(["alignment=p,rho*p"])
+    {'alignment': ['p', 'rho*p']}
+    """
+    groups = {}
+    for spec in specs or ():
+        name, sep, members = str(spec).partition("=")
+        name = name.strip()
+        terms = [t.strip() for t in members.split(",") if t.strip()]
+        if not sep or not name or not terms:
+            raise InputError(f"group '{spec}' is not NAME=TERM,TERM,...: write e.g. alignment=p,rho*p")
+        if name in groups:
+            raise InputError(f"group '{name}' is given twice: give each group once")
+        groups[name] = terms
+    return groups
+
+
+def _check_groups(groups, names: list[str]) -> dict[str, list[str]]:
+    """Validate ``groups`` against the equation's terms ``names`` (lhs first); canonical member names."""
+    from .terms import canonical
+
+    out, used = {}, {}
+    for gname, members in (groups or {}).items():
+        gname = str(gname).strip()
+        if isinstance(members, str) or not members:
+            raise InputError(f"group '{gname}' must list model terms, e.g. {{'{gname}': ['p', 'rho*p']}}")
+        canon = []
+        for m in members:
+            c = canonical(m)
+            if c not in names:
+                raise InputError(f"group '{gname}': '{m}' is not a term of equation '{names[0]}'; "
+                                 f"its terms are {names}")
+            if c in used or c in canon:
+                raise InputError(f"term '{c}' is in group '{used.get(c, gname)}' already: a term can be in one group")
+            used[c] = gname
+            canon.append(c)
+        out[gname] = canon
+    for gname, members in out.items():
+        if gname in names and gname not in members:
+            raise InputError(f"group name '{gname}' is also a term of the equation: choose another name")
+    return out
+
+
+def equation_space(bundle, model, equation: str | None = None, *, groups: dict | None = None,
+                   method: str = "finite", window: int | None = None,
+                   polyorder: int | None = None) -> EquationSpace:
     """Evaluate every term of one equation of ``model`` on the grid of ``bundle``.
 
     Parameters
@@ -91,6 +146,11 @@ def equation_space(bundle, model, equation: str | None = None, *, method: str = 
         Model JSON (``{"equations": {"u_t": {"u*u_x": -1.0, "u_xx": 0.1}}}``) or its file.
     equation : str, optional
         Which equation (its left-hand side, e.g. ``"p_t"``); default the model's first.
+    groups : dict of str -> list of str, optional
+        Physical terms made of several model terms, e.g. the density-dependent alignment
+        ``{"alignment": ["p", "rho*p"]}`` (``(a + b rho) p``) or the material derivative
+        ``{"Dp/Dt": ["p_t", "p.grad(p)"]}``: the signed members are summed into one coordinate
+        named after the group (placed where its first member was). Terms in no group stay as they are.
     method, window, polyorder
         Derivatives, as in :func:`napari_dynfit.models.terms.evaluate_terms`.
 
@@ -106,20 +166,34 @@ def equation_space(bundle, model, equation: str | None = None, *, method: str = 
     if not eqs[lhs]:
         raise InputError(f"equation '{lhs}' has no right-hand-side terms: nothing to balance")
     names = [lhs] + list(eqs[lhs])
-    signs = np.array([1.0] + [-c for c in eqs[lhs].values()])
+    groups = _check_groups(groups, names)
+    signs = dict(zip(names, [1.0] + [-c for c in eqs[lhs].values()]))
     vals = evaluate_terms(bundle, names, method=method, reference=model.get("reference"),
                           window=window, polyorder=polyorder)
     n = int(np.prod(bundle.shape))
-    cols = []
-    for name, s in zip(names, signs):
+    raw = {}
+    for name in names:
         v = np.asarray(vals[name], dtype=float)
         if v.shape[: 1 + bundle.ndim] != bundle.shape:
             raise InputError(f"term '{name}' evaluated to shape {v.shape}, not the grid {bundle.shape}")
-        cols.append(s * v.reshape(n, -1))
-    widths = {c.shape[1] for c in cols}
+        raw[name] = signs[name] * v.reshape(n, -1)
+    widths = {c.shape[1] for c in raw.values()}
     if len(widths) != 1:
         raise InputError(f"equation '{lhs}' mixes scalar and vector terms: {names}")
-    return EquationSpace(lhs, names, signs, np.stack(cols, axis=1), tuple(bundle.shape))
+    group_of = {m: g for g, members in groups.items() for m in members}
+    terms, members = [], []
+    for name in names:
+        g = group_of.get(name)
+        if g is None:
+            terms.append(name)
+            members.append([name])
+        elif g not in terms:
+            terms.append(g)
+            members.append(groups[g])
+    if len(terms) < 2:
+        raise InputError(f"the groups leave equation '{lhs}' with one term: nothing to balance; group fewer terms")
+    cols = [sum(raw[m] for m in ms) for ms in members]
+    return EquationSpace(lhs, terms, members, signs, np.stack(cols, axis=1), tuple(bundle.shape))
 
 
 @dataclass
@@ -163,6 +237,8 @@ class BalanceResult:
         Equation-space points for scatter plots (a random subsample).
     sample_regions : ndarray of int, shape (n_samples,)
         Their balance indices.
+    groups : dict of str -> list of str
+        Term groups used (group name -> its model terms); empty without groups.
     """
 
     equation: str
@@ -176,13 +252,15 @@ class BalanceResult:
     cluster_terms: list
     samples: np.ndarray
     sample_regions: np.ndarray
+    groups: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The JSON form written to ``balances.json``."""
         return {"equation": self.equation, "terms": list(self.terms),
                 "balances": [b.to_dict() for b in self.balances], "n_clusters": int(self.n_clusters),
                 "bic": {str(k): float(v) for k, v in self.bic.items()},
-                "cluster_terms": [list(t) for t in self.cluster_terms]}
+                "cluster_terms": [list(t) for t in self.cluster_terms],
+                "groups": {k: list(v) for k, v in self.groups.items()}}
 
     def table(self):
         """The balances as a pandas DataFrame (``balance, terms, fraction, residual``)."""
@@ -205,7 +283,11 @@ def _rms(x: np.ndarray) -> np.ndarray:
 
 
 def dropped_residual(values: np.ndarray, active: np.ndarray) -> float:
-    """``rms(sum of the inactive terms) / max_k rms(f_k)`` over the points of ``values``.
+    """Size of the dropped terms: ``sqrt(sum_{k not in A} rms(f_k)^2) / max_k rms(f_k)`` over the points.
+
+    The norm of the inactive terms themselves, as in Callaham et al. (not of their sum: terms
+    that are large but cancel each other, such as alignment and its cubic saturation inside an
+    ordered band, form a balance of their own and must not be dropped).
 
     Parameters
     ----------
@@ -214,11 +296,11 @@ def dropped_residual(values: np.ndarray, active: np.ndarray) -> float:
     active : ndarray of bool, shape (n_terms,)
         The candidate active set.
     """
-    scale = float(_rms(values).max())
+    rms = _rms(values)
+    scale = float(rms.max())
     if scale == 0:
         return 0.0
-    dropped = values[:, ~active].sum(axis=1)
-    return float(_rms(dropped[:, None])[0]) / scale
+    return float(np.sqrt(np.sum(rms[~active] ** 2))) / scale
 
 
 def _sparse_loadings(X: np.ndarray, alpha: float, seed: int) -> np.ndarray:
@@ -272,7 +354,9 @@ def find_balances(space: EquationSpace, *, n_clusters: int | None = None, max_cl
     max_samples : int
         Points used to fit the mixture (a random subsample of the grid); all points get posteriors.
     tol : float
-        Largest dropped-term residual accepted when sparsifying a cluster's active set.
+        Largest dropped-term residual (:func:`dropped_residual`) accepted when sparsifying a
+        cluster's active set: the default 0.15 drops terms whose combined RMS is below 15 % of
+        the cluster's largest term.
     quiet : float
         A cluster whose largest term (RMS over the cluster) is below ``quiet`` times the largest
         term (RMS over the whole domain) has no active terms: the default 0.2 calls "no dynamics"
@@ -368,14 +452,17 @@ def _find_balances(space, n_clusters, max_clusters, max_samples, tol, quiet, n_a
     return BalanceResult(space.equation, list(space.terms), balances, regions.reshape(shape),
                          uncertainty.reshape(shape), labels.reshape(shape), int(n_clusters), bic,
                          [[t for t, a in zip(space.terms, act) if a] for act in cluster_sets],
-                         vals[scatter_idx], regions[scatter_idx])
+                         vals[scatter_idx], regions[scatter_idx],
+                         {t: list(m) for t, m in zip(space.terms, space.members) if m != [t]})
 
 
-def dominant_balance(bundle, model, equation: str | None = None, *, method: str = "finite",
-                     window: int | None = None, polyorder: int | None = None, **kwargs) -> BalanceResult:
+def dominant_balance(bundle, model, equation: str | None = None, *, groups: dict | None = None,
+                     method: str = "finite", window: int | None = None, polyorder: int | None = None,
+                     **kwargs) -> BalanceResult:
     """Dominant balances of one equation of ``model`` on the fields of ``bundle``.
 
-    :func:`equation_space` followed by :func:`find_balances` (``kwargs`` go to the latter).
+    :func:`equation_space` (``groups`` sums model terms into named physical terms) followed by
+    :func:`find_balances` (``kwargs`` go to the latter).
 
     Examples
     --------
@@ -384,7 +471,8 @@ def dominant_balance(bundle, model, equation: str | None = None, *, method: str 
     >>> res = dominant_balance(u, {"equations": {"u_t": {"u*u_x": -1.0, "u_xx": 0.1}}})  # doctest: +SKIP
     >>> res.table()                                                     # doctest: +SKIP
     """
-    space = equation_space(bundle, model, equation, method=method, window=window, polyorder=polyorder)
+    space = equation_space(bundle, model, equation, groups=groups, method=method, window=window,
+                           polyorder=polyorder)
     return find_balances(space, **kwargs)
 
 
