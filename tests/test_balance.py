@@ -54,6 +54,8 @@ def test_burgers_three_regimes_and_shock(burgers_cli):
     assert np.median(np.abs(0.1 * uxx[inv]) / np.abs(U * ux)[inv]) < 0.2
     # no dynamics: all terms small
     quiet = regions == sets.index(none)
+    strength = [b["strength"] for b in table["balances"]]
+    assert strength[sets.index(none)] < 0.2 and max(strength) == strength[sets.index(shock)]
     assert np.quantile(np.abs(ut[quiet]), 0.9) < 0.05 * np.abs(ut).max()
     assert (out / "equation_space.png").stat().st_size > 1000
 
@@ -72,7 +74,7 @@ def test_equation_space_signs_and_balance_api():
     assert 0 <= res.uncertainty.min() and res.uncertainty.max() <= 1
     assert res.samples.shape[1:] == (3, 1) and len(res.samples) == len(res.sample_regions)
     df = res.table()
-    assert list(df.columns) == ["balance", "terms", "fraction", "residual"]
+    assert list(df.columns) == ["balance", "terms", "fraction", "residual", "strength"]
     fig = plot_equation_space(res)
     assert len(fig.axes) == 3
 

@@ -198,16 +198,33 @@ def equation_space(bundle, model, equation: str | None = None, *, groups: dict |
 
 @dataclass
 class Balance:
-    """One dominant balance: its active terms, share of the domain and dropped-term residual."""
+    """One dominant balance.
+
+    Attributes
+    ----------
+    terms : list of str
+        Active terms (empty: no dynamics).
+    fraction : float
+        Share of the grid points in this balance.
+    residual : float
+        Dropped-term residual (:func:`dropped_residual`) over its points; ``>= 1`` for "no dynamics",
+        where every term is dropped.
+    strength : float
+        Its largest term (RMS over its points) relative to the largest term over the whole domain:
+        how strong the dynamics are there (small for "no dynamics").
+    clusters : list of int
+        Mixture components merged into it.
+    """
 
     terms: list[str]
     fraction: float
     residual: float
+    strength: float = float("nan")
     clusters: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"terms": list(self.terms), "fraction": float(self.fraction), "residual": float(self.residual),
-                "clusters": [int(c) for c in self.clusters]}
+                "strength": float(self.strength), "clusters": [int(c) for c in self.clusters]}
 
 
 @dataclass
@@ -263,13 +280,14 @@ class BalanceResult:
                 "groups": {k: list(v) for k, v in self.groups.items()}}
 
     def table(self):
-        """The balances as a pandas DataFrame (``balance, terms, fraction, residual``)."""
+        """The balances as a pandas DataFrame (``balance, terms, fraction, residual, strength``)."""
         import pandas as pd
 
         return pd.DataFrame({"balance": range(len(self.balances)),
                              "terms": [" + ".join(b.terms) if b.terms else "(no dynamics)" for b in self.balances],
                              "fraction": [b.fraction for b in self.balances],
-                             "residual": [b.residual for b in self.balances]})
+                             "residual": [b.residual for b in self.balances],
+                             "strength": [b.strength for b in self.balances]})
 
     def balance_of(self, terms) -> int | None:
         """Index of the balance with exactly this set of active terms, ``None`` if absent."""
@@ -445,8 +463,9 @@ def _find_balances(space, n_clusters, max_clusters, max_samples, tol, quiet, n_a
         if len(members) > 20000:
             members = rng.choice(members, 20000, replace=False)
         res = dropped_residual(vals[members], act) if len(members) else float("nan")
+        strength = float(_rms(vals[members]).max()) / global_scale if len(members) and global_scale else float("nan")
         balances.append(Balance([t for t, a in zip(space.terms, act) if a], float(np.mean(regions == b)), res,
-                                [int(j) for j in np.flatnonzero(cl_to_bal == b)]))
+                                strength, [int(j) for j in np.flatnonzero(cl_to_bal == b)]))
     scatter_idx = rng.choice(n, size=min(n, n_scatter), replace=False)
     shape = space.grid_shape
     return BalanceResult(space.equation, list(space.terms), balances, regions.reshape(shape),
