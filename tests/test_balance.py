@@ -110,6 +110,11 @@ def test_find_balances_synthetic_regions_merge_and_posteriors(rng):
     pts = sp.values[truth == 0]
     assert dropped_residual(pts, np.array([True, True, False])) < 0.02
     assert dropped_residual(pts, np.array([True, False, False])) == pytest.approx(1.0, abs=0.02)
+    # two large terms that cancel each other are not negligible: their own norms count, not their sum
+    pair = np.zeros((100, 3, 1))
+    pair[:, 1, 0], pair[:, 2, 0], pair[:, 0, 0] = 1.0, -1.0, 0.01
+    assert dropped_residual(pair, np.array([True, False, False])) == pytest.approx(np.sqrt(2))
+    assert dropped_residual(pair, np.array([False, True, True])) == pytest.approx(0.01)
 
 
 def test_vector_equation_space(rng):
