@@ -13,9 +13,20 @@ import torch
 from scipy.linalg import expm, solve_continuous_lyapunov
 
 from napari_dynfit.errors import InputError
-from napari_dynfit.models.flow import (annealed_langevin, fit_flow, fit_score, load_flow, read_snapshots,
-                                       snapshots_from_table)
-from napari_dynfit.models.flow.evaluate import drift_matrix_error, fate_probabilities, path_energy_distance
+from napari_dynfit.models.flow import (
+    annealed_langevin,
+    fit_flow,
+    fit_score,
+    load_flow,
+    read_snapshots,
+    snapshots_from_table,
+)
+from napari_dynfit.models.flow.evaluate import (
+    drift_matrix_error,
+    fate_probabilities,
+    path_energy_distance,
+)
+from napari_dynfit.models.flow.gaussian import gaussian_mle_drift
 from napari_dynfit.models.flow.layers import drift_vectors, growth_map, trajectory_table
 from napari_dynfit.sim.snapshots import simulate_bistable_growth, simulate_ou_snapshots
 
@@ -135,7 +146,8 @@ def test_linear_pfi_recovers_ou_drift(ou_small, tmp_path):
 
 
 def test_unbalanced_pfi_learns_growth():
-    # a population that keeps its shape (N(0, 0.5^2), no net motion) and grows e^(1.5 t): drift 0, growth 1.5
+    # a population that keeps its shape N(0, 0.5^2) and grows e^(1.5 t): growth 1.5, and the drift that holds the
+    # spread against diffusion D = 0.1, f(x) = -(D / 0.25) x = -0.4 x
     rng = np.random.default_rng(0)
     times = [0.0, 0.5, 1.0]
     rows = [pd.DataFrame({"time": t, "x0": rng.normal(size=400) * 0.5, "weight": np.exp(1.5 * t) / 400})
@@ -146,13 +158,27 @@ def test_unbalanced_pfi_learns_growth():
                      device="cpu", reach=2.0)
     g = model.growth(np.array([[-0.5], [0.0], [0.5]]))
     assert np.all(np.abs(g - 1.5) < 0.4), g
-    assert abs(model.A[0, 0]) < 0.5 and abs(model.b[0]) < 0.3
+    assert abs(model.A[0, 0] + 0.4) < 0.2 and abs(model.b[0]) < 0.3, (model.A, model.b)
     img, kw = growth_map(model, snaps, n_grid=8)
     assert img.shape == (1, 8) and np.isfinite(img).all()
 
 
+def test_gaussian_mle_drift_with_offset():
+    # dX = (A X + b) dt + sqrt(2 D) dW around the fixed point mu: b = B mu; exact snapshots, 4000 samples each
+    mu = np.array([1.0, -0.5])
+    table = simulate_ou_snapshots(B2, 0.5, TIMES, 4000, mean0=M0 - mu, cov0=S0, seed=5)
+    table[["x0", "x1"]] += mu
+    A, b = gaussian_mle_drift(snapshots_from_table(table), 0.5, offset=True)
+    assert drift_matrix_error(A, -B2) < 0.08, A
+    assert np.linalg.norm(b - B2 @ mu) / np.linalg.norm(B2 @ mu) < 0.15, b
+    A0, b0 = gaussian_mle_drift(snapshots_from_table(table), 0.5)
+    assert np.all(b0 == 0) and drift_matrix_error(A0, -B2) > drift_matrix_error(A, -B2)
+
+
 def test_fit_flow_rejects_bad_arguments(ou_small):
     snaps, score = ou_small
+    with pytest.raises(InputError, match="init"):
+        fit_flow(snaps, 0.5, score=score, init="random", device="cpu")
     with pytest.raises(InputError, match="model"):
         fit_flow(snaps, 0.5, score=score, model="cubic", device="cpu")
     with pytest.raises(InputError, match="diffusion"):

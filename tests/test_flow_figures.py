@@ -23,11 +23,20 @@ def test_ou_2d_drift_matrix():
 
 
 def test_ou_10d_drift_matrix():
-    assert run_ou(10, device="cpu")["rel_error_A_plus_B"] <= 0.10
+    r = run_ou(10, device="cpu")
+    # the statistically efficient Gaussian MLE on the same snapshots shows the data determine B well
+    assert r["gaussian_mle_rel_error"] <= 0.08
+    assert r["rel_error_A_plus_B"] <= 0.10
 
 
 def test_bistable_growth_unbalanced_beats_balanced():
     r = run_bistable(device="cpu")
-    assert r["unbalanced"]["path_energy_distance"] <= 0.05
-    assert r["unbalanced"]["fate_correlation"] >= 0.95
-    assert r["balanced"]["fate_correlation"] < r["unbalanced"]["fate_correlation"]
+    assert r["fate_correlation_true_vs_true"] >= 0.99  # enough repeats: the fate figure is not noise-limited
+    un, bal = r["unbalanced"], r["balanced"]
+    assert un["path_energy_distance"] <= 0.05
+    assert un["fate_correlation"] >= 0.95
+    # the truth's growth: 2.5 (1 + tanh(2 x0)) = 0.09 and 4.91 per unit time in the wells
+    assert abs(un["growth_at_wells"][0] - 0.09) < 0.6 and abs(un["growth_at_wells"][1] - 4.91) < 0.8
+    # balanced PFI explains the growing right well by migration: more paths end right than in the truth
+    assert un["path_energy_distance"] < bal["path_energy_distance"]
+    assert abs(un["fate_mean_learned"] - un["fate_mean_true"]) < abs(bal["fate_mean_learned"] - bal["fate_mean_true"])

@@ -60,3 +60,4 @@ def fate_probabilities(drift, diffusion, x0, t_end: float, classify, *, n_repeat
     rep = np.repeat(x0, n_repeats, axis=0)
     end = simulate_sde(drift, diffusion, rep, [0.0, t_end], n_substeps=n_steps, seed=seed)[:, -1]
     return np.asarray(classify(end), float).reshape(len(x0), n_repeats).mean(axis=1)
+

@@ -30,6 +30,7 @@ from ..._io import atomic_path
 from ..._progress import progress_iter
 from ...errors import InputError
 from ._torch import as_tensor, mlp, resolve_device, seeded_generator
+from .gaussian import gaussian_mle_drift
 from .io import Snapshots
 from .score import ScoreModel, fit_score
 from .sinkhorn import sinkhorn_loss
@@ -252,9 +253,9 @@ def _diffusion_matrix(diffusion, d: int) -> np.ndarray:
 
 
 def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None = None, model: str = "linear",
-             growth: bool = False, offset: bool = True, steps: int = 400, lr: float | None = None, n_euler: int = 3, integrator: str = "heun",
+             growth: bool = False, offset: bool = True, init: str = "moments", steps: int = 400, lr: float | None = None, n_euler: int = 3, integrator: str = "heun",
              batch_size: int = 500, blur: float = 0.05, reach: float = 5.0, kinetic_weight: float = 1e-3,
-             growth_weight: float = 1.0, width: int = 64, depth: int = 3, score_kwargs: dict | None = None,
+             growth_weight: float = 0.01, mass_weight: float = 10.0, width: int = 64, depth: int = 3, score_kwargs: dict | None = None,
              device: str = "auto", seed: int = 0, callback=None) -> FlowModel:
     """Fit the drift (and growth, and optionally an isotropic ``D``) to snapshots by probability flow inference.
 
@@ -270,12 +271,18 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
         Drift family: ``f(x) = A x + b`` or a neural network.
     offset : bool
         Linear model only: fit ``b`` (``False``: ``f(x) = A x``, an OU process centred on the origin).
+    init : {"moments", "zero"}
+        Linear model with a given ``D`` only: start ``A``, ``b`` from the Gaussian maximum-likelihood fit of the
+        snapshots' means and covariances (:func:`~.gaussian.gaussian_mle_drift`; exact for OU data, a start for
+        others), or from zero. From zero the fit can stall in a wrong basin when the drift rotates quickly
+        (10D OU: 0.6 relative error even with the exact score, 0.07 from the moments).
     growth : bool
         Learn a growth rate ``g(x)`` and match masses with an unbalanced Sinkhorn divergence.
     steps : int
         Adam steps.
     lr : float, optional
-        Learning rate (default 0.02 linear, 3e-3 MLP; cosine-decayed).
+        Learning rate (cosine-decayed); default 3e-3 for the MLP, for the linear model 5e-3 from the moments
+        (a refinement) and 0.05 from zero.
     n_euler : int
         Integration steps of the probability flow per snapshot interval.
     integrator : {"euler", "heun"}
@@ -307,6 +314,8 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     """
     if integrator not in ("euler", "heun"):
         raise InputError(f"integrator '{integrator}' is not known: use 'euler' or 'heun'")
+    if init not in ("moments", "zero"):
+        raise InputError(f"init '{init}' is not known: use 'moments' or 'zero'")
     if model not in ("linear", "mlp"):
         raise InputError(f"model '{model}' is not known: use 'linear' or 'mlp'")
     if len(snapshots.times) < 2:
@@ -322,22 +331,32 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     mean, std = allx.mean(axis=0), allx.std(axis=0) + 1e-12
     length = float(np.mean(std))
     span = float(snapshots.times[-1] - snapshots.times[0])
+    fit_d = diffusion is None
+    from_moments = model == "linear" and init == "moments" and not fit_d
     if model == "linear":
         drift_net: nn.Module = LinearDrift(d, offset)
+        if from_moments:
+            A0, b0 = gaussian_mle_drift(snapshots, _diffusion_matrix(diffusion, d), offset=offset)
+            with torch.no_grad():
+                drift_net.A.copy_(torch.as_tensor(A0))
+                drift_net.b.copy_(torch.as_tensor(b0))
     else:
         drift_net = MLPDrift(d, mean, std, std / span, width, depth)
     drift_net.to(dev)
     growth_net = GrowthNet(d, mean, std, 1.0 / span, width, max(depth - 1, 1)).to(dev) if growth else None
-    params = [p for p in drift_net.parameters() if p.requires_grad] + (list(growth_net.parameters()) if growth_net is not None else [])
-    fit_d = diffusion is None
+    drift_params = [p for p in drift_net.parameters() if p.requires_grad]
+    params = list(growth_net.parameters()) if growth_net is not None else []
     if fit_d:
         log_delta = torch.tensor(float(np.log(0.1 * length**2 / span)), device=dev, requires_grad=True)
         params.append(log_delta)
     else:
         D_fixed = as_tensor(_diffusion_matrix(diffusion, d), dev)
-    lr = lr if lr is not None else (0.05 if model == "linear" else 3e-3)
-    opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.02)
+    # a drift started from the moments is refined with a small step; growth and D are learned from scratch
+    lr_other = lr if lr is not None else (3e-3 if model == "mlp" else 0.05)
+    lr = lr if lr is not None else (3e-3 if model == "mlp" else (5e-3 if from_moments else 0.05))
+    opt = torch.optim.Adam([{"params": drift_params, "lr": lr}] + ([{"params": params}] if params else []),
+                           lr=lr_other)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * i / steps)))
     loss_fn = sinkhorn_loss(blur * length, reach=reach * length if growth else None)
     data = [as_tensor(x, dev) for x in snapshots.samples]
     times = [float(t) for t in snapshots.times]
@@ -383,7 +402,11 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
             if growth_net is not None:
                 a = masses[k] / x.shape[0] * torch.exp(logm)
                 b = torch.full((y.shape[0],), masses[k + 1] / y.shape[0], device=dev)
-                fit = loss_fn(a, x, b, y)
+                # relative to the target's mass: otherwise the late, large populations drown the early intervals
+                fit = loss_fn(a, x, b, y) / masses[k + 1]
+                # the debiased unbalanced divergence pins the total mass only through eps (m_a - m_b)^2 / 2, far
+                # too weakly: match the observed population size explicitly (log ratio, scale-free)
+                fit = fit + mass_weight * length**2 * (torch.log(a.sum() / masses[k + 1])) ** 2
             else:
                 fit = loss_fn(x, y)
             total = total + fit / length**2 + kinetic_weight * reg
