@@ -41,8 +41,9 @@ class ScoreModel:
     ----------
     net : torch.nn.Module
         Maps ``(z, tau, log sigma)`` (``d + 2`` features) to ``sigma`` times the score of the standardised data.
-    mean, std : torch.Tensor, shape (d,)
-        Standardisation of the coordinates (``z = (x - mean) / std``).
+    mean, std : torch.Tensor, shape (d,) or (K, d)
+        Standardisation of the coordinates (``z = (x - mean) / std``): one for all times, or one per snapshot
+        (``standardise="snapshot"``), linearly interpolated in time between the snapshot times ``snap_times``.
     t_mean, t_std : float
         Standardisation of time.
     sigmas : ndarray, shape (L,)
@@ -58,6 +59,7 @@ class ScoreModel:
     t_std: float
     sigmas: np.ndarray
     history: list = field(default_factory=list)
+    snap_times: np.ndarray | None = None
 
     @property
     def sigma_min(self) -> float:
@@ -75,13 +77,26 @@ class ScoreModel:
         """Score of the noised, standardised density at noise level ``sigma``; ``z`` is ``(n, d)``."""
         return self.net(self._features(z, t, sigma)) / sigma
 
+    def standardisation(self, t) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std ``(d,)`` (scalar ``t``) or ``(n, d)`` (``t`` of shape ``(n,)``) used at time ``t``."""
+        if self.mean.ndim == 1:
+            return self.mean, self.std
+        T = torch.as_tensor(np.asarray(self.snap_times), dtype=self.mean.dtype, device=self.mean.device)
+        tt = torch.as_tensor(t, dtype=self.mean.dtype, device=self.mean.device).reshape(-1)
+        k = torch.searchsorted(T, tt).clamp(1, len(T) - 1)
+        w = ((tt - T[k - 1]) / (T[k] - T[k - 1])).clamp(0, 1)[:, None]
+        m = self.mean[k - 1] * (1 - w) + self.mean[k] * w
+        s = self.std[k - 1] * (1 - w) + self.std[k] * w
+        return (m[0], s[0]) if torch.as_tensor(t).ndim == 0 else (m, s)
+
     def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
         """``grad_x log p_t(x)`` at the points ``x`` ``(n, d)`` (data units); ``t`` a scalar or ``(n,)`` times.
 
         Differentiable with respect to ``x``.
         """
-        z = (x - self.mean) / self.std
-        return self.score_standardised(z, t, self.sigma_min) / self.std
+        mean, std = self.standardisation(t)
+        z = (x - mean) / std
+        return self.score_standardised(z, t, self.sigma_min) / std
 
     def to(self, device) -> "ScoreModel":
         """Move the model to ``device`` (in place); returns ``self``."""
@@ -94,15 +109,17 @@ class ScoreModel:
         """Everything needed to rebuild the model (for ``torch.save``)."""
         return {"net": self.net.state_dict(), "mean": self.mean.cpu(), "std": self.std.cpu(),
                 "t_mean": self.t_mean, "t_std": self.t_std, "sigmas": self.sigmas.tolist(),
-                "arch": _arch(self.net)}
+                "arch": _arch(self.net),
+                "snap_times": None if self.snap_times is None else np.asarray(self.snap_times).tolist()}
 
     @classmethod
     def from_state(cls, state: dict) -> "ScoreModel":
         """Inverse of :meth:`state`."""
         net = mlp(*state["arch"])
         net.load_state_dict(state["net"])
+        times = state.get("snap_times")
         return cls(net=net, mean=state["mean"], std=state["std"], t_mean=state["t_mean"], t_std=state["t_std"],
-                   sigmas=np.asarray(state["sigmas"]))
+                   sigmas=np.asarray(state["sigmas"]), snap_times=None if times is None else np.asarray(times))
 
 
 def _arch(net: torch.nn.Sequential) -> tuple[int, int, int, int]:
@@ -117,7 +134,8 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, n_levels: int) -> np.nd
 
 def fit_score(snapshots: Snapshots, *, n_levels: int = 10, sigma_min: float = 0.05, sigma_max: float = 1.0,
               steps: int = 3000, batch_size: int = 512, lr: float = 2e-3, width: int = 128, depth: int = 3,
-              reweight_every: int = 50, device: str = "auto", seed: int = 0) -> ScoreModel:
+              reweight_every: int = 50, standardise: str = "global", device: str = "auto",
+              seed: int = 0) -> ScoreModel:
     """Fit one time-conditioned, noise-conditional score network to all snapshots.
 
     Parameters
@@ -138,6 +156,10 @@ def fit_score(snapshots: Snapshots, *, n_levels: int = 10, sigma_min: float = 0.
         Hidden layer width and number of hidden layers.
     reweight_every : int
         Steps between updates of the inverse-Dirichlet snapshot weights (0: equal weights).
+    standardise : {"global", "snapshot"}
+        Standardise the coordinates with the mean and std of all snapshots together, or of each snapshot
+        (interpolated in time between them). ``"snapshot"`` suits populations that move far compared with their
+        width: with one global scale each snapshot is then a narrow cloud, comparable to ``sigma_min``.
     device : {"auto", "cpu", "cuda"}
         Where to train.
     seed : int
@@ -149,20 +171,28 @@ def fit_score(snapshots: Snapshots, *, n_levels: int = 10, sigma_min: float = 0.
     """
     if not 0 < sigma_min < sigma_max:
         raise InputError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+    if standardise not in ("global", "snapshot"):
+        raise InputError(f"standardise '{standardise}' is not known: use 'global' or 'snapshot'")
     dev = resolve_device(device)
     torch.manual_seed(seed)
     gen = seeded_generator(seed)
-    allx = np.concatenate(snapshots.samples)
-    mean = allx.mean(axis=0)
-    std = allx.std(axis=0) + 1e-12
+    if standardise == "global":
+        allx = np.concatenate(snapshots.samples)
+        mean = allx.mean(axis=0)
+        std = allx.std(axis=0) + 1e-12
+        data = [as_tensor((x - mean) / std, dev) for x in snapshots.samples]
+    else:
+        mean = np.stack([x.mean(axis=0) for x in snapshots.samples])
+        std = np.stack([x.std(axis=0) for x in snapshots.samples]) + 1e-12
+        data = [as_tensor((x - m) / s, dev) for x, m, s in zip(snapshots.samples, mean, std)]
     t_mean = float(np.mean(snapshots.times))
     t_std = float(np.std(snapshots.times)) or 1.0
-    data = [as_tensor((x - mean) / std, dev) for x in snapshots.samples]
     times = [float(t) for t in snapshots.times]
     d = snapshots.dim
     net = mlp(d + 2, d, width, depth).to(dev)
     model = ScoreModel(net=net, mean=as_tensor(mean, dev), std=as_tensor(std, dev), t_mean=t_mean, t_std=t_std,
-                       sigmas=geometric_sigmas(sigma_max, sigma_min, n_levels))
+                       sigmas=geometric_sigmas(sigma_max, sigma_min, n_levels),
+                       snap_times=None if standardise == "global" else np.asarray(times))
     log_sig = torch.as_tensor(np.log(model.sigmas), dtype=torch.float32)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.02)
@@ -232,7 +262,7 @@ def annealed_langevin(model: ScoreModel, t: float, n_samples: int, *, steps_per_
     """
     dev = model.mean.device
     gen = seeded_generator(seed)
-    d = model.mean.shape[0]
+    d = model.mean.shape[-1]
     sig_max = float(model.sigmas[0])
     z = (torch.randn((n_samples, d), generator=gen) * np.sqrt(1.0 + sig_max**2)).to(dev)
     for sigma in progress_iter(model.sigmas, desc="annealed Langevin"):
@@ -240,5 +270,6 @@ def annealed_langevin(model: ScoreModel, t: float, n_samples: int, *, steps_per_
         for _ in range(steps_per_level):
             s = model.score_standardised(z, t, float(sigma))
             z = z + 0.5 * a * s + np.sqrt(a) * torch.randn(z.shape, generator=gen).to(dev)
-    x = z * model.std + model.mean
+    mean, std = model.standardisation(t)
+    x = z * std + mean
     return x.cpu().numpy()
