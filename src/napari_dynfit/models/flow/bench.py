@@ -70,7 +70,8 @@ def ou_initial(d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_ou(d: int = 2, *, n_samples: int = 2000, score_steps: int = 2000, flow_steps: int = 150,
-           blur: float | None = None, sigma_min: float = 0.05, device: str = "auto", seed: int = 0) -> dict:
+           blur: float | None = None, batch_size: int | None = None, sigma_min: float = 0.05, device: str = "auto",
+           seed: int = 0) -> dict:
     """Fit a linear drift to OU snapshots; returns the error ``|A + B| / |B|`` and the runtimes (s)."""
     B = ou_matrix(d, seed)
     m0, S0 = ou_initial(d, seed)
@@ -82,11 +83,14 @@ def run_ou(d: int = 2, *, n_samples: int = 2000, score_steps: int = 2000, flow_s
                       standardise="snapshot" if d > 2 else "global", seed=seed)
     t1 = time.perf_counter()
     # in 10D a sharp Sinkhorn divergence between 500-point samples is dominated by its sampling noise
-    # (~ d n^(-2/d)); a blur of the order of the point spacing makes it smooth (MMD-like, ~ n^(-1/2))
-    extra = dict(FLOW, blur=1.0, batch_size=1000) if d > 2 else dict(FLOW)
+    # (~ d n^(-2/d)); a blur of the order of the point spacing makes it smooth (MMD-like, ~ n^(-1/2)), and full
+    # batches remove the minibatch noise (batch 1000 of 2000: 0.105 on seed 0, full batches 0.068)
+    extra = dict(FLOW, blur=1.0, batch_size=2000) if d > 2 else dict(FLOW)
     if blur is not None:
         extra["blur"] = blur
-    model = fit_flow(snaps, 0.5, score=score, model="linear", offset=False, steps=flow_steps * (4 if d > 2 else 1),
+    if batch_size is not None:
+        extra["batch_size"] = batch_size
+    model = fit_flow(snaps, 0.5, score=score, model="linear", offset=False, steps=flow_steps,
                      device=device, seed=seed, **extra)
     t2 = time.perf_counter()
     # the anchor: the Gaussian maximum-likelihood estimate from the snapshots' means and covariances (efficient for
