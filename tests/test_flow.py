@@ -233,6 +233,13 @@ def test_cli_infer_flow(tmp_path):
     assert (out / "flow.pt").exists()
     tr = pd.read_csv(out / "trajectories.csv")
     assert tr.track_id.nunique() == 4
+    # --init zero: 5 Adam steps of 0.05 leave A near zero, while the default starts from the moments' fit of -B
+    out0 = tmp_path / "out0"
+    assert main(["-q", "infer-flow", str(src), "--diffusion", "0.5", "--steps", "5", "--score-steps", "20",
+                 "--n-paths", "4", "--threads", "1", "--device", "cpu", "--init", "zero", "-o", str(out0)]) == 0
+    A0 = np.asarray(json.loads((out0 / "flow.json").read_text())["drift"]["A"])
+    assert np.abs(A0).max() < 0.3
+    assert drift_matrix_error(np.asarray(doc["drift"]["A"]), -B2) < drift_matrix_error(A0, -B2)
     assert main(["infer-flow", str(src), "--diffusion", "abc", "-o", str(out)]) == 2
     assert main(["infer-flow", str(tmp_path / "none.csv"), "--diffusion", "1", "-o", str(out)]) == 2
 

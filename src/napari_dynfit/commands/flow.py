@@ -36,9 +36,9 @@ def _cmd_infer(args) -> int:
         torch.set_num_threads(args.threads)
     snaps = read_snapshots(args.snapshots, columns=args.columns.split(",") if args.columns else None,
                            time_column=args.time_column, dt=args.dt, basis=args.basis)
-    model = fit_flow(snaps, _diffusion_arg(args.diffusion), model=args.model, growth=args.growth, steps=args.steps,
-                     n_euler=args.euler_steps, integrator=args.integrator, device=args.device, seed=args.seed,
-                     score_kwargs={"steps": args.score_steps})
+    model = fit_flow(snaps, _diffusion_arg(args.diffusion), model=args.model, init=args.init, growth=args.growth,
+                     steps=args.steps, n_euler=args.euler_steps, integrator=args.integrator, device=args.device,
+                     seed=args.seed, score_kwargs={"steps": args.score_steps})
     out = Path(args.output)
     model.save(out)
     with atomic_path(out / "trajectories.csv") as tmp:
@@ -58,6 +58,9 @@ def register(sub) -> None:
     p.add_argument("--diffusion", required=True,
                    help="diffusion coefficient D (units^2 / time), or 'fit' to fit an isotropic D")
     p.add_argument("--model", choices=("linear", "mlp"), default="linear", help="drift family (default linear)")
+    p.add_argument("--init", choices=("moments", "zero"), default="moments",
+                   help="linear drift with a given D: start from the Gaussian fit of the snapshots' means and "
+                        "covariances (default) or from zero")
     p.add_argument("--growth", action="store_true", help="learn a growth rate g(x) (unbalanced PFI); the population "
                                                          "size at each time is the row count (or sum of 'weight')")
     p.add_argument("-o", "--output", required=True, help="output folder (created)")
