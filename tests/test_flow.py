@@ -202,6 +202,17 @@ def test_fit_flow_rejects_bad_arguments(ou_small):
     snaps, score = ou_small
     with pytest.raises(InputError, match="init"):
         fit_flow(snaps, 0.5, score=score, init="random", device="cpu")
+    with pytest.raises(InputError, match="init"):
+        fit_flow(snaps, 0.5, score=score, init=(np.eye(3), np.zeros(3)), device="cpu")
+
+
+def test_fit_flow_given_start_equals_moments_start(ou_small):
+    # init=(A, b) computed beforehand is the same start as init="moments": identical fits
+    snaps, score = ou_small
+    kw = dict(score=score, model="linear", steps=3, batch_size=100, device="cpu", seed=0)
+    a = fit_flow(snaps, 0.5, init="moments", **kw)
+    b = fit_flow(snaps, 0.5, init=gaussian_mle_drift(snaps, 0.5, offset=True), **kw)
+    assert np.allclose(a.A, b.A, atol=1e-6) and np.allclose(a.b, b.b, atol=1e-6)
     with pytest.raises(InputError, match="model"):
         fit_flow(snaps, 0.5, score=score, model="cubic", device="cpu")
     with pytest.raises(InputError, match="diffusion"):

@@ -45,26 +45,26 @@ def gaussian_mle_drift(snapshots: Snapshots, diffusion, *, offset: bool = False,
     b : ndarray, shape (d,)
     """
     d = snapshots.dim
-    dt = torch.float64
+    dtype = torch.float64
     Dm = torch.as_tensor(np.asarray(diffusion, float) * np.eye(d) if np.ndim(diffusion) == 0
-                         else np.asarray(diffusion, float), dtype=dt)
+                         else np.asarray(diffusion, float), dtype=dtype)
     times = [float(t) for t in snapshots.times]
     weights = [len(x) for x in snapshots.samples]
-    means = [torch.as_tensor(x.mean(axis=0), dtype=dt) for x in snapshots.samples]
-    covs = [torch.as_tensor(np.cov(x.T, bias=True).reshape(d, d), dtype=dt) for x in snapshots.samples]
-    A = torch.zeros(d, d, dtype=dt, requires_grad=True)
-    b = torch.zeros(d, dtype=dt, requires_grad=offset)
+    means = [torch.as_tensor(x.mean(axis=0), dtype=dtype) for x in snapshots.samples]
+    covs = [torch.as_tensor(np.cov(x.T, bias=True).reshape(d, d), dtype=dtype) for x in snapshots.samples]
+    A = torch.zeros(d, d, dtype=dtype, requires_grad=True)
+    b = torch.zeros(d, dtype=dtype, requires_grad=offset)
     m0 = means[0].clone().requires_grad_(True)
-    L0 = torch.linalg.cholesky(covs[0] + 1e-9 * torch.eye(d, dtype=dt)).clone(
+    L0 = torch.linalg.cholesky(covs[0] + 1e-9 * torch.eye(d, dtype=dtype)).clone(
         memory_format=torch.contiguous_format).requires_grad_(True)
-    zero = torch.zeros(d, d, dtype=dt)
+    zero = torch.zeros(d, d, dtype=dtype)
 
     def nll():
         m, S, total = m0, L0 @ L0.T, 0.0
         for k, (n, mk, Sk) in enumerate(zip(weights, means, covs)):
             if k > 0:
                 h = times[k] - times[k - 1]
-                Ab = torch.cat([torch.cat([A, b[:, None]], 1), torch.zeros(1, d + 1, dtype=dt)], 0)
+                Ab = torch.cat([torch.cat([A, b[:, None]], 1), torch.zeros(1, d + 1, dtype=dtype)], 0)
                 Eb = torch.matrix_exp(Ab * h)
                 E = Eb[:d, :d]
                 F = torch.matrix_exp(torch.cat([torch.cat([A, 2 * Dm], 1), torch.cat([zero, -A.T], 1)], 0) * h)

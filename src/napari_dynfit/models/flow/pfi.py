@@ -252,11 +252,25 @@ def _diffusion_matrix(diffusion, d: int) -> np.ndarray:
     return D
 
 
+def _linear_start(init, snapshots: Snapshots, diffusion, offset: bool):
+    """``(A, b)`` a linear drift starts from (``None``: zero), from ``fit_flow``'s ``init``."""
+    d = snapshots.dim
+    if isinstance(init, str):
+        if init == "zero" or diffusion is None:
+            return None
+        return gaussian_mle_drift(snapshots, _diffusion_matrix(diffusion, d), offset=offset)
+    A0, b0 = (np.asarray(v, dtype=float) for v in init)
+    if A0.shape != (d, d) or b0.shape != (d,):
+        raise InputError(f"init (A, b) must have shapes ({d}, {d}) and ({d},); got {A0.shape} and {b0.shape}")
+    return A0, b0
+
+
 def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None = None, model: str = "linear",
-             growth: bool = False, offset: bool = True, init: str = "moments", steps: int = 400, lr: float | None = None, n_euler: int = 3, integrator: str = "heun",
-             batch_size: int = 500, blur: float = 0.05, reach: float = 5.0, kinetic_weight: float = 1e-3,
-             growth_weight: float = 0.01, mass_weight: float = 10.0, width: int = 64, depth: int = 3, score_kwargs: dict | None = None,
-             device: str = "auto", seed: int = 0, callback=None) -> FlowModel:
+             growth: bool = False, offset: bool = True, init="moments", steps: int = 400, lr: float | None = None,
+             n_euler: int = 3, integrator: str = "heun", batch_size: int = 500, blur: float = 0.05,
+             reach: float = 5.0, kinetic_weight: float = 1e-3, growth_weight: float = 0.01, mass_weight: float = 10.0,
+             width: int = 64, depth: int = 3, score_kwargs: dict | None = None, device: str = "auto", seed: int = 0,
+             callback=None) -> FlowModel:
     """Fit the drift (and growth, and optionally an isotropic ``D``) to snapshots by probability flow inference.
 
     Parameters
@@ -271,11 +285,13 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
         Drift family: ``f(x) = A x + b`` or a neural network.
     offset : bool
         Linear model only: fit ``b`` (``False``: ``f(x) = A x``, an OU process centred on the origin).
-    init : {"moments", "zero"}
-        Linear model with a given ``D`` only: start ``A``, ``b`` from the Gaussian maximum-likelihood fit of the
-        snapshots' means and covariances (:func:`~.gaussian.gaussian_mle_drift`; exact for OU data, a start for
-        others), or from zero. From zero the fit can stall in a wrong basin when the drift rotates quickly
-        (10D OU: 0.6 relative error even with the exact score, 0.07 from the moments).
+    init : {"moments", "zero"} or (A, b)
+        Linear model only. ``"moments"`` (with a given ``D``): start ``A``, ``b`` from the Gaussian
+        maximum-likelihood fit of the snapshots' means and covariances (:func:`~.gaussian.gaussian_mle_drift`;
+        exact for OU data, a start for others); ``"zero"``: from zero; or a given start ``(A (d, d), b (d,))``
+        (e.g. that fit, computed already). From zero the fit can stall in a wrong basin when the drift rotates
+        quickly (10D OU: 0.6 relative error even with the exact score, 0.07 from the moments). A drift not
+        started from zero is refined with a smaller default step.
     growth : bool
         Learn a growth rate ``g(x)`` and match masses with an unbalanced Sinkhorn divergence.
     steps : int
@@ -314,8 +330,8 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     """
     if integrator not in ("euler", "heun"):
         raise InputError(f"integrator '{integrator}' is not known: use 'euler' or 'heun'")
-    if init not in ("moments", "zero"):
-        raise InputError(f"init '{init}' is not known: use 'moments' or 'zero'")
+    if isinstance(init, str) and init not in ("moments", "zero"):
+        raise InputError(f"init '{init}' is not known: use 'moments', 'zero' or an (A, b) pair")
     if model not in ("linear", "mlp"):
         raise InputError(f"model '{model}' is not known: use 'linear' or 'mlp'")
     if len(snapshots.times) < 2:
@@ -332,14 +348,13 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     length = float(np.mean(std))
     span = float(snapshots.times[-1] - snapshots.times[0])
     fit_d = diffusion is None
-    from_moments = model == "linear" and init == "moments" and not fit_d
+    start = _linear_start(init, snapshots, diffusion, offset) if model == "linear" else None
     if model == "linear":
         drift_net: nn.Module = LinearDrift(d, offset)
-        if from_moments:
-            A0, b0 = gaussian_mle_drift(snapshots, _diffusion_matrix(diffusion, d), offset=offset)
+        if start is not None:
             with torch.no_grad():
-                drift_net.A.copy_(torch.as_tensor(A0))
-                drift_net.b.copy_(torch.as_tensor(b0))
+                drift_net.A.copy_(torch.as_tensor(start[0]))
+                drift_net.b.copy_(torch.as_tensor(start[1]))
     else:
         drift_net = MLPDrift(d, mean, std, std / span, width, depth)
     drift_net.to(dev)
@@ -353,7 +368,7 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
         D_fixed = as_tensor(_diffusion_matrix(diffusion, d), dev)
     # a drift started from the moments is refined with a small step; growth and D are learned from scratch
     lr_other = lr if lr is not None else (3e-3 if model == "mlp" else 0.05)
-    lr = lr if lr is not None else (3e-3 if model == "mlp" else (5e-3 if from_moments else 0.05))
+    lr = lr if lr is not None else (3e-3 if model == "mlp" else (0.05 if start is None else 5e-3))
     opt = torch.optim.Adam([{"params": drift_params, "lr": lr}] + ([{"params": params}] if params else []),
                            lr=lr_other)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * i / steps)))
@@ -406,7 +421,7 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
                 fit = loss_fn(a, x, b, y) / masses[k + 1]
                 # the debiased unbalanced divergence pins the total mass only through eps (m_a - m_b)^2 / 2, far
                 # too weakly: match the observed population size explicitly (log ratio, scale-free)
-                fit = fit + mass_weight * length**2 * (torch.log(a.sum() / masses[k + 1])) ** 2
+                total = total + mass_weight * torch.log(a.sum() / masses[k + 1]) ** 2
             else:
                 fit = loss_fn(x, y)
             total = total + fit / length**2 + kinetic_weight * reg
