@@ -48,7 +48,7 @@ class BalanceWidget(Container):
         self.native.layout().addWidget(self._table)
         self._figure, self._canvas = make_canvas((6, 2.4), 220)
         self.native.layout().addWidget(self._canvas)
-        self._job = StepJob(self._run, self._stop, self._status)
+        self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self.result = None
         self._model.changed.connect(self._equation.reset_choices)
         self._run.changed.connect(self.run)

@@ -44,7 +44,7 @@ class PDEWidget(Container):
                      self._status])
         self._figure, self._canvas = make_canvas((6, 4.5), 380)
         self.native.layout().addWidget(self._canvas)
-        self._job = StepJob(self._run, self._stop, self._status)
+        self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self.model = None
         self.bundle = None
         self._run.changed.connect(self.run)

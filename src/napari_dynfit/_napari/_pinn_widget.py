@@ -63,7 +63,7 @@ class LatentFieldWidget(Container):
         self._figure.add_subplot(2, 1, 1)
         self._figure.add_subplot(2, 1, 2)
         self.native.layout().addWidget(self._canvas)
-        self._job = StepJob(self._run, self._stop, self._status)
+        self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self._lines: dict = {}
         self._run.changed.connect(self.train)
         self._stop.changed.connect(self._job.stop)
