@@ -579,6 +579,17 @@ def read_zarr_array(arr, store) -> "np.ndarray":  # noqa: F821
                          f"{' '.join(str(exc).split())}): the store is damaged; re-create it") from exc
 
 
+def check_free_space(path, nbytes: float, *, what: str = "the output", fix: str = "free space or choose another disk"):
+    """Raise :class:`InputError` when the file system of ``path`` has less than ``nbytes`` free."""
+    anc = Path(path).expanduser().absolute().parent
+    while not anc.exists() and anc.parent != anc:
+        anc = anc.parent
+    free = shutil.disk_usage(anc).free
+    if free < nbytes:
+        raise InputError(f"{what} needs about {_fmt_bytes(nbytes)} on disk but only {_fmt_bytes(free)} are free in "
+                         f"'{anc}': {fix}")
+
+
 def emit_json(obj, output=None, *, indent: int = 2) -> str:
     """Print ``obj`` as JSON on stdout and, when ``output`` is given, also write it there atomically.
 

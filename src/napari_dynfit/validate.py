@@ -83,7 +83,7 @@ def _number_type(name: str, *, integer: bool = False, **bounds):
         try:
             check_number(value, "the value", integer=integer, **bounds)
         except InputError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+            raise argparse.ArgumentTypeError(str(exc).replace("the value ", "", 1)) from None
         return value
 
     convert.__name__ = name

@@ -21,11 +21,34 @@ def _cmd_coarse_grain(args) -> int:
 
     fields_output_path(args.output)
     df = read_table(args.tracks)
+    _check_grid_size(df, args)
     bundle = coarse_grain_table(df, spacing=args.spacing, sigma=args.sigma, box=args.box, periodic=args.periodic,
                                 dt=args.dt, fields=tuple(args.fields), polarisation=args.polarisation)
     out = bundle.save(args.output)
     print(f"{out}: fields {sorted(bundle.fields)} on a grid {bundle.shape} (t, {', '.join(bundle.space_axes)})")
     return 0
+
+
+def _check_grid_size(df, args) -> None:
+    """Refuse, before any work, a grid whose fields do not fit the memory (or the output disk)."""
+    import numpy as np
+
+    from .._io import check_free_space
+    from ..tables import coord_columns
+    from ..validate import check_memory
+
+    cols = coord_columns(df)
+    d = len(cols)
+    pos = df[cols].to_numpy(dtype=float)
+    extent = (np.asarray(args.box, dtype=float) if args.box and len(args.box) == d
+              else pos.max(0) - pos.min(0) + 8 * args.sigma)
+    shape = [int(e / args.spacing) + 1 for e in extent]
+    frames = int(df["frame"].max() - df["frame"].min()) + 1
+    comps = {"rho": 1, "p": d, "v": d, "Q": d * d}
+    n = float(np.prod(shape, dtype=float)) * frames * sum(comps[f] for f in args.fields)
+    what = f"a grid of {' x '.join(map(str, shape))} x {frames} frames"
+    check_memory(3 * 8 * n, what, "increase --spacing")
+    check_free_space(args.output, 8 * n, what=what, fix="increase --spacing")
 
 
 def _equations(bundle, args):
