@@ -40,18 +40,15 @@ def _early_signal(signum, frame):  # pragma: no cover - only during start-up
 
 
 def _install_early_handlers() -> None:
-    import multiprocessing
-
-    if multiprocessing.parent_process() is not None:  # a worker process: Ctrl-C is the parent's business
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
             signal.signal(sig, _early_signal)
 
 
-if __name__ in ("__main__", "__mp_main__"):  # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover
     _install_early_handlers()
+elif __name__ == "__mp_main__":  # pragma: no cover - a spawned worker: Ctrl-C is the parent's business
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 import argparse  # noqa: E402
 import importlib  # noqa: E402
