@@ -42,6 +42,7 @@ def valid(tmp_path_factory):
     """A folder with one valid input of each type the commands read."""
     import tifffile
 
+    from napari_dynfit.commands.simulate import write_image
     from napari_dynfit.fields import FieldBundle
     from napari_dynfit.io.well_example import write_active_matter_example
 
@@ -54,6 +55,7 @@ def valid(tmp_path_factory):
     movie = (np.random.default_rng(1).random((5, 32, 32)) * 100).astype(np.uint16)
     tifffile.imwrite(d / "in.tif", movie, imagej=True, metadata={"axes": "TYX"})
     np.save(d / "in.npy", movie)
+    write_image(movie, d / "in.ome.zarr", spacing=(1.0, 1.0), dt=1.0)
     write_active_matter_example(d / "in.h5", size=8, n_steps=3)
     return d
 
@@ -70,6 +72,9 @@ COMMANDS = {
                       "out.zarr"),
     "detect": (["detect", "{IN}", "-o", "{OUT}"], "tif", "out.csv"),
     "process": (["process", "{IN}", "-o", "{OUT}", "--scheduler", "sync"], "tif", "out.csv"),
+    "detect-zarr": (["detect", "{IN}", "-o", "{OUT}"], "ome.zarr", "out.csv"),
+    "process-zarr": (["process", "{IN}", "-o", "{OUT}", "--scheduler", "sync"], "ome.zarr", "out.csv"),
+    "process-npy": (["process", "{IN}", "--axes", "tyx", "-o", "{OUT}", "--scheduler", "sync"], "npy", "out.csv"),
     "convert": (["convert", "{IN}", "-o", "{OUT}"], "tif", "out.aprmovie"),
     "well-export": (["well-export", "{IN}", "-o", "{OUT}"], "h5", "out.zarr"),
     "well-info": (["well-info", "{IN}"], "h5", None),
@@ -92,7 +97,8 @@ def _truncate(p: Path) -> None:
 
 
 def _zarr_chunk(p: Path, *, corrupt: bool) -> None:
-    chunk = next(f for f in sorted((p / "rho").rglob("*")) if f.is_file() and f.name not in ("zarr.json", ".zarray"))
+    meta = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".dynfit")
+    chunk = next(f for f in sorted(p.rglob("*")) if f.is_file() and f.name not in meta)
     if corrupt:
         chunk.write_bytes(b"\x00garbage\xff" * 3)
     else:
@@ -131,6 +137,10 @@ BAD_INPUTS = {
              "no-metadata": lambda p: (p / "zarr.json").unlink()},
     "tif": {"missing": None, "empty": lambda p: p.write_bytes(b""), "garbage": lambda p: p.write_bytes(b"II*\x00junk"),
             "truncated-series": _tiff_frames},
+    "ome.zarr": {"missing-chunk": lambda p: _zarr_chunk(p, corrupt=False),
+                 "corrupt-chunk": lambda p: _zarr_chunk(p, corrupt=True)},
+    "npy": {"empty": lambda p: p.write_bytes(b""), "truncated": _truncate,
+            "garbage": lambda p: p.write_bytes(b"\x93NUMPY garbage")},
     "h5": {"missing": None, "empty": lambda p: p.write_bytes(b""), "truncated": _truncate},
     "apr": {"missing": None, "empty": lambda p: p.write_bytes(b""), "garbage": lambda p: p.write_bytes(b"\x89HDF\r\n"),
             "truncated": _truncate},
@@ -278,7 +288,8 @@ FLAG_CASES = [(cmd, i) for cmd, flags in BAD_FLAGS.items() for i in range(len(fl
 FAST_INPUT = {("coarse-grain", "truncated-row"), ("coarse-grain", "non-numeric"), ("coarse-grain", "huge"),
               ("discover-pde", "missing-chunk"), ("discover-pde", "corrupt-chunk"), ("balance", "missing-chunk"),
               ("detect", "truncated-series"), ("convert", "truncated-series"), ("track", "empty"),
-              ("well-export", "truncated"), ("denoise-field", "corrupt-chunk")}
+              ("well-export", "truncated"), ("denoise-field", "corrupt-chunk"),
+              ("detect-zarr", "corrupt-chunk"), ("process-npy", "truncated")}
 FAST_OUTPUT = {("coarse-grain", "foreign-dir"), ("denoise-field", "same-as-input"), ("track", "parent-is-file"),
                ("detect", "wrong-suffix"), ("discover-pde", "unwritable"), ("simulate", "parent-is-file"),
                ("infer-flow", "foreign-dir"), ("well-example", "foreign-dir")}

@@ -556,15 +556,50 @@ def check_zarr_chunks(path) -> None:
                                  "the store is incomplete or damaged; re-create it")
 
 
-def read_zarr_array(arr, store) -> "np.ndarray":  # noqa: F821
-    """``arr`` read into memory; a chunk that cannot be decoded raises :class:`InputError` naming it."""
+def diagnose_input(path) -> None:
+    """After an unexpected failure: raise :class:`InputError` naming the damaged place of an input
+    (every chunk of every array of a Zarr store is decoded; every page of a TIFF is read); returns
+    quietly when nothing is found."""
+    p = Path(path).expanduser()
+    if p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zarray")):
+        import zarr
+
+        try:
+            node = zarr.open(str(p), mode="r")
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"Zarr store '{p}' cannot be opened ({exc.__class__.__name__}): it is damaged") from exc
+        for arr in [node] if isinstance(node, zarr.Array) else _zarr_arrays(node):
+            read_zarr_array(arr, p, full=False)
+    elif p.is_file() and p.name.lower().endswith((".tif", ".tiff")):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(p) as tif:
+                for i, page in enumerate(tif.pages):
+                    try:
+                        page.asarray()
+                    except Exception as exc:  # noqa: BLE001
+                        raise InputError(f"TIFF '{p}': page {i} cannot be read ({exc.__class__.__name__}: "
+                                         f"{' '.join(str(exc).split())}): the file is damaged") from exc
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"TIFF '{p}' cannot be read ({exc.__class__.__name__}): the file is damaged") from exc
+
+
+def read_zarr_array(arr, store, *, full: bool = True) -> "np.ndarray":  # noqa: F821
+    """``arr`` read into memory; a chunk that cannot be decoded raises :class:`InputError` naming it.
+
+    With ``full=False`` nothing is returned: every chunk is only decoded (see :func:`diagnose_input`)."""
     import itertools
     import math
 
     import numpy as np
 
     try:
-        return np.asarray(arr)
+        if full:
+            return np.asarray(arr)
+        raise RuntimeError("checking every chunk")
     except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError ...
         grid = [range(math.ceil(s / c)) for s, c in zip(arr.shape, arr.chunks)]
         where = ""
@@ -572,9 +607,12 @@ def read_zarr_array(arr, store) -> "np.ndarray":  # noqa: F821
             sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, arr.chunks))
             try:
                 arr[sel]
-            except Exception:  # noqa: BLE001
+            except Exception as chunk_exc:  # noqa: BLE001
                 where = f" chunk {arr.metadata.encode_chunk_key(idx)}"
+                exc = chunk_exc
                 break
+        if not full and not where:
+            return None
         raise InputError(f"Zarr store '{store}': array '{arr.path}'{where} cannot be read ({exc.__class__.__name__}: "
                          f"{' '.join(str(exc).split())}): the store is damaged; re-create it") from exc
 

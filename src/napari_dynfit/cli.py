@@ -21,6 +21,7 @@ Safety (``docs/safety.md``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -131,7 +132,7 @@ def _values(v):
         yield v
 
 
-def check_args(parser, args) -> None:
+def check_args(parser, args) -> list:
     """Every check that comes before the work: flags, inputs (exist, complete), outputs (see :mod:`._io`)."""
     from pathlib import Path
 
@@ -167,6 +168,7 @@ def check_args(parser, args) -> None:
         check_output(v, kind=v.kind, suffixes=v.suffixes, overwrite=overwrite, inputs=inputs, flag=flag.split("/")[-1],
                      estimate_bytes=estimate(args) if callable(estimate) and action.dest == "output" else 0)
         note_new_folders(v)
+    return inputs
 
 
 def _children() -> set:
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from ._io import output_transaction, remove_temporaries
 
     children = _children()
+    inputs = []
     name = "dynfit"
     status = 1
     bar = None
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         name = f"dynfit {args.command}"
         bar = TqdmProgress(disable=args.quiet or not sys.stderr.isatty())
         with progress_context(bar), output_transaction():
-            check_args(parser, args)
+            inputs = check_args(parser, args)
             status = int(args.func(args) or 0)
         return status
     except DynfitError as exc:
@@ -273,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
               "the work (see --help)", file=sys.stderr)
         status = 2
         return status
+    except BrokenPipeError:  # stdout closed early (dynfit info ... | head): not an error of ours
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+        return status
     except OSError as exc:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"{name}: error: {exc.strerror or _one_line(exc)}{where}: check the disk and the paths",
@@ -282,6 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - never a traceback on the user's terminal
         if os.environ.get("DYNFIT_DEBUG"):
             raise
+        from ._io import diagnose_input
+
+        try:
+            for path in inputs:  # a damaged input is the usual cause: name the place
+                diagnose_input(path)
+        except InputError as found:
+            print(f"{name}: error: {_one_line(found)}", file=sys.stderr)
+            status = 2
+            return status
+        except Exception:  # noqa: BLE001
+            pass
         print(f"{name}: internal error: {exc.__class__.__name__}: {_one_line(exc)} (please report it; "
               "DYNFIT_DEBUG=1 shows the traceback)", file=sys.stderr)
         status = 1
