@@ -164,3 +164,30 @@ def test_signal_at_random_moments(name, sig, inputs, tmp_path):
     rng = random.Random(f"{name}-{sig}")
     codes = [_interrupt(name, sig, rng.uniform(0.2, 15.0), inputs, tmp_path) for _ in range(REPEATS)]
     assert any(c != 0 for c in codes), "every run finished before its signal: nothing was tested"
+
+
+_GUI_CHECK = ("gui = sorted(m for m in sys.modules if m.split('.')[0] in ('PyQt5', 'PyQt6', 'PySide2', 'PySide6', "
+              "'pyqtgraph', 'qtpy') or m == 'matplotlib.pyplot')\n")
+
+
+def test_headless_pyapr_loads_no_gui_toolkit():
+    """pyapr imported the way the CLI imports it loads no Qt, pyqtgraph or matplotlib.pyplot."""
+    script = ("import sys\nfrom napari_dynfit._headless import headless_pyapr\nheadless_pyapr()\nimport pyapr\n"
+              "assert callable(pyapr.converter.get_apr) and callable(pyapr.io.read)\n" + _GUI_CHECK + "print(gui)\n")
+    res = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", (res.stdout, res.stderr)
+
+
+@pytest.mark.slow
+def test_headless_commands_import_no_gui_toolkit(tmp_path):
+    """A pyapr command (convert) loads pyapr without Qt, pyqtgraph or matplotlib.pyplot."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "img.tif", (np.random.default_rng(0).random((32, 32)) * 100).astype(np.uint16))
+    script = ("import sys\n"
+              "from napari_dynfit.cli import main\n"
+              f"code = main(['-q', 'convert', {str(tmp_path / 'img.tif')!r}, '-o', {str(tmp_path / 'img.apr')!r}])\n"
+              + _GUI_CHECK +
+              "print(code, 'pyapr' in sys.modules, gui)\n")
+    res = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.stdout.split("\n")[-2] == "0 True []", (res.stdout, res.stderr)
