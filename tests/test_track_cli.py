@@ -68,7 +68,7 @@ def test_track_label_movie_and_ctc_eval(tmp_path, capsys):
     (["track", "missing.csv", "-o", "x.csv"], "does not exist"),
     (["track", "{d}/bad.csv", "-o", "{d}/x.csv"], "lacks the column"),
     (["track", "{d}/ok.csv", "-o", "{d}/x.txt"], ".csv or .parquet"),
-    (["track", "{d}/ok.csv", "-o", "{d}/x.csv", "--max-distance", "-3"], "max_distance"),
+    (["track", "{d}/ok.csv", "-o", "{d}/x.csv", "--max-distance", "-3"], "max-distance"),
     (["detect", "{d}/ok.csv", "-o", "{d}/x.csv"], "TIFF"),
 ])
 def test_cli_errors_exit_2(tmp_path, capsys, argv, msg):

@@ -1,20 +1,46 @@
-"""Safe file output: nothing is written unless the write completes.
+"""Safe file output: nothing is written unless the write completes, and nothing of the user's is lost.
 
-Use :func:`atomic_path` for every file or directory the package writes: the caller writes to a
-temporary sibling path, which is renamed onto the destination only when the ``with`` block exits
-without an exception. An existing destination is replaced only at that moment (so a failed write
-never destroys the user's previous file).
+* :func:`atomic_path` for every file or directory the package writes: the caller writes to a hidden
+  temporary sibling (``.NAME.tmp-PID-XXXXXX``), which is renamed onto the destination only when
+  the ``with`` block exits without an exception. Temporary paths in flight are registered, so a
+  signal handler (:func:`remove_temporaries`) can remove them; temporaries left by a killed run
+  (their process is gone) are removed by the next write to the same path (:func:`clean_stale`).
+* Directories we write (Zarr stores, ``.aprmovie`` folders, CTC folders, projects) carry a marker
+  file :data:`MARKER`; an existing directory is replaced only when it carries the marker (or is
+  empty), never a folder of the user's.
+* :func:`check_output` checks an output location before any computation (suffix, parent folder,
+  writability, free space, an existing folder, output equal to an input).
+* :func:`output_transaction` groups the writes of one command: when the command fails or is
+  interrupted, every output it wrote is removed again and the files it replaced are restored, so
+  no half-done set of outputs is left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
+import warnings
+
 from .errors import InputError
+
+# zarr lists every entry of a group folder and warns about files that are not Zarr nodes: our marker is one
+warnings.filterwarnings("ignore", message=r"Object at \.dynfit is not recognized")
+
+#: Marker file inside every directory store that napari-dynfit writes.
+MARKER = ".dynfit"
+
+#: Suffixes of the directory stores we write (a ``kind="auto"`` output with one of them is a store).
+STORE_SUFFIXES = (".zarr", ".aprmovie")
+
+_TEMPS: set[Path] = set()
+_JOURNAL: list | None = None
 
 
 def check_input_file(path, *, suffixes: tuple[str, ...] | None = None, what: str = "input file") -> Path:
@@ -38,7 +64,121 @@ def check_input_file(path, *, suffixes: tuple[str, ...] | None = None, what: str
             raise InputError(
                 f"{what} '{p}' has an unsupported type; expected one of {', '.join(suffixes)}"
             )
+    if p.is_file() and not os.access(p, os.R_OK):
+        raise InputError(f"{what} '{p}' is not readable: check its permissions")
     return p
+
+
+# ------------------------------------------------------------------------------------------------
+# temporaries
+
+
+def _tmp_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}{dest.suffix}")
+
+
+def _stale_pattern(dest: Path) -> re.Pattern:
+    stem, suffix, name = (re.escape(s) for s in (dest.stem, dest.suffix, dest.name))
+    return re.compile(rf"^\.(?:{stem}\.tmp-(?:(\d+)-)?[0-9a-f]{{6,8}}{suffix}|{name}\.old-(?:(\d+)-)?[0-9a-f]{{6,8}})$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def clean_stale(dest) -> list[Path]:
+    """Remove the temporaries (``.NAME.tmp-*``, ``.NAME.old-*``) that a killed run left next to ``dest``.
+
+    A temporary whose process id is still running (another ``dynfit`` writing the same path) is left alone.
+    Returns the paths removed.
+    """
+    dest = Path(dest).expanduser()
+    parent = dest.parent
+    if not parent.is_dir():
+        return []
+    pat = _stale_pattern(dest)
+    removed = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        m = pat.match(entry.name)
+        if not m or entry in _TEMPS:
+            continue
+        pid = m.group(1) or m.group(2)
+        if pid is not None and _alive(int(pid)):
+            continue
+        _remove(entry)
+        removed.append(entry)
+    return removed
+
+
+def remove_temporaries() -> None:
+    """Remove every temporary path still being written (called on SIGINT / SIGTERM)."""
+    for tmp in list(_TEMPS):
+        _remove(tmp)
+        _TEMPS.discard(tmp)
+
+
+def is_ours(path) -> bool:
+    """Whether the directory ``path`` was written by napari-dynfit (carries :data:`MARKER`) or is empty."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    if (p / MARKER).exists():
+        return True
+    return not any(p.iterdir())
+
+
+def write_marker(folder) -> None:
+    """Mark ``folder`` as written by napari-dynfit (see :data:`MARKER`)."""
+    from . import __version__
+
+    (Path(folder) / MARKER).write_text(json.dumps({"written_by": "napari-dynfit", "version": __version__}) + "\n")
+
+
+def _refuse_replace(dest: Path, is_dir: bool) -> None:
+    if dest.is_dir() and not dest.is_symlink():
+        if not is_dir:
+            raise InputError(f"output '{dest}' is a folder but a file is expected: choose a file path")
+        if not is_ours(dest):
+            raise InputError(f"output '{dest}' is an existing folder that dynfit did not write (no {MARKER} marker):"
+                             " nothing was replaced; choose a new path or remove the folder yourself")
+    elif dest.exists() and is_dir:
+        raise InputError(f"output '{dest}' is an existing file but a folder is written there: choose another path")
+
+
+def _mkdirs(folder: Path) -> None:
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder '{folder}' ({exc.strerror}): choose another path") from exc
+    if _JOURNAL is not None:
+        _JOURNAL.extend(("mkdir", d, None) for d in reversed(missing))
 
 
 @contextlib.contextmanager
@@ -48,10 +188,12 @@ def atomic_path(dest, *, is_dir: bool = False):
     Parameters
     ----------
     dest : str or Path
-        Final file or directory path. Its parent directory is created if missing.
+        Final file or directory path. Missing parent folders are created.
     is_dir : bool
         ``True`` when the payload is a directory (Zarr store, CTC folder): the temporary
-        directory is created empty and an existing ``dest`` directory is replaced as a whole.
+        directory is created empty, and marked with :data:`MARKER` on success. An existing ``dest``
+        directory is replaced as a whole only when it carries the marker (or is empty); a folder of
+        the user's raises :class:`~napari_dynfit.errors.InputError` and is left untouched.
 
     Yields
     ------
@@ -60,28 +202,430 @@ def atomic_path(dest, *, is_dir: bool = False):
         on the file extension (tifffile, zarr, h5py) behave the same.
     """
     dest = Path(dest).expanduser()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.stem}.tmp-{uuid.uuid4().hex[:8]}{dest.suffix}")
-    if is_dir:
-        tmp.mkdir()
+    _refuse_replace(dest, is_dir)
+    _mkdirs(dest.parent)
+    clean_stale(dest)
+    tmp = _tmp_path(dest)
+    _TEMPS.add(tmp)
     try:
-        yield tmp
         if is_dir:
-            if dest.exists():
-                old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(dest, old)
-                os.replace(tmp, dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, dest)
-        else:
-            os.replace(tmp, dest)
+            tmp.mkdir()
+        with _complete_zarr_chunks(is_dir):
+            yield tmp
+        if is_dir:
+            write_marker(tmp)
+        _refuse_replace(dest, is_dir)
+        _commit(tmp, dest, is_dir)
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
         raise
+    finally:
+        _TEMPS.discard(tmp)
+
+
+@contextlib.contextmanager
+def _complete_zarr_chunks(active: bool):
+    """Zarr writes inside a marked store write every chunk (also all-zero ones), so that a missing
+    chunk in such a store is damage (:func:`check_zarr_chunks`), never a chunk of fill values."""
+    if not active:
+        yield
+        return
+    try:
+        import zarr
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        yield
+
+
+def _commit(tmp: Path, dest: Path, is_dir: bool) -> None:
+    exists = dest.exists() or dest.is_symlink()
+    if _JOURNAL is not None:
+        backup = None
+        if exists:
+            backup = dest.with_name(f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+            os.replace(dest, backup)
+        os.replace(tmp, dest)
+        _JOURNAL.append(("write", dest, backup))
+        return
+    if is_dir and exists:
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        _remove(old)
+    else:
+        os.replace(tmp, dest)
+
+
+@contextlib.contextmanager
+def output_transaction():
+    """Group the writes of one command: on an exception (or a signal) every output written inside
+    the block is removed, replaced files are restored and created folders removed.
+
+    Nested transactions join the outermost one. Writes still go to their final paths at once (a
+    command may read back what it wrote); the replaced versions are kept as hidden ``.NAME.old-*``
+    siblings until the block succeeds.
+    """
+    global _JOURNAL
+    if _JOURNAL is not None:
+        yield
+        return
+    _JOURNAL = journal = []
+    try:
+        yield
+    except BaseException:
+        _JOURNAL = None
+        _rollback(journal)
+        raise
+    else:
+        _JOURNAL = None
+        for kind, _, backup in journal:
+            if kind == "write" and backup is not None:
+                _remove(backup)
+    finally:
+        _JOURNAL = None
+
+
+def note_new_folders(path) -> None:
+    """Inside :func:`output_transaction`: remove ``path`` and its missing parents on rollback if left empty."""
+    if _JOURNAL is None:
+        return
+    missing = []
+    p = Path(path).expanduser()
+    while not p.exists() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    _JOURNAL.extend(("mkdir", d, None) for d in reversed(missing))
+
+
+def _rollback(journal) -> None:
+    for kind, path, backup in reversed(journal):
+        with contextlib.suppress(OSError):
+            if kind == "write":
+                _remove(path)
+                if backup is not None:
+                    os.replace(backup, path)
+            elif kind == "mkdir" and path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+
+
+# ------------------------------------------------------------------------------------------------
+# output checks (before any computation)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1024 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PB"
+
+
+def _same_or_inside(a: Path, b: Path) -> bool:
+    """Whether ``a`` is ``b`` or lies inside ``b``."""
+    try:
+        a.relative_to(b)
+        return True
+    except ValueError:
+        return False
+
+
+def _writable(folder: Path) -> str | None:
+    """``None`` when a file can be created in ``folder``, else the reason."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".dynfit-probe-")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
+
+
+def check_output(path, *, kind: str = "file", suffixes: tuple[str, ...] | None = None, overwrite: bool = False,
+                 inputs=(), estimate_bytes: float = 0, flag: str = "-o") -> Path:
+    """Check an output location before any work starts; returns it as a Path.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output the user named.
+    kind : {"file", "store", "folder", "auto"}
+        ``file``: one file (an existing file is replaced atomically at the end, a folder is refused);
+        ``store``: a directory written as a whole (Zarr, ``.aprmovie``, CTC), replaced only with
+        ``overwrite`` and only when dynfit wrote it; ``folder``: a folder the command writes several
+        files into (an existing non-empty folder needs ``overwrite``; only the command's files are
+        replaced); ``auto``: ``store`` for :data:`STORE_SUFFIXES`, else ``file``.
+    suffixes : tuple of str, optional
+        Accepted suffixes (lower case): the path is written exactly as given, or refused.
+    overwrite : bool
+        The user's ``--overwrite``.
+    inputs : iterable of path
+        The command's inputs: the output may not be one of them (nor contain one) unless ``overwrite``.
+    estimate_bytes : float
+        Estimated output size; refused when the file system has less free space.
+    flag : str
+        How the message names the option.
+
+    Raises
+    ------
+    InputError
+        With one line naming the problem and the fix.
+    """
+    p = Path(path).expanduser()
+    if kind == "auto":
+        kind = "store" if p.name.lower().endswith(STORE_SUFFIXES) else "file"
+    if not p.name or p.name in (".", ".."):
+        raise InputError(f"{flag} '{path}' is not a file name: give a path such as 'out{(suffixes or ('',))[0]}'")
+    if suffixes and not any(p.name.lower().endswith(s) for s in suffixes):
+        raise InputError(f"{flag} '{p}' must end in {' or '.join(suffixes)} (it is written exactly as named): "
+                         f"e.g. '{p.name}{suffixes[0]}'")
+    # nearest existing ancestor must be a writable folder
+    anc = p.parent
+    while not anc.exists() and anc.parent != anc:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise InputError(f"{flag} '{p}': '{anc}' is a file, not a folder: choose another output path")
+    reason = _writable(anc)
+    if reason:
+        raise InputError(f"{flag} '{p}': cannot write in '{anc}' ({reason}): choose a writable folder")
+    if p.is_symlink() and not p.exists():
+        raise InputError(f"{flag} '{p}' is a broken symbolic link: remove it or choose another path")
+    resolved = p.resolve()
+    for inp in inputs:
+        q = Path(inp).expanduser()
+        if not q.exists():
+            continue
+        q = q.resolve()
+        if resolved == q or (kind != "file" and _same_or_inside(q, resolved)):
+            if kind == "folder" and resolved != q:
+                continue  # a folder output may hold the inputs; only the command's own files are written
+            if not overwrite:
+                raise InputError(f"{flag} '{p}' is also an input of this command: choose another output path "
+                                 "(or pass --overwrite to replace the input)")
+            if kind == "store" and resolved != q:
+                raise InputError(f"{flag} '{p}' contains the input '{inp}': choose another output path")
+    if p.exists():
+        if kind == "file" and p.is_dir():
+            raise InputError(f"{flag} '{p}' is a folder but a file is expected: choose a file path")
+        if kind in ("store", "folder") and not p.is_dir():
+            raise InputError(f"{flag} '{p}' is an existing file but a folder is written there: choose another path")
+        if kind == "store" and any(p.iterdir()):
+            if not overwrite:
+                raise InputError(f"{flag} '{p}' already exists: pass --overwrite to replace it, or choose a new path")
+            if not is_ours(p):
+                raise InputError(f"{flag} '{p}' is a folder that dynfit did not write (no {MARKER} marker): it is "
+                                 "never replaced; choose a new path")
+        if kind == "folder" and any(p.iterdir()) and not overwrite:
+            raise InputError(f"{flag} '{p}' is a folder that is not empty: pass --overwrite to write into it "
+                             "(only this command's files are replaced), or choose a new folder")
+    if estimate_bytes:
+        free = shutil.disk_usage(anc).free
+        if free < estimate_bytes:
+            raise InputError(f"{flag} '{p}': the output needs about {_fmt_bytes(estimate_bytes)} but only "
+                             f"{_fmt_bytes(free)} are free there: free space or choose another disk")
+    clean_stale(p)
+    return p
+
+
+# ------------------------------------------------------------------------------------------------
+# input integrity (before any computation)
+
+
+def check_input_integrity(path) -> None:
+    """Check that an input file is complete: not empty, a ``.npy`` whose data is all there, a TIFF
+    series with every frame its metadata declares, a dynfit Zarr store with every chunk.
+
+    Raises :class:`InputError` naming the file and the place. Other inputs are checked by their readers.
+    """
+    p = Path(path).expanduser()
+    name = p.name.lower()
+    if p.is_file():
+        if p.stat().st_size == 0:
+            raise InputError(f"input '{p}' is empty (0 bytes): was it written completely?")
+        if name.endswith(".npy"):
+            check_npy(p)
+        elif name.endswith((".tif", ".tiff")):
+            check_tiff_complete(p)
+    elif p.is_dir() and (p / MARKER).exists():
+        check_zarr_chunks(p)
+
+
+def check_npy(path) -> None:
+    """Raise :class:`InputError` unless ``path`` is a complete ``.npy`` array (header and all the data)."""
+    import numpy as np
+
+    p = Path(path)
+    try:
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        del arr
+    except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, EOFError, OSError ... for broken files
+        raise InputError(f".npy file '{p}' is empty, truncated or not a .npy array ({exc.__class__.__name__}: "
+                         f"{' '.join(str(exc).split())}): re-save it with numpy.save") from exc
+
+
+def check_tiff_complete(path) -> None:
+    """Raise :class:`InputError` when a TIFF holds fewer frames or bytes than its metadata declares.
+
+    Checks the ImageJ ``images`` count (a truncated ImageJ hyperstack is otherwise read as its first
+    frame), tifffile's ``shape`` metadata, and that the data of every page lies inside the file.
+    """
+    import logging
+
+    import numpy as np
+    import tifffile
+
+    p = Path(path)
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        size = p.stat().st_size
+        with tifffile.TiffFile(p) as tif:
+            if not tif.series:
+                raise InputError(f"TIFF '{p}' holds no image: is it a TIFF file?")
+            series = tif.series[0]
+            planes = int(np.prod([n for a, n in zip(series.axes, series.shape) if a not in "YXS"] or [1]))
+            ij = tif.imagej_metadata or {}
+            declared = int(ij.get("images", 1) or 1)
+            if declared > planes:
+                raise InputError(f"TIFF '{p}' is truncated: its ImageJ metadata declares {declared} images but the "
+                                 f"file holds {planes}: re-export the file")
+            shaped = tif.shaped_metadata or ()
+            if shaped and "shape" in shaped[0]:
+                want = int(np.prod(shaped[0]["shape"]))
+                if want > int(np.prod(series.shape)):
+                    raise InputError(f"TIFF '{p}' is truncated: its metadata declares shape {tuple(shaped[0]['shape'])}"
+                                     f" but the file holds {series.shape}: re-export the file")
+            offset = series.dataoffset
+            if offset is not None:
+                if offset + series.nbytes > size:
+                    raise InputError(f"TIFF '{p}' is truncated: its data needs {offset + series.nbytes} bytes, the "
+                                     f"file has {size}: re-export the file")
+            else:
+                for i, page in enumerate(series.pages):
+                    if page is None:
+                        raise InputError(f"TIFF '{p}' is truncated or damaged at frame {i}: re-export the file")
+                    ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
+                    if ends and max(ends) > size:
+                        raise InputError(f"TIFF '{p}' is truncated at frame {i}: re-export the file")
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for broken files
+        raise InputError(f"cannot read TIFF '{p}' ({exc.__class__.__name__}: {' '.join(str(exc).split())}): "
+                         "is the file complete?") from exc
+    finally:
+        log.setLevel(level)
+
+
+def _zarr_arrays(group):
+    for _, arr in group.arrays():
+        yield arr
+    for _, sub in group.groups():
+        yield from _zarr_arrays(sub)
+
+
+def check_zarr_chunks(path) -> None:
+    """Raise :class:`InputError` naming the array and chunk when a dynfit Zarr store (one carrying
+    :data:`MARKER`, written with every chunk) lacks a chunk file; other stores are not checked
+    (Zarr legitimately omits chunks that hold only the fill value)."""
+    import itertools
+    import math
+
+    p = Path(path)
+    if not (p / MARKER).exists() or not any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zarray")):
+        return
+    import zarr
+
+    try:
+        node = zarr.open(str(p), mode="r")
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"Zarr store '{p}' cannot be opened ({exc.__class__.__name__}: "
+                         f"{' '.join(str(exc).split())}): the store is damaged") from exc
+    arrays = [node] if isinstance(node, zarr.Array) else list(_zarr_arrays(node))
+    for arr in arrays:
+        if arr.nchunks_initialized >= arr.nchunks:
+            continue
+        folder = p / arr.path if arr.path else p
+        grid = [range(math.ceil(s / c)) for s, c in zip(arr.shape, arr.chunks)]
+        for idx in itertools.product(*grid):
+            key = arr.metadata.encode_chunk_key(idx)
+            if not (folder / key).exists():
+                raise InputError(f"Zarr store '{p}': array '{arr.path}' lacks chunk {key} (chunk index {idx}): "
+                                 "the store is incomplete or damaged; re-create it")
+
+
+def diagnose_input(path) -> None:
+    """After an unexpected failure: raise :class:`InputError` naming the damaged place of an input
+    (every chunk of every array of a Zarr store is decoded; every page of a TIFF is read); returns
+    quietly when nothing is found."""
+    p = Path(path).expanduser()
+    if p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zarray")):
+        import zarr
+
+        try:
+            node = zarr.open(str(p), mode="r")
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"Zarr store '{p}' cannot be opened ({exc.__class__.__name__}): it is damaged") from exc
+        for arr in [node] if isinstance(node, zarr.Array) else _zarr_arrays(node):
+            read_zarr_array(arr, p, full=False)
+    elif p.is_file() and p.name.lower().endswith((".tif", ".tiff")):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(p) as tif:
+                for i, page in enumerate(tif.pages):
+                    try:
+                        page.asarray()
+                    except Exception as exc:  # noqa: BLE001
+                        raise InputError(f"TIFF '{p}': page {i} cannot be read ({exc.__class__.__name__}: "
+                                         f"{' '.join(str(exc).split())}): the file is damaged") from exc
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"TIFF '{p}' cannot be read ({exc.__class__.__name__}): the file is damaged") from exc
+
+
+def read_zarr_array(arr, store, *, full: bool = True) -> "np.ndarray":  # noqa: F821
+    """``arr`` read into memory; a chunk that cannot be decoded raises :class:`InputError` naming it.
+
+    With ``full=False`` nothing is returned: every chunk is only decoded (see :func:`diagnose_input`)."""
+    import itertools
+    import math
+
+    import numpy as np
+
+    try:
+        if full:
+            return np.asarray(arr)
+        raise RuntimeError("checking every chunk")
+    except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError ...
+        grid = [range(math.ceil(s / c)) for s, c in zip(arr.shape, arr.chunks)]
+        where = ""
+        for idx in itertools.product(*grid):
+            sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, arr.chunks))
+            try:
+                arr[sel]
+            except Exception as chunk_exc:  # noqa: BLE001
+                where = f" chunk {arr.metadata.encode_chunk_key(idx)}"
+                exc = chunk_exc
+                break
+        if not full and not where:
+            return None
+        raise InputError(f"Zarr store '{store}': array '{arr.path}'{where} cannot be read ({exc.__class__.__name__}: "
+                         f"{' '.join(str(exc).split())}): the store is damaged; re-create it") from exc
+
+
+def check_free_space(path, nbytes: float, *, what: str = "the output", fix: str = "free space or choose another disk"):
+    """Raise :class:`InputError` when the file system of ``path`` has less than ``nbytes`` free."""
+    anc = Path(path).expanduser().absolute().parent
+    while not anc.exists() and anc.parent != anc:
+        anc = anc.parent
+    free = shutil.disk_usage(anc).free
+    if free < nbytes:
+        raise InputError(f"{what} needs about {_fmt_bytes(nbytes)} on disk but only {_fmt_bytes(free)} are free in "
+                         f"'{anc}': {fix}")
 
 
 def emit_json(obj, output=None, *, indent: int = 2) -> str:
@@ -90,8 +634,6 @@ def emit_json(obj, output=None, *, indent: int = 2) -> str:
     Used by ``dynfit bench`` and the scripts in ``benchmarks/``; numpy scalars are written as floats.
     Returns the JSON text.
     """
-    import json
-
     text = json.dumps(obj, indent=indent, default=float)
     print(text)
     if output:

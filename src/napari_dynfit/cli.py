@@ -4,21 +4,68 @@ Subcommands live in :mod:`napari_dynfit.commands`, one module per area; each mod
 ``register(subparsers)`` which adds its subcommands and sets ``func(args) -> int`` on them.
 Adding a module there is all it takes to add commands.
 
-Errors raised on purpose (:class:`~napari_dynfit.errors.DynfitError`) are printed as one line,
-``dynfit <command>: error: <message>``, with exit status 2; Ctrl-C exits with 130.
+Safety (``docs/safety.md``):
+
+* every error is one line on stderr, ``dynfit <command>: error: <message>``, exit status 2 (bad
+  flags included: argparse's usage block is not printed); no traceback is ever printed (set
+  ``DYNFIT_DEBUG=1`` to see one);
+* before the command runs: flags are range-checked (:mod:`napari_dynfit.validate`), inputs must
+  exist and be complete (``.npy``, TIFF series, dynfit Zarr stores), outputs are checked
+  (:func:`napari_dynfit._io.check_output`: suffix, writable folder, an existing folder or an input
+  is never replaced without ``--overwrite``);
+* the command runs in :func:`napari_dynfit._io.output_transaction`: when it fails or is interrupted,
+  the outputs it wrote are removed again and replaced files restored;
+* Ctrl-C (SIGINT) exits with 130 and SIGTERM with 143, one line, temporaries removed, worker
+  processes ended.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
+import contextlib
 import os
-import pkgutil
+import signal
 import sys
 
-from . import __version__
-from ._progress import TqdmProgress, progress_context
-from .errors import Cancelled, DynfitError
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP) arrived: unwinds like ``KeyboardInterrupt`` so that cleanups run."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _early_signal(signum, frame):  # pragma: no cover - only during start-up
+    os.write(2, f"dynfit: {'interrupted' if signum == signal.SIGINT else 'terminated'}\n".encode())
+    os._exit(128 + signum)
+
+
+def _install_early_handlers() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, _early_signal)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _install_early_handlers()
+elif __name__ == "__mp_main__":  # pragma: no cover - a spawned worker: Ctrl-C is the parent's business
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+
+from . import __version__  # noqa: E402
+from ._progress import TqdmProgress, progress_context  # noqa: E402
+from .errors import Cancelled, DynfitError, InputError  # noqa: E402
+
+
+class DynfitArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``dynfit CMD: error: ... (see --help)``), exit 2."""
+
+    def error(self, message):
+        msg = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {msg} (see '{self.prog} --help')\n")
 
 
 def _command_modules():
@@ -29,9 +76,29 @@ def _command_modules():
             yield importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
+def _subparsers(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield action
+
+
+def _walk(parser):
+    yield parser
+    for action in _subparsers(parser):
+        for sp in dict.fromkeys(action.choices.values()):
+            yield from _walk(sp)
+
+
+def _has_output(parser) -> bool:
+    from .validate import output
+
+    kinds = {output().__name__}
+    return any(getattr(a.type, "__name__", None) in kinds for a in parser._actions)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (all subcommands registered)."""
-    parser = argparse.ArgumentParser(
+    parser = DynfitArgumentParser(
         prog="dynfit",
         description="napari-dynfit: from fluorescence movies to learned physics (APR, tracking, fields, models).",
     )
@@ -40,33 +107,231 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
         mod.register(sub)
+    for p in _walk(parser):
+        if _has_output(p) and not any("--overwrite" in a.option_strings for a in p._actions):
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace an existing output folder that dynfit wrote, or an output equal to an input "
+                                "(a folder dynfit did not write is never replaced)")
     return parser
+
+
+def _leaf(parser, args):
+    """The (sub)parser that parsed ``args``."""
+    for action in _subparsers(parser):
+        name = getattr(args, action.dest, None)
+        if name in action.choices:
+            return _leaf(action.choices[name], args)
+    return parser
+
+
+def _values(v):
+    if isinstance(v, (list, tuple)):
+        for x in v:
+            yield from _values(x)
+    elif isinstance(v, (str, os.PathLike)):
+        yield v
+
+
+def check_args(parser, args) -> list:
+    """Every check that comes before the work: flags, inputs (exist, complete), outputs (see :mod:`._io`)."""
+    from pathlib import Path
+
+    from ._io import check_input_integrity, check_output, note_new_folders
+    from .validate import OutputPath, run_checks
+
+    leaf = _leaf(parser, args)
+    run_checks(args)
+    outputs, inputs = [], []
+    for action in leaf._actions:
+        value = getattr(args, action.dest, None)
+        if action.dest in ("help", "command") or isinstance(action, argparse._SubParsersAction) or value is None:
+            continue
+        for v in _values(value):
+            if isinstance(v, OutputPath):
+                outputs.append((action, v))
+                continue
+            if not action.option_strings and not Path(v).expanduser().exists() and not os.path.lexists(v):
+                raise InputError(f"input '{v}' does not exist: check the path")
+            if os.path.lexists(Path(v).expanduser()):
+                inputs.append(v)
+    for v in inputs:
+        check_input_integrity(v)
+    seen = {}
+    overwrite = bool(getattr(args, "overwrite", False))
+    for action, v in outputs:
+        flag = "/".join(action.option_strings) or action.dest
+        key = os.path.abspath(os.path.expanduser(v))
+        if key in seen:
+            raise InputError(f"{flag} and {seen[key]} name the same path '{v}': give different outputs")
+        seen[key] = flag
+        estimate = getattr(args, "output_estimate", None)
+        check_output(v, kind=v.kind, suffixes=v.suffixes, overwrite=overwrite, inputs=inputs, flag=flag.split("/")[-1],
+                     estimate_bytes=estimate(args) if callable(estimate) and action.dest == "output" else 0)
+        note_new_folders(v)
+    return inputs
+
+
+def _children() -> set:
+    try:
+        import psutil
+
+        return {p.pid for p in psutil.Process().children(recursive=True)}
+    except Exception:  # noqa: BLE001 - psutil missing or the process table unreadable
+        return set()
+
+
+def _end_children(before: set) -> None:
+    """End the worker processes this command started (Dask pools, local clusters)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover
+        import multiprocessing
+
+        for p in multiprocessing.active_children():
+            p.terminate()
+        return
+    try:
+        procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=3)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or exc.__class__.__name__
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dynfit`` console script; returns the exit status."""
-    os.environ.setdefault("QT_API", "pyqt6")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
-    bar = TqdmProgress(disable=args.quiet or not sys.stderr.isatty())
+    previous = {}
     try:
-        with progress_context(bar):
-            return int(args.func(args) or 0)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _raise_terminated)
+    except (ValueError, AttributeError):  # not the main thread / no SIGHUP
+        pass
+    from ._io import output_transaction, remove_temporaries
+
+    children = _children()
+    inputs = []
+    name = "dynfit"
+    status = 1
+    bar = None
+    try:
+        import logging
+
+        from ._headless import headless_pyapr
+
+        os.environ.setdefault("QT_API", "pyqt6")
+        headless_pyapr()
+        logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings become our one-line errors
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0 if args.command is None else 2
+        name = f"dynfit {args.command}"
+        bar = TqdmProgress(disable=args.quiet or not sys.stderr.isatty())
+        with progress_context(bar), output_transaction():
+            inputs = check_args(parser, args)
+            status = int(args.func(args) or 0)
+        return status
     except DynfitError as exc:
         if isinstance(exc, Cancelled):
-            print(f"dynfit {args.command}: cancelled", file=sys.stderr)
-            return 130
-        msg = " ".join(str(exc).split())
-        print(f"dynfit {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+            print(f"{name}: cancelled", file=sys.stderr)
+            status = 130
+            return status
+        print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
+        status = 2
+        return status
     except KeyboardInterrupt:
-        print(f"dynfit {args.command}: interrupted", file=sys.stderr)
-        return 130
+        _quiet_signals()
+        print(f"{name}: interrupted", file=sys.stderr)
+        status = 130
+        return status
+    except Terminated as exc:
+        _quiet_signals()
+        print(f"{name}: terminated", file=sys.stderr)
+        status = 128 + exc.signum
+        return status
+    except SystemExit as exc:  # argparse: --help, --version and usage errors
+        status = exc.code if isinstance(exc.code, int) else 2
+        return status
+    except MemoryError:
+        print(f"{name}: error: not enough memory for this input: use a smaller input or the options that reduce "
+              "the work (see --help)", file=sys.stderr)
+        status = 2
+        return status
+    except BrokenPipeError:  # stdout closed early (dynfit info ... | head): not an error of ours
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+        return status
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"{name}: error: {exc.strerror or _one_line(exc)}{where}: check the disk and the paths",
+              file=sys.stderr)
+        status = 2
+        return status
+    except Exception as exc:  # noqa: BLE001 - never a traceback on the user's terminal
+        if os.environ.get("DYNFIT_DEBUG"):
+            raise
+        from ._io import diagnose_input
+
+        try:
+            for path in inputs:  # a damaged input is the usual cause: name the place
+                diagnose_input(path)
+        except InputError as found:
+            print(f"{name}: error: {_one_line(found)}", file=sys.stderr)
+            status = 2
+            return status
+        except Exception:  # noqa: BLE001
+            pass
+        print(f"{name}: internal error: {exc.__class__.__name__}: {_one_line(exc)} (please report it; "
+              "DYNFIT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        status = 1
+        return status
     finally:
-        bar.close()
+        if status not in (0,):
+            _quiet_signals()
+            remove_temporaries()
+            _end_children(children)
+        if bar is not None:
+            bar.close()
+        for sig, handler in previous.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, TypeError):
+                pass
+
+
+def _quiet_signals() -> None:
+    """Ignore further SIGINT/SIGTERM while cleaning up (a second Ctrl-C must not leave a traceback)."""
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+    except (ValueError, AttributeError):
+        pass
+
+
+def run() -> None:  # pragma: no cover
+    """Console entry: install the start-up signal handlers, run :func:`main`, exit with its status."""
+    _install_early_handlers()
+    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

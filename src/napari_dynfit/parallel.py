@@ -299,6 +299,10 @@ def _init_worker_process() -> None:
     os.environ.update(WORKER_ENV)
     from threadpoolctl import threadpool_limits
 
+    from ._headless import die_with_parent
+
+    die_with_parent()  # no orphan workers when the parent is killed; Ctrl-C is handled by the parent
+
     threadpool_limits(1)
 
 

@@ -408,6 +408,9 @@ def open_movie(path, *, axes: str | None = None, channel: int | None = None) -> 
 
 def _channel(axes: str, shape, channel, path) -> int | None:
     if "c" not in axes:
+        if channel not in (None, 0):
+            raise InputError(f"channel {channel} does not exist in '{path}' (one channel, axes '{axes}'): "
+                             "drop --channel")
         return None
     n = shape[axes.index("c")]
     if channel is None:

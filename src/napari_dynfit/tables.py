@@ -35,10 +35,45 @@ def coord_columns(df: pd.DataFrame) -> list[str]:
     return cols
 
 
-def validate_table(df: pd.DataFrame, *, required: tuple[str, ...] = ("frame",), what: str = "table") -> pd.DataFrame:
+#: Largest coordinate magnitude accepted in a table (pixels or physical units): larger values are
+#: corrupt data (and would overflow the grids built from them).
+MAX_COORDINATE = 1e12
+
+
+def _check_numeric(df: pd.DataFrame, columns, what: str, line_offset: int | None) -> None:
+    """Raise :class:`InputError` naming the first row and column that is empty, not a number, not
+    finite or implausibly large (> :data:`MAX_COORDINATE`)."""
+    for c in columns:
+        col = df[c]
+        num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(num) | (np.abs(num) > MAX_COORDINATE)
+        if not bad.any():
+            continue
+        i = int(np.flatnonzero(bad)[0])
+        raw = col.iloc[i]
+        if pd.isna(raw):
+            reason = "is empty or NaN (a truncated or incomplete row?)"
+        elif np.isnan(num[i]):
+            reason = f"{str(raw)[:40]!r} is not a number"
+        elif not np.isfinite(num[i]):
+            reason = f"is infinite ({raw})"
+        else:
+            reason = f"{raw} is implausibly large (|value| > {MAX_COORDINATE:g})"
+        where = f"row {i + 1}" + (f" (line {i + line_offset})" if line_offset else "")
+        n = int(bad.sum())
+        more = f"; {n - 1} more bad row(s)" if n > 1 else ""
+        raise InputError(f"{what}: {where}, column '{c}': {reason}{more}: NaN or bad values must be fixed or "
+                         "the rows dropped")
+
+
+def validate_table(df: pd.DataFrame, *, required: tuple[str, ...] = ("frame",), what: str = "table",
+                   line_offset: int | None = None) -> pd.DataFrame:
     """Check a detections/tracks table and return it with clean dtypes.
 
-    Raises :class:`InputError` for missing columns, an empty table, NaN/inf coordinates or
+    Raises :class:`InputError` for missing columns, an empty table, empty, non-numeric, NaN/inf or
+    implausibly large (> :data:`MAX_COORDINATE`) coordinates / frames / ids (naming the first such
+    row; ``line_offset`` turns row numbers into file line numbers, 2 for a CSV with a header) or
     negative frame numbers.
     """
     if not isinstance(df, pd.DataFrame):
@@ -49,14 +84,13 @@ def validate_table(df: pd.DataFrame, *, required: tuple[str, ...] = ("frame",), 
     if len(df) == 0:
         raise InputError(f"{what} is empty: nothing to process (check the detection threshold or the input file)")
     cols = coord_columns(df)
+    numeric = [c for c in (*cols, "frame", "track_id", "parent_id") if c in df.columns]
+    _check_numeric(df, numeric, what, line_offset)
     xyz = df[cols].to_numpy(dtype=float)
-    if not np.isfinite(xyz).all():
-        bad = int((~np.isfinite(xyz)).any(axis=1).sum())
-        raise InputError(f"{what} has {bad} row(s) with NaN or infinite coordinates: drop or fix them")
     out = df.copy()
     out[cols] = xyz
     if "frame" in out.columns:
-        fr = out["frame"].to_numpy()
+        fr = pd.to_numeric(out["frame"]).to_numpy()
         if not np.all(np.isfinite(fr)) or np.any(np.asarray(fr) < 0) or np.any(np.asarray(fr) != np.round(fr)):
             raise InputError(f"{what} has frame numbers that are not non-negative integers: fix the 'frame' column")
         out["frame"] = out["frame"].astype(np.int64)
@@ -73,11 +107,21 @@ def read_table(path, *, required: tuple[str, ...] = ("frame",)) -> pd.DataFrame:
     A ``time`` column stands in for ``frame`` when ``frame`` is missing and ``time`` holds integers.
     """
     p = check_input_file(path, suffixes=TABLE_SUFFIXES, what="table file")
+    csv = p.suffix.lower() == ".csv"
     try:
-        df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p)
+        df = pd.read_csv(p, skip_blank_lines=False) if csv else pd.read_parquet(p)
     except Exception as exc:  # pandas raises many types for corrupt files
-        raise InputError(f"cannot read table '{p}' ({exc.__class__.__name__}: {exc}): is it a valid CSV/Parquet file?") from exc
-    return validate_table(df, required=required, what=f"table '{p.name}'")
+        msg = " ".join(str(exc).split())
+        raise InputError(f"cannot read table '{p}' ({exc.__class__.__name__}: {msg}): is it a valid CSV/Parquet file?") from exc
+    if csv:
+        # a blank line inside the data is damage; trailing blank lines are not
+        blank = df.isna().all(axis=1).to_numpy()
+        last = len(blank) - int(np.argmax(~blank[::-1])) if (~blank).any() else 0
+        df = df.iloc[:last]
+        if blank[:last].any():
+            i = int(np.flatnonzero(blank[:last])[0])
+            raise InputError(f"table '{p}': row {i + 1} (line {i + 2}) is blank: fix or drop the row")
+    return validate_table(df, required=required, what=f"table '{p}'", line_offset=2 if csv else None)
 
 
 def write_table(df: pd.DataFrame, path) -> Path:

@@ -7,15 +7,17 @@
 
 from __future__ import annotations
 
+from ..validate import positive_int, nonneg_int
+
 
 def add_field_source_arguments(parser) -> None:
     """Add the field-selection and time-window options to ``parser``."""
     parser.add_argument("--fields", nargs="+", default=None,
                         help="fields to use, space- or comma-separated (default all)")
-    parser.add_argument("--trajectory", type=int, default=0, help="The Well files: trajectory index (default 0)")
-    parser.add_argument("--t-start", type=int, default=0, help="first frame (default 0)")
-    parser.add_argument("--t-stop", type=int, default=None, help="stop frame, exclusive (default: last)")
-    parser.add_argument("--t-step", type=int, default=1, help="frame step (default 1)")
+    parser.add_argument("--trajectory", type=nonneg_int, default=0, help="The Well files: trajectory index (default 0)")
+    parser.add_argument("--t-start", type=nonneg_int, default=0, help="first frame (default 0)")
+    parser.add_argument("--t-stop", type=nonneg_int, default=None, help="stop frame, exclusive (default: last)")
+    parser.add_argument("--t-step", type=positive_int, default=1, help="frame step (default 1)")
 
 
 def field_names(args) -> list[str] | None:

@@ -5,6 +5,8 @@ Also the ``dynfit demo`` stage "APR conversion" (order 20), which converts the s
 
 from __future__ import annotations
 
+from ..validate import finite_float, positive_float, nonneg_float, output
+
 import json
 from pathlib import Path
 
@@ -85,16 +87,17 @@ def register(sub) -> None:
                                    "(t, [c,] [z,] y, x) to an .aprmovie folder (frames in parallel). "
                                    "Prints the particle count and computational ratio as JSON.")
     p.add_argument("input", help="image: .tif/.tiff, OME-Zarr .zarr, .npy, or an .apr to re-write")
-    p.add_argument("-o", "--output", required=True, help="output .apr (movies: .aprmovie folder)")
-    p.add_argument("--rel-error", type=float, default=0.1, help="relative error bound E (default 0.1)")
-    p.add_argument("--intensity-threshold", type=float, default=0.0,
+    p.add_argument("-o", "--output", required=True, type=output(".apr", ".aprmovie", kind="auto"),
+                   help="output .apr (movies: .aprmovie folder)")
+    p.add_argument("--rel-error", type=positive_float, default=0.1, help="relative error bound E (default 0.1)")
+    p.add_argument("--intensity-threshold", type=finite_float, default=0.0,
                    help="intensity below which the image is background (default 0)")
-    p.add_argument("--gradient-smoothing", type=float, default=3.0, help="gradient smoothing lambda (default 3)")
+    p.add_argument("--gradient-smoothing", type=nonneg_float, default=3.0, help="gradient smoothing lambda (default 3)")
     p.add_argument("--manual", action="store_true", help="use --grad-th and --sigma-th instead of automatic ones")
-    p.add_argument("--grad-th", type=float, default=None, help="gradient threshold (with --manual)")
-    p.add_argument("--sigma-th", type=float, default=None, help="local intensity scale threshold (with --manual)")
-    p.add_argument("--spacing", type=float, nargs="+", help="pixel size per spatial axis, e.g. --spacing 2 0.5 0.5")
-    p.add_argument("--frame-interval", type=float, default=None, help="time between frames (movies)")
+    p.add_argument("--grad-th", type=finite_float, default=None, help="gradient threshold (with --manual)")
+    p.add_argument("--sigma-th", type=finite_float, default=None, help="local intensity scale threshold (with --manual)")
+    p.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size per spatial axis, e.g. --spacing 2 0.5 0.5")
+    p.add_argument("--frame-interval", type=positive_float, default=None, help="time between frames (movies)")
     p.add_argument("--axes", default=None, help="axes of the input if the file does not say, e.g. tyx or zyx")
     p.set_defaults(func=_convert)
 
@@ -108,7 +111,7 @@ def register(sub) -> None:
                        description="Reconstruct the pixel image of an .apr file or .aprmovie folder (first "
                                    "channel) into a TIFF, one plane at a time (the full image is never in memory).")
     p.add_argument("input", help=".apr file or .aprmovie folder")
-    p.add_argument("-o", "--output", required=True, help="output .tif")
+    p.add_argument("-o", "--output", required=True, type=output(".tif", ".tiff"), help="output .tif")
     p.add_argument("--mode", choices=("constant", "smooth", "level"), default="constant",
                    help="piecewise constant (default), smooth, or the particle level map")
     p.set_defaults(func=_reconstruct)

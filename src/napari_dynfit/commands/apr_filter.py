@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..validate import positive_float, nonneg_float, positive_int, int_range, odd_int, ordered, output, memory_check
 from ..errors import InputError
 
 # ----------------------------------------------------------------------------------------------
@@ -128,15 +129,15 @@ def register(sub) -> None:
                        description="Convolve the particle values of an .apr file with a stencil on the APR itself "
                                    "(no pixel image) and write an .apr with the same particles and float values.")
     p.add_argument("input", help="input .apr file")
-    p.add_argument("-o", "--output", required=True, help="output .apr file")
-    p.add_argument("--gaussian", type=float, metavar="SIGMA", help="Gaussian smoothing, sigma in pixels")
-    p.add_argument("--log", type=float, metavar="SIGMA", help="scale-normalised negative Laplacian of Gaussian")
-    p.add_argument("--dog", type=float, metavar="SIGMA", help="difference of Gaussians G(SIGMA) - G(1.6 SIGMA)")
-    p.add_argument("--gradient", type=float, nargs="?", const=0.0, metavar="SIGMA",
+    p.add_argument("-o", "--output", required=True, type=output(".apr"), help="output .apr file")
+    p.add_argument("--gaussian", type=positive_float, metavar="SIGMA", help="Gaussian smoothing, sigma in pixels")
+    p.add_argument("--log", type=positive_float, metavar="SIGMA", help="scale-normalised negative Laplacian of Gaussian")
+    p.add_argument("--dog", type=positive_float, metavar="SIGMA", help="difference of Gaussians G(SIGMA) - G(1.6 SIGMA)")
+    p.add_argument("--gradient", type=nonneg_float, nargs="?", const=0.0, metavar="SIGMA",
                    help="gradient magnitude (central differences, or derivative of Gaussian with SIGMA)")
     p.add_argument("--stencil", metavar="FILE.npy", help="custom (ky, kx) or (kz, ky, kx) stencil, odd sizes <= 7")
     p.add_argument("--normalize", action="store_true", help="with --stencil: scale the stencil to sum 1")
-    p.add_argument("--size", type=int, help="stencil size K (odd, 3..7; default from sigma)")
+    p.add_argument("--size", type=odd_int, help="stencil size K (odd, 3..7; default from sigma)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="convolution back end")
     p.set_defaults(func=_filter)
 
@@ -145,20 +146,20 @@ def register(sub) -> None:
                                    "particles, filter by size, and write the objects table (centroid, volume, "
                                    "bounding box, intensity).")
     p.add_argument("input", help="input .apr file")
-    p.add_argument("-o", "--output", required=True, help="objects table (.csv or .parquet)")
+    p.add_argument("-o", "--output", required=True, type=output(".csv", ".parquet", ".pq"), help="objects table (.csv or .parquet)")
     p.add_argument("--threshold", default="otsu", help="otsu (default), li, graphcut or a number")
-    p.add_argument("--smooth", type=float, default=1.0, help="Gaussian sigma before thresholding (0: none)")
-    p.add_argument("--min-size", type=float, default=4.0, help="smallest object volume in pixels")
-    p.add_argument("--max-size", type=float, help="largest object volume in pixels")
-    p.add_argument("--labels", help="also write the particle labels as an .apr file")
+    p.add_argument("--smooth", type=nonneg_float, default=1.0, help="Gaussian sigma before thresholding (0: none)")
+    p.add_argument("--min-size", type=nonneg_float, default=4.0, help="smallest object volume in pixels")
+    p.add_argument("--max-size", type=positive_float, help="largest object volume in pixels")
+    p.add_argument("--labels", type=output(".apr"), help="also write the particle labels as an .apr file")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="convolution back end")
-    p.set_defaults(func=_segment)
+    p.set_defaults(func=_segment, checks=[ordered("min_size", "max_size")])
 
     p = sub.add_parser("export-grid", help="export an .apr's access structure (and values) to .npz, no pyapr needed",
                        description="Write the AprGrid (per-level rows, particle coordinates, tree) and the particle "
                                    "values of an .apr file to an .npz that machines without pyapr can use.")
     p.add_argument("input", help="input .apr file")
-    p.add_argument("-o", "--output", required=True, help="output .npz")
+    p.add_argument("-o", "--output", required=True, type=output(".npz"), help="output .npz")
     p.add_argument("--no-values", action="store_true", help="structure only")
     p.set_defaults(func=_export)
 
@@ -197,16 +198,17 @@ def _race(fns, repeat: int) -> list[float]:
 
 
 def _bench_args(p) -> None:
-    p.add_argument("--size", type=int, default=160, help="image edge N (N^3 pixels; default 160)")
-    p.add_argument("--stencil-size", type=int, default=5, help="Gaussian stencil size K (K^3; default 5)")
-    p.add_argument("--sigma", type=float, default=1.0, help="Gaussian sigma (pixels)")
+    p.add_argument("--size", type=int_range(16), default=160, help="image edge N (N^3 pixels; default 160)")
+    p.add_argument("--stencil-size", type=odd_int, default=5, help="Gaussian stencil size K (K^3; default 5)")
+    p.add_argument("--sigma", type=positive_float, default=1.0, help="Gaussian sigma (pixels)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for ours, pyapr and torch (default 1)")
-    p.add_argument("--repeat", type=int, default=7, help="timed rounds, ours and pyapr in turns (best is reported)")
+    p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for ours, pyapr and torch (default 1)")
+    p.add_argument("--repeat", type=positive_int, default=7, help="timed rounds, ours and pyapr in turns (best is reported)")
     p.add_argument("--grid", help="use this exported AprGrid .npz (with values) instead of converting an image; "
                                   "for machines without pyapr")
-    p.add_argument("--save-grid", help="write the benchmark APR's grid and values to this .npz")
+    p.add_argument("--save-grid", type=output(".npz"), help="write the benchmark APR's grid and values to this .npz")
     p.add_argument("--no-scipy", action="store_true", help="skip scipy.ndimage (slow for large N)")
+    p.set_defaults(checks=[memory_check(lambda a: 40.0 * a.size ** 3, "the benchmark image", "reduce --size")])
 
 
 def _bench(args) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..validate import nonneg_float, fraction, positive_int, odd_int, output
 from ._field_source import add_field_source_arguments, load_fields_from_args
 
 
@@ -42,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("model", help="model JSON (dynfit discover-pde output or written by hand)")
     p.add_argument("fields_file", metavar="FIELDS",
                    help="fields: .zarr/.npz bundle, The Well .hdf5/.h5, or a PDE-FIND .mat file")
-    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("-o", "--output", required=True, type=output(kind="folder"), help="output folder (created)")
     p.add_argument("--equation", default=None, help="which equation (its lhs, e.g. p_t); default the first")
     p.add_argument("--group", action="append", default=[], metavar="NAME=TERM,TERM",
                    help="sum model terms into one physical term, e.g. --group 'alignment=p,rho*p' "
@@ -50,12 +51,12 @@ def register(sub) -> None:
     add_field_source_arguments(p)
     p.add_argument("--derivative", choices=("finite", "spectral"), default="finite",
                    help="derivatives of the terms (default finite)")
-    p.add_argument("--window", type=int, default=None, help="finite differences: smoothing window (odd)")
-    p.add_argument("--clusters", type=int, default=None, help="mixture components (default: by BIC)")
-    p.add_argument("--max-clusters", type=int, default=8, help="largest number tried by BIC (default 8)")
-    p.add_argument("--max-samples", type=int, default=20000, help="points used to fit the mixture (default 20000)")
-    p.add_argument("--tol", type=float, default=0.15, help="largest dropped-term residual (default 0.15)")
-    p.add_argument("--quiet", type=float, default=0.2,
+    p.add_argument("--window", type=odd_int, default=None, help="finite differences: smoothing window (odd)")
+    p.add_argument("--clusters", type=positive_int, default=None, help="mixture components (default: by BIC)")
+    p.add_argument("--max-clusters", type=positive_int, default=8, help="largest number tried by BIC (default 8)")
+    p.add_argument("--max-samples", type=positive_int, default=20000, help="points used to fit the mixture (default 20000)")
+    p.add_argument("--tol", type=nonneg_float, default=0.15, help="largest dropped-term residual (default 0.15)")
+    p.add_argument("--quiet", type=fraction, default=0.2,
                    help="clusters with all terms below this fraction of the largest are 'no dynamics' (default 0.2)")
     p.add_argument("--plot", action="store_true", help="also write OUTDIR/equation_space.png")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -8,6 +8,8 @@ seconds as ``*_s`` keys, ratios such as ``speedup_vs_pyapr``). Timings never app
 
 from __future__ import annotations
 
+from ..validate import output
+
 
 def _benchmarks() -> dict:
     from ..cli import _command_modules
@@ -24,7 +26,7 @@ def register(sub) -> None:
     bsub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for name, (help_text, add_arguments, run) in sorted(_benchmarks().items()):
         bp = bsub.add_parser(name, help=help_text, description=help_text)
-        bp.add_argument("-o", "--output", help="also write the JSON to this file")
+        bp.add_argument("-o", "--output", type=output(), help="also write the JSON to this file")
         add_arguments(bp)
         bp.set_defaults(func=lambda args, run=run: _run(run, args))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..validate import output
 from .._io import atomic_path
 from ..project import Project
 from ..report import DemoContext, Report
@@ -61,7 +62,7 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="run every pipeline stage on the embedded sample; writes OUT/report.html",
                        description="Run the whole pipeline (simulate -> ... -> learned model) on the embedded "
                                    "sample and write a project folder with report.html.")
-    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("-o", "--output", required=True, type=output(kind="folder"), help="output folder (created)")
     p.add_argument("--quick", action="store_true", help="smaller problem sizes (seconds instead of minutes)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from ..validate import positive_float, positive_int, nonneg_int, output
 from ..errors import InputError
 from ..report import one_torch_thread
 
@@ -63,19 +64,19 @@ def register(sub) -> None:
                         "covariances (default) or from zero")
     p.add_argument("--growth", action="store_true", help="learn a growth rate g(x) (unbalanced PFI); the population "
                                                          "size at each time is the row count (or sum of 'weight')")
-    p.add_argument("-o", "--output", required=True, help="output folder (created)")
+    p.add_argument("-o", "--output", required=True, type=output(kind="folder"), help="output folder (created)")
     p.add_argument("--columns", help="comma-separated coordinate columns (default: z,y,x / y,x or all numeric)")
     p.add_argument("--time-column", help="time column (default 'time', else 'frame')")
-    p.add_argument("--dt", type=float, help="time per frame when time comes from 'frame' (default 1)")
+    p.add_argument("--dt", type=positive_float, help="time per frame when time comes from 'frame' (default 1)")
     p.add_argument("--basis", help=".h5ad only: obsm key of the coordinates (default X)")
-    p.add_argument("--steps", type=int, default=400, help="flow-fitting steps (default 400)")
-    p.add_argument("--score-steps", type=int, default=2000, help="score-matching steps (default 2000)")
-    p.add_argument("--euler-steps", type=int, default=3, help="integration steps per snapshot interval (default 3)")
+    p.add_argument("--steps", type=positive_int, default=400, help="flow-fitting steps (default 400)")
+    p.add_argument("--score-steps", type=positive_int, default=2000, help="score-matching steps (default 2000)")
+    p.add_argument("--euler-steps", type=positive_int, default=3, help="integration steps per snapshot interval (default 3)")
     p.add_argument("--integrator", choices=("heun", "euler"), default="heun",
                    help="integrator of the probability flow (default heun: second order; euler: first order)")
-    p.add_argument("--n-paths", type=int, default=200, help="trajectories to sample (default 200)")
+    p.add_argument("--n-paths", type=positive_int, default=200, help="trajectories to sample (default 200)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=nonneg_int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_infer)
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 
+from ..validate import positive_float, probability, positive_int, nonneg_int, odd_int, output
 from ..errors import InputError
 from ._field_source import add_field_source_arguments, load_fields_from_args
 
@@ -20,11 +21,34 @@ def _cmd_coarse_grain(args) -> int:
 
     fields_output_path(args.output)
     df = read_table(args.tracks)
+    _check_grid_size(df, args)
     bundle = coarse_grain_table(df, spacing=args.spacing, sigma=args.sigma, box=args.box, periodic=args.periodic,
                                 dt=args.dt, fields=tuple(args.fields), polarisation=args.polarisation)
     out = bundle.save(args.output)
     print(f"{out}: fields {sorted(bundle.fields)} on a grid {bundle.shape} (t, {', '.join(bundle.space_axes)})")
     return 0
+
+
+def _check_grid_size(df, args) -> None:
+    """Refuse, before any work, a grid whose fields do not fit the memory (or the output disk)."""
+    import numpy as np
+
+    from .._io import check_free_space
+    from ..tables import coord_columns
+    from ..validate import check_memory
+
+    cols = coord_columns(df)
+    d = len(cols)
+    pos = df[cols].to_numpy(dtype=float)
+    extent = (np.asarray(args.box, dtype=float) if args.box and len(args.box) == d
+              else pos.max(0) - pos.min(0) + 8 * args.sigma)
+    shape = [int(e / args.spacing) + 1 for e in extent]
+    frames = int(df["frame"].max() - df["frame"].min()) + 1
+    comps = {"rho": 1, "p": d, "v": d, "Q": d * d}
+    n = float(np.prod(shape, dtype=float)) * frames * sum(comps[f] for f in args.fields)
+    what = f"a grid of {' x '.join(map(str, shape))} x {frames} frames"
+    check_memory(3 * 8 * n, what, "increase --spacing")
+    check_free_space(args.output, 8 * n, what=what, fix="increase --spacing")
 
 
 def _equations(bundle, args):
@@ -88,12 +112,13 @@ def register(sub) -> None:
                        description="Coarse-grain a table (frame, [z,] y, x [, track_id, p_y, p_x]) with a Gaussian "
                                    "kernel into fields on a regular grid (Zarr or npz).")
     c.add_argument("tracks", help="table file (.csv/.parquet) with frame, [z,] y, x columns")
-    c.add_argument("-o", "--output", required=True, help="FIELDS.zarr or FIELDS.npz")
-    c.add_argument("--spacing", type=float, required=True, help="grid spacing (coordinate units)")
-    c.add_argument("--sigma", type=float, required=True, help="kernel standard deviation (coordinate units)")
-    c.add_argument("--box", type=float, nargs="+", help="domain size per axis (needed with --periodic)")
+    c.add_argument("-o", "--output", required=True, type=output(".zarr", ".npz", kind="auto"),
+                   help="FIELDS.zarr or FIELDS.npz")
+    c.add_argument("--spacing", type=positive_float, required=True, help="grid spacing (coordinate units)")
+    c.add_argument("--sigma", type=positive_float, required=True, help="kernel standard deviation (coordinate units)")
+    c.add_argument("--box", type=positive_float, nargs="+", help="domain size per axis (needed with --periodic)")
     c.add_argument("--periodic", action="store_true", help="periodic domain (default bounded)")
-    c.add_argument("--dt", type=float, help="frame interval (default: the table's, else 1)")
+    c.add_argument("--dt", type=positive_float, help="frame interval (default: the table's, else 1)")
     c.add_argument("--fields", nargs="+", default=["rho", "p"], choices=["rho", "p", "v", "Q"],
                    help="fields to compute (default rho p)")
     c.add_argument("--polarisation", choices=["auto", "orientation", "velocity"], default="auto",
@@ -104,23 +129,23 @@ def register(sub) -> None:
                        description="Learn a sparse PDE from fields (.zarr/.npz) or a PDE-FIND .mat file with "
                                    "library regression and stability selection; writes MODEL.json.")
     d.add_argument("input", help="FIELDS.zarr, FIELDS.npz or a .mat file (usol/uu, x, t/tt)")
-    d.add_argument("-o", "--output", required=True, help="MODEL.json")
+    d.add_argument("-o", "--output", required=True, type=output(".json"), help="MODEL.json")
     add_field_source_arguments(d)
     d.add_argument("--lhs", nargs="+", help="left-hand sides, e.g. u_t (default: one per field)")
-    d.add_argument("--max-power", type=int, help="scalar library: highest monomial degree (default 2)")
-    d.add_argument("--max-derivative", type=int, help="scalar library: highest derivative order (default 3)")
+    d.add_argument("--max-power", type=nonneg_int, help="scalar library: highest monomial degree (default 2)")
+    d.add_argument("--max-derivative", type=nonneg_int, help="scalar library: highest derivative order (default 3)")
     d.add_argument("--terms", nargs="+", help="extra user-defined terms, e.g. 'u^3' 'd_x(u^3)'")
     d.add_argument("--derivative", choices=["weak", "finite", "spectral"], default="weak",
                    help="weak form (noise-robust, default) or pointwise derivatives")
     d.add_argument("--stochastic", action="store_true",
                    help="fields with intrinsic noise (coarse-grained particles): Ito weak form")
-    d.add_argument("--half-width", type=int, nargs="+", help="weak form: test-function half-width in grid "
+    d.add_argument("--half-width", type=positive_int, nargs="+", help="weak form: test-function half-width in grid "
                    "points (one value, or t then space axes)")
-    d.add_argument("--window", type=int, help="finite differences: smoothing window (odd)")
+    d.add_argument("--window", type=odd_int, help="finite differences: smoothing window (odd)")
     d.add_argument("--solver", choices=["iht", "stridge"], default="iht", help="sparse solver (default iht)")
-    d.add_argument("--pi-th", type=float, default=0.8, help="selection probability threshold (default 0.8)")
-    d.add_argument("--subsamples", type=int, default=40, help="B, half-subsamples (default 40)")
-    d.add_argument("--penalties", type=int, default=20, help="M, penalties over a decade (default 20)")
+    d.add_argument("--pi-th", type=probability, default=0.8, help="selection probability threshold (default 0.8)")
+    d.add_argument("--subsamples", type=positive_int, default=40, help="B, half-subsamples (default 40)")
+    d.add_argument("--penalties", type=positive_int, default=20, help="M, penalties over a decade (default 20)")
     d.add_argument("--periodic", type=lambda s: s.lower() in ("1", "yes", "true"), default=None,
                    help="override periodicity (yes/no); .mat files default to yes")
     d.add_argument("--validate", action="store_true", help="integrate the model from the first frame and report "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..validate import positive_float, positive_int, nonneg_int, int_range, output
 from ..errors import InputError
 from ..report import one_torch_thread
 
@@ -12,14 +13,14 @@ WEIGHTINGS = ("inverse-dirichlet", "annealing", "fixed")
 
 
 def _add_training(p, steps: int) -> None:
-    p.add_argument("--steps", type=int, default=steps, help=f"Adam steps (default {steps})")
-    p.add_argument("--lbfgs", type=int, default=0, help="L-BFGS iterations after Adam (default 0)")
+    p.add_argument("--steps", type=positive_int, default=steps, help=f"Adam steps (default {steps})")
+    p.add_argument("--lbfgs", type=nonneg_int, default=0, help="L-BFGS iterations after Adam (default 0)")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="inverse-dirichlet",
                    help="loss weighting strategy (default inverse-dirichlet)")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam learning rate (default 2e-3)")
     p.add_argument("--checkpoint", help="checkpoint file: saved during training, resumed from when it exists")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=nonneg_int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
@@ -92,9 +93,9 @@ def register(sub) -> None:
                                    "(v = grad phi + noise) under phi_t = Dc lap(phi) - k phi + chi s; writes the "
                                    "field as a Zarr FieldBundle with the coefficients in its attrs.")
     p.add_argument("tracks", help="tracks table (.csv/.parquet) with frame, track_id, y, x in physical units")
-    p.add_argument("-o", "--output", required=True, help="output fields (.zarr)")
-    p.add_argument("--dt", type=float, help="frame interval (time units); default from the table's metadata")
-    p.add_argument("--box", type=float, nargs=2, metavar=("LY", "LX"), help="periodic box size (default: not periodic)")
+    p.add_argument("-o", "--output", required=True, type=output(".zarr", kind="store"), help="output fields (.zarr)")
+    p.add_argument("--dt", type=positive_float, help="frame interval (time units); default from the table's metadata")
+    p.add_argument("--box", type=positive_float, nargs=2, metavar=("LY", "LX"), help="periodic box size (default: not periodic)")
     p.add_argument("--source", help="known source s(y, x) as fields (.zarr/.npz); default: learned")
     p.add_argument("--source-field", default="s", help="name of the source field (default s)")
     p.add_argument("--no-initial", action="store_true", help="do not impose phi = 0 at the first frame")
@@ -102,7 +103,7 @@ def register(sub) -> None:
                    help="do not estimate Dc, k, chi by the spectral least-squares fit first (with --source and "
                         "--box the default is to estimate them and keep them fixed); train them from guesses")
     p.add_argument("--refine", action="store_true", help="train the estimated coefficients jointly with the field")
-    p.add_argument("--grid", type=int, default=64, help="output grid points per axis (default 64)")
+    p.add_argument("--grid", type=int_range(2, 4096), default=64, help="output grid points per axis (default 64)")
     _add_training(p, 1500)
     p.set_defaults(func=_latent_field)
 
@@ -111,7 +112,7 @@ def register(sub) -> None:
                                    "a model JSON; writes the smoothed, gap-filled fields (.zarr).")
     p.add_argument("fields", help="fields (.zarr/.npz)")
     p.add_argument("--model", required=True, help="model JSON with 'equations' (from dynfit discover-pde)")
-    p.add_argument("-o", "--output", required=True, help="output fields (.zarr)")
+    p.add_argument("-o", "--output", required=True, type=output(".zarr", kind="store"), help="output fields (.zarr)")
     p.add_argument("--mask-field", help="field that is > 0 where the data is observed (the rest is inpainted)")
     p.add_argument("--learn-coefficients", action="store_true", help="also refine the model's coefficients")
     _add_training(p, 2000)

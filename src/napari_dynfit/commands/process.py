@@ -12,6 +12,8 @@ movies larger than memory work. Progress is the CLI's bar; Ctrl-C cancels.
 
 from __future__ import annotations
 
+from ..validate import finite_float, positive_float, nonneg_float, nonneg_int, output
+
 import json
 import time
 
@@ -54,18 +56,18 @@ def register(sub) -> None:
                                    "run in parallel on the chosen Dask scheduler (identical results); the movie "
                                    "is read lazily, one frame per task.")
     p.add_argument("movie", help="movie (t, [z,] y, x): OME-Zarr (.zarr), TIFF stack or .npy")
-    p.add_argument("-o", "--output", required=True, help="detections table (.csv or .parquet)")
-    p.add_argument("--stats", help="also write per-frame APR statistics (particles, ratio, detections) as CSV here")
+    p.add_argument("-o", "--output", required=True, type=output(".csv", ".parquet", ".pq"), help="detections table (.csv or .parquet)")
+    p.add_argument("--stats", type=output(".csv"), help="also write per-frame APR statistics (particles, ratio, detections) as CSV here")
     p.add_argument("--axes", help="axes of the movie if the file does not say, e.g. tyx or tzyx")
-    p.add_argument("--channel", type=int, help="channel of a multi-channel movie")
-    p.add_argument("--spacing", type=float, nargs="+", help="pixel size along (z) y x (default: from the file)")
-    p.add_argument("--rel-error", type=float, default=0.1, help="APR relative error bound E (default 0.1)")
-    p.add_argument("--intensity-threshold", type=float, default=0.0, help="APR background intensity threshold")
-    p.add_argument("--gradient-smoothing", type=float, default=3.0, help="APR gradient smoothing (default 3)")
-    p.add_argument("--gaussian", type=float, default=0.0, metavar="SIGMA",
+    p.add_argument("--channel", type=nonneg_int, help="channel of a multi-channel movie")
+    p.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size along (z) y x (default: from the file)")
+    p.add_argument("--rel-error", type=positive_float, default=0.1, help="APR relative error bound E (default 0.1)")
+    p.add_argument("--intensity-threshold", type=finite_float, default=0.0, help="APR background intensity threshold")
+    p.add_argument("--gradient-smoothing", type=nonneg_float, default=3.0, help="APR gradient smoothing (default 3)")
+    p.add_argument("--gaussian", type=nonneg_float, default=0.0, metavar="SIGMA",
                    help="Gaussian on the APR particles before detection, sigma in pixels (default 0: none)")
-    p.add_argument("--sigma", type=float, default=1.5, help="spot sigma in the movie, pixels (default 1.5)")
-    p.add_argument("--threshold-snr", type=float, default=5.0,
+    p.add_argument("--sigma", type=positive_float, default=1.5, help="spot sigma in the movie, pixels (default 1.5)")
+    p.add_argument("--threshold-snr", type=positive_float, default=5.0,
                    help="detection threshold as a multiple of the response noise (default 5)")
     split = p.add_mutually_exclusive_group()
     split.add_argument("--split", dest="split", action="store_true", default=None,

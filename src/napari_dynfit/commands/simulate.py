@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..validate import finite_float, positive_float, nonneg_float, positive_int, output
 from .._io import atomic_path
 from ..errors import InputError
 from ..tables import write_table
@@ -164,17 +165,18 @@ def _cmd_cells(args) -> int:
 
 
 def _common(p, *, dim, frames, shape, pixel) -> None:
-    p.add_argument("-o", "--output", required=True, help="output folder (created; its parent must exist)")
+    p.add_argument("-o", "--output", required=True, type=output(kind="folder"),
+                   help="output folder (created; its parent must exist)")
     p.add_argument("--dim", type=int, choices=(2, 3), default=dim, help=f"spatial dimension (default {dim})")
-    p.add_argument("--frames", type=int, default=frames, help=f"number of frames (default {frames})")
-    p.add_argument("--shape", type=int, nargs="+",
+    p.add_argument("--frames", type=positive_int, default=frames, help=f"number of frames (default {frames})")
+    p.add_argument("--shape", type=positive_int, nargs="+",
                    help=f"image size in pixels, (z) y x or one value for all axes (default {shape})")
-    p.add_argument("--pixel-size", type=float, nargs="+",
+    p.add_argument("--pixel-size", type=positive_float, nargs="+",
                    help=f"physical pixel size (um), one value or one per axis (default {pixel})")
-    p.add_argument("--psf-sigma", type=float, nargs="+", help="PSF standard deviation in pixels, one or per axis")
-    p.add_argument("--snr", type=float, default=10.0, help="peak signal / noise std at the peak (default 10)")
-    p.add_argument("--background", type=float, default=100.0, help="background level, photo-electrons (default 100)")
-    p.add_argument("--read-noise", type=float, default=2.0, help="Gaussian read noise std (default 2)")
+    p.add_argument("--psf-sigma", type=positive_float, nargs="+", help="PSF standard deviation in pixels, one or per axis")
+    p.add_argument("--snr", type=positive_float, default=10.0, help="peak signal / noise std at the peak (default 10)")
+    p.add_argument("--background", type=nonneg_float, default=100.0, help="background level, photo-electrons (default 100)")
+    p.add_argument("--read-noise", type=nonneg_float, default=2.0, help="Gaussian read noise std (default 2)")
     p.add_argument("--format", choices=("zarr", "tiff"), default="zarr", help="movie format (default OME-Zarr)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -186,24 +188,24 @@ def register(sub) -> None:
     ssub = p.add_subparsers(dest="model", metavar="MODEL", required=True)
     a = ssub.add_parser("abp", help="active Brownian particles (optional alignment, density-dependent speed)")
     _common(a, dim=2, frames=50, shape="256 256 (2D), 64 256 256 (3D)", pixel=0.5)
-    a.add_argument("--n-particles", type=int, default=150, help="number of particles (default 150)")
-    a.add_argument("--dt", type=float, default=0.01, help="integration time step, s (default 0.01)")
-    a.add_argument("--save-every", type=int, default=10, help="steps per frame (default 10)")
-    a.add_argument("--v0", type=float, default=8.0, help="self-propulsion speed, um/s (default 8)")
-    a.add_argument("--Dr", type=float, default=0.5, help="rotational diffusion, 1/s (default 0.5)")
-    a.add_argument("--Dt", type=float, default=0.05, help="translational diffusion, um^2/s (default 0.05)")
-    a.add_argument("--align", type=float, default=0.0, help="alignment strength, 1/s (default 0: none)")
-    a.add_argument("--align-radius", type=float, default=2.0, help="alignment / density radius, um (default 2)")
-    a.add_argument("--rho-star", type=float, help="density-dependent speed v0 (1 - rho/rho_star), particles/um^d")
+    a.add_argument("--n-particles", type=positive_int, default=150, help="number of particles (default 150)")
+    a.add_argument("--dt", type=positive_float, default=0.01, help="integration time step, s (default 0.01)")
+    a.add_argument("--save-every", type=positive_int, default=10, help="steps per frame (default 10)")
+    a.add_argument("--v0", type=finite_float, default=8.0, help="self-propulsion speed, um/s (default 8)")
+    a.add_argument("--Dr", type=nonneg_float, default=0.5, help="rotational diffusion, 1/s (default 0.5)")
+    a.add_argument("--Dt", type=nonneg_float, default=0.05, help="translational diffusion, um^2/s (default 0.05)")
+    a.add_argument("--align", type=finite_float, default=0.0, help="alignment strength, 1/s (default 0: none)")
+    a.add_argument("--align-radius", type=positive_float, default=2.0, help="alignment / density radius, um (default 2)")
+    a.add_argument("--rho-star", type=positive_float, help="density-dependent speed v0 (1 - rho/rho_star), particles/um^d")
     a.set_defaults(func=_cmd_abp)
     c = ssub.add_parser("cells", help="dividing cells with lineage and ground-truth masks")
     _common(c, dim=3, frames=25, shape="32 96 96", pixel="1.0 0.5 0.5")
-    c.add_argument("--n-initial", type=int, default=10, help="cells on the first frame (default 10)")
-    c.add_argument("--division-rate", type=float, default=0.06, help="divisions per cell per frame (default 0.06)")
-    c.add_argument("--death-rate", type=float, default=0.0, help="deaths per cell per frame (default 0)")
-    c.add_argument("--daughter-distance", type=float, help="daughters' distance at birth, um (default 1.2 radius)")
-    c.add_argument("--diffusion", type=float, default=0.1, help="diffusion, um^2 per frame (default 0.1)")
-    c.add_argument("--radius", type=float, default=2.5, help="cell radius, um (default 2.5)")
+    c.add_argument("--n-initial", type=positive_int, default=10, help="cells on the first frame (default 10)")
+    c.add_argument("--division-rate", type=nonneg_float, default=0.06, help="divisions per cell per frame (default 0.06)")
+    c.add_argument("--death-rate", type=nonneg_float, default=0.0, help="deaths per cell per frame (default 0)")
+    c.add_argument("--daughter-distance", type=positive_float, help="daughters' distance at birth, um (default 1.2 radius)")
+    c.add_argument("--diffusion", type=nonneg_float, default=0.1, help="diffusion, um^2 per frame (default 0.1)")
+    c.add_argument("--radius", type=positive_float, default=2.5, help="cell radius, um (default 2.5)")
     c.set_defaults(func=_cmd_cells)
 
 

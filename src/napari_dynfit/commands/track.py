@@ -11,10 +11,12 @@ tracking stage.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
+from ..validate import positive_float, nonneg_float, positive_int, nonneg_int, all_ordered, output, memory_check
 from ..errors import InputError
 from ..tables import TABLE_SUFFIXES, read_table, write_table
 
@@ -112,44 +114,45 @@ def register(sub) -> None:
                        description="Detect blobs (scale-space LoG, sub-pixel) in every frame of MOVIE (TIFF, OME-Zarr, "
                                    ".aprmovie), or measure label centroids with --labels.")
     p.add_argument("movie", help="movie (t, [z,] y, x): TIFF stack, OME-Zarr, .aprmovie, or a CTC folder with --labels")
-    p.add_argument("-o", "--output", required=True, help="detections table (.csv or .parquet)")
+    p.add_argument("-o", "--output", required=True, type=output(*TABLE_SUFFIXES), help="detections table (.csv or .parquet)")
     p.add_argument("--labels", action="store_true", help="MOVIE is a label movie: output mask centroids and sizes")
-    p.add_argument("--sigma", type=float, default=1.5, help="blob sigma in pixels (default 1.5)")
-    p.add_argument("--sigma-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="search blob sizes in a range")
-    p.add_argument("--threshold-snr", type=float, default=5.0,
+    p.add_argument("--sigma", type=positive_float, default=1.5, help="blob sigma in pixels (default 1.5)")
+    p.add_argument("--sigma-range", type=positive_float, nargs=2, metavar=("LOW", "HIGH"), help="search blob sizes in a range")
+    p.add_argument("--threshold-snr", type=positive_float, default=5.0,
                    help="threshold as a multiple of the filter response's noise (default 5)")
     p.add_argument("--no-split", action="store_true", help="do not split blobs made of two unresolved spots")
-    p.add_argument("--spacing", type=float, nargs="+", help="pixel size along (z) y x (default: from the file)")
-    p.add_argument("--workers", type=int, default=2, help="frames processed in parallel (default 2)")
-    p.set_defaults(func=_cmd_detect)
+    p.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size along (z) y x (default: from the file)")
+    p.add_argument("--workers", type=positive_int, default=2, help="frames processed in parallel (default 2)")
+    p.set_defaults(func=_cmd_detect, checks=[all_ordered("sigma_range")])
 
     t = sub.add_parser("track", help="link detections (table) or masks (label movie) into tracks",
                        description="Link detections into tracks (LAP with gap closing and divisions). INPUT is a "
                                    "detections table (CSV/Parquet: frame and coordinate columns) or a label movie "
                                    "(TIFF stack, OME-Zarr, CTC folder).")
     t.add_argument("input", help="detections table or label movie")
-    t.add_argument("-o", "--output", required=True, help="tracks table (.csv or .parquet)")
-    t.add_argument("--max-distance", type=float, default=5.0,
+    t.add_argument("-o", "--output", required=True, type=output(*TABLE_SUFFIXES), help="tracks table (.csv or .parquet)")
+    t.add_argument("--max-distance", type=positive_float, default=5.0,
                    help="largest move per frame after the motion prediction, physical units (default 5)")
-    t.add_argument("--gap-frames", type=int, default=0, help="close gaps of up to G missing frames (default 0)")
+    t.add_argument("--gap-frames", type=nonneg_int, default=0, help="close gaps of up to G missing frames (default 0)")
     t.add_argument("--divisions", action="store_true", help="detect divisions")
     t.add_argument("--motion", choices=("brownian", "velocity", "drift"), default="brownian",
                    help="motion model (default brownian)")
-    t.add_argument("--drift-radius", type=float, help="neighbourhood radius of the drift model (default 3 x max distance)")
-    t.add_argument("--alternative-cost", type=float,
+    t.add_argument("--drift-radius", type=positive_float, help="neighbourhood radius of the drift model (default 3 x max distance)")
+    t.add_argument("--alternative-cost", type=positive_float,
                    help="cost of a death plus a birth in units of max-distance^2 (default 1; 2-3 for dense cells)")
-    t.add_argument("--division-cost", type=float, help="extra cost of a division (default 0.1)")
-    t.add_argument("--daughter-size", type=float, help="expected daughter/mother mask size (default 0.5)")
-    t.add_argument("--overlap-weight", type=float, help="weight of mask overlap in cell costs (default 0.3)")
-    t.add_argument("--size-weight", type=float, help="weight of the size ratio in cell costs (default 1)")
-    t.add_argument("--spacing", type=float, nargs="+", help="pixel size along (z) y x (default: table attrs or 1)")
-    t.add_argument("--ctc-out", help="write the Cell Tracking Challenge result (res_track.txt + mask###.tif) here")
-    t.add_argument("--shape", type=int, nargs="+", help="image shape (z) y x for --ctc-out from a table")
-    t.add_argument("--ctc-radius", type=float, default=2.0, help="disc radius (pixels) of points in --ctc-out")
-    t.add_argument("--labels-out", help="write the label movie relabelled with track ids (TIFF)")
+    t.add_argument("--division-cost", type=nonneg_float, help="extra cost of a division (default 0.1)")
+    t.add_argument("--daughter-size", type=positive_float, help="expected daughter/mother mask size (default 0.5)")
+    t.add_argument("--overlap-weight", type=nonneg_float, help="weight of mask overlap in cell costs (default 0.3)")
+    t.add_argument("--size-weight", type=nonneg_float, help="weight of the size ratio in cell costs (default 1)")
+    t.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size along (z) y x (default: table attrs or 1)")
+    t.add_argument("--ctc-out", type=output(kind="store"), help="write the Cell Tracking Challenge result (res_track.txt + mask###.tif) here")
+    t.add_argument("--shape", type=positive_int, nargs="+", help="image shape (z) y x for --ctc-out from a table")
+    t.add_argument("--ctc-radius", type=positive_float, default=2.0, help="disc radius (pixels) of points in --ctc-out")
+    t.add_argument("--labels-out", type=output(".tif", ".tiff"), help="write the label movie relabelled with track ids (TIFF)")
     t.add_argument("--eval", metavar="GT", help="ground truth (tracks table or CTC folder): print metrics as JSON")
-    t.add_argument("--match-distance", type=float, default=2.0, help="matching distance for --eval (default 2)")
-    t.set_defaults(func=_cmd_track)
+    t.add_argument("--match-distance", type=positive_float, default=2.0, help="matching distance for --eval (default 2)")
+    t.set_defaults(func=_cmd_track, checks=[memory_check(
+        lambda a: 16.0 * math.prod(a.shape or [1]), "--ctc-out masks of --shape", "reduce --shape")])
 
 
 def _demo(ctx) -> None:

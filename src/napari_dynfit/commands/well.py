@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from ..validate import finite_float, positive_float, nonneg_float, positive_int, int_range, output, memory_check
 from ._field_source import add_field_source_arguments, field_names
 
 
@@ -55,19 +56,20 @@ def register(sub) -> None:
                        description="Read one trajectory of a The Well file (optionally a frame window and a subset "
                                    "of fields) and write it as a dynfit fields store, axes (t, [z,] y, x).")
     p.add_argument("file", help="The Well .hdf5/.h5 file")
-    p.add_argument("-o", "--output", required=True, help="FIELDS.zarr or FIELDS.npz")
+    p.add_argument("-o", "--output", required=True, type=output(".zarr", ".npz", kind="auto"), help="FIELDS.zarr or FIELDS.npz")
     add_field_source_arguments(p)
     p.set_defaults(func=_export)
 
     p = sub.add_parser("well-example", help="write a synthetic file in The Well's active_matter layout",
                        description="Write an active_matter-layout Well file (concentration, velocity, D, E on a "
                                    "periodic grid) whose concentration obeys c_t = Dc lap(c) + r c - r c^2.")
-    p.add_argument("-o", "--output", required=True, help="output .hdf5 file")
-    p.add_argument("--size", type=int, default=256, help="grid points per side (default 256)")
-    p.add_argument("--steps", type=int, default=41, help="stored frames (default 41)")
-    p.add_argument("--dt", type=float, default=0.05, help="time between frames (default 0.05)")
-    p.add_argument("--trajectories", type=int, default=1, help="number of trajectories (default 1)")
-    p.add_argument("--diffusivity", type=float, default=0.1, help="Dc of the concentration law (default 0.1)")
-    p.add_argument("--growth", type=float, default=1.0, help="r of the concentration law (default 1)")
+    p.add_argument("-o", "--output", required=True, type=output(".hdf5", ".h5"), help="output .hdf5 file")
+    p.add_argument("--size", type=int_range(4), default=256, help="grid points per side (default 256)")
+    p.add_argument("--steps", type=int_range(2), default=41, help="stored frames (default 41)")
+    p.add_argument("--dt", type=positive_float, default=0.05, help="time between frames (default 0.05)")
+    p.add_argument("--trajectories", type=positive_int, default=1, help="number of trajectories (default 1)")
+    p.add_argument("--diffusivity", type=nonneg_float, default=0.1, help="Dc of the concentration law (default 0.1)")
+    p.add_argument("--growth", type=finite_float, default=1.0, help="r of the concentration law (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.set_defaults(func=_example)
+    p.set_defaults(func=_example, checks=[memory_check(
+        lambda a: 120.0 * a.trajectories * a.steps * a.size ** 2, "the example file", "reduce --size or --steps")])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path, check_input_file
+from .._io import atomic_path, check_input_file, check_zarr_chunks, read_zarr_array
 from ..errors import InputError
 
 KINDS = ("scalar", "vector", "tensor")
@@ -195,8 +195,12 @@ class FieldBundle:
             meta = json.loads(root.attrs["dynfit"])
         except Exception as exc:
             raise InputError(f"'{p}' is not a dynfit fields store ({exc}); write one with `dynfit coarse-grain`") from exc
-        coords = {k: np.asarray(root["coords"][k]) for k in root["coords"].array_keys()}
-        fields = {k: np.asarray(root[k]) for k in root.array_keys()}
+        check_zarr_chunks(p)  # a missing chunk of a dynfit store is damage, never zeros
+        try:
+            coords = {k: read_zarr_array(root["coords"][k], p) for k in root["coords"].array_keys()}
+        except KeyError as exc:
+            raise InputError(f"'{p}' has no coordinates group 'coords': write the store with `dynfit coarse-grain`") from exc
+        fields = {k: read_zarr_array(root[k], p) for k in root.array_keys()}
         return cls(fields, coords, meta.get("kinds", {}), meta.get("periodic"), meta.get("attrs", {}))
 
     def save(self, path) -> Path:
