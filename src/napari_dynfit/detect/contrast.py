@@ -27,7 +27,8 @@ AMBIGUOUS_SKEW = 0.2
 
 
 def local_background(img: np.ndarray, block) -> np.ndarray:
-    """Slowly varying background of ``img``: block medians, bilinearly interpolated to every pixel.
+    """Slowly varying background of ``img``: block medians (of a regular subsample of each block), bilinearly
+    interpolated to every pixel.
 
     Parameters
     ----------
@@ -49,11 +50,19 @@ def local_background(img: np.ndarray, block) -> np.ndarray:
     nb = [s // b for s, b in zip(p.shape, block)]
     r = p.reshape([v for pair in zip(nb, block) for v in pair])
     r = r.transpose(list(range(0, 2 * nd, 2)) + list(range(1, 2 * nd, 2))).reshape(*nb, -1)
-    med = np.median(r, axis=-1).astype(np.float32)
-    if all(n == 1 for n in nb):
-        return np.full(img.shape, med.ravel()[0], np.float32)
-    bg = ndi.zoom(med, block, order=1, mode="nearest", grid_mode=True)
-    return np.ascontiguousarray(bg[tuple(slice(0, s) for s in img.shape)], dtype=np.float32)
+    r = r[..., :: max(1, r.shape[-1] // 64)]  # ~64 samples per block estimate its median well, several times faster
+    bg = np.median(r, axis=-1).astype(np.float32)
+    # bilinear interpolation between block centres (clamped at the edges), one small matrix per axis
+    for a, (n, b, s) in enumerate(zip(nb, block, img.shape)):
+        x = np.clip((np.arange(s) + 0.5) / b - 0.5, 0, n - 1)
+        i0 = np.minimum(np.floor(x).astype(int), max(n - 2, 0))
+        f = (x - i0).astype(np.float32)
+        w = np.zeros((s, n), np.float32)
+        w[np.arange(s), i0] = 1 - f
+        if n > 1:
+            w[np.arange(s), i0 + 1] += f
+        bg = np.moveaxis(np.tensordot(w, bg, axes=([1], [a])), 0, a)
+    return np.ascontiguousarray(bg, dtype=np.float32)
 
 
 def background_block(sig_px) -> np.ndarray:
