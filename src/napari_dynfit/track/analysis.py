@@ -1,0 +1,342 @@
+"""Physical analysis of tracks: drift, mean squared displacement (MSD) and its power-law fit, van Hove
+distributions, velocity autocorrelation.
+
+All functions take a tracks table ``track_id, frame, [z,] y, x`` (as returned by :func:`napari_dynfit.track.link`;
+coordinates in pixels) and return physical units: lengths are multiplied by ``spacing`` (per axis ``(z,) y, x``;
+default ``tracks.attrs["spacing"]`` or 1) and lags by the frame interval ``dt``.
+
+Definitions follow trackpy (Allan et al.), so results can be compared with it directly:
+
+* drift (:func:`compute_drift`): the cumulative sum over frames of the mean displacement, between consecutive
+  frames, of the particles present in both (``trackpy.compute_drift``);
+* ensemble MSD (:func:`msd`): at each lag the mean of the squared displacements of all pairs of positions of
+  the same track that many frames apart (``weights="pairs"``), or, as ``trackpy.emsd``, the mean of the tracks'
+  MSDs weighted by their effective number of independent measurements (Qian, Sheetz & Elson 1991, eq. B4;
+  ``weights="independent"``, the default: overlapping displacements of one long track count less);
+* power-law fit (:func:`fit_msd`): least squares of ``log MSD = log A + n log t`` (``trackpy.utils.fit_powerlaw``),
+  plus a linear fit ``MSD = 2 d D t + c`` over the first lags for the diffusion coefficient ``D`` (``c`` absorbs
+  the localisation error, ``4 sigma_loc^2`` in 2D).
+
+Written here (numpy/pandas, a few lines each) rather than importing trackpy, so that the core keeps its small
+dependency set and works on 3D tracks with anisotropic spacing and lineage columns; trackpy is the oracle of the
+tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..tables import coord_columns, validate_table
+
+
+def _prepared(tracks: pd.DataFrame, spacing, *, min_length: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """``track_id, frame, coords`` in physical units, sorted, tracks shorter than ``min_length`` frames dropped."""
+    df = validate_table(tracks, required=("frame", "track_id"), what="tracks")
+    cols = coord_columns(df)
+    sp = spacing if spacing is not None else tracks.attrs.get("spacing")
+    sp = np.ones(len(cols)) if sp is None else np.asarray(sp, float).ravel()[-len(cols):]
+    if sp.shape != (len(cols),) or not np.all(np.isfinite(sp)) or (sp <= 0).any():
+        raise InputError(f"spacing must hold {len(cols)} positive numbers (one per axis {', '.join(cols)}), "
+                         f"got {spacing}")
+    out = df[["track_id", "frame", *cols]].copy()
+    out[cols] = out[cols].to_numpy(float) * sp
+    if out.duplicated(["track_id", "frame"]).any():
+        raise InputError("tracks have two positions of one track in one frame: pass a tracks table (one row per "
+                         "track and frame)")
+    if min_length > 0:
+        n = out.groupby("track_id")["frame"].transform("size")
+        out = out[n >= min_length]
+    if len(out) == 0:
+        raise InputError(f"no track has {min_length} or more positions: lower min_length")
+    return out.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True), cols
+
+
+def _check_dt(dt) -> float:
+    dt = float(dt)
+    if not np.isfinite(dt) or dt <= 0:
+        raise InputError(f"dt (frame interval) must be a positive number, got {dt}")
+    return dt
+
+
+def compute_drift(tracks: pd.DataFrame, *, spacing=None, smoothing: int = 0) -> pd.DataFrame:
+    """Collective drift of the tracks per frame.
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        ``track_id, frame, [z,] y, x`` (pixels).
+    spacing : sequence of float, optional
+        Pixel size per axis (default ``tracks.attrs["spacing"]`` or 1).
+    smoothing : int
+        Rolling mean over this many frames of the frame-to-frame drift (0: none).
+
+    Returns
+    -------
+    DataFrame
+        Index ``frame`` (every frame from the first to the last), columns ``[z,] y, x``: the drift in physical
+        units, 0 at the first frame.
+    """
+    df, cols = _prepared(tracks, spacing)
+    return _drift(df, cols, smoothing)
+
+
+def _drift(df: pd.DataFrame, cols: list[str], smoothing: int = 0) -> pd.DataFrame:
+    nxt = df.assign(frame=df["frame"] - 1)
+    pair = df.merge(nxt, on=["track_id", "frame"], suffixes=("", "_1"))
+    step = pd.DataFrame({c: pair[f"{c}_1"].to_numpy() - pair[c].to_numpy() for c in cols})
+    step["frame"] = pair["frame"].to_numpy() + 1  # displacement from frame f - 1 to frame f
+    frames = np.arange(df["frame"].min(), df["frame"].max() + 1)
+    mean = step.groupby("frame")[cols].mean().reindex(frames).fillna(0.0)
+    if smoothing > 0:
+        mean = mean.rolling(int(smoothing), min_periods=1).mean()
+    mean.iloc[0] = 0.0
+    out = mean.cumsum()
+    out.index.name = "frame"
+    return out
+
+
+def subtract_drift(tracks: pd.DataFrame, drift: pd.DataFrame | None = None, *, spacing=None) -> pd.DataFrame:
+    """``tracks`` with the drift (default :func:`compute_drift`) subtracted from the positions.
+
+    The result keeps the units of ``tracks`` (the drift, physical, is divided by ``spacing``) and all its columns.
+    """
+    df, cols = _prepared(tracks, spacing)
+    sp = np.asarray(spacing if spacing is not None else tracks.attrs.get("spacing") or np.ones(len(cols)),
+                    float).ravel()[-len(cols):]
+    d = _drift(df, cols) if drift is None else drift
+    out = tracks.copy()
+    shift = d.reindex(out["frame"].to_numpy()).fillna(0.0)[cols].to_numpy() / sp
+    out[cols] = out[cols].to_numpy(float) - shift
+    return out
+
+
+def _independent(n, t):
+    """Effective number of independent MSD measurements of a track of ``n`` frames at lag ``t`` (Qian et al. 1991,
+    eq. B4, as trackpy's ``_msd_N``)."""
+    n, t = np.asarray(n, float), np.asarray(t, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(t > n / 2, 1 / (1 + ((n - t) ** 3 + 5 * t - 4 * (n - t) ** 2 * t - n) / (6 * (n - t) * t ** 2)),
+                        6 * (n - t) ** 2 * t / (2 * n - t + 4 * n * t ** 2 - 5 * t ** 3))
+
+
+def _pairs(df: pd.DataFrame, lag: int) -> pd.DataFrame:
+    later = df.assign(frame=df["frame"] - lag)
+    return df.merge(later, on=["track_id", "frame"], suffixes=("", "_2"))
+
+
+def msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int | None = 100, min_length: int = 0,
+        drift: bool = False, weights: str = "independent") -> pd.DataFrame:
+    """Ensemble mean squared displacement by lag.
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        ``track_id, frame, [z,] y, x`` (pixels).
+    dt : float
+        Frame interval (time units, e.g. s).
+    spacing : sequence of float, optional
+        Pixel size per axis (default ``tracks.attrs["spacing"]`` or 1).
+    max_lag : int, optional
+        Largest lag in frames (default 100, as trackpy; None: a quarter of the frames spanned).
+    min_length : int
+        Drop tracks with fewer positions (trackpy's ``filter_stubs``).
+    drift : bool
+        Subtract the collective drift (:func:`compute_drift`, computed on the kept tracks) first.
+    weights : {"independent", "pairs"}
+        ``"independent"``: the tracks' MSDs weighted by their effective numbers of independent measurements
+        (``trackpy.emsd``); ``"pairs"``: every displacement counts once.
+
+    Returns
+    -------
+    DataFrame
+        ``lag`` (frames), ``t`` (``lag * dt``), ``msd`` (physical units squared, summed over axes) and ``n``
+        (displacements averaged); only lags with at least one displacement.
+    """
+    dt = _check_dt(dt)
+    if weights not in ("independent", "pairs"):
+        raise InputError(f"weights must be 'independent' or 'pairs', got {weights!r}")
+    df, cols = _prepared(tracks, spacing, min_length=min_length)
+    if drift:
+        d = _drift(df, cols)
+        df[cols] = df[cols].to_numpy() - d.reindex(df["frame"].to_numpy())[cols].to_numpy()
+    span = int(df["frame"].max() - df["frame"].min())
+    max_lag = max(1, (span + 1) // 4) if max_lag is None else int(max_lag)
+    if max_lag < 1:
+        raise InputError(f"max_lag must be at least 1 frame, got {max_lag}")
+    parts = []
+    for lag in range(1, min(max_lag, span) + 1):
+        pair = _pairs(df, lag)
+        if len(pair):
+            sq = sum((pair[f"{c}_2"].to_numpy() - pair[c].to_numpy()) ** 2 for c in cols)
+            parts.append(pd.DataFrame({"track_id": pair["track_id"].to_numpy(), "lag": lag, "sq": sq}))
+    if not parts:
+        raise InputError("no track has two positions: the MSD needs tracks spanning at least two frames")
+    per = pd.concat(parts).groupby(["track_id", "lag"])["sq"].agg(["mean", "size"]).reset_index()
+    if weights == "pairs":
+        tab = per.groupby("lag").apply(lambda g: pd.Series({"msd": np.average(g["mean"], weights=g["size"]),
+                                                            "n": g["size"].sum()}), include_groups=False)
+    else:  # trackpy.emsd: weights N_eff(length, lag) * positions / length, rescaled over the defined lags
+        g = df.groupby("track_id")["frame"]
+        info = pd.DataFrame({"length": g.max() - g.min() + 1, "npos": g.size()})
+        per = per.join(info, on="track_id")
+        per["w"] = _independent(per["length"], per["lag"]) * per["npos"] / per["length"]
+        total = {tid: float(np.sum(_independent(n, np.arange(1, min(max_lag, n - 1) + 1)))) * k / n
+                 for tid, n, k in zip(info.index, info["length"], info["npos"])}
+        per["w"] *= per["track_id"].map(total) / per.groupby("track_id")["w"].transform("sum")
+        per["wm"] = per["w"] * per["mean"]
+        agg = per.groupby("lag")[["wm", "w", "size"]].sum()
+        tab = pd.DataFrame({"msd": agg["wm"] / agg["w"], "n": agg["size"]})
+    tab = tab.reset_index()
+    tab.insert(1, "t", tab["lag"] * dt)
+    tab["n"] = tab["n"].astype(np.int64)
+    return tab[["lag", "t", "msd", "n"]]
+
+
+@dataclass
+class MsdFit:
+    """Result of :func:`fit_msd`.
+
+    ``exponent`` and ``prefactor``: ``MSD = prefactor * t**exponent`` (prefactor in length^2 / time^exponent);
+    ``D``: diffusion coefficient from ``MSD = 2 d D t + offset`` over the first lags (length^2 / time), with
+    ``offset`` (length^2; ``2 d sigma_loc^2`` for a localisation error ``sigma_loc`` per axis); ``dim``: ``d``;
+    ``table``: the MSD (:func:`msd`).
+    """
+
+    exponent: float
+    prefactor: float
+    D: float
+    offset: float
+    dim: int
+    table: pd.DataFrame = field(repr=False)
+
+    def as_dict(self) -> dict:
+        return {"exponent": self.exponent, "prefactor": self.prefactor, "D": self.D, "offset": self.offset,
+                "dim": self.dim, "lags": int(len(self.table))}
+
+
+def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int | None = 100, min_length: int = 0,
+            drift: bool = True, weights: str = "independent", linear_lags: int = 10) -> MsdFit:
+    """Power-law fit of the ensemble MSD, after removing the drift (trackpy's ``subtract_drift``, ``emsd`` and
+    ``fit_powerlaw``).
+
+    Parameters
+    ----------
+    tracks, dt, spacing, max_lag, min_length, weights
+        As in :func:`msd`.
+    drift : bool
+        Subtract the collective drift first (default True).
+    linear_lags : int
+        Lags used by the linear fit that gives ``D`` and the offset.
+
+    Returns
+    -------
+    MsdFit
+    """
+    tab = msd(tracks, dt=dt, spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift, weights=weights)
+    dim = len(coord_columns(tracks))
+    ok = tab["msd"].to_numpy() > 0
+    if ok.sum() < 2:
+        raise InputError("the MSD has fewer than two positive lags: tracks are too short or do not move")
+    n, loga = np.polyfit(np.log(tab["t"].to_numpy()[ok]), np.log(tab["msd"].to_numpy()[ok]), 1)
+    lin = tab.iloc[:max(2, int(linear_lags))]
+    slope, offset = np.polyfit(lin["t"].to_numpy(), lin["msd"].to_numpy(), 1) if len(lin) >= 2 else (np.nan, np.nan)
+    return MsdFit(float(n), float(np.exp(loga)), float(slope / (2 * dim)), float(offset), dim, tab)
+
+
+def van_hove(tracks: pd.DataFrame, lag: int = 1, *, spacing=None, bins=50, drift: bool = False,
+             min_length: int = 0) -> pd.DataFrame:
+    """Van Hove distribution (self part): the histogram of displacements over ``lag`` frames along each axis.
+
+    Parameters
+    ----------
+    tracks, spacing, min_length, drift
+        As in :func:`msd`.
+    lag : int
+        Lag in frames.
+    bins : int or sequence of float
+        Number of bins (over the range of all displacements, symmetric about 0) or the bin edges (physical
+        units).
+
+    Returns
+    -------
+    DataFrame
+        ``dr`` (bin centres, physical units), one column per axis (``[z,] y, x``: probability density of the
+        displacement along that axis) and ``all`` (density of the displacements of all axes pooled); for
+        Brownian motion a Gaussian of variance ``2 D t``.
+    """
+    lag = int(lag)
+    if lag < 1:
+        raise InputError(f"lag must be at least 1 frame, got {lag}")
+    df, cols = _prepared(tracks, spacing, min_length=min_length)
+    if drift:
+        d = _drift(df, cols)
+        df[cols] = df[cols].to_numpy() - d.reindex(df["frame"].to_numpy())[cols].to_numpy()
+    pair = _pairs(df, lag)
+    if len(pair) == 0:
+        raise InputError(f"no track has two positions {lag} frames apart: use a smaller lag")
+    disp = {c: pair[f"{c}_2"].to_numpy() - pair[c].to_numpy() for c in cols}
+    pooled = np.concatenate(list(disp.values()))
+    if np.ndim(bins) == 0:
+        r = max(float(np.abs(pooled).max()), 1e-12)
+        edges = np.linspace(-r, r, int(bins) + 1)
+    else:
+        edges = np.asarray(bins, float)
+    out = pd.DataFrame({"dr": 0.5 * (edges[1:] + edges[:-1])})
+    for c in cols:
+        out[c] = np.histogram(disp[c], edges, density=True)[0]
+    out["all"] = np.histogram(pooled, edges, density=True)[0]
+    out.attrs["lag"] = lag
+    out.attrs["n"] = int(len(pair))
+    return out
+
+
+def velocity_autocorrelation(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int | None = 100,
+                             min_length: int = 0, drift: bool = False, normalize: bool = False) -> pd.DataFrame:
+    """Ensemble velocity autocorrelation ``C(k) = <v(t) . v(t + k dt)>``.
+
+    Velocities are finite differences over one frame, ``v(t) = (r(t + dt) - r(t)) / dt``, of consecutive positions
+    of a track; the average runs over all tracks and times with both velocities defined.
+
+    Parameters
+    ----------
+    tracks, dt, spacing, max_lag, min_length, drift
+        As in :func:`msd` (``max_lag`` in frames, from 0).
+    normalize : bool
+        Divide by ``C(0)``.
+
+    Returns
+    -------
+    DataFrame
+        ``lag`` (frames, from 0), ``t`` (``lag * dt``), ``vacf`` ((length / time)^2, or 1 at lag 0 when
+        normalised) and ``n`` (products averaged). For active Brownian particles of speed ``v0`` and rotational
+        diffusion ``Dr`` in 2D, ``C(k) = v0^2 e^{-Dr k dt} 2 (cosh(Dr dt) - 1) / (Dr dt)^2`` for ``k >= 1``; for
+        Brownian motion ``C(k) = 0`` for ``k >= 1``.
+    """
+    dt = _check_dt(dt)
+    df, cols = _prepared(tracks, spacing, min_length=min_length)
+    if drift:
+        d = _drift(df, cols)
+        df[cols] = df[cols].to_numpy() - d.reindex(df["frame"].to_numpy())[cols].to_numpy()
+    step = _pairs(df, 1)
+    vel = pd.DataFrame({"track_id": step["track_id"].to_numpy(), "frame": step["frame"].to_numpy()})
+    vcols = [f"v{c}" for c in cols]
+    for c, v in zip(cols, vcols):
+        vel[v] = (step[f"{c}_2"].to_numpy() - step[c].to_numpy()) / dt
+    if len(vel) == 0:
+        raise InputError("no track has two consecutive positions: velocities need consecutive frames")
+    span = int(df["frame"].max() - df["frame"].min())
+    max_lag = max(1, (span + 1) // 4) if max_lag is None else int(max_lag)
+    rows = []
+    for lag in range(0, min(max_lag, span) + 1):
+        pair = vel.merge(vel.assign(frame=vel["frame"] - lag), on=["track_id", "frame"], suffixes=("", "_2"))
+        if len(pair):
+            prod = sum(pair[v].to_numpy() * pair[f"{v}_2"].to_numpy() for v in vcols)
+            rows.append((lag, lag * dt, float(prod.mean()), len(pair)))
+    out = pd.DataFrame(rows, columns=["lag", "t", "vacf", "n"])
+    if normalize and len(out) and out["vacf"].iloc[0] != 0:
+        out["vacf"] /= out["vacf"].iloc[0]
+    return out
