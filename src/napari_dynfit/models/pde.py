@@ -20,7 +20,7 @@ from ..errors import InputError
 from .library import polynomial_library, vector_library
 from .model_json import FORMAT, format_model
 from .stability import StabilityResult, stability_selection
-from .terms import canonical, evaluate_terms, parse_term, term_kind
+from .terms import canonical, evaluate_terms, max_derivative_order, parse_term, term_kind
 
 DERIVATIVES = ("weak", "finite", "spectral")
 
@@ -33,20 +33,65 @@ class PDEDiscovery:
     ----------
     model : dict
         Model JSON (``dynfit-model/1``) with equations, selection probabilities, intervals, library,
-        method, diagnostics and stability paths.
-    results : dict of str -> StabilityResult
+        method, diagnostics, stability paths and (default selection) ``identifiability``,
+        ``where`` and ``selection``.
+    results : dict of str -> PathSelection or StabilityResult
         Per left-hand side.
+    identifiable : bool
+        False when the data cannot pin the model (``reasons`` say why, ``hints`` what would help).
+    reasons : list of str
+        One line per failed check (held-out residual, intervals crossing zero, conditioning,
+        forecast, too little data).
+    hints : list of str
+        What would help (more particles, a longer movie, less noise...).
+    where : dict of str -> dict of str -> dict
+        Per equation and term: ``overall``, ``active_fraction``, ``busy_fraction``, ``peak``
+        (see :func:`~napari_dynfit.models.selection.local_share`).
+    local_share : dict of str -> dict of str -> ndarray
+        Per equation and term, the local share on the grid of test-function centres (or sample
+        points), shape ``(t, *space)`` of that grid.
+    forecast : dict
+        The forecast check: held-out window, errors of the selected and richer candidates, switches.
     """
 
     model: dict
     results: dict = field(default_factory=dict)
+    identifiable: bool = True
+    reasons: list = field(default_factory=list)
+    hints: list = field(default_factory=list)
+    where: dict = field(default_factory=dict)
+    local_share: dict = field(default_factory=dict)
+    forecast: dict = field(default_factory=dict)
 
     @property
     def equations(self) -> dict:
         return self.model["equations"]
 
+    def summary(self) -> str:
+        """Text for people: the equations (or "not identifiable from these data" with reasons and
+        hints), where each term acts, the forecast check."""
+        lines = []
+        if self.identifiable:
+            lines.append(format_model(self.model))
+        else:
+            lines.append("not identifiable from these data:")
+            lines += [f"  - {r}" for r in self.reasons]
+            if self.hints:
+                lines.append("what would help: " + "; ".join(self.hints))
+        for lhs, terms in self.where.items():
+            for t, w in terms.items():
+                lines.append(f"  {lhs} <- {t}: share of |{lhs}| >= 10 % in {w['active_fraction']:.0%} of the "
+                             f"active space-time (active: {w['busy_fraction']:.0%} of the data), mean "
+                             f"{w['overall']:.0%}, up to {w['peak']:.0%}")
+        fc = self.forecast
+        if fc.get("error") is not None:
+            lines.append(f"forecast of the held-out last {fc['frames']} frames: relative error {fc['error']:.3g}")
+        for sw in fc.get("switched", []):
+            lines.append(f"forecast check: {sw}")
+        return "\n".join(lines)
+
     def __str__(self) -> str:
-        return format_model(self.model)
+        return self.summary()
 
 
 def default_equations(bundle) -> dict[str, list[str]]:
@@ -79,16 +124,70 @@ def _pointwise_features(bundle, names, method, window, polyorder, reference, max
     total = int(np.prod(n_points))
     if total == 0:
         raise InputError("fields are too small for pointwise derivatives: use derivative='weak' or more data")
-    pick = rng.choice(total, min(total, max_samples), replace=False) if total > max_samples else slice(None)
-    return {n: v.reshape((total,) + v.shape[1 + bundle.ndim:])[pick] for n, v in out.items()}
+    pick = np.sort(rng.choice(total, min(total, max_samples), replace=False)) if total > max_samples \
+        else np.arange(total)
+    return {n: v.reshape((total,) + v.shape[1 + bundle.ndim:])[pick] for n, v in out.items()}, n_points, pick
+
+
+def _rows(feats, lhs, lib, grid_shape, labels_grid, pick):
+    """Regression rows of one equation: y (n,), G (n, m), block labels (n,), time index (n,), components d."""
+    y = feats[lhs]
+    d = y.shape[-1] if y.ndim > (1 if pick is not None else len(grid_shape)) else 1
+    labels = labels_grid.reshape(-1) if pick is None else labels_grid.reshape(-1)[pick]
+    tgrid = np.broadcast_to(np.arange(grid_shape[0]).reshape((-1,) + (1,) * (len(grid_shape) - 1)), grid_shape)
+    times = tgrid.reshape(-1) if pick is None else tgrid.reshape(-1)[pick]
+    G = np.stack([feats[n].reshape(len(labels), d) for n in lib], axis=-1)      # (n_centres, d, m)
+    return y.reshape(len(labels), d), G, labels, times, d
+
+
+def _fit_rows(G, y, terms, lib, rows):
+    idx = [lib.index(t) for t in terms]
+    if not idx:
+        return {}
+    A = G[rows][:, idx]
+    xi = np.linalg.lstsq(A, y[rows], rcond=None)[0]
+    return dict(zip(terms, map(float, xi)))
+
+
+def _forecast_window(nt: int, fraction: float = 0.25, max_frames: int = 40) -> int | None:
+    frames = int(min(max_frames, max(4, round(fraction * nt))))
+    return None if nt < 2 * frames else nt - frames
+
+
+def _forecast(model_eqs, bundle, ref, start):
+    from .integrate import forecast_error
+
+    try:
+        fe = forecast_error({"equations": model_eqs, "reference": ref}, bundle, start=start, max_substeps=256)
+    except InputError as exc:
+        return float("inf"), str(exc)
+    err = max(float(np.mean(e[1:])) for e in fe["relative_l2"].values())
+    return (err if np.isfinite(err) else float("inf")), None
+
+
+HINTS = {"noise": "less noise (for particle data: more particles or a wider coarse-graining kernel)",
+         "length": "a longer movie (more frames) or a larger field of view",
+         "collinear": "data in which the collinear terms vary independently (other initial conditions, "
+                      "a wider range of values)",
+         "library": "a library that contains the right terms",
+         "forecast": "a longer movie, or a library with the missing (e.g. stabilising) term"}
 
 
 def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: str = "iht", pi_th: float = 0.8,
-                 n_subsamples: int = 40, n_penalties: int = 20, decades: float = 1.0, n_bootstrap: int = 200,
-                 half_width=None, stride=None, window: int | None = None, polyorder: int | None = None,
-                 reference: dict | None = None, max_samples: int = 20000, stochastic: bool = False,
-                 seed=0) -> PDEDiscovery:
-    """Learn a sparse PDE model from fields.
+                 n_subsamples: int = 40, n_penalties: int | None = None, decades: float | None = None,
+                 n_bootstrap: int = 200, half_width=None, stride=None, window: int | None = None,
+                 polyorder: int | None = None, reference: dict | None = None, max_samples: int = 20000,
+                 stochastic: bool = False, blocks=None, gain: float = 0.25, forecast: bool = True,
+                 max_condition: float = 1e4, seed=0) -> PDEDiscovery:
+    """Learn a sparse PDE model from fields, check it and say whether the data identify it.
+
+    Default selection (``decades=None``, see :mod:`napari_dynfit.models.selection`): stability
+    paths from the largest normalised coefficient down to the noise floor, candidate models along
+    them, the model chosen and refined term by term by its held-out weak residual over space-time
+    blocks; then a forecast check (the selected model and every richer candidate are fitted without
+    the last quarter of the movie and integrated over it: if the selected one fails where a richer
+    one does not, the richer one is chosen and the switch reported), block-jackknife intervals,
+    condition number and the identifiability verdict.
 
     Parameters
     ----------
@@ -103,10 +202,18 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         Sparse solver inside stability selection.
     pi_th : float
         Selection-probability threshold.
-    n_subsamples, n_penalties, decades, n_bootstrap
-        Stability selection (``B``, ``M``, penalty span in decades, bootstrap resamples).
+    n_subsamples : int
+        Half-subsamples of stability selection.
+    n_penalties : int, optional
+        Penalties per decade of the path (default 8); with ``decades`` the grid size (default 20).
+    decades : float, optional
+        The old selection: a fixed grid over ``decades`` below the largest normalised coefficient,
+        terms kept by their largest selection probability, row-bootstrap intervals, no checks.
+    n_bootstrap : int
+        Bootstrap resamples (``decades`` mode only).
     half_width, stride : int or tuple, optional
-        Weak form: test-function half-width and centre spacing in grid points (``(t, *space)``).
+        Weak form: test-function half-width and centre spacing in grid points (``(t, *space)``);
+        default spacing a third of the half-width.
     window, polyorder : int, optional
         Finite differences: polynomial window (smoothing) and degree.
     reference : dict, optional
@@ -117,16 +224,26 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         earlier time (sets the time half-width to 0). A symmetric time window would bias the
         coefficients of such data towards zero.
     max_samples : int
-        Largest number of regression rows (random subset of grid points or test-function centres
-        times components).
+        Largest number of regression rows (random subset of centres or grid points).
+    blocks : tuple of int, optional
+        Space-time blocks per axis ``(t, *space)`` for the held-out errors (default 4 in time,
+        2 per space axis).
+    gain : float
+        Relative drop of the held-out squared error a richer model must achieve to be chosen.
+    forecast : bool
+        Run the forecast check (integrates candidate models over the last quarter of the frames).
+    max_condition : float
+        Condition number of the selected (normalised) library columns above which the model is
+        reported as not identifiable (collinear terms).
     seed : int
-        Randomness of the point sample, subsamples and bootstrap.
+        Randomness of the point sample and subsamples.
 
     Returns
     -------
     PDEDiscovery
     """
-    from ..fields.weak import weak_features
+    from ..fields.weak import WeakGrid, weak_features
+    from .selection import block_labels, jackknife_intervals, local_share, select_on_path
 
     if derivative not in DERIVATIVES:
         raise InputError(f"unknown derivative method '{derivative}'; use one of {', '.join(DERIVATIVES)}")
@@ -149,43 +266,216 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     ref = {name: float(np.mean(evaluate_terms(bundle, [name])[name])) for name in uses_dev}
     ref.update(reference or {})
     rng = np.random.default_rng(seed)
+    legacy = decades is not None
     if stochastic:
         if derivative != "weak":
             raise InputError("stochastic=True needs derivative='weak'")
         hw = half_width if half_width is not None else [max(4, n // 8) for n in bundle.shape]
         hw = [int(hw)] * len(bundle.shape) if np.isscalar(hw) else list(hw)
         half_width = (0, *hw[1:])
-    if derivative == "weak":
-        feats = weak_features(bundle, all_names, method="decoupled" if window is None else "finite",
-                              window=window, polyorder=polyorder,
-                              reference=ref, half_width=half_width, stride=stride)
-    else:
-        feats = _pointwise_features(bundle, all_names, derivative, window, polyorder, ref, max_samples, rng)
-    results: dict[str, StabilityResult] = {}
     model = {"format": FORMAT, "equations": {}, "selection_probability": {}, "confidence_intervals": {},
-             "library": {}, "fields": sorted(bundle.fields), "axes": ["t", *bundle.space_axes],
-             "reference": ref, "periodic": list(bundle.periodic),
+             "library": {lhs: lib for lhs, lib in equations.items()}, "fields": sorted(bundle.fields),
+             "axes": ["t", *bundle.space_axes], "reference": ref, "periodic": list(bundle.periodic),
              "method": {"derivative": derivative, "solver": solver, "pi_th": pi_th, "n_subsamples": n_subsamples,
                         "n_penalties": n_penalties, "decades": decades, "seed": seed,
+                        "selection": "fixed grid" if legacy else "path to the noise floor + held-out blocks",
                         "half_width": half_width, "stride": stride, "window": window, "polyorder": polyorder,
-                        "stochastic": stochastic},
+                        "stochastic": stochastic, "gain": gain, "forecast": forecast},
              "diagnostics": {}, "stability_path": {}}
+    # --- features ------------------------------------------------------------------------------
+    blocks = tuple(blocks) if blocks is not None else (4,) + (2,) * bundle.ndim
+    if derivative == "weak":
+        grid_hw = None
+        if stride is None and not legacy:
+            try:
+                g = WeakGrid.auto(bundle, max(1, max_derivative_order(all_names)), half_width=half_width)
+            except InputError as exc:
+                return _too_little(model, equations, str(exc))
+            grid_hw = g.half_width
+            stride = tuple(max(1, h // 3) for h in g.half_width)
+            model["method"]["stride"] = list(stride)
+        try:
+            feats = weak_features(bundle, all_names, method="decoupled" if window is None else "finite",
+                                  window=window, polyorder=polyorder, reference=ref, half_width=half_width,
+                                  stride=stride)
+        except InputError as exc:
+            if "too small" in str(exc) or "too short" in str(exc):
+                return _too_little(model, equations, str(exc))
+            raise
+        grid_shape = feats[next(iter(equations))].shape[: 1 + bundle.ndim]
+        pick = None
+        ht = (grid_hw or WeakGrid.auto(bundle, max(1, max_derivative_order(all_names)), half_width=half_width,
+                                       stride=stride).half_width)[0]
+        st = stride[0] if stride is not None and not np.isscalar(stride) else (stride or 1)
+        def support_end(ti):                                 # first frame after the support of time index ti
+            return ti * st + 2 * ht + 1 + (ht == 0)
+    else:
+        feats, grid_shape, pick = _pointwise_features(bundle, all_names, derivative, window, polyorder, ref,
+                                                      max_samples, rng)
+        w = max(5, window or 5)
+        def support_end(ti):
+            return ti + 2 * w + 1
+    labels_grid = block_labels(grid_shape, blocks)
+    results: dict = {}
+    out = PDEDiscovery(model, results)
+    if legacy:
+        for lhs, lib in equations.items():
+            y, G, _, _, _ = _rows(feats, lhs, lib, grid_shape, labels_grid, pick)
+            y, G = y.reshape(-1), G.reshape(-1, len(lib))
+            if len(y) > max_samples:
+                rows = np.sort(rng.choice(len(y), max_samples, replace=False))
+                G, y = G[rows], y[rows]
+            res = stability_selection(G, y, lib, solver=solver, n_subsamples=n_subsamples,
+                                      n_penalties=n_penalties or 20, decades=decades, pi_th=pi_th,
+                                      n_bootstrap=n_bootstrap, seed=rng)
+            results[lhs] = res
+            model["equations"][lhs] = res.coefficients
+            model["selection_probability"][lhs] = dict(zip(lib, map(float, res.max_probability)))
+            model["confidence_intervals"][lhs] = {k: list(v) for k, v in res.intervals.items()}
+            model["diagnostics"][lhs] = {"relative_residual": res.residual, "n_samples": int(len(y))}
+            model["stability_path"][lhs] = res.path_data()
+        return out
+    # --- default: path to the noise floor, held-out blocks --------------------------------------
+    reasons, hints = [], []
+    rows_of = {}
     for lhs, lib in equations.items():
-        y = feats[lhs].reshape(-1)
-        G = np.stack([feats[n].reshape(-1) for n in lib], axis=1)
-        if len(y) > max_samples:
-            rows = np.sort(rng.choice(len(y), max_samples, replace=False))
-            G, y = G[rows], y[rows]
-        res = stability_selection(G, y, lib, solver=solver, n_subsamples=n_subsamples, n_penalties=n_penalties,
-                                  decades=decades, pi_th=pi_th, n_bootstrap=n_bootstrap, seed=rng)
-        results[lhs] = res
-        model["equations"][lhs] = res.coefficients
-        model["selection_probability"][lhs] = dict(zip(lib, map(float, res.max_probability)))
-        model["confidence_intervals"][lhs] = {k: list(v) for k, v in res.intervals.items()}
-        model["library"][lhs] = lib
-        model["diagnostics"][lhs] = {"relative_residual": res.residual, "n_samples": int(len(y))}
-        model["stability_path"][lhs] = res.path_data()
-    return PDEDiscovery(model, results)
+        y, G, labels, times, d = _rows(feats, lhs, lib, grid_shape, labels_grid, pick)
+        n_rows = y.shape[0]
+        if n_rows * d < 4 * len(lib) or len(np.unique(labels)) < 2 or grid_shape[0] < 2:
+            return _too_little(model, equations, f"{n_rows * d} regression rows ({grid_shape[0]} in time) for "
+                                                 f"{len(lib)} candidate terms of {lhs}")
+        sub = np.sort(rng.choice(n_rows, max_samples // d, replace=False)) if n_rows * d > max_samples \
+            else np.arange(n_rows)
+        yy = y[sub].reshape(-1)
+        GG = G[sub].reshape(-1, len(lib))
+        ll = np.repeat(labels[sub], d)
+        sel = select_on_path(GG, yy, lib, ll, solver=solver, n_subsamples=n_subsamples,
+                             per_decade=n_penalties or 8, pi_th=pi_th, gain=gain, seed=rng)
+        results[lhs] = sel
+        rows_of[lhs] = (y, G, times, d)
+        model["selection_probability"][lhs] = dict(zip(lib, map(float, sel.max_probability())))
+        model["stability_path"][lhs] = {"penalties": sel.penalties.tolist(), "pi_th": pi_th,
+                                        "probabilities": {n: sel.probabilities[:, j].tolist()
+                                                          for j, n in enumerate(lib)}}
+    chosen = {lhs: r.chosen for lhs, r in results.items()}
+    # --- forecast check --------------------------------------------------------------------------
+    fc = {"frames": None, "error": None, "candidates": {}, "switched": []}
+    start = _forecast_window(bundle.shape[0]) if forecast else None
+    evolvable = all(parse_term(lhs).__class__.__name__ == "Field" and getattr(parse_term(lhs), "derivs", ()) == ("t",)
+                    for lhs in equations)
+    if start is not None and evolvable and all(c >= 0 for c in chosen.values()):
+        fc["frames"] = int(bundle.shape[0] - start)
+        fc["start_frame"] = int(start)
+
+        def fitted(lhs, cand):
+            y, G, times, d = rows_of[lhs]
+            train = np.flatnonzero(support_end(times) <= start)
+            lib = equations[lhs]
+            if len(train) * d < 2 * max(1, len(cand.terms)):
+                return dict(cand.coefficients)
+            return _fit_rows(G[train].reshape(-1, len(lib)), y[train].reshape(-1), cand.terms, lib, slice(None))
+
+        def run(choice):
+            eqs = {lhs: fitted(lhs, results[lhs].candidates[c]) for lhs, c in choice.items()}
+            return _forecast(eqs, bundle, ref, start)
+
+        base_err, base_fail = run(chosen)
+        fc["error"] = None if not np.isfinite(base_err) else base_err
+        if base_fail:
+            fc["failure"] = base_fail
+        for lhs, r in results.items():
+            cur = set(r.candidates[chosen[lhs]].terms)
+            richer = [i for i, c in enumerate(r.candidates) if set(c.terms) > cur]
+            if np.isfinite(base_err) and base_err <= 0.1:
+                richer = []                   # the selected model forecasts well: nothing to compare
+            richer = sorted(richer, key=lambda i: r.candidates[i].cv_error)[:3]
+            errs = {}
+            for i in richer:
+                trial = dict(chosen, **{lhs: i})
+                errs[i] = run(trial)[0]
+            fc["candidates"][lhs] = {" + ".join(r.candidates[i].terms): (e if np.isfinite(e) else None)
+                                     for i, e in errs.items()}
+            if errs:
+                i_best = min(errs, key=errs.get)
+                e_best = errs[i_best]
+                if (base_err > 0.1 or not np.isfinite(base_err)) and e_best < 0.5 * base_err:
+                    old = " + ".join(r.candidates[chosen[lhs]].terms)
+                    fc["switched"].append(
+                        f"{lhs}: the selected model ({old}) forecasts the held-out frames with error "
+                        f"{base_err:.3g}, the richer {' + '.join(r.candidates[i_best].terms)} with {e_best:.3g}: "
+                        "chose the richer one")
+                    chosen[lhs] = i_best
+                    r.chosen = i_best
+                    r.reason = "forecast check: " + fc["switched"][-1]
+                    base_err = e_best
+                    fc["error"] = e_best
+    # --- coefficients, intervals, identifiability, where ----------------------------------------
+    ident = {}
+    for lhs, lib in equations.items():
+        r = results[lhs]
+        y, G, times, d = rows_of[lhs]
+        cand = r.selected
+        info = {"noise_floor": r.noise_floor, "n_blocks": r.n_blocks, "reason": r.reason,
+                "steps": [list(s) for s in r.steps], "candidates": [c.to_json() for c in r.candidates],
+                "chosen": r.chosen}
+        model.setdefault("selection", {})[lhs] = info
+        if cand is None:
+            model["equations"][lhs] = {}
+            model["confidence_intervals"][lhs] = {}
+            reasons.append(f"{lhs}: no candidate term predicts held-out {lhs} better than nothing")
+            hints += [HINTS["noise"], HINTS["library"]]
+            ident[lhs] = {"held_out_relative_residual": 1.0}
+            continue
+        model["equations"][lhs] = dict(cand.coefficients)
+        iv = jackknife_intervals(cand)
+        model["confidence_intervals"][lhs] = {k: list(v) for k, v in iv.items()}
+        idx = [lib.index(t) for t in cand.terms]
+        Gs = G[..., idx].reshape(-1, len(idx))
+        norms = np.linalg.norm(Gs, axis=0)
+        cond = float(np.linalg.cond(Gs / np.where(norms > 0, norms, 1.0))) if len(idx) else 1.0
+        resid = float(np.sqrt(cand.cv_error))
+        ident[lhs] = {"held_out_relative_residual": resid, "condition_number": cond,
+                      "intervals_exclude_zero": {k: bool(lo > 0 or hi < 0) for k, (lo, hi) in iv.items()}}
+        model["diagnostics"][lhs] = {"relative_residual": resid, "n_samples": int(y.size),
+                                     "noise_floor": r.noise_floor}
+        if resid > 0.7:
+            reasons.append(f"{lhs}: the selected terms leave {resid:.0%} of held-out {lhs} unexplained")
+            hints += [HINTS["noise"], HINTS["library"]]
+        cross = [f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in iv.items() if lo <= 0 <= hi]
+        if cross:
+            reasons.append(f"{lhs}: coefficient interval crosses zero: " + ", ".join(cross))
+            hints += [HINTS["length"], HINTS["noise"]]
+        if cond > max_condition:
+            reasons.append(f"{lhs}: the selected terms are nearly collinear (condition number {cond:.3g})")
+            hints.append(HINTS["collinear"])
+        shares, where = local_share(G, cand.coefficients, lib)
+        out.where[lhs] = where
+        out.local_share[lhs] = {t: v.reshape(grid_shape) if pick is None else v for t, v in shares.items()}
+    if fc["error"] is None and fc.get("failure"):
+        reasons.append(f"the forecast of the held-out frames fails: {fc['failure']}")
+        hints.append(HINTS["forecast"])
+    elif fc["error"] is not None and fc["error"] > 1.0:
+        reasons.append(f"the forecast of the held-out frames is worse than no pattern at all "
+                       f"(relative error {fc['error']:.3g})")
+        hints.append(HINTS["forecast"])
+    out.identifiable = not reasons
+    out.reasons = reasons
+    out.hints = list(dict.fromkeys(hints))
+    out.forecast = fc
+    model["identifiability"] = {"identifiable": out.identifiable, "reasons": reasons, "hints": out.hints,
+                                "equations": ident}
+    model["where"] = out.where
+    model["forecast"] = {k: v for k, v in fc.items()}
+    return out
+
+
+def _too_little(model, equations, why) -> PDEDiscovery:
+    """A not-identifiable result for data too small to fit and check a model."""
+    model["equations"] = {lhs: {} for lhs in equations}
+    reasons = [f"too little data: {why}"]
+    hints = [HINTS["length"]]
+    model["identifiability"] = {"identifiable": False, "reasons": reasons, "hints": hints, "equations": {}}
+    return PDEDiscovery(model, {}, identifiable=False, reasons=reasons, hints=hints)
 
 
 def _walk_dev(names):

@@ -98,6 +98,38 @@ def stridge(A: np.ndarray, c: np.ndarray, tau: float, ridge: float = 1e-5, max_i
     return support
 
 
+def normalise(G: np.ndarray, y: np.ndarray):
+    """``(G / |G_j|, y / |y|, |G_j|, |y|)``: unit-norm columns and target (zero columns left as they are)."""
+    col = np.linalg.norm(G, axis=0)
+    col[col == 0] = 1.0
+    ynorm = float(np.linalg.norm(y)) or 1.0
+    return G / col, y / ynorm, col, ynorm
+
+
+def stability_paths(Gn: np.ndarray, yn: np.ndarray, penalties, *, solver: str = "iht", n_subsamples: int = 40,
+                    rng=None) -> np.ndarray:
+    """Selection probabilities ``(M, m)``: fraction of random half-subsamples whose support contains each term.
+
+    ``Gn``, ``yn`` are normalised (:func:`normalise`); on each subsample the columns and target are
+    renormalised (through the Gram matrix) and the solver runs at every penalty.
+    """
+    rng = np.random.default_rng(rng)
+    solve = iht_debiased if solver == "iht" else stridge
+    n, m = Gn.shape
+    counts = np.zeros((len(penalties), m))
+    half = n // 2
+    for _ in progress_iter(range(n_subsamples), desc="stability selection"):
+        rows = rng.choice(n, half, replace=False)
+        Gs, ys = Gn[rows], yn[rows]
+        cn = np.sqrt(np.maximum(np.einsum("ij,ij->j", Gs, Gs), 1e-300))
+        s = np.linalg.norm(ys) or 1.0
+        As = (Gs.T @ Gs) / np.outer(cn, cn)
+        cs = (Gs.T @ ys) / cn / s
+        for k, tau in enumerate(penalties):
+            counts[k] += solve(As, cs, tau)
+    return counts / n_subsamples
+
+
 @dataclass
 class StabilityResult:
     """Outcome of :func:`stability_selection`.
@@ -188,27 +220,11 @@ def stability_selection(G: np.ndarray, y: np.ndarray, names, *, solver: str = "i
         raise InputError(f"{n} samples for {m} candidate terms: need at least {2 * m}; use more data "
                          "or a smaller library")
     rng = np.random.default_rng(seed)
-    col = np.linalg.norm(G, axis=0)
-    col[col == 0] = 1.0
-    ynorm = np.linalg.norm(y) or 1.0
-    Gn, yn = G / col, y / ynorm
+    Gn, yn, col, ynorm = normalise(G, y)
     A, c = Gn.T @ Gn, Gn.T @ yn
     tau_max = float(np.max(np.abs(_solve(A, c, np.ones(m, bool), 1e-5))))
     penalties = tau_max * np.logspace(0, -decades, n_penalties)
-    solve = iht_debiased if solver == "iht" else stridge
-    counts = np.zeros((n_penalties, m))
-    half = n // 2
-    for _ in progress_iter(range(n_subsamples), desc="stability selection"):
-        rows = rng.choice(n, half, replace=False)
-        Gs, ys = Gn[rows], yn[rows]
-        # unit-norm columns and target on the subsample, via the Gram matrix
-        cn = np.sqrt(np.maximum(np.einsum("ij,ij->j", Gs, Gs), 1e-300))
-        s = np.linalg.norm(ys) or 1.0
-        As = (Gs.T @ Gs) / np.outer(cn, cn)
-        cs = (Gs.T @ ys) / cn / s
-        for k, tau in enumerate(penalties):
-            counts[k] += solve(As, cs, tau)
-    probs = counts / n_subsamples
+    probs = stability_paths(Gn, yn, penalties, solver=solver, n_subsamples=n_subsamples, rng=rng)
     pmax = probs.max(axis=0)
     keep = pmax >= pi_th
     coefs, intervals, residual = {}, {}, 1.0
