@@ -16,8 +16,8 @@ import torch
 from .io import Snapshots
 
 
-def gaussian_mle_drift(snapshots: Snapshots, diffusion, *, offset: bool = False,
-                       max_iter: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_mle_drift(snapshots: Snapshots, diffusion, *, offset: bool = False, max_iter: int = 3000,
+                       return_loss: bool = False):
     """Maximum-likelihood drift ``A``, ``b`` of ``dX = (A X + b) dt + sqrt(2 D) dW`` from Gaussian snapshots.
 
     The snapshots of an OU process are Gaussian: given ``A``, ``b``, the initial mean ``m_0`` and covariance
@@ -38,11 +38,16 @@ def gaussian_mle_drift(snapshots: Snapshots, diffusion, *, offset: bool = False,
         Fit ``b`` too (``False``: ``b = 0``).
     max_iter : int
         L-BFGS iterations.
+    return_loss : bool
+        Also return the minimised loss: ``-2 log L / N`` (``N`` points in all, up to a constant), so that
+        ``N (loss_0 - loss_1)`` is the likelihood-ratio statistic of two nested fits.
 
     Returns
     -------
     A : ndarray, shape (d, d)
     b : ndarray, shape (d,)
+    loss : float
+        Only with ``return_loss``.
     """
     d = snapshots.dim
     dtype = torch.float64
@@ -91,4 +96,8 @@ def gaussian_mle_drift(snapshots: Snapshots, diffusion, *, offset: bool = False,
         if previous - loss < 1e-10:
             break
         previous = loss
-    return A.detach().numpy().astype(float), b.detach().numpy().astype(float)
+    out = A.detach().numpy().astype(float), b.detach().numpy().astype(float)
+    if return_loss:
+        with torch.no_grad():
+            return (*out, float(nll()))
+    return out

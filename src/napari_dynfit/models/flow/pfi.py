@@ -33,6 +33,7 @@ from ._torch import as_tensor, mlp, resolve_device, seeded_generator
 from .gaussian import gaussian_mle_drift
 from .io import Snapshots
 from .score import ScoreModel, fit_score
+from .select import compare_heldout, split_snapshots
 from .sinkhorn import sinkhorn_loss
 
 __all__ = ["FlowModel", "LinearDrift", "MLPDrift", "GrowthNet", "fit_flow", "infer_flow", "load_flow"]
@@ -100,6 +101,9 @@ class FlowModel:
         Snapshot times the model was fitted to.
     history : list of float
         Training loss every 10 steps.
+    selection : dict
+        How :func:`fit_flow` chose the offset and between the refined drift and the Gaussian moment fit
+        (empty when it made no choice); see :func:`fit_flow`.
     """
 
     drift_net: nn.Module
@@ -109,6 +113,7 @@ class FlowModel:
     columns: tuple
     times: np.ndarray
     history: list = field(default_factory=list)
+    selection: dict = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -189,6 +194,8 @@ class FlowModel:
                "drift_model": self.kind, "columns": list(self.columns), "times": [float(t) for t in self.times],
                "diffusion": self.diffusion.tolist(), "growth": self.growth_net is not None,
                "final_loss": float(self.history[-1]) if self.history else None}
+        if self.selection:
+            out["selection"] = self.selection
         if self.kind == "linear":
             out["drift"] = {"A": self.A.tolist(), "b": self.b.tolist()}
         return out
@@ -265,12 +272,21 @@ def _linear_start(init, snapshots: Snapshots, diffusion, offset: bool):
     return A0, b0
 
 
+#: Score-matching settings of the benchmarks (``fit_score``'s own defaults are larger and ~5x slower).
+SCORE_DEFAULTS = {"steps": 2000, "width": 64, "batch_size": 256}
+#: Flow-fitting steps and Sinkhorn batch size by drift model: the benchmarks' settings (2D OU, ``dynfit bench pfi
+#: --case ou2``: 150 steps of 256 points; bistable with growth: 400 steps of 500 points). A tensorized Sinkhorn
+#: divergence costs ~n^2: 256-point batches make a linear fit ~4x faster than 500 (the refinement only has to
+#: beat the moment fit it starts from, see ``holdout``).
+FLOW_DEFAULTS = {"linear": {"steps": 150, "batch_size": 256}, "mlp": {"steps": 400, "batch_size": 500}}
+
+
 def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None = None, model: str = "linear",
-             growth: bool = False, offset: bool = True, init="moments", steps: int = 400, lr: float | None = None,
-             n_euler: int = 3, integrator: str = "heun", batch_size: int = 500, blur: float = 0.05,
-             reach: float = 5.0, kinetic_weight: float = 1e-3, growth_weight: float = 0.01, mass_weight: float = 10.0,
-             width: int = 64, depth: int = 3, score_kwargs: dict | None = None, device: str = "auto", seed: int = 0,
-             callback=None) -> FlowModel:
+             growth: bool = False, offset="auto", init="moments", steps: int | None = None, lr: float | None = None,
+             n_euler: int = 3, integrator: str = "heun", batch_size: int | None = None,
+             blur: float = 0.05, reach: float = 5.0, kinetic_weight: float = 1e-3, growth_weight: float = 0.01,
+             mass_weight: float = 10.0, width: int = 64, depth: int = 3, holdout: float = 0.25, score_kwargs: dict | None = None,
+             device: str = "auto", seed: int = 0, callback=None) -> FlowModel:
     """Fit the drift (and growth, and optionally an isotropic ``D``) to snapshots by probability flow inference.
 
     Parameters
@@ -283,8 +299,12 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
         A fitted score; by default one is fitted with :func:`~.score.fit_score` (``score_kwargs``).
     model : {"linear", "mlp"}
         Drift family: ``f(x) = A x + b`` or a neural network.
-    offset : bool
+    offset : {"auto", True, False}
         Linear model only: fit ``b`` (``False``: ``f(x) = A x``, an OU process centred on the origin).
+        ``"auto"`` (with a given ``D`` and no growth): fit ``b`` only when the data support it, by the
+        likelihood-ratio test of the Gaussian moment fits with and without ``b`` (chi-square with ``d`` degrees
+        of freedom, 1 % level; an unneeded ``b`` trades off against ``A`` and can triple the drift error);
+        otherwise ``"auto"`` fits ``b``.
     init : {"moments", "zero"} or (A, b)
         Linear model only. ``"moments"`` (with a given ``D``): start ``A``, ``b`` from the Gaussian
         maximum-likelihood fit of the snapshots' means and covariances (:func:`~.gaussian.gaussian_mle_drift`;
@@ -294,8 +314,8 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
         started from zero is refined with a smaller default step.
     growth : bool
         Learn a growth rate ``g(x)`` and match masses with an unbalanced Sinkhorn divergence.
-    steps : int
-        Adam steps.
+    steps : int, optional
+        Adam steps; default 150 for the linear drift, 400 for the MLP (the benchmarks' settings).
     lr : float, optional
         Learning rate (cosine-decayed); default 3e-3 for the MLP, for the linear model 5e-3 from the moments
         (a refinement) and 0.05 from zero.
@@ -304,8 +324,8 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     integrator : {"euler", "heun"}
         Explicit Euler (first order, one evaluation per step) or Heun (second order, two evaluations): with few
         steps Euler biases fast drifts by about ``h A^2 / 2``; Heun removes that bias.
-    batch_size : int
-        Points drawn per snapshot per step.
+    batch_size : int, optional
+        Points drawn per snapshot per step; default 256 for the linear drift, 500 for the MLP.
     blur : float
         Sinkhorn blur, as a fraction of the data's mean standard deviation.
     reach : float
@@ -317,8 +337,16 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
         units of data std per snapshot span).
     width, depth : int
         MLP size of the neural drift / growth.
+    holdout : float
+        Safeguard of a linear drift started from the moments (given ``D``, no growth): this fraction of every
+        snapshot's points is held out; the score, the moment fit and the refinement use the rest, and the
+        refined drift is kept only when it predicts the held-out points better than its starting point by a
+        clear margin (:func:`~.select.compare_heldout`); otherwise the result is the Gaussian moment fit of
+        all the points. ``model.selection`` records the choice and the figures. ``0`` turns the safeguard off
+        (the refinement of all the points is returned).
     score_kwargs : dict, optional
-        Passed to :func:`~.score.fit_score` when ``score`` is not given.
+        Passed to :func:`~.score.fit_score` when ``score`` is not given, on top of :data:`SCORE_DEFAULTS`
+        (the benchmarks' settings: 2000 steps, width 64, batches of 256).
     device : {"auto", "cpu", "cuda"}
     seed : int
     callback : callable, optional
@@ -334,12 +362,79 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
         raise InputError(f"init '{init}' is not known: use 'moments', 'zero' or an (A, b) pair")
     if model not in ("linear", "mlp"):
         raise InputError(f"model '{model}' is not known: use 'linear' or 'mlp'")
+    if offset not in ("auto", True, False):
+        raise InputError(f"offset '{offset}' is not known: use 'auto', True or False")
+    if not 0 <= holdout < 1:
+        raise InputError(f"holdout must be a fraction in [0, 1), got {holdout}")
     if len(snapshots.times) < 2:
         raise InputError("flow inference needs at least two snapshots")
+    steps = FLOW_DEFAULTS[model]["steps"] if steps is None else int(steps)
+    batch_size = FLOW_DEFAULTS[model]["batch_size"] if batch_size is None else int(batch_size)
+    score_kwargs = {**SCORE_DEFAULTS, **(score_kwargs or {})}
+    kw = dict(score=score, model=model, growth=growth, init=init, steps=steps, lr=lr, n_euler=n_euler,
+              integrator=integrator, batch_size=batch_size, blur=blur, reach=reach, kinetic_weight=kinetic_weight,
+              growth_weight=growth_weight, mass_weight=mass_weight, width=width, depth=depth,
+              score_kwargs=score_kwargs, device=device, seed=seed, callback=callback)
+    gaussian = model == "linear" and diffusion is not None and not growth  # the moment fit describes the data
+    selection: dict = {}
+    if offset == "auto":
+        offset = True
+        if gaussian:
+            offset, selection["offset"], moment_fit = _offset_test(snapshots, _diffusion_matrix(diffusion,
+                                                                                                 snapshots.dim))
+    if not (gaussian and holdout > 0 and isinstance(init, str) and init == "moments"):
+        result = _fit_flow_core(snapshots, diffusion, offset=offset, **kw)
+        result.selection = selection
+        return result
+    D = _diffusion_matrix(diffusion, snapshots.dim)
+    fit_part, held = split_snapshots(snapshots, holdout, seed)
+    start = gaussian_mle_drift(fit_part, D, offset=offset)
+    result = _fit_flow_core(fit_part, diffusion, offset=offset, **dict(kw, init=start))
+    test = compare_heldout((result.A, result.b), start, D, held, seed=seed)
+    kept = "refined" if test["better"] else "moments"
+    selection["refinement"] = {
+        "kept": kept, "heldout_fraction": holdout, "criterion": "held-out negative log predictive density",
+        **{k: test[k] for k in ("difference", "sd", "z")}, "refined_A": result.A.tolist(),
+        "refined_b": result.b.tolist(),
+        "reason": ("the refined drift predicts the held-out points better than the moment fit (z = "
+                   f"{test['z']:.2f})" if kept == "refined" else
+                   f"the refinement does not predict the held-out points clearly better (z = {test['z']:.2f}, "
+                   "needs < -2.33): kept the Gaussian moment fit of all points")}
+    if kept == "moments":
+        A, b = moment_fit if "offset" in selection else gaussian_mle_drift(snapshots, D, offset=offset)
+        with torch.no_grad():
+            result.drift_net.A.copy_(torch.as_tensor(A))
+            result.drift_net.b.copy_(torch.as_tensor(b))
+    result.selection = selection
+    return result
+
+
+def _offset_test(snapshots: Snapshots, D: np.ndarray, level: float = 0.01):
+    """Likelihood-ratio test of an offset ``b`` on the Gaussian moment fits; returns ``(offset, record, (A, b))``
+    with the chosen fit's ``A, b``."""
+    from scipy.stats import chi2
+
+    A0, b0, loss0 = gaussian_mle_drift(snapshots, D, offset=False, return_loss=True)
+    A1, b1, loss1 = gaussian_mle_drift(snapshots, D, offset=True, return_loss=True)
+    n = sum(len(x) for x in snapshots.samples)
+    stat = max(n * (loss0 - loss1), 0.0)
+    p = float(chi2.sf(stat, snapshots.dim))
+    fitted = p < level
+    record = {"fitted": bool(fitted), "test": "likelihood ratio (Gaussian moment fits)", "statistic": float(stat),
+              "p_value": p, "b_if_fitted": b1.tolist(),
+              "reason": (f"the data support an offset (p = {p:.2g} < {level})" if fitted else
+                         f"no offset: the data do not support one (p = {p:.2g} >= {level})")}
+    return fitted, record, ((A1, b1) if fitted else (A0, b0))
+
+
+def _fit_flow_core(snapshots: Snapshots, diffusion, *, score, model, growth, offset, init, steps, lr, n_euler,
+                   integrator, batch_size, blur, reach, kinetic_weight, growth_weight, mass_weight, width, depth,
+                   score_kwargs, device, seed, callback) -> FlowModel:
+    """The probability-flow fit itself (:func:`fit_flow` without the offset test and the held-out safeguard)."""
     dev = resolve_device(device)
     d = snapshots.dim
     if score is None:
-        score = fit_score(snapshots, device=str(dev), seed=seed, **(score_kwargs or {}))
+        score = fit_score(snapshots, device=str(dev), seed=seed, **score_kwargs)
     score.to(dev)
     torch.manual_seed(seed)
     gen = seeded_generator(seed + 1)
