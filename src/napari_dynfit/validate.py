@@ -176,6 +176,7 @@ def output(*suffixes: str, kind: str = "file"):
         return out
 
     convert.__name__ = "output path"
+    convert.suffixes, convert.kind = tuple(suffixes) or None, kind
     return convert
 
 
