@@ -26,7 +26,8 @@ def _argv_missing_input(name, sp, tmp_path):
                 elif action.choices:
                     value = str(next(iter(action.choices)))
                 else:
-                    value = str(tmp_path / f"out{len(argv)}.dat")
+                    suffix = (getattr(action.type, "suffixes", None) or (".dat",))[0]
+                    value = str(tmp_path / f"out{len(argv)}{suffix}")
                 argv += [action.option_strings[0]] + [value] * (1 if action.nargs in (None, "?") else 2)
         elif action.nargs not in (argparse.PARSER,) and action.dest != "help":
             argv.append(str(tmp_path / f"missing_{action.dest}.csv"))
@@ -42,7 +43,7 @@ def test_missing_input_file_one_line_error(name, tmp_path, capsys):
     assert code == 2, argv
     assert len(err) == 1 and "error" in err[0], err
     assert "does not exist" in err[0] or "missing" in err[0] or "not found" in err[0], err[0]
-    assert not any(p.name.startswith("out") for p in tmp_path.iterdir()), "nothing may be written on error"
+    assert not any(p.name.startswith(("out", ".out")) for p in tmp_path.iterdir()), "nothing may be written on error"
 
 
 @pytest.mark.parametrize("name", sorted(set(_subcommands()) - NO_INPUT))
@@ -57,6 +58,8 @@ def test_corrupt_input_file_one_line_error(name, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, argv
     assert len(err) == 1 and "error" in err[0], err
+    assert "must end in" not in err[0], err  # the input is what is wrong here, not the output name
+    assert not any(p.name.startswith(("out", ".out")) for p in tmp_path.iterdir()), "nothing may be written on error"
 
 
 @pytest.mark.parametrize("bad", [["--n-particles", "-5"], ["--shape", "-64", "64"], ["--frames", "0"]])

@@ -337,7 +337,7 @@ def test_cli_latent_field_writes_bundle_and_resumes(tmp_path):
     assert not b.attrs["pinn"]["coefficients_trained"]  # estimated (known source, periodic box), then fixed
     assert b.attrs["pinn"]["coefficients"] == pytest.approx(b.attrs["pinn"]["initial_coefficients"], rel=1e-5)
     args[args.index("--steps") + 1] = "10"
-    assert main(["latent-field", *args]) == 0  # resumes from the checkpoint: 4 more steps
+    assert main(["latent-field", *args, "--overwrite"]) == 0  # resumes from the checkpoint: 4 more steps
     assert FieldBundle.from_zarr(out).attrs["pinn"]["adam_steps"] == 10
     # learned source when none is given; errors are one-line exit 2
     assert main(["latent-field", str(tracks), "-o", str(tmp_path / "f2.zarr"), "--dt", "0.2", "--steps", "2",

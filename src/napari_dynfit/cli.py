@@ -65,7 +65,8 @@ class DynfitArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         msg = " ".join(str(message).split())
-        self.exit(2, f"{self.prog}: error: {msg} (see '{self.prog} --help')\n")
+        name = " ".join(self.prog.split()[:2])  # "dynfit simulate abp" -> "dynfit simulate", as the other errors
+        self.exit(2, f"{name}: error: {msg} (see '{self.prog} --help')\n")
 
 
 def _command_modules():
@@ -268,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: terminated", file=sys.stderr)
         status = 128 + exc.signum
         return status
-    except SystemExit as exc:  # argparse: --help, --version and usage errors
+    except SystemExit as exc:  # argparse: --help and --version (raised on), usage errors (exit status 2)
+        if exc.code in (0, None):
+            status = 0
+            raise
         status = exc.code if isinstance(exc.code, int) else 2
         return status
     except MemoryError:

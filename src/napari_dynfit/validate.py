@@ -54,6 +54,10 @@ def check_number(value, name: str, *, minimum=None, maximum=None, open_min: bool
     lo_bad = minimum is not None and (v <= minimum if open_min else v < minimum)
     hi_bad = maximum is not None and (v >= maximum if open_max else v > maximum)
     if lo_bad or hi_bad:
+        if maximum is None and minimum == 0 and open_min:
+            raise InputError(f"{name} must be positive (> 0), got {value}")
+        if maximum is None and integer and minimum == 1:
+            raise InputError(f"{name} must be a positive whole number (>= 1), got {value}")
         lo = "" if minimum is None else f"{'>' if open_min else '>='} {minimum:g}"
         hi = "" if maximum is None else f"{'<' if open_max else '<='} {maximum:g}"
         raise InputError(f"{name} must be {' and '.join(s for s in (lo, hi) if s)}, got {value}")
@@ -172,6 +176,7 @@ def output(*suffixes: str, kind: str = "file"):
         return out
 
     convert.__name__ = "output path"
+    convert.suffixes, convert.kind = tuple(suffixes) or None, kind
     return convert
 
 
