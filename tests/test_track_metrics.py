@@ -256,3 +256,46 @@ def test_metrics_bad_input():
         tracking_metrics(gt, gt.drop(columns="track_id"))
     with pytest.raises(InputError, match="dimensionality"):
         tracking_metrics(gt, gt.assign(z=0.0))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_cli_eval_on_masks_uses_ctc_matching(tmp_path, capsys):
+    """``dynfit track MASKS --eval GT_FOLDER``: CTC matching, figures equal traccuracy's on the written result."""
+    pytest.importorskip("traccuracy")
+    import json
+
+    import tifffile
+    from traccuracy.loaders import load_ctc_data
+    from traccuracy.matchers import CTCMatcher
+
+    from napari_dynfit.cli import main
+
+    rows, gpar = _cells_gt()
+    _write_ctc_folder(tmp_path / "GT", _disc_movie(rows, (8, 64, 64)), gpar)
+    prow, _ = _cells_result(rows)
+    tifffile.imwrite(tmp_path / "masks.tif", _disc_movie(prow, (8, 64, 64)).astype(np.uint16), imagej=True,
+                     metadata={"axes": "TYX"})
+    assert main(["track", str(tmp_path / "masks.tif"), "-o", str(tmp_path / "t.csv"), "--divisions",
+                 "--ctc-out", str(tmp_path / "RES"), "--eval", str(tmp_path / "GT")]) == 0
+    out = capsys.readouterr().out
+    ours = json.loads(out[out.index("{"):])
+    assert ours["matcher"] == "ctc" and ours["ns_nodes"] == 2  # the merged pair, seen as CTC sees it
+    by = _oracle(load_ctc_data(str(tmp_path / "GT")), load_ctc_data(str(tmp_path / "RES")), CTCMatcher())
+    _assert_equal_to_oracle({k: np.nan if v is None else v for k, v in ours.items()}, by)
+
+
+def test_cli_bad_eval_fails_before_writing(tmp_path, capsys):
+    import tifffile
+
+    from napari_dynfit.cli import main
+
+    rows, _ = _cells_gt()
+    tifffile.imwrite(tmp_path / "masks.tif", _disc_movie(rows, (8, 64, 64)).astype(np.uint16), imagej=True,
+                     metadata={"axes": "TYX"})
+    outs = [tmp_path / "t.csv", tmp_path / "RES", tmp_path / "rel.tif"]
+    for gt, msg in ((tmp_path / "nowhere", "does not exist"), (tmp_path / "masks.tif", "table file")):
+        assert main(["track", str(tmp_path / "masks.tif"), "-o", str(outs[0]), "--ctc-out", str(outs[1]),
+                     "--labels-out", str(outs[2]), "--eval", str(gt)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
+        assert not any(p.exists() for p in outs)
