@@ -277,7 +277,8 @@ def tracking_metrics(gt: pd.DataFrame, pred: pd.DataFrame, *, match_distance: fl
     dict
         ``DET, TRA, LNK`` (Cell Tracking Challenge), ``CHOTA``, ``division_precision, division_recall,
         division_f1``, ``link_precision, link_recall``, the ``matcher`` used, the error counts
-        (``fn_nodes, fp_nodes, ns_nodes, fn_edges, fp_edges, ws_edges``) and sizes. NaN where a figure is
+        (``fn_nodes, fp_nodes, ns_nodes, fn_edges, fp_edges, ws_edges``; ``ns_splits`` the CTC's count of
+        non-split errors, covered objects minus one per merged node) and sizes. NaN where a figure is
         undefined (no ground-truth edges for LNK, no divisions or no correct division for division F1).
     """
     if matcher not in MATCHERS:
@@ -311,6 +312,7 @@ def tracking_metrics(gt: pd.DataFrame, pred: pd.DataFrame, *, match_distance: fl
     tp_p = cnt_p == 1
     fn_nodes, fp_nodes = int(ng - g_hit.sum()), int((cnt_p == 0).sum())
     ns_nodes = int((cnt_p > 1).sum())  # traccuracy counts merged result nodes (CTC: covered objects - 1)
+    ns_splits = int((cnt_p[cnt_p > 1] - 1).sum())  # the CTC's count: the splits the merged nodes need
     one = tp_p[pj]
     p2g = np.full(npd, -1, np.int64)
     g2p = np.full(ng, -1, np.int64)  # ground truth -> its result node when that covers only it
@@ -370,7 +372,7 @@ def tracking_metrics(gt: pd.DataFrame, pred: pd.DataFrame, *, match_distance: fl
         "link_precision": correct_pred_links / len(ps) if len(ps) else float("nan"),
         "link_recall": 1 - fn_edges / n_edges if n_edges else float("nan"),
         "gt_nodes": ng, "pred_nodes": npd, "gt_edges": n_edges, "pred_edges": len(ps),
-        "fn_nodes": fn_nodes, "fp_nodes": fp_nodes, "ns_nodes": ns_nodes,
+        "fn_nodes": fn_nodes, "fp_nodes": fp_nodes, "ns_nodes": ns_nodes, "ns_splits": ns_splits,
         "fn_edges": fn_edges, "fp_edges": fp_edges, "ws_edges": ws_edges,
         "gt_divisions": n_gdiv, "pred_divisions": n_pdiv, "tp_divisions": tp_div, "wc_divisions": wc_div,
     }
