@@ -162,7 +162,7 @@ def test_movie_container_and_lazy_movie(tmp_path, rng):
     assert mv.shape == (5, 40, 48)
     for t in range(5):  # parallel conversion = frame-by-frame conversion
         np.testing.assert_array_equal(mv.frames[t][0].particles, to_apr(movie[t], spacing=(0.5, 0.5)).particles)
-    path = write_apr_movie(mv, tmp_path / "mov")
+    path = write_apr_movie(mv, tmp_path / "mov.aprmovie")
     assert path.name == "mov.aprmovie"
     head = apr_info(path)
     assert head["shape"] == [5, 40, 48] and head["channel_names"] == ["gfp"]
@@ -284,7 +284,10 @@ def test_cli_convert_info_reconstruct(tmp_path, rng, capsys):
     # a movie TIFF becomes an .aprmovie folder
     mov = np.stack([blobs((30, 34), rng) for _ in range(3)])
     tifffile.imwrite(tmp_path / "m.tif", mov, imagej=True, metadata={"axes": "TYX", "finterval": 2.0})
-    assert main(["-q", "convert", str(tmp_path / "m.tif"), "-o", str(tmp_path / "m.apr")]) == 0
+    assert main(["-q", "convert", str(tmp_path / "m.tif"), "-o", str(tmp_path / "m.apr")]) == 2  # never renamed
+    assert "a movie is written as a .aprmovie folder: name the output 'm.aprmovie'" in capsys.readouterr().err
+    assert not (tmp_path / "m.apr").exists() and not (tmp_path / "m.aprmovie").exists()
+    assert main(["-q", "convert", str(tmp_path / "m.tif"), "-o", str(tmp_path / "m.aprmovie")]) == 0
     capsys.readouterr()
     assert main(["-q", "info", str(tmp_path / "m.aprmovie")]) == 0
     assert json.loads(capsys.readouterr().out)["frame_interval"] == 2.0

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from napari_dynfit.apr import LazyAprArray, LazyAprMovie, read_apr, read_apr_movie, to_apr, write_apr, write_apr_movie
+from napari_dynfit.errors import InputError
 
 from test_apr_io import blobs  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -64,7 +65,7 @@ def test_reader_opens_lazy_multiscale_and_browses(make_napari_viewer, tmp_path, 
 def test_reader_opens_movie_folder(make_napari_viewer, tmp_path, rng):
     movie = np.stack([blobs((64, 72), rng, n=6) for _ in range(4)])
     mv = to_apr(movie, movie=True, frame_interval=0.5)
-    path = write_apr_movie(mv, tmp_path / "mov")
+    path = write_apr_movie(mv, tmp_path / "mov.aprmovie")
     viewer = make_napari_viewer()
     layer = viewer.open(str(path), plugin="napari-dynfit")[0]
     assert isinstance(layer.data[0], LazyAprMovie) and layer.data[0].shape == (4, 64, 72)
@@ -171,6 +172,9 @@ def test_convert_widget_converts_a_movie_in_a_worker(make_napari_viewer, tmp_pat
     w = AprConvertWidget(viewer)
     assert w._movie.value  # first axis labelled t
     w._output.value = tmp_path / "mov.apr"
+    with pytest.raises(InputError, match="name the output 'mov.aprmovie'"):  # never renamed behind the user's back
+        w.convert()
+    w._output.value = tmp_path / "mov.aprmovie"
     w.convert()
     qtbot.waitUntil(lambda: "mov (APR)" in viewer.layers and w._run.enabled, timeout=30000)
     layer = viewer.layers["mov (APR)"]
@@ -198,3 +202,8 @@ def test_tiff_readers_pixels_and_converted(tmp_path, rng):
     ref = to_apr(vol, spacing=(3.0, 1.0, 1.0))
     np.testing.assert_array_equal(levels[0][4], ref.reconstruct()[4])
     assert kwargs["metadata"]["apr"]["particles"] == ref.n_particles
+    # a 3D TIFF that does not name its axes opens as a movie, and the layer says it was assumed
+    tifffile.imwrite(tmp_path / "plain.tif", vol)
+    (data, kwargs, _), = get_pixels_reader(str(tmp_path / "plain.tif"))(str(tmp_path / "plain.tif"))
+    assert data.shape == vol.shape and kwargs["metadata"]["axes"] == "tyx"
+    assert "assumed" in kwargs["metadata"]["axes_source"]

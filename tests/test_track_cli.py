@@ -22,7 +22,7 @@ def particle_movie(tmp_path, rng):
         pos = pos + rng.normal(0, 0.3, pos.shape)
     truth = pd.concat(rows, ignore_index=True)
     movie, truth_px = render_movie(truth, (frames, 64, 64), psf_sigma=1.5, snr=15, seed=0)
-    tifffile.imwrite(tmp_path / "movie.tif", movie)
+    tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True, metadata={"axes": "TYX"})
     truth_px["parent_id"] = -1
     truth_px.to_csv(tmp_path / "truth.csv", index=False)
     return tmp_path
@@ -49,7 +49,8 @@ def test_track_label_movie_and_ctc_eval(tmp_path, capsys):
     truth = pd.DataFrame({"track_id": [1, 1, 1, 2, 2, 2], "frame": [0, 1, 2, 0, 1, 2],
                           "y": [10.0, 11, 12, 30, 30, 31], "x": [10.0, 10, 11, 30, 31, 31], "radius": 4.0})
     labels = render_labels(truth, (3, 48, 48))
-    tifffile.imwrite(tmp_path / "labels.tif", np.where(labels > 0, 3 - labels, 0).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "labels.tif", np.where(labels > 0, 3 - labels, 0).astype(np.uint16),
+                     imagej=True, metadata={"axes": "TYX"})
     truth.assign(parent_id=-1).to_csv(tmp_path / "truth.csv", index=False)
     rc = main(["track", str(tmp_path / "labels.tif"), "-o", str(tmp_path / "t.csv"), "--max-distance", "5",
                "--ctc-out", str(tmp_path / "res"), "--labels-out", str(tmp_path / "rel.tif"),

@@ -51,8 +51,8 @@ def test_read_label_movie_tiff_zarr(tmp_path):
 
     lab = np.zeros((3, 8, 8), np.uint16)
     lab[:, 2:4, 2:4] = 5
-    tifffile.imwrite(tmp_path / "l.tif", lab)
-    np.testing.assert_array_equal(read_label_movie(tmp_path / "l.tif"), lab)
+    tifffile.imwrite(tmp_path / "l.tif", lab)  # no axis metadata: frames or slices? the caller says
+    np.testing.assert_array_equal(read_label_movie(tmp_path / "l.tif", axes="tyx"), lab)
     g = zarr.open_group(str(tmp_path / "l.ome.zarr"), mode="w", zarr_format=2)
     g.create_array("0", data=lab)
     g.attrs["multiscales"] = [{"version": "0.4", "datasets": [{"path": "0"}]}]

@@ -330,32 +330,13 @@ def _tiff_zarr(path: str, stamp: int):
 
 
 def _tiff_axes(path: Path, axes: str | None) -> tuple[str, tuple | None, tuple]:
-    """Axes (``tczyx`` letters), spatial spacing and shape of a TIFF's first series, from its metadata."""
-    import tifffile
+    """Axes (``tczyx`` letters), spatial spacing and shape of a TIFF's first series (:func:`~._tiff.tiff_axes`)."""
+    from ._tiff import tiff_axes
 
-    try:
-        with tifffile.TiffFile(path) as tf:
-            series = tf.series[0]
-            found, shape = series.axes.lower(), tuple(series.shape)
-            ij = tf.imagej_metadata or {}
-            tags = tf.pages[0].tags
-            res = [tags[k].value for k in ("YResolution", "XResolution") if k in tags]
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise InputError(f"cannot read TIFF '{path}' ({exc}); check that the file is complete") from exc
-    if axes is None:
-        # tifffile names plain page stacks Q or I: frames of a movie here
-        axes = "".join("t" if a in "qi" and "t" not in found else a for a in found)
-    axes = axes.lower()
-    if len(axes) != len(shape):
-        raise InputError(f"axes '{axes}' do not match the {len(shape)} dimensions of '{path}'; pass axes like 'tyx'")
-    sp = {}
-    if len(res) == 2 and ij.get("unit") not in (None, "", "pixel") and all(r[0] for r in res):
-        sp["y"], sp["x"] = (r[1] / r[0] for r in res)
-    if "spacing" in ij:
-        sp["z"] = float(ij["spacing"])
-    spatial = [a for a in axes if a in "zyx"]
-    spacing = tuple(sp.get(a, 1.0) for a in spatial) if sp else None
-    return axes, spacing, shape
+    info = tiff_axes(path, axes)
+    sp = {a: v for a, v in info.scale.items() if a in "zyx"}
+    spacing = tuple(sp.get(a, 1.0) for a in info.axes if a in "zyx") if sp else None
+    return info.axes, spacing, info.shape
 
 
 def _check_movie_axes(axes: str, path) -> None:
@@ -374,7 +355,8 @@ def open_movie(path, *, axes: str | None = None, channel: int | None = None) -> 
         write one frame per chunk), TIFF (``.tif``/``.tiff``; pages read on demand) or ``.npy``
         (memory map).
     axes : str, optional
-        Axes of the file when its metadata does not say (e.g. ``"tyx"``, ``"tzyx"``, ``"tczyx"``).
+        Axes of the file in file order (e.g. ``"tyx"``, ``"tzyx"``, ``"tczyx"``); needed when a TIFF / ``.npy``
+        of 3+ dimensions does not name them (an :class:`~._tiff.AmbiguousAxesError` asks for them).
     channel : int, optional
         Channel of a multi-channel movie (required when the ``c`` axis is longer than 1).
 

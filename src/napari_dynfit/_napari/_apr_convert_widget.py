@@ -88,7 +88,7 @@ class AprConvertWidget(Container):
         self._slab = SpinBox(value=16, min=1, max=256, label="preview slab (3D)")
         self._preview = CheckBox(value=False, text="live preview on the current slice")
         self._stats = Label(value="")
-        self._output = FileEdit(mode="w", filter="*.apr", label="save to (optional)", value="")
+        self._output = FileEdit(mode="w", filter="*.apr *.aprmovie", label="save to (optional)", value="")
         self._run = PushButton(text="Convert")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._mode = ComboBox(choices=MODES, value="constant", label="APR layer display",
@@ -237,7 +237,7 @@ class AprConvertWidget(Container):
                 result = to_apr(np.asarray(data), spacing=spacing, **params)
             path = None
             if output:
-                path = write_apr_movie(result, output.with_suffix("")) if is_movie else write_apr(result, output)
+                path = write_apr_movie(result, output) if is_movie else write_apr(result, output)
         return result, path
 
     def convert(self, sync: bool = False) -> None:
@@ -250,6 +250,10 @@ class AprConvertWidget(Container):
         scale = list(layer.scale)
         out = self._output.value
         output = out if out is not None and str(out) not in ("", ".") else None
+        if output is not None:
+            from ..apr.io import check_apr_output
+
+            check_apr_output(output, movie=is_movie)  # refused before converting, never renamed
         args = (data, is_movie, self.params(), scale[1:] if is_movie else scale, scale[0], output)
         self._cancel_event.clear()
         if sync:

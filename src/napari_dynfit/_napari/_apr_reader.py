@@ -100,11 +100,26 @@ def get_apr_reader(path):
     return _read_apr
 
 
-def _pixel_layer(path):
+def _read_pixels(path) -> dict:
+    """:func:`read_pixels`; a 3D file that does not name its axes is taken as a movie (``tyx``), said in the
+    layer metadata (``axes``, ``axes_source``)."""
+    from .._tiff import AmbiguousAxesError
     from ..apr.io import read_pixels
 
-    px = read_pixels(_one_path(path))
-    kwargs = {"name": px["name"], "scale": px["scale"]}
+    try:
+        return read_pixels(path)
+    except AmbiguousAxesError as exc:
+        if exc.ndim != 3:
+            raise
+        px = read_pixels(path, axes="tyx")
+        px["axes_source"] = "assumed tyx (a movie): the file does not name its axes"
+        return px
+
+
+def _pixel_layer(path):
+    px = _read_pixels(_one_path(path))
+    kwargs = {"name": px["name"], "scale": px["scale"],
+              "metadata": {"axes": px["axes"], "axes_source": px.get("axes_source", "")}}
     if "c" in px["axes"]:
         kwargs["channel_axis"] = px["axes"].index("c")
         kwargs["scale"] = [s for a, s in zip(px["axes"], px["scale"]) if a != "c"]
@@ -133,9 +148,9 @@ def apr_layers_from_result(result, name: str, mode: str = "constant") -> list:
 
 
 def _pixels_as_apr(path):
-    from ..apr.io import pixels_to_apr, read_pixels
+    from ..apr.io import pixels_to_apr
 
-    px = read_pixels(_one_path(path))
+    px = _read_pixels(_one_path(path))
     return apr_layers_from_result(pixels_to_apr(px), px["name"])
 
 

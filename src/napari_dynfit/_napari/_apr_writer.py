@@ -34,7 +34,7 @@ def _spatial_scale(attributes: dict, ndim: int):
 
 
 def write_apr_layer(path: str, data, attributes: dict, layer_type: str) -> list[str]:
-    """Write one Image or Labels layer to ``path`` (``.apr``; a movie goes to ``.aprmovie``)."""
+    """Write one Image or Labels layer to ``path`` exactly (``.apr``; a movie needs ``.aprmovie``)."""
     multiscale = attributes.get("multiscale") or isinstance(data, (list, tuple))
     level0 = data[0] if multiscale else data
     dest = Path(path)
@@ -49,7 +49,7 @@ def write_apr_layer(path: str, data, attributes: dict, layer_type: str) -> list[
         scale = attributes.get("scale") or [1.0]
         movie = AprMovie(frames=[[im] for im in _frames_of(level0)], frame_interval=float(scale[0]),
                          channel_names=(attributes.get("name") or "ch0",))
-        return [str(write_apr_movie(movie, dest.with_suffix("")))]
+        return [str(write_apr_movie(movie, dest))]  # a movie needs NAME.aprmovie: not renamed
     arr = np.asarray(level0)
     if arr.ndim not in (2, 3):
         raise InputError(f"the layer has {arr.ndim} dimensions; the .apr writer takes 2D or 3D layers "

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._io import atomic_path, check_input_file
 from .._progress import progress_iter
+from .._tiff import AmbiguousAxesError, check_axes, read_tiff
 from ..errors import InputError
 from .convert import AprImage, AprMovie, _pyapr, apr_stats
 
@@ -130,6 +131,22 @@ def _write_one(image: AprImage, tmp: Path) -> None:
         raise OSError("writing the APR file failed: the particle counts on disk do not match")
 
 
+def check_apr_output(path, *, movie: bool) -> Path:
+    """``path`` as a Path when its suffix fits what is written (``.aprmovie`` for a movie, ``.apr`` for an image).
+
+    Raises :class:`InputError` naming the suffix needed: output names are never changed behind the user's back.
+    """
+    dest = Path(path).expanduser()
+    want = MOVIE_SUFFIX if movie else APR_SUFFIX
+    if dest.suffix.lower() != want:
+        stem = dest.name[:-len(dest.suffix)] if dest.suffix else dest.name
+        what = "a movie is written as a .aprmovie folder" if movie else "an image (no time axis) is written as an .apr file"
+        hint = ("; or pass --axes tyx if the input is a movie" if not movie and dest.suffix.lower() == MOVIE_SUFFIX
+                else "")
+        raise InputError(f"{what}: name the output '{stem}{want}' (got '{dest.name}'){hint}")
+    return dest
+
+
 def write_apr(image: AprImage, path) -> Path:
     """Write an :class:`AprImage` to an ``.apr`` file (with tree particles), atomically.
 
@@ -138,8 +155,8 @@ def write_apr(image: AprImage, path) -> Path:
     image : AprImage
         What to write.
     path : str or Path
-        Destination; ``.apr`` is appended when missing. An existing file is replaced only once
-        the new one is complete.
+        Destination, written exactly as given: it must end in ``.apr`` (else :class:`InputError`). An
+        existing file is replaced only once the new one is complete.
 
     Returns
     -------
@@ -148,9 +165,7 @@ def write_apr(image: AprImage, path) -> Path:
     """
     if not isinstance(image, AprImage):
         raise InputError(f"write_apr needs an AprImage (got {type(image).__name__}); convert with to_apr first")
-    dest = Path(path)
-    if dest.suffix.lower() != APR_SUFFIX:
-        dest = dest.with_name(dest.name + APR_SUFFIX)
+    dest = check_apr_output(path, movie=False)
     with atomic_path(dest) as tmp:
         _write_one(image, tmp)
     return dest
@@ -188,14 +203,12 @@ def write_apr_movie(movie: AprMovie, path) -> Path:
     movie : AprMovie
         Frames, frame interval and channel names.
     path : str or Path
-        Destination folder; ``.aprmovie`` is appended when missing.
+        Destination folder, written exactly as given: it must end in ``.aprmovie`` (else :class:`InputError`).
     """
     if not isinstance(movie, AprMovie):
         raise InputError(f"write_apr_movie needs an AprMovie (got {type(movie).__name__}); "
                          "convert with to_apr(..., movie=True) first")
-    dest = Path(path)
-    if dest.suffix.lower() != MOVIE_SUFFIX:
-        dest = dest.with_name(dest.name + MOVIE_SUFFIX)
+    dest = check_apr_output(path, movie=True)
     n_ch = len(movie.channel_names)
     with atomic_path(dest, is_dir=True) as tmp:
         for c in range(n_ch):
@@ -285,77 +298,43 @@ def read_pixels(path, axes: str | None = None) -> dict:
     path : str or Path
         ``.tif``/``.tiff``, ``.zarr`` (OME-NGFF image group) or ``.npy``.
     axes : str, optional
-        Override the axes found in the file (letters among ``tczyx``, e.g. ``"tyx"``).
+        The axes in file order (letters among ``tczyx``, e.g. ``"tyx"``); they take precedence over the
+        file's. Needed for a TIFF or ``.npy`` of 3+ dimensions without axis metadata (see
+        :func:`napari_dynfit._tiff.tiff_axes`: ImageJ and OME-TIFF name their axes, a plain page stack does not).
 
     Returns
     -------
     dict
         ``data`` (array ``(t, [c,] [z,] y, x)`` in the file's order of these axes), ``axes``
         (letters among ``tczyx``, e.g. ``"tyx"``), ``scale`` (one physical size per axis) and
-        ``name``.
+        ``name``; for TIFF also ``axes_source`` (``"given"``, ``"imagej"``, ``"ome"``, ``"shaped"``, ``"2d"``).
+
+    Raises
+    ------
+    AmbiguousAxesError
+        A TIFF / ``.npy`` of 3+ dimensions that does not name its axes, and no ``axes``.
     """
     p = check_input_file(path, suffixes=PIXEL_SUFFIXES, what="image")
     name = p.name.split(".")[0]
     if p.suffix.lower() == ".zarr":
         out = _read_ome_zarr(p, name)
         if axes:
-            _check_axes(axes.lower(), out["data"].ndim, p)
-            out["axes"] = axes.lower()
+            out["axes"] = check_axes(axes, out["data"].ndim, p)
         return out
     if p.suffix.lower() == ".npy":
         try:
             data = np.load(p, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read '{p}' as a numpy array ({exc})") from exc
-        axes = (axes or {2: "yx", 3: "zyx"}.get(data.ndim, "?" * data.ndim)).lower()
-        _check_axes(axes, data.ndim, p)
+        if axes is None and data.ndim != 2:
+            raise AmbiguousAxesError(f"'{p}' has {data.ndim} dimensions {data.shape} and a .npy file does not name "
+                                     "its axes: pass them, e.g. --axes tyx (frames) or --axes zyx (slices)",
+                                     data.ndim)
+        axes = check_axes(axes or "yx", data.ndim, p)
         return {"data": data, "axes": axes, "scale": [1.0] * data.ndim, "name": name}
-    return _read_tiff(p, name, axes)
-
-
-def _guess_axes(axes: str, ndim: int) -> str:
-    """TIFF axes with unknown letters (tifffile's Q/I for plain page stacks) named ``z`` / ``tz``."""
-    axes = axes.lower()
-    known = "".join(a for a in axes if a in "tczyx")
-    if len(known) == ndim:
-        return known
-    if axes.endswith("yx") and all(a not in "tczyx" for a in axes[:-2]):
-        return {2: "yx", 3: "zyx", 4: "tzyx"}.get(ndim, axes)
-    return axes
-
-
-def _read_tiff(p: Path, name: str, axes: str | None) -> dict:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(p) as tf:
-            series = tf.series[0]
-            data = series.asarray()
-            ij = tf.imagej_metadata or {}
-            page = tf.pages[0]
-            res = None
-            if "XResolution" in page.tags and "YResolution" in page.tags:
-                xr, yr = page.tags["XResolution"].value, page.tags["YResolution"].value
-                res = (yr[1] / yr[0] if yr[0] else 1.0, xr[1] / xr[0] if xr[0] else 1.0)
-            found = _guess_axes(series.axes, data.ndim)
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
-    axes = (axes or found).lower()
-    _check_axes(axes, data.ndim, p)
-    scale = [1.0] * data.ndim
-    if res is not None and ij.get("unit") not in (None, "", "pixel"):
-        scale[axes.index("y")], scale[axes.index("x")] = float(res[0]), float(res[1])
-    if "z" in axes and "spacing" in ij:
-        scale[axes.index("z")] = float(ij["spacing"])
-    if "t" in axes and ij.get("finterval"):
-        scale[axes.index("t")] = float(ij["finterval"])
-    return {"data": data, "axes": axes, "scale": scale, "name": name}
-
-
-def _check_axes(axes: str, ndim: int, p) -> None:
-    if set(axes) - set("tczyx") or len(axes) != ndim or len(set(axes)) != ndim or not axes.endswith("yx"):
-        raise InputError(f"'{p}' has axes '{axes}' for {ndim} dimensions; expected distinct letters among "
-                         "t, c, z, y, x ending in yx (pass axes=..., e.g. 'tyx' or --axes tyx)")
+    data, info = read_tiff(p, axes)
+    return {"data": data, "axes": info.axes, "scale": [info.scale.get(a, 1.0) for a in info.axes], "name": name,
+            "axes_source": info.source}
 
 
 def _read_ome_zarr(p: Path, name: str) -> dict:
@@ -382,8 +361,7 @@ def _read_ome_zarr(p: Path, name: str) -> dict:
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise InputError(f"cannot read OME-Zarr '{p}' ({exc}); check the path points at the image group") from exc
-    axes = axes.lower()
-    _check_axes(axes, data.ndim, p)
+    axes = check_axes(axes, data.ndim, p)
     return {"data": data, "axes": axes, "scale": scale, "name": name}
 
 

@@ -19,13 +19,15 @@ def _conversion_params(args) -> dict:
 
 def _convert(args) -> int:
     from ..apr import AprImage, read_apr, write_apr, write_apr_movie
-    from ..apr.io import APR_SUFFIX, pixels_to_apr, read_pixels
+    from ..apr.io import APR_SUFFIX, check_apr_output, pixels_to_apr, read_pixels
 
     src = Path(args.input)
     if src.suffix.lower() == APR_SUFFIX:  # re-write (adds tree particles and our metadata)
+        check_apr_output(args.output, movie=False)
         result = read_apr(src)
     else:
         pixels = read_pixels(src, axes=args.axes)
+        check_apr_output(args.output, movie="t" in pixels["axes"])  # before the conversion, not after
         if args.spacing:
             spatial = [i for i, a in enumerate(pixels["axes"]) if a in "zyx"]
             if len(args.spacing) != len(spatial):
@@ -38,10 +40,7 @@ def _convert(args) -> int:
         if args.frame_interval and "t" in pixels["axes"]:
             pixels["scale"][pixels["axes"].index("t")] = args.frame_interval
         result = pixels_to_apr(pixels, **_conversion_params(args))
-    if isinstance(result, AprImage):
-        out = write_apr(result, args.output)
-    else:
-        out = write_apr_movie(result, Path(args.output).with_suffix(""))
+    out = write_apr(result, args.output) if isinstance(result, AprImage) else write_apr_movie(result, args.output)
     stats = result.stats()
     stats["output"] = str(out)
     print(json.dumps(stats))
@@ -88,7 +87,7 @@ def register(sub) -> None:
                                    "Prints the particle count and computational ratio as JSON.")
     p.add_argument("input", help="image: .tif/.tiff, OME-Zarr .zarr, .npy, or an .apr to re-write")
     p.add_argument("-o", "--output", required=True, type=output(".apr", ".aprmovie", kind="auto"),
-                   help="output .apr (movies: .aprmovie folder)")
+                   help="output .apr (image) or .aprmovie folder (movie), written exactly as named")
     p.add_argument("--rel-error", type=positive_float, default=0.1, help="relative error bound E (default 0.1)")
     p.add_argument("--intensity-threshold", type=finite_float, default=0.0,
                    help="intensity below which the image is background (default 0)")
@@ -98,7 +97,9 @@ def register(sub) -> None:
     p.add_argument("--sigma-th", type=finite_float, default=None, help="local intensity scale threshold (with --manual)")
     p.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size per spatial axis, e.g. --spacing 2 0.5 0.5")
     p.add_argument("--frame-interval", type=positive_float, default=None, help="time between frames (movies)")
-    p.add_argument("--axes", default=None, help="axes of the input if the file does not say, e.g. tyx or zyx")
+    p.add_argument("--axes", default=None,
+                   help="axes of the input in file order when the file does not name them: tyx (a movie) or zyx "
+                        "(a z-stack), tzyx, tczyx... (asked for a TIFF/.npy of 3+ dimensions without axis metadata)")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("info", help="print an .apr file's or .aprmovie folder's header as JSON",

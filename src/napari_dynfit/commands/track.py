@@ -21,8 +21,9 @@ from ..errors import InputError
 from ..tables import TABLE_SUFFIXES, read_table, write_table
 
 
-def _read_movie(path):
-    """A movie ``(t, [z,] y, x)`` and its spacing (or None) from TIFF, OME-Zarr or ``.aprmovie``."""
+def _read_movie(path, axes=None):
+    """A movie ``(t, [z,] y, x)`` and its spacing (or None) from TIFF, OME-Zarr or ``.aprmovie``; ``axes``: a
+    TIFF's axes when its metadata does not name them."""
     p = Path(path).expanduser()
     if p.suffix.lower() == ".aprmovie":
         from ..apr import open_lazy
@@ -31,7 +32,7 @@ def _read_movie(path):
         return info["levels"][0][0], info["scale"][1:]
     from ..track.formats import read_label_movie
 
-    return read_label_movie(p, what="movie"), None
+    return read_label_movie(p, what="movie", axes=axes), None
 
 
 def _spacing(args, default):
@@ -41,7 +42,7 @@ def _spacing(args, default):
 def _cmd_detect(args) -> int:
     from ..detect import detect_movie, label_table
 
-    movie, spacing = _read_movie(args.movie)
+    movie, spacing = _read_movie(args.movie, args.axes)
     spacing = _spacing(args, spacing)
     if args.labels:
         det = label_table(np.asarray(movie), spacing=spacing)
@@ -56,12 +57,13 @@ def _cmd_detect(args) -> int:
 
 
 def _read_ground_truth(path):
+    """``(tracks table, label movie or None)`` for ``--eval``: a CTC folder (with its masks) or a tracks table."""
     p = Path(path).expanduser()
     if p.is_dir():
         from ..track.formats import read_ctc
 
-        return read_ctc(p)[0]
-    return read_table(p, required=("frame", "track_id"))
+        return read_ctc(p)
+    return read_table(p, required=("frame", "track_id")), None
 
 
 def _cmd_track(args) -> int:
@@ -71,11 +73,14 @@ def _cmd_track(args) -> int:
     from ..track.metrics import tracking_metrics
 
     src = Path(args.input).expanduser()
+    truth = _read_ground_truth(args.eval) if args.eval else None  # a bad --eval fails before anything is written
+    if args.eval and args.matcher == "ctc" and (truth[1] is None or src.suffix.lower() in TABLE_SUFFIXES):
+        raise InputError("--matcher ctc compares masks: give a label movie as INPUT and a CTC folder to --eval")
     labels = None
     if src.suffix.lower() in TABLE_SUFFIXES:
         det = read_table(src)
     else:
-        labels = read_label_movie(src)
+        labels = read_label_movie(src, axes=args.axes)
         det = label_table(labels)
     spacing = _spacing(args, det.attrs.get("spacing"))
     kw = {k: getattr(args, k) for k in ("alternative_cost", "division_cost", "daughter_size", "drift_radius",
@@ -103,8 +108,8 @@ def _cmd_track(args) -> int:
             write_ctc(tracks, args.ctc_out, shape=shape, radius=args.ctc_radius)
         print(f"CTC result -> {args.ctc_out}")
     if args.eval:
-        gt = _read_ground_truth(args.eval)
-        metrics = tracking_metrics(gt, tracks, match_distance=args.match_distance, spacing=spacing)
+        metrics = tracking_metrics(truth[0], tracks, match_distance=args.match_distance, spacing=spacing,
+                                   gt_labels=truth[1], pred_labels=labels, matcher=args.matcher)
         print(json.dumps(metrics, indent=2, default=float))
     return 0
 
@@ -123,6 +128,7 @@ def register(sub) -> None:
     p.add_argument("--no-split", action="store_true", help="do not split blobs made of two unresolved spots")
     p.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size along (z) y x (default: from the file)")
     p.add_argument("--workers", type=positive_int, default=2, help="frames processed in parallel (default 2)")
+    p.add_argument("--axes", help="axes of a TIFF movie that does not name them (file order): tyx, tzyx, tczyx")
     p.set_defaults(func=_cmd_detect, checks=[all_ordered("sigma_range")])
 
     t = sub.add_parser("track", help="link detections (table) or masks (label movie) into tracks",
@@ -149,8 +155,14 @@ def register(sub) -> None:
     t.add_argument("--shape", type=positive_int, nargs="+", help="image shape (z) y x for --ctc-out from a table")
     t.add_argument("--ctc-radius", type=positive_float, default=2.0, help="disc radius (pixels) of points in --ctc-out")
     t.add_argument("--labels-out", type=output(".tif", ".tiff"), help="write the label movie relabelled with track ids (TIFF)")
-    t.add_argument("--eval", metavar="GT", help="ground truth (tracks table or CTC folder): print metrics as JSON")
-    t.add_argument("--match-distance", type=positive_float, default=2.0, help="matching distance for --eval (default 2)")
+    t.add_argument("--eval", metavar="GT", help="ground truth (tracks table or CTC folder): print metrics as JSON "
+                                                "(CTC DET/TRA/LNK, CHOTA, division F1; equal to traccuracy's)")
+    t.add_argument("--match-distance", type=positive_float, default=2.0,
+                   help="point matching distance for --eval, physical units (default 2)")
+    t.add_argument("--matcher", choices=("auto", "ctc", "point"), default="auto",
+                   help="--eval matching: ctc (a mask covers > 50 %% of a ground-truth mask), point (within "
+                        "--match-distance); auto: ctc for a label movie against a CTC folder (default)")
+    t.add_argument("--axes", help="axes of a label-movie TIFF that does not name them (file order): tyx, tzyx")
     t.set_defaults(func=_cmd_track, checks=[memory_check(
         lambda a: 16.0 * math.prod(a.shape or [1]), "--ctc-out masks of --shape", "reduce --shape")])
 

@@ -70,10 +70,12 @@ def _ctc_files(folder: Path) -> tuple[Path | None, list[tuple[int, Path]]]:
     return txt, tifs
 
 
-def read_label_movie(path, *, what: str = "label movie") -> np.ndarray:
+def read_label_movie(path, *, what: str = "label movie", axes: str | None = None) -> np.ndarray:
     """Read a (label) movie ``(t, [z,] y, x)`` from a TIFF stack, an OME-Zarr/Zarr store or a CTC folder.
 
-    ``what`` names the input in error messages.
+    ``what`` names the input in error messages. A TIFF's axes come from its metadata (ImageJ / OME) or from
+    ``axes`` (file order, e.g. ``"tyx"``); a TIFF of 3+ dimensions that names none needs ``axes``
+    (:func:`napari_dynfit._tiff.tiff_axes`). A CTC folder holds one frame per file: its axes are ``[z,] y, x``.
     """
     import tifffile
 
@@ -108,10 +110,10 @@ def read_label_movie(path, *, what: str = "label movie") -> np.ndarray:
         return arr.reshape([s for i, s in enumerate(arr.shape) if not (s == 1 and i > 0 and arr.ndim > 4)])
     if p.suffix.lower() not in (".tif", ".tiff"):
         raise InputError(f"{what} '{p}' must be a TIFF stack, an OME-Zarr store or a CTC folder")
-    try:
-        return tifffile.imread(p)
-    except Exception as exc:
-        raise InputError(f"cannot read TIFF '{p}' ({exc}): is it a valid image stack?") from exc
+    from .._tiff import movie_order, read_tiff
+
+    data, info = read_tiff(p, axes)
+    return movie_order(data, info.axes, p)
 
 
 def read_ctc(folder) -> tuple[pd.DataFrame, np.ndarray]:

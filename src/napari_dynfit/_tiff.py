@@ -1,0 +1,147 @@
+"""The axes of a TIFF, as its metadata or the user gives them: the one place every TIFF movie/image reader asks.
+
+A TIFF's pages carry no axis names; ImageJ hyperstacks (``axes`` from ``images/slices/frames/channels``), OME-TIFF
+(``DimensionOrder``) and tifffile's own shaped files (``metadata={'axes': ...}``) do, and tifffile reports them
+as ``series.axes``. A plain stack of 2D pages has none (tifffile calls such axes ``Q`` or ``I``): a 300-page
+stack may be 300 frames or 300 slices, and guessing either way gave different answers in different commands.
+:func:`tiff_axes` takes the metadata's axes, else the user's (``axes=`` / ``--axes``), and otherwise refuses a
+file of 3 or more dimensions with an :class:`AmbiguousAxesError` that asks for ``--axes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._io import check_input_file
+from .errors import InputError
+
+AXES = "tczyx"
+_CHOICES = {3: "--axes tyx (frames) or --axes zyx (slices)",
+            4: "--axes tzyx, --axes tcyx or --axes czyx", 5: "--axes tczyx"}
+
+
+class AmbiguousAxesError(InputError):
+    """A TIFF of 3+ dimensions whose metadata does not name its axes (``ndim`` tells how many)."""
+
+    def __init__(self, message: str, ndim: int):
+        super().__init__(message)
+        self.ndim = ndim
+
+
+@dataclass(frozen=True)
+class TiffAxes:
+    """What :func:`tiff_axes` found.
+
+    Attributes
+    ----------
+    axes : str
+        One letter per dimension of the first series, among ``tczyx``, ending in ``yx`` (file order).
+    shape : tuple of int
+    dtype : numpy.dtype
+    scale : dict
+        Physical sizes the metadata gives: ``y``/``x`` from the resolution tags when a unit is set, ``z`` from
+        ImageJ's ``spacing``, ``t`` from ImageJ's ``finterval``. Absent keys: no information.
+    source : str
+        Where ``axes`` came from: ``"given"`` (the caller), ``"imagej"``, ``"ome"``, ``"shaped"`` (tifffile's
+        metadata) or ``"2d"`` (two dimensions are ``yx``).
+    """
+
+    axes: str
+    shape: tuple
+    dtype: np.dtype
+    scale: dict = field(default_factory=dict)
+    source: str = ""
+
+
+def check_axes(axes: str, ndim: int, path, *, hint: str = "") -> str:
+    """Lower-case ``axes`` after checking them: ``ndim`` distinct letters among ``tczyx`` ending in ``yx``."""
+    a = str(axes).lower()
+    if set(a) - set(AXES) or len(a) != ndim or len(set(a)) != ndim or not a.endswith("yx"):
+        raise InputError(f"axes '{axes}' do not fit '{path}' ({ndim} dimensions): give {ndim} distinct letters "
+                         f"among t, c, z, y, x ending in yx{hint or ', e.g. --axes tyx'}")
+    return a
+
+
+def tiff_axes(path, axes: str | None = None) -> TiffAxes:
+    """Axes, shape and physical scale of a TIFF's first series, from its metadata or from ``axes``.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.tif`` / ``.tiff`` file.
+    axes : str, optional
+        The axes in file order (e.g. ``"tyx"``, ``"zyx"``, ``"tczyx"``); they take precedence over the metadata.
+
+    Returns
+    -------
+    TiffAxes
+
+    Raises
+    ------
+    AmbiguousAxesError
+        The file has 3 or more dimensions, no axis metadata and no ``axes`` were given.
+    InputError
+        Unreadable file, RGB samples, or ``axes`` that do not fit the shape.
+    """
+    import tifffile
+
+    p = check_input_file(path, suffixes=(".tif", ".tiff"), what="TIFF")
+    try:
+        with tifffile.TiffFile(p) as tf:
+            series = tf.series[0]
+            found, shape, dtype, kind = series.axes.lower(), tuple(series.shape), np.dtype(series.dtype), series.kind
+            ij = tf.imagej_metadata or {}
+            tags = tf.pages[0].tags
+            res = [tags[k].value for k in ("YResolution", "XResolution") if k in tags]
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
+        raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
+    if axes is not None:
+        out, source = check_axes(axes, len(shape), p), "given"
+    elif all(a in AXES for a in found) and found.endswith("yx"):
+        out, source = found, ("2d" if len(shape) == 2 else str(kind).lower())
+    elif "s" in found:
+        raise InputError(f"'{p}' is an RGB(A) image (axes {found.upper()}): save one grey channel, "
+                         "e.g. with Fiji's Image > Type > 8-bit")
+    else:
+        n = len(shape)
+        raise AmbiguousAxesError(f"'{p}' has {n} dimensions {shape} and no axis metadata: say what they are with "
+                                 f"{_CHOICES.get(n, '--axes (letters among t, c, z, y, x)')} "
+                                 "(axes=... in Python)", n)
+    scale = {}
+    if len(res) == 2 and ij.get("unit") not in (None, "", "pixel") and all(r[0] for r in res):
+        scale["y"], scale["x"] = (r[1] / r[0] for r in res)
+    if "spacing" in ij:
+        scale["z"] = float(ij["spacing"])
+    if ij.get("finterval"):
+        scale["t"] = float(ij["finterval"])
+    return TiffAxes(axes=out, shape=shape, dtype=dtype, scale=scale, source=source)
+
+
+def read_tiff(path, axes: str | None = None) -> tuple[np.ndarray, TiffAxes]:
+    """The first series of a TIFF in memory and its :func:`tiff_axes` (file order of the axes)."""
+    import tifffile
+
+    info = tiff_axes(path, axes)
+    try:
+        data = tifffile.imread(Path(path).expanduser(), series=0)
+    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+        raise InputError(f"cannot read TIFF '{path}' ({exc}); check that the file is complete") from exc
+    return data, info
+
+
+def movie_order(data, axes: str, path, *, channel: int | None = None):
+    """``data`` with axes ``axes`` as a movie ``(t, [z,] y, x)`` (one channel taken when there is a ``c`` axis)."""
+    if "t" not in axes:
+        raise InputError(f"'{path}' has axes '{axes}' (no time axis): a movie needs one; pass --axes "
+                         f"t{axes[1:] if len(axes) > 2 else axes} if its first axis is time")
+    if "c" in axes:
+        n = data.shape[axes.index("c")]
+        if channel is None and n != 1:
+            raise InputError(f"'{path}' has {n} channels; choose one (channel=..., --channel)")
+        data = np.take(data, channel or 0, axis=axes.index("c"))
+        axes = axes.replace("c", "")
+    order = [axes.index(a) for a in "tzyx" if a in axes]
+    return data.transpose(order) if order != list(range(len(order))) else data
