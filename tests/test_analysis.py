@@ -127,3 +127,25 @@ def test_analysis_bad_input(rng):
         msd(tracks.drop(columns="track_id"))
     with pytest.raises(InputError, match="lag"):
         van_hove(tracks, 0)
+
+
+def test_cli_msd_van_hove_vacf(tmp_path, rng, capsys):
+    import json
+
+    from napari_dynfit.cli import main
+
+    D, dt = 0.5, 0.1
+    _brownian(rng, n=100, frames=40, D=D, dt=dt, drift=1.0, spacing=0.5).to_csv(tmp_path / "t.csv", index=False)
+    assert main(["msd", str(tmp_path / "t.csv"), "--dt", str(dt), "--spacing", "0.5", "0.5", "--max-lag", "10",
+                 "-o", str(tmp_path / "m.csv")]) == 0
+    out = json.loads(capsys.readouterr().out.split("MSD table")[0])
+    assert out["exponent"] == pytest.approx(1.0, abs=0.06)
+    assert out["D"] == pytest.approx(D, rel=0.1)
+    assert len(pd.read_csv(tmp_path / "m.csv")) == 10
+    assert main(["van-hove", str(tmp_path / "t.csv"), "--lag", "2", "--spacing", "0.5", "0.5", "--drift"]) == 0
+    vh = json.loads(capsys.readouterr().out)
+    assert vh["variance_per_axis"] == pytest.approx(2 * D * 2 * dt, rel=0.1)
+    assert main(["vacf", str(tmp_path / "t.csv"), "--dt", str(dt), "--max-lag", "3", "-o",
+                 str(tmp_path / "v.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "v.csv").columns) == ["lag", "t", "vacf", "n"]
+    assert main(["msd", str(tmp_path / "t.csv"), "--dt", "0"]) == 2

@@ -158,3 +158,75 @@ def test_simulator_active_particles_recall_and_error():
     assert recall >= 0.98
     assert len(pj) / len(det) >= 0.97
     assert np.median(err) <= 0.3
+
+
+def test_dark_objects_auto_polarity(rng):
+    """Dark spots on a bright, unevenly lit background (brightfield): auto finds them as well as bright ones."""
+    truth = _random_spots(rng, 50, (128, 160), frames=2, min_sep=6.0)
+    movie, truth_px = render_movie(truth, (2, 128, 160), psf_sigma=1.5, snr=10, background=400, seed=6)
+    ramp = np.linspace(0, 300, 160)[None, None, :]  # illumination gradient
+    dark = (movie.max() + 500 + ramp - movie).astype(np.float32)
+    det = detect_movie(dark, sigma=1.5)
+    assert det.attrs["polarity"] == "dark" and det.attrs["skewness"] < -0.2
+    gi, pj = match_nodes(truth_px, det, match_distance=1.5)
+    assert len(gi) / len(truth_px) >= 0.98 and len(pj) / len(det) >= 0.97
+    assert (det["intensity"] > 0).all()
+    err = np.linalg.norm(truth_px[["y", "x"]].to_numpy()[gi] - det[["y", "x"]].to_numpy()[pj], axis=1)
+    assert np.median(err) < 0.2
+    bright = detect_movie(movie, sigma=1.5)
+    assert bright.attrs["polarity"] == "bright"
+    # the wrong polarity finds the bright gaps between spots, not the spots
+    wrong = detect_movie(dark, sigma=1.5, polarity="bright")
+    assert len(match_nodes(truth_px, wrong, match_distance=1.5)[0]) < 0.2 * len(truth_px)
+    with pytest.raises(InputError, match="polarity"):
+        detect_blobs(dark[0], polarity="black")
+
+
+def test_positions_inside_image_and_above_background(rng):
+    """Spots cut by the border and pure noise: no position outside the image, no detection below background."""
+    truth = pd.DataFrame({"frame": 0, "y": [0.3, 20.0, 39.6, 10.0], "x": [15.0, 0.2, 20.0, 39.7]})
+    movie, _ = render_movie(truth, (1, 40, 40), psf_sigma=1.5, snr=15, seed=7)
+    det = detect_blobs(movie[0], sigma=1.5)
+    assert len(det) == 4
+    assert ((det[["y", "x"]] >= 0) & (det[["y", "x"]] <= 39)).all().all()
+    noise = rng.normal(100, 5, (64, 64))
+    det = detect_blobs(noise, sigma=1.5, threshold_snr=2.0)
+    assert (det["intensity"] > 0).all()
+
+
+def test_one_bead_is_never_two(rng):
+    """Brightfield-like beads (dark core, bright halo ring, wider than the blob sigma) are not split."""
+    yy, xx = np.mgrid[:120, :120].astype(float)
+    img = np.full((120, 120), 150.0)
+    centres = [(y, x) for y in range(15, 110, 22) for x in range(15, 110, 22)]
+    for y, x in centres:
+        y, x = y + rng.uniform(-0.5, 0.5), x + rng.uniform(-0.5, 0.5)
+        r2 = (yy - y) ** 2 + (xx - x) ** 2
+        img += -40 * np.exp(-r2 / (2 * 2.2 ** 2)) + 15 * np.exp(-(np.sqrt(r2) - 4.5) ** 2 / 2)
+    img += rng.normal(0, 1.5, img.shape)
+    det = detect_blobs(img, sigma=1.5)
+    assert det.attrs["polarity"] == "dark"
+    assert len(det) == len(centres)
+    from scipy.spatial import cKDTree
+
+    assert len(cKDTree(det[["y", "x"]].to_numpy()).query_pairs(3.0)) == 0
+
+
+def test_cli_detect_polarity_and_frames_folder(tmp_path, rng):
+    import imageio.v3 as iio
+
+    from napari_dynfit.cli import main
+
+    truth = _random_spots(rng, 20, (64, 64), frames=3, min_sep=6.0)
+    movie, truth_px = render_movie(truth, (3, 64, 64), psf_sigma=1.5, snr=12, seed=8)
+    dark = (movie.max() + 10 - movie.astype(float)) / (movie.max() + 10) * 255
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(dark.astype(np.uint8)):
+        iio.imwrite(folder / f"f_{t:03d}.png", np.repeat(frame[..., None], 3, axis=2))  # RGB
+    assert main(["detect", str(folder), "-o", str(tmp_path / "d.csv")]) == 0
+    det = pd.read_csv(tmp_path / "d.csv")
+    gi, _ = match_nodes(truth_px, det, match_distance=1.5)
+    assert len(gi) / len(truth_px) >= 0.95
+    assert main(["detect", str(folder), "-o", str(tmp_path / "w.csv"), "--polarity", "bright"]) == 0
+    assert len(match_nodes(truth_px, pd.read_csv(tmp_path / "w.csv"), match_distance=1.5)[0]) < 0.3 * len(truth_px)

@@ -69,3 +69,31 @@ def test_track_labels_layer(make_napari_viewer):
     # each cell keeps one id through time
     a, b = rel[:, 11, 10], rel[:, 30, 30]
     assert len(set(a)) == 1 and len(set(b)) == 1 and a[0] != b[0] and a[0] > 0 and b[0] > 0
+
+
+def test_dark_polarity_and_track_analysis(make_napari_viewer, rng):
+    """Dark spots found with polarity auto (reported in the status); MSD & VACF of a tracks layer of Brownian
+    particles recover D and an uncorrelated velocity."""
+    from napari_dynfit._napari._track_widget import TrackWidget
+    from napari_dynfit.track.formats import to_napari_tracks
+
+    viewer = make_napari_viewer()
+    movie, truth = _movie(rng)
+    viewer.add_image((movie.max() + 50 - movie).astype(np.float32), name="dark")
+    w = TrackWidget(viewer)
+    w._image.value = viewer.layers["dark"]
+    w.detect(sync=True)
+    assert len(viewer.layers["detections"].data) == len(truth)
+    assert "dark objects" in w._status.value
+    D, dt, n, frames = 0.4, 0.5, 150, 40
+    steps = rng.normal(0, np.sqrt(2 * D * dt), (n, frames, 2))
+    pos = np.cumsum(steps, axis=1)
+    tracks = pd.DataFrame({"track_id": np.repeat(np.arange(1, n + 1), frames), "frame": np.tile(np.arange(frames), n),
+                           "y": pos[..., 0].ravel() / 0.2, "x": pos[..., 1].ravel() / 0.2, "parent_id": -1})
+    data, _, graph = to_napari_tracks(tracks)
+    viewer.add_tracks(data, name="tracks", scale=(1, 0.2, 0.2), metadata={"dt": dt})
+    w.analyse()
+    fit, vacf = w.analysis
+    assert fit.D == pytest.approx(D, rel=0.1)
+    assert abs(vacf["vacf"].iloc[1]) < 0.1 and vacf["vacf"].iloc[0] == pytest.approx(1.0)
+    assert "MSD exponent" in w._status.value

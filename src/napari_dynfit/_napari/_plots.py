@@ -47,35 +47,24 @@ def tracks_layer_table(layer, *, physical: bool = True) -> pd.DataFrame:
     return df
 
 
-def track_msd(tracks: pd.DataFrame, *, max_lag: int | None = None) -> pd.DataFrame:
-    """Time- and ensemble-averaged mean squared displacement of a tracks table.
-
-    Parameters
-    ----------
-    tracks : DataFrame
-        ``track_id, frame, [z,] y, x`` (units of the coordinates, e.g. um).
-    max_lag : int, optional
-        Largest lag in frames (default a quarter of the frames, at least 1).
-
-    Returns
-    -------
-    DataFrame
-        ``lag`` (frames), ``msd`` (coordinate units squared), ``n`` (displacements averaged); only
-        displacements between detections of the same track exactly ``lag`` frames apart count.
-    """
-    cols = [c for c in AXES if c in tracks.columns]
-    df = tracks[["track_id", "frame", *cols]]
-    n_frames = int(df["frame"].max() - df["frame"].min() + 1)
-    max_lag = max(1, n_frames // 4) if max_lag is None else int(max_lag)
-    rows = []
-    for lag in range(1, max_lag + 1):
-        later = df.assign(frame=df["frame"] - lag)
-        pair = df.merge(later, on=["track_id", "frame"], suffixes=("", "_2"))
-        if len(pair) == 0:
-            continue
-        sq = sum((pair[f"{c}_2"].to_numpy() - pair[c].to_numpy()) ** 2 for c in cols)
-        rows.append((lag, float(np.mean(sq)), len(pair)))
-    return pd.DataFrame(rows, columns=["lag", "msd", "n"])
+def plot_track_analysis(fig, fit, vacf: pd.DataFrame, *, units: str = "", time_units: str = ""):
+    """MSD with its power-law fit (``fit``: :class:`napari_dynfit.track.MsdFit`) and the normalised velocity
+    autocorrelation ``vacf`` side by side on ``fig`` (cleared)."""
+    fig.clear()
+    ax = fig.add_subplot(1, 2, 1)
+    t, m = fit.table["t"].to_numpy(), fit.table["msd"].to_numpy()
+    ax.loglog(t, m, "o", ms=3, label="tracks (drift removed)")
+    ax.loglog(t, fit.prefactor * t ** fit.exponent, "k--", lw=1, label=f"fit: exponent {fit.exponent:.2f}")
+    ax.set_xlabel(f"lag time{f' ({time_units})' if time_units else ''}")
+    ax.set_ylabel(f"MSD{f' ({units}²)' if units else ''}")
+    ax.legend(fontsize=7)
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax2.plot(vacf["t"].to_numpy(), vacf["vacf"].to_numpy(), "o-", ms=3)
+    ax2.axhline(0, color="k", lw=0.5)
+    ax2.set_xlabel(f"lag time{f' ({time_units})' if time_units else ''}")
+    ax2.set_ylabel("velocity autocorrelation (normalised)")
+    fig.tight_layout()
+    return ax, ax2
 
 
 def abp_theory(layer_or_meta):
@@ -122,7 +111,10 @@ class MsdPlot:
 
     def update(self, layer, *, dt: float | None = None, theory=None) -> pd.DataFrame:
         """Recompute and redraw the MSD of the Tracks ``layer`` (``dt``: frame interval)."""
-        self.msd = track_msd(tracks_layer_table(layer))
+        from ..track import msd
+
+        # every displacement counts once; lags up to a quarter of the frames
+        self.msd = msd(tracks_layer_table(layer), max_lag=None, weights="pairs")
         plot_msd(self._figure, self.msd, dt=dt or 1.0, theory=theory, label=layer.name)
         self._canvas.draw_idle()
         self._title.setText(f"MSD of '{layer.name}' ({len(self.msd)} lags)")

@@ -80,6 +80,7 @@ class TrackWidget(Container):
         self._sigma = FloatSpinBox(value=1.5, min=0.3, max=50.0, step=0.1, label="blob sigma (px)")
         self._snr = FloatSpinBox(value=5.0, min=1.0, max=100.0, step=0.5, label="threshold (x noise)")
         self._split = CheckBox(value=True, text="split unresolved pairs")
+        self._polarity = ComboBox(choices=["auto", "bright", "dark"], value="auto", label="objects (polarity)")
         self._detect = PushButton(text="Detect")
         self._source = ComboBox(label="points / labels (track)", choices=self._layers_of("Points", "Labels"))
         self._max_distance = FloatSpinBox(value=5.0, min=0.01, max=1e4, step=0.5, label="max distance")
@@ -92,9 +93,12 @@ class TrackWidget(Container):
         self._track = PushButton(text="Track")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
-        self.extend([self._image, self._sigma, self._snr, self._split, self._detect, self._source,
+        self._analyse = PushButton(text="MSD && velocity autocorrelation")
+        self.extend([self._image, self._sigma, self._snr, self._split, self._polarity, self._detect, self._source,
                      self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._preview,
-                     self._window, self._track, self._cancel, self._status])
+                     self._window, self._track, self._cancel, self._status, self._analyse])
+        self._analyse.changed.connect(lambda: self.analyse())
+        self._analysis_figure = self._analysis_canvas = None
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
@@ -209,7 +213,7 @@ class TrackWidget(Container):
             return
         data = layer.data[0] if layer.multiscale else layer.data
         kw = dict(sigma=self._sigma.value, threshold_snr=self._snr.value, split=self._split.value,
-                  spacing=list(layer.scale[1:]))
+                  spacing=list(layer.scale[1:]), polarity=self._polarity.value)
 
         def done(det):
             pts, feats = table_to_points(det)
@@ -220,7 +224,10 @@ class TrackWidget(Container):
             else:
                 self._viewer.add_points(pts, name=name, features=pd.DataFrame(feats), scale=layer.scale,
                                         size=2 * self._sigma.value, border_color="red", face_color="transparent")
-            self._status.value = f"{len(det)} detections in {det['frame'].nunique()} frames"
+            skew = det.attrs.get("skewness")
+            how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
+            self._status.value = (f"{len(det)} detections in {det['frame'].nunique()} frames "
+                                  f"({det.attrs.get('polarity')} objects{how})")
 
         self._run(lambda: detect_movie(data, **kw), (), done, sync)
 
@@ -249,6 +256,33 @@ class TrackWidget(Container):
             self._status.value = f"{tracks['track_id'].nunique()} tracks, {n_div} daughter tracks"
 
         self._run(_track_job, (kind, data, params), done, sync)
+
+    def analyse(self) -> None:
+        """MSD (power-law fit, drift removed) and velocity autocorrelation of the ``tracks`` layer, in physical
+        units (layer scale; frame interval ``metadata["dt"]`` or 1), drawn below the widget."""
+        from ..track import fit_msd, velocity_autocorrelation
+        from ._plots import make_canvas, plot_track_analysis, tracks_layer_table
+
+        if "tracks" not in self._viewer.layers:
+            self._failed(InputError("no 'tracks' layer: press Track first"))
+            return
+        layer = self._viewer.layers["tracks"]
+        dt = float((layer.metadata or {}).get("dt") or 1.0)
+        try:
+            tab = tracks_layer_table(layer)
+            fit = fit_msd(tab, dt=dt, max_lag=None)
+            vacf = velocity_autocorrelation(tab, dt=dt, max_lag=20, drift=True, normalize=True)
+        except DynfitError as exc:
+            self._failed(exc)
+            return
+        if self._analysis_figure is None:
+            self._analysis_figure, self._analysis_canvas = make_canvas(figsize=(6, 3))
+            self.native.layout().addWidget(self._analysis_canvas)
+        plot_track_analysis(self._analysis_figure, fit, vacf, time_units="" if dt == 1.0 else "s")
+        self._analysis_canvas.draw_idle()
+        self.analysis = (fit, vacf)
+        self._status.value = (f"MSD exponent {fit.exponent:.3f}, prefactor {fit.prefactor:.4g}, "
+                              f"D {fit.D:.4g} (drift removed)")
 
     def _show_tracks(self, tracks: pd.DataFrame, layer, name: str) -> None:
         from ..track.formats import to_napari_tracks

@@ -21,10 +21,35 @@ from ..errors import InputError
 from ..tables import TABLE_SUFFIXES, read_table, write_table
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def _read_frames_folder(p: Path):
+    """A movie from a folder of image files (PNG/JPEG/BMP, one frame each, sorted by name), or None when the folder
+    holds none; colour frames become grey (0.2125 R + 0.7154 G + 0.0721 B, as ``pims.as_grey``)."""
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        return None
+    import imageio.v3 as iio
+
+    frames = []
+    for f in files:
+        im = np.asarray(iio.imread(f))
+        frames.append(im[..., :3] @ np.array([0.2125, 0.7154, 0.0721]) if im.ndim == 3 else im)
+        if frames[-1].shape != frames[0].shape:
+            raise InputError(f"frame '{f.name}' is {frames[-1].shape[1]} x {frames[-1].shape[0]} px, the first "
+                             f"{frames[0].shape[1]} x {frames[0].shape[0]}: all frames of the folder must match")
+    return np.stack(frames).astype(np.float32)
+
+
 def _read_movie(path, axes=None):
-    """A movie ``(t, [z,] y, x)`` and its spacing (or None) from TIFF, OME-Zarr or ``.aprmovie``; ``axes``: a
-    TIFF's axes when its metadata does not name them."""
+    """A movie ``(t, [z,] y, x)`` and its spacing (or None) from TIFF, OME-Zarr, ``.aprmovie`` or a folder of
+    image frames; ``axes``: a TIFF's axes when its metadata does not name them."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        movie = _read_frames_folder(p)
+        if movie is not None:
+            return movie, None
     if p.suffix.lower() == ".aprmovie":
         from ..apr import open_lazy
 
@@ -47,12 +72,16 @@ def _cmd_detect(args) -> int:
     if args.labels:
         det = label_table(np.asarray(movie), spacing=spacing)
     else:
-        kw = dict(sigma=args.sigma, threshold_snr=args.threshold_snr, split=not args.no_split, spacing=spacing)
+        kw = dict(sigma=args.sigma, threshold_snr=args.threshold_snr, split=not args.no_split, spacing=spacing,
+                  polarity=args.polarity)
         if args.sigma_range:
             kw["sigma_range"] = tuple(args.sigma_range)
         det = detect_movie(movie, n_workers=args.workers, **kw)
+        skew = det.attrs.get("skewness")
+        how = f"auto: skewness {skew:+.2f} of the flattened image" if skew is not None else "given"
+        print(f"objects {det.attrs['polarity']} ({how})")
     write_table(det, args.output)
-    print(f"{len(det)} detections in {det['frame'].nunique()} frames -> {args.output}")
+    print(f"{len(det)} detections in {det['frame'].nunique() if len(det) else 0} frames -> {args.output}")
     return 0
 
 
@@ -116,9 +145,11 @@ def _cmd_track(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("detect", help="detect particles (blobs) or label centroids in a movie -> detections table",
-                       description="Detect blobs (scale-space LoG, sub-pixel) in every frame of MOVIE (TIFF, OME-Zarr, "
-                                   ".aprmovie), or measure label centroids with --labels.")
-    p.add_argument("movie", help="movie (t, [z,] y, x): TIFF stack, OME-Zarr, .aprmovie, or a CTC folder with --labels")
+                       description="Detect bright or dark blobs (background flattening, scale-space LoG, sub-pixel) in "
+                                   "every frame of MOVIE (TIFF, OME-Zarr, .aprmovie, folder of PNG/JPEG frames), or "
+                                   "measure label centroids with --labels.")
+    p.add_argument("movie", help="movie (t, [z,] y, x): TIFF stack, OME-Zarr, .aprmovie, folder of PNG/JPEG frames, "
+                                 "or a CTC folder with --labels")
     p.add_argument("-o", "--output", required=True, type=output(*TABLE_SUFFIXES), help="detections table (.csv or .parquet)")
     p.add_argument("--labels", action="store_true", help="MOVIE is a label movie: output mask centroids and sizes")
     p.add_argument("--sigma", type=positive_float, default=1.5, help="blob sigma in pixels (default 1.5)")
@@ -126,6 +157,9 @@ def register(sub) -> None:
     p.add_argument("--threshold-snr", type=positive_float, default=5.0,
                    help="threshold as a multiple of the filter response's noise (default 5)")
     p.add_argument("--no-split", action="store_true", help="do not split blobs made of two unresolved spots")
+    p.add_argument("--polarity", choices=("auto", "bright", "dark"), default="auto",
+                   help="objects brighter (fluorescence) or darker (brightfield beads) than the background; auto "
+                        "(default) decides from the image and prints the decision")
     p.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size along (z) y x (default: from the file)")
     p.add_argument("--workers", type=positive_int, default=2, help="frames processed in parallel (default 2)")
     p.add_argument("--axes", help="axes of a TIFF movie that does not name them (file order): tyx, tzyx, tczyx")

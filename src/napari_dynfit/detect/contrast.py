@@ -71,12 +71,15 @@ def background_block(sig_px) -> np.ndarray:
 
 
 def skewness(img: np.ndarray, bg: np.ndarray, sig_px) -> float:
-    """Skewness of ``img - bg`` smoothed at half the blob width (positive: bright objects, negative: dark)."""
-    f = ndi.gaussian_filter(np.asarray(img, np.float32) - bg, 0.5 * np.asarray(sig_px, float))
-    v = f.ravel()[:: max(1, f.size // 200_000)].astype(np.float64)
-    v = v - v.mean()
-    s2 = float((v * v).mean())
-    return float((v ** 3).mean() / s2 ** 1.5) if s2 > 0 else 0.0
+    """Skewness of ``img - bg`` smoothed at half the blob width (positive: bright objects, negative: dark).
+
+    Computed on a regular subsample of about 60 000 pixels of the smoothed image (float32 filter, float64 moments).
+    """
+    f = ndi.gaussian_filter(np.asarray(img, np.float32) - bg, 0.5 * np.asarray(sig_px, float), truncate=3.0)
+    v = f.ravel()[:: max(1, f.size // 60_000)].astype(np.float64)
+    v -= v.mean()
+    s2 = float(np.dot(v, v) / v.size)
+    return float(np.dot(v * v, v) / v.size / s2 ** 1.5) if s2 > 0 else 0.0
 
 
 def decide_polarity(skew: float, *, warn: bool = True) -> str:
