@@ -74,7 +74,7 @@ def test_drift_model_follows_a_flow(rng):
 def test_gap_closing_recovers_missing_detections(rng):
     truth, det, step = brownian(rng, 300, 20, 0.1, drop=0.05)
     truth = truth.loc[det.index]  # ground truth of what was detected: its tracks skip the missing frames
-    plain = tracking_metrics(truth, link(det, max_distance=4 * step), match_distance=1e-3)
+    plain = tracking_metrics(truth, link(det, max_distance=4 * step, gap_frames=0), match_distance=1e-3)
     closed_tracks = link(det, max_distance=4 * step, gap_frames=2)
     closed = tracking_metrics(truth, closed_tracks, match_distance=1e-3)
     assert closed["link_recall"] > plain["link_recall"] + 0.03
@@ -126,8 +126,8 @@ def test_3d_dividing_cells_from_relabelled_masks():
     assert m["division_f1"] >= 0.9
     assert m["LNK"] >= 0.95
     # without divisions allowed, no division is found
-    m0 = tracking_metrics(s.truth, link(det, max_distance=6.0, labels=rel, alternative_cost=2.0), match_distance=1.0,
-                          spacing=s.spacing)
+    m0 = tracking_metrics(s.truth, link(det, max_distance=6.0, labels=rel, alternative_cost=2.0, divisions=False),
+                          match_distance=1.0, spacing=s.spacing)
     assert m0["pred_divisions"] == 0 and m0["division_f1"] == 0
 
 
