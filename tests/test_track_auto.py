@@ -35,7 +35,9 @@ def choice(tracks, name):
 def test_brownian_scale_recovered_and_defaults_link_well(rng):
     sigma = 0.6  # mean step 0.75 = 0.15 x the nearest-neighbour distance
     truth, det = particles(rng, 600, 15, sigma)
-    tracks = link(det)
+    tracks = link(det.sample(frac=1, random_state=0))  # any row order
+    assert set(tracks.columns) >= {"track_id", "frame", "y", "x", "parent_id"}
+    assert (tracks["parent_id"] == -1).all() and tracks["track_id"].min() == 1
     est = tracks.attrs["link_estimates"]
     assert choice(tracks, "motion")["value"] == "brownian"
     assert est["sigma"]["brownian"] == pytest.approx(sigma, rel=0.1)
@@ -47,12 +49,12 @@ def test_brownian_scale_recovered_and_defaults_link_well(rng):
 
 def test_flow_found_and_followed(rng):
     flow = np.array([2.5, 1.0])  # half the neighbour distance per frame, 6x the diffusion
-    truth, det = particles(rng, 400, 12, 0.4, flow=flow)
+    truth, det = particles(rng, 300, 10, 0.4, flow=flow)
     # the local field of one frame pair recovers the flow
     x0 = det[det["frame"] == 3][["y", "x"]].to_numpy()
     x1 = det[det["frame"] == 4][["y", "x"]].to_numpy()
     shift, i, j = pair_flow(x0, x1)
-    assert len(i) > 100
+    assert len(i) > 80
     assert np.abs(np.median(shift, 0) - flow).max() < 0.15
     tracks = link(det)
     assert choice(tracks, "motion")["value"] == "flow"
@@ -69,16 +71,6 @@ def test_stage_jump_found_by_global_shift(rng):
     assert np.allclose(global_shift(x0, x1), [12.0, -7.0], atol=1.0)  # a starting point, within one bin
     shift, i, j = pair_flow(x0, x1)
     assert len(i) > 250 and np.allclose(np.median(shift, 0), [12.0, -7.0], atol=0.3)
-
-
-def test_velocity_model_chosen_for_self_propelled():
-    from test_track import self_propelled
-
-    truth, det, step = self_propelled(500, 15, 0.4)
-    tracks = link(det)
-    assert choice(tracks, "motion")["value"] == "velocity"
-    m = tracking_metrics(truth, tracks, match_distance=1e-3)
-    assert m["link_recall"] >= 0.95
 
 
 def test_gap_range_estimated(rng):
@@ -112,18 +104,6 @@ def test_growing_colony_of_rods_no_parameters():
     assert 0.4 <= choice(tracks, "daughter_size")["value"] <= 0.65  # rods halve
     m = tracking_metrics(truth, tracks, match_distance=0.5)
     assert m["LNK"] >= 0.9 and m["division_f1"] >= 0.88
-
-
-def test_3d_dividing_cells_no_parameters():
-    from napari_dynfit.detect import label_table
-    from napari_dynfit.sim import dividing_cells_3d
-
-    s = dividing_cells_3d(seed=1)
-    rel = relabel_per_frame(s.labels)
-    tracks = link(label_table(rel, spacing=s.spacing), labels=rel)
-    assert 0.8 <= choice(tracks, "daughter_size")["value"] <= 1.2  # spheres divide into spheres of the same size
-    m = tracking_metrics(s.truth, tracks, match_distance=1.0, spacing=s.spacing)
-    assert m["division_f1"] >= 0.95 and m["LNK"] >= 0.98
 
 
 def test_quality_report_counts_and_warnings(rng):

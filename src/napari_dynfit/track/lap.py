@@ -364,14 +364,20 @@ def link(detections: pd.DataFrame, *, max_distance: float | None = None, gap_fra
         for f, (a, b) in bounds.items():
             cells.lookup[f] = dict(zip(cells.label[a:b].tolist(), range(a, b)))
 
+    estimate_gap_only = False
+    needed = {"motion", "max_distance"} | ({"divisions", "alternative_cost"} if cells is not None else set())
+    auto = AutoParams(params={}, choices=[Choice(k, v, "", True) for k, v in given.items() if k != "gap_frames"])
+    if estimate and needed <= set(given):
+        estimate = False  # nothing left to estimate but the gap range
+        estimate_gap_only = True
+        if cells is None and "divisions" not in given:
+            auto.choices.append(Choice("divisions", False, "point detections: divisions are only inferred from masks"))
     if estimate:
         def cost_fn(p, fa, fb, src, tgt, pred, has_pred):
             return _pair_costs(p, cells, x, fa, fb, src, tgt, pred, has_pred)
 
         auto = estimate_params(x, fr, given={k: v for k, v in given.items() if k != "gap_frames"}, cells=cells,
                                cost_fn=cost_fn)
-    else:
-        auto = AutoParams(params={}, choices=[Choice(k, v, "", True) for k, v in given.items()])
     params = LinkParams(**{**auto.params, **given, "gap_frames": given.get("gap_frames", 0)})
 
     prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells)
@@ -380,13 +386,13 @@ def link(detections: pd.DataFrame, *, max_distance: float | None = None, gap_fra
         flows = refine_params(auto, x, fr, frames, bounds, prev, mother, given)
         params = LinkParams(**{**auto.params, **given, "gap_frames": given.get("gap_frames", 0)})
         prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells, flows)
-    if estimate and "gap_frames" not in given:
+    if (estimate or estimate_gap_only) and "gap_frames" not in given:
         ends, begins = _segment_ends(fr, seg, prev, mother)
         g, why = estimate_gaps(x, fr, ends, begins, step, params.max_distance)
         params.gap_frames = g
         auto.params["gap_frames"] = g
         auto.choices.append(Choice("gap_frames", g, why))
-    elif "gap_frames" in given and estimate:
+    elif "gap_frames" in given:
         auto.choices.append(Choice("gap_frames", given["gap_frames"], "", True))
     seg_track = np.arange(n_seg)
     gap_cost = np.zeros(0)
