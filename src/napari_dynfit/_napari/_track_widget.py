@@ -98,6 +98,8 @@ class TrackWidget(Container):
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
         self._report = Label(value="", label="report")
+        if hasattr(self._report.native, "setWordWrap"):
+            self._report.native.setWordWrap(True)  # reasons are long lines
         self.extend([self._image, self._sigma, self._snr, self._split, self._detect, self._source,
                      self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._preview,
                      self._window, self._track, self._cancel, self._status, self._report])
