@@ -107,6 +107,7 @@ def accuracy(n=1000, frames=30, seed=0):
     r = 4 * step
     res["brownian_0.15"] = {"mean_step": step, "nn_distance": nn, "max_distance": r,
                             "ours": _score(truth, link(det, max_distance=r)),
+                            "ours_defaults": _score(truth, link(det)),
                             "laptrack": _score(truth, run_laptrack(det, r)),
                             "trackpy": _score(truth, run_trackpy(det, r))}
     truth, det, step, nn = abp_table(n, frames, seed=seed)
@@ -116,6 +117,7 @@ def accuracy(n=1000, frames=30, seed=0):
         "ours_brownian": _score(truth, link(det, max_distance=r, motion="brownian")),
         "ours_velocity": _score(truth, link(det, max_distance=r, motion="velocity")),
         "ours_drift": _score(truth, link(det, max_distance=r, motion="drift")),
+        "ours_defaults": _score(truth, link(det)),
         "laptrack": _score(truth, run_laptrack(det, r)),
         "trackpy": _score(truth, run_trackpy(det, r)),
         "trackpy_velocity_predict": _score(truth, run_trackpy(det, r, predict=True)),
@@ -133,11 +135,14 @@ def speed(n=10_000, frames=100, laptrack_n=None, gap_frames=2, seed=0):
     truth, det, step, _ = brownian_table(n, frames, drop=0.02, seed=seed)
     r = 4 * step
     res = {"n_particles": n, "frames": frames, "detections": len(det), "gap_frames": gap_frames, "max_distance": r}
-    t_ours, ours = _time(lambda: link(det, max_distance=r, gap_frames=gap_frames))
+    t_ours, ours = _time(lambda: link(det, max_distance=r, gap_frames=gap_frames, motion="brownian"))
     res["ours_s"] = t_ours
     res["ours"] = _score(truth, ours)
+    t_def, ours_def = _time(lambda: link(det))  # everything estimated: two linking passes and the estimates
+    res["ours_defaults_s"] = t_def
+    res["ours_defaults"] = _score(truth, ours_def)
     tracemalloc.start()
-    link(det, max_distance=r, gap_frames=gap_frames)
+    link(det, max_distance=r, gap_frames=gap_frames, motion="brownian")
     res["ours_peak_memory_mb"] = tracemalloc.get_traced_memory()[1] / 2 ** 20
     tracemalloc.stop()
     t_tp, tpk = _time(lambda: run_trackpy(det, r, memory=gap_frames))

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from _track_data import relabel_per_frame
 
 from napari_dynfit.errors import InputError
 from napari_dynfit.track import LinkParams, link
@@ -33,16 +34,6 @@ def self_propelled(n, frames, step_fraction, seed=0):
     return truth, truth[["frame", "y", "x"]].copy(), step
 
 
-def test_brownian_correct_link_fraction(rng):
-    truth, det, step = brownian(rng, 600, 15, 0.15)
-    tracks = link(det, max_distance=4 * step)
-    m = tracking_metrics(truth, tracks, match_distance=1e-3)
-    assert m["link_recall"] >= 0.975
-    assert m["link_precision"] >= 0.975
-    assert set(tracks.columns) >= {"track_id", "frame", "y", "x", "parent_id"}
-    assert (tracks["parent_id"] == -1).all() and tracks["track_id"].min() == 1
-
-
 def test_velocity_model_beats_brownian_for_self_propelled():
     truth, det, step = self_propelled(500, 15, 0.4)
     scores = {}
@@ -51,6 +42,10 @@ def test_velocity_model_beats_brownian_for_self_propelled():
         scores[motion] = m["link_recall"]
     assert scores["velocity"] >= 0.95
     assert scores["velocity"] > scores["brownian"] + 0.02
+    # with no parameters given the velocity model is chosen from the data
+    auto = link(det)
+    assert next(c for c in auto.attrs["link_choices"] if c["name"] == "motion")["value"] == "velocity"
+    assert tracking_metrics(truth, auto, match_distance=1e-3)["link_recall"] >= 0.95
 
 
 def test_drift_model_follows_a_flow(rng):
@@ -74,7 +69,7 @@ def test_drift_model_follows_a_flow(rng):
 def test_gap_closing_recovers_missing_detections(rng):
     truth, det, step = brownian(rng, 300, 20, 0.1, drop=0.05)
     truth = truth.loc[det.index]  # ground truth of what was detected: its tracks skip the missing frames
-    plain = tracking_metrics(truth, link(det, max_distance=4 * step), match_distance=1e-3)
+    plain = tracking_metrics(truth, link(det, max_distance=4 * step, gap_frames=0), match_distance=1e-3)
     closed_tracks = link(det, max_distance=4 * step, gap_frames=2)
     closed = tracking_metrics(truth, closed_tracks, match_distance=1e-3)
     assert closed["link_recall"] > plain["link_recall"] + 0.03
@@ -100,34 +95,25 @@ def test_anisotropic_spacing_uses_physical_distances(rng):
     assert good > pixel + 0.2
 
 
-def _relabel_per_frame(labels, seed=0):
-    rng = np.random.default_rng(seed)
-    out = np.zeros_like(labels)
-    for t in range(labels.shape[0]):
-        ids = np.unique(labels[t])
-        ids = ids[ids > 0]
-        lut = np.zeros(labels[t].max() + 1, labels.dtype)
-        lut[ids] = rng.permutation(len(ids)) + 1
-        out[t] = lut[labels[t]]
-    return out
-
-
 def test_3d_dividing_cells_from_relabelled_masks():
-    """Simulator's 3D dividing cells: division F1 >= 0.9 from masks relabelled per frame."""
+    """Simulator's 3D dividing cells, masks relabelled per frame, no parameters given: division F1 >= 0.95."""
     from napari_dynfit.detect import label_table
     from napari_dynfit.sim import dividing_cells_3d
 
     s = dividing_cells_3d(seed=0)
-    rel = _relabel_per_frame(s.labels)
+    rel = relabel_per_frame(s.labels)
     det = label_table(rel, spacing=s.spacing)
-    tracks = link(det, max_distance=6.0, divisions=True, labels=rel, alternative_cost=2.0, daughter_size=1.0)
+    tracks = link(det, labels=rel)
+    choices = {c["name"]: c["value"] for c in tracks.attrs["link_choices"]}
+    assert choices["divisions"] is True
+    assert 0.8 <= choices["daughter_size"] <= 1.2  # spheres divide into spheres of the same size
     m = tracking_metrics(s.truth, tracks, match_distance=1.0, spacing=s.spacing)
     assert m["gt_divisions"] >= 20
-    assert m["division_f1"] >= 0.9
-    assert m["LNK"] >= 0.95
+    assert m["division_f1"] >= 0.95
+    assert m["LNK"] >= 0.98
     # without divisions allowed, no division is found
-    m0 = tracking_metrics(s.truth, link(det, max_distance=6.0, labels=rel, alternative_cost=2.0), match_distance=1.0,
-                          spacing=s.spacing)
+    m0 = tracking_metrics(s.truth, link(det, max_distance=6.0, labels=rel, alternative_cost=2.0, divisions=False),
+                          match_distance=1.0, spacing=s.spacing)
     assert m0["pred_divisions"] == 0 and m0["tp_divisions"] == 0 and np.isnan(m0["division_f1"])  # traccuracy: NaN
 
 
@@ -195,17 +181,20 @@ def test_issue_figures_random_particles():
     res = bench.accuracy(n=1000, frames=30)
     b = res["brownian_0.15"]
     assert b["ours"]["correct_link_fraction"] >= 0.975
+    assert b["ours_defaults"]["correct_link_fraction"] >= 0.975  # no parameters given
     sp = res["self_propelled_0.4"]
     ours = sp["ours_velocity"]["correct_link_fraction"]
     assert ours >= 0.95
     assert ours > sp["ours_brownian"]["correct_link_fraction"] + 0.02
+    assert sp["ours_defaults"]["correct_link_fraction"] >= 0.95  # no parameters given: the velocity model is chosen
     for other in ("laptrack", "trackpy", "trackpy_velocity_predict"):
         assert ours >= sp[other]["correct_link_fraction"] - 1e-9
 
 
 @pytest.mark.slow
 def test_real_ctc_bacteria_from_relabelled_masks():
-    """Real CTC ground truth (bacteria movie, fetched outside the repository): set DYNFIT_CTC_TRA to its TRA folder."""
+    """Real CTC ground truth (bacteria movie, fetched outside the repository), masks relabelled per frame, no
+    parameters given: set DYNFIT_CTC_TRA to its TRA folder."""
     import os
 
     from napari_dynfit.detect import label_table
@@ -215,9 +204,8 @@ def test_real_ctc_bacteria_from_relabelled_masks():
     if not path or not os.path.isdir(path):
         pytest.skip("set DYNFIT_CTC_TRA to a CTC TRA folder (man_track.txt + masks)")
     gt, labels = read_ctc(path)
-    rel = _relabel_per_frame(labels)
-    tracks = link(label_table(rel), max_distance=80, divisions=True, labels=rel, motion="drift", drift_radius=50,
-                  alternative_cost=3.0, division_cost=0.0)
+    rel = relabel_per_frame(labels)
+    tracks = link(label_table(rel), labels=rel)  # no parameters: all estimated from the masks
     m = tracking_metrics(gt, tracks, match_distance=0.5)
     print({k: m[k] for k in ("LNK", "TRA", "CHOTA", "division_f1")})
     assert m["LNK"] >= 0.90

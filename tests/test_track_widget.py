@@ -97,3 +97,26 @@ def test_dark_polarity_and_track_analysis(make_napari_viewer, rng):
     assert fit.D == pytest.approx(D, rel=0.1)
     assert abs(vacf["vacf"].iloc[1]) < 0.1 and vacf["vacf"].iloc[0] == pytest.approx(1.0)
     assert "MSD exponent" in w._status.value
+
+
+def test_labels_estimated_and_report_shown(make_napari_viewer):
+    """Defaults (auto) on a growing colony: divisions found from the masks; the panel lists the choices and the
+    quality report, and the Tracks layer keeps them."""
+    from _track_data import relabel_per_frame, rod_colony
+
+    from napari_dynfit._napari._track_widget import TrackWidget
+
+    viewer = make_napari_viewer()
+    lab, truth = rod_colony(7, n_frames=14, doubling=5.0)
+    viewer.add_labels(relabel_per_frame(lab, 7), name="colony")
+    w = TrackWidget(viewer)
+    w._source.value = viewer.layers["colony"]
+    assert w.params()["max_distance"] is None and w.params()["divisions"] is None
+    w.track(sync=True)
+    text = w._report.value
+    assert "divisions = True" in text and "daughter_size" in text and "tracks from" in text
+    meta = viewer.layers["tracks"].metadata["tracking"]
+    assert meta["link_params"]["divisions"] is True and meta["tracking_quality"]["n_divisions"] > 0
+    w._divisions.value = "off"
+    w.track(sync=True)
+    assert "divisions = False  (given)" in w._report.value

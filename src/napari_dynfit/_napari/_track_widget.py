@@ -8,6 +8,10 @@
   split masks) and pressing Track again re-links from the edited layer: the annotation round trip.
 * **Live preview** re-links a few frames around the current one whenever a parameter, the frame or the
   source layer's data changes, and shows those links as the ``links preview`` Tracks layer.
+* Parameters left at *auto* (motion, divisions) or 0 / -1 (max distance, alternative cost / gap frames) are
+  estimated from the data (:mod:`napari_dynfit.track.auto`); after Track the panel lists every parameter with its
+  reason and the quality report (:mod:`napari_dynfit.track.quality`), also kept in the Tracks layer's
+  ``metadata["tracking"]``.
 Long work runs in a ``thread_worker`` with a Cancel button.
 """
 
@@ -83,20 +87,24 @@ class TrackWidget(Container):
         self._polarity = ComboBox(choices=["auto", "bright", "dark"], value="auto", label="objects (polarity)")
         self._detect = PushButton(text="Detect")
         self._source = ComboBox(label="points / labels (track)", choices=self._layers_of("Points", "Labels"))
-        self._max_distance = FloatSpinBox(value=5.0, min=0.01, max=1e4, step=0.5, label="max distance")
-        self._gaps = SpinBox(value=2, min=0, max=50, label="gap frames")
-        self._divisions = CheckBox(value=False, text="divisions")
-        self._motion = ComboBox(choices=["brownian", "velocity", "drift"], value="brownian", label="motion model")
-        self._alt = FloatSpinBox(value=1.0, min=0.05, max=100.0, step=0.1, label="alternative cost")
+        self._max_distance = FloatSpinBox(value=0.0, min=0.0, max=1e4, step=0.5, label="max distance (0: estimate)")
+        self._gaps = SpinBox(value=-1, min=-1, max=50, label="gap frames (-1: estimate)")
+        self._divisions = ComboBox(choices=["auto", "on", "off"], value="auto", label="divisions")
+        self._motion = ComboBox(choices=["auto", "brownian", "velocity", "drift", "flow"], value="auto",
+                                label="motion model")
+        self._alt = FloatSpinBox(value=0.0, min=0.0, max=100.0, step=0.1, label="alternative cost (0: estimate)")
         self._preview = CheckBox(value=False, text="live preview of links (frames around the current one)")
         self._window = SpinBox(value=3, min=1, max=50, label="preview frames")
         self._track = PushButton(text="Track")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
+        self._report = Label(value="", label="report")
+        if hasattr(self._report.native, "setWordWrap"):
+            self._report.native.setWordWrap(True)  # reasons are long lines
         self._analyse = PushButton(text="MSD && velocity autocorrelation")
         self.extend([self._image, self._sigma, self._snr, self._split, self._polarity, self._detect, self._source,
                      self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._preview,
-                     self._window, self._track, self._cancel, self._status, self._analyse])
+                     self._window, self._track, self._cancel, self._status, self._report, self._analyse])
         self._analyse.changed.connect(lambda: self.analyse())
         self._analysis_figure = self._analysis_canvas = None
         self._timer = QTimer(self.native)
@@ -153,12 +161,26 @@ class TrackWidget(Container):
         self._schedule_preview()
 
     def params(self) -> dict:
-        """Keyword arguments of :func:`~napari_dynfit.track.link` set in the widget."""
+        """Keyword arguments of :func:`~napari_dynfit.track.link` set in the widget (None: estimate)."""
         layer = self._source.value
         spacing = list(layer.scale[1:]) if layer is not None else None
-        return {"max_distance": self._max_distance.value, "gap_frames": self._gaps.value,
-                "divisions": self._divisions.value, "motion": self._motion.value,
-                "alternative_cost": self._alt.value, "spacing": spacing}
+        return {"max_distance": self._max_distance.value or None,
+                "gap_frames": None if self._gaps.value < 0 else self._gaps.value,
+                "divisions": {"auto": None, "on": True, "off": False}[self._divisions.value],
+                "motion": None if self._motion.value == "auto" else self._motion.value,
+                "alternative_cost": self._alt.value or None, "spacing": spacing}
+
+    def report_text(self, tracks: pd.DataFrame) -> str:
+        """The parameters used (given or estimated, with reasons) and the quality report of a tracks table."""
+        from ..track.quality import TrackingQuality
+
+        lines = [f"{c['name']} = {c['value']:.4g}" if isinstance(c["value"], float) else f"{c['name']} = {c['value']}"
+                 for c in tracks.attrs.get("link_choices", [])]
+        reasons = {c["name"]: ("given" if c["given"] else c["reason"]) for c in tracks.attrs.get("link_choices", [])}
+        lines = [f"{ln}  ({reasons[ln.split(' = ')[0]]})" for ln in lines]
+        if "tracking_quality" in tracks.attrs:
+            lines.append(TrackingQuality.from_dict(tracks.attrs["tracking_quality"]).summary())
+        return "\n".join(lines)
 
     def _source_args(self):
         layer = self._source.value
@@ -254,6 +276,9 @@ class TrackWidget(Container):
                     self._viewer.add_labels(rel, name=name, scale=layer.scale)
             n_div = int((tracks.groupby("track_id")["parent_id"].first() >= 0).sum())
             self._status.value = f"{tracks['track_id'].nunique()} tracks, {n_div} daughter tracks"
+            self._report.value = self.report_text(tracks)
+            self._viewer.layers["tracks"].metadata["tracking"] = {
+                k: tracks.attrs.get(k) for k in ("link_params", "link_choices", "tracking_quality")}
 
         self._run(_track_job, (kind, data, params), done, sync)
 

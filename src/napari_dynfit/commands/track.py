@@ -4,12 +4,14 @@ tracking stage.
 * ``dynfit detect MOVIE -o DETECTIONS.csv``: blobs (particles) from a TIFF / OME-Zarr / ``.aprmovie`` movie, or
   with ``--labels`` the centroids of a label movie;
 * ``dynfit track INPUT -o TRACKS.csv``: INPUT is a detections table (CSV/Parquet) or a label movie (TIFF stack,
-  OME-Zarr, CTC folder); ``--ctc-out DIR`` writes the CTC result, ``--eval GT`` compares with ground truth (a
-  tracks table or a CTC folder) and prints the metrics as JSON.
+  OME-Zarr, CTC folder); parameters not given are estimated from the data and printed with their reasons, with a
+  quality report (also written to ``TRACKS.tracking.json``); ``--ctc-out DIR`` writes the CTC result, ``--eval GT``
+  compares with ground truth (a tracks table or a CTC folder) and prints the metrics as JSON.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -95,11 +97,18 @@ def _read_ground_truth(path):
     return read_table(p, required=("frame", "track_id")), None
 
 
+def _report_path(output) -> Path:
+    """The JSON report written next to a tracks table: ``tracks.csv`` -> ``tracks.tracking.json``."""
+    p = Path(output)
+    return p.with_name(p.stem + ".tracking.json")
+
+
 def _cmd_track(args) -> int:
     from ..detect import label_table
     from ..track import link
     from ..track.formats import read_label_movie, relabel_movie, write_ctc
     from ..track.metrics import tracking_metrics
+    from ..track.quality import TrackingQuality
 
     src = Path(args.input).expanduser()
     truth = _read_ground_truth(args.eval) if args.eval else None  # a bad --eval fails before anything is written
@@ -115,10 +124,24 @@ def _cmd_track(args) -> int:
     kw = {k: getattr(args, k) for k in ("alternative_cost", "division_cost", "daughter_size", "drift_radius",
                                          "overlap_weight", "size_weight") if getattr(args, k) is not None}
     tracks = link(det, max_distance=args.max_distance, gap_frames=args.gap_frames, divisions=args.divisions,
-                  motion=args.motion, spacing=spacing, labels=labels, **kw)
+                  motion=args.motion, spacing=spacing, labels=labels, estimate=not args.no_estimate, **kw)
     write_table(tracks, args.output)
+    print("parameters (given by you, or estimated from the data and why):")
+    for c in tracks.attrs.get("link_choices", []):
+        v = f"{c['value']:.4g}" if isinstance(c["value"], float) else str(c["value"])
+        print(f"  {c['name']} = {v}  ({'given' if c['given'] else c['reason']})")
+    quality = TrackingQuality.from_dict(tracks.attrs["tracking_quality"])
+    print("quality:\n  " + quality.summary().replace("\n", "\n  "))
+    report = {"input": str(src), "output": str(args.output), "link_params": tracks.attrs.get("link_params"),
+              "choices": tracks.attrs.get("link_choices"), "estimates": tracks.attrs.get("link_estimates"),
+              "quality": quality.to_dict()}
+    from .._io import atomic_path
+
+    rp = _report_path(args.output)
+    with atomic_path(rp) as tmp:
+        Path(tmp).write_text(json.dumps(report, indent=1, default=float))
     print(f"{tracks['track_id'].nunique()} tracks, {int((tracks.groupby('track_id')['parent_id'].first() >= 0).sum())} "
-          f"daughter tracks -> {args.output}")
+          f"daughter tracks -> {args.output} (parameters and quality report -> {rp})")
     if args.labels_out:
         if labels is None:
             raise InputError("--labels-out needs a label movie as INPUT")
@@ -171,20 +194,23 @@ def register(sub) -> None:
                                    "(TIFF stack, OME-Zarr, CTC folder).")
     t.add_argument("input", help="detections table or label movie")
     t.add_argument("-o", "--output", required=True, type=output(*TABLE_SUFFIXES), help="tracks table (.csv or .parquet)")
-    t.add_argument("--max-distance", type=positive_float, default=5.0,
-                   help="largest move per frame after the motion prediction, physical units (default 5)")
-    t.add_argument("--gap-frames", type=nonneg_int, default=0, help="close gaps of up to G missing frames (default 0)")
-    t.add_argument("--divisions", action="store_true", help="detect divisions")
-    t.add_argument("--motion", choices=("brownian", "velocity", "drift"), default="brownian",
-                   help="motion model (default brownian)")
+    t.add_argument("--max-distance", type=positive_float,
+                   help="largest move per frame after the motion prediction, physical units (default: estimated)")
+    t.add_argument("--gap-frames", type=nonneg_int, help="close gaps of up to G missing frames (default: estimated)")
+    t.add_argument("--divisions", action=argparse.BooleanOptionalAction, default=None,
+                   help="detect divisions (default: estimated from masks; off for point detections)")
+    t.add_argument("--motion", choices=("brownian", "velocity", "drift", "flow"),
+                   help="motion model (default: the one that predicts the data best)")
     t.add_argument("--drift-radius", type=positive_float, help="neighbourhood radius of the drift model (default 3 x max distance)")
     t.add_argument("--alternative-cost", type=positive_float,
-                   help="cost of a death plus a birth in units of max-distance^2 (default 1; 2-3 for dense cells)")
-    t.add_argument("--division-cost", type=nonneg_float, help="extra cost of a division (default 0.1)")
-    t.add_argument("--daughter-size", type=positive_float, help="expected daughter/mother mask size (default 0.5)")
+                   help="cost of a death plus a birth in units of max-distance^2 (default: 1, or estimated for masks)")
+    t.add_argument("--division-cost", type=nonneg_float, help="extra cost of a division (default: 0 when estimated, else 0.1)")
+    t.add_argument("--daughter-size", type=positive_float, help="expected daughter/mother mask size (default: estimated)")
     t.add_argument("--overlap-weight", type=nonneg_float, help="weight of mask overlap in cell costs (default 0.3)")
     t.add_argument("--size-weight", type=nonneg_float, help="weight of the size ratio in cell costs (default 1)")
     t.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size along (z) y x (default: table attrs or 1)")
+    t.add_argument("--no-estimate", action="store_true",
+                   help="do not estimate parameters from the data: flags not given take fixed defaults")
     t.add_argument("--ctc-out", type=output(kind="store"), help="write the Cell Tracking Challenge result (res_track.txt + mask###.tif) here")
     t.add_argument("--shape", type=positive_int, nargs="+", help="image shape (z) y x for --ctc-out from a table")
     t.add_argument("--ctc-radius", type=positive_float, default=2.0, help="disc radius (pixels) of points in --ctc-out")

@@ -22,15 +22,20 @@ cost uses the fraction of the daughter's pixels inside the mother, its size rela
 ``daughter_size`` times the mother's, and its distance to the mother's centre shifted by +- the mother's
 long half-axis, while a plain link uses the overlap IoU and the size ratio. Daughters inherit the
 mother's motion. Motion models predict where each
-source will be: ``"brownian"`` (in place), ``"velocity"`` (its own last displacement) or ``"drift"``
-(the mean last displacement of its neighbours within ``drift_radius``, for flowing colonies and
-tissues). Costs are squared prediction errors in units of ``max_distance`` squared; linking is
+source will be: ``"brownian"`` (in place), ``"velocity"`` (its own last displacement), ``"drift"``
+(the mean last displacement of its neighbours within ``drift_radius``) or ``"flow"`` (a local displacement field
+estimated from the frame pair itself by :func:`~napari_dynfit.track.auto.pair_flow`: growing colonies, flows,
+also on a track's first frame). It also follows stage jumps (the pair's field starts from the most common displacement). Costs are squared prediction errors in units of ``max_distance`` squared; linking is
 preferred to a death plus a birth while the cost is below ``alternative_cost``.
+
+Every parameter the caller leaves out is estimated from the detections (:mod:`napari_dynfit.track.auto`); the
+chosen values, their reasons and a quality report (:mod:`napari_dynfit.track.quality`) travel with the tracks in
+``attrs``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -42,7 +47,7 @@ from .._progress import progress_iter
 from ..errors import InputError
 from ..tables import coord_columns, validate_table
 
-MOTIONS = ("brownian", "velocity", "drift")
+MOTIONS = ("brownian", "velocity", "drift", "flow")
 _EPS = 1e-9
 
 
@@ -58,8 +63,14 @@ class LinkParams:
         Close gaps of up to this many missing frames (0: no gap closing).
     divisions : bool
         Allow a detection to have two successors (cell division).
-    motion : {"brownian", "velocity", "drift"}
+    motion : {"brownian", "velocity", "drift", "flow"}
         Motion model used to predict positions.
+    first_distance : float or None
+        ``max_distance`` for a source with no motion prediction yet (a track's first step under the velocity
+        model); default ``max_distance``.
+    daughter_distance : float or None
+        Distance scale of a daughter's centre from its mother's predicted centre (shifted by +- the mother's long
+        half-axis for label input); default ``max_distance``.
     drift_radius : float or None
         Neighbourhood radius of the ``"drift"`` model (default ``3 * max_distance``).
     alternative_cost : float
@@ -79,6 +90,8 @@ class LinkParams:
     gap_frames: int = 0
     divisions: bool = False
     motion: str = "brownian"
+    first_distance: float | None = None
+    daughter_distance: float | None = None
     drift_radius: float | None = None
     alternative_cost: float = 1.0
     division_cost: float = 0.1
@@ -95,6 +108,10 @@ class LinkParams:
         self.gap_frames = int(self.gap_frames)
         if self.motion not in MOTIONS:
             raise InputError(f"motion must be one of {', '.join(MOTIONS)}, got {self.motion!r}")
+        for name in ("first_distance", "daughter_distance"):
+            v = getattr(self, name)
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise InputError(f"{name} must be a positive number, got {v}")
         if self.drift_radius is not None and self.drift_radius <= 0:
             raise InputError(f"drift_radius must be positive, got {self.drift_radius}")
         if not np.isfinite(self.daughter_size) or self.daughter_size <= 0:
@@ -154,8 +171,13 @@ def _assign(n_src: int, n_tgt: int, si: np.ndarray, tj: np.ndarray, cost1: np.nd
     return parent, slot
 
 
-def _predict_step(params: LinkParams, x: np.ndarray, vel: np.ndarray, has_vel: np.ndarray) -> np.ndarray:
-    """Predicted displacement over one frame for sources at ``x`` (n, d)."""
+def _predict_step(params: LinkParams, x: np.ndarray, vel: np.ndarray, has_vel: np.ndarray,
+                  xt: np.ndarray | None = None) -> np.ndarray:
+    """Predicted displacement over one frame for sources at ``x`` (n, d); ``xt`` the next frame (flow model)."""
+    if params.motion == "flow":
+        from .auto import pair_flow
+
+        return pair_flow(x, xt)[0] if xt is not None and len(x) and len(xt) else np.zeros_like(x)
     if params.motion == "brownian" or not has_vel.any():
         return np.zeros_like(x)
     if params.motion == "velocity":
@@ -227,40 +249,84 @@ def _cell_terms(cells: _Cells, fa: int, fb: int, src: np.ndarray, tgt: np.ndarra
     return ii, jj, link_t, daughter_t
 
 
-def link(detections: pd.DataFrame, *, max_distance: float = 5.0, gap_frames: int = 0, divisions: bool = False,
-         motion: str = "brownian", spacing=None, labels=None, **kwargs) -> pd.DataFrame:
-    """Link detections into tracks.
+def _pair_costs(params: LinkParams, cells, x, fa, fb, src, tgt, pred, has_pred):
+    """Candidate pairs of a frame pair and their link and daughter costs.
+
+    Returns ``(i, j, c_link, c_daughter)``: positions in ``src``/``tgt`` and costs in units of the squared
+    distance scale (``max_distance``, or ``first_distance`` for sources without a motion prediction).
+    """
+    r = params.max_distance
+    r0 = params.first_distance or r
+    rs = np.where(has_pred, r, r0)
+    rd = np.maximum(rs, params.daughter_distance or r) if params.divisions else rs
+    # a link can beat a death plus a birth only within sqrt(alternative_cost) x the distance scale
+    i, j, d = _pairs(pred, x[tgt], float(rd.max(initial=r)) * np.sqrt(max(params.alternative_cost, 1.0)))
+    if cells is not None:
+        ii, jj, link_t, daughter_t = _cell_terms(cells, fa, fb, src, tgt, i, j, params)
+        diff = x[tgt][jj] - pred[ii]
+        i, j = ii, jj
+        dist_t = (diff ** 2).sum(1) / rs[i] ** 2
+        c_link = dist_t + link_t
+        if cells.axis is not None:  # daughters appear at +-axis from the mother's centre
+            o = cells.axis[src][ii]
+            dist_t = np.minimum(((diff - o) ** 2).sum(1), ((diff + o) ** 2).sum(1)) / rd[i] ** 2
+        else:
+            dist_t = (diff ** 2).sum(1) / rd[i] ** 2
+        c_daughter = dist_t + daughter_t
+    else:
+        c_link = (d / rs[i]) ** 2
+        c_daughter = (d / rd[i]) ** 2
+    return i, j, c_link, c_daughter
+
+
+def link(detections: pd.DataFrame, *, max_distance: float | None = None, gap_frames: int | None = None,
+         divisions: bool | None = None, motion: str | None = None, spacing=None, labels=None, estimate: bool = True,
+         **kwargs) -> pd.DataFrame:
+    """Link detections into tracks; parameters left out are estimated from the detections.
 
     Parameters
     ----------
     detections : pandas.DataFrame
         ``frame, [z,] y, x`` in pixels (+ any other columns, kept). With ``labels``, a ``label`` column
         names each detection's label in its frame (as :func:`napari_dynfit.detect.label_table` writes).
-    max_distance : float
+    max_distance : float, optional
         Largest distance (physical units, see ``spacing``) between a predicted position and its successor.
-    gap_frames : int
+    gap_frames : int, optional
         Close gaps of up to this many missing frames.
-    divisions : bool
+    divisions : bool, optional
         Detect divisions (two successors).
-    motion : {"brownian", "velocity", "drift"}
+    motion : {"brownian", "velocity", "drift", "flow"}, optional
         Motion model (see the module docstring).
     spacing : sequence of float, optional
         Pixel size along ``(z,) y, x``; default ``detections.attrs["spacing"]`` or 1.
     labels : array_like of int, shape (t, [z,] y, x), optional
         Label movie: adds mask overlap and size to the costs (cells).
+    estimate : bool
+        Estimate every parameter left out (``None``) from the data (:mod:`napari_dynfit.track.auto`); with
+        False they take the :class:`LinkParams` defaults.
     **kwargs
-        Further :class:`LinkParams` fields (``drift_radius``, ``alternative_cost``, ``division_cost``,
-        ``overlap_weight``, ``size_weight``, ``daughter_size``, ``gap_penalty``).
+        Further :class:`LinkParams` fields (``first_distance``, ``drift_radius``, ``alternative_cost``,
+        ``division_cost``, ``overlap_weight``, ``size_weight``, ``daughter_size``, ``gap_penalty``).
 
     Returns
     -------
     pandas.DataFrame
         The detections with ``track_id`` (from 1) and ``parent_id`` (the mother's track id, -1 for roots),
         sorted by ``track_id, frame``. A track spans its gaps; at a division the mother's track ends and each
-        daughter starts a new track.
+        daughter starts a new track. ``attrs["link_params"]`` holds the parameters used,
+        ``attrs["link_choices"]`` each parameter with its reason (:class:`~napari_dynfit.track.auto.Choice`
+        fields) and ``attrs["tracking_quality"]`` the quality report
+        (:meth:`napari_dynfit.track.quality.TrackingQuality.from_dict`).
     """
-    params = LinkParams(max_distance=max_distance, gap_frames=gap_frames, divisions=divisions, motion=motion,
-                        **kwargs)
+    from .auto import AutoParams, Choice, estimate_gaps, estimate_params, refine_params
+    from .quality import assess
+
+    given = {k: v for k, v in dict(max_distance=max_distance, gap_frames=gap_frames, divisions=divisions,
+                                    motion=motion, **kwargs).items() if v is not None}
+    unknown = set(given) - set(LinkParams.__dataclass_fields__)
+    if unknown:
+        raise InputError(f"unknown linking parameter(s) {', '.join(sorted(unknown))}: see LinkParams")
+    LinkParams(**given)  # validate what was given before any work
     df = validate_table(detections, required=("frame",), what="detections")
     cols = coord_columns(df)
     nd = len(cols)
@@ -298,67 +364,40 @@ def link(detections: pd.DataFrame, *, max_distance: float = 5.0, gap_frames: int
         for f, (a, b) in bounds.items():
             cells.lookup[f] = dict(zip(cells.label[a:b].tolist(), range(a, b)))
 
-    prev = np.full(n, -1, np.int64)        # continuation predecessor
-    mother = np.full(n, -1, np.int64)      # division parent (for a daughter's first detection)
-    seg = np.full(n, -1, np.int64)
-    vel = np.zeros((n, nd))
-    has_vel = np.zeros(n, bool)
-    step = np.zeros((n, nd))               # predicted one-frame displacement used from this detection
-    r = params.max_distance
-    a0, b0 = bounds[frames[0]]
-    seg[a0:b0] = np.arange(b0 - a0)
-    n_seg = b0 - a0
-    for fa, fb in progress_iter(list(zip(frames[:-1], frames[1:])), desc="linking frames"):
-        sa, ea = bounds[fa]
-        sb, eb = bounds[fb]
-        src, tgt = np.arange(sa, ea), np.arange(sb, eb)
-        if fb == fa + 1:
-            st = _predict_step(params, x[src], vel[src], has_vel[src])
-            step[src] = st
-            pred = x[src] + st
-            i, j, d = _pairs(pred, x[tgt], r)
-            if cells is not None:
-                ii, jj, link_t, daughter_t = _cell_terms(cells, fa, fb, src, tgt, i, j, params)
-                diff = x[tgt][jj] - pred[ii]
-                i, j = ii, jj
-                dist_t = (diff ** 2).sum(1) / r ** 2
-                c_link = dist_t + link_t
-                if cells.axis is not None:  # daughters appear at +-axis from the mother's centre
-                    o = cells.axis[src][ii]
-                    dist_t = np.minimum(((diff - o) ** 2).sum(1), ((diff + o) ** 2).sum(1)) / r ** 2
-                c_daughter = dist_t + daughter_t
-            else:
-                c_link = c_daughter = (d / r) ** 2
-            keep = c_link < 4 * params.alternative_cost
-            if params.divisions:
-                keep |= c_daughter < 4 * params.alternative_cost
-                cost1 = np.minimum(c_link, c_daughter)[keep]
-                cost2 = c_daughter[keep] + params.division_cost
-            else:
-                cost1, cost2 = c_link[keep], None
-            half = 0.5 * params.alternative_cost
-            parent, slot = _assign(len(src), len(tgt), i[keep], j[keep], cost1, cost2, half, half)
-            linked = parent >= 0
-            gp = np.where(linked, src[np.maximum(parent, 0)], -1)
-            counts = np.bincount(parent[linked], minlength=len(src))
-            divided = linked & (counts[np.maximum(parent, 0)] >= 2)
-            cont = linked & ~divided
-            prev[tgt[cont]] = gp[cont]
-            mother[tgt[divided]] = gp[divided]
-            vel[tgt[cont]] = x[tgt[cont]] - x[gp[cont]]
-            has_vel[tgt[cont]] = True
-            vel[tgt[divided]] = vel[gp[divided]]  # daughters inherit the mother's motion
-            has_vel[tgt[divided]] = has_vel[gp[divided]]
-            seg[tgt[cont]] = seg[gp[cont]]
-            new = ~cont
-        else:
-            new = np.ones(len(tgt), bool)
-        seg[tgt[new]] = n_seg + np.arange(new.sum())
-        n_seg += int(new.sum())
+    estimate_gap_only = False
+    needed = {"motion", "max_distance"} | ({"divisions", "alternative_cost"} if cells is not None else set())
+    auto = AutoParams(params={}, choices=[Choice(k, v, "", True) for k, v in given.items() if k != "gap_frames"])
+    if estimate and needed <= set(given):
+        estimate = False  # nothing left to estimate but the gap range
+        estimate_gap_only = True
+        if cells is None and "divisions" not in given:
+            auto.choices.append(Choice("divisions", False, "point detections: divisions are only inferred from masks"))
+    if estimate:
+        def cost_fn(p, fa, fb, src, tgt, pred, has_pred):
+            return _pair_costs(p, cells, x, fa, fb, src, tgt, pred, has_pred)
 
+        auto = estimate_params(x, fr, given={k: v for k, v in given.items() if k != "gap_frames"}, cells=cells,
+                               cost_fn=cost_fn)
+    params = LinkParams(**{**auto.params, **given, "gap_frames": given.get("gap_frames", 0)})
+
+    prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells)
+    if estimate and not {"motion", "max_distance"} <= set(given) and len(frames) > 2:
+        # second pass: motion model, scales and flow field from every link of the first pass
+        flows = refine_params(auto, x, fr, frames, bounds, prev, mother, given)
+        params = LinkParams(**{**auto.params, **given, "gap_frames": given.get("gap_frames", 0)})
+        prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells, flows)
+    if (estimate or estimate_gap_only) and "gap_frames" not in given:
+        ends, begins = _segment_ends(fr, seg, prev, mother)
+        g, why = estimate_gaps(x, fr, ends, begins, step, params.max_distance)
+        params.gap_frames = g
+        auto.params["gap_frames"] = g
+        auto.choices.append(Choice("gap_frames", g, why))
+    elif "gap_frames" in given:
+        auto.choices.append(Choice("gap_frames", given["gap_frames"], "", True))
     seg_track = np.arange(n_seg)
+    gap_cost = np.zeros(0)
     if params.gap_frames > 0:
-        seg_track = _close_gaps(params, x, fr, seg, n_seg, prev, mother, step, cells)
+        seg_track, gap_cost = _close_gaps(params, x, fr, seg, n_seg, prev, mother, step, cells)
     # track ids numbered by first appearance
     tr = seg_track[seg]
     _, first = np.unique(tr, return_index=True)
@@ -381,30 +420,110 @@ def link(detections: pd.DataFrame, *, max_distance: float = 5.0, gap_frames: int
     out = df.copy()
     out["track_id"] = track_id
     out["parent_id"] = parent_id
+    has_link = (prev >= 0) | (mother >= 0)
+    src_row = np.where(prev >= 0, prev, mother)
+    disp = np.full(n, np.nan)
+    disp[has_link] = np.linalg.norm(x[has_link] - x[src_row[has_link]], axis=1)
+    quality = assess(track_id, parent_id, fr, link_cost[has_link], disp[has_link], gap_cost, params)
     out = out.sort_values(["track_id", "frame"], kind="stable").reset_index(drop=True)
     out.attrs = dict(df.attrs)
     if spacing is not None:
         out.attrs["spacing"] = [float(s) for s in sp]
+    out.attrs["link_params"] = {k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                                for k, v in asdict(params).items()}
+    out.attrs["link_choices"] = auto.to_dict()["choices"]
+    out.attrs["link_estimates"] = auto.to_dict()["stats"]
+    out.attrs["tracking_quality"] = quality.to_dict()
     return out
 
 
-def _close_gaps(params, x, fr, seg, n_seg, prev, mother, step, cells) -> np.ndarray:
-    """Join segment ends to later segment starts (gap closing); returns the track of every segment."""
-    n = len(x)
+def _segment_ends(fr, seg, prev, mother):
+    """Rows that end a segment before the last frame without a successor, and rows that start one after the
+    first frame without a predecessor or mother."""
+    n = len(fr)
     has_succ = np.zeros(n, bool)
     has_succ[prev[prev >= 0]] = True
     has_succ[mother[mother >= 0]] = True
     is_first = (prev < 0) & (mother < 0)
-    # last detection of every segment and first detection of every segment
     order = np.lexsort((fr, seg))
     seg_sorted = seg[order]
     last = order[np.append(seg_sorted[1:] != seg_sorted[:-1], True)]
     firsts = order[np.insert(seg_sorted[1:] != seg_sorted[:-1], 0, True)]
     ends = last[~has_succ[last] & (fr[last] < fr.max())]
     begins = firsts[is_first[firsts] & (fr[firsts] > fr.min())]
+    return ends, begins
+
+
+def _link_frames(params: LinkParams, x, fr, frames, bounds, cells, flows=None):
+    """Frame-to-frame assignments; returns ``(prev, mother, seg, n_seg, step, link_cost)`` per row. ``flows``
+    (``{frame: predicted shift of its rows}``) replaces the ``flow`` model's own field estimate."""
+    n, nd = x.shape
+    prev = np.full(n, -1, np.int64)        # continuation predecessor
+    mother = np.full(n, -1, np.int64)      # division parent (for a daughter's first detection)
+    seg = np.full(n, -1, np.int64)
+    vel = np.zeros((n, nd))
+    has_vel = np.zeros(n, bool)
+    step = np.zeros((n, nd))               # predicted one-frame displacement used from this detection
+    link_cost = np.full(n, np.nan)         # cost of the link into this detection / alternative_cost
+    a0, b0 = bounds[frames[0]]
+    seg[a0:b0] = np.arange(b0 - a0)
+    n_seg = b0 - a0
+    for fa, fb in progress_iter(list(zip(frames[:-1], frames[1:])), desc="linking frames"):
+        sa, ea = bounds[fa]
+        sb, eb = bounds[fb]
+        src, tgt = np.arange(sa, ea), np.arange(sb, eb)
+        if fb == fa + 1:
+            if params.motion == "flow" and flows is not None and fa in flows:
+                st = flows[fa]
+            else:
+                st = _predict_step(params, x[src], vel[src], has_vel[src], x[tgt])
+            step[src] = st
+            pred = x[src] + st
+            has_pred = has_vel[src] | (params.motion in ("brownian", "flow"))
+            i, j, c_link, c_daughter = _pair_costs(params, cells, x, fa, fb, src, tgt, pred, has_pred)
+            keep = c_link < 4 * params.alternative_cost
+            if params.divisions:
+                keep |= c_daughter < 4 * params.alternative_cost
+                cost1 = np.minimum(c_link, c_daughter)[keep]
+                cost2 = c_daughter[keep] + params.division_cost
+            else:
+                cost1, cost2 = c_link[keep], None
+            half = 0.5 * params.alternative_cost
+            ik, jk = i[keep], j[keep]
+            parent, slot = _assign(len(src), len(tgt), ik, jk, cost1, cost2, half, half)
+            linked = parent >= 0
+            if linked.any():
+                key = ik * len(tgt) + jk
+                o = np.argsort(key)
+                q = o[np.searchsorted(key[o], parent[linked] * len(tgt) + np.flatnonzero(linked))]
+                c = np.where(slot[linked] == 1, cost2[q] if cost2 is not None else cost1[q], cost1[q])
+                link_cost[tgt[linked]] = c / params.alternative_cost
+            gp = np.where(linked, src[np.maximum(parent, 0)], -1)
+            counts = np.bincount(parent[linked], minlength=len(src))
+            divided = linked & (counts[np.maximum(parent, 0)] >= 2)
+            cont = linked & ~divided
+            prev[tgt[cont]] = gp[cont]
+            mother[tgt[divided]] = gp[divided]
+            vel[tgt[cont]] = x[tgt[cont]] - x[gp[cont]]
+            has_vel[tgt[cont]] = True
+            vel[tgt[divided]] = vel[gp[divided]]  # daughters inherit the mother's motion
+            has_vel[tgt[divided]] = has_vel[gp[divided]]
+            seg[tgt[cont]] = seg[gp[cont]]
+            new = ~cont
+        else:
+            new = np.ones(len(tgt), bool)
+        seg[tgt[new]] = n_seg + np.arange(new.sum())
+        n_seg += int(new.sum())
+    return prev, mother, seg, n_seg, step, link_cost
+
+
+def _close_gaps(params, x, fr, seg, n_seg, prev, mother, step, cells):
+    """Join segment ends to later segment starts (gap closing); returns the track of every segment and the costs
+    (over ``alternative_cost``) of the joins made."""
+    ends, begins = _segment_ends(fr, seg, prev, mother)
     seg_track = np.arange(n_seg)
     if len(ends) == 0 or len(begins) == 0:
-        return seg_track
+        return seg_track, np.zeros(0)
     r = params.max_distance
     ei, bj, cost = [], [], []
     begin_frames = fr[begins]
@@ -422,7 +541,7 @@ def _close_gaps(params, x, fr, seg, n_seg, prev, mother, step, cells) -> np.ndar
                 c = c + params.size_weight * np.abs(np.log(cells.size[b_idx][j] / cells.size[e_idx][i]))
             ei.append(e_sel[i]), bj.append(b_sel[j]), cost.append(c)
     if not ei:
-        return seg_track
+        return seg_track, np.zeros(0)
     ei, bj, cost = np.concatenate(ei), np.concatenate(bj), np.concatenate(cost)
     keep = cost < params.alternative_cost
     half = 0.5 * params.alternative_cost
@@ -432,4 +551,7 @@ def _close_gaps(params, x, fr, seg, n_seg, prev, mother, step, cells) -> np.ndar
     pairs = sorted(zip(fr[begins[joined]].tolist(), seg[begins[joined]].tolist(), seg[ends[parent[joined]]].tolist()))
     for _, s_begin, s_end in pairs:
         seg_track[s_begin] = seg_track[s_end]
-    return seg_track
+    key = ei[keep] * len(begins) + bj[keep]
+    o = np.argsort(key)
+    q = o[np.searchsorted(key[o], parent[joined] * len(begins) + joined)]
+    return seg_track, cost[keep][q] / params.alternative_cost

@@ -1,0 +1,583 @@
+"""Tracking parameters estimated from the detections: what :func:`~napari_dynfit.track.link` uses for every
+parameter the caller leaves out.
+
+A first, conservative pass matches only *unambiguous* pairs between consecutive frames: mutual nearest neighbours
+whose nearest distance is at most half the second-nearest one, on both sides (a division, whose two daughters sit
+at about the same distance from the mother, is never such a pair). The pass is repeated with the positions shifted
+by a local flow field (component-wise median displacement of the ``k`` nearest matched objects), so that matches
+spread from slow regions (a colony's centre) to fast ones (its edge) over a few iterations
+(:func:`pair_flow`); when fewer than half of the objects match without a shift, the most common displacement of
+all pairs (:func:`global_shift`: a stage jump, a global drift) is tried as the starting shift. A first linking
+pass with these estimates then gives every accepted link, and the motion model, the distance scale and the flow
+field are estimated again from those (:func:`refine_params`), for the final pass. From these matches:
+
+* **motion model**: the median squared prediction error of each model on the matched steps: ``brownian`` (no
+  motion), ``flow`` (the local field of the *other* matches of the same frame pair, leave-one-out) and ``velocity``
+  (the object's previous step, on chains of two matches). A model other than ``brownian`` is chosen when it cuts
+  that error by at least 30 %.
+* **max_distance**: ``sqrt(chi2_d.ppf(0.9999)) sigma`` with ``sigma`` the per-axis scale of the chosen model's
+  errors (from their median, which the truncation of the first pass hardly biases), at least 1.3 x the 99th
+  percentile of those errors (heavy-tailed, e.g. one-dimensional, errors) and at least a quarter of the median
+  nearest-neighbour distance; ``first_distance`` (steps of objects with no motion prediction yet under the
+  velocity model) the same from the raw steps.
+* **gap_frames** (after a linking pass without gap closing, :func:`estimate_gaps`): interior track ends that find
+  a start ``g + 1`` frames later within ``max_distance sqrt(g + 1)`` of their predicted position, compared with the
+  number expected by chance from the density of starts; the largest ``g`` (up to 5) up to which every count is at
+  least 3 and three times chance.
+* **labels** (cells): ``divisions`` when unmatched objects split into two unmatched objects centred on them
+  (``split candidates``: the midpoint of the two within ``max_distance / 2`` of the prediction) for at least 2 % of
+  the objects, ``daughter_size`` the median of the daughters' size over their mother's, ``daughter_distance`` as
+  ``max_distance`` from the daughters' offsets (from the mother's predicted centre +- its long half-axis), ``alternative_cost`` 1.5 x
+  the 99th percentile of the full link cost (distance, overlap, size) of the matched pairs (at least 1, so that
+  confident links are never dropped), ``division_cost`` 0 (the split evidence already decides divisions).
+
+Each choice carries a one-line reason (:class:`Choice`); :func:`estimate_params` returns them with the parameters.
+Everything here is our own code: no tracking library estimates its parameters from the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats
+from scipy.spatial import cKDTree
+
+RATIO = 0.5          # unambiguous: nearest distance <= RATIO x second-nearest, both ways
+FLOW_K = 8           # neighbours of the local flow field
+MAX_PAIRS = 40       # frame pairs used for the estimates (evenly spread)
+GAIN = 0.7           # a motion model must cut the median squared error to this fraction of brownian's
+COVER = 0.9999       # chi-square coverage of max_distance
+ORDER = ("motion", "max_distance", "first_distance", "drift_radius", "divisions", "daughter_size", "daughter_distance",
+         "division_cost", "alternative_cost", "overlap_weight", "size_weight", "gap_frames", "gap_penalty")
+
+
+@dataclass
+class Choice:
+    """One tracking parameter: its value, whether the user gave it, and why."""
+
+    name: str
+    value: object
+    reason: str
+    given: bool = False
+
+    def line(self) -> str:
+        v = f"{self.value:.4g}" if isinstance(self.value, float) else str(self.value)
+        return f"{self.name} = {v}  ({'given' if self.given else self.reason})"
+
+
+@dataclass
+class AutoParams:
+    """Parameters for :func:`~napari_dynfit.track.link` with their reasons.
+
+    Attributes
+    ----------
+    params : dict
+        Keyword arguments of :class:`~napari_dynfit.track.LinkParams`.
+    choices : list of Choice
+        One entry per estimated or given parameter, in print order.
+    stats : dict
+        Numbers behind the choices (median squared errors per model, scale, split candidates...).
+    """
+
+    params: dict
+    choices: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def ordered(self) -> list:
+        """The choices in a fixed order (motion and scales first, then labels, then gaps)."""
+        rank = {n: k for k, n in enumerate(ORDER)}
+        return sorted(self.choices, key=lambda c: rank.get(c.name, len(ORDER)))
+
+    def summary(self) -> str:
+        return "\n".join(c.line() for c in self.ordered())
+
+    def to_dict(self) -> dict:
+        return {"params": _plain(self.params), "choices": [_plain(asdict(c)) for c in self.ordered()],
+                "stats": _plain(self.stats)}
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _unambiguous(pa: np.ndarray, xb: np.ndarray):
+    """Mutual nearest neighbours with a clear margin: ``(i, j)`` index arrays."""
+    na, nb = len(pa), len(xb)
+    if na == 0 or nb == 0:
+        z = np.zeros(0, np.int64)
+        return z, z
+    k = 2 if nb > 1 else 1
+    da, ja = cKDTree(xb).query(pa, k=k)
+    db, ib = cKDTree(pa).query(xb, k=2 if na > 1 else 1)
+    da, ja, db, ib = (a.reshape(len(a), -1) for a in (da, ja, db, ib))
+    i = np.arange(na)
+    j = ja[:, 0]
+    ok = ib[j, 0] == i
+    if k == 2:
+        ok &= da[:, 0] <= RATIO * da[:, 1]
+    if db.shape[1] == 2:
+        ok &= db[j, 0] <= RATIO * db[j, 1]
+    return i[ok], j[ok].astype(np.int64)
+
+
+def _field(xs: np.ndarray, us: np.ndarray, xq: np.ndarray, k: int = FLOW_K, exclude_self: bool = False):
+    """Component-wise median displacement of the ``k`` nearest matched objects at ``xq`` (n, d)."""
+    if len(xs) == 0:
+        return np.zeros_like(xq)
+    kk = min(k + int(exclude_self), len(xs))
+    if exclude_self and kk < 2:
+        return np.zeros_like(xq)
+    _, nb = cKDTree(xs).query(xq, k=kk)
+    nb = nb.reshape(len(xq), -1)
+    if exclude_self:
+        nb = nb[:, 1:]
+    return np.median(us[nb], axis=1)
+
+
+def global_shift(xa: np.ndarray, xb: np.ndarray, *, max_points: int = 400, seed: int = 0) -> np.ndarray:
+    """Most common displacement between two point sets (a stage jump, a global drift), shape (d,).
+
+    Votes of all displacements ``xb[j] - xa[i]`` (up to ``max_points`` of each set, spread at random) in a
+    histogram with bins of half the median nearest-neighbour distance of ``xb``, smoothed over one bin; the
+    peak is refined by the mean of the votes within one bin of it. Correct correspondences pile up in one bin,
+    while chance pairs spread over the cross-correlation of the two clouds.
+    """
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    a = xa if len(xa) <= max_points else xa[rng.choice(len(xa), max_points, replace=False)]
+    b = xb if len(xb) <= max_points else xb[rng.choice(len(xb), max_points, replace=False)]
+    d = xa.shape[1]
+    if len(a) == 0 or len(b) < 2:
+        return np.zeros(d)
+    h = 0.5 * float(np.median(cKDTree(xb).query(xb, k=2)[0][:, 1]))
+    if not h > 0:
+        return np.zeros(d)
+    v = (b[None, :, :] - a[:, None, :]).reshape(-1, d)
+    lo, hi = v.min(0), v.max(0)
+    nbins = np.minimum(np.ceil((hi - lo) / h).astype(int) + 1, 400)
+    hist, edges = np.histogramdd(v, bins=nbins, range=list(zip(lo, lo + nbins * h)))
+    peak = np.unravel_index(np.argmax(ndimage.uniform_filter(hist, 3, mode="constant")), hist.shape)
+    c = np.array([edges[k][peak[k]] + 0.5 * (edges[k][1] - edges[k][0]) for k in range(d)])
+    near = np.all(np.abs(v - c) <= 1.5 * h, axis=1)
+    return v[near].mean(0) if near.any() else c
+
+
+def pair_flow(xa: np.ndarray, xb: np.ndarray, *, iterations: int = 6, k: int = FLOW_K):
+    """Local displacement field between two frames from unambiguous matches (see the module docstring).
+
+    Parameters
+    ----------
+    xa, xb : ndarray, shape (na, d), (nb, d)
+        Positions in the two frames (physical units).
+
+    Returns
+    -------
+    shift : ndarray, shape (na, d)
+        Predicted displacement of every object of ``xa``.
+    i, j : ndarray of int
+        The unambiguous matches of the last iteration (``xa[i]`` -> ``xb[j]``).
+    """
+    shift = np.zeros_like(xa)
+    i = j = np.zeros(0, np.int64)
+    # a large common displacement (stage jump) defeats nearest neighbours: start from the most common shift when
+    # few objects match without one and the shift matches more
+    i0, _ = _unambiguous(xa, xb)
+    if len(i0) < 0.5 * min(len(xa), len(xb)) and len(xa) > 2:
+        g = global_shift(xa, xb)
+        if len(_unambiguous(xa + g, xb)[0]) > 1.5 * len(i0):
+            shift = np.broadcast_to(g, xa.shape).copy()
+    for _ in range(iterations):
+        ni, nj = _unambiguous(xa + shift, xb)
+        if len(ni) == 0:
+            break
+        same = len(ni) == len(i) and np.array_equal(ni, i) and np.array_equal(nj, j)
+        i, j = ni, nj
+        shift = _field(xa[i], xb[j] - xa[i], xa, k)
+        if same:
+            break
+    return shift, i, j
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _sample_pairs(frames: np.ndarray) -> list:
+    """Consecutive frame pairs to estimate from: all, or MAX_PAIRS spread evenly (in runs of two for chains)."""
+    pairs = [(a, b) for a, b in zip(frames[:-1], frames[1:]) if b == a + 1]
+    if len(pairs) <= MAX_PAIRS:
+        return pairs
+    starts = np.linspace(0, len(pairs) - 2, MAX_PAIRS // 2).astype(int)
+    keep = sorted(set(starts.tolist()) | set((starts + 1).tolist()))
+    return [pairs[k] for k in keep]
+
+
+def _chi_scale(msq: float, d: int) -> float:
+    """Per-axis sigma from the median of squared d-dimensional Gaussian errors."""
+    return float(np.sqrt(msq / stats.chi2.median(d)))
+
+
+def _nn_median(x: np.ndarray, fr: np.ndarray, frames) -> float:
+    out = []
+    for f in frames[: min(len(frames), 20)]:
+        p = x[fr == f]
+        if len(p) > 1:
+            out.append(cKDTree(p).query(p, k=2)[0][:, 1])
+    return float(np.median(np.concatenate(out))) if out else float("nan")
+
+
+def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, cost_fn=None) -> AutoParams:
+    """Estimate every :class:`~napari_dynfit.track.LinkParams` field missing from ``given``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, d)
+        Positions, physical units, rows sorted by frame.
+    fr : ndarray of int, shape (n,)
+        Frame of every row.
+    given : dict
+        Parameters the caller set (they win; they are reported as given).
+    cells : object, optional
+        The linker's label data (sizes, masks) for label input.
+    cost_fn : callable, optional
+        ``cost_fn(params, fa, fb, src, tgt, pred, has_pred) -> (i, j, c_link, c_daughter)``: the linker's pair costs, used to
+        size ``alternative_cost`` for label input.
+
+    Returns
+    -------
+    AutoParams
+    """
+    d = x.shape[1]
+    frames, starts = np.unique(fr, return_index=True)
+    ends = np.append(starts[1:], len(fr))
+    rows = dict(zip(frames.tolist(), zip(starts.tolist(), ends.tolist())))
+    cover = float(np.sqrt(stats.chi2.ppf(COVER, d)))
+    out = AutoParams(params={})
+    st = out.stats
+    nn = _nn_median(x, fr, frames)
+    st["nn_distance"] = nn
+    st["detections"] = int(len(fr))
+    st["frames"] = int(len(frames))
+
+    # ---- first pass: unambiguous matches per frame pair, local flow, chains for the velocity model
+    raw, flow_err, vel_err, raw_chain = [], [], [], []
+    matches = {}
+    prev_step = {}  # detection index -> its matched step into it
+    for fa, fb in _sample_pairs(frames):
+        a0, a1 = rows[fa]
+        b0, b1 = rows[fb]
+        xa, xb = x[a0:a1], x[b0:b1]
+        shift, i, j = pair_flow(xa, xb)
+        if len(i) == 0:
+            continue
+        u = xb[j] - xa[i]
+        matches[(fa, fb)] = (i + a0, j + b0, shift)
+        raw.append((u ** 2).sum(1))
+        if len(i) > 2:
+            loo = _field(xa[i], u, xa[i], exclude_self=True)
+            flow_err.append(((u - loo) ** 2).sum(1))
+        for gi, gj, uu in zip((i + a0).tolist(), (j + b0).tolist(), u):
+            if gi in prev_step:
+                vel_err.append(float(((uu - prev_step[gi]) ** 2).sum()))
+                raw_chain.append(float((uu ** 2).sum()))
+            prev_step[gj] = uu
+    n_match = int(sum(len(v[0]) for v in matches.values()))
+    st["first_pass_matches"] = n_match
+    if n_match < 5:
+        out.stats["warning"] = "too few unambiguous matches to estimate from: defaults used"
+        _fallback(out, given)
+        return out
+    r = _motion_and_scale(out, given, d, nn, np.concatenate(raw),
+                          np.concatenate(flow_err) if flow_err else np.zeros(0), np.asarray(vel_err),
+                          np.asarray(raw_chain), f"{n_match} unambiguous first-pass matches")
+
+    # ---- label costs and divisions
+    if cells is not None:
+        _estimate_cells(out, x, rows, matches, cells, given, cost_fn, r)
+    else:
+        if "divisions" in given:
+            out.choices.append(Choice("divisions", given["divisions"], "", True))
+        else:
+            out.params["divisions"] = False
+            out.choices.append(Choice("divisions", False, "point detections: divisions are only inferred from masks "
+                                                          "(give divisions=True / --divisions to allow them)"))
+
+    return out
+
+
+def _set(out: AutoParams, choice: Choice) -> None:
+    """Add a choice, replacing an earlier one of the same name (refinement)."""
+    out.choices = [c for c in out.choices if c.name != choice.name] + [choice]
+    if not choice.given:
+        out.params[choice.name] = choice.value
+
+
+def _motion_and_scale(out, given, d, nn, raw, flow_err, vel_err, raw_chain, source: str) -> float:
+    """Choose the motion model and the distance scales from squared prediction errors (see the module docstring);
+    returns ``max_distance``."""
+    cover = float(np.sqrt(stats.chi2.ppf(COVER, d)))
+    m_b = float(np.median(raw))
+    m_f = float(np.median(flow_err)) if len(flow_err) >= 3 else np.inf
+    m_v = float(np.median(vel_err)) if len(vel_err) >= 10 else np.inf
+    m_bc = float(np.median(raw_chain)) if len(raw_chain) >= 10 else m_b
+    out.stats.update(median_sq_step=m_b, median_sq_flow_error=m_f, median_sq_velocity_error=m_v)
+    scale = {"brownian": _chi_scale(m_b, d), "flow": _chi_scale(m_f, d) if np.isfinite(m_f) else np.inf,
+             "velocity": _chi_scale(m_v, d) if np.isfinite(m_v) else np.inf}
+    out.stats["sigma"] = scale
+    rel = {"flow": m_f / max(m_b, 1e-30), "velocity": m_v / max(m_bc, 1e-30)}
+    if "motion" in given:
+        motion = given["motion"]
+        _set(out, Choice("motion", motion, "", True))
+    else:
+        best = min(rel, key=rel.get)
+        motion = best if rel[best] <= GAIN else "brownian"
+        why = (f"rms error per axis: brownian {scale['brownian']:.3g}, flow {scale['flow']:.3g}, velocity "
+               f"{scale['velocity']:.3g} on {source}")
+        _set(out, Choice("motion", motion, why))
+    out.params["motion"] = motion
+    errs = {"brownian": raw, "flow": flow_err if np.isfinite(m_f) else None,
+            "velocity": vel_err if np.isfinite(m_v) else None}
+    key = motion if errs.get(motion) is not None else "brownian"
+    sig = scale[key]
+    tail = 1.3 * float(np.sqrt(np.quantile(errs[key], 0.99)))
+    floor = 0.25 * nn if np.isfinite(nn) else 0.0
+    r = max(cover * sig, tail, floor)
+    if "max_distance" in given:
+        r = float(given["max_distance"])
+        _set(out, Choice("max_distance", r, "", True))
+    else:
+        why = (f"{cover:.2f} x the {key} error scale {sig:.3g} per axis (covers {COVER:.2%} of Gaussian errors)"
+               + (f", raised to 1.3 x their 99th percentile {tail / 1.3:.3g} (heavy tail)" if r == tail else "")
+               + (f", raised to a quarter of the median neighbour distance {nn:.3g}" if r == floor else ""))
+        _set(out, Choice("max_distance", r, why))
+    out.params["max_distance"] = r
+    if motion == "velocity":
+        r0 = max(cover * scale["brownian"], 1.3 * float(np.sqrt(np.quantile(raw, 0.99))), floor)
+        if "first_distance" in given:
+            _set(out, Choice("first_distance", given["first_distance"], "", True))
+        else:
+            _set(out, Choice("first_distance", r0, f"same for a track's first step (no velocity yet): raw step scale "
+                                                   f"{scale['brownian']:.3g} per axis"))
+    else:
+        out.params.pop("first_distance", None)
+        out.choices = [c for c in out.choices if c.name != "first_distance" or c.given]
+    return r
+
+
+def refine_params(out: AutoParams, x, fr, frames, bounds, prev, mother, given) -> dict:
+    """Second estimate from the links of a first linking pass (continuations only, not divisions): motion model and
+    distance scales as in :func:`estimate_params` but on every accepted link; returns the flow field per frame
+    (``{frame: shift of its rows}``) computed from those links, for the ``flow`` model."""
+    d = x.shape[1]
+    raw, flow_err, vel_err, raw_chain = [], [], [], []
+    flows = {}
+    for fa, fb in zip(frames[:-1], frames[1:]):
+        if fb != fa + 1:
+            continue
+        a0, a1 = bounds[fa]
+        b0, b1 = bounds[fb]
+        tgt = np.arange(b0, b1)
+        tl = tgt[prev[tgt] >= 0]
+        if len(tl) < 1:
+            continue
+        sl = prev[tl]
+        u = x[tl] - x[sl]
+        xs = x[sl]
+        raw.append((u ** 2).sum(1))
+        if len(tl) > 2:
+            flow_err.append(((u - _field(xs, u, xs, exclude_self=True)) ** 2).sum(1))
+        # sources: the field of their neighbours' links (not their own)
+        pos_of = np.full(a1 - a0, -1)
+        pos_of[sl - a0] = np.arange(len(sl))
+        kk = min(FLOW_K + 1, len(xs))
+        _, nb = cKDTree(xs).query(x[a0:a1], k=kk)
+        nb = nb.reshape(a1 - a0, -1)
+        if kk > 1:
+            drop_self = nb == pos_of[:, None]
+            # keep the first kk - 1 neighbours that are not the source itself
+            order = np.argsort(drop_self, axis=1, kind="stable")[:, :kk - 1]
+            nb = np.take_along_axis(nb, order, 1)
+        flows[fa] = np.median(u[nb], axis=1)
+        has = prev[sl] >= 0
+        if has.any():
+            up = x[sl[has]] - x[prev[sl[has]]]
+            vel_err.append(((u[has] - up) ** 2).sum(1))
+            raw_chain.append((u[has] ** 2).sum(1))
+    cat = (lambda v: np.concatenate(v) if v else np.zeros(0))
+    raw = cat(raw)
+    if len(raw) < 5:
+        return flows
+    nn = out.stats.get("nn_distance", float("nan"))
+    _motion_and_scale(out, given, d, nn, raw, cat(flow_err), cat(vel_err), cat(raw_chain),
+                      f"{len(raw)} links of a first linking pass")
+    return flows
+
+
+def _fallback(out: AutoParams, given: dict) -> None:
+    from .lap import LinkParams
+
+    dflt = LinkParams()
+    for name in ("motion", "max_distance", "divisions"):
+        if name in given:
+            out.choices.append(Choice(name, given[name], "", True))
+        else:
+            out.params[name] = getattr(dflt, name)
+            out.choices.append(Choice(name, getattr(dflt, name), "default: " + out.stats["warning"]))
+
+
+def _estimate_cells(out, x, rows, matches, cells, given, cost_fn, r) -> None:
+    """Divisions, daughter size, alternative and division costs from label data (see the module docstring)."""
+    size = cells.size
+    d = x.shape[1]
+    ratios, offsets, n_src, n_split = [], [], 0, 0
+    for (fa, fb), (gi, gj, shift) in matches.items():
+        a0, a1 = rows[fa]
+        b0, b1 = rows[fb]
+        n_src += a1 - a0
+        un_a = np.setdiff1d(np.arange(a0, a1), gi)
+        un_b = np.setdiff1d(np.arange(b0, b1), gj)
+        if len(un_a) == 0 or len(un_b) < 2:
+            continue
+        pred = x[un_a] + shift[un_a - a0]
+        dist, nb = cKDTree(x[un_b]).query(pred, k=2)
+        mid = 0.5 * (x[un_b][nb[:, 0]] + x[un_b][nb[:, 1]])
+        ok = (np.linalg.norm(mid - pred, axis=1) <= 0.5 * r) & (dist[:, 1] <= 2 * r)
+        # each target used once
+        used = set()
+        for k in np.flatnonzero(ok):
+            pair = (int(nb[k, 0]), int(nb[k, 1]))
+            if pair[0] in used or pair[1] in used:
+                continue
+            used.update(pair)
+            n_split += 1
+            ratios.append(0.5 * (size[un_b[pair[0]]] + size[un_b[pair[1]]]) / size[un_a[k]])
+            o = cells.axis[un_a[k]] if cells.axis is not None else np.zeros(d)
+            for b in pair:
+                diff = x[un_b[b]] - pred[k]
+                offsets.append(min(((diff - o) ** 2).sum(), ((diff + o) ** 2).sum()))
+    rate = n_split / max(n_src, 1)
+    out.stats.update(split_candidates=n_split, split_rate=rate)
+    if "divisions" in given:
+        divisions = bool(given["divisions"])
+        out.choices.append(Choice("divisions", divisions, "", True))
+    else:
+        divisions = rate >= 0.02 and n_split >= 3
+        out.choices.append(Choice("divisions", divisions, f"{n_split} objects split into two centred on them "
+                                                          f"({rate:.1%} of objects per frame; threshold 2 %)"))
+    out.params["divisions"] = divisions
+    if "daughter_size" in given:
+        out.choices.append(Choice("daughter_size", given["daughter_size"], "", True))
+    elif divisions and len(ratios) >= 3:
+        ds = float(np.median(ratios))
+        out.params["daughter_size"] = ds
+        out.choices.append(Choice("daughter_size", ds, f"median daughter/mother size of {len(ratios)} split "
+                                                       "candidates"))
+    if "daughter_distance" in given:
+        out.choices.append(Choice("daughter_distance", given["daughter_distance"], "", True))
+    elif divisions and len(offsets) >= 6:
+        cover = float(np.sqrt(stats.chi2.ppf(COVER, d)))
+        offsets = np.asarray(offsets)
+        sig = _chi_scale(float(np.median(offsets)), d)
+        rd = max(cover * sig, 1.3 * float(np.sqrt(np.quantile(offsets, 0.99))), r)
+        out.params["daughter_distance"] = rd
+        out.choices.append(Choice("daughter_distance", rd, f"daughters' distance from the mother's predicted centre "
+                                                           f"(+- its long half-axis) in {len(offsets) // 2} split "
+                                                           f"candidates: scale {sig:.3g} per axis"))
+    if "division_cost" in given:
+        out.choices.append(Choice("division_cost", given["division_cost"], "", True))
+    elif divisions:
+        out.params["division_cost"] = 0.0
+        out.choices.append(Choice("division_cost", 0.0, "divisions are frequent in these data (split candidates)"))
+    if "alternative_cost" in given:
+        out.choices.append(Choice("alternative_cost", given["alternative_cost"], "", True))
+    elif cost_fn is not None and matches:
+        from .lap import LinkParams
+
+        trial = LinkParams(**{**out.params, **given, "alternative_cost": 1e6})
+        costs = []
+        for (fa, fb), (gi, gj, shift) in matches.items():
+            a0, a1 = rows[fa]
+            b0, b1 = rows[fb]
+            src, tgt = np.arange(a0, a1), np.arange(b0, b1)
+            pred = x[src] + (shift if trial.motion == "flow" else 0.0)
+            i, j, c_link, _ = cost_fn(trial, fa, fb, src, tgt, pred, np.full(len(src), trial.motion != "velocity"))
+            key = dict(zip(zip(i.tolist(), j.tolist()), c_link.tolist()))
+            costs.extend(key.get((a - a0, b - b0), np.nan) for a, b in zip(gi.tolist(), gj.tolist()))
+        costs = np.asarray(costs)
+        costs = costs[np.isfinite(costs)]
+        if len(costs) >= 5:
+            q = float(np.quantile(costs, 0.99))
+            alt = max(1.0, 1.5 * q)
+            out.params["alternative_cost"] = alt
+            out.choices.append(Choice("alternative_cost", alt, f"1.5 x the 99th percentile ({q:.3g}) of the link cost "
+                                                               f"of {len(costs)} first-pass matches (at least 1)"))
+    out.stats["daughter_ratios"] = [float(v) for v in ratios[:50]]
+
+
+def estimate_gaps(x, fr, ends, begins, step, r, *, max_gap: int = 5) -> tuple[int, str]:
+    """Gap-closing range from the interior track ends and starts of a linking pass without gap closing.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, d)
+        Positions (physical units); ``fr`` their frames.
+    ends, begins : ndarray of int
+        Rows that end a track before the last frame / start one after the first frame.
+    step : ndarray, shape (n, d)
+        Predicted one-frame displacement of every row.
+    r : float
+        ``max_distance``.
+
+    Returns
+    -------
+    gap_frames : int
+        The largest ``g <= max_gap`` such that for every gap up to ``g`` at least 3 ends (and three times the number
+        expected by chance from the density of starts) have a start ``g + 1`` frames later within ``r sqrt(g + 1)``
+        of their prediction; ends and starts paired at a shorter gap are not counted again.
+    reason : str
+    """
+    import math
+
+    d = x.shape[1]
+    if len(ends) == 0 or len(begins) == 0:
+        return 0, "every track runs to the movie's end or starts on its first frame: nothing to close"
+    volume = float(np.prod(np.maximum(x.max(0) - x.min(0), 1e-9)))
+    fe, fb = fr[ends], fr[begins]
+    free_e = np.ones(len(ends), bool)
+    free_b = np.ones(len(begins), bool)
+    best, why, first = 0, "", None
+    for g in range(1, max_gap + 1):
+        rad = r * math.sqrt(g + 1)
+        ball = math.pi ** (d / 2) / math.gamma(d / 2 + 1) * rad ** d
+        hit = chance = 0.0
+        for f in np.unique(fe[free_e]):
+            bk = np.flatnonzero(free_b & (fb == f + g + 1))
+            if len(bk) == 0:
+                continue
+            ek = np.flatnonzero(free_e & (fe == f))
+            dist, nb = cKDTree(x[begins[bk]]).query(x[ends[ek]] + step[ends[ek]] * (g + 1), k=1)
+            ok = dist <= rad
+            hit += float(ok.sum())
+            chance += len(ek) * min(1.0, len(bk) * ball / volume)
+            free_e[ek[ok]] = False  # ends and starts explained by a shorter gap are not counted again
+            free_b[bk[nb[ok]]] = False
+        if first is None:
+            first = (hit, chance)
+        if hit >= 3 and hit >= 3 * chance:
+            best = g
+            why = (f"{int(hit)} track ends restart within {rad:.3g} after {g} missing frame(s) (chance "
+                   f"{chance:.3g}); checked up to {max_gap}")
+        else:
+            break
+    if best == 0:
+        why = (f"{len(ends)} interior track ends, {int(first[0])} restart after one missing frame (chance "
+               f"{first[1]:.3g}): no gap closing")
+    return best, why

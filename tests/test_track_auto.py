@@ -1,0 +1,142 @@
+"""Tracking parameters estimated from the data (track/auto.py) and the quality report (track/quality.py):
+estimates recover known truth, defaults (no parameters given) give good links on generated data, given values win."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from _track_data import relabel_per_frame, rod_colony
+
+from napari_dynfit.track import link
+from napari_dynfit.track.auto import global_shift, pair_flow
+from napari_dynfit.track.metrics import tracking_metrics
+from napari_dynfit.track.quality import TrackingQuality
+
+
+def particles(rng, n, frames, sigma, *, flow=(0.0, 0.0), drop=0.0, jump=None):
+    """Random points with Gaussian steps of ``sigma`` per axis plus a uniform ``flow`` (px per frame)."""
+    side = 10.0 * np.sqrt(n)  # nearest-neighbour distance about 5
+    steps = rng.normal(0, sigma, (frames, n, 2)) + np.asarray(flow)
+    steps[0] = 0
+    if jump is not None:
+        steps[jump[0]] += np.asarray(jump[1])
+    p = rng.uniform(0, side, (n, 2)) + np.cumsum(steps, 0)
+    truth = pd.DataFrame({"track_id": np.tile(np.arange(1, n + 1), frames), "frame": np.repeat(np.arange(frames), n),
+                          "y": p[..., 0].ravel(), "x": p[..., 1].ravel()})
+    truth = truth[rng.random(len(truth)) >= drop].reset_index(drop=True)
+    return truth, truth[["frame", "y", "x"]].copy()
+
+
+def choice(tracks, name):
+    return next(c for c in tracks.attrs["link_choices"] if c["name"] == name)
+
+
+def test_brownian_scale_recovered_and_defaults_link_well(rng):
+    sigma = 0.6  # mean step 0.75 = 0.15 x the nearest-neighbour distance
+    truth, det = particles(rng, 600, 15, sigma)
+    tracks = link(det.sample(frac=1, random_state=0))  # any row order
+    assert set(tracks.columns) >= {"track_id", "frame", "y", "x", "parent_id"}
+    assert (tracks["parent_id"] == -1).all() and tracks["track_id"].min() == 1
+    est = tracks.attrs["link_estimates"]
+    assert choice(tracks, "motion")["value"] == "brownian"
+    assert est["sigma"]["brownian"] == pytest.approx(sigma, rel=0.1)
+    assert tracks.attrs["link_params"]["max_distance"] == pytest.approx(4.29 * sigma, rel=0.15)
+    assert choice(tracks, "gap_frames")["value"] == 0 and choice(tracks, "divisions")["value"] is False
+    m = tracking_metrics(truth, tracks, match_distance=1e-3)
+    assert m["link_recall"] >= 0.975 and m["link_precision"] >= 0.975
+
+
+def test_flow_found_and_followed(rng):
+    flow = np.array([2.5, 1.0])  # half the neighbour distance per frame, 6x the diffusion
+    truth, det = particles(rng, 300, 10, 0.4, flow=flow)
+    # the local field of one frame pair recovers the flow
+    x0 = det[det["frame"] == 3][["y", "x"]].to_numpy()
+    x1 = det[det["frame"] == 4][["y", "x"]].to_numpy()
+    shift, i, j = pair_flow(x0, x1)
+    assert len(i) > 80
+    assert np.abs(np.median(shift, 0) - flow).max() < 0.15
+    tracks = link(det)
+    assert choice(tracks, "motion")["value"] == "flow"
+    m = tracking_metrics(truth, tracks, match_distance=1e-3)
+    assert m["link_recall"] >= 0.97
+    # the flow model's distance scale is the diffusion's, not the flow's
+    assert tracks.attrs["link_params"]["max_distance"] < 0.5 * np.linalg.norm(flow) + 4.29 * 0.4
+
+
+def test_stage_jump_found_by_global_shift(rng):
+    truth, det = particles(rng, 300, 2, 0.3, jump=(1, (12.0, -7.0)))  # a jump of 2.8 neighbour distances
+    x0 = det[det["frame"] == 0][["y", "x"]].to_numpy()
+    x1 = det[det["frame"] == 1][["y", "x"]].to_numpy()
+    assert np.allclose(global_shift(x0, x1), [12.0, -7.0], atol=1.0)  # a starting point, within one bin
+    shift, i, j = pair_flow(x0, x1)
+    assert len(i) > 250 and np.allclose(np.median(shift, 0), [12.0, -7.0], atol=0.3)
+
+
+def test_gap_range_estimated(rng):
+    truth, det = particles(rng, 300, 20, 0.4, drop=0.05)
+    tracks = link(det)
+    g = choice(tracks, "gap_frames")["value"]
+    assert 1 <= g <= 3
+    m = tracking_metrics(truth, tracks, match_distance=1e-3)
+    assert m["link_recall"] >= 0.98
+    assert tracks.attrs["tracking_quality"]["n_gap_joins"] > 200
+
+
+def test_given_parameters_win(rng):
+    _, det = particles(rng, 200, 6, 0.5)
+    tracks = link(det, max_distance=3.0, motion="velocity", gap_frames=1)
+    p = tracks.attrs["link_params"]
+    assert p["max_distance"] == 3.0 and p["motion"] == "velocity" and p["gap_frames"] == 1
+    assert all(choice(tracks, k)["given"] for k in ("max_distance", "motion", "gap_frames"))
+    fixed = link(det, estimate=False)
+    assert fixed.attrs["link_params"]["max_distance"] == 5.0 and fixed.attrs["link_params"]["motion"] == "brownian"
+
+
+def test_growing_colony_of_rods_no_parameters():
+    """Rods that grow, halve and are pushed outwards by the colony (held-out seed and settings)."""
+    lab, truth = rod_colony(2, doubling=5.0, noise=1.5, size=(640, 640))
+    rel = relabel_per_frame(lab, 2)
+    from napari_dynfit.detect import label_table
+
+    tracks = link(label_table(rel), labels=rel)
+    assert choice(tracks, "divisions")["value"] is True
+    assert 0.4 <= choice(tracks, "daughter_size")["value"] <= 0.65  # rods halve
+    m = tracking_metrics(truth, tracks, match_distance=0.5)
+    assert m["LNK"] >= 0.9 and m["division_f1"] >= 0.88
+
+
+def test_quality_report_counts_and_warnings(rng):
+    truth, det = particles(rng, 200, 10, 0.6)
+    good = TrackingQuality.from_dict(link(det).attrs["tracking_quality"])
+    assert good.n_tracks == 200 and good.n_links == 200 * 9 and not good.warnings
+    assert good.one_frame_fraction == 0 and sum(good.length_counts) == 200 and good.median_length == 10
+    assert sum(good.displacement_counts) == good.n_links
+    assert good.displacement_median == pytest.approx(0.6 * np.sqrt(2 * np.log(2)), rel=0.15)
+    bad = TrackingQuality.from_dict(link(det, max_distance=0.3, gap_frames=0).attrs["tracking_quality"])
+    assert bad.one_frame_fraction > 0.5
+    assert any("one frame long" in w for w in bad.warnings) and any("cost" in w for w in bad.warnings)
+    assert "WARNING" in bad.summary()
+    json.dumps(bad.to_dict())  # plain types only
+
+
+def test_quality_divisions_per_frame():
+    rows = [(1, 0, 10.0, 10.0, -1), (1, 1, 10.0, 10.0, -1), (2, 2, 9.0, 10.0, 1), (3, 2, 11.0, 10.0, 1),
+            (2, 3, 9.0, 10.0, 1), (3, 3, 11.0, 10.0, 1)]
+    truth = pd.DataFrame(rows, columns=["track_id", "frame", "y", "x", "parent_id"])
+    tracks = link(truth[["frame", "y", "x"]], divisions=True, max_distance=3.0)
+    q = TrackingQuality.from_dict(tracks.attrs["tracking_quality"])
+    assert q.n_divisions == 1 and q.divisions_per_frame == [0, 0, 1, 0]
+
+
+def test_cli_prints_choices_and_writes_report(tmp_path, rng, capsys):
+    from napari_dynfit.cli import main
+
+    _, det = particles(rng, 150, 6, 0.5)
+    det.to_csv(tmp_path / "det.csv", index=False)
+    assert main(["track", str(tmp_path / "det.csv"), "-o", str(tmp_path / "t.csv"), "--gap-frames", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "motion = brownian" in out and "gap_frames = 0  (given)" in out and "tracks from" in out
+    rep = json.loads((tmp_path / "t.tracking.json").read_text())
+    assert rep["link_params"]["gap_frames"] == 0 and rep["quality"]["n_tracks"] >= 150
+    assert {c["name"] for c in rep["choices"]} >= {"motion", "max_distance", "divisions", "gap_frames"}
