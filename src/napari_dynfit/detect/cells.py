@@ -21,9 +21,9 @@ Steps (``method="classic"``, all from scikit-image / scipy):
    of the dark-to-bright transition, where a phase-contrast cell's edge lies.
 4. **Cell size.** The width ``2 r`` from the median of the distance-transform ridge (local maxima of the
    Euclidean distance transform of the foreground), unless ``diameter`` is given.
-5. **Seeds and watershed.** A landscape in [0, 1], contrast (saturating at :data:`SATURATION` of the plateau)
-   times distance to the edge (saturating at ``r``), is flat inside a cell and dips at necks, septa and the
-   bright lines between touching cells. Its regional maxima seed a watershed: an over-segmentation.
+5. **Seeds and watershed.** A landscape, contrast (saturating at :data:`SATURATION` of the plateau) times
+   distance to the edge in radii, peaks on a cell's centre or ridge and dips at necks, septa and the bright
+   lines between touching cells. Its regional maxima seed a watershed: an over-segmentation.
 6. **Shape priors.** Adjacent regions are merged greedily, highest saddle first, when the boundary between them
    is no constriction (the landscape's highest point on the boundary stays above ``constriction`` x the
    smaller of the two peaks: this is h-maxima suppression relative to the peaks) and the merged region is still
@@ -198,10 +198,14 @@ def _solidity(mask: np.ndarray) -> float:
 def _foreground(o: np.ndarray, threshold: float | None) -> tuple[np.ndarray, float, float]:
     """Foreground mask of the oriented contrast ``o``, the threshold used and the plateau (background spreads)."""
     if threshold is None:
-        clear = o[o > MIN_SNR]
-        if clear.size == 0:  # nothing stands out: no objects
+        clear = o > MIN_SNR
+        if not clear.any():  # nothing stands out: no objects
             return np.zeros(o.shape, bool), MIN_SNR, MIN_SNR
-        plateau = float(np.median(clear))
+        # the plateau is the contrast on the cells' centres and ridges (distance-transform maxima of the clear
+        # pixels), not of all clear pixels: in 3D most of a blurred ball's volume is its dimmer shell
+        dist = ndi.distance_transform_edt(clear)
+        ridge = clear & (dist >= ndi.maximum_filter(dist, size=3))
+        plateau = float(np.median(o[ridge]))
         threshold = max(MIN_SNR, 0.5 * plateau)
     else:
         clear = o[o > threshold]
@@ -317,13 +321,22 @@ def _merge(lab: np.ndarray, land: np.ndarray, kind: str, width: float, length: f
     max_width = 1.3 * width
     max_round = 1.35 * width
     max_len = None if length is None else 2.6 * length
-    # candidates: weakest constriction first (highest saddle relative to the smaller peak)
-    ratio = saddle / np.maximum(np.minimum(peak[p], peak[q]), 1e-9)
-    for k in np.argsort(-ratio, kind="stable"):
-        if ratio[k] < constriction:
+    # candidates: highest saddle relative to the smaller peak of the two *current* regions first (a heap with
+    # lazy updates: a fragment at the contact of two cells must not bridge them once it has joined one)
+    import heapq
+
+    heap = [(-s / max(min(peak[a], peak[b]), 1e-9), k) for k, (a, b, s) in enumerate(zip(p, q, saddle))]
+    heapq.heapify(heap)
+    while heap:
+        neg, k = heapq.heappop(heap)
+        if -neg < constriction:
             break
         a, b = find(int(p[k])), find(int(q[k]))
         if a == b:
+            continue
+        ratio = saddle[k] / max(min(peak[a], peak[b]), 1e-9)
+        if ratio < -neg - 1e-12:  # a region grew since this pair was queued
+            heapq.heappush(heap, (-ratio, k))
             continue
         mm = mom[a] + mom[b]
         w, ln = _width_length(mm, nd)
@@ -355,16 +368,46 @@ def _merge(lab: np.ndarray, land: np.ndarray, kind: str, width: float, length: f
 
 
 def _landscape(o: np.ndarray, fg: np.ndarray, plateau: float, radius: float, sampling=None):
-    """Cell-ness in [0, 1]: contrast relative to the plateau times distance to the edge relative to the radius.
+    """Cell-ness: contrast relative to the plateau (saturating at :data:`SATURATION`) times the distance to the
+    edge in cell radii.
 
-    Both factors saturate at 1 inside a cell, so a cell is one plateau; the landscape dips where the intensity
-    dips (the bright line or halo between touching cells, the dim neck between nuclei) and where the mask
-    narrows (a constriction).
+    It peaks on a cell's centre (round) or ridge (rod) and dips where the intensity dips (the bright line or
+    halo between touching cells, a septum) and where the mask narrows (the neck between two nuclei).
     """
     dist = ndi.distance_transform_edt(fg, sampling=sampling)
     o = ndi.gaussian_filter(o, LANDSCAPE_SMOOTH * radius)
-    e = np.clip(o / (SATURATION * plateau), 0, 1) * np.clip(dist / radius, 0, 1)
+    e = np.clip(o / (SATURATION * plateau), 0, 1) * (dist / radius)
     return ndi.gaussian_filter(e.astype(np.float32), 0.5) * fg
+
+
+def _blob_landscape(o: np.ndarray, fg: np.ndarray, plateau: float, radius: float, sampling=None):
+    """Round cells: the scale-normalised negative LoG of the contrast at the cell's scale (``sigma = r / sqrt(ndim)``,
+    where a disk/ball of radius ``r`` responds most), which peaks on each nucleus of a touching cluster even where
+    the cluster's distance transform has a single maximum. Scaled by the plateau, clipped at 0, zero outside."""
+    nd = o.ndim
+    sig = radius / np.sqrt(nd)
+    sig = sig / (np.asarray(sampling, float) if sampling is not None else np.ones(nd))
+    c = np.clip(o / (SATURATION * plateau), 0, 1).astype(np.float32)
+    log = -ndi.gaussian_laplace(c, sig) * float(np.mean(sig)) ** 2
+    return np.clip(log, 0, None).astype(np.float32) * fg
+
+
+def _kind_auto(fg: np.ndarray, min_size: float) -> str:
+    """``rods`` when the convex foreground components (solidity >= 0.9: single cells, not clusters) are
+    elongated (median aspect ratio above :data:`ROD_ASPECT`), else ``round``; all components when fewer than
+    three are convex."""
+    from skimage.measure import label, regionprops
+
+    comps = label(fg)
+    props = [r for r in regionprops(comps) if r.area >= min_size]
+    if not props:
+        return "round"
+    convex = [r for r in props if r.solidity >= 0.9]
+    use = convex if len(convex) >= 3 else props
+    sub = np.zeros(comps.max() + 1, np.int64)
+    sub[[r.label for r in use]] = np.arange(1, len(use) + 1)
+    kind, _, _ = _kind_from(sub[comps])
+    return kind
 
 
 def _watershed_cells(e: np.ndarray, fg: np.ndarray) -> np.ndarray:
@@ -485,15 +528,15 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
                     min_size=None, constriction=float(constriction))
         return CellSegmentation(labels=np.zeros(img.shape, np.int32), info=info)
     fg = _fill_small_holes(fg, radius)
-    e = _landscape(o, fg, plateau, radius, sampling)
-    lab = _watershed_cells(e, fg)
     msize = float(min_size) if min_size is not None else 0.25 * _ball(radius, img.ndim)
     width = 2 * radius
     length = None
-    kd = kind
-    if kd == "auto":
-        # a first pass with the rod prior (never joins two cells side by side) tells the objects' elongation
-        kd, _, _ = _kind_from(_merge(lab, e, "rods", width, None, constriction, msize))
+    kd = kind if kind != "auto" else _kind_auto(fg, msize)
+    if kd == "rods":
+        e = _landscape(o, fg, plateau, radius, sampling)
+    else:
+        e = _blob_landscape(o, fg, plateau, radius, sampling)
+    lab = _watershed_cells(e, fg)
     out = _merge(lab, e, kd, width, length, constriction, msize)
     if halo < 0:
         out = _to_halo_edge(out, o, 0.5 * (plateau + halo), radius)
