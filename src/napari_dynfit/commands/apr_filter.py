@@ -150,7 +150,17 @@ def _read_cells_movie(path):
         return movie
     from ..pipeline import open_movie
 
-    return open_movie(p).data
+    axes = None
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(p) as tf:
+                if len(tf.series[0].shape) == 3:
+                    axes = "tyx"  # a 3D TIFF is a (t, y, x) movie here (whatever its metadata says)
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
+    return open_movie(p, axes=axes).data
 
 
 def _segment_movie(args) -> int:

@@ -127,26 +127,49 @@ def _mode_and_spread(values: np.ndarray) -> tuple[float, float]:
     return float(centre), float(max(hwhm / 1.1774, width / 2))
 
 
+def _poly_terms(shape, coords):
+    """Quadratic polynomial terms of normalised coordinates, shape (n, 1 + nd + nd (nd + 1) / 2)."""
+    x = [c / max(n - 1, 1) - 0.5 for c, n in zip(coords, shape)]
+    terms = [np.ones_like(x[0])] + x
+    terms += [x[a] * x[b] for a in range(len(x)) for b in range(a, len(x))]
+    return np.stack(terms, axis=-1)
+
+
 def _flat_background(img: np.ndarray, mode: float, spread: float, scale: float) -> np.ndarray:
-    """Smooth background surface: normalised convolution of the background pixels (|I - mode| < 2 spread)."""
+    """Smooth background surface from the background pixels (``|I - mode| < 2 spread``).
+
+    A quadratic polynomial fitted to them (ramps and vignetting, also at the borders), plus the normalised
+    convolution of their residual with a Gaussian of ``scale`` pixels (computed on a block-averaged image) for
+    slower-varying structure.
+    """
     from skimage.transform import resize
 
-    f = max(1, int(scale // 4))
-    small = img
-    if f > 1:
-        from skimage.measure import block_reduce
-
-        small = block_reduce(img, (f,) * img.ndim, np.mean)
-    m = (np.abs(small - mode) < 2 * spread).astype(np.float32)
+    m = np.abs(img - mode) < 2 * spread
     if m.mean() < 0.02:
         return np.full(img.shape, mode, np.float32)
-    sig = max(scale / f, 1.0)
-    num = ndi.gaussian_filter(small * m, sig, mode="reflect")
-    den = ndi.gaussian_filter(m, sig, mode="reflect")
-    surf = np.where(den > 1e-3, num / np.maximum(den, 1e-6), mode).astype(np.float32)
+    idx = np.flatnonzero(m.ravel())
+    if len(idx) > 50_000:
+        idx = idx[:: len(idx) // 50_000]
+    coords = np.unravel_index(idx, img.shape)
+    coef, *_ = np.linalg.lstsq(_poly_terms(img.shape, [c.astype(float) for c in coords]), img.ravel()[idx],
+                               rcond=None)
+    grid = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in img.shape], indexing="ij", sparse=True)
+    poly = (_poly_terms(img.shape, np.broadcast_arrays(*grid)) @ coef.astype(np.float32)).astype(np.float32)
+    res = np.where(m, img - poly, 0).astype(np.float32)
+    f = max(1, int(scale // 4))
+    crop = tuple(slice(0, (n // f) * f) for n in img.shape) if f > 1 else ...
+    small_r, small_m = res[crop], m[crop].astype(np.float32)
     if f > 1:
-        surf = resize(surf, img.shape, order=1, mode="edge", anti_aliasing=False, preserve_range=True)
-    return surf.astype(np.float32)
+        new = tuple(n // f for n in small_r.shape)
+        small_r = small_r.reshape([x for n in new for x in (n, f)]).mean(axis=tuple(range(1, 2 * len(new), 2)))
+        small_m = small_m.reshape([x for n in new for x in (n, f)]).mean(axis=tuple(range(1, 2 * len(new), 2)))
+    sig = max(scale / f, 1.0)
+    num = ndi.gaussian_filter(small_r, sig, mode="nearest")
+    den = ndi.gaussian_filter(small_m, sig, mode="nearest")
+    smooth = np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0).astype(np.float32)
+    if f > 1:
+        smooth = resize(smooth, img.shape, order=1, mode="edge", anti_aliasing=False, preserve_range=True)
+    return (poly + smooth).astype(np.float32)
 
 
 def _contrast(img: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -393,17 +416,17 @@ def _blob_landscape(o: np.ndarray, fg: np.ndarray, plateau: float, radius: float
 
 
 def _kind_auto(fg: np.ndarray, min_size: float) -> str:
-    """``rods`` when the convex foreground components (solidity >= 0.9: single cells, not clusters) are
-    elongated (median aspect ratio above :data:`ROD_ASPECT`), else ``round``; all components when fewer than
-    three are convex."""
+    """``rods`` when the convex foreground components (solidity >= 0.95: single cells, not clusters) are
+    elongated (median aspect ratio above :data:`ROD_ASPECT`), else ``round``; all components when none is
+    convex."""
     from skimage.measure import label, regionprops
 
     comps = label(fg)
     props = [r for r in regionprops(comps) if r.area >= min_size]
     if not props:
         return "round"
-    convex = [r for r in props if r.solidity >= 0.9]
-    use = convex if len(convex) >= 3 else props
+    convex = [r for r in props if r.solidity >= 0.95]
+    use = convex if convex else props
     sub = np.zeros(comps.max() + 1, np.int64)
     sub[[r.label for r in use]] = np.arange(1, len(use) + 1)
     kind, _, _ = _kind_from(sub[comps])
