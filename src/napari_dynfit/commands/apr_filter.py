@@ -3,6 +3,8 @@
 * ``dynfit filter IN.apr --gaussian SIGMA [--size K] [--device cpu|cuda|auto] -o OUT.apr`` (or
   ``--log SIGMA``, ``--dog SIGMA``, ``--gradient [SIGMA]``, ``--stencil FILE.npy``): filters the particle
   values natively and writes an ``.apr`` with the same particles and float32 values.
+* ``dynfit segment MOVIE -o LABELS.tif [--objects OBJECTS.csv] [--polarity ...] [--kind ...] [--diameter D]``:
+  touching cells / nuclei of every frame of a raw movie (:func:`~napari_dynfit.detect.cells.segment_movie`);
 * ``dynfit segment IN.apr [--threshold otsu|li|graphcut|VALUE] [--smooth SIGMA] [--min-size N]
   -o OBJECTS.csv [--labels LABELS.apr]``: objects table (and particle labels).
 * ``dynfit export-grid IN.apr -o GRID.npz``: the :class:`~napari_dynfit.apr.grid.AprGrid` and the
@@ -93,8 +95,12 @@ def _segment(args) -> int:
     from ..apr.segment import segment
     from ..tables import write_table
 
+    if Path(args.input).suffix.lower() != ".apr":
+        return _segment_movie(args)
+    if args.objects:
+        raise InputError("--objects is for movies; with an .apr file -o already is the objects table")
     grid, values = _load(args.input)
-    method = args.threshold
+    method = args.threshold or "otsu"
     apr = None
     if method not in ("otsu", "li", "graphcut"):
         try:
@@ -105,12 +111,93 @@ def _segment(args) -> int:
         from ..apr import read_apr
 
         apr = read_apr(args.input).apr
-    res = segment(grid, values, method=method, smooth_sigma=args.smooth or None, min_size=args.min_size,
+    res = segment(grid, values, method=method, smooth_sigma=args.smooth or None,
+                  min_size=4.0 if args.min_size is None else args.min_size,
                   max_size=args.max_size, device=args.device, apr=apr)
     write_table(res.table, args.output)
     info = {"objects": len(res.table), "threshold": res.threshold, "output": str(args.output)}
     if args.labels:
         info["labels"] = str(_write_particles(args.input, res.labels, args.labels))
+    print(json.dumps(info))
+    return 0
+
+
+def _read_cells_movie(path):
+    """A raw movie ``(t, [z,] y, x)`` (lazy where the format allows) from TIFF, OME-Zarr, ``.aprmovie`` or a
+    folder of single-frame TIFFs (sorted by name, e.g. a Cell Tracking Challenge image folder)."""
+    from .._io import check_input_file
+
+    p = check_input_file(path, what="movie")
+    suffix = p.suffix.lower()
+    if suffix == ".aprmovie":
+        from .track import _read_movie
+
+        return _read_movie(p)[0]
+    if p.is_dir() and suffix != ".zarr" and not any((p / n).exists() for n in ("zarr.json", ".zgroup", ".zarray")):
+        import tifffile
+
+        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".tif", ".tiff") and f.is_file())
+        if not files:
+            raise InputError(f"folder '{p}' holds no TIFF frames and is not Zarr: pass a movie file or folder")
+        first = tifffile.imread(files[0])
+        movie = np.empty((len(files),) + first.shape, first.dtype)
+        movie[0] = first
+        for i, f in enumerate(files[1:], 1):
+            frame = tifffile.imread(f)
+            if frame.shape != first.shape:
+                raise InputError(f"'{f.name}' has shape {frame.shape}, '{files[0].name}' {first.shape}: all frames "
+                                 "of the folder must have one shape")
+            movie[i] = frame
+        return movie
+    from ..pipeline import open_movie
+
+    axes = None
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(p) as tf:
+                if len(tf.series[0].shape) == 3:
+                    axes = "tyx"  # a 3D TIFF is a (t, y, x) movie here (whatever its metadata says)
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
+    return open_movie(p, axes=axes).data
+
+
+def _segment_movie(args) -> int:
+    from .._io import atomic_path
+    from ..detect import label_table, segment_movie
+    from ..tables import write_table
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise InputError(f"-o '{out}' must be a .tif label movie for a movie input (objects: --objects TABLE.csv)")
+    threshold = None
+    if args.threshold is not None:
+        try:
+            threshold = float(args.threshold)
+        except ValueError:
+            raise InputError(f"--threshold for a movie is a number of background spreads, got {args.threshold!r}; "
+                             "otsu/li/graphcut are for .apr files") from None
+    movie = _read_cells_movie(args.input)
+    if len(movie.shape) not in (3, 4):
+        raise InputError(f"movie '{args.input}' has shape {tuple(movie.shape)}; expected (t, y, x) or (t, z, y, x)")
+    t0 = time.perf_counter()
+    res = segment_movie(movie, polarity=args.polarity, kind=args.kind, diameter=args.diameter, threshold=threshold,
+                        min_size=args.min_size, method=args.method, scheduler=args.scheduler, n_workers=args.workers)
+    seconds = time.perf_counter() - t0
+    import tifffile
+
+    with atomic_path(out) as tmp:
+        tifffile.imwrite(tmp, res.labels.astype(np.uint16 if res.labels.max() < 65536 else np.int32),
+                         compression="zlib")
+    info = {k: res.info.get(k) for k in ("method", "polarity", "kind", "diameter")}
+    info.update(frames=int(res.labels.shape[0]), objects_total=int(sum(res.info["objects"])),
+                objects_per_frame_median=float(np.median(res.info["objects"])), seconds=round(seconds, 2),
+                labels=str(out))
+    if args.objects:
+        write_table(label_table(res.labels, intensity=None), args.objects)
+        info["objects"] = str(args.objects)
     print(json.dumps(info))
     return 0
 
@@ -141,18 +228,42 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="convolution back end")
     p.set_defaults(func=_filter)
 
-    p = sub.add_parser("segment", help="segment bright objects of an .apr on its particles -> objects table",
-                       description="Smooth, threshold (Otsu, Li, pyapr graph cut or a value), label connected "
-                                   "particles, filter by size, and write the objects table (centroid, volume, "
-                                   "bounding box, intensity).")
-    p.add_argument("input", help="input .apr file")
-    p.add_argument("-o", "--output", required=True, type=output(".csv", ".parquet", ".pq"), help="objects table (.csv or .parquet)")
-    p.add_argument("--threshold", default="otsu", help="otsu (default), li, graphcut or a number")
-    p.add_argument("--smooth", type=nonneg_float, default=1.0, help="Gaussian sigma before thresholding (0: none)")
-    p.add_argument("--min-size", type=nonneg_float, default=4.0, help="smallest object volume in pixels")
-    p.add_argument("--max-size", type=positive_float, help="largest object volume in pixels")
-    p.add_argument("--labels", type=output(".apr"), help="also write the particle labels as an .apr file")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="convolution back end")
+    p = sub.add_parser("segment", help="segment touching cells/nuclei of a raw movie -> label movie (or objects "
+                                       "of an .apr on its particles)",
+                       description="MOVIE (TIFF stack, OME-Zarr, .aprmovie, or a folder of single-frame TIFFs): "
+                                   "segment touching cells or nuclei in every frame from the raw images "
+                                   "(background flattening, polarity, seeded watershed with rod/round shape "
+                                   "priors; parameters estimated from the data and printed) and write the label "
+                                   "movie to -o LABELS.tif (objects numbered per frame; track them with "
+                                   "`dynfit track LABELS.tif --divisions`). A 3D TIFF without axis metadata is "
+                                   "read as (t, y, x). With a single .apr file: smooth, threshold (Otsu, Li, pyapr "
+                                   "graph cut or a value), label connected particles, filter by size, and write "
+                                   "the objects table to -o.")
+    p.add_argument("input", help="movie (.tif, .zarr, .aprmovie, TIFF folder) or one .apr file")
+    p.add_argument("-o", "--output", required=True, type=output(".tif", ".tiff", ".csv", ".parquet", ".pq"),
+                   help="movie: label movie (.tif); .apr: objects table (.csv or .parquet)")
+    p.add_argument("--objects", type=output(".csv", ".parquet", ".pq"), help="movie: also write the objects table (frame, y, x, label, size, ...; .csv or "
+                                     ".parquet)")
+    p.add_argument("--polarity", choices=("auto", "bright", "dark"), default="auto",
+                   help="movie: cells brighter (fluorescence) or darker (phase contrast, brightfield) than the "
+                        "background (default auto, decided from the images)")
+    p.add_argument("--kind", choices=("auto", "rods", "round"), default="auto",
+                   help="movie: shape prior, rods (bacteria) or round (nuclei); default auto")
+    p.add_argument("--diameter", type=positive_float, help="movie: cell width/diameter in pixels (default: estimated)")
+    p.add_argument("--method", choices=("classic", "cellpose", "stardist"), default="classic",
+                   help="movie: back end; cellpose/stardist need the package and its weights installed")
+    p.add_argument("--threshold", default=None,
+                   help="movie: foreground threshold in background spreads (default automatic); .apr: otsu "
+                        "(default), li, graphcut or a number")
+    p.add_argument("--smooth", type=nonneg_float, default=1.0, help=".apr: Gaussian sigma before thresholding (0: none)")
+    p.add_argument("--min-size", type=nonneg_float, default=None,
+                   help="smallest object in pixels (default: movie a quarter disk of the cell width, .apr 4)")
+    p.add_argument("--max-size", type=positive_float, help=".apr: largest object volume in pixels")
+    p.add_argument("--labels", type=output(".apr"), help=".apr: also write the particle labels as an .apr file")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help=".apr: convolution back end")
+    from ..parallel import add_scheduler_arguments
+
+    add_scheduler_arguments(p)
     p.set_defaults(func=_segment, checks=[ordered("min_size", "max_size")])
 
     p = sub.add_parser("export-grid", help="export an .apr's access structure (and values) to .npz, no pyapr needed",

@@ -1,6 +1,8 @@
-"""Detection: sub-pixel scale-space blobs (particles) and label centroids/overlaps (cells)."""
+"""Detection: sub-pixel scale-space blobs (particles), touching cells from raw images, label centroids/overlaps."""
 
 from .blobs import detect_blobs, detect_movie
+from .cells import CellSegmentation, match_segmentation, segment_cells, segment_movie
 from .labels import check_labels, label_overlaps, label_table
 
-__all__ = ["detect_blobs", "detect_movie", "check_labels", "label_overlaps", "label_table"]
+__all__ = ["detect_blobs", "detect_movie", "check_labels", "label_overlaps", "label_table", "segment_cells",
+           "segment_movie", "match_segmentation", "CellSegmentation"]

@@ -250,9 +250,13 @@ def render_labels(table: pd.DataFrame, shape, *, scale=1.0, radius=None, label_c
     centres = table[cols].to_numpy(dtype=float) / scale
     frames = table["frame"].to_numpy()
     space = np.asarray(shape[1:])
+    rods = _rod_columns(table, cols)
     for k in range(len(table)):
         t = frames[k]
         if t >= shape[0]:
+            continue
+        if rods is not None and rods[0][k] > 2 * radii[k]:
+            _paint_capsule(labels[t], centres[k] * scale, rods[1][k], rods[0][k], radii[k], scale, values[k])
             continue
         semi = radii[k] / scale
         lo = np.maximum(np.floor(centres[k] - semi).astype(int), 0)
@@ -266,6 +270,34 @@ def render_labels(table: pd.DataFrame, shape, *, scale=1.0, radius=None, label_c
     return labels
 
 
+def _rod_columns(table, cols):
+    """``(length, unit axes)`` of rod rows (``length`` and ``orient_*`` columns), else None."""
+    names = ["length"] + [f"orient_{c}" for c in cols]
+    if not all(n in table.columns for n in names):
+        return None
+    ax = table[[f"orient_{c}" for c in cols]].to_numpy(dtype=float)
+    norm = np.linalg.norm(ax, axis=1, keepdims=True)
+    length = table["length"].to_numpy(dtype=float)
+    if not np.all(np.isfinite(length)) or np.any(norm == 0) or not np.all(np.isfinite(norm)):
+        raise InputError("rod rows need a finite 'length' and a non-zero 'orient_*' axis")
+    return length, ax / norm
+
+
+def _paint_capsule(view, centre, axis, length, radius, scale, value):
+    """Paint a capsule (segment of length ``length - 2 radius`` swept by a ball) into one frame, physical units."""
+    space = np.asarray(view.shape)
+    half = 0.5 * (length - 2 * radius) * np.abs(axis) + radius
+    lo = np.maximum(np.floor((centre - half) / scale).astype(int), 0)
+    hi = np.minimum(np.ceil((centre + half) / scale).astype(int) + 1, space)
+    if np.any(hi <= lo):
+        return
+    grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    rel = [g * s - c for g, s, c in zip(grids, scale, centre)]
+    along = np.clip(sum(r * a for r, a in zip(rel, axis)), -0.5 * (length - 2 * radius), 0.5 * (length - 2 * radius))
+    inside = sum((r - along * a) ** 2 for r, a in zip(rel, axis)) <= radius ** 2
+    view[tuple(slice(a, b) for a, b in zip(lo, hi))][inside] = value
+
+
 def render_cells(
     table: pd.DataFrame,
     shape,
@@ -277,17 +309,44 @@ def render_cells(
     background: float = 100.0,
     read_noise: float = 2.0,
     seed=None,
+    contrast: str = "fluorescence",
+    halo: float = 0.0,
+    halo_sigma: float | None = None,
+    gap: bool = False,
+    texture: float = 0.0,
 ):
-    """Render cells (filled spheres/disks of their ``radius``) as a noisy movie plus their label movie.
+    """Render cells (filled spheres/disks of their ``radius``, or rods) as a noisy movie plus their label movie.
+
+    Rows with ``length`` and ``orient_*`` columns (:func:`~napari_dynfit.sim.cells.simulate_rod_colony`) are
+    capsules of that length (tip to tip) along that axis.
+
+    Image formation: with ``m`` the cell mask (``gap``: minus the pixels where two cells
+    touch, a two-pixel line as cell walls show; ``texture``: times a per-cell gain and a smooth random field), ``fluorescence``
+    gives ``background + A s`` and ``phase`` (phase contrast, dark cells with bright halos)
+    ``background - A s`` with ``s = G_psf * m - halo max(G_halo * m - G_psf * m, 0)``: the halo is where the
+    low-pass part of the phase-ring response (Yin, Kanade and Chen 2012) exceeds the sharp image, bright
+    around and between cells. Noise as in :func:`render_movie`; in ``phase`` the signal is clipped at zero
+    photo-electrons.
 
     Parameters
     ----------
     table : DataFrame
-        ``frame, track_id, [z,] y, x, radius`` in physical units (:func:`simulate_dividing_cells`).
+        ``frame, track_id, [z,] y, x, radius`` in physical units (:func:`simulate_dividing_cells`), optional
+        ``length, orient_[z,] y, x`` for rods.
     shape, scale, amplitude, snr, background, read_noise, seed
         As in :func:`render_movie`; ``amplitude``/``snr`` refer to the plateau inside a cell.
     psf_sigma : float or sequence of float, optional
         Gaussian PSF standard deviation in pixels per axis (default 1 px).
+    contrast : {"fluorescence", "phase"}
+        Bright cells, or dark cells with halos.
+    halo : float
+        Halo strength relative to ``A`` (phase contrast; 0 = none).
+    halo_sigma : float, optional
+        Width of the halo kernel in pixels (default the mean cell radius in pixels).
+    gap : bool
+        Leave a two-pixel dark (fluorescence) / bright (phase) line where two cells touch.
+    texture : float
+        Relative standard deviation of the cells' brightness (per cell and a smooth field inside; 0 = uniform).
 
     Returns
     -------
@@ -299,10 +358,33 @@ def render_cells(
     """
     table, cols, shape, scale_v, sigma, rng, amp = _setup(
         table, shape, scale, psf_sigma, amplitude, snr, background, read_noise, seed, default_sigma={2: 1.0, 3: 1.0})
+    if contrast not in ("fluorescence", "phase"):
+        raise InputError(f"contrast must be 'fluorescence' or 'phase', got {contrast!r}")
+    if not np.isfinite(halo) or halo < 0:
+        raise InputError(f"halo must be >= 0, got {halo}")
     labels = render_labels(table, shape, scale=scale_v)
+    if halo_sigma is None:
+        halo_sigma = float(np.mean(table["radius"].to_numpy(dtype=float) / np.mean(scale_v))) if len(table) else 1.0
     movie = np.empty(shape, np.uint16)
     for t in progress_iter(range(shape[0]), desc="rendering cells"):
-        signal = ndimage.gaussian_filter((labels[t] > 0).astype(np.float64), sigma, mode="constant") * amp
+        mask = labels[t] > 0
+        if gap:  # both cells give up the pixels where they touch another cell (a two-pixel wall line)
+            cross = ndimage.generate_binary_structure(labels.ndim - 1, 1)
+            other = np.where(mask, labels[t], np.iinfo(np.int32).max)
+            mask &= (ndimage.maximum_filter(labels[t], footprint=cross) <= labels[t]) & \
+                (ndimage.minimum_filter(other, footprint=cross) >= labels[t])
+        m = mask.astype(np.float64)
+        if texture > 0:  # per-cell brightness and a smooth random field inside the cells
+            gain = np.clip(1 + 0.5 * texture * rng.standard_normal(int(labels[t].max()) + 1), 0.3, None)
+            field = ndimage.gaussian_filter(rng.standard_normal(m.shape), 1.5)
+            field *= texture / max(float(field.std()), 1e-12)
+            m = m * np.clip(gain[labels[t]] + field, 0.1, None)
+        sharp = ndimage.gaussian_filter(m, sigma, mode="constant")
+        signal = sharp * amp
+        if halo > 0:
+            signal -= halo * amp * np.clip(ndimage.gaussian_filter(m, halo_sigma, mode="constant") - sharp, 0, None)
+        if contrast == "phase":
+            signal = np.clip(background - signal, 0, None) - background
         movie[t] = _noise(signal, background, read_noise, rng)
     truth = _truth_in_pixels(table, cols, scale_v, shape)
     truth.attrs.update(snr=float(snr) if amplitude is None else None, background=float(background),
