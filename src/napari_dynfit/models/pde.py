@@ -177,7 +177,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                  n_subsamples: int = 40, n_penalties: int | None = None, decades: float | None = None,
                  n_bootstrap: int = 200, half_width=None, stride=None, window: int | None = None,
                  polyorder: int | None = None, reference: dict | None = None, max_samples: int = 20000,
-                 stochastic: bool = False, blocks=None, gain: float = 0.25, forecast: bool = True,
+                 stochastic: bool = False, blocks=None, gain: float = 0.5, forecast: bool = True,
                  max_condition: float = 1e4, seed=0) -> PDEDiscovery:
     """Learn a sparse PDE model from fields, check it and say whether the data identify it.
 
@@ -229,7 +229,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         Space-time blocks per axis ``(t, *space)`` for the held-out errors (default 4 in time,
         2 per space axis).
     gain : float
-        Relative drop of the held-out squared error a richer model must achieve to be chosen.
+        Relative drop of the held-out squared error a richer model must achieve to be chosen
+        (see :func:`~napari_dynfit.models.selection.select_on_path`).
     forecast : bool
         Run the forecast check (integrates candidate models over the last quarter of the frames).
     max_condition : float
@@ -438,8 +439,9 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                       "intervals_exclude_zero": {k: bool(lo > 0 or hi < 0) for k, (lo, hi) in iv.items()}}
         model["diagnostics"][lhs] = {"relative_residual": resid, "n_samples": int(y.size),
                                      "noise_floor": r.noise_floor}
-        if resid > 0.7:
-            reasons.append(f"{lhs}: the selected terms leave {resid:.0%} of held-out {lhs} unexplained")
+        if cand.cv_error > 0.99:
+            reasons.append(f"{lhs}: the selected terms predict only {max(0.0, 1 - cand.cv_error):.1%} of held-out "
+                           f"{lhs} (squared)")
             hints += [HINTS["noise"], HINTS["library"]]
         cross = [f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in iv.items() if lo <= 0 <= hi]
         if cross:
