@@ -3,6 +3,10 @@
     dynfit coarse-grain tracks.csv -o fields.zarr --spacing 0.5 --sigma 1.0 --box 20 20 --periodic
     dynfit discover-pde fields.zarr -o model.json --stochastic
     dynfit discover-pde burgers.mat -o model.json --max-derivative 4 --validate
+
+``discover-pde`` prints the learned equations with where each term acts and the forecast check,
+or, when the data cannot pin the model, "not identifiable from these data" with the reasons and
+what would help (the model JSON still holds the best candidate, flagged under ``identifiability``).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def _equations(bundle, args):
         else:
             scalars = [n for n, k in bundle.kinds.items() if k == "scalar"]
             out[lhs] = polynomial_library(scalars, axes=bundle.space_axes,
-                                          max_power=2 if args.max_power is None else args.max_power,
+                                          max_power=3 if args.max_power is None else args.max_power,
                                           max_derivative=3 if args.max_derivative is None else args.max_derivative,
                                           extra=args.terms or ())
     return out
@@ -81,6 +85,7 @@ def _cmd_discover(args) -> int:
     bundle = load_fields_from_args(args.input, args, periodic=args.periodic)
     res = discover_pde(bundle, _equations(bundle, args), derivative=args.derivative, solver=args.solver,
                        pi_th=args.pi_th, n_subsamples=args.subsamples, n_penalties=args.penalties,
+                       decades=args.decades, gain=args.gain, forecast=not args.no_forecast_check,
                        half_width=args.half_width if args.half_width is None or len(args.half_width) > 1
                        else args.half_width[0],
                        window=args.window, stochastic=args.stochastic, seed=args.seed)
@@ -97,7 +102,7 @@ def _cmd_discover(args) -> int:
             model["diagnostics"]["forecast_relative_l2"] = {f: e[-1] for f, e in fe["relative_l2"].items()}
             model["diagnostics"]["forecast_time"] = fe["times"][-1] - fe["times"][0]
     write_model(model, args.output)
-    print(format_model(model))
+    print(res.summary() if args.decades is None else format_model(model))
     if failure:
         print(f"forecast failed: {failure}")
     elif args.validate:
@@ -132,7 +137,7 @@ def register(sub) -> None:
     d.add_argument("-o", "--output", required=True, type=output(".json"), help="MODEL.json")
     add_field_source_arguments(d)
     d.add_argument("--lhs", nargs="+", help="left-hand sides, e.g. u_t (default: one per field)")
-    d.add_argument("--max-power", type=nonneg_int, help="scalar library: highest monomial degree (default 2)")
+    d.add_argument("--max-power", type=nonneg_int, help="scalar library: highest monomial degree (default 3)")
     d.add_argument("--max-derivative", type=nonneg_int, help="scalar library: highest derivative order (default 3)")
     d.add_argument("--terms", nargs="+", help="extra user-defined terms, e.g. 'u^3' 'd_x(u^3)'")
     d.add_argument("--derivative", choices=["weak", "finite", "spectral"], default="weak",
@@ -145,7 +150,14 @@ def register(sub) -> None:
     d.add_argument("--solver", choices=["iht", "stridge"], default="iht", help="sparse solver (default iht)")
     d.add_argument("--pi-th", type=probability, default=0.8, help="selection probability threshold (default 0.8)")
     d.add_argument("--subsamples", type=positive_int, default=40, help="B, half-subsamples (default 40)")
-    d.add_argument("--penalties", type=positive_int, default=20, help="M, penalties over a decade (default 20)")
+    d.add_argument("--penalties", type=positive_int, help="penalties per decade of the path (default 8; with --decades "
+                   "the grid size, default 20)")
+    d.add_argument("--decades", type=positive_float, help="old selection: a fixed penalty grid this many decades below the "
+                   "largest coefficient, no held-out choice and no checks (default: the path down to the noise floor)")
+    d.add_argument("--gain", type=probability, default=0.5, help="relative drop of the held-out error a richer model "
+                   "must achieve (default 0.5)")
+    d.add_argument("--no-forecast-check", action="store_true", help="skip the forecast check (integrating the "
+                   "candidate models over the last quarter of the frames)")
     d.add_argument("--periodic", type=lambda s: s.lower() in ("1", "yes", "true"), default=None,
                    help="override periodicity (yes/no); .mat files default to yes")
     d.add_argument("--validate", action="store_true", help="integrate the model from the first frame and report "
@@ -185,7 +197,10 @@ def _demo(ctx) -> None:
     ctx.report.add_text(f"{traj.n_particles} particles coarse-grained on a {fields.shape[1]} x {fields.shape[2]} grid "
                         f"(spacing {spacing:.3g}, Gaussian sigma {2 * spacing:.3g}), {fields.shape[0]} frames; "
                         "(rho, p) library, Ito weak form, IHT-d stability selection (pi_th = 0.8).")
-    ctx.report.add_equation(format_model(model))
+    if res.identifiable:
+        ctx.report.add_equation(format_model(model))
+    else:
+        ctx.report.add_text(res.summary())
     if v0 is not None:
         ctx.report.add_equation(f"truth: rho_t = -{v0:g} div(p) + {Dt:g} lap(rho)\n"
                                 f"       p_t = -{Dr:g} p - {v0 / 2:g} grad(rho) + {Dt:g} lap(p) - {v0:g} div(Q)")

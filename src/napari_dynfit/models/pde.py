@@ -99,7 +99,8 @@ def default_equations(bundle) -> dict[str, list[str]]:
 
     A bundle with a scalar ``rho`` and a vector ``p`` gets the isotropic (rho, p) libraries of
     :func:`~napari_dynfit.models.library.vector_library` for ``rho_t`` and ``p_t``; otherwise every
-    scalar field ``u`` gets ``u_t`` with a PDE-FIND library (powers <= 2, derivatives <= 3).
+    scalar field ``u`` gets ``u_t`` with a PDE-FIND library (powers <= 3, so that bistable
+    reactions ``u - u^3`` are in it; derivatives <= 3).
     """
     kinds = bundle.kinds
     if kinds.get("rho") == "scalar" and kinds.get("p") == "vector":
@@ -109,7 +110,7 @@ def default_equations(bundle) -> dict[str, list[str]]:
     if not scalars:
         raise InputError(f"no scalar fields in the bundle ({sorted(kinds)}); name the equations and "
                          "library explicitly")
-    lib = polynomial_library(scalars, axes=bundle.space_axes)
+    lib = polynomial_library(scalars, axes=bundle.space_axes, max_power=3)
     return {f"{s}_t": lib for s in scalars}
 
 
@@ -165,6 +166,19 @@ def _forecast(model_eqs, bundle, ref, start):
     return (err if np.isfinite(err) else float("inf")), None
 
 
+def _noise_fraction(values: np.ndarray, start: int, vector: bool = False) -> float:
+    """Forecast error that noise alone gives: robust noise std / pattern std over frames ``start:``.
+
+    The noise std comes from the median absolute second difference along the last grid axis
+    (``std(d2) = sqrt(6) sigma`` for white noise; the median ignores fronts and shocks).
+    """
+    v = np.asarray(values[start:], dtype=float)
+    d2 = np.diff(v, n=2, axis=-2 if vector else -1)
+    sigma = 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / np.sqrt(6)
+    spread = float(np.std(v - v.mean(axis=tuple(range(1, v.ndim)), keepdims=True)))
+    return sigma / max(spread, 1e-300)
+
+
 HINTS = {"noise": "less noise (for particle data: more particles or a wider coarse-graining kernel)",
          "length": "a longer movie (more frames) or a larger field of view",
          "collinear": "data in which the collinear terms vary independently (other initial conditions, "
@@ -177,7 +191,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                  n_subsamples: int = 40, n_penalties: int | None = None, decades: float | None = None,
                  n_bootstrap: int = 200, half_width=None, stride=None, window: int | None = None,
                  polyorder: int | None = None, reference: dict | None = None, max_samples: int = 20000,
-                 stochastic: bool = False, blocks=None, gain: float = 0.25, forecast: bool = True,
+                 stochastic: bool = False, blocks=None, gain: float = 0.5, forecast: bool = True,
                  max_condition: float = 1e4, seed=0) -> PDEDiscovery:
     """Learn a sparse PDE model from fields, check it and say whether the data identify it.
 
@@ -229,7 +243,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         Space-time blocks per axis ``(t, *space)`` for the held-out errors (default 4 in time,
         2 per space axis).
     gain : float
-        Relative drop of the held-out squared error a richer model must achieve to be chosen.
+        Relative drop of the held-out squared error a richer model must achieve to be chosen
+        (see :func:`~napari_dynfit.models.selection.select_on_path`).
     forecast : bool
         Run the forecast check (integrates candidate models over the last quarter of the frames).
     max_condition : float
@@ -306,6 +321,9 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         pick = None
         ht = (grid_hw or WeakGrid.auto(bundle, max(1, max_derivative_order(all_names)), half_width=half_width,
                                        stride=stride).half_width)[0]
+        if not legacy and bundle.shape[0] < 2 * (2 * ht + 1):
+            return _too_little(model, equations, f"the movie ({bundle.shape[0]} frames) is shorter than two "
+                                                 f"independent test-function windows ({2 * ht + 1} frames each)")
         st = stride[0] if stride is not None and not np.isscalar(stride) else (stride or 1)
         def support_end(ti):                                 # first frame after the support of time index ti
             return ti * st + 2 * ht + 1 + (ht == 0)
@@ -379,6 +397,10 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
             eqs = {lhs: fitted(lhs, results[lhs].candidates[c]) for lhs, c in choice.items()}
             return _forecast(eqs, bundle, ref, start)
 
+        floor = max(_noise_fraction(bundle[parse_term(lhs).field], start,
+                                    bundle.kinds[parse_term(lhs).field] == "vector") for lhs in equations)
+        fail_at = 2 * floor + 0.01
+        fc["noise_floor"] = float(floor)
         base_err, base_fail = run(chosen)
         fc["error"] = None if not np.isfinite(base_err) else base_err
         if base_fail:
@@ -386,8 +408,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         for lhs, r in results.items():
             cur = set(r.candidates[chosen[lhs]].terms)
             richer = [i for i, c in enumerate(r.candidates) if set(c.terms) > cur]
-            if np.isfinite(base_err) and base_err <= 0.1:
-                richer = []                   # the selected model forecasts well: nothing to compare
+            if np.isfinite(base_err) and base_err <= fail_at:
+                richer = []                   # the selected model forecasts to the noise: nothing to compare
             richer = sorted(richer, key=lambda i: r.candidates[i].cv_error)[:3]
             errs = {}
             for i in richer:
@@ -396,9 +418,10 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
             fc["candidates"][lhs] = {" + ".join(r.candidates[i].terms): (e if np.isfinite(e) else None)
                                      for i, e in errs.items()}
             if errs:
-                i_best = min(errs, key=errs.get)
-                e_best = errs[i_best]
-                if (base_err > 0.1 or not np.isfinite(base_err)) and e_best < 0.5 * base_err:
+                good = [i for i, e in errs.items() if e < 0.5 * base_err]
+                i_best = min(good, key=lambda i: (len(r.candidates[i].terms), errs[i])) if good else None
+                e_best = errs[i_best] if good else float("inf")
+                if good:
                     old = " + ".join(r.candidates[chosen[lhs]].terms)
                     fc["switched"].append(
                         f"{lhs}: the selected model ({old}) forecasts the held-out frames with error "
@@ -438,8 +461,9 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                       "intervals_exclude_zero": {k: bool(lo > 0 or hi < 0) for k, (lo, hi) in iv.items()}}
         model["diagnostics"][lhs] = {"relative_residual": resid, "n_samples": int(y.size),
                                      "noise_floor": r.noise_floor}
-        if resid > 0.7:
-            reasons.append(f"{lhs}: the selected terms leave {resid:.0%} of held-out {lhs} unexplained")
+        if cand.cv_error > 0.99:
+            reasons.append(f"{lhs}: the selected terms predict only {max(0.0, 1 - cand.cv_error):.1%} of held-out "
+                           f"{lhs} (squared)")
             hints += [HINTS["noise"], HINTS["library"]]
         cross = [f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in iv.items() if lo <= 0 <= hi]
         if cross:

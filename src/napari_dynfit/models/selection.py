@@ -14,13 +14,18 @@ block label; columns: candidate terms):
    (probability ``>= pi_th``) at each penalty is a candidate model, from sparse (large penalty) to
    rich (the floor).
 3. **Held-out residual.** Every candidate is refitted with one block of space-time left out at a
-   time (blocks: contiguous chunks of time x space; ``block_labels``) and scored on it. The path's
-   choice is the sparsest candidate whose held-out squared error is within ``1 + gain`` of the
-   best one's. **Term entry** is then judged by the same error (:func:`stepwise`): a term outside
-   the support enters when it lowers the held-out error by more than the factor ``1 + gain``, a
-   term inside leaves when the error without it stays within ``1 + gain`` of the best seen. This
-   finds a term that the stability paths rank below a collinear decoy (``u^3`` next to ``u^2`` on
-   ``0 <= u <= 1``) or that enters only below the floor at high noise.
+   time (blocks: contiguous chunks of time x space; ``block_labels``) and scored on it. **Term
+   entry** is judged by that error (:func:`stepwise`, started from the empty model and from every
+   candidate of the path): a term enters when it lowers the held-out error *materially* and its
+   block-jackknife interval excludes zero; a term leaves when the error without it is not
+   materially higher, or when its interval includes zero. Materially (:func:`_worse`) means by more
+   than ``gain`` relative to the error *or* by more than ``signal`` times the explained part: the
+   first matters for smooth fields with measurement noise, where a term acting only at a front
+   lowers an already small residual a lot, the second for fields with intrinsic noise, where the
+   residual is mostly noise. The chosen model is the sparsest end point of these searches whose
+   error is not materially above the best one's. This finds a term that the stability paths rank
+   below a collinear decoy (``u^3`` next to ``u^2`` on ``0 <= u <= 1``) or that enters only below
+   the floor at high noise.
 4. **Intervals.** The refits without each block give a block jackknife of the coefficients; their
    Student-t intervals do not assume independent rows (overlapping test functions are correlated,
    which makes a row bootstrap too narrow).
@@ -156,6 +161,9 @@ class _BlockGram:
         self.s = np.array([float(yn[labels == b] @ yn[labels == b]) for b in self.blocks])
         self.At, self.ct = self.A.sum(axis=0), self.c.sum(axis=0)
         self.cache = {}
+        from scipy.stats import t as student
+
+        self.t_crit = float(student.ppf(0.975, max(1, len(self.blocks) - 1)))
 
     def fit(self, idx, A=None, c=None):
         A = self.At if A is None else A
@@ -167,6 +175,19 @@ class _BlockGram:
             return np.linalg.solve(sub, c[idx])
         except np.linalg.LinAlgError:
             return np.linalg.lstsq(sub, c[idx], rcond=None)[0]
+
+    def t_value(self, idx, j) -> float:
+        """``|coefficient| / block-jackknife standard error`` of term ``j`` in support ``idx``."""
+        idx = list(idx)
+        K = len(self.blocks)
+        coefs = self.held_out(idx)[1][:, idx.index(j)]
+        se = np.sqrt((K - 1) / K * np.sum((coefs - coefs.mean()) ** 2))
+        full = self.fit(np.asarray(idx, dtype=int))[idx.index(j)]
+        return float(abs(full) / max(se, 1e-300))
+
+    def excludes_zero(self, idx, j) -> bool:
+        """Whether the 95 % block-jackknife interval of term ``j``'s coefficient in support ``idx`` excludes zero."""
+        return self.t_value(idx, j) > self.t_crit
 
     def held_out(self, idx):
         """Per-block held-out squared errors (relative to the mean ``|y_b|^2``) and refitted coefficients."""
@@ -186,25 +207,39 @@ class _BlockGram:
         return self.cache[key]
 
 
-def choose(candidates, gain: float = 0.25):
-    """Index of the sparsest candidate whose held-out error is within ``1 + gain`` of the best one."""
+def _worse(cv_a: float, cv_b: float, gain: float, signal: float) -> bool:
+    """Whether held-out error ``cv_a`` is materially above ``cv_b``.
+
+    Materially: by more than ``gain`` relative to ``cv_b`` (data whose time derivative is mostly
+    explained, where a localized term lowers a small residual a lot) **or** by more than
+    ``signal`` (a fraction of the explained part ``1 - cv``: data with intrinsic noise, where the
+    residual is mostly noise and a real term removes a small but clear part of it).
+    """
+    d = cv_a - cv_b
+    return d > gain * cv_b or d > signal
+
+
+def choose(candidates, gain: float = 0.5, signal: float = 0.0):
+    """Index of the sparsest candidate whose held-out error is not materially above the best one's."""
     if not candidates:
         return -1, "no term is stable at any penalty"
     cv = np.array([c.cv_error for c in candidates])
     best = int(np.argmin(cv))
     sizes = np.array([len(c.terms) for c in candidates])
-    ok = np.flatnonzero(cv <= cv[best] * (1 + gain))
+    ok = np.flatnonzero([not _worse(v, cv[best], gain, signal) for v in cv])
     i = int(ok[np.lexsort((cv[ok], sizes[ok]))[0]])
     if i == best:
         return i, "lowest held-out error on the path"
-    return i, f"held-out error {cv[i]:.3g} within {gain:.0%} of the best on the path ({cv[best]:.3g})"
+    return i, f"held-out error {cv[i]:.3g} not materially above the best on the path ({cv[best]:.3g})"
 
 
-def stepwise(bg: _BlockGram, start, m: int, gain: float, max_steps: int = 20):
+def stepwise(bg: _BlockGram, start, m: int, gain: float, signal: float = 0.0, max_steps: int = 20):
     """Forward-backward refinement of a support by held-out error (see the module docstring).
 
-    A term enters when the held-out squared error drops by more than the factor ``1 + gain``; a
-    term leaves when the error without it stays within ``1 + gain`` of the best error seen.
+    A term enters when it lowers the held-out squared error materially (:func:`_worse`) and its
+    coefficient's block-jackknife interval excludes zero (the gain is consistent over space-time,
+    not one block's artefact); a term leaves when the error without it is not materially above the
+    best error seen, or when it is the least significant term and its interval includes zero.
     Returns the final support and the list of steps ``(action, term index, cv)``.
     """
     cur = sorted(int(i) for i in start)
@@ -214,21 +249,30 @@ def stepwise(bg: _BlockGram, start, m: int, gain: float, max_steps: int = 20):
     for _ in range(max_steps):
         changed = False
         rest = [j for j in range(m) if j not in cur]
-        if rest:
-            trial = [(bg.held_out(sorted(cur + [j]))[0].mean(), j) for j in rest]
-            cv_new, j = min(trial)
-            if cv_new * (1 + gain) < cv_cur:
+        trial = sorted((bg.held_out(sorted(cur + [j]))[0].mean(), j) for j in rest)
+        for cv_new, j in trial:
+            if not _worse(cv_cur, cv_new, gain, signal):
+                break
+            if bg.excludes_zero(sorted(cur + [j]), j):
                 cur = sorted(cur + [j])
                 cv_cur, cv_best = cv_new, min(cv_best, cv_new)
                 steps.append(("add", j, float(cv_new)))
                 changed = True
-        if len(cur) > 1:
+                break
+        if len(cur) > 1 and not changed:
             trial = [(bg.held_out([i for i in cur if i != j])[0].mean(), j) for j in cur]
             cv_new, j = min(trial)
-            if cv_new <= cv_best * (1 + gain):
-                cur = [i for i in cur if i != j]
-                cv_cur = cv_new
-                steps.append(("drop", j, float(cv_new)))
+            weakest = min(cur, key=lambda i: bg.t_value(cur, i))
+            if not _worse(cv_new, cv_best, gain, signal):
+                action = ("drop", j, float(cv_new))
+            elif bg.t_value(cur, weakest) < bg.t_crit:
+                action = ("drop", weakest, float(bg.held_out([i for i in cur if i != weakest])[0].mean()))
+            else:
+                action = None
+            if action is not None:
+                cur = [i for i in cur if i != action[1]]
+                cv_cur = action[2]
+                steps.append(action)
                 changed = True
         if not changed:
             break
@@ -237,7 +281,7 @@ def stepwise(bg: _BlockGram, start, m: int, gain: float, max_steps: int = 20):
 
 def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, solver: str = "iht",
                    n_subsamples: int = 40, per_decade: int = 8, max_decades: float = 4.0, pi_th: float = 0.8,
-                   gain: float = 0.25, decades: float | None = None, seed=0) -> PathSelection:
+                   gain: float = 0.5, signal: float = 0.1, decades: float | None = None, seed=0) -> PathSelection:
     """Stability paths down to the noise floor, candidates along them, held-out block selection.
 
     Parameters
@@ -261,7 +305,9 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     pi_th : float
         Selection probability for a term to be stable at a penalty.
     gain : float
-        Relative drop in held-out squared error a richer candidate must achieve to win.
+        Relative drop in held-out squared error a richer model must achieve to win (:func:`_worse`).
+    signal : float
+        ... and the drop as a fraction of the explained part ``1 - cv`` of the best candidate.
     decades : float, optional
         Fixed span of the path below ``tau_max`` instead of the noise floor (the old behaviour).
     seed : int or numpy.random.Generator
@@ -305,9 +351,11 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
             seen[tuple(S)] = len(out.candidates)
             out.candidates.append(candidate(S, tau, "path"))
     # term entry by held-out error: stepwise from the empty model and from every path candidate
+    best_cv = min([c.cv_error for c in out.candidates], default=1.0)
+    sig = signal * max(0.0, 1.0 - best_cv)
     finals = {}
     for start in [[]] + [[names.index(t) for t in c.terms] for c in list(out.candidates)]:
-        final, steps = stepwise(bg, start, m, gain)
+        final, steps = stepwise(bg, start, m, gain, sig)
         if final and tuple(final) not in finals:
             finals[tuple(final)] = steps
             if tuple(final) not in seen:
@@ -317,7 +365,7 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
         out.reason = "no term lowers the held-out error"
         return out
     ends = [out.candidates[seen[k]] for k in finals]
-    i, why = choose(ends, gain)
+    i, why = choose(ends, gain, sig)
     key = tuple(names.index(t) for t in ends[i].terms)
     out.chosen = seen[key]
     out.steps = [(a, names[j], cv) for a, j, cv in finals[key]]
