@@ -1,6 +1,6 @@
 """Probability flow inference: the issue's figures and CPU/GPU runtimes, printed as JSON.
 
-    python benchmarks/bench_pfi.py [--case ou2|ou10|bistable|all] [--quick] [--threads 1] [-o out.json]
+    python benchmarks/bench_pfi.py [--case ou2|ou2-cli|ou10|bistable|all] [--quick] [--threads 1] [-o out.json]
 
 Same as ``dynfit bench pfi``. Cases and figures are described in :mod:`napari_dynfit.models.flow.bench`.
 """
@@ -14,7 +14,7 @@ from napari_dynfit.models.flow.bench import run_benchmarks
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", choices=("ou2", "ou10", "bistable", "all"), default="all")
+    p.add_argument("--case", choices=("ou2", "ou2-cli", "ou10", "bistable", "all"), default="all")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when present)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
