@@ -27,8 +27,10 @@ from napari_dynfit.models.flow.evaluate import (
     path_energy_distance,
 )
 from napari_dynfit.models.flow.gaussian import gaussian_mle_drift
+from napari_dynfit.models.flow.bench import ou2_case
 from napari_dynfit.models.flow.layers import drift_vectors, growth_map, trajectory_table
 from napari_dynfit.models.flow.score import ScoreModel
+from napari_dynfit.models.flow.select import compare_heldout, split_snapshots
 from napari_dynfit.sim.snapshots import simulate_bistable_growth, simulate_ou_snapshots
 
 torch.set_num_threads(1)
@@ -209,7 +211,7 @@ def test_fit_flow_rejects_bad_arguments(ou_small):
 def test_fit_flow_given_start_equals_moments_start(ou_small):
     # init=(A, b) computed beforehand is the same start as init="moments": identical fits
     snaps, score = ou_small
-    kw = dict(score=score, model="linear", steps=3, batch_size=100, device="cpu", seed=0)
+    kw = dict(score=score, model="linear", steps=3, batch_size=100, device="cpu", seed=0, offset=True, holdout=0)
     a = fit_flow(snaps, 0.5, init="moments", **kw)
     b = fit_flow(snaps, 0.5, init=gaussian_mle_drift(snaps, 0.5, offset=True), **kw)
     assert np.allclose(a.A, b.A, atol=1e-6) and np.allclose(a.b, b.b, atol=1e-6)
@@ -267,3 +269,67 @@ def test_demo_stage_quick(tmp_path):
     assert np.asarray(doc["drift"]["A"]).shape == (2, 2)
     assert ctx.artefacts["flow_model"]["drift_model"] == "linear"
     assert "|A + B| / |B|" in ctx.report.to_html()
+
+
+def _case(index, n, seed, shift=(0.0, 0.0)):
+    # a drift of the held-out 2D family (not the benchmark's B), optionally around a fixed point `shift`
+    B, m0 = ou2_case(index)
+    table = simulate_ou_snapshots(B, 0.5, TIMES, n, mean0=m0, cov0=0.5 * np.eye(2), seed=seed)
+    table[["x0", "x1"]] += np.asarray(shift)
+    return B, snapshots_from_table(table)
+
+
+def test_heldout_comparison_prefers_the_truth():
+    B, snaps = _case(4, 1600, seed=2)
+    fit, held = split_snapshots(snaps, 0.25, seed=0)
+    assert [len(x) for x in held.samples] == [400] * 5 and [len(x) for x in fit.samples] == [1200] * 5
+    D = 0.5 * np.eye(2)
+    wrong = (-B + np.array([[0.0, 0.4], [-0.4, 0.0]]), np.zeros(2))  # 30 % error in the rotation
+    truth = (-B, np.zeros(2))
+    assert compare_heldout(truth, wrong, D, held)["better"]
+    r = compare_heldout(wrong, truth, D, held)
+    assert not r["better"] and r["difference"] > 0
+    same = compare_heldout(truth, truth, D, held)
+    assert not same["better"] and same["difference"] == 0
+
+
+def test_offset_only_when_the_data_support_it():
+    kw = dict(steps=3, batch_size=100, device="cpu", score_kwargs={"steps": 20})
+    B, centred = _case(5, 1000, seed=1)
+    m = fit_flow(centred, 0.5, **kw)
+    assert not m.selection["offset"]["fitted"] and np.all(m.b == 0)
+    mu = np.array([1.0, -0.5])  # fixed point away from the origin: f(x) = -B (x - mu), b = B mu
+    _, shifted = _case(5, 1000, seed=1, shift=mu)
+    m = fit_flow(shifted, 0.5, **kw)
+    assert m.selection["offset"]["fitted"] and m.selection["offset"]["p_value"] < 1e-6
+    assert np.linalg.norm(m.b - B @ mu) < 0.5 * np.linalg.norm(B @ mu), m.b
+    with pytest.raises(InputError, match="offset"):
+        fit_flow(centred, 0.5, offset="maybe", steps=1, device="cpu")
+
+
+def test_safeguard_keeps_the_moment_fit_over_a_worse_refinement(ou_small):
+    snaps, score = ou_small
+    # a far too large step wrecks the refinement: the held-out check must return the moment fit of all points
+    m = fit_flow(snaps, 0.5, score=score, offset=False, steps=10, lr=0.5, batch_size=100, device="cpu", seed=0)
+    ref = m.selection["refinement"]
+    assert ref["kept"] == "moments" and ref["z"] > -2.33
+    assert drift_matrix_error(ref["refined_A"], -B2) > 0.2
+    A_mle, _ = gaussian_mle_drift(snaps, 0.5)
+    assert np.allclose(m.A, A_mle, atol=1e-6) and np.all(m.b == 0)
+    assert json.loads(json.dumps(m.to_dict()))["selection"]["refinement"]["kept"] == "moments"
+
+
+def test_cli_defaults_beat_or_equal_the_moment_fit(tmp_path, capsys):
+    # dynfit infer-flow with DEFAULT options (small data: 5 x 400 points) on a drift the defaults were not tuned on
+    from napari_dynfit.cli import main
+
+    B, snaps = _case(6, 400, seed=3)
+    src = tmp_path / "snaps.csv"
+    snaps.to_table().to_csv(src, index=False)
+    assert main(["-q", "infer-flow", str(src), "--diffusion", "0.5", "--threads", "1", "-o", str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "flow.json").read_text())
+    err = drift_matrix_error(doc["drift"]["A"], -B)
+    moment = drift_matrix_error(gaussian_mle_drift(snaps, 0.5)[0], -B)
+    assert err <= moment + 1e-6 and err < 0.15, (err, moment)
+    assert doc["drift"]["b"] == [0.0, 0.0] and not doc["selection"]["offset"]["fitted"]
+    assert "refinement:" in capsys.readouterr().err

@@ -7,7 +7,7 @@ Run with ``pytest -m slow tests/test_flow_figures.py``; the same numbers are pri
 import pytest
 import torch
 
-from napari_dynfit.models.flow.bench import run_bistable, run_ou
+from napari_dynfit.models.flow.bench import run_bistable, run_ou, run_ou2_cli
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +20,18 @@ def _one_thread():
 def test_ou_2d_drift_matrix():
     # dX = -B X dt + sqrt(2 D) dW, D = 0.5, 5 snapshots x 2000: the fitted A must approach -B
     assert run_ou(2, device="cpu")["rel_error_A_plus_B"] <= 0.05
+
+
+def test_ou_2d_cli_defaults_held_out_drifts():
+    # `dynfit infer-flow SNAPSHOTS.csv --diffusion 0.5 -o OUT` (default options) on 4 random drifts x 2 seeds that
+    # no setting was tuned on: never worse than the Gaussian moment fit it starts from, no spurious offset, and
+    # within 0.03 of the truth wherever the moment fit (efficient for OU data) is
+    r = run_ou2_cli()
+    assert r["never_worse_than_moment_fit"]
+    assert r["median_rel_error"] <= 0.03
+    for case in r["cases"]:
+        assert case["rel_error"] <= max(0.03, case["moment_fit_rel_error"] + 1e-6), case
+        assert not case["offset_fitted"] and case["b"] == [0.0, 0.0], case
 
 
 def test_ou_10d_drift_matrix():

@@ -41,9 +41,13 @@ def test_flow_widget_fit_and_layers(make_napari_viewer, qtbot):
 def test_flow_widget_cancel(make_napari_viewer, qtbot):
     from napari_dynfit._napari._flow_widget import FlowWidget
 
+    from napari_dynfit.models.flow.pfi import SCORE_DEFAULTS
+
     viewer = make_napari_viewer()
     _points(viewer)
     w = FlowWidget(viewer)
+    # the widget's defaults are fit_flow's (the benchmarks' settings): score steps, flow steps by model
+    assert w.score_steps.value() == SCORE_DEFAULTS["steps"] and w.steps.value() == 0
     w.score_steps.setValue(100000)
     w.start()
     w.cancel_btn.click()

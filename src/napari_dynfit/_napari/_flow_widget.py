@@ -47,9 +47,10 @@ class FlowWidget(QWidget):
         form.addRow("drift model", self.kind)
         self.growth = QCheckBox("learn growth (unbalanced)")
         form.addRow(self.growth)
-        self.score_steps = QSpinBox(minimum=10, maximum=100000, value=1000)
+        self.score_steps = QSpinBox(minimum=10, maximum=100000, value=2000)
         form.addRow("score steps", self.score_steps)
-        self.steps = QSpinBox(minimum=1, maximum=100000, value=150)
+        self.steps = QSpinBox(minimum=0, maximum=100000, value=0)
+        self.steps.setSpecialValueText("auto (linear 150, mlp 400)")
         form.addRow("flow steps", self.steps)
         row = QHBoxLayout()
         self.run_btn = QPushButton("Fit")
@@ -94,10 +95,11 @@ class FlowWidget(QWidget):
         """Score matching + flow fitting with the widget's settings (runs in the calling thread)."""
         from ..models.flow.pfi import fit_flow
 
+        # fit_flow's defaults (the benchmarks' settings): steps and batch size by drift model, offset test, held-out
+        # check of the refinement against the moment fit
         return fit_flow(snaps, None if self.fit_d.isChecked() else self.diffusion.value(), model=self.kind.currentText(),
-                        growth=self.growth.isChecked(), steps=self.steps.value(), integrator="heun", batch_size=500,
-                        score_kwargs={"steps": self.score_steps.value(), "width": 64, "batch_size": 256},
-                        callback=callback)
+                        growth=self.growth.isChecked(), steps=self.steps.value() or None,
+                        score_kwargs={"steps": self.score_steps.value()}, callback=callback)
 
     def start(self):
         """Start the fit in a background worker."""
@@ -114,7 +116,9 @@ class FlowWidget(QWidget):
             show_error(str(exc))
             return
         self._cancel.clear()
-        total = self.steps.value()
+        from ..models.flow.pfi import FLOW_DEFAULTS
+
+        total = self.steps.value() or FLOW_DEFAULTS[self.kind.currentText()]["steps"]
 
         def live(step, model):
             self._live.drift.emit(drift_vectors(model, snaps))
@@ -156,7 +160,8 @@ class FlowWidget(QWidget):
             self.viewer.add_image(img, name="PFI growth", colormap="PiYG", opacity=0.6, **kw)
         table = trajectory_table(model, snaps, n_paths=100)
         self.viewer.add_tracks(tracks_data(table, snaps.columns), name="PFI trajectories")
-        self.status.setText("done" + (f"; A = {np.round(model.A, 3).tolist()}" if model.kind == "linear" else ""))
+        self.status.setText("done" + (f"; A = {np.round(model.A, 3).tolist()}" if model.kind == "linear" else "")
+                            + "".join(f"; {v['reason']}" for v in model.selection.values()))
 
     def _failed(self, exc):
         from napari.utils.notifications import show_error

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ..validate import positive_float, positive_int, nonneg_int, output
+from ..validate import float_range, positive_float, positive_int, nonneg_int, output
 from ..errors import InputError
 from ..report import one_torch_thread
 
@@ -24,6 +24,7 @@ def _diffusion_arg(text: str):
 
 
 def _cmd_infer(args) -> int:
+    import sys
     from pathlib import Path
 
     import torch
@@ -37,9 +38,13 @@ def _cmd_infer(args) -> int:
         torch.set_num_threads(args.threads)
     snaps = read_snapshots(args.snapshots, columns=args.columns.split(",") if args.columns else None,
                            time_column=args.time_column, dt=args.dt, basis=args.basis)
+    offset = {"auto": "auto", "yes": True, "no": False}[args.offset]
     model = fit_flow(snaps, _diffusion_arg(args.diffusion), model=args.model, init=args.init, growth=args.growth,
-                     steps=args.steps, n_euler=args.euler_steps, integrator=args.integrator, device=args.device,
-                     seed=args.seed, score_kwargs={"steps": args.score_steps})
+                     offset=offset, steps=args.steps, n_euler=args.euler_steps, integrator=args.integrator,
+                     holdout=args.holdout, device=args.device, seed=args.seed,
+                     score_kwargs={"steps": args.score_steps})
+    for what, record in model.selection.items():  # how the offset and the refinement were chosen, one line each
+        print(f"dynfit infer-flow: {what}: {record['reason']}", file=sys.stderr)
     out = Path(args.output)
     model.save(out)
     with atomic_path(out / "trajectories.csv") as tmp:
@@ -52,8 +57,10 @@ def register(sub) -> None:
     p = sub.add_parser("infer-flow", help="probability flow inference: drift (+ growth) from untracked snapshots",
                        description="Fit dX = f(X) dt + sqrt(2 D) dW (and a growth rate g(X) with --growth) to point "
                                    "clouds observed at a few times (no tracks). Writes OUT/flow.json (linear drift "
-                                   "as {'drift': {'A', 'b'}}, f(x) = A x + b), OUT/flow.pt (torch weights) and "
-                                   "OUT/trajectories.csv (paths sampled from the learned SDE).")
+                                   "as {'drift': {'A', 'b'}}, f(x) = A x + b; 'selection': how the offset and "
+                                   "the refinement were chosen), OUT/flow.pt (torch weights) and "
+                                   "OUT/trajectories.csv (paths sampled from the learned SDE). Progress bars show "
+                                   "the time left of each stage (score matching, flow fitting).")
     p.add_argument("snapshots", help="CSV/Parquet with a 'time' (or 'frame') column and coordinate columns "
                                      "(detections: frame, [z,] y, x), or AnnData .h5ad")
     p.add_argument("--diffusion", required=True,
@@ -69,7 +76,14 @@ def register(sub) -> None:
     p.add_argument("--time-column", help="time column (default 'time', else 'frame')")
     p.add_argument("--dt", type=positive_float, help="time per frame when time comes from 'frame' (default 1)")
     p.add_argument("--basis", help=".h5ad only: obsm key of the coordinates (default X)")
-    p.add_argument("--steps", type=positive_int, default=400, help="flow-fitting steps (default 400)")
+    p.add_argument("--offset", choices=("auto", "yes", "no"), default="auto",
+                   help="linear drift f(x) = A x + b: fit b (yes), b = 0 (no), or b only when a likelihood-ratio "
+                        "test on the snapshots' moments supports it (auto, default)")
+    p.add_argument("--holdout", type=float_range(0, 1, open_max=True), default=0.25,
+                   help="linear drift from the moments: fraction of each snapshot held out to check that the "
+                        "refinement beats the moment fit (else the moment fit is kept; 0: no check; default 0.25)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="flow-fitting steps (default 150 for linear, 400 for mlp: the benchmarks' settings)")
     p.add_argument("--score-steps", type=positive_int, default=2000, help="score-matching steps (default 2000)")
     p.add_argument("--euler-steps", type=positive_int, default=3, help="integration steps per snapshot interval (default 3)")
     p.add_argument("--integrator", choices=("heun", "euler"), default="heun",
@@ -88,7 +102,7 @@ def _demo_stage(ctx) -> None:
 
 
 def _bench_args(parser) -> None:
-    parser.add_argument("--case", choices=("ou2", "ou10", "bistable", "all"), default="all")
+    parser.add_argument("--case", choices=("ou2", "ou2-cli", "ou10", "bistable", "all"), default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not the issue's figures)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
