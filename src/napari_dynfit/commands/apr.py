@@ -86,7 +86,7 @@ def register(sub) -> None:
                                    "(t, [c,] [z,] y, x) to an .aprmovie folder (frames in parallel). "
                                    "Prints the particle count and computational ratio as JSON.")
     p.add_argument("input", help="image: .tif/.tiff, OME-Zarr .zarr, .npy, or an .apr to re-write")
-    p.add_argument("-o", "--output", required=True, type=output(".apr", ".aprmovie", kind="auto"),
+    p.add_argument("-o", "--output", required=True, type=output(kind="auto"),
                    help="output .apr (image) or .aprmovie folder (movie), written exactly as named")
     p.add_argument("--rel-error", type=positive_float, default=0.1, help="relative error bound E (default 0.1)")
     p.add_argument("--intensity-threshold", type=finite_float, default=0.0,
