@@ -84,8 +84,8 @@ class FieldsFromTracks(Container):
         self._viewer = napari_viewer
         self._workdir = workdir
         self._on_fields = on_fields
-        self._layer = ComboBox(label="tracks", choices=self._tracks_layers)
         self._truth = CheckBox(value=False, text="offer ground-truth layers (to compare with the truth)")
+        self._layer = ComboBox(label="tracks", choices=self._tracks_layers)
         self._grid = FloatSpinBox(value=4.0, min=1e-6, max=1e9, step=0.5, label="grid spacing")
         self._kernel = FloatSpinBox(value=8.0, min=1e-6, max=1e9, step=0.5, label="kernel sigma")
         self._box_y = FloatSpinBox(value=0.0, min=0.0, max=1e9, label="box y (0: data range)")

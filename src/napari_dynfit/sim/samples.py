@@ -53,6 +53,10 @@ ABP_2D = dict(n_particles=750, n_steps=3990, dim=2, box=(384.0, 384.0), dt=0.01,
 ABP_2D_PATTERN = dict(amplitude=0.9)
 #: Rendering of :func:`active_particles_2d`: 1 um pixels, 384 x 384.
 ABP_2D_RENDER = dict(shape=(384, 384), scale=1.0, psf_sigma=1.0, snr=10.0, background=100.0, read_noise=2.0)
+#: The piece of the 2D sample that ``dynfit demo`` images, detects and tracks (same density and
+#: rendering; about 190 particles, 50 frames of 192 x 192 pixels): the demo's field learning uses
+#: its own particles (``commands.simulate.demo_trajectories``), so its tracking stage stays short.
+DEMO_PIECE = dict(fov=192.0, frames=50)
 #: Simulation parameters of :func:`dividing_cells_3d` (um, rates per frame).
 CELLS_3D = dict(n_initial=10, n_frames=25, dim=3, box=(32.0, 48.0, 48.0), division_rate=0.06, death_rate=0.0,
                 diffusion=0.1, radius=2.5)
