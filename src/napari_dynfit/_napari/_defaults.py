@@ -40,7 +40,8 @@ class DataDefaults:
     extent : tuple of float or None
         Physical size of the field of view per spatial axis (``shape * spacing``).
     periodic : bool or None
-        Whether the field of view is a periodic box (``layer.metadata["periodic"]``: simulations).
+        Whether the field of view is a periodic box (``layer.metadata["periodic"]``: the simulated
+        samples); ``None`` when the layer does not say.
     """
 
     spacing: tuple | None = None
@@ -126,8 +127,8 @@ def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
     meta = getattr(layer, "metadata", None) or {}
     scale = [float(s) for s in layer.scale]
     d = DataDefaults(source=layer.name, kind=kind)
-    if meta.get("periodic") is not None or kind in ("Image", "Labels"):
-        d.periodic = bool(meta.get("periodic", False))  # an image defines its field of view
+    if meta.get("periodic") is not None:  # layers without the mark (results, APR copies) keep the movie's
+        d.periodic = bool(meta["periodic"])
     dt = meta.get("dt")
     if kind in ("Tracks",):
         n_space = layer.data.shape[1] - 2
