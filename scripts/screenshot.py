@@ -65,7 +65,7 @@ def main(out_dir: str = "docs/images", only: str = "") -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
+    viewer.window._qt_window.resize(1600, 1250)
     try:
         viewer.open_sample("napari-dynfit", "active_particles_2d")
         dock, panel = viewer.window.add_plugin_dock_widget("napari-dynfit", "DynFit panel")
