@@ -27,8 +27,9 @@ from pathlib import Path
 os.environ.setdefault("QT_API", "pyqt6")
 
 
-def _shot(viewer, path: Path, panel=None) -> None:
-    """Screenshot of the window; with ``panel``, its open page is scrolled to the bottom (the plots)."""
+def _shot(viewer, path: Path, panel=None, top=None) -> None:
+    """Screenshot of the window; with ``panel``, its open page is scrolled to the bottom (the plots),
+    or so that the top of the widget ``top`` shows."""
     import napari
 
     if panel is not None:
@@ -37,6 +38,9 @@ def _shot(viewer, path: Path, panel=None) -> None:
         bar = area.verticalScrollBar() if hasattr(area, "verticalScrollBar") else None
         if bar is not None:
             bar.setValue(bar.maximum())
+            if top is not None:
+                page = panel.toolbox.currentWidget()
+                bar.setValue(min(bar.maximum(), top.mapTo(page, top.rect().topLeft()).y() - 10))
     for _ in range(3):
         napari.qt.get_qapp().processEvents()
     viewer.screenshot(str(path), canvas_only=False)
@@ -52,8 +56,10 @@ def _pde_shot(viewer, panel, index, out: Path) -> int:
     print(pde.verdict() or pde.model["equations"])
     for lay in viewer.layers:  # observed density (gray) and the model's forecast (magenta) from frame 0
         lay.visible = lay.name in ("observed: rho", "model: rho")
+    viewer.layers.selection.active = viewer.layers["observed: rho"]
+    viewer.reset_view()
     viewer.dims.set_current_step(0, 100)
-    _shot(viewer, out / "step_pde.png", panel)
+    _shot(viewer, out / "step_pde.png", panel, top=pde._canvas)
     return 0
 
 
