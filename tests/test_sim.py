@@ -298,7 +298,7 @@ def test_demo_stage_quick(tmp_path):
     order, title, func = DEMO_STAGE
     ctx = DemoContext(out_dir=tmp_path, report=Report("t"), quick=True, seed=0)
     ctx.run_stage(title, func)
-    assert order == 10 and ctx.artefacts["movie"].shape == (50, 256, 256)
+    assert order == 10 and ctx.artefacts["movie"].shape == (50, 192, 192)  # samples.DEMO_PIECE
     tr = ctx.artefacts["trajectories"]
     assert tr.n_particles >= 1000 and len(tr.times) >= 20
     # the stripe initial condition: density modulated along x
