@@ -3,6 +3,7 @@
 Usage::
 
     xvfb-run -a python scripts/screenshot.py            # writes docs/images/*.png
+    xvfb-run -a python scripts/screenshot.py docs/images pde   # only step_pde.png (detect on the movie)
 
 It opens the "Active particles (2D+t)" sample, docks the DynFit panel and runs the workflow through
 the panel's step widgets (the same calls their buttons make, in the calling thread), saving a
@@ -13,7 +14,8 @@ screenshot of the whole window after the main steps:
 * ``step_pde.png``: coarse-grained density, the learned PDE with its stability paths;
 * ``step_balance.png``: the dominant-balance regions over the fields.
 
-Run it after changing the widgets so the README shows what the code does now (about a minute).
+Run it after changing the widgets so the README shows what the code does now (a few minutes: the
+sample has 750 particles x 400 frames). It prints the learned equations.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pathlib import Path
 os.environ.setdefault("QT_API", "pyqt6")
 
 
-def _shot(viewer, path: Path, panel=None) -> None:
-    """Screenshot of the window; with ``panel``, its open page is scrolled to the bottom (the plots)."""
+def _shot(viewer, path: Path, panel=None, top=None) -> None:
+    """Screenshot of the window; with ``panel``, its open page is scrolled to the bottom (the plots),
+    or so that the top of the widget ``top`` shows."""
     import napari
 
     if panel is not None:
@@ -35,13 +38,32 @@ def _shot(viewer, path: Path, panel=None) -> None:
         bar = area.verticalScrollBar() if hasattr(area, "verticalScrollBar") else None
         if bar is not None:
             bar.setValue(bar.maximum())
+            if top is not None:
+                page = panel.toolbox.currentWidget()
+                bar.setValue(min(bar.maximum(), top.mapTo(page, top.rect().topLeft()).y() - 10))
     for _ in range(3):
         napari.qt.get_qapp().processEvents()
     viewer.screenshot(str(path), canvas_only=False)
     print(path)
 
 
-def main(out_dir: str = "docs/images") -> int:
+def _pde_shot(viewer, panel, index, out: Path) -> int:
+    """Page 4 with the panel's own choices and defaults: fields from the tracks, Discover; step_pde.png."""
+    pde = panel.step(index["PDEWidget"])
+    glue = panel.extra("FieldsFromTracks")
+    glue.run()
+    pde.run(block=True)
+    print(pde.verdict() or pde.model["equations"])
+    for lay in viewer.layers:  # observed density (gray) and the model's forecast (magenta) from frame 0
+        lay.visible = lay.name in ("observed: rho", "model: rho")
+    viewer.layers.selection.active = viewer.layers["observed: rho"]
+    viewer.reset_view()
+    viewer.dims.set_current_step(0, 100)
+    _shot(viewer, out / "step_pde.png", panel, top=pde._canvas)
+    return 0
+
+
+def main(out_dir: str = "docs/images", only: str = "") -> int:
     import napari
 
     from napari_dynfit._napari._panel import STEPS
@@ -49,16 +71,30 @@ def main(out_dir: str = "docs/images") -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    viewer.open_sample("napari-dynfit", "active_particles_2d")
+    viewer.window._qt_window.resize(1600, 1250)
+    try:
+        viewer.open_sample("napari-dynfit", "active_particles_2d")
+        dock, panel = viewer.window.add_plugin_dock_widget("napari-dynfit", "DynFit panel")
+    except KeyError:  # the plugin is not registered (a source tree on PYTHONPATH): what the menu does
+        from napari_dynfit._napari._panel import DynFitPanel
+        from napari_dynfit._napari._sample_data import active_particles_2d
+
+        for data, meta, kind in active_particles_2d():
+            getattr(viewer, f"add_{kind}")(data, **meta)
+        panel = DynFitPanel(viewer)
+        dock = viewer.window.add_dock_widget(panel, name="DynFit panel", area="right")
     movie = viewer.layers["active_particles_2d"]
     viewer.layers["active_particles_2d truth"].visible = False
-    dock, panel = viewer.window.add_plugin_dock_widget("napari-dynfit", "DynFit panel")
     from qtpy.QtCore import Qt
 
     viewer.window._qt_window.resizeDocks([dock], [620], Qt.Orientation.Horizontal)
     index = {s[2]: i for i, s in enumerate(STEPS)}
     viewer.layers.selection.active = movie  # defaults from the data: spacing, dt, spot size
+    if only == "pde":  # page 3 on the raw movie, then page 4
+        trk = panel.step(index["TrackWidget"])
+        trk.detect(sync=True)
+        trk.track(sync=True)
+        return _pde_shot(viewer, panel, index, out)
 
     conv = panel.step(index["AprConvertWidget"])
     conv.convert(sync=True)
@@ -81,17 +117,7 @@ def main(out_dir: str = "docs/images") -> int:
     panel.update_msd(viewer.layers["tracks"])
     viewer.dims.set_current_step(0, 30)
     _shot(viewer, out / "screenshot.png", panel)
-
-    pde = panel.step(index["PDEWidget"])
-    glue = panel.extra("FieldsFromTracks")
-    viewer.layers.selection.active = viewer.layers["tracks"]
-    glue._periodic.value = True
-    glue.run()
-    pde.run(block=True)
-    for lay in viewer.layers:  # observed density (gray) and the model's forecast (magenta) from frame 0
-        lay.visible = lay.name in ("observed: rho", "model: rho")
-    viewer.dims.set_current_step(0, 4)
-    _shot(viewer, out / "step_pde.png", panel)
+    _pde_shot(viewer, panel, index, out)
 
     bal = panel.step(index["BalanceWidget"])
     bal._equation.value = "p_t" if "p_t" in list(bal._equation.choices) else bal._equation.value

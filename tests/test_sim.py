@@ -249,9 +249,10 @@ def test_render_rejects_bad_input():
 def test_samples_sizes_and_truth():
     from napari_dynfit.sim.samples import active_particles_2d, dividing_cells_3d
 
-    s = active_particles_2d(seed=0)
-    assert s.movie.shape == (50, 256, 256) and s.movie.dtype == np.uint16 and s.labels is None
-    assert s.truth.track_id.nunique() == 150 and s.spacing == (0.5, 0.5) and s.dt == pytest.approx(0.1)
+    s = active_particles_2d(seed=0, fov=96.0, frames=5)  # a piece: same density and rendering
+    assert s.movie.shape == (5, 96, 96) and s.movie.dtype == np.uint16 and s.labels is None
+    assert s.truth.track_id.nunique() == pytest.approx(750 * (96 / 384) ** 2, abs=3)
+    assert s.spacing == (1.0, 1.0) and s.dt == pytest.approx(0.1) and s.params["periodic"]
     c = dividing_cells_3d(seed=0)
     assert c.movie.shape == c.labels.shape == (25, 32, 96, 96)
     assert (c.truth.parent_id > 0).any()
@@ -297,7 +298,7 @@ def test_demo_stage_quick(tmp_path):
     order, title, func = DEMO_STAGE
     ctx = DemoContext(out_dir=tmp_path, report=Report("t"), quick=True, seed=0)
     ctx.run_stage(title, func)
-    assert order == 10 and ctx.artefacts["movie"].shape == (50, 256, 256)
+    assert order == 10 and ctx.artefacts["movie"].shape == (50, 192, 192)  # samples.DEMO_PIECE
     tr = ctx.artefacts["trajectories"]
     assert tr.n_particles >= 1000 and len(tr.times) >= 20
     # the stripe initial condition: density modulated along x

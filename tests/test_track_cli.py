@@ -90,7 +90,9 @@ def test_demo_stage(tmp_path):
     assert order == 40
     func(ctx)  # nothing from the simulation stage: skipped cleanly
     assert "tracks" not in ctx.artefacts
-    s = active_particles_2d(seed=0)
+    from napari_dynfit.sim.samples import DEMO_PIECE
+
+    s = active_particles_2d(seed=0, **DEMO_PIECE)  # what the demo's simulation stage makes
     ctx.artefacts.update(sample=s, movie=s.movie, truth=s.truth)
     func(ctx)
     table = ctx.artefacts["tracking_metrics"]

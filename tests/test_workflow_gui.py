@@ -1,8 +1,10 @@
 """The whole workflow in napari, driven through the DynFit panel's step widgets and their buttons.
 
-2D sample (150 active Brownian particles, 50 frames) -> APR -> filter & segment -> detect -> track
-(with a hand edit of the detections and re-tracking) -> fields -> PDE model -> dominant balance ->
-latent field; project save/re-open of the edits; plot export; cancelling a running step.
+A 128 x 128 um piece of the 2D sample (about 170 active Brownian particles, 50 frames; the sample's
+density and rendering) -> APR -> filter & segment -> detect -> track (with a hand edit of the
+detections and re-tracking) -> fields -> PDE model -> dominant balance -> latent field; project
+save/re-open of the edits; plot export; cancelling a running step. The full sample's physics:
+``tests/test_sample_physics_gui.py``.
 """
 
 import numpy as np
@@ -26,8 +28,14 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     from napari_dynfit._napari._panel import STEPS, DynFitPanel
     from napari_dynfit.sim.samples import ABP_2D, ABP_2D_RENDER
 
+    from napari_dynfit._napari._sample_data import _layers
+    from napari_dynfit.sim.samples import active_particles_2d
+
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-dynfit", "active_particles_2d")
+    piece = active_particles_2d(seed=0, fov=128.0, frames=50)  # a piece of the sample, as the menu adds it
+    for data, meta, kind in _layers(piece):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    n_particles = piece.params["simulation"]["n_particles"]
     movie = viewer.layers["active_particles_2d"]
     truth = np.asarray(viewer.layers["active_particles_2d truth"].data)  # track_id, t, y, x (pixels)
     _, panel = viewer.window.add_plugin_dock_widget("napari-dynfit", "DynFit panel")  # as from the menu
@@ -38,7 +46,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     viewer.layers.selection.active = movie
     d = panel.defaults
     assert d.dt == pytest.approx(ABP_2D["dt"] * ABP_2D["save_every"])
-    assert d.spacing == (0.5, 0.5)
+    assert d.spacing == (ABP_2D_RENDER["scale"],) * 2 and d.periodic
     assert d.spot_sigma == pytest.approx(ABP_2D_RENDER["psf_sigma"], rel=0.15)
     assert d.extent == (128.0, 128.0)
 
@@ -85,7 +93,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     viewer.layers.selection.active = apr  # the user picks the layer to detect in
     # the spot size estimated on the APR layer (piecewise constant: smaller than on the noisy pixels)
     assert trk._image.value is apr and trk._sigma.value == pytest.approx(panel.defaults.spot_sigma, abs=0.01)
-    assert 1.0 < trk._sigma.value < 2.0
+    assert 0.9 < trk._sigma.value < 2.0
     _click(trk._detect)  # cancel a detection: no error reaches the Qt loop, the step runs again
     _click(trk._cancel)
     qtbot.waitUntil(lambda: trk._detect.enabled, timeout=120_000)
@@ -97,14 +105,14 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     for t in (0, 25, 49):
         assert _recall(det.data[det.data[:, 0] == t][:, 1:], truth[truth[:, 1] == t][:, 2:], 1.0) > 0.9
 
-    trk._source.value = det  # the user picks the layer to track in the step
+    assert trk._source.value is det  # the only time-resolved Points layer (not the centroids of one frame)
     _click(trk._track)
     qtbot.waitUntil(lambda: "tracks" in viewer.layers and trk._track.enabled, timeout=120_000)
     tracks = viewer.layers["tracks"]
     lengths = np.unique(tracks.data[:, 0], return_counts=True)[1]
-    # 150 particles; the periodic box cuts tracks at its edges; spurious spots make 1-2 frame tracks
-    assert 150 <= (lengths >= 5).sum() < 350, (lengths >= 5).sum()
-    assert lengths[lengths >= 5].sum() / 50 == pytest.approx(150, rel=0.05)
+    # the periodic box cuts tracks at its edges; spurious spots make 1-2 frame tracks
+    assert n_particles <= (lengths >= 5).sum() < 2.5 * n_particles, (lengths >= 5).sum()
+    assert lengths[lengths >= 5].sum() / 50 == pytest.approx(n_particles, rel=0.08)
     msd = panel.extra("MsdPlot").msd
     assert msd is not None and len(msd) >= 5
     # MSD of the tracks (physical units) against the active Brownian particle theory at 0.5 s
@@ -132,27 +140,37 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     pde = panel.step(index["PDEWidget"])
     glue = panel.extra("FieldsFromTracks")
     viewer.layers.selection.active = viewer.layers["tracks"]
-    assert glue._layer.value is viewer.layers["tracks"]
+    assert glue.tracks_layer is viewer.layers["tracks"]
     assert glue._grid.value == pytest.approx(4.0) and glue._dt.value == pytest.approx(d.dt)
-    glue._periodic.value = True  # the sample is a periodic box
+    assert glue._periodic.value  # the sample is a periodic box (its metadata)
     _click(glue._run)
     fb = glue.bundle
     assert fb is not None and fb.shape == (50, 32, 32)
     n_per_frame = fb["rho"].sum(axis=(1, 2)) * np.prod(fb.spacing)  # the density integrates to the points
     np.testing.assert_allclose(n_per_frame, np.bincount(tr[:, 1].astype(int), minlength=50), rtol=0.01)
-    assert str(pde._fields.value) == str(glue.path)
+    assert pde.fields_path == glue.path and pde._stochastic.value  # particle fields: Ito form
     _click(pde._run)
     qtbot.waitUntil(lambda: not pde._job.running and pde.model is not None, timeout=120_000)
     rho_t = pde.model["equations"]["rho_t"]
-    assert rho_t.get("div(p)") == pytest.approx(-ABP_2D["v0"], rel=0.2)  # truth: rho_t = -v0 div(p) + ...
-    assert "observed: rho" in viewer.layers and "model: rho" in viewer.layers
-    assert viewer.layers["model: rho"].data.shape == fb["rho"].shape
-    # on the movie's time axis (frames), not in seconds: the time slider keeps the movie's 50 steps
-    assert viewer.layers["observed: rho"].scale[0] == 1.0 and viewer.layers["model: rho"].scale[0] == 1.0
+    assert "observed: rho" in viewer.layers and viewer.layers["observed: rho"].scale[0] == 1.0
+    if pde.identifiable is False:  # with the identifiability check of discover_pde: this piece is too small
+        assert pde._status.value.startswith("not identifiable from these data")
+        assert "model: rho" not in viewer.layers
+    else:
+        assert rho_t.get("div(p)") == pytest.approx(-ABP_2D["v0"], rel=0.2)  # truth: rho_t = -v0 div(p) + ...
+        assert viewer.layers["model: rho"].data.shape == fb["rho"].shape
+        # on the movie's time axis (frames), not in seconds: the time slider keeps the movie's 50 steps
+        assert viewer.layers["model: rho"].scale[0] == 1.0
     assert viewer.dims.nsteps[0] == 50
 
     # --- 5a. dominant balance of the learned model on the fields ------------------------------
     bal = panel.step(index["BalanceWidget"])
+    if pde.identifiable is False:  # no balances of a model the data do not pin down: none handed over
+        from napari_dynfit.models.model_json import write_model
+
+        bal._model.value = write_model(pde.model, tmp_path / "model.json")  # the user's own choice
+        bal._fields.value = glue.path
+        bal._equation.reset_choices()
     assert str(bal._fields.value) == str(glue.path) and "rho_t" in list(bal._equation.choices)
     bal._clusters.value = 2
     _click(bal._run)

@@ -39,6 +39,9 @@ class DataDefaults:
         Object size as a Gaussian sigma in pixels of the ``y, x`` axes.
     extent : tuple of float or None
         Physical size of the field of view per spatial axis (``shape * spacing``).
+    periodic : bool or None
+        Whether the field of view is a periodic box (``layer.metadata["periodic"]``: the simulated
+        samples); ``None`` when the layer does not say.
     """
 
     spacing: tuple | None = None
@@ -46,6 +49,7 @@ class DataDefaults:
     is_movie: bool | None = None
     spot_sigma: float | None = None
     extent: tuple | None = None
+    periodic: bool | None = None
     source: str = ""
     kind: str = ""
     notes: list = field(default_factory=list)
@@ -55,8 +59,8 @@ class DataDefaults:
         if older is None:
             return self
         out = DataDefaults(**{k: getattr(self, k) for k in ("spacing", "dt", "is_movie", "spot_sigma", "extent",
-                                                            "source", "kind")})
-        for k in ("spacing", "dt", "spot_sigma", "extent"):
+                                                            "periodic", "source", "kind")})
+        for k in ("spacing", "dt", "spot_sigma", "extent", "periodic"):
             if getattr(out, k) is None:
                 setattr(out, k, getattr(older, k))
         if self.kind in ("Points", "Tracks") and older.extent is not None:
@@ -123,6 +127,8 @@ def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
     meta = getattr(layer, "metadata", None) or {}
     scale = [float(s) for s in layer.scale]
     d = DataDefaults(source=layer.name, kind=kind)
+    if meta.get("periodic") is not None:  # layers without the mark (results, APR copies) keep the movie's
+        d.periodic = bool(meta["periodic"])
     dt = meta.get("dt")
     if kind in ("Tracks",):
         n_space = layer.data.shape[1] - 2
@@ -178,6 +184,7 @@ def apply_defaults(widget, d: DataDefaults) -> list[str]:
     AprFilterWidget        sigma (px)            ``spot_sigma``
     TrackWidget            blob sigma (px)       ``spot_sigma``
     FieldsFromTracks       grid, kernel, box     ``extent`` / 32, 2 grid spacings, ``extent``
+    FieldsFromTracks       periodic box          ``periodic`` (``metadata["periodic"]``)
     LatentFieldWidget      frame interval        ``dt``
     FlowWidget             time per frame        ``dt``
     any                    ``_dt`` widget        ``dt``
@@ -195,6 +202,8 @@ def apply_defaults(widget, d: DataDefaults) -> list[str]:
         _set(widget, "_kernel", round(2 * grid, 4), done, "kernel")
         _set(widget, "_box_y", d.extent[-2], done, "box")
         _set(widget, "_box_x", d.extent[-1], done, "box")
+    if name == "FieldsFromTracks" and d.periodic is not None:
+        _set(widget, "_periodic", bool(d.periodic), done, "periodic box" if d.periodic else "open box")
     if d.dt is not None:
         _set(widget, "_dt", d.dt, done, f"dt {d.dt:g}")
         spin = getattr(widget, "dt", None)  # plain Qt widgets (FlowWidget: "time per frame")
@@ -202,3 +211,45 @@ def apply_defaults(widget, d: DataDefaults) -> list[str]:
             spin.setValue(d.dt)
             done.append(f"dt {d.dt:g}")
     return done
+
+
+# --- which layers a step may take as input ------------------------------------------------------
+def is_ground_truth(layer) -> bool:
+    """Whether ``layer`` holds ground truth (``metadata["ground_truth"]``, set by the samples).
+
+    Ground truth is for checking results; the panel never picks it as the input of a step.
+    """
+    layer = getattr(layer, "__wrapped__", layer)
+    return bool((getattr(layer, "metadata", None) or {}).get("ground_truth", False))
+
+
+def is_time_resolved(layer) -> bool:
+    """Whether ``layer`` is a movie of objects a tracker can link: Points ``(t, [z,] y, x)`` with more
+    than one frame, or Labels with a time axis (``t, [z,] y, x``, see :func:`data_defaults`).
+
+    The centroids of one segmented frame (Points ``(y, x)``) and a single label image are not.
+    """
+    layer = getattr(layer, "__wrapped__", layer)
+    kind = type(layer).__name__
+    if kind == "Points":
+        data = np.asarray(layer.data)
+        return data.ndim == 2 and data.shape[1] in (3, 4) and len(np.unique(np.round(data[:, 0]))) > 1
+    if kind == "Labels":
+        return bool(data_defaults(layer, estimate_size=False).is_movie) and layer.data.shape[0] > 1
+    return False
+
+
+def input_layers(viewer, kinds, *, time_resolved: bool = False, ground_truth: bool = False,
+                 exclude=()) -> list[tuple[str, object]]:
+    """``(name, layer)`` choices for a step's input: layers of the given kinds (class names), in the
+    layer list's order (newest last); only time-resolved ones with ``time_resolved``; ground truth only with ``ground_truth``;
+    never the names in ``exclude`` (a step's own previews)."""
+    out = []
+    for lay in viewer.layers:
+        inner = getattr(lay, "__wrapped__", lay)
+        if type(inner).__name__ not in kinds or lay.name in exclude:
+            continue
+        if (not ground_truth and is_ground_truth(inner)) or (time_resolved and not is_time_resolved(inner)):
+            continue
+        out.append((lay.name, lay))
+    return out

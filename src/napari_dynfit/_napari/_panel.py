@@ -84,6 +84,7 @@ class FieldsFromTracks(Container):
         self._viewer = napari_viewer
         self._workdir = workdir
         self._on_fields = on_fields
+        self._truth = CheckBox(value=False, text="offer ground-truth layers (to compare with the truth)")
         self._layer = ComboBox(label="tracks", choices=self._tracks_layers)
         self._grid = FloatSpinBox(value=4.0, min=1e-6, max=1e9, step=0.5, label="grid spacing")
         self._kernel = FloatSpinBox(value=8.0, min=1e-6, max=1e9, step=0.5, label="kernel sigma")
@@ -93,11 +94,12 @@ class FieldsFromTracks(Container):
         self._dt = FloatSpinBox(value=1.0, min=1e-9, max=1e9, step=0.1, label="frame interval")
         self._run = PushButton(text="Coarse-grain tracks -> fields")
         self._status = Label(value="")
-        self.extend([self._layer, self._grid, self._kernel, self._box_y, self._box_x, self._periodic, self._dt,
-                     self._run, self._status])
+        self.extend([self._layer, self._truth, self._grid, self._kernel, self._box_y, self._box_x, self._periodic,
+                     self._dt, self._run, self._status])
         self.bundle = None
         self.path = None
         self._run.changed.connect(self.run)
+        self._truth.changed.connect(self._layer.reset_choices)
         self._events = ((napari_viewer.layers.events.inserted, self._layer.reset_choices),
                         (napari_viewer.layers.events.removed, self._layer.reset_choices))
         for ev, cb in self._events:
@@ -109,7 +111,16 @@ class FieldsFromTracks(Container):
             ev.disconnect(cb)
 
     def _tracks_layers(self, _widget=None):
-        return [(lay.name, lay) for lay in self._viewer.layers if type(_unwrap(lay)).__name__ == "Tracks"]
+        """Tracks layers to coarse-grain: never ground truth unless asked for, never the links preview."""
+        from ._defaults import input_layers
+
+        return input_layers(self._viewer, ("Tracks",), ground_truth=bool(self._truth.value),
+                            exclude=("links preview",))
+
+    @property
+    def tracks_layer(self):
+        """The Tracks layer that :meth:`run` coarse-grains (``None``: nothing to coarse-grain)."""
+        return self._layer.value
 
     def run(self, *_):
         """Coarse-grain the selected tracks; returns the fields file path (``None`` on error)."""
@@ -119,7 +130,8 @@ class FieldsFromTracks(Container):
         layer = self._layer.value
         try:
             if layer is None:
-                raise DynfitError("track first: no Tracks layer to coarse-grain")
+                raise DynfitError("track first (page 3): no Tracks layer to coarse-grain (ground-truth layers "
+                                  "are offered only with the box ticked)")
             df = tracks_layer_table(layer)
             if "z" in df.columns:
                 raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
@@ -259,7 +271,7 @@ class DynFitPanel(QWidget):
     def _fields_made(self, path) -> None:
         pde = self._built("PDEWidget")
         if pde is not None:
-            pde._fields.value = path
+            pde.set_fields(path, particles=True)  # coarse-grained particles: Ito weak form
 
     def _built(self, cls_name: str):
         for widget in self.steps.values():
@@ -271,13 +283,14 @@ class DynFitPanel(QWidget):
         """Feed a step the products of the steps before it (model and fields files for the balance step)."""
         widget = self.steps.get(title)
         pde = self._built("PDEWidget")
-        if type(widget).__name__ == "BalanceWidget" and pde is not None and pde.model is not None:
+        if (type(widget).__name__ == "BalanceWidget" and pde is not None and pde.model is not None
+                and pde.identifiable is not False):  # no balances of a model the data do not pin down
             from ..models.model_json import write_model
 
             path = write_model(pde.model, self.workdir() / "model.json")
             widget._model.value = path
-            if pde._fields.value and str(pde._fields.value) not in ("", "."):
-                widget._fields.value = pde._fields.value
+            if pde.fields_path is not None:
+                widget._fields.value = pde.fields_path
             widget._equation.reset_choices()
 
     #: layers of the PDE and balance steps, drawn on the fields' grid with time in physical units
@@ -384,7 +397,9 @@ class DynFitPanel(QWidget):
     @staticmethod
     def _select(widgets, layer, newest: bool = False) -> None:
         """Choose ``layer`` as input in every widget that offers it (else, with ``newest``, the newest
-        layer offered: the product of the step before)."""
+        layer offered that is not ground truth: the product of the step before)."""
+        from ._defaults import is_ground_truth
+
         for w in widgets:
             names = getattr(w, "layer", None)  # plain Qt widgets list layer names (FlowWidget)
             if layer is not None and hasattr(names, "findText") and names.findText(layer.name) >= 0:
@@ -396,8 +411,10 @@ class DynFitPanel(QWidget):
                 choices = list(combo.choices)
                 if layer is not None and layer in choices:
                     combo.value = layer
-                elif newest and choices:
-                    combo.value = choices[-1]
+                elif newest:  # the product of the step before: never ground truth
+                    made = [c for c in choices if not is_ground_truth(c)]
+                    if made:
+                        combo.value = made[-1]
 
     def _apply_defaults(self, widgets) -> list[str]:
         from ._defaults import apply_defaults

@@ -10,6 +10,7 @@ The model JSON can be saved with "Save model".
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,17 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from ..errors import DynfitError
 from ._jobs import StepJob
 from ._plots import make_canvas
+
+#: what would help when a result does not say (fields from particles)
+HINTS = ("more particles (a larger or denser field of view)", "a longer movie",
+         "density gradients that relax during the movie")
+
+
+def identifiability(result) -> tuple[bool, list, list]:
+    """``(identifiable, reasons, hints)`` of a :class:`~napari_dynfit.models.pde.PDEDiscovery`
+    (results without these attributes count as identifiable)."""
+    return (bool(getattr(result, "identifiable", True)), list(getattr(result, "reasons", []) or []),
+            list(getattr(result, "hints", []) or []))
 
 
 class PDEWidget(Container):
@@ -47,6 +59,10 @@ class PDEWidget(Container):
         self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self.model = None
         self.bundle = None
+        #: whether the data pin the learned model down (``False``: ``reasons`` say why, ``hints`` what would help)
+        self.identifiable = None
+        self.reasons: list[str] = []
+        self.hints: list[str] = []
         self._run.changed.connect(self.run)
         self._stop.changed.connect(self._job.stop)
         self._save_button.changed.connect(self.save)
@@ -85,11 +101,24 @@ class PDEWidget(Container):
         res = discover_pde(bundle, self._equations(bundle), derivative=self._derivative.value,
                            solver=self._solver.value, pi_th=self._pi_th.value,
                            stochastic=bool(self._stochastic.value), seed=self._seed.value)
-        yield "model", bundle, res.model
-        if not all(res.model["equations"].values()):
-            return
+        yield "model", bundle, res.model, identifiability(res)
+        if not identifiability(res)[0] or not all(res.model["equations"].values()):
+            return  # no forecast of a model the data do not pin down
         for i, state in iter_integrate(res.model, bundle):
             yield "frame", i, state
+
+    def set_fields(self, path, *, particles: bool = False) -> None:
+        """Use the fields file ``path``; ``particles``: coarse-grained from particles (tracks), whose
+        intrinsic noise needs the Ito weak form (the "particle noise" box is ticked)."""
+        self._fields.value = path
+        if particles:
+            self._stochastic.value = True
+
+    @property
+    def fields_path(self):
+        """The chosen fields file (``None`` when none is chosen)."""
+        value = self._fields.value
+        return None if not value or str(value) in ("", ".") else Path(value)
 
     def run(self, *_, block: bool = False) -> None:
         """Discover and simulate; with ``block`` in the calling thread (tests, scripts)."""
@@ -123,8 +152,9 @@ class PDEWidget(Container):
     def _show(self, item) -> None:
         kind = item[0]
         if kind == "model":
-            _, bundle, model = item
+            _, bundle, model, (ok, reasons, hints) = item
             self.bundle, self.model = bundle, model
+            self.identifiable, self.reasons, self.hints = ok, list(reasons), list(hints)
             self._draw_model(model)
             scale, translate = self._geometry()
             for f in model["equations"]:
@@ -136,7 +166,7 @@ class PDEWidget(Container):
                 else:
                     self._viewer.add_image(data, name=name, scale=scale, translate=translate, colormap="gray")
             self._save_button.enabled = True
-            self._status.value = "integrating the model forward..."
+            self._status.value = "integrating the model forward..." if ok else self.verdict()
             return
         _, i, state = item
         scale, translate = self._geometry()
@@ -154,6 +184,15 @@ class PDEWidget(Container):
             layer.data = data
         self._status.value = f"simulated frame {i + 1} of {self.bundle.shape[0]}"
 
+    def verdict(self) -> str:
+        """One line for people: "not identifiable from these data: <reasons>; what would help: <hints>"
+        (empty while the model is identifiable or not yet learned)."""
+        if self.identifiable is not False:
+            return ""
+        hints = self.hints or list(HINTS)
+        return (f"not identifiable from these data: {'; '.join(self.reasons) or 'no reason given'}; "
+                f"what would help: {'; '.join(hints)}")
+
     def _draw_model(self, model) -> None:
         from ..models.model_json import equation_latex
         from ..models.pde_plots import plot_stability_paths
@@ -163,9 +202,12 @@ class PDEWidget(Container):
         eqs = list(model["equations"])
         top = fig.add_axes([0.02, 0.78, 0.96, 0.2])
         top.axis("off")
-        for k, lhs in enumerate(eqs):
-            top.text(0.0, 1.0 - (k + 0.5) / max(len(eqs), 1), equation_latex(lhs, model["equations"][lhs]),
-                     fontsize=10, va="center")
+        if self.identifiable is False:  # the verdict instead of an equation the data do not support
+            top.text(0.0, 1.0, textwrap.fill(self.verdict(), 90), fontsize=8, va="top", color="tab:red")
+        else:
+            for k, lhs in enumerate(eqs):
+                top.text(0.0, 1.0 - (k + 0.5) / max(len(eqs), 1), equation_latex(lhs, model["equations"][lhs]),
+                         fontsize=10, va="center")
         axes = [fig.add_axes([0.1 + k * 0.9 / len(eqs), 0.1, 0.9 / len(eqs) - 0.08, 0.6]) for k in range(len(eqs))]
         plot_stability_paths(model, axes=axes)
         self._canvas.draw_idle()

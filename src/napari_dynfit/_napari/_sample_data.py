@@ -1,4 +1,9 @@
-"""npe2 sample data: the embedded simulated samples as napari layers (movie, ground-truth tracks, masks)."""
+"""npe2 sample data: the embedded simulated samples as napari layers (movie, ground-truth tracks, masks).
+
+The ground-truth layers carry ``metadata["ground_truth"] = True``: they are there to check results
+against, and the panel's steps never take them as input. A simulated periodic box is marked
+``metadata["periodic"] = True`` (the fields step's default).
+"""
 
 from __future__ import annotations
 
@@ -18,16 +23,24 @@ def _tracks_layer(sample):
         graph = {int(t): [int(p)] for t, p in zip(firsts["track_id"], firsts["parent_id"]) if p >= 0}
     scale = (1.0, *sample.spacing)
     return (data, {"name": f"{sample.name} truth", "graph": graph, "scale": scale, "tail_length": 10,
-                   "metadata": {"dt": sample.dt}}, "tracks")
+                   "visible": False, "metadata": {**_meta(sample), "ground_truth": True}}, "tracks")
+
+
+def _meta(sample) -> dict:
+    meta = {"dt": sample.dt}
+    if sample.params.get("periodic"):
+        meta["periodic"] = True
+    return meta
 
 
 def _layers(sample):
     scale = (1.0, *sample.spacing)
     lo, hi = np.percentile(sample.movie[0], (0.5, 99.9))
     layers = [(sample.movie, {"name": sample.name, "scale": scale, "contrast_limits": (float(lo), float(hi)),
-                              "metadata": {"dt": sample.dt, "params": sample.params}}, "image")]
+                              "metadata": {**_meta(sample), "params": sample.params}}, "image")]
     if sample.labels is not None:
-        layers.append((sample.labels, {"name": f"{sample.name} masks", "scale": scale, "opacity": 0.4}, "labels"))
+        layers.append((sample.labels, {"name": f"{sample.name} masks", "scale": scale, "opacity": 0.4,
+                                       "metadata": {**_meta(sample), "ground_truth": True}}, "labels"))
     layers.append(_tracks_layer(sample))
     return layers
 

@@ -86,7 +86,7 @@ class TrackWidget(Container):
         self._split = CheckBox(value=True, text="split unresolved pairs")
         self._polarity = ComboBox(choices=["auto", "bright", "dark"], value="auto", label="objects (polarity)")
         self._detect = PushButton(text="Detect")
-        self._source = ComboBox(label="points / labels (track)", choices=self._layers_of("Points", "Labels"))
+        self._source = ComboBox(label="points / labels (track)", choices=self._trackable)
         self._max_distance = FloatSpinBox(value=0.0, min=0.0, max=1e4, step=0.5, label="max distance (0: estimate)")
         self._gaps = SpinBox(value=-1, min=-1, max=50, label="gap frames (-1: estimate)")
         self._divisions = ComboBox(choices=["auto", "on", "off"], value="auto", label="divisions")
@@ -128,6 +128,7 @@ class TrackWidget(Container):
             ev.connect(cb)
         self.native.destroyed.connect(self._disconnect)
         self._watch_source()
+        self._reset()
 
     # ------------------------------------------------------------------------------------------
     def _layers_of(self, *kinds):
@@ -136,9 +137,23 @@ class TrackWidget(Container):
                     if type(lay).__name__ in kinds and lay.name != PREVIEW]
         return choices
 
+    def _trackable(self, _widget=None):
+        """Time-resolved Points/Labels that are not ground truth (not one frame's centroids)."""
+        from ._defaults import input_layers
+
+        return input_layers(self._viewer, ("Points", "Labels"), time_resolved=True, exclude=(PREVIEW,))
+
+    #: shown while no layer can be tracked
+    NOTHING_TO_TRACK = ("nothing to track yet: press Detect (detections of every frame) or open a segmentation "
+                        "movie (Labels t, [z,] y, x)")
+
     def _reset(self, *_):
         self._image.reset_choices()
         self._source.reset_choices()
+        if not self._source.choices:
+            self._status.value = self.NOTHING_TO_TRACK
+        elif self._status.value == self.NOTHING_TO_TRACK:
+            self._status.value = ""
 
     def _disconnect(self, *_):
         self._timer.stop()
@@ -185,7 +200,8 @@ class TrackWidget(Container):
     def _source_args(self):
         layer = self._source.value
         if layer is None:
-            raise InputError("choose a Points or Labels layer to track")
+            raise InputError("no time-resolved Points or Labels layer to track: press Detect first (or open a "
+                             "segmentation movie t, [z,] y, x); one frame's centroids and ground truth are not offered")
         kind = "labels" if type(layer).__name__ == "Labels" else "points"
         return layer, kind, layer.data
 

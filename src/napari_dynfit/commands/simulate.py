@@ -234,8 +234,9 @@ def _demo(ctx) -> None:
     import matplotlib.pyplot as plt
 
     from ..sim import abp_msd, active_particles_2d
+    from ..sim.samples import DEMO_PIECE
 
-    sample = active_particles_2d(seed=ctx.seed)
+    sample = active_particles_2d(seed=ctx.seed, **DEMO_PIECE)
     ctx.artefacts["sample"] = sample
     ctx.artefacts["movie"] = sample.movie
     ctx.artefacts["truth"] = sample.truth
@@ -252,7 +253,8 @@ def _demo(ctx) -> None:
         f"Embedded sample: {sim['n_particles']} active Brownian particles (v0 = {sim['v0']} um/s, "
         f"Dr = {sim['Dr']} 1/s, Dt = {sim['Dt']} um^2/s), {sample.movie.shape[0]} frames of "
         f"{sample.movie.shape[1]} x {sample.movie.shape[2]} "
-        f"pixels ({sample.spacing[0]} um, {sample.dt:g} s), Gaussian PSF 1.5 px, peak SNR 10. "
+        f"pixels ({sample.spacing[0]} um, {sample.dt:g} s), Gaussian PSF "
+        f"{sample.params['render']['psf_sigma']} px, peak SNR 10 (a piece of the GUI's sample). "
         f"Field-learning trajectories: {traj.n_particles} free ABPs from a density stripe, "
         f"{len(traj.times)} frames, box {traj.box[0]:g} x {traj.box[1]:g}.")
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))

@@ -316,6 +316,10 @@ def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, d
     Returns
     -------
     FieldBundle
+        With ``attrs["time_window"] = 2`` and ``attrs["windowed_fields"]`` (``p``, ``Q``, ``v``) when
+        those come from displacements: at frame ``t`` they average the motion between frames
+        ``t - 1`` and ``t + 1``, which the Ito regression of
+        :func:`~napari_dynfit.fields.weak.weak_features` takes into account.
     """
     from ..tables import coord_columns, validate_table
 
@@ -330,6 +334,7 @@ def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, d
     ori_cols = [f"p_{a}" for a in axes]
     need_dir = "p" in fields or "Q" in fields or "v" in fields
     ori = vel = None
+    windowed = False  # a field from displacements between frames
     has_ori = all(c in df.columns for c in ori_cols)
     if need_dir:
         if polarisation in ("auto", "orientation") and has_ori:
@@ -342,13 +347,19 @@ def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, d
             vel = df[vcols].to_numpy(dtype=float)
         elif "track_id" in df.columns:
             vel = _track_velocities(df, axes, dt, box, periodic)
+            windowed = "v" in fields or ori is None
         elif "v" in fields or ori is None:
             raise InputError("velocities need a 'track_id' column (link the detections first) or v_* columns")
         if ori is None:
             ori = vel / np.maximum(np.linalg.norm(vel, axis=1, keepdims=True), 1e-12)
     times = (np.arange(frame.max() - f0 + 1) + f0) * dt
-    return coarse_grain_particles(frame - f0, pos, spacing=spacing, sigma=sigma, box=box, periodic=periodic,
-                                  orientations=ori, velocities=vel, times=times, fields=fields)
+    bundle = coarse_grain_particles(frame - f0, pos, spacing=spacing, sigma=sigma, box=box, periodic=periodic,
+                                    orientations=ori, velocities=vel, times=times, fields=fields)
+    if windowed:
+        # p (and v) at frame t come from the positions at t - 1 and t + 1 (see fields.weak, Ito form)
+        bundle.attrs["time_window"] = 2
+        bundle.attrs["windowed_fields"] = [f for f in ("p", "Q", "v") if f in fields and (f == "v" or not has_ori)]
+    return bundle
 
 
 def _track_velocities(df, axes, dt, box, periodic):

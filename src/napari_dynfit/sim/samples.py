@@ -45,11 +45,18 @@ class Sample:
     params: dict
 
 
-#: Simulation parameters of :func:`active_particles_2d` (physical units: um, s).
-ABP_2D = dict(n_particles=150, n_steps=490, dim=2, box=(128.0, 128.0), dt=0.01, v0=8.0, Dr=0.5, Dt=0.05,
+#: Simulation parameters of :func:`active_particles_2d` (physical units: um, s): free active Brownian
+#: particles in a periodic box, released from a density pattern (:func:`patterned_positions`).
+ABP_2D = dict(n_particles=750, n_steps=3990, dim=2, box=(384.0, 384.0), dt=0.01, v0=8.0, Dr=0.5, Dt=0.05,
               save_every=10)
-#: Rendering of :func:`active_particles_2d`: 0.5 um pixels, 256 x 256.
-ABP_2D_RENDER = dict(shape=(256, 256), scale=0.5, psf_sigma=1.5, snr=10.0, background=100.0, read_noise=2.0)
+#: Initial density of :func:`active_particles_2d`: ``1 + amplitude cos(2 pi y / L) cos(2 pi x / L)``.
+ABP_2D_PATTERN = dict(amplitude=0.9)
+#: Rendering of :func:`active_particles_2d`: 1 um pixels, 384 x 384.
+ABP_2D_RENDER = dict(shape=(384, 384), scale=1.0, psf_sigma=1.0, snr=10.0, background=100.0, read_noise=2.0)
+#: The piece of the 2D sample that ``dynfit demo`` images, detects and tracks (same density and
+#: rendering; about 190 particles, 50 frames of 192 x 192 pixels): the demo's field learning uses
+#: its own particles (``commands.simulate.demo_trajectories``), so its tracking stage stays short.
+DEMO_PIECE = dict(fov=192.0, frames=50)
 #: Simulation parameters of :func:`dividing_cells_3d` (um, rates per frame).
 CELLS_3D = dict(n_initial=10, n_frames=25, dim=3, box=(32.0, 48.0, 48.0), division_rate=0.06, death_rate=0.0,
                 diffusion=0.1, radius=2.5)
@@ -58,18 +65,64 @@ CELLS_3D_RENDER = dict(shape=(32, 96, 96), scale=(1.0, 0.5, 0.5), psf_sigma=(1.0
                        background=100.0, read_noise=2.0)
 
 
-def active_particles_2d(seed: int = 0) -> Sample:
-    """150 active Brownian particles, 50 frames of 256 x 256 pixels (0.5 um, 0.1 s), peak SNR 10.
+def patterned_positions(n: int, box, amplitude: float, rng) -> np.ndarray:
+    """``n`` positions ``(y, x)`` in ``[0, Ly) x [0, Lx)`` with density ``~ 1 + amplitude cos(2 pi y / Ly)
+    cos(2 pi x / Lx)`` (rejection sampling; ``amplitude`` in ``[0, 1]``)."""
+    L = np.broadcast_to(np.asarray(box, float), (2,))
+    out, have = [], 0
+    while have < n:
+        c = rng.uniform(0, 1, (n, 2)) * L
+        pattern = np.cos(2 * np.pi * c[:, 0] / L[0]) * np.cos(2 * np.pi * c[:, 1] / L[1])
+        keep = rng.uniform(0, 1 + amplitude, n) < 1 + amplitude * pattern
+        out.append(c[keep])
+        have += int(keep.sum())
+    return np.concatenate(out)[:n]
 
-    Speed 8 um/s (1.6 px per frame), persistence time ``1/Dr`` = 2 s (20 frames).
+
+def active_particles_2d(seed: int = 0, *, fov: float | None = None, frames: int | None = None) -> Sample:
+    """Free active Brownian particles released from a density pattern, imaged at peak SNR 10.
+
+    Default: 750 particles in a periodic 384 x 384 um box, 400 frames of 384 x 384 pixels (1 um,
+    0.1 s, 118 MB), speed 8 um/s, persistence time ``1/Dr`` = 2 s (20 frames), persistence length 16 um.
+    The particles start with random orientations from the density ``1 + 0.9 cos(2 pi y / L)
+    cos(2 pi x / L)``, which relaxes during the movie; so the coarse-grained density ``rho`` and
+    polarisation ``p`` follow, and identify, the free-ABP hydrodynamics
+
+        rho_t = -v0 div(p)              (-8 um/s)
+        p_t   = -Dr p - (v0/2) grad(rho)  (-0.5 /s, -4 um/s)
+
+    (plus ``Dt lap`` terms too small to detect and ``v0 div(Q)``, about 2 % at this pattern's
+    wavelength). The size is what the panel's walk-through needs to recover these terms from the
+    tracks (``docs/gui.md``); the 150 particles of earlier versions could not.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed (simulation and noise).
+    fov : float, optional
+        Side of the field of view and periodic box in um (default 384); the particle number scales
+        with its area (same density), the pattern's wavelength is the box.
+    frames : int, optional
+        Number of frames (default 400).
     """
+    sim = dict(ABP_2D)
+    render = dict(ABP_2D_RENDER)
+    if fov is not None:
+        side = ABP_2D["box"][0]
+        sim["n_particles"] = int(round(ABP_2D["n_particles"] * (fov / side) ** 2))
+        sim["box"] = (float(fov), float(fov))
+        render["shape"] = (int(round(fov / render["scale"])),) * 2
+    if frames is not None:
+        sim["n_steps"] = (int(frames) - 1) * sim["save_every"]
     rng = np.random.default_rng(seed)
-    traj = simulate_abp(**ABP_2D, seed=rng)
+    pos0 = patterned_positions(sim["n_particles"], sim["box"], ABP_2D_PATTERN["amplitude"], rng)
+    traj = simulate_abp(**sim, positions0=pos0, seed=rng)
     table = traj.to_table()
     table["parent_id"] = -1
-    movie, truth = render_movie(table, **ABP_2D_RENDER, seed=rng)
-    return Sample(movie, truth, None, (0.5, 0.5), traj.frame_interval, "active_particles_2d",
-                  dict(simulation=ABP_2D, render=ABP_2D_RENDER, seed=seed))
+    movie, truth = render_movie(table, **render, seed=rng)
+    spacing = (render["scale"],) * 2
+    return Sample(movie, truth, None, spacing, traj.frame_interval, "active_particles_2d",
+                  dict(simulation=sim, pattern=ABP_2D_PATTERN, render=render, seed=seed, periodic=True))
 
 
 def dividing_cells_3d(seed: int = 0) -> Sample:
