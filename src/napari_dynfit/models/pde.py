@@ -6,8 +6,11 @@
 
 Features come from the weak form (:mod:`napari_dynfit.fields.weak`, the default and the
 noise-robust choice) or from pointwise derivatives (``"finite"``/``"spectral"``, PDE-FIND style,
-at a random subset of interior grid points). Each equation is selected independently with
-:func:`napari_dynfit.models.stability.stability_selection`.
+at a random subset of interior grid points). Each equation is selected with
+:func:`napari_dynfit.models.selection.select_on_path` (stability paths down to the noise floor,
+held-out space-time blocks), then the model is checked by a forecast of the held-out last frames
+and judged identifiable or not (:class:`PDEDiscovery`). ``decades=1.0`` gives the previous
+selection (:func:`napari_dynfit.models.stability.stability_selection` on a fixed grid).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from .library import polynomial_library, vector_library
 from .model_json import FORMAT, format_model
-from .stability import StabilityResult, stability_selection
+from .stability import stability_selection
 from .terms import canonical, evaluate_terms, max_derivative_order, parse_term, term_kind
 
 DERIVATIVES = ("weak", "finite", "spectral")

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from .stability import _solve, normalise, stability_paths
+from .stability import check_regression, normalise, stability_paths
 
 
 def block_labels(shape, blocks) -> np.ndarray:
@@ -112,14 +112,12 @@ class Candidate:
 class PathSelection:
     """Outcome of :func:`select_on_path` for one equation.
 
+    ``names`` (the columns), ``penalties`` (from ``tau_max`` down to the noise floor) and
+    ``probabilities`` (shape ``(M, m)``) are the stability paths, as in
+    :class:`~napari_dynfit.models.stability.StabilityResult`.
+
     Attributes
     ----------
-    names : list of str
-        Candidate terms (columns).
-    penalties : ndarray, shape (M,)
-        Thresholds on normalised coefficients, from ``tau_max`` down to the noise floor.
-    probabilities : ndarray, shape (M, m)
-        Stability paths.
     noise_floor : float
         Relative residual of the full-library fit (the smallest penalty).
     candidates : list of Candidate
@@ -336,13 +334,9 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     -------
     PathSelection
     """
-    G = np.asarray(G, dtype=float)
-    y = np.asarray(y, dtype=float).ravel()
-    names = list(names)
+    G, y, names = check_regression(G, y, names, solver)
     labels = np.asarray(labels).ravel()
     n, m = G.shape
-    if not (np.isfinite(G).all() and np.isfinite(y).all()):
-        raise InputError("the library or the left-hand side contains NaN/inf: check the fields")
     if len(np.unique(labels)) < 2:
         raise InputError("held-out selection needs at least two space-time blocks")
     rng = np.random.default_rng(seed)
