@@ -81,11 +81,19 @@ class PDEDiscovery:
             lines += [f"  - {r}" for r in self.reasons]
             if self.hints:
                 lines.append("what would help: " + "; ".join(self.hints))
+        ident = self.model.get("identifiability", {}).get("equations", {})
         for lhs, terms in self.where.items():
-            for t, w in terms.items():
-                lines.append(f"  {lhs} <- {t}: share of |{lhs}| >= 10 % in {w['active_fraction']:.0%} of the "
-                             f"active space-time (active: {w['busy_fraction']:.0%} of the data), mean "
-                             f"{w['overall']:.0%}, up to {w['peak']:.0%}")
+            info = ident.get(lhs, {})
+            if "condition_number" in info:
+                lines.append(f"{lhs}: held-out relative residual {info['held_out_relative_residual']:.3g}, condition "
+                             f"number {info['condition_number']:.3g}")
+            ci = self.model.get("confidence_intervals", {}).get(lhs, {})
+            for t, w in (terms if self.identifiable else {}).items():      # no equation when not identifiable
+                c = self.model["equations"][lhs][t]
+                lo, hi = ci.get(t, (float("nan"), float("nan")))
+                lines.append(f"  {t}: {c:.4g} [{lo:.4g}, {hi:.4g}]; share of |{lhs}| >= 10 % in "
+                             f"{w['active_fraction']:.0%} of the active space-time (active: {w['busy_fraction']:.0%} "
+                             f"of the data), mean {w['overall']:.0%}, up to {w['peak']:.0%}")
         fc = self.forecast
         if fc.get("error") is not None:
             lines.append(f"forecast of the held-out last {fc['frames']} frames: relative error {fc['error']:.3g}")
