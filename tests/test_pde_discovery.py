@@ -1,6 +1,8 @@
 """Sparse PDE discovery: stability selection, libraries, PDE-FIND data, forward integration, CLI, demo stage."""
 
+import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +16,28 @@ from napari_dynfit.models.integrate import forecast_error
 from napari_dynfit.models.library import polynomial_library, vector_library
 from napari_dynfit.models.pde import discover_pde
 from napari_dynfit.models.stability import stability_selection
+from napari_dynfit.sim import pde_solutions
 
-DATA = Path("/work/shared/data/pdefind")
+#: PDE-FIND's .mat files: $DYNFIT_PDEFIND_DATA or ../shared/data/pdefind next to the checkout (optional)
+DATA = Path(os.environ.get("DYNFIT_PDEFIND_DATA", Path(__file__).resolve().parents[2] / "shared/data/pdefind"))
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 TRUTH = {"burgers": {"u*u_x": -1.0, "u_xx": 0.1}, "kdv": {"u*u_x": -6.0, "u_xxx": -1.0},
          "kuramoto_sivishinky": {"u*u_x": -1.0, "u_xx": -1.0, "u_xxxx": -1.0}}
 
 
+@lru_cache(maxsize=None)
+def _pdefind(name):
+    """PDE-FIND's data set: the .mat file where ../shared has it, else regenerated with its parameters."""
+    return read_pdefind_mat(DATA / f"{name}.mat") if DATA.exists() else pde_solutions.PDEFIND[name]()
+
+
+def _clean(name):
+    b = _pdefind(name)
+    return FieldBundle(dict(b.fields), dict(b.coords), periodic=b.periodic)
+
+
 def _noisy(name, noise, seed):
-    b = read_pdefind_mat(DATA / f"{name}.mat")
+    b = _pdefind(name)
     u = b["u"]
     un = u + noise * u.std() * np.random.default_rng(seed).standard_normal(u.shape)
     return FieldBundle({"u": un}, dict(b.coords), periodic=b.periodic)
@@ -67,7 +82,7 @@ def test_pdefind_data_10pct_noise_one_seed(name):
 
 @pytest.mark.parametrize("derivative,solver", [("finite", "stridge"), ("spectral", "iht")])
 def test_pointwise_pde_find_on_clean_burgers(derivative, solver):
-    b = read_pdefind_mat(DATA / "burgers.mat")
+    b = _clean("burgers")
     res = discover_pde(b, {"u_t": polynomial_library(["u"])}, derivative=derivative, solver=solver, seed=0)
     found = res.equations["u_t"]
     assert set(found) == {"u*u_x", "u_xx"}
@@ -88,13 +103,13 @@ def test_libraries():
 
 
 def test_library_kind_mismatch_is_an_input_error():
-    b = read_pdefind_mat(DATA / "burgers.mat")
+    b = _clean("burgers")
     with pytest.raises(InputError, match="not a scalar"):
         discover_pde(b, {"u_t": ["u", "grad(u)"]})
 
 
 def test_forward_integration_spectral_and_finite():
-    b = read_pdefind_mat(DATA / "burgers.mat")
+    b = _clean("burgers")
     true = {"equations": {"u_t": {"u*u_x": -1.0, "u_xx": 0.1}}}
     err = forecast_error(true, b, stop=60)["relative_l2"]["u"]
     assert len(err) == 60 and max(err) < 1e-2
@@ -108,7 +123,10 @@ def test_cli_discover_pde_on_mat_and_validate(tmp_path, capsys):
     from napari_dynfit.cli import main
 
     out = tmp_path / "model.json"
-    rc = main(["discover-pde", str(DATA / "kdv.mat"), "-o", str(out), "--validate", "--seed", "1"])
+    source = DATA / "kdv.mat"
+    if not source.exists():
+        source = _clean("kdv").save(tmp_path / "kdv.zarr")
+    rc = main(["discover-pde", str(source), "-o", str(out), "--validate", "--seed", "1"])
     assert rc == 0
     model = read_model(out)
     assert set(model["equations"]["u_t"]) == {"u*u_x", "u_xxx"}

@@ -92,7 +92,8 @@ def _cmd_discover(args) -> int:
     model = res.model
     model["source"] = str(args.input)
     failure = None
-    if args.validate:
+    validate = args.validate and all(model["equations"].values())      # nothing to integrate otherwise
+    if validate:
         try:
             fe = forecast_error(model, bundle, start=0)
         except InputError as exc:          # an unstable or too stiff model is a result, not a usage error
@@ -105,7 +106,7 @@ def _cmd_discover(args) -> int:
     print(res.summary() if args.decades is None else format_model(model))
     if failure:
         print(f"forecast failed: {failure}")
-    elif args.validate:
+    elif validate:
         for f, e in model["diagnostics"]["forecast_relative_l2"].items():
             print(f"forecast of {f} over {model['diagnostics']['forecast_time']:.4g} time units: "
                   f"relative L2 error {e:.3g}")

@@ -6,8 +6,11 @@
 
 Features come from the weak form (:mod:`napari_dynfit.fields.weak`, the default and the
 noise-robust choice) or from pointwise derivatives (``"finite"``/``"spectral"``, PDE-FIND style,
-at a random subset of interior grid points). Each equation is selected independently with
-:func:`napari_dynfit.models.stability.stability_selection`.
+at a random subset of interior grid points). Each equation is selected with
+:func:`napari_dynfit.models.selection.select_on_path` (stability paths down to the noise floor,
+held-out space-time blocks), then the model is checked by a forecast of the held-out last frames
+and judged identifiable or not (:class:`PDEDiscovery`). ``decades=1.0`` gives the previous
+selection (:func:`napari_dynfit.models.stability.stability_selection` on a fixed grid).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from .library import polynomial_library, vector_library
 from .model_json import FORMAT, format_model
-from .stability import StabilityResult, stability_selection
+from .stability import stability_selection
 from .terms import canonical, evaluate_terms, max_derivative_order, parse_term, term_kind
 
 DERIVATIVES = ("weak", "finite", "spectral")
@@ -78,11 +81,19 @@ class PDEDiscovery:
             lines += [f"  - {r}" for r in self.reasons]
             if self.hints:
                 lines.append("what would help: " + "; ".join(self.hints))
+        ident = self.model.get("identifiability", {}).get("equations", {})
         for lhs, terms in self.where.items():
-            for t, w in terms.items():
-                lines.append(f"  {lhs} <- {t}: share of |{lhs}| >= 10 % in {w['active_fraction']:.0%} of the "
-                             f"active space-time (active: {w['busy_fraction']:.0%} of the data), mean "
-                             f"{w['overall']:.0%}, up to {w['peak']:.0%}")
+            info = ident.get(lhs, {})
+            if "condition_number" in info:
+                lines.append(f"{lhs}: held-out relative residual {info['held_out_relative_residual']:.3g}, condition "
+                             f"number {info['condition_number']:.3g}")
+            ci = self.model.get("confidence_intervals", {}).get(lhs, {})
+            for t, w in (terms if self.identifiable else {}).items():      # no equation when not identifiable
+                c = self.model["equations"][lhs][t]
+                lo, hi = ci.get(t, (float("nan"), float("nan")))
+                lines.append(f"  {t}: {c:.4g} [{lo:.4g}, {hi:.4g}]; share of |{lhs}| >= 10 % in "
+                             f"{w['active_fraction']:.0%} of the active space-time (active: {w['busy_fraction']:.0%} "
+                             f"of the data), mean {w['overall']:.0%}, up to {w['peak']:.0%}")
         fc = self.forecast
         if fc.get("error") is not None:
             lines.append(f"forecast of the held-out last {fc['frames']} frames: relative error {fc['error']:.3g}")

@@ -18,7 +18,8 @@ block label; columns: candidate terms):
    entry** is judged by that error (:func:`stepwise`, started from the empty model and from every
    candidate of the path): a term enters when it lowers the held-out error *materially* and its
    block-jackknife interval excludes zero; a term leaves when the error without it is not
-   materially higher, or when its interval includes zero. Materially (:func:`_worse`) means by more
+   materially higher, or when its interval includes zero; a term must carry at least 2 % of the
+   time derivative somewhere (its local share, see :func:`local_share`). Materially (:func:`_worse`) means by more
    than ``gain`` relative to the error *or* by more than ``signal`` times the explained part: the
    first matters for smooth fields with measurement noise, where a term acting only at a front
    lowers an already small residual a lot, the second for fields with intrinsic noise, where the
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from .stability import _solve, normalise, stability_paths
+from .stability import check_regression, normalise, stability_paths
 
 
 def block_labels(shape, blocks) -> np.ndarray:
@@ -111,14 +112,12 @@ class Candidate:
 class PathSelection:
     """Outcome of :func:`select_on_path` for one equation.
 
+    ``names`` (the columns), ``penalties`` (from ``tau_max`` down to the noise floor) and
+    ``probabilities`` (shape ``(M, m)``) are the stability paths, as in
+    :class:`~napari_dynfit.models.stability.StabilityResult`.
+
     Attributes
     ----------
-    names : list of str
-        Candidate terms (columns).
-    penalties : ndarray, shape (M,)
-        Thresholds on normalised coefficients, from ``tau_max`` down to the noise floor.
-    probabilities : ndarray, shape (M, m)
-        Stability paths.
     noise_floor : float
         Relative residual of the full-library fit (the smallest penalty).
     candidates : list of Candidate
@@ -155,6 +154,7 @@ class _BlockGram:
     """Per-block Gram matrices of the normalised library: held-out fits without touching the rows again."""
 
     def __init__(self, Gn, yn, labels):
+        self.Gn = Gn
         self.blocks = np.unique(labels)
         self.A = np.stack([Gn[labels == b].T @ Gn[labels == b] for b in self.blocks])
         self.c = np.stack([Gn[labels == b].T @ yn[labels == b] for b in self.blocks])
@@ -184,6 +184,17 @@ class _BlockGram:
         se = np.sqrt((K - 1) / K * np.sum((coefs - coefs.mean()) ** 2))
         full = self.fit(np.asarray(idx, dtype=int))[idx.index(j)]
         return float(abs(full) / max(se, 1e-300))
+
+    def peak_share(self, idx, j) -> float:
+        """99th percentile of term ``j``'s local share of ``|y|`` (the model's) in support ``idx``
+        (:func:`local_share`, rows where the model's ``|y|`` is at least 10 % of its 99th percentile)."""
+        idx = list(idx)
+        xi = self.fit(np.asarray(idx, dtype=int))
+        contrib = self.Gn[:, idx] * xi
+        tot = np.abs(contrib.sum(axis=1))
+        busy = tot >= 0.1 * max(np.percentile(tot, 99), 1e-300)
+        share = np.abs(contrib[busy, idx.index(j)]) / np.maximum(tot[busy], 1e-300)
+        return float(np.percentile(np.minimum(share, 1.0), 99)) if busy.any() else 0.0
 
     def excludes_zero(self, idx, j) -> bool:
         """Whether the 95 % block-jackknife interval of term ``j``'s coefficient in support ``idx`` excludes zero."""
@@ -233,13 +244,17 @@ def choose(candidates, gain: float = 0.5, signal: float = 0.0):
     return i, f"held-out error {cv[i]:.3g} not materially above the best on the path ({cv[best]:.3g})"
 
 
-def stepwise(bg: _BlockGram, start, m: int, gain: float, signal: float = 0.0, max_steps: int = 20):
+def stepwise(bg: _BlockGram, start, m: int, gain: float, signal: float = 0.0, min_share: float = 0.02,
+             max_steps: int = 20):
     """Forward-backward refinement of a support by held-out error (see the module docstring).
 
     A term enters when it lowers the held-out squared error materially (:func:`_worse`) and its
     coefficient's block-jackknife interval excludes zero (the gain is consistent over space-time,
-    not one block's artefact); a term leaves when the error without it is not materially above the
-    best error seen, or when it is the least significant term and its interval includes zero.
+    not one block's artefact) and it carries at least ``min_share`` of ``|y|`` somewhere
+    (:meth:`_BlockGram.peak_share`: clean data let terms of no dynamical weight fit discretization
+    errors); a term leaves when the error without it is not materially above the best error seen,
+    or when it is the least significant term and its interval includes zero, or when it never
+    carries ``min_share``.
     Returns the final support and the list of steps ``(action, term index, cv)``.
     """
     cur = sorted(int(i) for i in start)
@@ -253,7 +268,7 @@ def stepwise(bg: _BlockGram, start, m: int, gain: float, signal: float = 0.0, ma
         for cv_new, j in trial:
             if not _worse(cv_cur, cv_new, gain, signal):
                 break
-            if bg.excludes_zero(sorted(cur + [j]), j):
+            if bg.excludes_zero(sorted(cur + [j]), j) and bg.peak_share(sorted(cur + [j]), j) >= min_share:
                 cur = sorted(cur + [j])
                 cv_cur, cv_best = cv_new, min(cv_best, cv_new)
                 steps.append(("add", j, float(cv_new)))
@@ -263,10 +278,13 @@ def stepwise(bg: _BlockGram, start, m: int, gain: float, signal: float = 0.0, ma
             trial = [(bg.held_out([i for i in cur if i != j])[0].mean(), j) for j in cur]
             cv_new, j = min(trial)
             weakest = min(cur, key=lambda i: bg.t_value(cur, i))
+            smallest = min(cur, key=lambda i: bg.peak_share(cur, i))
             if not _worse(cv_new, cv_best, gain, signal):
                 action = ("drop", j, float(cv_new))
             elif bg.t_value(cur, weakest) < bg.t_crit:
                 action = ("drop", weakest, float(bg.held_out([i for i in cur if i != weakest])[0].mean()))
+            elif bg.peak_share(cur, smallest) < min_share:
+                action = ("drop", smallest, float(bg.held_out([i for i in cur if i != smallest])[0].mean()))
             else:
                 action = None
             if action is not None:
@@ -316,13 +334,9 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     -------
     PathSelection
     """
-    G = np.asarray(G, dtype=float)
-    y = np.asarray(y, dtype=float).ravel()
-    names = list(names)
+    G, y, names = check_regression(G, y, names, solver)
     labels = np.asarray(labels).ravel()
     n, m = G.shape
-    if not (np.isfinite(G).all() and np.isfinite(y).all()):
-        raise InputError("the library or the left-hand side contains NaN/inf: check the fields")
     if len(np.unique(labels)) < 2:
         raise InputError("held-out selection needs at least two space-time blocks")
     rng = np.random.default_rng(seed)

@@ -98,6 +98,20 @@ def stridge(A: np.ndarray, c: np.ndarray, tau: float, ridge: float = 1e-5, max_i
     return support
 
 
+def check_regression(G, y, names, solver: str = "iht"):
+    """``(G, y, names)`` as float arrays and a list, after checking shapes, finiteness and the solver name."""
+    G = np.asarray(G, dtype=float)
+    y = np.asarray(y, dtype=float).ravel()
+    names = list(names)
+    if G.ndim != 2 or G.shape[0] != y.shape[0] or G.shape[1] != len(names):
+        raise InputError(f"library of shape {G.shape} does not match {y.shape[0]} samples and {len(names)} names")
+    if solver not in SOLVERS:
+        raise InputError(f"unknown solver '{solver}'; use one of {', '.join(SOLVERS)}")
+    if not (np.isfinite(G).all() and np.isfinite(y).all()):
+        raise InputError("the library or the left-hand side contains NaN/inf: check the fields")
+    return G, y, names
+
+
 def normalise(G: np.ndarray, y: np.ndarray):
     """``(G / |G_j|, y / |y|, |G_j|, |y|)``: unit-norm columns and target (zero columns left as they are)."""
     col = np.linalg.norm(G, axis=0)
@@ -206,15 +220,7 @@ def stability_selection(G: np.ndarray, y: np.ndarray, names, *, solver: str = "i
     -------
     StabilityResult
     """
-    G = np.asarray(G, dtype=float)
-    y = np.asarray(y, dtype=float).ravel()
-    names = list(names)
-    if G.ndim != 2 or G.shape[0] != y.shape[0] or G.shape[1] != len(names):
-        raise InputError(f"library of shape {G.shape} does not match {y.shape[0]} samples and {len(names)} names")
-    if solver not in SOLVERS:
-        raise InputError(f"unknown solver '{solver}'; use one of {', '.join(SOLVERS)}")
-    if not (np.isfinite(G).all() and np.isfinite(y).all()):
-        raise InputError("the library or the left-hand side contains NaN/inf: check the fields")
+    G, y, names = check_regression(G, y, names, solver)
     n, m = G.shape
     if n < 2 * m:
         raise InputError(f"{n} samples for {m} candidate terms: need at least {2 * m}; use more data "
