@@ -27,7 +27,8 @@ field are estimated again from those (:func:`refine_params`), for the final pass
 * **labels** (cells): ``divisions`` when unmatched objects split into two unmatched objects centred on them
   (``split candidates``: the midpoint of the two within ``max_distance / 2`` of the prediction) for at least 2 % of
   the objects, ``daughter_size`` the median of the daughters' size over their mother's, ``daughter_distance`` as
-  ``max_distance`` from the daughters' offsets (from the mother's predicted centre +- its long half-axis), ``alternative_cost`` 1.5 x
+  ``max_distance`` from the daughters' offsets (from the mother's predicted centre +- its long half-axis),
+  ``alternative_cost`` 1.5 x
   the 99th percentile of the full link cost (distance, overlap, size) of the matched pairs (at least 1, so that
   confident links are never dropped), ``division_cost`` 0 (the split evidence already decides divisions).
 
@@ -248,7 +249,8 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
     cells : object, optional
         The linker's label data (sizes, masks) for label input.
     cost_fn : callable, optional
-        ``cost_fn(params, fa, fb, src, tgt, pred, has_pred) -> (i, j, c_link, c_daughter)``: the linker's pair costs, used to
+        ``cost_fn(params, fa, fb, src, tgt, pred, has_pred) -> (i, j, c_link, c_daughter)``: the linker's pair
+        costs, used to
         size ``alternative_cost`` for label input.
 
     Returns
