@@ -5,16 +5,7 @@ from .formats import (read_ctc, read_label_movie, read_trackmate_xml, relabel_mo
                       tracks_from_edges, write_ctc)
 from .lap import MOTIONS, LinkParams, link
 from .metrics import match_nodes, tracking_metrics
-from .quality import TrackingQuality
+from .quality import TrackingQuality, tracking_quality
 
-
-def tracking_quality(tracks) -> TrackingQuality:
-    """The quality report :func:`link` stored with ``tracks`` (``attrs["tracking_quality"]``)."""
-    from ..errors import InputError
-
-    if "tracking_quality" not in getattr(tracks, "attrs", {}):
-        raise InputError("these tracks carry no quality report: make them with napari_dynfit.track.link")
-    return TrackingQuality.from_dict(tracks.attrs["tracking_quality"])
-
-__all__ = ["MOTIONS", "LinkParams", "link", "TrackingQuality", "tracking_quality", "tracking_metrics", "match_nodes", "read_ctc", "write_ctc",
-           "read_label_movie", "read_trackmate_xml", "relabel_movie", "to_napari_tracks", "tracks_from_edges"]
+__all__ = ["MOTIONS", "LinkParams", "link", "TrackingQuality", "tracking_quality", "tracking_metrics", "match_nodes",
+           "read_ctc", "write_ctc", "read_label_movie", "read_trackmate_xml", "relabel_movie", "to_napari_tracks", "tracks_from_edges"]

@@ -90,6 +90,15 @@ class TrackingQuality:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def tracking_quality(tracks) -> TrackingQuality:
+    """The quality report :func:`~napari_dynfit.track.link` stored with ``tracks`` (``attrs["tracking_quality"]``)."""
+    from ..errors import InputError
+
+    if "tracking_quality" not in getattr(tracks, "attrs", {}):
+        raise InputError("these tracks carry no quality report: make them with napari_dynfit.track.link")
+    return TrackingQuality.from_dict(tracks.attrs["tracking_quality"])
+
+
 def _bin_name(k, edges):
     lo = edges[k]
     if k + 1 == len(edges):
