@@ -8,4 +8,5 @@ from .metrics import match_nodes, tracking_metrics
 from .quality import TrackingQuality, tracking_quality
 
 __all__ = ["MOTIONS", "LinkParams", "link", "TrackingQuality", "tracking_quality", "tracking_metrics", "match_nodes",
-           "read_ctc", "write_ctc", "read_label_movie", "read_trackmate_xml", "relabel_movie", "to_napari_tracks", "tracks_from_edges"]
+           "read_ctc", "write_ctc", "read_label_movie", "read_trackmate_xml", "relabel_movie", "to_napari_tracks",
+           "tracks_from_edges"]
