@@ -9,7 +9,8 @@ spread from slow regions (a colony's centre) to fast ones (its edge) over a few 
 (:func:`pair_flow`); when fewer than half of the objects match without a shift, the most common displacement of
 all pairs (:func:`global_shift`: a stage jump, a global drift) is tried as the starting shift. A first linking
 pass with these estimates then gives every accepted link, and the motion model, the distance scale and the flow
-field are estimated again from those (:func:`refine_params`), for the final pass. From these matches:
+field are estimated again from those (:func:`refine_params`), for a final pass (skipped when the model is the same,
+not ``flow``, and the distance scales change by less than 10 %). From these matches:
 
 * **motion model**: the median squared prediction error of each model on the matched steps: ``brownian`` (no
   motion), ``flow`` (the local field of the *other* matches of the same frame pair, leave-one-out) and ``velocity``

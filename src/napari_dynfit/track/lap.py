@@ -36,6 +36,7 @@ chosen values, their reasons and a quality report (:mod:`napari_dynfit.track.qua
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -384,9 +385,17 @@ def link(detections: pd.DataFrame, *, max_distance: float | None = None, gap_fra
     prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells)
     if estimate and not {"motion", "max_distance"} <= set(given) and len(frames) > 2:
         # second pass: motion model, scales and flow field from every link of the first pass
+        before = (copy.deepcopy(auto.params), list(auto.choices), copy.deepcopy(auto.stats))
         flows = refine_params(auto, x, fr, frames, bounds, prev, mother, given)
-        params = LinkParams(**{**auto.params, **given, "gap_frames": given.get("gap_frames", 0)})
-        prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells, flows)
+        p2 = LinkParams(**{**auto.params, **given, "gap_frames": given.get("gap_frames", 0)})
+        same = (p2.motion == params.motion != "flow"
+                and abs(p2.max_distance - params.max_distance) <= 0.1 * params.max_distance
+                and abs((p2.first_distance or 0) - (params.first_distance or 0)) <= 0.1 * params.max_distance)
+        if same:  # the first pass already used these estimates: keep it
+            auto.params, auto.choices, auto.stats = before
+        else:
+            params = p2
+            prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells, flows)
     if (estimate or estimate_gap_only) and "gap_frames" not in given:
         ends, begins = _segment_ends(fr, seg, prev, mother)
         g, why = estimate_gaps(x, fr, ends, begins, step, params.max_distance)
