@@ -273,7 +273,8 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
     # ---- first pass: unambiguous matches per frame pair, local flow, chains for the velocity model
     raw, flow_err, vel_err, raw_chain = [], [], [], []
     matches = {}
-    prev_step = {}  # detection index -> its matched step into it
+    prev_step = np.zeros_like(x)  # each detection's matched step into it
+    has_step = np.zeros(len(x), bool)
     for fa, fb in _sample_pairs(frames):
         a0, a1 = rows[fa]
         b0, b1 = rows[fb]
@@ -287,20 +288,21 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
         if len(i) > 2:
             loo = _field(xa[i], u, xa[i], exclude_self=True)
             flow_err.append(((u - loo) ** 2).sum(1))
-        for gi, gj, uu in zip((i + a0).tolist(), (j + b0).tolist(), u):
-            if gi in prev_step:
-                vel_err.append(float(((uu - prev_step[gi]) ** 2).sum()))
-                raw_chain.append(float((uu ** 2).sum()))
-            prev_step[gj] = uu
+        chain = has_step[i + a0]
+        if chain.any():
+            vel_err.append(((u[chain] - prev_step[i[chain] + a0]) ** 2).sum(1))
+            raw_chain.append((u[chain] ** 2).sum(1))
+        prev_step[j + b0] = u
+        has_step[j + b0] = True
     n_match = int(sum(len(v[0]) for v in matches.values()))
     st["first_pass_matches"] = n_match
     if n_match < 5:
         out.stats["warning"] = "too few unambiguous matches to estimate from: defaults used"
         _fallback(out, given)
         return out
-    r = _motion_and_scale(out, given, d, nn, np.concatenate(raw),
-                          np.concatenate(flow_err) if flow_err else np.zeros(0), np.asarray(vel_err),
-                          np.asarray(raw_chain), f"{n_match} unambiguous first-pass matches")
+    cat = (lambda v: np.concatenate(v) if v else np.zeros(0))
+    r = _motion_and_scale(out, given, d, nn, cat(raw), cat(flow_err), cat(vel_err), cat(raw_chain),
+                          f"{n_match} unambiguous first-pass matches")
 
     # ---- label costs and divisions
     if cells is not None:
