@@ -100,15 +100,10 @@ class AutoParams:
 
 
 def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
+    """JSON types only (numpy scalars and arrays become Python numbers and lists)."""
+    import json
+
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
