@@ -7,7 +7,8 @@ Run ``python benchmarks/bench_tracking.py [--sections accuracy,speed,scaling]``;
   rotational diffusion 0.05 rad^2 per frame) with steps 0.4 of it. Correct-link fraction = link recall against
   the simulated identities (and precision).
 * speed: ``--n`` particles x ``--frames`` frames in 2D, Brownian, 2 % of detections dropped, gap closing over
-  2 frames: ours vs trackpy (``memory=2``) vs laptrack with gap closing (at ``--laptrack-n`` particles when that
+  2 frames (ours given ``max_distance``, ``gap_frames`` and ``motion``, so nothing is estimated; ``ours_defaults_s``
+  times ours with no parameters: the estimates and two linking passes): ours vs trackpy (``memory=2``) vs laptrack with gap closing (at ``--laptrack-n`` particles when that
   is smaller: its gap closing is slow; the ratio is then extrapolated linearly in N and flagged). Peak memory of
   ours by tracemalloc in a separate run.
 * scaling: ours from 10^3 to 10^5 particles (``--scaling-frames`` frames).
@@ -152,7 +153,7 @@ def speed(n=10_000, frames=100, laptrack_n=None, gap_frames=2, seed=0):
     ln = laptrack_n or n
     if ln < n:
         truth_l, det_l, _, _ = brownian_table(ln, frames, drop=0.02, seed=seed)
-        t_ours_l, _ = _time(lambda: link(det_l, max_distance=r, gap_frames=gap_frames))
+        t_ours_l, _ = _time(lambda: link(det_l, max_distance=r, gap_frames=gap_frames, motion="brownian"))
     else:
         det_l, t_ours_l = det, t_ours
     lt = _laptrack(r, gap_frames)
@@ -170,7 +171,7 @@ def scaling(sizes=(1_000, 10_000, 100_000), frames=100, gap_frames=2, seed=0):
     rows = []
     for n in sizes:
         truth, det, step, _ = brownian_table(n, frames, drop=0.02, seed=seed)
-        t, tracks = _time(lambda: link(det, max_distance=4 * step, gap_frames=gap_frames))
+        t, tracks = _time(lambda: link(det, max_distance=4 * step, gap_frames=gap_frames, motion="brownian"))
         rows.append({"n_particles": n, "frames": frames, "detections": len(det), "ours_s": t,
                      "us_per_detection": 1e6 * t / len(det), **_score(truth, tracks)})
         del truth, det, tracks

@@ -15,24 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
-import numpy as np
-
-
-def relabel_per_frame(labels, seed=0):
-    """Labels 1..n per frame in a random order (label values carry no identity across frames)."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros_like(labels)
-    for t in range(labels.shape[0]):
-        ids = np.unique(labels[t])
-        ids = ids[ids > 0]
-        lut = np.zeros(int(labels[t].max()) + 1, labels.dtype)
-        lut[ids] = rng.permutation(len(ids)) + 1
-        out[t] = lut[labels[t]]
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def traccuracy_scores(gt_folder, res_folder) -> dict:
@@ -45,7 +34,8 @@ def traccuracy_scores(gt_folder, res_folder) -> dict:
         warnings.simplefilter("ignore")
         gt = load_ctc_data(str(gt_folder), run_checks=False)
         pred = load_ctc_data(str(res_folder), run_checks=False)
-        res, _ = run_metrics(gt, pred, matcher=CTCMatcher(), metrics=[CTCMetrics(), DivisionMetrics(max_frame_buffer=0)])
+        res, _ = run_metrics(gt, pred, matcher=CTCMatcher(),
+                             metrics=[CTCMetrics(), DivisionMetrics(max_frame_buffer=0)])
     out = {}
     for r in res:
         vals = r["results"]
@@ -58,6 +48,8 @@ def traccuracy_scores(gt_folder, res_folder) -> dict:
 
 
 def main(argv=None):
+    from _track_data import relabel_per_frame
+
     from napari_dynfit.detect import label_table
     from napari_dynfit.track import link
     from napari_dynfit.track.formats import read_ctc, read_label_movie, write_ctc

@@ -113,7 +113,9 @@ def test_quality_report_counts_and_warnings(rng):
     assert good.one_frame_fraction == 0 and sum(good.length_counts) == 200 and good.median_length == 10
     assert sum(good.displacement_counts) == good.n_links
     assert good.displacement_median == pytest.approx(0.6 * np.sqrt(2 * np.log(2)), rel=0.15)
-    bad = TrackingQuality.from_dict(link(det, max_distance=0.3, gap_frames=0).attrs["tracking_quality"])
+    from napari_dynfit.track import tracking_quality
+
+    bad = tracking_quality(link(det, max_distance=0.3, gap_frames=0))
     assert bad.one_frame_fraction > 0.5
     assert any("one frame long" in w for w in bad.warnings) and any("cost" in w for w in bad.warnings)
     assert "WARNING" in bad.summary()

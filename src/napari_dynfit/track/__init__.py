@@ -1,12 +1,15 @@
-"""Tracking: LAP linking with gaps, divisions and motion models; formats; metrics against ground truth; physical
-analysis (MSD and its fit with drift removal, van Hove distributions, velocity autocorrelation)."""
+"""Tracking: LAP linking with gaps, divisions and motion models, parameters estimated from the data, a quality
+report; formats; metrics against ground truth; physical analysis (MSD and its fit with drift removal, van Hove
+distributions, velocity autocorrelation)."""
 
 from .analysis import MsdFit, compute_drift, fit_msd, msd, subtract_drift, van_hove, velocity_autocorrelation
 from .formats import (read_ctc, read_label_movie, read_trackmate_xml, relabel_movie, to_napari_tracks,
                       tracks_from_edges, write_ctc)
 from .lap import MOTIONS, LinkParams, link
 from .metrics import match_nodes, tracking_metrics
+from .quality import TrackingQuality, tracking_quality
 
 __all__ = ["msd", "fit_msd", "MsdFit", "compute_drift", "subtract_drift", "van_hove", "velocity_autocorrelation",
-           "MOTIONS", "LinkParams", "link", "tracking_metrics", "match_nodes", "read_ctc", "write_ctc",
-           "read_label_movie", "read_trackmate_xml", "relabel_movie", "to_napari_tracks", "tracks_from_edges"]
+           "MOTIONS", "LinkParams", "link", "TrackingQuality", "tracking_quality", "tracking_metrics", "match_nodes",
+           "read_ctc", "write_ctc", "read_label_movie", "read_trackmate_xml", "relabel_movie", "to_napari_tracks",
+           "tracks_from_edges"]

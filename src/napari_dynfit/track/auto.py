@@ -9,7 +9,8 @@ spread from slow regions (a colony's centre) to fast ones (its edge) over a few 
 (:func:`pair_flow`); when fewer than half of the objects match without a shift, the most common displacement of
 all pairs (:func:`global_shift`: a stage jump, a global drift) is tried as the starting shift. A first linking
 pass with these estimates then gives every accepted link, and the motion model, the distance scale and the flow
-field are estimated again from those (:func:`refine_params`), for the final pass. From these matches:
+field are estimated again from those (:func:`refine_params`), for a final pass (skipped when the model is the same,
+not ``flow``, and the distance scales change by less than 10 %). From these matches:
 
 * **motion model**: the median squared prediction error of each model on the matched steps: ``brownian`` (no
   motion), ``flow`` (the local field of the *other* matches of the same frame pair, leave-one-out) and ``velocity``
@@ -27,7 +28,8 @@ field are estimated again from those (:func:`refine_params`), for the final pass
 * **labels** (cells): ``divisions`` when unmatched objects split into two unmatched objects centred on them
   (``split candidates``: the midpoint of the two within ``max_distance / 2`` of the prediction) for at least 2 % of
   the objects, ``daughter_size`` the median of the daughters' size over their mother's, ``daughter_distance`` as
-  ``max_distance`` from the daughters' offsets (from the mother's predicted centre +- its long half-axis), ``alternative_cost`` 1.5 x
+  ``max_distance`` from the daughters' offsets (from the mother's predicted centre +- its long half-axis),
+  ``alternative_cost`` 1.5 x
   the 99th percentile of the full link cost (distance, overlap, size) of the matched pairs (at least 1, so that
   confident links are never dropped), ``division_cost`` 0 (the split evidence already decides divisions).
 
@@ -98,15 +100,10 @@ class AutoParams:
 
 
 def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
+    """JSON types only (numpy scalars and arrays become Python numbers and lists)."""
+    import json
+
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -248,7 +245,8 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
     cells : object, optional
         The linker's label data (sizes, masks) for label input.
     cost_fn : callable, optional
-        ``cost_fn(params, fa, fb, src, tgt, pred, has_pred) -> (i, j, c_link, c_daughter)``: the linker's pair costs, used to
+        ``cost_fn(params, fa, fb, src, tgt, pred, has_pred) -> (i, j, c_link, c_daughter)``: the linker's pair
+        costs, used to
         size ``alternative_cost`` for label input.
 
     Returns
@@ -270,7 +268,8 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
     # ---- first pass: unambiguous matches per frame pair, local flow, chains for the velocity model
     raw, flow_err, vel_err, raw_chain = [], [], [], []
     matches = {}
-    prev_step = {}  # detection index -> its matched step into it
+    prev_step = np.zeros_like(x)  # each detection's matched step into it
+    has_step = np.zeros(len(x), bool)
     for fa, fb in _sample_pairs(frames):
         a0, a1 = rows[fa]
         b0, b1 = rows[fb]
@@ -284,20 +283,21 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
         if len(i) > 2:
             loo = _field(xa[i], u, xa[i], exclude_self=True)
             flow_err.append(((u - loo) ** 2).sum(1))
-        for gi, gj, uu in zip((i + a0).tolist(), (j + b0).tolist(), u):
-            if gi in prev_step:
-                vel_err.append(float(((uu - prev_step[gi]) ** 2).sum()))
-                raw_chain.append(float((uu ** 2).sum()))
-            prev_step[gj] = uu
+        chain = has_step[i + a0]
+        if chain.any():
+            vel_err.append(((u[chain] - prev_step[i[chain] + a0]) ** 2).sum(1))
+            raw_chain.append((u[chain] ** 2).sum(1))
+        prev_step[j + b0] = u
+        has_step[j + b0] = True
     n_match = int(sum(len(v[0]) for v in matches.values()))
     st["first_pass_matches"] = n_match
     if n_match < 5:
         out.stats["warning"] = "too few unambiguous matches to estimate from: defaults used"
         _fallback(out, given)
         return out
-    r = _motion_and_scale(out, given, d, nn, np.concatenate(raw),
-                          np.concatenate(flow_err) if flow_err else np.zeros(0), np.asarray(vel_err),
-                          np.asarray(raw_chain), f"{n_match} unambiguous first-pass matches")
+    cat = (lambda v: np.concatenate(v) if v else np.zeros(0))
+    r = _motion_and_scale(out, given, d, nn, cat(raw), cat(flow_err), cat(vel_err), cat(raw_chain),
+                          f"{n_match} unambiguous first-pass matches")
 
     # ---- label costs and divisions
     if cells is not None:

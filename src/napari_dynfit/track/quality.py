@@ -66,8 +66,8 @@ class TrackingQuality:
     def summary(self) -> str:
         """A few lines for a terminal or a status panel."""
         lines = [
-            f"{self.n_tracks} tracks from {self.n_detections} detections in {self.n_frames} frames; {self.n_links} links"
-            f", {self.n_gap_joins} gap closings, {self.n_divisions} divisions",
+            f"{self.n_tracks} tracks from {self.n_detections} detections in {self.n_frames} frames; "
+            f"{self.n_links} links, {self.n_gap_joins} gap closings, {self.n_divisions} divisions",
             f"link length: median {self.displacement_median:.3g}, 95th percentile {self.displacement_q95:.3g} "
             f"(max distance {self.params.get('max_distance', float('nan')):.3g}); "
             f"{self.links_at_cap:.1%} of links near the cost cap",
@@ -88,6 +88,15 @@ class TrackingQuality:
     @classmethod
     def from_dict(cls, d: dict) -> "TrackingQuality":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def tracking_quality(tracks) -> TrackingQuality:
+    """The quality report :func:`~napari_dynfit.track.link` stored with ``tracks`` (``attrs["tracking_quality"]``)."""
+    from ..errors import InputError
+
+    if "tracking_quality" not in getattr(tracks, "attrs", {}):
+        raise InputError("these tracks carry no quality report: make them with napari_dynfit.track.link")
+    return TrackingQuality.from_dict(tracks.attrs["tracking_quality"])
 
 
 def _bin_name(k, edges):
