@@ -234,8 +234,9 @@ def is_time_resolved(layer) -> bool:
     if kind == "Points":
         data = np.asarray(layer.data)
         return data.ndim == 2 and data.shape[1] in (3, 4) and len(np.unique(np.round(data[:, 0]))) > 1
-    if kind == "Labels":
-        return bool(data_defaults(layer, estimate_size=False).is_movie) and layer.data.shape[0] > 1
+    if kind == "Labels":  # a 3D label image without time metadata may be (t, y, x): offered, the user knows
+        return layer.ndim >= 3 and layer.data.shape[0] > 1 and (
+            bool(data_defaults(layer, estimate_size=False).is_movie) or layer.ndim == 3)
     return False
 
 
