@@ -271,10 +271,10 @@ def test_demo_stage_quick(tmp_path):
     assert "|A + B| / |B|" in ctx.report.to_html()
 
 
-def _case(index, n, seed, shift=(0.0, 0.0)):
+def _case(index, n, seed, shift=(0.0, 0.0), times=TIMES):
     # a drift of the held-out 2D family (not the benchmark's B), optionally around a fixed point `shift`
     B, m0 = ou2_case(index)
-    table = simulate_ou_snapshots(B, 0.5, TIMES, n, mean0=m0, cov0=0.5 * np.eye(2), seed=seed)
+    table = simulate_ou_snapshots(B, 0.5, times, n, mean0=m0, cov0=0.5 * np.eye(2), seed=seed)
     table[["x0", "x1"]] += np.asarray(shift)
     return B, snapshots_from_table(table)
 
@@ -320,16 +320,16 @@ def test_safeguard_keeps_the_moment_fit_over_a_worse_refinement(ou_small):
 
 
 def test_cli_defaults_beat_or_equal_the_moment_fit(tmp_path, capsys):
-    # dynfit infer-flow with DEFAULT options (small data: 5 x 400 points) on a drift the defaults were not tuned on
+    # dynfit infer-flow with DEFAULT options (small data: 3 x 300 points) on a drift the defaults were not tuned on
     from napari_dynfit.cli import main
 
-    B, snaps = _case(6, 400, seed=3)
+    B, snaps = _case(6, 300, seed=3, times=TIMES[:3])
     src = tmp_path / "snaps.csv"
     snaps.to_table().to_csv(src, index=False)
     assert main(["-q", "infer-flow", str(src), "--diffusion", "0.5", "--threads", "1", "-o", str(tmp_path / "o")]) == 0
     doc = json.loads((tmp_path / "o" / "flow.json").read_text())
     err = drift_matrix_error(doc["drift"]["A"], -B)
     moment = drift_matrix_error(gaussian_mle_drift(snaps, 0.5)[0], -B)
-    assert err <= moment + 1e-6 and err < 0.15, (err, moment)
+    assert err <= moment + 1e-6 and err < 0.2, (err, moment)
     assert doc["drift"]["b"] == [0.0, 0.0] and not doc["selection"]["offset"]["fitted"]
     assert "refinement:" in capsys.readouterr().err

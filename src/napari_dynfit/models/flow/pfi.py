@@ -285,8 +285,8 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
              growth: bool = False, offset="auto", init="moments", steps: int | None = None, lr: float | None = None,
              n_euler: int = 3, integrator: str = "heun", batch_size: int | None = None,
              blur: float = 0.05, reach: float = 5.0, kinetic_weight: float = 1e-3, growth_weight: float = 0.01,
-             mass_weight: float = 10.0, width: int = 64, depth: int = 3, holdout: float = 0.25, score_kwargs: dict | None = None,
-             device: str = "auto", seed: int = 0, callback=None) -> FlowModel:
+             mass_weight: float = 10.0, width: int = 64, depth: int = 3, holdout: float = 0.25,
+             score_kwargs: dict | None = None, device: str = "auto", seed: int = 0, callback=None) -> FlowModel:
     """Fit the drift (and growth, and optionally an isotropic ``D``) to snapshots by probability flow inference.
 
     Parameters
