@@ -25,6 +25,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 
 
 class Terminated(BaseException):
@@ -247,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if args.command is None else 2
         name = f"dynfit {args.command}"
         bar = TqdmProgress(disable=args.quiet or not sys.stderr.isatty())
-        with progress_context(bar), output_transaction():
+        with progress_context(bar), output_transaction(), warnings.catch_warnings():
+            if not sys.warnoptions and not os.environ.get("DYNFIT_DEBUG"):
+                warnings.simplefilter("ignore")  # library warnings are not for the terminal (one line per error)
             inputs = check_args(parser, args)
             status = int(args.func(args) or 0)
         return status
