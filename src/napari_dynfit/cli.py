@@ -313,17 +313,21 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
         return status
     finally:
-        if status not in (0,):
+        # run as the program (argv None), signals stay ignored from here on: one arriving during the interpreter's
+        # teardown must not kill the process with the default action once its status is decided
+        if argv is None or status != 0:
             _quiet_signals()
+        if status != 0:
             remove_temporaries()
             _end_children(children)
         if bar is not None:
             bar.close()
-        for sig, handler in previous.items():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, TypeError):
-                pass
+        if argv is not None:  # called from Python (tests, scripts): give the caller its handlers back
+            for sig, handler in previous.items():
+                try:
+                    signal.signal(sig, handler)
+                except (ValueError, TypeError):
+                    pass
 
 
 def _quiet_signals() -> None:
