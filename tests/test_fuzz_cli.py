@@ -376,3 +376,21 @@ def test_stale_temporaries_are_cleaned(valid, tmp_path, capsys):
     assert not dead.exists() and not old.exists() and live.exists()
     assert (tmp_path / "t.csv").exists()
     assert clean_stale(tmp_path / "t.csv") == []
+
+
+def test_validation_layer_for_the_api():
+    """The checkers behind the CLI types, for API and widgets: one-line InputError naming the parameter."""
+    from napari_dynfit.errors import InputError
+    from napari_dynfit.validate import check_memory, check_number, check_order
+
+    assert check_number(0.5, "pi_th", minimum=0, maximum=1, open_min=True) == 0.5
+    for bad, kw in [(float("nan"), {}), (float("inf"), {}), (0, {"minimum": 0, "open_min": True}),
+                    (-1, {"minimum": 0}), (2, {"maximum": 1}), (1.5, {"integer": True}), ("abc", {})]:
+        with pytest.raises(InputError, match="dt"):
+            check_number(bad, "dt", **kw)
+    check_order(1, 2, "--min-size", "--max-size")
+    with pytest.raises(InputError, match="--min-size 10 is larger than --max-size 5"):
+        check_order(10, 5, "--min-size", "--max-size")
+    with pytest.raises(InputError, match="reduce --size"):
+        check_memory(1e30, "the image", "reduce --size")
+    check_memory(1, "a byte", "nothing")

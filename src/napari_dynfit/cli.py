@@ -25,6 +25,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 
 
 class Terminated(BaseException):
@@ -247,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if args.command is None else 2
         name = f"dynfit {args.command}"
         bar = TqdmProgress(disable=args.quiet or not sys.stderr.isatty())
-        with progress_context(bar), output_transaction():
+        with progress_context(bar), output_transaction(), warnings.catch_warnings():
+            if not sys.warnoptions and not os.environ.get("DYNFIT_DEBUG"):
+                warnings.simplefilter("ignore")  # library warnings are not for the terminal (one line per error)
             inputs = check_args(parser, args)
             status = int(args.func(args) or 0)
         return status
@@ -310,17 +313,21 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
         return status
     finally:
-        if status not in (0,):
+        # run as the program (argv None), signals stay ignored from here on: one arriving during the interpreter's
+        # teardown must not kill the process with the default action once its status is decided
+        if argv is None or status != 0:
             _quiet_signals()
+        if status != 0:
             remove_temporaries()
             _end_children(children)
         if bar is not None:
             bar.close()
-        for sig, handler in previous.items():
-            try:
-                signal.signal(sig, handler)
-            except (ValueError, TypeError):
-                pass
+        if argv is not None:  # called from Python (tests, scripts): give the caller its handlers back
+            for sig, handler in previous.items():
+                try:
+                    signal.signal(sig, handler)
+                except (ValueError, TypeError):
+                    pass
 
 
 def _quiet_signals() -> None:
