@@ -14,9 +14,15 @@ trackpy: ``batch(frames, diameter, minmass=minmass, invert=invert)``, ``link(sea
 ``utils.fit_powerlaw``. Ours: :func:`napari_dynfit.detect.detect_movie` with the defaults of ``dynfit detect``
 (sigma 1.5 px, polarity auto, splitting on), :func:`napari_dynfit.track.link` (max distance 5 px, 3 gap frames),
 :func:`napari_dynfit.track.fit_msd` (tracks of >= 25 positions, drift removed, max lag 100). Both detectors run in
-this process, one frame at a time on one thread. Printed: detections per frame, detection time and ratio,
+this process, one frame at a time on one thread (ours also with its default of 2 threads). Printed: detections per frame, detection time and ratio,
 positions outside the image, detections on the wrong side of the local background, pairs closer than 3 px, MSD
 exponent and prefactor of both and their differences.
+
+``--simulate D`` replaces FOLDER by a simulated fluorescence bead movie with known truth (no real fluorescence bead
+movie was available here): 150 beads diffusing with coefficient D (um^2/s) in 256 x 256 px at ``--mpp``/``--fps``,
+200 frames rendered by :func:`napari_dynfit.sim.render_movie` (Gaussian PSF 1.5 px, peak SNR 8); trackpy then uses
+diameter 7 and the minmass that maximises its F1 on separate tuning frames (``benchmarks/bench_detect.py``), no
+inversion; the true MSD exponent is 1 and prefactor 4 D.
 """
 
 from __future__ import annotations
@@ -41,6 +47,39 @@ def read_frames(folder: Path, n: int | None) -> np.ndarray:
         im = iio.imread(f)
         frames.append(im[..., :3] @ GREY if im.ndim == 3 else im.astype(float))
     return np.stack(frames).astype(np.float32)
+
+
+def _bead_tracks(D, mpp, fps, n=150, frames=200, size=256, seed=0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0, np.sqrt(2 * D / fps), (n, frames, 2)) / mpp  # pixels
+    pos = rng.uniform(0, size, (n, 1, 2)) + np.cumsum(steps, axis=1)
+    return pd.DataFrame({"frame": np.tile(np.arange(frames), n), "y": pos[..., 0].ravel(), "x": pos[..., 1].ravel()})
+
+
+def simulate(D, mpp, fps, seed=0) -> np.ndarray:
+    """Fluorescence bead movie (t, y, x), float32 (see the module docstring)."""
+    from napari_dynfit.sim import render_movie
+
+    table = _bead_tracks(D, mpp, fps, seed=seed)
+    inside = table[(table["y"] > -3) & (table["y"] < 259) & (table["x"] > -3) & (table["x"] < 259)]
+    movie, _ = render_movie(inside, (200, 256, 256), psf_sigma=1.5, snr=8, seed=seed)
+    return movie.astype(np.float32)
+
+
+def tune(D, mpp, fps) -> float:
+    """trackpy's best minmass on 3 separate simulated frames."""
+    import sys
+
+    from napari_dynfit.sim import render_movie
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_detect import tune_minmass
+
+    table = _bead_tracks(D, mpp, fps, frames=3, seed=99)
+    movie, truth = render_movie(table, (3, 256, 256), psf_sigma=1.5, snr=8, seed=99)
+    return tune_minmass(movie.astype(np.float32), truth, 7, False)
 
 
 def contrast_checks(frames: np.ndarray, table, dark: bool) -> dict:
@@ -69,7 +108,8 @@ def contrast_checks(frames: np.ndarray, table, dark: bool) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("folder", type=Path)
+    ap.add_argument("folder", type=Path, nargs="?", help="folder of frames (not with --simulate)")
+    ap.add_argument("--simulate", type=float, metavar="D", help="simulated fluorescence beads of diffusion D um^2/s")
     ap.add_argument("--frames", type=int, help="first N frames only")
     ap.add_argument("--mpp", type=float, default=100 / 285.0, help="um per pixel (default 100/285)")
     ap.add_argument("--fps", type=float, default=24.0)
@@ -85,8 +125,17 @@ def main(argv=None) -> None:
     from napari_dynfit.track import fit_msd, link
 
     tp.quiet()
-    frames = read_frames(args.folder, args.frames)
-    print(f"{len(frames)} frames of {frames.shape[1]} x {frames.shape[2]} from {args.folder.name}")
+    if args.simulate:
+        frames = simulate(args.simulate, args.mpp, args.fps, seed=0)
+        args.diameter, args.invert = 7, False
+        args.minmass = tune(args.simulate, args.mpp, args.fps)
+        print(f"simulated fluorescence beads, D {args.simulate} um^2/s: true exponent 1, prefactor "
+              f"{4 * args.simulate:.3f} um^2/s; trackpy diameter 7, minmass {args.minmass:.0f} (tuned)")
+    else:
+        if args.folder is None:
+            raise SystemExit("give FOLDER or --simulate D")
+        frames = read_frames(args.folder, args.frames)
+    print(f"{len(frames)} frames of {frames.shape[1]} x {frames.shape[2]}")
 
     t0 = time.perf_counter()
     f = tp.batch(frames, args.diameter, minmass=args.minmass, invert=args.invert, processes=1)
@@ -94,10 +143,13 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     det = detect_movie(frames, sigma=args.sigma, n_workers=1)
     t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    detect_movie(frames, sigma=args.sigma)  # dynfit detect's default: 2 worker threads
+    t_def = time.perf_counter() - t0
     pol = det.attrs["polarity"]
     print(f"detection  trackpy {len(f) / len(frames):7.1f} per frame  {t_tp:7.2f} s | ours {len(det) / len(frames):7.1f} "
           f"per frame  {t_ours:7.2f} s (polarity {pol}, skewness {det.attrs['skewness']:+.2f}) | time ratio ours/trackpy "
-          f"{t_ours / t_tp:.2f}")
+          f"{t_ours / t_tp:.2f}; with the default 2 threads {t_def:.2f} s, ratio {t_def / t_tp:.2f}")
     for name, tab in (("trackpy", f), ("ours", det)):
         c = contrast_checks(frames, tab, dark=pol == "dark")
         print(f"  {name:8s} outside image {100 * c['outside']:.2f} %  wrong side of background "

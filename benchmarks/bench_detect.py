@@ -7,8 +7,8 @@ Usage::
 
 Each frame holds ``--spots`` point emitters at uniformly random positions (close pairs included) rendered by
 :func:`napari_dynfit.sim.render_movie` (Gaussian PSF of ``--sigma`` px, Poisson + read noise, peak SNR ``--snr``);
-``--dark`` inverts the frames (dark objects on a bright background). Ours: :func:`napari_dynfit.detect.detect_blobs`
-with its defaults (polarity auto, splitting on) and the spot sigma. trackpy: ``locate`` with ``diameter`` the odd
+``--dark`` inverts the frames (dark objects on a bright background). Ours: :func:`napari_dynfit.detect.detect_movie`
+with its defaults (polarity auto, decided once per movie; splitting on), the spot sigma and one worker. trackpy: ``locate`` with ``diameter`` the odd
 integer >= 4.5 sigma (7 for 1.5 px), ``invert`` for dark frames, and ``minmass`` chosen to maximise its F1 on
 separate tuning frames of the same SNR (its best case: trackpy's docs pick ``minmass`` by eye from the mass
 histogram). Both run one frame at a time on one thread. Detections are matched one-to-one to the truth within 1.5
@@ -59,13 +59,9 @@ def run_tp(movie, diameter, minmass, dark):
 
 
 def run_ours(movie, sigma):
-    from napari_dynfit.detect import detect_blobs
+    from napari_dynfit.detect import detect_movie
 
-    parts = []
-    for t, fr in enumerate(movie):
-        d = detect_blobs(fr, sigma=sigma)
-        parts.append(pd.DataFrame({"frame": t, "y": d["y"].to_numpy(), "x": d["x"].to_numpy()}))
-    return pd.concat(parts, ignore_index=True)
+    return detect_movie(movie, sigma=sigma, n_workers=1)[["frame", "y", "x"]]
 
 
 def tune_minmass(movie, truth, diameter, dark):

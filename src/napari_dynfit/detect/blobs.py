@@ -124,7 +124,7 @@ def _intensity(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray) -> np.ndarray
     return (g * vals).sum(axis=1) / np.maximum(g.sum(axis=1), 1e-12)
 
 
-def _fit_gaussians(vals: np.ndarray, coords: np.ndarray, sig: np.ndarray, q0: np.ndarray, iters: int = 20,
+def _fit_gaussians(vals: np.ndarray, coords: np.ndarray, sig: np.ndarray, q0: np.ndarray, iters: int = 15,
                    rss_stop: float = np.inf):
     """Batched Levenberg-Marquardt fit of ``k`` Gaussians of one shared width to many windows at once.
 
@@ -175,7 +175,7 @@ def _fit_gaussians(vals: np.ndarray, coords: np.ndarray, sig: np.ndarray, q0: np
         f_new, jac_new = model(q_new, coords[act])
         rss_new = ((f_new - vals[act]) ** 2).sum(1)
         better = rss_new < rss[act]
-        converged = np.where(better, rss[act] - rss_new < 1e-4 * rss[act], la > 1e2)
+        converged = np.where(better, rss[act] - rss_new < 1e-3 * rss[act], la > 1e2)
         ib = act[better]
         q[ib], f[ib], jac[ib], rss[ib] = q_new[better], f_new[better], jac_new[better], rss_new[better]
         lam[act] = np.where(better, la / 3, la * 4)
@@ -186,15 +186,18 @@ def _fit_gaussians(vals: np.ndarray, coords: np.ndarray, sig: np.ndarray, q0: np
 
 
 #: A blob is a split candidate when the ratio of the two extreme eigenvalues of the Hessian of the image smoothed at
-#: the blob scale (in units of sigma) is below this: one round spot gives 0.85-1 at SNR >= 10 (1st percentile 0.83),
-#: two spots 1.6 sigma apart 0.68-0.77 (99th percentile 0.77).
-SPLIT_HESSIAN_RATIO = 0.78
-#: Two fitted components closer than this (in sigmas) are one object (a bead is never two spots that close).
-SPLIT_MIN_SEPARATION = 1.2
+#: the blob scale (in units of sigma) is below this: one round spot gives 0.85-1 at SNR >= 10 (median 0.92-0.98),
+#: two spots 1.6 sigma apart 0.68-0.77 (99th percentile 0.77); closer pairs approach 1 (the fits decide).
+SPLIT_HESSIAN_RATIO = 0.9
+#: Two fitted components closer than this (in sigmas) are one object.
+SPLIT_MIN_SEPARATION = 0.8
 #: The two-spot model must explain the blob to within the noise: residual sum of squares per pixel below this many
 #: noise variances (true pairs give 0.5-2.2 at SNR 10-30; irregular objects such as brightfield beads with halos,
 #: which one Gaussian does not fit either, 10 or more).
 SPLIT_MAX_CHI2 = 4.0
+#: Only blobs peaking above this many noise standard deviations are tested for a split: below, noise makes single
+#: spots look elongated and the fits cannot tell two spots from one (and cost most of the time at low SNR).
+SPLIT_MIN_SNR = 8.0
 
 
 def _pixel_noise(flat: np.ndarray) -> float:
@@ -244,6 +247,11 @@ def _split_merged(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, noise: flo
         return pos
     half = np.ceil(2.5 * sig).astype(int)
     coords, vals = _window(flat, pos[cand], half)  # offsets from the blob centre, values
+    if np.isfinite(noise):
+        bright = vals.max(axis=1) > SPLIT_MIN_SNR * noise
+        cand, coords, vals = cand[bright], coords[bright], vals[bright]
+        if len(cand) == 0:
+            return pos
     # two spots of width sigma at +-delta along the flat axis give the Hessian ratio r = 1 - delta^2 / (2 sigma^2):
     # place them there, fit both amplitudes by linear least squares, and keep for the non-linear fit only the blobs
     # that this start already explains to within a few times the target (irregular objects are far off)
@@ -295,32 +303,38 @@ def _split_merged(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, noise: flo
     return new[~drop]
 
 
-#: Maxima closer than this (in sigmas) are one object: two spots give two maxima of the LoG at 0.7 sigma from about
-#: 2.4 sigma apart; closer maxima are texture or noise within one blob (a bead; requiring a dip of the response
-#: between them still let 1-3 % of the beads of a brightfield movie count twice), and closer pairs of spots are left
-#: to the split.
+#: Maxima closer than this (in sigmas) are merged into one blob at their mean position: texture or noise within one
+#: object (a bead; requiring a dip of the response between them still let 1-3 % of the beads of a brightfield movie
+#: count twice); if they are two spots, the split (two-spot fit within the noise) separates them again.
 MERGE_DISTANCE = 2.0
 
 
-def _merge_close(pos: np.ndarray, peaks: np.ndarray, resp: np.ndarray, sig: np.ndarray) -> np.ndarray:
-    """Indices of ``pos`` (refined positions of the integer ``peaks`` of ``resp``) to keep: of maxima closer than
-    :data:`MERGE_DISTANCE` sigmas, the strongest."""
+def _merge_close(pos: np.ndarray, peaks: np.ndarray, resp: np.ndarray, sig: np.ndarray):
+    """Merge maxima closer than :data:`MERGE_DISTANCE` sigmas: the strongest stays, at the response-weighted mean
+    position of the group (centred, so that the split can still find two spots there). Returns the kept indices of
+    ``pos`` (refined positions of the integer ``peaks`` of ``resp``) and their positions."""
     from scipy.spatial import cKDTree
 
-    pairs = cKDTree(pos / sig).query_pairs(MERGE_DISTANCE, output_type="ndarray")
+    # distances between the maxima themselves: refined positions in a dense cluster lean towards their neighbours
+    pairs = cKDTree(peaks / sig).query_pairs(MERGE_DISTANCE, output_type="ndarray")
     if len(pairs) == 0:
-        return np.arange(len(pos))
-    strength = resp[tuple(peaks.T)]
+        return np.arange(len(pos)), pos
+    strength = np.maximum(resp[tuple(peaks.T)], 1e-12)
     order = np.argsort(-strength, kind="stable")
     rank = np.empty(len(pos), int)
     rank[order] = np.arange(len(pos))
     drop = np.zeros(len(pos), bool)
-    # strongest first: a maximum is dropped when a kept, stronger one lies within the distance
+    wsum = strength.copy()
+    psum = pos * strength[:, None]
+    # strongest first: a maximum joins a kept, stronger one within the distance
     pairs = np.where((rank[pairs[:, 0]] < rank[pairs[:, 1]])[:, None], pairs, pairs[:, ::-1])  # (stronger, weaker)
     for i, j in pairs[np.argsort(rank[pairs[:, 0]], kind="stable")]:
-        if not drop[i]:
+        if not drop[i] and not drop[j]:
             drop[j] = True
-    return np.flatnonzero(~drop)
+            wsum[i] += strength[j]
+            psum[i] += strength[j] * pos[j]
+    keep = np.flatnonzero(~drop)
+    return keep, psum[keep] / wsum[keep, None]
 
 
 def _peaks(resp: np.ndarray, thr: np.ndarray, md: int, exclude_border: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -435,8 +449,7 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
         sig = _pixel_sigmas(sigmas[k], sp)
         pk = peaks[scale_idx == k]
         p = _weighted_centroid(flat, _refine(resp[k], pk), sig)
-        keep = _merge_close(p, pk, resp[k], sig)
-        p, pk = p[keep], pk[keep]
+        _, p = _merge_close(p, pk, resp[k], sig)
         if split:
             p = _split_merged(flat, p, sig, noise)
         p = np.clip(p, 0, shape - 1)  # a spot cut by the border keeps a position inside the image
