@@ -16,9 +16,10 @@ Steps (``method="classic"``, all from scikit-image / scipy):
    (area x solidity) is larger: cells are compact, halos are rims and networks. Once the polarity is ``dark``
    the image is inverted and the halos become deep valleys, which is what separates touching cells.
 3. **Foreground.** A threshold that cannot return the background as one object: half the median plateau of the
-   pixels clearly above the background (the half-maximum edge of a blurred cell), never below
-   :data:`MIN_SNR` background spreads. With halos the final masks grow (at most half a radius) to the middle
-   of the dark-to-bright transition, where a phase-contrast cell's edge lies.
+   cells' centres and ridges (the half-maximum edge of a blurred cell), never below :data:`MIN_SNR` background
+   spreads, with hysteresis down to :data:`HYSTERESIS` of it (textured cell interiors stay connected). With
+   halos the final masks grow (at most half a radius) to the middle of the dark-to-bright transition, where a
+   phase-contrast cell's edge lies.
 4. **Cell size.** The width ``2 r`` from the median of the distance-transform ridge (local maxima of the
    Euclidean distance transform of the foreground), unless ``diameter`` is given.
 5. **Seeds and watershed.** A landscape, contrast (saturating at :data:`SATURATION` of the plateau) times
@@ -27,7 +28,7 @@ Steps (``method="classic"``, all from scikit-image / scipy):
 6. **Shape priors.** Adjacent regions are merged greedily, highest saddle first, when the boundary between them
    is no constriction (the landscape's highest point on the boundary stays above ``constriction`` x the
    smaller of the two peaks: this is h-maxima suppression relative to the peaks) and the merged region is still
-   one cell: for ``rods`` its width (from its second moments) stays that of one rod (at most 1.3 ``2 r``), so
+   one cell: for ``rods`` its width (from its second moments) stays that of one rod (at most 1.6 ``2 r``), so
    fragments along a rod join while two rods side by side never do; for ``round`` nuclei its longest axis stays
    that of one nucleus (1.35 ``2 r``). ``kind="auto"`` decides before the watershed: in 2D from the ridge index
    of the foreground (distance-transform ridge length x width / area, :data:`RIDGE_INDEX`), in 3D from the median aspect
@@ -63,6 +64,10 @@ METHODS = ("classic", "cellpose", "stardist")
 
 #: Minimum contrast of the foreground, in background spreads (HWHM-based sigma).
 MIN_SNR = 4.0
+#: Low threshold of the hysteresis, as a fraction of the foreground threshold (1: no hysteresis). Chosen on
+#: generated phase-contrast rod colonies: F1 0.983 / 0.894 at cell texture 0.15 / 0.3, against 0.991 / 0.758
+#: without hysteresis.
+HYSTERESIS = 0.5
 #: Contrast (fraction of the plateau) above which the intensity factor of the landscape saturates.
 SATURATION = 0.5
 #: Smoothing of the contrast in the landscape, in cell radii.
@@ -239,6 +244,11 @@ def _foreground(o: np.ndarray, threshold: float | None) -> tuple[np.ndarray, flo
     else:
         clear = o[o > threshold]
         plateau = float(np.median(clear)) if clear.size else float(threshold)
+    if HYSTERESIS < 1:
+        from skimage.filters import apply_hysteresis_threshold
+
+        low = max(0.5 * MIN_SNR, HYSTERESIS * threshold)
+        return apply_hysteresis_threshold(o, low, threshold), float(threshold), max(plateau, float(threshold))
     return o > threshold, float(threshold), max(plateau, float(threshold))
 
 
@@ -347,7 +357,7 @@ def _merge(lab: np.ndarray, land: np.ndarray, kind: str, width: float, length: f
             i = parent[i]
         return i
 
-    max_width = 1.3 * width
+    max_width = 1.6 * width
     max_round = 1.35 * width
     max_len = None if length is None else 2.6 * length
     # candidates: highest saddle relative to the smaller peak of the two *current* regions first (a heap with
