@@ -155,9 +155,15 @@ def _traccuracy(gt_dir: Path, res_dir: Path, frames: int | None) -> dict:
                          metrics=[DivisionMetrics()])
     out = {}
     for r in results + div:
-        for k, v in r["results"].items():
-            if k in ("DET", "TRA", "LNK", "Division F1", "Division Recall", "Division Precision", "AOGM"):
+        res = r["results"]
+        res = res.get("Frame Buffer 0", res) if isinstance(res, dict) else res
+        for k, v in res.items():
+            if k in ("DET", "TRA", "LNK", "Division F1", "Division Recall", "Division Precision", "AOGM",
+                     "Total GT Divisions", "Total Predicted Divisions", "True Positive Divisions"):
                 out[k] = float(v)
+    if "Division Recall" in out and "Division F1" not in out:
+        p_, r_ = out["Division Precision"], out["Division Recall"]
+        out["Division F1"] = 2 * p_ * r_ / (p_ + r_) if p_ + r_ > 0 else 0.0
     return out
 
 

@@ -117,14 +117,25 @@ def _check_image(image) -> np.ndarray:
     return img
 
 
-def _mode_and_spread(values: np.ndarray) -> tuple[float, float]:
-    """Histogram peak of ``values`` and the peak's half width at half maximum as a Gaussian sigma."""
+def _mode_and_spread(values: np.ndarray, polarity: str = "auto") -> tuple[float, float]:
+    """Background peak of the histogram of ``values`` and its half width at half maximum as a Gaussian sigma.
+
+    The background is the highest peak, or, when the polarity is known, the brightest (``dark`` objects) or
+    darkest (``bright`` objects) peak of at least a fifth of its height: in a confluent frame the cells outnumber
+    the background pixels.
+    """
+    from scipy.signal import find_peaks
+
     lo, hi = np.percentile(values, [0.5, 99.5])
     if hi <= lo:
         return float(lo), 1.0
     counts, edges = np.histogram(values, bins=256, range=(lo, hi))
     counts = ndi.gaussian_filter1d(counts.astype(float), 1.5)
     k = int(np.argmax(counts))
+    if polarity != "auto":
+        peaks, _ = find_peaks(counts, height=0.2 * counts[k], prominence=0.1 * counts[k])
+        if len(peaks):
+            k = int(peaks.max() if polarity == "dark" else peaks.min())
     half = counts[k] / 2
     left = k
     while left > 0 and counts[left] > half:
@@ -183,14 +194,14 @@ def _flat_background(img: np.ndarray, mode: float, spread: float, scale: float) 
     return (poly + smooth).astype(np.float32)
 
 
-def _contrast(img: np.ndarray) -> tuple[np.ndarray, dict]:
+def _contrast(img: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, dict]:
     """Flattened image in units of the background spread (0 = background) and the statistics used."""
     smooth = ndi.gaussian_filter(img, 1.0)
-    mode, spread = _mode_and_spread(smooth)
+    mode, spread = _mode_and_spread(smooth, polarity)
     scale = max(img.shape) / 6
     surf = _flat_background(smooth, mode, spread, scale)
     # second pass on the flattened image: an uneven background no longer widens the spread
-    mode2, spread = _mode_and_spread(smooth - surf)
+    mode2, spread = _mode_and_spread(smooth - surf, polarity)
     surf = _flat_background(smooth - surf, mode2, spread, scale) + surf
     d = (smooth - surf) / spread
     return d, {"background": mode, "noise": spread}
@@ -590,7 +601,7 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
 
 def _prepare(img, polarity, threshold, diameter, sampling, min_size) -> dict:
     """Contrast, polarity, foreground, radius and the aspect ratios of the convex foreground components."""
-    d, info = _contrast(img)
+    d, info = _contrast(img, polarity)
     pol, halo = _decide_polarity(d, polarity)
     o = d if pol == "bright" else -d
     fg, thr, plateau = _foreground(o, threshold)
