@@ -508,7 +508,7 @@ def _check_choice(value, choices, name):
 
 def estimate_parameters(image, *, polarity: str = "auto", kind: str = "auto", diameter: float | None = None,
                         threshold: float | None = None) -> dict:
-    """Polarity, kind and cell diameter of an image (what :func:`segment_cells` would use).
+    """Polarity, kind and cell diameter of an image (what :func:`segment_cells` uses; it runs the segmentation).
 
     Returns
     -------
@@ -778,8 +778,9 @@ def match_segmentation(truth, pred, *, iou: float = 0.5) -> dict:
     """Object-level precision, recall and F1 of ``pred`` against ``truth`` label images at an IoU threshold.
 
     A predicted and a true object match when their intersection over union exceeds ``iou`` (for ``iou >= 0.5``
-    each object has at most one such partner, so the matching is unique). Works on single images or movies
-    (matched frame by frame when the first axis is time and ``movie=True`` shapes agree).
+    each object has at most one such partner, so the matching is unique; below, a maximum-IoU assignment).
+    ``truth`` and ``pred`` are one image each (2D or 3D): for movies whose labels restart per frame, call it per
+    frame and pool the counts.
 
     Returns
     -------
