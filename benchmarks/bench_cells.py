@@ -85,7 +85,7 @@ def simulated() -> dict:
     return out
 
 
-def real(data: Path, frames: int | None, track_args: list[str]) -> dict:
+def real(data: Path, frames: int | None, track_args: list[str], keep: str | None = None) -> dict:
     import tifffile
 
     from napari_dynfit.cli import main
@@ -102,12 +102,15 @@ def real(data: Path, frames: int | None, track_args: list[str]) -> dict:
             for f in sorted((data / "img").glob("*.tif"))[:frames]:
                 (src / f.name).symlink_to(f)
             truth = truth[:frames]
-        labels_path = tmp / "labels.tif"
-        t0 = time.perf_counter()
-        rc = main(["-q", "segment", str(src), "-o", str(labels_path)])
-        out["segment_seconds"] = time.perf_counter() - t0
-        if rc != 0:
-            raise SystemExit(f"dynfit segment failed with status {rc}")
+        labels_path = Path(keep) if keep else tmp / "labels.tif"
+        if keep and labels_path.exists():  # re-use a segmentation made by an earlier run
+            out["segment_seconds"] = None
+        else:
+            t0 = time.perf_counter()
+            rc = main(["-q", "segment", str(src), "-o", str(labels_path)])
+            out["segment_seconds"] = time.perf_counter() - t0
+            if rc != 0:
+                raise SystemExit(f"dynfit segment failed with status {rc}")
         pred = tifffile.imread(labels_path)
         out["segmentation"] = pooled(truth, pred)
         res_dir = tmp / "RES"
@@ -126,7 +129,7 @@ def _traccuracy(gt_dir: Path, res_dir: Path, frames: int | None) -> dict:
     try:
         from traccuracy import run_metrics
         from traccuracy.loaders import load_ctc_data
-        from traccuracy.matchers import CTCMatcher
+        from traccuracy.matchers import CTCMatcher, IOUMatcher
         from traccuracy.metrics import CTCMetrics, DivisionMetrics
     except ImportError:
         return {"note": "traccuracy is not installed"}
@@ -146,12 +149,21 @@ def _traccuracy(gt_dir: Path, res_dir: Path, frames: int | None) -> dict:
             (gt_src / f.name).symlink_to(f)
     gt = load_ctc_data(str(gt_src), str(gt_src / "man_track.txt"), run_checks=False)
     pred = load_ctc_data(str(res_dir), str(res_dir / "res_track.txt"), run_checks=False)
-    results, _ = run_metrics(gt, pred, matcher=CTCMatcher(), metrics=[CTCMetrics(), DivisionMetrics()])
+    # CTC figures with CTC's matching; divisions need a one-to-one matching: IoU > 0.5
+    results, _ = run_metrics(gt, pred, matcher=CTCMatcher(), metrics=[CTCMetrics()])
+    div, _ = run_metrics(gt, pred, matcher=IOUMatcher(iou_threshold=0.5, one_to_one=True),
+                         metrics=[DivisionMetrics()])
     out = {}
-    for r in results:
-        for k, v in r["results"].items():
-            if k in ("DET", "TRA", "LNK", "Division F1", "Division Recall", "Division Precision", "AOGM"):
+    for r in results + div:
+        res = r["results"]
+        res = res.get("Frame Buffer 0", res) if isinstance(res, dict) else res
+        for k, v in res.items():
+            if k in ("DET", "TRA", "LNK", "Division F1", "Division Recall", "Division Precision", "AOGM",
+                     "Total GT Divisions", "Total Predicted Divisions", "True Positive Divisions"):
                 out[k] = float(v)
+    if "Division Recall" in out and "Division F1" not in out:
+        p_, r_ = out["Division Precision"], out["Division Recall"]
+        out["Division F1"] = 2 * p_ * r_ / (p_ + r_) if p_ + r_ > 0 else 0.0
     return out
 
 
@@ -162,6 +174,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-sim", action="store_true", help="skip the generated data")
     ap.add_argument("--track-args", nargs=argparse.REMAINDER, default=[], help="extra `dynfit track` flags")
     ap.add_argument("--json", help="also write the JSON here")
+    ap.add_argument("--keep", help="label movie path: written by the first run, re-used by later runs")
     args = ap.parse_args(argv)
     out = {}
     if not args.no_sim:
@@ -171,7 +184,7 @@ def main(argv=None) -> int:
         if not (data / "img").is_dir() or not (data / "TRA").is_dir():
             print(f"{data} needs img/ and TRA/ folders", file=sys.stderr)
             return 2
-        out["real"] = real(data, args.frames, args.track_args)
+        out["real"] = real(data, args.frames, args.track_args, args.keep)
     emit_json(out, args.json)
     return 0
 

@@ -235,10 +235,10 @@ def register(sub) -> None:
                                    "(background flattening, polarity, seeded watershed with rod/round shape "
                                    "priors; parameters estimated from the data and printed) and write the label "
                                    "movie to -o LABELS.tif (objects numbered per frame; track them with "
-                                   "`dynfit track LABELS.tif --divisions`). A 3D TIFF without axis metadata is "
-                                   "read as (t, y, x). With a single .apr file: smooth, threshold (Otsu, Li, pyapr "
-                                   "graph cut or a value), label connected particles, filter by size, and write "
-                                   "the objects table to -o.")
+                                   "`dynfit track LABELS.tif --divisions`). A 3D TIFF is read as (t, y, x), "
+                                   "whatever its metadata says. With a single .apr file: smooth, threshold (Otsu, "
+                                   "Li, pyapr graph cut or a value), label connected particles, filter by size, "
+                                   "and write the objects table to -o.")
     p.add_argument("input", help="movie (.tif, .zarr, .aprmovie, TIFF folder) or one .apr file")
     p.add_argument("-o", "--output", required=True, type=output(".tif", ".tiff", ".csv", ".parquet", ".pq"),
                    help="movie: label movie (.tif); .apr: objects table (.csv or .parquet)")

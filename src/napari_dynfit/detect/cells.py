@@ -16,9 +16,10 @@ Steps (``method="classic"``, all from scikit-image / scipy):
    (area x solidity) is larger: cells are compact, halos are rims and networks. Once the polarity is ``dark``
    the image is inverted and the halos become deep valleys, which is what separates touching cells.
 3. **Foreground.** A threshold that cannot return the background as one object: half the median plateau of the
-   pixels clearly above the background (the half-maximum edge of a blurred cell), never below
-   :data:`MIN_SNR` background spreads. With halos the final masks grow (at most half a radius) to the middle
-   of the dark-to-bright transition, where a phase-contrast cell's edge lies.
+   cells' centres and ridges (the half-maximum edge of a blurred cell), never below :data:`MIN_SNR` background
+   spreads, with hysteresis down to :data:`HYSTERESIS` of it (textured cell interiors stay connected). With
+   halos the final masks grow (at most half a radius) to the middle of the dark-to-bright transition, where a
+   phase-contrast cell's edge lies.
 4. **Cell size.** The width ``2 r`` from the median of the distance-transform ridge (local maxima of the
    Euclidean distance transform of the foreground), unless ``diameter`` is given.
 5. **Seeds and watershed.** A landscape, contrast (saturating at :data:`SATURATION` of the plateau) times
@@ -27,7 +28,7 @@ Steps (``method="classic"``, all from scikit-image / scipy):
 6. **Shape priors.** Adjacent regions are merged greedily, highest saddle first, when the boundary between them
    is no constriction (the landscape's highest point on the boundary stays above ``constriction`` x the
    smaller of the two peaks: this is h-maxima suppression relative to the peaks) and the merged region is still
-   one cell: for ``rods`` its width (from its second moments) stays that of one rod (at most 1.3 ``2 r``), so
+   one cell: for ``rods`` its width (from its second moments) stays that of one rod (at most 1.6 ``2 r``), so
    fragments along a rod join while two rods side by side never do; for ``round`` nuclei its longest axis stays
    that of one nucleus (1.35 ``2 r``). ``kind="auto"`` decides before the watershed: in 2D from the ridge index
    of the foreground (distance-transform ridge length x width / area, :data:`RIDGE_INDEX`), in 3D from the median aspect
@@ -63,6 +64,10 @@ METHODS = ("classic", "cellpose", "stardist")
 
 #: Minimum contrast of the foreground, in background spreads (HWHM-based sigma).
 MIN_SNR = 4.0
+#: Low threshold of the hysteresis, as a fraction of the foreground threshold (1: no hysteresis). Chosen on
+#: generated phase-contrast rod colonies: F1 0.983 / 0.894 at cell texture 0.15 / 0.3, against 0.991 / 0.758
+#: without hysteresis.
+HYSTERESIS = 0.5
 #: Contrast (fraction of the plateau) above which the intensity factor of the landscape saturates.
 SATURATION = 0.5
 #: Smoothing of the contrast in the landscape, in cell radii.
@@ -70,6 +75,8 @@ LANDSCAPE_SMOOTH = 0.0
 #: Ridge index (see :func:`_ridge_index`) above which ``kind="auto"`` says rods in 2D (generated data: rod
 #: colonies 0.37-0.59, touching disks 0.16-0.21).
 RIDGE_INDEX = 0.3
+#: Re-cut once with the segmented cells' own median width when it differs from the ridge estimate by > 15 %.
+REFINE = True
 #: Aspect ratio (length / width from second moments) above which ``kind="auto"`` says rods in 3D.
 ROD_ASPECT = 1.6
 
@@ -112,14 +119,25 @@ def _check_image(image) -> np.ndarray:
     return img
 
 
-def _mode_and_spread(values: np.ndarray) -> tuple[float, float]:
-    """Histogram peak of ``values`` and the peak's half width at half maximum as a Gaussian sigma."""
+def _mode_and_spread(values: np.ndarray, polarity: str = "auto") -> tuple[float, float]:
+    """Background peak of the histogram of ``values`` and its half width at half maximum as a Gaussian sigma.
+
+    The background is the highest peak, or, when the polarity is known, the brightest (``dark`` objects) or
+    darkest (``bright`` objects) peak of at least a fifth of its height: in a confluent frame the cells outnumber
+    the background pixels.
+    """
+    from scipy.signal import find_peaks
+
     lo, hi = np.percentile(values, [0.5, 99.5])
     if hi <= lo:
         return float(lo), 1.0
     counts, edges = np.histogram(values, bins=256, range=(lo, hi))
     counts = ndi.gaussian_filter1d(counts.astype(float), 1.5)
     k = int(np.argmax(counts))
+    if polarity != "auto":
+        peaks, _ = find_peaks(counts, height=0.2 * counts[k], prominence=0.1 * counts[k])
+        if len(peaks):
+            k = int(peaks.max() if polarity == "dark" else peaks.min())
     half = counts[k] / 2
     left = k
     while left > 0 and counts[left] > half:
@@ -178,14 +196,14 @@ def _flat_background(img: np.ndarray, mode: float, spread: float, scale: float) 
     return (poly + smooth).astype(np.float32)
 
 
-def _contrast(img: np.ndarray) -> tuple[np.ndarray, dict]:
+def _contrast(img: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, dict]:
     """Flattened image in units of the background spread (0 = background) and the statistics used."""
     smooth = ndi.gaussian_filter(img, 1.0)
-    mode, spread = _mode_and_spread(smooth)
+    mode, spread = _mode_and_spread(smooth, polarity)
     scale = max(img.shape) / 6
     surf = _flat_background(smooth, mode, spread, scale)
     # second pass on the flattened image: an uneven background no longer widens the spread
-    mode2, spread = _mode_and_spread(smooth - surf)
+    mode2, spread = _mode_and_spread(smooth - surf, polarity)
     surf = _flat_background(smooth - surf, mode2, spread, scale) + surf
     d = (smooth - surf) / spread
     return d, {"background": mode, "noise": spread}
@@ -239,6 +257,11 @@ def _foreground(o: np.ndarray, threshold: float | None) -> tuple[np.ndarray, flo
     else:
         clear = o[o > threshold]
         plateau = float(np.median(clear)) if clear.size else float(threshold)
+    if HYSTERESIS < 1:
+        from skimage.filters import apply_hysteresis_threshold
+
+        low = max(0.5 * MIN_SNR, HYSTERESIS * threshold)
+        return apply_hysteresis_threshold(o, low, threshold), float(threshold), max(plateau, float(threshold))
     return o > threshold, float(threshold), max(plateau, float(threshold))
 
 
@@ -347,7 +370,7 @@ def _merge(lab: np.ndarray, land: np.ndarray, kind: str, width: float, length: f
             i = parent[i]
         return i
 
-    max_width = 1.3 * width
+    max_width = 1.6 * width
     max_round = 1.35 * width
     max_len = None if length is None else 2.6 * length
     # candidates: highest saddle relative to the smaller peak of the two *current* regions first (a heap with
@@ -487,7 +510,7 @@ def _check_choice(value, choices, name):
 
 def estimate_parameters(image, *, polarity: str = "auto", kind: str = "auto", diameter: float | None = None,
                         threshold: float | None = None) -> dict:
-    """Polarity, kind and cell diameter of an image (what :func:`segment_cells` would use).
+    """Polarity, kind and cell diameter of an image (what :func:`segment_cells` uses; it runs the segmentation).
 
     Returns
     -------
@@ -562,12 +585,15 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
     width = 2 * radius
     length = None
     kd = kind if kind != "auto" else _kind_of(pr["aspects"], pr["ridge_index"], img.ndim)
-    if kd == "rods":
-        e = _landscape(o, fg, plateau, radius, sampling)
-    else:
-        e = _blob_landscape(o, fg, plateau, radius, sampling)
-    lab = _watershed_cells(e, fg)
-    out = _merge(lab, e, kd, width, length, constriction, msize)
+    out = _cut(o, fg, plateau, radius, sampling, kd, constriction, msize)
+    if diameter is None and REFINE and out.max() > 0:
+        # the distance-transform ridge is biased by clusters (up) and ragged masks (down): the cells' own width
+        refined = _object_width(out, kd)
+        if abs(refined / width - 1) > 0.15:
+            radius = 0.5 * refined
+            width = refined
+            msize = float(min_size) if min_size is not None else 0.25 * _ball(radius, img.ndim)
+            out = _cut(o, fg, plateau, radius, sampling, kd, constriction, msize)
     if halo < 0:
         out = _to_halo_edge(out, o, 0.5 * (plateau + halo), radius)
     if kd == "rods":
@@ -578,9 +604,28 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
     return CellSegmentation(labels=out, info=info)
 
 
+def _cut(o, fg, plateau, radius, sampling, kind, constriction, min_size) -> np.ndarray:
+    """Landscape, watershed and shape-prior merging (steps 5 and 6 of the module docstring)."""
+    if kind == "rods":
+        e = _landscape(o, fg, plateau, radius, sampling)
+    else:
+        e = _blob_landscape(o, fg, plateau, radius, sampling)
+    return _merge(_watershed_cells(e, fg), e, kind, 2 * radius, None, constriction, min_size)
+
+
+def _object_width(lab: np.ndarray, kind: str) -> float:
+    """Median width of the segmented rods (second moments) or equivalent diameter of the round cells, pixels."""
+    n = int(lab.max())
+    mom = _moments(lab, n)[1:]
+    if kind == "rods":
+        return float(np.median(_width_length(mom, lab.ndim)[0]))
+    vol = mom[:, 0]
+    return float(np.median(2 * np.sqrt(vol / np.pi) if lab.ndim == 2 else 2 * np.cbrt(3 * vol / (4 * np.pi))))
+
+
 def _prepare(img, polarity, threshold, diameter, sampling, min_size) -> dict:
     """Contrast, polarity, foreground, radius and the aspect ratios of the convex foreground components."""
-    d, info = _contrast(img)
+    d, info = _contrast(img, polarity)
     pol, halo = _decide_polarity(d, polarity)
     o = d if pol == "bright" else -d
     fg, thr, plateau = _foreground(o, threshold)
@@ -757,8 +802,9 @@ def match_segmentation(truth, pred, *, iou: float = 0.5) -> dict:
     """Object-level precision, recall and F1 of ``pred`` against ``truth`` label images at an IoU threshold.
 
     A predicted and a true object match when their intersection over union exceeds ``iou`` (for ``iou >= 0.5``
-    each object has at most one such partner, so the matching is unique). Works on single images or movies
-    (matched frame by frame when the first axis is time and ``movie=True`` shapes agree).
+    each object has at most one such partner, so the matching is unique; below, a maximum-IoU assignment).
+    ``truth`` and ``pred`` are one image each (2D or 3D): for movies whose labels restart per frame, call it per
+    frame and pool the counts.
 
     Returns
     -------

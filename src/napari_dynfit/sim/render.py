@@ -321,8 +321,8 @@ def render_cells(
     capsules of that length (tip to tip) along that axis.
 
     Image formation: with ``m`` the cell mask (``gap``: minus the pixels where two cells
-    touch, a two-pixel line as cell walls show; ``texture``: times a per-cell gain and a smooth random field), ``fluorescence``
-    gives ``background + A s`` and ``phase`` (phase contrast, dark cells with bright halos)
+    touch, a two-pixel line as cell walls show; ``texture``: times a per-cell gain and a smooth random field),
+    ``fluorescence`` gives ``background + A s`` and ``phase`` (phase contrast, dark cells with bright halos)
     ``background - A s`` with ``s = G_psf * m - halo max(G_halo * m - G_psf * m, 0)``: the halo is where the
     low-pass part of the phase-ring response (Yin, Kanade and Chen 2012) exceeds the sharp image, bright
     around and between cells. Noise as in :func:`render_movie`; in ``phase`` the signal is clipped at zero
