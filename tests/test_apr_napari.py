@@ -107,7 +107,7 @@ def test_writer_round_trip_image_and_labels(make_napari_viewer, tmp_path, rng):
     mv = to_apr(movie, movie=True, frame_interval=2.0)
     data, kwargs, ltype = apr_layers_from_result(mv, "m")[0]
     viewer.add_layer(Layer.create(data, kwargs, ltype))
-    viewer.layers["m (APR)"].save(str(tmp_path / "m.apr"), plugin="napari-dynfit")
+    viewer.layers["m (APR)"].save(str(tmp_path / "m.aprmovie"), plugin="napari-dynfit")  # written exactly as named
     back_mv = read_apr_movie(tmp_path / "m.aprmovie")
     assert back_mv.frame_interval == 2.0
     np.testing.assert_array_equal(back_mv.frames[2][0].particles, mv.frames[2][0].particles)

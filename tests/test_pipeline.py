@@ -12,7 +12,6 @@ from napari_dynfit._progress import progress_context
 from napari_dynfit.commands.simulate import write_image
 from napari_dynfit.pipeline import TiffFrames, open_movie, process_movie
 from napari_dynfit.sim import render_movie, simulate_abp
-from napari_dynfit.sim.samples import ABP_2D_RENDER
 from napari_dynfit.track.metrics import match_nodes
 
 SPACING = (0.5, 0.5)
@@ -21,9 +20,9 @@ FILTERED = {"filter": {"sigma": 1.0}}
 
 @pytest.fixture(scope="module")
 def sample():
-    """8 frames of 128 x 128 px with 40 active particles (the embedded sample's density and rendering)."""
+    """8 frames of 128 x 128 px with 40 active particles (spots of PSF sigma 1.5 px, the pipeline's default)."""
     traj = simulate_abp(40, 70, dim=2, box=(64.0, 64.0), dt=0.01, v0=8.0, Dr=0.5, Dt=0.05, save_every=10, seed=1)
-    render = {k: v for k, v in ABP_2D_RENDER.items() if k != "shape"}
+    render = dict(scale=0.5, psf_sigma=1.5, snr=10.0, background=100.0, read_noise=2.0)
     movie, truth = render_movie(traj.to_table(), (8, 128, 128), seed=1, **render)
     return movie, truth
 
