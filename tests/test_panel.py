@@ -66,7 +66,7 @@ def test_fit_keeps_ui_responsive_and_cancel_leaves_viewer_usable(make_napari_vie
     timer.stop()
     wall, cpu = np.diff(np.array(ticks), axis=0).T
     assert len(ticks) > 10, f"the timer fired only {len(ticks)} times in 3 s"
-    assert cpu.max() < 0.1, (f"the GUI thread computed {cpu.max():.3f} s between two timer ticks "
+    assert cpu.max() < 0.2, (f"the GUI thread computed {cpu.max():.3f} s between two timer ticks "
                              f"(largest wall-clock gap {wall.max():.3f} s)")
     assert "latent field (PINN)" in viewer.layers  # the live overlay exists while training
     widget.stop()
