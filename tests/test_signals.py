@@ -59,8 +59,8 @@ COMMANDS = {
     "coarse-grain": (["coarse-grain", "{D}/tracks.csv", "-o", "{OUT}", "--spacing", "0.5", "--sigma", "1",
                       "--overwrite"], "f.zarr"),
     "track": (["track", "{D}/tracks.csv", "-o", "{OUT}", "--gap-frames", "2", "--motion", "velocity"], "t.csv"),
-    "infer-flow": (["infer-flow", "{D}/tracks.csv", "--diffusion", "fit", "-o", "{OUT}", "--steps", "300",
-                    "--score-steps", "300", "--threads", "1", "--overwrite"], "flow"),
+    "infer-flow": (["infer-flow", "{D}/tracks.csv", "--diffusion", "fit", "-o", "{OUT}", "--steps", "100",
+                    "--score-steps", "100", "--threads", "1", "--overwrite"], "flow"),
 }
 
 

@@ -130,11 +130,23 @@ def clean_stale(dest) -> list[Path]:
     return removed
 
 
-def remove_temporaries() -> None:
-    """Remove every temporary path still being written (called on SIGINT / SIGTERM)."""
-    for tmp in list(_TEMPS):
-        _remove(tmp)
-        _TEMPS.discard(tmp)
+def remove_temporaries(settle: float = 0.3, timeout: float = 3.0) -> None:
+    """Remove every temporary path of a failed or interrupted write (called on SIGINT / SIGTERM / errors).
+
+    A library may still be writing into it from a background thread (zarr's I/O loop finishes the
+    chunks already submitted), so a path is removed again until it stayed absent for ``settle``
+    seconds (at most ``timeout`` seconds in all).
+    """
+    import time
+
+    pending = list(_TEMPS)
+    end = time.monotonic() + timeout
+    while pending and time.monotonic() < end:
+        for tmp in pending:
+            _remove(tmp)
+        time.sleep(settle)
+        pending = [tmp for tmp in pending if os.path.lexists(tmp)]
+    _TEMPS.clear()
 
 
 def is_ours(path) -> bool:
@@ -217,10 +229,9 @@ def atomic_path(dest, *, is_dir: bool = False):
         _refuse_replace(dest, is_dir)
         _commit(tmp, dest, is_dir)
     except BaseException:
-        _remove(tmp)
+        _remove(tmp)  # stays registered: remove_temporaries() removes what a background writer adds later
         raise
-    finally:
-        _TEMPS.discard(tmp)
+    _TEMPS.discard(tmp)
 
 
 @contextlib.contextmanager
