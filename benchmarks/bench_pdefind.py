@@ -19,6 +19,7 @@ for every seed.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -33,7 +34,9 @@ from napari_dynfit.fields.matfile import read_pdefind_mat
 from napari_dynfit.models.library import polynomial_library
 from napari_dynfit.models.pde import discover_pde
 
-DATA = Path("/work/shared/data/pdefind")
+#: PDE-FIND's published .mat files: $DYNFIT_PDEFIND_DATA or ../shared/data/pdefind next to the checkout; without them
+#: the same data come from our own solvers (napari_dynfit.sim.pde_solutions)
+DATA = Path(os.environ.get("DYNFIT_PDEFIND_DATA") or Path(__file__).resolve().parents[2] / "shared/data/pdefind")
 TRUTH = {
     "burgers": {"u*u_x": -1.0, "u_xx": 0.1},
     "kdv": {"u*u_x": -6.0, "u_xxx": -1.0},
@@ -94,7 +97,12 @@ def run(noises=(0.1, 0.2), seeds=5, K=200, threshold=0.05, datasets=tuple(TRUTH)
                                    f"STLSQ(threshold={threshold}, alpha=1e-5, normalize_columns=True)"},
            "results": {}}
     for name in datasets:
-        clean = read_pdefind_mat(DATA / f"{name}.mat")
+        if (DATA / f"{name}.mat").exists():
+            clean = read_pdefind_mat(DATA / f"{name}.mat")
+        else:
+            from napari_dynfit.sim.pde_solutions import PDEFIND
+
+            clean = PDEFIND[name]()
         truth = TRUTH[name]
         for noise in noises:
             row = {"truth": truth}

@@ -18,3 +18,36 @@ import pytest  # noqa: E402
 def rng():
     """A seeded random generator (tests must be reproducible)."""
     return np.random.default_rng(12345)
+
+
+#: PDE-FIND's reference .mat files: $DYNFIT_PDEFIND_DATA or ../shared/data/pdefind next to the checkout (optional)
+PDEFIND_DATA = os.environ.get("DYNFIT_PDEFIND_DATA") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data", "pdefind")
+
+
+@pytest.fixture(scope="session")
+def pdefind_mat(tmp_path_factory):
+    """``name -> path`` of a PDE-FIND-layout ``.mat`` file (``burgers``, ``kdv``): the published file where
+    ``PDEFIND_DATA`` exists, else one written from our own solver at PDE-FIND's parameters
+    (:mod:`napari_dynfit.sim.pde_solutions`, equal to the published data to ~1e-5)."""
+    from pathlib import Path
+
+    import scipy.io
+
+    from napari_dynfit.sim import pde_solutions
+
+    made = {}
+
+    def path(name: str) -> str:
+        published = Path(PDEFIND_DATA) / f"{name}.mat"
+        if published.exists():
+            return str(published)
+        if name not in made:
+            b = pde_solutions.PDEFIND[name]()
+            out = tmp_path_factory.mktemp("pdefind") / f"{name}.mat"
+            scipy.io.savemat(out, {"usol": np.asarray(b.fields["u"]).T, "x": np.asarray(b.coords["x"])[None, :],
+                                   "t": np.asarray(b.coords["t"])[:, None]})
+            made[name] = str(out)
+        return made[name]
+
+    return path

@@ -12,7 +12,13 @@ from napari_dynfit.io import load_fields
 from napari_dynfit.models.balance import (EquationSpace, dominant_balance, dropped_residual, equation_space,
                                           find_balances, parse_groups, plot_equation_space)
 
-BURGERS = "/work/shared/data/pdefind/burgers.mat"
+BURGERS = None  #: path of the Burgers .mat file (set by the fixture below: published or generated)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _burgers_path(pdefind_mat):
+    global BURGERS
+    BURGERS = pdefind_mat("burgers")
 BURGERS_MODEL = {"format": "dynfit-model/1", "equations": {"u_t": {"u*u_x": -1.0, "u_xx": 0.1}}}
 
 

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-DATA = "/work/shared/data/pdefind/burgers.mat"
+DATA = None  #: path of the Burgers .mat file (set by the fixture below: published or generated)
+KDV = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _pdefind_paths(pdefind_mat):
+    global DATA, KDV
+    DATA, KDV = pdefind_mat("burgers"), pdefind_mat("kdv")
 
 
 @pytest.mark.gui
@@ -44,7 +51,7 @@ def test_pde_widget_runs_in_a_thread_worker(make_napari_viewer, qtbot):
 
     viewer = make_napari_viewer()
     w = PDEWidget(viewer)
-    w._fields.value = "/work/shared/data/pdefind/kdv.mat"
+    w._fields.value = KDV
     w.run()
     assert w._run.enabled is False and w._stop.enabled is True
     qtbot.waitUntil(lambda: not w._job.running, timeout=120000)

@@ -13,7 +13,13 @@ from napari_dynfit.io import (active_matter_example, is_well_file, load_fields, 
                               write_active_matter_example, write_well_file)
 from napari_dynfit.io.well import swap_axis_order
 
-BURGERS = "/work/shared/data/pdefind/burgers.mat"
+BURGERS = None  #: path of the Burgers .mat file (set by the fixture below: published or generated)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _burgers_path(pdefind_mat):
+    global BURGERS
+    BURGERS = pdefind_mat("burgers")
 
 
 @pytest.fixture(scope="module")
