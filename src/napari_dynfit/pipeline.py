@@ -53,7 +53,8 @@ FILTER_DEFAULTS = {"sigma": 1.0, "size": None}
 #: Detection (keywords of :func:`napari_dynfit.detect.detect_blobs`; ``sigma`` = spot width in the movie, px).
 #: ``split=None``: split unresolved pairs unless the frame is smoothed (see the module docstring).
 DETECT_DEFAULTS = {"sigma": 1.5, "sigma_range": None, "num_sigma": 3, "threshold": None, "threshold_snr": 5.0,
-                   "min_distance": None, "exclude_border": False, "split": None, "detection_scale": 0.7}
+                   "min_distance": None, "exclude_border": False, "split": None, "detection_scale": 0.7,
+                   "polarity": "auto"}
 MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
 
 
@@ -252,9 +253,13 @@ def process_movie(movie, *, convert: dict | None = None, filter: dict | None = N
     if not hasattr(movie, "shape"):
         movie = np.asarray(movie)
     spacing = _check_spacing(spacing, len(shape) - 1)
+    det_kw = _merge("detect", DETECT_DEFAULTS, detect)
+    if det_kw["polarity"] == "auto":  # one decision for the movie, here (not in every worker, frame by frame)
+        from .detect.blobs import movie_polarity
+
+        det_kw["polarity"], _ = movie_polarity(movie, sigma=det_kw["sigma"], spacing=spacing)
     func = functools.partial(process_frame, convert=_merge("convert", CONVERT_DEFAULTS, convert),
-                             filter=_filter_params(filter), detect=_merge("detect", DETECT_DEFAULTS, detect),
-                             spacing=spacing)
+                             filter=_filter_params(filter), detect=det_kw, spacing=spacing)
     results = map_frames(func, movie, scheduler=scheduler, n_workers=workers, in_flight=in_flight,
                          desc="APR + detection", index=True)
     detections = pd.concat([table for table, _ in results], ignore_index=True)
