@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 
-from ..tables import read_table, write_table
+from ..tables import TABLE_SUFFIXES, read_table, write_table
+from ..validate import nonneg_int, output, positive_float, positive_int
 
 
 def _common(p, *, dt: bool = True) -> None:
     p.add_argument("tracks", help="tracks table (.csv or .parquet): track_id, frame, (z,) y, x in pixels")
     if dt:
-        p.add_argument("--dt", type=float, default=1.0, help="frame interval, e.g. seconds (default 1: frames)")
-    p.add_argument("--spacing", type=float, nargs="+",
+        p.add_argument("--dt", type=positive_float, default=1.0, help="frame interval, e.g. seconds (default 1: frames)")
+    p.add_argument("--spacing", type=positive_float, nargs="+",
                    help="pixel size along (z) y x, e.g. um (default: the table's attrs, else 1)")
-    p.add_argument("--min-length", type=int, default=0, help="drop tracks with fewer positions (default 0)")
-    p.add_argument("-o", "--output", help="write the table (.csv or .parquet)")
+    p.add_argument("--min-length", type=nonneg_int, default=0, help="drop tracks with fewer positions (default 0)")
+    p.add_argument("-o", "--output", type=output(*TABLE_SUFFIXES), help="write the table (.csv or .parquet)")
 
 
 def _spacing(args):
@@ -73,7 +74,7 @@ def register(sub) -> None:
                        description="Ensemble MSD of a tracks table (trackpy's emsd definition), the drift removed, "
                                    "and its power-law fit MSD = prefactor * t^exponent; prints JSON.")
     _common(p)
-    p.add_argument("--max-lag", type=int, default=100, help="largest lag in frames (default 100)")
+    p.add_argument("--max-lag", type=positive_int, default=100, help="largest lag in frames (default 100)")
     p.add_argument("--no-drift", action="store_true", help="keep the collective drift")
     p.add_argument("--weights", choices=("independent", "pairs"), default="independent",
                    help="tracks weighted by their independent measurements (trackpy, default) or every "
@@ -83,15 +84,15 @@ def register(sub) -> None:
     v = sub.add_parser("van-hove", help="displacement distribution (van Hove self part) of tracks at one lag",
                        description="Histogram (probability density) of the displacements over LAG frames per axis.")
     _common(v, dt=False)
-    v.add_argument("--lag", type=int, default=1, help="lag in frames (default 1)")
-    v.add_argument("--bins", type=int, default=50, help="number of bins (default 50)")
+    v.add_argument("--lag", type=positive_int, default=1, help="lag in frames (default 1)")
+    v.add_argument("--bins", type=positive_int, default=50, help="number of bins (default 50)")
     v.add_argument("--drift", action="store_true", help="remove the collective drift first")
     v.set_defaults(func=_cmd_van_hove)
 
     c = sub.add_parser("vacf", help="velocity autocorrelation of tracks",
                        description="Ensemble velocity autocorrelation <v(t).v(t+lag)> of frame-to-frame velocities.")
     _common(c)
-    c.add_argument("--max-lag", type=int, default=100, help="largest lag in frames (default 100)")
+    c.add_argument("--max-lag", type=positive_int, default=100, help="largest lag in frames (default 100)")
     c.add_argument("--drift", action="store_true", help="remove the collective drift first")
     c.add_argument("--normalize", action="store_true", help="divide by the value at lag 0")
     c.set_defaults(func=_cmd_vacf)
