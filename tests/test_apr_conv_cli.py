@@ -30,12 +30,16 @@ def test_filter_cli(apr_file, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["filter"] == "gaussian" and info["particles"] == grid.n_particles
     np.testing.assert_allclose(read_particle_values(out), gaussian(grid, values, 1.2, size=5), rtol=1e-6)
-    assert main(["-q", "filter", str(apr_file), "--log", "1.5", "-o", str(out)]) == 0
+    assert main(["-q", "filter", str(apr_file), "--log", "1.5", "-o", str(out)]) == 2  # an existing output
+    assert "--overwrite" in capsys.readouterr().err
+    np.testing.assert_allclose(read_particle_values(out), gaussian(grid, values, 1.2, size=5), rtol=1e-6)
+    assert main(["-q", "filter", str(apr_file), "--log", "1.5", "-o", str(out), "--overwrite"]) == 0
     np.testing.assert_allclose(read_particle_values(out), log(grid, values, 1.5), rtol=1e-5, atol=1e-3)
     stencil = tmp_path / "s.npy"
     np.save(stencil, np.ones((3, 3, 3)))
-    assert main(["-q", "filter", str(apr_file), "--stencil", str(stencil), "--normalize", "-o", str(out)]) == 0
-    assert main(["-q", "filter", str(apr_file), "--gradient", "-o", str(out)]) == 0
+    assert main(["-q", "filter", str(apr_file), "--stencil", str(stencil), "--normalize", "-o", str(out),
+                 "--overwrite"]) == 0
+    assert main(["-q", "filter", str(apr_file), "--gradient", "-o", str(out), "--overwrite"]) == 0
     assert read_particle_values(out).min() >= 0
 
 

@@ -171,8 +171,15 @@ def _out_unwritable(d: Path, name: str, inp):
     return f"/proc/dynfit-fuzz/{name}" if Path("/proc/self").exists() else None
 
 
+def _out_existing_file(d: Path, name: str, inp):
+    p = d / name
+    p.write_text("the user's earlier result")
+    return str(p)
+
+
 BAD_OUTPUTS = {"foreign-dir": _out_foreign_dir, "parent-is-file": _out_parent_is_file,
-               "wrong-suffix": _out_wrong_suffix, "same-as-input": _out_same_as_input, "unwritable": _out_unwritable}
+               "wrong-suffix": _out_wrong_suffix, "same-as-input": _out_same_as_input, "unwritable": _out_unwritable,
+               "existing-file": _out_existing_file}
 
 #: bad flags per command (appended to a valid command line)
 BAD_FLAGS = {
@@ -292,7 +299,8 @@ FAST_INPUT = {("coarse-grain", "truncated-row"), ("coarse-grain", "non-numeric")
               ("detect-zarr", "corrupt-chunk"), ("process-npy", "truncated")}
 FAST_OUTPUT = {("coarse-grain", "foreign-dir"), ("denoise-field", "same-as-input"), ("track", "parent-is-file"),
                ("detect", "wrong-suffix"), ("discover-pde", "unwritable"), ("simulate", "parent-is-file"),
-               ("infer-flow", "foreign-dir"), ("well-example", "foreign-dir")}
+               ("infer-flow", "foreign-dir"), ("well-example", "foreign-dir"), ("track", "existing-file"),
+               ("discover-pde", "existing-file"), ("coarse-grain", "existing-file")}
 FAST_FLAGS = {("infer-flow", 0), ("latent-field", 0), ("discover-pde", 0), ("discover-pde", 1), ("detect", 0),
               ("detect", 2), ("coarse-grain", 2), ("coarse-grain", 4), ("well-example", 0), ("track", 3),
               ("process", 0)}
@@ -320,7 +328,9 @@ def test_bad_output(cmd, case, valid, tmp_path, capsys, request):
     if out is None:
         pytest.skip(f"{case} does not apply to {cmd}")
     before = _snapshot(d)
-    _run_case(capsys, d, _argv(cmd, d, inp, out, valid), before)
+    line = _run_case(capsys, d, _argv(cmd, d, inp, out, valid), before)
+    if case == "existing-file":
+        assert out in line and ("--overwrite" in line or "folder" in line), line
 
 
 @pytest.mark.parametrize("cmd,i", _mark(FLAG_CASES, FAST_FLAGS))
@@ -348,6 +358,27 @@ def test_overwrite_replaces_only_our_store(valid, tmp_path, capsys):
     assert "did not write" in capsys.readouterr().err
     assert (d / "user.zarr" / "x.txt").read_text() == "keep"
     assert not [p for p in d.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_existing_output_files_need_overwrite(valid, tmp_path, capsys):
+    """An existing output file, and an existing side output (track's TRACKS.tracking.json), is refused before any
+    work with one line naming the path and --overwrite; with --overwrite both are replaced."""
+    shutil.copy2(valid / "in.csv", tmp_path / "in.csv")
+    out, report = tmp_path / "t.csv", tmp_path / "t.tracking.json"
+    argv = ["-q", "track", str(tmp_path / "in.csv"), "-o", str(out)]
+    for existing in (out, report):
+        for p in (out, report):
+            p.unlink(missing_ok=True)
+        existing.write_text("earlier result")
+        before = _snapshot(tmp_path)
+        line = _run_case(capsys, tmp_path, argv, before)
+        assert str(existing) in line and "--overwrite" in line, line
+    out.write_text("earlier result")
+    assert main([*argv, "--overwrite"]) == 0
+    capsys.readouterr()
+    assert out.read_text() != "earlier result" and report.read_text() != "earlier result"
+    assert json.loads(report.read_text())["output"] == str(out)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
 
 
 def test_failed_command_leaves_no_half_outputs(valid, tmp_path, capsys):

@@ -54,11 +54,12 @@ def inputs(tmp_path_factory):
 #: name -> (argv with {D} for the inputs folder and {OUT} for the output, output name)
 COMMANDS = {
     "process": (["process", "{D}/movie.npy", "--axes", "tyx", "-o", "{OUT}", "--scheduler", "processes",
-                 "--workers", "2"], "det.csv"),
+                 "--workers", "2", "--overwrite"], "det.csv"),
     "simulate": (["simulate", "abp", "-o", "{OUT}", "--frames", "60", "--n-particles", "300", "--overwrite"], "sim"),
     "coarse-grain": (["coarse-grain", "{D}/tracks.csv", "-o", "{OUT}", "--spacing", "0.5", "--sigma", "1",
                       "--overwrite"], "f.zarr"),
-    "track": (["track", "{D}/tracks.csv", "-o", "{OUT}", "--gap-frames", "2", "--motion", "velocity"], "t.csv"),
+    "track": (["track", "{D}/tracks.csv", "-o", "{OUT}", "--gap-frames", "2", "--motion", "velocity",
+                "--overwrite"], "t.csv"),
     "infer-flow": (["infer-flow", "{D}/tracks.csv", "--diffusion", "fit", "-o", "{OUT}", "--steps", "100",
                     "--score-steps", "100", "--threads", "1", "--overwrite"], "flow"),
 }

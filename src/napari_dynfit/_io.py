@@ -363,7 +363,8 @@ def check_output(path, *, kind: str = "file", suffixes: tuple[str, ...] | None =
     path : str or Path
         The output the user named.
     kind : {"file", "store", "folder", "auto"}
-        ``file``: one file (an existing file is replaced atomically at the end, a folder is refused);
+        ``file``: one file (an existing file needs ``overwrite`` and is then replaced atomically at the end; a
+        folder is refused);
         ``store``: a directory written as a whole (Zarr, ``.aprmovie``, CTC), replaced only with
         ``overwrite`` and only when dynfit wrote it; ``folder``: a folder the command writes several
         files into (an existing non-empty folder needs ``overwrite``; only the command's files are
@@ -420,6 +421,8 @@ def check_output(path, *, kind: str = "file", suffixes: tuple[str, ...] | None =
     if p.exists():
         if kind == "file" and p.is_dir():
             raise InputError(f"{flag} '{p}' is a folder but a file is expected: choose a file path")
+        if kind == "file" and not overwrite:
+            raise InputError(f"{flag} '{p}' already exists: pass --overwrite to replace it, or choose a new path")
         if kind in ("store", "folder") and not p.is_dir():
             raise InputError(f"{flag} '{p}' is an existing file but a folder is written there: choose another path")
         if kind == "store" and any(p.iterdir()):

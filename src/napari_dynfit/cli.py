@@ -11,8 +11,9 @@ Safety (``docs/safety.md``):
   ``DYNFIT_DEBUG=1`` to see one);
 * before the command runs: flags are range-checked (:mod:`napari_dynfit.validate`), inputs must
   exist and be complete (``.npy``, TIFF series, dynfit Zarr stores), outputs are checked
-  (:func:`napari_dynfit._io.check_output`: suffix, writable folder, an existing folder or an input
-  is never replaced without ``--overwrite``);
+  (:func:`napari_dynfit._io.check_output`: suffix, writable folder, an existing file or folder or
+  an input is never replaced without ``--overwrite``; side outputs declared with
+  ``set_defaults(side_outputs=f(args))`` likewise);
 * the command runs in :func:`napari_dynfit._io.output_transaction`: when it fails or is interrupted,
   the outputs it wrote are removed again and replaced files restored;
 * Ctrl-C (SIGINT) exits with 130 and SIGTERM with 143, one line, temporaries removed, worker
@@ -112,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     for p in _walk(parser):
         if _has_output(p) and not any("--overwrite" in a.option_strings for a in p._actions):
             p.add_argument("--overwrite", action="store_true",
-                           help="replace an existing output folder that dynfit wrote, or an output equal to an input "
-                                "(a folder dynfit did not write is never replaced)")
+                           help="replace existing output files and folders that dynfit wrote, or an output equal to "
+                                "an input (a folder dynfit did not write is never replaced)")
     return parser
 
 
@@ -170,6 +171,14 @@ def check_args(parser, args) -> list:
         check_output(v, kind=v.kind, suffixes=v.suffixes, overwrite=overwrite, inputs=inputs, flag=flag.split("/")[-1],
                      estimate_bytes=estimate(args) if callable(estimate) and action.dest == "output" else 0)
         note_new_folders(v)
+    side = getattr(args, "side_outputs", None)  # files written beside the outputs: set_defaults(side_outputs=f(args))
+    for v in (side(args) if callable(side) else ()):
+        key = os.path.abspath(os.path.expanduser(v))
+        if key in seen:
+            raise InputError(f"{seen[key]} names '{v}', which this command also writes beside its output: "
+                             "choose another path")
+        seen[key] = "side output"
+        check_output(v, kind="file", overwrite=overwrite, inputs=inputs, flag="side output")
     return inputs
 
 

@@ -223,7 +223,7 @@ def register(sub) -> None:
                    help="--eval matching: ctc (a mask covers > 50 %% of a ground-truth mask), point (within "
                         "--match-distance); auto: ctc for a label movie against a CTC folder (default)")
     t.add_argument("--axes", help="axes of a label-movie TIFF that does not name them (file order): tyx, tzyx")
-    t.set_defaults(func=_cmd_track, checks=[memory_check(
+    t.set_defaults(func=_cmd_track, side_outputs=lambda a: [_report_path(a.output)], checks=[memory_check(
         lambda a: 16.0 * math.prod(a.shape or [1]), "--ctc-out masks of --shape", "reduce --shape")])
 
 
