@@ -462,7 +462,7 @@ def check_input_integrity(path) -> None:
             check_npy(p)
         elif name.endswith((".tif", ".tiff")):
             check_tiff_complete(p)
-    elif p.is_dir() and (p / MARKER).exists():
+    elif p.is_dir():
         check_zarr_chunks(p)
 
 
@@ -540,15 +540,150 @@ def _zarr_arrays(group):
         yield from _zarr_arrays(sub)
 
 
-def check_zarr_chunks(path) -> None:
-    """Raise :class:`InputError` naming the array and chunk when a dynfit Zarr store (one carrying
-    :data:`MARKER`, written with every chunk) lacks a chunk file; other stores are not checked
-    (Zarr legitimately omits chunks that hold only the fill value)."""
+def _zarr_meta(p: Path) -> bool:
+    return any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def _pyramids(group) -> dict:
+    """``{array path: [arrays of its OME-NGFF multiscale pyramid, finest first]}`` for every multiscale in ``group``."""
+    out = {}
+    groups = [group]
+    while groups:
+        g = groups.pop()
+        attrs = dict(g.attrs)
+        for ms in (attrs.get("ome") or attrs).get("multiscales") or ():
+            try:
+                levels = [g[d["path"]] for d in ms.get("datasets", ())]
+            except (KeyError, TypeError):
+                continue
+            for lv in levels:
+                out[lv.path] = levels
+        groups.extend(sub for _, sub in g.groups())
+    return out
+
+
+def _chunk_grid(arr) -> tuple[tuple[int, ...], list[range]]:
+    import math
+
+    shape = tuple(arr.shards or arr.chunks)  # the stored objects: shards when the array is sharded
+    return shape, [range(math.ceil(s / c)) for s, c in zip(arr.shape, shape)]
+
+
+def _missing_chunks(arr, store: Path) -> list:
+    """Chunk indices of ``arr`` whose stored object is absent (an empty list when all are there)."""
+    import itertools
+
+    if arr.nchunks_initialized >= arr.nchunks:
+        return []
+    folder = store / arr.path if arr.path else store
+    _, grid = _chunk_grid(arr)
+    return [idx for idx in itertools.product(*grid) if not (folder / arr.metadata.encode_chunk_key(idx)).exists()]
+
+
+def _holds_fill(block, fill) -> bool:
+    import numpy as np
+
+    block = np.asarray(block)
+    if isinstance(fill, float) and fill != fill:
+        return bool(np.isnan(block).any())
+    return bool((block == fill).any())
+
+
+def _all_fill(block, fill) -> bool:
+    import numpy as np
+
+    block = np.asarray(block)
+    if isinstance(fill, float) and fill != fill:
+        return bool(np.isnan(block).all())
+    return bool((block == fill).all())
+
+
+def _fill_value(arr):
+    return arr.fill_value if arr.fill_value is not None else 0
+
+
+def _region(arr, idx) -> tuple:
+    shape, _ = _chunk_grid(arr)
+    return tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, shape, arr.shape))
+
+
+def _missing_evidence(arr, idx, pyramid, missing: dict) -> str | None:
+    """Why the absent chunk ``idx`` of a foreign array is damage, or ``None`` when it may be an omitted chunk of
+    fill values (see :func:`check_zarr_chunks` for the rule)."""
     import itertools
     import math
 
+    import numpy as np
+
+    region = _region(arr, idx)
+    fill = _fill_value(arr)
+    if pyramid and len(pyramid) > 1 and any(lv.path == arr.path for lv in pyramid):
+        pos = [lv.path for lv in pyramid].index(arr.path)
+        for other in (pyramid[pos + 1] if pos + 1 < len(pyramid) else None, pyramid[pos - 1] if pos else None):
+            if other is None or other.ndim != arr.ndim:
+                continue
+            sel = []
+            for sl, n, m in zip(region, arr.shape, other.shape):
+                lo = int(math.floor(sl.start * m / n))
+                sel.append(slice(lo, max(lo + 1, int(math.ceil(sl.stop * m / n)))))
+            shape, _ = _chunk_grid(other)
+            chunks = set(itertools.product(*[range(s.start // c, (s.stop - 1) // c + 1) for s, c in zip(sel, shape)]))
+            if chunks <= set(missing.setdefault(other.path, _missing_chunks(other, missing["__store__"]))):
+                continue  # that level lacks the place too: no evidence from it
+            try:
+                block = np.asarray(other[tuple(sel)])
+            except Exception:  # noqa: BLE001 - a damaged level gives no evidence; it is reported on its own
+                continue
+            if not _all_fill(block, _fill_value(other)):
+                return f"pyramid level '{other.path}' holds data there"
+            return None
+    # no other level covers the place: the absent chunks connected to this one form one empty region; it is lost
+    # when every chunk present around it holds no fill value (data that never reaches the fill value does not stop
+    # exactly at chunk borders)
+    absent = set(missing.get(arr.path, ()))
+    _, grid = _chunk_grid(arr)
+    region, border, todo = {idx}, set(), [idx]
+    while todo:
+        c = todo.pop()
+        for axis in range(arr.ndim):
+            for step in (-1, 1):
+                n = c[:axis] + (c[axis] + step,) + c[axis + 1:]
+                if not 0 <= n[axis] < len(grid[axis]) or n in region:
+                    continue
+                if n in absent:
+                    region.add(n)
+                    todo.append(n)
+                else:
+                    border.add(n)
+    missing.setdefault(("region", arr.path), set()).update(region)  # one verdict for all of them
+    seen = 0
+    for n in sorted(border):
+        try:
+            block = arr[_region(arr, n)]
+        except Exception:  # noqa: BLE001 - a damaged chunk gives no evidence; it is reported on its own
+            continue
+        seen += 1
+        if _holds_fill(block, fill):
+            return None
+    if seen:
+        what = "chunk" if len(region) == 1 else f"region of {len(region)} absent chunks"
+        return (f"the {seen} chunk(s) around this {what} hold no fill value ({fill}), so it is no omitted empty "
+                "region")
+    return None
+
+
+def check_zarr_chunks(path) -> None:
+    """Raise :class:`InputError` naming the array and chunk when a Zarr store lacks a chunk that holds data.
+
+    Rule (``docs/safety.md``): in a dynfit store (one carrying :data:`MARKER`, written with every chunk) any absent
+    chunk is damage. Other stores may legitimately omit chunks that hold only the fill value, so an absent chunk
+    there is damage only when the data says the place was not empty: another level of its OME-NGFF pyramid (the
+    next coarser one, else the next finer one) holds values other than the fill value in that region, or - without
+    a pyramid level that covers the place - every chunk present around the connected region of absent chunks holds
+    no fill value at all (data that never reaches the fill value does not stop exactly at chunk borders).
+    """
     p = Path(path)
-    if not (p / MARKER).exists() or not any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zarray")):
+    if not p.is_dir() or not _zarr_meta(p):
         return
     import zarr
 
@@ -557,17 +692,74 @@ def check_zarr_chunks(path) -> None:
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"Zarr store '{p}' cannot be opened ({exc.__class__.__name__}: "
                          f"{' '.join(str(exc).split())}): the store is damaged") from exc
+    ours = (p / MARKER).exists()
     arrays = [node] if isinstance(node, zarr.Array) else list(_zarr_arrays(node))
+    pyramids = {} if ours or isinstance(node, zarr.Array) else _pyramids(node)
+    missing = {"__store__": p}
     for arr in arrays:
-        if arr.nchunks_initialized >= arr.nchunks:
-            continue
-        folder = p / arr.path if arr.path else p
-        grid = [range(math.ceil(s / c)) for s, c in zip(arr.shape, arr.chunks)]
-        for idx in itertools.product(*grid):
-            key = arr.metadata.encode_chunk_key(idx)
-            if not (folder / key).exists():
-                raise InputError(f"Zarr store '{p}': array '{arr.path}' lacks chunk {key} (chunk index {idx}): "
+        absent = missing.setdefault(arr.path, _missing_chunks(arr, p))
+        for idx in absent:
+            if idx in missing.get(("region", arr.path), ()):
+                continue  # decided with the region it belongs to
+            why = "" if ours else _missing_evidence(arr, idx, pyramids.get(arr.path), missing)
+            if ours or why:
+                key = arr.metadata.encode_chunk_key(idx)
+                why = f"; {why}" if why else ""
+                raise InputError(f"Zarr store '{p}': array '{arr.path}' lacks chunk {key} (chunk index {idx}{why}): "
                                  "the store is incomplete or damaged; re-create it")
+
+
+class _CheckedZarr:
+    """A Zarr array for :func:`dask.array.from_array` whose undecodable chunks raise one-line :class:`InputError`."""
+
+    def __init__(self, arr, store):
+        self.arr, self.store = arr, store
+        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+
+    def __getitem__(self, sel):
+        try:
+            return self.arr[sel]
+        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError ...
+            raise _chunk_error(self.arr, self.store, exc, sel) from exc
+
+
+def _bad_chunk(arr, sel=None):
+    """``(chunk key, exception)`` of the first chunk of ``arr`` (within the slices ``sel``) that cannot be decoded,
+    or ``None``."""
+    import itertools
+
+    shape, grid = _chunk_grid(arr)
+    if isinstance(sel, tuple) and all(isinstance(s, slice) for s in sel):
+        grid = [range((s.start or 0) // c, -(-(n if s.stop is None else s.stop) // c))
+                for s, c, n in zip(sel, shape, arr.shape)] + grid[len(sel):]
+    for idx in itertools.product(*grid):
+        try:
+            arr[_region(arr, idx)]
+        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError ...
+            return arr.metadata.encode_chunk_key(idx), exc
+    return None
+
+
+def _chunk_error(arr, store, exc, sel=None, found=None) -> InputError:
+    """The one-line error of ``arr`` failing with ``exc``, naming the first chunk (in ``sel``) that fails
+    (``found``: what :func:`_bad_chunk` already returned)."""
+    found = found or _bad_chunk(arr, sel)
+    where = ""
+    if found:
+        where, exc = f" chunk {found[0]}", found[1]
+    return InputError(f"Zarr store '{store}': array '{arr.path}'{where} cannot be read ({exc.__class__.__name__}: "
+                      f"{' '.join(str(exc).split())}): the store is damaged; re-create it")
+
+
+def lazy_zarr(arr, store):
+    """``arr`` as a lazy Dask array (one block per stored chunk) whose unreadable chunks raise :class:`InputError`
+    naming the store, array and chunk, instead of a codec's traceback (napari readers, pipelines)."""
+    import dask.array as da
+    import numpy as np
+
+    shape, _ = _chunk_grid(arr)
+    return da.from_array(_CheckedZarr(arr, store), chunks=shape, asarray=True, fancy=False, name=False,
+                         meta=np.empty((0,) * arr.ndim, arr.dtype))
 
 
 def diagnose_input(path) -> None:
@@ -605,30 +797,17 @@ def read_zarr_array(arr, store, *, full: bool = True) -> "np.ndarray":  # noqa: 
     """``arr`` read into memory; a chunk that cannot be decoded raises :class:`InputError` naming it.
 
     With ``full=False`` nothing is returned: every chunk is only decoded (see :func:`diagnose_input`)."""
-    import itertools
-    import math
-
     import numpy as np
 
-    try:
-        if full:
+    if full:
+        try:
             return np.asarray(arr)
-        raise RuntimeError("checking every chunk")
-    except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError ...
-        grid = [range(math.ceil(s / c)) for s, c in zip(arr.shape, arr.chunks)]
-        where = ""
-        for idx in itertools.product(*grid):
-            sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, arr.chunks))
-            try:
-                arr[sel]
-            except Exception as chunk_exc:  # noqa: BLE001
-                where = f" chunk {arr.metadata.encode_chunk_key(idx)}"
-                exc = chunk_exc
-                break
-        if not full and not where:
-            return None
-        raise InputError(f"Zarr store '{store}': array '{arr.path}'{where} cannot be read ({exc.__class__.__name__}: "
-                         f"{' '.join(str(exc).split())}): the store is damaged; re-create it") from exc
+        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError ...
+            raise _chunk_error(arr, store, exc) from exc
+    found = _bad_chunk(arr)
+    if found:
+        raise _chunk_error(arr, store, found[1], found=found)
+    return None
 
 
 def check_free_space(path, nbytes: float, *, what: str = "the output", fix: str = "free space or choose another disk"):

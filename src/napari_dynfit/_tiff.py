@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import check_input_file
+from ._io import check_input_file, check_tiff_complete
 from .errors import InputError
 
 AXES = "tczyx"
@@ -84,11 +84,13 @@ def tiff_axes(path, axes: str | None = None) -> TiffAxes:
     AmbiguousAxesError
         The file has 3 or more dimensions, no axis metadata and no ``axes`` were given.
     InputError
-        Unreadable file, RGB samples, or ``axes`` that do not fit the shape.
+        Unreadable or truncated file (fewer frames or bytes than its metadata declares), RGB samples, or ``axes``
+        that do not fit the shape.
     """
     import tifffile
 
     p = check_input_file(path, suffixes=(".tif", ".tiff"), what="TIFF")
+    check_tiff_complete(p)  # a truncated series is an error here, never fewer frames (CLI, napari readers, pipeline)
     try:
         with tifffile.TiffFile(p) as tf:
             series = tf.series[0]

@@ -338,8 +338,9 @@ def read_pixels(path, axes: str | None = None) -> dict:
 
 
 def _read_ome_zarr(p: Path, name: str) -> dict:
-    import dask.array as da
     import zarr
+
+    from .._io import check_zarr_chunks, lazy_zarr
 
     try:
         grp = zarr.open_group(str(p), mode="r")
@@ -356,7 +357,8 @@ def _read_ome_zarr(p: Path, name: str) -> dict:
         for tr in ds0.get("coordinateTransformations", []):
             if tr.get("type") == "scale":
                 scale = [float(s) for s in tr["scale"]]
-        data = da.from_zarr(arr)
+        check_zarr_chunks(p)  # an absent chunk that held data is an error, not zeros
+        data = lazy_zarr(arr, p)  # an undecodable chunk is a one-line error naming it, not a codec traceback
     except InputError:
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
