@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from .debias import corrected_solve
 from .stability import check_regression, normalise, stability_paths
 
 
@@ -153,28 +154,38 @@ class PathSelection:
 class _BlockGram:
     """Per-block Gram matrices of the normalised library: held-out fits without touching the rows again."""
 
-    def __init__(self, Gn, yn, labels):
+    def __init__(self, Gn, yn, labels, noise=None):
         self.Gn = Gn
         self.blocks = np.unique(labels)
         self.A = np.stack([Gn[labels == b].T @ Gn[labels == b] for b in self.blocks])
         self.c = np.stack([Gn[labels == b].T @ yn[labels == b] for b in self.blocks])
         self.s = np.array([float(yn[labels == b] @ yn[labels == b]) for b in self.blocks])
         self.At, self.ct = self.A.sum(axis=0), self.c.sum(axis=0)
+        # noise part of the normal equations per block (models/debias.py), subtracted in the fits only
+        self.dA = self.dc = None
+        if noise is not None:
+            mom = [noise.moments(labels == b) for b in self.blocks]
+            self.dA, self.dc = np.stack([a for a, _ in mom]), np.stack([c for _, c in mom])
+            self.dAt, self.dct = self.dA.sum(axis=0), self.dc.sum(axis=0)
         self.cache = {}
         from scipy.stats import t as student
 
         self.t_crit = float(student.ppf(0.975, max(1, len(self.blocks) - 1)))
 
-    def fit(self, idx, A=None, c=None):
-        A = self.At if A is None else A
-        c = self.ct if c is None else c
+    def fit(self, idx, leave_out=None):
+        """Coefficients of support ``idx`` fitted on every block but ``leave_out`` (noise-corrected if given)."""
         if not len(idx):
             return np.zeros(0)
-        sub = A[np.ix_(idx, idx)]
-        try:
-            return np.linalg.solve(sub, c[idx])
-        except np.linalg.LinAlgError:
-            return np.linalg.lstsq(sub, c[idx], rcond=None)[0]
+        A, c = self.At, self.ct
+        dA = dc = None
+        if leave_out is not None:
+            A, c = A - self.A[leave_out], c - self.c[leave_out]
+        if self.dA is not None:
+            dA, dc = self.dAt, self.dct
+            if leave_out is not None:
+                dA, dc = dA - self.dA[leave_out], dc - self.dc[leave_out]
+            dA, dc = dA[np.ix_(idx, idx)], dc[idx]
+        return corrected_solve(A[np.ix_(idx, idx)], c[idx], dA, dc)
 
     def t_value(self, idx, j) -> float:
         """``|coefficient| / block-jackknife standard error`` of term ``j`` in support ``idx``."""
@@ -210,7 +221,7 @@ class _BlockGram:
             coefs = np.empty((K, len(idx)))
             mean_sst = self.s.sum() / K
             for b in range(K):
-                xi = self.fit(idx, self.At - self.A[b], self.ct - self.c[b])
+                xi = self.fit(idx, leave_out=b)
                 sse = self.s[b] - 2 * xi @ self.c[b][idx] + xi @ self.A[b][np.ix_(idx, idx)] @ xi
                 errs[b] = max(float(sse), 0.0) / mean_sst
                 coefs[b] = xi
@@ -299,7 +310,8 @@ def stepwise(bg: _BlockGram, start, m: int, gain: float, signal: float = 0.0, mi
 
 def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, solver: str = "iht",
                    n_subsamples: int = 40, per_decade: int = 8, max_decades: float = 4.0, pi_th: float = 0.8,
-                   gain: float = 0.5, signal: float = 0.1, decades: float | None = None, seed=0) -> PathSelection:
+                   gain: float = 0.5, signal: float = 0.1, decades: float | None = None, noise=None,
+                   seed=0) -> PathSelection:
     """Stability paths down to the noise floor, candidates along them, held-out block selection.
 
     Parameters
@@ -328,6 +340,10 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
         ... and the drop as a fraction of the explained part ``1 - cv`` of the best candidate.
     decades : float, optional
         Fixed span of the path below ``tau_max`` instead of the noise floor (the old behaviour).
+    noise : NoiseRows, optional
+        Simulated measurement noise of the rows (:mod:`napari_dynfit.models.debias`): the rows are
+        corrected for its mean shift and every fit (coefficients, held-out refits, intervals) for
+        its part of the normal equations.
     seed : int or numpy.random.Generator
 
     Returns
@@ -340,6 +356,8 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     if len(np.unique(labels)) < 2:
         raise InputError("held-out selection needs at least two space-time blocks")
     rng = np.random.default_rng(seed)
+    if noise is not None:
+        G, y = G - noise.bias_G, y - noise.bias_y
     Gn, yn, col, ynorm = normalise(G, y)
     xi_full = np.linalg.lstsq(Gn, yn, rcond=None)[0]
     floor = float(np.linalg.norm(yn - Gn @ xi_full))
@@ -349,7 +367,7 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     penalties = tau_max * np.logspace(0, -span, n_pen) if tau_max > 0 else np.zeros(1)
     probs = stability_paths(Gn, yn, penalties, solver=solver, n_subsamples=n_subsamples, rng=rng)
     out = PathSelection(names, penalties, probs, floor, n_blocks=len(np.unique(labels)))
-    bg = _BlockGram(Gn, yn, labels)
+    bg = _BlockGram(Gn, yn, labels, None if noise is None else noise.normalised(col, ynorm))
 
     def candidate(S, tau, source):
         errs, fold = bg.held_out(S)
