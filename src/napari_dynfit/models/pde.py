@@ -362,6 +362,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
             raise
         grid_shape = feats[next(iter(equations))].shape[: 1 + bundle.ndim]
         pick = None
+        main_grid = WeakGrid.auto(bundle, max(1, max_derivative_order(all_names)), half_width=half_width,
+                                  stride=stride)
         noise_info = _noise_info(bundle, equations, noise_correction and not legacy, stochastic)
         if noise_info["applied"]:
             def feature_fn(b):
@@ -423,9 +425,16 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         nrows = None
         if noise_info["applied"]:
             nrows = _noise_rows(*draws, lhs, lib, grid_shape, labels_grid, pick, noise_info["sigma"])
+        rescore = None
+        if derivative == "weak":
+            def rescore(sets, lhs=lhs):
+                return _rescore_half(bundle, lhs, sets, main_grid, blocks, noise_info, max_samples, seed,
+                                     method="decoupled" if window is None else "finite", window=window,
+                                     polyorder=polyorder, reference=ref)
         sel = select_on_path(GG, yy, lib, ll, solver=solver, n_subsamples=n_subsamples,
                              per_decade=n_penalties or 8, pi_th=pi_th, gain=gain,
-                             noise=None if nrows is None else nrows.subset(_flat_rows(sub, d)), seed=rng)
+                             noise=None if nrows is None else nrows.subset(_flat_rows(sub, d)), rescore=rescore,
+                             seed=rng)
         results[lhs] = sel
         rows_of[lhs] = (y, G, times, d, nrows)
         model["selection_probability"][lhs] = dict(zip(lib, map(float, sel.max_probability())))
@@ -497,6 +506,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         y, G, times, d, _ = rows_of[lhs]
         cand = r.selected
         info = {"noise_floor": r.noise_floor, "n_blocks": r.n_blocks, "reason": r.reason,
+                "alternatives": r.alternatives,
                 "steps": [list(s) for s in r.steps], "candidates": [c.to_json() for c in r.candidates],
                 "chosen": r.chosen}
         model.setdefault("selection", {})[lhs] = info
@@ -552,6 +562,46 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
 
 
 NOISE_DRAWS = 16
+
+
+def _rescore_half(bundle, lhs, sets, grid, blocks, noise_info, max_samples, seed, **evaluate):
+    """Held-out errors of the supports ``sets`` of ``lhs`` on test functions of half the default size.
+
+    Same power, blocks and noise correction as the main fit; None when the half-size grid is too small.
+    """
+    from ..fields.weak import WeakGrid, weak_features
+    from .selection import _BlockGram, block_labels
+    from .stability import normalise
+
+    hw = tuple(h if h == 0 else max(2, h // 2) for h in grid.half_width)
+    half = WeakGrid(hw, tuple(max(1, h // 3) for h in hw), grid.power)
+    names = list(dict.fromkeys(t for S in sets for t in S))
+
+    def feats(b):
+        return weak_features(b, [lhs, *names], grid=half, **evaluate)
+
+    try:
+        F = feats(bundle)
+    except InputError:
+        return None
+    shape = F[lhs].shape[: 1 + bundle.ndim]
+    labels_grid = block_labels(shape, blocks)
+    y, G, labels, _, d = _rows(F, lhs, names, shape, labels_grid, None)
+    n = y.shape[0]
+    sub = np.sort(np.random.default_rng(seed).choice(n, max_samples // d, replace=False)) if n * d > max_samples \
+        else np.arange(n)
+    y, G, labels = y[sub].reshape(-1), G[sub].reshape(-1, len(names)), np.repeat(labels[sub], d)
+    noise = None
+    if noise_info.get("applied"):
+        draws = noise_draws(bundle, noise_info["sigma"], feats, n_draws=noise_info["draws"], seed=seed)
+        noise = _noise_rows(*draws, lhs, names, shape, labels_grid, None, noise_info["sigma"]).subset(
+            _flat_rows(sub, d))
+        G, y = G - noise.bias_G, y - noise.bias_y
+    Gn, yn, col, ynorm = normalise(G, y)
+    if len(np.unique(labels)) < 2:
+        return None
+    bg = _BlockGram(Gn, yn, labels, None if noise is None else noise.normalised(col, ynorm))
+    return [float(bg.held_out(sorted(names.index(t) for t in S))[0].mean()) for S in sets]
 
 
 def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "") -> dict:

@@ -92,8 +92,9 @@ class Candidate:
     fold_coefficients : ndarray, shape (K, len(terms))
         Coefficients refitted without each block (physical units).
     source : str
-        ``"path"`` (a stable support of the stability paths) or ``"stepwise"`` (found by adding or
-        dropping terms by held-out error, see :func:`stepwise`).
+        ``"path"`` (a stable support of the stability paths), ``"stepwise"`` (found by adding or
+        dropping terms by held-out error, see :func:`stepwise`) or ``"alternative"`` (a look-alike
+        that won on half-size test functions, see :func:`look_alikes`).
     """
 
     terms: list
@@ -131,6 +132,10 @@ class PathSelection:
         Space-time blocks used for the held-out errors.
     steps : list of (str, str, float)
         Stepwise refinement after the path choice: ``("add"|"drop", term, held-out error)``.
+    alternatives : list of dict
+        Look-alikes of the chosen support (:func:`look_alikes`: one term swapped, held-out error not
+        materially worse) re-scored on half-size test functions: ``terms``, ``cv_error`` (default
+        test functions), ``cv_half`` (half-size; None when not re-scored), ``chosen``.
     """
 
     names: list
@@ -142,6 +147,7 @@ class PathSelection:
     reason: str = ""
     n_blocks: int = 0
     steps: list = field(default_factory=list)
+    alternatives: list = field(default_factory=list)
 
     @property
     def selected(self) -> Candidate | None:
@@ -308,10 +314,36 @@ def stepwise(bg: _BlockGram, start, m: int, gain: float, signal: float = 0.0, mi
     return cur, steps
 
 
+def look_alikes(bg: _BlockGram, support, m: int, gain: float, signal: float = 0.0, max_alternatives: int = 6):
+    """Supports that differ from ``support`` by one swapped term and predict held-out data as well.
+
+    A swap ``j -> k`` is a look-alike when its held-out error is not materially above the
+    support's (:func:`_worse`) and the new term's block-jackknife interval excludes zero: the data at
+    this test-function scale cannot tell the two apart (e.g. a front-only diffusion ``u_xx`` and a
+    reaction ``u^3`` on a travelling front, where ``u_t`` is a function of ``u``). At most
+    ``max_alternatives``, lowest held-out error first. Returns a list of sorted index lists.
+    """
+    cur = sorted(int(i) for i in support)
+    if not cur:
+        return []
+    cv_cur = bg.held_out(cur)[0].mean()
+    out = []
+    for j in cur:
+        for k in range(m):
+            if k in cur:
+                continue
+            trial = sorted([i for i in cur if i != j] + [k])
+            cv = bg.held_out(trial)[0].mean()
+            if not _worse(cv, cv_cur, gain, signal) and bg.excludes_zero(trial, k):
+                out.append((cv, trial))
+    out.sort()
+    return [t for _, t in out[:max_alternatives]]
+
+
 def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, solver: str = "iht",
                    n_subsamples: int = 40, per_decade: int = 8, max_decades: float = 4.0, pi_th: float = 0.8,
                    gain: float = 0.5, signal: float = 0.1, decades: float | None = None, noise=None,
-                   seed=0) -> PathSelection:
+                   rescore=None, seed=0) -> PathSelection:
     """Stability paths down to the noise floor, candidates along them, held-out block selection.
 
     Parameters
@@ -344,6 +376,10 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
         Simulated measurement noise of the rows (:mod:`napari_dynfit.models.debias`): the rows are
         corrected for its mean shift and every fit (coefficients, held-out refits, intervals) for
         its part of the normal equations.
+    rescore : callable, optional
+        ``rescore(list of term-name lists) -> list of held-out errors`` on half-size test functions
+        (or None where it cannot): the chosen support and its look-alikes (:func:`look_alikes`) are
+        re-scored with it and the lowest wins (``PathSelection.alternatives``).
     seed : int or numpy.random.Generator
 
     Returns
@@ -404,6 +440,25 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     src = "a stable support of the path" if ends[i].source == "path" else "found by adding/dropping terms"
     out.reason = (f"{src}; " + why.replace(" on the path", "")).replace("lowest held-out error",
                                                                        "lowest held-out error of the stepwise ends")
+    alts = look_alikes(bg, key, m, gain, sig) if rescore is not None else []
+    if alts:
+        sets = [list(key)] + alts
+        scores = rescore([[names[j] for j in S] for S in sets])
+        if scores is not None:
+            best = int(np.argmin(scores))
+            for i, (S, sc) in enumerate(zip(sets, scores)):
+                out.alternatives.append({"terms": [names[j] for j in S], "cv_error": float(bg.held_out(S)[0].mean()),
+                                         "cv_half": float(sc), "chosen": i == best})
+            if best > 0:
+                S = sets[best]
+                if tuple(S) not in seen:
+                    seen[tuple(S)] = len(out.candidates)
+                    out.candidates.append(candidate(S, float("nan"), "alternative"))
+                old = " + ".join(names[j] for j in key)
+                out.chosen = seen[tuple(S)]
+                out.steps = out.steps + [("swap", " + ".join(names[j] for j in S), float(scores[best]))]
+                out.reason = (f"look-alike of {old} (as good on the default test functions) with the lower "
+                              f"held-out error on half-size test functions ({scores[best]:.3g} vs {scores[0]:.3g})")
     return out
 
 
