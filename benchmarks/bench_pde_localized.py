@@ -35,16 +35,16 @@ def score(found: dict, truth: dict) -> tuple[bool, float]:
     return exact, float(err)
 
 
-def case(bundle, noise: float, seeds: int, equations=None, anchor: bool = False) -> dict:
+def case(bundle, noise: float, seeds: int, equations=None, anchor: bool = False, first_seed: int = 0) -> dict:
     truth = bundle.attrs["truth"]["u_t"]
-    row = {"truth": truth}
-    for who in ("ours", "one_decade") if anchor else ("ours",):
+    row = {"truth": truth, "seeds": [first_seed, first_seed + seeds - 1]}
+    variants = {"ours": {}, "no_noise_correction": {"noise_correction": False}, "one_decade": {"decades": 1.0}}
+    for who in ("ours", "no_noise_correction", "one_decade") if anchor else ("ours",):
         n_exact, errs, ident, secs, eqs = 0, [], 0, [], []
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             b = ps.add_noise(bundle, noise, seed)
             t0 = time.perf_counter()
-            res = discover_pde(b, equations, seed=seed) if who == "ours" else \
-                discover_pde(b, equations, decades=1.0, seed=seed)
+            res = discover_pde(b, equations, seed=seed, **variants[who])
             secs.append(time.perf_counter() - t0)
             found = res.equations["u_t"]
             exact, err = score(found, truth)
@@ -60,18 +60,23 @@ def case(bundle, noise: float, seeds: int, equations=None, anchor: bool = False)
     return row
 
 
-def run(noises=(0.01, 0.05), seeds=5, pdefind=True, localized=True) -> dict:
-    out = {"settings": "discover_pde(bundle) defaults; anchor: decades=1.0 (the previous one-decade grid)",
-           "results": {}}
+def run(noises=(0.01, 0.05), seeds=5, pdefind=True, localized=True, first_seed=0, anchor=True,
+        names=None) -> dict:
+    out = {"settings": "discover_pde(bundle) defaults; anchors: noise_correction=False, decades=1.0 (the previous "
+                       "one-decade grid)", "results": {}}
     if localized:
         for name, gen in ps.LOCALIZED.items():
+            if names and name not in names:
+                continue
             clean = gen()
             for noise in noises:
-                out["results"][f"{name}@{noise:g}"] = case(clean, noise, seeds, anchor=True)
+                out["results"][f"{name}@{noise:g}"] = case(clean, noise, seeds, anchor=anchor, first_seed=first_seed)
     if pdefind:
         lib = {"u_t": polynomial_library(["u"], max_power=2, max_derivative=4)}
         for name, gen in ps.PDEFIND.items():
-            out["results"][f"{name}@0.1"] = case(gen(), 0.1, seeds, equations=lib)
+            if names and name not in names:
+                continue
+            out["results"][f"{name}@0.1"] = case(gen(), 0.1, seeds, equations=lib, first_seed=first_seed)
     return out
 
 
@@ -79,11 +84,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.05])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="noise seeds first-seed .. first-seed + seeds - 1")
+    ap.add_argument("--no-anchor", action="store_true", help="skip the anchors (no correction, one-decade grid)")
+    ap.add_argument("--only", nargs="+", help="equations to run (names in LOCALIZED / PDEFIND)")
     ap.add_argument("--no-pdefind", action="store_true")
     ap.add_argument("--no-localized", action="store_true")
     ap.add_argument("-o", "--output", help="JSON file (default stdout)")
     a = ap.parse_args(argv)
-    emit_json(run(tuple(a.noise), a.seeds, pdefind=not a.no_pdefind, localized=not a.no_localized), a.output)
+    emit_json(run(tuple(a.noise), a.seeds, pdefind=not a.no_pdefind, localized=not a.no_localized,
+                  first_seed=a.first_seed, anchor=not a.no_anchor, names=a.only), a.output)
     return 0
 
 

@@ -62,6 +62,22 @@ def test_fisher_front_diffusion_found_with_defaults(fisher):
     assert "u_xx" not in discover_pde(ps.add_noise(fisher, 0.01, seed=3), decades=1.0, seed=3).equations["u_t"]
 
 
+def test_look_alike_reaction_loses_to_the_front_diffusion_on_half_size_test_functions(fisher):
+    """5 % noise, seed 101: on a travelling front u_t is a function of u, so u + u^2 + u^3 predicts held-out
+    u_t as well as the true u + u^2 + u_xx on the default test functions; re-scored on half-size test
+    functions the true set wins."""
+    truth = fisher.attrs["truth"]["u_t"]
+    res = discover_pde(ps.add_noise(fisher, 0.05, seed=101), seed=101)
+    assert set(res.equations["u_t"]) == set(truth)
+    sel = res.results["u_t"]
+    alts = {tuple(sorted(a["terms"])): a for a in sel.alternatives}
+    won = alts[tuple(sorted(truth))]
+    assert won["chosen"] and won["cv_half"] == min(a["cv_half"] for a in alts.values())
+    assert ("u", "u^2", "u^3") in alts and sel.selected.source == "alternative"
+    assert "half-size" in sel.reason and res.identifiable
+    assert res.model["selection"]["u_t"]["alternatives"] == sel.alternatives
+
+
 def test_forecast_check_prefers_a_richer_model_that_moves_the_fronts(fisher):
     """With a held-out rule that never lets diffusion in, the forecast check brings it back and says so."""
     res = discover_pde(ps.add_noise(fisher, 0.01, seed=0), gain=1e3, seed=0)

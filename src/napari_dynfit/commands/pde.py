@@ -88,7 +88,8 @@ def _cmd_discover(args) -> int:
                        decades=args.decades, gain=args.gain, forecast=not args.no_forecast_check,
                        half_width=args.half_width if args.half_width is None or len(args.half_width) > 1
                        else args.half_width[0],
-                       window=args.window, stochastic=args.stochastic, seed=args.seed)
+                       window=args.window, stochastic=args.stochastic,
+                       noise_correction=not args.no_noise_correction, seed=args.seed)
     model = res.model
     model["source"] = str(args.input)
     failure = None
@@ -159,6 +160,8 @@ def register(sub) -> None:
                    "must achieve (default 0.5)")
     d.add_argument("--no-forecast-check", action="store_true", help="skip the forecast check (integrating the "
                    "candidate models over the last quarter of the frames)")
+    d.add_argument("--no-noise-correction", action="store_true", help="do not correct the weak-form fits for white "
+                   "measurement noise (estimated from the fields; default: corrected, see docs/pde.md)")
     d.add_argument("--periodic", type=lambda s: s.lower() in ("1", "yes", "true"), default=None,
                    help="override periodicity (yes/no); .mat files default to yes")
     d.add_argument("--validate", action="store_true", help="integrate the model from the first frame and report "

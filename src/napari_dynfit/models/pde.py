@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from .debias import NoiseRows, corrected_lstsq, estimate_noise, noise_draws, noisy_fields
 from .library import polynomial_library, vector_library
 from .model_json import FORMAT, format_model
 from .stability import stability_selection
@@ -55,6 +56,9 @@ class PDEDiscovery:
         points), shape ``(t, *space)`` of that grid.
     forecast : dict
         The forecast check: held-out window, errors of the selected and richer candidates, switches.
+    noise : dict
+        The measurement-noise correction (:mod:`napari_dynfit.models.debias`): ``applied``,
+        ``sigma`` (estimated noise std per field), ``relative`` (per field, / its std), ``draws``, ``why``.
     """
 
     model: dict
@@ -65,6 +69,7 @@ class PDEDiscovery:
     where: dict = field(default_factory=dict)
     local_share: dict = field(default_factory=dict)
     forecast: dict = field(default_factory=dict)
+    noise: dict = field(default_factory=dict)
 
     @property
     def equations(self) -> dict:
@@ -94,6 +99,9 @@ class PDEDiscovery:
                 lines.append(f"  {t}: {c:.4g} [{lo:.4g}, {hi:.4g}]; share of |{lhs}| >= 10 % in "
                              f"{w['active_fraction']:.0%} of the active space-time (active: {w['busy_fraction']:.0%} "
                              f"of the data), mean {w['overall']:.0%}, up to {w['peak']:.0%}")
+        if self.noise.get("applied"):
+            lines.append("noise correction: " + ", ".join(f"sigma({f}) = {v:.3g} ({self.noise['relative'][f]:.1%} of "
+                                                            f"its std)" for f, v in self.noise["sigma"].items()))
         fc = self.forecast
         if fc.get("error") is not None:
             lines.append(f"forecast of the held-out last {fc['frames']} frames: relative error {fc['error']:.3g}")
@@ -152,13 +160,31 @@ def _rows(feats, lhs, lib, grid_shape, labels_grid, pick):
     return y.reshape(len(labels), d), G, labels, times, d
 
 
-def _fit_rows(G, y, terms, lib, rows):
+def _fit_rows(G, y, terms, lib, rows, noise=None):
+    """Least squares of ``terms`` on ``rows``; with ``noise`` (:class:`~.debias.NoiseRows` of those rows) corrected."""
     idx = [lib.index(t) for t in terms]
     if not idx:
         return {}
-    A = G[rows][:, idx]
-    xi = np.linalg.lstsq(A, y[rows], rcond=None)[0]
+    if noise is not None:
+        noise = NoiseRows(noise.bias_y, noise.bias_G[:, idx], noise.resp_y, noise.resp_G[..., idx])
+    xi = corrected_lstsq(G[rows][:, idx], y[rows], noise)
     return dict(zip(terms, map(float, xi)))
+
+
+def _noise_rows(bias, responses, lhs, lib, grid_shape, labels_grid, pick, sigma):
+    """:class:`~.debias.NoiseRows` of one equation, rows flattened as ``_rows`` gives them (``(n * d,)``)."""
+    by, bG, _, _, d = _rows(bias, lhs, lib, grid_shape, labels_grid, pick)
+    ry, rG = [], []
+    for resp in responses:
+        y, G, _, _, _ = _rows(resp, lhs, lib, grid_shape, labels_grid, pick)
+        ry.append(y.reshape(-1))
+        rG.append(G.reshape(-1, len(lib)))
+    return NoiseRows(by.reshape(-1), bG.reshape(-1, len(lib)), np.stack(ry), np.stack(rG), sigma)
+
+
+def _flat_rows(rows, d):
+    """Indices of the flattened ``(n * d)`` rows of the regression rows ``rows``."""
+    return (np.asarray(rows)[:, None] * d + np.arange(d)).ravel()
 
 
 def _forecast_window(nt: int, fraction: float = 0.25, max_frames: int = 40) -> int | None:
@@ -203,7 +229,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                  n_bootstrap: int = 200, half_width=None, stride=None, window: int | None = None,
                  polyorder: int | None = None, reference: dict | None = None, max_samples: int = 20000,
                  stochastic: bool = False, blocks=None, gain: float = 0.5, forecast: bool = True,
-                 max_condition: float = 1e4, seed=0) -> PDEDiscovery:
+                 max_condition: float = 1e4, noise_correction: bool = True, seed=0) -> PDEDiscovery:
     """Learn a sparse PDE model from fields, check it and say whether the data identify it.
 
     Default selection (``decades=None``, see :mod:`napari_dynfit.models.selection`): stability
@@ -261,6 +287,11 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     max_condition : float
         Condition number of the selected (normalised) library columns above which the model is
         reported as not identifiable (collinear terms).
+    noise_correction : bool
+        Correct the weak-form fits for white measurement noise (:mod:`napari_dynfit.models.debias`:
+        noise level estimated from the data, its bias of the normal equations removed by simulated
+        antithetic draws). Default on; it applies to the default weak form without ``stochastic``,
+        and does nothing on clean data. ``result.noise`` says what was done.
     seed : int
         Randomness of the point sample and subsamples.
 
@@ -306,7 +337,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                         "n_penalties": n_penalties, "decades": decades, "seed": seed,
                         "selection": "fixed grid" if legacy else "path to the noise floor + held-out blocks",
                         "half_width": half_width, "stride": stride, "window": window, "polyorder": polyorder,
-                        "stochastic": stochastic, "gain": gain, "forecast": forecast},
+                        "stochastic": stochastic, "gain": gain, "forecast": forecast,
+                        "noise_correction": noise_correction},
              "diagnostics": {}, "stability_path": {}}
     # --- features ------------------------------------------------------------------------------
     blocks = tuple(blocks) if blocks is not None else (4,) + (2,) * bundle.ndim
@@ -330,6 +362,15 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
             raise
         grid_shape = feats[next(iter(equations))].shape[: 1 + bundle.ndim]
         pick = None
+        main_grid = WeakGrid.auto(bundle, max(1, max_derivative_order(all_names)), half_width=half_width,
+                                  stride=stride)
+        noise_info = _noise_info(bundle, equations, noise_correction and not legacy, stochastic)
+        if noise_info["applied"]:
+            def feature_fn(b):
+                return weak_features(b, all_names, method="decoupled" if window is None else "finite",
+                                     window=window, polyorder=polyorder, reference=ref, half_width=half_width,
+                                     stride=stride)
+            draws = noise_draws(bundle, noise_info["sigma"], feature_fn, n_draws=noise_info["draws"], seed=seed)
         ht = (grid_hw or WeakGrid.auto(bundle, max(1, max_derivative_order(all_names)), half_width=half_width,
                                        stride=stride).half_width)[0]
         if not legacy and bundle.shape[0] < 2 * (2 * ht + 1):
@@ -339,6 +380,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         def support_end(ti):                                 # first frame after the support of time index ti
             return ti * st + 2 * ht + 1 + (ht == 0)
     else:
+        noise_info = _noise_info(bundle, equations, False, stochastic, why="pointwise derivatives: the correction "
+                                                                          "is for the weak form")
         feats, grid_shape, pick = _pointwise_features(bundle, all_names, derivative, window, polyorder, ref,
                                                       max_samples, rng)
         w = max(5, window or 5)
@@ -346,7 +389,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
             return ti + 2 * w + 1
     labels_grid = block_labels(grid_shape, blocks)
     results: dict = {}
-    out = PDEDiscovery(model, results)
+    out = PDEDiscovery(model, results, noise=noise_info)
+    model["diagnostics"]["noise"] = noise_info
     if legacy:
         for lhs, lib in equations.items():
             y, G, _, _, _ = _rows(feats, lhs, lib, grid_shape, labels_grid, pick)
@@ -378,10 +422,21 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         yy = y[sub].reshape(-1)
         GG = G[sub].reshape(-1, len(lib))
         ll = np.repeat(labels[sub], d)
+        nrows = None
+        if noise_info["applied"]:
+            nrows = _noise_rows(*draws, lhs, lib, grid_shape, labels_grid, pick, noise_info["sigma"])
+        rescore = None
+        if derivative == "weak":
+            def rescore(sets, lhs=lhs):
+                return _rescore_half(bundle, lhs, sets, main_grid, blocks, noise_info, max_samples, seed,
+                                     method="decoupled" if window is None else "finite", window=window,
+                                     polyorder=polyorder, reference=ref)
         sel = select_on_path(GG, yy, lib, ll, solver=solver, n_subsamples=n_subsamples,
-                             per_decade=n_penalties or 8, pi_th=pi_th, gain=gain, seed=rng)
+                             per_decade=n_penalties or 8, pi_th=pi_th, gain=gain,
+                             noise=None if nrows is None else nrows.subset(_flat_rows(sub, d)), rescore=rescore,
+                             seed=rng)
         results[lhs] = sel
-        rows_of[lhs] = (y, G, times, d)
+        rows_of[lhs] = (y, G, times, d, nrows)
         model["selection_probability"][lhs] = dict(zip(lib, map(float, sel.max_probability())))
         model["stability_path"][lhs] = {"penalties": sel.penalties.tolist(), "pi_th": pi_th,
                                         "probabilities": {n: sel.probabilities[:, j].tolist()
@@ -397,12 +452,13 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         fc["start_frame"] = int(start)
 
         def fitted(lhs, cand):
-            y, G, times, d = rows_of[lhs]
+            y, G, times, d, nrows = rows_of[lhs]
             train = np.flatnonzero(support_end(times) <= start)
             lib = equations[lhs]
             if len(train) * d < 2 * max(1, len(cand.terms)):
                 return dict(cand.coefficients)
-            return _fit_rows(G[train].reshape(-1, len(lib)), y[train].reshape(-1), cand.terms, lib, slice(None))
+            return _fit_rows(G[train].reshape(-1, len(lib)), y[train].reshape(-1), cand.terms, lib, slice(None),
+                             None if nrows is None else nrows.subset(_flat_rows(train, d)))
 
         def run(choice):
             eqs = {lhs: fitted(lhs, results[lhs].candidates[c]) for lhs, c in choice.items()}
@@ -447,9 +503,10 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     ident = {}
     for lhs, lib in equations.items():
         r = results[lhs]
-        y, G, times, d = rows_of[lhs]
+        y, G, times, d, _ = rows_of[lhs]
         cand = r.selected
         info = {"noise_floor": r.noise_floor, "n_blocks": r.n_blocks, "reason": r.reason,
+                "alternatives": r.alternatives,
                 "steps": [list(s) for s in r.steps], "candidates": [c.to_json() for c in r.candidates],
                 "chosen": r.chosen}
         model.setdefault("selection", {})[lhs] = info
@@ -502,6 +559,66 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     model["where"] = out.where
     model["forecast"] = {k: v for k, v in fc.items()}
     return out
+
+
+NOISE_DRAWS = 16
+
+
+def _rescore_half(bundle, lhs, sets, grid, blocks, noise_info, max_samples, seed, **evaluate):
+    """Held-out errors of the supports ``sets`` of ``lhs`` on test functions of half the default size.
+
+    Same power, blocks and noise correction as the main fit; None when the half-size grid is too small.
+    """
+    from ..fields.weak import WeakGrid, weak_features
+    from .selection import _BlockGram, block_labels
+    from .stability import normalise
+
+    hw = tuple(h if h == 0 else max(2, h // 2) for h in grid.half_width)
+    half = WeakGrid(hw, tuple(max(1, h // 3) for h in hw), grid.power)
+    names = list(dict.fromkeys(t for S in sets for t in S))
+
+    def feats(b):
+        return weak_features(b, [lhs, *names], grid=half, **evaluate)
+
+    try:
+        F = feats(bundle)
+    except InputError:
+        return None
+    shape = F[lhs].shape[: 1 + bundle.ndim]
+    labels_grid = block_labels(shape, blocks)
+    y, G, labels, _, d = _rows(F, lhs, names, shape, labels_grid, None)
+    n = y.shape[0]
+    sub = np.sort(np.random.default_rng(seed).choice(n, max_samples // d, replace=False)) if n * d > max_samples \
+        else np.arange(n)
+    y, G, labels = y[sub].reshape(-1), G[sub].reshape(-1, len(names)), np.repeat(labels[sub], d)
+    noise = None
+    if noise_info.get("applied"):
+        draws = noise_draws(bundle, noise_info["sigma"], feats, n_draws=noise_info["draws"], seed=seed)
+        noise = _noise_rows(*draws, lhs, names, shape, labels_grid, None, noise_info["sigma"]).subset(
+            _flat_rows(sub, d))
+        G, y = G - noise.bias_G, y - noise.bias_y
+    Gn, yn, col, ynorm = normalise(G, y)
+    if len(np.unique(labels)) < 2:
+        return None
+    bg = _BlockGram(Gn, yn, labels, None if noise is None else noise.normalised(col, ynorm))
+    return [float(bg.held_out(sorted(names.index(t) for t in S))[0].mean()) for S in sets]
+
+
+def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "") -> dict:
+    """Whether and how the fits are corrected for measurement noise (``PDEDiscovery.noise``)."""
+    fields = sorted({f for lhs, lib in equations.items() for n in (lhs, *lib) for f in parse_term(n).fields()})
+    info = {"applied": False, "sigma": {}, "relative": {}, "draws": 0, "why": why}
+    if not on or stochastic:
+        info["why"] = why or ("stochastic fields: their noise is part of the dynamics (Ito form)" if stochastic
+                              else "switched off")
+        return info
+    sigma = noisy_fields(bundle, estimate_noise(bundle, fields))
+    if not sigma:
+        info["why"] = "no measurable white noise in the fields"
+        return info
+    rel = {f: s / max(float(np.nanstd(np.asarray(bundle[f], dtype=float))), 1e-300) for f, s in sigma.items()}
+    return {"applied": True, "sigma": sigma, "relative": rel, "draws": NOISE_DRAWS,
+            "why": "white measurement noise estimated from the fields' high-frequency content"}
 
 
 def _too_little(model, equations, why) -> PDEDiscovery:

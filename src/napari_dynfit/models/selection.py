@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from .debias import corrected_solve
 from .stability import check_regression, normalise, stability_paths
 
 
@@ -91,8 +92,9 @@ class Candidate:
     fold_coefficients : ndarray, shape (K, len(terms))
         Coefficients refitted without each block (physical units).
     source : str
-        ``"path"`` (a stable support of the stability paths) or ``"stepwise"`` (found by adding or
-        dropping terms by held-out error, see :func:`stepwise`).
+        ``"path"`` (a stable support of the stability paths), ``"stepwise"`` (found by adding or
+        dropping terms by held-out error, see :func:`stepwise`) or ``"alternative"`` (a look-alike
+        that won on half-size test functions, see :func:`look_alikes`).
     """
 
     terms: list
@@ -130,6 +132,10 @@ class PathSelection:
         Space-time blocks used for the held-out errors.
     steps : list of (str, str, float)
         Stepwise refinement after the path choice: ``("add"|"drop", term, held-out error)``.
+    alternatives : list of dict
+        Look-alikes of the chosen support (:func:`look_alikes`: one term swapped, held-out error not
+        materially worse) re-scored on half-size test functions: ``terms``, ``cv_error`` (default
+        test functions), ``cv_half`` (half-size; None when not re-scored), ``chosen``.
     """
 
     names: list
@@ -141,6 +147,7 @@ class PathSelection:
     reason: str = ""
     n_blocks: int = 0
     steps: list = field(default_factory=list)
+    alternatives: list = field(default_factory=list)
 
     @property
     def selected(self) -> Candidate | None:
@@ -153,28 +160,38 @@ class PathSelection:
 class _BlockGram:
     """Per-block Gram matrices of the normalised library: held-out fits without touching the rows again."""
 
-    def __init__(self, Gn, yn, labels):
+    def __init__(self, Gn, yn, labels, noise=None):
         self.Gn = Gn
         self.blocks = np.unique(labels)
         self.A = np.stack([Gn[labels == b].T @ Gn[labels == b] for b in self.blocks])
         self.c = np.stack([Gn[labels == b].T @ yn[labels == b] for b in self.blocks])
         self.s = np.array([float(yn[labels == b] @ yn[labels == b]) for b in self.blocks])
         self.At, self.ct = self.A.sum(axis=0), self.c.sum(axis=0)
+        # noise part of the normal equations per block (models/debias.py), subtracted in the fits only
+        self.dA = self.dc = None
+        if noise is not None:
+            mom = [noise.moments(labels == b) for b in self.blocks]
+            self.dA, self.dc = np.stack([a for a, _ in mom]), np.stack([c for _, c in mom])
+            self.dAt, self.dct = self.dA.sum(axis=0), self.dc.sum(axis=0)
         self.cache = {}
         from scipy.stats import t as student
 
         self.t_crit = float(student.ppf(0.975, max(1, len(self.blocks) - 1)))
 
-    def fit(self, idx, A=None, c=None):
-        A = self.At if A is None else A
-        c = self.ct if c is None else c
+    def fit(self, idx, leave_out=None):
+        """Coefficients of support ``idx`` fitted on every block but ``leave_out`` (noise-corrected if given)."""
         if not len(idx):
             return np.zeros(0)
-        sub = A[np.ix_(idx, idx)]
-        try:
-            return np.linalg.solve(sub, c[idx])
-        except np.linalg.LinAlgError:
-            return np.linalg.lstsq(sub, c[idx], rcond=None)[0]
+        A, c = self.At, self.ct
+        dA = dc = None
+        if leave_out is not None:
+            A, c = A - self.A[leave_out], c - self.c[leave_out]
+        if self.dA is not None:
+            dA, dc = self.dAt, self.dct
+            if leave_out is not None:
+                dA, dc = dA - self.dA[leave_out], dc - self.dc[leave_out]
+            dA, dc = dA[np.ix_(idx, idx)], dc[idx]
+        return corrected_solve(A[np.ix_(idx, idx)], c[idx], dA, dc)
 
     def t_value(self, idx, j) -> float:
         """``|coefficient| / block-jackknife standard error`` of term ``j`` in support ``idx``."""
@@ -210,7 +227,7 @@ class _BlockGram:
             coefs = np.empty((K, len(idx)))
             mean_sst = self.s.sum() / K
             for b in range(K):
-                xi = self.fit(idx, self.At - self.A[b], self.ct - self.c[b])
+                xi = self.fit(idx, leave_out=b)
                 sse = self.s[b] - 2 * xi @ self.c[b][idx] + xi @ self.A[b][np.ix_(idx, idx)] @ xi
                 errs[b] = max(float(sse), 0.0) / mean_sst
                 coefs[b] = xi
@@ -297,9 +314,36 @@ def stepwise(bg: _BlockGram, start, m: int, gain: float, signal: float = 0.0, mi
     return cur, steps
 
 
+def look_alikes(bg: _BlockGram, support, m: int, gain: float, signal: float = 0.0, max_alternatives: int = 6):
+    """Supports that differ from ``support`` by one swapped term and predict held-out data as well.
+
+    A swap ``j -> k`` is a look-alike when its held-out error is not materially above the
+    support's (:func:`_worse`) and the new term's block-jackknife interval excludes zero: the data at
+    this test-function scale cannot tell the two apart (e.g. a front-only diffusion ``u_xx`` and a
+    reaction ``u^3`` on a travelling front, where ``u_t`` is a function of ``u``). At most
+    ``max_alternatives``, lowest held-out error first. Returns a list of sorted index lists.
+    """
+    cur = sorted(int(i) for i in support)
+    if not cur:
+        return []
+    cv_cur = bg.held_out(cur)[0].mean()
+    out = []
+    for j in cur:
+        for k in range(m):
+            if k in cur:
+                continue
+            trial = sorted([i for i in cur if i != j] + [k])
+            cv = bg.held_out(trial)[0].mean()
+            if not _worse(cv, cv_cur, gain, signal) and bg.excludes_zero(trial, k):
+                out.append((cv, trial))
+    out.sort()
+    return [t for _, t in out[:max_alternatives]]
+
+
 def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, solver: str = "iht",
                    n_subsamples: int = 40, per_decade: int = 8, max_decades: float = 4.0, pi_th: float = 0.8,
-                   gain: float = 0.5, signal: float = 0.1, decades: float | None = None, seed=0) -> PathSelection:
+                   gain: float = 0.5, signal: float = 0.1, decades: float | None = None, noise=None,
+                   rescore=None, seed=0) -> PathSelection:
     """Stability paths down to the noise floor, candidates along them, held-out block selection.
 
     Parameters
@@ -328,6 +372,14 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
         ... and the drop as a fraction of the explained part ``1 - cv`` of the best candidate.
     decades : float, optional
         Fixed span of the path below ``tau_max`` instead of the noise floor (the old behaviour).
+    noise : NoiseRows, optional
+        Simulated measurement noise of the rows (:mod:`napari_dynfit.models.debias`): the rows are
+        corrected for its mean shift and every fit (coefficients, held-out refits, intervals) for
+        its part of the normal equations.
+    rescore : callable, optional
+        ``rescore(list of term-name lists) -> list of held-out errors`` on half-size test functions
+        (or None where it cannot): the chosen support and its look-alikes (:func:`look_alikes`) are
+        re-scored with it and the lowest wins (``PathSelection.alternatives``).
     seed : int or numpy.random.Generator
 
     Returns
@@ -340,6 +392,8 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     if len(np.unique(labels)) < 2:
         raise InputError("held-out selection needs at least two space-time blocks")
     rng = np.random.default_rng(seed)
+    if noise is not None:
+        G, y = G - noise.bias_G, y - noise.bias_y
     Gn, yn, col, ynorm = normalise(G, y)
     xi_full = np.linalg.lstsq(Gn, yn, rcond=None)[0]
     floor = float(np.linalg.norm(yn - Gn @ xi_full))
@@ -349,7 +403,7 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     penalties = tau_max * np.logspace(0, -span, n_pen) if tau_max > 0 else np.zeros(1)
     probs = stability_paths(Gn, yn, penalties, solver=solver, n_subsamples=n_subsamples, rng=rng)
     out = PathSelection(names, penalties, probs, floor, n_blocks=len(np.unique(labels)))
-    bg = _BlockGram(Gn, yn, labels)
+    bg = _BlockGram(Gn, yn, labels, None if noise is None else noise.normalised(col, ynorm))
 
     def candidate(S, tau, source):
         errs, fold = bg.held_out(S)
@@ -386,6 +440,25 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     src = "a stable support of the path" if ends[i].source == "path" else "found by adding/dropping terms"
     out.reason = (f"{src}; " + why.replace(" on the path", "")).replace("lowest held-out error",
                                                                        "lowest held-out error of the stepwise ends")
+    alts = look_alikes(bg, key, m, gain, sig) if rescore is not None else []
+    if alts:
+        sets = [list(key)] + alts
+        scores = rescore([[names[j] for j in S] for S in sets])
+        if scores is not None:
+            best = int(np.argmin(scores))
+            for i, (S, sc) in enumerate(zip(sets, scores)):
+                out.alternatives.append({"terms": [names[j] for j in S], "cv_error": float(bg.held_out(S)[0].mean()),
+                                         "cv_half": float(sc), "chosen": i == best})
+            if best > 0:
+                S = sets[best]
+                if tuple(S) not in seen:
+                    seen[tuple(S)] = len(out.candidates)
+                    out.candidates.append(candidate(S, float("nan"), "alternative"))
+                old = " + ".join(names[j] for j in key)
+                out.chosen = seen[tuple(S)]
+                out.steps = out.steps + [("swap", " + ".join(names[j] for j in S), float(scores[best]))]
+                out.reason = (f"look-alike of {old} (as good on the default test functions) with the lower "
+                              f"held-out error on half-size test functions ({scores[best]:.3g} vs {scores[0]:.3g})")
     return out
 
 
