@@ -5,6 +5,7 @@ Fast tests use small sizes and assert real numbers against the simulators' groun
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ from napari_dynfit.models.flow.evaluate import (
     fate_probabilities,
     path_energy_distance,
 )
-from napari_dynfit.models.flow.gaussian import gaussian_mle_drift
+from napari_dynfit.models.flow.gaussian import drift_uncertainty, gaussian_mle_drift, moment_fit
 from napari_dynfit.models.flow.bench import ou2_case
 from napari_dynfit.models.flow.layers import drift_vectors, growth_map, trajectory_table
 from napari_dynfit.models.flow.score import ScoreModel
@@ -332,4 +333,83 @@ def test_cli_defaults_beat_or_equal_the_moment_fit(tmp_path, capsys):
     moment = drift_matrix_error(gaussian_mle_drift(snaps, 0.5)[0], -B)
     assert err <= moment + 1e-6 and err < 0.2, (err, moment)
     assert doc["drift"]["b"] == [0.0, 0.0] and not doc["selection"]["offset"]["fitted"]
-    assert "refinement:" in capsys.readouterr().err
+    err_text = capsys.readouterr().err
+    assert "refinement:" in err_text and "drift uncertainty:" in err_text
+    u = doc["drift_uncertainty"]  # how well 3 x 300 points pin A, and the error made is within that bound here
+    assert np.asarray(u["A_standard_error"]).shape == (2, 2) and 0 < u["expected_error"] < u["bound"]
+    assert err <= u["bound"], (err, u)
+
+
+def _lyapunov_nll(params, snaps, D):
+    # -2 log L / N of the snapshots written independently of gaussian.py: b = 0, stable A, moments by the
+    # stationary covariance (A S + S A^T + 2 D = 0) instead of Van Loan's integral
+    A, m0 = params[:4].reshape(2, 2), params[4:6]
+    L = np.array([[params[6], 0.0], [params[7], params[8]]])
+    if np.any(np.linalg.eigvals(A).real >= 0):
+        return np.inf
+    s_inf = solve_continuous_lyapunov(A, -2 * D * np.eye(2))
+    total, n_all = 0.0, 0
+    for t, x in zip(snaps.times - snaps.times[0], snaps.samples):
+        E = expm(A * t)
+        m, S = E @ m0, E @ (L @ L.T - s_inf) @ E.T + s_inf
+        r, C, Si = x.mean(0) - m, np.cov(x.T, bias=True), np.linalg.inv(S)
+        total += len(x) * (np.linalg.slogdet(S)[1] + np.trace(Si @ C) + r @ Si @ r)
+        n_all += len(x)
+    return total / n_all
+
+
+def test_moment_fit_is_the_exact_maximum_likelihood_estimate():
+    # an independent likelihood (numpy, Lyapunov moments), maximised by scipy from the TRUE drift: the moment
+    # fit (started from zero and from the moment equations) must reach the same optimum or a better one
+    from scipy.optimize import minimize
+
+    B, snaps = _case(9, 800, seed=2)
+    fit = moment_fit(snaps, 0.5)
+    x = snaps.samples[0]
+    L0 = np.linalg.cholesky(np.cov(x.T))
+    start = np.r_[(-B).ravel(), x.mean(0), L0[0, 0], L0[1, 0], L0[1, 1]]
+    ref = minimize(_lyapunov_nll, start, args=(snaps, 0.5), method="Nelder-Mead",
+                   options={"maxiter": 20000, "xatol": 1e-9, "fatol": 1e-12})
+    mine = _lyapunov_nll(np.r_[fit.A.ravel(), fit.m0, np.linalg.cholesky(fit.S0)[[0, 1, 1], [0, 0, 1]]], snaps, 0.5)
+    assert mine <= ref.fun + 1e-7, (mine, ref.fun)
+    assert np.abs(fit.A - ref.x[:4].reshape(2, 2)).max() < 2e-3, (fit.A, ref.x[:4])
+
+
+def test_drift_uncertainty_is_calibrated_against_the_truth():
+    # over independent data sets of one drift, the errors of the moment fit must match the stated standard
+    # error (root mean square) and stay below the 95 % bound
+    errors, stated = [], []
+    for seed in range(8):
+        B, snaps = _case(10, 600, seed=100 + seed)
+        fit = moment_fit(snaps, 0.5)
+        u = drift_uncertainty(snaps, 0.5, fit=fit)
+        errors.append(drift_matrix_error(fit.A, -B))
+        stated.append((u["expected_error"], u["bound"]))
+        assert u["identifiable"] and u["verdict"] == "identifiable" and u["hint"] == ""
+    rms, expected = np.sqrt(np.mean(np.square(errors))), np.mean([e for e, _ in stated])
+    assert 0.6 * expected < rms < 1.6 * expected, (rms, expected)
+    assert sum(e > b for e, (_, b) in zip(errors, stated)) <= 1, (errors, stated)
+    # four times the points: half the error
+    B, snaps = _case(10, 2400, seed=100)
+    assert 0.4 < drift_uncertainty(snaps, 0.5)["expected_error"] / stated[0][0] < 0.6
+
+
+def test_drift_uncertainty_says_not_identifiable_on_too_little_data():
+    # 3 snapshots of 12 points over a short span: the data cannot pin A, and the verdict must say so
+    B, snaps = _case(2, 12, seed=4, times=np.array([0.0, 0.05, 0.1]))
+    u = drift_uncertainty(snaps, 0.5)
+    assert not u["identifiable"] and u["verdict"] == "not identifiable" and u["bound"] > 0.5
+    assert u["reason"].startswith("not identifiable from these data") and "more points" in u["hint"]
+    m = fit_flow(snaps, 0.5, steps=2, batch_size=12, device="cpu", score_kwargs={"steps": 10})
+    assert m.uncertainty["verdict"] == "not identifiable"
+    assert load_flow_roundtrip(m)["drift_uncertainty"]["verdict"] == "not identifiable"
+
+
+def load_flow_roundtrip(model):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        doc = json.loads((Path(tmp) / "flow.json").read_text())
+        assert load_flow(tmp).uncertainty == model.uncertainty
+    return doc

@@ -8,10 +8,10 @@ from napari_dynfit.sim.snapshots import simulate_ou_snapshots
 pytestmark = pytest.mark.gui
 
 
-def _points(viewer):
+def _points(viewer, n=150, dt=0.25):
     B = np.array([[1.0, 1.5], [-1.0, 0.5]])
-    table = simulate_ou_snapshots(B, 0.5, [0.0, 0.25, 0.5], 150, mean0=[2.0, 2.0], cov0=0.5 * np.eye(2), seed=0)
-    frames = np.round(table.time.to_numpy() / 0.25)
+    table = simulate_ou_snapshots(B, 0.5, [0.0, dt, 2 * dt], n, mean0=[2.0, 2.0], cov0=0.5 * np.eye(2), seed=0)
+    frames = np.round(table.time.to_numpy() / dt)
     return viewer.add_points(np.c_[frames, table[["x0", "x1"]].to_numpy()], name="cells")
 
 
@@ -53,3 +53,19 @@ def test_flow_widget_cancel(make_napari_viewer, qtbot):
     w.cancel_btn.click()
     qtbot.waitUntil(lambda: w.run_btn.isEnabled(), timeout=60000)
     assert w.model is None and w.status.text() == "cancelled"
+
+
+def test_flow_widget_says_not_identifiable(make_napari_viewer, qtbot):
+    # 3 frames of 12 cells 0.05 time units apart cannot pin a linear drift: the status line must say so
+    from napari_dynfit._napari._flow_widget import FlowWidget
+
+    viewer = make_napari_viewer()
+    _points(viewer, n=12, dt=0.05)
+    w = FlowWidget(viewer)
+    w.dt.setValue(0.05)
+    w.score_steps.setValue(10)
+    w.steps.setValue(2)
+    w.start()
+    qtbot.waitUntil(lambda: w.run_btn.isEnabled(), timeout=120000)
+    assert w.model is not None and w.model.uncertainty["verdict"] == "not identifiable"
+    assert "not identifiable from these data" in w.status.text() and "more points" in w.status.text()

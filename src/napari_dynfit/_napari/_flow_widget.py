@@ -161,7 +161,9 @@ class FlowWidget(QWidget):
         table = trajectory_table(model, snaps, n_paths=100)
         self.viewer.add_tracks(tracks_data(table, snaps.columns), name="PFI trajectories")
         self.status.setText("done" + (f"; A = {np.round(model.A, 3).tolist()}" if model.kind == "linear" else "")
-                            + "".join(f"; {v['reason']}" for v in model.selection.values()))
+                            + "".join(f"; {v['reason']}" for v in model.selection.values())
+                            + (f"; {model.uncertainty['reason']}" if model.uncertainty else "")
+                            + (f"; {model.uncertainty['hint']}" if model.uncertainty.get("hint") else ""))
 
     def _failed(self, exc):
         from napari.utils.notifications import show_error

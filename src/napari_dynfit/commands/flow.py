@@ -45,11 +45,16 @@ def _cmd_infer(args) -> int:
                      score_kwargs={"steps": args.score_steps})
     for what, record in model.selection.items():  # how the offset and the refinement were chosen, one line each
         print(f"dynfit infer-flow: {what}: {record['reason']}", file=sys.stderr)
+    if model.uncertainty:  # how well the snapshots pin A (Cramer-Rao), or "not identifiable" and what would help
+        u = model.uncertainty
+        print(f"dynfit infer-flow: drift uncertainty: {u['reason']}" + (f"; {u['hint']}" if u["hint"] else ""),
+              file=sys.stderr)
     out = Path(args.output)
     model.save(out)
     with atomic_path(out / "trajectories.csv") as tmp:
         trajectory_table(model, snaps, n_paths=args.n_paths, seed=args.seed).to_csv(tmp, index=False)
-    print(json.dumps({k: v for k, v in model.to_dict().items() if k in ("drift", "diffusion", "growth")}))
+    print(json.dumps({k: v for k, v in model.to_dict().items()
+                      if k in ("drift", "diffusion", "growth", "drift_uncertainty")}))
     return 0
 
 
@@ -58,7 +63,8 @@ def register(sub) -> None:
                        description="Fit dX = f(X) dt + sqrt(2 D) dW (and a growth rate g(X) with --growth) to point "
                                    "clouds observed at a few times (no tracks). Writes OUT/flow.json (linear drift "
                                    "as {'drift': {'A', 'b'}}, f(x) = A x + b; 'selection': how the offset and "
-                                   "the refinement were chosen), OUT/flow.pt (torch weights) and "
+                                   "the refinement were chosen; 'drift_uncertainty': standard errors of A and its 95 % "
+                                   "bound from the snapshot counts), OUT/flow.pt (torch weights) and "
                                    "OUT/trajectories.csv (paths sampled from the learned SDE). Progress bars show "
                                    "the time left of each stage (score matching, flow fitting).")
     p.add_argument("snapshots", help="CSV/Parquet with a 'time' (or 'frame') column and coordinate columns "

@@ -30,7 +30,7 @@ from ..._io import atomic_path
 from ..._progress import progress_iter
 from ...errors import InputError
 from ._torch import as_tensor, mlp, resolve_device, seeded_generator
-from .gaussian import gaussian_mle_drift
+from .gaussian import drift_uncertainty, gaussian_mle_drift, moment_fit
 from .io import Snapshots
 from .score import ScoreModel, fit_score
 from .select import compare_heldout, split_snapshots
@@ -104,6 +104,10 @@ class FlowModel:
     selection : dict
         How :func:`fit_flow` chose the offset and between the refined drift and the Gaussian moment fit
         (empty when it made no choice); see :func:`fit_flow`.
+    uncertainty : dict
+        Linear drift with a given ``D``, no growth: how well the snapshots pin ``A``
+        (:func:`~.gaussian.drift_uncertainty`: standard errors, expected relative error, 95 % bound, verdict
+        "identifiable" / "not identifiable"); empty otherwise.
     """
 
     drift_net: nn.Module
@@ -114,6 +118,7 @@ class FlowModel:
     times: np.ndarray
     history: list = field(default_factory=list)
     selection: dict = field(default_factory=dict)
+    uncertainty: dict = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -196,6 +201,8 @@ class FlowModel:
                "final_loss": float(self.history[-1]) if self.history else None}
         if self.selection:
             out["selection"] = self.selection
+        if self.uncertainty:
+            out["drift_uncertainty"] = self.uncertainty
         if self.kind == "linear":
             out["drift"] = {"A": self.A.tolist(), "b": self.b.tolist()}
         return out
@@ -209,7 +216,7 @@ class FlowModel:
         state = {"drift": self.drift_net.state_dict(), "kind": self.kind, "dim": self.dim,
                  "drift_arch": _arch(self.drift_net), "growth": None, "growth_arch": None,
                  "score": self.score.state(), "diffusion": self.diffusion, "columns": list(self.columns),
-                 "times": np.asarray(self.times)}
+                 "times": np.asarray(self.times), "selection": self.selection, "uncertainty": self.uncertainty}
         if self.growth_net is not None:
             state["growth"] = self.growth_net.state_dict()
             state["growth_arch"] = _arch(self.growth_net)
@@ -246,7 +253,8 @@ def load_flow(path) -> FlowModel:
         growth.load_state_dict(state["growth"])
     return FlowModel(drift_net=drift, growth_net=growth, diffusion=np.asarray(state["diffusion"]),
                      score=ScoreModel.from_state(state["score"]), columns=tuple(state["columns"]),
-                     times=np.asarray(state["times"]))
+                     times=np.asarray(state["times"]), selection=state.get("selection") or {},
+                     uncertainty=state.get("uncertainty") or {})
 
 
 def _diffusion_matrix(diffusion, d: int) -> np.ndarray:
@@ -377,16 +385,20 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
               score_kwargs=score_kwargs, device=device, seed=seed, callback=callback)
     gaussian = model == "linear" and diffusion is not None and not growth  # the moment fit describes the data
     selection: dict = {}
+    full_fit = None  # the Gaussian moment fit of all the points
     if offset == "auto":
         offset = True
         if gaussian:
-            offset, selection["offset"], moment_fit = _offset_test(snapshots, _diffusion_matrix(diffusion,
-                                                                                                 snapshots.dim))
+            offset, selection["offset"], full_fit = _offset_test(snapshots, _diffusion_matrix(diffusion,
+                                                                                              snapshots.dim))
     if not (gaussian and holdout > 0 and isinstance(init, str) and init == "moments"):
         result = _fit_flow_core(snapshots, diffusion, offset=offset, **kw)
         result.selection = selection
+        if gaussian:
+            result.uncertainty = _uncertainty(snapshots, diffusion, full_fit, offset)
         return result
     D = _diffusion_matrix(diffusion, snapshots.dim)
+    full_fit = full_fit or moment_fit(snapshots, D, offset=offset)
     fit_part, held = split_snapshots(snapshots, holdout, seed)
     start = gaussian_mle_drift(fit_part, D, offset=offset)
     result = _fit_flow_core(fit_part, diffusion, offset=offset, **dict(kw, init=start))
@@ -401,30 +413,36 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
                    f"the refinement does not predict the held-out points clearly better (z = {test['z']:.2f}, "
                    "needs < -2.33): kept the Gaussian moment fit of all points")}
     if kept == "moments":
-        A, b = moment_fit if "offset" in selection else gaussian_mle_drift(snapshots, D, offset=offset)
         with torch.no_grad():
-            result.drift_net.A.copy_(torch.as_tensor(A))
-            result.drift_net.b.copy_(torch.as_tensor(b))
+            result.drift_net.A.copy_(torch.as_tensor(full_fit.A))
+            result.drift_net.b.copy_(torch.as_tensor(full_fit.b))
     result.selection = selection
+    result.uncertainty = _uncertainty(snapshots, D, full_fit, offset)
     return result
 
 
+def _uncertainty(snapshots: Snapshots, diffusion, fit, offset: bool) -> dict:
+    """:func:`~.gaussian.drift_uncertainty` of the moment fit of all the points (``fit``; computed if ``None``)."""
+    D = _diffusion_matrix(diffusion, snapshots.dim)
+    return drift_uncertainty(snapshots, D, fit=fit if fit is not None else moment_fit(snapshots, D, offset=offset))
+
+
 def _offset_test(snapshots: Snapshots, D: np.ndarray, level: float = 0.01):
-    """Likelihood-ratio test of an offset ``b`` on the Gaussian moment fits; returns ``(offset, record, (A, b))``
-    with the chosen fit's ``A, b``."""
+    """Likelihood-ratio test of an offset ``b`` on the Gaussian moment fits; returns ``(offset, record, fit)``
+    with the chosen :class:`~.gaussian.MomentFit`."""
     from scipy.stats import chi2
 
-    A0, b0, loss0 = gaussian_mle_drift(snapshots, D, offset=False, return_loss=True)
-    A1, b1, loss1 = gaussian_mle_drift(snapshots, D, offset=True, return_loss=True)
+    fit0 = moment_fit(snapshots, D, offset=False)
+    fit1 = moment_fit(snapshots, D, offset=True)
     n = sum(len(x) for x in snapshots.samples)
-    stat = max(n * (loss0 - loss1), 0.0)
+    stat = max(n * (fit0.loss - fit1.loss), 0.0)
     p = float(chi2.sf(stat, snapshots.dim))
     fitted = p < level
     record = {"fitted": bool(fitted), "test": "likelihood ratio (Gaussian moment fits)", "statistic": float(stat),
-              "p_value": p, "b_if_fitted": b1.tolist(),
+              "p_value": p, "b_if_fitted": fit1.b.tolist(),
               "reason": (f"the data support an offset (p = {p:.2g} < {level})" if fitted else
                          f"no offset: the data do not support one (p = {p:.2g} >= {level})")}
-    return fitted, record, ((A1, b1) if fitted else (A0, b0))
+    return fitted, record, (fit1 if fitted else fit0)
 
 
 def _fit_flow_core(snapshots: Snapshots, diffusion, *, score, model, growth, offset, init, steps, lr, n_euler,
