@@ -6,7 +6,7 @@ import pytest
 
 from napari_dynfit.errors import InputError
 from napari_dynfit.fields import FieldBundle
-from napari_dynfit.fields.coarse_grain import coarse_grain_particles, coarse_grain_table
+from napari_dynfit.fields.coarse_grain import auto_kernel, coarse_grain_particles, coarse_grain_table, fill_track_gaps
 from napari_dynfit.fields.derivatives import decoupled_weights, derivative
 from napari_dynfit.fields.weak import weak_features
 
@@ -173,3 +173,35 @@ def test_untracked_detections_give_density(rng):
     assert np.allclose(mass, 200, rtol=1e-3)       # the 4-sigma margins keep the whole kernel inside
     with pytest.raises(InputError, match="track_id"):
         coarse_grain_table(df, spacing=1.0, sigma=1.5, fields=("rho", "v"))
+
+
+def test_auto_kernel_is_the_mean_interparticle_distance(rng):
+    """400 particles per frame in a 100 x 100 box: mean distance sqrt(100^2 / 400) = 5, grid 2.5."""
+    n, T = 400, 3
+    df = pd.DataFrame({"frame": np.repeat(np.arange(T), n), "y": rng.uniform(0, 100, n * T),
+                       "x": rng.uniform(0, 100, n * T)})
+    assert auto_kernel(df, box=(100.0, 100.0)) == pytest.approx((5.0, 2.5))
+    b = coarse_grain_table(df, box=(100.0, 100.0), periodic=True, fields=("rho",))  # the default
+    assert b.attrs["sigma"] == pytest.approx(5.0) and b.spacing == pytest.approx((2.5, 2.5))
+    assert coarse_grain_table(df, sigma=4.0, box=(100.0, 100.0), periodic=True, fields=("rho",)).spacing == \
+        pytest.approx((2.0, 2.0))  # a given kernel alone: grid half of it
+    with pytest.raises(InputError, match="volume"):
+        auto_kernel(pd.DataFrame({"frame": [0, 1], "y": [1.0, 1.0], "x": [2.0, 2.0]}))
+
+
+def test_fill_track_gaps_interpolates_skipped_frames_across_the_periodic_edge():
+    """A track seen at frames 0, 3 (crossing x = 10 of a periodic box) and 4: frames 1, 2 filled on the
+    straight (minimum-image) path; the density then holds one particle in every frame."""
+    df = pd.DataFrame({"track_id": [7, 7, 7, 8, 8], "frame": [0, 3, 4, 0, 1], "y": [2.0, 5.0, 6.0, 1.0, 1.0],
+                       "x": [9.0, 0.5, 1.0, 3.0, 3.0], "parent_id": -1})
+    out = fill_track_gaps(df, box=(10.0, 10.0), periodic=True)
+    assert out.attrs["filled_rows"] == 2 and len(out) == 7
+    t7 = out[out["track_id"] == 7].set_index("frame")
+    assert list(t7.index) == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(t7.loc[[1, 2], ["y", "x"]].to_numpy(), [[3.0, 9.5], [4.0, 0.0]], atol=1e-12)
+    assert (t7["parent_id"] == -1).all()
+    b = coarse_grain_table(df.iloc[:3], spacing=1.0, sigma=1.0, box=(10.0, 10.0), periodic=True, fields=("rho",))
+    assert b.attrs["filled_rows"] == 2
+    np.testing.assert_allclose(b["rho"].sum(axis=(1, 2)), 1.0)
+    assert coarse_grain_table(df.iloc[:3], spacing=1.0, sigma=1.0, box=(10.0, 10.0), periodic=True,
+                              fields=("rho",), fill_gaps=False)["rho"][1].sum() == 0

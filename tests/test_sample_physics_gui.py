@@ -55,11 +55,8 @@ def _walk(viewer, panel, qtbot):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="at the edge (docs/gui.md): through the panel, rho_t = -6.79 div(p) (15.1 % "
-                                        "low), p_t = -0.438 p - 4.28 grad(rho); with another detection version a "
-                                        "cubic p_t term at selection probability 0.80")
 def test_walkthrough_recovers_sample_hydrodynamics(make_napari_viewer, qtbot):
-    """The full sample (1500 particles, 200 frames): exactly the free-ABP terms within 15 %."""
+    """The full sample (750 particles, 400 frames): exactly the free-ABP terms within 15 %."""
     from napari_dynfit._napari._panel import DynFitPanel
     from napari_dynfit.sim.samples import ABP_2D
 
@@ -68,7 +65,11 @@ def test_walkthrough_recovers_sample_hydrodynamics(make_napari_viewer, qtbot):
     _, panel = viewer.window.add_plugin_dock_widget("napari-dynfit", "DynFit panel")
     assert isinstance(panel, DynFitPanel)
     pde, glue = _walk(viewer, panel, qtbot)
-    assert glue.bundle.spacing == pytest.approx((12.0, 12.0))  # field of view / 32, in um
+    # kernel from the data: the mean inter-particle distance, 384 um / sqrt(750) = 14 um; grid half of it
+    L, n = ABP_2D["box"][0], ABP_2D["n_particles"]
+    assert glue.bundle.attrs["sigma"] == pytest.approx(L / np.sqrt(n), rel=0.1)
+    assert glue._kernel.value == pytest.approx(glue.bundle.attrs["sigma"], rel=1e-3)
+    assert glue.bundle.spacing[-1] == pytest.approx(glue.bundle.attrs["sigma"] / 2, rel=0.05)
     assert pde.identifiable is not False, pde.verdict()
     eq = pde.model["equations"]
     v0, Dr = ABP_2D["v0"], ABP_2D["Dr"]
@@ -80,10 +81,8 @@ def test_walkthrough_recovers_sample_hydrodynamics(make_napari_viewer, qtbot):
     assert "not identifiable" not in pde._status.value
 
 
-@pytest.mark.xfail(strict=False, reason="needs the identifiability check of discover_pde (branch `pde`): "
-                                        "PDEDiscovery.identifiable / reasons / hints")
 def test_too_small_sample_is_not_identifiable(make_napari_viewer, qtbot):
-    """The old sample's size (about 150 particles, 50 frames): the panel says "not identifiable"."""
+    """A 128 um, 50-frame piece of the sample (83 particles): the panel says "not identifiable"."""
     from napari_dynfit._napari._panel import DynFitPanel
 
     viewer = make_napari_viewer()

@@ -141,13 +141,18 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     glue = panel.extra("FieldsFromTracks")
     viewer.layers.selection.active = viewer.layers["tracks"]
     assert glue.tracks_layer is viewer.layers["tracks"]
-    assert glue._grid.value == pytest.approx(4.0) and glue._dt.value == pytest.approx(d.dt)
+    assert glue._auto.value and glue._fill.value and glue._dt.value == pytest.approx(d.dt)  # kernel from the data
     assert glue._periodic.value  # the sample is a periodic box (its metadata)
     _click(glue._run)
     fb = glue.bundle
-    assert fb is not None and fb.shape == (50, 32, 32)
+    # kernel from the data (mean inter-particle distance), grid half of it; a periodic grid tiles the box
+    assert fb is not None and fb.shape == (50,) + (int(round(128.0 / fb.spacing[0])),) * 2
+    assert glue._grid.value == pytest.approx(fb.spacing[0], rel=1e-3)
     n_per_frame = fb["rho"].sum(axis=(1, 2)) * np.prod(fb.spacing)  # the density integrates to the points
-    np.testing.assert_allclose(n_per_frame, np.bincount(tr[:, 1].astype(int), minlength=50), rtol=0.01)
+    counts = np.bincount(tr[:, 1].astype(int), minlength=50)
+    filled = np.asarray(fb.attrs["particles_per_frame"]) - counts   # frames skipped by gap-closing links
+    assert (filled >= 0).all() and filled.sum() == fb.attrs["filled_rows"]
+    np.testing.assert_allclose(n_per_frame, counts + filled, rtol=0.01)
     assert pde.fields_path == glue.path and pde._stochastic.value  # particle fields: Ito form
     _click(pde._run)
     qtbot.waitUntil(lambda: not pde._job.running and pde.model is not None, timeout=120_000)

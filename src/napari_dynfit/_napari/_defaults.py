@@ -183,7 +183,8 @@ def apply_defaults(widget, d: DataDefaults) -> list[str]:
     AprConvertWidget       first axis is time    ``is_movie`` (``dt`` known or axis ``t``)
     AprFilterWidget        sigma (px)            ``spot_sigma``
     TrackWidget            blob sigma (px)       ``spot_sigma``
-    FieldsFromTracks       grid, kernel, box     ``extent`` / 32, 2 grid spacings, ``extent``
+    FieldsFromTracks       grid, kernel, box     ``extent`` / 32, 2 grid spacings (only with "from the
+                                                 data" unticked), ``extent``
     FieldsFromTracks       periodic box          ``periodic`` (``metadata["periodic"]``)
     LatentFieldWidget      frame interval        ``dt``
     FlowWidget             time per frame        ``dt``
@@ -198,8 +199,10 @@ def apply_defaults(widget, d: DataDefaults) -> list[str]:
         _set(widget, "_sigma", round(d.spot_sigma, 2), done, f"object sigma {d.spot_sigma:.2f} px")
     if name == "FieldsFromTracks" and d.extent:
         grid = max(d.extent) / 32
-        _set(widget, "_grid", round(grid, 4), done, f"grid {grid:.3g}")
-        _set(widget, "_kernel", round(2 * grid, 4), done, "kernel")
+        auto = getattr(getattr(widget, "_auto", None), "value", False)
+        if not auto:  # "from the data" ticked: the spin boxes show what the last run used
+            _set(widget, "_grid", round(grid, 4), done, f"grid {grid:.3g}")
+            _set(widget, "_kernel", round(2 * grid, 4), done, "kernel")
         _set(widget, "_box_y", d.extent[-2], done, "box")
         _set(widget, "_box_x", d.extent[-1], done, "box")
     if name == "FieldsFromTracks" and d.periodic is not None:

@@ -75,8 +75,12 @@ class FieldsFromTracks(Container):
     """Coarse-grain a Tracks layer into ``rho`` and ``p`` fields (physical units) for the PDE step.
 
     Grid spacing, kernel width and box are physical (layer ``scale``); the frame interval comes from
-    the data defaults. The fields are written to ``fields.zarr`` in the panel's work folder and shown
-    as Image layers ``fields: rho`` and ``fields: |p|``.
+    the data defaults. By default the kernel is the tracks' mean inter-particle distance and the grid
+    half of it (:func:`~napari_dynfit.fields.coarse_grain.auto_kernel`, shown in the spin boxes after a
+    run; untick to use the spin boxes), and the frames that gap-closing links skipped are filled in
+    (:func:`~napari_dynfit.fields.coarse_grain.fill_track_gaps`). The fields are written to
+    ``fields.zarr`` in the panel's work folder and shown as Image layers ``fields: rho`` and
+    ``fields: |p|``.
     """
 
     def __init__(self, napari_viewer, workdir, on_fields=None):
@@ -88,14 +92,18 @@ class FieldsFromTracks(Container):
         self._layer = ComboBox(label="tracks", choices=self._tracks_layers)
         self._grid = FloatSpinBox(value=4.0, min=1e-6, max=1e9, step=0.5, label="grid spacing")
         self._kernel = FloatSpinBox(value=8.0, min=1e-6, max=1e9, step=0.5, label="kernel sigma")
+        self._auto = CheckBox(value=True, text="kernel and grid from the data (mean inter-particle distance)")
+        self._fill = CheckBox(value=True, text="fill gaps of tracks (frames a gap-closing link skipped)")
         self._box_y = FloatSpinBox(value=0.0, min=0.0, max=1e9, label="box y (0: data range)")
         self._box_x = FloatSpinBox(value=0.0, min=0.0, max=1e9, label="box x (0: data range)")
         self._periodic = CheckBox(value=False, text="periodic box")
         self._dt = FloatSpinBox(value=1.0, min=1e-9, max=1e9, step=0.1, label="frame interval")
         self._run = PushButton(text="Coarse-grain tracks -> fields")
         self._status = Label(value="")
-        self.extend([self._layer, self._truth, self._grid, self._kernel, self._box_y, self._box_x, self._periodic,
-                     self._dt, self._run, self._status])
+        self.extend([self._layer, self._truth, self._auto, self._grid, self._kernel, self._box_y, self._box_x,
+                     self._periodic, self._fill, self._dt, self._run, self._status])
+        self._auto.changed.connect(self._manual_grid)
+        self._manual_grid()
         self.bundle = None
         self.path = None
         self._run.changed.connect(self.run)
@@ -109,6 +117,10 @@ class FieldsFromTracks(Container):
     def _disconnect(self, *_):
         for ev, cb in self._events:
             ev.disconnect(cb)
+
+    def _manual_grid(self, *_):
+        """The grid and kernel spin boxes are inputs only without "from the data"."""
+        self._grid.enabled = self._kernel.enabled = not self._auto.value
 
     def _tracks_layers(self, _widget=None):
         """Tracks layers to coarse-grain: never ground truth unless asked for, never the links preview."""
@@ -137,12 +149,17 @@ class FieldsFromTracks(Container):
                 raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
             box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
             periodic = bool(self._periodic.value and box is not None)
-            bundle = coarse_grain_table(df, spacing=self._grid.value, sigma=self._kernel.value, box=box,
-                                        periodic=periodic, dt=self._dt.value, fields=("rho", "p"))
+            auto = bool(self._auto.value)
+            bundle = coarse_grain_table(df, spacing=None if auto else self._grid.value,
+                                        sigma=None if auto else self._kernel.value, box=box, periodic=periodic,
+                                        dt=self._dt.value, fields=("rho", "p"), fill_gaps=bool(self._fill.value))
         except DynfitError as exc:
             self._status.value = f"error: {exc}"
             return None
         self.bundle = bundle
+        if auto:  # show what the data gave
+            self._kernel.value = round(float(bundle.attrs["sigma"]), 4)
+            self._grid.value = round(float(bundle.spacing[-1]), 4)
         self.path = Path(self._workdir()) / "fields.zarr"
         bundle.to_zarr(self.path)
         scale = (bundle.dt, *bundle.spacing)
@@ -157,8 +174,11 @@ class FieldsFromTracks(Container):
             else:
                 self._viewer.add_image(arr, name=name, scale=scale, translate=translate, colormap="viridis",
                                        opacity=0.5, visible=name.endswith("rho"))
+        how = " (kernel = mean inter-particle distance)" if auto else ""
+        filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "
-                              f"{df['track_id'].nunique()} tracks -> {self.path.name}")
+                              f"{df['track_id'].nunique()} tracks, kernel {bundle.attrs['sigma']:.3g}, grid "
+                              f"{bundle.spacing[-1]:.3g}{how}{filled} -> {self.path.name}")
         if self._on_fields is not None:
             self._on_fields(self.path)
         return self.path

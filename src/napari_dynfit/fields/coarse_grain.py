@@ -290,8 +290,109 @@ def coarse_grain(traj, *, spacing: float, sigma: float, fields=("rho", "p"), fra
                                   times=np.asarray(traj.times)[sel], fields=fields)
 
 
-def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, dt: float | None = None,
-                       fields=("rho", "p"), polarisation: str = "auto") -> FieldBundle:
+def auto_kernel(df, *, box=None) -> tuple[float, float]:
+    """Kernel width and grid spacing from the data: ``(sigma, spacing)`` in the coordinates' units.
+
+    ``sigma`` is the mean inter-particle distance ``(V / n)^(1/d)`` (``V`` the volume of ``box`` or,
+    without it, of the coordinates' range; ``n`` the mean number of rows per frame) and ``spacing`` is
+    half of it. A kernel of about one inter-particle distance averages a few particles per kernel
+    (so the fields are smooth enough for derivatives) while keeping the pattern's scales; measured on
+    the 2D sample's walk-through (``benchmarks/bench_sample_walk.py``), it pins the coefficients
+    closer than a kernel set from the field of view (``extent / 16``), which on the full sample is
+    1.7 inter-particle distances.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        ``frame, [z,] y, x`` rows (detections or tracks).
+    box : sequence of float, optional
+        Domain size per axis (default the coordinates' range).
+
+    Returns
+    -------
+    sigma, spacing : float
+    """
+    from ..tables import coord_columns
+
+    axes = coord_columns(df)
+    if len(df) == 0:
+        raise InputError("the table is empty: nothing to coarse-grain")
+    pos = df[list(axes)].to_numpy(dtype=float)
+    size = np.asarray(box, dtype=float) if box is not None else pos.max(0) - pos.min(0)
+    size = np.broadcast_to(size, (len(axes),))
+    if not np.all(size > 0):
+        raise InputError(f"the particles span no {len(axes)}D volume (extent {size.tolist()}): pass the box")
+    per_frame = len(df) / df["frame"].nunique()
+    sigma = float((np.prod(size) / per_frame) ** (1.0 / len(axes)))
+    return sigma, sigma / 2
+
+
+def fill_track_gaps(df, *, box=None, periodic=False):
+    """Tracks with the frames a gap-closing link skipped filled in by linear interpolation.
+
+    A particle missed by detection in a frame is still there: leaving its row out makes a hole in
+    that frame's density (and polarisation), which the PDE step reads as dynamics. Rows are added for
+    every missing frame between two rows of a track (positions interpolated, with minimum images on
+    periodic axes, then wrapped into the box); other columns are copied from the row before the gap.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        ``track_id, frame, [z,] y, x`` (+ other columns).
+    box : sequence of float, optional
+        Domain size per axis (needed for periodic axes).
+    periodic : bool or sequence of bool
+        Periodicity per axis.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``df`` with the added rows (sorted by track and frame; ``attrs["filled_rows"]`` counts them).
+    """
+    import pandas as pd
+
+    from ..tables import coord_columns
+
+    axes = list(coord_columns(df))
+    d = len(axes)
+    order = np.lexsort((df["frame"].to_numpy(), df["track_id"].to_numpy()))
+    srt = df.iloc[order].reset_index(drop=True)
+    tid = srt["track_id"].to_numpy()
+    fr = srt["frame"].to_numpy(dtype=np.int64)
+    step = np.diff(fr)
+    gap = np.flatnonzero((tid[1:] == tid[:-1]) & (step > 1))
+    out_attrs = dict(df.attrs)
+    if len(gap) == 0:
+        srt.attrs = {**out_attrs, "filled_rows": 0}
+        return srt
+    missing = step[gap] - 1
+    src = np.repeat(gap, missing)                                   # row before each gap, once per missing frame
+    k = np.concatenate([np.arange(1, m + 1) for m in missing])      # 1 .. missing
+    frac = (k / np.repeat(step[gap], missing))[:, None]
+    pos = srt[axes].to_numpy(dtype=float)
+    delta = pos[src + 1] - pos[src]
+    per = np.broadcast_to(np.asarray(periodic, dtype=bool), (d,))
+    if per.any():
+        if box is None:
+            raise InputError("filling gaps of tracks in a periodic box needs the box size")
+        L = np.broadcast_to(np.asarray(box, dtype=float), (d,))
+        delta = np.where(per, delta - L * np.round(delta / np.where(per, L, 1.0)), delta)
+    new_pos = pos[src] + frac * delta
+    if per.any():
+        new_pos = np.where(per, np.mod(new_pos, np.where(per, L, 1.0)), new_pos)
+    added = srt.iloc[src].copy()
+    added["frame"] = (fr[src] + k).astype(srt["frame"].dtype)
+    added[axes] = new_pos
+    out = pd.concat([srt, added], ignore_index=True)
+    order = np.lexsort((out["frame"].to_numpy(), out["track_id"].to_numpy()))
+    out = out.iloc[order].reset_index(drop=True)
+    out.attrs = {**out_attrs, "filled_rows": int(len(added))}
+    return out
+
+
+def coarse_grain_table(df, *, spacing=None, sigma: float | None = None, box=None, periodic=False,
+                       dt: float | None = None, fields=("rho", "p"), polarisation: str = "auto",
+                       fill_gaps: bool = True) -> FieldBundle:
     """Coarse-grain a detections/tracks table (``frame, [z,] y, x`` + optional orientation columns).
 
     Parameters
@@ -300,8 +401,10 @@ def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, d
         One row per particle per frame. Orientation columns ``p_y, p_x`` (``p_z``) are used for
         ``p``/``Q`` when present; otherwise, with ``track_id``, orientations are the normalised
         velocities from displacements between consecutive frames of each track.
-    spacing, sigma : float
-        Grid spacing and kernel width (physical units of the coordinates).
+    spacing, sigma : float, optional
+        Grid spacing and kernel width (physical units of the coordinates). Default (either left
+        out): :func:`auto_kernel`, kernel = mean inter-particle distance, grid = half of it (a given
+        one is kept; a given ``sigma`` alone gets ``spacing = sigma / 2``).
     box : sequence of float, optional
         Domain size (needed for periodic axes); default the data range.
     periodic : bool or sequence of bool
@@ -312,6 +415,9 @@ def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, d
         Any of ``"rho"``, ``"p"``, ``"v"``, ``"Q"``.
     polarisation : {"auto", "orientation", "velocity"}
         Source of ``e_i``.
+    fill_gaps : bool
+        With ``track_id``: add the frames that gap-closing links skipped (:func:`fill_track_gaps`),
+        so that a particle missed in a frame still counts there.
 
     Returns
     -------
@@ -328,6 +434,15 @@ def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, d
     if len(df) == 0:
         raise InputError("the table is empty: nothing to coarse-grain")
     dt = float(dt if dt is not None else df.attrs.get("dt", 1.0))
+    filled = 0
+    if fill_gaps and "track_id" in df.columns:
+        df = fill_track_gaps(df, box=box, periodic=periodic)
+        filled = df.attrs["filled_rows"]
+    if sigma is None:
+        sigma, auto_spacing = auto_kernel(df, box=box)
+        spacing = auto_spacing if spacing is None else spacing
+    elif spacing is None:
+        spacing = sigma / 2
     frame = df["frame"].to_numpy(dtype=np.int64)
     f0 = frame.min()
     pos = df[list(axes)].to_numpy(dtype=float)
@@ -355,6 +470,7 @@ def coarse_grain_table(df, *, spacing, sigma: float, box=None, periodic=False, d
     times = (np.arange(frame.max() - f0 + 1) + f0) * dt
     bundle = coarse_grain_particles(frame - f0, pos, spacing=spacing, sigma=sigma, box=box, periodic=periodic,
                                     orientations=ori, velocities=vel, times=times, fields=fields)
+    bundle.attrs["filled_rows"] = int(filled)
     if windowed:
         # p (and v) at frame t come from the positions at t - 1 and t + 1 (see fields.weak, Ito form)
         bundle.attrs["time_window"] = 2

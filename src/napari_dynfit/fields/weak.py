@@ -261,7 +261,7 @@ def weak_features(bundle, names, *, grid: WeakGrid | None = None, method: str = 
     attrs = getattr(bundle, "attrs", None) or {}
     window, windowed = int(attrs.get("time_window", 0)), set(attrs.get("windowed_fields", ()))
     if grid.half_width[0] == 0 and window > 0 and windowed:
-        lag = -(-window // grid.stride[0])  # centres, rounded up
+        lag = -(-(window + 1) // grid.stride[0])  # window + 1 frames, in centres rounded up (see _instrumented)
         timed = {n for n, comps in plan.items() if any(p.alpha[0] > 0 for _, pieces in comps for p in pieces)}
         uses = {n: {f for _, pieces in comps for p in pieces for f in p.inner.fields()} for n, comps in plan.items()}
         shapes = {out[n].shape for n in out if uses[n] & windowed}
@@ -277,8 +277,9 @@ def _instrumented(out: dict, timed: set, shapes: set, lag: int) -> dict:
     ``attrs["windowed_fields"]``) shares motion with the forward increment after ``t``, so the plain
     Ito regression of an equation that holds it is biased (measured on free ABPs from tracks:
     ``p_t = -0.29 p - 3.0 grad(rho)`` for ``-0.5 p - 4 grad(rho)``). Two-stage least squares with the
-    library ``lag >= w`` frames earlier as instruments (independent of the increment, correlated
-    with the library through the slow dynamics) removes that bias: in the equations of the kinds in
+    library ``lag >= w + 1`` frames earlier as instruments (independent of the increment, correlated
+    with the library through the slow dynamics; ``w`` frames earlier would still share the
+    localisation error of the positions at ``t - w/2`` with the field at ``t``) removes that bias: in the equations of the kinds in
     ``shapes`` (scalar or vector: an equation's terms share its kind) each library term is replaced
     by its least-squares prediction from the lagged terms and every feature keeps the rows from
     ``lag`` on. Written here (not a library call): the rows are the weak-form lattice and the

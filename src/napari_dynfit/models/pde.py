@@ -229,7 +229,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                  n_bootstrap: int = 200, half_width=None, stride=None, window: int | None = None,
                  polyorder: int | None = None, reference: dict | None = None, max_samples: int = 20000,
                  stochastic: bool = False, blocks=None, gain: float = 0.5, forecast: bool = True,
-                 max_condition: float = 1e4, noise_correction: bool = True, seed=0) -> PDEDiscovery:
+                 max_condition: float = 1e4, noise_correction: bool = True, max_interval: float = 0.3,
+                 seed=0) -> PDEDiscovery:
     """Learn a sparse PDE model from fields, check it and say whether the data identify it.
 
     Default selection (``decades=None``, see :mod:`napari_dynfit.models.selection`): stability
@@ -292,6 +293,11 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         noise level estimated from the data, its bias of the normal equations removed by simulated
         antithetic draws). Default on; it applies to the default weak form without ``stochastic``,
         and does nothing on clean data. ``result.noise`` says what was done.
+    max_interval : float
+        Largest relative half-width ``(hi - lo) / (2 |c|)`` of a kept coefficient's 95 %
+        block-jackknife interval (0.3: the coefficient known to +-30 %); a wider one makes the model
+        not identifiable (the data do not pin that coefficient down, although its sign may be
+        clear). ``inf`` switches the check off.
     seed : int
         Randomness of the point sample and subsamples.
 
@@ -338,7 +344,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                         "selection": "fixed grid" if legacy else "path to the noise floor + held-out blocks",
                         "half_width": half_width, "stride": stride, "window": window, "polyorder": polyorder,
                         "stochastic": stochastic, "gain": gain, "forecast": forecast,
-                        "noise_correction": noise_correction},
+                        "noise_correction": noise_correction, "max_interval": max_interval},
              "diagnostics": {}, "stability_path": {}}
     # --- features ------------------------------------------------------------------------------
     blocks = tuple(blocks) if blocks is not None else (4,) + (2,) * bundle.ndim
@@ -526,7 +532,9 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         cond = float(np.linalg.cond(Gs / np.where(norms > 0, norms, 1.0))) if len(idx) else 1.0
         resid = float(np.sqrt(cand.cv_error))
         ident[lhs] = {"held_out_relative_residual": resid, "condition_number": cond,
-                      "intervals_exclude_zero": {k: bool(lo > 0 or hi < 0) for k, (lo, hi) in iv.items()}}
+                      "intervals_exclude_zero": {k: bool(lo > 0 or hi < 0) for k, (lo, hi) in iv.items()},
+                      "relative_half_width": {k: float((hi - lo) / 2 / max(abs(cand.coefficients[k]), 1e-300))
+                                                  for k, (lo, hi) in iv.items()}}
         model["diagnostics"][lhs] = {"relative_residual": resid, "n_samples": int(y.size),
                                      "noise_floor": r.noise_floor}
         if cand.cv_error > 0.99:
@@ -536,6 +544,11 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         cross = [f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in iv.items() if lo <= 0 <= hi]
         if cross:
             reasons.append(f"{lhs}: coefficient interval crosses zero: " + ", ".join(cross))
+            hints += [HINTS["length"], HINTS["noise"]]
+        wide = [f"{k} {cand.coefficients[k]:.3g} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in iv.items()
+                if not lo <= 0 <= hi and (hi - lo) / 2 > max_interval * abs(cand.coefficients[k])]
+        if wide:
+            reasons.append(f"{lhs}: coefficient known only to more than +-{max_interval:.0%}: " + ", ".join(wide))
             hints += [HINTS["length"], HINTS["noise"]]
         if cond > max_condition:
             reasons.append(f"{lhs}: the selected terms are nearly collinear (condition number {cond:.3g})")
