@@ -160,9 +160,10 @@ def _pixel_noise(flat: np.ndarray) -> float:
     the flattened image: smoothed or piecewise-constant images (APR reconstructions) have no independent pixel noise
     to measure a fit against.
     """
-    step = max(1, flat.size // 20_000)
-    v = np.diff(flat, axis=-1).ravel()[::step]
-    f = flat.ravel()[::step]
+    rows = flat.reshape(-1, flat.shape[-1])
+    rows = rows[::max(1, flat.size // 20_000)]  # every k-th row: ~20 000 pixels estimate both spreads well
+    v = np.diff(rows, axis=-1).ravel()
+    f = rows.ravel()
     noise = 1.4826 * np.median(np.abs(v - np.median(v))) / np.sqrt(2)
     spread = 1.4826 * np.median(np.abs(f - np.median(f)))
     return float(noise) if noise >= 0.1 * spread and noise > 0 else 0.0
@@ -298,6 +299,55 @@ def _split_merged(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, noise: flo
     return new[~drop]
 
 
+#: Detections closer than this (in sigmas) overlap: groups of up to :data:`CLUSTER_MAX` of them get their positions
+#: from one joint fit of as many spots (each one's centroid is pulled towards its neighbours).
+CLUSTER_DISTANCE = 3.0
+CLUSTER_MAX = 4
+
+
+def _refine_clusters(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """Joint positions of overlapping detections: groups (connected pairs closer than :data:`CLUSTER_DISTANCE`
+    sigmas) of 2 to :data:`CLUSTER_MAX` detections are fitted with as many Gaussian spots (shared width, constant
+    offset) on the window covering the group; a group keeps the fitted positions when the fit has about one spot's
+    width, positive amplitudes and moves no spot by more than one sigma."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    from ._spotfit import fit_spots
+
+    n, nd = pos.shape
+    pairs = cKDTree(pos / sig).query_pairs(CLUSTER_DISTANCE, output_type="ndarray")
+    if len(pairs) == 0:
+        return pos
+    _, lab = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
+                                  directed=False)
+    sizes = np.bincount(lab)
+    out = pos.copy()
+    sig64 = sig.astype(np.float64)
+    for k in range(2, CLUSTER_MAX + 1):  # all groups of k detections in one batch of fits
+        groups = np.flatnonzero(sizes == k)
+        if len(groups) == 0:
+            continue
+        sel = np.flatnonzero(np.isin(lab, groups))
+        mem = sel[np.argsort(lab[sel], kind="stable")].reshape(-1, k)  # (g, k) detection indices
+        p = pos[mem]  # (g, k, nd)
+        centre = np.round(0.5 * (p.min(1) + p.max(1)))
+        half = np.ceil(0.5 * (p.max(1) - p.min(1)).max(0) + 2.5 * sig).astype(int)
+        coords, vals = _window(flat, centre, half)
+        amp = _window(flat, pos[mem.ravel()], np.zeros(nd, int))[1].reshape(-1, k, 1)
+        g = len(mem)
+        q0 = np.concatenate([np.concatenate([amp, p - centre[:, None]], 2).reshape(g, -1), np.ones((g, 1)),
+                             np.zeros((g, 1))], 1)
+        q, _ = fit_spots(vals, coords.astype(np.float64), sig64, q0, k, 10, np.full(g, np.inf))
+        spots = q[:, :-2].reshape(g, k, nd + 1)
+        new = centre[:, None] + spots[..., 1:]
+        ok = ((np.abs(q[:, -2] - 1) < 0.4) & (spots[..., 0] > 0).all(1)
+              & (np.linalg.norm((new - p) / sig, axis=2) < 1).all(1))
+        out[mem[ok]] = new[ok]
+    return out
+
+
 def _peaks(resp: np.ndarray, thr: np.ndarray, md: int, exclude_border: bool) -> tuple[np.ndarray, np.ndarray]:
     """Local maxima of ``resp`` (scales, *space) above ``thr`` per scale, at least ``md`` px apart in space."""
     nd = resp.ndim - 1
@@ -422,13 +472,13 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
         p, paired = _close_pairs(p, resp[k][tuple(pk.T)], sig, flat, noise, model_error)
         if split:
             p = _split_merged(flat, p, sig, noise, model_error, paired)
+        p = _refine_clusters(flat, p, sig)
         p = np.clip(p, 0, shape - 1)  # a spot cut by the border keeps a position inside the image
         parts.append((p, _intensity(flat, p, sig), np.full(len(p), k)))
     pos, intensity, scale_idx = (np.concatenate(x) for x in zip(*parts))
     keep = intensity > 0  # a maximum of the band-pass at or below the local background is not an object
-    out = pd.DataFrame(pos[keep], columns=cols)
-    out["intensity"] = intensity[keep]
-    out["size"] = sigmas[scale_idx[keep]]
+    out = pd.DataFrame({**{c: pos[keep, a] for a, c in enumerate(cols)}, "intensity": intensity[keep],
+                        "size": sigmas[scale_idx[keep]]})
     out.attrs.update(polarity=pol, skewness=skew)
     return out
 
