@@ -108,9 +108,6 @@ def test_demo_stage(tmp_path):
     assert ctx.artefacts["tracks"]["frame"].max() == 14
 
 
-@pytest.mark.xfail(strict=True, reason="known regression of issue 22's detector: maxima closer than 2 sigmas are merged "
-                   "(so a bead is never two) and on smooth APR reconstructions the two-spot split does not separate "
-                   "them again: 33 of 40 spots found, 37 before (see docs/tracking.md, Not done)")
 def test_detect_on_apr_movie(tmp_path):
     """Detection on an APR movie (lazy reconstruction per frame) finds the rendered spots."""
     from napari_dynfit.apr import to_apr, write_apr_movie

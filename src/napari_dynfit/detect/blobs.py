@@ -5,15 +5,20 @@ positions (errors up to 0.5 px per axis), applies one isotropic sigma and has no
 threshold. Here the scale-normalised Laplacian of Gaussian (LoG) is computed with scipy per scale (at 0.7 of the
 blob width by default, which separates close pairs better)
 (anisotropic voxels take per-axis sigmas), maxima are taken in (scale, space) with
-:func:`skimage.feature.peak_local_max`, the threshold defaults to a multiple of the robust noise
+a maximum filter (or, with few candidates, a test of each against its window), the threshold defaults to a multiple of the robust noise
 level of the filter response (median absolute deviation), and each maximum is refined to sub-pixel
 precision with one Newton step on the quadratic model of the response (gradient and Hessian by
 central differences), followed by a Gaussian-weighted centroid of the background-subtracted image.
-Two spots closer than about twice the PSF width make a single maximum (no peak detector can separate
-them); with ``split=True`` every blob whose windowed second moment exceeds that of one spot is fitted
-with one and with two Gaussians (width fitted, shared; batched Levenberg-Marquardt in numpy) and split
-when the Bayesian information criterion prefers two.
-Frames are processed in a thread pool (scipy's filters release the GIL).
+Maxima closer than 2 sigmas (texture or noise within one object, or two real spots) are tested: one spot and two
+spots (shared fitted width, constant offset) are fitted to the window around the pair; they stay two only where two
+spots explain it to within the noise and clearly better than one (likelihood gain beyond the Bayesian information
+criterion's penalty), else they become one blob. The noise is the measured pixel noise plus a relative model error
+(``model_error``, the only term on images without pixel noise such as APR reconstructions). Two spots closer than
+about twice the PSF width make a single maximum (no peak detector can separate them); with ``split=True`` blobs
+significantly elongated beyond one spot (Hessian screen) get the same test. An irregular object that no pair of
+Gaussian spots fits (a brightfield bead with its halo) is never split. The fits are compiled (numba,
+:mod:`._spotfit`), one small window at a time, and run only on those candidates.
+Frames are processed in a thread pool (scipy's filters and the compiled kernels release the GIL).
 """
 
 from __future__ import annotations
@@ -78,25 +83,22 @@ def _refine(resp: np.ndarray, peaks: np.ndarray) -> np.ndarray:
 def _window(img: np.ndarray, pos: np.ndarray, half: np.ndarray, *, inside: bool = False):
     """Pixels of ``img`` in windows of +-``half`` around the pixels nearest to ``pos`` (n, nd).
 
-    Returns the offsets of the window pixels from ``pos`` (n, k, nd), their values (n, k; 0 outside the image) and,
-    with ``inside=True``, the mask of pixels inside the image (n, k). One gather on the zero-padded, raveled image
-    (linear indices), which is several times faster than indexing with (n, k, nd) coordinates.
+    Returns the offsets of the window pixels from ``pos`` (n, k, nd), their values (n, k, float64; 0 outside the
+    image) and, with ``inside=True``, the mask of pixels inside the image (n, k). One compiled gather
+    (:func:`._spotfit.gather`), without padding the image.
     """
-    nd = img.ndim
+    from ._spotfit import gather
+
     half = np.asarray(half, int)
     grids = np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij")
     offs = np.stack([g.ravel() for g in grids], axis=1)  # (k, nd)
     shape = np.array(img.shape)
-    base = np.clip(np.round(pos).astype(int), 0, shape - 1)
-    padded = np.pad(img, [(h, h) for h in half])
-    strides = np.cumprod((1,) + padded.shape[::-1])[:-1][::-1]
-    lin = ((base + half) @ strides)[:, None] + (offs @ strides)[None]
-    vals = padded.ravel()[lin]
+    base = np.clip(np.round(pos).astype(np.int64), 0, shape - 1)
+    vals, mask = gather(np.ascontiguousarray(img).ravel(), shape.astype(np.int64), base, offs.astype(np.int64))
     d = offs[None] + (base - pos)[:, None, :]
     if not inside:
         return d, vals
-    mask = np.pad(np.ones(img.shape, bool), [(h, h) for h in half])
-    return d, vals, mask.ravel()[lin]
+    return d, vals, mask
 
 
 def _weighted_centroid(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray) -> np.ndarray:
@@ -124,178 +126,172 @@ def _intensity(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray) -> np.ndarray
     return (g * vals).sum(axis=1) / np.maximum(g.sum(axis=1), 1e-12)
 
 
-def _fit_gaussians(vals: np.ndarray, coords: np.ndarray, sig: np.ndarray, q0: np.ndarray, iters: int = 15,
-                   rss_stop: float = np.inf):
-    """Batched Levenberg-Marquardt fit of ``k`` Gaussians of one shared width to many windows at once.
-
-    ``vals`` (c, m) pixel values above background, ``coords`` (c, m, nd) pixel offsets, ``q0`` (c, k*(nd+1)+1)
-    initial ``[amplitude, centre...]`` per Gaussian and last a width factor (the widths are ``factor * sig``).
-    Fits whose residual sum of squares is still above ``rss_stop`` after 3 iterations are abandoned (their
-    result is then not a minimum). Returns the fitted parameters and residual sums of squares.
-    """
-    c, m, nd = coords.shape
-    k = (q0.shape[1] - 1) // (nd + 1)
-
-    def model(q, coords):
-        n = len(q)
-        f = np.zeros((n, m))
-        jac = np.empty((n, m, q.shape[1]))
-        jac[:, :, -1] = 0.0
-        w = q[:, -1][:, None]
-        for g in range(k):
-            a = q[:, g * (nd + 1)]
-            cen = q[:, g * (nd + 1) + 1:(g + 1) * (nd + 1)]
-            u = (coords - cen[:, None, :]) / (sig * w[..., None])
-            u2 = (u ** 2).sum(-1)
-            e = np.exp(-0.5 * u2)
-            f += a[:, None] * e
-            jac[:, :, g * (nd + 1)] = e
-            jac[:, :, g * (nd + 1) + 1:(g + 1) * (nd + 1)] = (a[:, None] * e)[..., None] * u / (sig * w[..., None])
-            jac[:, :, -1] += a[:, None] * e * u2 / w
-        return f, jac
-
-    q = q0.copy()
-    f, jac = model(q, coords)
-    rss = ((f - vals) ** 2).sum(1)
-    lam = np.full(c, 1e-2)
-    eye = np.eye(q.shape[1])
-    act = np.arange(c)  # fits still improving: only these are evaluated (most converge in a few steps)
-    for it in range(iters):
-        if it in (1, 3):  # a fit this far above the target after 1 (3) steps does not reach it
-            act = act[rss[act] < rss_stop * (2.5 if it == 1 else 1.0)]
-            if len(act) == 0:
-                break
-        r = f[act] - vals[act]
-        jt = jac[act].transpose(0, 2, 1)
-        jtj = jt @ jac[act]
-        jtr = (jt @ r[..., None])[..., 0]
-        la = lam[act]
-        step = -np.linalg.solve(jtj + la[:, None, None] * (jtj * eye + 1e-9 * eye), jtr[..., None])[..., 0]
-        q_new = q[act] + step
-        f_new, jac_new = model(q_new, coords[act])
-        rss_new = ((f_new - vals[act]) ** 2).sum(1)
-        better = rss_new < rss[act]
-        converged = np.where(better, rss[act] - rss_new < 1e-3 * rss[act], la > 1e2)
-        ib = act[better]
-        q[ib], f[ib], jac[ib], rss[ib] = q_new[better], f_new[better], jac_new[better], rss_new[better]
-        lam[act] = np.where(better, la / 3, la * 4)
-        act = act[~converged]
-        if len(act) == 0:
-            break
-    return q, rss
-
-
 #: A blob is a split candidate when the ratio of the two extreme eigenvalues of the Hessian of the image smoothed at
 #: the blob scale (in units of sigma) is below this: one round spot gives 0.85-1 at SNR >= 10 (median 0.92-0.98),
 #: two spots 1.6 sigma apart 0.68-0.77 (99th percentile 0.77); closer pairs approach 1 (the fits decide).
 SPLIT_HESSIAN_RATIO = 0.9
+#: ... and when that elongation (difference of the extreme eigenvalues) exceeds this many of its standard deviations
+#: under the pixel noise (plus model error): at SNR 5-10 noise alone makes 30-70 % of single spots pass the ratio
+#: test, 0.2 % this one (Rayleigh tail exp(-x^2 / 2)).
+SPLIT_ELONGATION_SIGNIFICANCE = 3.5
 #: Two fitted components closer than this (in sigmas) are one object.
 SPLIT_MIN_SEPARATION = 0.8
 #: The two-spot model must explain the blob to within the noise: residual sum of squares per pixel below this many
-#: noise variances (true pairs give 0.5-2.2 at SNR 10-30; irregular objects such as brightfield beads with halos,
-#: which one Gaussian does not fit either, 10 or more).
+#: noise variances (true pairs give 0.5-2.5 at SNR 5-30; brightfield beads with halos, which no pair of Gaussian
+#: spots fits either, 3-300, median 24 on trackpy's ``bulk_water``).
 SPLIT_MAX_CHI2 = 4.0
-#: Only blobs peaking above this many noise standard deviations are tested for a split: below, noise makes single
-#: spots look elongated and the fits cannot tell two spots from one (and cost most of the time at low SNR).
-SPLIT_MIN_SNR = 8.0
+#: ... and better than one spot by more than the Bayesian information criterion's penalty for the extra spot plus
+#: this (in noise variances): two spots where the one-spot model also explains the window within the noise are one.
+SPLIT_MIN_GAIN = 4.0
+#: Default relative model error: a Gaussian spot describes a real object (or a smooth APR reconstruction of one) to
+#: within this fraction of its peak per pixel; added in quadrature to the pixel noise in the two tests above (the
+#: only error term where an image has no measurable pixel noise).
+MODEL_ERROR = 0.1
+#: Maxima closer than this (in sigmas, refined positions) are tested as a pair: one object (texture or noise in one
+#: bead, merged at their mean position) unless two spots explain the pair within the noise and clearly better than
+#: one (then both stay: dense clusters keep their spots).
+MERGE_DISTANCE = 2.0
 
 
 def _pixel_noise(flat: np.ndarray) -> float:
     """Robust standard deviation of the pixel noise: MAD of neighbour differences along the last axis / sqrt 2.
 
-    Returns ``inf`` (no noise-based test) when that is below a tenth of the spread (MAD) of the flattened image:
-    smoothed or piecewise-constant images (APR reconstructions) have no independent pixel noise to measure a fit
-    against.
+    Returns 0 (no pixel-noise term: only the model error counts) when that is below a tenth of the spread (MAD) of
+    the flattened image: smoothed or piecewise-constant images (APR reconstructions) have no independent pixel noise
+    to measure a fit against.
     """
-    step = max(1, flat.size // 30_000)
-    v = np.diff(flat, axis=-1).ravel()[::step]
-    f = flat.ravel()[::step]
+    rows = flat.reshape(-1, flat.shape[-1])
+    rows = rows[::max(1, flat.size // 20_000)]  # every k-th row: ~20 000 pixels estimate both spreads well
+    v = np.diff(rows, axis=-1).ravel()
+    f = rows.ravel()
     noise = 1.4826 * np.median(np.abs(v - np.median(v))) / np.sqrt(2)
     spread = 1.4826 * np.median(np.abs(f - np.median(f)))
-    return float(noise) if noise >= 0.1 * spread and noise > 0 else np.inf
+    return float(noise) if noise >= 0.1 * spread and noise > 0 else 0.0
 
 
-def _shape_hessian(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray):
-    """Hessian (in units of sigma) of ``flat`` smoothed by a Gaussian of width ``sig`` at each ``pos``, computed on a
-    window around each blob only (far cheaper than filtering the frame). Returns eigenvalues (n, nd), ascending,
-    and eigenvectors (n, nd, nd) in pixel axes."""
-    half = np.ceil(3 * sig).astype(int)
-    d, vals = _window(flat, pos, half)
-    u = d / sig  # (n, k, nd)
-    g = vals * np.exp(-0.5 * (u ** 2).sum(axis=2))
-    h = (g[..., None] * u).transpose(0, 2, 1) @ u - g.sum(axis=1)[:, None, None] * np.eye(flat.ndim)
-    return np.linalg.eigh(h)
+def _two_spots(flat, centre, c1, c2, sig, noise, model_error):
+    """Whether the window around each ``centre`` (n, nd) holds two Gaussian spots rather than one.
 
-
-def _split_merged(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, noise: float) -> np.ndarray:
-    """Split blobs that are two unresolved spots (see the module docstring); returns the new positions.
-
-    Only blobs elongated beyond one spot (Hessian eigenvalue ratio below :data:`SPLIT_HESSIAN_RATIO`) are fitted
-    with one and two Gaussians; a blob is split when the Bayesian information criterion prefers two, both
-    components have a width close to one spot's, comparable amplitudes and lie at least
-    :data:`SPLIT_MIN_SEPARATION` sigmas apart, and the two spots fit the blob to within the pixel ``noise``
-    (:data:`SPLIT_MAX_CHI2`): a blob that is not made of Gaussian spots (a bead with its halo) is never split. Without
-    measurable pixel noise (``noise`` inf: APR reconstructions) the last test is skipped.
+    ``c1``, ``c2`` (n, nd): start positions of the two spots relative to ``centre``. Two spots (with a constant
+    offset for neighbours' tails) and one spot are fitted (compiled Levenberg-Marquardt, :mod:`._spotfit`); it is two
+    when the two-spot residual is within :data:`SPLIT_MAX_CHI2` variances per pixel, better than one spot by more
+    than the BIC penalty + :data:`SPLIT_MIN_GAIN` variances, both components have about one spot's width,
+    comparable amplitudes and lie :data:`SPLIT_MIN_SEPARATION`-3 sigmas apart. The variance is the pixel ``noise``
+    squared plus ``(model_error * peak)^2``. Returns the decision (n,) and the two fitted positions (absolute).
     """
+    from ._spotfit import fit_spots
+
+    nd = flat.ndim
+    n = len(centre)
+    half = np.ceil(2.5 * sig).astype(int)
+    coords, vals = _window(flat, centre, half)
+    coords = coords.astype(np.float64)
+    vals = vals.astype(np.float64)
+    m = vals.shape[1]
+    var = noise ** 2 + (model_error * np.maximum(vals.max(axis=1), 0)) ** 2
+    chi_max = SPLIT_MAX_CHI2 * m * np.maximum(var, 1e-30)
+    # amplitudes of the two starts by linear least squares (no offset)
+    g1 = np.exp(-0.5 * (((coords - c1[:, None, :]) / sig) ** 2).sum(axis=2))
+    g2 = np.exp(-0.5 * (((coords - c2[:, None, :]) / sig) ** 2).sum(axis=2))
+    g12 = (g1 * g2).sum(1)
+    gram = np.stack([np.stack([(g1 * g1).sum(1), g12], -1), np.stack([g12, (g2 * g2).sum(1)], -1)], -2)
+    rhs = np.stack([(g1 * vals).sum(1), (g2 * vals).sum(1)], -1)
+    amp = np.linalg.solve(gram + 1e-9 * np.eye(2), rhs[..., None])[..., 0]
+    ones, zeros = np.ones((n, 1)), np.zeros((n, 1))
+    q0 = np.concatenate([amp[:, :1], c1, amp[:, 1:], c2, ones, zeros], 1)
+    q2, rss2 = fit_spots(vals, coords, sig.astype(np.float64), q0, 2, 15, 3 * chi_max)
+    a1, a2 = q2[:, 0], q2[:, nd + 1]
+    p1, p2 = q2[:, 1:nd + 1], q2[:, nd + 2:2 * nd + 2]
+    sep = np.linalg.norm((p1 - p2) / sig, axis=1)
+    w2 = q2[:, -2]
+    two = ((rss2 < chi_max) & (np.abs(w2 - 1) < 0.25) & (np.minimum(a1, a2) > 0.25 * np.maximum(a1, a2))
+           & (sep > SPLIT_MIN_SEPARATION) & (sep < 3) & (np.abs(p1 / sig) < 2.5).all(1) & (np.abs(p2 / sig) < 2.5).all(1))
+    if two.any():  # the one-spot fit only where two spots explain the window
+        g = np.flatnonzero(two)
+        w = np.maximum(amp[g], 0)
+        start = (w[:, :1] * c1[g] + w[:, 1:] * c2[g]) / np.maximum(w.sum(1), 1e-12)[:, None]
+        q1, rss1 = fit_spots(vals[g], coords[g], sig.astype(np.float64),
+                             np.concatenate([vals[g].max(1)[:, None], start, ones[g], zeros[g]], 1), 1, 15,
+                             np.full(len(g), np.inf))
+        gain = (rss1 - rss2[g]) / np.maximum(var[g], 1e-30)
+        two[g] = (gain > (nd + 1) * np.log(m) + SPLIT_MIN_GAIN) & (q1[:, -2] > w2[g])
+    return two, centre + p1, centre + p2
+
+
+def _close_pairs(pos: np.ndarray, resp_at: np.ndarray, sig: np.ndarray, flat: np.ndarray, noise: float,
+                 model_error: float):
+    """Maxima closer than :data:`MERGE_DISTANCE` sigmas: each pair is kept as two spots only where
+    :func:`_two_spots` says so, else merged (connected groups of such pairs become one blob at their
+    response-weighted mean position). Returns the positions and a mask of those confirmed as one of two spots."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(pos)
+    pairs = cKDTree(pos / sig).query_pairs(MERGE_DISTANCE, output_type="ndarray")
+    if len(pairs) == 0:
+        return pos, np.zeros(n, bool)
+    i, j = pairs[:, 0], pairs[:, 1]
+    mid = 0.5 * (pos[i] + pos[j])
+    two = _two_spots(flat, mid, pos[i] - mid, pos[j] - mid, sig, noise, model_error)[0]
+    paired = np.zeros(n, bool)
+    paired[i[two]] = paired[j[two]] = True
+    one = ~two
+    if not one.any():
+        return pos, paired
+    adj = coo_matrix((np.ones(one.sum()), (i[one], j[one])), shape=(n, n))
+    ncomp, lab = connected_components(adj, directed=False)
+    w = np.maximum(resp_at, 1e-12)
+    wsum = np.bincount(lab, weights=w, minlength=ncomp)
+    merged = np.stack([np.bincount(lab, weights=w * pos[:, a], minlength=ncomp) for a in range(pos.shape[1])], 1)
+    merged /= wsum[:, None]
+    # a merged group keeps "paired" only when all its members were confirmed pairs elsewhere (rare): otherwise the
+    # split test below looks at it again
+    conf = np.bincount(lab, weights=paired.astype(float), minlength=ncomp) == np.bincount(lab, minlength=ncomp)
+    return merged, conf
+
+
+def _split_merged(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, noise: float, model_error: float,
+                  skip: np.ndarray) -> np.ndarray:
+    """Split blobs that are two unresolved spots (one maximum); returns the new positions.
+
+    Only blobs elongated beyond one spot are tested (Hessian of the image smoothed at the blob scale: eigenvalue
+    ratio below :data:`SPLIT_HESSIAN_RATIO` and elongation above :data:`SPLIT_ELONGATION_SIGNIFICANCE` standard
+    deviations of its noise), with two spots started along the flat axis at the separation that ratio implies; then
+    :func:`_two_spots` decides. ``skip`` (n,) marks blobs already confirmed as one of two spots.
+    """
+    from ._spotfit import shape_hessian
+
     nd = flat.ndim
     if len(pos) == 0:
         return pos
-    ev, evec = _shape_hessian(flat, pos, sig)
-    # at a maximum the eigenvalues are negative; ev[:, -1] / ev[:, 0] < ratio: flatter along evec[:, :, -1] (a pair)
-    cand = np.flatnonzero((ev[:, 0] < 0) & (ev[:, -1] > SPLIT_HESSIAN_RATIO * ev[:, 0]))
+    half = np.ceil(3 * sig).astype(int)
+    coords, vals = _window(flat, pos, half)
+    h = shape_hessian(vals.astype(np.float64), coords.astype(np.float64), sig.astype(np.float64))
+    ev, evec = np.linalg.eigh(h)
+    # standard deviation of the eigenvalue difference under white noise of variance var: that of h_00 - h_11
+    u = coords[0] / sig
+    sd_unit = np.sqrt((np.exp(-(u ** 2).sum(1)) * (u[:, 0] ** 2 - u[:, 1] ** 2) ** 2).sum())
+    var = noise ** 2 + (model_error * np.maximum(vals.max(axis=1), 0)) ** 2
+    elong = ev[:, -1] - ev[:, 0]
+    cand = np.flatnonzero((ev[:, 0] < 0) & (ev[:, -1] > SPLIT_HESSIAN_RATIO * ev[:, 0]) & ~skip
+                          & (elong > SPLIT_ELONGATION_SIGNIFICANCE * sd_unit * np.sqrt(var)))
     if len(cand) == 0:
         return pos
-    half = np.ceil(2.5 * sig).astype(int)
-    coords, vals = _window(flat, pos[cand], half)  # offsets from the blob centre, values
-    if np.isfinite(noise):
-        bright = vals.max(axis=1) > SPLIT_MIN_SNR * noise
-        cand, coords, vals = cand[bright], coords[bright], vals[bright]
-        if len(cand) == 0:
-            return pos
-    # two spots of width sigma at +-delta along the flat axis give the Hessian ratio r = 1 - delta^2 / (2 sigma^2):
-    # place them there, fit both amplitudes by linear least squares, and keep for the non-linear fit only the blobs
-    # that this start already explains to within a few times the target (irregular objects are far off)
+    # two spots of width sigma at +-delta along the flat axis give the Hessian ratio r = 1 - delta^2 / (2 sigma^2)
     r = ev[cand, -1] / ev[cand, 0]
     sep = np.sqrt(2 * np.clip(1 - r, 0.05, 1))[:, None] * sig * evec[cand, :, -1]
-    m = vals.shape[1]
-    chi_max = SPLIT_MAX_CHI2 * m * noise ** 2
-    g1 = np.exp(-0.5 * (((coords - sep[:, None, :]) / sig) ** 2).sum(axis=2))
-    g2 = np.exp(-0.5 * (((coords + sep[:, None, :]) / sig) ** 2).sum(axis=2))
-    gram = np.stack([np.stack([(g1 * g1).sum(1), (g1 * g2).sum(1)], -1),
-                     np.stack([(g1 * g2).sum(1), (g2 * g2).sum(1)], -1)], -2)
-    rhs = np.stack([(g1 * vals).sum(1), (g2 * vals).sum(1)], -1)
-    amp = np.linalg.solve(gram + 1e-9 * np.eye(2), rhs[..., None])[..., 0]
-    rss0 = (vals ** 2).sum(1) - (amp * rhs).sum(1)
-    near = np.flatnonzero(rss0 < 4 * chi_max)
-    if len(near) == 0:
-        return pos
-    cand, vals, coords, sep, amp = cand[near], vals[near], coords[near], sep[near], amp[near]
-    ones = np.ones((len(cand), 1))
-    q2, rss2 = _fit_gaussians(vals, coords, sig, np.concatenate([amp[:, :1], sep, amp[:, 1:], -sep, ones], 1),
-                              rss_stop=3 * chi_max)
-    a1, a2 = q2[:, 0], q2[:, nd + 1]
-    c1, c2 = q2[:, 1:nd + 1], q2[:, nd + 2:2 * nd + 2]
-    sep_sig = np.linalg.norm((c1 - c2) / sig, axis=1)
-    w2 = q2[:, -1]
-    good = ((rss2 < chi_max) & (np.abs(w2 - 1) < 0.25)
-            & (np.minimum(a1, a2) > 0.25 * np.maximum(a1, a2)) & (sep_sig > SPLIT_MIN_SEPARATION) & (sep_sig < 3)
-            & (np.abs(c1 / sig) < 2).all(1) & (np.abs(c2 / sig) < 2).all(1))
-    if good.any():  # the one-spot fit (for the information criterion) only where two spots explain the blob
-        g = np.flatnonzero(good)
-        q1, rss1 = _fit_gaussians(vals[g], coords[g], sig,
-                                  np.concatenate([vals[g].max(1)[:, None], np.zeros((len(g), nd)), ones[g]], 1))
-        bic_gain = m * np.log(rss1 / np.maximum(rss2[g], 1e-12)) - (nd + 1) * np.log(m)
-        good[g] = (bic_gain > 4) & (q1[:, -1] > w2[g])
-    if not good.any():
+    two, p1, p2 = _two_spots(flat, pos[cand], sep, -sep, sig, noise, model_error)
+    if not two.any():
         return pos
     from scipy.spatial import cKDTree
 
-    gi = cand[good]
+    gi = cand[two]
     keep = np.ones(len(pos), bool)
     keep[gi] = False
     # unsplit blobs first, so that a split half duplicating one of them (two neighbouring blobs both split
     # towards each other) is the one dropped
-    new = np.concatenate([pos[keep], pos[gi] + c1[good], pos[gi] + c2[good]])
+    new = np.concatenate([pos[keep], p1[two], p2[two]])
     drop = np.zeros(len(new), bool)
     for i, j in sorted(cKDTree(new / sig).query_pairs(SPLIT_MIN_SEPARATION)):
         if not drop[i]:
@@ -303,39 +299,53 @@ def _split_merged(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, noise: flo
     return new[~drop]
 
 
-#: Maxima closer than this (in sigmas) are merged into one blob at their mean position: texture or noise within one
-#: object (a bead; requiring a dip of the response between them still let 1-3 % of the beads of a brightfield movie
-#: count twice); if they are two spots, the split (two-spot fit within the noise) separates them again.
-MERGE_DISTANCE = 2.0
+#: Detections closer than this (in sigmas) overlap: groups of up to :data:`CLUSTER_MAX` of them get their positions
+#: from one joint fit of as many spots (each one's centroid is pulled towards its neighbours).
+CLUSTER_DISTANCE = 3.0
+CLUSTER_MAX = 4
 
 
-def _merge_close(pos: np.ndarray, peaks: np.ndarray, resp: np.ndarray, sig: np.ndarray):
-    """Merge maxima closer than :data:`MERGE_DISTANCE` sigmas: the strongest stays, at the response-weighted mean
-    position of the group (centred, so that the split can still find two spots there). Returns the kept indices of
-    ``pos`` (refined positions of the integer ``peaks`` of ``resp``) and their positions."""
+def _refine_clusters(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """Joint positions of overlapping detections: groups (connected pairs closer than :data:`CLUSTER_DISTANCE`
+    sigmas) of 2 to :data:`CLUSTER_MAX` detections are fitted with as many Gaussian spots (shared width, constant
+    offset) on the window covering the group; a group keeps the fitted positions when the fit has about one spot's
+    width, positive amplitudes and moves no spot by more than one sigma."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
-    # distances between the refined positions (between the integer maxima instead, dense clusters of spots keep more
-    # spots, but 5 % of the beads of a brightfield movie count twice)
-    pairs = cKDTree(pos / sig).query_pairs(MERGE_DISTANCE, output_type="ndarray")
+    from ._spotfit import fit_spots
+
+    n, nd = pos.shape
+    pairs = cKDTree(pos / sig).query_pairs(CLUSTER_DISTANCE, output_type="ndarray")
     if len(pairs) == 0:
-        return np.arange(len(pos)), pos
-    strength = np.maximum(resp[tuple(peaks.T)], 1e-12)
-    order = np.argsort(-strength, kind="stable")
-    rank = np.empty(len(pos), int)
-    rank[order] = np.arange(len(pos))
-    drop = np.zeros(len(pos), bool)
-    wsum = strength.copy()
-    psum = pos * strength[:, None]
-    # strongest first: a maximum joins a kept, stronger one within the distance
-    pairs = np.where((rank[pairs[:, 0]] < rank[pairs[:, 1]])[:, None], pairs, pairs[:, ::-1])  # (stronger, weaker)
-    for i, j in pairs[np.argsort(rank[pairs[:, 0]], kind="stable")]:
-        if not drop[i] and not drop[j]:
-            drop[j] = True
-            wsum[i] += strength[j]
-            psum[i] += strength[j] * pos[j]
-    keep = np.flatnonzero(~drop)
-    return keep, psum[keep] / wsum[keep, None]
+        return pos
+    _, lab = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
+                                  directed=False)
+    sizes = np.bincount(lab)
+    out = pos.copy()
+    sig64 = sig.astype(np.float64)
+    for k in range(2, CLUSTER_MAX + 1):  # all groups of k detections in one batch of fits
+        groups = np.flatnonzero(sizes == k)
+        if len(groups) == 0:
+            continue
+        sel = np.flatnonzero(np.isin(lab, groups))
+        mem = sel[np.argsort(lab[sel], kind="stable")].reshape(-1, k)  # (g, k) detection indices
+        p = pos[mem]  # (g, k, nd)
+        centre = np.round(0.5 * (p.min(1) + p.max(1)))
+        half = np.ceil(0.5 * (p.max(1) - p.min(1)).max(0) + 2.5 * sig).astype(int)
+        coords, vals = _window(flat, centre, half)
+        amp = _window(flat, pos[mem.ravel()], np.zeros(nd, int))[1].reshape(-1, k, 1)
+        g = len(mem)
+        q0 = np.concatenate([np.concatenate([amp, p - centre[:, None]], 2).reshape(g, -1), np.ones((g, 1)),
+                             np.zeros((g, 1))], 1)
+        q, _ = fit_spots(vals, coords.astype(np.float64), sig64, q0, k, 10, np.full(g, np.inf))
+        spots = q[:, :-2].reshape(g, k, nd + 1)
+        new = centre[:, None] + spots[..., 1:]
+        ok = ((np.abs(q[:, -2] - 1) < 0.4) & (spots[..., 0] > 0).all(1)
+              & (np.linalg.norm((new - p) / sig, axis=2) < 1).all(1))
+        out[mem[ok]] = new[ok]
+    return out
 
 
 def _peaks(resp: np.ndarray, thr: np.ndarray, md: int, exclude_border: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -370,7 +380,8 @@ def _peaks(resp: np.ndarray, thr: np.ndarray, md: int, exclude_border: bool) -> 
 def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] | None = None,
                  num_sigma: int = 3, threshold: float | None = None, threshold_snr: float = 5.0,
                  spacing=None, min_distance: int | None = None, exclude_border: bool = False,
-                 split: bool = True, detection_scale: float = 0.7, polarity: str = "auto") -> pd.DataFrame:
+                 split: bool = True, detection_scale: float = 0.7, polarity: str = "auto",
+                 model_error: float = MODEL_ERROR) -> pd.DataFrame:
     """Detect bright or dark blobs in one 2D or 3D image with sub-pixel positions.
 
     Parameters
@@ -396,7 +407,9 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
     exclude_border : bool
         Drop maxima within ``min_distance`` of the border.
     split : bool
-        Split blobs that are two unresolved spots (two-Gaussian fit of elongated blobs, see the module docstring).
+        Split single maxima that are two unresolved spots (one- vs two-spot fits of elongated blobs, see the module
+        docstring). Maxima closer than 2 sigmas are always tested the same way (kept as two only where they are two
+        spots).
     detection_scale : float
         Maxima are searched on the LoG at ``detection_scale * sigma``: below 1 it separates close spots
         (at 0.7, pairs down to about 2.4 sigma apart instead of 3 sigma) at a small cost in noise.
@@ -404,6 +417,10 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
         Objects brighter (fluorescence) or darker (brightfield beads, absorbing objects) than the background;
         ``"auto"`` decides from the skewness of the background-flattened image
         (:func:`napari_dynfit.detect.contrast.decide_polarity`).
+    model_error : float
+        Relative error of a Gaussian spot as a model of one object (fraction of its peak per pixel), added in
+        quadrature to the measured pixel noise when one- and two-spot fits are compared: larger values keep more
+        irregular objects whole; it is the only error term on images without pixel noise (APR reconstructions).
 
     Returns
     -------
@@ -427,6 +444,8 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
         sigmas = np.geomspace(lo, hi, max(int(num_sigma), 1)) if hi > lo else np.array([lo])
     if not 0 < detection_scale <= 2:
         raise InputError(f"detection_scale must be in (0, 2], got {detection_scale}")
+    if not 0 <= model_error < 1:
+        raise InputError(f"model_error must be in [0, 1), got {model_error}")
     if (sigmas <= 0).any():
         raise InputError(f"sigma must be positive, got {sigma}")
     flat, pol, skew = flatten(img, _pixel_sigmas(sigmas.max(), sp), polarity)
@@ -444,22 +463,22 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
     cols = list(AXES[-nd:])
     scale_idx, peaks = _peaks(resp, thr, md, exclude_border)
     shape = np.array(img.shape)
-    noise = _pixel_noise(flat) if split else 0.0
+    noise = _pixel_noise(flat)
     parts = [(np.zeros((0, nd)), np.zeros(0), np.zeros(0, int))]
     for k in np.unique(scale_idx):
         sig = _pixel_sigmas(sigmas[k], sp)
         pk = peaks[scale_idx == k]
         p = _weighted_centroid(flat, _refine(resp[k], pk), sig)
-        _, p = _merge_close(p, pk, resp[k], sig)
+        p, paired = _close_pairs(p, resp[k][tuple(pk.T)], sig, flat, noise, model_error)
         if split:
-            p = _split_merged(flat, p, sig, noise)
+            p = _split_merged(flat, p, sig, noise, model_error, paired)
+        p = _refine_clusters(flat, p, sig)
         p = np.clip(p, 0, shape - 1)  # a spot cut by the border keeps a position inside the image
         parts.append((p, _intensity(flat, p, sig), np.full(len(p), k)))
     pos, intensity, scale_idx = (np.concatenate(x) for x in zip(*parts))
     keep = intensity > 0  # a maximum of the band-pass at or below the local background is not an object
-    out = pd.DataFrame(pos[keep], columns=cols)
-    out["intensity"] = intensity[keep]
-    out["size"] = sigmas[scale_idx[keep]]
+    out = pd.DataFrame({**{c: pos[keep, a] for a, c in enumerate(cols)}, "intensity": intensity[keep],
+                        "size": sigmas[scale_idx[keep]]})
     out.attrs.update(polarity=pol, skewness=skew)
     return out
 

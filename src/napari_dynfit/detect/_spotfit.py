@@ -1,0 +1,227 @@
+"""Compiled (numba) kernels of the blob detector: small Gaussian-spot fits, one window at a time.
+
+The split and merge tests of :mod:`napari_dynfit.detect.blobs` fit one and two Gaussian spots (one shared width,
+plus a constant offset for the tails of neighbouring spots) to a window of pixels around each tested blob. A window
+holds ~50-150 pixels and the models 5-10 parameters, far too small for batched numpy linear algebra to pay off
+(whose batched matrix products also wake every BLAS thread): here each fit is a plain Levenberg-Marquardt loop with
+the normal equations accumulated pixel by pixel and solved by Gaussian elimination, compiled once (``cache=True``)
+and releasing the GIL, so that frames still run in parallel threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _model(vals, coords, sig, q, k, f, jac):
+    """Model values ``f`` (m,) and Jacobian ``jac`` (m, P) of ``k`` spots + offset at parameters ``q``; returns the
+    residual sum of squares against ``vals``."""
+    m, nd = coords.shape
+    npar = q.size
+    w = q[npar - 2]
+    b = q[npar - 1]
+    rss = 0.0
+    for i in range(m):
+        fi = b
+        jac[i, npar - 2] = 0.0
+        jac[i, npar - 1] = 1.0
+        for g in range(k):
+            o = g * (nd + 1)
+            a = q[o]
+            u2 = 0.0
+            for d in range(nd):
+                u = (coords[i, d] - q[o + 1 + d]) / (sig[d] * w)
+                u2 += u * u
+            e = np.exp(-0.5 * u2)
+            fi += a * e
+            jac[i, o] = e
+            for d in range(nd):
+                u = (coords[i, d] - q[o + 1 + d]) / (sig[d] * w)
+                jac[i, o + 1 + d] = a * e * u / (sig[d] * w)
+            jac[i, npar - 2] += a * e * u2 / w
+        f[i] = fi
+        r = fi - vals[i]
+        rss += r * r
+    return rss
+
+
+@njit(cache=True, nogil=True)
+def _solve(a, b):
+    """Solve the small dense system ``a x = b`` by Gaussian elimination with partial pivoting (a, b overwritten);
+    returns False when singular."""
+    n = b.size
+    for c in range(n):
+        p = c
+        for r in range(c + 1, n):
+            if abs(a[r, c]) > abs(a[p, c]):
+                p = r
+        if a[p, c] == 0.0 or not np.isfinite(a[p, c]):
+            return False
+        if p != c:
+            for j in range(n):
+                a[c, j], a[p, j] = a[p, j], a[c, j]
+            b[c], b[p] = b[p], b[c]
+        for r in range(c + 1, n):
+            fct = a[r, c] / a[c, c]
+            if fct != 0.0:
+                for j in range(c, n):
+                    a[r, j] -= fct * a[c, j]
+                b[r] -= fct * b[c]
+    for c in range(n - 1, -1, -1):
+        s = b[c]
+        for j in range(c + 1, n):
+            s -= a[c, j] * b[j]
+        b[c] = s / a[c, c]
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
+    """Levenberg-Marquardt fit of one window (``q`` updated in place); returns the residual sum of squares.
+
+    A fit still above ``2.5 * rss_stop`` after one step (``rss_stop`` after three) is abandoned: it cannot reach
+    the acceptance level of the caller.
+    """
+    m, nd = coords.shape
+    npar = q.size
+    f = np.empty(m)
+    jac = np.empty((m, npar))
+    f2 = np.empty(m)
+    jac2 = np.empty((m, npar))
+    q2 = np.empty(npar)
+    a = np.empty((npar, npar))
+    g = np.empty(npar)
+    rss = _model(vals, coords, sig, q, k, f, jac)
+    lam = 1e-2
+    for it in range(iters):
+        if (it == 1 and rss > 2.5 * rss_stop) or (it == 3 and rss > rss_stop):
+            break
+        for p in range(npar):
+            s = 0.0
+            for i in range(m):
+                s += jac[i, p] * (f[i] - vals[i])
+            g[p] = -s
+            for p2 in range(p, npar):
+                s = 0.0
+                for i in range(m):
+                    s += jac[i, p] * jac[i, p2]
+                a[p, p2] = s
+                a[p2, p] = s
+        for p in range(npar):
+            a[p, p] += lam * a[p, p] + 1e-9
+        if not _solve(a, g):
+            break
+        for p in range(npar):
+            q2[p] = q[p] + g[p]
+        if not (0.3 < q2[npar - 2] < 3.0):  # a width factor far from one spot's: reject the step
+            lam *= 4.0
+            if lam > 1e2:
+                break
+            continue
+        rss2 = _model(vals, coords, sig, q2, k, f2, jac2)
+        if rss2 < rss:
+            done = rss - rss2 < 1e-3 * rss
+            q[:] = q2
+            f[:] = f2
+            jac[:, :] = jac2
+            rss = rss2
+            lam /= 3.0
+            if done:
+                break
+        else:
+            lam *= 4.0
+            if lam > 1e2:
+                break
+    return rss
+
+
+@njit(cache=True, nogil=True)
+def fit_spots(vals, coords, sig, q0, k, iters, rss_stop):
+    """Fit ``k`` Gaussian spots of one shared width plus a constant offset to many windows.
+
+    Parameters
+    ----------
+    vals : ndarray, shape (c, m)
+        Pixel values of each window (background-flattened image, objects positive).
+    coords : ndarray, shape (c, m, nd)
+        Pixel offsets (pixels) from each window's centre.
+    sig : ndarray, shape (nd,)
+        Spot sigma per axis (pixels); the fitted widths are ``factor * sig``.
+    q0 : ndarray, shape (c, k * (nd + 1) + 2)
+        Start ``[amplitude, centre (nd)] * k + [width factor, offset]`` per window.
+    k : int
+        Number of spots.
+    iters : int
+        Maximum Levenberg-Marquardt steps.
+    rss_stop : ndarray, shape (c,)
+        Fits that are still above this residual sum of squares after 3 steps are abandoned.
+
+    Returns
+    -------
+    q : ndarray, shape (c, P)
+        Fitted parameters.
+    rss : ndarray, shape (c,)
+        Residual sums of squares (image units squared).
+    """
+    c = vals.shape[0]
+    q = q0.copy()
+    rss = np.empty(c)
+    for j in range(c):
+        rss[j] = _lm_one(vals[j], coords[j], sig, q[j], k, iters, rss_stop[j])
+    return q, rss
+
+
+@njit(cache=True, nogil=True)
+def shape_hessian(vals, coords, sig):
+    """Hessian (units of sigma) of each window smoothed by a Gaussian of width ``sig`` at its centre.
+
+    ``vals`` (c, m), ``coords`` (c, m, nd): returns (c, nd, nd). The same sums as
+    ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u = coords / sig``.
+    """
+    c, m, nd = coords.shape
+    h = np.zeros((c, nd, nd))
+    for j in range(c):
+        for i in range(m):
+            u2 = 0.0
+            for d in range(nd):
+                u = coords[j, i, d] / sig[d]
+                u2 += u * u
+            gv = vals[j, i] * np.exp(-0.5 * u2)
+            for a in range(nd):
+                ua = coords[j, i, a] / sig[a]
+                h[j, a, a] += gv * (ua * ua - 1.0)
+                for b in range(a + 1, nd):
+                    h[j, a, b] += gv * ua * coords[j, i, b] / sig[b]
+        for a in range(nd):
+            for b in range(a + 1, nd):
+                h[j, b, a] = h[j, a, b]
+    return h
+
+
+@njit(cache=True, nogil=True)
+def gather(img1d, shape, base, offs):
+    """Pixels of an image at ``base + offs`` (0 outside the image) and the inside mask.
+
+    ``img1d`` the raveled (C-order) image of shape ``shape`` (nd,), ``base`` (n, nd) and ``offs`` (k, nd) integer
+    pixel positions: returns values (n, k) as float64 and a boolean mask (n, k).
+    """
+    n, nd = base.shape
+    k = offs.shape[0]
+    vals = np.zeros((n, k))
+    inside = np.zeros((n, k), np.bool_)
+    for j in range(n):
+        for i in range(k):
+            lin = 0
+            ok = True
+            for d in range(nd):
+                c = base[j, d] + offs[i, d]
+                if c < 0 or c >= shape[d]:
+                    ok = False
+                    break
+                lin = lin * shape[d] + c
+            if ok:
+                vals[j, i] = img1d[lin]
+                inside[j, i] = True
+    return vals, inside
