@@ -156,10 +156,8 @@ def process_frame(frame, index: int = 0, *, convert: dict | None = None, filter:
     stats : dict
         ``frame, particles, computational_ratio, level_min, level_max, detections``.
     """
-    from .apr import AprImage, to_apr
-    from .apr.convert import _pyapr
+    from .apr import to_apr
     from .apr.filters import gaussian
-    from .apr.grid import AprGrid
     from .detect import detect_blobs
 
     conv = _merge("convert", CONVERT_DEFAULTS, convert)
@@ -176,8 +174,8 @@ def process_frame(frame, index: int = 0, *, convert: dict | None = None, filter:
             image = to_apr(frame, spacing=spacing, **conv)
             values = image.particles
             if smooth is not None:
-                values = gaussian(AprGrid.from_apr(image.apr), values, smooth["sigma"], size=smooth["size"])
-                pixels = AprImage(image.apr, _pyapr().FloatParticles(values), image.ndim, image.spacing).reconstruct()
+                values = gaussian(image.grid, values, smooth["sigma"], size=smooth["size"])
+                pixels = image.with_values(np.asarray(values, dtype=np.float32)).reconstruct()
             else:
                 pixels = image.reconstruct()
             table = detect_blobs(pixels, spacing=spacing, **det_kw)
@@ -186,7 +184,7 @@ def process_frame(frame, index: int = 0, *, convert: dict | None = None, filter:
     table["size"] = np.sqrt(np.maximum(table["size"].to_numpy() ** 2 - widen ** 2, 0.0))
     table.insert(0, "frame", np.int64(index))
     stats = {"frame": int(index), "particles": image.n_particles, "computational_ratio": image.computational_ratio,
-             "level_min": int(image.apr.level_min()), "level_max": int(image.apr.level_max()),
+             "level_min": int(image.grid.level_min), "level_max": int(image.grid.level_max),
              "detections": len(table)}
     return table, stats
 

@@ -21,53 +21,68 @@ import numpy as np
 
 from .._progress import report
 from ..errors import InputError
+from .grid import AprGrid
 
 #: Reconstruction modes understood by :meth:`AprImage.reconstruct` and the lazy arrays.
 MODES = ("constant", "smooth", "level")
 
 
-def _pyapr():
-    os.environ.setdefault("QT_API", "pyqt6")
-    import pyapr
+#: The extra that installs pyapr (named in the error raised where it is missing).
+PYAPR_EXTRA = "napari-dynfit[pyapr]"
 
+
+def _pyapr():
+    """pyapr, or a one-line :class:`InputError` naming the extra that installs it."""
+    os.environ.setdefault("QT_API", "pyqt6")
+    try:
+        import pyapr
+    except ImportError as exc:
+        raise InputError(f"this needs pyapr, which is not installed: pip install '{PYAPR_EXTRA}' "
+                         "(wheels exist for Python 3.11 only)") from exc
     return pyapr
 
 
-@dataclass
+@dataclass(eq=False)
 class AprImage:
     """One image in the APR: the particle structure, particle values and spatial metadata.
 
     Attributes
     ----------
-    apr : pyapr.APR
-        The particle structure (levels and positions).
-    parts : pyapr particle data
-        One value per particle (``ShortParticles`` for uint16 images, ``FloatParticles``...).
+    grid : AprGrid
+        The particle structure (levels and positions) as numpy arrays.
+    parts : ndarray, shape (n_particles,)
+        One value per particle, in the grid's storage order (uint8, uint16 or float32 as converted).
     ndim : int
         Spatial dimensions of the source image, 2 (``(y, x)``) or 3 (``(z, y, x)``).
     spacing : tuple of float
         Physical pixel size per spatial axis, ``(y, x)`` or ``(z, y, x)``.
+    params : dict
+        Conversion parameters (stored in the file's attributes, as pyapr does).
     """
 
-    apr: object
-    parts: object
+    grid: AprGrid
+    parts: np.ndarray
     ndim: int
     spacing: tuple[float, ...]
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.parts = self.grid.check_values(np.asarray(self.parts), "particle values")
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Pixel shape of the image, ``(y, x)`` or ``(z, y, x)``."""
-        z, y, x = (int(v) for v in self.apr.shape())
+        z, y, x = self.grid.shape
         return (y, x) if self.ndim == 2 else (z, y, x)
 
     @property
     def dtype(self) -> np.dtype:
         """Particle value type (that of the reconstructed image)."""
-        return np.asarray(self.parts).dtype
+        return self.parts.dtype
 
     @property
     def n_particles(self) -> int:
-        return int(self.apr.total_number_particles())
+        return self.grid.n_particles
 
     @property
     def computational_ratio(self) -> float:
@@ -76,38 +91,70 @@ class AprImage:
 
     @property
     def particles(self) -> np.ndarray:
-        """Particle values as a 1D numpy array (a view, no copy)."""
-        return np.asarray(self.parts)
+        """Particle values as a 1D numpy array (no copy)."""
+        return self.parts
 
     @cached_property
-    def tree_parts(self):
-        """Values of the interior tree nodes (mean of their children), used by coarse views and files."""
-        pyapr = _pyapr()
-        return pyapr.tree.fill_tree_mean(self.apr, self.parts)
+    def tree_parts(self) -> np.ndarray:
+        """Values of the interior tree nodes (mean of their children, rounded to the particle type for integers)."""
+        tree = self.grid.tree_mean(self.parts)
+        if self.dtype.kind in "ui":
+            info = np.iinfo(self.dtype)
+            return np.clip(np.rint(tree), info.min, info.max).astype(self.dtype)
+        return tree.astype(self.dtype)
+
+    def with_values(self, values) -> "AprImage":
+        """The same particles (and metadata) with other values, e.g. filtered values or labels."""
+        return AprImage(self.grid, np.asarray(values), self.ndim, self.spacing, dict(self.params))
+
+    @cached_property
+    def apr(self):
+        """The structure as a ``pyapr.APR`` (for pyapr-only operations such as the graph cut; needs pyapr)."""
+        return grid_to_pyapr(self.grid, self.params)
 
     def stats(self) -> dict:
         """Particle count, computational ratio and memory footprint (bytes) as a dict."""
         return apr_stats(self.shape, self.n_particles, self.dtype)
 
     def reconstruct(self, mode: str = "constant") -> np.ndarray:
-        """The full pixel image, shape :attr:`shape`.
+        """The full pixel image, shape :attr:`shape` (our own reconstruction, no pyapr).
 
         Parameters
         ----------
         mode : {"constant", "smooth", "level"}
             Piecewise-constant, smoothed, or the particle level of every pixel (uint8).
         """
-        pyapr = _pyapr()
-        rec = pyapr.reconstruction
-        if mode == "constant":
-            out = rec.reconstruct_constant(self.apr, self.parts)
-        elif mode == "smooth":
-            out = rec.reconstruct_smooth(self.apr, self.parts)
-        elif mode == "level":
-            out = rec.reconstruct_level(self.apr)
-        else:
+        from .reconstruct import reconstruct_box
+
+        if mode not in MODES:
             raise InputError(f"unknown reconstruction mode {mode!r}; use one of {', '.join(MODES)}")
+        out = reconstruct_box(self.grid, self.parts, self.tree_parts, mode=mode)
         return out[0] if self.ndim == 2 else out
+
+
+def grid_to_pyapr(grid: AprGrid, params: dict | None = None):
+    """A ``pyapr.APR`` with the structure of ``grid`` (through a temporary file; needs pyapr)."""
+    import tempfile
+    from pathlib import Path
+
+    from .h5 import write_h5
+
+    pyapr = _pyapr()
+    zeros = np.zeros(grid.n_particles, np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "grid.apr")
+        write_h5(path, grid, zeros, np.zeros(grid.n_tree, np.float32), params=params)
+        apr, _ = pyapr.io.read(path)
+    return apr
+
+
+def pyapr_particles(values):
+    """``values`` as pyapr particle data (``ByteParticles``/``ShortParticles``/``FloatParticles``...; needs pyapr)."""
+    pyapr = _pyapr()
+    values = np.asarray(values)
+    kind = {np.dtype(np.uint8): pyapr.ByteParticles, np.dtype(np.uint16): pyapr.ShortParticles,
+            np.dtype(np.uint64): pyapr.LongParticles}.get(values.dtype, pyapr.FloatParticles)
+    return kind(values if kind is not pyapr.FloatParticles else values.astype(np.float32))
 
 
 @dataclass
@@ -236,7 +283,10 @@ def _convert_one(image: np.ndarray, params, ndim: int, spacing, what: str) -> Ap
     pyapr = _pyapr()
     img = _as_pyapr_dtype(np.asarray(image), what)
     apr, parts = pyapr.converter.get_apr(img, params=params)
-    return AprImage(apr=apr, parts=parts, ndim=ndim, spacing=spacing)
+    q = apr.get_parameters()  # with the estimated thresholds
+    used = {"lambda": q.gradient_smoothing, "rel_error": q.rel_error, "grad_th": q.grad_th,
+            "sigma_th": q.sigma_th, "I_th": q.Ip_th, "dx": q.dx, "dy": q.dy, "dz": q.dz}
+    return AprImage(AprGrid.from_apr(apr), np.array(parts, copy=True), ndim, spacing, used)
 
 
 # ----------------------------------------------------------------------------------------------
