@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from napari_dynfit.apr.convert import pyapr_particles
 from napari_dynfit.apr import to_apr
 from napari_dynfit.apr.convolve import convolve, correlate, downsample_stencil, level_stencils
 from napari_dynfit.apr.convolve_gpu import convolve_torch
@@ -21,7 +22,7 @@ def _convert(img):
 def case(request):
     img = blobs((96, 110), 8, 2) if request.param == 2 else blobs((30, 41, 52), 6, 3)
     image = _convert(img)
-    grid = AprGrid.from_apr(image.apr)
+    grid = image.grid
     levels = np.unique(grid.levels)
     assert len(levels) >= 4, f"test APR needs >= 4 levels, has {levels}"
     return image, grid
@@ -58,7 +59,7 @@ def test_matches_pyapr(case, k, backend):
     rng = np.random.default_rng(k)
     stencil = rng.uniform(0.05, 1.0, (k,) * grid.ndim).astype(np.float32)  # asymmetric: checks the flip
     values = np.asarray(image.parts)
-    ref = np.asarray(pyapr.filter.convolve(image.apr, image.parts, stencil))
+    ref = np.asarray(pyapr.filter.convolve(image.apr, pyapr_particles(image.parts), stencil))
     ours = _run(backend, grid, values, stencil)
     assert ours.dtype == np.float32 and ours.shape == ref.shape
     assert _rel_err(ours, ref) < 1e-5
@@ -74,15 +75,15 @@ def test_options_match_pyapr(case, backend):
     rng = np.random.default_rng(0)
     stencil = rng.normal(size=(5,) * grid.ndim).astype(np.float32)
     stencil -= stencil.mean()
-    ref = np.asarray(pyapr.filter.convolve(image.apr, image.parts, stencil, reflect_boundary=False,
+    ref = np.asarray(pyapr.filter.convolve(image.apr, pyapr_particles(image.parts), stencil, reflect_boundary=False,
                                            normalize_stencil=False))
     ref = _pyapr_2d_unnormalised(grid, ref)
     assert _rel_err(_run(backend, grid, values, stencil, reflect=False, normalize=False), ref) < 1e-5
-    ref = np.asarray(pyapr.filter.convolve(image.apr, image.parts, stencil, restrict_stencil=False,
+    ref = np.asarray(pyapr.filter.convolve(image.apr, pyapr_particles(image.parts), stencil, restrict_stencil=False,
                                            normalize_stencil=False))
     assert _rel_err(_run(backend, grid, values, stencil, restrict=False, normalize=False), ref) < 1e-5
     if backend == "cpu":
-        ref = np.asarray(pyapr.filter.correlate(image.apr, image.parts, stencil, normalize_stencil=False))
+        ref = np.asarray(pyapr.filter.correlate(image.apr, pyapr_particles(image.parts), stencil, normalize_stencil=False))
         ref = _pyapr_2d_unnormalised(grid, ref)
         assert _rel_err(correlate(grid, values, stencil, normalize=False), ref) < 1e-5
 

@@ -38,7 +38,7 @@ def _iterator_coords(apr):
 def test_grid_matches_linear_iterator(image3d, tmp_path):
     from napari_dynfit.apr import write_apr
 
-    grid = AprGrid.from_apr(image3d.apr)
+    grid = image3d.grid
     np.testing.assert_array_equal(grid.coords, _iterator_coords(image3d.apr))
     assert grid.n_particles == image3d.apr.total_number_particles()
     assert grid.n_tree == image3d.apr.total_number_tree_particles()
@@ -57,14 +57,14 @@ def test_grid_matches_linear_iterator(image3d, tmp_path):
 def test_tree_mean_equals_pyapr(image3d):
     import pyapr
 
-    grid = AprGrid.from_apr(image3d.apr)
+    grid = image3d.grid
     vals = np.asarray(image3d.parts).astype(np.float32)
     ref = np.asarray(pyapr.tree.fill_tree_mean(image3d.apr, pyapr.FloatParticles(vals)))
     np.testing.assert_allclose(grid.tree_mean(vals), ref, rtol=1e-5, atol=1e-3)
 
 
 def test_pixel_centers_cover_the_image(image3d):
-    grid = AprGrid.from_apr(image3d.apr)
+    grid = image3d.grid
     # the particle cells tile the image exactly once
     assert grid.cell_sizes().sum() == np.prod(grid.shape)
     c = grid.pixel_centers()
@@ -88,7 +88,7 @@ def test_npz_round_trip_without_pyapr(image3d, tmp_path):
 
 
 def test_bad_inputs(image3d, tmp_path):
-    grid = AprGrid.from_apr(image3d.apr)
+    grid = image3d.grid
     with pytest.raises(InputError, match="one value per particle"):
         grid.tree_mean(np.zeros(3))
     with pytest.raises(InputError, match="NaN"):
@@ -104,7 +104,7 @@ def test_bad_inputs(image3d, tmp_path):
 
 
 def test_plane_equals_pyapr_reconstruction(image3d):
-    grid = AprGrid.from_apr(image3d.apr)
+    grid = image3d.grid
     rec = image3d.reconstruct()
     values = np.asarray(image3d.parts)
     for z in (0, 7, grid.shape[0] - 1):

@@ -2,10 +2,10 @@
 
 Every frame of a movie ``(t, [z,] y, x)`` goes through
 
-1. :func:`napari_dynfit.apr.to_apr` (pyapr) -> particles;
+1. :func:`napari_dynfit.apr.to_apr` (our numba construction; pyapr on request) -> particles;
 2. :func:`napari_dynfit.apr.filters.gaussian` on the particles (our native convolution; skipped with
    ``filter=None``);
-3. the piecewise-constant reconstruction of the filtered particles (pyapr) and
+3. the piecewise-constant reconstruction of the filtered particles (ours) and
    :func:`napari_dynfit.detect.detect_blobs` on it (LoG scale space, sub-pixel refinement, split of
    unresolved pairs). Detection runs on the reconstruction because that is what the detection module
    supports (a pixel image); the APR's own segmentation (:mod:`napari_dynfit.apr.segment`) finds
@@ -47,7 +47,8 @@ __all__ = ["CONVERT_DEFAULTS", "DETECT_DEFAULTS", "FILTER_DEFAULTS", "PipelineRe
 
 #: Conversion parameters (keywords of :func:`napari_dynfit.apr.to_apr`).
 CONVERT_DEFAULTS = {"rel_error": 0.1, "intensity_threshold": 0.0, "gradient_smoothing": 3.0,
-                    "auto_parameters": True, "gradient_threshold": None, "sigma_threshold": None}
+                    "auto_parameters": True, "gradient_threshold": None, "sigma_threshold": None,
+                    "backend": "numba"}
 #: APR-native Gaussian (keywords of :func:`napari_dynfit.apr.filters.gaussian`: sigma and stencil size, pixels).
 FILTER_DEFAULTS = {"sigma": 1.0, "size": None}
 #: Detection (keywords of :func:`napari_dynfit.detect.detect_blobs`; ``sigma`` = spot width in the movie, px).
@@ -117,14 +118,15 @@ def _check_spacing(spacing, ndim: int):
 
 
 @contextlib.contextmanager
-def _one_thread():
-    """pyapr's OpenMP and our numba kernels on this thread only (both settings are per thread)."""
+def _one_thread(backend: str = "numba"):
+    """Our numba kernels (and pyapr's OpenMP, when it converts) on this thread only (per-thread settings)."""
     import numba
     from threadpoolctl import threadpool_limits
 
-    from .apr.convert import _pyapr
+    if backend == "pyapr":
+        from .apr.convert import _pyapr
 
-    _pyapr()  # load pyapr's OpenMP runtime so that the limit below reaches it
+        _pyapr()  # load pyapr's OpenMP runtime so that the limit below reaches it
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
@@ -156,10 +158,8 @@ def process_frame(frame, index: int = 0, *, convert: dict | None = None, filter:
     stats : dict
         ``frame, particles, computational_ratio, level_min, level_max, detections``.
     """
-    from .apr import AprImage, to_apr
-    from .apr.convert import _pyapr
+    from .apr import to_apr
     from .apr.filters import gaussian
-    from .apr.grid import AprGrid
     from .detect import detect_blobs
 
     conv = _merge("convert", CONVERT_DEFAULTS, convert)
@@ -172,12 +172,12 @@ def process_frame(frame, index: int = 0, *, convert: dict | None = None, filter:
     if det_kw["sigma_range"] is not None:
         det_kw["sigma_range"] = tuple(math.hypot(s, widen) for s in det_kw["sigma_range"])
     try:
-        with _one_thread():
+        with _one_thread(conv["backend"]):
             image = to_apr(frame, spacing=spacing, **conv)
             values = image.particles
             if smooth is not None:
-                values = gaussian(AprGrid.from_apr(image.apr), values, smooth["sigma"], size=smooth["size"])
-                pixels = AprImage(image.apr, _pyapr().FloatParticles(values), image.ndim, image.spacing).reconstruct()
+                values = gaussian(image.grid, values, smooth["sigma"], size=smooth["size"])
+                pixels = image.with_values(np.asarray(values, dtype=np.float32)).reconstruct()
             else:
                 pixels = image.reconstruct()
             table = detect_blobs(pixels, spacing=spacing, **det_kw)
@@ -186,7 +186,7 @@ def process_frame(frame, index: int = 0, *, convert: dict | None = None, filter:
     table["size"] = np.sqrt(np.maximum(table["size"].to_numpy() ** 2 - widen ** 2, 0.0))
     table.insert(0, "frame", np.int64(index))
     stats = {"frame": int(index), "particles": image.n_particles, "computational_ratio": image.computational_ratio,
-             "level_min": int(image.apr.level_min()), "level_max": int(image.apr.level_max()),
+             "level_min": int(image.grid.level_min), "level_max": int(image.grid.level_max),
              "detections": len(table)}
     return table, stats
 

@@ -45,10 +45,9 @@ def run_filter_segment(image, params: dict) -> dict:
     Returns ``grid``, ``filtered`` (values per particle), ``labels`` and ``table``.
     """
     from ..apr import filters
-    from ..apr.grid import AprGrid
     from ..apr.segment import segment
 
-    grid = AprGrid.from_apr(image.apr)
+    grid = image.grid
     values = np.asarray(image.parts)
     name = params["filter"]
     size = params.get("size") or None
@@ -63,7 +62,7 @@ def run_filter_segment(image, params: dict) -> dict:
         method = float(params["value"])
     res = segment(grid, filtered, method=method, smooth_sigma=params["smooth"] or None,
                   min_size=params["min_size"], device=params["device"],
-                  apr=image.apr if method == "graphcut" else None)
+                  apr=None)
     return {"grid": grid, "filtered": filtered, "labels": res.labels, "table": res.table,
             "threshold": res.threshold}
 
@@ -188,8 +187,6 @@ class AprFilterWidget(Container):
 
     def run(self) -> None:
         """Filter and segment the current frame; add lazy Labels and Points layers."""
-        from ..apr import AprImage
-        from ..apr.convert import _pyapr
         from ..apr.lazy import LazyAprArray
 
         layer = self._layer.value
@@ -207,9 +204,7 @@ class AprFilterWidget(Container):
         if labels.max() > 65535:
             self._stats.value = "more than 65535 objects: raise the threshold or the minimum size"
             return
-        pyapr = _pyapr()
-        lab_image = AprImage(apr=image.apr, parts=pyapr.ShortParticles(labels.astype(np.uint16)),
-                             ndim=image.ndim, spacing=image.spacing)
+        lab_image = image.with_values(labels.astype(np.uint16))
         lazy = LazyAprArray(lab_image)
         spatial_scale = list(layer.scale)[-image.ndim:]
         name = f"{layer.name} objects"

@@ -1,6 +1,8 @@
 """Conversion of pixel images and movies to the Adaptive Particle Representation (APR).
 
-The APR itself is computed by pyapr (LibAPR); this module adds what a pipeline needs around it:
+The APR itself is computed by our own construction (:mod:`napari_dynfit.apr.construct`, LibAPR's
+definitions in numba) or, on request, by pyapr (``backend="pyapr"``); this module adds what a pipeline
+needs around it:
 input checks with clear errors, our ``(t, z, y, x)`` axis order and physical spacing, parallel
 conversion of movie frames with Dask, progress/cancellation, and small dataclasses
 (:class:`AprImage`, :class:`AprMovie`) that carry the metadata the files store.
@@ -8,7 +10,7 @@ conversion of movie frames with Dask, progress/cancellation, and small dataclass
 Axis order: pyapr's arrays are ``[z, x, y]`` with ``y`` the fastest (last numpy) axis, so a numpy
 image ``(z, y, x)`` goes into pyapr unchanged and pyapr's ``x``/``y`` are our ``y``/``x``.
 The only places that rename axes are :func:`_pyapr_parameters` (spacing) and
-:mod:`napari_dynfit.apr.lazy` (patch limits).
+:mod:`napari_dynfit.apr.h5` (file attributes).
 """
 
 from __future__ import annotations
@@ -21,53 +23,68 @@ import numpy as np
 
 from .._progress import report
 from ..errors import InputError
+from .grid import AprGrid
 
 #: Reconstruction modes understood by :meth:`AprImage.reconstruct` and the lazy arrays.
 MODES = ("constant", "smooth", "level")
 
 
-def _pyapr():
-    os.environ.setdefault("QT_API", "pyqt6")
-    import pyapr
+#: The extra that installs pyapr (named in the error raised where it is missing).
+PYAPR_EXTRA = "napari-dynfit[pyapr]"
 
+
+def _pyapr():
+    """pyapr, or a one-line :class:`InputError` naming the extra that installs it."""
+    os.environ.setdefault("QT_API", "pyqt6")
+    try:
+        import pyapr
+    except ImportError as exc:
+        raise InputError(f"this needs pyapr, which is not installed: pip install '{PYAPR_EXTRA}' "
+                         "(wheels exist for Python 3.11 only)") from exc
     return pyapr
 
 
-@dataclass
+@dataclass(eq=False)
 class AprImage:
     """One image in the APR: the particle structure, particle values and spatial metadata.
 
     Attributes
     ----------
-    apr : pyapr.APR
-        The particle structure (levels and positions).
-    parts : pyapr particle data
-        One value per particle (``ShortParticles`` for uint16 images, ``FloatParticles``...).
+    grid : AprGrid
+        The particle structure (levels and positions) as numpy arrays.
+    parts : ndarray, shape (n_particles,)
+        One value per particle, in the grid's storage order (uint8, uint16 or float32 as converted).
     ndim : int
         Spatial dimensions of the source image, 2 (``(y, x)``) or 3 (``(z, y, x)``).
     spacing : tuple of float
         Physical pixel size per spatial axis, ``(y, x)`` or ``(z, y, x)``.
+    params : dict
+        Conversion parameters (stored in the file's attributes, as pyapr does).
     """
 
-    apr: object
-    parts: object
+    grid: AprGrid
+    parts: np.ndarray
     ndim: int
     spacing: tuple[float, ...]
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.parts = self.grid.check_values(np.asarray(self.parts), "particle values")
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Pixel shape of the image, ``(y, x)`` or ``(z, y, x)``."""
-        z, y, x = (int(v) for v in self.apr.shape())
+        z, y, x = self.grid.shape
         return (y, x) if self.ndim == 2 else (z, y, x)
 
     @property
     def dtype(self) -> np.dtype:
         """Particle value type (that of the reconstructed image)."""
-        return np.asarray(self.parts).dtype
+        return self.parts.dtype
 
     @property
     def n_particles(self) -> int:
-        return int(self.apr.total_number_particles())
+        return self.grid.n_particles
 
     @property
     def computational_ratio(self) -> float:
@@ -76,38 +93,70 @@ class AprImage:
 
     @property
     def particles(self) -> np.ndarray:
-        """Particle values as a 1D numpy array (a view, no copy)."""
-        return np.asarray(self.parts)
+        """Particle values as a 1D numpy array (no copy)."""
+        return self.parts
 
     @cached_property
-    def tree_parts(self):
-        """Values of the interior tree nodes (mean of their children), used by coarse views and files."""
-        pyapr = _pyapr()
-        return pyapr.tree.fill_tree_mean(self.apr, self.parts)
+    def tree_parts(self) -> np.ndarray:
+        """Values of the interior tree nodes (mean of their children, rounded to the particle type for integers)."""
+        tree = self.grid.tree_mean(self.parts)
+        if self.dtype.kind in "ui":
+            info = np.iinfo(self.dtype)
+            return np.clip(np.rint(tree), info.min, info.max).astype(self.dtype)
+        return tree.astype(self.dtype)
+
+    def with_values(self, values) -> "AprImage":
+        """The same particles (and metadata) with other values, e.g. filtered values or labels."""
+        return AprImage(self.grid, np.asarray(values), self.ndim, self.spacing, dict(self.params))
+
+    @cached_property
+    def apr(self):
+        """The structure as a ``pyapr.APR`` (for pyapr-only operations such as the graph cut; needs pyapr)."""
+        return grid_to_pyapr(self.grid, self.params)
 
     def stats(self) -> dict:
         """Particle count, computational ratio and memory footprint (bytes) as a dict."""
         return apr_stats(self.shape, self.n_particles, self.dtype)
 
     def reconstruct(self, mode: str = "constant") -> np.ndarray:
-        """The full pixel image, shape :attr:`shape`.
+        """The full pixel image, shape :attr:`shape` (our own reconstruction, no pyapr).
 
         Parameters
         ----------
         mode : {"constant", "smooth", "level"}
             Piecewise-constant, smoothed, or the particle level of every pixel (uint8).
         """
-        pyapr = _pyapr()
-        rec = pyapr.reconstruction
-        if mode == "constant":
-            out = rec.reconstruct_constant(self.apr, self.parts)
-        elif mode == "smooth":
-            out = rec.reconstruct_smooth(self.apr, self.parts)
-        elif mode == "level":
-            out = rec.reconstruct_level(self.apr)
-        else:
+        from .reconstruct import reconstruct_box
+
+        if mode not in MODES:
             raise InputError(f"unknown reconstruction mode {mode!r}; use one of {', '.join(MODES)}")
+        out = reconstruct_box(self.grid, self.parts, self.tree_parts, mode=mode)
         return out[0] if self.ndim == 2 else out
+
+
+def grid_to_pyapr(grid: AprGrid, params: dict | None = None):
+    """A ``pyapr.APR`` with the structure of ``grid`` (through a temporary file; needs pyapr)."""
+    import tempfile
+    from pathlib import Path
+
+    from .h5 import write_h5
+
+    pyapr = _pyapr()
+    zeros = np.zeros(grid.n_particles, np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "grid.apr")
+        write_h5(path, grid, zeros, np.zeros(grid.n_tree, np.float32), params=params)
+        apr, _ = pyapr.io.read(path)
+    return apr
+
+
+def pyapr_particles(values):
+    """``values`` as pyapr particle data (``ByteParticles``/``ShortParticles``/``FloatParticles``...; needs pyapr)."""
+    pyapr = _pyapr()
+    values = np.asarray(values)
+    kind = {np.dtype(np.uint8): pyapr.ByteParticles, np.dtype(np.uint16): pyapr.ShortParticles,
+            np.dtype(np.uint64): pyapr.LongParticles}.get(values.dtype, pyapr.FloatParticles)
+    return kind(values if kind is not pyapr.FloatParticles else values.astype(np.float32))
 
 
 @dataclass
@@ -208,35 +257,67 @@ def _check_spacing(spacing, ndim: int) -> tuple[float, ...]:
     return sp
 
 
-def _pyapr_parameters(ndim, spacing, rel_error, intensity_threshold, gradient_smoothing,
-                      auto_parameters, gradient_threshold, sigma_threshold):
-    pyapr = _pyapr()
+#: Construction back ends of :func:`to_apr`: our numba implementation, or pyapr (``napari-dynfit[pyapr]``).
+BACKENDS = ("numba", "pyapr")
+
+
+def _conversion_parameters(ndim, spacing, rel_error, intensity_threshold, gradient_smoothing,
+                           auto_parameters, gradient_threshold, sigma_threshold) -> dict:
+    """Checked conversion parameters; ``spacing`` as LibAPR sees it, ``(z, y, x)`` with ``z = 1`` in 2D."""
     if not rel_error > 0:
         raise InputError(f"rel_error must be > 0 (got {rel_error}); 0.1 is a good start")
     if gradient_smoothing < 0:
         raise InputError(f"gradient_smoothing must be >= 0 (got {gradient_smoothing})")
+    if not auto_parameters and (gradient_threshold is None or sigma_threshold is None):
+        raise InputError("auto_parameters=False needs gradient_threshold and sigma_threshold "
+                         "(or use auto_parameters=True)")
+    return {"rel_error": float(rel_error), "intensity_threshold": float(intensity_threshold),
+            "gradient_smoothing": float(gradient_smoothing), "auto_parameters": bool(auto_parameters),
+            "gradient_threshold": None if auto_parameters else float(gradient_threshold),
+            "sigma_threshold": None if auto_parameters else float(sigma_threshold),
+            "spacing": (1.0, *spacing) if ndim == 2 else tuple(spacing)}
+
+
+def _pyapr_parameters(params: dict):
+    pyapr = _pyapr()
     p = pyapr.APRParameters()
-    p.rel_error = float(rel_error)
-    p.Ip_th = float(intensity_threshold)
-    p.gradient_smoothing = float(gradient_smoothing)
-    p.auto_parameters = bool(auto_parameters)
-    if not auto_parameters:
-        if gradient_threshold is None or sigma_threshold is None:
-            raise InputError("auto_parameters=False needs gradient_threshold and sigma_threshold "
-                             "(or use auto_parameters=True)")
-        p.grad_th = float(gradient_threshold)
-        p.sigma_th = float(sigma_threshold)
+    p.rel_error = params["rel_error"]
+    p.Ip_th = params["intensity_threshold"]
+    p.gradient_smoothing = params["gradient_smoothing"]
+    p.auto_parameters = params["auto_parameters"]
+    if not params["auto_parameters"]:
+        p.grad_th = params["gradient_threshold"]
+        p.sigma_th = params["sigma_threshold"]
     # pyapr: dz = shape[0], dx = shape[1], dy = shape[2]  ->  our (z, y, x)
-    sp = (1.0, *spacing) if ndim == 2 else spacing
-    p.dz, p.dx, p.dy = (float(s) for s in sp)
+    p.dz, p.dx, p.dy = params["spacing"]
     return p
 
 
-def _convert_one(image: np.ndarray, params, ndim: int, spacing, what: str) -> AprImage:
-    pyapr = _pyapr()
+def _convert_one(image: np.ndarray, params: dict, backend: str, ndim: int, spacing, what: str) -> AprImage:
     img = _as_pyapr_dtype(np.asarray(image), what)
-    apr, parts = pyapr.converter.get_apr(img, params=params)
-    return AprImage(apr=apr, parts=parts, ndim=ndim, spacing=spacing)
+    if backend == "pyapr":
+        pyapr = _pyapr()
+        apr, parts = pyapr.converter.get_apr(img, params=_pyapr_parameters(params))
+        q = apr.get_parameters()  # with the estimated thresholds
+        used = {"lambda": q.gradient_smoothing, "rel_error": q.rel_error, "grad_th": q.grad_th,
+                "sigma_th": q.sigma_th, "I_th": q.Ip_th}
+        return AprImage(AprGrid.from_apr(apr), np.array(parts, copy=True), ndim, spacing, used)
+    from .construct import construct_apr
+
+    grid, parts, used = construct_apr(
+        img if img.ndim == 3 else img[None], rel_error=params["rel_error"],
+        gradient_smoothing=params["gradient_smoothing"], intensity_threshold=params["intensity_threshold"],
+        auto_parameters=params["auto_parameters"], gradient_threshold=params["gradient_threshold"],
+        sigma_threshold=params["sigma_threshold"], spacing=params["spacing"])
+    return AprImage(grid, parts, ndim, spacing, used)
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise InputError(f"unknown APR construction back end {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "pyapr":
+        _pyapr()  # one line naming the extra when it is missing
+    return backend
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,7 +328,7 @@ def to_apr(image, *, rel_error: float = 0.1, intensity_threshold: float = 0.0,
            gradient_smoothing: float = 3.0, auto_parameters: bool = True, spacing=None,
            gradient_threshold: float | None = None, sigma_threshold: float | None = None,
            movie: bool = False, channel_axis: int | None = None, frame_interval: float = 1.0,
-           channel_names=None, n_workers: int | None = None):
+           channel_names=None, n_workers: int | None = None, backend: str = "numba"):
     """Convert a 2D/3D image, or a movie, to the APR.
 
     Parameters
@@ -278,6 +359,9 @@ def to_apr(image, *, rel_error: float = 0.1, intensity_threshold: float = 0.0,
         Names of the movie's channels (default ``ch0, ch1...``).
     n_workers : int, optional
         Frames converted at the same time (Dask threads); default: the CPU count.
+    backend : {"numba", "pyapr"}
+        Our own construction (:mod:`napari_dynfit.apr.construct`, the default; no pyapr needed) or
+        pyapr's (``pip install 'napari-dynfit[pyapr]'``, Python 3.11). Both give the same particles.
 
     Returns
     -------
@@ -295,15 +379,15 @@ def to_apr(image, *, rel_error: float = 0.1, intensity_threshold: float = 0.0,
                 f"image has {ndim_in} dimensions; expected 2D (y, x) or 3D (z, y, x): pass one "
                 "channel/frame, or movie=True for (t, [z,] y, x) movies")
         sp = _check_spacing(spacing, ndim_in)
-        params = _pyapr_parameters(ndim_in, sp, rel_error, intensity_threshold, gradient_smoothing,
-                                   auto_parameters, gradient_threshold, sigma_threshold)
-        return _convert_one(image, params, ndim_in, sp, "image")
+        params = _conversion_parameters(ndim_in, sp, rel_error, intensity_threshold, gradient_smoothing,
+                                        auto_parameters, gradient_threshold, sigma_threshold)
+        return _convert_one(image, params, _check_backend(backend), ndim_in, sp, "image")
     return _movie_to_apr(image, spacing, frame_interval, channel_axis, channel_names, n_workers,
                          (rel_error, intensity_threshold, gradient_smoothing, auto_parameters,
-                          gradient_threshold, sigma_threshold))
+                          gradient_threshold, sigma_threshold), _check_backend(backend))
 
 
-def _movie_to_apr(movie, spacing, frame_interval, channel_axis, channel_names, n_workers, pargs):
+def _movie_to_apr(movie, spacing, frame_interval, channel_axis, channel_names, n_workers, pargs, backend):
     import dask
 
     shape = tuple(movie.shape)
@@ -323,7 +407,7 @@ def _movie_to_apr(movie, spacing, frame_interval, channel_axis, channel_names, n
     if not frame_interval > 0:
         raise InputError(f"frame_interval must be > 0 (got {frame_interval})")
     sp = _check_spacing(spacing, ndim)
-    params = _pyapr_parameters(ndim, sp, *pargs)
+    params = _conversion_parameters(ndim, sp, *pargs)
 
     def frame(t, c):
         return movie[t, c] if channel_axis is not None else movie[t]
@@ -332,11 +416,12 @@ def _movie_to_apr(movie, spacing, frame_interval, channel_axis, channel_names, n
     if not jobs:
         raise InputError("movie has no frames")
     workers = n_workers or dask.system.CPU_COUNT
-    tasks = [dask.delayed(_convert_one, pure=False)(frame(t, c), params, ndim, sp, f"frame {t} channel {names[c]}")
+    tasks = [dask.delayed(_convert_one, pure=False)(frame(t, c), params, backend, ndim, sp,
+                                                    f"frame {t} channel {names[c]}")
              for t, c in jobs]
-    # The first frame is converted in this thread, alone: pyapr finishes its lazy imports there. Started
-    # together, one worker importing a module while another held the GIL inside get_apr (which then
-    # imported too) deadlocked `dynfit demo` (both workers idle on a futex).
+    # The first frame is converted in this thread, alone: pyapr finishes its lazy imports there (and numba
+    # compiles or loads its kernels once). Started together, one worker importing a module while another
+    # held the GIL inside pyapr's get_apr (which then imported too) deadlocked `dynfit demo`.
     batches = [tasks[:1]] + [tasks[i:i + workers] for i in range(1, len(tasks), workers)]
     done = []
     report(0, len(tasks), "APR conversion")

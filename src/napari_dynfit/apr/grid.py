@@ -319,6 +319,8 @@ class AprGrid:
         import h5py
         import hdf5plugin  # noqa: F401  (registers the Blosc filter pyapr compresses with)
 
+        from .h5 import attr_int
+
         path = Path(path)
         if not path.is_file():
             raise InputError(f"APR file {path} does not exist; check the path")
@@ -327,11 +329,8 @@ class AprGrid:
                 t = _time_group(f, path)
                 attrs = t.attrs
 
-                def num(key):
-                    return int(np.asarray(attrs[key]).ravel()[0]) & 0xFFFFFFFF
-
-                nz, ny, nx = num("z_num"), num("x_num"), num("y_num")  # pyapr [z, x, y]
-                level_min, level_max = num("level_min"), num("level_max")
+                nz, ny, nx = attr_int(attrs, "z_num"), attr_int(attrs, "x_num"), attr_int(attrs, "y_num")  # pyapr [z, x, y]
+                level_min, level_max = attr_int(attrs, "level_min"), attr_int(attrs, "level_max")
                 if "xz_end_vec" not in t or "Tree" not in t or "xz_end_vec" not in t["Tree"]:
                     raise InputError(f"{path} lacks the linear access structure or the tree; rewrite it with "
                                      "pyapr.io.write(..., write_linear=True, write_tree=True)")

@@ -11,10 +11,10 @@ shape, per-frame particle counts). One file per frame keeps frames independently
 the lazy viewer open only the frame on screen, and keeps pyapr's lazy readers (which read the
 first time point of a file only) usable.
 
-Neither reading nor writing touches a pixel image. Every write goes to a temporary sibling that is
-renamed onto the destination only after the data were written and checked
-(:func:`napari_dynfit._io.atomic_path`); pyapr reports HDF5 failures on stderr only, so each
-written file is re-opened and its particle counts verified before the rename.
+Reading and writing are pure h5py (:mod:`napari_dynfit.apr.h5`; files open in pyapr and the
+reverse) and never touch a pixel image. Every write goes to a temporary sibling that is renamed onto
+the destination only after the data were written and checked (:func:`napari_dynfit._io.atomic_path`):
+each written file is re-opened and its particle counts verified before the rename.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from .._io import atomic_path, check_input_file
 from .._progress import progress_iter
 from .._tiff import AmbiguousAxesError, check_axes, read_tiff
 from ..errors import InputError
-from .convert import AprImage, AprMovie, _pyapr, apr_stats
+from .convert import AprImage, AprMovie, apr_stats
+from .h5 import attr_int
 
 APR_SUFFIX = ".apr"
 MOVIE_SUFFIX = ".aprmovie"
@@ -40,15 +41,6 @@ _DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float": np.float32, "float32
 
 # ----------------------------------------------------------------------------------------------
 # single files
-
-
-def _attr_int(attrs, name: str) -> int:
-    """A 32-bit integer attribute of pyapr's header.
-
-    LibAPR writes these from 32-bit integers into 64-bit HDF5 attributes, so only the low four
-    bytes are meaningful.
-    """
-    return int(np.ravel(attrs[name])[0]) & 0xFFFFFFFF
 
 
 def apr_header(path) -> dict:
@@ -94,10 +86,10 @@ def apr_header(path) -> dict:
                 n_tree = int(g["Tree/particles"].shape[0])
                 if n_tree:
                     g["Tree/particles"][n_tree - 1]
-            dims = [_attr_int(a, k) for k in ("z_num", "x_num", "y_num")]
+            dims = [attr_int(a, k) for k in ("z_num", "x_num", "y_num")]
             meta = json.loads(f.attrs["dynfit"]) if "dynfit" in f.attrs else {}
             dtype = np.dtype(parts.dtype)
-            lmin, lmax = _attr_int(a, "level_min"), _attr_int(a, "level_max")
+            lmin, lmax = attr_int(a, "level_min"), attr_int(a, "level_max")
     except InputError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -113,18 +105,23 @@ def apr_header(path) -> dict:
 
 
 def _write_one(image: AprImage, tmp: Path) -> None:
-    """Write ``image`` with tree values to ``tmp`` and verify what was written."""
+    """Write ``image`` with tree values to ``tmp`` (pure h5py, pyapr's layout) and verify what was written."""
     import h5py
 
-    pyapr = _pyapr()
-    pyapr.io.write(str(tmp), image.apr, image.parts, write_tree=True, tree_parts=image.tree_parts)
+    from .h5 import write_h5
+
     meta = {"format": "napari-dynfit apr", "version": 1, "ndim": image.ndim,
             "spacing": [float(s) for s in image.spacing]}
+    params = dict(image.params)
+    # pyapr: dz = shape[0], dx = shape[1], dy = shape[2]  ->  our (z, y, x)
+    sp = (1.0, *image.spacing) if image.ndim == 2 else tuple(image.spacing)
+    params.update(dz=float(sp[0]), dx=float(sp[1]), dy=float(sp[2]))
     try:
-        with h5py.File(tmp, "r+") as f:
-            f.attrs["dynfit"] = json.dumps(meta)
+        write_h5(tmp, image.grid, image.parts, image.tree_parts, params=params,
+                 root_attrs={"dynfit": json.dumps(meta)})
+        with h5py.File(tmp, "r") as f:
             ok = (f[_ROOT]["particles"].shape[0] == image.n_particles
-                  and f[_ROOT]["Tree/particles"].shape[0] == image.apr.total_number_tree_particles())
+                  and f[_ROOT]["Tree/particles"].shape[0] == image.grid.n_tree)
     except (OSError, KeyError) as exc:
         raise OSError(f"writing the APR file failed ({exc})") from exc
     if not ok:
@@ -179,12 +176,15 @@ def read_apr(path) -> AprImage:
     InputError
         Missing, truncated or corrupt file.
     """
+    from .h5 import read_h5, read_parameters
+
     head = apr_header(path)
-    pyapr = _pyapr()
-    apr, parts = pyapr.io.read(head["path"])
-    if apr.total_number_particles() != head["particles"]:
-        raise InputError(f"pyapr could not read '{head['path']}' (truncated or corrupt); re-export it")
-    return AprImage(apr=apr, parts=parts, ndim=head["ndim"], spacing=tuple(head["spacing"]))
+    try:
+        grid, parts, _ = read_h5(head["path"], tree=False)
+        params = read_parameters(head["path"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"cannot read APR file '{head['path']}' (truncated or corrupt: {exc}); re-export it") from exc
+    return AprImage(grid, parts, head["ndim"], tuple(head["spacing"]), params)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 :class:`LazyAprArray` looks like a read-only numpy array of the pixel image at one resolution
 (``shape``, ``dtype``, ``ndim``, ``__getitem__``); indexing reconstructs only the requested box
-with pyapr's patch reconstruction, from the file (pyapr's ``LazyAccess``/``LazyIterator``: only
-the particles of the box are read) or from an in-memory :class:`~napari_dynfit.apr.AprImage`.
+with our own reconstruction (:mod:`napari_dynfit.apr.reconstruct`, no pyapr), from the file (the
+structure is read once; particle values only for the rows that cross the box) or from an
+in-memory :class:`~napari_dynfit.apr.AprImage`.
 Resolution ``level_delta = -k`` halves every axis ``k`` times, reading the APR tree (interior
 node means) where particles are finer than the requested pixel; this is what napari's multiscale
 image layers need: coarse levels for zoomed-out 2D views and for 3D rendering.
@@ -13,7 +14,7 @@ only the frames that are looked at.
 Why our own class rather than pyapr's ``LazySlicer``/``APRSlicer``: those print on transposes, do
 not accept numpy-style keys (negative indices, steps, Ellipsis), keep pyapr's ``[z, x, y]`` axis
 naming, do not share one opened file between resolution levels, are not thread-safe, and have no
-movie or 2D shape handling. The reconstruction itself is pyapr's.
+movie or 2D shape handling; and they need pyapr.
 """
 
 from __future__ import annotations
@@ -34,139 +35,69 @@ from .convert import MODES, AprImage
 MIN_LEVEL_SIZE = 128
 
 
-_OPENMP = []
-
-
-def _one_openmp_thread():
-    """Context: OpenMP (pyapr's libgomp) runs one thread in the calling thread.
-
-    A slice or tile is far too little work for a parallel region: with two threads on a busy
-    machine pyapr's lazy reconstruction of one slice takes ~0.1 s of thread synchronisation, with
-    one thread ~0.1 ms (measured on the 2-core development machine).
-    """
-    if not _OPENMP:
-        from threadpoolctl import ThreadpoolController
-
-        _OPENMP.append(ThreadpoolController().select(internal_api="openmp"))
-    return _OPENMP[0].limit(limits=1)
-
-
 class _Source:
     """One APR (file or memory) that reconstructs boxes at any resolution; thread-safe."""
 
-    def __init__(self):
+    def __init__(self, grid, values, tree_values, ndim: int, spacing, dtype):
         self.lock = threading.Lock()
         self.closed = False
+        self.grid, self.values, self.tree_values = grid, values, tree_values
+        self.ndim, self.spacing, self.dtype = ndim, tuple(spacing), np.dtype(dtype)
+        self.full = tuple(int(v) for v in grid.shape)
 
     def box(self, level_delta: int, lo, hi, mode: str) -> np.ndarray:
-        """Reconstruct ``[lo, hi)`` (pyapr ``z, x, y`` = our ``z, y, x``) at ``level_delta``."""
-        from _pyaprwrapper.data_containers import ReconPatch
+        """Reconstruct ``[lo, hi)`` (``(z, y, x)`` pixels at ``level_delta``)."""
+        from .reconstruct import reconstruct_box
 
-        patch = ReconPatch()
-        patch.level_delta = int(level_delta)
-        patch.z_begin, patch.x_begin, patch.y_begin = (int(v) for v in lo)
-        patch.z_end, patch.x_end, patch.y_end = (int(v) for v in hi)
-        dtype = np.uint8 if mode == "level" else self.dtype
-        out = np.zeros(tuple(int(h - l) for l, h in zip(lo, hi)), dtype=dtype)
-        with self.lock, _one_openmp_thread():
+        with self.lock:
             if self.closed:
                 raise ValueError("the APR file of this lazy array was closed")
-            self._reconstruct(patch, mode, out)
-        return out
-
-
-class _FileSource(_Source):
-    """An ``.apr`` file with tree particles, read lazily."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        # pyapr's compiled core only: ``import pyapr`` also imports pyqtgraph and matplotlib (~1 s)
-        from _pyaprwrapper import data_containers as dc
-        from _pyaprwrapper.io import APRFile
-
-        from .io import apr_header
-
-        head = apr_header(path)
-        self.header = head
-        self.ndim = head["ndim"]
-        self.spacing = tuple(head["spacing"])
-        self.dtype = np.dtype(head["dtype"])
-        lazy_type = {"uint8": dc.LazyDataByte, "uint16": dc.LazyDataShort, "float32": dc.LazyDataFloat,
-                     "uint64": dc.LazyDataLong}.get(str(self.dtype))
-        if lazy_type is None:
-            raise InputError(f"APR file '{path}' has {self.dtype} particles, which pyapr cannot read lazily; "
-                             "convert it with dynfit convert")
-        self.file = APRFile()
-        self.file.set_write_linear_flag(True)
-        self.file.open(str(path), "READ")
-        self.access = dc.LazyAccess()
-        self.access.init(self.file)
-        self.access.open()
-        self.it = dc.LazyIterator(self.access)
-        self.tree_access = dc.LazyAccess()
-        self.tree_access.init_tree(self.file)
-        self.tree_access.open()
-        self.tree_it = dc.LazyIterator(self.tree_access)
-        self.parts = lazy_type()
-        self.parts.init(self.file, "particles", 0, "t")
-        self.parts.open()
-        self.tree_parts = lazy_type()
-        self.tree_parts.init_tree(self.file, "particles", 0, "t")
-        self.tree_parts.open()
-        self.full = tuple(int(self.access.org_dims(i)) for i in (2, 1, 0))
-
-    def _reconstruct(self, patch, mode, out):
-        from _pyaprwrapper import reconstruction as r
-
-        if mode == "constant":
-            r.reconstruct_constant_lazy_inplace(self.it, self.tree_it, self.parts, self.tree_parts, patch, out)
-        elif mode == "smooth":
-            r.reconstruct_smooth_lazy_inplace(self.it, self.tree_it, self.parts, self.tree_parts, patch, out)
-        else:
-            r.reconstruct_level_lazy_inplace(self.it, self.tree_it, patch, out)
-
-    def close(self):
-        with self.lock:
-            if not self.closed:
-                for obj in (self.parts, self.tree_parts, self.access, self.tree_access, self.file):
-                    obj.close()
-                self.closed = True
-
-
-class _MemorySource(_Source):
-    """An in-memory :class:`AprImage`."""
-
-    def __init__(self, image: AprImage):
-        super().__init__()
-        self.image = image
-        self.ndim = image.ndim
-        self.spacing = image.spacing
-        self.dtype = image.dtype
-        self.tree = image.tree_parts
-        self.full = tuple(int(v) for v in image.apr.shape())
-
-    def _reconstruct(self, patch, mode, out):
-        from _pyaprwrapper import reconstruction as r
-
-        apr = self.image.apr
-        if mode == "constant":
-            r.reconstruct_constant_patch_inplace(apr, self.image.parts, self.tree, patch, out)
-        elif mode == "smooth":
-            r.reconstruct_smooth_patch_inplace(apr, self.image.parts, self.tree, patch, out)
-        else:
-            r.reconstruct_level_patch_inplace(apr, patch, out)
+            return reconstruct_box(self.grid, self.values, self.tree_values, lo, hi, level_delta=level_delta,
+                                   mode=mode, dtype=np.uint8 if mode == "level" else self.dtype)
 
     def close(self):
         pass
 
 
+class _FileSource(_Source):
+    """An ``.apr`` file with tree particles: the structure is read once, particle values per box (slabs)."""
+
+    def __init__(self, path: str):
+        import h5py
+        import hdf5plugin  # noqa: F401  (Blosc)
+
+        from .grid import AprGrid
+        from .h5 import ROOT
+        from .io import apr_header
+
+        head = apr_header(path)
+        self.header = head
+        grid = AprGrid.from_file(path)
+        self.file = h5py.File(path, "r")
+        parts, tree = self.file[ROOT]["particles"], self.file[ROOT]["Tree/particles"]
+        super().__init__(grid, lambda a, b: parts[a:b], lambda a, b: tree[a:b], head["ndim"], head["spacing"],
+                         head["dtype"])
+
+    def close(self):
+        with self.lock:
+            if not self.closed:
+                self.file.close()
+                self.closed = True
+
+
+def _memory_source(image: AprImage) -> _Source:
+    src = _Source(image.grid, image.parts, image.tree_parts, image.ndim, image.spacing, image.dtype)
+    src.image = image  # what the filter widget works on
+    return src
+
+
 def _open_source(src) -> _Source:
     if isinstance(src, AprImage):
-        return _MemorySource(src)
+        return _memory_source(src)
     from .io import apr_header, read_apr
 
     if apr_header(src)["tree_particles"] == 0:  # written without tree values: read it whole
-        return _MemorySource(read_apr(src))
+        return _memory_source(read_apr(src))
     return _FileSource(str(src))
 
 

@@ -250,7 +250,7 @@ def segment(grid: AprGrid, values, *, method="otsu", smooth_sigma: float | None 
     values : ndarray, shape (n_particles,)
         Particle intensities.
     method : {"otsu", "li", "graphcut"} or float
-        Automatic threshold, pyapr graph cut (needs ``apr``, the ``pyapr.APR``), or a fixed threshold.
+        Automatic threshold, pyapr graph cut (needs pyapr: ``napari-dynfit[pyapr]``), or a fixed threshold.
     smooth_sigma : float or None
         Gaussian smoothing (pixels) before thresholding; None to skip.
     min_size, max_size : float
@@ -258,7 +258,7 @@ def segment(grid: AprGrid, values, *, method="otsu", smooth_sigma: float | None 
     device : {"cpu", "cuda", "auto"}
         Convolution back end for the smoothing.
     apr : pyapr.APR, optional
-        Needed for ``method="graphcut"``.
+        The structure as pyapr's object for ``method="graphcut"`` (default: built from ``grid``).
     graphcut_kwargs : dict, optional
         Passed to ``pyapr.segmentation.graphcut``.
     frame : int, optional
@@ -272,7 +272,9 @@ def segment(grid: AprGrid, values, *, method="otsu", smooth_sigma: float | None 
     thr = None
     if isinstance(method, str) and method == "graphcut":
         if apr is None:
-            raise InputError("method='graphcut' needs the pyapr APR (apr=...); read the .apr file with read_apr")
+            from .convert import grid_to_pyapr
+
+            apr = grid_to_pyapr(grid)
         mask = graphcut_mask(apr, smoothed, **(graphcut_kwargs or {}))
     else:
         if isinstance(method, str):

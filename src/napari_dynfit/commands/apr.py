@@ -14,7 +14,7 @@ from pathlib import Path
 def _conversion_params(args) -> dict:
     return {"rel_error": args.rel_error, "intensity_threshold": args.intensity_threshold,
             "gradient_smoothing": args.gradient_smoothing, "auto_parameters": not args.manual,
-            "gradient_threshold": args.grad_th, "sigma_threshold": args.sigma_th}
+            "gradient_threshold": args.grad_th, "sigma_threshold": args.sigma_th, "backend": args.backend}
 
 
 def _convert(args) -> int:
@@ -96,6 +96,8 @@ def register(sub) -> None:
     p.add_argument("--grad-th", type=finite_float, default=None, help="gradient threshold (with --manual)")
     p.add_argument("--sigma-th", type=finite_float, default=None, help="local intensity scale threshold (with --manual)")
     p.add_argument("--spacing", type=positive_float, nargs="+", help="pixel size per spatial axis, e.g. --spacing 2 0.5 0.5")
+    p.add_argument("--backend", choices=("numba", "pyapr"), default="numba",
+                   help="APR construction: ours (numba, default) or pyapr's (needs napari-dynfit[pyapr]); same particles")
     p.add_argument("--frame-interval", type=positive_float, default=None, help="time between frames (movies)")
     p.add_argument("--axes", default=None,
                    help="axes of the input in file order when the file does not name them: tyx (a movie) or zyx "

@@ -42,19 +42,17 @@ def _load(path):
 
 def _write_particles(src, values, out) -> Path:
     """Write ``values`` as the particles of the APR in ``src`` to ``out`` (``.apr``)."""
-    from ..apr import AprImage, read_apr, write_apr
-    from ..apr.convert import _pyapr
+    from ..apr import read_apr, write_apr
 
-    pyapr = _pyapr()
     image = read_apr(src)
     values = np.asarray(values)
     if values.dtype.kind in "iub":
         if values.size and values.max() > 65535:
             raise InputError(f"{values.max()} labels do not fit the .apr uint16 particles; use the CSV table")
-        parts = pyapr.ShortParticles(values.astype(np.uint16))
+        parts = values.astype(np.uint16)
     else:
-        parts = pyapr.FloatParticles(values.astype(np.float32))
-    return write_apr(AprImage(apr=image.apr, parts=parts, ndim=image.ndim, spacing=image.spacing), out)
+        parts = values.astype(np.float32)
+    return write_apr(image.with_values(parts), out)
 
 
 def _filter_values(grid, values, args):
