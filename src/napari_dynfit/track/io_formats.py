@@ -453,8 +453,10 @@ def tracks_from_napari(layer, *, physical: bool = True) -> pd.DataFrame:
             parents = dict(zip(feats["track_id"].astype(int), feats["parent_id"].astype(int)))
     nd = xyz.shape[1]
     cols = list(SPATIAL[-nd:])
-    scale = np.asarray(getattr(layer, "scale", np.ones(nd + 1)), float)
-    translate = np.asarray(getattr(layer, "translate", np.zeros(nd + 1)), float)
+    scale = getattr(layer, "scale", None)
+    scale = np.ones(nd + 1) if scale is None else np.asarray(scale, float)
+    translate = getattr(layer, "translate", None)
+    translate = np.zeros(nd + 1) if translate is None else np.asarray(translate, float)
     df = pd.DataFrame({"track_id": tid.astype(np.int64), "frame": np.round(t).astype(np.int64)})
     xyz = xyz * scale[-nd:] + translate[-nd:] if physical else xyz
     for i, c in enumerate(cols):
