@@ -159,10 +159,20 @@ def _is_pixels(p) -> bool:
 
 
 def get_pixels_reader(path):
-    """npe2 reader: TIFF / OME-Zarr as a pixel image layer (OME-Zarr stays lazy)."""
-    return _pixel_layer if _is_pixels(_one_path(path)) else None
+    """npe2 reader: TIFF / OME-Zarr as a pixel image layer (OME-Zarr stays lazy); a ``.zarr`` that is a GEFF
+    tracks store opens as a Tracks layer (one reader per pattern: napari does not ask which to use)."""
+    from ..track.io_formats import _is_geff
+
+    p = _one_path(path)
+    if p is not None and p.is_dir() and _is_geff(p):
+        from ._tracks_io import read_tracks_layers
+
+        return read_tracks_layers
+    return _pixel_layer if _is_pixels(p) else None
 
 
 def get_pixels_to_apr_reader(path):
-    """npe2 reader: TIFF / OME-Zarr converted to the APR on opening (automatic parameters)."""
+    """TIFF / OME-Zarr converted to the APR on opening (automatic parameters). Not a File > Open reader
+    (it would claim the patterns of :func:`get_pixels_reader` and napari would ask every time): the
+    "Convert to APR" widget converts an opened image."""
     return _pixels_as_apr if _is_pixels(_one_path(path)) else None

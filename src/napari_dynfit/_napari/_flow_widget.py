@@ -3,6 +3,11 @@
 The Points layer's first coordinate is the frame (time = frame * dt); the others are positions. Training runs in a
 ``thread_worker``; every 10 steps the current drift field is drawn as a Vectors layer (live overlay); Cancel stops
 the fit. At the end the growth map (with *growth*) and trajectories sampled from the learned SDE are added.
+
+Instead of a Points layer the snapshots can come from an AnnData ``.h5ad`` file (time from ``obs[time key]``,
+coordinates from ``obsm[basis]`` or ``X``); *Save .h5ad* writes the results back
+(:func:`napari_dynfit.models.flow.h5ad.write_flow_h5ad`: the input file kept whole, drift and velocity per cell in
+``obsm``, growth in ``obs``; for a Points layer a new AnnData file).
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ import threading
 import numpy as np
 import pandas as pd
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
-                            QSpinBox, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                            QLineEdit, QPushButton, QSpinBox, QWidget)
 
 
 class _Live(QObject):
@@ -36,6 +41,12 @@ class FlowWidget(QWidget):
         form = QFormLayout(self)
         self.layer = QComboBox()
         form.addRow("points (frame, y, x)", self.layer)
+        self.h5ad = QLineEdit(placeholderText="or an AnnData .h5ad file (instead of the points)")
+        form.addRow("AnnData .h5ad", self.h5ad)
+        self.time_key = QLineEdit("time")
+        form.addRow(".h5ad time key (obs)", self.time_key)
+        self.basis = QLineEdit(placeholderText="X")
+        form.addRow(".h5ad basis (obsm)", self.basis)
         self.dt = QDoubleSpinBox(minimum=1e-6, maximum=1e6, value=1.0, decimals=4)
         form.addRow("time per frame", self.dt)
         self.diffusion = QDoubleSpinBox(minimum=0.0, maximum=1e6, value=0.5, decimals=4)
@@ -56,13 +67,18 @@ class FlowWidget(QWidget):
         self.run_btn = QPushButton("Fit")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
+        self.save_btn = QPushButton("Save .h5ad")
+        self.save_btn.setEnabled(False)
         row.addWidget(self.run_btn)
         row.addWidget(self.cancel_btn)
+        row.addWidget(self.save_btn)
         form.addRow(row)
         self.status = QLabel("")
         form.addRow(self.status)
         self.run_btn.clicked.connect(self.start)
         self.cancel_btn.clicked.connect(self._cancel.set)
+        self.save_btn.clicked.connect(self._ask_save)
+        self._snaps = None
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
@@ -80,6 +96,11 @@ class FlowWidget(QWidget):
         from ..errors import InputError
         from ..models.flow.io import snapshots_from_table
 
+        if self.h5ad.text().strip():
+            from ..models.flow.io import read_snapshots
+
+            return read_snapshots(self.h5ad.text().strip(), time_column=self.time_key.text().strip() or "time",
+                                  basis=self.basis.text().strip() or None)
         name = self.layer.currentText()
         if not name:
             raise InputError("no Points layer selected: add detections as a Points layer (frame, y, x)")
@@ -154,6 +175,8 @@ class FlowWidget(QWidget):
             self._failed(model[0])
             return
         self.model = model
+        self._snaps = snaps
+        self.save_btn.setEnabled(True)
         self._show_drift(drift_vectors(model, snaps))
         if model.growth_net is not None and snaps.dim >= 2:
             img, kw = growth_map(model, snaps)
@@ -164,6 +187,31 @@ class FlowWidget(QWidget):
                             + "".join(f"; {v['reason']}" for v in model.selection.values())
                             + (f"; {model.uncertainty['reason']}" if model.uncertainty else "")
                             + (f"; {model.uncertainty['hint']}" if model.uncertainty.get("hint") else ""))
+
+    def save_h5ad(self, path):
+        """Write the fitted flow to the AnnData file ``path``: the input ``.h5ad`` copied whole plus
+        ``obsm["pfi_drift"]``, ``obsm["pfi_velocity"]``, ``obs["pfi_growth"]`` and ``uns["pfi"]``; from a Points
+        layer a new AnnData file (``X`` = positions, ``obs["time"]``). Returns the path (``None`` on error)."""
+        from ..errors import DynfitError
+        from ..models.flow.h5ad import write_flow_h5ad
+
+        try:
+            if self.model is None:
+                raise DynfitError("fit first: there is no flow to save")
+            src = self.h5ad.text().strip() or None
+            out = write_flow_h5ad(self.model, path, source=src, time_key=self.time_key.text().strip() or "time",
+                                  basis=self.basis.text().strip() or None,
+                                  table=None if src else self._snaps.to_table())
+        except DynfitError as exc:
+            self._failed(exc)
+            return None
+        self.status.setText(f"saved {out}")
+        return out
+
+    def _ask_save(self, *_):
+        path, _ = QFileDialog.getSaveFileName(self, "Save flow as AnnData", "flow.h5ad", "AnnData (*.h5ad)")
+        if path:
+            self.save_h5ad(path if path.lower().endswith(".h5ad") else path + ".h5ad")
 
     def _failed(self, exc):
         from napari.utils.notifications import show_error

@@ -137,14 +137,14 @@ class FieldsFromTracks(Container):
     def run(self, *_):
         """Coarse-grain the selected tracks; returns the fields file path (``None`` on error)."""
         from ..fields.coarse_grain import coarse_grain_table
-        from ._plots import tracks_layer_table
+        from ..track.io_formats import tracks_from_napari
 
         layer = self._layer.value
         try:
             if layer is None:
                 raise DynfitError("track first (page 3): no Tracks layer to coarse-grain (ground-truth layers "
                                   "are offered only with the box ticked)")
-            df = tracks_layer_table(layer)
+            df = tracks_from_napari(layer)  # world coordinates: scale and translate
             if "z" in df.columns:
                 raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
             box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None

@@ -8,7 +8,6 @@ file set, "Train" resumes from it.
 
 from __future__ import annotations
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..errors import DynfitError
@@ -16,27 +15,6 @@ from ._jobs import StepJob
 from ._plots import make_canvas
 
 LAYER = "latent field (PINN)"
-
-
-def tracks_table_from_layer(layer):
-    """A tracks table ``frame, track_id, y, x`` from a napari Tracks layer (``[track_id, t, y, x]``) or a
-    Points layer (``[t, y, x]`` with a ``track_id`` feature)."""
-    import pandas as pd
-
-    from ..errors import InputError
-
-    data = np.asarray(layer.data, dtype=float)
-    if data.ndim != 2 or data.shape[1] not in (3, 4):
-        raise InputError("select a 2D+t Tracks layer ([track_id, t, y, x]) or Points layer with a 'track_id' feature")
-    if data.shape[1] == 4:
-        tid, fr, y, x = data.T
-    else:
-        feats = getattr(layer, "features", None)
-        if feats is None or "track_id" not in feats:
-            raise InputError("a Points layer needs a 'track_id' feature to be used as tracks: link them first")
-        fr, y, x = data.T
-        tid = np.asarray(feats["track_id"], dtype=float)
-    return pd.DataFrame({"frame": np.round(fr).astype(np.int64), "track_id": tid.astype(np.int64), "y": y, "x": x})
 
 
 class LatentFieldWidget(Container):
@@ -79,11 +57,14 @@ class LatentFieldWidget(Container):
     def _problem(self):
         from ..models.pinn import latent_chemotaxis_pinn
         from ..models.pinn.chemotaxis import latent_grid
+        from ..track.io_formats import tracks_from_napari
 
         layer = self._layer.value
         if layer is None:
             raise DynfitError("add a Tracks layer (2D+t) first")
-        tracks = tracks_table_from_layer(layer)
+        tracks = tracks_from_napari(layer)  # world coordinates (scale, translate), as the overlay is drawn
+        if "z" in tracks.columns:
+            raise DynfitError(f"layer '{layer.name}' is 3D: the latent-field PINN takes 2D+t tracks")
         box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
         prob = latent_chemotaxis_pinn(tracks, dt=self._dt.value, box=box, weighting=self._weighting.value,
                                       device="auto")

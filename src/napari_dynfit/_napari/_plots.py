@@ -9,10 +9,7 @@ particle theory overlaid when the layer's movie carries its simulation parameter
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-
-AXES = ("z", "y", "x")
 
 
 def make_canvas(figsize=(4.5, 3.0), min_height: int = 220):
@@ -24,27 +21,6 @@ def make_canvas(figsize=(4.5, 3.0), min_height: int = 220):
     canvas = FigureCanvasQTAgg(fig)
     canvas.setMinimumHeight(min_height)
     return fig, canvas
-
-
-def tracks_layer_table(layer, *, physical: bool = True) -> pd.DataFrame:
-    """Tracks table ``track_id, frame, [z,] y, x`` (+ ``parent_id``) from a napari Tracks layer.
-
-    Coordinates are multiplied by the layer's spatial ``scale`` when ``physical`` (pixels -> um).
-    """
-    from ..errors import InputError
-
-    data = np.asarray(layer.data, dtype=float)
-    if data.ndim != 2 or data.shape[1] not in (4, 5) or len(data) == 0:
-        raise InputError(f"layer '{layer.name}' is not a non-empty Tracks layer (track_id, t, [z,] y, x)")
-    cols = list(AXES[-(data.shape[1] - 2):])
-    df = pd.DataFrame(data[:, 2:], columns=cols)
-    if physical:
-        df[cols] *= np.asarray(layer.scale, float)[-len(cols):]
-    df.insert(0, "frame", np.round(data[:, 1]).astype(np.int64))
-    df.insert(0, "track_id", data[:, 0].astype(np.int64))
-    parents = {int(k): int(v[0]) for k, v in (layer.graph or {}).items() if len(v)}
-    df["parent_id"] = df["track_id"].map(parents).fillna(-1).astype(np.int64)
-    return df
 
 
 def plot_track_analysis(fig, fit, vacf: pd.DataFrame, *, units: str = "", time_units: str = ""):
@@ -111,10 +87,10 @@ class MsdPlot:
 
     def update(self, layer, *, dt: float | None = None, theory=None) -> pd.DataFrame:
         """Recompute and redraw the MSD of the Tracks ``layer`` (``dt``: frame interval)."""
-        from ..track import msd
+        from ..track import msd, tracks_from_napari
 
         # every displacement counts once; lags up to a quarter of the frames
-        self.msd = msd(tracks_layer_table(layer), max_lag=None, weights="pairs")
+        self.msd = msd(tracks_from_napari(layer), max_lag=None, weights="pairs")
         plot_msd(self._figure, self.msd, dt=dt or 1.0, theory=theory, label=layer.name)
         self._canvas.draw_idle()
         self._title.setText(f"MSD of '{layer.name}' ({len(self.msd)} lags)")

@@ -302,7 +302,8 @@ class TrackWidget(Container):
         """MSD (power-law fit, drift removed) and velocity autocorrelation of the ``tracks`` layer, in physical
         units (layer scale; frame interval ``metadata["dt"]`` or 1), drawn below the widget."""
         from ..track import fit_msd, velocity_autocorrelation
-        from ._plots import make_canvas, plot_track_analysis, tracks_layer_table
+        from ..track.io_formats import tracks_from_napari
+        from ._plots import make_canvas, plot_track_analysis
 
         if "tracks" not in self._viewer.layers:
             self._failed(InputError("no 'tracks' layer: press Track first"))
@@ -310,7 +311,7 @@ class TrackWidget(Container):
         layer = self._viewer.layers["tracks"]
         dt = float((layer.metadata or {}).get("dt") or 1.0)
         try:
-            tab = tracks_layer_table(layer)
+            tab = tracks_from_napari(layer)
             fit = fit_msd(tab, dt=dt, max_lag=None)
             vacf = velocity_autocorrelation(tab, dt=dt, max_lag=20, drift=True, normalize=True)
         except DynfitError as exc:

@@ -53,8 +53,13 @@ def _cmd_infer(args) -> int:
     model.save(out)
     with atomic_path(out / "trajectories.csv") as tmp:
         trajectory_table(model, snaps, n_paths=args.n_paths, seed=args.seed).to_csv(tmp, index=False)
-    print(json.dumps({k: v for k, v in model.to_dict().items()
-                      if k in ("drift", "diffusion", "growth", "drift_uncertainty")}))
+    if args.h5ad_out:
+        from ..models.flow.h5ad import write_flow_h5ad
+
+        src = args.snapshots if Path(args.snapshots).suffix.lower() == ".h5ad" else None
+        write_flow_h5ad(model, args.h5ad_out, source=src, time_key=args.time_column or "time", basis=args.basis,
+                        table=None if src else snaps.to_table())
+    print(json.dumps({k: v for k, v in model.to_dict().items() if k in ("drift", "diffusion", "growth", "drift_uncertainty")}))
     return 0
 
 
@@ -79,9 +84,15 @@ def register(sub) -> None:
                                                          "size at each time is the row count (or sum of 'weight')")
     p.add_argument("-o", "--output", required=True, type=output(kind="folder"), help="output folder (created)")
     p.add_argument("--columns", help="comma-separated coordinate columns (default: z,y,x / y,x or all numeric)")
-    p.add_argument("--time-column", help="time column (default 'time', else 'frame')")
+    p.add_argument("--time-column", "--time-key", dest="time_column",
+                   help="time column (default 'time', else 'frame'); for .h5ad the obs column (default 'time': "
+                        "numbers, or labels holding one number such as 'day 2')")
     p.add_argument("--dt", type=positive_float, help="time per frame when time comes from 'frame' (default 1)")
     p.add_argument("--basis", help=".h5ad only: obsm key of the coordinates (default X)")
+    p.add_argument("--h5ad-out", type=output(".h5ad"),
+                   help="write an AnnData file: a .h5ad input copied whole plus obsm['pfi_drift'] (f at each cell), "
+                        "obsm['pfi_velocity'], obs['pfi_growth'] (with --growth) and uns['pfi'] (the model); a "
+                        "table input as a new AnnData file (X = coordinates, obs['time'])")
     p.add_argument("--offset", choices=("auto", "yes", "no"), default="auto",
                    help="linear drift f(x) = A x + b: fit b (yes), b = 0 (no), or b only when a likelihood-ratio "
                         "test on the snapshots' moments supports it (auto, default)")

@@ -9,6 +9,7 @@ written as two tracks, the second with the first as parent, and read back as one
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from ..errors import InputError
 from ..tables import coord_columns, validate_table
 
 _CTC_TXT = ("res_track.txt", "man_track.txt")
+#: JSON file of a CTC folder we write: what the CTC format does not carry (pixel size, frame interval, units).
+CTC_META = "dynfit_tracks.json"
 _CTC_TIF = re.compile(r"^(?:mask|man_track|man_seg)(\d+)\.tiff?$", re.IGNORECASE)
 
 
@@ -158,9 +161,12 @@ def read_ctc(folder) -> tuple[pd.DataFrame, np.ndarray]:
         while lab in alias:
             lab = alias[lab]
         return lab
+    def parent(track):  # the parent of a joined track is the parent of its first piece (the root)
+        par = info[track][2] if track in info else 0
+        return root(par) if par > 0 else -1
+
     tab["track_id"] = [root(t) for t in tab["label"].tolist()]
-    tab["parent_id"] = [root(info[t][2]) if t in info and info[t][2] > 0 and t not in alias else -1
-                        for t in tab["label"].tolist()]
+    tab["parent_id"] = [parent(t) for t in tab["track_id"].tolist()]
     cols = ["track_id", "frame"] + coord_columns(tab) + ["parent_id", "label", "size"]
     return tab[cols].sort_values(["track_id", "frame"]).reset_index(drop=True), labels
 
@@ -192,7 +198,8 @@ def _split_gaps(tracks: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_ctc(tracks: pd.DataFrame, folder, *, labels=None, shape=None, radius: float = 2.0) -> Path:
+def write_ctc(tracks: pd.DataFrame, folder, *, labels=None, shape=None, radius: float = 2.0,
+              meta: dict | None = None) -> Path:
     """Write a CTC result folder: ``res_track.txt`` and ``mask###.tif`` (label = track id).
 
     Parameters
@@ -207,6 +214,9 @@ def write_ctc(tracks: pd.DataFrame, folder, *, labels=None, shape=None, radius: 
         Image shape ``([z,] y, x)`` for point tracks (no ``labels``): each point is drawn as a disc/ball.
     radius : float
         Radius in pixels of those discs.
+    meta : dict, optional
+        Written as ``CTC_META`` (JSON) beside ``res_track.txt``: pixel size, frame interval and units, which the
+        CTC format does not carry (:func:`napari_dynfit.track.io_formats.read_tracks` reads them back).
     """
     import tifffile
 
@@ -239,6 +249,8 @@ def write_ctc(tracks: pd.DataFrame, folder, *, labels=None, shape=None, radius: 
     ndig = max(3, len(str(movie.shape[0] - 1)))
     with atomic_path(folder, is_dir=True) as tmp:
         np.savetxt(tmp / "res_track.txt", table.to_numpy(np.int64), fmt="%d")
+        if meta:
+            (tmp / CTC_META).write_text(json.dumps(meta, indent=1) + "\n")
         for t in range(movie.shape[0]):
             tifffile.imwrite(tmp / f"mask{t:0{ndig}d}.tif", movie[t], compression="zlib")
     return Path(folder)
@@ -280,11 +292,35 @@ def to_napari_tracks(tracks: pd.DataFrame) -> tuple[np.ndarray, dict, dict]:
     return data, props, graph
 
 
-def read_trackmate_xml(path) -> pd.DataFrame:
-    """Read a TrackMate XML file (``AllSpots`` + ``AllTracks``) as a tracks table in pixels.
+#: Spot attributes of a TrackMate XML file that are not features (positions, frame, ids, display).
+_TM_NOT_FEATURES = {"ID", "name", "FRAME", "POSITION_X", "POSITION_Y", "POSITION_Z", "POSITION_T", "VISIBILITY",
+                    "MANUAL_COLOR", "MANUAL_SPOT_COLOR"}
+#: TrackMate's unit names -> the names napari / OME-NGFF / GEFF use.
+_TM_UNITS = {"micron": "micrometer", "microns": "micrometer", "um": "micrometer", "µm": "micrometer",
+             "nm": "nanometer", "mm": "millimeter", "sec": "second", "s": "second", "min": "minute",
+             "h": "hour", "ms": "millisecond", "pixel": None, "pixels": None, "frame": None, "frames": None}
 
-    Positions are divided by TrackMate's calibration (``pixelwidth``, ``pixelheight``, ``voxeldepth``);
-    ``attrs["spacing"]`` keeps it. Spots outside any track become one-detection tracks.
+
+def _tm_unit(text):
+    if text is None:
+        return None
+    t = text.strip()
+    return _TM_UNITS.get(t.lower(), t) if t else None
+
+
+def read_trackmate_xml(path) -> pd.DataFrame:
+    """Read a TrackMate XML file (``Model/AllSpots`` + ``Model/AllTracks``) as a tracks table in pixels.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``track_id, frame, [z,] y, x, parent_id, lineage_id, spot_id`` and one column per numeric spot
+        feature (``QUALITY``, ``MEAN_INTENSITY_CH1``, ``RADIUS``, ... lower-cased). Positions are divided by
+        TrackMate's calibration (``pixelwidth``, ``pixelheight``, ``voxeldepth``); a track is split at
+        divisions (each daughter a track with the mother as ``parent_id``); ``lineage_id`` is TrackMate's
+        ``TRACK_ID`` (one per connected track), ``-1`` for spots outside any track, which become one-detection
+        tracks. Only visible spots (``VISIBILITY=1``) of the tracks TrackMate kept (``FilteredTracks``) are read.
+        ``attrs``: ``spacing`` (calibration), ``dt`` (``timeinterval``), ``space_unit``, ``time_unit``.
     """
     import xml.etree.ElementTree as ET
 
@@ -293,36 +329,81 @@ def read_trackmate_xml(path) -> pd.DataFrame:
         root = ET.parse(p).getroot()
     except ET.ParseError as exc:
         raise InputError(f"cannot parse '{p}' as XML ({exc}): is it a TrackMate export?") from exc
-    spots = root.findall(".//AllSpots//Spot")
+    if root.tag != "TrackMate":
+        raise InputError(f"'{p}' is an XML file but not a TrackMate file (root element <{root.tag}>, "
+                         "expected <TrackMate>)")
+    spots = [s for s in root.findall(".//AllSpots//Spot") if s.get("VISIBILITY", "1").strip() not in ("0", "0.0")]
     if not spots:
-        raise InputError(f"'{p}' has no AllSpots/Spot elements: export the full TrackMate model (not a CSV)")
+        raise InputError(f"'{p}' has no visible AllSpots/Spot elements: export the full TrackMate model (not a CSV)")
     img = root.find(".//Settings/ImageData")
     cal = {"x": 1.0, "y": 1.0, "z": 1.0}
+    dt = 1.0
     if img is not None:
-        cal = {"x": float(img.get("pixelwidth", 1) or 1), "y": float(img.get("pixelheight", 1) or 1),
-               "z": float(img.get("voxeldepth", 1) or 1)}
-    ids = np.array([int(s.get("ID")) for s in spots])
-    frames = np.array([int(float(s.get("FRAME"))) for s in spots])
-    pos = {a: np.array([float(s.get(f"POSITION_{a.upper()}", 0)) / cal[a] for s in spots]) for a in "zyx"}
-    is3d = img is not None and int(float(img.get("nslices", 1) or 1)) > 1 or np.ptp(pos["z"]) > 0
+        try:
+            cal = {"x": float(img.get("pixelwidth", 1) or 1), "y": float(img.get("pixelheight", 1) or 1),
+                   "z": float(img.get("voxeldepth", 1) or 1)}
+            dt = float(img.get("timeinterval", 1) or 1)
+        except ValueError as exc:
+            raise InputError(f"'{p}': the ImageData calibration is not a number ({exc})") from exc
+        if not all(np.isfinite(v) and v > 0 for v in (*cal.values(), dt)):
+            cal, dt = {"x": 1.0, "y": 1.0, "z": 1.0}, 1.0
+    try:
+        ids = np.array([int(s.get("ID")) for s in spots])
+        frames = np.array([int(float(s.get("FRAME"))) for s in spots])
+        pos = {a: np.array([float(s.get(f"POSITION_{a.upper()}", 0)) / cal[a] for s in spots]) for a in "zyx"}
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"'{p}': a Spot lacks a numeric ID, FRAME or POSITION ({exc}): the file is damaged") from exc
+    is3d = (img is not None and int(float(img.get("nslices", 1) or 1)) > 1) or np.ptp(pos["z"]) > 0
     index = {k: i for i, k in enumerate(ids.tolist())}
+    kept = root.find(".//FilteredTracks")
+    keep = None if kept is None else {int(t.get("TRACK_ID")) for t in kept.findall("TrackID")}
+    lineage = np.full(len(ids), -1, np.int64)
+    drop = np.zeros(len(ids), bool)
     src, dst = [], []
-    for e in root.findall(".//AllTracks//Edge"):
-        a, b = index.get(int(e.get("SPOT_SOURCE_ID"))), index.get(int(e.get("SPOT_TARGET_ID")))
-        if a is None or b is None:
-            raise InputError(f"'{p}' has an edge to an unknown spot: the file is incomplete")
-        if frames[a] > frames[b]:
-            a, b = b, a
-        src.append(a), dst.append(b)
+    for trk in root.findall(".//AllTracks/Track"):
+        tid = int(trk.get("TRACK_ID", -1))
+        members = set()
+        for e in trk.findall("Edge"):
+            a, b = index.get(int(e.get("SPOT_SOURCE_ID"))), index.get(int(e.get("SPOT_TARGET_ID")))
+            if a is None or b is None:
+                continue  # an edge to an invisible spot
+            members.update((a, b))
+            if keep is not None and tid not in keep:
+                continue
+            if frames[a] > frames[b]:
+                a, b = b, a
+            src.append(a), dst.append(b)
+        idx = np.fromiter(members, np.int64, len(members))
+        if keep is not None and tid not in keep:
+            drop[idx] = True
+        else:
+            lineage[idx] = tid
     track, parent = tracks_from_edges(frames, np.array(src, np.int64), np.array(dst, np.int64))
     df = pd.DataFrame({"track_id": track, "frame": frames})
-    for a in ("zyx" if is3d else "yx"):
+    axes = "zyx" if is3d else "yx"
+    for a in axes:
         df[a] = pos[a]
     df["parent_id"] = parent
+    df["lineage_id"] = lineage
     df["spot_id"] = ids
-    quality = [s.get("QUALITY") for s in spots]
-    if all(q is not None for q in quality):
-        df["quality"] = np.array(quality, float)
-    df = df.sort_values(["track_id", "frame"]).reset_index(drop=True)
-    df.attrs["spacing"] = [cal[a] for a in ("zyx" if is3d else "yx")]
+    names = sorted({k for s in spots for k in s.keys()} - _TM_NOT_FEATURES)
+    for k in names:
+        vals = [s.get(k) for s in spots]
+        try:
+            df[k.lower()] = np.array([np.nan if v is None else float(v) for v in vals])
+        except ValueError:
+            continue  # a text attribute
+    df = df[~drop].sort_values(["track_id", "frame"]).reset_index(drop=True)
+    if df.empty:
+        raise InputError(f"'{p}' keeps no visible spot in its filtered tracks: nothing to read")
+    model = root.find("Model")
+    df.attrs["spacing"] = [cal[a] for a in axes]
+    df.attrs["dt"] = dt
+    if model is not None:
+        su = _tm_unit(model.get("spatialunits"))
+        tu = _tm_unit(model.get("timeunits"))
+        if su:
+            df.attrs["space_unit"] = su
+        if tu:
+            df.attrs["time_unit"] = tu
     return df

@@ -7,8 +7,8 @@ the first one. It is built from
   ``frame * dt`` (``df.attrs["dt"]``, default 1) and the mass is the number of detections per frame;
 * any point-cloud table (CSV/Parquet) with a ``time`` column and numeric coordinate columns; an optional
   ``weight`` column gives each row's share of the population (the weights at one time sum to its mass);
-* an AnnData ``.h5ad`` file (needs the optional ``anndata`` package): time from ``obs[time_key]``, coordinates
-  from ``obsm[basis]`` (e.g. ``X_pca``) or ``X``.
+* an AnnData ``.h5ad`` file (read with h5py, :mod:`napari_dynfit.models.flow.h5ad`): time from ``obs[time_key]``,
+  coordinates from ``obsm[basis]`` (e.g. ``X_pca``) or ``X``.
 """
 
 from __future__ import annotations
@@ -149,24 +149,7 @@ def read_snapshots(path, *, columns=None, time_column: str | None = None, dt: fl
 
 
 def _read_h5ad(path: Path, *, time_key: str, basis: str | None) -> Snapshots:
-    try:
-        import anndata
-    except ImportError as exc:
-        raise InputError("reading .h5ad needs the 'anndata' package: pip install anndata, "
-                         "or export a CSV with 'time' and coordinate columns") from exc
-    path = check_input_file(path, suffixes=(".h5ad",), what="AnnData file")
-    adata = anndata.read_h5ad(path)
-    if time_key not in adata.obs:
-        raise InputError(f"'{path.name}' has no obs column '{time_key}' (it has {list(adata.obs.columns)}): "
-                         "name the time column with --time-column")
-    if basis is None:
-        x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-        names = [str(v) for v in adata.var_names]
-    else:
-        if basis not in adata.obsm:
-            raise InputError(f"'{path.name}' has no obsm['{basis}'] (it has {list(adata.obsm.keys())})")
-        x = np.asarray(adata.obsm[basis])
-        names = [f"{basis}_{i}" for i in range(x.shape[1])]
-    df = pd.DataFrame(x, columns=names)
-    df.insert(0, "time", pd.to_numeric(adata.obs[time_key]).to_numpy())
-    return snapshots_from_table(df, columns=names)
+    from .h5ad import read_h5ad_table
+
+    df = read_h5ad_table(path, time_key=time_key, basis=basis)
+    return snapshots_from_table(df, columns=[c for c in df.columns if c != "time"], time_column="time")
