@@ -263,3 +263,23 @@ def test_tracks_from_napari_applies_scale_and_translate():
     assert px.attrs["spacing"] == [0.5, 0.25] and px.attrs["origin"] == [10.0, 5.0]
     with pytest.raises(InputError, match="not a non-empty Tracks layer"):
         tracks_from_napari(Tracks(np.zeros((0, 4)), {}, (1, 1, 1), (0, 0, 0)))
+
+
+def test_geff_written_by_the_geff_package_from_a_graph(tmp_path):
+    """A GEFF of another tool: no tracklet property, times in seconds: tracks from the edges, frames from the
+    time step, units from the axes."""
+    import geff
+    import networkx as nx
+
+    g = nx.DiGraph()
+    pos = {0: (0, 1, 1), 1: (1, 2, 1), 2: (2, 3, 1), 3: (3, 4, 0), 4: (4, 5, 0), 5: (3, 4, 2)}
+    for n, (t, y, x) in pos.items():
+        g.add_node(n, t=t * 0.5, y=float(y), x=float(x), area=10.0 + n)
+    g.add_edges_from([(0, 1), (1, 2), (2, 3), (3, 4), (2, 5)])  # node 2 divides into 3 and 5
+    geff.write(g, str(tmp_path / "nx.geff"), axis_names=["t", "y", "x"], axis_types=["time", "space", "space"],
+               axis_units=["second", "micrometer", "micrometer"])
+    df = read_tracks(tmp_path / "nx.geff")
+    assert df["frame"].tolist() == [0, 1, 2, 3, 4, 3] and df["area"].tolist() == [10, 11, 12, 13, 14, 15]
+    assert df.groupby("track_id").size().tolist() == [3, 2, 1]
+    assert df.groupby("track_id")["parent_id"].first().tolist() == [-1, 1, 1]
+    assert df.attrs == {"spacing": [1.0, 1.0], "dt": 0.5, "space_unit": "micrometer", "time_unit": "second"}

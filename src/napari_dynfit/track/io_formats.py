@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -185,6 +186,17 @@ def _short(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {msg[:160]}{'...' if len(msg) > 160 else ''}"
 
 
+class _Axis(NamedTuple):
+    """A GEFF axis without metadata (a property named t / z / y / x)."""
+
+    name: str
+    type: str | None = None
+    scale: float | None = None
+    unit: str | None = None
+    scaled_unit: str | None = None
+    offset: float | None = None
+
+
 def _read_geff(p: Path) -> pd.DataFrame:
     _require_geff()
     from geff.core_io import read_to_memory
@@ -213,16 +225,14 @@ def _read_geff(p: Path) -> pd.DataFrame:
     axes = list(meta.axes or [])
     t_ax = next((a for a in axes if a.type == "time"), None) or next(
         (a for a in axes if a.name.lower() in _TIME_NAMES), None)
-    if t_ax is None:
-        t_ax = next((type("A", (), {"name": n, "scale": None, "unit": None, "scaled_unit": None, "offset": None})
-                     for n in _TIME_NAMES if n in props), None)
+    if t_ax is None:  # no axes metadata: a property named t / time / frame
+        t_ax = next((_Axis(n) for n in _TIME_NAMES if n in props), None)
     if t_ax is None or t_ax.name not in props:
         raise InputError(f"GEFF '{p}' has no time axis (metadata axes {[a.name for a in axes]}): tracks need "
                          "a node property of type 'time'")
     space = [a for a in axes if a is not t_ax and (a.type == "space" or (a.type is None and a.name.lower() in SPATIAL))]
     if not space:
-        space = [type("A", (), {"name": n, "scale": None, "unit": None, "scaled_unit": None, "offset": None})
-                 for n in SPATIAL if n in props]
+        space = [_Axis(n) for n in SPATIAL if n in props]
     if {a.name.lower() for a in space} <= set(SPATIAL):  # named z / y / x: put them in (z, y, x) order
         space.sort(key=lambda a: SPATIAL.index(a.name.lower()))
     if len(space) not in (2, 3) or any(a.name not in props for a in space):
