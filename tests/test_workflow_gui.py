@@ -65,7 +65,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     viewer.layers.remove("probe")
 
     _click(conv._run)
-    qtbot.waitUntil(lambda: "active_particles_2d (APR)" in viewer.layers and conv._run.enabled, timeout=120_000)
+    qtbot.waitUntil(lambda: "active_particles_2d (APR)" in viewer.layers and conv._run.enabled, timeout=600_000)
     apr = viewer.layers["active_particles_2d (APR)"]
     assert apr.multiscale and apr.metadata["dt"] == pytest.approx(d.dt)
     assert apr.metadata["apr"]["computational_ratio"] > 1.5
@@ -96,10 +96,10 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     assert 0.9 < trk._sigma.value < 2.0
     _click(trk._detect)  # cancel a detection: no error reaches the Qt loop, the step runs again
     _click(trk._cancel)
-    qtbot.waitUntil(lambda: trk._detect.enabled, timeout=120_000)
+    qtbot.waitUntil(lambda: trk._detect.enabled, timeout=600_000)
     assert trk._status.value == "cancelled" or "detections" in viewer.layers, trk._status.value
     _click(trk._detect)
-    qtbot.waitUntil(lambda: "detections" in viewer.layers and trk._track.enabled, timeout=120_000)
+    qtbot.waitUntil(lambda: "detections" in viewer.layers and trk._track.enabled, timeout=600_000)
     det = viewer.layers["detections"]
     assert det.data.shape[1] == 3 and set(np.unique(det.data[:, 0])) == set(range(50))
     for t in (0, 25, 49):
@@ -107,7 +107,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
 
     assert trk._source.value is det  # the only time-resolved Points layer (not the centroids of one frame)
     _click(trk._track)
-    qtbot.waitUntil(lambda: "tracks" in viewer.layers and trk._track.enabled, timeout=120_000)
+    qtbot.waitUntil(lambda: "tracks" in viewer.layers and trk._track.enabled, timeout=600_000)
     tracks = viewer.layers["tracks"]
     lengths = np.unique(tracks.data[:, 0], return_counts=True)[1]
     # the periodic box cuts tracks at its edges; spurious spots make 1-2 frame tracks
@@ -129,7 +129,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     assert cut.sum() >= 3
     det.data = pts[~cut]  # what deleting the selected points does
     _click(trk._track)
-    qtbot.waitUntil(lambda: trk._track.enabled and "tracks" in trk._status.value, timeout=120_000)
+    qtbot.waitUntil(lambda: trk._track.enabled and "tracks" in trk._status.value, timeout=600_000)
     tr = np.asarray(viewer.layers["tracks"].data)
     at20 = tr[tr[:, 1] == 20][:, 2:]
     d_removed, _ = cKDTree(at20).query(pts[cut][:, 1:])
@@ -155,7 +155,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(n_per_frame, counts + filled, rtol=0.01)
     assert pde.fields_path == glue.path and pde._stochastic.value  # particle fields: Ito form
     _click(pde._run)
-    qtbot.waitUntil(lambda: not pde._job.running and pde.model is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: not pde._job.running and pde.model is not None, timeout=600_000)
     rho_t = pde.model["equations"]["rho_t"]
     assert "observed: rho" in viewer.layers and viewer.layers["observed: rho"].scale[0] == 1.0
     if pde.identifiable is False:  # with the identifiability check of discover_pde: this piece is too small
@@ -179,7 +179,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     assert str(bal._fields.value) == str(glue.path) and "rho_t" in list(bal._equation.choices)
     bal._clusters.value = 2
     _click(bal._run)
-    qtbot.waitUntil(lambda: not bal._job.running and bal.result is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: not bal._job.running and bal.result is not None, timeout=600_000)
     regions = viewer.layers["balance regions"]
     assert regions.scale[0] == 1.0 and viewer.dims.nsteps[0] == 50
     assert regions.data.shape[:3] == fb["rho"].shape[:3] and regions.data.min() >= 1
@@ -190,7 +190,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     assert pinn._layer.value is viewer.layers["tracks"] and pinn._dt.value == pytest.approx(d.dt)
     pinn._steps.value, pinn._chunk.value, pinn._grid.value = 20, 10, 16
     _click(pinn._run)
-    qtbot.waitUntil(lambda: not pinn._job.running, timeout=120_000)
+    qtbot.waitUntil(lambda: not pinn._job.running, timeout=600_000)
     latent = viewer.layers["latent field (PINN)"]
     assert latent.data.ndim == 3 and np.isfinite(latent.data).all()
 
@@ -202,7 +202,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     flow.steps.setValue(2)
     flow.run_btn.click()
     qtbot.waitUntil(lambda: flow.run_btn.isEnabled() and flow.status.text() != "score matching ...",
-                    timeout=120_000)
+                    timeout=600_000)
     assert flow.status.text().startswith("done"), flow.status.text()
     drift = viewer.layers["PFI drift"]
     assert type(drift).__name__ == "Vectors" and drift.data.shape[1:] == (2, 2)
