@@ -250,7 +250,55 @@ def _complete_zarr_chunks(active: bool):
         yield
 
 
+_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+_HELD: list = []
+
+
+def _hold(signum, frame) -> None:
+    _HELD.append(signum)
+
+
+@contextlib.contextmanager
+def deferred_signals(*, discard: bool = False):
+    """Hold SIGINT / SIGTERM / SIGHUP until the block is done, so that a rename pair, a commit or a rollback is never
+    cut in half; a signal that arrived meanwhile is then handled as usual (or dropped with ``discard``: a rollback
+    after a first signal ignores a second one).
+
+    Python-level handlers are swapped (a thread mask would not do: CPython runs handlers in the main thread whichever
+    thread the kernel picks). Outside the main thread the block runs as it is.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [getattr(signal, n) for n in _SIGNALS if hasattr(signal, n)]
+    previous = {}
+    mark = len(_HELD)
+    try:
+        for sig in sigs:
+            previous[sig] = signal.signal(sig, _hold)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        held = _HELD[mark:]
+        del _HELD[mark:]
+        if held and not discard:
+            handler = previous.get(held[0])
+            if callable(handler):
+                handler(held[0], None)  # raises KeyboardInterrupt / Terminated (or holds it for an outer block)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), held[0])
+
+
 def _commit(tmp: Path, dest: Path, is_dir: bool) -> None:
+    with deferred_signals():  # the destination is never left moved aside and not recorded
+        _commit_now(tmp, dest, is_dir)
+
+
+def _commit_now(tmp: Path, dest: Path, is_dir: bool) -> None:
     exists = dest.exists() or dest.is_symlink()
     if _JOURNAL is not None:
         backup = None
@@ -287,13 +335,15 @@ def output_transaction():
         yield
     except BaseException:
         _JOURNAL = None
-        _rollback(journal)
+        with deferred_signals(discard=True):  # a second Ctrl-C must not stop the restore half-way
+            _rollback(journal)
         raise
     else:
         _JOURNAL = None
-        for kind, _, backup in journal:
-            if kind == "write" and backup is not None:
-                _remove(backup)
+        with deferred_signals():
+            for kind, _, backup in journal:
+                if kind == "write" and backup is not None:
+                    _remove(backup)
     finally:
         _JOURNAL = None
 

@@ -222,28 +222,56 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or exc.__class__.__name__
 
 
-def _raise_terminated(signum, frame):
+#: signals received during this run of :func:`main` (their exception may be swallowed where Python cannot raise it:
+#: an import lock's weakref callback, a ``__del__``; main then still ends the command for them)
+_SIGNALS_SEEN: list[int] = []
+
+
+def _raise_signal(signum, frame):
+    _SIGNALS_SEEN.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Terminated(signum)
+
+
+def _quiet_unraisable(hook):
+    """``sys.unraisablehook`` that prints nothing for the exception of a signal (recorded in ``_SIGNALS_SEEN``)."""
+    def quiet(unraisable):
+        if isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+            return
+        hook(unraisable)
+
+    return quiet
+
+
+def _command_name(argv) -> str:
+    """``dynfit COMMAND`` from the raw arguments (for a signal that arrives before they are parsed)."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    return f"dynfit {words[0]}" if words and words[0].replace("-", "").isalnum() else "dynfit"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dynfit`` console script; returns the exit status."""
     previous = {}
+    _SIGNALS_SEEN.clear()
     try:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            previous[sig] = signal.signal(sig, _raise_terminated)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _raise_signal)
     except (ValueError, AttributeError):  # not the main thread / no SIGHUP
         pass
-    from ._io import output_transaction, remove_temporaries
-
-    children = _children()
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable(unraisable)
+    children = set()
     inputs = []
-    name = "dynfit"
+    name = _command_name(argv)
     status = 1
     bar = None
-    try:
+    try:  # from the first statement after the handlers: a signal here is one line too, never a traceback
         import logging
+
+        from ._io import output_transaction
+
+        children = _children()
 
         from ._headless import headless_pyapr
 
@@ -262,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore")  # library warnings are not for the terminal (one line per error)
             inputs = check_args(parser, args)
             status = int(args.func(args) or 0)
+            if _SIGNALS_SEEN:  # a signal whose exception was swallowed on the way: the run is interrupted all the same
+                _raise_signal(_SIGNALS_SEEN[0], None)
+            if status == 0:
+                _quiet_signals()  # the work is done: the outputs are committed, a late signal changes nothing
         return status
     except DynfitError as exc:
         if isinstance(exc, Cancelled):
@@ -327,16 +359,26 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None or status != 0:
             _quiet_signals()
         if status != 0:
+            from ._io import remove_temporaries
+
             remove_temporaries()
             _end_children(children)
         if bar is not None:
             bar.close()
         if argv is not None:  # called from Python (tests, scripts): give the caller its handlers back
+            sys.unraisablehook = unraisable
             for sig, handler in previous.items():
                 try:
                     signal.signal(sig, handler)
                 except (ValueError, TypeError):
                     pass
+        elif status in (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGHUP):
+            # interrupted, cleaned up: leave now, so that nothing of the interpreter's teardown (library exit
+            # handlers, threads still finishing I/O) can print or change the status
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(status)
 
 
 def _quiet_signals() -> None:
