@@ -14,6 +14,7 @@ Prints JSON: per case the number of seeds with the exact term set, the worst rel
 error over those seeds, how many were said identifiable, mean time per fit.
 
     python benchmarks/bench_pde_localized.py --seeds 5 -o pde_localized.json
+    python benchmarks/bench_pde_localized.py --markdown pde_localized.json      # the table of docs/pde.md
 """
 
 from __future__ import annotations
@@ -80,6 +81,36 @@ def run(noises=(0.01, 0.05), seeds=5, pdefind=True, localized=True, first_seed=0
     return out
 
 
+def markdown(out: dict) -> str:
+    """The table of docs/pde.md from :func:`run`'s output (anchor columns where they were run)."""
+    res = out["results"]
+    anchors = any("one_decade" in r for r in res.values())
+    head = "| equation, noise | seeds | exact set | coef. within 5 % | worst coef. error | identifiable | mean time |"
+    sep = "|---|---|---|---|---|---|---|"
+    if anchors:
+        head += " no noise correction: within 5 % (worst) | one-decade grid: exact set |"
+        sep += "---|---|"
+    lines = [head, sep]
+    for key, r in res.items():
+        name, noise = key.split("@")
+        o = r["ours"]
+        n = len(o["equations"])
+        worst = o["max_rel_coef_error_when_exact"]
+        row = (f"| {name} {float(noise):.0%} | {r['seeds'][0]}-{r['seeds'][1]} | {o['n_exact']}/{n} | "
+               f"{o['n_within_5pct']}/{n} | {'-' if worst is None else f'{worst:.1%}'} | {o['n_identifiable']}/{n} | "
+               f"{o['mean_time_s']:.0f} s |")
+        if anchors:
+            if "one_decade" in r:
+                a, b = r["no_noise_correction"], r["one_decade"]
+                aw = a["max_rel_coef_error_when_exact"]
+                row += (f" {a['n_within_5pct']}/{n} ({'-' if aw is None else f'{aw:.1%}'}) | "
+                        f"{b['n_exact']}/{n} |")
+            else:
+                row += " | |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--noise", type=float, nargs="+", default=[0.01, 0.05])
@@ -90,7 +121,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pdefind", action="store_true")
     ap.add_argument("--no-localized", action="store_true")
     ap.add_argument("-o", "--output", help="JSON file (default stdout)")
+    ap.add_argument("--markdown", metavar="JSON", nargs="+", help="print the docs table of earlier outputs and exit")
     a = ap.parse_args(argv)
+    if a.markdown:
+        import json
+        from pathlib import Path
+
+        for path in a.markdown:
+            print(markdown(json.loads(Path(path).read_text())) + "\n")
+        return 0
     emit_json(run(tuple(a.noise), a.seeds, pdefind=not a.no_pdefind, localized=not a.no_localized,
                   first_seed=a.first_seed, anchor=not a.no_anchor, names=a.only), a.output)
     return 0

@@ -66,6 +66,10 @@ def test_discover_pde_echoes_the_correction(allen_cahn):
     err = {k: max(abs(r.equations["u_t"].get(t, 0) / v - 1) for t, v in truth.items()) for k, r in
            (("on", on), ("off", off))}
     assert err["on"] < err["off"]
+    two = on.model["diagnostics"]["two_scale"]["u_t"]          # default and half-size fits combined
+    for t, c in on.equations["u_t"].items():
+        lo, hi = sorted((two["default"][t], two["half_size"][t]))
+        assert lo - 1e-12 <= c <= hi + 1e-12 and 0 <= two["weight_default"][t] <= 1
     clean = discover_pde(allen_cahn, {"u_t": TERMS}, forecast=False, n_subsamples=10, seed=0)
     assert not clean.noise["applied"] and "no measurable" in clean.noise["why"]
 

@@ -432,7 +432,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         if noise_info["applied"]:
             nrows = _noise_rows(*draws, lhs, lib, grid_shape, labels_grid, pick, noise_info["sigma"])
         rescore = None
-        if derivative == "weak":
+        if derivative == "weak" and not stochastic:          # particle fields: not validated there
             def rescore(sets, lhs=lhs):
                 return _rescore_half(bundle, lhs, sets, main_grid, blocks, noise_info, max_samples, seed,
                                      method="decoupled" if window is None else "finite", window=window,
@@ -523,6 +523,12 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
             hints += [HINTS["noise"], HINTS["library"]]
             ident[lhs] = {"held_out_relative_residual": 1.0}
             continue
+        if noise_info["applied"] and derivative == "weak":
+            two = _two_scale(cand, bundle, lhs, main_grid, blocks, noise_info, max_samples, seed,
+                             method="decoupled" if window is None else "finite", window=window,
+                             polyorder=polyorder, reference=ref)
+            if two is not None:
+                model["diagnostics"].setdefault("two_scale", {})[lhs] = two
         model["equations"][lhs] = dict(cand.coefficients)
         iv = jackknife_intervals(cand)
         model["confidence_intervals"][lhs] = {k: list(v) for k, v in iv.items()}
@@ -577,10 +583,12 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
 NOISE_DRAWS = 16
 
 
-def _rescore_half(bundle, lhs, sets, grid, blocks, noise_info, max_samples, seed, **evaluate):
-    """Held-out errors of the supports ``sets`` of ``lhs`` on test functions of half the default size.
+def _half_gram(bundle, lhs, names, grid, blocks, noise_info, max_samples, seed, **evaluate):
+    """Block Gram matrices of ``lhs ~ names`` on test functions of half the size of ``grid``.
 
-    Same power, blocks and noise correction as the main fit; None when the half-size grid is too small.
+    Same power, blocks and noise correction as the main fit. Returns ``(bg, col, ynorm)``
+    (:class:`~.selection._BlockGram` in normalised units and the scales) or None when the half-size
+    grid is too small.
     """
     from ..fields.weak import WeakGrid, weak_features
     from .selection import _BlockGram, block_labels
@@ -588,7 +596,6 @@ def _rescore_half(bundle, lhs, sets, grid, blocks, noise_info, max_samples, seed
 
     hw = tuple(h if h == 0 else max(2, h // 2) for h in grid.half_width)
     half = WeakGrid(hw, tuple(max(1, h // 3) for h in hw), grid.power)
-    names = list(dict.fromkeys(t for S in sets for t in S))
 
     def feats(b):
         return weak_features(b, [lhs, *names], grid=half, **evaluate)
@@ -604,6 +611,8 @@ def _rescore_half(bundle, lhs, sets, grid, blocks, noise_info, max_samples, seed
     sub = np.sort(np.random.default_rng(seed).choice(n, max_samples // d, replace=False)) if n * d > max_samples \
         else np.arange(n)
     y, G, labels = y[sub].reshape(-1), G[sub].reshape(-1, len(names)), np.repeat(labels[sub], d)
+    if len(np.unique(labels)) < 2:
+        return None
     noise = None
     if noise_info.get("applied"):
         draws = noise_draws(bundle, noise_info["sigma"], feats, n_draws=noise_info["draws"], seed=seed)
@@ -611,10 +620,44 @@ def _rescore_half(bundle, lhs, sets, grid, blocks, noise_info, max_samples, seed
             _flat_rows(sub, d))
         G, y = G - noise.bias_G, y - noise.bias_y
     Gn, yn, col, ynorm = normalise(G, y)
-    if len(np.unique(labels)) < 2:
+    return _BlockGram(Gn, yn, labels, None if noise is None else noise.normalised(col, ynorm)), col, ynorm
+
+
+def _rescore_half(bundle, lhs, sets, grid, blocks, noise_info, max_samples, seed, **evaluate):
+    """Held-out errors of the supports ``sets`` of ``lhs`` on half-size test functions (None: grid too small)."""
+    names = list(dict.fromkeys(t for S in sets for t in S))
+    out = _half_gram(bundle, lhs, names, grid, blocks, noise_info, max_samples, seed, **evaluate)
+    if out is None:
         return None
-    bg = _BlockGram(Gn, yn, labels, None if noise is None else noise.normalised(col, ynorm))
-    return [float(bg.held_out(sorted(names.index(t) for t in S))[0].mean()) for S in sets]
+    return [float(out[0].held_out(sorted(names.index(t) for t in S))[0].mean()) for S in sets]
+
+
+def _two_scale(cand, bundle, lhs, grid, blocks, noise_info, max_samples, seed, **evaluate) -> dict | None:
+    """Combine the candidate's coefficients with a fit on half-size test functions, per coefficient
+    weighted by the inverse block-jackknife variance of each; updates ``cand`` (coefficients and
+    per-block refits, so the intervals are those of the combination). Returns what was combined."""
+    out = _half_gram(bundle, lhs, list(cand.terms), grid, blocks, noise_info, max_samples, seed, **evaluate)
+    if out is None:
+        return None
+    bg, col, ynorm = out
+    idx = list(range(len(cand.terms)))
+    folds_h = bg.held_out(idx)[1] * ynorm / col
+    if folds_h.shape != cand.fold_coefficients.shape:
+        return None
+    x1 = np.array([cand.coefficients[t] for t in cand.terms])
+    x2 = bg.fit(np.array(idx)) * ynorm / col
+
+    def var(f):
+        K = len(f)
+        return np.maximum((K - 1) / K * np.sum((f - f.mean(axis=0)) ** 2, axis=0), 1e-300)
+
+    w1, w2 = 1 / var(cand.fold_coefficients), 1 / var(folds_h)
+    a = w1 / (w1 + w2)
+    info = {"default": dict(zip(cand.terms, map(float, x1))), "half_size": dict(zip(cand.terms, map(float, x2))),
+            "weight_default": dict(zip(cand.terms, map(float, a)))}
+    cand.coefficients = dict(zip(cand.terms, map(float, a * x1 + (1 - a) * x2)))
+    cand.fold_coefficients = a * cand.fold_coefficients + (1 - a) * folds_h
+    return info
 
 
 def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "") -> dict:
