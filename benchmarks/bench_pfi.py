@@ -1,10 +1,11 @@
 """Probability flow inference: the issue's figures and CPU/GPU runtimes, printed as JSON.
 
     python benchmarks/bench_pfi.py [--case ou2|ou2-cli|ou10|bistable|all] [--quick] [--threads 1] [--jobs 1]
-        [-o out.json]
+        [-o out.json] [--markdown] [--render out.json]
 
-``--case ou2-cli`` runs ``dynfit infer-flow`` with default options on 4 held-out 2D drifts x 2 seeds (separate
-processes; ``--threads 0`` leaves the CLI's thread default).
+``--case ou2-cli`` runs ``dynfit infer-flow`` with default options on 4 held-out 2D drifts x 2 seeds (8-11 x 2, 3; separate
+processes; ``--threads 0`` leaves the CLI's thread default). ``--markdown`` also prints its table of
+docs/flow.md; ``--render out.json`` prints that table from a saved result without running anything.
 
 Same as ``dynfit bench pfi``. Cases and figures are described in :mod:`napari_dynfit.models.flow.bench`.
 """
@@ -13,7 +14,7 @@ import argparse
 import sys
 
 from napari_dynfit._io import emit_json
-from napari_dynfit.models.flow.bench import run_benchmarks
+from napari_dynfit.models.flow.bench import ou2_cli_markdown, run_benchmarks
 
 
 def main(argv=None) -> int:
@@ -25,10 +26,20 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="ou2-cli: CLI runs at a time (each timed on its own)")
     p.add_argument("-o", "--output")
+    p.add_argument("--markdown", action="store_true", help="ou2-cli: also print the docs/flow.md table")
+    p.add_argument("--render", help="print the ou2-cli table of a saved result (JSON) and exit")
     args = p.parse_args(argv)
+    if args.render:
+        import json
+        from pathlib import Path
+
+        print(ou2_cli_markdown(json.loads(Path(args.render).read_text())))
+        return 0
     result = run_benchmarks(args.case, quick=args.quick, device=args.device, seed=args.seed, threads=args.threads,
                             jobs=args.jobs)
     emit_json(result, args.output, indent=2)
+    if args.markdown and "ou2_cli" in result:
+        print(ou2_cli_markdown(result), file=sys.stderr)
     return 0
 
 

@@ -9,7 +9,8 @@ import torch
 
 from napari_dynfit.models.flow.bench import run_bistable, run_ou, run_ou2_cli
 
-pytestmark = pytest.mark.slow
+# minutes each on an idle machine, far more on a shared one: past the suite's 900 s per-test limit
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(7200)]
 
 
 @pytest.fixture(autouse=True)
@@ -25,17 +26,21 @@ def test_ou_2d_drift_matrix():
 def test_ou_2d_cli_defaults_held_out_drifts():
     # `dynfit infer-flow SNAPSHOTS.csv --diffusion 0.5 -o OUT` (default options) on 4 random drifts x 2 seeds that
     # no setting was tuned on: never worse than the Gaussian moment fit it starts from, no spurious offset, and
-    # within 0.03 of the truth wherever the moment fit (efficient for OU data) is
+    # within 0.03 of the truth unless the run itself states a 95 % bound above 0.03 (these data cannot pin A closer)
     r = run_ou2_cli()
-    assert r["never_worse_than_moment_fit"]
+    print(r)  # the figures, for docs/flow.md (pytest -s)
+    assert r["never_worse_than_moment_fit"] and r["met"]
     assert r["median_rel_error"] <= 0.03
     for case in r["cases"]:
-        assert case["rel_error"] <= max(0.03, case["moment_fit_rel_error"] + 1e-6), case
+        assert case["rel_error"] <= 0.03 or case["stated_bound"] > 0.03, case
+        assert case["rel_error"] <= case["moment_fit_rel_error"] + 1e-6, case
+        assert case["rel_error"] <= case["stated_bound"], case  # the stated bound held
         assert not case["offset_fitted"] and case["b"] == [0.0, 0.0], case
 
 
 def test_ou_10d_drift_matrix():
     r = run_ou(10, device="cpu")
+    print({k: v for k, v in r.items() if k not in ("A", "B")})  # the figures, for docs/flow.md (pytest -s)
     # the statistically efficient Gaussian MLE on the same snapshots shows the data determine B well
     assert r["gaussian_mle_rel_error"] <= 0.08
     assert r["rel_error_A_plus_B"] <= 0.10
@@ -43,6 +48,7 @@ def test_ou_10d_drift_matrix():
 
 def test_bistable_growth_unbalanced_beats_balanced():
     r = run_bistable(device="cpu")
+    print(r)  # the figures, for docs/flow.md (pytest -s)
     assert r["fate_correlation_true_vs_true"] >= 0.99  # enough repeats: the fate figure is not noise-limited
     un, bal = r["unbalanced"], r["balanced"]
     assert un["path_energy_distance"] <= 0.05
