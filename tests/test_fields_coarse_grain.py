@@ -205,3 +205,19 @@ def test_fill_track_gaps_interpolates_skipped_frames_across_the_periodic_edge():
     np.testing.assert_allclose(b["rho"].sum(axis=(1, 2)), 1.0)
     assert coarse_grain_table(df.iloc[:3], spacing=1.0, sigma=1.0, box=(10.0, 10.0), periodic=True,
                               fields=("rho",), fill_gaps=False)["rho"][1].sum() == 0
+
+
+def test_cli_coarse_grain_takes_the_kernel_from_the_data(tmp_path, rng, capsys):
+    """`dynfit coarse-grain` without --sigma/--spacing: kernel = mean inter-particle distance (5), grid 2.5."""
+    from napari_dynfit.cli import main
+
+    n, T = 400, 3
+    df = pd.DataFrame({"frame": np.repeat(np.arange(T), n), "y": rng.uniform(0, 100, n * T),
+                       "x": rng.uniform(0, 100, n * T)})
+    df.to_csv(tmp_path / "det.csv", index=False)
+    out = tmp_path / "f.zarr"
+    assert main(["coarse-grain", str(tmp_path / "det.csv"), "-o", str(out), "--box", "100", "100", "--periodic",
+                 "--fields", "rho"]) == 0
+    assert "mean inter-particle distance" in capsys.readouterr().out
+    b = FieldBundle.load(out)
+    assert b.attrs["sigma"] == pytest.approx(5.0) and b.spacing == pytest.approx((2.5, 2.5))

@@ -4,6 +4,11 @@ Command modules contribute benchmarks with a module-level dict
 ``BENCHMARKS = {"apr-conv": (help, add_arguments, run)}`` where ``add_arguments(parser)`` adds the
 benchmark's options and ``run(args) -> dict`` returns the JSON-serialisable results (times in
 seconds as ``*_s`` keys, ratios such as ``speedup_vs_pyapr``). Timings never appear in tests.
+
+``dynfit bench --all [--markdown] [--quick] [--only NAME] [--update-readme]`` runs the figures of the
+registry ``benchmarks/figures.py`` (one row per figure the README publishes) and prints JSON, or the
+README's table (``--markdown``), or writes that table between the README's markers
+(``--update-readme``; :mod:`napari_dynfit.bench_table`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,18 @@ def _benchmarks() -> dict:
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: ours vs the reference tools, printed as JSON",
-                       description="Run a benchmark (ours and the anchor in one process) and print JSON.")
-    bsub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+                       description="Run a benchmark (ours and the anchor in one process) and print JSON; "
+                                   "--all: every figure the README publishes (benchmarks/figures.py).")
+    p.add_argument("--all", action="store_true", help="run the figures of the registry (benchmarks/figures.py)")
+    p.add_argument("--markdown", action="store_true", help="with --all: print the README's table of figures")
+    p.add_argument("--quick", action="store_true", help="with --all: each figure's quicker variant")
+    p.add_argument("--only", action="append", metavar="NAME", help="with --all: only this figure (repeatable)")
+    p.add_argument("--update-readme", action="store_true",
+                   help="with --all: write the table between <!-- bench:begin --> and <!-- bench:end --> in README.md")
+    p.add_argument("--registry", help="figures registry (default: benchmarks/figures.py of the source checkout)")
+    p.add_argument("--readme", help="README to update (default: README.md next to the registry's folder)")
+    p.set_defaults(func=_run_all)
+    bsub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     for name, (help_text, add_arguments, run) in sorted(_benchmarks().items()):
         bp = bsub.add_parser(name, help=help_text, description=help_text)
         bp.add_argument("-o", "--output", type=output(), help="also write the JSON to this file")
@@ -35,4 +50,48 @@ def _run(run, args) -> int:
     from .._io import emit_json
 
     emit_json(run(args), args.output)
+    return 0
+
+
+def _run_all(args) -> int:
+    """``dynfit bench --all [--markdown] [--quick] [--only NAME] [--update-readme]``."""
+    import sys
+    from pathlib import Path
+
+    from .. import bench_table as bt
+    from .._io import emit_json
+    from ..errors import InputError
+
+    if not args.all:
+        raise InputError("name a benchmark (dynfit bench --help lists them) or pass --all")
+    if args.registry:
+        registry = Path(args.registry)
+        root = registry.resolve().parent.parent
+    else:
+        root = bt.find_root()
+        if root is None:
+            raise InputError("no benchmarks/figures.py found: run from the source checkout or pass --registry")
+        registry = root / "benchmarks" / "figures.py"
+    readme = Path(args.readme) if args.readme else root / "README.md"
+    figs = bt.load_registry(registry)
+    text = None
+    if args.update_readme or args.markdown:
+        if readme.is_file():
+            text = readme.read_bytes().decode("utf-8")
+            if args.update_readme:
+                bt.replace_table(text, "")           # markers checked before any benchmark runs
+        elif args.update_readme:
+            raise InputError(f"README {readme} not found (pass --readme)")
+    results = bt.run_figures(figs, quick=args.quick, only=args.only, root=root,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
+    if not (args.markdown or args.update_readme):
+        emit_json({"machine": bt.machine(), "quick": bool(args.quick), "results": results}, None)
+        return 0
+    table = bt.markdown_table(figs, results, previous=bt.previous_rows(text or ""))
+    if args.update_readme:
+        bt.write_readme(readme, bt.replace_table(text, table))
+        measured = sum(r["measured"] is not None for r in results)
+        print(f"{readme}: table of {len(figs)} figures written ({measured} measured now)", file=sys.stderr)
+    if args.markdown:
+        print(table)
     return 0

@@ -25,9 +25,18 @@ def _cmd_coarse_grain(args) -> int:
 
     fields_output_path(args.output)
     df = read_table(args.tracks)
+    if args.sigma is None:  # kernel = mean inter-particle distance, grid half of it (as the GUI)
+        from ..fields.coarse_grain import auto_kernel
+
+        args.sigma, auto_spacing = auto_kernel(df, box=args.box)
+        args.spacing = args.spacing or auto_spacing
+        print(f"kernel sigma {args.sigma:.4g} (mean inter-particle distance), grid spacing {args.spacing:.4g}")
+    elif args.spacing is None:
+        args.spacing = args.sigma / 2
     _check_grid_size(df, args)
     bundle = coarse_grain_table(df, spacing=args.spacing, sigma=args.sigma, box=args.box, periodic=args.periodic,
-                                dt=args.dt, fields=tuple(args.fields), polarisation=args.polarisation)
+                                dt=args.dt, fields=tuple(args.fields), polarisation=args.polarisation,
+                                fill_gaps=not args.no_fill_gaps)
     out = bundle.save(args.output)
     print(f"{out}: fields {sorted(bundle.fields)} on a grid {bundle.shape} (t, {', '.join(bundle.space_axes)})")
     return 0
@@ -121,8 +130,12 @@ def register(sub) -> None:
     c.add_argument("tracks", help="table file (.csv/.parquet) with frame, [z,] y, x columns")
     c.add_argument("-o", "--output", required=True, type=output(".zarr", ".npz", kind="auto"),
                    help="FIELDS.zarr or FIELDS.npz")
-    c.add_argument("--spacing", type=positive_float, required=True, help="grid spacing (coordinate units)")
-    c.add_argument("--sigma", type=positive_float, required=True, help="kernel standard deviation (coordinate units)")
+    c.add_argument("--spacing", type=positive_float,
+                   help="grid spacing (coordinate units; default half the kernel)")
+    c.add_argument("--sigma", type=positive_float,
+                   help="kernel standard deviation (coordinate units; default the mean inter-particle distance)")
+    c.add_argument("--no-fill-gaps", action="store_true",
+                   help="do not fill the frames that gap-closing links skipped (default: interpolate them)")
     c.add_argument("--box", type=positive_float, nargs="+", help="domain size per axis (needed with --periodic)")
     c.add_argument("--periodic", action="store_true", help="periodic domain (default bounded)")
     c.add_argument("--dt", type=positive_float, help="frame interval (default: the table's, else 1)")
