@@ -82,7 +82,7 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
     """Levenberg-Marquardt fit of one window (``q`` updated in place); returns the residual sum of squares.
 
     A fit still above ``2.5 * rss_stop`` after one step (``rss_stop`` after three) is abandoned: it cannot reach
-    the acceptance level of the caller.
+    the acceptance level of the caller; so is one whose width factor is more than 0.5 from 1 after three steps.
     """
     m, nd = coords.shape
     npar = q.size
@@ -96,8 +96,8 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
     rss = _model(vals, coords, sig, q, k, f, jac)
     lam = 1e-2
     for it in range(iters):
-        if (it == 1 and rss > 2.5 * rss_stop) or (it == 3 and rss > rss_stop):
-            break
+        if (it == 1 and rss > 2.5 * rss_stop) or (it == 3 and (rss > rss_stop or abs(q[npar - 2] - 1) > 0.5)):
+            break  # (a width this far from one spot's after three steps: no caller accepts it)
         for p in range(npar):
             s = 0.0
             for i in range(m):
@@ -122,7 +122,7 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
             continue
         rss2 = _model(vals, coords, sig, q2, k, f2, jac2)
         if rss2 < rss:
-            done = rss - rss2 < 1e-3 * rss
+            done = rss - rss2 < 1e-2 * rss
             q[:] = q2
             f[:] = f2
             jac[:, :] = jac2
@@ -177,11 +177,13 @@ def fit_spots(vals, coords, sig, q0, k, iters, rss_stop):
 def shape_hessian(vals, coords, sig):
     """Hessian (units of sigma) of each window smoothed by a Gaussian of width ``sig`` at its centre.
 
-    ``vals`` (c, m), ``coords`` (c, m, nd): returns (c, nd, nd). The same sums as
-    ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u = coords / sig``.
+    ``vals`` (c, m), ``coords`` (c, m, nd): returns the Hessians (c, nd, nd), the sums
+    ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u = coords / sig``, and the weights ``sum_i v_i
+    exp(-u_i^2 / 2)`` (c,) (the smoothed value).
     """
     c, m, nd = coords.shape
     h = np.zeros((c, nd, nd))
+    gs = np.zeros(c)
     for j in range(c):
         for i in range(m):
             u2 = 0.0
@@ -189,6 +191,7 @@ def shape_hessian(vals, coords, sig):
                 u = coords[j, i, d] / sig[d]
                 u2 += u * u
             gv = vals[j, i] * np.exp(-0.5 * u2)
+            gs[j] += gv
             for a in range(nd):
                 ua = coords[j, i, a] / sig[a]
                 h[j, a, a] += gv * (ua * ua - 1.0)
@@ -197,7 +200,7 @@ def shape_hessian(vals, coords, sig):
         for a in range(nd):
             for b in range(a + 1, nd):
                 h[j, b, a] = h[j, a, b]
-    return h
+    return h, gs
 
 
 @njit(cache=True, nogil=True)
