@@ -78,6 +78,8 @@ def _cmd_detect(args) -> int:
                   polarity=args.polarity)
         if args.sigma_range:
             kw["sigma_range"] = tuple(args.sigma_range)
+        if Path(args.movie).suffix.lower() == ".aprmovie":  # reconstructions err by up to the APR's relative error
+            kw["image_error"] = 0.1  # (to_apr's default rel_error)
         det = detect_movie(movie, n_workers=args.workers, **kw)
         skew = det.attrs.get("skewness")
         how = f"auto: skewness {skew:+.2f} of the flattened image" if skew is not None else "given"

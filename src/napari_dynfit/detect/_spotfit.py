@@ -16,33 +16,37 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def _model(vals, coords, sig, q, k, f, jac):
-    """Model values ``f`` (m,) and Jacobian ``jac`` (m, P) of ``k`` spots + offset at parameters ``q``; returns the
+    """Model values ``f`` (m,) and Jacobian ``jac`` (P, m) of ``k`` spots + offset at parameters ``q``; returns the
     residual sum of squares against ``vals``."""
     m, nd = coords.shape
     npar = q.size
     w = q[npar - 2]
     b = q[npar - 1]
-    rss = 0.0
+    inv = np.empty(nd)
+    for d in range(nd):
+        inv[d] = 1.0 / (sig[d] * w)
     for i in range(m):
-        fi = b
-        jac[i, npar - 2] = 0.0
-        jac[i, npar - 1] = 1.0
-        for g in range(k):
-            o = g * (nd + 1)
-            a = q[o]
+        f[i] = b
+        jac[npar - 2, i] = 0.0
+        jac[npar - 1, i] = 1.0
+    for g in range(k):
+        o = g * (nd + 1)
+        a = q[o]
+        for i in range(m):
             u2 = 0.0
             for d in range(nd):
-                u = (coords[i, d] - q[o + 1 + d]) / (sig[d] * w)
+                u = (coords[i, d] - q[o + 1 + d]) * inv[d]
                 u2 += u * u
             e = np.exp(-0.5 * u2)
-            fi += a * e
-            jac[i, o] = e
+            ae = a * e
+            f[i] += ae
+            jac[o, i] = e
             for d in range(nd):
-                u = (coords[i, d] - q[o + 1 + d]) / (sig[d] * w)
-                jac[i, o + 1 + d] = a * e * u / (sig[d] * w)
-            jac[i, npar - 2] += a * e * u2 / w
-        f[i] = fi
-        r = fi - vals[i]
+                jac[o + 1 + d, i] = ae * (coords[i, d] - q[o + 1 + d]) * inv[d] * inv[d]
+            jac[npar - 2, i] += ae * u2 / w
+    rss = 0.0
+    for i in range(m):
+        r = f[i] - vals[i]
         rss += r * r
     return rss
 
@@ -82,39 +86,47 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
     """Levenberg-Marquardt fit of one window (``q`` updated in place); returns the residual sum of squares.
 
     A fit still above ``2.5 * rss_stop`` after one step (``rss_stop`` after three) is abandoned: it cannot reach
-    the acceptance level of the caller.
+    the acceptance level of the caller; so is one whose width factor is more than 0.5 from 1 after three steps.
     """
     m, nd = coords.shape
     npar = q.size
     f = np.empty(m)
-    jac = np.empty((m, npar))
+    jac = np.empty((npar, m))
     f2 = np.empty(m)
-    jac2 = np.empty((m, npar))
+    jac2 = np.empty((npar, m))
     q2 = np.empty(npar)
+    jtj = np.empty((npar, npar))
+    jtr = np.empty(npar)
     a = np.empty((npar, npar))
-    g = np.empty(npar)
+    step = np.empty(npar)
     rss = _model(vals, coords, sig, q, k, f, jac)
     lam = 1e-2
+    fresh = True  # normal equations to (re)build: only after an accepted step
     for it in range(iters):
-        if (it == 1 and rss > 2.5 * rss_stop) or (it == 3 and rss > rss_stop):
-            break
-        for p in range(npar):
-            s = 0.0
-            for i in range(m):
-                s += jac[i, p] * (f[i] - vals[i])
-            g[p] = -s
-            for p2 in range(p, npar):
+        if (it == 1 and rss > 2.5 * rss_stop) or (it == 3 and (rss > rss_stop or abs(q[npar - 2] - 1) > 0.5)):
+            break  # (a width this far from one spot's after three steps: no caller accepts it)
+        if fresh:
+            for p in range(npar):
                 s = 0.0
                 for i in range(m):
-                    s += jac[i, p] * jac[i, p2]
-                a[p, p2] = s
-                a[p2, p] = s
+                    s += jac[p, i] * (vals[i] - f[i])
+                jtr[p] = s
+                for p2 in range(p, npar):
+                    s = 0.0
+                    for i in range(m):
+                        s += jac[p, i] * jac[p2, i]
+                    jtj[p, p2] = s
+                    jtj[p2, p] = s
+            fresh = False
         for p in range(npar):
-            a[p, p] += lam * a[p, p] + 1e-9
-        if not _solve(a, g):
+            step[p] = jtr[p]
+            for p2 in range(npar):
+                a[p, p2] = jtj[p, p2]
+            a[p, p] += lam * jtj[p, p] + 1e-9
+        if not _solve(a, step):
             break
         for p in range(npar):
-            q2[p] = q[p] + g[p]
+            q2[p] = q[p] + step[p]
         if not (0.3 < q2[npar - 2] < 3.0):  # a width factor far from one spot's: reject the step
             lam *= 4.0
             if lam > 1e2:
@@ -122,12 +134,13 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
             continue
         rss2 = _model(vals, coords, sig, q2, k, f2, jac2)
         if rss2 < rss:
-            done = rss - rss2 < 1e-3 * rss
+            done = rss - rss2 < 1e-2 * rss
             q[:] = q2
             f[:] = f2
             jac[:, :] = jac2
             rss = rss2
             lam /= 3.0
+            fresh = True
             if done:
                 break
         else:
@@ -177,11 +190,13 @@ def fit_spots(vals, coords, sig, q0, k, iters, rss_stop):
 def shape_hessian(vals, coords, sig):
     """Hessian (units of sigma) of each window smoothed by a Gaussian of width ``sig`` at its centre.
 
-    ``vals`` (c, m), ``coords`` (c, m, nd): returns (c, nd, nd). The same sums as
-    ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u = coords / sig``.
+    ``vals`` (c, m), ``coords`` (c, m, nd): returns the Hessians (c, nd, nd), the sums
+    ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u = coords / sig``, and the weights ``sum_i v_i
+    exp(-u_i^2 / 2)`` (c,) (the smoothed value).
     """
     c, m, nd = coords.shape
     h = np.zeros((c, nd, nd))
+    gs = np.zeros(c)
     for j in range(c):
         for i in range(m):
             u2 = 0.0
@@ -189,6 +204,7 @@ def shape_hessian(vals, coords, sig):
                 u = coords[j, i, d] / sig[d]
                 u2 += u * u
             gv = vals[j, i] * np.exp(-0.5 * u2)
+            gs[j] += gv
             for a in range(nd):
                 ua = coords[j, i, a] / sig[a]
                 h[j, a, a] += gv * (ua * ua - 1.0)
@@ -197,7 +213,7 @@ def shape_hessian(vals, coords, sig):
         for a in range(nd):
             for b in range(a + 1, nd):
                 h[j, b, a] = h[j, a, b]
-    return h
+    return h, gs
 
 
 @njit(cache=True, nogil=True)
@@ -225,3 +241,122 @@ def gather(img1d, shape, base, offs):
                 vals[j, i] = img1d[lin]
                 inside[j, i] = True
     return vals, inside
+
+
+@njit(cache=True, nogil=True)
+def _pixel(base, off, shape, pos, sig):
+    """Linear index of pixel ``base + off`` (-1 outside the image) and its squared distance from ``pos`` in
+    sigmas."""
+    lin = 0
+    u2 = 0.0
+    for d in range(base.size):
+        c = base[d] + off[d]
+        if c < 0 or c >= shape[d]:
+            return -1, 0.0
+        lin = lin * shape[d] + c
+        u = (c - pos[d]) / sig[d]
+        u2 += u * u
+    return lin, u2
+
+
+@njit(cache=True, nogil=True)
+def _nearest(pos, shape, base):
+    for d in range(pos.size):
+        base[d] = min(max(np.int64(np.round(pos[d])), 0), shape[d] - 1)
+
+
+@njit(cache=True, nogil=True)
+def weighted_centroid(img1d, shape, pos, offs, sig):
+    """Doubled shift of the Gaussian-weighted centroid (see :func:`napari_dynfit.detect.blobs._weighted_centroid`).
+
+    ``pos`` (n, nd) float positions, ``offs`` (k, nd) window offsets around the nearest pixel, ``sig`` (nd,):
+    returns the new positions (n, nd); pixels outside the image and negative values weigh nothing.
+    """
+    n, nd = pos.shape
+    out = pos.copy()
+    base = np.empty(nd, np.int64)
+    acc = np.empty(nd)
+    for j in range(n):
+        _nearest(pos[j], shape, base)
+        acc[:] = 0.0
+        sw = 0.0
+        for i in range(offs.shape[0]):
+            lin, u2 = _pixel(base, offs[i], shape, pos[j], sig)
+            if lin < 0 or img1d[lin] <= 0:
+                continue
+            w = img1d[lin] * np.exp(-0.5 * u2)
+            sw += w
+            for d in range(nd):
+                acc[d] += w * (base[d] + offs[i, d] - pos[j, d])
+        if sw > 0:
+            for d in range(nd):
+                out[j, d] = pos[j, d] + min(max(2.0 * acc[d] / sw, -1.0), 1.0)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def gaussian_mean(img1d, shape, pos, offs, sig):
+    """Mean of the image weighted by a Gaussian of half the width ``sig`` (nd,) centred on each ``pos`` (n, nd),
+    over the window ``offs`` (k, nd) around the nearest pixel, inside the image only."""
+    n, nd = pos.shape
+    out = np.zeros(n)
+    base = np.empty(nd, np.int64)
+    for j in range(n):
+        _nearest(pos[j], shape, base)
+        sg = 0.0
+        sv = 0.0
+        for i in range(offs.shape[0]):
+            lin, u2 = _pixel(base, offs[i], shape, pos[j], sig)
+            if lin >= 0:
+                g = np.exp(-2.0 * u2)
+                sg += g
+                sv += g * img1d[lin]
+        out[j] = sv / max(sg, 1e-12)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _reflect(i, n):
+    if i < 0:
+        return -i - 1
+    if i >= n:
+        return 2 * n - i - 1
+    return i
+
+
+@njit(cache=True, nogil=True)
+def log2d(img, k0y, k2y, k0x, k2x, scale):
+    """``scale * (d2/dy2 + d2/dx2)`` of a 2D float32 image smoothed by separable kernels (``k0*`` smoothing,
+    ``k2*`` second derivative, odd lengths), mode "reflect" like :func:`scipy.ndimage.gaussian_laplace`."""
+    ny, nx = img.shape
+    ry = k0y.size // 2
+    rx = k0x.size // 2
+    a0 = np.zeros((ny, nx), np.float32)
+    a2 = np.zeros((ny, nx), np.float32)
+    for i in range(ny):
+        for t in range(k0y.size):
+            row = _reflect(i + t - ry, ny)
+            c0 = np.float32(k0y[t])
+            c2 = np.float32(k2y[t])
+            for j in range(nx):
+                v = img[row, j]
+                a0[i, j] += c0 * v
+                a2[i, j] += c2 * v
+    out = np.empty((ny, nx), np.float32)
+    b0 = np.empty(nx + 2 * rx, np.float32)
+    b2 = np.empty(nx + 2 * rx, np.float32)
+    acc = np.empty(nx, np.float32)
+    for i in range(ny):
+        for j in range(nx + 2 * rx):
+            jj = _reflect(j - rx, nx)
+            b0[j] = a0[i, jj]
+            b2[j] = a2[i, jj]
+        acc[:] = 0.0
+        for t in range(k0x.size):
+            c0 = np.float32(k0x[t])
+            c2 = np.float32(k2x[t])
+            for j in range(nx):
+                acc[j] += c2 * b0[j + t] + c0 * b2[j + t]
+        for j in range(nx):
+            out[i, j] = scale * acc[j]
+    return out
