@@ -248,6 +248,7 @@ def simulate_rod_colony(
     growth_rate: float = 0.1,
     diffusion: float = 0.05,
     seed=None,
+    relax_iterations: int = 30,
 ) -> pd.DataFrame:
     """Simulate a growing, dividing colony of rod-shaped cells (bacteria) with their lineage.
 
@@ -275,6 +276,9 @@ def simulate_rod_colony(
     diffusion : float
         Diffusion coefficient of the rod centres (length^2 per frame).
     seed : int or numpy.random.Generator, optional
+    relax_iterations : int
+        Overlap-relaxation sweeps per frame (stops early once no two rods overlap). With 8 sweeps (the
+        earlier fixed value) a confluent colony kept a third of its rods more than 15 % under a neighbour.
 
     Returns
     -------
@@ -298,6 +302,9 @@ def simulate_rod_colony(
             raise InputError(f"{name} must be >= 0 and finite, got {val}")
     if n_initial * np.exp(growth_rate * (n_frames - 1)) > MAX_CELLS:
         raise InputError(f"the expected number of cells exceeds {MAX_CELLS}: lower growth_rate, n_initial or n_frames")
+    if not isinstance(relax_iterations, (int, np.integer)) or isinstance(relax_iterations, bool) \
+            or relax_iterations < 0:
+        raise InputError(f"relax_iterations must be a non-negative integer, got {relax_iterations!r}")
     box = _as_box(box, dim)
     if np.any(box <= division_length):
         raise InputError(f"box {box.tolist()} must be longer than division_length {division_length} on every axis")
@@ -312,7 +319,7 @@ def simulate_rod_colony(
     axis = unit(n_initial)
     target = division_length * rng.uniform(0.9, 1.1, n_initial)
     length = target * rng.uniform(0.5, 1.0, n_initial)
-    pos, axis = _relax_rods(pos, axis, length, width, lo, hi, iterations=30)
+    pos, axis = _relax_rods(pos, axis, length, width, lo, hi, iterations=max(30, relax_iterations))
     ids = np.arange(1, n_initial + 1)
     parents = np.full(n_initial, -1)
     next_id = n_initial + 1
@@ -343,7 +350,7 @@ def simulate_rod_colony(
             pos = np.clip(pos + step * rng.standard_normal(pos.shape), lo, hi)
             turn = axis + (step / length)[:, None] * rng.standard_normal(axis.shape)
             axis = turn / np.linalg.norm(turn, axis=1, keepdims=True)
-            pos, axis = _relax_rods(pos, axis, length, width, lo, hi)
+            pos, axis = _relax_rods(pos, axis, length, width, lo, hi, iterations=relax_iterations)
         rows.append((np.full(len(ids), frame), ids.copy(), pos.copy(), parents.copy(), length.copy(), axis.copy()))
 
     data = {"track_id": np.concatenate([r[1] for r in rows]).astype(np.int64),
