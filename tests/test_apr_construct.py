@@ -8,37 +8,11 @@ import pytest
 from napari_dynfit.apr import to_apr
 from napari_dynfit.apr.construct import apr_levels, local_intensity_scale_image, threshold_li
 from napari_dynfit.errors import InputError
+from napari_dynfit.sim.apr_images import cells_image, spots_image
 
 
-def _spots(shape, n, seed, background=30.0):
-    """Poisson background and Gaussian spots (sigma 1.5-4 px, amplitude 200-2000): uint16."""
-    rng = np.random.default_rng(seed)
-    img = rng.poisson(background, size=shape).astype(np.float32)
-    grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
-    for _ in range(n):
-        c = [rng.uniform(0, s) for s in shape]
-        r2 = sum((g - ci) ** 2 for g, ci in zip(grids, c))
-        img += rng.uniform(200, 2000) * np.exp(-r2 / (2 * rng.uniform(1.5, 4) ** 2))
-    return img.astype(np.uint16)
-
-
-def _cells(shape, seed):
-    """Dense, touching flat cells with soft edges and texture (a confluent monolayer)."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    seeds = np.zeros(shape, bool)
-    seeds[tuple(rng.integers(0, s, 60) for s in shape)] = True
-    _, idx = ndimage.distance_transform_edt(~seeds, return_indices=True)
-    label = np.ravel_multi_index(tuple(idx), shape)
-    bright = rng.uniform(300, 1500, label.max() + 1)[label]
-    edge = ndimage.morphological_gradient(label, size=3) > 0
-    img = ndimage.gaussian_filter(np.where(edge, 80.0, bright), 1.5) + rng.normal(0, 15, shape)
-    return np.clip(img, 0, None).astype(np.uint16)
-
-
-IMAGES = {"spots2d": lambda: _spots((200, 240), 25, 1), "cells2d": lambda: _cells((192, 224), 2),
-          "spots3d": lambda: _spots((32, 72, 80), 20, 3), "cells3d": lambda: _cells((24, 64, 72), 4)}
+IMAGES = {"spots2d": lambda: spots_image((200, 240), 25, 1), "cells2d": lambda: cells_image((192, 224), 2),
+          "spots3d": lambda: spots_image((32, 72, 80), 20, 3), "cells3d": lambda: cells_image((24, 64, 72), 4)}
 
 
 @pytest.fixture(params=list(IMAGES), scope="module")
@@ -88,7 +62,7 @@ def test_equals_pyapr(case):
 @pytest.mark.parametrize("manual", [False, True])
 def test_float_and_manual_parameters_equal_pyapr(manual):
     pytest.importorskip("pyapr")
-    img = _spots((90, 110), 12, 7).astype(np.float32) / 7.0
+    img = spots_image((90, 110), 12, 7).astype(np.float32) / 7.0
     kw = dict(rel_error=0.05, gradient_smoothing=1.0, spacing=(0.5, 0.5))
     if manual:
         kw.update(auto_parameters=False, gradient_threshold=2.0, sigma_threshold=10.0, intensity_threshold=5.0)
@@ -122,7 +96,7 @@ def test_convert_cli_backends(tmp_path):
     from napari_dynfit.apr import read_apr
     from napari_dynfit.cli import main
 
-    img = _spots((64, 80), 6, 5)
+    img = spots_image((64, 80), 6, 5)
     tifffile.imwrite(tmp_path / "img.tif", img)
     assert main(["-q", "convert", str(tmp_path / "img.tif"), "-o", str(tmp_path / "ours.apr")]) == 0
     ours = read_apr(tmp_path / "ours.apr")

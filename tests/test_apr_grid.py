@@ -36,6 +36,7 @@ def _iterator_coords(apr):
 
 
 def test_grid_matches_linear_iterator(image3d, tmp_path):
+    pytest.importorskip("pyapr")
     from napari_dynfit.apr import write_apr
 
     grid = image3d.grid
@@ -55,7 +56,7 @@ def test_grid_matches_linear_iterator(image3d, tmp_path):
 
 
 def test_tree_mean_equals_pyapr(image3d):
-    import pyapr
+    pyapr = pytest.importorskip("pyapr")
 
     grid = image3d.grid
     vals = np.asarray(image3d.parts).astype(np.float32)

@@ -27,7 +27,7 @@ def blobs(shape, rng, n=20, sigma=3.0, amp=1000.0, background=100.0, noise=5.0):
 
 @pytest.fixture
 def pyapr():
-    import pyapr as _pyapr
+    _pyapr = pytest.importorskip("pyapr")
 
     return _pyapr
 

@@ -55,7 +55,7 @@ def test_reader_opens_lazy_multiscale_and_browses(make_napari_viewer, tmp_path, 
     lvl = layer.data_level
     (_, y0, x0), (_, y1, x1) = layer.corner_pixels
     zl = min(19 // 2 ** lvl, layer.data[lvl].shape[0] - 1)
-    assert layer.data[0].mode == "level" and _shown(layer).max() <= read_apr(path).apr.level_max()
+    assert layer.data[0].mode == "level" and _shown(layer).max() <= read_apr(path).grid.level_max
     np.testing.assert_array_equal(_shown(layer), layer.data[lvl][zl, y0:y1 + 1, x0:x1 + 1])
     # 3D view uses the coarsest level
     viewer.dims.ndisplay = 3

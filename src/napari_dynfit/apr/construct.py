@@ -94,57 +94,112 @@ def _bspline_coefficients(lam: float, n: int, tol: float = 1e-4):
     return np.float32(b1), np.float32(b2), np.float32(norm), bcs
 
 
+@njit(cache=True, nogil=True)
+def _bspline_2d(f, b1, b2, norm, bcs):
+    """Smoothing B-spline along axis 0 of a 2D float32 array ``(n, m)``, vectorised over axis 1, in place."""
+    n, m = f.shape
+    nb = bcs.shape[1]
+    t1 = np.zeros(m, np.float32)
+    t2 = np.zeros(m, np.float32)
+    t3 = np.zeros(m, np.float32)
+    t4 = np.zeros(m, np.float32)
+    for k in range(nb):
+        for x in range(m):
+            t1[x] += bcs[0, k] * f[k, x]
+            t2[x] += bcs[1, k] * f[k, x]
+            t3[x] += bcs[2, k] * f[n - 1 - k, x]
+            t4[x] += bcs[3, k] * f[n - 1 - k, x]
+    for x in range(m):
+        f[0, x] = t2[x]
+        f[1, x] = t1[x]
+    for i in range(2, n):
+        for x in range(m):
+            t = t1[x] * b1 + t2[x] * b2 + f[i, x]
+            f[i, x] = t
+            t2[x] = t1[x]
+            t1[x] = t
+    for x in range(m):
+        f[n - 2, x] = t3[x] * norm
+        f[n - 1, x] = t4[x] * norm
+        t2[x] = f[n - 1, x] / norm
+        t1[x] = f[n - 2, x] / norm
+    for i in range(n - 3, -1, -1):
+        for x in range(m):
+            t = t1[x] * b1 + t2[x] * b2 + f[i, x]
+            f[i, x] = t * norm
+            t2[x] = t1[x]
+            t1[x] = t
+
+
 @njit(cache=True, parallel=True, nogil=True)
-def _bspline_lines(img, b1, b2, norm, bcs):
-    """Smoothing B-spline along the last axis of a 2D array of lines (float32), in place."""
-    n_lines, n = img.shape
-    m = bcs.shape[1]
-    for li in prange(n_lines):
-        f = img[li]
-        t1 = np.float32(0.0)
-        t2 = np.float32(0.0)
-        t3 = np.float32(0.0)
-        t4 = np.float32(0.0)
-        for k in range(m):
-            t1 += bcs[0, k] * f[k]
-            t2 += bcs[1, k] * f[k]
-            t3 += bcs[2, k] * f[n - 1 - k]
-            t4 += bcs[3, k] * f[n - 1 - k]
-        f[0] = t2
-        f[1] = t1
-        for i in range(2, n):
-            t = t1 * b1 + t2 * b2 + f[i]
-            f[i] = t
-            t2 = t1
-            t1 = t
-        f[n - 2] = t3 * norm
-        f[n - 1] = t4 * norm
-        t2 = f[n - 1] / norm
-        t1 = f[n - 2] / norm
-        for i in range(n - 3, -1, -1):
-            t = t1 * b1 + t2 * b2 + f[i]
-            f[i] = t * norm
-            t2 = t1
-            t1 = t
+def _bspline_axis1(img, b1, b2, norm, bcs):
+    """Smoothing B-spline along axis 1 of a 3D float32 array, vectorised over axis 2, in place."""
+    for z in prange(img.shape[0]):
+        _bspline_2d(img[z], b1, b2, norm, bcs)
 
 
-def _along(arr: np.ndarray, axis: int, fn) -> np.ndarray:
-    """Apply the in-place line function ``fn`` along ``axis`` of a 3D float32 array (a new array; ``arr`` is kept)."""
-    moved = np.array(np.moveaxis(arr, axis, -1), order="C", copy=True)
-    flat = moved.reshape(-1, moved.shape[-1])
-    fn(flat)
-    return np.moveaxis(flat.reshape(moved.shape), -1, axis)
+@njit(cache=True, parallel=True, nogil=True)
+def _bspline_axis2(img, b1, b2, norm, bcs):
+    """Smoothing B-spline along axis 2 (rows), 32 rows at a time through a transposed tile, in place."""
+    nz, ny, nx = img.shape
+    block = 32
+    nblocks = (ny + block - 1) // block
+    for job in prange(nz * nblocks):
+        z = job // nblocks
+        r0 = (job % nblocks) * block
+        r1 = min(r0 + block, ny)
+        buf = np.empty((nx, r1 - r0), np.float32)
+        for r in range(r0, r1):
+            for x in range(nx):
+                buf[x, r - r0] = img[z, r, x]
+        _bspline_2d(buf, b1, b2, norm, bcs)
+        for r in range(r0, r1):
+            for x in range(nx):
+                img[z, r, x] = buf[x, r - r0]
+
+
+def _on_axis(arr: np.ndarray, axis: int, kernel) -> None:
+    """Run an in-place ``kernel`` written for axis 1 of a C-contiguous 3D array along ``axis`` of ``arr``."""
+    nz, ny, nx = arr.shape
+    if axis == 1:
+        kernel(arr)
+    elif axis == 0:
+        kernel(arr.reshape(1, nz, ny * nx))
+    else:  # a transposed copy keeps the recursion vectorised over many lines at once
+        t = np.ascontiguousarray(arr.transpose(0, 2, 1))
+        kernel(t)
+        arr[...] = t.transpose(0, 2, 1)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _box_mean_axis1(a, off):
+    """Mean over ``[k - off, k + off]`` (cut at the ends) along axis 1 of a 3D float32 array, in place."""
+    nz, n, m = a.shape
+    for z in prange(nz):
+        c = np.zeros((n + 1, m), np.float64)
+        for k in range(n):
+            for x in range(m):
+                c[k + 1, x] = c[k, x] + a[z, k, x]
+        for k in range(n):
+            lo = max(k - off, 0)
+            hi = min(k + off + 1, n)
+            inv = 1.0 / (hi - lo)
+            for x in range(m):
+                a[z, k, x] = (c[hi, x] - c[lo, x]) * inv
 
 
 def smooth_bspline(img: np.ndarray, lam: float) -> np.ndarray:
     """B-spline coefficients of ``img`` (3D float32) with smoothing ``lam`` along every axis longer than 2."""
-    out = img
+    out = np.array(img, dtype=np.float32, order="C", copy=True)
     for axis in (2, 1, 0):  # LibAPR: y, x, z = our x, y, z
         n = out.shape[axis]
         if n > 2:
             b1, b2, norm, bcs = _bspline_coefficients(lam, n)
-            out = _along(out, axis, lambda a: _bspline_lines(a, b1, b2, norm, bcs))
-    return np.ascontiguousarray(out)
+            if axis == 2:
+                _bspline_axis2(out, b1, b2, norm, bcs)
+            else:
+                _on_axis(out, axis, lambda a: _bspline_axis1(a, b1, b2, norm, bcs))
+    return out
 
 
 def inverse_bspline(img: np.ndarray, axes) -> np.ndarray:
@@ -166,50 +221,65 @@ def inverse_bspline(img: np.ndarray, axes) -> np.ndarray:
 # 2.-3. gradient, block reductions, local intensity scale
 
 
-def _pad_even(a: np.ndarray) -> np.ndarray:
-    pads = [(0, n % 2) for n in a.shape]
-    return np.pad(a, pads, mode="edge") if any(p[1] for p in pads) else a
-
-
-def block_reduce(a: np.ndarray, how: str) -> np.ndarray:
-    """2x2x2 block ``mean`` or ``max`` (axes of size 1 stay 1; odd borders repeat the last pixel), as LibAPR."""
-    p = _pad_even(a)
-    shape = []
-    for n in p.shape:
-        shape += [max(n // 2, 1), 2 if n > 1 else 1]
-    r = p.reshape(shape)
-    if how == "max":
-        return r.max(axis=(1, 3, 5))
-    # LibAPR sums the 8 corner samples (a size-1 axis counts twice) and divides by 8: the block mean
-    return r.mean(axis=(1, 3, 5), dtype=np.float32)
+@njit(cache=True, parallel=True, nogil=True, fastmath=True)
+def _gradient_ds(f, hz, hy, hx, out):
+    nz, ny, nx = f.shape
+    mz = out.shape[0]
+    iz, iy, ix = np.float32(0.5) / hz, np.float32(0.5) / hy, np.float32(0.5) / hx
+    for zd in prange(mz):
+        g = np.empty(nx + 1, np.float32)
+        for z in range(2 * zd, min(2 * zd + 2, nz)):
+            fz0, fz1 = f[max(z - 1, 0)], f[min(z + 1, nz - 1)]
+            for y in range(ny):
+                fc, fy0, fy1 = f[z, y], f[z, max(y - 1, 0)], f[z, min(y + 1, ny - 1)]
+                a, b = fz0[y], fz1[y]
+                for x in range(nx):
+                    gz = (b[x] - a[x]) * iz
+                    gy = (fy1[x] - fy0[x]) * iy
+                    gx = (fc[min(x + 1, nx - 1)] - fc[max(x - 1, 0)]) * ix
+                    g[x] = np.sqrt(gz * gz + gy * gy + gx * gx)
+                g[nx] = g[nx - 1]  # odd widths: the last pixel counts twice (LibAPR)
+                row = out[zd, y // 2]
+                for xd in range(row.shape[0]):
+                    v = max(g[2 * xd], g[2 * xd + 1])
+                    if v > row[xd]:
+                        row[xd] = v
 
 
 def gradient_magnitude_ds(img: np.ndarray, spacing) -> np.ndarray:
     """``|grad img|`` by central differences (border: half one-sided), maximum over 2x2x2 blocks; float32."""
-    sq = np.zeros(img.shape, dtype=np.float32)
-    for axis, h in enumerate(spacing):
-        n = img.shape[axis]
-        if n < 2:
-            continue
-        p = np.moveaxis(np.pad(img, [(1, 1) if a == axis else (0, 0) for a in range(3)], mode="edge"), axis, 0)
-        d = (p[2:] - p[:-2]) / np.float32(2 * h)
-        sq += np.moveaxis(d, 0, axis) ** 2
-    return block_reduce(np.sqrt(sq), "max")
+    out = np.zeros([-(-n // 2) for n in img.shape], dtype=np.float32)
+    hz, hy, hx = (np.float32(h) for h in spacing)
+    _gradient_ds(np.ascontiguousarray(img, dtype=np.float32), hz, hy, hx, out)
+    return out
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _box_mean_lines(a, off):
-    """Mean over ``[k - off, k + off]`` cut at the line ends, along the last axis (float32, in place)."""
-    n_lines, n = a.shape
-    for li in prange(n_lines):
-        c = np.empty(n + 1, dtype=np.float64)
-        c[0] = 0.0
-        for k in range(n):
-            c[k + 1] = c[k] + a[li, k]
-        for k in range(n):
-            lo = max(k - off, 0)
-            hi = min(k + off + 1, n)
-            a[li, k] = (c[hi] - c[lo]) / (hi - lo)
+def _mean_ds(a, out, truncate):
+    """2x2x2 block mean with the last pixel repeated at odd borders (LibAPR ``downsample``), float32 sums."""
+    nz, ny, nx = a.shape
+    mz, my, mx = out.shape
+    for zd in prange(mz):
+        za, zb = 2 * zd, min(2 * zd + 1, nz - 1)
+        for yd in range(my):
+            ya, yb = 2 * yd, min(2 * yd + 1, ny - 1)
+            for xd in range(mx):
+                xa, xb = 2 * xd, min(2 * xd + 1, nx - 1)
+                s = (np.float32(a[za, ya, xa]) + np.float32(a[za, ya, xb]) + np.float32(a[za, yb, xa])
+                     + np.float32(a[za, yb, xb]) + np.float32(a[zb, ya, xa]) + np.float32(a[zb, ya, xb])
+                     + np.float32(a[zb, yb, xa]) + np.float32(a[zb, yb, xb]))
+                v = s / np.float32(8.0)
+                if truncate:
+                    out[zd, yd, xd] = np.floor(v)
+                else:
+                    out[zd, yd, xd] = v
+
+
+def mean_ds(a: np.ndarray) -> np.ndarray:
+    """2x2x2 block mean (odd borders repeat the last pixel); integer types truncated as LibAPR stores them."""
+    out = np.empty([-(-n // 2) for n in a.shape], dtype=a.dtype)
+    _mean_ds(np.ascontiguousarray(a), out, a.dtype.kind in "ui")
+    return out
 
 
 def local_intensity_scale(img_ds: np.ndarray, psf: float, spacing0: float) -> np.ndarray:
@@ -222,39 +292,52 @@ def local_intensity_scale(img_ds: np.ndarray, psf: float, spacing0: float) -> np
         return np.full(img_ds.shape, np.float32(img_ds.mean() - img_ds.min()), dtype=np.float32)
     pads = [(min(w2, n - 1), min(w2, n - 1)) if act else (0, 0) for n, act in zip(img_ds.shape, active)]
     padded = np.pad(img_ds, pads, mode="reflect").astype(np.float32)
-    mean = padded
+    mean = padded.copy()
     for axis in (2, 1, 0):
         if active[axis]:
-            mean = _along(mean, axis, lambda a: _box_mean_lines(a, w1))
+            _on_axis(mean, axis, lambda a: _box_mean_axis1(a, w1))
     var = np.abs(padded - mean)
     for axis in (2, 1, 0):
         if active[axis]:
-            var = _along(var, axis, lambda a: _box_mean_lines(a, w2))
+            _on_axis(var, axis, lambda a: _box_mean_axis1(a, w2))
     var *= np.float32(_LIS_RESCALE[n_active][psf_ind])
     inner = tuple(slice(p[0], p[0] + n) for p, n in zip(pads, img_ds.shape))
     return np.ascontiguousarray(var[inner])
 
 
+@njit(cache=True, nogil=True)
+def _li_iterate(v, t_next, tol):
+    t_curr = -2.0 * tol
+    for _ in range(1000):
+        if abs(t_next - t_curr) <= tol:
+            break
+        t_curr = t_next
+        sf = 0.0
+        sb = 0.0
+        nf = 0
+        for x in v:
+            if x > t_curr:
+                sf += x
+                nf += 1
+            else:
+                sb += x
+        mean_f, mean_b = sf / nf, sb / (len(v) - nf)
+        if mean_b == 0:
+            return t_curr
+        t_next = (mean_f - mean_b) / (np.log(mean_f) - np.log(mean_b))
+    return t_next
+
+
 def threshold_li(values: np.ndarray) -> float:
     """Li's minimum cross-entropy threshold, iterated as LibAPR does (float tolerance)."""
-    v = np.asarray(values, dtype=np.float64)
+    v = np.ascontiguousarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         return 0.0
     lo, hi = float(v.min()), float(v.max())
     if lo == hi:
         return lo
     tol = min(0.01, (hi - lo) * 1e-4)
-    t_next, t_curr = float(v.mean()), -2.0 * tol
-    for _ in range(1000):
-        if abs(t_next - t_curr) <= tol:
-            break
-        t_curr = t_next
-        fore = v > t_curr
-        mean_f, mean_b = v[fore].mean(), v[~fore].mean()
-        if mean_b == 0:
-            return t_curr
-        t_next = (mean_f - mean_b) / (math.log(mean_f) - math.log(mean_b))
-    return float(t_next)
+    return float(_li_iterate(v, float(v.mean()), tol))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,16 +389,25 @@ def _fill_children(cur, finer):
 
 
 @njit(cache=True, nogil=True)
-def _mark_parents(cur, coarser):
-    """Parents of SEED / PROPAGATE / ASCENDANT cells become ASCENDANT (unless they are seeds)."""
-    nz, ny, nx = cur.shape
+def _max_ds(a, out):
+    """``out`` = max(``out``, maximum of ``a`` over 2x2x2 blocks)."""
+    nz, ny, nx = a.shape
     for z in range(nz):
         for y in range(ny):
             for x in range(nx):
-                s = cur[z, y, x]
-                if s == SEED or s == PROPAGATE or s == ASCENDANT:
-                    if coarser[z // 2, y // 2, x // 2] != SEED:
-                        coarser[z // 2, y // 2, x // 2] = ASCENDANT
+                if a[z, y, x] > out[z // 2, y // 2, x // 2]:
+                    out[z // 2, y // 2, x // 2] = a[z, y, x]
+
+
+@njit(cache=True, nogil=True)
+def _seeds(level_map, level, side, out):
+    """SEED where the resolution function asks for ``level`` (``side`` 1: at least, -1: at most, 0: exactly)."""
+    flat = level_map.ravel()
+    o = out.ravel()
+    for i in range(flat.size):
+        v = flat[i]
+        hit = v >= level if side == 1 else (v <= level if side == -1 else v == level)
+        o[i] = SEED if hit else EMPTY
 
 
 def pulling_scheme(level_map: np.ndarray, level_min: int, level_max: int) -> list:
@@ -325,86 +417,130 @@ def pulling_scheme(level_map: np.ndarray, level_min: int, level_max: int) -> lis
     """
     top = level_max - 1
     tree = [None] * (top + 1)
-    cur_map = level_map
+    cur_map = np.ascontiguousarray(level_map)
     for level in range(top, level_min - 1, -1):
         if level != top:
-            cur_map = block_reduce(cur_map, "max")
-        if level == top:
-            seed = cur_map >= level
-        elif level == level_min:
-            seed = cur_map <= level
-        else:
-            seed = cur_map == level
-        tree[level] = np.where(seed, SEED, EMPTY).astype(np.uint8)
+            coarser = np.full([-(-n // 2) for n in cur_map.shape], np.iinfo(cur_map.dtype).min, cur_map.dtype)
+            _max_ds(cur_map, coarser)
+            cur_map = coarser
+        st = np.empty(cur_map.shape, np.uint8)
+        _seeds(cur_map, level, 1 if level == top else (-1 if level == level_min else 0), st)
+        tree[level] = st
     for level in range(top, level_min - 1, -1):
         cur = tree[level]
         if level != top:
             _neighbour_pass(cur, 0)
             _fill_children(cur, tree[level + 1])
         _neighbour_pass(cur, 1)
-        if level - 1 >= level_min:
-            _mark_parents(cur, tree[level - 1])
+        if level - 1 >= level_min:  # parents of seeds, propagating and ascendant cells become ascendant
+            coarser = tree[level - 1]
+            up = np.zeros(coarser.shape, np.uint8)
+            _max_ds(((cur == SEED) | (cur == PROPAGATE) | (cur == ASCENDANT)).view(np.uint8), up)
+            coarser[(up > 0) & (coarser != SEED)] = ASCENDANT
     return tree
 
 
-def particle_masks(tree: list, shape, level_min: int, level_max: int) -> list:
-    """Particle cells per level (list index = level; bool arrays of the level's grid shape)."""
+def particle_masks(tree: list, level_min: int, level_max: int) -> list:
+    """Particle cells per level ``level_min .. level_max - 1`` (bool, the level's grid), and at index
+    ``level_max`` the seeds of level ``level_max - 1``, whose 2x2(x2) children are the finest particles."""
     masks = [None] * (level_max + 1)
-    full = tuple(int(s) for s in shape)
     for level in range(level_min + 1, level_max):  # children of seeds are particles one level finer
-        st = tree[level]
+        fine = tree[level]
         up = np.repeat(np.repeat(np.repeat(tree[level - 1] == SEED, 2, 0), 2, 1), 2, 2)
-        up = up[: st.shape[0], : st.shape[1], : st.shape[2]]
-        st[up] = UPSAMPLED_SEED
+        fine[up[: fine.shape[0], : fine.shape[1], : fine.shape[2]]] = UPSAMPLED_SEED
     for level in range(level_min, level_max):
         st = tree[level]
         masks[level] = (st > SEED) & (st <= UPSAMPLED_SEED)
-    seeds = tree[level_max - 1] == SEED
-    up = np.repeat(np.repeat(np.repeat(seeds, 2, 0), 2, 1), 2, 2)
-    masks[level_max] = np.ascontiguousarray(up[: full[0], : full[1], : full[2]])
+    masks[level_max] = tree[level_max - 1] == SEED
     return masks
 
 
+def _rows(mask: np.ndarray):
+    """Particles per row ``(z, y)`` and their x, of a level's particle mask."""
+    return mask.sum(axis=2, dtype=np.int64).ravel(), np.nonzero(mask)[2].astype(np.uint16)
+
+
+@njit(cache=True, nogil=True)
+def _fill_finest_x(seeds, nz, ny, nx, xs):
+    i = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(seeds.shape[2]):
+                if seeds[z // 2, y // 2, x]:
+                    xs[i] = 2 * x
+                    i += 1
+                    if 2 * x + 1 < nx:
+                        xs[i] = 2 * x + 1
+                        i += 1
+
+
+def _finest_rows(seeds: np.ndarray, nz: int, ny: int, nx: int):
+    """Rows of the finest level: the 2x2(x2) children (inside the image) of the seeds one level coarser."""
+    children = np.where(2 * np.arange(seeds.shape[2]) + 1 < nx, 2, 1)
+    per = (seeds * children).sum(axis=2, dtype=np.int64)  # per finest row, shared by 2x2 rows
+    counts = per[np.arange(nz)[:, None] // 2, np.arange(ny)[None, :] // 2].ravel()
+    xs = np.empty(int(counts.sum()), np.uint16)
+    _fill_finest_x(seeds, nz, ny, nx, xs)
+    return counts, xs
+
+
+@njit(cache=True, nogil=True)
+def _gather_finest(image, seeds, out):
+    nz, ny, nx = image.shape
+    sx = seeds.shape[2]
+    i = 0
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(sx):
+                if seeds[z // 2, y // 2, x]:
+                    out[i] = image[z, y, 2 * x]
+                    i += 1
+                    if 2 * x + 1 < nx:
+                        out[i] = image[z, y, 2 * x + 1]
+                        i += 1
+
+
 def grid_from_masks(masks: list, shape, level_min: int, level_max: int) -> AprGrid:
-    """The :class:`AprGrid` (particles and tree) of per-level particle masks."""
+    """The :class:`AprGrid` (particles and tree) of :func:`particle_masks`."""
     counts, xs = [], []
-    for level in range(level_min, level_max + 1):
-        m = masks[level]
-        counts.append(m.sum(axis=2, dtype=np.int64).ravel())
-        xs.append(np.nonzero(m)[2].astype(np.uint16))
+    for level in range(level_min, level_max):
+        c, x = _rows(masks[level])
+        counts.append(c)
+        xs.append(x)
+    c, x = _finest_rows(masks[level_max], *(int(s) for s in shape))
+    counts.append(c)
+    xs.append(x)
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-    # tree: every cell with finer particles below it, levels 0 .. level_max - 1
-    tree_masks = [None] * level_max
-    below = masks[level_max]
-    for level in range(level_max - 1, -1, -1):
-        t = block_reduce(below.astype(np.uint8), "max").astype(bool)
-        tree_masks[level] = t
-        below = t | masks[level] if masks[level] is not None and level >= level_min else t
-    t_counts = [tree_masks[level].sum(axis=2, dtype=np.int64).ravel() for level in range(level_max)]
-    t_xs = [np.nonzero(tree_masks[level])[2].astype(np.uint16) for level in range(level_max)]
-    tree_offsets = np.concatenate([[0], np.cumsum(np.concatenate(t_counts) if t_counts else [])]).astype(np.int64)
-    tree_x = np.concatenate(t_xs) if t_xs else np.zeros(0, np.uint16)
+    # tree: every cell with finer particles below it, levels 0 .. level_max - 1; at level_max - 1 the seeds
+    tree = [None] * level_max
+    tree[level_max - 1] = masks[level_max]
+    for level in range(level_max - 2, -1, -1):
+        finer = tree[level + 1] | masks[level + 1] if level + 1 >= level_min else tree[level + 1]
+        out = np.zeros([-(-n // 2) for n in finer.shape], np.uint8)
+        _max_ds(finer.view(np.uint8), out)
+        tree[level] = out.view(bool)
+    t_rows = [_rows(tree[level]) for level in range(level_max)]
+    tree_offsets = np.concatenate([[0], np.cumsum(np.concatenate([c for c, _ in t_rows]))]).astype(np.int64)
+    tree_x = np.concatenate([x for _, x in t_rows])
     return AprGrid(tuple(int(s) for s in shape), level_min, level_max, offsets, np.concatenate(xs),
                    tree_offsets, tree_x)
 
 
-# ----------------------------------------------------------------------------------------------
-# 7. sampling
-
-
-def sample_particles(image: np.ndarray, masks: list, level_min: int, level_max: int) -> np.ndarray:
-    """Particle values: each level's cells from a pyramid of block means of ``image`` (3D), storage order."""
-    dtype = image.dtype
-    integer = dtype.kind in "ui"
-    out = []
+def sample_particles(image: np.ndarray, masks: list, level_min: int, level_max: int, n_particles: int) -> np.ndarray:
+    """Particle values in storage order: each level's cells from a pyramid of block means of ``image`` (3D)."""
+    out = np.empty(n_particles, dtype=image.dtype)
+    level_img = image
     pyramid = [None] * (level_max + 1)
-    pyramid[level_max] = image
     for level in range(level_max - 1, level_min - 1, -1):
-        m = block_reduce(pyramid[level + 1].astype(np.float32), "mean")
-        pyramid[level] = np.floor(m).astype(dtype) if integer else m.astype(dtype)
-    for level in range(level_min, level_max + 1):
-        out.append(pyramid[level][masks[level]])
-    return np.concatenate(out)
+        level_img = mean_ds(level_img)
+        pyramid[level] = level_img
+    i = 0
+    for level in range(level_min, level_max):
+        v = pyramid[level][masks[level]]
+        out[i:i + len(v)] = v
+        i += len(v)
+    _gather_finest(image, masks[level_max], out[i:])
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,7 +556,7 @@ def _gradient_and_scale(img, gradient_smoothing, intensity_threshold, auto_param
     if gradient_smoothing > 0:
         f = smooth_bspline(f, gradient_smoothing)
     grad = gradient_magnitude_ds(f, (dz, dy, dx))
-    ds = block_reduce(f, "mean").astype(np.float32)
+    ds = mean_ds(f)
     if gradient_smoothing > 0:
         ds = inverse_bspline(ds, [a for a in (2, 1, 0) if shape[a] > 2])
     lis = local_intensity_scale(ds, psf, dy)
@@ -497,7 +633,7 @@ def construct_apr(image: np.ndarray, *, rel_error: float = 0.1, gradient_smoothi
         masks = [None] * (level_max + 1)
         for level in range(level_min, level_max):
             masks[level] = np.zeros([-(-n // 2 ** (level_max - level)) for n in shape], bool)
-        masks[level_max] = np.ones(shape, bool)
+        masks[level_max] = np.ones([-(-n // 2) for n in shape], bool)  # every finest cell
         grid = grid_from_masks(masks, shape, level_min, level_max)
         return grid, img.ravel().copy(), {"rel_error": rel_error, "lambda": gradient_smoothing}
     grad, lis, grad_th, sigma_th = _gradient_and_scale(img, gradient_smoothing, intensity_threshold, auto_parameters,
@@ -511,9 +647,9 @@ def construct_apr(image: np.ndarray, *, rel_error: float = 0.1, gradient_smoothi
     nz = ratio > 0
     level_map[nz] = np.floor(np.log2(ratio[nz].astype(np.float64))).astype(np.int16)
     tree = pulling_scheme(level_map, level_min, level_max)
-    masks = particle_masks(tree, shape, level_min, level_max)
+    masks = particle_masks(tree, level_min, level_max)
     grid = grid_from_masks(masks, shape, level_min, level_max)
-    parts = sample_particles(img, masks, level_min, level_max)
+    parts = sample_particles(img, masks, level_min, level_max, grid.n_particles)
     params = {"rel_error": rel_error, "lambda": gradient_smoothing, "grad_th": grad_th, "sigma_th": sigma_th,
               "sigma_th_max": sigma_threshold_max, "I_th": intensity_threshold, "psfx": psf, "psfy": psf,
               "psfz": psf}
