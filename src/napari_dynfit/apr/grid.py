@@ -352,8 +352,9 @@ class AprGrid:
         """
         import tempfile
 
-        import pyapr
+        from .convert import _pyapr
 
+        pyapr = _pyapr()  # one line naming the extra when pyapr is missing
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "grid.apr"
             pyapr.io.write_apr(str(path), apr, write_linear=True, write_tree=True)
