@@ -86,6 +86,8 @@ REFINE = True
 HALO_EDGE = 0.6
 #: ... by at most this many cell radii.
 HALO_GROW = 0.5
+#: Rods: regions smaller than this many squares (cubes) of the rod width join a neighbour (see _rod_min_size).
+ROD_MIN_SIZE = 0.8
 #: Default ``constriction`` (see :func:`segment_cells`).
 CONSTRICTION = 0.5
 #: Rods: a merged region stays one rod while its width (second moments) is at most this many cell widths ...
@@ -607,7 +609,8 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
     if kd == "rods" and diameter is None:
         radius = pr["rod_radius"]
         width = 2 * radius
-        msize = float(min_size) if min_size is not None else 0.25 * _ball(radius, img.ndim)
+    if kd == "rods":
+        msize = float(min_size) if min_size is not None else _rod_min_size(radius, img.ndim)
     out = _cut(o, fg, plateau, radius, sampling, kd, constriction, msize, thr)
     if diameter is None and REFINE and out.max() > 0:
         # the distance-transform ridge is biased by clusters (up) and ragged masks (down): the cells' own width
@@ -615,7 +618,8 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
         if abs(refined / width - 1) > 0.15:
             radius = 0.5 * refined
             width = refined
-            msize = float(min_size) if min_size is not None else 0.25 * _ball(radius, img.ndim)
+            msize = float(min_size) if min_size is not None else (
+                _rod_min_size(radius, img.ndim) if kd == "rods" else 0.25 * _ball(radius, img.ndim))
             out = _cut(o, fg, plateau, radius, sampling, kd, constriction, msize, thr)
     if halo < 0:
         out = _to_halo_edge(out, o, plateau + HALO_EDGE * (halo - plateau), radius)
@@ -702,6 +706,11 @@ def _prepare(img, polarity, threshold, diameter, sampling, min_size) -> dict:
     out["ridge_index"] = _ridge_index(fg, radius, sampling)
     out["rod_radius"] = _rod_radius(fg, sampling) if diameter is None else radius
     return out
+
+
+def _rod_min_size(radius: float, nd: int) -> float:
+    """Smallest rod fragment kept on its own, pixels: :data:`ROD_MIN_SIZE` x a square (cube) of the rod's width."""
+    return float(ROD_MIN_SIZE * (2 * radius) ** nd)
 
 
 def _rod_radius(fg: np.ndarray, sampling=None) -> float:
