@@ -114,6 +114,9 @@ FIGURES = [
            None, needs="a 1024^3 APR file and a display (benchmarks/bench_apr_io.py, manual)"),
     Figure("to-apr-overhead", "`to_apr` overhead over pyapr", "<= 10 %", None,
            needs="pyapr (benchmarks/bench_apr_io.py, manual)"),
+    Figure("apr-construct", "APR construction, ours vs pyapr 1.0.7, same parameters (2D/3D spots and dense cells, a "
+           "real frame; `benchmarks/bench_apr_construct.py`)", "particles +-10 %, PSNR +-0.5 dB, time <= pyapr", None,
+           needs="pyapr (benchmarks/bench_apr_construct.py prints a text table)"),
     Figure("apr-conv-accuracy", "APR-native convolution vs `pyapr.filter.convolve` (float32, 3^d..7^d, CPU and "
            "torch back ends)", "1e-5 rel.", None, needs="pyapr (`dynfit bench apr-conv`)"),
     Figure("apr-conv-speed", "CPU convolution, 5^3 Gaussian, comp. ratio ~42", ">= 1x pyapr, >= 20x scipy",
