@@ -573,10 +573,10 @@ NOISE_ROWS = 1000
 
 
 def _n_draws(n_rows: int) -> int:
-    """Simulated draws: 16 up to 1000 centres, fewer (>= 2) for more, whose sum averages the
+    """Simulated draws: 16 up to 1000 centres, fewer (>= 1) for more, whose sum averages the
     simulation error as well (its relative size ~ 1 / sqrt(draws x independent centres)); each draw
     costs two feature evaluations on the whole grid."""
-    return NOISE_DRAWS if n_rows <= NOISE_ROWS else max(2, int(round(NOISE_DRAWS * NOISE_ROWS / n_rows)))
+    return NOISE_DRAWS if n_rows <= NOISE_ROWS else max(1, int(round(NOISE_DRAWS * NOISE_ROWS / n_rows)))
 
 
 def _half_gram(bundle, lhs, names, grid, blocks, noise_info, max_samples, seed, **evaluate):
