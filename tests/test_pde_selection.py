@@ -141,24 +141,22 @@ def test_generated_pdefind_data_match_the_mat_files(name):
 
 @pytest.mark.slow
 def test_localized_benchmark_figures():
-    """Issue 15: default options, 5 seeds at 1 % and 5 % noise, exact set and coefficients within 5 %
-    for the four localized equations; Burgers/KdV/KS (our solvers) at 10 % noise 5/5."""
+    """Issue 15, the figure of docs/pde.md on held-out noise seeds 400-404 (tuned on 100-104): default options,
+    1 % and 5 % noise, exact set and coefficients within 5 % for the four localized equations; Burgers/KdV/KS
+    (our solvers) at 10 % noise 5/5. Measured: everything 5/5 except Fisher-KPP at 5 % (4/5, worst 7.8 %,
+    its front-only diffusion)."""
     sys.path.insert(0, str(BENCH))
     import bench_pde_localized
 
-    res = bench_pde_localized.run(seeds=5)["results"]
+    res = bench_pde_localized.run(seeds=5, first_seed=400)["results"]
     for key, row in res.items():
         assert row["ours"]["n_exact"] == 5, key
-        if key == "allen_cahn@0.05":
-            # measured: one seed's u_xx known only to +-31 % (95 %, all coefficients 13 % low): the
-            # max_interval check of discover_pde (+-30 %) says "not identifiable" there
-            assert row["ours"]["n_identifiable"] >= 4, key
-        else:
-            assert row["ours"]["n_identifiable"] == 5, key
-        if key.endswith("@0.05") and key.split("@")[0] in ("fisher_kpp", "allen_cahn"):
-            # measured: worst 9.7 % (Fisher D) and 13 % (Allen-Cahn, all coefficients shrink): below the issue's 5 %
-            assert row["ours"]["max_rel_coef_error_when_exact"] < 0.15, key
+        assert row["ours"]["n_identifiable"] == 5, key
+        if key == "fisher_kpp@0.05":
+            assert row["ours"]["n_within_5pct"] >= 4 and row["ours"]["max_rel_coef_error_when_exact"] < 0.1, key
         else:
             assert row["ours"]["n_within_5pct"] == 5, key
         if "one_decade" in row:
             assert row["one_decade"]["n_exact"] == 0, key          # the previous grid misses the localized term
+    # without the noise correction Allen-Cahn's coefficients shrink beyond 5 % at 5 % noise
+    assert res["allen_cahn@0.05"]["no_noise_correction"]["n_within_5pct"] < 5

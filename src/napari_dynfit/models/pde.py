@@ -370,7 +370,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         pick = None
         main_grid = WeakGrid.auto(bundle, max(1, max_derivative_order(all_names)), half_width=half_width,
                                   stride=stride)
-        noise_info = _noise_info(bundle, equations, noise_correction and not legacy, stochastic)
+        noise_info = _noise_info(bundle, equations, noise_correction and not legacy, stochastic,
+                                 n_rows=int(np.prod(grid_shape)))
         if noise_info["applied"]:
             def feature_fn(b):
                 return weak_features(b, all_names, method="decoupled" if window is None else "finite",
@@ -523,7 +524,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
             hints += [HINTS["noise"], HINTS["library"]]
             ident[lhs] = {"held_out_relative_residual": 1.0}
             continue
-        if noise_info["applied"] and derivative == "weak":
+        if noise_info["applied"] and derivative == "weak" and y.shape[0] <= NOISE_ROWS:     # few test functions
             two = _two_scale(cand, bundle, lhs, main_grid, blocks, noise_info, max_samples, seed,
                              method="decoupled" if window is None else "finite", window=window,
                              polyorder=polyorder, reference=ref)
@@ -580,7 +581,15 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     return out
 
 
-NOISE_DRAWS = 16
+NOISE_DRAWS = 16          # antithetic pairs for up to NOISE_ROWS regression rows (centres)
+NOISE_ROWS = 1000
+
+
+def _n_draws(n_rows: int) -> int:
+    """Simulated draws: 16 up to 1000 centres, fewer (>= 1) for more, whose sum averages the
+    simulation error as well (its relative size ~ 1 / sqrt(draws x independent centres)); each draw
+    costs two feature evaluations on the whole grid."""
+    return NOISE_DRAWS if n_rows <= NOISE_ROWS else max(1, int(round(NOISE_DRAWS * NOISE_ROWS / n_rows)))
 
 
 def _half_gram(bundle, lhs, names, grid, blocks, noise_info, max_samples, seed, **evaluate):
@@ -660,7 +669,7 @@ def _two_scale(cand, bundle, lhs, grid, blocks, noise_info, max_samples, seed, *
     return info
 
 
-def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "") -> dict:
+def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "", n_rows: int = 0) -> dict:
     """Whether and how the fits are corrected for measurement noise (``PDEDiscovery.noise``)."""
     fields = sorted({f for lhs, lib in equations.items() for n in (lhs, *lib) for f in parse_term(n).fields()})
     info = {"applied": False, "sigma": {}, "relative": {}, "draws": 0, "why": why}
@@ -673,7 +682,7 @@ def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "") ->
         info["why"] = "no measurable white noise in the fields"
         return info
     rel = {f: s / max(float(np.nanstd(np.asarray(bundle[f], dtype=float))), 1e-300) for f, s in sigma.items()}
-    return {"applied": True, "sigma": sigma, "relative": rel, "draws": NOISE_DRAWS,
+    return {"applied": True, "sigma": sigma, "relative": rel, "draws": _n_draws(n_rows),
             "why": "white measurement noise estimated from the fields' high-frequency content"}
 
 
