@@ -68,6 +68,25 @@ def test_splits_two_unresolved_spots():
     np.testing.assert_allclose(xs, [30.0, 32.4], atol=0.4)
 
 
+def test_dense_clusters_keep_their_spots(rng):
+    """Pairs and triples of spots 3.8-4.5 px apart (2.5-3 sigma: separate maxima, refined positions within 2 sigma)
+    stay separate: the one- vs two-spot test keeps them (merging every such pair kept 67 of 90)."""
+    rows = []
+    for i, (y, x) in enumerate([(y, x) for y in range(12, 100, 16) for x in range(12, 100, 16)]):
+        a, d = rng.uniform(0, np.pi), 3.8 + 0.35 * (i % 3)
+        rows += [(y, x), (y + d * np.sin(a), x + d * np.cos(a))]
+        if i % 2:
+            rows.append((y + d * np.sin(a + 1.2), x + d * np.cos(a + 1.2)))
+    truth = pd.DataFrame(rows, columns=["y", "x"])
+    truth.insert(0, "frame", 0)
+    movie, truth_px = render_movie(truth, (1, 112, 112), psf_sigma=1.5, snr=15, seed=11)
+    det = detect_blobs(movie[0], sigma=1.5)
+    det.insert(0, "frame", 0)
+    gi, pj = match_nodes(truth_px, det, match_distance=1.0)
+    assert len(gi) >= 0.95 * len(truth)
+    assert len(det) <= len(truth) + 2
+
+
 def test_single_spots_are_not_split(rng):
     truth = _random_spots(rng, 40, (128, 128), min_sep=8.0)
     movie, _ = render_movie(truth, (1, 128, 128), psf_sigma=1.5, snr=10, seed=4)
