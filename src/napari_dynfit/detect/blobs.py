@@ -259,6 +259,48 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
     return two, centre + p1, centre + p2
 
 
+def _groups(pos: np.ndarray, sig: np.ndarray, dist: float, keep=None):
+    """Connected groups of positions closer than ``dist`` sigmas (only pairs where ``keep(pairs)`` is True): labels
+    (n,) and group sizes."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(pos)
+    pairs = cKDTree(pos / sig).query_pairs(dist, output_type="ndarray")
+    if keep is not None and len(pairs):
+        pairs = pairs[keep(pairs)]
+    _, lab = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
+                                  directed=False)
+    return lab, np.bincount(lab, minlength=1)
+
+
+def _members(lab: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
+    """Indices (g, k) of the members of every group of ``k``."""
+    sel = np.flatnonzero(np.isin(lab, np.flatnonzero(sizes == k)))
+    return sel[np.argsort(lab[sel], kind="stable")].reshape(-1, k)
+
+
+def _joint_fit(flat: np.ndarray, pos: np.ndarray, mem: np.ndarray, sig: np.ndarray, iters: int = 10):
+    """Fit as many Gaussian spots (shared width, constant offset) as each group ``mem`` (g, k) has members to the
+    window covering the group, started at their positions. Returns the fitted positions (g, k, nd), amplitudes
+    (g, k), width factors (g,), residual sums of squares (g,), window peaks (g,) and the window size m."""
+    from ._spotfit import fit_spots
+
+    g, k = mem.shape
+    nd = pos.shape[1]
+    p = pos[mem]
+    centre = np.round(0.5 * (p.min(1) + p.max(1)))
+    half = np.ceil(0.5 * (p.max(1) - p.min(1)).max(0) + 2.5 * sig).astype(int)
+    coords, vals = _window(flat, centre, half)
+    amp = _window(flat, pos[mem.ravel()], np.zeros(nd, int))[1].reshape(g, k, 1)
+    q0 = np.concatenate([np.concatenate([amp, p - centre[:, None]], 2).reshape(g, -1), np.ones((g, 1)),
+                         np.zeros((g, 1))], 1)
+    q, rss = fit_spots(vals, coords.astype(np.float64), sig.astype(np.float64), q0, k, iters, np.full(g, np.inf))
+    spots = q[:, :-2].reshape(g, k, nd + 1)
+    return centre[:, None] + spots[..., 1:], spots[..., 0], q[:, -2], rss, vals.max(1), vals.shape[1]
+
+
 def _close_pairs(pos: np.ndarray, resp_at: np.ndarray, sig: np.ndarray, flat: np.ndarray, noise: float,
                  err: tuple):
     """Maxima closer than :data:`MERGE_DISTANCE` sigmas: each pair is kept as two spots only where
@@ -272,10 +314,30 @@ def _close_pairs(pos: np.ndarray, resp_at: np.ndarray, sig: np.ndarray, flat: np
     pairs = cKDTree(pos / sig).query_pairs(MERGE_DISTANCE, output_type="ndarray")
     if len(pairs) == 0:
         return pos, np.zeros(n, bool)
+    # groups of 3 or 4 maxima (dense clusters): all of them stay where as many spots explain the group's window within
+    # the image's error (a pair test would see the third spot as misfit and merge them)
+    lab, sizes = _groups(pos, sig, MERGE_DISTANCE)
+    confirmed = np.zeros(n, bool)
+    pos = pos.copy()
+    for k in range(3, CLUSTER_MAX + 1):
+        mem = _members(lab, sizes, k)
+        if len(mem) == 0:
+            continue
+        new, amp, w, rss, peak, m = _joint_fit(flat, pos, mem, sig, iters=15)
+        var_img = noise ** 2 + (err[1] * np.maximum(peak, 0)) ** 2
+        var = np.where(var_img > 0, var_img, np.maximum((err[0] * peak) ** 2, 1e-30))
+        d = np.linalg.norm((new[:, :, None] - new[:, None]) / sig, axis=-1) + 9 * np.eye(k)
+        ok = ((rss < SPLIT_MAX_CHI2 * m * var) & (np.abs(w - 1) < 0.25) & (amp.min(1) > 0.25 * amp.max(1))
+              & (d.min((1, 2)) > SPLIT_MIN_SEPARATION) & (np.linalg.norm((new - pos[mem]) / sig, axis=2) < 1).all(1))
+        pos[mem[ok]] = new[ok]
+        confirmed[mem[ok]] = True
+    pairs = pairs[~(confirmed[pairs[:, 0]] & confirmed[pairs[:, 1]])]
+    if len(pairs) == 0:
+        return pos, confirmed
     i, j = pairs[:, 0], pairs[:, 1]
     mid = 0.5 * (pos[i] + pos[j])
     two = _two_spots(flat, mid, pos[i] - mid, pos[j] - mid, sig, noise, err)[0]
-    paired = np.zeros(n, bool)
+    paired = confirmed.copy()
     paired[i[two]] = paired[j[two]] = True
     one = ~two
     if not one.any():
@@ -372,43 +434,18 @@ def _refine_clusters(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, spotlik
     sigmas) of 2 to :data:`CLUSTER_MAX` spot-like (``spotlike``, (n,)) detections are fitted with as many Gaussian spots (shared width, constant
     offset) on the window covering the group; a group keeps the fitted positions when the fit has about one spot's
     width, positive amplitudes and moves no spot by more than one sigma."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    from ._spotfit import fit_spots
-
-    n, nd = pos.shape
-    pairs = cKDTree(pos / sig).query_pairs(CLUSTER_DISTANCE, output_type="ndarray")
-    if len(pairs) == 0:
+    if len(pos) < 2:
         return pos
-    _, lab0 = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
-                                   directed=False)
-    pairs = pairs[np.bincount(lab0, weights=~spotlike, minlength=n)[lab0[pairs[:, 0]]] == 0]  # spot-like groups
-    _, lab = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
-                                  directed=False)
-    sizes = np.bincount(lab)
+    lab0, _ = _groups(pos, sig, CLUSTER_DISTANCE)
+    bad = np.bincount(lab0, weights=~spotlike, minlength=len(pos))  # groups with an irregular member: left alone
+    lab, sizes = _groups(pos, sig, CLUSTER_DISTANCE, keep=lambda pr: bad[lab0[pr[:, 0]]] == 0)
     out = pos.copy()
-    sig64 = sig.astype(np.float64)
     for k in range(2, CLUSTER_MAX + 1):  # all groups of k detections in one batch of fits
-        groups = np.flatnonzero(sizes == k)
-        if len(groups) == 0:
+        mem = _members(lab, sizes, k)
+        if len(mem) == 0:
             continue
-        sel = np.flatnonzero(np.isin(lab, groups))
-        mem = sel[np.argsort(lab[sel], kind="stable")].reshape(-1, k)  # (g, k) detection indices
-        p = pos[mem]  # (g, k, nd)
-        centre = np.round(0.5 * (p.min(1) + p.max(1)))
-        half = np.ceil(0.5 * (p.max(1) - p.min(1)).max(0) + 2.5 * sig).astype(int)
-        coords, vals = _window(flat, centre, half)
-        amp = _window(flat, pos[mem.ravel()], np.zeros(nd, int))[1].reshape(-1, k, 1)
-        g = len(mem)
-        q0 = np.concatenate([np.concatenate([amp, p - centre[:, None]], 2).reshape(g, -1), np.ones((g, 1)),
-                             np.zeros((g, 1))], 1)
-        q, _ = fit_spots(vals, coords.astype(np.float64), sig64, q0, k, 10, np.full(g, np.inf))
-        spots = q[:, :-2].reshape(g, k, nd + 1)
-        new = centre[:, None] + spots[..., 1:]
-        ok = ((np.abs(q[:, -2] - 1) < 0.4) & (spots[..., 0] > 0).all(1)
-              & (np.linalg.norm((new - p) / sig, axis=2) < 1).all(1))
+        new, amp, w, _, _, _ = _joint_fit(flat, pos, mem, sig)
+        ok = ((np.abs(w - 1) < 0.4) & (amp > 0).all(1) & (np.linalg.norm((new - pos[mem]) / sig, axis=2) < 1).all(1))
         out[mem[ok]] = new[ok]
     return out
 
