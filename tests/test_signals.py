@@ -60,8 +60,8 @@ COMMANDS = {
                       "--overwrite"], "f.zarr"),
     "track": (["track", "{D}/tracks.csv", "-o", "{OUT}", "--gap-frames", "2", "--motion", "velocity",
                 "--overwrite"], "t.csv"),
-    "infer-flow": (["infer-flow", "{D}/tracks.csv", "--diffusion", "fit", "-o", "{OUT}", "--steps", "30",
-                    "--score-steps", "30", "--threads", "1", "--overwrite"], "flow"),
+    "infer-flow": (["infer-flow", "{D}/tracks.csv", "--diffusion", "fit", "-o", "{OUT}", "--steps", "10",
+                    "--score-steps", "10", "--threads", "1", "--overwrite"], "flow"),
 }
 
 
