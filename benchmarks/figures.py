@@ -134,8 +134,8 @@ FIGURES = [
            ">= 0.90 / >= 0.85", None, needs="the CTC movie (local only, benchmarks/track_ctc.py)"),
     Figure("eval-vs-traccuracy", "`--eval` (CTC mask matching) vs traccuracy 0.4.3 on the same inputs",
            "equal to 1e-6", None, needs="a test, not a benchmark (tests/test_track_metrics.py)"),
-    Figure("segment-f1", "touching cells from raw images, segmentation F1 at IoU 0.5: generated rods (small / large) "
-           "/ 3D nuclei / real phase-contrast bacteria", ">= 0.95", None,
+    Figure("segment-f1", "touching cells from raw images, segmentation F1 at IoU 0.5: generated rod colonies / 2D "
+           "touching nuclei / 3D nuclei / real phase-contrast bacteria", ">= 0.95", None,
            needs="the CTC movie for the real row (benchmarks/bench_cells.py)"),
     Figure("link-speed", "10^4 particles x 100 frames with gap closing", "<= trackpy, >= 5x laptrack",
            "{python} benchmarks/bench_tracking.py --sections speed --laptrack-n 2000", _tracking_speed,
