@@ -109,7 +109,7 @@ def register(sub) -> None:
     p.add_argument("--n-paths", type=positive_int, default=200, help="trajectories to sample (default 200)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--threads", type=nonneg_int, default=1,
-                   help="torch CPU threads (default 1: faster than more on a 2-core machine; 0: torch's choice)")
+                   help="torch CPU threads (default 1: the batches are small; 0: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_infer)
 
