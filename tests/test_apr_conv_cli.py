@@ -68,6 +68,7 @@ def test_segment_and_export_cli(apr_file, tmp_path, capsys):
 
 
 def test_bench_cli(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("pyapr")  # the benchmark's reference
     npz = tmp_path / "bench.npz"
     assert main(["-q", "bench", "apr-conv", "--size", "48", "--repeat", "1", "--save-grid", str(npz)]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
 from scipy.linalg import expm, solve_continuous_lyapunov
 
 from napari_dynfit.errors import InputError

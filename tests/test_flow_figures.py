@@ -5,7 +5,8 @@ Run with ``pytest -m slow tests/test_flow_figures.py``; the same numbers are pri
 """
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
 
 from napari_dynfit.models.flow.bench import run_bistable, run_ou, run_ou2_cli
 

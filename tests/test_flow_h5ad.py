@@ -7,7 +7,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
 
 from napari_dynfit.cli import main
 from napari_dynfit.errors import InputError

@@ -17,6 +17,10 @@ from napari_dynfit.tables import read_table, validate_table, write_table
 
 
 def test_npe2_manifest_validates_with_imports():
+    try:  # the widgets import Qt: napari users bring a binding ([all] adds PyQt6)
+        import qtpy  # noqa: F401
+    except Exception:  # noqa: BLE001 - qtpy raises its own error when no binding is installed
+        pytest.skip("no Qt binding installed")
     res = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-dynfit", "--imports"],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
 
 from napari_dynfit.errors import InputError
 from napari_dynfit.models.pinn import (

@@ -50,6 +50,8 @@ def _same(back, truth, cols):
 @pytest.mark.parametrize("ndim", [2, 3])
 @pytest.mark.parametrize("name", ["t.geff", "t.parquet", "t.csv", "t_ctc", "t.ctc"])
 def test_round_trip_keeps_tracks_gaps_and_lineage(tmp_path, name, ndim):
+    if name.endswith(".geff"):
+        pytest.importorskip("geff")
     truth = known_tracks(ndim)
     if name == "t.geff" or name == "t.parquet":
         truth.attrs["origin"] = [1.0, 10.0, 5.0][-ndim:]
@@ -166,6 +168,7 @@ def test_trackmate_xml_reads_tracks_lineage_features_and_calibration(tmp_path):
 
 
 def test_trackmate_to_geff_to_ctc_keeps_lineage(tmp_path):
+    pytest.importorskip("geff")
     _trackmate_xml(tmp_path / "tm.xml", calibration=1.0)
     tm = read_tracks(tmp_path / "tm.xml")
     g = read_tracks(write_tracks(tm, tmp_path / "tm.geff"))
@@ -176,6 +179,7 @@ def test_trackmate_to_geff_to_ctc_keeps_lineage(tmp_path):
 
 
 def test_convert_tracks_cli(tmp_path, capsys):
+    pytest.importorskip("geff")
     _trackmate_xml(tmp_path / "tm.xml", calibration=1.0)
     assert main(["-q", "convert-tracks", str(tmp_path / "tm.xml"), str(tmp_path / "a.geff")]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -268,7 +272,7 @@ def test_tracks_from_napari_applies_scale_and_translate():
 def test_geff_written_by_the_geff_package_from_a_graph(tmp_path):
     """A GEFF of another tool: no tracklet property, times in seconds: tracks from the edges, frames from the
     time step, units from the axes."""
-    import geff
+    geff = pytest.importorskip("geff")
     import networkx as nx
 
     g = nx.DiGraph()

@@ -338,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - never a traceback on the user's terminal
         if os.environ.get("DYNFIT_DEBUG"):
             raise
+        from .extras import extra_message
+
+        if (line := extra_message(exc)) is not None:  # an optional extra is not installed
+            print(f"{name}: error: {line}", file=sys.stderr)
+            status = 2
+            return status
         from ._io import diagnose_input
 
         try:

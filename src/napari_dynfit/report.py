@@ -11,6 +11,7 @@ import base64
 import functools
 import html
 import io
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,12 +123,23 @@ class DemoContext:
     seed: int = 0
     timings: dict = field(default_factory=dict)
     artefact_meta: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
 
     def run_stage(self, title: str, func) -> None:
         """Run one stage in its own report section and record its time."""
         sec = self.report.section(title)
         t0 = time.perf_counter()
-        func(self)
+        try:
+            func(self)
+        except ModuleNotFoundError as exc:
+            from .extras import extra_message
+
+            line = extra_message(exc)
+            if line is None:
+                raise
+            self.report.add_text(f"Skipped: {line}.")
+            self.skipped[title] = line
+            print(f"dynfit demo: stage '{title}' skipped: {line}", file=sys.stderr)
         sec.seconds = time.perf_counter() - t0
         self.timings[title] = sec.seconds
 
