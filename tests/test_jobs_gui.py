@@ -145,3 +145,21 @@ def test_fit_click_does_not_compute_on_the_gui_thread(make_napari_viewer, qtbot)
     flow.score_steps.setValue(100_000)
     spent = _click_cpu(flow.start, flow._job, qtbot, wait_s=600)
     assert spent < 0.5, f"Fit computed {spent:.2f} s on the GUI thread"
+
+
+def test_project_keeps_tracks_lineage_and_geometry(make_napari_viewer, tmp_path):
+    """Saving a project writes the Tracks layer through ``tracks_from_napari(layer, physical=False)``: the data
+    coordinates, the lineage and the layer's scale/translate come back."""
+    import numpy as np
+
+    from napari_dynfit._napari._project_io import project_layers, save_viewer_project
+
+    viewer = make_napari_viewer()
+    data = np.array([[1, 0, 5.0, 6.0], [1, 1, 5.5, 6.5], [2, 2, 4.0, 7.0], [3, 2, 6.0, 6.0]])
+    viewer.add_tracks(data, graph={2: [1], 3: [1]}, name="lineage", scale=(1, 0.2, 0.2), translate=(0, 10, 5))
+    save_viewer_project(viewer, tmp_path / "prj")
+    (back, kwargs, kind), = [t for t in project_layers(tmp_path / "prj") if t[2] == "tracks"]
+    np.testing.assert_allclose(back, data)
+    assert kwargs["graph"] == {2: [1], 3: [1]}
+    np.testing.assert_allclose(kwargs["scale"], (1, 0.2, 0.2))
+    np.testing.assert_allclose(kwargs["translate"], (0, 10, 5))
