@@ -27,10 +27,10 @@ def test_widget_preview_and_run(make_napari_viewer):
     z = int(round(truth["z"].iloc[0]))
     viewer.dims.set_point(0, z)
     widget._preview.value = True
-    widget.update_preview()
+    widget.update_preview(sync=True)
     assert PREVIEW in viewer.layers and PREVIEW_MASK in viewer.layers
     assert viewer.layers[PREVIEW].data.shape == (64, 64)
-    widget.run()
+    widget.run(sync=True)
     labels = viewer.layers["spots (APR) objects"]
     points = viewer.layers["spots (APR) objects centroids"]
     assert len(points.data) == len(truth)

@@ -58,7 +58,7 @@ def test_fit_keeps_ui_responsive_and_cancel_leaves_viewer_usable(make_napari_vie
     timer.start(50)
     widget.train()
     assert widget._job.running
-    qtbot.waitUntil(lambda: "step" in widget._status.value, timeout=120_000)  # first live update shown
+    qtbot.waitUntil(lambda: "latent field (PINN)" in viewer.layers, timeout=120_000)  # first live update shown
     t_end = time.perf_counter() + 3.0
     ticks.clear()
     while time.perf_counter() < t_end:

@@ -9,16 +9,14 @@ adds a lazy multiscale APR layer and, when a path is given, writes ``.apr`` / ``
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from qtpy.QtCore import QTimer
 
-from .._progress import progress_context
-from ..errors import Cancelled, DynfitError
+from ..errors import DynfitError
 from ..apr.convert import MODES
 from ._apr_reader import apr_layers_from_result, is_apr_layer, set_apr_mode
+from ._jobs import StepJob
 
 PREVIEW = "APR preview"
 PREVIEW_LEVELS = "APR preview levels"
@@ -101,13 +99,8 @@ class AprConvertWidget(Container):
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
         self._timer.timeout.connect(self.update_preview)
-        self._poll = QTimer(self.native)
-        self._poll.setInterval(200)
-        self._poll.timeout.connect(self._show_progress)
-        self._progress = {}
-        self._cancel_event = threading.Event()
-        self._worker = None
-        self._preview_worker = None
+        self._job = StepJob(self._run, self._cancel, self._stats, viewer=napari_viewer)
+        self._preview_job = StepJob((), None, self._stats, viewer=napari_viewer, activity=False)
 
         for w in (self._rel_error, self._ith, self._smoothing, self._grad_th, self._sigma_th, self._slab):
             w.changed.connect(self._schedule_preview)
@@ -116,7 +109,6 @@ class AprConvertWidget(Container):
         self._preview.changed.connect(self._schedule_preview)
         self._movie.changed.connect(self._schedule_preview)
         self._run.changed.connect(self.convert)
-        self._cancel.changed.connect(self._cancel_event.set)
         self._mode.changed.connect(self.set_display_mode)
         self._viewer_events = ((napari_viewer.layers.events.inserted, self._layer.reset_choices),
                                (napari_viewer.layers.events.removed, self._layer.reset_choices),
@@ -129,6 +121,7 @@ class AprConvertWidget(Container):
 
     def _disconnect(self, *_):
         self._timer.stop()
+        self._preview_job.close()
         for event, callback in self._viewer_events:
             event.disconnect(callback)
 
@@ -174,19 +167,10 @@ class AprConvertWidget(Container):
         data = self._layer_data(layer)
         index = np.round(layer.world_to_data(self._viewer.dims.point)).astype(int)
         index = index[-data.ndim:] if len(index) >= data.ndim else np.zeros(data.ndim, int)
-        args = (data, index)
         kwargs = {"is_movie": self._movie.value, "params": self.params(),
                   "spacing": list(layer.scale)[-(data.ndim - int(self._movie.value)):], "slab": self._slab.value}
-        if sync:
-            self._show_preview(preview_slice(*args, **kwargs), layer)
-            return
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(preview_slice, *args, _ignore_errors=True, **kwargs)
-        worker.returned.connect(lambda res: self._show_preview(res, layer))
-        worker.errored.connect(self._show_error)
-        self._preview_worker = worker
-        worker.start()
+        self._preview_job.start(lambda: preview_slice(data, index, **kwargs),
+                                on_return=lambda res: self._show_preview(res, layer), busy="preview...", block=sync)
 
     def _show_preview(self, res: dict, layer) -> None:
         scale, translate = list(layer.scale)[-2:], list(layer.translate)[-2:]
@@ -204,12 +188,6 @@ class AprConvertWidget(Container):
         self._stats.value = (f"preview: {st['particles']} particles, ratio {st['computational_ratio']:.1f}, "
                              f"memory saved {100 * st['memory_saved']:.0f} %")
 
-    def _show_error(self, exc) -> None:
-        from napari.utils.notifications import show_error
-
-        self._stats.value = f"error: {exc}"
-        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
-
     def _show_layer_stats(self, *_):
         layer = self._viewer.layers.selection.active
         meta = getattr(layer, "metadata", {}).get("apr") if layer is not None else None
@@ -224,24 +202,21 @@ class AprConvertWidget(Container):
             set_apr_mode(layer, mode or self._mode.value)
 
     # ------------------------------------------------------------------------------------------
-    def _convert_job(self, data, is_movie, params, spacing, frame_interval, output):
+    @staticmethod
+    def _convert_job(data, is_movie, params, spacing, frame_interval, output):
         from ..apr import to_apr, write_apr, write_apr_movie
 
-        def cb(done, total, desc):
-            self._progress.update(done=done, total=total, desc=desc)
-
-        with progress_context(cb, self._cancel_event):
-            if is_movie:
-                result = to_apr(data, movie=True, spacing=spacing, frame_interval=frame_interval, **params)
-            else:
-                result = to_apr(np.asarray(data), spacing=spacing, **params)
-            path = None
-            if output:
-                path = write_apr_movie(result, output) if is_movie else write_apr(result, output)
+        if is_movie:
+            result = to_apr(data, movie=True, spacing=spacing, frame_interval=frame_interval, **params)
+        else:
+            result = to_apr(np.asarray(data), spacing=spacing, **params)
+        path = None
+        if output:
+            path = write_apr_movie(result, output) if is_movie else write_apr(result, output)
         return result, path
 
     def convert(self, sync: bool = False) -> None:
-        """Convert the whole selected layer (in a worker unless ``sync``) and add the APR layer."""
+        """Convert the whole selected layer (in the widget's job unless ``sync``) and add the APR layer."""
         layer = self._layer.value
         if layer is None:
             return
@@ -255,31 +230,13 @@ class AprConvertWidget(Container):
 
             check_apr_output(output, movie=is_movie)  # refused before converting, never renamed
         args = (data, is_movie, self.params(), scale[1:] if is_movie else scale, scale[0], output)
-        self._cancel_event.clear()
-        if sync:
-            self._converted(self._convert_job(*args), layer.name)
-            return
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(self._convert_job, *args, _ignore_errors=True)  # errors: _convert_failed
-        worker.returned.connect(lambda res: self._converted(res, layer.name))
-        worker.errored.connect(self._convert_failed)
-        worker.finished.connect(self._convert_done)
-        self._worker = worker
-        self._run.enabled, self._cancel.enabled = False, True
-        self._poll.start()
-        worker.start()
-
-    def _show_progress(self) -> None:
-        p = self._progress
-        if p:
-            self._stats.value = f"{p.get('desc', 'converting')}: {p.get('done', 0)}/{p.get('total') or '?'}"
+        name = layer.name
+        self._job.start(lambda: self._convert_job(*args), on_return=lambda res: self._converted(res, name),
+                        busy="converting...", block=sync)
 
     def _converted(self, res, name) -> None:
         from napari.layers import Layer
 
-        self._poll.stop()  # the final stats must not be overwritten by a late progress line
-        self._progress.clear()
         result, path = res
         source = self._viewer.layers[name] if name in self._viewer.layers else None
         dt = (source.metadata or {}).get("dt") if source is not None else None  # keep the frame interval
@@ -290,14 +247,3 @@ class AprConvertWidget(Container):
         st = result.stats()
         self._stats.value = (f"{st['particles']} particles, ratio {st['computational_ratio']:.1f}, memory saved "
                              f"{100 * st['memory_saved']:.0f} %" + (f"; saved to {path}" if path else ""))
-
-    def _convert_failed(self, exc) -> None:
-        if isinstance(exc, Cancelled):
-            self._stats.value = "cancelled"
-        else:
-            self._show_error(exc)
-
-    def _convert_done(self) -> None:
-        self._poll.stop()
-        self._progress.clear()
-        self._run.enabled, self._cancel.enabled = True, False

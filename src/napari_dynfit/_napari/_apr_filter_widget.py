@@ -14,7 +14,8 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from qtpy.QtCore import QTimer
 
-from ..errors import DynfitError, InputError
+from ..errors import InputError
+from ._jobs import StepJob
 
 PREVIEW = "APR filter preview"
 PREVIEW_MASK = "APR objects preview"
@@ -85,10 +86,13 @@ class AprFilterWidget(Container):
         self._preview = CheckBox(value=False, text="live preview on the current slice")
         self._stats = Label(value="")
         self._run = PushButton(text="Run")
+        self._cancel = PushButton(text="Cancel", enabled=False)
         self.extend([self._layer, self._filter, self._sigma, self._size, self._device, self._threshold,
-                     self._value, self._smooth, self._min_size, self._preview, self._stats, self._run])
-        self._cache_key = None
-        self._cache = None
+                     self._value, self._smooth, self._min_size, self._preview, self._stats, self._run,
+                     self._cancel])
+        self._cached = (None, None)  # (key, result): replaced as one, the jobs run in worker threads
+        self._job = StepJob(self._run, self._cancel, self._stats, viewer=napari_viewer)
+        self._preview_job = StepJob((), None, self._stats, viewer=napari_viewer, activity=False)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
@@ -96,7 +100,7 @@ class AprFilterWidget(Container):
         for w in (self._layer, self._filter, self._sigma, self._size, self._device, self._threshold, self._value,
                   self._smooth, self._min_size, self._preview):
             w.changed.connect(self._schedule_preview)
-        self._run.changed.connect(self.run)
+        self._run.changed.connect(lambda: self.run())
         # follow the viewer: layer list changes refresh the choices, moving the slider refreshes the preview
         layer_events = napari_viewer.layers.events
         self._viewer_events = [(getattr(layer_events, n), self._layer.reset_choices) for n in ("inserted", "removed")]
@@ -107,6 +111,7 @@ class AprFilterWidget(Container):
 
     def _unfollow_viewer(self, *_):
         self._timer.stop()
+        self._preview_job.close()
         while self._viewer_events:
             event, callback = self._viewer_events.pop()
             event.disconnect(callback)
@@ -141,33 +146,43 @@ class AprFilterWidget(Container):
         data = layer.data[0] if layer.multiscale else layer.data
         return hasattr(data, "_frame")
 
-    def _compute(self, layer, frame):
-        key = (layer.name, frame, tuple(sorted(self.params().items())))
-        if key != self._cache_key:
-            self._cache = run_filter_segment(apr_image_of_layer(layer, frame), self.params())
-            self._cache_key = key
-        return self._cache
+    @property
+    def _cache(self):
+        """The last filter & segment result (``None`` before the first run)."""
+        return self._cached[1]
+
+    def _compute(self, layer, frame, params):
+        """Filter and segment ``frame`` of ``layer`` (runs in a worker; the last result is reused)."""
+        key = (layer.name, frame, tuple(sorted(params.items())))
+        cached_key, cached = self._cached
+        if key != cached_key:
+            cached = run_filter_segment(apr_image_of_layer(layer, frame), params)
+            self._cached = (key, cached)
+        return cached
 
     def _schedule_preview(self, *_):
         if self._preview.value:
             self._timer.start()
 
     # ------------------------------------------------------------------------------------------
-    def update_preview(self) -> None:
-        """Show the current plane of the filtered values and of the objects."""
+    def update_preview(self, sync: bool = False) -> None:
+        """Show the current plane of the filtered values and of the objects (computed in a worker unless ``sync``)."""
         layer = self._layer.value
         if layer is None:
             return
-        try:
-            frame, z = self._position(layer)
-            res = self._compute(layer, frame)
+        frame, z = self._position(layer)
+        params = self.params()
+
+        def compute():
+            res = self._compute(layer, frame, params)
             grid = res["grid"]
-            z = int(np.clip(z, 0, grid.shape[0] - 1))
-            img = grid.plane(res["filtered"], z)
-            lab = grid.plane(res["labels"], z)
-        except DynfitError as exc:
-            self._stats.value = f"error: {exc}"
-            return
+            zz = int(np.clip(z, 0, grid.shape[0] - 1))
+            return res, grid.plane(res["filtered"], zz), grid.plane(res["labels"], zz)
+
+        self._preview_job.start(compute, on_return=lambda out: self._show_preview(layer, *out), busy="preview...",
+                                block=sync)
+
+    def _show_preview(self, layer, res, img, lab) -> None:
         scale, translate = list(layer.scale)[-2:], list(layer.translate)[-2:]
         if PREVIEW in self._viewer.layers:
             self._viewer.layers[PREVIEW].data = img
@@ -185,8 +200,8 @@ class AprFilterWidget(Container):
         return (f"{len(res['table'])} objects" + (f", threshold {thr:.4g}" if thr is not None else "")
                 + f"; {res['grid'].n_particles} particles")
 
-    def run(self) -> None:
-        """Filter and segment the current frame; add lazy Labels and Points layers."""
+    def run(self, sync: bool = False) -> None:
+        """Filter and segment the current frame in the widget's job (unless ``sync``); add lazy Labels and Points."""
         from ..apr.lazy import LazyAprArray
 
         layer = self._layer.value
@@ -194,23 +209,26 @@ class AprFilterWidget(Container):
             self._stats.value = "select an APR layer first"
             return
         frame, _ = self._position(layer)
-        try:
+        params = self.params()
+
+        def compute():
             image = apr_image_of_layer(layer, frame)
-            res = self._compute(layer, frame)
-        except DynfitError as exc:
-            self._stats.value = f"error: {exc}"
-            return
-        labels = res["labels"]
-        if labels.max() > 65535:
-            self._stats.value = "more than 65535 objects: raise the threshold or the minimum size"
-            return
-        lab_image = image.with_values(labels.astype(np.uint16))
-        lazy = LazyAprArray(lab_image)
+            res = self._compute(layer, frame, params)
+            labels = res["labels"]
+            if labels.max() > 65535:
+                raise InputError("more than 65535 objects: raise the threshold or the minimum size")
+            return image, res, LazyAprArray(image.with_values(labels.astype(np.uint16)))
+
+        self._job.start(compute, on_return=lambda out: self._show_result(layer, *out), busy="filter & segment...",
+                        block=sync)
+
+    def _show_result(self, layer, image, res, lazy) -> None:
         spatial_scale = list(layer.scale)[-image.ndim:]
+        spatial_translate = list(layer.translate)[-image.ndim:]
         name = f"{layer.name} objects"
-        self._viewer.add_labels(lazy, name=name, scale=spatial_scale)
+        self._viewer.add_labels(lazy, name=name, scale=spatial_scale, translate=spatial_translate)
         table = res["table"]
         cols = [c for c in ("z", "y", "x") if c in table.columns]
         self._viewer.add_points(table[cols].to_numpy(), name=f"{name} centroids", scale=spatial_scale,
-                                features=table, size=3, face_color="cyan")
+                                translate=spatial_translate, features=table, size=3, face_color="cyan")
         self._stats.value = self._summary(res)

@@ -52,7 +52,6 @@ class BalanceWidget(Container):
         self.result = None
         self._model.changed.connect(self._equation.reset_choices)
         self._run.changed.connect(self.run)
-        self._stop.changed.connect(self._job.stop)
 
     # --- set-up -----------------------------------------------------------------------------
     def _layer_source(self):

@@ -12,18 +12,10 @@ coordinates from ``obsm[basis]`` or ``X``); *Save .h5ad* writes the results back
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pandas as pd
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                             QLineEdit, QPushButton, QSpinBox, QWidget)
-
-
-class _Live(QObject):
-    drift = Signal(object)
-    progress = Signal(int, int)
 
 
 class FlowWidget(QWidget):
@@ -33,11 +25,6 @@ class FlowWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.model = None
-        self._worker = None
-        self._cancel = threading.Event()
-        self._live = _Live()
-        self._live.drift.connect(self._show_drift)
-        self._live.progress.connect(lambda done, total: self.status.setText(f"step {done} / {total}"))
         form = QFormLayout(self)
         self.layer = QComboBox()
         form.addRow("points (frame, y, x)", self.layer)
@@ -75,8 +62,10 @@ class FlowWidget(QWidget):
         form.addRow(row)
         self.status = QLabel("")
         form.addRow(self.status)
-        self.run_btn.clicked.connect(self.start)
-        self.cancel_btn.clicked.connect(self._cancel.set)
+        from ._jobs import StepJob
+
+        self._job = StepJob(self.run_btn, self.cancel_btn, self.status, viewer=self.viewer)
+        self.run_btn.clicked.connect(lambda: self.start())
         self.save_btn.clicked.connect(self._ask_save)
         self._snaps = None
         self.viewer.layers.events.inserted.connect(self._refresh)
@@ -91,76 +80,82 @@ class FlowWidget(QWidget):
         if current in names:
             self.layer.setCurrentText(current)
 
-    def snapshots(self):
-        """The selected layer's points grouped by frame (:class:`~napari_dynfit.models.flow.io.Snapshots`)."""
+    def _inputs(self) -> dict:
+        """The widget's values and the Points layer's data in world coordinates (read in the GUI thread)."""
+        inputs = {"h5ad": self.h5ad.text().strip(), "time_key": self.time_key.text().strip() or "time",
+                  "basis": self.basis.text().strip() or None, "dt": self.dt.value(), "points": None}
+        name = self.layer.currentText()
+        if not inputs["h5ad"] and name and name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            # positions in world coordinates (scale, translate: physical units); the first axis stays the frame
+            data = np.array(layer.data, dtype=float)
+            if data.ndim == 2 and data.shape[1] >= 2:
+                scale, translate = np.asarray(layer.scale, float), np.asarray(layer.translate, float)
+                data[:, 1:] = data[:, 1:] * scale[1:] + translate[1:]
+            inputs["points"] = data
+        return inputs
+
+    @staticmethod
+    def _snapshots(inputs):
+        """Snapshots from :meth:`_inputs` (runs in the worker: reading a ``.h5ad`` file may take a while)."""
         from ..errors import InputError
         from ..models.flow.io import snapshots_from_table
 
-        if self.h5ad.text().strip():
+        if inputs["h5ad"]:
             from ..models.flow.io import read_snapshots
 
-            return read_snapshots(self.h5ad.text().strip(), time_column=self.time_key.text().strip() or "time",
-                                  basis=self.basis.text().strip() or None)
-        name = self.layer.currentText()
-        if not name:
+            return read_snapshots(inputs["h5ad"], time_column=inputs["time_key"], basis=inputs["basis"])
+        data = inputs["points"]
+        if data is None:
             raise InputError("no Points layer selected: add detections as a Points layer (frame, y, x)")
-        data = np.asarray(self.viewer.layers[name].data, dtype=float)
-        if data.shape[1] < 2:
+        if data.ndim != 2 or data.shape[1] < 2:
             raise InputError("the Points layer needs a frame coordinate and at least one position coordinate")
         names = {3: ["y", "x"], 4: ["z", "y", "x"]}.get(data.shape[1], [f"x{i}" for i in range(data.shape[1] - 1)])
         df = pd.DataFrame(data[:, 1:], columns=names)
-        df.insert(0, "time", np.round(data[:, 0]) * self.dt.value())
+        df.insert(0, "time", np.round(data[:, 0]) * inputs["dt"])
         return snapshots_from_table(df, columns=names)
 
-    def fit(self, snaps, *, callback=None):
+    def snapshots(self):
+        """The selected layer's points (world coordinates) grouped by frame, or the ``.h5ad`` file's snapshots
+        (:class:`~napari_dynfit.models.flow.io.Snapshots`); runs in the calling thread."""
+        return self._snapshots(self._inputs())
+
+    def _settings(self) -> dict:
+        return {"D": None if self.fit_d.isChecked() else self.diffusion.value(), "model": self.kind.currentText(),
+                "growth": self.growth.isChecked(), "steps": self.steps.value() or None,
+                "score_steps": self.score_steps.value()}
+
+    def fit(self, snaps, *, callback=None, settings=None):
         """Score matching + flow fitting with the widget's settings (runs in the calling thread)."""
         from ..models.flow.pfi import fit_flow
 
+        s = settings or self._settings()
         # fit_flow's defaults (the benchmarks' settings): steps and batch size by drift model, offset test, held-out
         # check of the refinement against the moment fit
-        return fit_flow(snaps, None if self.fit_d.isChecked() else self.diffusion.value(), model=self.kind.currentText(),
-                        growth=self.growth.isChecked(), steps=self.steps.value() or None,
-                        score_kwargs={"steps": self.score_steps.value()}, callback=callback)
+        return fit_flow(snaps, s["D"], model=s["model"], growth=s["growth"], steps=s["steps"],
+                        score_kwargs={"steps": s["score_steps"]}, callback=callback)
 
-    def start(self):
-        """Start the fit in a background worker."""
-        from napari.qt.threading import thread_worker
-        from napari.utils.notifications import show_error
+    def start(self, block: bool = False):
+        """Start the fit in the widget's job: reading the snapshots, score matching and the flow fit all run in
+        the worker; every 10 steps the drift is drawn (live overlay)."""
+        inputs, settings = self._inputs(), self._settings()
 
-        from .._progress import progress_context
-        from ..errors import Cancelled, DynfitError
-        from ..models.flow.layers import drift_vectors
+        def compute():  # imports too: the first import of torch costs seconds
+            from .._progress import report
+            from ..models.flow.layers import drift_vectors
+            from ..models.flow.pfi import FLOW_DEFAULTS
 
-        try:
-            snaps = self.snapshots()
-        except Exception as exc:  # shown to the user, not raised into Qt
-            show_error(str(exc))
-            return
-        self._cancel.clear()
-        from ..models.flow.pfi import FLOW_DEFAULTS
+            total = settings["steps"] or FLOW_DEFAULTS[settings["model"]]["steps"]
+            snaps = self._snapshots(inputs)
 
-        total = self.steps.value() or FLOW_DEFAULTS[self.kind.currentText()]["steps"]
+            def live(step, model):
+                self._job.deliver(drift_vectors(model, snaps))
+                report(step + 1, total, "flow fit")
 
-        def live(step, model):
-            self._live.drift.emit(drift_vectors(model, snaps))
-            self._live.progress.emit(step + 1, total)
+            return self.fit(snaps, callback=live, settings=settings), snaps
 
-        @thread_worker
-        def work():
-            try:
-                with progress_context(None, self._cancel):
-                    return self.fit(snaps, callback=live)
-            except (DynfitError, Cancelled) as exc:  # expected outcomes: reported in the widget, not raised
-                return (exc,)  # a tuple: superqt re-raises a returned exception instance
-
-        self._worker = work()
-        self._worker.returned.connect(lambda result: self._finish(result, snaps))
-        self._worker.errored.connect(self._failed)
-        self._worker.finished.connect(self._done)
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self.status.setText("score matching ...")
-        self._worker.start()
+        self._job.start(compute, on_yield=self._show_drift, on_return=lambda res: self._finish(*res),
+                        busy="score matching ...", block=block)
 
     def _show_drift(self, vectors):
         if "PFI drift" in self.viewer.layers:
@@ -171,9 +166,6 @@ class FlowWidget(QWidget):
     def _finish(self, model, snaps):
         from ..models.flow.layers import drift_vectors, growth_map, tracks_data, trajectory_table
 
-        if isinstance(model, tuple):
-            self._failed(model[0])
-            return
         self.model = model
         self._snaps = snaps
         self.save_btn.setEnabled(True)
@@ -214,14 +206,4 @@ class FlowWidget(QWidget):
             self.save_h5ad(path if path.lower().endswith(".h5ad") else path + ".h5ad")
 
     def _failed(self, exc):
-        from napari.utils.notifications import show_error
-
-        from ..errors import Cancelled
-
-        self.status.setText("cancelled" if isinstance(exc, Cancelled) else f"error: {exc}")
-        if not isinstance(exc, Cancelled):
-            show_error(str(exc))
-
-    def _done(self):
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
+        self._job.show_error(exc)

@@ -1,55 +1,123 @@
-"""Run/Stop plumbing shared by the step widgets.
+"""Run/Cancel plumbing shared by every step widget (the one job layer of the plugin).
 
 :class:`StepJob` runs one long computation at a time in a napari ``thread_worker``:
 
 * the computation is a plain function (its return value goes to ``on_return``) or a generator
-  (each yielded item goes to ``on_yield``: live overlays while fitting);
-* it runs inside :func:`napari_dynfit._progress.progress_context` with the job's cancel event, so
-  core loops (``progress_iter`` / ``report``) stop with :class:`~napari_dynfit.errors.Cancelled`
-  when the user presses Stop;
+  (each yielded item goes to ``on_yield``: live overlays while fitting); code that reports through a
+  callback instead of yielding calls :meth:`StepJob.deliver` from the worker thread;
+* **everything** runs in the worker, preparation included (reading files, building the problem): the
+  click only reads the widget's values, so the GUI never waits for our code;
+* it runs inside :func:`napari_dynfit._progress.progress_context` with the job's progress callback and
+  cancel event: core loops (``progress_iter`` / ``report``) report progress, shown in the widget's status
+  label **and** as a bar in napari's activity dock (:class:`napari.utils.progress`), and stop with
+  :class:`~napari_dynfit.errors.Cancelled` when the user presses Cancel; widgets can also connect to
+  :attr:`StepJob.progressed` ``(done, total, desc)``;
+* several run buttons (e.g. Detect and Track) are disabled together while the job runs;
+* starting again while a job runs cancels it and drops what it still delivers (stale previews never
+  overwrite a newer one);
 * errors are shown in the status label and as a napari notification, never re-raised in the Qt
   event loop (``ignore_errors=True``: superqt otherwise re-raises worker errors in the main thread);
 * ``block=True`` runs the same code in the calling thread (tests, scripts);
 * the job belongs to its widget: when the Run button's Qt widget is destroyed (the widget or its viewer was
   closed) the computation is cancelled and no further update is delivered to layers that may be gone.
+
+Buttons and labels may be magicgui widgets or plain Qt widgets (``QPushButton``, ``QLabel``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import threading
+import time
+
+from qtpy.QtCore import QObject, Signal
 
 from .._progress import progress_context
 from ..errors import Cancelled, DynfitError
 
+#: the generation of the job whose worker thread is running (tags :meth:`StepJob.deliver` items)
+_GENERATION: contextvars.ContextVar[int | None] = contextvars.ContextVar("dynfit_job_generation", default=None)
+
+#: workers whose thread still runs (a replaced or closed job's worker must live until its thread ends: Qt would
+#: otherwise delete its signals under the running thread)
+_RUNNING: set = set()
+
+#: the worker thread reports progress to the GUI at most this often (seconds), plus every loop start/end
+PROGRESS_INTERVAL = 0.1
+
+
+class _Bridge(QObject):
+    """Signals from the worker thread to the GUI thread (queued: the object lives in the GUI thread)."""
+
+    progressed = Signal(int, object, str, int)  # done, total (None: unknown), desc, generation
+    delivered = Signal(object, int)  # item, generation
+
+
+def set_enabled(widget, on: bool) -> None:
+    """Enable/disable a magicgui or Qt widget."""
+    getattr(widget, "native", widget).setEnabled(bool(on))
+
+
+def set_text(label, text: str) -> None:
+    """Set the text of a magicgui ``Label`` or a ``QLabel``."""
+    if hasattr(label, "setText"):
+        label.setText(text)
+    else:
+        label.value = text
+
 
 class StepJob:
-    """One cancellable background computation bound to a Run button, a Stop button and a status label.
+    """One cancellable background computation bound to run buttons, a Cancel button and a status label.
 
     Parameters
     ----------
-    run_button, stop_button : magicgui PushButton
-        Disabled/enabled while the job runs.
-    status : magicgui Label
-        Shows errors and "stopped".
+    run_buttons : button or sequence of buttons
+        Disabled while the job runs (magicgui ``PushButton`` or ``QPushButton``).
+    stop_button : button or None
+        The Cancel button: enabled while the job runs.
+    status : magicgui Label or QLabel
+        Shows progress, errors and "cancelled".
     viewer : napari.Viewer, optional
         The viewer the results go to: once its window is closed the job is cancelled and delivers nothing.
+    activity : bool
+        Show progress in napari's activity dock as well (default ``True``).
     """
 
-    def __init__(self, run_button, stop_button, status, viewer=None):
-        self.run_button, self.stop_button, self.status = run_button, stop_button, status
+    def __init__(self, run_buttons, stop_button, status, viewer=None, *, activity: bool = True):
+        if not isinstance(run_buttons, (list, tuple)):
+            run_buttons = (run_buttons,)
+        self.run_buttons = tuple(run_buttons)
+        self.run_button = self.run_buttons[0] if self.run_buttons else None
+        self.stop_button, self.status = stop_button, status
         self.viewer = viewer
+        self.activity = activity
         self.cancel_event = threading.Event()
         self.worker = None
+        self.busy = ""
         self._closed = False
-        native = getattr(run_button, "native", None)
+        self._gen = 0
+        self._bar = None
+        self._on_yield = None
+        self._bridge = _Bridge()
+        #: ``(done, total, desc, generation)`` from the worker, delivered in the GUI thread
+        self.progressed = self._bridge.progressed
+        self._bridge.progressed.connect(self._show_progress)
+        self._bridge.delivered.connect(self._deliver_item)
+        if stop_button is not None:  # Cancel works without the widget wiring it
+            getattr(stop_button, "native", stop_button).clicked.connect(self.stop)
+        anchor = self.run_button if self.run_button is not None else status
+        native = getattr(anchor, "native", anchor)
+        self._anchor = native
         if native is not None and hasattr(native, "destroyed"):
             native.destroyed.connect(self.close)
 
+    # --- life cycle -------------------------------------------------------------------------
     def close(self, *_) -> None:
         """Cancel the running computation for good: its widget is gone, so nothing more is delivered."""
         self._closed = True
         self.stop()
+        self._close_bar()
 
     def alive(self) -> bool:
         """False once the job's widget was closed (updates would reach dead layers)."""
@@ -61,35 +129,106 @@ class StepJob:
         try:
             from qtpy import sip
 
-            return not sip.isdeleted(self.run_button.native)
+            return not sip.isdeleted(self._anchor)
         except Exception:  # not PyQt, or no native widget (tests with plain objects)
             return True
 
-    def _guard(self, callback):
-        def guarded(value):
-            if self.alive():
-                callback(value)
-            else:
+    def _current(self, gen: int) -> bool:
+        return gen == self._gen and self.alive()
+
+    def _guard(self, callback, gen: int):
+        def guarded(*value):
+            if self._current(gen):
+                callback(*value)
+            elif not self.alive():
                 self.stop()
 
         return guarded
 
-    def _body(self, compute):
-        with progress_context(None, self.cancel_event):
-            result = compute()
-            if inspect.isgenerator(result):
-                yield from result
-                return None
-            return result
+    # --- progress ---------------------------------------------------------------------------
+    def _reporter(self, gen: int):
+        """A progress callback for the worker thread: throttled signals to the GUI thread."""
+        last = {"t": 0.0, "desc": None}
+
+        def callback(done, total, desc):
+            now = time.monotonic()
+            edge = done == 0 or (total is not None and done >= total) or desc != last["desc"]
+            if edge or now - last["t"] >= PROGRESS_INTERVAL:
+                last["t"], last["desc"] = now, desc
+                self._bridge.progressed.emit(int(done), None if total is None else int(total), str(desc or ""), gen)
+
+        return callback
+
+    def _show_progress(self, done, total, desc, gen) -> None:
+        if not self._current(gen):
+            return
+        what = desc or self.busy or "working"
+        set_text(self.status, f"{what}: {done}/{total}" if total else f"{what}: {done}")
+        if not self.activity:
+            return
+        from napari.utils import progress
+
+        bar = self._bar
+        if bar is None or (done < bar.n):
+            self._close_bar()
+            bar = self._bar = progress(total=total or 0, desc=what)
+        if total is not None and bar.total != total:
+            bar.total = total
+        if bar.desc.rstrip(": ") != what:
+            bar.set_description(what)
+        if done > bar.n:
+            bar.update(done - bar.n)
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            try:
+                self._bar.close()
+            except Exception:  # a bar of a closed viewer
+                pass
+            self._bar = None
+
+    def deliver(self, item) -> None:
+        """Hand ``item`` to ``on_yield`` in the GUI thread (call it from the worker, e.g. from a fit callback)."""
+        gen = _GENERATION.get()
+        if gen is None:  # block=True: already in the GUI thread
+            if self._on_yield is not None:
+                self._on_yield(item)
+            return
+        self._bridge.delivered.emit(item, gen)
+
+    def _deliver_item(self, item, gen) -> None:
+        if self._current(gen) and self._on_yield is not None:
+            self._on_yield(item)
+
+    # --- running ----------------------------------------------------------------------------
+    def _body(self, compute, event, gen, threaded):
+        token = _GENERATION.set(gen) if threaded else None
+        try:
+            with progress_context(self._reporter(gen), event):
+                result = compute()
+                if inspect.isgenerator(result):
+                    yield from result
+                    return None
+                return result
+        finally:
+            if token is not None:
+                _GENERATION.reset(token)
 
     def start(self, compute, *, on_yield=None, on_return=None, busy: str = "working...", block: bool = False):
-        """Run ``compute()``; see the module docstring."""
-        self.cancel_event.clear()
+        """Run ``compute()`` (see the module docstring); a job already running is cancelled and its results dropped."""
+        if self.worker is not None:
+            self.stop()
+        self._gen += 1
+        gen = self._gen
+        self.cancel_event = event = threading.Event()
+        self.busy = busy.rstrip(". ")
+        self._on_yield = on_yield
+        self._close_bar()
         if block:
-            gen = self._body(compute)
+            gen_iter = self._body(compute, event, gen, threaded=False)
             try:
                 while True:
-                    item = next(gen)
+                    item = next(gen_iter)
                     if on_yield is not None:
                         on_yield(item)
             except StopIteration as stop:
@@ -97,21 +236,32 @@ class StepJob:
                     on_return(stop.value)
             except (DynfitError, Cancelled) as exc:
                 self.show_error(exc)
+            finally:
+                self._close_bar()
             return None
         from napari.qt.threading import thread_worker
 
-        worker = thread_worker(lambda: (yield from self._body(compute)), start_thread=False, ignore_errors=True)()
+        worker = thread_worker(lambda: (yield from self._body(compute, event, gen, threaded=True)),
+                               start_thread=False, ignore_errors=True)()
         if on_yield is not None:
-            worker.yielded.connect(self._guard(on_yield))
+            worker.yielded.connect(self._guard(on_yield, gen))
         if on_return is not None:
-            worker.returned.connect(self._guard(lambda value: value is not None and on_return(value)))
-        worker.errored.connect(self._guard(self.show_error))
-        worker.finished.connect(self._finished)
+            worker.returned.connect(self._guard(lambda value: value is not None and on_return(value), gen))
+        worker.errored.connect(self._guard(self.show_error, gen))
+        worker.aborted.connect(self._guard(lambda *_: self.show_error(Cancelled("cancelled by the user")), gen))
+        worker.finished.connect(lambda: self._finished(worker))
+        _RUNNING.add(worker)
         self.worker = worker
-        self.run_button.enabled, self.stop_button.enabled = False, True
-        self.status.value = busy
+        self._set_running(True)
+        set_text(self.status, busy)
         worker.start()
         return worker
+
+    def _set_running(self, running: bool) -> None:
+        for b in self.run_buttons:
+            set_enabled(b, not running)
+        if self.stop_button is not None:
+            set_enabled(self.stop_button, running)
 
     def stop(self, *_) -> None:
         """Ask the running computation to stop at its next progress step."""
@@ -123,17 +273,21 @@ class StepJob:
     def running(self) -> bool:
         return self.worker is not None
 
-    def _finished(self) -> None:
+    def _finished(self, worker) -> None:
+        _RUNNING.discard(worker)
+        if worker is not self.worker:  # a stale job (replaced by a newer one) ended
+            return
         self.worker = None
+        self._close_bar()
         if self.alive():
-            self.run_button.enabled, self.stop_button.enabled = True, False
+            self._set_running(False)
 
     def show_error(self, exc) -> None:
-        """Show ``exc`` in the status label and as a notification (``Cancelled``: just "stopped")."""
+        """Show ``exc`` in the status label and as a notification (``Cancelled``: just "cancelled")."""
         from napari.utils.notifications import show_error
 
         if isinstance(exc, Cancelled):
-            self.status.value = "stopped"
+            set_text(self.status, "cancelled")
             return
-        self.status.value = f"error: {exc}"
+        set_text(self.status, f"error: {exc}")
         show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")

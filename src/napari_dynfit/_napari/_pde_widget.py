@@ -64,7 +64,6 @@ class PDEWidget(Container):
         self.reasons: list[str] = []
         self.hints: list[str] = []
         self._run.changed.connect(self.run)
-        self._stop.changed.connect(self._job.stop)
         self._save_button.changed.connect(self.save)
 
     # --- set-up -----------------------------------------------------------------------------

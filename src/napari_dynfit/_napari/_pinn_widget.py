@@ -44,7 +44,6 @@ class LatentFieldWidget(Container):
         self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self._lines: dict = {}
         self._run.changed.connect(self.train)
-        self._stop.changed.connect(self._job.stop)
         napari_viewer.layers.events.inserted.connect(self._layer.reset_choices)
         napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
 
@@ -54,53 +53,57 @@ class LatentFieldWidget(Container):
         return [(lay.name, lay) for lay in self._viewer.layers if isinstance(lay, (Tracks, Points))]
 
     # ------------------------------------------------------------------------------------------
-    def _problem(self):
+    def _settings(self) -> dict:
+        """The widget's values, read in the GUI thread before the worker starts."""
+        ck = self._checkpoint.value if str(self._checkpoint.value) not in ("", ".") else None
+        box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
+        return {"layer": self._layer.value, "dt": self._dt.value, "box": box, "weighting": self._weighting.value,
+                "grid": self._grid.value, "steps": self._steps.value, "chunk": self._chunk.value, "checkpoint": ck}
+
+    @staticmethod
+    def _problem(settings):
+        """The PINN problem and its display grid from the tracks layer (runs in the worker)."""
         from ..models.pinn import latent_chemotaxis_pinn
         from ..models.pinn.chemotaxis import latent_grid
         from ..track.io_formats import tracks_from_napari
 
-        layer = self._layer.value
+        layer = settings["layer"]
         if layer is None:
             raise DynfitError("add a Tracks layer (2D+t) first")
         tracks = tracks_from_napari(layer)  # world coordinates (scale, translate), as the overlay is drawn
         if "z" in tracks.columns:
             raise DynfitError(f"layer '{layer.name}' is 3D: the latent-field PINN takes 2D+t tracks")
-        box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
-        prob = latent_chemotaxis_pinn(tracks, dt=self._dt.value, box=box, weighting=self._weighting.value,
-                                      device="auto")
-        if self._checkpoint.value and str(self._checkpoint.value) not in ("", ".") and \
-                self._checkpoint.value.exists() and self._checkpoint.value.is_file():
-            prob.pinn.load_checkpoint(self._checkpoint.value)
-        return prob, latent_grid(prob, tracks, self._grid.value, self._dt.value)
+        prob = latent_chemotaxis_pinn(tracks, dt=settings["dt"], box=settings["box"],
+                                      weighting=settings["weighting"], device="auto")
+        ck = settings["checkpoint"]
+        if ck is not None and ck.exists() and ck.is_file():
+            prob.pinn.load_checkpoint(ck)
+        return prob, latent_grid(prob, tracks, settings["grid"], settings["dt"])
 
-    @staticmethod
-    def training(prob, coords, steps: int, chunk: int, checkpoint=None):
-        """Generator run by the worker: train in chunks, yield ``(pinn, phi grid)`` after each."""
+    @classmethod
+    def training(cls, settings):
+        """Generator run by the worker: build the problem, train in chunks, yield ``(pinn, phi grid, coords)``."""
+        prob, coords = cls._problem(settings)
         pinn = prob.pinn
+        steps, chunk = settings["steps"], settings["chunk"]
         while pinn.step < steps:
-            pinn.fit(min(steps, pinn.step + chunk), checkpoint=checkpoint, checkpoint_every=chunk)
-            yield pinn, pinn.predict_grid(coords)["phi"]
+            pinn.fit(min(steps, pinn.step + chunk), checkpoint=settings["checkpoint"], checkpoint_every=chunk)
+            yield pinn, pinn.predict_grid(coords)["phi"], coords
 
     def train(self, *_, block: bool = False) -> None:
-        """Start (or resume) training; with ``block`` run in the calling thread (tests, scripts)."""
-        try:
-            prob, coords = self._problem()
-        except DynfitError as exc:
-            self._job.show_error(exc)
-            return
-        self._coords = coords
-        ck = self._checkpoint.value if str(self._checkpoint.value) not in ("", ".") else None
+        """Start (or resume) training in the widget's job (everything, the set-up included, runs in the worker);
+        with ``block`` run in the calling thread (tests, scripts)."""
+        settings = self._settings()
         self._lines = {}
-        self._job.start(lambda: self.training(prob, coords, self._steps.value, self._chunk.value, ck),
-                        on_yield=self._show, busy="training...", block=block)
+        self._job.start(lambda: self.training(settings), on_yield=self._show, busy="training...", block=block)
 
     def stop(self, *_) -> None:
         """Cancel the running training (a checkpoint, if set, keeps its state)."""
         self._job.stop()
 
     def _show(self, item) -> None:
-        pinn, phi = item
-        coords = self._coords
+        pinn, phi, coords = item
+        self._coords = coords
         scale = [1.0, coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0]]  # time axis in frames
         translate = [coords["t"][0] / self._dt.value, coords["y"][0], coords["x"][0]]
         if LAYER in self._viewer.layers:

@@ -5,11 +5,11 @@ Mapping (see :mod:`napari_dynfit.project` for the folder layout):
 =========  ==========================================  ===================================
 layer      stored as                                   metadata kept
 =========  ==========================================  ===================================
-Image      Zarr array ``(t, [z,] y, x)``               scale, contrast limits, colormap
-Labels     Zarr array                                  scale
-Points     table ``frame, [z,] y, x`` + features       scale
-Tracks     table ``track_id, frame, [z,] y, x``        scale, lineage graph
-Vectors    Zarr array ``(n, 2, ndim)``                 scale
+Image      Zarr array ``(t, [z,] y, x)``               scale, translate, contrast limits, colormap
+Labels     Zarr array                                  scale, translate
+Points     table ``frame, [z,] y, x`` + features       scale, translate
+Tracks     table ``track_id, frame, [z,] y, x``        scale, translate, lineage graph
+Vectors    Zarr array ``(n, 2, ndim)``                 scale, translate
 =========  ==========================================  ===================================
 
 Field bundles saved by the pipeline (``fields``) open as one Image layer per scalar field. The
@@ -63,7 +63,8 @@ def save_viewer_project(viewer, folder, extra: dict | None = None) -> Project:
     for layer in viewer.layers:
         kind = type(layer).__name__.lower()
         name = _safe_name(layer.name)
-        meta = {"layer_type": kind, "layer_name": layer.name, "scale": [float(s) for s in layer.scale]}
+        meta = {"layer_type": kind, "layer_name": layer.name, "scale": [float(s) for s in layer.scale],
+                "translate": [float(t) for t in layer.translate]}
         if (layer.metadata or {}).get("dt") is not None:
             meta["dt"] = float(layer.metadata["dt"])
         source = getattr(layer, "source", None)
@@ -87,11 +88,10 @@ def save_viewer_project(viewer, folder, extra: dict | None = None) -> Project:
             time_axis = not spatial
             prj.save(name, _points_table(np.asarray(layer.data), layer.features, time_axis=time_axis), meta=meta)
         elif kind == "tracks":
-            data = np.asarray(layer.data)
-            cols = ["track_id", "frame", *("z", "y", "x")[-(data.shape[1] - 2):]]
-            df = pd.DataFrame(data, columns=cols)
-            df["track_id"] = df["track_id"].astype(np.int64)
-            df["frame"] = np.round(df["frame"]).astype(np.int64)
+            from ..track.io_formats import tracks_from_napari
+
+            df = tracks_from_napari(layer, physical=False)  # data coordinates: scale/translate are in meta
+            df.attrs = {}
             meta["graph"] = {str(k): [int(v) for v in vs] for k, vs in (layer.graph or {}).items()}
             prj.save(name, df, meta=meta)
         elif kind == "vectors":
@@ -113,8 +113,9 @@ def project_layers(folder) -> list[tuple]:
         entry = prj.manifest["artefacts"][name]
         kind = meta.pop("layer_type", None)
         kwargs = {"name": meta.pop("layer_name", name)}
-        if "scale" in meta:
-            kwargs["scale"] = meta.pop("scale")
+        for key in ("scale", "translate"):
+            if key in meta:
+                kwargs[key] = meta.pop(key)
         if "dt" in meta:
             kwargs["metadata"] = {"dt": meta.pop("dt")}
         if entry["kind"] == "fields":

@@ -12,20 +12,18 @@
   estimated from the data (:mod:`napari_dynfit.track.auto`); after Track the panel lists every parameter with its
   reason and the quality report (:mod:`napari_dynfit.track.quality`), also kept in the Tracks layer's
   ``metadata["tracking"]``.
-Long work runs in a ``thread_worker`` with a Cancel button.
+Long work runs in the widget's :class:`~._jobs.StepJob` (progress in the widget and the activity dock, Cancel).
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 import pandas as pd
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from qtpy.QtCore import QTimer
 
-from .._progress import progress_context
-from ..errors import Cancelled, DynfitError, InputError
+from ..errors import DynfitError, InputError
+from ._jobs import StepJob
 
 PREVIEW = "links preview"
 AXES = ("z", "y", "x")
@@ -111,8 +109,8 @@ class TrackWidget(Container):
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
         self._timer.timeout.connect(self.update_preview)
-        self._cancel_event = threading.Event()
-        self._worker = None
+        self._job = StepJob((self._detect, self._track), self._cancel, self._status, viewer=napari_viewer)
+        self._preview_job = StepJob((), None, self._status, viewer=napari_viewer, activity=False)
         self._watched = None
         for w in (self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._window,
                   self._preview):
@@ -120,7 +118,6 @@ class TrackWidget(Container):
         self._source.changed.connect(self._watch_source)
         self._detect.changed.connect(lambda: self.detect())
         self._track.changed.connect(lambda: self.track())
-        self._cancel.changed.connect(self._cancel_event.set)
         self._events = ((napari_viewer.layers.events.inserted, self._reset),
                         (napari_viewer.layers.events.removed, self._reset),
                         (napari_viewer.dims.events.current_step, self._schedule_preview))
@@ -157,6 +154,7 @@ class TrackWidget(Container):
 
     def _disconnect(self, *_):
         self._timer.stop()
+        self._preview_job.close()
         for ev, cb in self._events:
             ev.disconnect(cb)
         self._unwatch()
@@ -206,40 +204,14 @@ class TrackWidget(Container):
         return layer, kind, layer.data
 
     # ------------------------------------------------------------------------------------------
-    def _run(self, fn, args, on_done, sync):
-        self._cancel_event.clear()
-
-        def job():
-            with progress_context(None, self._cancel_event):
-                return fn(*args)
-
-        if sync:
-            on_done(job())
-            return
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(job, _ignore_errors=True)  # errors go to _failed, not re-raised in the Qt loop
-        worker.returned.connect(on_done)
-        worker.errored.connect(self._failed)
-        worker.finished.connect(self._finished)
-        self._worker = worker
-        self._detect.enabled = self._track.enabled = False
-        self._cancel.enabled = True
-        self._status.value = "working..."
-        worker.start()
-
-    def _finished(self):
-        self._detect.enabled = self._track.enabled = True
-        self._cancel.enabled = False
+    def _run(self, fn, args, on_done, sync, preview: bool = False):
+        """Run ``fn(*args)`` in the widget's job (the preview in its own job: a newer preview drops an older one)."""
+        job = self._preview_job if preview else self._job
+        job.start(lambda: fn(*args), on_return=on_done, block=sync,
+                  busy="linking the preview..." if preview else "working...")
 
     def _failed(self, exc):
-        from napari.utils.notifications import show_error
-
-        if isinstance(exc, Cancelled):
-            self._status.value = "cancelled"
-            return
-        self._status.value = f"error: {exc}"
-        show_error(str(exc) if isinstance(exc, DynfitError) else f"{type(exc).__name__}: {exc}")
+        self._job.show_error(exc)
 
     def detect(self, sync: bool = False) -> None:
         """Detect blobs in every frame of the chosen image layer; adds the ``detections`` Points layer."""
@@ -357,6 +329,6 @@ class TrackWidget(Container):
             self._status.value = f"preview: {res[0]['track_id'].nunique()} tracks in frames {frames[0]}-{frames[1]}"
 
         try:
-            self._run(_track_job, (kind, data, params, frames), done, sync)
+            self._run(_track_job, (kind, data, params, frames), done, sync, preview=True)
         except DynfitError as exc:
             self._failed(exc)

@@ -1,0 +1,165 @@
+"""The one job layer (:class:`napari_dynfit._napari._jobs.StepJob`): progress in the widget and napari's activity
+dock, several run buttons, Cancel, stale results dropped, preparation in the worker."""
+
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def _job(viewer, n_run=2):
+    from magicgui.widgets import Label, PushButton
+
+    from napari_dynfit._napari._jobs import StepJob
+
+    runs = [PushButton(text=f"run {i}") for i in range(n_run)]
+    stop = PushButton(text="Cancel", enabled=False)
+    status = Label(value="")
+    return StepJob(runs, stop, status, viewer=viewer), runs, stop, status
+
+
+def test_progress_reaches_widget_and_activity_dock(make_napari_viewer, qtbot):
+    from napari.utils import progress
+
+    from napari_dynfit._progress import progress_iter
+
+    viewer = make_napari_viewer()
+    job, runs, stop, status = _job(viewer)
+    gate = threading.Event()
+    seen_bars, texts = [], []
+
+    def compute():
+        for i in progress_iter(range(5), desc="counting"):
+            if i == 2:
+                gate.wait(30)  # hold the loop until the test has looked at the bar
+        return "done"
+
+    results = []
+    job.start(compute, on_return=results.append)
+    assert all(not r.enabled for r in runs) and stop.enabled  # every run button is disabled while it runs
+
+    def bar_shown():
+        bars = [b for b in progress._all_instances if getattr(b, "desc", "").startswith("counting")]
+        seen_bars.extend(bars)
+        texts.append(status.value)
+        return bool(bars) and "counting" in status.value
+
+    qtbot.waitUntil(bar_shown, timeout=60_000)
+    gate.set()
+    qtbot.waitUntil(lambda: not job.running, timeout=60_000)
+    assert results == ["done"]
+    assert all(r.enabled for r in runs) and not stop.enabled
+    assert not [b for b in progress._all_instances if b in seen_bars]  # the bar is closed at the end
+
+
+def test_cancel_and_stale_results_dropped(make_napari_viewer, qtbot):
+    from napari_dynfit._progress import progress_iter
+
+    viewer = make_napari_viewer()
+    job, runs, stop, status = _job(viewer)
+    results = []
+    first_started = threading.Event()
+
+    def slow():
+        first_started.set()
+        for _ in progress_iter(range(10_000), desc="slow"):
+            time.sleep(0.01)
+        return "stale"
+
+    job.start(slow, on_return=results.append)
+    qtbot.waitUntil(first_started.is_set, timeout=60_000)
+    job.start(lambda: "fresh", on_return=results.append)  # a newer run replaces the older one
+    qtbot.waitUntil(lambda: not job.running, timeout=60_000)
+    qtbot.wait(50)
+    assert results == ["fresh"]
+
+    job.start(slow, on_return=results.append)
+    stop.native.click()
+    qtbot.waitUntil(lambda: not job.running, timeout=60_000)
+    assert status.value == "cancelled" and results == ["fresh"]
+    assert all(r.enabled for r in runs)
+
+
+def test_deliver_from_a_callback_reaches_on_yield(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    job, *_ = _job(viewer, n_run=1)
+    items = []
+
+    def compute():
+        for i in range(3):
+            job.deliver(i)  # e.g. from a fit callback that cannot yield
+        return None
+
+    job.start(compute, on_yield=items.append)
+    qtbot.waitUntil(lambda: not job.running and len(items) == 3, timeout=60_000)
+    assert items == [0, 1, 2]
+    items.clear()
+    job.start(compute, on_yield=items.append, block=True)
+    assert items == [0, 1, 2]
+
+
+def _tracks(viewer, n=400, frames=30):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    tracks = np.column_stack([np.repeat(np.arange(n), frames), np.tile(np.arange(frames), n),
+                              rng.uniform(0, 100, n * frames), rng.uniform(0, 100, n * frames)])
+    return viewer.add_tracks(tracks, name="tracks")
+
+
+def _click_cpu(start, job, qtbot, wait_s=120):
+    """The GUI thread's CPU time spent inside ``start()`` (not wall-clock: machine load cannot fail it)."""
+    t0 = time.thread_time()
+    start()
+    spent = time.thread_time() - t0
+    assert job.running
+    job.stop()
+    qtbot.waitUntil(lambda: not job.running, timeout=wait_s * 1000)
+    return spent
+
+
+def test_train_click_does_not_compute_on_the_gui_thread(make_napari_viewer, qtbot):
+    """PINN Train only reads the widget: the tracks table, the problem and the grid are built in the worker."""
+    from napari_dynfit._napari._pinn_widget import LatentFieldWidget
+
+    viewer = make_napari_viewer()
+    _tracks(viewer)
+    pinn = LatentFieldWidget(viewer)
+    pinn._steps.value = 1_000_000
+    spent = _click_cpu(pinn.train, pinn._job, qtbot)
+    assert spent < 0.5, f"Train computed {spent:.2f} s on the GUI thread"
+
+
+@pytest.mark.slow
+def test_fit_click_does_not_compute_on_the_gui_thread(make_napari_viewer, qtbot):
+    """Flow Fit: reading the snapshots and importing torch happen in the worker (slow: the fit's set-up before its
+    first cancellation point takes long on a loaded machine)."""
+    from napari_dynfit._napari._flow_widget import FlowWidget
+
+    viewer = make_napari_viewer()
+    layer = _tracks(viewer, n=34, frames=3)
+    viewer.add_points(layer.data[:, 1:], name="cells")
+    flow = FlowWidget(viewer)
+    flow.score_steps.setValue(100_000)
+    spent = _click_cpu(flow.start, flow._job, qtbot, wait_s=600)
+    assert spent < 0.5, f"Fit computed {spent:.2f} s on the GUI thread"
+
+
+def test_project_keeps_tracks_lineage_and_geometry(make_napari_viewer, tmp_path):
+    """Saving a project writes the Tracks layer through ``tracks_from_napari(layer, physical=False)``: the data
+    coordinates, the lineage and the layer's scale/translate come back."""
+    import numpy as np
+
+    from napari_dynfit._napari._project_io import project_layers, save_viewer_project
+
+    viewer = make_napari_viewer()
+    data = np.array([[1, 0, 5.0, 6.0], [1, 1, 5.5, 6.5], [2, 2, 4.0, 7.0], [3, 2, 6.0, 6.0]])
+    viewer.add_tracks(data, graph={2: [1], 3: [1]}, name="lineage", scale=(1, 0.2, 0.2), translate=(0, 10, 5))
+    save_viewer_project(viewer, tmp_path / "prj")
+    (back, kwargs, kind), = [t for t in project_layers(tmp_path / "prj") if t[2] == "tracks"]
+    np.testing.assert_allclose(back, data)
+    assert kwargs["graph"] == {2: [1], 3: [1]}
+    np.testing.assert_allclose(kwargs["scale"], (1, 0.2, 0.2))
+    np.testing.assert_allclose(kwargs["translate"], (0, 10, 5))
