@@ -79,7 +79,9 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     viewer.layers.selection.active = apr
     assert filt._layer.value is apr
     viewer.dims.set_current_step(0, 0)
-    _click(filt._run)
+    _click(filt._run)  # runs in the step's job: wait for its layers
+    qtbot.waitUntil(lambda: "active_particles_2d (APR) objects centroids" in viewer.layers
+                    and not filt._job.running, timeout=600_000)
     objects = viewer.layers["active_particles_2d (APR) objects"]
     centroids = viewer.layers["active_particles_2d (APR) objects centroids"]
     assert type(objects).__name__ == "Labels" and objects.data.shape == raw0.shape
