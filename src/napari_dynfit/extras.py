@@ -11,6 +11,7 @@ from __future__ import annotations
 EXTRA_OF = {
     "torch": "learn",
     "geomloss": "learn",
+    "pyro": "learn",
     "pyapr": "pyapr",
     "napari": "all",
     "geff": "all",
