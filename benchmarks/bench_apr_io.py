@@ -20,6 +20,7 @@ Usage::
 
     python benchmarks/bench_apr_io.py --size 1024 --napari
     python benchmarks/bench_apr_io.py --size 256 --overhead-size 128   # quick
+    python benchmarks/bench_apr_io.py --overhead-only                  # the overhead figure alone
 
 Timings on a shared 2-core machine are noisy; run twice and read the ratios.
 """
@@ -65,7 +66,7 @@ def overhead(size: int, repeats: int) -> dict:
     import pyapr
 
     from napari_dynfit.apr import to_apr
-    from napari_dynfit.apr.convert import _as_pyapr_dtype, _pyapr_parameters
+    from napari_dynfit.apr.convert import _as_pyapr_dtype, _conversion_parameters, _pyapr_parameters
 
     rng = np.random.default_rng(0)
     img = _blobs((size // 2, size, size), rng, n=60, sigma=3.0, noise=5.0)
@@ -76,9 +77,9 @@ def overhead(size: int, repeats: int) -> dict:
     def run_pyapr():
         return pyapr.converter.get_apr(img, params=params)[0].total_number_particles()
 
-    def run_ours():
+    def run_ours():  # the pyapr back end: the wrapper's overhead (our own construction: bench_apr_construct.py)
         return to_apr(img, rel_error=0.1, gradient_smoothing=3.0, intensity_threshold=0.0,
-                      auto_parameters=True).n_particles
+                      auto_parameters=True, backend="pyapr").n_particles
 
     ours, theirs = [], []
     run_ours()  # warm-up (OpenMP threads, page faults)
@@ -91,7 +92,7 @@ def overhead(size: int, repeats: int) -> dict:
     for _ in range(20):
         t0 = time.perf_counter()
         _as_pyapr_dtype(img, "image")
-        _pyapr_parameters(3, (1.0, 1.0, 1.0), 0.1, 0.0, 3.0, True, None, None)
+        _pyapr_parameters(_conversion_parameters(3, (1.0, 1.0, 1.0), 0.1, 0.0, 3.0, True, None, None))
         steps.append(time.perf_counter() - t0)
     return {"image_shape": list(img.shape), "particles": n, "ours_s": min(ours), "pyapr_s": min(theirs),
             "overhead_ratio": min(ours) / min(theirs), "ours_all_s": ours, "pyapr_all_s": theirs,
@@ -223,6 +224,7 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default="/tmp/dynfit_bench_apr", help="where the large file is cached")
     p.add_argument("--napari", action="store_true", help="also browse in a napari viewer (offscreen)")
     p.add_argument("--skip-overhead", action="store_true")
+    p.add_argument("--overhead-only", action="store_true", help="only the to_apr overhead (no large file)")
     p.add_argument("--_generate", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--_browse", help=argparse.SUPPRESS)
     p.add_argument("--_browse_napari", help=argparse.SUPPRESS)
@@ -240,6 +242,9 @@ def main(argv=None) -> int:
     result = {}
     if not args.skip_overhead:
         result["overhead"] = overhead(args.overhead_size, args.repeats)
+    if args.overhead_only:
+        print(json.dumps(result))
+        return 0
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"sparse_{args.size}.apr"

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_beads.py FOLDER [--frames N] [--mpp 0.3509] [--fps 24] [--diameter 11] [--minmass 20]
-                                            [--invert | --no-invert] [--sigma 1.5]
+                                            [--invert | --no-invert] [--sigma 1.5] [--json]
 
 FOLDER holds the frames as images (PNG/TIFF/JPEG, sorted by name; colour frames are converted to grey with the
 weights trackpy's walkthrough uses through ``pims.as_grey``: 0.2125 R + 0.7154 G + 0.0721 B), e.g. trackpy's
@@ -17,7 +17,8 @@ trackpy: ``batch(frames, diameter, minmass=minmass, invert=invert)``, ``link(sea
 this process, one frame at a time on one thread (ours also with its default of 2 threads). Printed: detections per frame, detection time
 (wall and CPU) and ratios,
 positions outside the image, detections on the wrong side of the local background, pairs closer than 3 px, MSD
-exponent and prefactor of both and their differences.
+exponent and prefactor of both and their differences. ``--json``: the text goes to stderr and the figures as one
+JSON object to stdout (read by ``dynfit bench --all``, benchmarks/figures.py).
 
 ``--simulate D`` replaces FOLDER by a simulated fluorescence bead movie with known truth (no real fluorescence bead
 movie was available here): 150 beads diffusing with coefficient D (um^2/s) in 256 x 256 px at ``--mpp``/``--fps``,
@@ -29,6 +30,8 @@ inversion; the true MSD exponent is 1 and prefactor 4 D.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -118,7 +121,12 @@ def main(argv=None) -> None:
     ap.add_argument("--minmass", type=float, default=20.0, help="trackpy minmass (default 20)")
     ap.add_argument("--invert", action=argparse.BooleanOptionalAction, default=True, help="trackpy invert")
     ap.add_argument("--sigma", type=float, default=1.5, help="our blob sigma (default: dynfit detect's 1.5)")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout (the text on stderr)")
     args = ap.parse_args(argv)
+    stream = sys.stderr if args.json else sys.stdout
+
+    def say(line):
+        print(line, file=stream, flush=True)
 
     import trackpy as tp
 
@@ -130,13 +138,13 @@ def main(argv=None) -> None:
         frames = simulate(args.simulate, args.mpp, args.fps, seed=0)
         args.diameter, args.invert = 7, False
         args.minmass = tune(args.simulate, args.mpp, args.fps)
-        print(f"simulated fluorescence beads, D {args.simulate} um^2/s: true exponent 1, prefactor "
+        say(f"simulated fluorescence beads, D {args.simulate} um^2/s: true exponent 1, prefactor "
               f"{4 * args.simulate:.3f} um^2/s; trackpy diameter 7, minmass {args.minmass:.0f} (tuned)")
     else:
         if args.folder is None:
             raise SystemExit("give FOLDER or --simulate D")
         frames = read_frames(args.folder, args.frames)
-    print(f"{len(frames)} frames of {frames.shape[1]} x {frames.shape[2]}")
+    say(f"{len(frames)} frames of {frames.shape[1]} x {frames.shape[2]}")
 
     c0, t0 = time.process_time(), time.perf_counter()
     f = tp.batch(frames, args.diameter, minmass=args.minmass, invert=args.invert, processes=1)
@@ -148,13 +156,14 @@ def main(argv=None) -> None:
     detect_movie(frames, sigma=args.sigma)  # dynfit detect's default: 2 worker threads
     t_def = time.perf_counter() - t0
     pol = det.attrs["polarity"]
-    print(f"detection  trackpy {len(f) / len(frames):7.1f} per frame  {t_tp:7.2f} s | ours {len(det) / len(frames):7.1f} "
+    say(f"detection  trackpy {len(f) / len(frames):7.1f} per frame  {t_tp:7.2f} s | ours {len(det) / len(frames):7.1f} "
           f"per frame  {t_ours:7.2f} s (polarity {pol}, skewness {det.attrs['skewness']:+.2f}) | time ratio ours/trackpy "
           f"{t_ours / t_tp:.2f} (CPU {c_ours:.2f} s vs {c_tp:.2f} s: {c_ours / c_tp:.2f}); with the default 2 threads "
           f"{t_def:.2f} s, ratio {t_def / t_tp:.2f}")
+    checks = {}
     for name, tab in (("trackpy", f), ("ours", det)):
-        c = contrast_checks(frames, tab, dark=pol == "dark")
-        print(f"  {name:8s} outside image {100 * c['outside']:.2f} %  wrong side of background "
+        c = checks[name] = contrast_checks(frames, tab, dark=pol == "dark")
+        say(f"  {name:8s} outside image {100 * c['outside']:.2f} %  wrong side of background "
               f"{100 * c['wrong_side']:.2f} %  pairs < 3 px {100 * c['close_pairs']:.2f} % of detections")
 
     mpp, dt = args.mpp, 1.0 / args.fps
@@ -166,11 +175,22 @@ def main(argv=None) -> None:
     tracks = link(det, max_distance=5.0, gap_frames=3)
     fit = fit_msd(tracks, dt=dt, spacing=(mpp, mpp), max_lag=100, min_length=25, drift=True)
     kept = (tracks.groupby("track_id")["frame"].transform("size") >= 25).sum()
-    print(f"tracks >= 25 frames  trackpy {t1['particle'].nunique()} ({len(t1)} positions) | ours "
+    say(f"tracks >= 25 frames  trackpy {t1['particle'].nunique()} ({len(t1)} positions) | ours "
           f"{(tracks.groupby('track_id').size() >= 25).sum()} ({kept} positions)")
-    print(f"MSD fit (drift removed)  trackpy: exponent {n_tp:.3f} prefactor {a_tp:.3f} um^2/s^n | ours: exponent "
+    say(f"MSD fit (drift removed)  trackpy: exponent {n_tp:.3f} prefactor {a_tp:.3f} um^2/s^n | ours: exponent "
           f"{fit.exponent:.3f} prefactor {fit.prefactor:.3f} um^2/s^n (D {fit.D:.3f} um^2/s)")
-    print(f"difference  exponent {fit.exponent - n_tp:+.3f}  prefactor {100 * (fit.prefactor / a_tp - 1):+.1f} %")
+    say(f"difference  exponent {fit.exponent - n_tp:+.3f}  prefactor {100 * (fit.prefactor / a_tp - 1):+.1f} %")
+    if args.json:
+        print(json.dumps({
+            "frames": len(frames), "polarity": pol, "simulated_D": args.simulate,
+            "detections_per_frame": {"trackpy": len(f) / len(frames), "ours": len(det) / len(frames)},
+            "detect_s": {"trackpy": t_tp, "ours": t_ours, "ours_default_threads": t_def},
+            "detect_cpu_s": {"trackpy": c_tp, "ours": c_ours}, "cpu_ratio_ours_over_trackpy": c_ours / c_tp,
+            "checks": {k: {q: float(x) for q, x in v.items()} for k, v in checks.items()},
+            "msd": {"trackpy": {"exponent": n_tp, "prefactor": a_tp},
+                    "ours": {"exponent": float(fit.exponent), "prefactor": float(fit.prefactor), "D": float(fit.D)}},
+            "exponent_difference": float(fit.exponent - n_tp),
+            "prefactor_difference_pct": float(100 * (fit.prefactor / a_tp - 1))}))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_detect.py [--frames 10] [--spots 400] [--size 512] [--snr 5 10 20] [--sigma 1.5]
-                                      [--dark]
+                                      [--dark] [--json]
 
 Each frame holds ``--spots`` point emitters at uniformly random positions (close pairs included) rendered by
 :func:`napari_dynfit.sim.render_movie` (Gaussian PSF of ``--sigma`` px, Poisson + read noise, peak SNR ``--snr``);
@@ -14,11 +14,15 @@ separate tuning frames of the same SNR (its best case: trackpy's docs pick ``min
 histogram). Both run one frame at a time on one thread. Detections are matched one-to-one to the truth within 1.5
 px (Hungarian); printed per SNR: recall, precision, median position error, CPU (process, all threads) and wall time
 per frame (medians of ``--rounds`` alternating runs, so that both see the same load), and the time ratios.
+``--json``: the table goes to stderr and one JSON object (per SNR: both methods' figures) to stdout (read by
+``dynfit bench --all``, benchmarks/figures.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 
 import numpy as np
@@ -99,15 +103,23 @@ def main(argv=None) -> None:
     ap.add_argument("--sigma", type=float, default=1.5)
     ap.add_argument("--dark", action="store_true", help="dark spots on a bright background")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds (alternating; medians reported)")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout (the table on stderr)")
     args = ap.parse_args(argv)
+    out = sys.stderr if args.json else sys.stdout
+
+    def say(line):
+        print(line, file=out, flush=True)
+
+    result = {"frames": args.frames, "spots": args.spots, "size": args.size, "sigma": args.sigma, "dark": args.dark,
+              "snr": {}}
 
     import trackpy as tp
 
     tp.quiet()
     diameter = int(np.ceil(4.5 * args.sigma)) | 1
-    print(f"{args.frames} frames of {args.size} x {args.size}, {args.spots} spots each, PSF sigma {args.sigma} px, "
+    say(f"{args.frames} frames of {args.size} x {args.size}, {args.spots} spots each, PSF sigma {args.sigma} px, "
           f"{'dark' if args.dark else 'bright'} spots; trackpy diameter {diameter}")
-    print(f"{'SNR':>5} {'method':8} {'recall':>7} {'precision':>9} {'median err (px)':>16} {'CPU s/fr':>8} {'wall s/fr':>8}")
+    say(f"{'SNR':>5} {'method':8} {'recall':>7} {'precision':>9} {'median err (px)':>16} {'CPU s/fr':>8} {'wall s/fr':>8}")
     for snr in args.snr:
         tune, tune_truth = frames(3, args.spots, args.size, snr, args.sigma, seed=1000 + int(snr), dark=args.dark)
         minmass = tune_minmass(tune, tune_truth, diameter, args.dark)
@@ -118,11 +130,17 @@ def main(argv=None) -> None:
         t_ours, t_tp = timed(lambda: run_ours(movie, args.sigma), lambda: run_tp(movie, diameter, minmass, args.dark),
                              args.rounds, len(movie))
         ours, ref = run_ours(movie, args.sigma), run_tp(movie, diameter, minmass, args.dark)
+        row = result["snr"][f"{snr:g}"] = {"trackpy_minmass": minmass, "time_ratio_cpu": t_ours[0] / t_tp[0],
+                                           "time_ratio_wall": t_ours[1] / t_tp[1]}
         for name, det, t in (("ours", ours, t_ours), ("trackpy", ref, t_tp)):
             r, p, e = score(truth, det)
-            print(f"{snr:5.0f} {name:8} {r:7.3f} {p:9.3f} {e:16.3f} {t[0]:8.4f} {t[1]:8.4f}")
-        print(f"{'':5} time ratio ours/trackpy: CPU {t_ours[0] / t_tp[0]:.2f}, wall {t_ours[1] / t_tp[1]:.2f} "
+            row[name] = {"recall": r, "precision": p, "median_error_px": e, "cpu_s_per_frame": t[0],
+                         "wall_s_per_frame": t[1]}
+            say(f"{snr:5.0f} {name:8} {r:7.3f} {p:9.3f} {e:16.3f} {t[0]:8.4f} {t[1]:8.4f}")
+        say(f"{'':5} time ratio ours/trackpy: CPU {t_ours[0] / t_tp[0]:.2f}, wall {t_ours[1] / t_tp[1]:.2f} "
               f"(trackpy minmass {minmass:.0f}, tuned)")
+    if args.json:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

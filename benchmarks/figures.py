@@ -1,12 +1,19 @@
 """The figures the README publishes: one :class:`~napari_dynfit.bench_table.Figure` per row.
 
-``dynfit bench --all --markdown [--quick] [--only NAME] [--update-readme]`` runs the commands below
-(from the checkout's root, each in its own process; each prints JSON) and writes the README's table
-between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``. A row whose command is ``None`` (or
-cannot run here: no GPU, a local data set missing) keeps the value measured before, and says so.
-``quick`` commands measure the same figure on fewer seeds or a smaller problem; the table marks them.
+``dynfit bench --all --markdown [--quick] [--only NAME] [--update-readme] [--update-docs]`` runs the
+commands below (from the checkout's root, each in its own process; each prints JSON, the last JSON
+object of its output is read) and writes the README's table between ``<!-- bench:begin -->`` and
+``<!-- bench:end -->`` and ``docs/figures.md``. A row that cannot run here says why in the table
+(``not re-measured: needs pyapr`` / ``a GPU`` / ``the CTC movie (local only: set DYNFIT_DATA)`` /
+``a quiet machine``) and keeps the value measured before, with where it came from. ``quick`` commands
+measure the same figure on fewer seeds or a smaller problem; the table marks them.
 
-Add a row here, not in the README: the table is written from this list.
+Local data sets (never committed) are read from the folder ``$DYNFIT_DATA`` names, laid out as
+``bulk_water/`` (trackpy's bead movie, PNG frames) and ``bacteria_div/data/bacteria/{img,TRA}`` (the CTC
+movie of ``bentaculum/divisualisation``).
+
+Add a row here, not in the README: the table is written from this list. Every row has a command that
+prints JSON, or ``needs`` saying what would measure it (tests/test_bench_table.py checks).
 """
 
 from __future__ import annotations
@@ -107,40 +114,151 @@ def _chemotaxis(js: dict) -> str:
     return f"{_pct(js['rel_l2_chi_c'])} / {_pct(e['Dc'])}, {_pct(e['k'])} ({js['steps']} steps)"
 
 
+def _detect(js: dict) -> str:
+    (snr, r), = js["snr"].items()
+    o, t = r["ours"], r["trackpy"]
+    return (f"{o['recall']:.3f} / {o['median_error_px']:.3f} px (trackpy, minmass tuned on held-out frames: "
+            f"{t['recall']:.3f} / {t['median_error_px']:.3f} px; CPU {r['time_ratio_cpu']:.2f}x trackpy's)")
+
+
+def _beads(js: dict) -> str:
+    m = js["msd"]
+    return (f"{m['ours']['exponent']:.3f} vs {m['trackpy']['exponent']:.3f} / {js['prefactor_difference_pct']:+.1f} %; "
+            f"{100 * js['checks']['ours']['outside']:.0f} % outside the image; detection CPU time "
+            f"{js['cpu_ratio_ours_over_trackpy']:.2f}x trackpy's (polarity {js['polarity']})")
+
+
+def _ctc(js: dict) -> str:
+    o = js["ours"]
+    tr = js.get("traccuracy")
+    ref = (f" (traccuracy {tr['LNK']:.3f} / {tr['Division F1']:.3f})" if isinstance(tr, dict) and "LNK" in tr
+           and "Division F1" in tr else "")
+    return f"{o['LNK']:.3f} / {o['division_f1']:.3f}{ref}"
+
+
+def _segment_sim(js: dict) -> str:
+    sim = js["simulated"]
+
+    def f1(prefix):
+        return " / ".join(f"{v['f1']:.3f}" for k, v in sim.items() if k.startswith(prefix))
+
+    return f"rods (phase contrast) {f1('rods_2d')} / 2D nuclei {f1('nuclei_2d')} / 3D nuclei {f1('nuclei_3d')} (2 seeds each)"
+
+
+def _segment_real(js: dict) -> str:
+    r = js["real"]
+    ctc = r.get("ctc", {})
+    extra = ", ".join(f"{k} {ctc[k]:.3f}" for k in ("DET", "TRA", "LNK", "Division F1") if k in ctc)
+    return f"{r['segmentation']['f1']:.3f}" + (f" (then `dynfit track --divisions`: {extra})" if extra else "")
+
+
+def _apr_construct(js: dict) -> str:
+    p, q, t = js["particle_ratio_range"], js["psnr_diff_db_range"], js["time_ratio_range"]
+    same = "identical particles and values" if js["all_identical"] else (
+        f"particles {p[0]:.3f}-{p[1]:.3f}x pyapr's, PSNR {q[0]:+.2f} to {q[1]:+.2f} dB")
+    return f"{same}; {t[0]:.2f}-{t[1]:.2f}x pyapr's time ({js['threads']} thread)"
+
+
+def _apr_overhead(js: dict) -> str:
+    o = js["overhead"]
+    return (f"{100 * (o['overhead_ratio'] - 1):+.0f} % (best of {o['repeats']}, {'x'.join(map(str, o['image_shape']))}; "
+            f"our own steps {100 * o['our_steps_fraction']:.2f} %)")
+
+
+def _conv_accuracy(runs: list) -> str:
+    errs = {f"{r['stencil'][0]}^3": r["max_rel_error_vs_pyapr"] for r in runs}
+    return f"< {max(errs.values()):.1e} (" + ", ".join(f"{k}: {v:.1e}" for k, v in errs.items()) + "; CPU, 3D)"
+
+
+def _tests(js: dict) -> str:
+    n = js["passed"] + js["failed"] + js["errors"]
+    if js["failed"] or js["errors"]:
+        bad = ", ".join(t.split("::")[-1] for t in js["tests"]["failed"] + js["tests"]["errors"])
+        return f"NOT MET: {js['failed'] + js['errors']} of {n} checks fail ({bad})"
+    skip = f", {js['skipped']} skipped" if js["skipped"] else ""
+    return f"holds: {js['passed']}/{n} asserting tests pass{skip}"
+
+
+def _pfi_ou10(js: dict) -> str:
+    o = js["ou10"]
+    return f"{o['rel_error_A_plus_B']:.3f} (moment fit {o['gaussian_mle_rel_error']:.3f})"
+
+
+def _bistable(js: dict) -> str:
+    b = js["bistable"]
+    u, bal = b["unbalanced"], b["balanced"]
+    return (f"{u['path_energy_distance']:.3f} / {u['fate_correlation']:.3f} (balanced PFI "
+            f"{bal['path_energy_distance']:.3f} / {bal['fate_correlation']:.3f}; true vs true "
+            f"{b['path_energy_true_vs_true']:.3f} / {b['fate_correlation_true_vs_true']:.3f})")
+
+
+def _parallel(js: dict) -> str:
+    same = all(v for k, v in js.items() if k.endswith("_identical"))
+    return f"{js['threads_2_vs_1']:.2f}x, {'identical' if same else 'NOT identical'}"
+
+
+def _demo(js: dict) -> str:
+    st = sorted(js["stages_s"].items(), key=lambda kv: -kv[1])[:2]
+    top = ", ".join(f"{k.split(':')[0].split(' (')[0]} {v:.0f} s" for k, v in st)
+    skipped = f"; {len(js['skipped_stages'])} stage(s) skipped" if js["skipped_stages"] else ""
+    return (f"{js['wall_s']:.0f} s wall (stages sum to {js['stages_sum_s']:.0f} s: {top}), {js['peak_rss_gb']:.2f} GB "
+            f"peak RSS, load average {js['load_average_before']:.1f} on {js['cpus']} cores{skipped}")
+
+
 FIGURES = [
-    Figure("apr-roundtrip", "APR round trip vs pyapr's reconstruction", "exact", None,
-           needs="pyapr (tests/test_apr_io.py; no JSON benchmark)"),
+    Figure("apr-roundtrip", "APR round trip vs pyapr's reconstruction (2D, 3D; tests/test_apr_io.py)", "exact",
+           "{python} benchmarks/bench_tests.py tests/test_apr_io.py -k pyapr", _tests, requires=("pyapr",),
+           timeout_s=900),
     Figure("apr-napari-1024", "1024^3 APR in napari: first slice (fresh viewer) / peak RSS", "< 2 s / < 1.5 GB",
-           None, needs="a 1024^3 APR file and a display (benchmarks/bench_apr_io.py, manual)"),
-    Figure("to-apr-overhead", "`to_apr` overhead over pyapr", "<= 10 %", None,
-           needs="pyapr (benchmarks/bench_apr_io.py, manual)"),
-    Figure("apr-construct", "APR construction, ours vs pyapr 1.0.7, same parameters (2D/3D spots and dense cells, a "
-           "real frame; `benchmarks/bench_apr_construct.py`)", "particles +-10 %, PSNR +-0.5 dB, time <= pyapr", None,
-           needs="pyapr (benchmarks/bench_apr_construct.py prints a text table)"),
-    Figure("apr-conv-accuracy", "APR-native convolution vs `pyapr.filter.convolve` (float32, 3^d..7^d, CPU and "
-           "torch back ends)", "1e-5 rel.", None, needs="pyapr (`dynfit bench apr-conv`)"),
+           None, needs="a display and a manual run: `benchmarks/bench_apr_io.py --size 1024 --napari` generates and "
+           "converts a 1024^3 uint16 image (2 GiB) once, too heavy for `--all` on a shared machine"),
+    Figure("to-apr-overhead", "`to_apr(backend=\"pyapr\")` overhead over `pyapr.converter.get_apr`, same image and "
+           "parameters", "<= 10 %", "{python} benchmarks/bench_apr_io.py --overhead-only", _apr_overhead,
+           quick="{python} benchmarks/bench_apr_io.py --overhead-only --overhead-size 128 --repeats 3",
+           requires=("pyapr",)),
+    Figure("apr-construct", "APR construction, ours vs pyapr 1.0.7, same parameters (2D/3D spots and dense cells; "
+           "`benchmarks/bench_apr_construct.py`)", "particles +-10 %, PSNR +-0.5 dB, time <= pyapr",
+           "{python} benchmarks/bench_apr_construct.py --threads 1", _apr_construct, requires=("pyapr",)),
+    Figure("apr-conv-accuracy", "APR-native convolution vs `pyapr.filter.convolve` (float32, 3^3, 5^3, 7^3 "
+           "Gaussian stencils)", "1e-5 rel.",
+           [f"{{python}} -m napari_dynfit.cli bench apr-conv --size 96 --stencil-size {k} --repeat 1 --no-scipy"
+            for k in (3, 5, 7)], _conv_accuracy, requires=("pyapr", "torch")),
     Figure("apr-conv-speed", "CPU convolution, 5^3 Gaussian, comp. ratio ~42", ">= 1x pyapr, >= 20x scipy",
            "{python} -m napari_dynfit.cli bench apr-conv --size 256", _apr_conv,
-           quick="{python} -m napari_dynfit.cli bench apr-conv --size 96 --repeat 3", needs="pyapr"),
-    Figure("apr-conv-gpu", "GPU convolution 1024^3", ">= 250 Gpixel/s", None, needs="a GPU"),
-    Figure("detect-recall", "detection on rendered particles, SNR 10: recall / median error", ">= 0.98 / <= 0.3 px",
-           None, needs="a JSON output of benchmarks/bench_detect.py (prints a text table)"),
+           quick="{python} -m napari_dynfit.cli bench apr-conv --size 96 --repeat 3", requires=("pyapr", "torch")),
+    Figure("apr-conv-gpu", "GPU convolution 1024^3", ">= 250 Gpixel/s",
+           "{python} -m napari_dynfit.cli bench apr-conv --device cuda --grid {data}/apr1024.npz --no-scipy",
+           lambda js: f"{js['gpixel_per_s']:.0f} Gpixel/s ({js.get('card', 'GPU')})", gpu=True, requires=("torch",),
+           data=("apr1024.npz",), data_label="an exported 1024^3 grid (`dynfit bench apr-conv --size 1024 "
+           "--save-grid apr1024.npz` where pyapr is installed)"),
+    Figure("detect-recall", "detection on rendered spots (400 per 512^2 frame, uniform, close pairs included; "
+           "`benchmarks/bench_detect.py`), SNR 10, defaults: recall / median error", ">= 0.98 / <= 0.3 px",
+           "{python} benchmarks/bench_detect.py --snr 10 --json", _detect,
+           quick="{python} benchmarks/bench_detect.py --snr 10 --frames 3 --rounds 1 --json", requires=("trackpy",)),
     Figure("beads-msd", "real bead movie (trackpy's `bulk_water`, brightfield, defaults, polarity auto -> dark): "
-           "MSD exponent / prefactor vs trackpy's walkthrough", "within 0.05 / 10 %", None,
-           needs="the bulk_water movie (local only, benchmarks/bench_beads.py)"),
+           "MSD exponent / prefactor vs trackpy's walkthrough", "within 0.05 / 10 %",
+           "{python} benchmarks/bench_beads.py {data}/bulk_water --json", _beads, data=("bulk_water",),
+           data_label="the bulk_water movie", requires=("trackpy",)),
     Figure("link-accuracy", "linking: Brownian at 0.15, ABP at 0.4, **no parameters given**", ">= 0.975, >= 0.95",
            "{python} benchmarks/bench_tracking.py --sections accuracy", _tracking_accuracy, timeout_s=3600),
     Figure("ctc-bacteria", "real CTC bacteria GT masks relabelled per frame, **no flags**: LNK / division F1",
-           ">= 0.90 / >= 0.85", None, needs="the CTC movie (local only, benchmarks/track_ctc.py)"),
-    Figure("eval-vs-traccuracy", "`--eval` (CTC mask matching) vs traccuracy 0.4.3 on the same inputs",
-           "equal to 1e-6", None, needs="a test, not a benchmark (tests/test_track_metrics.py)"),
-    Figure("segment-f1", "touching cells from raw images, segmentation F1 at IoU 0.5: generated rod colonies / 2D "
-           "touching nuclei / 3D nuclei / real phase-contrast bacteria", ">= 0.95", None,
-           needs="the CTC movie for the real row (benchmarks/bench_cells.py)"),
+           ">= 0.90 / >= 0.85", "{python} benchmarks/track_ctc.py {data}/bacteria_div/data/bacteria/TRA", _ctc,
+           data=("bacteria_div/data/bacteria/TRA",), data_label="the CTC bacteria movie"),
+    Figure("eval-vs-traccuracy", "`--eval` (CTC mask matching) vs traccuracy 0.4.3 on the same inputs "
+           "(tests/test_track_metrics.py)", "equal to 1e-6",
+           "{python} benchmarks/bench_tests.py tests/test_track_metrics.py -k traccuracy", _tests,
+           requires=("traccuracy",)),
+    Figure("segment-f1", "touching cells from raw images, segmentation F1 at IoU 0.5: generated rod colonies "
+           "(phase contrast) / 2D touching nuclei / 3D nuclei", ">= 0.95",
+           "{python} benchmarks/bench_cells.py", _segment_sim),
+    Figure("segment-f1-real", "the same on real phase-contrast bacteria (the CTC movie, `dynfit segment` defaults)",
+           ">= 0.95", "{python} benchmarks/bench_cells.py {data}/bacteria_div/data/bacteria --no-sim",
+           _segment_real, data=("bacteria_div/data/bacteria/img", "bacteria_div/data/bacteria/TRA"),
+           data_label="the CTC bacteria movie", timeout_s=7200),
     Figure("link-speed", "10^4 particles x 100 frames with gap closing", "<= trackpy, >= 5x laptrack",
            "{python} benchmarks/bench_tracking.py --sections speed --laptrack-n 2000", _tracking_speed,
            quick="{python} benchmarks/bench_tracking.py --sections speed --n 2000 --frames 50 --laptrack-n 500",
-           timeout_s=7200),
+           timeout_s=7200, requires=("trackpy", "laptrack")),
     Figure("pdefind", "PDE-FIND data at 10 % / 20 % noise: exact term set", "5/5, >= 4/5",
            "{python} benchmarks/bench_pdefind.py", _pdefind,
            quick="{python} benchmarks/bench_pdefind.py --noise 0.1 --seeds 2", timeout_s=7200),
@@ -161,25 +279,34 @@ FIGURES = [
     Figure("vicsek-bands", "Vicsek bands: band speed from the learned model", "within 10 %",
            "{python} benchmarks/bench_vicsek_pde.py", _vicsek, quick="{python} benchmarks/bench_vicsek_pde.py --seeds 1"),
     Figure("balances", "dominant balances: Burgers regimes; Vicsek bands (learned Toner-Tu model), front vs dilute "
-           "bulk", "3 regimes, shock at max `\\|u_x\\|`; different balances, front has alignment + `grad(rho)`", None,
-           needs="slow tests (tests/test_balance*.py -m slow), no JSON benchmark"),
+           "bulk (tests/test_balance.py, tests/test_balance_bands.py)", "3 regimes, shock at max `\\|u_x\\|`; "
+           "different balances, front has alignment + `grad(rho)`",
+           "{python} benchmarks/bench_tests.py tests/test_balance.py::test_burgers_three_regimes_and_shock "
+           "tests/test_balance_bands.py -m \"slow or not slow\"", _tests,
+           timeout_s=3600),
     Figure("pinn-weighting", "PINN multiscale Poisson: inverse-Dirichlet vs fixed weights", "<= 1e-2, >= 10x",
            "{python} -m napari_dynfit.cli bench pinn-weighting", _pinn,
-           quick="{python} -m napari_dynfit.cli bench pinn-weighting --steps 500"),
+           quick="{python} -m napari_dynfit.cli bench pinn-weighting --steps 500", requires=("torch",)),
     Figure("latent-chemotaxis", "latent chemotaxis field `chi c` / `Dc`, `k`", "<= 5 % / 10 %",
            "{python} -m napari_dynfit.cli bench pinn-chemotaxis", _chemotaxis,
-           quick="{python} -m napari_dynfit.cli bench pinn-chemotaxis --steps 300"),
-    Figure("pfi-ou", "PFI OU `\\|A+B\\|/\\|B\\|`: 2D / 10D", "<= 0.05 / <= 0.10", None,
-           needs="two runs: `benchmarks/bench_pfi.py --case ou2` and `--case ou10` (see the pfi-ou2 row)"),
+           quick="{python} -m napari_dynfit.cli bench pinn-chemotaxis --steps 300", requires=("torch",)),
+    Figure("pfi-ou10", "PFI OU 10D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.10",
+           "{python} benchmarks/bench_pfi.py --case ou10", _pfi_ou10,
+           quick="{python} benchmarks/bench_pfi.py --case ou10 --quick", requires=("torch", "geomloss")),
     Figure("pfi-ou2", "PFI OU 2D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.05",
-           "{python} benchmarks/bench_pfi.py --case ou2", _pfi_ou, quick="{python} benchmarks/bench_pfi.py --case ou2 --quick"),
+           "{python} benchmarks/bench_pfi.py --case ou2", _pfi_ou, quick="{python} benchmarks/bench_pfi.py --case ou2 --quick",
+           requires=("torch", "geomloss")),
     Figure("infer-flow-defaults", "`dynfit infer-flow` defaults, 2D OU, 8 held-out drifts/seeds: never worse than the "
            "moment fit / error", "always / <= 0.03", "{python} benchmarks/bench_pfi.py --case ou2-cli", _pfi_cli,
-           quick=""),  # the figure is about the CLI's defaults: no quick variant
-    Figure("pfi-bistable", "PFI bistable with growth, d = 10: path energy / fate corr.", "<= 0.05 / >= 0.95", None,
-           needs="`benchmarks/bench_pfi.py --case bistable` (about an hour; JSON keys not mapped yet)"),
-    Figure("pipeline-dask", "per-frame pipeline, 100 frames 512^2, 2 vs 1 Dask workers", ">= 1.7x, identical", None,
-           needs="a quiet machine (benchmarks/bench_parallel.py; timings on a shared machine mislead)"),
-    Figure("demo", "`dynfit demo` (full, all 9 stages)", "< 10 min on 2 cores", None,
-           needs="`/usr/bin/time -v dynfit demo -o DIR` (wall time and peak memory; not JSON)"),
+           quick="", requires=("torch", "geomloss")),  # the figure is about the CLI's defaults: no quick variant
+    Figure("pfi-bistable", "PFI bistable with growth, d = 10: path energy / fate corr.", "<= 0.05 / >= 0.95",
+           "{python} benchmarks/bench_pfi.py --case bistable", _bistable,
+           quick="{python} benchmarks/bench_pfi.py --case bistable --quick", requires=("torch", "geomloss"),
+           timeout_s=4 * 3600),  # about an hour on 2 idle cores
+    Figure("pipeline-dask", "per-frame pipeline, 100 frames 512^2, 2 vs 1 Dask workers", ">= 1.7x, identical",
+           "{python} benchmarks/bench_parallel.py", _parallel,
+           quick="{python} benchmarks/bench_parallel.py --frames 30 --size 256", max_load=0.5),
+    Figure("demo", "`dynfit demo` (full, all 9 stages; `benchmarks/bench_demo.py`: wall time and peak memory of "
+           "`dynfit demo -o DIR`)", "< 10 min on 2 cores", "{python} benchmarks/bench_demo.py", _demo,
+           quick="", timeout_s=3600),
 ]

@@ -90,7 +90,13 @@ def test_a_failing_command_keeps_the_previous_value(tmp_path):
     table = bt.markdown_table(figs, res, previous={"boom": ("0.5", "full run 2026-01-01")}, when="2026-02-02",
                               where="here")
     row = bt._cells(table.splitlines()[-1])
-    assert row[2] == "0.5" and row[3].startswith("`boom`: full run 2026-01-01; kept: failed: no data here")
+    assert row[2] == "0.5" and row[3].startswith("`boom`: not re-measured: failed: no data here")
+    assert row[3].endswith("; value from full run 2026-01-01")
+    # failing again keeps the origin, not a chain of reasons; the earlier "ORIGIN; kept: WHY" wording is read too
+    for old in (row[3].split(": ", 1)[1], "typed by hand; kept: needs data"):
+        again = bt.table_rows(figs, res, previous={"boom": ("0.5", old)}, when="2026-03-03")[0]
+        assert again["from"].count("not re-measured") == 1 and again["from"].endswith(
+            "value from " + ("full run 2026-01-01" if "full" in old else "typed by hand"))
 
 
 def test_the_repository_registry_loads_and_names_every_readme_row():
@@ -101,3 +107,85 @@ def test_the_repository_registry_loads_and_names_every_readme_row():
     text = (root / "README.md").read_text(encoding="utf-8")
     assert text.count(bt.BEGIN) == 1 and text.count(bt.END) == 1
     assert set(bt.previous_rows(text)) == {f.name for f in figs}
+
+
+def test_last_json_reads_the_last_object_after_text_and_json_lines():
+    assert bt.last_json('progress\n{"a": 1}\n{"summary": true, "b": [1, 2]}\n') == {"summary": True, "b": [1, 2]}
+    assert bt.last_json('chosen: x = 1 {not json}\n{\n "ours": {"LNK": 0.9}\n}\n') == {"ours": {"LNK": 0.9}}
+    assert bt.last_json('result: {"x": 2}') == {"x": 2}
+    with pytest.raises(ValueError):
+        bt.last_json("no json at all")
+
+
+def test_rows_that_cannot_run_here_say_why_without_running(tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    cmd = f"{sys.executable} -c \"open(r'{marker}', 'w').write('x'); print('{{}}')\""
+    monkeypatch.delenv(bt.DATA_ENV, raising=False)
+    figs = [bt.Figure("mod", "c", "t", cmd, requires=("no_such_module_xyz",)),
+            bt.Figure("data", "c", "t", cmd, data=("movie",), data_label="the movie"),
+            bt.Figure("busy", "c", "t", cmd, max_load=-1.0),
+            bt.Figure("manual", "c", "t", None, needs="a display")]
+    res = {r["name"]: r["source"] for r in bt.run_figures(figs)}
+    assert res["mod"] == "not run: needs no_such_module_xyz (not installed here)"
+    assert res["data"].startswith(f"not run: needs the movie (local only: set {bt.DATA_ENV}")
+    assert res["busy"].startswith("not run: needs a quiet machine")
+    assert res["manual"] == "not run: needs a display"
+    assert not marker.exists()
+    table = bt.markdown_table(figs, bt.run_figures(figs), previous={"data": ("1.0", "typed by hand")}, where="here")
+    rows = {r[3].split("`")[1]: r for r in map(bt._cells, table.splitlines()) if len(r) == 4 and r[3].startswith("`")}
+    assert rows["data"][2] == "1.0" and rows["data"][3].startswith("`data`: not re-measured: needs the movie")
+    assert rows["data"][3].endswith("value from typed by hand")
+    assert rows["mod"][2] == "not measured yet" and "value from" not in rows["mod"][3]
+
+
+def test_data_folder_and_several_commands(tmp_path, monkeypatch):
+    (tmp_path / "movie").mkdir()
+    (tmp_path / "movie" / "n.txt").write_text("7")
+    monkeypatch.setenv(bt.DATA_ENV, str(tmp_path))
+    read = f"{sys.executable} -c \"import json,sys; print(json.dumps({{'n': int(open(sys.argv[1]).read())}}))\""
+    fig = bt.Figure("data", "c", "t", [f"{read} {{data}}/movie/n.txt", f"{sys.executable} -c \"print('{{}}')\""],
+                    lambda runs: f"{runs[0]['n']} and {len(runs[1])}", data=("movie",))
+    assert bt.run_figure(fig)["measured"] == "7 and 0"
+
+
+def test_update_docs_writes_one_section_per_figure(tmp_path, capsys):
+    reg = _registry(tmp_path)
+    assert main(["bench", "--all", "--quick", "--update-readme", "--update-docs", "--registry", str(reg)]) == 0
+    page = (tmp_path / "docs" / "figures.md").read_text(encoding="utf-8")
+    assert "## tiny" in page and "## manual" in page
+    assert "- **measured:** *quick:* 1.0 (n = 3)" in page and "`python benchmarks/tiny.py`" in page
+    assert "- **from:** not re-measured: needs a GPU" in page
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "*quick:* 1.0 (n = 3)" in readme
+
+
+def test_every_registry_row_has_a_producer_or_a_reason_and_the_docs_link_real_rows():
+    import re
+    from pathlib import Path
+
+    root = bt.find_root()
+    if root is None:
+        pytest.skip("not a source checkout")
+    figs = bt.load_registry(root / "benchmarks" / "figures.py")
+    names = {f.name for f in figs}
+    for fig in figs:
+        if fig.command is None:
+            assert fig.needs, f"{fig.name}: no command and no reason"
+            continue
+        cmds = [fig.command] if isinstance(fig.command, str) else fig.command
+        for cmd in cmds + ([fig.quick] if isinstance(fig.quick, str) and fig.quick else []):
+            for word in cmd.split():   # the scripts and test files it names are in the checkout
+                if word.endswith(".py") and ("benchmarks/" in word or "tests/" in word):
+                    assert (root / word.split("::")[0]).is_file(), f"{fig.name}: {word} missing"
+            assert ("{data}" in cmd) == bool(fig.data), f"{fig.name}: {{data}} and data= must go together"
+    # every README row was measured by the command or says why not (no silently kept typed value)
+    rows = bt.previous_rows((root / "README.md").read_text(encoding="utf-8"))
+    for name, (_, how) in rows.items():
+        assert re.match(r"(full|quick) run |not re-measured", how), f"README row {name}: {how!r}"
+    # links to the generated page name rows that exist
+    for doc in [root / "README.md", *sorted(p for p in (root / "docs").glob("*.md") if p.name != "figures.md")]:
+        for name in re.findall(r"figures\.md#([\w-]+)", doc.read_text(encoding="utf-8")):
+            assert name in names, f"{doc.name} links figures.md#{name}, not a row of benchmarks/figures.py"
+    page = root / "docs" / "figures.md"
+    if page.exists():
+        assert {m for m in re.findall(r"(?m)^## (\S+)$", page.read_text(encoding="utf-8"))} == names

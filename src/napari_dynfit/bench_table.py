@@ -9,8 +9,14 @@ puts it between the README's markers ``<!-- bench:begin -->`` and ``<!-- bench:e
 every other byte of the README as it was (written atomically: a temporary file in the same folder,
 then renamed over the README).
 
-Rows that were not run this time (``--only``, or no command can run here: a GPU or a local data set
-is needed) keep the value the table had, with what it came from; rows from ``--quick`` say so.
+A row that cannot be re-measured here says why, in its own words: ``not re-measured: needs pyapr``
+(a module that does not import), ``needs the bulk_water movie`` (a local data set, found under the folder
+``$DYNFIT_DATA`` names; never committed), ``needs a GPU``, ``needs a quiet machine`` (a timing figure while
+the load average is high), and keeps the value measured before with where it came from. Rows not run
+this time (``--only``) keep theirs as they were; rows from ``--quick`` say so.
+
+``--update-docs`` also writes ``docs/figures.md`` (:func:`figures_page`): one section per row, with the
+command that measures it, so that the other docs link to ``figures.md#NAME`` instead of typing numbers.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 from .errors import InputError
 
+#: environment variable naming the folder of local data sets (``{data}`` in commands); never committed
+DATA_ENV = "DYNFIT_DATA"
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 HEADER = "| check | target | measured | from |"
@@ -48,29 +56,85 @@ class Figure:
         What is measured (the table's first column, markdown).
     target : str
         The figure to reach.
-    command : str or None
-        Shell-style command run from the checkout's root that prints JSON on stdout (``{python}`` is
-        the running interpreter). ``None``: nothing here can measure it (see ``needs``).
+    command : str, list of str, or None
+        Shell-style command run from the checkout's root that prints JSON on stdout (its last JSON
+        object is read; ``{python}`` is the running interpreter, ``{data}`` the folder ``$DYNFIT_DATA``).
+        A list: several commands, ``measure`` then gets the list of their JSON objects. ``None``:
+        nothing can measure it (``needs`` says what would).
     measure : callable
         ``measure(json_dict) -> str``: the measured cell from the command's JSON.
-    quick : str, optional
+    quick : str, list of str, optional
         A quicker command for the same figure (fewer seeds, a smaller problem); default ``command``;
         ``""``: none (the figure is about the full settings, e.g. a command's defaults): not run with
         ``--quick``.
     needs : str
-        Why ``command`` may be unable to run (a GPU, a local data set): shown when it does not.
+        What running it needs beyond this list's checks (shown when it cannot run or fails).
     timeout_s : float
         Longest run (s) before the row is reported as not finished.
+    requires : tuple of str
+        Modules the command imports (``"pyapr"``, ``"torch"``): when one is missing the row says
+        ``not re-measured: needs pyapr`` without running anything.
+    data : tuple of str
+        Paths under ``$DYNFIT_DATA`` the command reads (local data sets, never committed); when one is
+        missing the row says so (``data_label`` names the data set).
+    data_label : str
+        The data set in words (``"the bulk_water movie"``).
+    gpu : bool
+        The command needs a CUDA device (torch must see one).
+    max_load : float or None
+        A timing figure: not run while the 1-minute load average per core exceeds this (a shared
+        machine's timings mislead).
     """
 
     name: str
     check: str
     target: str
-    command: str | None
+    command: Union[str, list, None]
     measure: Callable[[dict], str] = field(default=lambda js: json.dumps(js)[:80])
-    quick: str | None = None
+    quick: Union[str, list, None] = None
     needs: str = ""
     timeout_s: float = 3600.0
+    requires: tuple = ()
+    data: tuple = ()
+    data_label: str = ""
+    gpu: bool = False
+    max_load: float | None = None
+
+
+def unmet(fig: Figure) -> str | None:
+    """Why ``fig``'s command cannot run on this machine now (``"needs pyapr"``, ...), or ``None``."""
+    if fig.command is None:
+        return f"needs {fig.needs or 'a manual run'}"
+    for mod in fig.requires:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"needs {mod} (not installed here)"
+    if fig.gpu and not _has_gpu():
+        return "needs a GPU (none here)"
+    if fig.data:
+        label = fig.data_label or ", ".join(fig.data)
+        base = os.environ.get(DATA_ENV)
+        if not base:
+            return f"needs {label} (local only: set {DATA_ENV} to the folder holding {', '.join(fig.data)})"
+        missing = [d for d in fig.data if not (Path(base) / d).exists()]
+        if missing:
+            return f"needs {label} ({', '.join(missing)} not under ${DATA_ENV})"
+    if fig.max_load is not None:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        if load > fig.max_load:
+            return f"needs a quiet machine (load {load:.1f} per core, at most {fig.max_load:g})"
+    return None
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def find_root(start=None) -> Path | None:
@@ -126,8 +190,34 @@ def _one_line(text: str) -> str:
     return (lines[-1] if lines else "no output")[:160]
 
 
+def last_json(text: str):
+    """The last top-level JSON object (``{...}`` starting a line) of a command's output."""
+    text = text or ""
+    starts = [m.start() for m in re.finditer(r"(?m)^\{", text)]
+    dec = json.JSONDecoder()
+    for i in reversed(starts):
+        try:
+            return dec.raw_decode(text, i)[0]
+        except ValueError:
+            continue
+    if "{" in text:
+        return dec.raw_decode(text, text.index("{"))[0]
+    return json.loads(text)  # raises ValueError with the reason
+
+
+def _argv(cmd: str, python: str | None) -> list[str]:
+    data = os.environ.get(DATA_ENV, "")
+    out = []
+    for a in shlex.split(cmd):
+        if a == "{python}":
+            out.append(python or sys.executable)
+        else:
+            out.append(a.replace("{data}", data.rstrip("/")))
+    return out
+
+
 def run_figure(fig: Figure, *, quick: bool = False, root=None, python: str | None = None) -> dict:
-    """Run one figure's command; returns ``{"name", "measured", "source", "seconds"}``.
+    """Run one figure's command(s); returns ``{"name", "measured", "source", "seconds"}``.
 
     ``source`` is ``"full"`` or ``"quick"`` when measured, ``"failed: ..."`` / ``"not run: ..."``
     otherwise (``measured`` is then ``None``).
@@ -135,29 +225,32 @@ def run_figure(fig: Figure, *, quick: bool = False, root=None, python: str | Non
     if quick and fig.quick == "" and fig.command is not None:
         return {"name": fig.name, "measured": None, "seconds": 0.0,
                 "source": "not run: no quick variant (the figure is about the full settings)"}
+    why = unmet(fig)
+    if why is not None:
+        return {"name": fig.name, "measured": None, "source": f"not run: {why}", "seconds": 0.0}
     cmd = (fig.quick or fig.command) if quick else fig.command
-    if cmd is None:
-        return {"name": fig.name, "measured": None, "source": f"not run: needs {fig.needs or 'a manual run'}",
-                "seconds": 0.0}
-    argv = [python or sys.executable if a == "{python}" else a for a in shlex.split(cmd)]
+    cmds = [cmd] if isinstance(cmd, str) else list(cmd)
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=fig.timeout_s,
-                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    except subprocess.TimeoutExpired:
-        return {"name": fig.name, "measured": None, "source": f"failed: not finished in {fig.timeout_s:g} s",
-                "seconds": time.perf_counter() - t0}
-    except OSError as exc:
-        return {"name": fig.name, "measured": None, "source": f"failed: {exc}", "seconds": 0.0}
+    outs = []
+    for one in cmds:
+        left = fig.timeout_s - (time.perf_counter() - t0)
+        try:
+            proc = subprocess.run(_argv(one, python), cwd=root, capture_output=True, text=True,
+                                  timeout=max(left, 1.0), env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        except subprocess.TimeoutExpired:
+            return {"name": fig.name, "measured": None, "source": f"failed: not finished in {fig.timeout_s:g} s",
+                    "seconds": time.perf_counter() - t0}
+        except OSError as exc:
+            return {"name": fig.name, "measured": None, "source": f"failed: {exc}", "seconds": 0.0}
+        if proc.returncode != 0:
+            why = _one_line(proc.stderr or proc.stdout)
+            return {"name": fig.name, "measured": None, "seconds": time.perf_counter() - t0,
+                    "source": f"failed: {why}" + (f" (needs {fig.needs})" if fig.needs else "")}
+        outs.append(proc.stdout)
     secs = time.perf_counter() - t0
-    if proc.returncode != 0:
-        why = _one_line(proc.stderr or proc.stdout)
-        return {"name": fig.name, "measured": None, "seconds": secs,
-                "source": f"failed: {why}" + (f" (needs {fig.needs})" if fig.needs else "")}
     try:
-        out = proc.stdout
-        js = json.loads(out[out.index("{"):]) if "{" in out else json.loads(out)
-        value = str(fig.measure(js))
+        js = [last_json(o) for o in outs]
+        value = str(fig.measure(js[0] if isinstance(cmd, str) else js))
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         return {"name": fig.name, "measured": None, "seconds": secs,
                 "source": f"failed: could not read the result ({type(exc).__name__}: {exc})"[:200]}
@@ -209,14 +302,25 @@ def _esc(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(figs, results, *, previous=None, when=None, where=None) -> str:
-    """The table (with its heading line): one row per figure, this run's value or the previous one."""
+def _origin(how: str) -> str:
+    """Where a kept value came from, out of a previous ``from`` cell (without its not-re-measured reason)."""
+    if "; value from " in how:
+        return how.split("; value from ", 1)[1].strip()
+    if how.startswith("not re-measured"):
+        return ""
+    return how.split("; kept")[0].strip()  # the earlier wording: "ORIGIN; kept: WHY"
+
+
+def table_rows(figs, results, *, previous=None, when=None) -> list[dict]:
+    """One dict per figure: ``name, check, target, measured, from``: this run's value or the previous one.
+
+    A row run now that could not be measured says ``not re-measured: WHY; value from ORIGIN`` (``WHY``:
+    what it needs or how it failed; ``ORIGIN``: the run or the hand that wrote the kept value).
+    """
     previous = previous or {}
     now = when or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     by_name = {r["name"]: r for r in results}
-    lines = [f"Written by `dynfit bench --all --markdown --update-readme` on {_esc(where or machine())}, {now}. "
-             "*quick*: from `--quick` (fewer seeds or a smaller problem); *kept*: not re-run by that command "
-             "(the reason is given), the value is the one measured before.", "", HEADER, "|---|---|---|---|"]
+    rows = []
     for fig in figs:
         res = by_name.get(fig.name)
         if res is not None and res["measured"] is not None:
@@ -225,17 +329,61 @@ def markdown_table(figs, results, *, previous=None, when=None, where=None) -> st
             if res["source"] == "quick":
                 value = f"*quick:* {value}"
         else:
-            old_value, old_how = previous.get(fig.name, ("not measured yet", ""))
-            value = old_value
+            value, old_how = previous.get(fig.name, ("not measured yet", ""))
             if res is None:
                 how = old_how or "not run yet"
             else:
                 why = res["source"]
-                kept = old_how.split("; kept")[0] if old_how else "not measured"
                 why = why[len("not run: "):] if why.startswith("not run: ") else why
-                how = f"{kept}; kept: {why}" if old_value != "not measured yet" else why
-        lines.append(f"| {fig.check} | {fig.target} | {_esc(value)} | `{fig.name}`: {_esc(how)} |")
+                origin = _origin(old_how)
+                how = f"not re-measured: {why}" + (f"; value from {origin}" if origin and
+                                                   value != "not measured yet" else "")
+        rows.append({"name": fig.name, "check": fig.check, "target": fig.target, "measured": value, "from": how})
+    return rows
+
+
+def _heading(where, now, command) -> str:
+    return (f"Written by `{command}` on {_esc(where or machine())}, {now}. *quick*: from `--quick` (fewer seeds "
+            "or a smaller problem); *not re-measured*: the command could not measure it here (the reason is "
+            "given) and the value is the one measured before, with where it came from.")
+
+
+def markdown_table(figs, results, *, previous=None, when=None, where=None) -> str:
+    """The table (with its heading line): one row per figure, this run's value or the previous one."""
+    now = when or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    lines = [_heading(where, now, "dynfit bench --all --markdown --update-readme"), "", HEADER, "|---|---|---|---|"]
+    for r in table_rows(figs, results, previous=previous, when=now):
+        lines.append(f"| {r['check']} | {r['target']} | {_esc(r['measured'])} | `{r['name']}`: {_esc(r['from'])} |")
     return "\n".join(lines)
+
+
+def _commands(cmd) -> str:
+    if cmd is None:
+        return "none"
+    cmds = [cmd] if isinstance(cmd, str) else list(cmd)
+    return "; ".join(f"`{c.replace('{python}', 'python')}`" for c in cmds)
+
+
+def figures_page(figs, rows, *, when=None, where=None) -> str:
+    """``docs/figures.md``: one section per figure (anchor ``#NAME``) from the same rows as the README table."""
+    now = when or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    by_name = {r["name"]: r for r in rows}
+    out = ["# Measured figures", "",
+           "<!-- written by `dynfit bench --all --update-docs`: edit benchmarks/figures.py, not this page -->", "",
+           _heading(where, now, "dynfit bench --all --update-readme --update-docs"),
+           "The README's table holds the same rows; other pages link here (`figures.md#NAME`) instead of "
+           f"typing the numbers. Local data sets are read from the folder `${DATA_ENV}` names.", ""]
+    for fig in figs:
+        r = by_name[fig.name]
+        out += [f"## {fig.name}", "", f"- **check:** {fig.check}", f"- **target:** {fig.target}",
+                f"- **measured:** {r['measured']}", f"- **from:** {r['from']}",
+                f"- **measured by:** {_commands(fig.command)}"]
+        if fig.quick and fig.command is not None:
+            out.append(f"- **quick variant:** {_commands(fig.quick)}")
+        if fig.needs and fig.command is not None:
+            out.append(f"- **needs:** {fig.needs}")
+        out.append("")
+    return "\n".join(out)
 
 
 def replace_table(readme_text: str, table: str) -> str:
@@ -249,7 +397,7 @@ def replace_table(readme_text: str, table: str) -> str:
     return readme_text[:i] + "\n" + table.rstrip("\n") + "\n" + readme_text[j:]
 
 
-def write_readme(path, text: str) -> None:
+def write_text(path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -262,3 +410,4 @@ def write_readme(path, text: str) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+

@@ -5,10 +5,10 @@ Command modules contribute benchmarks with a module-level dict
 benchmark's options and ``run(args) -> dict`` returns the JSON-serialisable results (times in
 seconds as ``*_s`` keys, ratios such as ``speedup_vs_pyapr``). Timings never appear in tests.
 
-``dynfit bench --all [--markdown] [--quick] [--only NAME] [--update-readme]`` runs the figures of the
-registry ``benchmarks/figures.py`` (one row per figure the README publishes) and prints JSON, or the
-README's table (``--markdown``), or writes that table between the README's markers
-(``--update-readme``; :mod:`napari_dynfit.bench_table`).
+``dynfit bench --all [--markdown] [--quick] [--only NAME] [--update-readme] [--update-docs]`` runs the
+figures of the registry ``benchmarks/figures.py`` (one row per figure the README publishes) and prints
+JSON, or the README's table (``--markdown``), or writes that table between the README's markers
+(``--update-readme``) and ``docs/figures.md`` (``--update-docs``; :mod:`napari_dynfit.bench_table`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def register(sub) -> None:
     p.add_argument("--only", action="append", metavar="NAME", help="with --all: only this figure (repeatable)")
     p.add_argument("--update-readme", action="store_true",
                    help="with --all: write the table between <!-- bench:begin --> and <!-- bench:end --> in README.md")
+    p.add_argument("--update-docs", action="store_true",
+                   help="with --all: write docs/figures.md (one section per figure, linked from the docs)")
     p.add_argument("--registry", help="figures registry (default: benchmarks/figures.py of the source checkout)")
     p.add_argument("--readme", help="README to update (default: README.md next to the registry's folder)")
     p.set_defaults(func=_run_all)
@@ -54,7 +56,7 @@ def _run(run, args) -> int:
 
 
 def _run_all(args) -> int:
-    """``dynfit bench --all [--markdown] [--quick] [--only NAME] [--update-readme]``."""
+    """``dynfit bench --all [--markdown] [--quick] [--only NAME] [--update-readme] [--update-docs]``."""
     import sys
     from pathlib import Path
 
@@ -75,7 +77,7 @@ def _run_all(args) -> int:
     readme = Path(args.readme) if args.readme else root / "README.md"
     figs = bt.load_registry(registry)
     text = None
-    if args.update_readme or args.markdown:
+    if args.update_readme or args.markdown or args.update_docs:
         if readme.is_file():
             text = readme.read_bytes().decode("utf-8")
             if args.update_readme:
@@ -84,14 +86,20 @@ def _run_all(args) -> int:
             raise InputError(f"README {readme} not found (pass --readme)")
     results = bt.run_figures(figs, quick=args.quick, only=args.only, root=root,
                              log=lambda line: print(line, file=sys.stderr, flush=True))
-    if not (args.markdown or args.update_readme):
+    if not (args.markdown or args.update_readme or args.update_docs):
         emit_json({"machine": bt.machine(), "quick": bool(args.quick), "results": results}, None)
         return 0
-    table = bt.markdown_table(figs, results, previous=bt.previous_rows(text or ""))
+    previous = bt.previous_rows(text or "")
+    table = bt.markdown_table(figs, results, previous=previous)
+    measured = sum(r["measured"] is not None for r in results)
     if args.update_readme:
-        bt.write_readme(readme, bt.replace_table(text, table))
-        measured = sum(r["measured"] is not None for r in results)
+        bt.write_text(readme, bt.replace_table(text, table))
         print(f"{readme}: table of {len(figs)} figures written ({measured} measured now)", file=sys.stderr)
+    if args.update_docs:
+        page = root / "docs" / "figures.md"
+        page.parent.mkdir(exist_ok=True)
+        bt.write_text(page, bt.figures_page(figs, bt.table_rows(figs, results, previous=previous)))
+        print(f"{page}: {len(figs)} figures written ({measured} measured now)", file=sys.stderr)
     if args.markdown:
         print(table)
     return 0
