@@ -71,3 +71,39 @@ def test_cli_without_torch_names_the_extra(monkeypatch, tmp_path, capsys):
     assert status == 2
     assert err == ["dynfit infer-flow: error: this needs torch, which is not installed: "
                    "pip install 'napari-dynfit[learn]'"]
+
+
+def test_pinn_commands_check_their_input_before_the_learn_extra(monkeypatch, tmp_path, capsys):
+    from napari_dynfit.fields import FieldBundle
+
+    _without(monkeypatch, "torch")
+    for name in [n for n in sys.modules if n.startswith("napari_dynfit.models.pinn")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, so that it meets the missing torch
+
+    def run(argv):
+        status = main(argv)
+        return status, capsys.readouterr().err.strip()
+
+    tracks = tmp_path / "tracks.csv"
+    pd.DataFrame({"frame": [0, 1], "track_id": [1, 1], "y": [0.0, 1.0], "x": [0.0, 1.0]}).to_csv(tracks, index=False)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"frame": [0, 1], "y": [0.0, 1.0]}).to_csv(bad, index=False)
+    out = str(tmp_path / "out.zarr")
+    status, err = run(["latent-field", str(bad), "-o", out, "--dt", "1"])
+    assert status == 2 and "torch" not in err and "track_id" in err, err
+    status, err = run(["latent-field", str(tracks), "-o", out])                       # no frame interval
+    assert status == 2 and "--dt" in err and "torch" not in err, err
+    status, err = run(["latent-field", str(tracks), "-o", out, "--dt", "1"])          # valid input: now the extra
+    assert status == 2 and "pip install 'napari-dynfit[learn]'" in err, err
+
+    fields = tmp_path / "f.npz"
+    FieldBundle({"u": np.zeros((3, 8))}, {"t": np.arange(3.0), "x": np.arange(8.0)}).to_npz(fields)
+    model = tmp_path / "model.json"
+    for text, expect in (("{not json", "cannot read model JSON"), ('{"equations": {}}', "equations"),
+                         ('{"equations": {"v_t": {"v_xx": 0.1}}}', "['v']")):
+        model.write_text(text)
+        status, err = run(["denoise-field", str(fields), "--model", str(model), "-o", out])
+        assert status == 2 and expect in err and "torch" not in err, err
+    model.write_text('{"equations": {"u_t": {"u_xx": 0.1}}}')
+    status, err = run(["denoise-field", str(fields), "--model", str(model), "-o", out])
+    assert status == 2 and "pip install 'napari-dynfit[learn]'" in err, err

@@ -35,20 +35,25 @@ def _latent_field(args) -> int:
     import numpy as np
 
     from ..fields import FieldBundle
-    from ..models.pinn import fit_latent_field, grid_source
     from ..tables import read_table
 
-    _threads(args)
+    # the inputs first (no torch needed), then the learning stack: a bad input is reported as such
+    # even where the [learn] extra is missing
     tracks = read_table(args.tracks, required=("frame", "track_id", "y", "x"))
-    source = None
+    if args.dt is None and "dt" not in tracks.attrs:
+        raise InputError("the tracks table does not store the frame interval: pass --dt (time per frame)")
+    s = sb = None
     if args.source:
         sb = FieldBundle.load(args.source)
         if sb.ndim != 2:
             raise InputError(f"source fields '{args.source}' are {sb.ndim}D; a 2D (t, y, x) source is needed")
         s = sb[args.source_field]
+    _threads(args)
+    from ..models.pinn import fit_latent_field, grid_source
+
+    source = None
+    if sb is not None:
         source = grid_source(s[0] if s.ndim == 3 else s, sb.coords["y"], sb.coords["x"], periodic=args.box is not None)
-    if args.dt is None and "dt" not in tracks.attrs:
-        raise InputError("the tracks table does not store the frame interval: pass --dt (time per frame)")
     bundle, _ = fit_latent_field(tracks, steps=args.steps, lbfgs_steps=args.lbfgs, grid=args.grid,
                                  checkpoint=args.checkpoint, dt=args.dt, box=args.box, source=source,
                                  initial_zero=not args.no_initial, weighting=args.weighting, lr=args.lr,
@@ -67,18 +72,27 @@ def _denoise_field(args) -> int:
     import numpy as np
 
     from ..fields import FieldBundle
-    from ..models.pinn import denoise_fields
+    from ..models.model_json import validate_model
+    from ..models.terms import term_fields
 
-    _threads(args)
+    # the inputs first (no torch needed), then the learning stack
     bundle = FieldBundle.load(args.fields)
     try:
         model = json.loads(Path(args.model).read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read model JSON '{args.model}' ({exc}): write one with `dynfit discover-pde`") from exc
+    eqs = validate_model(model)["equations"]
     mask = None
     if args.mask_field:
         mask = np.asarray(bundle[args.mask_field]) > 0
         bundle = bundle.select([n for n in bundle.fields if n != args.mask_field])
+    missing = sorted(term_fields(list(eqs) + [t for rhs in eqs.values() for t in rhs]) - set(bundle.fields))
+    if missing:
+        raise InputError(f"the model's equations use fields {missing} that '{args.fields}' lacks "
+                         f"(it has {sorted(bundle.fields)})")
+    _threads(args)
+    from ..models.pinn import denoise_fields
+
     out, _ = denoise_fields(bundle, model, steps=args.steps, lbfgs_steps=args.lbfgs, checkpoint=args.checkpoint,
                             mask=mask, learn_coefficients=args.learn_coefficients, weighting=args.weighting,
                             lr=args.lr, device=args.device, seed=args.seed)
