@@ -95,14 +95,16 @@ def run(noises=(0.1, 0.2), seeds=5, K=200, threshold=0.05, datasets=tuple(TRUTH)
            "settings": {"ours": "discover_pde(derivative='weak', solver='iht', pi_th=0.8, B=40, M=20)",
                         "pysindy": f"WeakPDELibrary(degree 2, derivative_order 4, K={K}) + "
                                    f"STLSQ(threshold={threshold}, alpha=1e-5, normalize_columns=True)"},
-           "results": {}}
+           "results": {}, "data": {}}
     for name in datasets:
         if (DATA / f"{name}.mat").exists():
             clean = read_pdefind_mat(DATA / f"{name}.mat")
+            out["data"][name] = "PDE-FIND's .mat file"
         else:
             from napari_dynfit.sim.pde_solutions import PDEFIND
 
             clean = PDEFIND[name]()
+            out["data"][name] = "our solver at PDE-FIND's parameters (no .mat file here)"
         truth = TRUTH[name]
         for noise in noises:
             row = {"truth": truth}

@@ -55,8 +55,10 @@ def _localized(js: dict) -> str:
 
 def _pdefind(js: dict) -> str:
     res = js["results"]
-    return "; ".join(f"{k}: {v['ours']['exact_sets']}" + (f" (PySINDy {v['pysindy']['exact_sets']})" if "pysindy" in v
+    text = "; ".join(f"{k}: {v['ours']['exact_sets']}" + (f" (PySINDy {v['pysindy']['exact_sets']})" if "pysindy" in v
                                                           else "") for k, v in res.items())
+    sources = sorted(set(js.get("data", {}).values()))
+    return text + (f" (data: {', '.join(sources)})" if sources else "")
 
 
 def _abp(js: dict) -> str:
@@ -207,8 +209,7 @@ def _demo(js: dict) -> str:
 
 FIGURES = [
     Figure("apr-roundtrip", "APR round trip vs pyapr's reconstruction (2D, 3D; tests/test_apr_io.py)", "exact",
-           "{python} benchmarks/bench_tests.py tests/test_apr_io.py -k pyapr", _tests, requires=("pyapr",),
-           timeout_s=900),
+           "{python} benchmarks/bench_tests.py tests/test_apr_io.py -k pyapr", _tests, requires=("pyapr",)),
     Figure("apr-napari-1024", "1024^3 APR in napari: first slice (fresh viewer) / peak RSS", "< 2 s / < 1.5 GB",
            None, needs="a display and a manual run: `benchmarks/bench_apr_io.py --size 1024 --napari` generates and "
            "converts a 1024^3 uint16 image (2 GiB) once, too heavy for `--all` on a shared machine"),

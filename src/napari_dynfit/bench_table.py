@@ -370,7 +370,7 @@ def figures_page(figs, rows, *, when=None, where=None) -> str:
     by_name = {r["name"]: r for r in rows}
     out = ["# Measured figures", "",
            "<!-- written by `dynfit bench --all --update-docs`: edit benchmarks/figures.py, not this page -->", "",
-           _heading(where, now, "dynfit bench --all --update-readme --update-docs"),
+           _heading(where, now, "dynfit bench --all --update-readme --update-docs"), "",
            "The README's table holds the same rows; other pages link here (`figures.md#NAME`) instead of "
            f"typing the numbers. Local data sets are read from the folder `${DATA_ENV}` names.", ""]
     for fig in figs:
