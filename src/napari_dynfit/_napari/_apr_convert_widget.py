@@ -16,6 +16,7 @@ from qtpy.QtCore import QTimer
 from ..errors import DynfitError
 from ..apr.convert import MODES
 from ._apr_reader import apr_layers_from_result, is_apr_layer, set_apr_mode
+from ._contract import StepContract
 from ._jobs import StepJob
 
 PREVIEW = "APR preview"
@@ -69,8 +70,12 @@ def preview_slice(data, index, *, is_movie: bool, params: dict, spacing=None, sl
     return {"image": rec, "levels": lev, "stats": image.stats()}
 
 
-class AprConvertWidget(Container):
+class AprConvertWidget(StepContract, Container):
     """Convert an image layer to the APR, with a live preview of the current slice."""
+
+    INPUTS = (("image", "_layer", ("Image",), "open an image or movie (File > Open, or a sample)"),)
+    PARAMS = {"movie": "_movie"}
+    OUTPUTS = ("* (APR)", "* (APR) levels", PREVIEW, PREVIEW_LEVELS)
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -247,3 +252,4 @@ class AprConvertWidget(Container):
         st = result.stats()
         self._stats.value = (f"{st['particles']} particles, ratio {st['computational_ratio']:.1f}, memory saved "
                              f"{100 * st['memory_saved']:.0f} %" + (f"; saved to {path}" if path else ""))
+        self.made.emit(result)

@@ -15,6 +15,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from qtpy.QtCore import QTimer
 
 from ..errors import InputError
+from ._contract import StepContract
 from ._jobs import StepJob
 
 PREVIEW = "APR filter preview"
@@ -68,8 +69,12 @@ def run_filter_segment(image, params: dict) -> dict:
             "threshold": res.threshold}
 
 
-class AprFilterWidget(Container):
+class AprFilterWidget(StepContract, Container):
     """Filter and segment an APR layer natively, with a live preview of the current plane."""
+
+    INPUTS = (("apr", "_layer", ("Image",), "no APR layer yet: convert the movie on page 1 (or open a .apr file)"),)
+    PARAMS = {"spot_sigma": "_sigma"}
+    OUTPUTS = ("* objects", "* objects centroids", PREVIEW, PREVIEW_MASK)
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -232,3 +237,4 @@ class AprFilterWidget(Container):
         self._viewer.add_points(table[cols].to_numpy(), name=f"{name} centroids", scale=spatial_scale,
                                 translate=spatial_translate, features=table, size=3, face_color="cyan")
         self._stats.value = self._summary(res)
+        self.made.emit(self._viewer.layers[f"{name} centroids"])

@@ -16,15 +16,21 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
 
 from ..errors import DynfitError
+from ._contract import StepContract
 from ._jobs import StepJob
-from ._plots import make_canvas
+from ._plots import make_canvas, tidy
 
 REGIONS = "balance regions"
 UNCERTAINTY = "balance uncertainty"
 
 
-class BalanceWidget(Container):
+class BalanceWidget(StepContract, Container):
     """Find the locally dominant balances of a model over fields and show them over the fields."""
+
+    INPUTS = (("model", "_model", ("*.json",), "learn a model on page 4 (Discover), or choose a model JSON"),
+              ("fields", "_fields", ("*.zarr", "*.npz", "*.mat", "*.hdf5", "*.h5"),
+               "coarse-grain fields on page 4, or choose a fields file"))
+    OUTPUTS = (REGIONS, UNCERTAINTY)
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -46,7 +52,7 @@ class BalanceWidget(Container):
                      self._seed, self._run, self._stop, self._status])
         self._table = self._make_table()
         self.native.layout().addWidget(self._table)
-        self._figure, self._canvas = make_canvas((6, 2.4), 220)
+        self._figure, self._canvas = make_canvas((4.0, 3.2), 300)
         self.native.layout().addWidget(self._canvas)
         self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self.result = None
@@ -135,6 +141,8 @@ class BalanceWidget(Container):
         for i, b in enumerate(res.balances):
             for j, text in enumerate((f"{i + 1}: {names[i + 1]}", f"{b.fraction:.3f}", f"{b.residual:.3g}")):
                 self._table.setItem(i, j, QTableWidgetItem(text))
-        plot_equation_space(res, fig=self._figure, max_pairs=3)
+        plot_equation_space(res, fig=self._figure, max_pairs=2)  # two pairs side by side fit the dock
+        tidy(self._figure)
         self._canvas.draw_idle()
         self._status.value = f"{len(res.balances)} balances from {res.n_clusters} clusters ({res.equation})"
+        self.made.emit(res)

@@ -8,12 +8,13 @@ says instead of from fixed numbers:
   axis;
 * **frame interval** ``dt`` is ``layer.metadata["dt"]`` (the samples, the APR movie reader and the
   project reader set it), else the time axis' ``scale`` when it is not 1;
-* **object size** is the scale-normalised LoG scale of the brightest spots of one frame
-  (:func:`estimate_spot_sigma`, pixels) of a microscope image (integer pixels or an APR layer; not
+* **object size** is the scale-normalised LoG scale of the brightest spots (:func:`estimate_spot_sigma`,
+  pixels; movies: the median over the frames at 1/4, 1/2 and 3/4 of the movie) of a microscope image (integer pixels or an APR layer; not
   derived float fields): the blob sigma of detection and the filter sigma of the APR segmentation.
 
-Only parameters a widget actually has are set (duck typing over the attribute names below), so a
-widget that changes its parameters does not break the panel.
+The parameters go through the step contract (:mod:`._contract`): a step lists the names it takes
+(``PARAMS``); a name it does not have raises instead of being dropped, and values the user set by hand
+are kept.
 """
 
 from __future__ import annotations
@@ -150,70 +151,71 @@ def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
         d.extent = tuple(float(n) * s for n, s in zip(data.shape[-n_space:], d.spacing))
         raw = getattr(layer, "multiscale", False) or np.issubdtype(np.dtype(data.dtype), np.integer)
         if kind == "Image" and estimate_size and raw:  # microscope images, not derived float fields
-            frame = data[len(data) // 2] if d.is_movie else data
-            try:
-                d.spot_sigma = estimate_spot_sigma(np.asarray(frame), spacing=d.spacing)
-            except ValueError as exc:
-                d.notes.append(str(exc))
+            # movies: the median over frames at 1/4, 1/2, 3/4 (one frame's estimate can lock onto pixel noise:
+            # 1.0 px instead of 2.5-2.85 px on frames 12 and 24 of the 3D cells)
+            frames = [data[len(data) * k // 4] for k in (1, 2, 3)] if d.is_movie else [data]
+            sizes = []
+            for frame in frames:
+                try:
+                    sizes.append(estimate_spot_sigma(np.asarray(frame), spacing=d.spacing))
+                except ValueError as exc:
+                    d.notes.append(str(exc))
+            if sizes:
+                d.spot_sigma = float(np.median(sizes))
     elif len(layer.data):
         coords = np.asarray(layer.data, float)[:, -n_space:] * np.asarray(d.spacing)
         d.extent = tuple(float(v) for v in coords.max(axis=0) - np.minimum(coords.min(axis=0), 0))
     return d
 
 
-def _set(widget, attr, value, done, label):
-    w = getattr(widget, attr, None)
-    if w is None or value is None:
-        return
-    if hasattr(w, "max"):
-        value = min(max(value, w.min), w.max)
-    try:
-        w.value = value
-    except (ValueError, TypeError):
-        return
-    done.append(label)
+def default_values(d: DataDefaults, current: dict | None = None) -> dict:
+    """Step parameters (the names of :attr:`._contract.StepContract.PARAMS`) from the data defaults ``d``.
+
+    =====================  ==========================================================================
+    parameter              from
+    =====================  ==========================================================================
+    ``movie``              ``is_movie`` when the frame interval is known (page 1: first axis is time)
+    ``spot_sigma``         ``spot_sigma`` (pages 2 and 3: filter and blob sigma, px)
+    ``dt``                 ``dt`` (frame interval: fields, PINN, flow)
+    ``grid``, ``kernel``   ``extent`` / 32 and 2 grid spacings, only while ``current["auto_kernel"]`` is
+                           false (with "from the data" ticked the boxes show what the last run used)
+    ``box_y``, ``box_x``   ``extent`` (box of the fields)
+    ``periodic``           ``periodic`` (``metadata["periodic"]`` of the samples)
+    =====================  ==========================================================================
+    """
+    current = current or {}
+    out = {"dt": d.dt, "periodic": None if d.periodic is None else bool(d.periodic)}
+    if d.is_movie is not None and d.dt is not None:
+        out["movie"] = bool(d.is_movie)
+    if d.spot_sigma is not None:
+        out["spot_sigma"] = round(float(d.spot_sigma), 2)
+    if d.extent:
+        if current.get("auto_kernel") is False:
+            grid = max(d.extent) / 32
+            out["grid"], out["kernel"] = round(grid, 4), round(2 * grid, 4)
+        out["box_y"], out["box_x"] = d.extent[-2], d.extent[-1]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _label(name, value) -> str:
+    return {"spot_sigma": f"object sigma {value:.2f} px", "dt": f"dt {value:g}", "movie": "movie",
+            "periodic": "periodic box" if value is True else "open box",
+            "box_y": "box", "box_x": "box"}.get(name, f"{name} {value:.3g}" if isinstance(value, float) else name)
 
 
 def apply_defaults(widget, d: DataDefaults) -> list[str]:
-    """Set the parameter widgets of a step widget from ``d``; returns what was set (for the status line).
+    """Set the parameters of a step widget (a :class:`._contract.StepContract`) from ``d``; returns what
+    was set (for the status line). Values the user changed by hand are kept; a widget whose ``PARAMS``
+    name a missing attribute raises (``AttributeError``), an unknown name ``KeyError``.
 
-    =====================  ====================  ==========================================
-    step widget            parameter             from
-    =====================  ====================  ==========================================
-    AprConvertWidget       first axis is time    ``is_movie`` (``dt`` known or axis ``t``)
-    AprFilterWidget        sigma (px)            ``spot_sigma``
-    TrackWidget            blob sigma (px)       ``spot_sigma``
-    FieldsFromTracks       grid, kernel, box     ``extent`` / 32, 2 grid spacings (only with "from the
-                                                 data" unticked), ``extent``
-    FieldsFromTracks       periodic box          ``periodic`` (``metadata["periodic"]``)
-    LatentFieldWidget      frame interval        ``dt``
-    FlowWidget             time per frame        ``dt``
-    any                    ``_dt`` widget        ``dt``
-    =====================  ====================  ==========================================
+    Widgets without parameters (plots) are skipped.
     """
-    name = type(widget).__name__
-    done: list[str] = []
-    if name == "AprConvertWidget" and d.is_movie is not None and d.dt is not None:
-        _set(widget, "_movie", bool(d.is_movie), done, "movie")
-    if name in ("AprFilterWidget", "TrackWidget") and d.spot_sigma is not None:
-        _set(widget, "_sigma", round(d.spot_sigma, 2), done, f"object sigma {d.spot_sigma:.2f} px")
-    if name == "FieldsFromTracks" and d.extent:
-        grid = max(d.extent) / 32
-        auto = getattr(getattr(widget, "_auto", None), "value", False)
-        if not auto:  # "from the data" ticked: the spin boxes show what the last run used
-            _set(widget, "_grid", round(grid, 4), done, f"grid {grid:.3g}")
-            _set(widget, "_kernel", round(2 * grid, 4), done, "kernel")
-        _set(widget, "_box_y", d.extent[-2], done, "box")
-        _set(widget, "_box_x", d.extent[-1], done, "box")
-    if name == "FieldsFromTracks" and d.periodic is not None:
-        _set(widget, "_periodic", bool(d.periodic), done, "periodic box" if d.periodic else "open box")
-    if d.dt is not None:
-        _set(widget, "_dt", d.dt, done, f"dt {d.dt:g}")
-        spin = getattr(widget, "dt", None)  # plain Qt widgets (FlowWidget: "time per frame")
-        if hasattr(spin, "setValue"):
-            spin.setValue(d.dt)
-            done.append(f"dt {d.dt:g}")
-    return done
+    if not hasattr(widget, "apply_defaults") or not getattr(widget, "PARAMS", None):
+        return []
+    current = widget.defaults()
+    values = {k: v for k, v in default_values(d, current).items() if k in current}
+    done = widget.apply_defaults(values)
+    return [_label(k, values[k]) for k in done]
 
 
 # --- which layers a step may take as input ------------------------------------------------------

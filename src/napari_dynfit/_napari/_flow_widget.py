@@ -18,8 +18,16 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
                             QLineEdit, QPushButton, QSpinBox, QWidget)
 
 
-class FlowWidget(QWidget):
+from ._contract import StepContract  # noqa: E402
+
+
+class FlowWidget(StepContract, QWidget):
     """Fit ``dX = f(X) dt + sqrt(2 D) dW`` (+ growth) to the frames of a Points layer."""
+
+    INPUTS = (("points", "layer", ("Points",), "no detections yet: Detect on page 3 (or open an AnnData .h5ad)"),)
+    PARAMS = {"dt": "dt"}
+    OUTPUTS = ("PFI *",)
+    NEEDS = ("drift",)
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -173,6 +181,7 @@ class FlowWidget(QWidget):
         if model.growth_net is not None and snaps.dim >= 2:
             img, kw = growth_map(model, snaps)
             self.viewer.add_image(img, name="PFI growth", colormap="PiYG", opacity=0.6, **kw)
+        self.made.emit(model)
         table = trajectory_table(model, snaps, n_paths=100)
         self.viewer.add_tracks(tracks_data(table, snaps.columns), name="PFI trajectories")
         self.status.setText("done" + (f"; A = {np.round(model.A, 3).tolist()}" if model.kind == "linear" else "")

@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import DynfitError
+from ._contract import StepContract
 
 #: ``(title, module in napari_dynfit._napari, class, what it reads -> what it makes)``
 STEPS = (
@@ -66,12 +67,29 @@ STEPS = (
 )
 
 
+class _Named:
+    """A stand-in with just a name (to ask a step whether it makes a layer of that name)."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _compact(widget, width: int) -> None:
+    """Let the widget's rows shrink to the dock: combo boxes do not size to their longest layer name."""
+    from qtpy.QtWidgets import QComboBox, QSizePolicy
+
+    for combo in widget.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
+        combo.setSizePolicy(QSizePolicy.Policy.Expanding, combo.sizePolicy().verticalPolicy())
+
+
 def _unwrap(layer):
     """The layer behind napari's ``PublicOnlyProxy`` (plugin widgets get a proxied viewer)."""
     return getattr(layer, "__wrapped__", layer)
 
 
-class FieldsFromTracks(Container):
+class FieldsFromTracks(StepContract, Container):
     """Coarse-grain a Tracks layer into ``rho`` and ``p`` fields (physical units) for the PDE step.
 
     Grid spacing, kernel width and box are physical (layer ``scale``); the frame interval comes from
@@ -83,23 +101,33 @@ class FieldsFromTracks(Container):
     ``fields: |p|``.
     """
 
-    def __init__(self, napari_viewer, workdir, on_fields=None):
+    INPUTS = (("tracks", "_layer", ("Tracks",), "no tracks yet: Detect and Track on page 3 (ground truth is offered "
+                                                "only with 'ground truth too' ticked)"),)
+    PARAMS = {"auto_kernel": "_auto", "grid": "_grid", "kernel": "_kernel", "box_y": "_box_y", "box_x": "_box_x",
+              "periodic": "_periodic", "fill_gaps": "_fill", "dt": "_dt"}
+    OUTPUTS = ("fields: *",)
+
+    def __init__(self, napari_viewer, workdir):
         super().__init__(labels=True)
         self._viewer = napari_viewer
         self._workdir = workdir
-        self._on_fields = on_fields
-        self._truth = CheckBox(value=False, text="offer ground-truth layers (to compare with the truth)")
+        self._truth = CheckBox(value=False, text="ground truth too")
+        self._truth.tooltip = "offer ground-truth layers (to compare with the truth); never chosen by the panel"
         self._layer = ComboBox(label="tracks", choices=self._tracks_layers)
         self._grid = FloatSpinBox(value=4.0, min=1e-6, max=1e9, step=0.5, label="grid spacing")
         self._kernel = FloatSpinBox(value=8.0, min=1e-6, max=1e9, step=0.5, label="kernel sigma")
-        self._auto = CheckBox(value=True, text="kernel and grid from the data (mean inter-particle distance)")
-        self._fill = CheckBox(value=True, text="fill gaps of tracks (frames a gap-closing link skipped)")
+        self._auto = CheckBox(value=True, text="kernel, grid from the data")
+        self._auto.tooltip = "kernel = the tracks' mean inter-particle distance, grid = half of it"
+        self._fill = CheckBox(value=True, text="fill gaps of tracks")
+        self._fill.tooltip = "interpolate the frames a gap-closing link skipped (a missed detection is not a hole)"
         self._box_y = FloatSpinBox(value=0.0, min=0.0, max=1e9, label="box y (0: data range)")
         self._box_x = FloatSpinBox(value=0.0, min=0.0, max=1e9, label="box x (0: data range)")
         self._periodic = CheckBox(value=False, text="periodic box")
         self._dt = FloatSpinBox(value=1.0, min=1e-9, max=1e9, step=0.1, label="frame interval")
-        self._run = PushButton(text="Coarse-grain tracks -> fields")
+        self._run = PushButton(text="Coarse-grain")
+        self._run.tooltip = "coarse-grain the tracks into density and polarisation fields"
         self._status = Label(value="")
+        self._status.native.setWordWrap(True)
         self.extend([self._layer, self._truth, self._auto, self._grid, self._kernel, self._box_y, self._box_x,
                      self._periodic, self._fill, self._dt, self._run, self._status])
         self._auto.changed.connect(self._manual_grid)
@@ -157,9 +185,9 @@ class FieldsFromTracks(Container):
             self._status.value = f"error: {exc}"
             return None
         self.bundle = bundle
-        if auto:  # show what the data gave
-            self._kernel.value = round(float(bundle.attrs["sigma"]), 4)
-            self._grid.value = round(float(bundle.spacing[-1]), 4)
+        if auto:  # show what the data gave (not a user edit)
+            self.set_quietly("kernel", round(float(bundle.attrs["sigma"]), 4))
+            self.set_quietly("grid", round(float(bundle.spacing[-1]), 4))
         self.path = Path(self._workdir()) / "fields.zarr"
         bundle.to_zarr(self.path)
         scale = (bundle.dt, *bundle.spacing)
@@ -179,13 +207,20 @@ class FieldsFromTracks(Container):
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "
                               f"{df['track_id'].nunique()} tracks, kernel {bundle.attrs['sigma']:.3g}, grid "
                               f"{bundle.spacing[-1]:.3g}{how}{filled} -> {self.path.name}")
-        if self._on_fields is not None:
-            self._on_fields(self.path)
+        self.made.emit(self.path)
         return self.path
 
 
 class DynFitPanel(QWidget):
-    """Guided workflow panel (``Plugins > DynFit > DynFit panel``)."""
+    """Guided workflow panel (``Plugins > DynFit > DynFit panel``).
+
+    The panel talks to its steps only through the step contract (:mod:`._contract`): ``inputs()``,
+    ``accepts()``, ``set_input()``, ``defaults()``, ``apply_defaults()``, ``makes()`` and the ``made`` (result)
+    signal.
+    """
+
+    #: the dock's default width (px): every step page fits it without horizontal scrolling (tested)
+    DOCK_WIDTH = 440
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -193,14 +228,20 @@ class DynFitPanel(QWidget):
         self.steps: dict[str, QWidget | object] = {}
         #: glue widgets shown on a step's page (title -> list), built with the step
         self.extras: dict[str, list] = {}
+        self._extra_by_name: dict[str, object] = {}
         self.defaults = None
         self._sizes: dict[int, float] = {}
         self._workdir = None
+        self._hints: dict[str, QLabel] = {}
+        self._warnings: dict[str, QLabel] = {}
         layout = QVBoxLayout(self)
         head = QHBoxLayout()
-        self._open_btn = QPushButton("Open project…")
-        self._save_btn = QPushButton("Save project…")
+        self._open_btn = QPushButton("Open…")
+        self._open_btn.setToolTip("open a project folder")
+        self._save_btn = QPushButton("Save…")
+        self._save_btn.setToolTip("save all layers, fields and the model to a project folder")
         self._export_btn = QPushButton("Export plots…")
+        self._export_btn.setToolTip("save every plot of the steps as PNG and SVG")
         for b in (self._open_btn, self._save_btn, self._export_btn):
             head.addWidget(b)
         layout.addLayout(head)
@@ -211,7 +252,9 @@ class DynFitPanel(QWidget):
         self._pages = []
         for title, _, _, hint in STEPS:
             page = QWidget()
-            QVBoxLayout(page).addWidget(QLabel(hint))
+            lab = QLabel(hint)
+            lab.setWordWrap(True)
+            QVBoxLayout(page).addWidget(lab)
             self.toolbox.addItem(page, title.replace("&", "&&"))  # a single & marks a shortcut in Qt
             self._pages.append(page)
         layout.addWidget(self.toolbox)
@@ -219,6 +262,7 @@ class DynFitPanel(QWidget):
         self._seen = {id(_unwrap(lay)) for lay in napari_viewer.layers}
         self._fresh: set[int] = set()
         napari_viewer.layers.events.inserted.connect(self._layer_added)
+        napari_viewer.layers.events.removed.connect(self._update_hints)
         napari_viewer.layers.selection.events.active.connect(self._layer_selected)
         self.destroyed.connect(lambda *_: self._unfollow(napari_viewer))
         self._open_btn.clicked.connect(lambda: self._ask_folder(self.open_project))
@@ -227,10 +271,16 @@ class DynFitPanel(QWidget):
         self.step(0)
         self._layer_selected()  # defaults from the layer already selected when the panel opens
 
+    def sizeHint(self):  # noqa: N802 (Qt)
+        from qtpy.QtCore import QSize
+
+        return QSize(self.DOCK_WIDTH, super().sizeHint().height())
+
     # ------------------------------------------------------------------------------------------
     def _unfollow(self, viewer):
         for event, cb in ((viewer.layers.selection.events.active, self._layer_selected),
                           (viewer.layers.events.inserted, self._layer_added),
+                          (viewer.layers.events.removed, self._update_hints),
                           (viewer.layers.events.inserted, self._tracks_added)):
             try:
                 event.disconnect(cb)
@@ -254,7 +304,7 @@ class DynFitPanel(QWidget):
                 self._pages[index].layout().addWidget(QLabel(f"not available in this installation: {exc}"))
                 self.steps[title] = None
             else:
-                self._build_extras(title, widget, index)
+                self._build_page(title, widget, index)
                 self.steps[title] = widget
                 new = [widget, *self.extras.get(title, [])]
                 self._select(new, _unwrap(self.viewer.layers.selection.active), newest=True)
@@ -263,55 +313,136 @@ class DynFitPanel(QWidget):
         if self.toolbox.currentIndex() != index:
             self.toolbox.setCurrentIndex(index)
         self._hand_over(title)
+        self._update_hints()
+        self.check_fit(title)
         return self.steps[title]
 
-    def _build_extras(self, title, widget, index) -> None:
-        layout = self._pages[index].layout()
-        extras = []
-        if type(widget).__name__ == "PDEWidget":
-            extras.append(FieldsFromTracks(self.viewer, self.workdir, on_fields=self._fields_made))
-            layout.addWidget(extras[-1].native)
-        layout.addWidget(getattr(widget, "native", widget))
-        if type(widget).__name__ == "TrackWidget":
-            from ._plots import MsdPlot
+    def _build_page(self, title, widget, index) -> None:
+        """The step's page: what to do when no layer fits, a warning line, the glue before/after the step."""
+        from qtpy.QtWidgets import QSizePolicy
 
-            extras.append(MsdPlot())
-            layout.addWidget(extras[-1].native)
+        from ._plots import MsdPlot
+
+        layout = self._pages[index].layout()
+        hint, warn = QLabel(""), QLabel("")
+        for lab in (hint, warn):
+            lab.setWordWrap(True)
+            lab.setVisible(False)
+            layout.addWidget(lab)
+        hint.setStyleSheet("color: #4aa3ff;")
+        warn.setStyleSheet("color: #ffa500; font-weight: bold;")
+        self._hints[title], self._warnings[title] = hint, warn
+        extras = []
+        if "fields" in widget.inputs() and "model" not in widget.inputs():  # the PDE step: fields from tracks
+            glue = FieldsFromTracks(self.viewer, self.workdir)
+            glue.made.connect(self._fields_made)
+            extras.append(glue)
+            self._extra_by_name["FieldsFromTracks"] = glue
+            layout.addWidget(glue.native)
+        native = getattr(widget, "native", widget)
+        native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        layout.addWidget(native)
+        if widget.makes(_Named("tracks")):  # the tracking step: the MSD of its tracks below it
+            plot = MsdPlot()
+            extras.append(plot)
+            self._extra_by_name["MsdPlot"] = plot
+            layout.addWidget(plot.native)
             self.viewer.layers.events.inserted.connect(self._tracks_added)
+        if hasattr(widget, "made"):
+            widget.made.connect(lambda item, _t=title: self._step_result(_t, item))
+        for w in [widget, *extras]:
+            _compact(getattr(w, "native", w), self.DOCK_WIDTH)
+            if hasattr(w, "user_set"):
+                w.user_set()  # from now on, hand edits are recorded (and kept by the defaults)
         self.extras[title] = extras
 
-    def extra(self, cls_name: str):
-        """The glue widget of class ``cls_name`` (``FieldsFromTracks``, ``MsdPlot``) if built."""
-        for extras in self.extras.values():
-            for w in extras:
-                if type(w).__name__ == cls_name:
-                    return w
+    def extra(self, name: str):
+        """The glue widget ``name`` (``"FieldsFromTracks"``, ``"MsdPlot"``) if built."""
+        return self._extra_by_name.get(name)
+
+    def step_widget(self, cls_name: str):
+        """The built widget of the step whose ``STEPS`` entry names class ``cls_name`` (``None``: not built)."""
+        for title, _, cls, _ in STEPS:
+            if cls == cls_name:
+                return self.steps.get(title)
         return None
 
     def _fields_made(self, path) -> None:
-        pde = self._built("PDEWidget")
-        if pde is not None:
-            pde.set_fields(path, particles=True)  # coarse-grained particles: Ito weak form
+        pde = self.step_widget("PDEWidget")
+        if pde is not None and pde.set_input(path):
+            pde.apply_defaults({"particle_noise": True}, force=True)  # coarse-grained particles: Ito weak form
 
-    def _built(self, cls_name: str):
-        for widget in self.steps.values():
-            if type(widget).__name__ == cls_name:
-                return widget
-        return None
+    def _step_result(self, title, item) -> None:
+        """A step made something: hand it on (model -> balance) and refresh the hints."""
+        widget = self.steps.get(title)
+        if widget is not None and widget is self.step_widget("PDEWidget"):
+            balance = self.step_widget("BalanceWidget")
+            if balance is not None:
+                self._hand_over(next(t for t, w in self.steps.items() if w is balance))
+        self._update_hints()
 
     def _hand_over(self, title) -> None:
-        """Feed a step the products of the steps before it (model and fields files for the balance step)."""
+        """Feed a step the files of the steps before it (model and fields for the balance step)."""
         widget = self.steps.get(title)
-        pde = self._built("PDEWidget")
-        if (type(widget).__name__ == "BalanceWidget" and pde is not None and pde.model is not None
-                and pde.identifiable is not False):  # no balances of a model the data do not pin down
+        pde = self.step_widget("PDEWidget")
+        if widget is None or pde is None or widget is pde or "model" not in widget.inputs():
+            return
+        if pde.model is not None and pde.identifiable is not False:  # no balances of a model the data do not pin
             from ..models.model_json import write_model
 
-            path = write_model(pde.model, self.workdir() / "model.json")
-            widget._model.value = path
+            widget.set_input(write_model(pde.model, self.workdir() / "model.json"))
             if pde.fields_path is not None:
-                widget._fields.value = pde.fields_path
-            widget._equation.reset_choices()
+                widget.set_input(pde.fields_path)
+
+    # --- what to do, and whether the method fits the data --------------------------------------
+    def _update_hints(self, *_):
+        for title, widget in self.steps.items():
+            lab = self._hints.get(title)
+            if widget is None or lab is None:
+                continue
+            missing = [m for w in [widget, *self.extras.get(title, [])] if hasattr(w, "missing_inputs")
+                       for m in w.missing_inputs()]
+            lab.setText("\n".join(f"→ {m}" for m in missing))
+            lab.setVisible(bool(missing))
+
+    def hint(self, cls_name: str) -> str:
+        """The "what to do" line shown on the page of step ``cls_name`` (empty: every input has a choice)."""
+        for title, _, cls, _ in STEPS:
+            if cls == cls_name and title in self._hints:
+                lab = self._hints[title]
+                return lab.text() if lab.isVisibleTo(self) or lab.text() else ""
+        return ""
+
+    def check_fit(self, title) -> str:
+        """Check that the step's method fits its input data (``NEEDS``); shows and logs a warning."""
+        from ._fit_checks import fit_warnings
+
+        widget = self.steps.get(title)
+        lab = self._warnings.get(title)
+        if widget is None or lab is None or not getattr(widget, "NEEDS", ()):
+            return ""
+        layers = [lay for lay in self.viewer.layers]
+        current = [v for v in widget.current_inputs().values() if v is not None]
+        inputs = []
+        for v in current:
+            if isinstance(v, str) and v in self.viewer.layers:
+                v = self.viewer.layers[v]
+            inputs.append(_unwrap(v))
+        text = " ".join(fit_warnings(widget.NEEDS, inputs, layers))
+        if text and text != lab.text():
+            import logging
+
+            logging.getLogger("napari_dynfit").warning("%s: %s", title, text)
+        lab.setText(f"⚠ {text}" if text else "")
+        lab.setVisible(bool(text))
+        return text
+
+    def warning(self, cls_name: str) -> str:
+        """The method-does-not-fit warning shown on the page of step ``cls_name`` (empty: none)."""
+        for title, _, cls, _ in STEPS:
+            if cls == cls_name and title in self._warnings:
+                return self._warnings[title].text()
+        return ""
 
     #: layers of the PDE and balance steps, drawn on the fields' grid with time in physical units
     FIELD_LAYERS = ("observed: ", "model: ", "balance regions", "balance uncertainty")
@@ -367,6 +498,26 @@ class DynFitPanel(QWidget):
                 return lay
         return None
 
+    # --- a readable view ---------------------------------------------------------------------
+    def maker(self, layer):
+        """The built step (or glue widget) that makes ``layer`` (by its name), else ``None``."""
+        for title, widget in self.steps.items():
+            for w in [widget, *self.extras.get(title, [])]:
+                if w is not None and hasattr(w, "makes") and w.makes(layer):
+                    return w
+        return None
+
+    def _style_result(self, layer) -> None:
+        """A step's new layer: translucent/additive with its own colormap, and the image results of the other
+        steps hidden, so the movie stays visible under at most one step's results."""
+        from ._view import hide_other_results, style_result
+
+        maker = self.maker(layer)
+        if maker is None:
+            return
+        style_result(layer, list(self.viewer.layers))
+        hide_other_results(self.viewer, layer, lambda lay: self.maker(lay), maker)
+
     # ------------------------------------------------------------------------------------------
     def _layer_selected(self, *_):
         layer = _unwrap(self.viewer.layers.selection.active)
@@ -384,14 +535,21 @@ class DynFitPanel(QWidget):
         """A layer is being added: until the event loop runs again, its activation is napari's, not the user's."""
         from qtpy.QtCore import QTimer
 
-        self._align_time(_unwrap(event.value))
-        key = id(_unwrap(event.value))
+        layer = _unwrap(event.value)
+        self._align_time(layer)
+        self._style_result(layer)
+        key = id(layer)
         self._fresh.add(key)
         QTimer.singleShot(0, lambda: self._fresh.discard(key))
+        self._update_hints()
 
     def use_layer(self, layer, select: bool = True) -> list[str]:
-        """Take the data defaults from ``layer``, set them in every built step and (``select``) make it
-        the input of every step that can use it."""
+        """Take the data defaults from ``layer`` and (``select``) make it the input of every step that can
+        use it.
+
+        A layer a step made (its output) gives its defaults only to the steps that take it as input: selecting
+        one step's output never changes another step's settings. Values changed by hand are kept.
+        """
         from ._defaults import data_defaults
 
         layer = _unwrap(layer)
@@ -409,9 +567,13 @@ class DynFitPanel(QWidget):
         widgets += [w for extras in self.extras.values() for w in extras]
         if select:
             self._select(widgets, layer)
+        if self.maker(layer) is not None:  # a step's output: only the steps that read it
+            widgets = [w for w in widgets if hasattr(w, "accepts") and w.accepts(layer)]
         done = self._apply_defaults(widgets)
         if done:
             self.status.setText(f"defaults from '{layer.name}': " + ", ".join(dict.fromkeys(done)))
+        for title in self.steps:
+            self.check_fit(title)
         return done
 
     @staticmethod
@@ -421,20 +583,16 @@ class DynFitPanel(QWidget):
         from ._defaults import is_ground_truth
 
         for w in widgets:
-            names = getattr(w, "layer", None)  # plain Qt widgets list layer names (FlowWidget)
-            if layer is not None and hasattr(names, "findText") and names.findText(layer.name) >= 0:
-                names.setCurrentIndex(names.findText(layer.name))
-            for attr in ("_layer", "_image", "_source"):
-                combo = getattr(w, attr, None)
-                if combo is None or not hasattr(combo, "choices"):
-                    continue
-                choices = list(combo.choices)
-                if layer is not None and layer in choices:
-                    combo.value = layer
-                elif newest:  # the product of the step before: never ground truth
-                    made = [c for c in choices if not is_ground_truth(c)]
-                    if made:
-                        combo.value = made[-1]
+            if not hasattr(w, "set_input"):
+                continue
+            if layer is not None and w.set_input(layer):
+                continue
+            if newest:  # the product of the step before: never ground truth
+                viewer = getattr(w, "_viewer", None) or getattr(w, "viewer", None)
+                for slot in w.inputs():
+                    for lay in reversed(list(viewer.layers) if viewer is not None else []):
+                        if not is_ground_truth(lay) and w.set_input(lay, slot=slot):
+                            break
 
     def _apply_defaults(self, widgets) -> list[str]:
         from ._defaults import apply_defaults
@@ -477,7 +635,7 @@ class DynFitPanel(QWidget):
 
     def export_plots(self, folder, formats=("png", "svg")) -> list[Path]:
         """Save the matplotlib figures of the steps built so far as PNG and SVG files in ``folder``."""
-        from .._io import atomic_path
+        from ._plots import save_figure
 
         out = []
         folder = Path(folder)
@@ -490,8 +648,6 @@ class DynFitPanel(QWidget):
                 continue
             stem = "".join(ch if ch.isalnum() else "_" for ch in title).strip("_")
             for fmt in formats:
-                with atomic_path(folder / f"{stem}.{fmt}") as tmp:
-                    fig.savefig(tmp, format=fmt, bbox_inches="tight")
-                out.append(folder / f"{stem}.{fmt}")
+                out.append(save_figure(fig, folder / f"{stem}.{fmt}", fmt))
         self.status.setText(f"exported {len(out)} plot files to {folder}")
         return out

@@ -17,6 +17,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..errors import DynfitError
+from ._contract import StepContract
 from ._jobs import StepJob
 from ._plots import make_canvas
 
@@ -32,8 +33,17 @@ def identifiability(result) -> tuple[bool, list, list]:
             list(getattr(result, "hints", []) or []))
 
 
-class PDEWidget(Container):
+#: fields files the PDE and balance steps read
+FIELD_FILES = ("*.zarr", "*.npz", "*.mat", "*.hdf5", "*.h5")
+
+
+class PDEWidget(StepContract, Container):
     """Learn a sparse PDE from fields and compare the model's forecast with the observations."""
+
+    INPUTS = (("fields", "_fields", FIELD_FILES,
+               "coarse-grain tracks into fields (above), or choose a fields file (.zarr, .npz, .hdf5, .mat)"),)
+    PARAMS = {"particle_noise": "_stochastic"}
+    OUTPUTS = ("observed: *", "model: *")
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -54,7 +64,7 @@ class PDEWidget(Container):
         self.extend([self._fields, self._derivative, self._stochastic, self._solver, self._pi_th, self._max_power,
                      self._max_derivative, self._seed, self._run, self._stop, self._save, self._save_button,
                      self._status])
-        self._figure, self._canvas = make_canvas((6, 4.5), 380)
+        self._figure, self._canvas = make_canvas((4.0, 5.5), 380)
         self.native.layout().addWidget(self._canvas)
         self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self.model = None
@@ -166,6 +176,7 @@ class PDEWidget(Container):
                     self._viewer.add_image(data, name=name, scale=scale, translate=translate, colormap="gray")
             self._save_button.enabled = True
             self._status.value = "integrating the model forward..." if ok else self.verdict()
+            self.made.emit(model)
             return
         _, i, state = item
         scale, translate = self._geometry()
@@ -193,20 +204,54 @@ class PDEWidget(Container):
                 f"what would help: {'; '.join(hints)}")
 
     def _draw_model(self, model) -> None:
-        from ..models.model_json import equation_latex
+        """The learned equations (wrapped, a few terms per line) over the stability paths, one panel per
+        equation stacked (legends below): readable at the dock's width."""
         from ..models.pde_plots import plot_stability_paths
+        from ._plots import tidy
 
         fig = self._figure
         fig.clear()
         eqs = list(model["equations"])
-        top = fig.add_axes([0.02, 0.78, 0.96, 0.2])
-        top.axis("off")
         if self.identifiable is False:  # the verdict instead of an equation the data do not support
-            top.text(0.0, 1.0, textwrap.fill(self.verdict(), 90), fontsize=8, va="top", color="tab:red")
+            lines = textwrap.wrap(self.verdict(), 62)
+            color = "tab:red"
         else:
-            for k, lhs in enumerate(eqs):
-                top.text(0.0, 1.0 - (k + 0.5) / max(len(eqs), 1), equation_latex(lhs, model["equations"][lhs]),
-                         fontsize=10, va="center")
-        axes = [fig.add_axes([0.1 + k * 0.9 / len(eqs), 0.1, 0.9 / len(eqs) - 0.08, 0.6]) for k in range(len(eqs))]
-        plot_stability_paths(model, axes=axes)
+            lines = [ln for lhs in eqs for ln in equation_lines(lhs, model["equations"][lhs])]
+            color = "black"
+        top_h = 0.2 * len(lines) + 0.1
+        panel_h = 2.6
+        width = fig.get_size_inches()[0]
+        fig.set_size_inches(width, top_h + panel_h * len(eqs), forward=False)
+        self._canvas.setFixedHeight(int(fig.get_size_inches()[1] * fig.dpi))
+        gs = fig.add_gridspec(1 + len(eqs), 1, height_ratios=[top_h] + [panel_h] * len(eqs))
+        top = fig.add_subplot(gs[0])
+        top.axis("off")
+        top.text(0.0, 1.0, "\n".join(lines), fontsize=8, va="top", ha="left", color=color, transform=top.transAxes)
+        axes = [fig.add_subplot(gs[k + 1]) for k in range(len(eqs))]
+        if eqs:
+            plot_stability_paths(model, axes=axes)
+            for ax in axes:
+                ax.set_xlabel("penalty")
+        tidy(fig)
         self._canvas.draw_idle()
+
+
+def equation_lines(lhs: str, terms: dict, per_line: int = 3, digits: int = 3) -> list[str]:
+    """Mathtext lines of one equation, at most ``per_line`` terms each (continuation lines indented), so a
+    long equation wraps instead of running off the plot."""
+    from ..models.terms import term_latex
+
+    items = list(terms.items())
+    if not items:
+        return [f"${term_latex(lhs)} = 0$"]
+    out = []
+    for start in range(0, len(items), per_line):
+        parts = []
+        for i, (name, c) in enumerate(items[start:start + per_line]):
+            sign = "-" if c < 0 else ("+" if (start + i) else "")
+            mag = f"{abs(c):.{digits}g}"
+            body = mag if name == "1" else f"{mag}\\,{term_latex(name)}"
+            parts.append(f"{sign} {body}" if (start + i) else f"{sign}{body}")
+        head = f"{term_latex(lhs)} = " if start == 0 else "\\quad "
+        out.append(f"${head}{' '.join(parts)}$")
+    return out

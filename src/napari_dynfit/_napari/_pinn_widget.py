@@ -11,14 +11,20 @@ from __future__ import annotations
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..errors import DynfitError
+from ._contract import StepContract
 from ._jobs import StepJob
 from ._plots import make_canvas
 
 LAYER = "latent field (PINN)"
 
 
-class LatentFieldWidget(Container):
+class LatentFieldWidget(StepContract, Container):
     """Infer ``phi = chi c`` and ``Dc``, ``k`` from a tracks layer; live overlay and training curves."""
+
+    INPUTS = (("tracks", "_layer", ("Tracks", "Points"), "no tracks yet: Detect and Track on page 3"),)
+    PARAMS = {"dt": "_dt"}
+    OUTPUTS = (LAYER,)
+    NEEDS = ("chemical field",)
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -48,9 +54,10 @@ class LatentFieldWidget(Container):
         napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
 
     def _track_layers(self, _widget=None):
-        from napari.layers import Points, Tracks
+        """Tracks (and Points with ``track_id``) layers; never ground truth (the samples' truth is for checking)."""
+        from ._defaults import input_layers
 
-        return [(lay.name, lay) for lay in self._viewer.layers if isinstance(lay, (Tracks, Points))]
+        return input_layers(self._viewer, ("Tracks", "Points"))
 
     # ------------------------------------------------------------------------------------------
     def _settings(self) -> dict:
@@ -116,6 +123,7 @@ class LatentFieldWidget(Container):
         coefs = pinn.coefficient_values()
         self._status.value = f"step {pinn.step}: " + ", ".join(f"{k}={v:.3g}" for k, v in coefs.items())
         self._plot_curves(pinn)
+        self.made.emit(self._viewer.layers[LAYER])
 
     def _plot_curves(self, pinn) -> None:
         """Loss and weight curves; lines are updated in place (a full redraw would stall the event loop)."""

@@ -12,15 +12,91 @@ from __future__ import annotations
 import pandas as pd
 
 
-def make_canvas(figsize=(4.5, 3.0), min_height: int = 220):
-    """A matplotlib ``Figure`` and its Qt canvas (``FigureCanvasQTAgg``)."""
+#: widest a plot asks to be (px): it fits the panel's dock (``DynFitPanel.DOCK_WIDTH``) with margins
+CANVAS_WIDTH = 400
+
+
+def save_figure(fig, path, fmt: str | None = None):
+    """Write ``fig`` to ``path`` (PNG, SVG or PDF by suffix or ``fmt``) through a temporary file and a rename,
+    so a crash never leaves half a file; returns the path."""
+    from pathlib import Path
+
+    from .._io import atomic_path
+
+    path = Path(path)
+    fmt = fmt or path.suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, bbox_inches="tight", dpi=150)
+    return path
+
+
+def make_canvas(figsize=(4.0, 3.0), min_height: int = 220):
+    """A matplotlib ``Figure`` and its Qt canvas (``FigureCanvasQTAgg``) sized for the dock.
+
+    The canvas asks for at most :data:`CANVAS_WIDTH` px and shrinks with the dock; the figure uses
+    matplotlib's constrained layout (labels and legends never overlap). A small "Save" button in the
+    canvas' top-right corner writes the plot as PNG/SVG (:func:`save_figure`).
+    """
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
     from matplotlib.figure import Figure
+    from qtpy.QtCore import QSize
+    from qtpy.QtWidgets import QFileDialog, QSizePolicy, QToolButton
 
-    fig = Figure(figsize=figsize)
-    canvas = FigureCanvasQTAgg(fig)
+    class _Canvas(FigureCanvasQTAgg):
+        def sizeHint(self):  # noqa: N802 (Qt)
+            hint = super().sizeHint()
+            return QSize(min(hint.width(), CANVAS_WIDTH), hint.height())
+
+        def minimumSizeHint(self):  # noqa: N802 (Qt)
+            return QSize(120, min_height)
+
+        def resizeEvent(self, event):  # noqa: N802 (Qt)
+            super().resizeEvent(event)
+            self.save_button.move(self.width() - self.save_button.width() - 2, 2)
+
+        def ask_save(self):
+            path, _ = QFileDialog.getSaveFileName(self, "Save plot", "plot.png", "PNG (*.png);;SVG (*.svg);;PDF (*.pdf)")
+            if path:
+                save_figure(self.figure, path)
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    canvas = _Canvas(fig)
     canvas.setMinimumHeight(min_height)
+    canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    canvas.setFixedHeight(max(min_height, int(figsize[1] * fig.dpi)))
+    btn = QToolButton(canvas)
+    btn.setText("Save")
+    btn.setToolTip("save this plot as PNG, SVG or PDF")
+    btn.clicked.connect(canvas.ask_save)
+    btn.adjustSize()
+    canvas.save_button = btn
     return fig, canvas
+
+
+def tidy(fig, *, nbins: int = 4, fontsize: float = 7.0, legend_below: bool = True):
+    """Make ``fig`` readable at dock width: at most ``nbins`` ticks per linear axis, small tick labels,
+    legends below their axes (never over the data)."""
+    from matplotlib.ticker import LogLocator, MaxNLocator
+
+    for ax in fig.axes:
+        if not ax.axison:
+            continue
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_major_locator(LogLocator(numticks=nbins + 1))
+            else:
+                axis.set_major_locator(MaxNLocator(nbins=nbins))
+        ax.tick_params(labelsize=fontsize)
+        ax.xaxis.label.set_fontsize(fontsize + 1)
+        ax.yaxis.label.set_fontsize(fontsize + 1)
+        ax.title.set_fontsize(fontsize + 2)
+        leg = ax.get_legend()
+        if leg is not None and legend_below:
+            handles, labels = ax.get_legend_handles_labels()
+            leg.remove()
+            ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.28), fontsize=fontsize - 1,
+                      ncol=min(3, max(1, len(labels))), frameon=False, handlelength=1.5, columnspacing=1.0)
+    return fig
 
 
 def plot_track_analysis(fig, fit, vacf: pd.DataFrame, *, units: str = "", time_units: str = ""):
@@ -38,8 +114,8 @@ def plot_track_analysis(fig, fit, vacf: pd.DataFrame, *, units: str = "", time_u
     ax2.plot(vacf["t"].to_numpy(), vacf["vacf"].to_numpy(), "o-", ms=3)
     ax2.axhline(0, color="k", lw=0.5)
     ax2.set_xlabel(f"lag time{f' ({time_units})' if time_units else ''}")
-    ax2.set_ylabel("velocity autocorrelation (normalised)")
-    fig.tight_layout()
+    ax2.set_ylabel("VACF (normalised)")
+    tidy(fig)
     return ax, ax2
 
 
@@ -66,7 +142,7 @@ def plot_msd(fig, msd: pd.DataFrame, *, dt: float = 1.0, units: str = "", theory
     ax.set_ylabel(f"MSD{f' ({units}²)' if units else ''}")
     ax.set_title("mean squared displacement", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    tidy(fig)
     return ax
 
 

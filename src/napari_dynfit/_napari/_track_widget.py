@@ -23,6 +23,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label,
 from qtpy.QtCore import QTimer
 
 from ..errors import DynfitError, InputError
+from ._contract import StepContract
 from ._jobs import StepJob
 
 PREVIEW = "links preview"
@@ -72,8 +73,14 @@ def _track_job(source_kind, data, params, frames=None):
     return tracks, labels
 
 
-class TrackWidget(Container):
+class TrackWidget(StepContract, Container):
     """Detect particles, link Points/Labels into tracks, preview links live."""
+
+    INPUTS = (("image", "_image", ("Image",), "open a movie (Image t, [z,] y, x) to detect in"),
+              ("source", "_source", ("Points", "Labels"),
+               "nothing to track yet: press Detect (detections of every frame) or open a segmentation movie"))
+    PARAMS = {"spot_sigma": "_sigma"}
+    OUTPUTS = ("detections", "tracks", PREVIEW, "* tracked")
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -238,6 +245,7 @@ class TrackWidget(Container):
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
             self._status.value = (f"{len(det)} detections in {det['frame'].nunique()} frames "
                                   f"({det.attrs.get('polarity')} objects{how})")
+            self.made.emit(self._viewer.layers[name])
 
         self._run(lambda: detect_movie(data, **kw), (), done, sync)
 
@@ -267,6 +275,7 @@ class TrackWidget(Container):
             self._report.value = self.report_text(tracks)
             self._viewer.layers["tracks"].metadata["tracking"] = {
                 k: tracks.attrs.get(k) for k in ("link_params", "link_choices", "tracking_quality")}
+            self.made.emit(self._viewer.layers["tracks"])
 
         self._run(_track_job, (kind, data, params), done, sync)
 

@@ -1,0 +1,232 @@
+"""The step contract: what the DynFit panel may ask of a step widget (and nothing else).
+
+Every step widget of the panel derives from :class:`StepContract` and declares, as class attributes,
+
+* ``INPUTS``: ``(slot, attribute, kinds, hint)`` per input: the layer kinds (napari class names, e.g.
+  ``"Tracks"``) or file patterns (``"*.json"``) the slot takes, and what to do when nothing fits;
+* ``PARAMS``: ``{name: attribute}`` of the parameters the panel may fill from the data
+  (``dt``, ``spot_sigma``, ...);
+* ``OUTPUTS``: name patterns (:mod:`fnmatch`) of the layers the step makes;
+* ``NEEDS``: what the step's method needs in the data (``"chemical field"``, ``"drift"``), checked by
+  :mod:`._fit_checks` before it runs.
+
+and gets the public methods :meth:`~StepContract.inputs`, :meth:`~StepContract.accepts`,
+:meth:`~StepContract.set_input`, :meth:`~StepContract.defaults`, :meth:`~StepContract.apply_defaults`,
+:meth:`~StepContract.makes` and the result signal :attr:`~StepContract.made` (emitted by the step with
+what it made). The panel drives its steps only through these.
+
+:meth:`~StepContract.apply_defaults` refuses an unknown parameter name (``KeyError``: a renamed widget
+must not silently lose its defaults) and never overwrites a value the user changed by hand.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+from psygnal import Signal
+
+
+def _inner(layer):
+    return getattr(layer, "__wrapped__", layer)
+
+
+def _value(w):
+    """The value of a magicgui value widget or a Qt spin box / check box / combo box."""
+    if hasattr(w, "isChecked"):
+        return bool(w.isChecked())
+    if hasattr(w, "currentText") and not hasattr(w, "value"):
+        return w.currentText()
+    v = w.value
+    return v() if callable(v) else v
+
+
+def _set_value(w, value) -> None:
+    if hasattr(w, "setChecked") and isinstance(value, bool):
+        w.setChecked(value)
+    elif hasattr(w, "setValue"):
+        w.setValue(value)
+    else:
+        if hasattr(w, "max") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = min(max(value, w.min), w.max)
+        w.value = value
+
+
+def _changed(w):
+    """The "value changed" signal of a magicgui or Qt widget."""
+    for name in ("changed", "valueChanged", "toggled", "currentTextChanged"):
+        sig = getattr(w, name, None)
+        if sig is not None and hasattr(sig, "connect"):
+            return sig
+    return None
+
+
+class StepContract:
+    """Mixin of the panel's step widgets (see the module docstring)."""
+
+    #: ``(slot, attribute, kinds, hint)``: what each input takes and what to do when nothing fits
+    INPUTS: tuple = ()
+    #: ``{parameter name: attribute}`` of the parameters the data may set
+    PARAMS: dict = {}
+    #: name patterns of the layers the step makes
+    OUTPUTS: tuple = ()
+    #: what the method needs in the data (checked before a run, see :mod:`._fit_checks`)
+    NEEDS: tuple = ()
+
+    #: emitted by the step with what it made (a layer, a path, a model, ...)
+    made = Signal(object)
+
+    # --- inputs ------------------------------------------------------------------------------
+    def inputs(self) -> dict[str, tuple]:
+        """``{slot: kinds}``: napari layer class names or file patterns each input takes."""
+        return {slot: tuple(kinds) for slot, _, kinds, _ in self.INPUTS}
+
+    def _slot_widget(self, attr):
+        return getattr(self, attr, None)
+
+    def accepts(self, layer_or_path) -> bool:
+        """Whether some input of the step takes ``layer_or_path`` (the widget's own filters included:
+        a combo box lists only the layers the step can use)."""
+        return self._slot_for(layer_or_path) is not None
+
+    def _slot_for(self, item, slot_name=None):
+        for slot, attr, kinds, _ in self.INPUTS:
+            w = self._slot_widget(attr)
+            if w is None or (slot_name is not None and slot != slot_name):
+                continue
+            if isinstance(item, (str, Path)):
+                name = Path(item).name
+                if any("*" in k and fnmatch.fnmatch(name.lower(), k.lower()) for k in kinds):
+                    return slot, w
+                continue
+            layer = _inner(item)
+            if type(layer).__name__ not in kinds:
+                continue
+            if hasattr(w, "findText"):  # a QComboBox of layer names
+                if w.findText(layer.name) >= 0:
+                    return slot, w
+            elif hasattr(w, "choices"):
+                if any(_inner(c) is layer for c in w.choices):
+                    return slot, w
+        return None
+
+    def set_input(self, layer_or_path, *, slot: str | None = None) -> bool:
+        """Make ``layer_or_path`` the input of the slot that takes it (or of ``slot``); ``False`` when none does."""
+        found = self._slot_for(layer_or_path, slot)
+        if found is None:
+            return False
+        _, w = found
+        if isinstance(layer_or_path, (str, Path)):
+            w.value = layer_or_path
+            if hasattr(self, "_after_path_input"):
+                self._after_path_input(found[0])
+        elif hasattr(w, "findText"):
+            w.setCurrentIndex(w.findText(_inner(layer_or_path).name))
+        else:
+            layer = _inner(layer_or_path)
+            w.value = next(c for c in w.choices if _inner(c) is layer)
+        return True
+
+    def current_inputs(self) -> dict:
+        """``{slot: current layer, path or None}``."""
+        out = {}
+        for slot, attr, _, _ in self.INPUTS:
+            w = self._slot_widget(attr)
+            if w is None:
+                out[slot] = None
+            elif hasattr(w, "findText"):
+                out[slot] = w.currentText() or None
+            else:
+                v = w.value
+                out[slot] = None if v is None or str(v) in ("", ".") else v
+        return out
+
+    def missing_inputs(self) -> list[str]:
+        """What to do for each layer input with nothing to choose (empty: every layer input has a choice)."""
+        out = []
+        for slot, attr, kinds, hint in self.INPUTS:
+            w = self._slot_widget(attr)
+            if w is None or all("*" in k for k in kinds):
+                continue
+            empty = w.count() == 0 if hasattr(w, "count") and hasattr(w, "findText") else not list(w.choices)
+            if empty:
+                out.append(hint or f"no {' or '.join(kinds)} layer for '{slot}'")
+        return out
+
+    def makes(self, layer) -> bool:
+        """Whether ``layer`` is (by its name) one of the layers this step makes."""
+        name = _inner(layer).name
+        return any(fnmatch.fnmatchcase(name, pat) for pat in self.OUTPUTS)
+
+    # --- parameters --------------------------------------------------------------------------
+    def _param_widgets(self) -> dict:
+        out = {}
+        for name, attr in self.PARAMS.items():
+            w = getattr(self, attr, None)
+            if w is None:
+                raise AttributeError(f"{type(self).__name__}: parameter {name!r} has no widget {attr!r}")
+            out[name] = w
+        return out
+
+    def _follow_edits(self) -> None:
+        """Record the parameters the user changes by hand (those are never overwritten by defaults)."""
+        if getattr(self, "_edit_watch", None) is not None:
+            return
+        self._edit_watch = set()
+        self._user_set: set = set()
+        self._applying = False
+        for name, w in self._param_widgets().items():
+            sig = _changed(w)
+            if sig is None:
+                continue
+
+            def mark(*_, _name=name):
+                if not self._applying:
+                    self._user_set.add(_name)
+
+            sig.connect(mark)
+            self._edit_watch.add(name)
+
+    def defaults(self) -> dict:
+        """``{parameter: current value}`` of the parameters the data may set."""
+        return {name: _value(w) for name, w in self._param_widgets().items()}
+
+    def user_set(self) -> set:
+        """The parameters changed by hand (kept by :meth:`apply_defaults`)."""
+        self._follow_edits()
+        return set(self._user_set)
+
+    def set_quietly(self, name: str, value) -> None:
+        """Set a parameter as the step itself (e.g. to show what a run used), not as a user edit."""
+        self._follow_edits()
+        self._applying = True
+        try:
+            _set_value(self._param_widgets()[name], value)
+        finally:
+            self._applying = False
+
+    def apply_defaults(self, values: dict, *, force: bool = False) -> list[str]:
+        """Set parameters from ``values``; returns the names set.
+
+        Raises ``KeyError`` for a name the step does not have. Parameters the user changed by hand are
+        kept unless ``force``.
+        """
+        widgets = self._param_widgets()
+        unknown = sorted(set(values) - set(widgets))
+        if unknown:
+            raise KeyError(f"{type(self).__name__} has no parameter {', '.join(map(repr, unknown))} "
+                           f"(it has {', '.join(sorted(widgets)) or 'none'})")
+        self._follow_edits()
+        done = []
+        self._applying = True
+        try:
+            for name, value in values.items():
+                if value is None or (name in self._user_set and not force):
+                    continue
+                _set_value(widgets[name], value)
+                done.append(name)
+        finally:
+            self._applying = False
+        if force:
+            self._user_set -= set(values)
+        return done

@@ -1,0 +1,114 @@
+"""The panel's step contract, a readable view and the dock width (napari under Xvfb, a few seconds)."""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def _small_sample(viewer):
+    from napari_dynfit._napari._sample_data import _layers
+    from napari_dynfit.sim.samples import active_particles_2d
+
+    for data, meta, kind in _layers(active_particles_2d(seed=0, fov=64.0, frames=6)):
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    return viewer.layers["active_particles_2d"]
+
+
+def _build_all(panel):
+    from napari_dynfit._napari._panel import STEPS
+
+    return {s[2]: panel.step(i) for i, s in enumerate(STEPS)}
+
+
+def test_every_step_keeps_the_contract(make_napari_viewer):
+    """Public inputs/defaults of every step; unknown parameter names fail loudly; hand edits are kept."""
+    from napari_dynfit._napari._contract import StepContract
+    from napari_dynfit._napari._defaults import DataDefaults, apply_defaults
+    from napari_dynfit._napari._panel import DynFitPanel
+
+    viewer = make_napari_viewer()
+    _small_sample(viewer)
+    panel = DynFitPanel(viewer)
+    steps = _build_all(panel)
+    for name, w in steps.items():
+        assert isinstance(w, StepContract), name
+        assert w.inputs(), name
+        assert set(w.defaults()) == set(w.PARAMS), name  # every declared parameter has its widget
+        with pytest.raises(KeyError, match="no parameter 'no_such'"):
+            w.apply_defaults({"no_such": 1})
+    trk = steps["TrackWidget"]
+    assert trk.apply_defaults({"spot_sigma": 2.0}) == ["spot_sigma"] and trk.defaults()["spot_sigma"] == 2.0
+    trk._sigma.value = 3.3  # the user's own value
+    assert trk.apply_defaults({"spot_sigma": 1.2}) == [] and trk.defaults()["spot_sigma"] == 3.3
+    assert apply_defaults(trk, DataDefaults(spot_sigma=1.0)) == [] and trk._sigma.value == 3.3
+    # files go to the slot whose patterns they match
+    bal = steps["BalanceWidget"]
+    assert bal.inputs() == {"model": ("*.json",), "fields": ("*.zarr", "*.npz", "*.mat", "*.hdf5", "*.h5")}
+    assert not bal.accepts("x.tif")
+
+
+def test_selecting_a_result_does_not_change_other_steps(make_napari_viewer):
+    """Grid spacing set by hand survives selecting other layers; a step's output sets only its readers."""
+    from napari_dynfit._napari._panel import DynFitPanel
+
+    viewer = make_napari_viewer()
+    movie = _small_sample(viewer)
+    panel = DynFitPanel(viewer)
+    steps = _build_all(panel)
+    glue = panel.extra("FieldsFromTracks")
+    glue._auto.value = False
+    glue._grid.value = 5.0  # by hand
+    viewer.layers.selection.active = movie
+    assert glue._grid.value == 5.0
+    pinn = steps["LatentFieldWidget"]
+    pinn._dt.value = 0.25  # by hand
+    pts = viewer.add_points(np.array([[0, 5.0, 5.0], [1, 6.0, 5.5], [2, 7.0, 6.0]]), name="detections",
+                            scale=(1.0, 2.0, 2.0))
+    viewer.layers.selection.active = movie
+    viewer.layers.selection.active = pts  # a step's output selected later: input of its readers only
+    assert glue._grid.value == 5.0 and pinn._dt.value == 0.25
+    assert steps["TrackWidget"]._source.value is pts
+
+
+def test_hints_warnings_and_readable_results(make_napari_viewer):
+    """No layer fits: the page says what to do; PINN and flow on the particle sample warn; results translucent."""
+    from napari_dynfit._napari._panel import DynFitPanel
+
+    viewer = make_napari_viewer()
+    movie = _small_sample(viewer)
+    panel = DynFitPanel(viewer)
+    steps = _build_all(panel)
+    assert "press Detect" in panel.hint("TrackWidget")
+    assert "Track on page 3" in panel.hint("LatentFieldWidget")
+    truth = viewer.layers["active_particles_2d truth"]
+    data = np.asarray(truth.data)
+    det = viewer.add_points(data[:, 1:], name="detections", scale=truth.scale)
+    tracks = viewer.add_tracks(data, name="tracks", scale=truth.scale)
+    assert "press Detect" not in panel.hint("TrackWidget")
+    assert steps["LatentFieldWidget"]._layer.value is not None
+    panel.step([s for s in __import__("napari_dynfit._napari._panel", fromlist=["STEPS"]).STEPS].index(
+        next(s for s in __import__("napari_dynfit._napari._panel", fromlist=["STEPS"]).STEPS
+             if s[2] == "LatentFieldWidget")))
+    assert "no chemical field" in panel.warning("LatentFieldWidget")
+    steps["FlowWidget"].set_input(det)
+    viewer.layers.selection.active = det
+    assert "periodic box" in panel.warning("FlowWidget")
+    # results arrive translucent and hide the other steps' images; the movie stays visible
+    a = viewer.add_image(np.zeros((6, 8, 8)), name="fields: rho")
+    b = viewer.add_image(np.zeros((6, 8, 8)), name="observed: rho")
+    assert b.blending == "additive" and b.colormap.name != "gray" and not a.visible
+    assert movie.visible and tracks.visible
+
+
+def test_step_pages_fit_the_dock(make_napari_viewer):
+    """Every step page fits the panel's default dock width: no horizontal scrolling, no cut buttons."""
+    from napari_dynfit._napari._panel import DynFitPanel
+
+    viewer = make_napari_viewer()
+    _small_sample(viewer)
+    panel = DynFitPanel(viewer)
+    _build_all(panel)
+    for page in panel._pages:
+        assert page.minimumSizeHint().width() <= panel.DOCK_WIDTH, page.minimumSizeHint()
+        assert page.sizeHint().width() <= panel.DOCK_WIDTH, page.sizeHint()
