@@ -1,5 +1,13 @@
 """Learned models: the term vocabulary, PDE discovery with stability selection, model JSON."""
 
+import sys as _sys
+
+from ..fields import terms
+
+# The term grammar lives in ``napari_dynfit.fields.terms`` (the weak form below it needs it, and ``fields`` must
+# not import ``models``); ``napari_dynfit.models.terms`` stays importable as the same module object.
+_sys.modules[__name__ + ".terms"] = terms
+
 from .integrate import forecast_error, integrate_model
 from .library import polynomial_library, vector_library
 from .model_json import equation_latex, format_equation, format_model, read_model, validate_model, write_model
