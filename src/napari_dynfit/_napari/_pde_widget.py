@@ -85,16 +85,9 @@ class PDEWidget(StepContract, Container):
         return None
 
     def _equations(self, bundle):
-        from ..models.library import polynomial_library
-        from ..models.pde import default_equations
+        from ..models.library import default_library
 
-        eqs = default_equations(bundle)
-        if bundle.kinds.get("rho") == "scalar" and bundle.kinds.get("p") == "vector":
-            return eqs
-        scalars = [n for n, k in bundle.kinds.items() if k == "scalar"]
-        lib = polynomial_library(scalars, axes=bundle.space_axes, max_power=self._max_power.value,
-                                 max_derivative=self._max_derivative.value)
-        return {lhs: lib for lhs in eqs}
+        return default_library(bundle, max_power=self._max_power.value, max_derivative=self._max_derivative.value)
 
     # --- running ----------------------------------------------------------------------------
     def compute(self):

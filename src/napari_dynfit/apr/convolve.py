@@ -36,6 +36,7 @@ import math
 import numba
 import numpy as np
 
+from ..device import resolve_device
 from ..errors import InputError
 from .grid import AprGrid
 
@@ -332,30 +333,13 @@ def _tasks(grid: AprGrid, threads: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- public API
-def resolve_device(device: str) -> str:
-    """Map ``"cpu" | "cuda" | "auto"`` to the back end that runs: ``"cpu"`` or ``"cuda"``."""
-    if device not in ("cpu", "cuda", "auto"):
-        raise InputError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except ImportError:
-        has_cuda = False
-    if device == "cuda" and not has_cuda:
-        raise InputError("device='cuda' needs PyTorch with a visible CUDA GPU; use device='cpu' or 'auto'")
-    return "cuda" if has_cuda else "cpu"
-
-
-def correlate(grid: AprGrid, values, stencil, *, device: str = "cpu", restrict: bool = True,
+def correlate(grid: AprGrid, values, stencil, *, device: str = "auto", restrict: bool = True,
               normalize: bool = True, reflect: bool = True, tree_values=None) -> np.ndarray:
     """Cross-correlate particle values with a stencil (:func:`convolve` without flipping the stencil)."""
     return _apply(grid, values, stencil, device, restrict, normalize, reflect, tree_values, flip=False)
 
 
-def convolve(grid: AprGrid, values, stencil, *, device: str = "cpu", restrict: bool = True,
+def convolve(grid: AprGrid, values, stencil, *, device: str = "auto", restrict: bool = True,
              normalize: bool = True, reflect: bool = True, tree_values=None) -> np.ndarray:
     """Convolve APR particle values with a 2D or 3D stencil, natively on the particles.
 
@@ -392,7 +376,7 @@ def _apply(grid, values, stencil, device, restrict, normalize, reflect, tree_val
         raise InputError(f"grid must be an AprGrid, got {type(grid).__name__}; build it with AprGrid.from_file")
     values = grid.check_values(values)
     stencils = level_stencils(stencil, grid, restrict=restrict, normalize=normalize, flip=flip)
-    if resolve_device(device) == "cuda":
+    if resolve_device(device).startswith("cuda"):
         from .convolve_gpu import convolve_torch
 
         return convolve_torch(grid, values, stencils, reflect=reflect, device="cuda", tree_values=tree_values)

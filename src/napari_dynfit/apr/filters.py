@@ -84,18 +84,18 @@ def _nd(grid: AprGrid) -> int:
     return grid.ndim
 
 
-def gaussian(grid: AprGrid, values, sigma: float, *, size: int | None = None, device: str = "cpu") -> np.ndarray:
+def gaussian(grid: AprGrid, values, sigma: float, *, size: int | None = None, device: str = "auto") -> np.ndarray:
     """Gaussian smoothing of particle values (``sigma`` in pixels, stencil ``size**ndim``)."""
     return convolve(grid, values, gaussian_stencil(sigma, size, _nd(grid)), device=device)
 
 
-def log(grid: AprGrid, values, sigma: float, *, size: int | None = None, device: str = "cpu") -> np.ndarray:
+def log(grid: AprGrid, values, sigma: float, *, size: int | None = None, device: str = "auto") -> np.ndarray:
     """Scale-normalised negative Laplacian of Gaussian; bright blobs give positive values."""
     return convolve(grid, values, log_stencil(sigma, size, _nd(grid)), device=device, normalize=False)
 
 
 def dog(grid: AprGrid, values, sigma: float, *, ratio: float = 1.6, size: int | None = None,
-        device: str = "cpu") -> np.ndarray:
+        device: str = "auto") -> np.ndarray:
     """Difference of Gaussians ``G(sigma) - G(ratio*sigma)`` (band-pass; blobs positive)."""
     return convolve(grid, values, dog_stencil(sigma, ratio, size, _nd(grid)), device=device, normalize=False)
 
@@ -122,7 +122,7 @@ def _derivative_stencils(ndim: int, sigma: float | None, size: int | None) -> li
 
 
 def gradient_magnitude(grid: AprGrid, values, *, sigma: float | None = None, size: int | None = None,
-                       device: str = "cpu") -> np.ndarray:
+                       device: str = "auto") -> np.ndarray:
     """Gradient magnitude (intensity per pixel); central differences, or derivative of Gaussian with ``sigma``."""
     total = None
     for st in _derivative_stencils(_nd(grid), sigma, size):
@@ -131,7 +131,7 @@ def gradient_magnitude(grid: AprGrid, values, *, sigma: float | None = None, siz
     return np.sqrt(total).astype(np.float32)
 
 
-def custom(grid: AprGrid, values, stencil, *, normalize: bool = False, device: str = "cpu") -> np.ndarray:
+def custom(grid: AprGrid, values, stencil, *, normalize: bool = False, device: str = "auto") -> np.ndarray:
     """Convolve with a user stencil ``(ky, kx)`` / ``(kz, ky, kx)`` (odd sizes up to 7)."""
     return convolve(grid, values, stencil, device=device, normalize=normalize)
 

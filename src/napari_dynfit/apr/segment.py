@@ -240,7 +240,7 @@ class Segmentation:
 
 
 def segment(grid: AprGrid, values, *, method="otsu", smooth_sigma: float | None = 1.0,
-            min_size: float = 0, max_size: float | None = None, device: str = "cpu", apr=None,
+            min_size: float = 0, max_size: float | None = None, device: str = "auto", apr=None,
             graphcut_kwargs: dict | None = None, frame: int | None = None) -> Segmentation:
     """Segment bright objects on the APR: smooth, threshold (or graph cut), components, size filter.
 

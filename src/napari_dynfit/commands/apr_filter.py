@@ -223,7 +223,7 @@ def register(sub) -> None:
     p.add_argument("--stencil", metavar="FILE.npy", help="custom (ky, kx) or (kz, ky, kx) stencil, odd sizes <= 7")
     p.add_argument("--normalize", action="store_true", help="with --stencil: scale the stencil to sum 1")
     p.add_argument("--size", type=odd_int, help="stencil size K (odd, 3..7; default from sigma)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="convolution back end")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="convolution back end")
     p.set_defaults(func=_filter)
 
     p = sub.add_parser("segment", help="segment touching cells/nuclei of a raw movie -> label movie (or objects "
@@ -258,7 +258,7 @@ def register(sub) -> None:
                    help="smallest object in pixels (default: movie a quarter disk of the cell width, .apr 4)")
     p.add_argument("--max-size", type=positive_float, help=".apr: largest object volume in pixels")
     p.add_argument("--labels", type=output(".apr"), help=".apr: also write the particle labels as an .apr file")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help=".apr: convolution back end")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help=".apr: convolution back end")
     from ..parallel import add_scheduler_arguments
 
     add_scheduler_arguments(p)
@@ -310,7 +310,7 @@ def _bench_args(p) -> None:
     p.add_argument("--size", type=int_range(16), default=160, help="image edge N (N^3 pixels; default 160)")
     p.add_argument("--stencil-size", type=odd_int, default=5, help="Gaussian stencil size K (K^3; default 5)")
     p.add_argument("--sigma", type=positive_float, default=1.0, help="Gaussian sigma (pixels)")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     p.add_argument("--threads", type=positive_int, default=1, help="CPU threads for ours, pyapr and torch (default 1)")
     p.add_argument("--repeat", type=positive_int, default=7, help="timed rounds, ours and pyapr in turns (best is reported)")
     p.add_argument("--grid", help="use this exported AprGrid .npz (with values) instead of converting an image; "

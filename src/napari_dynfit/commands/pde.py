@@ -65,25 +65,11 @@ def _check_grid_size(df, args) -> None:
 
 
 def _equations(bundle, args):
-    from ..models.library import polynomial_library, vector_library
-    from ..models.pde import default_equations
+    from ..models.library import default_library
 
-    if args.lhs is None and args.max_power is None and args.max_derivative is None and not args.terms:
-        return default_equations(bundle)
-    lhs_list = args.lhs or list(default_equations(bundle))
-    out = {}
-    for lhs in lhs_list:
-        if lhs == "rho_t" and bundle.kinds.get("p") == "vector":
-            out[lhs] = vector_library(equation="rho", dim=bundle.ndim, extra=args.terms or ())
-        elif lhs == "p_t" and bundle.kinds.get("p") == "vector":
-            out[lhs] = vector_library(equation="p", dim=bundle.ndim, extra=args.terms or ())
-        else:
-            scalars = [n for n, k in bundle.kinds.items() if k == "scalar"]
-            out[lhs] = polynomial_library(scalars, axes=bundle.space_axes,
-                                          max_power=3 if args.max_power is None else args.max_power,
-                                          max_derivative=3 if args.max_derivative is None else args.max_derivative,
-                                          extra=args.terms or ())
-    return out
+    return default_library(bundle, args.lhs, max_power=3 if args.max_power is None else args.max_power,
+                           max_derivative=3 if args.max_derivative is None else args.max_derivative,
+                           extra=args.terms or ())
 
 
 def _cmd_discover(args) -> int:

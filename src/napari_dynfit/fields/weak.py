@@ -37,7 +37,7 @@ class _Piece:
 
 def _pieces(node, comp, ndim, axis_of, field_kinds):
     """Integration-by-parts decomposition of one (component of a) term; see the module docstring."""
-    from ..models.terms import Deriv, Field, Op, Power, Product, term_kind
+    from .terms import Deriv, Field, Op, Power, Product, term_kind
 
     zero = (0,) * (ndim + 1)
 
@@ -79,7 +79,7 @@ def _pieces(node, comp, ndim, axis_of, field_kinds):
 
 def _power_times_derivative(node):
     """``(base, k, deriv)`` if ``node`` is ``base^k * d(u)`` with ``base`` = ``u`` or ``dev(u)``, else None."""
-    from ..models.terms import Field, Op, Power
+    from .terms import Field, Op, Power
 
     def base_power(f):
         if isinstance(f, Power):
@@ -206,13 +206,13 @@ def weak_features(bundle, names, *, grid: WeakGrid | None = None, method: str = 
     bundle : FieldBundle
         Fields on a ``(t, *space)`` grid.
     names : iterable of str
-        Terms (grammar of :mod:`napari_dynfit.models.terms`), left-hand sides included.
+        Terms (grammar of :mod:`napari_dynfit.fields.terms`), left-hand sides included.
     grid : WeakGrid, optional
         Test functions; default :meth:`WeakGrid.auto` with ``half_width``/``stride`` if given
         (grid points; an int applies to every axis, a tuple is ``(t, *space)``).
     method, window, polyorder, reference
         Pointwise evaluation of the parts that cannot be integrated by parts
-        (see :func:`napari_dynfit.models.terms.evaluate_terms`).
+        (see :func:`napari_dynfit.fields.terms.evaluate_terms`).
 
     Returns
     -------
@@ -221,7 +221,7 @@ def weak_features(bundle, names, *, grid: WeakGrid | None = None, method: str = 
         In the Ito form for fields averaged over ``bundle.attrs["time_window"]`` frames, the first
         centres are dropped and the library is instrumented (:func:`_instrumented`).
     """
-    from ..models.terms import evaluate_terms, max_derivative_order, parse_term, term_kind
+    from .terms import evaluate_terms, max_derivative_order, parse_term, term_kind
 
     names = list(names)
     max_order = max(1, max_derivative_order(names))

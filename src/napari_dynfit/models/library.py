@@ -8,6 +8,9 @@
   construction (one name, one column). The density enters products through ``dev(rho)`` (deviation
   from the mean), which removes the near-collinearity of ``rho*p`` with ``p``.
 
+* :func:`default_library`: the library every front end starts from (``discover_pde``'s default, ``dynfit pde
+  discover``, the PDE widget), chosen from the bundle's fields.
+
 User-defined terms are just more names: pass ``extra=[...]`` or any list of names to
 :func:`napari_dynfit.models.pde.discover_pde`.
 """
@@ -114,3 +117,53 @@ def vector_library(rho: str = "rho", p: str = "p", *, equation: str = "p", order
         raise InputError(f"equation must be 'rho' or 'p', got {equation!r}")
     names += [canonical(e) for e in extra]
     return list(dict.fromkeys(canonical(n) for n in names))
+
+
+def default_library(bundle, lhs=None, *, max_power: int = 3, max_derivative: int = 3, extra=()) -> dict[str, list[str]]:
+    """Left-hand sides and their candidate terms chosen from a bundle's fields: the one default library.
+
+    A bundle with a scalar ``rho`` and a vector ``p`` gets the isotropic (rho, p) libraries of :func:`vector_library`
+    for ``rho_t`` and ``p_t``; otherwise every scalar field ``u`` gets ``u_t`` with the PDE-FIND library of
+    :func:`polynomial_library` (powers <= 3, so that bistable reactions ``u - u^3`` are in it; derivatives <= 3).
+
+    Parameters
+    ----------
+    bundle : FieldBundle
+        The fields (only their names, kinds, dimension and axes are read).
+    lhs : sequence of str, optional
+        Left-hand sides to build libraries for (default: as above). ``rho_t`` / ``p_t`` get the vector libraries
+        when ``p`` is a vector field; any other one the scalar library of all scalar fields.
+    max_power, max_derivative : int
+        Scalar library: highest monomial degree and highest derivative order.
+    extra : sequence of str
+        User-defined terms appended to every library.
+
+    Returns
+    -------
+    dict of str -> list of str
+        ``{lhs: [term, ...]}``, the ``equations`` argument of :func:`~napari_dynfit.models.pde.discover_pde`.
+
+    Raises
+    ------
+    InputError
+        No ``lhs`` given and the bundle has neither (rho, p) nor a scalar field.
+    """
+    kinds = bundle.kinds
+    scalars = [n for n, k in kinds.items() if k == "scalar"]
+    vector = kinds.get("p") == "vector"
+    if lhs is None:
+        if kinds.get("rho") == "scalar" and vector:
+            lhs = ["rho_t", "p_t"]
+        elif scalars:
+            lhs = [f"{s}_t" for s in scalars]
+        else:
+            raise InputError(f"no scalar fields in the bundle ({sorted(kinds)}); name the equations and "
+                             "library explicitly")
+    out = {}
+    for name in lhs:
+        if name in ("rho_t", "p_t") and vector:
+            out[name] = vector_library(equation=name[:-2], dim=bundle.ndim, extra=extra)
+        else:
+            out[name] = polynomial_library(scalars, axes=bundle.space_axes, max_power=max_power,
+                                           max_derivative=max_derivative, extra=extra)
+    return out

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .debias import NoiseRows, corrected_lstsq, estimate_noise, noise_draws, noisy_fields
-from .library import polynomial_library, vector_library
+from .library import default_library
 from .model_json import FORMAT, format_model
 from .stability import stability_selection
 from .terms import canonical, evaluate_terms, max_derivative_order, parse_term, term_kind
@@ -114,23 +114,8 @@ class PDEDiscovery:
 
 
 def default_equations(bundle) -> dict[str, list[str]]:
-    """Left-hand sides and libraries chosen from the bundle's fields.
-
-    A bundle with a scalar ``rho`` and a vector ``p`` gets the isotropic (rho, p) libraries of
-    :func:`~napari_dynfit.models.library.vector_library` for ``rho_t`` and ``p_t``; otherwise every
-    scalar field ``u`` gets ``u_t`` with a PDE-FIND library (powers <= 3, so that bistable
-    reactions ``u - u^3`` are in it; derivatives <= 3).
-    """
-    kinds = bundle.kinds
-    if kinds.get("rho") == "scalar" and kinds.get("p") == "vector":
-        return {"rho_t": vector_library(equation="rho", dim=bundle.ndim),
-                "p_t": vector_library(equation="p", dim=bundle.ndim)}
-    scalars = [n for n, k in kinds.items() if k == "scalar"]
-    if not scalars:
-        raise InputError(f"no scalar fields in the bundle ({sorted(kinds)}); name the equations and "
-                         "library explicitly")
-    lib = polynomial_library(scalars, axes=bundle.space_axes, max_power=3)
-    return {f"{s}_t": lib for s in scalars}
+    """Left-hand sides and libraries chosen from the bundle's fields (:func:`~.library.default_library`)."""
+    return default_library(bundle)
 
 
 def _pointwise_features(bundle, names, method, window, polyorder, reference, max_samples, rng):

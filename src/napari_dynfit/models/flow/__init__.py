@@ -2,9 +2,9 @@
 
 ``dX = f(X) dt + sqrt(2 D) dW`` (and a net growth rate ``g(X)``) is fitted to point clouds observed at a few times:
 
->>> from napari_dynfit.models.flow import read_snapshots, infer_flow
+>>> from napari_dynfit.models.flow import read_snapshots, fit_flow
 >>> snaps = read_snapshots("snapshots.csv")            # doctest: +SKIP
->>> model = infer_flow(snaps, diffusion=0.5)            # doctest: +SKIP
+>>> model = fit_flow(snaps, diffusion=0.5)              # doctest: +SKIP
 >>> model.drift(x), model.growth(x)                     # doctest: +SKIP
 
 Modules: :mod:`.io` (snapshot sets), :mod:`.score` (time-conditioned denoising score matching),

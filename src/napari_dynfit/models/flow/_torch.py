@@ -6,18 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import InputError
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available, else CPU) as a :class:`torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise InputError(f"device '{device}' is not known: use 'cpu', 'cuda' or 'auto'")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but torch sees no GPU: use device='cpu' or 'auto'")
-    return torch.device(device)
+from ...device import resolve_device  # noqa: F401 (the one device rule; score.py and pfi.py import it from here)
 
 
 def mlp(n_in: int, n_out: int, width: int = 128, depth: int = 3) -> nn.Sequential:

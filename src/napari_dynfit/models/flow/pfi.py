@@ -551,6 +551,6 @@ def _fit_flow_core(snapshots: Snapshots, diffusion, *, score, model, growth, off
     return result
 
 
-def infer_flow(snapshots: Snapshots, diffusion=None, **kwargs) -> FlowModel:
-    """Score estimation + flow fitting in one call (see :func:`fit_flow` for the parameters)."""
-    return fit_flow(snapshots, diffusion, **kwargs)
+#: The same function as :func:`fit_flow` (score estimation + flow fitting in one call), under the name the
+#: package's first examples used; new code should call :func:`fit_flow`.
+infer_flow = fit_flow

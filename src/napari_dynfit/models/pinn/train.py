@@ -22,19 +22,11 @@ from torch import nn
 
 from ..._io import atomic_path
 from ..._progress import report
+from ...device import resolve_device
 from ...errors import Cancelled, InputError
 from .autodiff import TermEvaluator
 from .losses import PointLoss, ResidualLoss, batch_indices
 from .weighting import LossWeighting
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an input error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but no CUDA GPU is available: use device='cpu' or 'auto'")
-    return torch.device(device)
 
 
 class PINN:
@@ -83,7 +75,7 @@ class PINN:
                  lr_decay_steps: int = 2000,
                  coef_lr: float = 1e-2, coef_delay: int = 0, known=None, reference=None, device: str = "auto",
                  dtype=torch.float32, seed: int = 0):
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.dtype = dtype
         self.network = network.to(device=self.device, dtype=dtype)
         self.losses = list(losses)

@@ -214,7 +214,7 @@ def _tokenize(text: str) -> list[str]:
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
             raise InputError(f"cannot parse term '{text}' at '{text[pos:]}': see the grammar in "
-                             "napari_dynfit.models.terms (e.g. 'u*u_x', 'lap(rho)', '|p|^2*p')")
+                             "napari_dynfit.fields.terms (e.g. 'u*u_x', 'lap(rho)', '|p|^2*p')")
         out.append(m.group(m.lastgroup))
         pos = m.end()
     return out
@@ -355,7 +355,7 @@ class _Evaluator:
     """Evaluate nodes on a bundle, caching every sub-term by its canonical name."""
 
     def __init__(self, bundle, method: str, reference: dict | None, deriv_options: dict):
-        from ..fields.derivatives import derivative
+        from .derivatives import derivative
 
         self.bundle = bundle
         self.d = bundle.ndim
