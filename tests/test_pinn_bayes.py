@@ -36,7 +36,7 @@ def test_adaptive_weights_recover_noise_and_cover_truth():
     assert abs(1 / np.sqrt(b.weights["f"]) - 0.05) < 0.3 * 0.05
     assert abs(1 / np.sqrt(b.weights["df"]) - 0.5) < 0.3 * 0.5
     xs = np.linspace(0.05, 0.95, 30)[:, None]
-    res = b.sample(xs, draws=30, tune=40, chains=2, sampler="hmc", num_steps=10)
+    res = b.sample(xs, draws=30, tune=40, chains=2, num_steps=10)
     truth = np.sin(2 * np.pi * xs[:, 0])
     err = np.abs(res.mean["u"] - truth)
     assert err.max() < 0.1
@@ -58,9 +58,9 @@ def test_inverse_decay_rate_interval_covers_truth():
         u, du = derivative(net, x)
         return du + th["k"] * u
 
-    tasks = [Task("data", lambda net, th: net(x) - y), Task("ode", ode, noise=0.02)]
+    tasks = [Task("data", lambda net, th: net(x) - y), Task("ode", ode, noise=0.02, physics=True)]
     b = BPINN(MLP((0, 1), (16, 16), seed=1), tasks, {"k": Prior(0.0, 2.0, log=True)})
-    res = b.sample(None, draws=40, tune=40, chains=2, sampler="hmc", num_steps=10, warmup_steps=1500)
+    res = b.sample(None, draws=40, tune=40, chains=2, num_steps=10, warmup_steps=1500)
     lo, hi = res.intervals["k"]
     assert lo <= k_true <= hi
     assert abs(res.samples["k"].mean() - k_true) < 0.1 * k_true
@@ -74,7 +74,7 @@ def test_stop_keeps_samples_and_fixed_weights():
     b.warmup(50)
     assert b.weights == {"f": 1.0, "df": 1.0}
     seen = []
-    res = b.sample(np.zeros((3, 1)), draws=50, tune=5, chains=2, sampler="hmc", num_steps=3,
+    res = b.sample(np.zeros((3, 1)), draws=50, tune=5, chains=2, num_steps=3,
                    callback=lambda c, i, n: seen.append(i), should_stop=lambda: len(seen) >= 12)
     assert res.diagnostics["stopped"] and res.diagnostics["chains"] == 1
     assert 1 <= res.diagnostics["draws"] < 50 and res.mean["u"].shape == (3,)
