@@ -108,8 +108,14 @@ def test_options_and_frames_2d():
                                           reflect=False))
     assert _rel(out[0, 0], correlate(grid, values, st, **opts)) < 1e-5
     assert _rel(out[1, 0], correlate(grid, values[::-1].copy(), st, **opts)) < 1e-5
-    # the public entry point: convolve(..., device="cuda") runs the tile kernel
-    assert _rel(convolve(grid, values, st, device="cuda", **opts), convolve(grid, values, st, **opts)) < 1e-5
+
+
+@pytest.mark.slow
+def test_public_convolve_on_device():
+    """``convolve(..., device="cuda")`` runs the tile kernel."""
+    image, grid = _case(2)
+    st = np.random.default_rng(1).uniform(size=(5, 5)).astype(np.float32)
+    assert _rel(convolve(grid, image.parts, st, device="cuda"), convolve(grid, image.parts, st)) < 1e-5
 
 
 def test_memory_within_three_times_particle_data(case):
@@ -127,3 +133,33 @@ def test_device_errors(monkeypatch):
     with pytest.raises(InputError, match="needs an NVIDIA GPU"):
         tile.use_device("cuda")
     assert tile.use_device("auto") is False and tile.use_device("cpu") is False
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) for n in ("gaussian", "log", "dog")]
+                         + ["gradient"])
+def test_filters_on_device_match_cpu(name):
+    from napari_dynfit.apr import filters
+
+    image, grid = _case(2)
+    values = np.asarray(image.parts)
+    fn = filters.FILTERS[name]
+    kw = {} if name == "gradient" else {"sigma": 1.0}
+    ours = fn(grid, values, device="cuda", **kw)
+    ref = fn(grid, values, device="cpu", **kw)
+    assert ours.shape == ref.shape == (grid.n_particles,) and ours.dtype == np.float32
+    assert _rel(ours, ref) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["otsu", pytest.param(500.0, marks=pytest.mark.slow)])
+def test_segmentation_on_device_matches_cpu(method):
+    from napari_dynfit.apr.segment import segment
+
+    image, grid = _case(2)
+    values = np.asarray(image.parts)
+    ours = segment(grid, values, method=method, smooth_sigma=1.0, min_size=2, device="cuda")
+    ref = segment(grid, values, method=method, smooth_sigma=1.0, min_size=2, device="cpu")
+    assert ours.threshold == pytest.approx(ref.threshold, rel=1e-6)
+    assert ours.labels.max() >= 2  # the blobs are separate objects
+    np.testing.assert_array_equal(ours.labels, ref.labels)
+    assert _rel(ours.smoothed, ref.smoothed) < 1e-5
+    np.testing.assert_allclose(ours.table["volume"], ref.table["volume"])

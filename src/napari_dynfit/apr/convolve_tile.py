@@ -82,9 +82,15 @@ def is_simulator() -> bool:
 
 
 def _available() -> bool:
+    if not is_simulator():  # without the NVIDIA driver, do not import numba.cuda (it would pin the non-simulated target)
+        import ctypes
+
+        try:
+            ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            return False
     try:
-        cuda = _cuda()
-        return bool(cuda.is_available())
+        return bool(_cuda().is_available())
     except Exception:  # noqa: BLE001 - a broken driver is "no GPU"
         return False
 
