@@ -163,3 +163,50 @@ def test_segmentation_on_device_matches_cpu(method):
     np.testing.assert_array_equal(ours.labels, ref.labels)
     assert _rel(ours.smoothed, ref.smoothed) < 1e-5
     np.testing.assert_allclose(ours.table["volume"], ref.table["volume"])
+
+
+def test_cli_device_cuda(tmp_path, capsys, monkeypatch):
+    """``dynfit filter/segment --device cuda``: the device path (simulated here), and one clear line without a GPU."""
+    from napari_dynfit.apr import write_apr
+    from napari_dynfit.apr.filters import gaussian
+    from napari_dynfit.apr.grid import read_particle_values
+    from napari_dynfit.cli import main
+
+    image, grid = _case(2)
+    src = write_apr(image, tmp_path / "img.apr")
+    out = tmp_path / "g.apr"
+    assert main(["-q", "filter", str(src), "--gaussian", "1", "--device", "cuda", "-o", str(out)]) == 0
+    assert _rel(read_particle_values(out), gaussian(grid, image.parts, 1.0)) < 1e-5
+    monkeypatch.setattr(tile, "_available", lambda: False)
+    capsys.readouterr()
+    assert main(["-q", "segment", str(src), "--device", "cuda", "-o", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs an NVIDIA GPU" in err[0] and "--device cpu" in err[0]
+
+
+def test_synthetic_grid_ratio_and_structure():
+    """The benchmark's synthetic APRs: valid structure (tree covers the particles), ratio near the asked one."""
+    from napari_dynfit.apr.bench_gpu import parse_sweep, spheres_for_ratio, synthetic_grid
+
+    grid = synthetic_grid(64, spheres_for_ratio(64, 30.0), seed=1)
+    assert len(np.unique(grid.levels)) >= 4
+    assert 10 < grid.computational_ratio < 90
+    assert grid.particle_parent.shape == (grid.n_particles,)  # every particle has its parent in the tree
+    assert parse_sweep("256:10, 512:30") == [(256, 10.0), (512, 30.0)]
+    with pytest.raises(InputError, match="N:RATIO"):
+        parse_sweep("256")
+
+
+@pytest.mark.slow
+def test_bench_cli_dry_run(tmp_path):
+    """``dynfit bench apr-conv --device cuda`` end to end under the simulator (timings meaningless)."""
+    import json
+
+    from napari_dynfit.cli import main
+
+    out = tmp_path / "b.json"
+    assert main(["-q", "bench", "apr-conv", "--device", "cuda", "--size", "32", "--repeat", "1", "--check",
+                 "--sweep", "32:60", "-o", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["simulated"] and res["max_rel_error_vs_cpu"] < 1e-5
+    assert res["peak_mem_ratio_to_particle_data"] <= 3 and len(res["sweep"]) == 1

@@ -49,7 +49,7 @@ from ..errors import InputError
 from .grid import AprGrid
 
 __all__ = ["use_device", "is_simulator", "DeviceAprGrid", "device_grid", "tree_means", "convolve_bank",
-           "convolve_levels", "device_bytes", "to_device", "to_host", "DEFAULT_TILE"]
+           "convolve_levels", "PreparedBank", "device_bytes", "to_device", "to_host", "DEFAULT_TILE"]
 
 #: Tile shape (z, y, x) in cells of a level grid and threads per block on a GPU.
 DEFAULT_TILE = ((8, 8, 32), 256)
@@ -506,13 +506,14 @@ def _frames(dvals, n: int):
     return dvals
 
 
-def tree_means(dgrid: DeviceAprGrid, dvals):
+def tree_means(dgrid: DeviceAprGrid, dvals, out=None):
     """Tree means of particle values on the device.
 
     Parameters
     ----------
     dgrid : DeviceAprGrid
     dvals : device or host array, shape (frames, n_particles) or (n_particles,), float32
+    out : device array of float32, shape (frames, n_tree), optional
 
     Returns
     -------
@@ -523,7 +524,7 @@ def tree_means(dgrid: DeviceAprGrid, dvals):
     grid = dgrid.grid
     dvals = _frames(dvals, grid.n_particles)
     frames = dvals.shape[0]
-    tvals = cuda.device_array((frames, max(grid.n_tree, 1)), dtype=np.float32)
+    tvals = cuda.device_array((frames, max(grid.n_tree, 1)), dtype=np.float32) if out is None else out
     kern = _tree_kernel()
     for level in range(grid.level_max - 1, -1, -1):
         t0, t1 = grid.tree_level_range(level)
@@ -544,21 +545,44 @@ def _bank(level_banks, level: int):
     return padded.reshape(len(bank), -1), (kz // 2, ky // 2, kx // 2)
 
 
-def convolve_bank(dgrid: DeviceAprGrid, dvals, level_banks, *, reflect: bool = True, dtree=None, out=None):
+class PreparedBank:
+    """Per-level stencil banks on the device (zero-padded to the level's largest stencil), built once.
+
+    Parameters
+    ----------
+    grid : AprGrid
+    level_banks : list
+        Entry ``L`` (``level_min <= L <= level_max``) is a list of ``NS`` ``(kz, ky, kx)`` correlation stencils
+        (from :func:`.convolve.level_stencils`, one per filter of the bank); sizes odd, at most 7.
+    """
+
+    def __init__(self, grid: AprGrid, level_banks):
+        self.n_stencils = len(level_banks[grid.level_max])
+        if not 1 <= self.n_stencils <= _MAX_STENCILS:
+            raise InputError(f"a stencil bank holds 1..{_MAX_STENCILS} stencils, got {self.n_stencils}; split the bank")
+        self.levels = {}
+        for level in range(grid.level_min, grid.level_max + 1):
+            flat, halo = _bank(level_banks, level)
+            self.levels[level] = (_cuda().to_device(flat), halo)
+
+
+def convolve_bank(dgrid: DeviceAprGrid, dvals, level_banks, *, reflect: bool = True, dtree=None, out=None,
+                  tree_out=None):
     """Apply a bank of per-level correlation stencils to particle values on the device, in one pass per level.
 
     Parameters
     ----------
     dgrid : DeviceAprGrid
     dvals : device or host array, shape (frames, n_particles) or (n_particles,), float32
-    level_banks : list
-        Entry ``L`` (``level_min <= L <= level_max``) is a list of ``NS`` ``(kz, ky, kx)`` correlation stencils
-        (from :func:`.convolve.level_stencils`, one per filter of the bank); sizes odd, at most 7.
+    level_banks : list or PreparedBank
+        Per level, the list of ``NS`` correlation stencils (see :class:`PreparedBank`), or the prepared bank.
     reflect : bool
         Mirror boundary (True) or zeros.
     dtree : device array, shape (frames, n_tree), optional
         Tree means (default: :func:`tree_means` on the device).
     out : device array, shape (frames, NS, n_particles), optional
+    tree_out : device array, shape (frames, n_tree), optional
+        Where to compute the tree means when ``dtree`` is not given.
 
     Returns
     -------
@@ -568,24 +592,22 @@ def convolve_bank(dgrid: DeviceAprGrid, dvals, level_banks, *, reflect: bool = T
     grid = dgrid.grid
     dvals = _frames(dvals, grid.n_particles)
     frames = dvals.shape[0]
-    n_st = len(level_banks[grid.level_max])
-    if not 1 <= n_st <= _MAX_STENCILS:
-        raise InputError(f"a stencil bank holds 1..{_MAX_STENCILS} stencils, got {n_st}; split the bank")
+    bank = level_banks if isinstance(level_banks, PreparedBank) else PreparedBank(grid, level_banks)
     if dtree is None:
-        dtree = tree_means(dgrid, dvals)
+        dtree = tree_means(dgrid, dvals, tree_out)
     if out is None:
-        out = cuda.device_array((frames, n_st, grid.n_particles), dtype=np.float32)
+        out = cuda.device_array((frames, bank.n_stencils, grid.n_particles), dtype=np.float32)
     tz, ty, tx = dgrid.tile
     for level in range(grid.level_max, grid.level_min - 1, -1):
         p0, p1 = grid.level_range(level)
         if p1 == p0:
             continue
-        flat, halo = _bank(level_banks, level)
+        flat, halo = bank.levels[level]
         nz, ny, nx = (int(v) for v in grid.level_shapes[level])
         ntx, nty, ntz = math.ceil(nx / tx), math.ceil(ny / ty), math.ceil(nz / tz)
-        kern = _conv_kernel(dgrid.tile, dgrid.threads, halo, n_st)
-        kern[(ntx * nty * ntz, frames), dgrid.threads](level, *dgrid.args(), dvals, dtree, cuda.to_device(flat),
-                                                        bool(reflect), ntx, nty, out)
+        kern = _conv_kernel(dgrid.tile, dgrid.threads, halo, bank.n_stencils)
+        kern[(ntx * nty * ntz, frames), dgrid.threads](level, *dgrid.args(), dvals, dtree, flat, bool(reflect),
+                                                        ntx, nty, out)
     return out
 
 
