@@ -26,7 +26,7 @@ row of every level, rows and x ranges that no output particle needs are never bu
 the speed-up over pyapr comes from.
 
 This kernel is our own code because it is the product (see ``docs/apr_filters.md``); the GPU back
-end is :mod:`napari_dynfit.apr.convolve_gpu`. Both take the same arguments through :func:`convolve`.
+end is :mod:`napari_dynfit.apr.convolve_tile`. Both take the same arguments through :func:`convolve`.
 """
 
 from __future__ import annotations
@@ -352,8 +352,8 @@ def convolve(grid: AprGrid, values, stencil, *, device: str = "auto", restrict: 
     stencil : ndarray, shape (ky, kx) or (kz, ky, kx)
         Odd-sized stencil (at most 7 per axis) in the image's ``(z, y, x)`` axis order.
     device : {"cpu", "cuda", "auto"}
-        ``"cpu"``: numba kernel; ``"cuda"``: the GPU kernel of :mod:`.convolve_gpu`; ``"auto"``: CUDA
-        when a GPU is visible.
+        ``"cpu"``: numba kernel; ``"cuda"``: the fused tile kernel of :mod:`.convolve_tile`;
+        ``"auto"``: CUDA when a GPU is visible.
     restrict : bool
         Use restricted (downsampled) stencils on coarser levels (pyapr's ``restrict_stencil``).
     normalize : bool
@@ -376,8 +376,10 @@ def _apply(grid, values, stencil, device, restrict, normalize, reflect, tree_val
         raise InputError(f"grid must be an AprGrid, got {type(grid).__name__}; build it with AprGrid.from_file")
     values = grid.check_values(values)
     stencils = level_stencils(stencil, grid, restrict=restrict, normalize=normalize, flip=flip)
-    if resolve_device(device).startswith("cuda"):
-        from .convolve_gpu import convolve_torch
+    from .convolve_tile import use_device
 
-        return convolve_torch(grid, values, stencils, reflect=reflect, device="cuda", tree_values=tree_values)
+    if use_device(device):  # the fused tile kernel (numba-cuda); one-line error without a GPU
+        from .convolve_tile import convolve_levels
+
+        return convolve_levels(grid, values, stencils, reflect=reflect, tree_values=tree_values)
     return _convolve_cpu(grid, values, stencils, reflect, tree_values)

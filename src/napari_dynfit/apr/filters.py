@@ -84,20 +84,37 @@ def _nd(grid: AprGrid) -> int:
     return grid.ndim
 
 
+def _apply(grid: AprGrid, values, stencils, normalize: bool, device: str, magnitude: bool = False) -> np.ndarray:
+    """Convolve with each stencil (on the GPU: one bank pass, combined there); the magnitude over the bank if asked."""
+    from .convolve_tile import use_device
+
+    if use_device(device):
+        from .convolve_tile import to_host
+        from .filters_tile import filter_device
+
+        out = to_host(filter_device(grid, grid.check_values(values), stencils, normalize=normalize,
+                                    magnitude=magnitude))
+        return out[0] if magnitude else out[0, 0]
+    res = [convolve(grid, values, st, normalize=normalize) for st in stencils]
+    if not magnitude:
+        return res[0]
+    return np.sqrt(sum(g * g for g in res)).astype(np.float32)
+
+
 def gaussian(grid: AprGrid, values, sigma: float, *, size: int | None = None, device: str = "auto") -> np.ndarray:
     """Gaussian smoothing of particle values (``sigma`` in pixels, stencil ``size**ndim``)."""
-    return convolve(grid, values, gaussian_stencil(sigma, size, _nd(grid)), device=device)
+    return _apply(grid, values, [gaussian_stencil(sigma, size, _nd(grid))], True, device)
 
 
 def log(grid: AprGrid, values, sigma: float, *, size: int | None = None, device: str = "auto") -> np.ndarray:
     """Scale-normalised negative Laplacian of Gaussian; bright blobs give positive values."""
-    return convolve(grid, values, log_stencil(sigma, size, _nd(grid)), device=device, normalize=False)
+    return _apply(grid, values, [log_stencil(sigma, size, _nd(grid))], False, device)
 
 
 def dog(grid: AprGrid, values, sigma: float, *, ratio: float = 1.6, size: int | None = None,
         device: str = "auto") -> np.ndarray:
     """Difference of Gaussians ``G(sigma) - G(ratio*sigma)`` (band-pass; blobs positive)."""
-    return convolve(grid, values, dog_stencil(sigma, ratio, size, _nd(grid)), device=device, normalize=False)
+    return _apply(grid, values, [dog_stencil(sigma, ratio, size, _nd(grid))], False, device)
 
 
 def _derivative_stencils(ndim: int, sigma: float | None, size: int | None) -> list[np.ndarray]:
@@ -124,11 +141,7 @@ def _derivative_stencils(ndim: int, sigma: float | None, size: int | None) -> li
 def gradient_magnitude(grid: AprGrid, values, *, sigma: float | None = None, size: int | None = None,
                        device: str = "auto") -> np.ndarray:
     """Gradient magnitude (intensity per pixel); central differences, or derivative of Gaussian with ``sigma``."""
-    total = None
-    for st in _derivative_stencils(_nd(grid), sigma, size):
-        g = convolve(grid, values, st, device=device, normalize=False)
-        total = g * g if total is None else total + g * g
-    return np.sqrt(total).astype(np.float32)
+    return _apply(grid, values, _derivative_stencils(_nd(grid), sigma, size), False, device, magnitude=True)
 
 
 def custom(grid: AprGrid, values, stencil, *, normalize: bool = False, device: str = "auto") -> np.ndarray:

@@ -256,7 +256,8 @@ def segment(grid: AprGrid, values, *, method="otsu", smooth_sigma: float | None 
     min_size, max_size : float
         Object volume limits in pixels.
     device : {"cpu", "cuda", "auto"}
-        Convolution back end for the smoothing.
+        ``"cuda"``: smoothing, Otsu or fixed threshold and components on the GPU (:mod:`.filters_tile`); with
+        ``"li"`` or ``"graphcut"`` only the smoothing runs there.
     apr : pyapr.APR, optional
         The structure as pyapr's object for ``method="graphcut"`` (default: built from ``grid``).
     graphcut_kwargs : dict, optional
@@ -266,7 +267,11 @@ def segment(grid: AprGrid, values, *, method="otsu", smooth_sigma: float | None 
     """
     from .filters import gaussian
 
+    from .convolve_tile import use_device
+
     values = grid.check_values(values)
+    if use_device(device) and (method == "otsu" or not isinstance(method, str)):
+        return _segment_on_device(grid, values, method, smooth_sigma, min_size, max_size, frame)
     smoothed = (gaussian(grid, values, smooth_sigma, device=device) if smooth_sigma
                 else np.asarray(values, dtype=np.float32))
     thr = None
@@ -287,3 +292,20 @@ def segment(grid: AprGrid, values, *, method="otsu", smooth_sigma: float | None 
     labels = filter_sizes(grid, connected_components(grid, mask), min_size, max_size)
     return Segmentation(labels=labels, table=object_table(grid, labels, values, frame=frame),
                         threshold=thr, smoothed=smoothed)
+
+
+def _segment_on_device(grid, values, method, smooth_sigma, min_size, max_size, frame) -> Segmentation:
+    """:func:`segment` with smoothing, Otsu (or a fixed threshold) and components on the GPU (one round trip)."""
+    from .filters_tile import segment_device
+
+    if not isinstance(method, str) and not np.isfinite(float(method)):
+        raise InputError(f"threshold must be finite, got {method}")
+    roots, thr, smoothed = segment_device(grid, values, method=method, smooth_sigma=smooth_sigma)
+    labels = np.zeros(grid.n_particles, dtype=np.int32)
+    fg = roots >= 0
+    if fg.any():
+        _, inv = np.unique(roots[fg], return_inverse=True)
+        labels[fg] = inv + 1
+    labels = filter_sizes(grid, labels, min_size, max_size)
+    return Segmentation(labels=labels, table=object_table(grid, labels, values, frame=frame), threshold=thr,
+                        smoothed=smoothed)

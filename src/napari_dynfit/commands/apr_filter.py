@@ -317,7 +317,17 @@ def _bench_args(p) -> None:
                                   "for machines without pyapr")
     p.add_argument("--save-grid", type=output(".npz"), help="write the benchmark APR's grid and values to this .npz")
     p.add_argument("--no-scipy", action="store_true", help="skip scipy.ndimage (slow for large N)")
-    p.set_defaults(checks=[memory_check(lambda a: 40.0 * a.size ** 3, "the benchmark image", "reduce --size")])
+    # --device cuda: the fused tile kernel vs cuDNN conv3d and the torch path (apr/bench_gpu.py)
+    p.add_argument("--ratio", type=positive_float, default=30.0, help="cuda: target computational ratio of the "
+                                                                      "synthetic APR (default 30)")
+    p.add_argument("--sweep", default="", help="cuda: sizes and ratios N:RATIO,... (e.g. 256:10,512:30,1024:300)")
+    p.add_argument("--frames", type=positive_int, default=1, help="cuda: also time this many frames in one pass")
+    p.add_argument("--stencils", type=positive_int, default=1, help="cuda: also time a bank of this many stencils")
+    p.add_argument("--budget-s", type=positive_float, default=240.0, help="cuda: skip sweep sizes past this time")
+    p.add_argument("--check", action="store_true", help="cuda: compare with the CPU kernel (slow at 1024^3)")
+    p.add_argument("--no-torch-path", action="store_true", help="cuda: skip the previous torch back end")
+    p.set_defaults(checks=[memory_check(lambda a: (1.0 if a.device == "cuda" else 40.0) * a.size ** 3,
+                                        "the benchmark image", "reduce --size")])
 
 
 def _bench(args) -> dict:
@@ -330,6 +340,10 @@ def _bench(args) -> dict:
 
     if args.threads < 1 or args.size < 16 or args.repeat < 1:
         raise InputError("--threads and --repeat must be >= 1 and --size >= 16")
+    if args.device == "cuda":  # the fused tile kernel, CUDA events, cuDNN and the torch path on the same card
+        from ..apr.bench_gpu import run_bench
+
+        return run_bench(args)
     device = resolve_device(args.device)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     stencil = gaussian_stencil(args.sigma, args.stencil_size, 3)
