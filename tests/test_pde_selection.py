@@ -40,6 +40,20 @@ def test_reference_solver_matches_exact_linear_solution():
     assert np.abs(coarse["u"] - fine["u"]).max() < 0.02 and fine["u"][-1, -5:].max() > 0.3   # the layer formed
 
 
+def test_zeldovich_fronts_are_pushed_at_the_theoretical_speed():
+    """u_t = D u_xx + r u^2 (1 - u): the plateau's left front moves at sqrt(D r / 2) (pushed front)."""
+    b = ps.zeldovich_front()
+    u, x, t = np.asarray(b["u"]), np.asarray(b.coords["x"]), np.asarray(b.coords["t"])
+
+    def left(i):                                       # where the left front crosses u = 1/2
+        v = u[i, : len(x) // 2]
+        j = np.flatnonzero((v[:-1] < 0.5) & (v[1:] >= 0.5))[0]
+        return x[j] + (0.5 - v[j]) / (v[j + 1] - v[j]) * (x[j + 1] - x[j])
+
+    assert (left(60) - left(120)) / (t[120] - t[60]) == pytest.approx(np.sqrt(0.2 * 2.0 / 2), rel=0.02)
+    assert u[-1].min() > -1e-3 and u[-1].max() < 1 + 1e-3 and u[-1, 3 * len(x) // 4] > 0.9   # the bump ignited
+
+
 def test_fisher_front_diffusion_found_with_defaults(fisher):
     """1 % noise, default options: u_t = D u_xx + r u - r u^2 with every coefficient within 5 %; u_xx front-only."""
     truth = fisher.attrs["truth"]["u_t"]
