@@ -3,8 +3,8 @@
 Data: :mod:`napari_dynfit.sim.pde_solutions` (pseudo-spectral ETDRK4 / BDF reference solutions,
 subsampled), noise ``level * std(u) * N(0, 1)`` with seeds 0..n-1.
 
-* ``localized``: Fisher-KPP fronts, a viscous Burgers shock, Allen-Cahn fronts and an
-  advection-diffusion boundary layer at 1 % and 5 % noise; ``discover_pde(bundle)`` with **no
+* ``localized``: Fisher-KPP fronts, a viscous Burgers shock, Allen-Cahn fronts, an
+  advection-diffusion boundary layer and Zeldovich combustion fronts at 1 % and 5 % noise; ``discover_pde(bundle)`` with **no
   options** (default library, weak form, path to the noise floor, held-out blocks, forecast check).
   The old selection (``decades=1``, one decade of penalties) runs side by side as the anchor.
 * ``pdefind``: Burgers, KdV, Kuramoto-Sivashinsky at PDE-FIND's parameters (our solvers) at 10 %

@@ -11,8 +11,8 @@ shape ``(t, x)`` and ``attrs["truth"]``, the equation in the term vocabulary of
   grid, integrated with SciPy's stiff ``BDF`` solver (banded Jacobian), then subsampled.
 
 Localized cases (a term matters only in a small part of space-time):
-:func:`fisher_kpp_front`, :func:`burgers_shock`, :func:`allen_cahn_front`,
-:func:`advection_diffusion_layer`. PDE-FIND's data sets, regenerated with its parameters:
+:func:`fisher_kpp_front` (pulled fronts), :func:`burgers_shock`, :func:`allen_cahn_front`,
+:func:`advection_diffusion_layer`, :func:`zeldovich_front` (pushed combustion fronts). PDE-FIND's data sets, regenerated with its parameters:
 :func:`burgers_pdefind`, :func:`kdv_pdefind`, :func:`ks_pdefind`.
 
 Why our own: a few dozen lines of numpy give solutions accurate to ~1e-6, enough to test that
@@ -158,6 +158,28 @@ def allen_cahn_front(*, D: float = 0.05, r: float = 1.0, length: float = 20.0, n
     return _periodic_bundle(u, xf, t, refine, 1, {"u_t": {"u_xx": D, "u": r, "u^3": -r}}, "allen_cahn_front")
 
 
+def zeldovich_front(*, D: float = 0.2, r: float = 2.0, length: float = 40.0, n: int = 256, t_end: float = 12.0,
+                    nt: int = 121, refine: int = 2) -> FieldBundle:
+    """Zeldovich (combustion) fronts ``u_t = D u_xx + r u^2 - r u^3`` from a burning plateau and an ignition bump.
+
+    The reaction ``r u^2 (1 - u)`` has no linear part, so the unburnt state ``u = 0`` is neutrally
+    stable and the fronts are *pushed* (driven by the reaction inside them, speed ``sqrt(D r / 2)``)
+    rather than pulled by the leading edge as Fisher-KPP's. Diffusion matters only in the fronts and
+    in the bump (``u = 0.45``, width ``0.04 length``) that ignites, spreads and merges with the
+    plateau's front. Why the bump and wider-than-travelling initial fronts: on the travelling profile
+    ``1 / (1 + exp(sqrt(r / (2 D)) xi))`` the data obey ``u_t = (r / 2)(u - u^2)`` exactly, a model
+    without diffusion that no method can tell apart from the truth.
+    """
+    xf = np.arange(n * refine) * length / (n * refine)
+    t = np.linspace(0.0, t_end, nt)
+    w = 3 * np.sqrt(2 * D / r)
+    u0 = (0.5 * (np.tanh((xf - 0.2 * length) / w) - np.tanh((xf - 0.45 * length) / w))
+          + 0.45 * np.exp(-((xf - 0.75 * length) / (0.04 * length)) ** 2))
+    u = solve_periodic(u0, length, t, lambda k: -D * k ** 2,
+                       lambda u, k, fft: r * fft(u * u * (1 - u)), steps_per_frame=40)
+    return _periodic_bundle(u, xf, t, refine, 1, {"u_t": {"u_xx": D, "u^2": r, "u^3": -r}}, "zeldovich_front")
+
+
 def advection_diffusion_layer(*, c: float = 1.0, D: float = 0.01, length: float = 1.0, n: int = 200,
                               t_end: float = 1.5, nt: int = 151, refine: int = 4) -> FieldBundle:
     """Advection-diffusion ``u_t = -c u_x + D u_xx`` on ``[0, length]`` with ``u(0) = 1``, ``u(length) = 0``.
@@ -235,5 +257,5 @@ def ks_pdefind(*, refine: int = 1) -> FieldBundle:
 
 
 LOCALIZED = {"fisher_kpp": fisher_kpp_front, "burgers_shock": burgers_shock, "allen_cahn": allen_cahn_front,
-             "advection_diffusion_layer": advection_diffusion_layer}
+             "advection_diffusion_layer": advection_diffusion_layer, "zeldovich": zeldovich_front}
 PDEFIND = {"burgers": burgers_pdefind, "kdv": kdv_pdefind, "kuramoto_sivishinky": ks_pdefind}
