@@ -20,6 +20,7 @@ installed. ``--track-args`` passes extra tracker flags (reported with the figure
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 import time
@@ -85,7 +86,23 @@ def simulated() -> dict:
     return out
 
 
-def real(data: Path, frames: int | None, track_args: list[str], keep: str | None = None) -> dict:
+def simulated_learned(seeds=(9101, 9102, 9103, 9104)) -> dict:
+    """The learned back end on held-out randomised phase-contrast colonies (sim.phase; training used seed 0)."""
+    from napari_dynfit.sim.phase import phase_colony_images
+
+    out = {}
+    for seed in seeds:
+        images, labels = phase_colony_images(seed, size=256, n_frames=4)
+        t0 = time.perf_counter()
+        res = segment_movie(images, method="learned", scheduler="sync")
+        r = pooled(labels, res.labels)
+        r.update(seconds=time.perf_counter() - t0)
+        out[f"rods_2d_phase_random_seed{seed}"] = r
+    return out
+
+
+def real(data: Path, frames: int | None, track_args: list[str], keep: str | None = None,
+         segment_args: list[str] = ()) -> dict:
     import tifffile
 
     from napari_dynfit.cli import main
@@ -107,7 +124,8 @@ def real(data: Path, frames: int | None, track_args: list[str], keep: str | None
             out["segment_seconds"] = None
         else:
             t0 = time.perf_counter()
-            rc = main(["-q", "segment", str(src), "-o", str(labels_path)])
+            rc = main(["-q", "segment", str(src), "-o", str(labels_path), *segment_args])
+            out["segment_command"] = "dynfit segment DATA/img -o LABELS.tif " + " ".join(segment_args)
             out["segment_seconds"] = time.perf_counter() - t0
             if rc != 0:
                 raise SystemExit(f"dynfit segment failed with status {rc}")
@@ -172,6 +190,9 @@ def main(argv=None) -> int:
     ap.add_argument("data", nargs="?", help="CTC data folder with img/ and TRA/ (local check)")
     ap.add_argument("--frames", type=int, help="first N frames only")
     ap.add_argument("--no-sim", action="store_true", help="skip the generated data")
+    ap.add_argument("--segment-args", default="", help="extra `dynfit segment` flags, one string "
+                    "(e.g. --segment-args='--method classic')")
+    ap.add_argument("--learned", action="store_true", help="generated data: also the learned back end (needs torch)")
     ap.add_argument("--track-args", nargs=argparse.REMAINDER, default=[], help="extra `dynfit track` flags")
     ap.add_argument("--json", help="also write the JSON here")
     ap.add_argument("--keep", help="label movie path: written by the first run, re-used by later runs")
@@ -179,12 +200,14 @@ def main(argv=None) -> int:
     out = {}
     if not args.no_sim:
         out["simulated"] = simulated()
+    if args.learned:
+        out["simulated_learned"] = simulated_learned()
     if args.data:
         data = Path(args.data).expanduser()
         if not (data / "img").is_dir() or not (data / "TRA").is_dir():
             print(f"{data} needs img/ and TRA/ folders", file=sys.stderr)
             return 2
-        out["real"] = real(data, args.frames, args.track_args, args.keep)
+        out["real"] = real(data, args.frames, args.track_args, args.keep, shlex.split(args.segment_args))
     emit_json(out, args.json)
     return 0
 

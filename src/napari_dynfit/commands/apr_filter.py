@@ -248,8 +248,9 @@ def register(sub) -> None:
     p.add_argument("--kind", choices=("auto", "rods", "round"), default="auto",
                    help="movie: shape prior, rods (bacteria) or round (nuclei); default auto")
     p.add_argument("--diameter", type=positive_float, help="movie: cell width/diameter in pixels (default: estimated)")
-    p.add_argument("--method", choices=("classic", "cellpose", "stardist"), default="classic",
-                   help="movie: back end; cellpose/stardist need the package and its weights installed")
+    p.add_argument("--method", choices=("classic", "learned", "cellpose", "stardist"), default="classic",
+                   help="movie: back end; learned: the shipped rod U-Net (2D phase contrast, needs torch); "
+                        "cellpose/stardist need the package and its weights installed")
     p.add_argument("--threshold", default=None,
                    help="movie: foreground threshold in background spreads (default automatic); .apr: otsu "
                         "(default), li, graphcut or a number")

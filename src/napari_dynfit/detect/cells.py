@@ -40,7 +40,9 @@ Steps (``method="classic"``, all from scikit-image / scipy):
    smaller than ``min_size`` join the neighbour they share the longest boundary with (or are dropped when
    isolated).
 
-``method="cellpose"`` / ``"stardist"`` run a deep-learning model instead (only when the package and its
+``method="learned"`` runs this package's small U-Net for rod-shaped cells in 2D phase contrast, trained only
+on generated images (:mod:`napari_dynfit.detect.learned`; needs torch). ``method="cellpose"`` / ``"stardist"``
+run a deep-learning model instead (only when the package and its
 weights are installed, or with a ``model`` object passed in; see :func:`segment_cells`). The parameters that
 were used and estimated are returned in :attr:`CellSegmentation.info`.
 
@@ -63,7 +65,7 @@ __all__ = ["segment_cells", "segment_movie", "estimate_parameters", "match_segme
 
 POLARITIES = ("auto", "bright", "dark")
 KINDS = ("auto", "rods", "round")
-METHODS = ("classic", "cellpose", "stardist")
+METHODS = ("classic", "learned", "cellpose", "stardist")
 
 #: Minimum contrast of the foreground, in background spreads (HWHM-based sigma).
 MIN_SNR = 4.0
@@ -563,10 +565,13 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
         Two regions stay apart when the distance transform on their boundary drops below this fraction of the
         smaller of their peaks (a neck, a septum, the bright line between two cells); :data:`CONSTRICTION` by
         default.
-    method : {"classic", "cellpose", "stardist"}
-        Back end. The deep-learning ones need the package with its weights, or ``model``.
+    method : {"classic", "learned", "cellpose", "stardist"}
+        Back end. ``learned``: the shipped rod U-Net (2D phase contrast, dark rods; needs torch), ``model`` may
+        be another weights file or a loaded network. The deep-learning ones need the package with its weights,
+        or ``model``.
     model : object, optional
-        A Cellpose-like model (``model.eval(image, diameter=...)`` returning masks first) or a StarDist-like
+        For ``learned`` a weights path or :func:`~napari_dynfit.detect.learned.load_rod_model` result; else
+        a Cellpose-like model (``model.eval(image, diameter=...)`` returning masks first) or a StarDist-like
         model (``model.predict_instances(image)`` returning ``(labels, details)``).
     spacing : sequence of float, optional
         Pixel size per axis for anisotropic 3D images (distances in the units of the smallest spacing).
@@ -592,6 +597,11 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
         if sp.shape != (img.ndim,) or np.any(sp <= 0) or not np.all(np.isfinite(sp)):
             raise InputError(f"spacing must hold {img.ndim} positive numbers, got {spacing}")
         sampling = sp / sp.min()
+    if method == "learned":
+        from .learned import segment_rods_learned
+
+        lab, info = segment_rods_learned(img, model=model)
+        return CellSegmentation(labels=lab, info=dict(info, diameter=diameter, objects=int(lab.max())))
     if method != "classic":
         return _deep(img, method, model, diameter, polarity)
     pr = _prepare(img, polarity, threshold, diameter, sampling, min_size)
@@ -835,6 +845,10 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
         raise InputError("movie must be an array of shape (t, y, x) or (t, z, y, x)") from None
     if nd not in (3, 4) or n == 0:
         raise InputError(f"movie has {nd} dimensions; expected (t, y, x) or (t, z, y, x)")
+    if method == "learned" and not hasattr(model, "forward"):  # load the network once for all frames
+        from .learned import load_rod_model
+
+        model = load_rod_model(model)
     kw = dict(polarity=polarity, kind=kind, diameter=diameter, threshold=threshold, min_size=min_size,
               constriction=constriction, method=method, model=model, spacing=spacing)
     if method == "classic" and (polarity == "auto" or kind == "auto" or diameter is None):
@@ -867,7 +881,8 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     labels = np.stack([r[0] for r in results]).astype(np.int32)
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length")}
-    info.update(polarity=kw["polarity"], kind=kw["kind"] if method == "classic" else None,
+    info.update(polarity=info.get("polarity") if method == "learned" else kw["polarity"],
+                kind=kw["kind"] if method == "classic" else info.get("kind"),
                 diameter=kw["diameter"], objects=[int(r[1]["objects"]) for r in results],
                 threshold=[r[1].get("threshold") for r in results])
     return CellSegmentation(labels=labels, info=info)

@@ -1,0 +1,338 @@
+"""A small learned back end for rod-shaped cells in phase contrast, trained only on generated images.
+
+A compact U-Net (4 levels, 8-32 channels, 75 k parameters) maps a normalised image to two maps: the
+cell foreground and each cell's distance to its own boundary divided by that cell's largest distance (1 on a
+rod's axis, 0 at its edge and at a wall or septum shared with a neighbour; a flow-free cousin of Omnipose's
+distance field). Instances: the seeds are the connected parts where the distance map exceeds 0.5 (a touching
+pair, side by side or tip to tip, has its seeds cut apart by the wall between them), grown by a watershed on
+the distance map inside the foreground.
+
+Training (:func:`train_rod_model`) uses only :mod:`napari_dynfit.sim.phase` images: random colonies, optics,
+backgrounds and noise, a fresh random rendering for every sample. The shipped weights
+(``resources/rod_unet.npz``, float16) are written by ``scripts/train_rod_unet.py`` with the defaults here.
+torch is needed (the ``[learn]`` extra) and imported only when this back end runs.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+
+CHANNELS = (8, 16, 32, 32)
+WEIGHTS = "rod_unet.npz"
+SEED_LEVEL = 0.5
+FG_LEVEL = 0.5
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise InputError("method='learned' needs torch (pip install 'napari-dynfit[learn]')") from None
+    return torch
+
+
+def build_unet(channels=CHANNELS):
+    """The U-Net as a ``torch.nn.Module``: 1 input channel, 2 output logits (foreground, distance)."""
+    torch = _torch()
+    nn = torch.nn
+
+    def block(a, b):
+        return nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
+                             nn.Conv2d(b, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True))
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            c = list(channels)
+            self.down = nn.ModuleList([block(1, c[0])] + [block(c[i], c[i + 1]) for i in range(len(c) - 1)])
+            self.up = nn.ModuleList([block(c[i + 1] + c[i], c[i]) for i in range(len(c) - 1)])
+            self.head = nn.Conv2d(c[0], 2, 1)
+
+        def forward(self, x):
+            skips = []
+            for i, blk in enumerate(self.down):
+                x = blk(x if i == 0 else torch.nn.functional.max_pool2d(x, 2))
+                skips.append(x)
+            for i in range(len(self.up) - 1, -1, -1):
+                x = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+                x = self.up[i](torch.cat([x, skips[i]], 1))
+            return self.head(x)
+
+    return UNet()
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """``(image - median) / (p99.5 - p0.5)`` as float32 (the model's input scale)."""
+    img = np.asarray(image, dtype=np.float32)
+    lo, med, hi = np.percentile(img, [0.5, 50, 99.5])
+    return ((img - float(med)) / max(float(hi - lo), 1e-6)).astype(np.float32)
+
+
+def targets(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training targets of a label frame: foreground and per-cell normalised distance to the cell's boundary.
+
+    Returns
+    -------
+    fg, dist : ndarray of float32, shape of ``lab``
+        ``dist`` is 0 outside cells and on the pixels touching another cell, 1 on each cell's most inner pixels.
+    """
+    lab = np.asarray(lab)
+    fg = lab > 0
+    mx = ndimage.maximum_filter(lab, size=3)
+    mn = ndimage.minimum_filter(np.where(fg, lab, np.iinfo(lab.dtype).max), size=3)
+    inner = fg & (mx == lab) & (mn == lab)
+    d = ndimage.distance_transform_edt(inner)
+    n = int(lab.max())
+    dmax = np.zeros(n + 1)
+    if n:
+        dmax[1:] = ndimage.maximum(d, lab, np.arange(1, n + 1))
+    dist = np.where(fg, d / np.maximum(dmax[lab], 1e-9), 0.0)
+    return fg.astype(np.float32), np.clip(dist, 0, 1).astype(np.float32)
+
+
+def _sample(bank, rng, patch):
+    from ..sim.phase import render_phase
+
+    lab = bank[int(rng.integers(len(bank)))]
+    y = int(rng.integers(0, lab.shape[0] - patch + 1))
+    x = int(rng.integers(0, lab.shape[1] - patch + 1))
+    lab = lab[y:y + patch, x:x + patch]
+    k = int(rng.integers(4))
+    lab = np.rot90(lab, k)
+    if rng.random() < 0.5:
+        lab = lab[:, ::-1]
+    lab = np.ascontiguousarray(lab)
+    img = normalise(render_phase(lab, rng))
+    img = img * rng.uniform(0.8, 1.25) + rng.uniform(-0.1, 0.1)
+    fg, dist = targets(lab)
+    return img.astype(np.float32), fg, dist
+
+
+def colony_bank(n_colonies: int, seed: int = 0, *, size: int = 256, n_frames: int = 4) -> list[np.ndarray]:
+    """Truth label frames of ``n_colonies`` generated rod colonies (:func:`~napari_dynfit.sim.phase.rod_colony_frames`)."""
+    from ..sim.phase import rod_colony_frames
+
+    rng = np.random.default_rng(seed)
+    bank = []
+    for _ in range(n_colonies):
+        bank += rod_colony_frames(rng, size=size, n_frames=n_frames)
+    return bank
+
+
+def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_colonies: int = 40, seed: int = 0,
+                    lr: float = 2e-3, channels=CHANNELS, threads: int | None = None, bank=None,
+                    log_every: int = 100, log=None) -> tuple[dict, list[dict]]:
+    """Train the rod U-Net on generated phase-contrast colonies (CPU is enough).
+
+    Parameters
+    ----------
+    steps, batch, patch : int
+        Optimiser steps (Adam, cosine-decayed learning rate ``lr``), images per step, patch side (px, multiple of 8).
+    n_colonies : int
+        Colonies simulated for the truth bank (4 frames each, 256 x 256 px), unless ``bank`` is given.
+    seed : int
+        Seeds the colonies, the renderings and torch.
+    threads : int, optional
+        torch CPU threads.
+    bank : list of ndarray, optional
+        Truth label frames to sample from (default :func:`colony_bank`).
+    log : callable, optional
+        Called as ``log(record, net)`` with each logged ``{"step", "loss", "seconds"}`` record.
+
+    Returns
+    -------
+    state : dict
+        ``{name: ndarray}`` weights (float32), loadable by :func:`load_rod_model`.
+    history : list of dict
+        Logged ``step, loss, seconds``.
+    """
+    torch = _torch()
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)
+    if patch % 2 ** (len(channels) - 1):
+        raise InputError(f"patch must be a multiple of {2 ** (len(channels) - 1)}, got {patch}")
+    rng = np.random.default_rng(seed + 1)
+    if bank is None:
+        bank = colony_bank(n_colonies, seed, size=max(256, patch))
+    net = build_unet(channels)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                pct_start=min(0.3, max(0.1, 3 / steps)))
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    history, t0, run = [], time.perf_counter(), []
+    net.train()
+    for step in range(1, steps + 1):
+        data = [_sample(bank, rng, patch) for _ in range(batch)]
+        x = torch.from_numpy(np.stack([d[0] for d in data])[:, None])
+        fg = torch.from_numpy(np.stack([d[1] for d in data])[:, None])
+        dist = torch.from_numpy(np.stack([d[2] for d in data])[:, None])
+        out = net(x)
+        loss = bce(out[:, :1], fg) + 2 * bce(out[:, 1:], dist)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        run.append(loss.item())
+        if step % log_every == 0 or step == steps:
+            rec = {"step": step, "loss": float(np.mean(run)), "seconds": time.perf_counter() - t0}
+            run = []
+            history.append(rec)
+            if log:
+                log(rec, net)
+    return state_of(net, channels), history
+
+
+def state_of(net, channels=CHANNELS) -> dict:
+    """``{name: ndarray}`` weights of a U-Net (plus its ``channels``)."""
+    state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+    state["channels"] = np.asarray(channels)
+    return state
+
+
+def save_rod_model(state: dict, path) -> Path:
+    """Write weights as float16 ``.npz`` (integer buffers kept as they are)."""
+    path = Path(path)
+    out = {k.replace(".", "/"): (v.astype(np.float16) if v.dtype.kind == "f" else v) for k, v in state.items()}
+    np.savez_compressed(path, **out)
+    return path
+
+
+def load_rod_model(path=None):
+    """The U-Net with the weights of ``path`` (default: the shipped ``resources/rod_unet.npz``), in eval mode."""
+    torch = _torch()
+    if path is None:
+        ref = resources.files("napari_dynfit") / "resources" / WEIGHTS
+        with resources.as_file(ref) as p:
+            return load_rod_model(p)
+    if isinstance(path, dict):
+        state = path
+    else:
+        if not Path(path).exists():
+            raise InputError(f"no model weights at {path}")
+        with np.load(path) as z:
+            state = {k.replace("/", "."): z[k] for k in z.files}
+    channels = tuple(int(c) for c in state.get("channels", CHANNELS))
+    net = build_unet(channels)
+    sd = {}
+    for k, v in state.items():
+        if k != "channels":
+            v = np.asarray(v)
+            sd[k] = torch.from_numpy(np.ascontiguousarray(v.astype(np.float32) if v.dtype.kind == "f" else v))
+    net.load_state_dict(sd)
+    net.eval()
+    return net
+
+
+def predict_maps(image, net, *, tile: int = 512, flips: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground probability and normalised distance maps of one 2D image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (y, x)
+    net : torch.nn.Module
+        From :func:`load_rod_model`.
+    tile : int
+        Tiles of this side (px, with a 32 px overlap) bound the memory.
+    flips : bool
+        Average over the four flips (test-time augmentation).
+
+    Returns
+    -------
+    fg, dist : ndarray of float32, shape (y, x)
+    """
+    torch = _torch()
+    img = normalise(image)
+    h, w = img.shape
+    m = 8
+    pad = ((0, -h % m), (0, -w % m))
+    x = np.pad(img, pad, mode="reflect")
+    out = np.zeros((2,) + x.shape, np.float32)
+    weight = np.zeros(x.shape, np.float32)
+    step, ov = tile - 64, 32
+    ys = list(range(0, max(x.shape[0] - tile, 0) + 1, step))
+    xs = list(range(0, max(x.shape[1] - tile, 0) + 1, step))
+    if ys[-1] + tile < x.shape[0]:
+        ys.append(x.shape[0] - tile)
+    if xs[-1] + tile < x.shape[1]:
+        xs.append(x.shape[1] - tile)
+    with torch.no_grad():
+        for y0 in ys:
+            for x0 in xs:
+                sl = (slice(y0, y0 + tile), slice(x0, x0 + tile))
+                t = torch.from_numpy(np.ascontiguousarray(x[sl]))[None, None]
+                acc = 0
+                variants = ((), (2,), (3,), (2, 3)) if flips else ((),)
+                for f in variants:
+                    tt = torch.flip(t, f) if f else t
+                    r = net(tt)
+                    acc = acc + (torch.flip(r, f) if f else r)
+                prob = torch.sigmoid(acc / len(variants))[0].numpy()
+                wy = np.ones(prob.shape[1], np.float32)
+                wx = np.ones(prob.shape[2], np.float32)
+                if y0 > 0:
+                    wy[:ov] = 1e-3
+                if x0 > 0:
+                    wx[:ov] = 1e-3
+                if y0 + tile < x.shape[0]:
+                    wy[-ov:] = 1e-3
+                if x0 + tile < x.shape[1]:
+                    wx[-ov:] = 1e-3
+                ww = wy[:, None] * wx[None, :]
+                out[(slice(None),) + sl] += prob * ww
+                weight[sl] += ww
+    out /= weight
+    return out[0, :h, :w], out[1, :h, :w]
+
+
+def instances(fg: np.ndarray, dist: np.ndarray, *, seed_level: float = SEED_LEVEL, fg_level: float = FG_LEVEL,
+              min_size: int = 12) -> np.ndarray:
+    """Cells from the two maps: seeds where ``dist > seed_level``, watershed on ``-dist`` inside ``fg > fg_level``."""
+    from skimage.segmentation import watershed
+
+    mask = fg > fg_level
+    seeds, n = ndimage.label((dist > seed_level) & mask)
+    if n:
+        sizes = np.bincount(seeds.ravel())
+        small = sizes < min_size
+        small[0] = False
+        seeds[small[seeds]] = 0
+    lab = watershed(-dist, seeds, mask=mask)
+    if lab.max():
+        sizes = np.bincount(lab.ravel())
+        lab[(sizes < min_size)[lab]] = 0
+    from skimage.segmentation import relabel_sequential
+
+    return relabel_sequential(lab)[0].astype(np.int32)
+
+
+def segment_rods_learned(image, *, model=None, flips: bool = True) -> tuple[np.ndarray, dict]:
+    """Label image of rod-shaped cells of one 2D phase-contrast frame with the learned model.
+
+    Parameters
+    ----------
+    image : ndarray, shape (y, x)
+    model : torch.nn.Module or path, optional
+        Default: the shipped weights.
+    flips : bool
+        Test-time flip averaging.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape (y, x)
+    info : dict
+    """
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise InputError(f"method='learned' segments 2D frames; got an image of {img.ndim} dimensions")
+    net = model if hasattr(model, "forward") else load_rod_model(model)
+    fg, dist = predict_maps(img, net, flips=flips)
+    lab = instances(fg, dist)
+    return lab, {"method": "learned", "polarity": "dark", "kind": "rods", "n_objects": int(lab.max())}

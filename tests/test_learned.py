@@ -1,0 +1,108 @@
+"""The learned rod back end (detect/learned.py) and its training images (sim/phase.py), against generated truth.
+
+The shipped weights were trained by ``scripts/train_rod_unet.py`` on colonies from the training seed stream
+(seed 0); the colonies here use other seeds (held out).
+"""
+
+import numpy as np
+import pytest
+from test_cells import pooled_f1  # tests/ is on sys.path under pytest
+
+from napari_dynfit.detect import match_segmentation, segment_cells, segment_movie
+from napari_dynfit.sim.phase import phase_colony_images, render_phase, rod_colony_frames
+
+torch = pytest.importorskip("torch")
+
+from napari_dynfit.detect import learned  # noqa: E402
+
+try:
+    from importlib import resources
+
+    HAVE_WEIGHTS = (resources.files("napari_dynfit") / "resources" / learned.WEIGHTS).is_file()
+except Exception:  # pragma: no cover
+    HAVE_WEIGHTS = False
+needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="shipped weights not written yet")
+
+
+def test_targets_cut_touching_cells_apart():
+    lab = np.zeros((20, 40), np.int32)
+    lab[5:15, 5:20] = 1
+    lab[5:15, 20:35] = 2  # touching tip to tip
+    fg, dist = learned.targets(lab)
+    assert fg.sum() == (lab > 0).sum()
+    assert dist[:, 19].max() == 0 and dist[:, 20].max() == 0  # the shared wall
+    assert dist[10, 12] == pytest.approx(1.0, abs=0.2) and dist[10, 27] == pytest.approx(1.0, abs=0.2)
+    seeds = learned.instances(fg, dist, min_size=4)
+    assert seeds.max() == 2 and match_segmentation(lab, seeds)["f1"] == 1.0
+
+
+def test_phase_images_dark_cells_bright_halo():
+    labs = rod_colony_frames(3, size=128, width=8.0, aspect=4.0, n_frames=2)
+    assert len(labs) == 2 and labs[-1].max() > labs[0].max() >= 2
+    lab = labs[-1]
+    img = render_phase(lab, 5)
+    assert img.shape == lab.shape and 0 <= img.min() and img.max() <= 1
+    assert np.median(img[lab > 0]) < np.median(img[lab == 0])  # cells are dark
+
+
+def test_tiny_training_learns_the_foreground():
+    """A few dozen steps on generated colonies already separate cells from background on a new image."""
+    bank = rod_colony_frames(0, size=128, width=9.0, aspect=4.0, n_frames=2)
+    state, hist = learned.train_rod_model(steps=40, batch=4, patch=64, bank=bank, seed=1, threads=1, log_every=20)
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    net = learned.load_rod_model(state)
+    test = rod_colony_frames(7, size=128, width=9.0, aspect=4.0, n_frames=1)[0]
+    fg, _ = learned.predict_maps(render_phase(test, 8), net, flips=False)
+    truth = test > 0
+    iou = np.sum((fg > 0.5) & truth) / np.sum((fg > 0.5) | truth)
+    assert iou > 0.6
+
+
+@needs_weights
+def test_shipped_weights_held_out_colonies():
+    """Shipped weights on held-out generated colonies (seeds never used in training): F1 (IoU 0.5) >= 0.95."""
+    images, labels = [], []
+    for seed in (9001, 9002):
+        im, lab = phase_colony_images(seed, size=192, n_frames=2)
+        images.append(im)
+        labels.append(lab)
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    res = segment_movie(images, method="learned", scheduler="sync")
+    assert res.labels.shape == labels.shape and res.info["method"] == "learned"
+    assert pooled_f1(labels, res.labels) >= 0.95
+
+
+@needs_weights
+def test_learned_on_classic_phase_rendering():
+    """The colonies rendered by render_cells (the classic back end's test data): the learned one cuts them too."""
+    from napari_dynfit.sim.cells import simulate_rod_colony
+    from napari_dynfit.sim.render import render_cells
+
+    tab = simulate_rod_colony(5, 24, box=(128.0, 128.0), width=10, division_length=44, growth_rate=0.08, seed=0)
+    movie, labels, _ = render_cells(tab, (128.0, 128.0), seed=100, contrast="phase", amplitude=70, halo=4.0,
+                                    halo_sigma=2, gap=True, texture=0.15)
+    frames = [4, 12, 23]
+    res = segment_cells(movie[23], method="learned")
+    assert res.info["kind"] == "rods" and res.labels.max() > 10
+    f1 = pooled_f1(labels[frames], segment_movie(movie[frames], method="learned", scheduler="sync").labels)
+    assert f1 >= 0.9
+
+
+def test_learned_errors(tmp_path):
+    from napari_dynfit.errors import InputError
+
+    with pytest.raises(InputError, match="2D"):
+        segment_cells(np.zeros((4, 16, 16)), method="learned")
+    with pytest.raises(InputError, match="no model weights"):
+        segment_cells(np.zeros((16, 16)), method="learned", model=tmp_path / "missing.npz")
+
+
+def test_save_load_round_trip(tmp_path):
+    net = learned.build_unet()
+    state = learned.state_of(net)
+    path = learned.save_rod_model(state, tmp_path / "w.npz")
+    net2 = learned.load_rod_model(path)
+    x = torch.randn(1, 1, 32, 32)
+    net.eval()
+    with torch.no_grad():
+        assert torch.allclose(net(x), net2(x), atol=2e-2)
