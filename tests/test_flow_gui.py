@@ -35,7 +35,12 @@ def test_flow_widget_fit_and_layers(make_napari_viewer, qtbot):
     assert {"PFI drift", "PFI growth", "PFI trajectories"} <= set(names)
     vec = viewer.layers["PFI drift"].data
     assert vec.shape[1:] == (2, 2)
-    assert np.allclose(vec[:, 1], w.model.drift(vec[:, 0]) * 0.1, atol=1e-4)
+    # arrows along the drift, scaled together so that the longest is 0.9 arrow-grid spacings (visible at any units)
+    f = w.model.drift(vec[:, 0])
+    c = np.linalg.norm(vec[:, 1], axis=1).max() / np.linalg.norm(f, axis=1).max()
+    assert np.allclose(vec[:, 1], c * f, atol=1e-4 * np.abs(vec[:, 1]).max())
+    spacing = np.sqrt(np.prod(np.ptp(vec[:, 0], axis=0)) / len(vec))
+    assert np.linalg.norm(vec[:, 1], axis=1).max() == pytest.approx(0.9 * spacing)
 
 
 def test_flow_widget_cancel(make_napari_viewer, qtbot):

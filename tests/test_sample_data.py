@@ -15,9 +15,9 @@ def test_open_2d_sample_from_the_menu(make_napari_viewer):
     assert [layer._type_string for layer in viewer.layers] == ["image", "tracks"]
     image, tracks = viewer.layers
     assert image.data.shape == (400, 384, 384) and image.data.dtype == np.uint16
-    np.testing.assert_allclose(image.scale, (1.0, 1.0, 1.0))
+    np.testing.assert_allclose(image.scale, (0.1, 1.0, 1.0))  # frames with scale[0] = dt (napari_dynfit.geometry)
     np.testing.assert_allclose(tracks.scale, image.scale)
-    assert len(np.unique(tracks.data[:, 0])) == ABP_2D["n_particles"]
+    assert tracks.features["particle_id"].nunique() == ABP_2D["n_particles"]  # tracks split at the wrap
     # the truth is marked (never a step's input) and hidden; the periodic box is marked for the fields step
     assert tracks.metadata["ground_truth"] and not tracks.visible and not image.metadata.get("ground_truth")
     assert image.metadata["periodic"] and image.metadata["dt"] == pytest.approx(0.1)
@@ -55,6 +55,6 @@ def test_sample_layer_data_tuples():
     kinds = [kind for _, _, kind in layers]
     assert kinds == ["image", "labels", "tracks"]
     data, meta, _ = layers[2]
-    assert meta["scale"] == (1.0, 1.0, 0.5, 0.5)
+    assert meta["scale"] == (1.0, 1.0, 0.5, 0.5) and meta["units"][0] == "pixel"  # the cells' time: frames
     assert all(data[data[:, 0] == child][:, 1].min() == data[data[:, 0] == mother[0]][:, 1].max() + 1
                for child, mother in meta["graph"].items())

@@ -253,9 +253,10 @@ class Tracks:  # the attributes of a napari Tracks layer that tracks_from_napari
 def test_tracks_from_napari_applies_scale_and_translate():
     truth = known_tracks()
     data, kw = tracks_to_napari(truth)
-    assert kw["scale"] == (1.0, 0.5, 0.25) and kw["axis_labels"] == ("t", "y", "x")
-    assert kw["units"] == ("pixel", "micrometer", "micrometer") and kw["metadata"]["dt"] == 30.0
-    layer = Tracks(data, kw["graph"], scale=(1.0, 0.5, 0.25), translate=(0.0, 10.0, 5.0), metadata=kw["metadata"],
+    # the time convention (napari_dynfit.geometry): frames, scale[0] = dt in the time unit
+    assert kw["scale"] == (30.0, 0.5, 0.25) and kw["axis_labels"] == ("t", "y", "x")
+    assert kw["units"] == ("second", "micrometer", "micrometer") and kw["metadata"]["dt"] == 30.0
+    layer = Tracks(data, kw["graph"], scale=(30.0, 0.5, 0.25), translate=(0.0, 10.0, 5.0), metadata=kw["metadata"],
                    units=kw["units"])
     world = tracks_from_napari(layer)
     np.testing.assert_allclose(world["y"], truth["y"] * 0.5 + 10.0)

@@ -22,7 +22,7 @@ def test_open_tracks_file_in_napari(make_napari_viewer, tmp_path, name):
     tracks = [lay for lay in layers if type(lay).__name__ == "Tracks"]
     assert len(tracks) == 1
     lay = tracks[0]
-    np.testing.assert_allclose(lay.scale, [1.0, 0.5, 0.25])
+    np.testing.assert_allclose(lay.scale, [30.0 if lay.metadata["dt"] == 30.0 else 1.0, 0.5, 0.25])  # time: dt
     assert tuple(lay.axis_labels) == ("t", "y", "x") and [str(u) for u in lay.units][1:] == ["micrometer"] * 2
     assert lay.metadata["dt"] == 30.0
     np.testing.assert_allclose(lay.translate, [0.0, 10.0, 5.0])  # the origin (a CTC folder we wrote keeps it)
@@ -42,7 +42,7 @@ def test_open_trackmate_xml_in_napari(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     (lay,) = viewer.open(str(tmp_path / "tm.xml"), plugin="napari-dynfit")
     assert len(np.unique(lay.data[:, 0])) == 5 and len(lay.graph) == 2
-    np.testing.assert_allclose(lay.scale, [1.0, 0.5, 0.5])
+    np.testing.assert_allclose(lay.scale, [lay.metadata["dt"], 0.5, 0.5])  # time axis: frames, scale = dt
 
 
 @pytest.mark.parametrize("ext", [".geff", ".ctc", ".parquet", ".csv"])

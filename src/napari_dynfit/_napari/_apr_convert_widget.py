@@ -17,6 +17,7 @@ from ..errors import DynfitError
 from ..apr.convert import MODES
 from ._apr_reader import apr_layers_from_result, is_apr_layer, set_apr_mode
 from ._contract import StepContract
+from ._geometry import layer_kwargs
 from ._jobs import StepJob
 
 PREVIEW = "APR preview"
@@ -178,7 +179,7 @@ class AprConvertWidget(StepContract, Container):
                                 on_return=lambda res: self._show_preview(res, layer), busy="preview...", block=sync)
 
     def _show_preview(self, res: dict, layer) -> None:
-        scale, translate = list(layer.scale)[-2:], list(layer.translate)[-2:]
+        geo = layer_kwargs(layer, axes=2, time=False)  # one plane of the layer, in its world
         for name, arr, kw in ((PREVIEW, res["image"], {"colormap": layer.colormap.name,
                                                        "contrast_limits": layer.contrast_limits}),
                               (PREVIEW_LEVELS, res["levels"], {"colormap": "turbo", "opacity": 0.5,
@@ -186,9 +187,9 @@ class AprConvertWidget(StepContract, Container):
             if name in self._viewer.layers:
                 lay = self._viewer.layers[name]
                 lay.data = arr
-                lay.scale, lay.translate = scale, translate
+                lay.scale, lay.translate = geo["scale"], geo["translate"]
             else:
-                self._viewer.add_image(arr, name=name, scale=scale, translate=translate, **kw)
+                self._viewer.add_image(arr, name=name, **geo, **kw)
         st = res["stats"]
         self._stats.value = (f"preview: {st['particles']} particles, ratio {st['computational_ratio']:.1f}, "
                              f"memory saved {100 * st['memory_saved']:.0f} %")
@@ -246,6 +247,8 @@ class AprConvertWidget(StepContract, Container):
         source = self._viewer.layers[name] if name in self._viewer.layers else None
         dt = (source.metadata or {}).get("dt") if source is not None else None  # keep the frame interval
         for data, kwargs, ltype in apr_layers_from_result(result, name):
+            if source is not None and source.ndim == len(kwargs.get("scale", ())):
+                kwargs.update(layer_kwargs(source))  # the movie's world: translate, units, axis labels too
             if dt is not None:
                 kwargs["metadata"] = {**kwargs.get("metadata", {}), "dt": dt}
             self._viewer.add_layer(Layer.create(data, kwargs, ltype))

@@ -16,6 +16,7 @@ from qtpy.QtCore import QTimer
 
 from ..errors import InputError
 from ._contract import StepContract
+from ._geometry import layer_kwargs
 from ._jobs import StepJob
 
 PREVIEW = "APR filter preview"
@@ -188,15 +189,15 @@ class AprFilterWidget(StepContract, Container):
                                 block=sync)
 
     def _show_preview(self, layer, res, img, lab) -> None:
-        scale, translate = list(layer.scale)[-2:], list(layer.translate)[-2:]
+        geo = layer_kwargs(layer, axes=2, time=False)  # one plane of the layer, in its world
         if PREVIEW in self._viewer.layers:
             self._viewer.layers[PREVIEW].data = img
         else:
-            self._viewer.add_image(img, name=PREVIEW, scale=scale, translate=translate, colormap="magma")
+            self._viewer.add_image(img, name=PREVIEW, **geo, colormap="magma")
         if PREVIEW_MASK in self._viewer.layers:
             self._viewer.layers[PREVIEW_MASK].data = lab
         else:
-            self._viewer.add_labels(lab, name=PREVIEW_MASK, scale=scale, translate=translate, opacity=0.4)
+            self._viewer.add_labels(lab, name=PREVIEW_MASK, **geo, opacity=0.4)
         self._stats.value = self._summary(res)
 
     @staticmethod
@@ -228,13 +229,11 @@ class AprFilterWidget(StepContract, Container):
                         block=sync)
 
     def _show_result(self, layer, image, res, lazy) -> None:
-        spatial_scale = list(layer.scale)[-image.ndim:]
-        spatial_translate = list(layer.translate)[-image.ndim:]
+        geo = layer_kwargs(layer, axes=image.ndim, time=False)  # the frame's space, in the layer's world
         name = f"{layer.name} objects"
-        self._viewer.add_labels(lazy, name=name, scale=spatial_scale, translate=spatial_translate)
+        self._viewer.add_labels(lazy, name=name, **geo)
         table = res["table"]
         cols = [c for c in ("z", "y", "x") if c in table.columns]
-        self._viewer.add_points(table[cols].to_numpy(), name=f"{name} centroids", scale=spatial_scale,
-                                translate=spatial_translate, features=table, size=3, face_color="cyan")
+        self._viewer.add_points(table[cols].to_numpy(), name=f"{name} centroids", **geo, features=table, size=3, face_color="cyan")
         self._stats.value = self._summary(res)
         self.made.emit(self._viewer.layers[f"{name} centroids"])

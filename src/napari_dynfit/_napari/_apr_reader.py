@@ -123,6 +123,8 @@ def _pixel_layer(path):
     if "c" in px["axes"]:
         kwargs["channel_axis"] = px["axes"].index("c")
         kwargs["scale"] = [s for a, s in zip(px["axes"], px["scale"]) if a != "c"]
+    # the time convention (napari_dynfit.geometry): frames with scale[0] = the frame interval, labels t, [z,] y, x
+    kwargs["axis_labels"] = tuple(a for a in px["axes"] if a != "c")
     return [(px["data"], kwargs, "image")]
 
 

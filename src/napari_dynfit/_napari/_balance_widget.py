@@ -123,19 +123,20 @@ class BalanceWidget(StepContract, Container):
 
         bundle, res = item
         self.result = res
-        scale = (bundle.dt,) + bundle.spacing
-        translate = tuple(float(bundle.coords[a][0]) for a in ("t",) + bundle.space_axes)
+        from ._geometry import fields_kwargs
+
+        geo = fields_kwargs(bundle)  # the fields' grid: physical time and lengths (napari_dynfit.geometry)
         labels = res.regions.astype(np.int32) + 1  # 0 stays transparent
         names = {i + 1: " + ".join(b.terms) or "no dynamics" for i, b in enumerate(res.balances)}
         if REGIONS in self._viewer.layers:
             self._viewer.layers[REGIONS].data = labels
         else:
-            self._viewer.add_labels(labels, name=REGIONS, scale=scale, translate=translate, opacity=0.5)
+            self._viewer.add_labels(labels, name=REGIONS, **geo, opacity=0.5)
         self._viewer.layers[REGIONS].metadata["balances"] = names
         if UNCERTAINTY in self._viewer.layers:
             self._viewer.layers[UNCERTAINTY].data = res.uncertainty
         else:
-            self._viewer.add_image(res.uncertainty, name=UNCERTAINTY, scale=scale, translate=translate,
+            self._viewer.add_image(res.uncertainty, name=UNCERTAINTY, **geo,
                                    colormap="magma", visible=False, contrast_limits=(0.0, 1.0))
         self._table.setRowCount(len(res.balances))
         for i, b in enumerate(res.balances):

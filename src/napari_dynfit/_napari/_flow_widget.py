@@ -1,6 +1,9 @@
 """Dock widget: probability flow inference from a Points layer of untracked detections.
 
-The Points layer's first coordinate is the frame (time = frame * dt); the others are positions. Training runs in a
+The Points layer's first coordinate is the frame (time = frame * dt, dt from the layer's time axis:
+:mod:`napari_dynfit.geometry`); the others are positions, read in world coordinates (scale, translate). The layers
+added are drawn in the Points layer's world (its scale, translate, units and axis labels), the drift arrows sized
+to the grid of arrows. Training runs in a
 ``thread_worker``; every 10 steps the current drift field is drawn as a Vectors layer (live overlay); Cancel stops
 the fit. At the end the growth map (with *growth*) and trajectories sampled from the learned SDE are added.
 
@@ -76,6 +79,8 @@ class FlowWidget(StepContract, QWidget):
         self.run_btn.clicked.connect(lambda: self.start())
         self.save_btn.clicked.connect(self._ask_save)
         self._snaps = None
+        self._source = None  # the Points layer of the running/last fit (the geometry of the added layers)
+        self.layer.currentTextChanged.connect(self._take_dt)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
@@ -87,6 +92,15 @@ class FlowWidget(StepContract, QWidget):
         self.layer.addItems(names)
         if current in names:
             self.layer.setCurrentText(current)
+
+    def _take_dt(self, name: str) -> None:
+        """Time per frame from the chosen layer's time axis (``scale[0]``, or ``metadata["dt"]``)."""
+        from ._geometry import time_axis
+
+        if name and name in self.viewer.layers:
+            dt = time_axis(self.viewer.layers[name])[0]
+            if dt > 0:
+                self.dt.setValue(dt)
 
     def _inputs(self) -> dict:
         """The widget's values and the Points layer's data in world coordinates (read in the GUI thread)."""
@@ -101,6 +115,7 @@ class FlowWidget(StepContract, QWidget):
                 scale, translate = np.asarray(layer.scale, float), np.asarray(layer.translate, float)
                 data[:, 1:] = data[:, 1:] * scale[1:] + translate[1:]
             inputs["points"] = data
+            inputs["source"] = layer
         return inputs
 
     @staticmethod
@@ -147,6 +162,7 @@ class FlowWidget(StepContract, QWidget):
         """Start the fit in the widget's job: reading the snapshots, score matching and the flow fit all run in
         the worker; every 10 steps the drift is drawn (live overlay)."""
         inputs, settings = self._inputs(), self._settings()
+        self._source = inputs.get("source")
 
         def compute():  # imports too: the first import of torch costs seconds
             from .._progress import report
@@ -166,28 +182,58 @@ class FlowWidget(StepContract, QWidget):
                         busy="score matching ...", block=block)
 
     def _show_drift(self, vectors):
+        """Draw the drift (world coordinates ``(n, 2, 2)``) over the source layer, arrows sized to their grid."""
+        from ._geometry import arrow_style, world_vectors
+
+        vectors, width = arrow_style(vectors)
+        data, kw = world_vectors(self._source, vectors[:, 0], vectors[:, 1], axes=2)
+        width = width / float(np.sqrt(np.prod(kw.get("scale", (1.0, 1.0)))))  # napari's width: data units
         if "PFI drift" in self.viewer.layers:
-            self.viewer.layers["PFI drift"].data = vectors
+            lay = self.viewer.layers["PFI drift"]
+            lay.data, lay.edge_width = data, width
         else:
-            self.viewer.add_vectors(vectors, name="PFI drift", edge_color="orange", edge_width=0.05)
+            self.viewer.add_vectors(data, name="PFI drift", edge_color="orange", edge_width=width, **kw)
 
     def _finish(self, model, snaps):
         from ..models.flow.layers import drift_vectors, growth_map, tracks_data, trajectory_table
+        from ._geometry import layer_kwargs
 
         self.model = model
         self._snaps = snaps
         self.save_btn.setEnabled(True)
         self._show_drift(drift_vectors(model, snaps))
         if model.growth_net is not None and snaps.dim >= 2:
-            img, kw = growth_map(model, snaps)
+            img, kw = growth_map(model, snaps)  # world grid: keep it, with the source's units and labels
+            if self._source is not None:
+                kw = {**layer_kwargs(self._source, axes=2), **kw}
             self.viewer.add_image(img, name="PFI growth", colormap="PiYG", opacity=0.6, **kw)
         self.made.emit(model)
         table = trajectory_table(model, snaps, n_paths=100)
-        self.viewer.add_tracks(tracks_data(table, snaps.columns), name="PFI trajectories")
+        data, kw = self._trajectories(tracks_data(table, snaps.columns), table["time"].to_numpy(float))
+        self.viewer.add_tracks(data, name="PFI trajectories", **kw)
         self.status.setText("done" + (f"; A = {np.round(model.A, 3).tolist()}" if model.kind == "linear" else "")
                             + "".join(f"; {v['reason']}" for v in model.selection.values())
                             + (f"; {model.uncertainty['reason']}" if model.uncertainty else "")
                             + (f"; {model.uncertainty['hint']}" if model.uncertainty.get("hint") else ""))
+
+    def _trajectories(self, data, times):
+        """Tracks data in the source's data coordinates: time in sub-frames (``scale[0]`` = the sampling step),
+        space in the source's pixels; without a source layer (``.h5ad``) world coordinates."""
+        from ._geometry import layer_kwargs, world_time
+
+        steps = np.diff(np.unique(times))
+        step = float(steps.min()) if steps.size else 1.0
+        data = data.copy()
+        data[:, 1] = np.round((times - times.min()) / step)
+        if self._source is None or data.shape[1] - 2 != self._source.ndim - 1:
+            return data, {"scale": (step, *[1.0] * (data.shape[1] - 2)), "translate": (float(times.min()),
+                                                                                        *[0.0] * (data.shape[1] - 2))}
+        kw = layer_kwargs(self._source)
+        scale, translate = np.asarray(kw["scale"], float), np.asarray(kw["translate"], float)
+        data[:, 2:] = (data[:, 2:] - translate[1:]) / scale[1:]
+        t0, t1 = world_time(self._source, [times.min(), times.min() + step], self.dt.value())  # frame * dt -> world
+        kw["scale"], kw["translate"] = (t1 - t0, *scale[1:]), (t0, *translate[1:])
+        return data, kw
 
     def save_h5ad(self, path):
         """Write the fitted flow to the AnnData file ``path``: the input ``.h5ad`` copied whole plus

@@ -18,8 +18,9 @@
 * errors are shown in the status label and as a napari notification, never re-raised in the Qt
   event loop (``ignore_errors=True``: superqt otherwise re-raises worker errors in the main thread);
 * ``block=True`` runs the same code in the calling thread (tests, scripts);
-* the job belongs to its widget: when the Run button's Qt widget is destroyed (the widget or its viewer was
-  closed) the computation is cancelled and no further update is delivered to layers that may be gone.
+* the job belongs to its widget: when the Run button's Qt widget is destroyed or the viewer's window closes,
+  the computation is cancelled, its thread joined (:meth:`StepJob.join`, a few seconds at most: core loops stop
+  at their next progress step) and no further update is delivered to layers that may be gone.
 
 Buttons and labels may be magicgui widgets or plain Qt widgets (``QPushButton``, ``QLabel``).
 """
@@ -31,7 +32,7 @@ import inspect
 import threading
 import time
 
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
 
 from .._progress import progress_context
 from ..errors import Cancelled, DynfitError
@@ -52,6 +53,24 @@ class _Bridge(QObject):
 
     progressed = Signal(int, object, str, int)  # done, total (None: unknown), desc, generation
     delivered = Signal(object, int)  # item, generation
+
+
+class _CloseWatcher(QObject):
+    """Calls ``on_close`` when the watched window gets its Close event (before napari tears the viewer down)."""
+
+    def __init__(self, window, on_close):
+        super().__init__(window)
+        self._on_close = on_close
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Close:
+            self._on_close()
+        return False
+
+
+#: seconds a closing widget waits for its worker thread to end
+JOIN_TIMEOUT = 30.0
 
 
 def set_enabled(widget, on: bool) -> None:
@@ -98,6 +117,9 @@ class StepJob:
         self._closed = False
         self._gen = 0
         self._bar = None
+        self._in_bar = False
+        self._done = threading.Event()
+        self._done.set()
         self._on_yield = None
         self._bridge = _Bridge()
         #: ``(done, total, desc, generation)`` from the worker, delivered in the GUI thread
@@ -111,13 +133,22 @@ class StepJob:
         self._anchor = native
         if native is not None and hasattr(native, "destroyed"):
             native.destroyed.connect(self.close)
+        qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        if qt_window is not None and hasattr(qt_window, "installEventFilter"):
+            self._watcher = _CloseWatcher(qt_window, self.close)
 
     # --- life cycle -------------------------------------------------------------------------
     def close(self, *_) -> None:
-        """Cancel the running computation for good: its widget is gone, so nothing more is delivered."""
+        """Cancel the running computation for good and join its thread: its widget or viewer is gone, so nothing
+        more is delivered."""
         self._closed = True
         self.stop()
         self._close_bar()
+        self.join(JOIN_TIMEOUT)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the worker thread of the latest computation has ended; ``True`` if it has (or none ran)."""
+        return self._done.wait(timeout)
 
     def alive(self) -> bool:
         """False once the job's widget was closed (updates would reach dead layers)."""
@@ -164,8 +195,15 @@ class StepJob:
             return
         what = desc or self.busy or "working"
         set_text(self.status, f"{what}: {done}/{total}" if total else f"{what}: {done}")
-        if not self.activity:
-            return
+        if not self.activity or self._in_bar:
+            return  # napari's activity dock processes events while it adds a bar: no second bar from in there
+        self._in_bar = True
+        try:
+            self._update_bar(done, total, what)
+        finally:
+            self._in_bar = False
+
+    def _update_bar(self, done, total, what) -> None:
         from napari.utils import progress
 
         bar = self._bar
@@ -201,7 +239,7 @@ class StepJob:
             self._on_yield(item)
 
     # --- running ----------------------------------------------------------------------------
-    def _body(self, compute, event, gen, threaded):
+    def _body(self, compute, event, gen, threaded, done=None):
         token = _GENERATION.set(gen) if threaded else None
         try:
             with progress_context(self._reporter(gen), event):
@@ -213,6 +251,8 @@ class StepJob:
         finally:
             if token is not None:
                 _GENERATION.reset(token)
+            if done is not None:
+                done.set()
 
     def start(self, compute, *, on_yield=None, on_return=None, busy: str = "working...", block: bool = False):
         """Run ``compute()`` (see the module docstring); a job already running is cancelled and its results dropped."""
@@ -241,7 +281,8 @@ class StepJob:
             return None
         from napari.qt.threading import thread_worker
 
-        worker = thread_worker(lambda: (yield from self._body(compute, event, gen, threaded=True)),
+        self._done = done = threading.Event()
+        worker = thread_worker(lambda: (yield from self._body(compute, event, gen, threaded=True, done=done)),
                                start_thread=False, ignore_errors=True)()
         if on_yield is not None:
             worker.yielded.connect(self._guard(on_yield, gen))
@@ -250,6 +291,8 @@ class StepJob:
         worker.errored.connect(self._guard(self.show_error, gen))
         worker.aborted.connect(self._guard(lambda *_: self.show_error(Cancelled("cancelled by the user")), gen))
         worker.finished.connect(lambda: self._finished(worker))
+        # in the worker thread itself, as its last act (also when the body never ran: cancelled before it started)
+        worker.finished.connect(done.set, Qt.ConnectionType.DirectConnection)
         _RUNNING.add(worker)
         self.worker = worker
         self._set_running(True)

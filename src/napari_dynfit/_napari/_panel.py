@@ -188,19 +188,18 @@ class FieldsFromTracks(StepContract, Container):
         if auto:  # show what the data gave (not a user edit)
             self.set_quietly("kernel", round(float(bundle.attrs["sigma"]), 4))
             self.set_quietly("grid", round(float(bundle.spacing[-1]), 4))
+        from ._geometry import fields_kwargs
+
+        geo = fields_kwargs(bundle, layer)  # the fields' times and grid in the tracks' world (napari_dynfit.geometry)
         self.path = Path(self._workdir()) / "fields.zarr"
         bundle.to_zarr(self.path)
-        scale = (bundle.dt, *bundle.spacing)
-        translate = tuple(float(bundle.coords[a][0]) for a in ("t", *bundle.space_axes))
-        # world time axis in frames, like the movie and the tracks
-        scale, translate = (1.0, *scale[1:]), (0.0, *translate[1:])
         import numpy as np
 
         for name, arr in (("fields: rho", bundle["rho"]), ("fields: |p|", np.linalg.norm(bundle["p"], axis=-1))):
             if name in self._viewer.layers:
                 self._viewer.layers[name].data = arr
             else:
-                self._viewer.add_image(arr, name=name, scale=scale, translate=translate, colormap="viridis",
+                self._viewer.add_image(arr, name=name, **geo, colormap="viridis",
                                        opacity=0.5, visible=name.endswith("rho"))
         how = " (kernel = mean inter-particle distance)" if auto else ""
         filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
@@ -444,27 +443,6 @@ class DynFitPanel(QWidget):
                 return self._warnings[title].text()
         return ""
 
-    #: layers of the PDE and balance steps, drawn on the fields' grid with time in physical units
-    FIELD_LAYERS = ("observed: ", "model: ", "balance regions", "balance uncertainty")
-
-    def _align_time(self, layer) -> None:
-        """Put the PDE/balance layers of fields made from tracks on the movie's time axis (frames).
-
-        The PDE and balance steps draw their layers with the fields' time in physical units (right
-        for fields read from files, e.g. The Well); fields coarse-grained from tracks belong to a
-        movie whose world time axis is the frame, so those layers are rescaled to frames.
-        """
-        glue = self.extra("FieldsFromTracks")
-        if glue is None or glue.bundle is None or not layer.name.startswith(self.FIELD_LAYERS):
-            return
-        b = glue.bundle
-        scale = list(layer.scale)
-        if len(scale) != 1 + len(b.spacing) or abs(scale[0] - b.dt) > 1e-9 * max(b.dt, 1.0):
-            return
-        translate = list(layer.translate)
-        layer.scale = [1.0, *scale[1:]]
-        layer.translate = [translate[0] / b.dt, *translate[1:]]
-
     def _tracks_added(self, event) -> None:
         layer = _unwrap(event.value)
         if type(layer).__name__ == "Tracks":
@@ -536,7 +514,6 @@ class DynFitPanel(QWidget):
         from qtpy.QtCore import QTimer
 
         layer = _unwrap(event.value)
-        self._align_time(layer)
         self._style_result(layer)
         key = id(layer)
         self._fresh.add(key)

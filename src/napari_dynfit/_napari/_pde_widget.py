@@ -141,11 +141,11 @@ class PDEWidget(StepContract, Container):
         self._status.value = f"saved {path}"
 
     # --- display ----------------------------------------------------------------------------
-    def _geometry(self):
-        b = self.bundle
-        scale = (b.dt,) + b.spacing
-        translate = tuple(float(b.coords[a][0]) for a in ("t",) + b.space_axes)
-        return scale, translate
+    def _geometry(self) -> dict:
+        """Layer kwargs of the fields' grid (physical time and lengths, units: napari_dynfit.geometry)."""
+        from ._geometry import fields_kwargs
+
+        return fields_kwargs(self.bundle)
 
     @staticmethod
     def _display(arr, ndim):
@@ -158,7 +158,7 @@ class PDEWidget(StepContract, Container):
             self.bundle, self.model = bundle, model
             self.identifiable, self.reasons, self.hints = ok, list(reasons), list(hints)
             self._draw_model(model)
-            scale, translate = self._geometry()
+            geo = self._geometry()
             for f in model["equations"]:
                 field = f[:-2]
                 name = f"observed: {field}"
@@ -166,20 +166,20 @@ class PDEWidget(StepContract, Container):
                 if name in self._viewer.layers:
                     self._viewer.layers[name].data = data
                 else:
-                    self._viewer.add_image(data, name=name, scale=scale, translate=translate, colormap="gray")
+                    self._viewer.add_image(data, name=name, **geo, colormap="gray")
             self._save_button.enabled = True
             self._status.value = "integrating the model forward..." if ok else self.verdict()
             self.made.emit(model)
             return
         _, i, state = item
-        scale, translate = self._geometry()
+        geo = self._geometry()
         for field, arr in state.items():
             name = f"model: {field}"
             frame = self._display(arr, self.bundle.ndim)
             if name not in self._viewer.layers:
                 stack = np.full((self.bundle.shape[0],) + frame.shape, np.nan)
                 obs = self._display(self.bundle[field], 1 + self.bundle.ndim)
-                self._viewer.add_image(stack, name=name, scale=scale, translate=translate, colormap="magenta",
+                self._viewer.add_image(stack, name=name, **geo, colormap="magenta",
                                        blending="additive", contrast_limits=(float(obs.min()), float(obs.max())))
             layer = self._viewer.layers[name]
             data = layer.data

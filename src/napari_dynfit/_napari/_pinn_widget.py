@@ -49,6 +49,7 @@ class LatentFieldWidget(StepContract, Container):
         self.native.layout().addWidget(self._canvas)
         self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self._lines: dict = {}
+        self._source = None
         self._run.changed.connect(self.train)
         napari_viewer.layers.events.inserted.connect(self._layer.reset_choices)
         napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
@@ -101,6 +102,7 @@ class LatentFieldWidget(StepContract, Container):
         """Start (or resume) training in the widget's job (everything, the set-up included, runs in the worker);
         with ``block`` run in the calling thread (tests, scripts)."""
         settings = self._settings()
+        self._source = settings["layer"]  # the overlay is drawn in its world
         self._lines = {}
         self._job.start(lambda: self.training(settings), on_yield=self._show, busy="training...", block=block)
 
@@ -111,19 +113,30 @@ class LatentFieldWidget(StepContract, Container):
     def _show(self, item) -> None:
         pinn, phi, coords = item
         self._coords = coords
-        scale = [1.0, coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0]]  # time axis in frames
-        translate = [coords["t"][0] / self._dt.value, coords["y"][0], coords["x"][0]]
+        geo = self._geometry(coords)
         if LAYER in self._viewer.layers:
             lay = self._viewer.layers[LAYER]
             lay.data = phi
             lay.contrast_limits = (float(phi.min()), float(phi.max()) + 1e-12)
         else:
-            self._viewer.add_image(phi, name=LAYER, scale=scale, translate=translate, colormap="magma",
+            self._viewer.add_image(phi, name=LAYER, **geo, colormap="magma",
                                    opacity=0.6, blending="additive")
         coefs = pinn.coefficient_values()
         self._status.value = f"step {pinn.step}: " + ", ".join(f"{k}={v:.3g}" for k, v in coefs.items())
         self._plot_curves(pinn)
         self.made.emit(self._viewer.layers[LAYER])
+
+    def _geometry(self, coords) -> dict:
+        """The field grid in the tracks layer's world: space in its world units (the tracks were read in world
+        coordinates), grid times ``frame * dt`` on its time axis; its units and axis labels."""
+        from ._geometry import layer_kwargs, world_time
+
+        source = self._source
+        t = world_time(source, coords["t"][:2], self._dt.value)
+        kw = layer_kwargs(source) if source is not None and source.ndim == 3 else {}
+        kw["scale"] = (float(t[1] - t[0]), coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0])
+        kw["translate"] = (float(t[0]), coords["y"][0], coords["x"][0])
+        return kw
 
     def _plot_curves(self, pinn) -> None:
         """Loss and weight curves; lines are updated in place (a full redraw would stall the event loop)."""

@@ -24,6 +24,7 @@ from qtpy.QtCore import QTimer
 
 from ..errors import DynfitError, InputError
 from ._contract import StepContract
+from ._geometry import layer_kwargs, time_axis
 from ._jobs import StepJob
 
 PREVIEW = "links preview"
@@ -239,7 +240,8 @@ class TrackWidget(StepContract, Container):
                 lay = self._viewer.layers[name]
                 lay.data, lay.features = pts, pd.DataFrame(feats)
             else:
-                self._viewer.add_points(pts, name=name, features=pd.DataFrame(feats), scale=layer.scale,
+                self._viewer.add_points(pts, name=name, features=pd.DataFrame(feats), **layer_kwargs(layer),
+                                        metadata={"dt": time_axis(layer)[0]},
                                         size=2 * self._sigma.value, border_color="red", face_color="transparent")
             skew = det.attrs.get("skewness")
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
@@ -269,7 +271,7 @@ class TrackWidget(StepContract, Container):
                 if name in self._viewer.layers:
                     self._viewer.layers[name].data = rel
                 else:
-                    self._viewer.add_labels(rel, name=name, scale=layer.scale)
+                    self._viewer.add_labels(rel, name=name, **layer_kwargs(layer))
             n_div = int((tracks.groupby("track_id")["parent_id"].first() >= 0).sum())
             self._status.value = f"{tracks['track_id'].nunique()} tracks, {n_div} daughter tracks"
             self._report.value = self.report_text(tracks)
@@ -290,7 +292,7 @@ class TrackWidget(StepContract, Container):
             self._failed(InputError("no 'tracks' layer: press Track first"))
             return
         layer = self._viewer.layers["tracks"]
-        dt = float((layer.metadata or {}).get("dt") or 1.0)
+        dt, _, time_unit = time_axis(layer)
         try:
             tab = tracks_from_napari(layer)
             fit = fit_msd(tab, dt=dt, max_lag=None)
@@ -301,7 +303,7 @@ class TrackWidget(StepContract, Container):
         if self._analysis_figure is None:
             self._analysis_figure, self._analysis_canvas = make_canvas(figsize=(6, 3))
             self.native.layout().addWidget(self._analysis_canvas)
-        plot_track_analysis(self._analysis_figure, fit, vacf, time_units="" if dt == 1.0 else "s")
+        plot_track_analysis(self._analysis_figure, fit, vacf, time_units="" if time_unit == "pixel" else time_unit)
         self._analysis_canvas.draw_idle()
         self.analysis = (fit, vacf)
         self._status.value = (f"MSD exponent {fit.exponent:.3f}, prefactor {fit.prefactor:.4g}, "
@@ -315,7 +317,8 @@ class TrackWidget(StepContract, Container):
             lay = self._viewer.layers[name]
             lay.data, lay.graph = data, graph
         else:
-            self._viewer.add_tracks(data, graph=graph, name=name, scale=layer.scale, tail_length=10)
+            self._viewer.add_tracks(data, graph=graph, name=name, **layer_kwargs(layer), tail_length=10,
+                                    metadata={"dt": time_axis(layer)[0]})
 
     # ------------------------------------------------------------------------------------------
     def _schedule_preview(self, *_):

@@ -494,10 +494,13 @@ def tracks_from_napari(layer, *, physical: bool = True) -> pd.DataFrame:
 def tracks_to_napari(tracks: pd.DataFrame, *, name: str = "tracks") -> tuple[np.ndarray, dict]:
     """napari Tracks layer ``(data, kwargs)`` of a tracks table in pixels, with its geometry.
 
-    ``kwargs`` holds ``name``, ``graph`` (lineage), ``features``, ``scale`` and ``translate`` (time axis in
-    frames: scale 1; space: ``attrs["spacing"]`` / ``attrs["origin"]``), ``axis_labels`` (``t, [z,] y, x``),
-    ``units`` (space: ``attrs["space_unit"]``, else pixels) and ``metadata`` (``dt``, units).
+    ``kwargs`` holds ``name``, ``graph`` (lineage), ``features``, and the geometry of
+    :func:`napari_dynfit.geometry.movie_geometry` (time axis in frames with ``scale[0] = attrs["dt"]``, in
+    ``attrs["time_unit"]``, seconds when the file gives an interval without unit, frames without an interval;
+    space: ``attrs["spacing"]`` / ``attrs["origin"]`` in ``attrs["space_unit"]``, else pixels), and
+    ``metadata`` (``dt``, units).
     """
+    from ..geometry import NO_UNIT, movie_geometry
     from .formats import to_napari_tracks
 
     df = validate_table(tracks, required=("frame", "track_id"), what="tracks").sort_values(
@@ -507,13 +510,12 @@ def tracks_to_napari(tracks: pd.DataFrame, *, name: str = "tracks") -> tuple[np.
     nd = len(cols)
     sp = [float(s) for s in (df.attrs.get("spacing") or [1.0] * nd)][-nd:]
     origin = [float(o) for o in (df.attrs.get("origin") or [0.0] * nd)][-nd:]
-    su = df.attrs.get("space_unit")
-    units = ("pixel",) + (su,) * nd if su else None
-    meta = {"dt": float(df.attrs.get("dt") or 1.0)}
+    dt = df.attrs.get("dt")
+    tu = df.attrs.get("time_unit") or (None if dt else NO_UNIT)
+    meta = {"dt": float(dt or 1.0)}
     meta.update({k: df.attrs[k] for k in ("space_unit", "time_unit") if df.attrs.get(k)})
     feats = pd.DataFrame({k: np.asarray(v) for k, v in props.items() if k != "parent_id"})
-    kwargs = {"name": name, "graph": graph, "features": feats, "scale": (1.0, *sp), "translate": (0.0, *origin),
-              "axis_labels": ("t", *cols), "metadata": meta}
-    if units:
-        kwargs["units"] = units
+    kwargs = {"name": name, "graph": graph, "features": feats,
+              **movie_geometry(sp, float(dt or 1.0), origin=origin, space_unit=df.attrs.get("space_unit"),
+                               time_unit=tu), "metadata": meta}
     return data, kwargs
