@@ -1,0 +1,161 @@
+"""``dynfit closure simulate|train|evaluate|estimate``: learned closures of active-suspension kinetic theory."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import InputError
+from ..validate import finite_float, int_range, nonneg_float, nonneg_int, output, positive_float, positive_int
+
+
+def _load(path, *, trajectory: int = 0):
+    """A field bundle from our ``.npz``/``.zarr`` or a Well ``.hdf5`` (one trajectory)."""
+    from ..fields import FieldBundle
+    from ..io.well import is_well_file, read_well
+
+    if str(path).lower().endswith((".hdf5", ".h5")) or is_well_file(path):
+        return read_well(path, trajectory=trajectory, fields=["concentration", "D"], dtype="float64")
+    return FieldBundle.load(path)
+
+
+def _params(args):
+    from ..models.closure.kinetic import SuspensionParams
+
+    return SuspensionParams(alpha=args.alpha, beta=args.beta, zeta=args.zeta, d_t=args.d_t, d_r=args.d_r,
+                            length=args.length)
+
+
+def _simulate(args) -> int:
+    from ..models.closure.kinetic import simulate_kinetic
+
+    bundle = simulate_kinetic(_params(args), t_end=args.t_end, save_every=args.save_every, n=args.size,
+                              n_theta=args.angles, dt=args.dt, seed=args.seed, device=args.device)
+    if args.output.suffix.lower() in (".hdf5", ".h5"):
+        from ..io.well import write_well_file
+
+        p = bundle.attrs["kinetic"]
+        scalars = {"L": p["length"], "alpha": p["alpha"], "zeta": p["zeta"], "beta": p["beta"]}
+        write_well_file(args.output, [bundle.select(["concentration", "velocity", "D", "E"])],
+                        dataset_name="active_matter", scalars=scalars, simulation_parameters=scalars)
+    else:
+        bundle.save(args.output)
+    print(json.dumps({"output": str(args.output), "frames": len(bundle.coords["t"]),
+                      "grid": [args.size, args.size], "params": bundle.attrs["kinetic"]}))
+    return 0
+
+
+def _closure(path):
+    from ..models.closure.learned import LearnedClosure
+    from ..models.closure.moments import bingham_closure
+
+    return bingham_closure if path in (None, "bingham") else LearnedClosure.load(path)
+
+
+def _train(args) -> int:
+    import torch
+
+    from ..models.closure.learned import LearnedClosure
+    from ..models.closure.train import closure_samples, fit_a_posteriori, fit_a_priori
+
+    bundles = [_load(p) for p in args.data]
+    net = LearnedClosure.load(args.init) if args.init else LearnedClosure(hidden=args.hidden, seed=args.seed)
+    torch.manual_seed(args.seed)
+    report = {"output": str(args.output)}
+    kinetic = [b for b in bundles if "S_cos4" in b.fields]
+    if args.a_priori_epochs and kinetic:
+        hist = fit_a_priori(net, closure_samples(kinetic, t_start=args.t_start), epochs=args.a_priori_epochs)
+        report["a_priori_loss"] = hist[-1]
+    elif args.a_priori_epochs and not args.a_posteriori_epochs:
+        raise InputError("none of the inputs has the fourth moment (kinetic runs): use --a-posteriori-epochs "
+                         "to train from moment data (c, D) alone")
+    if args.a_posteriori_epochs:
+        hist = fit_a_posteriori(net, bundles, unroll_frames=args.unroll, epochs=args.a_posteriori_epochs,
+                                t_start=args.t_start, seed=args.seed)
+        report["a_posteriori_loss"] = hist[-1]
+    net.save(args.output)
+    print(json.dumps(report))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from ..models.closure.moments import bingham_closure
+    from ..models.closure.train import a_priori_error, a_priori_harmonic_error, posterior_check
+
+    closure = _closure(args.closure)
+    bundle = _load(args.data)
+    out = {"data": str(args.data)}
+    if "S_cos4" in bundle.fields:
+        for name, cl in (("closure", closure), ("bingham", bingham_closure)):
+            out[f"{name}_S_error"] = a_priori_error(cl, bundle, t_start=args.t_start)
+            out[f"{name}_q4_error"] = a_priori_harmonic_error(cl, bundle, t_start=args.t_start)
+    if "velocity" in bundle.fields:
+        out["a_posteriori"] = posterior_check(bundle, {"closure": closure, "bingham": bingham_closure},
+                                              t_start=args.t_start, horizon_frames=args.horizon)
+    print(json.dumps(out, default=float))
+    return 0
+
+
+def _estimate(args) -> int:
+    from ..models.closure.train import estimate_parameters
+
+    bundle = _load(args.data)
+    res = estimate_parameters(bundle, closure=_closure(args.closure), fit=tuple(args.fit), epochs=args.epochs,
+                              t_start=args.t_start)
+    print(res.summary())
+    print(json.dumps({"values": res.values, "loss": res.loss}))
+    return 0
+
+
+def register(sub) -> None:
+    top = sub.add_parser("closure", help="learned closures of active-suspension kinetic theory (simulate, train, "
+                                         "evaluate, estimate)",
+                         description="Kinetic simulations of a 2D active suspension, learned rotation-equivariant "
+                                     "closures of its moment model, their checks, and parameter estimation.")
+    subs = top.add_subparsers(dest="closure_command", required=True)
+
+    p = subs.add_parser("simulate", help="run the kinetic theory; write its moments (.npz/.zarr, or .hdf5 in The "
+                                         "Well's active_matter layout)")
+    p.add_argument("-o", "--output", required=True, type=output(".npz", ".zarr", ".hdf5", ".h5", kind="auto"),
+                   help="moments file")
+    p.add_argument("--alpha", type=finite_float, default=-1.0, help="active stress (default -1; < 0 extensile)")
+    p.add_argument("--zeta", type=nonneg_float, default=0.3, help="steric alignment (default 0.3)")
+    p.add_argument("--beta", type=nonneg_float, default=0.8, help="constraint stress (default 0.8)")
+    p.add_argument("--d-t", type=positive_float, default=0.05, help="translational diffusivity (default 0.05)")
+    p.add_argument("--d-r", type=positive_float, default=0.05, help="rotational diffusivity (default 0.05)")
+    p.add_argument("--length", type=positive_float, default=10.0, help="periodic box side (default 10)")
+    p.add_argument("--size", type=int_range(8, 1024), default=32, help="grid points per side (default 32)")
+    p.add_argument("--angles", type=int_range(8, 512), default=32, help="orientation angles (default 32)")
+    p.add_argument("--t-end", type=positive_float, default=20.0, help="duration (default 20)")
+    p.add_argument("--save-every", type=positive_float, default=0.25, help="saving interval (default 0.25)")
+    p.add_argument("--dt", type=positive_float, default=0.01, help="time step (default 0.01)")
+    p.add_argument("--seed", type=int, default=0, help="initial perturbation seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.set_defaults(func=_simulate)
+
+    p = subs.add_parser("train", help="train a learned closure (a priori on kinetic runs, a posteriori by unrolled "
+                                      "time stepping on moment data)")
+    p.add_argument("data", nargs="+", help="kinetic runs (.npz/.zarr) or Well active_matter files (.hdf5)")
+    p.add_argument("-o", "--output", required=True, type=output(".npz"), help="closure file (.npz)")
+    p.add_argument("--init", help="start from this closure file")
+    p.add_argument("--hidden", type=int_range(2, 512), default=32, help="hidden units (default 32)")
+    p.add_argument("--a-priori-epochs", type=nonneg_int, default=600, help="a-priori epochs (default 600)")
+    p.add_argument("--a-posteriori-epochs", type=nonneg_int, default=40, help="unrolled epochs (default 40)")
+    p.add_argument("--unroll", type=int_range(1, 100), default=2, help="frames unrolled (default 2)")
+    p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=_train)
+
+    p = subs.add_parser("evaluate", help="a-priori error of S and a-posteriori statistics against the data")
+    p.add_argument("closure", help="closure file (.npz) or 'bingham'")
+    p.add_argument("data", help="kinetic run (.npz/.zarr) or Well file (.hdf5)")
+    p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
+    p.add_argument("--horizon", type=int_range(2, 10_000), default=20, help="a-posteriori frames (default 20)")
+    p.set_defaults(func=_evaluate)
+
+    p = subs.add_parser("estimate", help="fit alpha (and zeta) of the moment model to moment data")
+    p.add_argument("data", help="kinetic run (.npz/.zarr) or Well file (.hdf5)")
+    p.add_argument("--closure", default="bingham", help="closure file (.npz) or 'bingham' (default)")
+    p.add_argument("--fit", nargs="+", choices=("alpha", "zeta"), default=["alpha"], help="parameters (default alpha)")
+    p.add_argument("--epochs", type=positive_int, default=30, help="most loss evaluations of the fit (default 30)")
+    p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
+    p.set_defaults(func=_estimate)

@@ -1,0 +1,338 @@
+"""Training, evaluation and parameter estimation for moment closures.
+
+* :func:`closure_samples` / :func:`fit_a_priori`: regression of the eigenframe fourth harmonic ``m4(s)`` on
+  kinetic snapshots (needs ``S``, i.e. kinetic data);
+* :func:`fit_a_posteriori`: unrolled time stepping of the differentiable moment model against moment
+  trajectories (``c`` and ``D`` only, so The Well's files can train it) - the stability-enforcing step;
+* :func:`a_priori_error`, :func:`flow_statistics`, :func:`compare_statistics`: the paper's checks;
+* :func:`estimate_parameters`: ``alpha`` (and ``zeta``) of a moment model fitted to moment data.
+
+All loops report progress through :func:`napari_dynfit._progress.report` and can be cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..._progress import report
+from ...errors import InputError
+from .kinetic import SuspensionParams
+from .moment_model import MomentSolver, moments_from_state, state_from_moments
+from .moments import bingham_closure, fourth_moment, harmonics, order_parameter
+
+
+def suspension_params(bundle, **override) -> SuspensionParams:
+    """Suspension parameters stored with a bundle (our kinetic runs or a Well file), with overrides."""
+    meta = dict(bundle.attrs.get("kinetic") or {})
+    well = bundle.attrs.get("well") or {}
+    for src in (bundle.attrs.get("scalars"), well.get("scalars"), well.get("simulation_parameters")):
+        for k, v in (src or {}).items():
+            if np.ndim(v) == 0:
+                meta.setdefault(k, v)
+    names = {f for f in SuspensionParams.__dataclass_fields__}
+    vals = {k: float(v) for k, v in meta.items() if k in names}
+    if "L" in meta and "length" not in vals:
+        vals["length"] = float(meta["L"])
+    length = float(bundle.coords["x"][1] - bundle.coords["x"][0]) * len(bundle.coords["x"])
+    vals.setdefault("length", length)
+    vals.update({k: v for k, v in override.items() if v is not None})
+    return SuspensionParams(**vals)
+
+
+def _moment_tensors(bundle, *, t_start: int = 0, device="cpu"):
+    missing = [f for f in ("concentration", "D") if f not in bundle.fields]
+    if missing:
+        raise InputError(f"the fields need {missing} (concentration and the orientation tensor D) to train a closure")
+    if bundle.ndim != 2:
+        raise InputError(f"closures are 2D; these fields have {bundle.ndim} spatial axes")
+    c = torch.as_tensor(bundle["concentration"][t_start:], dtype=torch.float64, device=device)
+    D = torch.as_tensor(bundle["D"][t_start:], dtype=torch.float64, device=device)
+    return c, D
+
+
+@dataclass
+class ClosureSamples:
+    """Eigenframe samples ``(s, m4)`` of kinetic snapshots, with the suspension parameters of each."""
+
+    s: torch.Tensor
+    m4: torch.Tensor
+    alpha: torch.Tensor
+    zeta: torch.Tensor
+
+
+def closure_samples(bundles, *, t_start: int = 0, max_samples: int = 200_000, seed: int = 0) -> ClosureSamples:
+    """Collect ``(s, m4)`` pairs from kinetic bundles (fields ``S_cos4``, ``S_sin4`` needed)."""
+    rng = np.random.default_rng(seed)
+    out = {k: [] for k in ("s", "m4", "alpha", "zeta")}
+    for b in bundles:
+        if "S_cos4" not in b.fields:
+            raise InputError("a-priori training needs the fourth moment (S_cos4, S_sin4): kinetic runs from "
+                             "'dynfit closure simulate'; moment-only data (The Well) trains a posteriori")
+        c, D = _moment_tensors(b, t_start=t_start)
+        C2, S2 = harmonics(c, D)
+        phi2 = torch.atan2(S2, C2)
+        q4c = torch.as_tensor(b["S_cos4"][t_start:])
+        q4s = torch.as_tensor(b["S_sin4"][t_start:])
+        m4 = (q4c * torch.cos(2 * phi2) + q4s * torch.sin(2 * phi2)) / c
+        s = order_parameter(c, D)
+        p = suspension_params(b)
+        out["s"].append(s.ravel())
+        out["m4"].append(m4.ravel())
+        out["alpha"].append(torch.full_like(s.ravel(), p.alpha))
+        out["zeta"].append(torch.full_like(s.ravel(), p.zeta))
+    cat = {k: torch.cat(v) for k, v in out.items()}
+    n = len(cat["s"])
+    if n > max_samples:
+        idx = torch.as_tensor(rng.choice(n, max_samples, replace=False))
+        cat = {k: v[idx] for k, v in cat.items()}
+    return ClosureSamples(**cat)
+
+
+class _P:
+    def __init__(self, alpha, zeta):
+        self.alpha, self.zeta = alpha, zeta
+
+
+def fit_a_priori(closure, samples: ClosureSamples, *, epochs: int = 600, lr: float = 1e-2, seed: int = 0) -> list:
+    """Least-squares fit of ``closure.m4`` to the samples (Adam, full batch). Returns the loss history."""
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(closure.parameters(), lr=lr)
+    params = _P(samples.alpha, samples.zeta)
+    hist = []
+    for ep in range(epochs):
+        opt.zero_grad()
+        loss = torch.mean((closure.m4(samples.s, params) - samples.m4) ** 2)
+        loss.backward()
+        opt.step()
+        hist.append(float(loss))
+        report(ep + 1, epochs, "closure a priori")
+    return hist
+
+
+def a_priori_error(closure, bundle, *, t_start: int = 0) -> float:
+    """Relative Frobenius error of ``S`` over all snapshots: ``|S_closure - S| / |S|`` (sums over the grid)."""
+    c, D = _moment_tensors(bundle, t_start=t_start)
+    p = suspension_params(bundle)
+    with torch.no_grad():
+        q4c, q4s = closure(c, D, _P(p.alpha, p.zeta))
+        S_hat = fourth_moment(c, D, q4c, q4s)
+        S = fourth_moment(c, D, torch.as_tensor(bundle["S_cos4"][t_start:]),
+                          torch.as_tensor(bundle["S_sin4"][t_start:]))
+    return float(torch.linalg.vector_norm(S_hat - S) / torch.linalg.vector_norm(S))
+
+
+def a_priori_harmonic_error(closure, bundle, *, t_start: int = 0) -> float:
+    """Relative error of the closed part alone, ``|q4_closure - q4| / |q4|`` (the isotropic part of ``S`` is exact)."""
+    c, D = _moment_tensors(bundle, t_start=t_start)
+    p = suspension_params(bundle)
+    with torch.no_grad():
+        q4c, q4s = closure(c, D, _P(p.alpha, p.zeta))
+    tc, ts = torch.as_tensor(bundle["S_cos4"][t_start:]), torch.as_tensor(bundle["S_sin4"][t_start:])
+    return float(torch.sqrt(((q4c - tc) ** 2 + (q4s - ts) ** 2).sum() / (tc ** 2 + ts ** 2).sum()))
+
+
+# --- a posteriori ----------------------------------------------------------------------------
+def _windows(bundle, unroll_frames: int, t_start: int):
+    c, D = _moment_tensors(bundle, t_start=t_start)
+    state = state_from_moments(c, D)  # (t, 3, n, n)
+    n_t = state.shape[0]
+    if n_t <= unroll_frames:
+        raise InputError(f"need more than {unroll_frames} frames after t_start to unroll; got {n_t}")
+    return state
+
+
+def fit_a_posteriori(closure, bundles, *, unroll_frames: int = 2, steps_per_frame: int = 2, epochs: int = 60,
+                     lr: float = 3e-3, batch: int = 4, t_start: int = 0, seed: int = 0) -> list:
+    """Train ``closure`` by unrolling the moment model ``unroll_frames`` saved frames ahead.
+
+    Loss: mean squared difference of the state ``(c, D_xx - D_yy, 2 D_xy)`` along the unroll, normalised by
+    the data's variance. Uses only ``concentration`` and ``D`` (moment data). A window whose unroll blows
+    up is skipped (and counted as a failure in the history).
+    """
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(closure.parameters(), lr=lr)
+    data = []
+    for b in bundles:
+        st = _windows(b, unroll_frames, t_start)
+        p = suspension_params(b)
+        dt_frame = float(b.coords["t"][1] - b.coords["t"][0])
+        solver = MomentSolver(p, closure, n=st.shape[-1], dt=dt_frame / steps_per_frame)
+        data.append((st, solver))
+    scale = torch.stack([st.var(dim=(0, 2, 3)) for st, _ in data]).mean(0).clamp(min=1e-12)
+    hist = []
+    for ep in range(epochs):
+        opt.zero_grad()
+        total, used = 0.0, 0
+        for _ in range(batch):
+            st, solver = data[rng.integers(len(data))]
+            i0 = int(rng.integers(0, st.shape[0] - unroll_frames))
+            try:
+                traj = solver.rollout(st[i0], unroll_frames * steps_per_frame, every=steps_per_frame)
+            except FloatingPointError:
+                continue
+            err = ((traj - st[i0 + 1: i0 + 1 + unroll_frames]) ** 2).mean(dim=(0, 2, 3)) / scale
+            loss = err.mean() / batch
+            loss.backward()
+            total += float(loss)
+            used += 1
+        if used:
+            opt.step()
+        hist.append(total * batch / max(used, 1))
+        report(ep + 1, epochs, "closure a posteriori")
+    return hist
+
+
+# --- statistics ------------------------------------------------------------------------------
+def velocity_spectrum(u: np.ndarray, length: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shell-averaged kinetic energy spectrum ``E(k)`` of ``u (t, n, n, 2)``, averaged over time."""
+    n = u.shape[1]
+    u_hat = np.fft.fft2(u, axes=(1, 2)) / n ** 2
+    e = 0.5 * (np.abs(u_hat) ** 2).sum(-1).mean(0)
+    k = np.fft.fftfreq(n, d=1.0 / n)
+    kk = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
+    shells = np.rint(kk).astype(int)
+    spec = np.bincount(shells.ravel(), e.ravel())[: n // 2 + 1]
+    return np.arange(len(spec)) * 2 * np.pi / length, spec
+
+
+def flow_statistics(c: np.ndarray, D: np.ndarray, u: np.ndarray, length: float) -> dict:
+    """Mean speed ``<|u|>``, mean scalar order parameter ``<s>`` and the velocity spectrum over the frames."""
+    s = order_parameter(torch.as_tensor(c), torch.as_tensor(D)).numpy()
+    k, spec = velocity_spectrum(u, length)
+    return {"mean_speed": float(np.sqrt((u ** 2).sum(-1)).mean()), "order": float(s.mean()),
+            "k": k, "spectrum": spec}
+
+
+def rollout_statistics(solver: MomentSolver, state0: torch.Tensor, n_steps: int, every: int) -> dict:
+    """Run the moment model and return :func:`flow_statistics` of its saved frames (no gradients)."""
+    with torch.no_grad():
+        traj = solver.rollout(state0, n_steps, every=every)
+        c, D = moments_from_state(traj)
+        u, _, _ = solver.flow(traj)
+    return flow_statistics(c.numpy(), D.numpy(), u.numpy(), solver.params.length) | {"frames": traj}
+
+
+def compare_statistics(ref: dict, other: dict, *, k_fraction: float = 0.5) -> dict:
+    """Relative differences: mean speed, order parameter, and the worst spectrum error for ``k`` up to
+    ``k_fraction`` of the largest grid wavenumber (shell 1 upwards)."""
+    kmax = int(k_fraction * (len(ref["spectrum"]) - 1))
+    sl = slice(1, kmax + 1)
+    spec_err = np.abs(other["spectrum"][sl] - ref["spectrum"][sl]) / ref["spectrum"][sl]
+    return {"mean_speed": abs(other["mean_speed"] / ref["mean_speed"] - 1),
+            "order": abs(other["order"] / ref["order"] - 1),
+            "spectrum_max": float(spec_err.max()), "spectrum_mean": float(spec_err.mean())}
+
+
+def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames: int = 20, steps_per_frame: int = 2,
+                    k_fraction: float = 0.5) -> dict:
+    """A-posteriori check: run the moment model with each closure from frame ``t_start`` for ``horizon_frames``
+    frames and compare mean speed, order parameter and velocity spectrum with the data's over the same frames.
+
+    Returns
+    -------
+    dict
+        Per closure name: :func:`compare_statistics` plus ``"blew_up"``; and ``"data"`` statistics.
+    """
+    c, D = _moment_tensors(bundle, t_start=t_start)
+    if c.shape[0] <= horizon_frames:
+        raise InputError(f"need more than {horizon_frames} frames after t_start for the a-posteriori check")
+    p = suspension_params(bundle)
+    u = np.asarray(bundle["velocity"][t_start + 1: t_start + 1 + horizon_frames])
+    ref = flow_statistics(c[1: 1 + horizon_frames].numpy(), D[1: 1 + horizon_frames].numpy(), u, p.length)
+    out = {"data": {k: ref[k] for k in ("mean_speed", "order")}}
+    dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
+    state0 = state_from_moments(c[0], D[0])
+    for name, cl in closures.items():
+        solver = MomentSolver(p, cl, n=c.shape[-1], dt=dt_frame / steps_per_frame)
+        try:
+            st = rollout_statistics(solver, state0, horizon_frames * steps_per_frame, steps_per_frame)
+        except FloatingPointError:
+            out[name] = {"blew_up": True}
+            continue
+        out[name] = {"blew_up": False, "mean_speed_value": st["mean_speed"], "order_value": st["order"],
+                     **compare_statistics(ref, st, k_fraction=k_fraction)}
+    return out
+
+
+# --- parameter estimation -------------------------------------------------------------------
+@dataclass
+class ParameterEstimate:
+    """Fitted suspension parameters and the fit's history."""
+
+    values: dict
+    loss: float
+    history: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        vals = ", ".join(f"{k} = {v:.4g}" for k, v in self.values.items())
+        return f"estimated {vals} (unroll loss {self.loss:.3g})"
+
+
+def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict | None = None,
+                        unroll_frames: int = 2, steps_per_frame: int = 2, epochs: int = 30, windows: int = 8,
+                        t_start: int = 0) -> ParameterEstimate:
+    """Fit ``alpha`` (and ``zeta``) of the moment model to moment data by unrolled time stepping.
+
+    Parameters
+    ----------
+    bundle : FieldBundle
+        ``concentration`` and ``D`` over time (kinetic runs or a Well file).
+    closure : callable, optional
+        Default: Bingham.
+    fit : tuple of str
+        Parameters to fit (``"alpha"``, ``"zeta"``); the others come from the bundle's metadata.
+    initial : dict, optional
+        Starting values (default ``alpha = -1``, ``zeta`` from the metadata).
+    unroll_frames, steps_per_frame : int
+        Frames unrolled per window and solver steps per frame.
+    epochs : int
+        Most loss evaluations of the L-BFGS fit (strong Wolfe line search; the loss is deterministic: a
+        smooth function of one or two parameters).
+    windows : int
+        Unroll windows, evenly spaced over the frames.
+    t_start : int
+        First frame used.
+    """
+    bad = set(fit) - {"alpha", "zeta"}
+    if bad or not fit:
+        raise InputError(f"fit must name 'alpha' and/or 'zeta', got {list(fit)}")
+    closure = closure or bingham_closure
+    st = _windows(bundle, unroll_frames, t_start)
+    base = suspension_params(bundle)
+    init = {"alpha": -1.0, "zeta": base.zeta} | dict(initial or {})
+    theta = {k: torch.tensor(float(init[k]), dtype=torch.float64, requires_grad=True) for k in fit}
+    dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
+    solver = MomentSolver(base, closure, n=st.shape[-1], dt=dt_frame / steps_per_frame,
+                          alpha=theta.get("alpha"), zeta=theta.get("zeta"))
+    if hasattr(closure, "parameters"):
+        for w in closure.parameters():
+            w.requires_grad_(False)
+    scale = st.var(dim=(0, 2, 3)).clamp(min=1e-12)
+    starts = np.unique(np.linspace(0, st.shape[0] - unroll_frames - 1, min(windows, st.shape[0] - unroll_frames))
+                       .round().astype(int))
+    opt = torch.optim.LBFGS(list(theta.values()), lr=1.0, max_iter=epochs, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-10, tolerance_change=1e-12)
+    hist = []
+
+    def loss_fn():
+        opt.zero_grad()
+        loss = 0.0
+        for i0 in starts:
+            traj = solver.rollout(st[i0], unroll_frames * steps_per_frame, every=steps_per_frame)
+            loss = loss + (((traj - st[i0 + 1: i0 + 1 + unroll_frames]) ** 2).mean(dim=(0, 2, 3)) / scale).mean()
+        loss = loss / len(starts)
+        loss.backward()
+        hist.append(float(loss.detach()))
+        report(min(len(hist), epochs), epochs, "parameter estimation")
+        return loss
+
+    opt.step(loss_fn)
+    return ParameterEstimate({k: float(v.detach()) for k, v in theta.items()}, hist[-1], hist)
+
+
+__all__ = ["ClosureSamples", "ParameterEstimate", "a_priori_error", "a_priori_harmonic_error", "closure_samples",
+           "compare_statistics", "estimate_parameters", "fit_a_posteriori", "posterior_check", "fit_a_priori", "flow_statistics",
+           "rollout_statistics", "suspension_params", "velocity_spectrum"]

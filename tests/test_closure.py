@@ -1,0 +1,160 @@
+"""Kinetic theory, moment model and closures (issue 19): checks against exact results."""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_dynfit.models.closure.kinetic import (KineticSolver, SuspensionParams, isotropic_growth_rates,  # noqa: E402
+                                                  simulate_kinetic)
+from napari_dynfit.models.closure.learned import LearnedClosure  # noqa: E402
+from napari_dynfit.models.closure.moment_model import MomentSolver, isotropic_state  # noqa: E402
+from napari_dynfit.models.closure.moments import (bingham_closure, bingham_m4, fourth_moment,  # noqa: E402
+                                                  harmonics, order_parameter)
+from napari_dynfit.models.closure import train as T  # noqa: E402
+
+PARAMS = SuspensionParams(alpha=-2.0, beta=0.8, zeta=0.5, length=10.0)
+
+
+def _mode_growth(series_first, series_last, weight, t):
+    amp = lambda f: float((f * weight).mean())  # noqa: E731
+    return math.log(amp(series_last) / amp(series_first)) / t
+
+
+@pytest.mark.parametrize("params", [PARAMS, SuspensionParams(alpha=-3.0, beta=0.0, zeta=0.0)])
+def test_kinetic_linear_growth_matches_dispersion_relation(params):
+    solver = KineticSolver(params, n=8, n_theta=8, dt=0.01)
+    x = solver.grid.coords()
+    Y, X = torch.meshgrid(x, x, indexing="ij")
+    k = 2 * 2 * math.pi / params.length
+    th = solver.theta[:, None, None]
+    eps = 1e-7
+    psi0 = (1 + eps * torch.cos(k * X) * torch.sin(2 * th) + eps * torch.cos(k * Y) * torch.cos(2 * th)) / (2 * math.pi)
+    times, snaps = solver.run(psi0, 0.5, save_every=0.5)
+    theory = isotropic_growth_rates(params, k)
+    shear = _mode_growth(snaps[0]["D"][..., 0, 1], snaps[-1]["D"][..., 0, 1], torch.cos(k * X).numpy(), times[-1])
+    a = [s["D"][..., 1, 1] - s["D"][..., 0, 0] for s in (snaps[0], snaps[-1])]
+    normal = _mode_growth(a[0], a[1], torch.cos(k * Y).numpy(), times[-1])
+    assert shear == pytest.approx(theory["shear"], abs=1e-3)
+    assert normal == pytest.approx(theory["normal"], abs=1e-3)
+
+
+def test_kinetic_conserves_particles_and_moments_are_consistent():
+    b = simulate_kinetic(SuspensionParams(alpha=-4.0, zeta=0.3), t_end=0.5, save_every=0.25, n=16, n_theta=16,
+                         amplitude=0.3, seed=1)
+    c = b["concentration"]
+    assert np.ptp(c[0]) > 1e-3  # the initial condition perturbs c too
+    np.testing.assert_allclose(c.mean(axis=(1, 2)), 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.trace(b["D"], axis1=-2, axis2=-1), c, atol=1e-12)
+    # flow is divergence-free and E is its symmetric gradient's trace-free part
+    np.testing.assert_allclose(np.trace(b["E"], axis1=-2, axis2=-1), 0.0, atol=1e-10)
+    assert b.periodic == (True, True) and b.attrs["kinetic"]["alpha"] == -4.0
+
+
+def test_moment_model_linear_growth_matches_kinetic_theory():
+    solver = MomentSolver(PARAMS, bingham_closure, n=8, dt=0.01)
+    x = solver.grid.coords()
+    Y, X = torch.meshgrid(x, x, indexing="ij")
+    k = 2 * 2 * math.pi / PARAMS.length
+    s0 = isotropic_state(8)
+    s0[2] += 1e-7 * torch.cos(k * X)
+    s0[1] += 1e-7 * torch.cos(k * Y)
+    traj = solver.rollout(s0, 50, every=50)
+    theory = isotropic_growth_rates(PARAMS, k)
+    assert _mode_growth(s0[2], traj[-1, 2], torch.cos(k * X), 0.5) == pytest.approx(theory["shear"], abs=1e-3)
+    assert _mode_growth(s0[1], traj[-1, 1], torch.cos(k * Y), 0.5) == pytest.approx(theory["normal"], abs=1e-3)
+
+
+def _distribution_moments(psi, theta):
+    w = 2 * math.pi / len(theta)
+    p = torch.stack([torch.sin(theta), torch.cos(theta)], -1)
+    c = psi.sum(-1) * w
+    D = torch.einsum("...t,ti,tj->...ij", psi, p, p) * w
+    S = torch.einsum("...t,ti,tj,tk,tl->...ijkl", psi, p, p, p, p) * w
+    q4 = (psi * torch.cos(4 * theta)).sum(-1) * w, (psi * torch.sin(4 * theta)).sum(-1) * w
+    return c, D, S, q4
+
+
+def test_fourth_moment_from_harmonics_and_bingham_exact_for_von_mises():
+    theta = torch.arange(256, dtype=torch.float64) * 2 * math.pi / 256
+    kappa = torch.tensor([[0.3], [2.0], [7.0]], dtype=torch.float64)
+    phi = torch.tensor([[0.2], [1.1], [-0.7]], dtype=torch.float64)
+    psi = 1.7 * torch.exp(kappa * torch.cos(2 * (theta - phi)))
+    c, D, S, q4 = _distribution_moments(psi, theta)
+    torch.testing.assert_close(fourth_moment(c, D, *q4), S)
+    torch.testing.assert_close(torch.einsum("...ijkk->...ij", S), D)
+    qb = bingham_closure(c, D)
+    torch.testing.assert_close(qb[0], q4[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(qb[1], q4[1], rtol=1e-5, atol=1e-7)
+
+
+def _random_D(n=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.rand(n, generator=g, dtype=torch.float64) * 0.95
+    phi = torch.rand(n, generator=g, dtype=torch.float64) * math.pi
+    c = 0.5 + torch.rand(n, generator=g, dtype=torch.float64)
+    n_ = torch.stack([torch.sin(phi), torch.cos(phi)], -1)
+    D = c[:, None, None] * ((1 - s)[:, None, None] / 2 * torch.eye(2, dtype=torch.float64)
+                            + s[:, None, None] * n_[:, :, None] * n_[:, None, :])
+    return c, D
+
+
+def test_learned_closure_is_equivariant_realizable_and_starts_as_bingham():
+    c, D = _random_D()
+    net = LearnedClosure(seed=3)
+    q = net(c, D, PARAMS)
+    qb = bingham_closure(c, D)
+    torch.testing.assert_close(q[0], qb[0])  # untrained = Bingham
+    with torch.no_grad():
+        for w in net.parameters():
+            w.add_(0.5 * torch.randn_like(w))
+    ang = 0.63
+    R = torch.tensor([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]], dtype=torch.float64)
+    S = fourth_moment(c, D, *net(c, D, PARAMS))
+    Dr = R @ D @ R.T
+    Sr = fourth_moment(c, Dr, *net(c, Dr, PARAMS))
+    S_rot = torch.einsum("ai,bj,ck,dl,nijkl->nabcd", R, R, R, R, S)
+    torch.testing.assert_close(Sr, S_rot)  # rotating D rotates S
+    s = order_parameter(c, D)
+    m4 = net.m4(s, PARAMS)
+    assert torch.all(m4 <= 1 + 1e-12) and torch.all(m4 >= 2 * s ** 2 - 1 - 1e-12)
+
+
+def test_a_priori_training_learns_a_non_bingham_family(tmp_path):
+    # wrapped-Cauchy distributions in 2 theta: <cos 2k phi> = rho^k, so m4 = s^2 exactly (not Bingham's)
+    s = torch.linspace(0.02, 0.95, 400, dtype=torch.float64)
+    samples = T.ClosureSamples(s=s, m4=s ** 2, alpha=torch.full_like(s, -2.0), zeta=torch.full_like(s, 0.3))
+    net = LearnedClosure(hidden=16, seed=0)
+    before = float(((net.m4(s, T._P(samples.alpha, samples.zeta)) - s ** 2) ** 2).mean().sqrt())
+    T.fit_a_priori(net, samples, epochs=400, lr=2e-2)
+    after = float(((net.m4(s, T._P(samples.alpha, samples.zeta)) - s ** 2) ** 2).mean().sqrt())
+    assert before > 0.03 and after < 0.2 * before
+    path = net.save(tmp_path / "closure.npz")
+    again = LearnedClosure.load(path)
+    torch.testing.assert_close(again.m4(s, T._P(samples.alpha, samples.zeta)),
+                               net.m4(s, T._P(samples.alpha, samples.zeta)))
+
+
+def test_parameter_estimation_recovers_alpha_of_a_moment_model_run():
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.closure.moment_model import moments_from_state
+
+    truth = SuspensionParams(alpha=-3.0, beta=0.8, zeta=0.3)
+    n = 8
+    solver = MomentSolver(truth, bingham_closure, n=n, dt=0.05)
+    x = solver.grid.coords()
+    Y, X = torch.meshgrid(x, x, indexing="ij")
+    k0 = 2 * math.pi / truth.length
+    s0 = isotropic_state(n)
+    s0[1] += 0.3 * torch.cos(k0 * X + 0.3) * torch.sin(2 * k0 * Y)
+    s0[2] += 0.3 * torch.sin(k0 * Y + 1.0) * torch.cos(k0 * X)
+    with torch.no_grad():
+        traj = torch.cat([s0[None], solver.rollout(s0, 24, every=2)])
+    c, D = moments_from_state(traj)
+    b = FieldBundle({"concentration": c.numpy(), "D": D.numpy()},
+                    {"t": np.arange(len(traj)) * 0.1, "y": x.numpy(), "x": x.numpy()}, periodic=(True, True),
+                    attrs={"kinetic": {"beta": 0.8, "zeta": 0.3, "length": 10.0, "alpha": 0.0}})
+    est = T.estimate_parameters(b, fit=("alpha",), epochs=20, windows=3)
+    assert est.values["alpha"] == pytest.approx(-3.0, rel=0.02)
