@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ...device import resolve_device
 from ...errors import InputError
 from ..._progress import report
 from .moments import contract4, fourth_moment
@@ -126,8 +127,6 @@ class KineticSolver:
 
     def __init__(self, params: SuspensionParams, *, n: int = 64, n_theta: int = 32, dt: float = 0.01,
                  device: str = "cpu"):
-        from ..pinn.train import resolve_device
-
         if n < 8 or n % 2 or n_theta < 8 or n_theta % 2:
             raise InputError(f"need even n >= 8 and even n_theta >= 8, got n={n}, n_theta={n_theta}")
         if not dt > 0:
