@@ -38,9 +38,9 @@ print("numba.cuda available:", cuda.is_available())
 PYEOF
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-timeout "${CHECK_TIMEOUT:-110}" "$PY" benchmarks/gpu_apr_check.py >"$OUT/check.json" 2>"$OUT/check.err"
+timeout "${CHECK_TIMEOUT:-150}" "$PY" benchmarks/gpu_apr_check.py >"$OUT/check.json" 2>"$OUT/check.err"
 echo "check rc=$? ($(( $(date +%s) - start )) s)"; tail -n 5 "$OUT/check.json"; tail -n 3 "$OUT/check.err"
-left=$(( 285 - ($(date +%s) - start) ))
+left=$(( ${TOTAL_S:-285} - ($(date +%s) - start) ))
 timeout "$left" "$PY" -m napari_dynfit.cli bench apr-conv --device cuda --size "${SIZE:-1024}" --ratio 30 \
     --repeat "${REPEAT:-10}" --frames 4 --stencils 4 --sweep "${SWEEP:-256:10,256:100,256:300,512:30,1024:10,1024:300,2048:300}" \
     --budget-s $(( left - 60 )) --overwrite -o "$OUT/gpu_apr_conv.json" >"$OUT/bench.log" 2>&1

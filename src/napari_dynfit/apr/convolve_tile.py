@@ -545,6 +545,31 @@ def _bank(level_banks, level: int):
     return padded.reshape(len(bank), -1), (kz // 2, ky // 2, kx // 2)
 
 
+_SHARED_LIMIT = 46 * 1024  # bytes of static shared memory per block (48 KiB, less a margin)
+
+
+def shared_bytes(tile, halo, n_stencils: int) -> int:
+    """Static shared memory of one block of the tile kernel, in bytes."""
+    (tz, ty, tx), (hz, hy, hx) = tile, halo
+    rows, halo_rows = tz * ty, (tz + 2 * hz) * (ty + 2 * hy)
+    cells = halo_rows * (tx + 2 * hx)
+    return 4 * (cells + n_stencils * (2 * hz + 1) * (2 * hy + 1) * (2 * hx + 1)) + 24 * rows + 8 * halo_rows + 8
+
+
+def _fit_tile(tile, halo, n_stencils: int):
+    """``tile`` with its z (then y) extent halved until the block's shared memory fits."""
+    tz, ty, tx = tile
+    while shared_bytes((tz, ty, tx), halo, n_stencils) > _SHARED_LIMIT and max(tz, ty) > 1:
+        if tz >= ty:
+            tz = max(1, tz // 2)
+        else:
+            ty = max(1, ty // 2)
+    if shared_bytes((tz, ty, tx), halo, n_stencils) > _SHARED_LIMIT:
+        raise InputError(f"a bank of {n_stencils} stencils of half sizes {halo} does not fit a block's shared "
+                         "memory; split the bank")
+    return tz, ty, tx
+
+
 class PreparedBank:
     """Per-level stencil banks on the device (zero-padded to the level's largest stencil), built once.
 
@@ -597,15 +622,15 @@ def convolve_bank(dgrid: DeviceAprGrid, dvals, level_banks, *, reflect: bool = T
         dtree = tree_means(dgrid, dvals, tree_out)
     if out is None:
         out = cuda.device_array((frames, bank.n_stencils, grid.n_particles), dtype=np.float32)
-    tz, ty, tx = dgrid.tile
     for level in range(grid.level_max, grid.level_min - 1, -1):
         p0, p1 = grid.level_range(level)
         if p1 == p0:
             continue
         flat, halo = bank.levels[level]
+        tz, ty, tx = _fit_tile(dgrid.tile, halo, bank.n_stencils)
         nz, ny, nx = (int(v) for v in grid.level_shapes[level])
         ntx, nty, ntz = math.ceil(nx / tx), math.ceil(ny / ty), math.ceil(nz / tz)
-        kern = _conv_kernel(dgrid.tile, dgrid.threads, halo, bank.n_stencils)
+        kern = _conv_kernel((tz, ty, tx), dgrid.threads, halo, bank.n_stencils)
         kern[(ntx * nty * ntz, frames), dgrid.threads](level, *dgrid.args(), dvals, dtree, flat, bool(reflect),
                                                         ntx, nty, out)
     return out
