@@ -54,7 +54,7 @@ __all__ = ["use_device", "is_simulator", "DeviceAprGrid", "device_grid", "tree_m
 #: Tile shape (z, y, x) in cells of a level grid and threads per block on a GPU.
 DEFAULT_TILE = ((8, 8, 32), 256)
 #: Tile shape and threads under the CPU simulator (tests): small, so blocks are cheap to simulate.
-SIM_TILE = ((4, 16, 16), 4)
+SIM_TILE = ((4, 16, 32), 2)
 _MAX_STENCILS = 16
 
 _EXTRA = "pip install 'napari-dynfit[gpu]'"
