@@ -124,6 +124,8 @@ def test_memory_within_three_times_particle_data(case):
     assert acc["ratio_to_particle_data"] <= 3.0
     dgrid = tile.device_grid(grid)
     assert dgrid.nbytes == acc["structure"]  # the accounting is what the device holds
+    fitted = tile._fit_tile((8, 8, 32), (3, 3, 3), 16)  # a 16-stencil 7^3 bank: smaller tiles fit 48 KiB
+    assert fitted[0] < 8 and tile.shared_bytes(fitted, (3, 3, 3), 16) <= 46 * 1024
 
 
 def test_device_errors(monkeypatch):

@@ -54,7 +54,7 @@ __all__ = ["use_device", "is_simulator", "DeviceAprGrid", "device_grid", "tree_m
 #: Tile shape (z, y, x) in cells of a level grid and threads per block on a GPU.
 DEFAULT_TILE = ((8, 8, 32), 256)
 #: Tile shape and threads under the CPU simulator (tests): small, so blocks are cheap to simulate.
-SIM_TILE = ((4, 16, 16), 4)
+SIM_TILE = ((4, 16, 32), 2)
 _MAX_STENCILS = 16
 
 _EXTRA = "pip install 'napari-dynfit[gpu]'"
@@ -124,10 +124,30 @@ def _helpers():
     _cuda()
     i64 = numba.int64
 
-    from .convolve import _lower_bound, _mirror
+    from .convolve import _lower_bound
 
-    lower_bound = cuda.jit(device=True)(_lower_bound.py_func)  # the CPU kernel's helpers, compiled for the GPU
-    mirror = cuda.jit(device=True)(_mirror.py_func)
+    lower_bound = cuda.jit(device=True)(_lower_bound.py_func)  # the CPU kernel's search, compiled for the GPU
+
+    # no builtin min/max in device code: numba 0.68's CUDA target fails to compile them (star-args overload)
+    @cuda.jit(device=True)
+    def smaller(a, b):
+        return a if a < b else b
+
+    @cuda.jit(device=True)
+    def larger(a, b):
+        return a if a > b else b
+
+    @cuda.jit(device=True)
+    def mirror(i, n, reflect):
+        """:func:`.convolve._mirror` (mirror without repeating the edge; -1 outside with zero padding)."""
+        if i >= 0 and i < n:
+            return i
+        if not reflect:
+            return -1
+        j = -i if i < 0 else i
+        if j >= n:
+            j = 2 * (n - 1) - j
+        return 0 if j < 0 else (j if j < n else n - 1)
 
     @cuda.jit(device=True)
     def upper_bound(a, lo, hi, v):
@@ -199,15 +219,15 @@ def _helpers():
                 c0 = i64(px[i]) << d
                 if c0 > b:
                     break
-                c1 = min(c0 + (1 << d) - 1, b)
+                c1 = smaller(c0 + (1 << d) - 1, b)
                 v = vals[f, i]
-                for x in range(max(c0, a), c1 + 1):
+                for x in range(larger(c0, a), c1 + 1):
                     cells[o + x] = v
-                done += c1 - max(c0, a) + 1
+                done += c1 - larger(c0, a) + 1
                 i += 1
             d += 1
 
-    _KERNELS["helpers"] = (lower_bound, upper_bound, mirror, lookup, fill_row)
+    _KERNELS["helpers"] = (lower_bound, upper_bound, mirror, lookup, fill_row, smaller, larger)
     return _KERNELS["helpers"]
 
 
@@ -217,7 +237,7 @@ def _tree_kernel():
     import numba
 
     _cuda()
-    lower_bound, upper_bound, _, _, _ = _helpers()
+    lower_bound, upper_bound = _helpers()[:2]
 
     @cuda.jit(device=True)
     def pair_sum(xs, start, stop, x, vals, f):
@@ -268,7 +288,7 @@ def _tree_kernel():
                     sm, k = pair_sum(tx, t_offsets[rr], t_offsets[rr + 1], 2 * x, tvals, f)
                     acc += sm
                     n += k
-        tvals[f, t] = acc / max(n, 1)
+        tvals[f, t] = acc / (n if n > 0 else 1)
 
     _KERNELS["tree"] = tree_level
     return tree_level
@@ -282,13 +302,14 @@ def _conv_kernel(tile, threads, halo, n_stencils):
     import numba
 
     _cuda()
-    lower_bound, _, mirror, lookup, fill_row = _helpers()
+    lower_bound, _, mirror, lookup, fill_row, smaller, larger = _helpers()
     TZ, TY, TX = tile
     HZ, HY, HX = halo
     KZ, KY, KX = 2 * HZ + 1, 2 * HY + 1, 2 * HX + 1
     WY, WX = TY + 2 * HY, TX + 2 * HX
     NROW, NHROW = TZ * TY, (TZ + 2 * HZ) * WY
     NCELL, NK, NS, NT = NHROW * WX, KZ * KY * KX, n_stencils, threads
+    NSK = NS * NK
     BIG = 1 << 30
     f32, i64, i32 = numba.float32, numba.int64, numba.int32
 
@@ -296,7 +317,7 @@ def _conv_kernel(tile, threads, halo, n_stencils):
     def conv_level(level, lmin, lmax, shapes, offsets, px, row_start, t_offsets, tx, t_row_start, vals, tvals,
                    stencils, reflect, ntx, nty, out):
         cells = cuda.shared.array(NCELL, f32)
-        sten = cuda.shared.array(NS * NK, f32)
+        sten = cuda.shared.array(NSK, f32)
         p_start = cuda.shared.array(NROW, i64)
         p_stop = cuda.shared.array(NROW, i64)
         row_lo = cuda.shared.array(NROW, i32)
@@ -339,7 +360,7 @@ def _conv_kernel(tile, threads, halo, n_stencils):
             p_stop[r] = e
             row_lo[r] = lo
             row_hi[r] = hi
-        for i in range(tid, NS * NK, NT):
+        for i in range(tid, NSK, NT):
             sten[i] = stencils[i // NK, i % NK]
         cuda.syncthreads()
         if count[0] == 0:  # no particle of this level in the tile (uniform over the block)
@@ -350,10 +371,10 @@ def _conv_kernel(tile, threads, halo, n_stencils):
             dy = q % WY - HY
             lo = BIG
             hi = -BIG
-            for a in range(max(dz - HZ, 0), min(dz + HZ, TZ - 1) + 1):
-                for c in range(max(dy - HY, 0), min(dy + HY, TY - 1) + 1):
-                    lo = min(lo, row_lo[a * TY + c])
-                    hi = max(hi, row_hi[a * TY + c])
+            for a in range(larger(dz - HZ, 0), smaller(dz + HZ, TZ - 1) + 1):
+                for c in range(larger(dy - HY, 0), smaller(dy + HY, TY - 1) + 1):
+                    lo = smaller(lo, row_lo[a * TY + c])
+                    hi = larger(hi, row_hi[a * TY + c])
             need_lo[q] = lo
             need_hi[q] = hi
         cuda.syncthreads()
@@ -367,8 +388,8 @@ def _conv_kernel(tile, threads, halo, n_stencils):
             o = q * WX + HX - x0  # cells[o + x] holds global x
             zs = mirror(z0 + q // WY - HZ, nz, reflect)
             ys = mirror(y0 + q % WY - HY, ny, reflect)
-            a = max(x0 + lo, 0)
-            b = min(x0 + hi, nx - 1)
+            a = larger(x0 + lo, 0)
+            b = smaller(x0 + hi, nx - 1)
             if zs < 0 or ys < 0:
                 for x in range(x0 + lo, x0 + hi + 1):
                     cells[o + x] = 0.0
@@ -545,6 +566,31 @@ def _bank(level_banks, level: int):
     return padded.reshape(len(bank), -1), (kz // 2, ky // 2, kx // 2)
 
 
+_SHARED_LIMIT = 46 * 1024  # bytes of static shared memory per block (48 KiB, less a margin)
+
+
+def shared_bytes(tile, halo, n_stencils: int) -> int:
+    """Static shared memory of one block of the tile kernel, in bytes."""
+    (tz, ty, tx), (hz, hy, hx) = tile, halo
+    rows, halo_rows = tz * ty, (tz + 2 * hz) * (ty + 2 * hy)
+    cells = halo_rows * (tx + 2 * hx)
+    return 4 * (cells + n_stencils * (2 * hz + 1) * (2 * hy + 1) * (2 * hx + 1)) + 24 * rows + 8 * halo_rows + 8
+
+
+def _fit_tile(tile, halo, n_stencils: int):
+    """``tile`` with its z (then y) extent halved until the block's shared memory fits."""
+    tz, ty, tx = tile
+    while shared_bytes((tz, ty, tx), halo, n_stencils) > _SHARED_LIMIT and max(tz, ty) > 1:
+        if tz >= ty:
+            tz = max(1, tz // 2)
+        else:
+            ty = max(1, ty // 2)
+    if shared_bytes((tz, ty, tx), halo, n_stencils) > _SHARED_LIMIT:
+        raise InputError(f"a bank of {n_stencils} stencils of half sizes {halo} does not fit a block's shared "
+                         "memory; split the bank")
+    return tz, ty, tx
+
+
 class PreparedBank:
     """Per-level stencil banks on the device (zero-padded to the level's largest stencil), built once.
 
@@ -597,15 +643,15 @@ def convolve_bank(dgrid: DeviceAprGrid, dvals, level_banks, *, reflect: bool = T
         dtree = tree_means(dgrid, dvals, tree_out)
     if out is None:
         out = cuda.device_array((frames, bank.n_stencils, grid.n_particles), dtype=np.float32)
-    tz, ty, tx = dgrid.tile
     for level in range(grid.level_max, grid.level_min - 1, -1):
         p0, p1 = grid.level_range(level)
         if p1 == p0:
             continue
         flat, halo = bank.levels[level]
+        tz, ty, tx = _fit_tile(dgrid.tile, halo, bank.n_stencils)
         nz, ny, nx = (int(v) for v in grid.level_shapes[level])
         ntx, nty, ntz = math.ceil(nx / tx), math.ceil(ny / ty), math.ceil(nz / tz)
-        kern = _conv_kernel(dgrid.tile, dgrid.threads, halo, bank.n_stencils)
+        kern = _conv_kernel((tz, ty, tx), dgrid.threads, halo, bank.n_stencils)
         kern[(ntx * nty * ntz, frames), dgrid.threads](level, *dgrid.args(), dvals, dtree, flat, bool(reflect),
                                                         ntx, nty, out)
     return out

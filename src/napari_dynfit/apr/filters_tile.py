@@ -38,7 +38,7 @@ def _kernels():
     import numba
 
     cuda = tile._cuda()
-    lower_bound, upper_bound, _, _, _ = tile._helpers()
+    lower_bound, upper_bound, _, _, _, smaller, _ = tile._helpers()
     i64 = numba.int64
 
     @cuda.jit
@@ -79,7 +79,7 @@ def _kernels():
         c = (z, y, i64(px[p]))
         for a in range(3):
             lo = c[a] * size
-            vol *= min(lo + size, image_shape[a]) - lo
+            vol *= smaller(lo + size, image_shape[a]) - lo
         first = np.float64(rng[0])
         last = np.float64(rng[1])
         v = np.float64(vals[p])

@@ -332,6 +332,10 @@ def _bench_args(p) -> None:
 
 
 def _bench(args) -> dict:
+    if args.device == "cuda":  # the fused tile kernel, CUDA events, cuDNN and the torch path on the same card
+        from ..apr.bench_gpu import run_bench
+
+        return run_bench(args)
     import numba
     from threadpoolctl import threadpool_limits
 
@@ -341,10 +345,6 @@ def _bench(args) -> dict:
 
     if args.threads < 1 or args.size < 16 or args.repeat < 1:
         raise InputError("--threads and --repeat must be >= 1 and --size >= 16")
-    if args.device == "cuda":  # the fused tile kernel, CUDA events, cuDNN and the torch path on the same card
-        from ..apr.bench_gpu import run_bench
-
-        return run_bench(args)
     device = resolve_device(args.device)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     stencil = gaussian_stencil(args.sigma, args.stencil_size, 3)
