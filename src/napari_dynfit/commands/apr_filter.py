@@ -44,19 +44,16 @@ def _write_particles(src, values, out) -> Path:
     """Write ``values`` as the particles of the APR in ``src`` to ``out`` (``.apr``)."""
     from ..apr import read_apr, write_apr
 
+    from ..apr.filter_segment import label_particles
+
     image = read_apr(src)
     values = np.asarray(values)
-    if values.dtype.kind in "iub":
-        if values.size and values.max() > 65535:
-            raise InputError(f"{values.max()} labels do not fit the .apr uint16 particles; use the CSV table")
-        parts = values.astype(np.uint16)
-    else:
-        parts = values.astype(np.float32)
+    parts = label_particles(values) if values.dtype.kind in "iub" else values.astype(np.float32)
     return write_apr(image.with_values(parts), out)
 
 
 def _filter_values(grid, values, args):
-    from ..apr import filters
+    from ..apr.filter_segment import filter_values
 
     chosen = [n for n in ("gaussian", "log", "dog", "gradient", "stencil") if getattr(args, n) is not None]
     if len(chosen) != 1:
@@ -71,11 +68,9 @@ def _filter_values(grid, values, args):
             stencil = np.load(path)
         except ValueError as exc:
             raise InputError(f"{path} is not a .npy array ({exc}); save the stencil with numpy.save") from exc
-        return name, filters.custom(grid, values, stencil, normalize=args.normalize, device=args.device)
-    if name == "gradient":
-        sigma = args.gradient if args.gradient > 0 else None
-        return name, filters.gradient_magnitude(grid, values, sigma=sigma, size=args.size, device=args.device)
-    return name, filters.FILTERS[name](grid, values, getattr(args, name), size=args.size, device=args.device)
+        return name, filter_values(grid, values, "custom", stencil=stencil, normalize=args.normalize,
+                                   device=args.device)
+    return name, filter_values(grid, values, name, sigma=getattr(args, name), size=args.size, device=args.device)
 
 
 def _filter(args) -> int:
