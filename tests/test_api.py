@@ -122,3 +122,27 @@ def test_link_takes_link_params_and_explicit_keywords():
         link(det, {"max_distance": 2.0})
     with pytest.raises(TypeError):
         link(det, max_dist=2.0)  # a misspelt option is an error, not silently ignored
+
+
+def test_pde_and_balance_results_round_trip(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from napari_dynfit.models import BalanceResult, PDEDiscovery, discover_pde, dominant_balance
+    from napari_dynfit.sim.pde_solutions import burgers_pdefind
+
+    u = burgers_pdefind()
+    res = discover_pde(u, n_bootstrap=20, n_subsamples=10)
+    assert res.equations["u_t"] == pytest.approx({"u*u_x": -1.0, "u_xx": 0.1}, rel=0.05)
+    back = PDEDiscovery.load(res.save(tmp_path / "pde.json"))
+    assert back.equations == res.equations and back.identifiable and back.summary() == res.summary()
+    assert type(back.results["u_t"]) is type(res.results["u_t"])
+    sim = back.simulate(u, start=0, stop=6)
+    err = np.abs(sim.fields["u"] - u.fields["u"][:6]).max() / np.abs(u.fields["u"]).max()
+    assert err < 0.05, err
+    assert res.plot().get_title() == "identified"
+    bal = dominant_balance(u, res.model, n_clusters=3, max_samples=3000, n_scatter=500)
+    bb = BalanceResult.load(bal.save(tmp_path / "bal.json"))
+    np.testing.assert_array_equal(bb.regions, bal.regions)
+    assert bb.to_dict() == bal.to_dict() and "u_t" in bb.summary()
+    bal.plot()

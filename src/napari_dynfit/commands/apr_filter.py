@@ -117,35 +117,13 @@ def _segment(args) -> int:
 
 def _read_cells_movie(path):
     """A raw movie ``(t, [z,] y, x)`` (lazy where the format allows) from TIFF, OME-Zarr, ``.aprmovie`` or a
-    folder of single-frame TIFFs (sorted by name, e.g. a Cell Tracking Challenge image folder)."""
+    folder of single-frame images (sorted by name, e.g. a Cell Tracking Challenge image folder)."""
     from .._io import check_input_file
+    from ..io.image import open_image
 
     p = check_input_file(path, what="movie")
-    suffix = p.suffix.lower()
-    if suffix == ".aprmovie":
-        from .track import _read_movie
-
-        return _read_movie(p)[0]
-    if p.is_dir() and suffix != ".zarr" and not any((p / n).exists() for n in ("zarr.json", ".zgroup", ".zarray")):
-        import tifffile
-
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".tif", ".tiff") and f.is_file())
-        if not files:
-            raise InputError(f"folder '{p}' holds no TIFF frames and is not Zarr: pass a movie file or folder")
-        first = tifffile.imread(files[0])
-        movie = np.empty((len(files),) + first.shape, first.dtype)
-        movie[0] = first
-        for i, f in enumerate(files[1:], 1):
-            frame = tifffile.imread(f)
-            if frame.shape != first.shape:
-                raise InputError(f"'{f.name}' has shape {frame.shape}, '{files[0].name}' {first.shape}: all frames "
-                                 "of the folder must have one shape")
-            movie[i] = frame
-        return movie
-    from ..pipeline import open_movie
-
     axes = None
-    if suffix in (".tif", ".tiff"):
+    if p.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
         try:
@@ -154,7 +132,8 @@ def _read_cells_movie(path):
                     axes = "tyx"  # a 3D TIFF is a (t, y, x) movie here (whatever its metadata says)
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
-    return open_movie(p, axes=axes).data
+    img = open_image(p, axes, lazy=True, what="movie")
+    return img.as_movie_axes().movie()
 
 
 def _segment_movie(args) -> int:

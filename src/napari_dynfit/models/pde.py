@@ -119,6 +119,13 @@ class PDEDiscovery(Result):
                             "hints": self.hints, "where": self.where, "forecast": self.forecast,
                             "noise": self.noise})
 
+    def simulate(self, observed, *, start: int = 0, stop: int | None = None, substeps: int = 8):
+        """Integrate the discovered model forward from frame ``start`` of ``observed`` (a FieldBundle on the grid
+        to simulate on) to ``stop`` (:func:`~napari_dynfit.models.integrate_model`); returns a FieldBundle."""
+        from .integrate import integrate_model
+
+        return integrate_model(self.model, observed, start=start, stop=stop, substeps=substeps)
+
     def plot(self, ax=None):
         """The selected coefficients of every equation with their confidence intervals; returns the axes."""
         import matplotlib.pyplot as plt
