@@ -146,3 +146,29 @@ def test_pde_and_balance_results_round_trip(tmp_path):
     np.testing.assert_array_equal(bb.regions, bal.regions)
     assert bb.to_dict() == bal.to_dict() and "u_t" in bb.summary()
     bal.plot()
+
+
+def test_result_plots_and_flow_protocol():
+    torch = pytest.importorskip("torch")
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.flow.pfi import FlowModel, LinearDrift
+    from napari_dynfit.models.pinn import LatentFieldResult
+    from napari_dynfit.track import TrackingMetrics
+
+    assert TrackingMetrics({"matcher": "point", "DET": 0.9, "LNK": 0.8}).plot().get_title().startswith("tracking")
+    b = FieldBundle({"phi": np.ones((3, 4, 5))}, {"t": np.arange(3.0), "y": np.arange(4.0), "x": np.arange(5.0)})
+    assert LatentFieldResult(fields=b).plot().get_title() == "phi, frame -1"
+    net = LinearDrift(2)
+    with torch.no_grad():
+        net.A.copy_(torch.tensor([[-1.0, 0.0], [0.0, -2.0]]))
+    score = types.SimpleNamespace(mean=torch.zeros(3, 2), std=torch.ones(2))
+    fm = FlowModel(net, None, np.eye(2), score, ("y", "x"), np.arange(3.0))
+    x = np.array([[1.0, 1.0]])
+    np.testing.assert_allclose(fm.predict(x), [[-1.0, -2.0]], atol=1e-6)  # f(x) = A x + b
+    assert fm.simulate(np.zeros((4, 2)), [0.0, 1.0]).shape == (4, 2, 2)
+    assert "A = [[-1." in fm.summary() and fm.plot().get_xlabel() == "y"
