@@ -47,6 +47,8 @@ class TiffAxes:
     source : str
         Where ``axes`` came from: ``"given"`` (the caller), ``"imagej"``, ``"ome"``, ``"shaped"`` (tifffile's
         metadata) or ``"2d"`` (two dimensions are ``yx``).
+    units : dict
+        Units of the axes in ``scale`` as ImageJ names them (``unit`` for ``z``/``y``/``x``, ``tunit`` for ``t``).
     """
 
     axes: str
@@ -54,6 +56,7 @@ class TiffAxes:
     dtype: np.dtype
     scale: dict = field(default_factory=dict)
     source: str = ""
+    units: dict = field(default_factory=dict)
 
 
 def check_axes(axes: str, ndim: int, path, *, hint: str = "") -> str:
@@ -119,7 +122,8 @@ def tiff_axes(path, axes: str | None = None) -> TiffAxes:
         scale["z"] = float(ij["spacing"])
     if ij.get("finterval"):
         scale["t"] = float(ij["finterval"])
-    return TiffAxes(axes=out, shape=shape, dtype=dtype, scale=scale, source=source)
+    units = {a: (ij.get("tunit") if a == "t" else ij.get("unit")) for a in scale}
+    return TiffAxes(axes=out, shape=shape, dtype=dtype, scale=scale, source=source, units=units)
 
 
 def read_tiff(path, axes: str | None = None) -> tuple[np.ndarray, TiffAxes]:

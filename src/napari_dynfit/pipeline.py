@@ -335,16 +335,6 @@ def _tiff_zarr(path: str, stamp: int):
     return zarr.open(tifffile.imread(path, aszarr=True), mode="r")
 
 
-def _tiff_axes(path: Path, axes: str | None) -> tuple[str, tuple | None, tuple]:
-    """Axes (``tczyx`` letters), spatial spacing and shape of a TIFF's first series (:func:`~._tiff.tiff_axes`)."""
-    from ._tiff import tiff_axes
-
-    info = tiff_axes(path, axes)
-    sp = {a: v for a, v in info.scale.items() if a in "zyx"}
-    spacing = tuple(sp.get(a, 1.0) for a in info.axes if a in "zyx") if sp else None
-    return info.axes, spacing, info.shape
-
-
 def _check_movie_axes(axes: str, path) -> None:
     if set(axes) - set("tczyx") or len(set(axes)) != len(axes) or not axes.endswith("yx") or "t" not in axes:
         raise InputError(f"'{path}' has axes '{axes}'; the pipeline needs a movie with distinct axes among "
@@ -372,39 +362,9 @@ def open_movie(path, *, axes: str | None = None, channel: int | None = None) -> 
         ``data`` of shape ``(t, [z,] y, x)`` and the spacing found in the file.
     """
     from ._io import check_input_file
+    from .io.image import open_image
 
     p = check_input_file(path, suffixes=MOVIE_SUFFIXES, what="movie")
-    if p.suffix.lower() in (".tif", ".tiff"):
-        axes, spacing, shape = _tiff_axes(p, axes)
-        _check_movie_axes(axes, p)
-        return MovieFile(TiffFrames(p, axes, _channel(axes, shape, channel, p)), spacing, p)
-    from .apr.io import read_pixels
-
-    pix = read_pixels(p, axes=axes)
-    axes, data = pix["axes"], pix["data"]
-    _check_movie_axes(axes, p)
-    order = [axes.index(a) for a in "tczyx" if a in axes]
-    data = data.transpose(order) if order != list(range(len(order))) else data
-    axes_t = "".join(axes[i] for i in order)
-    scale = [pix["scale"][i] for i in order]
-    if "c" in axes_t:
-        c = _channel(axes_t, data.shape, channel, p)
-        data = data[:, c]
-    spacing = tuple(s for a, s in zip(axes_t, scale) if a in "zyx")
-    return MovieFile(data, spacing if any(s != 1.0 for s in spacing) else None, p)
-
-
-def _channel(axes: str, shape, channel, path) -> int | None:
-    if "c" not in axes:
-        if channel not in (None, 0):
-            raise InputError(f"channel {channel} does not exist in '{path}' (one channel, axes '{axes}'): "
-                             "drop --channel")
-        return None
-    n = shape[axes.index("c")]
-    if channel is None:
-        if n == 1:
-            return 0
-        raise InputError(f"'{path}' has {n} channels; choose one (channel=..., --channel)")
-    if not 0 <= channel < n:
-        raise InputError(f"channel {channel} does not exist in '{path}' ({n} channels)")
-    return int(channel)
+    img = open_image(p, axes, lazy=True, what="movie")
+    _check_movie_axes(img.axes, p)
+    return MovieFile(img.movie(channel), img.spacing if img.has_spacing() else None, p)

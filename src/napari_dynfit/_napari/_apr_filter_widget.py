@@ -47,27 +47,12 @@ def run_filter_segment(image, params: dict) -> dict:
     ``threshold`` (one of :data:`THRESHOLD_CHOICES`), ``value``, ``smooth`` (sigma, 0 = none), ``min_size``.
     Returns ``grid``, ``filtered`` (values per particle), ``labels`` and ``table``.
     """
-    from ..apr import filters
-    from ..apr.segment import segment
+    from ..apr.filter_segment import filter_and_segment
 
-    grid = image.grid
-    values = np.asarray(image.parts)
-    name = params["filter"]
-    size = params.get("size") or None
-    if name == "none":
-        filtered = values.astype(np.float32)
-    elif name == "gradient":
-        filtered = filters.gradient_magnitude(grid, values, sigma=params["sigma"], size=size, device=params["device"])
-    else:
-        filtered = filters.FILTERS[name](grid, values, params["sigma"], size=size, device=params["device"])
-    method = params["threshold"]
-    if method == "value":
-        method = float(params["value"])
-    res = segment(grid, filtered, method=method, smooth_sigma=params["smooth"] or None,
-                  min_size=params["min_size"], device=params["device"],
-                  apr=None)
-    return {"grid": grid, "filtered": filtered, "labels": res.labels, "table": res.table,
-            "threshold": res.threshold}
+    method = float(params["value"]) if params["threshold"] == "value" else params["threshold"]
+    return filter_and_segment(image.grid, np.asarray(image.parts), filter=params["filter"], sigma=params["sigma"],
+                              size=params.get("size") or None, threshold=method, smooth_sigma=params["smooth"] or None,
+                              min_size=params["min_size"], device=params["device"]).to_dict()
 
 
 class AprFilterWidget(StepContract, Container):
@@ -220,10 +205,9 @@ class AprFilterWidget(StepContract, Container):
         def compute():
             image = apr_image_of_layer(layer, frame)
             res = self._compute(layer, frame, params)
-            labels = res["labels"]
-            if labels.max() > 65535:
-                raise InputError("more than 65535 objects: raise the threshold or the minimum size")
-            return image, res, LazyAprArray(image.with_values(labels.astype(np.uint16)))
+            from ..apr.filter_segment import label_particles
+
+            return image, res, LazyAprArray(image.with_values(label_particles(res["labels"])))
 
         self._job.start(compute, on_return=lambda out: self._show_result(layer, *out), busy="filter & segment...",
                         block=sync)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._io import atomic_path, check_input_file
 from .._progress import progress_iter
-from .._tiff import AmbiguousAxesError, check_axes, read_tiff
+from .._tiff import AmbiguousAxesError  # noqa: F401 (read_pixels raises it; its docstring names it)
 from ..errors import InputError
 from .convert import AprImage, AprMovie, apr_stats
 from .h5 import attr_int
@@ -314,57 +314,10 @@ def read_pixels(path, axes: str | None = None) -> dict:
     AmbiguousAxesError
         A TIFF / ``.npy`` of 3+ dimensions that does not name its axes, and no ``axes``.
     """
+    from ..io.image import open_image
+
     p = check_input_file(path, suffixes=PIXEL_SUFFIXES, what="image")
-    name = p.name.split(".")[0]
-    if p.suffix.lower() == ".zarr":
-        out = _read_ome_zarr(p, name)
-        if axes:
-            out["axes"] = check_axes(axes, out["data"].ndim, p)
-        return out
-    if p.suffix.lower() == ".npy":
-        try:
-            data = np.load(p, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read '{p}' as a numpy array ({exc})") from exc
-        if axes is None and data.ndim != 2:
-            raise AmbiguousAxesError(f"'{p}' has {data.ndim} dimensions {data.shape} and a .npy file does not name "
-                                     "its axes: pass them, e.g. --axes tyx (frames) or --axes zyx (slices)",
-                                     data.ndim)
-        axes = check_axes(axes or "yx", data.ndim, p)
-        return {"data": data, "axes": axes, "scale": [1.0] * data.ndim, "name": name}
-    data, info = read_tiff(p, axes)
-    return {"data": data, "axes": info.axes, "scale": [info.scale.get(a, 1.0) for a in info.axes], "name": name,
-            "axes_source": info.source}
-
-
-def _read_ome_zarr(p: Path, name: str) -> dict:
-    import zarr
-
-    from .._io import check_zarr_chunks, lazy_zarr
-
-    try:
-        grp = zarr.open_group(str(p), mode="r")
-        attrs = dict(grp.attrs)
-        ms = (attrs.get("ome") or attrs).get("multiscales")
-        if not ms:
-            raise InputError(f"'{p}' is a Zarr group without OME-NGFF 'multiscales' metadata; "
-                             "write it as OME-Zarr (e.g. with ome-zarr-py) or save a TIFF")
-        first = ms[0]
-        ds0 = first["datasets"][0]
-        arr = grp[ds0["path"]]
-        axes = "".join(a["name"] if isinstance(a, dict) else a for a in first.get("axes", "tczyx"[-arr.ndim:]))
-        scale = [1.0] * arr.ndim
-        for tr in ds0.get("coordinateTransformations", []):
-            if tr.get("type") == "scale":
-                scale = [float(s) for s in tr["scale"]]
-        check_zarr_chunks(p)  # an absent chunk that held data is an error, not zeros
-        data = lazy_zarr(arr, p)  # an undecodable chunk is a one-line error naming it, not a codec traceback
-    except InputError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
-        raise InputError(f"cannot read OME-Zarr '{p}' ({exc}); check the path points at the image group") from exc
-    axes = check_axes(axes, data.ndim, p)
-    return {"data": data, "axes": axes, "scale": scale, "name": name}
+    return open_image(p, axes, what="image").to_dict()
 
 
 def pixels_to_apr(pixels: dict, **params):

@@ -44,19 +44,16 @@ def _write_particles(src, values, out) -> Path:
     """Write ``values`` as the particles of the APR in ``src`` to ``out`` (``.apr``)."""
     from ..apr import read_apr, write_apr
 
+    from ..apr.filter_segment import label_particles
+
     image = read_apr(src)
     values = np.asarray(values)
-    if values.dtype.kind in "iub":
-        if values.size and values.max() > 65535:
-            raise InputError(f"{values.max()} labels do not fit the .apr uint16 particles; use the CSV table")
-        parts = values.astype(np.uint16)
-    else:
-        parts = values.astype(np.float32)
+    parts = label_particles(values) if values.dtype.kind in "iub" else values.astype(np.float32)
     return write_apr(image.with_values(parts), out)
 
 
 def _filter_values(grid, values, args):
-    from ..apr import filters
+    from ..apr.filter_segment import filter_values
 
     chosen = [n for n in ("gaussian", "log", "dog", "gradient", "stencil") if getattr(args, n) is not None]
     if len(chosen) != 1:
@@ -71,11 +68,9 @@ def _filter_values(grid, values, args):
             stencil = np.load(path)
         except ValueError as exc:
             raise InputError(f"{path} is not a .npy array ({exc}); save the stencil with numpy.save") from exc
-        return name, filters.custom(grid, values, stencil, normalize=args.normalize, device=args.device)
-    if name == "gradient":
-        sigma = args.gradient if args.gradient > 0 else None
-        return name, filters.gradient_magnitude(grid, values, sigma=sigma, size=args.size, device=args.device)
-    return name, filters.FILTERS[name](grid, values, getattr(args, name), size=args.size, device=args.device)
+        return name, filter_values(grid, values, "custom", stencil=stencil, normalize=args.normalize,
+                                   device=args.device)
+    return name, filter_values(grid, values, name, sigma=getattr(args, name), size=args.size, device=args.device)
 
 
 def _filter(args) -> int:
@@ -122,35 +117,13 @@ def _segment(args) -> int:
 
 def _read_cells_movie(path):
     """A raw movie ``(t, [z,] y, x)`` (lazy where the format allows) from TIFF, OME-Zarr, ``.aprmovie`` or a
-    folder of single-frame TIFFs (sorted by name, e.g. a Cell Tracking Challenge image folder)."""
+    folder of single-frame images (sorted by name, e.g. a Cell Tracking Challenge image folder)."""
     from .._io import check_input_file
+    from ..io.image import open_image
 
     p = check_input_file(path, what="movie")
-    suffix = p.suffix.lower()
-    if suffix == ".aprmovie":
-        from .track import _read_movie
-
-        return _read_movie(p)[0]
-    if p.is_dir() and suffix != ".zarr" and not any((p / n).exists() for n in ("zarr.json", ".zgroup", ".zarray")):
-        import tifffile
-
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".tif", ".tiff") and f.is_file())
-        if not files:
-            raise InputError(f"folder '{p}' holds no TIFF frames and is not Zarr: pass a movie file or folder")
-        first = tifffile.imread(files[0])
-        movie = np.empty((len(files),) + first.shape, first.dtype)
-        movie[0] = first
-        for i, f in enumerate(files[1:], 1):
-            frame = tifffile.imread(f)
-            if frame.shape != first.shape:
-                raise InputError(f"'{f.name}' has shape {frame.shape}, '{files[0].name}' {first.shape}: all frames "
-                                 "of the folder must have one shape")
-            movie[i] = frame
-        return movie
-    from ..pipeline import open_movie
-
     axes = None
-    if suffix in (".tif", ".tiff"):
+    if p.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
         try:
@@ -159,7 +132,8 @@ def _read_cells_movie(path):
                     axes = "tyx"  # a 3D TIFF is a (t, y, x) movie here (whatever its metadata says)
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
-    return open_movie(p, axes=axes).data
+    img = open_image(p, axes, lazy=True, what="movie")
+    return img.as_movie_axes().movie()
 
 
 def _segment_movie(args) -> int:

@@ -23,43 +23,14 @@ from ..errors import InputError
 from ..tables import TABLE_SUFFIXES, read_table, write_table
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
-def _read_frames_folder(p: Path):
-    """A movie from a folder of image files (PNG/JPEG/BMP, one frame each, sorted by name), or None when the folder
-    holds none; colour frames become grey (0.2125 R + 0.7154 G + 0.0721 B, as ``pims.as_grey``)."""
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        return None
-    import imageio.v3 as iio
-
-    frames = []
-    for f in files:
-        im = np.asarray(iio.imread(f))
-        frames.append(im[..., :3] @ np.array([0.2125, 0.7154, 0.0721]) if im.ndim == 3 else im)
-        if frames[-1].shape != frames[0].shape:
-            raise InputError(f"frame '{f.name}' is {frames[-1].shape[1]} x {frames[-1].shape[0]} px, the first "
-                             f"{frames[0].shape[1]} x {frames[0].shape[0]}: all frames of the folder must match")
-    return np.stack(frames).astype(np.float32)
-
-
 def _read_movie(path, axes=None):
-    """A movie ``(t, [z,] y, x)`` and its spacing (or None) from TIFF, OME-Zarr, ``.aprmovie`` or a folder of
-    image frames; ``axes``: a TIFF's axes when its metadata does not name them."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        movie = _read_frames_folder(p)
-        if movie is not None:
-            return movie, None
-    if p.suffix.lower() == ".aprmovie":
-        from ..apr import open_lazy
+    """A movie ``(t, [z,] y, x)`` and its spacing (``.aprmovie``; None otherwise) from TIFF, OME-Zarr, ``.aprmovie``
+    or a folder of image frames (:func:`napari_dynfit.io.open_image`); ``axes``: a TIFF's axes when its metadata
+    does not name them."""
+    from ..io.image import open_image
 
-        info = open_lazy(p)
-        return info["levels"][0][0], info["scale"][1:]
-    from ..track.formats import read_label_movie
-
-    return read_label_movie(p, what="movie", axes=axes), None
+    img = open_image(path, axes, what="movie")
+    return img.movie(), (img.spacing if img.axes_source == "apr" else None)
 
 
 def _spacing(args, default):

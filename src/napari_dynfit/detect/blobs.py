@@ -612,13 +612,20 @@ def movie_polarity(movie, *, sigma: float = 2.0, spacing=None, n_frames: int = 5
     return decide_polarity(skew), skew
 
 
-def detect_movie(movie, *, n_workers: int = 2, **kwargs) -> pd.DataFrame:
-    """Detect blobs in every frame of a movie (see :func:`detect_blobs` for ``kwargs``).
+def detect_movie(movie, *, sigma: float = 2.0, sigma_range: tuple[float, float] | None = None,
+                 num_sigma: int = 3, threshold: float | None = None, threshold_snr: float = 5.0,
+                 spacing=None, min_distance: int | None = None, exclude_border: bool = False,
+                 split: bool = True, detection_scale: float = 0.7, polarity: str = "auto",
+                 model_error: float = MODEL_ERROR, image_error: float = 0.0, n_workers: int = 2) -> pd.DataFrame:
+    """Detect blobs in every frame of a movie.
 
     Parameters
     ----------
     movie : array_like, shape (t, y, x) or (t, z, y, x)
         Any object indexable by frame (numpy, dask, zarr, lazily reconstructed APR frames).
+    sigma, sigma_range, num_sigma, threshold, threshold_snr, spacing, min_distance, exclude_border, split, \
+detection_scale, polarity, model_error, image_error
+        As in :func:`detect_blobs` (applied to every frame); ``polarity="auto"`` is decided once for the movie.
     n_workers : int
         Frames processed in parallel (threads).
 
@@ -636,11 +643,14 @@ def detect_movie(movie, *, n_workers: int = 2, **kwargs) -> pd.DataFrame:
     if nd not in (3, 4):
         raise InputError(f"movie has {nd} dimensions; expected (t, y, x) or (t, z, y, x): pick one channel")
     n = movie.shape[0]
-    kwargs = dict(kwargs)
+    kwargs = dict(sigma=sigma, sigma_range=sigma_range, num_sigma=num_sigma, threshold=threshold,
+                  threshold_snr=threshold_snr, spacing=spacing, min_distance=min_distance,
+                  exclude_border=exclude_border, split=split, detection_scale=detection_scale, polarity=polarity,
+                  model_error=model_error, image_error=image_error)
     skew = None
-    if check_polarity(kwargs.get("polarity", "auto")) == "auto":
-        sig = kwargs.get("sigma_range", (kwargs.get("sigma", 2.0),))[-1]
-        kwargs["polarity"], skew = movie_polarity(movie, sigma=sig, spacing=kwargs.get("spacing"))
+    if check_polarity(polarity) == "auto":
+        sig = (sigma_range or (sigma,))[-1]
+        kwargs["polarity"], skew = movie_polarity(movie, sigma=sig, spacing=spacing)
 
     def one(t):
         df = detect_blobs(np.asarray(movie[t]), **kwargs)
@@ -652,6 +662,6 @@ def detect_movie(movie, *, n_workers: int = 2, **kwargs) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True)
     out["frame"] = out["frame"].astype(np.int64)
     out.attrs = {"polarity": kwargs["polarity"], "skewness": skew}
-    if kwargs.get("spacing") is not None:
-        out.attrs["spacing"] = [float(s) for s in np.asarray(kwargs["spacing"], float)[-(nd - 1):]]
+    if spacing is not None:
+        out.attrs["spacing"] = [float(s) for s in np.asarray(spacing, float)[-(nd - 1):]]
     return out

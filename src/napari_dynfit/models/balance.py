@@ -41,6 +41,7 @@ import numpy as np
 from .._io import atomic_path
 from .._progress import progress_iter, report
 from ..errors import InputError
+from ..results import Result
 from .model_json import read_model, validate_model
 from .terms import evaluate_terms
 
@@ -228,7 +229,7 @@ class Balance:
 
 
 @dataclass
-class BalanceResult:
+class BalanceResult(Result):
     """Dominant balances of one equation over a field grid.
 
     Attributes
@@ -288,6 +289,29 @@ class BalanceResult:
                              "fraction": [b.fraction for b in self.balances],
                              "residual": [b.residual for b in self.balances],
                              "strength": [b.strength for b in self.balances]})
+
+    def summary(self) -> str:
+        """Text for people: one line per balance (active terms, share of the domain, residual)."""
+        lines = [f"dominant balances of {self.equation} ({self.n_clusters} clusters)"]
+        for i, b in enumerate(self.balances):
+            lines.append(f"  {i}: {' + '.join(b.terms) if b.terms else '(no dynamics)'}: {b.fraction:.0%} of the "
+                         f"domain, dropped-term residual {b.residual:.3g}")
+        return "\n".join(lines)
+
+    def plot(self, ax=None, *, frame: int = -1):
+        """The balance of every grid point (last frame; 1D fields: space-time) as an image; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots()
+        reg = np.asarray(self.regions)
+        img = reg if reg.ndim == 2 else reg[frame]
+        img = img if img.ndim == 2 else img[img.shape[0] // 2]
+        im = ax.imshow(img, origin="lower", cmap="tab10", vmin=-0.5, vmax=9.5, aspect="auto", interpolation="nearest")
+        ax.set_title(self.equation + ": " + "; ".join(f"{i} = {' + '.join(b.terms) or 'none'}"
+                                                     for i, b in enumerate(self.balances)), fontsize=8)
+        ax.figure.colorbar(im, ax=ax, ticks=range(len(self.balances)))
+        return ax
 
     def balance_of(self, terms) -> int | None:
         """Index of the balance with exactly this set of active terms, ``None`` if absent."""
@@ -477,11 +501,13 @@ def _find_balances(space, n_clusters, max_clusters, max_samples, tol, quiet, n_a
 
 def dominant_balance(bundle, model, equation: str | None = None, *, groups: dict | None = None,
                      method: str = "finite", window: int | None = None, polyorder: int | None = None,
-                     **kwargs) -> BalanceResult:
+                     n_clusters: int | None = None, max_clusters: int = 8, max_samples: int = 20000,
+                     tol: float = 0.15, quiet: float = 0.2, n_alphas: int = 12, n_scatter: int = 5000,
+                     seed: int = 0) -> BalanceResult:
     """Dominant balances of one equation of ``model`` on the fields of ``bundle``.
 
-    :func:`equation_space` (``groups`` sums model terms into named physical terms) followed by
-    :func:`find_balances` (``kwargs`` go to the latter).
+    :func:`equation_space` (``groups`` sums model terms into named physical terms; ``method``, ``window``,
+    ``polyorder``: the derivatives) followed by :func:`find_balances` (``n_clusters`` ... ``seed``: see there).
 
     Examples
     --------
@@ -492,7 +518,8 @@ def dominant_balance(bundle, model, equation: str | None = None, *, groups: dict
     """
     space = equation_space(bundle, model, equation, groups=groups, method=method, window=window,
                            polyorder=polyorder)
-    return find_balances(space, **kwargs)
+    return find_balances(space, n_clusters=n_clusters, max_clusters=max_clusters, max_samples=max_samples, tol=tol,
+                         quiet=quiet, n_alphas=n_alphas, n_scatter=n_scatter, seed=seed)
 
 
 def write_balances(result: BalanceResult, out_dir) -> tuple[Path, Path]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..results import Result, to_jsonable
 from .debias import NoiseRows, corrected_lstsq, estimate_noise, noise_draws, noisy_fields
 from .library import default_library
 from .model_json import FORMAT, format_model
@@ -30,7 +31,7 @@ DERIVATIVES = ("weak", "finite", "spectral")
 
 
 @dataclass
-class PDEDiscovery:
+class PDEDiscovery(Result):
     """Result of :func:`discover_pde`.
 
     Attributes
@@ -111,6 +112,42 @@ class PDEDiscovery:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def to_dict(self) -> dict:
+        """The model JSON and the verdict (identifiable, reasons, hints, where, forecast, noise) as plain Python."""
+        return to_jsonable({"model": self.model, "identifiable": self.identifiable, "reasons": self.reasons,
+                            "hints": self.hints, "where": self.where, "forecast": self.forecast,
+                            "noise": self.noise})
+
+    def simulate(self, observed, *, start: int = 0, stop: int | None = None, substeps: int = 8):
+        """Integrate the discovered model forward from frame ``start`` of ``observed`` (a FieldBundle on the grid
+        to simulate on) to ``stop`` (:func:`~napari_dynfit.models.integrate_model`); returns a FieldBundle."""
+        from .integrate import integrate_model
+
+        return integrate_model(self.model, observed, start=start, stop=stop, substeps=substeps)
+
+    def plot(self, ax=None):
+        """The selected coefficients of every equation with their confidence intervals; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3))
+        labels, vals, lo, hi = [], [], [], []
+        for lhs, terms in self.equations.items():
+            ci = self.model.get("confidence_intervals", {}).get(lhs, {})
+            for t, c in terms.items():
+                labels.append(f"{lhs}: {t}")
+                vals.append(float(c))
+                a, b = ci.get(t, (c, c))
+                lo.append(float(c) - float(a))
+                hi.append(float(b) - float(c))
+        y = np.arange(len(vals))
+        ax.barh(y, vals, xerr=[lo, hi] if vals else None, color="tab:blue")
+        ax.set_yticks(y, labels)
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_xlabel("coefficient (physical units)")
+        ax.set_title("identified" if self.identifiable else "not identifiable from these data")
+        return ax
 
 
 def default_equations(bundle) -> dict[str, list[str]]:

@@ -7,10 +7,10 @@ from .formats import (read_ctc, read_label_movie, read_trackmate_xml, relabel_mo
                       tracks_from_edges, write_ctc)
 from .io_formats import read_tracks, tracks_from_napari, write_tracks
 from .lap import MOTIONS, LinkParams, link
-from .metrics import match_nodes, tracking_metrics
+from .metrics import TrackingMetrics, match_nodes, tracking_metrics
 from .quality import TrackingQuality, tracking_quality
 
 __all__ = ["msd", "fit_msd", "MsdFit", "compute_drift", "subtract_drift", "van_hove", "velocity_autocorrelation",
-           "MOTIONS", "LinkParams", "link", "TrackingQuality", "tracking_quality", "tracking_metrics", "match_nodes",
+           "MOTIONS", "LinkParams", "link", "TrackingQuality", "tracking_quality", "TrackingMetrics", "tracking_metrics", "match_nodes",
            "read_ctc", "write_ctc", "read_label_movie", "read_trackmate_xml", "relabel_movie", "to_napari_tracks",
            "tracks_from_edges", "read_tracks", "write_tracks", "tracks_from_napari"]

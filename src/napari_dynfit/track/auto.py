@@ -257,7 +257,6 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
     frames, starts = np.unique(fr, return_index=True)
     ends = np.append(starts[1:], len(fr))
     rows = dict(zip(frames.tolist(), zip(starts.tolist(), ends.tolist())))
-    cover = float(np.sqrt(stats.chi2.ppf(COVER, d)))
     out = AutoParams(params={})
     st = out.stats
     nn = _nn_median(x, fr, frames)

@@ -80,43 +80,15 @@ def read_label_movie(path, *, what: str = "label movie", axes: str | None = None
     ``axes`` (file order, e.g. ``"tyx"``); a TIFF of 3+ dimensions that names none needs ``axes``
     (:func:`napari_dynfit._tiff.tiff_axes`). A CTC folder holds one frame per file: its axes are ``[z,] y, x``.
     """
-    import tifffile
+    from ..io.image import open_image
 
-    p = check_input_file(path, what=what)
-    if p.is_dir() and not (p / "zarr.json").exists() and not (p / ".zgroup").exists() and not (p / ".zarray").exists():
-        _, tifs = _ctc_files(p)
-        if not tifs:
-            raise InputError(f"folder '{p}' holds no CTC label TIFFs (mask###.tif / man_track###.tif) and is not Zarr")
-        frames = [tifffile.imread(f) for _, f in tifs]
-        idx = [i for i, _ in tifs]
-        shape = frames[0].shape
-        if any(f.shape != shape for f in frames):
-            raise InputError(f"CTC folder '{p}' has label images of different shapes: they must all match")
-        movie = np.zeros((max(idx) + 1,) + shape, np.int64)
-        for i, f in zip(idx, frames):
-            movie[i] = f
-        return movie
-    if p.is_dir() or p.suffix.lower() == ".zarr":
-        import zarr
-
-        try:
-            node = zarr.open(str(p), mode="r")
-        except Exception as exc:
-            raise InputError(f"cannot open Zarr store '{p}' ({exc}): is it an OME-Zarr image?") from exc
-        if hasattr(node, "shape"):
-            return np.asarray(node)
-        ms = node.attrs.get("multiscales") or node.attrs.get("ome", {}).get("multiscales")
-        key = ms[0]["datasets"][0]["path"] if ms else "0"
-        if key not in node:
-            raise InputError(f"Zarr store '{p}' has no array '{key}': write the labels as OME-Zarr level 0")
-        arr = np.asarray(node[key])
-        return arr.reshape([s for i, s in enumerate(arr.shape) if not (s == 1 and i > 0 and arr.ndim > 4)])
-    if p.suffix.lower() not in (".tif", ".tiff"):
-        raise InputError(f"{what} '{p}' must be a TIFF stack, an OME-Zarr store or a CTC folder")
-    from .._tiff import movie_order, read_tiff
-
-    data, info = read_tiff(p, axes)
-    return movie_order(data, info.axes, p)
+    img = open_image(path, axes, what=what)
+    if axes is None:
+        img = img.as_movie_axes()  # a Zarr store that does not name its axes holds a movie here
+    arr = np.asarray(img.movie())
+    if img.axes_source in ("ome-zarr", "default") and img.ndim > 4:  # (t, c, z, y, x) labels, z = 1: (t, y, x)
+        arr = arr.reshape([s for i, s in enumerate(arr.shape) if not (s == 1 and i > 0)])
+    return arr
 
 
 def read_ctc(folder) -> tuple[pd.DataFrame, np.ndarray]:

@@ -281,9 +281,12 @@ def _pair_costs(params: LinkParams, cells, x, fa, fb, src, tgt, pred, has_pred):
     return i, j, c_link, c_daughter
 
 
-def link(detections: pd.DataFrame, *, max_distance: float | None = None, gap_frames: int | None = None,
-         divisions: bool | None = None, motion: str | None = None, spacing=None, labels=None, estimate: bool = True,
-         **kwargs) -> pd.DataFrame:
+def link(detections: pd.DataFrame, params: LinkParams | None = None, *, max_distance: float | None = None,
+         gap_frames: int | None = None, divisions: bool | None = None, motion: str | None = None,
+         first_distance: float | None = None, daughter_distance: float | None = None,
+         drift_radius: float | None = None, alternative_cost: float | None = None, division_cost: float | None = None,
+         overlap_weight: float | None = None, size_weight: float | None = None, daughter_size: float | None = None,
+         gap_penalty: float | None = None, spacing=None, labels=None, estimate: bool = True) -> pd.DataFrame:
     """Link detections into tracks; parameters left out are estimated from the detections.
 
     Parameters
@@ -291,6 +294,9 @@ def link(detections: pd.DataFrame, *, max_distance: float | None = None, gap_fra
     detections : pandas.DataFrame
         ``frame, [z,] y, x`` in pixels (+ any other columns, kept). With ``labels``, a ``label`` column
         names each detection's label in its frame (as :func:`napari_dynfit.detect.label_table` writes).
+    params : LinkParams, optional
+        A complete parameter set (e.g. ``LinkParams(**tracks.attrs["link_params"])`` of an earlier run): every
+        field that is not None counts as given, so nothing of it is estimated; keywords below override it.
     max_distance : float, optional
         Largest distance (physical units, see ``spacing``) between a predicted position and its successor.
     gap_frames : int, optional
@@ -306,9 +312,9 @@ def link(detections: pd.DataFrame, *, max_distance: float | None = None, gap_fra
     estimate : bool
         Estimate every parameter left out (``None``) from the data (:mod:`napari_dynfit.track.auto`); with
         False they take the :class:`LinkParams` defaults.
-    **kwargs
-        Further :class:`LinkParams` fields (``first_distance``, ``drift_radius``, ``alternative_cost``,
-        ``division_cost``, ``overlap_weight``, ``size_weight``, ``daughter_size``, ``gap_penalty``).
+    first_distance, daughter_distance, drift_radius, alternative_cost, division_cost, overlap_weight, size_weight, \
+daughter_size, gap_penalty : float, optional
+        The further :class:`LinkParams` fields (see there); None: estimated or the default.
 
     Returns
     -------
@@ -324,10 +330,15 @@ def link(detections: pd.DataFrame, *, max_distance: float | None = None, gap_fra
     from .quality import assess
 
     given = {k: v for k, v in dict(max_distance=max_distance, gap_frames=gap_frames, divisions=divisions,
-                                    motion=motion, **kwargs).items() if v is not None}
-    unknown = set(given) - set(LinkParams.__dataclass_fields__)
-    if unknown:
-        raise InputError(f"unknown linking parameter(s) {', '.join(sorted(unknown))}: see LinkParams")
+                                    motion=motion, first_distance=first_distance, daughter_distance=daughter_distance,
+                                    drift_radius=drift_radius, alternative_cost=alternative_cost,
+                                    division_cost=division_cost, overlap_weight=overlap_weight, size_weight=size_weight,
+                                    daughter_size=daughter_size, gap_penalty=gap_penalty).items() if v is not None}
+    if params is not None:
+        if not isinstance(params, LinkParams):
+            raise InputError(f"params must be a LinkParams, got {type(params).__name__}; pass single parameters "
+                             "as keywords")
+        given = {**{k: v for k, v in asdict(params).items() if v is not None}, **given}
     LinkParams(**given)  # validate what was given before any work
     df = validate_table(detections, required=("frame",), what="detections")
     cols = coord_columns(df)

@@ -255,6 +255,64 @@ def _edge_lookup(keys: np.ndarray, query: np.ndarray):
     return order[pos], found
 
 
+class TrackingMetrics(dict):
+    """What :func:`tracking_metrics` returns: the figures as a dict (keys as documented there) with the methods of
+    the package's results (``docs/api.md``): :meth:`summary`, :meth:`to_dict`, :meth:`save`, :meth:`load`,
+    :meth:`plot`."""
+
+    SCORES = ("DET", "TRA", "LNK", "CHOTA", "link_precision", "link_recall", "division_f1")
+
+    def summary(self) -> str:
+        """One line of scores and one of error counts."""
+        scores = ", ".join(f"{k} {self[k]:.3f}" for k in self.SCORES if k in self)
+        errors = ", ".join(f"{k} {self[k]}" for k in ("fn_nodes", "fp_nodes", "fn_edges", "fp_edges", "ws_edges")
+                           if k in self)
+        return f"tracking metrics ({self.get('matcher')} matching): {scores}\n  errors: {errors}"
+
+    def to_dict(self) -> dict:
+        """A plain dict of plain numbers."""
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.items()}
+
+    def save(self, path):
+        """Write the figures as JSON (temporary file, then renamed); returns the path."""
+        import json
+        from pathlib import Path
+
+        from .._io import atomic_path
+
+        path = Path(path).expanduser()
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps({"format": "dynfit-tracking-metrics/1", **self.to_dict()}, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path) -> "TrackingMetrics":
+        """Read figures written by :meth:`save`."""
+        import json
+        from pathlib import Path
+
+        try:
+            doc = json.loads(Path(path).expanduser().read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read tracking metrics from '{path}' ({exc})") from exc
+        if doc.pop("format", None) != "dynfit-tracking-metrics/1":
+            raise InputError(f"'{path}' is not a tracking-metrics file: write it with TrackingMetrics.save")
+        return cls(doc)
+
+    def plot(self, ax=None):
+        """The scores (0-1) as bars; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 2.5))
+        keys = [k for k in self.SCORES if k in self]
+        ax.bar(keys, [self[k] for k in keys], color="tab:green")
+        ax.set_ylim(0, 1.05)
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_title(f"tracking metrics ({self.get('matcher')} matching)")
+        return ax
+
+
 def tracking_metrics(gt: pd.DataFrame, pred: pd.DataFrame, *, match_distance: float = 2.0,
                      spacing=None, gt_labels=None, pred_labels=None, matcher: str = "auto") -> dict:
     """Compare a tracks table with ground truth (see the module docstring for the definitions).
@@ -274,8 +332,8 @@ def tracking_metrics(gt: pd.DataFrame, pred: pd.DataFrame, *, match_distance: fl
 
     Returns
     -------
-    dict
-        ``DET, TRA, LNK`` (Cell Tracking Challenge), ``CHOTA``, ``division_precision, division_recall,
+    TrackingMetrics
+        A dict: ``DET, TRA, LNK`` (Cell Tracking Challenge), ``CHOTA``, ``division_precision, division_recall,
         division_f1``, ``link_precision, link_recall``, the ``matcher`` used, the error counts
         (``fn_nodes, fp_nodes, ns_nodes, fn_edges, fp_edges, ws_edges``; ``ns_splits`` the CTC's count of
         non-split errors, covered objects minus one per merged node) and sizes. NaN where a figure is
@@ -365,7 +423,7 @@ def tracking_metrics(gt: pd.DataFrame, pred: pd.DataFrame, *, match_distance: fl
     f1 = 2 * (rec * prec) / (rec + prec) if rec + prec != 0 else float("nan")
 
     chota = _chota(ng, npd, gs, gd, ps, pdd, gi, pj, ~g_hit, cnt_p == 0)
-    return {
+    return TrackingMetrics({
         "matcher": matcher,
         "DET": float(det), "TRA": float(tra), "LNK": float(lnk), "CHOTA": chota,
         "division_precision": prec, "division_recall": rec, "division_f1": f1,
@@ -375,4 +433,4 @@ def tracking_metrics(gt: pd.DataFrame, pred: pd.DataFrame, *, match_distance: fl
         "fn_nodes": fn_nodes, "fp_nodes": fp_nodes, "ns_nodes": ns_nodes, "ns_splits": ns_splits,
         "fn_edges": fn_edges, "fp_edges": fp_edges, "ws_edges": ws_edges,
         "gt_divisions": n_gdiv, "pred_divisions": n_pdiv, "tp_divisions": tp_div, "wc_divisions": wc_div,
-    }
+    })

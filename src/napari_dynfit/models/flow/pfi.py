@@ -224,6 +224,58 @@ class FlowModel:
             torch.save(state, tmp)
         return out
 
+    # --- the package's result protocol (docs/api.md) -----------------------------------------------------------
+    @classmethod
+    def load(cls, path) -> "FlowModel":
+        """Read a model written by :meth:`save` (:func:`load_flow`)."""
+        return load_flow(path)
+
+    def predict(self, x) -> np.ndarray:
+        """The drift ``f(x)`` at points ``x`` of shape ``(n, d)`` (units of the coordinates per time)."""
+        return self.drift(x)
+
+    def simulate(self, x0, times, *, n_substeps: int = 20, seed: int = 0) -> np.ndarray:
+        """Sample paths of the fitted SDE from ``x0`` at ``times`` (:meth:`sample_paths`)."""
+        return self.sample_paths(x0, times, n_substeps=n_substeps, seed=seed)
+
+    def summary(self) -> str:
+        """Text for people: the drift (``A``, ``b`` when linear), ``D``, growth, how the fit chose."""
+        lines = [f"probability flow inference, {self.kind} drift in ({', '.join(self.columns)})"
+                 + (", with growth" if self.growth_net is not None else "")]
+        if self.kind == "linear":
+            lines.append(f"  A = {np.array2string(self.A, precision=4)}")
+            lines.append(f"  b = {np.array2string(self.b, precision=4)}")
+        lines.append(f"  D = {np.array2string(np.asarray(self.diffusion), precision=4)}")
+        if self.uncertainty.get("verdict"):
+            lines.append(f"  drift: {self.uncertainty['verdict']}")
+        for k, v in self.selection.items():
+            if isinstance(v, dict) and v.get("reason"):
+                lines.append(f"  {k}: {v['reason']}")
+        return "\n".join(lines)
+
+    def plot(self, ax=None, *, dims=(0, 1), n: int = 15):
+        """Arrows of the drift in the plane of coordinates ``dims`` (the others at the score's mean), over the
+        mean +- 2 standard deviations of the snapshots; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots()
+        d = self.dim  # the score standardises globally (d,) or per snapshot (K, d): average over snapshots
+        m = self.score.mean.detach().cpu().numpy()
+        s = np.broadcast_to(self.score.std.detach().cpu().numpy(), m.shape)
+        mean, std = m.reshape(-1, d).mean(0).astype(float), s.reshape(-1, d).mean(0).astype(float)
+        i, j = dims[0], dims[1] if self.dim > 1 else dims[0]
+        gi = np.linspace(mean[i] - 2 * std[i], mean[i] + 2 * std[i], n)
+        gj = np.linspace(mean[j] - 2 * std[j], mean[j] + 2 * std[j], n)
+        G = np.tile(mean, (n * n, 1))
+        G[:, i], G[:, j] = np.repeat(gi, n), np.tile(gj, n)
+        f = self.drift(G)
+        ax.quiver(G[:, i], G[:, j], f[:, i], f[:, j], angles="xy")
+        ax.set_xlabel(self.columns[i])
+        ax.set_ylabel(self.columns[j])
+        ax.set_title("drift f(x)")
+        return ax
+
 
 def _arch(net: nn.Module):
     if isinstance(net, LinearDrift):

@@ -24,6 +24,7 @@ from .denoise import denoise_fields, fields_pinn, summary
 from .losses import Coefficient, PointLoss, ResidualLoss
 from .network import FieldNetwork
 from .poisson import poisson_benchmark, poisson_pinn
+from .results import DenoiseResult, LatentFieldResult
 from .train import PINN, resolve_device
 from .weighting import STRATEGIES, LossWeighting
 
@@ -31,6 +32,8 @@ __all__ = [
                          "PINN",
                          "STRATEGIES",
                          "Coefficient",
+                         "DenoiseResult",
+                         "LatentFieldResult",
                          "FieldNetwork",
                          "LatentFieldProblem",
                          "LossWeighting",

@@ -356,12 +356,11 @@ def fit_latent_field(tracks, *, steps: int = 1500, lbfgs_steps: int = 0, grid: i
 
     Returns
     -------
-    FieldBundle
-        ``phi`` (and the learned ``s``) at the frame times on a ``grid x grid`` mesh;
+    LatentFieldResult
+        ``fields``: ``phi`` (and the learned ``s``) at the frame times on a ``grid x grid`` mesh;
         ``attrs["pinn"]`` holds the coefficients, their starting values (the spectral estimate when
-        one was made), whether they were trained, the final losses and weights.
-    LatentFieldProblem
-        The PINN and the velocity data.
+        one was made), whether they were trained, the final losses and weights; ``problem``: the PINN and the
+        velocity data. Unpacks as ``fields, problem``.
     """
     from pathlib import Path
 
@@ -378,7 +377,10 @@ def fit_latent_field(tracks, *, steps: int = 1500, lbfgs_steps: int = 0, grid: i
                          attrs={"pinn": {**summary(prob.pinn), "initial_coefficients": prob.initial_coefficients,
                                          "coefficients_trained": prob.coefficients_trained},
                                 "field": "phi = chi * c (chemotactic potential)"})
-    return bundle, prob
+    from .results import LatentFieldResult
+
+    return LatentFieldResult(fields=bundle, problem=prob,
+                             options={"steps": steps, "lbfgs_steps": lbfgs_steps, "grid": grid, **kwargs})
 
 
 def latent_grid(prob: LatentFieldProblem, tracks, grid: int, dt=None) -> dict:

@@ -118,11 +118,9 @@ def denoise_fields(bundle, model, *, steps: int = 2000, lbfgs_steps: int = 0, ch
 
     Returns
     -------
-    FieldBundle
-        The fitted fields on the same grid (``attrs["pinn"]`` holds the final losses, weights and
-        any refined coefficients).
-    PINN
-        The trained PINN.
+    DenoiseResult
+        ``fields``: the fitted fields on the same grid (``attrs["pinn"]`` holds the final losses, weights and
+        any refined coefficients); ``pinn``: the trained PINN. Unpacks as ``fields, pinn``.
     """
     from pathlib import Path
 
@@ -135,7 +133,9 @@ def denoise_fields(bundle, model, *, steps: int = 2000, lbfgs_steps: int = 0, ch
     vals = pinn.predict_grid(bundle.coords)
     out = FieldBundle(vals, dict(bundle.coords), {n: bundle.kinds[n] for n in vals}, bundle.periodic,
                       {**bundle.attrs, "pinn": summary(pinn)})
-    return out, pinn
+    from .results import DenoiseResult
+
+    return DenoiseResult(fields=out, pinn=pinn, options={"steps": steps, "lbfgs_steps": lbfgs_steps, **kwargs})
 
 
 def summary(pinn: PINN) -> dict:
