@@ -189,3 +189,22 @@ def test_every_registry_row_has_a_producer_or_a_reason_and_the_docs_link_real_ro
     page = root / "docs" / "figures.md"
     if page.exists():
         assert {m for m in re.findall(r"(?m)^## (\S+)$", page.read_text(encoding="utf-8"))} == names
+
+
+def test_rows_written_by_another_run_meanwhile_are_kept(tmp_path, monkeypatch):
+    reg = _registry(tmp_path)
+    readme = tmp_path / "README.md"
+    assert main(["bench", "--all", "--only", "manual", "--update-readme", "--registry", str(reg)]) == 0
+    run = bt.run_figures
+
+    def slow_run(*args, **kwargs):  # while this run measures `manual`, another one writes `tiny`
+        out = run(*args, **kwargs)
+        other = bt.markdown_table(bt.load_registry(reg), [{"name": "tiny", "measured": "9.9", "source": "full"}],
+                                  previous=bt.previous_rows(readme.read_text(encoding="utf-8")))
+        readme.write_text(bt.replace_table(readme.read_text(encoding="utf-8"), other), encoding="utf-8")
+        return out
+
+    monkeypatch.setattr(bt, "run_figures", slow_run)
+    assert main(["bench", "--all", "--only", "manual", "--update-readme", "--registry", str(reg)]) == 0
+    rows = bt.previous_rows(readme.read_text(encoding="utf-8"))
+    assert rows["tiny"][0] == "9.9" and rows["manual"][1].startswith("not re-measured: needs a GPU")

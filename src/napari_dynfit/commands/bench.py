@@ -89,6 +89,8 @@ def _run_all(args) -> int:
     if not (args.markdown or args.update_readme or args.update_docs):
         emit_json({"machine": bt.machine(), "quick": bool(args.quick), "results": results}, None)
         return 0
+    if text is not None:  # read again: another run may have written rows meanwhile (each writes only its own)
+        text = readme.read_bytes().decode("utf-8")
     previous = bt.previous_rows(text or "")
     table = bt.markdown_table(figs, results, previous=previous)
     measured = sum(r["measured"] is not None for r in results)
