@@ -141,7 +141,13 @@ class BalanceWidget(StepContract, Container):
         for i, b in enumerate(res.balances):
             for j, text in enumerate((f"{i + 1}: {names[i + 1]}", f"{b.fraction:.3f}", f"{b.residual:.3g}")):
                 self._table.setItem(i, j, QTableWidgetItem(text))
-        plot_equation_space(res, fig=self._figure, max_pairs=2)  # two pairs side by side fit the dock
+        plot_equation_space(res, fig=self._figure, max_pairs=3)
+        axes = self._figure.axes
+        rows = (len(axes) + 1) // 2  # two panels per row fit the dock
+        grid = self._figure.add_gridspec(rows, min(2, len(axes)))
+        for k, ax in enumerate(axes):
+            ax.set_subplotspec(grid[k // 2, k % 2])
+        self._canvas.setFixedHeight(260 * rows + 40)
         tidy(self._figure)
         self._canvas.draw_idle()
         self._status.value = f"{len(res.balances)} balances from {res.n_clusters} clusters ({res.equation})"
