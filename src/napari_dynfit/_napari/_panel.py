@@ -266,7 +266,10 @@ class DynFitPanel(QWidget):
             QVBoxLayout(page).addWidget(lab)
             self.toolbox.addItem(page, title.replace("&", "&&"))  # a single & marks a shortcut in Qt
             self._pages.append(page)
-        layout.addWidget(self.toolbox)
+        layout.addWidget(self.toolbox, 1)  # the pages take the dock's height
+        from qtpy.QtWidgets import QSizePolicy
+
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)  # napari adds no stretch
         self.toolbox.currentChanged.connect(self.step)
         self._seen = {id(_unwrap(lay)) for lay in napari_viewer.layers}
         self._fresh: set[int] = set()
@@ -437,10 +440,11 @@ class DynFitPanel(QWidget):
                 v = self.viewer.layers[v]
             inputs.append(_unwrap(v))
         text = " ".join(fit_warnings(widget.NEEDS, inputs, layers))
-        if text and text != lab.text():
+        if text and text != lab.property("warning"):  # logged once per new warning
             import logging
 
             logging.getLogger("napari_dynfit").warning("%s: %s", title, text)
+        lab.setProperty("warning", text)
         lab.setText(f"⚠ {text}" if text else "")
         lab.setVisible(bool(text))
         return text
@@ -524,6 +528,11 @@ class DynFitPanel(QWidget):
         if maker is None:
             return
         style_result(layer, list(self.viewer.layers))
+        if type(layer).__name__ == "Image" and ": " in layer.name:  # one field per kind of a step's results shown
+            prefix = layer.name.split(": ")[0] + ": "
+            if any(lay.visible and lay.name.startswith(prefix) and _unwrap(lay) is not layer
+                   and self.maker(lay) is maker for lay in self.viewer.layers):
+                layer.visible = False
         hide_other_results(self.viewer, layer, lambda lay: self.maker(lay), maker)
 
     # ------------------------------------------------------------------------------------------
