@@ -142,7 +142,13 @@ class BalanceWidget(StepContract, Container):
         for i, b in enumerate(res.balances):
             for j, text in enumerate((f"{i + 1}: {names[i + 1]}", f"{b.fraction:.3f}", f"{b.residual:.3g}")):
                 self._table.setItem(i, j, QTableWidgetItem(text))
-        plot_equation_space(res, fig=self._figure, max_pairs=2)  # two pairs side by side fit the dock
+        plot_equation_space(res, fig=self._figure, max_pairs=3)
+        self._figure.set_layout_engine("constrained")  # plot_equation_space sets a tight layout
+        axes = self._figure.axes
+        grid = self._figure.add_gridspec(max(1, len(axes)), 1)  # one pair per row: readable at the dock's width
+        for k, ax in enumerate(axes):
+            ax.set_subplotspec(grid[k, 0])
+        self._canvas.setFixedHeight(230 * max(1, len(axes)) + 60)
         tidy(self._figure)
         self._canvas.draw_idle()
         self._status.value = f"{len(res.balances)} balances from {res.n_clusters} clusters ({res.equation})"

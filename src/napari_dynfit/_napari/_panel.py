@@ -8,9 +8,15 @@ before it (the step widgets list the viewer's layers of the right type) and runs
 
 The panel adds the glue between steps that the step widgets do not do themselves:
 
+* **the step contract** (:mod:`._contract`): the panel drives its steps only through their public
+  ``inputs()``, ``accepts()``, ``set_input()``, ``defaults()``, ``apply_defaults()``, ``makes()`` and the
+  result signal ``made``; a step with nothing to take says what to do, a step whose method does not
+  fit the data warns (:mod:`._fit_checks`);
 * **defaults from the data** (:mod:`._defaults`): selecting a layer sets spacing-, frame-interval- and
-  object-size-dependent parameters of every step built so far, and selects the layer in the steps
-  that can use it;
+  object-size-dependent parameters of the steps built so far (a step's output: only of the steps that
+  read it; values changed by hand are kept), and selects the layer in the steps that can use it;
+* **a readable view** (:mod:`._view`): a step's new layers arrive translucent, the other steps' image
+  results are hidden;
 * **fields from tracks** (:class:`FieldsFromTracks`, on the page of step 4): coarse-grains the
   selected Tracks layer into density and polarisation fields, shows them, and hands the fields file
   to the PDE step;
@@ -75,9 +81,12 @@ class _Named:
 
 
 def _compact(widget, width: int) -> None:
-    """Let the widget's rows shrink to the dock: combo boxes do not size to their longest layer name."""
-    from qtpy.QtWidgets import QComboBox, QSizePolicy
+    """Let the widget's rows shrink to the dock: labels wrap, combo boxes do not size to their longest layer
+    name (``width``: the dock's width, px)."""
+    from qtpy.QtWidgets import QComboBox, QLabel, QSizePolicy
 
+    for label in widget.findChildren(QLabel):  # status lines wrap instead of running off the page
+        label.setWordWrap(True)
     for combo in widget.findChildren(QComboBox):
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(8)
@@ -256,7 +265,10 @@ class DynFitPanel(QWidget):
             QVBoxLayout(page).addWidget(lab)
             self.toolbox.addItem(page, title.replace("&", "&&"))  # a single & marks a shortcut in Qt
             self._pages.append(page)
-        layout.addWidget(self.toolbox)
+        layout.addWidget(self.toolbox, 1)  # the pages take the dock's height
+        from qtpy.QtWidgets import QSizePolicy
+
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)  # napari adds no stretch
         self.toolbox.currentChanged.connect(self.step)
         self._seen = {id(_unwrap(lay)) for lay in napari_viewer.layers}
         self._fresh: set[int] = set()
@@ -408,8 +420,7 @@ class DynFitPanel(QWidget):
         """The "what to do" line shown on the page of step ``cls_name`` (empty: every input has a choice)."""
         for title, _, cls, _ in STEPS:
             if cls == cls_name and title in self._hints:
-                lab = self._hints[title]
-                return lab.text() if lab.isVisibleTo(self) or lab.text() else ""
+                return self._hints[title].text()
         return ""
 
     def check_fit(self, title) -> str:
@@ -428,10 +439,11 @@ class DynFitPanel(QWidget):
                 v = self.viewer.layers[v]
             inputs.append(_unwrap(v))
         text = " ".join(fit_warnings(widget.NEEDS, inputs, layers))
-        if text and text != lab.text():
+        if text and text != lab.property("warning"):  # logged once per new warning
             import logging
 
             logging.getLogger("napari_dynfit").warning("%s: %s", title, text)
+        lab.setProperty("warning", text)
         lab.setText(f"⚠ {text}" if text else "")
         lab.setVisible(bool(text))
         return text
@@ -494,6 +506,11 @@ class DynFitPanel(QWidget):
         if maker is None:
             return
         style_result(layer, list(self.viewer.layers))
+        if type(layer).__name__ == "Image" and ": " in layer.name:  # one field per kind of a step's results shown
+            prefix = layer.name.split(": ")[0] + ": "
+            if any(lay.visible and lay.name.startswith(prefix) and _unwrap(lay) is not layer
+                   and self.maker(lay) is maker for lay in self.viewer.layers):
+                layer.visible = False
         hide_other_results(self.viewer, layer, lambda lay: self.maker(lay), maker)
 
     # ------------------------------------------------------------------------------------------
@@ -544,9 +561,13 @@ class DynFitPanel(QWidget):
         widgets += [w for extras in self.extras.values() for w in extras]
         if select:
             self._select(widgets, layer)
-        if self.maker(layer) is not None:  # a step's output: only the steps that read it
+        own = None
+        if self.maker(layer) is not None:  # a step's output: only the steps that read it, only what it says
             widgets = [w for w in widgets if hasattr(w, "accepts") and w.accepts(layer)]
-        done = self._apply_defaults(widgets)
+            import dataclasses
+
+            own = dataclasses.replace(self.defaults, spot_sigma=d.spot_sigma)  # the object size only its own
+        done = self._apply_defaults(widgets, own)
         if done:
             self.status.setText(f"defaults from '{layer.name}': " + ", ".join(dict.fromkeys(done)))
         for title in self.steps:
@@ -571,12 +592,12 @@ class DynFitPanel(QWidget):
                         if not is_ground_truth(lay) and w.set_input(lay, slot=slot):
                             break
 
-    def _apply_defaults(self, widgets) -> list[str]:
+    def _apply_defaults(self, widgets, defaults=None) -> list[str]:
         from ._defaults import apply_defaults
 
         done = []
         for w in widgets:
-            done += apply_defaults(w, self.defaults)
+            done += apply_defaults(w, defaults or self.defaults)
         return done
 
     def _ask_folder(self, action) -> None:

@@ -86,6 +86,10 @@ def tidy(fig, *, nbins: int = 4, fontsize: float = 7.0, legend_below: bool = Tru
                 axis.set_major_locator(LogLocator(numticks=nbins + 1))
             else:
                 axis.set_major_locator(MaxNLocator(nbins=nbins))
+                fmt = axis.get_major_formatter()
+                if hasattr(fmt, "set_powerlimits"):  # 1e-4 as an offset, not as long tick labels
+                    fmt.set_powerlimits((-2, 3))
+                    fmt.set_useMathText(True)
         ax.tick_params(labelsize=fontsize)
         ax.xaxis.label.set_fontsize(fontsize + 1)
         ax.yaxis.label.set_fontsize(fontsize + 1)
