@@ -306,7 +306,8 @@ class BPINN:
     # --- sampling -------------------------------------------------------------------------
     def sample(self, points=None, predict=None, *, draws: int = 200, tune: int = 200, chains: int = 2,
                num_steps: int = 20, target_accept: float = 0.8, jitter: float = 1e-3, warmup_steps: int = 2000,
-               warmup_options: dict | None = None, seed: int = 0, callback=None, should_stop=None) -> BPINNResult:
+               warmup_options: dict | None = None, seed: int = 0, callback=None, callback_state: bool = False,
+               should_stop=None) -> BPINNResult:
         """Warm up (if not done), sample, and summarise.
 
         Parameters
@@ -330,7 +331,8 @@ class BPINN:
             Further arguments of :meth:`warmup` (e.g. ``lbfgs_steps``).
         seed : int
         callback : callable, optional
-            ``callback(chain, i, total)`` after every iteration (``i`` counts tuning and sampling).
+            ``callback(chain, i, total)`` after every iteration (``i`` counts tuning and sampling);
+            with ``callback_state`` also the current physical parameters, ``callback(chain, i, total, theta)``.
         should_stop : callable, optional
             Returns True to stop; the draws collected so far are kept and summarised.
         """
@@ -349,7 +351,12 @@ class BPINN:
         for c in range(int(chains)):
             gen = torch.Generator(device="cpu").manual_seed(seed + 7919 * c)
             z0 = self.z_map + jitter * torch.randn(self.z_map.shape, generator=gen, dtype=torch.float64).to(self.device)
-            cb = None if callback is None else (lambda i, n, z, c=c: callback(c, i, n))
+            cb = None
+            if callback is not None and callback_state:
+                def cb(i, n, z, c=c):
+                    callback(c, i, n, {k: float(v) for k, v in self._split(z)[1].items()})
+            elif callback is not None:
+                cb = (lambda i, n, z, c=c: callback(c, i, n))
             ch = hmc_chain(potential_fn, z0, draws=draws, tune=tune, num_steps=num_steps,
                            target_accept=target_accept, seed=seed + 7919 * c, callback=cb, should_stop=should_stop)
             if len(ch.draws):

@@ -104,7 +104,7 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
                           draws: int = 100, tune: int = 100,
                           chains: int = 2, num_steps: int = 20, warmup_steps: int = 1500, lbfgs_steps: int = 100,
                           device: str = "cpu",
-                          seed: int = 0, callback=None, should_stop=None, **kwargs):
+                          seed: int = 0, callback=None, callback_state: bool = False, should_stop=None, **kwargs):
     """Posterior of the chemotactic potential ``phi = chi c`` and of ``Dc``, ``k``, ``chi`` from tracks.
 
     Parameters
@@ -138,7 +138,8 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     device : {"cpu", "cuda", "auto"}
     seed : int
     callback : callable, optional
-        ``callback(chain, i, total)`` after every HMC iteration.
+        ``callback(chain, i, total)`` after every HMC iteration (``callback_state``: also the
+        current parameters, :meth:`~.bayes.BPINN.sample`).
     should_stop : callable, optional
         Stop: the draws so far are summarised.
     **kwargs
@@ -171,7 +172,8 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     T, Y, X = np.meshgrid(coords["t"], coords["y"], coords["x"], indexing="ij")
     pts = np.column_stack([T.ravel(), Y.ravel(), X.ravel()])
     res: BPINNResult = b.sample(pts, draws=draws, tune=tune, chains=chains, num_steps=num_steps,
-                                warmup_steps=warmup_steps, warmup_options={"lbfgs_steps": lbfgs_steps}, seed=seed, callback=callback, should_stop=should_stop)
+                                warmup_steps=warmup_steps, warmup_options={"lbfgs_steps": lbfgs_steps}, seed=seed,
+                                callback=callback, callback_state=callback_state, should_stop=should_stop)
     shape = T.shape
     fields = {}
     for name in res.mean:
