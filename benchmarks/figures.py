@@ -107,6 +107,19 @@ def _chemotaxis(js: dict) -> str:
     return f"{_pct(js['rel_l2_chi_c'])} / {_pct(e['Dc'])}, {_pct(e['k'])} ({js['steps']} steps)"
 
 
+def _bpinn(js: dict) -> str:
+    parts = []
+    for r in js.get("sobolev", []):
+        parts.append(f"Sobolev {r['ratio_adaptive']:.2f}x / {r['ratio_equal']:.0f}x eps-optimal")
+    s = js.get("lotka_volterra_summary")
+    if s:
+        n = len(s["seeds"])
+        parts.append(f"LV within 5 % {s['all_within_5pct']}/{n}, covered {s['all_covered']}/{n}")
+    for r in js.get("chemotaxis", []):
+        parts.append(f"chemotaxis {_pct(r['rel_l2'])}, coverage {_pct(r['coverage95'])}")
+    return "; ".join(parts)
+
+
 FIGURES = [
     Figure("apr-roundtrip", "APR round trip vs pyapr's reconstruction", "exact", None,
            needs="pyapr (tests/test_apr_io.py; no JSON benchmark)"),
@@ -169,6 +182,10 @@ FIGURES = [
     Figure("latent-chemotaxis", "latent chemotaxis field `chi c` / `Dc`, `k`", "<= 5 % / 10 %",
            "{python} -m napari_dynfit.cli bench pinn-chemotaxis", _chemotaxis,
            quick="{python} -m napari_dynfit.cli bench pinn-chemotaxis --steps 300"),
+    Figure("bpinn", "BPINN adaptive weights: Sobolev error vs eps-optimal / equal weights; Lotka-Volterra rates "
+           "(5 seeds) within 5 % / 95 % interval covers; latent chemotaxis coverage", "<= 2x, >= 10x / 5/5, 5/5 / "
+           "90-98 %", "{python} -m napari_dynfit.cli bench bpinn", _bpinn,
+           quick="{python} -m napari_dynfit.cli bench bpinn --quick", timeout_s=7200),
     Figure("pfi-ou", "PFI OU `\\|A+B\\|/\\|B\\|`: 2D / 10D", "<= 0.05 / <= 0.10", None,
            needs="two runs: `benchmarks/bench_pfi.py --case ou2` and `--case ou10` (see the pfi-ou2 row)"),
     Figure("pfi-ou2", "PFI OU 2D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.05",

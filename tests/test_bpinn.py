@@ -169,3 +169,26 @@ def test_latent_field_widget_bayesian_mean_std_layers_and_histograms(make_napari
     assert "3 draws x 2 chains" in w._status.value
     # no known source: Dc, k are sampled; their draws arrived live and are shown as histograms
     assert set(w._draws_seen) == {"Dc", "k"} and len(w._figure.axes[0].patches) > 0
+
+
+# --- issue 20's must-show cases (slow; figures and runtimes in docs/pinn.md) ------------------------
+@pytest.mark.slow
+def test_sobolev_adaptive_within_2x_epsilon_optimal_and_equal_weights_10x_worse():
+    from napari_dynfit.models.pinn.bpinn_cases import sobolev_case
+
+    r = sobolev_case(0, draws=60, tune=60, warmup_steps=1000)
+    assert r["ratio_adaptive"] <= 2.0  # measured 1.75 (7.8e-3 vs 4.5e-3)
+    assert r["ratio_equal"] >= 10.0  # measured 17.9
+    # the value data's noise is recovered; f' and f'' report misfit as well as noise (docs/pinn.md)
+    assert r["adaptive"]["noise"]["d0"] == pytest.approx(r["true_noise"]["d0"], rel=0.3)
+
+
+@pytest.mark.slow
+def test_lotka_volterra_rates_two_orders_apart_within_5_percent():
+    from napari_dynfit.models.pinn.bpinn_cases import lotka_volterra_case
+
+    r = lotka_volterra_case(0, draws=40, tune=40, weightings=("adaptive",))
+    assert r["adaptive"]["all_within_5pct"], r["adaptive"]["rel_error"]
+    for k in ("prey", "predator"):  # learned data noise within 30 % of the noise added
+        assert r["adaptive"]["noise"][k] == pytest.approx(r["true_noise"][k], rel=0.3)
+    # not met (docs/pinn.md): the 95 % intervals are 0.2-0.6 % wide and miss the truth
