@@ -180,6 +180,11 @@ class BPINN:
         f = self._field(params)
         return {t.name: t.residual(f, theta).reshape(-1) for t in self.tasks}
 
+    def _residuals_value(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Detached residuals (autograd stays on: residuals may differentiate the network)."""
+        with torch.enable_grad():
+            return {k: r.detach() for k, r in self.residuals(z.detach()).items()}
+
     def potential(self, z: torch.Tensor, weights=None) -> torch.Tensor:
         """Negative log posterior (up to a constant) at the flat state ``z``."""
         weights = self.weights if weights is None else weights
@@ -244,8 +249,7 @@ class BPINN:
         floors = {}
 
         def scales(z, names):
-            with torch.no_grad():
-                r = self.residuals(z)
+            r = self._residuals_value(z)
             for k in names:
                 sc = max(float(r[k].pow(2).mean().sqrt()), 1e-12)
                 floors[k] = max(self.noise_floor * sc, 1e-12)
@@ -271,8 +275,7 @@ class BPINN:
 
         def ml_update():
             if adapt:
-                with torch.no_grad():
-                    r = self.residuals(z)
+                r = self._residuals_value(z)
                 for k in adapt:
                     self.weights[k] = 1.0 / max(float(r[k].pow(2).mean().sqrt()), floors[k]) ** 2
 
