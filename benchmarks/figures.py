@@ -218,6 +218,19 @@ def _demo(js: dict) -> str:
             f"peak RSS, load average {js['load_average_before']:.1f} on {js['cpus']} cores{skipped}")
 
 
+def _bpinn(js: dict) -> str:
+    parts = []
+    for r in js.get("sobolev", []):
+        parts.append(f"Sobolev {r['ratio_adaptive']:.2f}x / {r['ratio_equal']:.0f}x eps-optimal")
+    s = js.get("lotka_volterra_summary")
+    if s:
+        n = len(s["seeds"])
+        parts.append(f"LV within 5 % {s['all_within_5pct']}/{n}, covered {s['all_covered']}/{n}")
+    for r in js.get("chemotaxis", []):
+        parts.append(f"chemotaxis {_pct(r['rel_l2'])}, coverage {_pct(r['coverage95'])}")
+    return "; ".join(parts)
+
+
 FIGURES = [
     Figure("apr-roundtrip", "APR round trip vs pyapr's reconstruction (2D, 3D; tests/test_apr_io.py)", "exact",
            "{python} benchmarks/bench_tests.py tests/test_apr_io.py -k pyapr", _tests, requires=("pyapr",)),
@@ -307,6 +320,10 @@ FIGURES = [
     Figure("pfi-ou10", "PFI OU 10D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.10",
            "{python} benchmarks/bench_pfi.py --case ou10", _pfi_ou10,
            quick="{python} benchmarks/bench_pfi.py --case ou10 --quick", requires=("torch", "geomloss")),
+    Figure("bpinn", "BPINN adaptive weights: Sobolev error vs eps-optimal / equal weights; Lotka-Volterra rates "
+           "(5 seeds) within 5 % / 95 % interval covers; latent chemotaxis coverage", "<= 2x, >= 10x / 5/5, 5/5 / "
+           "90-98 %", "{python} -m napari_dynfit.cli bench bpinn", _bpinn,
+           quick="{python} -m napari_dynfit.cli bench bpinn --quick", requires=("torch",), timeout_s=7200),
     Figure("pfi-ou2", "PFI OU 2D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.05",
            "{python} benchmarks/bench_pfi.py --case ou2", _pfi_ou, quick="{python} benchmarks/bench_pfi.py --case ou2 --quick",
            requires=("torch", "geomloss")),

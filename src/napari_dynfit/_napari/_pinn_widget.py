@@ -8,7 +8,7 @@ file set, "Train" resumes from it.
 
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..errors import DynfitError
 from ._contract import StepContract
@@ -16,6 +16,7 @@ from ._jobs import StepJob
 from ._plots import make_canvas
 
 LAYER = "latent field (PINN)"
+STD_LAYER = "latent field std (BPINN)"
 
 
 class LatentFieldWidget(StepContract, Container):
@@ -43,6 +44,14 @@ class LatentFieldWidget(StepContract, Container):
         self._stop = PushButton(text="Stop", enabled=False)
         self.extend([self._layer, self._dt, self._box_y, self._box_x, self._weighting, self._steps, self._chunk,
                      self._grid, self._checkpoint, self._run, self._stop, self._status])
+        # Bayesian PINN (issue 20): posterior mean and std layers, parameter histograms, live draws
+        self._bayesian = CheckBox(value=False, label="Bayesian (HMC: mean and std)")
+        self._draws = SpinBox(value=100, min=2, max=100_000, step=10, label="posterior draws per chain")
+        self._bayes_coefs = CheckBox(value=False, label="sample Dc, k, chi too")
+        self.insert(self.index(self._run), self._bayesian)
+        self.insert(self.index(self._run), self._draws)
+        self.insert(self.index(self._run), self._bayes_coefs)
+        self._draws_seen: dict = {}
         self._figure, self._canvas = make_canvas((4, 4), 260)
         self._figure.add_subplot(2, 1, 1)
         self._figure.add_subplot(2, 1, 2)
@@ -104,7 +113,77 @@ class LatentFieldWidget(StepContract, Container):
         settings = self._settings()
         self._source = settings["layer"]  # the overlay is drawn in its world
         self._lines = {}
+        if self._bayesian.value:
+            settings.update(draws=self._draws.value, sample_coefficients=self._bayes_coefs.value)
+            self._draws_seen = {}
+            self._job.start(lambda: self.sampling(settings), on_yield=self._show_posterior,
+                            busy="sampling (HMC)...", block=block)
+            return
         self._job.start(lambda: self.training(settings), on_yield=self._show, busy="training...", block=block)
+
+    def sampling(self, settings):
+        """Generator run by the worker: BPINN warm-up and HMC; live parameter draws, then mean/std fields.
+
+        Stop ends the sampling and the draws so far are summarised and shown.
+        """
+        from ..models.pinn.bayes_latent import bayesian_latent_field
+        from ..track.io_formats import tracks_from_napari
+
+        layer = settings["layer"]
+        if layer is None:
+            raise DynfitError("add a Tracks layer (2D+t) first")
+        tracks = tracks_from_napari(layer)
+        if "z" in tracks.columns:
+            raise DynfitError(f"layer '{layer.name}' is 3D: the latent-field PINN takes 2D+t tracks")
+        job, every = self._job, max(1, settings["chunk"] // 10)
+
+        def progress(chain, i, total, theta):
+            if i % every == 0 or i == total - 1:
+                job.deliver(("draw", chain, i, total, theta))
+
+        bundle, res = bayesian_latent_field(
+            tracks, dt=settings["dt"], box=settings["box"], grid=settings["grid"], draws=settings["draws"],
+            tune=settings["draws"], warmup_steps=settings["steps"], sample_coefficients=settings["sample_coefficients"],
+            weighting="fixed" if settings["weighting"] == "fixed" else "adaptive", device="auto",
+            callback=progress, callback_state=True, should_stop=job.cancel_event.is_set)
+        yield ("final", bundle, res)
+
+    def _show_posterior(self, item) -> None:
+        if item[0] == "draw":
+            _, chain, i, total, theta = item
+            for k, v in theta.items():
+                self._draws_seen.setdefault(k, []).append(v)
+            self._status.value = f"chain {chain + 1}, iteration {i + 1}/{total}: " + ", ".join(
+                f"{k}={v:.3g}" for k, v in theta.items())
+            self._plot_histograms(self._draws_seen)
+            return
+        _, bundle, res = item
+        coords = bundle.coords
+        scale = [1.0, coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0]]
+        translate = [coords["t"][0] / self._dt.value, coords["y"][0], coords["x"][0]]
+        for name, data, cmap in ((LAYER, bundle["phi"], "magma"), (STD_LAYER, bundle["phi_std"], "viridis")):
+            if name in self._viewer.layers:
+                self._viewer.layers[name].data = data
+                self._viewer.layers[name].contrast_limits = (float(data.min()), float(data.max()) + 1e-12)
+            else:
+                self._viewer.add_image(data, name=name, scale=scale, translate=translate, colormap=cmap,
+                                       opacity=0.6, blending="additive")
+        d = res.diagnostics
+        self._status.value = (f"{d['draws']} draws x {d['chains']} chains" + (" (stopped)" if d["stopped"] else "")
+                              + "; noise " + ", ".join(f"{k}={v:.3g}" for k, v in res.noise.items()))
+        if res.samples:
+            self._plot_histograms({k: v.reshape(-1) for k, v in res.samples.items()})
+
+    def _plot_histograms(self, draws: dict) -> None:
+        """Parameter posterior histograms (draws so far, tuning included while sampling)."""
+        ax_a, ax_b = self._figure.axes
+        for ax in (ax_a, ax_b):
+            ax.clear()
+        for ax, (name, vals) in zip((ax_a, ax_b, ax_b), draws.items()):
+            ax.hist(vals, bins=20, alpha=0.6, label=name)
+            ax.legend(fontsize=7)
+        ax_b.set_xlabel("parameter value")
+        self._canvas.draw_idle()
 
     def stop(self, *_) -> None:
         """Cancel the running training (a checkpoint, if set, keeps its state)."""

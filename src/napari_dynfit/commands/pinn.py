@@ -54,6 +54,8 @@ def _latent_field(args) -> int:
     source = None
     if sb is not None:
         source = grid_source(s[0] if s.ndim == 3 else s, sb.coords["y"], sb.coords["x"], periodic=args.box is not None)
+    if args.bayesian:
+        return _latent_field_bayesian(args, tracks, source)
     bundle, _ = fit_latent_field(tracks, steps=args.steps, lbfgs_steps=args.lbfgs, grid=args.grid,
                                  checkpoint=args.checkpoint, dt=args.dt, box=args.box, source=source,
                                  initial_zero=not args.no_initial, weighting=args.weighting, lr=args.lr,
@@ -66,6 +68,35 @@ def _latent_field(args) -> int:
                       "coefficients_trained": info["coefficients_trained"], "losses": info["losses"],
                       "weights": info["weights"]}, default=float))
     return 0 if np.isfinite(list(info["losses"].values())).all() else 1
+
+
+def _latent_field_bayesian(args, tracks, source) -> int:
+    """``dynfit latent-field --bayesian``: posterior mean/std of phi and parameter draws (BPINN, HMC)."""
+    import numpy as np
+    import pandas as pd
+
+    from ..models.pinn.bayes_latent import bayesian_latent_field
+
+    if args.checkpoint:
+        raise InputError("--checkpoint is not supported with --bayesian (sampling is not resumable)")
+    bundle, res = bayesian_latent_field(tracks, grid=args.grid, dt=args.dt, box=args.box, source=source,
+                                        initial_zero=not args.no_initial, estimate=not args.no_estimate,
+                                        weighting="fixed" if args.weighting == "fixed" else "adaptive",
+                                        draws=args.draws, tune=args.tune, chains=args.chains,
+                                        warmup_steps=args.steps, lbfgs_steps=args.lbfgs or min(100, args.steps),
+                                        device=args.device, seed=args.seed)
+    bundle.to_zarr(args.output)
+    info = bundle.attrs["bpinn"]
+    if args.samples:
+        C, S = next(iter(res.samples.values())).shape
+        table = pd.DataFrame({"chain": np.repeat(np.arange(C), S), "draw": np.tile(np.arange(S), C),
+                              **{k: v.reshape(-1) for k, v in res.samples.items()}})
+        table.to_csv(args.samples, index=False)
+    print(json.dumps({"output": str(args.output), "samples": args.samples, "mean": info["mean"],
+                      "intervals": info["intervals"], "noise": info["noise"],
+                      "acceptance": info["diagnostics"]["acceptance"], "rhat": info["diagnostics"]["rhat"],
+                      "ess": info["diagnostics"]["ess"]}, default=float))
+    return 0 if np.isfinite(bundle["phi"]).all() else 1
 
 
 def _denoise_field(args) -> int:
@@ -119,6 +150,15 @@ def register(sub) -> None:
     p.add_argument("--refine", action="store_true", help="train the estimated coefficients jointly with the field")
     p.add_argument("--grid", type=int_range(2, 4096), default=64, help="output grid points per axis (default 64)")
     _add_training(p, 1500)
+    b = p.add_argument_group("Bayesian PINN (--bayesian)")
+    b.add_argument("--bayesian", action="store_true",
+                   help="sample the posterior by HMC (BPINN, adaptive task weights; --weighting fixed: equal weights): "
+                        "writes phi (posterior mean) and phi_std; --steps: warm-up Adam steps, --lbfgs: L-BFGS "
+                        "iterations per warm-up round (default min(100, steps))")
+    b.add_argument("--draws", type=positive_int, default=100, help="posterior draws per chain (default 100)")
+    b.add_argument("--tune", type=positive_int, default=100, help="HMC adaptation iterations per chain (default 100)")
+    b.add_argument("--chains", type=positive_int, default=2, help="chains (default 2)")
+    b.add_argument("--samples", type=output(".csv"), help="write the parameter draws (chain, draw, Dc, k, chi) to this CSV")
     p.set_defaults(func=_latent_field)
 
     p = sub.add_parser("denoise-field", help="denoise/inpaint fields with a learned PDE as the physics loss (PINN)",
@@ -197,7 +237,15 @@ def _chemotaxis_run(args) -> dict:
 BENCHMARKS = {"pinn-weighting": ("multi-scale 2D Poisson PINN: inverse-Dirichlet vs fixed vs annealing loss weights",
                                  _bench_args, _bench_run),
               "pinn-chemotaxis": ("latent chemotactic field from simulated tracks: rel. L2 of chi c, Dc, k, chi",
-                                  _chemotaxis_args, _chemotaxis_run)}
+                                  _chemotaxis_args, _chemotaxis_run),
+              "bpinn": ("Bayesian PINN (issue 20): Sobolev, multi-scale Lotka-Volterra, latent chemotaxis; adaptive "
+                        "vs fixed weights", lambda p: _bpinn("bench_args")(p), lambda a: _bpinn("bench_run")(a))}
+
+
+def _bpinn(name):
+    from ..models.pinn import bpinn_cases
+
+    return getattr(bpinn_cases, name)
 
 
 # --- demo stage ------------------------------------------------------------------------------------

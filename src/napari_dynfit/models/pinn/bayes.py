@@ -17,9 +17,10 @@ Weights
 * ``"fixed"``: ``lambda_k`` given per task (default 1 for all: equal weights).
 * ``"adaptive"``: the multi-task structure of the posterior is used as in the paper: each task's
   noise ``sigma_k`` is a hyper-parameter estimated during warm-up, jointly with a MAP point
-  (Adam on the negative log posterior; every ``update_every`` steps the closed-form maximiser
-  ``sigma_k^2 = mean_i r_{k,i}^2`` of the task's Gaussian likelihood, floored at ``noise_floor`` times
-  the task's residual scale at the start so a task that can be met exactly cannot take all the weight).
+  (:meth:`BPINN.warmup`: Adam with every task scaled by its own residual magnitude, then L-BFGS
+  rounds, each after setting the closed-form maximiser ``sigma_k^2 = mean_i r_{k,i}^2`` of the
+  task's Gaussian likelihood, floored at ``noise_floor`` times the task's residual scale so a task
+  that can be met exactly cannot take all the weight).
   After warm-up the weights are **fixed** and HMC samples the resulting posterior, so the chain
   targets a stationary distribution. The learned ``lambda_k`` then report each task's noise level
   (``sigma_k = lambda_k^{-1/2}``) and, for PDE residuals, how well the model equation fits the data.
@@ -179,6 +180,11 @@ class BPINN:
         f = self._field(params)
         return {t.name: t.residual(f, theta).reshape(-1) for t in self.tasks}
 
+    def _residuals_value(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Detached residuals (autograd stays on: residuals may differentiate the network)."""
+        with torch.enable_grad():
+            return {k: r.detach() for k, r in self.residuals(z.detach()).items()}
+
     def potential(self, z: torch.Tensor, weights=None) -> torch.Tensor:
         """Negative log posterior (up to a constant) at the flat state ``z``."""
         weights = self.weights if weights is None else weights
@@ -195,29 +201,41 @@ class BPINN:
         return torch.cat([w.to(torch.float64), self._pm.clone()])
 
     # --- warm-up --------------------------------------------------------------------------
-    def warmup(self, steps: int = 2000, lr: float = 1e-2, update_every: int = 50, data_first: float = 0.3,
-               param_first: float = 0.2, param_lr: float = 0.03, lbfgs_rounds: int = 3, lbfgs_steps: int = 100,
+    def warmup(self, steps: int = 2000, lr: float = 1e-2, data_first: float = 0.3, param_first: float = 0.2,
+               param_lr: float = 0.03, warmup_noise: float = 0.01, lbfgs_rounds: int = 4, lbfgs_steps: int = 100,
                should_stop=None) -> torch.Tensor:
-        """MAP point by Adam; with ``weighting="adaptive"`` also the task noise levels (then fixed).
+        """MAP point; with ``weighting="adaptive"`` also the task noise levels (then fixed for sampling).
+
+        Three Adam phases, then L-BFGS rounds:
+
+        1. data tasks only (``data_first`` of ``steps``): the network fits the data before any model
+           equation constrains it;
+        2. physical parameters only, network frozen (``param_first``, learning rate ``param_lr``): the
+           field fitted to the data determines them (when both move from the start the network meets
+           a heavily weighted equation with wrong parameters by leaving the data -- measured);
+        3. everything.
+
+        During Adam an adaptive task has ``sigma_k = warmup_noise * s_k``, ``s_k`` the RMS of its
+        residual at the start (data tasks) or after phase 1 (physics tasks): every task is fitted
+        to the same relative accuracy. Re-estimating ``sigma_k`` during Adam was measured to lock
+        in a task that is fitted late (its ``sigma_k`` stays large, so its weight stays small). Each
+        L-BFGS round then sets ``sigma_k^2 = mean_i r_{k,i}^2`` (the maximum-likelihood noise,
+        floored at ``noise_floor * s_k``) and polishes the MAP point under those weights.
 
         Parameters
         ----------
         steps : int
-            Adam steps.
+            Adam steps (all phases).
         lr : float
-            Initial Adam learning rate (on the flat state: network weights and parameters), decayed
-            geometrically to ``lr / 10`` at the last step.
-        update_every : int
-            Steps between updates of the adaptive noise levels.
-        data_first : float
-            Fraction of ``steps`` during which the ``physics`` tasks are left out.
-        param_first, param_lr : float
-            Then (with physics tasks and physical parameters) the fraction of ``steps`` during which only
-            the parameters move, with learning rate ``param_lr``: the field fitted to the data
-            determines them, and the network cannot meet the equation with wrong parameters by
-            leaving the data (measured: it does, when both move from the start).
+            Initial Adam learning rate, decayed geometrically to ``lr / 10`` at the last step.
+        data_first, param_first : float
+            Fractions of ``steps`` of phases 1 and 2 (skipped without physics tasks / parameters).
+        param_lr : float
+            Learning rate of the parameters in phase 2.
+        warmup_noise : float
+            Relative noise level of adaptive tasks during Adam.
         lbfgs_rounds, lbfgs_steps : int
-            L-BFGS rounds after Adam (iterations each); adaptive noise levels are updated after each.
+            L-BFGS rounds (iterations each) with maximum-likelihood noise levels.
         should_stop : callable, optional
         """
         z0 = self.initial_state()
@@ -227,17 +245,20 @@ class BPINN:
         adapt = [t.name for t in self.tasks if t.noise is None] if self.weighting == "adaptive" else []
         physics = {t.name for t in self.tasks if t.physics}
         n_data = int(data_first * steps) if len(physics) < len(self.tasks) else 0
-        # parameters alone (network frozen) after the data phase: a cheap fit of theta to the equation
         n_param = n_data + (int(param_first * steps) if physics and self.priors else 0)
         floors = {}
-        if adapt:
-            with torch.no_grad():
-                r0 = self.residuals(z0)
-            for k in adapt:
-                scale = float(r0[k].pow(2).mean().sqrt())
-                floors[k] = max(self.noise_floor * scale, 1e-12)
-                self.weights[k] = 1.0 / max(scale, floors[k]) ** 2
+
+        def scales(z, names):
+            r = self._residuals_value(z)
+            for k in names:
+                sc = max(float(r[k].pow(2).mean().sqrt()), 1e-12)
+                floors[k] = max(self.noise_floor * sc, 1e-12)
+                self.weights[k] = 1.0 / (warmup_noise * sc) ** 2
+
+        scales(z0, [k for k in adapt if k not in physics or n_data == 0])
         for step in range(int(steps)):
+            if step == n_data and n_data:
+                scales(torch.cat([w, q]), [k for k in adapt if k in physics])
             decay = lr * 0.1 ** (step / max(steps - 1, 1))  # to lr / 10 at the end
             opt.param_groups[0]["lr"] = 0.0 if n_data <= step < n_param else decay
             opt.param_groups[1]["lr"] = param_lr if n_data <= step < n_param else decay
@@ -246,20 +267,20 @@ class BPINN:
             loss = self.potential(torch.cat([w, q]), wt)
             loss.backward()
             opt.step()
-            if adapt and (step + 1) % update_every == 0:
-                with torch.no_grad():
-                    r = self.residuals(torch.cat([w, q]))
-                for k in adapt:
-                    if k in physics and step < n_param:
-                        continue
-                    sigma = max(float(r[k].pow(2).mean().sqrt()), floors[k])
-                    self.weights[k] = 1.0 / sigma ** 2
             if should_stop is not None and should_stop():
                 return self._set_map(torch.cat([w, q]))
-        # L-BFGS polish of the MAP point (Adam stalls on these stiff, full-batch posteriors), the
-        # adaptive noise levels re-estimated after each round
+        # L-BFGS polish of the MAP point (Adam stalls on these stiff, full-batch posteriors) under the
+        # maximum-likelihood noise levels, re-estimated before each round and after the last
         z = torch.cat([w, q]).detach().requires_grad_(True)
+
+        def ml_update():
+            if adapt:
+                r = self._residuals_value(z)
+                for k in adapt:
+                    self.weights[k] = 1.0 / max(float(r[k].pow(2).mean().sqrt()), floors[k]) ** 2
+
         for _ in range(int(lbfgs_rounds)):
+            ml_update()
             opt = torch.optim.LBFGS([z], lr=1.0, max_iter=int(lbfgs_steps), history_size=50,
                                     line_search_fn="strong_wolfe")
             wt = dict(self.weights)
@@ -276,13 +297,9 @@ class BPINN:
                 with torch.no_grad():
                     z.copy_(z_prev)
                 break
-            if adapt:
-                with torch.no_grad():
-                    r = self.residuals(z)
-                for k in adapt:
-                    self.weights[k] = 1.0 / max(float(r[k].pow(2).mean().sqrt()), floors[k]) ** 2
             if should_stop is not None and should_stop():
                 break
+        ml_update()
         return self._set_map(z)
 
     def _set_map(self, z):
@@ -292,7 +309,8 @@ class BPINN:
     # --- sampling -------------------------------------------------------------------------
     def sample(self, points=None, predict=None, *, draws: int = 200, tune: int = 200, chains: int = 2,
                num_steps: int = 20, target_accept: float = 0.8, jitter: float = 1e-3, warmup_steps: int = 2000,
-               seed: int = 0, callback=None, should_stop=None) -> BPINNResult:
+               warmup_options: dict | None = None, seed: int = 0, callback=None, callback_state: bool = False,
+               should_stop=None) -> BPINNResult:
         """Warm up (if not done), sample, and summarise.
 
         Parameters
@@ -312,9 +330,12 @@ class BPINN:
             Standard deviation of the perturbation of the MAP point that starts each chain.
         warmup_steps : int
             Adam steps of :meth:`warmup` when it has not been run.
+        warmup_options : dict, optional
+            Further arguments of :meth:`warmup` (e.g. ``lbfgs_steps``).
         seed : int
         callback : callable, optional
-            ``callback(chain, i, total)`` after every iteration (``i`` counts tuning and sampling).
+            ``callback(chain, i, total)`` after every iteration (``i`` counts tuning and sampling);
+            with ``callback_state`` also the current physical parameters, ``callback(chain, i, total, theta)``.
         should_stop : callable, optional
             Returns True to stop; the draws collected so far are kept and summarised.
         """
@@ -322,7 +343,7 @@ class BPINN:
 
         t0 = time.perf_counter()
         if self.z_map is None:
-            self.warmup(warmup_steps, should_stop=should_stop)
+            self.warmup(warmup_steps, should_stop=should_stop, **(warmup_options or {}))
         t_warm = time.perf_counter() - t0
         weights = dict(self.weights)
 
@@ -333,7 +354,12 @@ class BPINN:
         for c in range(int(chains)):
             gen = torch.Generator(device="cpu").manual_seed(seed + 7919 * c)
             z0 = self.z_map + jitter * torch.randn(self.z_map.shape, generator=gen, dtype=torch.float64).to(self.device)
-            cb = None if callback is None else (lambda i, n, z, c=c: callback(c, i, n))
+            cb = None
+            if callback is not None and callback_state:
+                def cb(i, n, z, c=c):
+                    callback(c, i, n, {k: float(v) for k, v in self._split(z)[1].items()})
+            elif callback is not None:
+                cb = (lambda i, n, z, c=c: callback(c, i, n))
             ch = hmc_chain(potential_fn, z0, draws=draws, tune=tune, num_steps=num_steps,
                            target_accept=target_accept, seed=seed + 7919 * c, callback=cb, should_stop=should_stop)
             if len(ch.draws):

@@ -43,7 +43,7 @@ class ChainResult:
     step_size : float
         Step size used for sampling.
     divergences : int
-        Rejected transitions with energy error > 1000 or a non-finite potential.
+        Rejected transitions with energy error > 1000 or a non-finite potential, after tuning.
     stopped : bool
         Whether ``should_stop`` interrupted the chain.
     """
@@ -145,9 +145,9 @@ def hmc_chain(potential, z0: torch.Tensor, *, draws: int = 200, tune: int = 200,
         h1 = u1 + 0.5 * float((inv_mass * p1 * p1).sum()) if math.isfinite(u1) else math.inf
         dh = h1 - h0
         if not math.isfinite(dh) or dh > 1000.0:
-            accept_prob, divergences = 0.0, divergences + 1
+            accept_prob, divergences = 0.0, divergences + (it >= tune)
         else:
-            accept_prob = min(1.0, math.exp(-dh))
+            accept_prob = 1.0 if dh <= 0 else math.exp(-dh)
         if float(torch.rand(1, generator=gen)) < accept_prob:
             z, u, g = z1, u1, g1
         if it < tune:

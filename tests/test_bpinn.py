@@ -1,0 +1,194 @@
+"""BPINN (issue 20): the HMC sampler, the latent-field CLI, and the must-show cases (slow)."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_dynfit.errors import InputError  # noqa: E402
+from napari_dynfit.models.pinn.bayes import BPINN, MLP, Prior, Task, derivative  # noqa: E402
+from napari_dynfit.models.pinn.hmc import hmc_chain  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _sobolev(seed=0, n=60, sf=0.05, sd=0.5):
+    rng = np.random.default_rng(seed)
+    x = torch.linspace(0, 1, n, dtype=torch.float64)[:, None]
+    f = torch.sin(2 * np.pi * x[:, 0])
+    df = 2 * np.pi * torch.cos(2 * np.pi * x[:, 0])
+    yf = f + sf * torch.as_tensor(rng.standard_normal(n))
+    yd = df + sd * torch.as_tensor(rng.standard_normal(n))
+    return [Task("f", lambda net, th: net(x) - yf), Task("df", lambda net, th: derivative(net, x)[1] - yd)]
+
+
+@pytest.mark.slow
+def test_adaptive_weights_recover_noise_and_cover_truth():
+    b = BPINN(MLP((0, 1), (16, 16)), _sobolev())
+    b.warmup(1500)
+    # each task's implied noise within 30 % of the noise added (0.05 on f, 0.5 on f')
+    assert abs(1 / np.sqrt(b.weights["f"]) - 0.05) < 0.3 * 0.05
+    assert abs(1 / np.sqrt(b.weights["df"]) - 0.5) < 0.3 * 0.5
+    xs = np.linspace(0.05, 0.95, 30)[:, None]
+    res = b.sample(xs, draws=30, tune=40, chains=2, num_steps=10)
+    truth = np.sin(2 * np.pi * xs[:, 0])
+    err = np.abs(res.mean["u"] - truth)
+    assert err.max() < 0.1
+    assert np.mean(err <= 3 * res.std["u"] + 1e-9) >= 0.8
+    assert res.noise["f"] == pytest.approx(1 / np.sqrt(res.weights["f"]))
+    assert res.diagnostics["draws"] == 30 and len(res.diagnostics["acceptance"]) == 2
+    assert 0 < np.mean(res.diagnostics["acceptance"]) <= 1
+
+
+@pytest.mark.slow
+def test_inverse_decay_rate_interval_covers_truth():
+    # u' = -k u, u(0) = 1, noisy data of u; k has a log-normal prior far from the truth
+    rng = np.random.default_rng(1)
+    k_true = 3.0
+    x = torch.linspace(0, 1, 40, dtype=torch.float64)[:, None]
+    y = torch.exp(-k_true * x[:, 0]) + 0.02 * torch.as_tensor(rng.standard_normal(40))
+
+    def ode(net, th):
+        u, du = derivative(net, x)
+        return du + th["k"] * u
+
+    tasks = [Task("data", lambda net, th: net(x) - y), Task("ode", ode, noise=0.02, physics=True)]
+    b = BPINN(MLP((0, 1), (16, 16), seed=1), tasks, {"k": Prior(0.0, 2.0, log=True)})
+    res = b.sample(None, draws=40, tune=40, chains=2, num_steps=10, warmup_steps=1500)
+    lo, hi = res.intervals["k"]
+    assert lo <= k_true <= hi
+    assert abs(res.samples["k"].mean() - k_true) < 0.1 * k_true
+    assert res.samples["k"].shape == (2, 40)
+    assert np.isfinite(res.diagnostics["ess"]["k"]) and np.isfinite(res.diagnostics["rhat"]["k"])
+
+
+@pytest.mark.slow
+def test_stop_keeps_samples_and_fixed_weights():
+    b = BPINN(MLP((0, 1), (8,)), _sobolev(n=20), weighting="fixed")
+    b.warmup(50, lbfgs_rounds=0)
+    assert b.weights == {"f": 1.0, "df": 1.0}
+    seen = []
+    res = b.sample(np.zeros((3, 1)), draws=50, tune=5, chains=2, num_steps=3,
+                   callback=lambda c, i, n: seen.append(i), should_stop=lambda: len(seen) >= 12)
+    assert res.diagnostics["stopped"] and res.diagnostics["chains"] == 1
+    assert 1 <= res.diagnostics["draws"] < 50 and res.mean["u"].shape == (3,)
+
+
+def test_bad_weighting_is_one_clear_error():
+    with pytest.raises(InputError, match="weighting"):
+        BPINN(MLP(), _sobolev(n=5), weighting="magic")
+
+
+def test_hmc_samples_an_ill_conditioned_gaussian():
+    # scales 100 apart: the adapted diagonal mass matrix makes both directions mix
+    scale = torch.tensor([0.01, 1.0], dtype=torch.float64)
+    mu = torch.tensor([1.0, -2.0], dtype=torch.float64)
+
+    def U(z):
+        return 0.5 * (((z - mu) / scale) ** 2).sum()
+
+    ch = hmc_chain(U, mu + 0.5 * scale, draws=300, tune=200, num_steps=6, seed=3)
+    d = ch.draws.numpy()
+    assert d.shape == (300, 2) and ch.divergences == 0 and not ch.stopped
+    assert np.allclose(d.mean(0), mu.numpy(), atol=(0.25 * scale).numpy())
+    assert np.allclose(d.std(0), scale.numpy(), rtol=0.25)
+    assert 0.6 < ch.acceptance <= 1.0
+
+
+def test_hmc_stop_keeps_draws():
+    seen = []
+    ch = hmc_chain(lambda z: 0.5 * (z ** 2).sum(), torch.zeros(3, dtype=torch.float64), draws=50, tune=10,
+                   num_steps=4, callback=lambda i, n, z: seen.append(i), should_stop=lambda: len(seen) >= 15)
+    assert ch.stopped and len(ch.draws) == 5
+
+
+def _tracks_and_source(tmp_path):
+    from napari_dynfit.sim.chemotaxis import simulate_chemotaxis
+
+    sim = simulate_chemotaxis(n_cells=40, n_frames=4, substeps=2, grid=16, seed=0)
+    sim.to_table().to_csv(tmp_path / "tracks.csv", index=False)
+    sim.field_bundle().to_npz(tmp_path / "truth.npz")  # its field "s" is the source
+    return tmp_path / "tracks.csv", tmp_path / "truth.npz"
+
+
+def test_cli_latent_field_bayesian_writes_mean_std_and_draws(tmp_path, capsys):
+    import pandas as pd
+
+    from napari_dynfit.cli import main
+    from napari_dynfit.fields import FieldBundle
+
+    tracks, src = _tracks_and_source(tmp_path)
+    out = tmp_path / "post.zarr"
+    base = [str(tracks), "--dt", "0.2", "--box", "10", "10", "--source", str(src), "--steps", "4", "--grid", "6",
+            "--bayesian", "--draws", "3", "--tune", "2", "--chains", "1"]
+    # --no-estimate: Dc, k, chi are sampled too (log-normal priors around the guesses)
+    # --device auto: the CPU here
+    assert main(["latent-field", *base, "-o", str(out), "--no-estimate", "--samples", str(tmp_path / "d.csv"),
+                 "--device", "auto"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    b = FieldBundle.from_zarr(out)
+    assert b["phi"].shape == b["phi_std"].shape == (4, 8, 8)
+    assert np.all(b["phi_std"] >= 0) and np.isfinite(b["phi"]).all()
+    draws = pd.read_csv(tmp_path / "d.csv")
+    assert list(draws.columns) == ["chain", "draw", "Dc", "k", "chi"] and len(draws) == 3
+    assert set(info["noise"]) == {"velocity", "pde", "initial"}
+    assert b.attrs["bpinn"]["coefficients_sampled"]
+    if not torch.cuda.is_available():  # --device cuda without a GPU: one clear error line, exit 2
+        assert main(["latent-field", *base, "-o", str(tmp_path / "c.zarr"), "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_bench_bpinn_registered():
+    from napari_dynfit.commands.bench import _benchmarks
+
+    assert "bpinn" in _benchmarks()
+
+
+@pytest.mark.gui
+def test_latent_field_widget_bayesian_mean_std_layers_and_histograms(make_napari_viewer):
+    from napari_dynfit._napari._pinn_widget import LAYER, STD_LAYER, LatentFieldWidget
+    from napari_dynfit.sim.chemotaxis import simulate_chemotaxis
+
+    tr = simulate_chemotaxis(n_cells=30, n_frames=4, substeps=2, grid=16, seed=0).to_table()
+    viewer = make_napari_viewer()
+    viewer.add_tracks(tr[["track_id", "frame", "y", "x"]].to_numpy(float), name="cells")
+    w = LatentFieldWidget(viewer)
+    w._box_y.value = w._box_x.value = 10.0
+    w._steps.value, w._chunk.value, w._grid.value = 10, 10, 8
+    w._bayesian.value, w._draws.value = True, 3
+    w.train(block=True)
+    assert viewer.layers[LAYER].data.shape == viewer.layers[STD_LAYER].data.shape == (4, 8, 8)
+    assert "3 draws x 2 chains" in w._status.value
+    # no known source: Dc, k are sampled; their draws arrived live and are shown as histograms
+    assert set(w._draws_seen) == {"Dc", "k"} and len(w._figure.axes[0].patches) > 0
+
+
+# --- issue 20's must-show cases (slow; figures and runtimes in docs/pinn.md) ------------------------
+@pytest.mark.slow
+def test_sobolev_adaptive_within_2x_epsilon_optimal_and_equal_weights_10x_worse():
+    from napari_dynfit.models.pinn.bpinn_cases import sobolev_case
+
+    r = sobolev_case(0, draws=60, tune=60, warmup_steps=1000)
+    assert r["ratio_adaptive"] <= 2.0  # measured 1.75 (7.8e-3 vs 4.5e-3)
+    assert r["ratio_equal"] >= 10.0  # measured 17.9
+    # the value data's noise is recovered; f' and f'' report misfit as well as noise (docs/pinn.md)
+    assert r["adaptive"]["noise"]["d0"] == pytest.approx(r["true_noise"]["d0"], rel=0.3)
+
+
+@pytest.mark.slow
+def test_lotka_volterra_rates_two_orders_apart_within_5_percent():
+    from napari_dynfit.models.pinn.bpinn_cases import lotka_volterra_case
+
+    r = lotka_volterra_case(0, draws=40, tune=40, weightings=("adaptive",))
+    assert r["adaptive"]["all_within_5pct"], r["adaptive"]["rel_error"]
+    for k in ("prey", "predator"):  # learned data noise within 30 % of the noise added
+        assert r["adaptive"]["noise"][k] == pytest.approx(r["true_noise"][k], rel=0.3)
+    # not met (docs/pinn.md): the 95 % intervals are 0.2-0.6 % wide and miss the truth
