@@ -129,3 +129,21 @@ def test_real_bacteria_movie_learned_reported():
     f1 = pooled_f1(truth, res.labels)
     print(f"bacteria, learned: F1 {f1:.3f}")
     assert f1 >= 0.5
+
+
+def test_cli_segment_learned(tmp_path, capsys):
+    import json
+
+    import tifffile
+    from test_cells import rod_movie
+
+    from napari_dynfit.cli import main
+
+    movie, labels = rod_movie(seed=2, n_frames=4, box=(96.0, 96.0), n_initial=4)
+    src, out = tmp_path / "movie.tif", tmp_path / "labels.tif"
+    tifffile.imwrite(src, movie)
+    assert main(["segment", str(src), "-o", str(out), "--method", "learned", "--scheduler", "sync"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["method"] == "learned" and info["frames"] == 4
+    got = tifffile.imread(out)
+    assert got.shape == movie.shape and pooled_f1(labels, got) >= 0.9
