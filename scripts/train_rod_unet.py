@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--checkpoint", type=int, default=0)
+    ap.add_argument("--max-overlap", type=float, default=None,
+                    help="leave out colony frames whose rods overlap more than this fraction")
     args = ap.parse_args(argv)
     out = Path(args.out)
 
@@ -42,7 +44,7 @@ def main(argv=None) -> int:
 
     state, history = train_rod_model(steps=args.steps, batch=args.batch, patch=args.patch,
                                      n_colonies=args.colonies, seed=args.seed, threads=args.threads, log=log,
-                                     log_every=50)
+                                     log_every=50, max_overlap=args.max_overlap)
     save_rod_model(state, out)
     print(json.dumps({"weights": str(out), "bytes": out.stat().st_size, "seconds": history[-1]["seconds"]}))
     return 0

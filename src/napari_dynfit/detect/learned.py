@@ -115,20 +115,21 @@ def _sample(bank, rng, patch):
     return img.astype(np.float32), fg, dist
 
 
-def colony_bank(n_colonies: int, seed: int = 0, *, size: int = 256, n_frames: int = 4) -> list[np.ndarray]:
+def colony_bank(n_colonies: int, seed: int = 0, *, size: int = 256, n_frames: int = 4,
+                max_overlap: float | None = None) -> list[np.ndarray]:
     """Truth label frames of ``n_colonies`` generated rod colonies (:func:`~napari_dynfit.sim.phase.rod_colony_frames`)."""
     from ..sim.phase import rod_colony_frames
 
     rng = np.random.default_rng(seed)
     bank = []
     for _ in range(n_colonies):
-        bank += rod_colony_frames(rng, size=size, n_frames=n_frames)
+        bank += rod_colony_frames(rng, size=size, n_frames=n_frames, max_overlap=max_overlap)
     return bank
 
 
 def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_colonies: int = 40, seed: int = 0,
                     lr: float = 2e-3, channels=CHANNELS, threads: int | None = None, bank=None,
-                    log_every: int = 100, log=None) -> tuple[dict, list[dict]]:
+                    log_every: int = 100, log=None, max_overlap: float | None = None) -> tuple[dict, list[dict]]:
     """Train the rod U-Net on generated phase-contrast colonies (CPU is enough).
 
     Parameters
@@ -143,6 +144,8 @@ def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_co
         torch CPU threads.
     bank : list of ndarray, optional
         Truth label frames to sample from (default :func:`colony_bank`).
+    max_overlap : float, optional
+        Leave out colony frames whose rods overlap more (see :func:`~napari_dynfit.sim.phase.rod_colony_frames`).
     log : callable, optional
         Called as ``log(record, net)`` with each logged ``{"step", "loss", "seconds"}`` record.
 
@@ -161,7 +164,7 @@ def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_co
         raise InputError(f"patch must be a multiple of {2 ** (len(channels) - 1)}, got {patch}")
     rng = np.random.default_rng(seed + 1)
     if bank is None:
-        bank = colony_bank(n_colonies, seed, size=max(256, patch))
+        bank = colony_bank(n_colonies, seed, size=max(256, patch), max_overlap=max_overlap)
     net = build_unet(channels)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
@@ -313,7 +316,7 @@ def instances(fg: np.ndarray, dist: np.ndarray, *, seed_level: float = SEED_LEVE
     return relabel_sequential(lab)[0].astype(np.int32)
 
 
-def segment_rods_learned(image, *, model=None, flips: bool = True) -> tuple[np.ndarray, dict]:
+def segment_rods_learned(image, *, model=None, flips: bool = False) -> tuple[np.ndarray, dict]:
     """Label image of rod-shaped cells of one 2D phase-contrast frame with the learned model.
 
     Parameters
@@ -322,7 +325,7 @@ def segment_rods_learned(image, *, model=None, flips: bool = True) -> tuple[np.n
     model : torch.nn.Module or path, optional
         Default: the shipped weights.
     flips : bool
-        Test-time flip averaging.
+        Test-time flip averaging (4 x the time).
 
     Returns
     -------
