@@ -108,6 +108,16 @@ def test_cli_axes_flag(tmp_path, stack, capsys):
     assert json.loads(capsys.readouterr().out)["shape"] == list(stack.shape)
     assert main(["-q", "convert", str(plain), "-o", str(tmp_path / "m.aprmovie"), "--axes", "tyx"]) == 0
     assert json.loads(capsys.readouterr().out)["output"] == str(tmp_path / "m.aprmovie")
+    # segment asks too, and takes the metadata's or the user's axes
+    assert main(["segment", str(plain), "-o", str(tmp_path / "l.tif"), "--scheduler", "sync"]) == 2
+    err = capsys.readouterr().err
+    assert "--axes tyx" in err and err.count("\n") == 1 and not (tmp_path / "l.tif").exists()
+    assert main(["segment", str(plain), "-o", str(tmp_path / "l.tif"), "--scheduler", "sync", "--axes", "tyx"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frames"] == 5
+    ij = tmp_path / "zstack.tif"
+    tifffile.imwrite(ij, stack, imagej=True, metadata={"axes": "ZYX"})
+    assert main(["segment", str(ij), "-o", str(tmp_path / "z.tif"), "--scheduler", "sync"]) == 2
+    assert "t axis" in capsys.readouterr().err  # a z-stack is not read as frames
 
 
 @pytest.mark.parametrize("axes, name, need", [

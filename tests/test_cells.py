@@ -177,9 +177,10 @@ def test_cli_segment_movie(tmp_path, capsys):
 
     movie, labels = rod_movie(seed=2, n_frames=4, box=(96.0, 96.0), n_initial=4)
     src = tmp_path / "movie.tif"
-    tifffile.imwrite(src, movie)  # a 3D TIFF: read as (t, y, x)
+    tifffile.imwrite(src, movie)  # a 3D TIFF without axis metadata: --axes says it is (t, y, x)
     out, table = tmp_path / "labels.tif", tmp_path / "objects.csv"
-    assert main(["segment", str(src), "-o", str(out), "--objects", str(table), "--scheduler", "sync"]) == 0
+    assert main(["segment", str(src), "-o", str(out), "--objects", str(table), "--scheduler", "sync",
+                 "--axes", "tyx"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["polarity"] == "dark" and info["frames"] == 4
     got = tifffile.imread(out)

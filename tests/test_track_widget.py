@@ -96,6 +96,10 @@ def test_dark_polarity_and_track_analysis(make_napari_viewer, rng):
     fit, vacf = w.analysis
     assert fit.D == pytest.approx(D, rel=0.1)
     assert abs(vacf["vacf"].iloc[1]) < 0.1 and vacf["vacf"].iloc[0] == pytest.approx(1.0)
+    vh = w.van_hove  # one-frame displacements: a Gaussian of variance 2 D dt per axis, drawn in a third panel
+    assert float((vh["dr"] ** 2 * vh["all"]).sum() * (vh["dr"].iloc[1] - vh["dr"].iloc[0])) == pytest.approx(
+        2 * D * dt, rel=0.1)
+    assert len(w._analysis_figure.axes) == 3
     assert "MSD exponent" in w._status.value
 
 

@@ -9,6 +9,7 @@ particle theory overlaid when the layer's movie carries its simulation parameter
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 
@@ -103,24 +104,40 @@ def tidy(fig, *, nbins: int = 4, fontsize: float = 7.0, legend_below: bool = Tru
     return fig
 
 
-def plot_track_analysis(fig, fit, vacf: pd.DataFrame, *, units: str = "", time_units: str = ""):
+def plot_track_analysis(fig, fit, vacf: pd.DataFrame, *, units: str = "", time_units: str = "",
+                        van_hove: pd.DataFrame | None = None):
     """MSD with its power-law fit (``fit``: :class:`napari_dynfit.track.MsdFit`) and the normalised velocity
-    autocorrelation ``vacf`` side by side on ``fig`` (cleared)."""
+    autocorrelation ``vacf`` side by side on ``fig`` (cleared); with ``van_hove`` (a
+    :func:`napari_dynfit.track.van_hove` table) a third panel: the displacement density and the Gaussian of the
+    same variance (Brownian motion)."""
     fig.clear()
-    ax = fig.add_subplot(1, 2, 1)
+    n = 2 if van_hove is None else 3
+    ax = fig.add_subplot(1, n, 1)
     t, m = fit.table["t"].to_numpy(), fit.table["msd"].to_numpy()
     ax.loglog(t, m, "o", ms=3, label="tracks (drift removed)")
     ax.loglog(t, fit.prefactor * t ** fit.exponent, "k--", lw=1, label=f"fit: exponent {fit.exponent:.2f}")
     ax.set_xlabel(f"lag time{f' ({time_units})' if time_units else ''}")
     ax.set_ylabel(f"MSD{f' ({units}²)' if units else ''}")
     ax.legend(fontsize=7)
-    ax2 = fig.add_subplot(1, 2, 2)
+    ax2 = fig.add_subplot(1, n, 2)
     ax2.plot(vacf["t"].to_numpy(), vacf["vacf"].to_numpy(), "o-", ms=3)
     ax2.axhline(0, color="k", lw=0.5)
     ax2.set_xlabel(f"lag time{f' ({time_units})' if time_units else ''}")
     ax2.set_ylabel("VACF (normalised)")
+    if van_hove is None:
+        tidy(fig)
+        return ax, ax2
+    ax3 = fig.add_subplot(1, n, 3)
+    dr, p = van_hove["dr"].to_numpy(), van_hove["all"].to_numpy()
+    var = float((dr ** 2 * p).sum() * (dr[1] - dr[0])) if len(dr) > 1 else 0.0
+    ax3.semilogy(dr, np.where(p > 0, p, np.nan), "o", ms=3, label=f"lag {van_hove.attrs.get('lag', 1)} frame(s)")
+    if var > 0:
+        ax3.semilogy(dr, np.exp(-dr ** 2 / (2 * var)) / np.sqrt(2 * np.pi * var), "k--", lw=1, label="Gaussian")
+    ax3.set_xlabel(f"displacement{f' ({units})' if units else ''}")
+    ax3.set_ylabel("van Hove density")
+    ax3.legend(fontsize=7)
     tidy(fig)
-    return ax, ax2
+    return ax, ax2, ax3
 
 
 def abp_theory(layer_or_meta):

@@ -282,9 +282,10 @@ class TrackWidget(StepContract, Container):
         self._run(_track_job, (kind, data, params), done, sync)
 
     def analyse(self) -> None:
-        """MSD (power-law fit, drift removed) and velocity autocorrelation of the ``tracks`` layer, in physical
-        units (layer scale; frame interval ``metadata["dt"]`` or 1), drawn below the widget."""
-        from ..track import fit_msd, velocity_autocorrelation
+        """MSD (power-law fit, drift removed), velocity autocorrelation and van Hove distribution (one frame, drift
+        removed; kept in ``self.van_hove``) of the ``tracks`` layer, in physical units (layer scale; frame interval
+        ``metadata["dt"]`` or 1), drawn below the widget."""
+        from ..track import fit_msd, van_hove, velocity_autocorrelation
         from ..track.io_formats import tracks_from_napari
         from ._plots import make_canvas, plot_track_analysis
 
@@ -297,15 +298,17 @@ class TrackWidget(StepContract, Container):
             tab = tracks_from_napari(layer)
             fit = fit_msd(tab, dt=dt, max_lag=None)
             vacf = velocity_autocorrelation(tab, dt=dt, max_lag=20, drift=True, normalize=True)
+            vh = van_hove(tab, 1, bins=41, drift=True)
         except DynfitError as exc:
             self._failed(exc)
             return
         if self._analysis_figure is None:
             self._analysis_figure, self._analysis_canvas = make_canvas(figsize=(6, 3))
             self.native.layout().addWidget(self._analysis_canvas)
-        plot_track_analysis(self._analysis_figure, fit, vacf, time_units="" if time_unit == "pixel" else time_unit)
+        plot_track_analysis(self._analysis_figure, fit, vacf, time_units="" if time_unit == "pixel" else time_unit,
+                            van_hove=vh)
         self._analysis_canvas.draw_idle()
-        self.analysis = (fit, vacf)
+        self.analysis, self.van_hove = (fit, vacf), vh
         self._status.value = (f"MSD exponent {fit.exponent:.3f}, prefactor {fit.prefactor:.4g}, "
                               f"D {fit.D:.4g} (drift removed)")
 

@@ -1,12 +1,14 @@
 """``dynfit filter``, ``dynfit segment``, ``dynfit export-grid`` and ``dynfit bench apr-conv``.
 
 * ``dynfit filter IN.apr --gaussian SIGMA [--size K] [--device cpu|cuda|auto] -o OUT.apr`` (or
-  ``--log SIGMA``, ``--dog SIGMA``, ``--gradient [SIGMA]``, ``--stencil FILE.npy``): filters the particle
-  values natively and writes an ``.apr`` with the same particles and float32 values.
+  ``--log SIGMA``, ``--dog SIGMA``, ``--gradient [SIGMA]``, ``--stencil FILE.npy``, ``--flatten SIGMA
+  [--polarity auto|bright|dark]``): filters the particle values natively and writes an ``.apr`` with the same
+  particles and float32 values (:mod:`napari_dynfit.apr.contrast` for ``--flatten``).
 * ``dynfit segment MOVIE -o LABELS.tif [--objects OBJECTS.csv] [--polarity ...] [--kind ...] [--diameter D]``:
   touching cells / nuclei of every frame of a raw movie (:func:`~napari_dynfit.detect.cells.segment_movie`);
-* ``dynfit segment IN.apr [--threshold otsu|li|graphcut|VALUE] [--smooth SIGMA] [--min-size N]
-  -o OBJECTS.csv [--labels LABELS.apr]``: objects table (and particle labels).
+* ``dynfit segment IN.apr [--threshold otsu|li|graphcut|VALUE] [--smooth SIGMA] [--min-size N] [--polarity ...]
+  -o OBJECTS.csv [--labels LABELS.apr]``: objects table (and particle labels); dark objects are flattened and
+  inverted on the particles first.
 * ``dynfit export-grid IN.apr -o GRID.npz``: the :class:`~napari_dynfit.apr.grid.AprGrid` and the
   particle values for machines without pyapr (``dynfit bench apr-conv --grid GRID.npz``).
 * ``dynfit bench apr-conv``: our convolution vs pyapr, scipy.ndimage and torch ``conv3d`` on the same
@@ -55,11 +57,16 @@ def _write_particles(src, values, out) -> Path:
 def _filter_values(grid, values, args):
     from ..apr.filter_segment import filter_values
 
-    chosen = [n for n in ("gaussian", "log", "dog", "gradient", "stencil") if getattr(args, n) is not None]
+    chosen = [n for n in ("gaussian", "log", "dog", "gradient", "stencil", "flatten") if getattr(args, n) is not None]
     if len(chosen) != 1:
         raise InputError("choose exactly one filter: --gaussian SIGMA, --log SIGMA, --dog SIGMA, "
-                         "--gradient [SIGMA] or --stencil FILE.npy")
+                         "--gradient [SIGMA], --stencil FILE.npy or --flatten SIGMA")
     name = chosen[0]
+    if name == "flatten":
+        from ..apr.contrast import flatten
+
+        flat, args.polarity, _ = flatten(grid, values, args.flatten, args.polarity, warn=False)
+        return name, flat
     if name == "stencil":
         path = Path(args.stencil)
         if not path.is_file():
@@ -79,7 +86,8 @@ def _filter(args) -> int:
     name, out = _filter_values(grid, values, args)
     seconds = time.perf_counter() - t0
     path = _write_particles(args.input, out, args.output)
-    print(json.dumps({"filter": name, "output": str(path), "particles": grid.n_particles,
+    print(json.dumps({"filter": name, **({"polarity": args.polarity} if name == "flatten" else {}),
+                      "output": str(path), "particles": grid.n_particles,
                       "seconds": round(seconds, 4), "min": float(out.min()), "max": float(out.max())}))
     return 0
 
@@ -104,32 +112,38 @@ def _segment(args) -> int:
         from ..apr import read_apr
 
         apr = read_apr(args.input).apr
+    polarity = args.polarity
+    if polarity != "bright":  # dark objects (brightfield, phase contrast): flattened and inverted on the particles
+        from ..apr.contrast import flatten
+
+        sig = args.diameter / 2.83 if args.diameter else 2.0
+        flat, polarity, _ = flatten(grid, values, sig, polarity, warn=False)
+        values = flat if polarity == "dark" else values
     res = segment(grid, values, method=method, smooth_sigma=args.smooth or None,
                   min_size=4.0 if args.min_size is None else args.min_size,
                   max_size=args.max_size, device=args.device, apr=apr)
     write_table(res.table, args.output)
-    info = {"objects": len(res.table), "threshold": res.threshold, "output": str(args.output)}
+    info = {"objects": len(res.table), "polarity": polarity, "threshold": res.threshold, "output": str(args.output)}
     if args.labels:
         info["labels"] = str(_write_particles(args.input, res.labels, args.labels))
     print(json.dumps(info))
     return 0
 
 
-def _read_cells_movie(path):
+def _read_cells_movie(path, axes=None):
     """A raw movie ``(t, [z,] y, x)`` (lazy where the format allows) from TIFF, OME-Zarr, ``.aprmovie`` or a
     folder of single-frame images (sorted by name, e.g. a Cell Tracking Challenge image folder)."""
     from .._io import check_input_file
     from ..io.image import open_image
 
     p = check_input_file(path, what="movie")
-    axes = None
-    if p.suffix.lower() in (".tif", ".tiff"):
+    if axes is None and p.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
         try:
             with tifffile.TiffFile(p) as tf:
                 if len(tf.series[0].shape) == 3:
-                    axes = "tyx"  # a 3D TIFF is a (t, y, x) movie here (whatever its metadata says)
+                    axes = "tyx"  # without --axes a 3D TIFF is a (t, y, x) movie here (segment MOVIE)
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
     img = open_image(p, axes, lazy=True, what="movie")
@@ -151,7 +165,7 @@ def _segment_movie(args) -> int:
         except ValueError:
             raise InputError(f"--threshold for a movie is a number of background spreads, got {args.threshold!r}; "
                              "otsu/li/graphcut are for .apr files") from None
-    movie = _read_cells_movie(args.input)
+    movie = _read_cells_movie(args.input, args.axes)
     if len(movie.shape) not in (3, 4):
         raise InputError(f"movie '{args.input}' has shape {tuple(movie.shape)}; expected (t, y, x) or (t, z, y, x)")
     t0 = time.perf_counter()
@@ -196,6 +210,13 @@ def register(sub) -> None:
                    help="gradient magnitude (central differences, or derivative of Gaussian with SIGMA)")
     p.add_argument("--stencil", metavar="FILE.npy", help="custom (ky, kx) or (kz, ky, kx) stencil, odd sizes <= 7")
     p.add_argument("--normalize", action="store_true", help="with --stencil: scale the stencil to sum 1")
+    p.add_argument("--flatten", type=positive_float, metavar="SIGMA",
+                   help="background flattening (brightfield, phase contrast): particle values minus their block "
+                        "median background (blocks of ~10 SIGMA, objects of sigma SIGMA pixels), inverted for dark "
+                        "objects so that objects are positive")
+    p.add_argument("--polarity", choices=("auto", "bright", "dark"), default="auto",
+                   help="with --flatten: objects brighter or darker than the background (default auto, decided "
+                        "from the skewness and printed)")
     p.add_argument("--size", type=odd_int, help="stencil size K (odd, 3..7; default from sigma)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="convolution back end")
     p.set_defaults(func=_filter)
@@ -207,8 +228,8 @@ def register(sub) -> None:
                                    "(background flattening, polarity, seeded watershed with rod/round shape "
                                    "priors; parameters estimated from the data and printed) and write the label "
                                    "movie to -o LABELS.tif (objects numbered per frame; track them with "
-                                   "`dynfit track LABELS.tif --divisions`). A 3D TIFF is read as (t, y, x), "
-                                   "whatever its metadata says. With a single .apr file: smooth, threshold (Otsu, "
+                                   "`dynfit track LABELS.tif --divisions`). TIFF axes come from the ImageJ/OME "
+                                   "metadata, else from --axes. With a single .apr file: smooth, threshold (Otsu, "
                                    "Li, pyapr graph cut or a value), label connected particles, filter by size, "
                                    "and write the objects table to -o.")
     p.add_argument("input", help="movie (.tif, .zarr, .aprmovie, TIFF folder) or one .apr file")
@@ -217,11 +238,13 @@ def register(sub) -> None:
     p.add_argument("--objects", type=output(".csv", ".parquet", ".pq"), help="movie: also write the objects table (frame, y, x, label, size, ...; .csv or "
                                      ".parquet)")
     p.add_argument("--polarity", choices=("auto", "bright", "dark"), default="auto",
-                   help="movie: cells brighter (fluorescence) or darker (phase contrast, brightfield) than the "
-                        "background (default auto, decided from the images)")
+                   help="cells brighter (fluorescence) or darker (phase contrast, brightfield) than the "
+                        "background (default auto, decided from the images; .apr: dark objects are flattened and "
+                        "inverted on the particles)")
     p.add_argument("--kind", choices=("auto", "rods", "round"), default="auto",
                    help="movie: shape prior, rods (bacteria) or round (nuclei); default auto")
-    p.add_argument("--diameter", type=positive_float, help="movie: cell width/diameter in pixels (default: estimated)")
+    p.add_argument("--diameter", type=positive_float, help="cell width/diameter in pixels (default: movie estimated; .apr: sets the "
+                                                             "background blocks of dark objects, default 5.7)")
     p.add_argument("--method", choices=("classic", "learned", "cellpose", "stardist"), default="classic",
                    help="movie: back end; learned: the shipped rod U-Net (2D phase contrast, needs torch); "
                         "cellpose/stardist need the package and its weights installed")
@@ -234,6 +257,7 @@ def register(sub) -> None:
     p.add_argument("--max-size", type=positive_float, help=".apr: largest object volume in pixels")
     p.add_argument("--labels", type=output(".apr"), help=".apr: also write the particle labels as an .apr file")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help=".apr: convolution back end")
+    p.add_argument("--axes", help="axes of a TIFF movie that does not name them (file order): tyx, tzyx, tczyx")
     from ..parallel import add_scheduler_arguments
 
     add_scheduler_arguments(p)
