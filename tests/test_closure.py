@@ -7,6 +7,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    from napari_dynfit.report import torch_threads
+
+    with torch_threads(1):  # small FFTs: more threads only contend
+        yield
+
 from napari_dynfit.models.closure.kinetic import (KineticSolver, SuspensionParams, isotropic_growth_rates,  # noqa: E402
                                                   simulate_kinetic)
 from napari_dynfit.models.closure.learned import LearnedClosure  # noqa: E402
