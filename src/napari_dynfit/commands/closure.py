@@ -42,7 +42,7 @@ def _simulate_body(args) -> int:
 
     bundle = simulate_kinetic(_params(args), t_end=args.t_end, save_every=args.save_every, n=args.size,
                               n_theta=args.angles, dt=args.dt, seed=args.seed, device=args.device)
-    if args.output.suffix.lower() in (".hdf5", ".h5"):
+    if str(args.output).lower().endswith((".hdf5", ".h5")):
         from ..io.well import write_well_file
 
         p = bundle.attrs["kinetic"]
