@@ -7,6 +7,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    from napari_dynfit.report import torch_threads
+
+    with torch_threads(1):  # small FFTs: more threads only contend
+        yield
+
 from napari_dynfit.models.closure.kinetic import (KineticSolver, SuspensionParams, isotropic_growth_rates,  # noqa: E402
                                                   simulate_kinetic)
 from napari_dynfit.models.closure.learned import LearnedClosure  # noqa: E402
@@ -158,3 +166,21 @@ def test_parameter_estimation_recovers_alpha_of_a_moment_model_run():
                     attrs={"kinetic": {"beta": 0.8, "zeta": 0.3, "length": 10.0, "alpha": 0.0}})
     est = T.estimate_parameters(b, fit=("alpha",), epochs=20, windows=3)
     assert est.values["alpha"] == pytest.approx(-3.0, rel=0.02)
+
+
+def test_active_learning_adds_the_worst_covered_parameter():
+    from napari_dynfit.models.closure.kinetic import simulate_kinetic as sim
+
+    calls = []
+
+    def simulate(alpha):
+        calls.append(alpha)
+        return sim(SuspensionParams(alpha=alpha, zeta=0.3), t_end=1.0, save_every=0.25, n=8, n_theta=16,
+                   amplitude=0.3, seed=int(-alpha * 10))
+
+    net = LearnedClosure(hidden=8)
+    res = T.active_learning(net, simulate, [-2.0, -4.0, -6.0], initial=[-2.0], rounds=1, epochs=5)
+    assert len(res.errors) == 2 and set(res.errors[0]) == {-2.0, -4.0, -6.0}
+    added = res.trained_on[1]
+    assert added != -2.0 and res.errors[0][added] == max(v for a, v in res.errors[0].items() if a != -2.0)
+    assert sorted(calls) == [-6.0, -4.0, -2.0]  # each parameter simulated once

@@ -8,6 +8,7 @@ the output folder, the shared artefacts of earlier stages and the report.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import io
@@ -144,23 +145,33 @@ class DemoContext:
         self.timings[title] = sec.seconds
 
 
-def one_torch_thread(stage):
-    """Run a demo stage that trains small torch networks with one intra-op thread.
+@contextlib.contextmanager
+def torch_threads(n: int | None = 1):
+    """Run the block with ``n`` torch intra-op threads (``None``: leave torch's choice), restoring them after.
 
-    Small networks gain nothing from intra-op threads and the threads contend (measured on 2
-    cores: latent-field stage 39 s with one thread, 290 s with two). torch is imported only here,
-    inside the stage, so the stages before it never load torch's OpenMP runtime next to pyapr's.
+    Small networks and small FFTs gain nothing from intra-op threads and the threads contend (measured on 2
+    cores: latent-field stage 39 s with one thread, 290 s with two). torch is imported only when the block
+    starts, so code before it never loads torch's OpenMP runtime next to pyapr's.
     """
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_torch_thread(stage):
+    """Run a demo stage that trains small torch networks with one intra-op thread (:func:`torch_threads`)."""
 
     @functools.wraps(stage)
     def run(ctx):
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             return stage(ctx)
-        finally:
-            torch.set_num_threads(before)
 
     return run

@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 
 from ..errors import InputError
+from ..report import torch_threads
 from ..validate import finite_float, int_range, nonneg_float, nonneg_int, output, positive_float, positive_int
 
 
-def _load(path, *, trajectory: int = 0):
-    """A field bundle from our ``.npz``/``.zarr`` or a Well ``.hdf5`` (one trajectory)."""
+def load_moments(path, *, trajectory: int = 0):
+    """Moment data from our ``.npz``/``.zarr`` (kinetic runs) or a Well ``active_matter`` ``.hdf5`` (one trajectory:
+    ``concentration``, ``D`` and, when present, ``velocity``)."""
     from ..fields import FieldBundle
-    from ..io.well import is_well_file, read_well
+    from ..io.well import is_well_file, read_well, well_info
 
+    if not str(path).strip():
+        raise InputError("no data file given: choose a kinetic run (.npz/.zarr) or a Well active_matter .hdf5")
     if str(path).lower().endswith((".hdf5", ".h5")) or is_well_file(path):
-        return read_well(path, trajectory=trajectory, fields=["concentration", "D"], dtype="float64")
+        have = well_info(path).fields
+        names = [f for f in ("concentration", "D", "velocity") if f in have]
+        return read_well(path, trajectory=trajectory, fields=names, dtype="float64")
     return FieldBundle.load(path)
+
 
 
 def _params(args):
@@ -26,11 +33,16 @@ def _params(args):
 
 
 def _simulate(args) -> int:
+    with torch_threads(args.threads):
+        return _simulate_body(args)
+
+
+def _simulate_body(args) -> int:
     from ..models.closure.kinetic import simulate_kinetic
 
     bundle = simulate_kinetic(_params(args), t_end=args.t_end, save_every=args.save_every, n=args.size,
                               n_theta=args.angles, dt=args.dt, seed=args.seed, device=args.device)
-    if args.output.suffix.lower() in (".hdf5", ".h5"):
+    if str(args.output).lower().endswith((".hdf5", ".h5")):
         from ..io.well import write_well_file
 
         p = bundle.attrs["kinetic"]
@@ -52,12 +64,17 @@ def _closure(path):
 
 
 def _train(args) -> int:
+    with torch_threads(args.threads):
+        return _train_body(args)
+
+
+def _train_body(args) -> int:
     import torch
 
     from ..models.closure.learned import LearnedClosure
     from ..models.closure.train import closure_samples, fit_a_posteriori, fit_a_priori
 
-    bundles = [_load(p) for p in args.data]
+    bundles = [load_moments(p) for p in args.data]
     net = LearnedClosure.load(args.init) if args.init else LearnedClosure(hidden=args.hidden, seed=args.seed)
     torch.manual_seed(args.seed)
     report = {"output": str(args.output)}
@@ -68,6 +85,8 @@ def _train(args) -> int:
     elif args.a_priori_epochs and not args.a_posteriori_epochs:
         raise InputError("none of the inputs has the fourth moment (kinetic runs): use --a-posteriori-epochs "
                          "to train from moment data (c, D) alone")
+    elif args.a_priori_epochs:
+        report["a_priori"] = "skipped: no input carries the fourth moment (moment data train a posteriori only)"
     if args.a_posteriori_epochs:
         hist = fit_a_posteriori(net, bundles, unroll_frames=args.unroll, epochs=args.a_posteriori_epochs,
                                 t_start=args.t_start, seed=args.seed)
@@ -78,11 +97,16 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    with torch_threads(args.threads):
+        return _evaluate_body(args)
+
+
+def _evaluate_body(args) -> int:
     from ..models.closure.moments import bingham_closure
     from ..models.closure.train import a_priori_error, a_priori_harmonic_error, posterior_check
 
     closure = _closure(args.closure)
-    bundle = _load(args.data)
+    bundle = load_moments(args.data)
     out = {"data": str(args.data)}
     if "S_cos4" in bundle.fields:
         for name, cl in (("closure", closure), ("bingham", bingham_closure)):
@@ -96,9 +120,14 @@ def _evaluate(args) -> int:
 
 
 def _estimate(args) -> int:
+    with torch_threads(args.threads):
+        return _estimate_body(args)
+
+
+def _estimate_body(args) -> int:
     from ..models.closure.train import estimate_parameters
 
-    bundle = _load(args.data)
+    bundle = load_moments(args.data)
     res = estimate_parameters(bundle, closure=_closure(args.closure), fit=tuple(args.fit), epochs=args.epochs,
                               t_start=args.t_start)
     print(res.summary())
@@ -112,6 +141,8 @@ def register(sub) -> None:
                          description="Kinetic simulations of a 2D active suspension, learned rotation-equivariant "
                                      "closures of its moment model, their checks, and parameter estimation.")
     subs = top.add_subparsers(dest="closure_command", required=True)
+    threads = dict(type=nonneg_int, default=1, help="torch CPU threads (default 1: the solvers' small FFTs lose "
+                                                    "time to more; 0 = torch's choice)")
 
     p = subs.add_parser("simulate", help="run the kinetic theory; write its moments (.npz/.zarr, or .hdf5 in The "
                                          "Well's active_matter layout)")
@@ -130,6 +161,7 @@ def register(sub) -> None:
     p.add_argument("--dt", type=positive_float, default=0.01, help="time step (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="initial perturbation seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--threads", **threads)
     p.set_defaults(func=_simulate)
 
     p = subs.add_parser("train", help="train a learned closure (a priori on kinetic runs, a posteriori by unrolled "
@@ -143,6 +175,7 @@ def register(sub) -> None:
     p.add_argument("--unroll", type=int_range(1, 100), default=2, help="frames unrolled (default 2)")
     p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", **threads)
     p.set_defaults(func=_train)
 
     p = subs.add_parser("evaluate", help="a-priori error of S and a-posteriori statistics against the data")
@@ -150,6 +183,7 @@ def register(sub) -> None:
     p.add_argument("data", help="kinetic run (.npz/.zarr) or Well file (.hdf5)")
     p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
     p.add_argument("--horizon", type=int_range(2, 10_000), default=20, help="a-posteriori frames (default 20)")
+    p.add_argument("--threads", **threads)
     p.set_defaults(func=_evaluate)
 
     p = subs.add_parser("estimate", help="fit alpha (and zeta) of the moment model to moment data")
@@ -158,4 +192,5 @@ def register(sub) -> None:
     p.add_argument("--fit", nargs="+", choices=("alpha", "zeta"), default=["alpha"], help="parameters (default alpha)")
     p.add_argument("--epochs", type=positive_int, default=30, help="most loss evaluations of the fit (default 30)")
     p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
+    p.add_argument("--threads", **threads)
     p.set_defaults(func=_estimate)

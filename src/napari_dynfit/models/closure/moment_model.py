@@ -115,9 +115,18 @@ class MomentSolver:
             if i % every == 0:
                 out.append(self.grid.ifft(sh))
         traj = torch.stack(out) if out else state0[None, ...][:0]
-        if not torch.isfinite(traj).all():
+        if not _physical(traj):
             raise FloatingPointError("the moment model blew up (closure unstable or dt too large)")
         return traj
+
+
+def _physical(traj: torch.Tensor) -> bool:
+    """Finite, and the orientation harmonics within their bound ``|(a, b)| <= c`` (10x slack for transients)."""
+    if not torch.isfinite(traj).all():
+        return False
+    with torch.no_grad():
+        c = traj[..., 0, :, :].abs().max()
+        return bool(torch.sqrt(traj[..., 1, :, :] ** 2 + traj[..., 2, :, :] ** 2).max() <= 10 * c + 1e-9)
 
 
 class _TensorParams:

@@ -46,6 +46,14 @@ def order_parameter(c: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(C2 ** 2 + S2 ** 2 + _EPS ** 2)
 
 
+def director(c: torch.Tensor, D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order parameter ``s (...)`` and director ``n (..., 2)`` (unit, components ``(y, x)``; the principal axis
+    of ``D``, defined up to sign)."""
+    C2, S2 = harmonics(c, D)
+    phi = 0.5 * torch.atan2(S2, C2)  # angle from the x axis
+    return torch.sqrt(C2 ** 2 + S2 ** 2), torch.stack([torch.sin(phi), torch.cos(phi)], -1)
+
+
 def fourth_moment(c: torch.Tensor, D: torch.Tensor, q4c: torch.Tensor, q4s: torch.Tensor) -> torch.Tensor:
     """The full fourth moment ``S`` ``(..., 2, 2, 2, 2)`` from ``c, D`` and the fourth harmonics.
 

@@ -42,6 +42,20 @@ def suspension_params(bundle, **override) -> SuspensionParams:
     return SuspensionParams(**vals)
 
 
+#: default time step of the moment model (time units): the Bingham-closed model is stable at it on our kinetic
+#: runs (it blew up at 0.125); frames further apart are split into ceil(dt_frame / MOMENT_DT) steps
+MOMENT_DT = 0.05
+
+
+def substeps(dt_frame: float, steps_per_frame: int | None = None) -> int:
+    """Moment-model steps per data frame: as given, else ``ceil(dt_frame / MOMENT_DT)``."""
+    if steps_per_frame is not None:
+        if steps_per_frame < 1:
+            raise InputError(f"steps_per_frame must be >= 1, got {steps_per_frame}")
+        return int(steps_per_frame)
+    return max(1, int(np.ceil(dt_frame / MOMENT_DT - 1e-9)))
+
+
 def _moment_tensors(bundle, *, t_start: int = 0, device="cpu"):
     missing = [f for f in ("concentration", "D") if f not in bundle.fields]
     if missing:
@@ -63,7 +77,7 @@ class ClosureSamples:
     zeta: torch.Tensor
 
 
-def closure_samples(bundles, *, t_start: int = 0, max_samples: int = 200_000, seed: int = 0) -> ClosureSamples:
+def closure_samples(bundles, *, t_start: int = 0, max_samples: int = 20_000, seed: int = 0) -> ClosureSamples:
     """Collect ``(s, m4)`` pairs from kinetic bundles (fields ``S_cos4``, ``S_sin4`` needed)."""
     rng = np.random.default_rng(seed)
     out = {k: [] for k in ("s", "m4", "alpha", "zeta")}
@@ -107,7 +121,7 @@ def fit_a_priori(closure, samples: ClosureSamples, *, epochs: int = 600, lr: flo
         loss = torch.mean((closure.m4(samples.s, params) - samples.m4) ** 2)
         loss.backward()
         opt.step()
-        hist.append(float(loss))
+        hist.append(float(loss.detach()))
         report(ep + 1, epochs, "closure a priori")
     return hist
 
@@ -134,6 +148,45 @@ def a_priori_harmonic_error(closure, bundle, *, t_start: int = 0) -> float:
     return float(torch.sqrt(((q4c - tc) ** 2 + (q4s - ts) ** 2).sum() / (tc ** 2 + ts ** 2).sum()))
 
 
+def closure_error_map(closure, bundle, frame: int) -> np.ndarray:
+    """Per-pixel error of the closed part at one frame, ``|q4_closure - q4| / c`` (``(y, x)``, dimensionless)."""
+    c, D = _moment_tensors(bundle)
+    p = suspension_params(bundle)
+    with torch.no_grad():
+        q4c, q4s = closure(c[frame], D[frame], _P(p.alpha, p.zeta))
+    tc = torch.as_tensor(bundle["S_cos4"][frame])
+    ts = torch.as_tensor(bundle["S_sin4"][frame])
+    return (torch.sqrt((q4c - tc) ** 2 + (q4s - ts) ** 2) / c[frame]).numpy()
+
+
+def simulate_moments(bundle, closure, *, t_start: int = 0, frames: int = 20, steps_per_frame: int | None = None):
+    """Run the moment model with ``closure`` from frame ``t_start`` of ``bundle`` for ``frames`` frames.
+
+    Returns
+    -------
+    FieldBundle
+        ``concentration``, ``velocity``, ``D`` on the data's grid and frame times (``frames + 1`` frames,
+        the first being the data's), periodic.
+    """
+    from ...fields import FieldBundle
+
+    c, D = _moment_tensors(bundle, t_start=t_start)
+    p = suspension_params(bundle)
+    dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
+    steps_per_frame = substeps(dt_frame, steps_per_frame)
+    solver = MomentSolver(p, closure, n=c.shape[-1], dt=dt_frame / steps_per_frame)
+    state0 = state_from_moments(c[0], D[0])
+    with torch.no_grad():
+        traj = torch.cat([state0[None], solver.rollout(state0, frames * steps_per_frame, every=steps_per_frame)])
+        cc, DD = moments_from_state(traj)
+        u, _, _ = solver.flow(traj)
+    t0 = float(bundle.coords["t"][t_start])
+    return FieldBundle({"concentration": cc.numpy(), "velocity": u.numpy(), "D": DD.numpy()},
+                       {"t": t0 + dt_frame * np.arange(frames + 1), "y": bundle.coords["y"], "x": bundle.coords["x"]},
+                       {"concentration": "scalar", "velocity": "vector", "D": "tensor"}, (True, True),
+                       {"moment_model": {"t_start": t_start, "steps_per_frame": steps_per_frame}})
+
+
 # --- a posteriori ----------------------------------------------------------------------------
 def _windows(bundle, unroll_frames: int, t_start: int):
     c, D = _moment_tensors(bundle, t_start=t_start)
@@ -144,7 +197,7 @@ def _windows(bundle, unroll_frames: int, t_start: int):
     return state
 
 
-def fit_a_posteriori(closure, bundles, *, unroll_frames: int = 2, steps_per_frame: int = 2, epochs: int = 60,
+def fit_a_posteriori(closure, bundles, *, unroll_frames: int = 2, steps_per_frame: int | None = None, epochs: int = 60,
                      lr: float = 3e-3, batch: int = 4, t_start: int = 0, seed: int = 0) -> list:
     """Train ``closure`` by unrolling the moment model ``unroll_frames`` saved frames ahead.
 
@@ -159,30 +212,87 @@ def fit_a_posteriori(closure, bundles, *, unroll_frames: int = 2, steps_per_fram
         st = _windows(b, unroll_frames, t_start)
         p = suspension_params(b)
         dt_frame = float(b.coords["t"][1] - b.coords["t"][0])
-        solver = MomentSolver(p, closure, n=st.shape[-1], dt=dt_frame / steps_per_frame)
-        data.append((st, solver))
-    scale = torch.stack([st.var(dim=(0, 2, 3)) for st, _ in data]).mean(0).clamp(min=1e-12)
+        spf = substeps(dt_frame, steps_per_frame)
+        solver = MomentSolver(p, closure, n=st.shape[-1], dt=dt_frame / spf)
+        data.append((st, solver, spf))
+    scale = torch.stack([st.var(dim=(0, 2, 3)) for st, _, _ in data]).mean(0).clamp(min=1e-12)
     hist = []
     for ep in range(epochs):
         opt.zero_grad()
         total, used = 0.0, 0
         for _ in range(batch):
-            st, solver = data[rng.integers(len(data))]
+            st, solver, spf = data[rng.integers(len(data))]
             i0 = int(rng.integers(0, st.shape[0] - unroll_frames))
             try:
-                traj = solver.rollout(st[i0], unroll_frames * steps_per_frame, every=steps_per_frame)
+                traj = solver.rollout(st[i0], unroll_frames * spf, every=spf)
             except FloatingPointError:
                 continue
             err = ((traj - st[i0 + 1: i0 + 1 + unroll_frames]) ** 2).mean(dim=(0, 2, 3)) / scale
             loss = err.mean() / batch
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
             used += 1
         if used:
             opt.step()
         hist.append(total * batch / max(used, 1))
         report(ep + 1, epochs, "closure a posteriori")
     return hist
+
+
+@dataclass
+class ActiveLearningResult:
+    """What :func:`active_learning` trained on and the held-out errors along the way."""
+
+    trained_on: list
+    errors: list  # per round: {alpha: relative S error of the closure} over the candidates
+    runs: dict = field(default_factory=dict)
+
+
+def active_learning(closure, simulate, candidates, *, initial, rounds: int = 2, per_round: int = 1,
+                    epochs: int = 300, t_start: int = 0) -> ActiveLearningResult:
+    """Cover a parameter range with one closure: train, find the worst candidate, simulate it, add it, repeat.
+
+    Parameters
+    ----------
+    closure : LearnedClosure
+        Trained in place (a priori); its inputs must include the varied parameter.
+    simulate : callable
+        ``simulate(alpha) -> FieldBundle`` (a kinetic run with ``S_cos4``, ``S_sin4``); called once per parameter.
+    candidates : sequence of float
+        ``alpha`` values the closure must cover.
+    initial : sequence of float
+        ``alpha`` values trained on first.
+    rounds, per_round : int
+        Acquisition rounds and parameters added per round (largest a-priori error first).
+    epochs : int
+        A-priori epochs per round.
+
+    Notes
+    -----
+    The acquisition scores a candidate by the current closure's a-priori error on its kinetic run, so every
+    candidate is simulated once (cheap next to the paper's sweeps at our grid sizes); training uses only the
+    runs acquired so far.
+    """
+    runs: dict = {}
+
+    def run(a):
+        if a not in runs:
+            runs[a] = simulate(a)
+        return runs[a]
+
+    trained = list(initial)
+    errors = []
+    for rnd in range(rounds + 1):
+        fit_a_priori(closure, closure_samples([run(a) for a in trained], t_start=t_start), epochs=epochs)
+        err = {a: a_priori_error(closure, run(a), t_start=t_start) for a in candidates}
+        errors.append(err)
+        if rnd == rounds:
+            break
+        new = [a for a in sorted(err, key=err.get, reverse=True) if a not in trained][:per_round]
+        if not new:
+            break
+        trained += new
+    return ActiveLearningResult(trained, errors, runs)
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -226,7 +336,7 @@ def compare_statistics(ref: dict, other: dict, *, k_fraction: float = 0.5) -> di
             "spectrum_max": float(spec_err.max()), "spectrum_mean": float(spec_err.mean())}
 
 
-def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames: int = 20, steps_per_frame: int = 2,
+def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames: int = 20, steps_per_frame: int | None = None,
                     k_fraction: float = 0.5) -> dict:
     """A-posteriori check: run the moment model with each closure from frame ``t_start`` for ``horizon_frames``
     frames and compare mean speed, order parameter and velocity spectrum with the data's over the same frames.
@@ -244,6 +354,7 @@ def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames:
     ref = flow_statistics(c[1: 1 + horizon_frames].numpy(), D[1: 1 + horizon_frames].numpy(), u, p.length)
     out = {"data": {k: ref[k] for k in ("mean_speed", "order")}}
     dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
+    steps_per_frame = substeps(dt_frame, steps_per_frame)
     state0 = state_from_moments(c[0], D[0])
     for name, cl in closures.items():
         solver = MomentSolver(p, cl, n=c.shape[-1], dt=dt_frame / steps_per_frame)
@@ -272,7 +383,7 @@ class ParameterEstimate:
 
 
 def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict | None = None,
-                        unroll_frames: int = 2, steps_per_frame: int = 2, epochs: int = 30, windows: int = 8,
+                        unroll_frames: int = 2, steps_per_frame: int | None = None, epochs: int = 30, windows: int = 8,
                         t_start: int = 0) -> ParameterEstimate:
     """Fit ``alpha`` (and ``zeta``) of the moment model to moment data by unrolled time stepping.
 
@@ -305,6 +416,7 @@ def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict |
     init = {"alpha": -1.0, "zeta": base.zeta} | dict(initial or {})
     theta = {k: torch.tensor(float(init[k]), dtype=torch.float64, requires_grad=True) for k in fit}
     dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
+    steps_per_frame = substeps(dt_frame, steps_per_frame)
     solver = MomentSolver(base, closure, n=st.shape[-1], dt=dt_frame / steps_per_frame,
                           alpha=theta.get("alpha"), zeta=theta.get("zeta"))
     if hasattr(closure, "parameters"):
@@ -333,6 +445,6 @@ def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict |
     return ParameterEstimate({k: float(v.detach()) for k, v in theta.items()}, hist[-1], hist)
 
 
-__all__ = ["ClosureSamples", "ParameterEstimate", "a_priori_error", "a_priori_harmonic_error", "closure_samples",
-           "compare_statistics", "estimate_parameters", "fit_a_posteriori", "posterior_check", "fit_a_priori", "flow_statistics",
-           "rollout_statistics", "suspension_params", "velocity_spectrum"]
+__all__ = ["ActiveLearningResult", "ClosureSamples", "active_learning", "ParameterEstimate", "a_priori_error", "a_priori_harmonic_error", "closure_samples",
+           "closure_error_map", "compare_statistics", "estimate_parameters", "fit_a_posteriori", "posterior_check", "fit_a_priori", "flow_statistics",
+           "rollout_statistics", "simulate_moments", "suspension_params", "velocity_spectrum"]

@@ -1,0 +1,250 @@
+"""Dock widget: learned closures of active-suspension kinetic theory (:mod:`napari_dynfit.models.closure`).
+
+*Simulate* runs the kinetic theory (or *Open* reads a kinetic run / a Well ``active_matter`` file); *Train*
+fits a learned closure (a priori when the data carry the fourth moment, then a posteriori by unrolled
+time stepping), drawing the loss live, and *Stop* keeps the closure trained so far; *Compare* runs the
+moment model with the learned and the Bingham closure from the chosen frame and shows, side by side,
+the order parameter and director field of the data and of the coarse runs, the closure error map and the
+velocity spectra. All computation is in the core; this module only wires it to napari.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                            QSpinBox, QWidget)
+
+from ..report import torch_threads
+from ._jobs import StepJob
+
+
+def _order_and_director(bundle):
+    import torch
+
+    from ..models.closure.moments import director
+
+    s, n = director(torch.as_tensor(bundle["concentration"]), torch.as_tensor(bundle["D"]))
+    return s.numpy(), n.numpy()
+
+
+def _director_vectors(s, n, spacing, stride):
+    """Napari Vectors data ``(k, 2, 3)`` (t, y, x) of the director at every ``stride``-th point, length ~ s."""
+    t, ny, nx = s.shape
+    tt, yy, xx = np.meshgrid(np.arange(t), np.arange(0, ny, stride), np.arange(0, nx, stride), indexing="ij")
+    sel = (tt, yy, xx)
+    length = 0.9 * stride * spacing * s[sel]
+    pos = np.stack([tt, yy * spacing, xx * spacing], -1).reshape(-1, 3).astype(float)
+    vec = np.concatenate([np.zeros_like(length)[..., None], (n[sel] * length[..., None])], -1).reshape(-1, 3)
+    return np.stack([pos - vec / 2, vec], 1)
+
+
+class ClosureWidget(QWidget):
+    """Simulate, train and compare moment closures."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.bundle = None
+        self.closure = None
+        self.history = []
+        form = QFormLayout(self)
+        self.path = QLineEdit(placeholderText="kinetic run (.npz/.zarr) or Well active_matter file (.hdf5)")
+        open_btn = QPushButton("Open...")
+        open_btn.clicked.connect(self._choose)
+        row = QHBoxLayout()
+        row.addWidget(self.path)
+        row.addWidget(open_btn)
+        form.addRow("data", row)
+        self.alpha = QDoubleSpinBox(minimum=-20.0, maximum=20.0, value=-4.0, decimals=2)
+        form.addRow("alpha (simulate)", self.alpha)
+        self.zeta = QDoubleSpinBox(minimum=0.0, maximum=20.0, value=0.3, decimals=2)
+        form.addRow("zeta (simulate)", self.zeta)
+        self.size = QSpinBox(minimum=8, maximum=256, value=32, singleStep=8)
+        form.addRow("grid (simulate)", self.size)
+        self.t_end = QDoubleSpinBox(minimum=0.5, maximum=1000.0, value=20.0)
+        form.addRow("duration (simulate)", self.t_end)
+        self.epochs = QSpinBox(minimum=1, maximum=100000, value=600)
+        form.addRow("a-priori epochs", self.epochs)
+        self.post_epochs = QSpinBox(minimum=0, maximum=10000, value=20)
+        form.addRow("a-posteriori epochs", self.post_epochs)
+        self.frame = QSpinBox(minimum=0, maximum=100000, value=40)
+        form.addRow("compare from frame", self.frame)
+        self.horizon = QSpinBox(minimum=2, maximum=10000, value=20)
+        form.addRow("compare frames", self.horizon)
+        buttons = QHBoxLayout()
+        self.sim_btn = QPushButton("Simulate")
+        self.train_btn = QPushButton("Train")
+        self.compare_btn = QPushButton("Compare")
+        self.stop_btn = QPushButton("Stop")
+        self.stop_btn.setEnabled(False)
+        for b in (self.sim_btn, self.train_btn, self.compare_btn, self.stop_btn):
+            buttons.addWidget(b)
+        form.addRow(buttons)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        form.addRow(self.status)
+        from ._plots import make_canvas
+
+        self._fig, self._canvas = make_canvas()
+        form.addRow(self._canvas)
+        self._job = StepJob([self.sim_btn, self.train_btn, self.compare_btn], self.stop_btn, self.status,
+                            viewer=self.viewer)
+        self.sim_btn.clicked.connect(lambda: self.simulate())
+        self.train_btn.clicked.connect(lambda: self.train())
+        self.compare_btn.clicked.connect(lambda: self.compare())
+
+    # --- actions --------------------------------------------------------------------------
+    def _choose(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Kinetic run or Well file", "",
+                                              "Fields (*.npz *.zarr *.hdf5 *.h5)")
+        if path:
+            self.path.setText(path)
+            self.bundle = None
+
+    def _load(self):
+        if self.bundle is None:
+            from ..commands.closure import load_moments
+
+            self.bundle = load_moments(self.path.text().strip())
+        return self.bundle
+
+    def simulate(self, *, block: bool = False):
+        from ..models.closure.kinetic import SuspensionParams, simulate_kinetic
+
+        params = SuspensionParams(alpha=self.alpha.value(), zeta=self.zeta.value())
+        n, t_end = self.size.value(), self.t_end.value()
+
+        def compute():
+            with torch_threads(1):
+                return simulate_kinetic(params, t_end=t_end, save_every=0.25, n=n, n_theta=32, amplitude=0.2)
+
+        self._job.start(compute, on_return=self._simulated, busy="simulating the kinetic theory", block=block)
+
+    def _simulated(self, bundle):
+        self.bundle = bundle
+        self.path.setText("")
+        self._show_data(bundle, "kinetic")
+        self.status.setText(f"kinetic run: {len(bundle.coords['t'])} frames on {bundle.shape[1]}^2")
+
+    def train(self, *, block: bool = False):
+        from ..models.closure.learned import LearnedClosure
+        from ..models.closure.train import closure_samples, fit_a_posteriori, fit_a_priori
+
+        epochs, post, t_start = self.epochs.value(), self.post_epochs.value(), min(self.frame.value(), 10**9)
+        net = self.closure or LearnedClosure()
+        self.closure = net  # Stop keeps what was trained so far
+        self.history = []
+
+        def compute():
+            bundle = self._load()
+            t0 = min(t_start, len(bundle.coords["t"]) - 3)
+            if "S_cos4" in bundle.fields:
+                samples = closure_samples([bundle], t_start=t0)
+                chunk = max(1, epochs // 20)
+                for done in range(0, epochs, chunk):
+                    with torch_threads(1):
+                        hist = fit_a_priori(net, samples, epochs=min(chunk, epochs - done))
+                    yield ("a priori", hist)
+            if post:
+                with torch_threads(1):
+                    hist = fit_a_posteriori(net, [bundle], epochs=post, t_start=t0)
+                yield ("a posteriori", hist)
+            return net
+
+        self._job.start(compute, on_yield=self._loss, on_return=self._trained, busy="training the closure",
+                        block=block)
+
+    def _loss(self, item):
+        stage, hist = item
+        self.history.extend(hist)
+        ax = self._axes()
+        ax.semilogy(self.history, color="C0")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(f"closure training ({stage})")
+        self._draw()
+
+    def _trained(self, net):
+        self.closure = net
+        self.status.setText(f"closure trained ({len(self.history)} epochs, last loss {self.history[-1]:.3g})"
+                            if self.history else "closure trained")
+
+    def compare(self, *, block: bool = False):
+        from ..models.closure.moments import bingham_closure
+        from ..models.closure.train import closure_error_map, flow_statistics, simulate_moments, suspension_params
+
+        closure = self.closure
+        frame, frames = self.frame.value(), self.horizon.value()
+
+        def compute():
+            bundle = self._load()
+            t0 = min(frame, len(bundle.coords["t"]) - frames - 1)
+            if t0 < 0:
+                from ..errors import InputError
+
+                raise InputError(f"the data have {len(bundle.coords['t'])} frames; compare needs more than {frames}")
+            with torch_threads(1):
+                runs = {"Bingham": simulate_moments(bundle, bingham_closure, t_start=t0, frames=frames)}
+                if closure is not None:
+                    runs["learned"] = simulate_moments(bundle, closure, t_start=t0, frames=frames)
+            length = suspension_params(bundle).length
+            window = bundle.time_slice(t0, t0 + frames + 1)
+            stats = {"data": flow_statistics(window["concentration"], window["D"], window["velocity"], length)
+                     if "velocity" in window.fields else None}
+            for name, run in runs.items():
+                stats[name] = flow_statistics(run["concentration"], run["D"], run["velocity"], length)
+            err = closure_error_map(closure, bundle, t0) if closure is not None and "S_cos4" in bundle.fields else None
+            return window, runs, stats, err
+
+        self._job.start(compute, on_return=self._compared, busy="running the moment model", block=block)
+
+    def _compared(self, result):
+        window, runs, stats, err = result
+        width = window.shape[-1] * window.spacing[-1]
+        self._show_data(window, "data", offset=0.0)
+        for i, (name, run) in enumerate(runs.items(), start=1):
+            self._show_data(run, name, offset=1.1 * width * i)
+        if err is not None:
+            self._replace_image("closure error |q4 - q4_true| / c", err, scale=window.spacing, colormap="magma")
+        ax = self._axes()
+        for name, st in stats.items():
+            if st is not None:
+                ax.loglog(st["k"][1:], st["spectrum"][1:], label=f"{name}: <|u|> {st['mean_speed']:.3g}, "
+                                                            f"<s> {st['order']:.3g}")
+        ax.set_xlabel("wavenumber k")
+        ax.set_ylabel("E(k)")
+        ax.legend()
+        self._draw()
+        self.status.setText("side by side: data | " + " | ".join(runs))
+
+    # --- plot and layers -----------------------------------------------------------------
+    def _axes(self):
+        self._fig.clear()
+        return self._fig.add_subplot()
+
+    def _draw(self):
+        from ._plots import tidy
+
+        tidy(self._fig)
+        self._canvas.draw_idle()
+
+    # --- layers ---------------------------------------------------------------------------
+    def _replace_image(self, name, data, *, scale, translate=(0.0, 0.0), colormap="viridis"):
+        kw = dict(scale=tuple(scale)[-data.ndim:], translate=tuple(translate)[-data.ndim:], colormap=colormap)
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        return self.viewer.add_image(data, name=name, **kw)
+
+    def _show_data(self, bundle, label, offset: float = 0.0):
+        s, n = _order_and_director(bundle)
+        h = bundle.spacing[-1]
+        dt = bundle.dt
+        self._replace_image(f"order parameter ({label})", s, scale=(dt, h, h), translate=(bundle.coords["t"][0], 0.0, offset),
+                            colormap="viridis")
+        vec = _director_vectors(s, n, h, max(1, s.shape[-1] // 16))
+        vec[:, 0, 0] = bundle.coords["t"][0] + vec[:, 0, 0] * dt
+        vec[:, 0, 2] += offset
+        name = f"director ({label})"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_vectors(vec, name=name, edge_width=0.05 * h * 4, edge_color="white", vector_style="line")

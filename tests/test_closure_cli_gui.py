@@ -1,0 +1,81 @@
+"""`dynfit closure` end to end on tiny runs (our files and The Well's layout) and the closure widget."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    from napari_dynfit.report import torch_threads
+
+    with torch_threads(1):  # small FFTs: more threads only contend
+        yield
+
+from napari_dynfit.cli import main  # noqa: E402
+
+
+def _run(args, capsys):
+    code = main(args)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out
+
+
+def test_closure_cli_simulate_train_evaluate_estimate_well_layout(tmp_path, capsys):
+    well = tmp_path / "am.hdf5"
+    _run(["closure", "simulate", "-o", str(well), "--alpha", "-4", "--size", "8", "--angles", "16",
+          "--t-end", "1.5", "--save-every", "0.25"], capsys)
+    from napari_dynfit.io.well import well_info
+
+    info = well_info(well)
+    assert info.dataset_name == "active_matter" and {"concentration", "velocity", "D", "E"} <= set(info.fields)
+    kin = tmp_path / "kin.npz"
+    _run(["closure", "simulate", "-o", str(kin), "--alpha", "-4", "--size", "8", "--angles", "16",
+          "--t-end", "1.5", "--save-every", "0.25"], capsys)
+    net = tmp_path / "closure.npz"
+    out = json.loads(_run(["closure", "train", str(kin), str(well), "-o", str(net), "--a-priori-epochs", "20",
+                           "--a-posteriori-epochs", "2"], capsys).splitlines()[-1])
+    assert np.isfinite(out["a_priori_loss"]) and np.isfinite(out["a_posteriori_loss"])
+    # moment data alone (the Well file): a posteriori only, and said so
+    net2 = tmp_path / "closure2.npz"
+    out = json.loads(_run(["closure", "train", str(well), "-o", str(net2), "--a-posteriori-epochs", "1"],
+                          capsys).splitlines()[-1])
+    assert "skipped" in out["a_priori"]
+    ev = json.loads(_run(["closure", "evaluate", str(net), str(kin), "--horizon", "3"], capsys).splitlines()[-1])
+    assert ev["closure_S_error"] < 0.5 and ev["bingham_S_error"] < 0.5
+    assert ev["a_posteriori"]["bingham"]["blew_up"] is False
+    ev = json.loads(_run(["closure", "evaluate", "bingham", str(well), "--horizon", "3"], capsys).splitlines()[-1])
+    assert "a_posteriori" in ev and "closure_S_error" not in ev  # no fourth moment in the Well layout
+    est = _run(["closure", "estimate", str(well), "--epochs", "3"], capsys)
+    assert "estimated alpha" in est
+    # bad input: a one-line error
+    assert main(["closure", "train", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.npz")]) != 0
+
+
+@pytest.mark.gui
+def test_closure_widget_simulate_train_compare(make_napari_viewer, qtbot):
+    from napari_dynfit._napari._closure_widget import ClosureWidget
+
+    viewer = make_napari_viewer()
+    w = ClosureWidget(viewer)
+    w.size.setValue(8)
+    w.t_end.setValue(1.5)
+    w.simulate(block=True)
+    assert w.bundle is not None and "order parameter (kinetic)" in [ly.name for ly in viewer.layers]
+    w.epochs.setValue(10)
+    w.post_epochs.setValue(1)
+    w.frame.setValue(0)
+    w.train(block=True)
+    assert w.closure is not None and len(w.history) >= 10
+    w.horizon.setValue(3)
+    w.compare(block=True)
+    names = {ly.name for ly in viewer.layers}
+    assert {"order parameter (data)", "order parameter (Bingham)", "order parameter (learned)",
+            "director (learned)", "closure error |q4 - q4_true| / c"} <= names
+    # the coarse runs sit beside the data, not on top of it
+    tx = [viewer.layers[f"order parameter ({k})"].translate[-1] for k in ("data", "Bingham", "learned")]
+    assert tx[0] < tx[1] < tx[2]
