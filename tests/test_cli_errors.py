@@ -7,17 +7,25 @@ import pytest
 from napari_dynfit.cli import build_parser, main
 
 #: commands without an input file: checked with a bad numeric value instead
-NO_INPUT = {"demo", "bench", "simulate", "well-example"}
+NO_INPUT = {"demo", "bench", "simulate", "well-example", "closure simulate"}
 
 
 def _subcommands():
+    """Every command by its words (``"closure train"`` for nested ones) -> its parser."""
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices
+    out = {}
+    for name, sp in sub.choices.items():
+        nested = [a for a in sp._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested and name not in NO_INPUT:
+            out.update({f"{name} {inner}": isp for inner, isp in nested[0].choices.items()})
+        else:
+            out[name] = sp
+    return out
 
 
 def _argv_missing_input(name, sp, tmp_path):
-    argv = [name]
+    argv = name.split()
     for action in sp._actions:
         if action.option_strings:
             if action.required:

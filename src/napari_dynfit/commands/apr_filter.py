@@ -137,15 +137,6 @@ def _read_cells_movie(path, axes=None):
     from ..io.image import open_image
 
     p = check_input_file(path, what="movie")
-    if axes is None and p.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(p) as tf:
-                if len(tf.series[0].shape) == 3:
-                    axes = "tyx"  # without --axes a 3D TIFF is a (t, y, x) movie here (segment MOVIE)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
     img = open_image(p, axes, lazy=True, what="movie")
     return img.as_movie_axes().movie()
 
