@@ -159,15 +159,15 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     _click(pde._run)
     qtbot.waitUntil(lambda: not pde._job.running and pde.model is not None, timeout=600_000)
     rho_t = pde.model["equations"]["rho_t"]
-    assert "observed: rho" in viewer.layers and viewer.layers["observed: rho"].scale[0] == 1.0
+    assert "observed: rho" in viewer.layers and viewer.layers["observed: rho"].scale[0] == pytest.approx(movie.scale[0])
     if pde.identifiable is False:  # with the identifiability check of discover_pde: this piece is too small
         assert pde._status.value.startswith("not identifiable from these data")
         assert "model: rho" not in viewer.layers
     else:
         assert rho_t.get("div(p)") == pytest.approx(-ABP_2D["v0"], rel=0.2)  # truth: rho_t = -v0 div(p) + ...
         assert viewer.layers["model: rho"].data.shape == fb["rho"].shape
-        # on the movie's time axis (frames), not in seconds: the time slider keeps the movie's 50 steps
-        assert viewer.layers["model: rho"].scale[0] == 1.0
+        # on the movie's time axis (frames with scale[0] = dt): the time slider keeps the movie's 50 steps
+        assert viewer.layers["model: rho"].scale[0] == pytest.approx(movie.scale[0])
     assert viewer.dims.nsteps[0] == 50
 
     # --- 5a. dominant balance of the learned model on the fields ------------------------------
@@ -183,7 +183,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     _click(bal._run)
     qtbot.waitUntil(lambda: not bal._job.running and bal.result is not None, timeout=600_000)
     regions = viewer.layers["balance regions"]
-    assert regions.scale[0] == 1.0 and viewer.dims.nsteps[0] == 50
+    assert regions.scale[0] == pytest.approx(movie.scale[0]) and viewer.dims.nsteps[0] == 50
     assert regions.data.shape[:3] == fb["rho"].shape[:3] and regions.data.min() >= 1
     assert abs(sum(b.fraction for b in bal.result.balances) - 1.0) < 1e-6
 

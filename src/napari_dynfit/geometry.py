@@ -124,11 +124,12 @@ def bundle_geometry(bundle, *, space_unit=None, time_unit=None) -> dict:
     """Layer kwargs of the fields of a :class:`~napari_dynfit.fields.FieldBundle` (``t, [z,] y, x`` grids).
 
     Time: ``scale[0]`` = the bundle's time step ``dt``, ``translate[0]`` = its first time (physical, like the
-    movie's time axis); space: the grid spacing and its first grid point.
+    movie's time axis); space: the grid spacing and its first grid point. Units: the arguments, else
+    ``attrs["space_unit"]`` / ``attrs["time_unit"]``, else napari's ``"pixel"`` (the bundle does not say).
     """
     axes = tuple(bundle.space_axes)
     units = getattr(bundle, "attrs", {}) or {}
     origin = tuple(float(bundle.coords[a][0]) for a in axes)
     t = np.asarray(bundle.coords["t"], float)
     return Geometry(tuple(float(s) for s in bundle.spacing), origin, float(bundle.dt), float(t[0]),
-                    space_unit or units.get("space_unit"), time_unit or units.get("time_unit")).kwargs()
+                    space_unit or units.get("space_unit"), time_unit or units.get("time_unit") or NO_UNIT).kwargs()

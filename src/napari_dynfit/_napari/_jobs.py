@@ -31,6 +31,7 @@ import contextvars
 import inspect
 import threading
 import time
+import weakref
 
 from qtpy.QtCore import QEvent, QObject, Qt, Signal
 
@@ -60,12 +61,14 @@ class _CloseWatcher(QObject):
 
     def __init__(self, window, on_close):
         super().__init__(window)
-        self._on_close = on_close
+        self._on_close = weakref.WeakMethod(on_close)  # the window must not keep the job (and its viewer) alive
         window.installEventFilter(self)
 
     def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
         if event.type() == QEvent.Type.Close:
-            self._on_close()
+            close = self._on_close()
+            if close is not None:
+                close()
         return False
 
 
@@ -133,9 +136,7 @@ class StepJob:
         self._anchor = native
         if native is not None and hasattr(native, "destroyed"):
             native.destroyed.connect(self.close)
-        qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        if qt_window is not None and hasattr(qt_window, "installEventFilter"):
-            self._watcher = _CloseWatcher(qt_window, self.close)
+        self._watched = None
 
     # --- life cycle -------------------------------------------------------------------------
     def close(self, *_) -> None:
@@ -149,6 +150,14 @@ class StepJob:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the worker thread of the latest computation has ended; ``True`` if it has (or none ran)."""
         return self._done.wait(timeout)
+
+    def _watch_window(self) -> None:
+        """Close with the window the widget is docked in (known once it is docked: at the first start)."""
+        top = self._anchor.window() if hasattr(self._anchor, "window") else None
+        if top is None or top is self._anchor or id(top) == self._watched:
+            return
+        self._watched = id(top)
+        _CloseWatcher(top, self.close)  # owned by the window (its Qt parent)
 
     def alive(self) -> bool:
         """False once the job's widget was closed (updates would reach dead layers)."""
@@ -258,6 +267,7 @@ class StepJob:
         """Run ``compute()`` (see the module docstring); a job already running is cancelled and its results dropped."""
         if self.worker is not None:
             self.stop()
+        self._watch_window()
         self._gen += 1
         gen = self._gen
         self.cancel_event = event = threading.Event()

@@ -64,7 +64,8 @@ def save_viewer_project(viewer, folder, extra: dict | None = None) -> Project:
         kind = type(layer).__name__.lower()
         name = _safe_name(layer.name)
         meta = {"layer_type": kind, "layer_name": layer.name, "scale": [float(s) for s in layer.scale],
-                "translate": [float(t) for t in layer.translate]}
+                "translate": [float(t) for t in layer.translate], "units": [str(u) for u in layer.units],
+                "axis_labels": [str(a) for a in layer.axis_labels]}
         if (layer.metadata or {}).get("dt") is not None:
             meta["dt"] = float(layer.metadata["dt"])
         source = getattr(layer, "source", None)
@@ -113,7 +114,7 @@ def project_layers(folder) -> list[tuple]:
         entry = prj.manifest["artefacts"][name]
         kind = meta.pop("layer_type", None)
         kwargs = {"name": meta.pop("layer_name", name)}
-        for key in ("scale", "translate"):
+        for key in ("scale", "translate", "units", "axis_labels"):
             if key in meta:
                 kwargs[key] = meta.pop(key)
         if "dt" in meta:
@@ -122,7 +123,9 @@ def project_layers(folder) -> list[tuple]:
             fb = prj.load(name)
             for fname, arr in fb.fields.items():
                 if fb.kinds[fname] == "scalar" and f"{name}: {fname}" not in layer_names:
-                    layers.append((arr, {"name": f"{name}: {fname}", "scale": (fb.dt, *fb.spacing)}, "image"))
+                    from ..geometry import bundle_geometry
+
+                    layers.append((arr, {"name": f"{name}: {fname}", **bundle_geometry(fb)}, "image"))
             continue
         if entry["kind"] == "json":
             continue

@@ -53,11 +53,11 @@ def _grid_points(bundle, stride: int) -> tuple[np.ndarray, tuple[slice, ...]]:
 def well_layer_data(bundle) -> list:
     """Napari layer data tuples ``(data, kwargs, layer_type)`` for a bundle read from a Well file."""
     nd = bundle.ndim
-    scale = (bundle.dt,) + bundle.spacing
-    translate = tuple(float(bundle.coords[a][0]) for a in ("t",) + bundle.space_axes)
+    from ..geometry import bundle_geometry
+
     axis_names = bundle.attrs.get("well", {}).get("axis_names", list(bundle.space_axes))
     name_of = bundle.attrs.get("well", {}).get("dataset_name", "")
-    base = {"scale": scale, "translate": translate, "metadata": {"dataset": name_of, "source": bundle.attrs.get("source")}}
+    base = {**bundle_geometry(bundle), "metadata": {"dataset": name_of, "source": bundle.attrs.get("source")}}
     stride = max(1, max(bundle.shape[1:]) // VECTOR_GRID)
     spacing = np.asarray(bundle.spacing)
     layers = []
