@@ -362,6 +362,7 @@ class DynFitPanel(QWidget):
             self.viewer.layers.events.inserted.connect(self._tracks_added)
         if hasattr(widget, "made"):
             widget.made.connect(lambda item, _t=title: self._step_result(_t, item))
+        layout.addStretch(1)  # a short page keeps its rows together at the top
         for w in [widget, *extras]:
             _compact(getattr(w, "native", w), self.DOCK_WIDTH)
             if hasattr(w, "user_set"):
