@@ -634,7 +634,7 @@ class DynFitPanel(QWidget):
         from ._project_io import save_viewer_project
 
         glue = self.extra("FieldsFromTracks")
-        pde = self._built("PDEWidget")
+        pde = self.step_widget("PDEWidget")
         extra = {"fields": glue.bundle if glue is not None else None,
                  "model": pde.model if pde is not None else None}
         try:
