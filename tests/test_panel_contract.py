@@ -112,3 +112,15 @@ def test_step_pages_fit_the_dock(make_napari_viewer):
     for page in panel._pages:
         assert page.minimumSizeHint().width() <= panel.DOCK_WIDTH, page.minimumSizeHint()
         assert page.sizeHint().width() <= panel.DOCK_WIDTH, page.sizeHint()
+
+
+def test_every_plot_has_a_save_button(qtbot, tmp_path):
+    """A plot's canvas carries a Save button; saving goes through a temporary file (PNG and SVG)."""
+    from napari_dynfit._napari._plots import CANVAS_WIDTH, make_canvas, save_figure
+
+    fig, canvas = make_canvas()
+    fig.add_subplot().plot([0, 1], [1, 2])
+    assert canvas.save_button.text() == "Save" and canvas.sizeHint().width() <= CANVAS_WIDTH
+    for fmt in ("png", "svg"):
+        assert save_figure(fig, tmp_path / f"plot.{fmt}").stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png", "plot.svg"]  # no temporary file left

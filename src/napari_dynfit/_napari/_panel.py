@@ -361,6 +361,7 @@ class DynFitPanel(QWidget):
             self.viewer.layers.events.inserted.connect(self._tracks_added)
         if hasattr(widget, "made"):
             widget.made.connect(lambda item, _t=title: self._step_result(_t, item))
+        layout.addStretch(1)  # a short page keeps its rows together at the top
         for w in [widget, *extras]:
             _compact(getattr(w, "native", w), self.DOCK_WIDTH)
             if hasattr(w, "user_set"):
@@ -610,7 +611,7 @@ class DynFitPanel(QWidget):
         from ._project_io import save_viewer_project
 
         glue = self.extra("FieldsFromTracks")
-        pde = self._built("PDEWidget")
+        pde = self.step_widget("PDEWidget")
         extra = {"fields": glue.bundle if glue is not None else None,
                  "model": pde.model if pde is not None else None}
         try:
