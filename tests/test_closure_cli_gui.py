@@ -45,10 +45,10 @@ def test_closure_cli_simulate_train_evaluate_estimate_well_layout(tmp_path, caps
     out = json.loads(_run(["closure", "train", str(well), "-o", str(net2), "--a-posteriori-epochs", "1"],
                           capsys).splitlines()[-1])
     assert "skipped" in out["a_priori"]
-    ev = json.loads(_run(["closure", "evaluate", str(net), str(kin), "--horizon", "3"], capsys).splitlines()[-1])
+    ev = json.loads(_run(["closure", "evaluate", str(kin), "--closure", str(net), "--horizon", "3"], capsys).splitlines()[-1])
     assert ev["closure_S_error"] < 0.5 and ev["bingham_S_error"] < 0.5
     assert ev["a_posteriori"]["bingham"]["blew_up"] is False
-    ev = json.loads(_run(["closure", "evaluate", "bingham", str(well), "--horizon", "3"], capsys).splitlines()[-1])
+    ev = json.loads(_run(["closure", "evaluate", str(well), "--horizon", "3"], capsys).splitlines()[-1])
     assert "a_posteriori" in ev and "closure_S_error" not in ev  # no fourth moment in the Well layout
     est = _run(["closure", "estimate", str(well), "--epochs", "3"], capsys)
     assert "estimated alpha" in est

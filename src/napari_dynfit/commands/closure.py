@@ -179,8 +179,9 @@ def register(sub) -> None:
     p.set_defaults(func=_train)
 
     p = subs.add_parser("evaluate", help="a-priori error of S and a-posteriori statistics against the data")
-    p.add_argument("closure", help="closure file (.npz) or 'bingham'")
     p.add_argument("data", help="kinetic run (.npz/.zarr) or Well file (.hdf5)")
+    p.add_argument("--closure", default="bingham", help="closure file (.npz) or 'bingham' (default; compared with "
+                                                        "Bingham either way)")
     p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
     p.add_argument("--horizon", type=int_range(2, 10_000), default=20, help="a-posteriori frames (default 20)")
     p.add_argument("--threads", **threads)
