@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 def relabel_per_frame(labels, seed=0):

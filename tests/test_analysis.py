@@ -31,7 +31,7 @@ def test_msd_recovers_diffusion_coefficient(rng):
     fit = fit_msd(tracks, dt=dt, spacing=(0.25, 0.25), max_lag=20)
     assert fit.exponent == pytest.approx(1.0, abs=0.05)
     assert fit.prefactor == pytest.approx(4 * D, rel=0.08)
-    assert fit.D == pytest.approx(D, rel=0.08)
+    assert pytest.approx(D, rel=0.08) == fit.D
     tab = fit.table
     np.testing.assert_allclose(tab["t"], tab["lag"] * dt)
     np.testing.assert_allclose(tab["msd"].iloc[:5], 4 * D * tab["t"].iloc[:5], rtol=0.08)
@@ -44,11 +44,11 @@ def test_drift_removal_recovers_diffusion(rng):
     fit = fit_msd(tracks, dt=dt, max_lag=30)
     assert raw.exponent > 1.3  # ballistic drift dominates without removal
     assert fit.exponent == pytest.approx(1.0, abs=0.05)
-    assert fit.D == pytest.approx(D, rel=0.1)
+    assert pytest.approx(D, rel=0.1) == fit.D
     drift = compute_drift(tracks)
     np.testing.assert_allclose(drift.iloc[-1].to_numpy(), np.array([2.0, -3.0]) * dt * 59, rtol=0.1)
     corrected = subtract_drift(tracks)
-    assert fit_msd(corrected, dt=dt, max_lag=30, drift=False).D == pytest.approx(fit.D, rel=1e-9)
+    assert pytest.approx(fit.D, rel=1e-9) == fit_msd(corrected, dt=dt, max_lag=30, drift=False).D
 
 
 def test_3d_anisotropic_spacing(rng):
@@ -57,7 +57,7 @@ def test_3d_anisotropic_spacing(rng):
     tracks["z"] /= 2.0  # voxels twice as deep
     fit = fit_msd(tracks, dt=dt, spacing=(2.0, 1.0, 1.0), max_lag=10)
     assert fit.dim == 3
-    assert fit.D == pytest.approx(D, rel=0.08)
+    assert pytest.approx(D, rel=0.08) == fit.D
 
 
 def test_matches_trackpy_emsd(rng):

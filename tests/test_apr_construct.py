@@ -10,7 +10,6 @@ from napari_dynfit.apr.construct import apr_levels, local_intensity_scale_image,
 from napari_dynfit.errors import InputError
 from napari_dynfit.sim.apr_images import cells_image, spots_image
 
-
 IMAGES = {"spots2d": lambda: spots_image((200, 240), 25, 1), "cells2d": lambda: cells_image((192, 224), 2),
           "spots3d": lambda: spots_image((32, 72, 80), 20, 3), "cells3d": lambda: cells_image((24, 64, 72), 4)}
 

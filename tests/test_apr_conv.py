@@ -3,13 +3,11 @@
 import numpy as np
 import pytest
 
-from napari_dynfit.apr.convert import pyapr_particles
 from napari_dynfit.apr import to_apr
+from napari_dynfit.apr.convert import pyapr_particles
 from napari_dynfit.apr.convolve import convolve, correlate, downsample_stencil, level_stencils
 from napari_dynfit.apr.convolve_gpu import convolve_torch
-from napari_dynfit.apr.grid import AprGrid
 from napari_dynfit.errors import InputError
-
 from test_apr_grid import blobs
 
 

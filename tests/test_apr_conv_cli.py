@@ -11,7 +11,6 @@ from napari_dynfit.apr import to_apr, write_apr
 from napari_dynfit.apr.filters import gaussian, log
 from napari_dynfit.apr.grid import AprGrid, load_grid, read_particle_values
 from napari_dynfit.cli import main
-
 from test_apr_grid import blobs
 
 

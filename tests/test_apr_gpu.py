@@ -22,7 +22,6 @@ from napari_dynfit.apr import to_apr  # noqa: E402
 from napari_dynfit.apr.convert import pyapr_particles  # noqa: E402
 from napari_dynfit.apr.convolve import convolve, correlate, level_stencils  # noqa: E402
 from napari_dynfit.errors import InputError  # noqa: E402
-
 from test_apr_grid import blobs  # noqa: E402
 
 KS = (3, 5, 7)
@@ -33,7 +32,7 @@ def _convert(img, gt):
                   sigma_threshold=50.0, gradient_threshold=gt)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case(ndim):
     """Small APRs with >= 4 levels: 2D 64x64 (~700 particles), 3D 32^3 (~1300 particles)."""
     image = _convert(blobs((64, 64), 3, 1), 10.0) if ndim == 2 else _convert(blobs((32, 32, 32), 1, 1), 80.0)

@@ -7,9 +7,20 @@ import numpy as np
 import pytest
 
 from napari_dynfit import InputError
+from napari_dynfit.apr import (
+    AprImage,
+    LazyAprArray,
+    apr_info,
+    labels_to_apr,
+    lazy_multiscale,
+    open_lazy,
+    read_apr,
+    read_apr_movie,
+    to_apr,
+    write_apr,
+    write_apr_movie,
+)
 from napari_dynfit.apr.convert import pyapr_particles
-from napari_dynfit.apr import (AprImage, LazyAprArray, apr_info, labels_to_apr, lazy_multiscale, open_lazy,
-                               read_apr, read_apr_movie, to_apr, write_apr, write_apr_movie)
 from napari_dynfit.cli import main
 
 

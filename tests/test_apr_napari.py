@@ -5,7 +5,6 @@ import pytest
 
 from napari_dynfit.apr import LazyAprArray, LazyAprMovie, read_apr, read_apr_movie, to_apr, write_apr, write_apr_movie
 from napari_dynfit.errors import InputError
-
 from test_apr_io import blobs  # noqa: E402  (tests/ is on sys.path under pytest)
 
 pytestmark = pytest.mark.gui

@@ -10,7 +10,6 @@ from scipy.spatial.distance import cdist
 
 from napari_dynfit.apr import to_apr
 from napari_dynfit.apr.filters import gaussian, gaussian_stencil, gradient_magnitude, log
-from napari_dynfit.apr.grid import AprGrid
 from napari_dynfit.apr.segment import connected_components, filter_sizes, object_table, segment, threshold
 from napari_dynfit.errors import InputError
 from napari_dynfit.sim.render import render_movie

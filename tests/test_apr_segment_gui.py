@@ -5,7 +5,6 @@ import pytest
 
 from napari_dynfit.apr import to_apr
 from napari_dynfit.sim.render import render_movie
-
 from test_apr_segment import _spots
 
 

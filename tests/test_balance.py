@@ -9,8 +9,15 @@ from napari_dynfit import InputError
 from napari_dynfit.cli import main
 from napari_dynfit.fields import FieldBundle
 from napari_dynfit.io import load_fields
-from napari_dynfit.models.balance import (EquationSpace, dominant_balance, dropped_residual, equation_space,
-                                          find_balances, parse_groups, plot_equation_space)
+from napari_dynfit.models.balance import (
+    EquationSpace,
+    dominant_balance,
+    dropped_residual,
+    equation_space,
+    find_balances,
+    parse_groups,
+    plot_equation_space,
+)
 
 BURGERS = None  #: path of the Burgers .mat file (set by the fixture below: published or generated)
 
@@ -77,7 +84,7 @@ def test_equation_space_signs_and_balance_api():
     assert total < 0.02 * np.sqrt(np.mean(sp.values[:, 0] ** 2))
     res = find_balances(sp, n_clusters=4, seed=1)
     assert res.regions.shape == (40, 256) and res.n_clusters == 4 and res.bic == {}
-    assert 0 <= res.uncertainty.min() and res.uncertainty.max() <= 1
+    assert res.uncertainty.min() >= 0 and res.uncertainty.max() <= 1
     assert res.samples.shape[1:] == (3, 1) and len(res.samples) == len(res.sample_regions)
     df = res.table()
     assert list(df.columns) == ["balance", "terms", "fraction", "residual", "strength"]

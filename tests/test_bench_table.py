@@ -161,7 +161,6 @@ def test_update_docs_writes_one_section_per_figure(tmp_path, capsys):
 
 def test_every_registry_row_has_a_producer_or_a_reason_and_the_docs_link_real_rows():
     import re
-    from pathlib import Path
 
     root = bt.find_root()
     if root is None:

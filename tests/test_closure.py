@@ -15,13 +15,16 @@ def _one_thread():
     with torch_threads(1):  # small FFTs: more threads only contend
         yield
 
-from napari_dynfit.models.closure.kinetic import (KineticSolver, SuspensionParams, isotropic_growth_rates,  # noqa: E402
-                                                  simulate_kinetic)
+from napari_dynfit.models.closure import train as T  # noqa: E402
+from napari_dynfit.models.closure.kinetic import (  # noqa: E402
+    KineticSolver,
+    SuspensionParams,
+    isotropic_growth_rates,
+    simulate_kinetic,
+)
 from napari_dynfit.models.closure.learned import LearnedClosure  # noqa: E402
 from napari_dynfit.models.closure.moment_model import MomentSolver, isotropic_state  # noqa: E402
-from napari_dynfit.models.closure.moments import (bingham_closure, bingham_m4, fourth_moment,  # noqa: E402
-                                                  harmonics, order_parameter)
-from napari_dynfit.models.closure import train as T  # noqa: E402
+from napari_dynfit.models.closure.moments import bingham_closure, fourth_moment, order_parameter  # noqa: E402
 
 PARAMS = SuspensionParams(alpha=-2.0, beta=0.8, zeta=0.5, length=10.0)
 

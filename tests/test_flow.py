@@ -23,13 +23,13 @@ from napari_dynfit.models.flow import (
     read_snapshots,
     snapshots_from_table,
 )
+from napari_dynfit.models.flow.bench import ou2_case
 from napari_dynfit.models.flow.evaluate import (
     drift_matrix_error,
     fate_probabilities,
     path_energy_distance,
 )
 from napari_dynfit.models.flow.gaussian import drift_uncertainty, gaussian_mle_drift, moment_fit
-from napari_dynfit.models.flow.bench import ou2_case
 from napari_dynfit.models.flow.layers import drift_vectors, growth_map, trajectory_table
 from napari_dynfit.models.flow.score import ScoreModel
 from napari_dynfit.models.flow.select import compare_heldout, split_snapshots

@@ -45,7 +45,6 @@ def test_flow_widget_fit_and_layers(make_napari_viewer, qtbot):
 
 def test_flow_widget_cancel(make_napari_viewer, qtbot):
     from napari_dynfit._napari._flow_widget import FlowWidget
-
     from napari_dynfit.models.flow.pfi import SCORE_DEFAULTS
 
     viewer = make_napari_viewer()

@@ -38,10 +38,9 @@ def test_cli_help_lists_commands(capsys):
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
     dest = tmp_path / "result.txt"
     dest.write_text("precious")
-    with pytest.raises(RuntimeError):
-        with atomic_path(dest) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
     assert dest.read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.txt"]
     with atomic_path(dest) as tmp:
@@ -56,12 +55,11 @@ def test_progress_and_cancel():
     assert seen[0] == (0, 3) and seen[-1] == (3, 3)
     ev = threading.Event()
     out = []
-    with progress_context(None, ev):
-        with pytest.raises(Cancelled):
-            for i in progress_iter(range(10)):
-                out.append(i)
-                if i == 2:
-                    ev.set()
+    with progress_context(None, ev), pytest.raises(Cancelled):
+        for i in progress_iter(range(10)):
+            out.append(i)
+            if i == 2:
+                ev.set()
     assert out == [0, 1, 2]
 
 

@@ -6,15 +6,14 @@ The shipped weights were trained by ``scripts/train_rod_unet.py`` on colonies fr
 
 import numpy as np
 import pytest
-from test_cells import pooled_f1  # tests/ is on sys.path under pytest
 
 from napari_dynfit.detect import match_segmentation, segment_cells, segment_movie
 from napari_dynfit.sim.phase import phase_colony_images, render_phase, rod_colony_frames
+from test_cells import pooled_f1  # tests/ is on sys.path under pytest
 
 torch = pytest.importorskip("torch")
 
 from napari_dynfit.detect import learned  # noqa: E402
-
 
 
 def test_targets_cut_touching_cells_apart():
@@ -34,7 +33,7 @@ def test_phase_images_dark_cells_bright_halo():
     assert len(labs) == 2 and labs[-1].max() > labs[0].max() >= 2
     lab = labs[-1]
     img = render_phase(lab, 5)
-    assert img.shape == lab.shape and 0 <= img.min() and img.max() <= 1
+    assert img.shape == lab.shape and img.min() >= 0 and img.max() <= 1
     assert np.median(img[lab > 0]) < np.median(img[lab == 0])  # cells are dark
 
 
@@ -135,9 +134,9 @@ def test_cli_segment_learned(tmp_path, capsys):
     import json
 
     import tifffile
-    from test_cells import rod_movie
 
     from napari_dynfit.cli import main
+    from test_cells import rod_movie
 
     movie, labels = rod_movie(seed=2, n_frames=4, box=(96.0, 96.0), n_initial=4)
     src, out = tmp_path / "movie.tif", tmp_path / "labels.tif"

@@ -90,9 +90,8 @@ def test_bad_scheduler_input():
         check_scheduler("gpu-farm")
     with pytest.raises(InputError, match="n_workers"):
         map_frames(SMOOTH, np.zeros((2, 4, 4)), scheduler="threads", n_workers=0)
-    with pytest.raises(InputError, match="cannot reach"):
-        with get_client("tcp://127.0.0.1:9", timeout="1s"):
-            pass
+    with pytest.raises(InputError, match="cannot reach"), get_client("tcp://127.0.0.1:9", timeout="1s"):
+        pass
     with pytest.raises(InputError, match="callable"):
         map_frames(None, np.zeros((2, 4, 4)))
     assert map_frames(SMOOTH, np.zeros((0, 4, 4))) == []

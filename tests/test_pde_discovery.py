@@ -2,7 +2,7 @@
 
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ TRUTH = {"burgers": {"u*u_x": -1.0, "u_xx": 0.1}, "kdv": {"u*u_x": -6.0, "u_xxx"
          "kuramoto_sivishinky": {"u*u_x": -1.0, "u_xx": -1.0, "u_xxxx": -1.0}}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pdefind(name):
     """PDE-FIND's data set: the .mat file where ../shared has it, else regenerated with its parameters."""
     return read_pdefind_mat(DATA / f"{name}.mat") if DATA.exists() else pde_solutions.PDEFIND[name]()

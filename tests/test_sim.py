@@ -7,8 +7,16 @@ from scipy.spatial import cKDTree
 
 from napari_dynfit import InputError
 from napari_dynfit.cli import main
-from napari_dynfit.sim import (abp_msd, amplitude_for_snr, expected_growth_factor, render_cells, render_labels,
-                               render_movie, simulate_abp, simulate_dividing_cells)
+from napari_dynfit.sim import (
+    abp_msd,
+    amplitude_for_snr,
+    expected_growth_factor,
+    render_cells,
+    render_labels,
+    render_movie,
+    simulate_abp,
+    simulate_dividing_cells,
+)
 from napari_dynfit.sim._neighbours import NeighbourSums
 
 

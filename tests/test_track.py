@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-from _track_data import relabel_per_frame
 
+from _track_data import relabel_per_frame
 from napari_dynfit.errors import InputError
 from napari_dynfit.track import LinkParams, link
 from napari_dynfit.track.metrics import tracking_metrics

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from _track_data import relabel_per_frame, rod_colony
 
+from _track_data import relabel_per_frame, rod_colony
 from napari_dynfit.track import link
 from napari_dynfit.track.auto import global_shift, pair_flow
 from napari_dynfit.track.metrics import tracking_metrics

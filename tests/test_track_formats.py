@@ -8,8 +8,15 @@ from napari_dynfit.detect import label_table
 from napari_dynfit.errors import InputError
 from napari_dynfit.sim import render_labels
 from napari_dynfit.track import link
-from napari_dynfit.track.formats import (read_ctc, read_label_movie, read_trackmate_xml, relabel_movie,
-                                         to_napari_tracks, tracks_from_edges, write_ctc)
+from napari_dynfit.track.formats import (
+    read_ctc,
+    read_label_movie,
+    read_trackmate_xml,
+    relabel_movie,
+    to_napari_tracks,
+    tracks_from_edges,
+    write_ctc,
+)
 from napari_dynfit.track.metrics import tracking_metrics
 
 TRACKS = pd.DataFrame({"track_id": [1, 1, 1, 1, 2, 2, 3, 3], "frame": [0, 1, 3, 4, 5, 6, 5, 6],

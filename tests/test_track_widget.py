@@ -94,7 +94,7 @@ def test_dark_polarity_and_track_analysis(make_napari_viewer, rng):
     viewer.add_tracks(data, name="tracks", scale=(1, 0.2, 0.2), metadata={"dt": dt})
     w.analyse()
     fit, vacf = w.analysis
-    assert fit.D == pytest.approx(D, rel=0.1)
+    assert pytest.approx(D, rel=0.1) == fit.D
     assert abs(vacf["vacf"].iloc[1]) < 0.1 and vacf["vacf"].iloc[0] == pytest.approx(1.0)
     vh = w.van_hove  # one-frame displacements: a Gaussian of variance 2 D dt per axis, drawn in a third panel
     assert float((vh["dr"] ** 2 * vh["all"]).sum() * (vh["dr"].iloc[1] - vh["dr"].iloc[0])) == pytest.approx(
@@ -107,7 +107,6 @@ def test_labels_estimated_and_report_shown(make_napari_viewer):
     """Defaults (auto) on a growing colony: divisions found from the masks; the panel lists the choices and the
     quality report, and the Tracks layer keeps them."""
     from _track_data import relabel_per_frame, rod_colony
-
     from napari_dynfit._napari._track_widget import TrackWidget
 
     viewer = make_napari_viewer()

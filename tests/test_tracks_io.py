@@ -11,8 +11,13 @@ import pytest
 from napari_dynfit.cli import main
 from napari_dynfit.errors import InputError
 from napari_dynfit.track.formats import read_ctc
-from napari_dynfit.track.io_formats import (read_tracks, tracks_format, tracks_from_napari, tracks_to_napari,
-                                            write_tracks)
+from napari_dynfit.track.io_formats import (
+    read_tracks,
+    tracks_format,
+    tracks_from_napari,
+    tracks_to_napari,
+    write_tracks,
+)
 
 CORE = ["track_id", "frame", "y", "x", "parent_id"]
 

@@ -26,10 +26,8 @@ def _recall(found_yx, truth_yx, tol):
 
 def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     from napari_dynfit._napari._panel import STEPS, DynFitPanel
-    from napari_dynfit.sim.samples import ABP_2D, ABP_2D_RENDER
-
     from napari_dynfit._napari._sample_data import _layers
-    from napari_dynfit.sim.samples import active_particles_2d
+    from napari_dynfit.sim.samples import ABP_2D, ABP_2D_RENDER, active_particles_2d
 
     viewer = make_napari_viewer()
     piece = active_particles_2d(seed=0, fov=128.0, frames=50)  # a piece of the sample, as the menu adds it

@@ -10,6 +10,6 @@ Axis order everywhere outside pyapr is ``(t, z, y, x)``; coordinates in tables a
 
 __version__ = "0.1.0"
 
-from .errors import DynfitError, InputError, Cancelled  # noqa: E402
+from .errors import Cancelled, DynfitError, InputError  # noqa: E402
 
 __all__ = ["__version__", "DynfitError", "InputError", "Cancelled"]

@@ -24,9 +24,8 @@ import re
 import shutil
 import tempfile
 import uuid
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 from .errors import InputError
 
@@ -843,7 +842,7 @@ def diagnose_input(path) -> None:
             raise InputError(f"TIFF '{p}' cannot be read ({exc.__class__.__name__}): the file is damaged") from exc
 
 
-def read_zarr_array(arr, store, *, full: bool = True) -> "np.ndarray":  # noqa: F821
+def read_zarr_array(arr, store, *, full: bool = True) -> np.ndarray:  # noqa: F821
     """``arr`` read into memory; a chunk that cannot be decoded raises :class:`InputError` naming it.
 
     With ``full=False`` nothing is returned: every chunk is only decoded (see :func:`diagnose_input`)."""

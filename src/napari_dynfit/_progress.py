@@ -18,14 +18,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from typing import Callable, Iterable, Iterator, Optional, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from .errors import Cancelled
 
 T = TypeVar("T")
 
 #: ``callback(done, total, desc)``; ``total`` may be ``None`` when unknown.
-ProgressCallback = Callable[[int, Optional[int], str], None]
+ProgressCallback = Callable[[int, int | None, str], None]
 
 _callback: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar(
     "dynfit_progress_callback", default=None

@@ -31,9 +31,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
 
 from .errors import InputError
 
@@ -89,9 +89,9 @@ class Figure:
     name: str
     check: str
     target: str
-    command: Union[str, list, None]
+    command: str | list | None
     measure: Callable[[dict], str] = field(default=lambda js: json.dumps(js)[:80])
-    quick: Union[str, list, None] = None
+    quick: str | list | None = None
     needs: str = ""
     timeout_s: float = 3600.0
     requires: tuple = ()
@@ -318,7 +318,7 @@ def table_rows(figs, results, *, previous=None, when=None) -> list[dict]:
     what it needs or how it failed; ``ORIGIN``: the run or the hand that wrote the kept value).
     """
     previous = previous or {}
-    now = when or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    now = when or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d")
     by_name = {r["name"]: r for r in results}
     rows = []
     for fig in figs:
@@ -350,7 +350,7 @@ def _heading(where, now, command) -> str:
 
 def markdown_table(figs, results, *, previous=None, when=None, where=None) -> str:
     """The table (with its heading line): one row per figure, this run's value or the previous one."""
-    now = when or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    now = when or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d")
     lines = [_heading(where, now, "dynfit bench --all --markdown --update-readme"), "", HEADER, "|---|---|---|---|"]
     for r in table_rows(figs, results, previous=previous, when=now):
         lines.append(f"| {r['check']} | {r['target']} | {_esc(r['measured'])} | `{r['name']}`: {_esc(r['from'])} |")
@@ -366,7 +366,7 @@ def _commands(cmd) -> str:
 
 def figures_page(figs, rows, *, when=None, where=None) -> str:
     """``docs/figures.md``: one section per figure (anchor ``#NAME``) from the same rows as the README table."""
-    now = when or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    now = when or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d")
     by_name = {r["name"]: r for r in rows}
     out = ["# Measured figures", "",
            "<!-- written by `dynfit bench --all --update-docs`: edit benchmarks/figures.py, not this page -->", "",

@@ -13,13 +13,11 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 from qtpy.QtCore import QTimer
 
-from ..errors import DynfitError
 from ..apr.convert import MODES
+from ..apr.preview import preview_slice  # moved to the core
 from ._apr_reader import apr_layers_from_result, is_apr_layer, set_apr_mode
-from ._contract import StepContract
 from ._geometry import layer_kwargs
 from ._jobs import StepJob
-from ..apr.preview import preview_slice  # moved to the core
 
 PREVIEW = "APR preview"
 PREVIEW_LEVELS = "APR preview levels"

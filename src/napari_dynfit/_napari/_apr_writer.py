@@ -13,7 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path
-from ..apr import AprImage, AprMovie, LazyAprArray, LazyAprMovie, labels_to_apr, read_apr, to_apr, write_apr, write_apr_movie
+from ..apr import (
+    AprImage,
+    AprMovie,
+    LazyAprArray,
+    LazyAprMovie,
+    labels_to_apr,
+    read_apr,
+    to_apr,
+    write_apr,
+    write_apr_movie,
+)
 from ..apr.lazy import _FileSource
 from ..errors import InputError
 

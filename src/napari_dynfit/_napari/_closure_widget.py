@@ -11,8 +11,17 @@ velocity spectra. All computation is in the core; this module only wires it to n
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import (QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                            QSpinBox, QWidget)
+from qtpy.QtWidgets import (
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
 
 from ..report import torch_threads
 from ._jobs import StepJob

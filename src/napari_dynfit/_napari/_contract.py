@@ -105,7 +105,7 @@ class StepContract:
             if hasattr(w, "findText"):  # a QComboBox of layer names
                 if w.findText(layer.name) >= 0:
                     return slot, w
-            elif hasattr(w, "choices"):
+            elif hasattr(w, "choices"):  # noqa: SIM102
                 if any(_inner(c) is layer for c in w.choices):
                     return slot, w
         return None

@@ -17,9 +17,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                            QLineEdit, QPushButton, QSpinBox, QWidget)
-
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
 
 from ._contract import StepContract  # noqa: E402
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from ..geometry import NO_UNIT, SPACE_LABELS, TIME_LABEL, unit_name
 
-
 #: layer types whose first axis is time when they do not say (the plugin's points and tracks are ``t, [z,] y, x``)
 _TIMED = ("Points", "Tracks")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
 #: widest a plot asks to be (px): it fits the panel's dock (``DynFitPanel.DOCK_WIDTH``) with margins
 CANVAS_WIDTH = 400
 

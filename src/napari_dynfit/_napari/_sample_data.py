@@ -15,7 +15,6 @@ import numpy as np
 
 from ..geometry import NO_UNIT, movie_geometry
 
-
 #: time unit of each sample's frame interval (the cells' frames have no physical time)
 _TIME_UNIT = {"active_particles_2d": "second", "dividing_cells_3d": NO_UNIT}
 

@@ -33,9 +33,7 @@ def style_result(layer, others=()) -> None:
         layer.opacity = min(layer.opacity, 0.8)
     elif kind == "Labels":
         layer.opacity = min(layer.opacity, 0.4)
-    elif kind == "Points":
-        layer.opacity = min(layer.opacity, 0.8)
-    elif kind == "Tracks":
+    elif kind == "Points" or kind == "Tracks":
         layer.opacity = min(layer.opacity, 0.8)
 
 

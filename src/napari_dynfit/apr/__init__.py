@@ -10,11 +10,11 @@
   particles) and :mod:`.segment` (threshold, connected components, object tables on the particles).
 """
 
+from . import convolve, filters, segment  # modules: apr.convolve.convolve, apr.filters.gaussian, apr.segment.segment
 from .convert import AprImage, AprMovie, labels_to_apr, to_apr
 from .grid import AprGrid
 from .io import apr_info, read_apr, read_apr_movie, write_apr, write_apr_movie
 from .lazy import LazyAprArray, LazyAprMovie, lazy_multiscale, open_lazy
-from . import convolve, filters, segment  # modules: apr.convolve.convolve, apr.filters.gaussian, apr.segment.segment
 
 __all__ = ["AprGrid", "AprImage", "AprMovie", "labels_to_apr", "to_apr", "apr_info", "read_apr", "read_apr_movie", "write_apr",
            "write_apr_movie", "LazyAprArray", "LazyAprMovie", "lazy_multiscale", "open_lazy",

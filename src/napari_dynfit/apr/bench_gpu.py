@@ -13,7 +13,6 @@ driver's free memory at the peak; ``accounted_bytes`` is :func:`.convolve_tile.d
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -156,8 +155,8 @@ def measure(grid: AprGrid, values, stencil, *, repeat: int = 5, frames: int = 1,
     out = cuda.device_array((frames, n_stencils, grid.n_particles), np.float32)
     dtree = tile.tree_means(dgrid, dvals)
     tree_buf = cuda.device_array_like(dtree)
-    full = _time_s(lambda: tile.convolve_bank(dgrid, dvals, bank, out=out, tree_out=tree_buf), repeat, sim)
-    kernel = _time_s(lambda: tile.convolve_bank(dgrid, dvals, bank, dtree=dtree, out=out), repeat, sim)
+    full = _time_s(lambda: tile.convolve_bank(dgrid, dvals, bank, out=out, tree_out=tree_buf), repeat, sim)  # noqa: F821
+    kernel = _time_s(lambda: tile.convolve_bank(dgrid, dvals, bank, dtree=dtree, out=out), repeat, sim)  # noqa: F821
     free1 = _free_bytes()
     work = pixels * frames * n_stencils
     res = {"shape": list(grid.shape), "particles": grid.n_particles, "tree_nodes": grid.n_tree,
@@ -179,7 +178,7 @@ def measure(grid: AprGrid, values, stencil, *, repeat: int = 5, frames: int = 1,
         result = np.empty((frames, n_stencils, grid.n_particles), np.float32)
 
         def e2e():
-            tile.convolve_bank(dgrid, tile.to_device(host), bank).copy_to_host(result)
+            tile.convolve_bank(dgrid, tile.to_device(host), bank).copy_to_host(result)  # noqa: F821
 
         res["end_to_end_s"] = _time_s(e2e, max(1, repeat // 2), sim)
         res["end_to_end_gpix_s"] = work / res["end_to_end_s"] / 1e9
@@ -200,7 +199,7 @@ def _cudnn(shape, stencil, repeat: int) -> dict:
     w = torch.as_tensor(np.ascontiguousarray(stencil[::-1, ::-1, ::-1]), device="cuda")[None, None]
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():
-        t = _torch_time_s(lambda: torch.nn.functional.conv3d(x, w, padding=k // 2), repeat)
+        t = _torch_time_s(lambda: torch.nn.functional.conv3d(x, w, padding=k // 2), repeat)  # noqa: F821
     res = {"time_s": t, "gpix_s": float(np.prod(shape)) / t / 1e9,
            "peak_gpu_mem_bytes": int(torch.cuda.max_memory_allocated())}
     del x, w
@@ -220,7 +219,7 @@ def _torch_path(grid: AprGrid, values, stencil, repeat: int):
     stencils = level_stencils(stencil, grid)
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():
-        t = _torch_time_s(lambda: convolve_tensors(dgrid, vals, stencils), repeat)
+        t = _torch_time_s(lambda: convolve_tensors(dgrid, vals, stencils), repeat)  # noqa: F821
         out = convolve_tensors(dgrid, vals, stencils).cpu().numpy()
     res = {"time_s": t, "gpix_s": float(np.prod(grid.shape)) / t / 1e9,
            "peak_gpu_mem_bytes": int(torch.cuda.max_memory_allocated())}

@@ -105,7 +105,7 @@ class AprImage:
             return np.clip(np.rint(tree), info.min, info.max).astype(self.dtype)
         return tree.astype(self.dtype)
 
-    def with_values(self, values) -> "AprImage":
+    def with_values(self, values) -> AprImage:
         """The same particles (and metadata) with other values, e.g. filtered values or labels."""
         return AprImage(self.grid, np.asarray(values), self.ndim, self.spacing, dict(self.params))
 

@@ -171,7 +171,7 @@ class AprGrid:
     def tree_coords(self) -> np.ndarray:
         """``(n_tree, 4)`` int64 ``(level, z, y, x)`` of every tree node, in storage order."""
         return self._coords(self.tree_offsets, self.tree_x, self.tree_level_row_start,
-                            range(0, self.level_max))
+                            range(self.level_max))
 
     @property
     def levels(self) -> np.ndarray:
@@ -310,7 +310,7 @@ class AprGrid:
 
     # ------------------------------------------------------------- construction
     @classmethod
-    def from_file(cls, path) -> "AprGrid":
+    def from_file(cls, path) -> AprGrid:
         """Read the access structure from a pyapr ``.apr`` (HDF5) file without reading particle values.
 
         The file must contain the linear access (``xz_end_vec``, ``y_vec``) and the tree, which pyapr
@@ -344,7 +344,7 @@ class AprGrid:
         return cls((nz, ny, nx), level_min, level_max, offsets, x, tree_offsets, tree_x)
 
     @classmethod
-    def from_apr(cls, apr) -> "AprGrid":
+    def from_apr(cls, apr) -> AprGrid:
         """Build the grid of an in-memory ``pyapr.APR`` (its structure is written to a temporary file).
 
         pyapr exposes the per-particle coordinates only one call per particle; its file writer exports the
@@ -369,12 +369,11 @@ class AprGrid:
                       offsets=self.offsets, x=self.x, tree_offsets=self.tree_offsets, tree_x=self.tree_x)
         if values is not None:
             arrays["values"] = self.check_values(values)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
-    def from_npz(cls, path) -> "AprGrid":
+    def from_npz(cls, path) -> AprGrid:
         """Load a grid written by :meth:`to_npz` (use :func:`load_grid` to also get the values)."""
         return load_grid(path)[0]
 

@@ -223,11 +223,11 @@ class LazyAprArray(_LazyView):
         out = self._src.box(self.level_delta, lo, hi, self.mode)
         return out[tuple(0 if is_int else slice(None, None, step) for _, step, _, is_int in base)]
 
-    def with_level(self, level_delta: int) -> "LazyAprArray":
+    def with_level(self, level_delta: int) -> LazyAprArray:
         """The same APR at another resolution (shares the opened file)."""
         return LazyAprArray(None, level_delta, self.mode, _src=self._src)
 
-    def with_mode(self, mode: str) -> "LazyAprArray":
+    def with_mode(self, mode: str) -> LazyAprArray:
         """The same APR and resolution in another reconstruction mode (shares the opened file)."""
         return LazyAprArray(None, self.level_delta, mode, _src=self._src)
 
@@ -278,7 +278,7 @@ class LazyAprMovie(_LazyView):
     """
 
     def __init__(self, frames, level_delta: int = 0, mode: str = "constant", cache: int = 4,
-                 _shared: "tuple | None" = None):
+                 _shared: tuple | None = None):
         if not len(frames):
             raise InputError("an APR movie needs at least one frame")
         self.frames = list(frames)
@@ -316,11 +316,11 @@ class LazyAprMovie(_LazyView):
             return np.stack(planes)
         return np.zeros((0, *[n for _, _, n, is_int in rest if not is_int]), self.dtype)
 
-    def with_level(self, level_delta: int) -> "LazyAprMovie":
+    def with_level(self, level_delta: int) -> LazyAprMovie:
         """The same movie at another resolution (shares the opened frames)."""
         return LazyAprMovie(self.frames, level_delta, self.mode, self.cache, _shared=self._shared)
 
-    def with_mode(self, mode: str) -> "LazyAprMovie":
+    def with_mode(self, mode: str) -> LazyAprMovie:
         """The same movie and resolution in another reconstruction mode (shares the opened frames)."""
         if mode not in MODES:
             raise InputError(f"unknown reconstruction mode {mode!r}; use one of {', '.join(MODES)}")

@@ -265,9 +265,8 @@ def segment(grid: AprGrid, values, *, method="otsu", smooth_sigma: float | None 
     frame : int, optional
         Adds a ``frame`` column to the table.
     """
-    from .filters import gaussian
-
     from .convolve_tile import use_device
+    from .filters import gaussian
 
     values = grid.check_values(values)
     if use_device(device) and (method == "otsu" or not isinstance(method, str)):

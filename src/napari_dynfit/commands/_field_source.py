@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from ..validate import positive_int, nonneg_int
+from ..validate import nonneg_int, positive_int
 
 
 def add_field_source_arguments(parser) -> None:

@@ -5,10 +5,10 @@ Also the ``dynfit demo`` stage "APR conversion" (order 20), which converts the s
 
 from __future__ import annotations
 
-from ..validate import finite_float, positive_float, nonneg_float, output
-
 import json
 from pathlib import Path
+
+from ..validate import finite_float, nonneg_float, output, positive_float
 
 
 def _conversion_params(args) -> dict:

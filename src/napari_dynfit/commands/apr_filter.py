@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..validate import positive_float, nonneg_float, positive_int, int_range, odd_int, ordered, output, memory_check
 from ..errors import InputError
+from ..validate import int_range, memory_check, nonneg_float, odd_int, ordered, output, positive_float, positive_int
 
 # ----------------------------------------------------------------------------------------------
 # shared helpers
@@ -45,7 +45,6 @@ def _load(path):
 def _write_particles(src, values, out) -> Path:
     """Write ``values`` as the particles of the APR in ``src`` to ``out`` (``.apr``)."""
     from ..apr import read_apr, write_apr
-
     from ..apr.filter_segment import label_particles
 
     image = read_apr(src)

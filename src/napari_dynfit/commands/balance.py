@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..validate import nonneg_float, fraction, positive_int, odd_int, output
+from ..validate import fraction, nonneg_float, odd_int, output, positive_int
 from ._field_source import add_field_source_arguments, load_fields_from_args
 
 

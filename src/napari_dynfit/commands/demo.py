@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..validate import output
 from .._io import atomic_path
 from ..project import Project
 from ..report import DemoContext, Report
+from ..validate import output
 
 
 def demo_stages():

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from ..validate import float_range, positive_float, positive_int, nonneg_int, output
 from ..errors import InputError
 from ..report import one_torch_thread
+from ..validate import float_range, nonneg_int, output, positive_float, positive_int
 
 
 def _diffusion_arg(text: str):

@@ -11,11 +11,9 @@ what would help (the model JSON still holds the best candidate, flagged under ``
 
 from __future__ import annotations
 
-
-from ..validate import positive_float, probability, positive_int, nonneg_int, odd_int, output
 from ..errors import InputError
+from ..validate import nonneg_int, odd_int, output, positive_float, positive_int, probability
 from ._field_source import add_field_source_arguments, load_fields_from_args
-
 
 
 def _cmd_coarse_grain(args) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..validate import positive_float, positive_int, nonneg_int, int_range, output
 from ..errors import InputError
 from ..report import one_torch_thread
+from ..validate import int_range, nonneg_int, output, positive_float, positive_int
 
 WEIGHTINGS = ("inverse-dirichlet", "annealing", "fixed")
 

@@ -12,10 +12,10 @@ movies larger than memory work. Progress is the CLI's bar; Ctrl-C cancels.
 
 from __future__ import annotations
 
-from ..validate import finite_float, positive_float, nonneg_float, nonneg_int, output
-
 import json
 import time
+
+from ..validate import finite_float, nonneg_float, nonneg_int, output, positive_float
 
 
 def _process(args) -> int:

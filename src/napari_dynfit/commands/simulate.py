@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..validate import finite_float, positive_float, nonneg_float, positive_int, output
 from .._io import atomic_path
 from ..errors import InputError
 from ..tables import write_table
+from ..validate import finite_float, nonneg_float, output, positive_float, positive_int
 
 
 def write_image(array, path, *, spacing, dt: float, fmt: str = "zarr", name: str = "image") -> Path:

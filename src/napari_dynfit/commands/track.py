@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..validate import positive_float, nonneg_float, positive_int, nonneg_int, all_ordered, output, memory_check
 from ..errors import InputError
 from ..tables import TABLE_SUFFIXES, read_table, write_table
+from ..validate import all_ordered, memory_check, nonneg_float, nonneg_int, output, positive_float, positive_int
 
 
 def _read_movie(path, axes=None):

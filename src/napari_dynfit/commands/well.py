@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..validate import finite_float, positive_float, nonneg_float, positive_int, int_range, output, memory_check
+from ..validate import finite_float, int_range, memory_check, nonneg_float, output, positive_float, positive_int
 from ._field_source import add_field_source_arguments, field_names
 
 

@@ -128,12 +128,12 @@ class FieldBundle:
         except KeyError:
             raise InputError(f"no field '{name}' in the bundle; available: {sorted(self.fields)}") from None
 
-    def select(self, names) -> "FieldBundle":
+    def select(self, names) -> FieldBundle:
         """A bundle with only the named fields (arrays shared, not copied)."""
         return FieldBundle({n: self[n] for n in names}, dict(self.coords), {n: self.kinds[n] for n in names},
                            self.periodic, dict(self.attrs))
 
-    def time_slice(self, start: int | None = None, stop: int | None = None) -> "FieldBundle":
+    def time_slice(self, start: int | None = None, stop: int | None = None) -> FieldBundle:
         """A bundle restricted to frames ``start:stop``."""
         sl = slice(start, stop)
         coords = dict(self.coords)
@@ -165,13 +165,12 @@ class FieldBundle:
         clash = set(self.fields) & (set(self.coords) | {"_dynfit_meta"})
         if clash:
             raise InputError(f"field names {sorted(clash)} clash with coordinate names: rename the fields")
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **self.fields, **self.coords, _dynfit_meta=np.array(meta))
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **self.fields, **self.coords, _dynfit_meta=np.array(meta))
         return path
 
     @classmethod
-    def from_npz(cls, path) -> "FieldBundle":
+    def from_npz(cls, path) -> FieldBundle:
         """Read a bundle written by :meth:`to_npz`, or any ``.npz`` with field arrays plus ``t`` and ``x`` [, ``y``, ``z``]."""
         p = check_input_file(path, suffixes=(".npz",), what="fields file")
         try:
@@ -185,7 +184,7 @@ class FieldBundle:
         return cls(data, coords, meta.get("kinds", {}), meta.get("periodic"), meta.get("attrs", {}))
 
     @classmethod
-    def from_zarr(cls, path) -> "FieldBundle":
+    def from_zarr(cls, path) -> FieldBundle:
         """Read a bundle written by :meth:`to_zarr` (arrays are loaded into memory)."""
         import zarr
 
@@ -209,7 +208,7 @@ class FieldBundle:
         return self.to_npz(p) if p.suffix.lower() == ".npz" else self.to_zarr(p)
 
     @classmethod
-    def load(cls, path) -> "FieldBundle":
+    def load(cls, path) -> FieldBundle:
         """Read a bundle from ``.zarr`` or ``.npz`` (dispatch on the suffix)."""
         p = Path(path)
         if p.suffix.lower() == ".npz":

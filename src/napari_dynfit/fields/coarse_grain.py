@@ -24,11 +24,10 @@ particle counts is short in numpy and is the product; no maintained library does
 from __future__ import annotations
 
 import numpy as np
+from numba import njit as _njit
 
 from .._progress import report
 from ..errors import InputError
-
-from numba import njit as _njit
 from .bundle import FieldBundle
 
 FIELD_NAMES = ("rho", "p", "v", "Q")

@@ -63,7 +63,7 @@ AXIS_LETTERS = ("t", "z", "y", "x")
 class Node:
     """Base class of parsed terms; ``str(node)`` is the canonical name."""
 
-    def children(self) -> tuple["Node", ...]:
+    def children(self) -> tuple[Node, ...]:
         return ()
 
     def fields(self) -> set[str]:

@@ -141,7 +141,7 @@ class WeakGrid:
     power: int
 
     @classmethod
-    def auto(cls, bundle, max_order: int, half_width=None, stride=None, power=None) -> "WeakGrid":
+    def auto(cls, bundle, max_order: int, half_width=None, stride=None, power=None) -> WeakGrid:
         """Defaults from the grid: supports of about 1/8 of each axis (>= 4 points), 2/3 overlap."""
         shape = bundle.shape
         if half_width is None:

@@ -8,8 +8,8 @@ from ..fields import terms
 # not import ``models``); ``napari_dynfit.models.terms`` stays importable as the same module object.
 _sys.modules[__name__ + ".terms"] = terms
 
-from .integrate import forecast_error, integrate_model
 from .balance import BalanceResult, dominant_balance
+from .integrate import forecast_error, integrate_model
 from .library import default_library, polynomial_library, vector_library
 from .model_json import equation_latex, format_equation, format_model, read_model, validate_model, write_model
 from .pde import PDEDiscovery, discover_pde

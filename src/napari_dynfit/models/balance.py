@@ -529,9 +529,8 @@ def write_balances(result: BalanceResult, out_dir) -> tuple[Path, Path]:
     jpath, rpath = out / "balances.json", out / "regions.npy"
     with atomic_path(jpath) as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=2))
-    with atomic_path(rpath) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, result.regions.astype(np.int32))
+    with atomic_path(rpath) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, result.regions.astype(np.int32))
     return jpath, rpath
 
 

@@ -161,11 +161,11 @@ class NoiseRows:
     resp_G: np.ndarray
     sigma: dict = field(default_factory=dict)
 
-    def subset(self, rows) -> "NoiseRows":
+    def subset(self, rows) -> NoiseRows:
         return NoiseRows(self.bias_y[rows], self.bias_G[rows], self.resp_y[:, rows], self.resp_G[:, rows],
                          self.sigma)
 
-    def normalised(self, col: np.ndarray, ynorm: float) -> "NoiseRows":
+    def normalised(self, col: np.ndarray, ynorm: float) -> NoiseRows:
         """The same in the units of :func:`~napari_dynfit.models.stability.normalise` (columns / ``col``, y / ``ynorm``)."""
         return NoiseRows(self.bias_y / ynorm, self.bias_G / col, self.resp_y / ynorm, self.resp_G / col, self.sigma)
 

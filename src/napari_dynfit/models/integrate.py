@@ -38,9 +38,7 @@ def _linear_symbol(name: str, field: str, ks: list[np.ndarray], space_axes) -> n
     """Fourier symbol of a term that is a constant-coefficient linear operator on ``field``, else None."""
     node = parse_term(name)
     letters = None
-    if isinstance(node, Field) and node.field == field and "t" not in node.derivs:
-        letters = node.derivs
-    elif isinstance(node, Deriv) and isinstance(node.arg, Field) and node.arg.field == field \
+    if isinstance(node, Field) and node.field == field and "t" not in node.derivs or isinstance(node, Deriv) and isinstance(node.arg, Field) and node.arg.field == field \
             and not node.arg.derivs and "t" not in node.derivs:
         letters = node.derivs
     elif isinstance(node, Op) and node.op == "lap" and isinstance(node.arg, Field) and node.arg.field == field \

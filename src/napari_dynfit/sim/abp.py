@@ -32,8 +32,8 @@ whatever the number of numba threads; the neighbour search (cell lists, parallel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd

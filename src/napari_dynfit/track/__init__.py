@@ -3,8 +3,15 @@ report; formats; metrics against ground truth; physical analysis (MSD and its fi
 distributions, velocity autocorrelation)."""
 
 from .analysis import MsdFit, compute_drift, fit_msd, msd, subtract_drift, van_hove, velocity_autocorrelation
-from .formats import (read_ctc, read_label_movie, read_trackmate_xml, relabel_movie, to_napari_tracks,
-                      tracks_from_edges, write_ctc)
+from .formats import (
+                      read_ctc,
+                      read_label_movie,
+                      read_trackmate_xml,
+                      relabel_movie,
+                      to_napari_tracks,
+                      tracks_from_edges,
+                      write_ctc,
+)
 from .io_formats import read_tracks, tracks_from_napari, write_tracks
 from .lap import MOTIONS, LinkParams, link
 from .metrics import TrackingMetrics, match_nodes, tracking_metrics

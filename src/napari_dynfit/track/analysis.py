@@ -331,7 +331,7 @@ def velocity_autocorrelation(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=N
     span = int(df["frame"].max() - df["frame"].min())
     max_lag = max(1, (span + 1) // 4) if max_lag is None else int(max_lag)
     rows = []
-    for lag in range(0, min(max_lag, span) + 1):
+    for lag in range(min(max_lag, span) + 1):
         pair = vel.merge(vel.assign(frame=vel["frame"] - lag), on=["track_id", "frame"], suffixes=("", "_2"))
         if len(pair):
             prod = sum(pair[v].to_numpy() * pair[f"{v}_2"].to_numpy() for v in vcols)

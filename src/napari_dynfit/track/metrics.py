@@ -286,7 +286,7 @@ class TrackingMetrics(dict):
         return path
 
     @classmethod
-    def load(cls, path) -> "TrackingMetrics":
+    def load(cls, path) -> TrackingMetrics:
         """Read figures written by :meth:`save`."""
         import json
         from pathlib import Path

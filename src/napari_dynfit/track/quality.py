@@ -86,7 +86,7 @@ class TrackingQuality:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrackingQuality":
+    def from_dict(cls, d: dict) -> TrackingQuality:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 

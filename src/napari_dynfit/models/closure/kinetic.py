@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ..._progress import report
 from ...device import resolve_device
 from ...errors import InputError
-from ..._progress import report
 from .moments import contract4, fourth_moment
 from .spectral import SpectralGrid
 

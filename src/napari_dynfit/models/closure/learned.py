@@ -90,15 +90,14 @@ class LearnedClosure(torch.nn.Module):
             raise InputError(f"closure file '{p}' must end in .npz")
         arrays = {f"w/{k}": v.detach().cpu().numpy() for k, v in self.state_dict().items()}
         arrays["config"] = np.array(json.dumps(self.config))
-        with atomic_path(p) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
+        with atomic_path(p) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
         return p
 
     @classmethod
-    def load(cls, path) -> "LearnedClosure":
+    def load(cls, path) -> LearnedClosure:
         """Read a closure written by :meth:`save`."""
         p = Path(path)
         if not p.is_file():

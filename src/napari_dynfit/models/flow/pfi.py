@@ -226,7 +226,7 @@ class FlowModel:
 
     # --- the package's result protocol (docs/api.md) -----------------------------------------------------------
     @classmethod
-    def load(cls, path) -> "FlowModel":
+    def load(cls, path) -> FlowModel:
         """Read a model written by :meth:`save` (:func:`load_flow`)."""
         return load_flow(path)
 

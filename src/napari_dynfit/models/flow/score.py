@@ -98,7 +98,7 @@ class ScoreModel:
         z = (x - mean) / std
         return self.score_standardised(z, t, self.sigma_min) / std
 
-    def to(self, device) -> "ScoreModel":
+    def to(self, device) -> ScoreModel:
         """Move the model to ``device`` (in place); returns ``self``."""
         self.net.to(device)
         self.mean = self.mean.to(device)
@@ -113,7 +113,7 @@ class ScoreModel:
                 "snap_times": None if self.snap_times is None else np.asarray(self.snap_times).tolist()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "ScoreModel":
+    def from_state(cls, state: dict) -> ScoreModel:
         """Inverse of :meth:`state`."""
         net = mlp(*state["arch"])
         net.load_state_dict(state["net"])

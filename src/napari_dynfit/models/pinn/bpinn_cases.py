@@ -20,6 +20,7 @@ import torch
 
 from .bayes import BPINN, MLP, Prior, Task, derivative
 
+
 def _shared(fn):
     """``fn(f)`` evaluated once per network function ``f`` (the tasks of one potential share it)."""
     cache = {"f": None, "v": None}
