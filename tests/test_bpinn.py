@@ -130,14 +130,14 @@ def test_cli_latent_field_bayesian_writes_mean_std_and_draws(tmp_path, capsys):
     tracks, src = _tracks_and_source(tmp_path)
     out = tmp_path / "post.zarr"
     base = [str(tracks), "--dt", "0.2", "--box", "10", "10", "--source", str(src), "--steps", "4", "--grid", "6",
-            "--bayesian", "--draws", "3", "--tune", "2", "--chains", "1"]
+            "--bayesian", "--draws", "3", "--tune", "2", "--chains", "1", "--collocation", "100"]
     # --no-estimate: Dc, k, chi are sampled too (log-normal priors around the guesses)
     # --device auto: the CPU here
     assert main(["latent-field", *base, "-o", str(out), "--no-estimate", "--samples", str(tmp_path / "d.csv"),
                  "--device", "auto"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     b = FieldBundle.from_zarr(out)
-    assert b["phi"].shape == b["phi_std"].shape == (4, 8, 8)
+    assert b["phi"].shape == b["phi_std"].shape == (4, 6, 6)
     assert np.all(b["phi_std"] >= 0) and np.isfinite(b["phi"]).all()
     draws = pd.read_csv(tmp_path / "d.csv")
     assert list(draws.columns) == ["chain", "draw", "Dc", "k", "chi"] and len(draws) == 3
