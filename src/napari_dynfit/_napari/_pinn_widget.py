@@ -143,7 +143,8 @@ class LatentFieldWidget(StepContract, Container):
 
         bundle, res = bayesian_latent_field(
             tracks, dt=settings["dt"], box=settings["box"], grid=settings["grid"], draws=settings["draws"],
-            tune=settings["draws"], warmup_steps=settings["steps"], sample_coefficients=settings["sample_coefficients"],
+            tune=settings["draws"], warmup_steps=settings["steps"], lbfgs_steps=min(100, settings["steps"]),
+            sample_coefficients=settings["sample_coefficients"],
             weighting="fixed" if settings["weighting"] == "fixed" else "adaptive", device="auto",
             callback=progress, callback_state=True, should_stop=job.cancel_event.is_set)
         yield ("final", bundle, res)

@@ -83,6 +83,7 @@ def _latent_field_bayesian(args, tracks, source) -> int:
                                         initial_zero=not args.no_initial, estimate=not args.no_estimate,
                                         weighting="fixed" if args.weighting == "fixed" else "adaptive",
                                         draws=args.draws, tune=args.tune, chains=args.chains,
+                                        n_collocation=args.collocation,
                                         warmup_steps=args.steps, lbfgs_steps=args.lbfgs or min(100, args.steps),
                                         device=args.device, seed=args.seed)
     bundle.to_zarr(args.output)
@@ -158,6 +159,8 @@ def register(sub) -> None:
     b.add_argument("--draws", type=positive_int, default=100, help="posterior draws per chain (default 100)")
     b.add_argument("--tune", type=positive_int, default=100, help="HMC adaptation iterations per chain (default 100)")
     b.add_argument("--chains", type=positive_int, default=2, help="chains (default 2)")
+    b.add_argument("--collocation", type=positive_int, default=2000,
+                   help="PDE collocation points in the potential (default 2000; 400 under-determine the field)")
     b.add_argument("--samples", type=output(".csv"), help="write the parameter draws (chain, draw, Dc, k, chi) to this CSV")
     p.set_defaults(func=_latent_field)
 

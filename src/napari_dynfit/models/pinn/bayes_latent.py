@@ -99,7 +99,7 @@ def pinn_tasks(pinn, *, max_points: dict | None = None, coef_prior: float = 0.5,
 
 
 def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics: int = 3, fourier_features: int = 4,
-                          n_velocity: int = 1000, n_collocation: int = 400, n_initial: int = 150,
+                          n_velocity: int = 1000, n_collocation: int = 2000, n_initial: int = 150,
                           weighting: str = "adaptive", sample_coefficients: bool = False, coef_prior: float = 0.5,
                           draws: int = 100, tune: int = 100,
                           chains: int = 2, num_steps: int = 20, warmup_steps: int = 1500, lbfgs_steps: int = 100,
