@@ -141,7 +141,7 @@ def test_cli_segment_learned(tmp_path, capsys):
     movie, labels = rod_movie(seed=2, n_frames=4, box=(96.0, 96.0), n_initial=4)
     src, out = tmp_path / "movie.tif", tmp_path / "labels.tif"
     tifffile.imwrite(src, movie)
-    assert main(["segment", str(src), "-o", str(out), "--method", "learned", "--scheduler", "sync"]) == 0
+    assert main(["segment", str(src), "-o", str(out), "--method", "learned", "--axes", "tyx", "--scheduler", "sync"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["method"] == "learned" and info["frames"] == 4
     got = tifffile.imread(out)

@@ -16,6 +16,7 @@ from qtpy.QtCore import QTimer
 from ..apr.convert import MODES
 from ..apr.preview import preview_slice  # moved to the core
 from ._apr_reader import apr_layers_from_result, is_apr_layer, set_apr_mode
+from ._contract import StepContract
 from ._geometry import layer_kwargs
 from ._jobs import StepJob
 
@@ -23,7 +24,7 @@ PREVIEW = "APR preview"
 PREVIEW_LEVELS = "APR preview levels"
 
 
-class AprConvertWidget(Container):
+class AprConvertWidget(StepContract, Container):
     """Convert an image layer to the APR, with a live preview of the current slice."""
 
     INPUTS = (("image", "_layer", ("Image",), "open an image or movie (File > Open, or a sample)"),)

@@ -242,7 +242,19 @@ BENCHMARKS = {"pinn-weighting": ("multi-scale 2D Poisson PINN: inverse-Dirichlet
               "pinn-chemotaxis": ("latent chemotactic field from simulated tracks: rel. L2 of chi c, Dc, k, chi",
                                   _chemotaxis_args, _chemotaxis_run),
               "bpinn": ("Bayesian PINN (issue 20): Sobolev, multi-scale Lotka-Volterra, latent chemotaxis; adaptive "
-                        "vs fixed weights", lambda p: _bpinn("bench_args")(p), lambda a: _bpinn("bench_run")(a))}
+                        "vs fixed weights", lambda p: _bpinn_bench_args(p), lambda a: _bpinn("bench_run")(a))}
+
+
+def _bpinn_bench_args(p) -> None:
+    """Options of ``dynfit bench bpinn`` (here, not in the torch module: building the parser needs no torch)."""
+    p.add_argument("--case", action="append", choices=("sobolev", "lotka-volterra", "chemotaxis"),
+                   help="case to run (repeatable; default all three)")
+    p.add_argument("--seeds", type=int, nargs="+", help="noise seeds of the Lotka-Volterra case (default 0 1 2 3 4)")
+    p.add_argument("--sobolev-seeds", type=int, nargs="+", default=[0], help="noise seeds of the Sobolev case (default 0)")
+    p.add_argument("--draws", type=int, default=100, help="posterior draws per chain (default 100)")
+    p.add_argument("--tune", type=int, default=100, help="HMC adaptation iterations per chain (default 100)")
+    p.add_argument("--quick", action="store_true", help="one Lotka-Volterra seed, 40 draws and 40 tuning iterations")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
 
 def _bpinn(name):
