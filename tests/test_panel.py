@@ -47,9 +47,14 @@ def test_fit_keeps_ui_responsive_and_cancel_leaves_viewer_usable(make_napari_vie
 
     viewer = make_napari_viewer()
     viewer.open_sample("napari-dynfit", "active_particles_2d")
+    truth = next(lay for lay in viewer.layers if type(lay).__name__ == "Tracks")
+    # the step never takes ground truth: give it tracks of our own (here: the truth's data under a user's name)
+    mine = viewer.add_tracks(truth.data, name="my tracks", scale=truth.scale, translate=truth.translate)
     panel = DynFitPanel(viewer)
     index = next(i for i, s in enumerate(STEPS) if s[2] == "LatentFieldWidget")
     widget = panel.step(index)
+    widget._layer.reset_choices()
+    widget._layer.value = mine
     widget._steps.value = 1_000_000  # far more than the test waits for
     widget._chunk.value = 20
     ticks = []
