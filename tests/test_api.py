@@ -9,6 +9,7 @@ from napari_dynfit.errors import InputError
 
 
 def test_one_device_rule(monkeypatch):
+    pytest.importorskip("torch")  # the flow and PINN modules that share the rule need torch
     from napari_dynfit import device
     from napari_dynfit.apr import convolve
     from napari_dynfit.models.flow import _torch
@@ -81,6 +82,7 @@ def test_open_image_tiff_npy_and_folders(tmp_path):
 
 
 def test_results_save_and_load(tmp_path):
+    pytest.importorskip("torch")  # the PINN result classes live in a torch package
     from napari_dynfit.fields import FieldBundle
     from napari_dynfit.models.pinn.results import DenoiseResult, LatentFieldResult
     from napari_dynfit.track import TrackingMetrics
