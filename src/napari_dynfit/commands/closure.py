@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from ..errors import InputError
 from ..report import torch_threads
 from ..validate import finite_float, int_range, nonneg_float, nonneg_int, output, positive_float, positive_int
+
+
+def _threaded(command):
+    """Run ``command(args)`` with ``args.threads`` torch threads (the solvers' small FFTs lose time to more)."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        with torch_threads(args.threads):
+            return command(args)
+
+    return run
 
 
 def load_moments(path, *, trajectory: int = 0):
@@ -32,12 +43,8 @@ def _params(args):
                             length=args.length)
 
 
+@_threaded
 def _simulate(args) -> int:
-    with torch_threads(args.threads):
-        return _simulate_body(args)
-
-
-def _simulate_body(args) -> int:
     from ..models.closure.kinetic import simulate_kinetic
 
     bundle = simulate_kinetic(_params(args), t_end=args.t_end, save_every=args.save_every, n=args.size,
@@ -63,12 +70,8 @@ def _closure(path):
     return bingham_closure if path in (None, "bingham") else LearnedClosure.load(path)
 
 
+@_threaded
 def _train(args) -> int:
-    with torch_threads(args.threads):
-        return _train_body(args)
-
-
-def _train_body(args) -> int:
     import torch
 
     from ..models.closure.learned import LearnedClosure
@@ -96,12 +99,8 @@ def _train_body(args) -> int:
     return 0
 
 
+@_threaded
 def _evaluate(args) -> int:
-    with torch_threads(args.threads):
-        return _evaluate_body(args)
-
-
-def _evaluate_body(args) -> int:
     from ..models.closure.moments import bingham_closure
     from ..models.closure.train import a_priori_error, a_priori_harmonic_error, posterior_check
 
@@ -119,12 +118,8 @@ def _evaluate_body(args) -> int:
     return 0
 
 
+@_threaded
 def _estimate(args) -> int:
-    with torch_threads(args.threads):
-        return _estimate_body(args)
-
-
-def _estimate_body(args) -> int:
     from ..models.closure.train import estimate_parameters
 
     bundle = load_moments(args.data)

@@ -316,15 +316,6 @@ def flow_statistics(c: np.ndarray, D: np.ndarray, u: np.ndarray, length: float) 
             "k": k, "spectrum": spec}
 
 
-def rollout_statistics(solver: MomentSolver, state0: torch.Tensor, n_steps: int, every: int) -> dict:
-    """Run the moment model and return :func:`flow_statistics` of its saved frames (no gradients)."""
-    with torch.no_grad():
-        traj = solver.rollout(state0, n_steps, every=every)
-        c, D = moments_from_state(traj)
-        u, _, _ = solver.flow(traj)
-    return flow_statistics(c.numpy(), D.numpy(), u.numpy(), solver.params.length) | {"frames": traj}
-
-
 def compare_statistics(ref: dict, other: dict, *, k_fraction: float = 0.5) -> dict:
     """Relative differences: mean speed, order parameter, and the worst spectrum error for ``k`` up to
     ``k_fraction`` of the largest grid wavenumber (shell 1 upwards)."""
@@ -353,13 +344,10 @@ def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames:
     u = np.asarray(bundle["velocity"][t_start + 1: t_start + 1 + horizon_frames])
     ref = flow_statistics(c[1: 1 + horizon_frames].numpy(), D[1: 1 + horizon_frames].numpy(), u, p.length)
     out = {"data": {k: ref[k] for k in ("mean_speed", "order")}}
-    dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
-    steps_per_frame = substeps(dt_frame, steps_per_frame)
-    state0 = state_from_moments(c[0], D[0])
     for name, cl in closures.items():
-        solver = MomentSolver(p, cl, n=c.shape[-1], dt=dt_frame / steps_per_frame)
         try:
-            st = rollout_statistics(solver, state0, horizon_frames * steps_per_frame, steps_per_frame)
+            run = simulate_moments(bundle, cl, t_start=t_start, frames=horizon_frames, steps_per_frame=steps_per_frame)
+            st = flow_statistics(run["concentration"][1:], run["D"][1:], run["velocity"][1:], p.length)
         except FloatingPointError:
             out[name] = {"blew_up": True}
             continue
@@ -447,4 +435,4 @@ def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict |
 
 __all__ = ["ActiveLearningResult", "ClosureSamples", "active_learning", "ParameterEstimate", "a_priori_error", "a_priori_harmonic_error", "closure_samples",
            "closure_error_map", "compare_statistics", "estimate_parameters", "fit_a_posteriori", "posterior_check", "fit_a_priori", "flow_statistics",
-           "rollout_statistics", "simulate_moments", "suspension_params", "velocity_spectrum"]
+           "simulate_moments", "suspension_params", "velocity_spectrum"]
