@@ -7,14 +7,14 @@
 processes; ``--threads 0`` leaves the CLI's thread default). ``--markdown`` also prints its table of
 docs/flow.md; ``--render out.json`` prints that table from a saved result without running anything.
 
-Same as ``dynfit bench pfi``. Cases and figures are described in :mod:`napari_dynfit.models.flow.bench`.
+Same as ``dynfit bench pfi``. Cases and figures are described in :mod:`napari_dynfit.bench.pfi_cases`.
 """
 
 import argparse
 import sys
 
 from napari_dynfit._io import emit_json
-from napari_dynfit.models.flow.bench import ou2_cli_markdown, run_benchmarks
+from napari_dynfit.bench.pfi_cases import ou2_cli_markdown, run_benchmarks
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,4 @@
-"""The figures the README publishes: one :class:`~napari_dynfit.bench_table.Figure` per row.
+"""The figures the README publishes: one :class:`~napari_dynfit.bench.table.Figure` per row.
 
 ``dynfit bench --all --markdown [--quick] [--only NAME] [--update-readme] [--update-docs]`` runs the
 commands below (from the checkout's root, each in its own process; each prints JSON, the last JSON
@@ -18,7 +18,7 @@ prints JSON, or ``needs`` saying what would measure it (tests/test_bench_table.p
 
 from __future__ import annotations
 
-from napari_dynfit.bench_table import Figure
+from napari_dynfit.bench.table import Figure
 
 
 def _pct(x: float) -> str:

@@ -187,7 +187,7 @@ def test_cli_device_cuda(tmp_path, capsys, monkeypatch):
 
 def test_synthetic_grid_ratio_and_structure():
     """The benchmark's synthetic APRs: valid structure (tree covers the particles), ratio near the asked one."""
-    from napari_dynfit.apr.bench_gpu import parse_sweep, spheres_for_ratio, synthetic_grid
+    from napari_dynfit.bench.apr_conv_gpu import parse_sweep, spheres_for_ratio, synthetic_grid
 
     grid = synthetic_grid(64, spheres_for_ratio(64, 30.0), seed=1)
     assert len(np.unique(grid.levels)) >= 4

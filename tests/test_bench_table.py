@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from napari_dynfit import bench_table as bt
+from napari_dynfit.bench import table as bt
 from napari_dynfit.cli import main
 
 README = (
@@ -27,7 +27,7 @@ def _registry(tmp_path):
     """))
     reg = tmp_path / "benchmarks" / "figures.py"
     reg.write_text(textwrap.dedent("""
-        from napari_dynfit.bench_table import Figure
+        from napari_dynfit.bench.table import Figure
         FIGURES = [
             Figure("tiny", "mean of 0..n-1 `\\\\|x\\\\|`", "(n - 1) / 2", "{python} benchmarks/tiny.py",
                    lambda js: f"{js['mean']:.1f} (n = {js['n']})", quick="{python} benchmarks/tiny.py --quick"),

@@ -176,7 +176,7 @@ def test_latent_field_widget_bayesian_mean_std_layers_and_histograms(make_napari
 # --- issue 20's must-show cases (slow; figures and runtimes in docs/pinn.md) ------------------------
 @pytest.mark.slow
 def test_sobolev_adaptive_within_2x_epsilon_optimal_and_equal_weights_10x_worse():
-    from napari_dynfit.models.pinn.bpinn_cases import sobolev_case
+    from napari_dynfit.bench.bpinn_cases import sobolev_case
 
     r = sobolev_case(0, draws=60, tune=60, warmup_steps=1000)
     assert r["ratio_adaptive"] <= 2.0  # measured 1.75 (7.8e-3 vs 4.5e-3)
@@ -187,7 +187,7 @@ def test_sobolev_adaptive_within_2x_epsilon_optimal_and_equal_weights_10x_worse(
 
 @pytest.mark.slow
 def test_lotka_volterra_rates_two_orders_apart_within_5_percent():
-    from napari_dynfit.models.pinn.bpinn_cases import lotka_volterra_case
+    from napari_dynfit.bench.bpinn_cases import lotka_volterra_case
 
     r = lotka_volterra_case(0, draws=40, tune=40, weightings=("adaptive",))
     assert r["adaptive"]["all_within_5pct"], r["adaptive"]["rel_error"]
@@ -198,7 +198,7 @@ def test_lotka_volterra_rates_two_orders_apart_within_5_percent():
 
 @pytest.mark.slow
 def test_latent_chemotaxis_posterior_mean_and_learned_noise():
-    from napari_dynfit.models.pinn.bpinn_cases import chemotaxis_case
+    from napari_dynfit.bench.bpinn_cases import chemotaxis_case
 
     r = chemotaxis_case(1, draws=30, tune=30, warmup_steps=600)
     assert r["rel_l2"] <= 0.05  # measured 1.95 %

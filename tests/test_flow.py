@@ -23,7 +23,6 @@ from napari_dynfit.models.flow import (
     read_snapshots,
     snapshots_from_table,
 )
-from napari_dynfit.models.flow.bench import ou2_case
 from napari_dynfit.models.flow.evaluate import (
     drift_matrix_error,
     fate_probabilities,
@@ -33,7 +32,7 @@ from napari_dynfit.models.flow.gaussian import drift_uncertainty, gaussian_mle_d
 from napari_dynfit.models.flow.layers import drift_vectors, growth_map, trajectory_table
 from napari_dynfit.models.flow.score import ScoreModel
 from napari_dynfit.models.flow.select import compare_heldout, split_snapshots
-from napari_dynfit.sim.snapshots import simulate_bistable_growth, simulate_ou_snapshots
+from napari_dynfit.sim.snapshots import ou2_case, simulate_bistable_growth, simulate_ou_snapshots
 
 torch.set_num_threads(1)
 
@@ -260,7 +259,7 @@ def test_cli_infer_flow(tmp_path):
 
 
 def test_demo_stage_quick(tmp_path):
-    from napari_dynfit.commands.flow import DEMO_STAGE
+    from napari_dynfit.demo.flow import DEMO_STAGE
     from napari_dynfit.report import DemoContext, Report
 
     order, title, func = DEMO_STAGE

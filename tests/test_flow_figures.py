@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
 
-from napari_dynfit.models.flow.bench import run_bistable, run_ou, run_ou2_cli
+from napari_dynfit.bench.pfi_cases import run_bistable, run_ou, run_ou2_cli
 
 # minutes each on an idle machine, far more on a shared one: past the suite's 900 s per-test limit
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(7200)]

@@ -13,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
 
+from napari_dynfit.bench.poisson import poisson_benchmark
 from napari_dynfit.errors import InputError
 from napari_dynfit.models.pinn import (
     PINN,
@@ -23,7 +24,6 @@ from napari_dynfit.models.pinn import (
     ResidualLoss,
     denoise_fields,
     latent_chemotaxis_pinn,
-    poisson_benchmark,
     spectral_coefficients,
     track_velocities,
     visited_mask,

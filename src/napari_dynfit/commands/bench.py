@@ -1,14 +1,12 @@
 """``dynfit bench NAME``: benchmarks that run ours and the anchor side by side and print JSON.
 
-Command modules contribute benchmarks with a module-level dict
-``BENCHMARKS = {"apr-conv": (help, add_arguments, run)}`` where ``add_arguments(parser)`` adds the
-benchmark's options and ``run(args) -> dict`` returns the JSON-serialisable results (times in
-seconds as ``*_s`` keys, ratios such as ``speedup_vs_pyapr``). Timings never appear in tests.
+The benchmarks live in :mod:`napari_dynfit.bench` (one entry module per ``dynfit bench NAME``: ``NAME``,
+``HELP``, ``add_arguments(parser)``, ``run(args) -> dict``). Timings never appear in tests.
 
 ``dynfit bench --all [--markdown] [--quick] [--only NAME] [--update-readme] [--update-docs]`` runs the
 figures of the registry ``benchmarks/figures.py`` (one row per figure the README publishes) and prints
 JSON, or the README's table (``--markdown``), or writes that table between the README's markers
-(``--update-readme``) and ``docs/figures.md`` (``--update-docs``; :mod:`napari_dynfit.bench_table`).
+(``--update-readme``) and ``docs/figures.md`` (``--update-docs``; :mod:`napari_dynfit.bench.table`).
 """
 
 from __future__ import annotations
@@ -17,12 +15,9 @@ from ..validate import output
 
 
 def _benchmarks() -> dict:
-    from ..cli import _command_modules
+    from ..bench import benchmarks
 
-    found = {}
-    for mod in _command_modules():
-        found.update(getattr(mod, "BENCHMARKS", {}))
-    return found
+    return benchmarks()
 
 
 def register(sub) -> None:
@@ -60,8 +55,8 @@ def _run_all(args) -> int:
     import sys
     from pathlib import Path
 
-    from .. import bench_table as bt
     from .._io import emit_json
+    from ..bench import table as bt
     from ..errors import InputError
 
     if not args.all:

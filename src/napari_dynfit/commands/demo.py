@@ -18,10 +18,12 @@ from ..validate import output
 
 
 def demo_stages():
-    """The ``(order, title, function)`` stages contributed by the command modules, in order."""
+    """The ``(order, title, function)`` stages of :mod:`napari_dynfit.demo` (and of command modules that still
+    define ``DEMO_STAGE``), in order."""
+    from .. import demo
     from ..cli import _command_modules
 
-    stages = [m.DEMO_STAGE for m in _command_modules() if hasattr(m, "DEMO_STAGE")]
+    stages = demo.demo_stages() + [m.DEMO_STAGE for m in _command_modules() if hasattr(m, "DEMO_STAGE")]
     return sorted(stages, key=lambda s: s[0])
 
 

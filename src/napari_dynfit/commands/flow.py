@@ -1,4 +1,4 @@
-"""``dynfit infer-flow``: probability flow inference from snapshots (drift, noise, growth); demo stage; benchmark."""
+"""``dynfit infer-flow``: probability flow inference from snapshots (drift, noise, growth)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import numpy as np
 
 from ..errors import InputError
-from ..report import one_torch_thread
 from ..validate import float_range, nonneg_int, output, positive_float, positive_int
 
 
@@ -112,29 +111,3 @@ def register(sub) -> None:
                    help="torch CPU threads (default 1: the batches are small; 0: torch's choice)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_cmd_infer)
-
-
-def _demo_stage(ctx) -> None:
-    from ..models.flow.bench import demo_flow
-
-    demo_flow(ctx)
-
-
-def _bench_args(parser) -> None:
-    parser.add_argument("--case", choices=("ou2", "ou2-cli", "ou10", "bistable", "all"), default="all")
-    parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not the issue's figures)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-
-
-def _bench_run(args) -> dict:
-    from ..models.flow.bench import run_benchmarks
-
-    return run_benchmarks(case=args.case, quick=args.quick, device=args.device, seed=args.seed,
-                          threads=args.threads)
-
-
-DEMO_STAGE = (95, "Probability flow inference", one_torch_thread(_demo_stage))
-BENCHMARKS = {"pfi": ("probability flow inference: OU drift errors, bistable growth (balanced vs unbalanced), "
-                      "runtimes", _bench_args, _bench_run)}

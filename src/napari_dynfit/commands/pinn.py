@@ -1,4 +1,4 @@
-"""``dynfit latent-field``, ``dynfit denoise-field``, ``dynfit bench pinn-weighting`` and the demo stage."""
+"""``dynfit latent-field``, ``dynfit denoise-field`` and the demo stage."""
 
 from __future__ import annotations
 
@@ -174,93 +174,6 @@ def register(sub) -> None:
     p.add_argument("--learn-coefficients", action="store_true", help="also refine the model's coefficients")
     _add_training(p, 2000)
     p.set_defaults(func=_denoise_field)
-
-
-# --- benchmark ------------------------------------------------------------------------------------
-def _bench_args(p) -> None:
-    p.add_argument("--steps", type=int, default=2000, help="Adam steps per strategy (default 2000)")
-    p.add_argument("--high", type=float, default=6.0, help="high-frequency mode, in units of pi (default 6)")
-    p.add_argument("--eps", type=float, default=0.01, help="amplitude of the high-frequency mode (default 0.01)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def _bench_run(args) -> dict:
-    import torch
-
-    from ..models.pinn import poisson_benchmark
-
-    torch.set_num_threads(args.threads)
-    return poisson_benchmark(steps=args.steps, high=args.high, eps=args.eps, seed=args.seed)
-
-
-def _chemotaxis_args(p) -> None:
-    p.add_argument("--steps", type=int, default=1500, help="Adam steps (default 1500)")
-    p.add_argument("--cells", type=int, default=500, help="number of cells (default 500)")
-    p.add_argument("--frames", type=int, default=31, help="number of frames (default 31, dt = 0.2)")
-    p.add_argument("--noise", type=float, default=0.002, help="cell diffusion coefficient D (default 0.002)")
-    p.add_argument("--refine", action="store_true", help="also train the coefficients jointly with the field")
-    p.add_argument("--no-estimate", action="store_true", help="train the coefficients from the default guesses "
-                                                               "(no spectral estimate)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
-
-
-def _chemotaxis_run(args) -> dict:
-    """The issue-8 chemotaxis figure: rel. L2 of chi c over the visited region, Dc, k, chi vs the truth."""
-    import time
-
-    import numpy as np
-    import torch
-
-    from ..models.pinn import latent_chemotaxis_pinn, visited_mask
-    from ..sim.chemotaxis import simulate_chemotaxis
-
-    torch.set_num_threads(args.threads)
-    sim = simulate_chemotaxis(n_cells=args.cells, n_frames=args.frames, D=args.noise, seed=args.seed)
-    t0 = time.perf_counter()
-    prob = latent_chemotaxis_pinn(sim.to_table(), source=lambda X: sim.source_function(X[:, 1], X[:, 2]),
-                                  estimate=not args.no_estimate, refine=args.refine, device="cpu", seed=0)
-    t_est = time.perf_counter() - t0
-    prob.pinn.fit(args.steps)
-    t_fit = time.perf_counter() - t0 - t_est
-    coords = {"t": sim.times, "y": sim.grid["y"], "x": sim.grid["x"]}
-    phi = prob.pinn.predict_grid(coords)["phi"]
-    mask = visited_mask(prob.points, coords, 0.5, box=sim.box)
-    mask[0] = False  # phi = 0 at t = 0
-    coefs = prob.pinn.coefficient_values()
-    truth = {n: sim.params[n] for n in ("Dc", "k", "chi")}
-    return {"rel_l2_chi_c": float(np.linalg.norm((phi - sim.phi)[mask]) / np.linalg.norm(sim.phi[mask])),
-            "coefficients": coefs, "true": truth, "estimate": prob.initial_coefficients,
-            "rel_error": {n: abs(coefs[n] / truth[n] - 1) for n in truth},
-            "coefficients_trained": prob.coefficients_trained, "steps": args.steps,
-            "estimate_s": t_est, "fit_s": t_fit, "cells": args.cells, "frames": args.frames, "D": args.noise}
-
-
-BENCHMARKS = {"pinn-weighting": ("multi-scale 2D Poisson PINN: inverse-Dirichlet vs fixed vs annealing loss weights",
-                                 _bench_args, _bench_run),
-              "pinn-chemotaxis": ("latent chemotactic field from simulated tracks: rel. L2 of chi c, Dc, k, chi",
-                                  _chemotaxis_args, _chemotaxis_run),
-              "bpinn": ("Bayesian PINN (issue 20): Sobolev, multi-scale Lotka-Volterra, latent chemotaxis; adaptive "
-                        "vs fixed weights", lambda p: _bpinn_bench_args(p), lambda a: _bpinn("bench_run")(a))}
-
-
-def _bpinn_bench_args(p) -> None:
-    """Options of ``dynfit bench bpinn`` (here, not in the torch module: building the parser needs no torch)."""
-    p.add_argument("--case", action="append", choices=("sobolev", "lotka-volterra", "chemotaxis"),
-                   help="case to run (repeatable; default all three)")
-    p.add_argument("--seeds", type=int, nargs="+", help="noise seeds of the Lotka-Volterra case (default 0 1 2 3 4)")
-    p.add_argument("--sobolev-seeds", type=int, nargs="+", default=[0], help="noise seeds of the Sobolev case (default 0)")
-    p.add_argument("--draws", type=int, default=100, help="posterior draws per chain (default 100)")
-    p.add_argument("--tune", type=int, default=100, help="HMC adaptation iterations per chain (default 100)")
-    p.add_argument("--quick", action="store_true", help="one Lotka-Volterra seed, 40 draws and 40 tuning iterations")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-
-
-def _bpinn(name):
-    from ..models.pinn import bpinn_cases
-
-    return getattr(bpinn_cases, name)
 
 
 # --- demo stage ------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Convention: ``dX = f(X) dt + sqrt(2 D) dW`` (``D`` the diffusion matrix or scalar). Each snapshot is an
 independent sample of the population at one time; no particle is followed from one snapshot to the next.
 
-Two simulators:
+Two simulators (and the OU drifts of the benchmarks and the demo: :func:`ou_matrix`, :func:`ou2_case`):
 
 * :func:`simulate_ou_snapshots`: the Ornstein-Uhlenbeck process ``dX = -B X dt + sqrt(2 D) dW``, sampled
   exactly (Gaussian transition densities, no time-stepping error). The drift matrix of the convention
@@ -24,11 +24,44 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import expm, solve_continuous_lyapunov
 
-__all__ = ["simulate_ou_snapshots", "simulate_bistable_growth", "bistable_drift", "bistable_birth_rate"]
+__all__ = ["simulate_ou_snapshots", "simulate_bistable_growth", "bistable_drift", "bistable_birth_rate", "ou_matrix",
+           "ou2_case", "OU_TIMES"]
 
 
 def _columns(d: int) -> list[str]:
     return [f"x{i}" for i in range(d)]
+
+
+#: Snapshot times of the OU cases (benchmarks, demo).
+OU_TIMES = np.linspace(0.0, 1.0, 5)
+
+
+def ou_matrix(d: int, seed: int = 0) -> np.ndarray:
+    """The relaxation matrix ``B`` of the OU cases: a fixed non-symmetric 2x2, or a random stable ``d x d``."""
+    if d == 2:
+        return np.array([[1.0, 1.5], [-1.0, 0.5]])
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    S = rng.normal(size=(d, d)) * 2.0
+    # relaxation rates 1 ... 5 along random axes plus a strong rotation: the snapshots then carry enough
+    # information on all d^2 entries (the statistically efficient Gaussian MLE reaches ~0.04-0.07, see run_ou)
+    return Q @ np.diag(np.geomspace(1.0, 5.0, d)) @ Q.T + (S - S.T) / 2
+
+
+def ou2_case(index: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random 2D OU drift ``B`` and initial mean of the held-out 2D cases (not ``ou_matrix(2)``).
+
+    ``B = P [[r, w], [-w, r]] P^-1``: relaxation rate ``r`` in [0.6, 1.5], rotation ``|w|`` in [0.5, 1.5], ``P`` a
+    random rotation times an anisotropic stretch (0.7 ... 1.4); the population starts as ``N(m0, 0.5 I)`` with
+    ``|m0| = 2.8`` in a random direction (as the benchmark case: away from the fixed point, so that the snapshots
+    carry information on the rotation).
+    """
+    rng = np.random.default_rng(1000 + index)
+    r, w = rng.uniform(0.6, 1.5), rng.uniform(0.5, 1.5) * rng.choice([-1, 1])
+    stretch, theta, phi = rng.uniform(0.7, 1.4), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+    P = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) @ np.diag([1.0, stretch])
+    B = P @ np.array([[r, w], [-w, r]]) @ np.linalg.inv(P)
+    return B, 2.8 * np.array([np.cos(phi), np.sin(phi)])
 
 
 def simulate_ou_snapshots(B, D, times, n_samples: int = 2000, *, mean0=None, cov0=None, seed: int = 0) -> pd.DataFrame:

@@ -10,7 +10,7 @@
 Modules: :mod:`.io` (snapshot sets), :mod:`.score` (time-conditioned denoising score matching),
 :mod:`.sinkhorn` (geomloss Sinkhorn divergences, energy distance), :mod:`.pfi` (flow fitting, balanced and
 unbalanced; default settings, offset test, held-out check), :mod:`.gaussian` (Gaussian moment fit of a linear
-drift), :mod:`.select` (held-out comparison of linear drifts), :mod:`.evaluate` (scores against known truth), :mod:`.layers` (napari layer data), :mod:`.bench`.
+drift), :mod:`.select` (held-out comparison of linear drifts), :mod:`.evaluate` (scores against known truth) and :mod:`.layers` (napari layer data).
 """
 
 from .io import Snapshots, read_snapshots, snapshots_from_table

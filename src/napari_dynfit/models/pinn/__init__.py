@@ -1,14 +1,13 @@
 """Physics-informed neural networks: latent fields, field denoising and loss weighting.
 
 * :class:`FieldNetwork` -- MLP ``f(t, *space)`` with Fourier features (exactly periodic on
-  periodic axes);
+  periodic axes).
 * :class:`PointLoss`, :class:`ResidualLoss`, :class:`Coefficient` -- data, boundary/initial and
-  PDE residual losses written in the project's term vocabulary (:mod:`napari_dynfit.models.terms`);
+  PDE residual losses written in the project's term vocabulary (:mod:`napari_dynfit.models.terms`).
 * :class:`PINN` -- training with ``"fixed"``, ``"annealing"`` or ``"inverse-dirichlet"`` loss
-  weights, Adam then L-BFGS, checkpoints (stop/resume), CPU or GPU;
-* :func:`fit_latent_field` -- the chemotactic potential ``chi c`` and ``Dc``, ``k`` from tracks;
-* :func:`denoise_fields` -- denoise/inpaint coarse-grained fields under a learned PDE;
-* :func:`poisson_benchmark` -- the multi-scale Poisson comparison of the weighting strategies.
+  weights, Adam then L-BFGS, checkpoints (stop/resume), CPU or GPU.
+* :func:`fit_latent_field` -- the chemotactic potential ``chi c`` and ``Dc``, ``k`` from tracks.
+* :func:`denoise_fields` -- denoise/inpaint coarse-grained fields under a learned PDE.
 """
 
 from .chemotaxis import (
@@ -23,7 +22,6 @@ from .chemotaxis import (
 from .denoise import denoise_fields, fields_pinn, summary
 from .losses import Coefficient, PointLoss, ResidualLoss
 from .network import FieldNetwork
-from .poisson import poisson_benchmark, poisson_pinn
 from .results import DenoiseResult, LatentFieldResult
 from .train import PINN, resolve_device
 from .weighting import STRATEGIES, LossWeighting
@@ -44,8 +42,6 @@ __all__ = [
                          "fit_latent_field",
                          "grid_source",
                          "latent_chemotaxis_pinn",
-                         "poisson_benchmark",
-                         "poisson_pinn",
                          "resolve_device",
                          "spectral_coefficients",
                          "summary",

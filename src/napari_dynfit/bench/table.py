@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 #: environment variable naming the folder of local data sets (``{data}`` in commands); never committed
 DATA_ENV = "DYNFIT_DATA"
@@ -158,7 +158,7 @@ def load_registry(path) -> list[Figure]:
     spec.loader.exec_module(mod)
     figs = list(getattr(mod, "FIGURES", []))
     if not figs or not all(isinstance(f, Figure) for f in figs):
-        raise InputError(f"{path} defines no FIGURES list of napari_dynfit.bench_table.Figure")
+        raise InputError(f"{path} defines no FIGURES list of napari_dynfit.bench.table.Figure")
     names = [f.name for f in figs]
     if len(set(names)) != len(names):
         raise InputError(f"{path}: figure names repeat: {sorted({n for n in names if names.count(n) > 1})}")

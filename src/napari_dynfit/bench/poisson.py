@@ -23,9 +23,9 @@ import time
 import numpy as np
 import torch
 
-from .losses import PointLoss, ResidualLoss
-from .network import FieldNetwork
-from .train import PINN
+from ..models.pinn.losses import PointLoss, ResidualLoss
+from ..models.pinn.network import FieldNetwork
+from ..models.pinn.train import PINN
 
 
 def poisson_solution(y, x, *, low: float = 1.0, high: float = 6.0, eps: float = 0.01):

@@ -1,5 +1,5 @@
 """The issue's figures for probability flow inference, as functions (used by ``dynfit bench pfi``,
-``benchmarks/bench_pfi.py``, the slow tests and the demo stage).
+``benchmarks/bench_pfi.py`` and the slow tests).
 
 Cases (all with the convention ``dX = f(X) dt + sqrt(2 D) dW``):
 
@@ -21,36 +21,26 @@ import time
 import numpy as np
 import torch
 
-from ...sim.snapshots import (
-    bistable_drift,
-    simulate_bistable_growth,
-    simulate_ou_snapshots,
-)
-from .evaluate import (
+from ..models.flow.evaluate import (
     drift_matrix_error,
     fate_probabilities,
     path_energy_distance,
     simulate_sde,
 )
-from .gaussian import gaussian_mle_drift
-from .io import snapshots_from_table
-from .pfi import fit_flow
-from .score import fit_score
+from ..models.flow.gaussian import gaussian_mle_drift
+from ..models.flow.io import snapshots_from_table
+from ..models.flow.pfi import fit_flow
+from ..models.flow.score import fit_score
+from ..sim.snapshots import (
+    OU_TIMES,
+    bistable_drift,
+    ou2_case,
+    ou_matrix,
+    simulate_bistable_growth,
+    simulate_ou_snapshots,
+)
 
-OU_TIMES = np.linspace(0.0, 1.0, 5)
 BISTABLE_TIMES = np.linspace(0.0, 1.0, 5)
-
-
-def ou_matrix(d: int, seed: int = 0) -> np.ndarray:
-    """The relaxation matrix ``B`` of the OU cases: a fixed non-symmetric 2x2, or a random stable ``d x d``."""
-    if d == 2:
-        return np.array([[1.0, 1.5], [-1.0, 0.5]])
-    rng = np.random.default_rng(seed)
-    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
-    S = rng.normal(size=(d, d)) * 2.0
-    # relaxation rates 1 ... 5 along random axes plus a strong rotation: the snapshots then carry enough
-    # information on all d^2 entries (the statistically efficient Gaussian MLE reaches ~0.04-0.07, see run_ou)
-    return Q @ np.diag(np.geomspace(1.0, 5.0, d)) @ Q.T + (S - S.T) / 2
 
 
 FLOW = dict(integrator="heun", n_euler=3, batch_size=500)
@@ -123,22 +113,6 @@ def _stated(model) -> dict:
     u = getattr(model, "uncertainty", None) or {}
     return {"stated_expected_error": u.get("expected_error"), "stated_bound": u.get("bound"),
             "verdict": u.get("verdict")}
-
-
-def ou2_case(index: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random 2D OU drift ``B`` and initial mean of the held-out 2D cases (not the benchmark's ``ou_matrix(2)``).
-
-    ``B = P [[r, w], [-w, r]] P^-1``: relaxation rate ``r`` in [0.6, 1.5], rotation ``|w|`` in [0.5, 1.5], ``P`` a
-    random rotation times an anisotropic stretch (0.7 ... 1.4); the population starts as ``N(m0, 0.5 I)`` with
-    ``|m0| = 2.8`` in a random direction (as the benchmark case: away from the fixed point, so that the snapshots
-    carry information on the rotation).
-    """
-    rng = np.random.default_rng(1000 + index)
-    r, w = rng.uniform(0.6, 1.5), rng.uniform(0.5, 1.5) * rng.choice([-1, 1])
-    stretch, theta, phi = rng.uniform(0.7, 1.4), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
-    P = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) @ np.diag([1.0, stretch])
-    B = P @ np.array([[r, w], [-w, r]]) @ np.linalg.inv(P)
-    return B, 2.8 * np.array([np.cos(phi), np.sin(phi)])
 
 
 #: Held-out 2D drifts x simulation seeds of the CLI figure: no setting was chosen on them (drifts 0-3 with seeds
@@ -267,43 +241,6 @@ def run_benchmarks(case: str = "all", *, quick: bool = False, device: str = "aut
         extra = dict(n_eval=100, n_fate=40, n_repeats=50) if quick else {}
         result["bistable"] = run_bistable(device=dev, seed=seed, **sizes, **extra)
     return result
-
-
-def demo_flow(ctx) -> None:
-    """``dynfit demo`` stage: OU snapshots -> linear PFI; the fitted drift matrix against the truth."""
-    import matplotlib.pyplot as plt
-
-    from .layers import drift_vectors
-
-    n_samples = 200 if ctx.quick else 2000
-    d = 2
-    B = ou_matrix(d)
-    table = simulate_ou_snapshots(B, 0.5, OU_TIMES, n_samples, mean0=np.full(d, 2.0), cov0=0.5 * np.eye(d),
-                                  seed=ctx.seed + 1)
-    snaps = snapshots_from_table(table)
-    # the defaults of dynfit infer-flow (offset test, refinement checked on held-out points); quick: fewer steps
-    quick = dict(steps=15, score_kwargs={"steps": 100}) if ctx.quick else {}
-    t0 = time.perf_counter()
-    model = fit_flow(snaps, 0.5, model="linear", device="cpu", seed=ctx.seed, **quick)
-    fit_s = time.perf_counter() - t0
-    model.save(ctx.out_dir / "flow")
-    ctx.artefacts["flow_model"] = model.to_dict()
-    err = drift_matrix_error(model.A, -B)
-    ctx.report.add_text("Untracked snapshots (5 times) of dX = -B X dt + sqrt(2 D) dW, D = 0.5, fitted by probability "
-                        "flow inference with a linear drift f(x) = A x + b (default settings of dynfit infer-flow, "
-                        f"{fit_s:.0f} s); A should approach -B. "
-                        + " ".join(f"{k}: {v['reason']}." for k, v in model.selection.items()))
-    ctx.report.add_equation(f"A = {np.array2string(model.A, precision=3)}\n-B = {np.array2string(-B, precision=3)}"
-                            f"\n|A + B| / |B| = {err:.3f}")
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for t, x in zip(snaps.times, snaps.samples):
-        ax.scatter(x[:, 1], x[:, 0], s=2, label=f"t = {t:g}")
-    vec = drift_vectors(model, snaps, n_grid=12, length=0.1)
-    ax.quiver(vec[:, 0, 1], vec[:, 0, 0], vec[:, 1, 1], vec[:, 1, 0], angles="xy", scale_units="xy", scale=1)
-    ax.set_xlabel("x1")
-    ax.set_ylabel("x0")
-    ax.legend(markerscale=4)
-    ctx.report.add_figure(fig, "snapshots and the learned drift field (arrows: f(x) * 0.1)")
 
 
 def ou2_cli_markdown(result: dict) -> str:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from .bayes import BPINN, MLP, Prior, Task, derivative
+from ..models.pinn.bayes import BPINN, MLP, Prior, Task, derivative
 
 
 def _shared(fn):
@@ -247,9 +247,9 @@ def chemotaxis_case(seed: int = 1, *, cells: int = 500, frames: int = 31, D: flo
     **kwargs
         Passed to :func:`~.bayes_latent.bayesian_latent_field`.
     """
-    from ...sim.chemotaxis import simulate_chemotaxis
-    from .bayes_latent import bayesian_latent_field
-    from .chemotaxis import visited_mask
+    from ..models.pinn.bayes_latent import bayesian_latent_field
+    from ..models.pinn.chemotaxis import visited_mask
+    from ..sim.chemotaxis import simulate_chemotaxis
 
     t0 = time.perf_counter()
     sim = simulate_chemotaxis(n_cells=cells, n_frames=frames, D=D, seed=seed)
@@ -262,7 +262,7 @@ def chemotaxis_case(seed: int = 1, *, cells: int = 500, frames: int = 31, D: flo
     coords = bundle.coords
     if truth.shape != bundle["phi"].shape or not np.allclose(coords["y"], sim.grid["y"][::step]):
         raise ValueError("evaluation grid does not match the simulation grid: use a divisor of its size")
-    from .chemotaxis import track_velocities
+    from ..models.pinn.chemotaxis import track_velocities
 
     pts, _ = track_velocities(tracks)
     mask = visited_mask(pts, coords, 0.5, box=sim.box)

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
+from ..apr.grid import AprGrid
 from ..errors import InputError
-from .grid import AprGrid
 
 __all__ = ["synthetic_grid", "run_bench", "parse_sweep"]
 
@@ -39,7 +39,7 @@ def synthetic_grid(n: int, spheres: int, seed: int = 0, ndim: int = 3) -> AprGri
     AprGrid
         Built by :func:`.construct.pulling_scheme` / :func:`.construct.grid_from_masks` (a valid APR).
     """
-    from .construct import apr_levels, grid_from_masks, particle_masks, pulling_scheme
+    from ..apr.construct import apr_levels, grid_from_masks, particle_masks, pulling_scheme
 
     shape = (n,) * ndim if ndim == 3 else (1, n, n)
     level_min, level_max = apr_levels(shape)
@@ -86,7 +86,7 @@ def parse_sweep(text: str) -> list[tuple[int, float]]:
 # ----------------------------------------------------------------------------------------------- timing
 def _free_bytes():
     """Free device memory in bytes (None under the simulator)."""
-    from . import convolve_tile as tile
+    from ..apr import convolve_tile as tile
 
     try:
         return int(tile._cuda().current_context().get_memory_info()[0])
@@ -95,7 +95,7 @@ def _free_bytes():
 
 
 def _flush():
-    from . import convolve_tile as tile
+    from ..apr import convolve_tile as tile
 
     try:
         tile._cuda().current_context().deallocations.clear()
@@ -115,7 +115,7 @@ def _between_events(fn, repeat: int, e0, e1) -> float:
 
 def _time_s(fn, repeat: int, sim: bool) -> float:
     """Mean seconds per call of ``fn`` after a warm-up call, by CUDA events (wall time under the simulator)."""
-    from . import convolve_tile as tile
+    from ..apr import convolve_tile as tile
 
     cuda = tile._cuda()
     fn()  # compiles, warms caches
@@ -139,8 +139,8 @@ def _torch_time_s(fn, repeat: int) -> float:
 def measure(grid: AprGrid, values, stencil, *, repeat: int = 5, frames: int = 1, n_stencils: int = 1,
             end_to_end: bool = False, keep_output: bool = False) -> dict:
     """Time the tile kernel (tree means + convolution, data resident) on ``grid``; figures per stencil and frame."""
-    from . import convolve_tile as tile
-    from .convolve import level_stencils
+    from ..apr import convolve_tile as tile
+    from ..apr.convolve import level_stencils
 
     cuda = tile._cuda()
     sim = tile.is_simulator()
@@ -211,8 +211,8 @@ def _torch_path(grid: AprGrid, values, stencil, repeat: int):
     """The previous torch back end (:mod:`.convolve_gpu`, dense per-level arrays): time, memory, output."""
     import torch
 
-    from .convolve import level_stencils
-    from .convolve_gpu import DeviceGrid, convolve_tensors
+    from ..apr.convolve import level_stencils
+    from ..apr.convolve_gpu import DeviceGrid, convolve_tensors
 
     dgrid = DeviceGrid(grid, "cuda")
     vals = torch.as_tensor(np.asarray(values, np.float32), device="cuda")
@@ -233,7 +233,7 @@ def _rel(a, b) -> float:
 
 
 def _gpu_name() -> str:
-    from . import convolve_tile as tile
+    from ..apr import convolve_tile as tile
 
     name = tile._cuda().get_current_device().name
     return name.decode() if isinstance(name, bytes) else str(name)
@@ -241,10 +241,10 @@ def _gpu_name() -> str:
 
 def run_bench(args) -> dict:
     """``dynfit bench apr-conv --device cuda``: headline case, cuDNN, the torch path and the size sweep."""
-    from . import convolve_tile as tile
-    from .convolve import convolve
-    from .filters import gaussian_stencil
-    from .grid import load_grid
+    from ..apr import convolve_tile as tile
+    from ..apr.convolve import convolve
+    from ..apr.filters import gaussian_stencil
+    from ..apr.grid import load_grid
 
     start = time.perf_counter()
     tile.use_device("cuda")  # one clear line without a GPU
