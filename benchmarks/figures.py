@@ -318,21 +318,22 @@ FIGURES = [
            "{python} -m napari_dynfit.cli bench pinn-chemotaxis", _chemotaxis,
            quick="{python} -m napari_dynfit.cli bench pinn-chemotaxis --steps 300", requires=("torch",)),
     Figure("pfi-ou10", "PFI OU 10D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.10",
-           "{python} benchmarks/bench_pfi.py --case ou10", _pfi_ou10,
-           quick="{python} benchmarks/bench_pfi.py --case ou10 --quick", requires=("torch", "geomloss")),
+           "{python} -m napari_dynfit.cli bench pfi --case ou10", _pfi_ou10,
+           quick="{python} -m napari_dynfit.cli bench pfi --case ou10 --quick", requires=("torch", "geomloss")),
     Figure("bpinn", "BPINN adaptive weights: Sobolev error vs eps-optimal / equal weights; Lotka-Volterra rates "
            "(5 seeds) within 5 % / 95 % interval covers; latent chemotaxis coverage", "<= 2x, >= 10x / 5/5, 5/5 / "
            "90-98 %", "{python} -m napari_dynfit.cli bench bpinn", _bpinn,
            quick="{python} -m napari_dynfit.cli bench bpinn --quick", requires=("torch",), timeout_s=7200),
     Figure("pfi-ou2", "PFI OU 2D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.05",
-           "{python} benchmarks/bench_pfi.py --case ou2", _pfi_ou, quick="{python} benchmarks/bench_pfi.py --case ou2 --quick",
+           "{python} -m napari_dynfit.cli bench pfi --case ou2", _pfi_ou,
+           quick="{python} -m napari_dynfit.cli bench pfi --case ou2 --quick",
            requires=("torch", "geomloss")),
     Figure("infer-flow-defaults", "`dynfit infer-flow` defaults, 2D OU, 8 held-out drifts/seeds: never worse than the "
-           "moment fit / error", "always / <= 0.03", "{python} benchmarks/bench_pfi.py --case ou2-cli", _pfi_cli,
+           "moment fit / error", "always / <= 0.03", "{python} -m napari_dynfit.cli bench pfi --case ou2-cli", _pfi_cli,
            quick="", requires=("torch", "geomloss")),  # the figure is about the CLI's defaults: no quick variant
     Figure("pfi-bistable", "PFI bistable with growth, d = 10: path energy / fate corr.", "<= 0.05 / >= 0.95",
-           "{python} benchmarks/bench_pfi.py --case bistable", _bistable,
-           quick="{python} benchmarks/bench_pfi.py --case bistable --quick", requires=("torch", "geomloss"),
+           "{python} -m napari_dynfit.cli bench pfi --case bistable", _bistable,
+           quick="{python} -m napari_dynfit.cli bench pfi --case bistable --quick", requires=("torch", "geomloss"),
            timeout_s=4 * 3600),  # about an hour on 2 idle cores
     Figure("pipeline-dask", "per-frame pipeline, 100 frames 512^2, 2 vs 1 Dask workers", ">= 1.7x, identical",
            "{python} benchmarks/bench_parallel.py", _parallel,

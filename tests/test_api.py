@@ -126,6 +126,31 @@ def test_link_takes_link_params_and_explicit_keywords():
         link(det, max_dist=2.0)  # a misspelt option is an error, not silently ignored
 
 
+def test_pinn_estimators_take_explicit_keywords_and_echo_them():
+    """``denoise_fields`` / ``fit_latent_field``: no pass-through ``**kwargs``; the builders' options with the builders'
+    defaults; every option echoed in the result."""
+    pytest.importorskip("torch")
+    import inspect
+
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.pinn import denoise_fields, fields_pinn, fit_latent_field, latent_chemotaxis_pinn
+
+    for estimator, builder in ((denoise_fields, fields_pinn), (fit_latent_field, latent_chemotaxis_pinn)):
+        params = inspect.signature(estimator).parameters
+        assert not any(p.kind is p.VAR_KEYWORD for p in params.values()), estimator.__name__
+        built = inspect.signature(builder).parameters
+        shared = [n for n in built if built[n].kind is inspect.Parameter.KEYWORD_ONLY]
+        assert shared and all(params[n].default == built[n].default for n in shared), estimator.__name__
+    t, x = np.linspace(0, 1, 4), np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    bundle = FieldBundle({"u": np.sin(x)[None].repeat(4, 0)}, {"t": t, "x": x}, periodic=(True,))
+    res = denoise_fields(bundle, {"equations": {"u_t": {"u_xx": 0.1}}}, steps=1, hidden=(4,), harmonics=1,
+                         fourier_features=1, n_collocation=16, batch_size=8, device="cpu")
+    assert res.options["hidden"] == (4,) and res.options["steps"] == 1 and res.options["lr"] == 2e-3
+    assert set(res.options) == set(inspect.signature(denoise_fields).parameters) - {"bundle", "model"}
+    with pytest.raises(TypeError):
+        denoise_fields(bundle, {"equations": {"u_t": {"u_xx": 0.1}}}, step=1)  # misspelt: an error
+
+
 def test_pde_and_balance_results_round_trip(tmp_path):
     import matplotlib
 

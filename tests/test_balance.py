@@ -164,7 +164,7 @@ def test_balance_errors(tmp_path):
 
 
 def test_demo_stage(tmp_path):
-    from napari_dynfit.commands.balance import DEMO_STAGE
+    from napari_dynfit.demo.balance import DEMO_STAGE
     from napari_dynfit.report import DemoContext, Report
 
     order, title, func = DEMO_STAGE

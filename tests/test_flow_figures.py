@@ -1,7 +1,7 @@
 """The issue's figures for probability flow inference (slow: minutes each on one CPU thread).
 
 Run with ``pytest -m slow tests/test_flow_figures.py``; the same numbers are printed by
-``python benchmarks/bench_pfi.py``.
+``dynfit bench pfi``.
 """
 
 import pytest

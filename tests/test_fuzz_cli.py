@@ -44,7 +44,7 @@ def valid(tmp_path_factory):
 
     from napari_dynfit.commands.simulate import write_image
     from napari_dynfit.fields import FieldBundle
-    from napari_dynfit.io.well_example import write_active_matter_example
+    from napari_dynfit.sim.well_example import write_active_matter_example
 
     d = tmp_path_factory.mktemp("valid")
     _tracks().to_csv(d / "in.csv", index=False)

@@ -89,3 +89,22 @@ def test_only_napari_layer_imports_gui_toolkits():
             if any(_under(mod, g) for g in GUI) or _under(mod, f"{PKG}._napari"):
                 bad.append(f"{f.relative_to(ROOT)}:{line} imports {mod}")
     assert not bad, "\n".join(bad)
+
+
+def test_benchmarks_and_demo_stages_live_in_their_own_packages():
+    """Benchmark code only in ``bench/``, demo stages only in ``demo/``: nothing else imports them (``dynfit bench`` and
+    ``dynfit demo`` aside) and no other module defines a benchmark registry or a demo stage."""
+    allowed = {f"{PKG}.commands.bench": "bench", f"{PKG}.commands.demo": "demo"}
+    bad = []
+    for f in _files():
+        here = _module_name(f)
+        for pkg in ("bench", "demo"):
+            if _under(here, f"{PKG}.{pkg}") or allowed.get(here) == pkg:
+                continue
+            bad += [f"{f.relative_to(ROOT)}:{line} imports {mod}" for line, mod in imports_of(f)
+                    if _under(mod, f"{PKG}.{pkg}")]
+        if not (_under(here, f"{PKG}.bench") or _under(here, f"{PKG}.demo")):
+            tree = ast.parse(f.read_text(encoding="utf-8"))
+            bad += [f"{f.relative_to(ROOT)}:{n.lineno} defines {t.id}" for n in tree.body if isinstance(n, ast.Assign)
+                    for t in n.targets if isinstance(t, ast.Name) and t.id in ("BENCHMARKS", "DEMO_STAGE")]
+    assert not bad, "\n".join(bad)

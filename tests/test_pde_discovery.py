@@ -160,7 +160,7 @@ def test_cli_coarse_grain_then_discover(tmp_path, rng):
 
 
 def test_demo_stage_skips_without_trajectories(tmp_path):
-    from napari_dynfit.commands.pde import DEMO_STAGE
+    from napari_dynfit.demo.pde import DEMO_STAGE
     from napari_dynfit.report import DemoContext, Report
 
     ctx = DemoContext(out_dir=tmp_path, report=Report("t"), quick=True)
@@ -169,9 +169,9 @@ def test_demo_stage_skips_without_trajectories(tmp_path):
 
 
 def test_demo_stage_learns_free_abp_hydrodynamics(tmp_path):
-    from napari_dynfit.commands.pde import DEMO_STAGE
-    from napari_dynfit.commands.simulate import demo_trajectories
+    from napari_dynfit.demo.pde import DEMO_STAGE
     from napari_dynfit.report import DemoContext, Report
+    from napari_dynfit.sim.samples import demo_trajectories
 
     ctx = DemoContext(out_dir=tmp_path, report=Report("t"), quick=True)
     ctx.artefacts["trajectories"] = demo_trajectories(quick=True, seed=0)

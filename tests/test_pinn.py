@@ -364,8 +364,8 @@ def test_cli_denoise_field(tmp_path):
 
 
 def test_bench_and_demo_stage_registered(tmp_path):
-    from napari_dynfit.commands import pinn
     from napari_dynfit.commands.bench import _benchmarks
+    from napari_dynfit.demo import pinn
     from napari_dynfit.report import DemoContext, Report
 
     assert "pinn-weighting" in _benchmarks()

@@ -300,7 +300,7 @@ def test_cli_simulate_bad_input_is_one_line(argv, needle, tmp_path, capsys):
 
 
 def test_demo_stage_quick(tmp_path):
-    from napari_dynfit.commands.simulate import DEMO_STAGE
+    from napari_dynfit.demo.sample import DEMO_STAGE
     from napari_dynfit.report import DemoContext, Report
 
     order, title, func = DEMO_STAGE

@@ -87,7 +87,7 @@ def test_cli_errors_exit_2(tmp_path, capsys, argv, msg):
 
 
 def test_demo_stage(tmp_path):
-    from napari_dynfit.commands import track
+    from napari_dynfit.demo import track
     from napari_dynfit.report import DemoContext, Report
     from napari_dynfit.sim import active_particles_2d
 

@@ -10,15 +10,14 @@ from napari_dynfit import InputError
 from napari_dynfit.cli import main
 from napari_dynfit.fields import FieldBundle
 from napari_dynfit.io import (
-    active_matter_example,
     is_well_file,
     load_fields,
     read_well,
     well_info,
-    write_active_matter_example,
     write_well_file,
 )
 from napari_dynfit.io.well import swap_axis_order
+from napari_dynfit.sim import active_matter_example, write_active_matter_example
 
 BURGERS = None  #: path of the Burgers .mat file (set by the fixture below: published or generated)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_dynfit.io import write_active_matter_example
+from napari_dynfit.sim import write_active_matter_example
 
 
 @pytest.mark.gui

@@ -93,6 +93,14 @@ def _compact(widget, width: int) -> None:
         combo.setSizePolicy(QSizePolicy.Policy.Expanding, combo.sizePolicy().verticalPolicy())
 
 
+def _step_text(labels: dict, cls_name: str) -> str:
+    """The text of the label (hint or warning) on the page of the step whose widget class is ``cls_name``."""
+    for title, _, cls, _ in STEPS:
+        if cls == cls_name and title in labels:
+            return labels[title].text()
+    return ""
+
+
 def _unwrap(layer):
     """The layer behind napari's ``PublicOnlyProxy`` (plugin widgets get a proxied viewer)."""
     return getattr(layer, "__wrapped__", layer)
@@ -419,10 +427,7 @@ class DynFitPanel(QWidget):
 
     def hint(self, cls_name: str) -> str:
         """The "what to do" line shown on the page of step ``cls_name`` (empty: every input has a choice)."""
-        for title, _, cls, _ in STEPS:
-            if cls == cls_name and title in self._hints:
-                return self._hints[title].text()
-        return ""
+        return _step_text(self._hints, cls_name)
 
     def check_fit(self, title) -> str:
         """Check that the step's method fits its input data (``NEEDS``); shows and logs a warning."""
@@ -451,10 +456,7 @@ class DynFitPanel(QWidget):
 
     def warning(self, cls_name: str) -> str:
         """The method-does-not-fit warning shown on the page of step ``cls_name`` (empty: none)."""
-        for title, _, cls, _ in STEPS:
-            if cls == cls_name and title in self._warnings:
-                return self._warnings[title].text()
-        return ""
+        return _step_text(self._warnings, cls_name)
 
     def _tracks_added(self, event) -> None:
         layer = _unwrap(event.value)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..detect.contrast import background_block, check_polarity, decide_polarity
+from ..detect.contrast import background_block, check_polarity, orient
 from .grid import AprGrid
 
 
@@ -106,20 +106,11 @@ def flatten(grid: AprGrid, values, sig_px, polarity: str = "auto", *, warn: bool
 
     Returns
     -------
-    flat : ndarray of float32, shape (n_particles,)
-        ``values - background`` (bright) or ``background - values`` (dark).
-    polarity : str
-        ``"bright"`` or ``"dark"`` (the decision when ``"auto"``).
-    skew : float or None
-        The skewness used for ``"auto"`` (None otherwise).
+    flat, polarity, skew
+        As :func:`napari_dynfit.detect.contrast.flatten`, per particle: ``flat`` has shape ``(n_particles,)``.
     """
     check_polarity(polarity)
     v = np.asarray(grid.check_values(values), np.float32)
     sig = _spatial(grid, sig_px)[-grid.ndim:]
     bg = local_background(grid, v, background_block(sig))
-    skew = None
-    if polarity == "auto":
-        skew = skewness(grid, v - bg, sig)
-        polarity = decide_polarity(skew, warn=warn)
-    flat = v - bg if polarity == "bright" else bg - v
-    return flat.astype(np.float32), polarity, skew
+    return orient(v, bg, polarity, lambda: skewness(grid, v - bg, sig), warn=warn)

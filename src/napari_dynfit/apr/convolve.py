@@ -146,6 +146,18 @@ def _lower_bound(a, lo, hi, v):
     return lo
 
 
+@numba.njit(cache=True, inline="always")
+def _copy_row(buf, base, xs, vs, lo, hi, xa, xb):
+    """``buf[base + xs[i]] = vs[i]`` for the entries of the sorted row ``xs[lo:hi]`` in ``[xa, xb)``; their count."""
+    i = _lower_bound(xs, lo, hi, xa)
+    n = 0
+    while i < hi and xs[i] < xb:
+        buf[base + xs[i]] = vs[i]
+        n += 1
+        i += 1
+    return n
+
+
 @numba.njit(cache=True, fastmath=True, inline="always")
 def _fill_range(buf, o, hx, xa, xb, level, lmin, lmax, zs, ys, shapes, offsets, px, vals, row_start,
                 t_offsets, tx, tvals, t_row_start):
@@ -162,21 +174,12 @@ def _fill_range(buf, o, hx, xa, xb, level, lmin, lmax, zs, ys, shapes, offsets, 
             buf[o + hx + x] = 0.0
         return
     need = xb - xa
-    done = 0
     ny = shapes[level, 1]
     r = row_start[level] + zs * ny + ys
-    i = _lower_bound(px, offsets[r], offsets[r + 1], xa)
-    while i < offsets[r + 1] and px[i] < xb:
-        buf[o + hx + px[i]] = vals[i]
-        done += 1
-        i += 1
+    done = _copy_row(buf, o + hx, px, vals, offsets[r], offsets[r + 1], xa, xb)
     if level < lmax and done < need:
         r = t_row_start[level] + zs * ny + ys
-        j = _lower_bound(tx, t_offsets[r], t_offsets[r + 1], xa)
-        while j < t_offsets[r + 1] and tx[j] < xb:
-            buf[o + hx + tx[j]] = tvals[j]
-            done += 1
-            j += 1
+        done += _copy_row(buf, o + hx, tx, tvals, t_offsets[r], t_offsets[r + 1], xa, xb)
     d = 1
     while done < need and d <= level - lmin:
         lv = level - d

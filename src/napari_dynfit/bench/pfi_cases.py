@@ -1,5 +1,5 @@
-"""The issue's figures for probability flow inference, as functions (used by ``dynfit bench pfi``,
-``benchmarks/bench_pfi.py`` and the slow tests).
+"""The issue's figures for probability flow inference, as functions (used by ``dynfit bench pfi``
+and the slow tests).
 
 Cases (all with the convention ``dX = f(X) dt + sqrt(2 D) dW``):
 

@@ -18,13 +18,10 @@ from ..validate import output
 
 
 def demo_stages():
-    """The ``(order, title, function)`` stages of :mod:`napari_dynfit.demo` (and of command modules that still
-    define ``DEMO_STAGE``), in order."""
-    from .. import demo
-    from ..cli import _command_modules
+    """The ``(order, title, function)`` stages of :mod:`napari_dynfit.demo`, in order."""
+    from ..demo import demo_stages as stages
 
-    stages = demo.demo_stages() + [m.DEMO_STAGE for m in _command_modules() if hasattr(m, "DEMO_STAGE")]
-    return sorted(stages, key=lambda s: s[0])
+    return stages()
 
 
 def run_demo(out_dir, *, quick: bool = False, seed: int = 0) -> Path:

@@ -48,7 +48,7 @@ def _process(args) -> int:
 
 
 def register(sub) -> None:
-    from ..parallel import add_scheduler_arguments
+    from ._scheduler import add_scheduler_arguments
 
     p = sub.add_parser("process", help="per-frame pipeline: APR conversion, APR-native Gaussian, detection (Dask)",
                        description="Convert every frame of a movie to the APR, optionally smooth it on the particles, "

@@ -23,7 +23,7 @@ def _info(args) -> int:
 
 
 def _example(args) -> int:
-    from ..io.well_example import write_active_matter_example
+    from ..sim.well_example import write_active_matter_example
 
     path = write_active_matter_example(args.output, n_trajectories=args.trajectories, seed=args.seed,
                                        size=args.size, n_steps=args.steps, dt=args.dt,

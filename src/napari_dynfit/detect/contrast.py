@@ -83,13 +83,13 @@ def skewness(img: np.ndarray, bg: np.ndarray, sig_px) -> float:
     return float((v2 * v).mean() / s2 ** 1.5) if s2 > 0 else 0.0
 
 
-def decide_polarity(skew: float, *, warn: bool = True) -> str:
+def decide_polarity(skew: float, *, warn: bool = True, stacklevel: int = 3) -> str:
     """``"bright"`` or ``"dark"`` from a :func:`skewness` value (``"bright"`` with a warning when ambiguous)."""
     if abs(skew) < AMBIGUOUS_SKEW:
         if warn:
             warnings.warn(f"object polarity is ambiguous (skewness {skew:+.2f} of the flattened image): detecting "
                           "bright objects; pass polarity='dark' (CLI --polarity dark) for dark objects",
-                          stacklevel=3)
+                          stacklevel=stacklevel)
         return "bright"
     return "bright" if skew > 0 else "dark"
 
@@ -98,6 +98,21 @@ def check_polarity(polarity: str) -> str:
     if polarity not in POLARITIES:
         raise InputError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
     return polarity
+
+
+def orient(values, bg, polarity: str, skew_of, *, warn: bool = True):
+    """The last step of :func:`flatten` (pixels) and :func:`napari_dynfit.apr.contrast.flatten` (particles).
+
+    ``values - bg`` (bright) or ``bg - values`` (dark) as float32; with ``polarity="auto"`` the polarity comes from
+    ``skew_of()`` (the skewness, :func:`decide_polarity`). Returns ``(flat, polarity, skew)`` (``skew`` None unless
+    ``"auto"``).
+    """
+    skew = None
+    if polarity == "auto":
+        skew = skew_of()
+        polarity = decide_polarity(skew, warn=warn, stacklevel=4)
+    flat = values - bg if polarity == "bright" else bg - values
+    return flat.astype(np.float32, copy=False), polarity, skew
 
 
 def flatten(img: np.ndarray, sig_px, polarity: str = "auto", *, warn: bool = True):
@@ -123,9 +138,4 @@ def flatten(img: np.ndarray, sig_px, polarity: str = "auto", *, warn: bool = Tru
     check_polarity(polarity)
     img = np.asarray(img, np.float32)
     bg = local_background(img, background_block(np.broadcast_to(sig_px, (img.ndim,))))
-    skew = None
-    if polarity == "auto":
-        skew = skewness(img, bg, sig_px)
-        polarity = decide_polarity(skew, warn=warn)
-    flat = img - bg if polarity == "bright" else bg - img
-    return flat, polarity, skew
+    return orient(img, bg, polarity, lambda: skewness(img, bg, sig_px), warn=warn)

@@ -48,6 +48,7 @@ sympy would parse the algebra but not the vector operators, units and grid evalu
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -64,7 +65,15 @@ class Node:
     """Base class of parsed terms; ``str(node)`` is the canonical name."""
 
     def children(self) -> tuple[Node, ...]:
-        return ()
+        """The sub-terms: the dataclass fields that hold a term or a tuple of terms, in order."""
+        out: list[Node] = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Node):
+                out.append(v)
+            elif isinstance(v, tuple):
+                out.extend(x for x in v if isinstance(x, Node))
+        return tuple(out)
 
     def fields(self) -> set[str]:
         """Names of the bundle fields the term reads."""
@@ -117,9 +126,6 @@ class Op(Node):
     def __str__(self):
         return f"{self.op}({self.arg})"
 
-    def children(self):
-        return (self.arg,)
-
     def max_derivative(self):
         return self.arg.max_derivative() + {"grad": 1, "div": 1, "lap": 2, "dev": 0}[self.op]
 
@@ -133,9 +139,6 @@ class Deriv(Node):
 
     def __str__(self):
         return f"d_{''.join(self.derivs)}({self.arg})"
-
-    def children(self):
-        return (self.arg,)
 
     def max_derivative(self):
         return self.arg.max_derivative() + len(self.derivs)
@@ -151,9 +154,6 @@ class Norm(Node):
     def __str__(self):
         return f"|{self.arg}|^{self.power}"
 
-    def children(self):
-        return (self.arg,)
-
 
 @dataclass(frozen=True)
 class Dot(Node):
@@ -164,9 +164,6 @@ class Dot(Node):
 
     def __str__(self):
         return f"{_wrap(self.left)}.{_wrap(self.right)}"
-
-    def children(self):
-        return (self.left, self.right)
 
 
 @dataclass(frozen=True)
@@ -179,9 +176,6 @@ class Power(Node):
     def __str__(self):
         return f"{_wrap(self.base)}^{self.power}"
 
-    def children(self):
-        return (self.base,)
-
 
 @dataclass(frozen=True)
 class Product(Node):
@@ -191,12 +185,6 @@ class Product(Node):
 
     def __str__(self):
         return "*".join(_wrap(f) if isinstance(f, Product) else str(f) for f in self.factors)
-
-    def children(self):
-        return self.factors
-
-    def max_derivative(self):
-        return max(f.max_derivative() for f in self.factors)
 
 
 def _wrap(node: Node) -> str:

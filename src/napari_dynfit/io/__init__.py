@@ -9,7 +9,6 @@ field bundles, ``.mat`` PDE-FIND) as a :class:`~napari_dynfit.fields.FieldBundle
 
 from .image import ImageData, open_image
 from .well import is_well_file, load_fields, read_well, well_info, write_well_file
-from .well_example import active_matter_example, write_active_matter_example
 
-__all__ = ["ImageData", "open_image", "active_matter_example", "is_well_file", "load_fields", "read_well",
-           "well_info", "write_active_matter_example", "write_well_file"]
+__all__ = ["ImageData", "open_image", "is_well_file", "load_fields", "read_well",
+           "well_info", "write_well_file"]

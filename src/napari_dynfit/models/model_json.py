@@ -29,6 +29,7 @@ import numpy as np
 
 from .._io import atomic_path, check_input_file
 from ..errors import InputError
+from ..validate import check_number
 from .terms import canonical, term_fields
 
 FORMAT = "dynfit-model/1"
@@ -58,13 +59,7 @@ def validate_model(model: dict) -> dict:
             raise InputError(f"equation '{lhs}' must map term names to coefficients")
         coefs = {}
         for name, c in terms.items():
-            try:
-                c = float(c)
-            except (TypeError, ValueError):
-                raise InputError(f"coefficient of '{name}' in '{lhs}' is not a number: {c!r}") from None
-            if not np.isfinite(c):
-                raise InputError(f"coefficient of '{name}' in '{lhs}' is not finite")
-            coefs[canonical(name)] = c
+            coefs[canonical(name)] = float(check_number(c, f"the coefficient of '{name}' in '{lhs}'"))
         clean[canonical(lhs)] = coefs
     out["equations"] = clean
     if "fields" not in out:

@@ -9,6 +9,8 @@
 * :func:`simulate_chemotaxis` (cells steered by a hidden diffusing chemical, for latent-field inference);
 * :func:`simulate_ou_snapshots`, :func:`simulate_bistable_growth` (untracked snapshots with known drift
   and growth, for probability flow inference);
+* :func:`active_matter_example`, :func:`write_active_matter_example` (fields of known physics in The Well's
+  ``active_matter`` layout);
 * :mod:`.samples`: the embedded samples used by napari and ``dynfit demo``.
 """
 
@@ -18,8 +20,11 @@ from .chemotaxis import ChemotaxisSimulation, simulate_chemotaxis, source_spots
 from .render import amplitude_for_snr, render_cells, render_labels, render_movie
 from .samples import Sample, active_particles_2d, dividing_cells_3d
 from .snapshots import bistable_birth_rate, bistable_drift, simulate_bistable_growth, simulate_ou_snapshots
+from .well_example import active_matter_example, write_active_matter_example
 
 __all__ = [
+    "active_matter_example",
+    "write_active_matter_example",
     "ParticleTrajectories",
     "simulate_abp",
     "abp_msd",

@@ -131,18 +131,8 @@ def _splat(img, coords, amps, sigma, half):
                     img[z, y, x] += amps[n] * wy * np.exp(-0.5 * ((x - cx) / sigma[2]) ** 2)
 
 
-def render_movie(
-    table: pd.DataFrame,
-    shape,
-    *,
-    scale=1.0,
-    psf_sigma=None,
-    amplitude: float | None = None,
-    snr: float = 10.0,
-    background: float = 100.0,
-    read_noise: float = 2.0,
-    seed=None,
-):
+def render_movie(table: pd.DataFrame, shape, *, scale=1.0, psf_sigma=None, amplitude: float | None = None,
+                 snr: float = 10.0, background: float = 100.0, read_noise: float = 2.0, seed=None):
     """Render point emitters as a noisy fluorescence movie.
 
     Parameters
@@ -298,23 +288,10 @@ def _paint_capsule(view, centre, axis, length, radius, scale, value):
     view[tuple(slice(a, b) for a, b in zip(lo, hi))][inside] = value
 
 
-def render_cells(
-    table: pd.DataFrame,
-    shape,
-    *,
-    scale=1.0,
-    psf_sigma=None,
-    amplitude: float | None = None,
-    snr: float = 10.0,
-    background: float = 100.0,
-    read_noise: float = 2.0,
-    seed=None,
-    contrast: str = "fluorescence",
-    halo: float = 0.0,
-    halo_sigma: float | None = None,
-    gap: bool = False,
-    texture: float = 0.0,
-):
+def render_cells(table: pd.DataFrame, shape, *, scale=1.0, psf_sigma=None, amplitude: float | None = None,
+                 snr: float = 10.0, background: float = 100.0, read_noise: float = 2.0, seed=None,
+                 contrast: str = "fluorescence", halo: float = 0.0, halo_sigma: float | None = None, gap: bool = False,
+                 texture: float = 0.0):
     """Render cells (filled spheres/disks of their ``radius``, or rods) as a noisy movie plus their label movie.
 
     Rows with ``length`` and ``orient_*`` columns (:func:`~napari_dynfit.sim.cells.simulate_rod_colony`) are

@@ -55,7 +55,7 @@ ABP_2D_PATTERN = dict(amplitude=0.9)
 ABP_2D_RENDER = dict(shape=(384, 384), scale=1.0, psf_sigma=1.0, snr=10.0, background=100.0, read_noise=2.0)
 #: The piece of the 2D sample that ``dynfit demo`` images, detects and tracks (same density and
 #: rendering; about 190 particles, 50 frames of 192 x 192 pixels): the demo's field learning uses
-#: its own particles (``commands.simulate.demo_trajectories``), so its tracking stage stays short.
+#: its own particles (:func:`demo_trajectories`), so its tracking stage stays short.
 DEMO_PIECE = dict(fov=192.0, frames=50)
 #: Simulation parameters of :func:`dividing_cells_3d` (um, rates per frame).
 CELLS_3D = dict(n_initial=10, n_frames=25, dim=3, box=(32.0, 48.0, 48.0), division_rate=0.06, death_rate=0.0,
@@ -132,3 +132,22 @@ def dividing_cells_3d(seed: int = 0) -> Sample:
     movie, labels, truth = render_cells(table, **CELLS_3D_RENDER, seed=rng)
     return Sample(movie, truth, labels, (1.0, 0.5, 0.5), 1.0, "dividing_cells_3d",
                   dict(simulation=CELLS_3D, render=CELLS_3D_RENDER, seed=seed))
+
+
+def demo_trajectories(*, quick: bool, seed: int = 0):
+    """Free (non-interacting) ABPs started from a sinusoidal density stripe, for the field-learning stages.
+
+    The density relaxes by ``rho_t = -v0 div(p) + Dt lap(rho)`` and the polarisation by
+    ``p_t = -(v0/2) grad(rho) - Dr p + Dt lap(p)`` (2D), so the coarse-grained fields have known
+    equations. Sizes: 4 000 particles x 41 frames (quick) or 20 000 x 101 frames.
+    """
+    n, frames = (4000, 41) if quick else (20000, 101)
+    L = 32.0
+    rng = np.random.default_rng(seed)
+    # inverse-CDF sampling of rho(x) ~ 1 + 0.8 cos(2 pi x / L) along x, uniform along y
+    grid = np.linspace(0.0, L, 2049)
+    cdf = grid + 0.8 * L / (2 * np.pi) * np.sin(2 * np.pi * grid / L)
+    x = np.interp(rng.random(n) * L, cdf, grid)
+    pos0 = np.stack([rng.random(n) * L, x], axis=1)
+    return simulate_abp(n, (frames - 1) * 10, dim=2, box=L, dt=0.01, v0=1.0, Dr=1.0, Dt=0.1,
+                        save_every=10, positions0=pos0, seed=rng)

@@ -130,10 +130,12 @@ def _physical(traj: torch.Tensor) -> bool:
 
 
 class _TensorParams:
-    """``SuspensionParams`` with ``alpha`` / ``zeta`` replaced by (trainable) tensors."""
+    """``SuspensionParams`` with ``alpha`` / ``zeta`` replaced by (trainable or per-sample) tensors; with ``base``
+    None it holds only ``alpha`` / ``zeta`` (all a closure reads)."""
 
-    def __init__(self, base: SuspensionParams, alpha, zeta):
-        self.__dict__.update(vars(base))
+    def __init__(self, base: SuspensionParams | None, alpha, zeta):
+        if base is not None:
+            self.__dict__.update(vars(base))
         self.alpha, self.zeta = alpha, zeta
 
 

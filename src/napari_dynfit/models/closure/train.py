@@ -20,7 +20,7 @@ import torch
 from ..._progress import report
 from ...errors import InputError
 from .kinetic import SuspensionParams
-from .moment_model import MomentSolver, moments_from_state, state_from_moments
+from .moment_model import MomentSolver, _TensorParams, moments_from_state, state_from_moments
 from .moments import bingham_closure, fourth_moment, harmonics, order_parameter
 
 
@@ -105,16 +105,11 @@ def closure_samples(bundles, *, t_start: int = 0, max_samples: int = 20_000, see
     return ClosureSamples(**cat)
 
 
-class _P:
-    def __init__(self, alpha, zeta):
-        self.alpha, self.zeta = alpha, zeta
-
-
 def fit_a_priori(closure, samples: ClosureSamples, *, epochs: int = 600, lr: float = 1e-2, seed: int = 0) -> list:
     """Least-squares fit of ``closure.m4`` to the samples (Adam, full batch). Returns the loss history."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(closure.parameters(), lr=lr)
-    params = _P(samples.alpha, samples.zeta)
+    params = _TensorParams(None, samples.alpha, samples.zeta)  # per-sample alpha / zeta
     hist = []
     for ep in range(epochs):
         opt.zero_grad()
@@ -131,7 +126,7 @@ def a_priori_error(closure, bundle, *, t_start: int = 0) -> float:
     c, D = _moment_tensors(bundle, t_start=t_start)
     p = suspension_params(bundle)
     with torch.no_grad():
-        q4c, q4s = closure(c, D, _P(p.alpha, p.zeta))
+        q4c, q4s = closure(c, D, p)
         S_hat = fourth_moment(c, D, q4c, q4s)
         S = fourth_moment(c, D, torch.as_tensor(bundle["S_cos4"][t_start:]),
                           torch.as_tensor(bundle["S_sin4"][t_start:]))
@@ -143,7 +138,7 @@ def a_priori_harmonic_error(closure, bundle, *, t_start: int = 0) -> float:
     c, D = _moment_tensors(bundle, t_start=t_start)
     p = suspension_params(bundle)
     with torch.no_grad():
-        q4c, q4s = closure(c, D, _P(p.alpha, p.zeta))
+        q4c, q4s = closure(c, D, p)
     tc, ts = torch.as_tensor(bundle["S_cos4"][t_start:]), torch.as_tensor(bundle["S_sin4"][t_start:])
     return float(torch.sqrt(((q4c - tc) ** 2 + (q4s - ts) ** 2).sum() / (tc ** 2 + ts ** 2).sum()))
 
@@ -153,7 +148,7 @@ def closure_error_map(closure, bundle, frame: int) -> np.ndarray:
     c, D = _moment_tensors(bundle)
     p = suspension_params(bundle)
     with torch.no_grad():
-        q4c, q4s = closure(c[frame], D[frame], _P(p.alpha, p.zeta))
+        q4c, q4s = closure(c[frame], D[frame], p)
     tc = torch.as_tensor(bundle["S_cos4"][frame])
     ts = torch.as_tensor(bundle["S_sin4"][frame])
     return (torch.sqrt((q4c - tc) ** 2 + (q4s - ts) ** 2) / c[frame]).numpy()

@@ -37,6 +37,7 @@ from ...errors import InputError
 from ...tables import validate_table
 from .losses import Coefficient, PointLoss, ResidualLoss
 from .network import FieldNetwork
+from .results import _options, _options_of
 from .train import PINN
 
 
@@ -336,7 +337,12 @@ def visited_mask(points, coords, radius: float, box=None) -> np.ndarray:
 
 
 def fit_latent_field(tracks, *, steps: int = 1500, lbfgs_steps: int = 0, grid: int = 64, checkpoint=None,
-                     callback=None, callback_every: int = 100, **kwargs):
+                     callback=None, callback_every: int = 100, dt=None, box=None, source=None,
+                     initial_zero: bool = True, Dc: float = 0.5, k: float = 0.2, chi: float = 1.0,
+                     weighting: str = "inverse-dirichlet", hidden=(64, 64, 64), harmonics: int = 4,
+                     fourier_features: int = 8, fourier_scale: float = 1.0, n_collocation: int = 4000,
+                     batch_size: int = 1024, lr: float = 5e-3, coef_lr: float = 5e-2, coef_delay: int = 500,
+                     estimate: bool = True, refine: bool = False, device: str = "auto", seed: int = 0):
     """Infer the chemotactic potential ``phi = chi c`` and ``Dc``, ``k`` (and ``chi``) from tracks.
 
     Parameters
@@ -351,8 +357,9 @@ def fit_latent_field(tracks, *, steps: int = 1500, lbfgs_steps: int = 0, grid: i
         Checkpoint file; training resumes from it when it exists.
     callback : callable, optional
         ``callback(pinn)`` every ``callback_every`` steps.
-    **kwargs
-        Passed to :func:`latent_chemotaxis_pinn` (``dt``, ``box``, ``source``, ``weighting``...).
+    dt, box, source, initial_zero, Dc, k, chi, weighting, hidden, harmonics, fourier_features, fourier_scale, \
+n_collocation, batch_size, lr, coef_lr, coef_delay, estimate, refine, device, seed
+        The problem, network and training of :func:`latent_chemotaxis_pinn` (same meanings and defaults).
 
     Returns
     -------
@@ -360,18 +367,19 @@ def fit_latent_field(tracks, *, steps: int = 1500, lbfgs_steps: int = 0, grid: i
         ``fields``: ``phi`` (and the learned ``s``) at the frame times on a ``grid x grid`` mesh;
         ``attrs["pinn"]`` holds the coefficients, their starting values (the spectral estimate when
         one was made), whether they were trained, the final losses and weights; ``problem``: the PINN and the
-        velocity data. Unpacks as ``fields, problem``.
+        velocity data; ``options``: every option of the call (``callback`` aside). Unpacks as ``fields, problem``.
     """
+    options = _options(locals(), ("tracks", "callback"))  # first: locals() is the call's arguments only here
     from pathlib import Path
 
     from ...fields import FieldBundle
     from .denoise import summary
 
-    prob = latent_chemotaxis_pinn(tracks, **kwargs)
+    prob = latent_chemotaxis_pinn(tracks, **_options_of(latent_chemotaxis_pinn, options))
     if checkpoint is not None and Path(checkpoint).exists():
         prob.pinn.load_checkpoint(checkpoint)
     prob.pinn.fit(steps, lbfgs_steps, checkpoint=checkpoint, callback=callback, callback_every=callback_every)
-    coords = latent_grid(prob, tracks, grid, kwargs.get("dt"))
+    coords = latent_grid(prob, tracks, grid, dt)
     vals = prob.pinn.predict_grid(coords)
     bundle = FieldBundle(vals, coords, periodic=prob.periodic,
                          attrs={"pinn": {**summary(prob.pinn), "initial_coefficients": prob.initial_coefficients,
@@ -379,8 +387,7 @@ def fit_latent_field(tracks, *, steps: int = 1500, lbfgs_steps: int = 0, grid: i
                                 "field": "phi = chi * c (chemotactic potential)"})
     from .results import LatentFieldResult
 
-    return LatentFieldResult(fields=bundle, problem=prob,
-                             options={"steps": steps, "lbfgs_steps": lbfgs_steps, "grid": grid, **kwargs})
+    return LatentFieldResult(fields=bundle, problem=prob, options=options)
 
 
 def latent_grid(prob: LatentFieldProblem, tracks, grid: int, dt=None) -> dict:

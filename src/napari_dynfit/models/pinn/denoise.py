@@ -15,6 +15,7 @@ from ...errors import InputError
 from ..terms import parse_term, term_fields
 from .losses import Coefficient, PointLoss, ResidualLoss
 from .network import FieldNetwork
+from .results import _options, _options_of
 from .train import PINN
 
 
@@ -100,7 +101,11 @@ def fields_pinn(bundle, model, *, fields=None, mask=None, learn_coefficients: bo
                 device=device, seed=seed)
 
 
-def denoise_fields(bundle, model, *, steps: int = 2000, lbfgs_steps: int = 0, checkpoint=None, **kwargs):
+def denoise_fields(bundle, model, *, steps: int = 2000, lbfgs_steps: int = 0, checkpoint=None, fields=None, mask=None,
+                   learn_coefficients: bool = False, weighting: str = "inverse-dirichlet", hidden=(64, 64, 64),
+                   harmonics: int = 6, fourier_features: int = 16, fourier_scale: float = 2.0,
+                   n_collocation: int = 4000, batch_size: int = 1024, lr: float = 2e-3, device: str = "auto",
+                   seed: int = 0):
     """Denoise/inpaint fields with a PDE model as the physics loss.
 
     Parameters
@@ -113,20 +118,23 @@ def denoise_fields(bundle, model, *, steps: int = 2000, lbfgs_steps: int = 0, ch
         Adam steps and L-BFGS iterations.
     checkpoint : str or Path, optional
         Checkpoint file (resumed from when it exists).
-    **kwargs
-        Passed to :func:`fields_pinn` (``fields``, ``mask``, ``weighting``, ``device``...).
+    fields, mask, learn_coefficients, weighting, hidden, harmonics, fourier_features, fourier_scale, n_collocation, \
+batch_size, lr, device, seed
+        The network, losses and training of :func:`fields_pinn` (same meanings and defaults).
 
     Returns
     -------
     DenoiseResult
         ``fields``: the fitted fields on the same grid (``attrs["pinn"]`` holds the final losses, weights and
-        any refined coefficients); ``pinn``: the trained PINN. Unpacks as ``fields, pinn``.
+        any refined coefficients); ``pinn``: the trained PINN; ``options``: every option of the call. Unpacks as
+        ``fields, pinn``.
     """
+    options = _options(locals(), ("bundle", "model"))  # first: locals() is the call's arguments only here
     from pathlib import Path
 
     from ...fields import FieldBundle
 
-    pinn = fields_pinn(bundle, model, **kwargs)
+    pinn = fields_pinn(bundle, model, **_options_of(fields_pinn, options))
     if checkpoint is not None and Path(checkpoint).exists():
         pinn.load_checkpoint(checkpoint)
     pinn.fit(steps, lbfgs_steps, checkpoint=checkpoint)
@@ -135,7 +143,7 @@ def denoise_fields(bundle, model, *, steps: int = 2000, lbfgs_steps: int = 0, ch
                       {**bundle.attrs, "pinn": summary(pinn)})
     from .results import DenoiseResult
 
-    return DenoiseResult(fields=out, pinn=pinn, options={"steps": steps, "lbfgs_steps": lbfgs_steps, **kwargs})
+    return DenoiseResult(fields=out, pinn=pinn, options=options)
 
 
 def summary(pinn: PINN) -> dict:

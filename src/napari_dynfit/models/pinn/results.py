@@ -115,3 +115,15 @@ class LatentFieldResult(_FieldsResult):
     def coefficients(self) -> dict:
         """``Dc``, ``k`` (``chi``) as fitted."""
         return dict(self.pinn_summary.get("coefficients") or {})
+
+
+def _options(values: dict, skip=()) -> dict:
+    """The options of a call (its ``locals()`` at entry) to echo in the result, without the data arguments."""
+    return {k: v for k, v in values.items() if k not in skip}
+
+
+def _options_of(builder, options: dict) -> dict:
+    """The subset of ``options`` that ``builder`` (a function taking them as keywords) accepts."""
+    import inspect
+
+    return {k: options[k] for k in inspect.signature(builder).parameters if k in options}

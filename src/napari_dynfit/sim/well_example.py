@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fields import FieldBundle
-from .well import write_well_file
+from ..io.well import write_well_file
 
 #: constant scalars of the real ``active_matter`` files (values used for our files' metadata)
 ACTIVE_MATTER_SCALARS = {"L": 10.0, "zeta": 1.0, "alpha": -1.0}
