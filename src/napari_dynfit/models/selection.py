@@ -343,7 +343,7 @@ def look_alikes(bg: _BlockGram, support, m: int, gain: float, signal: float = 0.
 def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, solver: str = "iht",
                    n_subsamples: int = 40, per_decade: int = 8, max_decades: float = 4.0, pi_th: float = 0.8,
                    gain: float = 0.5, signal: float = 0.1, decades: float | None = None, noise=None,
-                   rescore=None, seed=0) -> PathSelection:
+                   rescore=None, path_rows=None, seed=0) -> PathSelection:
     """Stability paths down to the noise floor, candidates along them, held-out block selection.
 
     Parameters
@@ -380,6 +380,10 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
         ``rescore(list of term-name lists) -> list of held-out errors`` on half-size test functions
         (or None where it cannot): the chosen support and its look-alikes (:func:`look_alikes`) are
         re-scored with it and the lowest wins (``PathSelection.alternatives``).
+    path_rows : ndarray of int, optional
+        Rows the stability paths draw their half-subsamples from (default all): a random subset keeps
+        the paths cheap on very many rows. The held-out selection, the coefficients and the intervals
+        always use every row (a subset of the rows would add its own scatter to the coefficients).
     seed : int or numpy.random.Generator
 
     Returns
@@ -401,7 +405,8 @@ def select_on_path(G: np.ndarray, y: np.ndarray, names, labels: np.ndarray, *, s
     span = decades if decades is not None else min(max_decades, max(0.5, np.log10(tau_max / max(floor, 1e-12))))
     n_pen = max(4, int(np.ceil(per_decade * span)) + 1)
     penalties = tau_max * np.logspace(0, -span, n_pen) if tau_max > 0 else np.zeros(1)
-    probs = stability_paths(Gn, yn, penalties, solver=solver, n_subsamples=n_subsamples, rng=rng)
+    on = slice(None) if path_rows is None else np.asarray(path_rows, dtype=int)
+    probs = stability_paths(Gn[on], yn[on], penalties, solver=solver, n_subsamples=n_subsamples, rng=rng)
     out = PathSelection(names, penalties, probs, floor, n_blocks=len(np.unique(labels)))
     bg = _BlockGram(Gn, yn, labels, None if noise is None else noise.normalised(col, ynorm))
 
