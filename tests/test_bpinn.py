@@ -89,6 +89,36 @@ def test_bad_weighting_is_one_clear_error():
         BPINN(MLP(), _sobolev(n=5), weighting="magic")
 
 
+def test_output_layer_draws_match_bayesian_linear_regression():
+    # with the hidden layers at the MAP point the network is linear in its output layer: the
+    # posterior of the fit is Bayesian linear regression on the hidden features, known in closed form
+    from torch.func import functional_call
+
+    rng = np.random.default_rng(0)
+    x = torch.linspace(0, 1, 25, dtype=torch.float64)[:, None]
+    y = torch.sin(2 * np.pi * x[:, 0]) + 0.1 * torch.as_tensor(rng.standard_normal(25))
+    b = BPINN(MLP((0, 1), (6,), seed=2), [Task("y", lambda f, th: f(x) - y, noise=0.1)], weighting="fixed")
+    b.warmup(100, lbfgs_rounds=1, lbfgs_steps=30)
+    idx = b.subnetwork_index("output")
+    assert len(idx) == 7 and len(b.subnetwork_index("all")) == b.n_weights
+    xt = torch.linspace(0.05, 0.95, 7, dtype=torch.float64)[:, None]
+    params, _ = b._split(b.z_map)
+    head = {k: v for k, v in params.items() if k.startswith("mlp.2")}
+
+    def out(h, X):
+        return functional_call(b.net, {**params, **h}, (X,))
+
+    design = {X: torch.cat([t.reshape(len(X), -1) for t in torch.func.jacrev(out)(head, X).values()], dim=1)
+              for X in (x, xt)}  # f is linear in the head: f = design @ head (zero prior mean)
+    cov = torch.linalg.inv(design[x].T @ design[x] / 0.1 ** 2 + torch.eye(7, dtype=torch.float64))
+    mean = cov @ design[x].T @ y / 0.1 ** 2
+    res = b.sample(xt.numpy(), draws=250, tune=50, chains=1, num_steps=6, restarts=False)
+    sd = torch.sqrt(torch.einsum("ij,jk,ik->i", design[xt], cov, design[xt])).numpy()
+    assert np.allclose(res.mean["u"], (design[xt] @ mean).numpy(), atol=0.3 * sd.max())
+    assert np.allclose(res.std["u"], sd, rtol=0.25)
+    assert res.diagnostics["sampled_dim"] == 7 and res.diagnostics["divergences"] == 0
+
+
 def test_hmc_samples_an_ill_conditioned_gaussian():
     # scales 100 apart: the adapted diagonal mass matrix makes both directions mix
     scale = torch.tensor([0.01, 1.0], dtype=torch.float64)

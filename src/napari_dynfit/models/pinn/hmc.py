@@ -95,7 +95,8 @@ def _find_step_size(potential, z, u, g, inv_mass, gen, eps=0.1, tries=40):
 
 
 def hmc_chain(potential, z0: torch.Tensor, *, draws: int = 200, tune: int = 200, num_steps: int = 20,
-              target_accept: float = 0.8, seed: int = 0, callback=None, should_stop=None) -> ChainResult:
+              target_accept: float = 0.8, seed: int = 0, adapt_mass: bool = True, callback=None,
+              should_stop=None) -> ChainResult:
     """Sample ``exp(-potential(z))`` by HMC from ``z0``.
 
     Parameters
@@ -112,6 +113,9 @@ def hmc_chain(potential, z0: torch.Tensor, *, draws: int = 200, tune: int = 200,
         Target mean acceptance probability of the step-size adaptation.
     seed : int
         Seed of the momenta and Metropolis decisions.
+    adapt_mass : bool
+        Adapt the diagonal mass matrix (off: unit mass, for a potential that is already
+        preconditioned, e.g. whitened by a Laplace covariance).
     callback : callable, optional
         ``callback(i, total, z)`` after every iteration ``i`` (tuning first), ``z`` the current state.
     should_stop : callable, optional
@@ -128,7 +132,7 @@ def hmc_chain(potential, z0: torch.Tensor, *, draws: int = 200, tune: int = 200,
     u, g = _value_and_grad(potential, z)
     eps = _find_step_size(potential, z, u, g, inv_mass, gen)
     tune, draws = int(tune), int(draws)
-    windows = {int(f * tune) for f in (0.3, 0.55, 0.85)} if tune >= 20 else set()
+    windows = {int(f * tune) for f in (0.3, 0.55, 0.85)} if tune >= 20 and adapt_mass else set()
     win = []
 
     def restart(e):
