@@ -235,3 +235,72 @@ def test_closing_the_viewer_stops_and_joins_a_running_job(make_napari_viewer, qt
         qtbot.wait(10)
     assert len(shown) == n  # nothing delivered after the close
     assert job.join(0) and not job.running  # the worker thread ended; its end was handled
+
+
+T0 = 2.0  # the movie's first frame is at 2 s (an OME-Zarr time translation)
+
+
+def _time_axis_ok(viewer, t0):
+    """The dims slider: the time axis starts at the movie's first frame and is labelled ``t`` (not napari's
+    default ``-3``: a layer without labels or at another time would show there)."""
+    rng = viewer.dims.range[0]
+    assert rng.start == pytest.approx(t0), [(ly.name, ly.extent.world[:, 0]) for ly in viewer.layers]
+    assert viewer.dims.axis_labels[0] == "t"
+    sliders = viewer.window._qt_viewer.dims.slider_widgets
+    assert sliders[0].axis_label.text() == "t"
+
+
+@pytest.mark.gui
+def test_time_axis_starts_at_the_movie_after_each_step(make_napari_viewer, qtbot, tmp_path):
+    """After each step (detect, track, fields, PDE/balance fields read back, latent field, flow drift and
+    trajectories) the time slider starts at the movie's first frame (issue 17: the screenshots' slider at -3)."""
+    from napari_dynfit._napari._flow_widget import FlowWidget
+    from napari_dynfit._napari._geometry import fields_kwargs
+    from napari_dynfit._napari._panel import FieldsFromTracks
+    from napari_dynfit._napari._pinn_widget import LatentFieldWidget
+    from napari_dynfit._napari._track_widget import TrackWidget
+    from napari_dynfit.fields import FieldBundle
+
+    viewer = make_napari_viewer()
+    movie, truth = _spots_movie()
+    image = viewer.add_image(movie, name="movie", **movie_geometry(SCALE, DT, origin=ORIGIN, t0=T0,
+                                                                   space_unit="micrometer"))
+    _time_axis_ok(viewer, T0)
+    trk = TrackWidget(viewer)
+    trk._image.value, trk._sigma.value = image, 1.5
+    trk.detect(sync=True)
+    _time_axis_ok(viewer, T0)
+    det = viewer.layers["detections"]
+    assert _nearest(_world(det), truth + [T0, 0, 0]).max() < HALF_PX
+    trk._source.value = det
+    trk.track(sync=True)
+    _time_axis_ok(viewer, T0)
+    tracks = viewer.layers["tracks"]
+
+    glue = FieldsFromTracks(viewer, lambda: tmp_path)
+    glue._layer.value = tracks
+    glue._auto.value, glue._grid.value, glue._kernel.value, glue._dt.value = False, SCALE[0], 0.4, DT
+    path = glue.run()
+    assert path is not None, glue._status.value
+    _time_axis_ok(viewer, T0)
+    back = fields_kwargs(FieldBundle.from_zarr(path))  # what the PDE and balance steps draw from the file
+    assert back["translate"][0] == pytest.approx(T0) and back["axis_labels"][0] == "t"
+
+    pinn = LatentFieldWidget(viewer)  # the latent field's grid (frame times * dt) on the movie's time axis
+    pinn._dt.value, pinn._source = DT, tracks
+    coords = {"t": np.arange(8) * DT, "y": np.linspace(10, 23, 14), "x": np.linspace(5, 18, 14)}
+    viewer.add_image(np.zeros((8, 14, 14)), name="latent", **pinn._geometry(coords))
+    _time_axis_ok(viewer, T0)
+
+    flow = FlowWidget(viewer)
+    flow.layer.setCurrentText("detections")
+    flow._source = det
+    base = np.array([[11.0, 6.0], [14.0, 12.0], [12.5, 9.0]])
+    flow._show_drift(np.stack([base, np.full((3, 2), 0.1)], axis=1))
+    _time_axis_ok(viewer, T0)
+    times = np.repeat(np.arange(4) * DT / 2, 2)  # sampled paths: two per time, half a frame apart
+    paths = np.c_[np.tile([0, 1], 4), np.zeros(8), 10 + times, 5 + times]
+    data, kw = flow._trajectories(paths, times)
+    viewer.add_tracks(data, name="paths", **kw)
+    _time_axis_ok(viewer, T0)
+    np.testing.assert_allclose(_world(viewer.layers["paths"], data[:, 1:])[:, 0], T0 + times)

@@ -124,12 +124,15 @@ def bundle_geometry(bundle, *, space_unit=None, time_unit=None) -> dict:
     """Layer kwargs of the fields of a :class:`~napari_dynfit.fields.FieldBundle` (``t, [z,] y, x`` grids).
 
     Time: ``scale[0]`` = the bundle's time step ``dt``, ``translate[0]`` = its first time (physical, like the
-    movie's time axis); space: the grid spacing and its first grid point. Units: the arguments, else
+    movie's time axis) plus ``attrs["time_origin"]`` (the world time of the core's time 0: the time of frame 0
+    of the movie the fields were made from, 0 unless the movie starts later); space: the grid spacing and its
+    first grid point. Units: the arguments, else
     ``attrs["space_unit"]`` / ``attrs["time_unit"]``, else napari's ``"pixel"`` (the bundle does not say).
     """
     axes = tuple(bundle.space_axes)
     units = getattr(bundle, "attrs", {}) or {}
     origin = tuple(float(bundle.coords[a][0]) for a in axes)
     t = np.asarray(bundle.coords["t"], float)
-    return Geometry(tuple(float(s) for s in bundle.spacing), origin, float(bundle.dt), float(t[0]),
+    t0 = float(t[0]) + float(units.get("time_origin", 0.0) or 0.0)
+    return Geometry(tuple(float(s) for s in bundle.spacing), origin, float(bundle.dt), t0,
                     space_unit or units.get("space_unit"), time_unit or units.get("time_unit") or NO_UNIT).kwargs()
