@@ -304,3 +304,61 @@ def test_time_axis_starts_at_the_movie_after_each_step(make_napari_viewer, qtbot
     viewer.add_tracks(data, name="paths", **kw)
     _time_axis_ok(viewer, T0)
     np.testing.assert_allclose(_world(viewer.layers["paths"], data[:, 1:])[:, 0], T0 + times)
+
+
+class _LinearFlow:
+    """A flow model as the layer helpers use it: drift ``f(x) = A (x - c)``, growth ``g(x) = x . w``."""
+
+    def __init__(self, A, c, w):
+        self.A, self.c, self.w = np.asarray(A, float), np.asarray(c, float), np.asarray(w, float)
+
+    def drift(self, x):
+        return (np.asarray(x, float) - self.c) @ self.A.T
+
+    def growth(self, x):
+        return np.asarray(x, float) @ self.w
+
+
+@pytest.mark.gui
+def test_flow_vectors_in_3d_overlay_the_points(make_napari_viewer):
+    """3D detections (t, z, y, x) with anisotropic voxels and an origin: the drift arrows are 3D (z, y, x), at
+    their world positions with their world directions, in the points' units and labels; the growth map too."""
+    from napari_dynfit._napari._flow_widget import FlowWidget
+    from napari_dynfit._napari._geometry import layer_kwargs
+    from napari_dynfit.models.flow.layers import drift_vectors, growth_map
+
+    spacing, origin = (1.0, 0.2, 0.2), (3.0, 10.0, 5.0)
+    rng = np.random.default_rng(1)
+    world = np.c_[rng.uniform(3, 13, 400), rng.uniform(10, 20, 400), rng.uniform(5, 15, 400)]
+    frames = np.repeat(np.arange(4), 100)
+    geo = movie_geometry(spacing, DT, origin=origin, space_unit="micrometer")
+    viewer = make_napari_viewer()
+    pts = viewer.add_points(np.c_[frames, (world - origin) / spacing], name="cells", **geo)
+    w = FlowWidget(viewer)
+    w.layer.setCurrentText("cells")
+    snaps = w.snapshots()
+    assert snaps.dim == 3 and tuple(snaps.columns) == ("z", "y", "x")
+    np.testing.assert_allclose(np.concatenate(snaps.samples), world)  # fitted in world units (µm)
+    model = _LinearFlow([[-1.0, 0.5, 0.0], [0.0, -1.0, 0.3], [0.2, 0.0, -1.0]], world.mean(0), [0.1, -0.2, 0.3])
+    vec = drift_vectors(model, snaps)
+    assert vec.shape == (8 ** 3, 2, 3)
+    for a in range(3):  # a grid over all three axes, not a (z, y) slice drawn as (y, x)
+        assert len(np.unique(vec[:, 0, a])) == 8
+    np.testing.assert_allclose(vec[:, 1], model.drift(vec[:, 0]) * 0.1)
+    w._source = pts
+    w._show_drift(vec)
+    lay = viewer.layers["PFI drift"]
+    assert lay.ndim == 3 and tuple(lay.axis_labels) == ("z", "y", "x")
+    assert [str(u) for u in lay.units] == ["micrometer"] * 3
+    bases = _world(lay, lay.data[:, 0])
+    np.testing.assert_allclose(bases, vec[:, 0], atol=1e-9)
+    tips = _world(lay, lay.data[:, 0] + lay.data[:, 1]) - bases
+    cos = (tips * vec[:, 1]).sum(1) / np.linalg.norm(tips, axis=1) / np.linalg.norm(vec[:, 1], axis=1)
+    assert np.allclose(cos, 1.0)
+
+    img, kw = growth_map(model, snaps)
+    assert img.shape == (24, 24, 24)
+    growth = viewer.add_image(img, name="PFI growth", **{**layer_kwargs(pts, axes=3), **kw})
+    idx = np.array([[0, 0, 0], [5, 17, 3], [23, 23, 23]])
+    np.testing.assert_allclose(img[tuple(idx.T)], model.growth(_world(growth, idx)))
+    assert tuple(growth.axis_labels) == ("z", "y", "x")
