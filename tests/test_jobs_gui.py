@@ -132,6 +132,27 @@ def test_train_click_does_not_compute_on_the_gui_thread(make_napari_viewer, qtbo
     assert spent < 0.5, f"Train computed {spent:.2f} s on the GUI thread"
 
 
+def test_coarse_grain_click_runs_in_the_worker(make_napari_viewer, qtbot, tmp_path):
+    """The panel's Coarse-grain button (fields from tracks) computes and writes in the job's worker, with Cancel;
+    the fields arrive as layers and the path as the step's result."""
+    from napari_dynfit._napari._panel import FieldsFromTracks
+
+    viewer = make_napari_viewer()
+    glue = FieldsFromTracks(viewer, lambda: tmp_path)
+    glue._layer.value = _tracks(viewer)
+    made = []
+    glue.made.connect(made.append)
+    t0 = time.thread_time()
+    glue._run.native.click()
+    assert time.thread_time() - t0 < 0.5 and glue._job.running and glue._cancel.enabled
+    qtbot.waitUntil(lambda: not glue._job.running, timeout=120_000)
+    assert made == [tmp_path / "fields.zarr"] and glue.path == made[0] and "fields: rho" in viewer.layers
+    glue._run.native.click()
+    glue._cancel.native.click()
+    qtbot.waitUntil(lambda: not glue._job.running, timeout=120_000)
+    assert glue._status.value == "cancelled" and len(made) == 1
+
+
 def test_pinn_set_up_stops_at_cancel(make_napari_viewer, qtbot):
     """Cancel during the PINN step's preparation (importing torch, reading the tracks, building the problem):
     the set-up reports its stages and stops at the next one; in the widget the job ends "cancelled" without
