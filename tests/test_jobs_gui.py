@@ -153,6 +153,21 @@ def test_coarse_grain_click_runs_in_the_worker(make_napari_viewer, qtbot, tmp_pa
     assert glue._status.value == "cancelled" and len(made) == 1
 
 
+def test_msd_plot_computes_in_its_worker(make_napari_viewer, qtbot):
+    """The panel's MSD plot of a new Tracks layer is computed in its job, not on the GUI thread (the full sample's
+    tracks take seconds); a newer layer's MSD replaces it."""
+    from napari_dynfit._napari._panel import STEPS, DynFitPanel
+
+    viewer = make_napari_viewer()
+    panel = DynFitPanel(viewer)
+    panel.step([s[2] for s in STEPS].index("TrackWidget"))
+    plot = panel.extra("MsdPlot")
+    _tracks(viewer, n=400, frames=40)
+    assert plot.job.running and plot.msd is None  # handed to the worker, not computed in the insert event
+    qtbot.waitUntil(lambda: not plot.job.running, timeout=120_000)
+    assert plot.msd is not None and len(plot.msd) == 10 and "MSD of 'tracks'" in plot._title.text()
+
+
 def test_pinn_set_up_stops_at_cancel(make_napari_viewer, qtbot):
     """Cancel during the PINN step's preparation (importing torch, reading the tracks, building the problem):
     the set-up reports its stages and stops at the next one; in the widget the job ends "cancelled" without

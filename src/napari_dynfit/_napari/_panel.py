@@ -479,8 +479,9 @@ class DynFitPanel(QWidget):
             layer.events.data.connect(lambda *_: self.update_msd(layer))
             self.update_msd(layer)
 
-    def update_msd(self, layer=None):
-        """Redraw the MSD plot of ``layer`` (default: the newest Tracks layer); returns the MSD table."""
+    def update_msd(self, layer=None, *, block: bool = False):
+        """Redraw the MSD plot of ``layer`` (default: the newest Tracks layer) in the plot's worker; with ``block``
+        in the calling thread, returning the MSD table."""
         from ._plots import abp_theory
 
         plot = self.extra("MsdPlot")
@@ -495,7 +496,7 @@ class DynFitPanel(QWidget):
         d = self.defaults
         dt = (layer.metadata or {}).get("dt") or (d.dt if d is not None else None)
         try:
-            return plot.update(layer, dt=dt, theory=abp_theory(source) if source is not None else None)
+            return plot.update(layer, dt=dt, theory=abp_theory(source) if source is not None else None, block=block)
         except DynfitError as exc:
             self.status.setText(f"MSD: {exc}")
             return None
