@@ -41,6 +41,15 @@ def _process():
         app.processEvents()
 
 
+def _wait(busy) -> None:
+    """Process events while ``busy()`` (a step's job still running in its worker)."""
+    import time
+
+    while busy():
+        _process()
+        time.sleep(0.05)
+
+
 def save_png(img, path: Path, max_bytes: int = MAX_BYTES) -> Path:
     """Write an RGB(A) screenshot as a palette PNG under ``max_bytes`` (downscaled in steps of 10 % if needed),
     through a temporary file and a rename."""
@@ -136,6 +145,7 @@ def pages_3_5(out: Path, pages) -> None:
     trk = panel.step(index["TrackWidget"])
     trk.detect(sync=True)
     trk.track(sync=True)
+    _wait(lambda: panel.extra("MsdPlot").job.running)  # the MSD of the new tracks is computed in its worker
     viewer.dims.set_current_step(0, 30)
     viewer.reset_view()
     if "track" in pages:

@@ -195,7 +195,7 @@ def test_tiff_readers_pixels_and_converted(tmp_path, rng):
     assert get_apr_reader(path) is None and get_pixels_reader(str(tmp_path / "x.apr")) is None
     (data, kwargs, ltype), = get_pixels_reader(path)(path)
     np.testing.assert_array_equal(data, vol)
-    assert ltype == "image" and kwargs["scale"] == [3.0, 1.0, 1.0]
+    assert ltype == "image" and tuple(kwargs["scale"]) == (3.0, 1.0, 1.0)
     (levels, kwargs, ltype), = get_pixels_to_apr_reader(path)(path)
     assert kwargs["multiscale"] and isinstance(levels[0], LazyAprArray) and kwargs["name"] == "v (APR)"
     ref = to_apr(vol, spacing=(3.0, 1.0, 1.0))

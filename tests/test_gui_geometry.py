@@ -235,3 +235,130 @@ def test_closing_the_viewer_stops_and_joins_a_running_job(make_napari_viewer, qt
         qtbot.wait(10)
     assert len(shown) == n  # nothing delivered after the close
     assert job.join(0) and not job.running  # the worker thread ended; its end was handled
+
+
+T0 = 2.0  # the movie's first frame is at 2 s (an OME-Zarr time translation)
+
+
+def _time_axis_ok(viewer, t0):
+    """The dims slider: the time axis starts at the movie's first frame and is labelled ``t`` (not napari's
+    default ``-3``: a layer without labels or at another time would show there)."""
+    rng = viewer.dims.range[0]
+    assert rng.start == pytest.approx(t0), [(ly.name, ly.extent.world[:, 0]) for ly in viewer.layers]
+    assert viewer.dims.axis_labels[0] == "t"
+    sliders = viewer.window._qt_viewer.dims.slider_widgets
+    assert sliders[0].axis_label.text() == "t"
+
+
+@pytest.mark.gui
+def test_time_axis_starts_at_the_movie_after_each_step(make_napari_viewer, qtbot, tmp_path):
+    """After each step (detect, track, fields, PDE/balance fields read back, latent field, flow drift and
+    trajectories) the time slider starts at the movie's first frame (issue 17: the screenshots' slider at -3)."""
+    from napari_dynfit._napari._flow_widget import FlowWidget
+    from napari_dynfit._napari._geometry import fields_kwargs
+    from napari_dynfit._napari._panel import FieldsFromTracks
+    from napari_dynfit._napari._pinn_widget import LatentFieldWidget
+    from napari_dynfit._napari._track_widget import TrackWidget
+    from napari_dynfit.fields import FieldBundle
+
+    viewer = make_napari_viewer()
+    movie, truth = _spots_movie()
+    image = viewer.add_image(movie, name="movie", **movie_geometry(SCALE, DT, origin=ORIGIN, t0=T0,
+                                                                   space_unit="micrometer"))
+    _time_axis_ok(viewer, T0)
+    trk = TrackWidget(viewer)
+    trk._image.value, trk._sigma.value = image, 1.5
+    trk.detect(sync=True)
+    _time_axis_ok(viewer, T0)
+    det = viewer.layers["detections"]
+    assert _nearest(_world(det), truth + [T0, 0, 0]).max() < HALF_PX
+    trk._source.value = det
+    trk.track(sync=True)
+    _time_axis_ok(viewer, T0)
+    tracks = viewer.layers["tracks"]
+
+    glue = FieldsFromTracks(viewer, lambda: tmp_path)
+    glue._layer.value = tracks
+    glue._auto.value, glue._grid.value, glue._kernel.value, glue._dt.value = False, SCALE[0], 0.4, DT
+    path = glue.run()
+    assert path is not None, glue._status.value
+    _time_axis_ok(viewer, T0)
+    back = fields_kwargs(FieldBundle.from_zarr(path))  # what the PDE and balance steps draw from the file
+    assert back["translate"][0] == pytest.approx(T0) and back["axis_labels"][0] == "t"
+
+    pinn = LatentFieldWidget(viewer)  # the latent field's grid (frame times * dt) on the movie's time axis
+    pinn._dt.value, pinn._source = DT, tracks
+    coords = {"t": np.arange(8) * DT, "y": np.linspace(10, 23, 14), "x": np.linspace(5, 18, 14)}
+    viewer.add_image(np.zeros((8, 14, 14)), name="latent", **pinn._geometry(coords))
+    _time_axis_ok(viewer, T0)
+
+    flow = FlowWidget(viewer)
+    flow.layer.setCurrentText("detections")
+    flow._source = det
+    base = np.array([[11.0, 6.0], [14.0, 12.0], [12.5, 9.0]])
+    flow._show_drift(np.stack([base, np.full((3, 2), 0.1)], axis=1))
+    _time_axis_ok(viewer, T0)
+    times = np.repeat(np.arange(4) * DT / 2, 2)  # sampled paths: two per time, half a frame apart
+    paths = np.c_[np.tile([0, 1], 4), np.zeros(8), 10 + times, 5 + times]
+    data, kw = flow._trajectories(paths, times)
+    viewer.add_tracks(data, name="paths", **kw)
+    _time_axis_ok(viewer, T0)
+    np.testing.assert_allclose(_world(viewer.layers["paths"], data[:, 1:])[:, 0], T0 + times)
+
+
+class _LinearFlow:
+    """A flow model as the layer helpers use it: drift ``f(x) = A (x - c)``, growth ``g(x) = x . w``."""
+
+    def __init__(self, A, c, w):
+        self.A, self.c, self.w = np.asarray(A, float), np.asarray(c, float), np.asarray(w, float)
+
+    def drift(self, x):
+        return (np.asarray(x, float) - self.c) @ self.A.T
+
+    def growth(self, x):
+        return np.asarray(x, float) @ self.w
+
+
+@pytest.mark.gui
+def test_flow_vectors_in_3d_overlay_the_points(make_napari_viewer):
+    """3D detections (t, z, y, x) with anisotropic voxels and an origin: the drift arrows are 3D (z, y, x), at
+    their world positions with their world directions, in the points' units and labels; the growth map too."""
+    from napari_dynfit._napari._flow_widget import FlowWidget
+    from napari_dynfit._napari._geometry import layer_kwargs
+    from napari_dynfit.models.flow.layers import drift_vectors, growth_map
+
+    spacing, origin = (1.0, 0.2, 0.2), (3.0, 10.0, 5.0)
+    rng = np.random.default_rng(1)
+    world = np.c_[rng.uniform(3, 13, 400), rng.uniform(10, 20, 400), rng.uniform(5, 15, 400)]
+    frames = np.repeat(np.arange(4), 100)
+    geo = movie_geometry(spacing, DT, origin=origin, space_unit="micrometer")
+    viewer = make_napari_viewer()
+    pts = viewer.add_points(np.c_[frames, (world - origin) / spacing], name="cells", **geo)
+    w = FlowWidget(viewer)
+    w.layer.setCurrentText("cells")
+    snaps = w.snapshots()
+    assert snaps.dim == 3 and tuple(snaps.columns) == ("z", "y", "x")
+    np.testing.assert_allclose(np.concatenate(snaps.samples), world)  # fitted in world units (µm)
+    model = _LinearFlow([[-1.0, 0.5, 0.0], [0.0, -1.0, 0.3], [0.2, 0.0, -1.0]], world.mean(0), [0.1, -0.2, 0.3])
+    vec = drift_vectors(model, snaps)
+    assert vec.shape == (8 ** 3, 2, 3)
+    for a in range(3):  # a grid over all three axes, not a (z, y) slice drawn as (y, x)
+        assert len(np.unique(vec[:, 0, a])) == 8
+    np.testing.assert_allclose(vec[:, 1], model.drift(vec[:, 0]) * 0.1)
+    w._source = pts
+    w._show_drift(vec)
+    lay = viewer.layers["PFI drift"]
+    assert lay.ndim == 3 and tuple(lay.axis_labels) == ("z", "y", "x")
+    assert [str(u) for u in lay.units] == ["micrometer"] * 3
+    bases = _world(lay, lay.data[:, 0])
+    np.testing.assert_allclose(bases, vec[:, 0], atol=1e-9)
+    tips = _world(lay, lay.data[:, 0] + lay.data[:, 1]) - bases
+    cos = (tips * vec[:, 1]).sum(1) / np.linalg.norm(tips, axis=1) / np.linalg.norm(vec[:, 1], axis=1)
+    assert np.allclose(cos, 1.0)
+
+    img, kw = growth_map(model, snaps)
+    assert img.shape == (24, 24, 24)
+    growth = viewer.add_image(img, name="PFI growth", **{**layer_kwargs(pts, axes=3), **kw})
+    idx = np.array([[0, 0, 0], [5, 17, 3], [23, 23, 23]])
+    np.testing.assert_allclose(img[tuple(idx.T)], model.growth(_world(growth, idx)))
+    assert tuple(growth.axis_labels) == ("z", "y", "x")

@@ -132,6 +132,85 @@ def test_train_click_does_not_compute_on_the_gui_thread(make_napari_viewer, qtbo
     assert spent < 0.5, f"Train computed {spent:.2f} s on the GUI thread"
 
 
+def test_coarse_grain_click_runs_in_the_worker(make_napari_viewer, qtbot, tmp_path):
+    """The panel's Coarse-grain button (fields from tracks) computes and writes in the job's worker, with Cancel;
+    the fields arrive as layers and the path as the step's result."""
+    from napari_dynfit._napari._panel import FieldsFromTracks
+
+    viewer = make_napari_viewer()
+    glue = FieldsFromTracks(viewer, lambda: tmp_path)
+    glue._layer.value = _tracks(viewer)
+    made = []
+    glue.made.connect(made.append)
+    t0 = time.thread_time()
+    glue._run.native.click()
+    assert time.thread_time() - t0 < 0.5 and glue._job.running and glue._cancel.enabled
+    qtbot.waitUntil(lambda: not glue._job.running, timeout=120_000)
+    assert made == [tmp_path / "fields.zarr"] and glue.path == made[0] and "fields: rho" in viewer.layers
+    glue._run.native.click()
+    glue._cancel.native.click()
+    qtbot.waitUntil(lambda: not glue._job.running, timeout=120_000)
+    assert glue._status.value == "cancelled" and len(made) == 1
+
+
+def test_msd_plot_computes_in_its_worker(make_napari_viewer, qtbot):
+    """The panel's MSD plot of a new Tracks layer is computed in its job, not on the GUI thread (the full sample's
+    tracks take seconds); a newer layer's MSD replaces it."""
+    from napari_dynfit._napari._panel import STEPS, DynFitPanel
+
+    viewer = make_napari_viewer()
+    panel = DynFitPanel(viewer)
+    panel.step([s[2] for s in STEPS].index("TrackWidget"))
+    plot = panel.extra("MsdPlot")
+    _tracks(viewer, n=400, frames=40)
+    assert plot.job.running and plot.msd is None  # handed to the worker, not computed in the insert event
+    qtbot.waitUntil(lambda: not plot.job.running, timeout=120_000)
+    assert plot.msd is not None and len(plot.msd) == 10 and "MSD of 'tracks'" in plot._title.text()
+
+
+def test_pinn_set_up_stops_at_cancel(make_napari_viewer, qtbot):
+    """Cancel during the PINN step's preparation (importing torch, reading the tracks, building the problem):
+    the set-up reports its stages and stops at the next one; in the widget the job ends "cancelled" without
+    training or adding a layer (issue 17)."""
+    import threading
+
+    from napari_dynfit._napari._pinn_widget import LAYER, SETUP, SETUP_STAGES, LatentFieldWidget
+    from napari_dynfit._progress import progress_context
+    from napari_dynfit.errors import Cancelled
+
+    pytest.importorskip("torch")
+    viewer = make_napari_viewer()
+    layer = _tracks(viewer, n=100, frames=10)
+    seen, ev = [], threading.Event()
+
+    def progress(done, total, desc):
+        seen.append((done, total, desc))
+        if desc == SETUP and done == 1:
+            ev.set()  # Cancel pressed after the imports
+
+    settings = {"layer": layer, "dt": 1.0, "box": None, "weighting": "fixed", "grid": 8, "steps": 10, "chunk": 10,
+                "checkpoint": None}
+    with progress_context(progress, ev), pytest.raises(Cancelled):
+        next(LatentFieldWidget.training(settings))
+    assert seen == [(0, SETUP_STAGES, SETUP), (1, SETUP_STAGES, SETUP)]  # nothing after the cancel
+
+    # through the widget's job: Cancel at the first set-up stage it shows
+    pinn = LatentFieldWidget(viewer)
+    pinn._steps.value, pinn._chunk.value = 1_000_000, 10_000  # the first overlay only after 10 000 steps
+    shown = []
+
+    def on_progress(done, total, desc, gen):
+        shown.append(desc)
+        if desc == SETUP:
+            pinn.stop()
+
+    pinn._job.progressed.connect(on_progress)
+    pinn.train()
+    qtbot.waitUntil(lambda: not pinn._job.running, timeout=120_000)
+    assert SETUP in shown and pinn._status.value == "cancelled"
+    assert LAYER not in viewer.layers and pinn._job.join(0)
+
+
 @pytest.mark.slow
 def test_fit_click_does_not_compute_on_the_gui_thread(make_napari_viewer, qtbot):
     """Flow Fit: reading the snapshots and importing torch happen in the worker (slow: the fit's set-up before its

@@ -186,6 +186,30 @@ def test_cancel_saves_checkpoint(tmp_path):
     assert 20 <= q.step < 1000
 
 
+def test_set_up_stops_at_cancel():
+    """Cancel during the set-up (reading the tracks, the spectral estimate, building the network) stops it at the
+    next check: the estimate's least-squares loop and the stages of latent_chemotaxis_pinn (issue 17; the
+    widget's stages: tests/test_jobs_gui.py)."""
+    import threading
+
+    from napari_dynfit._progress import progress_context
+    from napari_dynfit.errors import Cancelled
+
+    sim = simulate_chemotaxis(n_cells=60, n_frames=6, substeps=2, grid=16, seed=0)
+    ev = threading.Event()
+    ev.set()  # pressed before the set-up began: nothing is built
+    with progress_context(None, ev), pytest.raises(Cancelled):
+        latent_chemotaxis_pinn(sim.to_table(), hidden=(8,), device="cpu")
+
+    # pressed while the spectral estimate runs: it stops at its next evaluation, not after the fit
+    calls = []
+    src = lambda X: (calls.append(1), ev.set())[0] or sim.source_function(X[:, 1], X[:, 2])  # noqa: E731
+    ev.clear()
+    with progress_context(None, ev), pytest.raises(Cancelled):
+        latent_chemotaxis_pinn(sim.to_table(), source=src, box=sim.box, hidden=(8,), device="cpu")
+    assert len(calls) == 1  # the source is read once, before the first evaluation
+
+
 def test_bad_inputs():
     net = FieldNetwork([(0, 1), (0, 1)], {"u": "scalar"}, hidden=(4,))
     with pytest.raises(InputError, match="undeclared coefficients"):

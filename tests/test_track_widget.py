@@ -92,7 +92,7 @@ def test_dark_polarity_and_track_analysis(make_napari_viewer, rng):
                            "y": pos[..., 0].ravel() / 0.2, "x": pos[..., 1].ravel() / 0.2, "parent_id": -1})
     data, _, graph = to_napari_tracks(tracks)
     viewer.add_tracks(data, name="tracks", scale=(1, 0.2, 0.2), metadata={"dt": dt})
-    w.analyse()
+    w.analyse(sync=True)
     fit, vacf = w.analysis
     assert pytest.approx(D, rel=0.1) == fit.D
     assert abs(vacf["vacf"].iloc[1]) < 0.1 and vacf["vacf"].iloc[0] == pytest.approx(1.0)

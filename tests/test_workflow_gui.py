@@ -113,6 +113,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     # the periodic box cuts tracks at its edges; spurious spots make 1-2 frame tracks
     assert n_particles <= (lengths >= 5).sum() < 2.5 * n_particles, (lengths >= 5).sum()
     assert lengths[lengths >= 5].sum() / 50 == pytest.approx(n_particles, rel=0.08)
+    qtbot.waitUntil(lambda: panel.extra("MsdPlot").msd is not None, timeout=600_000)  # computed in its worker
     msd = panel.extra("MsdPlot").msd
     assert msd is not None and len(msd) >= 5
     # MSD of the tracks (physical units) against the active Brownian particle theory at 0.5 s

@@ -48,7 +48,12 @@ class TiffAxes:
         Where ``axes`` came from: ``"given"`` (the caller), ``"imagej"``, ``"ome"``, ``"shaped"`` (tifffile's
         metadata) or ``"2d"`` (two dimensions are ``yx``).
     units : dict
-        Units of the axes in ``scale`` as ImageJ names them (``unit`` for ``z``/``y``/``x``, ``tunit`` for ``t``).
+        Units of the axes in ``scale`` as the file names them: ImageJ's ``unit`` for ``z``/``y``/``x`` and
+        ``tunit`` (default ``"sec"``, ImageJ's) for ``t``; OME's ``PhysicalSize*Unit`` (default ``"µm"``) and
+        ``TimeIncrementUnit`` (default ``"s"``).
+    origin : dict
+        World position of pixel 0 per spatial axis (ImageJ's ``xorigin``/``yorigin``/``zorigin``, which are in
+        pixels: ``-origin * pixel size``). Absent keys: 0.
     """
 
     axes: str
@@ -57,6 +62,7 @@ class TiffAxes:
     scale: dict = field(default_factory=dict)
     source: str = ""
     units: dict = field(default_factory=dict)
+    origin: dict = field(default_factory=dict)
 
 
 def check_axes(axes: str, ndim: int, path, *, hint: str = "") -> str:
@@ -99,6 +105,7 @@ def tiff_axes(path, axes: str | None = None) -> TiffAxes:
             series = tf.series[0]
             found, shape, dtype, kind = series.axes.lower(), tuple(series.shape), np.dtype(series.dtype), series.kind
             ij = tf.imagej_metadata or {}
+            ome = _ome_pixels(tf.ome_metadata) if tf.is_ome else {}
             tags = tf.pages[0].tags
             res = [tags[k].value for k in ("YResolution", "XResolution") if k in tags]
     except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
@@ -115,15 +122,40 @@ def tiff_axes(path, axes: str | None = None) -> TiffAxes:
         raise AmbiguousAxesError(f"'{p}' has {n} dimensions {shape} and no axis metadata: say what they are with "
                                  f"{_CHOICES.get(n, '--axes (letters among t, c, z, y, x)')} "
                                  "(axes=... in Python)", n)
-    scale = {}
+    scale, units, origin = {}, {}, {}
     if len(res) == 2 and ij.get("unit") not in (None, "", "pixel") and all(r[0] for r in res):
         scale["y"], scale["x"] = (r[1] / r[0] for r in res)
     if "spacing" in ij:
         scale["z"] = float(ij["spacing"])
     if ij.get("finterval"):
         scale["t"] = float(ij["finterval"])
-    units = {a: (ij.get("tunit") if a == "t" else ij.get("unit")) for a in scale}
-    return TiffAxes(axes=out, shape=shape, dtype=dtype, scale=scale, source=source, units=units)
+    units = {a: (ij.get("tunit") or "sec" if a == "t" else ij.get("unit")) for a in scale}
+    for a in "zyx":  # ImageJ's calibration origin is in pixels
+        if ij.get(f"{a}origin") and a in scale:
+            origin[a] = -float(ij[f"{a}origin"]) * scale[a]
+    for a, (size, unit) in ome.items():  # OME-TIFF: PhysicalSize* and TimeIncrement
+        scale.setdefault(a, size)
+        units.setdefault(a, unit)
+    return TiffAxes(axes=out, shape=shape, dtype=dtype, scale=scale, source=source, units=units, origin=origin)
+
+
+def _ome_pixels(xml) -> dict:
+    """``axis -> (size, unit)`` from the first image's OME ``Pixels`` element (``PhysicalSizeX/Y/Z`` with their
+    units, default µm; ``TimeIncrement``, default s); ``{}`` when the XML says nothing or cannot be parsed."""
+    import tifffile
+
+    try:
+        image = tifffile.xml2dict(xml or "").get("OME", {}).get("Image", {})
+        pixels = (image[0] if isinstance(image, list) else image).get("Pixels", {})
+    except Exception:  # metadata we cannot parse: the file's pixels are still readable
+        return {}
+    out = {}
+    for a, key, default in (("x", "PhysicalSizeX", "µm"), ("y", "PhysicalSizeY", "µm"), ("z", "PhysicalSizeZ", "µm"),
+                            ("t", "TimeIncrement", "s")):
+        size = pixels.get(key)
+        if isinstance(size, (int, float)) and size > 0:
+            out[a] = (float(size), str(pixels.get(f"{key}Unit") or default))
+    return out
 
 
 def read_tiff(path, axes: str | None = None) -> tuple[np.ndarray, TiffAxes]:

@@ -124,12 +124,52 @@ def bundle_geometry(bundle, *, space_unit=None, time_unit=None) -> dict:
     """Layer kwargs of the fields of a :class:`~napari_dynfit.fields.FieldBundle` (``t, [z,] y, x`` grids).
 
     Time: ``scale[0]`` = the bundle's time step ``dt``, ``translate[0]`` = its first time (physical, like the
-    movie's time axis); space: the grid spacing and its first grid point. Units: the arguments, else
+    movie's time axis) plus ``attrs["time_origin"]`` (the world time of the core's time 0: the time of frame 0
+    of the movie the fields were made from, 0 unless the movie starts later); space: the grid spacing and its
+    first grid point. Units: the arguments, else
     ``attrs["space_unit"]`` / ``attrs["time_unit"]``, else napari's ``"pixel"`` (the bundle does not say).
     """
     axes = tuple(bundle.space_axes)
     units = getattr(bundle, "attrs", {}) or {}
     origin = tuple(float(bundle.coords[a][0]) for a in axes)
     t = np.asarray(bundle.coords["t"], float)
-    return Geometry(tuple(float(s) for s in bundle.spacing), origin, float(bundle.dt), float(t[0]),
+    t0 = float(t[0]) + float(units.get("time_origin", 0.0) or 0.0)
+    return Geometry(tuple(float(s) for s in bundle.spacing), origin, float(bundle.dt), t0,
                     space_unit or units.get("space_unit"), time_unit or units.get("time_unit") or NO_UNIT).kwargs()
+
+
+def axes_geometry(axes: str, scale, units, origin=None) -> dict:
+    """Layer kwargs of an image whose axes a file names (``"tczyx"`` letters), under the convention.
+
+    Parameters
+    ----------
+    axes : str
+        One letter per axis among ``tczyx``; ``c`` is left out of the result (napari's ``channel_axis``).
+    scale : sequence of float
+        Per axis: pixel size, frame interval for ``t`` (1 where the file says nothing).
+    units : sequence of str or None
+        Per axis, as the file names them (``"micron"``, ``"µm"``, ``"s"``...); ``None``: none given.
+    origin : sequence of float, optional
+        Per axis: world position of pixel 0 / time of frame 0 (default 0).
+
+    Returns
+    -------
+    dict
+        ``scale``, ``translate``, ``units`` (napari's names; ``"pixel"`` where the file gives none; a frame interval
+        other than 1 without a unit: seconds), ``axis_labels`` (the letters) and, with a ``t`` axis whose interval
+        the file gives, ``dt``.
+    """
+    origin = tuple(origin or ()) or (0.0,) * len(axes)
+    keep = [i for i, a in enumerate(axes) if a != "c"]
+    out = {"scale": tuple(float(scale[i]) for i in keep), "translate": tuple(float(origin[i]) for i in keep),
+           "axis_labels": tuple(axes[i] for i in keep)}
+    names = []
+    for i in keep:
+        u = unit_name(units[i]) if units and units[i] else None
+        if u is None and axes[i] == TIME_LABEL and float(scale[i]) != 1.0:
+            u = DEFAULT_TIME_UNIT
+        names.append(u or NO_UNIT)
+        if axes[i] == TIME_LABEL and names[-1] != NO_UNIT:
+            out["dt"] = float(scale[i])
+    out["units"] = tuple(names)
+    return out

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..apr.io import APR_SUFFIX, MOVIE_SUFFIX, PIXEL_SUFFIXES
+from ..geometry import NO_UNIT
 
 
 def _one_path(path):
@@ -116,16 +117,41 @@ def _read_pixels(path) -> dict:
         return px
 
 
+def _napari_units(units) -> tuple:
+    """Units napari (pint) knows; one it does not becomes ``"pixel"`` (the layer still opens, with its scale)."""
+    from napari.utils._units import get_unit_registry
+
+    reg, out = get_unit_registry(), []
+    for u in units:
+        try:
+            reg.Unit(u)
+            out.append(u)
+        except Exception:  # pint's UndefinedUnitError and parse errors: a unit spelled as napari cannot read
+            out.append(NO_UNIT)
+    return tuple(out)
+
+
 def _pixel_layer(path):
+    """One image layer (per channel) of a TIFF / OME-Zarr with the file's geometry: ``scale``, ``translate``,
+    ``units`` and ``axis_labels`` of :meth:`napari_dynfit.io.ImageData.layer_geometry` (the time convention of
+    :mod:`napari_dynfit.geometry`: frames with ``scale[0]`` = the frame interval), ``metadata["dt"]`` when the
+    file gives a frame interval; an OME-Zarr pyramid opens as a multiscale layer (lazy levels)."""
     px = _read_pixels(_one_path(path))
-    kwargs = {"name": px["name"], "scale": px["scale"],
-              "metadata": {"axes": px["axes"], "axes_source": px.get("axes_source", "")}}
+    from ..geometry import axes_geometry
+
+    geo = axes_geometry(px["axes"], px["scale"], px.get("units"), px.get("origin"))
+    dt = geo.pop("dt", None)
+    geo["units"] = _napari_units(geo["units"])
+    meta = {"axes": px["axes"], "axes_source": px.get("axes_source", "")}
+    if dt is not None:
+        meta["dt"] = dt
+    kwargs = {"name": px["name"], **geo, "metadata": meta}
     if "c" in px["axes"]:
         kwargs["channel_axis"] = px["axes"].index("c")
-        kwargs["scale"] = [s for a, s in zip(px["axes"], px["scale"]) if a != "c"]
-    # the time convention (napari_dynfit.geometry): frames with scale[0] = the frame interval, labels t, [z,] y, x
-    kwargs["axis_labels"] = tuple(a for a in px["axes"] if a != "c")
-    return [(px["data"], kwargs, "image")]
+    data = px["data"]
+    if px.get("levels"):
+        data, kwargs["multiscale"] = list(px["levels"]), True
+    return [(data, kwargs, "image")]
 
 
 def apr_layers_from_result(result, name: str, mode: str = "constant") -> list:

@@ -48,7 +48,7 @@ class FlowWidget(StepContract, QWidget):
         self.model = None
         form = QFormLayout(self)
         self.layer = QComboBox()
-        form.addRow("points (frame, y, x)", self.layer)
+        form.addRow("points (frame, [z,] y, x)", self.layer)
         self.h5ad = QLineEdit(placeholderText="or an AnnData .h5ad file (instead of the points)")
         form.addRow("AnnData .h5ad", self.h5ad)
         self.time_key = QLineEdit("time")
@@ -192,12 +192,16 @@ class FlowWidget(StepContract, QWidget):
                         busy="score matching ...", block=block)
 
     def _show_drift(self, vectors):
-        """Draw the drift (world coordinates ``(n, 2, 2)``) over the source layer, arrows sized to their grid."""
+        """Draw the drift (world coordinates ``(n, 2, k)``: ``y, x`` or ``z, y, x``) over the source layer's last
+        ``k`` axes (its space), arrows sized to their grid."""
         from ._geometry import arrow_style, world_vectors
 
         vectors, width = arrow_style(vectors)
-        data, kw = world_vectors(self._source, vectors[:, 0], vectors[:, 1], axes=2)
-        width = width / float(np.sqrt(np.prod(kw.get("scale", (1.0, 1.0)))))  # napari's width: data units
+        k = vectors.shape[2]
+        source = self._source if self._source is not None and self._source.ndim > k else None
+        data, kw = world_vectors(source, vectors[:, 0], vectors[:, 1], axes=k)
+        scale = np.asarray(kw.get("scale", (1.0,) * k), float)
+        width = width / float(np.prod(scale) ** (1.0 / k))  # napari's width: data units (geometric mean pixel)
         if "PFI drift" in self.viewer.layers:
             lay = self.viewer.layers["PFI drift"]
             lay.data, lay.edge_width = data, width
@@ -214,8 +218,8 @@ class FlowWidget(StepContract, QWidget):
         self._show_drift(drift_vectors(model, snaps))
         if model.growth_net is not None and snaps.dim >= 2:
             img, kw = growth_map(model, snaps)  # world grid: keep it, with the source's units and labels
-            if self._source is not None:
-                kw = {**layer_kwargs(self._source, axes=2), **kw}
+            if self._source is not None and self._source.ndim > img.ndim:
+                kw = {**layer_kwargs(self._source, axes=img.ndim), **kw}
             self.viewer.add_image(img, name="PFI growth", colormap="PiYG", opacity=0.6, **kw)
         self.made.emit(model)
         table = trajectory_table(model, snaps, n_paths=100)

@@ -152,7 +152,8 @@ def fields_kwargs(bundle, source=None) -> dict:
     bundle's time step and grid (:func:`napari_dynfit.geometry.bundle_geometry`); the units are the source
     layer's (the tracks or movie the fields were made from) when it has them, and are then recorded in
     ``bundle.attrs`` (``time_unit``, ``space_unit``: the PDE and balance steps read the bundle back from its file),
-    else the bundle's ``attrs``.
+    else the bundle's ``attrs``; so is the time of the source's frame 0 (``time_origin``: fields of a movie that
+    starts at ``t0`` start at ``t0``).
     """
     from ..geometry import bundle_geometry
 
@@ -160,6 +161,9 @@ def fields_kwargs(bundle, source=None) -> dict:
     nd = len(bundle.space_axes)
     if units and len(units) >= nd + 1:
         bundle.attrs["time_unit"], bundle.attrs["space_unit"] = units[-nd - 1], units[-1]
+    if source is not None and int(getattr(source, "ndim", 0)) == nd + 1:
+        # core times count from the source's frame 0; it sits at translate[0] on the source's time axis
+        bundle.attrs["time_origin"] = float(np.asarray(source.translate, float)[0])
     return bundle_geometry(bundle)
 
 

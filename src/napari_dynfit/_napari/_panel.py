@@ -143,15 +143,19 @@ class FieldsFromTracks(StepContract, Container):
         self._dt = FloatSpinBox(value=1.0, min=1e-9, max=1e9, step=0.1, label="frame interval")
         self._run = PushButton(text="Coarse-grain")
         self._run.tooltip = "coarse-grain the tracks into density and polarisation fields"
+        self._cancel = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
         self._status.native.setWordWrap(True)
         self.extend([self._layer, self._truth, self._auto, self._grid, self._kernel, self._box_y, self._box_x,
-                     self._periodic, self._fill, self._dt, self._run, self._status])
+                     self._periodic, self._fill, self._dt, self._run, self._cancel, self._status])
         self._auto.changed.connect(self._manual_grid)
         self._manual_grid()
         self.bundle = None
         self.path = None
-        self._run.changed.connect(self.run)
+        from ._jobs import StepJob
+
+        self._job = StepJob(self._run, self._cancel, self._status, viewer=napari_viewer)
+        self._run.changed.connect(lambda *_: self.run(block=False))  # the click: in the worker
         self._truth.changed.connect(self._layer.reset_choices)
         self._events = ((napari_viewer.layers.events.inserted, self._layer.reset_choices),
                         (napari_viewer.layers.events.removed, self._layer.reset_choices))
@@ -179,12 +183,19 @@ class FieldsFromTracks(StepContract, Container):
         """The Tracks layer that :meth:`run` coarse-grains (``None``: nothing to coarse-grain)."""
         return self._layer.value
 
-    def run(self, *_):
-        """Coarse-grain the selected tracks; returns the fields file path (``None`` on error)."""
+    def run(self, *_, block: bool = True):
+        """Coarse-grain the selected tracks in the widget's job (the click: in its worker thread, with progress
+        and Cancel; ``block``: in the calling thread); writes ``fields.zarr`` and adds the field layers.
+
+        Returns the fields file path with ``block`` (``None`` on error), else ``None`` (the result arrives with
+        the ``made`` signal).
+        """
         from ..fields.coarse_grain import coarse_grain_table
         from ..track.io_formats import tracks_from_napari
+        from ._geometry import fields_kwargs
 
         layer = self._layer.value
+        self.path = None
         try:
             if layer is None:
                 raise DynfitError("track first (page 3): no Tracks layer to coarse-grain (ground-truth layers "
@@ -192,26 +203,33 @@ class FieldsFromTracks(StepContract, Container):
             df = tracks_from_napari(layer)  # world coordinates: scale and translate
             if "z" in df.columns:
                 raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
-            box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
-            periodic = bool(self._periodic.value and box is not None)
-            auto = bool(self._auto.value)
-            bundle = coarse_grain_table(df, spacing=None if auto else self._grid.value,
-                                        sigma=None if auto else self._kernel.value, box=box, periodic=periodic,
-                                        dt=self._dt.value, fields=("rho", "p"), fill_gaps=bool(self._fill.value))
         except DynfitError as exc:
-            self._status.value = f"error: {exc}"
+            self._job.show_error(exc)
             return None
-        self.bundle = bundle
+        box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
+        periodic = bool(self._periodic.value and box is not None)
+        auto = bool(self._auto.value)
+        kw = dict(spacing=None if auto else self._grid.value, sigma=None if auto else self._kernel.value, box=box,
+                  periodic=periodic, dt=self._dt.value, fields=("rho", "p"), fill_gaps=bool(self._fill.value))
+        path = Path(self._workdir()) / "fields.zarr"
+
+        def compute():
+            bundle = coarse_grain_table(df, **kw)
+            geo = fields_kwargs(bundle, layer)  # the fields' times and grid in the tracks' world (sets attrs)
+            bundle.to_zarr(path)
+            return bundle, geo
+
+        self._job.start(compute, on_return=lambda res: self._show(*res, path, auto, df), busy="coarse-graining",
+                        block=block)
+        return self.path if block else None
+
+    def _show(self, bundle, geo, path, auto, df) -> None:
+        import numpy as np
+
+        self.bundle, self.path = bundle, path
         if auto:  # show what the data gave (not a user edit)
             self.set_quietly("kernel", round(float(bundle.attrs["sigma"]), 4))
             self.set_quietly("grid", round(float(bundle.spacing[-1]), 4))
-        from ._geometry import fields_kwargs
-
-        geo = fields_kwargs(bundle, layer)  # the fields' times and grid in the tracks' world (napari_dynfit.geometry)
-        self.path = Path(self._workdir()) / "fields.zarr"
-        bundle.to_zarr(self.path)
-        import numpy as np
-
         for name, arr in (("fields: rho", bundle["rho"]), ("fields: |p|", np.linalg.norm(bundle["p"], axis=-1))):
             if name in self._viewer.layers:
                 self._viewer.layers[name].data = arr
@@ -222,9 +240,8 @@ class FieldsFromTracks(StepContract, Container):
         filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "
                               f"{df['track_id'].nunique()} tracks, kernel {bundle.attrs['sigma']:.3g}, grid "
-                              f"{bundle.spacing[-1]:.3g}{how}{filled} -> {self.path.name}")
-        self.made.emit(self.path)
-        return self.path
+                              f"{bundle.spacing[-1]:.3g}{how}{filled} -> {path.name}")
+        self.made.emit(path)
 
 
 class DynFitPanel(QWidget):
@@ -464,8 +481,9 @@ class DynFitPanel(QWidget):
             layer.events.data.connect(lambda *_: self.update_msd(layer))
             self.update_msd(layer)
 
-    def update_msd(self, layer=None):
-        """Redraw the MSD plot of ``layer`` (default: the newest Tracks layer); returns the MSD table."""
+    def update_msd(self, layer=None, *, block: bool = False):
+        """Redraw the MSD plot of ``layer`` (default: the newest Tracks layer) in the plot's worker; with ``block``
+        in the calling thread, returning the MSD table."""
         from ._plots import abp_theory
 
         plot = self.extra("MsdPlot")
@@ -480,7 +498,7 @@ class DynFitPanel(QWidget):
         d = self.defaults
         dt = (layer.metadata or {}).get("dt") or (d.dt if d is not None else None)
         try:
-            return plot.update(layer, dt=dt, theory=abp_theory(source) if source is not None else None)
+            return plot.update(layer, dt=dt, theory=abp_theory(source) if source is not None else None, block=block)
         except DynfitError as exc:
             self.status.setText(f"MSD: {exc}")
             return None

@@ -17,6 +17,8 @@ from ._plots import make_canvas
 
 LAYER = "latent field (PINN)"
 STD_LAYER = "latent field std (BPINN)"
+#: progress description and number of stages of the set-up before training (reading tracks, building the PINN)
+SETUP, SETUP_STAGES = "PINN set-up", 4
 
 
 class LatentFieldWidget(StepContract, Container):
@@ -82,23 +84,36 @@ class LatentFieldWidget(StepContract, Container):
 
     @staticmethod
     def _problem(settings):
-        """The PINN problem and its display grid from the tracks layer (runs in the worker)."""
-        from ..models.pinn import latent_chemotaxis_pinn
+        """The PINN problem and its display grid from the tracks layer (runs in the worker).
+
+        The set-up reports its stages (:data:`SETUP` in the status label and the activity dock) and stops with
+        :class:`~napari_dynfit.errors.Cancelled` at the next stage once Cancel is pressed (the core checks too:
+        :func:`~napari_dynfit.models.pinn.chemotaxis.latent_chemotaxis_pinn`).
+        """
+        from .._progress import report
+
+        report(0, SETUP_STAGES, SETUP)
+        from ..models.pinn import latent_chemotaxis_pinn  # the first import of torch costs seconds
         from ..models.pinn.chemotaxis import latent_grid
         from ..track.io_formats import tracks_from_napari
 
+        report(1, SETUP_STAGES, SETUP)
         layer = settings["layer"]
         if layer is None:
             raise DynfitError("add a Tracks layer (2D+t) first")
         tracks = tracks_from_napari(layer)  # world coordinates (scale, translate), as the overlay is drawn
         if "z" in tracks.columns:
             raise DynfitError(f"layer '{layer.name}' is 3D: the latent-field PINN takes 2D+t tracks")
+        report(2, SETUP_STAGES, SETUP)
         prob = latent_chemotaxis_pinn(tracks, dt=settings["dt"], box=settings["box"],
                                       weighting=settings["weighting"], device="auto")
+        report(3, SETUP_STAGES, SETUP)
         ck = settings["checkpoint"]
         if ck is not None and ck.exists() and ck.is_file():
             prob.pinn.load_checkpoint(ck)
-        return prob, latent_grid(prob, tracks, settings["grid"], settings["dt"])
+        coords = latent_grid(prob, tracks, settings["grid"], settings["dt"])
+        report(SETUP_STAGES, SETUP_STAGES, SETUP)
+        return prob, coords
 
     @classmethod
     def training(cls, settings):
@@ -129,9 +144,13 @@ class LatentFieldWidget(StepContract, Container):
 
         Stop ends the sampling and the draws so far are summarised and shown.
         """
-        from ..models.pinn.bayes_latent import bayesian_latent_field
+        from .._progress import report
+
+        report(0, SETUP_STAGES, SETUP)
+        from ..models.pinn.bayes_latent import bayesian_latent_field  # the first import of torch costs seconds
         from ..track.io_formats import tracks_from_napari
 
+        report(1, SETUP_STAGES, SETUP)
         layer = settings["layer"]
         if layer is None:
             raise DynfitError("add a Tracks layer (2D+t) first")
@@ -162,16 +181,13 @@ class LatentFieldWidget(StepContract, Container):
             self._plot_histograms(self._draws_seen)
             return
         _, bundle, res = item
-        coords = bundle.coords
-        scale = [1.0, coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0]]
-        translate = [coords["t"][0] / self._dt.value, coords["y"][0], coords["x"][0]]
+        geo = self._geometry(bundle.coords)  # the grid on the tracks' time axis and space, their units and labels
         for name, data, cmap in ((LAYER, bundle["phi"], "magma"), (STD_LAYER, bundle["phi_std"], "viridis")):
             if name in self._viewer.layers:
                 self._viewer.layers[name].data = data
                 self._viewer.layers[name].contrast_limits = (float(data.min()), float(data.max()) + 1e-12)
             else:
-                self._viewer.add_image(data, name=name, scale=scale, translate=translate, colormap=cmap,
-                                       opacity=0.6, blending="additive")
+                self._viewer.add_image(data, name=name, **geo, colormap=cmap, opacity=0.6, blending="additive")
         d = res.diagnostics
         self._status.value = (f"{d['draws']} draws x {d['chains']} chains" + (" (stopped)" if d["stopped"] else "")
                               + "; noise " + ", ".join(f"{k}={v:.3g}" for k, v in res.noise.items()))
@@ -215,7 +231,8 @@ class LatentFieldWidget(StepContract, Container):
         from ._geometry import layer_kwargs, world_time
 
         source = self._source
-        t = world_time(source, coords["t"][:2], self._dt.value)
+        t = world_time(source, coords["t"][:2] if len(coords["t"]) > 1 else [coords["t"][0], coords["t"][0] + 1.0],
+                       self._dt.value)
         kw = layer_kwargs(source) if source is not None and source.ndim == 3 else {}
         kw["scale"] = (float(t[1] - t[0]), coords["y"][1] - coords["y"][0], coords["x"][1] - coords["x"][0])
         kw["translate"] = (float(t[0]), coords["y"][0], coords["x"][0])

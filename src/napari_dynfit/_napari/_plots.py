@@ -167,10 +167,17 @@ def plot_msd(fig, msd: pd.DataFrame, *, dt: float = 1.0, units: str = "", theory
 
 
 class MsdPlot:
-    """MSD of a Tracks layer on an embedded canvas (``native``); the figure is ``_figure``."""
+    """MSD of a Tracks layer on an embedded canvas (``native``); the figure is ``_figure``.
+
+    The MSD is computed in the plot's job (:class:`._jobs.StepJob`: a worker thread, progress in the title and
+    napari's activity dock; a newer update drops an older one's result): a layer of hundreds of thousands of
+    points takes seconds, which the GUI thread must not wait for.
+    """
 
     def __init__(self):
         from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+        from ._jobs import StepJob
 
         self.native = QWidget()
         layout = QVBoxLayout(self.native)
@@ -180,14 +187,22 @@ class MsdPlot:
         self._figure, self._canvas = make_canvas()
         layout.addWidget(self._canvas)
         self.msd = None
+        self.job = StepJob((), None, self._title)
 
-    def update(self, layer, *, dt: float | None = None, theory=None) -> pd.DataFrame:
-        """Recompute and redraw the MSD of the Tracks ``layer`` (``dt``: frame interval)."""
+    def update(self, layer, *, dt: float | None = None, theory=None, block: bool = False) -> pd.DataFrame | None:
+        """Recompute and redraw the MSD of the Tracks ``layer`` (``dt``: frame interval) in the plot's job;
+        with ``block`` in the calling thread, returning the MSD table (else ``None``: it arrives in :attr:`msd`)."""
         from ..track import msd, tracks_from_napari
 
-        # every displacement counts once; lags up to a quarter of the frames
-        self.msd = msd(tracks_from_napari(layer), max_lag=None, weights="pairs")
-        plot_msd(self._figure, self.msd, dt=dt or 1.0, theory=theory, label=layer.name)
-        self._canvas.draw_idle()
-        self._title.setText(f"MSD of '{layer.name}' ({len(self.msd)} lags)")
-        return self.msd
+        def compute():  # every displacement counts once; lags up to a quarter of the frames
+            return msd(tracks_from_napari(layer), max_lag=None, weights="pairs")
+
+        def show(table):
+            self.msd = table
+            plot_msd(self._figure, table, dt=dt or 1.0, theory=theory, label=layer.name)
+            self._canvas.draw_idle()
+            self._title.setText(f"MSD of '{layer.name}' ({len(table)} lags)")
+
+        self.msd = None
+        self.job.start(compute, on_return=show, busy=f"MSD of '{layer.name}'", block=block)
+        return self.msd if block else None

@@ -111,7 +111,7 @@ class TrackWidget(StepContract, Container):
         self.extend([self._image, self._sigma, self._snr, self._split, self._polarity, self._detect, self._source,
                      self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._preview,
                      self._window, self._track, self._cancel, self._status, self._report, self._analyse])
-        self._analyse.changed.connect(lambda: self.analyse())
+        self._analyse.changed.connect(lambda: self.analyse())  # in the job's worker
         self._analysis_figure = self._analysis_canvas = None
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -281,10 +281,11 @@ class TrackWidget(StepContract, Container):
 
         self._run(_track_job, (kind, data, params), done, sync)
 
-    def analyse(self) -> None:
+    def analyse(self, sync: bool = False) -> None:
         """MSD (power-law fit, drift removed), velocity autocorrelation and van Hove distribution (one frame, drift
         removed; kept in ``self.van_hove``) of the ``tracks`` layer, in physical units (layer scale; frame interval
-        ``metadata["dt"]`` or 1), drawn below the widget."""
+        ``metadata["dt"]`` or 1), drawn below the widget. Computed in the widget's job (``sync``: in the calling
+        thread)."""
         from ..track import fit_msd, van_hove, velocity_autocorrelation
         from ..track.io_formats import tracks_from_napari
         from ._plots import make_canvas, plot_track_analysis
@@ -294,23 +295,26 @@ class TrackWidget(StepContract, Container):
             return
         layer = self._viewer.layers["tracks"]
         dt, _, time_unit = time_axis(layer)
-        try:
+
+        def compute():
             tab = tracks_from_napari(layer)
-            fit = fit_msd(tab, dt=dt, max_lag=None)
-            vacf = velocity_autocorrelation(tab, dt=dt, max_lag=20, drift=True, normalize=True)
-            vh = van_hove(tab, 1, bins=41, drift=True)
-        except DynfitError as exc:
-            self._failed(exc)
-            return
-        if self._analysis_figure is None:
-            self._analysis_figure, self._analysis_canvas = make_canvas(figsize=(6, 3))
-            self.native.layout().addWidget(self._analysis_canvas)
-        plot_track_analysis(self._analysis_figure, fit, vacf, time_units="" if time_unit == "pixel" else time_unit,
-                            van_hove=vh)
-        self._analysis_canvas.draw_idle()
-        self.analysis, self.van_hove = (fit, vacf), vh
-        self._status.value = (f"MSD exponent {fit.exponent:.3f}, prefactor {fit.prefactor:.4g}, "
-                              f"D {fit.D:.4g} (drift removed)")
+            return (fit_msd(tab, dt=dt, max_lag=None),
+                    velocity_autocorrelation(tab, dt=dt, max_lag=20, drift=True, normalize=True),
+                    van_hove(tab, 1, bins=41, drift=True))
+
+        def done(res):
+            fit, vacf, vh = res
+            if self._analysis_figure is None:
+                self._analysis_figure, self._analysis_canvas = make_canvas(figsize=(6, 3))
+                self.native.layout().addWidget(self._analysis_canvas)
+            plot_track_analysis(self._analysis_figure, fit, vacf, time_units="" if time_unit == "pixel" else time_unit,
+                                van_hove=vh)
+            self._analysis_canvas.draw_idle()
+            self.analysis, self.van_hove = (fit, vacf), vh
+            self._status.value = (f"MSD exponent {fit.exponent:.3f}, prefactor {fit.prefactor:.4g}, "
+                                  f"D {fit.D:.4g} (drift removed)")
+
+        self._run(compute, (), done, sync)
 
     def _show_tracks(self, tracks: pd.DataFrame, layer, name: str) -> None:
         from ..track.formats import to_napari_tracks

@@ -60,6 +60,11 @@ class ImageData:
         Where the axes came from: ``"given"``, ``"imagej"``, ``"ome"``, ``"shaped"``, ``"2d"``, ``"ome-zarr"``,
         ``"apr"``, ``"folder"``, ``"default"`` (a plain Zarr array, or OME-Zarr without axes: the file does not
         name them).
+    origin : tuple of float
+        World position of pixel 0 per axis (time of frame 0 for ``t``), from the file's metadata (OME-Zarr
+        ``translation`` transformations, ImageJ's calibration origin); empty: all 0.
+    levels : list or None
+        A multiscale file's resolution levels, full resolution first (lazy; OME-Zarr), else ``None``.
     """
 
     data: object
@@ -70,6 +75,8 @@ class ImageData:
     path: Path | None = None
     axes_source: str = ""
     _channel_reader: object = field(default=None, repr=False)
+    origin: tuple = ()
+    levels: list | None = field(default=None, repr=False)
 
     @property
     def ndim(self) -> int:
@@ -89,9 +96,19 @@ class ImageData:
         return any(s != 1.0 for s in self.spacing)
 
     def to_dict(self) -> dict:
-        """``data``, ``axes``, ``scale`` (list), ``units``, ``name`` and ``axes_source`` (the old ``read_pixels`` dict)."""
+        """``data``, ``axes``, ``scale`` (list), ``units``, ``name``, ``axes_source`` (the old ``read_pixels``
+        dict), ``origin`` (list) and ``levels``."""
         return {"data": self.data, "axes": self.axes, "scale": list(self.scale), "units": list(self.units),
-                "name": self.name, "axes_source": self.axes_source}
+                "name": self.name, "axes_source": self.axes_source,
+                "origin": list(self.origin or (0.0,) * self.ndim), "levels": self.levels}
+
+    def layer_geometry(self) -> dict:
+        """napari layer kwargs ``scale``, ``translate``, ``units`` and ``axis_labels`` of the axes other than ``c``
+        (the plugin's convention, :func:`napari_dynfit.geometry.axes_geometry`); ``dt`` too when the file gives
+        a frame interval."""
+        from ..geometry import axes_geometry
+
+        return axes_geometry(self.axes, self.scale, self.units, self.origin)
 
     def as_movie_axes(self) -> ImageData:
         """When the file does not name its axes (``axes_source == "default"``) and they have no ``t``: the same
@@ -105,8 +122,11 @@ class ImageData:
         order = [self.axes.index(a) for a in "tczyx" if a in self.axes]
         if order == list(range(self.ndim)):
             return self
+        origin = tuple(self.origin[i] for i in order) if self.origin else ()
+        levels = [lv.transpose(order) for lv in self.levels] if self.levels else None
         return replace(self, data=self.data.transpose(order), axes="".join(self.axes[i] for i in order),
-                       scale=tuple(self.scale[i] for i in order), units=tuple(self.units[i] for i in order))
+                       scale=tuple(self.scale[i] for i in order), units=tuple(self.units[i] for i in order),
+                       origin=origin, levels=levels)
 
     def movie(self, channel: int | None = None):
         """The pixels as a movie ``(t, [z,] y, x)`` of one channel (lazy where the file allows).
@@ -223,7 +243,8 @@ def _open_tiff(p: Path, name: str, axes, lazy: bool) -> ImageData:
         reader = None
     scale = tuple(float(info.scale.get(a, 1.0)) for a in info.axes)
     units = tuple(info.units.get(a) if info.units else None for a in info.axes)
-    return ImageData(data, info.axes, scale, units, name, p, info.source, reader)
+    origin = tuple(float(info.origin.get(a, 0.0)) for a in info.axes)
+    return ImageData(data, info.axes, scale, units, name, p, info.source, reader, origin)
 
 
 class _LazyTiff:
@@ -286,19 +307,33 @@ def _open_zarr(p: Path, name: str, what: str) -> ImageData:
         ax = first.get("axes", "tczyx"[-arr.ndim:])
         axes = "".join(a["name"] if isinstance(a, dict) else a for a in ax)
         units = tuple((a.get("unit") if isinstance(a, dict) else None) for a in ax)
-        scale = [1.0] * arr.ndim
-        for tr in ds0.get("coordinateTransformations", []):
-            if tr.get("type") == "scale":
-                scale = [float(s) for s in tr["scale"]]
+        scale, origin = ome_zarr_transform(ds0, first, arr.ndim)
         check_zarr_chunks(p)  # an absent chunk that held data is an error, not zeros
         data = lazy_zarr(arr, p)  # an undecodable chunk is a one-line error naming it, not a codec traceback
+        levels = [data] + [lazy_zarr(node[ds["path"]], p) for ds in first["datasets"][1:] if ds["path"] in node]
     except InputError:
         raise
     except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise InputError(f"cannot read OME-Zarr '{p}' ({exc}); check the path points at the image group") from exc
     axes = check_axes(axes, data.ndim, p)
     return ImageData(data, axes, tuple(scale), units if len(units) == data.ndim else (None,) * data.ndim, name, p,
-                     source)
+                     source, origin=tuple(origin), levels=levels if len(levels) > 1 else None)
+
+
+def ome_zarr_transform(dataset: dict, multiscale: dict, ndim: int) -> tuple[list, list]:
+    """``(scale, translate)`` per axis of one OME-NGFF dataset: its ``coordinateTransformations`` (``scale``,
+    then ``translation``) followed by the multiscale's own (applied to the result), as the specification
+    composes them: ``world = (index * s_ds + t_ds) * s_ms + t_ms``."""
+    scale, shift = np.ones(ndim), np.zeros(ndim)
+    for transforms in (dataset.get("coordinateTransformations") or [],
+                       multiscale.get("coordinateTransformations") or []):
+        for tr in transforms:
+            if tr.get("type") == "scale" and len(tr.get("scale", ())) == ndim:
+                s = np.asarray(tr["scale"], float)
+                scale, shift = scale * s, shift * s
+            elif tr.get("type") == "translation" and len(tr.get("translation", ())) == ndim:
+                shift = shift + np.asarray(tr["translation"], float)
+    return [float(v) for v in scale], [float(v) for v in shift]
 
 
 def _open_apr(p: Path, name: str) -> ImageData:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..._progress import check_cancelled
 from ...errors import InputError
 from ...tables import validate_table
 from .losses import Coefficient, PointLoss, ResidualLoss
@@ -173,6 +174,7 @@ def spectral_coefficients(points, velocities, source, box, *, t0: float = 0.0, D
     groups = [np.flatnonzero(which == i) for i in range(len(times))]
 
     def residual(logp):
+        check_cancelled()  # a few FFTs per evaluation: Cancel stops the estimate between evaluations
         Dc_, k_, chi_ = np.exp(logp)
         lam = Dc_ * Q2 + k_
         pred = np.empty_like(velocities)
@@ -248,8 +250,16 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
     device : {"auto", "cpu", "cuda"}
     seed : int
         Random seed.
+
+    Raises
+    ------
+    Cancelled
+        The installed cancel event (:func:`napari_dynfit._progress.progress_context`) was set: checked between
+        the set-up stages and at each evaluation of the spectral estimate.
     """
+    check_cancelled()
     pts, vel = track_velocities(tracks, dt=dt, box=box)
+    check_cancelled()
     dt = float(dt if dt is not None else tracks.attrs.get("dt", 1.0))
     box = box if box is not None else tracks.attrs.get("box")
     t0 = float(tracks["frame"].min()) * dt
@@ -258,6 +268,7 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
     if estimated:
         Dc, k, chi = spectral_coefficients(pts, vel, source, box, t0=t0, Dc=Dc, k=k, chi=chi).values()
     trainable = not estimated or refine
+    check_cancelled()
     if box is not None:
         box = np.asarray(box, dtype=float)
         bounds = [(t0, t1), (0.0, box[0]), (0.0, box[1])]
@@ -292,8 +303,10 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
         n0 = min(2000, n_collocation)
         init = np.column_stack([np.full(n0, t0)] + [rng.uniform(lo, hi, n0) for lo, hi in bounds[1:]])
         losses.append(PointLoss("initial", "phi", init, np.zeros(n0), kind="initial", batch_size=batch_size))
+    check_cancelled()
     pinn = PINN(net, losses, coefs, weighting=weighting, known=known, lr=lr, coef_lr=coef_lr,
                 coef_delay=coef_delay, device=device, seed=seed)
+    check_cancelled()
     return LatentFieldProblem(pinn, pts, vel, bounds, periodic, {"Dc": Dc, "k": k, "chi": chi}, trainable)
 
 
