@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--a-posteriori-epochs", type=int, default=20)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--plot", default=None, help="PNG of the a-priori errors and the long runs' spectra")
+    ap.add_argument("--save-closure", default=None, help="write the trained closure (.npz)")
     ap.add_argument("--skip-long", action="store_true", help="leave out the t = 0..60 runs (step 5)")
     args = ap.parse_args(argv)
     import tempfile
@@ -100,6 +101,8 @@ def main(argv=None) -> int:
     t0 = time.process_time()
     T.fit_a_posteriori(net, [runs[a] for a in TRAIN], unroll_frames=2, epochs=args.a_posteriori_epochs, t_start=start)
     t_post = time.process_time() - t0
+    if args.save_closure:
+        net.save(args.save_closure)
     a_post = {}
     for a in HELD_OUT + OUTSIDE:
         a_post[a] = T.posterior_check(runs[a], {"learned": net, "bingham": bingham_closure}, t_start=start,
