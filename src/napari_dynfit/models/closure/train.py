@@ -327,8 +327,9 @@ def compare_statistics(ref: dict, other: dict, *, k_fraction: float = 0.5) -> di
             "spectrum_max": float(spec_err.max()), "spectrum_mean": float(spec_err.mean())}
 
 
-def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames: int = 20, steps_per_frame: int | None = None,
-                    k_fraction: float = 0.5, discard_frames: int = 0, spectra: bool = False) -> dict:
+def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames: int = 20,
+                    steps_per_frame: int | None = None, k_fraction: float = 0.5, discard_frames: int = 0,
+                    spectra: bool = False) -> dict:
     """A-posteriori check: run the moment model with each closure from frame ``t_start`` for ``horizon_frames``
     frames and compare mean speed, order parameter and velocity spectrum with the data's over the same frames.
 
@@ -344,8 +345,9 @@ def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames:
     -------
     dict
         Per closure name: :func:`compare_statistics` plus ``"blew_up"``; and ``"data"`` statistics with
-        ``"halves"`` (two frames or more): the data's own relative change of mean speed and order parameter between the first
-        and the second half of the compared frames (how far one window's statistics are from stationary).
+        ``"halves"`` (two frames or more): the data's own relative change of mean speed and order parameter
+        between the first and the second half of the compared frames (how far one window's statistics are
+        from stationary).
     """
     c, D = _moment_tensors(bundle, t_start=t_start)
     if c.shape[0] <= horizon_frames:
