@@ -4,7 +4,7 @@ Usage (under Xvfb when there is no display; several minutes on a loaded 2-core m
 
     xvfb-run -a python docs/make_screenshots.py [OUT_DIR] [PAGES]
 
-``PAGES``: a comma-separated subset of ``apr,filter,track,pde,balance,pinn,flow`` (default all).
+``PAGES``: a comma-separated subset of ``apr,filter,track,pde,balance,pinn,flow,closure`` (default all).
 
 The walk goes through the panel with its own layer choices and defaults, as a user does:
 
@@ -15,7 +15,10 @@ The walk goes through the panel with its own layer choices and defaults, as a us
   ``step_track.png`` (also ``screenshot.png``, the README's), ``step_pde.png`` (the learned model, the
   observed density and the model's forecast), ``step_balance.png``, ``step_pinn.png`` (a few training
   steps) and ``step_flow.png`` (the page before a fit), the last two with their warnings: the particle
-  sample has no chemical field, its positions wrap around a periodic box.
+  sample has no chemical field, its positions wrap around a periodic box;
+* ``closure.png`` (docs/closures.md): the *Kinetic closures* widget after Simulate (``alpha = -4``, 32^2, t = 0..15;
+  or the run in ``DYNFIT_CLOSURE_RUN``), Train and Compare: order parameter and director of the kinetic run and
+  of the Bingham- and learned-closure moment models side by side, the closure error map and the spectra.
 
 Each image is the whole window, with the step's page scrolled to its plot, reduced to at most 256
 colours (and downscaled if needed) so that it stays under 200 KB.
@@ -30,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("QT_API", "pyqt6")
 
 MAX_BYTES = 200_000
-PAGES = ("apr", "filter", "track", "pde", "balance", "pinn", "flow")
+PAGES = ("apr", "filter", "track", "pde", "balance", "pinn", "flow", "closure")
 
 
 def _process():
@@ -181,6 +184,34 @@ def pages_3_5(out: Path, pages) -> None:
     viewer.close()
 
 
+def page_closure(out: Path) -> None:
+    """The Kinetic closures widget: simulate (or open ``DYNFIT_CLOSURE_RUN``), train, compare."""
+    import napari
+    from qtpy.QtCore import Qt
+
+    from napari_dynfit._napari._closure_widget import ClosureWidget
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 1000)
+    viewer.window._qt_viewer.dockLayerControls.setVisible(False)
+    w = ClosureWidget(viewer)
+    dock = viewer.window.add_dock_widget(w, name="Kinetic closures", area="right")
+    viewer.window._qt_window.resizeDocks([dock], [520], Qt.Orientation.Horizontal)
+    if os.environ.get("DYNFIT_CLOSURE_RUN"):
+        w.path.setText(os.environ["DYNFIT_CLOSURE_RUN"])
+    else:
+        w.t_end.setValue(15.0)
+        w.simulate(block=True)
+    w.post_epochs.setValue(2)
+    w.train(block=True)
+    w.compare(block=True)
+    viewer.dims.set_current_step(0, viewer.dims.range[0][1] - 1)  # the last compared frame
+    viewer.reset_view()
+    _process()
+    save_png(viewer.screenshot(canvas_only=False), out / "closure.png")
+    viewer.close()
+
+
 def main(out_dir: str = "docs/images", pages: str = ",".join(PAGES)) -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,8 +222,10 @@ def main(out_dir: str = "docs/images", pages: str = ",".join(PAGES)) -> int:
         return 2
     if {"apr", "filter"} & set(chosen):
         pages_1_2(out, chosen)
-    if set(chosen) - {"apr", "filter"}:
+    if set(chosen) - {"apr", "filter", "closure"}:
         pages_3_5(out, chosen)
+    if "closure" in chosen:
+        page_closure(out)
     return 0
 
 

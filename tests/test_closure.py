@@ -188,3 +188,32 @@ def test_active_learning_adds_the_worst_covered_parameter():
     added = res.trained_on[1]
     assert added != -2.0 and res.errors[0][added] == max(v for a, v in res.errors[0].items() if a != -2.0)
     assert sorted(calls) == [-6.0, -4.0, -2.0]  # each parameter simulated once
+
+
+def test_posterior_check_on_the_moment_models_own_run_is_exact_and_discards_the_transient():
+    from napari_dynfit.errors import InputError
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.closure.moment_model import moments_from_state
+
+    n, meta = 8, {"alpha": -3.0, "beta": 0.8, "zeta": 0.3, "length": 10.0}
+    x = torch.arange(n, dtype=torch.float64) * 10.0 / n
+    Y, X = torch.meshgrid(x, x, indexing="ij")
+    s0 = isotropic_state(n)
+    s0[1] += 0.3 * torch.cos(2 * math.pi * X / 10 + 0.3)
+    s0[2] += 0.3 * torch.sin(2 * math.pi * Y / 10)
+    c, D = moments_from_state(s0[None])
+    start = FieldBundle({"concentration": c.numpy(), "D": D.numpy()}, {"t": np.array([0.0]), "y": x.numpy(),
+                        "x": x.numpy()}, periodic=(True, True), attrs={"kinetic": meta})
+    start = FieldBundle({k: np.concatenate([start[k]] * 2) for k in ("concentration", "D")},
+                        {"t": np.array([0.0, 0.1]), "y": x.numpy(), "x": x.numpy()}, periodic=(True, True),
+                        attrs={"kinetic": meta})
+    data = T.simulate_moments(start, bingham_closure, frames=12, steps_per_frame=2)
+    data.attrs["kinetic"] = meta
+    res = T.posterior_check(data, {"bingham": bingham_closure, "untrained": LearnedClosure()}, horizon_frames=10,
+                            discard_frames=4, steps_per_frame=2)
+    for name in ("bingham", "untrained"):  # an untrained learned closure is Bingham
+        assert not res[name]["blew_up"]
+        assert max(res[name][k] for k in ("mean_speed", "order", "spectrum_max")) < 1e-6
+    assert set(res["data"]["halves"]) == {"mean_speed", "order"}
+    with pytest.raises(InputError, match="discard_frames"):
+        T.posterior_check(data, {"bingham": bingham_closure}, horizon_frames=10, discard_frames=10)

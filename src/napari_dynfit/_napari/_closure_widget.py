@@ -214,7 +214,9 @@ class ClosureWidget(QWidget):
         for i, (name, run) in enumerate(runs.items(), start=1):
             self._show_data(run, name, offset=1.1 * width * i)
         if err is not None:
-            self._replace_image("closure error |q4 - q4_true| / c", err, scale=window.spacing, colormap="magma")
+            # below the data's panel, not on top of it
+            self._replace_image("closure error |q4 - q4_true| / c", err, scale=window.spacing,
+                                translate=(1.1 * window.shape[-2] * window.spacing[-2], 0.0), colormap="magma")
         ax = self._axes()
         for name, st in stats.items():
             if st is not None:

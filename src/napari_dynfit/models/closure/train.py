@@ -322,32 +322,56 @@ def compare_statistics(ref: dict, other: dict, *, k_fraction: float = 0.5) -> di
             "spectrum_max": float(spec_err.max()), "spectrum_mean": float(spec_err.mean())}
 
 
-def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames: int = 20, steps_per_frame: int | None = None,
-                    k_fraction: float = 0.5) -> dict:
+def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames: int = 20,
+                    steps_per_frame: int | None = None, k_fraction: float = 0.5, discard_frames: int = 0,
+                    spectra: bool = False) -> dict:
     """A-posteriori check: run the moment model with each closure from frame ``t_start`` for ``horizon_frames``
     frames and compare mean speed, order parameter and velocity spectrum with the data's over the same frames.
+
+    Parameters
+    ----------
+    discard_frames : int
+        Frames after ``t_start`` left out of the statistics (of the data and of the runs alike): the moment
+        model's own transient from the data's state, so that long runs compare their stationary parts.
+    spectra : bool
+        Also return the wavenumbers ``k`` (1 / length unit) and the spectra (lists).
 
     Returns
     -------
     dict
-        Per closure name: :func:`compare_statistics` plus ``"blew_up"``; and ``"data"`` statistics.
+        Per closure name: :func:`compare_statistics` plus ``"blew_up"``; and ``"data"`` statistics with
+        ``"halves"`` (two frames or more): the data's own relative change of mean speed and order parameter
+        between the first and the second half of the compared frames (how far one window's statistics are
+        from stationary).
     """
     c, D = _moment_tensors(bundle, t_start=t_start)
     if c.shape[0] <= horizon_frames:
         raise InputError(f"need more than {horizon_frames} frames after t_start for the a-posteriori check")
+    if not 0 <= discard_frames < horizon_frames:
+        raise InputError(f"discard_frames must be in [0, {horizon_frames}), got {discard_frames}")
     p = suspension_params(bundle)
-    u = np.asarray(bundle["velocity"][t_start + 1: t_start + 1 + horizon_frames])
-    ref = flow_statistics(c[1: 1 + horizon_frames].numpy(), D[1: 1 + horizon_frames].numpy(), u, p.length)
+    sl = slice(1 + discard_frames, 1 + horizon_frames)
+    u = np.asarray(bundle["velocity"][t_start:t_start + 1 + horizon_frames])
+    ref = flow_statistics(c[sl].numpy(), D[sl].numpy(), u[sl], p.length)
     out = {"data": {k: ref[k] for k in ("mean_speed", "order")}}
+    half = (horizon_frames - discard_frames) // 2
+    if half:
+        h1, h2 = (flow_statistics(c[sl][part].numpy(), D[sl][part].numpy(), u[sl][part], p.length)
+                  for part in (slice(None, half), slice(half, None)))
+        out["data"]["halves"] = {k: abs(h2[k] / h1[k] - 1) for k in ("mean_speed", "order")}
+    if spectra:
+        out["data"].update(k=ref["k"].tolist(), spectrum=ref["spectrum"].tolist())
     for name, cl in closures.items():
         try:
             run = simulate_moments(bundle, cl, t_start=t_start, frames=horizon_frames, steps_per_frame=steps_per_frame)
-            st = flow_statistics(run["concentration"][1:], run["D"][1:], run["velocity"][1:], p.length)
+            st = flow_statistics(run["concentration"][sl], run["D"][sl], run["velocity"][sl], p.length)
         except FloatingPointError:
             out[name] = {"blew_up": True}
             continue
         out[name] = {"blew_up": False, "mean_speed_value": st["mean_speed"], "order_value": st["order"],
                      **compare_statistics(ref, st, k_fraction=k_fraction)}
+        if spectra:
+            out[name]["spectrum"] = st["spectrum"].tolist()
     return out
 
 
