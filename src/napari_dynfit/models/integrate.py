@@ -271,8 +271,13 @@ def integrate_model(model: dict, observed: FieldBundle, *, start: int = 0, stop:
 
 
 def forecast_error(model: dict, observed: FieldBundle, *, start: int = 0, stop: int | None = None,
-                   **kwargs) -> dict:
+                   substeps: int = 8, max_substeps: int = 1024, boundary_width: int = 3) -> dict:
     """Relative L2 error of the integrated model against the observed frames.
+
+    Parameters
+    ----------
+    model, observed, start, stop, substeps, max_substeps, boundary_width
+        As in :func:`integrate_model`.
 
     Returns
     -------
@@ -281,7 +286,8 @@ def forecast_error(model: dict, observed: FieldBundle, *, start: int = 0, stop: 
         time ``t`` is ``|sim(t) - obs(t)| / |obs(t) - mean obs(t)|`` over the grid (so a model
         that keeps the mean but loses the pattern scores about 1).
     """
-    sim = integrate_model(model, observed, start=start, stop=stop, **kwargs)
+    sim = integrate_model(model, observed, start=start, stop=stop, substeps=substeps, max_substeps=max_substeps,
+                          boundary_width=boundary_width)
     errs = {}
     for f in sim.fields:
         obs = observed[f][start:start + sim.shape[0]]

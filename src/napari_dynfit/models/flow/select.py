@@ -125,8 +125,11 @@ def heldout_score(candidates, diffusion, held: Snapshots, *, sources: Snapshots 
     return out
 
 
-def compare_heldout(candidate, reference, diffusion, held: Snapshots, *, z: float = 2.33, **kwargs) -> dict:
+def compare_heldout(candidate, reference, diffusion, held: Snapshots, *, z: float = 2.33,
+                    sources: Snapshots | None = None, n_boot: int = 200, seed: int = 0) -> dict:
     """Is the linear drift ``candidate`` better than ``reference`` on the held-out points?
+
+    ``sources``, ``n_boot``, ``seed``: as in :func:`heldout_score`.
 
     Returns
     -------
@@ -135,7 +138,7 @@ def compare_heldout(candidate, reference, diffusion, held: Snapshots, *, z: floa
         (candidate minus reference; negative: candidate better), ``sd`` (bootstrap standard deviation of the
         difference), ``z`` (difference / sd) and the two criteria.
     """
-    crit = heldout_score([candidate, reference], diffusion, held, **kwargs)
+    crit = heldout_score([candidate, reference], diffusion, held, sources=sources, n_boot=n_boot, seed=seed)
     diff = crit[0] - crit[1]
     sd = float(np.std(diff[1:])) if diff.size > 1 else 0.0
     score = float(diff[0] / sd) if sd > 0 else 0.0
