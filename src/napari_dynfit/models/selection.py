@@ -163,9 +163,13 @@ class _BlockGram:
     def __init__(self, Gn, yn, labels, noise=None):
         self.Gn = Gn
         self.blocks = np.unique(labels)
-        self.A = np.stack([Gn[labels == b].T @ Gn[labels == b] for b in self.blocks])
-        self.c = np.stack([Gn[labels == b].T @ yn[labels == b] for b in self.blocks])
-        self.s = np.array([float(yn[labels == b] @ yn[labels == b]) for b in self.blocks])
+        order = np.argsort(labels, kind="stable")          # rows of a block contiguous: views, not copies
+        Go, yo = Gn[order], yn[order]
+        cut = np.searchsorted(labels[order], self.blocks, side="right")
+        parts = [slice(a, b) for a, b in zip(np.r_[0, cut[:-1]], cut)]
+        self.A = np.stack([Go[r].T @ Go[r] for r in parts])
+        self.c = np.stack([Go[r].T @ yo[r] for r in parts])
+        self.s = np.array([float(yo[r] @ yo[r]) for r in parts])
         self.At, self.ct = self.A.sum(axis=0), self.c.sum(axis=0)
         # noise part of the normal equations per block (models/debias.py), subtracted in the fits only
         self.dA = self.dc = None
