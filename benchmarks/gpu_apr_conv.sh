@@ -6,7 +6,7 @@
 # 1. installs this working tree without dependencies (uses what the machine has: numpy, scipy, numba-cuda, torch);
 # 2. env.txt: card, driver, package versions;
 # 3. check.json: the kernel vs our CPU kernel (2D/3D, >= 4 levels, 3/5/7 stencils, frames, zero padding) and the
-#    device filters / segmentation vs their CPU paths (benchmarks/gpu_apr_check.py; exit 1 if they disagree);
+#    device filters / segmentation vs their CPU paths (napari_dynfit.bench.gpu_apr_check; exit 1 if they disagree);
 # 4. gpu_apr_conv.json: `dynfit bench apr-conv --device cuda`: 5^3 Gaussian on a 1024^3 pixel-equivalent APR with
 #    computational ratio ~30 (CUDA events, data resident and end to end, 4 frames x 4 stencils batched), cuDNN conv3d
 #    and the previous torch path in the same run, and the size sweep (sizes that would overrun the budget are listed
@@ -38,7 +38,7 @@ print("numba.cuda available:", cuda.is_available())
 PYEOF
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-timeout "${CHECK_TIMEOUT:-150}" "$PY" benchmarks/gpu_apr_check.py >"$OUT/check.json" 2>"$OUT/check.err"
+timeout "${CHECK_TIMEOUT:-150}" "$PY" napari_dynfit.bench.gpu_apr_check >"$OUT/check.json" 2>"$OUT/check.err"
 echo "check rc=$? ($(( $(date +%s) - start )) s)"; tail -n 5 "$OUT/check.json"; tail -n 3 "$OUT/check.err"
 left=$(( ${TOTAL_S:-285} - ($(date +%s) - start) ))
 timeout "$left" "$PY" -m napari_dynfit.cli bench apr-conv --device cuda --size "${SIZE:-1024}" --ratio 30 \

@@ -353,10 +353,8 @@ def test_large_lazy_browse_memory(tmp_path):
     """Browsing a 512^3 APR in a fresh process stays far below 1.5 GB (bench_apr_io.py does 1024^3)."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_apr_io.py"
-    out = subprocess.run([sys.executable, str(bench), "--size", "512", "--skip-overhead", "--slices", "5",
+    out = subprocess.run([sys.executable, "-m", "napari_dynfit.bench.apr_io", "--size", "512", "--skip-overhead", "--slices", "5",
                           "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)

@@ -1,5 +1,6 @@
 """``dynfit bench --all --markdown``: the README's table of figures written from a registry of benchmarks."""
 
+import importlib.util
 import json
 import sys
 import textwrap
@@ -103,7 +104,7 @@ def test_the_repository_registry_loads_and_names_every_readme_row():
     root = bt.find_root()
     if root is None:
         pytest.skip("not a source checkout")
-    figs = bt.load_registry(root / "benchmarks" / "figures.py")
+    figs = bt.load_registry(root / bt.REGISTRY)
     text = (root / "README.md").read_text(encoding="utf-8")
     assert text.count(bt.BEGIN) == 1 and text.count(bt.END) == 1
     assert set(bt.previous_rows(text)) == {f.name for f in figs}
@@ -165,7 +166,7 @@ def test_every_registry_row_has_a_producer_or_a_reason_and_the_docs_link_real_ro
     root = bt.find_root()
     if root is None:
         pytest.skip("not a source checkout")
-    figs = bt.load_registry(root / "benchmarks" / "figures.py")
+    figs = bt.load_registry(root / bt.REGISTRY)
     names = {f.name for f in figs}
     for fig in figs:
         if fig.command is None:
@@ -174,8 +175,10 @@ def test_every_registry_row_has_a_producer_or_a_reason_and_the_docs_link_real_ro
         cmds = [fig.command] if isinstance(fig.command, str) else fig.command
         for cmd in cmds + ([fig.quick] if isinstance(fig.quick, str) and fig.quick else []):
             for word in cmd.split():   # the scripts and test files it names are in the checkout
-                if word.endswith(".py") and ("benchmarks/" in word or "tests/" in word):
+                if word.endswith(".py") and "tests/" in word:
                     assert (root / word.split("::")[0]).is_file(), f"{fig.name}: {word} missing"
+                if word.startswith("napari_dynfit.bench."):   # `{python} -m napari_dynfit.bench.NAME`
+                    assert importlib.util.find_spec(word) is not None, f"{fig.name}: module {word} missing"
             assert ("{data}" in cmd) == bool(fig.data), f"{fig.name}: {{data}} and data= must go together"
     # every README row was measured by the command or says why not (no silently kept typed value)
     rows = bt.previous_rows((root / "README.md").read_text(encoding="utf-8"))
@@ -184,7 +187,7 @@ def test_every_registry_row_has_a_producer_or_a_reason_and_the_docs_link_real_ro
     # links to the generated page name rows that exist
     for doc in [root / "README.md", *sorted(p for p in (root / "docs").glob("*.md") if p.name != "figures.md")]:
         for name in re.findall(r"figures\.md#([\w-]+)", doc.read_text(encoding="utf-8")):
-            assert name in names, f"{doc.name} links figures.md#{name}, not a row of benchmarks/figures.py"
+            assert name in names, f"{doc.name} links figures.md#{name}, not a row of napari_dynfit.bench.figures"
     page = root / "docs" / "figures.md"
     if page.exists():
         assert {m for m in re.findall(r"(?m)^## (\S+)$", page.read_text(encoding="utf-8"))} == names

@@ -1,7 +1,6 @@
 """Sparse PDE discovery: stability selection, libraries, PDE-FIND data, forward integration, CLI, demo stage."""
 
 import os
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from napari_dynfit.sim import pde_solutions
 
 #: PDE-FIND's .mat files: $DYNFIT_PDEFIND_DATA or ../shared/data/pdefind next to the checkout (optional)
 DATA = Path(os.environ.get("DYNFIT_PDEFIND_DATA", Path(__file__).resolve().parents[2] / "shared/data/pdefind"))
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 TRUTH = {"burgers": {"u*u_x": -1.0, "u_xx": 0.1}, "kdv": {"u*u_x": -6.0, "u_xxx": -1.0},
          "kuramoto_sivishinky": {"u*u_x": -1.0, "u_xx": -1.0, "u_xxxx": -1.0}}
 
@@ -186,8 +184,7 @@ def test_demo_stage_learns_free_abp_hydrodynamics(tmp_path):
 @pytest.mark.slow
 def test_pdefind_benchmark_figures():
     """The issue's figures: 10 % noise 5/5 seeds exact with coefficients within 5 %; 20 % noise >= 4/5."""
-    sys.path.insert(0, str(BENCH))
-    import bench_pdefind
+    from napari_dynfit.bench import pdefind as bench_pdefind
 
     res = bench_pdefind.run(noises=(0.1, 0.2), seeds=5)["results"]
     for name in TRUTH:
@@ -199,8 +196,7 @@ def test_pdefind_benchmark_figures():
 @pytest.mark.slow
 def test_abp_hydrodynamics_benchmark():
     """2x10^4 free ABPs: rho_t = -v0 div(p), p_t = -Dr p - v0/2 grad(rho) within 10 % in >= 4/5 seeds."""
-    sys.path.insert(0, str(BENCH))
-    import bench_abp_pde
+    from napari_dynfit.bench import abp_pde as bench_abp_pde
 
     res = bench_abp_pde.run(20000, seeds=5)
     assert sum(r["both_ok"] for r in res["runs"]) >= 4
@@ -208,8 +204,7 @@ def test_abp_hydrodynamics_benchmark():
 
 @pytest.mark.slow
 def test_abp_translational_diffusion_at_1e5_particles():
-    sys.path.insert(0, str(BENCH))
-    import bench_abp_pde
+    from napari_dynfit.bench import abp_pde as bench_abp_pde
 
     r = bench_abp_pde.learn(100000, seed=0)
     assert r["both_ok"] and r["Dt_lap_rho_found"]
@@ -219,8 +214,7 @@ def test_abp_translational_diffusion_at_1e5_particles():
 @pytest.mark.slow
 def test_vicsek_band_speed_from_learned_model():
     """The learned (rho, p) model, integrated forward, moves the bands at the particles' speed (10 %)."""
-    sys.path.insert(0, str(BENCH))
-    import bench_vicsek_pde
+    from napari_dynfit.bench import vicsek_pde as bench_vicsek_pde
 
     res = bench_vicsek_pde.run(seeds=2)
     assert res["max_relative_error"] <= 0.1

@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from napari_dynfit.sim import pde_solutions as ps
 
 #: PDE-FIND's .mat files: $DYNFIT_PDEFIND_DATA or ../shared/data/pdefind next to the checkout (optional)
 DATA = Path(os.environ.get("DYNFIT_PDEFIND_DATA", Path(__file__).resolve().parents[2] / "shared/data/pdefind"))
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +157,7 @@ def test_localized_benchmark_figures():
     1 % and 5 % noise, the exact term set and every coefficient within 5 % on 5/5 seeds for at least four of the
     five localized equations at each noise level; every localized equation exact and identifiable on every seed;
     Burgers/KdV/KS (our solvers) at 10 % noise 5/5 within 5 %."""
-    sys.path.insert(0, str(BENCH))
-    import bench_pde_localized
+    from napari_dynfit.bench import pde_localized as bench_pde_localized
 
     res = bench_pde_localized.run(seeds=5, first_seed=400)["results"]
     print({k: (r["ours"]["n_exact"], r["ours"]["n_within_5pct"], r["ours"]["max_rel_coef_error_when_exact"])

@@ -171,13 +171,8 @@ def test_bad_tables():
 def test_issue_figures_random_particles():
     """The issue's linking figures at full size: Brownian 0.15 >= 0.975; self-propelled 0.4: velocity >= 0.95,
     above Brownian, and at least laptrack's and trackpy's accuracy on the same detections."""
-    import importlib.util
-    from pathlib import Path
+    from napari_dynfit.bench import tracking as bench
 
-    spec = importlib.util.spec_from_file_location("bench_tracking",
-                                                  Path(__file__).parents[1] / "benchmarks" / "bench_tracking.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     res = bench.accuracy(n=1000, frames=30)
     b = res["brownian_0.15"]
     assert b["ours"]["correct_link_fraction"] >= 0.975

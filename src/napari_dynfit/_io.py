@@ -873,7 +873,7 @@ def check_free_space(path, nbytes: float, *, what: str = "the output", fix: str 
 def emit_json(obj, output=None, *, indent: int = 2) -> str:
     """Print ``obj`` as JSON on stdout and, when ``output`` is given, also write it there atomically.
 
-    Used by ``dynfit bench`` and the scripts in ``benchmarks/``; numpy scalars are written as floats.
+    Used by ``dynfit bench`` and the benchmark modules of :mod:`napari_dynfit.bench`; numpy scalars are written as floats.
     Returns the JSON text.
     """
     text = json.dumps(obj, indent=indent, default=float)

@@ -8,8 +8,9 @@
 * The heavy parts of a benchmark (its cases, each a function returning a dict) sit next to its entry:
   :mod:`.apr_conv_gpu`, :mod:`.pfi_cases`, :mod:`.bpinn_cases`, :mod:`.poisson`.
 * :mod:`.table`: the README's table of figures (``dynfit bench --all``), run from the registry
-  ``benchmarks/figures.py`` of the source checkout, whose rows run ``dynfit bench NAME`` or the scripts in
-  ``benchmarks/`` (those need the checkout: the test suite, local data sets, the reference tools).
+  :mod:`.figures`, run from the source checkout's root, whose rows run ``dynfit bench NAME`` or
+  ``python -m napari_dynfit.bench.MODULE`` (the benchmark modules with their own ``main``; some need the checkout:
+  the test suite, local data sets, the reference tools). ``benchmarks/`` holds only the GPU device-check launcher.
 
 Core modules (``apr/``, ``fields/``, ``models/``, ``sim/`` ...) hold no benchmark code: a benchmark calls their
 public functions.

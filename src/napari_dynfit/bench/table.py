@@ -1,6 +1,6 @@
 """The README's table of measured figures, written from the benchmarks (``dynfit bench --all --markdown``).
 
-A *registry* (``benchmarks/figures.py`` in the source checkout) lists one :class:`Figure` per row the
+A *registry* (``napari_dynfit.bench.figures`` in the source checkout) lists one :class:`Figure` per row the
 README publishes: what is checked, the target, the command that measures it (a benchmark script or
 ``dynfit`` call printing JSON), a quicker variant of that command, and how to read the measured value
 from the JSON. :func:`run_figures` runs them (each in its own process, from the checkout's root),
@@ -137,19 +137,23 @@ def _has_gpu() -> bool:
     return bool(torch.cuda.is_available())
 
 
+#: The registry of the README's figures, relative to the checkout's root.
+REGISTRY = Path("src", "napari_dynfit", "bench", "figures.py")
+
+
 def find_root(start=None) -> Path | None:
-    """The source checkout holding ``benchmarks/figures.py`` (from ``start``, the working folder or the
+    """The source checkout holding :data:`REGISTRY` and the README (from ``start``, the working folder or the
     package's own location upwards), or ``None``."""
     candidates = [Path(start)] if start else [Path.cwd(), Path(__file__).resolve()]
     for base in candidates:
         for folder in [base, *base.parents]:
-            if (folder / "benchmarks" / "figures.py").is_file() and (folder / "README.md").is_file():
+            if (folder / REGISTRY).is_file() and (folder / "README.md").is_file():
                 return folder
     return None
 
 
 def load_registry(path) -> list[Figure]:
-    """The :class:`Figure` list ``FIGURES`` of a registry file (e.g. ``benchmarks/figures.py``)."""
+    """The :class:`Figure` list ``FIGURES`` of a registry file (e.g. ``napari_dynfit.bench.figures``)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"figures registry {path} not found: run from the source checkout or pass --registry")
@@ -369,7 +373,7 @@ def figures_page(figs, rows, *, when=None, where=None) -> str:
     now = when or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d")
     by_name = {r["name"]: r for r in rows}
     out = ["# Measured figures", "",
-           "<!-- written by `dynfit bench --all --update-docs`: edit benchmarks/figures.py, not this page -->", "",
+           "<!-- written by `dynfit bench --all --update-docs`: edit napari_dynfit.bench.figures, not this page -->", "",
            _heading(where, now, "dynfit bench --all --update-readme --update-docs"), "",
            "The README's table holds the same rows; other pages link here (`figures.md#NAME`) instead of "
            f"typing the numbers. Local data sets are read from the folder `${DATA_ENV}` names.", ""]

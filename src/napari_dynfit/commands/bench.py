@@ -4,7 +4,7 @@ The benchmarks live in :mod:`napari_dynfit.bench` (one entry module per ``dynfit
 ``HELP``, ``add_arguments(parser)``, ``run(args) -> dict``). Timings never appear in tests.
 
 ``dynfit bench --all [--markdown] [--quick] [--only NAME] [--update-readme] [--update-docs]`` runs the
-figures of the registry ``benchmarks/figures.py`` (one row per figure the README publishes) and prints
+figures of the registry ``napari_dynfit.bench.figures`` (one row per figure the README publishes) and prints
 JSON, or the README's table (``--markdown``), or writes that table between the README's markers
 (``--update-readme``) and ``docs/figures.md`` (``--update-docs``; :mod:`napari_dynfit.bench.table`).
 """
@@ -23,8 +23,8 @@ def _benchmarks() -> dict:
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: ours vs the reference tools, printed as JSON",
                        description="Run a benchmark (ours and the anchor in one process) and print JSON; "
-                                   "--all: every figure the README publishes (benchmarks/figures.py).")
-    p.add_argument("--all", action="store_true", help="run the figures of the registry (benchmarks/figures.py)")
+                                   "--all: every figure the README publishes (napari_dynfit.bench.figures).")
+    p.add_argument("--all", action="store_true", help="run the figures of the registry (napari_dynfit.bench.figures)")
     p.add_argument("--markdown", action="store_true", help="with --all: print the README's table of figures")
     p.add_argument("--quick", action="store_true", help="with --all: each figure's quicker variant")
     p.add_argument("--only", action="append", metavar="NAME", help="with --all: only this figure (repeatable)")
@@ -32,7 +32,7 @@ def register(sub) -> None:
                    help="with --all: write the table between <!-- bench:begin --> and <!-- bench:end --> in README.md")
     p.add_argument("--update-docs", action="store_true",
                    help="with --all: write docs/figures.md (one section per figure, linked from the docs)")
-    p.add_argument("--registry", help="figures registry (default: benchmarks/figures.py of the source checkout)")
+    p.add_argument("--registry", help="figures registry (default: napari_dynfit.bench.figures of the source checkout)")
     p.add_argument("--readme", help="README to update (default: README.md next to the registry's folder)")
     p.set_defaults(func=_run_all)
     bsub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
@@ -67,8 +67,8 @@ def _run_all(args) -> int:
     else:
         root = bt.find_root()
         if root is None:
-            raise InputError("no benchmarks/figures.py found: run from the source checkout or pass --registry")
-        registry = root / "benchmarks" / "figures.py"
+            raise InputError("no napari_dynfit.bench.figures found: run from the source checkout or pass --registry")
+        registry = root / bt.REGISTRY
     readme = Path(args.readme) if args.readme else root / "README.md"
     figs = bt.load_registry(registry)
     text = None

@@ -296,7 +296,7 @@ def auto_kernel(df, *, box=None) -> tuple[float, float]:
     without it, of the coordinates' range; ``n`` the mean number of rows per frame) and ``spacing`` is
     half of it. A kernel of about one inter-particle distance averages a few particles per kernel
     (so the fields are smooth enough for derivatives) while keeping the pattern's scales; measured on
-    the 2D sample's walk-through (``benchmarks/bench_sample_walk.py``), it pins the coefficients
+    the 2D sample's walk-through (``napari_dynfit.bench.sample_walk``), it pins the coefficients
     closer than a kernel set from the field of view (``extent / 16``), which on the full sample is
     1.7 inter-particle distances.
 

@@ -1,6 +1,6 @@
 """Test images for APR construction: sparse spots and dense cells, 2D or 3D, uint16, from a seed.
 
-Used by the construction tests and ``benchmarks/bench_apr_construct.py`` (ours vs pyapr on the same images).
+Used by the construction tests and ``napari_dynfit.bench.apr_construct`` (ours vs pyapr on the same images).
 """
 
 from __future__ import annotations

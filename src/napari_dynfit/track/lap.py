@@ -5,7 +5,7 @@ global assignment that closes gaps between track segments. Each assignment is on
 minimum-weight perfect matching (:func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching`,
 LAPJVsp) on an augmented cost matrix whose dummy rows/columns carry the costs of births and deaths.
 
-Why our own rather than laptrack or trackpy (``docs/tracking.md``, ``benchmarks/bench_tracking.py``):
+Why our own rather than laptrack or trackpy (``docs/tracking.md``, ``napari_dynfit.bench.tracking``):
 
 * laptrack's gap closing took 286 s for 10^4 particles x 100 frames here (ours 5.7 s; the issue measured
   387 s), its ``predict_dataframe`` spends ~10x its ``predict`` in a per-node ``.loc`` loop,

@@ -233,17 +233,17 @@ def _bpinn(js: dict) -> str:
 
 FIGURES = [
     Figure("apr-roundtrip", "APR round trip vs pyapr's reconstruction (2D, 3D; tests/test_apr_io.py)", "exact",
-           "{python} benchmarks/bench_tests.py tests/test_apr_io.py -k pyapr", _tests, requires=("pyapr",)),
+           "{python} -m napari_dynfit.bench.suite tests/test_apr_io.py -k pyapr", _tests, requires=("pyapr",)),
     Figure("apr-napari-1024", "1024^3 APR in napari: first slice (fresh viewer) / peak RSS", "< 2 s / < 1.5 GB",
-           None, needs="a display and a manual run: `benchmarks/bench_apr_io.py --size 1024 --napari` generates and "
+           None, needs="a display and a manual run: `napari_dynfit.bench.apr_io --size 1024 --napari` generates and "
            "converts a 1024^3 uint16 image (2 GiB) once, too heavy for `--all` on a shared machine"),
     Figure("to-apr-overhead", "`to_apr(backend=\"pyapr\")` overhead over `pyapr.converter.get_apr`, same image and "
-           "parameters", "<= 10 %", "{python} benchmarks/bench_apr_io.py --overhead-only", _apr_overhead,
-           quick="{python} benchmarks/bench_apr_io.py --overhead-only --overhead-size 128 --repeats 3",
+           "parameters", "<= 10 %", "{python} -m napari_dynfit.bench.apr_io --overhead-only", _apr_overhead,
+           quick="{python} -m napari_dynfit.bench.apr_io --overhead-only --overhead-size 128 --repeats 3",
            requires=("pyapr",)),
     Figure("apr-construct", "APR construction, ours vs pyapr 1.0.7, same parameters (2D/3D spots and dense cells; "
-           "`benchmarks/bench_apr_construct.py`)", "particles +-10 %, PSNR +-0.5 dB, time <= pyapr",
-           "{python} benchmarks/bench_apr_construct.py --threads 1", _apr_construct, requires=("pyapr",)),
+           "`napari_dynfit.bench.apr_construct`)", "particles +-10 %, PSNR +-0.5 dB, time <= pyapr",
+           "{python} -m napari_dynfit.bench.apr_construct --threads 1", _apr_construct, requires=("pyapr",)),
     Figure("apr-conv-accuracy", "APR-native convolution vs `pyapr.filter.convolve` (float32, 3^3, 5^3, 7^3 "
            "Gaussian stencils)", "1e-5 rel.",
            [f"{{python}} -m napari_dynfit.cli bench apr-conv --size 96 --stencil-size {k} --repeat 1 --no-scipy"
@@ -257,58 +257,58 @@ FIGURES = [
            data=("apr1024.npz",), data_label="an exported 1024^3 grid (`dynfit bench apr-conv --size 1024 "
            "--save-grid apr1024.npz` where pyapr is installed)"),
     Figure("detect-recall", "detection on rendered spots (400 per 512^2 frame, uniform, close pairs included; "
-           "`benchmarks/bench_detect.py`), SNR 10, defaults: recall / median error", ">= 0.98 / <= 0.3 px",
-           "{python} benchmarks/bench_detect.py --snr 10 --json", _detect,
-           quick="{python} benchmarks/bench_detect.py --snr 10 --frames 3 --rounds 1 --json", requires=("trackpy",)),
+           "`napari_dynfit.bench.detect`), SNR 10, defaults: recall / median error", ">= 0.98 / <= 0.3 px",
+           "{python} -m napari_dynfit.bench.detect --snr 10 --json", _detect,
+           quick="{python} -m napari_dynfit.bench.detect --snr 10 --frames 3 --rounds 1 --json", requires=("trackpy",)),
     Figure("beads-msd", "real bead movie (trackpy's `bulk_water`, brightfield, defaults, polarity auto -> dark): "
            "MSD exponent / prefactor vs trackpy's walkthrough", "within 0.05 / 10 %",
-           "{python} benchmarks/bench_beads.py {data}/bulk_water --json", _beads, data=("bulk_water",),
+           "{python} -m napari_dynfit.bench.beads {data}/bulk_water --json", _beads, data=("bulk_water",),
            data_label="the bulk_water movie", requires=("trackpy",)),
     Figure("link-accuracy", "linking: Brownian at 0.15, ABP at 0.4, **no parameters given**", ">= 0.975, >= 0.95",
-           "{python} benchmarks/bench_tracking.py --sections accuracy", _tracking_accuracy, timeout_s=3600),
+           "{python} -m napari_dynfit.bench.tracking --sections accuracy", _tracking_accuracy, timeout_s=3600),
     Figure("ctc-bacteria", "real CTC bacteria GT masks relabelled per frame, **no flags**: LNK / division F1",
-           ">= 0.90 / >= 0.85", "{python} benchmarks/track_ctc.py {data}/bacteria_div/data/bacteria/TRA", _ctc,
+           ">= 0.90 / >= 0.85", "{python} -m napari_dynfit.bench.track_ctc {data}/bacteria_div/data/bacteria/TRA", _ctc,
            data=("bacteria_div/data/bacteria/TRA",), data_label="the CTC bacteria movie"),
     Figure("eval-vs-traccuracy", "`--eval` (CTC mask matching) vs traccuracy 0.4.3 on the same inputs "
            "(tests/test_track_metrics.py)", "equal to 1e-6",
-           "{python} benchmarks/bench_tests.py tests/test_track_metrics.py -k traccuracy", _tests,
+           "{python} -m napari_dynfit.bench.suite tests/test_track_metrics.py -k traccuracy", _tests,
            requires=("traccuracy",)),
     Figure("segment-f1", "touching cells from raw images, segmentation F1 at IoU 0.5: generated rod colonies "
            "(phase contrast) / 2D touching nuclei / 3D nuclei", ">= 0.95",
-           "{python} benchmarks/bench_cells.py", _segment_sim),
+           "{python} -m napari_dynfit.bench.cells", _segment_sim),
     Figure("segment-f1-real", "the same on real phase-contrast bacteria (the CTC movie, `dynfit segment` defaults)",
-           ">= 0.95", "{python} benchmarks/bench_cells.py {data}/bacteria_div/data/bacteria --no-sim",
+           ">= 0.95", "{python} -m napari_dynfit.bench.cells {data}/bacteria_div/data/bacteria --no-sim",
            _segment_real, data=("bacteria_div/data/bacteria/img", "bacteria_div/data/bacteria/TRA"),
            data_label="the CTC bacteria movie", timeout_s=7200),
     Figure("link-speed", "10^4 particles x 100 frames with gap closing", "<= trackpy, >= 5x laptrack",
-           "{python} benchmarks/bench_tracking.py --sections speed --laptrack-n 2000", _tracking_speed,
-           quick="{python} benchmarks/bench_tracking.py --sections speed --n 2000 --frames 50 --laptrack-n 500",
+           "{python} -m napari_dynfit.bench.tracking --sections speed --laptrack-n 2000", _tracking_speed,
+           quick="{python} -m napari_dynfit.bench.tracking --sections speed --n 2000 --frames 50 --laptrack-n 500",
            timeout_s=7200, requires=("trackpy", "laptrack")),
     Figure("pdefind", "PDE-FIND data at 10 % / 20 % noise: exact term set", "5/5, >= 4/5",
-           "{python} benchmarks/bench_pdefind.py", _pdefind,
-           quick="{python} benchmarks/bench_pdefind.py --noise 0.1 --seeds 2", timeout_s=7200),
+           "{python} -m napari_dynfit.bench.pdefind", _pdefind,
+           quick="{python} -m napari_dynfit.bench.pdefind --noise 0.1 --seeds 2", timeout_s=7200),
     Figure("pde-localized", "localized terms (Fisher-KPP front, Burgers shock, Allen-Cahn, boundary layer, Zeldovich "
            "front), defaults, 5 held-out seeds at 1 % / 5 % noise: equations with the exact set and every coefficient "
            "within 5 % on 5/5 seeds", ">= 4 of 5 at each noise level",
-           "{python} benchmarks/bench_pde_localized.py --no-pdefind --first-seed 400", _localized,
-           quick="{python} benchmarks/bench_pde_localized.py --no-pdefind --first-seed 400 --noise 0.05 --seeds 2",
+           "{python} -m napari_dynfit.bench.pde_localized --no-pdefind --first-seed 400", _localized,
+           quick="{python} -m napari_dynfit.bench.pde_localized --no-pdefind --first-seed 400 --noise 0.05 --seeds 2",
            timeout_s=7200),
     Figure("abp-pde", "free ABPs, 2x10^4 particles: `rho_t = -v0 div p`, `p_t = -Dr p - v0/2 grad rho`",
-           ">= 4/5 seeds, 10 %", "{python} benchmarks/bench_abp_pde.py", _abp,
-           quick="{python} benchmarks/bench_abp_pde.py --seeds 1"),
+           ">= 4/5 seeds, 10 %", "{python} -m napari_dynfit.bench.abp_pde", _abp,
+           quick="{python} -m napari_dynfit.bench.abp_pde --seeds 1"),
     Figure("sample-walk", "GUI sample walk-through (2D sample, 750 particles, panel defaults; "
-           "`benchmarks/bench_sample_walk.py`): exact `rho_t`, `p_t` terms; coefficients", "3/3; within 15 %",
-           "{python} benchmarks/bench_sample_walk.py --seeds 3 4 5", _walk,
-           quick="{python} benchmarks/bench_sample_walk.py --seeds 3"),
+           "`napari_dynfit.bench.sample_walk`): exact `rho_t`, `p_t` terms; coefficients", "3/3; within 15 %",
+           "{python} -m napari_dynfit.bench.sample_walk --seeds 3 4 5", _walk,
+           quick="{python} -m napari_dynfit.bench.sample_walk --seeds 3"),
     Figure("sample-too-small", "a 128 µm, 50-frame piece of the sample (83 particles) through the same walk",
-           "not identifiable", "{python} benchmarks/bench_sample_walk.py --seeds 3 4 5 --fov 128 --frames 50",
+           "not identifiable", "{python} -m napari_dynfit.bench.sample_walk --seeds 3 4 5 --fov 128 --frames 50",
            _too_small),
     Figure("vicsek-bands", "Vicsek bands: band speed from the learned model", "within 10 %",
-           "{python} benchmarks/bench_vicsek_pde.py", _vicsek, quick="{python} benchmarks/bench_vicsek_pde.py --seeds 1"),
+           "{python} -m napari_dynfit.bench.vicsek_pde", _vicsek, quick="{python} -m napari_dynfit.bench.vicsek_pde --seeds 1"),
     Figure("balances", "dominant balances: Burgers regimes; Vicsek bands (learned Toner-Tu model), front vs dilute "
            "bulk (tests/test_balance.py, tests/test_balance_bands.py)", "3 regimes, shock at max `\\|u_x\\|`; "
            "different balances, front has alignment + `grad(rho)`",
-           "{python} benchmarks/bench_tests.py tests/test_balance.py::test_burgers_three_regimes_and_shock "
+           "{python} -m napari_dynfit.bench.suite tests/test_balance.py::test_burgers_three_regimes_and_shock "
            "tests/test_balance_bands.py -m \"slow or not slow\"", _tests,
            timeout_s=3600),
     Figure("pinn-weighting", "PINN multiscale Poisson: inverse-Dirichlet vs fixed weights", "<= 1e-2, >= 10x",
@@ -336,9 +336,9 @@ FIGURES = [
            quick="{python} -m napari_dynfit.cli bench pfi --case bistable --quick", requires=("torch", "geomloss"),
            timeout_s=4 * 3600),  # about an hour on 2 idle cores
     Figure("pipeline-dask", "per-frame pipeline, 100 frames 512^2, 2 vs 1 Dask workers", ">= 1.7x, identical",
-           "{python} benchmarks/bench_parallel.py", _parallel,
-           quick="{python} benchmarks/bench_parallel.py --frames 30 --size 256", max_load=0.5),
-    Figure("demo", "`dynfit demo` (full, all 9 stages; `benchmarks/bench_demo.py`: wall time and peak memory of "
-           "`dynfit demo -o DIR`)", "< 10 min on 2 cores", "{python} benchmarks/bench_demo.py", _demo,
+           "{python} -m napari_dynfit.bench.parallel", _parallel,
+           quick="{python} -m napari_dynfit.bench.parallel --frames 30 --size 256", max_load=0.5),
+    Figure("demo", "`dynfit demo` (full, all 9 stages; `napari_dynfit.bench.demo_run`: wall time and peak memory of "
+           "`dynfit demo -o DIR`)", "< 10 min on 2 cores", "{python} -m napari_dynfit.bench.demo_run", _demo,
            quick="", timeout_s=3600),
 ]

@@ -1,6 +1,6 @@
 """Tracking a CTC label movie with the defaults (no parameters given) and scoring it with ours and traccuracy.
 
-Run ``python benchmarks/track_ctc.py GT_TRA [--masks MASKS] [--seed 0] [--match-distance 0.5]``; prints JSON.
+Run ``python -m napari_dynfit.bench.track_ctc GT_TRA [--masks MASKS] [--seed 0] [--match-distance 0.5]``; prints JSON.
 
 * ``GT_TRA``: a Cell Tracking Challenge ground-truth folder (``man_track.txt`` + ``man_track####.tif``).
 * ``--masks``: the label movie to track (a CTC folder or TIFF stack); default the ground-truth masks themselves.
@@ -21,7 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
 
 def traccuracy_scores(gt_folder, res_folder) -> dict:
@@ -49,7 +49,6 @@ def traccuracy_scores(gt_folder, res_folder) -> dict:
 
 def main(argv=None):
     from _track_data import relabel_per_frame
-
     from napari_dynfit.detect import label_table
     from napari_dynfit.track import link
     from napari_dynfit.track.formats import read_ctc, read_label_movie, write_ctc

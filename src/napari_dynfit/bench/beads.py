@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_beads.py FOLDER [--frames N] [--mpp 0.3509] [--fps 24] [--diameter 11] [--minmass 20]
+    python -m napari_dynfit.bench.beads FOLDER [--frames N] [--mpp 0.3509] [--fps 24] [--diameter 11] [--minmass 20]
                                             [--invert | --no-invert] [--sigma 1.5] [--json]
 
 FOLDER holds the frames as images (PNG/TIFF/JPEG, sorted by name; colour frames are converted to grey with the
@@ -18,12 +18,12 @@ this process, one frame at a time on one thread (ours also with its default of 2
 (wall and CPU) and ratios,
 positions outside the image, detections on the wrong side of the local background, pairs closer than 3 px, MSD
 exponent and prefactor of both and their differences. ``--json``: the text goes to stderr and the figures as one
-JSON object to stdout (read by ``dynfit bench --all``, benchmarks/figures.py).
+JSON object to stdout (read by ``dynfit bench --all``, napari_dynfit.bench.figures).
 
 ``--simulate D`` replaces FOLDER by a simulated fluorescence bead movie with known truth (no real fluorescence bead
 movie was available here): 150 beads diffusing with coefficient D (um^2/s) in 256 x 256 px at ``--mpp``/``--fps``,
 200 frames rendered by :func:`napari_dynfit.sim.render_movie` (Gaussian PSF 1.5 px, peak SNR 8); trackpy then uses
-diameter 7 and the minmass that maximises its F1 on separate tuning frames (``benchmarks/bench_detect.py``), no
+diameter 7 and the minmass that maximises its F1 on separate tuning frames (``napari_dynfit.bench.detect``), no
 inversion; the true MSD exponent is 1 and prefactor 4 D.
 """
 
@@ -74,12 +74,8 @@ def simulate(D, mpp, fps, seed=0) -> np.ndarray:
 
 def tune(D, mpp, fps) -> float:
     """trackpy's best minmass on 3 separate simulated frames."""
-    import sys
-
+    from napari_dynfit.bench.detect import tune_minmass
     from napari_dynfit.sim import render_movie
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_detect import tune_minmass
 
     table = _bead_tracks(D, mpp, fps, frames=3, seed=99)
     movie, truth = render_movie(table, (3, 256, 256), psf_sigma=1.5, snr=8, seed=99)

@@ -14,8 +14,8 @@ convert it with the defaults, and the script prints one JSON line per image and 
 
 Usage::
 
-    python benchmarks/bench_apr_construct.py --threads 1
-    python benchmarks/bench_apr_construct.py --threads 2 --image frame.tif --repeats 5
+    python -m napari_dynfit.bench.apr_construct --threads 1
+    python -m napari_dynfit.bench.apr_construct --threads 2 --image frame.tif --repeats 5
 
 Timings on a shared machine are noisy; read the ratios of interleaved runs.
 """

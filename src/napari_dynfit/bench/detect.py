@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_detect.py [--frames 10] [--spots 400] [--size 512] [--snr 5 10 20] [--sigma 1.5]
+    python -m napari_dynfit.bench.detect [--frames 10] [--spots 400] [--size 512] [--snr 5 10 20] [--sigma 1.5]
                                       [--dark] [--json]
 
 Each frame holds ``--spots`` point emitters at uniformly random positions (close pairs included) rendered by
@@ -15,7 +15,7 @@ histogram). Both run one frame at a time on one thread. Detections are matched o
 px (Hungarian); printed per SNR: recall, precision, median position error, CPU (process, all threads) and wall time
 per frame (medians of ``--rounds`` alternating runs, so that both see the same load), and the time ratios.
 ``--json``: the table goes to stderr and one JSON object (per SNR: both methods' figures) to stdout (read by
-``dynfit bench --all``, benchmarks/figures.py).
+``dynfit bench --all``, napari_dynfit.bench.figures).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
 
 Prints one JSON object (``--json``) or a text table; ``--out FILE`` is rewritten after every step. Usage::
 
-    python benchmarks/bench_closure.py --cache /tmp/closure-runs --json
+    python -m napari_dynfit.bench.closure --cache /tmp/closure-runs --json
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ integrated pseudo-spectrally from the first recorded frame over the whole window
 and the band speed (mean frame-to-frame shift of the density profile, from the periodic
 cross-correlation peak) is compared with the particles'.
 
-    python benchmarks/bench_vicsek_pde.py --seeds 3
+    python -m napari_dynfit.bench.vicsek_pde --seeds 3
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ defaults: kernel and grid from the data, gaps of tracks filled, periodic box of 
 Prints JSON: per seed the learned ``rho_t`` and ``p_t``, whether they hold exactly the sample's terms,
 the relative coefficient errors against ``-v0``, ``-Dr``, ``-v0/2``, and the verdict.
 
-    python benchmarks/bench_sample_walk.py --seeds 3 4 5
-    python benchmarks/bench_sample_walk.py --seeds 3 --fov 128 --frames 50   # the too-small sample
-    python benchmarks/bench_sample_walk.py --seeds 3 --truth                  # ground-truth tracks
+    python -m napari_dynfit.bench.sample_walk --seeds 3 4 5
+    python -m napari_dynfit.bench.sample_walk --seeds 3 --fov 128 --frames 50   # the too-small sample
+    python -m napari_dynfit.bench.sample_walk --seeds 3 --truth                  # ground-truth tracks
 
 ``--cache DIR`` keeps each seed's tracks (``tracks-<seed>-<fov>-<frames>.parquet``) so that the fields
 and model steps can be re-run alone (detection and tracking of the full sample take minutes).
@@ -35,8 +35,8 @@ def tracks_of(seed: int, *, fov=None, frames=None, truth: bool = False, cache: s
     """Tracks table (``track_id, frame, y, x`` in um) of the sample as the panel makes it, and its metadata."""
     import pandas as pd
 
-    from napari_dynfit._napari._defaults import estimate_spot_sigma
     from napari_dynfit.detect import detect_movie
+    from napari_dynfit.detect.size import estimate_spot_sigma
     from napari_dynfit.sim.samples import active_particles_2d
     from napari_dynfit.track import link
 

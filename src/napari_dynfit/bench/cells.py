@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/bench_cells.py                       # generated data only (2D rods, 3D nuclei)
-    python benchmarks/bench_cells.py DATA [--frames N]     # + a CTC data set: DATA/img (raw), DATA/TRA (truth)
+    python -m napari_dynfit.bench.cells                       # generated data only (2D rods, 3D nuclei)
+    python -m napari_dynfit.bench.cells DATA [--frames N]     # + a CTC data set: DATA/img (raw), DATA/TRA (truth)
 
 With ``DATA`` (e.g. the bacteria movie of ``bentaculum/divisualisation``, ``data/bacteria``; not part of this
 repository) it runs what a user runs, with defaults and no per-movie flags::

@@ -13,8 +13,8 @@ subsampled), noise ``level * std(u) * N(0, 1)`` with seeds 0..n-1.
 Prints JSON: per case the number of seeds with the exact term set, the worst relative coefficient
 error over those seeds, how many were said identifiable, mean time per fit.
 
-    python benchmarks/bench_pde_localized.py --seeds 5 -o pde_localized.json
-    python benchmarks/bench_pde_localized.py --markdown pde_localized.json      # the table of docs/pde.md
+    python -m napari_dynfit.bench.pde_localized --seeds 5 -o pde_localized.json
+    python -m napari_dynfit.bench.pde_localized --markdown pde_localized.json      # the table of docs/pde.md
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ cell lists; it is timed on a few steps of the same system and extrapolated per s
 
 Usage::
 
-    python benchmarks/bench_sim.py [-o result.json] [--quick]
+    python -m napari_dynfit.bench.sim_speed [-o result.json] [--quick]
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ well (workers together, and the client + scheduler process): they do not depend 
 show the parallel overhead (``cluster_cpu_2_vs_1``) and give the wall time on 2 dedicated cores
 (``dedicated_2_cores_speedup_estimate``: 1 worker = its CPU time; 2 workers = all CPU time / 2).
 
-    python benchmarks/bench_pipeline.py [--frames 100] [--size 256] [--repeat 3] [--gaussian 1.0] [-o out.json]
+    python -m napari_dynfit.bench.pipeline [--frames 100] [--size 256] [--repeat 3] [--gaussian 1.0] [-o out.json]
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ time). The exact hydrodynamics of the kernel fields are
 ``rho_t = -v0 div(p) [+ Dt lap(rho)]`` and ``p_t = -Dr p - (v0/2) grad(rho)`` were found with every
 coefficient within 10 %, and timings (noisy: shared 2-core machine).
 
-    python benchmarks/bench_abp_pde.py --particles 20000 --seeds 5
-    python benchmarks/bench_abp_pde.py --particles 100000 --seeds 1
+    python -m napari_dynfit.bench.abp_pde --particles 20000 --seeds 5
+    python -m napari_dynfit.bench.abp_pde --particles 100000 --seeds 1
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Held-out real movie: 1 um beads in water (trackpy's walkthrough data), our detector and linker with no linking
 parameters given, against trackpy's documented pipeline on the same frames.
 
-Run ``python benchmarks/track_beads.py FOLDER [--frames 300]`` (FOLDER holds ``bulk_water_###.png``); prints JSON.
+Run ``python -m napari_dynfit.bench.track_beads FOLDER [--frames 300]`` (FOLDER holds ``bulk_water_###.png``); prints JSON.
 
 * Frames are greyscale (first channel) and inverted (dark beads -> bright blobs) before our LoG detector
   (``detect_movie``, blob sigma searched in 2-5 px); trackpy uses its documented settings (``diameter 11,
@@ -21,7 +21,6 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 
 
 def load(folder, n_frames):

@@ -1,6 +1,6 @@
 """Tracking benchmark: accuracy and speed of our LAP linker against laptrack and trackpy, same detections.
 
-Run ``python benchmarks/bench_tracking.py [--sections accuracy,speed,scaling]``; prints JSON.
+Run ``python -m napari_dynfit.bench.tracking [--sections accuracy,speed,scaling]``; prints JSON.
 
 * accuracy: particles placed at random (uniform, some pairs genuinely ambiguous). Brownian steps with mean
   0.15 of the mean nearest-neighbour distance ``0.5 sqrt(area / N)``; self-propelled particles (ABP,
@@ -171,7 +171,8 @@ def scaling(sizes=(1_000, 10_000, 100_000), frames=100, gap_frames=2, seed=0):
     rows = []
     for n in sizes:
         truth, det, step, _ = brownian_table(n, frames, drop=0.02, seed=seed)
-        t, tracks = _time(lambda: link(det, max_distance=4 * step, gap_frames=gap_frames, motion="brownian"))
+        t, tracks = _time(lambda det=det, step=step: link(det, max_distance=4 * step, gap_frames=gap_frames,
+                                                                   motion="brownian"))
         rows.append({"n_particles": n, "frames": frames, "detections": len(det), "ours_s": t,
                      "us_per_detection": 1e6 * t / len(det), **_score(truth, tracks)})
         del truth, det, tracks

@@ -5,7 +5,7 @@ detector made of scipy calls, standing in for the pipeline's per-frame stages). 
 wall times, speedups against the serial path and whether every result is identical to it. The
 machine's 2 cores are shared with other jobs: the speedups are noisy.
 
-    python benchmarks/bench_parallel.py [--frames 100] [--size 512] [-o out.json]
+    python -m napari_dynfit.bench.parallel [--frames 100] [--size 512] [-o out.json]
 """
 
 from __future__ import annotations

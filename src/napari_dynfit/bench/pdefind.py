@@ -13,7 +13,7 @@ worst relative coefficient error over seeds with the exact set, the learned equa
 times (timings on a shared 2-core machine are noisy); and on stderr both equations side by side
 for every seed.
 
-    python benchmarks/bench_pdefind.py --noise 0.1 0.2 --seeds 5 -o pdefind.json
+    python -m napari_dynfit.bench.pdefind --noise 0.1 0.2 --seeds 5 -o pdefind.json
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from napari_dynfit.models.pde import discover_pde
 
 #: PDE-FIND's published .mat files: $DYNFIT_PDEFIND_DATA or ../shared/data/pdefind next to the checkout; without them
 #: the same data come from our own solvers (napari_dynfit.sim.pde_solutions)
-DATA = Path(os.environ.get("DYNFIT_PDEFIND_DATA") or Path(__file__).resolve().parents[2] / "shared/data/pdefind")
+DATA = Path(os.environ.get("DYNFIT_PDEFIND_DATA") or Path(__file__).resolve().parents[4] / "shared/data/pdefind")
 TRUTH = {
     "burgers": {"u*u_x": -1.0, "u_xx": 0.1},
     "kdv": {"u*u_x": -6.0, "u_xxx": -1.0},

@@ -1,6 +1,6 @@
 """Tracking generated cells with no parameters given: the simulator's 3D dividing cells and 2D rod colonies.
 
-Run ``python benchmarks/track_generated.py``; prints one JSON line per case (LNK, division F1, the chosen motion
+Run ``python -m napari_dynfit.bench.track_generated``; prints one JSON line per case (LNK, division F1, the chosen motion
 model, daughter size). Masks are relabelled 1..n per frame in a random order (no identity in the label values).
 The rod colonies come from ``tests/_track_data.py`` (rods that grow, halve along their axis and are pushed outwards by
 the colony's growth; optional drift and stage jump).
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 
 CASES = [
     ("colony doubling 6", 0, {}),
@@ -43,7 +43,6 @@ def run(name, rel, truth, spacing=None, match=0.5):
 
 def main():
     from _track_data import relabel_per_frame, rod_colony
-
     from napari_dynfit.sim import dividing_cells_3d
 
     for seed in (0, 1):

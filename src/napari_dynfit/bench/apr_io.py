@@ -18,9 +18,9 @@ Prints one JSON document:
 
 Usage::
 
-    python benchmarks/bench_apr_io.py --size 1024 --napari
-    python benchmarks/bench_apr_io.py --size 256 --overhead-size 128   # quick
-    python benchmarks/bench_apr_io.py --overhead-only                  # the overhead figure alone
+    python -m napari_dynfit.bench.apr_io --size 1024 --napari
+    python -m napari_dynfit.bench.apr_io --size 256 --overhead-size 128   # quick
+    python -m napari_dynfit.bench.apr_io --overhead-only                  # the overhead figure alone
 
 Timings on a shared 2-core machine are noisy; run twice and read the ratios.
 """
@@ -130,9 +130,10 @@ def _browse(path: str, n_slices: int) -> None:
     import psutil
 
     t0 = time.perf_counter()
-    from napari_dynfit._napari._apr_reader import apr_layers
+    from napari_dynfit.apr import open_lazy  # what the napari reader opens (one layer per channel)
 
-    levels, kwargs, _ = apr_layers(path)[0]
+    opened = open_lazy(path)
+    levels, head = opened["levels"][0], opened["header"]
     t_open = time.perf_counter() - t0
     full = levels[0]
     nz = full.shape[0]
@@ -153,63 +154,11 @@ def _browse(path: str, n_slices: int) -> None:
                       "slice_s_median": float(np.median(times)), "slice_s_max": float(np.max(times)),
                       "slices": n_slices, "levels": [list(lv.shape) for lv in levels], "coarse_levels": coarse,
                       "rss_gb_now": psutil.Process().memory_info().rss / 1024 ** 3,
-                      "peak_rss_gb": _peak_rss_gb(), "metadata": kwargs["metadata"]["apr"]}))
+                      "peak_rss_gb": _peak_rss_gb(), "metadata": {"particles": int(head["particles"])}}))
 
 
-def _browse_napari(path: str, n_slices: int) -> None:
-    """Child process: open in a napari viewer (on Xvfb) and browse with the dims slider."""
-    display = None
-    if not os.environ.get("DISPLAY"):
-        from pyvirtualdisplay import Display
-
-        display = Display(visible=False, size=(1024, 768))
-        display.start()
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    viewer = napari.Viewer(show=True)
-    app = QApplication.instance()
-    app.processEvents()
-    rss_before = _peak_rss_gb()
-
-    def open_first_slice():
-        t0 = time.perf_counter()
-        layer = viewer.open(path, plugin="napari-dynfit")[0]
-        app.processEvents()
-        np.asarray(layer._slice.image.raw)
-        return layer, time.perf_counter() - t0
-
-    # cold: the first layer of a fresh napari (napari initialises its unit registry, ~1.4 s here)
-    layer, t_cold = open_first_slice()
-    viewer.layers.clear()
-    app.processEvents()
-    layer, t_first = open_first_slice()  # napari already up: the cost of opening the APR itself
-    nz = layer.data[0].shape[0]
-    rng = np.random.default_rng(0)
-    times = []
-    viewer.camera.zoom *= 4  # zoom in: full-resolution tiles
-    app.processEvents()
-    for z in rng.integers(0, nz, n_slices):
-        t = time.perf_counter()
-        viewer.dims.set_point(0, float(z) * layer.scale[0])
-        app.processEvents()
-        times.append(time.perf_counter() - t)
-    levels_seen = layer.data_level
-    viewer.dims.ndisplay = 3
-    t = time.perf_counter()
-    app.processEvents()
-    t3d = time.perf_counter() - t
-    print(json.dumps({"first_slice_s": t_first, "first_slice_cold_s": t_cold, "slice_s_median": float(np.median(times)),
-                      "slice_s_max": float(np.max(times)), "data_level_zoomed": int(levels_seen),
-                      "view3d_level": int(layer.data_level), "view3d_s": t3d,
-                      "rss_gb_before_open": rss_before, "peak_rss_gb": _peak_rss_gb()}))
-    viewer.close()
-    if display is not None:
-        display.stop()
-
-
-def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+def _child(args: list[str], module: str = "napari_dynfit.bench.apr_io") -> dict:
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -227,16 +176,12 @@ def main(argv=None) -> int:
     p.add_argument("--overhead-only", action="store_true", help="only the to_apr overhead (no large file)")
     p.add_argument("--_generate", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--_browse", help=argparse.SUPPRESS)
-    p.add_argument("--_browse_napari", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._generate:
         _generate(int(args._generate[0]), args._generate[1])
         return 0
     if args._browse:
         _browse(args._browse, args.slices)
-        return 0
-    if args._browse_napari:
-        _browse_napari(args._browse_napari, args.slices)
         return 0
 
     result = {}
@@ -254,7 +199,8 @@ def main(argv=None) -> int:
     result["generate"] = json.loads(info_path.read_text())
     result["browse"] = _child(["--_browse", str(path), "--slices", str(args.slices)])
     if args.napari:
-        result["napari"] = _child(["--_browse_napari", str(path), "--slices", str(args.slices)])
+        # the viewer's side runs in the GUI layer (napari_dynfit._napari._apr_browse), a child process like the others
+        result["napari"] = _child(["--slices", str(args.slices), str(path)], module="napari_dynfit._napari._apr_browse")
     b = result["browse"]
     result["summary"] = {
         "size": args.size, "computational_ratio": result["generate"]["computational_ratio"],

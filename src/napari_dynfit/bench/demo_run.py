@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_demo.py [--quick] [--keep DIR]
+    python -m napari_dynfit.bench.demo_run [--quick] [--keep DIR]
 
 Runs ``python -m napari_dynfit.cli demo -o DIR`` in a child process (a temporary folder unless ``--keep``) and
 prints one JSON object: ``wall_s`` (the child's wall time, imports included), ``peak_rss_gb`` (the child's peak

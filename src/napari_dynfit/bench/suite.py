@@ -2,13 +2,13 @@
 
 Usage::
 
-    python benchmarks/bench_tests.py tests/test_track_metrics.py [-k EXPR] [-m slow]
+    python -m napari_dynfit.bench.suite tests/test_track_metrics.py [-k EXPR] [-m slow]
 
 Some published figures are thresholds that tests assert on data they generate (e.g. ``--eval`` equal to
 traccuracy to 1e-9, the dominant-balance regimes); their measured cell is then "the assertions hold": this
 runs pytest on the given arguments (``-p no:cacheprovider``, quiet) and prints one JSON object: ``passed``,
 ``failed``, ``skipped`` (with the reasons), ``errors`` and the test ids per outcome. Read by
-``dynfit bench --all`` (benchmarks/figures.py).
+``dynfit bench --all`` (napari_dynfit.bench.figures).
 """
 
 from __future__ import annotations
