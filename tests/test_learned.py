@@ -53,6 +53,10 @@ def test_late_division_split_where_the_septum_dips():
     apart = lab.copy()
     apart[1, :, 28:33] = 0  # successors that do not touch: not a rod cut in two
     assert learned.split_late_divisions(apart, dist)[1] == 0
+    merged_again = np.concatenate([lab, lab[:1]])  # the next frame joins the two again: not a division
+    assert learned.split_late_divisions(merged_again, np.concatenate([dist, dist[:1]]))[1] == 0
+    kept_apart = np.concatenate([lab, lab[1:]])
+    assert learned.split_late_divisions(kept_apart, np.concatenate([dist, dist[1:]]))[1] == 1
 
 
 def test_phase_images_dark_cells_bright_halo():

@@ -30,8 +30,8 @@ SEED_LEVEL = 0.5
 FG_LEVEL = 0.5
 #: smallest dip of the distance map (peak of each part minus the saddle between them) that splits an object of one
 #: frame along the cut its two successors show in the next frame (:func:`split_late_divisions`); chosen on generated
-#: phase-contrast movies (docs/tracking.md)
-SEPTUM_DIP = 0.05
+#: phase-contrast movies and ``render_cells`` colonies (docs/tracking.md)
+SEPTUM_DIP = 0.15
 
 
 def _torch():
@@ -320,7 +320,8 @@ def instances(fg: np.ndarray, dist: np.ndarray, *, seed_level: float = SEED_LEVE
     return relabel_sequential(lab)[0].astype(np.int32)
 
 
-def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, inside: float = 0.5) -> tuple[np.ndarray, int]:
+def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, inside: float = 0.5,
+                         persist: bool = True) -> tuple[np.ndarray, int]:
     """Split objects whose two successors already show the septum: a division the image shows one frame late.
 
     A just-divided pair of rods often looks like one rod for a frame or two (the septum is faint), so the masks
@@ -328,7 +329,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
     holds two touching objects of frame ``t + 1`` (each with at least ``inside`` of its pixels inside it) is cut
     along their boundary (each pixel to the nearer successor) when the distance map of frame ``t`` dips there: the
     largest distance on the cut is at least ``dip`` below the peak of each part. A split propagates further back
-    only while that dip is there.
+    only while that dip is there. With ``persist``, the two successors must also lead to two different objects in
+    frame ``t + 2`` (when there is one): a cut the next frame merges again is not a division.
 
     Parameters
     ----------
@@ -338,6 +340,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
         Normalised distance maps of the frames (:func:`predict_maps`), in [0, 1].
     dip, inside : float
         See above (``dip`` in units of the normalised distance).
+    persist : bool
+        See above.
 
     Returns
     -------
@@ -370,6 +374,13 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
             b1, b2 = b[sl] == lbs[0], b[sl] == lbs[1]
             if not (ndimage.binary_dilation(b1, iterations=2) & b2).any():
                 continue  # the two successors do not touch: not one rod cut in two
+            if persist and t + 2 < len(labels):  # daughters stay apart: the next frame keeps them separate
+                c = labels[t + 2]
+                n1 = np.bincount(c[b == lbs[0]], minlength=1)
+                n2 = np.bincount(c[b == lbs[1]], minlength=1)
+                n1[0] = n2[0] = 0
+                if not n1.any() or not n2.any() or n1.argmax() == n2.argmax():
+                    continue
             near1 = ndimage.distance_transform_edt(~b1) < ndimage.distance_transform_edt(~b2)
             p1, p2 = obj & near1, obj & ~near1
             if min(p1.sum(), p2.sum()) < 0.25 * obj.sum():
