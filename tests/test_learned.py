@@ -28,6 +28,37 @@ def test_targets_cut_touching_cells_apart():
     assert seeds.max() == 2 and match_segmentation(lab, seeds)["f1"] == 1.0
 
 
+def _rod_pair_movie():
+    """Frame 0: one mask over two rods tip to tip; frame 1: the two rods apart (a septum seen one frame late)."""
+    lab = np.zeros((2, 20, 60), np.int32)
+    lab[0, 5:15, 5:55] = 1
+    lab[1, 5:15, 5:30] = 1
+    lab[1, 5:15, 30:55] = 2
+    x = np.arange(60)
+    ridge = np.clip(1 - np.abs(x - 17.5) / 14, 0, 1) + np.clip(1 - np.abs(x - 42.5) / 14, 0, 1)  # dips at x = 30
+    dist = np.zeros((2, 20, 60), np.float32)
+    dist[:, 5:15] = 0.8 * np.clip(ridge, 0, 1) * np.sin(np.linspace(0.3, np.pi - 0.3, 10))[:, None]
+    return lab, dist
+
+
+def test_late_division_split_where_the_septum_dips():
+    lab, dist = _rod_pair_movie()
+    out, n = learned.split_late_divisions(lab, dist)
+    assert n == 1 and out[0].max() == 2
+    assert match_segmentation(lab[1], out[0])["f1"] == 1.0  # cut where the next frame's septum is
+    assert np.array_equal(out[1], lab[1])
+    flat = dist.copy()
+    flat[0, 5:15, 5:55] = flat[0, 5:15, 5:55].max(axis=1, keepdims=True)  # no dip: stays one object
+    assert learned.split_late_divisions(lab, flat)[1] == 0
+    apart = lab.copy()
+    apart[1, :, 28:33] = 0  # successors that do not touch: not a rod cut in two
+    assert learned.split_late_divisions(apart, dist)[1] == 0
+    merged_again = np.concatenate([lab, lab[:1]])  # the next frame joins the two again: not a division
+    assert learned.split_late_divisions(merged_again, np.concatenate([dist, dist[:1]]))[1] == 0
+    kept_apart = np.concatenate([lab, lab[1:]])
+    assert learned.split_late_divisions(kept_apart, np.concatenate([dist, dist[1:]]))[1] == 1
+
+
 def test_phase_images_dark_cells_bright_halo():
     labs = rod_colony_frames(3, size=128, width=8.0, aspect=4.0, n_frames=2)
     assert len(labs) == 2 and labs[-1].max() > labs[0].max() >= 2

@@ -814,6 +814,11 @@ def _load_model(method: str):
 
 
 def _segment_frame(frame, kwargs):
+    if kwargs["method"] == "learned":  # keeps the distance map for the movie-level pass
+        from .learned import segment_rods_learned
+
+        lab, info = segment_rods_learned(_check_image(frame), model=kwargs["model"], keep_dist=True)
+        return lab, dict(info, objects=int(lab.max()))
     res = segment_cells(frame, **kwargs)
     return res.labels, res.info
 
@@ -829,6 +834,9 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     with the same shape prior; the foreground threshold stays per frame. Frames run through
     :func:`~napari_dynfit.parallel.map_frames` (``scheduler``: ``"sync"``, ``"threads"``, ``"processes"``,
     ``"local-cluster"`` or a Dask scheduler address); lazy movies (Zarr, Dask, TIFF pages) are read per frame.
+    With ``method="learned"`` a last pass over the movie splits objects whose two successors already show a
+    septum the frame before (:func:`~napari_dynfit.detect.learned.split_late_divisions`; their number in
+    ``info["late_divisions_split"]``).
 
     Returns
     -------
@@ -879,8 +887,16 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     results = map_frames(_segment_frame, movie, scheduler=scheduler, n_workers=n_workers, kwargs={"kwargs": kw},
                          desc="segmenting cells")
     labels = np.stack([r[0] for r in results]).astype(np.int32)
+    n_late = None
+    if method == "learned" and labels.ndim == 3:  # divisions the masks show a frame late (faint septa)
+        from .learned import split_late_divisions
+
+        labels, n_late = split_late_divisions(labels, [r[1].pop("dist") for r in results])
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
-                                                                   "length")}
+                                                                   "length", "dist")}
+    if n_late is not None:
+        info["late_divisions_split"] = n_late
+        results = [(lab, dict(r[1], objects=int(lab.max()))) for lab, r in zip(labels, results)]
     info.update(polarity=info.get("polarity") if method == "learned" else kw["polarity"],
                 kind=kw["kind"] if method == "classic" else info.get("kind"),
                 diameter=kw["diameter"], objects=[int(r[1]["objects"]) for r in results],

@@ -28,6 +28,10 @@ CHANNELS = (8, 16, 32, 32)
 WEIGHTS = "rod_unet.npz"
 SEED_LEVEL = 0.5
 FG_LEVEL = 0.5
+#: smallest dip of the distance map (peak of each part minus the saddle between them) that splits an object of one
+#: frame along the cut its two successors show in the next frame (:func:`split_late_divisions`); chosen on generated
+#: phase-contrast movies and ``render_cells`` colonies (docs/tracking.md)
+SEPTUM_DIP = 0.15
 
 
 def _torch():
@@ -316,7 +320,81 @@ def instances(fg: np.ndarray, dist: np.ndarray, *, seed_level: float = SEED_LEVE
     return relabel_sequential(lab)[0].astype(np.int32)
 
 
-def segment_rods_learned(image, *, model=None, flips: bool = False) -> tuple[np.ndarray, dict]:
+def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, inside: float = 0.5,
+                         persist: bool = True) -> tuple[np.ndarray, int]:
+    """Split objects whose two successors already show the septum: a division the image shows one frame late.
+
+    A just-divided pair of rods often looks like one rod for a frame or two (the septum is faint), so the masks
+    divide a frame or more after the cells did. Going backwards through the movie, an object of frame ``t`` that
+    holds two touching objects of frame ``t + 1`` (each with at least ``inside`` of its pixels inside it) is cut
+    along their boundary (each pixel to the nearer successor) when the distance map of frame ``t`` dips there: the
+    largest distance on the cut is at least ``dip`` below the peak of each part. A split propagates further back
+    only while that dip is there. With ``persist``, the two successors must also lead to two different objects in
+    frame ``t + 2`` (when there is one): a cut the next frame merges again is not a division.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (t, y, x)
+        Label movie (objects numbered per frame).
+    dist : sequence of ndarray, shape (t, y, x)
+        Normalised distance maps of the frames (:func:`predict_maps`), in [0, 1].
+    dip, inside : float
+        See above (``dip`` in units of the normalised distance).
+    persist : bool
+        See above.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape (t, y, x)
+        A copy with the split objects (new labels appended per frame).
+    n_split : int
+        Objects split.
+    """
+    labels = np.array(labels, dtype=np.int32, copy=True)
+    n_split = 0
+    for t in range(len(labels) - 2, -1, -1):
+        a, b = labels[t], labels[t + 1]
+        both = (a > 0) & (b > 0)
+        if not both.any():
+            continue
+        nb = np.bincount(b.ravel())
+        pairs, cnt = np.unique(np.stack([a[both], b[both]]), axis=1, return_counts=True)
+        succ: dict = {}
+        for la, lb, c in zip(pairs[0].tolist(), pairs[1].tolist(), cnt.tolist()):
+            if c >= inside * nb[lb]:
+                succ.setdefault(la, []).append(lb)
+        d = np.asarray(dist[t], np.float32)
+        boxes = ndimage.find_objects(a)
+        new = int(a.max()) + 1
+        for la, lbs in succ.items():
+            if len(lbs) != 2:
+                continue
+            sl = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in boxes[la - 1])
+            obj = a[sl] == la
+            b1, b2 = b[sl] == lbs[0], b[sl] == lbs[1]
+            if not (ndimage.binary_dilation(b1, iterations=2) & b2).any():
+                continue  # the two successors do not touch: not one rod cut in two
+            if persist and t + 2 < len(labels):  # daughters stay apart: the next frame keeps them separate
+                c = labels[t + 2]
+                n1 = np.bincount(c[b == lbs[0]], minlength=1)
+                n2 = np.bincount(c[b == lbs[1]], minlength=1)
+                n1[0] = n2[0] = 0
+                if not n1.any() or not n2.any() or n1.argmax() == n2.argmax():
+                    continue
+            near1 = ndimage.distance_transform_edt(~b1) < ndimage.distance_transform_edt(~b2)
+            p1, p2 = obj & near1, obj & ~near1
+            if min(p1.sum(), p2.sum()) < 0.25 * obj.sum():
+                continue
+            cut = (ndimage.binary_dilation(p1) & p2) | (ndimage.binary_dilation(p2) & p1)
+            dd = d[sl]
+            if min(dd[p1].max(), dd[p2].max()) - dd[cut].max() >= dip:
+                a[sl][p2] = new
+                new += 1
+                n_split += 1
+    return labels, n_split
+
+
+def segment_rods_learned(image, *, model=None, flips: bool = False, keep_dist: bool = False) -> tuple[np.ndarray, dict]:
     """Label image of rod-shaped cells of one 2D phase-contrast frame with the learned model.
 
     Parameters
@@ -326,6 +404,8 @@ def segment_rods_learned(image, *, model=None, flips: bool = False) -> tuple[np.
         Default: the shipped weights.
     flips : bool
         Test-time flip averaging (4 x the time).
+    keep_dist : bool
+        Also return the distance map (``info["dist"]``, float16; for :func:`split_late_divisions`).
 
     Returns
     -------
@@ -338,4 +418,7 @@ def segment_rods_learned(image, *, model=None, flips: bool = False) -> tuple[np.
     net = model if hasattr(model, "forward") else load_rod_model(model)
     fg, dist = predict_maps(img, net, flips=flips)
     lab = instances(fg, dist)
-    return lab, {"method": "learned", "polarity": "dark", "kind": "rods", "n_objects": int(lab.max())}
+    info = {"method": "learned", "polarity": "dark", "kind": "rods", "n_objects": int(lab.max())}
+    if keep_dist:
+        info["dist"] = dist.astype(np.float16)
+    return lab, info
