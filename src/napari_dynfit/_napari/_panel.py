@@ -188,15 +188,9 @@ class FieldsFromTracks(StepContract, Container):
 
         layer = self._layer.value
         self.path = None
-        try:
-            if layer is None:
-                raise DynfitError("track first (page 3): no Tracks layer to coarse-grain (ground-truth layers "
-                                  "are offered only with the box ticked)")
-            df = tracks_from_napari(layer)  # world coordinates: scale and translate
-            if "z" in df.columns:
-                raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
-        except DynfitError as exc:
-            self._job.show_error(exc)
+        if layer is None:
+            self._job.show_error(DynfitError("track first (page 3): no Tracks layer to coarse-grain (ground-truth "
+                                             "layers are offered only with the box ticked)"))
             return None
         box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
         periodic = bool(self._periodic.value and box is not None)
@@ -206,16 +200,19 @@ class FieldsFromTracks(StepContract, Container):
         path = Path(self._workdir()) / "fields.zarr"
 
         def compute():
+            df = tracks_from_napari(layer)  # world coordinates: scale and translate
+            if "z" in df.columns:
+                raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
             bundle = coarse_grain_table(df, **kw)
             geo = fields_kwargs(bundle, layer)  # the fields' times and grid in the tracks' world (sets attrs)
             bundle.to_zarr(path)
-            return bundle, geo
+            return bundle, geo, df["track_id"].nunique()
 
-        self._job.start(compute, on_return=lambda res: self._show(*res, path, auto, df), busy="coarse-graining",
+        self._job.start(compute, on_return=lambda res: self._show(*res, path, auto), busy="coarse-graining",
                         block=block)
         return self.path if block else None
 
-    def _show(self, bundle, geo, path, auto, df) -> None:
+    def _show(self, bundle, geo, n_tracks, path, auto) -> None:
         import numpy as np
 
         self.bundle, self.path = bundle, path
@@ -231,7 +228,7 @@ class FieldsFromTracks(StepContract, Container):
         how = " (kernel = mean inter-particle distance)" if auto else ""
         filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "
-                              f"{df['track_id'].nunique()} tracks, kernel {bundle.attrs['sigma']:.3g}, grid "
+                              f"{n_tracks} tracks, kernel {bundle.attrs['sigma']:.3g}, grid "
                               f"{bundle.spacing[-1]:.3g}{how}{filled} -> {path.name}")
         self.made.emit(path)
 
