@@ -68,7 +68,8 @@ def test_reader_opens_movie_folder(make_napari_viewer, tmp_path, rng):
     viewer = make_napari_viewer()
     layer = viewer.open(str(path), plugin="napari-dynfit")[0]
     assert isinstance(layer.data[0], LazyAprMovie) and layer.data[0].shape == (4, 64, 72)
-    assert layer.scale[0] == 0.5
+    assert layer.scale[0] == 0.5 and layer.metadata["dt"] == 0.5
+    assert tuple(layer.axis_labels) == ("t", "y", "x") and viewer.dims.axis_labels[0] == "t"  # the convention
     viewer.dims.set_point(0, 3 * 0.5)
     np.testing.assert_array_equal(_shown(layer), mv.frames[3][0].reconstruct())
 

@@ -79,3 +79,11 @@ def test_closure_widget_simulate_train_compare(make_napari_viewer, qtbot):
     # the coarse runs sit beside the data, not on top of it
     tx = [viewer.layers[f"order parameter ({k})"].translate[-1] for k in ("data", "Bingham", "learned")]
     assert tx[0] < tx[1] < tx[2]
+    # geometry (issue 17): time axis labelled t; the director arrows sit on their image's grid points and times
+    img, vec = viewer.layers["order parameter (learned)"], viewer.layers["director (learned)"]
+    assert tuple(img.axis_labels) == tuple(vec.axis_labels) == ("t", "y", "x") and viewer.dims.axis_labels[0] == "t"
+    centre = vec.data[:, 0] + vec.data[:, 1] / 2  # the arrows are centred on their grid point
+    world = centre * vec.scale + vec.translate
+    k = np.round((world - img.translate) / img.scale).astype(int)  # their pixel in the image
+    np.testing.assert_allclose(k * img.scale + img.translate, world, atol=1e-9)
+    assert set(np.unique(k[:, 0])) == set(range(img.data.shape[0]))

@@ -4,6 +4,7 @@ dock, several run buttons, Cancel, stale results dropped, preparation in the wor
 import threading
 import time
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.gui
@@ -166,6 +167,30 @@ def test_msd_plot_computes_in_its_worker(make_napari_viewer, qtbot):
     assert plot.job.running and plot.msd is None  # handed to the worker, not computed in the insert event
     qtbot.waitUntil(lambda: not plot.job.running, timeout=120_000)
     assert plot.msd is not None and len(plot.msd) == 10 and "MSD of 'tracks'" in plot._title.text()
+
+
+def test_project_save_and_open_clicks_run_in_the_worker(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """The panel's Save…/Open… write and read the project in its I/O job; the layers arrive in the GUI thread."""
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_dynfit._napari._panel import DynFitPanel
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.arange(4 * 16 * 16, dtype=float).reshape(4, 16, 16), name="movie", scale=(0.5, 2.0, 2.0))
+    _tracks(viewer, n=20, frames=4)
+    panel = DynFitPanel(viewer)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "prj"))
+    panel._save_btn.click()
+    assert panel._io_job.running or "saved" in panel.status.text()
+    qtbot.waitUntil(lambda: not panel._io_job.running, timeout=120_000)
+    assert "saved" in panel.status.text(), panel.status.text()
+
+    viewer2 = make_napari_viewer()
+    panel2 = DynFitPanel(viewer2)
+    panel2._open_btn.click()
+    qtbot.waitUntil(lambda: not panel2._io_job.running and len(viewer2.layers) == 2, timeout=120_000)
+    np.testing.assert_array_equal(viewer2.layers["movie"].data, viewer.layers["movie"].data)
+    np.testing.assert_allclose(viewer2.layers["movie"].scale, (0.5, 2.0, 2.0))
 
 
 def test_pinn_set_up_stops_at_cancel(make_napari_viewer, qtbot):

@@ -24,6 +24,7 @@ def test_panel_project_roundtrip(make_napari_viewer, tmp_path):
     panel2 = DynFitPanel(viewer2)
     panel2.open_project(tmp_path / "prj")
     names = {lay.name: lay for lay in viewer2.layers}
+    assert len(names) == len(viewer.layers)
     np.testing.assert_array_equal(np.asarray(names[viewer.layers[0].name].data), np.asarray(movie))
     np.testing.assert_allclose(names["edited detections"].data, pts.data)
     tr2 = names[tracks.name]

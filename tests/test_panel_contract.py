@@ -98,6 +98,7 @@ def test_hints_warnings_and_readable_results(make_napari_viewer):
     a = viewer.add_image(np.zeros((6, 8, 8)), name="fields: rho")
     b = viewer.add_image(np.zeros((6, 8, 8)), name="observed: rho")
     assert b.blending == "additive" and b.colormap.name != "gray" and not a.visible
+    assert b.colorbar.visible and not movie.colorbar.visible  # a result's colour bar; the movie has none
     assert movie.visible and tracks.visible
 
 

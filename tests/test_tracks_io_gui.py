@@ -11,12 +11,12 @@ from test_tracks_io import CORE, _trackmate_xml, known_tracks
 pytestmark = pytest.mark.gui
 
 
-@pytest.mark.parametrize("name", ["t.geff", "t.zarr", "ctc/res_track.txt", "t.parquet"])
+@pytest.mark.parametrize("name", ["t.geff", "t.zarr", "ctc/res_track.txt", "01_RES", "t.parquet"])
 def test_open_tracks_file_in_napari(make_napari_viewer, tmp_path, name):
     truth = known_tracks()
     truth.attrs["origin"] = [10.0, 5.0]
     target = tmp_path / name
-    write_tracks(truth, target.parent if name.startswith("ctc") else target)
+    write_tracks(truth, target.parent if name.startswith("ctc") else target)  # 01_RES: a CTC folder, opened whole
     viewer = make_napari_viewer()
     layers = viewer.open(str(target), plugin="napari-dynfit")
     tracks = [lay for lay in layers if type(lay).__name__ == "Tracks"]
@@ -31,7 +31,7 @@ def test_open_tracks_file_in_napari(make_napari_viewer, tmp_path, name):
     np.testing.assert_allclose(world["y"], truth["y"] * 0.5 + 10.0)
     np.testing.assert_allclose(world["x"], truth["x"] * 0.25 + 5.0)
     assert world["parent_id"].tolist() == truth["parent_id"].tolist()
-    if name.startswith("ctc"):  # the masks come along, on the same grid
+    if name.startswith("ctc") or name.endswith("_RES"):  # the masks come along, on the same grid
         labels = [lay for lay in layers if type(lay).__name__ == "Labels"]
         assert len(labels) == 1 and labels[0].data.shape[0] == truth["frame"].max() + 1
         np.testing.assert_allclose(labels[0].scale, lay.scale)
@@ -75,4 +75,4 @@ def test_one_reader_per_pattern():
     manifest = npe2.PluginManifest.from_file(os.path.join(os.path.dirname(napari_dynfit.__file__), "napari.yaml"))
     patterns = [p for r in manifest.contributions.readers for p in r.filename_patterns]
     assert len(patterns) == len(set(patterns)), patterns
-    assert {"*.tif", "*.zarr", "*.geff", "*.xml", "*_track.txt"} <= set(patterns)
+    assert {"*.tif", "*.zarr", "*.geff", "*.xml", "*_track.txt", "*_RES", "*_GT"} <= set(patterns)

@@ -49,7 +49,8 @@ class TiffAxes:
         metadata) or ``"2d"`` (two dimensions are ``yx``).
     units : dict
         Units of the axes in ``scale`` as the file names them: ImageJ's ``unit`` for ``z``/``y``/``x`` and
-        ``tunit`` (default ``"sec"``, ImageJ's) for ``t``; OME's ``PhysicalSize*Unit`` (default ``"µm"``) and
+        ``tunit`` for ``t`` (absent: None; a frame interval without a unit is read as seconds by
+        :func:`napari_dynfit.geometry.axes_geometry`); OME's ``PhysicalSize*Unit`` (default ``"µm"``) and
         ``TimeIncrementUnit`` (default ``"s"``).
     origin : dict
         World position of pixel 0 per spatial axis (ImageJ's ``xorigin``/``yorigin``/``zorigin``, which are in
@@ -129,7 +130,7 @@ def tiff_axes(path, axes: str | None = None) -> TiffAxes:
         scale["z"] = float(ij["spacing"])
     if ij.get("finterval"):
         scale["t"] = float(ij["finterval"])
-    units = {a: (ij.get("tunit") or "sec" if a == "t" else ij.get("unit")) for a in scale}
+    units = {a: (ij.get("tunit") if a == "t" else ij.get("unit")) for a in scale}
     for a in "zyx":  # ImageJ's calibration origin is in pixels
         if ij.get(f"{a}origin") and a in scale:
             origin[a] = -float(ij[f"{a}origin"]) * scale[a]

@@ -60,9 +60,15 @@ def apr_layers(path, mode: str = "constant") -> list:
         meta = apr_layer_metadata(head)
         meta["apr"]["path"] = head["path"]
         meta["apr"]["mode"] = mode
+        scale = list(opened["scale"])
+        movie = Path(str(path)).suffix.lower() == MOVIE_SUFFIX
+        # the convention (napari_dynfit.geometry): a movie's first axis is time, scale[0] = its frame interval
+        axes = ("t" if movie else "") + "zyx"[-(len(scale) - int(movie)):]
         kwargs = {"name": name if len(opened["channel_names"]) > 1 else Path(head["path"]).stem,
-                  "multiscale": True, "scale": opened["scale"], "metadata": meta,
+                  "multiscale": True, "scale": scale, "metadata": meta, "axis_labels": tuple(axes),
                   "contrast_limits": _contrast(levels)}
+        if movie:
+            meta["dt"] = float(scale[0])
         if mode == "level":
             kwargs["colormap"] = "turbo"
         out.append((levels, kwargs, "image"))

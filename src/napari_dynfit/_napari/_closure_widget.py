@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..geometry import bundle_geometry
 from ..report import torch_threads
 from ._jobs import StepJob
 
@@ -214,9 +215,11 @@ class ClosureWidget(QWidget):
         for i, (name, run) in enumerate(runs.items(), start=1):
             self._show_data(run, name, offset=1.1 * width * i)
         if err is not None:
-            # below the data's panel, not on top of it
-            self._replace_image("closure error |q4 - q4_true| / c", err, scale=window.spacing,
-                                translate=(1.1 * window.shape[-2] * window.spacing[-2], 0.0), colormap="magma")
+            # the data's geometry, placed below the data's panel (not on top of it)
+            geo = {k: tuple(v)[-err.ndim:] for k, v in bundle_geometry(window).items()}
+            geo["translate"] = (*geo["translate"][:-2], geo["translate"][-2] + 1.1 * window.shape[-2] * window.spacing[-2],
+                                geo["translate"][-1])
+            self._replace_image("closure error |q4 - q4_true| / c", err, geo, colormap="magma")
         ax = self._axes()
         for name, st in stats.items():
             if st is not None:
@@ -240,22 +243,25 @@ class ClosureWidget(QWidget):
         self._canvas.draw_idle()
 
     # --- layers ---------------------------------------------------------------------------
-    def _replace_image(self, name, data, *, scale, translate=(0.0, 0.0), colormap="viridis"):
-        kw = dict(scale=tuple(scale)[-data.ndim:], translate=tuple(translate)[-data.ndim:], colormap=colormap)
+    def _replace_image(self, name, data, geo: dict, colormap="viridis"):
+        """Replace the image layer ``name``; ``geo``: its scale, translate, units and axis labels."""
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
-        return self.viewer.add_image(data, name=name, **kw)
+        return self.viewer.add_image(data, name=name, **geo, colormap=colormap)
 
     def _show_data(self, bundle, label, offset: float = 0.0):
+        """Order parameter (image) and director (vectors) of ``bundle`` on its time axis and grid (the plugin's
+        geometry convention: frames with ``scale[0]`` = the bundle's time step), ``offset`` along x (side by side)."""
         s, n = _order_and_director(bundle)
         h = bundle.spacing[-1]
-        dt = bundle.dt
-        self._replace_image(f"order parameter ({label})", s, scale=(dt, h, h), translate=(bundle.coords["t"][0], 0.0, offset),
-                            colormap="viridis")
-        vec = _director_vectors(s, n, h, max(1, s.shape[-1] // 16))
-        vec[:, 0, 0] = bundle.coords["t"][0] + vec[:, 0, 0] * dt
-        vec[:, 0, 2] += offset
+        geo = bundle_geometry(bundle)
+        geo["translate"] = (*geo["translate"][:-1], geo["translate"][-1] + offset)
+        self._replace_image(f"order parameter ({label})", s, geo, colormap="viridis")
+        vec = _director_vectors(s, n, h, max(1, s.shape[-1] // 16))  # (frame, y, x): frames, world lengths
         name = f"director ({label})"
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
-        self.viewer.add_vectors(vec, name=name, edge_width=0.05 * h * 4, edge_color="white", vector_style="line")
+        # time in frames like the image, space in world lengths from the first grid point (the image's translate)
+        vgeo = {**geo, "scale": (geo["scale"][0], 1.0, 1.0)}
+        self.viewer.add_vectors(vec, name=name, edge_width=0.05 * h * 4, edge_color="white", vector_style="line",
+                                **vgeo)

@@ -196,15 +196,9 @@ class FieldsFromTracks(StepContract, Container):
 
         layer = self._layer.value
         self.path = None
-        try:
-            if layer is None:
-                raise DynfitError("track first (page 3): no Tracks layer to coarse-grain (ground-truth layers "
-                                  "are offered only with the box ticked)")
-            df = tracks_from_napari(layer)  # world coordinates: scale and translate
-            if "z" in df.columns:
-                raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
-        except DynfitError as exc:
-            self._job.show_error(exc)
+        if layer is None:
+            self._job.show_error(DynfitError("track first (page 3): no Tracks layer to coarse-grain (ground-truth "
+                                             "layers are offered only with the box ticked)"))
             return None
         box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
         periodic = bool(self._periodic.value and box is not None)
@@ -214,16 +208,19 @@ class FieldsFromTracks(StepContract, Container):
         path = Path(self._workdir()) / "fields.zarr"
 
         def compute():
+            df = tracks_from_napari(layer)  # world coordinates: scale and translate
+            if "z" in df.columns:
+                raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
             bundle = coarse_grain_table(df, **kw)
             geo = fields_kwargs(bundle, layer)  # the fields' times and grid in the tracks' world (sets attrs)
             bundle.to_zarr(path)
-            return bundle, geo
+            return bundle, geo, df["track_id"].nunique()
 
-        self._job.start(compute, on_return=lambda res: self._show(*res, path, auto, df), busy="coarse-graining",
+        self._job.start(compute, on_return=lambda res: self._show(*res, path, auto), busy="coarse-graining",
                         block=block)
         return self.path if block else None
 
-    def _show(self, bundle, geo, path, auto, df) -> None:
+    def _show(self, bundle, geo, n_tracks, path, auto) -> None:
         import numpy as np
 
         self.bundle, self.path = bundle, path
@@ -239,7 +236,7 @@ class FieldsFromTracks(StepContract, Container):
         how = " (kernel = mean inter-particle distance)" if auto else ""
         filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "
-                              f"{df['track_id'].nunique()} tracks, kernel {bundle.attrs['sigma']:.3g}, grid "
+                              f"{n_tracks} tracks, kernel {bundle.attrs['sigma']:.3g}, grid "
                               f"{bundle.spacing[-1]:.3g}{how}{filled} -> {path.name}")
         self.made.emit(path)
 
@@ -301,8 +298,12 @@ class DynFitPanel(QWidget):
         napari_viewer.layers.events.removed.connect(self._update_hints)
         napari_viewer.layers.selection.events.active.connect(self._layer_selected)
         self.destroyed.connect(lambda *_: self._unfollow(napari_viewer))
-        self._open_btn.clicked.connect(lambda: self._ask_folder(self.open_project))
-        self._save_btn.clicked.connect(lambda: self._ask_folder(self.save_project))
+        from ._jobs import StepJob
+
+        # reading and writing a project (a movie, fields) in a worker: the buttons wait, the GUI does not
+        self._io_job = StepJob((self._open_btn, self._save_btn), None, self.status, viewer=napari_viewer)
+        self._open_btn.clicked.connect(lambda: self._ask_folder(lambda f: self.open_project(f, block=False)))
+        self._save_btn.clicked.connect(lambda: self._ask_folder(lambda f: self.save_project(f, block=False)))
         self._export_btn.clicked.connect(lambda: self._ask_folder(self.export_plots))
         self.step(0)
         self._layer_selected()  # defaults from the layer already selected when the panel opens
@@ -626,31 +627,46 @@ class DynFitPanel(QWidget):
         if folder:
             action(folder)
 
-    def save_project(self, folder) -> None:
-        """Save every layer (and the edits made to Points/Labels) to the project ``folder``."""
+    def save_project(self, folder, *, block: bool = True) -> None:
+        """Save every layer (and the edits made to Points/Labels) to the project ``folder``; written in the
+        panel's I/O job (``block``: in the calling thread)."""
+        from types import SimpleNamespace
+
         from ._project_io import save_viewer_project
 
         glue = self.extra("FieldsFromTracks")
         pde = self.step_widget("PDEWidget")
         extra = {"fields": glue.bundle if glue is not None else None,
                  "model": pde.model if pde is not None else None}
-        try:
-            prj = save_viewer_project(self.viewer, folder, extra={k: v for k, v in extra.items() if v is not None})
-        except (DynfitError, OSError) as exc:
-            self.status.setText(f"could not save the project: {exc}")
-            return
-        self.status.setText(f"saved {len(prj.names)} artefacts to {prj.root}")
+        snapshot = SimpleNamespace(layers=list(self.viewer.layers))  # the layers as they are at the click
 
-    def open_project(self, folder) -> None:
-        """Add the layers of a project folder (e.g. a ``dynfit demo`` output) to the viewer."""
-        from ._project_io import open_project
+        def compute():
+            try:
+                return save_viewer_project(snapshot, folder, extra={k: v for k, v in extra.items() if v is not None})
+            except OSError as exc:
+                raise DynfitError(f"could not save the project: {exc}") from exc
 
-        try:
-            added = open_project(self.viewer, folder)
-        except (DynfitError, OSError) as exc:
-            self.status.setText(f"could not open the project: {exc}")
-            return
-        self.status.setText(f"opened {len(added)} layers from {folder}")
+        self._io_job.start(compute, busy="saving the project",
+                           on_return=lambda prj: self.status.setText(f"saved {len(prj.names)} artefacts to "
+                                                                     f"{prj.root}"), block=block)
+
+    def open_project(self, folder, *, block: bool = True) -> None:
+        """Add the layers of a project folder (e.g. a ``dynfit demo`` output) to the viewer; read in the panel's
+        I/O job (``block``: in the calling thread), the layers added in the GUI thread."""
+        from ._project_io import project_layers
+
+        def compute():
+            try:
+                return project_layers(folder)
+            except OSError as exc:
+                raise DynfitError(f"could not open the project: {exc}") from exc
+
+        def add(layers):
+            for data, kwargs, kind in layers:
+                getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            self.status.setText(f"opened {len(layers)} layers from {folder}")
+
+        self._io_job.start(compute, busy="opening the project", on_return=add, block=block)
 
     def export_plots(self, folder, formats=("png", "svg")) -> list[Path]:
         """Save the matplotlib figures of the steps built so far as PNG and SVG files in ``folder``."""

@@ -1,8 +1,8 @@
 """A view that stays readable: how the panel shows the layers its steps make.
 
 * :func:`style_result`: a step's new layer arrives translucent over the movie: images additive with
-  their own colormap (a grey result would hide the grey movie), label images at 40 % opacity, points
-  with hollow markers;
+  their own colormap (a grey result would hide the grey movie) and a colour bar (napari's canvas overlay,
+  shown while the layer is), label images at 40 % opacity, points with hollow markers;
 * :func:`hide_other_results`: the image results of other steps are hidden when a step shows a new one
   (the movie stays visible under at most one step's images; the layers stay in the list to toggle back).
 """
@@ -31,6 +31,9 @@ def style_result(layer, others=()) -> None:
                     if type(_inner(o)).__name__ == "Image" and _inner(o).visible and _inner(o) is not layer}
             layer.colormap = next((c for c in RESULT_COLORMAPS if c not in used), RESULT_COLORMAPS[0])
         layer.opacity = min(layer.opacity, 0.8)
+        bar = getattr(layer, "colorbar", None)
+        if bar is not None and not getattr(layer, "rgb", False) and not getattr(layer, "multiscale", False):
+            bar.visible = True  # the values of a result field, not the movie (APR layers are the movie)
     elif kind == "Labels":
         layer.opacity = min(layer.opacity, 0.4)
     elif kind == "Points" or kind == "Tracks":
