@@ -63,6 +63,10 @@ def main(argv=None) -> int:
     ap.add_argument("--horizon", type=int, default=80, help="a-posteriori frames (default 80 = 40x the unroll)")
     ap.add_argument("--a-priori-epochs", type=int, default=600)
     ap.add_argument("--a-posteriori-epochs", type=int, default=20)
+    ap.add_argument("--unroll", type=int, default=2, help="frames per a-posteriori unroll (default 2)")
+    ap.add_argument("--check-alphas", default=None,
+                    help="comma-separated alphas for the check step (default: held out and outside; the training "
+                         "alphas to choose settings)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--out", default=None, help="JSON file rewritten after every step (what finished so far)")
     ap.add_argument("--plot", default=None, help="PNG of the a-priori errors and the long runs' spectra")
@@ -85,7 +89,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     cache = Path(args.cache or tempfile.mkdtemp(prefix="closure-runs-"))
     cache.mkdir(parents=True, exist_ok=True)
-    out = {"horizon_frames": args.horizon, "unroll_frames": 2, "steps": steps, "cpu_s": {}}
+    out = {"horizon_frames": args.horizon, "unroll_frames": args.unroll, "steps": steps, "cpu_s": {}}
 
     def done(step, t0):
         out["cpu_s"][step] = time.process_time() - t0
@@ -111,7 +115,7 @@ def main(argv=None) -> int:
         done("a_priori", t0)
     if "a_posteriori" in steps and not args.closure:
         t0 = time.process_time()
-        T.fit_a_posteriori(net, [runs[a] for a in TRAIN], unroll_frames=2, epochs=args.a_posteriori_epochs,
+        T.fit_a_posteriori(net, [runs[a] for a in TRAIN], unroll_frames=args.unroll, epochs=args.a_posteriori_epochs,
                            t_start=start)
         if args.save_closure:
             net.save(args.save_closure)
@@ -129,7 +133,7 @@ def main(argv=None) -> int:
     if "check" in steps:
         t0 = time.process_time()
         out["a_posteriori"] = {}
-        for a in HELD_OUT + OUTSIDE:
+        for a in ([float(x) for x in args.check_alphas.split(",")] if args.check_alphas else HELD_OUT + OUTSIDE):
             out["a_posteriori"][str(a)] = T.posterior_check(runs[a], {"learned": net, "bingham": bingham_closure},
                                                             t_start=start, horizon_frames=args.horizon)
             done("check", t0)
