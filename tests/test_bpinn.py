@@ -64,9 +64,7 @@ def test_inverse_decay_rate_interval_covers_truth():
     b = BPINN(MLP((0, 1), (16, 16), seed=1), tasks, {"k": Prior(0.0, 2.0, log=True)})
     res = b.sample(None, draws=40, tune=40, chains=2, num_steps=10, warmup_steps=1500)
     lo, hi = res.intervals["k"]
-    # the 95 % interval is slightly over-confident (measured: lower end 3.0002 for the truth 3.0;
-    # docs/pinn.md: residual tasks pin parameters to the sampled field), so widened by half its width
-    assert lo - 0.5 * (hi - lo) <= k_true <= hi + 0.5 * (hi - lo)
+    assert lo <= k_true <= hi
     assert abs(res.samples["k"].mean() - k_true) < 0.1 * k_true
     assert res.samples["k"].shape == (2, 40)
     assert np.isfinite(res.diagnostics["ess"]["k"]) and np.isfinite(res.diagnostics["rhat"]["k"])
@@ -216,14 +214,23 @@ def test_sobolev_adaptive_within_2x_epsilon_optimal_and_equal_weights_10x_worse(
 
 
 @pytest.mark.slow
-def test_lotka_volterra_rates_two_orders_apart_within_5_percent():
+def test_lotka_volterra_rates_two_orders_apart_within_5_percent_and_calibrated():
+    # held-out noise seeds 0-4 (the sampler was checked on seeds 10-12); ~6 min per seed on a loaded 2-core machine
     from napari_dynfit.bench.bpinn_cases import lotka_volterra_case
 
-    r = lotka_volterra_case(0, draws=40, tune=40, weightings=("adaptive",))
-    assert r["adaptive"]["all_within_5pct"], r["adaptive"]["rel_error"]
-    for k in ("prey", "predator"):  # learned data noise within 30 % of the noise added
-        assert r["adaptive"]["noise"][k] == pytest.approx(r["true_noise"][k], rel=0.3)
-    # not met (docs/pinn.md): the 95 % intervals are 0.2-0.6 % wide and miss the truth
+    for seed in range(5):
+        r = lotka_volterra_case(seed, draws=100, tune=60, weightings=("adaptive",))
+        a, ref = r["adaptive"], r["reference"]
+        assert a["all_within_5pct"], (seed, a["rel_error"])
+        for k in ("prey", "predator"):  # learned data noise within 30 % of the noise added
+            assert a["noise"][k] == pytest.approx(r["true_noise"][k], rel=0.3)
+        # the intervals are as wide as the exact ODE model's posterior (not 5-10x narrower as before)
+        assert all(0.7 <= v <= 2.0 for v in a["width_vs_reference"].values()), (seed, a["width_vs_reference"])
+        assert all(abs(z) <= 3.0 for z in a["z"].values()), (seed, a["z"])
+        # every rate covered wherever the exact posterior covers every rate (seeds 1-3; on seeds 0 and 4
+        # it misses beta (z = 2.3) and alpha (z = -2.3): calibrated 95 % intervals do miss sometimes)
+        if all(ref["covered"].values()):
+            assert a["all_covered"], (seed, a["interval"])
 
 
 @pytest.mark.slow

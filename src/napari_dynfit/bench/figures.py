@@ -225,7 +225,8 @@ def _bpinn(js: dict) -> str:
     s = js.get("lotka_volterra_summary")
     if s:
         n = len(s["seeds"])
-        parts.append(f"LV within 5 % {s['all_within_5pct']}/{n}, covered {s['all_covered']}/{n}")
+        ref = f" (exact ODE posterior {s['reference_all_covered']}/{n})" if "reference_all_covered" in s else ""
+        parts.append(f"LV within 5 % {s['all_within_5pct']}/{n}, covered {s['all_covered']}/{n}{ref}")
     for r in js.get("chemotaxis", []):
         parts.append(f"chemotaxis {_pct(r['rel_l2'])}, coverage {_pct(r['coverage95'])}")
     return "; ".join(parts)

@@ -100,9 +100,9 @@ def pinn_tasks(pinn, *, max_points: dict | None = None, coef_prior: float = 0.5,
 
 def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics: int = 3, fourier_features: int = 4,
                           n_velocity: int = 1000, n_collocation: int = 2000, n_initial: int = 150,
-                          weighting: str = "adaptive", sample_coefficients: bool = False, coef_prior: float = 0.5,
+                          weighting: str = "adaptive", sample_coefficients: bool = True, coef_prior: float = 0.5,
                           draws: int = 100, tune: int = 100,
-                          chains: int = 2, num_steps: int = 20, warmup_steps: int = 1500, lbfgs_steps: int = 100,
+                          chains: int = 2, num_steps: int = 10, warmup_steps: int = 1500, lbfgs_steps: int = 100,
                           device: str = "cpu",
                           seed: int = 0, callback=None, callback_state: bool = False, should_stop=None, **kwargs):
     """Posterior of the chemotactic potential ``phi = chi c`` and of ``Dc``, ``k``, ``chi`` from tracks.
@@ -122,13 +122,14 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     weighting : {"adaptive", "fixed"}
         Task weights (:class:`~.bayes.BPINN`); ``"fixed"`` uses weight 1 for every task.
     sample_coefficients : bool
-        Sample ``Dc``, ``k``, ``chi`` jointly with the field (log-normal priors of log-std
-        ``coef_prior`` around the spectral estimate). Off by default: the coefficients are fixed
-        at the spectral estimate (as in issue 8), because jointly the PDE residual is smallest for
-        coefficients shrunk towards zero -- measured on ``simulate_chemotaxis(seed=1)``: from the
-        estimate (1.04, 0.52, 2.05) the warm-up went to Dc = 0.11, k = 0.17, chi = 0.36 and the
-        field error to 69 %. Without a known source and a periodic box there is no estimate and
-        the coefficients are always sampled (from the guesses ``Dc``, ``k``, ``chi``).
+        Sample ``Dc``, ``k``, ``chi`` by HMC with the field (log-normal priors of log-std
+        ``coef_prior`` around the spectral estimate), so the field's uncertainty includes theirs.
+        The warm-up keeps them at the estimate (as issue 8 does): fitted jointly the PDE
+        residual is smallest for coefficients shrunk towards zero -- measured on
+        ``simulate_chemotaxis(seed=1)``: from the estimate (1.04, 0.52, 2.05) the warm-up went to
+        Dc = 0.11, k = 0.17, chi = 0.36 and the field error to 69 %. Off: fixed at the estimate.
+        Without a known source and a periodic box there is no estimate and the coefficients are
+        always fitted and sampled (from the guesses ``Dc``, ``k``, ``chi``).
     coef_prior : float
         Log-std of the coefficient priors.
     draws, tune, chains, num_steps, warmup_steps : int
@@ -161,8 +162,11 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     for bad in ("weighting", "n_collocation", "refine"):
         kwargs.pop(bad, None)
     prob = latent_chemotaxis_pinn(tracks, hidden=hidden, harmonics=harmonics, fourier_features=fourier_features,
-                                  n_collocation=n_collocation, device=str(dev), seed=seed, weighting="fixed",
-                                  refine=sample_coefficients, **kwargs)
+                                  n_collocation=n_collocation, device=str(dev), seed=seed, weighting="fixed", **kwargs)
+    estimated = not prob.coefficients_trained
+    if estimated and sample_coefficients:
+        for c in prob.pinn.coefficients.values():
+            c.trainable = True
     limits = {"velocity": n_velocity, "initial": n_initial}
     tasks, priors = pinn_tasks(prob.pinn, max_points=limits, coef_prior=coef_prior, seed=seed)
     if not tasks:
@@ -172,7 +176,8 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     T, Y, X = np.meshgrid(coords["t"], coords["y"], coords["x"], indexing="ij")
     pts = np.column_stack([T.ravel(), Y.ravel(), X.ravel()])
     res: BPINNResult = b.sample(pts, draws=draws, tune=tune, chains=chains, num_steps=num_steps,
-                                warmup_steps=warmup_steps, warmup_options={"lbfgs_steps": lbfgs_steps}, seed=seed,
+                                warmup_steps=warmup_steps, seed=seed,
+                                warmup_options={"lbfgs_steps": lbfgs_steps, "fit_parameters": not estimated},
                                 callback=callback, callback_state=callback_state, should_stop=should_stop)
     shape = T.shape
     fields = {}
