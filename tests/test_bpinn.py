@@ -196,6 +196,8 @@ def test_latent_field_widget_bayesian_mean_std_layers_and_histograms(make_napari
     w._bayesian.value, w._draws.value = True, 3
     w.train(block=True)
     assert viewer.layers[LAYER].data.shape == viewer.layers[STD_LAYER].data.shape == (4, 8, 8)
+    std = viewer.layers[STD_LAYER]  # on the tracks' time axis (the one convention), labelled t, y, x
+    assert tuple(std.axis_labels) == ("t", "y", "x") and viewer.dims.range[0].start == 0.0
     assert "3 draws x 2 chains" in w._status.value
     # no known source: Dc, k are sampled; their draws arrived live and are shown as histograms
     assert set(w._draws_seen) == {"Dc", "k"} and len(w._figure.axes[0].patches) > 0

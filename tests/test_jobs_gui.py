@@ -152,6 +152,10 @@ def test_coarse_grain_click_runs_in_the_worker(make_napari_viewer, qtbot, tmp_pa
     glue._cancel.native.click()
     qtbot.waitUntil(lambda: not glue._job.running, timeout=120_000)
     assert glue._status.value == "cancelled" and len(made) == 1
+    t3 = np.c_[np.repeat(np.arange(5), 4), np.tile(np.arange(4), 5), np.zeros((20, 3))]  # 3D tracks: said at once
+    glue._layer.value = viewer.add_tracks(t3, name="tracks 3d")
+    glue._run.native.click()
+    assert not glue._job.running and "2D" in glue._status.value and len(made) == 1
 
 
 def test_msd_plot_computes_in_its_worker(make_napari_viewer, qtbot):

@@ -47,6 +47,7 @@ def _walk(viewer, panel, qtbot):
     assert glue.tracks_layer is viewer.layers["tracks"]  # not the ground truth
     assert glue._periodic.value  # the sample's periodic box, from its metadata
     _click(glue._run)
+    qtbot.waitUntil(lambda: not glue._job.running, timeout=600_000)  # coarse-grained in its worker
     assert glue.bundle is not None, glue._status.value
     assert pde.fields_path == glue.path and pde._stochastic.value  # particles: Ito weak form
     _click(pde._run)

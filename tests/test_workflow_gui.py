@@ -145,6 +145,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     assert glue._auto.value and glue._fill.value and glue._dt.value == pytest.approx(d.dt)  # kernel from the data
     assert glue._periodic.value  # the sample is a periodic box (its metadata)
     _click(glue._run)
+    qtbot.waitUntil(lambda: glue.path is not None and not glue._job.running, timeout=600_000)  # in its worker
     fb = glue.bundle
     # kernel from the data (mean inter-particle distance), grid half of it; a periodic grid tiles the box
     assert fb is not None and fb.shape == (50,) + (int(round(128.0 / fb.spacing[0])),) * 2

@@ -106,6 +106,9 @@ def _unwrap(layer):
     return getattr(layer, "__wrapped__", layer)
 
 
+_NOT_2D = "fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`"
+
+
 class FieldsFromTracks(StepContract, Container):
     """Coarse-grain a Tracks layer into ``rho`` and ``p`` fields (physical units) for the PDE step.
 
@@ -200,6 +203,9 @@ class FieldsFromTracks(StepContract, Container):
             self._job.show_error(DynfitError("track first (page 3): no Tracks layer to coarse-grain (ground-truth "
                                              "layers are offered only with the box ticked)"))
             return None
+        if int(layer.ndim) > 3:  # said at once (the worker checks the table too)
+            self._job.show_error(DynfitError(_NOT_2D))
+            return None
         box = (self._box_y.value, self._box_x.value) if self._box_y.value > 0 and self._box_x.value > 0 else None
         periodic = bool(self._periodic.value and box is not None)
         auto = bool(self._auto.value)
@@ -210,7 +216,7 @@ class FieldsFromTracks(StepContract, Container):
         def compute():
             df = tracks_from_napari(layer)  # world coordinates: scale and translate
             if "z" in df.columns:
-                raise DynfitError("fields from tracks are 2D here; 3D tracks: use `dynfit coarse-grain`")
+                raise DynfitError(_NOT_2D)
             bundle = coarse_grain_table(df, **kw)
             geo = fields_kwargs(bundle, layer)  # the fields' times and grid in the tracks' world (sets attrs)
             bundle.to_zarr(path)
