@@ -11,17 +11,7 @@ velocity spectra. All computation is in the core; this module only wires it to n
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QWidget,
-)
+from qtpy import QtWidgets as qw
 
 from ..geometry import bundle_geometry
 from ..report import torch_threads
@@ -48,7 +38,7 @@ def _director_vectors(s, n, spacing, stride):
     return np.stack([pos - vec / 2, vec], 1)
 
 
-class ClosureWidget(QWidget):
+class ClosureWidget(qw.QWidget):
     """Simulate, train and compare moment closures."""
 
     def __init__(self, napari_viewer):
@@ -57,40 +47,40 @@ class ClosureWidget(QWidget):
         self.bundle = None
         self.closure = None
         self.history = []
-        form = QFormLayout(self)
-        self.path = QLineEdit(placeholderText="kinetic run (.npz/.zarr) or Well active_matter file (.hdf5)")
-        open_btn = QPushButton("Open...")
+        form = qw.QFormLayout(self)
+        self.path = qw.QLineEdit(placeholderText="kinetic run (.npz/.zarr) or Well active_matter file (.hdf5)")
+        open_btn = qw.QPushButton("Open...")
         open_btn.clicked.connect(self._choose)
-        row = QHBoxLayout()
+        row = qw.QHBoxLayout()
         row.addWidget(self.path)
         row.addWidget(open_btn)
         form.addRow("data", row)
-        self.alpha = QDoubleSpinBox(minimum=-20.0, maximum=20.0, value=-4.0, decimals=2)
+        self.alpha = qw.QDoubleSpinBox(minimum=-20.0, maximum=20.0, value=-4.0, decimals=2)
         form.addRow("alpha (simulate)", self.alpha)
-        self.zeta = QDoubleSpinBox(minimum=0.0, maximum=20.0, value=0.3, decimals=2)
+        self.zeta = qw.QDoubleSpinBox(minimum=0.0, maximum=20.0, value=0.3, decimals=2)
         form.addRow("zeta (simulate)", self.zeta)
-        self.size = QSpinBox(minimum=8, maximum=256, value=32, singleStep=8)
+        self.size = qw.QSpinBox(minimum=8, maximum=256, value=32, singleStep=8)
         form.addRow("grid (simulate)", self.size)
-        self.t_end = QDoubleSpinBox(minimum=0.5, maximum=1000.0, value=20.0)
+        self.t_end = qw.QDoubleSpinBox(minimum=0.5, maximum=1000.0, value=20.0)
         form.addRow("duration (simulate)", self.t_end)
-        self.epochs = QSpinBox(minimum=1, maximum=100000, value=600)
+        self.epochs = qw.QSpinBox(minimum=1, maximum=100000, value=600)
         form.addRow("a-priori epochs", self.epochs)
-        self.post_epochs = QSpinBox(minimum=0, maximum=10000, value=20)
+        self.post_epochs = qw.QSpinBox(minimum=0, maximum=10000, value=20)
         form.addRow("a-posteriori epochs", self.post_epochs)
-        self.frame = QSpinBox(minimum=0, maximum=100000, value=40)
+        self.frame = qw.QSpinBox(minimum=0, maximum=100000, value=40)
         form.addRow("compare from frame", self.frame)
-        self.horizon = QSpinBox(minimum=2, maximum=10000, value=20)
+        self.horizon = qw.QSpinBox(minimum=2, maximum=10000, value=20)
         form.addRow("compare frames", self.horizon)
-        buttons = QHBoxLayout()
-        self.sim_btn = QPushButton("Simulate")
-        self.train_btn = QPushButton("Train")
-        self.compare_btn = QPushButton("Compare")
-        self.stop_btn = QPushButton("Stop")
+        buttons = qw.QHBoxLayout()
+        self.sim_btn = qw.QPushButton("Simulate")
+        self.train_btn = qw.QPushButton("Train")
+        self.compare_btn = qw.QPushButton("Compare")
+        self.stop_btn = qw.QPushButton("Stop")
         self.stop_btn.setEnabled(False)
         for b in (self.sim_btn, self.train_btn, self.compare_btn, self.stop_btn):
             buttons.addWidget(b)
         form.addRow(buttons)
-        self.status = QLabel("")
+        self.status = qw.QLabel("")
         self.status.setWordWrap(True)
         form.addRow(self.status)
         from ._plots import make_canvas
@@ -105,7 +95,7 @@ class ClosureWidget(QWidget):
 
     # --- actions --------------------------------------------------------------------------
     def _choose(self):
-        path, _ = QFileDialog.getOpenFileName(self, "Kinetic run or Well file", "",
+        path, _ = qw.QFileDialog.getOpenFileName(self, "Kinetic run or Well file", "",
                                               "Fields (*.npz *.zarr *.hdf5 *.h5)")
         if path:
             self.path.setText(path)

@@ -17,24 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QSpinBox,
-    QWidget,
-)
+from qtpy import QtWidgets as qw
 
 from ._contract import StepContract  # noqa: E402
 
 
-class FlowWidget(StepContract, QWidget):
+class FlowWidget(StepContract, qw.QWidget):
     """Fit ``dX = f(X) dt + sqrt(2 D) dW`` (+ growth) to the frames of a Points layer."""
 
     INPUTS = (("points", "layer", ("Points",), "no detections yet: Detect on page 3 (or open an AnnData .h5ad)"),)
@@ -46,42 +34,42 @@ class FlowWidget(StepContract, QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.model = None
-        form = QFormLayout(self)
-        self.layer = QComboBox()
+        form = qw.QFormLayout(self)
+        self.layer = qw.QComboBox()
         form.addRow("points (frame, [z,] y, x)", self.layer)
-        self.h5ad = QLineEdit(placeholderText="or an AnnData .h5ad file (instead of the points)")
+        self.h5ad = qw.QLineEdit(placeholderText="or an AnnData .h5ad file (instead of the points)")
         form.addRow("AnnData .h5ad", self.h5ad)
-        self.time_key = QLineEdit("time")
+        self.time_key = qw.QLineEdit("time")
         form.addRow(".h5ad time key (obs)", self.time_key)
-        self.basis = QLineEdit(placeholderText="X")
+        self.basis = qw.QLineEdit(placeholderText="X")
         form.addRow(".h5ad basis (obsm)", self.basis)
-        self.dt = QDoubleSpinBox(minimum=1e-6, maximum=1e6, value=1.0, decimals=4)
+        self.dt = qw.QDoubleSpinBox(minimum=1e-6, maximum=1e6, value=1.0, decimals=4)
         form.addRow("time per frame", self.dt)
-        self.diffusion = QDoubleSpinBox(minimum=0.0, maximum=1e6, value=0.5, decimals=4)
+        self.diffusion = qw.QDoubleSpinBox(minimum=0.0, maximum=1e6, value=0.5, decimals=4)
         form.addRow("diffusion D", self.diffusion)
-        self.fit_d = QCheckBox("fit D (isotropic)")
+        self.fit_d = qw.QCheckBox("fit D (isotropic)")
         form.addRow(self.fit_d)
-        self.kind = QComboBox()
+        self.kind = qw.QComboBox()
         self.kind.addItems(["linear", "mlp"])
         form.addRow("drift model", self.kind)
-        self.growth = QCheckBox("learn growth (unbalanced)")
+        self.growth = qw.QCheckBox("learn growth (unbalanced)")
         form.addRow(self.growth)
-        self.score_steps = QSpinBox(minimum=10, maximum=100000, value=2000)
+        self.score_steps = qw.QSpinBox(minimum=10, maximum=100000, value=2000)
         form.addRow("score steps", self.score_steps)
-        self.steps = QSpinBox(minimum=0, maximum=100000, value=0)
+        self.steps = qw.QSpinBox(minimum=0, maximum=100000, value=0)
         self.steps.setSpecialValueText("auto (linear 150, mlp 400)")
         form.addRow("flow steps", self.steps)
-        row = QHBoxLayout()
-        self.run_btn = QPushButton("Fit")
-        self.cancel_btn = QPushButton("Cancel")
+        row = qw.QHBoxLayout()
+        self.run_btn = qw.QPushButton("Fit")
+        self.cancel_btn = qw.QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
-        self.save_btn = QPushButton("Save .h5ad")
+        self.save_btn = qw.QPushButton("Save .h5ad")
         self.save_btn.setEnabled(False)
         row.addWidget(self.run_btn)
         row.addWidget(self.cancel_btn)
         row.addWidget(self.save_btn)
         form.addRow(row)
-        self.status = QLabel("")
+        self.status = qw.QLabel("")
         form.addRow(self.status)
         from ._jobs import StepJob
 
@@ -270,7 +258,7 @@ class FlowWidget(StepContract, QWidget):
         return out
 
     def _ask_save(self, *_):
-        path, _ = QFileDialog.getSaveFileName(self, "Save flow as AnnData", "flow.h5ad", "AnnData (*.h5ad)")
+        path, _ = qw.QFileDialog.getSaveFileName(self, "Save flow as AnnData", "flow.h5ad", "AnnData (*.h5ad)")
         if path:
             self.save_h5ad(path if path.lower().endswith(".h5ad") else path + ".h5ad")
 

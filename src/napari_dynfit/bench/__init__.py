@@ -33,6 +33,23 @@ def benchmarks() -> dict:
     return found
 
 
+def add_json(parser, text: str = "the text") -> None:
+    """The ``--json`` option of the benchmark scripts: the figures as JSON on stdout, ``text`` on stderr."""
+    parser.add_argument("--json", action="store_true", help=f"print the figures as JSON on stdout ({text} on stderr)")
+
+
+def say_for(args):
+    """``say(line)``: prints a line of the human-readable report, to stderr when ``args.json`` keeps stdout for JSON."""
+    import sys
+
+    stream = sys.stderr if args.json else sys.stdout
+
+    def say(line):
+        print(line, file=stream, flush=True)
+
+    return say
+
+
 def add_threads(parser) -> None:
     """The ``--threads`` option of the torch benchmarks (intra-op CPU threads, default 1: comparable timings)."""
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

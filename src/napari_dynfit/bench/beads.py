@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from napari_dynfit.bench import add_json, say_for
 
 GREY = np.array([0.2125, 0.7154, 0.0721])
 
@@ -117,12 +118,9 @@ def main(argv=None) -> None:
     ap.add_argument("--minmass", type=float, default=20.0, help="trackpy minmass (default 20)")
     ap.add_argument("--invert", action=argparse.BooleanOptionalAction, default=True, help="trackpy invert")
     ap.add_argument("--sigma", type=float, default=1.5, help="our blob sigma (default: dynfit detect's 1.5)")
-    ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout (the text on stderr)")
+    add_json(ap)
     args = ap.parse_args(argv)
-    stream = sys.stderr if args.json else sys.stdout
-
-    def say(line):
-        print(line, file=stream, flush=True)
+    say = say_for(args)
 
     import trackpy as tp
 

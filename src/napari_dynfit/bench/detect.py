@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import numpy as np
 import pandas as pd
+
+from napari_dynfit.bench import add_json, say_for
 
 
 def frames(n_frames, n_spots, size, snr, sigma, seed, dark):
@@ -103,12 +104,9 @@ def main(argv=None) -> None:
     ap.add_argument("--sigma", type=float, default=1.5)
     ap.add_argument("--dark", action="store_true", help="dark spots on a bright background")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds (alternating; medians reported)")
-    ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout (the table on stderr)")
+    add_json(ap, "the table")
     args = ap.parse_args(argv)
-    out = sys.stderr if args.json else sys.stdout
-
-    def say(line):
-        print(line, file=out, flush=True)
+    say = say_for(args)
 
     result = {"frames": args.frames, "spots": args.spots, "size": args.size, "sigma": args.sigma, "dark": args.dark,
               "snr": {}}

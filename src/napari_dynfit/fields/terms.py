@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import string
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,37 +145,31 @@ class Deriv(Node):
         return self.arg.max_derivative() + len(self.derivs)
 
 
-@dataclass(frozen=True)
-class Norm(Node):
-    """``|v|^n``: Euclidean norm of a vector term to the power ``n``."""
+class _Formatter(string.Formatter):
+    """``str.format`` with one more conversion, ``!w``: a sub-term in parentheses where it would bind loosely."""
 
-    arg: Node
-    power: int
-
-    def __str__(self):
-        return f"|{self.arg}|^{self.power}"
+    def convert_field(self, value, conversion):
+        return _wrap(value) if conversion == "w" else super().convert_field(value, conversion)
 
 
-@dataclass(frozen=True)
-class Dot(Node):
-    """``a.b`` (dot product) or ``a.grad(f)`` (directional derivative)."""
-
-    left: Node
-    right: Node
+def _node(name: str, doc: str, fmt: str, *fields: tuple[str, type]) -> type:
+    """A frozen :class:`Node` dataclass ``name`` with ``fields`` (in order) whose ``str`` is ``fmt`` filled in with
+    them (``{field!w}``: the sub-term wrapped by :func:`_wrap`); the generic node of the small operators below."""
 
     def __str__(self):
-        return f"{_wrap(self.left)}.{_wrap(self.right)}"
+        return _Formatter().format(fmt, **{f: getattr(self, f) for f, _ in fields})
+
+    cls = dataclasses.make_dataclass(name, list(fields), bases=(Node,), frozen=True,
+                                     namespace={"__doc__": doc, "__str__": __str__})
+    cls.__module__ = __name__
+    return cls
 
 
-@dataclass(frozen=True)
-class Power(Node):
-    """A scalar atom to an integer power, ``u^2``."""
-
-    base: Node
-    power: int
-
-    def __str__(self):
-        return f"{_wrap(self.base)}^{self.power}"
+Norm = _node("Norm", "``|v|^n``: Euclidean norm of a vector term to the power ``n``.", "|{arg}|^{power}",
+             ("arg", Node), ("power", int))
+Dot = _node("Dot", "``a.b`` (dot product) or ``a.grad(f)`` (directional derivative).", "{left!w}.{right!w}",
+            ("left", Node), ("right", Node))
+Power = _node("Power", "A scalar atom to an integer power, ``u^2``.", "{base!w}^{power}", ("base", Node), ("power", int))
 
 
 @dataclass(frozen=True)

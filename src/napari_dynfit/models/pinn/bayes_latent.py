@@ -104,7 +104,9 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
                           draws: int = 100, tune: int = 100,
                           chains: int = 2, num_steps: int = 10, warmup_steps: int = 1500, lbfgs_steps: int = 100,
                           device: str = "cpu",
-                          seed: int = 0, callback=None, callback_state: bool = False, should_stop=None, **kwargs):
+                          seed: int = 0, callback=None, callback_state: bool = False, should_stop=None,
+                          dt=None, box=None, source=None, initial_zero: bool = True, estimate: bool = True,
+                          Dc: float = 0.5, k: float = 0.2, chi: float = 1.0):
     """Posterior of the chemotactic potential ``phi = chi c`` and of ``Dc``, ``k``, ``chi`` from tracks.
 
     Parameters
@@ -143,8 +145,8 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
         current parameters, :meth:`~.bayes.BPINN.sample`).
     should_stop : callable, optional
         Stop: the draws so far are summarised.
-    **kwargs
-        Passed to :func:`~.chemotaxis.latent_chemotaxis_pinn` (``dt``, ``box``, ``source``...).
+    dt, box, source, initial_zero, estimate, Dc, k, chi
+        The problem's data and guesses, as in :func:`~.chemotaxis.latent_chemotaxis_pinn`.
 
     Returns
     -------
@@ -159,10 +161,10 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     from .train import resolve_device
 
     dev = resolve_device(device)
-    for bad in ("weighting", "n_collocation", "refine"):
-        kwargs.pop(bad, None)
     prob = latent_chemotaxis_pinn(tracks, hidden=hidden, harmonics=harmonics, fourier_features=fourier_features,
-                                  n_collocation=n_collocation, device=str(dev), seed=seed, weighting="fixed", **kwargs)
+                                  n_collocation=n_collocation, device=str(dev), seed=seed, weighting="fixed",
+                                  dt=dt, box=box, source=source, initial_zero=initial_zero, estimate=estimate,
+                                  Dc=Dc, k=k, chi=chi)
     estimated = not prob.coefficients_trained
     if estimated and sample_coefficients:
         for c in prob.pinn.coefficients.values():
@@ -172,7 +174,7 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     if not tasks:
         raise InputError("the latent-field problem has no loss terms")
     b = BPINN(prob.pinn.network, tasks, priors, weighting=weighting, device=str(dev))
-    coords = latent_grid(prob, tracks, grid, kwargs.get("dt"))
+    coords = latent_grid(prob, tracks, grid, dt)
     T, Y, X = np.meshgrid(coords["t"], coords["y"], coords["x"], indexing="ij")
     pts = np.column_stack([T.ravel(), Y.ravel(), X.ravel()])
     res: BPINNResult = b.sample(pts, draws=draws, tune=tune, chains=chains, num_steps=num_steps,
