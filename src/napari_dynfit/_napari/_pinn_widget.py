@@ -49,7 +49,7 @@ class LatentFieldWidget(StepContract, Container):
         # Bayesian PINN (issue 20): posterior mean and std layers, parameter histograms, live draws
         self._bayesian = CheckBox(value=False, label="Bayesian (HMC: mean and std)")
         self._draws = SpinBox(value=100, min=2, max=100_000, step=10, label="posterior draws per chain")
-        self._bayes_coefs = CheckBox(value=True, label="sample Dc, k, chi too")
+        self._bayes_coefs = CheckBox(value=False, label="sample Dc, k, chi too")
         self.insert(self.index(self._run), self._bayesian)
         self.insert(self.index(self._run), self._draws)
         self.insert(self.index(self._run), self._bayes_coefs)

@@ -130,7 +130,7 @@ class BPINNResult:
 
 
 class BPINN:
-    """Bayesian PINN sampled by NUTS/HMC on a potential function.
+    """Bayesian PINN sampled by HMC on a potential function (output layer and parameters by default).
 
     Parameters
     ----------
@@ -410,7 +410,7 @@ class BPINN:
             Maximum leapfrog steps per HMC transition (:func:`.hmc.hmc_chain`).
         target_accept : float
             Target acceptance probability of the step-size adaptation.
-        subnetwork : {"output+biases", "output", "all"}
+        subnetwork : {"output", "output+biases", "all"}
             Coordinates sampled by HMC (:meth:`subnetwork_index`); the others stay at each chain's
             MAP point. The sampled ones are whitened, ``z[S] = z_MAP[S] + L y`` with ``L`` the
             square root of their Gauss-Newton Laplace covariance (:meth:`laplace_factor`), and HMC
@@ -421,9 +421,10 @@ class BPINN:
             -- the chain does not move along the ridge on which field and rates change together
             (condition number of ``H`` ~5e9; with the Laplace metric over all weights the hidden
             weights' directions are so non-quadratic that the step size fell to 2e-4 of a
-            standard deviation). The output layer, the biases and the rates carry 100 % of the
-            linearised posterior width of the rates (output layer alone 94-96 %; the rates alone,
-            network fixed, 2-20 %), are nearly linear, and mix.
+            standard deviation). The output layer and the rates carry 94-96 % of the linearised
+            posterior width of the rates (with all biases 100 %, but the potential is far from
+            quadratic in the biases; the rates alone, network fixed, 2-20 %), the potential is
+            nearly quadratic in them, and the chains mix.
         restarts : bool
             Each chain from its own warm-up (chain 0 from the network's weights, further chains
             from redrawn weights, :meth:`redrawn_state`): the pooled draws include the spread between
@@ -431,8 +432,9 @@ class BPINN:
             measures whether the chains agree. With adaptive weights the chains share the
             geometric mean of the warm-ups' weights (each MAP point polished under them by L-BFGS).
             Off (default): all chains from the one MAP point. Measured with restarts: on the
-            Lotka-Volterra case (tuning seeds 10-12) the chains agreed (R-hat 0.99-1.18) and the
-            intervals were as wide as one chain's; on the Sobolev case the pooled mean's error was
+            Lotka-Volterra case the chains agreed (R-hat 0.99-1.18, seeds 10-12) and the
+            intervals were 10-20 % wider (seed 0), but did not cover seed 2's rates either; on the
+            Sobolev case the pooled mean's error was
             4.9e-2 (18x the epsilon-optimal baseline: one warm-up ended in a poor optimum); the
             warm-up, the dominant cost, doubles.
         jitter : float
