@@ -311,7 +311,7 @@ def test_cli_convert_info_reconstruct(tmp_path, rng, capsys):
 
 
 def test_demo_stage(tmp_path, rng):
-    from napari_dynfit.commands.apr import DEMO_STAGE
+    from napari_dynfit.demo.apr import DEMO_STAGE
     from napari_dynfit.report import DemoContext, Report
 
     order, title, func = DEMO_STAGE
