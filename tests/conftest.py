@@ -51,3 +51,12 @@ def pdefind_mat(tmp_path_factory):
         return made[name]
 
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests (long must-show runs, minutes to an hour on 2 cores) get a 4 h per-test limit instead of the
+    default suite's 900 s, so a busy machine cannot stop them before their assertions; a test's own
+    ``@pytest.mark.timeout`` still wins."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(4 * 3600))
