@@ -124,8 +124,12 @@ def _read_pixels(path) -> dict:
 
 
 def _napari_units(units) -> tuple:
-    """Units napari (pint) knows; one it does not becomes ``"pixel"`` (the layer still opens, with its scale)."""
-    from napari.utils._units import get_unit_registry
+    """Units napari (pint) knows; one it does not becomes ``"pixel"`` (the layer still opens, with its scale).
+    Without napari (the reader's layer tuples built headless) the units are returned as the file gives them."""
+    try:
+        from napari.utils._units import get_unit_registry
+    except ImportError:
+        return tuple(units)
 
     reg, out = get_unit_registry(), []
     for u in units:
