@@ -107,7 +107,7 @@ def _pfi_cli(js: dict) -> str:
     c = js["ou2_cli"]
     n = len(c["cases"])
     ok = sum(r["rel_error"] <= 0.03 for r in c["cases"])
-    never_worse = sum(r["rel_error"] <= r["moment_fit_rel_error"] + 1e-6 for r in c["cases"])  # same moment fit up to float rounding
+    never_worse = sum(r["never_worse"] for r in c["cases"])
     runtime = (f"; per run at most {c['max_wall_s']:.0f} s wall / {c['max_cpu_s']:.0f} s CPU, {c['jobs']} at a time, "
                f"load {c['load_average'][0]:.1f}" if "max_wall_s" in c else "")
     return f"{never_worse}/{n} never worse / {ok} of {n} <= 0.03 (median {c['median_rel_error']:.3f}){runtime}"

@@ -152,8 +152,10 @@ def run_ou2_cli(drifts=HELD_OUT_DRIFTS, seeds=HELD_OUT_SEEDS, *, n_samples: int 
         doc = json.loads((out / "flow.json").read_text())
         mle = gaussian_mle_drift(snapshots_from_table(table), 0.5)[0]
         sel = doc["selection"]
-        return {"drift": i, "seed": seed, "B": B.tolist(), "rel_error": drift_matrix_error(doc["drift"]["A"], -B),
-                "moment_fit_rel_error": drift_matrix_error(mle, -B),
+        err, floor = drift_matrix_error(doc["drift"]["A"], -B), drift_matrix_error(mle, -B)
+        return {"drift": i, "seed": seed, "B": B.tolist(), "rel_error": err, "moment_fit_rel_error": floor,
+                # a kept moment fit, recomputed here, differs from the run's by float rounding (~1e-8)
+                "never_worse": bool(err <= floor + 1e-6),
                 "refined_rel_error": drift_matrix_error(sel["refinement"]["refined_A"], -B),
                 "kept": sel["refinement"]["kept"], "heldout_z": sel["refinement"]["z"],
                 "offset_fitted": sel["offset"]["fitted"], "offset_p": sel["offset"]["p_value"],
@@ -164,9 +166,8 @@ def run_ou2_cli(drifts=HELD_OUT_DRIFTS, seeds=HELD_OUT_SEEDS, *, n_samples: int 
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(jobs) as pool:
         rows = list(pool.map(lambda c: one(Path(tmp), *c), [(i, s) for i in drifts for s in seeds]))
     errs = np.array([r["rel_error"] for r in rows])
-    floor = np.array([r["moment_fit_rel_error"] for r in rows])
     return {"cases": rows, "max_rel_error": float(errs.max()), "median_rel_error": float(np.median(errs)),
-            "never_worse_than_moment_fit": bool(np.all(errs <= floor + 1e-6)),
+            "never_worse_than_moment_fit": all(r["never_worse"] for r in rows),
             "met": bool(all(r["rel_error"] <= target or r["stated_bound"] > target for r in rows)), "target": target,
             "max_wall_s": max(r["wall_s"] for r in rows), "max_cpu_s": max(r["cpu_s"] for r in rows),
             "jobs": jobs, "load_average": list(os.getloadavg())}
