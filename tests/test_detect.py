@@ -226,6 +226,23 @@ def test_positions_inside_image_and_above_background(rng):
     assert (det["intensity"] > 0).all()
 
 
+def test_clipped_background_does_not_lower_the_threshold(rng):
+    """An 8-bit export with the background clipped to 0 (60 % of the pixels, a third in flat patches) around a
+    hazy cell: the clipped pixels carry no noise and are left out of the noise estimates (before: the threshold
+    collapsed and ~170 ripples of the haze became spots for 40 true ones)."""
+    truth = _random_spots(rng, 40, (128, 128))
+    movie, truth_px = render_movie(truth, (1, 128, 128), psf_sigma=1.5, snr=8, seed=3)
+    yy, xx = np.mgrid[:128, :128]
+    haze = 80 * np.exp(-((yy - 64) ** 2 + (xx - 64) ** 2) / (2 * 30 ** 2))
+    image = np.round(np.clip(movie[0] + haze + rng.normal(0, np.sqrt(haze)) - 130, 0, None))
+    assert (image == 0).mean() > 0.5
+    det = detect_blobs(image, sigma=1.5, polarity="bright")
+    det.insert(0, "frame", 0)
+    gi, pj = match_nodes(truth_px, det, match_distance=1.5)
+    assert len(gi) / len(truth_px) >= 0.95
+    assert len(pj) / len(det) >= 0.9
+
+
 def test_one_bead_is_never_two(rng):
     """Brightfield-like beads (dark core, bright halo ring, wider than the blob sigma) are not split."""
     yy, xx = np.mgrid[:120, :120].astype(float)

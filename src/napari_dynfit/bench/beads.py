@@ -2,17 +2,21 @@
 
 Usage::
 
-    python -m napari_dynfit.bench.beads FOLDER [--frames N] [--mpp 0.3509] [--fps 24] [--diameter 11] [--minmass 20]
-                                            [--invert | --no-invert] [--sigma 1.5] [--json]
+    python -m napari_dynfit.bench.beads FOLDER [--frames N] [--every K] [--mpp 0.3509] [--fps 24] [--diameter 11]
+                                            [--minmass 20] [--invert | --no-invert] [--search-range 5] [--memory 3]
+                                            [--sigma 1.5] [--json]
 
-FOLDER holds the frames as images (PNG/TIFF/JPEG, sorted by name; colour frames are converted to grey with the
-weights trackpy's walkthrough uses through ``pims.as_grey``: 0.2125 R + 0.7154 G + 0.0721 B), e.g. trackpy's
-``bulk_water`` sample (1 um beads in water, brightfield, 24 fps, 100/285 um per pixel).
+FOLDER holds the frames as images (PNG/TIFF/JPEG, sorted by name), or is one multi-page TIFF (frames along its pages);
+colour frames are converted to grey with the weights trackpy's walkthrough uses through ``pims.as_grey``:
+0.2125 R + 0.7154 G + 0.0721 B. E.g. trackpy's ``bulk_water`` sample (1 um beads in water, brightfield, 24 fps,
+100/285 um per pixel). ``--every K`` keeps every K-th frame (after ``--frames``), for movies that store each image
+more than once; ``--fps`` is the rate of the frames kept.
 
-trackpy: ``batch(frames, diameter, minmass=minmass, invert=invert)``, ``link(search_range=5, memory=3)``,
+trackpy: ``batch(frames, diameter, minmass=minmass, invert=invert)``, ``link(search_range, memory)`` (default 5 px, 3),
 ``filter_stubs(25)``, ``subtract_drift(compute_drift)``, ``emsd(mpp, fps)`` (max lag 100 frames),
 ``utils.fit_powerlaw``. Ours: :func:`napari_dynfit.detect.detect_movie` with the defaults of ``dynfit detect``
-(sigma 1.5 px, polarity auto, splitting on), :func:`napari_dynfit.track.link` (max distance 5 px, 3 gap frames),
+(sigma 1.5 px, polarity auto, splitting on), :func:`napari_dynfit.track.link` (max distance = search range,
+gap frames = memory),
 :func:`napari_dynfit.track.fit_msd` (tracks of >= 25 positions, drift removed, max lag 100). Both detectors run in
 this process, one frame at a time on one thread (ours also with its default of 2 threads). Printed: detections per frame, detection time
 (wall and CPU) and ratios,
@@ -41,17 +45,28 @@ from napari_dynfit.bench import add_json, say_for
 GREY = np.array([0.2125, 0.7154, 0.0721])
 
 
-def read_frames(folder: Path, n: int | None) -> np.ndarray:
+def _grey(im: np.ndarray) -> np.ndarray:
+    return im[..., :3] @ GREY if im.ndim == 3 and im.shape[-1] in (3, 4) else im.astype(float)
+
+
+def read_frames(path: Path, n: int | None, every: int = 1) -> np.ndarray:
+    """Frames (t, y, x) float32 from a folder of images or one multi-page TIFF: the first ``n`` (all if None), then
+    every ``every``-th of those; colour converted to grey (module docstring)."""
     import imageio.v3 as iio
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"))[:n]
-    if not files:
-        raise SystemExit(f"no image frames in {folder}")
-    frames = []
-    for f in files:
-        im = iio.imread(f)
-        frames.append(im[..., :3] @ GREY if im.ndim == 3 else im.astype(float))
-    return np.stack(frames).astype(np.float32)
+    if path.is_file():
+        import tifffile
+
+        stack = tifffile.imread(path)
+        if stack.ndim == 2 or (stack.ndim == 3 and stack.shape[-1] in (3, 4)):
+            raise SystemExit(f"{path} holds one frame, not a movie")
+        frames = [_grey(im) for im in stack[:n]]
+    else:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg"))[:n]
+        if not files:
+            raise SystemExit(f"no image frames in {path}")
+        frames = [_grey(iio.imread(f)) for f in files]
+    return np.stack(frames[::every]).astype(np.float32)
 
 
 def _bead_tracks(D, mpp, fps, n=150, frames=200, size=256, seed=0):
@@ -109,14 +124,18 @@ def contrast_checks(frames: np.ndarray, table, dark: bool) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("folder", type=Path, nargs="?", help="folder of frames (not with --simulate)")
+    ap.add_argument("folder", type=Path, nargs="?", help="folder of frames or a multi-page TIFF (not with --simulate)")
     ap.add_argument("--simulate", type=float, metavar="D", help="simulated fluorescence beads of diffusion D um^2/s")
     ap.add_argument("--frames", type=int, help="first N frames only")
+    ap.add_argument("--every", type=int, default=1, help="keep every K-th frame (default 1: all)")
     ap.add_argument("--mpp", type=float, default=100 / 285.0, help="um per pixel (default 100/285)")
     ap.add_argument("--fps", type=float, default=24.0)
     ap.add_argument("--diameter", type=int, default=11, help="trackpy diameter (default 11)")
     ap.add_argument("--minmass", type=float, default=20.0, help="trackpy minmass (default 20)")
     ap.add_argument("--invert", action=argparse.BooleanOptionalAction, default=True, help="trackpy invert")
+    ap.add_argument("--search-range", type=float, default=5.0,
+                    help="linking distance in px, trackpy search_range and our max_distance (default 5)")
+    ap.add_argument("--memory", type=int, default=3, help="trackpy memory and our gap frames (default 3)")
     ap.add_argument("--sigma", type=float, default=1.5, help="our blob sigma (default: dynfit detect's 1.5)")
     add_json(ap)
     args = ap.parse_args(argv)
@@ -137,7 +156,7 @@ def main(argv=None) -> None:
     else:
         if args.folder is None:
             raise SystemExit("give FOLDER or --simulate D")
-        frames = read_frames(args.folder, args.frames)
+        frames = read_frames(args.folder, args.frames, args.every)
     say(f"{len(frames)} frames of {frames.shape[1]} x {frames.shape[2]}")
 
     c0, t0 = time.process_time(), time.perf_counter()
@@ -161,12 +180,12 @@ def main(argv=None) -> None:
               f"{100 * c['wrong_side']:.2f} %  pairs < 3 px {100 * c['close_pairs']:.2f} % of detections")
 
     mpp, dt = args.mpp, 1.0 / args.fps
-    t1 = tp.filter_stubs(tp.link(f, 5, memory=3), 25)
+    t1 = tp.filter_stubs(tp.link(f, args.search_range, memory=args.memory), 25)
     tm = tp.subtract_drift(t1.copy(), tp.compute_drift(t1))
     em = tp.emsd(tm, mpp, args.fps)
     pl = tp.utils.fit_powerlaw(em, plot=False)
     n_tp, a_tp = float(pl["n"].iloc[0]), float(pl["A"].iloc[0])
-    tracks = link(det, max_distance=5.0, gap_frames=3)
+    tracks = link(det, max_distance=args.search_range, gap_frames=args.memory)
     fit = fit_msd(tracks, dt=dt, spacing=(mpp, mpp), max_lag=100, min_length=25, drift=True)
     kept = (tracks.groupby("track_id")["frame"].transform("size") >= 25).sum()
     say(f"tracks >= 25 frames  trackpy {t1['particle'].nunique()} ({len(t1)} positions) | ours "
