@@ -21,11 +21,12 @@ gap frames = memory),
 this process, one frame at a time on one thread (ours also with its default of 2 threads). Printed: detections per frame, detection time
 (wall and CPU) and ratios,
 positions outside the image, detections on the wrong side of the local background, pairs closer than 3 px, MSD
-exponent and prefactor of both and their differences. ``--json``: the text goes to stderr and the figures as one
+exponent and prefactor of both and their differences, and the same MSD on trackpy's particles and frames with our
+positions in place of trackpy's (:func:`paired_msd`: localisation alone). ``--json``: the text goes to stderr and the figures as one
 JSON object to stdout (read by ``dynfit bench --all``, napari_dynfit.bench.figures).
 
-``--simulate D`` replaces FOLDER by a simulated fluorescence bead movie with known truth (no real fluorescence bead
-movie was available here): 150 beads diffusing with coefficient D (um^2/s) in 256 x 256 px at ``--mpp``/``--fps``,
+``--simulate D`` replaces FOLDER by a simulated fluorescence bead movie with known truth (no public movie of
+fluorescent beads diffusing in a liquid was found here; a real fluorescence particle movie: docs/tracking.md): 150 beads diffusing with coefficient D (um^2/s) in 256 x 256 px at ``--mpp``/``--fps``,
 200 frames rendered by :func:`napari_dynfit.sim.render_movie` (Gaussian PSF 1.5 px, peak SNR 8); trackpy then uses
 diameter 7 and the minmass that maximises its F1 on separate tuning frames (``napari_dynfit.bench.detect``), no
 inversion; the true MSD exponent is 1 and prefactor 4 D.
@@ -122,6 +123,34 @@ def contrast_checks(frames: np.ndarray, table, dark: bool) -> dict:
     return {"outside": outside.sum() / n, "wrong_side": wrong.sum() / n, "close_pairs": close / n}
 
 
+def paired_msd(t1, det, mpp: float, fps: float, max_distance: float = 2.0):
+    """trackpy's MSD pipeline (drift removed, ``emsd``, ``fit_powerlaw``) on trackpy's particles and frames, once
+    with trackpy's positions and once with our nearest detection (within ``max_distance`` px, same frame) in their
+    place: localisation alone, without the choice of which particles are counted. Returns (fraction of trackpy's
+    positions paired, median offset px, (exponent, prefactor) with trackpy's positions, the same with ours)."""
+    import pandas as pd
+    import trackpy as tp
+    from scipy.spatial import cKDTree
+
+    rows = []
+    for t, g in t1.groupby("frame"):
+        q = det[det["frame"] == t]
+        if not len(q):
+            continue
+        d, j = cKDTree(q[["y", "x"]].to_numpy()).query(g[["y", "x"]].to_numpy())
+        ok = d < max_distance
+        rows.append(pd.DataFrame({"frame": t, "particle": g["particle"].to_numpy()[ok], "d": d[ok],
+                                  "y": g["y"].to_numpy()[ok], "x": g["x"].to_numpy()[ok],
+                                  "y_o": q["y"].to_numpy()[j[ok]], "x_o": q["x"].to_numpy()[j[ok]]}))
+    pairs = pd.concat(rows, ignore_index=True)
+    fits = []
+    for y, x in (("y", "x"), ("y_o", "x_o")):
+        t = pairs[["frame", "particle", y, x]].rename(columns={y: "y", x: "x"})
+        pl = tp.utils.fit_powerlaw(tp.emsd(tp.subtract_drift(t.copy(), tp.compute_drift(t)), mpp, fps), plot=False)
+        fits.append((float(pl["n"].iloc[0]), float(pl["A"].iloc[0])))
+    return len(pairs) / max(len(t1), 1), float(np.median(pairs["d"])), fits[0], fits[1]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", type=Path, nargs="?", help="folder of frames or a multi-page TIFF (not with --simulate)")
@@ -193,6 +222,10 @@ def main(argv=None) -> None:
     say(f"MSD fit (drift removed)  trackpy: exponent {n_tp:.3f} prefactor {a_tp:.3f} um^2/s^n | ours: exponent "
           f"{fit.exponent:.3f} prefactor {fit.prefactor:.3f} um^2/s^n (D {fit.D:.3f} um^2/s)")
     say(f"difference  exponent {fit.exponent - n_tp:+.3f}  prefactor {100 * (fit.prefactor / a_tp - 1):+.1f} %")
+    frac, off, (n_p, a_p), (n_o, a_o) = paired_msd(t1, det, mpp, args.fps)
+    say(f"same particles and frames (trackpy's tracks, our nearest detection within 2 px: {100 * frac:.1f} % paired, "
+        f"median offset {off:.3f} px)  exponent {n_o:.3f} vs {n_p:.3f} ({n_o - n_p:+.3f})  prefactor {a_o:.3f} vs "
+        f"{a_p:.3f} ({100 * (a_o / a_p - 1):+.1f} %)")
     if args.json:
         print(json.dumps({
             "frames": len(frames), "polarity": pol, "simulated_D": args.simulate,
@@ -203,7 +236,9 @@ def main(argv=None) -> None:
             "msd": {"trackpy": {"exponent": n_tp, "prefactor": a_tp},
                     "ours": {"exponent": float(fit.exponent), "prefactor": float(fit.prefactor), "D": float(fit.D)}},
             "exponent_difference": float(fit.exponent - n_tp),
-            "prefactor_difference_pct": float(100 * (fit.prefactor / a_tp - 1))}))
+            "prefactor_difference_pct": float(100 * (fit.prefactor / a_tp - 1)),
+            "paired": {"fraction": frac, "median_offset_px": off, "exponent_difference": n_o - n_p,
+                       "prefactor_difference_pct": 100 * (a_o / a_p - 1)}}))
 
 
 if __name__ == "__main__":
