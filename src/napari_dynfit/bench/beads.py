@@ -127,7 +127,8 @@ def paired_msd(t1, det, mpp: float, fps: float, max_distance: float = 2.0):
     """trackpy's MSD pipeline (drift removed, ``emsd``, ``fit_powerlaw``) on trackpy's particles and frames, once
     with trackpy's positions and once with our nearest detection (within ``max_distance`` px, same frame) in their
     place: localisation alone, without the choice of which particles are counted. Returns (fraction of trackpy's
-    positions paired, median offset px, (exponent, prefactor) with trackpy's positions, the same with ours)."""
+    positions paired, median offset px, (exponent, prefactor) with trackpy's positions, the same with ours); NaN
+    fits where no MSD can be formed (no tracks; one particle, whose motion is all "drift")."""
     import pandas as pd
     import trackpy as tp
     from scipy.spatial import cKDTree
@@ -142,12 +143,18 @@ def paired_msd(t1, det, mpp: float, fps: float, max_distance: float = 2.0):
         rows.append(pd.DataFrame({"frame": t, "particle": g["particle"].to_numpy()[ok], "d": d[ok],
                                   "y": g["y"].to_numpy()[ok], "x": g["x"].to_numpy()[ok],
                                   "y_o": q["y"].to_numpy()[j[ok]], "x_o": q["x"].to_numpy()[j[ok]]}))
+    if not rows:
+        return 0.0, float("nan"), (float("nan"),) * 2, (float("nan"),) * 2
     pairs = pd.concat(rows, ignore_index=True)
     fits = []
     for y, x in (("y", "x"), ("y_o", "x_o")):
         t = pairs[["frame", "particle", y, x]].rename(columns={y: "y", x: "x"})
-        pl = tp.utils.fit_powerlaw(tp.emsd(tp.subtract_drift(t.copy(), tp.compute_drift(t)), mpp, fps), plot=False)
-        fits.append((float(pl["n"].iloc[0]), float(pl["A"].iloc[0])))
+        try:
+            em = tp.emsd(tp.subtract_drift(t.copy(), tp.compute_drift(t)), mpp, fps)
+            pl = tp.utils.fit_powerlaw(em, plot=False)
+            fits.append((float(pl["n"].iloc[0]), float(pl["A"].iloc[0])))
+        except ValueError:  # nothing left to average (no tracks, or one particle: its motion is the "drift")
+            fits.append((float("nan"),) * 2)
     return len(pairs) / max(len(t1), 1), float(np.median(pairs["d"])), fits[0], fits[1]
 
 
