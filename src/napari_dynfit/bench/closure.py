@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,8 @@ TRAIN = (-2.0, -3.0, -4.0, -5.0)
 HELD_OUT = (-2.5, -3.5, -4.5)
 OUTSIDE = (-6.0,)
 LONG = (-2.5, -3.5)
-STEPS = ("a_priori", "a_posteriori", "long", "check", "estimate", "active")
+STEPS = ("a_priori", "a_posteriori", "long", "check", "ensemble", "estimate", "active")
+ENSEMBLE_SEEDS = (99, 101, 102, 103)
 
 
 def run_for(alpha: float, cache: Path, *, long: bool = False):
@@ -57,6 +59,27 @@ def run_for(alpha: float, cache: Path, *, long: bool = False):
     return b
 
 
+def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0) -> list:
+    """Kinetic runs at ``alpha``, one per initial-perturbation seed (cached), ``t = 0..t_end`` saved every 0.25:
+    the members of an a-posteriori ensemble. Missing members are integrated together (a batch axis). Seed 99
+    is the long run of the ``long`` step (same settings)."""
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.closure.kinetic import SuspensionParams, simulate_kinetic_ensemble
+
+    paths = {s: cache / f"kinetic_ens_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
+    missing = [s for s in seeds if not paths[s].exists()]
+    if missing:
+        w0, c0 = time.perf_counter(), time.process_time()
+        runs = simulate_kinetic_ensemble(SuspensionParams(alpha=alpha, zeta=0.3), seeds=missing, t_end=t_end,
+                                         save_every=0.25, n=32, n_theta=32, dt=0.01, amplitude=0.2)
+        cost = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0, "batch": len(missing),
+                "load": os.getloadavg()[0]}
+        for s, b in zip(missing, runs):
+            b.attrs["runtime"] = cost
+            b.save(paths[s])
+    return [FieldBundle.load(paths[s]) for s in seeds]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=None, help="folder for the kinetic runs (default: a temporary folder)")
@@ -67,6 +90,10 @@ def main(argv=None) -> int:
     ap.add_argument("--check-alphas", default=None,
                     help="comma-separated alphas for the check step (default: held out and outside; the training "
                          "alphas to choose settings)")
+    ap.add_argument("--seeds", default=",".join(map(str, ENSEMBLE_SEEDS)),
+                    help="initial-perturbation seeds of the ensemble step's kinetic runs (t = 0..60 each)")
+    ap.add_argument("--ensemble-alphas", default=None,
+                    help="comma-separated alphas for the ensemble step (default: held out and outside)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--out", default=None, help="JSON file rewritten after every step (what finished so far)")
     ap.add_argument("--plot", default=None, help="PNG of the a-priori errors and the long runs' spectra")
@@ -137,6 +164,24 @@ def main(argv=None) -> int:
             out["a_posteriori"][str(a)] = T.posterior_check(runs[a], {"learned": net, "bingham": bingham_closure},
                                                             t_start=start, horizon_frames=args.horizon)
             done("check", t0)
+    if "ensemble" in steps:
+        from napari_dynfit.models.closure.ensemble import ensemble_check
+
+        t0 = time.process_time()
+        out["ensemble"] = {}
+        seeds = [int(x) for x in args.seeds.split(",")]
+        for a in ([float(x) for x in args.ensemble_alphas.split(",")] if args.ensemble_alphas
+                  else HELD_OUT + OUTSIDE):
+            members = ensemble_runs_for(a, seeds, cache)
+            w0, c0 = time.perf_counter(), time.process_time()
+            horizon = len(members[0].coords["t"]) - start - 1
+            res = ensemble_check(members, {"learned": net, "bingham": bingham_closure}, t_start=start,
+                                 horizon_frames=horizon, discard_frames=min(40, horizon - 2))
+            res["seeds"] = seeds
+            res["kinetic_runtime"] = [m.attrs.get("runtime") for m in members]
+            res["check_runtime"] = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
+            out["ensemble"][str(a)] = res
+            done("ensemble", t0)
     if "estimate" in steps:
         t0 = time.process_time()
         out["estimate_alpha"] = {}
