@@ -321,3 +321,26 @@ def test_closure_ensemble_cli(tmp_path, capsys):
     assert res["kinetic"]["members"] == 2 and res["bingham"]["rel_diff"]["mean_speed"] < 1e-6
     assert res["frames"] == [5, 12]
     assert main(["closure", "ensemble", str(paths[0])]) != 0  # one run: a one-line error
+
+
+def test_realizability_counts_moments_no_distribution_can_have():
+    from napari_dynfit.models.closure.ensemble import realizability
+    from napari_dynfit.models.closure.moments import bingham_m4
+
+    rng = np.random.default_rng(0)
+    shape = (3, 8, 8)
+    s = torch.as_tensor(rng.uniform(0.5, 0.95, shape))
+    phi = torch.as_tensor(rng.uniform(0, math.pi, shape))
+    c = torch.ones(shape, dtype=torch.float64)
+    a, b = s * torch.cos(2 * phi), s * torch.sin(2 * phi)  # D_xx - D_yy and 2 D_xy over c
+    D = moments_from_state(torch.stack([c, a, b], -3))[1]
+    bad = torch.as_tensor(rng.uniform(size=shape) < 0.3)
+    m4 = torch.where(bad, 2 * s * s - 1 - 0.05, bingham_m4(s))  # below the bound by 0.05 at the "bad" points
+    q4c, q4s = fourth_harmonics_from_m4(c, D, m4)
+    x = np.arange(8.0)
+    data = FieldBundle({"concentration": c.numpy(), "D": D.numpy(), "S_cos4": q4c.numpy(), "S_sin4": q4s.numpy()},
+                       {"t": np.arange(3.0), "y": x, "x": x}, periodic=(True, True), attrs={"kinetic": META})
+    res = realizability(data)
+    assert res["unrealizable"] == pytest.approx(float(bad.double().mean()))
+    assert res["deficit"] == pytest.approx(0.05, abs=1e-9)
+    assert res["high_order"] == pytest.approx(float((s > 0.9).double().mean()))

@@ -11,12 +11,17 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
 3. ``check``: a posteriori on the held-out runs: the moment model from frame 40 for ``--horizon`` frames
    (default 80, i.e. 40x the unroll), mean ``|u|``, order parameter and velocity spectrum (k up to half the
    grid's maximum) vs the kinetic run over the same frames, learned vs Bingham;
-4. ``estimate``: parameter estimation, ``alpha`` of the held-out runs from their moment data (learned closure);
-5. ``long`` (run after step 2): stationary windows, longer held-out runs (``alpha`` = -2.5, -3.5, seed 99,
+4. ``ensemble``: the a-posteriori check on ensembles (``--seeds``, default 99, 101, 102, 103; ``t = 0..60``
+   each, the missing ones integrated together): per held-out ``alpha`` (``--ensemble-alphas``), one moment-model
+   run per kinetic member from its moments at ``t = 10``, statistics over ``t = 20..60``, ensemble means compared,
+   each figure with the seed-to-seed spread and the resolution of the difference (two standard errors), and how
+   much of the kinetic moments are unrealizable (angular resolution);
+5. ``estimate``: parameter estimation, ``alpha`` of the held-out runs from their moment data (learned closure);
+6. ``long`` (run after step 2): stationary windows, longer held-out runs (``alpha`` = -2.5, -3.5, seed 99,
    ``t = 0..60``); the moment model from ``t = 10`` to ``t = 60``, statistics over ``t = 20..60`` only (both
    transients discarded), with the kinetic run's own change between ``t = 20..40`` and ``t = 40..60`` (how
    stationary one window is);
-6. ``active``: active learning over the training ``alpha`` (pool: the four training runs, start from
+7. ``active``: active learning over the training ``alpha`` (pool: the four training runs, start from
    ``alpha = -3``, two rounds adding the worst-covered ``alpha``), held-out a-priori errors after each round.
 
 ``--plot PNG`` draws the a-priori errors against ``alpha`` and the long runs' velocity spectra.
@@ -165,7 +170,7 @@ def main(argv=None) -> int:
                                                             t_start=start, horizon_frames=args.horizon)
             done("check", t0)
     if "ensemble" in steps:
-        from napari_dynfit.models.closure.ensemble import ensemble_check
+        from napari_dynfit.models.closure.ensemble import ensemble_check, realizability
 
         t0 = time.process_time()
         out["ensemble"] = {}
@@ -178,6 +183,8 @@ def main(argv=None) -> int:
             res = ensemble_check(members, {"learned": net, "bingham": bingham_closure}, t_start=start,
                                  horizon_frames=horizon, discard_frames=min(40, horizon - 2))
             res["seeds"] = seeds
+            real = [realizability(m, t_start=start) for m in members]
+            res["realizability"] = {k: float(np.mean([r[k] for r in real])) for k in real[0]}
             res["kinetic_runtime"] = [m.attrs.get("runtime") for m in members]
             res["check_runtime"] = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
             out["ensemble"][str(a)] = res
@@ -207,7 +214,25 @@ def main(argv=None) -> int:
         for key in ("a_priori", "long_runs", "a_posteriori", "estimate_alpha", "active_learning"):
             if key in out:
                 print(f"{key}: {json.dumps(out[key], default=float)}")
+        for a, res in out.get("ensemble", {}).items():
+            print(f"ensemble alpha {a}: " + ensemble_line(res))
     return 0
+
+
+def ensemble_line(res: dict) -> str:
+    """One line per alpha: each closure's relative differences (+- the resolution) and the kinetic spread."""
+    kin = res["kinetic"]
+    parts = [f"kinetic {kin['members']} runs, member sd: speed {kin['mean_speed_rel_sd']:.1%}, order "
+             f"{kin['order_rel_sd']:.1%}"]
+    for name in ("learned", "bingham"):
+        r = res.get(name, {})
+        if "rel_diff" not in r:
+            parts.append(f"{name}: {r.get('blew_up', '?')} blew up")
+            continue
+        d, e = r["rel_diff"], r["resolution"]
+        parts.append(f"{name}: speed {d['mean_speed']:.1%} +- {e['mean_speed']:.1%}, order {d['order']:.1%} +- "
+                     f"{e['order']:.1%}, spectrum {d['spectrum_max']:.1%} +- {e['spectrum_at_worst']:.1%}")
+    return "; ".join(parts)
 
 
 def plot(out: dict, path) -> None:
@@ -218,6 +243,12 @@ def plot(out: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     longs = out.get("long_runs", {})
+    ens = out.get("ensemble", {})
+    if ens:  # ensemble spectra (kinetic mean with two standard errors) replace the single long runs
+        longs = {a: {"data": {"k": v["k"], "spectrum": v["kinetic"]["spectrum"],
+                              "band": 2 * np.asarray(v["kinetic"]["spectrum_rel_se"])},
+                     **{n: {"spectrum": v[n]["spectrum"]} for n in ("learned", "bingham") if "spectrum" in v[n]}}
+                 for a, v in ens.items()}
     if "a_priori" not in out:
         return
     fig, axes = plt.subplots(1, 1 + len(longs), figsize=(4.2 * (1 + len(longs)), 3.6), layout="constrained")
@@ -234,8 +265,13 @@ def plot(out: dict, path) -> None:
             if "spectrum" in v.get(name, {}):
                 ax.loglog(k[1:], np.asarray(v[name]["spectrum"])[1:], style, ms=3,
                           label="kinetic" if name == "data" else name)
+        if "band" in v["data"]:
+            e = np.asarray(v["data"]["spectrum"])
+            ax.fill_between(k[1:], (e * (1 - v["data"]["band"]))[1:], (e * (1 + v["data"]["band"]))[1:], color="0.8",
+                            label="kinetic +- 2 s.e.")
         ax.axvline(k[len(k) // 2], color="0.6", lw=0.8)
-        ax.set(xlabel="k", ylabel="E(k)", title=f"alpha {float(a):g}, t = 20..60")
+        title = f"alpha {float(a):g}, t = 20..60" + (f", {len(ens[a]['seeds'])} seeds" if ens else "")
+        ax.set(xlabel="k", ylabel="E(k)", title=title)
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=90)
 

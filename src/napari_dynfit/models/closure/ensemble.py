@@ -161,4 +161,37 @@ def ensemble_check(bundles, closures: dict, *, t_start: int = 0, horizon_frames:
     return to_jsonable(out)
 
 
-__all__ = ["TARGETS", "ensemble_check"]
+def realizability(bundle, *, t_start: int = 0, tol: float = 0.01) -> dict:
+    """How much of a kinetic run's moments no distribution can have: a check of its angular resolution.
+
+    Every distribution has ``m4 >= 2 s^2 - 1`` in the eigenframe of ``D`` (Jensen: ``cos 4x = 2 cos^2 2x - 1``),
+    and every closure of :mod:`.learned` keeps to it. A spectral kinetic run whose angular distribution is
+    too sharp for its angles (Gibbs oscillations, ``Psi < 0``) breaks it where the order is high; its
+    moments there are no reference for a realizable closure.
+
+    Parameters
+    ----------
+    bundle : FieldBundle
+        Kinetic run with ``S_cos4``, ``S_sin4``.
+    t_start : int
+        First frame used.
+    tol : float
+        Slack below the bound before a point counts.
+
+    Returns
+    -------
+    dict
+        ``unrealizable``: fraction of points (all frames) with ``m4 < 2 s^2 - 1 - tol``; ``deficit``: their mean
+        ``2 s^2 - 1 - m4``; ``high_order``: fraction with ``s > 0.9``.
+    """
+    from .train import closure_samples
+
+    smp = closure_samples([bundle], t_start=t_start, max_samples=np.iinfo(np.int64).max)
+    s, m4 = smp.s.numpy(), smp.m4.numpy()
+    gap = 2 * s * s - 1 - m4
+    bad = gap > tol
+    return {"unrealizable": float(bad.mean()), "deficit": float(gap[bad].mean()) if bad.any() else 0.0,
+            "high_order": float((s > 0.9).mean())}
+
+
+__all__ = ["TARGETS", "ensemble_check", "realizability"]
