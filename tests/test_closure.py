@@ -285,6 +285,10 @@ def test_ensemble_check_is_exact_on_the_moment_models_own_ensemble_and_reports_t
     assert kin["mean_speed_rel_sd"] == pytest.approx(vals.std(ddof=1) / vals.mean())
     assert kin["mean_speed_rel_se"] == pytest.approx(kin["mean_speed_rel_sd"] / math.sqrt(3))
     assert kin["mean_speed_rel_sd"] > 1e-3
+    from napari_dynfit.models.closure.ensemble import ensemble_statistics
+
+    alone = ensemble_statistics(members, first=5, last=10)  # the same frames, without the closures
+    assert alone["mean_speed"] == pytest.approx(kin["mean_speed"]) and alone["order"] == pytest.approx(kin["order"])
     for name in ("bingham", "untrained"):  # the data's own closure (an untrained learned closure is Bingham)
         r = res[name]
         assert r["blew_up"] == 0 and all(r["met"].values())

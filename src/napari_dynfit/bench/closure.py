@@ -16,6 +16,8 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
    run per kinetic member from its moments at ``t = 10``, statistics over ``t = 20..60``, ensemble means compared,
    each figure with the seed-to-seed spread and the resolution of the difference (two standard errors), and how
    much of the kinetic moments are unrealizable (angular resolution);
+   ``angles``: is the 32-angle reference converged in angle? ``alpha = -4.5`` with 64 angles (seeds 99, 101,
+   ``t = 0..40``) against the 32-angle ensemble, statistics over ``t = 20..40``, and the realizability of each;
 5. ``estimate``: parameter estimation, ``alpha`` of the held-out runs from their moment data (learned closure);
 6. ``long`` (run after step 2): stationary windows, longer held-out runs (``alpha`` = -2.5, -3.5, seed 99,
    ``t = 0..60``); the moment model from ``t = 10`` to ``t = 60``, statistics over ``t = 20..60`` only (both
@@ -46,7 +48,7 @@ TRAIN = (-2.0, -3.0, -4.0, -5.0)
 HELD_OUT = (-2.5, -3.5, -4.5)
 OUTSIDE = (-6.0,)
 LONG = (-2.5, -3.5)
-STEPS = ("a_priori", "a_posteriori", "long", "check", "ensemble", "estimate", "active")
+STEPS = ("a_priori", "a_posteriori", "long", "check", "ensemble", "angles", "estimate", "active")
 ENSEMBLE_SEEDS = (99, 101, 102, 103)
 
 
@@ -64,19 +66,20 @@ def run_for(alpha: float, cache: Path, *, long: bool = False):
     return b
 
 
-def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0) -> list:
+def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n_theta: int = 32) -> list:
     """Kinetic runs at ``alpha``, one per initial-perturbation seed (cached), ``t = 0..t_end`` saved every 0.25:
     the members of an a-posteriori ensemble. Missing members are integrated together (a batch axis). Seed 99
-    is the long run of the ``long`` step (same settings)."""
+    is the long run of the ``long`` step (same settings). ``n_theta`` other than 32: the angle-convergence runs."""
     from napari_dynfit.fields import FieldBundle
     from napari_dynfit.models.closure.kinetic import SuspensionParams, simulate_kinetic_ensemble
 
-    paths = {s: cache / f"kinetic_ens_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
+    kind = "ens" if n_theta == 32 else f"theta{n_theta}"
+    paths = {s: cache / f"kinetic_{kind}_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
     missing = [s for s in seeds if not paths[s].exists()]
     if missing:
         w0, c0 = time.perf_counter(), time.process_time()
         runs = simulate_kinetic_ensemble(SuspensionParams(alpha=alpha, zeta=0.3), seeds=missing, t_end=t_end,
-                                         save_every=0.25, n=32, n_theta=32, dt=0.01, amplitude=0.2)
+                                         save_every=0.25, n=32, n_theta=n_theta, dt=0.01, amplitude=0.2)
         cost = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0, "batch": len(missing),
                 "load": os.getloadavg()[0]}
         for s, b in zip(missing, runs):
@@ -189,6 +192,23 @@ def main(argv=None) -> int:
             res["check_runtime"] = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
             out["ensemble"][str(a)] = res
             done("ensemble", t0)
+    if "angles" in steps:  # is the 32-angle reference converged in angle? (alpha = -4.5, t = 20..40)
+        from napari_dynfit.models.closure.ensemble import ensemble_statistics, realizability
+
+        t0 = time.process_time()
+        fine = ensemble_runs_for(-4.5, (99, 101), cache, n_theta=64, t_end=40.0)
+        coarse = ensemble_runs_for(-4.5, [int(x) for x in args.seeds.split(",")], cache)
+        out["angles"] = {}
+        for name, members in (("32", coarse), ("64", fine)):
+            st = ensemble_statistics(members, first=80, last=160)
+            st["realizability"] = [realizability(m, t_start=start) for m in members]
+            st.pop("spectrum_per_member")
+            out["angles"][name] = st
+        f, c = out["angles"]["64"], out["angles"]["32"]
+        out["angles"]["rel_diff"] = {k: abs(f[k] / c[k] - 1) for k in ("mean_speed", "order")}
+        out["angles"]["resolution"] = {k: 2 * float(np.hypot(f[k + "_rel_se"], c[k + "_rel_se"]))
+                                       for k in ("mean_speed", "order")}
+        done("angles", t0)
     if "estimate" in steps:
         t0 = time.process_time()
         out["estimate_alpha"] = {}

@@ -81,6 +81,23 @@ def _summary(members: list) -> dict:
     return out
 
 
+def ensemble_statistics(bundles, *, first: int, last: int) -> dict:
+    """Ensemble statistics of runs (kinetic, or anything with ``concentration``, ``D``, ``velocity``) over frames
+    ``first..last`` (inclusive): mean speed, order parameter and spectrum, ensemble means with their spreads
+    (as in :func:`ensemble_check`'s ``"kinetic"`` entry)."""
+    members = []
+    for b in bundles:
+        c, D = _moment_tensors(b, t_start=first)
+        n = last - first + 1
+        if c.shape[0] < n:
+            raise InputError(f"a run has {c.shape[0] + first} frames; frames {first}..{last} asked for")
+        u = np.asarray(b["velocity"][first:last + 1])
+        members.append(_member_stats(c[:n].numpy(), D[:n].numpy(), u, suspension_params(b).length))
+    out = _summary(members)
+    out["k"] = members[0]["k"]
+    return to_jsonable(out)
+
+
 def ensemble_check(bundles, closures: dict, *, t_start: int = 0, horizon_frames: int = 20, discard_frames: int = 0,
                    steps_per_frame: int | None = None, k_fraction: float = 0.5) -> dict:
     """Ensemble a-posteriori check of moment closures against kinetic runs of one suspension.
@@ -194,4 +211,4 @@ def realizability(bundle, *, t_start: int = 0, tol: float = 0.01) -> dict:
             "high_order": float((s > 0.9).mean())}
 
 
-__all__ = ["TARGETS", "ensemble_check", "realizability"]
+__all__ = ["TARGETS", "ensemble_check", "ensemble_statistics", "realizability"]
