@@ -1,5 +1,6 @@
 """Kinetic theory, moment model and closures (issue 19): checks against exact results."""
 
+import json
 import math
 
 import numpy as np
@@ -15,16 +16,30 @@ def _one_thread():
     with torch_threads(1):  # small FFTs: more threads only contend
         yield
 
+from napari_dynfit.errors import InputError  # noqa: E402
+from napari_dynfit.fields import FieldBundle  # noqa: E402
 from napari_dynfit.models.closure import train as T  # noqa: E402
+from napari_dynfit.models.closure.ensemble import ensemble_check  # noqa: E402
 from napari_dynfit.models.closure.kinetic import (  # noqa: E402
     KineticSolver,
     SuspensionParams,
     isotropic_growth_rates,
     simulate_kinetic,
+    simulate_kinetic_ensemble,
 )
 from napari_dynfit.models.closure.learned import LearnedClosure  # noqa: E402
-from napari_dynfit.models.closure.moment_model import MomentSolver, _TensorParams, isotropic_state  # noqa: E402
-from napari_dynfit.models.closure.moments import bingham_closure, fourth_moment, order_parameter  # noqa: E402
+from napari_dynfit.models.closure.moment_model import (  # noqa: E402
+    MomentSolver,
+    _TensorParams,
+    isotropic_state,
+    moments_from_state,
+)
+from napari_dynfit.models.closure.moments import (  # noqa: E402
+    bingham_closure,
+    fourth_harmonics_from_m4,
+    fourth_moment,
+    order_parameter,
+)
 
 PARAMS = SuspensionParams(alpha=-2.0, beta=0.8, zeta=0.5, length=10.0)
 
@@ -217,3 +232,119 @@ def test_posterior_check_on_the_moment_models_own_run_is_exact_and_discards_the_
     assert set(res["data"]["halves"]) == {"mean_speed", "order"}
     with pytest.raises(InputError, match="discard_frames"):
         T.posterior_check(data, {"bingham": bingham_closure}, horizon_frames=10, discard_frames=10)
+
+
+# --- ensembles (kinetic runs from several seeds; the ensemble a-posteriori check) ---------------
+
+META = {"alpha": -3.0, "beta": 0.8, "zeta": 0.3, "length": 10.0}
+
+
+def test_kinetic_ensemble_members_equal_single_runs():
+    p = SuspensionParams(alpha=-4.0, zeta=0.3)
+    kw = dict(t_end=0.3, save_every=0.1, n=8, n_theta=8, amplitude=0.3)
+    ens = simulate_kinetic_ensemble(p, seeds=(3, 5), **kw)
+    for seed, member in zip((3, 5), ens):
+        one = simulate_kinetic(p, seed=seed, **kw)
+        assert member.attrs["kinetic"]["seed"] == seed
+        for f in one.fields:
+            np.testing.assert_allclose(member[f], one[f], rtol=0, atol=1e-13)
+    assert np.abs(ens[0]["D"][-1] - ens[1]["D"][-1]).max() > 1e-3  # different seeds, different runs
+
+
+def _moment_data(phase, closure=bingham_closure, frames=12):
+    """A moment-model run (closure ``closure``) from a perturbed isotropic state, as data."""
+    n = 8
+    x = torch.arange(n, dtype=torch.float64) * 10.0 / n
+    Y, X = torch.meshgrid(x, x, indexing="ij")
+    s0 = isotropic_state(n)
+    s0[1] += 0.3 * torch.cos(2 * math.pi * X / 10 + phase)
+    s0[2] += 0.3 * torch.sin(2 * math.pi * Y / 10 + 2 * phase)
+    c, D = moments_from_state(s0[None])
+    coords = {"t": np.array([0.0, 0.1]), "y": x.numpy(), "x": x.numpy()}
+    start = FieldBundle({"concentration": np.concatenate([c.numpy()] * 2), "D": np.concatenate([D.numpy()] * 2)},
+                        coords, periodic=(True, True), attrs={"kinetic": META})
+    data = T.simulate_moments(start, closure, frames=frames, steps_per_frame=2)
+    data.attrs["kinetic"] = META
+    return data
+
+
+def _isotropic_m4(c, D, params=None):  # a different closure: no fourth harmonic at all
+    return fourth_harmonics_from_m4(c, D, torch.zeros_like(order_parameter(c, D)))
+
+
+def test_ensemble_check_is_exact_on_the_moment_models_own_ensemble_and_reports_the_spread():
+    members = [_moment_data(ph) for ph in (0.3, 1.7, 2.9)]
+    res = ensemble_check(members, {"bingham": bingham_closure, "untrained": LearnedClosure(), "other": _isotropic_m4},
+                         horizon_frames=10, discard_frames=4, steps_per_frame=2)
+    assert res["frames"] == [5, 10] and res["shells"] == [1, 2]  # n = 8: shells up to 4, half of it
+    kin = res["kinetic"]
+    assert kin["members"] == 3 and len(kin["mean_speed_per_member"]) == 3
+    # the spread is the members' own: relative sd of the three time averages, and sd / sqrt(3) for the mean
+    vals = np.array(kin["mean_speed_per_member"])
+    assert kin["mean_speed"] == pytest.approx(vals.mean())
+    assert kin["mean_speed_rel_sd"] == pytest.approx(vals.std(ddof=1) / vals.mean())
+    assert kin["mean_speed_rel_se"] == pytest.approx(kin["mean_speed_rel_sd"] / math.sqrt(3))
+    assert kin["mean_speed_rel_sd"] > 1e-3
+    from napari_dynfit.models.closure.ensemble import ensemble_statistics
+
+    alone = ensemble_statistics(members, first=5, last=10)  # the same frames, without the closures
+    assert alone["mean_speed"] == pytest.approx(kin["mean_speed"]) and alone["order"] == pytest.approx(kin["order"])
+    for name in ("bingham", "untrained"):  # the data's own closure (an untrained learned closure is Bingham)
+        r = res[name]
+        assert r["blew_up"] == 0 and all(r["met"].values())
+        assert max(r["rel_diff"].values()) < 1e-6
+        assert r["resolution"]["mean_speed"] == pytest.approx(2 * math.sqrt(2) * kin["mean_speed_rel_se"], rel=1e-6)
+    other = res["other"]["rel_diff"]
+    assert other["order"] > 1e-3 and other["mean_speed"] > 1e-3
+    json.dumps(res)  # plain JSON
+
+
+def test_ensemble_check_refuses_what_it_cannot_compare():
+    a = _moment_data(0.3)
+    with pytest.raises(InputError, match="at least two"):
+        ensemble_check([a], {"bingham": bingham_closure}, horizon_frames=10)
+    b = _moment_data(1.0)
+    b.attrs["kinetic"] = META | {"alpha": -4.0}
+    with pytest.raises(InputError, match="share"):
+        ensemble_check([a, b], {"bingham": bingham_closure}, horizon_frames=10)
+    with pytest.raises(InputError, match="frames after"):
+        ensemble_check([a, _moment_data(1.0)], {"bingham": bingham_closure}, horizon_frames=20)
+
+
+def test_closure_ensemble_cli(tmp_path, capsys):
+    from napari_dynfit.cli import main
+
+    paths = []
+    for i, ph in enumerate((0.3, 1.7)):
+        paths.append(tmp_path / f"m{i}.npz")
+        _moment_data(ph).save(paths[-1])
+    code = main(["closure", "ensemble", *map(str, paths), "--discard", "4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    res = json.loads(out.splitlines()[-1])
+    assert res["kinetic"]["members"] == 2 and res["bingham"]["rel_diff"]["mean_speed"] < 1e-6
+    assert res["frames"] == [5, 12]
+    assert main(["closure", "ensemble", str(paths[0])]) != 0  # one run: a one-line error
+
+
+def test_realizability_counts_moments_no_distribution_can_have():
+    from napari_dynfit.models.closure.ensemble import realizability
+    from napari_dynfit.models.closure.moments import bingham_m4
+
+    rng = np.random.default_rng(0)
+    shape = (3, 8, 8)
+    s = torch.as_tensor(rng.uniform(0.5, 0.95, shape))
+    phi = torch.as_tensor(rng.uniform(0, math.pi, shape))
+    c = torch.ones(shape, dtype=torch.float64)
+    a, b = s * torch.cos(2 * phi), s * torch.sin(2 * phi)  # D_xx - D_yy and 2 D_xy over c
+    D = moments_from_state(torch.stack([c, a, b], -3))[1]
+    bad = torch.as_tensor(rng.uniform(size=shape) < 0.3)
+    m4 = torch.where(bad, 2 * s * s - 1 - 0.05, bingham_m4(s))  # below the bound by 0.05 at the "bad" points
+    q4c, q4s = fourth_harmonics_from_m4(c, D, m4)
+    x = np.arange(8.0)
+    data = FieldBundle({"concentration": c.numpy(), "D": D.numpy(), "S_cos4": q4c.numpy(), "S_sin4": q4s.numpy()},
+                       {"t": np.arange(3.0), "y": x, "x": x}, periodic=(True, True), attrs={"kinetic": META})
+    res = realizability(data)
+    assert res["unrealizable"] == pytest.approx(float(bad.double().mean()))
+    assert res["deficit"] == pytest.approx(0.05, abs=1e-9)
+    assert res["high_order"] == pytest.approx(float((s > 0.9).double().mean()))

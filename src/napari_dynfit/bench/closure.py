@@ -11,12 +11,19 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
 3. ``check``: a posteriori on the held-out runs: the moment model from frame 40 for ``--horizon`` frames
    (default 80, i.e. 40x the unroll), mean ``|u|``, order parameter and velocity spectrum (k up to half the
    grid's maximum) vs the kinetic run over the same frames, learned vs Bingham;
-4. ``estimate``: parameter estimation, ``alpha`` of the held-out runs from their moment data (learned closure);
-5. ``long`` (run after step 2): stationary windows, longer held-out runs (``alpha`` = -2.5, -3.5, seed 99,
+4. ``ensemble``: the a-posteriori check on ensembles (``--seeds``, default 99, 101, 102, 103; ``t = 0..60``
+   each, the missing ones integrated together): per held-out ``alpha`` (``--ensemble-alphas``), one moment-model
+   run per kinetic member from its moments at ``t = 10``, statistics over ``t = 20..60``, ensemble means compared,
+   each figure with the seed-to-seed spread and the resolution of the difference (two standard errors), and how
+   much of the kinetic moments are unrealizable (angular resolution);
+   ``angles``: is the 32-angle reference converged in angle? ``alpha = -4.5`` with 64 angles (seeds 99, 101,
+   ``t = 0..40``) against the 32-angle ensemble, statistics over ``t = 20..40``, and the realizability of each;
+5. ``estimate``: parameter estimation, ``alpha`` of the held-out runs from their moment data (learned closure);
+6. ``long`` (run after step 2): stationary windows, longer held-out runs (``alpha`` = -2.5, -3.5, seed 99,
    ``t = 0..60``); the moment model from ``t = 10`` to ``t = 60``, statistics over ``t = 20..60`` only (both
    transients discarded), with the kinetic run's own change between ``t = 20..40`` and ``t = 40..60`` (how
    stationary one window is);
-6. ``active``: active learning over the training ``alpha`` (pool: the four training runs, start from
+7. ``active``: active learning over the training ``alpha`` (pool: the four training runs, start from
    ``alpha = -3``, two rounds adding the worst-covered ``alpha``), held-out a-priori errors after each round.
 
 ``--plot PNG`` draws the a-priori errors against ``alpha`` and the long runs' velocity spectra.
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,7 +48,8 @@ TRAIN = (-2.0, -3.0, -4.0, -5.0)
 HELD_OUT = (-2.5, -3.5, -4.5)
 OUTSIDE = (-6.0,)
 LONG = (-2.5, -3.5)
-STEPS = ("a_priori", "a_posteriori", "long", "check", "estimate", "active")
+STEPS = ("a_priori", "a_posteriori", "long", "check", "ensemble", "angles", "estimate", "active")
+ENSEMBLE_SEEDS = (99, 101, 102, 103)
 
 
 def run_for(alpha: float, cache: Path, *, long: bool = False):
@@ -57,6 +66,28 @@ def run_for(alpha: float, cache: Path, *, long: bool = False):
     return b
 
 
+def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n_theta: int = 32) -> list:
+    """Kinetic runs at ``alpha``, one per initial-perturbation seed (cached), ``t = 0..t_end`` saved every 0.25:
+    the members of an a-posteriori ensemble. Missing members are integrated together (a batch axis). Seed 99
+    is the long run of the ``long`` step (same settings). ``n_theta`` other than 32: the angle-convergence runs."""
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.closure.kinetic import SuspensionParams, simulate_kinetic_ensemble
+
+    kind = "ens" if n_theta == 32 else f"theta{n_theta}"
+    paths = {s: cache / f"kinetic_{kind}_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
+    missing = [s for s in seeds if not paths[s].exists()]
+    if missing:
+        w0, c0 = time.perf_counter(), time.process_time()
+        runs = simulate_kinetic_ensemble(SuspensionParams(alpha=alpha, zeta=0.3), seeds=missing, t_end=t_end,
+                                         save_every=0.25, n=32, n_theta=n_theta, dt=0.01, amplitude=0.2)
+        cost = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0, "batch": len(missing),
+                "load": os.getloadavg()[0]}
+        for s, b in zip(missing, runs):
+            b.attrs["runtime"] = cost
+            b.save(paths[s])
+    return [FieldBundle.load(paths[s]) for s in seeds]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=None, help="folder for the kinetic runs (default: a temporary folder)")
@@ -67,6 +98,10 @@ def main(argv=None) -> int:
     ap.add_argument("--check-alphas", default=None,
                     help="comma-separated alphas for the check step (default: held out and outside; the training "
                          "alphas to choose settings)")
+    ap.add_argument("--seeds", default=",".join(map(str, ENSEMBLE_SEEDS)),
+                    help="initial-perturbation seeds of the ensemble step's kinetic runs (t = 0..60 each)")
+    ap.add_argument("--ensemble-alphas", default=None,
+                    help="comma-separated alphas for the ensemble step (default: held out and outside)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--out", default=None, help="JSON file rewritten after every step (what finished so far)")
     ap.add_argument("--plot", default=None, help="PNG of the a-priori errors and the long runs' spectra")
@@ -137,6 +172,43 @@ def main(argv=None) -> int:
             out["a_posteriori"][str(a)] = T.posterior_check(runs[a], {"learned": net, "bingham": bingham_closure},
                                                             t_start=start, horizon_frames=args.horizon)
             done("check", t0)
+    if "ensemble" in steps:
+        from napari_dynfit.models.closure.ensemble import ensemble_check, realizability
+
+        t0 = time.process_time()
+        out["ensemble"] = {}
+        seeds = [int(x) for x in args.seeds.split(",")]
+        for a in ([float(x) for x in args.ensemble_alphas.split(",")] if args.ensemble_alphas
+                  else HELD_OUT + OUTSIDE):
+            members = ensemble_runs_for(a, seeds, cache)
+            w0, c0 = time.perf_counter(), time.process_time()
+            horizon = len(members[0].coords["t"]) - start - 1
+            res = ensemble_check(members, {"learned": net, "bingham": bingham_closure}, t_start=start,
+                                 horizon_frames=horizon, discard_frames=min(40, horizon - 2))
+            res["seeds"] = seeds
+            real = [realizability(m, t_start=start) for m in members]
+            res["realizability"] = {k: float(np.mean([r[k] for r in real])) for k in real[0]}
+            res["kinetic_runtime"] = [m.attrs.get("runtime") for m in members]
+            res["check_runtime"] = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
+            out["ensemble"][str(a)] = res
+            done("ensemble", t0)
+    if "angles" in steps:  # is the 32-angle reference converged in angle? (alpha = -4.5, t = 20..40)
+        from napari_dynfit.models.closure.ensemble import ensemble_statistics, realizability
+
+        t0 = time.process_time()
+        fine = ensemble_runs_for(-4.5, (99, 101), cache, n_theta=64, t_end=40.0)
+        coarse = ensemble_runs_for(-4.5, [int(x) for x in args.seeds.split(",")], cache)
+        out["angles"] = {}
+        for name, members in (("32", coarse), ("64", fine)):
+            st = ensemble_statistics(members, first=80, last=160)
+            st["realizability"] = [realizability(m, t_start=start) for m in members]
+            st.pop("spectrum_per_member")
+            out["angles"][name] = st
+        f, c = out["angles"]["64"], out["angles"]["32"]
+        out["angles"]["rel_diff"] = {k: abs(f[k] / c[k] - 1) for k in ("mean_speed", "order")}
+        out["angles"]["resolution"] = {k: 2 * float(np.hypot(f[k + "_rel_se"], c[k + "_rel_se"]))
+                                       for k in ("mean_speed", "order")}
+        done("angles", t0)
     if "estimate" in steps:
         t0 = time.process_time()
         out["estimate_alpha"] = {}
@@ -162,7 +234,25 @@ def main(argv=None) -> int:
         for key in ("a_priori", "long_runs", "a_posteriori", "estimate_alpha", "active_learning"):
             if key in out:
                 print(f"{key}: {json.dumps(out[key], default=float)}")
+        for a, res in out.get("ensemble", {}).items():
+            print(f"ensemble alpha {a}: " + ensemble_line(res))
     return 0
+
+
+def ensemble_line(res: dict) -> str:
+    """One line per alpha: each closure's relative differences (+- the resolution) and the kinetic spread."""
+    kin = res["kinetic"]
+    parts = [f"kinetic {kin['members']} runs, member sd: speed {kin['mean_speed_rel_sd']:.1%}, order "
+             f"{kin['order_rel_sd']:.1%}"]
+    for name in ("learned", "bingham"):
+        r = res.get(name, {})
+        if "rel_diff" not in r:
+            parts.append(f"{name}: {r.get('blew_up', '?')} blew up")
+            continue
+        d, e = r["rel_diff"], r["resolution"]
+        parts.append(f"{name}: speed {d['mean_speed']:.1%} +- {e['mean_speed']:.1%}, order {d['order']:.1%} +- "
+                     f"{e['order']:.1%}, spectrum {d['spectrum_max']:.1%} +- {e['spectrum_at_worst']:.1%}")
+    return "; ".join(parts)
 
 
 def plot(out: dict, path) -> None:
@@ -173,6 +263,12 @@ def plot(out: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     longs = out.get("long_runs", {})
+    ens = out.get("ensemble", {})
+    if ens:  # ensemble spectra (kinetic mean with two standard errors) replace the single long runs
+        longs = {a: {"data": {"k": v["k"], "spectrum": v["kinetic"]["spectrum"],
+                              "band": 2 * np.asarray(v["kinetic"]["spectrum_rel_se"])},
+                     **{n: {"spectrum": v[n]["spectrum"]} for n in ("learned", "bingham") if "spectrum" in v[n]}}
+                 for a, v in ens.items()}
     if "a_priori" not in out:
         return
     fig, axes = plt.subplots(1, 1 + len(longs), figsize=(4.2 * (1 + len(longs)), 3.6), layout="constrained")
@@ -189,8 +285,13 @@ def plot(out: dict, path) -> None:
             if "spectrum" in v.get(name, {}):
                 ax.loglog(k[1:], np.asarray(v[name]["spectrum"])[1:], style, ms=3,
                           label="kinetic" if name == "data" else name)
+        if "band" in v["data"]:
+            e = np.asarray(v["data"]["spectrum"])
+            ax.fill_between(k[1:], (e * (1 - v["data"]["band"]))[1:], (e * (1 + v["data"]["band"]))[1:], color="0.8",
+                            label="kinetic +- 2 s.e.")
         ax.axvline(k[len(k) // 2], color="0.6", lw=0.8)
-        ax.set(xlabel="k", ylabel="E(k)", title=f"alpha {float(a):g}, t = 20..60")
+        title = f"alpha {float(a):g}, t = 20..60" + (f", {len(ens[a]['seeds'])} seeds" if ens else "")
+        ax.set(xlabel="k", ylabel="E(k)", title=title)
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=90)
 

@@ -119,6 +119,25 @@ def _evaluate(args) -> int:
 
 
 @_threaded
+def _ensemble(args) -> int:
+    from ..models.closure.ensemble import ensemble_check
+    from ..models.closure.moments import bingham_closure
+
+    bundles = [load_moments(p) for p in args.data]
+    closures = {"closure": _closure(args.closure), "bingham": bingham_closure}
+    horizon = args.horizon or min(len(b.coords["t"]) for b in bundles) - args.t_start - 1
+    res = ensemble_check(bundles, closures, t_start=args.t_start, horizon_frames=horizon, discard_frames=args.discard)
+    out = {"data": [str(p) for p in args.data], "frames": res["frames"], "shells": res["shells"]}
+    for name in ("kinetic", *closures):
+        r = res[name]
+        keep = ("mean_speed", "mean_speed_rel_sd", "order", "order_rel_sd", "members")
+        out[name] = {k: r[k] for k in keep if k in r}
+        out[name].update({k: r[k] for k in ("rel_diff", "resolution", "met", "blew_up") if k in r})
+    print(json.dumps(out, default=float))
+    return 0
+
+
+@_threaded
 def _estimate(args) -> int:
     from ..models.closure.train import estimate_parameters
 
@@ -181,6 +200,19 @@ def register(sub) -> None:
     p.add_argument("--horizon", type=int_range(2, 10_000), default=20, help="a-posteriori frames (default 20)")
     p.add_argument("--threads", **threads)
     p.set_defaults(func=_evaluate)
+
+    p = subs.add_parser("ensemble", help="a-posteriori statistics of an ensemble of kinetic runs (one suspension, "
+                                         "several seeds) against moment-model runs from their moments, with the "
+                                         "ensembles' own spread")
+    p.add_argument("data", nargs="+", help="kinetic runs of one suspension (.npz/.zarr or Well .hdf5), two or more")
+    p.add_argument("--closure", default="bingham", help="closure file (.npz) or 'bingham' (default; compared with "
+                                                        "Bingham either way)")
+    p.add_argument("--t-start", type=nonneg_int, default=0, help="frame the moment models start from (default 0)")
+    p.add_argument("--horizon", type=nonneg_int, default=0, help="frames run (default 0: to the end of the runs)")
+    p.add_argument("--discard", type=nonneg_int, default=0,
+                   help="frames after --t-start left out of the statistics (transients; default 0)")
+    p.add_argument("--threads", **threads)
+    p.set_defaults(func=_ensemble)
 
     p = subs.add_parser("estimate", help="fit alpha (and zeta) of the moment model to moment data")
     p.add_argument("data", help="kinetic run (.npz/.zarr) or Well file (.hdf5)")
