@@ -834,9 +834,10 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     with the same shape prior; the foreground threshold stays per frame. Frames run through
     :func:`~napari_dynfit.parallel.map_frames` (``scheduler``: ``"sync"``, ``"threads"``, ``"processes"``,
     ``"local-cluster"`` or a Dask scheduler address); lazy movies (Zarr, Dask, TIFF pages) are read per frame.
-    With ``method="learned"`` a last pass over the movie splits objects whose two successors already show a
-    septum the frame before (:func:`~napari_dynfit.detect.learned.split_late_divisions`; their number in
-    ``info["late_divisions_split"]``).
+    With ``method="learned"`` two last passes over the movie split masks holding touching cells that are apart
+    in the frames before and after (:func:`~napari_dynfit.detect.temporal.split_transient_merges`, their number
+    in ``info["merges_split"]``) and objects whose two successors already show a septum the frame before
+    (:func:`~napari_dynfit.detect.learned.split_late_divisions`; ``info["late_divisions_split"]``).
 
     Returns
     -------
@@ -888,14 +889,17 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
                          desc="segmenting cells")
     labels = np.stack([r[0] for r in results]).astype(np.int32)
     n_late = None
-    if method == "learned" and labels.ndim == 3:  # divisions the masks show a frame late (faint septa)
+    if method == "learned" and labels.ndim == 3:
         from .learned import split_late_divisions
+        from .temporal import split_transient_merges
 
-        labels, n_late = split_late_divisions(labels, [r[1].pop("dist") for r in results])
+        dists = [r[1].pop("dist") for r in results]
+        labels, n_merged = split_transient_merges(labels, dists)  # touching cells merged in a frame or two
+        labels, n_late = split_late_divisions(labels, dists)  # divisions the masks show a frame late (faint septa)
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length", "dist")}
     if n_late is not None:
-        info["late_divisions_split"] = n_late
+        info.update(late_divisions_split=n_late, merges_split=n_merged)
         results = [(lab, dict(r[1], objects=int(lab.max()))) for lab, r in zip(labels, results)]
     info.update(polarity=info.get("polarity") if method == "learned" else kw["polarity"],
                 kind=kw["kind"] if method == "classic" else info.get("kind"),

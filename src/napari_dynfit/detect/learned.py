@@ -350,19 +350,15 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
     n_split : int
         Objects split.
     """
+    from .temporal import held_objects
+
     labels = np.array(labels, dtype=np.int32, copy=True)
     n_split = 0
     for t in range(len(labels) - 2, -1, -1):
         a, b = labels[t], labels[t + 1]
-        both = (a > 0) & (b > 0)
-        if not both.any():
+        succ = held_objects(a, b, inside=inside)
+        if not succ:
             continue
-        nb = np.bincount(b.ravel())
-        pairs, cnt = np.unique(np.stack([a[both], b[both]]), axis=1, return_counts=True)
-        succ: dict = {}
-        for la, lb, c in zip(pairs[0].tolist(), pairs[1].tolist(), cnt.tolist()):
-            if c >= inside * nb[lb]:
-                succ.setdefault(la, []).append(lb)
         d = np.asarray(dist[t], np.float32)
         boxes = ndimage.find_objects(a)
         new = int(a.max()) + 1

@@ -1,0 +1,196 @@
+"""Temporal consistency of a label movie: what one frame's segmentation gets wrong that its neighbours show.
+
+Cells persist from frame to frame and only divide (one becomes two), never fuse. A mask of frame ``t`` that holds
+two cells which are separate objects both in frame ``t - 1`` and in frame ``t + 1`` is therefore two touching
+cells the segmentation merged in that frame (a faint wall, a blur), not one cell: :func:`split_transient_merges`
+cuts it with the neighbour frames' objects as seeds. The neighbours' objects are first moved by the local flow
+between the frames (:func:`~napari_dynfit.track.auto.pair_flow` on the centroids, the tracker's own estimate),
+since a growing colony's cells move by up to several cell widths per frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: fraction of a neighbour frame's object (after the flow) that must lie inside a mask for it to count as held
+INSIDE = 0.5
+#: frames before a merge that must show its cells apart (one frame is not enough: a mother about to divide is
+#: sometimes cut in two by the segmentation the frame before its daughters appear)
+PAST = 2
+#: later frames searched for the cells apart again (a merge lasting two frames is cut); 0: no later evidence needed
+AHEAD = 2
+#: smallest piece of a split mask, as a fraction of the mask (a sliver is a misaligned seed, not a cell)
+MIN_PIECE = 0.15
+
+
+def _centroids(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.unique(lab)
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return ids, np.zeros((0, lab.ndim))
+    c = ndimage.center_of_mass(np.ones(lab.shape), lab, ids)
+    return ids, np.asarray(c, float).reshape(len(ids), -1)
+
+
+def moved_objects(src: np.ndarray, dst: np.ndarray, via=()) -> tuple[np.ndarray, dict]:
+    """Objects of frame ``src`` moved onto frame ``dst`` by the local flow between the two.
+
+    Parameters
+    ----------
+    src, dst : ndarray of int, shape (y, x) or (z, y, x)
+        Label frames (0 background).
+    via : sequence of ndarray
+        Frames between ``src`` and ``dst`` (in order from ``src``): the flow is chained through them (frame to
+        frame, each step's field taken at the moved centroids), which follows motions larger than the objects'
+        spacing better than one jump.
+
+    Returns
+    -------
+    moved : ndarray of int32, shape of ``src``
+        ``src``'s objects, each shifted by the flow at its centroid (rounded to whole pixels; pixels leaving the
+        frame dropped, where two land on the same pixel one of them wins).
+    shift : dict
+        ``{label: shift (px, ndarray of shape (ndim,))}``.
+    """
+    from ..track.auto import _field, pair_flow
+
+    ids, x0 = _centroids(src)
+    x = x0.copy()
+    cur = src
+    for nxt in (*via, dst):
+        _, xa = _centroids(cur)
+        _, xb = _centroids(nxt)
+        if len(x) and len(xa) and len(xb):
+            step = pair_flow(xa, xb)[0]
+            x = x + (step[:len(x)] if cur is src else _field(xa, step, x))
+        cur = nxt
+    shift = x - x0
+    step = np.zeros((int(src.max()) + 1, src.ndim), int)
+    step[ids] = np.rint(shift).astype(int)
+    moved = np.zeros(src.shape, np.int32)
+    idx = np.nonzero(src)
+    lab = src[idx]
+    new = [i + step[lab, k] for k, i in enumerate(idx)]
+    ok = np.all([(c >= 0) & (c < s) for c, s in zip(new, src.shape)], axis=0)
+    moved[tuple(c[ok] for c in new)] = lab[ok]
+    return moved, dict(zip(ids.tolist(), shift))
+
+
+def held_objects(frame: np.ndarray, moved: np.ndarray, *, inside: float = INSIDE) -> dict:
+    """``{label of frame: [labels of moved objects with at least inside of their pixels in it]}``."""
+    both = (frame > 0) & (moved > 0)
+    if not both.any():
+        return {}
+    size = np.bincount(moved.ravel())
+    pairs, cnt = np.unique(np.stack([frame[both], moved[both]]), axis=1, return_counts=True)
+    out: dict = {}
+    for la, lb, c in zip(pairs[0].tolist(), pairs[1].tolist(), cnt.tolist()):
+        if c >= inside * size[lb]:
+            out.setdefault(la, []).append(lb)
+    return out
+
+
+def _cut(obj: np.ndarray, seeds: list, relief: np.ndarray) -> np.ndarray | None:
+    """Watershed of ``obj`` from ``seeds`` (boolean masks) on ``-relief``; None when a piece is a sliver."""
+    from skimage.segmentation import watershed
+
+    markers = np.zeros(obj.shape, np.int32)
+    for k, s in enumerate(seeds, 1):
+        core = ndimage.binary_erosion(s & obj)
+        markers[core if core.any() else (s & obj)] = k
+    if len(np.unique(markers[markers > 0])) != len(seeds):
+        return None
+    parts = watershed(-relief, markers, mask=obj)
+    sizes = np.bincount(parts[obj], minlength=len(seeds) + 1)[1:]
+    if sizes.min() < MIN_PIECE * obj.sum():
+        return None
+    return parts
+
+
+def split_transient_merges(labels: np.ndarray, dist=None, *, inside: float = INSIDE,
+                           past: int = PAST, ahead: int = AHEAD) -> tuple[np.ndarray, int]:
+    """Split masks that hold two or more cells which are separate objects in both neighbouring frames.
+
+    Why: cells do not fuse, so a mask of frame ``t`` holding (after the local flow) at least two objects of frame
+    ``t - 1`` *and* at least two of frame ``t + 1`` (each with ``inside`` of its pixels in it) is touching cells
+    merged by that frame's segmentation (a wall too faint in that frame), not one cell; a division never looks
+    like this (its mother is one object in ``t - 1``). The mask is cut by a watershed on ``-dist`` (the frame's
+    distance-to-boundary map; the mask's own distance transform without one) seeded by the moved objects of the
+    neighbour frame holding fewer of them (the other may already show a division of one of them); with equal
+    numbers, of the frame whose objects cover more of the mask. The movie is swept forwards, so a merge lasting two
+    frames is cut in its first frame and then, seeded by that cut, in its second. Cuts leaving a piece smaller than
+    :data:`MIN_PIECE` of the mask (misaligned seeds) are not made.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (t, y, x) or (t, z, y, x)
+        Label movie, objects numbered per frame.
+    dist : sequence of ndarray, optional
+        Per-frame relief for the cut (e.g. the learned back end's normalised distance maps), shape of a frame.
+    inside : float
+        See above.
+
+    Returns
+    -------
+    labels : ndarray of int32
+        A copy with the merged masks split (new labels appended per frame).
+    n_split : int
+        Masks split.
+    """
+    labels = np.array(labels, dtype=np.int32, copy=True)
+    n_split = 0
+    n = len(labels)
+    for t in range(1, n):
+        a = labels[t]
+        if not a.any():
+            continue
+
+        def held_from(s):
+            between = range(s + 1, t) if s < t else range(s - 1, t, -1)
+            moved, _ = moved_objects(labels[s], a, [labels[u] for u in between])
+            return moved, held_objects(a, moved, inside=inside)
+
+        before = held_from(t - 1)
+        cands = [la for la, v in before[1].items() if len(v) >= 2]
+        for s in range(t - 2, t - past - 1, -1):  # earlier frames: the cells were apart there too
+            if not cands or s < 0:
+                break
+            held = held_from(s)[1]
+            cands = [la for la in cands if len(held.get(la, ())) >= 2]
+        after = {}  # the first later frame (within `ahead`) where the mask holds more than one object
+        for s in range(t + 1, min(t + ahead, n - 1) + 1):
+            if not cands:
+                break
+            side = held_from(s)
+            for la in cands:
+                if la not in after and len(side[1].get(la, ())) != 1:
+                    after[la] = side
+            cands = [la for la in cands if la in after or len(side[1].get(la, ())) == 1]
+        if ahead:
+            cands = [la for la in cands if la in after and len(after[la][1].get(la, ())) >= 2]
+        if not cands:
+            continue
+        boxes = ndimage.find_objects(a)
+        relief = None if dist is None else np.asarray(dist[t], np.float32)
+        new = int(a.max()) + 1
+        for la in cands:
+            sl = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in boxes[la - 1])
+            obj = a[sl] == la
+            opts = []
+            for moved, held in [before] + ([after[la]] if la in after else []):
+                segs = [moved[sl] == lb for lb in held[la]]
+                cover = sum(int((g & obj).sum()) for g in segs)
+                opts.append((len(segs), -cover, segs))
+            segs = min(opts, key=lambda o: o[:2])[2]
+            r = relief[sl] if relief is not None else ndimage.distance_transform_edt(np.pad(obj, 1))[
+                (slice(1, -1),) * obj.ndim]
+            parts = _cut(obj, segs, r)
+            if parts is None:
+                continue
+            sub = a[sl]
+            for k in range(2, len(segs) + 1):
+                sub[parts == k] = new
+                new += 1
+            n_split += 1
+    return labels, n_split

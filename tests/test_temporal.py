@@ -1,0 +1,70 @@
+"""Temporal consistency of label movies (detect/temporal.py) on generated colonies with known truth."""
+
+import numpy as np
+import pytest
+
+from napari_dynfit.detect import match_segmentation
+from napari_dynfit.detect.temporal import moved_objects, split_transient_merges
+from napari_dynfit.sim.cells import simulate_rod_colony
+from napari_dynfit.sim.render import render_labels
+
+
+@pytest.fixture(scope="module")
+def colony():
+    """Truth masks of a growing, dividing rod colony (labels = track ids) on a stage drifting by (3, -2) px per
+    frame (more than a third of a rod's width: overlap alone would mismatch)."""
+    tab = simulate_rod_colony(6, 14, box=(160.0, 160.0), width=9, division_length=40, growth_rate=0.08, seed=3)
+    lab = render_labels(tab, (14, 160, 160))
+    return np.stack([np.roll(f, (3 * t - 20, 14 - 2 * t), axis=(0, 1)) for t, f in enumerate(lab)])
+
+
+def _touching_pair(movie, t, lo, hi):
+    """The two labels of frame ``t`` sharing the longest border among those present in frames lo..hi."""
+    lab = movie[t]
+    pairs = np.concatenate([np.stack([lab[:, :-1].ravel(), lab[:, 1:].ravel()]),
+                            np.stack([lab[:-1, :].ravel(), lab[1:, :].ravel()])], axis=1)
+    pairs = np.sort(pairs[:, (pairs[0] > 0) & (pairs[1] > 0) & (pairs[0] != pairs[1])], axis=0)
+    u, n = np.unique(pairs, axis=1, return_counts=True)
+    alive = set.intersection(*(set(np.unique(f).tolist()) for f in movie[lo:hi + 1]))
+    n = np.where([a in alive and b in alive for a, b in u.T], n, 0)
+    return tuple(int(v) for v in u[:, np.argmax(n)])
+
+
+def _merge(movie, frames, pair):
+    out = movie.copy()
+    for t in frames:
+        out[t][out[t] == pair[1]] = pair[0]
+    return out
+
+
+def test_truth_movie_is_left_alone(colony):
+    out, n = split_transient_merges(colony)
+    assert n == 0 and np.array_equal(out, colony)  # divisions (one mother, two daughters) are not merges
+
+
+def test_moved_objects_follow_the_colony(colony):
+    t = 12
+    moved, shift = moved_objects(colony[t - 1], colony[t])
+    assert np.allclose(np.median(list(shift.values()), axis=0), (3, -2), atol=0.5)
+    assert match_segmentation(colony[t], moved)["mean_iou"] > 0.8
+    assert match_segmentation(colony[t], colony[t - 1])["f1"] < 0.5
+
+
+@pytest.mark.parametrize("frames", [(10,), (10, 11)])
+def test_merged_pair_split_back(colony, frames):
+    pair = _touching_pair(colony, frames[0], frames[0] - 2, frames[-1] + 1)
+    damaged = _merge(colony, frames, pair)  # the segmentation merges two touching rods for one or two frames
+    out, n = split_transient_merges(damaged)
+    assert n == len(frames)
+    for t in range(len(colony)):
+        m = match_segmentation(colony[t], out[t])
+        assert m["f1"] == 1.0 and m["mean_iou"] > 0.95
+
+
+def test_pair_apart_in_one_earlier_frame_only_stays_merged(colony):
+    """Two objects in only one frame before (a rod cut in two by one frame's segmentation) are no evidence."""
+    pair = _touching_pair(colony, 10, 7, 10)
+    damaged = _merge(colony, (*range(9), 10), pair)  # apart in frame 9 only
+    out, n = split_transient_merges(damaged)
+    assert n == 0
+    assert match_segmentation(colony[10], split_transient_merges(damaged, past=1)[0][10])["f1"] == 1.0
