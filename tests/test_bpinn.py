@@ -204,16 +204,35 @@ def test_latent_field_widget_bayesian_mean_std_layers_and_histograms(make_napari
 
 
 # --- issue 20's must-show cases (slow; figures and runtimes in docs/pinn.md) ------------------------
+def test_sobolev_case_function_and_epsilon_optimal_weights():
+    # the paper's u = sin^3(6x): analytic derivatives against finite differences, and the epsilon-optimal
+    # weights (eq. 25) proportional to 1 / int |D^k u|^2 and summing to one
+    from napari_dynfit.bench.bpinn_cases import epsilon_optimal_weights, sobolev_function
+
+    x = np.linspace(-0.7, 0.7, 2001)
+    assert np.allclose(sobolev_function(x), np.sin(6 * x) ** 3, atol=1e-14)
+    for k in (1, 2, 3):
+        fd = np.gradient(sobolev_function(x, k - 1), x, edge_order=2)
+        assert np.allclose(fd[5:-5], sobolev_function(x, k)[5:-5], rtol=1e-3, atol=1e-3 * 18 ** k)
+    lam = epsilon_optimal_weights(2)
+    integrals = [np.trapezoid(sobolev_function(x, k) ** 2, x) for k in range(3)]
+    assert sum(lam) == pytest.approx(1.0)
+    assert np.allclose(np.array(lam) * integrals, lam[0] * integrals[0], rtol=1e-5)
+
+
 @pytest.mark.slow
-def test_sobolev_adaptive_near_epsilon_optimal():
+def test_sobolev_adaptive_within_2x_of_epsilon_optimal():
+    # the paper's case (sin^3(6x), 100 points, u, u', u'' with noise 0.1); held-out seed 0 (tuned on 10-11)
     from napari_dynfit.bench.bpinn_cases import sobolev_case
 
-    r = sobolev_case(0, draws=60, tune=60, warmup_steps=1000)
-    # measured 2.02 (8.2e-3 vs 4.0e-3); the issue's 2x is missed by 1 % (docs/pinn.md). Equal weights
-    # measured 1.55x: they do not fail once the sampler keeps the hidden layers at the MAP point
-    assert r["ratio_adaptive"] <= 2.5
-    # the value data's noise is recovered; f' and f'' report misfit as well as noise (docs/pinn.md)
-    assert r["adaptive"]["noise"]["d0"] == pytest.approx(r["true_noise"]["d0"], rel=0.3)
+    r = sobolev_case(0)
+    assert r["ratio_adaptive"] <= 2.0  # the issue's bound
+    # the learned noise of the value data is the noise added (0.1); those of u', u'' add the network's misfit
+    assert r["adaptive"]["noise"]["d0"] == pytest.approx(0.1, rel=0.3)
+    # not met (docs/pinn.md): equal weights are not >= 10x worse -- with the hidden layers at the MAP point and
+    # HMC whitened by the output layer's Laplace factor the paper's failure of uniform weights (a stiff, non-
+    # conservative leapfrog over every weight) does not occur; what holds is that they do not fail
+    assert r["ratio_equal"] < 10
 
 
 @pytest.mark.slow

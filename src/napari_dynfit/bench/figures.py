@@ -222,8 +222,12 @@ def _demo(js: dict) -> str:
 
 def _bpinn(js: dict) -> str:
     parts = []
-    for r in js.get("sobolev", []):
-        parts.append(f"Sobolev {r['ratio_adaptive']:.2f}x / {r['ratio_equal']:.0f}x eps-optimal")
+    sob = js.get("sobolev", [])
+    if sob:
+        ad, eq = [r["ratio_adaptive"] for r in sob], [r["ratio_equal"] for r in sob]
+        seeds = ", ".join(str(r["seed"]) for r in sob)
+        parts.append(f"Sobolev (seeds {seeds}) adaptive {min(ad):.2f}-{max(ad):.2f}x / equal {min(eq):.2f}-"
+                     f"{max(eq):.2f}x eps-optimal")
     s = js.get("lotka_volterra_summary")
     if s:
         n = len(s["seeds"])

@@ -434,7 +434,7 @@ class BPINN:
             Off (default): all chains from the one MAP point. Measured with restarts: on the
             Lotka-Volterra case the chains agreed (R-hat 0.99-1.18, seeds 10-12) and the
             intervals were 10-20 % wider (seed 0), but did not cover seed 2's rates either; on the
-            Sobolev case the pooled mean's error was
+            earlier Sobolev case (``sin(2 pi x) + 0.1 sin(10 pi x)``) the pooled mean's error was
             4.9e-2 (18x the epsilon-optimal baseline: one warm-up ended in a poor optimum); the
             warm-up, the dominant cost, doubles.
         jitter : float
