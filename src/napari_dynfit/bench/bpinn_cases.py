@@ -352,6 +352,9 @@ def chemotaxis_case(seed: int = 1, *, cells: int = 500, frames: int = 31, D: flo
             "intervals": {k: list(v) for k, v in res.intervals.items()}, "true": truth_p,
             "acceptance": res.diagnostics["acceptance"], "divergences": res.diagnostics["divergences"],
             "ess": res.diagnostics["ess"], "rhat": res.diagnostics["rhat"],
+            "field_diagnostics": {k: v for k, v in res.diagnostics.items() if k.startswith(("rhat_", "ess_field"))},
+            "chains": res.diagnostics["chains"], "draws": res.diagnostics["draws"],
+            "coefficients_propagated": bundle.attrs["bpinn"]["coefficients_propagated"],
             "seconds": time.perf_counter() - t0}
 
 

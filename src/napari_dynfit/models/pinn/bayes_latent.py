@@ -33,7 +33,7 @@ class _Bound:
         return self.f(x)
 
 
-def pinn_tasks(pinn, *, max_points: dict | None = None, coef_prior: float = 0.5, seed: int = 0):
+def pinn_tasks(pinn, *, max_points: dict | None = None, coef_prior: float = 0.5, seed: int = 0, redraw: bool = True):
     """BPINN tasks and parameter priors from a PINN's loss terms and coefficients.
 
     Parameters
@@ -46,6 +46,11 @@ def pinn_tasks(pinn, *, max_points: dict | None = None, coef_prior: float = 0.5,
         current value; non-trainable coefficients stay fixed.
     seed : int
         Seed of the subsets.
+    redraw : bool
+        Give the tasks a ``redraw`` (:class:`~.bayes.Task`): a residual term's collocation points
+        are redrawn uniformly in the box of its points, a subsampled data term draws a new subset
+        (the warm-up fits fresh points at every step and measures the noise on points it has not
+        fitted, :meth:`~.bayes.BPINN.warmup`).
 
     Returns
     -------
@@ -72,17 +77,17 @@ def pinn_tasks(pinn, *, max_points: dict | None = None, coef_prior: float = 0.5,
             sel = np.sort(rng.choice(len(pts), int(m), replace=False))
             pts = pts[sel]
             vals = None if vals is None else vals[sel]
-        P = torch.as_tensor(pts, dtype=torch.float64, device=dev)
+        at = {"P": torch.as_tensor(pts, dtype=torch.float64, device=dev),
+              "V": None if vals is None else torch.as_tensor(vals, dtype=torch.float64, device=dev)}
+        new = _redraw(at, loss, len(pts), dev) if redraw else None
         if isinstance(loss, PointLoss):
-            V = torch.as_tensor(vals, dtype=torch.float64, device=dev)
+            def res(f, th, at=at, term=loss.term):
+                return (TermEvaluator(_Bound(net, f), at["P"], pinn.known, pinn.reference)(term) - at["V"]).reshape(-1)
 
-            def res(f, th, P=P, V=V, term=loss.term):
-                return (TermEvaluator(_Bound(net, f), P, pinn.known, pinn.reference)(term) - V).reshape(-1)
-
-            tasks.append(Task(loss.name, res, physics=loss.kind != "data"))
+            tasks.append(Task(loss.name, res, physics=loss.kind != "data", redraw=new))
         else:
-            def res(f, th, P=P, loss=loss):
-                ev = TermEvaluator(_Bound(net, f), P, pinn.known, pinn.reference)
+            def res(f, th, at=at, loss=loss):
+                ev = TermEvaluator(_Bound(net, f), at["P"], pinn.known, pinn.reference)
                 r = ev(loss.lhs)
                 for term, c in loss.rhs.items():
                     if isinstance(c, str):
@@ -94,14 +99,34 @@ def pinn_tasks(pinn, *, max_points: dict | None = None, coef_prior: float = 0.5,
                     r = r - val * ev(term)
                 return r
 
-            tasks.append(Task(loss.name, res, physics=True))
+            tasks.append(Task(loss.name, res, physics=True, redraw=new))
     return tasks, priors
+
+
+def _redraw(at: dict, loss, n: int, dev):
+    """``redraw(rng)`` for a task evaluated at ``at["P"]`` (and data ``at["V"]``): fresh points, or None."""
+    pts = np.asarray(loss.points, float)
+    if isinstance(loss, ResidualLoss):
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+
+        def new(rng):
+            at["P"] = torch.as_tensor(rng.uniform(lo, hi, (n, pts.shape[1])), dtype=torch.float64, device=dev)
+        return new
+    if n >= len(pts):
+        return None
+    vals = np.asarray(loss.values, float)
+
+    def new(rng):
+        sel = np.sort(rng.choice(len(pts), n, replace=False))
+        at["P"] = torch.as_tensor(pts[sel], dtype=torch.float64, device=dev)
+        at["V"] = torch.as_tensor(vals[sel], dtype=torch.float64, device=dev)
+    return new
 
 
 def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics: int = 3, fourier_features: int = 4,
                           n_velocity: int = 1000, n_collocation: int = 2000, n_initial: int = 150,
                           weighting: str = "adaptive", sample_coefficients: bool = False, coef_prior: float = 0.5,
-                          draws: int = 100, tune: int = 100,
+                          propagate_coefficients: bool = True, draws: int = 100, tune: int = 100,
                           chains: int = 2, num_steps: int = 10, warmup_steps: int = 1500, lbfgs_steps: int = 100,
                           device: str = "cpu",
                           seed: int = 0, callback=None, callback_state: bool = False, should_stop=None,
@@ -135,6 +160,16 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
         coefficients are always fitted and sampled (from the guesses ``Dc``, ``k``, ``chi``).
     coef_prior : float
         Log-std of the coefficient priors.
+    propagate_coefficients : bool
+        With the spectral estimate and ``sample_coefficients`` off: each chain holds ``Dc``, ``k``,
+        ``chi`` at its own draw from the estimate's Laplace posterior (log-normal, the covariance
+        of the 3-parameter least-squares fit with the exact solution,
+        :func:`~.chemotaxis.spectral_coefficients`) and samples the network given them, so the
+        pooled field draws carry the coefficients' uncertainty (``parameter_draws`` of
+        :meth:`~.bayes.BPINN.sample`: a cut posterior -- the coefficients are informed by the
+        exact physics, not by the network's PDE residual). Off: the coefficients stay at the
+        estimate and the bands hold only the network's output-layer uncertainty, which is
+        5-10x too narrow (docs/pinn.md).
     draws, tune, chains, num_steps, warmup_steps : int
         Sampler settings (:meth:`~.bayes.BPINN.sample`).
     lbfgs_steps : int
@@ -167,11 +202,22 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
                                   dt=dt, box=box, source=source, initial_zero=initial_zero, estimate=estimate,
                                   Dc=Dc, k=k, chi=chi)
     estimated = not prob.coefficients_trained
-    if estimated and sample_coefficients:
+    cut = estimated and not sample_coefficients and propagate_coefficients and prob.coefficient_covariance is not None
+    if estimated and (sample_coefficients or cut):
         for c in prob.pinn.coefficients.values():
             c.trainable = True
     limits = {"velocity": n_velocity, "initial": n_initial}
     tasks, priors = pinn_tasks(prob.pinn, max_points=limits, coef_prior=coef_prior, seed=seed)
+    draws_cut = None
+    if cut:
+        names = list(prob.initial_coefficients)
+        log_mean = np.log([prob.initial_coefficients[n] for n in names])
+        cov = np.asarray(prob.coefficient_covariance, dtype=float)
+        for i, n in enumerate(names):
+            priors[n] = Prior(float(log_mean[i]), float(np.sqrt(max(cov[i, i], 1e-300))), log=True)
+        rng = np.random.default_rng(seed + 1)
+        draws_cut = np.exp(rng.multivariate_normal(log_mean, cov, size=int(chains), method="eigh"))
+        draws_cut = draws_cut[:, [names.index(n) for n in priors]]
     if not tasks:
         raise InputError("the latent-field problem has no loss terms")
     b = BPINN(prob.pinn.network, tasks, priors, weighting=weighting, device=str(dev))
@@ -179,7 +225,7 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     T, Y, X = np.meshgrid(coords["t"], coords["y"], coords["x"], indexing="ij")
     pts = np.column_stack([T.ravel(), Y.ravel(), X.ravel()])
     res: BPINNResult = b.sample(pts, draws=draws, tune=tune, chains=chains, num_steps=num_steps,
-                                warmup_steps=warmup_steps, seed=seed,
+                                warmup_steps=warmup_steps, seed=seed, parameter_draws=draws_cut,
                                 warmup_options={"lbfgs_steps": lbfgs_steps, "fit_parameters": not estimated},
                                 callback=callback, callback_state=callback_state, should_stop=should_stop)
     shape = T.shape
@@ -192,6 +238,8 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
                        "intervals": {k: list(v) for k, v in res.intervals.items()},
                        "weights": res.weights, "noise": res.noise, "weighting": weighting,
                        "diagnostics": res.diagnostics, "initial_coefficients": prob.initial_coefficients,
-                       "coefficients_sampled": bool(priors)},
+                       "coefficients_sampled": bool(priors) and not cut, "coefficients_propagated": bool(cut),
+                       "coefficient_log_covariance": (None if prob.coefficient_covariance is None
+                                                      else np.asarray(prob.coefficient_covariance).tolist())},
              "field": "phi = chi * c (chemotactic potential): posterior mean and standard deviation"}
     return FieldBundle(fields, coords, periodic=prob.periodic, attrs=attrs), res

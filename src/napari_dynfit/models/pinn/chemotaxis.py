@@ -123,7 +123,7 @@ def grid_source(values, y, x, *, periodic: bool = True):
 
 
 def spectral_coefficients(points, velocities, source, box, *, t0: float = 0.0, Dc: float = 0.5, k: float = 0.2,
-                          chi: float = 1.0, grid: int = 64) -> dict[str, float]:
+                          chi: float = 1.0, grid: int = 64, covariance: bool = False):
     """Least-squares estimate of ``Dc``, ``k``, ``chi`` from velocities with the exact periodic solution.
 
     In a periodic box with a known time-independent source and ``phi(t0) = 0`` the potential is
@@ -151,11 +151,18 @@ def spectral_coefficients(points, velocities, source, box, *, t0: float = 0.0, D
         Starting guesses.
     grid : int
         FFT grid points per axis.
+    covariance : bool
+        Also return the Laplace covariance of the log coefficients, ``s^2 (J^T J)^{-1}`` with ``J``
+        the residuals' Jacobian at the optimum and ``s^2`` the mean squared residual (the velocity
+        noise variance per component): their posterior given the velocities under flat priors on
+        the logs (:func:`~.bayes_latent.bayesian_latent_field` propagates it into the field).
 
     Returns
     -------
     dict
         ``{"Dc", "k", "chi"}`` (physical units).
+    ndarray, shape (3, 3)
+        Only with ``covariance``: covariance of ``log (Dc, k, chi)``.
     """
     from scipy.ndimage import map_coordinates
     from scipy.optimize import least_squares
@@ -186,7 +193,10 @@ def spectral_coefficients(points, velocities, source, box, *, t0: float = 0.0, D
         return (pred - velocities).ravel()
 
     fit = least_squares(residual, np.log([Dc, k, chi]), x_scale=1.0)
-    return dict(zip(("Dc", "k", "chi"), (float(v) for v in np.exp(fit.x))))
+    coefs = dict(zip(("Dc", "k", "chi"), (float(v) for v in np.exp(fit.x))))
+    if not covariance:
+        return coefs
+    return coefs, float(np.mean(fit.fun ** 2)) * np.linalg.pinv(fit.jac.T @ fit.jac)
 
 
 @dataclass
@@ -200,6 +210,7 @@ class LatentFieldProblem:
     periodic: tuple
     initial_coefficients: dict
     coefficients_trained: bool
+    coefficient_covariance: np.ndarray | None = None
 
 
 def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_zero: bool = True,
@@ -265,8 +276,10 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
     t0 = float(tracks["frame"].min()) * dt
     t1 = float(tracks["frame"].max()) * dt
     estimated = bool(estimate and source is not None and box is not None and initial_zero)
+    log_cov = None
     if estimated:
-        Dc, k, chi = spectral_coefficients(pts, vel, source, box, t0=t0, Dc=Dc, k=k, chi=chi).values()
+        est, log_cov = spectral_coefficients(pts, vel, source, box, t0=t0, Dc=Dc, k=k, chi=chi, covariance=True)
+        Dc, k, chi = est.values()
     trainable = not estimated or refine
     check_cancelled()
     if box is not None:
@@ -307,7 +320,7 @@ def latent_chemotaxis_pinn(tracks, *, dt=None, box=None, source=None, initial_ze
     pinn = PINN(net, losses, coefs, weighting=weighting, known=known, lr=lr, coef_lr=coef_lr,
                 coef_delay=coef_delay, device=device, seed=seed)
     check_cancelled()
-    return LatentFieldProblem(pinn, pts, vel, bounds, periodic, {"Dc": Dc, "k": k, "chi": chi}, trainable)
+    return LatentFieldProblem(pinn, pts, vel, bounds, periodic, {"Dc": Dc, "k": k, "chi": chi}, trainable, log_cov)
 
 
 def visited_mask(points, coords, radius: float, box=None) -> np.ndarray:
