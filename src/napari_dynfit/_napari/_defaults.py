@@ -8,9 +8,11 @@ says instead of from fixed numbers:
   axis;
 * **frame interval** ``dt`` is ``layer.metadata["dt"]`` (the samples, the APR movie reader and the
   project reader set it), else the time axis' ``scale`` when it is not 1;
-* **object size** is the scale-normalised LoG scale of the brightest spots (:func:`estimate_spot_sigma`,
-  pixels; movies: the median over the frames at 1/4, 1/2 and 3/4 of the movie) of a microscope image (integer pixels or an APR layer; not
-  derived float fields): the blob sigma of detection and the filter sigma of the APR segmentation.
+* **object size** is :func:`napari_dynfit.detect.size.estimate_movie_spot_sigma` (the rule ``dynfit detect``
+  and ``detect_movie`` use by default: the scale-normalised LoG scale of the strongest spots of the objects'
+  polarity, median over the frames at 1/4, 1/2 and 3/4 of a movie; pixels) of a microscope image (integer pixels
+  or an APR layer; not derived float fields): the blob sigma of detection and the filter sigma of the APR
+  segmentation.
 
 The parameters go through the step contract (:mod:`._contract`): a step lists the names it takes
 (``PARAMS``); a name it does not have raises instead of being dropped, and values the user set by hand
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..detect.size import estimate_spot_sigma  # moved to the core
+from ..detect.size import estimate_movie_spot_sigma, estimate_spot_sigma  # noqa: F401 (moved to the core)
+from ..errors import InputError
 
 
 @dataclass
@@ -101,17 +104,13 @@ def data_defaults(layer, *, estimate_size: bool = True) -> DataDefaults:
         d.extent = tuple(float(n) * s for n, s in zip(data.shape[-n_space:], d.spacing))
         raw = getattr(layer, "multiscale", False) or np.issubdtype(np.dtype(data.dtype), np.integer)
         if kind == "Image" and estimate_size and raw:  # microscope images, not derived float fields
-            # movies: the median over frames at 1/4, 1/2, 3/4 (one frame's estimate can lock onto pixel noise:
-            # 1.0 px instead of 2.5-2.85 px on frames 12 and 24 of the 3D cells)
-            frames = [data[len(data) * k // 4] for k in (1, 2, 3)] if d.is_movie else [data]
-            sizes = []
-            for frame in frames:
-                try:
-                    sizes.append(estimate_spot_sigma(np.asarray(frame), spacing=d.spacing))
-                except ValueError as exc:
-                    d.notes.append(str(exc))
-            if sizes:
-                d.spot_sigma = float(np.median(sizes))
+            try:  # the core's rule (dynfit detect's default); a single image as a one-frame movie
+                movie = data if d.is_movie else np.asarray(data)[None]
+                est = estimate_movie_spot_sigma(movie, spacing=d.spacing, warn=False)
+                d.spot_sigma = est.sigma
+                d.notes.extend(est.notes)
+            except InputError as exc:
+                d.notes.append(str(exc))
     elif len(layer.data):
         coords = np.asarray(layer.data, float)[:, -n_space:] * np.asarray(d.spacing)
         d.extent = tuple(float(v) for v in coords.max(axis=0) - np.minimum(coords.min(axis=0), 0))

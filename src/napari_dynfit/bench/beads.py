@@ -4,7 +4,7 @@ Usage::
 
     python -m napari_dynfit.bench.beads FOLDER [--frames N] [--every K] [--mpp 0.3509] [--fps 24] [--diameter 11]
                                             [--minmass 20] [--invert | --no-invert] [--search-range 5] [--memory 3]
-                                            [--sigma 1.5] [--json]
+                                            [--sigma S] [--json]
 
 FOLDER holds the frames as images (PNG/TIFF/JPEG, sorted by name), or is one multi-page TIFF (frames along its pages);
 colour frames are converted to grey with the weights trackpy's walkthrough uses through ``pims.as_grey``:
@@ -15,7 +15,8 @@ more than once; ``--fps`` is the rate of the frames kept.
 trackpy: ``batch(frames, diameter, minmass=minmass, invert=invert)``, ``link(search_range, memory)`` (default 5 px, 3),
 ``filter_stubs(25)``, ``subtract_drift(compute_drift)``, ``emsd(mpp, fps)`` (max lag 100 frames),
 ``utils.fit_powerlaw``. Ours: :func:`napari_dynfit.detect.detect_movie` with the defaults of ``dynfit detect``
-(sigma 1.5 px, polarity auto, splitting on), :func:`napari_dynfit.track.link` (max distance = search range,
+(sigma auto: estimated from the movie, :func:`napari_dynfit.detect.size.estimate_movie_spot_sigma`; polarity
+auto, splitting on), :func:`napari_dynfit.track.link` (max distance = search range,
 gap frames = memory),
 :func:`napari_dynfit.track.fit_msd` (tracks of >= 25 positions, drift removed, max lag 100). Both detectors run in
 this process, one frame at a time on one thread (ours also with its default of 2 threads). Printed: detections per frame, detection time
@@ -172,7 +173,9 @@ def main(argv=None) -> None:
     ap.add_argument("--search-range", type=float, default=5.0,
                     help="linking distance in px, trackpy search_range and our max_distance (default 5)")
     ap.add_argument("--memory", type=int, default=3, help="trackpy memory and our gap frames (default 3)")
-    ap.add_argument("--sigma", type=float, default=1.5, help="our blob sigma (default: dynfit detect's 1.5)")
+    ap.add_argument("--sigma", type=float, default=None,
+                    help="our blob sigma in px (default: dynfit detect's auto, estimated from the movie; the estimate "
+                         "is part of our detection time)")
     add_json(ap)
     args = ap.parse_args(argv)
     say = say_for(args)
@@ -206,7 +209,8 @@ def main(argv=None) -> None:
     t_def = time.perf_counter() - t0
     pol = det.attrs["polarity"]
     say(f"detection  trackpy {len(f) / len(frames):7.1f} per frame  {t_tp:7.2f} s | ours {len(det) / len(frames):7.1f} "
-          f"per frame  {t_ours:7.2f} s (polarity {pol}, skewness {det.attrs['skewness']:+.2f}) | time ratio ours/trackpy "
+          f"per frame  {t_ours:7.2f} s (polarity {pol}, skewness {det.attrs['skewness']:+.2f}; "
+          f"{det.attrs['sigma_choice']}) | time ratio ours/trackpy "
           f"{t_ours / t_tp:.2f} (CPU {c_ours:.2f} s vs {c_tp:.2f} s: {c_ours / c_tp:.2f}); with the default 2 threads "
           f"{t_def:.2f} s, ratio {t_def / t_tp:.2f}")
     checks = {}
@@ -235,7 +239,8 @@ def main(argv=None) -> None:
         f"{a_p:.3f} ({100 * (a_o / a_p - 1):+.1f} %)")
     if args.json:
         print(json.dumps({
-            "frames": len(frames), "polarity": pol, "simulated_D": args.simulate,
+            "frames": len(frames), "polarity": pol, "simulated_D": args.simulate, "sigma": float(det.attrs["sigma"]),
+            "sigma_choice": det.attrs["sigma_choice"],
             "detections_per_frame": {"trackpy": len(f) / len(frames), "ours": len(det) / len(frames)},
             "detect_s": {"trackpy": t_tp, "ours": t_ours, "ours_default_threads": t_def},
             "detect_cpu_s": {"trackpy": c_tp, "ours": c_ours}, "cpu_ratio_ours_over_trackpy": c_ours / c_tp,

@@ -36,6 +36,11 @@ def _spacing(args, default):
     return args.spacing if args.spacing else default
 
 
+def _sigma_arg(text):
+    """``--sigma``: ``auto`` (None: estimated from the data) or a positive number of pixels."""
+    return None if str(text).strip().lower() == "auto" else positive_float(text)
+
+
 def _cmd_detect(args) -> int:
     from ..detect import detect_movie, label_table
 
@@ -51,6 +56,8 @@ def _cmd_detect(args) -> int:
         if Path(args.movie).suffix.lower() == ".aprmovie":  # reconstructions err by up to the APR's relative error
             kw["image_error"] = 0.1  # (to_apr's default rel_error)
         det = detect_movie(movie, n_workers=args.workers, **kw)
+        if not args.sigma_range:
+            print(f"sigma {det.attrs['sigma']:.2f} px (given)" if args.sigma is not None else det.attrs["sigma_choice"])
         skew = det.attrs.get("skewness")
         how = f"auto: skewness {skew:+.2f} of the flattened image" if skew is not None else "given"
         print(f"objects {det.attrs['polarity']} ({how})")
@@ -147,7 +154,9 @@ def register(sub) -> None:
                                  "or a CTC folder with --labels")
     p.add_argument("-o", "--output", required=True, type=output(*TABLE_SUFFIXES), help="detections table (.csv or .parquet)")
     p.add_argument("--labels", action="store_true", help="MOVIE is a label movie: output mask centroids and sizes")
-    p.add_argument("--sigma", type=positive_float, default=1.5, help="blob sigma in pixels (default 1.5)")
+    p.add_argument("--sigma", type=_sigma_arg, default="auto",
+                   help="blob sigma in pixels, or auto (default): estimated from the frames at 1/4, 1/2, 3/4 of the "
+                        "movie (the napari panel's rule) and printed")
     p.add_argument("--sigma-range", type=positive_float, nargs=2, metavar=("LOW", "HIGH"), help="search blob sizes in a range")
     p.add_argument("--threshold-snr", type=positive_float, default=5.0,
                    help="threshold as a multiple of the filter response's noise (default 5)")

@@ -508,7 +508,7 @@ def _peaks(resp: np.ndarray, thr: np.ndarray, md: int, exclude_border: bool) -> 
     return pk[:, 0], pk[:, 1:]
 
 
-def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] | None = None,
+def detect_blobs(image, *, sigma: float | None = None, sigma_range: tuple[float, float] | None = None,
                  num_sigma: int = 3, threshold: float | None = None, threshold_snr: float = 5.0,
                  spacing=None, min_distance: int | None = None, exclude_border: bool = False,
                  split: bool = True, detection_scale: float = 0.7, polarity: str = "auto",
@@ -519,9 +519,11 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
     ----------
     image : array_like, shape (y, x) or (z, y, x)
         One frame (a pixel stack or an APR reconstruction).
-    sigma : float
+    sigma : float or None
         Expected blob sigma in pixels of the finest axis (a Gaussian spot of width ``sigma``); used when
-        ``sigma_range`` is None.
+        ``sigma_range`` is None. None (the default; it was a fixed 2.0 before): estimated from the image by
+        :func:`napari_dynfit.detect.size.estimate_movie_spot_sigma` (the scale of its strongest spots of the
+        objects' polarity), recorded in ``attrs["sigma"]`` and ``attrs["sigma_choice"]``.
     sigma_range : (float, float), optional
         Search scales from ``sigma_range[0]`` to ``sigma_range[1]`` (``num_sigma`` scales, log-spaced).
     num_sigma : int
@@ -563,13 +565,15 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
         Columns ``[z,] y, x`` (pixels, sub-pixel, inside the image), ``intensity`` (contrast above the local
         background, > 0; for dark objects the depth below it) and ``size`` (blob sigma in pixels of the finest
         axis), one row per blob; ``attrs["polarity"]`` holds the polarity used and ``attrs["skewness"]`` the
-        statistic that decided it (``"auto"``).
+        statistic that decided it (``"auto"``); ``attrs["sigma"]`` the blob sigma used (None with ``sigma_range``)
+        and ``attrs["sigma_choice"]`` where it came from (``"given"`` or the estimate's one-line summary).
     """
     img = _check_image(image)
     nd = img.ndim
     sp = np.ones(nd) if spacing is None else np.asarray(spacing, float)[-nd:]
     if sp.shape != (nd,) or (sp <= 0).any():
         raise InputError(f"spacing must hold {nd} positive numbers (one per axis of the image), got {spacing}")
+    sigma, polarity, skew_est, choice = _resolve_sigma(img[None], sigma, sigma_range, sp, polarity)
     if sigma_range is None:
         sigmas = np.array([float(sigma)])
     else:
@@ -619,16 +623,32 @@ def detect_blobs(image, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
     keep = intensity > 0  # a maximum of the band-pass at or below the local background is not an object
     out = pd.DataFrame({**{c: pos[keep, a] for a, c in enumerate(cols)}, "intensity": intensity[keep],
                         "size": sigmas[scale_idx[keep]]})
-    out.attrs.update(polarity=pol, skewness=skew)
+    out.attrs.update(polarity=pol, skewness=skew if skew_est is None else skew_est, sigma=sigma, sigma_choice=choice)
     return out
 
 
-def movie_polarity(movie, *, sigma: float = 2.0, spacing=None, n_frames: int = 5) -> tuple[str, float]:
+def _resolve_sigma(movie, sigma, sigma_range, spacing, polarity):
+    """``(sigma, polarity, skewness, choice)``: a given ``sigma`` (or ``sigma_range``) as it is; ``sigma=None``
+    estimated from the movie (:func:`napari_dynfit.detect.size.estimate_movie_spot_sigma`), which also decides an
+    ``"auto"`` polarity (then returned with its skewness; otherwise the polarity is returned unchanged and the
+    skewness is None). ``choice`` is ``"given"`` or the estimate's one-line summary."""
+    if sigma_range is not None:
+        return None if sigma is None else float(sigma), polarity, None, "given (sigma_range)"
+    if sigma is not None:
+        return float(sigma), polarity, None, "given"
+    from .size import estimate_movie_spot_sigma
+
+    est = estimate_movie_spot_sigma(movie, spacing=spacing, polarity=check_polarity(polarity))
+    return est.sigma, est.polarity, est.skewness, est.summary()
+
+
+def movie_polarity(movie, *, sigma: float = 2.0, spacing=None, n_frames: int = 5,
+                   warn: bool = True) -> tuple[str, float]:
     """Polarity of the objects in a movie (``"bright"`` or ``"dark"``) and the median skewness that decided it.
 
     The skewness of the background-flattened intensities (:func:`napari_dynfit.detect.contrast.skewness`) of up
     to ``n_frames`` frames spread over the movie; one decision for the whole movie, so that every frame is detected
-    the same way.
+    the same way. ``warn``: warn when the skewness is ambiguous (then ``"bright"``).
     """
     from .contrast import background_block, decide_polarity, local_background, skewness
 
@@ -640,10 +660,10 @@ def movie_polarity(movie, *, sigma: float = 2.0, spacing=None, n_frames: int = 5
         sig = _pixel_sigmas(sigma, sp)
         skews.append(skewness(img, local_background(img, background_block(sig)), sig))
     skew = float(np.median(skews))
-    return decide_polarity(skew), skew
+    return decide_polarity(skew, warn=warn), skew
 
 
-def detect_movie(movie, *, sigma: float = 2.0, sigma_range: tuple[float, float] | None = None,
+def detect_movie(movie, *, sigma: float | None = None, sigma_range: tuple[float, float] | None = None,
                  num_sigma: int = 3, threshold: float | None = None, threshold_snr: float = 5.0,
                  spacing=None, min_distance: int | None = None, exclude_border: bool = False,
                  split: bool = True, detection_scale: float = 0.7, polarity: str = "auto",
@@ -656,7 +676,10 @@ def detect_movie(movie, *, sigma: float = 2.0, sigma_range: tuple[float, float] 
         Any object indexable by frame (numpy, dask, zarr, lazily reconstructed APR frames).
     sigma, sigma_range, num_sigma, threshold, threshold_snr, spacing, min_distance, exclude_border, split, \
 detection_scale, polarity, model_error, image_error
-        As in :func:`detect_blobs` (applied to every frame); ``polarity="auto"`` is decided once for the movie.
+        As in :func:`detect_blobs` (applied to every frame); ``polarity="auto"`` is decided once for the movie, and
+        ``sigma=None`` (the default, also ``dynfit detect``'s and the napari panel's) is estimated once for the
+        movie by :func:`napari_dynfit.detect.size.estimate_movie_spot_sigma` (median over the frames at 1/4, 1/2,
+        3/4; it then also decides an ``"auto"`` polarity).
     n_workers : int
         Frames processed in parallel (threads).
 
@@ -665,7 +688,9 @@ detection_scale, polarity, model_error, image_error
     pandas.DataFrame
         The detections table: ``frame, [z,] y, x, intensity, size``; ``attrs["spacing"]`` is set when
         ``spacing`` is given, ``attrs["polarity"]`` to the polarity used (with ``polarity="auto"``, the default,
-        decided once for the movie by :func:`movie_polarity`, whose skewness is ``attrs["skewness"]``).
+        decided once for the movie by :func:`movie_polarity`, whose skewness is ``attrs["skewness"]``),
+        ``attrs["sigma"]`` to the blob sigma used and ``attrs["sigma_choice"]`` to ``"given"`` or the estimate's
+        one-line summary (:meth:`napari_dynfit.detect.size.SpotSize.summary`).
     """
     nd = getattr(movie, "ndim", None)
     if nd is None:
@@ -674,11 +699,12 @@ detection_scale, polarity, model_error, image_error
     if nd not in (3, 4):
         raise InputError(f"movie has {nd} dimensions; expected (t, y, x) or (t, z, y, x): pick one channel")
     n = movie.shape[0]
+    sp = None if spacing is None else np.asarray(spacing, float)[-(nd - 1):]
+    sigma, polarity, skew, choice = _resolve_sigma(movie, sigma, sigma_range, sp, polarity)
     kwargs = dict(sigma=sigma, sigma_range=sigma_range, num_sigma=num_sigma, threshold=threshold,
                   threshold_snr=threshold_snr, spacing=spacing, min_distance=min_distance,
                   exclude_border=exclude_border, split=split, detection_scale=detection_scale, polarity=polarity,
                   model_error=model_error, image_error=image_error)
-    skew = None
     if check_polarity(polarity) == "auto":
         sig = (sigma_range or (sigma,))[-1]
         kwargs["polarity"], skew = movie_polarity(movie, sigma=sig, spacing=spacing)
@@ -692,7 +718,7 @@ detection_scale, polarity, model_error, image_error
         parts = list(progress_iter(pool.map(one, range(n)), total=n, desc="detecting"))
     out = pd.concat(parts, ignore_index=True)
     out["frame"] = out["frame"].astype(np.int64)
-    out.attrs = {"polarity": kwargs["polarity"], "skewness": skew}
+    out.attrs = {"polarity": kwargs["polarity"], "skewness": skew, "sigma": sigma, "sigma_choice": choice}
     if spacing is not None:
         out.attrs["spacing"] = [float(s) for s in np.asarray(spacing, float)[-(nd - 1):]]
     return out
