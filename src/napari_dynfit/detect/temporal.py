@@ -56,28 +56,59 @@ def moved_objects(src: np.ndarray, dst: np.ndarray, via=()) -> tuple[np.ndarray,
     shift : dict
         ``{label: shift (px, ndarray of shape (ndim,))}``.
     """
-    from ..track.auto import _field, pair_flow
+    frames = [src, *via, dst]
+    return _Movie(frames).moved(0, len(frames) - 1)
 
-    ids, x0 = _centroids(src)
-    x = x0.copy()
-    cur = src
-    for nxt in (*via, dst):
-        _, xa = _centroids(cur)
-        _, xb = _centroids(nxt)
-        if len(x) and len(xa) and len(xb):
-            step = pair_flow(xa, xb)[0]
-            x = x + (step[:len(x)] if cur is src else _field(xa, step, x))
-        cur = nxt
-    shift = x - x0
-    step = np.zeros((int(src.max()) + 1, src.ndim), int)
-    step[ids] = np.rint(shift).astype(int)
-    moved = np.zeros(src.shape, np.int32)
-    idx = np.nonzero(src)
-    lab = src[idx]
-    new = [i + step[lab, k] for k, i in enumerate(idx)]
-    ok = np.all([(c >= 0) & (c < s) for c, s in zip(new, src.shape)], axis=0)
-    moved[tuple(c[ok] for c in new)] = lab[ok]
-    return moved, dict(zip(ids.tolist(), shift))
+
+class _Movie:
+    """Per-frame centroids and frame-to-frame flows of a label movie, each computed once (until the frame changes)."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self._c: dict = {}
+        self._f: dict = {}
+
+    def centroids(self, t):
+        if t not in self._c:
+            self._c[t] = _centroids(self.frames[t])
+        return self._c[t]
+
+    def flow(self, s, u):
+        """Shift of each object of frame ``s`` onto frame ``u`` (``pair_flow``), shape (n_s, ndim)."""
+        from ..track.auto import pair_flow
+
+        if (s, u) not in self._f:
+            xa, xb = self.centroids(s)[1], self.centroids(u)[1]
+            self._f[s, u] = pair_flow(xa, xb)[0] if len(xa) and len(xb) else np.zeros_like(xa)
+        return self._f[s, u]
+
+    def changed(self, t):
+        self._c.pop(t, None)
+        self._f = {k: v for k, v in self._f.items() if t not in k}
+
+    def moved(self, s, t):
+        """:func:`moved_objects` of frame ``s`` onto frame ``t``, the flow chained through the frames between."""
+        from ..track.auto import _field
+
+        src = self.frames[s]
+        ids, x0 = self.centroids(s)
+        x = x0.copy()
+        d = 1 if t > s else -1
+        for u in range(s, t, d):
+            xa = self.centroids(u)[1]
+            if len(x) and len(xa) and len(self.centroids(u + d)[1]):
+                step = self.flow(u, u + d)
+                x = x + (step if u == s else _field(xa, step, x))
+        shift = x - x0
+        step = np.zeros((int(src.max()) + 1, src.ndim), int)
+        step[ids] = np.rint(shift).astype(int)
+        moved = np.zeros(src.shape, np.int32)
+        idx = np.nonzero(src)
+        lab = src[idx]
+        new = [i + step[lab, k] for k, i in enumerate(idx)]
+        ok = np.all([(c >= 0) & (c < n) for c, n in zip(new, src.shape)], axis=0)
+        moved[tuple(c[ok] for c in new)] = lab[ok]
+        return moved, dict(zip(ids.tolist(), shift))
 
 
 def held_objects(frame: np.ndarray, moved: np.ndarray, *, inside: float = INSIDE) -> dict:
@@ -86,9 +117,10 @@ def held_objects(frame: np.ndarray, moved: np.ndarray, *, inside: float = INSIDE
     if not both.any():
         return {}
     size = np.bincount(moved.ravel())
-    pairs, cnt = np.unique(np.stack([frame[both], moved[both]]), axis=1, return_counts=True)
+    m = len(size)
+    keys, cnt = np.unique(frame[both].astype(np.int64) * m + moved[both], return_counts=True)
     out: dict = {}
-    for la, lb, c in zip(pairs[0].tolist(), pairs[1].tolist(), cnt.tolist()):
+    for la, lb, c in zip((keys // m).tolist(), (keys % m).tolist(), cnt.tolist()):
         if c >= inside * size[lb]:
             out.setdefault(la, []).append(lb)
     return out
@@ -154,21 +186,21 @@ def split_transient_merges(labels: np.ndarray, dist=None, *, inside: float = INS
     labels = np.array(labels, dtype=np.int32, copy=True)
     n_split = 0
     n = len(labels)
+    mov = _Movie(labels)
     for t in range(1, n):
         a = labels[t]
         if not a.any():
             continue
 
         def held_from(s):
-            between = range(s + 1, t) if s < t else range(s - 1, t, -1)
-            moved, _ = moved_objects(labels[s], a, [labels[u] for u in between])
+            moved, _ = mov.moved(s, t)
             return moved, held_objects(a, moved, inside=inside)
 
         before = held_from(t - 1)
         cands = [la for la, v in before[1].items() if len(v) >= 2]
         apart = dict.fromkeys(cands, 1)  # consecutive earlier frames showing the cells apart
         for s in range(t - 2, t - max(past, past_alone or 0) - 1, -1):
-            if s < 0:
+            if s < 0 or not any(v == t - 1 - s for v in apart.values()):
                 break
             held = held_from(s)[1]
             for la in apart:
@@ -210,6 +242,7 @@ def split_transient_merges(labels: np.ndarray, dist=None, *, inside: float = INS
                 sub[parts == k] = new
                 new += 1
             n_split += 1
+            mov.changed(t)
     return labels, n_split
 
 
@@ -235,13 +268,14 @@ def drop_isolated(labels: np.ndarray) -> tuple[np.ndarray, int]:
     labels = np.asarray(labels)
     out = np.array(labels, dtype=np.int32, copy=True)
     n_dropped = 0
+    mov = _Movie(labels)
     for t in range(1, len(labels) - 1):
         a = labels[t]
         if not a.any():
             continue
         seen = np.zeros(int(a.max()) + 1, bool)
         for s in (t - 1, t + 1):
-            moved, _ = moved_objects(labels[s], a)
+            moved, _ = mov.moved(s, t)
             seen[a[(a > 0) & (moved > 0)]] = True
         present = np.zeros_like(seen)
         present[a[a > 0]] = True
