@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_dynfit.detect import match_segmentation
-from napari_dynfit.detect.temporal import moved_objects, split_transient_merges
+from napari_dynfit.detect.temporal import drop_isolated, moved_objects, split_transient_merges
 from napari_dynfit.sim.cells import simulate_rod_colony
 from napari_dynfit.sim.render import render_labels
 
@@ -68,3 +69,20 @@ def test_pair_apart_in_one_earlier_frame_only_stays_merged(colony):
     out, n = split_transient_merges(damaged)
     assert n == 0
     assert match_segmentation(colony[10], split_transient_merges(damaged, past=1)[0][10])["f1"] == 1.0
+
+
+def test_one_frame_blobs_dropped_cells_kept(colony):
+    out, n = drop_isolated(colony)
+    assert n == 0 and np.array_equal(out, colony)  # every cell of a drifting, dividing colony is kept
+    noisy = colony.copy()
+    free = np.ones(colony.shape[1:], bool)
+    for f in colony[5:8]:
+        free &= f == 0
+    cy, cx = np.unravel_index(np.argmax(ndimage.distance_transform_edt(np.pad(free, 1, constant_values=0))[1:-1, 1:-1]),
+                              free.shape)
+    noisy[6, cy - 2:cy + 3, cx - 2:cx + 3] = noisy[6].max() + 1  # a speck in one frame, nothing there before or after
+    noisy[0, cy - 2:cy + 3, cx - 2:cx + 3] = noisy[0].max() + 1  # one in the first frame: kept (no frame before)
+    out, n = drop_isolated(noisy)
+    assert n == 1 and np.array_equal(out[0], noisy[0])
+    m = match_segmentation(colony[6], out[6])
+    assert m["f1"] == 1.0 and m["mean_iou"] == 1.0

@@ -834,10 +834,12 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     with the same shape prior; the foreground threshold stays per frame. Frames run through
     :func:`~napari_dynfit.parallel.map_frames` (``scheduler``: ``"sync"``, ``"threads"``, ``"processes"``,
     ``"local-cluster"`` or a Dask scheduler address); lazy movies (Zarr, Dask, TIFF pages) are read per frame.
-    With ``method="learned"`` two last passes over the movie split masks holding touching cells that are apart
-    in the frames before and after (:func:`~napari_dynfit.detect.temporal.split_transient_merges`, their number
-    in ``info["merges_split"]``) and objects whose two successors already show a septum the frame before
-    (:func:`~napari_dynfit.detect.learned.split_late_divisions`; ``info["late_divisions_split"]``).
+    With ``method="learned"`` last passes over the movie split masks holding touching cells that earlier frames
+    show apart (:func:`~napari_dynfit.detect.temporal.split_transient_merges`, their number in
+    ``info["merges_split"]``) and objects whose two successors already show a septum the frame before
+    (:func:`~napari_dynfit.detect.learned.split_late_divisions`; ``info["late_divisions_split"]``), then drop
+    objects nothing overlaps in the frames before and after (:func:`~napari_dynfit.detect.temporal.drop_isolated`;
+    ``info["isolated_dropped"]``).
 
     Returns
     -------
@@ -891,15 +893,16 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     n_late = None
     if method == "learned" and labels.ndim == 3:
         from .learned import split_late_divisions
-        from .temporal import split_transient_merges
+        from .temporal import drop_isolated, split_transient_merges
 
         dists = [r[1].pop("dist") for r in results]
-        labels, n_merged = split_transient_merges(labels, dists)  # touching cells merged in a frame or two
+        labels, n_merged = split_transient_merges(labels, dists)  # touching cells the frame's masks merged
         labels, n_late = split_late_divisions(labels, dists)  # divisions the masks show a frame late (faint septa)
+        labels, n_isolated = drop_isolated(labels)  # one-frame specks: no cell before or after
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length", "dist")}
     if n_late is not None:
-        info.update(late_divisions_split=n_late, merges_split=n_merged)
+        info.update(late_divisions_split=n_late, merges_split=n_merged, isolated_dropped=n_isolated)
         results = [(lab, dict(r[1], objects=int(lab.max()))) for lab, r in zip(labels, results)]
     info.update(polarity=info.get("polarity") if method == "learned" else kw["polarity"],
                 kind=kw["kind"] if method == "classic" else info.get("kind"),
