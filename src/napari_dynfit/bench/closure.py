@@ -287,7 +287,8 @@ def plot(out: dict, path) -> None:
                           label="kinetic" if name == "data" else name)
         if "band" in v["data"]:
             e = np.asarray(v["data"]["spectrum"])
-            ax.fill_between(k[1:], (e * (1 - v["data"]["band"]))[1:], (e * (1 + v["data"]["band"]))[1:], color="0.8",
+            lo = np.clip(1 - np.asarray(v["data"]["band"]), 0.1, None)  # a log axis: floor the band at e / 10
+            ax.fill_between(k[1:], (e * lo)[1:], (e * (1 + v["data"]["band"]))[1:], color="0.8",
                             label="kinetic +- 2 s.e.")
         ax.axvline(k[len(k) // 2], color="0.6", lw=0.8)
         title = f"alpha {float(a):g}, t = 20..60" + (f", {len(ens[a]['seeds'])} seeds" if ens else "")
