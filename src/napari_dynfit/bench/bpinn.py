@@ -14,6 +14,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seeds", type=int, nargs="+", help="noise seeds of the Lotka-Volterra case (default 0 1 2 3 4)")
     p.add_argument("--sobolev-seeds", type=int, nargs="+",
                    help="noise seeds of the Sobolev case (default 0 1 2; --quick: 0)")
+    p.add_argument("--chemotaxis-seeds", type=int, nargs="+",
+                   help="simulation seeds of the chemotaxis case (default 1 2 3; tuned on 10-14)")
     p.add_argument("--draws", type=int, default=100, help="posterior draws per chain (default 100)")
     p.add_argument("--tune", type=int, default=100, help="HMC adaptation iterations per chain (default 100)")
     p.add_argument("--quick", action="store_true", help="one seed per case, 40 draws and 40 tuning iterations")

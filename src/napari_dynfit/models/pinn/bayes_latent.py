@@ -126,7 +126,7 @@ def _redraw(at: dict, loss, n: int, dev):
 def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics: int = 3, fourier_features: int = 4,
                           n_velocity: int = 1000, n_collocation: int = 2000, n_initial: int = 150,
                           weighting: str = "adaptive", sample_coefficients: bool = False, coef_prior: float = 0.5,
-                          propagate_coefficients: bool = True, draws: int = 100, tune: int = 100,
+                          propagate_coefficients: bool = True, refit_steps: int = 50, draws: int = 100, tune: int = 100,
                           chains: int = 2, num_steps: int = 10, warmup_steps: int = 1500, lbfgs_steps: int = 100,
                           device: str = "cpu",
                           seed: int = 0, callback=None, callback_state: bool = False, should_stop=None,
@@ -170,6 +170,9 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
         exact physics, not by the network's PDE residual). Off: the coefficients stay at the
         estimate and the bands hold only the network's output-layer uncertainty, which is
         5-10x too narrow (docs/pinn.md).
+    refit_steps : int
+        With ``propagate_coefficients``: L-BFGS iterations that refit the whole network to each
+        chain's coefficients before it samples (``refit_steps`` of :meth:`~.bayes.BPINN.sample`).
     draws, tune, chains, num_steps, warmup_steps : int
         Sampler settings (:meth:`~.bayes.BPINN.sample`).
     lbfgs_steps : int
@@ -225,7 +228,7 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     T, Y, X = np.meshgrid(coords["t"], coords["y"], coords["x"], indexing="ij")
     pts = np.column_stack([T.ravel(), Y.ravel(), X.ravel()])
     res: BPINNResult = b.sample(pts, draws=draws, tune=tune, chains=chains, num_steps=num_steps,
-                                warmup_steps=warmup_steps, seed=seed, parameter_draws=draws_cut,
+                                warmup_steps=warmup_steps, seed=seed, parameter_draws=draws_cut, refit_steps=refit_steps,
                                 warmup_options={"lbfgs_steps": lbfgs_steps, "fit_parameters": not estimated},
                                 callback=callback, callback_state=callback_state, should_stop=should_stop)
     shape = T.shape
