@@ -140,7 +140,8 @@ def _beads(js: dict) -> str:
     m = js["msd"]
     return (f"{m['ours']['exponent']:.3f} vs {m['trackpy']['exponent']:.3f} / {js['prefactor_difference_pct']:+.1f} %; "
             f"{100 * js['checks']['ours']['outside']:.0f} % outside the image; detection CPU time "
-            f"{js['cpu_ratio_ours_over_trackpy']:.2f}x trackpy's (polarity {js['polarity']})")
+            f"{js['cpu_ratio_ours_over_trackpy']:.2f}x trackpy's (polarity {js['polarity']}"
+            + (f", sigma {js['sigma']:.2f} px estimated)" if js.get("sigma") is not None else ")"))
 
 
 def _ctc(js: dict) -> str:

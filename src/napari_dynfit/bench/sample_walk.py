@@ -1,9 +1,8 @@
 """The GUI walk-through of ``docs/gui.md`` on the 2D sample, headless: the figures of the walk re-measured.
 
 Does what the panel does with its defaults, without Qt: the sample *Active particles (2D+t)*
-(:func:`napari_dynfit.sim.samples.active_particles_2d`, one seed each), object size from the middle
-frame (:func:`napari_dynfit._napari._defaults.estimate_spot_sigma`, the panel's estimate; a Qt-free
-module), *Detect* (:func:`~napari_dynfit.detect.detect_movie` with the Track page's defaults),
+(:func:`napari_dynfit.sim.samples.active_particles_2d`, one seed each), object size from the movie
+(:func:`napari_dynfit.detect.size.estimate_movie_spot_sigma`, the panel's and ``dynfit detect``'s rule), *Detect* (:func:`~napari_dynfit.detect.detect_movie` with the Track page's defaults),
 *Track* (:func:`~napari_dynfit.track.link`, every parameter estimated), *Coarse-grain tracks ->
 fields* (:func:`~napari_dynfit.fields.coarse_grain.coarse_grain_table` with the fields step's
 defaults: kernel and grid from the data, gaps of tracks filled, periodic box of the sample) and
@@ -36,7 +35,7 @@ def tracks_of(seed: int, *, fov=None, frames=None, truth: bool = False, cache: s
     import pandas as pd
 
     from napari_dynfit.detect import detect_movie
-    from napari_dynfit.detect.size import estimate_spot_sigma
+    from napari_dynfit.detect.size import estimate_movie_spot_sigma
     from napari_dynfit.sim.samples import active_particles_2d
     from napari_dynfit.track import link
 
@@ -57,7 +56,7 @@ def tracks_of(seed: int, *, fov=None, frames=None, truth: bool = False, cache: s
         df = s.truth[["track_id", "frame", "y", "x"]].copy()
     else:
         t0 = time.perf_counter()
-        sigma = round(estimate_spot_sigma(np.asarray(s.movie[len(s.movie) // 2]), spacing=tuple(spacing)), 2)
+        sigma = round(estimate_movie_spot_sigma(s.movie, spacing=tuple(spacing), warn=False).sigma, 2)  # as the panel
         det = detect_movie(s.movie, sigma=sigma, threshold_snr=5.0, split=True, spacing=list(spacing),
                            polarity="auto")
         timings["detect_s"] = time.perf_counter() - t0
