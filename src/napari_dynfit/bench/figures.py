@@ -165,7 +165,11 @@ def _segment_real(js: dict) -> str:
     r = js["real"]
     ctc = r.get("ctc", {})
     extra = ", ".join(f"{k} {ctc[k]:.3f}" for k in ("DET", "TRA", "LNK", "Division F1") if k in ctc)
-    return f"{r['segmentation']['f1']:.3f}" + (f" (then `dynfit track --divisions`: {extra})" if extra else "")
+    f1 = r["segmentation"]["f1"]
+    met = f1 >= 0.95 and all(ctc.get(k, 1.0) >= t for k, t in (("DET", 0.95), ("TRA", 0.95), ("LNK", 0.90),
+                                                                ("Division F1", 0.80)))
+    return f"{f1:.3f}" + ("" if met else " (not met)") + (
+        f" (then `dynfit track --divisions`: {extra}; targets 0.95 / 0.95 / 0.90 / 0.80)" if extra else "")
 
 
 def _apr_construct(js: dict) -> str:
