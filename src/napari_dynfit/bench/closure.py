@@ -26,7 +26,8 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
 7. ``active``: active learning over the training ``alpha`` (pool: the four training runs, start from
    ``alpha = -3``, two rounds adding the worst-covered ``alpha``), held-out a-priori errors after each round.
 
-``--plot PNG`` draws the a-priori errors against ``alpha`` and the long runs' velocity spectra.
+``--plot PNG`` draws the a-priori errors against ``alpha`` and the velocity spectra (of the ensembles when the
+``ensemble`` step ran, else of the long runs).
 
 Prints one JSON object (``--json``) or a text table; ``--out FILE`` is rewritten after every step. Usage::
 
