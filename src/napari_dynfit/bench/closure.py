@@ -15,7 +15,7 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
    each, the missing ones integrated together): per held-out ``alpha`` (``--ensemble-alphas``), one moment-model
    run per kinetic member from its moments at ``t = 10``, statistics over ``t = 20..60``, ensemble means compared,
    each figure with the seed-to-seed spread and the resolution of the difference (two standard errors), and how
-   much of the kinetic moments are unrealizable (angular resolution);
+   much of the kinetic moments are unrealizable (resolution);
    ``angles``: is the 32-angle reference converged in angle? ``alpha = -4.5`` with 64 angles (seeds 99, 101,
    ``t = 0..40``) against the 32-angle ensemble, statistics over ``t = 20..40``, and the realizability of each;
 5. ``estimate``: parameter estimation, ``alpha`` of the held-out runs from their moment data (learned closure);
@@ -26,7 +26,8 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
 7. ``active``: active learning over the training ``alpha`` (pool: the four training runs, start from
    ``alpha = -3``, two rounds adding the worst-covered ``alpha``), held-out a-priori errors after each round.
 
-``--plot PNG`` draws the a-priori errors against ``alpha`` and the long runs' velocity spectra.
+``--plot PNG`` draws the a-priori errors against ``alpha`` and the velocity spectra (of the ensembles when the
+``ensemble`` step ran, else of the long runs).
 
 Prints one JSON object (``--json``) or a text table; ``--out FILE`` is rewritten after every step. Usage::
 

@@ -179,12 +179,12 @@ def ensemble_check(bundles, closures: dict, *, t_start: int = 0, horizon_frames:
 
 
 def realizability(bundle, *, t_start: int = 0, tol: float = 0.01) -> dict:
-    """How much of a kinetic run's moments no distribution can have: a check of its angular resolution.
+    """How much of a kinetic run's moments no distribution can have: a check of its resolution.
 
     Every distribution has ``m4 >= 2 s^2 - 1`` in the eigenframe of ``D`` (Jensen: ``cos 4x = 2 cos^2 2x - 1``),
-    and every closure of :mod:`.learned` keeps to it. A spectral kinetic run whose angular distribution is
-    too sharp for its angles (Gibbs oscillations, ``Psi < 0``) breaks it where the order is high; its
-    moments there are no reference for a realizable closure.
+    and every closure of :mod:`.learned` keeps to it. A spectral kinetic run whose distribution is too sharp
+    for its grid, in space or in angle (Gibbs oscillations, ``Psi < 0``), breaks it where the order is high;
+    its moments there are no reference for a realizable closure.
 
     Parameters
     ----------
