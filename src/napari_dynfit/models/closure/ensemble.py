@@ -19,8 +19,8 @@ import torch
 
 from ...errors import InputError
 from ...results import to_jsonable
-from .moment_model import MomentSolver, moments_from_state
-from .train import _moment_tensors, flow_statistics, substeps, suspension_params
+from .moment_model import MomentSolver, state_from_moments
+from .train import _moment_tensors, flow_statistics, rollout_moments, substeps, suspension_params
 
 #: targets of issue 19 (relative): mean speed and order parameter, worst spectrum shell up to half of k_max
 TARGETS = {"mean_speed": 0.05, "order": 0.05, "spectrum": 0.10}
@@ -43,15 +43,11 @@ def _coarse_runs(bundles, closure, *, t_start: int, frames: int, steps_per_frame
     states = []
     for b in bundles:
         c, D = _moment_tensors(b, t_start=t_start)
-        states.append(torch.stack([c[0], D[0, ..., 1, 1] - D[0, ..., 0, 0], 2 * D[0, ..., 0, 1]]))
+        states.append(state_from_moments(c[0], D[0]))
     solver = MomentSolver(p, closure, n=states[0].shape[-1], dt=dt_frame / spf)
 
     def run(state0):
-        with torch.no_grad():
-            traj = torch.cat([state0[None], solver.rollout(state0, frames * spf, every=spf)])
-            cc, DD = moments_from_state(traj)
-            u, _, _ = solver.flow(traj)
-        return cc.numpy(), DD.numpy(), u.numpy()
+        return tuple(x.numpy() for x in rollout_moments(solver, state0, frames, spf))
 
     try:
         c, D, u = run(torch.stack(states, dim=0))  # (t, member, ...)

@@ -154,6 +154,17 @@ def closure_error_map(closure, bundle, frame: int) -> np.ndarray:
     return (torch.sqrt((q4c - tc) ** 2 + (q4s - ts) ** 2) / c[frame]).numpy()
 
 
+def rollout_moments(solver, state0: torch.Tensor, frames: int, steps_per_frame: int):
+    """``(c, D, u)`` tensors of a moment-model run from ``state0`` (``(..., 3, n, n)``, leading batch axes
+    allowed) saved every ``steps_per_frame`` steps: ``frames + 1`` frames on the leading axis, the first
+    ``state0``'s. No gradients."""
+    with torch.no_grad():
+        traj = torch.cat([state0[None], solver.rollout(state0, frames * steps_per_frame, every=steps_per_frame)])
+        cc, DD = moments_from_state(traj)
+        u, _, _ = solver.flow(traj)
+    return cc, DD, u
+
+
 def simulate_moments(bundle, closure, *, t_start: int = 0, frames: int = 20, steps_per_frame: int | None = None):
     """Run the moment model with ``closure`` from frame ``t_start`` of ``bundle`` for ``frames`` frames.
 
@@ -170,11 +181,7 @@ def simulate_moments(bundle, closure, *, t_start: int = 0, frames: int = 20, ste
     dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
     steps_per_frame = substeps(dt_frame, steps_per_frame)
     solver = MomentSolver(p, closure, n=c.shape[-1], dt=dt_frame / steps_per_frame)
-    state0 = state_from_moments(c[0], D[0])
-    with torch.no_grad():
-        traj = torch.cat([state0[None], solver.rollout(state0, frames * steps_per_frame, every=steps_per_frame)])
-        cc, DD = moments_from_state(traj)
-        u, _, _ = solver.flow(traj)
+    cc, DD, u = rollout_moments(solver, state_from_moments(c[0], D[0]), frames, steps_per_frame)
     t0 = float(bundle.coords["t"][t_start])
     return FieldBundle({"concentration": cc.numpy(), "velocity": u.numpy(), "D": DD.numpy()},
                        {"t": t0 + dt_frame * np.arange(frames + 1), "y": bundle.coords["y"], "x": bundle.coords["x"]},
