@@ -34,6 +34,17 @@ def check_labels(labels, *, what: str = "label movie") -> np.ndarray:
     return lab
 
 
+def label_centroids(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (> 0) of one label frame and their centroids: ``(ids, centroids)``, shapes ``(n,)`` and
+    ``(n, ndim)`` (pixels, axis order of the frame)."""
+    ids = np.unique(frame)
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return ids, np.zeros((0, frame.ndim))
+    cen = ndi.center_of_mass(np.ones(frame.shape, dtype=np.float64), frame, ids)
+    return ids, np.asarray(cen, float).reshape(len(ids), frame.ndim)
+
+
 def label_table(labels, *, intensity=None, spacing=None) -> pd.DataFrame:
     """Centroid, size (pixel count) and optional mean intensity of every label in every frame.
 
@@ -60,12 +71,10 @@ def label_table(labels, *, intensity=None, spacing=None) -> pd.DataFrame:
     parts = []
     for t in progress_iter(range(lab.shape[0]), desc="measuring labels"):
         fr = lab[t]
-        ids = np.unique(fr)
-        ids = ids[ids > 0]
+        ids, cen = label_centroids(fr)
         if len(ids) == 0:
             continue
         size = ndi.sum_labels(np.ones_like(fr, dtype=np.float64), fr, ids)
-        cen = np.array(ndi.center_of_mass(np.ones_like(fr, dtype=np.float64), fr, ids)).reshape(len(ids), nd)
         df = pd.DataFrame(cen, columns=cols)
         df.insert(0, "frame", t)
         df["label"] = ids.astype(np.int64)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .labels import label_centroids
+
 #: fraction of a neighbour frame's object (after the flow) that must lie inside a mask for it to count as held
 INSIDE = 0.5
 #: frames before a merge that must show its cells apart (one frame is not enough: a mother about to divide is
@@ -25,15 +27,6 @@ AHEAD = 2
 PAST_ALONE = 3
 #: smallest piece of a split mask, as a fraction of the mask (a sliver is a misaligned seed, not a cell)
 MIN_PIECE = 0.15
-
-
-def _centroids(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
-    if len(ids) == 0:
-        return ids, np.zeros((0, lab.ndim))
-    c = ndimage.center_of_mass(np.ones(lab.shape), lab, ids)
-    return ids, np.asarray(c, float).reshape(len(ids), -1)
 
 
 def moved_objects(src: np.ndarray, dst: np.ndarray, via=()) -> tuple[np.ndarray, dict]:
@@ -70,7 +63,7 @@ class _Movie:
 
     def centroids(self, t):
         if t not in self._c:
-            self._c[t] = _centroids(self.frames[t])
+            self._c[t] = label_centroids(self.frames[t])
         return self._c[t]
 
     def flow(self, s, u):
