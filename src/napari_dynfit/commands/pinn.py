@@ -155,7 +155,7 @@ def register(sub) -> None:
                    help="sample the posterior by HMC (BPINN, adaptive task weights; --weighting fixed: equal weights): "
                         "writes phi (posterior mean) and phi_std; --steps: warm-up Adam steps, --lbfgs: L-BFGS "
                         "iterations per warm-up round (default min(100, steps))")
-    b.add_argument("--draws", type=positive_int, default=100, help="posterior draws per chain (default 100)")
+    b.add_argument("--draws", type=positive_int, default=100, help="posterior draws per chain (default 100); with a known source and a periodic box each holds its own draw of Dc, k, chi (chains x draws of them)")
     b.add_argument("--tune", type=positive_int, default=100, help="HMC adaptation iterations per chain (default 100)")
     b.add_argument("--chains", type=positive_int, default=2, help="chains (default 2)")
     b.add_argument("--collocation", type=positive_int, default=2000,
