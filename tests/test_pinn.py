@@ -293,7 +293,7 @@ def test_spectral_coefficients_from_tracks_and_field_starts_from_them(tmp_path):
     sim = simulate_chemotaxis(substeps=5, grid=32, seed=2)  # 500 cells, 31 frames
     src = lambda X: sim.source_function(X[:, 1], X[:, 2])
     pts, vel = track_velocities(sim.to_table())
-    est = spectral_coefficients(pts, vel, src, sim.box, grid=32)
+    est = spectral_coefficients(pts, vel, src, sim.box, grid=32, dt=sim.frame_interval)
     for n in ("Dc", "k", "chi"):  # from a guess 2-2.5x off (3 % on seeds 1-4)
         assert est[n] == pytest.approx(sim.params[n], rel=0.08), (n, est)
     prob = latent_chemotaxis_pinn(sim.to_table(), source=src, hidden=(8,), device="cpu")
