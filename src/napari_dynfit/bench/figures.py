@@ -229,10 +229,14 @@ def _bpinn(js: dict) -> str:
     parts = []
     sob = js.get("sobolev", [])
     if sob:
-        ad, eq = [r["ratio_adaptive"] for r in sob], [r["ratio_equal"] for r in sob]
         seeds = ", ".join(str(r["seed"]) for r in sob)
-        parts.append(f"Sobolev (seeds {seeds}) adaptive {min(ad):.2f}-{max(ad):.2f}x / equal {min(eq):.2f}-"
-                     f"{max(eq):.2f}x eps-optimal")
+        runs = []
+        for smp in sob[0].get("samplers", {"output": None}):
+            rs = [r["samplers"][smp] if "samplers" in r else r for r in sob]
+            ad, eq = [r["ratio_adaptive"] for r in rs], [r["ratio_equal"] for r in rs]
+            label = {"output": "output-layer HMC", "all": "HMC on every weight"}.get(smp, smp)
+            runs.append(f"{label}: adaptive {min(ad):.2f}-{max(ad):.2f}x / equal {min(eq):.2f}-{max(eq):.2f}x")
+        parts.append(f"Sobolev (seeds {seeds}) vs eps-optimal, {'; '.join(runs)}")
     s = js.get("lotka_volterra_summary")
     if s:
         n = len(s["seeds"])
