@@ -59,6 +59,32 @@ def test_late_division_split_where_the_septum_dips():
     assert learned.split_late_divisions(kept_apart, np.concatenate([dist, dist[1:]]))[1] == 1
 
 
+def test_wall_weights_on_shared_walls_only():
+    lab = np.zeros((20, 60), np.int32)
+    lab[5:15, 5:30] = 1
+    lab[5:15, 30:55] = 2  # touching tip to tip: a septum at x = 29 | 30
+    w = learned.wall_weights(lab, 5.0)
+    assert set(np.unique(w)) == {1.0, 5.0}
+    assert np.array_equal(np.nonzero((w == 5).any(axis=0))[0], [29, 30])  # 1 px into each cell
+    assert (w[lab == 0] == 1).all()  # the background edge is not a wall
+    assert (learned.wall_weights(lab, 1.0) == 1).all()
+
+
+def test_training_continues_from_given_weights():
+    """``init``: training starts from the given weights, with the wall weight on."""
+    lab = np.zeros((64, 64), np.int32)
+    lab[10:20, 5:30], lab[10:20, 30:55], lab[35:45, 10:50] = 1, 2, 3
+    bank = [lab]
+    state, _ = learned.train_rod_model(steps=4, batch=2, patch=64, bank=bank, seed=1, threads=1, log_every=2,
+                                       channels=(4, 8))
+    again, _ = learned.train_rod_model(steps=4, batch=2, patch=64, bank=bank, seed=1, threads=1, log_every=2,
+                                       init=state, lr=1e-9, wall_weight=4.0)
+    assert tuple(again["channels"]) == (4, 8)
+    for k in state:
+        if k != "channels" and state[k].dtype.kind == "f" and "running" not in k:
+            assert np.allclose(state[k], again[k], atol=1e-5)  # lr ~ 0: the given weights are kept
+
+
 def test_phase_images_dark_cells_bright_halo():
     labs = rod_colony_frames(3, size=128, width=8.0, aspect=4.0, n_frames=2)
     assert len(labs) == 2 and labs[-1].max() > labs[0].max() >= 2
