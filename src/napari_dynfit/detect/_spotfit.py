@@ -187,33 +187,100 @@ def fit_spots(vals, coords, sig, q0, k, iters, rss_stop):
 
 
 @njit(cache=True, nogil=True)
-def shape_hessian(vals, coords, sig):
-    """Hessian (units of sigma) of each window smoothed by a Gaussian of width ``sig`` at its centre.
+def _axis_weights(pos, base, offs, sig, power, wts):
+    """Per-axis Gaussian factors of a window: ``wts[d, o] = exp(-power * ((base[d] + o - h_d - pos[d]) / sig[d])^2)``
+    for the ``2 h_d + 1`` offsets ``o`` along axis ``d`` of the C-ordered grid ``offs`` (its first row is ``-h``):
+    the weight of a window pixel is the product over the axes (the window's exponentials in ``sum(2 h_d + 1)``
+    calls instead of one per pixel)."""
+    for d in range(pos.size):
+        h = -offs[0, d]
+        for o in range(2 * h + 1):
+            u = (base[d] + o - h - pos[d]) / sig[d]
+            wts[d, o] = np.exp(-power * u * u)
 
-    ``vals`` (c, m), ``coords`` (c, m, nd): returns the Hessians (c, nd, nd), the sums
-    ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u = coords / sig``, and the weights ``sum_i v_i
-    exp(-u_i^2 / 2)`` (c,) (the smoothed value).
+
+@njit(cache=True, nogil=True)
+def shape_hessian(img1d, shape, pos, offs, sig):
+    """Hessian (units of sigma) of the image smoothed by a Gaussian of width ``sig`` (nd,) at each ``pos`` (n, nd),
+    over the window ``offs`` (k, nd, C-ordered grid) around the nearest pixel (pixels outside the image count 0).
+
+    Returns the sums ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u`` the pixel offset from ``pos`` in
+    sigmas (n, nd, nd), the weights ``sum_i v_i exp(-u_i^2 / 2)`` (n,) (the smoothed value) and the window's peak
+    value (n,; 0 where the window leaves the image and nothing inside is higher).
     """
-    c, m, nd = coords.shape
-    h = np.zeros((c, nd, nd))
-    gs = np.zeros(c)
-    for j in range(c):
-        for i in range(m):
-            u2 = 0.0
+    n, nd = pos.shape
+    k = offs.shape[0]
+    h = np.zeros((n, nd, nd))
+    gs = np.zeros(n)
+    peak = np.empty(n)
+    base = np.empty(nd, np.int64)
+    wts = np.empty((nd, 2 * np.max(np.abs(offs)) + 1))
+    u = np.empty(nd)
+    for j in range(n):
+        _nearest(pos[j], shape, base)
+        _axis_weights(pos[j], base, offs, sig, 0.5, wts)
+        pk = -np.inf
+        for i in range(k):
+            lin = 0
+            g = 1.0
             for d in range(nd):
-                u = coords[j, i, d] / sig[d]
-                u2 += u * u
-            gv = vals[j, i] * np.exp(-0.5 * u2)
+                c = base[d] + offs[i, d]
+                if c < 0 or c >= shape[d]:
+                    lin = -1
+                    break
+                lin = lin * shape[d] + c
+                u[d] = (c - pos[j, d]) / sig[d]
+                g *= wts[d, offs[i, d] - offs[0, d]]
+            if lin < 0:
+                pk = max(pk, 0.0)
+                continue
+            v = img1d[lin]
+            pk = max(pk, v)
+            gv = v * g
             gs[j] += gv
             for a in range(nd):
-                ua = coords[j, i, a] / sig[a]
-                h[j, a, a] += gv * (ua * ua - 1.0)
+                h[j, a, a] += gv * (u[a] * u[a] - 1.0)
                 for b in range(a + 1, nd):
-                    h[j, a, b] += gv * ua * coords[j, i, b] / sig[b]
+                    h[j, a, b] += gv * u[a] * u[b]
+        peak[j] = pk
         for a in range(nd):
             for b in range(a + 1, nd):
                 h[j, b, a] = h[j, a, b]
-    return h, gs
+    return h, gs, peak
+
+
+@njit(cache=True, nogil=True)
+def components(n, pairs):
+    """Connected components of ``n`` nodes joined by ``pairs`` (e, 2) (union-find): the number of components and
+    the label of each node (n,), numbered in the order of each component's smallest node, as
+    :func:`scipy.sparse.csgraph.connected_components` numbers them (without building a sparse matrix, whose
+    set-up cost more than the detection of a whole frame's groups)."""
+    parent = np.arange(n)
+    for e in range(pairs.shape[0]):
+        a = pairs[e, 0]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        b = pairs[e, 1]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    labels = np.empty(n, np.int64)
+    root_label = np.full(n, -1, np.int64)
+    count = 0
+    for v in range(n):
+        r = v
+        while parent[r] != r:
+            r = parent[r]
+        if root_label[r] < 0:
+            root_label[r] = count
+            count += 1
+        labels[v] = root_label[r]
+    return count, labels
 
 
 @njit(cache=True, nogil=True)
@@ -244,19 +311,18 @@ def gather(img1d, shape, base, offs):
 
 
 @njit(cache=True, nogil=True)
-def _pixel(base, off, shape, pos, sig):
-    """Linear index of pixel ``base + off`` (-1 outside the image) and its squared distance from ``pos`` in
-    sigmas."""
+def _pixel_weight(base, offs, i, shape, wts):
+    """Linear index of pixel ``base + offs[i]`` (-1 outside the image) and its weight, the product of the per-axis
+    factors ``wts`` of :func:`_axis_weights`."""
     lin = 0
-    u2 = 0.0
+    g = 1.0
     for d in range(base.size):
-        c = base[d] + off[d]
+        c = base[d] + offs[i, d]
         if c < 0 or c >= shape[d]:
             return -1, 0.0
         lin = lin * shape[d] + c
-        u = (c - pos[d]) / sig[d]
-        u2 += u * u
-    return lin, u2
+        g *= wts[d, offs[i, d] - offs[0, d]]
+    return lin, g
 
 
 @njit(cache=True, nogil=True)
@@ -269,22 +335,24 @@ def _nearest(pos, shape, base):
 def weighted_centroid(img1d, shape, pos, offs, sig):
     """Doubled shift of the Gaussian-weighted centroid (see :func:`napari_dynfit.detect.blobs._weighted_centroid`).
 
-    ``pos`` (n, nd) float positions, ``offs`` (k, nd) window offsets around the nearest pixel, ``sig`` (nd,):
-    returns the new positions (n, nd); pixels outside the image and negative values weigh nothing.
+    ``pos`` (n, nd) float positions, ``offs`` (k, nd) window offsets around the nearest pixel (C-ordered grid),
+    ``sig`` (nd,): returns the new positions (n, nd); pixels outside the image and negative values weigh nothing.
     """
     n, nd = pos.shape
     out = pos.copy()
     base = np.empty(nd, np.int64)
     acc = np.empty(nd)
+    wts = np.empty((nd, 2 * np.max(np.abs(offs)) + 1))
     for j in range(n):
         _nearest(pos[j], shape, base)
+        _axis_weights(pos[j], base, offs, sig, 0.5, wts)
         acc[:] = 0.0
         sw = 0.0
         for i in range(offs.shape[0]):
-            lin, u2 = _pixel(base, offs[i], shape, pos[j], sig)
+            lin, g = _pixel_weight(base, offs, i, shape, wts)
             if lin < 0 or img1d[lin] <= 0:
                 continue
-            w = img1d[lin] * np.exp(-0.5 * u2)
+            w = img1d[lin] * g
             sw += w
             for d in range(nd):
                 acc[d] += w * (base[d] + offs[i, d] - pos[j, d])
@@ -297,18 +365,19 @@ def weighted_centroid(img1d, shape, pos, offs, sig):
 @njit(cache=True, nogil=True)
 def gaussian_mean(img1d, shape, pos, offs, sig):
     """Mean of the image weighted by a Gaussian of half the width ``sig`` (nd,) centred on each ``pos`` (n, nd),
-    over the window ``offs`` (k, nd) around the nearest pixel, inside the image only."""
+    over the window ``offs`` (k, nd, C-ordered grid) around the nearest pixel, inside the image only."""
     n, nd = pos.shape
     out = np.zeros(n)
     base = np.empty(nd, np.int64)
+    wts = np.empty((nd, 2 * np.max(np.abs(offs)) + 1))
     for j in range(n):
         _nearest(pos[j], shape, base)
+        _axis_weights(pos[j], base, offs, sig, 2.0, wts)
         sg = 0.0
         sv = 0.0
         for i in range(offs.shape[0]):
-            lin, u2 = _pixel(base, offs[i], shape, pos[j], sig)
+            lin, g = _pixel_weight(base, offs, i, shape, wts)
             if lin >= 0:
-                g = np.exp(-2.0 * u2)
                 sg += g
                 sv += g * img1d[lin]
         out[j] = sv / max(sg, 1e-12)

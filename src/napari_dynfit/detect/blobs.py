@@ -288,19 +288,25 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
     return two, centre + p1, centre + p2
 
 
-def _groups(pos: np.ndarray, sig: np.ndarray, dist: float, keep=None):
-    """Connected groups of positions closer than ``dist`` sigmas (only pairs where ``keep(pairs)`` is True): labels
-    (n,) and group sizes."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+def _close(pos: np.ndarray, sig: np.ndarray, dist: float) -> np.ndarray:
+    """Index pairs (e, 2) of positions closer than ``dist`` sigmas."""
     from scipy.spatial import cKDTree
 
-    n = len(pos)
-    pairs = cKDTree(pos / sig).query_pairs(dist, output_type="ndarray")
-    if keep is not None and len(pairs):
-        pairs = pairs[keep(pairs)]
-    _, lab = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
-                                  directed=False)
+    return cKDTree(pos / sig).query_pairs(dist, output_type="ndarray").reshape(-1, 2)
+
+
+def _components(n: int, pairs: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of ``n`` nodes joined by ``pairs``: their number and the labels (n,)
+    (:func:`._spotfit.components`)."""
+    from ._spotfit import components
+
+    return components(n, np.ascontiguousarray(pairs, np.int64).reshape(-1, 2))
+
+
+def _groups(n: int, pairs: np.ndarray):
+    """Connected groups of ``n`` positions joined by ``pairs`` (from :func:`_close`): labels (n,) and group
+    sizes."""
+    lab = _components(n, pairs)[1]
     return lab, np.bincount(lab, minlength=1)
 
 
@@ -335,17 +341,13 @@ def _close_pairs(pos: np.ndarray, resp_at: np.ndarray, sig: np.ndarray, flat: np
     """Maxima closer than :data:`MERGE_DISTANCE` sigmas: each pair is kept as two spots only where
     :func:`_two_spots` says so, else merged (connected groups of such pairs become one blob at their
     response-weighted mean position). Returns the positions and a mask of those confirmed as one of two spots."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
     n = len(pos)
-    pairs = cKDTree(pos / sig).query_pairs(MERGE_DISTANCE, output_type="ndarray")
+    pairs = _close(pos, sig, MERGE_DISTANCE)
     if len(pairs) == 0:
         return pos, np.zeros(n, bool)
     # groups of 3 or 4 maxima (dense clusters): all of them stay where as many spots explain the group's window within
     # the image's error (a pair test would see the third spot as misfit and merge them)
-    lab, sizes = _groups(pos, sig, MERGE_DISTANCE)
+    lab, sizes = _groups(n, pairs)
     confirmed = np.zeros(n, bool)
     pos = pos.copy()
     for k in range(3, CLUSTER_MAX + 1):
@@ -371,8 +373,7 @@ def _close_pairs(pos: np.ndarray, resp_at: np.ndarray, sig: np.ndarray, flat: np
     one = ~two
     if not one.any():
         return pos, paired
-    adj = coo_matrix((np.ones(one.sum()), (i[one], j[one])), shape=(n, n))
-    ncomp, lab = connected_components(adj, directed=False)
+    ncomp, lab = _components(n, pairs[one])
     w = np.maximum(resp_at, 1e-12)
     wsum = np.bincount(lab, weights=w, minlength=ncomp)
     merged = np.stack([np.bincount(lab, weights=w * pos[:, a], minlength=ncomp) for a in range(pos.shape[1])], 1)
@@ -399,15 +400,14 @@ def _shape(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray):
     from ._spotfit import shape_hessian
 
     half = np.ceil(3 * sig).astype(int)
-    coords, vals = _window(flat, pos, half)
-    h, gsum = shape_hessian(vals, coords.astype(np.float64), sig.astype(np.float64))
+    h, gsum, peak = shape_hessian(*_kernel_args(flat, pos, half, sig))
     ev, evec = np.linalg.eigh(h)
     # h = sum g (u u^T - I): the weighted second moment along the narrowest axis is 1 + ev_min / sum g
     spotlike = (gsum > 0) & (1 + ev[:, 0] / np.where(gsum > 0, gsum, 1) < SPOT_MAX_MINOR_MOMENT)
     # standard deviation of the eigenvalue difference under white noise of unit variance: that of h_00 - h_11
     u = _offsets(tuple(int(h) for h in half)) / sig
     sd_unit = float(np.sqrt((np.exp(-(u ** 2).sum(1)) * (u[:, 0] ** 2 - u[:, 1] ** 2) ** 2).sum()))
-    return ev, evec, vals.max(axis=1), sd_unit, spotlike
+    return ev, evec, peak, sd_unit, spotlike
 
 
 def _split_merged(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, noise: float, err: tuple,
@@ -465,9 +465,10 @@ def _refine_clusters(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, spotlik
     width, positive amplitudes and moves no spot by more than one sigma."""
     if len(pos) < 2:
         return pos
-    lab0, _ = _groups(pos, sig, CLUSTER_DISTANCE)
+    pairs = _close(pos, sig, CLUSTER_DISTANCE)
+    lab0, _ = _groups(len(pos), pairs)
     bad = np.bincount(lab0, weights=~spotlike, minlength=len(pos))  # groups with an irregular member: left alone
-    lab, sizes = _groups(pos, sig, CLUSTER_DISTANCE, keep=lambda pr: bad[lab0[pr[:, 0]]] == 0)
+    lab, sizes = _groups(len(pos), pairs[bad[lab0[pairs[:, 0]]] == 0])
     out = pos.copy()
     for k in range(2, CLUSTER_MAX + 1):  # all groups of k detections in one batch of fits
         mem = _members(lab, sizes, k)
