@@ -15,10 +15,15 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _model(vals, coords, sig, q, k, f, jac):
+def _model(vals, offs, shift, sig, q, k, f, jac, ew, uw):
     """Model values ``f`` (m,) and Jacobian ``jac`` (P, m) of ``k`` spots + offset at parameters ``q``; returns the
-    residual sum of squares against ``vals``."""
-    m, nd = coords.shape
+    residual sum of squares against ``vals``.
+
+    The window is a C-ordered grid: pixel ``i`` lies at ``offs[i] + shift`` from the window's centre, so each spot's
+    Gaussian is the product of per-axis factors (``ew``, with the offsets in widths ``uw``; scratch arrays
+    (nd, >= 2 h + 1)): ``sum(2 h_d + 1)`` exponentials per spot instead of one per pixel.
+    """
+    m, nd = offs.shape
     npar = q.size
     w = q[npar - 2]
     b = q[npar - 1]
@@ -32,17 +37,24 @@ def _model(vals, coords, sig, q, k, f, jac):
     for g in range(k):
         o = g * (nd + 1)
         a = q[o]
+        for d in range(nd):
+            h = -offs[0, d]
+            for t in range(2 * h + 1):
+                u = (t - h + shift[d] - q[o + 1 + d]) * inv[d]
+                uw[d, t] = u
+                ew[d, t] = np.exp(-0.5 * u * u)
         for i in range(m):
+            e = 1.0
             u2 = 0.0
             for d in range(nd):
-                u = (coords[i, d] - q[o + 1 + d]) * inv[d]
-                u2 += u * u
-            e = np.exp(-0.5 * u2)
+                t = offs[i, d] - offs[0, d]
+                e *= ew[d, t]
+                u2 += uw[d, t] * uw[d, t]
             ae = a * e
             f[i] += ae
             jac[o, i] = e
             for d in range(nd):
-                jac[o + 1 + d, i] = ae * (coords[i, d] - q[o + 1 + d]) * inv[d] * inv[d]
+                jac[o + 1 + d, i] = ae * uw[d, offs[i, d] - offs[0, d]] * inv[d]
             jac[npar - 2, i] += ae * u2 / w
     rss = 0.0
     for i in range(m):
@@ -82,14 +94,16 @@ def _solve(a, b):
 
 
 @njit(cache=True, nogil=True)
-def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
+def _lm_one(vals, offs, shift, sig, q, k, iters, rss_stop):
     """Levenberg-Marquardt fit of one window (``q`` updated in place); returns the residual sum of squares.
 
     A fit still above ``2.5 * rss_stop`` after one step (``rss_stop`` after three) is abandoned: it cannot reach
     the acceptance level of the caller; so is one whose width factor is more than 0.5 from 1 after three steps.
     """
-    m, nd = coords.shape
+    m, nd = offs.shape
     npar = q.size
+    ew = np.empty((nd, 2 * np.max(np.abs(offs)) + 1))
+    uw = np.empty_like(ew)
     f = np.empty(m)
     jac = np.empty((npar, m))
     f2 = np.empty(m)
@@ -99,7 +113,7 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
     jtr = np.empty(npar)
     a = np.empty((npar, npar))
     step = np.empty(npar)
-    rss = _model(vals, coords, sig, q, k, f, jac)
+    rss = _model(vals, offs, shift, sig, q, k, f, jac, ew, uw)
     lam = 1e-2
     fresh = True  # normal equations to (re)build: only after an accepted step
     for it in range(iters):
@@ -132,7 +146,7 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
             if lam > 1e2:
                 break
             continue
-        rss2 = _model(vals, coords, sig, q2, k, f2, jac2)
+        rss2 = _model(vals, offs, shift, sig, q2, k, f2, jac2, ew, uw)
         if rss2 < rss:
             done = rss - rss2 < 1e-2 * rss
             q[:] = q2
@@ -151,19 +165,22 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
 
 
 @njit(cache=True, nogil=True)
-def fit_spots(vals, coords, sig, q0, k, iters, rss_stop):
+def fit_spots(vals, offs, shift, sig, q0, k, iters, rss_stop):
     """Fit ``k`` Gaussian spots of one shared width plus a constant offset to many windows.
 
     Parameters
     ----------
     vals : ndarray, shape (c, m)
         Pixel values of each window (background-flattened image, objects positive).
-    coords : ndarray, shape (c, m, nd)
-        Pixel offsets (pixels) from each window's centre.
+    offs : ndarray of int, shape (m, nd)
+        The windows' pixel offsets (a C-ordered grid of +-h per axis, as :func:`napari_dynfit.detect.blobs._offsets`).
+    shift : ndarray, shape (c, nd)
+        Offset of each window's grid from its centre (pixels): window pixel ``i`` lies at ``offs[i] + shift``.
     sig : ndarray, shape (nd,)
         Spot sigma per axis (pixels); the fitted widths are ``factor * sig``.
     q0 : ndarray, shape (c, k * (nd + 1) + 2)
-        Start ``[amplitude, centre (nd)] * k + [width factor, offset]`` per window.
+        Start ``[amplitude, centre (nd)] * k + [width factor, offset]`` per window (centres relative to the window
+        centre).
     k : int
         Number of spots.
     iters : int
@@ -182,8 +199,42 @@ def fit_spots(vals, coords, sig, q0, k, iters, rss_stop):
     q = q0.copy()
     rss = np.empty(c)
     for j in range(c):
-        rss[j] = _lm_one(vals[j], coords[j], sig, q[j], k, iters, rss_stop[j])
+        rss[j] = _lm_one(vals[j], offs, shift[j], sig, q[j], k, iters, rss_stop[j])
     return q, rss
+
+
+@njit(cache=True, nogil=True)
+def start_amplitudes(vals, offs, shift, sig, c1, c2):
+    """Amplitudes (c, 2) of two Gaussian spots of width ``sig`` at ``c1``, ``c2`` (c, nd; relative to the window
+    centre) that best explain each window (linear least squares, no offset; grid windows as in
+    :func:`fit_spots`)."""
+    c = vals.shape[0]
+    m, nd = offs.shape
+    amp = np.empty((c, 2))
+    for j in range(c):
+        s11 = s12 = s22 = r1 = r2 = 0.0
+        for i in range(m):
+            u1 = 0.0
+            u2 = 0.0
+            for d in range(nd):
+                x = offs[i, d] + shift[j, d]
+                a = (x - c1[j, d]) / sig[d]
+                b = (x - c2[j, d]) / sig[d]
+                u1 += a * a
+                u2 += b * b
+            g1 = np.exp(-0.5 * u1)
+            g2 = np.exp(-0.5 * u2)
+            s11 += g1 * g1
+            s12 += g1 * g2
+            s22 += g2 * g2
+            r1 += g1 * vals[j, i]
+            r2 += g2 * vals[j, i]
+        s11 += 1e-9
+        s22 += 1e-9
+        det = s11 * s22 - s12 * s12
+        amp[j, 0] = (s22 * r1 - s12 * r2) / det
+        amp[j, 1] = (s11 * r2 - s12 * r1) / det
+    return amp
 
 
 @njit(cache=True, nogil=True)
@@ -284,6 +335,37 @@ def components(n, pairs):
 
 
 @njit(cache=True, nogil=True)
+def local_maxima(img1d, shape, base, offs):
+    """Whether each pixel ``base`` (n, nd) is >= every pixel of its window ``offs`` (k, nd) inside the image (pixels
+    outside do not count), in the raveled (C-order) image ``img1d`` of shape ``shape``."""
+    n, nd = base.shape
+    out = np.ones(n, np.bool_)
+    for j in range(n):
+        lin0 = 0
+        for d in range(nd):
+            lin0 = lin0 * shape[d] + base[j, d]
+        v = img1d[lin0]
+        for i in range(offs.shape[0]):
+            lin = _linear(base, offs, j, i, shape)
+            if lin >= 0 and img1d[lin] > v:
+                out[j] = False
+                break
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _linear(base, offs, j, i, shape):
+    """Linear (C-order) index of pixel ``base[j] + offs[i]`` in an image of shape ``shape``; -1 outside it."""
+    lin = 0
+    for d in range(shape.size):
+        c = base[j, d] + offs[i, d]
+        if c < 0 or c >= shape[d]:
+            return -1
+        lin = lin * shape[d] + c
+    return lin
+
+
+@njit(cache=True, nogil=True)
 def gather(img1d, shape, base, offs):
     """Pixels of an image at ``base + offs`` (0 outside the image) and the inside mask.
 
@@ -296,15 +378,8 @@ def gather(img1d, shape, base, offs):
     inside = np.zeros((n, k), np.bool_)
     for j in range(n):
         for i in range(k):
-            lin = 0
-            ok = True
-            for d in range(nd):
-                c = base[j, d] + offs[i, d]
-                if c < 0 or c >= shape[d]:
-                    ok = False
-                    break
-                lin = lin * shape[d] + c
-            if ok:
+            lin = _linear(base, offs, j, i, shape)
+            if lin >= 0:
                 vals[j, i] = img1d[lin]
                 inside[j, i] = True
     return vals, inside

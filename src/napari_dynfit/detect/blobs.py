@@ -91,23 +91,17 @@ def _offsets(half: tuple) -> np.ndarray:
     return offs
 
 
-def _window(img: np.ndarray, pos: np.ndarray, half: np.ndarray, *, inside: bool = False):
-    """Pixels of ``img`` in windows of +-``half`` around the pixels nearest to ``pos`` (n, nd).
-
-    Returns the offsets of the window pixels from ``pos`` (n, k, nd), their values (n, k, float64; 0 outside the
-    image) and, with ``inside=True``, the mask of pixels inside the image (n, k). One compiled gather
-    (:func:`._spotfit.gather`), without padding the image.
-    """
+def _grid(img: np.ndarray, pos: np.ndarray, half: np.ndarray):
+    """Windows of +-``half`` around the pixels nearest to ``pos`` (n, nd) for the compiled fits: the grid's offsets
+    (k, nd), each window's shift from ``pos`` (n, nd; pixel ``i`` of window ``j`` lies at ``offs[i] + shift[j]``
+    from ``pos[j]``) and the values (n, k, float64; 0 outside the image)."""
     from ._spotfit import gather
 
-    offs = _offsets(tuple(int(h) for h in half))  # (k, nd)
+    offs = _offsets(tuple(int(h) for h in half))
     shape = np.array(img.shape)
     base = np.clip(np.round(pos).astype(np.int64), 0, shape - 1)
-    vals, mask = gather(np.ascontiguousarray(img).ravel(), shape.astype(np.int64), base, offs)
-    d = offs[None] + (base - pos)[:, None, :]
-    if not inside:
-        return d, vals
-    return d, vals, mask
+    vals, _ = gather(np.ascontiguousarray(img).ravel(), shape.astype(np.int64), base, offs)
+    return offs, (base - pos).astype(np.float64), vals
 
 
 def _kernel_args(img: np.ndarray, pos: np.ndarray, half: np.ndarray, sig: np.ndarray):
@@ -245,14 +239,13 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
     alone where that is 0), the gain test that plus ``(model_error * peak)^2``. Returns the decision (n,) and the two
     fitted positions (absolute).
     """
-    from ._spotfit import fit_spots
+    from ._spotfit import fit_spots, start_amplitudes
 
     nd = flat.ndim
     n = len(centre)
     half = np.ceil(2.5 * sig).astype(int)
-    coords, vals = _window(flat, centre, half)
-    coords = coords.astype(np.float64)
-    vals = vals.astype(np.float64)
+    offs, shift, vals = _grid(flat, centre, half)
+    sig = sig.astype(np.float64)
     m = vals.shape[1]
     peak = np.maximum(vals.max(axis=1), 0)
     var_img = noise ** 2 + (err[1] * peak) ** 2  # the image's own error: pixel noise (+ reconstruction error)
@@ -261,15 +254,11 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
     # its contrast); where the image has none to measure, within the model error
     chi_max = SPLIT_MAX_CHI2 * m * np.where(var_img > 0, var_img, np.maximum(var, 1e-30))
     # amplitudes of the two starts by linear least squares (no offset)
-    g1 = np.exp(-0.5 * (((coords - c1[:, None, :]) / sig) ** 2).sum(axis=2))
-    g2 = np.exp(-0.5 * (((coords - c2[:, None, :]) / sig) ** 2).sum(axis=2))
-    g12 = (g1 * g2).sum(1)
-    gram = np.stack([np.stack([(g1 * g1).sum(1), g12], -1), np.stack([g12, (g2 * g2).sum(1)], -1)], -2)
-    rhs = np.stack([(g1 * vals).sum(1), (g2 * vals).sum(1)], -1)
-    amp = np.linalg.solve(gram + 1e-9 * np.eye(2), rhs[..., None])[..., 0]
+    c1, c2 = np.asarray(c1, np.float64), np.asarray(c2, np.float64)
+    amp = start_amplitudes(vals, offs, shift, sig, c1, c2)
     ones, zeros = np.ones((n, 1)), np.zeros((n, 1))
     q0 = np.concatenate([amp[:, :1], c1, amp[:, 1:], c2, ones, zeros], 1)
-    q2, rss2 = fit_spots(vals, coords, sig.astype(np.float64), q0, 2, 15, 3 * chi_max)
+    q2, rss2 = fit_spots(vals, offs, shift, sig, q0, 2, 15, 3 * chi_max)
     a1, a2 = q2[:, 0], q2[:, nd + 1]
     p1, p2 = q2[:, 1:nd + 1], q2[:, nd + 2:2 * nd + 2]
     sep = np.linalg.norm((p1 - p2) / sig, axis=1)
@@ -280,7 +269,7 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
         g = np.flatnonzero(two)
         w = np.maximum(amp[g], 0)
         start = (w[:, :1] * c1[g] + w[:, 1:] * c2[g]) / np.maximum(w.sum(1), 1e-12)[:, None]
-        q1, rss1 = fit_spots(vals[g], coords[g], sig.astype(np.float64),
+        q1, rss1 = fit_spots(vals[g], offs, shift[g], sig,
                              np.concatenate([vals[g].max(1)[:, None], start, ones[g], zeros[g]], 1), 1, 15,
                              np.full(len(g), np.inf))
         gain = (rss1 - rss2[g]) / np.maximum(var[g], 1e-30)
@@ -327,11 +316,11 @@ def _joint_fit(flat: np.ndarray, pos: np.ndarray, mem: np.ndarray, sig: np.ndarr
     p = pos[mem]
     centre = np.round(0.5 * (p.min(1) + p.max(1)))
     half = np.ceil(0.5 * (p.max(1) - p.min(1)).max(0) + 2.5 * sig).astype(int)
-    coords, vals = _window(flat, centre, half)
-    amp = _window(flat, pos[mem.ravel()], np.zeros(nd, int))[1].reshape(g, k, 1)
+    offs, shift, vals = _grid(flat, centre, half)
+    amp = _grid(flat, pos[mem.ravel()], np.zeros(nd, int))[2].reshape(g, k, 1)
     q0 = np.concatenate([np.concatenate([amp, p - centre[:, None]], 2).reshape(g, -1), np.ones((g, 1)),
                          np.zeros((g, 1))], 1)
-    q, rss = fit_spots(vals, coords.astype(np.float64), sig.astype(np.float64), q0, k, iters, np.full(g, np.inf))
+    q, rss = fit_spots(vals, offs, shift, sig.astype(np.float64), q0, k, iters, np.full(g, np.inf))
     spots = q[:, :-2].reshape(g, k, nd + 1)
     return centre[:, None] + spots[..., 1:], spots[..., 0], q[:, -2], rss, vals.max(1), vals.shape[1]
 
@@ -487,14 +476,11 @@ def _peaks(resp: np.ndarray, thr: np.ndarray, md: int, exclude_border: bool) -> 
         r = resp[0]
         above = np.flatnonzero(r.ravel() > thr[0])
         if len(above) < 0.05 * r.size:  # few candidates: compare each with its window (a full max filter costs more)
-            pad = np.pad(r, md, constant_values=-np.inf)
-            strides = np.cumprod((1,) + pad.shape[::-1])[:-1][::-1]
-            grids = np.meshgrid(*[np.arange(-md, md + 1)] * nd, indexing="ij")
-            offs = np.stack([g.ravel() for g in grids], axis=1) @ strides
-            coords = np.stack(np.unravel_index(above, r.shape), axis=1)
-            lin = (coords + md) @ strides
-            is_max = pad.ravel()[lin[:, None] + offs[None]].max(axis=1) <= r.ravel()[above]
-            pk = coords[is_max]
+            from ._spotfit import local_maxima
+
+            coords = np.stack(np.unravel_index(above, r.shape), axis=1).astype(np.int64)
+            pk = coords[local_maxima(np.ascontiguousarray(r).ravel(), np.array(r.shape, np.int64), coords,
+                                     _offsets((md,) * nd))]
         else:
             mx = ndi.maximum_filter(r, size=2 * md + 1, mode="nearest")
             pk = np.argwhere((r == mx) & (r > thr[0]))
