@@ -56,7 +56,29 @@ def test_detections_recover_simulator_truth(sample, reference):
     assert (frames["computational_ratio"] > 1.5).all()  # the APR is sparser than the pixels
     assert frames["detections"].sum() == len(reference["plain"].detections)
     sizes = reference["gauss"].detections["size"]  # reported in the movie's units despite the Gaussian
-    assert np.allclose(sizes, 1.5)
+    assert np.allclose(sizes, reference["gauss"].detections.attrs["sigma"])
+
+
+def test_spot_size_is_the_movie_estimate_of_detect(sample, reference):
+    """One rule for the spot size: the pipeline's default (sigma None) is dynfit detect's movie-level estimate,
+    measured once on the raw frames; a given size is used as given; a single frame estimates its own."""
+    from napari_dynfit.detect import detect_movie
+    from napari_dynfit.detect.size import estimate_movie_spot_sigma
+    from napari_dynfit.pipeline import process_frame
+
+    movie = sample[0]
+    est = estimate_movie_spot_sigma(movie)
+    assert abs(est.sigma - 1.5) < 0.15, est.summary()  # rendered PSF sigma 1.5 px
+    for res in reference.values():
+        det = res.detections
+        assert det.attrs["sigma"] == est.sigma and det.attrs["sigma_choice"] == est.summary()
+        assert det.attrs["polarity"] == est.polarity == "bright"
+        assert np.allclose(det["size"], est.sigma)
+    assert detect_movie(movie, n_workers=1).attrs["sigma"] == est.sigma
+    given = process_movie(movie[:2], detect={"sigma": 2.0})
+    assert given.detections.attrs["sigma_choice"] == "given" and np.allclose(given.detections["size"], 2.0)
+    table, _ = process_frame(movie[0])
+    assert len(table) and np.allclose(table["size"], estimate_movie_spot_sigma(movie[:1]).sigma)
 
 
 def test_threads_and_processes_match_serial(sample, reference):

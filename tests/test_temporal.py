@@ -86,3 +86,19 @@ def test_one_frame_blobs_dropped_cells_kept(colony):
     assert n == 1 and np.array_equal(out[0], noisy[0])
     m = match_segmentation(colony[6], out[6])
     assert m["f1"] == 1.0 and m["mean_iou"] == 1.0
+
+
+def test_frames_without_objects_are_skipped_not_compared(colony):
+    """A blank frame (dropped by the acquisition, lost by the segmentation) is missing evidence: the passes
+    compare each frame with the nearest frames that hold objects, across the gap, and leave the blank as it is."""
+    gappy = colony.copy()
+    gappy[[7, 9]] = 0  # frame 8 between two blank frames: its cells were all "isolated" frame to frame
+    out, n = drop_isolated(gappy)
+    assert n == 0 and np.array_equal(out, gappy)
+    pair = _touching_pair(colony, 11, 8, 12)
+    damaged = _merge(colony, (11,), pair)
+    damaged[10] = 0  # the frame before the merge is blank: the evidence is two frames back
+    out, n = split_transient_merges(damaged)
+    assert n == 1 and not out[10].any()
+    m = match_segmentation(colony[11], out[11])
+    assert m["f1"] == 1.0 and m["mean_iou"] > 0.95

@@ -51,9 +51,11 @@ CONVERT_DEFAULTS = {"rel_error": 0.1, "intensity_threshold": 0.0, "gradient_smoo
                     "backend": "numba"}
 #: APR-native Gaussian (keywords of :func:`napari_dynfit.apr.filters.gaussian`: sigma and stencil size, pixels).
 FILTER_DEFAULTS = {"sigma": 1.0, "size": None}
-#: Detection (keywords of :func:`napari_dynfit.detect.detect_blobs`; ``sigma`` = spot width in the movie, px).
+#: Detection (keywords of :func:`napari_dynfit.detect.detect_blobs`; ``sigma`` = spot width in the movie, px;
+#: None: estimated from the movie by the rule of ``dynfit detect`` and ``detect_movie``,
+#: :func:`napari_dynfit.detect.size.estimate_movie_spot_sigma`).
 #: ``split=None``: split unresolved pairs unless the frame is smoothed (see the module docstring).
-DETECT_DEFAULTS = {"sigma": 1.5, "sigma_range": None, "num_sigma": 3, "threshold": None, "threshold_snr": 5.0,
+DETECT_DEFAULTS = {"sigma": None, "sigma_range": None, "num_sigma": 3, "threshold": None, "threshold_snr": 5.0,
                    "min_distance": None, "exclude_border": False, "split": None, "detection_scale": 0.7,
                    "polarity": "auto"}
 MOVIE_SUFFIXES = (".tif", ".tiff", ".zarr", ".npy")
@@ -168,7 +170,13 @@ def process_frame(frame, index: int = 0, *, convert: dict | None = None, filter:
     widen = 0.0 if smooth is None else float(smooth["sigma"])
     if det_kw["split"] is None:
         det_kw["split"] = smooth is None
-    det_kw["sigma"] = math.hypot(det_kw["sigma"], widen)
+    if det_kw["sigma"] is None and det_kw["sigma_range"] is None:  # one frame: its own estimate (process_movie
+        from .detect.blobs import _resolve_sigma  # estimates once for the movie and passes the size)
+
+        det_kw["sigma"], det_kw["polarity"], _, _ = _resolve_sigma(np.asarray(frame)[None], None, None, spacing,
+                                                                   det_kw["polarity"])
+    if det_kw["sigma"] is not None:
+        det_kw["sigma"] = math.hypot(det_kw["sigma"], widen)
     if det_kw["sigma_range"] is not None:
         det_kw["sigma_range"] = tuple(math.hypot(s, widen) for s in det_kw["sigma_range"])
     try:
@@ -213,7 +221,11 @@ def process_movie(movie, *, convert: dict | None = None, filter: dict | None = N
         Gaussian on the particles, see :data:`FILTER_DEFAULTS` (``sigma`` in pixels); ``None`` (default)
         detects on the unfiltered APR.
     detect : dict, optional
-        Detection parameters, see :data:`DETECT_DEFAULTS` (``sigma``: spot width of the movie in pixels).
+        Detection parameters, see :data:`DETECT_DEFAULTS` (``sigma``: spot width of the movie in pixels; None,
+        the default: estimated once from the movie's raw frames at 1/4, 1/2 and 3/4 by
+        :func:`napari_dynfit.detect.size.estimate_movie_spot_sigma`, the rule of ``dynfit detect`` and
+        :func:`napari_dynfit.detect.detect_movie`; recorded in ``detections.attrs["sigma"]`` and
+        ``attrs["sigma_choice"]``, the polarity used in ``attrs["polarity"]``).
     spacing : sequence of float, optional
         Physical pixel size ``([z,] y, x)`` (anisotropic stacks).
     scheduler : str or distributed.Client
@@ -255,16 +267,22 @@ def process_movie(movie, *, convert: dict | None = None, filter: dict | None = N
         movie = np.asarray(movie)
     spacing = _check_spacing(spacing, len(shape) - 1)
     det_kw = _merge("detect", DETECT_DEFAULTS, detect)
-    if det_kw["polarity"] == "auto":  # one decision for the movie, here (not in every worker, frame by frame)
-        from .detect.blobs import movie_polarity
+    # size and polarity: one decision for the movie, here (not in every worker, frame by frame), by the rule of
+    # detect_movie / dynfit detect (sigma None: estimated from the raw frames at 1/4, 1/2, 3/4)
+    from .detect.blobs import _resolve_sigma, movie_polarity
 
-        det_kw["polarity"], _ = movie_polarity(movie, sigma=det_kw["sigma"], spacing=spacing)
+    det_kw["sigma"], det_kw["polarity"], _, choice = _resolve_sigma(movie, det_kw["sigma"], det_kw["sigma_range"],
+                                                                    spacing, det_kw["polarity"])
+    if det_kw["polarity"] == "auto":
+        sig = (det_kw["sigma_range"] or (det_kw["sigma"],))[-1]
+        det_kw["polarity"], _ = movie_polarity(movie, sigma=sig, spacing=spacing)
     func = functools.partial(process_frame, convert=_merge("convert", CONVERT_DEFAULTS, convert),
                              filter=_filter_params(filter), detect=det_kw, spacing=spacing)
     results = map_frames(func, movie, scheduler=scheduler, n_workers=workers, in_flight=in_flight,
                          desc="APR + detection", index=True)
     detections = pd.concat([table for table, _ in results], ignore_index=True)
     detections["frame"] = detections["frame"].astype(np.int64)
+    detections.attrs.update(sigma=det_kw["sigma"], sigma_choice=choice, polarity=det_kw["polarity"])
     if spacing is not None:
         detections.attrs["spacing"] = list(spacing)
     return PipelineResult(detections=detections, frames=pd.DataFrame([stats for _, stats in results]))

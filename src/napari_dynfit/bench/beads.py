@@ -198,6 +198,9 @@ def main(argv=None) -> None:
         frames = read_frames(args.folder, args.frames, args.every)
     say(f"{len(frames)} frames of {frames.shape[1]} x {frames.shape[2]}")
 
+    # warm-up of both on two frames (imports, compiled kernels: a cold numba cache costs ours ~20 s once)
+    tp.batch(frames[:2], args.diameter, minmass=args.minmass, invert=args.invert, processes=1)
+    detect_movie(frames[:2], sigma=args.sigma, n_workers=1)
     c0, t0 = time.process_time(), time.perf_counter()
     f = tp.batch(frames, args.diameter, minmass=args.minmass, invert=args.invert, processes=1)
     c_tp, t_tp = time.process_time() - c0, time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """``dynfit process``: the per-frame pipeline (APR conversion -> APR-native Gaussian -> detection) on Dask.
 
-``dynfit process MOVIE -o DETECTIONS.csv [--rel-error E] [--gaussian SIGMA] [--sigma S]
+``dynfit process MOVIE -o DETECTIONS.csv [--rel-error E] [--gaussian SIGMA] [--sigma auto|S]
 [--scheduler sync|threads|processes|local-cluster|tcp://HOST:PORT] [--workers N] [--stats FRAMES.csv]``
 
 The default scheduler is ``processes``: pyapr and our numba kernels hold the GIL, so threads give no
@@ -35,6 +35,9 @@ def _process(args) -> int:
     result = process_movie(movie, convert=convert, filter={"sigma": args.gaussian} if args.gaussian else None,
                            detect=detect, spacing=args.spacing, scheduler=args.scheduler, workers=args.workers)
     seconds = time.perf_counter() - t0
+    sig = result.detections.attrs.get("sigma")
+    if sig is not None:
+        print(f"sigma {sig:.2f} px (given)" if args.sigma is not None else result.detections.attrs["sigma_choice"])
     write_table(result.detections, args.output)
     if args.stats:
         with atomic_path(args.stats) as tmp:
@@ -49,6 +52,7 @@ def _process(args) -> int:
 
 def register(sub) -> None:
     from ._scheduler import add_scheduler_arguments
+    from .track import _sigma_arg
 
     p = sub.add_parser("process", help="per-frame pipeline: APR conversion, APR-native Gaussian, detection (Dask)",
                        description="Convert every frame of a movie to the APR, optionally smooth it on the particles, "
@@ -66,7 +70,9 @@ def register(sub) -> None:
     p.add_argument("--gradient-smoothing", type=nonneg_float, default=3.0, help="APR gradient smoothing (default 3)")
     p.add_argument("--gaussian", type=nonneg_float, default=0.0, metavar="SIGMA",
                    help="Gaussian on the APR particles before detection, sigma in pixels (default 0: none)")
-    p.add_argument("--sigma", type=positive_float, default=1.5, help="spot sigma in the movie, pixels (default 1.5)")
+    p.add_argument("--sigma", type=_sigma_arg, default="auto",
+                   help="spot sigma in the movie, pixels, or auto (default): estimated from the frames at 1/4, 1/2, "
+                        "3/4 of the movie (dynfit detect's rule) and printed")
     p.add_argument("--threshold-snr", type=positive_float, default=5.0,
                    help="detection threshold as a multiple of the response noise (default 5)")
     split = p.add_mutually_exclusive_group()

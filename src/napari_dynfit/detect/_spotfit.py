@@ -15,10 +15,15 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _model(vals, coords, sig, q, k, f, jac):
+def _model(vals, offs, shift, sig, q, k, f, jac, ew, uw):
     """Model values ``f`` (m,) and Jacobian ``jac`` (P, m) of ``k`` spots + offset at parameters ``q``; returns the
-    residual sum of squares against ``vals``."""
-    m, nd = coords.shape
+    residual sum of squares against ``vals``.
+
+    The window is a C-ordered grid: pixel ``i`` lies at ``offs[i] + shift`` from the window's centre, so each spot's
+    Gaussian is the product of per-axis factors (``ew``, with the offsets in widths ``uw``; scratch arrays
+    (nd, >= 2 h + 1)): ``sum(2 h_d + 1)`` exponentials per spot instead of one per pixel.
+    """
+    m, nd = offs.shape
     npar = q.size
     w = q[npar - 2]
     b = q[npar - 1]
@@ -32,17 +37,24 @@ def _model(vals, coords, sig, q, k, f, jac):
     for g in range(k):
         o = g * (nd + 1)
         a = q[o]
+        for d in range(nd):
+            h = -offs[0, d]
+            for t in range(2 * h + 1):
+                u = (t - h + shift[d] - q[o + 1 + d]) * inv[d]
+                uw[d, t] = u
+                ew[d, t] = np.exp(-0.5 * u * u)
         for i in range(m):
+            e = 1.0
             u2 = 0.0
             for d in range(nd):
-                u = (coords[i, d] - q[o + 1 + d]) * inv[d]
-                u2 += u * u
-            e = np.exp(-0.5 * u2)
+                t = offs[i, d] - offs[0, d]
+                e *= ew[d, t]
+                u2 += uw[d, t] * uw[d, t]
             ae = a * e
             f[i] += ae
             jac[o, i] = e
             for d in range(nd):
-                jac[o + 1 + d, i] = ae * (coords[i, d] - q[o + 1 + d]) * inv[d] * inv[d]
+                jac[o + 1 + d, i] = ae * uw[d, offs[i, d] - offs[0, d]] * inv[d]
             jac[npar - 2, i] += ae * u2 / w
     rss = 0.0
     for i in range(m):
@@ -82,14 +94,16 @@ def _solve(a, b):
 
 
 @njit(cache=True, nogil=True)
-def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
+def _lm_one(vals, offs, shift, sig, q, k, iters, rss_stop):
     """Levenberg-Marquardt fit of one window (``q`` updated in place); returns the residual sum of squares.
 
     A fit still above ``2.5 * rss_stop`` after one step (``rss_stop`` after three) is abandoned: it cannot reach
     the acceptance level of the caller; so is one whose width factor is more than 0.5 from 1 after three steps.
     """
-    m, nd = coords.shape
+    m, nd = offs.shape
     npar = q.size
+    ew = np.empty((nd, 2 * np.max(np.abs(offs)) + 1))
+    uw = np.empty_like(ew)
     f = np.empty(m)
     jac = np.empty((npar, m))
     f2 = np.empty(m)
@@ -99,7 +113,7 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
     jtr = np.empty(npar)
     a = np.empty((npar, npar))
     step = np.empty(npar)
-    rss = _model(vals, coords, sig, q, k, f, jac)
+    rss = _model(vals, offs, shift, sig, q, k, f, jac, ew, uw)
     lam = 1e-2
     fresh = True  # normal equations to (re)build: only after an accepted step
     for it in range(iters):
@@ -132,7 +146,7 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
             if lam > 1e2:
                 break
             continue
-        rss2 = _model(vals, coords, sig, q2, k, f2, jac2)
+        rss2 = _model(vals, offs, shift, sig, q2, k, f2, jac2, ew, uw)
         if rss2 < rss:
             done = rss - rss2 < 1e-2 * rss
             q[:] = q2
@@ -151,19 +165,22 @@ def _lm_one(vals, coords, sig, q, k, iters, rss_stop):
 
 
 @njit(cache=True, nogil=True)
-def fit_spots(vals, coords, sig, q0, k, iters, rss_stop):
+def fit_spots(vals, offs, shift, sig, q0, k, iters, rss_stop):
     """Fit ``k`` Gaussian spots of one shared width plus a constant offset to many windows.
 
     Parameters
     ----------
     vals : ndarray, shape (c, m)
         Pixel values of each window (background-flattened image, objects positive).
-    coords : ndarray, shape (c, m, nd)
-        Pixel offsets (pixels) from each window's centre.
+    offs : ndarray of int, shape (m, nd)
+        The windows' pixel offsets (a C-ordered grid of +-h per axis, as :func:`napari_dynfit.detect.blobs._offsets`).
+    shift : ndarray, shape (c, nd)
+        Offset of each window's grid from its centre (pixels): window pixel ``i`` lies at ``offs[i] + shift``.
     sig : ndarray, shape (nd,)
         Spot sigma per axis (pixels); the fitted widths are ``factor * sig``.
     q0 : ndarray, shape (c, k * (nd + 1) + 2)
-        Start ``[amplitude, centre (nd)] * k + [width factor, offset]`` per window.
+        Start ``[amplitude, centre (nd)] * k + [width factor, offset]`` per window (centres relative to the window
+        centre).
     k : int
         Number of spots.
     iters : int
@@ -182,38 +199,170 @@ def fit_spots(vals, coords, sig, q0, k, iters, rss_stop):
     q = q0.copy()
     rss = np.empty(c)
     for j in range(c):
-        rss[j] = _lm_one(vals[j], coords[j], sig, q[j], k, iters, rss_stop[j])
+        rss[j] = _lm_one(vals[j], offs, shift[j], sig, q[j], k, iters, rss_stop[j])
     return q, rss
 
 
 @njit(cache=True, nogil=True)
-def shape_hessian(vals, coords, sig):
-    """Hessian (units of sigma) of each window smoothed by a Gaussian of width ``sig`` at its centre.
-
-    ``vals`` (c, m), ``coords`` (c, m, nd): returns the Hessians (c, nd, nd), the sums
-    ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u = coords / sig``, and the weights ``sum_i v_i
-    exp(-u_i^2 / 2)`` (c,) (the smoothed value).
-    """
-    c, m, nd = coords.shape
-    h = np.zeros((c, nd, nd))
-    gs = np.zeros(c)
+def start_amplitudes(vals, offs, shift, sig, c1, c2):
+    """Amplitudes (c, 2) of two Gaussian spots of width ``sig`` at ``c1``, ``c2`` (c, nd; relative to the window
+    centre) that best explain each window (linear least squares, no offset; grid windows as in
+    :func:`fit_spots`)."""
+    c = vals.shape[0]
+    m, nd = offs.shape
+    amp = np.empty((c, 2))
     for j in range(c):
+        s11 = s12 = s22 = r1 = r2 = 0.0
         for i in range(m):
+            u1 = 0.0
             u2 = 0.0
             for d in range(nd):
-                u = coords[j, i, d] / sig[d]
-                u2 += u * u
-            gv = vals[j, i] * np.exp(-0.5 * u2)
+                x = offs[i, d] + shift[j, d]
+                a = (x - c1[j, d]) / sig[d]
+                b = (x - c2[j, d]) / sig[d]
+                u1 += a * a
+                u2 += b * b
+            g1 = np.exp(-0.5 * u1)
+            g2 = np.exp(-0.5 * u2)
+            s11 += g1 * g1
+            s12 += g1 * g2
+            s22 += g2 * g2
+            r1 += g1 * vals[j, i]
+            r2 += g2 * vals[j, i]
+        s11 += 1e-9
+        s22 += 1e-9
+        det = s11 * s22 - s12 * s12
+        amp[j, 0] = (s22 * r1 - s12 * r2) / det
+        amp[j, 1] = (s11 * r2 - s12 * r1) / det
+    return amp
+
+
+@njit(cache=True, nogil=True)
+def _axis_weights(pos, base, offs, sig, power, wts):
+    """Per-axis Gaussian factors of a window: ``wts[d, o] = exp(-power * ((base[d] + o - h_d - pos[d]) / sig[d])^2)``
+    for the ``2 h_d + 1`` offsets ``o`` along axis ``d`` of the C-ordered grid ``offs`` (its first row is ``-h``):
+    the weight of a window pixel is the product over the axes (the window's exponentials in ``sum(2 h_d + 1)``
+    calls instead of one per pixel)."""
+    for d in range(pos.size):
+        h = -offs[0, d]
+        for o in range(2 * h + 1):
+            u = (base[d] + o - h - pos[d]) / sig[d]
+            wts[d, o] = np.exp(-power * u * u)
+
+
+@njit(cache=True, nogil=True)
+def shape_hessian(img1d, shape, pos, offs, sig):
+    """Hessian (units of sigma) of the image smoothed by a Gaussian of width ``sig`` (nd,) at each ``pos`` (n, nd),
+    over the window ``offs`` (k, nd, C-ordered grid) around the nearest pixel (pixels outside the image count 0).
+
+    Returns the sums ``sum_i v_i exp(-u_i^2 / 2) (u_i u_i^T - I)`` with ``u`` the pixel offset from ``pos`` in
+    sigmas (n, nd, nd), the weights ``sum_i v_i exp(-u_i^2 / 2)`` (n,) (the smoothed value) and the window's peak
+    value (n,; 0 where the window leaves the image and nothing inside is higher).
+    """
+    n, nd = pos.shape
+    k = offs.shape[0]
+    h = np.zeros((n, nd, nd))
+    gs = np.zeros(n)
+    peak = np.empty(n)
+    base = np.empty(nd, np.int64)
+    wts = np.empty((nd, 2 * np.max(np.abs(offs)) + 1))
+    u = np.empty(nd)
+    for j in range(n):
+        _nearest(pos[j], shape, base)
+        _axis_weights(pos[j], base, offs, sig, 0.5, wts)
+        pk = -np.inf
+        for i in range(k):
+            lin = 0
+            g = 1.0
+            for d in range(nd):
+                c = base[d] + offs[i, d]
+                if c < 0 or c >= shape[d]:
+                    lin = -1
+                    break
+                lin = lin * shape[d] + c
+                u[d] = (c - pos[j, d]) / sig[d]
+                g *= wts[d, offs[i, d] - offs[0, d]]
+            if lin < 0:
+                pk = max(pk, 0.0)
+                continue
+            v = img1d[lin]
+            pk = max(pk, v)
+            gv = v * g
             gs[j] += gv
             for a in range(nd):
-                ua = coords[j, i, a] / sig[a]
-                h[j, a, a] += gv * (ua * ua - 1.0)
+                h[j, a, a] += gv * (u[a] * u[a] - 1.0)
                 for b in range(a + 1, nd):
-                    h[j, a, b] += gv * ua * coords[j, i, b] / sig[b]
+                    h[j, a, b] += gv * u[a] * u[b]
+        peak[j] = pk
         for a in range(nd):
             for b in range(a + 1, nd):
                 h[j, b, a] = h[j, a, b]
-    return h, gs
+    return h, gs, peak
+
+
+@njit(cache=True, nogil=True)
+def components(n, pairs):
+    """Connected components of ``n`` nodes joined by ``pairs`` (e, 2) (union-find): the number of components and
+    the label of each node (n,), numbered in the order of each component's smallest node, as
+    :func:`scipy.sparse.csgraph.connected_components` numbers them (without building a sparse matrix, whose
+    set-up cost more than the detection of a whole frame's groups)."""
+    parent = np.arange(n)
+    for e in range(pairs.shape[0]):
+        a = pairs[e, 0]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        b = pairs[e, 1]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    labels = np.empty(n, np.int64)
+    root_label = np.full(n, -1, np.int64)
+    count = 0
+    for v in range(n):
+        r = v
+        while parent[r] != r:
+            r = parent[r]
+        if root_label[r] < 0:
+            root_label[r] = count
+            count += 1
+        labels[v] = root_label[r]
+    return count, labels
+
+
+@njit(cache=True, nogil=True)
+def local_maxima(img1d, shape, base, offs):
+    """Whether each pixel ``base`` (n, nd) is >= every pixel of its window ``offs`` (k, nd) inside the image (pixels
+    outside do not count), in the raveled (C-order) image ``img1d`` of shape ``shape``."""
+    n, nd = base.shape
+    out = np.ones(n, np.bool_)
+    for j in range(n):
+        lin0 = 0
+        for d in range(nd):
+            lin0 = lin0 * shape[d] + base[j, d]
+        v = img1d[lin0]
+        for i in range(offs.shape[0]):
+            lin = _linear(base, offs, j, i, shape)
+            if lin >= 0 and img1d[lin] > v:
+                out[j] = False
+                break
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _linear(base, offs, j, i, shape):
+    """Linear (C-order) index of pixel ``base[j] + offs[i]`` in an image of shape ``shape``; -1 outside it."""
+    lin = 0
+    for d in range(shape.size):
+        c = base[j, d] + offs[i, d]
+        if c < 0 or c >= shape[d]:
+            return -1
+        lin = lin * shape[d] + c
+    return lin
 
 
 @njit(cache=True, nogil=True)
@@ -229,34 +378,26 @@ def gather(img1d, shape, base, offs):
     inside = np.zeros((n, k), np.bool_)
     for j in range(n):
         for i in range(k):
-            lin = 0
-            ok = True
-            for d in range(nd):
-                c = base[j, d] + offs[i, d]
-                if c < 0 or c >= shape[d]:
-                    ok = False
-                    break
-                lin = lin * shape[d] + c
-            if ok:
+            lin = _linear(base, offs, j, i, shape)
+            if lin >= 0:
                 vals[j, i] = img1d[lin]
                 inside[j, i] = True
     return vals, inside
 
 
 @njit(cache=True, nogil=True)
-def _pixel(base, off, shape, pos, sig):
-    """Linear index of pixel ``base + off`` (-1 outside the image) and its squared distance from ``pos`` in
-    sigmas."""
+def _pixel_weight(base, offs, i, shape, wts):
+    """Linear index of pixel ``base + offs[i]`` (-1 outside the image) and its weight, the product of the per-axis
+    factors ``wts`` of :func:`_axis_weights`."""
     lin = 0
-    u2 = 0.0
+    g = 1.0
     for d in range(base.size):
-        c = base[d] + off[d]
+        c = base[d] + offs[i, d]
         if c < 0 or c >= shape[d]:
             return -1, 0.0
         lin = lin * shape[d] + c
-        u = (c - pos[d]) / sig[d]
-        u2 += u * u
-    return lin, u2
+        g *= wts[d, offs[i, d] - offs[0, d]]
+    return lin, g
 
 
 @njit(cache=True, nogil=True)
@@ -269,22 +410,24 @@ def _nearest(pos, shape, base):
 def weighted_centroid(img1d, shape, pos, offs, sig):
     """Doubled shift of the Gaussian-weighted centroid (see :func:`napari_dynfit.detect.blobs._weighted_centroid`).
 
-    ``pos`` (n, nd) float positions, ``offs`` (k, nd) window offsets around the nearest pixel, ``sig`` (nd,):
-    returns the new positions (n, nd); pixels outside the image and negative values weigh nothing.
+    ``pos`` (n, nd) float positions, ``offs`` (k, nd) window offsets around the nearest pixel (C-ordered grid),
+    ``sig`` (nd,): returns the new positions (n, nd); pixels outside the image and negative values weigh nothing.
     """
     n, nd = pos.shape
     out = pos.copy()
     base = np.empty(nd, np.int64)
     acc = np.empty(nd)
+    wts = np.empty((nd, 2 * np.max(np.abs(offs)) + 1))
     for j in range(n):
         _nearest(pos[j], shape, base)
+        _axis_weights(pos[j], base, offs, sig, 0.5, wts)
         acc[:] = 0.0
         sw = 0.0
         for i in range(offs.shape[0]):
-            lin, u2 = _pixel(base, offs[i], shape, pos[j], sig)
+            lin, g = _pixel_weight(base, offs, i, shape, wts)
             if lin < 0 or img1d[lin] <= 0:
                 continue
-            w = img1d[lin] * np.exp(-0.5 * u2)
+            w = img1d[lin] * g
             sw += w
             for d in range(nd):
                 acc[d] += w * (base[d] + offs[i, d] - pos[j, d])
@@ -297,18 +440,19 @@ def weighted_centroid(img1d, shape, pos, offs, sig):
 @njit(cache=True, nogil=True)
 def gaussian_mean(img1d, shape, pos, offs, sig):
     """Mean of the image weighted by a Gaussian of half the width ``sig`` (nd,) centred on each ``pos`` (n, nd),
-    over the window ``offs`` (k, nd) around the nearest pixel, inside the image only."""
+    over the window ``offs`` (k, nd, C-ordered grid) around the nearest pixel, inside the image only."""
     n, nd = pos.shape
     out = np.zeros(n)
     base = np.empty(nd, np.int64)
+    wts = np.empty((nd, 2 * np.max(np.abs(offs)) + 1))
     for j in range(n):
         _nearest(pos[j], shape, base)
+        _axis_weights(pos[j], base, offs, sig, 2.0, wts)
         sg = 0.0
         sv = 0.0
         for i in range(offs.shape[0]):
-            lin, u2 = _pixel(base, offs[i], shape, pos[j], sig)
+            lin, g = _pixel_weight(base, offs, i, shape, wts)
             if lin >= 0:
-                g = np.exp(-2.0 * u2)
                 sg += g
                 sv += g * img1d[lin]
         out[j] = sv / max(sg, 1e-12)

@@ -91,23 +91,17 @@ def _offsets(half: tuple) -> np.ndarray:
     return offs
 
 
-def _window(img: np.ndarray, pos: np.ndarray, half: np.ndarray, *, inside: bool = False):
-    """Pixels of ``img`` in windows of +-``half`` around the pixels nearest to ``pos`` (n, nd).
-
-    Returns the offsets of the window pixels from ``pos`` (n, k, nd), their values (n, k, float64; 0 outside the
-    image) and, with ``inside=True``, the mask of pixels inside the image (n, k). One compiled gather
-    (:func:`._spotfit.gather`), without padding the image.
-    """
+def _grid(img: np.ndarray, pos: np.ndarray, half: np.ndarray):
+    """Windows of +-``half`` around the pixels nearest to ``pos`` (n, nd) for the compiled fits: the grid's offsets
+    (k, nd), each window's shift from ``pos`` (n, nd; pixel ``i`` of window ``j`` lies at ``offs[i] + shift[j]``
+    from ``pos[j]``) and the values (n, k, float64; 0 outside the image)."""
     from ._spotfit import gather
 
-    offs = _offsets(tuple(int(h) for h in half))  # (k, nd)
+    offs = _offsets(tuple(int(h) for h in half))
     shape = np.array(img.shape)
     base = np.clip(np.round(pos).astype(np.int64), 0, shape - 1)
-    vals, mask = gather(np.ascontiguousarray(img).ravel(), shape.astype(np.int64), base, offs)
-    d = offs[None] + (base - pos)[:, None, :]
-    if not inside:
-        return d, vals
-    return d, vals, mask
+    vals, _ = gather(np.ascontiguousarray(img).ravel(), shape.astype(np.int64), base, offs)
+    return offs, (base - pos).astype(np.float64), vals
 
 
 def _kernel_args(img: np.ndarray, pos: np.ndarray, half: np.ndarray, sig: np.ndarray):
@@ -245,14 +239,13 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
     alone where that is 0), the gain test that plus ``(model_error * peak)^2``. Returns the decision (n,) and the two
     fitted positions (absolute).
     """
-    from ._spotfit import fit_spots
+    from ._spotfit import fit_spots, start_amplitudes
 
     nd = flat.ndim
     n = len(centre)
     half = np.ceil(2.5 * sig).astype(int)
-    coords, vals = _window(flat, centre, half)
-    coords = coords.astype(np.float64)
-    vals = vals.astype(np.float64)
+    offs, shift, vals = _grid(flat, centre, half)
+    sig = sig.astype(np.float64)
     m = vals.shape[1]
     peak = np.maximum(vals.max(axis=1), 0)
     var_img = noise ** 2 + (err[1] * peak) ** 2  # the image's own error: pixel noise (+ reconstruction error)
@@ -261,15 +254,11 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
     # its contrast); where the image has none to measure, within the model error
     chi_max = SPLIT_MAX_CHI2 * m * np.where(var_img > 0, var_img, np.maximum(var, 1e-30))
     # amplitudes of the two starts by linear least squares (no offset)
-    g1 = np.exp(-0.5 * (((coords - c1[:, None, :]) / sig) ** 2).sum(axis=2))
-    g2 = np.exp(-0.5 * (((coords - c2[:, None, :]) / sig) ** 2).sum(axis=2))
-    g12 = (g1 * g2).sum(1)
-    gram = np.stack([np.stack([(g1 * g1).sum(1), g12], -1), np.stack([g12, (g2 * g2).sum(1)], -1)], -2)
-    rhs = np.stack([(g1 * vals).sum(1), (g2 * vals).sum(1)], -1)
-    amp = np.linalg.solve(gram + 1e-9 * np.eye(2), rhs[..., None])[..., 0]
+    c1, c2 = np.asarray(c1, np.float64), np.asarray(c2, np.float64)
+    amp = start_amplitudes(vals, offs, shift, sig, c1, c2)
     ones, zeros = np.ones((n, 1)), np.zeros((n, 1))
     q0 = np.concatenate([amp[:, :1], c1, amp[:, 1:], c2, ones, zeros], 1)
-    q2, rss2 = fit_spots(vals, coords, sig.astype(np.float64), q0, 2, 15, 3 * chi_max)
+    q2, rss2 = fit_spots(vals, offs, shift, sig, q0, 2, 15, 3 * chi_max)
     a1, a2 = q2[:, 0], q2[:, nd + 1]
     p1, p2 = q2[:, 1:nd + 1], q2[:, nd + 2:2 * nd + 2]
     sep = np.linalg.norm((p1 - p2) / sig, axis=1)
@@ -280,7 +269,7 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
         g = np.flatnonzero(two)
         w = np.maximum(amp[g], 0)
         start = (w[:, :1] * c1[g] + w[:, 1:] * c2[g]) / np.maximum(w.sum(1), 1e-12)[:, None]
-        q1, rss1 = fit_spots(vals[g], coords[g], sig.astype(np.float64),
+        q1, rss1 = fit_spots(vals[g], offs, shift[g], sig,
                              np.concatenate([vals[g].max(1)[:, None], start, ones[g], zeros[g]], 1), 1, 15,
                              np.full(len(g), np.inf))
         gain = (rss1 - rss2[g]) / np.maximum(var[g], 1e-30)
@@ -288,19 +277,25 @@ def _two_spots(flat, centre, c1, c2, sig, noise, err):
     return two, centre + p1, centre + p2
 
 
-def _groups(pos: np.ndarray, sig: np.ndarray, dist: float, keep=None):
-    """Connected groups of positions closer than ``dist`` sigmas (only pairs where ``keep(pairs)`` is True): labels
-    (n,) and group sizes."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+def _close(pos: np.ndarray, sig: np.ndarray, dist: float) -> np.ndarray:
+    """Index pairs (e, 2) of positions closer than ``dist`` sigmas."""
     from scipy.spatial import cKDTree
 
-    n = len(pos)
-    pairs = cKDTree(pos / sig).query_pairs(dist, output_type="ndarray")
-    if keep is not None and len(pairs):
-        pairs = pairs[keep(pairs)]
-    _, lab = connected_components(coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)),
-                                  directed=False)
+    return cKDTree(pos / sig).query_pairs(dist, output_type="ndarray").reshape(-1, 2)
+
+
+def _components(n: int, pairs: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of ``n`` nodes joined by ``pairs``: their number and the labels (n,)
+    (:func:`._spotfit.components`)."""
+    from ._spotfit import components
+
+    return components(n, np.ascontiguousarray(pairs, np.int64).reshape(-1, 2))
+
+
+def _groups(n: int, pairs: np.ndarray):
+    """Connected groups of ``n`` positions joined by ``pairs`` (from :func:`_close`): labels (n,) and group
+    sizes."""
+    lab = _components(n, pairs)[1]
     return lab, np.bincount(lab, minlength=1)
 
 
@@ -321,11 +316,11 @@ def _joint_fit(flat: np.ndarray, pos: np.ndarray, mem: np.ndarray, sig: np.ndarr
     p = pos[mem]
     centre = np.round(0.5 * (p.min(1) + p.max(1)))
     half = np.ceil(0.5 * (p.max(1) - p.min(1)).max(0) + 2.5 * sig).astype(int)
-    coords, vals = _window(flat, centre, half)
-    amp = _window(flat, pos[mem.ravel()], np.zeros(nd, int))[1].reshape(g, k, 1)
+    offs, shift, vals = _grid(flat, centre, half)
+    amp = _grid(flat, pos[mem.ravel()], np.zeros(nd, int))[2].reshape(g, k, 1)
     q0 = np.concatenate([np.concatenate([amp, p - centre[:, None]], 2).reshape(g, -1), np.ones((g, 1)),
                          np.zeros((g, 1))], 1)
-    q, rss = fit_spots(vals, coords.astype(np.float64), sig.astype(np.float64), q0, k, iters, np.full(g, np.inf))
+    q, rss = fit_spots(vals, offs, shift, sig.astype(np.float64), q0, k, iters, np.full(g, np.inf))
     spots = q[:, :-2].reshape(g, k, nd + 1)
     return centre[:, None] + spots[..., 1:], spots[..., 0], q[:, -2], rss, vals.max(1), vals.shape[1]
 
@@ -335,17 +330,13 @@ def _close_pairs(pos: np.ndarray, resp_at: np.ndarray, sig: np.ndarray, flat: np
     """Maxima closer than :data:`MERGE_DISTANCE` sigmas: each pair is kept as two spots only where
     :func:`_two_spots` says so, else merged (connected groups of such pairs become one blob at their
     response-weighted mean position). Returns the positions and a mask of those confirmed as one of two spots."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
     n = len(pos)
-    pairs = cKDTree(pos / sig).query_pairs(MERGE_DISTANCE, output_type="ndarray")
+    pairs = _close(pos, sig, MERGE_DISTANCE)
     if len(pairs) == 0:
         return pos, np.zeros(n, bool)
     # groups of 3 or 4 maxima (dense clusters): all of them stay where as many spots explain the group's window within
     # the image's error (a pair test would see the third spot as misfit and merge them)
-    lab, sizes = _groups(pos, sig, MERGE_DISTANCE)
+    lab, sizes = _groups(n, pairs)
     confirmed = np.zeros(n, bool)
     pos = pos.copy()
     for k in range(3, CLUSTER_MAX + 1):
@@ -371,8 +362,7 @@ def _close_pairs(pos: np.ndarray, resp_at: np.ndarray, sig: np.ndarray, flat: np
     one = ~two
     if not one.any():
         return pos, paired
-    adj = coo_matrix((np.ones(one.sum()), (i[one], j[one])), shape=(n, n))
-    ncomp, lab = connected_components(adj, directed=False)
+    ncomp, lab = _components(n, pairs[one])
     w = np.maximum(resp_at, 1e-12)
     wsum = np.bincount(lab, weights=w, minlength=ncomp)
     merged = np.stack([np.bincount(lab, weights=w * pos[:, a], minlength=ncomp) for a in range(pos.shape[1])], 1)
@@ -399,15 +389,14 @@ def _shape(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray):
     from ._spotfit import shape_hessian
 
     half = np.ceil(3 * sig).astype(int)
-    coords, vals = _window(flat, pos, half)
-    h, gsum = shape_hessian(vals, coords.astype(np.float64), sig.astype(np.float64))
+    h, gsum, peak = shape_hessian(*_kernel_args(flat, pos, half, sig))
     ev, evec = np.linalg.eigh(h)
     # h = sum g (u u^T - I): the weighted second moment along the narrowest axis is 1 + ev_min / sum g
     spotlike = (gsum > 0) & (1 + ev[:, 0] / np.where(gsum > 0, gsum, 1) < SPOT_MAX_MINOR_MOMENT)
     # standard deviation of the eigenvalue difference under white noise of unit variance: that of h_00 - h_11
     u = _offsets(tuple(int(h) for h in half)) / sig
     sd_unit = float(np.sqrt((np.exp(-(u ** 2).sum(1)) * (u[:, 0] ** 2 - u[:, 1] ** 2) ** 2).sum()))
-    return ev, evec, vals.max(axis=1), sd_unit, spotlike
+    return ev, evec, peak, sd_unit, spotlike
 
 
 def _split_merged(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, noise: float, err: tuple,
@@ -465,9 +454,10 @@ def _refine_clusters(flat: np.ndarray, pos: np.ndarray, sig: np.ndarray, spotlik
     width, positive amplitudes and moves no spot by more than one sigma."""
     if len(pos) < 2:
         return pos
-    lab0, _ = _groups(pos, sig, CLUSTER_DISTANCE)
+    pairs = _close(pos, sig, CLUSTER_DISTANCE)
+    lab0, _ = _groups(len(pos), pairs)
     bad = np.bincount(lab0, weights=~spotlike, minlength=len(pos))  # groups with an irregular member: left alone
-    lab, sizes = _groups(pos, sig, CLUSTER_DISTANCE, keep=lambda pr: bad[lab0[pr[:, 0]]] == 0)
+    lab, sizes = _groups(len(pos), pairs[bad[lab0[pairs[:, 0]]] == 0])
     out = pos.copy()
     for k in range(2, CLUSTER_MAX + 1):  # all groups of k detections in one batch of fits
         mem = _members(lab, sizes, k)
@@ -486,14 +476,11 @@ def _peaks(resp: np.ndarray, thr: np.ndarray, md: int, exclude_border: bool) -> 
         r = resp[0]
         above = np.flatnonzero(r.ravel() > thr[0])
         if len(above) < 0.05 * r.size:  # few candidates: compare each with its window (a full max filter costs more)
-            pad = np.pad(r, md, constant_values=-np.inf)
-            strides = np.cumprod((1,) + pad.shape[::-1])[:-1][::-1]
-            grids = np.meshgrid(*[np.arange(-md, md + 1)] * nd, indexing="ij")
-            offs = np.stack([g.ravel() for g in grids], axis=1) @ strides
-            coords = np.stack(np.unravel_index(above, r.shape), axis=1)
-            lin = (coords + md) @ strides
-            is_max = pad.ravel()[lin[:, None] + offs[None]].max(axis=1) <= r.ravel()[above]
-            pk = coords[is_max]
+            from ._spotfit import local_maxima
+
+            coords = np.stack(np.unravel_index(above, r.shape), axis=1).astype(np.int64)
+            pk = coords[local_maxima(np.ascontiguousarray(r).ravel(), np.array(r.shape, np.int64), coords,
+                                     _offsets((md,) * nd))]
         else:
             mx = ndi.maximum_filter(r, size=2 * md + 1, mode="nearest")
             pk = np.argwhere((r == mx) & (r > thr[0]))

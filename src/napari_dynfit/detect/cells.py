@@ -893,11 +893,12 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     n_late = None
     if method == "learned" and labels.ndim == 3:
         from .learned import split_late_divisions
-        from .temporal import drop_isolated, split_transient_merges
+        from .temporal import drop_isolated, on_present_frames, split_transient_merges
 
         dists = [r[1].pop("dist") for r in results]
         labels, n_merged = split_transient_merges(labels, dists)  # touching cells the frame's masks merged
-        labels, n_late = split_late_divisions(labels, dists)  # divisions the masks show a frame late (faint septa)
+        # divisions the masks show a frame late (faint septa); frames without objects skipped, as in the two others
+        labels, n_late = on_present_frames(split_late_divisions, labels, dists)
         labels, n_isolated = drop_isolated(labels)  # one-frame specks: no cell before or after
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length", "dist")}

@@ -7,6 +7,11 @@ neighbour frames' objects as seeds. An object nothing overlaps in the frames bef
 :func:`drop_isolated` removes it. The neighbours' objects are first moved by the local flow
 between the frames (:func:`~napari_dynfit.track.auto.pair_flow` on the centroids, the tracker's own estimate),
 since a growing colony's cells move by up to several cell widths per frame.
+
+Both passes compare each frame with its neighbours in time, so a frame without any object (a dropped or blank
+frame of the acquisition, a frame the segmentation lost) is missing evidence, not an empty field: both run on the
+frames that hold objects (:func:`present_frames`), each compared with its nearest such frames before and after
+(the flow then spans the gap), and leave the empty frames as they are.
 """
 
 from __future__ import annotations
@@ -27,6 +32,25 @@ AHEAD = 2
 PAST_ALONE = 3
 #: smallest piece of a split mask, as a fraction of the mask (a sliver is a misaligned seed, not a cell)
 MIN_PIECE = 0.15
+
+
+def present_frames(labels) -> np.ndarray | None:
+    """Indices of the frames of ``labels`` (t, ...) that hold objects, or None when every frame does (or none
+    does): the frames the temporal passes compare, the others being missing evidence (module docstring)."""
+    full = np.array([np.asarray(f).any() for f in labels], bool)
+    return None if full.all() or not full.any() else np.flatnonzero(full)
+
+
+def on_present_frames(func, labels, dist=None, **kw):
+    """``func(labels[, dist], **kw) -> (labels, count)`` (a temporal pass) on the frames of ``labels`` that hold
+    objects (:func:`present_frames`), written back into a copy; the whole movie when every frame holds objects."""
+    keep = present_frames(labels)
+    if keep is None:
+        return func(labels, *(() if dist is None else (dist,)), **kw)
+    out = np.array(labels, dtype=np.int32, copy=True)
+    sub, n = func(out[keep], *(() if dist is None else ([dist[t] for t in keep],)), **kw)
+    out[keep] = sub
+    return out, n
 
 
 def moved_objects(src: np.ndarray, dst: np.ndarray, via=()) -> tuple[np.ndarray, dict]:
@@ -150,7 +174,8 @@ def split_transient_merges(labels: np.ndarray, dist=None, *, inside: float = INS
     its daughters appear. The mask is cut by a watershed on ``-dist`` (the frame's distance-to-boundary map; the
     mask's own distance transform without one) seeded by the moved objects of the previous frame, or of the later
     frame when it holds fewer of them (the previous one may show a division of one of them) or as many covering
-    more of the mask. The movie is swept forwards, so a merge lasting several frames is cut frame after frame,
+    more of the mask. Frames without objects are skipped (the earlier and later frames are the nearest that hold
+    objects; module docstring). The movie is swept forwards, so a merge lasting several frames is cut frame after frame,
     each cut seeding the next. Cuts leaving a piece smaller than :data:`MIN_PIECE` of the mask (misaligned seeds)
     are not made. The frame counts (:data:`PAST`, :data:`AHEAD`, :data:`PAST_ALONE`) were chosen on generated
     phase-contrast movies under the rule that ``render_cells`` colonies, where the U-Net merges nothing, lose at
@@ -176,6 +201,9 @@ def split_transient_merges(labels: np.ndarray, dist=None, *, inside: float = INS
     n_split : int
         Masks split.
     """
+    if present_frames(labels) is not None:  # frames without objects: compare the others across the gaps
+        return on_present_frames(split_transient_merges, labels, dist, inside=inside, past=past, ahead=ahead,
+                           past_alone=past_alone)
     labels = np.array(labels, dtype=np.int32, copy=True)
     n_split = 0
     n = len(labels)
@@ -246,7 +274,8 @@ def drop_isolated(labels: np.ndarray) -> tuple[np.ndarray, int]:
     place), so an object of frame ``t`` that no object of frame ``t - 1`` *and* no object of frame ``t + 1`` overlaps
     by a single pixel, once moved by the local flow (:func:`moved_objects`), is background texture or debris the
     segmentation picked up in one frame (flickering noise of a sparse, noisy movie), which the tracker could
-    only make a one-frame track of. Objects of the first and last frames (one neighbour only) are kept.
+    only make a one-frame track of. Objects of the first and last frames (one neighbour only) are kept. Frames
+    without objects are skipped: the neighbours are the nearest frames that hold objects (module docstring).
 
     Parameters
     ----------
@@ -258,6 +287,8 @@ def drop_isolated(labels: np.ndarray) -> tuple[np.ndarray, int]:
         A copy without those objects (the frames that lost one renumbered 1..n).
     n_dropped : int
     """
+    if present_frames(labels) is not None:  # frames without objects: compare the others across the gaps
+        return on_present_frames(drop_isolated, labels)
     labels = np.asarray(labels)
     out = np.array(labels, dtype=np.int32, copy=True)
     n_dropped = 0
