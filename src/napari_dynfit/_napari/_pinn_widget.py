@@ -135,7 +135,7 @@ class LatentFieldWidget(StepContract, Container):
             settings.update(draws=self._draws.value, sample_coefficients=self._bayes_coefs.value)
             self._draws_seen = {}
             self._job.start(lambda: self.sampling(settings), on_yield=self._show_posterior,
-                            busy="sampling (HMC)...", block=block)
+                            busy="sampling the posterior...", block=block)
             return
         self._job.start(lambda: self.training(settings), on_yield=self._show, busy="training...", block=block)
 

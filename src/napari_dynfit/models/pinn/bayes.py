@@ -46,8 +46,10 @@ statements per layer) keeps the network an ordinary :class:`torch.nn.Module` eva
 unchanged. ``should_stop`` interrupts sampling and the draws so far are kept.
 
 Parameters estimated elsewhere (``parameter_draws``: the latent field's coefficients from an exact-
-physics fit) enter as a cut posterior: each chain holds one draw, refits the network to it and
-samples given it, so the pooled field draws carry the parameters' uncertainty. Tasks with random
+physics fit) enter as a cut posterior: with HMC each chain holds one draw, refits the network to it
+and samples given it; with ``sampler="gaussian"`` (residuals linear in the output layer and affine
+in the parameters) every draw holds its own parameter draw and an exact draw of the output layer
+given it. Either way the pooled field draws carry the parameters' uncertainty. Tasks with random
 points (``Task.redraw``) get fresh points at every warm-up step, and their noise levels are
 measured on points the network was not fitted to.
 """

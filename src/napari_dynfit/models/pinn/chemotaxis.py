@@ -160,7 +160,7 @@ def spectral_coefficients(points, velocities, source, box, *, t0: float = 0.0, D
         noisy path went, and the path averages a curved field) biases the best-determined
         combination of the coefficients by about 2 of its standard deviations, so the Laplace
         covariance was too narrow (squared Mahalanobis distance of the truth 7.4 on average over 21
-        simulations, where a calibrated posterior gives 3; with the displacement model 2.6 over 8,
+        simulations, where a calibrated posterior gives 3; with the displacement model 2.6 over 14,
         docs/pinn.md).
         ``None``: the midpoint model.
     covariance : bool
