@@ -5,9 +5,14 @@ Usage::
     python scripts/train_rod_unet.py                          # writes src/napari_dynfit/resources/rod_unet.npz
     python scripts/train_rod_unet.py -o W.npz --steps 200      # a shorter run elsewhere
 
-Only generated data is used (:mod:`napari_dynfit.sim.phase`); the defaults here wrote the shipped weights
-(seed 0). CPU only; ``--threads`` sets torch's threads. Checkpoints (``OUT.stepN.npz``) are written every
-``--checkpoint`` steps when given.
+Only generated data is used (:mod:`napari_dynfit.sim.phase`). The shipped weights are two runs: the defaults
+here (seed 0, written as float16), then 1000 more steps from those weights on fresh colonies::
+
+    python scripts/train_rod_unet.py -o stage1.npz
+    python scripts/train_rod_unet.py --init stage1.npz --seed 1 --lr 1e-3
+
+(``docs/tracking.md``: the second stage raised the generated movies' figures). CPU only; ``--threads`` sets
+torch's threads. Checkpoints (``OUT.stepN.npz``) are written every ``--checkpoint`` steps when given.
 """
 
 from __future__ import annotations

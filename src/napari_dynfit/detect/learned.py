@@ -9,7 +9,8 @@ the distance map inside the foreground.
 
 Training (:func:`train_rod_model`) uses only :mod:`napari_dynfit.sim.phase` images: random colonies, optics,
 backgrounds and noise, a fresh random rendering for every sample. The shipped weights
-(``resources/rod_unet.npz``, float16) are written by ``scripts/train_rod_unet.py`` with the defaults here.
+(``resources/rod_unet.npz``, float16) are written by ``scripts/train_rod_unet.py``: the defaults here, then
+1000 more steps from those weights on fresh colonies (``init``, seed 1, ``lr`` 1e-3).
 torch is needed (the ``[learn]`` extra) and imported only when this back end runs.
 """
 
