@@ -23,6 +23,12 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
    ``t = 0..60``); the moment model from ``t = 10`` to ``t = 60``, statistics over ``t = 20..60`` only (both
    transients discarded), with the kinetic run's own change between ``t = 20..40`` and ``t = 40..60`` (how
    stationary one window is);
+8. ``stationary``: the a-posteriori targets on a long-window ensemble at one ``alpha`` (``--stationary-alpha``,
+   default -2.5): 12 kinetic members (``STATIONARY_SEEDS``; those the ``ensemble`` step stored are read, the
+   others batched to ``--stationary-t-end``, default 60, keeping per-frame statistics only), one moment-model
+   run per member and closure from its moments at ``t = 10``, statistics over ``t = 20..t_end``, members paired
+   (:func:`napari_dynfit.models.closure.stationary.stationary_comparison`); resumable (checkpoints in
+   ``--cache``), so an interrupted run continues;
 7. ``active``: active learning over the training ``alpha`` (pool: the four training runs, start from
    ``alpha = -3``, two rounds adding the worst-covered ``alpha``), held-out a-priori errors after each round.
 
@@ -49,8 +55,10 @@ TRAIN = (-2.0, -3.0, -4.0, -5.0)
 HELD_OUT = (-2.5, -3.5, -4.5)
 OUTSIDE = (-6.0,)
 LONG = (-2.5, -3.5)
-STEPS = ("a_priori", "a_posteriori", "long", "check", "ensemble", "angles", "estimate", "active")
+STEPS = ("a_priori", "a_posteriori", "long", "check", "ensemble", "angles", "estimate", "active", "stationary")
 ENSEMBLE_SEEDS = (99, 101, 102, 103)
+#: the stationary step's members (the first four are the ensemble step's runs)
+STATIONARY_SEEDS = (99,) + tuple(range(101, 112))
 
 
 def run_for(alpha: float, cache: Path, *, long: bool = False):
@@ -103,6 +111,10 @@ def main(argv=None) -> int:
                     help="initial-perturbation seeds of the ensemble step's kinetic runs (t = 0..60 each)")
     ap.add_argument("--ensemble-alphas", default=None,
                     help="comma-separated alphas for the ensemble step (default: held out and outside)")
+    ap.add_argument("--stationary-alpha", type=float, default=-2.5, help="alpha of the stationary step")
+    ap.add_argument("--stationary-t-end", type=float, default=60.0, help="end of the stationary step's runs")
+    ap.add_argument("--stationary-seeds", default=",".join(map(str, STATIONARY_SEEDS)),
+                    help="seeds of the stationary step's kinetic members")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--out", default=None, help="JSON file rewritten after every step (what finished so far)")
     ap.add_argument("--plot", default=None, help="PNG of the a-priori errors and the long runs' spectra")
@@ -227,6 +239,12 @@ def main(argv=None) -> int:
             "trained_on": al.trained_on, "pool_errors": [{str(k): v for k, v in e.items()} for e in al.errors],
             "held_out_S": {str(a): T.a_priori_error(al_net, runs[a], t_start=start) for a in HELD_OUT + OUTSIDE}}
         done("active", t0)
+    if "stationary" in steps:
+        t0 = time.process_time()
+        out["stationary"] = {str(args.stationary_alpha): stationary_step(
+            args.stationary_alpha, [int(x) for x in args.stationary_seeds.split(",")], args.stationary_t_end,
+            cache, {"learned": net, "bingham": bingham_closure})}
+        done("stationary", t0)
     if args.plot:
         plot(out, args.plot)
     if args.json:
@@ -237,23 +255,87 @@ def main(argv=None) -> int:
                 print(f"{key}: {json.dumps(out[key], default=float)}")
         for a, res in out.get("ensemble", {}).items():
             print(f"ensemble alpha {a}: " + ensemble_line(res))
+        for a, res in out.get("stationary", {}).items():
+            print(f"stationary alpha {a}: " + stationary_line(res))
     return 0
+
+
+def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: dict, *, branch_t: float = 10.0,
+                    first_t: float = 20.0, batch: int = 4) -> dict:
+    """Long-window paired ensemble at ``alpha`` (the ``stationary`` step). Members whose ``t = 0..t_end`` run
+    is stored in ``cache`` (the ``ensemble`` step's files) are read; the others are integrated together to
+    ``branch_t`` in groups of ``batch`` (one checkpoint each in ``cache``, so groups can also run in parallel
+    processes), the moment-model runs go from there, then those kinetic members on to ``t_end``."""
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.closure.kinetic import SuspensionParams
+    from napari_dynfit.models.closure.stationary import (
+        concat_series,
+        kinetic_series,
+        moment_series,
+        series_from_runs,
+        stationary_comparison,
+    )
+
+    params = SuspensionParams(alpha=alpha, zeta=0.3)
+    stored = {s: cache / f"kinetic_ens_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
+    stored = {s: FieldBundle.load(f) for s, f in stored.items() if f.exists()}
+    stored = {s: b for s, b in stored.items() if b.coords["t"][-1] >= t_end - 1e-9}
+    new = [s for s in seeds if s not in stored]
+    groups = [new[i:i + batch] for i in range(0, len(new), batch)]  # integrated together, one checkpoint each
+    kw = dict(branch_t=branch_t, save_every=0.25, n=32, n_theta=32, dt=0.01, amplitude=0.2)
+    cks = [cache / f"stationary_alpha{alpha:+.2f}_seeds{'-'.join(map(str, g))}_kinetic.npz" for g in groups]
+    old = (series_from_runs([b.time_slice(0, int(round(t_end / 0.25)) + 1) for b in stored.values()],
+                            branch_t=branch_t) if stored else None)
+    parts = [kinetic_series(params, g, t_end=branch_t, checkpoint=ck, **kw) for g, ck in zip(groups, cks)]
+    kin = concat_series([old] + parts)
+    stem = f"stationary_alpha{alpha:+.2f}_seeds{'-'.join(map(str, kin['seeds']))}"
+    coarse = {name: moment_series(params, cl, kin["branch"], t0=branch_t, t_end=t_end,
+                                  checkpoint=cache / f"{stem}_{name}.npz") for name, cl in closures.items()}
+    if new:
+        parts = [kinetic_series(params, g, t_end=t_end, checkpoint=ck, **kw) for g, ck in zip(groups, cks)]
+        kin = concat_series([old] + parts)
+    res = stationary_comparison(kin, coarse, first_t=first_t, last_t=t_end)
+    res["seeds"] = kin["seeds"].tolist()
+    res["stored_members"] = len(stored)
+    res["cpu_s"] = {"kinetic": kin["cpu_s"], **{name: c["cpu_s"] for name, c in coarse.items()}}
+    res["cpu_s_per_member_unit"] = {
+        "kinetic": kin["cpu_s"] / max(len(new), 1) / t_end,
+        **{name: c["cpu_s"] / len(kin["seeds"]) / (t_end - branch_t) for name, c in coarse.items()}}
+    return res
+
+
+def _closure_parts(res: dict, describe) -> list:
+    """``describe(name, result)`` for the learned and Bingham closures of a check, or how many blew up."""
+    return [describe(name, res.get(name, {})) if "rel_diff" in res.get(name, {})
+            else f"{name}: {res.get(name, {}).get('blew_up', '?')} blew up" for name in ("learned", "bingham")]
+
+
+def stationary_line(res: dict) -> str:
+    """One line: each closure's signed differences +- their resolution (two paired standard errors) and
+    verdicts."""
+    kin = res["kinetic"]
+
+    def describe(name, r):
+        d, e, v = r["rel_diff"], r["resolution"], r["verdict"]
+        return (f"{name} ({r['blew_up']} blew up): speed {d['mean_speed']:+.1%} +- {e['mean_speed']:.1%} "
+                f"({v['mean_speed']}), order {d['order']:+.1%} +- {e['order']:.1%} ({v['order']}), spectrum "
+                f"worst shell {d['worst_shell']} {d['spectrum_worst']:+.1%} +- {e['spectrum_worst']:.1%} "
+                f"({v['spectrum']})")
+    return "; ".join([f"{res['members']} members, t = {res['window'][0]:g}..{res['window'][1]:g}; kinetic member "
+                      f"sd: speed {kin['mean_speed_rel_sd']:.1%}, order {kin['order_rel_sd']:.1%}"]
+                     + _closure_parts(res, describe))
 
 
 def ensemble_line(res: dict) -> str:
     """One line per alpha: each closure's relative differences (+- the resolution) and the kinetic spread."""
     kin = res["kinetic"]
-    parts = [f"kinetic {kin['members']} runs, member sd: speed {kin['mean_speed_rel_sd']:.1%}, order "
-             f"{kin['order_rel_sd']:.1%}"]
-    for name in ("learned", "bingham"):
-        r = res.get(name, {})
-        if "rel_diff" not in r:
-            parts.append(f"{name}: {r.get('blew_up', '?')} blew up")
-            continue
+
+    def describe(name, r):
         d, e = r["rel_diff"], r["resolution"]
-        parts.append(f"{name}: speed {d['mean_speed']:.1%} +- {e['mean_speed']:.1%}, order {d['order']:.1%} +- "
-                     f"{e['order']:.1%}, spectrum {d['spectrum_max']:.1%} +- {e['spectrum_at_worst']:.1%}")
-    return "; ".join(parts)
+        return (f"{name}: speed {d['mean_speed']:.1%} +- {e['mean_speed']:.1%}, order {d['order']:.1%} +- "
+                f"{e['order']:.1%}, spectrum {d['spectrum_max']:.1%} +- {e['spectrum_at_worst']:.1%}")
+    return "; ".join([f"kinetic {kin['members']} runs, member sd: speed {kin['mean_speed_rel_sd']:.1%}, order "
+                      f"{kin['order_rel_sd']:.1%}"] + _closure_parts(res, describe))
 
 
 def plot(out: dict, path) -> None:

@@ -1,0 +1,399 @@
+"""Long-window ensembles for the a-posteriori check: per-frame statistics streamed, paired comparisons.
+
+:func:`~.ensemble.ensemble_check` keeps every frame of every run (fields), which limits ensembles to a few
+members and 40-unit windows. Here the kinetic ensemble (:func:`kinetic_series`) and the moment-model runs
+(:func:`moment_series`) keep only per-frame statistics (spatial mean speed, mean order parameter, shell
+spectrum), so members can run long, batched, and resume from a checkpoint file. :func:`stationary_comparison`
+then compares the models' stationary statistics over a window after a burn-in.
+
+Statistics (why the standard errors are valid): each member is one independent realisation (its own random
+initial perturbation), so the members' window averages are independent and identically distributed, whatever
+the correlations in time inside a run: the standard error of an ensemble mean from the spread of those
+averages needs no autocorrelation model. The moment-model run of member ``i`` starts from member ``i``'s
+moments at the branch time (common initial conditions), so the pairs ``(K_i, C_i)`` are independent across
+``i`` and the ratio of ensemble means ``R = mean(C) / mean(K)`` has the paired standard error
+``sd(C_i - R K_i) / (sqrt(N) mean(K))`` (the ratio estimator's delta method); where kinetic and coarse runs
+stay correlated (a slow state inherited from the branch point) pairing removes that shared variance, and
+where they do not it costs nothing. Within-run batch means are reported only as a diagnostic: at our box
+size a run's slow states outlive a 40-80 unit window, so a single run's autocorrelation understates the
+seed-to-seed spread.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import InputError
+from .ensemble import TARGETS
+from .kinetic import KineticSolver, SuspensionParams
+from .moment_model import MomentSolver, moments_from_state, state_from_moments
+from .moments import order_parameter
+from .train import substeps
+
+
+def frame_statistics(c: torch.Tensor, D: torch.Tensor, u: torch.Tensor, length: float) -> dict:
+    """Per-frame statistics of ``c (..., n, n)``, ``D (..., n, n, 2, 2)``, ``u (..., n, n, 2)``.
+
+    Returns
+    -------
+    dict
+        ``speed (...)`` spatial mean of ``|u|``, ``order (...)`` spatial mean of the scalar order parameter,
+        ``spectrum (..., n // 2 + 1)`` shell kinetic-energy spectrum (as
+        :func:`~.train.velocity_spectrum`, one frame), numpy.
+    """
+    n = u.shape[-2]
+    speed = torch.sqrt((u ** 2).sum(-1)).mean((-2, -1))
+    order = order_parameter(c, D).mean((-2, -1))
+    e = 0.5 * (torch.fft.fft2(u.movedim(-1, -3)).abs() ** 2).sum(-3) / n ** 4  # (..., n, n)
+    k = np.fft.fftfreq(n, d=1.0 / n)
+    shells = torch.as_tensor(np.rint(np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)).astype(np.int64).ravel())
+    flat = e.reshape(-1, n * n)
+    spec = torch.zeros(flat.shape[0], int(shells.max()) + 1, dtype=e.dtype).index_add_(1, shells, flat)
+    spec = spec[:, : n // 2 + 1].reshape(*e.shape[:-2], n // 2 + 1)
+    return {"speed": speed.numpy(), "order": order.numpy(), "spectrum": spec.numpy()}
+
+
+def _append(series: dict, st: dict, t: float) -> None:
+    series["t"].append(t)
+    for key in ("speed", "order", "spectrum"):
+        series[key].append(st[key])
+
+
+def _stack(series: dict) -> dict:
+    return {k: np.asarray(v) for k, v in series.items()}
+
+
+def _load_checkpoint(path, meta: dict):
+    if path is None or not Path(path).exists():
+        return None
+    z = np.load(path, allow_pickle=False)
+    saved = {k[5:]: z[k] for k in z.files if k.startswith("meta_")}
+    for k, v in meta.items():
+        if k not in saved or not np.array_equal(np.asarray(saved[k]), np.asarray(v)):
+            raise InputError(f"checkpoint {path} was made with other settings ({k}); remove it or use another")
+    return {k: z[k] for k in z.files if not k.startswith("meta_")}
+
+
+def _save_checkpoint(path, meta: dict, data: dict) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **{f"meta_{k}": np.asarray(v) for k, v in meta.items()}, **data)
+    tmp.replace(path)
+
+
+def _integrate(start: int, total: int, per_chunk: int, advance, first, series: dict, cpu: float, checkpoint,
+               meta: dict, t_end: float) -> tuple[dict, float]:
+    """Record the first frame (``first()``, on a fresh start), run ``advance(start, stop) -> state dict`` chunk
+    by chunk to ``total``, checkpointing after each chunk; returns the series up to ``t_end`` (arrays) and the
+    CPU seconds spent so far (``cpu`` plus this call's)."""
+    with torch.no_grad():
+        if start == 0 and not series["t"]:
+            first()
+        while start < total:
+            c0 = time.process_time()
+            stop = min(total, start + per_chunk)
+            state = advance(start, stop)
+            start, cpu = stop, cpu + time.process_time() - c0
+            _save_checkpoint(checkpoint, meta, {**_stack(series), **state, "cpu_s": cpu})
+    out = _stack(series)
+    keep = out["t"] <= t_end + 1e-9
+    return {k: v[keep] for k, v in out.items()}, cpu
+
+
+def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: float = 10.0,
+                   save_every: float = 0.25, n: int = 32, n_theta: int = 32, dt: float = 0.01,
+                   amplitude: float = 0.2, chunk: float = 10.0, checkpoint=None, device: str = "cpu") -> dict:
+    """Kinetic ensemble (one member per seed, integrated together) keeping per-frame statistics only.
+
+    Members start as in :func:`~.kinetic.simulate_kinetic_ensemble` (same seeds, same runs). With
+    ``checkpoint`` (an ``.npz`` path) the state and the series are saved every ``chunk`` time units and a
+    later call resumes from them (and extends to a larger ``t_end``).
+
+    Returns
+    -------
+    dict
+        ``t (F,)`` frame times, ``speed``, ``order (F, M)``, ``spectrum (F, M, n // 2 + 1)`` (see
+        :func:`frame_statistics`), ``k`` shell wavenumbers (1 / length unit), ``branch (M, 3, n, n)`` the
+        members' moment states (:func:`~.moment_model.state_from_moments`) at ``branch_t``, ``cpu_s`` CPU
+        seconds spent so far (all calls), ``seeds``.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise InputError("give at least one seed")
+    solver = KineticSolver(params, n=n, n_theta=n_theta, dt=dt, device=device)
+    every = max(1, int(round(save_every / dt)))
+    per_chunk = max(every, int(round(chunk / dt)) // every * every)
+    n_steps = int(round(t_end / dt))
+    branch_step = int(round(branch_t / dt))
+    if branch_step % every:
+        raise InputError(f"branch_t must be a multiple of save_every, got {branch_t} and {save_every}")
+    meta = {"alpha": params.alpha, "beta": params.beta, "zeta": params.zeta, "d_t": params.d_t,
+            "d_r": params.d_r, "length": params.length, "seeds": seeds, "n": n, "n_theta": n_theta, "dt": dt,
+            "every": every, "amplitude": amplitude, "branch_step": branch_step}
+    ck = _load_checkpoint(checkpoint, meta)
+    series = {"t": [], "speed": [], "order": [], "spectrum": []}
+    if ck is not None:
+        psi_hat = torch.as_tensor(ck["psi_hat"], device=solver.grid.k2.device)
+        step, cpu = int(ck["step"]), float(ck["cpu_s"])
+        branch = ck["branch"] if ck["branch"].size else None
+        for key in series:
+            series[key] = list(ck[key])
+    else:
+        psi0 = torch.stack([solver.initial_condition(seed=s, amplitude=amplitude) for s in seeds])
+        psi_hat, step, cpu, branch = solver._fft(psi0), 0, 0.0, None
+
+    def record(ph, i):
+        nonlocal branch
+        u, _, _, mo = solver.flow(solver._ifft(ph))
+        _append(series, frame_statistics(mo["c"].cpu(), mo["D"].cpu(), u.cpu(), params.length), i * dt)
+        if i == branch_step:
+            branch = state_from_moments(mo["c"], mo["D"]).cpu().numpy()
+
+    def advance(start, stop):
+        nonlocal psi_hat
+        for i in range(start + 1, stop + 1):
+            psi_hat = solver.step(psi_hat)
+            if i % every == 0:
+                if not torch.isfinite(psi_hat).all():
+                    raise InputError(f"the kinetic ensemble blew up at t = {i * dt:.3g}")
+                record(psi_hat, i)
+        return {"psi_hat": psi_hat.cpu().numpy(), "step": stop, "branch": branch if branch is not None else []}
+
+    out, cpu = _integrate(step, n_steps, per_chunk, advance, lambda: record(psi_hat, 0), series, cpu, checkpoint,
+                          meta, t_end)
+    if branch is None:
+        raise InputError(f"the runs end before the branch time {branch_t}")
+    out.update(branch=branch, cpu_s=cpu, seeds=np.asarray(seeds),
+               k=np.arange(n // 2 + 1) * 2 * np.pi / params.length)
+    return out
+
+
+def series_from_runs(bundles, *, branch_t: float = 10.0) -> dict:
+    """:func:`kinetic_series` of stored kinetic runs (e.g. :func:`~.kinetic.simulate_kinetic_ensemble`'s,
+    same frame times): per-frame statistics from their fields, branch states at ``branch_t``."""
+    from .train import _moment_tensors, suspension_params
+
+    bundles = list(bundles)
+    t = np.asarray(bundles[0].coords["t"], float)
+    if any(not np.array_equal(np.asarray(b.coords["t"], float), t) for b in bundles[1:]):
+        raise InputError("the stored runs must share their frame times")
+    i0 = int(np.argmin(np.abs(t - branch_t)))
+    if abs(t[i0] - branch_t) > 1e-9:
+        raise InputError(f"no frame at the branch time {branch_t}")
+    length = suspension_params(bundles[0]).length
+    cs, Ds = zip(*(_moment_tensors(b) for b in bundles))
+    c, D = torch.stack(cs, 1), torch.stack(Ds, 1)  # (F, M, ...)
+    u = torch.stack([torch.as_tensor(np.asarray(b["velocity"]), dtype=torch.float64) for b in bundles], 1)
+    out = frame_statistics(c, D, u, length)
+    n = c.shape[-1]
+    out.update(t=t, branch=state_from_moments(c[i0], D[i0]).numpy(), cpu_s=0.0,
+               seeds=np.asarray([(b.attrs.get("kinetic") or {}).get("seed", -1) for b in bundles]),
+               k=np.arange(n // 2 + 1) * 2 * np.pi / length)
+    return out
+
+
+def concat_series(parts) -> dict:
+    """Kinetic series of several ensembles (same frame times) as one: members appended."""
+    parts = [p for p in parts if p is not None]
+    n = min(len(p["t"]) for p in parts)
+    if any(not np.allclose(p["t"][:n], parts[0]["t"][:n]) for p in parts):
+        raise InputError("the ensembles must share their frame times")
+    out = {key: np.concatenate([p[key][:n] for p in parts], 1) for key in ("speed", "order", "spectrum")}
+    out.update(t=parts[0]["t"][:n], branch=np.concatenate([p["branch"] for p in parts]),
+               seeds=np.concatenate([p["seeds"] for p in parts]), cpu_s=sum(float(p["cpu_s"]) for p in parts),
+               k=parts[0]["k"])
+    return out
+
+
+def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: float, t_end: float,
+                  save_every: float = 0.25, steps_per_frame: int | None = None, chunk: float = 10.0,
+                  checkpoint=None) -> dict:
+    """Moment-model runs with ``closure`` from the states ``branch (M, 3, n, n)`` at time ``t0`` to
+    ``t_end``, batched, keeping per-frame statistics (as :func:`kinetic_series`).
+
+    A member that blows up (non-finite, or orientation harmonics beyond ten times ``c``) is flagged in
+    ``blew_up (M,)`` and its statistics are NaN from then on; the others go on. ``checkpoint`` as in
+    :func:`kinetic_series` (give each closure its own file).
+    """
+    spf = substeps(save_every, steps_per_frame)
+    n = branch.shape[-1]
+    solver = MomentSolver(params, closure, n=n, dt=save_every / spf)
+    frames = int(round((t_end - t0) / save_every))
+    per_chunk = max(1, int(round(chunk / save_every)))
+    meta = {"alpha": params.alpha, "zeta": params.zeta, "spf": spf, "t0": t0, "every": save_every,
+            "branch": branch}
+    ck = _load_checkpoint(checkpoint, meta)
+    series = {"t": [], "speed": [], "order": [], "spectrum": []}
+    if ck is not None:
+        state, frame, cpu, bad = torch.as_tensor(ck["state"]), int(ck["frame"]), float(ck["cpu_s"]), ck["blew_up"]
+        for key in series:
+            series[key] = list(ck[key])
+    else:
+        state, frame, cpu, bad = torch.as_tensor(branch, dtype=torch.float64), 0, 0.0, np.zeros(len(branch), bool)
+
+    def record(st, i):
+        c, D = moments_from_state(st)
+        u, _, _ = solver.flow(st)
+        fs = frame_statistics(c, D, u, params.length)
+        fs = {k: np.where(bad.reshape((-1,) + (1,) * (v.ndim - 1)), np.nan, v) for k, v in fs.items()}
+        _append(series, fs, t0 + i * save_every)
+
+    def advance(start, stop):
+        nonlocal state, bad
+        sh = solver.grid.fft(state)
+        for i in range(start + 1, stop + 1):
+            for _ in range(spf):
+                sh = solver.step(sh)
+            state = solver.grid.ifft(sh)
+            c = state[:, 0].abs().amax((-2, -1))
+            harm = torch.sqrt(state[:, 1] ** 2 + state[:, 2] ** 2).amax((-2, -1))
+            ok = (torch.isfinite(state).flatten(1).all(1) & (harm <= 10 * c + 1e-9)).numpy()
+            if (~ok & ~bad).any():
+                bad = bad | ~ok
+                state = torch.where(torch.as_tensor(bad)[:, None, None, None], torch.as_tensor(branch), state)
+                sh = solver.grid.fft(state)  # park the blown members on their start (statistics NaN)
+            record(state, i)
+        return {"state": state.numpy(), "frame": stop, "blew_up": bad}
+
+    out, cpu = _integrate(frame, frames, per_chunk, advance, lambda: record(state, 0), series, cpu, checkpoint,
+                          meta, t_end)
+    out.update(blew_up=bad, cpu_s=cpu)
+    return out
+
+
+def _window(series: dict, first_t: float, last_t: float) -> np.ndarray:
+    t = series["t"]
+    return (t >= first_t - 1e-9) & (t <= last_t + 1e-9)
+
+
+def _ratio(K: np.ndarray, C: np.ndarray) -> tuple:
+    """Relative difference ``mean(C) / mean(K) - 1`` and its paired and unpaired standard errors
+    (members on the first axis)."""
+    n = len(K)
+    mk, mc = K.mean(0), C.mean(0)
+    r = mc / mk
+    paired = (C - r * K).std(0, ddof=1) / np.sqrt(n) / np.abs(mk)
+    unpaired = np.abs(r) * np.hypot(C.std(0, ddof=1) / mc, K.std(0, ddof=1) / mk) / np.sqrt(n)
+    return r - 1, paired, unpaired
+
+
+def _verdict(diff: np.ndarray, res: np.ndarray, target: float) -> str:
+    """``met`` when every ``|diff| + res <= target``, ``missed`` when some ``|diff| - res > target``, else
+    ``unresolved``."""
+    diff, res = np.abs(np.atleast_1d(diff)), np.atleast_1d(res)
+    if np.all(diff + res <= target):
+        return "met"
+    if np.any(diff - res > target):
+        return "missed"
+    return "unresolved"
+
+
+def integrated_time(x: np.ndarray, dt: float) -> float:
+    """Integrated autocorrelation time of the series ``x (F,)`` (time units; Sokal's window ``5 tau``)."""
+    x = np.asarray(x, float) - np.mean(x)
+    n = len(x)
+    if n < 4 or not x.var() > 0:
+        return float("nan")
+    f = np.fft.rfft(x, 2 * n)
+    ac = np.fft.irfft(f * np.conj(f))[:n] / (x.var() * n)
+    taus = 1 + 2 * np.cumsum(ac[1:])  # tau with the window m = 1, 2, ...
+    stop = np.nonzero(np.arange(1, n) >= 5 * taus)[0]
+    tau = taus[stop[0]] if len(stop) else taus[-1]
+    return float(max(tau, 1.0) * dt)
+
+
+def stationary_comparison(kinetic: dict, coarse: dict, *, first_t: float, last_t: float | None = None,
+                          k_fraction: float = 0.5) -> dict:
+    """Kinetic vs moment-model stationary statistics over ``first_t..last_t`` (time units), members paired.
+
+    Parameters
+    ----------
+    kinetic : dict
+        :func:`kinetic_series`.
+    coarse : dict
+        Closure name -> :func:`moment_series` from ``kinetic["branch"]`` (same members, same frame times).
+    first_t, last_t : float
+        Window (default: to the end of the shortest series); ``first_t`` after both transients.
+    k_fraction : float
+        Spectrum shells ``1 .. k_fraction * (n / 2)`` compared.
+
+    Returns
+    -------
+    dict
+        ``"window"``, ``"members"``, ``"shells"``, ``"k"``; ``"kinetic"``: ensemble means, the relative
+        seed-to-seed sd of one member's window average, the integrated autocorrelation time of the members'
+        speed (mean, time units), and ``"halves"``: the relative change of the ensemble-mean speed and order
+        from the window's first to its second half with two paired standard errors (stationarity); per
+        closure: ``"rel_diff"`` (signed, ``mean(C) / mean(K) - 1``: ``mean_speed``, ``order``, ``spectrum``
+        per shell, ``spectrum_worst`` and the worst shell), ``"resolution"`` (two paired standard errors, the
+        same keys), ``"resolution_unpaired"`` (two standard errors ignoring the pairing),
+        ``"verdict"`` (``met`` / ``missed`` / ``unresolved`` against :data:`~.ensemble.TARGETS`: met when the
+        difference plus its resolution is within the target, for the spectrum at every compared shell;
+        missed when the difference minus its resolution is outside it), ``"blew_up"``, ``"members"``.
+    """
+    t_last = min([kinetic["t"][-1]] + [c["t"][-1] for c in coarse.values()])
+    last_t = t_last if last_t is None else float(last_t)
+    if last_t > t_last + 1e-9 or last_t <= first_t:
+        raise InputError(f"window {first_t}..{last_t} is not inside the runs (they end at {t_last:g})")
+    wk = _window(kinetic, first_t, last_t)
+    dt = float(np.diff(kinetic["t"][:2])[0])
+    m = kinetic["speed"].shape[1]
+    n_shells = kinetic["spectrum"].shape[-1] - 1
+    shells = np.arange(1, int(k_fraction * n_shells) + 1)
+    avg = {key: kinetic[key][wk].mean(0) for key in ("speed", "order", "spectrum")}  # (M, ...)
+    half = wk.nonzero()[0]
+    h1, h2 = half[: len(half) // 2], half[len(half) // 2:]
+    halves = {}
+    for key in ("speed", "order"):
+        d, se, _ = _ratio(kinetic[key][h1].mean(0), kinetic[key][h2].mean(0))
+        halves[key] = {"rel_change": float(d), "resolution": float(2 * se)}
+    out = {"window": [first_t, last_t], "members": m, "shells": [int(shells[0]), int(shells[-1])],
+           "k": kinetic["k"].tolist(),
+           "kinetic": {"mean_speed": float(avg["speed"].mean()), "order": float(avg["order"].mean()),
+                       "spectrum": avg["spectrum"].mean(0).tolist(),
+                       "mean_speed_rel_sd": float(avg["speed"].std(ddof=1) / avg["speed"].mean()),
+                       "order_rel_sd": float(avg["order"].std(ddof=1) / avg["order"].mean()),
+                       "spectrum_rel_sd": (avg["spectrum"].std(0, ddof=1) / avg["spectrum"].mean(0)).tolist(),
+                       "speed_per_member": avg["speed"].tolist(),
+                       "tau_speed": float(np.nanmean([integrated_time(kinetic["speed"][wk, i], dt)
+                                                      for i in range(m)])),
+                       "halves": halves}}
+    for name, cs in coarse.items():
+        if len(cs["speed"][0]) != m:
+            raise InputError(f"{name}: {len(cs['speed'][0])} members, the kinetic ensemble has {m}")
+        wc = _window(cs, first_t, last_t)
+        if wc.sum() != wk.sum():
+            raise InputError(f"{name}: its frames do not match the kinetic runs' in {first_t}..{last_t}")
+        ok = ~np.asarray(cs["blew_up"], bool)
+        res = {"blew_up": int((~ok).sum()), "members": int(ok.sum())}
+        if ok.sum() >= 2:
+            cav = {key: cs[key][wc][:, ok].mean(0) for key in ("speed", "order", "spectrum")}
+            kav = {key: avg[key][ok] for key in avg}
+            diff, reso, unp = {}, {}, {}
+            for key, name_ in (("speed", "mean_speed"), ("order", "order")):
+                d, se, su = _ratio(kav[key], cav[key])
+                diff[name_], reso[name_], unp[name_] = float(d), float(2 * se), float(2 * su)
+            d, se, su = _ratio(kav["spectrum"][:, shells], cav["spectrum"][:, shells])
+            worst = int(np.argmax(np.abs(d)))
+            diff.update(spectrum=d.tolist(), spectrum_worst=float(d[worst]), worst_shell=int(shells[worst]))
+            reso.update(spectrum=(2 * se).tolist(), spectrum_worst=float(2 * se[worst]))
+            unp.update(spectrum=(2 * su).tolist(), spectrum_worst=float(2 * su[worst]))
+            res.update(mean_speed=float(cav["speed"].mean()), order=float(cav["order"].mean()),
+                       spectrum=cav["spectrum"].mean(0).tolist(), speed_per_member=cav["speed"].tolist(),
+                       rel_diff=diff, resolution=reso, resolution_unpaired=unp,
+                       verdict={"mean_speed": _verdict(diff["mean_speed"], reso["mean_speed"],
+                                                       TARGETS["mean_speed"]),
+                                "order": _verdict(diff["order"], reso["order"], TARGETS["order"]),
+                                "spectrum": _verdict(d, 2 * se, TARGETS["spectrum"])})
+        out[name] = res
+    return out
+
+
+__all__ = ["concat_series", "frame_statistics", "integrated_time", "kinetic_series", "moment_series",
+           "series_from_runs", "stationary_comparison"]

@@ -1,0 +1,115 @@
+"""Long-window a-posteriori ensembles (models.closure.stationary): streamed statistics equal the stored runs',
+checkpoints resume exactly, the paired comparison reads known differences right."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_dynfit.errors import InputError  # noqa: E402
+from napari_dynfit.models.closure.kinetic import SuspensionParams, simulate_kinetic_ensemble  # noqa: E402
+from napari_dynfit.models.closure.moments import bingham_closure  # noqa: E402
+from napari_dynfit.models.closure.stationary import (  # noqa: E402
+    integrated_time,
+    kinetic_series,
+    moment_series,
+    stationary_comparison,
+)
+from napari_dynfit.models.closure.train import flow_statistics, simulate_moments  # noqa: E402
+
+P = SuspensionParams(alpha=-4.5, zeta=0.3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread (several threads spin against each other on a loaded machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+KW = dict(save_every=0.25, n=16, n_theta=16, dt=0.025, amplitude=0.2)
+
+
+def test_streamed_statistics_equal_the_stored_runs_and_resume_exactly(tmp_path):
+    runs = simulate_kinetic_ensemble(P, seeds=(5, 6), t_end=1.5, **KW)
+    ck = tmp_path / "kin.npz"
+    kinetic_series(P, (5, 6), t_end=1.0, branch_t=0.5, chunk=0.5, checkpoint=ck, **KW)  # stops at t = 1
+    kin = kinetic_series(P, (5, 6), t_end=1.5, branch_t=0.5, chunk=0.5, checkpoint=ck, **KW)  # resumes
+    assert np.allclose(kin["t"], np.arange(7) * 0.25)
+    for i, b in enumerate(runs):
+        st = flow_statistics(b["concentration"][2:], b["D"][2:], b["velocity"][2:], P.length)
+        assert kin["speed"][2:, i].mean() == pytest.approx(st["mean_speed"], rel=1e-12)
+        assert kin["order"][2:, i].mean() == pytest.approx(st["order"], rel=1e-12)
+        assert np.allclose(kin["spectrum"][2:, i].mean(0), st["spectrum"], rtol=1e-10, atol=0)
+    mom = moment_series(P, bingham_closure, kin["branch"], t0=0.5, t_end=1.5, chunk=0.5,
+                        checkpoint=tmp_path / "m.npz")
+    ref = simulate_moments(runs[1], bingham_closure, t_start=2, frames=4)
+    st = flow_statistics(ref["concentration"], ref["D"], ref["velocity"], P.length)
+    assert mom["speed"][:, 1].mean() == pytest.approx(st["mean_speed"], rel=1e-10)
+    assert not mom["blew_up"].any()
+    with pytest.raises(InputError, match="other settings"):
+        kinetic_series(P, (5, 7), t_end=1.5, branch_t=0.5, checkpoint=ck, **KW)
+
+
+def test_a_blown_member_is_flagged_and_the_others_go_on():
+    kin = kinetic_series(P, (5, 6), t_end=0.5, branch_t=0.5, **KW)
+    branch = kin["branch"].copy()
+    branch[1, 1] = 20 * branch[1, 0]  # an orientation harmonic 20x the concentration: no distribution has it
+    mom = moment_series(P, bingham_closure, branch, t0=0.5, t_end=1.0)
+    assert mom["blew_up"].tolist() == [False, True]
+    assert np.isfinite(mom["speed"][1:, 0]).all() and np.isnan(mom["speed"][1:, 1]).all()
+
+
+def _series(values, frames=40):
+    """Series with member ``i`` constant at ``values[i]`` (speed, order, every shell)."""
+    v = np.asarray(values, float)
+    return {"t": np.arange(frames) * 0.25, "speed": np.tile(v, (frames, 1)), "order": np.tile(v / 2, (frames, 1)),
+            "spectrum": np.tile(v[None, :, None], (frames, 1, 17)), "k": np.arange(17.0), "blew_up": np.zeros(len(v))}
+
+
+def test_paired_comparison_reads_known_differences():
+    rng = np.random.default_rng(0)
+    k = 1 + 0.2 * rng.standard_normal(12)  # members' stationary values, 20 % seed-to-seed spread
+    kin = _series(k)
+    res = stationary_comparison(kin, {"close": _series(1.03 * k), "far": _series(1.2 * k),
+                                      "noisy": _series(k * (1 + 0.1 * rng.standard_normal(12)))}, first_t=2.0)
+    close = res["close"]
+    assert close["rel_diff"]["mean_speed"] == pytest.approx(0.03) and close["rel_diff"]["order"] == pytest.approx(0.03)
+    assert close["resolution"]["mean_speed"] == pytest.approx(0, abs=1e-12)  # perfectly paired: no noise left
+    assert close["resolution_unpaired"]["mean_speed"] > 0.1  # unpaired, the 20 % spread swamps 3 %
+    assert close["verdict"] == {"mean_speed": "met", "order": "met", "spectrum": "met"}
+    assert res["far"]["verdict"]["mean_speed"] == "missed"
+    assert res["noisy"]["verdict"]["mean_speed"] == "unresolved"  # 2 s.e. of 10 % / sqrt(12) ~ 6 %
+    assert res["shells"] == [1, 8] and res["members"] == 12
+    assert res["kinetic"]["halves"]["speed"]["rel_change"] == pytest.approx(0, abs=1e-12)
+    with pytest.raises(InputError, match="not inside"):
+        stationary_comparison(kin, {"close": _series(k)}, first_t=2.0, last_t=50.0)
+
+
+def test_integrated_time_of_an_ar1_series():
+    rng = np.random.default_rng(1)
+    phi, x = 0.8, np.zeros(20000)
+    for i in range(1, len(x)):
+        x[i] = phi * x[i - 1] + rng.standard_normal()
+    assert integrated_time(x, 1.0) == pytest.approx((1 + phi) / (1 - phi), rel=0.15)  # 9 frames
+
+
+@pytest.mark.slow
+def test_a_posteriori_ensemble_at_alpha_minus_2_5(tmp_path):
+    """Issue 19's a-posteriori figures on the bench's paired ensemble (``stationary`` step: 12 kinetic runs at
+    ``alpha = -2.5``, ``t = 0..60``, the default-trained closure; about 35 CPU-minutes on one thread, less with
+    ``DYNFIT_CLOSURE_CACHE`` naming a folder of the bench's cached runs). Asserts what that ensemble resolves."""
+    import json
+    import os
+    from pathlib import Path
+
+    from napari_dynfit.bench import closure as bench
+
+    cache = Path(os.environ.get("DYNFIT_CLOSURE_CACHE") or tmp_path / "runs")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--cache", str(cache), "--steps", "a_priori,a_posteriori,stationary", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["stationary"]["-2.5"]
+    assert res["members"] == 12 and res["window"] == [20.0, 60.0]
+    for name in ("learned", "bingham"):
+        assert res[name]["blew_up"] == 0  # no blow-up over 50 time units (100x the training unroll)
