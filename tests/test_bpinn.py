@@ -321,6 +321,11 @@ def test_sobolev_adaptive_within_2x_of_epsilon_optimal():
     # HMC whitened by the output layer's Laplace factor the paper's failure of uniform weights (a stiff, non-
     # conservative leapfrog over every weight) does not occur; what holds is that they do not fail
     assert r["ratio_equal"] < 10
+    # the paper's setting, every weight sampled (same warm-up): adaptive still within 2x (measured 0.59x), equal
+    # weights worse (measured 3.04x; 2.6-3.7x on seeds 0-2: the u offset does not mix), not the paper's >= 10x
+    full = r["samplers"]["all"]
+    assert full["ratio_adaptive"] <= 2.0
+    assert full["ratio_equal"] >= 2.0 and full["ratio_equal"] > 2 * full["ratio_adaptive"]
 
 
 @pytest.mark.slow
