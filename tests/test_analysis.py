@@ -1,6 +1,8 @@
 """Track analysis (track.analysis): MSD, its fit with drift removal, van Hove, velocity autocorrelation, against
 simulated truth (Brownian motion with known D, drift, active Brownian particles) and trackpy as the oracle."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,3 +151,90 @@ def test_cli_msd_van_hove_vacf(tmp_path, rng, capsys):
                  str(tmp_path / "v.csv")]) == 0
     assert list(pd.read_csv(tmp_path / "v.csv").columns) == ["lag", "t", "vacf", "n"]
     assert main(["msd", str(tmp_path / "t.csv"), "--dt", "0"]) == 2
+
+
+def _beads_and_specks(rng, *, D, sigma, n_mob=100, n_still=30, frames=80, min_len=25, drift=(0.0, 0.0),
+                      specks_drift=False, rho=0.0):
+    """Tracks (pixels, dt 1) of ``n_mob`` beads diffusing with coefficient D (px^2 / frame) for 25-80 frames and
+    ``n_still`` fixed specks lasting the whole movie, all with Gaussian localisation noise ``sigma`` px per axis; a
+    collective drift (px / frame) moves the beads, and the specks too when ``specks_drift`` (stuck on a drifting
+    stage rather than features of the camera); ``rho``: the specks' noise is AR(1) with this correlation from frame
+    to frame (a slowly wandering apparent position), same variance. Returns the table and the ids of the beads."""
+    rows, drift = [], np.asarray(drift, float)
+    for tid in range(n_mob + n_still):
+        if tid < n_mob:
+            n = int(rng.integers(min_len, frames + 1))
+            f = np.arange(s := int(rng.integers(0, frames - n + 1)), s + n)
+            walk = np.cumsum(np.vstack([np.zeros((1, 2)), rng.normal(0, np.sqrt(2 * D), (n - 1, 2))]), axis=0)
+            p = walk + drift * f[:, None]
+        else:
+            f = np.arange(frames)
+            p = drift * f[:, None] if specks_drift else np.zeros((frames, 2))
+        noise = rng.normal(0, sigma, p.shape)
+        if tid >= n_mob and rho:
+            for i in range(1, len(noise)):
+                noise[i] = rho * noise[i - 1] + np.sqrt(1 - rho ** 2) * noise[i]
+        p = p + rng.uniform(0, 300, 2) + noise
+        rows.append(pd.DataFrame({"track_id": tid, "frame": f, "y": p[:, 0], "x": p[:, 1]}))
+    return pd.concat(rows, ignore_index=True), np.arange(n_mob)
+
+
+@pytest.mark.parametrize("sigma,ratio,rho", [(0.1, 1.0, 0.0), (0.3, 4.0, 0.5), (0.2, 25.0, 0.0)])
+def test_immobile_specks_are_left_out_of_the_fit(rng, sigma, ratio, rho):
+    """Beads whose step variance per axis (2 D dt) is 2-50x the localisation variance, among 30 fixed specks: no
+    bead is called immobile (at most one of 100 below 50x), the specks are (also with slowly wandering noise), and the fit equals the beads' own fit; keeping
+    the specks flattens the MSD (the Princeton movie's failure)."""
+    from napari_dynfit.track import classify_immobile
+
+    D = ratio * sigma ** 2
+    tracks, beads = _beads_and_specks(rng, D=D, sigma=sigma, rho=rho)
+    cls = classify_immobile(tracks, min_length=25)
+    assert cls.loc[beads, "immobile"].sum() <= (0 if ratio >= 25 else 1)
+    assert cls["immobile"].drop(index=beads).mean() >= (0.9 if rho else 0.95)
+    fit = fit_msd(tracks, max_lag=100, min_length=25)
+    alone = fit_msd(tracks[tracks["track_id"].isin(beads)], max_lag=100, min_length=25)
+    assert fit.n_tracks == 130 and len(fit.immobile) == cls["immobile"].sum() and fit.immobile_excluded
+    assert fit.exponent == pytest.approx(alone.exponent, abs=0.02)
+    assert fit.prefactor == pytest.approx(alone.prefactor, rel=0.03)
+    assert pytest.approx(D, rel=0.1) == fit.D
+    kept = fit_msd(tracks, max_lag=100, min_length=25, keep_immobile=True)
+    assert kept.exponent < alone.exponent - 0.1 and not kept.immobile_excluded
+    assert f"{len(fit.immobile)} of 130 tracks immobile" in fit.immobile_report()
+    assert "excluded" in fit.immobile_report() and "kept" in kept.immobile_report()
+
+
+@pytest.mark.parametrize("specks_drift,D", [(False, 0.2), (True, 0.05)])
+def test_immobile_with_drift(rng, specks_drift, D):
+    """A drifting population: camera features (still in the image) and particles stuck on the drifting stage
+    (still relative to the drift, while the drift estimate's own error, a random walk of variance 2 D t / N for N
+    beads, stays within the noise) are both immobile; the beads stay mobile and the fit recovers D."""
+    from napari_dynfit.track import classify_immobile
+
+    tracks, beads = _beads_and_specks(rng, D=D, sigma=0.2, drift=(0.3, -0.2), specks_drift=specks_drift)
+    cls = classify_immobile(tracks, min_length=25)
+    assert not cls.loc[beads, "immobile"].any()
+    assert cls["immobile"].drop(index=beads).mean() >= 0.95
+    fit = fit_msd(tracks, max_lag=100, min_length=25)
+    alone = fit_msd(tracks[tracks["track_id"].isin(beads)], max_lag=100, min_length=25)
+    assert fit.exponent == pytest.approx(alone.exponent, abs=0.02)  # < 1 at D = 0.05: the noise offset
+    assert pytest.approx(D, rel=0.1) == fit.D
+
+
+def test_all_immobile_is_said_not_fitted(rng, capsys, tmp_path):
+    from napari_dynfit.cli import main
+    from napari_dynfit.track import classify_immobile
+
+    tracks, _ = _beads_and_specks(rng, D=0.1, sigma=0.2, n_mob=0, n_still=20)
+    assert classify_immobile(tracks)["immobile"].all()
+    with pytest.raises(InputError, match="all 20 tracks are immobile"):
+        fit_msd(tracks)
+    assert fit_msd(tracks, keep_immobile=True).exponent == pytest.approx(0.0, abs=0.1)  # flat: noise only
+    tracks.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["msd", str(tmp_path / "t.csv")]) == 2
+    assert "immobile" in capsys.readouterr().err
+    assert main(["msd", str(tmp_path / "t.csv"), "--keep-immobile"]) == 0
+    out = capsys.readouterr()
+    assert "20 of 20 tracks immobile" in out.err and "kept in the fit" in out.err
+    assert json.loads(out.out)["immobile"] == 20
+    with pytest.raises(InputError, match="alpha"):
+        classify_immobile(tracks, alpha=0.7)

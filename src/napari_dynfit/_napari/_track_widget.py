@@ -312,7 +312,7 @@ class TrackWidget(StepContract, Container):
             self._analysis_canvas.draw_idle()
             self.analysis, self.van_hove = (fit, vacf), vh
             self._status.value = (f"MSD exponent {fit.exponent:.3f}, prefactor {fit.prefactor:.4g}, "
-                                  f"D {fit.D:.4g} (drift removed)")
+                                  f"D {fit.D:.4g} (drift removed); {fit.immobile_report()}")
 
         self._run(compute, (), done, sync)
 

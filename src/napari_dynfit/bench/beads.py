@@ -18,7 +18,8 @@ trackpy: ``batch(frames, diameter, minmass=minmass, invert=invert)``, ``link(sea
 (sigma auto: estimated from the movie, :func:`napari_dynfit.detect.size.estimate_movie_spot_sigma`; polarity
 auto, splitting on), :func:`napari_dynfit.track.link` (max distance = search range,
 gap frames = memory),
-:func:`napari_dynfit.track.fit_msd` (tracks of >= 25 positions, drift removed, max lag 100). Both detectors run in
+:func:`napari_dynfit.track.fit_msd` (tracks of >= 25 positions, drift removed, max lag 100, immobile tracks left out
+and counted: its defaults). Both detectors run in
 this process, one frame at a time on one thread (ours also with its default of 2 threads). Printed: detections per frame, detection time
 (wall and CPU) and ratios,
 positions outside the image, detections on the wrong side of the local background, pairs closer than 3 px, MSD
@@ -234,7 +235,7 @@ def main(argv=None) -> None:
     say(f"tracks >= 25 frames  trackpy {t1['particle'].nunique()} ({len(t1)} positions) | ours "
           f"{(tracks.groupby('track_id').size() >= 25).sum()} ({kept} positions)")
     say(f"MSD fit (drift removed)  trackpy: exponent {n_tp:.3f} prefactor {a_tp:.3f} um^2/s^n | ours: exponent "
-          f"{fit.exponent:.3f} prefactor {fit.prefactor:.3f} um^2/s^n (D {fit.D:.3f} um^2/s)")
+          f"{fit.exponent:.3f} prefactor {fit.prefactor:.3f} um^2/s^n (D {fit.D:.3f} um^2/s; {fit.immobile_report()})")
     say(f"difference  exponent {fit.exponent - n_tp:+.3f}  prefactor {100 * (fit.prefactor / a_tp - 1):+.1f} %")
     frac, off, (n_p, a_p), (n_o, a_o) = paired_msd(t1, det, mpp, args.fps)
     say(f"same particles and frames (trackpy's tracks, our nearest detection within 2 px: {100 * frac:.1f} % paired, "
@@ -249,7 +250,8 @@ def main(argv=None) -> None:
             "detect_cpu_s": {"trackpy": c_tp, "ours": c_ours}, "cpu_ratio_ours_over_trackpy": c_ours / c_tp,
             "checks": {k: {q: float(x) for q, x in v.items()} for k, v in checks.items()},
             "msd": {"trackpy": {"exponent": n_tp, "prefactor": a_tp},
-                    "ours": {"exponent": float(fit.exponent), "prefactor": float(fit.prefactor), "D": float(fit.D)}},
+                    "ours": {"exponent": float(fit.exponent), "prefactor": float(fit.prefactor), "D": float(fit.D),
+                             "tracks": fit.n_tracks, "immobile_excluded": len(fit.immobile)}},
             "exponent_difference": float(fit.exponent - n_tp),
             "prefactor_difference_pct": float(100 * (fit.prefactor / a_tp - 1)),
             "paired": {"fraction": frac, "median_offset_px": off, "exponent_difference": n_o - n_p,

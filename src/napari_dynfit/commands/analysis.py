@@ -2,7 +2,8 @@
 (:mod:`napari_dynfit.track.analysis`).
 
 * ``dynfit msd TRACKS.csv --dt 0.0417 --spacing 0.351 0.351``: ensemble MSD with the drift removed, its power-law
-  fit (exponent, prefactor) and diffusion coefficient printed as JSON; ``-o MSD.csv`` writes the MSD table;
+  fit (exponent, prefactor) and diffusion coefficient printed as JSON, immobile tracks left out (counted in one line
+  on stderr; ``--keep-immobile`` fits them too); ``-o MSD.csv`` writes the MSD table;
 * ``dynfit van-hove TRACKS.csv --lag 5 -o VH.csv``: displacement distributions over ``lag`` frames;
 * ``dynfit vacf TRACKS.csv --dt ... -o VACF.csv``: velocity autocorrelation.
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..tables import TABLE_SUFFIXES, read_table, write_table
 from ..validate import nonneg_int, output, positive_float, positive_int
@@ -34,7 +36,8 @@ def _cmd_msd(args) -> int:
 
     tracks = read_table(args.tracks, required=("frame", "track_id"))
     fit = fit_msd(tracks, dt=args.dt, spacing=_spacing(args), max_lag=args.max_lag, min_length=args.min_length,
-                  drift=not args.no_drift, weights=args.weights)
+                  drift=not args.no_drift, weights=args.weights, keep_immobile=args.keep_immobile)
+    print(fit.immobile_report(), file=sys.stderr)
     print(json.dumps({**fit.as_dict(), "drift_removed": not args.no_drift}, indent=2, default=float))
     if args.output:
         write_table(fit.table, args.output)
@@ -76,6 +79,9 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--max-lag", type=positive_int, default=100, help="largest lag in frames (default 100)")
     p.add_argument("--no-drift", action="store_true", help="keep the collective drift")
+    p.add_argument("--keep-immobile", action="store_true",
+                   help="fit immobile tracks too (default: tracks that do not move beyond localisation noise, e.g. "
+                        "stuck particles or static features, are left out and counted on stderr)")
     p.add_argument("--weights", choices=("independent", "pairs"), default="independent",
                    help="tracks weighted by their independent measurements (trackpy, default) or every "
                         "displacement once")
