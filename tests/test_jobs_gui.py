@@ -171,6 +171,19 @@ def test_msd_plot_computes_in_its_worker(make_napari_viewer, qtbot):
     assert plot.job.running and plot.msd is None  # handed to the worker, not computed in the insert event
     qtbot.waitUntil(lambda: not plot.job.running, timeout=120_000)
     assert plot.msd is not None and len(plot.msd) == 10 and "MSD of 'tracks'" in plot._title.text()
+    assert "immobile" not in plot._title.text()  # every track is white scatter: nothing is left out
+
+    # random walks plus still specks: the plot leaves the specks out, as fit_msd does, and says so
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    walks = np.cumsum(rng.normal(0, 1.0, (40, 40, 2)), axis=1) + rng.uniform(20, 80, (40, 1, 2))
+    specks = rng.uniform(20, 80, (5, 1, 2)) + rng.normal(0, 0.05, (5, 40, 2))
+    pos = np.concatenate([walks, specks]).reshape(-1, 2)
+    data = np.column_stack([np.repeat(np.arange(45), 40), np.tile(np.arange(40), 45), pos])
+    viewer.add_tracks(data, name="walks")
+    qtbot.waitUntil(lambda: plot.msd is not None and "walks" in plot._title.text(), timeout=120_000)
+    assert "5 of 45 tracks immobile" in plot._title.text()
 
 
 def test_project_save_and_open_clicks_run_in_the_worker(make_napari_viewer, qtbot, tmp_path, monkeypatch):

@@ -191,17 +191,27 @@ class MsdPlot:
 
     def update(self, layer, *, dt: float | None = None, theory=None, block: bool = False) -> pd.DataFrame | None:
         """Recompute and redraw the MSD of the Tracks ``layer`` (``dt``: frame interval) in the plot's job;
-        with ``block`` in the calling thread, returning the MSD table (else ``None``: it arrives in :attr:`msd`)."""
-        from ..track import msd, tracks_from_napari
+        with ``block`` in the calling thread, returning the MSD table (else ``None``: it arrives in :attr:`msd`).
+        Immobile tracks are left out and counted, by the rule of :func:`~napari_dynfit.track.fit_msd` (the MSD fit
+        of the Analyse button), unless every track is immobile."""
+        from ..track import classify_immobile, msd, tracks_from_napari
 
         def compute():  # every displacement counts once; lags up to a quarter of the frames
-            return msd(tracks_from_napari(layer), max_lag=None, weights="pairs")
+            tracks = tracks_from_napari(layer)
+            cls = classify_immobile(tracks)
+            still = cls.index[cls["immobile"].to_numpy()]
+            left_out = 0 < len(still) < len(cls)
+            if left_out:
+                tracks = tracks[~tracks["track_id"].isin(still)]
+            return msd(tracks, max_lag=None, weights="pairs"), (len(still) if left_out else 0), len(cls)
 
-        def show(table):
+        def show(result):
+            table, n_still, n_tracks = result
             self.msd = table
             plot_msd(self._figure, table, dt=dt or 1.0, theory=theory, label=layer.name)
             self._canvas.draw_idle()
-            self._title.setText(f"MSD of '{layer.name}' ({len(table)} lags)")
+            note = f"; {n_still} of {n_tracks} tracks immobile, left out" if n_still else ""
+            self._title.setText(f"MSD of '{layer.name}' ({len(table)} lags{note})")
 
         self.msd = None
         self.job.start(compute, on_return=show, busy=f"MSD of '{layer.name}'", block=block)
