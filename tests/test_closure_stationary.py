@@ -98,7 +98,7 @@ def test_integrated_time_of_an_ar1_series():
 @pytest.mark.slow
 def test_a_posteriori_ensemble_at_alpha_minus_2_5(tmp_path):
     """Issue 19's a-posteriori figures on the bench's paired ensemble (``stationary`` step: 12 kinetic runs at
-    ``alpha = -2.5``, ``t = 0..40``, the default-trained closure; about 25 CPU-minutes on one thread, less with
+    ``alpha = -2.5``, ``t = 0..60``, the default-trained closure; about 35 CPU-minutes on one thread, less with
     ``DYNFIT_CLOSURE_CACHE`` naming a folder of the bench's cached runs). Asserts what that ensemble resolves."""
     import json
     import os
@@ -110,11 +110,10 @@ def test_a_posteriori_ensemble_at_alpha_minus_2_5(tmp_path):
     out = tmp_path / "bench.json"
     assert bench.main(["--cache", str(cache), "--steps", "a_priori,a_posteriori,stationary", "--out", str(out)]) == 0
     res = json.loads(out.read_text())["stationary"]["-2.5"]
-    assert res["members"] == 12 and res["window"] == [20.0, 40.0]
+    assert res["members"] == 12 and res["window"] == [20.0, 60.0]
     for name in ("learned", "bingham"):
-        r = res[name]
-        assert r["blew_up"] == 0  # no blow-up over 30 time units (60x the training unroll)
-        # the order parameter within 5 % of the kinetic theory's, resolved (difference + 2 paired s.e.);
-        # measured: learned +1.1 % +- 1.6 %, Bingham +3.6 % +- 1.1 % (docs/closures.md)
-        assert abs(r["rel_diff"]["order"]) + r["resolution"]["order"] <= 0.05
-        assert r["verdict"]["order"] == "met"
+        assert res[name]["blew_up"] == 0  # no blow-up over 50 time units (100x the training unroll)
+    # the learned closure's order parameter within 5 % of the kinetic theory's, resolved (difference + 2 paired
+    # s.e.); measured +1.6 % +- 1.8 % (docs/closures.md); Bingham's +3.7 % +- 1.7 % is not resolved
+    r = res["learned"]
+    assert abs(r["rel_diff"]["order"]) + r["resolution"]["order"] <= 0.05 and r["verdict"]["order"] == "met"

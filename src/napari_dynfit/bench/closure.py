@@ -25,7 +25,7 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
    stationary one window is);
 8. ``stationary``: the a-posteriori targets on a long-window ensemble at one ``alpha`` (``--stationary-alpha``,
    default -2.5): 12 kinetic members (``STATIONARY_SEEDS``; those the ``ensemble`` step stored are read, the
-   others batched to ``--stationary-t-end``, default 40, keeping per-frame statistics only), one moment-model
+   others batched to ``--stationary-t-end``, default 60, keeping per-frame statistics only), one moment-model
    run per member and closure from its moments at ``t = 10``, statistics over ``t = 20..t_end``, members paired
    (:func:`napari_dynfit.models.closure.stationary.stationary_comparison`); resumable (checkpoints in
    ``--cache``), so an interrupted run continues;
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ensemble-alphas", default=None,
                     help="comma-separated alphas for the ensemble step (default: held out and outside)")
     ap.add_argument("--stationary-alpha", type=float, default=-2.5, help="alpha of the stationary step")
-    ap.add_argument("--stationary-t-end", type=float, default=40.0, help="end of the stationary step's runs")
+    ap.add_argument("--stationary-t-end", type=float, default=60.0, help="end of the stationary step's runs")
     ap.add_argument("--stationary-seeds", default=",".join(map(str, STATIONARY_SEEDS)),
                     help="seeds of the stationary step's kinetic members")
     ap.add_argument("--json", action="store_true", help="print one JSON object")

@@ -354,8 +354,8 @@ FIGURES = [
            "90-98 %", "{python} -m napari_dynfit.cli bench bpinn", _bpinn,
            quick="{python} -m napari_dynfit.cli bench bpinn --quick", requires=("torch",), timeout_s=7200),
     Figure("closure-a-posteriori", "kinetic closures a posteriori (issue 19): moment model vs kinetic theory on a paired "
-           "12-run ensemble at alpha = -2.5 (32^2; moment model from t = 10, 20x or more the training unroll; "
-           "statistics from t = 20 to the runs' end), learned / Bingham: mean `\\|u\\|` / order parameter / worst "
+           "12-run ensemble at alpha = -2.5 (32^2; moment model from t = 10 to 60, 100x the training unroll; "
+           "statistics over t = 20..60), learned / Bingham: mean `\\|u\\|` / order parameter / worst "
            "velocity-spectrum shell up to half of k_max; blow-ups", "within 5 % / 5 % / 10 %; none",
            "{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary --json", _closure_post,
            quick="{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary --json "
