@@ -113,3 +113,7 @@ def test_a_posteriori_ensemble_at_alpha_minus_2_5(tmp_path):
     assert res["members"] == 12 and res["window"] == [20.0, 60.0]
     for name in ("learned", "bingham"):
         assert res[name]["blew_up"] == 0  # no blow-up over 50 time units (100x the training unroll)
+    # the learned closure's order parameter within 5 % of the kinetic theory's, resolved (difference + 2 paired
+    # s.e.); measured +1.6 % +- 1.8 % (docs/closures.md); Bingham's +3.7 % +- 1.7 % is not resolved
+    r = res["learned"]
+    assert abs(r["rel_diff"]["order"]) + r["resolution"]["order"] <= 0.05 and r["verdict"]["order"] == "met"

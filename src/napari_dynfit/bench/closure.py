@@ -298,9 +298,9 @@ def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: di
     res["seeds"] = kin["seeds"].tolist()
     res["stored_members"] = len(stored)
     res["cpu_s"] = {"kinetic": kin["cpu_s"], **{name: c["cpu_s"] for name, c in coarse.items()}}
-    res["cpu_s_per_member_unit"] = {
-        "kinetic": kin["cpu_s"] / max(len(new), 1) / t_end,
-        **{name: c["cpu_s"] / len(kin["seeds"]) / (t_end - branch_t) for name, c in coarse.items()}}
+    res["cpu_s_per_member_unit"] = {  # of the runs made here (stored members cost nothing now)
+        "kinetic": sum(float(p["cpu_s"]) / len(g) / float(p["t_run"]) for p, g in zip(parts, groups)) / max(len(groups), 1),
+        **{name: c["cpu_s"] / len(kin["seeds"]) / (c["t_run"] - branch_t) for name, c in coarse.items()}}
     return res
 
 

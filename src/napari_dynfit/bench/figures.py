@@ -247,6 +247,23 @@ def _bpinn(js: dict) -> str:
     return "; ".join(parts)
 
 
+def _closure_post(js: dict) -> str:
+    alpha, res = next(iter(js["stationary"].items()))
+    parts = []
+    for name in ("learned", "bingham"):
+        r = res[name]
+        if "rel_diff" not in r:
+            parts.append(f"{name}: {r['blew_up']}/{res['members']} blew up")
+            continue
+        d, e, v = r["rel_diff"], r["resolution"], r["verdict"]
+        parts.append(f"{name} {d['mean_speed']:+.1%} +- {e['mean_speed']:.1%} ({v['mean_speed']}) / "
+                     f"{d['order']:+.1%} +- {e['order']:.1%} ({v['order']}) / shell {d['worst_shell']} "
+                     f"{d['spectrum_worst']:+.1%} +- {e['spectrum_worst']:.1%} ({v['spectrum']}), "
+                     f"{r['blew_up']}/{res['members']} blew up")
+    return (f"alpha {float(alpha):g}, {res['members']} runs, t = {res['window'][0]:g}..{res['window'][1]:g}: "
+            + "; ".join(parts) + " (+- two paired standard errors)").replace("%", " %")
+
+
 FIGURES = [
     Figure("apr-roundtrip", "APR round trip vs pyapr's reconstruction (2D, 3D; tests/test_apr_io.py)", "exact",
            "{python} -m napari_dynfit.bench.suite tests/test_apr_io.py -k pyapr", _tests, requires=("pyapr",)),
@@ -340,6 +357,13 @@ FIGURES = [
            "(5 seeds) within 5 % / 95 % interval covers; latent chemotaxis coverage", "<= 2x, >= 10x / 5/5, 5/5 / "
            "90-98 %", "{python} -m napari_dynfit.cli bench bpinn", _bpinn,
            quick="{python} -m napari_dynfit.cli bench bpinn --quick", requires=("torch",), timeout_s=7200),
+    Figure("closure-a-posteriori", "kinetic closures a posteriori (issue 19): moment model vs kinetic theory on a paired "
+           "12-run ensemble at alpha = -2.5 (32^2; moment model from t = 10 to 60, 100x the training unroll; "
+           "statistics over t = 20..60), learned / Bingham: mean `\\|u\\|` / order parameter / worst "
+           "velocity-spectrum shell up to half of k_max; blow-ups", "within 5 % / 5 % / 10 %; none",
+           "{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary --json", _closure_post,
+           quick="{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary --json "
+           "--stationary-t-end 30", requires=("torch",), timeout_s=4 * 3600),
     Figure("pfi-ou2", "PFI OU 2D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.05",
            "{python} -m napari_dynfit.cli bench pfi --case ou2", _pfi_ou,
            quick="{python} -m napari_dynfit.cli bench pfi --case ou2 --quick",

@@ -121,7 +121,8 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
         ``t (F,)`` frame times, ``speed``, ``order (F, M)``, ``spectrum (F, M, n // 2 + 1)`` (see
         :func:`frame_statistics`), ``k`` shell wavenumbers (1 / length unit), ``branch (M, 3, n, n)`` the
         members' moment states (:func:`~.moment_model.state_from_moments`) at ``branch_t``, ``cpu_s`` CPU
-        seconds spent so far (all calls), ``seeds``.
+        seconds spent so far (all calls) on the runs to ``t_run`` (where they have got to; the series stop at
+        ``t_end``), ``seeds``.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -169,7 +170,7 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
                           meta, t_end)
     if branch is None:
         raise InputError(f"the runs end before the branch time {branch_t}")
-    out.update(branch=branch, cpu_s=cpu, seeds=np.asarray(seeds),
+    out.update(branch=branch, cpu_s=cpu, seeds=np.asarray(seeds), t_run=max(step, n_steps) * dt,
                k=np.arange(n // 2 + 1) * 2 * np.pi / params.length)
     return out
 
@@ -192,7 +193,7 @@ def series_from_runs(bundles, *, branch_t: float = 10.0) -> dict:
     u = torch.stack([torch.as_tensor(np.asarray(b["velocity"]), dtype=torch.float64) for b in bundles], 1)
     out = frame_statistics(c, D, u, length)
     n = c.shape[-1]
-    out.update(t=t, branch=state_from_moments(c[i0], D[i0]).numpy(), cpu_s=0.0,
+    out.update(t=t, branch=state_from_moments(c[i0], D[i0]).numpy(), cpu_s=0.0, t_run=t[-1],
                seeds=np.asarray([(b.attrs.get("kinetic") or {}).get("seed", -1) for b in bundles]),
                k=np.arange(n // 2 + 1) * 2 * np.pi / length)
     return out
@@ -207,6 +208,7 @@ def concat_series(parts) -> dict:
     out = {key: np.concatenate([p[key][:n] for p in parts], 1) for key in ("speed", "order", "spectrum")}
     out.update(t=parts[0]["t"][:n], branch=np.concatenate([p["branch"] for p in parts]),
                seeds=np.concatenate([p["seeds"] for p in parts]), cpu_s=sum(float(p["cpu_s"]) for p in parts),
+               t_run=min(float(p["t_run"]) for p in parts),
                k=parts[0]["k"])
     return out
 
@@ -263,7 +265,7 @@ def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: 
 
     out, cpu = _integrate(frame, frames, per_chunk, advance, lambda: record(state, 0), series, cpu, checkpoint,
                           meta, t_end)
-    out.update(blew_up=bad, cpu_s=cpu)
+    out.update(blew_up=bad, cpu_s=cpu, t_run=t0 + max(frame, frames) * save_every)
     return out
 
 
