@@ -313,6 +313,12 @@ FIGURES = [
            ">= 0.95", "{python} -m napari_dynfit.bench.cells {data}/bacteria_div/data/bacteria --no-sim",
            _segment_real, data=("bacteria_div/data/bacteria/img", "bacteria_div/data/bacteria/TRA"),
            data_label="the CTC bacteria movie", timeout_s=7200),
+    Figure("segment-learned-real", "real phase-contrast bacteria from the raw images with the shipped rod U-Net "
+           "(`dynfit segment --method learned`, no per-movie flags): segmentation F1 at IoU 0.5",
+           ">= 0.95", "{python} -m napari_dynfit.bench.cells {data}/bacteria_div/data/bacteria --no-sim "
+           "--segment-args=--method=learned",
+           _segment_real, data=("bacteria_div/data/bacteria/img", "bacteria_div/data/bacteria/TRA"),
+           data_label="the CTC bacteria movie", timeout_s=7200),
     Figure("link-speed", "10^4 particles x 100 frames with gap closing", "<= trackpy, >= 5x laptrack",
            "{python} -m napari_dynfit.bench.tracking --sections speed --laptrack-n 2000", _tracking_speed,
            quick="{python} -m napari_dynfit.bench.tracking --sections speed --n 2000 --frames 50 --laptrack-n 500",
