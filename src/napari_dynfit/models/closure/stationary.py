@@ -32,7 +32,7 @@ from .ensemble import TARGETS
 from .kinetic import KineticSolver, SuspensionParams
 from .moment_model import MomentSolver, moments_from_state, state_from_moments
 from .moments import order_parameter
-from .train import substeps
+from .train import shell_spectrum, substeps
 
 
 def frame_statistics(c: torch.Tensor, D: torch.Tensor, u: torch.Tensor, length: float) -> dict:
@@ -42,19 +42,12 @@ def frame_statistics(c: torch.Tensor, D: torch.Tensor, u: torch.Tensor, length: 
     -------
     dict
         ``speed (...)`` spatial mean of ``|u|``, ``order (...)`` spatial mean of the scalar order parameter,
-        ``spectrum (..., n // 2 + 1)`` shell kinetic-energy spectrum (as
-        :func:`~.train.velocity_spectrum`, one frame), numpy.
+        ``spectrum (..., n // 2 + 1)`` shell kinetic-energy spectrum
+        (:func:`~.train.shell_spectrum`), numpy.
     """
-    n = u.shape[-2]
     speed = torch.sqrt((u ** 2).sum(-1)).mean((-2, -1))
     order = order_parameter(c, D).mean((-2, -1))
-    e = 0.5 * (torch.fft.fft2(u.movedim(-1, -3)).abs() ** 2).sum(-3) / n ** 4  # (..., n, n)
-    k = np.fft.fftfreq(n, d=1.0 / n)
-    shells = torch.as_tensor(np.rint(np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)).astype(np.int64).ravel())
-    flat = e.reshape(-1, n * n)
-    spec = torch.zeros(flat.shape[0], int(shells.max()) + 1, dtype=e.dtype).index_add_(1, shells, flat)
-    spec = spec[:, : n // 2 + 1].reshape(*e.shape[:-2], n // 2 + 1)
-    return {"speed": speed.numpy(), "order": order.numpy(), "spectrum": spec.numpy()}
+    return {"speed": speed.numpy(), "order": order.numpy(), "spectrum": shell_spectrum(u.numpy())}
 
 
 def _append(series: dict, st: dict, t: float) -> None:

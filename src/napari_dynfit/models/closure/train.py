@@ -298,15 +298,27 @@ def active_learning(closure, simulate, candidates, *, initial, rounds: int = 2, 
 
 
 # --- statistics ------------------------------------------------------------------------------
-def velocity_spectrum(u: np.ndarray, length: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shell-averaged kinetic energy spectrum ``E(k)`` of ``u (t, n, n, 2)``, averaged over time."""
-    n = u.shape[1]
-    u_hat = np.fft.fft2(u, axes=(1, 2)) / n ** 2
-    e = 0.5 * (np.abs(u_hat) ** 2).sum(-1).mean(0)
+def shell_spectrum(u: np.ndarray) -> np.ndarray:
+    """Kinetic energy per wavenumber shell of each frame of ``u (..., n, n, 2)``: shape ``(..., n // 2 + 1)``.
+
+    Shell ``j`` sums ``0.5 |u_hat(k)|^2`` (``u_hat`` the FFT over the grid divided by ``n^2``) over the
+    wavevectors with ``rint(|k|) = j`` (``k`` in grid units).
+    """
+    u = np.asarray(u)
+    n = u.shape[-2]
+    e = 0.5 * (np.abs(np.fft.fft2(u, axes=(-3, -2)) / n ** 2) ** 2).sum(-1)  # (..., n, n)
     k = np.fft.fftfreq(n, d=1.0 / n)
-    kk = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
-    shells = np.rint(kk).astype(int)
-    spec = np.bincount(shells.ravel(), e.ravel())[: n // 2 + 1]
+    shells = np.rint(np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)).astype(int).ravel()
+    onehot = np.zeros((n * n, n // 2 + 1))
+    keep = shells <= n // 2
+    onehot[np.flatnonzero(keep), shells[keep]] = 1.0
+    return (e.reshape(*e.shape[:-2], n * n) @ onehot)
+
+
+def velocity_spectrum(u: np.ndarray, length: float) -> tuple[np.ndarray, np.ndarray]:
+    """Shell-averaged kinetic energy spectrum ``E(k)`` of ``u (t, n, n, 2)``, averaged over time
+    (:func:`shell_spectrum` of each frame); ``k`` in rad per length unit of the box ``length``."""
+    spec = shell_spectrum(u).mean(0)
     return np.arange(len(spec)) * 2 * np.pi / length, spec
 
 
