@@ -63,7 +63,7 @@ def epsilon_optimal_weights(order: int = 2, omega: float = SOBOLEV_OMEGA, domain
 
 def sobolev_case(seed: int = 0, *, n: int = 100, noise: float = 0.1, order: int = 2, hidden=(32, 32),
                  draws: int = 100, tune: int = 100, chains: int = 2, warmup_steps: int = 1500, num_steps: int = 20,
-                 weightings=("adaptive", "epsilon-optimal", "equal"), samplers=("output", "all"),
+                 weightings=("adaptive", "epsilon-optimal", "equal"), samplers=("output", "all", "all-from-init"),
                  warmup_options: dict | None = None) -> dict:
     """Sobolev training of the paper's ``u = sin^3(6 x)`` on ``[-0.7, 0.7]`` from noisy ``u, u', ..., u^(order)``.
 
@@ -122,7 +122,7 @@ def sobolev_case(seed: int = 0, *, n: int = 100, noise: float = 0.1, order: int 
     Returns
     -------
     dict
-        Per sampler (key ``sampler``: ``"output"``, ``"all"``), per weighting: ``rel_l2`` (posterior
+        Per sampler (key ``sampler``: ``"output"``, ``"all"``, ``"all-from-init"``), per weighting: ``rel_l2`` (posterior
         mean of ``u`` against the truth on 400 test points), ``rel_l2_derivatives`` (the same for
         ``u', ..., u^(order)``, the paper's BMA errors), ``coverage95`` (fraction of test points inside
         the pointwise 95 % band of ``u``), the ``weights`` and the ``noise`` they imply per task,
