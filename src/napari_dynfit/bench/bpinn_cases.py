@@ -36,6 +36,8 @@ def _shared(fn):
 # The paper's Sobolev test function (Perez et al. 2023, Sect. 2.3 and 3.2): u(x) = sin^3(omega x) on
 # [-0.7, 0.7], omega = 6. As sin^3 a = (3 sin a - sin 3a) / 4 it holds two scales, omega and 3 omega.
 SOBOLEV_OMEGA, SOBOLEV_DOMAIN = 6.0, (-0.7, 0.7)
+SAMPLER_LABELS = {"output": "output-layer HMC", "all": "HMC on every weight",
+                  "all-from-init": "HMC on every weight from the initial weights"}
 
 
 def sobolev_function(x, order: int = 0, omega: float = SOBOLEV_OMEGA):
@@ -61,7 +63,7 @@ def epsilon_optimal_weights(order: int = 2, omega: float = SOBOLEV_OMEGA, domain
 
 def sobolev_case(seed: int = 0, *, n: int = 100, noise: float = 0.1, order: int = 2, hidden=(32, 32),
                  draws: int = 100, tune: int = 100, chains: int = 2, warmup_steps: int = 1500, num_steps: int = 20,
-                 weightings=("adaptive", "epsilon-optimal", "equal"), samplers=("output", "all"),
+                 weightings=("adaptive", "epsilon-optimal", "equal"), samplers=("output", "all", "all-from-init"),
                  warmup_options: dict | None = None) -> dict:
     """Sobolev training of the paper's ``u = sin^3(6 x)`` on ``[-0.7, 0.7]`` from noisy ``u, u', ..., u^(order)``.
 
@@ -89,7 +91,12 @@ def sobolev_case(seed: int = 0, *, n: int = 100, noise: float = 0.1, order: int 
       its Laplace factor, the hidden layers at the MAP point -- the stiffness between the tasks is
       whitened away, and equal weights do not fail (docs/pinn.md);
     * ``"all"``: HMC on every network weight with an adapted diagonal mass matrix, the paper's
-      setting (every weight sampled), in which the failure of equal weights shows.
+      setting (every weight sampled), in which the failure of equal weights shows;
+    * ``"all-from-init"``: the paper's AW-HMC start -- HMC on every weight from the network's initial
+      weights, no warm-up (:meth:`~.bayes.BPINN.sample_from_initial`); adaptive weights are
+      ``lambda_k / sigma_u^2`` with the inverse-Dirichlet ``lambda_k`` (the least-varying task's 1), set
+      during the first 20 burn-in iterations and fixed after (the paper's scaling of the
+      epsilon-optimal weights); fixed weights as above.
 
     Parameters
     ----------
@@ -106,15 +113,16 @@ def sobolev_case(seed: int = 0, *, n: int = 100, noise: float = 0.1, order: int 
     draws, tune, chains, warmup_steps, num_steps : int
         Sampler settings (:meth:`~.bayes.BPINN.sample`).
     weightings : sequence of str
-    samplers : sequence of {"output", "all"}
-        ``subnetwork`` of :meth:`~.bayes.BPINN.sample`, each run from the same warm-up.
+    samplers : sequence of {"output", "all", "all-from-init"}
+        ``subnetwork`` of :meth:`~.bayes.BPINN.sample`, each run from the same warm-up;
+        ``"all-from-init"``: :meth:`~.bayes.BPINN.sample_from_initial` (below).
     warmup_options : dict, optional
         Further arguments of :meth:`~.bayes.BPINN.warmup` (e.g. ``lbfgs_rounds``).
 
     Returns
     -------
     dict
-        Per sampler (key ``sampler``: ``"output"``, ``"all"``), per weighting: ``rel_l2`` (posterior
+        Per sampler (key ``sampler``: ``"output"``, ``"all"``, ``"all-from-init"``), per weighting: ``rel_l2`` (posterior
         mean of ``u`` against the truth on 400 test points), ``rel_l2_derivatives`` (the same for
         ``u', ..., u^(order)``, the paper's BMA errors), ``coverage95`` (fraction of test points inside
         the pointwise 95 % band of ``u``), the ``weights`` and the ``noise`` they imply per task,
@@ -148,14 +156,21 @@ def sobolev_case(seed: int = 0, *, n: int = 100, noise: float = 0.1, order: int 
         if name == "epsilon-optimal":
             for t, lam in zip(tasks, eps_w):
                 t.weight = lam / noise ** 2
-        b = BPINN(MLP(SOBOLEV_DOMAIN, hidden, seed=0), tasks, weighting="adaptive" if name == "adaptive" else "fixed")
+        weighting = "adaptive" if name == "adaptive" else "fixed"
+        b = BPINN(MLP(SOBOLEV_DOMAIN, hidden, seed=0), tasks, weighting=weighting)
         t0 = time.perf_counter()
-        b.warmup(warmup_steps, **(warmup_options or {}))
+        if any(s != "all-from-init" for s in samplers):
+            b.warmup(warmup_steps, **(warmup_options or {}))
         t_warm = time.perf_counter() - t0
         for s in samplers:  # every sampler from the same MAP point and weights
             t1 = time.perf_counter()
-            res = b.sample(xt, predict, draws=draws, tune=tune, chains=chains, num_steps=num_steps, seed=seed,
-                           subnetwork=s)
+            if s == "all-from-init":  # the paper's AW-HMC: a fresh network, no warm-up
+                fresh = BPINN(MLP(SOBOLEV_DOMAIN, hidden, seed=0), tasks, weighting=weighting)
+                res = fresh.sample_from_initial(xt, predict, draws=draws, tune=tune, chains=chains,
+                                                num_steps=num_steps, seed=seed, weight_scale=1.0 / noise ** 2)
+            else:
+                res = b.sample(xt, predict, draws=draws, tune=tune, chains=chains, num_steps=num_steps, seed=seed,
+                               subnetwork=s)
             samples = res.field_samples["d0"].reshape(-1, len(xt))
             lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
             errs = [float(np.linalg.norm(res.mean[nm] - tr) / np.linalg.norm(tr)) for nm, tr in zip(names, truth)]
@@ -163,7 +178,8 @@ def sobolev_case(seed: int = 0, *, n: int = 100, noise: float = 0.1, order: int 
                            "coverage95": float(np.mean((truth[0] >= lo) & (truth[0] <= hi))),
                            "weights": res.weights, "noise": res.noise, "acceptance": res.diagnostics["acceptance"],
                            "divergences": res.diagnostics["divergences"],
-                           "seconds": {"warmup": t_warm, "sampling": time.perf_counter() - t1}}
+                           "seconds": {"warmup": 0.0 if s == "all-from-init" else t_warm,
+                                       "sampling": time.perf_counter() - t1}}
     for r in by.values():
         if "epsilon-optimal" in r:
             for name in ("adaptive", "equal"):
@@ -411,7 +427,7 @@ def _md_table(out: dict) -> str:
     if sob:
         for r0 in sob:
             for smp, r in r0.get("samplers", {"output": r0}).items():
-                label = {"output": "output-layer HMC", "all": "HMC on every weight"}.get(smp, smp)
+                label = SAMPLER_LABELS.get(smp, smp)
                 for w in ("adaptive", "epsilon-optimal", "equal"):
                     if w in r:
                         ratio = r.get(f"ratio_{w}")

@@ -226,6 +226,8 @@ def _demo(js: dict) -> str:
 
 
 def _bpinn(js: dict) -> str:
+    from .bpinn_cases import SAMPLER_LABELS
+
     parts = []
     sob = js.get("sobolev", [])
     if sob:
@@ -234,7 +236,7 @@ def _bpinn(js: dict) -> str:
         for smp in sob[0].get("samplers", {"output": None}):
             rs = [r["samplers"][smp] if "samplers" in r else r for r in sob]
             ad, eq = [r["ratio_adaptive"] for r in rs], [r["ratio_equal"] for r in rs]
-            label = {"output": "output-layer HMC", "all": "HMC on every weight"}.get(smp, smp)
+            label = SAMPLER_LABELS.get(smp, smp)
             runs.append(f"{label}: adaptive {min(ad):.2f}-{max(ad):.2f}x / equal {min(eq):.2f}-{max(eq):.2f}x")
         parts.append(f"Sobolev (seeds {seeds}) vs eps-optimal, {'; '.join(runs)}")
     s = js.get("lotka_volterra_summary")

@@ -634,6 +634,66 @@ class BPINN:
                                   seconds={"warmup": t_warm, "sampling": time.perf_counter() - t0 - t_warm})
         return result
 
+    def dirichlet_weights(self, z: torch.Tensor) -> dict[str, float]:
+        """Inverse-Dirichlet balance ``lambda_k = min_t std(grad L_t) / std(grad L_k)`` at ``z``.
+
+        ``L_k = 0.5 sum r_k^2`` (unweighted), gradients with respect to the network weights, the
+        standard deviation over the weights (Maddu et al. 2022; the AW-HMC weights of Perez et al.
+        2023, arXiv:2302.12697, normalised to the least-varying task: every ``lambda_k <= 1``).
+        """
+        z = z.detach().requires_grad_(True)
+        std = {}
+        with torch.enable_grad():
+            for k, r in self.residuals(z).items():
+                (g,) = torch.autograd.grad(0.5 * (r ** 2).sum(), z, retain_graph=True)
+                std[k] = float(g[: self.n_weights].std())
+        low = min(std.values())
+        return {k: low / max(v, 1e-300) for k, v in std.items()}
+
+    def sample_from_initial(self, points=None, predict=None, *, draws: int = 100, tune: int = 100, chains: int = 2,
+                            num_steps: int = 20, target_accept: float = 0.8, adapt_weights: int = 20,
+                            weight_scale: float = 1.0, seed: int = 0) -> BPINNResult:
+        """AW-HMC as in the paper: HMC on every weight from the network's initial weights, no warm-up.
+
+        Every chain starts at :meth:`initial_state` (the network's initialisation; no optimiser) and
+        samples all coordinates with an adapted diagonal mass matrix (:func:`.hmc.hmc_chain`). With
+        ``weighting="adaptive"`` the task weights are ``weight_scale * lambda_k`` with ``lambda_k`` of
+        :meth:`dirichlet_weights` at the chain's state, set after each of the first ``adapt_weights``
+        burn-in iterations, then fixed (the first chain's; later chains use them from the start).
+        With ``weighting="fixed"`` the given weights. ``draws``, ``tune``, ``chains``, ``num_steps``
+        as in :meth:`sample`. Not the product's sampler: a benchmark of the paper's setting
+        (``bench.bpinn_cases.sobolev_case``, ``samplers=("all-from-init",)``).
+        """
+        from .hmc import hmc_chain
+
+        weights = dict(self.weights)
+        adapt = self.weighting == "adaptive" and adapt_weights > 0
+        z0 = self.initial_state().to(self.device)
+        chains_z, acceptance, step, divergent = [], [], [], 0
+        t0 = time.perf_counter()
+        for c in range(int(chains)):
+            def on_tune(i, z, first=c == 0):
+                if not (adapt and first and i < adapt_weights):
+                    return False
+                weights.update({k: weight_scale * v for k, v in self.dirichlet_weights(z).items()})
+                return True
+
+            if adapt and c == 0:
+                on_tune(0, z0)
+            ch = hmc_chain(lambda z: self.potential(z, weights), z0, draws=draws, tune=tune, num_steps=num_steps,
+                           target_accept=target_accept, seed=seed + 7919 * c, adapt_mass=True, on_tune=on_tune)
+            chains_z.append(ch.draws)
+            acceptance.append(ch.acceptance)
+            step.append(ch.step_size)
+            divergent += ch.divergences
+        self.weights = dict(weights)
+        result = self._summarise(torch.stack(chains_z), points, predict, weights)
+        result.diagnostics.update(sampler="hmc", acceptance=acceptance, step_size=step, divergences=divergent,
+                                  draws=int(draws), chains=len(chains_z), stopped=False, subnetwork="all-from-init",
+                                  sampled_dim=int(len(z0)), restarts=False,
+                                  seconds={"warmup": 0.0, "sampling": time.perf_counter() - t0})
+        return result
+
     def _cut_states(self, parameter_draws, n, subnetwork):
         """Flat parameter states ``q`` (log where the prior is log-normal) of the given draws (``n`` of them)."""
         d = np.array(parameter_draws, dtype=float)  # a copy: logs taken in place below

@@ -96,7 +96,7 @@ def _find_step_size(potential, z, u, g, inv_mass, gen, eps=0.1, tries=40):
 
 def hmc_chain(potential, z0: torch.Tensor, *, draws: int = 200, tune: int = 200, num_steps: int = 20,
               target_accept: float = 0.8, seed: int = 0, adapt_mass: bool = True, callback=None,
-              should_stop=None) -> ChainResult:
+              should_stop=None, on_tune=None) -> ChainResult:
     """Sample ``exp(-potential(z))`` by HMC from ``z0``.
 
     Parameters
@@ -120,6 +120,9 @@ def hmc_chain(potential, z0: torch.Tensor, *, draws: int = 200, tune: int = 200,
         ``callback(i, total, z)`` after every iteration ``i`` (tuning first), ``z`` the current state.
     should_stop : callable, optional
         Checked after every iteration; when it returns True the draws so far are returned.
+    on_tune : callable, optional
+        ``on_tune(i, z) -> bool`` after every tuning iteration ``i``; True when it changed the
+        potential (e.g. adaptive task weights during burn-in), which is then re-evaluated at ``z``.
 
     Returns
     -------
@@ -173,6 +176,8 @@ def hmc_chain(potential, z0: torch.Tensor, *, draws: int = 200, tune: int = 200,
                 da = restart(eps)
             if it == tune - 1:
                 eps = math.exp(da["log_bar"]) if da["t"] else eps
+            if on_tune is not None and on_tune(it, z):
+                u, g = _value_and_grad(potential, z)
         else:
             kept.append(z)
             acc_kept.append(accept_prob)
