@@ -25,6 +25,18 @@ PDEFIND_DATA = os.environ.get("DYNFIT_PDEFIND_DATA") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data", "pdefind")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (small tensors: several threads spin against each other on a loaded
+    machine), restored afterwards. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def pdefind_mat(tmp_path_factory):
     """``name -> path`` of a PDE-FIND-layout ``.mat`` file (``burgers``, ``kdv``): the published file where

@@ -11,13 +11,7 @@ from napari_dynfit.errors import InputError  # noqa: E402
 from napari_dynfit.models.pinn.bayes import BPINN, MLP, Prior, Task, derivative  # noqa: E402
 from napari_dynfit.models.pinn.hmc import hmc_chain  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sobolev(seed=0, n=60, sf=0.05, sd=0.5):

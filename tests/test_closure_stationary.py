@@ -20,13 +20,7 @@ from napari_dynfit.models.closure.train import flow_statistics, simulate_moments
 P = SuspensionParams(alpha=-4.5, zeta=0.3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread (several threads spin against each other on a loaded machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 KW = dict(save_every=0.25, n=16, n_theta=16, dt=0.025, amplitude=0.2)
 
