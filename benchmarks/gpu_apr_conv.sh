@@ -38,7 +38,7 @@ print("numba.cuda available:", cuda.is_available())
 PYEOF
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-timeout "${CHECK_TIMEOUT:-150}" "$PY" napari_dynfit.bench.gpu_apr_check >"$OUT/check.json" 2>"$OUT/check.err"
+timeout "${CHECK_TIMEOUT:-150}" "$PY" -m napari_dynfit.bench.gpu_apr_check >"$OUT/check.json" 2>"$OUT/check.err"
 echo "check rc=$? ($(( $(date +%s) - start )) s)"; tail -n 5 "$OUT/check.json"; tail -n 3 "$OUT/check.err"
 left=$(( ${TOTAL_S:-285} - ($(date +%s) - start) ))
 timeout "$left" "$PY" -m napari_dynfit.cli bench apr-conv --device cuda --size "${SIZE:-1024}" --ratio 30 \

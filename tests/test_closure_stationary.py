@@ -55,6 +55,32 @@ def test_a_blown_member_is_flagged_and_the_others_go_on():
     assert np.isfinite(mom["speed"][1:, 0]).all() and np.isnan(mom["speed"][1:, 1]).all()
 
 
+def test_moment_series_leaves_the_callers_closure_where_it_is_and_device_auto_runs():
+    from napari_dynfit.models.closure.learned import LearnedClosure
+
+    kin = kinetic_series(P, (5,), t_end=0.5, branch_t=0.5, **KW)
+    net = LearnedClosure(seed=1)
+    with torch.no_grad():
+        net.net[-1].weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+    ref = moment_series(P, net, kin["branch"], t0=0.5, t_end=1.0)
+    auto = moment_series(P, net, kin["branch"], t0=0.5, t_end=1.0, device="auto")  # the GPU where there is one
+    assert next(net.parameters()).device.type == "cpu"
+    assert np.allclose(auto["speed"], ref["speed"], rtol=1e-9) and not ref["blew_up"].any()
+    with pytest.raises(InputError, match="device"):
+        moment_series(P, net, kin["branch"], t0=0.5, t_end=1.0, device="tpu")
+
+
+def test_bench_seed_lists_and_file_names():
+    from napari_dynfit.bench.closure import _seed_tag, parse_seeds
+
+    assert parse_seeds("99, 101-103,99") == [99, 101, 102, 103]
+    many = parse_seeds("99,101-227")
+    assert len(many) == 128 and many[:2] == [99, 101] and many[-1] == 227
+    tag = _seed_tag(many)
+    assert len(tag) < 40 and tag != _seed_tag(many[:-1]) and tag.startswith("99-227n128")
+    assert _seed_tag([99, 101]) == "99-101"  # short lists as before (existing caches stay valid)
+
+
 def _series(values, frames=40):
     """Series with member ``i`` constant at ``values[i]`` (speed, order, every shell)."""
     v = np.asarray(values, float)

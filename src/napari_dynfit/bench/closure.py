@@ -61,7 +61,7 @@ ENSEMBLE_SEEDS = (99, 101, 102, 103)
 STATIONARY_SEEDS = (99,) + tuple(range(101, 112))
 
 
-def run_for(alpha: float, cache: Path, *, long: bool = False):
+def run_for(alpha: float, cache: Path, *, long: bool = False, device: str = "cpu"):
     """Kinetic run at ``alpha`` (cached): ``t = 0..30``, or ``t = 0..60`` with seed 99 when ``long``."""
     from napari_dynfit.fields import FieldBundle
     from napari_dynfit.models.closure.kinetic import SuspensionParams, simulate_kinetic
@@ -70,12 +70,14 @@ def run_for(alpha: float, cache: Path, *, long: bool = False):
     if path.exists():
         return FieldBundle.load(path)
     b = simulate_kinetic(SuspensionParams(alpha=alpha, zeta=0.3), t_end=60.0 if long else 30.0, save_every=0.25,
-                         n=32, n_theta=32, dt=0.01, seed=99 if long else int(round(abs(alpha) * 10)), amplitude=0.2)
+                         n=32, n_theta=32, dt=0.01, seed=99 if long else int(round(abs(alpha) * 10)), amplitude=0.2,
+                         device=device)
     b.save(path)
     return b
 
 
-def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n_theta: int = 32) -> list:
+def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n_theta: int = 32,
+                      device: str = "cpu") -> list:
     """Kinetic runs at ``alpha``, one per initial-perturbation seed (cached), ``t = 0..t_end`` saved every 0.25:
     the members of an a-posteriori ensemble. Missing members are integrated together (a batch axis). Seed 99
     is the long run of the ``long`` step (same settings). ``n_theta`` other than 32: the angle-convergence runs."""
@@ -88,7 +90,8 @@ def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, 
     if missing:
         w0, c0 = time.perf_counter(), time.process_time()
         runs = simulate_kinetic_ensemble(SuspensionParams(alpha=alpha, zeta=0.3), seeds=missing, t_end=t_end,
-                                         save_every=0.25, n=32, n_theta=n_theta, dt=0.01, amplitude=0.2)
+                                         save_every=0.25, n=32, n_theta=n_theta, dt=0.01, amplitude=0.2,
+                                         device=device)
         cost = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0, "batch": len(missing),
                 "load": os.getloadavg()[0]}
         for s, b in zip(missing, runs):
@@ -111,10 +114,16 @@ def main(argv=None) -> int:
                     help="initial-perturbation seeds of the ensemble step's kinetic runs (t = 0..60 each)")
     ap.add_argument("--ensemble-alphas", default=None,
                     help="comma-separated alphas for the ensemble step (default: held out and outside)")
-    ap.add_argument("--stationary-alpha", type=float, default=-2.5, help="alpha of the stationary step")
+    ap.add_argument("--stationary-alpha", default="-2.5",
+                    help="alpha of the stationary step (comma-separated: several, one after the other)")
     ap.add_argument("--stationary-t-end", type=float, default=60.0, help="end of the stationary step's runs")
     ap.add_argument("--stationary-seeds", default=",".join(map(str, STATIONARY_SEEDS)),
-                    help="seeds of the stationary step's kinetic members")
+                    help="seeds of the stationary step's kinetic members (ranges allowed: 99,101-170)")
+    ap.add_argument("--stationary-batch", type=int, default=4,
+                    help="members integrated together (one checkpoint each group; on a GPU give them all)")
+    ap.add_argument("--device", default="cpu",
+                    help="where the kinetic and moment-model runs are integrated: cpu, cuda or auto (training "
+                         "stays on the CPU)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--out", default=None, help="JSON file rewritten after every step (what finished so far)")
     ap.add_argument("--plot", default=None, help="PNG of the a-priori errors and the long runs' spectra")
@@ -146,7 +155,8 @@ def main(argv=None) -> int:
                 Path(tmp).write_text(json.dumps(out, default=float))
 
     t0 = time.process_time()
-    runs = {a: run_for(a, cache) for a in TRAIN + HELD_OUT + OUTSIDE}
+    need_runs = bool(set(steps) - {"stationary"})  # the stationary step reads only its own runs
+    runs = {a: run_for(a, cache, device=args.device) for a in TRAIN + HELD_OUT + OUTSIDE} if need_runs else {}
     done("simulate", t0)
     start = 40
     net = LearnedClosure.load(args.closure) if args.closure else LearnedClosure(seed=0)
@@ -241,10 +251,14 @@ def main(argv=None) -> int:
         done("active", t0)
     if "stationary" in steps:
         t0 = time.process_time()
-        out["stationary"] = {str(args.stationary_alpha): stationary_step(
-            args.stationary_alpha, [int(x) for x in args.stationary_seeds.split(",")], args.stationary_t_end,
-            cache, {"learned": net, "bingham": bingham_closure})}
-        done("stationary", t0)
+        out["stationary"] = {}
+        for alpha in [float(a) for a in args.stationary_alpha.split(",")]:
+            w0 = time.perf_counter()
+            res = stationary_step(alpha, parse_seeds(args.stationary_seeds), args.stationary_t_end, cache,
+                                  {"learned": net, "bingham": bingham_closure}, batch=args.stationary_batch,
+                                  device=args.device)
+            out["stationary"][str(alpha)] = {**res, "wall_s": time.perf_counter() - w0, "device": args.device}
+            done("stationary", t0)
     if args.plot:
         plot(out, args.plot)
     if args.json:
@@ -260,8 +274,30 @@ def main(argv=None) -> int:
     return 0
 
 
+def parse_seeds(text: str) -> list:
+    """``"99,101-104"`` -> ``[99, 101, 102, 103, 104]`` (order kept, no repeats)."""
+    seeds = []
+    for part in (x.strip() for x in text.split(",") if x.strip()):
+        lo, _, hi = part.partition("-")
+        for s in (range(int(lo), int(hi) + 1) if hi else (int(lo),)):
+            if s not in seeds:
+                seeds.append(s)
+    return seeds
+
+
+def _seed_tag(seeds) -> str:
+    """File-name part for a seed list: the seeds joined (up to 12), else first, last, count and a digest."""
+    seeds = [int(x) for x in seeds]
+    if len(seeds) <= 12:
+        return "-".join(map(str, seeds))
+    import hashlib
+
+    digest = hashlib.sha1(",".join(map(str, seeds)).encode()).hexdigest()[:8]
+    return f"{seeds[0]}-{seeds[-1]}n{len(seeds)}_{digest}"
+
+
 def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: dict, *, branch_t: float = 10.0,
-                    first_t: float = 20.0, batch: int = 4) -> dict:
+                    first_t: float = 20.0, batch: int = 4, device: str = "cpu") -> dict:
     """Long-window paired ensemble at ``alpha`` (the ``stationary`` step). Members whose ``t = 0..t_end`` run
     is stored in ``cache`` (the ``ensemble`` step's files) are read; the others are integrated together to
     ``branch_t`` in groups of ``batch`` (one checkpoint each in ``cache``, so groups can also run in parallel
@@ -282,15 +318,16 @@ def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: di
     stored = {s: b for s, b in stored.items() if b.coords["t"][-1] >= t_end - 1e-9}
     new = [s for s in seeds if s not in stored]
     groups = [new[i:i + batch] for i in range(0, len(new), batch)]  # integrated together, one checkpoint each
-    kw = dict(branch_t=branch_t, save_every=0.25, n=32, n_theta=32, dt=0.01, amplitude=0.2)
-    cks = [cache / f"stationary_alpha{alpha:+.2f}_seeds{'-'.join(map(str, g))}_kinetic.npz" for g in groups]
+    kw = dict(branch_t=branch_t, save_every=0.25, n=32, n_theta=32, dt=0.01, amplitude=0.2, device=device)
+    cks = [cache / f"stationary_alpha{alpha:+.2f}_seeds{_seed_tag(g)}_kinetic.npz" for g in groups]
     old = (series_from_runs([b.time_slice(0, int(round(t_end / 0.25)) + 1) for b in stored.values()],
                             branch_t=branch_t) if stored else None)
     parts = [kinetic_series(params, g, t_end=branch_t, checkpoint=ck, **kw) for g, ck in zip(groups, cks)]
     kin = concat_series([old] + parts)
-    stem = f"stationary_alpha{alpha:+.2f}_seeds{'-'.join(map(str, kin['seeds']))}"
+    stem = f"stationary_alpha{alpha:+.2f}_seeds{_seed_tag(kin['seeds'])}"
     coarse = {name: moment_series(params, cl, kin["branch"], t0=branch_t, t_end=t_end,
-                                  checkpoint=cache / f"{stem}_{name}.npz") for name, cl in closures.items()}
+                                  checkpoint=cache / f"{stem}_{name}.npz", device=device)
+              for name, cl in closures.items()}
     if new:
         parts = [kinetic_series(params, g, t_end=t_end, checkpoint=ck, **kw) for g, ck in zip(groups, cks)]
         kin = concat_series([old] + parts)

@@ -23,7 +23,8 @@ def blobs(shape, n, seed):
     rng = np.random.default_rng(seed)
     axes = np.ogrid[tuple(slice(0, s) for s in shape)]
     img = np.full(shape, 100.0, np.float32)
-    for c in rng.uniform(3, np.array(shape) - 3, (n, len(shape))):
+    lo = np.minimum(3.0, (np.array(shape) - 1) / 2.0)  # a 2D image is (1, y, x): its z is 0
+    for c in rng.uniform(lo, np.maximum(np.array(shape) - 3.0, lo), (n, len(shape))):
         img += 1000.0 * np.exp(-sum((a - ci) ** 2 for a, ci in zip(axes, c)) / 8.0).astype(np.float32)
     img += rng.normal(0, 3, shape).astype(np.float32)
     return img.clip(0, 65535).astype(np.uint16)

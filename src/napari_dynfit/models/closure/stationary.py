@@ -21,12 +21,14 @@ seed-to-seed spread.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ...device import resolve_device
 from ...errors import InputError
 from .ensemble import TARGETS
 from .kinetic import KineticSolver, SuspensionParams
@@ -208,34 +210,40 @@ def concat_series(parts) -> dict:
 
 def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: float, t_end: float,
                   save_every: float = 0.25, steps_per_frame: int | None = None, chunk: float = 10.0,
-                  checkpoint=None) -> dict:
+                  checkpoint=None, device: str = "cpu") -> dict:
     """Moment-model runs with ``closure`` from the states ``branch (M, 3, n, n)`` at time ``t0`` to
     ``t_end``, batched, keeping per-frame statistics (as :func:`kinetic_series`).
 
     A member that blows up (non-finite, or orientation harmonics beyond ten times ``c``) is flagged in
     ``blew_up (M,)`` and its statistics are NaN from then on; the others go on. ``checkpoint`` as in
-    :func:`kinetic_series` (give each closure its own file).
+    :func:`kinetic_series` (give each closure its own file). ``device``: where the runs are integrated (a
+    learned closure is copied there; the caller's stays where it is).
     """
+    dev = resolve_device(device)
+    if isinstance(closure, torch.nn.Module):
+        closure = copy.deepcopy(closure).to(dev)
     spf = substeps(save_every, steps_per_frame)
     n = branch.shape[-1]
-    solver = MomentSolver(params, closure, n=n, dt=save_every / spf)
+    solver = MomentSolver(params, closure, n=n, dt=save_every / spf, device=dev)
     frames = int(round((t_end - t0) / save_every))
     per_chunk = max(1, int(round(chunk / save_every)))
     meta = {"alpha": params.alpha, "zeta": params.zeta, "spf": spf, "t0": t0, "every": save_every,
             "branch": branch}
     ck = _load_checkpoint(checkpoint, meta)
     series = {"t": [], "speed": [], "order": [], "spectrum": []}
+    start_state = torch.as_tensor(branch, dtype=torch.float64, device=dev)
     if ck is not None:
-        state, frame, cpu, bad = torch.as_tensor(ck["state"]), int(ck["frame"]), float(ck["cpu_s"]), ck["blew_up"]
+        state, frame, cpu, bad = (torch.as_tensor(ck["state"], device=dev), int(ck["frame"]), float(ck["cpu_s"]),
+                                  ck["blew_up"])
         for key in series:
             series[key] = list(ck[key])
     else:
-        state, frame, cpu, bad = torch.as_tensor(branch, dtype=torch.float64), 0, 0.0, np.zeros(len(branch), bool)
+        state, frame, cpu, bad = start_state, 0, 0.0, np.zeros(len(branch), bool)
 
     def record(st, i):
         c, D = moments_from_state(st)
         u, _, _ = solver.flow(st)
-        fs = frame_statistics(c, D, u, params.length)
+        fs = frame_statistics(c.cpu(), D.cpu(), u.cpu(), params.length)
         fs = {k: np.where(bad.reshape((-1,) + (1,) * (v.ndim - 1)), np.nan, v) for k, v in fs.items()}
         _append(series, fs, t0 + i * save_every)
 
@@ -248,13 +256,13 @@ def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: 
             state = solver.grid.ifft(sh)
             c = state[:, 0].abs().amax((-2, -1))
             harm = torch.sqrt(state[:, 1] ** 2 + state[:, 2] ** 2).amax((-2, -1))
-            ok = (torch.isfinite(state).flatten(1).all(1) & (harm <= 10 * c + 1e-9)).numpy()
+            ok = (torch.isfinite(state).flatten(1).all(1) & (harm <= 10 * c + 1e-9)).cpu().numpy()
             if (~ok & ~bad).any():
                 bad = bad | ~ok
-                state = torch.where(torch.as_tensor(bad)[:, None, None, None], torch.as_tensor(branch), state)
+                state = torch.where(torch.as_tensor(bad, device=dev)[:, None, None, None], start_state, state)
                 sh = solver.grid.fft(state)  # park the blown members on their start (statistics NaN)
             record(state, i)
-        return {"state": state.numpy(), "frame": stop, "blew_up": bad}
+        return {"state": state.cpu().numpy(), "frame": stop, "blew_up": bad}
 
     out, cpu = _integrate(frame, frames, per_chunk, advance, lambda: record(state, 0), series, cpu, checkpoint,
                           meta, t_end)
