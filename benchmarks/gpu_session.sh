@@ -17,7 +17,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_out}"
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# numpy_compat: np.row_stack for numba-cuda 0.30 under numpy >= 2.5 (seen on the H200 image, 2026-12-04)
+export PYTHONPATH="$PWD/src:$PWD/benchmarks/numpy_compat${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 LOG="$OUT/session.log"
 start=$(date +%s)
@@ -43,9 +44,11 @@ PYEOF
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-echo "== models ($(el) s)"
-timeout "${MODELS_S:-110}" "$PY" -m napari_dynfit.bench.gpu_models_check --device cuda >"$OUT/models.json" 2>>"$LOG"
-echo "models rc=$? ($(el) s)"; cat "$OUT/models.json"
+if [ -z "${SKIP_MODELS:-}" ]; then
+    echo "== models ($(el) s)"
+    timeout "${MODELS_S:-110}" "$PY" -m napari_dynfit.bench.gpu_models_check --device cuda >"$OUT/models.json" 2>>"$LOG"
+    echo "models rc=$? ($(el) s)"; cat "$OUT/models.json"
+fi
 
 echo "== closure ($(el) s)"
 if [ -f "${CLOSURE:-}" ]; then
