@@ -25,10 +25,13 @@ PDEFIND_DATA = os.environ.get("DYNFIT_PDEFIND_DATA") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "data", "pdefind")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_torch_thread():
-    """Torch on one thread for the test (small tensors: several threads spin against each other on a loaded
-    machine), restored afterwards. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    """Torch on one thread for a test module (small tensors: several threads spin against each other on a loaded
+    machine), restored after its last test. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``; module scope so that it is set before the
+    module's own module-scoped fixtures that train (a function-scoped fixture would come after them), and torch is
+    imported only here, so torch-free runs still collect."""
     import torch
 
     n = torch.get_num_threads()

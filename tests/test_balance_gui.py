@@ -29,7 +29,7 @@ def test_balance_widget_on_active_matter_file(make_napari_viewer, tmp_path):
     assert w.result.terms == ["concentration_t", "lap(concentration)", "logistic"]
     lab = viewer.layers[REGIONS]
     assert type(lab).__name__ == "Labels" and lab.data.shape == (6, 64, 64)
-    np.testing.assert_allclose(lab.scale, viewer.layers["concentration"].scale)
+    np.testing.assert_allclose(lab.scale, viewer.layers["concentration (a.u.)"].scale)
     assert set(np.unique(lab.data)) <= set(range(1, len(w.result.balances) + 1))
     assert viewer.layers[UNCERTAINTY].visible is False
     assert w._table.rowCount() == len(w.result.balances)

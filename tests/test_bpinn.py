@@ -256,8 +256,10 @@ def test_latent_field_widget_bayesian_mean_std_layers_and_histograms(make_napari
     w._steps.value, w._chunk.value, w._grid.value = 10, 10, 8
     w._bayesian.value, w._draws.value = True, 3
     w.train(block=True)
-    assert viewer.layers[LAYER].data.shape == viewer.layers[STD_LAYER].data.shape == (4, 8, 8)
-    std = viewer.layers[STD_LAYER]  # on the tracks' time axis (the one convention), labelled t, y, x
+    # the names say what the (untitled) colour bars show: grad(phi) is a velocity of tracks without units, so px²/frame
+    mean, std = viewer.layers[f"{LAYER} (px²/frame)"], viewer.layers[f"{STD_LAYER} (px²/frame)"]
+    assert mean.data.shape == std.data.shape == (4, 8, 8)
+    # on the tracks' time axis (the one convention), labelled t, y, x
     assert tuple(std.axis_labels) == ("t", "y", "x") and viewer.dims.range[0].start == 0.0
     assert "3 draws x 2 chains" in w._status.value
     # no known source: Dc, k are sampled; their draws arrived live and are shown as histograms

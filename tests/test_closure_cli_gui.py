@@ -65,7 +65,7 @@ def test_closure_widget_simulate_train_compare(make_napari_viewer, qtbot):
     w.size.setValue(8)
     w.t_end.setValue(1.5)
     w.simulate(block=True)
-    assert w.bundle is not None and "order parameter (kinetic)" in [ly.name for ly in viewer.layers]
+    assert w.bundle is not None and "order parameter s (1) [kinetic]" in [ly.name for ly in viewer.layers]
     w.epochs.setValue(10)
     w.post_epochs.setValue(1)
     w.frame.setValue(0)
@@ -74,13 +74,14 @@ def test_closure_widget_simulate_train_compare(make_napari_viewer, qtbot):
     w.horizon.setValue(3)
     w.compare(block=True)
     names = {ly.name for ly in viewer.layers}
-    assert {"order parameter (data)", "order parameter (Bingham)", "order parameter (learned)",
-            "director (learned)", "closure error |q4 - q4_true| / c"} <= names
+    # the value layers' names say what napari's (untitled) colour bar shows: the quantity and its unit
+    assert {"order parameter s (1) [data]", "order parameter s (1) [Bingham]", "order parameter s (1) [learned]",
+            "director (learned)", "closure error |q4 - q4_true| / c (1)"} <= names
     # the coarse runs sit beside the data, not on top of it
-    tx = [viewer.layers[f"order parameter ({k})"].translate[-1] for k in ("data", "Bingham", "learned")]
+    tx = [viewer.layers[f"order parameter s (1) [{k}]"].translate[-1] for k in ("data", "Bingham", "learned")]
     assert tx[0] < tx[1] < tx[2]
     # geometry (issue 17): time axis labelled t; the director arrows sit on their image's grid points and times
-    img, vec = viewer.layers["order parameter (learned)"], viewer.layers["director (learned)"]
+    img, vec = viewer.layers["order parameter s (1) [learned]"], viewer.layers["director (learned)"]
     assert tuple(img.axis_labels) == tuple(vec.axis_labels) == ("t", "y", "x") and viewer.dims.axis_labels[0] == "t"
     centre = vec.data[:, 0] + vec.data[:, 1] / 2  # the arrows are centred on their grid point
     world = centre * vec.scale + vec.translate

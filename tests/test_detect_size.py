@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from napari_dynfit.cli import main
-from napari_dynfit.detect import detect_blobs, detect_movie
+from napari_dynfit.detect import detect_blobs, detect_movie, resolve_spot_sigma
 from napari_dynfit.detect.size import estimate_movie_spot_sigma
 from napari_dynfit.errors import InputError
 from napari_dynfit.sim import render_movie
@@ -66,6 +66,10 @@ def test_dark_blobs_and_api_default():
     est = estimate_movie_spot_sigma(dark)
     assert est.polarity == "dark" and est.skewness < 0 and est.sigma == pytest.approx(4.0, rel=0.15)
     assert est.frames == [0, 1, 2] and len(est.per_frame) == 3 and "dark" in est.summary()
+    # the shared rule (detect_movie, process_movie): estimated with the polarity, or a given size kept as given
+    assert resolve_spot_sigma(dark) == (est.sigma, "dark", est.skewness, est.summary())
+    assert resolve_spot_sigma(dark, 3) == (3.0, "auto", None, "given")
+    assert resolve_spot_sigma(dark, None, (2.0, 5.0), polarity="dark") == (None, "dark", None, "given (sigma_range)")
     det = detect_movie(dark, n_workers=1)
     assert det.attrs["sigma"] == pytest.approx(est.sigma) and det.attrs["polarity"] == "dark"
     assert det.attrs["sigma_choice"] == est.summary()

@@ -34,7 +34,7 @@ from napari_dynfit.models.flow.score import ScoreModel
 from napari_dynfit.models.flow.select import compare_heldout, split_snapshots
 from napari_dynfit.sim.snapshots import ou2_case, simulate_bistable_growth, simulate_ou_snapshots
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 B2 = np.array([[1.0, 1.5], [-1.0, 0.5]])
 TIMES = np.linspace(0.0, 1.0, 5)

@@ -6,17 +6,12 @@ Run with ``pytest -m slow tests/test_flow_figures.py``; the same numbers are pri
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
+pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
 
 from napari_dynfit.bench.pfi_cases import run_bistable, run_ou, run_ou2_cli
 
 # minutes each on an idle machine, far more on a shared one: past the suite's 900 s per-test limit
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(7200)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(7200), pytest.mark.usefixtures("one_torch_thread")]
 
 
 def test_ou_2d_drift_matrix():

@@ -32,7 +32,9 @@ def test_flow_widget_fit_and_layers(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: w.run_btn.isEnabled(), timeout=120000)
     assert w.model is not None
     names = [ly.name for ly in viewer.layers]
-    assert {"PFI drift", "PFI growth", "PFI trajectories"} <= set(names)
+    # the growth map's name says what its colour bar shows: a rate per unit of the frame interval (0.25 of a unit
+    # the points do not name)
+    assert {"PFI drift", "PFI growth rate (1/time unit)", "PFI trajectories"} <= set(names)
     vec = viewer.layers["PFI drift"].data
     assert vec.shape[1:] == (2, 2)
     # arrows along the drift, scaled together so that the longest is 0.9 arrow-grid spacings (visible at any units)

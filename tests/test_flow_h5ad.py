@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
+pytest.importorskip("torch", reason="the learning stack: pip install 'napari-dynfit[learn]'")
 
 from napari_dynfit.cli import main
 from napari_dynfit.errors import InputError
@@ -16,7 +16,7 @@ from napari_dynfit.models.flow import fit_flow, read_snapshots
 from napari_dynfit.models.flow.h5ad import read_h5ad_table, write_flow_h5ad
 from napari_dynfit.sim.snapshots import simulate_ou_snapshots
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 B = np.array([[1.0, 1.5], [-1.0, 0.5]])
 TIMES = [0.0, 0.25, 0.5]

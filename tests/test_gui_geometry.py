@@ -32,6 +32,30 @@ def test_bundle_geometry_puts_fields_at_their_times():
     assert kw["axis_labels"] == ("t", "y", "x") and kw["units"][1] == "micrometer"
 
 
+def test_field_labels_carry_the_unit():
+    """Value layers are named with their unit (napari's colour bar has no title): coarse-grained densities and
+    velocities in the bundle's length and time units (pixels and frames without), other fields in arbitrary units."""
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.fields.coarse_grain import coarse_grain_particles
+    from napari_dynfit.geometry import field_label, unit_symbol
+
+    rng = np.random.default_rng(0)
+    frame, pos = np.repeat(np.arange(2), 20), rng.uniform(0, 10, (40, 2))
+    b = coarse_grain_particles(frame, pos, spacing=1.0, sigma=1.5, box=(10.0, 10.0),
+                               velocities=rng.normal(size=(40, 2)), fields=("rho", "v"))
+    assert field_label(b, "rho") == "rho (1/px²)" and field_label(b, "v") == "v (px/frame)"
+    b.attrs.update(space_unit="micrometer", time_unit="second")  # as fields_kwargs records the tracks' units
+    assert field_label(b, "rho") == "rho (1/µm²)" and field_label(b, "v", magnitude=True) == "|v| (µm/s)"
+    b3 = coarse_grain_particles(frame, rng.uniform(0, 10, (40, 3)), spacing=2.0, sigma=3.0, box=(10.0,) * 3,
+                                fields=("rho",))
+    b3.attrs["space_unit"] = "um"
+    assert field_label(b3, "rho") == "rho (1/µm³)"
+    sim = FieldBundle({"u": np.zeros((2, 4))}, {"t": np.arange(2.0), "x": np.arange(4.0)}, attrs={"space_unit": "um"})
+    assert field_label(sim, "u") == "u (a.u.)"  # a field whose value unit no file states
+    assert (unit_symbol("um"), unit_symbol(None), unit_symbol("pixel", time=True), unit_symbol("minute")) == \
+        ("µm", "px", "frame", "min")
+
+
 def test_split_at_wraps_cuts_only_wrapping_steps():
     box = 10.0
     y = np.array([8.0, 9.0, 9.8, 0.5, 1.5, 2.0])  # wraps between rows 2 and 3
@@ -142,7 +166,9 @@ def test_detections_tracks_fields_overlay_the_truth(scaled_movie, tmp_path):
     glue._layer.value = tracks
     glue._auto.value, glue._grid.value, glue._kernel.value, glue._dt.value = False, SCALE[0], 0.4, DT
     assert glue.run() is not None, glue._status.value
-    rho = viewer.layers["fields: rho"]
+    # the names say what napari's (untitled) colour bars show: densities in the movie's length unit
+    assert "fields: |p| (1/µm²)" in viewer.layers
+    rho = viewer.layers["fields: rho (1/µm²)"]
     assert [str(u) for u in rho.units] == [str(u) for u in image.units]
     for t in (0, 7):  # the density around each spot is centred on it (world coordinates)
         k = int(round(rho.world_to_data((t * DT, 0.0, 0.0))[0]))

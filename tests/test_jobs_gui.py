@@ -147,7 +147,7 @@ def test_coarse_grain_click_runs_in_the_worker(make_napari_viewer, qtbot, tmp_pa
     glue._run.native.click()
     assert time.thread_time() - t0 < 0.5 and glue._job.running and glue._cancel.enabled
     qtbot.waitUntil(lambda: not glue._job.running, timeout=120_000)
-    assert made == [tmp_path / "fields.zarr"] and glue.path == made[0] and "fields: rho" in viewer.layers
+    assert made == [tmp_path / "fields.zarr"] and glue.path == made[0] and "fields: rho (1/px²)" in viewer.layers
     glue._run.native.click()
     glue._cancel.native.click()
     qtbot.waitUntil(lambda: not glue._job.running, timeout=120_000)

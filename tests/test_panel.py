@@ -66,7 +66,7 @@ def test_fit_keeps_ui_responsive_and_cancel_leaves_viewer_usable(make_napari_vie
     assert widget._job.running
     # first live update shown; the set-up's wall time depends on the machine's load, not on our code, so the
     # waits below are conditions with generous limits, never fixed wall-clock windows
-    qtbot.waitUntil(lambda: "latent field (PINN)" in viewer.layers, timeout=600_000)
+    qtbot.waitUntil(lambda: widget.layer_name() in viewer.layers, timeout=600_000)
     ticks.clear()
     qtbot.waitUntil(lambda: len(ticks) >= 40, timeout=600_000)  # >= 40 ticks while training goes on
     timer.stop()
@@ -74,7 +74,7 @@ def test_fit_keeps_ui_responsive_and_cancel_leaves_viewer_usable(make_napari_vie
     wall, cpu = np.diff(np.array(ticks), axis=0).T
     assert cpu.max() < 0.2, (f"the GUI thread computed {cpu.max():.3f} s between two timer ticks "
                              f"(largest wall-clock gap {wall.max():.3f} s)")
-    assert "latent field (PINN)" in viewer.layers  # the live overlay exists while training
+    assert widget.layer_name() in viewer.layers  # the live overlay exists while training
     widget.stop()
     qtbot.waitUntil(lambda: not widget._job.running, timeout=60_000)
     assert widget._run.enabled

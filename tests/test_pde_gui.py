@@ -24,7 +24,7 @@ def test_pde_widget_discovers_burgers_and_simulates(make_napari_viewer, tmp_path
     w.run(block=True)
     assert w.model is not None, w._status.value
     assert set(w.model["equations"]["u_t"]) == {"u*u_x", "u_xx"}
-    obs, sim = viewer.layers["observed: u"], viewer.layers["model: u"]
+    obs, sim = viewer.layers["observed: u (a.u.)"], viewer.layers["model: u (a.u.)"]  # no units in a .mat
     assert obs.data.shape == sim.data.shape == (101, 256)
     np.testing.assert_allclose(obs.scale, sim.scale)
     rel = np.linalg.norm(sim.data - obs.data) / np.linalg.norm(obs.data)
@@ -56,6 +56,6 @@ def test_pde_widget_runs_in_a_thread_worker(make_napari_viewer, qtbot):
     assert w._run.enabled is False and w._stop.enabled is True
     qtbot.waitUntil(lambda: not w._job.running, timeout=120000)
     assert set(w.model["equations"]["u_t"]) == {"u*u_x", "u_xxx"}, w._status.value
-    sim = viewer.layers["model: u"].data
+    sim = viewer.layers["model: u (a.u.)"].data
     assert np.isfinite(sim).all()                      # every frame was filled while integrating
     assert w._run.enabled is True

@@ -31,7 +31,7 @@ from napari_dynfit.models.pinn import (
 from napari_dynfit.models.pinn.autodiff import TermEvaluator
 from napari_dynfit.sim.chemotaxis import simulate_chemotaxis
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(**kw):

@@ -12,9 +12,10 @@ def test_active_matter_file_opens_with_layer_types(make_napari_viewer, tmp_path)
     viewer = make_napari_viewer()
     layers = viewer.open(str(path), plugin="napari-dynfit")
     types = {layer.name: type(layer).__name__ for layer in layers}
-    assert types == {"concentration": "Image", "velocity": "Vectors", "D director": "Vectors",
-                     "E_yy": "Image", "E_yx": "Image", "E_xx": "Image"}
-    conc = viewer.layers["concentration"]
+    # image names say what the colour bar shows (the file stores no value units: arbitrary units)
+    assert types == {"concentration (a.u.)": "Image", "velocity": "Vectors", "D director": "Vectors",
+                     "E_yy (a.u.)": "Image", "E_yx (a.u.)": "Image", "E_xx (a.u.)": "Image"}
+    conc = viewer.layers["concentration (a.u.)"]
     assert conc.data.shape == (3, 256, 256)
     np.testing.assert_allclose(conc.scale, [0.05, 10 / 256, 10 / 256])
     director = viewer.layers["D director"]

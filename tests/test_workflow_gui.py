@@ -159,15 +159,16 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     _click(pde._run)
     qtbot.waitUntil(lambda: not pde._job.running and pde.model is not None, timeout=600_000)
     rho_t = pde.model["equations"]["rho_t"]
-    assert "observed: rho" in viewer.layers and viewer.layers["observed: rho"].scale[0] == pytest.approx(movie.scale[0])
+    obs = "observed: rho (1/µm²)"  # a density in the movie's unit (the name says what the colour bar shows)
+    assert obs in viewer.layers and viewer.layers[obs].scale[0] == pytest.approx(movie.scale[0])
     if pde.identifiable is False:  # with the identifiability check of discover_pde: this piece is too small
         assert pde._status.value.startswith("not identifiable from these data")
-        assert "model: rho" not in viewer.layers
+        assert "model: rho (1/µm²)" not in viewer.layers
     else:
         assert rho_t.get("div(p)") == pytest.approx(-ABP_2D["v0"], rel=0.2)  # truth: rho_t = -v0 div(p) + ...
-        assert viewer.layers["model: rho"].data.shape == fb["rho"].shape
+        assert viewer.layers["model: rho (1/µm²)"].data.shape == fb["rho"].shape
         # on the movie's time axis (frames with scale[0] = dt): the time slider keeps the movie's 50 steps
-        assert viewer.layers["model: rho"].scale[0] == pytest.approx(movie.scale[0])
+        assert viewer.layers["model: rho (1/µm²)"].scale[0] == pytest.approx(movie.scale[0])
     assert viewer.dims.nsteps[0] == 50
 
     # --- 5a. dominant balance of the learned model on the fields ------------------------------
@@ -193,7 +194,7 @@ def test_full_workflow_on_2d_sample(make_napari_viewer, qtbot, tmp_path):
     pinn._steps.value, pinn._chunk.value, pinn._grid.value = 20, 10, 16
     _click(pinn._run)
     qtbot.waitUntil(lambda: not pinn._job.running, timeout=600_000)
-    latent = viewer.layers["latent field (PINN)"]
+    latent = viewer.layers["latent field phi (µm²/s)"]  # grad(phi) is a velocity: µm²/s
     assert latent.data.ndim == 3 and np.isfinite(latent.data).all()
 
     # --- 5c. snapshot flow from the detections (no tracks): a few steps, the drift field appears ---

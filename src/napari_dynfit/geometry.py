@@ -173,3 +173,49 @@ def axes_geometry(axes: str, scale, units, origin=None) -> dict:
             out["dt"] = float(scale[i])
     out["units"] = tuple(names)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# value units in layer names (napari's colour bar has no title: the layer name says what the colours are)
+
+#: short symbols of napari's unit names, for layer names
+_SYMBOLS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "meter": "m", "second": "s",
+            "millisecond": "ms", "minute": "min", "hour": "h", "day": "d"}
+_POWERS = {1: "", 2: "²", 3: "³"}
+#: the unit of values the data do not state (a field read from a file that carries no value units)
+ARBITRARY_UNIT = "a.u."
+#: ``attrs["source"]`` of coarse-grained fields (:mod:`napari_dynfit.fields.coarse_grain`: every entry point)
+COARSE_GRAINED = "coarse-grained particles"
+
+
+def unit_symbol(unit, *, time: bool = False) -> str:
+    """Short symbol of a unit for a layer name: ``"micrometer"`` / ``"um"`` -> ``"µm"``, ``"second"`` -> ``"s"``;
+    no unit (None or napari's ``"pixel"``): ``"px"``, or ``"frame"`` on the time axis (``time=True``)."""
+    name = unit_name(unit)
+    if name is None or name == NO_UNIT:
+        return "frame" if time else "px"
+    return _SYMBOLS.get(name, name)
+
+
+def field_unit(bundle, name: str) -> str:
+    """Unit of the values of field ``name`` of a :class:`~napari_dynfit.fields.FieldBundle`, for a layer name.
+
+    Coarse-grained fields (``attrs["source"]`` is :data:`COARSE_GRAINED`) have known units in the bundle's length
+    and time units (``attrs["space_unit"]``, ``attrs["time_unit"]``; pixels and frames when absent): ``rho``,
+    ``p`` and ``Q`` are densities (``"1/µm²"`` in 2D, ``"1/µm³"`` in 3D), ``v`` a velocity (``"µm/s"``). Other
+    fields (simulations, The Well, PDE-FIND files: no value units stored): :data:`ARBITRARY_UNIT`.
+    """
+    attrs = getattr(bundle, "attrs", {}) or {}
+    if attrs.get("source") == COARSE_GRAINED:
+        space = unit_symbol(attrs.get("space_unit"))
+        if name in ("rho", "p", "Q"):
+            return f"1/{space}{_POWERS.get(len(bundle.space_axes), '^' + str(len(bundle.space_axes)))}"
+        if name == "v":
+            return f"{space}/{unit_symbol(attrs.get('time_unit'), time=True)}"
+    return ARBITRARY_UNIT
+
+
+def field_label(bundle, name: str, *, magnitude: bool = False) -> str:
+    """Layer name of field ``name`` of ``bundle``: the quantity and its unit, ``"rho (1/µm²)"``; ``magnitude``:
+    the field's norm (a vector field shown as one image), ``"|p| (1/µm²)"``."""
+    return f"{f'|{name}|' if magnitude else name} ({field_unit(bundle, name)})"

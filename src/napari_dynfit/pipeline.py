@@ -171,10 +171,10 @@ def process_frame(frame, index: int = 0, *, convert: dict | None = None, filter:
     if det_kw["split"] is None:
         det_kw["split"] = smooth is None
     if det_kw["sigma"] is None and det_kw["sigma_range"] is None:  # one frame: its own estimate (process_movie
-        from .detect.blobs import _resolve_sigma  # estimates once for the movie and passes the size)
+        from .detect import resolve_spot_sigma  # estimates once for the movie and passes the size)
 
-        det_kw["sigma"], det_kw["polarity"], _, _ = _resolve_sigma(np.asarray(frame)[None], None, None, spacing,
-                                                                   det_kw["polarity"])
+        det_kw["sigma"], det_kw["polarity"], _, _ = resolve_spot_sigma(np.asarray(frame)[None], spacing=spacing,
+                                                                       polarity=det_kw["polarity"])
     if det_kw["sigma"] is not None:
         det_kw["sigma"] = math.hypot(det_kw["sigma"], widen)
     if det_kw["sigma_range"] is not None:
@@ -269,10 +269,10 @@ def process_movie(movie, *, convert: dict | None = None, filter: dict | None = N
     det_kw = _merge("detect", DETECT_DEFAULTS, detect)
     # size and polarity: one decision for the movie, here (not in every worker, frame by frame), by the rule of
     # detect_movie / dynfit detect (sigma None: estimated from the raw frames at 1/4, 1/2, 3/4)
-    from .detect.blobs import _resolve_sigma, movie_polarity
+    from .detect import movie_polarity, resolve_spot_sigma
 
-    det_kw["sigma"], det_kw["polarity"], _, choice = _resolve_sigma(movie, det_kw["sigma"], det_kw["sigma_range"],
-                                                                    spacing, det_kw["polarity"])
+    det_kw["sigma"], det_kw["polarity"], _, choice = resolve_spot_sigma(
+        movie, det_kw["sigma"], det_kw["sigma_range"], spacing=spacing, polarity=det_kw["polarity"])
     if det_kw["polarity"] == "auto":
         sig = (det_kw["sigma_range"] or (det_kw["sigma"],))[-1]
         det_kw["polarity"], _ = movie_polarity(movie, sigma=sig, spacing=spacing)

@@ -21,7 +21,8 @@ from ._jobs import StepJob
 from ._plots import make_canvas, tidy
 
 REGIONS = "balance regions"
-UNCERTAINTY = "balance uncertainty"
+#: 1 - the posterior probability of the balance shown (dimensionless; the name says what the colour bar shows)
+UNCERTAINTY = "balance uncertainty (1)"
 
 
 class BalanceWidget(StepContract, Container):

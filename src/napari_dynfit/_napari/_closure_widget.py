@@ -17,6 +17,16 @@ from ..geometry import bundle_geometry
 from ..report import torch_threads
 from ._jobs import StepJob
 
+#: the closure error map's layer: per-pixel ``|q4_closure - q4| / c`` (dimensionless; the names of the value layers
+#: carry the quantity and its unit because napari's colour bar has no title)
+CLOSURE_ERROR = "closure error |q4 - q4_true| / c (1)"
+
+
+def order_layer(label: str) -> str:
+    """Name of the order-parameter image of run ``label`` (``"data"``, ``"Bingham"``...): the scalar order
+    parameter ``s`` of the second moment (0..1, dimensionless), ``"order parameter s (1) [data]"``."""
+    return f"order parameter s (1) [{label}]"
+
 
 def _order_and_director(bundle):
     import torch
@@ -209,7 +219,7 @@ class ClosureWidget(qw.QWidget):
             geo = {k: tuple(v)[-err.ndim:] for k, v in bundle_geometry(window).items()}
             geo["translate"] = (*geo["translate"][:-2], geo["translate"][-2] + 1.1 * window.shape[-2] * window.spacing[-2],
                                 geo["translate"][-1])
-            self._replace_image("closure error |q4 - q4_true| / c", err, geo, colormap="magma")
+            self._replace_image(CLOSURE_ERROR, err, geo, colormap="magma")
         ax = self._axes()
         for name, st in stats.items():
             if st is not None:
@@ -246,7 +256,7 @@ class ClosureWidget(qw.QWidget):
         h = bundle.spacing[-1]
         geo = bundle_geometry(bundle)
         geo["translate"] = (*geo["translate"][:-1], geo["translate"][-1] + offset)
-        self._replace_image(f"order parameter ({label})", s, geo, colormap="viridis")
+        self._replace_image(order_layer(label), s, geo, colormap="viridis")
         vec = _director_vectors(s, n, h, max(1, s.shape[-1] // 16))  # (frame, y, x): frames, world lengths
         name = f"director ({label})"
         if name in self.viewer.layers:

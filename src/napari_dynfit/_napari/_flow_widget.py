@@ -78,6 +78,7 @@ class FlowWidget(StepContract, qw.QWidget):
         self.save_btn.clicked.connect(self._ask_save)
         self._snaps = None
         self._source = None  # the Points layer of the running/last fit (the geometry of the added layers)
+        self._fit_dt = 1.0  # its frame interval (the spin box follows the chosen layer while the fit runs)
         self.layer.currentTextChanged.connect(self._take_dt)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)
@@ -160,7 +161,7 @@ class FlowWidget(StepContract, qw.QWidget):
         """Start the fit in the widget's job: reading the snapshots, score matching and the flow fit all run in
         the worker; every 10 steps the drift is drawn (live overlay)."""
         inputs, settings = self._inputs(), self._settings()
-        self._source = inputs.get("source")
+        self._source, self._fit_dt = inputs.get("source"), inputs["dt"]
 
         def compute():  # imports too: the first import of torch costs seconds
             from .._progress import report
@@ -196,6 +197,15 @@ class FlowWidget(StepContract, qw.QWidget):
         else:
             self.viewer.add_vectors(data, name="PFI drift", edge_color="orange", edge_width=width, **kw)
 
+    def growth_name(self) -> str:
+        """Name of the growth-rate layer with its unit, ``"PFI growth rate (1/s)"`` (napari's colour bar has no
+        title): per unit of the snapshots' time, the Points layer's time unit (:func:`._geometry.unit_symbols`;
+        an ``.h5ad`` file's time column has no unit: "time unit")."""
+        from ._geometry import unit_symbols
+
+        time = "time unit" if self._source is None else unit_symbols(self._source, self._fit_dt)[1]
+        return f"PFI growth rate (1/{time})"
+
     def _finish(self, model, snaps):
         from ..models.flow.layers import drift_vectors, growth_map, tracks_data, trajectory_table
         from ._geometry import layer_kwargs
@@ -208,7 +218,7 @@ class FlowWidget(StepContract, qw.QWidget):
             img, kw = growth_map(model, snaps)  # world grid: keep it, with the source's units and labels
             if self._source is not None and self._source.ndim > img.ndim:
                 kw = {**layer_kwargs(self._source, axes=img.ndim), **kw}
-            self.viewer.add_image(img, name="PFI growth", colormap="PiYG", opacity=0.6, **kw)
+            self.viewer.add_image(img, name=self.growth_name(), colormap="PiYG", opacity=0.6, **kw)
         self.made.emit(model)
         table = trajectory_table(model, snaps, n_paths=100)
         data, kw = self._trajectories(tracks_data(table, snaps.columns), table["time"].to_numpy(float))

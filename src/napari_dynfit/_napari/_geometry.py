@@ -92,6 +92,21 @@ def time_axis(layer) -> tuple[float, float, str]:
     return scale, t0, unit
 
 
+def unit_symbols(layer, dt: float = 1.0) -> tuple[str, str]:
+    """``(length, time)`` symbols for the units of values computed from ``layer`` (a rate, a velocity) for layer
+    names: its spatial unit (``"µm"``; ``"px"`` without one) and its time unit (``"s"``); a time axis without a unit
+    counts frames: ``"frame"`` when the frame interval ``dt`` used is 1, else ``"time unit"`` (the unit of ``dt``,
+    which the layer does not name). ``layer=None``: ``("px", ...)`` as without units."""
+    from ..geometry import unit_symbol
+
+    units = _units(layer) if layer is not None else None
+    space = unit_symbol(units[-1] if units else None)
+    t_unit = time_axis(layer)[2] if units and len(units) >= 2 else NO_UNIT
+    if t_unit != NO_UNIT:
+        return space, unit_symbol(t_unit, time=True)
+    return space, "frame" if float(dt) == 1.0 else "time unit"
+
+
 def world_points(layer, data=None) -> np.ndarray:
     """World coordinates ``(n, ndim)`` of a layer's data coordinates (``data``: default the layer's points)."""
     data = np.asarray(layer.data if data is None else data, float)

@@ -117,8 +117,9 @@ class FieldsFromTracks(StepContract, Container):
     half of it (:func:`~napari_dynfit.fields.coarse_grain.auto_kernel`, shown in the spin boxes after a
     run; untick to use the spin boxes), and the frames that gap-closing links skipped are filled in
     (:func:`~napari_dynfit.fields.coarse_grain.fill_track_gaps`). The fields are written to
-    ``fields.zarr`` in the panel's work folder and shown as Image layers ``fields: rho`` and
-    ``fields: |p|``.
+    ``fields.zarr`` in the panel's work folder and shown as Image layers ``fields: rho (UNIT)`` and
+    ``fields: |p| (UNIT)`` (densities in the tracks' length unit, e.g. ``1/µm²``:
+    :func:`napari_dynfit.geometry.field_label`).
     """
 
     INPUTS = (("tracks", "_layer", ("Tracks",), "no tracks yet: Detect and Track on page 3 (ground truth is offered "
@@ -233,12 +234,15 @@ class FieldsFromTracks(StepContract, Container):
         if auto:  # show what the data gave (not a user edit)
             self.set_quietly("kernel", round(float(bundle.attrs["sigma"]), 4))
             self.set_quietly("grid", round(float(bundle.spacing[-1]), 4))
-        for name, arr in (("fields: rho", bundle["rho"]), ("fields: |p|", np.linalg.norm(bundle["p"], axis=-1))):
+        from ..geometry import field_label
+
+        # the names carry the quantity and its unit (napari's colour bar has no title), e.g. "fields: rho (1/µm²)"
+        for field, arr in (("rho", bundle["rho"]), ("p", np.linalg.norm(bundle["p"], axis=-1))):
+            name = "fields: " + field_label(bundle, field, magnitude=field == "p")
             if name in self._viewer.layers:
                 self._viewer.layers[name].data = arr
             else:
-                self._viewer.add_image(arr, name=name, **geo, colormap="viridis",
-                                       opacity=0.5, visible=name.endswith("rho"))
+                self._viewer.add_image(arr, name=name, **geo, colormap="viridis", opacity=0.5, visible=field == "rho")
         how = " (kernel = mean inter-particle distance)" if auto else ""
         filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "

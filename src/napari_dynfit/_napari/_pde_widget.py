@@ -4,7 +4,8 @@ Choose a fields file (``.zarr``/``.npz`` bundles, The Well ``.hdf5``, PDE-FIND `
 layer was read from is proposed) and the options, then press "Discover". In a ``thread_worker`` the
 widget fits the model (stability selection), draws the stability paths and the rendered
 equations, and then integrates the learned model forward from the first frame: the simulated
-fields appear frame by frame as "model: <field>" layers over the "observed: <field>" layers.
+fields appear frame by frame as "model: <field> (<unit>)" layers over the "observed: <field> (<unit>)" layers
+(the norm ``|p|`` of a vector field; units: :func:`napari_dynfit.geometry.field_label`).
 The model JSON can be saved with "Save model".
 """
 
@@ -151,6 +152,13 @@ class PDEWidget(StepContract, Container):
     def _display(arr, ndim):
         return arr if arr.ndim == ndim else np.linalg.norm(arr, axis=-1)
 
+    def _layer_name(self, kind: str, field: str, arr, ndim: int) -> str:
+        """``"observed: rho (1/µm²)"``, ``"model: |p| (1/µm²)"``: the field, its norm where :meth:`_display` shows
+        one, and its unit (napari's colour bar has no title)."""
+        from ..geometry import field_label
+
+        return f"{kind}: " + field_label(self.bundle, field, magnitude=np.ndim(arr) != ndim)
+
     def _show(self, item) -> None:
         kind = item[0]
         if kind == "model":
@@ -161,7 +169,7 @@ class PDEWidget(StepContract, Container):
             geo = self._geometry()
             for f in model["equations"]:
                 field = f[:-2]
-                name = f"observed: {field}"
+                name = self._layer_name("observed", field, bundle[field], 1 + bundle.ndim)
                 data = self._display(bundle[field], 1 + bundle.ndim)
                 if name in self._viewer.layers:
                     self._viewer.layers[name].data = data
@@ -174,7 +182,7 @@ class PDEWidget(StepContract, Container):
         _, i, state = item
         geo = self._geometry()
         for field, arr in state.items():
-            name = f"model: {field}"
+            name = self._layer_name("model", field, arr, self.bundle.ndim)
             frame = self._display(arr, self.bundle.ndim)
             if name not in self._viewer.layers:
                 stack = np.full((self.bundle.shape[0],) + frame.shape, np.nan)

@@ -15,8 +15,12 @@ from ._contract import StepContract
 from ._jobs import StepJob
 from ._plots import make_canvas
 
-LAYER = "latent field (PINN)"
-STD_LAYER = "latent field std (BPINN)"
+#: the latent field's image layer is ``f"{LAYER} ({unit})"`` (:meth:`LatentFieldWidget.layer_name`): napari's
+#: colour bar has no title, so the name says what it shows; ``phi = chi c`` has ``grad(phi)`` = a velocity, so its
+#: unit is length²/time of the tracks' world (``"latent field phi (µm²/s)"``)
+LAYER = "latent field phi"
+#: the posterior standard deviation of ``phi`` (Bayesian runs), in the same unit
+STD_LAYER = "posterior std of phi"
 #: progress description and number of stages of the set-up before training (reading tracks, building the PINN)
 SETUP, SETUP_STAGES = "PINN set-up", 4
 
@@ -26,7 +30,7 @@ class LatentFieldWidget(StepContract, Container):
 
     INPUTS = (("tracks", "_layer", ("Tracks", "Points"), "no tracks yet: Detect and Track on page 3"),)
     PARAMS = {"dt": "_dt"}
-    OUTPUTS = (LAYER,)
+    OUTPUTS = (f"{LAYER} (*)",)
     NEEDS = ("chemical field",)
 
     def __init__(self, napari_viewer):
@@ -63,7 +67,7 @@ class LatentFieldWidget(StepContract, Container):
         self.native.layout().addWidget(self._canvas)
         self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
         self._lines: dict = {}
-        self._source = None
+        self._source, self._fit_dt = None, 1.0
         self._run.changed.connect(self.train)
         napari_viewer.layers.events.inserted.connect(self._layer.reset_choices)
         napari_viewer.layers.events.removed.connect(self._layer.reset_choices)
@@ -130,6 +134,7 @@ class LatentFieldWidget(StepContract, Container):
         with ``block`` run in the calling thread (tests, scripts)."""
         settings = self._settings()
         self._source = settings["layer"]  # the overlay is drawn in its world
+        self._fit_dt = settings["dt"]  # and named in its units (layer_name)
         self._lines = {}
         if self._bayesian.value:
             settings.update(draws=self._draws.value, sample_coefficients=self._bayes_coefs.value)
@@ -182,7 +187,8 @@ class LatentFieldWidget(StepContract, Container):
             return
         _, bundle, res = item
         geo = self._geometry(bundle.coords)  # the grid on the tracks' time axis and space, their units and labels
-        for name, data, cmap in ((LAYER, bundle["phi"], "magma"), (STD_LAYER, bundle["phi_std"], "viridis")):
+        for base, data, cmap in ((LAYER, bundle["phi"], "magma"), (STD_LAYER, bundle["phi_std"], "viridis")):
+            name = self.layer_name(base)
             if name in self._viewer.layers:
                 self._viewer.layers[name].data = data
                 self._viewer.layers[name].contrast_limits = (float(data.min()), float(data.max()) + 1e-12)
@@ -213,17 +219,26 @@ class LatentFieldWidget(StepContract, Container):
         pinn, phi, coords = item
         self._coords = coords
         geo = self._geometry(coords)
-        if LAYER in self._viewer.layers:
-            lay = self._viewer.layers[LAYER]
+        name = self.layer_name()
+        if name in self._viewer.layers:
+            lay = self._viewer.layers[name]
             lay.data = phi
             lay.contrast_limits = (float(phi.min()), float(phi.max()) + 1e-12)
         else:
-            self._viewer.add_image(phi, name=LAYER, **geo, colormap="magma",
+            self._viewer.add_image(phi, name=name, **geo, colormap="magma",
                                    opacity=0.6, blending="additive")
         coefs = pinn.coefficient_values()
         self._status.value = f"step {pinn.step}: " + ", ".join(f"{k}={v:.3g}" for k, v in coefs.items())
         self._plot_curves(pinn)
-        self.made.emit(self._viewer.layers[LAYER])
+        self.made.emit(self._viewer.layers[name])
+
+    def layer_name(self, base: str = LAYER) -> str:
+        """``"latent field phi (µm²/s)"``: ``base`` and the unit of ``phi``, length²/time in the world units of the
+        tracks layer trained on (``grad(phi)`` is their velocity; :func:`._geometry.unit_symbols`)."""
+        from ._geometry import unit_symbols
+
+        space, time = unit_symbols(self._source, self._fit_dt)
+        return f"{base} ({space}²/{time})"
 
     def _geometry(self, coords) -> dict:
         """The field grid in the tracks layer's world: space in its world units (the tracks were read in world

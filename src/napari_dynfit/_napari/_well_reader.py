@@ -53,7 +53,7 @@ def _grid_points(bundle, stride: int) -> tuple[np.ndarray, tuple[slice, ...]]:
 def well_layer_data(bundle) -> list:
     """Napari layer data tuples ``(data, kwargs, layer_type)`` for a bundle read from a Well file."""
     nd = bundle.ndim
-    from ..geometry import bundle_geometry
+    from ..geometry import bundle_geometry, field_label, field_unit
 
     axis_names = bundle.attrs.get("well", {}).get("axis_names", list(bundle.space_axes))
     name_of = bundle.attrs.get("well", {}).get("dataset_name", "")
@@ -64,7 +64,8 @@ def well_layer_data(bundle) -> list:
     for name, kind in bundle.kinds.items():
         arr = np.asarray(bundle[name])
         if kind == "scalar":
-            layers.append((arr, dict(base, name=name, colormap="viridis"), "image"))
+            # image names carry the unit (napari's colour bar has no title); Well files store none: "a.u."
+            layers.append((arr, dict(base, name=field_label(bundle, name), colormap="viridis"), "image"))
         elif kind == "vector":
             pos, sl = _grid_points(bundle, stride)
             v = arr[sl].reshape(-1, nd)  # physical units (our component order)
@@ -99,6 +100,6 @@ def well_layer_data(bundle) -> list:
         else:
             for i in range(nd):
                 for j in range(i if bundle.attrs.get("well", {}).get("symmetric", {}).get(name) else 0, nd):
-                    label = f"{name}_{axis_names[i]}{axis_names[j]}"
+                    label = f"{name}_{axis_names[i]}{axis_names[j]} ({field_unit(bundle, name)})"
                     layers.append((arr[..., i, j], dict(base, name=label, colormap="coolwarm"), "image"))
     return layers

@@ -560,7 +560,8 @@ def detect_blobs(image, *, sigma: float | None = None, sigma_range: tuple[float,
     sp = np.ones(nd) if spacing is None else np.asarray(spacing, float)[-nd:]
     if sp.shape != (nd,) or (sp <= 0).any():
         raise InputError(f"spacing must hold {nd} positive numbers (one per axis of the image), got {spacing}")
-    sigma, polarity, skew_est, choice = _resolve_sigma(img[None], sigma, sigma_range, sp, polarity)
+    sigma, polarity, skew_est, choice = resolve_spot_sigma(img[None], sigma, sigma_range, spacing=sp,
+                                                          polarity=polarity)
     if sigma_range is None:
         sigmas = np.array([float(sigma)])
     else:
@@ -614,11 +615,49 @@ def detect_blobs(image, *, sigma: float | None = None, sigma_range: tuple[float,
     return out
 
 
-def _resolve_sigma(movie, sigma, sigma_range, spacing, polarity):
-    """``(sigma, polarity, skewness, choice)``: a given ``sigma`` (or ``sigma_range``) as it is; ``sigma=None``
-    estimated from the movie (:func:`napari_dynfit.detect.size.estimate_movie_spot_sigma`), which also decides an
-    ``"auto"`` polarity (then returned with its skewness; otherwise the polarity is returned unchanged and the
-    skewness is None). ``choice`` is ``"given"`` or the estimate's one-line summary."""
+def resolve_spot_sigma(movie, sigma: float | None = None, sigma_range: tuple[float, float] | None = None, *,
+                       spacing=None, polarity: str = "auto") -> tuple[float | None, str, float | None, str]:
+    """The blob size and polarity that detection uses: the one rule of :func:`detect_blobs`, :func:`detect_movie`
+    and :func:`napari_dynfit.pipeline.process_movie` / ``process_frame``.
+
+    A given ``sigma`` (or ``sigma_range``) is kept as it is; ``sigma=None`` (with no ``sigma_range``) is estimated
+    from the movie by :func:`napari_dynfit.detect.size.estimate_movie_spot_sigma` (frames at 1/4, 1/2, 3/4), which
+    also decides an ``"auto"`` polarity.
+
+    Parameters
+    ----------
+    movie : array_like, shape (t, [z,] y, x)
+        Any object indexable by frame (numpy, dask, zarr, lazy APR frames); a single image as ``image[None]``.
+        Only read when ``sigma`` is estimated.
+    sigma : float or None
+        Blob sigma in pixels of the finest axis, or None to estimate it.
+    sigma_range : (float, float), optional
+        A range of scales (pixels of the finest axis); when given, nothing is estimated and ``sigma`` is returned
+        as given (None stays None).
+    spacing : sequence of float, optional
+        Pixel size along ``([z,] y, x)`` (anisotropic voxels; any length unit, only the ratios matter).
+    polarity : {"auto", "bright", "dark"}
+        The objects' polarity, or ``"auto"``.
+
+    Returns
+    -------
+    sigma : float or None
+        The blob sigma to detect at (pixels of the finest axis); None only when ``sigma_range`` is given without
+        ``sigma``.
+    polarity : str
+        ``"bright"`` or ``"dark"`` when the estimate decided it; otherwise ``polarity`` unchanged (may still be
+        ``"auto"``: the caller decides it, e.g. :func:`movie_polarity`).
+    skewness : float or None
+        The skewness that decided an ``"auto"`` polarity in the estimate (dimensionless), else None.
+    choice : str
+        ``"given"``, ``"given (sigma_range)"`` or the estimate's one-line summary
+        (:meth:`napari_dynfit.detect.size.SpotSize.summary`).
+
+    Raises
+    ------
+    InputError
+        An unknown polarity, or no frame with spots of the polarity when estimating (set the size by hand).
+    """
     if sigma_range is not None:
         return None if sigma is None else float(sigma), polarity, None, "given (sigma_range)"
     if sigma is not None:
@@ -687,7 +726,7 @@ detection_scale, polarity, model_error, image_error
         raise InputError(f"movie has {nd} dimensions; expected (t, y, x) or (t, z, y, x): pick one channel")
     n = movie.shape[0]
     sp = None if spacing is None else np.asarray(spacing, float)[-(nd - 1):]
-    sigma, polarity, skew, choice = _resolve_sigma(movie, sigma, sigma_range, sp, polarity)
+    sigma, polarity, skew, choice = resolve_spot_sigma(movie, sigma, sigma_range, spacing=sp, polarity=polarity)
     kwargs = dict(sigma=sigma, sigma_range=sigma_range, num_sigma=num_sigma, threshold=threshold,
                   threshold_snr=threshold_snr, spacing=spacing, min_distance=min_distance,
                   exclude_border=exclude_border, split=split, detection_scale=detection_scale, polarity=polarity,

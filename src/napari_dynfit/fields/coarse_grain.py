@@ -28,6 +28,7 @@ from numba import njit as _njit
 
 from .._progress import report
 from ..errors import InputError
+from ..geometry import COARSE_GRAINED
 from .bundle import FieldBundle
 
 FIELD_NAMES = ("rho", "p", "v", "Q")
@@ -256,7 +257,7 @@ def coarse_grain_particles(frame: np.ndarray, positions: np.ndarray, *, spacing,
     counts = np.bincount(frame, minlength=n_frames)
     return FieldBundle(out, coords, periodic=periodic,
                        attrs={"sigma": float(sigma), "particles_per_frame": counts.tolist(),
-                              "box": box.tolist(), "source": "coarse-grained particles"})
+                              "box": box.tolist(), "source": COARSE_GRAINED})
 
 
 def coarse_grain(traj, *, spacing: float, sigma: float, fields=("rho", "p"), frames=None) -> FieldBundle:
