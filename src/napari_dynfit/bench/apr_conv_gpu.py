@@ -13,6 +13,8 @@ driver's free memory at the peak; ``accounted_bytes`` is :func:`.convolve_tile.d
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
 import numpy as np
@@ -265,15 +267,21 @@ def run_bench(args) -> dict:
         values = np.random.default_rng(0).random(grid.n_particles, dtype=np.float32)
         res["source"] = f"synthetic {args.size}^3, target ratio {args.ratio}"
         res["build_s"] = time.perf_counter() - t0
+        _note(f"built the synthetic {args.size}^3 APR ({grid.n_particles} particles) in {res['build_s']:.0f} s", start)
     if grid.ndim != 3:
         raise InputError("the GPU benchmark needs a 3D APR (its stencil is 3D); pass a 3D --grid")
     head = measure(grid, values, stencil, repeat=args.repeat, end_to_end=True, keep_output=True)
     ours = head.pop("_output")
     res.update(head)
+    _note("headline " + json.dumps({k: res[k] for k in ("source", "particles", "computational_ratio", "time_s",
+                                                         "pixel_equiv_gpix_s", "end_to_end_gpix_s",
+                                                         "peak_mem_ratio_to_particle_data") if k in res},
+                                    default=float), start)
     if args.frames > 1 or args.stencils > 1:
         batch = measure(grid, values, stencil, repeat=args.repeat, frames=args.frames, n_stencils=args.stencils)
         res["batched"] = {k: batch[k] for k in ("frames", "stencils", "time_s", "pixel_equiv_gpix_s",
                                                 "peak_gpu_mem_bytes", "peak_mem_ratio_to_particle_data")}
+        _note("batched " + json.dumps(res["batched"], default=float), start)
     if args.check:
         res["max_rel_error_vs_cpu"] = _rel(ours, convolve(grid, values, stencil))
     if not sim:
@@ -282,6 +290,7 @@ def run_bench(args) -> dict:
         if torch.cuda.is_available():
             res["cudnn_conv3d"] = _cudnn(grid.shape, stencil, min(args.repeat, 3))
             res["speedup_vs_cudnn"] = res["pixel_equiv_gpix_s"] / res["cudnn_conv3d"]["gpix_s"]
+            _note(f"cuDNN conv3d {res['cudnn_conv3d']['gpix_s']:.1f} Gpixel/s", start)
             if not args.no_torch_path:
                 tp, tout = _torch_path(grid, values, stencil, min(args.repeat, 3))
                 tp["max_rel_error_vs_tile_kernel"] = _rel(tout, ours)
@@ -296,6 +305,11 @@ def run_bench(args) -> dict:
     res["sweep"] = _sweep(args, stencil, start)
     res["wall_s"] = time.perf_counter() - start
     return res
+
+
+def _note(msg: str, start: float) -> None:
+    """One progress line on stderr (elapsed seconds first): a run stopped by a time limit keeps what it measured."""
+    print(f"apr-conv cuda [{time.perf_counter() - start:.0f} s]: {msg}", file=sys.stderr, flush=True)
 
 
 def _sweep(args, stencil, start: float) -> list:

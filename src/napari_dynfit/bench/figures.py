@@ -372,6 +372,11 @@ FIGURES = [
            "{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary --json", _closure_post,
            quick="{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary --json "
            "--stationary-t-end 30", requires=("torch",), timeout_s=4 * 3600),
+    Figure("closure-a-posteriori-gpu", "the same a-posteriori check on a paired 128-run ensemble at alpha = -2.5 "
+           "(on a GPU; seeds 99, 101-227; same window and training)", "within 5 % / 5 % / 10 %; none",
+           "{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary "
+           "--stationary-seeds 99,101-227 --stationary-batch 1000 --device cuda --json", _closure_post,
+           gpu=True, requires=("torch",), timeout_s=3600),
     Figure("pfi-ou2", "PFI OU 2D `\\|A+B\\|/\\|B\\|` (the benchmark's settings)", "<= 0.05",
            "{python} -m napari_dynfit.cli bench pfi --case ou2", _pfi_ou,
            quick="{python} -m napari_dynfit.cli bench pfi --case ou2 --quick",
