@@ -27,8 +27,8 @@ exponent and prefactor of both and their differences, and the same MSD on trackp
 positions in place of trackpy's (:func:`paired_msd`: localisation alone). ``--json``: the text goes to stderr and the figures as one
 JSON object to stdout (read by ``dynfit bench --all``, napari_dynfit.bench.figures).
 
-``--simulate D`` replaces FOLDER by a simulated fluorescence bead movie with known truth (no public movie of
-fluorescent beads diffusing in a liquid was found here; a real fluorescence particle movie: docs/tracking.md): 150 beads diffusing with coefficient D (um^2/s) in 256 x 256 px at ``--mpp``/``--fps``,
+``--simulate D`` replaces FOLDER by a simulated fluorescence bead movie with known truth (the real
+fluorescence and bright-particle movies run so far, with their sources and commands: docs/tracking.md): 150 beads diffusing with coefficient D (um^2/s) in 256 x 256 px at ``--mpp``/``--fps``,
 200 frames rendered by :func:`napari_dynfit.sim.render_movie` (Gaussian PSF 1.5 px, peak SNR 8); trackpy then uses
 diameter 7 and the minmass that maximises its F1 on separate tuning frames (``napari_dynfit.bench.detect``), no
 inversion; the true MSD exponent is 1 and prefactor 4 D.
