@@ -419,7 +419,8 @@ def test_latent_field_widget_trains_and_overlays(make_napari_viewer, tmp_path):
     w._grid.value = 8
     w._checkpoint.value = str(tmp_path / "ck.pt")
     w.train(block=True)
-    assert LAYER in viewer.layers and viewer.layers[LAYER].data.shape == (5, 8, 8)
+    name = w.layer_name()  # quantity and unit in the name (napari's colour bar has no title)
+    assert name == f"{LAYER} (px²/frame)" and viewer.layers[name].data.shape == (5, 8, 8)
     assert "step 20" in w._status.value and (tmp_path / "ck.pt").exists()
     assert len(w._figure.axes[0].lines) == 4  # velocity, pde, steady source, initial (learned source)
     w._steps.value = 30
