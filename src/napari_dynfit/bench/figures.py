@@ -299,6 +299,14 @@ FIGURES = [
            "MSD exponent / prefactor vs trackpy's walkthrough", "within 0.05 / 10 %",
            "{python} -m napari_dynfit.bench.beads {data}/bulk_water --json", _beads, data=("bulk_water",),
            data_label="the bulk_water movie", requires=("trackpy",)),
+    Figure("beads-msd-bright", "held-out real movie of bright particles on a dark background (Lyxilion/Microrheology "
+           "`Sample/video2.mp4`, 1078 frames of 480 x 360, decoded to one TIFF; defaults, polarity auto -> bright; "
+           "px^2 at 30 frames/s, no pixel size given): MSD exponent / prefactor vs trackpy's walkthrough",
+           "within 0.05 / 10 %",
+           "{python} -m napari_dynfit.bench.beads {data}/lyxilion/video2.tif --mpp 1 --fps 30 --diameter 7 "
+           "--minmass 200 --no-invert --search-range 9 --memory 3 --json", _beads, data=("lyxilion/video2.tif",),
+           data_label="the Lyxilion video2 movie as a TIFF (docs/tracking.md)", requires=("trackpy",),
+           timeout_s=3600),
     Figure("link-accuracy", "linking: Brownian at 0.15, ABP at 0.4, **no parameters given**", ">= 0.975, >= 0.95",
            "{python} -m napari_dynfit.bench.tracking --sections accuracy", _tracking_accuracy, timeout_s=3600),
     Figure("ctc-bacteria", "real CTC bacteria GT masks relabelled per frame, **no flags**: LNK / division F1",
