@@ -281,6 +281,84 @@ def lotka_volterra_reference_coverage(seeds=range(100), **kwargs) -> dict:
             "all_covered": float(cov.all(axis=1).mean()), "z": z.tolist()}
 
 
+def lotka_volterra_bpinn(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel_noise: float = 0.03,
+                         n_collocation: int = 100, hidden=(32, 32), guess: float = 2.0,
+                         noise_floor: float = LV_NOISE_FLOOR, weighting: str = "adaptive") -> BPINN:
+    """The :class:`~.bayes.BPINN` of :func:`lotka_volterra_case` (not warmed up); arguments as there.
+
+    Tasks ``prey``, ``predator`` (data) and ``ode_prey``, ``ode_predator`` (ODE residuals at
+    ``n_collocation`` uniform times); the network is a tanh MLP with two outputs scaled by the data means.
+    """
+    t, _, noisy, _ = lotka_volterra_data(seed, n=n, t_end=t_end, rel_noise=rel_noise)
+    tt = torch.as_tensor(t, dtype=torch.float64)[:, None]
+    yy = torch.as_tensor(noisy, dtype=torch.float64)
+    tc = torch.linspace(0, t_end, n_collocation, dtype=torch.float64)[:, None]
+    at_coll = _shared(lambda net: derivative(net, tc, 1))
+    at_data = _shared(lambda net: net(tt))
+
+    def ode(j):
+        def r(net, th):
+            u, du = at_coll(net)
+            x, y = u[:, 0], u[:, 1]
+            if j == 0:
+                return du[:, 0] - (th["alpha"] * x - th["beta"] * x * y)
+            return du[:, 1] - (th["delta"] * x * y - th["gamma"] * y)
+        return r
+
+    def data(j):
+        return lambda net, th: at_data(net)[:, j] - yy[:, j]
+
+    tasks = [Task("prey", data(0)), Task("predator", data(1)), Task("ode_prey", ode(0), physics=True),
+             Task("ode_predator", ode(1), physics=True)]
+    priors = {k: Prior(float(np.log(guess * v)), 1.0, log=True) for k, v in LV_TRUE.items()}
+    return BPINN(MLP((0, t_end), hidden, seed=0, d_out=2, scale=noisy.mean(axis=0)), tasks, priors,
+                 weighting=weighting, noise_floor=noise_floor)
+
+
+def lotka_volterra_map_check(seed: int = 100, *, warmup_steps: int = 2000, warmup_options: dict | None = None,
+                             subnetworks=("output", "all"), **kwargs) -> dict:
+    """The warm-up's MAP point and Laplace widths against the exact ODE posterior (the diagnosis in docs/pinn.md).
+
+    Runs :meth:`~.bayes.BPINN.warmup` on :func:`lotka_volterra_bpinn` (``kwargs``: its arguments) and
+    compares, per rate, the MAP ``log rate`` with the exact posterior (:func:`lotka_volterra_reference`):
+    ``shift_map`` (MAP minus exact mean, in exact sd) and ``sd_ratio`` per subnetwork (the sd of ``log
+    rate`` under the Gauss-Newton Laplace covariance of that subnetwork's coordinates, the others fixed,
+    over the exact sd: what HMC on that subnetwork can reach). Also the learned ``noise`` per task, the
+    ODE residuals' RMS at the collocation points and halfway between them (``rms_between_over_at``: above
+    1 when the network meets the equation only at its points), ``warmup`` (rounds, converged) and
+    ``cpu_seconds``.
+    """
+    t0 = time.process_time()
+    kw = {k: kwargs[k] for k in ("n", "t_end", "rel_noise") if k in kwargs}
+    ref = lotka_volterra_reference(seed, **kw)
+    b = lotka_volterra_bpinn(seed, **kwargs)
+    z = b.warmup(warmup_steps, **(warmup_options or {}))
+    q = z[b.n_weights:].cpu().numpy()
+    out = {"seed": seed, "shift_map": {k: float((q[i] - np.log(ref["mean"][k])) / ref["log_sd"][k])
+                                       for i, k in enumerate(LV_TRUE)},
+           "noise": {k: 1.0 / float(np.sqrt(w)) for k, w in b.weights.items()}, "sd_ratio": {},
+           "warmup": {k: getattr(b, "warmup_info", {}).get(k) for k in ("rounds", "converged")}}
+    for sub in subnetworks:
+        L = b.laplace_factor(z, b.weights, b.subnetwork_index(sub))
+        sd = (L @ L.T).diag()[-len(LV_TRUE):].sqrt().cpu().numpy()
+        out["sd_ratio"][sub] = {k: float(sd[i] / ref["log_sd"][k]) for i, k in enumerate(LV_TRUE)}
+    at = b._residuals_value(z)
+    t_end = kwargs.get("t_end", 10.0)
+    nc = kwargs.get("n_collocation", 100)
+    mid = torch.linspace(0, t_end, nc, dtype=torch.float64)[:, None]
+    mid = (mid[1:] + mid[:-1]) / 2
+    params, theta = b._split(z)
+    with torch.enable_grad():
+        u, du = derivative(b._field(params), mid, 1)
+    x, y = u[:, 0].detach(), u[:, 1].detach()
+    between = {"ode_prey": du[:, 0].detach() - (theta["alpha"] * x - theta["beta"] * x * y),
+               "ode_predator": du[:, 1].detach() - (theta["delta"] * x * y - theta["gamma"] * y)}
+    out["rms_between_over_at"] = {k: float(v.pow(2).mean().sqrt() / at[k].pow(2).mean().sqrt())
+                                  for k, v in between.items()}
+    out["cpu_seconds"] = time.process_time() - t0
+    return out
+
+
 def lotka_volterra_case(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel_noise: float = 0.03,
                         n_collocation: int = 100, hidden=(32, 32), draws: int = 100, tune: int = 100,
                         chains: int = 2, warmup_steps: int = 2000, num_steps: int = 20, guess: float = 2.0,
@@ -318,37 +396,15 @@ def lotka_volterra_case(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel_
         (posterior sd of ``log rate`` over the exact one) per rate; ``warmup`` (L-BFGS rounds, whether
         the noise levels converged).
     """
-    t, _, noisy, sigma = lotka_volterra_data(seed, n=n, t_end=t_end, rel_noise=rel_noise)
-    tt = torch.as_tensor(t, dtype=torch.float64)[:, None]
-    yy = torch.as_tensor(noisy, dtype=torch.float64)
-    tc = torch.linspace(0, t_end, n_collocation, dtype=torch.float64)[:, None]
-    scale = noisy.mean(axis=0)
-
-    at_coll = _shared(lambda net: derivative(net, tc, 1))
-    at_data = _shared(lambda net: net(tt))
-
-    def ode(j):
-        def r(net, th):
-            u, du = at_coll(net)
-            x, y = u[:, 0], u[:, 1]
-            if j == 0:
-                return du[:, 0] - (th["alpha"] * x - th["beta"] * x * y)
-            return du[:, 1] - (th["delta"] * x * y - th["gamma"] * y)
-        return r
-
-    def data(j):
-        return lambda net, th: at_data(net)[:, j] - yy[:, j]
-
+    sigma = lotka_volterra_data(seed, n=n, t_end=t_end, rel_noise=rel_noise)[3]
     out = {"seed": seed, "true": LV_TRUE, "true_noise": {"prey": float(sigma[0]), "predator": float(sigma[1])},
-           "rel_noise": rel_noise, "n": n, "hidden": list(hidden),
+           "rel_noise": rel_noise, "n": n, "hidden": list(hidden), "noise_floor": noise_floor,
            "reference": lotka_volterra_reference(seed, n=n, t_end=t_end, rel_noise=rel_noise)}
     for name in weightings:
         t0 = time.perf_counter()
-        tasks = [Task("prey", data(0)), Task("predator", data(1)), Task("ode_prey", ode(0), physics=True),
-                 Task("ode_predator", ode(1), physics=True)]
-        priors = {k: Prior(float(np.log(guess * v)), 1.0, log=True) for k, v in LV_TRUE.items()}
-        b = BPINN(MLP((0, t_end), hidden, seed=0, d_out=2, scale=scale), tasks, priors,
-                  weighting="adaptive" if name == "adaptive" else "fixed", noise_floor=noise_floor)
+        b = lotka_volterra_bpinn(seed, n=n, t_end=t_end, rel_noise=rel_noise, n_collocation=n_collocation,
+                                 hidden=hidden, guess=guess, noise_floor=noise_floor,
+                                 weighting="adaptive" if name == "adaptive" else "fixed")
         res = b.sample(None, draws=draws, tune=tune, chains=chains, warmup_steps=warmup_steps,
                        num_steps=num_steps, seed=seed)
         mean = {k: float(v.mean()) for k, v in res.samples.items()}
