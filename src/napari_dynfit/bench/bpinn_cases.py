@@ -392,9 +392,10 @@ def lotka_volterra_case(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel_
         ``noise_floor`` of :class:`~.bayes.BPINN`: the ODE residuals' learned noise goes to this floor
         (times the residual's RMS after the data-only warm-up phase) -- an ODE a network can meet has
         no finite maximum-likelihood noise -- so it sets how tightly the equation is imposed.
-        Default 1e-2, chosen on tuning seeds 100-109 (docs/pinn.md): with 1e-3 the rates' MAP point
-        was biased (``a``, ``b`` 0.3-0.5 sd low against the exact posterior) and the output layer
-        held 70-97 % of the posterior width; with 1e-2 0.0-0.1 sd and 92-105 %.
+        Default 1e-2, chosen on tuning seeds 100-109 (docs/pinn.md): with 1e-3 the MAP rates were
+        up to 1.2 exact sd off (``a``, ``b`` 0.5 sd low on average) and the output layer's Laplace
+        width 0.70-1.06x the exact posterior's; with 1e-2 within 0.41 sd and 0.89-1.13x; with 3e-2
+        1.36-1.66x.
     warmup_options : dict, optional
         Further arguments of :meth:`~.bayes.BPINN.warmup` (default: its defaults, L-BFGS rounds until
         the noise levels converge; ``FIXED_ROUNDS_WARMUP``: the earlier 4 x 100 iterations).
