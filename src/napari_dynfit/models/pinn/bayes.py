@@ -279,9 +279,8 @@ class BPINN:
         noise_tol : float or None
             Further rounds, up to ``max_rounds``, until the largest relative change of a noise
             level over a round is at most ``noise_tol`` (none with ``lbfgs_rounds=0``); ``None``:
-            exactly ``lbfgs_rounds`` rounds
-            (the behaviour before; tasks with ``redraw`` measure their noise on fresh points, whose
-            estimate fluctuates from round to round).
+            exactly ``lbfgs_rounds`` rounds (the behaviour before; tasks with ``redraw`` measure
+            their noise on fresh points, whose estimate fluctuates from round to round).
         max_rounds : int
             Cap on the rounds with ``noise_tol``.
         should_stop : callable, optional
@@ -373,7 +372,8 @@ class BPINN:
         if not converged:
             redraw()
             trace.append((None, ml_update()))
-        self.warmup_info = {"rounds": len(trace) - (0 if converged else 1), "noise_change": trace[-1][1],
+        # rounds: L-BFGS rounds run (the last entry of trace is the check after the last one)
+        self.warmup_info = {"rounds": len(trace) - 1, "noise_change": trace[-1][1],
                             "converged": converged, "trace": trace}
         return self._set_map(z)
 
