@@ -76,6 +76,47 @@ def test_stop_keeps_samples_and_fixed_weights():
     assert 1 <= res.diagnostics["draws"] < 50 and res.mean["u"].shape == (3,)
 
 
+def test_warmup_rounds_until_the_noise_levels_are_a_fixed_point():
+    # adaptive weights: L-BFGS rounds under the maximum-likelihood noise levels go on until no level changes by
+    # more than noise_tol; then one more round under the final levels leaves them where they are. A single
+    # round stops far from it (the noise levels still ~50 % off), as the earlier 4 x 100 rounds did on the
+    # Lotka-Volterra case (docs/pinn.md)
+    import math
+
+    def one_more_round(b):
+        z = b.z_map.clone().requires_grad_(True)
+        b._lbfgs(z, dict(b.weights), 50)
+        r = b._residuals_value(z.detach())
+        return max(abs(float(r[k].pow(2).mean().sqrt()) * math.sqrt(w) - 1) for k, w in b.weights.items())
+
+    b = BPINN(MLP((0, 1), (8,), seed=0), _sobolev(n=30))
+    b.warmup(100, lbfgs_steps=50)
+    assert b.warmup_info["converged"] and b.warmup_info["noise_change"] <= 0.02 and b.warmup_info["rounds"] >= 4
+    assert one_more_round(b) <= 0.02
+    once = BPINN(MLP((0, 1), (8,), seed=0), _sobolev(n=30))
+    once.warmup(100, lbfgs_rounds=1, lbfgs_steps=50, noise_tol=None)
+    assert once.warmup_info["rounds"] == 1 and not once.warmup_info["converged"]
+    assert one_more_round(once) > 0.2
+
+
+def test_lotka_volterra_summary_counts_against_the_exact_posterior():
+    from napari_dynfit.bench.bpinn_cases import LV_TRUE, lotka_volterra_summary
+    from napari_dynfit.bench.figures import _bpinn
+
+    def run(seed, cov, ref_cov, shift):
+        return {"seed": seed, "reference": {"covered": dict(zip(LV_TRUE, ref_cov))},
+                "adaptive": {"all_within_5pct": True, "all_covered": all(cov), "covered": dict(zip(LV_TRUE, cov)),
+                             "shift": dict.fromkeys(LV_TRUE, shift), "sd_ratio": dict.fromkeys(LV_TRUE, 1.0 + shift)}}
+
+    s = lotka_volterra_summary([run(0, [1, 1, 0, 1], [1, 1, 1, 1], 0.2), run(1, [1, 1, 1, 1], [0, 1, 1, 1], -0.4)])
+    assert s["all_covered"] == 1 and s["reference_all_covered"] == 1 and s["all_within_5pct"] == 2
+    assert s["covered"] == {"alpha": 2, "beta": 2, "delta": 1, "gamma": 2}
+    assert s["reference_covered"]["alpha"] == 1
+    assert s["shift_mean"]["alpha"] == pytest.approx(-0.1) and s["shift_rms"]["beta"] == pytest.approx(np.sqrt(0.1))
+    assert s["sd_ratio"]["gamma"] == pytest.approx([0.6, 0.9, 1.2])
+    assert "LV rates covered 7/8 (exact 7/8)" in _bpinn({"lotka_volterra_summary": s})
+
+
 def test_bad_weighting_is_one_clear_error():
     with pytest.raises(InputError, match="weighting"):
         BPINN(MLP(), _sobolev(n=5), weighting="magic")
@@ -343,23 +384,43 @@ def test_lotka_volterra_exact_posterior_is_calibrated():
 
 
 @pytest.mark.slow
-def test_lotka_volterra_rates_two_orders_apart_within_5_percent_with_honest_widths():
-    # held-out noise seeds 0-4 (the sampler was checked on seeds 10-12); ~6 min per seed on a loaded 2-core machine
-    from napari_dynfit.bench.bpinn_cases import lotka_volterra_case
+def test_lotka_volterra_posterior_matches_the_exact_ode_posterior():
+    # held-out noise seeds 0-4 (the warm-up's stopping rule and the noise floor were chosen on seeds 100-109);
+    # ~25 s CPU per seed. Judged against the exact ODE posterior on the same data (lotka_volterra_reference):
+    # the BPINN mean of each log rate minus the exact one, in exact sd ("shift"), and the sd ratio.
+    # Before the fix (4 x 100 L-BFGS iterations, floor 1e-3) the shift averaged +0.5 sd low on a and b
+    # over seeds 0-14 and the MAP point was 1.7-2.4 sd off on tuning seeds 100-103 (docs/pinn.md)
+    from napari_dynfit.bench.bpinn_cases import lotka_volterra_case, lotka_volterra_summary
 
-    for seed in range(5):
-        r = lotka_volterra_case(seed, draws=100, tune=60, weightings=("adaptive",))
+    runs = [lotka_volterra_case(seed, weightings=("adaptive",)) for seed in range(5)]
+    for r in runs:
         a = r["adaptive"]
-        assert a["all_within_5pct"], (seed, a["rel_error"])
-        for k in ("prey", "predator"):  # learned data noise within 30 % of the noise added
-            assert a["noise"][k] == pytest.approx(r["true_noise"][k], rel=0.3)
-        # the intervals are about as wide as the exact ODE model's posterior (not 5-10x narrower as before;
-        # measured 0.70-1.06x: the output layer carries 94-96 % of the width; the learned noise is up to 18 % low)
-        assert all(0.6 <= v <= 2.0 for v in a["width_vs_reference"].values()), (seed, a["width_vs_reference"])
-        # no gross over-confidence: the truth within 3.5 posterior sd (measured |z| <= 2.9, seed 0's b). Not asserted, not
-        # met (docs/pinn.md): every rate covered on every seed -- the exact posterior itself misses on
-        # seeds 0 and 4 (z = 2.3, -2.3), and the BPINN mean sits up to 1 sd from the exact one (seed 2)
-        assert all(abs(z) <= 3.5 for z in a["z"].values()), (seed, a["z"])
+        assert a["all_within_5pct"], (r["seed"], a["rel_error"])
+        assert a["warmup"]["converged"], (r["seed"], a["warmup"])
+        for k in ("prey", "predator"):  # learned data noise within 25 % of the noise added
+            assert a["noise"][k] == pytest.approx(r["true_noise"][k], rel=0.25)
+        # measured on seeds 0-14: |shift| <= 0.46, sd ratio 0.63-1.17 (docs/pinn.md)
+        assert all(abs(v) <= 1.0 for v in a["shift"].values()), (r["seed"], a["shift"])
+        assert all(0.55 <= v <= 1.5 for v in a["sd_ratio"].values()), (r["seed"], a["sd_ratio"])
+        assert max(a["rhat"].values()) <= 1.2
+    s = lotka_volterra_summary(runs)
+    # no systematic shift (measured over seeds 0-4: |mean| <= 0.07 sd; before the fix ~0.5 sd on a and b)
+    assert all(abs(v) <= 0.3 for v in s["shift_mean"].values()), s["shift_mean"]
+
+
+@pytest.mark.slow
+def test_lotka_volterra_converged_warmup_removes_the_map_bias():
+    # the diagnosis on tuning seed 100: the earlier 4 x 100 L-BFGS rounds stopped with the predator equation's
+    # noise still falling and the MAP rates a, b 2.2 and 2.6 exact sd low; at the fixed point of the noise
+    # levels (the default) within 0.3 sd, and the output layer holds >= 85 % of the Laplace width
+    from napari_dynfit.bench.bpinn_cases import FIXED_ROUNDS_WARMUP, lotka_volterra_map_check
+
+    old = lotka_volterra_map_check(100, noise_floor=1e-3, warmup_options=FIXED_ROUNDS_WARMUP)
+    assert old["shift_map"]["alpha"] < -1.5 and old["shift_map"]["beta"] < -1.5 and not old["warmup"]["converged"]
+    new = lotka_volterra_map_check(100)
+    assert new["warmup"]["converged"]
+    assert all(abs(v) <= 0.4 for v in new["shift_map"].values()), new["shift_map"]
+    assert all(0.85 <= v <= 1.15 for v in new["sd_ratio"]["output"].values()), new["sd_ratio"]
 
 
 @pytest.mark.slow

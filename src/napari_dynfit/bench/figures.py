@@ -244,6 +244,10 @@ def _bpinn(js: dict) -> str:
         n = len(s["seeds"])
         ref = f" (exact ODE posterior {s['reference_all_covered']}/{n})" if "reference_all_covered" in s else ""
         parts.append(f"LV within 5 % {s['all_within_5pct']}/{n}, covered {s['all_covered']}/{n}{ref}")
+        if "covered" in s:
+            per = sum(s["covered"].values())
+            ex = sum(s["reference_covered"].values())
+            parts.append(f"LV rates covered {per}/{4 * n} (exact {ex}/{4 * n})")
     for r in js.get("chemotaxis", []):
         parts.append(f"chemotaxis {_pct(r['rel_l2'])}, coverage {_pct(r['coverage95'])}")
     return "; ".join(parts)

@@ -245,7 +245,10 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
     res: BPINNResult = b.sample(pts, draws=draws, tune=tune, chains=chains, num_steps=num_steps,
                                 warmup_steps=warmup_steps, seed=seed, parameter_draws=draws_cut, refit_steps=refit_steps,
                                 sampler=sampler,
-                                warmup_options={"lbfgs_steps": lbfgs_steps, "fit_parameters": not estimated},
+                                # noise_tol=None: the fixed 4 rounds its figures were measured with (its tasks
+                                # are redrawn, so each round's noise estimate fluctuates; docs/pinn.md)
+                                warmup_options={"lbfgs_steps": lbfgs_steps, "fit_parameters": not estimated,
+                                                "noise_tol": None},
                                 callback=callback, callback_state=callback_state, should_stop=should_stop)
     shape = T.shape
     fields = {}
