@@ -121,3 +121,18 @@ def test_phase_colony_movie_truth():
     # one draw of optics: the background level stays put from frame to frame
     bg = [float(np.median(im[lab == 0])) for im, lab in zip(images, labels)]
     assert np.ptp(bg[:6]) < 0.1
+
+
+def test_septum_focus_centres_patches_on_young_septa():
+    from napari_dynfit.detect.learned import _sample
+
+    tab = _pair_table()
+    lab = np.zeros((200, 200), np.int32)
+    lab[:40, :100] = render_labels(tab, (40, 100))[0]
+    sp = paint_young_septa(lab, tab, young_pairs(tab, 0), np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    hits = [_sample([(lab, sp)], rng, 48, septum_focus=1.0)[1] for _ in range(10)]
+    assert all(fg.sum() > 200 for fg in hits)  # every patch holds the pair (the septum near its middle)
+    rng = np.random.default_rng(1)
+    plain = [_sample([(lab, sp)], rng, 48)[1] for _ in range(10)]
+    assert sum(fg.sum() > 200 for fg in plain) < 8  # uniform patches mostly miss it

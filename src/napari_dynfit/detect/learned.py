@@ -124,7 +124,7 @@ def wall_weights(lab: np.ndarray, weight: float) -> np.ndarray:
     return w
 
 
-def _sample(bank, rng, patch, wall_weight=1.0):
+def _sample(bank, rng, patch, wall_weight=1.0, septum_focus=0.0):
     from ..sim.phase import render_phase
 
     lab = bank[int(rng.integers(len(bank)))]
@@ -133,6 +133,13 @@ def _sample(bank, rng, patch, wall_weight=1.0):
         lab, septa = lab
     y = int(rng.integers(0, lab.shape[0] - patch + 1))
     x = int(rng.integers(0, lab.shape[1] - patch + 1))
+    if septa and septum_focus > 0 and rng.random() < septum_focus:  # a patch around a young septum
+        a, b = list(septa)[int(rng.integers(len(septa)))]
+        wall = np.argwhere((lab == a) & (ndimage.maximum_filter(lab == b, size=3)))
+        if len(wall):
+            cy, cx = wall[int(rng.integers(len(wall)))]
+            y = int(np.clip(cy - rng.integers(patch // 4, 3 * patch // 4), 0, lab.shape[0] - patch))
+            x = int(np.clip(cx - rng.integers(patch // 4, 3 * patch // 4), 0, lab.shape[1] - patch))
     lab = lab[y:y + patch, x:x + patch]
     k = int(rng.integers(4))
     lab = np.rot90(lab, k)
@@ -168,7 +175,8 @@ def colony_bank(n_colonies: int, seed: int = 0, *, size: int = 256, n_frames: in
 def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_colonies: int = 40, seed: int = 0,
                     lr: float = 2e-3, channels=CHANNELS, threads: int | None = None, bank=None,
                     log_every: int = 100, log=None, max_overlap: float | None = None, init=None,
-                    wall_weight: float = 1.0, young_septa: bool = False) -> tuple[dict, list[dict]]:
+                    wall_weight: float = 1.0, young_septa: bool = False,
+                    septum_focus: float = 0.0) -> tuple[dict, list[dict]]:
     """Train the rod U-Net on generated phase-contrast colonies (CPU is enough).
 
     Parameters
@@ -194,6 +202,9 @@ def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_co
     young_septa : bool
         Colonies with realistic young septa (:func:`~napari_dynfit.sim.phase.paint_young_septa`: a shallow notch
         and a faint wall line on the daughters' first frames).
+    septum_focus : float
+        With ``young_septa``: the fraction of the patches centred near a young septum (a random pair of the frame;
+        frames without one give a random patch), else patches are placed uniformly.
 
     Returns
     -------
@@ -224,7 +235,7 @@ def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_co
     history, t0, run = [], time.perf_counter(), []
     net.train()
     for step in range(1, steps + 1):
-        data = [_sample(bank, rng, patch, wall_weight) for _ in range(batch)]
+        data = [_sample(bank, rng, patch, wall_weight, septum_focus) for _ in range(batch)]
         x, fg, dist, w = (torch.from_numpy(np.stack([d[i] for d in data])[:, None]) for i in range(4))
         out = net(x)
         loss = bce(out[:, :1], fg, weight=w) + 2 * bce(out[:, 1:], dist, weight=w)
