@@ -13,7 +13,8 @@ acquisition (each drawn per call from the ranges below):
   radii (Yin, Kanade and Chen 2012: the low-pass part of the phase-ring response), bright around a colony
   and between touching cells;
 * the wall where two cells touch: a one- or two-pixel line brighter than the cells by 0-100 % of the cell
-  contrast (septa of just-divided cells are often faint);
+  contrast (septa of just-divided cells are often faint); with ``young_septa`` (:func:`paint_young_septa`) a
+  just-divided pair's junction is a shallow notch that deepens over three frames, its wall fainter still;
 * a background shaded by a smooth field (0-30 %), with dark and bright specks and rings (debris, dust);
 * Gaussian noise (0.5-8 % of the background), an optional blur of the noise, a random gamma (0.6-1.7) and
   clipping of the darkest / brightest 0-20 % / 0-2 % of the grey levels (saturated cells, contrast-stretched
