@@ -43,6 +43,10 @@ def main(argv=None) -> int:
     ap.add_argument("--init", help="start from these weights (e.g. the shipped ones) instead of random ones")
     ap.add_argument("--wall-weight", type=float, default=1.0,
                     help="loss weight of the pixels within 2 px of a wall shared by two touching cells")
+    ap.add_argument("--young-septa", action="store_true",
+                    help="colonies with realistic young septa (shallow notch, faint wall on the daughters' first frames)")
+    ap.add_argument("--septum-focus", type=float, default=0.0,
+                    help="with --young-septa: fraction of the patches centred near a young septum")
     args = ap.parse_args(argv)
     out = Path(args.out)
 
@@ -54,7 +58,8 @@ def main(argv=None) -> int:
     state, history = train_rod_model(steps=args.steps, batch=args.batch, patch=args.patch,
                                      n_colonies=args.colonies, seed=args.seed, threads=args.threads, log=log,
                                      log_every=50, max_overlap=args.max_overlap, lr=args.lr, init=args.init,
-                                     wall_weight=args.wall_weight)
+                                     wall_weight=args.wall_weight, young_septa=args.young_septa,
+                                     septum_focus=args.septum_focus)
     save_rod_model(state, out)
     print(json.dumps({"weights": str(out), "bytes": out.stat().st_size, "seconds": history[-1]["seconds"]}))
     return 0

@@ -124,40 +124,59 @@ def wall_weights(lab: np.ndarray, weight: float) -> np.ndarray:
     return w
 
 
-def _sample(bank, rng, patch, wall_weight=1.0):
+def _sample(bank, rng, patch, wall_weight=1.0, septum_focus=0.0):
     from ..sim.phase import render_phase
 
     lab = bank[int(rng.integers(len(bank)))]
+    septa = None
+    if isinstance(lab, tuple):  # (labels, {(a, b): age} young sister pairs)
+        lab, septa = lab
     y = int(rng.integers(0, lab.shape[0] - patch + 1))
     x = int(rng.integers(0, lab.shape[1] - patch + 1))
+    if septa and septum_focus > 0 and rng.random() < septum_focus:  # a patch around a young septum
+        a, b = list(septa)[int(rng.integers(len(septa)))]
+        wall = np.argwhere((lab == a) & (ndimage.maximum_filter(lab == b, size=3)))
+        if len(wall):
+            cy, cx = wall[int(rng.integers(len(wall)))]
+            y = int(np.clip(cy - rng.integers(patch // 4, 3 * patch // 4), 0, lab.shape[0] - patch))
+            x = int(np.clip(cx - rng.integers(patch // 4, 3 * patch // 4), 0, lab.shape[1] - patch))
     lab = lab[y:y + patch, x:x + patch]
     k = int(rng.integers(4))
     lab = np.rot90(lab, k)
     if rng.random() < 0.5:
         lab = lab[:, ::-1]
     lab = np.ascontiguousarray(lab)
-    img = normalise(render_phase(lab, rng))
+    img = normalise(render_phase(lab, rng, septa=septa))
     img = img * rng.uniform(0.8, 1.25) + rng.uniform(-0.1, 0.1)
     fg, dist = targets(lab)
     return img.astype(np.float32), fg, dist, wall_weights(lab, wall_weight)
 
 
 def colony_bank(n_colonies: int, seed: int = 0, *, size: int = 256, n_frames: int = 4,
-                max_overlap: float | None = None) -> list[np.ndarray]:
-    """Truth label frames of ``n_colonies`` generated rod colonies (:func:`~napari_dynfit.sim.phase.rod_colony_frames`)."""
+                max_overlap: float | None = None, young_septa: bool = False) -> list:
+    """Truth label frames of ``n_colonies`` generated rod colonies (:func:`~napari_dynfit.sim.phase.rod_colony_frames`).
+
+    With ``young_septa`` each entry is ``(labels, {(a, b): age})`` (young sister pairs, for their faint walls).
+    """
     from ..sim.phase import rod_colony_frames
 
     rng = np.random.default_rng(seed)
     bank = []
     for _ in range(n_colonies):
-        bank += rod_colony_frames(rng, size=size, n_frames=n_frames, max_overlap=max_overlap)
+        if young_septa:
+            labs, septa = rod_colony_frames(rng, size=size, n_frames=n_frames, max_overlap=max_overlap,
+                                            young_septa=True)
+            bank += list(zip(labs, septa))
+        else:
+            bank += rod_colony_frames(rng, size=size, n_frames=n_frames, max_overlap=max_overlap)
     return bank
 
 
 def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_colonies: int = 40, seed: int = 0,
                     lr: float = 2e-3, channels=CHANNELS, threads: int | None = None, bank=None,
                     log_every: int = 100, log=None, max_overlap: float | None = None, init=None,
-                    wall_weight: float = 1.0) -> tuple[dict, list[dict]]:
+                    wall_weight: float = 1.0, young_septa: bool = False,
+                    septum_focus: float = 0.0) -> tuple[dict, list[dict]]:
     """Train the rod U-Net on generated phase-contrast colonies (CPU is enough).
 
     Parameters
@@ -180,6 +199,12 @@ def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_co
         Start from these weights (:func:`load_rod_model`'s argument) instead of a random initialisation.
     wall_weight : float
         Loss weight of the pixels within 2 px of a wall shared by two touching cells (:func:`wall_weights`).
+    young_septa : bool
+        Colonies with realistic young septa (:func:`~napari_dynfit.sim.phase.paint_young_septa`: a shallow notch
+        and a faint wall line on the daughters' first frames).
+    septum_focus : float
+        With ``young_septa``: the fraction of the patches centred near a young septum (a random pair of the frame;
+        frames without one give a random patch), else patches are placed uniformly.
 
     Returns
     -------
@@ -196,7 +221,8 @@ def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_co
         raise InputError(f"patch must be a multiple of {2 ** (len(channels) - 1)}, got {patch}")
     rng = np.random.default_rng(seed + 1)
     if bank is None:
-        bank = colony_bank(n_colonies, seed, size=max(256, patch), max_overlap=max_overlap)
+        bank = colony_bank(n_colonies, seed, size=max(256, patch), max_overlap=max_overlap,
+                           young_septa=young_septa)
     if init is None:
         net = build_unet(channels)
     else:
@@ -209,7 +235,7 @@ def train_rod_model(*, steps: int = 1500, batch: int = 8, patch: int = 128, n_co
     history, t0, run = [], time.perf_counter(), []
     net.train()
     for step in range(1, steps + 1):
-        data = [_sample(bank, rng, patch, wall_weight) for _ in range(batch)]
+        data = [_sample(bank, rng, patch, wall_weight, septum_focus) for _ in range(batch)]
         x, fg, dist, w = (torch.from_numpy(np.stack([d[i] for d in data])[:, None]) for i in range(4))
         out = net(x)
         loss = bce(out[:, :1], fg, weight=w) + 2 * bce(out[:, 1:], dist, weight=w)
