@@ -226,7 +226,7 @@ def _demo(js: dict) -> str:
 
 
 def _bpinn(js: dict) -> str:
-    from .bpinn_cases import SAMPLER_LABELS
+    from napari_dynfit.bench.bpinn_cases import SAMPLER_LABELS  # absolute: the registry is loaded as a file
 
     parts = []
     sob = js.get("sobolev", [])
