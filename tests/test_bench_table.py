@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import os
+import re
 import sys
 import textwrap
 
@@ -98,6 +100,26 @@ def test_a_failing_command_keeps_the_previous_value(tmp_path):
         again = bt.table_rows(figs, res, previous={"boom": ("0.5", old)}, when="2026-03-03")[0]
         assert again["from"].count("not re-measured") == 1 and again["from"].endswith(
             "value from " + ("full run 2026-01-01" if "full" in old else "typed by hand"))
+
+
+def test_a_producer_that_breaks_keeps_the_commands_output(tmp_path):
+    def broken(js):
+        from .nowhere import thing  # noqa: F401 - a relative import in a registry loaded as a file
+
+    cmd = f"{sys.executable} -c \"print('{{\\\"value\\\": 3}}')\""
+    res = bt.run_figures([bt.Figure("late", "c", "t", cmd, broken)])[0]
+    assert res["measured"] is None and res["source"].startswith("failed: could not read the result (ImportError")
+    with open(res["kept"]) as fh:  # the run is not lost: its output can be read again
+        assert json.loads(fh.read()) == {"value": 3}
+    os.remove(res["kept"])
+
+
+def test_the_registry_file_imports_nothing_relatively():
+    root = bt.find_root()
+    if root is None:
+        pytest.skip("not a source checkout")
+    text = (root / bt.REGISTRY).read_text(encoding="utf-8")
+    assert not re.search(r"^\s*from \.", text, re.M), "load_registry runs the file outside its package"
 
 
 def test_the_repository_registry_loads_and_names_every_readme_row():

@@ -255,11 +255,21 @@ def run_figure(fig: Figure, *, quick: bool = False, root=None, python: str | Non
     try:
         js = [last_json(o) for o in outs]
         value = str(fig.measure(js[0] if isinstance(cmd, str) else js))
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        return {"name": fig.name, "measured": None, "seconds": secs,
+    except Exception as exc:  # noqa: BLE001 - a long run's output is kept whatever broke in reading it
+        return {"name": fig.name, "measured": None, "seconds": secs, "kept": _keep_output(fig.name, outs),
                 "source": f"failed: could not read the result ({type(exc).__name__}: {exc})"[:200]}
     return {"name": fig.name, "measured": value, "source": "quick" if quick and fig.quick else "full",
             "seconds": secs}
+
+
+def _keep_output(name: str, outs) -> str:
+    """Write a run's stdout to a new file in the temporary folder (never over another); returns its path."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix=f"dynfit-bench-{name}-", suffix=".out")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(outs))
+    return path
 
 
 def run_figures(figs, *, quick: bool = False, only=None, root=None, log=None) -> list[dict]:
@@ -276,7 +286,7 @@ def run_figures(figs, *, quick: bool = False, only=None, root=None, log=None) ->
         res = run_figure(fig, quick=quick, root=root)
         if log is not None:
             log(f"{fig.name}: {res['measured'] if res['measured'] is not None else res['source']} "
-                f"({res['seconds']:.0f} s)")
+                f"({res['seconds']:.0f} s)" + (f"; its output is kept in {res['kept']}" if "kept" in res else ""))
         out.append(res)
     return out
 
