@@ -373,7 +373,7 @@ def lotka_volterra_case(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel_
                         n_collocation: int = 100, hidden=(32, 32), draws: int = 100, tune: int = 100,
                         chains: int = 2, warmup_steps: int = 2000, num_steps: int = 20, guess: float = 2.0,
                         noise_floor: float = LV_NOISE_FLOOR, warmup_options: dict | None = None,
-                        weightings=("adaptive", "equal")) -> dict:
+                        weightings=("adaptive", "equal"), rest: str = "map") -> dict:
     """Inverse multi-scale Lotka-Volterra problem: rates from noisy population counts.
 
     ``x' = alpha x - beta x y``, ``y' = delta x y - gamma y`` with ``alpha = gamma = 1``,
@@ -421,7 +421,7 @@ def lotka_volterra_case(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel_
                                  hidden=hidden, guess=guess, noise_floor=noise_floor,
                                  weighting="adaptive" if name == "adaptive" else "fixed")
         res = b.sample(None, draws=draws, tune=tune, chains=chains, warmup_steps=warmup_steps,
-                       num_steps=num_steps, seed=seed, warmup_options=warmup_options)
+                       num_steps=num_steps, seed=seed, warmup_options=warmup_options, rest=rest)
         mean = {k: float(v.mean()) for k, v in res.samples.items()}
         out[name] = {"mean": mean, "interval": {k: list(v) for k, v in res.intervals.items()},
                      "rel_error": {k: abs(mean[k] / LV_TRUE[k] - 1) for k in LV_TRUE},
