@@ -269,13 +269,11 @@ def process_movie(movie, *, convert: dict | None = None, filter: dict | None = N
     det_kw = _merge("detect", DETECT_DEFAULTS, detect)
     # size and polarity: one decision for the movie, here (not in every worker, frame by frame), by the rule of
     # detect_movie / dynfit detect (sigma None: estimated from the raw frames at 1/4, 1/2, 3/4)
-    from .detect import movie_polarity, resolve_spot_sigma
+    from .detect import resolve_spot_sigma
 
     det_kw["sigma"], det_kw["polarity"], _, choice = resolve_spot_sigma(
-        movie, det_kw["sigma"], det_kw["sigma_range"], spacing=spacing, polarity=det_kw["polarity"])
-    if det_kw["polarity"] == "auto":
-        sig = (det_kw["sigma_range"] or (det_kw["sigma"],))[-1]
-        det_kw["polarity"], _ = movie_polarity(movie, sigma=sig, spacing=spacing)
+        movie, det_kw["sigma"], det_kw["sigma_range"], spacing=spacing, polarity=det_kw["polarity"],
+        decide_polarity=True)
     func = functools.partial(process_frame, convert=_merge("convert", CONVERT_DEFAULTS, convert),
                              filter=_filter_params(filter), detect=det_kw, spacing=spacing)
     results = map_frames(func, movie, scheduler=scheduler, n_workers=workers, in_flight=in_flight,

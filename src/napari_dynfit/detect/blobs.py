@@ -616,7 +616,8 @@ def detect_blobs(image, *, sigma: float | None = None, sigma_range: tuple[float,
 
 
 def resolve_spot_sigma(movie, sigma: float | None = None, sigma_range: tuple[float, float] | None = None, *,
-                       spacing=None, polarity: str = "auto") -> tuple[float | None, str, float | None, str]:
+                       spacing=None, polarity: str = "auto",
+                       decide_polarity: bool = False) -> tuple[float | None, str, float | None, str]:
     """The blob size and polarity that detection uses: the one rule of :func:`detect_blobs`, :func:`detect_movie`
     and :func:`napari_dynfit.pipeline.process_movie` / ``process_frame``.
 
@@ -638,6 +639,10 @@ def resolve_spot_sigma(movie, sigma: float | None = None, sigma_range: tuple[flo
         Pixel size along ``([z,] y, x)`` (anisotropic voxels; any length unit, only the ratios matter).
     polarity : {"auto", "bright", "dark"}
         The objects' polarity, or ``"auto"``.
+    decide_polarity : bool
+        Decide an ``"auto"`` polarity that the size estimate left open (a given size) for the whole movie with
+        :func:`movie_polarity` at the largest scale (the movie-level rule of :func:`detect_movie` and
+        ``process_movie``); off: it may come back ``"auto"`` (a single image decides its own).
 
     Returns
     -------
@@ -645,10 +650,10 @@ def resolve_spot_sigma(movie, sigma: float | None = None, sigma_range: tuple[flo
         The blob sigma to detect at (pixels of the finest axis); None only when ``sigma_range`` is given without
         ``sigma``.
     polarity : str
-        ``"bright"`` or ``"dark"`` when the estimate decided it; otherwise ``polarity`` unchanged (may still be
-        ``"auto"``: the caller decides it, e.g. :func:`movie_polarity`).
+        ``"bright"`` or ``"dark"`` when the estimate (or ``decide_polarity``) decided it; otherwise ``polarity``
+        unchanged (may still be ``"auto"``).
     skewness : float or None
-        The skewness that decided an ``"auto"`` polarity in the estimate (dimensionless), else None.
+        The skewness that decided an ``"auto"`` polarity (dimensionless), else None.
     choice : str
         ``"given"``, ``"given (sigma_range)"`` or the estimate's one-line summary
         (:meth:`napari_dynfit.detect.size.SpotSize.summary`).
@@ -658,14 +663,17 @@ def resolve_spot_sigma(movie, sigma: float | None = None, sigma_range: tuple[flo
     InputError
         An unknown polarity, or no frame with spots of the polarity when estimating (set the size by hand).
     """
-    if sigma_range is not None:
-        return None if sigma is None else float(sigma), polarity, None, "given (sigma_range)"
-    if sigma is not None:
-        return float(sigma), polarity, None, "given"
-    from .size import estimate_movie_spot_sigma
+    if sigma_range is not None or sigma is not None:
+        sigma = None if sigma is None else float(sigma)
+        skew, choice = None, "given (sigma_range)" if sigma_range is not None else "given"
+    else:
+        from .size import estimate_movie_spot_sigma
 
-    est = estimate_movie_spot_sigma(movie, spacing=spacing, polarity=check_polarity(polarity))
-    return est.sigma, est.polarity, est.skewness, est.summary()
+        est = estimate_movie_spot_sigma(movie, spacing=spacing, polarity=check_polarity(polarity))
+        sigma, polarity, skew, choice = est.sigma, est.polarity, est.skewness, est.summary()
+    if decide_polarity and check_polarity(polarity) == "auto":
+        polarity, skew = movie_polarity(movie, sigma=(sigma_range or (sigma,))[-1], spacing=spacing)
+    return sigma, polarity, skew, choice
 
 
 def movie_polarity(movie, *, sigma: float = 2.0, spacing=None, n_frames: int = 5,
@@ -726,14 +734,12 @@ detection_scale, polarity, model_error, image_error
         raise InputError(f"movie has {nd} dimensions; expected (t, y, x) or (t, z, y, x): pick one channel")
     n = movie.shape[0]
     sp = None if spacing is None else np.asarray(spacing, float)[-(nd - 1):]
-    sigma, polarity, skew, choice = resolve_spot_sigma(movie, sigma, sigma_range, spacing=sp, polarity=polarity)
+    sigma, polarity, skew, choice = resolve_spot_sigma(movie, sigma, sigma_range, spacing=sp, polarity=polarity,
+                                                       decide_polarity=True)
     kwargs = dict(sigma=sigma, sigma_range=sigma_range, num_sigma=num_sigma, threshold=threshold,
                   threshold_snr=threshold_snr, spacing=spacing, min_distance=min_distance,
                   exclude_border=exclude_border, split=split, detection_scale=detection_scale, polarity=polarity,
                   model_error=model_error, image_error=image_error)
-    if check_polarity(polarity) == "auto":
-        sig = (sigma_range or (sigma,))[-1]
-        kwargs["polarity"], skew = movie_polarity(movie, sigma=sig, spacing=spacing)
 
     def one(t):
         df = detect_blobs(np.asarray(movie[t]), **kwargs)
