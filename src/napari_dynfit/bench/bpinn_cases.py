@@ -291,6 +291,11 @@ def lotka_volterra_reference_coverage(seeds=range(100), **kwargs) -> dict:
             "all_covered": float(cov.all(axis=1).mean()), "z": z.tolist()}
 
 
+def _lv_rhs(th, x, y, j: int):
+    """Right-hand side ``j`` of Lotka-Volterra for rates ``th``: ``alpha x - beta x y`` (0), ``delta x y - gamma y`` (1)."""
+    return th["alpha"] * x - th["beta"] * x * y if j == 0 else th["delta"] * x * y - th["gamma"] * y
+
+
 def lotka_volterra_bpinn(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel_noise: float = 0.03,
                          n_collocation: int = 100, hidden=(32, 32), guess: float = 2.0,
                          noise_floor: float = LV_NOISE_FLOOR, weighting: str = "adaptive") -> BPINN:
@@ -309,10 +314,7 @@ def lotka_volterra_bpinn(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel
     def ode(j):
         def r(net, th):
             u, du = at_coll(net)
-            x, y = u[:, 0], u[:, 1]
-            if j == 0:
-                return du[:, 0] - (th["alpha"] * x - th["beta"] * x * y)
-            return du[:, 1] - (th["delta"] * x * y - th["gamma"] * y)
+            return du[:, j] - _lv_rhs(th, u[:, 0], u[:, 1], j)
         return r
 
     def data(j):
@@ -361,8 +363,7 @@ def lotka_volterra_map_check(seed: int = 100, *, warmup_steps: int = 2000, warmu
     with torch.enable_grad():
         u, du = derivative(b._field(params), mid, 1)
     x, y = u[:, 0].detach(), u[:, 1].detach()
-    between = {"ode_prey": du[:, 0].detach() - (theta["alpha"] * x - theta["beta"] * x * y),
-               "ode_predator": du[:, 1].detach() - (theta["delta"] * x * y - theta["gamma"] * y)}
+    between = {task: du[:, j].detach() - _lv_rhs(theta, x, y, j) for j, task in enumerate(("ode_prey", "ode_predator"))}
     out["rms_between_over_at"] = {k: float(v.pow(2).mean().sqrt() / at[k].pow(2).mean().sqrt())
                                   for k, v in between.items()}
     out["cpu_seconds"] = time.process_time() - t0
@@ -443,13 +444,10 @@ def lotka_volterra_case(seed: int = 0, *, n: int = 60, t_end: float = 10.0, rel_
         out[name]["z"] = {k: float((np.log(LV_TRUE[k]) - np.log(v).mean()) / np.log(v).std()) for k, v in res.samples.items()}
         out[name]["width_vs_reference"] = {k: (v[1] - v[0]) / (ref[k][1] - ref[k][0]) for k, v in res.intervals.items()}
         ls = {k: np.log(v) for k, v in res.samples.items()}
-        ex = out["reference"]
-        out[name]["shift"] = {k: float((ls[k].mean() - np.log(ex["mean"][k])) / ex["log_sd"][k]) for k in LV_TRUE}
-        out[name]["sd_ratio"] = {k: float(ls[k].std() / ex["log_sd"][k]) for k in LV_TRUE}
-        ee = out["reference_estimated_noise"]
-        out[name]["shift_estimated_noise"] = {k: float((ls[k].mean() - np.log(ee["mean"][k])) / ee["log_sd"][k])
-                                              for k in LV_TRUE}
-        out[name]["sd_ratio_estimated_noise"] = {k: float(ls[k].std() / ee["log_sd"][k]) for k in LV_TRUE}
+        for suffix, ex in (("", out["reference"]), ("_estimated_noise", out["reference_estimated_noise"])):
+            out[name]["shift" + suffix] = {k: float((ls[k].mean() - np.log(ex["mean"][k])) / ex["log_sd"][k])
+                                           for k in LV_TRUE}
+            out[name]["sd_ratio" + suffix] = {k: float(ls[k].std() / ex["log_sd"][k]) for k in LV_TRUE}
         info = getattr(b, "warmup_info", {})
         out[name]["warmup"] = {"rounds": info.get("rounds"), "converged": info.get("converged")}
         out[name]["all_within_5pct"] = all(v <= 0.05 for v in out[name]["rel_error"].values())
