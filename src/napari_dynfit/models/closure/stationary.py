@@ -38,7 +38,7 @@ from .train import shell_spectrum, substeps
 
 
 def frame_statistics(c: torch.Tensor, D: torch.Tensor, u: torch.Tensor, length: float) -> dict:
-    """Per-frame statistics of ``c (..., n, n)``, ``D (..., n, n, 2, 2)``, ``u (..., n, n, 2)``.
+    """Per-frame statistics of ``c (..., n, n)``, ``D (..., n, n, 2, 2)``, ``u (..., n, n, 2)`` (on any device).
 
     Returns
     -------
@@ -49,7 +49,7 @@ def frame_statistics(c: torch.Tensor, D: torch.Tensor, u: torch.Tensor, length: 
     """
     speed = torch.sqrt((u ** 2).sum(-1)).mean((-2, -1))
     order = order_parameter(c, D).mean((-2, -1))
-    return {"speed": speed.numpy(), "order": order.numpy(), "spectrum": shell_spectrum(u.numpy())}
+    return {"speed": speed.cpu().numpy(), "order": order.cpu().numpy(), "spectrum": shell_spectrum(u.cpu().numpy())}
 
 
 def _append(series: dict, st: dict, t: float) -> None:
@@ -147,7 +147,7 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
     def record(ph, i):
         nonlocal branch
         u, _, _, mo = solver.flow(solver._ifft(ph))
-        _append(series, frame_statistics(mo["c"].cpu(), mo["D"].cpu(), u.cpu(), params.length), i * dt)
+        _append(series, frame_statistics(mo["c"], mo["D"], u, params.length), i * dt)
         if i == branch_step:
             branch = state_from_moments(mo["c"], mo["D"]).cpu().numpy()
 
@@ -243,7 +243,7 @@ def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: 
     def record(st, i):
         c, D = moments_from_state(st)
         u, _, _ = solver.flow(st)
-        fs = frame_statistics(c.cpu(), D.cpu(), u.cpu(), params.length)
+        fs = frame_statistics(c, D, u, params.length)
         fs = {k: np.where(bad.reshape((-1,) + (1,) * (v.ndim - 1)), np.nan, v) for k, v in fs.items()}
         _append(series, fs, t0 + i * save_every)
 
