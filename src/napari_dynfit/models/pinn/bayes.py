@@ -443,8 +443,7 @@ class BPINN:
             rp, rm = self._residuals_value(zp), self._residuals_value(zm)
             cols.append(torch.cat([math.sqrt(weights[k]) * (rp[k] - rm[k]) / (2 * step) for k in rp]))
         J = torch.stack(cols, dim=1)
-        prec = torch.cat([torch.full((self.n_weights,), 1.0 / self.prior_std ** 2, dtype=J.dtype, device=J.device),
-                          1.0 / self._ps.to(J.dtype) ** 2])[index.to(J.device)]
+        prec = self._prior_precision(J.dtype, J.device)[index.to(J.device)]
         K = torch.linalg.cholesky(J.T @ J + torch.diag(prec))
         eye = torch.eye(len(prec), dtype=J.dtype, device=J.device)
         return torch.linalg.solve_triangular(K.mT, eye, upper=True)
@@ -847,6 +846,12 @@ class BPINN:
                 callback(chain, j, int(n))
         return torch.stack(out) if out else torch.empty((0, len(z)), dtype=z.dtype, device=z.device)
 
+    def _prior_precision(self, dtype, device) -> torch.Tensor:
+        """Diagonal prior precision of every coordinate ``(n_weights + n_params,)``: network weights, then the
+        physical parameters (their prior sds in the sampled space)."""
+        return torch.cat([torch.full((self.n_weights,), 1.0 / self.prior_std ** 2, dtype=dtype, device=device),
+                          1.0 / self._ps.to(device=device, dtype=dtype) ** 2])
+
     def _rest_shifts(self, z, index, weights, n, gen):
         """``n`` linearised draws of the coordinates outside ``index`` and the conditional shift of those in it.
 
@@ -863,8 +868,7 @@ class BPINN:
         z = z.detach()
         all_idx = self.subnetwork_index("all").to(z.device)
         _, J, _ = self._weighted_linearisation(z, all_idx, weights)
-        prec = torch.cat([torch.full((self.n_weights,), 1.0 / self.prior_std ** 2, dtype=J.dtype, device=J.device),
-                          1.0 / self._ps.to(J.dtype) ** 2])
+        prec = self._prior_precision(J.dtype, J.device)
         H = J.T @ J + torch.diag(prec)
         K = torch.linalg.cholesky(H)
         e = torch.randn(len(prec), int(n), generator=gen, dtype=J.dtype).to(J.device)
