@@ -136,3 +136,14 @@ def test_septum_focus_centres_patches_on_young_septa():
     rng = np.random.default_rng(1)
     plain = [_sample([(lab, sp)], rng, 48)[1] for _ in range(10)]
     assert sum(fg.sum() > 200 for fg in plain) < 8  # uniform patches mostly miss it
+
+
+def test_wall_lines_do_not_wrap_round_the_image_border():
+    lab = np.zeros((30, 60), np.int32)
+    lab[5:15, :] = 1  # a rod across the whole width
+    lab[15:25, 0:20] = 2  # touching it below at the left border
+    lab[15:25, 40:60] = 3  # and at the right border
+    wall, other = _touching_lines(lab, 2)
+    left, right = wall[:, :18] & (lab[:, :18] == 1), wall[:, 42:] & (lab[:, 42:] == 1)
+    assert left.sum() == right.sum() == 2 * 18  # two rows deep
+    assert (other[:, :18][left] == 2).all() and (other[:, 42:][right] == 3).all()

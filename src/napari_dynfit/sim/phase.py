@@ -200,6 +200,15 @@ def _overlap_fraction(rows, shape) -> float:
     return float(np.count_nonzero(count > 1) / covered) if covered else 0.0
 
 
+def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``a`` moved by ``(dy, dx)`` pixels with zeros shifted in (``np.roll`` would wrap the far border round)."""
+    out = np.zeros_like(a)
+    h, w = a.shape
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = a[max(-dy, 0):h + min(-dy, 0),
+                                                                  max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
 def _touching_lines(lab: np.ndarray, thick: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of a cell next to a different cell (the wall line), ``thick`` px into each cell.
 
@@ -226,9 +235,9 @@ def _touching_lines(lab: np.ndarray, thick: int) -> tuple[np.ndarray, np.ndarray
         o_same = np.zeros_like(other)
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                sh_lab = np.roll(lab32, (dy, dx), (0, 1))
-                sh_wall = np.roll(wall, (dy, dx), (0, 1))
-                sh_other = np.roll(other, (dy, dx), (0, 1))
+                sh_lab = _shift(lab32, dy, dx)
+                sh_wall = _shift(wall, dy, dx)
+                sh_other = _shift(other, dy, dx)
                 take = grow & sh_wall & (sh_lab == lab32) & (o_same == 0)
                 o_same[take] = sh_other[take]
         grow &= o_same > 0
