@@ -12,6 +12,7 @@ from napari_dynfit.models.closure.moments import bingham_closure  # noqa: E402
 from napari_dynfit.models.closure.stationary import (  # noqa: E402
     integrated_time,
     kinetic_series,
+    merge_comparisons,
     moment_series,
     stationary_comparison,
 )
@@ -137,3 +138,68 @@ def test_a_posteriori_ensemble_at_alpha_minus_2_5(tmp_path):
     # s.e.); measured +1.6 % +- 1.8 % (docs/closures.md); Bingham's +3.7 % +- 1.7 % is not resolved
     r = res["learned"]
     assert abs(r["rel_diff"]["order"]) + r["resolution"]["order"] <= 0.05 and r["verdict"]["order"] == "met"
+
+
+def _split(series, idx):
+    """The members ``idx`` of a :func:`_series`-like dict."""
+    return {key: (v[:, idx] if key in ("speed", "order", "spectrum") else v[idx] if key == "blew_up" else v)
+            for key, v in series.items()}
+
+
+def test_pooled_members_give_the_figures_of_one_run_over_all_of_them():
+    rng = np.random.default_rng(2)
+    k = 1 + 0.2 * rng.standard_normal(20)
+    kin = _series(k) | {"speed": _series(k)["speed"] * (1 + 0.05 * rng.standard_normal((40, 20)))}
+    close = _series(k * (1 + 0.05 * rng.standard_normal(20)))
+    bad = close["blew_up"].copy()
+    bad[3] = 1  # one member blew up in the first part
+    close["blew_up"] = bad
+    whole = stationary_comparison(kin, {"close": close}, first_t=2.0)
+    a, b = np.arange(0, 7), np.arange(7, 20)  # e.g. one part run on a GPU, more members on a CPU
+    parts = [stationary_comparison(_split(kin, i), {"close": _split(close, i)}, first_t=2.0) | {"seeds": i.tolist()}
+             for i in (a, b)]
+    pooled = merge_comparisons(parts)
+    assert pooled["members"] == 20 and pooled["close"]["blew_up"] == 1 and pooled["seeds"] == list(range(20))
+    assert pooled["close"]["verdict"] == whole["close"]["verdict"]
+    for key in ("rel_diff", "resolution", "resolution_unpaired"):
+        for name, v in whole["close"][key].items():
+            assert pooled["close"][key][name] == pytest.approx(v, rel=1e-12), (key, name)
+    for name, v in whole["kinetic"]["halves"].items():
+        assert pooled["kinetic"]["halves"][name] == pytest.approx(v, rel=1e-12)
+    assert parts[0]["close"]["resolution"]["mean_speed"] > pooled["close"]["resolution"]["mean_speed"]
+    # an older result kept only the members' mean speeds: pooled with it, the speed alone is recomputed
+    old = {key: v for key, v in stationary_comparison(_split(kin, a), {"close": _series(k[a])}, first_t=2.0).items()
+           if key != "per_member"} | {"seeds": a.tolist()}
+    new = stationary_comparison(_split(kin, b), {"close": _series(k[b])}, first_t=2.0) | {"seeds": b.tolist()}
+    mixed = merge_comparisons([old, new])
+    assert set(mixed["close"]["rel_diff"]) == {"mean_speed"} and mixed["members"] == 20
+    ref = stationary_comparison(kin, {"close": _series(k)}, first_t=2.0)["close"]
+    for key in ("rel_diff", "resolution"):
+        assert mixed["close"][key]["mean_speed"] == pytest.approx(ref[key]["mean_speed"], rel=1e-12)
+    with pytest.raises(InputError, match="more than one"):
+        merge_comparisons([parts[0], parts[0]])
+    other = stationary_comparison(_split(kin, b), {"close": _split(close, b)}, first_t=3.0) | {"seeds": [99]}
+    with pytest.raises(InputError, match="windows"):
+        merge_comparisons([parts[0], other])
+
+
+def test_bench_merge_pools_out_files(tmp_path, capsys):
+    import json
+
+    from napari_dynfit.bench import closure as bench
+
+    rng = np.random.default_rng(3)
+    k = 1 + 0.2 * rng.standard_normal(10)
+    files = []
+    for i, idx in enumerate((np.arange(4), np.arange(4, 10))):
+        res = stationary_comparison(_split(_series(k), idx), {"learned": _series(1.02 * k[idx])}, first_t=2.0)
+        files.append(tmp_path / f"part{i}.json")
+        files[-1].write_text(json.dumps({"stationary": {"-2.5": res | {"seeds": idx.tolist()}}}))
+    out = tmp_path / "pooled.json"
+    assert bench.main(["--merge", *map(str, files), "--out", str(out)]) == 0
+    pooled = json.loads(out.read_text())["stationary"]["-2.5"]
+    assert pooled["members"] == 10 and pooled["learned"]["rel_diff"]["mean_speed"] == pytest.approx(0.02)
+    assert "pooled from 2 files" in capsys.readouterr().out
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(InputError, match="no stationary results"):
+        bench.main(["--merge", str(files[0]), str(tmp_path / "empty.json")])

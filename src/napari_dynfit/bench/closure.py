@@ -28,7 +28,8 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
    others batched to ``--stationary-t-end``, default 60, keeping per-frame statistics only), one moment-model
    run per member and closure from its moments at ``t = 10``, statistics over ``t = 20..t_end``, members paired
    (:func:`napari_dynfit.models.closure.stationary.stationary_comparison`); resumable (checkpoints in
-   ``--cache``), so an interrupted run continues;
+   ``--cache``), so an interrupted run continues; ``--merge A.json B.json`` pools the members of several such
+   runs (disjoint seeds: a GPU ensemble and more members from a CPU) and recomputes the figures;
 7. ``active``: active learning over the training ``alpha`` (pool: the four training runs, start from
    ``alpha = -3``, two rounds adding the worst-covered ``alpha``), held-out a-priori errors after each round.
 
@@ -130,7 +131,13 @@ def main(argv=None) -> int:
     ap.add_argument("--closure", default=None, help="start from this trained closure (.npz) instead of training")
     ap.add_argument("--save-closure", default=None, help="write the trained closure (.npz)")
     ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="pool the stationary members of these --out files (disjoint seeds, e.g. a GPU run and "
+                         "more members from a CPU) per alpha found in all of them, print and --out the pooled "
+                         "figures; runs nothing else")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge_files(args.merge, args.out, as_json=args.json)
     steps = [x.strip() for x in args.steps.split(",") if x.strip()]
     if set(steps) - set(STEPS):
         ap.error(f"unknown steps {sorted(set(steps) - set(STEPS))}; choose from {', '.join(STEPS)}")
@@ -274,6 +281,37 @@ def main(argv=None) -> int:
     return 0
 
 
+def merge_files(paths, out_path=None, *, as_json: bool = False) -> int:
+    """``--merge``: pool the ``stationary`` results of several ``--out`` files alpha by alpha
+    (:func:`napari_dynfit.models.closure.stationary.merge_comparisons`)."""
+    from napari_dynfit._io import atomic_path
+    from napari_dynfit.errors import InputError
+    from napari_dynfit.models.closure.stationary import merge_comparisons
+
+    found = []
+    for p in paths:
+        try:
+            found.append(json.loads(Path(p).read_text()).get("stationary") or {})
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--merge: cannot read {p} as a bench JSON file ({exc})") from None
+        if not found[-1]:
+            raise InputError(f"--merge: {p} holds no stationary results (run --steps stationary --out FILE)")
+    alphas = [a for a in found[0] if all(a in f for f in found[1:])]
+    if not alphas:
+        raise InputError(f"--merge: no alpha is in every file ({[sorted(f) for f in found]})")
+    out = {"merged_from": [str(p) for p in paths],
+           "stationary": {a: merge_comparisons([f[a] for f in found]) for a in alphas}}
+    if out_path:
+        with atomic_path(Path(out_path)) as tmp:
+            Path(tmp).write_text(json.dumps(out, default=float))
+    if as_json:
+        print(json.dumps(out, default=float))
+    else:
+        for a, res in out["stationary"].items():
+            print(f"stationary alpha {a} (pooled from {len(paths)} files): " + stationary_line(res))
+    return 0
+
+
 def parse_seeds(text: str) -> list:
     """``"99,101-104"`` -> ``[99, 101, 102, 103, 104]`` (order kept, no repeats)."""
     seeds = []
@@ -349,18 +387,22 @@ def _closure_parts(res: dict, describe) -> list:
 
 def stationary_line(res: dict) -> str:
     """One line: each closure's signed differences +- their resolution (two paired standard errors) and
-    verdicts."""
+    verdicts (only the figures the result holds: a pool with older files has the mean speed alone)."""
     kin = res["kinetic"]
 
     def describe(name, r):
         d, e, v = r["rel_diff"], r["resolution"], r["verdict"]
-        return (f"{name} ({r['blew_up']} blew up): speed {d['mean_speed']:+.1%} +- {e['mean_speed']:.1%} "
-                f"({v['mean_speed']}), order {d['order']:+.1%} +- {e['order']:.1%} ({v['order']}), spectrum "
-                f"worst shell {d['worst_shell']} {d['spectrum_worst']:+.1%} +- {e['spectrum_worst']:.1%} "
-                f"({v['spectrum']})")
+        parts = [f"speed {d['mean_speed']:+.1%} +- {e['mean_speed']:.1%} ({v['mean_speed']})"]
+        if "order" in d:
+            parts.append(f"order {d['order']:+.1%} +- {e['order']:.1%} ({v['order']})")
+        if "spectrum" in d:
+            parts.append(f"spectrum worst shell {d['worst_shell']} {d['spectrum_worst']:+.1%} +- "
+                         f"{e['spectrum_worst']:.1%} ({v['spectrum']})")
+        return f"{name} ({r['blew_up']} blew up): " + ", ".join(parts)
+    spread = f"speed {kin['mean_speed_rel_sd']:.1%}" + (f", order {kin['order_rel_sd']:.1%}" if "order_rel_sd" in kin
+                                                        else "")
     return "; ".join([f"{res['members']} members, t = {res['window'][0]:g}..{res['window'][1]:g}; kinetic member "
-                      f"sd: speed {kin['mean_speed_rel_sd']:.1%}, order {kin['order_rel_sd']:.1%}"]
-                     + _closure_parts(res, describe))
+                      f"sd: {spread}"] + _closure_parts(res, describe))
 
 
 def ensemble_line(res: dict) -> str:
@@ -418,4 +460,9 @@ def plot(out: dict, path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from napari_dynfit.errors import InputError
+
+    try:
+        sys.exit(main())
+    except InputError as exc:  # one line, as the CLI prints it
+        sys.exit(f"error: {exc}")

@@ -338,7 +338,8 @@ def stationary_comparison(kinetic: dict, coarse: dict, *, first_t: float, last_t
         same keys), ``"resolution_unpaired"`` (two standard errors ignoring the pairing),
         ``"verdict"`` (``met`` / ``missed`` / ``unresolved`` against :data:`~.ensemble.TARGETS`: met when the
         difference plus its resolution is within the target, for the spectrum at every compared shell;
-        missed when the difference minus its resolution is outside it), ``"blew_up"``, ``"members"``.
+        missed when the difference minus its resolution is outside it), ``"blew_up"``, ``"members"``;
+        ``"per_member"``: every member's window averages (what :func:`merge_comparisons` pools).
     """
     t_last = min([kinetic["t"][-1]] + [c["t"][-1] for c in coarse.values()])
     last_t = t_last if last_t is None else float(last_t)
@@ -347,56 +348,144 @@ def stationary_comparison(kinetic: dict, coarse: dict, *, first_t: float, last_t
     wk = _window(kinetic, first_t, last_t)
     dt = float(np.diff(kinetic["t"][:2])[0])
     m = kinetic["speed"].shape[1]
-    n_shells = kinetic["spectrum"].shape[-1] - 1
-    shells = np.arange(1, int(k_fraction * n_shells) + 1)
-    avg = {key: kinetic[key][wk].mean(0) for key in ("speed", "order", "spectrum")}  # (M, ...)
     half = wk.nonzero()[0]
     h1, h2 = half[: len(half) // 2], half[len(half) // 2:]
-    halves = {}
-    for key in ("speed", "order"):
-        d, se, _ = _ratio(kinetic[key][h1].mean(0), kinetic[key][h2].mean(0))
-        halves[key] = {"rel_change": float(d), "resolution": float(2 * se)}
-    out = {"window": [first_t, last_t], "members": m, "shells": [int(shells[0]), int(shells[-1])],
-           "k": kinetic["k"].tolist(),
-           "kinetic": {"mean_speed": float(avg["speed"].mean()), "order": float(avg["order"].mean()),
-                       "spectrum": avg["spectrum"].mean(0).tolist(),
-                       "mean_speed_rel_sd": float(avg["speed"].std(ddof=1) / avg["speed"].mean()),
-                       "order_rel_sd": float(avg["order"].std(ddof=1) / avg["order"].mean()),
-                       "spectrum_rel_sd": (avg["spectrum"].std(0, ddof=1) / avg["spectrum"].mean(0)).tolist(),
-                       "speed_per_member": avg["speed"].tolist(),
-                       "tau_speed": float(np.nanmean([integrated_time(kinetic["speed"][wk, i], dt)
-                                                      for i in range(m)])),
-                       "halves": halves}}
+    kin = {key: kinetic[key][wk].mean(0) for key in ("speed", "order", "spectrum")}  # (M, ...)
+    kin.update({f"{key}_half{i}": kinetic[key][h].mean(0) for key in ("speed", "order")
+                for i, h in ((1, h1), (2, h2))})
+    kin["tau_speed"] = np.array([integrated_time(kinetic["speed"][wk, i], dt) for i in range(m)])
+    members = {"kinetic": kin}
     for name, cs in coarse.items():
         if len(cs["speed"][0]) != m:
             raise InputError(f"{name}: {len(cs['speed'][0])} members, the kinetic ensemble has {m}")
         wc = _window(cs, first_t, last_t)
         if wc.sum() != wk.sum():
             raise InputError(f"{name}: its frames do not match the kinetic runs' in {first_t}..{last_t}")
-        ok = ~np.asarray(cs["blew_up"], bool)
-        res = {"blew_up": int((~ok).sum()), "members": int(ok.sum())}
+        bad = np.asarray(cs["blew_up"], bool)
+        members[name] = {key: np.where(bad.reshape((-1,) + (1,) * (cs[key].ndim - 2)), np.nan, cs[key][wc].mean(0))
+                         for key in ("speed", "order", "spectrum")}
+        members[name]["blew_up"] = bad
+    return compare_members(members, window=[first_t, last_t], k=kinetic["k"], k_fraction=k_fraction)
+
+
+def compare_members(members: dict, *, window, k, k_fraction: float = 0.5) -> dict:
+    """:func:`stationary_comparison`'s figures from every member's window averages.
+
+    Parameters
+    ----------
+    members : dict
+        ``"kinetic"``: ``speed``, ``order`` (M,), ``spectrum`` (M, S + 1), ``speed_half1``/``_half2``,
+        ``order_half1``/``_half2`` (M,), ``tau_speed`` (M,, time units); per closure: ``speed``, ``order``,
+        ``spectrum`` (NaN for members that blew up) and ``blew_up`` (M,) bool. A key missing from the kinetic
+        entry (a pooled result of older runs that kept only the speed) leaves its figures out.
+    window : (2,) float
+        The averaging window (time units), reported.
+    k : (S + 1,) float
+        The spectrum's shell wavenumbers.
+    k_fraction : float
+        Spectrum shells ``1 .. k_fraction * S`` compared.
+    """
+    kin = {key: np.asarray(v, float) for key, v in members["kinetic"].items()}
+    m = len(kin["speed"])
+    k = np.asarray(k, float)
+    shells = np.arange(1, int(k_fraction * (len(k) - 1)) + 1)
+    has = {key for key in ("speed", "order", "spectrum") if key in kin}
+    kout = {"mean_speed": float(kin["speed"].mean()),
+            "mean_speed_rel_sd": float(kin["speed"].std(ddof=1) / kin["speed"].mean()),
+            "speed_per_member": kin["speed"].tolist()}
+    if "order" in has:
+        kout.update(order=float(kin["order"].mean()), order_rel_sd=float(kin["order"].std(ddof=1) / kin["order"].mean()))
+    if "spectrum" in has:
+        kout.update(spectrum=kin["spectrum"].mean(0).tolist(),
+                    spectrum_rel_sd=(kin["spectrum"].std(0, ddof=1) / kin["spectrum"].mean(0)).tolist())
+    if "tau_speed" in kin:
+        kout["tau_speed"] = float(np.nanmean(kin["tau_speed"]))
+    if all(f"{key}_half{i}" in kin for key in ("speed", "order") for i in (1, 2)):
+        halves = {}
+        for key in ("speed", "order"):
+            d, se, _ = _ratio(kin[f"{key}_half1"], kin[f"{key}_half2"])
+            halves[key] = {"rel_change": float(d), "resolution": float(2 * se)}
+        kout["halves"] = halves
+    out = {"window": [float(w) for w in window], "members": m, "shells": [int(shells[0]), int(shells[-1])],
+           "k": k.tolist(), "kinetic": kout}
+    per_member = {"kinetic": {key: v.tolist() for key, v in kin.items()}}
+    for name, cm in members.items():
+        if name == "kinetic":
+            continue
+        bad = np.asarray(cm["blew_up"], bool)
+        if len(bad) != m:
+            raise InputError(f"{name}: {len(bad)} members, the kinetic ensemble has {m}")
+        ok = ~bad
+        cav = {key: np.asarray(cm[key], float)[ok] for key in has}
+        per_member[name] = {**{key: np.asarray(cm[key], float).tolist() for key in has}, "blew_up": bad.tolist()}
+        res = {"blew_up": int(bad.sum()), "members": int(ok.sum())}
         if ok.sum() >= 2:
-            cav = {key: cs[key][wc][:, ok].mean(0) for key in ("speed", "order", "spectrum")}
-            kav = {key: avg[key][ok] for key in avg}
-            diff, reso, unp = {}, {}, {}
+            kav = {key: kin[key][ok] for key in has}
+            diff, reso, unp, verdict = {}, {}, {}, {}
             for key, name_ in (("speed", "mean_speed"), ("order", "order")):
-                d, se, su = _ratio(kav[key], cav[key])
-                diff[name_], reso[name_], unp[name_] = float(d), float(2 * se), float(2 * su)
-            d, se, su = _ratio(kav["spectrum"][:, shells], cav["spectrum"][:, shells])
-            worst = int(np.argmax(np.abs(d)))
-            diff.update(spectrum=d.tolist(), spectrum_worst=float(d[worst]), worst_shell=int(shells[worst]))
-            reso.update(spectrum=(2 * se).tolist(), spectrum_worst=float(2 * se[worst]))
-            unp.update(spectrum=(2 * su).tolist(), spectrum_worst=float(2 * su[worst]))
-            res.update(mean_speed=float(cav["speed"].mean()), order=float(cav["order"].mean()),
-                       spectrum=cav["spectrum"].mean(0).tolist(), speed_per_member=cav["speed"].tolist(),
-                       rel_diff=diff, resolution=reso, resolution_unpaired=unp,
-                       verdict={"mean_speed": _verdict(diff["mean_speed"], reso["mean_speed"],
-                                                       TARGETS["mean_speed"]),
-                                "order": _verdict(diff["order"], reso["order"], TARGETS["order"]),
-                                "spectrum": _verdict(d, 2 * se, TARGETS["spectrum"])})
+                if key in has:
+                    d, se, su = _ratio(kav[key], cav[key])
+                    diff[name_], reso[name_], unp[name_] = float(d), float(2 * se), float(2 * su)
+                    verdict[name_] = _verdict(d, 2 * se, TARGETS[name_])
+            res.update(mean_speed=float(cav["speed"].mean()), speed_per_member=cav["speed"].tolist())
+            if "order" in has:
+                res["order"] = float(cav["order"].mean())
+            if "spectrum" in has:
+                d, se, su = _ratio(kav["spectrum"][:, shells], cav["spectrum"][:, shells])
+                worst = int(np.argmax(np.abs(d)))
+                diff.update(spectrum=d.tolist(), spectrum_worst=float(d[worst]), worst_shell=int(shells[worst]))
+                reso.update(spectrum=(2 * se).tolist(), spectrum_worst=float(2 * se[worst]))
+                unp.update(spectrum=(2 * su).tolist(), spectrum_worst=float(2 * su[worst]))
+                verdict["spectrum"] = _verdict(d, 2 * se, TARGETS["spectrum"])
+                res["spectrum"] = cav["spectrum"].mean(0).tolist()
+            res.update(rel_diff=diff, resolution=reso, resolution_unpaired=unp, verdict=verdict)
         out[name] = res
+    out["per_member"] = per_member
     return out
 
 
-__all__ = ["concat_series", "frame_statistics", "integrated_time", "kinetic_series", "moment_series",
-           "series_from_runs", "stationary_comparison"]
+def merge_comparisons(results: list, *, k_fraction: float = 0.5) -> dict:
+    """Pool the members of several :func:`stationary_comparison` results (the same ``alpha``, window and
+    closures, disjoint members: e.g. one ensemble run on a GPU and more members added on a CPU) and recompute
+    every figure over all of them.
+
+    A result written before ``"per_member"`` was stored holds only the members' mean speeds (kinetic and
+    per closure, none blown up); pooled with it, only the mean-speed figures are recomputed.
+    Raises :class:`InputError` if the windows, shells or closures differ or a seed appears twice.
+    """
+    if not results:
+        raise InputError("merge_comparisons: no results given")
+    parts = [_per_member(r) for r in results]
+    first = results[0]
+    names = set(parts[0]) - {"kinetic"}
+    for r, p in zip(results[1:], parts[1:]):
+        if not np.allclose(r["window"], first["window"]) or not np.allclose(r["k"], first["k"]):
+            raise InputError(f"cannot pool: windows {first['window']} and {r['window']} (or their shells) differ")
+        if set(p) - {"kinetic"} != names:
+            raise InputError(f"cannot pool: closures {sorted(names)} and {sorted(set(p) - {'kinetic'})} differ")
+    seeds = [s for r in results for s in r.get("seeds", [])]
+    if len(seeds) != len(set(seeds)):
+        raise InputError("cannot pool: some seeds appear in more than one result (each member once)")
+    members = {}
+    for name in ["kinetic", *sorted(names)]:
+        keys = set.intersection(*(set(p[name]) for p in parts))
+        members[name] = {key: np.concatenate([np.asarray(p[name][key]) for p in parts]) for key in keys}
+    out = compare_members(members, window=first["window"], k=first["k"], k_fraction=k_fraction)
+    if seeds:
+        out["seeds"] = seeds
+    return out
+
+
+def _per_member(res: dict) -> dict:
+    """A result's per-member window averages; for an older result, its stored mean speeds."""
+    if "per_member" in res:
+        return res["per_member"]
+    names = [n for n, v in res.items() if isinstance(v, dict) and "speed_per_member" in v and n != "kinetic"]
+    if any(res[n]["blew_up"] for n in names):
+        raise InputError("cannot pool an older result in which members blew up (its members are not aligned)")
+    return {"kinetic": {"speed": res["kinetic"]["speed_per_member"]},
+            **{n: {"speed": res[n]["speed_per_member"], "blew_up": [False] * res["members"]} for n in names}}
+
+
+__all__ = ["compare_members", "concat_series", "frame_statistics", "integrated_time", "kinetic_series",
+           "merge_comparisons", "moment_series", "series_from_runs", "stationary_comparison"]
