@@ -232,6 +232,10 @@ def test_bench_json_headline_first_within_a_tiny_budget(tmp_path):
     assert all("time budget" in res["skipped"][k] for k in ("kernel_only", "end_to_end", "cpu", "batched"))
     assert "kernel_only_s" not in res and "cpu_kernel" not in res and "batched" not in res
     assert len(res["sweep"]) == 1 and "time budget" in res["sweep"][0]["skipped"]
+    from napari_dynfit.bench.figures import FIGURES  # the README row reads the keys this JSON has
+
+    row = next(f for f in FIGURES if f.name == "apr-conv-gpu").measure(res)
+    assert row.startswith(f"{res['pixel_equiv_gpix_s']:.0f} Gpixel/s (numba CUDA simulator (CPU); ")
 
 
 def test_bench_json_kept_when_a_stage_fails_and_when_killed(tmp_path, monkeypatch):
