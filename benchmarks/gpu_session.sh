@@ -22,6 +22,7 @@ OUT="${OUT:-$PWD/gpu_out}"
 mkdir -p "$OUT"
 # numpy_compat: np.row_stack for numba-cuda 0.30 under numpy >= 2.5 (seen on the H200 image, 2026-12-04)
 export PYTHONPATH="$PWD/src:$PWD/benchmarks/numpy_compat${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0  # one "Grid size N ..." warning per small launch filled session.log
 PY="${PYTHON:-python3}"
 LOG="$OUT/session.log"
 start=$(date +%s)
@@ -32,6 +33,7 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
 fi
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+    echo "host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"  # the bench's host stages
     "$PY" - <<'PYEOF'
 import importlib, sys
 print("python", sys.version.split()[0])
