@@ -463,8 +463,8 @@ def run_bench(args) -> dict:
     res.update({"device": "cuda", "simulated": sim,
                 "gpu_name": "numba CUDA simulator (CPU)" if sim else _gpu_name(),
                 "kernel": "fused tile kernel, numba-cuda (apr/convolve_tile.py)", "repeat": args.repeat})
-    res["tile"], res["threads_per_block"] = [list(v) if isinstance(v, tuple) else v
-                                             for v in (tile.SIM_TILE if sim else tile.DEFAULT_TILE)]
+    d_tile, d_threads = tile.SIM_TILE if sim else tile.DEFAULT_TILE
+    res["tile"], res["threads_per_block"] = list(d_tile), d_threads
     st = {}
 
     def build():
