@@ -211,3 +211,56 @@ def test_bench_cli_dry_run(tmp_path):
     res = json.loads(out.read_text())
     assert res["simulated"] and res["max_rel_error_vs_cpu"] < 1e-5
     assert res["peak_mem_ratio_to_particle_data"] <= 3 and len(res["sweep"]) == 1
+
+
+def test_bench_json_headline_first_within_a_tiny_budget(tmp_path):
+    """``--budget-s`` tiny: the build and the headline still run and are written; every later stage is skipped
+    with its reason (the sweep size too); the figure is the image's pixels over the timed call."""
+    import json
+
+    from napari_dynfit.cli import main
+
+    out = tmp_path / "b.json"
+    assert main(["-q", "bench", "apr-conv", "--device", "cuda", "--size", "16", "--repeat", "1", "--budget-s",
+                 "0.001", "--frames", "2", "--sweep", "16:20", "-o", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["status"] == "complete" and res["simulated"]
+    assert res["pixel_equiv_gpix_s"] == pytest.approx(16 ** 3 / res["time_s"] / 1e9)
+    assert res["particles"] > 0 and res["repeat_used"] == 1
+    assert set(res["stages_s"]) == {"build", "headline", "sweep"}
+    assert {"kernel_only", "end_to_end", "cpu", "batched"} <= set(res["skipped"])
+    assert all("time budget" in res["skipped"][k] for k in ("kernel_only", "end_to_end", "cpu", "batched"))
+    assert "kernel_only_s" not in res and "cpu_kernel" not in res and "batched" not in res
+    assert len(res["sweep"]) == 1 and "time budget" in res["sweep"][0]["skipped"]
+    from napari_dynfit.bench.figures import FIGURES  # the README row reads the keys this JSON has
+
+    row = next(f for f in FIGURES if f.name == "apr-conv-gpu").measure(res)
+    assert row.startswith(f"{res['pixel_equiv_gpix_s']:.0f} Gpixel/s (numba CUDA simulator (CPU); ")
+
+
+def test_bench_json_kept_when_a_stage_fails_and_when_killed(tmp_path, monkeypatch):
+    """A failing later stage is recorded and the run goes on; SIGTERM (a session's time limit) in a later stage
+    stops the command, and the JSON on disk still holds the headline (not rolled back with the command's outputs)."""
+    import json
+    import signal
+
+    from napari_dynfit.bench import apr_conv_gpu as bench
+    from napari_dynfit.cli import main
+
+    def broken(self):
+        raise RuntimeError("kernel-only failed")
+
+    def killed(self):
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(bench._DeviceCase, "kernel", broken)
+    monkeypatch.setattr(bench._DeviceCase, "end_to_end", killed)
+    out = tmp_path / "b.json"
+    assert main(["-q", "bench", "apr-conv", "--device", "cuda", "--size", "16", "--repeat", "1", "--no-cpu",
+                 "-o", str(out)]) == 128 + signal.SIGTERM
+    res = json.loads(out.read_text())
+    assert res["status"] == "stopped in end_to_end (Terminated)"
+    assert res["pixel_equiv_gpix_s"] == pytest.approx(16 ** 3 / res["time_s"] / 1e9)
+    assert "RuntimeError: kernel-only failed" in res["errors"]["kernel_only"] and "kernel_only_s" not in res
+    assert list(res["stages_s"]) == ["build", "headline", "kernel_only", "end_to_end"]
+    assert [p.name for p in tmp_path.iterdir()] == ["b.json"]  # no temporary left

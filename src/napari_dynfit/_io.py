@@ -870,6 +870,29 @@ def check_free_space(path, nbytes: float, *, what: str = "the output", fix: str 
                          f"'{anc}': {fix}")
 
 
+def keep_json(obj, output, *, indent: int = 2) -> None:
+    """Write ``obj`` as JSON to ``output`` now (temporary sibling + rename), outside :func:`output_transaction`.
+
+    For the partial results of a long benchmark, rewritten after each stage: unlike a write through
+    :func:`atomic_path` inside a command, the file stays when the command later fails or is killed (a rollback
+    would remove it). The caller marks the record as partial (e.g. a ``"status"`` key). ``output`` has been
+    checked by the command (:func:`check_output`) before.
+    """
+    dest = Path(output).expanduser()
+    _refuse_replace(dest, False)
+    _mkdirs(dest.parent)
+    tmp = _tmp_path(dest)
+    _TEMPS.add(tmp)
+    try:
+        tmp.write_text(json.dumps(obj, indent=indent, default=float))
+        with deferred_signals():
+            os.replace(tmp, dest)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _TEMPS.discard(tmp)
+
+
 def emit_json(obj, output=None, *, indent: int = 2) -> str:
     """Print ``obj`` as JSON on stdout and, when ``output`` is given, also write it there atomically.
 

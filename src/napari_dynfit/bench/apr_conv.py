@@ -55,14 +55,19 @@ def add_arguments(p) -> None:
                                   "for machines without pyapr")
     p.add_argument("--save-grid", type=output(".npz"), help="write the benchmark APR's grid and values to this .npz")
     p.add_argument("--no-scipy", action="store_true", help="skip scipy.ndimage (slow for large N)")
-    # --device cuda: the fused tile kernel vs cuDNN conv3d and the torch path (:mod:`.apr_conv_gpu`)
+    # --device cuda: the fused tile kernel vs cuDNN conv3d, the torch path and our CPU kernel (:mod:`.apr_conv_gpu`)
     p.add_argument("--ratio", type=positive_float, default=30.0, help="cuda: target computational ratio of the "
                                                                       "synthetic APR (default 30)")
     p.add_argument("--sweep", default="", help="cuda: sizes and ratios N:RATIO,... (e.g. 256:10,512:30,1024:300)")
     p.add_argument("--frames", type=positive_int, default=1, help="cuda: also time this many frames in one pass")
     p.add_argument("--stencils", type=positive_int, default=1, help="cuda: also time a bank of this many stencils")
-    p.add_argument("--budget-s", type=positive_float, default=240.0, help="cuda: skip sweep sizes past this time")
-    p.add_argument("--check", action="store_true", help="cuda: compare with the CPU kernel (slow at 1024^3)")
+    p.add_argument("--budget-s", type=positive_float, default=240.0,
+                   help="cuda: seconds for the whole run (default 240): the build and the headline always run, every "
+                        "later stage (anchors, batch, sweep sizes) only when its predicted cost fits in what is left")
+    p.add_argument("--check", action="store_true", help="cuda: the CPU kernel takes the tree means of the host "
+                                                        "(AprGrid.tree_mean; ~30 s more at 1024^3) instead of the GPU's")
+    p.add_argument("--no-cpu", action="store_true", help="cuda: skip our CPU kernel (anchor and validation; every "
+                                                         "core, one call)")
     p.add_argument("--no-torch-path", action="store_true", help="cuda: skip the previous torch back end")
     p.set_defaults(checks=[memory_check(lambda a: (1.0 if a.device == "cuda" else 40.0) * a.size ** 3,
                                         "the benchmark image", "reduce --size")])

@@ -1,14 +1,25 @@
-"""``dynfit bench apr-conv --device cuda``: the fused tile kernel timed with CUDA events against cuDNN ``conv3d``
-and the previous torch path on the same card, in one run, plus a size sweep (``benchmarks/gpu_apr_conv.sh``).
+"""``dynfit bench apr-conv --device cuda``: the fused tile kernel timed with CUDA events against cuDNN ``conv3d``,
+the previous torch path and our CPU kernel, in one run, plus a size sweep (``benchmarks/gpu_apr_conv.sh``).
 
 Synthetic APRs come from our own constructor's pulling scheme (:func:`synthetic_grid`): a resolution function
 asking for the finest level on thin shells around random spheres and the coarsest elsewhere; the number of
 spheres sets the computational ratio (pixels per particle). No pixel image is made, so 2048^3
 pixel-equivalent APRs build in host memory proportional to ``(N / 2)**3`` bytes.
 
-Figures (all per stencil and frame): ``pixel_equiv_gpix_s`` = pixels of the original image / kernel time;
-``peak_gpu_mem_bytes`` = device memory taken by the structure, values, tree means and output (drop of the
-driver's free memory at the peak; ``accounted_bytes`` is :func:`.convolve_tile.device_bytes`).
+Figures (all per stencil and frame): ``pixel_equiv_gpix_s`` = pixels of the original image / ``time_s``, the
+mean CUDA-event time of one call (tree means + convolution, data resident on the device); ``peak_gpu_mem_bytes``
+= device memory taken by the structure, values, tree means and output (drop of the driver's free memory at the
+peak; ``accounted_bytes`` is :func:`.convolve_tile.device_bytes`).
+
+Stages, in this order (:data:`STAGES`); the JSON (``-o``) is rewritten after each one, with ``"status"`` naming
+the stage running (``"complete"`` at the end), so a run stopped by a time limit keeps what it measured:
+
+``build`` (the synthetic APR, or ``--grid``) and ``headline`` (``time_s``, ``pixel_equiv_gpix_s``, memory) always
+run; then ``kernel_only``, ``end_to_end``, ``cpu`` (our CPU kernel on the same grid and values, every core, one
+call: anchor and validation), ``cudnn``, ``torch_path``, ``batched`` and ``sweep`` each run only when their
+predicted cost (:func:`predict_s`, from the constants below) fits in what is left of ``--budget-s``; a skipped
+stage is listed under ``"skipped"`` with the reason, a failing one under ``"errors"`` (the run goes on), and
+``"stages_s"`` / ``"predicted_s"`` give each stage's measured and predicted seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +33,25 @@ import numpy as np
 from ..apr.grid import AprGrid
 from ..errors import InputError
 
-__all__ = ["synthetic_grid", "run_bench", "parse_sweep"]
+__all__ = ["synthetic_grid", "run_bench", "parse_sweep", "predict_s", "STAGES"]
+
+#: The stages of :func:`run_bench`, in the order they run.
+STAGES = ("build", "headline", "kernel_only", "end_to_end", "cpu", "cudnn", "torch_path", "batched", "sweep")
+
+# Cost model of the stages for the time budget (seconds). Host-side constants measured on the project's 2-core
+# development machine (one thread, load 1-4, 2026-12-04; docs/apr_filters.md): synthetic_grid 0.34 s at 256^3,
+# 3.0 s at 512^3, 29 s at 1024^3 (single-threaded numba/numpy, so no faster on a 16-core GPU host); the host
+# index (AprGrid.coords + parent index, needed by the torch path and --check) 4.1 s for 4.3M particles and 30 s
+# for 36.6M; the CPU kernel 130-190 ns per particle on one thread, 18 s to compile with a cold cache.
+# The device constants are bounds from the kernels' PTX compile time (~1 s per kernel on the CPU) and the
+# H200 session's check (55 s for all of gpu_apr_check, compilation included); cuDNN is a guess until measured.
+BUILD_S_PER_PIXEL = 3.0e-8
+INDEX_S_PER_PARTICLE = 9.0e-7
+CPU_S_PER_PARTICLE = 2.0e-7
+CPU_COMPILE_S = 20.0
+GPU_COMPILE_S = 10.0
+CUDNN_S = 30.0
+TIMING_CAP_S = 10.0  # at most this long per timing loop: fewer repeats when one call is slow (repeat_used)
 
 
 def synthetic_grid(n: int, spheres: int, seed: int = 0, ndim: int = 3) -> AprGrid:
@@ -85,6 +114,47 @@ def parse_sweep(text: str) -> list[tuple[int, float]]:
     return out
 
 
+def predict_s(stage: str, *, pixels: float, particles: float = 0.0, threads: int = 1, call_s: float = 0.0,
+              calls: int = 0, index_built: bool = False, build_s_per_pixel: float = BUILD_S_PER_PIXEL) -> float:
+    """Predicted seconds of one stage (an upper bound for a GPU host), from the constants of this module.
+
+    Parameters
+    ----------
+    stage : str
+        ``"build"``, ``"cpu"``, ``"check_index"``, ``"cudnn"``, ``"torch_path"``, ``"batched"`` or
+        ``"sweep_item"``; the device timing stages cost ``calls * call_s``.
+    pixels, particles : float
+        Pixels of the image and particles of its APR.
+    threads : int
+        CPU threads of the CPU kernel.
+    call_s : float
+        Seconds of one device call (the headline's ``time_s``, scaled by the work).
+    calls : int
+        Device calls of the stage.
+    index_built : bool
+        The host index (``AprGrid.particle_parent``) exists already.
+    build_s_per_pixel : float
+        Synthetic build seconds per pixel (this run's own build when it made one).
+    """
+    index = 0.0 if index_built else particles * INDEX_S_PER_PARTICLE
+    device = calls * call_s
+    if stage == "build":
+        return build_s_per_pixel * pixels
+    if stage == "cpu":
+        return CPU_COMPILE_S + particles * CPU_S_PER_PARTICLE / max(1, threads // 2)
+    if stage == "check_index":
+        return index
+    if stage == "cudnn":
+        return CUDNN_S + device
+    if stage == "torch_path":
+        return index + 15.0 + device
+    if stage == "batched":
+        return GPU_COMPILE_S + device
+    if stage == "sweep_item":
+        return 2.0 + 1.2 * build_s_per_pixel * pixels + device
+    return device
+
+
 # ----------------------------------------------------------------------------------------------- timing
 def _free_bytes():
     """Free device memory in bytes (None under the simulator)."""
@@ -115,19 +185,37 @@ def _between_events(fn, repeat: int, e0, e1) -> float:
     return e0.elapsed_time(e1) / 1e3 / repeat
 
 
-def _time_s(fn, repeat: int, sim: bool) -> float:
-    """Mean seconds per call of ``fn`` after a warm-up call, by CUDA events (wall time under the simulator)."""
+def _mean_s(fn, n: int, sim: bool) -> float:
+    """Mean seconds per call of ``fn`` over ``n`` calls: CUDA events (wall time under the simulator)."""
     from ..apr import convolve_tile as tile
 
     cuda = tile._cuda()
-    fn()  # compiles, warms caches
-    cuda.synchronize()
     if sim:
         t0 = time.perf_counter()
-        for _ in range(repeat):
+        for _ in range(n):
             fn()
-        return (time.perf_counter() - t0) / repeat
-    return _between_events(fn, repeat, cuda.event(timing=True), cuda.event(timing=True))
+        return (time.perf_counter() - t0) / n
+    return _between_events(fn, n, cuda.event(timing=True), cuda.event(timing=True))
+
+
+def _timed(fn, repeat: int, sim: bool, cap_s: float = TIMING_CAP_S) -> tuple[float, int, float]:
+    """``(mean seconds per call, calls timed, first call's wall seconds)`` of ``fn``.
+
+    The first call compiles the kernels and warms the caches (wall time, synchronised: ``first_call_s``); one
+    timed call then sets how many of ``repeat`` calls fit in ``cap_s`` (at least one), and those are timed.
+    """
+    from ..apr import convolve_tile as tile
+
+    cuda = tile._cuda()
+    t0 = time.perf_counter()
+    fn()
+    cuda.synchronize()
+    first = time.perf_counter() - t0
+    one = _mean_s(fn, 1, sim)
+    n = int(max(1, min(repeat, cap_s // max(one, 1e-9))))
+    if n == 1:
+        return one, 1, first
+    return _mean_s(fn, n, sim), n, first
 
 
 def _torch_time_s(fn, repeat: int) -> float:
@@ -138,57 +226,86 @@ def _torch_time_s(fn, repeat: int) -> float:
     return _between_events(fn, repeat, torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
 
 
-def measure(grid: AprGrid, values, stencil, *, repeat: int = 5, frames: int = 1, n_stencils: int = 1,
-            end_to_end: bool = False, keep_output: bool = False) -> dict:
+class _DeviceCase:
+    """The device arrays of one timed case: structure, ``frames`` copies of the values, a bank of ``n_stencils``
+    copies of ``stencil`` (restricted per level), tree means and output; ``free0`` before they were made."""
+
+    def __init__(self, grid: AprGrid, values, stencil, frames: int = 1, n_stencils: int = 1):
+        from ..apr import convolve_tile as tile
+        from ..apr.convolve import level_stencils
+
+        cuda = tile._cuda()
+        _flush()
+        self.free0 = _free_bytes()
+        self.grid, self.frames, self.n_stencils = grid, frames, n_stencils
+        self.work = float(np.prod(grid.shape)) * frames * n_stencils
+        self.host = np.ascontiguousarray(np.broadcast_to(np.asarray(values, np.float32), (frames, grid.n_particles)))
+        self.dgrid = tile.DeviceAprGrid(grid)
+        self.dvals = tile.to_device(self.host)
+        per = level_stencils(stencil, grid)
+        self.bank = tile.PreparedBank(grid, [None if s is None else [s] * n_stencils for s in per])
+        self.out = cuda.device_array((frames, n_stencils, grid.n_particles), np.float32)
+        self.tree = cuda.device_array((frames, max(grid.n_tree, 1)), np.float32)
+        self.result = None
+
+    def full(self):
+        """Tree means + convolution, data resident (the headline's call)."""
+        from ..apr import convolve_tile as tile
+
+        tile.convolve_bank(self.dgrid, self.dvals, self.bank, out=self.out, tree_out=self.tree)
+
+    def kernel(self):
+        """The convolution alone, on the tree means of the last :meth:`full` call."""
+        from ..apr import convolve_tile as tile
+
+        tile.convolve_bank(self.dgrid, self.dvals, self.bank, dtree=self.tree, out=self.out)
+
+    def end_to_end(self):
+        """Values to the device, tree means + convolution (new output), result to the host."""
+        from ..apr import convolve_tile as tile
+
+        if self.result is None:
+            self.result = np.empty((self.frames, self.n_stencils, self.grid.n_particles), np.float32)
+        tile.convolve_bank(self.dgrid, tile.to_device(self.host), self.bank).copy_to_host(self.result)
+
+    def memory(self) -> dict:
+        """Device memory now (all arrays alive) against :func:`.convolve_tile.device_bytes`."""
+        from ..apr import convolve_tile as tile
+
+        free1 = _free_bytes()
+        acc = tile.device_bytes(self.grid, self.frames, self.n_stencils)
+        res = {"accounted_bytes": acc["total"], "particle_data_bytes": acc["particle_data"]}
+        if self.free0 is not None and free1 is not None:
+            res["peak_gpu_mem_bytes"] = self.free0 - free1
+            res["peak_mem_ratio_to_particle_data"] = (self.free0 - free1) / acc["particle_data"]
+        else:
+            res["peak_gpu_mem_bytes"] = acc["total"]  # simulator: the accounting
+            res["peak_mem_ratio_to_particle_data"] = acc["ratio_to_particle_data"]
+        return res
+
+    def release(self):
+        self.dgrid = self.dvals = self.bank = self.out = self.tree = self.result = None
+        _flush()
+
+
+def _grid_info(grid: AprGrid) -> dict:
+    return {"shape": list(grid.shape), "particles": grid.n_particles, "tree_nodes": grid.n_tree,
+            "computational_ratio": round(grid.computational_ratio, 2), "levels": [grid.level_min, grid.level_max]}
+
+
+def measure(grid: AprGrid, values, stencil, *, repeat: int = 5, frames: int = 1, n_stencils: int = 1) -> dict:
     """Time the tile kernel (tree means + convolution, data resident) on ``grid``; figures per stencil and frame."""
     from ..apr import convolve_tile as tile
-    from ..apr.convolve import level_stencils
 
-    cuda = tile._cuda()
-    sim = tile.is_simulator()
-    _flush()
-    free0 = _free_bytes()
-    pixels = float(np.prod(grid.shape))
-    host = np.ascontiguousarray(np.broadcast_to(np.asarray(values, np.float32), (frames, grid.n_particles)))
-    dgrid = tile.DeviceAprGrid(grid)
-    dvals = tile.to_device(host)
-    per = level_stencils(stencil, grid)
-    bank = tile.PreparedBank(grid, [None if s is None else [s] * n_stencils for s in per])
-    out = cuda.device_array((frames, n_stencils, grid.n_particles), np.float32)
-    dtree = tile.tree_means(dgrid, dvals)
-    tree_buf = cuda.device_array_like(dtree)
-    full = _time_s(lambda: tile.convolve_bank(dgrid, dvals, bank, out=out, tree_out=tree_buf), repeat, sim)  # noqa: F821
-    kernel = _time_s(lambda: tile.convolve_bank(dgrid, dvals, bank, dtree=dtree, out=out), repeat, sim)  # noqa: F821
-    free1 = _free_bytes()
-    work = pixels * frames * n_stencils
-    res = {"shape": list(grid.shape), "particles": grid.n_particles, "tree_nodes": grid.n_tree,
-           "computational_ratio": round(grid.computational_ratio, 2), "levels": [grid.level_min, grid.level_max],
-           "frames": frames, "stencils": n_stencils, "stencil": list(np.shape(stencil)),
-           "time_s": full, "pixel_equiv_gpix_s": work / full / 1e9,
-           "kernel_only_s": kernel, "kernel_only_gpix_s": work / kernel / 1e9,
-           "ns_per_particle": full / (grid.n_particles * frames * n_stencils) * 1e9}
-    acc = tile.device_bytes(grid, frames, n_stencils)
-    res["accounted_bytes"] = acc["total"]
-    res["particle_data_bytes"] = acc["particle_data"]
-    if free0 is not None and free1 is not None:
-        res["peak_gpu_mem_bytes"] = free0 - free1
-        res["peak_mem_ratio_to_particle_data"] = (free0 - free1) / acc["particle_data"]
-    else:
-        res["peak_gpu_mem_bytes"] = acc["total"]  # simulator: the accounting
-        res["peak_mem_ratio_to_particle_data"] = acc["ratio_to_particle_data"]
-    if end_to_end:
-        result = np.empty((frames, n_stencils, grid.n_particles), np.float32)
-
-        def e2e():
-            tile.convolve_bank(dgrid, tile.to_device(host), bank).copy_to_host(result)  # noqa: F821
-
-        res["end_to_end_s"] = _time_s(e2e, max(1, repeat // 2), sim)
-        res["end_to_end_gpix_s"] = work / res["end_to_end_s"] / 1e9
-    if keep_output:
-        res["_output"] = tile.to_host(out)[0, 0]
-    del dgrid, dvals, out, dtree, bank, tree_buf
-    _flush()
-    return res
+    case = _DeviceCase(grid, values, stencil, frames, n_stencils)
+    try:
+        t, n, first = _timed(case.full, repeat, tile.is_simulator())
+        mem = case.memory()
+    finally:
+        case.release()
+    return {**_grid_info(grid), "frames": frames, "stencils": n_stencils, "time_s": t,
+            "pixel_equiv_gpix_s": case.work / t / 1e9, "ns_per_particle": t / (grid.n_particles * frames * n_stencils)
+            * 1e9, "repeat_used": n, "first_call_s": first, **mem}
 
 
 def _cudnn(shape, stencil, repeat: int) -> dict:
@@ -241,97 +358,275 @@ def _gpu_name() -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+def _targets(res: dict) -> None:
+    if "pixel_equiv_gpix_s" not in res:
+        return
+    sp = res.get("speedup_vs_cudnn")
+    res["targets"] = {"pixel_equiv_gpix_s>=250": bool(res["pixel_equiv_gpix_s"] >= 250),
+                      "speedup_vs_cudnn>=30": None if sp is None else bool(sp >= 30),
+                      "peak_mem<=3x_particle_data": bool(res["peak_mem_ratio_to_particle_data"] <= 3)}
+
+
+# ----------------------------------------------------------------------------------------------- stages
+class _Run:
+    """The record of one run: stages in order against the time budget, the JSON rewritten after each."""
+
+    def __init__(self, args):
+        self.start = time.perf_counter()
+        self.budget = float(args.budget_s)
+        self.output = getattr(args, "output", None)
+        self.res = {"status": "starting", "budget_s": self.budget, "stages_s": {}, "predicted_s": {},
+                    "skipped": {}, "errors": {}}
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self) -> float:
+        return self.budget - self.elapsed()
+
+    def note(self, msg: str) -> None:
+        """One progress line on stderr (elapsed seconds first)."""
+        print(f"apr-conv cuda [{self.elapsed():.0f} s]: {msg}", file=sys.stderr, flush=True)
+
+    def write(self) -> None:
+        """Rewrite the JSON (``-o``) now: it survives a later failure or kill of the command."""
+        self.res["wall_s"] = self.elapsed()
+        _targets(self.res)
+        if self.output:
+            from .._io import keep_json
+
+            keep_json(self.res, self.output)
+
+    def skip(self, name: str, why: str) -> None:
+        self.res["skipped"][name] = why
+        self.note(f"{name} skipped: {why}")
+
+    def fits(self, name: str, predicted: float) -> bool:
+        """Whether ``predicted`` seconds fit in the budget left (else ``name`` is listed as skipped)."""
+        self.res["predicted_s"][name] = round(float(predicted), 1)
+        left = self.left()
+        if predicted <= left:
+            return True
+        self.skip(name, f"time budget (~{predicted:.0f} s predicted, {max(left, 0.0):.0f} s left of "
+                        f"--budget-s {self.budget:g})")
+        return False
+
+    def stage(self, name: str, fn, predicted: float | None = None, required: bool = False):
+        """Run ``fn()`` as stage ``name`` (skipped when ``predicted`` does not fit, unless ``required``).
+
+        A stage that raises is listed under ``"errors"`` and the run goes on (a required one stops it); the JSON is
+        written before (``"status": "running NAME"``) and after the stage, also when a signal stops it.
+        """
+        res = self.res
+        if predicted is not None:
+            if required:
+                res["predicted_s"][name] = round(float(predicted), 1)
+            elif not self.fits(name, predicted):
+                self.write()
+                return None
+        res["status"] = f"running {name}"
+        self.write()
+        t0 = time.perf_counter()
+        try:
+            out = fn()
+            res["status"] = f"after {name}"
+            return out
+        except Exception as exc:
+            res["status"] = f"failed in {name}"
+            if required:
+                raise
+            res["errors"][name] = f"{type(exc).__name__}: {exc}"[:300]
+            self.note(f"{name} failed: {res['errors'][name]}")
+            return None
+        except BaseException as exc:  # a signal (time limit) or Ctrl-C: keep what was measured
+            res["status"] = f"stopped in {name} ({type(exc).__name__})"
+            raise
+        finally:
+            res["stages_s"][name] = round(time.perf_counter() - t0, 3)
+            try:
+                self.write()
+            except OSError as exc:
+                self.note(f"could not write {self.output}: {exc}")
+
+
 def run_bench(args) -> dict:
-    """``dynfit bench apr-conv --device cuda``: headline case, cuDNN, the torch path and the size sweep."""
+    """``dynfit bench apr-conv --device cuda``: the stages of :data:`STAGES` within ``args.budget_s``."""
     from ..apr import convolve_tile as tile
-    from ..apr.convolve import convolve
     from ..apr.filters import gaussian_stencil
     from ..apr.grid import load_grid
 
-    start = time.perf_counter()
+    run = _Run(args)
+    res = run.res
     tile.use_device("cuda")  # one clear line without a GPU
     sim = tile.is_simulator()
     stencil = gaussian_stencil(args.sigma, args.stencil_size, 3)
-    res = {"device": "cuda", "simulated": sim, "gpu_name": "numba CUDA simulator (CPU)" if sim else _gpu_name(),
-           "kernel": "fused tile kernel, numba-cuda (apr/convolve_tile.py)", "repeat": args.repeat}
-    dg_tile, dg_threads = tile.SIM_TILE if sim else tile.DEFAULT_TILE
-    res["tile"], res["threads_per_block"] = list(dg_tile), dg_threads
-    if args.grid:
-        grid, values = load_grid(args.grid)
-        if values is None:
-            raise InputError(f"{args.grid} has no particle values; export it without --no-values")
-        res["source"] = str(args.grid)
-    else:
+    res.update({"device": "cuda", "simulated": sim,
+                "gpu_name": "numba CUDA simulator (CPU)" if sim else _gpu_name(),
+                "kernel": "fused tile kernel, numba-cuda (apr/convolve_tile.py)", "repeat": args.repeat})
+    d_tile, d_threads = tile.SIM_TILE if sim else tile.DEFAULT_TILE
+    res["tile"], res["threads_per_block"] = list(d_tile), d_threads
+    st = {}
+
+    def build():
+        if args.grid:
+            grid, values = load_grid(args.grid)
+            if values is None:
+                raise InputError(f"{args.grid} has no particle values; export it without --no-values")
+            res["source"] = str(args.grid)
+        else:
+            t0 = time.perf_counter()
+            grid = synthetic_grid(args.size, spheres_for_ratio(args.size, args.ratio), seed=0)
+            values = np.random.default_rng(0).random(grid.n_particles, dtype=np.float32)
+            res["source"] = f"synthetic {args.size}^3, target ratio {args.ratio:g}"
+            res["build_s"] = time.perf_counter() - t0
+            st["build_rate"] = res["build_s"] / float(args.size) ** 3
+        if grid.ndim != 3:
+            raise InputError("the GPU benchmark needs a 3D APR (its stencil is 3D); pass a 3D --grid")
+        st["grid"], st["values"] = grid, values
+        res.update(_grid_info(grid))
+        run.note(f"{res['source']}: {grid.n_particles} particles, comp. ratio {grid.computational_ratio:.1f}")
+
+    pixels = float(args.size) ** 3 if not args.grid else 0.0
+    run.stage("build", build, None if args.grid else predict_s("build", pixels=pixels), required=True)
+    grid, values = st["grid"], st["values"]
+    pixels, n = float(np.prod(grid.shape)), grid.n_particles
+
+    def headline():
+        case = st["case"] = _DeviceCase(grid, values, stencil)
+        t, used, first = _timed(case.full, args.repeat, sim)
+        res.update({"frames": 1, "stencils": 1, "stencil": list(np.shape(stencil)), "time_s": t,
+                    "pixel_equiv_gpix_s": pixels / t / 1e9, "ns_per_particle": t / n * 1e9, "repeat_used": used,
+                    "first_call_s": first, **case.memory()})
+        st["ours"], st["tree"] = tile.to_host(case.out)[0, 0], tile.to_host(case.tree)[0]  # the timed call's output
+        run.note("headline " + json.dumps({k: res[k] for k in ("source", "particles", "computational_ratio",
+                                                                "time_s", "pixel_equiv_gpix_s", "first_call_s",
+                                                                "peak_mem_ratio_to_particle_data")}, default=float))
+
+    run.stage("headline", headline, required=True)
+    case, call_s = st["case"], res["time_s"]
+
+    def kernel_only():
+        t, _, _ = _timed(case.kernel, args.repeat, sim)
+        res["kernel_only_s"], res["kernel_only_gpix_s"] = t, pixels / t / 1e9
+
+    def end_to_end():
+        t, _, _ = _timed(case.end_to_end, max(1, args.repeat // 2), sim)
+        res["end_to_end_s"], res["end_to_end_gpix_s"] = t, pixels / t / 1e9
+
+    run.stage("kernel_only", kernel_only, (2 + args.repeat) * call_s)
+    run.stage("end_to_end", end_to_end, (2 + args.repeat // 2) * (call_s + 1e-9 * 12 * n))
+    ours, tree_dev = st["ours"], st["tree"]
+    case.release()
+
+    def cpu():
+        import numba
+
+        from ..apr.convolve import convolve
+
+        threads = int(numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(threads)
         t0 = time.perf_counter()
-        grid = synthetic_grid(args.size, spheres_for_ratio(args.size, args.ratio), seed=0)
-        values = np.random.default_rng(0).random(grid.n_particles, dtype=np.float32)
-        res["source"] = f"synthetic {args.size}^3, target ratio {args.ratio}"
-        res["build_s"] = time.perf_counter() - t0
-        _note(f"built the synthetic {args.size}^3 APR ({grid.n_particles} particles) in {res['build_s']:.0f} s", start)
-    if grid.ndim != 3:
-        raise InputError("the GPU benchmark needs a 3D APR (its stencil is 3D); pass a 3D --grid")
-    head = measure(grid, values, stencil, repeat=args.repeat, end_to_end=True, keep_output=True)
-    ours = head.pop("_output")
-    res.update(head)
-    _note("headline " + json.dumps({k: res[k] for k in ("source", "particles", "computational_ratio", "time_s",
-                                                         "pixel_equiv_gpix_s", "end_to_end_gpix_s",
-                                                         "peak_mem_ratio_to_particle_data") if k in res},
-                                    default=float), start)
-    if args.frames > 1 or args.stencils > 1:
-        batch = measure(grid, values, stencil, repeat=args.repeat, frames=args.frames, n_stencils=args.stencils)
-        res["batched"] = {k: batch[k] for k in ("frames", "stencils", "time_s", "pixel_equiv_gpix_s",
-                                                "peak_gpu_mem_bytes", "peak_mem_ratio_to_particle_data")}
-        _note("batched " + json.dumps(res["batched"], default=float), start)
-    if args.check:
-        res["max_rel_error_vs_cpu"] = _rel(ours, convolve(grid, values, stencil))
-    if not sim:
+        small = synthetic_grid(32, 4)
+        convolve(small, np.ones(small.n_particles, np.float32), stencil, device="cpu",
+                 tree_values=np.zeros(small.n_tree, np.float32))
+        compile_s = time.perf_counter() - t0
+        if args.check:  # the tree means of the host (the index is built outside the timing)
+            tree = grid.tree_mean(values)
+            res["max_rel_error_tree_means"] = _rel(tree_dev, tree)
+        else:
+            tree = tree_dev
+        t0 = time.perf_counter()
+        cpu_out = convolve(grid, values, stencil, device="cpu", tree_values=tree)
+        t = time.perf_counter() - t0
+        res["cpu_kernel"] = {"time_s": t, "calls": 1, "threads": threads, "compile_s": compile_s,
+                             "gpix_s": pixels / t / 1e9,
+                             "tree_means": "host (AprGrid.tree_mean, --check)" if args.check else "from the GPU"}
+        res["max_rel_error_vs_cpu"] = _rel(ours, cpu_out)
+        if "kernel_only_s" in res:
+            res["speedup_vs_cpu_kernel"] = t / res["kernel_only_s"]
+        run.note(f"CPU kernel ({threads} threads) {t:.2f} s, max rel. error {res['max_rel_error_vs_cpu']:.1e}")
+
+    if args.no_cpu:
+        run.skip("cpu", "--no-cpu")
+    else:
+        import numba
+
+        p = predict_s("cpu", pixels=pixels, particles=n, threads=int(numba.config.NUMBA_NUM_THREADS))
+        if args.check:
+            p += predict_s("check_index", pixels=pixels, particles=n)
+        run.stage("cpu", cpu, p)
+
+    def cudnn():
         import torch
 
-        if torch.cuda.is_available():
-            res["cudnn_conv3d"] = _cudnn(grid.shape, stencil, min(args.repeat, 3))
-            res["speedup_vs_cudnn"] = res["pixel_equiv_gpix_s"] / res["cudnn_conv3d"]["gpix_s"]
-            _note(f"cuDNN conv3d {res['cudnn_conv3d']['gpix_s']:.1f} Gpixel/s", start)
-            if not args.no_torch_path:
-                tp, tout = _torch_path(grid, values, stencil, min(args.repeat, 3))
-                tp["max_rel_error_vs_tile_kernel"] = _rel(tout, ours)
-                res["torch_path"] = tp
-                res["speedup_vs_torch_path"] = res["pixel_equiv_gpix_s"] / tp["gpix_s"]
+        if not torch.cuda.is_available():
+            raise InputError("torch has no CUDA here")
+        res["cudnn_conv3d"] = _cudnn(grid.shape, stencil, min(args.repeat, 3))
+        res["speedup_vs_cudnn"] = res["pixel_equiv_gpix_s"] / res["cudnn_conv3d"]["gpix_s"]
+        run.note(f"cuDNN conv3d {res['cudnn_conv3d']['gpix_s']:.1f} Gpixel/s")
+
+    def torch_path():
+        tp, tout = _torch_path(grid, values, stencil, min(args.repeat, 3))
+        tp["max_rel_error_vs_tile_kernel"] = _rel(tout, ours)
+        res["torch_path"] = tp
+        res["speedup_vs_torch_path"] = res["pixel_equiv_gpix_s"] / tp["gpix_s"]
+        run.note(f"torch path {tp['gpix_s']:.1f} Gpixel/s")
+
+    if sim:
+        run.skip("cudnn", "simulator (no cuDNN)")
+        run.skip("torch_path", "simulator")
+    else:
+        run.stage("cudnn", cudnn, predict_s("cudnn", pixels=pixels, calls=5, call_s=call_s))
+        if args.no_torch_path:
+            run.skip("torch_path", "--no-torch-path")
         else:
-            res["cudnn_conv3d"] = "skipped: torch has no CUDA here"
-    res["targets"] = {"pixel_equiv_gpix_s>=250": res["pixel_equiv_gpix_s"] >= 250,
-                      "speedup_vs_cudnn>=30": isinstance(res.get("speedup_vs_cudnn"), float)
-                      and res["speedup_vs_cudnn"] >= 30,
-                      "peak_mem<=3x_particle_data": res["peak_mem_ratio_to_particle_data"] <= 3}
-    res["sweep"] = _sweep(args, stencil, start)
-    res["wall_s"] = time.perf_counter() - start
+            built = "particle_parent" in grid.__dict__
+            run.stage("torch_path", torch_path, predict_s("torch_path", pixels=pixels, particles=n, calls=6,
+                                                          call_s=50 * call_s, index_built=built))
+
+    if args.frames > 1 or args.stencils > 1:
+        def batched():
+            b = measure(grid, values, stencil, repeat=args.repeat, frames=args.frames, n_stencils=args.stencils)
+            res["batched"] = {k: b[k] for k in ("frames", "stencils", "time_s", "pixel_equiv_gpix_s", "repeat_used",
+                                                "peak_gpu_mem_bytes", "peak_mem_ratio_to_particle_data")}
+            run.note("batched " + json.dumps(res["batched"], default=float))
+
+        fs = args.frames * args.stencils
+        run.stage("batched", batched, predict_s("batched", pixels=pixels, calls=2 + args.repeat, call_s=fs * call_s))
+
+    if parse_sweep(args.sweep):
+        rate = st.get("build_rate", BUILD_S_PER_PIXEL)
+        run.stage("sweep", lambda: _sweep(args, stencil, run, rate, pixels / call_s))
+    res["status"] = "complete"
+    run.write()
     return res
 
 
-def _note(msg: str, start: float) -> None:
-    """One progress line on stderr (elapsed seconds first): a run stopped by a time limit keeps what it measured."""
-    print(f"apr-conv cuda [{time.perf_counter() - start:.0f} s]: {msg}", file=sys.stderr, flush=True)
-
-
-def _sweep(args, stencil, start: float) -> list:
-    """Synthetic APRs of the ``--sweep`` sizes and ratios (skipped when the time budget would run out)."""
-    rows = []
-    last = None  # (n, seconds) of the last build, to predict the next
+def _sweep(args, stencil, run: _Run, build_rate: float, pixels_per_s: float) -> None:
+    """Synthetic APRs of the ``--sweep`` sizes and ratios, each skipped when its prediction exceeds the budget left
+    (``res["sweep"]``, rewritten after each size)."""
+    rows = run.res.setdefault("sweep", [])
+    repeat = max(1, args.repeat // 2)
     for n, ratio in parse_sweep(args.sweep):
-        left = args.budget_s - (time.perf_counter() - start)
-        predicted = 3.0 + (last[1] * (n / last[0]) ** 3.4 if last else 0.0)
+        px = float(n) ** 3
+        predicted = predict_s("sweep_item", pixels=px, calls=3 + repeat, call_s=px / pixels_per_s,
+                              build_s_per_pixel=build_rate)
+        left = run.left()
         if predicted > left:
             rows.append({"n": n, "target_ratio": ratio, "skipped": f"time budget ({left:.0f} s left, "
-                                                                  f"~{predicted:.0f} s needed)"})
+                                                                  f"~{predicted:.0f} s predicted)"})
+            run.write()
             continue
         t0 = time.perf_counter()
         grid = synthetic_grid(n, spheres_for_ratio(n, ratio), seed=1)
         build = time.perf_counter() - t0
-        last = (n, build)
         values = np.random.default_rng(1).random(grid.n_particles, dtype=np.float32)
-        m = measure(grid, values, stencil, repeat=max(1, args.repeat // 2))
-        rows.append({"n": n, "target_ratio": ratio, "build_s": build,
+        m = measure(grid, values, stencil, repeat=repeat)
+        rows.append({"n": n, "target_ratio": ratio, "build_s": build, "predicted_s": round(predicted, 1),
+                     "wall_s": time.perf_counter() - t0,
                      **{k: m[k] for k in ("particles", "computational_ratio", "time_s", "pixel_equiv_gpix_s",
                                           "ns_per_particle", "peak_gpu_mem_bytes",
                                           "peak_mem_ratio_to_particle_data")}})
+        run.note(f"sweep {n}^3 ratio {m['computational_ratio']:.0f}: {m['pixel_equiv_gpix_s']:.1f} Gpixel/s")
+        run.write()
         del grid, values
-    return rows
