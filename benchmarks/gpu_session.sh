@@ -8,13 +8,15 @@
 # 3. closure.json: issue 19's paired stationary ensembles (`python -m napari_dynfit.bench.closure --steps
 #    stationary --device cuda`) at the held-out alphas and outside the range, MEMBERS members each, with the
 #    trained closure CLOSURE (made on a CPU: `--steps a_priori,a_posteriori --save-closure`); rewritten after
-#    each alpha, so a time-out keeps the finished ones;
+#    each alpha, so a time-out keeps the finished ones; T_END (default 60) lengthens the window t = 20..T_END
+#    (the low spectrum shells' seed-to-seed spread is what leaves them unresolved); results of several sessions
+#    (disjoint MEMBERS, same T_END) pool with `python -m napari_dynfit.bench.closure --merge A.json B.json`;
 # 4. gpu_apr_conv.json, apr_check.json: `dynfit bench apr-conv --device cuda` (1024^3 pixel-equivalent, ratio ~30:
 #    build ~30 s and headline first, then kernel-only, end to end, our CPU kernel, cuDNN, the torch path, 4 frames x
 #    4 stencils and the size sweep while --budget-s lasts; JSON rewritten after each stage; BENCH_S, default 240),
 #    then issue 18's fused APR tile kernel against the CPU kernel (CHECK_S, default 90; SKIP_APR_CHECK=1 skips it).
 # Everything else goes to session.log. Each part has its own time limit; a failing part does not stop the others.
-# Knobs: OUT, TOTAL_S, SKIP_INSTALL, SKIP_MODELS, CLOSURE, MEMBERS, ALPHAS, SIZE, REPEAT, FRAMES, STENCILS, SWEEP,
+# Knobs: OUT, TOTAL_S, SKIP_INSTALL, SKIP_MODELS, CLOSURE, MEMBERS, ALPHAS, T_END, SIZE, REPEAT, FRAMES, STENCILS, SWEEP,
 # BENCH_S, CHECK_S, SKIP_APR_CHECK (docs/apr_filters.md: what each bench stage costs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +61,7 @@ echo "== closure ($(el) s)"
 if [ -f "${CLOSURE:-}" ]; then
     timeout "${CLOSURE_S:-190}" "$PY" -m napari_dynfit.bench.closure --cache /tmp/closure-cache --closure "$CLOSURE" \
         --steps stationary --stationary-alpha="${ALPHAS:--2.5,-3.5,-4.5,-6}" \
-        --stationary-seeds "${MEMBERS:-99,101-227}" --stationary-batch 1000 --device cuda \
+        --stationary-seeds "${MEMBERS:-99,101-227}" --stationary-t-end "${T_END:-60}" --stationary-batch 1000 --device cuda \
         --out "$OUT/closure.json" >>"$LOG" 2>&1
     echo "closure rc=$? ($(el) s)"
 else
