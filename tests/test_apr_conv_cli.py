@@ -80,3 +80,18 @@ def test_bench_cli(tmp_path, capsys, monkeypatch):
     assert main(["-q", "bench", "apr-conv", "--grid", str(npz), "--repeat", "1", "--no-scipy"]) == 0
     res2 = json.loads(capsys.readouterr().out)
     assert res2["particles"] == res["particles"] and "pyapr_s" not in res2
+
+
+def test_bench_auto_on_a_gpu_machine_runs_the_device_bench(monkeypatch):
+    """``--device auto`` where a GPU is seen is the tile-kernel bench (``--device cuda``), not a CPU run."""
+    import napari_dynfit.device as device
+    from napari_dynfit.bench import apr_conv, apr_conv_gpu
+
+    seen = []
+    monkeypatch.setattr(device, "resolve_device", lambda d="auto": "cuda" if d in ("auto", "cuda") else d)
+    monkeypatch.setattr(apr_conv_gpu, "run_bench", lambda args: seen.append(args.device) or {"bench": "device"})
+
+    class Args:
+        device = "auto"
+
+    assert apr_conv.run(Args()) == {"bench": "device"} and seen == ["cuda"]

@@ -74,20 +74,23 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    if args.device == "cuda":  # the fused tile kernel, CUDA events, cuDNN and the torch path on the same card
-        from .apr_conv_gpu import run_bench
+    from ..device import resolve_device
 
+    if args.device == "cuda" or resolve_device(args.device) == "cuda":  # "auto" on a GPU machine too
+        from .apr_conv_gpu import run_bench  # the fused tile kernel, CUDA events, cuDNN, the torch path, our CPU kernel
+
+        args.device = "cuda"
         return run_bench(args)
     import numba
     from threadpoolctl import threadpool_limits
 
-    from ..apr.convolve import convolve, level_stencils, resolve_device
+    from ..apr.convolve import convolve
     from ..apr.filters import gaussian_stencil
     from ..apr.grid import AprGrid, load_grid
 
     if args.threads < 1 or args.size < 16 or args.repeat < 1:
         raise InputError("--threads and --repeat must be >= 1 and --size >= 16")
-    device = resolve_device(args.device)
+    device = "cpu"
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     stencil = gaussian_stencil(args.sigma, args.stencil_size, 3)
     result = {"device": device, "threads": args.threads, "stencil": list(stencil.shape)}
@@ -114,28 +117,10 @@ def run(args) -> dict:
     pixels = float(np.prod(grid.shape))
 
     with threadpool_limits(limits=args.threads):
-        if device == "cuda":
-            import torch
+        def ours():
+            return convolve(grid, values, stencil)
 
-            from ..apr.convolve_gpu import DeviceGrid, convolve_tensors
-
-            dgrid = DeviceGrid(grid, "cuda")
-            vals = torch.as_tensor(values.astype(np.float32), device="cuda")
-            stencils = level_stencils(stencil, grid)
-
-            def ours():
-                out = convolve_tensors(dgrid, vals, stencils)
-                torch.cuda.synchronize()
-                return out
-
-            ours()
-            result["card"] = torch.cuda.get_device_name()
-            ours_out = ours().cpu().numpy()
-        else:
-            def ours():
-                return convolve(grid, values, stencil)
-
-            ours_out = ours()  # compiles the kernels
+        ours_out = ours()  # compiles the kernels
         if apr is not None:
             from ..apr.convert import _pyapr
 
@@ -161,15 +146,11 @@ def run(args) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-        tdev = "cuda" if device == "cuda" else "cpu"
-        timg = torch.as_tensor(pix, device=tdev)[None, None]
-        tker = torch.as_tensor(np.ascontiguousarray(stencil[::-1, ::-1, ::-1]), device=tdev)[None, None]
+        timg = torch.as_tensor(pix)[None, None]
+        tker = torch.as_tensor(np.ascontiguousarray(stencil[::-1, ::-1, ::-1]))[None, None]
 
         def conv3d():
-            out = torch.nn.functional.conv3d(timg, tker, padding=args.stencil_size // 2)
-            if tdev == "cuda":
-                torch.cuda.synchronize()
-            return out
+            return torch.nn.functional.conv3d(timg, tker, padding=args.stencil_size // 2)
 
         with torch.no_grad():
             conv3d()
