@@ -413,7 +413,7 @@ def instances(fg: np.ndarray, dist: np.ndarray, *, seed_level: float = SEED_LEVE
     return relabel_sequential(lab)[0].astype(np.int32)
 
 
-def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, inside: float = 0.5,
+def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, inside: float = 0.5,
                          persist: bool = True) -> tuple[np.ndarray, int]:
     """Split objects whose two successors already show the septum: a division the image shows one frame late.
 
@@ -432,7 +432,7 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
     dist : sequence of ndarray, shape (t, y, x)
         Normalised distance maps of the frames (:func:`predict_maps`), in [0, 1].
     dip, inside : float
-        See above (``dip`` in units of the normalised distance).
+        See above (``dip`` in units of the normalised distance; default :data:`SEPTUM_DIP`, read at the call).
     persist : bool
         See above.
 
@@ -445,6 +445,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
     """
     from .temporal import held_objects
 
+    if dip is None:
+        dip = SEPTUM_DIP
     labels = np.array(labels, dtype=np.int32, copy=True)
     n_split = 0
     for t in range(len(labels) - 2, -1, -1):
