@@ -68,18 +68,18 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", type=int, choices=(1, 4, 8), default=None,
                     help="test-time augmentation: transforms averaged (default the back end's, detect.learned.TTA)")
     ap.add_argument("--septum-dip", type=float, default=None,
-                    help="tuning: the late-division pass's dip (default detect.learned.SEPTUM_DIP)")
+                    help="tuning: the late-division pass's dip (default detect.learned.SEPTUM_DIP of the tta)")
     ap.add_argument("--json", help="also write the JSON here")
     args = ap.parse_args(argv)
     from napari_dynfit.detect import learned
     from napari_dynfit.detect.learned import check_tta, load_rod_model
 
     if args.septum_dip is not None:
-        learned.SEPTUM_DIP = args.septum_dip
+        learned.SEPTUM_DIP = dict.fromkeys(learned.TTA_CHOICES, args.septum_dip)
 
     model = load_rod_model(args.weights)
     out = {"weights": args.weights or "shipped", "young_septa": not args.no_young, "tta": check_tta(args.tta),
-           "septum_dip": learned.SEPTUM_DIP, "movies": []}
+           "septum_dip": learned.SEPTUM_DIP[check_tta(args.tta)], "movies": []}
     tp = nt = npred = 0
     for seed in args.seeds:
         r = movie_figures(seed, model, young=not args.no_young, tta=args.tta)

@@ -1002,7 +1002,9 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
         dists = [r[1].pop("dist") for r in results]
         labels, n_merged = split_transient_merges(labels, dists)  # touching cells the frame's masks merged
         # divisions the masks show a frame late (faint septa); frames without objects skipped, as in the two others
-        labels, n_late = on_present_frames(split_late_divisions, labels, dists)
+        from .learned import SEPTUM_DIP, check_tta
+
+        labels, n_late = on_present_frames(split_late_divisions, labels, dists, dip=SEPTUM_DIP[check_tta(tta)])
         labels, n_isolated = drop_isolated(labels)  # one-frame specks: no cell before or after
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length", "dist")}

@@ -30,9 +30,10 @@ WEIGHTS = "rod_unet.npz"
 SEED_LEVEL = 0.5
 FG_LEVEL = 0.5
 #: smallest dip of the distance map (peak of each part minus the saddle between them) that splits an object of one
-#: frame along the cut its two successors show in the next frame (:func:`split_late_divisions`); chosen on generated
+#: frame along the cut its two successors show in the next frame (:func:`split_late_divisions`), per test-time
+#: augmentation ``tta`` (averaged maps are smoother: single rods dip less at texture spots); chosen on generated
 #: phase-contrast movies and ``render_cells`` colonies (docs/tracking.md)
-SEPTUM_DIP = 0.15
+SEPTUM_DIP = {1: 0.15, 4: 0.10, 8: 0.10}
 
 
 def _torch():
@@ -432,7 +433,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, 
     dist : sequence of ndarray, shape (t, y, x)
         Normalised distance maps of the frames (:func:`predict_maps`), in [0, 1].
     dip, inside : float
-        See above (``dip`` in units of the normalised distance; default :data:`SEPTUM_DIP`, read at the call).
+        See above (``dip`` in units of the normalised distance; default :data:`SEPTUM_DIP` of the default
+        :data:`TTA`, read at the call).
     persist : bool
         See above.
 
@@ -446,7 +448,7 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, 
     from .temporal import held_objects
 
     if dip is None:
-        dip = SEPTUM_DIP
+        dip = SEPTUM_DIP[TTA]
     labels = np.array(labels, dtype=np.int32, copy=True)
     n_split = 0
     for t in range(len(labels) - 2, -1, -1):
