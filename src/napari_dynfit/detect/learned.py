@@ -296,8 +296,9 @@ def load_rod_model(path=None):
 
 
 #: Test-time augmentation of the learned back end by default: the number of dihedral transforms of the image
-#: whose maps are averaged (1: none, 4: the flips, 8: flips and transposes); see :func:`predict_maps`.
-TTA = 1
+#: whose maps are averaged (1: none, 4: the flips, 8: flips and transposes); see :func:`predict_maps`. 4 with the
+#: late-division dip 0.10 was chosen on generated tuning movies (docs/tracking.md, "Test-time augmentation").
+TTA = 4
 #: The allowed ``tta`` values.
 TTA_CHOICES = (1, 4, 8)
 
