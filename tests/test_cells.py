@@ -56,10 +56,11 @@ def test_match_segmentation_known_cases():
 
 
 def test_phase_contrast_rods_touching_dividing():
-    """Dense phase-contrast rod colony (touching, dividing): F1 at IoU 0.5 >= 0.95 with defaults."""
+    """Dense phase-contrast rod colony (touching, dividing): F1 at IoU 0.5 >= 0.95 with the classic back end's
+    defaults (``method="auto"`` picks the learned one here when torch is installed: test_auto_*)."""
     movie, labels = rod_movie(seed=0, n_frames=24, box=(128.0, 128.0), n_initial=5)
     frames = [4, 12, 23]
-    pred = [segment_cells(movie[t]) for t in frames]
+    pred = [segment_cells(movie[t], method="classic") for t in frames]
     assert {p.info["polarity"] for p in pred} == {"dark"}
     assert {p.info["kind"] for p in pred} == {"rods"}
     assert all(8 <= p.info["diameter"] <= 12 for p in pred)  # rods are 10 px wide
@@ -74,7 +75,7 @@ def test_rod_is_not_cut_and_end_to_end_pair_is_split():
             dict(frame=0, track_id=2, y=50.0, x=25.5, radius=5.0, length=30.0, orient_y=0.0, orient_x=1.0),
             dict(frame=0, track_id=3, y=50.0, x=54.5, radius=5.0, length=28.0, orient_y=0.0, orient_x=1.0)]
     movie, labels, _ = render_cells(pd.DataFrame(rows), (72, 84), seed=1, **PHASE)
-    res = segment_cells(movie[0])
+    res = segment_cells(movie[0], method="classic")
     m = match_segmentation(labels[0], res.labels)
     assert res.info["kind"] == "rods"
     assert (m["tp"], m["n_pred"]) == (3, 3)
@@ -82,7 +83,9 @@ def test_rod_is_not_cut_and_end_to_end_pair_is_split():
 
 def test_fluorescence_nuclei_3d_touching():
     movie, labels = nuclei_movie(seed=0, dim=3, n_initial=20, box=(24.0, 48.0, 48.0), radius=4.0)
-    pred = [segment_cells(movie[t]) for t in range(len(movie))]
+    pred = [segment_cells(movie[t]) for t in range(len(movie))]  # method="auto": classic for 3D
+    assert {p.info["method"] for p in pred} == {"classic"}
+    assert all(p.info["method_reason"].startswith("auto: 3D") for p in pred)
     assert {p.info["polarity"] for p in pred} == {"bright"}
     assert {p.info["kind"] for p in pred} == {"round"}
     assert pooled_f1(labels, [p.labels for p in pred]) >= 0.95
@@ -103,12 +106,73 @@ def test_background_is_never_one_object():
 
 def test_segment_movie_parallel_equals_serial():
     movie, labels = rod_movie(seed=1, n_frames=6, box=(96.0, 96.0), n_initial=4)
-    a = segment_movie(movie, scheduler="sync")
-    b = segment_movie(movie, scheduler="threads", n_workers=2)
+    a = segment_movie(movie, scheduler="sync", method="classic")
+    b = segment_movie(movie, scheduler="threads", n_workers=2, method="classic")
     np.testing.assert_array_equal(a.labels, b.labels)
     assert a.labels.shape == movie.shape and len(a.info["objects"]) == len(movie)
     assert a.info["polarity"] == "dark" and a.info["kind"] == "rods"
     assert pooled_f1(labels, a.labels) >= 0.9
+
+
+def test_auto_picks_learned_for_phase_contrast_rods():
+    """``method="auto"`` (default) on generated 2D phase-contrast rods runs the learned back end, the same labels
+    as ``method="learned"``."""
+    pytest.importorskip("torch")
+    movie, _ = rod_movie(seed=0, n_frames=24, box=(128.0, 128.0), n_initial=5)
+    res = segment_cells(movie[12])
+    assert res.info["method"] == "learned" and res.info["method_reason"].startswith("auto: 2D phase contrast")
+    np.testing.assert_array_equal(res.labels, segment_cells(movie[12], method="learned").labels)
+    frames = [4, 12, 23]
+    mov = segment_movie(movie[frames], scheduler="sync")
+    assert mov.info["method"] == "learned" and "note" not in mov.info
+    np.testing.assert_array_equal(mov.labels, segment_movie(movie[frames], scheduler="sync", method="learned").labels)
+    # a classic-only parameter keeps the classic back end
+    res = segment_cells(movie[12], diameter=10)
+    assert res.info["method"] == "classic" and "diameter" in res.info["method_reason"]
+
+
+def test_auto_picks_classic_for_fluorescence_nuclei():
+    movie, labels = nuclei_movie(seed=0, dim=2, n_initial=20, box=(96.0, 96.0), radius=5.0, n_frames=2)
+    res = segment_movie(movie, scheduler="sync")
+    assert res.info["method"] == "classic" and res.info["method_reason"] == "auto: not phase contrast (bright cells)"
+    np.testing.assert_array_equal(res.labels, segment_movie(movie, scheduler="sync", method="classic").labels)
+    assert pooled_f1(labels, res.labels) >= 0.95
+    movie3, _ = nuclei_movie(seed=0, dim=3, n_initial=20, box=(24.0, 48.0, 48.0), radius=4.0, n_frames=2)
+    res = segment_movie(movie3, scheduler="sync")
+    assert res.info["method"] == "classic" and res.info["method_reason"].startswith("auto: 3D")
+
+
+def test_auto_without_torch_falls_back_to_classic(monkeypatch, tmp_path, capsys):
+    """Phase-contrast rods without torch: classic, with the note in ``info`` and printed once by the CLI."""
+    import tifffile
+
+    from napari_dynfit.cli import main
+    from napari_dynfit.detect import cells
+
+    monkeypatch.setattr(cells, "_torch_available", lambda: False)
+    movie, labels = rod_movie(seed=2, n_frames=4, box=(96.0, 96.0), n_initial=4)
+    res = segment_cells(movie[3])
+    assert res.info["method"] == "classic" and res.info["note"] == cells.NEEDS_TORCH
+    assert "needs torch" in res.info["method_reason"]
+    np.testing.assert_array_equal(res.labels, segment_cells(movie[3], method="classic").labels)
+    mov = segment_movie(movie, scheduler="sync")
+    assert mov.info["method"] == "classic" and mov.info["note"] == cells.NEEDS_TORCH
+    np.testing.assert_array_equal(mov.labels, segment_movie(movie, scheduler="sync", method="classic").labels)
+    src, out = tmp_path / "movie.tif", tmp_path / "labels.tif"
+    tifffile.imwrite(src, movie)
+    capsys.readouterr()
+    assert main(["-q", "segment", str(src), "-o", str(out), "--axes", "tyx", "--scheduler", "sync"]) == 0
+    cap = capsys.readouterr()
+    info = json.loads(cap.out.strip().splitlines()[-1])
+    assert info["method"] == "classic" and "needs torch" in info["method_reason"]
+    assert cap.err.count("phase-contrast rods: the learned back end needs torch "
+                         "(pip install napari-dynfit[learn]); classic used") == 1
+    np.testing.assert_array_equal(tifffile.imread(out), mov.labels)
+
+
+def test_auto_rejects_a_model_without_method():
+    with pytest.raises(InputError, match="explicit method"):
+        segment_cells(np.zeros((16, 16)), model=object())
 
 
 class _StubCellpose:
@@ -180,7 +244,7 @@ def test_cli_segment_movie(tmp_path, capsys):
     tifffile.imwrite(src, movie)  # a 3D TIFF without axis metadata: --axes says it is (t, y, x)
     out, table = tmp_path / "labels.tif", tmp_path / "objects.csv"
     assert main(["segment", str(src), "-o", str(out), "--objects", str(table), "--scheduler", "sync",
-                 "--axes", "tyx"]) == 0
+                 "--axes", "tyx", "--method", "classic"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["polarity"] == "dark" and info["frames"] == 4
     got = tifffile.imread(out)
@@ -196,7 +260,8 @@ def test_cli_segment_movie(tmp_path, capsys):
     folder.mkdir()
     for t in range(len(movie)):
         tifffile.imwrite(folder / f"t{t:03d}.tif", movie[t])
-    assert main(["segment", str(folder), "-o", str(tmp_path / "l2.tif"), "--scheduler", "sync"]) == 0
+    assert main(["segment", str(folder), "-o", str(tmp_path / "l2.tif"), "--scheduler", "sync",
+                 "--method", "classic"]) == 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "l2.tif"), got)
     capsys.readouterr()
     assert main(["segment", str(src), "-o", str(tmp_path / "x.csv")]) == 2
@@ -211,7 +276,7 @@ def test_phase_contrast_rods_large():
     for seed, floor in ((3, 0.95), (4, 0.95)):
         movie, labels = rod_movie(seed=seed, n_frames=40, box=(200.0, 200.0), n_initial=8)
         frames = list(range(0, 40, 3))
-        res = segment_movie(movie[frames], scheduler="sync")
+        res = segment_movie(movie[frames], scheduler="sync", method="classic")
         assert res.info["polarity"] == "dark" and res.info["kind"] == "rods"
         assert pooled_f1(labels[frames], res.labels) >= floor
 
@@ -236,7 +301,8 @@ def test_fluorescence_nuclei_2d_touching_large():
 
 @pytest.mark.slow
 def test_real_bacteria_movie_reported():
-    """Local check on the CTC bacteria movie (phase contrast) from the raw images, no per-movie flags.
+    """Local check on the CTC bacteria movie (phase contrast) from the raw images, no per-movie flags (with torch
+    installed ``method="auto"`` runs the learned back end here).
 
     Set ``DYNFIT_CTC_BACTERIA`` to a folder with ``img/`` and ``TRA/``; the figure is printed (see
     docs/tracking.md), and only a floor is asserted.

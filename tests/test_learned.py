@@ -140,6 +140,30 @@ def test_learned_on_classic_phase_rendering():
     assert f1 >= 0.95
 
 
+def test_tta_maps_are_equivariant_and_undone():
+    """Test-time augmentation transforms each output back: with the 8 dihedral transforms the maps of a transposed
+    image are the transposed maps (4 flips: of a flipped image, the flipped maps); 1 is the plain network."""
+    from napari_dynfit.errors import InputError
+
+    net = learned.load_rod_model()
+    img = render_phase(rod_colony_frames(3, size=96, width=10.0, aspect=4.0, n_frames=1)[0], 4)[:88, :80]
+    fg8, d8 = learned.predict_maps(img, net, tta=8)
+    fg8t, d8t = learned.predict_maps(np.ascontiguousarray(img.T), net, tta=8)
+    np.testing.assert_allclose(fg8t, fg8.T, atol=1e-4)
+    np.testing.assert_allclose(d8t, d8.T, atol=1e-4)
+    fg4, _ = learned.predict_maps(img, net, tta=4)
+    fg4f, _ = learned.predict_maps(np.ascontiguousarray(img[::-1]), net, tta=4)
+    np.testing.assert_allclose(fg4f, fg4[::-1], atol=1e-4)
+    fg1, _ = learned.predict_maps(img, net, tta=1)
+    fg1t, _ = learned.predict_maps(np.ascontiguousarray(img.T), net, tta=1)
+    assert np.abs(fg1t - fg1.T).max() > 1e-3  # the network alone is not equivariant: the test can tell
+    assert np.abs(fg8 - fg1).max() > 1e-3
+    res = segment_cells(img, method="learned", tta=8)
+    assert res.info["tta"] == 8
+    with pytest.raises(InputError, match="tta"):
+        segment_cells(img, method="learned", tta=3)
+
+
 def test_learned_errors(tmp_path):
     from napari_dynfit.errors import InputError
 

@@ -11,7 +11,9 @@ repository) it runs what a user runs, with defaults and no per-movie flags::
     dynfit segment DATA/img -o LABELS.tif
     dynfit track LABELS.tif -o tracks.csv --divisions --ctc-out RES
 
-and prints the per-frame segmentation F1 against the TRA masks, the segmentation's time, and the CTC figures
+(``method="auto"``: the learned back end for 2D phase-contrast rods when torch is installed, else the classic one;
+``--segment-args='--method classic'`` for the classic one) and prints the per-frame segmentation F1 against the
+TRA masks, the segmentation's time, and the CTC figures
 (DET, TRA, LNK, division F1) from traccuracy (``CTCMatcher``, ``CTCMetrics``, ``DivisionMetrics``) when it is
 installed. ``--track-args`` passes extra tracker flags (reported with the figures). JSON goes to stdout
 (and ``--json FILE``).
@@ -59,8 +61,8 @@ def simulated() -> dict:
         t0 = time.perf_counter()
         res = segment_movie(movie[frames], scheduler="sync")
         r = pooled(labels[frames], res.labels)
-        r.update(seconds=time.perf_counter() - t0, polarity=res.info["polarity"], kind=res.info["kind"],
-                 diameter=res.info["diameter"])
+        r.update(seconds=time.perf_counter() - t0, method=res.info["method"], polarity=res.info["polarity"],
+                 kind=res.info["kind"], diameter=res.info["diameter"])
         out[f"rods_2d_phase_seed{seed}"] = r
         f1s.append(r["f1"])
     for seed in (5, 6):
@@ -71,8 +73,8 @@ def simulated() -> dict:
         t0 = time.perf_counter()
         res = segment_movie(movie, scheduler="sync")
         r = pooled(labels, res.labels)
-        r.update(seconds=time.perf_counter() - t0, polarity=res.info["polarity"], kind=res.info["kind"],
-                 diameter=res.info["diameter"])
+        r.update(seconds=time.perf_counter() - t0, method=res.info["method"], polarity=res.info["polarity"],
+                 kind=res.info["kind"], diameter=res.info["diameter"])
         out[f"nuclei_3d_fluo_seed{seed}"] = r
     for seed in (7, 8):
         box = (128.0, 128.0)
@@ -81,7 +83,8 @@ def simulated() -> dict:
         movie, labels, _ = render_cells(tab, box, seed=seed + 100)
         res = segment_movie(movie, scheduler="sync")
         r = pooled(labels, res.labels)
-        r.update(polarity=res.info["polarity"], kind=res.info["kind"], diameter=res.info["diameter"])
+        r.update(method=res.info["method"], polarity=res.info["polarity"], kind=res.info["kind"],
+                 diameter=res.info["diameter"])
         out[f"nuclei_2d_fluo_seed{seed}"] = r
     return out
 

@@ -28,7 +28,7 @@ from napari_dynfit._io import emit_json
 HELD_OUT = (7101, 7102, 7103, 7104, 7105, 7106)
 
 
-def movie_figures(seed: int, model, young: bool = True) -> dict:
+def movie_figures(seed: int, model, young: bool = True, tta: int | None = None) -> dict:
     from napari_dynfit.bench.cells import pooled
     from napari_dynfit.detect import label_table, segment_movie
     from napari_dynfit.sim.phase import phase_colony_movie
@@ -37,7 +37,7 @@ def movie_figures(seed: int, model, young: bool = True) -> dict:
 
     images, truth_labels, truth = phase_colony_movie(seed, young_septa=young)
     t0 = time.perf_counter()
-    res = segment_movie(images, method="learned", model=model, scheduler="sync")
+    res = segment_movie(images, method="learned", model=model, scheduler="sync", tta=tta)
     seg = pooled(truth_labels, res.labels)
     tracks = link(label_table(res.labels), labels=res.labels, divisions=True)
     m = tracking_metrics(truth, tracks, gt_labels=truth_labels, pred_labels=res.labels)
@@ -46,7 +46,7 @@ def movie_figures(seed: int, model, young: bool = True) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def colony_f1(seed: int, model) -> float:
+def colony_f1(seed: int, model, tta: int | None = None) -> float:
     from napari_dynfit.bench.cells import pooled
     from napari_dynfit.detect import segment_movie
     from napari_dynfit.sim.cells import simulate_rod_colony
@@ -55,7 +55,7 @@ def colony_f1(seed: int, model) -> float:
     tab = simulate_rod_colony(8, 40, box=(200.0, 200.0), width=10, division_length=44, growth_rate=0.08, seed=seed)
     movie, labels, _ = render_cells(tab, (200.0, 200.0), seed=seed + 100, contrast="phase", amplitude=70, halo=4.0,
                                     halo_sigma=2, gap=True, texture=0.15)
-    res = segment_movie(movie, method="learned", model=model, scheduler="sync")
+    res = segment_movie(movie, method="learned", model=model, scheduler="sync", tta=tta)
     return pooled(labels, res.labels)["f1"]
 
 
@@ -65,15 +65,24 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=list(HELD_OUT), help="movie seeds")
     ap.add_argument("--no-young", action="store_true", help="movies without young septa (daughters' tips as born)")
     ap.add_argument("--colonies", type=int, nargs="*", default=[], help="render_cells colony seeds")
+    ap.add_argument("--tta", type=int, choices=(1, 4, 8), default=None,
+                    help="test-time augmentation: transforms averaged (default the back end's, detect.learned.TTA)")
+    ap.add_argument("--septum-dip", type=float, default=None,
+                    help="tuning: the late-division pass's dip (default detect.learned.SEPTUM_DIP of the tta)")
     ap.add_argument("--json", help="also write the JSON here")
     args = ap.parse_args(argv)
-    from napari_dynfit.detect.learned import load_rod_model
+    from napari_dynfit.detect import learned
+    from napari_dynfit.detect.learned import check_tta, load_rod_model
+
+    if args.septum_dip is not None:
+        learned.SEPTUM_DIP = dict.fromkeys(learned.TTA_CHOICES, args.septum_dip)
 
     model = load_rod_model(args.weights)
-    out = {"weights": args.weights or "shipped", "young_septa": not args.no_young, "movies": []}
+    out = {"weights": args.weights or "shipped", "young_septa": not args.no_young, "tta": check_tta(args.tta),
+           "septum_dip": learned.SEPTUM_DIP[check_tta(args.tta)], "movies": []}
     tp = nt = npred = 0
     for seed in args.seeds:
-        r = movie_figures(seed, model, young=not args.no_young)
+        r = movie_figures(seed, model, young=not args.no_young, tta=args.tta)
         out["movies"].append(r)
         tp += round(r["seg"]["f1"] * (r["seg"]["n_true"] + r["seg"]["n_pred"]) / 2)
         nt, npred = nt + r["seg"]["n_true"], npred + r["seg"]["n_pred"]
@@ -81,7 +90,7 @@ def main(argv=None) -> int:
         mv = out["movies"]
         out["mean"] = {"seg_f1": 2 * tp / max(nt + npred, 1),
                        **{k: float(np.mean([r[k] for r in mv])) for k in ("DET", "TRA", "LNK", "division_f1")}}
-    out["colonies"] = {str(s): colony_f1(s, model) for s in args.colonies}
+    out["colonies"] = {str(s): colony_f1(s, model, args.tta) for s in args.colonies}
     emit_json(out, args.json)
     return 0
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -155,14 +156,18 @@ def _segment_movie(args) -> int:
         raise InputError(f"movie '{args.input}' has shape {tuple(movie.shape)}; expected (t, y, x) or (t, z, y, x)")
     t0 = time.perf_counter()
     res = segment_movie(movie, polarity=args.polarity, kind=args.kind, diameter=args.diameter, threshold=threshold,
-                        min_size=args.min_size, method=args.method, scheduler=args.scheduler, n_workers=args.workers)
+                        min_size=args.min_size, method=args.method, scheduler=args.scheduler, n_workers=args.workers,
+                        tta=args.tta)
     seconds = time.perf_counter() - t0
+    if res.info.get("note"):
+        print(f"dynfit segment: {res.info['note']}", file=sys.stderr)
     import tifffile
 
     with atomic_path(out) as tmp:
         tifffile.imwrite(tmp, res.labels.astype(np.uint16 if res.labels.max() < 65536 else np.int32),
                          compression="zlib", metadata={"axes": "TYX" if res.labels.ndim == 3 else "TZYX"})
-    info = {k: res.info.get(k) for k in ("method", "polarity", "kind", "diameter")}
+    info = {k: res.info[k] for k in ("method", "method_reason", "tta", "polarity", "kind", "diameter")
+            if k in res.info}
     info.update(frames=int(res.labels.shape[0]), objects_total=int(sum(res.info["objects"])),
                 objects_per_frame_median=float(np.median(res.info["objects"])), seconds=round(seconds, 2),
                 labels=str(out))
@@ -230,9 +235,16 @@ def register(sub) -> None:
                    help="movie: shape prior, rods (bacteria) or round (nuclei); default auto")
     p.add_argument("--diameter", type=positive_float, help="cell width/diameter in pixels (default: movie estimated; .apr: sets the "
                                                              "background blocks of dark objects, default 5.7)")
-    p.add_argument("--method", choices=("classic", "learned", "cellpose", "stardist"), default="classic",
+    p.add_argument("--method", choices=("auto", "classic", "learned", "cellpose", "stardist"), default="auto",
                    help="movie: back end; learned: the shipped rod U-Net (2D phase contrast, needs torch); "
-                        "cellpose/stardist need the package and its weights installed")
+                        "cellpose/stardist need the package and its weights installed; auto (default): learned "
+                        "for 2D phase-contrast rods (dark cells with bright halos) when torch is installed, else "
+                        "classic (the choice and why are printed; classic-only flags such as --diameter, "
+                        "--threshold, --min-size keep classic)")
+    p.add_argument("--tta", type=int, choices=(1, 4, 8), default=None,
+                   help="movie, learned back end: test-time augmentation, the number of flips/rotations of each "
+                        "frame whose U-Net maps are averaged (1: none; time grows with it); default the back "
+                        "end's")
     p.add_argument("--threshold", default=None,
                    help="movie: foreground threshold in background spreads (default automatic); .apr: otsu "
                         "(default), li, graphcut or a number")

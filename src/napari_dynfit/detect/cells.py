@@ -41,7 +41,10 @@ Steps (``method="classic"``, all from scikit-image / scipy):
    isolated).
 
 ``method="learned"`` runs this package's small U-Net for rod-shaped cells in 2D phase contrast, trained only
-on generated images (:mod:`napari_dynfit.detect.learned`; needs torch). ``method="cellpose"`` / ``"stardist"``
+on generated images (:mod:`napari_dynfit.detect.learned`; needs torch). ``method="auto"`` (the default) picks it
+when the image is 2D, its estimated polarity is ``dark`` with bright halos (phase contrast), the kind is ``rods``
+and torch can be imported, else ``classic`` (:func:`choose_method`; the choice and why in ``info["method"]`` and
+``info["method_reason"]``). ``method="cellpose"`` / ``"stardist"``
 run a deep-learning model instead (only when the package and its
 weights are installed, or with a ``model`` object passed in; see :func:`segment_cells`). The parameters that
 were used and estimated are returned in :attr:`CellSegmentation.info`.
@@ -61,11 +64,15 @@ from scipy import ndimage as ndi
 from ..errors import InputError
 
 __all__ = ["segment_cells", "segment_movie", "estimate_parameters", "match_segmentation", "CellSegmentation",
-           "POLARITIES", "KINDS", "METHODS"]
+           "choose_method", "POLARITIES", "KINDS", "METHODS"]
 
 POLARITIES = ("auto", "bright", "dark")
 KINDS = ("auto", "rods", "round")
-METHODS = ("classic", "learned", "cellpose", "stardist")
+METHODS = ("auto", "classic", "learned", "cellpose", "stardist")
+#: What ``method="auto"`` says (``info["note"]``, printed once by ``dynfit segment``) when the images are 2D phase
+#: contrast rods, for which the learned back end is better, but torch cannot be imported.
+NEEDS_TORCH = ("phase-contrast rods: the learned back end needs torch (pip install napari-dynfit[learn]); "
+               "classic used")
 
 #: Minimum contrast of the foreground, in background spreads (HWHM-based sigma).
 MIN_SNR = 4.0
@@ -528,6 +535,59 @@ def _check_choice(value, choices, name):
         raise InputError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
+def _torch_available() -> bool:
+    """Whether torch can be imported (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def choose_method(ndim: int, polarity: str, halo: float, kind: str | None, *,
+                  classic_only: tuple[str, ...] = ()) -> tuple[str, str, str | None]:
+    """The back end ``method="auto"`` uses: ``learned`` for 2D phase-contrast rods when torch is there, else ``classic``.
+
+    Parameters
+    ----------
+    ndim : int
+        Dimensions of one frame (2 or 3).
+    polarity : {"bright", "dark"}
+        Estimated (or given) polarity of the cells.
+    halo : float
+        Halo level in background spreads (negative: bright halos around dark cells, see :func:`_decide_polarity`).
+    kind : {"rods", "round"} or None
+        Estimated (or given) shape; None when no cells were found.
+    classic_only : tuple of str
+        Names of classic-only parameters the user gave (``threshold``, ``min_size``, ``constriction``,
+        ``diameter``): the learned back end would ignore them, so they keep ``classic``.
+
+    Returns
+    -------
+    method : {"learned", "classic"}
+    reason : str
+        Why (goes to ``info["method_reason"]``).
+    note : str or None
+        :data:`NEEDS_TORCH` when the learned back end would be chosen but torch is missing.
+    """
+    phase = polarity == "dark" and halo < 0
+    if classic_only:
+        return "classic", f"auto: classic-only parameters given ({', '.join(classic_only)})", None
+    if ndim != 2:
+        return "classic", f"auto: {ndim}D frames (the learned back end is for 2D phase-contrast rods)", None
+    if not phase:
+        what = "bright cells" if polarity == "bright" else "dark cells without bright halos"
+        return "classic", f"auto: not phase contrast ({what})", None
+    if kind != "rods":
+        return "classic", f"auto: phase contrast, but the cells are {kind or 'not found'}, not rods", None
+    if not _torch_available():
+        return "classic", f"auto: {NEEDS_TORCH}", NEEDS_TORCH
+    return "learned", "auto: 2D phase contrast (dark cells, bright halos), rods, torch available", None
+
+
+def _classic_only(diameter, threshold, min_size, constriction) -> tuple[str, ...]:
+    given = dict(diameter=diameter, threshold=threshold, min_size=min_size, constriction=constriction)
+    return tuple(k for k, v in given.items() if v is not None)
+
+
 def estimate_parameters(image, *, polarity: str = "auto", kind: str = "auto", diameter: float | None = None,
                         threshold: float | None = None) -> dict:
     """Polarity, kind and cell diameter of an image (what :func:`segment_cells` uses; it runs the segmentation).
@@ -538,12 +598,13 @@ def estimate_parameters(image, *, polarity: str = "auto", kind: str = "auto", di
         ``polarity``, ``kind``, ``diameter`` (pixels), ``length`` (pixels, rods), ``threshold``, ``background``,
         ``noise``.
     """
-    return segment_cells(image, polarity=polarity, kind=kind, diameter=diameter, threshold=threshold).info
+    return segment_cells(image, polarity=polarity, kind=kind, diameter=diameter, threshold=threshold,
+                         method="classic").info
 
 
 def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter: float | None = None,
                   threshold: float | None = None, min_size: float | None = None, constriction: float | None = None,
-                  method: str = "classic", model=None, spacing=None) -> CellSegmentation:
+                  method: str = "auto", model=None, spacing=None, tta: int | None = None) -> CellSegmentation:
     """Segment touching cells or nuclei in one raw image.
 
     Parameters
@@ -565,16 +626,24 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
         Two regions stay apart when the distance transform on their boundary drops below this fraction of the
         smaller of their peaks (a neck, a septum, the bright line between two cells); :data:`CONSTRICTION` by
         default.
-    method : {"classic", "learned", "cellpose", "stardist"}
+    method : {"auto", "classic", "learned", "cellpose", "stardist"}
         Back end. ``learned``: the shipped rod U-Net (2D phase contrast, dark rods; needs torch), ``model`` may
         be another weights file or a loaded network. The deep-learning ones need the package with its weights,
-        or ``model``.
+        or ``model``. ``auto`` (default): ``learned`` for a 2D image whose estimated polarity is dark with bright
+        halos (phase contrast) and kind rods, when torch can be imported, else ``classic``
+        (:func:`choose_method`; ``info["method"]``, ``info["method_reason"]``, and ``info["note"]`` when torch
+        is missing). Classic-only parameters (``diameter``, ``threshold``, ``min_size``, ``constriction``)
+        keep ``classic``.
     model : object, optional
         For ``learned`` a weights path or :func:`~napari_dynfit.detect.learned.load_rod_model` result; else
         a Cellpose-like model (``model.eval(image, diameter=...)`` returning masks first) or a StarDist-like
         model (``model.predict_instances(image)`` returning ``(labels, details)``).
     spacing : sequence of float, optional
         Pixel size per axis for anisotropic 3D images (distances in the units of the smallest spacing).
+    tta : {1, 4, 8}, optional
+        ``learned`` only: test-time augmentation, the number of flips/rotations of the image whose maps are
+        averaged (:func:`~napari_dynfit.detect.learned.predict_maps`); default
+        :data:`~napari_dynfit.detect.learned.TTA`. Ignored by the other back ends.
 
     Returns
     -------
@@ -587,6 +656,7 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
     img = _check_image(image)
     if diameter is not None and (not np.isfinite(diameter) or diameter <= 0):
         raise InputError(f"diameter must be a positive number of pixels, got {diameter}")
+    classic_only = _classic_only(diameter, threshold, min_size, constriction)
     if constriction is None:
         constriction = CONSTRICTION
     if not 0 < constriction <= 1:
@@ -597,20 +667,30 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
         if sp.shape != (img.ndim,) or np.any(sp <= 0) or not np.all(np.isfinite(sp)):
             raise InputError(f"spacing must hold {img.ndim} positive numbers, got {spacing}")
         sampling = sp / sp.min()
+    pr, auto = None, {}
+    if method == "auto":
+        if model is not None:
+            raise InputError("model= needs an explicit method ('learned', 'cellpose' or 'stardist')")
+        pr = _prepare(img, polarity, threshold, diameter, sampling, min_size)
+        kd = kind if kind != "auto" else (None if pr["radius"] is None else
+                                          _kind_of(pr["aspects"], pr["ridge_index"], img.ndim))
+        method, reason, note = choose_method(img.ndim, pr["polarity"], pr["halo"], kd, classic_only=classic_only)
+        auto = {"method_reason": reason, **({"note": note} if note else {})}
     if method == "learned":
         from .learned import segment_rods_learned
 
-        lab, info = segment_rods_learned(img, model=model)
-        return CellSegmentation(labels=lab, info=dict(info, diameter=diameter, objects=int(lab.max())))
+        lab, info = segment_rods_learned(img, model=model, tta=tta)
+        return CellSegmentation(labels=lab, info=dict(info, diameter=diameter, objects=int(lab.max()), **auto))
     if method != "classic":
         return _deep(img, method, model, diameter, polarity)
-    pr = _prepare(img, polarity, threshold, diameter, sampling, min_size)
+    if pr is None:
+        pr = _prepare(img, polarity, threshold, diameter, sampling, min_size)
     info, pol, halo, o, fg, thr, plateau, radius = (pr[k] for k in ("info", "polarity", "halo", "o", "fg",
                                                                       "threshold", "plateau", "radius"))
     if radius is None:
         info.update(method="classic", polarity=pol, halo=halo, kind=None if kind == "auto" else kind,
                     diameter=None if diameter is None else float(diameter), threshold=thr, length=None, objects=0,
-                    min_size=None, constriction=float(constriction))
+                    min_size=None, constriction=float(constriction), **auto)
         return CellSegmentation(labels=np.zeros(img.shape, np.int32), info=info)
     msize = pr["min_size"]
     width = 2 * radius
@@ -637,7 +717,7 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
         length = _median_length(out)
     info.update(method="classic", polarity=pol, halo=halo, kind=kd, diameter=float(width), threshold=thr,
                 length=None if length is None else float(length), objects=int(out.max()),
-                min_size=msize, constriction=float(constriction))
+                min_size=msize, constriction=float(constriction), **auto)
     return CellSegmentation(labels=out, info=info)
 
 
@@ -817,7 +897,8 @@ def _segment_frame(frame, kwargs):
     if kwargs["method"] == "learned":  # keeps the distance map for the movie-level pass
         from .learned import segment_rods_learned
 
-        lab, info = segment_rods_learned(_check_image(frame), model=kwargs["model"], keep_dist=True)
+        lab, info = segment_rods_learned(_check_image(frame), model=kwargs["model"], tta=kwargs["tta"],
+                                         keep_dist=True)
         return lab, dict(info, objects=int(lab.max()))
     res = segment_cells(frame, **kwargs)
     return res.labels, res.info
@@ -825,8 +906,8 @@ def _segment_frame(frame, kwargs):
 
 def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter: float | None = None,
                   threshold: float | None = None, min_size: float | None = None, constriction: float | None = None,
-                  method: str = "classic", model=None, spacing=None, scheduler="threads",
-                  n_workers: int | None = None) -> CellSegmentation:
+                  method: str = "auto", model=None, spacing=None, scheduler="threads",
+                  n_workers: int | None = None, tta: int | None = None) -> CellSegmentation:
     """Segment every frame of a movie ``(t, [z,] y, x)`` with :func:`segment_cells`, in parallel.
 
     ``polarity``, ``kind`` and ``diameter`` left on auto are estimated once from the first, middle and last
@@ -840,6 +921,12 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     (:func:`~napari_dynfit.detect.learned.split_late_divisions`; ``info["late_divisions_split"]``), then drop
     objects nothing overlaps in the frames before and after (:func:`~napari_dynfit.detect.temporal.drop_isolated`;
     ``info["isolated_dropped"]``).
+
+    ``method="auto"`` (default) decides the back end once for the movie from the same five probe frames
+    (:func:`choose_method`: ``learned`` for 2D phase-contrast rods, when torch can be imported; polarity by the
+    frames' foreground-weighted vote, halos when frames holding most of the foreground have them), reported in
+    ``info["method"]`` and ``info["method_reason"]`` (and ``info["note"]`` when torch is missing). ``tta``: see
+    :func:`segment_cells`.
 
     Returns
     -------
@@ -856,13 +943,13 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
         raise InputError("movie must be an array of shape (t, y, x) or (t, z, y, x)") from None
     if nd not in (3, 4) or n == 0:
         raise InputError(f"movie has {nd} dimensions; expected (t, y, x) or (t, z, y, x)")
-    if method == "learned" and not hasattr(model, "forward"):  # load the network once for all frames
-        from .learned import load_rod_model
-
-        model = load_rod_model(model)
+    _check_choice(method, METHODS, "method")
+    if method == "auto" and model is not None:
+        raise InputError("model= needs an explicit method ('learned', 'cellpose' or 'stardist')")
     kw = dict(polarity=polarity, kind=kind, diameter=diameter, threshold=threshold, min_size=min_size,
-              constriction=constriction, method=method, model=model, spacing=spacing)
-    if method == "classic" and (polarity == "auto" or kind == "auto" or diameter is None):
+              constriction=constriction, method=method, model=model, spacing=spacing, tta=tta)
+    auto = {}
+    if method == "auto" or (method == "classic" and (polarity == "auto" or kind == "auto" or diameter is None)):
         # pooled over five frames, each weighted by its foreground: a frame with two cells does not outvote
         # one with three hundred
         probe = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, 5))})
@@ -887,6 +974,23 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
             order = np.argsort(r)
             cum = np.cumsum(w[order])
             kw["diameter"] = float(2 * r[order][np.searchsorted(cum, cum[-1] / 2)])
+        if method == "auto":
+            # halos (phase contrast) when the frames holding most of the foreground have them
+            w = np.array([pr["polarity_weight"] for pr in prs], float)
+            halos = np.array([pr["halo"] < 0 for pr in prs])
+            halo = -1.0 if w.sum() > 0 and w[halos].sum() > 0.5 * w.sum() else 0.0
+            kd = kw["kind"] if kw["kind"] != "auto" else None
+            method, reason, note = choose_method(nd - 1, kw["polarity"], halo, kd,
+                                                 classic_only=_classic_only(diameter, threshold, min_size,
+                                                                            constriction))
+            auto = {"method_reason": reason, **({"note": note} if note else {})}
+            kw["method"] = method
+            if method == "learned":  # the U-Net estimates nothing of these: report what the user gave
+                kw.update(polarity=polarity, kind=kind, diameter=diameter)
+    if method == "learned" and not hasattr(model, "forward"):  # load the network once for all frames
+        from .learned import load_rod_model
+
+        kw["model"] = model = load_rod_model(model)
     results = map_frames(_segment_frame, movie, scheduler=scheduler, n_workers=n_workers, kwargs={"kwargs": kw},
                          desc="segmenting cells")
     labels = np.stack([r[0] for r in results]).astype(np.int32)
@@ -898,7 +1002,9 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
         dists = [r[1].pop("dist") for r in results]
         labels, n_merged = split_transient_merges(labels, dists)  # touching cells the frame's masks merged
         # divisions the masks show a frame late (faint septa); frames without objects skipped, as in the two others
-        labels, n_late = on_present_frames(split_late_divisions, labels, dists)
+        from .learned import SEPTUM_DIP, check_tta
+
+        labels, n_late = on_present_frames(split_late_divisions, labels, dists, dip=SEPTUM_DIP[check_tta(tta)])
         labels, n_isolated = drop_isolated(labels)  # one-frame specks: no cell before or after
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length", "dist")}
@@ -908,7 +1014,7 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     info.update(polarity=info.get("polarity") if method == "learned" else kw["polarity"],
                 kind=kw["kind"] if method == "classic" else info.get("kind"),
                 diameter=kw["diameter"], objects=[int(r[1]["objects"]) for r in results],
-                threshold=[r[1].get("threshold") for r in results])
+                threshold=[r[1].get("threshold") for r in results], **auto)
     return CellSegmentation(labels=labels, info=info)
 
 

@@ -30,9 +30,10 @@ WEIGHTS = "rod_unet.npz"
 SEED_LEVEL = 0.5
 FG_LEVEL = 0.5
 #: smallest dip of the distance map (peak of each part minus the saddle between them) that splits an object of one
-#: frame along the cut its two successors show in the next frame (:func:`split_late_divisions`); chosen on generated
+#: frame along the cut its two successors show in the next frame (:func:`split_late_divisions`), per test-time
+#: augmentation ``tta`` (averaged maps are smoother: single rods dip less at texture spots); chosen on generated
 #: phase-contrast movies and ``render_cells`` colonies (docs/tracking.md)
-SEPTUM_DIP = 0.15
+SEPTUM_DIP = {1: 0.15, 4: 0.10, 8: 0.10}
 
 
 def _torch():
@@ -294,7 +295,38 @@ def load_rod_model(path=None):
     return net
 
 
-def predict_maps(image, net, *, tile: int = 512, flips: bool = True) -> tuple[np.ndarray, np.ndarray]:
+#: Test-time augmentation of the learned back end by default: the number of dihedral transforms of the image
+#: whose maps are averaged (1: none, 4: the flips, 8: flips and transposes); see :func:`predict_maps`. 4 with the
+#: late-division dip 0.10 was chosen on generated tuning movies (docs/tracking.md, "Test-time augmentation").
+TTA = 4
+#: The allowed ``tta`` values.
+TTA_CHOICES = (1, 4, 8)
+
+
+def _dihedral(tta: int) -> list[tuple[int, bool]]:
+    """``(quarter turns, mirrored)`` of the ``tta`` transforms: 1 identity; 4 the flips (id, up-down, left-right,
+    both = a half turn); 8 all of the square's symmetries."""
+    if tta not in TTA_CHOICES:
+        raise InputError(f"tta must be one of {', '.join(map(str, TTA_CHOICES))} (transforms averaged), got {tta!r}")
+    if tta == 1:
+        return [(0, False)]
+    if tta == 4:
+        return [(0, False), (0, True), (2, True), (2, False)]
+    return [(k, m) for k in range(4) for m in (False, True)]
+
+
+def check_tta(tta) -> int:
+    """``tta`` as an int in :data:`TTA_CHOICES` (``None``: :data:`TTA`); a clear error otherwise."""
+    if tta is None:
+        return TTA
+    if isinstance(tta, bool) or not isinstance(tta, (int, np.integer)):
+        raise InputError(f"tta must be one of {', '.join(map(str, TTA_CHOICES))} (transforms averaged), got {tta!r}")
+    _dihedral(int(tta))
+    return int(tta)
+
+
+def predict_maps(image, net, *, tile: int = 512, tta: int | None = None,
+                 flips: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Foreground probability and normalised distance maps of one 2D image.
 
     Parameters
@@ -304,14 +336,21 @@ def predict_maps(image, net, *, tile: int = 512, flips: bool = True) -> tuple[np
         From :func:`load_rod_model`.
     tile : int
         Tiles of this side (px, with a 32 px overlap) bound the memory.
-    flips : bool
-        Average over the four flips (test-time augmentation).
+    tta : {1, 4, 8}, optional
+        Test-time augmentation: the network runs on this many dihedral transforms of each tile (4: the flips;
+        8: also the transposes), each output is transformed back and the probabilities are averaged
+        (``tta`` x the time). Default :data:`TTA`.
+    flips : bool, optional
+        Old spelling: ``True`` is ``tta=4``, ``False`` ``tta=1``.
 
     Returns
     -------
     fg, dist : ndarray of float32, shape (y, x)
     """
     torch = _torch()
+    if flips is not None and tta is None:
+        tta = 4 if flips else 1
+    variants = _dihedral(check_tta(tta))
     img = normalise(image)
     h, w = img.shape
     m = 8
@@ -332,12 +371,12 @@ def predict_maps(image, net, *, tile: int = 512, flips: bool = True) -> tuple[np
                 sl = (slice(y0, y0 + tile), slice(x0, x0 + tile))
                 t = torch.from_numpy(np.ascontiguousarray(x[sl]))[None, None]
                 acc = 0
-                variants = ((), (2,), (3,), (2, 3)) if flips else ((),)
-                for f in variants:
-                    tt = torch.flip(t, f) if f else t
-                    r = net(tt)
-                    acc = acc + (torch.flip(r, f) if f else r)
-                prob = torch.sigmoid(acc / len(variants))[0].numpy()
+                for k, mirror in variants:
+                    tt = torch.flip(t, (3,)) if mirror else t
+                    r = torch.sigmoid(net(torch.rot90(tt, k, (2, 3)) if k else tt))
+                    r = torch.rot90(r, -k, (2, 3)) if k else r
+                    acc = acc + (torch.flip(r, (3,)) if mirror else r)
+                prob = (acc / len(variants))[0].numpy()
                 wy = np.ones(prob.shape[1], np.float32)
                 wx = np.ones(prob.shape[2], np.float32)
                 if y0 > 0:
@@ -376,7 +415,7 @@ def instances(fg: np.ndarray, dist: np.ndarray, *, seed_level: float = SEED_LEVE
     return relabel_sequential(lab)[0].astype(np.int32)
 
 
-def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, inside: float = 0.5,
+def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, inside: float = 0.5,
                          persist: bool = True) -> tuple[np.ndarray, int]:
     """Split objects whose two successors already show the septum: a division the image shows one frame late.
 
@@ -395,7 +434,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
     dist : sequence of ndarray, shape (t, y, x)
         Normalised distance maps of the frames (:func:`predict_maps`), in [0, 1].
     dip, inside : float
-        See above (``dip`` in units of the normalised distance).
+        See above (``dip`` in units of the normalised distance; default :data:`SEPTUM_DIP` of the default
+        :data:`TTA`, read at the call).
     persist : bool
         See above.
 
@@ -408,6 +448,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
     """
     from .temporal import held_objects
 
+    if dip is None:
+        dip = SEPTUM_DIP[TTA]
     labels = np.array(labels, dtype=np.int32, copy=True)
     n_split = 0
     for t in range(len(labels) - 2, -1, -1):
@@ -446,7 +488,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float = SEPTUM_DIP, i
     return labels, n_split
 
 
-def segment_rods_learned(image, *, model=None, flips: bool = False, keep_dist: bool = False) -> tuple[np.ndarray, dict]:
+def segment_rods_learned(image, *, model=None, tta: int | None = None,
+                         keep_dist: bool = False) -> tuple[np.ndarray, dict]:
     """Label image of rod-shaped cells of one 2D phase-contrast frame with the learned model.
 
     Parameters
@@ -454,8 +497,8 @@ def segment_rods_learned(image, *, model=None, flips: bool = False, keep_dist: b
     image : ndarray, shape (y, x)
     model : torch.nn.Module or path, optional
         Default: the shipped weights.
-    flips : bool
-        Test-time flip averaging (4 x the time).
+    tta : {1, 4, 8}, optional
+        Test-time augmentation (:func:`predict_maps`; ``tta`` x the network's time); default :data:`TTA`.
     keep_dist : bool
         Also return the distance map (``info["dist"]``, float16; for :func:`split_late_divisions`).
 
@@ -468,9 +511,10 @@ def segment_rods_learned(image, *, model=None, flips: bool = False, keep_dist: b
     if img.ndim != 2:
         raise InputError(f"method='learned' segments 2D frames; got an image of {img.ndim} dimensions")
     net = model if hasattr(model, "forward") else load_rod_model(model)
-    fg, dist = predict_maps(img, net, flips=flips)
+    tta = check_tta(tta)
+    fg, dist = predict_maps(img, net, tta=tta)
     lab = instances(fg, dist)
-    info = {"method": "learned", "polarity": "dark", "kind": "rods", "n_objects": int(lab.max())}
+    info = {"method": "learned", "polarity": "dark", "kind": "rods", "tta": tta, "n_objects": int(lab.max())}
     if keep_dist:
         info["dist"] = dist.astype(np.float16)
     return lab, info
