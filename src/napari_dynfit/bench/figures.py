@@ -325,17 +325,19 @@ FIGURES = [
            "(tests/test_track_metrics.py)", "equal to 1e-6",
            "{python} -m napari_dynfit.bench.suite tests/test_track_metrics.py -k traccuracy", _tests,
            requires=("traccuracy",)),
-    Figure("segment-f1", "touching cells from raw images, segmentation F1 at IoU 0.5: generated rod colonies "
-           "(phase contrast) / 2D touching nuclei / 3D nuclei", ">= 0.95",
+    Figure("segment-f1", "touching cells from raw images, segmentation F1 at IoU 0.5 (`dynfit segment` defaults: "
+           "the learned back end for phase-contrast rods when torch is installed, else classic): generated rod "
+           "colonies (phase contrast) / 2D touching nuclei / 3D nuclei", ">= 0.95",
            "{python} -m napari_dynfit.bench.cells", _segment_sim),
-    Figure("segment-f1-real", "the same on real phase-contrast bacteria (the CTC movie, `dynfit segment` defaults)",
+    Figure("segment-f1-real", "the same on real phase-contrast bacteria (the CTC movie, `dynfit segment` defaults: "
+           "auto picks the shipped rod U-Net with 4-fold test-time augmentation)",
            ">= 0.95", "{python} -m napari_dynfit.bench.cells {data}/bacteria_div/data/bacteria --no-sim",
            _segment_real, data=("bacteria_div/data/bacteria/img", "bacteria_div/data/bacteria/TRA"),
            data_label="the CTC bacteria movie", timeout_s=7200),
-    Figure("segment-learned-real", "real phase-contrast bacteria from the raw images with the shipped rod U-Net "
-           "(`dynfit segment --method learned`, no per-movie flags): segmentation F1 at IoU 0.5",
+    Figure("segment-classic-real", "the same movie with the classic back end (`dynfit segment --method classic`: "
+           "what a user without torch gets), no per-movie flags: segmentation F1 at IoU 0.5",
            ">= 0.95", "{python} -m napari_dynfit.bench.cells {data}/bacteria_div/data/bacteria --no-sim "
-           "--segment-args=--method=learned",
+           "--segment-args=--method=classic",
            _segment_real, data=("bacteria_div/data/bacteria/img", "bacteria_div/data/bacteria/TRA"),
            data_label="the CTC bacteria movie", timeout_s=7200),
     Figure("link-speed", "10^4 particles x 100 frames with gap closing", "<= trackpy, >= 5x laptrack",
