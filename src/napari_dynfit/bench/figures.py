@@ -165,7 +165,12 @@ def _segment_sim(js: dict) -> str:
     def f1(prefix):
         return " / ".join(f"{v['f1']:.3f}" for k, v in sim.items() if k.startswith(prefix))
 
-    return f"rods (phase contrast) {f1('rods_2d')} / 2D nuclei {f1('nuclei_2d')} / 3D nuclei {f1('nuclei_3d')} (2 seeds each)"
+    methods = sorted({v.get("method") for k, v in sim.items() if k.startswith("rods_2d") and v.get("method")})
+    rods = "rods (phase contrast" + (f", {'/'.join(methods)} back end" if methods else "") + ")"
+    low = [k for k, v in sim.items() if v["f1"] < 0.95]
+    verdict = "met" if not low else f"not met: {', '.join(low)} below 0.95"
+    return (f"{rods} {f1('rods_2d')} / 2D nuclei {f1('nuclei_2d')} / 3D nuclei {f1('nuclei_3d')} (2 seeds each; "
+            f"{verdict})")
 
 
 def _segment_real(js: dict) -> str:
