@@ -59,6 +59,31 @@ def test_late_division_split_where_the_septum_dips():
     assert learned.split_late_divisions(kept_apart, np.concatenate([dist, dist[1:]]))[1] == 1
 
 
+def _capsule(lab, k, y, x0, x1, r):
+    yy, xx = np.mgrid[: lab.shape[0], : lab.shape[1]]
+    lab[(yy - y) ** 2 + (xx - np.clip(xx, x0, x1)) ** 2 <= r * r] = k
+
+
+def test_rod_fragments_rejoin_but_septa_and_neighbours_stay_apart():
+    """A generated rod cut in two by a fake split is one rod again; two rods tip to tip (the U-Net's map dips at
+    their septum) and two rods side by side (union two rods wide) stay apart."""
+    lab = np.zeros((64, 128), np.int32)
+    _capsule(lab, 1, 18, 20, 90, 5)  # one long rod
+    _capsule(lab, 2, 46, 20, 52, 5)  # two rods tip to tip, touching
+    _capsule(lab, 3, 46, 63, 95, 5)
+    _, dist = learned.predict_maps(render_phase(lab, 1), learned.load_rod_model())
+    cut = lab.copy()
+    cut[(lab == 1) & (np.arange(128)[None, :] >= 55)] = 4  # the fake split across the long rod
+    out = learned.merge_rod_fragments(cut, dist, constriction=0.4)
+    assert out.max() == 3 and match_segmentation(lab, out)["f1"] == 1.0
+    assert np.array_equal(learned.merge_rod_fragments(cut, dist, constriction=0), cut)  # 0: off
+    side = np.zeros((40, 80), np.int32)
+    _capsule(side, 1, 15, 15, 60, 5)
+    _capsule(side, 2, 25, 15, 60, 5)  # touching side by side
+    flat = np.ones(side.shape)  # no dip at all between them: only the shape prior keeps them apart
+    assert learned.merge_rod_fragments(side, flat, constriction=0.4, width=10).max() == 2
+
+
 def test_wall_weights_on_shared_walls_only():
     lab = np.zeros((20, 60), np.int32)
     lab[5:15, 5:30] = 1

@@ -34,6 +34,9 @@ FG_LEVEL = 0.5
 #: augmentation ``tta`` (averaged maps are smoother: single rods dip less at texture spots); chosen on generated
 #: phase-contrast movies and ``render_cells`` colonies (docs/tracking.md)
 SEPTUM_DIP = {1: 0.15, 4: 0.10, 8: 0.10}
+#: fragments of one rod rejoin (:func:`merge_rod_fragments`) when the distance map's highest point on their shared
+#: boundary is at least this fraction of the smaller of their two peaks (0: off)
+ROD_MERGE = 0.0
 
 
 def _torch():
@@ -415,6 +418,41 @@ def instances(fg: np.ndarray, dist: np.ndarray, *, seed_level: float = SEED_LEVE
     return relabel_sequential(lab)[0].astype(np.int32)
 
 
+def merge_rod_fragments(labels: np.ndarray, dist: np.ndarray, *, constriction: float | None = None,
+                        width: float | None = None) -> np.ndarray:
+    """Rejoin touching objects of one frame that are one rod cut in two, under the classic rod shape prior.
+
+    The classic back end's greedy merge (:func:`napari_dynfit.detect.cells._merge`), with the U-Net's normalised
+    distance map as the landscape: two touching objects join, highest saddle first, when the map's highest point on
+    their shared boundary is at least ``constriction`` x the smaller of their two peaks (no wall or septum between
+    them: the map is 0 on a wall shared by two cells) and their union is still one rod (width from its second
+    moments at most :data:`~napari_dynfit.detect.cells.ROD_MAX_WIDTH` rod widths, so two rods side by side never
+    join and a rod is never joined across).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (y, x)
+    dist : ndarray, shape (y, x)
+        Normalised distance map (:func:`predict_maps`), in [0, 1].
+    constriction : float, optional
+        Default :data:`ROD_MERGE`; 0 returns ``labels`` unchanged.
+    width : float, optional
+        Rod width, pixels; default the median width of the objects (second moments).
+
+    Returns
+    -------
+    ndarray of int32, shape (y, x)
+    """
+    from .cells import _merge, _object_width
+
+    c = ROD_MERGE if constriction is None else float(constriction)
+    lab = np.asarray(labels, dtype=np.int32)
+    if c <= 0 or lab.max() < 2:
+        return lab
+    w = _object_width(lab, "rods") if width is None else float(width)
+    return _merge(lab, np.asarray(dist, np.float64), "rods", w, None, c, 0)
+
+
 def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, inside: float = 0.5,
                          persist: bool = True) -> tuple[np.ndarray, int]:
     """Split objects whose two successors already show the septum: a division the image shows one frame late.
@@ -488,8 +526,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, 
     return labels, n_split
 
 
-def segment_rods_learned(image, *, model=None, tta: int | None = None,
-                         keep_dist: bool = False) -> tuple[np.ndarray, dict]:
+def segment_rods_learned(image, *, model=None, tta: int | None = None, keep_dist: bool = False,
+                         rod_merge: float | None = None) -> tuple[np.ndarray, dict]:
     """Label image of rod-shaped cells of one 2D phase-contrast frame with the learned model.
 
     Parameters
@@ -501,6 +539,8 @@ def segment_rods_learned(image, *, model=None, tta: int | None = None,
         Test-time augmentation (:func:`predict_maps`; ``tta`` x the network's time); default :data:`TTA`.
     keep_dist : bool
         Also return the distance map (``info["dist"]``, float16; for :func:`split_late_divisions`).
+    rod_merge : float, optional
+        ``constriction`` of :func:`merge_rod_fragments` (default :data:`ROD_MERGE`; 0: off).
 
     Returns
     -------
@@ -514,7 +554,9 @@ def segment_rods_learned(image, *, model=None, tta: int | None = None,
     tta = check_tta(tta)
     fg, dist = predict_maps(img, net, tta=tta)
     lab = instances(fg, dist)
-    info = {"method": "learned", "polarity": "dark", "kind": "rods", "tta": tta, "n_objects": int(lab.max())}
+    n0 = int(lab.max())
+    lab = merge_rod_fragments(lab, dist, constriction=rod_merge)
+    info = {"method": "learned", "rod_fragments_merged": n0 - int(lab.max()), "polarity": "dark", "kind": "rods", "tta": tta, "n_objects": int(lab.max())}
     if keep_dist:
         info["dist"] = dist.astype(np.float16)
     return lab, info
