@@ -82,6 +82,10 @@ def test_rod_fragments_rejoin_but_septa_and_neighbours_stay_apart():
     _capsule(side, 2, 25, 15, 60, 5)  # touching side by side
     flat = np.ones(side.shape)  # no dip at all between them: only the shape prior keeps them apart
     assert learned.merge_rod_fragments(side, flat, constriction=0.4, width=10).max() == 2
+    from napari_dynfit.errors import InputError
+
+    with pytest.raises(InputError, match="rod_merge"):
+        segment_cells(render_phase(lab, 1), method="learned", rod_merge=1.5)
 
 
 def test_wall_weights_on_shared_walls_only():
@@ -161,8 +165,12 @@ def test_learned_on_classic_phase_rendering():
     frames = [4, 12, 23]
     res = segment_cells(movie[23], method="learned")
     assert res.info["kind"] == "rods" and res.labels.max() > 10
-    f1 = pooled_f1(labels[frames], segment_movie(movie[frames], method="learned", scheduler="sync").labels)
+    res = segment_movie(movie[frames], method="learned", scheduler="sync")
+    assert res.info["rod_merge"] == learned.ROD_MERGE > 0
+    f1 = pooled_f1(labels[frames], res.labels)
     assert f1 >= 0.95
+    off = segment_movie(movie[frames[:1]], method="learned", scheduler="sync", rod_merge=0)  # the switch
+    assert off.info["rod_merge"] == 0 and off.info["rod_fragments_merged"] == 0
 
 
 def test_tta_maps_are_equivariant_and_undone():

@@ -69,6 +69,8 @@ def main(argv=None) -> int:
                     help="test-time augmentation: transforms averaged (default the back end's, detect.learned.TTA)")
     ap.add_argument("--septum-dip", type=float, default=None,
                     help="tuning: the late-division pass's dip (default detect.learned.SEPTUM_DIP of the tta)")
+    ap.add_argument("--rod-merge", type=float, default=None,
+                    help="tuning: merge_rod_fragments' constriction (default detect.learned.ROD_MERGE; 0: off)")
     ap.add_argument("--json", help="also write the JSON here")
     args = ap.parse_args(argv)
     from napari_dynfit.detect import learned
@@ -76,10 +78,12 @@ def main(argv=None) -> int:
 
     if args.septum_dip is not None:
         learned.SEPTUM_DIP = dict.fromkeys(learned.TTA_CHOICES, args.septum_dip)
+    if args.rod_merge is not None:
+        learned.ROD_MERGE = args.rod_merge
 
     model = load_rod_model(args.weights)
     out = {"weights": args.weights or "shipped", "young_septa": not args.no_young, "tta": check_tta(args.tta),
-           "septum_dip": learned.SEPTUM_DIP[check_tta(args.tta)], "movies": []}
+           "septum_dip": learned.SEPTUM_DIP[check_tta(args.tta)], "rod_merge": learned.ROD_MERGE, "movies": []}
     tp = nt = npred = 0
     for seed in args.seeds:
         r = movie_figures(seed, model, young=not args.no_young, tta=args.tta)

@@ -157,7 +157,7 @@ def _segment_movie(args) -> int:
     t0 = time.perf_counter()
     res = segment_movie(movie, polarity=args.polarity, kind=args.kind, diameter=args.diameter, threshold=threshold,
                         min_size=args.min_size, method=args.method, scheduler=args.scheduler, n_workers=args.workers,
-                        tta=args.tta)
+                        tta=args.tta, rod_merge=args.rod_merge)
     seconds = time.perf_counter() - t0
     if res.info.get("note"):
         print(f"dynfit segment: {res.info['note']}", file=sys.stderr)
@@ -245,6 +245,10 @@ def register(sub) -> None:
                    help="movie, learned back end: test-time augmentation, the number of flips/rotations of each "
                         "frame whose U-Net maps are averaged (1: none; time grows with it); default the back "
                         "end's")
+    p.add_argument("--rod-merge", type=float, default=None, metavar="C",
+                   help="movie, learned back end: touching objects that are one rod cut in two rejoin when the "
+                        "U-Net's distance map on their boundary stays above C x their smaller peak and the union "
+                        "is one rod wide; default the back end's, 0: off")
     p.add_argument("--threshold", default=None,
                    help="movie: foreground threshold in background spreads (default automatic); .apr: otsu "
                         "(default), li, graphcut or a number")

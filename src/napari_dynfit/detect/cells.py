@@ -604,7 +604,8 @@ def estimate_parameters(image, *, polarity: str = "auto", kind: str = "auto", di
 
 def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter: float | None = None,
                   threshold: float | None = None, min_size: float | None = None, constriction: float | None = None,
-                  method: str = "auto", model=None, spacing=None, tta: int | None = None) -> CellSegmentation:
+                  method: str = "auto", model=None, spacing=None, tta: int | None = None,
+                  rod_merge: float | None = None) -> CellSegmentation:
     """Segment touching cells or nuclei in one raw image.
 
     Parameters
@@ -644,6 +645,11 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
         ``learned`` only: test-time augmentation, the number of flips/rotations of the image whose maps are
         averaged (:func:`~napari_dynfit.detect.learned.predict_maps`); default
         :data:`~napari_dynfit.detect.learned.TTA`. Ignored by the other back ends.
+    rod_merge : float, optional
+        ``learned`` only: touching objects that are one rod cut in two rejoin when the U-Net's distance map on
+        their shared boundary stays above this fraction of their smaller peak and the union is one rod wide
+        (:func:`~napari_dynfit.detect.learned.merge_rod_fragments`); default
+        :data:`~napari_dynfit.detect.learned.ROD_MERGE`, 0: off. Ignored by the other back ends.
 
     Returns
     -------
@@ -679,7 +685,7 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
     if method == "learned":
         from .learned import segment_rods_learned
 
-        lab, info = segment_rods_learned(img, model=model, tta=tta)
+        lab, info = segment_rods_learned(img, model=model, tta=tta, rod_merge=rod_merge)
         return CellSegmentation(labels=lab, info=dict(info, diameter=diameter, objects=int(lab.max()), **auto))
     if method != "classic":
         return _deep(img, method, model, diameter, polarity)
@@ -898,7 +904,7 @@ def _segment_frame(frame, kwargs):
         from .learned import segment_rods_learned
 
         lab, info = segment_rods_learned(_check_image(frame), model=kwargs["model"], tta=kwargs["tta"],
-                                         keep_dist=True)
+                                         keep_dist=True, rod_merge=kwargs["rod_merge"])
         return lab, dict(info, objects=int(lab.max()))
     res = segment_cells(frame, **kwargs)
     return res.labels, res.info
@@ -907,7 +913,8 @@ def _segment_frame(frame, kwargs):
 def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter: float | None = None,
                   threshold: float | None = None, min_size: float | None = None, constriction: float | None = None,
                   method: str = "auto", model=None, spacing=None, scheduler="threads",
-                  n_workers: int | None = None, tta: int | None = None) -> CellSegmentation:
+                  n_workers: int | None = None, tta: int | None = None,
+                  rod_merge: float | None = None) -> CellSegmentation:
     """Segment every frame of a movie ``(t, [z,] y, x)`` with :func:`segment_cells`, in parallel.
 
     ``polarity``, ``kind`` and ``diameter`` left on auto are estimated once from the first, middle and last
@@ -925,8 +932,8 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     ``method="auto"`` (default) decides the back end once for the movie from the same five probe frames
     (:func:`choose_method`: ``learned`` for 2D phase-contrast rods, when torch can be imported; polarity by the
     frames' foreground-weighted vote, halos when frames holding most of the foreground have them), reported in
-    ``info["method"]`` and ``info["method_reason"]`` (and ``info["note"]`` when torch is missing). ``tta``: see
-    :func:`segment_cells`.
+    ``info["method"]`` and ``info["method_reason"]`` (and ``info["note"]`` when torch is missing). ``tta`` and
+    ``rod_merge`` (rod fragments rejoined per frame, before the movie passes): see :func:`segment_cells`.
 
     Returns
     -------
@@ -947,7 +954,8 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     if method == "auto" and model is not None:
         raise InputError("model= needs an explicit method ('learned', 'cellpose' or 'stardist')")
     kw = dict(polarity=polarity, kind=kind, diameter=diameter, threshold=threshold, min_size=min_size,
-              constriction=constriction, method=method, model=model, spacing=spacing, tta=tta)
+              constriction=constriction, method=method, model=model, spacing=spacing, tta=tta,
+              rod_merge=rod_merge)
     auto = {}
     if method == "auto" or (method == "classic" and (polarity == "auto" or kind == "auto" or diameter is None)):
         # pooled over five frames, each weighted by its foreground: a frame with two cells does not outvote
@@ -1015,6 +1023,8 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
                 kind=kw["kind"] if method == "classic" else info.get("kind"),
                 diameter=kw["diameter"], objects=[int(r[1]["objects"]) for r in results],
                 threshold=[r[1].get("threshold") for r in results], **auto)
+    if "rod_fragments_merged" in info:  # per frame in the results: the movie's total
+        info["rod_fragments_merged"] = int(sum(r[1].get("rod_fragments_merged", 0) for r in results))
     return CellSegmentation(labels=labels, info=info)
 
 

@@ -36,7 +36,7 @@ FG_LEVEL = 0.5
 SEPTUM_DIP = {1: 0.15, 4: 0.10, 8: 0.10}
 #: fragments of one rod rejoin (:func:`merge_rod_fragments`) when the distance map's highest point on their shared
 #: boundary is at least this fraction of the smaller of their two peaks (0: off)
-ROD_MERGE = 0.0
+ROD_MERGE = 0.5
 
 
 def _torch():
@@ -555,8 +555,11 @@ def segment_rods_learned(image, *, model=None, tta: int | None = None, keep_dist
     fg, dist = predict_maps(img, net, tta=tta)
     lab = instances(fg, dist)
     n0 = int(lab.max())
+    rod_merge = ROD_MERGE if rod_merge is None else float(rod_merge)
+    if not 0 <= rod_merge <= 1:
+        raise InputError(f"rod_merge must be in [0, 1] (0: off), got {rod_merge}")
     lab = merge_rod_fragments(lab, dist, constriction=rod_merge)
-    info = {"method": "learned", "rod_fragments_merged": n0 - int(lab.max()), "polarity": "dark", "kind": "rods", "tta": tta, "n_objects": int(lab.max())}
+    info = {"method": "learned", "rod_merge": rod_merge, "rod_fragments_merged": n0 - int(lab.max()), "polarity": "dark", "kind": "rods", "tta": tta, "n_objects": int(lab.max())}
     if keep_dist:
         info["dist"] = dist.astype(np.float16)
     return lab, info
