@@ -5,7 +5,8 @@ cell foreground and each cell's distance to its own boundary divided by that cel
 rod's axis, 0 at its edge and at a wall or septum shared with a neighbour; a flow-free cousin of Omnipose's
 distance field). Instances: the seeds are the connected parts where the distance map exceeds 0.5 (a touching
 pair, side by side or tip to tip, has its seeds cut apart by the wall between them), grown by a watershed on
-the distance map inside the foreground.
+the distance map inside the foreground; touching objects that are one rod cut in two (no wall or septum dip
+between them, their union one rod wide) then rejoin (:func:`merge_rod_fragments`, the classic back end's merge).
 
 Training (:func:`train_rod_model`) uses only :mod:`napari_dynfit.sim.phase` images: random colonies, optics,
 backgrounds and noise, a fresh random rendering for every sample. The shipped weights
