@@ -257,9 +257,13 @@ def test_cli_segment_learned(tmp_path, capsys):
     tifffile.imwrite(src, movie)
     assert main(["segment", str(src), "-o", str(out), "--method", "learned", "--axes", "tyx", "--scheduler", "sync"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert info["method"] == "learned" and info["frames"] == 4
+    assert info["method"] == "learned" and info["frames"] == 4 and info["rod_merge"] == learned.ROD_MERGE
     got = tifffile.imread(out)
     assert got.shape == movie.shape and pooled_f1(labels, got) >= 0.9
+    off = tmp_path / "off.tif"
+    assert main(["segment", str(src), "-o", str(off), "--method", "learned", "--axes", "tyx", "--scheduler", "sync",
+                 "--rod-merge", "0"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rod_merge"] == 0
 
 
 @pytest.mark.slow
