@@ -9,7 +9,7 @@
 #    stationary --device cuda`) at the held-out alphas and outside the range, MEMBERS members each, with the
 #    trained closure CLOSURE (made on a CPU: `--steps a_priori,a_posteriori --save-closure`); rewritten after
 #    each alpha, so a time-out keeps the finished ones; T_END (default 60) lengthens the window t = 20..T_END
-#    (the low spectrum shells' seed-to-seed spread is what leaves them unresolved); results of several sessions
+#    (it does not resolve the low spectrum shells at 32^2: the state drifts, docs/closures.md); results of several sessions
 #    (disjoint MEMBERS, same T_END) pool with `python -m napari_dynfit.bench.closure --merge A.json B.json`;
 # 4. gpu_apr_conv.json, apr_check.json: `dynfit bench apr-conv --device cuda` (1024^3 pixel-equivalent, ratio ~30:
 #    build ~30 s and headline first, then kernel-only, end to end, our CPU kernel, cuDNN, the torch path, 4 frames x
