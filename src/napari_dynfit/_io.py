@@ -193,7 +193,7 @@ def _mkdirs(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(dest, *, is_dir: bool = False):
+def atomic_path(dest, *, is_dir: bool = False, record: bool = True):
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success.
 
     Parameters
@@ -205,6 +205,9 @@ def atomic_path(dest, *, is_dir: bool = False):
         directory is created empty, and marked with :data:`MARKER` on success. An existing ``dest``
         directory is replaced as a whole only when it carries the marker (or is empty); a folder of
         the user's raises :class:`~napari_dynfit.errors.InputError` and is left untouched.
+    record : bool
+        ``False``: the write is not part of an enclosing :func:`output_transaction`, so it stays when the
+        command later fails or is killed (a long benchmark's partial results, :func:`keep_json`).
 
     Yields
     ------
@@ -226,7 +229,7 @@ def atomic_path(dest, *, is_dir: bool = False):
         if is_dir:
             write_marker(tmp)
         _refuse_replace(dest, is_dir)
-        _commit(tmp, dest, is_dir)
+        _commit(tmp, dest, is_dir, record)
     except BaseException:
         _remove(tmp)  # stays registered: remove_temporaries() removes what a background writer adds later
         raise
@@ -292,14 +295,14 @@ def deferred_signals(*, discard: bool = False):
                 os.kill(os.getpid(), held[0])
 
 
-def _commit(tmp: Path, dest: Path, is_dir: bool) -> None:
+def _commit(tmp: Path, dest: Path, is_dir: bool, record: bool = True) -> None:
     with deferred_signals():  # the destination is never left moved aside and not recorded
-        _commit_now(tmp, dest, is_dir)
+        _commit_now(tmp, dest, is_dir, record)
 
 
-def _commit_now(tmp: Path, dest: Path, is_dir: bool) -> None:
+def _commit_now(tmp: Path, dest: Path, is_dir: bool, record: bool = True) -> None:
     exists = dest.exists() or dest.is_symlink()
-    if _JOURNAL is not None:
+    if _JOURNAL is not None and record:
         backup = None
         if exists:
             backup = dest.with_name(f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:6]}")
@@ -871,26 +874,16 @@ def check_free_space(path, nbytes: float, *, what: str = "the output", fix: str 
 
 
 def keep_json(obj, output, *, indent: int = 2) -> None:
-    """Write ``obj`` as JSON to ``output`` now (temporary sibling + rename), outside :func:`output_transaction`.
+    """Write ``obj`` as JSON to ``output`` now (:func:`atomic_path` with ``record=False``), outside
+    :func:`output_transaction`.
 
-    For the partial results of a long benchmark, rewritten after each stage: unlike a write through
-    :func:`atomic_path` inside a command, the file stays when the command later fails or is killed (a rollback
-    would remove it). The caller marks the record as partial (e.g. a ``"status"`` key). ``output`` has been
-    checked by the command (:func:`check_output`) before.
+    For the partial results of a long benchmark, rewritten after each stage: unlike a recorded write inside a
+    command, the file stays when the command later fails or is killed (a rollback would remove it). The caller
+    marks the record as partial (e.g. a ``"status"`` key). ``output`` has been checked by the command
+    (:func:`check_output`) before.
     """
-    dest = Path(output).expanduser()
-    _refuse_replace(dest, False)
-    _mkdirs(dest.parent)
-    tmp = _tmp_path(dest)
-    _TEMPS.add(tmp)
-    try:
+    with atomic_path(output, record=False) as tmp:
         tmp.write_text(json.dumps(obj, indent=indent, default=float))
-        with deferred_signals():
-            os.replace(tmp, dest)
-    except BaseException:
-        _remove(tmp)
-        raise
-    _TEMPS.discard(tmp)
 
 
 def emit_json(obj, output=None, *, indent: int = 2) -> str:
