@@ -583,6 +583,11 @@ def choose_method(ndim: int, polarity: str, halo: float, kind: str | None, *,
     return "learned", "auto: 2D phase contrast (dark cells, bright halos), rods, torch available", None
 
 
+def _check_auto_model(method: str, model) -> None:
+    if method == "auto" and model is not None:
+        raise InputError("model= needs an explicit method ('learned', 'cellpose' or 'stardist')")
+
+
 def _classic_only(diameter, threshold, min_size, constriction) -> tuple[str, ...]:
     given = dict(diameter=diameter, threshold=threshold, min_size=min_size, constriction=constriction)
     return tuple(k for k, v in given.items() if v is not None)
@@ -674,9 +679,8 @@ def segment_cells(image, *, polarity: str = "auto", kind: str = "auto", diameter
             raise InputError(f"spacing must hold {img.ndim} positive numbers, got {spacing}")
         sampling = sp / sp.min()
     pr, auto = None, {}
+    _check_auto_model(method, model)
     if method == "auto":
-        if model is not None:
-            raise InputError("model= needs an explicit method ('learned', 'cellpose' or 'stardist')")
         pr = _prepare(img, polarity, threshold, diameter, sampling, min_size)
         kd = kind if kind != "auto" else (None if pr["radius"] is None else
                                           _kind_of(pr["aspects"], pr["ridge_index"], img.ndim))
@@ -951,8 +955,7 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     if nd not in (3, 4) or n == 0:
         raise InputError(f"movie has {nd} dimensions; expected (t, y, x) or (t, z, y, x)")
     _check_choice(method, METHODS, "method")
-    if method == "auto" and model is not None:
-        raise InputError("model= needs an explicit method ('learned', 'cellpose' or 'stardist')")
+    _check_auto_model(method, model)
     kw = dict(polarity=polarity, kind=kind, diameter=diameter, threshold=threshold, min_size=min_size,
               constriction=constriction, method=method, model=model, spacing=spacing, tta=tta,
               rod_merge=rod_merge)

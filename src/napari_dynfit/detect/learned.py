@@ -309,10 +309,8 @@ TTA_CHOICES = (1, 4, 8)
 
 
 def _dihedral(tta: int) -> list[tuple[int, bool]]:
-    """``(quarter turns, mirrored)`` of the ``tta`` transforms: 1 identity; 4 the flips (id, up-down, left-right,
-    both = a half turn); 8 all of the square's symmetries."""
-    if tta not in TTA_CHOICES:
-        raise InputError(f"tta must be one of {', '.join(map(str, TTA_CHOICES))} (transforms averaged), got {tta!r}")
+    """``(quarter turns, mirrored)`` of the ``tta`` transforms (a value :func:`check_tta` returned): 1 identity;
+    4 the flips (id, up-down, left-right, both = a half turn); 8 all of the square's symmetries."""
     if tta == 1:
         return [(0, False)]
     if tta == 4:
@@ -324,9 +322,8 @@ def check_tta(tta) -> int:
     """``tta`` as an int in :data:`TTA_CHOICES` (``None``: :data:`TTA`); a clear error otherwise."""
     if tta is None:
         return TTA
-    if isinstance(tta, bool) or not isinstance(tta, (int, np.integer)):
+    if isinstance(tta, bool) or not isinstance(tta, (int, np.integer)) or int(tta) not in TTA_CHOICES:
         raise InputError(f"tta must be one of {', '.join(map(str, TTA_CHOICES))} (transforms averaged), got {tta!r}")
-    _dihedral(int(tta))
     return int(tta)
 
 
