@@ -331,9 +331,9 @@ def _background(shape, rng) -> np.ndarray:
 def _clutter(shape, r, rng) -> np.ndarray:
     """Dark and bright specks and rings (debris, dust) of up to 1.5 rod radii."""
     clutter = np.zeros(shape)
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
     for _ in range(rng.poisson(3)):
         y, x = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
-        yy, xx = np.ogrid[:shape[0], :shape[1]]
         rr = np.hypot(yy - y, xx - x)
         s = rng.uniform(1, 1.5 * r)
         if rng.random() < 0.5:  # speck
