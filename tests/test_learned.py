@@ -151,6 +151,7 @@ def test_shipped_weights_held_out_colonies():
     images, labels = np.concatenate(images), np.concatenate(labels)
     res = segment_movie(images, method="learned", scheduler="sync")
     assert res.labels.shape == labels.shape and res.info["method"] == "learned"
+    assert {"merges_split", "splits_joined", "late_divisions_split", "isolated_dropped"} <= set(res.info)
     assert pooled_f1(labels, res.labels) >= 0.5
 
 

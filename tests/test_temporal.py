@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from napari_dynfit.detect import match_segmentation
-from napari_dynfit.detect.temporal import drop_isolated, moved_objects, split_transient_merges
+from napari_dynfit.detect.temporal import drop_isolated, join_transient_splits, moved_objects, split_transient_merges
 from napari_dynfit.sim.cells import simulate_rod_colony
 from napari_dynfit.sim.render import render_labels
 
@@ -102,3 +102,45 @@ def test_frames_without_objects_are_skipped_not_compared(colony):
     assert n == 1 and not out[10].any()
     m = match_segmentation(colony[11], out[11])
     assert m["f1"] == 1.0 and m["mean_iou"] > 0.95
+
+
+def _cut_rod(movie, frames, rng_seed=0):
+    """Cut the longest rod alive in ``frames`` across its middle (a 2-px line) in those frames: the
+    segmentation's mistake on one cell for a frame or two. Returns the damaged movie and the rod's label."""
+    alive = set.intersection(*(set(np.unique(movie[t]).tolist()) - {0} for t in range(frames[0] - 1, min(frames[-1] + 2, len(movie)))))
+    lab = max(alive, key=lambda v: int((movie[frames[0]] == v).sum()))
+    out = movie.copy()
+    for t in frames:
+        f = out[t]
+        yy, xx = np.nonzero(f == lab)
+        c = np.array([yy.mean(), xx.mean()])
+        u = np.linalg.svd(np.stack([yy, xx], 1) - c, full_matrices=False)[2][0]  # long axis
+        s = (np.stack([yy, xx], 1) - c) @ u
+        f[yy[np.abs(s) < 1.0], xx[np.abs(s) < 1.0]] = 0
+        f[yy[s >= 1.0], xx[s >= 1.0]] = f.max() + 1
+    return out, lab
+
+
+def test_truth_movie_has_no_cut_to_join(colony):
+    out, n = join_transient_splits(colony)
+    assert n == 0 and np.array_equal(out, colony)  # a division's daughters stay two cells: nothing to join
+
+
+@pytest.mark.parametrize("frames", [(9,), (9, 10)])
+def test_rod_cut_for_a_frame_or_two_is_joined(colony, frames):
+    damaged, _ = _cut_rod(colony, frames)
+    for t in frames:
+        assert match_segmentation(colony[t], damaged[t])["f1"] < 1.0
+    out, n = join_transient_splits(damaged)
+    assert n == len(frames)
+    for t in range(len(colony)):
+        m = match_segmentation(colony[t], out[t])
+        assert m["f1"] == 1.0 and m["mean_iou"] > 0.95
+
+
+def test_rod_cut_to_the_end_is_a_division_not_joined(colony):
+    """Pieces that never come together again are two cells (as a division looks): left as they are."""
+    frames = tuple(range(9, len(colony)))
+    damaged, _ = _cut_rod(colony, frames)
+    out, n = join_transient_splits(damaged)
+    assert n == 0 and np.array_equal(out, damaged)

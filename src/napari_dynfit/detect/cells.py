@@ -928,7 +928,9 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     ``"local-cluster"`` or a Dask scheduler address); lazy movies (Zarr, Dask, TIFF pages) are read per frame.
     With ``method="learned"`` last passes over the movie split masks holding touching cells that earlier frames
     show apart (:func:`~napari_dynfit.detect.temporal.split_transient_merges`, their number in
-    ``info["merges_split"]``) and objects whose two successors already show a septum the frame before
+    ``info["merges_split"]``), join pieces that are one object in the frame before and again in a frame after
+    (:func:`~napari_dynfit.detect.temporal.join_transient_splits`, ``info["splits_joined"]``), split objects whose
+    two successors already show a septum the frame before
     (:func:`~napari_dynfit.detect.learned.split_late_divisions`; ``info["late_divisions_split"]``), then drop
     objects nothing overlaps in the frames before and after (:func:`~napari_dynfit.detect.temporal.drop_isolated`;
     ``info["isolated_dropped"]``).
@@ -1008,10 +1010,11 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     n_late = None
     if method == "learned" and labels.ndim == 3:
         from .learned import split_late_divisions
-        from .temporal import drop_isolated, on_present_frames, split_transient_merges
+        from .temporal import drop_isolated, join_transient_splits, on_present_frames, split_transient_merges
 
         dists = [r[1].pop("dist") for r in results]
         labels, n_merged = split_transient_merges(labels, dists)  # touching cells the frame's masks merged
+        labels, n_joined = join_transient_splits(labels)  # one cell the frame's masks cut for a frame or two
         # divisions the masks show a frame late (faint septa); frames without objects skipped, as in the two others
         from .learned import SEPTUM_DIP, check_tta
 
@@ -1020,7 +1023,8 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length", "dist")}
     if n_late is not None:
-        info.update(late_divisions_split=n_late, merges_split=n_merged, isolated_dropped=n_isolated)
+        info.update(late_divisions_split=n_late, merges_split=n_merged, splits_joined=n_joined,
+                    isolated_dropped=n_isolated)
         results = [(lab, dict(r[1], objects=int(lab.max()))) for lab, r in zip(labels, results)]
     info.update(polarity=info.get("polarity") if method == "learned" else kw["polarity"],
                 kind=kw["kind"] if method == "classic" else info.get("kind"),
