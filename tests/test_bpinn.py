@@ -186,6 +186,45 @@ def test_rest_laplace_adds_the_hidden_layers_linearised_share_of_the_width():
         b.sample(None, draws=2, tune=2, rest="magic")
 
 
+def test_laplace_factor_is_the_square_root_of_the_autograd_gauss_newton_covariance():
+    # a tiny tanh network (nonlinear in every hidden weight) at a state off the MAP point, two tasks of
+    # different weights (one differentiating the network) and a log-normal rate: the reference builds
+    # H = sum_k lambda_k J_k^T J_k + P with J_k by autograd (exact) and P from the priors as stated; the
+    # factor (central differences, step 1e-5: error ~1e-10 relative) must satisfy L^T H L = I
+    x = torch.linspace(0, 1, 12, dtype=torch.float64)[:, None]
+    y = torch.exp(-2 * x[:, 0])
+
+    def ode(net, th):
+        u, du = derivative(net, x)
+        return du + th["k"] * u
+
+    tasks = [Task("data", lambda net, th: net(x) - y, noise=0.05), Task("ode", ode, noise=0.3, physics=True)]
+    b = BPINN(MLP((0, 1), (3,), seed=2), tasks, {"k": Prior(0.5, 2.0, log=True)}, weighting="fixed", prior_std=1.5)
+    z = b.initial_state() + 0.3 * torch.randn(b.n_weights + 1, dtype=torch.float64,
+                                              generator=torch.Generator().manual_seed(4))
+    lam = {"data": 0.05 ** -2, "ode": 0.3 ** -2}
+    for sub in ("output", "all"):
+        index = b.subnetwork_index(sub)
+
+        def weighted(v, index=index):
+            r = b.residuals(z.index_put((index,), v))
+            return torch.cat([np.sqrt(lam[k]) * r[k] for k in ("data", "ode")])
+
+        J = torch.autograd.functional.jacobian(weighted, z[index].clone())
+        prec = torch.tensor([1.5 ** -2] * b.n_weights + [2.0 ** -2], dtype=torch.float64)[index]
+        H = J.T @ J + torch.diag(prec)
+        L = b.laplace_factor(z, None, index)
+        assert L.shape == (len(index), len(index)) and torch.equal(L, torch.triu(L))
+        eye = torch.eye(len(index), dtype=torch.float64)
+        assert float((L.T @ H @ L - eye).abs().max()) < 1e-6  # measured 3e-10 (output), 1.4e-9 (all)
+        # the check can tell: without the prior precision L^T H L is far from I (measured 0.93, 0.99), and the
+        # tolerance is below the finite-difference error of a coarser step in the hidden weights (1.4e-5)
+        assert float((L.T @ (J.T @ J) @ L - eye).abs().max()) > 0.5
+        if sub == "all":
+            coarse = b.laplace_factor(z, None, index, step=1e-3)
+            assert float((coarse.T @ H @ coarse - eye).abs().max()) > 1e-6
+
+
 def test_cut_parameter_draws_carry_the_parameter_uncertainty_into_the_field():
     # u = a sin(2 pi x) is fixed by an equation given a; a comes from a separate estimate with
     # log-sd 0.1 (a cut posterior): the pooled field draws spread like a sin(2 pi x), cover the truth

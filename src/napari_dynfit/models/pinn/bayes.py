@@ -434,15 +434,7 @@ class BPINN:
         """
         weights = self.weights if weights is None else weights
         index = self.subnetwork_index("all") if index is None else index
-        z = z.detach()
-        cols = []
-        for i in index.tolist():
-            zp, zm = z.clone(), z.clone()
-            zp[i] += step
-            zm[i] -= step
-            rp, rm = self._residuals_value(zp), self._residuals_value(zm)
-            cols.append(torch.cat([math.sqrt(weights[k]) * (rp[k] - rm[k]) / (2 * step) for k in rp]))
-        J = torch.stack(cols, dim=1)
+        J = self._weighted_jacobian(z, index, weights, step)
         prec = self._prior_precision(J.dtype, J.device)[index.to(J.device)]
         K = torch.linalg.cholesky(J.T @ J + torch.diag(prec))
         eye = torch.eye(len(prec), dtype=J.dtype, device=J.device)
@@ -765,19 +757,35 @@ class BPINN:
         d[:, logs] = np.log(d[:, logs])
         return torch.as_tensor(d, dtype=torch.float64, device=self.device)
 
-    def _weighted_linearisation(self, z, index, weights, step: float = 1e-5):
-        """Residuals ``r`` of all tasks at ``z`` and their Jacobian ``J`` in ``z[index]``, each task times ``sqrt(lambda_k)``."""
-        def res(zz):
-            r = self._residuals_value(zz)
-            return torch.cat([math.sqrt(weights[k]) * r[k] for k in r])
+    def _weighted_jacobian(self, z, index, weights, step: float = 1e-5) -> torch.Tensor:
+        """Jacobian of all tasks' residuals, each task times ``sqrt(lambda_k)``, in ``z[index]``.
 
+        Central differences of step ``step`` in each coordinate ``z[i]``, ``i`` in ``index`` (the
+        others held at ``z``): two residual evaluations per column, differenced before weighting.
+
+        Returns
+        -------
+        Tensor, shape (M, len(index))
+            ``M`` the total number of residuals (tasks concatenated in their order).
+        """
+        z = z.detach()
         cols = []
         for i in index.tolist():
             zp, zm = z.clone(), z.clone()
             zp[i] += step
             zm[i] -= step
-            cols.append((res(zp) - res(zm)) / (2 * step))
-        return res(z), torch.stack(cols, dim=1), res
+            rp, rm = self._residuals_value(zp), self._residuals_value(zm)
+            cols.append(torch.cat([math.sqrt(weights[k]) * (rp[k] - rm[k]) / (2 * step) for k in rp]))
+        return torch.stack(cols, dim=1)
+
+    def _weighted_linearisation(self, z, index, weights, step: float = 1e-5):
+        """Residuals ``r`` of all tasks at ``z``, each task times ``sqrt(lambda_k)``, their Jacobian ``J`` in
+        ``z[index]`` (:meth:`_weighted_jacobian`) and the function ``z -> r``."""
+        def res(zz):
+            r = self._residuals_value(zz)
+            return torch.cat([math.sqrt(weights[k]) * r[k] for k in r])
+
+        return res(z), self._weighted_jacobian(z, index, weights, step), res
 
     def _physical(self, q):
         """Physical parameter values of the flat parameter states ``q`` (..., n_parameters)."""
@@ -867,7 +875,7 @@ class BPINN:
         """
         z = z.detach()
         all_idx = self.subnetwork_index("all").to(z.device)
-        _, J, _ = self._weighted_linearisation(z, all_idx, weights)
+        J = self._weighted_jacobian(z, all_idx, weights)
         prec = self._prior_precision(J.dtype, J.device)
         H = J.T @ J + torch.diag(prec)
         K = torch.linalg.cholesky(H)
