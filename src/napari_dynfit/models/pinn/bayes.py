@@ -423,8 +423,9 @@ class BPINN:
 
         ``H = sum_k lambda_k J_k^T J_k + P`` with ``J_k`` the Jacobian of task ``k``'s residuals
         with respect to ``z[index]`` (the other coordinates held at ``z``), by central differences
-        of step ``step`` (two residual evaluations per column; exact for the output layer, in
-        which the residuals of linear equations are linear), and ``P`` the prior precision.
+        of step ``step`` (two residual evaluations per column; exact for the output layer's weights, in
+        which the residuals of linear equations are linear, not for log-scaled physical parameters), and ``P``
+        the prior precision.
         HMC on ``y`` with ``z[index] = z_MAP[index] + L y`` then sees a nearly isotropic posterior.
 
         Returns
@@ -823,7 +824,7 @@ class BPINN:
             dr.append(r_c - r0)
             dJ.append(J_c - J0)
             dtheta.append(float(self._physical(zc[self.n_weights:])[c] - theta0[c]))
-        prec = torch.full((len(index),), 1.0 / self.prior_std ** 2, dtype=z.dtype, device=z.device)
+        prec = self._prior_precision(z.dtype, z.device)[index.to(z.device)]  # output-layer weights only
         w0 = z[index]
         out = []
         for j in range(int(n)):
