@@ -51,15 +51,20 @@ def test_moved_objects_follow_the_colony(colony):
     assert match_segmentation(colony[t], colony[t - 1])["f1"] < 0.5
 
 
+def _assert_truth_recovered(truth, out):
+    """Every frame of ``out`` has the truth's objects (F1 1 at IoU 0.5) with a mean IoU above 0.95."""
+    for t in range(len(truth)):
+        m = match_segmentation(truth[t], out[t])
+        assert m["f1"] == 1.0 and m["mean_iou"] > 0.95
+
+
 @pytest.mark.parametrize("frames", [(10,), (10, 11)])
 def test_merged_pair_split_back(colony, frames):
     pair = _touching_pair(colony, frames[0], frames[0] - 2, frames[-1] + 1)
     damaged = _merge(colony, frames, pair)  # the segmentation merges two touching rods for one or two frames
     out, n = split_transient_merges(damaged)
     assert n == len(frames)
-    for t in range(len(colony)):
-        m = match_segmentation(colony[t], out[t])
-        assert m["f1"] == 1.0 and m["mean_iou"] > 0.95
+    _assert_truth_recovered(colony, out)
 
 
 def test_pair_apart_in_one_earlier_frame_only_stays_merged(colony):
@@ -133,9 +138,7 @@ def test_rod_cut_for_a_frame_or_two_is_joined(colony, frames):
         assert match_segmentation(colony[t], damaged[t])["f1"] < 1.0
     out, n = join_transient_splits(damaged)
     assert n == len(frames)
-    for t in range(len(colony)):
-        m = match_segmentation(colony[t], out[t])
-        assert m["f1"] == 1.0 and m["mean_iou"] > 0.95
+    _assert_truth_recovered(colony, out)
 
 
 def test_rod_cut_to_the_end_is_a_division_not_joined(colony):
