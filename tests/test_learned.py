@@ -59,6 +59,19 @@ def test_late_division_split_where_the_septum_dips():
     assert learned.split_late_divisions(kept_apart, np.concatenate([dist, dist[1:]]))[1] == 1
 
 
+def test_late_division_pass_skips_movies_sparse_in_the_cell_cycle():
+    """A movie whose segmented area doubles from frame to frame (frames far apart in the cell cycle): the pass
+    does not run, as a "one frame late" cut would fall on a mother well before its division."""
+    from napari_dynfit.detect.temporal import doubling_frames
+
+    lab, dist = _rod_pair_movie()
+    sparse, sdist = np.pad(lab, ((0, 0), (0, 40), (0, 0))), np.pad(dist, ((0, 0), (0, 40), (0, 0)))
+    sparse[1, 30:40, 5:55] = 3  # more cells in the next frame: the area doubles in one frame
+    assert doubling_frames(sparse) == pytest.approx(1.0) and doubling_frames(lab) == np.inf
+    assert learned.split_late_divisions(sparse, sdist)[1] == 0
+    assert learned.split_late_divisions(sparse, sdist, min_doubling=0)[1] == 1
+
+
 def _capsule(lab, k, y, x0, x1, r):
     yy, xx = np.mgrid[: lab.shape[0], : lab.shape[1]]
     lab[(yy - y) ** 2 + (xx - np.clip(xx, x0, x1)) ** 2 <= r * r] = k
@@ -168,6 +181,7 @@ def test_learned_on_classic_phase_rendering():
     assert res.info["kind"] == "rods" and res.labels.max() > 10
     res = segment_movie(movie[frames], method="learned", scheduler="sync")
     assert res.info["rod_merge"] == learned.ROD_MERGE == 0  # off by default (lost on the real movie)
+    assert res.info["doubling_frames"] < learned.LATE_MIN_DOUBLING and "late-division pass skipped" in res.info["note"]
     assert pooled_f1(labels[frames], res.labels) >= 0.95
     on = segment_movie(movie[frames], method="learned", scheduler="sync", rod_merge=0.5)  # the switch
     assert on.info["rod_merge"] == 0.5 and pooled_f1(labels[frames], on.labels) >= 0.95

@@ -5,7 +5,13 @@ import pytest
 from scipy import ndimage
 
 from napari_dynfit.detect import match_segmentation
-from napari_dynfit.detect.temporal import drop_isolated, join_transient_splits, moved_objects, split_transient_merges
+from napari_dynfit.detect.temporal import (
+    doubling_frames,
+    drop_isolated,
+    join_transient_splits,
+    moved_objects,
+    split_transient_merges,
+)
 from napari_dynfit.sim.cells import simulate_rod_colony
 from napari_dynfit.sim.render import render_labels
 
@@ -147,3 +153,12 @@ def test_rod_cut_to_the_end_is_a_division_not_joined(colony):
     damaged, _ = _cut_rod(colony, frames)
     out, n = join_transient_splits(damaged)
     assert n == 0 and np.array_equal(out, damaged)
+
+
+def test_doubling_frames_of_a_growing_colony(colony):
+    """The colony grows at 0.08 per frame (rods lengthen; area doubles in ~ln 2 / 0.08 = 8.7 frames at most):
+    imaged every third frame it doubles in a third as many frames; a still or empty movie does not double."""
+    d1, d3 = doubling_frames(colony), doubling_frames(colony[::3])
+    assert 5 < d1 < 20 and d3 == pytest.approx(d1 / 3, rel=0.25)
+    assert doubling_frames(np.repeat(colony[:1], 4, axis=0)) == np.inf
+    assert doubling_frames(np.zeros((3, 8, 8), int)) == np.inf

@@ -166,8 +166,8 @@ def _segment_movie(args) -> int:
     with atomic_path(out) as tmp:
         tifffile.imwrite(tmp, res.labels.astype(np.uint16 if res.labels.max() < 65536 else np.int32),
                          compression="zlib", metadata={"axes": "TYX" if res.labels.ndim == 3 else "TZYX"})
-    info = {k: res.info[k] for k in ("method", "method_reason", "tta", "rod_merge", "polarity", "kind", "diameter")
-            if k in res.info}
+    info = {k: res.info[k] for k in ("method", "method_reason", "tta", "rod_merge", "polarity", "kind", "diameter",
+                                     "doubling_frames", "late_divisions_split") if k in res.info}
     info.update(frames=int(res.labels.shape[0]), objects_total=int(sum(res.info["objects"])),
                 objects_per_frame_median=float(np.median(res.info["objects"])), seconds=round(seconds, 2),
                 labels=str(out))

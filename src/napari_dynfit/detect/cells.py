@@ -931,7 +931,9 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     ``info["merges_split"]``), join pieces that are one object in the frame before and again in a frame after
     (:func:`~napari_dynfit.detect.temporal.join_transient_splits`, ``info["splits_joined"]``), split objects whose
     two successors already show a septum the frame before
-    (:func:`~napari_dynfit.detect.learned.split_late_divisions`; ``info["late_divisions_split"]``), then drop
+    (:func:`~napari_dynfit.detect.learned.split_late_divisions`; ``info["late_divisions_split"]``; skipped, with
+    a note, when the segmented area doubles in fewer than :data:`~napari_dynfit.detect.learned.LATE_MIN_DOUBLING`
+    frames, ``info["doubling_frames"]``), then drop
     objects nothing overlaps in the frames before and after (:func:`~napari_dynfit.detect.temporal.drop_isolated`;
     ``info["isolated_dropped"]``).
 
@@ -1010,26 +1012,43 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     n_late = None
     if method == "learned" and labels.ndim == 3:
         from .learned import split_late_divisions
-        from .temporal import drop_isolated, join_transient_splits, on_present_frames, split_transient_merges
+        from .temporal import (
+            doubling_frames,
+            drop_isolated,
+            join_transient_splits,
+            on_present_frames,
+            present_frames,
+            split_transient_merges,
+        )
 
         dists = [r[1].pop("dist") for r in results]
         labels, n_merged = split_transient_merges(labels, dists)  # touching cells the frame's masks merged
         labels, n_joined = join_transient_splits(labels)  # one cell the frame's masks cut for a frame or two
-        # divisions the masks show a frame late (faint septa); frames without objects skipped, as in the two others
+        # divisions the masks show a frame late (faint septa), not on movies sparse in the cell cycle; frames
+        # without objects skipped, as in the others
         from .learned import SEPTUM_DIP, check_tta
 
+        keep = present_frames(labels)
+        doubling = doubling_frames(labels if keep is None else labels[keep])  # as split_late_divisions sees it
         labels, n_late = on_present_frames(split_late_divisions, labels, dists, dip=SEPTUM_DIP[check_tta(tta)])
         labels, n_isolated = drop_isolated(labels)  # one-frame specks: no cell before or after
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length", "dist")}
     if n_late is not None:
         info.update(late_divisions_split=n_late, merges_split=n_merged, splits_joined=n_joined,
-                    isolated_dropped=n_isolated)
+                    isolated_dropped=n_isolated, doubling_frames=round(doubling, 2) if np.isfinite(doubling) else None)
         results = [(lab, dict(r[1], objects=int(lab.max()))) for lab, r in zip(labels, results)]
     info.update(polarity=info.get("polarity") if method == "learned" else kw["polarity"],
                 kind=kw["kind"] if method == "classic" else info.get("kind"),
                 diameter=kw["diameter"], objects=[int(r[1]["objects"]) for r in results],
                 threshold=[r[1].get("threshold") for r in results], **auto)
+    if n_late is not None:
+        from .learned import LATE_MIN_DOUBLING
+
+        if doubling < LATE_MIN_DOUBLING:  # said, as the CLI prints info["note"]
+            info["note"] = "; ".join(filter(None, [info.get("note"), (
+                f"late-division pass skipped: the segmented area doubles every {doubling:.1f} frames (< "
+                f"{LATE_MIN_DOUBLING:g}), frames too far apart in the cell cycle for a septum seen one frame late")]))
     if "rod_fragments_merged" in info:  # per frame in the results: the movie's total
         info["rod_fragments_merged"] = int(sum(r[1].get("rod_fragments_merged", 0) for r in results))
     return CellSegmentation(labels=labels, info=info)

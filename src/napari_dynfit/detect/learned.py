@@ -35,6 +35,12 @@ FG_LEVEL = 0.5
 #: augmentation ``tta`` (averaged maps are smoother: single rods dip less at texture spots); chosen on generated
 #: phase-contrast movies and ``render_cells`` colonies (docs/tracking.md)
 SEPTUM_DIP = {1: 0.15, 4: 0.10, 8: 0.10}
+#: :func:`split_late_divisions` runs only on movies whose segmented area takes at least this many frames to double
+#: (:func:`~napari_dynfit.detect.temporal.doubling_frames`): its premise, a septum seen at most a frame late, needs
+#: frames close together in the cell cycle; on sparser movies a "one frame late" cut falls on a mother well before
+#: its division. Between the generated colonies imaged at every frame (7.6-10.5) and every third frame (3.5-3.6),
+#: chosen on those (docs/tracking.md)
+LATE_MIN_DOUBLING = 5.0
 #: fragments of one rod rejoin (:func:`merge_rod_fragments`) when the distance map's highest point on their shared
 #: boundary is at least this fraction of the smaller of their two peaks (0: off). Off by default: 0.5 won every
 #: generated check but lost on the real bacteria movie (young daughters rejoined; docs/tracking.md)
@@ -453,7 +459,7 @@ def merge_rod_fragments(labels: np.ndarray, dist: np.ndarray, *, constriction: f
 
 
 def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, inside: float = 0.5,
-                         persist: bool = True) -> tuple[np.ndarray, int]:
+                         persist: bool = True, min_doubling: float | None = None) -> tuple[np.ndarray, int]:
     """Split objects whose two successors already show the septum: a division the image shows one frame late.
 
     A just-divided pair of rods often looks like one rod for a frame or two (the septum is faint), so the masks
@@ -462,7 +468,10 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, 
     along their boundary (each pixel to the nearer successor) when the distance map of frame ``t`` dips there: the
     largest distance on the cut is at least ``dip`` below the peak of each part. A split propagates further back
     only while that dip is there. With ``persist``, the two successors must also lead to two different objects in
-    frame ``t + 2`` (when there is one): a cut the next frame merges again is not a division.
+    frame ``t + 2`` (when there is one): a cut the next frame merges again is not a division. The pass needs
+    frames close together in the cell cycle: on a movie whose segmented area doubles in fewer than
+    ``min_doubling`` frames (:func:`~napari_dynfit.detect.temporal.doubling_frames`; a sparse time-lapse) nothing
+    is split.
 
     Parameters
     ----------
@@ -475,6 +484,8 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, 
         :data:`TTA`, read at the call).
     persist : bool
         See above.
+    min_doubling : float, optional
+        Frames (default :data:`LATE_MIN_DOUBLING`; 0: always run).
 
     Returns
     -------
@@ -483,12 +494,14 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, 
     n_split : int
         Objects split.
     """
-    from .temporal import held_objects
+    from .temporal import doubling_frames, held_objects
 
     if dip is None:
         dip = SEPTUM_DIP[TTA]
     labels = np.array(labels, dtype=np.int32, copy=True)
     n_split = 0
+    if doubling_frames(labels) < (LATE_MIN_DOUBLING if min_doubling is None else float(min_doubling)):
+        return labels, n_split  # frames too far apart in the cell cycle for a division seen one frame late
     for t in range(len(labels) - 2, -1, -1):
         a, b = labels[t], labels[t + 1]
         succ = held_objects(a, b, inside=inside)

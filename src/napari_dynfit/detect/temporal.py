@@ -58,6 +58,31 @@ def on_present_frames(func, labels, dist=None, **kw):
     return out, n
 
 
+def doubling_frames(labels) -> float:
+    """Frames over which the movie's segmented area doubles: ``ln 2 / median_t ln(A_{t+1} / A_t)``.
+
+    ``A_t`` is the number of object pixels of frame ``t``; frame pairs with an empty frame are left out. For a
+    growing colony in view this is the colony's doubling time in frames, i.e. how far apart the frames are in the
+    cell cycle (generated colonies imaged at every frame: 7.6-10.5; the same imaged every third frame: 3.5-3.6).
+    ``inf`` when the area does not grow (steady state, cells leaving the field, fewer than two frames).
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (t, y, x) or (t, z, y, x)
+
+    Returns
+    -------
+    float
+        Frames (``inf``: not growing).
+    """
+    area = np.array([np.count_nonzero(f) for f in labels], float)
+    ok = (area[:-1] > 0) & (area[1:] > 0)
+    if not ok.any():
+        return float("inf")
+    rate = float(np.median(np.log(area[1:][ok] / area[:-1][ok])))
+    return float(np.log(2.0) / rate) if rate > 0 else float("inf")
+
+
 def moved_objects(src: np.ndarray, dst: np.ndarray, via=()) -> tuple[np.ndarray, dict]:
     """Objects of frame ``src`` moved onto frame ``dst`` by the local flow between the two.
 
