@@ -357,16 +357,18 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
                 if len(again) >= 2:
                     joins.append(sorted(again))
                     break
-        done = 0
+        done = set()  # labels of the objects made from pieces
         for group in joins:
+            # a piece held by two cells of t - 1 (a tie at `inside`) is in two groups: once joined, it is not
+            # a piece of the next group (a group left with one object is no join)
             m = np.isin(a, group)
-            if ndimage.label(ndimage.binary_dilation(m, iterations=gap))[1] == 1:
+            if len(np.unique(a[m])) >= 2 and ndimage.label(ndimage.binary_dilation(m, iterations=gap))[1] == 1:
                 a[m] = group[0]
-                done += 1
+                done.add(group[0])
         if done:
+            n_joined += sum(1 for v in done if (a == v).any())  # a later group may have taken one in
             labels[t] = relabel_sequential(a)[0]
             mov.changed(t)
-            n_joined += done
     return labels, n_joined
 
 
