@@ -176,3 +176,15 @@ def test_piece_held_by_two_cells_is_joined_once_and_counted_once():
     sizes = np.bincount(out[1].ravel())[1:]
     assert n == 1 and sorted(sizes.tolist()) == [100, 300]  # pieces 1 and 3 joined, piece 2 left as it is
     assert np.array_equal(out[0], lab[0]) and np.array_equal(out[2], lab[2])
+
+
+@pytest.mark.parametrize("gap", [1, 2])
+def test_pieces_joined_up_to_twice_the_gap_apart(gap):
+    """Each piece dilated by ``gap`` px: pieces up to ``2 * gap`` px apart are joined, farther ones not."""
+    for cut, joined in ((2 * gap, True), (2 * gap + 1, False)):
+        lab = np.zeros((3, 30, 70), np.int32)
+        lab[:, 10:20, 10:55] = 1
+        lab[1, 10:20, 29:29 + cut] = 0
+        lab[1, 10:20, 29 + cut:55] = 2
+        out, n = join_transient_splits(lab, gap=gap)
+        assert n == int(joined) and out[1].max() == (1 if joined else 2)

@@ -305,8 +305,8 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
     least ``inside`` of their pixels, after the local flow) in one object of frame ``t - 1`` *and* in one object of
     a frame within ``ahead`` after ``t`` are one cell the segmentation cut in those frames (a texture dip, a mother's
     constriction), not a division: the tracker would otherwise make a division of the cut and end one daughter
-    when the pieces come together again. The pieces are joined when they lie within ``gap`` pixels of each other
-    (dilated by ``gap``, one connected region); the pixels between them stay background. A division whose
+    when the pieces come together again. The pieces are joined when they lie within ``2 * gap`` pixels of each
+    other (each dilated by ``gap``: one connected region); the pixels between them stay background. A division whose
     daughters the segmentation merges again in the next frames looks the same and is joined too (the daughters
     then appear when they stay apart), which the generated movies show to be the rarer case: of the divisions
     the tracker made on the tuning movies (seeds 7001-7006) with a daughter lasting at most two frames, 112 were
