@@ -178,9 +178,10 @@ def test_piece_held_by_two_cells_is_joined_once_and_counted_once():
     assert np.array_equal(out[0], lab[0]) and np.array_equal(out[2], lab[2])
 
 
-@pytest.mark.parametrize("gap", [1, 2])
+@pytest.mark.parametrize("gap", [0, 1, 2])
 def test_pieces_joined_up_to_twice_the_gap_apart(gap):
-    """Each piece dilated by ``gap`` px: pieces up to ``2 * gap`` px apart are joined, farther ones not."""
+    """Each piece dilated by ``gap`` px: pieces up to ``2 * gap`` px apart are joined, farther ones not (0: pieces
+    that touch; scipy dilates a mask given 0 iterations until it fills the frame, which joined any pieces)."""
     for cut, joined in ((2 * gap, True), (2 * gap + 1, False)):
         lab = np.zeros((3, 30, 70), np.int32)
         lab[:, 10:20, 10:55] = 1
@@ -188,3 +189,8 @@ def test_pieces_joined_up_to_twice_the_gap_apart(gap):
         lab[1, 10:20, 29 + cut:55] = 2
         out, n = join_transient_splits(lab, gap=gap)
         assert n == int(joined) and out[1].max() == (1 if joined else 2)
+    if gap == 0:
+        from napari_dynfit.errors import InputError
+
+        with pytest.raises(InputError, match="gap must be >= 0"):
+            join_transient_splits(lab, gap=-1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
 from .labels import label_centroids
 
 #: fraction of a neighbour frame's object (after the flow) that must lie inside a mask for it to count as held
@@ -323,7 +324,7 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
     ahead : int
         Later frames searched for the pieces in one object again.
     gap : int
-        Dilation (px) that must connect the pieces (see above).
+        Dilation (px) that must connect the pieces (see above; 0: pieces that touch).
 
     Returns
     -------
@@ -332,6 +333,8 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
     n_joined : int
         Objects made from pieces.
     """
+    if gap < 0:
+        raise InputError(f"gap must be >= 0 px, got {gap}")
     if present_frames(labels) is not None:  # frames without objects: compare the others across the gaps
         return on_present_frames(join_transient_splits, labels, inside=inside, ahead=ahead, gap=gap)
     from skimage.segmentation import relabel_sequential
@@ -362,7 +365,8 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
             # a piece held by two cells of t - 1 (a tie at `inside`) is in two groups: once joined, it is not
             # a piece of the next group (a group left with one object is no join)
             m = np.isin(a, group)
-            if len(np.unique(a[m])) >= 2 and ndimage.label(ndimage.binary_dilation(m, iterations=gap))[1] == 1:
+            grown = ndimage.binary_dilation(m, iterations=gap) if gap > 0 else m  # iterations 0: until it fills
+            if len(np.unique(a[m])) >= 2 and ndimage.label(grown)[1] == 1:
                 a[m] = group[0]
                 done.add(group[0])
         if done:
