@@ -162,3 +162,35 @@ def test_doubling_frames_of_a_growing_colony(colony):
     assert 5 < d1 < 20 and d3 == pytest.approx(d1 / 3, rel=0.25)
     assert doubling_frames(np.repeat(colony[:1], 4, axis=0)) == np.inf
     assert doubling_frames(np.zeros((3, 8, 8), int)) == np.inf
+
+
+def test_piece_held_by_two_cells_is_joined_once_and_counted_once():
+    """A piece lying exactly half in each of two cells of the frame before is held by both (``inside`` 0.5), so
+    it is in two join groups: it joins one of them, and the count is the objects made from pieces (was one per
+    group, 2 here)."""
+    lab = np.zeros((3, 30, 60), np.int32)
+    lab[0, 10:20, 5:25], lab[0, 10:20, 25:45] = 1, 2  # two cells
+    lab[1, 10:20, 5:15], lab[1, 10:20, 15:35], lab[1, 10:20, 35:45] = 1, 3, 2  # piece 3: half in each
+    lab[2, 10:20, 5:45] = 1  # one object in the frame after
+    out, n = join_transient_splits(lab)
+    sizes = np.bincount(out[1].ravel())[1:]
+    assert n == 1 and sorted(sizes.tolist()) == [100, 300]  # pieces 1 and 3 joined, piece 2 left as it is
+    assert np.array_equal(out[0], lab[0]) and np.array_equal(out[2], lab[2])
+
+
+@pytest.mark.parametrize("gap", [0, 1, 2])
+def test_pieces_joined_up_to_twice_the_gap_apart(gap):
+    """Each piece dilated by ``gap`` px: pieces up to ``2 * gap`` px apart are joined, farther ones not (0: pieces
+    that touch; scipy dilates a mask given 0 iterations until it fills the frame, which joined any pieces)."""
+    for cut, joined in ((2 * gap, True), (2 * gap + 1, False)):
+        lab = np.zeros((3, 30, 70), np.int32)
+        lab[:, 10:20, 10:55] = 1
+        lab[1, 10:20, 29:29 + cut] = 0
+        lab[1, 10:20, 29 + cut:55] = 2
+        out, n = join_transient_splits(lab, gap=gap)
+        assert n == int(joined) and out[1].max() == (1 if joined else 2)
+    if gap == 0:
+        from napari_dynfit.errors import InputError
+
+        with pytest.raises(InputError, match="gap must be >= 0"):
+            join_transient_splits(lab, gap=-1)

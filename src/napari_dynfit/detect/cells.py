@@ -933,7 +933,7 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
     two successors already show a septum the frame before
     (:func:`~napari_dynfit.detect.learned.split_late_divisions`; ``info["late_divisions_split"]``; skipped, with
     a note, when the segmented area doubles in fewer than :data:`~napari_dynfit.detect.learned.LATE_MIN_DOUBLING`
-    frames, ``info["doubling_frames"]``), then drop
+    frames, ``info["doubling_frames"]``, None when it does not grow), then drop
     objects nothing overlaps in the frames before and after (:func:`~napari_dynfit.detect.temporal.drop_isolated`;
     ``info["isolated_dropped"]``).
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
 from .labels import label_centroids
 
 #: fraction of a neighbour frame's object (after the flow) that must lie inside a mask for it to count as held
@@ -305,8 +306,8 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
     least ``inside`` of their pixels, after the local flow) in one object of frame ``t - 1`` *and* in one object of
     a frame within ``ahead`` after ``t`` are one cell the segmentation cut in those frames (a texture dip, a mother's
     constriction), not a division: the tracker would otherwise make a division of the cut and end one daughter
-    when the pieces come together again. The pieces are joined when they lie within ``gap`` pixels of each other
-    (dilated by ``gap``, one connected region); the pixels between them stay background. A division whose
+    when the pieces come together again. The pieces are joined when they lie within ``2 * gap`` pixels of each
+    other (each dilated by ``gap``: one connected region); the pixels between them stay background. A division whose
     daughters the segmentation merges again in the next frames looks the same and is joined too (the daughters
     then appear when they stay apart), which the generated movies show to be the rarer case: of the divisions
     the tracker made on the tuning movies (seeds 7001-7006) with a daughter lasting at most two frames, 112 were
@@ -323,7 +324,7 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
     ahead : int
         Later frames searched for the pieces in one object again.
     gap : int
-        Dilation (px) that must connect the pieces (see above).
+        Dilation (px) that must connect the pieces (see above; 0: pieces that touch).
 
     Returns
     -------
@@ -332,6 +333,8 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
     n_joined : int
         Objects made from pieces.
     """
+    if gap < 0:
+        raise InputError(f"gap must be >= 0 px, got {gap}")
     if present_frames(labels) is not None:  # frames without objects: compare the others across the gaps
         return on_present_frames(join_transient_splits, labels, inside=inside, ahead=ahead, gap=gap)
     from skimage.segmentation import relabel_sequential
@@ -357,16 +360,19 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
                 if len(again) >= 2:
                     joins.append(sorted(again))
                     break
-        done = 0
+        done = set()  # labels of the objects made from pieces
         for group in joins:
+            # a piece held by two cells of t - 1 (a tie at `inside`) is in two groups: once joined, it is not
+            # a piece of the next group (a group left with one object is no join)
             m = np.isin(a, group)
-            if ndimage.label(ndimage.binary_dilation(m, iterations=gap))[1] == 1:
+            grown = ndimage.binary_dilation(m, iterations=gap) if gap > 0 else m  # iterations 0: until it fills
+            if len(np.unique(a[m])) >= 2 and ndimage.label(grown)[1] == 1:
                 a[m] = group[0]
-                done += 1
+                done.add(group[0])
         if done:
+            n_joined += sum(1 for v in done if (a == v).any())  # a later group may have taken one in
             labels[t] = relabel_sequential(a)[0]
             mov.changed(t)
-            n_joined += done
     return labels, n_joined
 
 
