@@ -115,7 +115,7 @@ def test_frames_without_objects_are_skipped_not_compared(colony):
     assert m["f1"] == 1.0 and m["mean_iou"] > 0.95
 
 
-def _cut_rod(movie, frames, rng_seed=0):
+def _cut_rod(movie, frames):
     """Cut the longest rod alive in ``frames`` across its middle (a 2-px line) in those frames: the
     segmentation's mistake on one cell for a frame or two. Returns the damaged movie and the rod's label."""
     alive = set.intersection(*(set(np.unique(movie[t]).tolist()) - {0} for t in range(frames[0] - 1, min(frames[-1] + 2, len(movie)))))
