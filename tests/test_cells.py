@@ -124,7 +124,8 @@ def test_auto_picks_learned_for_phase_contrast_rods():
     np.testing.assert_array_equal(res.labels, segment_cells(movie[12], method="learned").labels)
     frames = [4, 12, 23]
     mov = segment_movie(movie[frames], scheduler="sync")
-    assert mov.info["method"] == "learned" and "note" not in mov.info
+    assert mov.info["method"] == "learned" and "torch" not in mov.info.get("note", "")  # no fallback note
+    assert mov.info["doubling_frames"] < 5 and "late-division pass skipped" in mov.info["note"]  # frames 4 / 12 / 23
     np.testing.assert_array_equal(mov.labels, segment_movie(movie[frames], scheduler="sync", method="learned").labels)
     # a classic-only parameter keeps the classic back end
     res = segment_cells(movie[12], diameter=10)
