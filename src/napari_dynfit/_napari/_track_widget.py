@@ -2,6 +2,10 @@
 
 * **Detect** runs :func:`~napari_dynfit.detect.detect_movie` on an image layer ``(t, [z,] y, x)`` and adds a
   Points layer ``detections`` (``intensity`` and ``size`` as features).
+* **Segment cells** runs :func:`~napari_dynfit.detect.segment_movie` (what ``dynfit segment`` runs, with its
+  defaults: the back end chosen from the movie, touching cells cut, the temporal passes) on the same image layer
+  and adds the Labels layer ``NAME cells``, which becomes the tracking source (Track then follows the cells,
+  divisions included); the back end, its reason and any note (e.g. a pass skipped) are shown in the status line.
 * **Track** links the selected Points layer (or the masks of a Labels layer) with
   :func:`~napari_dynfit.track.link` and adds a Tracks layer with the lineage graph; for Labels it also adds the
   masks relabelled with their track ids. Editing the Points/Labels (add, move, delete points; paint, erase,
@@ -81,7 +85,7 @@ class TrackWidget(StepContract, Container):
               ("source", "_source", ("Points", "Labels"),
                "nothing to track yet: press Detect (detections of every frame) or open a segmentation movie"))
     PARAMS = {"spot_sigma": "_sigma"}
-    OUTPUTS = ("detections", "tracks", PREVIEW, "* tracked")
+    OUTPUTS = ("detections", "tracks", PREVIEW, "* tracked", "* cells")
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -92,6 +96,7 @@ class TrackWidget(StepContract, Container):
         self._split = CheckBox(value=True, text="split unresolved pairs")
         self._polarity = ComboBox(choices=["auto", "bright", "dark"], value="auto", label="objects (polarity)")
         self._detect = PushButton(text="Detect")
+        self._segment = PushButton(text="Segment cells")
         self._source = ComboBox(label="points / labels (track)", choices=self._trackable)
         self._max_distance = FloatSpinBox(value=0.0, min=0.0, max=1e4, step=0.5, label="max distance (0: estimate)")
         self._gaps = SpinBox(value=-1, min=-1, max=50, label="gap frames (-1: estimate)")
@@ -108,7 +113,8 @@ class TrackWidget(StepContract, Container):
         if hasattr(self._report.native, "setWordWrap"):
             self._report.native.setWordWrap(True)  # reasons are long lines
         self._analyse = PushButton(text="MSD && velocity autocorrelation")
-        self.extend([self._image, self._sigma, self._snr, self._split, self._polarity, self._detect, self._source,
+        self.extend([self._image, self._sigma, self._snr, self._split, self._polarity, self._detect, self._segment,
+                     self._source,
                      self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._preview,
                      self._window, self._track, self._cancel, self._status, self._report, self._analyse])
         self._analyse.changed.connect(lambda: self.analyse())  # in the job's worker
@@ -117,7 +123,8 @@ class TrackWidget(StepContract, Container):
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
         self._timer.timeout.connect(self.update_preview)
-        self._job = StepJob((self._detect, self._track), self._cancel, self._status, viewer=napari_viewer)
+        self._job = StepJob((self._detect, self._segment, self._track), self._cancel, self._status,
+                            viewer=napari_viewer)
         self._preview_job = StepJob((), None, self._status, viewer=napari_viewer, activity=False)
         self._watched = None
         for w in (self._max_distance, self._gaps, self._divisions, self._motion, self._alt, self._window,
@@ -125,6 +132,7 @@ class TrackWidget(StepContract, Container):
             w.changed.connect(self._schedule_preview)
         self._source.changed.connect(self._watch_source)
         self._detect.changed.connect(lambda: self.detect())
+        self._segment.changed.connect(lambda: self.segment())
         self._track.changed.connect(lambda: self.track())
         self._events = ((napari_viewer.layers.events.inserted, self._reset),
                         (napari_viewer.layers.events.removed, self._reset),
@@ -250,6 +258,46 @@ class TrackWidget(StepContract, Container):
             self.made.emit(self._viewer.layers[name])
 
         self._run(lambda: detect_movie(data, **kw), (), done, sync)
+
+    def segment(self, sync: bool = False) -> None:
+        """Segment the cells of every frame of the chosen image layer with :func:`~napari_dynfit.detect.segment_movie`
+        (its defaults, as ``dynfit segment``; the widget's polarity; frames in parallel threads; a single 2D frame
+        with :func:`~napari_dynfit.detect.segment_cells`); adds or updates the Labels layer ``NAME cells`` and makes
+        it the tracking source."""
+        from ..detect import segment_cells, segment_movie
+
+        layer = self._image.value
+        if layer is None:
+            self._failed(InputError("choose an image layer (t, [z,] y, x) to segment"))
+            return
+        data = layer.data[0] if layer.multiscale else layer.data
+        polarity = self._polarity.value
+        spacing = list(layer.scale[1:]) if data.ndim == 4 else None  # anisotropic 3D frames
+
+        def run():
+            if data.ndim == 2:
+                return segment_cells(np.asarray(data), polarity=polarity)
+            return segment_movie(data, polarity=polarity, spacing=spacing)
+
+        def done(res):
+            name = f"{layer.name} cells"
+            if name in self._viewer.layers:
+                self._viewer.layers[name].data = res.labels
+            else:
+                self._viewer.add_labels(res.labels, name=name, **layer_kwargs(layer), opacity=0.5)
+            info = res.info
+            n = info["objects"]
+            n_obj = int(sum(n)) if isinstance(n, list) else int(n)
+            frames = len(n) if isinstance(n, list) else 1
+            note = f"; {info['note']}" if info.get("note") else ""
+            self._status.value = (f"{n_obj} objects in {frames} frame{'s' * (frames > 1)} "
+                                  f"({info.get('method')}: {info.get('method_reason', 'given')}){note}")
+            self._source.reset_choices()
+            if data.ndim > 2:
+                self._source.value = self._viewer.layers[name]
+            self.made.emit(self._viewer.layers[name])
+
+        self._run(run, (), done, sync)
 
     def track(self, sync: bool = False) -> None:
         """Link the whole source layer; adds the ``tracks`` Tracks layer (and relabelled masks for Labels)."""
