@@ -91,7 +91,7 @@ class TrackWidget(StepContract, Container):
         super().__init__(labels=True)
         self._viewer = napari_viewer
         self._image = ComboBox(label="image (detect)", choices=self._layers_of("Image"))
-        self._sigma = FloatSpinBox(value=1.5, min=0.3, max=50.0, step=0.1, label="blob sigma (px)")
+        self._sigma = FloatSpinBox(value=0.0, min=0.0, max=50.0, step=0.1, label="blob sigma (px, 0: estimate)")
         self._snr = FloatSpinBox(value=5.0, min=1.0, max=100.0, step=0.5, label="threshold (x noise)")
         self._split = CheckBox(value=True, text="split unresolved pairs")
         self._polarity = ComboBox(choices=["auto", "bright", "dark"], value="auto", label="objects (polarity)")
@@ -238,8 +238,8 @@ class TrackWidget(StepContract, Container):
             self._failed(InputError("choose an image layer (t, [z,] y, x) to detect in"))
             return
         data = layer.data[0] if layer.multiscale else layer.data
-        kw = dict(sigma=self._sigma.value, threshold_snr=self._snr.value, split=self._split.value,
-                  spacing=list(layer.scale[1:]), polarity=self._polarity.value)
+        kw = dict(sigma=self._sigma.value or None, threshold_snr=self._snr.value, split=self._split.value,
+                  spacing=list(layer.scale[1:]), polarity=self._polarity.value)  # 0: estimated, as `dynfit detect`
 
         def done(det):
             pts, feats = table_to_points(det)
@@ -250,11 +250,14 @@ class TrackWidget(StepContract, Container):
             else:
                 self._viewer.add_points(pts, name=name, features=pd.DataFrame(feats), **layer_kwargs(layer),
                                         metadata={"dt": time_axis(layer)[0]},
-                                        size=2 * self._sigma.value, border_color="red", face_color="transparent")
+                                        size=2 * float(det.attrs.get("sigma") or self._sigma.value or 1.5),
+                                        border_color="red", face_color="transparent")
             skew = det.attrs.get("skewness")
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
+            size = det.attrs.get("sigma")
+            size = "" if size is None or self._sigma.value else f"; blob sigma {size:.2f} px estimated"
             self._status.value = (f"{len(det)} detections in {det['frame'].nunique()} frames "
-                                  f"({det.attrs.get('polarity')} objects{how})")
+                                  f"({det.attrs.get('polarity')} objects{how}{size})")
             self.made.emit(self._viewer.layers[name])
 
         self._run(lambda: detect_movie(data, **kw), (), done, sync)
