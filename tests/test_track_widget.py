@@ -27,9 +27,12 @@ def test_detect_track_edit_relink(make_napari_viewer, rng):
     viewer.add_image(movie, name="movie")
     w = TrackWidget(viewer)
     w._image.value = viewer.layers["movie"]
+    assert w._sigma.value == 0  # estimate, as `dynfit detect`'s default --sigma auto
     w.detect(sync=True)
     pts = viewer.layers["detections"]
     assert len(pts.data) == len(truth)
+    est = float(w._status.value.split("blob sigma ")[1].split(" px estimated")[0])
+    assert est == pytest.approx(1.5, rel=0.15)  # the rendered PSF sigma
     w._source.value = pts
     w._max_distance.value = 2.5
     w.track(sync=True)
