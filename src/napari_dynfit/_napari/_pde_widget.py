@@ -11,6 +11,7 @@ The model JSON can be saved with "Save model".
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 from pathlib import Path
 
@@ -54,8 +55,12 @@ class PDEWidget(StepContract, Container):
         self._stochastic = CheckBox(value=False, text="particle (intrinsic) noise: Ito form")
         self._solver = ComboBox(choices=["iht", "stridge"], value="iht", label="solver")
         self._pi_th = FloatSpinBox(value=0.8, min=0.5, max=1.0, step=0.05, label="pi_th")
-        self._max_power = SpinBox(value=2, min=0, max=5, label="max power")
-        self._max_derivative = SpinBox(value=3, min=0, max=6, label="max derivative")
+        from ..models.library import default_library
+
+        # the scalar library's defaults of the core (and of `dynfit discover-pde`): powers <= 3, derivatives <= 3
+        lib = inspect.signature(default_library).parameters
+        self._max_power = SpinBox(value=lib["max_power"].default, min=0, max=5, label="max power")
+        self._max_derivative = SpinBox(value=lib["max_derivative"].default, min=0, max=6, label="max derivative")
         self._seed = SpinBox(value=0, min=0, max=2**31 - 1, label="seed")
         self._run = PushButton(text="Discover")
         self._stop = PushButton(text="Stop", enabled=False)
