@@ -157,3 +157,56 @@ def test_segment_cells_then_track(make_napari_viewer):
     viewer.layers.remove("movie")
     w.segment(sync=True)  # no image left to segment: a clear message, no exception
     assert "choose an image layer" in w._status.value
+
+
+def test_msd_uses_the_cli_and_core_max_lag(make_napari_viewer, rng):
+    """The widget's MSD fit is `dynfit msd`'s (fit_msd's defaults: lags up to 100 frames), also on a movie longer
+    than that (it used every lag when opened on its own)."""
+    import inspect
+
+    from napari_dynfit._napari._track_widget import TrackWidget
+    from napari_dynfit.cli import build_parser
+    from napari_dynfit.track import fit_msd
+    from napari_dynfit.track.formats import to_napari_tracks
+    from napari_dynfit.track.io_formats import tracks_from_napari
+
+    viewer = make_napari_viewer()
+    n, frames, dt = 30, 160, 0.5
+    pos = np.cumsum(rng.normal(0, 1.0, (n, frames, 2)), axis=1)
+    tracks = pd.DataFrame({"track_id": np.repeat(np.arange(1, n + 1), frames), "frame": np.tile(np.arange(frames), n),
+                           "y": pos[..., 0].ravel(), "x": pos[..., 1].ravel(), "parent_id": -1})
+    data, _, _ = to_napari_tracks(tracks)
+    viewer.add_tracks(data, name="tracks", metadata={"dt": dt})
+    w = TrackWidget(viewer)
+    w.analyse(sync=True)
+    fit = w.analysis[0]
+    args = build_parser().parse_args(["msd", "tracks.csv"])
+    assert args.max_lag == inspect.signature(fit_msd).parameters["max_lag"].default == 100
+    assert fit.table["lag"].max() == args.max_lag < frames - 1
+    ref = fit_msd(tracks_from_napari(viewer.layers["tracks"]), dt=dt, max_lag=args.max_lag)
+    assert fit.exponent == pytest.approx(ref.exponent) and fit.prefactor == pytest.approx(ref.prefactor)
+
+
+def test_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, tmp_path):
+    """Opened on its own, Detect and Track use `dynfit detect` / `dynfit track`'s defaults (detect_movie's and
+    link's): blob sigma estimated, threshold 5 x noise, split, polarity auto; every link parameter estimated."""
+    import inspect
+
+    from napari_dynfit._napari._track_widget import TrackWidget
+    from napari_dynfit.cli import build_parser
+    from napari_dynfit.detect import detect_movie
+    from napari_dynfit.track import link
+
+    w = TrackWidget(make_napari_viewer())
+    parser = build_parser()
+    det = parser.parse_args(["detect", "movie.tif", "-o", str(tmp_path / "d.csv")])
+    core = inspect.signature(detect_movie).parameters
+    assert det.sigma is None is core["sigma"].default is (w._sigma.value or None)  # --sigma auto: estimated
+    assert w._snr.value == det.threshold_snr == core["threshold_snr"].default
+    assert w._split.value is (not det.no_split) is core["split"].default
+    assert w._polarity.value == det.polarity == core["polarity"].default
+    trk = parser.parse_args(["track", "d.csv", "-o", str(tmp_path / "t.csv")])
+    lcore = inspect.signature(link).parameters
+    params = w.params()
+    for name in ("max_distance", "gap_frames", "divisions", "motion", "alternative_cost"):
+        assert params[name] is None is getattr(trk, name) is lcore[name].default, name

@@ -349,7 +349,7 @@ class TrackWidget(StepContract, Container):
 
         def compute():
             tab = tracks_from_napari(layer)
-            return (fit_msd(tab, dt=dt, max_lag=None),
+            return (fit_msd(tab, dt=dt),  # fit_msd's defaults, as `dynfit msd` (lags up to 100 frames)
                     velocity_autocorrelation(tab, dt=dt, max_lag=20, drift=True, normalize=True),
                     van_hove(tab, 1, bins=41, drift=True))
 
