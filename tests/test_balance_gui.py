@@ -43,3 +43,22 @@ def test_balance_widget_reports_missing_inputs(make_napari_viewer):
     w = BalanceWidget(make_napari_viewer())
     w.run(block=True)
     assert w.result is None and "model JSON" in w._status.value
+
+
+@pytest.mark.gui
+def test_balance_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, tmp_path):
+    """Opened on its own, the widget's clustering options are `dynfit balance`'s and ``dominant_balance``'s."""
+    import inspect
+
+    from napari_dynfit._napari._balance_widget import BalanceWidget
+    from napari_dynfit.cli import build_parser
+    from napari_dynfit.models.balance import dominant_balance
+
+    w = BalanceWidget(make_napari_viewer())
+    core = inspect.signature(dominant_balance).parameters
+    args = build_parser().parse_args(["balance", "model.json", "fields.zarr", "-o", str(tmp_path / "out")])
+    assert (w._clusters.value or None) is None is args.clusters is core["n_clusters"].default  # 0 / none: BIC
+    assert w._tol.value == pytest.approx(args.tol) and args.tol == core["tol"].default
+    assert w._quiet.value == pytest.approx(args.quiet) and args.quiet == core["quiet"].default
+    assert w._seed.value == args.seed == core["seed"].default
+    assert w._groups.value == "" and args.group == []
