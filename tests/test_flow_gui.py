@@ -75,3 +75,24 @@ def test_flow_widget_says_not_identifiable(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: w.run_btn.isEnabled(), timeout=120000)
     assert w.model is not None and w.model.uncertainty["verdict"] == "not identifiable"
     assert "not identifiable from these data" in w.status.text() and "more points" in w.status.text()
+
+
+def test_flow_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, tmp_path):
+    """Opened on its own, the widget's fit options are `dynfit infer-flow`'s and ``fit_flow``'s (D has no default
+    there: the CLI needs --diffusion; the widget proposes 0.5 with "fit D" off)."""
+    import inspect
+
+    pytest.importorskip("torch")
+    from napari_dynfit._napari._flow_widget import FlowWidget
+    from napari_dynfit.cli import build_parser
+    from napari_dynfit.models.flow.pfi import SCORE_DEFAULTS, fit_flow
+
+    w = FlowWidget(make_napari_viewer())
+    core = inspect.signature(fit_flow).parameters
+    args = build_parser().parse_args(["infer-flow", "snaps.csv", "--diffusion", "0.5", "-o", str(tmp_path / "out")])
+    s = w._settings()
+    assert s["model"] == args.model == core["model"].default
+    assert s["growth"] is args.growth is core["growth"].default
+    assert s["steps"] is args.steps is core["steps"].default  # None: by drift model (the benchmarks' settings)
+    assert s["score_steps"] == args.score_steps == SCORE_DEFAULTS["steps"]
+    assert w.dt.value() == 1.0 and args.dt is None  # the CLI's --dt default 1 (when time comes from 'frame')
