@@ -207,3 +207,19 @@ def test_tiff_readers_pixels_and_converted(tmp_path, rng):
     (data, kwargs, _), = get_pixels_reader(str(tmp_path / "plain.tif"))(str(tmp_path / "plain.tif"))
     assert data.shape == vol.shape and kwargs["metadata"]["axes"] == "tyx"
     assert "assumed" in kwargs["metadata"]["axes_source"]
+
+
+def test_convert_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, tmp_path):
+    """Opened on its own, "Convert to APR" converts with `dynfit convert`'s parameters and ``to_apr``'s defaults."""
+    import inspect
+
+    from napari_dynfit._napari._apr_convert_widget import AprConvertWidget
+    from napari_dynfit.cli import build_parser
+    from napari_dynfit.commands.apr import _conversion_params
+
+    w = AprConvertWidget(make_napari_viewer())
+    cli = _conversion_params(build_parser().parse_args(["convert", "image.tif", "-o", str(tmp_path / "out.apr")]))
+    core = inspect.signature(to_apr).parameters
+    for name, value in w.params().items():
+        assert value == pytest.approx(cli[name]) and cli[name] == core[name].default, name
+    assert cli["backend"] == core["backend"].default  # the widget leaves the back end to to_apr
