@@ -446,3 +446,22 @@ def test_chemotaxis_latent_field_figure():
     assert coefs["Dc"] == pytest.approx(sim.params["Dc"], rel=0.1)
     assert coefs["k"] == pytest.approx(sim.params["k"], rel=0.1)
     assert coefs["chi"] == pytest.approx(sim.params["chi"], rel=0.1)
+
+
+@pytest.mark.parametrize("cmd, func, extra", [
+    ("latent-field", "fit_latent_field", ["tracks.csv", "-o", "f.zarr"]),
+    ("denoise-field", "denoise_fields", ["fields.zarr", "--model", "m.json", "-o", "out.zarr"]),
+])
+def test_cli_training_flags_default_to_the_core_function(cmd, func, extra):
+    """`dynfit latent-field` / `denoise-field` train with the defaults of the function they call (the figures'):
+    `--lr` was 2e-3 for both while fit_latent_field (the latent-chemotaxis figure, the widget) uses 5e-3."""
+    import inspect
+
+    import napari_dynfit.models.pinn as pinn
+    from napari_dynfit.cli import build_parser
+
+    args = build_parser().parse_args([cmd, *extra])
+    core = inspect.signature(getattr(pinn, func)).parameters
+    assert args.lr == core["lr"].default and args.steps == core["steps"].default
+    assert args.lbfgs == core["lbfgs_steps"].default and args.weighting == core["weighting"].default
+    assert args.seed == core["seed"].default and args.device == core["device"].default

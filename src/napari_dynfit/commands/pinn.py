@@ -11,12 +11,13 @@ from ..validate import int_range, nonneg_int, output, positive_float, positive_i
 WEIGHTINGS = ("inverse-dirichlet", "annealing", "fixed")
 
 
-def _add_training(p, steps: int) -> None:
+def _add_training(p, steps: int, lr: float) -> None:
+    """Training flags; ``steps`` and ``lr`` are the defaults of the core function the command calls."""
     p.add_argument("--steps", type=positive_int, default=steps, help=f"Adam steps (default {steps})")
     p.add_argument("--lbfgs", type=nonneg_int, default=0, help="L-BFGS iterations after Adam (default 0)")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="inverse-dirichlet",
                    help="loss weighting strategy (default inverse-dirichlet)")
-    p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default {lr:g})")
     p.add_argument("--checkpoint", help="checkpoint file: saved during training, resumed from when it exists")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--threads", type=nonneg_int, help="torch CPU threads (default: torch's choice)")
@@ -149,7 +150,7 @@ def register(sub) -> None:
                         "--box the default is to estimate them and keep them fixed); train them from guesses")
     p.add_argument("--refine", action="store_true", help="train the estimated coefficients jointly with the field")
     p.add_argument("--grid", type=int_range(2, 4096), default=64, help="output grid points per axis (default 64)")
-    _add_training(p, 1500)
+    _add_training(p, 1500, 5e-3)  # fit_latent_field's (the latent-chemotaxis figure's) defaults
     b = p.add_argument_group("Bayesian PINN (--bayesian)")
     b.add_argument("--bayesian", action="store_true",
                    help="sample the posterior by HMC (BPINN, adaptive task weights; --weighting fixed: equal weights): "
@@ -171,5 +172,5 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, type=output(".zarr", kind="store"), help="output fields (.zarr)")
     p.add_argument("--mask-field", help="field that is > 0 where the data is observed (the rest is inpainted)")
     p.add_argument("--learn-coefficients", action="store_true", help="also refine the model's coefficients")
-    _add_training(p, 2000)
+    _add_training(p, 2000, 2e-3)  # denoise_fields' defaults
     p.set_defaults(func=_denoise_field)
