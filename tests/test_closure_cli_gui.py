@@ -34,8 +34,14 @@ def test_closure_cli_simulate_train_evaluate_estimate_well_layout(tmp_path, caps
     info = well_info(well)
     assert info.dataset_name == "active_matter" and {"concentration", "velocity", "D", "E"} <= set(info.fields)
     kin = tmp_path / "kin.npz"
-    _run(["closure", "simulate", "-o", str(kin), "--alpha", "-4", "--size", "8", "--angles", "16",
-          "--t-end", "1.5", "--save-every", "0.25"], capsys)
+    sim = json.loads(_run(["closure", "simulate", "-o", str(kin), "--alpha", "-4", "--size", "8", "--angles", "16",
+                           "--t-end", "1.5", "--save-every", "0.25"], capsys).splitlines()[-1])
+    # the initial perturbation of the benchmark's runs and stationary ensembles (not the solver's bare 0.01)
+    import inspect
+
+    from napari_dynfit.models.closure.stationary import kinetic_series
+
+    assert sim["params"]["amplitude"] == inspect.signature(kinetic_series).parameters["amplitude"].default == 0.2
     net = tmp_path / "closure.npz"
     out = json.loads(_run(["closure", "train", str(kin), str(well), "-o", str(net), "--a-priori-epochs", "20",
                            "--a-posteriori-epochs", "2"], capsys).splitlines()[-1])

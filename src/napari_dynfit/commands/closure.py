@@ -48,7 +48,8 @@ def _simulate(args) -> int:
     from ..models.closure.kinetic import simulate_kinetic
 
     bundle = simulate_kinetic(_params(args), t_end=args.t_end, save_every=args.save_every, n=args.size,
-                              n_theta=args.angles, dt=args.dt, seed=args.seed, device=args.device)
+                              n_theta=args.angles, dt=args.dt, seed=args.seed, amplitude=args.amplitude,
+                              device=args.device)
     if str(args.output).lower().endswith((".hdf5", ".h5")):
         from ..io.well import write_well_file
 
@@ -174,6 +175,9 @@ def register(sub) -> None:
     p.add_argument("--save-every", type=positive_float, default=0.25, help="saving interval (default 0.25)")
     p.add_argument("--dt", type=positive_float, default=0.01, help="time step (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="initial perturbation seed (default 0)")
+    p.add_argument("--amplitude", type=positive_float, default=0.2,
+                   help="relative amplitude of the initial perturbation of the isotropic state (default 0.2, as the "
+                        "closure benchmark's and the widget's runs and stationary.kinetic_series)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--threads", **threads)
     p.set_defaults(func=_simulate)
