@@ -36,3 +36,38 @@ def test_widget_preview_and_run(make_napari_viewer):
     grid = widget._cache["grid"]
     np.testing.assert_array_equal(np.asarray(labels.data[z]), grid.plane(widget._cache["labels"], z))
     assert {"volume", "intensity_mean"} <= set(points.features.columns)
+
+
+@pytest.mark.gui
+def test_widget_finds_dark_objects_as_the_cli(make_napari_viewer):
+    """Dark spots with bright halos on a tilted field (phase-contrast-like): the widget's default polarity (auto,
+    as `dynfit segment IN.apr`) flattens and inverts them on the particles and finds them; taken as bright, the
+    threshold falls on the background instead (a few regions over the bright side of the field)."""
+    from napari.layers import Layer
+    from scipy.spatial.distance import cdist
+
+    from napari_dynfit._napari._apr_filter_widget import AprFilterWidget
+    from napari_dynfit._napari._apr_reader import apr_layers_from_result
+    from test_apr_contrast import _phase_like
+
+    img, pts = _phase_like(1)
+    viewer = make_napari_viewer()
+    for data, kwargs, ltype in apr_layers_from_result(to_apr(img), "phase"):
+        viewer.add_layer(Layer.create(data, kwargs, ltype))
+    widget = AprFilterWidget(viewer)
+
+    def recall():
+        found = viewer.layers["phase (APR) objects centroids"].data[:, -2:]
+        d = cdist(pts, found) if len(found) else np.full((len(pts), 1), np.inf)
+        return float((d.min(axis=1) <= 2.0).mean()), len(found)
+
+    assert widget._polarity.value == "auto"
+    widget.run(sync=True)
+    assert widget._cache["polarity"] == "dark" and "dark objects" in widget._stats.value
+    r, n = recall()
+    assert r >= 0.9 and n <= 1.2 * len(pts)
+    assert (np.asarray(viewer.layers["phase (APR) objects"].data) > 0).mean() < 0.1  # the spots, not the field
+    widget._polarity.value = "bright"
+    widget.run(sync=True)
+    assert widget._cache["polarity"] == "bright" and recall()[1] < len(pts) / 2
+    assert (np.asarray(viewer.layers["phase (APR) objects"].data) > 0).mean() > 0.3

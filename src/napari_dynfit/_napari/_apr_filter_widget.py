@@ -44,15 +44,20 @@ def run_filter_segment(image, params: dict) -> dict:
     """Filter and segment an :class:`AprImage` on its particles (Qt-free; used by the widget).
 
     ``params``: ``filter`` (one of :data:`FILTER_CHOICES`), ``sigma``, ``size`` (0 = from sigma), ``device``,
-    ``threshold`` (one of :data:`THRESHOLD_CHOICES`), ``value``, ``smooth`` (sigma, 0 = none), ``min_size``.
-    Returns ``grid``, ``filtered`` (values per particle), ``labels`` and ``table``.
+    ``threshold`` (one of :data:`THRESHOLD_CHOICES`), ``value``, ``smooth`` (sigma, 0 = none), ``min_size``,
+    ``polarity`` (``"auto"``, ``"bright"`` or ``"dark"``: dark objects flattened and inverted first,
+    :func:`~napari_dynfit.apr.contrast.objects_bright`, as ``dynfit segment IN.apr --polarity``; default bright).
+    Returns ``grid``, ``filtered`` (values per particle), ``labels``, ``table`` and ``polarity`` (the one used).
     """
+    from ..apr.contrast import objects_bright
     from ..apr.filter_segment import filter_and_segment
 
     method = float(params["value"]) if params["threshold"] == "value" else params["threshold"]
-    return filter_and_segment(image.grid, np.asarray(image.parts), filter=params["filter"], sigma=params["sigma"],
-                              size=params.get("size") or None, threshold=method, smooth_sigma=params["smooth"] or None,
-                              min_size=params["min_size"], device=params["device"]).to_dict()
+    values, polarity = objects_bright(image.grid, np.asarray(image.parts), params.get("polarity", "bright"))
+    out = filter_and_segment(image.grid, values, filter=params["filter"], sigma=params["sigma"],
+                             size=params.get("size") or None, threshold=method, smooth_sigma=params["smooth"] or None,
+                             min_size=params["min_size"], device=params["device"]).to_dict()
+    return {**out, "polarity": polarity}
 
 
 class AprFilterWidget(StepContract, Container):
@@ -74,13 +79,14 @@ class AprFilterWidget(StepContract, Container):
         self._value = FloatSpinBox(value=0.0, min=-1e9, max=1e9, label="threshold value")
         self._smooth = FloatSpinBox(value=0.0, min=0.0, max=3.0, step=0.5, label="smooth before threshold")
         self._min_size = FloatSpinBox(value=4.0, min=0.0, max=1e9, label="min object size (px)")
+        self._polarity = ComboBox(label="objects (polarity)", choices=("auto", "bright", "dark"), value="auto")
         self._preview = CheckBox(value=False, text="live preview on the current slice")
         self._stats = Label(value="")
         self._run = PushButton(text="Run")
         self._cancel = PushButton(text="Cancel", enabled=False)
-        self.extend([self._layer, self._filter, self._sigma, self._size, self._device, self._threshold,
-                     self._value, self._smooth, self._min_size, self._preview, self._stats, self._run,
-                     self._cancel])
+        self.extend([self._layer, self._polarity, self._filter, self._sigma, self._size, self._device,
+                     self._threshold, self._value, self._smooth, self._min_size, self._preview, self._stats,
+                     self._run, self._cancel])
         self._cached = (None, None)  # (key, result): replaced as one, the jobs run in worker threads
         self._job = StepJob(self._run, self._cancel, self._stats, viewer=napari_viewer)
         self._preview_job = StepJob((), None, self._stats, viewer=napari_viewer, activity=False)
@@ -88,8 +94,8 @@ class AprFilterWidget(StepContract, Container):
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
         self._timer.timeout.connect(self.update_preview)
-        for w in (self._layer, self._filter, self._sigma, self._size, self._device, self._threshold, self._value,
-                  self._smooth, self._min_size, self._preview):
+        for w in (self._layer, self._polarity, self._filter, self._sigma, self._size, self._device, self._threshold,
+                  self._value, self._smooth, self._min_size, self._preview):
             w.changed.connect(self._schedule_preview)
         self._run.changed.connect(lambda: self.run())
         # follow the viewer: layer list changes refresh the choices, moving the slider refreshes the preview
@@ -121,7 +127,7 @@ class AprFilterWidget(StepContract, Container):
         """The parameters set in the widget (see :func:`run_filter_segment`)."""
         return {"filter": self._filter.value, "sigma": self._sigma.value, "size": self._size.value,
                 "device": self._device.value, "threshold": self._threshold.value, "value": self._value.value,
-                "smooth": self._smooth.value, "min_size": self._min_size.value}
+                "smooth": self._smooth.value, "min_size": self._min_size.value, "polarity": self._polarity.value}
 
     def _position(self, layer):
         """``(frame, z)`` of the current viewer position in the layer's data."""
@@ -188,7 +194,8 @@ class AprFilterWidget(StepContract, Container):
     @staticmethod
     def _summary(res) -> str:
         thr = res["threshold"]
-        return (f"{len(res['table'])} objects" + (f", threshold {thr:.4g}" if thr is not None else "")
+        pol = f" ({res['polarity']} objects)" if res.get("polarity") else ""
+        return (f"{len(res['table'])} objects{pol}" + (f", threshold {thr:.4g}" if thr is not None else "")
                 + f"; {res['grid'].n_particles} particles")
 
     def run(self, sync: bool = False) -> None:
@@ -215,9 +222,15 @@ class AprFilterWidget(StepContract, Container):
     def _show_result(self, layer, image, res, lazy) -> None:
         geo = layer_kwargs(layer, axes=image.ndim, time=False)  # the frame's space, in the layer's world
         name = f"{layer.name} objects"
-        self._viewer.add_labels(lazy, name=name, **geo)
         table = res["table"]
         cols = [c for c in ("z", "y", "x") if c in table.columns]
-        self._viewer.add_points(table[cols].to_numpy(), name=f"{name} centroids", **geo, features=table, size=3, face_color="cyan")
+        if name in self._viewer.layers and f"{name} centroids" in self._viewer.layers:  # a re-run updates its layers
+            self._viewer.layers[name].data = lazy
+            pts = self._viewer.layers[f"{name} centroids"]
+            pts.data, pts.features = table[cols].to_numpy(), table
+        else:
+            self._viewer.add_labels(lazy, name=name, **geo)
+            self._viewer.add_points(table[cols].to_numpy(), name=f"{name} centroids", **geo, features=table, size=3,
+                                    face_color="cyan")
         self._stats.value = self._summary(res)
         self.made.emit(self._viewer.layers[f"{name} centroids"])

@@ -114,3 +114,33 @@ def flatten(grid: AprGrid, values, sig_px, polarity: str = "auto", *, warn: bool
     sig = _spatial(grid, sig_px)[-grid.ndim:]
     bg = local_background(grid, v, background_block(sig))
     return orient(v, bg, polarity, lambda: skewness(grid, v - bg, sig), warn=warn)
+
+
+def objects_bright(grid: AprGrid, values, polarity: str = "auto", diameter: float | None = None):
+    """Particle values to threshold with the objects bright: unchanged for bright objects; for dark ones
+    (brightfield, phase contrast) flattened and sign-flipped on the particles (:func:`flatten`, object sigma
+    ``diameter / 2.83`` px, 2 px without a diameter). ``"auto"`` decides (:func:`flatten`'s skewness rule).
+
+    The step ``dynfit segment IN.apr`` and the *APR filter & segment* widget run before thresholding (one rule for
+    both).
+
+    Parameters
+    ----------
+    grid : AprGrid
+    values : ndarray, shape (n_particles,)
+    polarity : {"auto", "bright", "dark"}
+    diameter : float, optional
+        Object diameter (px).
+
+    Returns
+    -------
+    values : ndarray, shape (n_particles,)
+    polarity : str
+        ``"bright"`` or ``"dark"``: the polarity used.
+    """
+    check_polarity(polarity)
+    if polarity == "bright":
+        return np.asarray(values), "bright"
+    sig = diameter / 2.83 if diameter else 2.0
+    flat, polarity, _ = flatten(grid, values, sig, polarity, warn=False)
+    return (flat if polarity == "dark" else np.asarray(values)), polarity

@@ -107,13 +107,10 @@ def _segment(args) -> int:
         from ..apr import read_apr
 
         apr = read_apr(args.input).apr
-    polarity = args.polarity
-    if polarity != "bright":  # dark objects (brightfield, phase contrast): flattened and inverted on the particles
-        from ..apr.contrast import flatten
+    from ..apr.contrast import objects_bright
 
-        sig = args.diameter / 2.83 if args.diameter else 2.0
-        flat, polarity, _ = flatten(grid, values, sig, polarity, warn=False)
-        values = flat if polarity == "dark" else values
+    # dark objects (brightfield, phase contrast): flattened and inverted on the particles
+    values, polarity = objects_bright(grid, values, args.polarity, args.diameter)
     res = segment(grid, values, method=method, smooth_sigma=args.smooth or None,
                   min_size=4.0 if args.min_size is None else args.min_size,
                   max_size=args.max_size, device=args.device, apr=apr)
