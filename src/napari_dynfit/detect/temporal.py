@@ -348,10 +348,14 @@ def join_transient_splits(labels: np.ndarray, *, inside: float = INSIDE, ahead: 
         if a.max() < 2:
             continue
 
+        seen: dict = {}  # frame s -> its pieces, each frame's objects moved and compared once per frame t
+
         def pieces(s):
             """``[set of labels of frame t lying in one object of frame s]`` (sets of two or more)."""
-            held = held_objects(mov.moved(s, t)[0], a, inside=inside)
-            return [set(v) for v in held.values() if len(v) >= 2]
+            if s not in seen:
+                held = held_objects(mov.moved(s, t)[0], a, inside=inside)
+                seen[s] = [set(v) for v in held.values() if len(v) >= 2]
+            return seen[s]
 
         joins = []
         for cut in pieces(t - 1):
