@@ -238,3 +238,51 @@ def test_all_immobile_is_said_not_fitted(rng, capsys, tmp_path):
     assert json.loads(out.out)["immobile"] == 20
     with pytest.raises(InputError, match="alpha"):
         classify_immobile(tracks, alpha=0.7)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_composition_bias_zero_for_one_population(seed):
+    """Beads of one diffusion coefficient seen while in focus (tracks end when a bead leaves the focal plane):
+    track lengths vary, the mix does not, so the check stays silent and the exponent is Brownian."""
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+    from napari_dynfit.track import composition_bias
+
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0,), height=100, depth=20, seed=seed)
+    fit = fit_msd(tr, min_length=25)
+    assert abs(fit.composition_bias) < 0.02 and fit.composition_ok
+    assert fit.exponent == pytest.approx(1.0, abs=0.12)
+    assert composition_bias(tr, min_length=25) == pytest.approx(fit.composition_bias, abs=1e-12)  # none immobile
+    assert "stable" in fit.composition_report() and fit.as_dict()["exponent_identified"] is True
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_composition_bias_flags_slow_population_that_stays_in_focus(seed, capsys, tmp_path):
+    """30 % of the beads 10x slower (they also stay in focus longer): the ensemble exponent falls well below 1
+    although every bead is Brownian; the check says so and the exponent with the mix held fixed is Brownian, as is
+    the fast population's own."""
+    from napari_dynfit.cli import main
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0, 0.1), fractions=(0.7, 0.3), height=100, depth=20, seed=seed)
+    fit = fit_msd(tr, min_length=25)
+    free = fit_msd(tr[tr["population"] == 0], min_length=25)
+    assert fit.exponent < 0.9 and free.exponent == pytest.approx(1.0, abs=0.1)
+    assert fit.composition_bias < -0.1 and not fit.composition_ok
+    assert fit.exponent_fixed_composition == pytest.approx(fit.exponent - fit.composition_bias)
+    assert abs(fit.exponent_fixed_composition - free.exponent) < 0.05
+    assert "WARNING" in fit.composition_report() and "slower" in fit.composition_report()
+    tr.drop(columns="population").to_csv(tmp_path / "t.csv", index=False)
+    assert main(["msd", str(tmp_path / "t.csv"), "--min-length", "25"]) == 0
+    out = capsys.readouterr()
+    assert "WARNING" in out.err and json.loads(out.out)["exponent_identified"] is False
+
+
+def test_msd_pairs_weights_unchanged(rng):
+    """``weights="pairs"``: every displacement counts once (the plain mean of all squared displacements)."""
+    t = _brownian(rng, n=20, frames=15, gaps=True)
+    tab = msd(t, max_lag=5, weights="pairs")
+    for lag in (1, 5):
+        later = t.assign(frame=t["frame"] - lag).merge(t, on=["track_id", "frame"], suffixes=("_2", ""))
+        sq = (later["x_2"] - later["x"]) ** 2 + (later["y_2"] - later["y"]) ** 2
+        assert tab.set_index("lag").loc[lag, "msd"] == pytest.approx(sq.mean(), rel=1e-12)
+        assert tab.set_index("lag").loc[lag, "n"] == len(sq)

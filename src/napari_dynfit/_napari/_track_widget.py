@@ -363,7 +363,8 @@ class TrackWidget(StepContract, Container):
             self._analysis_canvas.draw_idle()
             self.analysis, self.van_hove = (fit, vacf), vh
             self._status.value = (f"MSD exponent {fit.exponent:.3f}, prefactor {fit.prefactor:.4g}, "
-                                  f"D {fit.D:.4g} (drift removed); {fit.immobile_report()}")
+                                  f"D {fit.D:.4g} (drift removed); {fit.immobile_report()}; "
+                                  f"{fit.composition_report(brief=True)}")
 
         self._run(compute, (), done, sync)
 

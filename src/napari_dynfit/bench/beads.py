@@ -236,6 +236,7 @@ def main(argv=None) -> None:
           f"{(tracks.groupby('track_id').size() >= 25).sum()} ({kept} positions)")
     say(f"MSD fit (drift removed)  trackpy: exponent {n_tp:.3f} prefactor {a_tp:.3f} um^2/s^n | ours: exponent "
           f"{fit.exponent:.3f} prefactor {fit.prefactor:.3f} um^2/s^n (D {fit.D:.3f} um^2/s; {fit.immobile_report()})")
+    say(f"  {fit.composition_report()}")
     say(f"difference  exponent {fit.exponent - n_tp:+.3f}  prefactor {100 * (fit.prefactor / a_tp - 1):+.1f} %")
     frac, off, (n_p, a_p), (n_o, a_o) = paired_msd(t1, det, mpp, args.fps)
     say(f"same particles and frames (trackpy's tracks, our nearest detection within 2 px: {100 * frac:.1f} % paired, "
@@ -251,7 +252,9 @@ def main(argv=None) -> None:
             "checks": {k: {q: float(x) for q, x in v.items()} for k, v in checks.items()},
             "msd": {"trackpy": {"exponent": n_tp, "prefactor": a_tp},
                     "ours": {"exponent": float(fit.exponent), "prefactor": float(fit.prefactor), "D": float(fit.D),
-                             "tracks": fit.n_tracks, "immobile_excluded": len(fit.immobile)}},
+                             "tracks": fit.n_tracks, "immobile_excluded": len(fit.immobile),
+                             "composition_bias": float(fit.composition_bias),
+                             "exponent_fixed_composition": float(fit.exponent_fixed_composition)}},
             "exponent_difference": float(fit.exponent - n_tp),
             "prefactor_difference_pct": float(100 * (fit.prefactor / a_tp - 1)),
             "paired": {"fraction": frac, "median_offset_px": off, "exponent_difference": n_o - n_p,

@@ -158,6 +158,14 @@ def msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int | N
         ``lag`` (frames), ``t`` (``lag * dt``), ``msd`` (physical units squared, summed over axes) and ``n``
         (displacements averaged); only lags with at least one displacement.
     """
+    tab, _ = _msd_with_parts(tracks, dt=dt, spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
+                             weights=weights)
+    return tab
+
+
+def _msd_with_parts(tracks, *, dt, spacing, max_lag, min_length, drift, weights) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`msd` and its parts: one row per track and lag, ``track_id, lag, mean`` (the track's mean squared
+    displacement at that lag), ``size`` (its displacements) and ``w`` (its weight in the ensemble average)."""
     dt = _check_dt(dt)
     if weights not in ("independent", "pairs"):
         raise InputError(f"weights must be 'independent' or 'pairs', got {weights!r}")
@@ -179,8 +187,7 @@ def msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int | N
         raise InputError("no track has two positions: the MSD needs tracks spanning at least two frames")
     per = pd.concat(parts).groupby(["track_id", "lag"])["sq"].agg(["mean", "size"]).reset_index()
     if weights == "pairs":
-        tab = per.groupby("lag").apply(lambda g: pd.Series({"msd": np.average(g["mean"], weights=g["size"]),
-                                                            "n": g["size"].sum()}), include_groups=False)
+        per["w"] = per["size"].astype(float)
     else:  # trackpy.emsd: weights N_eff(length, lag) * positions / length, rescaled over the defined lags
         g = df.groupby("track_id")["frame"]
         info = pd.DataFrame({"length": g.max() - g.min() + 1, "npos": g.size()})
@@ -189,13 +196,13 @@ def msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int | N
         total = {tid: float(np.sum(_independent(n, np.arange(1, min(max_lag, n - 1) + 1)))) * k / n
                  for tid, n, k in zip(info.index, info["length"], info["npos"])}
         per["w"] *= per["track_id"].map(total) / per.groupby("track_id")["w"].transform("sum")
-        per["wm"] = per["w"] * per["mean"]
-        agg = per.groupby("lag")[["wm", "w", "size"]].sum()
-        tab = pd.DataFrame({"msd": agg["wm"] / agg["w"], "n": agg["size"]})
-    tab = tab.reset_index()
+        per = per.drop(columns=["length", "npos"])
+    per["wm"] = per["w"] * per["mean"]
+    agg = per.groupby("lag")[["wm", "w", "size"]].sum()
+    tab = pd.DataFrame({"msd": agg["wm"] / agg["w"], "n": agg["size"]}).reset_index()
     tab.insert(1, "t", tab["lag"] * dt)
     tab["n"] = tab["n"].astype(np.int64)
-    return tab[["lag", "t", "msd", "n"]]
+    return tab[["lag", "t", "msd", "n"]], per.drop(columns=["wm"])
 
 
 #: A track whose positional variance (summed over axes) is at most this many times the localisation variance
@@ -315,7 +322,11 @@ class MsdFit:
     ``offset`` (length^2; ``2 d sigma_loc^2`` for a localisation error ``sigma_loc`` per axis); ``dim``: ``d``;
     ``table``: the MSD (:func:`msd`); ``n_tracks``: tracks of at least ``min_length`` positions;
     ``immobile``: track ids classified immobile (:func:`classify_immobile`; empty when not tested);
-    ``immobile_excluded``: whether they were left out of the fit.
+    ``immobile_excluded``: whether they were left out of the fit;
+    ``composition_bias``: how much of ``exponent`` comes from *which* tracks reach each lag rather than from how
+    each track's MSD grows (:func:`composition_bias`; 0 when not computed); ``exponent_fixed_composition``: the
+    exponent with each track's short-lag amplitude factored out (the exponent of a population whose mix does not
+    change with the lag; NaN when not computed).
     """
 
     exponent: float
@@ -327,11 +338,41 @@ class MsdFit:
     n_tracks: int = 0
     immobile: tuple = ()
     immobile_excluded: bool = False
+    composition_bias: float = 0.0
+    exponent_fixed_composition: float = float("nan")
+
+    @property
+    def composition_ok(self) -> bool:
+        """Whether the ensemble's mix of tracks changes too little over the fitted lags to move the exponent by
+        :data:`COMPOSITION_TOLERANCE` (then the exponent describes the tracks' motion, not their mix)."""
+        return not abs(self.composition_bias) >= COMPOSITION_TOLERANCE
 
     def as_dict(self) -> dict:
         return {"exponent": self.exponent, "prefactor": self.prefactor, "D": self.D, "offset": self.offset,
                 "dim": self.dim, "lags": int(len(self.table)), "tracks": self.n_tracks,
-                "immobile": len(self.immobile), "immobile_excluded": self.immobile_excluded}
+                "immobile": len(self.immobile), "immobile_excluded": self.immobile_excluded,
+                "composition_bias": self.composition_bias,
+                "exponent_fixed_composition": self.exponent_fixed_composition,
+                "exponent_identified": self.composition_ok}
+
+    def composition_report(self, brief: bool = False) -> str:
+        """One line: whether the exponent reflects how the tracks move or which tracks reach the long lags
+        (``brief``: a few words, for a status line)."""
+        b = self.composition_bias
+        if brief:
+            return (f"ensemble mix stable (composition bias {b:+.3f})" if self.composition_ok else
+                    f"WARNING: exponent set by which tracks reach the long lags (composition bias {b:+.3f}; "
+                    f"{self.exponent_fixed_composition:.3f} with the mix held fixed)")
+        if self.composition_ok:
+            return (f"ensemble mix stable over the fitted lags (composition bias {b:+.3f}, tolerance "
+                    f"{COMPOSITION_TOLERANCE})")
+        how = "slower" if b < 0 else "faster"
+        return (f"WARNING: the exponent {self.exponent:.3f} reflects which tracks reach the long lags, not only how "
+                f"the particles move: those tracks move {how} at short lags than the whole ensemble (composition bias "
+                f"{b:+.3f}); with each track's short-lag amplitude held fixed the exponent is "
+                f"{self.exponent_fixed_composition:.3f}. The tracks mix populations (e.g. slow, faint or hindered "
+                "particles that stay longer in view): fit them separately (min_length, a brightness or mobility "
+                "selection) before reading an exponent")
 
     def immobile_report(self) -> str:
         """One line: how many tracks were classified immobile and what was done with them."""
@@ -384,16 +425,74 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
             raise InputError(f"all {n_tracks} tracks are immobile (no motion beyond localisation noise): nothing "
                              "diffuses to fit; keep_immobile=True (--keep-immobile) fits them anyway")
         tracks = tracks[~tracks["track_id"].isin(still)]
-    tab = msd(tracks, dt=dt, spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift, weights=weights)
+    tab, per = _msd_with_parts(tracks, dt=dt, spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
+                               weights=weights)
     dim = len(coord_columns(tracks))
     ok = tab["msd"].to_numpy() > 0
     if ok.sum() < 2:
         raise InputError("the MSD has fewer than two positive lags: tracks are too short or do not move")
-    n, loga = np.polyfit(np.log(tab["t"].to_numpy()[ok]), np.log(tab["msd"].to_numpy()[ok]), 1)
+    logt = np.log(tab["t"].to_numpy()[ok])
+    n, loga = np.polyfit(logt, np.log(tab["msd"].to_numpy()[ok]), 1)
     lin = tab.iloc[:max(2, int(linear_lags))]
     slope, offset = np.polyfit(lin["t"].to_numpy(), lin["msd"].to_numpy(), 1) if len(lin) >= 2 else (np.nan, np.nan)
+    bias = _composition_slope(per, tab["lag"].to_numpy()[ok], logt)
     return MsdFit(float(n), float(np.exp(loga)), float(slope / (2 * dim)), float(offset), dim, tab, n_tracks, still,
-                  bool(still) and not keep_immobile)
+                  bool(still) and not keep_immobile, bias, float(n - bias) if np.isfinite(bias) else float("nan"))
+
+
+#: Lags (frames) over which each track's short-lag amplitude is averaged by :func:`composition_bias`.
+AMPLITUDE_LAGS = 4
+#: A composition bias at least this large (in exponent units) makes :func:`fit_msd`'s exponent a property of the
+#: tracks' mix, not of their motion (:attr:`MsdFit.composition_ok`); the tolerance the exponents of issue 22's
+#: real-movie comparisons are held to.
+COMPOSITION_TOLERANCE = 0.05
+
+
+def _composition_slope(per: pd.DataFrame, lags: np.ndarray, logt: np.ndarray) -> float:
+    """Slope of ``log M(lag)`` against ``log t`` over ``lags``, ``M`` = the ensemble-weighted mean of the
+    contributing tracks' short-lag amplitudes (see :func:`composition_bias`); NaN when undefined."""
+    amp = per[per["lag"] <= AMPLITUDE_LAGS].groupby("track_id")["mean"].mean()
+    p = per.assign(a=per["track_id"].map(amp))
+    p = p[p["a"].notna() & (p["a"] > 0)]
+    p = p.assign(wa=p["w"] * p["a"])
+    agg = p.groupby("lag")[["wa", "w"]].sum()
+    m = (agg["wa"] / agg["w"]).reindex(lags).to_numpy()
+    good = np.isfinite(m) & (m > 0)
+    if good.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(logt[good], np.log(m[good]), 1)[0])
+
+
+def composition_bias(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int | None = 100,
+                     min_length: int = 0, drift: bool = True, weights: str = "independent") -> float:
+    """How much of the ensemble MSD's power-law exponent comes from *which* tracks reach each lag.
+
+    The ensemble MSD at lag ``t`` averages only the tracks that last longer than ``t``. When the population is
+    mixed and the slow particles stay longer in view (stuck or hindered near a wall, out of focus and faint, or
+    simply not leaving the field), the long lags are carried by them and the fitted exponent falls below that of
+    every sub-population: survivorship, not subdiffusion. Each track ``i`` gets a short-lag amplitude ``a_i``, the
+    mean of its own MSD over lags 1 to :data:`AMPLITUDE_LAGS`; ``M(t)`` is the average of ``a_i`` with the same
+    weights as the ensemble MSD at lag ``t``. For a population whose tracks share one MSD shape up to their
+    amplitude, ``MSD(t) / M(t)`` has that shape, so the slope of ``log M`` against ``log t`` over the fitted lags
+    is what the mix adds to the exponent (negative: the tracks reaching long lags are the slower ones). Written
+    here: the ensemble MSD's own weights are needed, and no tracking library reports it.
+
+    Parameters
+    ----------
+    tracks, dt, spacing, max_lag, min_length, drift, weights
+        As in :func:`msd` (``drift`` default True, as :func:`fit_msd`). All tracks are used (:func:`fit_msd`
+        leaves immobile ones out first).
+
+    Returns
+    -------
+    float
+        The bias in exponent units (the exponent with each track's amplitude held fixed is the fitted exponent
+        minus it); NaN when fewer than two lags have a positive MSD.
+    """
+    tab, per = _msd_with_parts(tracks, dt=dt, spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
+                               weights=weights)
+    ok = tab["msd"].to_numpy() > 0
+    return _composition_slope(per, tab["lag"].to_numpy()[ok], np.log(tab["t"].to_numpy()[ok]))
 
 
 def van_hove(tracks: pd.DataFrame, lag: int = 1, *, spacing=None, bins=50, drift: bool = False,
