@@ -144,11 +144,19 @@ def _detect(js: dict) -> str:
 
 
 def _beads(js: dict) -> str:
+    from napari_dynfit.track.analysis import COMPOSITION_TOLERANCE
+
     m = js["msd"]
-    return (f"{m['ours']['exponent']:.3f} vs {m['trackpy']['exponent']:.3f} / {js['prefactor_difference_pct']:+.1f} %; "
-            f"{100 * js['checks']['ours']['outside']:.0f} % outside the image; detection CPU time "
-            f"{js['cpu_ratio_ours_over_trackpy']:.2f}x trackpy's (polarity {js['polarity']}"
-            + (f", sigma {js['sigma']:.2f} px estimated)" if js.get("sigma") is not None else ")"))
+    met = abs(js["exponent_difference"]) <= 0.05 and abs(js["prefactor_difference_pct"]) <= 10
+    bias = m["ours"].get("composition_bias")
+    mix = ("" if bias is None else
+           f"; composition check: mix stable (bias {bias:+.3f})" if abs(bias) < COMPOSITION_TOLERANCE else
+           f"; composition check: **exponent flagged as not identified** (bias {bias:+.3f}; "
+           f"{m['ours']['exponent_fixed_composition']:.3f} with the mix held fixed)")
+    return (f"{m['ours']['exponent']:.3f} vs {m['trackpy']['exponent']:.3f} / {js['prefactor_difference_pct']:+.1f} %"
+            + ("" if met else " (not met)") + f"; {100 * js['checks']['ours']['outside']:.0f} % outside the image; "
+            f"detection CPU time {js['cpu_ratio_ours_over_trackpy']:.2f}x trackpy's (polarity {js['polarity']}"
+            + (f", sigma {js['sigma']:.2f} px estimated)" if js.get("sigma") is not None else ")") + mix)
 
 
 def _ctc(js: dict) -> str:
@@ -321,6 +329,12 @@ FIGURES = [
            "--minmass 200 --no-invert --search-range 9 --memory 3 --json", _beads, data=("lyxilion/video2.tif",),
            data_label="the Lyxilion video2 movie as a TIFF (docs/tracking.md)", requires=("trackpy",),
            timeout_s=3600),
+    Figure("beads-msd-fluo", "real fluorescence bead movie (Princeton's \"Atomic Nature of Matter\" beads, `run_1` "
+           "frames 0-99 of 640 x 480, 0.175 um/px, 2 frames/s; defaults, polarity auto -> bright): MSD exponent / "
+           "prefactor vs trackpy's walkthrough (diameter 11, minmass 200)", "within 0.05 / 10 %",
+           "{python} -m napari_dynfit.bench.beads {data}/princeton_beads/run_1 --mpp 0.175 --fps 2 --diameter 11 "
+           "--minmass 200 --no-invert --search-range 15 --memory 3 --json", _beads, data=("princeton_beads/run_1",),
+           data_label="the Princeton run_1 frames (docs/tracking.md)", requires=("trackpy",)),
     Figure("link-accuracy", "linking: Brownian at 0.15, ABP at 0.4, **no parameters given**", ">= 0.975, >= 0.95",
            "{python} -m napari_dynfit.bench.tracking --sections accuracy", _tracking_accuracy, timeout_s=3600),
     Figure("ctc-bacteria", "real CTC bacteria GT masks relabelled per frame, **no flags**: LNK / division F1",

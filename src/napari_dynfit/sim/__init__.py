@@ -4,6 +4,8 @@
   density-dependent speed; periodic 2D/3D box), :func:`abp_msd` (exact free-ABP MSD),
   :func:`vicsek_bands_preset` (parameters that form travelling bands in 2D);
 * :func:`simulate_dividing_cells` -> lineage table (divisions, deaths);
+* :func:`.beads_in_focus.simulate_beads_in_focus`: tracks of beads seen while in focus (mixed populations, for
+  the MSD composition check);
 * :func:`render_movie` (spots through a Gaussian PSF), :func:`render_cells` + :func:`render_labels`
   (nuclei and their ground-truth masks), Poisson + read noise, uint16;
 * :func:`simulate_chemotaxis` (cells steered by a hidden diffusing chemical, for latent-field inference);

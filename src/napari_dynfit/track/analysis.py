@@ -371,8 +371,9 @@ class MsdFit:
                 f"the particles move: those tracks move {how} at short lags than the whole ensemble (composition bias "
                 f"{b:+.3f}); with each track's short-lag amplitude held fixed the exponent is "
                 f"{self.exponent_fixed_composition:.3f}. The tracks mix populations (e.g. slow, faint or hindered "
-                "particles that stay longer in view): fit them separately (min_length, a brightness or mobility "
-                "selection) before reading an exponent")
+                "particles that stay longer in view) or the linking keeps some better than others (a search range "
+                "too small for the fast ones): fit populations separately (a brightness or mobility selection) "
+                "before reading an exponent")
 
     def immobile_report(self) -> str:
         """One line: how many tracks were classified immobile and what was done with them."""
