@@ -104,6 +104,7 @@ def test_dark_polarity_and_track_analysis(make_napari_viewer, rng):
         2 * D * dt, rel=0.1)
     assert len(w._analysis_figure.axes) == 3
     assert "MSD exponent" in w._status.value
+    assert "ensemble mix stable" in w._status.value and fit.composition_ok  # one population: no warning
 
 
 def test_labels_estimated_and_report_shown(make_napari_viewer):
