@@ -70,6 +70,9 @@ def test_late_division_pass_skips_movies_sparse_in_the_cell_cycle():
     assert doubling_frames(sparse) == pytest.approx(1.0) and doubling_frames(lab) == np.inf
     assert learned.split_late_divisions(sparse, sdist)[1] == 0
     assert learned.split_late_divisions(sparse, sdist, min_doubling=0)[1] == 1
+    # the caller's doubling time (segment_movie computes it once for its info) is the gate's
+    assert learned.split_late_divisions(sparse, sdist, doubling=np.inf)[1] == 1
+    assert learned.split_late_divisions(lab, dist, doubling=1.0)[1] == 0
 
 
 def _capsule(lab, k, y, x0, x1, r):

@@ -18,6 +18,7 @@ from ..errors import InputError
 from ._contract import StepContract
 from ._geometry import layer_kwargs
 from ._jobs import StepJob
+from ._layers import show_layer
 
 PREVIEW = "APR filter preview"
 PREVIEW_MASK = "APR objects preview"
@@ -181,14 +182,8 @@ class AprFilterWidget(StepContract, Container):
 
     def _show_preview(self, layer, res, img, lab) -> None:
         geo = layer_kwargs(layer, axes=2, time=False)  # one plane of the layer, in its world
-        if PREVIEW in self._viewer.layers:
-            self._viewer.layers[PREVIEW].data = img
-        else:
-            self._viewer.add_image(img, name=PREVIEW, **geo, colormap="magma")
-        if PREVIEW_MASK in self._viewer.layers:
-            self._viewer.layers[PREVIEW_MASK].data = lab
-        else:
-            self._viewer.add_labels(lab, name=PREVIEW_MASK, **geo, opacity=0.4)
+        show_layer(self._viewer, "image", img, PREVIEW, **geo, colormap="magma")
+        show_layer(self._viewer, "labels", lab, PREVIEW_MASK, **geo, opacity=0.4)
         self._stats.value = self._summary(res)
 
     @staticmethod
@@ -224,13 +219,8 @@ class AprFilterWidget(StepContract, Container):
         name = f"{layer.name} objects"
         table = res["table"]
         cols = [c for c in ("z", "y", "x") if c in table.columns]
-        if name in self._viewer.layers and f"{name} centroids" in self._viewer.layers:  # a re-run updates its layers
-            self._viewer.layers[name].data = lazy
-            pts = self._viewer.layers[f"{name} centroids"]
-            pts.data, pts.features = table[cols].to_numpy(), table
-        else:
-            self._viewer.add_labels(lazy, name=name, **geo)
-            self._viewer.add_points(table[cols].to_numpy(), name=f"{name} centroids", **geo, features=table, size=3,
-                                    face_color="cyan")
+        show_layer(self._viewer, "labels", lazy, name, **geo)  # a re-run updates its layers
+        points = show_layer(self._viewer, "points", table[cols].to_numpy(), f"{name} centroids", **geo,
+                            features=table, size=3, face_color="cyan")
         self._stats.value = self._summary(res)
-        self.made.emit(self._viewer.layers[f"{name} centroids"])
+        self.made.emit(points)

@@ -30,6 +30,7 @@ from ..errors import DynfitError, InputError
 from ._contract import StepContract
 from ._geometry import layer_kwargs, time_axis
 from ._jobs import StepJob
+from ._layers import show_layer
 
 PREVIEW = "links preview"
 AXES = ("z", "y", "x")
@@ -243,22 +244,17 @@ class TrackWidget(StepContract, Container):
 
         def done(det):
             pts, feats = table_to_points(det)
-            name = "detections"
-            if name in self._viewer.layers:
-                lay = self._viewer.layers[name]
-                lay.data, lay.features = pts, pd.DataFrame(feats)
-            else:
-                self._viewer.add_points(pts, name=name, features=pd.DataFrame(feats), **layer_kwargs(layer),
-                                        metadata={"dt": time_axis(layer)[0]},
-                                        size=2 * float(det.attrs.get("sigma") or self._sigma.value or 1.5),
-                                        border_color="red", face_color="transparent")
+            points = show_layer(self._viewer, "points", pts, "detections", features=pd.DataFrame(feats),
+                                **layer_kwargs(layer), metadata={"dt": time_axis(layer)[0]},
+                                size=2 * float(det.attrs.get("sigma") or self._sigma.value or 1.5),
+                                border_color="red", face_color="transparent")
             skew = det.attrs.get("skewness")
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
             size = det.attrs.get("sigma")
             size = "" if size is None or self._sigma.value else f"; blob sigma {size:.2f} px estimated"
             self._status.value = (f"{len(det)} detections in {det['frame'].nunique()} frames "
                                   f"({det.attrs.get('polarity')} objects{how}{size})")
-            self.made.emit(self._viewer.layers[name])
+            self.made.emit(points)
 
         self._run(lambda: detect_movie(data, **kw), (), done, sync)
 
@@ -283,11 +279,8 @@ class TrackWidget(StepContract, Container):
             return segment_movie(data, polarity=polarity, spacing=spacing)
 
         def done(res):
-            name = f"{layer.name} cells"
-            if name in self._viewer.layers:
-                self._viewer.layers[name].data = res.labels
-            else:
-                self._viewer.add_labels(res.labels, name=name, **layer_kwargs(layer), opacity=0.5)
+            cells = show_layer(self._viewer, "labels", res.labels, f"{layer.name} cells", **layer_kwargs(layer),
+                               opacity=0.5)
             info = res.info
             n = info["objects"]
             n_obj = int(sum(n)) if isinstance(n, list) else int(n)
@@ -297,8 +290,8 @@ class TrackWidget(StepContract, Container):
                                   f"({info.get('method')}: {info.get('method_reason', 'given')}){note}")
             self._source.reset_choices()
             if data.ndim > 2:
-                self._source.value = self._viewer.layers[name]
-            self.made.emit(self._viewer.layers[name])
+                self._source.value = cells
+            self.made.emit(cells)
 
         self._run(run, (), done, sync)
 
@@ -312,23 +305,19 @@ class TrackWidget(StepContract, Container):
             return
 
         def done(res):
-            self._show_tracks(res[0], layer, "tracks")
+            shown = self._show_tracks(res[0], layer, "tracks")
             tracks, labels = res
             if labels is not None:
                 from ..track.formats import relabel_movie
 
-                rel = relabel_movie(labels, tracks)
-                name = f"{layer.name} tracked"
-                if name in self._viewer.layers:
-                    self._viewer.layers[name].data = rel
-                else:
-                    self._viewer.add_labels(rel, name=name, **layer_kwargs(layer))
+                show_layer(self._viewer, "labels", relabel_movie(labels, tracks), f"{layer.name} tracked",
+                           **layer_kwargs(layer))
             n_div = int((tracks.groupby("track_id")["parent_id"].first() >= 0).sum())
             self._status.value = f"{tracks['track_id'].nunique()} tracks, {n_div} daughter tracks"
             self._report.value = self.report_text(tracks)
-            self._viewer.layers["tracks"].metadata["tracking"] = {
+            shown.metadata["tracking"] = {
                 k: tracks.attrs.get(k) for k in ("link_params", "link_choices", "tracking_quality")}
-            self.made.emit(self._viewer.layers["tracks"])
+            self.made.emit(shown)
 
         self._run(_track_job, (kind, data, params), done, sync)
 
@@ -368,16 +357,13 @@ class TrackWidget(StepContract, Container):
 
         self._run(compute, (), done, sync)
 
-    def _show_tracks(self, tracks: pd.DataFrame, layer, name: str) -> None:
+    def _show_tracks(self, tracks: pd.DataFrame, layer, name: str):
+        """Show ``tracks`` (a tracks table) as the Tracks layer ``name`` over ``layer``; returns the layer."""
         from ..track.formats import to_napari_tracks
 
-        data, props, graph = to_napari_tracks(tracks)
-        if name in self._viewer.layers:
-            lay = self._viewer.layers[name]
-            lay.data, lay.graph = data, graph
-        else:
-            self._viewer.add_tracks(data, graph=graph, name=name, **layer_kwargs(layer), tail_length=10,
-                                    metadata={"dt": time_axis(layer)[0]})
+        data, _, graph = to_napari_tracks(tracks)
+        return show_layer(self._viewer, "tracks", data, name, graph=graph, **layer_kwargs(layer), tail_length=10,
+                          metadata={"dt": time_axis(layer)[0]})
 
     # ------------------------------------------------------------------------------------------
     def _schedule_preview(self, *_):

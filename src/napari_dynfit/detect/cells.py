@@ -1029,8 +1029,9 @@ def segment_movie(movie, *, polarity: str = "auto", kind: str = "auto", diameter
         from .learned import SEPTUM_DIP, check_tta
 
         keep = present_frames(labels)
-        doubling = doubling_frames(labels if keep is None else labels[keep])  # as split_late_divisions sees it
-        labels, n_late = on_present_frames(split_late_divisions, labels, dists, dip=SEPTUM_DIP[check_tta(tta)])
+        doubling = doubling_frames(labels if keep is None else labels[keep])  # the frames split_late_divisions sees
+        labels, n_late = on_present_frames(split_late_divisions, labels, dists, dip=SEPTUM_DIP[check_tta(tta)],
+                                           doubling=doubling)  # its gate, computed once
         labels, n_isolated = drop_isolated(labels)  # one-frame specks: no cell before or after
     info = {k: v for k, v in results[0][1].items() if k not in ("objects", "threshold", "background", "noise",
                                                                    "length", "dist")}

@@ -459,7 +459,8 @@ def merge_rod_fragments(labels: np.ndarray, dist: np.ndarray, *, constriction: f
 
 
 def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, inside: float = 0.5,
-                         persist: bool = True, min_doubling: float | None = None) -> tuple[np.ndarray, int]:
+                         persist: bool = True, min_doubling: float | None = None,
+                         doubling: float | None = None) -> tuple[np.ndarray, int]:
     """Split objects whose two successors already show the septum: a division the image shows one frame late.
 
     A just-divided pair of rods often looks like one rod for a frame or two (the septum is faint), so the masks
@@ -486,6 +487,9 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, 
         See above.
     min_doubling : float, optional
         Frames (default :data:`LATE_MIN_DOUBLING`; 0: always run).
+    doubling : float, optional
+        The movie's doubling time in frames, ``doubling_frames(labels)`` (``inf``: not growing), when the caller
+        has it already (:func:`~napari_dynfit.detect.segment_movie` reports it); default: computed here.
 
     Returns
     -------
@@ -500,7 +504,9 @@ def split_late_divisions(labels: np.ndarray, dist, *, dip: float | None = None, 
         dip = SEPTUM_DIP[TTA]
     labels = np.array(labels, dtype=np.int32, copy=True)
     n_split = 0
-    if doubling_frames(labels) < (LATE_MIN_DOUBLING if min_doubling is None else float(min_doubling)):
+    if doubling is None:
+        doubling = doubling_frames(labels)
+    if doubling < (LATE_MIN_DOUBLING if min_doubling is None else float(min_doubling)):
         return labels, n_split  # frames too far apart in the cell cycle for a division seen one frame late
     for t in range(len(labels) - 2, -1, -1):
         a, b = labels[t], labels[t + 1]

@@ -1,0 +1,71 @@
+"""One way for a dock widget to show a result layer: update the layer it made before, or add a new one.
+
+A widget that writes a result (detections, tracks, masks, previews) shows it under a fixed name; a re-run
+replaces the data of that layer in place (the same layer object: its position in the layer list, the user's
+colours, size, opacity and visibility are kept) instead of adding renamed copies. :func:`show_layer` is that
+pattern, once for every widget.
+"""
+
+from __future__ import annotations
+
+#: layer kinds :func:`show_layer` knows: ``viewer.add_<kind>`` adds one, ``napari.layers.<Kind>`` is its class
+KINDS = ("image", "labels", "points", "shapes", "surface", "tracks", "vectors")
+
+#: keyword arguments that describe the data, re-applied (after the data) when an existing layer is updated;
+#: every other keyword (scale, translate, colours, size, opacity...) applies only to a new layer
+DATA_KEYS = ("features", "properties", "graph", "metadata")
+
+
+def show_layer(viewer, kind: str, data, name: str, **kwargs):
+    """Update the layer ``name`` of kind ``kind`` in place, or add it.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (or napari's proxy of it that plugin widgets get).
+    kind : str
+        Layer kind, one of :data:`KINDS` (``"points"``, ``"labels"``, ``"tracks"``...).
+    data : array-like
+        The layer's data, as ``viewer.add_<kind>`` takes it (e.g. Points ``(n, 1 + ndim)`` rows ``t, [z,] y, x``
+        in data coordinates; Labels an integer array ``(t, [z,] y, x)``; Tracks ``(n, 2 + ndim)`` rows
+        ``track_id, t, [z,] y, x``).
+    name : str
+        The layer's name.
+    **kwargs
+        Keyword arguments of ``viewer.add_<kind>``. When the layer exists, only the data keys (:data:`DATA_KEYS`:
+        ``features``, ``properties``, ``graph``, ``metadata``) are applied to it, after the data; ``metadata``
+        is merged into the layer's (keys the layer already holds and ``metadata`` does not name are kept). The
+        others (``scale``, ``translate``, ``units``, colours, ``size``, ``opacity``...) are used only to add a
+        new layer, so a re-run keeps what the user changed.
+
+    Returns
+    -------
+    napari.layers.Layer
+        The updated layer (the same object as before), or the new one. When a layer named ``name`` exists but is
+        of another kind it is left alone and a new layer is added, which napari names ``"name [1]"``; callers
+        should use the returned layer, not ``viewer.layers[name]``.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`KINDS`.
+    """
+    import napari.layers
+
+    kind = str(kind).lower()
+    if kind not in KINDS:
+        raise ValueError(f"unknown layer kind {kind!r}; expected one of {', '.join(KINDS)}")
+    layers = viewer.layers
+    if name in layers:
+        layer = layers[name]
+        if isinstance(layer, getattr(napari.layers, kind.capitalize())):
+            layer.data = data  # first: a new data resets a Tracks layer's graph and features
+            for key in DATA_KEYS:
+                if key not in kwargs:
+                    continue
+                if key == "metadata":
+                    layer.metadata.update(kwargs[key])
+                else:
+                    setattr(layer, key, kwargs[key])
+            return layer
+    return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)

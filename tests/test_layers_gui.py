@@ -1,0 +1,48 @@
+"""``show_layer``: the dock widgets' "update the result layer in place, or add it"."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def test_show_layer_adds_then_updates_in_place(make_napari_viewer):
+    from napari_dynfit._napari._layers import show_layer
+
+    viewer = make_napari_viewer()
+    pts = np.array([[0.0, 1.0, 2.0], [1.0, 3.0, 4.0]])
+    first = show_layer(viewer, "points", pts, "detections", features=pd.DataFrame({"size": [1.0, 2.0]}),
+                       metadata={"dt": 2.0}, scale=(2.0, 0.5, 0.5), size=3, face_color="cyan")
+    assert [lay.name for lay in viewer.layers] == ["detections"]
+    assert first is viewer.layers["detections"]
+    assert tuple(first.scale) == (2.0, 0.5, 0.5) and first.size[0] == 3
+    first.opacity = 0.3  # the user's style survives a re-run
+    first.metadata["note"] = "kept"
+    new = np.array([[0.0, 5.0, 6.0], [1.0, 7.0, 8.0], [2.0, 9.0, 9.0]])
+    again = show_layer(viewer, "points", new, "detections", features=pd.DataFrame({"size": [4.0, 5.0, 6.0]}),
+                       metadata={"dt": 3.0}, scale=(1.0, 1.0, 1.0), opacity=1.0)
+    assert again is first and len(viewer.layers) == 1
+    np.testing.assert_array_equal(again.data, new)
+    np.testing.assert_array_equal(again.features["size"], [4.0, 5.0, 6.0])
+    assert again.metadata == {"dt": 3.0, "note": "kept"}  # metadata merged
+    assert tuple(again.scale) == (2.0, 0.5, 0.5) and again.opacity == 0.3  # creation-only keywords ignored
+
+    # Tracks: the graph is set after the data (a new data resets it)
+    tracks = np.array([[1, 0, 0.0, 0.0], [1, 1, 1.0, 1.0], [2, 2, 2.0, 2.0], [3, 2, 0.0, 2.0]])
+    lay = show_layer(viewer, "tracks", tracks[:2], "tracks", graph={})
+    assert show_layer(viewer, "tracks", tracks, "tracks", graph={2: [1], 3: [1]}) is lay
+    assert lay.graph == {2: [1], 3: [1]} and len(lay.data) == 4
+
+
+def test_show_layer_other_kind_is_left_alone(make_napari_viewer):
+    from napari_dynfit._napari._layers import show_layer
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.ones((4, 4)), name="cells")
+    labels = show_layer(viewer, "labels", np.eye(4, dtype=np.int32), "cells", opacity=0.5)
+    assert labels is not image and type(labels).__name__ == "Labels"
+    assert labels.name == "cells [1]" and labels.opacity == 0.5  # napari's renamed copy
+    np.testing.assert_array_equal(image.data, np.ones((4, 4)))  # the image is untouched
+    with pytest.raises(ValueError, match="unknown layer kind"):
+        show_layer(viewer, "mesh", np.zeros(3), "x")
