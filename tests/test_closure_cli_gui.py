@@ -43,20 +43,25 @@ def test_closure_cli_simulate_train_evaluate_estimate_well_layout(tmp_path, caps
 
     assert sim["params"]["amplitude"] == inspect.signature(kinetic_series).parameters["amplitude"].default == 0.2
     net = tmp_path / "closure.npz"
+    # tiny runs (t = 0..1.5) end before the default start (t = 10, past the initial instability): a one-line error
+    assert main(["closure", "train", str(kin), "-o", str(tmp_path / "x.npz")]) == 2
+    assert "simulate longer (--t-end) or give an earlier --t-start" in capsys.readouterr().err
     out = json.loads(_run(["closure", "train", str(kin), str(well), "-o", str(net), "--a-priori-epochs", "20",
-                           "--a-posteriori-epochs", "2"], capsys).splitlines()[-1])
+                           "--a-posteriori-epochs", "2", "--t-start", "0"], capsys).splitlines()[-1])
     assert np.isfinite(out["a_priori_loss"]) and np.isfinite(out["a_posteriori_loss"])
     # moment data alone (the Well file): a posteriori only, and said so
     net2 = tmp_path / "closure2.npz"
-    out = json.loads(_run(["closure", "train", str(well), "-o", str(net2), "--a-posteriori-epochs", "1"],
-                          capsys).splitlines()[-1])
+    out = json.loads(_run(["closure", "train", str(well), "-o", str(net2), "--a-posteriori-epochs", "1",
+                           "--t-start", "0"], capsys).splitlines()[-1])
     assert "skipped" in out["a_priori"]
-    ev = json.loads(_run(["closure", "evaluate", str(kin), "--closure", str(net), "--horizon", "3"], capsys).splitlines()[-1])
+    ev = json.loads(_run(["closure", "evaluate", str(kin), "--closure", str(net), "--horizon", "3", "--t-start", "0"],
+                         capsys).splitlines()[-1])
     assert ev["closure_S_error"] < 0.5 and ev["bingham_S_error"] < 0.5
     assert ev["a_posteriori"]["bingham"]["blew_up"] is False
-    ev = json.loads(_run(["closure", "evaluate", str(well), "--horizon", "3"], capsys).splitlines()[-1])
+    ev = json.loads(_run(["closure", "evaluate", str(well), "--t-start", "2"], capsys).splitlines()[-1])
+    assert ev["horizon"] == 4  # the default: to the end of the data (7 frames, from frame 2)
     assert "a_posteriori" in ev and "closure_S_error" not in ev  # no fourth moment in the Well layout
-    est = _run(["closure", "estimate", str(well), "--epochs", "3"], capsys)
+    est = _run(["closure", "estimate", str(well), "--epochs", "3", "--t-start", "0"], capsys)
     assert "estimated alpha" in est
     # bad input: a one-line error
     assert main(["closure", "train", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.npz")]) != 0
