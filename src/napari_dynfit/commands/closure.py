@@ -214,8 +214,8 @@ def register(sub) -> None:
     p.add_argument("--angles", type=int_range(8, 512), default=D.ANGLES,
                    help=f"orientation angles (default {D.ANGLES})")
     p.add_argument("--t-end", type=positive_float, default=D.T_END,
-                   help=f"duration (default {D.T_END:g}, the benchmark's training and check runs; train, evaluate "
-                        f"and estimate use the frames from t = {D.SETTLE_T:g} on by default)")
+                   help=f"duration (default {D.T_END:g}, the benchmark's training and check runs; the other "
+                        f"closure commands use the frames from t = {D.SETTLE_T:g} on by default)")
     p.add_argument("--save-every", type=positive_float, default=D.SAVE_EVERY,
                    help=f"saving interval (default {D.SAVE_EVERY:g})")
     p.add_argument("--dt", type=positive_float, default=D.DT, help=f"time step (default {D.DT:g})")
