@@ -67,6 +67,37 @@ def test_closure_cli_simulate_train_evaluate_estimate_well_layout(tmp_path, caps
     assert main(["closure", "train", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.npz")]) != 0
 
 
+
+def test_closure_train_at_default_frames_is_the_benchmarks_recipe(tmp_path, capsys):
+    """By default `closure train` starts at t = 10 (frame 40 at the 0.25 interval) and trains exactly as the
+    benchmark does (its closure_samples / fit_a_priori / fit_a_posteriori calls from frame 40): equal weights."""
+    import torch
+
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.closure import train as T
+    from napari_dynfit.models.closure.learned import LearnedClosure
+
+    paths = [tmp_path / "run.npz"]
+    _run(["closure", "simulate", "-o", str(paths[0]), "--size", "8", "--angles", "8", "--t-end", "10.75", "--dt",
+          "0.025"], capsys)
+    net = tmp_path / "closure.npz"
+    out = json.loads(_run(["closure", "train", *map(str, paths), "-o", str(net), "--a-priori-epochs", "20",
+                           "--a-posteriori-epochs", "2"], capsys).splitlines()[-1])
+    assert out["first_t"] == [10.0]
+    runs = [FieldBundle.load(p) for p in paths]
+    ref = LearnedClosure(seed=0)  # the benchmark's lines, frame 40
+    T.fit_a_priori(ref, T.closure_samples(runs, t_start=40), epochs=20)
+    T.fit_a_posteriori(ref, runs, unroll_frames=2, epochs=2, t_start=40)
+    got = LearnedClosure.load(net)
+    for (name, w), w_ref in zip(got.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(w, w_ref), name
+    # from frame 0 (the old default) the closure differs: the frames matter
+    _run(["closure", "train", *map(str, paths), "-o", str(tmp_path / "c0.npz"), "--a-priori-epochs", "20",
+          "--a-posteriori-epochs", "2", "--t-start", "0"], capsys)
+    assert not all(torch.equal(a, b) for a, b in zip(LearnedClosure.load(tmp_path / "c0.npz").state_dict().values(),
+                                                      ref.state_dict().values()))
+
+
 @pytest.mark.gui
 def test_closure_widget_simulate_train_compare(make_napari_viewer, qtbot):
     from napari_dynfit._napari._closure_widget import ClosureWidget
