@@ -84,3 +84,23 @@ def test_core_function_defaults_are_the_clis():
     sim = _defaults("simulate", "-o", "run.npz")
     assert [default(kinetic_series, k) for k in ("amplitude", "n", "n_theta", "save_every", "dt", "branch_t")] == [
         sim.amplitude, sim.size, sim.angles, sim.save_every, sim.dt, D.SETTLE_T]
+    assert (default(T.fit_a_priori, "lr"), default(T.fit_a_posteriori, "lr")) == (D.A_PRIORI_LR, D.A_POSTERIORI_LR)
+
+
+def test_a_priori_training_in_chunks_with_one_optimizer_equals_one_run():
+    """The widget trains in chunks (a live loss plot, Stop): with one optimizer they are the CLI's single run."""
+    torch = pytest.importorskip("torch")
+    from napari_dynfit.models.closure import train as T
+    from napari_dynfit.models.closure.learned import LearnedClosure
+
+    s = torch.linspace(0.05, 0.95, 200, dtype=torch.float64)
+    samples = T.ClosureSamples(s=s, m4=s ** 2, alpha=torch.full_like(s, -4.0), zeta=torch.full_like(s, 0.3))
+    whole, chunked, restarted = LearnedClosure(), LearnedClosure(), LearnedClosure()
+    T.fit_a_priori(whole, samples, epochs=60)
+    opt = torch.optim.Adam(chunked.parameters(), lr=D.A_PRIORI_LR)
+    for _ in range(3):
+        T.fit_a_priori(chunked, samples, epochs=20, optimizer=opt)
+        T.fit_a_priori(restarted, samples, epochs=20)  # a new Adam each chunk (the widget before 2026-12-05)
+    w = [torch.cat([p.ravel() for p in n.parameters()]) for n in (whole, chunked, restarted)]
+    assert torch.equal(w[0], w[1])
+    assert not torch.allclose(w[0], w[2])

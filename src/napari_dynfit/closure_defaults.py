@@ -37,6 +37,9 @@ HIDDEN = 32
 #: a-priori epochs (Adam, full batch) and a-posteriori epochs (unrolled time stepping, 4 windows each)
 A_PRIORI_EPOCHS = 600
 A_POSTERIORI_EPOCHS = 20
+#: Adam learning rates, a priori and a posteriori
+A_PRIORI_LR = 1e-2
+A_POSTERIORI_LR = 3e-3
 #: frames per a-posteriori unroll (2 frames = 0.5 time units at ``SAVE_EVERY``)
 UNROLL_FRAMES = 2
 #: parameter estimation: frames used from the start (the benchmark's frames 40..59) and most loss evaluations

@@ -152,11 +152,14 @@ class ClosureWidget(qw.QWidget):
             bundle = self._load()
             t0 = min(t_start, len(bundle.coords["t"]) - 3)
             if "S_cos4" in bundle.fields:
+                import torch
+
                 samples = closure_samples([bundle], t_start=t0)
                 chunk = max(1, epochs // 20)
+                opt = torch.optim.Adam(net.parameters(), lr=D.A_PRIORI_LR)  # one optimizer: chunks = one run
                 for done in range(0, epochs, chunk):
                     with torch_threads(1):
-                        hist = fit_a_priori(net, samples, epochs=min(chunk, epochs - done))
+                        hist = fit_a_priori(net, samples, epochs=min(chunk, epochs - done), optimizer=opt)
                     yield ("a priori", hist)
             if post:
                 with torch_threads(1):

@@ -106,10 +106,16 @@ def closure_samples(bundles, *, t_start: int = 0, max_samples: int = 20_000, see
     return ClosureSamples(**cat)
 
 
-def fit_a_priori(closure, samples: ClosureSamples, *, epochs: int = _D.A_PRIORI_EPOCHS, lr: float = 1e-2, seed: int = 0) -> list:
-    """Least-squares fit of ``closure.m4`` to the samples (Adam, full batch). Returns the loss history."""
+def fit_a_priori(closure, samples: ClosureSamples, *, epochs: int = _D.A_PRIORI_EPOCHS, lr: float = _D.A_PRIORI_LR,
+                 seed: int = 0, optimizer=None) -> list:
+    """Least-squares fit of ``closure.m4`` to the samples (Adam, full batch). Returns the loss history.
+
+    ``optimizer``: continue with this one (e.g. ``torch.optim.Adam(closure.parameters(), lr=lr)`` made once by the
+    caller), so that training in chunks (the widget: a loss plot and Stop between chunks) equals one call; default
+    a new Adam at ``lr``.
+    """
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(closure.parameters(), lr=lr)
+    opt = optimizer if optimizer is not None else torch.optim.Adam(closure.parameters(), lr=lr)
     params = _TensorParams(None, samples.alpha, samples.zeta)  # per-sample alpha / zeta
     hist = []
     for ep in range(epochs):
@@ -201,8 +207,8 @@ def _windows(bundle, unroll_frames: int, t_start: int):
 
 
 def fit_a_posteriori(closure, bundles, *, unroll_frames: int = _D.UNROLL_FRAMES, steps_per_frame: int | None = None,
-                     epochs: int = _D.A_POSTERIORI_EPOCHS, lr: float = 3e-3, batch: int = 4, t_start: int = 0,
-                     seed: int = 0) -> list:
+                     epochs: int = _D.A_POSTERIORI_EPOCHS, lr: float = _D.A_POSTERIORI_LR, batch: int = 4,
+                     t_start: int = 0, seed: int = 0) -> list:
     """Train ``closure`` by unrolling the moment model ``unroll_frames`` saved frames ahead.
 
     Defaults (``unroll_frames``, ``epochs``) are :mod:`napari_dynfit.closure_defaults`' (the benchmark's and
