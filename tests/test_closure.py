@@ -318,7 +318,7 @@ def test_closure_ensemble_cli(tmp_path, capsys):
     for i, ph in enumerate((0.3, 1.7)):
         paths.append(tmp_path / f"m{i}.npz")
         _moment_data(ph).save(paths[-1])
-    code = main(["closure", "ensemble", *map(str, paths), "--discard", "4"])
+    code = main(["closure", "ensemble", *map(str, paths), "--discard", "4", "--t-start", "0"])
     out = capsys.readouterr().out
     assert code == 0, out
     res = json.loads(out.splitlines()[-1])

@@ -43,23 +43,59 @@ def test_closure_cli_simulate_train_evaluate_estimate_well_layout(tmp_path, caps
 
     assert sim["params"]["amplitude"] == inspect.signature(kinetic_series).parameters["amplitude"].default == 0.2
     net = tmp_path / "closure.npz"
+    # tiny runs (t = 0..1.5) end before the default start (t = 10, past the initial instability): a one-line error
+    assert main(["closure", "train", str(kin), "-o", str(tmp_path / "x.npz")]) == 2
+    assert "simulate longer (--t-end) or give an earlier --t-start" in capsys.readouterr().err
     out = json.loads(_run(["closure", "train", str(kin), str(well), "-o", str(net), "--a-priori-epochs", "20",
-                           "--a-posteriori-epochs", "2"], capsys).splitlines()[-1])
+                           "--a-posteriori-epochs", "2", "--t-start", "0"], capsys).splitlines()[-1])
     assert np.isfinite(out["a_priori_loss"]) and np.isfinite(out["a_posteriori_loss"])
     # moment data alone (the Well file): a posteriori only, and said so
     net2 = tmp_path / "closure2.npz"
-    out = json.loads(_run(["closure", "train", str(well), "-o", str(net2), "--a-posteriori-epochs", "1"],
-                          capsys).splitlines()[-1])
+    out = json.loads(_run(["closure", "train", str(well), "-o", str(net2), "--a-posteriori-epochs", "1",
+                           "--t-start", "0"], capsys).splitlines()[-1])
     assert "skipped" in out["a_priori"]
-    ev = json.loads(_run(["closure", "evaluate", str(kin), "--closure", str(net), "--horizon", "3"], capsys).splitlines()[-1])
+    ev = json.loads(_run(["closure", "evaluate", str(kin), "--closure", str(net), "--horizon", "3", "--t-start", "0"],
+                         capsys).splitlines()[-1])
     assert ev["closure_S_error"] < 0.5 and ev["bingham_S_error"] < 0.5
     assert ev["a_posteriori"]["bingham"]["blew_up"] is False
-    ev = json.loads(_run(["closure", "evaluate", str(well), "--horizon", "3"], capsys).splitlines()[-1])
+    ev = json.loads(_run(["closure", "evaluate", str(well), "--t-start", "2"], capsys).splitlines()[-1])
+    assert ev["horizon"] == 4  # the default: to the end of the data (7 frames, from frame 2)
     assert "a_posteriori" in ev and "closure_S_error" not in ev  # no fourth moment in the Well layout
-    est = _run(["closure", "estimate", str(well), "--epochs", "3"], capsys)
+    est = _run(["closure", "estimate", str(well), "--epochs", "3", "--t-start", "0"], capsys)
     assert "estimated alpha" in est
     # bad input: a one-line error
     assert main(["closure", "train", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.npz")]) != 0
+
+
+
+def test_closure_train_at_default_frames_is_the_benchmarks_recipe(tmp_path, capsys):
+    """By default `closure train` starts at t = 10 (frame 40 at the 0.25 interval) and trains exactly as the
+    benchmark does (its closure_samples / fit_a_priori / fit_a_posteriori calls from frame 40): equal weights."""
+    import torch
+
+    from napari_dynfit.fields import FieldBundle
+    from napari_dynfit.models.closure import train as T
+    from napari_dynfit.models.closure.learned import LearnedClosure
+
+    paths = [tmp_path / "run.npz"]
+    _run(["closure", "simulate", "-o", str(paths[0]), "--size", "8", "--angles", "8", "--t-end", "10.75", "--dt",
+          "0.025"], capsys)
+    net = tmp_path / "closure.npz"
+    out = json.loads(_run(["closure", "train", *map(str, paths), "-o", str(net), "--a-priori-epochs", "20",
+                           "--a-posteriori-epochs", "2"], capsys).splitlines()[-1])
+    assert out["first_t"] == [10.0]
+    runs = [FieldBundle.load(p) for p in paths]
+    ref = LearnedClosure(seed=0)  # the benchmark's lines, frame 40
+    T.fit_a_priori(ref, T.closure_samples(runs, t_start=40), epochs=20)
+    T.fit_a_posteriori(ref, runs, unroll_frames=2, epochs=2, t_start=40)
+    got = LearnedClosure.load(net)
+    for (name, w), w_ref in zip(got.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(w, w_ref), name
+    # from frame 0 (the old default) the closure differs: the frames matter
+    _run(["closure", "train", *map(str, paths), "-o", str(tmp_path / "c0.npz"), "--a-priori-epochs", "20",
+          "--a-posteriori-epochs", "2", "--t-start", "0"], capsys)
+    assert not all(torch.equal(a, b) for a, b in zip(LearnedClosure.load(tmp_path / "c0.npz").state_dict().values(),
+                                                      ref.state_dict().values()))
 
 
 @pytest.mark.gui

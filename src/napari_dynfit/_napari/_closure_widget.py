@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy import QtWidgets as qw
 
+from .. import closure_defaults as D
 from ..geometry import bundle_geometry
 from ..report import torch_threads
 from ._jobs import StepJob
@@ -65,19 +66,20 @@ class ClosureWidget(qw.QWidget):
         row.addWidget(self.path)
         row.addWidget(open_btn)
         form.addRow("data", row)
-        self.alpha = qw.QDoubleSpinBox(minimum=-20.0, maximum=20.0, value=-4.0, decimals=2)
+        self.alpha = qw.QDoubleSpinBox(minimum=-20.0, maximum=20.0, value=D.ALPHA, decimals=2)
         form.addRow("alpha (simulate)", self.alpha)
-        self.zeta = qw.QDoubleSpinBox(minimum=0.0, maximum=20.0, value=0.3, decimals=2)
+        self.zeta = qw.QDoubleSpinBox(minimum=0.0, maximum=20.0, value=D.ZETA, decimals=2)
         form.addRow("zeta (simulate)", self.zeta)
-        self.size = qw.QSpinBox(minimum=8, maximum=256, value=32, singleStep=8)
+        self.size = qw.QSpinBox(minimum=8, maximum=256, value=D.GRID, singleStep=8)
         form.addRow("grid (simulate)", self.size)
+        # shorter than the CLI's and the benchmark's 30 (interactive); its frames 40-80 are past the transient
         self.t_end = qw.QDoubleSpinBox(minimum=0.5, maximum=1000.0, value=20.0)
         form.addRow("duration (simulate)", self.t_end)
-        self.epochs = qw.QSpinBox(minimum=1, maximum=100000, value=600)
+        self.epochs = qw.QSpinBox(minimum=1, maximum=100000, value=D.A_PRIORI_EPOCHS)
         form.addRow("a-priori epochs", self.epochs)
-        self.post_epochs = qw.QSpinBox(minimum=0, maximum=10000, value=20)
+        self.post_epochs = qw.QSpinBox(minimum=0, maximum=10000, value=D.A_POSTERIORI_EPOCHS)
         form.addRow("a-posteriori epochs", self.post_epochs)
-        self.frame = qw.QSpinBox(minimum=0, maximum=100000, value=40)
+        self.frame = qw.QSpinBox(minimum=0, maximum=100000, value=round(D.SETTLE_T / D.SAVE_EVERY))
         form.addRow("compare from frame", self.frame)
         self.horizon = qw.QSpinBox(minimum=2, maximum=10000, value=20)
         form.addRow("compare frames", self.horizon)
@@ -126,7 +128,8 @@ class ClosureWidget(qw.QWidget):
 
         def compute():
             with torch_threads(1):
-                return simulate_kinetic(params, t_end=t_end, save_every=0.25, n=n, n_theta=32, amplitude=0.2)
+                return simulate_kinetic(params, t_end=t_end, save_every=D.SAVE_EVERY, n=n, n_theta=D.ANGLES,
+                                        amplitude=D.AMPLITUDE)
 
         self._job.start(compute, on_return=self._simulated, busy="simulating the kinetic theory", block=block)
 
@@ -149,11 +152,14 @@ class ClosureWidget(qw.QWidget):
             bundle = self._load()
             t0 = min(t_start, len(bundle.coords["t"]) - 3)
             if "S_cos4" in bundle.fields:
+                import torch
+
                 samples = closure_samples([bundle], t_start=t0)
                 chunk = max(1, epochs // 20)
+                opt = torch.optim.Adam(net.parameters(), lr=D.A_PRIORI_LR)  # one optimizer: chunks = one run
                 for done in range(0, epochs, chunk):
                     with torch_threads(1):
-                        hist = fit_a_priori(net, samples, epochs=min(chunk, epochs - done))
+                        hist = fit_a_priori(net, samples, epochs=min(chunk, epochs - done), optimizer=opt)
                     yield ("a priori", hist)
             if post:
                 with torch_threads(1):

@@ -52,6 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_dynfit import closure_defaults as D
+
 TRAIN = (-2.0, -3.0, -4.0, -5.0)
 HELD_OUT = (-2.5, -3.5, -4.5)
 OUTSIDE = (-6.0,)
@@ -70,14 +72,14 @@ def run_for(alpha: float, cache: Path, *, long: bool = False, device: str = "cpu
     path = cache / f"kinetic_{'long_' if long else ''}alpha{alpha:+.2f}.npz"
     if path.exists():
         return FieldBundle.load(path)
-    b = simulate_kinetic(SuspensionParams(alpha=alpha, zeta=0.3), t_end=60.0 if long else 30.0, save_every=0.25,
-                         n=32, n_theta=32, dt=0.01, seed=99 if long else int(round(abs(alpha) * 10)), amplitude=0.2,
-                         device=device)
+    b = simulate_kinetic(SuspensionParams(alpha=alpha, zeta=D.ZETA), t_end=60.0 if long else D.T_END,
+                         save_every=D.SAVE_EVERY, n=D.GRID, n_theta=D.ANGLES, dt=D.DT,
+                         seed=99 if long else int(round(abs(alpha) * 10)), amplitude=D.AMPLITUDE, device=device)
     b.save(path)
     return b
 
 
-def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n_theta: int = 32,
+def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n_theta: int = D.ANGLES,
                       device: str = "cpu") -> list:
     """Kinetic runs at ``alpha``, one per initial-perturbation seed (cached), ``t = 0..t_end`` saved every 0.25:
     the members of an a-posteriori ensemble. Missing members are integrated together (a batch axis). Seed 99
@@ -90,9 +92,9 @@ def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, 
     missing = [s for s in seeds if not paths[s].exists()]
     if missing:
         w0, c0 = time.perf_counter(), time.process_time()
-        runs = simulate_kinetic_ensemble(SuspensionParams(alpha=alpha, zeta=0.3), seeds=missing, t_end=t_end,
-                                         save_every=0.25, n=32, n_theta=n_theta, dt=0.01, amplitude=0.2,
-                                         device=device)
+        runs = simulate_kinetic_ensemble(SuspensionParams(alpha=alpha, zeta=D.ZETA), seeds=missing, t_end=t_end,
+                                         save_every=D.SAVE_EVERY, n=D.GRID, n_theta=n_theta, dt=D.DT,
+                                         amplitude=D.AMPLITUDE, device=device)
         cost = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0, "batch": len(missing),
                 "load": os.getloadavg()[0]}
         for s, b in zip(missing, runs):
@@ -101,13 +103,15 @@ def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, 
     return [FieldBundle.load(paths[s]) for s in seeds]
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options (training defaults from :mod:`napari_dynfit.closure_defaults`, as the CLI's)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=None, help="folder for the kinetic runs (default: a temporary folder)")
     ap.add_argument("--horizon", type=int, default=80, help="a-posteriori frames (default 80 = 40x the unroll)")
-    ap.add_argument("--a-priori-epochs", type=int, default=600)
-    ap.add_argument("--a-posteriori-epochs", type=int, default=20)
-    ap.add_argument("--unroll", type=int, default=2, help="frames per a-posteriori unroll (default 2)")
+    ap.add_argument("--a-priori-epochs", type=int, default=D.A_PRIORI_EPOCHS)
+    ap.add_argument("--a-posteriori-epochs", type=int, default=D.A_POSTERIORI_EPOCHS)
+    ap.add_argument("--unroll", type=int, default=D.UNROLL_FRAMES,
+                    help=f"frames per a-posteriori unroll (default {D.UNROLL_FRAMES})")
     ap.add_argument("--check-alphas", default=None,
                     help="comma-separated alphas for the check step (default: held out and outside; the training "
                          "alphas to choose settings)")
@@ -135,6 +139,11 @@ def main(argv=None) -> int:
                     help="pool the stationary members of these --out files (disjoint seeds, e.g. a GPU run and "
                          "more members from a CPU) per alpha found in all of them, print and --out the pooled "
                          "figures; runs nothing else")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.merge:
         return merge_files(args.merge, args.out, as_json=args.json)
@@ -165,7 +174,7 @@ def main(argv=None) -> int:
     need_runs = bool(set(steps) - {"stationary"})  # the stationary step reads only its own runs
     runs = {a: run_for(a, cache, device=args.device) for a in TRAIN + HELD_OUT + OUTSIDE} if need_runs else {}
     done("simulate", t0)
-    start = 40
+    start = D.settled_frame(runs[TRAIN[0]].coords["t"]) if runs else 0  # frame 40: t = 10, past the instability
     net = LearnedClosure.load(args.closure) if args.closure else LearnedClosure(seed=0)
     if "a_priori" in steps:
         t0 = time.process_time()
@@ -193,7 +202,7 @@ def main(argv=None) -> int:
             horizon = len(run.coords["t"]) - start - 1
             out["long_runs"][str(a)] = T.posterior_check(
                 run, {"learned": net, "bingham": bingham_closure}, t_start=start, horizon_frames=horizon,
-                discard_frames=min(40, horizon - 2), spectra=True)
+                discard_frames=min(D.settle_frames(run.coords["t"], start), horizon - 2), spectra=True)
             done("long", t0)
     if "check" in steps:
         t0 = time.process_time()
@@ -214,7 +223,8 @@ def main(argv=None) -> int:
             w0, c0 = time.perf_counter(), time.process_time()
             horizon = len(members[0].coords["t"]) - start - 1
             res = ensemble_check(members, {"learned": net, "bingham": bingham_closure}, t_start=start,
-                                 horizon_frames=horizon, discard_frames=min(40, horizon - 2))
+                                 horizon_frames=horizon,
+                                 discard_frames=min(D.settle_frames(members[0].coords["t"], start), horizon - 2))
             res["seeds"] = seeds
             real = [realizability(m, t_start=start) for m in members]
             res["realizability"] = {k: float(np.mean([r[k] for r in real])) for k in real[0]}
@@ -243,7 +253,7 @@ def main(argv=None) -> int:
         t0 = time.process_time()
         out["estimate_alpha"] = {}
         for a in HELD_OUT:
-            v = T.estimate_parameters(runs[a].time_slice(start, start + 20), closure=net,
+            v = T.estimate_parameters(runs[a].time_slice(start, start + D.ESTIMATE_FRAMES), closure=net,
                                       fit=("alpha",)).values["alpha"]
             out["estimate_alpha"][str(a)] = {"estimate": v, "rel_error": abs(v / a - 1)}
             done("estimate", t0)
@@ -334,7 +344,7 @@ def _seed_tag(seeds) -> str:
     return f"{seeds[0]}-{seeds[-1]}n{len(seeds)}_{digest}"
 
 
-def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: dict, *, branch_t: float = 10.0,
+def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: dict, *, branch_t: float = D.SETTLE_T,
                     first_t: float = 20.0, batch: int = 4, device: str = "cpu") -> dict:
     """Long-window paired ensemble at ``alpha`` (the ``stationary`` step). Members whose ``t = 0..t_end`` run
     is stored in ``cache`` (the ``ensemble`` step's files) are read; the others are integrated together to
@@ -350,15 +360,16 @@ def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: di
         stationary_comparison,
     )
 
-    params = SuspensionParams(alpha=alpha, zeta=0.3)
+    params = SuspensionParams(alpha=alpha, zeta=D.ZETA)
     stored = {s: cache / f"kinetic_ens_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
     stored = {s: FieldBundle.load(f) for s, f in stored.items() if f.exists()}
     stored = {s: b for s, b in stored.items() if b.coords["t"][-1] >= t_end - 1e-9}
     new = [s for s in seeds if s not in stored]
     groups = [new[i:i + batch] for i in range(0, len(new), batch)]  # integrated together, one checkpoint each
-    kw = dict(branch_t=branch_t, save_every=0.25, n=32, n_theta=32, dt=0.01, amplitude=0.2, device=device)
+    kw = dict(branch_t=branch_t, save_every=D.SAVE_EVERY, n=D.GRID, n_theta=D.ANGLES, dt=D.DT, amplitude=D.AMPLITUDE,
+              device=device)
     cks = [cache / f"stationary_alpha{alpha:+.2f}_seeds{_seed_tag(g)}_kinetic.npz" for g in groups]
-    old = (series_from_runs([b.time_slice(0, int(round(t_end / 0.25)) + 1) for b in stored.values()],
+    old = (series_from_runs([b.time_slice(0, int(round(t_end / D.SAVE_EVERY)) + 1) for b in stored.values()],
                             branch_t=branch_t) if stored else None)
     parts = [kinetic_series(params, g, t_end=branch_t, checkpoint=ck, **kw) for g, ck in zip(groups, cks)]
     kin = concat_series([old] + parts)

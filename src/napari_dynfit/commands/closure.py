@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 
+from .. import closure_defaults as D
 from ..errors import InputError
 from ..report import torch_threads
 from ..validate import finite_float, int_range, nonneg_float, nonneg_int, output, positive_float, positive_int
@@ -34,6 +35,21 @@ def load_moments(path, *, trajectory: int = 0):
         return read_well(path, trajectory=trajectory, fields=names, dtype="float64")
     return FieldBundle.load(path)
 
+
+
+def _start(bundle, t_start, name, *, need: int = 1) -> int:
+    """First frame used: ``--t-start`` as given, else the first at ``t >= SETTLE_T`` (past the initial
+    instability: frame 40 of our 0.25-interval runs and The Well's files, the benchmark's); a one-line error when
+    fewer than ``need`` frames are left from it."""
+    t = [float(v) for v in bundle.coords["t"]]
+    start = D.settled_frame(t) if t_start is None else int(t_start)
+    if len(t) - start < need:
+        how = (f"--t-start {t_start}" if t_start is not None else
+               f"the default --t-start (the first frame at t >= {D.SETTLE_T:g}, past the initial instability)")
+        span = f"t = {t[0]:g}..{t[-1]:g}" if t else "no times"
+        raise InputError(f"{name} has {len(t)} frames ({span}): {how} leaves {max(len(t) - start, 0)}, this needs "
+                         f"{need}; simulate longer (--t-end) or give an earlier --t-start FRAME")
+    return start
 
 
 def _params(args):
@@ -78,13 +94,17 @@ def _train(args) -> int:
     from ..models.closure.learned import LearnedClosure
     from ..models.closure.train import closure_samples, fit_a_posteriori, fit_a_priori
 
-    bundles = [load_moments(p) for p in args.data]
+    need = args.unroll + 1 if args.a_posteriori_epochs else 1
+    bundles = []
+    for p in args.data:  # each from its own first frame (the default: t >= SETTLE_T)
+        b = load_moments(p)
+        bundles.append(b.time_slice(_start(b, args.t_start, p, need=need), None))
     net = LearnedClosure.load(args.init) if args.init else LearnedClosure(hidden=args.hidden, seed=args.seed)
     torch.manual_seed(args.seed)
-    report = {"output": str(args.output)}
+    report = {"output": str(args.output), "first_t": [float(b.coords["t"][0]) for b in bundles]}
     kinetic = [b for b in bundles if "S_cos4" in b.fields]
     if args.a_priori_epochs and kinetic:
-        hist = fit_a_priori(net, closure_samples(kinetic, t_start=args.t_start), epochs=args.a_priori_epochs)
+        hist = fit_a_priori(net, closure_samples(kinetic), epochs=args.a_priori_epochs)
         report["a_priori_loss"] = hist[-1]
     elif args.a_priori_epochs and not args.a_posteriori_epochs:
         raise InputError("none of the inputs has the fourth moment (kinetic runs): use --a-posteriori-epochs "
@@ -93,7 +113,7 @@ def _train(args) -> int:
         report["a_priori"] = "skipped: no input carries the fourth moment (moment data train a posteriori only)"
     if args.a_posteriori_epochs:
         hist = fit_a_posteriori(net, bundles, unroll_frames=args.unroll, epochs=args.a_posteriori_epochs,
-                                t_start=args.t_start, seed=args.seed)
+                                seed=args.seed)
         report["a_posteriori_loss"] = hist[-1]
     net.save(args.output)
     print(json.dumps(report))
@@ -107,14 +127,18 @@ def _evaluate(args) -> int:
 
     closure = _closure(args.closure)
     bundle = load_moments(args.data)
-    out = {"data": str(args.data)}
+    check = "velocity" in bundle.fields
+    start = _start(bundle, args.t_start, args.data, need=(args.horizon or 2) + 1 if check else 1)
+    horizon = args.horizon or len(bundle.coords["t"]) - start - 1  # default: to the end of the data
+    out = {"data": str(args.data), "t_start": start, "first_t": float(bundle.coords["t"][start])}
     if "S_cos4" in bundle.fields:
         for name, cl in (("closure", closure), ("bingham", bingham_closure)):
-            out[f"{name}_S_error"] = a_priori_error(cl, bundle, t_start=args.t_start)
-            out[f"{name}_q4_error"] = a_priori_harmonic_error(cl, bundle, t_start=args.t_start)
-    if "velocity" in bundle.fields:
+            out[f"{name}_S_error"] = a_priori_error(cl, bundle, t_start=start)
+            out[f"{name}_q4_error"] = a_priori_harmonic_error(cl, bundle, t_start=start)
+    if check:
+        out["horizon"] = horizon
         out["a_posteriori"] = posterior_check(bundle, {"closure": closure, "bingham": bingham_closure},
-                                              t_start=args.t_start, horizon_frames=args.horizon)
+                                              t_start=start, horizon_frames=horizon)
     print(json.dumps(out, default=float))
     return 0
 
@@ -126,9 +150,16 @@ def _ensemble(args) -> int:
 
     bundles = [load_moments(p) for p in args.data]
     closures = {"closure": _closure(args.closure), "bingham": bingham_closure}
-    horizon = args.horizon or min(len(b.coords["t"]) for b in bundles) - args.t_start - 1
-    res = ensemble_check(bundles, closures, t_start=args.t_start, horizon_frames=horizon, discard_frames=args.discard)
-    out = {"data": [str(p) for p in args.data], "frames": res["frames"], "shells": res["shells"]}
+    start = max(_start(b, args.t_start, p, need=(args.horizon or 2) + 1) for b, p in zip(bundles, args.data))
+    horizon = args.horizon or min(len(b.coords["t"]) for b in bundles) - start - 1
+    discard = D.settle_frames(bundles[0].coords["t"], start) if args.discard is None else args.discard
+    if args.discard is None and discard >= horizon:
+        raise InputError(f"the runs have {horizon} frames after the start (frame {start}): the default --discard "
+                         f"(the {D.SETTLE_T:g} time units after it, {discard} frames) leaves none for the statistics; "
+                         "give --discard FRAMES or longer runs")
+    res = ensemble_check(bundles, closures, t_start=start, horizon_frames=horizon, discard_frames=discard)
+    out = {"data": [str(p) for p in args.data], "t_start": start, "discard": discard, "frames": res["frames"],
+           "shells": res["shells"]}
     for name in ("kinetic", *closures):
         r = res[name]
         keep = ("mean_speed", "mean_speed_rel_sd", "order", "order_rel_sd", "members")
@@ -143,11 +174,17 @@ def _estimate(args) -> int:
     from ..models.closure.train import estimate_parameters
 
     bundle = load_moments(args.data)
-    res = estimate_parameters(bundle, closure=_closure(args.closure), fit=tuple(args.fit), epochs=args.epochs,
-                              t_start=args.t_start)
+    start = _start(bundle, args.t_start, args.data, need=D.UNROLL_FRAMES + 1)
+    part = bundle.time_slice(start, start + args.frames if args.frames else None)
+    res = estimate_parameters(part, closure=_closure(args.closure), fit=tuple(args.fit), epochs=args.epochs)
     print(res.summary())
-    print(json.dumps({"values": res.values, "loss": res.loss}))
+    print(json.dumps({"values": res.values, "loss": res.loss, "frames": [start, start + len(part.coords["t"])]}))
     return 0
+
+
+#: help of the --t-start options
+START_HELP = ("{what} (default: the first at t >= " + f"{D.SETTLE_T:g}" + ", past the initial instability from the "
+              "perturbed isotropic start: frame 40 of runs saved every 0.25, as the benchmark; 0 = from the first)")
 
 
 def register(sub) -> None:
@@ -163,19 +200,27 @@ def register(sub) -> None:
                                          "Well's active_matter layout)")
     p.add_argument("-o", "--output", required=True, type=output(".npz", ".zarr", ".hdf5", ".h5", kind="auto"),
                    help="moments file")
-    p.add_argument("--alpha", type=finite_float, default=-1.0, help="active stress (default -1; < 0 extensile)")
-    p.add_argument("--zeta", type=nonneg_float, default=0.3, help="steric alignment (default 0.3)")
+    p.add_argument("--alpha", type=finite_float, default=D.ALPHA,
+                   help=f"active stress (< 0 extensile; default {D.ALPHA:g}, inside the closure benchmark's training "
+                        "range -2..-5, as the widget; The Well's files span -1..-5)")
+    p.add_argument("--zeta", type=nonneg_float, default=D.ZETA,
+                   help=f"steric alignment (default {D.ZETA:g}, the benchmark's; The Well's 1-17 need more --angles "
+                        "than 32: the solver blows up at 1 with 32)")
     p.add_argument("--beta", type=nonneg_float, default=0.8, help="constraint stress (default 0.8)")
     p.add_argument("--d-t", type=positive_float, default=0.05, help="translational diffusivity (default 0.05)")
     p.add_argument("--d-r", type=positive_float, default=0.05, help="rotational diffusivity (default 0.05)")
     p.add_argument("--length", type=positive_float, default=10.0, help="periodic box side (default 10)")
-    p.add_argument("--size", type=int_range(8, 1024), default=32, help="grid points per side (default 32)")
-    p.add_argument("--angles", type=int_range(8, 512), default=32, help="orientation angles (default 32)")
-    p.add_argument("--t-end", type=positive_float, default=20.0, help="duration (default 20)")
-    p.add_argument("--save-every", type=positive_float, default=0.25, help="saving interval (default 0.25)")
-    p.add_argument("--dt", type=positive_float, default=0.01, help="time step (default 0.01)")
+    p.add_argument("--size", type=int_range(8, 1024), default=D.GRID, help=f"grid points per side (default {D.GRID})")
+    p.add_argument("--angles", type=int_range(8, 512), default=D.ANGLES,
+                   help=f"orientation angles (default {D.ANGLES})")
+    p.add_argument("--t-end", type=positive_float, default=D.T_END,
+                   help=f"duration (default {D.T_END:g}, the benchmark's training and check runs; the other "
+                        f"closure commands use the frames from t = {D.SETTLE_T:g} on by default)")
+    p.add_argument("--save-every", type=positive_float, default=D.SAVE_EVERY,
+                   help=f"saving interval (default {D.SAVE_EVERY:g})")
+    p.add_argument("--dt", type=positive_float, default=D.DT, help=f"time step (default {D.DT:g})")
     p.add_argument("--seed", type=int, default=0, help="initial perturbation seed (default 0)")
-    p.add_argument("--amplitude", type=positive_float, default=0.2,
+    p.add_argument("--amplitude", type=positive_float, default=D.AMPLITUDE,
                    help="relative amplitude of the initial perturbation of the isotropic state (default 0.2, as the "
                         "closure benchmark's and the widget's runs and stationary.kinetic_series)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
@@ -187,11 +232,14 @@ def register(sub) -> None:
     p.add_argument("data", nargs="+", help="kinetic runs (.npz/.zarr) or Well active_matter files (.hdf5)")
     p.add_argument("-o", "--output", required=True, type=output(".npz"), help="closure file (.npz)")
     p.add_argument("--init", help="start from this closure file")
-    p.add_argument("--hidden", type=int_range(2, 512), default=32, help="hidden units (default 32)")
-    p.add_argument("--a-priori-epochs", type=nonneg_int, default=600, help="a-priori epochs (default 600)")
-    p.add_argument("--a-posteriori-epochs", type=nonneg_int, default=40, help="unrolled epochs (default 40)")
-    p.add_argument("--unroll", type=int_range(1, 100), default=2, help="frames unrolled (default 2)")
-    p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
+    p.add_argument("--hidden", type=int_range(2, 512), default=D.HIDDEN, help=f"hidden units (default {D.HIDDEN})")
+    p.add_argument("--a-priori-epochs", type=nonneg_int, default=D.A_PRIORI_EPOCHS,
+                   help=f"a-priori epochs (default {D.A_PRIORI_EPOCHS}, the benchmark's)")
+    p.add_argument("--a-posteriori-epochs", type=nonneg_int, default=D.A_POSTERIORI_EPOCHS,
+                   help=f"unrolled epochs (default {D.A_POSTERIORI_EPOCHS}, the benchmark's)")
+    p.add_argument("--unroll", type=int_range(1, 100), default=D.UNROLL_FRAMES,
+                   help=f"frames unrolled (default {D.UNROLL_FRAMES}, the benchmark's)")
+    p.add_argument("--t-start", type=nonneg_int, default=None, help=START_HELP.format(what="first frame used"))
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", **threads)
     p.set_defaults(func=_train)
@@ -200,8 +248,10 @@ def register(sub) -> None:
     p.add_argument("data", help="kinetic run (.npz/.zarr) or Well file (.hdf5)")
     p.add_argument("--closure", default="bingham", help="closure file (.npz) or 'bingham' (default; compared with "
                                                         "Bingham either way)")
-    p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
-    p.add_argument("--horizon", type=int_range(2, 10_000), default=20, help="a-posteriori frames (default 20)")
+    p.add_argument("--t-start", type=nonneg_int, default=None, help=START_HELP.format(what="first frame used"))
+    p.add_argument("--horizon", type=nonneg_int, default=0,
+                   help="a-posteriori frames (default 0: to the end of the data, as the benchmark's check: 80 frames "
+                        "of a default run)")
     p.add_argument("--threads", **threads)
     p.set_defaults(func=_evaluate)
 
@@ -211,10 +261,12 @@ def register(sub) -> None:
     p.add_argument("data", nargs="+", help="kinetic runs of one suspension (.npz/.zarr or Well .hdf5), two or more")
     p.add_argument("--closure", default="bingham", help="closure file (.npz) or 'bingham' (default; compared with "
                                                         "Bingham either way)")
-    p.add_argument("--t-start", type=nonneg_int, default=0, help="frame the moment models start from (default 0)")
+    p.add_argument("--t-start", type=nonneg_int, default=None,
+                   help=START_HELP.format(what="frame the moment models start from"))
     p.add_argument("--horizon", type=nonneg_int, default=0, help="frames run (default 0: to the end of the runs)")
-    p.add_argument("--discard", type=nonneg_int, default=0,
-                   help="frames after --t-start left out of the statistics (transients; default 0)")
+    p.add_argument("--discard", type=nonneg_int, default=None,
+                   help=f"frames after the start left out of the statistics (both transients; default: those of the "
+                        f"{D.SETTLE_T:g} time units after it, 40 at 0.25, as the benchmark)")
     p.add_argument("--threads", **threads)
     p.set_defaults(func=_ensemble)
 
@@ -222,7 +274,11 @@ def register(sub) -> None:
     p.add_argument("data", help="kinetic run (.npz/.zarr) or Well file (.hdf5)")
     p.add_argument("--closure", default="bingham", help="closure file (.npz) or 'bingham' (default)")
     p.add_argument("--fit", nargs="+", choices=("alpha", "zeta"), default=["alpha"], help="parameters (default alpha)")
-    p.add_argument("--epochs", type=positive_int, default=30, help="most loss evaluations of the fit (default 30)")
-    p.add_argument("--t-start", type=nonneg_int, default=0, help="first frame used (default 0)")
+    p.add_argument("--epochs", type=positive_int, default=D.ESTIMATE_EPOCHS,
+                   help=f"most loss evaluations of the fit (default {D.ESTIMATE_EPOCHS})")
+    p.add_argument("--t-start", type=nonneg_int, default=None, help=START_HELP.format(what="first frame used"))
+    p.add_argument("--frames", type=nonneg_int, default=D.ESTIMATE_FRAMES,
+                   help=f"frames used from the start (default {D.ESTIMATE_FRAMES}, the benchmark's frames 40-59; "
+                        "0 = to the end)")
     p.add_argument("--threads", **threads)
     p.set_defaults(func=_estimate)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ... import closure_defaults as _D
 from ..._io import atomic_path
 from ...errors import InputError
 from .moments import bingham_m4, fourth_harmonics_from_m4, order_parameter
@@ -45,7 +46,7 @@ class LearnedClosure(torch.nn.Module):
         Initial weights (the last layer starts at zero: the closure starts as Bingham).
     """
 
-    def __init__(self, hidden: int = 32, layers: int = 2, param_inputs=("alpha", "zeta"), seed: int = 0):
+    def __init__(self, hidden: int = _D.HIDDEN, layers: int = 2, param_inputs=("alpha", "zeta"), seed: int = 0):
         super().__init__()
         bad = set(param_inputs) - set(PARAM_SCALE)
         if bad:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ... import closure_defaults as _D
 from ...device import resolve_device
 from ...errors import InputError
 from .ensemble import TARGETS
@@ -101,9 +102,9 @@ def _integrate(start: int, total: int, per_chunk: int, advance, first, series: d
     return {k: v[keep] for k, v in out.items()}, cpu
 
 
-def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: float = 10.0,
-                   save_every: float = 0.25, n: int = 32, n_theta: int = 32, dt: float = 0.01,
-                   amplitude: float = 0.2, chunk: float = 10.0, checkpoint=None, device: str = "cpu") -> dict:
+def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: float = _D.SETTLE_T,
+                   save_every: float = _D.SAVE_EVERY, n: int = _D.GRID, n_theta: int = _D.ANGLES, dt: float = _D.DT,
+                   amplitude: float = _D.AMPLITUDE, chunk: float = 10.0, checkpoint=None, device: str = "cpu") -> dict:
     """Kinetic ensemble (one member per seed, integrated together) keeping per-frame statistics only.
 
     Members start as in :func:`~.kinetic.simulate_kinetic_ensemble` (same seeds, same runs). With
@@ -170,7 +171,7 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
     return out
 
 
-def series_from_runs(bundles, *, branch_t: float = 10.0) -> dict:
+def series_from_runs(bundles, *, branch_t: float = _D.SETTLE_T) -> dict:
     """:func:`kinetic_series` of stored kinetic runs (e.g. :func:`~.kinetic.simulate_kinetic_ensemble`'s,
     same frame times): per-frame statistics from their fields, branch states at ``branch_t``."""
     from .train import _moment_tensors, suspension_params

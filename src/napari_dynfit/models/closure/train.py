@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ... import closure_defaults as _D
 from ..._progress import report
 from ...errors import InputError
 from .kinetic import SuspensionParams
@@ -105,10 +106,16 @@ def closure_samples(bundles, *, t_start: int = 0, max_samples: int = 20_000, see
     return ClosureSamples(**cat)
 
 
-def fit_a_priori(closure, samples: ClosureSamples, *, epochs: int = 600, lr: float = 1e-2, seed: int = 0) -> list:
-    """Least-squares fit of ``closure.m4`` to the samples (Adam, full batch). Returns the loss history."""
+def fit_a_priori(closure, samples: ClosureSamples, *, epochs: int = _D.A_PRIORI_EPOCHS, lr: float = _D.A_PRIORI_LR,
+                 seed: int = 0, optimizer=None) -> list:
+    """Least-squares fit of ``closure.m4`` to the samples (Adam, full batch). Returns the loss history.
+
+    ``optimizer``: continue with this one (e.g. ``torch.optim.Adam(closure.parameters(), lr=lr)`` made once by the
+    caller), so that training in chunks (the widget: a loss plot and Stop between chunks) equals one call; default
+    a new Adam at ``lr``.
+    """
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(closure.parameters(), lr=lr)
+    opt = optimizer if optimizer is not None else torch.optim.Adam(closure.parameters(), lr=lr)
     params = _TensorParams(None, samples.alpha, samples.zeta)  # per-sample alpha / zeta
     hist = []
     for ep in range(epochs):
@@ -199,9 +206,13 @@ def _windows(bundle, unroll_frames: int, t_start: int):
     return state
 
 
-def fit_a_posteriori(closure, bundles, *, unroll_frames: int = 2, steps_per_frame: int | None = None, epochs: int = 60,
-                     lr: float = 3e-3, batch: int = 4, t_start: int = 0, seed: int = 0) -> list:
+def fit_a_posteriori(closure, bundles, *, unroll_frames: int = _D.UNROLL_FRAMES, steps_per_frame: int | None = None,
+                     epochs: int = _D.A_POSTERIORI_EPOCHS, lr: float = _D.A_POSTERIORI_LR, batch: int = 4,
+                     t_start: int = 0, seed: int = 0) -> list:
     """Train ``closure`` by unrolling the moment model ``unroll_frames`` saved frames ahead.
+
+    Defaults (``unroll_frames``, ``epochs``) are :mod:`napari_dynfit.closure_defaults`' (the benchmark's and
+    ``dynfit closure train``'s: 2 frames, 20 epochs).
 
     Loss: mean squared difference of the state ``(c, D_xx - D_yy, 2 D_xy)`` along the unroll, normalised by
     the data's variance. Uses only ``concentration`` and ``D`` (moment data). A window whose unroll blows
@@ -409,7 +420,8 @@ class ParameterEstimate:
 
 
 def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict | None = None,
-                        unroll_frames: int = 2, steps_per_frame: int | None = None, epochs: int = 30, windows: int = 8,
+                        unroll_frames: int = _D.UNROLL_FRAMES, steps_per_frame: int | None = None,
+                        epochs: int = _D.ESTIMATE_EPOCHS, windows: int = 8,
                         t_start: int = 0) -> ParameterEstimate:
     """Fit ``alpha`` (and ``zeta``) of the moment model to moment data by unrolled time stepping.
 
