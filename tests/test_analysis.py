@@ -253,6 +253,7 @@ def test_composition_bias_zero_for_one_population(seed):
     assert fit.exponent == pytest.approx(1.0, abs=0.12)
     assert composition_bias(tr, min_length=25) == pytest.approx(fit.composition_bias, abs=1e-12)  # none immobile
     assert "stable" in fit.composition_report() and fit.as_dict()["exponent_identified"] is True
+    assert fit.populations == () and fit.largest_population is None
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -271,10 +272,14 @@ def test_composition_bias_flags_slow_population_that_stays_in_focus(seed, capsys
     assert fit.exponent_fixed_composition == pytest.approx(fit.exponent - fit.composition_bias)
     assert abs(fit.exponent_fixed_composition - free.exponent) < 0.05
     assert "WARNING" in fit.composition_report() and "slower" in fit.composition_report()
+    big = fit.largest_population  # the flagged ensemble is split by mobility and each part fitted on its own
+    assert len(fit.populations) >= 2 and big is fit.populations[0] and big.exponent == pytest.approx(1.0, abs=0.1)
+    assert "fitted on its own" in fit.composition_report()
     tr.drop(columns="population").to_csv(tmp_path / "t.csv", index=False)
     assert main(["msd", str(tmp_path / "t.csv"), "--min-length", "25"]) == 0
     out = capsys.readouterr()
-    assert "WARNING" in out.err and json.loads(out.out)["exponent_identified"] is False
+    js = json.loads(out.out)
+    assert "WARNING" in out.err and js["exponent_identified"] is False and len(js["populations"]) >= 2
 
 
 def test_msd_pairs_weights_unchanged(rng):
@@ -286,3 +291,17 @@ def test_msd_pairs_weights_unchanged(rng):
         sq = (later["x_2"] - later["x"]) ** 2 + (later["y_2"] - later["y"]) ** 2
         assert tab.set_index("lag").loc[lag, "msd"] == pytest.approx(sq.mean(), rel=1e-12)
         assert tab.set_index("lag").loc[lag, "n"] == len(sq)
+
+
+def test_mobility_populations_separate_fast_and_slow_beads():
+    """Two populations 10x apart in D: the tracks' short-lag MSDs separate them (>= 95 % assigned to their own);
+    one population stays one."""
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+    from napari_dynfit.track import mobility_populations
+
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0, 0.1), fractions=(0.7, 0.3), height=100, depth=20, seed=3)
+    lab = mobility_populations(tr, min_length=25)
+    truth = tr.drop_duplicates("track_id").set_index("track_id").loc[lab.index, "population"]
+    assert lab.nunique() == 2 and (lab.to_numpy() == truth.to_numpy()).mean() >= 0.95
+    one = simulate_beads_in_focus(2000, 100, D=(1.0,), height=100, depth=20, seed=3)
+    assert mobility_populations(one, min_length=25).nunique() == 1

@@ -238,6 +238,10 @@ def main(argv=None) -> None:
           f"{fit.exponent:.3f} prefactor {fit.prefactor:.3f} um^2/s^n (D {fit.D:.3f} um^2/s; {fit.immobile_report()})")
     say(f"  {fit.composition_report()}")
     say(f"difference  exponent {fit.exponent - n_tp:+.3f}  prefactor {100 * (fit.prefactor / a_tp - 1):+.1f} %")
+    if fit.populations:
+        big = fit.largest_population
+        say(f"largest mobility population ({big.n_tracks} tracks), difference  exponent {big.exponent - n_tp:+.3f}  "
+            f"prefactor {100 * (big.prefactor / a_tp - 1):+.1f} %")
     frac, off, (n_p, a_p), (n_o, a_o) = paired_msd(t1, det, mpp, args.fps)
     say(f"same particles and frames (trackpy's tracks, our nearest detection within 2 px: {100 * frac:.1f} % paired, "
         f"median offset {off:.3f} px)  exponent {n_o:.3f} vs {n_p:.3f} ({n_o - n_p:+.3f})  prefactor {a_o:.3f} vs "
@@ -254,7 +258,8 @@ def main(argv=None) -> None:
                     "ours": {"exponent": float(fit.exponent), "prefactor": float(fit.prefactor), "D": float(fit.D),
                              "tracks": fit.n_tracks, "immobile_excluded": len(fit.immobile),
                              "composition_bias": float(fit.composition_bias),
-                             "exponent_fixed_composition": float(fit.exponent_fixed_composition)}},
+                             "exponent_fixed_composition": float(fit.exponent_fixed_composition),
+                             "populations": fit.as_dict()["populations"]}},
             "exponent_difference": float(fit.exponent - n_tp),
             "prefactor_difference_pct": float(100 * (fit.prefactor / a_tp - 1)),
             "paired": {"fraction": frac, "median_offset_px": off, "exponent_difference": n_o - n_p,

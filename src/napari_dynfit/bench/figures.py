@@ -153,6 +153,12 @@ def _beads(js: dict) -> str:
            f"; composition check: mix stable (bias {bias:+.3f})" if abs(bias) < COMPOSITION_TOLERANCE else
            f"; composition check: **exponent flagged as not identified** (bias {bias:+.3f}; "
            f"{m['ours']['exponent_fixed_composition']:.3f} with the mix held fixed)")
+    pops = m["ours"].get("populations") or []
+    if pops:
+        big = max(pops, key=lambda p: p["tracks"])
+        mix += (f"; its largest mobility population ({big['tracks']} of {sum(p['tracks'] for p in pops)} mobile "
+                f"tracks, fitted on its own by the defaults): **{big['exponent']:.3f} vs "
+                f"{m['trackpy']['exponent']:.3f} / {100 * (big['prefactor'] / m['trackpy']['prefactor'] - 1):+.1f} %**")
     return (f"{m['ours']['exponent']:.3f} vs {m['trackpy']['exponent']:.3f} / {js['prefactor_difference_pct']:+.1f} %"
             + ("" if met else " (not met)") + f"; {100 * js['checks']['ours']['outside']:.0f} % outside the image; "
             f"detection CPU time {js['cpu_ratio_ours_over_trackpy']:.2f}x trackpy's (polarity {js['polarity']}"

@@ -326,7 +326,9 @@ class MsdFit:
     ``composition_bias``: how much of ``exponent`` comes from *which* tracks reach each lag rather than from how
     each track's MSD grows (:func:`composition_bias`; 0 when not computed); ``exponent_fixed_composition``: the
     exponent with each track's short-lag amplitude factored out (the exponent of a population whose mix does not
-    change with the lag; NaN when not computed).
+    change with the lag; NaN when not computed); ``populations``: when the composition check flags the exponent,
+    the fits (:class:`MsdFit`) of the tracks' mobility populations (:func:`mobility_populations`), most mobile
+    first; empty when not flagged or when the tracks form one population.
     """
 
     exponent: float
@@ -340,6 +342,7 @@ class MsdFit:
     immobile_excluded: bool = False
     composition_bias: float = 0.0
     exponent_fixed_composition: float = float("nan")
+    populations: tuple = ()
 
     @property
     def composition_ok(self) -> bool:
@@ -353,7 +356,14 @@ class MsdFit:
                 "immobile": len(self.immobile), "immobile_excluded": self.immobile_excluded,
                 "composition_bias": self.composition_bias,
                 "exponent_fixed_composition": self.exponent_fixed_composition,
-                "exponent_identified": self.composition_ok}
+                "exponent_identified": self.composition_ok,
+                "populations": [{"tracks": p.n_tracks, "exponent": p.exponent, "prefactor": p.prefactor, "D": p.D}
+                                for p in self.populations]}
+
+    @property
+    def largest_population(self) -> MsdFit | None:
+        """The fit of the mobility population with the most tracks (None when there are no populations)."""
+        return max(self.populations, key=lambda p: p.n_tracks) if self.populations else None
 
     def composition_report(self, brief: bool = False) -> str:
         """One line: whether the exponent reflects how the tracks move or which tracks reach the long lags
@@ -362,7 +372,9 @@ class MsdFit:
         if brief:
             return (f"ensemble mix stable (composition bias {b:+.3f})" if self.composition_ok else
                     f"WARNING: exponent set by which tracks reach the long lags (composition bias {b:+.3f}; "
-                    f"{self.exponent_fixed_composition:.3f} with the mix held fixed)")
+                    f"{self.exponent_fixed_composition:.3f} with the mix held fixed"
+                    + (f"; largest mobility population: {self.largest_population.exponent:.3f}, "
+                       f"{self.largest_population.n_tracks} tracks)" if self.populations else ")"))
         if self.composition_ok:
             return (f"ensemble mix stable over the fitted lags (composition bias {b:+.3f}, tolerance "
                     f"{COMPOSITION_TOLERANCE})")
@@ -372,8 +384,17 @@ class MsdFit:
                 f"{b:+.3f}); with each track's short-lag amplitude held fixed the exponent is "
                 f"{self.exponent_fixed_composition:.3f}. The tracks mix populations (e.g. slow, faint or hindered "
                 "particles that stay longer in view) or the linking keeps some better than others (a search range "
-                "too small for the fast ones): fit populations separately (a brightness or mobility selection) "
-                "before reading an exponent")
+                "too small for the fast ones). " + self.populations_report())
+
+    def populations_report(self) -> str:
+        """One sentence: the mobility populations' fits (or that the tracks form one population)."""
+        if not self.populations:
+            return ("No separate mobility populations (one log-normal fits the tracks' short-lag MSDs): select the "
+                    "particles by another property (e.g. brightness) before reading an exponent"
+                    if not self.composition_ok else "")
+        fits = "; ".join(f"{p.n_tracks} tracks: exponent {p.exponent:.3f}, prefactor {p.prefactor:.4g}"
+                         for p in self.populations)
+        return f"Each mobility population fitted on its own (by short-lag MSD, most mobile first): {fits}"
 
     def immobile_report(self) -> str:
         """One line: how many tracks were classified immobile and what was done with them."""
@@ -388,7 +409,7 @@ class MsdFit:
 
 def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int | None = 100, min_length: int = 0,
             drift: bool = True, weights: str = "independent", linear_lags: int = 10,
-            keep_immobile: bool = False, immobile_alpha: float = 0.001) -> MsdFit:
+            keep_immobile: bool = False, immobile_alpha: float = 0.001, split_populations: bool = True) -> MsdFit:
     """Power-law fit of the ensemble MSD of the mobile tracks, after removing the drift (trackpy's
     ``subtract_drift``, ``emsd`` and ``fit_powerlaw``).
 
@@ -408,6 +429,9 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
         Fit all tracks, immobile ones included (they are still counted).
     immobile_alpha : float
         Level of the mobility test (``alpha`` of :func:`classify_immobile`).
+    split_populations : bool
+        When the composition check flags the exponent (:attr:`MsdFit.composition_ok` False), also fit each mobility
+        population (:func:`mobility_populations`) on its own (``MsdFit.populations``).
 
     Returns
     -------
@@ -437,8 +461,17 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
     lin = tab.iloc[:max(2, int(linear_lags))]
     slope, offset = np.polyfit(lin["t"].to_numpy(), lin["msd"].to_numpy(), 1) if len(lin) >= 2 else (np.nan, np.nan)
     bias = _composition_slope(per, tab["lag"].to_numpy()[ok], logt)
+    pops = ()
+    if split_populations and abs(bias) >= COMPOSITION_TOLERANCE:
+        label = _populations(per, n_tracks_min=MIN_POPULATION_TRACKS)
+        if label.nunique() > 1:
+            pops = tuple(fit_msd(tracks[tracks["track_id"].isin(label.index[label == k])], dt=dt, spacing=spacing,
+                                 max_lag=max_lag, min_length=min_length, drift=drift, weights=weights,
+                                 linear_lags=linear_lags, keep_immobile=True, split_populations=False)
+                         for k in sorted(label.unique()))
     return MsdFit(float(n), float(np.exp(loga)), float(slope / (2 * dim)), float(offset), dim, tab, n_tracks, still,
-                  bool(still) and not keep_immobile, bias, float(n - bias) if np.isfinite(bias) else float("nan"))
+                  bool(still) and not keep_immobile, bias, float(n - bias) if np.isfinite(bias) else float("nan"),
+                  pops)
 
 
 #: Lags (frames) over which each track's short-lag amplitude is averaged by :func:`composition_bias`.
@@ -494,6 +527,66 @@ def composition_bias(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max
                                weights=weights)
     ok = tab["msd"].to_numpy() > 0
     return _composition_slope(per, tab["lag"].to_numpy()[ok], np.log(tab["t"].to_numpy()[ok]))
+
+
+#: Most mobility populations :func:`mobility_populations` separates.
+MAX_POPULATIONS = 3
+#: A mobility population needs at least this many tracks (fewer cannot give an exponent).
+MIN_POPULATION_TRACKS = 10
+
+
+def _populations(per: pd.DataFrame, *, n_tracks_min: int = MIN_POPULATION_TRACKS,
+                 max_populations: int = MAX_POPULATIONS) -> pd.Series:
+    """Population of each track (0 = most mobile) from its short-lag amplitude (see :func:`mobility_populations`)."""
+    from sklearn.mixture import GaussianMixture
+
+    amp = per[per["lag"] <= AMPLITUDE_LAGS].groupby("track_id")["mean"].mean()
+    amp = amp[amp > 0]
+    x = np.log(amp.to_numpy())[:, None]
+    best, label = np.inf, np.zeros(len(x), int)
+    for k in range(1, max_populations + 1):
+        if len(x) < k * n_tracks_min:
+            break
+        gm = GaussianMixture(k, n_init=5, random_state=0).fit(x)
+        lab = gm.predict(x)
+        if np.bincount(lab, minlength=k).min() < n_tracks_min:
+            continue
+        bic = gm.bic(x)
+        if bic < best:
+            rank = np.argsort(np.argsort(-gm.means_.ravel()))  # 0 = the largest mean amplitude
+            best, label = bic, rank[lab]
+    return pd.Series(label, index=amp.index, name="population")
+
+
+def mobility_populations(tracks: pd.DataFrame, *, spacing=None, min_length: int = 0, drift: bool = True,
+                         max_populations: int = MAX_POPULATIONS,
+                         min_tracks: int = MIN_POPULATION_TRACKS) -> pd.Series:
+    """Tracks grouped by how far they move at short lags: the populations of a mixed ensemble.
+
+    Each track's short-lag amplitude (its MSD averaged over lags 1 to :data:`AMPLITUDE_LAGS`, drift removed) is
+    taken on a log scale and fitted by Gaussian mixtures of 1 to ``max_populations`` components
+    (scikit-learn's ``GaussianMixture``, 5 starts, fixed seed); the number of populations is the one of lowest BIC
+    among the mixtures whose every component holds at least ``min_tracks`` tracks, and each track goes to its most
+    probable component. One population (all 0) when the amplitudes form one log-normal. Used by :func:`fit_msd`
+    when its composition check flags the ensemble exponent (each population then gets its own fit).
+
+    Parameters
+    ----------
+    tracks, spacing, min_length, drift
+        As in :func:`msd`.
+    max_populations : int
+        Largest number of populations tried.
+    min_tracks : int
+        Smallest population (tracks).
+
+    Returns
+    -------
+    Series
+        Index ``track_id``, values 0 (most mobile) to ``k - 1``; tracks without a positive short-lag MSD are absent.
+    """
+    _, per = _msd_with_parts(tracks, dt=1.0, spacing=spacing, max_lag=AMPLITUDE_LAGS, min_length=min_length,
+                             drift=drift, weights="pairs")
+    return _populations(per, n_tracks_min=int(min_tracks), max_populations=int(max_populations))
 
 
 def van_hove(tracks: pd.DataFrame, lag: int = 1, *, spacing=None, bins=50, drift: bool = False,
