@@ -105,7 +105,8 @@ def tidy(fig, *, nbins: int = 4, fontsize: float = 7.0, legend_below: bool = Tru
 
 def plot_track_analysis(fig, fit, vacf: pd.DataFrame, *, units: str = "", time_units: str = "",
                         van_hove: pd.DataFrame | None = None):
-    """MSD with its power-law fit (``fit``: :class:`napari_dynfit.track.MsdFit`) and the normalised velocity
+    """MSD with its power-law fit (``fit``: :class:`napari_dynfit.track.MsdFit`; when its composition check flags
+    the exponent, each mobility population's MSD and fit too) and the normalised velocity
     autocorrelation ``vacf`` side by side on ``fig`` (cleared); with ``van_hove`` (a
     :func:`napari_dynfit.track.van_hove` table) a third panel: the displacement density and the Gaussian of the
     same variance (Brownian motion)."""
@@ -114,7 +115,14 @@ def plot_track_analysis(fig, fit, vacf: pd.DataFrame, *, units: str = "", time_u
     ax = fig.add_subplot(1, n, 1)
     t, m = fit.table["t"].to_numpy(), fit.table["msd"].to_numpy()
     ax.loglog(t, m, "o", ms=3, label="tracks (drift removed)")
-    ax.loglog(t, fit.prefactor * t ** fit.exponent, "k--", lw=1, label=f"fit: exponent {fit.exponent:.2f}")
+    flagged = not getattr(fit, "composition_ok", True)
+    ax.loglog(t, fit.prefactor * t ** fit.exponent, "k--", lw=1,
+              label=f"fit: exponent {fit.exponent:.2f}" + (" (not identified: mix)" if flagged else ""))
+    for k, pop in enumerate(getattr(fit, "populations", ())):  # the flagged ensemble's mobility populations
+        tp, mp = pop.table["t"].to_numpy(), pop.table["msd"].to_numpy()
+        line, = ax.loglog(tp, mp, ".", ms=2, alpha=0.6)
+        ax.loglog(tp, pop.prefactor * tp ** pop.exponent, "-", lw=1, color=line.get_color(),
+                  label=f"population {k + 1} ({pop.n_tracks} tracks): {pop.exponent:.2f}")
     ax.set_xlabel(f"lag time{f' ({time_units})' if time_units else ''}")
     ax.set_ylabel(f"MSD{f' ({units}²)' if units else ''}")
     ax.legend(fontsize=7)
