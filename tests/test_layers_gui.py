@@ -66,3 +66,13 @@ def test_show_layer_refresh_follows_the_data(make_napari_viewer):
     assert tuple(img.contrast_limits) == (100.0, 101.5)
     with pytest.raises(ValueError, match="refresh names keywords that were not given: edge_width"):
         show_layer(viewer, "image", new, "phi", refresh=("edge_width",))
+
+
+def test_data_range_is_napari_s_default_contrast(make_napari_viewer):
+    from napari_dynfit._napari._layers import data_range
+
+    viewer = make_napari_viewer()
+    for arr in (np.array([[0.5, -2.0], [3.0, np.nan]]), np.full((2, 2), 5.0), np.full((2, 2), -0.5)):
+        layer = viewer.add_image(arr)
+        assert data_range(arr) == pytest.approx(tuple(layer.contrast_limits))
+    assert data_range([np.nan]) == (0.0, 1.0)

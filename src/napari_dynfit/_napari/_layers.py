@@ -88,3 +88,28 @@ def show_layer(viewer, kind: str, data, name: str, *, refresh: tuple[str, ...] =
                 setattr(layer, key, kwargs[key])
             return layer
     return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+
+
+def data_range(data) -> tuple[float, float]:
+    """Contrast limits napari gives a new Image layer of ``data``: its finite range (NaN ignored); a flat field
+    ``v`` gets ``(min(v, 0), max(v, 1))``. For ``show_layer(..., contrast_limits=data_range(a),
+    refresh=("contrast_limits",))``: a re-run shows the new data as a freshly added layer would.
+
+    Parameters
+    ----------
+    data : array-like
+        The image values, any shape.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)``, ``low < high``.
+    """
+    import numpy as np
+
+    arr = np.asarray(data, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    return (min(low, 0.0), max(high, 1.0)) if low == high else (low, high)
