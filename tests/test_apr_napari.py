@@ -149,6 +149,29 @@ def test_convert_widget_preview_and_convert(make_napari_viewer, tmp_path, rng, q
     assert layer.data[0].mode == "smooth" and layer.metadata["apr"]["mode"] == "smooth"
 
 
+def test_convert_preview_updates_in_place_on_the_previewed_layers_grid(make_napari_viewer, rng):
+    """Previewing another layer replaces the preview's data in the same layers (the user's opacity kept) and moves
+    them onto that layer's pixel grid (scale, translate of its last two axes)."""
+    from napari_dynfit._napari._apr_convert_widget import PREVIEW, PREVIEW_LEVELS, AprConvertWidget
+
+    viewer = make_napari_viewer()
+    img = blobs((40, 44), rng, n=4)
+    a = viewer.add_image(img, name="a", scale=(0.5, 0.5))
+    b = viewer.add_image(img[::2, ::2].copy(), name="b", scale=(2.0, 3.0), translate=(10.0, -4.0))
+    w = AprConvertWidget(viewer)
+    w._layer.value = a
+    w.update_preview(sync=True)
+    prev, lev = viewer.layers[PREVIEW], viewer.layers[PREVIEW_LEVELS]
+    assert tuple(prev.scale) == tuple(lev.scale) == (0.5, 0.5) and prev.data.shape == (40, 44)
+    prev.opacity = 0.3
+    w._layer.value = b
+    w.update_preview(sync=True)
+    assert viewer.layers[PREVIEW] is prev and viewer.layers[PREVIEW_LEVELS] is lev and len(viewer.layers) == 4
+    assert prev.data.shape == lev.data.shape == (20, 22) and prev.opacity == 0.3
+    assert tuple(prev.scale) == tuple(lev.scale) == (2.0, 3.0)
+    assert tuple(prev.translate) == tuple(lev.translate) == (10.0, -4.0)
+
+
 def test_preview_slice_of_a_movie_and_a_volume_movie(rng):
     from napari_dynfit._napari._apr_convert_widget import preview_slice
 

@@ -34,6 +34,18 @@ def test_balance_widget_on_active_matter_file(make_napari_viewer, tmp_path):
     assert viewer.layers[UNCERTAINTY].visible is False
     assert w._table.rowCount() == len(w.result.balances)
     assert len(w._figure.axes) == 3
+    assert lab.metadata["balances"] == {i + 1: " + ".join(b.terms) or "no dynamics"
+                                        for i, b in enumerate(w.result.balances)}
+    # a re-run updates both layers in place (the user's opacity and metadata kept, the balances replaced)
+    lab.opacity, lab.metadata["note"] = 0.2, "kept"
+    n_layers, unc = len(viewer.layers), viewer.layers[UNCERTAINTY]
+    w._clusters.value = 2
+    w.run(block=True)
+    assert len(viewer.layers) == n_layers and viewer.layers[REGIONS] is lab and viewer.layers[UNCERTAINTY] is unc
+    assert lab.opacity == 0.2 and lab.metadata["note"] == "kept"
+    assert set(np.unique(lab.data)) <= set(range(1, len(w.result.balances) + 1))
+    assert set(lab.metadata["balances"]) == set(range(1, len(w.result.balances) + 1))
+    np.testing.assert_array_equal(unc.data, w.result.uncertainty)
 
 
 @pytest.mark.gui

@@ -130,3 +130,18 @@ def test_closure_widget_simulate_train_compare(make_napari_viewer, qtbot):
     k = np.round((world - img.translate) / img.scale).astype(int)  # their pixel in the image
     np.testing.assert_allclose(k * img.scale + img.translate, world, atol=1e-9)
     assert set(np.unique(k[:, 0])) == set(range(img.data.shape[0]))
+    # a re-run updates the layers in place (their place and the user's colours kept); the grid (another size:
+    # another spacing), the arrows' width and the contrast follow the new run
+    img, vec = viewer.layers["order parameter s (1) [kinetic]"], viewer.layers["director (kinetic)"]
+    img.colormap, order, width = "gray", list(viewer.layers).index(img), vec.edge_width
+    w.size.setValue(12)
+    w.simulate(block=True)
+    assert viewer.layers["order parameter s (1) [kinetic]"] is img and viewer.layers["director (kinetic)"] is vec
+    assert list(viewer.layers).index(img) == order and len(viewer.layers) == len(names)
+    assert img.colormap.name == "gray" and img.data.shape[1:] == (12, 12)
+    h = w.bundle.spacing[-1]
+    assert img.scale[-1] == pytest.approx(h) and vec.edge_width == pytest.approx(width * 8 / 12)
+    assert tuple(img.contrast_limits) == pytest.approx((img.data.min(), img.data.max()))
+    world = (vec.data[:, 0] + vec.data[:, 1] / 2) * vec.scale + vec.translate
+    k = np.round((world - img.translate) / img.scale).astype(int)
+    np.testing.assert_allclose(k * img.scale + img.translate, world, atol=1e-9)

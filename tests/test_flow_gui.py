@@ -43,6 +43,12 @@ def test_flow_widget_fit_and_layers(make_napari_viewer, qtbot):
     assert np.allclose(vec[:, 1], c * f, atol=1e-4 * np.abs(vec[:, 1]).max())
     spacing = np.sqrt(np.prod(np.ptp(vec[:, 0], axis=0)) / len(vec))
     assert np.linalg.norm(vec[:, 1], axis=1).max() == pytest.approx(0.9 * spacing)
+    # showing a result again (a re-run) updates the three layers in place: no renamed copies
+    shown = {n: viewer.layers[n] for n in ("PFI drift", "PFI growth rate (1/time unit)", "PFI trajectories")}
+    n_layers, tracks = len(viewer.layers), shown["PFI trajectories"].data.copy()
+    w._finish(w.model, w._snaps)
+    assert len(viewer.layers) == n_layers and all(viewer.layers[k] is v for k, v in shown.items())
+    assert shown["PFI trajectories"].data.shape == tracks.shape
 
 
 def test_flow_widget_cancel(make_napari_viewer, qtbot):

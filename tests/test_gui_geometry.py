@@ -211,6 +211,15 @@ def test_flow_vectors_and_latent_grid_overlay_the_points(scaled_movie, qtbot):
     spacing = np.sqrt(np.prod(np.ptp(base, axis=0)) / len(base))
     assert np.linalg.norm(tips, axis=1).max() == pytest.approx(0.9 * spacing)  # visible, not 0.1 s of drift
     assert [str(u) for u in vec.units] == ["micrometer"] * 2
+    # a re-run over another layer (other pixels): the same layer, moved onto that layer's grid, the width kept
+    # at its share of the arrow grid (in the new data units)
+    width = vec.edge_width
+    w._source = viewer.add_points(pts.data, name="cells 2", scale=(1.0, 2 * SCALE[0], 4 * SCALE[1]),
+                                  translate=(0.0, 3.0, -2.0))
+    w._show_drift(arrows)
+    assert viewer.layers["PFI drift"] is vec and "PFI drift [1]" not in viewer.layers
+    np.testing.assert_allclose(_world(vec, vec.data[:, 0]), base, atol=1e-9)
+    assert vec.edge_width == pytest.approx(width / np.sqrt(8.0))
 
     # the latent field's grid (times frame * dt, world lengths) sits on the movie's time axis and space
     pinn = LatentFieldWidget(viewer)

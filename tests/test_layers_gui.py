@@ -46,3 +46,33 @@ def test_show_layer_other_kind_is_left_alone(make_napari_viewer):
     np.testing.assert_array_equal(image.data, np.ones((4, 4)))  # the image is untouched
     with pytest.raises(ValueError, match="unknown layer kind"):
         show_layer(viewer, "mesh", np.zeros(3), "x")
+
+
+def test_show_layer_refresh_follows_the_data(make_napari_viewer):
+    from napari_dynfit._napari._layers import show_layer
+
+    viewer = make_napari_viewer()
+    img = show_layer(viewer, "image", np.arange(16.0).reshape(4, 4), "phi", contrast_limits=(0.0, 15.0),
+                     scale=(2.0, 2.0), colormap="magma", refresh=("contrast_limits", "scale"))
+    img.colormap = "gray"  # the user's choice survives; the refreshed keywords follow the data
+    new = 100.0 + np.arange(16.0).reshape(4, 4) / 10
+    again = show_layer(viewer, "image", new, "phi", contrast_limits=(100.0, 101.5), scale=(0.5, 0.5),
+                       colormap="magma", refresh=("contrast_limits", "scale"))
+    assert again is img and len(viewer.layers) == 1
+    assert tuple(img.contrast_limits) == (100.0, 101.5) and tuple(img.contrast_limits_range) == (100.0, 101.5)
+    assert tuple(img.scale) == (0.5, 0.5) and img.colormap.name == "gray"
+    # without refresh napari keeps the old limits (the reason for the option)
+    show_layer(viewer, "image", np.zeros((4, 4)), "phi", contrast_limits=(0.0, 1.0))
+    assert tuple(img.contrast_limits) == (100.0, 101.5)
+    with pytest.raises(ValueError, match="refresh names keywords that were not given: edge_width"):
+        show_layer(viewer, "image", new, "phi", refresh=("edge_width",))
+
+
+def test_data_range_is_napari_s_default_contrast(make_napari_viewer):
+    from napari_dynfit._napari._layers import data_range
+
+    viewer = make_napari_viewer()
+    for arr in (np.array([[0.5, -2.0], [3.0, np.nan]]), np.full((2, 2), 5.0), np.full((2, 2), -0.5)):
+        layer = viewer.add_image(arr)
+        assert data_range(arr) == pytest.approx(tuple(layer.contrast_limits))
+    assert data_range([np.nan]) == (0.0, 1.0)

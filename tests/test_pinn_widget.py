@@ -40,3 +40,43 @@ def test_latent_field_widget_starts_at_the_cli_and_core_defaults(make_napari_vie
     bcore = inspect.signature(bayesian_latent_field).parameters
     assert w._steps.value == bcore["warmup_steps"].default
     assert w._draws.value == bcore["draws"].default == bcore["tune"].default == bayes.tune  # the widget tunes "draws"
+
+
+def test_latent_field_layers_update_in_place_and_contrast_follows_phi(make_napari_viewer):
+    """Each update (live while training, and a re-run) replaces phi in the same layer, and the contrast follows
+    phi's range (napari keeps an Image's limits when its data is replaced; phi's range moves while it trains)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from napari_dynfit._napari._pinn_widget import LAYER, STD_LAYER, LatentFieldWidget
+
+    viewer = make_napari_viewer()
+    w = LatentFieldWidget(viewer)
+    w._plot_curves = w._plot_histograms = lambda *_: None  # the plots are not under test
+    coords = {"t": np.arange(3.0), "y": np.arange(4.0), "x": np.arange(5.0)}
+    pinn = SimpleNamespace(step=10, coefficient_values=lambda: {"Dc": 0.1})
+    made = []
+    w.made.connect(made.append)
+    phi = np.linspace(0.0, 1.0, 60).reshape(3, 4, 5)
+    w._show((pinn, phi, coords))
+    layer = viewer.layers[w.layer_name()]
+    assert made == [layer] and tuple(layer.contrast_limits) == pytest.approx((0.0, 1.0))
+    layer.colormap = "gray"  # the user's colours survive the updates
+    w._show((pinn, 50.0 + 10 * phi, coords))
+    assert viewer.layers[w.layer_name()] is layer and made == [layer, layer] and layer.colormap.name == "gray"
+    assert tuple(layer.contrast_limits) == pytest.approx((50.0, 60.0))
+    np.testing.assert_allclose(layer.data, 50.0 + 10 * phi)
+
+    class Bundle(dict):
+        pass
+
+    res = SimpleNamespace(diagnostics={"draws": 3, "chains": 1, "stopped": False}, noise={}, samples={})
+    for shift in (0.0, -5.0):  # the Bayesian result twice: mean (the same phi layer) and std, in place
+        bundle = Bundle(phi=phi + shift, phi_std=0.1 * phi + 0.01 * (1 - shift))
+        bundle.coords = coords
+        w._show_posterior(("final", bundle, res))
+        mean, std = viewer.layers[w.layer_name(LAYER)], viewer.layers[w.layer_name(STD_LAYER)]
+        assert mean is layer and tuple(mean.contrast_limits) == pytest.approx((shift, 1.0 + shift))
+        assert tuple(std.contrast_limits) == pytest.approx((0.01 * (1 - shift), 0.1 + 0.01 * (1 - shift)))
+    assert len(viewer.layers) == 2

@@ -211,3 +211,40 @@ def test_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, tmp_path
     params = w.params()
     for name in ("max_distance", "gap_frames", "divisions", "motion", "alternative_cost"):
         assert params[name] is None is getattr(trk, name) is lcore[name].default, name
+
+
+def test_analyse_reads_the_tracks_layer_not_another_kind_named_tracks(make_napari_viewer, rng):
+    """A Points layer called "tracks" is not analysed: Track's Tracks layer ("tracks [1]") is, and without one the
+    error is one line; the tracks table's features arrive on the Tracks layer."""
+    from napari_dynfit._napari._track_widget import TrackWidget
+    from napari_dynfit.track import fit_msd
+    from napari_dynfit.track.io_formats import tracks_from_napari
+
+    viewer = make_napari_viewer()
+    n, frames = 30, 20
+    pos = rng.uniform(10, 190, (n, 2)) + np.cumsum(rng.normal(0, 0.3, (frames, n, 2)), axis=0)
+    viewer.add_points(np.c_[np.repeat(np.arange(frames), n), pos.reshape(-1, 2)], name="cells")
+    viewer.add_points(np.zeros((3, 3)), name="tracks")  # e.g. the user's own annotations
+    w = TrackWidget(viewer)
+    w.analyse(sync=True)
+    assert w._status.value == "error: no Tracks layer 'tracks' ('tracks' is a Points layer): press Track first"
+    assert w.analysis is None
+    w._source.value = viewer.layers["cells"]
+    w._max_distance.value = 3.0
+    w.track(sync=True)
+    made = viewer.layers["tracks [1]"]
+    assert type(made).__name__ == "Tracks" and len(np.unique(made.data[:, 0])) == n
+    np.testing.assert_array_equal(made.features["parent_id"], -1)  # features: one row per data row
+    made.name = "my tracks"  # still the one analysed after a rename
+    w.analyse(sync=True)
+    assert w.analysis is not None, w._status.value
+    ref = fit_msd(tracks_from_napari(made), dt=1.0)
+    fit = w.analysis[0]
+    assert fit.exponent == pytest.approx(ref.exponent) and pytest.approx(ref.D) == fit.D
+    # the table's numeric columns are the layer's features, in its (track_id, frame) row order
+    table = pd.DataFrame({"track_id": [2, 2, 1, 1], "frame": [1, 0, 1, 0], "y": [5.0, 4, 3, 2], "x": 1.0,
+                          "parent_id": -1, "speed": [0.4, 0.3, 0.2, 0.1]})
+    shown = w._show_tracks(table, viewer.layers["cells"], "my tracks")
+    assert shown is made and len(viewer.layers) == 3
+    np.testing.assert_allclose(shown.features["speed"], [0.1, 0.2, 0.3, 0.4])
+    assert tracks_from_napari(shown)["speed"].tolist() == [0.1, 0.2, 0.3, 0.4]

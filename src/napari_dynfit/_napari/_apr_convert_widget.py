@@ -19,6 +19,7 @@ from ._apr_reader import apr_layers_from_result, is_apr_layer, set_apr_mode
 from ._contract import StepContract
 from ._geometry import layer_kwargs
 from ._jobs import StepJob
+from ._layers import show_layer
 
 PREVIEW = "APR preview"
 PREVIEW_LEVELS = "APR preview levels"
@@ -137,12 +138,8 @@ class AprConvertWidget(StepContract, Container):
                                                        "contrast_limits": layer.contrast_limits}),
                               (PREVIEW_LEVELS, res["levels"], {"colormap": "turbo", "opacity": 0.5,
                                                                "contrast_limits": [0, max(1, int(np.max(res["levels"], initial=0)))]})):
-            if name in self._viewer.layers:
-                lay = self._viewer.layers[name]
-                lay.data = arr
-                lay.scale, lay.translate = geo["scale"], geo["translate"]
-            else:
-                self._viewer.add_image(arr, name=name, **geo, **kw)
+            # the plane's grid follows the layer previewed (another selected layer: another pixel size)
+            show_layer(self._viewer, "image", arr, name, **geo, **kw, refresh=("scale", "translate"))
         st = res["stats"]
         self._stats.value = (f"preview: {st['particles']} particles, ratio {st['computational_ratio']:.1f}, "
                              f"memory saved {100 * st['memory_saved']:.0f} %")

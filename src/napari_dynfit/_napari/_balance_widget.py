@@ -18,6 +18,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label,
 from ..errors import DynfitError
 from ._contract import StepContract
 from ._jobs import StepJob
+from ._layers import show_layer
 from ._plots import make_canvas, tidy
 
 REGIONS = "balance regions"
@@ -129,16 +130,10 @@ class BalanceWidget(StepContract, Container):
         geo = fields_kwargs(bundle)  # the fields' grid: physical time and lengths (napari_dynfit.geometry)
         labels = res.regions.astype(np.int32) + 1  # 0 stays transparent
         names = {i + 1: " + ".join(b.terms) or "no dynamics" for i, b in enumerate(res.balances)}
-        if REGIONS in self._viewer.layers:
-            self._viewer.layers[REGIONS].data = labels
-        else:
-            self._viewer.add_labels(labels, name=REGIONS, **geo, opacity=0.5)
-        self._viewer.layers[REGIONS].metadata["balances"] = names
-        if UNCERTAINTY in self._viewer.layers:
-            self._viewer.layers[UNCERTAINTY].data = res.uncertainty
-        else:
-            self._viewer.add_image(res.uncertainty, name=UNCERTAINTY, **geo,
-                                   colormap="magma", visible=False, contrast_limits=(0.0, 1.0))
+        # a re-run updates both layers in place; the region -> balance names are merged into the labels' metadata
+        show_layer(self._viewer, "labels", labels, REGIONS, **geo, opacity=0.5, metadata={"balances": names})
+        show_layer(self._viewer, "image", res.uncertainty, UNCERTAINTY, **geo, colormap="magma", visible=False,
+                   contrast_limits=(0.0, 1.0))
         self._table.setRowCount(len(res.balances))
         for i, b in enumerate(res.balances):
             for j, text in enumerate((f"{i + 1}: {names[i + 1]}", f"{b.fraction:.3f}", f"{b.residual:.3g}")):

@@ -17,6 +17,7 @@ from .. import closure_defaults as D
 from ..geometry import bundle_geometry
 from ..report import torch_threads
 from ._jobs import StepJob
+from ._layers import data_range, show_layer
 
 #: the closure error map's layer: per-pixel ``|q4_closure - q4| / c`` (dimensionless; the names of the value layers
 #: carry the quantity and its unit because napari's colour bar has no title)
@@ -250,10 +251,12 @@ class ClosureWidget(qw.QWidget):
 
     # --- layers ---------------------------------------------------------------------------
     def _replace_image(self, name, data, geo: dict, colormap="viridis"):
-        """Replace the image layer ``name``; ``geo``: its scale, translate, units and axis labels."""
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        return self.viewer.add_image(data, name=name, **geo, colormap=colormap)
+        """Show ``data`` in the image layer ``name``, in place on a re-run (its place in the layer list and the
+        user's colours kept); ``geo``: its scale, translate, units and axis labels. The grid (a new run: another
+        size, time step or panel offset) and the contrast (the new values' range, as a new layer's) follow the
+        data."""
+        return show_layer(self.viewer, "image", data, name, **geo, colormap=colormap, contrast_limits=data_range(data),
+                          refresh=("scale", "translate", "contrast_limits"))
 
     def _show_data(self, bundle, label, offset: float = 0.0):
         """Order parameter (image) and director (vectors) of ``bundle`` on its time axis and grid (the plugin's
@@ -264,10 +267,8 @@ class ClosureWidget(qw.QWidget):
         geo["translate"] = (*geo["translate"][:-1], geo["translate"][-1] + offset)
         self._replace_image(order_layer(label), s, geo, colormap="viridis")
         vec = _director_vectors(s, n, h, max(1, s.shape[-1] // 16))  # (frame, y, x): frames, world lengths
-        name = f"director ({label})"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        # time in frames like the image, space in world lengths from the first grid point (the image's translate)
+        # time in frames like the image, space in world lengths from the first grid point (the image's translate);
+        # in place on a re-run, the grid and the width (a share of the grid spacing) following the new run
         vgeo = {**geo, "scale": (geo["scale"][0], 1.0, 1.0)}
-        self.viewer.add_vectors(vec, name=name, edge_width=0.05 * h * 4, edge_color="white", vector_style="line",
-                                **vgeo)
+        show_layer(self.viewer, "vectors", vec, f"director ({label})", edge_width=0.05 * h * 4, edge_color="white",
+                   vector_style="line", **vgeo, refresh=("edge_width", "scale", "translate"))

@@ -20,6 +20,7 @@ import pandas as pd
 from qtpy import QtWidgets as qw
 
 from ._contract import StepContract  # noqa: E402
+from ._layers import data_range, show_layer  # noqa: E402
 
 
 class FlowWidget(StepContract, qw.QWidget):
@@ -191,11 +192,11 @@ class FlowWidget(StepContract, qw.QWidget):
         data, kw = world_vectors(source, vectors[:, 0], vectors[:, 1], axes=k)
         scale = np.asarray(kw.get("scale", (1.0,) * k), float)
         width = width / float(np.prod(scale) ** (1.0 / k))  # napari's width: data units (geometric mean pixel)
-        if "PFI drift" in self.viewer.layers:
-            lay = self.viewer.layers["PFI drift"]
-            lay.data, lay.edge_width = data, width
-        else:
-            self.viewer.add_vectors(data, name="PFI drift", edge_color="orange", edge_width=width, **kw)
+        # the width follows the arrow grid and the grid the source layer (a re-run on another layer: its pixels);
+        # without a source (.h5ad) the arrows are in world coordinates (napari's default scale and translate)
+        kw = {"scale": (1.0,) * k, "translate": (0.0,) * k, **kw}
+        show_layer(self.viewer, "vectors", data, "PFI drift", edge_color="orange", edge_width=width, **kw,
+                   refresh=("edge_width", "scale", "translate"))
 
     def growth_name(self) -> str:
         """Name of the growth-rate layer with its unit, ``"PFI growth rate (1/s)"`` (napari's colour bar has no
@@ -218,11 +219,13 @@ class FlowWidget(StepContract, qw.QWidget):
             img, kw = growth_map(model, snaps)  # world grid: keep it, with the source's units and labels
             if self._source is not None and self._source.ndim > img.ndim:
                 kw = {**layer_kwargs(self._source, axes=img.ndim), **kw}
-            self.viewer.add_image(img, name=self.growth_name(), colormap="PiYG", opacity=0.6, **kw)
+            # a re-run: the same layer on the new grid, the contrast on the new rates (as a new layer's)
+            show_layer(self.viewer, "image", img, self.growth_name(), colormap="PiYG", opacity=0.6, **kw,
+                       contrast_limits=data_range(img), refresh=("scale", "translate", "contrast_limits"))
         self.made.emit(model)
         table = trajectory_table(model, snaps, n_paths=100)
         data, kw = self._trajectories(tracks_data(table, snaps.columns), table["time"].to_numpy(float))
-        self.viewer.add_tracks(data, name="PFI trajectories", **kw)
+        show_layer(self.viewer, "tracks", data, "PFI trajectories", **kw, refresh=("scale", "translate"))
         self.status.setText("done" + (f"; A = {np.round(model.A, 3).tolist()}" if model.kind == "linear" else "")
                             + "".join(f"; {v['reason']}" for v in model.selection.values())
                             + (f"; {model.uncertainty['reason']}" if model.uncertainty else "")

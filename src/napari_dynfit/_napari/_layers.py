@@ -3,7 +3,9 @@
 A widget that writes a result (detections, tracks, masks, previews) shows it under a fixed name; a re-run
 replaces the data of that layer in place (the same layer object: its position in the layer list, the user's
 colours, size, opacity and visibility are kept) instead of adding renamed copies. :func:`show_layer` is that
-pattern, once for every widget.
+pattern, once for every widget. A keyword that must follow the data (the contrast of a field whose range changes
+while it trains, the grid of a preview that follows the selected layer, arrows sized to their grid) is named in
+``refresh=`` and so re-applied on every update too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ KINDS = ("image", "labels", "points", "shapes", "surface", "tracks", "vectors")
 DATA_KEYS = ("features", "properties", "graph", "metadata")
 
 
-def show_layer(viewer, kind: str, data, name: str, **kwargs):
+def show_layer(viewer, kind: str, data, name: str, *, refresh: tuple[str, ...] = (), **kwargs):
     """Update the layer ``name`` of kind ``kind`` in place, or add it.
 
     Parameters
@@ -31,6 +33,13 @@ def show_layer(viewer, kind: str, data, name: str, **kwargs):
         ``track_id, t, [z,] y, x``).
     name : str
         The layer's name.
+    refresh : tuple of str, optional
+        Keywords of ``kwargs`` that follow the data and so are applied to an existing layer as well, after the
+        data (default none: a re-run keeps what the user set). For example ``("contrast_limits",)`` for a field
+        whose value range changes from one update to the next (napari keeps an Image's contrast limits when its
+        data is replaced), ``("scale", "translate")`` for data whose grid changes, ``("edge_width",)`` for arrows
+        sized to their grid. ``contrast_limits`` also sets the layer's ``contrast_limits_range`` to them, as a new
+        layer's is.
     **kwargs
         Keyword arguments of ``viewer.add_<kind>``. When the layer exists, only the data keys (:data:`DATA_KEYS`:
         ``features``, ``properties``, ``graph``, ``metadata``) are applied to it, after the data; ``metadata``
@@ -48,13 +57,17 @@ def show_layer(viewer, kind: str, data, name: str, **kwargs):
     Raises
     ------
     ValueError
-        If ``kind`` is not one of :data:`KINDS`.
+        If ``kind`` is not one of :data:`KINDS`, or ``refresh`` names a keyword not given in ``kwargs``.
     """
     import napari.layers
 
     kind = str(kind).lower()
     if kind not in KINDS:
         raise ValueError(f"unknown layer kind {kind!r}; expected one of {', '.join(KINDS)}")
+    refresh = (refresh,) if isinstance(refresh, str) else tuple(refresh)
+    missing = [key for key in refresh if key not in kwargs]
+    if missing:
+        raise ValueError(f"refresh names keywords that were not given: {', '.join(missing)}")
     layers = viewer.layers
     if name in layers:
         layer = layers[name]
@@ -67,5 +80,36 @@ def show_layer(viewer, kind: str, data, name: str, **kwargs):
                     layer.metadata.update(kwargs[key])
                 else:
                     setattr(layer, key, kwargs[key])
+            for key in refresh:
+                if key in DATA_KEYS:  # applied above
+                    continue
+                if key == "contrast_limits":  # the slider spans the new limits, as a new layer's does
+                    layer.contrast_limits_range = kwargs[key]
+                setattr(layer, key, kwargs[key])
             return layer
     return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+
+
+def data_range(data) -> tuple[float, float]:
+    """Contrast limits napari gives a new Image layer of ``data``: its finite range (NaN ignored); a flat field
+    ``v`` gets ``(min(v, 0), max(v, 1))``. For ``show_layer(..., contrast_limits=data_range(a),
+    refresh=("contrast_limits",))``: a re-run shows the new data as a freshly added layer would.
+
+    Parameters
+    ----------
+    data : array-like
+        The image values, any shape.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)``, ``low < high``.
+    """
+    import numpy as np
+
+    arr = np.asarray(data, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    return (min(low, 0.0), max(high, 1.0)) if low == high else (low, high)

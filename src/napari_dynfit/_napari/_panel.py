@@ -53,6 +53,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import DynfitError
 from ._contract import StepContract
+from ._layers import show_layer
 
 #: ``(title, module in napari_dynfit._napari, class, what it reads -> what it makes)``
 STEPS = (
@@ -239,10 +240,7 @@ class FieldsFromTracks(StepContract, Container):
         # the names carry the quantity and its unit (napari's colour bar has no title), e.g. "fields: rho (1/µm²)"
         for field, arr in (("rho", bundle["rho"]), ("p", np.linalg.norm(bundle["p"], axis=-1))):
             name = "fields: " + field_label(bundle, field, magnitude=field == "p")
-            if name in self._viewer.layers:
-                self._viewer.layers[name].data = arr
-            else:
-                self._viewer.add_image(arr, name=name, **geo, colormap="viridis", opacity=0.5, visible=field == "rho")
+            show_layer(self._viewer, "image", arr, name, **geo, colormap="viridis", opacity=0.5, visible=field == "rho")
         how = " (kernel = mean inter-particle distance)" if auto else ""
         filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "

@@ -21,6 +21,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from ..errors import DynfitError
 from ._contract import StepContract
 from ._jobs import StepJob
+from ._layers import show_layer
 from ._plots import make_canvas
 
 #: what would help when a result does not say (fields from particles)
@@ -176,10 +177,7 @@ class PDEWidget(StepContract, Container):
                 field = f[:-2]
                 name = self._layer_name("observed", field, bundle[field], 1 + bundle.ndim)
                 data = self._display(bundle[field], 1 + bundle.ndim)
-                if name in self._viewer.layers:
-                    self._viewer.layers[name].data = data
-                else:
-                    self._viewer.add_image(data, name=name, **geo, colormap="gray")
+                show_layer(self._viewer, "image", data, name, **geo, colormap="gray")
             self._save_button.enabled = True
             self._status.value = "integrating the model forward..." if ok else self.verdict()
             self.made.emit(model)

@@ -120,6 +120,8 @@ class TrackWidget(StepContract, Container):
                      self._window, self._track, self._cancel, self._status, self._report, self._analyse])
         self._analyse.changed.connect(lambda: self.analyse())  # in the job's worker
         self._analysis_figure = self._analysis_canvas = None
+        self.analysis = self.van_hove = None  # (MSD fit, VACF) and the van Hove table of the last analysis
+        self._tracks_layer = None  # the Tracks layer Track made last (analysed while it is in the viewer)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(300)
@@ -306,6 +308,7 @@ class TrackWidget(StepContract, Container):
 
         def done(res):
             shown = self._show_tracks(res[0], layer, "tracks")
+            self._tracks_layer = shown  # "tracks [1]" when a layer of another kind is called "tracks"
             tracks, labels = res
             if labels is not None:
                 from ..track.formats import relabel_movie
@@ -321,19 +324,40 @@ class TrackWidget(StepContract, Container):
 
         self._run(_track_job, (kind, data, params), done, sync)
 
+    def tracks_layer(self):
+        """The Tracks layer :meth:`analyse` reads: the one Track made last while it is in the viewer (renamed or
+        not), else the Tracks layer named ``tracks`` (e.g. opened from a file).
+
+        Raises
+        ------
+        InputError
+            If there is neither (a layer of another kind called ``tracks`` is not used).
+        """
+        import napari.layers
+
+        made = self._tracks_layer
+        if made is not None and made in self._viewer.layers:
+            return made
+        named = self._viewer.layers["tracks"] if "tracks" in self._viewer.layers else None
+        if isinstance(named, napari.layers.Tracks):
+            return named
+        other = f" ('tracks' is a {type(named).__name__} layer)" if named is not None else ""
+        raise InputError(f"no Tracks layer 'tracks'{other}: press Track first")
+
     def analyse(self, sync: bool = False) -> None:
         """MSD (power-law fit, drift removed), velocity autocorrelation and van Hove distribution (one frame, drift
-        removed; kept in ``self.van_hove``) of the ``tracks`` layer, in physical units (layer scale; frame interval
-        ``metadata["dt"]`` or 1), drawn below the widget. Computed in the widget's job (``sync``: in the calling
-        thread)."""
+        removed; kept in ``self.van_hove``) of the Tracks layer :meth:`tracks_layer`, in physical units (layer
+        scale; frame interval ``metadata["dt"]`` or 1), drawn below the widget. Computed in the widget's job
+        (``sync``: in the calling thread)."""
         from ..track import fit_msd, van_hove, velocity_autocorrelation
         from ..track.io_formats import tracks_from_napari
         from ._plots import make_canvas, plot_track_analysis
 
-        if "tracks" not in self._viewer.layers:
-            self._failed(InputError("no 'tracks' layer: press Track first"))
+        try:
+            layer = self.tracks_layer()
+        except DynfitError as exc:
+            self._failed(exc)
             return
-        layer = self._viewer.layers["tracks"]
         dt, _, time_unit = time_axis(layer)
 
         def compute():
@@ -358,12 +382,15 @@ class TrackWidget(StepContract, Container):
         self._run(compute, (), done, sync)
 
     def _show_tracks(self, tracks: pd.DataFrame, layer, name: str):
-        """Show ``tracks`` (a tracks table) as the Tracks layer ``name`` over ``layer``; returns the layer."""
+        """Show ``tracks`` (a tracks table) as the Tracks layer ``name`` over ``layer``; returns the layer. The
+        table's numeric columns other than ids and coordinates (``parent_id``, the detections' features...) are the
+        layer's features, one row per data row (napari adds ``track_id``; "color by" offers them)."""
         from ..track.formats import to_napari_tracks
 
-        data, _, graph = to_napari_tracks(tracks)
-        return show_layer(self._viewer, "tracks", data, name, graph=graph, **layer_kwargs(layer), tail_length=10,
-                          metadata={"dt": time_axis(layer)[0]})
+        data, props, graph = to_napari_tracks(tracks)
+        return show_layer(self._viewer, "tracks", data, name, graph=graph,
+                          features=pd.DataFrame(props, index=pd.RangeIndex(len(data))), **layer_kwargs(layer),
+                          tail_length=10, metadata={"dt": time_axis(layer)[0]})
 
     # ------------------------------------------------------------------------------------------
     def _schedule_preview(self, *_):
