@@ -13,8 +13,9 @@ from __future__ import annotations
 #: active dipole stress (dimensionless, < 0 extensile): one of the benchmark's training values (-2, -3, -4, -5)
 #: and the widget's. (The Well's files span -1 .. -5; ``SuspensionParams``' bare default -1 is The Well's.)
 ALPHA = -4.0
-#: steric alignment: The Well's 1-17 make the angular distribution narrower than 32 angles resolve (the kinetic
-#: solver blows up at 1 with 32 angles); ``SuspensionParams``' bare default 1 is The Well's, for its files
+#: steric alignment: The Well's 1-17 make the angular distribution sharper than our grids resolve (with 32
+#: angles and dt 0.01, 1 runs, 2 blows up on a 16^2 grid, 5 and above blow up at every resolution tried: a
+#: one-line error naming when); ``SuspensionParams``' bare default 1 is The Well's, for its files
 ZETA = 0.3
 #: grid points per side and orientation angles
 GRID = 32

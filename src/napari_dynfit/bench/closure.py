@@ -64,32 +64,82 @@ ENSEMBLE_SEEDS = (99, 101, 102, 103)
 STATIONARY_SEEDS = (99,) + tuple(range(101, 112))
 
 
-def run_for(alpha: float, cache: Path, *, long: bool = False, device: str = "cpu"):
-    """Kinetic run at ``alpha`` (cached): ``t = 0..30``, or ``t = 0..60`` with seed 99 when ``long``."""
+def kinetic_settings(alpha: float, *, seed: int, n_theta: int = D.ANGLES) -> dict:
+    """Everything that determines one of the benchmark's kinetic runs besides its duration, as
+    :func:`~napari_dynfit.models.closure.kinetic.simulate_kinetic` records it in ``attrs["kinetic"]`` (physical
+    parameters, grid, angles, time step, seed, amplitude, solver version)."""
+    from dataclasses import asdict
+
+    from napari_dynfit.models.closure.kinetic import SOLVER_VERSION, SuspensionParams
+
+    return {**asdict(SuspensionParams(alpha=alpha, zeta=D.ZETA)), "n": D.GRID, "n_theta": n_theta, "dt": D.DT,
+            "seed": int(seed), "amplitude": D.AMPLITUDE, "solver_version": SOLVER_VERSION}
+
+
+def cached_run(path: Path, settings: dict, t_end: float, *, longer_ok: bool = False):
+    """The kinetic run cached at ``path`` when it was made with exactly ``settings`` (:func:`kinetic_settings`)
+    and saved every ``D.SAVE_EVERY`` from ``t = 0`` to ``t_end`` (or beyond, with ``longer_ok``); else ``None``,
+    with one line on stderr saying why it is recomputed (a stale entry is never reused)."""
+    from napari_dynfit.errors import InputError
     from napari_dynfit.fields import FieldBundle
+
+    if not path.exists():
+        return None
+    try:
+        b = FieldBundle.load(path)
+    except (InputError, OSError, ValueError) as exc:
+        return _stale(path, f"unreadable ({exc})")
+    got = dict(b.attrs.get("kinetic") or {})
+    got.setdefault("solver_version", 1)  # runs that record no version were made by version 1
+    if b.attrs.get("generator") != "napari_dynfit.models.closure.kinetic.simulate_kinetic":
+        return _stale(path, f"not a simulate_kinetic run ({b.attrs.get('generator')})")
+    for key, want in settings.items():
+        if key not in got or got[key] != want:
+            return _stale(path, f"made with {key} = {got.get(key, 'unrecorded')}, now {want}")
+    t = np.asarray(b.coords["t"], float)
+    want_t = np.arange(int(round(t_end / D.SAVE_EVERY)) + 1) * D.SAVE_EVERY
+    if len(t) < len(want_t) or (len(t) > len(want_t) and not longer_ok) or not np.allclose(
+            t[:len(want_t)], want_t, rtol=0, atol=1e-9):
+        return _stale(path, f"frames t = {t[0]:g}..{t[-1]:g} ({len(t)}), now t = 0..{t_end:g} every "
+                            f"{D.SAVE_EVERY:g} ({len(want_t)})")
+    if b["concentration"].shape[1:] != (D.GRID, D.GRID) or not all(np.isfinite(v).all() for v in b.fields.values()):
+        return _stale(path, "wrong grid or non-finite values")
+    return b
+
+
+def _stale(path: Path, why: str) -> None:
+    print(f"closure bench: recomputing the cached run {path.name}: {why}", file=sys.stderr)
+    return None
+
+
+def run_for(alpha: float, cache: Path, *, long: bool = False, device: str = "cpu"):
+    """Kinetic run at ``alpha`` (cached; a cached file made with other settings is recomputed):
+    ``t = 0..30``, or ``t = 0..60`` with seed 99 when ``long``."""
     from napari_dynfit.models.closure.kinetic import SuspensionParams, simulate_kinetic
 
     path = cache / f"kinetic_{'long_' if long else ''}alpha{alpha:+.2f}.npz"
-    if path.exists():
-        return FieldBundle.load(path)
-    b = simulate_kinetic(SuspensionParams(alpha=alpha, zeta=D.ZETA), t_end=60.0 if long else D.T_END,
-                         save_every=D.SAVE_EVERY, n=D.GRID, n_theta=D.ANGLES, dt=D.DT,
-                         seed=99 if long else int(round(abs(alpha) * 10)), amplitude=D.AMPLITUDE, device=device)
-    b.save(path)
+    seed, t_end = (99, 60.0) if long else (int(round(abs(alpha) * 10)), D.T_END)
+    b = cached_run(path, kinetic_settings(alpha, seed=seed), t_end)
+    if b is not None:
+        return b
+    b = simulate_kinetic(SuspensionParams(alpha=alpha, zeta=D.ZETA), t_end=t_end, save_every=D.SAVE_EVERY,
+                         n=D.GRID, n_theta=D.ANGLES, dt=D.DT, seed=seed, amplitude=D.AMPLITUDE, device=device)
+    b.save(path)  # temporary file + rename
     return b
 
 
 def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n_theta: int = D.ANGLES,
                       device: str = "cpu") -> list:
-    """Kinetic runs at ``alpha``, one per initial-perturbation seed (cached), ``t = 0..t_end`` saved every 0.25:
-    the members of an a-posteriori ensemble. Missing members are integrated together (a batch axis). Seed 99
-    is the long run of the ``long`` step (same settings). ``n_theta`` other than 32: the angle-convergence runs."""
-    from napari_dynfit.fields import FieldBundle
+    """Kinetic runs at ``alpha``, one per initial-perturbation seed (cached; a cached file made with other
+    settings is recomputed), ``t = 0..t_end`` saved every 0.25: the members of an a-posteriori ensemble. Missing
+    members are integrated together (a batch axis). Seed 99 is the long run of the ``long`` step (same
+    settings). ``n_theta`` other than 32: the angle-convergence runs."""
     from napari_dynfit.models.closure.kinetic import SuspensionParams, simulate_kinetic_ensemble
 
     kind = "ens" if n_theta == 32 else f"theta{n_theta}"
     paths = {s: cache / f"kinetic_{kind}_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
-    missing = [s for s in seeds if not paths[s].exists()]
+    have = {s: cached_run(paths[s], kinetic_settings(alpha, seed=s, n_theta=n_theta), t_end) for s in seeds}
+    missing = [s for s in seeds if have[s] is None]
     if missing:
         w0, c0 = time.perf_counter(), time.process_time()
         runs = simulate_kinetic_ensemble(SuspensionParams(alpha=alpha, zeta=D.ZETA), seeds=missing, t_end=t_end,
@@ -99,8 +149,9 @@ def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, 
                 "load": os.getloadavg()[0]}
         for s, b in zip(missing, runs):
             b.attrs["runtime"] = cost
-            b.save(paths[s])
-    return [FieldBundle.load(paths[s]) for s in seeds]
+            b.save(paths[s])  # temporary file + rename
+            have[s] = b
+    return [have[s] for s in seeds]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,13 +395,21 @@ def _seed_tag(seeds) -> str:
     return f"{seeds[0]}-{seeds[-1]}n{len(seeds)}_{digest}"
 
 
+def _t_last(path: Path) -> float:
+    """Last frame time of a stored ``.npz`` run (``-inf`` when unreadable), without loading its fields."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return float(z["t"][-1])
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not used
+        return float("-inf")
+
+
 def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: dict, *, branch_t: float = D.SETTLE_T,
                     first_t: float = 20.0, batch: int = 4, device: str = "cpu") -> dict:
     """Long-window paired ensemble at ``alpha`` (the ``stationary`` step). Members whose ``t = 0..t_end`` run
     is stored in ``cache`` (the ``ensemble`` step's files) are read; the others are integrated together to
     ``branch_t`` in groups of ``batch`` (one checkpoint each in ``cache``, so groups can also run in parallel
     processes), the moment-model runs go from there, then those kinetic members on to ``t_end``."""
-    from napari_dynfit.fields import FieldBundle
     from napari_dynfit.models.closure.kinetic import SuspensionParams
     from napari_dynfit.models.closure.stationary import (
         concat_series,
@@ -362,12 +421,13 @@ def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: di
 
     params = SuspensionParams(alpha=alpha, zeta=D.ZETA)
     stored = {s: cache / f"kinetic_ens_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
-    stored = {s: FieldBundle.load(f) for s, f in stored.items() if f.exists()}
-    stored = {s: b for s, b in stored.items() if b.coords["t"][-1] >= t_end - 1e-9}
+    stored = {s: f for s, f in stored.items() if f.exists() and _t_last(f) >= t_end - 1e-9}  # long enough
+    stored = {s: cached_run(f, kinetic_settings(alpha, seed=s), t_end, longer_ok=True) for s, f in stored.items()}
+    stored = {s: b for s, b in stored.items() if b is not None}  # a stale one: the member is integrated here
     new = [s for s in seeds if s not in stored]
     groups = [new[i:i + batch] for i in range(0, len(new), batch)]  # integrated together, one checkpoint each
     kw = dict(branch_t=branch_t, save_every=D.SAVE_EVERY, n=D.GRID, n_theta=D.ANGLES, dt=D.DT, amplitude=D.AMPLITUDE,
-              device=device)
+              device=device, stale="restart")  # a checkpoint made with other settings is recomputed
     cks = [cache / f"stationary_alpha{alpha:+.2f}_seeds{_seed_tag(g)}_kinetic.npz" for g in groups]
     old = (series_from_runs([b.time_slice(0, int(round(t_end / D.SAVE_EVERY)) + 1) for b in stored.values()],
                             branch_t=branch_t) if stored else None)
@@ -375,7 +435,7 @@ def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: di
     kin = concat_series([old] + parts)
     stem = f"stationary_alpha{alpha:+.2f}_seeds{_seed_tag(kin['seeds'])}"
     coarse = {name: moment_series(params, cl, kin["branch"], t0=branch_t, t_end=t_end,
-                                  checkpoint=cache / f"{stem}_{name}.npz", device=device)
+                                  checkpoint=cache / f"{stem}_{name}.npz", device=device, stale="restart")
               for name, cl in closures.items()}
     if new:
         parts = [kinetic_series(params, g, t_end=t_end, checkpoint=ck, **kw) for g, ck in zip(groups, cks)]

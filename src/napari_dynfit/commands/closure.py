@@ -204,8 +204,8 @@ def register(sub) -> None:
                    help=f"active stress (< 0 extensile; default {D.ALPHA:g}, inside the closure benchmark's training "
                         "range -2..-5, as the widget; The Well's files span -1..-5)")
     p.add_argument("--zeta", type=nonneg_float, default=D.ZETA,
-                   help=f"steric alignment (default {D.ZETA:g}, the benchmark's; The Well's 1-17 need more --angles "
-                        "than 32: the solver blows up at 1 with 32)")
+                   help=f"steric alignment (default {D.ZETA:g}, the benchmark's; 1 runs, The Well's larger values "
+                        "blow up: 2 on a 16^2 grid unless --dt is smaller, 5 and above at every resolution tried)")
     p.add_argument("--beta", type=nonneg_float, default=0.8, help="constraint stress (default 0.8)")
     p.add_argument("--d-t", type=positive_float, default=0.05, help="translational diffusivity (default 0.05)")
     p.add_argument("--d-r", type=positive_float, default=0.05, help="rotational diffusivity (default 0.05)")

@@ -39,6 +39,29 @@ from ...errors import InputError
 from .moments import contract4, fourth_moment
 from .spectral import SpectralGrid
 
+#: version of the kinetic solver's numerics, recorded with every run (``attrs["kinetic"]["solver_version"]``) and
+#: checkpoint: bump it when a change alters the runs, so that cached runs and checkpoints made before are
+#: recomputed (:mod:`napari_dynfit.bench.closure`) or refused. Runs that record none were made by version 1.
+SOLVER_VERSION = 1
+
+#: a run whose ``|Psi|`` exceeds this many times its initial maximum has run away (numerical instability: a
+#: resolved run stays within about ten times; float64 overflows only at 1e308)
+RUNAWAY = 1e6
+
+
+def blow_up_message(what: str, t: float, why: str, params: SuspensionParams, n_theta: int, dt: float) -> str:
+    """One line for a kinetic run that blew up at time ``t``: what, when, the likely cause and the fix.
+
+    Measured (``docs/closures.md``, *Resolution*): with 32 angles and ``dt = 0.01`` runs at ``zeta = 1`` stay
+    finite to ``t = 30`` (32^2 and 64^2 grids); ``zeta = 2`` on a 16^2 grid blows up at ``t = 4.8`` (a smaller
+    ``dt`` or a 32^2 grid avoids it, more angles do not); ``zeta >= 5`` blew up by ``t = 2`` at every
+    resolution tried."""
+    return (f"{what} blew up at t = {t:.3g} ({why}): a numerical instability, the orientation distribution got "
+            f"sharper than this discretisation resolves; use a smaller zeta (now {params.zeta:g}; the defaults' "
+            f"0.3 and zeta = 1 run, 5 and above blew up at every resolution tried), or a smaller dt (now {dt:g}), "
+            f"a finer grid or more angles (--angles / n_theta, now {n_theta})")
+
+
 
 @dataclass
 class SuspensionParams:
@@ -191,6 +214,18 @@ class KineticSolver:
         k2 = self._nonlinear(pred)
         return ef * (psi_hat + 0.5 * h * k1) + 0.5 * h * k2
 
+    def check_finite(self, psi_hat: torch.Tensor, t: float, *, psi: torch.Tensor | None = None,
+                     bound: float | None = None, what: str = "the kinetic simulation") -> None:
+        """Raise :class:`~napari_dynfit.errors.InputError` (:func:`blow_up_message`) when the spectral state has
+        non-finite values, or ``|psi|`` (the state in real space, where given) exceeds ``bound``."""
+        if not bool(torch.isfinite(psi_hat).all()):
+            why = "non-finite values"
+        elif psi is not None and bound is not None and float(psi.abs().max()) > bound:
+            why = f"|Psi| beyond {RUNAWAY:.0e} times its initial maximum"
+        else:
+            return
+        raise InputError(blow_up_message(what, t, why, self.params, self.n_theta, self.dt))
+
     def initial_condition(self, *, seed: int = 0, amplitude: float = 0.01, modes: int = 4) -> torch.Tensor:
         """Isotropic state ``1 / (2 pi)`` plus a random smooth perturbation (spatial modes ``<= modes``,
         angular harmonics 1..4), normalised to mean concentration 1."""
@@ -233,11 +268,14 @@ class KineticSolver:
         """
         n_steps = int(round(t_end / self.dt))
         every = max(1, int(round((save_every or self.dt) / self.dt)))
+        check = min(every, 10)  # steps between checks for non-finite values (the blow-up time to 10 steps)
         psi_hat = self._fft(psi0)
         times, snaps = [], []
+        bound = RUNAWAY * float(psi0.abs().max())
 
         def save(i, ph):
             psi = self._ifft(ph)
+            self.check_finite(ph, i * self.dt, psi=psi, bound=bound)
             u, _, E, mo = self.flow(psi)
             snap = {k: v.detach().cpu().numpy() for k, v in mo.items() if k != "S"}
             snap["u"], snap["E"] = u.detach().cpu().numpy(), E.detach().cpu().numpy()
@@ -249,10 +287,9 @@ class KineticSolver:
             for i in range(1, n_steps + 1):
                 psi_hat = self.step(psi_hat)
                 if i % every == 0 or i == n_steps:
-                    if not torch.isfinite(psi_hat).all():
-                        raise InputError(f"the kinetic simulation blew up at t = {i * self.dt:.3g}: "
-                                         f"use a smaller dt (now {self.dt}) or a finer grid")
                     save(i, psi_hat)
+                elif i % check == 0:
+                    self.check_finite(psi_hat, i * self.dt)
                 report(i, n_steps, "kinetic simulation")
         return np.asarray(times), snaps
 
@@ -311,7 +348,7 @@ def simulate_kinetic_ensemble(params: SuspensionParams | None = None, *, seeds=(
         fields = {"concentration": stack("c"), "velocity": stack("u"), "D": stack("D"), "E": stack("E"),
                   "S_cos4": stack("q4c"), "S_sin4": stack("q4s")}
         attrs = {"kinetic": {**asdict(params), "n": n, "n_theta": n_theta, "dt": dt, "seed": seed,
-                             "amplitude": amplitude},
+                             "amplitude": amplitude, "solver_version": SOLVER_VERSION},
                  "generator": "napari_dynfit.models.closure.kinetic.simulate_kinetic"}
         out.append(FieldBundle(fields, {"t": times, "y": x, "x": x.copy()},
                                {"concentration": "scalar", "velocity": "vector", "D": "tensor", "E": "tensor",

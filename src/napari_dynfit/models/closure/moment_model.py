@@ -22,6 +22,11 @@ from .kinetic import SuspensionParams, solve_flow
 from .moments import contract4, fourth_moment
 from .spectral import SpectralGrid
 
+#: version of the moment model's numerics, recorded with its checkpoints
+#: (:func:`~.stationary.moment_series`): bump it when a change alters the runs. Checkpoints that record none
+#: were made by version 1.
+MOMENT_VERSION = 1
+
 
 def state_from_moments(c: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
     """``(..., n, n)`` and ``(..., n, n, 2, 2)`` -> state ``(..., 3, n, n)`` = ``(c, D_xx - D_yy, 2 D_xy)``."""
@@ -115,18 +120,40 @@ class MomentSolver:
             if i % every == 0:
                 out.append(self.grid.ifft(sh))
         traj = torch.stack(out) if out else state0[None, ...][:0]
-        if not _physical(traj):
-            raise FloatingPointError("the moment model blew up (closure unstable or dt too large)")
+        bad = _first_unphysical(traj)
+        if bad is not None:
+            frame, why = bad
+            raise MomentBlowUp(f"the moment model blew up {(frame + 1) * every * self.dt:.3g} time units into the "
+                               f"run ({why}): the closure is unstable for this state or the time step (now "
+                               f"{self.dt:g}) is too large; use a smaller time step (more steps per frame), a "
+                               "shorter run or another closure (bingham)")
         return traj
 
 
-def _physical(traj: torch.Tensor) -> bool:
-    """Finite, and the orientation harmonics within their bound ``|(a, b)| <= c`` (10x slack for transients)."""
-    if not torch.isfinite(traj).all():
-        return False
+class MomentBlowUp(InputError, FloatingPointError):
+    """The moment model blew up (non-finite, or orientation harmonics far beyond their bound): a one-line error
+    for a user (:class:`~napari_dynfit.errors.InputError`) that the checks still count as a blow-up
+    (``except FloatingPointError``)."""
+
+
+def _first_unphysical(traj: torch.Tensor) -> tuple[int, str] | None:
+    """``(frame, why)`` of the first frame of ``traj (k, ..., 3, n, n)`` that is not finite, or whose orientation
+    harmonics exceed the bound ``|(a, b)| <= c`` (with ``max |c|`` over the run, 10x slack for transients);
+    ``None`` when all are physical."""
     with torch.no_grad():
-        c = traj[..., 0, :, :].abs().max()
-        return bool(torch.sqrt(traj[..., 1, :, :] ** 2 + traj[..., 2, :, :] ** 2).max() <= 10 * c + 1e-9)
+        t = traj.detach()
+        k = t.shape[0]
+        if k == 0:
+            return None
+        finite = torch.isfinite(t.reshape(k, -1)).all(1)
+        if not bool(finite.all()):
+            return int(torch.nonzero(~finite)[0, 0]), "non-finite values"
+        c = t[..., 0, :, :].abs().max()
+        harm = torch.sqrt(t[..., 1, :, :] ** 2 + t[..., 2, :, :] ** 2).reshape(k, -1).amax(1)
+        over = harm > 10 * c + 1e-9
+        if bool(over.any()):
+            return int(torch.nonzero(over)[0, 0]), "orientation order beyond ten times the concentration"
+        return None
 
 
 class _TensorParams:

@@ -22,6 +22,9 @@ seed-to-seed spread.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -32,8 +35,8 @@ from ... import closure_defaults as _D
 from ...device import resolve_device
 from ...errors import InputError
 from .ensemble import TARGETS
-from .kinetic import KineticSolver, SuspensionParams
-from .moment_model import MomentSolver, moments_from_state, state_from_moments
+from .kinetic import SOLVER_VERSION, KineticSolver, SuspensionParams
+from .moment_model import MOMENT_VERSION, MomentSolver, moments_from_state, state_from_moments
 from .moments import order_parameter
 from .train import shell_spectrum, substeps
 
@@ -63,15 +66,50 @@ def _stack(series: dict) -> dict:
     return {k: np.asarray(v) for k, v in series.items()}
 
 
-def _load_checkpoint(path, meta: dict):
+#: what a checkpoint that records no such entry was made with (written before these were recorded)
+_META_DEFAULTS = {"swim_speed": 0.0, "solver_version": 1}
+
+
+def _load_checkpoint(path, meta: dict, stale: str = "raise"):
+    """The checkpoint's data when it was made with exactly ``meta``; else ``stale = "raise"``: a one-line error
+    (a user's file is never discarded), ``"restart"``: ``None`` (start afresh; the file is replaced, temporary
+    file + rename, at the first save) with a line on stderr."""
+    if stale not in ("raise", "restart"):
+        raise InputError(f"stale must be 'raise' or 'restart', got {stale!r}")
     if path is None or not Path(path).exists():
         return None
-    z = np.load(path, allow_pickle=False)
-    saved = {k[5:]: z[k] for k in z.files if k.startswith("meta_")}
-    for k, v in meta.items():
-        if k not in saved or not np.array_equal(np.asarray(saved[k]), np.asarray(v)):
-            raise InputError(f"checkpoint {path} was made with other settings ({k}); remove it or use another")
-    return {k: z[k] for k in z.files if not k.startswith("meta_")}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            z = dict(f)
+    except Exception as exc:  # noqa: BLE001 - damaged or not an npz
+        why = f"cannot be read ({exc})"
+    else:
+        saved = {k[5:]: z[k] for k in z if k.startswith("meta_")}
+        bad = [k for k, v in meta.items()
+               if not np.array_equal(np.asarray(saved.get(k, _META_DEFAULTS.get(k, "unrecorded"))), np.asarray(v))]
+        if not bad:
+            return {k: v for k, v in z.items() if not k.startswith("meta_")}
+        why = f"was made with other settings ({', '.join(bad)})"
+    if stale == "raise":
+        raise InputError(f"checkpoint {path} {why}; remove it or use another")
+    print(f"checkpoint {Path(path).name} {why}: starting afresh", file=sys.stderr)
+    return None
+
+
+def closure_digest(closure) -> str:
+    """Identity of a closure for checkpoints: its class, configuration and weights (a learned closure), or its
+    qualified name (a function such as :func:`~.moments.bingham_closure`)."""
+    h = hashlib.sha1()
+    kind = type(closure)
+    h.update(f"{kind.__module__}.{kind.__qualname__}".encode())
+    if isinstance(closure, torch.nn.Module):
+        h.update(json.dumps(getattr(closure, "config", None), sort_keys=True, default=str).encode())
+        for name, v in sorted(closure.state_dict().items()):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(v.detach().cpu().numpy()).tobytes())
+    else:
+        h.update(f"{getattr(closure, '__module__', '')}.{getattr(closure, '__qualname__', repr(closure))}".encode())
+    return h.hexdigest()
 
 
 def _save_checkpoint(path, meta: dict, data: dict) -> None:
@@ -104,12 +142,15 @@ def _integrate(start: int, total: int, per_chunk: int, advance, first, series: d
 
 def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: float = _D.SETTLE_T,
                    save_every: float = _D.SAVE_EVERY, n: int = _D.GRID, n_theta: int = _D.ANGLES, dt: float = _D.DT,
-                   amplitude: float = _D.AMPLITUDE, chunk: float = 10.0, checkpoint=None, device: str = "cpu") -> dict:
+                   amplitude: float = _D.AMPLITUDE, chunk: float = 10.0, checkpoint=None, device: str = "cpu",
+                   stale: str = "raise") -> dict:
     """Kinetic ensemble (one member per seed, integrated together) keeping per-frame statistics only.
 
     Members start as in :func:`~.kinetic.simulate_kinetic_ensemble` (same seeds, same runs). With
     ``checkpoint`` (an ``.npz`` path) the state and the series are saved every ``chunk`` time units and a
-    later call resumes from them (and extends to a larger ``t_end``).
+    later call resumes from them (and extends to a larger ``t_end``); a checkpoint made with other settings
+    (parameters, seeds, grid, angles, time step, amplitude, solver version) raises a one-line error
+    (``stale="raise"``) or is started afresh and replaced (``stale="restart"``).
 
     Returns
     -------
@@ -131,9 +172,10 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
     if branch_step % every:
         raise InputError(f"branch_t must be a multiple of save_every, got {branch_t} and {save_every}")
     meta = {"alpha": params.alpha, "beta": params.beta, "zeta": params.zeta, "d_t": params.d_t,
-            "d_r": params.d_r, "length": params.length, "seeds": seeds, "n": n, "n_theta": n_theta, "dt": dt,
-            "every": every, "amplitude": amplitude, "branch_step": branch_step}
-    ck = _load_checkpoint(checkpoint, meta)
+            "d_r": params.d_r, "length": params.length, "swim_speed": params.swim_speed, "seeds": seeds, "n": n,
+            "n_theta": n_theta, "dt": dt, "every": every, "amplitude": amplitude, "branch_step": branch_step,
+            "solver_version": SOLVER_VERSION}
+    ck = _load_checkpoint(checkpoint, meta, stale)
     series = {"t": [], "speed": [], "order": [], "spectrum": []}
     if ck is not None:
         psi_hat = torch.as_tensor(ck["psi_hat"], device=solver.grid.k2.device)
@@ -156,9 +198,9 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
         nonlocal psi_hat
         for i in range(start + 1, stop + 1):
             psi_hat = solver.step(psi_hat)
+            if i % every == 0 or i % 10 == 0:
+                solver.check_finite(psi_hat, i * dt, what="the kinetic ensemble")
             if i % every == 0:
-                if not torch.isfinite(psi_hat).all():
-                    raise InputError(f"the kinetic ensemble blew up at t = {i * dt:.3g}")
                 record(psi_hat, i)
         return {"psi_hat": psi_hat.cpu().numpy(), "step": stop, "branch": branch if branch is not None else []}
 
@@ -211,13 +253,14 @@ def concat_series(parts) -> dict:
 
 def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: float, t_end: float,
                   save_every: float = 0.25, steps_per_frame: int | None = None, chunk: float = 10.0,
-                  checkpoint=None, device: str = "cpu") -> dict:
+                  checkpoint=None, device: str = "cpu", stale: str = "raise") -> dict:
     """Moment-model runs with ``closure`` from the states ``branch (M, 3, n, n)`` at time ``t0`` to
     ``t_end``, batched, keeping per-frame statistics (as :func:`kinetic_series`).
 
     A member that blows up (non-finite, or orientation harmonics beyond ten times ``c``) is flagged in
     ``blew_up (M,)`` and its statistics are NaN from then on; the others go on. ``checkpoint`` as in
-    :func:`kinetic_series` (give each closure its own file). ``device``: where the runs are integrated (a
+    :func:`kinetic_series` (give each closure its own file; one made with another closure, other weights or
+    other settings is ``stale`` as there). ``device``: where the runs are integrated (a
     learned closure is copied there; the caller's stays where it is).
     """
     dev = resolve_device(device)
@@ -228,9 +271,11 @@ def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: 
     solver = MomentSolver(params, closure, n=n, dt=save_every / spf, device=dev)
     frames = int(round((t_end - t0) / save_every))
     per_chunk = max(1, int(round(chunk / save_every)))
-    meta = {"alpha": params.alpha, "zeta": params.zeta, "spf": spf, "t0": t0, "every": save_every,
-            "branch": branch}
-    ck = _load_checkpoint(checkpoint, meta)
+    meta = {"alpha": params.alpha, "beta": params.beta, "zeta": params.zeta, "d_t": params.d_t,
+            "d_r": params.d_r, "length": params.length, "spf": spf, "t0": t0, "every": save_every,
+            "branch": branch, "closure": closure_digest(closure) if checkpoint is not None else "",
+            "solver_version": MOMENT_VERSION}
+    ck = _load_checkpoint(checkpoint, meta, stale)
     series = {"t": [], "speed": [], "order": [], "spectrum": []}
     start_state = torch.as_tensor(branch, dtype=torch.float64, device=dev)
     if ck is not None:
