@@ -71,6 +71,33 @@ def test_selecting_a_result_does_not_change_other_steps(make_napari_viewer):
     assert steps["TrackWidget"]._source.value is pts
 
 
+def test_the_track_steps_output_is_the_layer_it_made(make_napari_viewer):
+    """With the user's Image called "tracks" in the viewer, Track's Tracks layer is "tracks [1]": the panel knows it
+    as the step's result (styled as one) and leaves the user's image alone; a
+    Tracks layer the user adds under another name is not the step's."""
+    from napari_dynfit._napari._panel import STEPS, DynFitPanel
+
+    viewer = make_napari_viewer()
+    movie = _small_sample(viewer)
+    panel = DynFitPanel(viewer)
+    trk = panel.step(next(i for i, s in enumerate(STEPS) if s[2] == "TrackWidget"))
+    mine = viewer.add_image(np.zeros((6, 8, 8)), name="tracks")  # the user's own image
+    assert panel.maker(mine) is None and mine.blending != "additive" and mine.colormap.name == "gray"
+    truth = viewer.layers["active_particles_2d truth"]
+    pts = viewer.add_points(np.asarray(truth.data)[:, 1:], name="spots", scale=truth.scale)
+    trk._source.value = pts
+    trk._max_distance.value = 3.0
+    trk.track(sync=True)
+    made = trk.tracks_layer()
+    assert made.name == "tracks [1]" and type(made).__name__ == "Tracks"
+    assert panel.maker(made) is trk and made.opacity <= 0.8  # styled as a result once the step made it
+    other = viewer.add_tracks(np.asarray(truth.data), name="tracks [2]", scale=truth.scale)
+    assert panel.maker(other) is None and other.opacity == 1.0
+    viewer.layers.selection.active = movie
+    viewer.layers.selection.active = mine
+    assert mine.blending != "additive" and mine.colormap.name == "gray" and mine.visible
+
+
 def test_hints_warnings_and_readable_results(make_napari_viewer):
     """No layer fits: the page says what to do; PINN and flow on the particle sample warn; results translucent."""
     from napari_dynfit._napari._panel import DynFitPanel

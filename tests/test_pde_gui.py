@@ -88,3 +88,55 @@ def test_pde_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, tmp_
     bundle = FieldBundle({"u": np.zeros((4, 8))}, {"t": t, "x": x})
     assert w._equations(bundle) == _equations(bundle, args) == default_equations(bundle)
     assert "u^3" in w._equations(bundle)["u_t"]
+
+
+def _bundle(shape, dt, value):
+    """A scalar field ``u`` on a ``(t, [y,] x)`` grid of ``shape``, time step ``dt``: ``value``, 0 on the first
+    column (so its range is ``value`` to 0)."""
+    from napari_dynfit.fields import FieldBundle
+
+    axes = ("y", "x")[-(len(shape) - 1):]
+    coords = {"t": np.arange(shape[0]) * dt, **{a: np.arange(n) * 0.5 for a, n in zip(axes, shape[1:])}}
+    u = np.full(shape, float(value))
+    u[..., 0] = 0.0
+    return FieldBundle({"u": u}, coords)
+
+
+@pytest.mark.gui
+def test_pde_widget_rerun_starts_the_model_layer_empty_on_the_new_grid(make_napari_viewer):
+    """A re-run never shows a previous model's frames as the new one's: the model layer (the same layer object)
+    starts empty (NaN), on the new fields' grid and shape, its contrast that of the new observed field, widened
+    to the new model's values; a model the data do not pin down (no forecast) leaves it empty."""
+    from napari_dynfit._napari._pde_widget import PDEWidget
+
+    viewer = make_napari_viewer()
+    w = PDEWidget(viewer)
+
+    def runs(bundle, frames, value, ok=True):
+        def compute():
+            yield "model", bundle, {"equations": {"u_t": {"u_xx": 0.1}}}, (ok, [] if ok else ["few data"], [])
+            for i in range(frames):
+                yield "frame", i, {"u": np.full(bundle.shape[1:], float(value))}
+        w.compute = compute
+        w.run(block=True)
+        return viewer.layers["model: u (a.u.)"]
+
+    first = runs(_bundle((6, 16), 0.1, 10.0), 6, 20.0)     # observed 10, model 20: contrast widened to 20
+    assert np.all(first.data == 20.0)
+    np.testing.assert_allclose(first.contrast_limits, (0.0, 20.0))
+    # another model on other data, stopped after 3 frames: frames 3-5 of the first model are gone
+    second = runs(_bundle((6, 16), 0.1, -1.0), 3, 0.5)
+    assert second is first
+    assert np.all(second.data[:3] == 0.5) and np.isnan(second.data[3:]).all()
+    np.testing.assert_allclose(second.contrast_limits, (-1.0, 0.5))  # the new observed range, widened to 0.5
+    np.testing.assert_allclose(second.contrast_limits_range, (-1.0, 0.5))
+    # another grid: 2D, 4 frames 0.2 apart; the stack is replaced, the layer follows the grid
+    third = runs(_bundle((4, 5, 7), 0.2, 3.0), 4, 4.0)
+    assert third is first and third.data.shape == (4, 5, 7) and np.all(third.data == 4.0)
+    np.testing.assert_allclose(third.scale, (0.2, 0.5, 0.5))
+    np.testing.assert_allclose(viewer.layers["observed: u (a.u.)"].scale, (0.2, 0.5, 0.5))
+    np.testing.assert_allclose(third.contrast_limits, (0.0, 4.0))
+    # not identifiable: no forecast, and nothing of the previous model is left
+    fourth = runs(_bundle((4, 5, 7), 0.2, 3.0), 0, 0.0, ok=False)
+    assert fourth is first and np.isnan(fourth.data).all()
+    assert "not identifiable" in w._status.value

@@ -235,7 +235,10 @@ def test_analyse_reads_the_tracks_layer_not_another_kind_named_tracks(make_napar
     made = viewer.layers["tracks [1]"]
     assert type(made).__name__ == "Tracks" and len(np.unique(made.data[:, 0])) == n
     np.testing.assert_array_equal(made.features["parent_id"], -1)  # features: one row per data row
-    made.name = "my tracks"  # still the one analysed after a rename
+    # the step's output is the layer it made, not the user's Points called "tracks" (the panel's styling and defaults)
+    assert w.makes(made) and not w.makes(viewer.layers["tracks"])
+    made.name = "my tracks"  # still the one analysed (and the step's) after a rename
+    assert w.makes(made)
     w.analyse(sync=True)
     assert w.analysis is not None, w._status.value
     ref = fit_msd(tracks_from_napari(made), dt=1.0)

@@ -6,7 +6,11 @@ Every step widget of the panel derives from :class:`StepContract` and declares, 
   ``"Tracks"``) or file patterns (``"*.json"``) the slot takes, and what to do when nothing fits;
 * ``PARAMS``: ``{name: attribute}`` of the parameters the panel may fill from the data
   (``dt``, ``spot_sigma``, ...);
-* ``OUTPUTS``: name patterns (:mod:`fnmatch`) of the layers the step makes;
+* ``OUTPUTS``: name patterns (:mod:`fnmatch`) of the layers the step makes, each alone or as
+  ``(pattern, kind, ...)`` with the napari layer kinds made under that name (``("tracks", "Tracks")``: a Points
+  layer the user called ``tracks`` is not the step's); the layers the step made in this session are recognised
+  whatever their name (:meth:`~StepContract.remember`: ``"tracks [1]"`` when napari renamed it, or renamed by
+  the user), the patterns recognise the others (e.g. read back from a project);
 * ``NEEDS``: what the step's method needs in the data (``"chemical field"``, ``"drift"``), checked by
   :mod:`._fit_checks` before it runs.
 
@@ -22,6 +26,7 @@ must not silently lose its defaults) and never overwrites a value the user chang
 from __future__ import annotations
 
 import fnmatch
+import weakref
 from pathlib import Path
 
 from psygnal import Signal
@@ -68,7 +73,8 @@ class StepContract:
     INPUTS: tuple = ()
     #: ``{parameter name: attribute}`` of the parameters the data may set
     PARAMS: dict = {}
-    #: name patterns of the layers the step makes
+    #: name patterns of the layers the step makes, each ``"pattern"`` or ``("pattern", kind, ...)`` (napari class
+    #: names of the layers made under that name)
     OUTPUTS: tuple = ()
     #: what the method needs in the data (checked before a run, see :mod:`._fit_checks`)
     NEEDS: tuple = ()
@@ -153,10 +159,41 @@ class StepContract:
                 out.append(hint or f"no {' or '.join(kinds)} layer for '{slot}'")
         return out
 
+    def remember(self, layer):
+        """Record ``layer`` as one this step made (then :meth:`makes` recognises it whatever its name); returns it.
+
+        Parameters
+        ----------
+        layer : napari.layers.Layer
+            The layer the step added or updated (e.g. what :func:`._layers.show_layer` returned).
+
+        Returns
+        -------
+        napari.layers.Layer
+            ``layer``.
+        """
+        made = getattr(self, "_made_layers", None)
+        if made is None:
+            made = self._made_layers = weakref.WeakSet()  # a layer the viewer dropped is not kept alive
+        made.add(_inner(layer))
+        return layer
+
     def makes(self, layer) -> bool:
-        """Whether ``layer`` is (by its name) one of the layers this step makes."""
-        name = _inner(layer).name
-        return any(fnmatch.fnmatchcase(name, pat) for pat in self.OUTPUTS)
+        """Whether ``layer`` is one of the layers this step makes: one it made (:meth:`remember`; whatever its name,
+        e.g. ``"tracks [1]"`` when a layer of another kind was called ``tracks``), else by its name (``OUTPUTS``)
+        when it is of a kind the pattern names (an object with only a ``name``, not a layer: by its name)."""
+        import napari.layers
+
+        inner = _inner(layer)
+        made = getattr(self, "_made_layers", None)
+        if made is not None and inner in made:
+            return True
+        kind = type(inner).__name__ if isinstance(inner, napari.layers.Layer) else None
+        for entry in self.OUTPUTS:
+            pattern, kinds = (entry, ()) if isinstance(entry, str) else (entry[0], tuple(entry[1:]))
+            if fnmatch.fnmatchcase(inner.name, pattern) and (not kinds or kind is None or kind in kinds):
+                return True
+        return False
 
     # --- parameters --------------------------------------------------------------------------
     def _param_widgets(self) -> dict:

@@ -302,6 +302,9 @@ class DynFitPanel(QWidget):
         self.toolbox.currentChanged.connect(self.step)
         self._seen = {id(_unwrap(lay)) for lay in napari_viewer.layers}
         self._fresh: set[int] = set()
+        import weakref
+
+        self._styled = weakref.WeakSet()  # the steps' layers styled as results (once: then the user's)
         napari_viewer.layers.events.inserted.connect(self._layer_added)
         napari_viewer.layers.events.removed.connect(self._update_hints)
         napari_viewer.layers.selection.events.active.connect(self._layer_selected)
@@ -419,7 +422,12 @@ class DynFitPanel(QWidget):
             pde.apply_defaults({"particle_noise": True}, force=True)  # coarse-grained particles: Ito weak form
 
     def _step_result(self, title, item) -> None:
-        """A step made something: hand it on (model -> balance) and refresh the hints."""
+        """A step made something: hand it on (model -> balance), style a layer its name did not say was a result
+        (``"tracks [1]"``: the step knows it only once added) and refresh the hints."""
+        import napari.layers
+
+        if isinstance(_unwrap(item), napari.layers.Layer) and _unwrap(item) not in self._styled:
+            self._style_result(_unwrap(item))
         widget = self.steps.get(title)
         if widget is not None and widget is self.step_widget("PDEWidget"):
             balance = self.step_widget("BalanceWidget")
@@ -535,6 +543,7 @@ class DynFitPanel(QWidget):
         maker = self.maker(layer)
         if maker is None:
             return
+        self._styled.add(_unwrap(layer))
         style_result(layer, list(self.viewer.layers))
         if type(layer).__name__ == "Image" and ": " in layer.name:  # one field per kind of a step's results shown
             prefix = layer.name.split(": ")[0] + ": "

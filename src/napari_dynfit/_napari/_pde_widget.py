@@ -5,7 +5,9 @@ layer was read from is proposed) and the options, then press "Discover". In a ``
 widget fits the model (stability selection), draws the stability paths and the rendered
 equations, and then integrates the learned model forward from the first frame: the simulated
 fields appear frame by frame as "model: <field> (<unit>)" layers over the "observed: <field> (<unit>)" layers
-(the norm ``|p|`` of a vector field; units: :func:`napari_dynfit.geometry.field_label`).
+(the norm ``|p|`` of a vector field; units: :func:`napari_dynfit.geometry.field_label`). A re-run updates these
+layers in place: the model layers start empty (NaN) on the new fields' grid, so no frame of a previous model is
+shown as this one's.
 The model JSON can be saved with "Save model".
 """
 
@@ -21,7 +23,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from ..errors import DynfitError
 from ._contract import StepContract
 from ._jobs import StepJob
-from ._layers import show_layer
+from ._layers import data_range, show_layer
 from ._plots import make_canvas
 
 #: what would help when a result does not say (fields from particles)
@@ -35,6 +37,9 @@ def identifiability(result) -> tuple[bool, list, list]:
     return (bool(getattr(result, "identifiable", True)), list(getattr(result, "reasons", []) or []),
             list(getattr(result, "hints", []) or []))
 
+
+#: layer keywords of the fields' grid (:func:`._geometry.fields_kwargs`): they follow a re-run's fields
+GRID = ("scale", "translate", "units", "axis_labels")
 
 #: fields files the PDE and balance steps read
 FIELD_FILES = ("*.zarr", "*.npz", "*.mat", "*.hdf5", "*.h5")
@@ -80,6 +85,10 @@ class PDEWidget(StepContract, Container):
         self.identifiable = None
         self.reasons: list[str] = []
         self.hints: list[str] = []
+        #: this run's model layers, stacks ``(t, [z,] y, x)`` and contrast limits, by field (:meth:`_reset_model`)
+        self._model_layers: dict = {}
+        self._model_stacks: dict = {}
+        self._model_limits: dict = {}
         self._run.changed.connect(self.run)
         self._save_button.changed.connect(self.save)
 
@@ -177,26 +186,66 @@ class PDEWidget(StepContract, Container):
                 field = f[:-2]
                 name = self._layer_name("observed", field, bundle[field], 1 + bundle.ndim)
                 data = self._display(bundle[field], 1 + bundle.ndim)
-                show_layer(self._viewer, "image", data, name, **geo, colormap="gray")
+                show_layer(self._viewer, "image", data, name, **geo, colormap="gray",
+                           contrast_limits=data_range(data), refresh=("contrast_limits",) + GRID)
+            self._reset_model(forecast=ok and all(model["equations"].values()))
             self._save_button.enabled = True
             self._status.value = "integrating the model forward..." if ok else self.verdict()
             self.made.emit(model)
             return
         _, i, state = item
-        geo = self._geometry()
         for field, arr in state.items():
-            name = self._layer_name("model", field, arr, self.bundle.ndim)
             frame = self._display(arr, self.bundle.ndim)
-            if name not in self._viewer.layers:
-                stack = np.full((self.bundle.shape[0],) + frame.shape, np.nan)
-                obs = self._display(self.bundle[field], 1 + self.bundle.ndim)
-                self._viewer.add_image(stack, name=name, **geo, colormap="magenta",
-                                       blending="additive", contrast_limits=(float(obs.min()), float(obs.max())))
-            layer = self._viewer.layers[name]
-            data = layer.data
-            data[i] = frame
-            layer.data = data
+            if field not in self._model_stacks:
+                self._model_layer(field)
+            stack = self._model_stacks[field]
+            stack[i] = frame
+            layer = self._model_layers[field]
+            if layer not in self._viewer.layers:  # removed by the user while the model runs: shown again
+                layer = self._model_layer(field, stack)
+            layer.data = stack
+            self._follow_contrast(field, frame)
         self._status.value = f"simulated frame {i + 1} of {self.bundle.shape[0]}"
+
+    def _reset_model(self, forecast: bool) -> None:
+        """Start this run's model layers empty (NaN) on the new fields' grid, so no frame of a previous model is
+        shown as this one's: with a forecast for every field of the model, else (no forecast of a model the data
+        do not pin down) only where a model layer of that name is already shown."""
+        self._model_layers, self._model_stacks, self._model_limits = {}, {}, {}
+        ndim = 1 + self.bundle.ndim
+        for f in self.model["equations"]:
+            field = f[:-2]
+            if forecast or self._layer_name("model", field, self.bundle[field], ndim) in self._viewer.layers:
+                self._model_layer(field)
+
+    def _model_layer(self, field: str, stack=None):
+        """Show the model layer of ``field`` (update in place or add) with ``stack`` (default: NaN, the shape of
+        the observed field as displayed) on the fields' grid, its contrast that of the observed field widened
+        to the model's values so far (:meth:`_follow_contrast`); returns the layer and keeps it for the run."""
+        ndim = 1 + self.bundle.ndim
+        obs = self._display(self.bundle[field], ndim)
+        if stack is None:
+            stack = np.full(obs.shape, np.nan)
+        limits = self._model_limits.get(field) or data_range(obs)
+        name = self._layer_name("model", field, self.bundle[field], ndim)
+        layer = show_layer(self._viewer, "image", stack, name, **self._geometry(), colormap="magenta",
+                           blending="additive", contrast_limits=limits, refresh=("contrast_limits",) + GRID)
+        self._model_layers[field], self._model_stacks[field], self._model_limits[field] = layer, stack, limits
+        return layer
+
+    def _follow_contrast(self, field: str, frame) -> None:
+        """Widen the model layer's contrast (and its slider's range) to a frame whose finite values leave it: a
+        model that overshoots the observed range is shown, not clipped; otherwise the user's contrast is kept."""
+        finite = np.asarray(frame, float)[np.isfinite(frame)]
+        if finite.size == 0:
+            return
+        low, high = self._model_limits[field]
+        new = (min(low, float(finite.min())), max(high, float(finite.max())))
+        if new != (low, high):
+            layer = self._model_layers[field]
+            self._model_limits[field] = new
+            layer.contrast_limits_range = new
+            layer.contrast_limits = new
 
     def verdict(self) -> str:
         """One line for people: "not identifiable from these data: <reasons>; what would help: <hints>"

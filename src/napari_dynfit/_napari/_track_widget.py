@@ -86,7 +86,8 @@ class TrackWidget(StepContract, Container):
               ("source", "_source", ("Points", "Labels"),
                "nothing to track yet: press Detect (detections of every frame) or open a segmentation movie"))
     PARAMS = {"spot_sigma": "_sigma"}
-    OUTPUTS = ("detections", "tracks", PREVIEW, "* tracked", "* cells")
+    OUTPUTS = (("detections", "Points"), ("tracks", "Tracks"), (PREVIEW, "Tracks"), ("* tracked", "Labels"),
+               ("* cells", "Labels"))
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -246,10 +247,10 @@ class TrackWidget(StepContract, Container):
 
         def done(det):
             pts, feats = table_to_points(det)
-            points = show_layer(self._viewer, "points", pts, "detections", features=pd.DataFrame(feats),
+            points = self.remember(show_layer(self._viewer, "points", pts, "detections", features=pd.DataFrame(feats),
                                 **layer_kwargs(layer), metadata={"dt": time_axis(layer)[0]},
                                 size=2 * float(det.attrs.get("sigma") or self._sigma.value or 1.5),
-                                border_color="red", face_color="transparent")
+                                border_color="red", face_color="transparent"))
             skew = det.attrs.get("skewness")
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
             size = det.attrs.get("sigma")
@@ -281,8 +282,8 @@ class TrackWidget(StepContract, Container):
             return segment_movie(data, polarity=polarity, spacing=spacing)
 
         def done(res):
-            cells = show_layer(self._viewer, "labels", res.labels, f"{layer.name} cells", **layer_kwargs(layer),
-                               opacity=0.5)
+            cells = self.remember(show_layer(self._viewer, "labels", res.labels, f"{layer.name} cells",
+                                             **layer_kwargs(layer), opacity=0.5))
             info = res.info
             n = info["objects"]
             n_obj = int(sum(n)) if isinstance(n, list) else int(n)
@@ -313,8 +314,8 @@ class TrackWidget(StepContract, Container):
             if labels is not None:
                 from ..track.formats import relabel_movie
 
-                show_layer(self._viewer, "labels", relabel_movie(labels, tracks), f"{layer.name} tracked",
-                           **layer_kwargs(layer))
+                self.remember(show_layer(self._viewer, "labels", relabel_movie(labels, tracks),
+                                         f"{layer.name} tracked", **layer_kwargs(layer)))
             n_div = int((tracks.groupby("track_id")["parent_id"].first() >= 0).sum())
             self._status.value = f"{tracks['track_id'].nunique()} tracks, {n_div} daughter tracks"
             self._report.value = self.report_text(tracks)
@@ -388,9 +389,9 @@ class TrackWidget(StepContract, Container):
         from ..track.formats import to_napari_tracks
 
         data, props, graph = to_napari_tracks(tracks)
-        return show_layer(self._viewer, "tracks", data, name, graph=graph,
-                          features=pd.DataFrame(props, index=pd.RangeIndex(len(data))), **layer_kwargs(layer),
-                          tail_length=10, metadata={"dt": time_axis(layer)[0]})
+        return self.remember(show_layer(self._viewer, "tracks", data, name, graph=graph,
+                                        features=pd.DataFrame(props, index=pd.RangeIndex(len(data))),
+                                        **layer_kwargs(layer), tail_length=10, metadata={"dt": time_axis(layer)[0]}))
 
     # ------------------------------------------------------------------------------------------
     def _schedule_preview(self, *_):
