@@ -389,8 +389,9 @@ class MsdFit:
     def populations_report(self) -> str:
         """One sentence: the mobility populations' fits (or that the tracks form one population)."""
         if not self.populations:
-            return ("No separate mobility populations (one log-normal fits the tracks' short-lag MSDs): select the "
-                    "particles by another property (e.g. brightness) before reading an exponent"
+            return (f"No separate mobility populations of >= {MIN_POPULATION_TRACKS} tracks each (one log-normal "
+                    "fits the tracks' short-lag MSDs best): select the particles by another property (e.g. "
+                    "brightness) before reading an exponent"
                     if not self.composition_ok else "")
         fits = "; ".join(f"{p.n_tracks} tracks: exponent {p.exponent:.3f}, prefactor {p.prefactor:.4g}"
                          for p in self.populations)
