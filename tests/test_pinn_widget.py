@@ -67,6 +67,9 @@ def test_latent_field_layers_update_in_place_and_contrast_follows_phi(make_napar
     assert viewer.layers[w.layer_name()] is layer and made == [layer, layer] and layer.colormap.name == "gray"
     assert tuple(layer.contrast_limits) == pytest.approx((50.0, 60.0))
     np.testing.assert_allclose(layer.data, 50.0 + 10 * phi)
+    w._show((pinn, np.full_like(phi, 2.0e4), coords))  # a flat large field still gets two distinct limits
+    low, high = layer.contrast_limits
+    assert low < high and low <= 2.0e4 <= high
 
     class Bundle(dict):
         pass

@@ -13,7 +13,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from ..errors import DynfitError
 from ._contract import StepContract
 from ._jobs import StepJob
-from ._layers import show_layer
+from ._layers import data_range, show_layer
 from ._plots import make_canvas
 
 #: the latent field's image layer is ``f"{LAYER} ({unit})"`` (:meth:`LatentFieldWidget.layer_name`): napari's
@@ -24,14 +24,6 @@ LAYER = "latent field phi"
 STD_LAYER = "posterior std of phi"
 #: progress description and number of stages of the set-up before training (reading tracks, building the PINN)
 SETUP, SETUP_STAGES = "PINN set-up", 4
-
-
-def _limits(data) -> tuple[float, float]:
-    """Contrast limits of a field: its finite range (NaN ignored), the top nudged up so a flat field has two."""
-    import numpy as np
-
-    arr = np.asarray(data, dtype=float)
-    return float(np.nanmin(arr)), float(np.nanmax(arr)) + 1e-12
 
 
 class LatentFieldWidget(StepContract, Container):
@@ -200,7 +192,7 @@ class LatentFieldWidget(StepContract, Container):
         geo = self._geometry(bundle.coords)  # the grid on the tracks' time axis and space, their units and labels
         for base, data, cmap in ((LAYER, bundle["phi"], "magma"), (STD_LAYER, bundle["phi_std"], "viridis")):
             show_layer(self._viewer, "image", data, self.layer_name(base), **geo, colormap=cmap, opacity=0.6,
-                       blending="additive", contrast_limits=_limits(data), refresh=("contrast_limits",))
+                       blending="additive", contrast_limits=data_range(data), refresh=("contrast_limits",))
         d = res.diagnostics
         self._status.value = (f"{d['draws']} draws x {d['chains']} chains" + (" (stopped)" if d["stopped"] else "")
                               + "; noise " + ", ".join(f"{k}={v:.3g}" for k, v in res.noise.items()))
@@ -229,7 +221,7 @@ class LatentFieldWidget(StepContract, Container):
         # phi is known up to a constant and its range moves while it trains (this runs at every update): the
         # contrast follows it (napari keeps an Image's limits when its data is replaced)
         layer = show_layer(self._viewer, "image", phi, self.layer_name(), **geo, colormap="magma", opacity=0.6,
-                           blending="additive", contrast_limits=_limits(phi), refresh=("contrast_limits",))
+                           blending="additive", contrast_limits=data_range(phi), refresh=("contrast_limits",))
         coefs = pinn.coefficient_values()
         self._status.value = f"step {pinn.step}: " + ", ".join(f"{k}={v:.3g}" for k, v in coefs.items())
         self._plot_curves(pinn)
