@@ -305,3 +305,24 @@ def test_mobility_populations_separate_fast_and_slow_beads():
     assert lab.nunique() == 2 and (lab.to_numpy() == truth.to_numpy()).mean() >= 0.95
     one = simulate_beads_in_focus(2000, 100, D=(1.0,), height=100, depth=20, seed=3)
     assert mobility_populations(one, min_length=25).nunique() == 1
+
+
+def test_flagged_ensemble_with_a_population_of_two_frame_mislinks_still_fits():
+    """A flagged ensemble (30 % of the beads 10x slower) plus 40 two-frame tracks with large jumps (mislinks):
+    the mislinks form a mobility population of their own with a single lag, which has no exponent; the ensemble
+    fit and the other populations' fits are still returned (the whole fit used to fail)."""
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+
+    rng = np.random.default_rng(2)
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0, 0.1), fractions=(0.7, 0.3), height=100, depth=20, seed=3)
+    first = int(tr["track_id"].max()) + 1
+    start = rng.integers(0, 99, 40)
+    jumps = [pd.DataFrame({"track_id": first + i, "frame": [f, f + 1],
+                           "y": rng.uniform(0, 500) + np.array([0.0, rng.normal(0, 30)]),
+                           "x": rng.uniform(0, 500) + np.array([0.0, rng.normal(0, 30)])}) for i, f in enumerate(start)]
+    bad = pd.concat([tr.drop(columns="population"), *jumps], ignore_index=True)
+    whole = fit_msd(bad, split_populations=False)
+    fit = fit_msd(bad)
+    assert not fit.composition_ok and fit.exponent == pytest.approx(whole.exponent, abs=1e-12)
+    assert fit.populations and all(p.n_tracks > 2 and len(p.table) > 1 for p in fit.populations)
+    assert fit.largest_population.exponent == pytest.approx(1.0, abs=0.1)

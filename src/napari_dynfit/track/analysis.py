@@ -328,7 +328,8 @@ class MsdFit:
     exponent with each track's short-lag amplitude factored out (the exponent of a population whose mix does not
     change with the lag; NaN when not computed); ``populations``: when the composition check flags the exponent,
     the fits (:class:`MsdFit`) of the tracks' mobility populations (:func:`mobility_populations`), most mobile
-    first; empty when not flagged or when the tracks form one population.
+    first; empty when not flagged or when the tracks form one population; a population that cannot be fitted on
+    its own (e.g. two-frame tracks: one lag) is left out.
     """
 
     exponent: float
@@ -432,7 +433,8 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
         Level of the mobility test (``alpha`` of :func:`classify_immobile`).
     split_populations : bool
         When the composition check flags the exponent (:attr:`MsdFit.composition_ok` False), also fit each mobility
-        population (:func:`mobility_populations`) on its own (``MsdFit.populations``).
+        population (:func:`mobility_populations`) on its own (``MsdFit.populations``; one that cannot be fitted
+        is left out).
 
     Returns
     -------
@@ -466,10 +468,16 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
     if split_populations and abs(bias) >= COMPOSITION_TOLERANCE:
         label = _populations(per, n_tracks_min=MIN_POPULATION_TRACKS)
         if label.nunique() > 1:
-            pops = tuple(fit_msd(tracks[tracks["track_id"].isin(label.index[label == k])], dt=dt, spacing=spacing,
-                                 max_lag=max_lag, min_length=min_length, drift=drift, weights=weights,
-                                 linear_lags=linear_lags, keep_immobile=True, split_populations=False)
-                         for k in sorted(label.unique()))
+            fits = []
+            for k in sorted(label.unique()):
+                try:
+                    fits.append(fit_msd(tracks[tracks["track_id"].isin(label.index[label == k])], dt=dt,
+                                        spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
+                                        weights=weights, linear_lags=linear_lags, keep_immobile=True,
+                                        split_populations=False))
+                except InputError:  # no exponent of its own (e.g. two-frame tracks, mislinks: one lag): left out
+                    continue
+            pops = tuple(fits)
     return MsdFit(float(n), float(np.exp(loga)), float(slope / (2 * dim)), float(offset), dim, tab, n_tracks, still,
                   bool(still) and not keep_immobile, bias, float(n - bias) if np.isfinite(bias) else float("nan"),
                   pops)
