@@ -326,3 +326,16 @@ def test_flagged_ensemble_with_a_population_of_two_frame_mislinks_still_fits():
     assert not fit.composition_ok and fit.exponent == pytest.approx(whole.exponent, abs=1e-12)
     assert fit.populations and all(p.n_tracks > 2 and len(p.table) > 1 for p in fit.populations)
     assert fit.largest_population.exponent == pytest.approx(1.0, abs=0.1)
+
+
+def test_flagged_ensemble_too_small_to_split_says_so():
+    """15 tracks of the flagged mix: two populations of >= 10 tracks cannot be tested, so the report says there
+    are too few tracks rather than that one log-normal fits best."""
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0, 0.1), fractions=(0.7, 0.3), height=100, depth=20, seed=3)
+    small = tr[tr["track_id"].isin(tr["track_id"].unique()[:15])]
+    fit = fit_msd(small)
+    assert not fit.composition_ok and fit.populations == () and fit.n_tracks == 15
+    assert "too few tracks (15) to split" in fit.composition_report()
+    assert "log-normal" not in fit.populations_report()

@@ -390,10 +390,13 @@ class MsdFit:
     def populations_report(self) -> str:
         """One sentence: the mobility populations' fits (or that the tracks form one population)."""
         if not self.populations:
-            return (f"No separate mobility populations of >= {MIN_POPULATION_TRACKS} tracks each (one log-normal "
-                    "fits the tracks' short-lag MSDs best): select the particles by another property (e.g. "
-                    "brightness) before reading an exponent"
-                    if not self.composition_ok else "")
+            if self.composition_ok:
+                return ""
+            fitted = self.n_tracks - (len(self.immobile) if self.immobile_excluded else 0)
+            why = (f"too few tracks ({fitted}) to split into two" if fitted < 2 * MIN_POPULATION_TRACKS else
+                   "one log-normal fits the tracks' short-lag MSDs best")
+            return (f"No separate mobility populations of >= {MIN_POPULATION_TRACKS} tracks each ({why}): select "
+                    "the particles by another property (e.g. brightness) before reading an exponent")
         fits = "; ".join(f"{p.n_tracks} tracks: exponent {p.exponent:.3f}, prefactor {p.prefactor:.4g}"
                          for p in self.populations)
         return f"Each mobility population fitted on its own (by short-lag MSD, most mobile first): {fits}"
