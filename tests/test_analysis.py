@@ -339,3 +339,21 @@ def test_flagged_ensemble_too_small_to_split_says_so():
     assert not fit.composition_ok and fit.populations == () and fit.n_tracks == 15
     assert "too few tracks (15) to split" in fit.composition_report()
     assert "log-normal" not in fit.populations_report()
+
+
+def test_tracks_on_every_other_frame_are_not_all_called_immobile():
+    """Tracks kept on even frames only have no consecutive-frame step, so no von Neumann ratio: they are judged by
+    their spread alone (they were all called immobile, and fit_msd refused them) and the fit is Brownian."""
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0,), height=100, depth=20, seed=0)
+    even = tr[tr["frame"] % 2 == 0]
+    from napari_dynfit.track import classify_immobile
+
+    cls = classify_immobile(even, min_length=13)
+    assert len(cls) > 100 and cls["immobile"].sum() == 0
+    still = even[even["track_id"] == even["track_id"].iloc[0]].assign(y=5.0, x=7.0)  # one stuck bead: still caught
+    both = pd.concat([even[even["track_id"] != even["track_id"].iloc[0]], still])
+    assert classify_immobile(both, min_length=13).loc[still["track_id"].iloc[0], "immobile"]
+    fit = fit_msd(even, min_length=13)
+    assert fit.exponent == pytest.approx(1.0, abs=0.12) and fit.composition_ok

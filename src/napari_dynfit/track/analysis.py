@@ -253,8 +253,10 @@ def classify_immobile(tracks: pd.DataFrame, *, spacing=None, min_length: int = 0
     still objects noisier than the rest. Testing both frames catches stuck objects on
     a drifting stage (still relative to the drift) and camera features (still relative to the camera). The
     correlation test needs no noise estimate: each track is its own reference. Tracks of fewer than
-    :data:`MIN_TEST_POSITIONS` positions are not tested (``immobile`` False). A particle caged in a region it
-    explores faster than the frame interval also looks uncorrelated and is classified immobile.
+    :data:`MIN_TEST_POSITIONS` positions are not tested (``immobile`` False); a track without two positions in
+    consecutive frames (e.g. every other frame kept) has no ratio and is judged by its spread alone. A particle
+    caged in a region it explores faster than the frame interval also looks uncorrelated and is classified
+    immobile.
 
     Parameters
     ----------
@@ -285,8 +287,8 @@ def classify_immobile(tracks: pd.DataFrame, *, spacing=None, min_length: int = 0
     raw = _von_neumann(df, cols)
     testable = raw["n"].to_numpy() >= MIN_TEST_POSITIONS
 
-    def still(vn):  # no motion at all, or no significant correlation
-        return testable & ((vn["variance"].to_numpy() <= 0) | ~(vn["z"].to_numpy() < crit))
+    def still(vn):  # no motion at all, or no significant correlation (no ratio, NaN: no consecutive frames, untested)
+        return testable & ((vn["variance"].to_numpy() <= 0) | (vn["z"].to_numpy() >= crit))
 
     still_raw = still(raw)
     moving = raw.index[~still_raw]
