@@ -306,3 +306,55 @@ def test_mobility_populations_separate_fast_and_slow_beads():
     assert lab.nunique() == 2 and (lab.to_numpy() == truth.to_numpy()).mean() >= 0.95
     one = simulate_beads_in_focus(2000, 100, D=(1.0,), height=100, depth=20, seed=3)
     assert mobility_populations(one, min_length=25).nunique() == 1
+
+
+def test_flagged_ensemble_with_a_population_of_two_frame_mislinks_still_fits():
+    """A flagged ensemble (30 % of the beads 10x slower) plus 40 two-frame tracks with large jumps (mislinks):
+    the mislinks form a mobility population of their own with a single lag, which has no exponent; the ensemble
+    fit and the other populations' fits are still returned (the whole fit used to fail)."""
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+
+    rng = np.random.default_rng(2)
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0, 0.1), fractions=(0.7, 0.3), height=100, depth=20, seed=3)
+    first = int(tr["track_id"].max()) + 1
+    start = rng.integers(0, 99, 40)
+    jumps = [pd.DataFrame({"track_id": first + i, "frame": [f, f + 1],
+                           "y": rng.uniform(0, 500) + np.array([0.0, rng.normal(0, 30)]),
+                           "x": rng.uniform(0, 500) + np.array([0.0, rng.normal(0, 30)])}) for i, f in enumerate(start)]
+    bad = pd.concat([tr.drop(columns="population"), *jumps], ignore_index=True)
+    whole = fit_msd(bad, split_populations=False)
+    fit = fit_msd(bad)
+    assert not fit.composition_ok and fit.exponent == pytest.approx(whole.exponent, abs=1e-12)
+    assert fit.populations and all(p.n_tracks > 2 and len(p.table) > 1 for p in fit.populations)
+    assert fit.largest_population.exponent == pytest.approx(1.0, abs=0.1)
+
+
+def test_flagged_ensemble_too_small_to_split_says_so():
+    """15 tracks of the flagged mix: two populations of >= 10 tracks cannot be tested, so the report says there
+    are too few tracks rather than that one log-normal fits best."""
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0, 0.1), fractions=(0.7, 0.3), height=100, depth=20, seed=3)
+    small = tr[tr["track_id"].isin(tr["track_id"].unique()[:15])]
+    fit = fit_msd(small)
+    assert not fit.composition_ok and fit.populations == () and fit.n_tracks == 15
+    assert "too few tracks (15) to split" in fit.composition_report()
+    assert "log-normal" not in fit.populations_report()
+
+
+def test_tracks_on_every_other_frame_are_not_all_called_immobile():
+    """Tracks kept on even frames only have no consecutive-frame step, so no von Neumann ratio: they are judged by
+    their spread alone (they were all called immobile, and fit_msd refused them) and the fit is Brownian."""
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0,), height=100, depth=20, seed=0)
+    even = tr[tr["frame"] % 2 == 0]
+    from napari_dynfit.track import classify_immobile
+
+    cls = classify_immobile(even, min_length=13)
+    assert len(cls) > 100 and cls["immobile"].sum() == 0
+    still = even[even["track_id"] == even["track_id"].iloc[0]].assign(y=5.0, x=7.0)  # one stuck bead: still caught
+    both = pd.concat([even[even["track_id"] != even["track_id"].iloc[0]], still])
+    assert classify_immobile(both, min_length=13).loc[still["track_id"].iloc[0], "immobile"]
+    fit = fit_msd(even, min_length=13)
+    assert fit.exponent == pytest.approx(1.0, abs=0.12) and fit.composition_ok

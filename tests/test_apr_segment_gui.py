@@ -29,6 +29,17 @@ def test_widget_preview_and_run(make_napari_viewer):
     widget.update_preview(sync=True)
     assert PREVIEW in viewer.layers and PREVIEW_MASK in viewer.layers
     assert viewer.layers[PREVIEW].data.shape == (64, 64)
+    prev, mask = viewer.layers[PREVIEW], viewer.layers[PREVIEW_MASK]
+    assert tuple(prev.scale) == tuple(mask.scale) == (1.0, 1.0)
+    for data, kwargs, ltype in apr_layers_from_result(image, "coarse"):  # the same image on another pixel grid
+        kwargs = {**kwargs, "name": "coarse", "scale": (1.0, 2.0, 3.0), "translate": (0.0, 5.0, -4.0)}
+        coarse = viewer.add_layer(Layer.create(data, kwargs, ltype))
+    widget._layer.value = coarse
+    widget.update_preview(sync=True)
+    assert viewer.layers[PREVIEW] is prev and viewer.layers[PREVIEW_MASK] is mask  # in place, on its grid
+    assert tuple(prev.scale) == tuple(mask.scale) == (2.0, 3.0)
+    assert tuple(prev.translate) == tuple(mask.translate) == (5.0, -4.0)
+    widget._layer.value = viewer.layers["spots (APR)"]
     widget.run(sync=True)
     labels = viewer.layers["spots (APR) objects"]
     points = viewer.layers["spots (APR) objects centroids"]

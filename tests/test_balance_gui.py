@@ -46,6 +46,18 @@ def test_balance_widget_on_active_matter_file(make_napari_viewer, tmp_path):
     assert set(np.unique(lab.data)) <= set(range(1, len(w.result.balances) + 1))
     assert set(lab.metadata["balances"]) == set(range(1, len(w.result.balances) + 1))
     np.testing.assert_array_equal(unc.data, w.result.uncertainty)
+    # a re-run on another fields file (another grid): the same layers, on that file's grid
+    from napari_dynfit._napari._geometry import fields_kwargs
+    from napari_dynfit.io.well import load_fields
+
+    other = write_active_matter_example(tmp_path / "am2.hdf5", size=32, n_steps=6, dt=0.1, seed=5, length=20.0)
+    w._fields.value = other
+    w.run(block=True)
+    geo = fields_kwargs(load_fields(other))
+    assert viewer.layers[REGIONS] is lab and viewer.layers[UNCERTAINTY] is unc and lab.data.shape == (6, 32, 32)
+    for layer in (lab, unc):
+        np.testing.assert_allclose(layer.scale, geo["scale"])
+        np.testing.assert_allclose(layer.translate, geo["translate"])
 
 
 @pytest.mark.gui

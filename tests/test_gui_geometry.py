@@ -181,6 +181,13 @@ def test_detections_tracks_fields_overlay_the_truth(scaled_movie, tmp_path):
             near = np.linalg.norm(world[:, 1:] - spot[1:], axis=1) < 1.0
             centre = (world[near, 1:] * w[near, None]).sum(axis=0) / w[near].sum()
             assert np.linalg.norm(centre - spot[1:]) < HALF_PX
+    # a re-run on a coarser grid updates the same layer, its grid and contrast following the new fields
+    glue._grid.value = 2 * SCALE[0]
+    assert glue.run() is not None, glue._status.value
+    assert viewer.layers["fields: rho (1/µm²)"] is rho and len([n for n in viewer.layers if "rho" in n.name]) == 1
+    np.testing.assert_allclose(rho.scale[1:], glue.bundle.spacing[-2:])
+    assert rho.scale[-1] == pytest.approx(2 * SCALE[0])
+    assert tuple(rho.contrast_limits) == pytest.approx((float(np.min(rho.data)), float(np.max(rho.data))))
 
 
 @pytest.mark.gui

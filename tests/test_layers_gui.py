@@ -44,6 +44,10 @@ def test_show_layer_other_kind_is_left_alone(make_napari_viewer):
     assert labels is not image and type(labels).__name__ == "Labels"
     assert labels.name == "cells [1]" and labels.opacity == 0.5  # napari's renamed copy
     np.testing.assert_array_equal(image.data, np.ones((4, 4)))  # the image is untouched
+    again = show_layer(viewer, "labels", 2 * np.eye(4, dtype=np.int32), "cells", opacity=0.5)  # a re-run
+    assert again is labels and [lay.name for lay in viewer.layers] == ["cells", "cells [1]"]  # no "cells [2]"
+    np.testing.assert_array_equal(labels.data, 2 * np.eye(4))
+    np.testing.assert_array_equal(image.data, np.ones((4, 4)))
     with pytest.raises(ValueError, match="unknown layer kind"):
         show_layer(viewer, "mesh", np.zeros(3), "x")
 

@@ -55,6 +55,16 @@ def test_detect_track_edit_relink(make_napari_viewer, rng):
     w.update_preview(sync=True)
     prev = viewer.layers[PREVIEW].data
     assert set(np.unique(prev[:, 1])) == {1, 2, 3}
+    # detect and track on another image of another pixel size: the same layers, on that image's grid
+    fine = viewer.add_image(movie, name="fine", scale=(1.0, 0.5, 0.25), translate=(0.0, 3.0, -2.0))
+    w._image.value = fine
+    w.detect(sync=True)
+    w._source.value = pts
+    w.track(sync=True)
+    for layer in (pts, tracks):
+        assert viewer.layers[layer.name] is layer
+        np.testing.assert_allclose(layer.scale, (1.0, 0.5, 0.25))
+        np.testing.assert_allclose(layer.translate, (0.0, 3.0, -2.0))
 
 
 def test_track_labels_layer(make_napari_viewer):

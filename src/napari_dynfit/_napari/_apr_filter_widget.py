@@ -182,8 +182,9 @@ class AprFilterWidget(StepContract, Container):
 
     def _show_preview(self, layer, res, img, lab) -> None:
         geo = layer_kwargs(layer, axes=2, time=False)  # one plane of the layer, in its world
-        show_layer(self._viewer, "image", img, PREVIEW, **geo, colormap="magma")
-        show_layer(self._viewer, "labels", lab, PREVIEW_MASK, **geo, opacity=0.4)
+        # the plane's grid follows the layer previewed (another selected layer: another pixel size)
+        show_layer(self._viewer, "image", img, PREVIEW, **geo, colormap="magma", refresh=("scale", "translate"))
+        show_layer(self._viewer, "labels", lab, PREVIEW_MASK, **geo, opacity=0.4, refresh=("scale", "translate"))
         self._stats.value = self._summary(res)
 
     @staticmethod

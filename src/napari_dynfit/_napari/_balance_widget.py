@@ -131,9 +131,12 @@ class BalanceWidget(StepContract, Container):
         labels = res.regions.astype(np.int32) + 1  # 0 stays transparent
         names = {i + 1: " + ".join(b.terms) or "no dynamics" for i, b in enumerate(res.balances)}
         # a re-run updates both layers in place; the region -> balance names are merged into the labels' metadata
-        show_layer(self._viewer, "labels", labels, REGIONS, **geo, opacity=0.5, metadata={"balances": names})
+        # and follow the fields' grid (a re-run on another fields file: another size, spacing or time axis)
+        grid = tuple(k for k in ("scale", "translate", "units", "axis_labels") if k in geo)
+        show_layer(self._viewer, "labels", labels, REGIONS, **geo, opacity=0.5, metadata={"balances": names},
+                   refresh=grid)
         show_layer(self._viewer, "image", res.uncertainty, UNCERTAINTY, **geo, colormap="magma", visible=False,
-                   contrast_limits=(0.0, 1.0))
+                   contrast_limits=(0.0, 1.0), refresh=grid)
         self._table.setRowCount(len(res.balances))
         for i, b in enumerate(res.balances):
             for j, text in enumerate((f"{i + 1}: {names[i + 1]}", f"{b.fraction:.3f}", f"{b.residual:.3g}")):

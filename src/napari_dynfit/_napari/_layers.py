@@ -10,6 +10,8 @@ while it trains, the grid of a preview that follows the selected layer, arrows s
 
 from __future__ import annotations
 
+import re
+
 #: layer kinds :func:`show_layer` knows: ``viewer.add_<kind>`` adds one, ``napari.layers.<Kind>`` is its class
 KINDS = ("image", "labels", "points", "shapes", "surface", "tracks", "vectors")
 
@@ -51,8 +53,9 @@ def show_layer(viewer, kind: str, data, name: str, *, refresh: tuple[str, ...] =
     -------
     napari.layers.Layer
         The updated layer (the same object as before), or the new one. When a layer named ``name`` exists but is
-        of another kind it is left alone and a new layer is added, which napari names ``"name [1]"``; callers
-        should use the returned layer, not ``viewer.layers[name]``.
+        of another kind it is left alone and a new layer is added, which napari names ``"name [1]"`` (a later call
+        updates that one, the last such of kind ``kind``); callers should use the returned layer, not
+        ``viewer.layers[name]``.
 
     Raises
     ------
@@ -69,9 +72,16 @@ def show_layer(viewer, kind: str, data, name: str, *, refresh: tuple[str, ...] =
     if missing:
         raise ValueError(f"refresh names keywords that were not given: {', '.join(missing)}")
     layers = viewer.layers
+    cls = getattr(napari.layers, kind.capitalize())
+    if name in layers and not isinstance(layers[name], cls):
+        # napari's renamed copy from an earlier call ("name [1]"), updated rather than copied again
+        renamed = [lay for lay in layers if isinstance(lay, cls) and re.fullmatch(rf"{re.escape(name)} \[\d+\]",
+                                                                                 lay.name)]
+        if renamed:
+            name = renamed[-1].name
     if name in layers:
         layer = layers[name]
-        if isinstance(layer, getattr(napari.layers, kind.capitalize())):
+        if isinstance(layer, cls):
             layer.data = data  # first: a new data resets a Tracks layer's graph and features
             for key in DATA_KEYS:
                 if key not in kwargs:

@@ -53,7 +53,10 @@ from qtpy.QtWidgets import (
 
 from ..errors import DynfitError
 from ._contract import StepContract
-from ._layers import show_layer
+from ._layers import data_range, show_layer
+
+#: layer keywords of the fields' grid: they follow a re-run's fields
+GRID = ("scale", "translate", "units", "axis_labels")
 
 #: ``(title, module in napari_dynfit._napari, class, what it reads -> what it makes)``
 STEPS = (
@@ -240,7 +243,9 @@ class FieldsFromTracks(StepContract, Container):
         # the names carry the quantity and its unit (napari's colour bar has no title), e.g. "fields: rho (1/µm²)"
         for field, arr in (("rho", bundle["rho"]), ("p", np.linalg.norm(bundle["p"], axis=-1))):
             name = "fields: " + field_label(bundle, field, magnitude=field == "p")
-            show_layer(self._viewer, "image", arr, name, **geo, colormap="viridis", opacity=0.5, visible=field == "rho")
+            # a re-run (another grid or kernel): the layer's grid and contrast follow the new fields
+            show_layer(self._viewer, "image", arr, name, **geo, colormap="viridis", opacity=0.5, visible=field == "rho",
+                       contrast_limits=data_range(arr), refresh=("contrast_limits", *(k for k in GRID if k in geo)))
         how = " (kernel = mean inter-particle distance)" if auto else ""
         filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "

@@ -247,10 +247,11 @@ class TrackWidget(StepContract, Container):
 
         def done(det):
             pts, feats = table_to_points(det)
+            geo = layer_kwargs(layer)  # the image's grid: a re-run on another image moves the points onto its grid
             points = self.remember(show_layer(self._viewer, "points", pts, "detections", features=pd.DataFrame(feats),
-                                **layer_kwargs(layer), metadata={"dt": time_axis(layer)[0]},
+                                **geo, metadata={"dt": time_axis(layer)[0]},
                                 size=2 * float(det.attrs.get("sigma") or self._sigma.value or 1.5),
-                                border_color="red", face_color="transparent"))
+                                border_color="red", face_color="transparent", refresh=tuple(geo)))
             skew = det.attrs.get("skewness")
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
             size = det.attrs.get("sigma")
@@ -389,9 +390,11 @@ class TrackWidget(StepContract, Container):
         from ..track.formats import to_napari_tracks
 
         data, props, graph = to_napari_tracks(tracks)
+        geo = layer_kwargs(layer)  # the source's grid: tracks of another source are drawn on that one's
         return self.remember(show_layer(self._viewer, "tracks", data, name, graph=graph,
                                         features=pd.DataFrame(props, index=pd.RangeIndex(len(data))),
-                                        **layer_kwargs(layer), tail_length=10, metadata={"dt": time_axis(layer)[0]}))
+                                        **geo, tail_length=10, metadata={"dt": time_axis(layer)[0]},
+                                        refresh=tuple(geo)))
 
     # ------------------------------------------------------------------------------------------
     def _schedule_preview(self, *_):

@@ -253,8 +253,10 @@ def classify_immobile(tracks: pd.DataFrame, *, spacing=None, min_length: int = 0
     still objects noisier than the rest. Testing both frames catches stuck objects on
     a drifting stage (still relative to the drift) and camera features (still relative to the camera). The
     correlation test needs no noise estimate: each track is its own reference. Tracks of fewer than
-    :data:`MIN_TEST_POSITIONS` positions are not tested (``immobile`` False). A particle caged in a region it
-    explores faster than the frame interval also looks uncorrelated and is classified immobile.
+    :data:`MIN_TEST_POSITIONS` positions are not tested (``immobile`` False); a track without two positions in
+    consecutive frames (e.g. every other frame kept) has no ratio and is judged by its spread alone. A particle
+    caged in a region it explores faster than the frame interval also looks uncorrelated and is classified
+    immobile.
 
     Parameters
     ----------
@@ -285,8 +287,8 @@ def classify_immobile(tracks: pd.DataFrame, *, spacing=None, min_length: int = 0
     raw = _von_neumann(df, cols)
     testable = raw["n"].to_numpy() >= MIN_TEST_POSITIONS
 
-    def still(vn):  # no motion at all, or no significant correlation
-        return testable & ((vn["variance"].to_numpy() <= 0) | ~(vn["z"].to_numpy() < crit))
+    def still(vn):  # no motion at all, or no significant correlation (no ratio, NaN: no consecutive frames, untested)
+        return testable & ((vn["variance"].to_numpy() <= 0) | (vn["z"].to_numpy() >= crit))
 
     still_raw = still(raw)
     moving = raw.index[~still_raw]
@@ -328,7 +330,8 @@ class MsdFit:
     exponent with each track's short-lag amplitude factored out (the exponent of a population whose mix does not
     change with the lag; NaN when not computed); ``populations``: when the composition check flags the exponent,
     the fits (:class:`MsdFit`) of the tracks' mobility populations (:func:`mobility_populations`), most mobile
-    first; empty when not flagged or when the tracks form one population.
+    first; empty when not flagged or when the tracks form one population; a population that cannot be fitted on
+    its own (e.g. two-frame tracks: one lag) is left out.
     """
 
     exponent: float
@@ -389,10 +392,13 @@ class MsdFit:
     def populations_report(self) -> str:
         """One sentence: the mobility populations' fits (or that the tracks form one population)."""
         if not self.populations:
-            return (f"No separate mobility populations of >= {MIN_POPULATION_TRACKS} tracks each (one log-normal "
-                    "fits the tracks' short-lag MSDs best): select the particles by another property (e.g. "
-                    "brightness) before reading an exponent"
-                    if not self.composition_ok else "")
+            if self.composition_ok:
+                return ""
+            fitted = self.n_tracks - (len(self.immobile) if self.immobile_excluded else 0)
+            why = (f"too few tracks ({fitted}) to split into two" if fitted < 2 * MIN_POPULATION_TRACKS else
+                   "one log-normal fits the tracks' short-lag MSDs best")
+            return (f"No separate mobility populations of >= {MIN_POPULATION_TRACKS} tracks each ({why}): select "
+                    "the particles by another property (e.g. brightness) before reading an exponent")
         fits = "; ".join(f"{p.n_tracks} tracks: exponent {p.exponent:.3f}, prefactor {p.prefactor:.4g}"
                          for p in self.populations)
         return f"Each mobility population fitted on its own (by short-lag MSD, most mobile first): {fits}"
@@ -432,7 +438,8 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
         Level of the mobility test (``alpha`` of :func:`classify_immobile`).
     split_populations : bool
         When the composition check flags the exponent (:attr:`MsdFit.composition_ok` False), also fit each mobility
-        population (:func:`mobility_populations`) on its own (``MsdFit.populations``).
+        population (:func:`mobility_populations`) on its own (``MsdFit.populations``; one that cannot be fitted
+        is left out).
 
     Returns
     -------
@@ -466,10 +473,16 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
     if split_populations and abs(bias) >= COMPOSITION_TOLERANCE:
         label = _populations(per, n_tracks_min=MIN_POPULATION_TRACKS)
         if label.nunique() > 1:
-            pops = tuple(fit_msd(tracks[tracks["track_id"].isin(label.index[label == k])], dt=dt, spacing=spacing,
-                                 max_lag=max_lag, min_length=min_length, drift=drift, weights=weights,
-                                 linear_lags=linear_lags, keep_immobile=True, split_populations=False)
-                         for k in sorted(label.unique()))
+            fits = []
+            for k in sorted(label.unique()):
+                try:
+                    fits.append(fit_msd(tracks[tracks["track_id"].isin(label.index[label == k])], dt=dt,
+                                        spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
+                                        weights=weights, linear_lags=linear_lags, keep_immobile=True,
+                                        split_populations=False))
+                except InputError:  # no exponent of its own (e.g. two-frame tracks, mislinks: one lag): left out
+                    continue
+            pops = tuple(fits)
     return MsdFit(float(n), float(np.exp(loga)), float(slope / (2 * dim)), float(offset), dim, tab, n_tracks, still,
                   bool(still) and not keep_immobile, bias, float(n - bias) if np.isfinite(bias) else float("nan"),
                   pops)
