@@ -150,7 +150,7 @@ def _beads(js: dict) -> str:
     met = abs(js["exponent_difference"]) <= 0.05 and abs(js["prefactor_difference_pct"]) <= 10
     bias = m["ours"].get("composition_bias")
     mix = ("" if bias is None else
-           f"; composition check: mix stable (bias {bias:+.3f})" if abs(bias) < COMPOSITION_TOLERANCE else
+           f"; composition check: mix stable (bias {bias:+.3f})" if not abs(bias) >= COMPOSITION_TOLERANCE else
            f"; composition check: **exponent flagged as not identified** (bias {bias:+.3f}; "
            f"{m['ours']['exponent_fixed_composition']:.3f} with the mix held fixed)")
     pops = m["ours"].get("populations") or []
