@@ -156,7 +156,8 @@ def _beads(js: dict) -> str:
     pops = m["ours"].get("populations") or []
     if pops:
         big = max(pops, key=lambda p: p["tracks"])
-        mix += (f"; its largest mobility population ({big['tracks']} of {sum(p['tracks'] for p in pops)} mobile "
+        mobile = m["ours"]["tracks"] - m["ours"].get("immobile_excluded", 0)
+        mix += (f"; its largest mobility population ({big['tracks']} of {mobile} mobile "
                 f"tracks, fitted on its own by the defaults): **{big['exponent']:.3f} vs "
                 f"{m['trackpy']['exponent']:.3f} / {100 * (big['prefactor'] / m['trackpy']['prefactor'] - 1):+.1f} %**")
     return (f"{m['ours']['exponent']:.3f} vs {m['trackpy']['exponent']:.3f} / {js['prefactor_difference_pct']:+.1f} %"
