@@ -276,6 +276,8 @@ def test_composition_bias_flags_slow_population_that_stays_in_focus(seed, capsys
     assert len(fit.populations) >= 2 and big is fit.populations[0] and big.exponent == pytest.approx(1.0, abs=0.1)
     assert "fitted on its own" in fit.composition_report()
     assert f"largest mobility population: {big.exponent:.3f}, {big.n_tracks} tracks" in fit.composition_report(True)
+    unsplit = fit_msd(tr, min_length=25, split_populations=False)
+    assert unsplit.populations == () and "split_populations=False" in unsplit.composition_report()
     tr.drop(columns="population").to_csv(tmp_path / "t.csv", index=False)
     assert main(["msd", str(tmp_path / "t.csv"), "--min-length", "25"]) == 0
     out = capsys.readouterr()

@@ -331,7 +331,8 @@ class MsdFit:
     change with the lag; NaN when not computed); ``populations``: when the composition check flags the exponent,
     the fits (:class:`MsdFit`) of the tracks' mobility populations (:func:`mobility_populations`), most mobile
     first; empty when not flagged or when the tracks form one population; a population that cannot be fitted on
-    its own (e.g. two-frame tracks: one lag) is left out.
+    its own (e.g. two-frame tracks: one lag) is left out; ``split_tried``: whether that split was attempted (False
+    when not flagged or with ``split_populations=False``).
     """
 
     exponent: float
@@ -346,6 +347,7 @@ class MsdFit:
     composition_bias: float = 0.0
     exponent_fixed_composition: float = float("nan")
     populations: tuple = ()
+    split_tried: bool = False
 
     @property
     def composition_ok(self) -> bool:
@@ -394,6 +396,8 @@ class MsdFit:
         if not self.populations:
             if self.composition_ok:
                 return ""
+            if not self.split_tried:
+                return "Not split into mobility populations (split_populations=False)"
             fitted = self.n_tracks - (len(self.immobile) if self.immobile_excluded else 0)
             why = (f"too few tracks ({fitted}) to split into two" if fitted < 2 * MIN_POPULATION_TRACKS else
                    "one log-normal fits the tracks' short-lag MSDs best")
@@ -485,7 +489,7 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
             pops = tuple(fits)
     return MsdFit(float(n), float(np.exp(loga)), float(slope / (2 * dim)), float(offset), dim, tab, n_tracks, still,
                   bool(still) and not keep_immobile, bias, float(n - bias) if np.isfinite(bias) else float("nan"),
-                  pops)
+                  pops, bool(split_populations and abs(bias) >= COMPOSITION_TOLERANCE))
 
 
 #: Lags (frames) over which each track's short-lag amplitude is averaged by :func:`composition_bias`.
