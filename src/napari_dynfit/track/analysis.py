@@ -472,10 +472,11 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
     n, loga = np.polyfit(logt, np.log(tab["msd"].to_numpy()[ok]), 1)
     lin = tab.iloc[:max(2, int(linear_lags))]
     slope, offset = np.polyfit(lin["t"].to_numpy(), lin["msd"].to_numpy(), 1) if len(lin) >= 2 else (np.nan, np.nan)
-    bias = _composition_slope(per, tab["lag"].to_numpy()[ok], logt)
+    amp = _amplitudes(per)
+    bias = _composition_slope(per, amp, tab["lag"].to_numpy()[ok], logt)
     pops = ()
     if split_populations and abs(bias) >= COMPOSITION_TOLERANCE:
-        label = _populations(per, n_tracks_min=MIN_POPULATION_TRACKS)
+        label = _populations(amp, n_tracks_min=MIN_POPULATION_TRACKS)
         if label.nunique() > 1:
             fits = []
             for k in sorted(label.unique()):
@@ -500,10 +501,15 @@ AMPLITUDE_LAGS = 4
 COMPOSITION_TOLERANCE = 0.05
 
 
-def _composition_slope(per: pd.DataFrame, lags: np.ndarray, logt: np.ndarray) -> float:
+def _amplitudes(per: pd.DataFrame) -> pd.Series:
+    """Each track's short-lag amplitude: its MSD averaged over lags 1 to :data:`AMPLITUDE_LAGS` (``per``: the parts
+    of :func:`_msd_with_parts`), by ``track_id``."""
+    return per[per["lag"] <= AMPLITUDE_LAGS].groupby("track_id")["mean"].mean()
+
+
+def _composition_slope(per: pd.DataFrame, amp: pd.Series, lags: np.ndarray, logt: np.ndarray) -> float:
     """Slope of ``log M(lag)`` against ``log t`` over ``lags``, ``M`` = the ensemble-weighted mean of the
-    contributing tracks' short-lag amplitudes (see :func:`composition_bias`); NaN when undefined."""
-    amp = per[per["lag"] <= AMPLITUDE_LAGS].groupby("track_id")["mean"].mean()
+    contributing tracks' short-lag amplitudes ``amp`` (see :func:`composition_bias`); NaN when undefined."""
     p = per.assign(a=per["track_id"].map(amp))
     p = p[p["a"].notna() & (p["a"] > 0)]
     p = p.assign(wa=p["w"] * p["a"])
@@ -544,7 +550,7 @@ def composition_bias(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max
     tab, per = _msd_with_parts(tracks, dt=dt, spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
                                weights=weights)
     ok = tab["msd"].to_numpy() > 0
-    return _composition_slope(per, tab["lag"].to_numpy()[ok], np.log(tab["t"].to_numpy()[ok]))
+    return _composition_slope(per, _amplitudes(per), tab["lag"].to_numpy()[ok], np.log(tab["t"].to_numpy()[ok]))
 
 
 #: Most mobility populations :func:`mobility_populations` separates.
@@ -553,12 +559,12 @@ MAX_POPULATIONS = 3
 MIN_POPULATION_TRACKS = 10
 
 
-def _populations(per: pd.DataFrame, *, n_tracks_min: int = MIN_POPULATION_TRACKS,
+def _populations(amp: pd.Series, *, n_tracks_min: int = MIN_POPULATION_TRACKS,
                  max_populations: int = MAX_POPULATIONS) -> pd.Series:
-    """Population of each track (0 = most mobile) from its short-lag amplitude (see :func:`mobility_populations`)."""
+    """Population of each track (0 = most mobile) from its short-lag amplitude ``amp`` (:func:`_amplitudes`; see
+    :func:`mobility_populations`)."""
     from sklearn.mixture import GaussianMixture
 
-    amp = per[per["lag"] <= AMPLITUDE_LAGS].groupby("track_id")["mean"].mean()
     amp = amp[amp > 0]
     x = np.log(amp.to_numpy())[:, None]
     best, label = np.inf, np.zeros(len(x), int)
@@ -604,7 +610,7 @@ def mobility_populations(tracks: pd.DataFrame, *, spacing=None, min_length: int 
     """
     _, per = _msd_with_parts(tracks, dt=1.0, spacing=spacing, max_lag=AMPLITUDE_LAGS, min_length=min_length,
                              drift=drift, weights="pairs")
-    return _populations(per, n_tracks_min=int(min_tracks), max_populations=int(max_populations))
+    return _populations(_amplitudes(per), n_tracks_min=int(min_tracks), max_populations=int(max_populations))
 
 
 def van_hove(tracks: pd.DataFrame, lag: int = 1, *, spacing=None, bins=50, drift: bool = False,
