@@ -360,3 +360,33 @@ def test_tracks_on_every_other_frame_are_not_all_called_immobile():
     assert classify_immobile(both, min_length=13).loc[still["track_id"].iloc[0], "immobile"]
     fit = fit_msd(even, min_length=13)
     assert fit.exponent == pytest.approx(1.0, abs=0.12) and fit.composition_ok
+
+
+def test_population_fits_reuse_the_ensemble_classification(monkeypatch):
+    """A flagged mix (30 % of the beads 10x slower) plus 20 still specks, immobile ones kept: the mobility test
+    runs once (the populations' fits keep every track and only report the immobile ones), and each population's
+    fit equals fitting its tracks on their own (which tests them again)."""
+    import napari_dynfit.track.analysis as A
+    from napari_dynfit.sim.beads_in_focus import simulate_beads_in_focus
+
+    rng = np.random.default_rng(0)
+    tr = simulate_beads_in_focus(2000, 100, D=(1.0, 0.1), fractions=(0.7, 0.3), height=100, depth=20, seed=0)
+    first = int(tr["track_id"].max()) + 1
+    specks = [pd.DataFrame({"track_id": first + i, "frame": np.arange(80),
+                            "y": rng.uniform(0, 500) + rng.normal(0, 0.3, 80),
+                            "x": rng.uniform(0, 500) + rng.normal(0, 0.3, 80)}) for i in range(20)]
+    tr = pd.concat([tr.drop(columns="population"), *specks], ignore_index=True)
+    calls, parts = [], []
+    classify, sub = A.classify_immobile, A._fit_msd
+    monkeypatch.setattr(A, "classify_immobile", lambda *a, **k: calls.append(1) or classify(*a, **k))
+    monkeypatch.setattr(A, "_fit_msd", lambda t, *a, **k: (parts.append(t) if not k["split_populations"] else None)
+                        or sub(t, *a, **k))
+    fit = fit_msd(tr, min_length=25, keep_immobile=True)
+    assert len(calls) == 1 and not fit.composition_ok and len(fit.populations) == len(parts) == 3
+    assert sum(len(p.immobile) for p in fit.populations) == len(fit.immobile) == 20
+    monkeypatch.undo()
+    for p, t in zip(fit.populations, parts):
+        alone = fit_msd(t, min_length=25, keep_immobile=True, split_populations=False)
+        assert (alone.exponent, alone.prefactor, alone.D, alone.offset, alone.n_tracks, alone.immobile) == (
+            p.exponent, p.prefactor, p.D, p.offset, p.n_tracks, p.immobile)
+        pd.testing.assert_frame_equal(alone.table, p.table, check_exact=True)

@@ -455,6 +455,16 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
         When every tested track is immobile (nothing diffuses; ``keep_immobile=True`` fits them anyway).
     """
     cls = classify_immobile(tracks, spacing=spacing, min_length=min_length, alpha=immobile_alpha)
+    return _fit_msd(tracks, cls, dt=dt, spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
+                    weights=weights, linear_lags=linear_lags, keep_immobile=keep_immobile,
+                    split_populations=split_populations)
+
+
+def _fit_msd(tracks: pd.DataFrame, cls: pd.DataFrame, *, dt, spacing, max_lag, min_length, drift, weights,
+             linear_lags, keep_immobile, split_populations) -> MsdFit:
+    """:func:`fit_msd` with the tracks' mobility classification ``cls`` (:func:`classify_immobile`) given: a
+    population's sub-fit keeps every track and only reports the immobile ones, so it takes the ensemble's
+    classification of its tracks instead of testing them again."""
     still = tuple(int(i) if isinstance(i, (int, np.integer)) else i for i in cls.index[cls["immobile"].to_numpy()])
     n_tracks = len(cls)
     if still and not keep_immobile:
@@ -481,10 +491,11 @@ def fit_msd(tracks: pd.DataFrame, *, dt: float = 1.0, spacing=None, max_lag: int
             fits = []
             for k in sorted(label.unique()):
                 try:
-                    fits.append(fit_msd(tracks[tracks["track_id"].isin(label.index[label == k])], dt=dt,
-                                        spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
-                                        weights=weights, linear_lags=linear_lags, keep_immobile=True,
-                                        split_populations=False))
+                    ids = label.index[label == k]
+                    fits.append(_fit_msd(tracks[tracks["track_id"].isin(ids)], cls.loc[cls.index.isin(ids)], dt=dt,
+                                         spacing=spacing, max_lag=max_lag, min_length=min_length, drift=drift,
+                                         weights=weights, linear_lags=linear_lags, keep_immobile=True,
+                                         split_populations=False))
                 except InputError:  # no exponent of its own (e.g. two-frame tracks, mislinks: one lag): left out
                     continue
             pops = tuple(fits)
