@@ -100,14 +100,18 @@ def fake_simulations(monkeypatch):
 @pytest.mark.parametrize("change", [{"zeta": 1.0}, {"amplitude": 0.01}, {"seed": 7}, {"n_theta": 64},
                                     {"dt": 0.005}, {"solver_version": 0}, "frames"])
 def test_bench_cache_entry_made_with_other_settings_is_recomputed(tmp_path, fake_simulations, change, capsys):
-    from napari_dynfit.bench.closure import ensemble_runs_for, run_for
+    from napari_dynfit.bench.closure import ensemble_runs_for, kinetic_settings, run_for
 
     stale = (_cached_bundle(-4.0, 40, D.T_END / 2) if change == "frames"
              else _cached_bundle(-4.0, 40, D.T_END, **change))
     stale.save(tmp_path / "kinetic_alpha-4.00.npz")
     b = run_for(-4.0, tmp_path)
     assert b.attrs.get("fresh") and fake_simulations == [(-4.0, D.ZETA, (40,), D.T_END)]
-    assert "recomputing the cached run kinetic_alpha-4.00.npz" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "recomputing the cached run kinetic_alpha-4.00.npz" in err
+    if change != "frames":  # names the setting that differs, with both values
+        (key, was), = change.items()
+        assert f"made with other settings ({key} = {was}, now {kinetic_settings(-4.0, seed=40)[key]})" in err
     assert FieldBundle.load(tmp_path / "kinetic_alpha-4.00.npz").attrs.get("fresh")  # replaced
     again = run_for(-4.0, tmp_path)  # the replaced entry now matches: reused
     assert again.attrs.get("fresh") and len(fake_simulations) == 1
@@ -143,8 +147,10 @@ def test_stationary_checkpoint_of_another_closure_is_not_resumed(tmp_path, capsy
     net = LearnedClosure(seed=1)
     with torch.no_grad():
         net.net[-1].weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(InputError, match=r"other settings \(closure\)"):
+    with pytest.raises(InputError, match=r"m\.npz was made with other settings \(closure = '[0-9a-f]{10}'\.\.\., "
+                       r"now '[0-9a-f]{10}'\.\.\.\); remove it or use another$") as err:
         moment_series(P, net, kin["branch"], t0=0.5, t_end=1.0, chunk=0.25, checkpoint=ck)
+    assert "\n" not in str(err.value)
     fresh = moment_series(P, net, kin["branch"], t0=0.5, t_end=1.0, checkpoint=ck, stale="restart")
     ref = moment_series(P, net, kin["branch"], t0=0.5, t_end=1.0)
     assert np.array_equal(fresh["speed"], ref["speed"]) and "starting afresh" in capsys.readouterr().err

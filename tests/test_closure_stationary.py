@@ -43,7 +43,8 @@ def test_streamed_statistics_equal_the_stored_runs_and_resume_exactly(tmp_path):
     st = flow_statistics(ref["concentration"], ref["D"], ref["velocity"], P.length)
     assert mom["speed"][:, 1].mean() == pytest.approx(st["mean_speed"], rel=1e-10)
     assert not mom["blew_up"].any()
-    with pytest.raises(InputError, match="other settings"):
+    with pytest.raises(InputError, match=r"kin\.npz was made with other settings \(seeds = \[5, 6\], now \[5, 7\]\); "
+                       "remove it or use another$"):  # the user's checkpoint is refused, not replaced
         kinetic_series(P, (5, 7), t_end=1.5, branch_t=0.5, checkpoint=ck, **KW)
 
 

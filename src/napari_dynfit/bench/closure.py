@@ -77,9 +77,10 @@ def kinetic_settings(alpha: float, *, seed: int, n_theta: int = D.ANGLES) -> dic
 
 
 def cached_run(path: Path, settings: dict, t_end: float, *, longer_ok: bool = False):
-    """The kinetic run cached at ``path`` when it was made with exactly ``settings`` (:func:`kinetic_settings`)
-    and saved every ``D.SAVE_EVERY`` from ``t = 0`` to ``t_end`` (or beyond, with ``longer_ok``); else ``None``,
+    """The kinetic run cached at ``path`` when it was made with exactly ``settings`` (:func:`kinetic_settings`;
+    compared by :func:`napari_dynfit._settings.settings_mismatch`) and saved every ``D.SAVE_EVERY`` from ``t = 0`` to ``t_end`` (or beyond, with ``longer_ok``); else ``None``,
     with one line on stderr saying why it is recomputed (a stale entry is never reused)."""
+    from napari_dynfit._settings import settings_mismatch
     from napari_dynfit.errors import InputError
     from napari_dynfit.fields import FieldBundle
 
@@ -89,13 +90,11 @@ def cached_run(path: Path, settings: dict, t_end: float, *, longer_ok: bool = Fa
         b = FieldBundle.load(path)
     except (InputError, OSError, ValueError) as exc:
         return _stale(path, f"unreadable ({exc})")
-    got = dict(b.attrs.get("kinetic") or {})
-    got.setdefault("solver_version", 1)  # runs that record no version were made by version 1
     if b.attrs.get("generator") != "napari_dynfit.models.closure.kinetic.simulate_kinetic":
         return _stale(path, f"not a simulate_kinetic run ({b.attrs.get('generator')})")
-    for key, want in settings.items():
-        if key not in got or got[key] != want:
-            return _stale(path, f"made with {key} = {got.get(key, 'unrecorded')}, now {want}")
+    # runs that record no version were made by version 1
+    if why := settings_mismatch(dict(b.attrs.get("kinetic") or {}), settings, {"solver_version": 1}):
+        return _stale(path, f"made with other settings ({why})")
     t = np.asarray(b.coords["t"], float)
     want_t = np.arange(int(round(t_end / D.SAVE_EVERY)) + 1) * D.SAVE_EVERY
     if len(t) < len(want_t) or (len(t) > len(want_t) and not longer_ok) or not np.allclose(

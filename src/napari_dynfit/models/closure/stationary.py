@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ... import closure_defaults as _D
+from ..._settings import settings_mismatch
 from ...device import resolve_device
 from ...errors import InputError
 from .ensemble import TARGETS
@@ -72,8 +73,9 @@ _META_DEFAULTS = {"swim_speed": 0.0, "solver_version": 1}
 
 def _load_checkpoint(path, meta: dict, stale: str = "raise"):
     """The checkpoint's data when it was made with exactly ``meta``; else ``stale = "raise"``: a one-line error
-    (a user's file is never discarded), ``"restart"``: ``None`` (start afresh; the file is replaced, temporary
-    file + rename, at the first save) with a line on stderr."""
+    naming what differs (:func:`~napari_dynfit._settings.settings_mismatch`; a user's file is never discarded),
+    ``"restart"``: ``None`` (start afresh; the file is replaced, temporary file + rename, at the first save) with
+    a line on stderr."""
     if stale not in ("raise", "restart"):
         raise InputError(f"stale must be 'raise' or 'restart', got {stale!r}")
     if path is None or not Path(path).exists():
@@ -85,11 +87,10 @@ def _load_checkpoint(path, meta: dict, stale: str = "raise"):
         why = f"cannot be read ({exc})"
     else:
         saved = {k[5:]: z[k] for k in z if k.startswith("meta_")}
-        bad = [k for k, v in meta.items()
-               if not np.array_equal(np.asarray(saved.get(k, _META_DEFAULTS.get(k, "unrecorded"))), np.asarray(v))]
+        bad = settings_mismatch(saved, meta, _META_DEFAULTS)
         if not bad:
             return {k: v for k, v in z.items() if not k.startswith("meta_")}
-        why = f"was made with other settings ({', '.join(bad)})"
+        why = f"was made with other settings ({bad})"
     if stale == "raise":
         raise InputError(f"checkpoint {path} {why}; remove it or use another")
     print(f"checkpoint {Path(path).name} {why}: starting afresh", file=sys.stderr)
