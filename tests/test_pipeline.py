@@ -183,3 +183,29 @@ def test_cli_process(sample, tmp_path, capsys):
     assert pd.read_csv(stats)["particles"].tolist() == ref.frames["particles"].tolist()
     assert main(["-q", "process", str(path), "-o", str(tmp_path / "x.csv"), "--scheduler", "nowhere"]) == 2
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_bench_peak_memory_off_linux_falls_back_or_says_why(tmp_path, monkeypatch):
+    """The pipeline bench's peak-memory probe: Linux's /proc (the peak reset before a run) where it exists, else
+    ``resource.getrusage`` (lifetime peak) and says so, else one line naming the system (no FileNotFoundError)."""
+    import sys
+
+    from napari_dynfit.bench import pipeline as bp
+
+    def grow(method):  # peak after holding 64 MB, over the baseline just before
+        base = bp._reset_peak(method)
+        block = np.ones(8 * 2**20)
+        block[::512] += 1
+        return bp._peak(method) - base
+
+    if sys.platform.startswith("linux"):
+        assert bp.peak_method() == "proc" and grow("proc") >= 60 * 2**20
+    monkeypatch.setattr(bp, "_PROC", tmp_path / "no-proc")  # as on macOS
+    assert bp.peak_method() == "rusage" and "getrusage" in bp.PEAK_METHODS["rusage"]
+    block = np.ones(8 * 2**20)
+    now = bp._rss("rusage")  # the lifetime peak (bytes) is at least what is held now (Linux updates it lazily)
+    assert bp._peak("rusage") >= 0.95 * now and now >= 64 * 2**20 and block[-1] == 1
+    monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows
+    with pytest.raises(SystemExit, match=r"neither is available on this system \(") as err:
+        bp.peak_method()
+    assert "\n" not in str(err.value)

@@ -11,9 +11,11 @@ Zarr array with one frame per chunk and processed with :func:`napari_dynfit.pipe
 * once each on cold ``"local-cluster"`` and ``"processes"`` schedulers (start-up included).
 
 Memory: each worker's peak resident set during a run (``VmHWM`` of ``/proc/PID/status``, reset through
-``/proc/PID/clear_refs``; Linux only) minus its resident set just before the run (warm worker,
-``gc.collect()`` and ``malloc_trim(0)``), compared with the same quantity for a one-frame movie
-processed the same way (one frame's working set, task machinery included).
+``/proc/PID/clear_refs``, on Linux; elsewhere ``ru_maxrss`` of ``resource.getrusage``, the worker's peak since
+it started, an upper bound; ``worker_peak_method`` says which) minus its resident set just before the run
+(warm worker, ``gc.collect()`` and, with glibc, ``malloc_trim(0)``), compared with the same quantity for a
+one-frame movie processed the same way (one frame's working set, task machinery included). Without either
+(Windows) the bench stops with one line before running anything.
 
 The machine's cores are shared: the load average before and after is printed, and the speed-up is
 the ratio of best times of interleaved runs (the median ratio is printed too). Where the kernel
@@ -33,29 +35,72 @@ import json
 import logging
 import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+#: where Linux keeps this process's memory figures (``VmRSS``, ``VmHWM``) and the switch that resets its peak
+_PROC = Path("/proc/self")
+#: how each worker's peak resident set is measured (:func:`peak_method`)
+PEAK_METHODS = {"proc": "VmHWM of /proc/PID/status, reset before each run through /proc/PID/clear_refs",
+                "rusage": "ru_maxrss of resource.getrusage: the worker's peak since it started (cannot be reset; "
+                          "an upper bound on a run's peak)"}
+
 
 def _vm(field: str) -> int:
-    """``VmRSS`` / ``VmHWM`` of this process in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+    """``VmRSS`` / ``VmHWM`` of this process in bytes (Linux)."""
+    for line in (_PROC / "status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    raise RuntimeError(f"{field} not in {_PROC / 'status'}")
 
 
-def _reset_peak(dask_worker=None) -> int:
-    """Free what can be freed, reset the peak resident set; return the resident set now (the baseline)."""
+def peak_method() -> str:
+    """How this system lets the bench measure a process's peak resident set: ``"proc"`` (Linux: the peak is
+    reset before each run) or ``"rusage"`` (``resource.getrusage``, elsewhere: the lifetime peak, an upper
+    bound), see :data:`PEAK_METHODS`; one-line ``SystemExit`` when neither is available (Windows)."""
+    try:
+        (_PROC / "clear_refs").write_text("5")
+        _vm("VmHWM")
+        return "proc"
+    except (OSError, RuntimeError):
+        pass
+    try:
+        import resource  # noqa: F401 - POSIX only
+
+        import psutil  # noqa: F401 - the resident set before a run (a dependency of distributed)
+    except ImportError:
+        raise SystemExit("the pipeline bench measures the workers' peak memory through Linux's /proc/self/status "
+                         "or resource.getrusage (with psutil); neither is available on this system "
+                         f"({sys.platform})") from None
+    return "rusage"
+
+
+def _rss(method: str) -> int:
+    """This process's resident set now (bytes)."""
+    if method == "proc":
+        return _vm("VmRSS")
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _reset_peak(method: str = "proc", dask_worker=None) -> int:
+    """Free what can be freed, reset the peak resident set (``method`` ``"proc"``); return the resident set now
+    (the baseline, bytes)."""
     import ctypes
     import gc
 
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    Path("/proc/self/clear_refs").write_text("5")
-    return _vm("VmRSS")
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    if method == "proc":
+        (_PROC / "clear_refs").write_text("5")
+    return _rss(method)
 
 
 def _warm_up(movie, kw, dask_worker=None) -> None:
@@ -64,8 +109,14 @@ def _warm_up(movie, kw, dask_worker=None) -> None:
     process_movie(movie, scheduler="sync", **kw)
 
 
-def _peak(dask_worker=None) -> int:
-    return _vm("VmHWM")
+def _peak(method: str = "proc", dask_worker=None) -> int:
+    """This process's peak resident set (bytes): since the last :func:`_reset_peak` (``"proc"``) or since it
+    started (``"rusage"``)."""
+    if method == "proc":
+        return _vm("VmHWM")
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * (1 if sys.platform == "darwin" else 1024)
 
 
 def _movie(frames: int, size: int, seed: int = 0):
@@ -105,8 +156,11 @@ def main(argv=None) -> dict:
     from napari_dynfit.pipeline import process_movie
     from napari_dynfit.track.metrics import match_nodes
 
+    mem = peak_method()  # before anything runs: a system without a way to measure stops here, in one line
+    print(f"pipeline bench: worker peak memory from {PEAK_METHODS[mem]}", file=sys.stderr)
     res = {"frames": args.frames, "frame_shape": [args.size, args.size], "gaussian_sigma": args.gaussian,
-           "rel_error": args.rel_error, "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()}
+           "rel_error": args.rel_error, "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(),
+           "worker_peak_method": PEAK_METHODS[mem]}
     movie, truth = _movie(args.frames, args.size)
     kw = dict(convert={"rel_error": args.rel_error}, filter={"sigma": args.gaussian} if args.gaussian > 0 else None)
     tmp = tempfile.TemporaryDirectory()
@@ -130,9 +184,9 @@ def main(argv=None) -> dict:
             client.run(_warm_up, one_frame, kw)  # imports, numba caches, Zarr reading, on every worker
             ones = []
             for _ in range(2):  # a one-frame movie: one frame's working set
-                base = client.run(_reset_peak)
+                base = client.run(_reset_peak, mem)
                 process_movie(one_frame, scheduler=client, **kw)
-                peak = client.run(_peak)
+                peak = client.run(_peak, mem)
                 ones.append(max(peak[a] - base[a] for a in base))
             clusters[n] = (cluster, client, ones)
         working_set = [w for c in clusters.values() for w in c[2]]
@@ -145,14 +199,14 @@ def main(argv=None) -> dict:
         for _ in range(args.repeat):
             for n in (1, 2):
                 cluster, client, _ = clusters[n]
-                base = client.run(_reset_peak)
+                base = client.run(_reset_peak, mem)
                 cpu0, main0 = client.run(time.process_time), time.process_time()
                 t = time.perf_counter()
                 out = process_movie(lazy, scheduler=client, **kw)
                 times[f"cluster_{n}"].append(time.perf_counter() - t)
                 cpu1, main1 = client.run(time.process_time), time.process_time()
                 cpu[n].append((sum(cpu1[a] - cpu0[a] for a in cpu0), main1 - main0))
-                peak = client.run(_peak)
+                peak = client.run(_peak, mem)
                 peaks[n].extend(peak[a] - base[a] for a in base)
                 same &= _identical(ref, out)
             for n in (1, 2):
