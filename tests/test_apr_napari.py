@@ -246,3 +246,4 @@ def test_convert_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, 
     for name, value in w.params().items():
         assert value == pytest.approx(cli[name]) and cli[name] == core[name].default, name
     assert cli["backend"] == core["backend"].default  # the widget leaves the back end to to_apr
+

@@ -80,3 +80,36 @@ def test_data_range_is_napari_s_default_contrast(make_napari_viewer):
         layer = viewer.add_image(arr)
         assert data_range(arr) == pytest.approx(tuple(layer.contrast_limits))
     assert data_range([np.nan]) == (0.0, 1.0)
+
+
+def test_show_layer_for_a_step_never_claims_the_users_layer_of_that_name(make_napari_viewer):
+    """``owner=``: the user's own Points layer called "detections" is left as it was (data, style); the step's
+    layer is added beside it ("detections [1]"), is the step's before the viewer's insertion handlers run, and a
+    re-run updates it in place, also after the user renamed it; when the user deleted it a new one is added."""
+    from napari_dynfit._napari._contract import StepContract
+    from napari_dynfit._napari._layers import show_layer
+
+    class Step(StepContract):
+        OUTPUTS = (("detections", "Points"),)
+
+    viewer = make_napari_viewer()
+    step = Step()
+    mine = viewer.add_points(np.array([[0.0, 1.0, 1.0]]), name="detections", size=7, face_color="yellow")
+    seen = []
+    viewer.layers.events.inserted.connect(lambda e: seen.append(step.made_as(e.value, "detections")))
+    pts = np.array([[0.0, 5.0, 6.0], [1.0, 7.0, 8.0]])
+    made = show_layer(viewer, "points", pts, "detections", owner=step, size=2, metadata={"dt": 1.0})
+    assert made is not mine and made.name == "detections [1]" and seen == [True]
+    assert step.makes(made) and step.made_layer("detections", viewer.layers) is made
+    np.testing.assert_array_equal(mine.data, [[0.0, 1.0, 1.0]])
+    assert mine.size[0] == 7 and not step.made_as(mine, "detections")
+    made.name = "my detections"
+    again = show_layer(viewer, "points", pts[:1] + 1, "detections", owner=step, size=2, metadata={"dt": 2.0})
+    assert again is made and made.metadata["dt"] == 2.0 and len(viewer.layers) == 2
+    np.testing.assert_array_equal(made.data, pts[:1] + 1)
+    np.testing.assert_array_equal(mine.data, [[0.0, 1.0, 1.0]])
+    viewer.layers.remove(made)
+    fresh = show_layer(viewer, "points", pts, "detections", owner=step)
+    assert fresh is not made and fresh.name == "detections [1]" and mine.size[0] == 7
+    img = show_layer(viewer, "image", np.eye(3), "preview", owner=step)  # as viewer.add_image makes it
+    assert img.blending == "translucent_no_depth" and img.colormap.name == "gray"

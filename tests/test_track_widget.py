@@ -257,7 +257,31 @@ def test_analyse_reads_the_tracks_layer_not_another_kind_named_tracks(make_napar
     # the table's numeric columns are the layer's features, in its (track_id, frame) row order
     table = pd.DataFrame({"track_id": [2, 2, 1, 1], "frame": [1, 0, 1, 0], "y": [5.0, 4, 3, 2], "x": 1.0,
                           "parent_id": -1, "speed": [0.4, 0.3, 0.2, 0.1]})
-    shown = w._show_tracks(table, viewer.layers["cells"], "my tracks")
-    assert shown is made and len(viewer.layers) == 3
+    shown = w._show_tracks(table, viewer.layers["cells"], "tracks")  # the step's tracks, renamed "my tracks"
+    assert shown is made and len(viewer.layers) == 3 and made.name == "my tracks"
     np.testing.assert_allclose(shown.features["speed"], [0.1, 0.2, 0.3, 0.4])
     assert tracks_from_napari(shown)["speed"].tolist() == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_detect_leaves_the_users_detections_alone_and_updates_its_own(make_napari_viewer, rng):
+    """The user's own Points layer called "detections" keeps its data and style; Detect shows its points as
+    "detections [1]" and a re-run (another threshold) updates that layer in place."""
+    from napari_dynfit._napari._track_widget import TrackWidget
+
+    viewer = make_napari_viewer()
+    movie, truth = _movie(rng)
+    viewer.add_image(movie, name="movie")
+    mine = viewer.add_points(np.array([[0.0, 3.0, 3.0], [1.0, 4.0, 4.0]]), name="detections", size=9,
+                             face_color="yellow")
+    w = TrackWidget(viewer)
+    w._image.value = viewer.layers["movie"]
+    w.detect(sync=True)
+    made = viewer.layers["detections [1]"]
+    assert made is not mine and len(made.data) == len(truth) and w.makes(made)
+    made.opacity = 0.4
+    w._snr.value = 100.0  # a higher threshold: fewer points, shown in the step's own layer
+    w.detect(sync=True)
+    assert viewer.layers["detections [1]"] is made and len(made.data) < len(truth) and made.opacity == 0.4
+    assert len(viewer.layers) == 3
+    np.testing.assert_array_equal(mine.data, [[0.0, 3.0, 3.0], [1.0, 4.0, 4.0]])
+    assert mine.size[0] == 9 and tuple(mine.face_color[0]) == (1.0, 1.0, 0.0, 1.0)

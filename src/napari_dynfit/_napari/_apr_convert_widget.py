@@ -30,7 +30,7 @@ class AprConvertWidget(StepContract, Container):
 
     INPUTS = (("image", "_layer", ("Image",), "open an image or movie (File > Open, or a sample)"),)
     PARAMS = {"movie": "_movie"}
-    OUTPUTS = ("* (APR)", "* (APR) levels", PREVIEW, PREVIEW_LEVELS)
+    OUTPUTS = (("* (APR)", "Image"), ("* (APR) levels", "Image"), (PREVIEW, "Image"), (PREVIEW_LEVELS, "Image"))
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -89,8 +89,8 @@ class AprConvertWidget(StepContract, Container):
     def _image_layers(self, _widget=None):
         from napari.layers import Image
 
-        return [(lay.name, lay) for lay in self._viewer.layers
-                if isinstance(lay, Image) and lay.name not in (PREVIEW, PREVIEW_LEVELS)]
+        return [(lay.name, lay) for lay in self._viewer.layers  # not its own previews (a user's of that name: yes)
+                if isinstance(lay, Image) and not self.made_as(lay, PREVIEW, PREVIEW_LEVELS)]
 
     def params(self) -> dict:
         """The conversion parameters set in the widget (keywords of ``to_apr``)."""
@@ -139,7 +139,7 @@ class AprConvertWidget(StepContract, Container):
                               (PREVIEW_LEVELS, res["levels"], {"colormap": "turbo", "opacity": 0.5,
                                                                "contrast_limits": [0, max(1, int(np.max(res["levels"], initial=0)))]})):
             # the plane's grid follows the layer previewed (another selected layer: another pixel size)
-            show_layer(self._viewer, "image", arr, name, **geo, **kw, refresh=("scale", "translate"))
+            show_layer(self._viewer, "image", arr, name, owner=self, **geo, **kw, refresh=("scale", "translate"))
         st = res["stats"]
         self._stats.value = (f"preview: {st['particles']} particles, ratio {st['computational_ratio']:.1f}, "
                              f"memory saved {100 * st['memory_saved']:.0f} %")

@@ -66,7 +66,7 @@ class AprFilterWidget(StepContract, Container):
 
     INPUTS = (("apr", "_layer", ("Image",), "no APR layer yet: convert the movie on page 1 (or open a .apr file)"),)
     PARAMS = {"spot_sigma": "_sigma"}
-    OUTPUTS = ("* objects", "* objects centroids", PREVIEW, PREVIEW_MASK)
+    OUTPUTS = (("* objects", "Labels"), ("* objects centroids", "Points"), (PREVIEW, "Image"), (PREVIEW_MASK, "Labels"))
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -183,8 +183,10 @@ class AprFilterWidget(StepContract, Container):
     def _show_preview(self, layer, res, img, lab) -> None:
         geo = layer_kwargs(layer, axes=2, time=False)  # one plane of the layer, in its world
         # the plane's grid follows the layer previewed (another selected layer: another pixel size)
-        show_layer(self._viewer, "image", img, PREVIEW, **geo, colormap="magma", refresh=("scale", "translate"))
-        show_layer(self._viewer, "labels", lab, PREVIEW_MASK, **geo, opacity=0.4, refresh=("scale", "translate"))
+        show_layer(self._viewer, "image", img, PREVIEW, owner=self, **geo, colormap="magma",
+                   refresh=("scale", "translate"))
+        show_layer(self._viewer, "labels", lab, PREVIEW_MASK, owner=self, **geo, opacity=0.4,
+                   refresh=("scale", "translate"))
         self._stats.value = self._summary(res)
 
     @staticmethod
@@ -220,8 +222,8 @@ class AprFilterWidget(StepContract, Container):
         name = f"{layer.name} objects"
         table = res["table"]
         cols = [c for c in ("z", "y", "x") if c in table.columns]
-        show_layer(self._viewer, "labels", lazy, name, **geo)  # a re-run updates its layers
-        points = show_layer(self._viewer, "points", table[cols].to_numpy(), f"{name} centroids", **geo,
+        show_layer(self._viewer, "labels", lazy, name, owner=self, **geo)  # a re-run updates its layers
+        points = show_layer(self._viewer, "points", table[cols].to_numpy(), f"{name} centroids", owner=self, **geo,
                             features=table, size=3, face_color="cyan")
         self._stats.value = self._summary(res)
         self.made.emit(points)

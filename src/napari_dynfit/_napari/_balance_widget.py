@@ -32,7 +32,7 @@ class BalanceWidget(StepContract, Container):
     INPUTS = (("model", "_model", ("*.json",), "learn a model on page 4 (Discover), or choose a model JSON"),
               ("fields", "_fields", ("*.zarr", "*.npz", "*.mat", "*.hdf5", "*.h5"),
                "coarse-grain fields on page 4, or choose a fields file"))
-    OUTPUTS = (REGIONS, UNCERTAINTY)
+    OUTPUTS = ((REGIONS, "Labels"), (UNCERTAINTY, "Image"))
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -133,10 +133,10 @@ class BalanceWidget(StepContract, Container):
         # a re-run updates both layers in place; the region -> balance names are merged into the labels' metadata
         # and follow the fields' grid (a re-run on another fields file: another size, spacing or time axis)
         grid = tuple(k for k in ("scale", "translate", "units", "axis_labels") if k in geo)
-        show_layer(self._viewer, "labels", labels, REGIONS, **geo, opacity=0.5, metadata={"balances": names},
-                   refresh=grid)
-        show_layer(self._viewer, "image", res.uncertainty, UNCERTAINTY, **geo, colormap="magma", visible=False,
-                   contrast_limits=(0.0, 1.0), refresh=grid)
+        show_layer(self._viewer, "labels", labels, REGIONS, owner=self, **geo, opacity=0.5,
+                   metadata={"balances": names}, refresh=grid)
+        show_layer(self._viewer, "image", res.uncertainty, UNCERTAINTY, owner=self, **geo, colormap="magma",
+                   visible=False, contrast_limits=(0.0, 1.0), refresh=grid)
         self._table.setRowCount(len(res.balances))
         for i, b in enumerate(res.balances):
             for j, text in enumerate((f"{i + 1}: {names[i + 1]}", f"{b.fraction:.3f}", f"{b.residual:.3g}")):

@@ -10,7 +10,9 @@ Every step widget of the panel derives from :class:`StepContract` and declares, 
   ``(pattern, kind, ...)`` with the napari layer kinds made under that name (``("tracks", "Tracks")``: a Points
   layer the user called ``tracks`` is not the step's); the layers the step made in this session are recognised
   whatever their name (:meth:`~StepContract.remember`: ``"tracks [1]"`` when napari renamed it, or renamed by
-  the user), the patterns recognise the others (e.g. read back from a project);
+  the user), the patterns recognise the others (e.g. read back from a project). A step shows its layers with
+  :func:`._layers.show_layer` ``(..., owner=self)``: a re-run updates the layer it made
+  (:meth:`~StepContract.made_layer`), never a layer of the user's that has the output's name;
 * ``NEEDS``: what the step's method needs in the data (``"chemical field"``, ``"drift"``), checked by
   :mod:`._fit_checks` before it runs.
 
@@ -159,13 +161,16 @@ class StepContract:
                 out.append(hint or f"no {' or '.join(kinds)} layer for '{slot}'")
         return out
 
-    def remember(self, layer):
+    def remember(self, layer, name: str | None = None):
         """Record ``layer`` as one this step made (then :meth:`makes` recognises it whatever its name); returns it.
 
         Parameters
         ----------
         layer : napari.layers.Layer
             The layer the step added or updated (e.g. what :func:`._layers.show_layer` returned).
+        name : str, optional
+            The name the step shows it under (its output slot, e.g. ``"detections"``): :meth:`made_layer` finds it
+            by that name later, whatever the layer is called then (``"detections [1]"``, renamed by the user).
 
         Returns
         -------
@@ -176,7 +181,27 @@ class StepContract:
         if made is None:
             made = self._made_layers = weakref.WeakSet()  # a layer the viewer dropped is not kept alive
         made.add(_inner(layer))
+        if name is not None:
+            if getattr(self, "_made_as", None) is None:
+                self._made_as = {}
+            self._made_as[name] = weakref.ref(_inner(layer))
         return layer
+
+    def made_as(self, layer, *names: str) -> bool:
+        """Whether ``layer`` is the layer this step made under one of ``names`` (:meth:`remember` with a name)."""
+        made = getattr(self, "_made_as", None) or {}
+        inner = _inner(layer)
+        return any(made[n]() is inner for n in names if n in made)
+
+    def made_layer(self, name: str, layers):
+        """The layer this step made under ``name`` (:meth:`remember` with ``name``) when it is still among
+        ``layers`` (the viewer's layer list), whatever it is called now; else ``None`` (never a layer the step
+        did not make, whatever its name)."""
+        ref = (getattr(self, "_made_as", None) or {}).get(name)
+        layer = ref() if ref is not None else None
+        if layer is None:
+            return None
+        return next((lay for lay in layers if _inner(lay) is layer), None)
 
     def makes(self, layer) -> bool:
         """Whether ``layer`` is one of the layers this step makes: one it made (:meth:`remember`; whatever its name,

@@ -198,11 +198,14 @@ def input_layers(viewer, kinds, *, time_resolved: bool = False, ground_truth: bo
                  exclude=()) -> list[tuple[str, object]]:
     """``(name, layer)`` choices for a step's input: layers of the given kinds (class names), in the
     layer list's order (newest last); only time-resolved ones with ``time_resolved``; ground truth only with ``ground_truth``;
-    never the names in ``exclude`` (a step's own previews)."""
+    never those in ``exclude``: layers (a step's own previews, :meth:`._contract.StepContract.made_layer`) or
+    names."""
+    names = {x for x in exclude if isinstance(x, str)}
+    objs = [getattr(x, "__wrapped__", x) for x in exclude if not isinstance(x, str)]
     out = []
     for lay in viewer.layers:
         inner = getattr(lay, "__wrapped__", lay)
-        if type(inner).__name__ not in kinds or lay.name in exclude:
+        if type(inner).__name__ not in kinds or lay.name in names or any(inner is x for x in objs):
             continue
         if (not ground_truth and is_ground_truth(inner)) or (time_resolved and not is_time_resolved(inner)):
             continue

@@ -28,7 +28,7 @@ class FlowWidget(StepContract, qw.QWidget):
 
     INPUTS = (("points", "layer", ("Points",), "no detections yet: Detect on page 3 (or open an AnnData .h5ad)"),)
     PARAMS = {"dt": "dt"}
-    OUTPUTS = ("PFI *",)
+    OUTPUTS = (("PFI *", "Vectors", "Image", "Tracks"),)
     NEEDS = ("drift",)
 
     def __init__(self, napari_viewer):
@@ -195,7 +195,7 @@ class FlowWidget(StepContract, qw.QWidget):
         # the width follows the arrow grid and the grid the source layer (a re-run on another layer: its pixels);
         # without a source (.h5ad) the arrows are in world coordinates (napari's default scale and translate)
         kw = {"scale": (1.0,) * k, "translate": (0.0,) * k, **kw}
-        show_layer(self.viewer, "vectors", data, "PFI drift", edge_color="orange", edge_width=width, **kw,
+        show_layer(self.viewer, "vectors", data, "PFI drift", owner=self, edge_color="orange", edge_width=width, **kw,
                    refresh=("edge_width", "scale", "translate"))
 
     def growth_name(self) -> str:
@@ -220,12 +220,12 @@ class FlowWidget(StepContract, qw.QWidget):
             if self._source is not None and self._source.ndim > img.ndim:
                 kw = {**layer_kwargs(self._source, axes=img.ndim), **kw}
             # a re-run: the same layer on the new grid, the contrast on the new rates (as a new layer's)
-            show_layer(self.viewer, "image", img, self.growth_name(), colormap="PiYG", opacity=0.6, **kw,
+            show_layer(self.viewer, "image", img, self.growth_name(), owner=self, colormap="PiYG", opacity=0.6, **kw,
                        contrast_limits=data_range(img), refresh=("scale", "translate", "contrast_limits"))
         self.made.emit(model)
         table = trajectory_table(model, snaps, n_paths=100)
         data, kw = self._trajectories(tracks_data(table, snaps.columns), table["time"].to_numpy(float))
-        show_layer(self.viewer, "tracks", data, "PFI trajectories", **kw, refresh=("scale", "translate"))
+        show_layer(self.viewer, "tracks", data, "PFI trajectories", owner=self, **kw, refresh=("scale", "translate"))
         self.status.setText("done" + (f"; A = {np.round(model.A, 3).tolist()}" if model.kind == "linear" else "")
                             + "".join(f"; {v['reason']}" for v in model.selection.values())
                             + (f"; {model.uncertainty['reason']}" if model.uncertainty else "")

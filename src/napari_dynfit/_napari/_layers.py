@@ -20,7 +20,7 @@ KINDS = ("image", "labels", "points", "shapes", "surface", "tracks", "vectors")
 DATA_KEYS = ("features", "properties", "graph", "metadata")
 
 
-def show_layer(viewer, kind: str, data, name: str, *, refresh: tuple[str, ...] = (), **kwargs):
+def show_layer(viewer, kind: str, data, name: str, *, owner=None, refresh: tuple[str, ...] = (), **kwargs):
     """Update the layer ``name`` of kind ``kind`` in place, or add it.
 
     Parameters
@@ -35,6 +35,14 @@ def show_layer(viewer, kind: str, data, name: str, *, refresh: tuple[str, ...] =
         ``track_id, t, [z,] y, x``).
     name : str
         The layer's name.
+    owner : StepContract, optional
+        The step widget showing the layer (:class:`._contract.StepContract`). Then only the layer this step made
+        under ``name`` is updated (found by :meth:`~._contract.StepContract.made_layer`, whatever it is called
+        now); a layer it did not make (the user's, one opened from a project) is never claimed, even of the same
+        kind: a new layer is added beside it (napari names it ``"name [1]"``) and a later call updates that one.
+        The layer is recorded as the step's (:meth:`~._contract.StepContract.remember`) before it is inserted, so
+        the viewer's insertion handlers already know it as the step's. Without ``owner``: the layer called
+        ``name`` of kind ``kind``, whoever made it.
     refresh : tuple of str, optional
         Keywords of ``kwargs`` that follow the data and so are applied to an existing layer as well, after the
         data (default none: a re-run keeps what the user set). For example ``("contrast_limits",)`` for a field
@@ -73,6 +81,16 @@ def show_layer(viewer, kind: str, data, name: str, *, refresh: tuple[str, ...] =
         raise ValueError(f"refresh names keywords that were not given: {', '.join(missing)}")
     layers = viewer.layers
     cls = getattr(napari.layers, kind.capitalize())
+    if owner is not None:
+        layer = owner.made_layer(name, layers)
+        if layer is not None and isinstance(layer, cls):
+            return owner.remember(_update(layer, data, kwargs, refresh), name)
+        kw = dict(kwargs)
+        if kind == "image":  # what viewer.add_image gives a layer by default
+            kw["colormap"] = kw.get("colormap") or "gray"
+            kw["blending"] = kw.get("blending") or "translucent_no_depth"
+        new = owner.remember(cls(data, name=name, **kw), name)  # known as the step's when the viewer inserts it
+        return viewer.add_layer(new)
     if name in layers and not isinstance(layers[name], cls):
         # napari's renamed copy from an earlier call ("name [1]"), updated rather than copied again
         renamed = [lay for lay in layers if isinstance(lay, cls) and re.fullmatch(rf"{re.escape(name)} \[\d+\]",
@@ -82,22 +100,27 @@ def show_layer(viewer, kind: str, data, name: str, *, refresh: tuple[str, ...] =
     if name in layers:
         layer = layers[name]
         if isinstance(layer, cls):
-            layer.data = data  # first: a new data resets a Tracks layer's graph and features
-            for key in DATA_KEYS:
-                if key not in kwargs:
-                    continue
-                if key == "metadata":
-                    layer.metadata.update(kwargs[key])
-                else:
-                    setattr(layer, key, kwargs[key])
-            for key in refresh:
-                if key in DATA_KEYS:  # applied above
-                    continue
-                if key == "contrast_limits":  # the slider spans the new limits, as a new layer's does
-                    layer.contrast_limits_range = kwargs[key]
-                setattr(layer, key, kwargs[key])
-            return layer
+            return _update(layer, data, kwargs, refresh)
     return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+
+
+def _update(layer, data, kwargs: dict, refresh: tuple):
+    """Replace ``layer``'s data, then apply the data keys and the ``refresh`` keywords of ``kwargs``."""
+    layer.data = data  # first: a new data resets a Tracks layer's graph and features
+    for key in DATA_KEYS:
+        if key not in kwargs:
+            continue
+        if key == "metadata":
+            layer.metadata.update(kwargs[key])
+        else:
+            setattr(layer, key, kwargs[key])
+    for key in refresh:
+        if key in DATA_KEYS:  # applied above
+            continue
+        if key == "contrast_limits":  # the slider spans the new limits, as a new layer's does
+            layer.contrast_limits_range = kwargs[key]
+        setattr(layer, key, kwargs[key])
+    return layer
 
 
 def data_range(data) -> tuple[float, float]:

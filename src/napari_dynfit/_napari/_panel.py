@@ -130,7 +130,7 @@ class FieldsFromTracks(StepContract, Container):
                                                 "only with 'ground truth too' ticked)"),)
     PARAMS = {"auto_kernel": "_auto", "grid": "_grid", "kernel": "_kernel", "box_y": "_box_y", "box_x": "_box_x",
               "periodic": "_periodic", "fill_gaps": "_fill", "dt": "_dt"}
-    OUTPUTS = ("fields: *",)
+    OUTPUTS = (("fields: *", "Image"),)
 
     def __init__(self, napari_viewer, workdir):
         super().__init__(labels=True)
@@ -244,8 +244,9 @@ class FieldsFromTracks(StepContract, Container):
         for field, arr in (("rho", bundle["rho"]), ("p", np.linalg.norm(bundle["p"], axis=-1))):
             name = "fields: " + field_label(bundle, field, magnitude=field == "p")
             # a re-run (another grid or kernel): the layer's grid and contrast follow the new fields
-            show_layer(self._viewer, "image", arr, name, **geo, colormap="viridis", opacity=0.5, visible=field == "rho",
-                       contrast_limits=data_range(arr), refresh=("contrast_limits", *(k for k in GRID if k in geo)))
+            show_layer(self._viewer, "image", arr, name, owner=self, **geo, colormap="viridis", opacity=0.5,
+                       visible=field == "rho", contrast_limits=data_range(arr),
+                       refresh=("contrast_limits", *(k for k in GRID if k in geo)))
         how = " (kernel = mean inter-particle distance)" if auto else ""
         filled = f", {bundle.attrs['filled_rows']} gap rows filled" if bundle.attrs.get("filled_rows") else ""
         self._status.value = (f"fields {bundle.shape[0]} x {bundle.shape[1]} x {bundle.shape[2]} from "

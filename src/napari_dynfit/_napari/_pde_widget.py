@@ -51,7 +51,7 @@ class PDEWidget(StepContract, Container):
     INPUTS = (("fields", "_fields", FIELD_FILES,
                "coarse-grain tracks into fields (above), or choose a fields file (.zarr, .npz, .hdf5, .mat)"),)
     PARAMS = {"particle_noise": "_stochastic"}
-    OUTPUTS = ("observed: *", "model: *")
+    OUTPUTS = (("observed: *", "Image"), ("model: *", "Image"))
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -186,7 +186,7 @@ class PDEWidget(StepContract, Container):
                 field = f[:-2]
                 name = self._layer_name("observed", field, bundle[field], 1 + bundle.ndim)
                 data = self._display(bundle[field], 1 + bundle.ndim)
-                show_layer(self._viewer, "image", data, name, **geo, colormap="gray",
+                show_layer(self._viewer, "image", data, name, owner=self, **geo, colormap="gray",
                            contrast_limits=data_range(data), refresh=("contrast_limits",) + GRID)
             self._reset_model(forecast=ok and all(model["equations"].values()))
             self._save_button.enabled = True
@@ -215,7 +215,8 @@ class PDEWidget(StepContract, Container):
         ndim = 1 + self.bundle.ndim
         for f in self.model["equations"]:
             field = f[:-2]
-            if forecast or self._layer_name("model", field, self.bundle[field], ndim) in self._viewer.layers:
+            name = self._layer_name("model", field, self.bundle[field], ndim)
+            if forecast or self.made_layer(name, self._viewer.layers) is not None:  # its own, not a user's
                 self._model_layer(field)
 
     def _model_layer(self, field: str, stack=None):
@@ -228,7 +229,7 @@ class PDEWidget(StepContract, Container):
             stack = np.full(obs.shape, np.nan)
         limits = self._model_limits.get(field) or data_range(obs)
         name = self._layer_name("model", field, self.bundle[field], ndim)
-        layer = show_layer(self._viewer, "image", stack, name, **self._geometry(), colormap="magenta",
+        layer = show_layer(self._viewer, "image", stack, name, owner=self, **self._geometry(), colormap="magenta",
                            blending="additive", contrast_limits=limits, refresh=("contrast_limits",) + GRID)
         self._model_layers[field], self._model_stacks[field], self._model_limits[field] = layer, stack, limits
         return layer

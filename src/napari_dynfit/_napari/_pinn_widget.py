@@ -31,7 +31,7 @@ class LatentFieldWidget(StepContract, Container):
 
     INPUTS = (("tracks", "_layer", ("Tracks", "Points"), "no tracks yet: Detect and Track on page 3"),)
     PARAMS = {"dt": "_dt"}
-    OUTPUTS = (f"{LAYER} (*)",)
+    OUTPUTS = ((f"{LAYER} (*)", "Image"),)
     NEEDS = ("chemical field",)
 
     def __init__(self, napari_viewer):
@@ -191,8 +191,8 @@ class LatentFieldWidget(StepContract, Container):
         _, bundle, res = item
         geo = self._geometry(bundle.coords)  # the grid on the tracks' time axis and space, their units and labels
         for base, data, cmap in ((LAYER, bundle["phi"], "magma"), (STD_LAYER, bundle["phi_std"], "viridis")):
-            show_layer(self._viewer, "image", data, self.layer_name(base), **geo, colormap=cmap, opacity=0.6,
-                       blending="additive", contrast_limits=data_range(data), refresh=("contrast_limits",))
+            show_layer(self._viewer, "image", data, self.layer_name(base), owner=self, **geo, colormap=cmap,
+                       opacity=0.6, blending="additive", contrast_limits=data_range(data), refresh=("contrast_limits",))
         d = res.diagnostics
         self._status.value = (f"{d['draws']} draws x {d['chains']} chains" + (" (stopped)" if d["stopped"] else "")
                               + "; noise " + ", ".join(f"{k}={v:.3g}" for k, v in res.noise.items()))
@@ -220,8 +220,9 @@ class LatentFieldWidget(StepContract, Container):
         geo = self._geometry(coords)
         # phi is known up to a constant and its range moves while it trains (this runs at every update): the
         # contrast follows it (napari keeps an Image's limits when its data is replaced)
-        layer = show_layer(self._viewer, "image", phi, self.layer_name(), **geo, colormap="magma", opacity=0.6,
-                           blending="additive", contrast_limits=data_range(phi), refresh=("contrast_limits",))
+        layer = show_layer(self._viewer, "image", phi, self.layer_name(), owner=self, **geo, colormap="magma",
+                           opacity=0.6, blending="additive", contrast_limits=data_range(phi),
+                           refresh=("contrast_limits",))
         coefs = pinn.coefficient_values()
         self._status.value = f"step {pinn.step}: " + ", ".join(f"{k}={v:.3g}" for k, v in coefs.items())
         self._plot_curves(pinn)

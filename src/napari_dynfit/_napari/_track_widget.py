@@ -150,15 +150,16 @@ class TrackWidget(StepContract, Container):
     # ------------------------------------------------------------------------------------------
     def _layers_of(self, *kinds):
         def choices(_widget=None):
-            return [(lay.name, lay) for lay in self._viewer.layers
-                    if type(lay).__name__ in kinds and lay.name != PREVIEW]
+            return [(lay.name, lay) for lay in self._viewer.layers  # the links preview: this step's, not a user's
+                    if type(lay).__name__ in kinds and not self.made_as(lay, PREVIEW)]
         return choices
 
     def _trackable(self, _widget=None):
         """Time-resolved Points/Labels that are not ground truth (not one frame's centroids)."""
         from ._defaults import input_layers
 
-        return input_layers(self._viewer, ("Points", "Labels"), time_resolved=True, exclude=(PREVIEW,))
+        own = self.made_layer(PREVIEW, self._viewer.layers)
+        return input_layers(self._viewer, ("Points", "Labels"), time_resolved=True, exclude=(own,) if own else ())
 
     #: shown while no layer can be tracked
     NOTHING_TO_TRACK = ("nothing to track yet: press Detect (detections of every frame) or open a segmentation "
@@ -248,10 +249,10 @@ class TrackWidget(StepContract, Container):
         def done(det):
             pts, feats = table_to_points(det)
             geo = layer_kwargs(layer)  # the image's grid: a re-run on another image moves the points onto its grid
-            points = self.remember(show_layer(self._viewer, "points", pts, "detections", features=pd.DataFrame(feats),
+            points = show_layer(self._viewer, "points", pts, "detections", owner=self, features=pd.DataFrame(feats),
                                 **geo, metadata={"dt": time_axis(layer)[0]},
                                 size=2 * float(det.attrs.get("sigma") or self._sigma.value or 1.5),
-                                border_color="red", face_color="transparent", refresh=tuple(geo)))
+                                border_color="red", face_color="transparent", refresh=tuple(geo))
             skew = det.attrs.get("skewness")
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
             size = det.attrs.get("sigma")
@@ -283,8 +284,8 @@ class TrackWidget(StepContract, Container):
             return segment_movie(data, polarity=polarity, spacing=spacing)
 
         def done(res):
-            cells = self.remember(show_layer(self._viewer, "labels", res.labels, f"{layer.name} cells",
-                                             **layer_kwargs(layer), opacity=0.5))
+            cells = show_layer(self._viewer, "labels", res.labels, f"{layer.name} cells", owner=self,
+                               **layer_kwargs(layer), opacity=0.5)
             info = res.info
             n = info["objects"]
             n_obj = int(sum(n)) if isinstance(n, list) else int(n)
@@ -315,8 +316,8 @@ class TrackWidget(StepContract, Container):
             if labels is not None:
                 from ..track.formats import relabel_movie
 
-                self.remember(show_layer(self._viewer, "labels", relabel_movie(labels, tracks),
-                                         f"{layer.name} tracked", **layer_kwargs(layer)))
+                show_layer(self._viewer, "labels", relabel_movie(labels, tracks), f"{layer.name} tracked", owner=self,
+                           **layer_kwargs(layer))
             n_div = int((tracks.groupby("track_id")["parent_id"].first() >= 0).sum())
             self._status.value = f"{tracks['track_id'].nunique()} tracks, {n_div} daughter tracks"
             self._report.value = self.report_text(tracks)
@@ -391,10 +392,9 @@ class TrackWidget(StepContract, Container):
 
         data, props, graph = to_napari_tracks(tracks)
         geo = layer_kwargs(layer)  # the source's grid: tracks of another source are drawn on that one's
-        return self.remember(show_layer(self._viewer, "tracks", data, name, graph=graph,
-                                        features=pd.DataFrame(props, index=pd.RangeIndex(len(data))),
-                                        **geo, tail_length=10, metadata={"dt": time_axis(layer)[0]},
-                                        refresh=tuple(geo)))
+        return show_layer(self._viewer, "tracks", data, name, owner=self, graph=graph,
+                          features=pd.DataFrame(props, index=pd.RangeIndex(len(data))),
+                          **geo, tail_length=10, metadata={"dt": time_axis(layer)[0]}, refresh=tuple(geo))
 
     # ------------------------------------------------------------------------------------------
     def _schedule_preview(self, *_):
