@@ -247,3 +247,47 @@ def test_convert_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, 
         assert value == pytest.approx(cli[name]) and cli[name] == core[name].default, name
     assert cli["backend"] == core["backend"].default  # the widget leaves the back end to to_apr
 
+
+def test_reconversion_updates_its_own_layer_and_the_preview_contrast_follows(make_napari_viewer, rng):
+    """Converting again (another error bound, the image rescaled) updates the APR layer the widget made, in place
+    (the user's opacity kept; data, particle count and contrast the new conversion's); a layer of the user's
+    called "img (APR)" or "APR preview" is never touched; the preview's contrast follows the layer previewed."""
+    from napari_dynfit._napari._apr_convert_widget import PREVIEW, AprConvertWidget
+
+    viewer = make_napari_viewer()
+    img = blobs((48, 52), rng, n=5)
+    src = viewer.add_image(img, name="img")
+    mine = viewer.add_image(np.zeros((4, 4)), name="img (APR)", opacity=0.9)
+    my_prev = viewer.add_image(np.ones((3, 3)), name=PREVIEW, contrast_limits=(0.0, 7.0))
+    w = AprConvertWidget(viewer)
+    w._layer.value = src
+    assert [n for n, _ in w._image_layers()] == ["img", "img (APR)", PREVIEW]  # the user's layers are inputs
+    w._rel_error.value = 0.05
+    w.convert(sync=True)
+    made = viewer.layers["img (APR) [1]"]
+    first = made.metadata["apr"]["particles"]
+    assert made.multiscale and first == to_apr(img, rel_error=0.05).n_particles
+    made.opacity = 0.3
+    src.data = 10 * img  # the image changed (e.g. re-opened brighter): converted again, looser
+    w._rel_error.value = 0.5
+    w.convert(sync=True)
+    assert viewer.layers["img (APR) [1]"] is made and len(viewer.layers) == 4 and made.opacity == 0.3
+    assert made.metadata["apr"]["particles"] == to_apr(10 * img, rel_error=0.5).n_particles < first
+    np.testing.assert_allclose(np.asarray(made.data[0]), to_apr(10 * img, rel_error=0.5).reconstruct())
+    assert made.contrast_limits[1] > 5 * float(img.max())  # the new data's range, not the first conversion's
+    viewer.layers.selection.active = made
+    w._mode.value = "smooth"
+    w.convert(sync=True)  # the display mode chosen for the layer survives a re-conversion
+    assert viewer.layers["img (APR) [1]"] is made and made.data[0].mode == "smooth"
+    assert made.metadata["apr"]["mode"] == "smooth"
+    np.testing.assert_array_equal(mine.data, np.zeros((4, 4)))
+    assert mine.opacity == 0.9
+    w.update_preview(sync=True)
+    prev = viewer.layers[f"{PREVIEW} [1]"]
+    assert tuple(prev.contrast_limits) == tuple(src.contrast_limits)
+    src.contrast_limits = (0.0, 2.0)  # the user's contrast of the image: the next preview shows it so
+    w.update_preview(sync=True)
+    assert viewer.layers[f"{PREVIEW} [1]"] is prev and tuple(prev.contrast_limits) == (0.0, 2.0)
+    np.testing.assert_array_equal(my_prev.data, np.ones((3, 3)))
+    assert tuple(my_prev.contrast_limits) == (0.0, 7.0)
+    assert PREVIEW + " [1]" not in [n for n, _ in w._image_layers()]  # its own preview is not an input

@@ -4,7 +4,8 @@ The preview converts only what is on screen (the current plane; for 3D images a 
 around it, so that the 3D gradient is close to that of the whole volume) and shows two layers,
 the reconstruction and the particle level map, with the particle count and computational ratio.
 "Convert" converts the whole layer in a worker thread (movies frame by frame, in parallel),
-adds a lazy multiscale APR layer and, when a path is given, writes ``.apr`` / ``.aprmovie``.
+shows a lazy multiscale APR layer (``NAME (APR)``; a re-conversion updates the layer it made, never a layer of
+the user's of that name) and, when a path is given, writes ``.apr`` / ``.aprmovie``.
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ class AprConvertWidget(StepContract, Container):
                                                        "contrast_limits": layer.contrast_limits}),
                               (PREVIEW_LEVELS, res["levels"], {"colormap": "turbo", "opacity": 0.5,
                                                                "contrast_limits": [0, max(1, int(np.max(res["levels"], initial=0)))]})):
-            # the plane's grid follows the layer previewed (another selected layer: another pixel size)
-            show_layer(self._viewer, "image", arr, name, owner=self, **geo, **kw, refresh=("scale", "translate"))
+            # the plane's grid and contrast follow the layer previewed (another layer: another pixel size, range)
+            show_layer(self._viewer, "image", arr, name, owner=self, **geo, **kw,
+                       refresh=("scale", "translate", "contrast_limits"))
         st = res["stats"]
         self._stats.value = (f"preview: {st['particles']} particles, ratio {st['computational_ratio']:.1f}, "
                              f"memory saved {100 * st['memory_saved']:.0f} %")
@@ -191,8 +193,6 @@ class AprConvertWidget(StepContract, Container):
                         busy="converting...", block=sync)
 
     def _converted(self, res, name) -> None:
-        from napari.layers import Layer
-
         result, path = res
         source = self._viewer.layers[name] if name in self._viewer.layers else None
         dt = (source.metadata or {}).get("dt") if source is not None else None  # keep the frame interval
@@ -201,7 +201,15 @@ class AprConvertWidget(StepContract, Container):
                 kwargs.update(layer_kwargs(source))  # the movie's world: translate, units, axis labels too
             if dt is not None:
                 kwargs["metadata"] = {**kwargs.get("metadata", {}), "dt": dt}
-            self._viewer.add_layer(Layer.create(data, kwargs, ltype))
+            # a re-conversion updates the layer this step made (its grid, contrast and APR metadata follow) and
+            # keeps the display mode chosen for it
+            lname = kwargs.pop("name")
+            own = self.made_layer(lname, self._viewer.layers)
+            mode = ((own.metadata or {}).get("apr") or {}).get("mode") if own is not None else None
+            follow = tuple(k for k in ("scale", "translate", "contrast_limits") if k in kwargs)
+            shown = show_layer(self._viewer, ltype, data, lname, owner=self, **kwargs, refresh=follow)
+            if mode not in (None, "constant"):
+                set_apr_mode(shown, mode)
         st = result.stats()
         self._stats.value = (f"{st['particles']} particles, ratio {st['computational_ratio']:.1f}, memory saved "
                              f"{100 * st['memory_saved']:.0f} %" + (f"; saved to {path}" if path else ""))
