@@ -16,6 +16,7 @@ from qtpy import QtWidgets as qw
 from .. import closure_defaults as D
 from ..geometry import bundle_geometry
 from ..report import torch_threads
+from ._contract import LayerOwner
 from ._jobs import StepJob
 from ._layers import data_range, show_layer
 
@@ -50,7 +51,7 @@ def _director_vectors(s, n, spacing, stride):
     return np.stack([pos - vec / 2, vec], 1)
 
 
-class ClosureWidget(qw.QWidget):
+class ClosureWidget(LayerOwner, qw.QWidget):
     """Simulate, train and compare moment closures."""
 
     def __init__(self, napari_viewer):
@@ -255,8 +256,8 @@ class ClosureWidget(qw.QWidget):
         user's colours kept); ``geo``: its scale, translate, units and axis labels. The grid (a new run: another
         size, time step or panel offset) and the contrast (the new values' range, as a new layer's) follow the
         data."""
-        return show_layer(self.viewer, "image", data, name, **geo, colormap=colormap, contrast_limits=data_range(data),
-                          refresh=("scale", "translate", "contrast_limits"))
+        return show_layer(self.viewer, "image", data, name, owner=self, **geo, colormap=colormap,
+                          contrast_limits=data_range(data), refresh=("scale", "translate", "contrast_limits"))
 
     def _show_data(self, bundle, label, offset: float = 0.0):
         """Order parameter (image) and director (vectors) of ``bundle`` on its time axis and grid (the plugin's
@@ -270,5 +271,5 @@ class ClosureWidget(qw.QWidget):
         # time in frames like the image, space in world lengths from the first grid point (the image's translate);
         # in place on a re-run, the grid and the width (a share of the grid spacing) following the new run
         vgeo = {**geo, "scale": (geo["scale"][0], 1.0, 1.0)}
-        show_layer(self.viewer, "vectors", vec, f"director ({label})", edge_width=0.05 * h * 4, edge_color="white",
-                   vector_style="line", **vgeo, refresh=("edge_width", "scale", "translate"))
+        show_layer(self.viewer, "vectors", vec, f"director ({label})", owner=self, edge_width=0.05 * h * 4,
+                   edge_color="white", vector_style="line", **vgeo, refresh=("edge_width", "scale", "translate"))

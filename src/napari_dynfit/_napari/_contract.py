@@ -68,7 +68,55 @@ def _changed(w):
     return None
 
 
-class StepContract:
+class LayerOwner:
+    """Mixin of a widget that shows result layers through :func:`._layers.show_layer` ``(..., owner=self)``: it
+    records the layers it made (:meth:`remember`) and finds them again (:meth:`made_layer`, :meth:`made_as`), so
+    a re-run updates its own layer and never a user's layer of the same name."""
+
+    def remember(self, layer, name: str | None = None):
+        """Record ``layer`` as one this step made (then :meth:`makes` recognises it whatever its name); returns it.
+
+        Parameters
+        ----------
+        layer : napari.layers.Layer
+            The layer the step added or updated (e.g. what :func:`._layers.show_layer` returned).
+        name : str, optional
+            The name the step shows it under (its output slot, e.g. ``"detections"``): :meth:`made_layer` finds it
+            by that name later, whatever the layer is called then (``"detections [1]"``, renamed by the user).
+
+        Returns
+        -------
+        napari.layers.Layer
+            ``layer``.
+        """
+        made = getattr(self, "_made_layers", None)
+        if made is None:
+            made = self._made_layers = weakref.WeakSet()  # a layer the viewer dropped is not kept alive
+        made.add(_inner(layer))
+        if name is not None:
+            if getattr(self, "_made_as", None) is None:
+                self._made_as = {}
+            self._made_as[name] = weakref.ref(_inner(layer))
+        return layer
+
+    def made_as(self, layer, *names: str) -> bool:
+        """Whether ``layer`` is the layer this step made under one of ``names`` (:meth:`remember` with a name)."""
+        made = getattr(self, "_made_as", None) or {}
+        inner = _inner(layer)
+        return any(made[n]() is inner for n in names if n in made)
+
+    def made_layer(self, name: str, layers):
+        """The layer this step made under ``name`` (:meth:`remember` with ``name``) when it is still among
+        ``layers`` (the viewer's layer list), whatever it is called now; else ``None`` (never a layer the step
+        did not make, whatever its name)."""
+        ref = (getattr(self, "_made_as", None) or {}).get(name)
+        layer = ref() if ref is not None else None
+        if layer is None:
+            return None
+        return next((lay for lay in layers if _inner(lay) is layer), None)
+
+
+class StepContract(LayerOwner):
     """Mixin of the panel's step widgets (see the module docstring)."""
 
     #: ``(slot, attribute, kinds, hint)``: what each input takes and what to do when nothing fits
@@ -160,48 +208,6 @@ class StepContract:
             if empty:
                 out.append(hint or f"no {' or '.join(kinds)} layer for '{slot}'")
         return out
-
-    def remember(self, layer, name: str | None = None):
-        """Record ``layer`` as one this step made (then :meth:`makes` recognises it whatever its name); returns it.
-
-        Parameters
-        ----------
-        layer : napari.layers.Layer
-            The layer the step added or updated (e.g. what :func:`._layers.show_layer` returned).
-        name : str, optional
-            The name the step shows it under (its output slot, e.g. ``"detections"``): :meth:`made_layer` finds it
-            by that name later, whatever the layer is called then (``"detections [1]"``, renamed by the user).
-
-        Returns
-        -------
-        napari.layers.Layer
-            ``layer``.
-        """
-        made = getattr(self, "_made_layers", None)
-        if made is None:
-            made = self._made_layers = weakref.WeakSet()  # a layer the viewer dropped is not kept alive
-        made.add(_inner(layer))
-        if name is not None:
-            if getattr(self, "_made_as", None) is None:
-                self._made_as = {}
-            self._made_as[name] = weakref.ref(_inner(layer))
-        return layer
-
-    def made_as(self, layer, *names: str) -> bool:
-        """Whether ``layer`` is the layer this step made under one of ``names`` (:meth:`remember` with a name)."""
-        made = getattr(self, "_made_as", None) or {}
-        inner = _inner(layer)
-        return any(made[n]() is inner for n in names if n in made)
-
-    def made_layer(self, name: str, layers):
-        """The layer this step made under ``name`` (:meth:`remember` with ``name``) when it is still among
-        ``layers`` (the viewer's layer list), whatever it is called now; else ``None`` (never a layer the step
-        did not make, whatever its name)."""
-        ref = (getattr(self, "_made_as", None) or {}).get(name)
-        layer = ref() if ref is not None else None
-        if layer is None:
-            return None
-        return next((lay for lay in layers if _inner(lay) is layer), None)
 
     def makes(self, layer) -> bool:
         """Whether ``layer`` is one of the layers this step makes: one it made (:meth:`remember`; whatever its name,

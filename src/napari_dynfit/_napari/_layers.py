@@ -35,12 +35,13 @@ def show_layer(viewer, kind: str, data, name: str, *, owner=None, refresh: tuple
         ``track_id, t, [z,] y, x``).
     name : str
         The layer's name.
-    owner : StepContract, optional
-        The step widget showing the layer (:class:`._contract.StepContract`). Then only the layer this step made
-        under ``name`` is updated (found by :meth:`~._contract.StepContract.made_layer`, whatever it is called
+    owner : LayerOwner, optional
+        The widget showing the layer (a :class:`._contract.LayerOwner`: every step widget, the closure widget).
+        Then only the layer this step made
+        under ``name`` is updated (found by :meth:`~._contract.LayerOwner.made_layer`, whatever it is called
         now); a layer it did not make (the user's, one opened from a project) is never claimed, even of the same
         kind: a new layer is added beside it (napari names it ``"name [1]"``) and a later call updates that one.
-        The layer is recorded as the step's (:meth:`~._contract.StepContract.remember`) before it is inserted, so
+        The layer is recorded as the step's (:meth:`~._contract.LayerOwner.remember`) before it is inserted, so
         the viewer's insertion handlers already know it as the step's. Without ``owner``: the layer called
         ``name`` of kind ``kind``, whoever made it.
     refresh : tuple of str, optional
