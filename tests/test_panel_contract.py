@@ -152,3 +152,29 @@ def test_every_plot_has_a_save_button(qtbot, tmp_path):
     for fmt in ("png", "svg"):
         assert save_figure(fig, tmp_path / f"plot.{fmt}").stat().st_size > 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png", "plot.svg"]  # no temporary file left
+
+
+def test_coarse_graining_skips_the_track_steps_preview_not_a_users_layer_of_that_name(make_napari_viewer):
+    """The fields step offers every Tracks layer but the Track step's own links preview; a user's Tracks layer
+    called "links preview" is offered (it was left out by its name)."""
+    from napari_dynfit._napari._panel import DynFitPanel
+    from napari_dynfit._napari._track_widget import PREVIEW
+
+    viewer = make_napari_viewer()
+    _small_sample(viewer)
+    panel = DynFitPanel(viewer)
+    steps = _build_all(panel)
+    glue, trk = panel.extra("FieldsFromTracks"), steps["TrackWidget"]
+    truth = viewer.layers["active_particles_2d truth"]
+    mine = viewer.add_tracks(np.asarray(truth.data), name=PREVIEW, scale=truth.scale)
+    trk._source.value = viewer.add_points(np.asarray(truth.data)[:, 1:], name="spots", scale=truth.scale)
+    trk._max_distance.value = 3.0
+    trk._window.value = 1
+    viewer.dims.set_current_step(0, 2)
+    trk.update_preview(sync=True)
+    preview = trk.made_layer(PREVIEW, viewer.layers)
+    assert preview is not None and preview is not mine and preview.name == f"{PREVIEW} [1]"
+    glue._truth.value = True  # the truth's Tracks too: every Tracks layer but the step's preview
+    glue._layer.reset_choices()
+    offered = [lay for lay in glue._layer.choices]
+    assert any(lay is mine for lay in offered) and not any(lay is preview for lay in offered)

@@ -136,6 +136,9 @@ class FieldsFromTracks(StepContract, Container):
         super().__init__(labels=True)
         self._viewer = napari_viewer
         self._workdir = workdir
+        #: the layers other steps made that are not results to coarse-grain (the panel: the Track step's links
+        #: preview), as a callable returning them
+        self.previews = tuple
         self._truth = CheckBox(value=False, text="ground truth too")
         self._truth.tooltip = "offer ground-truth layers (to compare with the truth); never chosen by the panel"
         self._layer = ComboBox(label="tracks", choices=self._tracks_layers)
@@ -180,11 +183,12 @@ class FieldsFromTracks(StepContract, Container):
         self._grid.enabled = self._kernel.enabled = not self._auto.value
 
     def _tracks_layers(self, _widget=None):
-        """Tracks layers to coarse-grain: never ground truth unless asked for, never the links preview."""
+        """Tracks layers to coarse-grain: never ground truth unless asked for, never the Track step's links preview
+        (:attr:`previews`; a user's layer of that name is offered)."""
         from ._defaults import input_layers
 
         return input_layers(self._viewer, ("Tracks",), ground_truth=bool(self._truth.value),
-                            exclude=("links preview",))
+                            exclude=tuple(lay for lay in self.previews() if lay is not None))
 
     @property
     def tracks_layer(self):
@@ -389,6 +393,7 @@ class DynFitPanel(QWidget):
         extras = []
         if "fields" in widget.inputs() and "model" not in widget.inputs():  # the PDE step: fields from tracks
             glue = FieldsFromTracks(self.viewer, self.workdir)
+            glue.previews = self._track_previews
             glue.made.connect(self._fields_made)
             extras.append(glue)
             self._extra_by_name["FieldsFromTracks"] = glue
@@ -414,6 +419,13 @@ class DynFitPanel(QWidget):
     def extra(self, name: str):
         """The glue widget ``name`` (``"FieldsFromTracks"``, ``"MsdPlot"``) if built."""
         return self._extra_by_name.get(name)
+
+    def _track_previews(self) -> tuple:
+        """The Track step's links preview layer while it is in the viewer (none when the step is not built)."""
+        from ._track_widget import PREVIEW
+
+        trk = self.step_widget("TrackWidget")
+        return (trk.made_layer(PREVIEW, self.viewer.layers),) if trk is not None else ()
 
     def step_widget(self, cls_name: str):
         """The built widget of the step whose ``STEPS`` entry names class ``cls_name`` (``None``: not built)."""
