@@ -1,0 +1,62 @@
+"""Regressions found by the bad-input audit of every ``dynfit`` command and reader (2026-12-05).
+
+Each case: exit status 2, one line on stderr naming the problem and the fix, no traceback, no output written and
+the input left byte-identical (``docs/safety.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_dynfit.cli import main
+from napari_dynfit.errors import InputError
+
+
+def _tracks(n_tracks: int = 4, n_frames: int = 6) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for tid in range(n_tracks):
+        pos = rng.uniform(5, 25, 2)
+        for f in range(n_frames):
+            pos = pos + rng.normal(0, 0.5, 2)
+            rows.append({"frame": f, "track_id": tid, "y": pos[0], "x": pos[1]})
+    return pd.DataFrame(rows)
+
+
+def _digest(d: Path) -> dict:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(d.rglob("*"))}
+
+
+def _refused(capsys, d: Path, argv) -> str:
+    before = _digest(d)
+    code = main(["-q", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and "error" in err[0] and "Traceback" not in err[0], err
+    assert _digest(d) == before
+    return err[0]
+
+
+def test_absurd_frame_number_is_refused(tmp_path, capsys):
+    """A frame number of 10^9 (a time stamp, a corrupt row) made msd build per-frame arrays of 10^9 frames and track
+    loop over them (both ran for hours); now the table is refused naming the row and the limit."""
+    from napari_dynfit.tables import MAX_FRAME, validate_table
+
+    df = _tracks()
+    df.loc[3, "frame"] = 10**9
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.drop(columns="track_id").to_csv(tmp_path / "d.csv", index=False)
+    for argv in (["msd", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.csv")],
+                 ["track", str(tmp_path / "d.csv"), "-o", str(tmp_path / "k.csv")]):
+        line = _refused(capsys, tmp_path, argv)
+        assert "row 4 (line 5), column 'frame'" in line and "1000000000" in line and "renumber" in line, line
+    with pytest.raises(InputError, match="implausibly large"):
+        validate_table(df)
+    df.loc[3, "frame"] = MAX_FRAME  # the limit itself is accepted
+    assert validate_table(df)["frame"].max() == MAX_FRAME
