@@ -60,3 +60,21 @@ def test_absurd_frame_number_is_refused(tmp_path, capsys):
         validate_table(df)
     df.loc[3, "frame"] = MAX_FRAME  # the limit itself is accepted
     assert validate_table(df)["frame"].max() == MAX_FRAME
+
+
+def test_duplicate_track_rows_are_refused(tmp_path, capsys):
+    """Two rows of one track in one frame: msd refused them, but convert-tracks wrote a GEFF graph with 480 nodes
+    for 240 positions and latent-field fitted them; every tracks reader now refuses them naming the first row."""
+    from napari_dynfit.tables import validate_table
+
+    df = _tracks()
+    pd.concat([df, df.iloc[[7]]]).to_csv(tmp_path / "t.csv", index=False)
+    for argv in (["convert-tracks", str(tmp_path / "t.csv"), str(tmp_path / "t.geff")],
+                 ["msd", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.csv")]):
+        line = _refused(capsys, tmp_path, argv)
+        assert "row 25 (line 26) gives track 1 a second position in frame 1" in line, line
+    with pytest.raises(InputError, match="second position"):
+        validate_table(pd.concat([df, df.iloc[[0]]]), required=("frame", "track_id"))
+    # detections (no track_id required) may share a frame and a position
+    assert len(validate_table(pd.concat([df, df.iloc[[0]]]).drop(columns="track_id"))) == len(df) + 1
+

@@ -79,7 +79,8 @@ def validate_table(df: pd.DataFrame, *, required: tuple[str, ...] = ("frame",), 
     Raises :class:`InputError` for missing columns, an empty table, empty, non-numeric, NaN/inf or
     implausibly large (> :data:`MAX_COORDINATE`) coordinates / frames / ids (naming the first such
     row; ``line_offset`` turns row numbers into file line numbers, 2 for a CSV with a header),
-    negative frame numbers or frame numbers above :data:`MAX_FRAME`.
+    negative frame numbers or frame numbers above :data:`MAX_FRAME`; when ``required`` names ``track_id`` (a tracks
+    table), two rows of one track in one frame.
     """
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
@@ -108,6 +109,14 @@ def validate_table(df: pd.DataFrame, *, required: tuple[str, ...] = ("frame",), 
     for c in ("track_id", "parent_id"):
         if c in out.columns:
             out[c] = out[c].astype(np.int64)
+    if "track_id" in required and "frame" in out.columns:
+        dup = out.duplicated(["track_id", "frame"]).to_numpy()
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            where = f"row {i + 1}" + (f" (line {i + line_offset})" if line_offset else "")
+            raise InputError(f"{what}: {where} gives track {out['track_id'].iloc[i]} a second position in frame "
+                             f"{out['frame'].iloc[i]} ({int(dup.sum())} such row(s)): a tracks table holds one row per "
+                             "track and frame; drop the duplicates or give them their own track_id")
     out.attrs = dict(df.attrs)
     return out
 
