@@ -78,3 +78,22 @@ def test_duplicate_track_rows_are_refused(tmp_path, capsys):
     # detections (no track_id required) may share a frame and a position
     assert len(validate_table(pd.concat([df, df.iloc[[0]]]).drop(columns="track_id"))) == len(df) + 1
 
+
+def test_nan_movie_is_named_by_the_size_estimate(tmp_path, capsys):
+    """NaN pixels in every frame: detect said 'no spots in frames 1, 2, 3' (the size estimate turned the NaN into
+    'no spots'); now it names the frame and the NaN, as detection itself does."""
+    import tifffile
+
+    from napari_dynfit.detect.size import estimate_movie_spot_sigma
+
+    rng = np.random.default_rng(1)
+    movie = rng.normal(100, 5, (4, 32, 32)).astype(np.float32)
+    movie[:, 14:17, 14:17] += 200
+    movie[:, 3:5, 3:5] = np.nan
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    line = _refused(capsys, tmp_path, ["detect", str(tmp_path / "m.tif"), "-o", str(tmp_path / "d.csv")])
+    assert "frame 1 contains NaN or infinite values" in line, line
+    with pytest.raises(InputError, match="frame 0: need a 2D or 3D image of at least 3 pixels"):
+        estimate_movie_spot_sigma(np.ones((2, 2, 2)))
+    movie[:, 3:5, 3:5] = 100  # the same movie without NaN: a size is found
+    assert 1.0 < estimate_movie_spot_sigma(movie).sigma < 3.0
