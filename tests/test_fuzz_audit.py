@@ -97,3 +97,22 @@ def test_nan_movie_is_named_by_the_size_estimate(tmp_path, capsys):
         estimate_movie_spot_sigma(np.ones((2, 2, 2)))
     movie[:, 3:5, 3:5] = 100  # the same movie without NaN: a size is found
     assert 1.0 < estimate_movie_spot_sigma(movie).sigma < 3.0
+
+
+def test_tiff_larger_than_memory_is_refused_before_reading(tmp_path, capsys, monkeypatch):
+    """A TIFF whose pixels (and the float32 copy every command makes) exceed the available memory: detect and the
+    napari pixel reader read a 100000 x 100000 TIFF whole (10 GB, minutes of swapping); now the size is checked from
+    the header first. The memory is faked small here, the file is tiny."""
+    import tifffile
+
+    from napari_dynfit import validate
+    from napari_dynfit.io import open_image
+
+    movie = np.random.default_rng(0).integers(0, 100, (8, 64, 64)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    assert open_image(tmp_path / "m.tif").data.shape == (8, 64, 64)  # enough memory: read
+    monkeypatch.setattr(validate, "available_memory", lambda: 150_000.0)  # 8 x 64 x 64 x (2 + 4) B = 196608 B
+    with pytest.raises(InputError, match=r"8 x 64 x 64 uint16, read whole\) needs about 192 KB"):
+        open_image(tmp_path / "m.tif")
+    line = _refused(capsys, tmp_path, ["detect", str(tmp_path / "m.tif"), "-o", str(tmp_path / "d.csv")])
+    assert "OME-Zarr" in line, line
