@@ -116,3 +116,21 @@ def test_tiff_larger_than_memory_is_refused_before_reading(tmp_path, capsys, mon
         open_image(tmp_path / "m.tif")
     line = _refused(capsys, tmp_path, ["detect", str(tmp_path / "m.tif"), "-o", str(tmp_path / "d.csv")])
     assert "OME-Zarr" in line, line
+
+
+def test_folder_named_as_hdf5_and_empty_npy(tmp_path, capsys):
+    """A folder named x.apr / x.h5 gave h5py's multi-line read dump as the message (napari readers, API); an empty
+    .npy was an EOFError from open_image (the CLI caught it as a 0-byte file, the API did not)."""
+    from napari_dynfit.apr.io import read_apr
+    from napari_dynfit.io import load_fields, open_image
+
+    for name, fn in (("x.apr", read_apr), ("x.h5", load_fields)):
+        (tmp_path / name).mkdir()
+        with pytest.raises(InputError, match=r"is a folder, not a file: pass the file itself") as err:
+            fn(tmp_path / name)
+        assert "\n" not in str(err.value)
+    line = _refused(capsys, tmp_path, ["info", str(tmp_path / "x.apr")])
+    assert "is a folder, not a file" in line, line
+    (tmp_path / "e.npy").write_bytes(b"")
+    with pytest.raises(InputError, match="cannot read .* as a numpy array .*is the file complete"):
+        open_image(tmp_path / "e.npy", axes="tyx")

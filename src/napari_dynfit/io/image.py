@@ -265,8 +265,9 @@ class _LazyTiff:
 def _open_npy(p: Path, name: str, axes) -> ImageData:
     try:
         data = np.load(p, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read '{p}' as a numpy array ({exc})") from exc
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
+        raise InputError(f"cannot read '{p}' as a numpy array ({' '.join(str(exc).split()) or 'empty file'}): "
+                         "is the file complete?") from exc
     if axes is None and data.ndim != 2:
         raise AmbiguousAxesError(f"'{p}' has {data.ndim} dimensions {data.shape} and a .npy file does not name "
                                  "its axes: pass them, e.g. --axes tyx (frames) or --axes zyx (slices)", data.ndim)
