@@ -118,6 +118,30 @@ def test_tiff_larger_than_memory_is_refused_before_reading(tmp_path, capsys, mon
     assert "OME-Zarr" in line, line
 
 
+def test_damaged_closure_file_is_refused(tmp_path):
+    """A closure file cut in half was an internal error (BadZipFile, exit 1); one with a NaN weight was evaluated
+    (closure errors NaN, exit 0). Both are now InputErrors naming the file and the fix."""
+    pytest.importorskip("torch")
+    from napari_dynfit.models.closure.learned import LearnedClosure
+
+    good = LearnedClosure(hidden=4, seed=0).save(tmp_path / "c.npz")
+    assert LearnedClosure.load(good).config == LearnedClosure(hidden=4).config
+    data = good.read_bytes()
+    (tmp_path / "half.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="is not a closure file written by dynfit.*dynfit closure train"):
+        LearnedClosure.load(tmp_path / "half.npz")
+    z = dict(np.load(good))
+    z["w/net.0.weight"] = z["w/net.0.weight"].copy()
+    z["w/net.0.weight"][0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", **z)
+    with pytest.raises(InputError, match=r"NaN or infinite weights \(net.0.weight\)"):
+        LearnedClosure.load(tmp_path / "nan.npz")
+    z["w/net.0.weight"] = np.ones((2, 2))  # weights of another network
+    np.savez(tmp_path / "shape.npz", **z)
+    with pytest.raises(InputError, match="is not a closure file written by dynfit"):
+        LearnedClosure.load(tmp_path / "shape.npz")
+
+
 def test_folder_named_as_hdf5_and_empty_npy(tmp_path, capsys):
     """A folder named x.apr / x.h5 gave h5py's multi-line read dump as the message (napari readers, API); an empty
     .npy was an EOFError from open_image (the CLI caught it as a 0-byte file, the API did not)."""
