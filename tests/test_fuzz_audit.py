@@ -136,6 +136,9 @@ def test_damaged_closure_file_is_refused(tmp_path):
     np.savez(tmp_path / "nan.npz", **z)
     with pytest.raises(InputError, match=r"NaN or infinite weights \(net.0.weight\)"):
         LearnedClosure.load(tmp_path / "nan.npz")
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        LearnedClosure.load(tmp_path / "dir.npz")
     z["w/net.0.weight"] = np.ones((2, 2))  # weights of another network
     np.savez(tmp_path / "shape.npz", **z)
     with pytest.raises(InputError, match="is not a closure file written by dynfit"):

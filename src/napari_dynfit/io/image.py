@@ -362,7 +362,7 @@ def _open_folder(p: Path, name: str, what: str) -> ImageData:
         files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in FRAME_SUFFIXES)
         if not files:
             raise InputError(f"folder '{p}' holds no frames (TIFF/PNG/JPEG/BMP, or CTC mask###.tif) and is not "
-                             f"Zarr: pass a {what} file or folder")
+                             f"Zarr: pass {'an' if what[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {what} file or folder")
         frames = []
         for f in files:
             if f.suffix.lower() in (".tif", ".tiff"):

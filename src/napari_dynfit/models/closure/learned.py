@@ -102,7 +102,8 @@ class LearnedClosure(torch.nn.Module):
         """Read a closure written by :meth:`save`."""
         p = Path(path)
         if not p.is_file():
-            raise InputError(f"closure file '{p}' does not exist")
+            raise InputError(f"closure file '{p}' is a folder, not a file: pass the .npz file itself" if p.is_dir()
+                             else f"closure file '{p}' does not exist: check the path")
         import zipfile
 
         fix = "train one with dynfit closure train"
