@@ -156,8 +156,9 @@ def test_folder_named_as_hdf5_and_empty_npy(tmp_path, capsys):
         with pytest.raises(InputError, match=r"is a folder, not a file: pass the file itself") as err:
             fn(tmp_path / name)
         assert "\n" not in str(err.value)
-    line = _refused(capsys, tmp_path, ["info", str(tmp_path / "x.apr")])
-    assert "is a folder, not a file" in line, line
+    for argv in (["info", str(tmp_path / "x.apr")], ["export-grid", str(tmp_path / "x.apr"), "-o", str(tmp_path / "g.npz")]):
+        line = _refused(capsys, tmp_path, argv)
+        assert "is a folder, not a file" in line, line
     (tmp_path / "e.npy").write_bytes(b"")
     with pytest.raises(InputError, match="cannot read .* as a numpy array .*is the file complete"):
         open_image(tmp_path / "e.npy", axes="tyx")
