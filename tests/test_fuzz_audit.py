@@ -162,3 +162,28 @@ def test_folder_named_as_hdf5_and_empty_npy(tmp_path, capsys):
     (tmp_path / "e.npy").write_bytes(b"")
     with pytest.raises(InputError, match="cannot read .* as a numpy array .*is the file complete"):
         open_image(tmp_path / "e.npy", axes="tyx")
+
+
+def test_well_reader_names_a_damaged_file(tmp_path):
+    """A truncated or empty .h5 was declined by the Well reader (napari then says only that no reader was found);
+    it is now taken and the reader raises the one-line reason. A valid HDF5 that is not a Well file is still
+    declined (another plugin may read it)."""
+    import h5py
+
+    from napari_dynfit._napari._well_reader import get_reader
+    from napari_dynfit.sim.well_example import write_active_matter_example
+
+    good = tmp_path / "w.h5"
+    write_active_matter_example(good, size=8, n_steps=3)
+    data = good.read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.h5").write_bytes(b"")
+    for name in ("cut.h5", "empty.h5"):
+        reader = get_reader(str(tmp_path / name))
+        assert reader is not None
+        with pytest.raises(InputError, match=r"cannot open .* as HDF5 .*is the file complete"):
+            reader(str(tmp_path / name))
+    with h5py.File(tmp_path / "plain.h5", "w") as f:
+        f.create_dataset("a", data=np.zeros(2))
+    assert get_reader(str(tmp_path / "plain.h5")) is None
+    assert get_reader(str(good)) is not None
