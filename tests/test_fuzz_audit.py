@@ -187,3 +187,13 @@ def test_well_reader_names_a_damaged_file(tmp_path):
         f.create_dataset("a", data=np.zeros(2))
     assert get_reader(str(tmp_path / "plain.h5")) is None
     assert get_reader(str(good)) is not None
+
+
+def test_folder_named_h5ad(tmp_path):
+    """A folder named x.h5ad: h5py's multi-line read dump, cut at 120 characters, was the message."""
+    pytest.importorskip("torch")  # napari_dynfit.models.flow imports the learning stack
+    from napari_dynfit.models.flow.h5ad import read_h5ad_table
+
+    (tmp_path / "x.h5ad").mkdir()
+    with pytest.raises(InputError, match="is a folder, not a file: pass the AnnData .h5ad file itself"):
+        read_h5ad_table(tmp_path / "x.h5ad")
