@@ -197,3 +197,38 @@ def test_folder_named_h5ad(tmp_path):
     (tmp_path / "x.h5ad").mkdir()
     with pytest.raises(InputError, match="is a folder, not a file: pass the AnnData .h5ad file itself"):
         read_h5ad_table(tmp_path / "x.h5ad")
+
+
+@pytest.mark.parametrize("command", ["msd", "coarse-grain"])
+def test_ctrl_c_in_the_middle_of_a_write(command, tmp_path, capsys, monkeypatch):
+    """KeyboardInterrupt raised while the output is being written (half a CSV on disk; a Zarr store written but not
+    yet marked): exit 130, 'interrupted' (msd's summary lines come before it), the previous output (replaced with --overwrite) byte-identical, no temporary,
+    the input untouched."""
+    _tracks(n_tracks=6, n_frames=12).to_csv(tmp_path / "t.csv", index=False)
+    out = tmp_path / ("m.csv" if command == "msd" else "f.zarr")
+    argv = ["-q", command, str(tmp_path / "t.csv"), "-o", str(out)]
+    if command == "coarse-grain":
+        argv += ["--spacing", "4", "--sigma", "4"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    before = _digest(tmp_path)
+
+    if command == "msd":
+        original = pd.DataFrame.to_csv
+
+        def half_then_interrupt(self, path=None, *args, **kwargs):
+            original(self, path, *args, **kwargs)
+            data = Path(path).read_bytes()
+            Path(path).write_bytes(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
+    else:
+        def interrupt(folder):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("napari_dynfit._io.write_marker", interrupt)
+    assert main([*argv, "--overwrite"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"dynfit {command}: interrupted" and "Traceback" not in err, err
+    assert _digest(tmp_path) == before
