@@ -232,3 +232,28 @@ def test_ctrl_c_in_the_middle_of_a_write(command, tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == f"dynfit {command}: interrupted" and "Traceback" not in err, err
     assert _digest(tmp_path) == before
+
+
+def test_seeds_and_bench_counts_are_range_checked(tmp_path, capsys):
+    """--seed -1 was an internal error (numpy's ValueError, exit 1) in every command with a seed; bench pfi --jobs 0
+    and --threads -1 were internal errors; bench pinn-weighting --eps -1 and pinn-chemotaxis --steps 0 ran. All are
+    now usage errors naming the option, before any work."""
+    import argparse
+
+    from napari_dynfit.cli import _walk, build_parser
+
+    seeds = [a for p in _walk(build_parser()) for a in p._actions if a.dest == "seed" or a.dest.endswith("seeds")]
+    assert len(seeds) >= 10 and all(a.type is not int for a in seeds)
+    cases = [(["simulate", "abp", "-o", str(tmp_path / "s"), "--seed", "-1"], "--seed"),
+             (["balance", "m.json", "f.zarr", "-o", str(tmp_path / "b"), "--seed", "-1"], "--seed"),
+             (["bench", "bpinn", "-o", str(tmp_path / "b.json"), "--seeds", "1", "-2"], "--seeds"),
+             (["bench", "pfi", "-o", str(tmp_path / "p.json"), "--jobs", "0"], "--jobs"),
+             (["bench", "pfi", "-o", str(tmp_path / "p.json"), "--threads", "-1"], "--threads"),
+             (["bench", "pinn-weighting", "-o", str(tmp_path / "w.json"), "--eps", "-1"], "--eps"),
+             (["bench", "pinn-chemotaxis", "-o", str(tmp_path / "c.json"), "--steps", "0"], "--steps")]
+    for argv, flag in cases:
+        line = _refused(capsys, tmp_path, argv)
+        assert f"argument {flag}" in line, line
+    with pytest.raises(argparse.ArgumentTypeError, match="4294967295"):
+        seeds[0].type("4294967296")
+    assert seeds[0].type("4294967295") == 2**32 - 1
