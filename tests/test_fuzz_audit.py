@@ -257,3 +257,19 @@ def test_seeds_and_bench_counts_are_range_checked(tmp_path, capsys):
     with pytest.raises(argparse.ArgumentTypeError, match="4294967295"):
         seeds[0].type("4294967296")
     assert seeds[0].type("4294967295") == 2**32 - 1
+
+
+def test_spacing_with_more_values_than_axes_is_refused(tmp_path, capsys):
+    """--spacing 1 5 9 on 2D data: the leading value was silently dropped (detect used 5 x 9, msd y=2, x=3); now an
+    error naming the axes. One value per axis still works."""
+    from napari_dynfit.validate import check_spacing
+
+    _tracks().to_csv(tmp_path / "t.csv", index=False)
+    line = _refused(capsys, tmp_path, ["msd", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.csv"),
+                                       "--spacing", "1", "2", "3"])
+    assert "--spacing gives 3 values but the data has 2 spatial axes (y, x)" in line, line
+    assert main(["-q", "msd", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.csv"), "--spacing", "2", "3"]) == 0
+    check_spacing(None, 2)
+    check_spacing((0.5, 0.2, 0.2), 3)
+    with pytest.raises(InputError, match="2 values but the data has 1 spatial axes"):
+        check_spacing([1, 1], 1)

@@ -67,6 +67,17 @@ def check_number(value, name: str, *, minimum=None, maximum=None, open_min: bool
     return int(v) if integer else value
 
 
+def check_spacing(spacing, n_axes: int, flag: str = "--spacing") -> None:
+    """Raise :class:`InputError` when ``spacing`` gives more values than the data has spatial axes (the extra leading
+    values were silently dropped: ``--spacing 1 5 9`` on a 2D movie used 5 x 9); ``None`` passes."""
+    if spacing is None or not hasattr(spacing, "__len__"):
+        return
+    if len(spacing) > n_axes:
+        axes = ("z", "y", "x")[-n_axes:] if 0 < n_axes <= 3 else ()
+        raise InputError(f"{flag} gives {len(spacing)} values but the data has {n_axes} spatial axes "
+                         f"({', '.join(axes)}): give one pixel size per axis")
+
+
 def check_order(low, high, low_name: str, high_name: str, *, strict: bool = False) -> None:
     """Raise :class:`InputError` unless ``low <= high`` (``<`` with ``strict``); ``None`` values pass."""
     if low is None or high is None:
