@@ -273,3 +273,13 @@ def test_spacing_with_more_values_than_axes_is_refused(tmp_path, capsys):
     check_spacing((0.5, 0.2, 0.2), 3)
     with pytest.raises(InputError, match="2 values but the data has 1 spatial axes"):
         check_spacing([1, 1], 1)
+
+
+def test_closure_run_too_long_to_save_and_nan_rod_merge(tmp_path, capsys):
+    """closure simulate --t-end 1e9 started a run whose saved frames need hundreds of TB (it ran until killed); now
+    refused from the flags. segment --rod-merge nan was accepted (type float)."""
+    line = _refused(capsys, tmp_path, ["closure", "simulate", "-o", str(tmp_path / "c.npz"), "--t-end", "1e9"])
+    assert "saving this run" in line and "raise --save-every" in line, line
+    line = _refused(capsys, tmp_path, ["segment", str(tmp_path / "x.apr"), "-o", str(tmp_path / "s.csv"),
+                                       "--rod-merge", "nan"])
+    assert "--rod-merge" in line, line
