@@ -283,3 +283,17 @@ def test_closure_run_too_long_to_save_and_nan_rod_merge(tmp_path, capsys):
     line = _refused(capsys, tmp_path, ["segment", str(tmp_path / "x.apr"), "-o", str(tmp_path / "s.csv"),
                                        "--rod-merge", "nan"])
     assert "--rod-merge" in line, line
+
+
+def test_pipe_or_device_as_input_is_refused(tmp_path, capsys):
+    """A FIFO named t.csv blocked msd forever (nobody writes to it); a t.csv linked to /dev/zero was read until memory
+    ran out. Both are now refused before reading."""
+    import os
+
+    if not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"):
+        pytest.skip("needs POSIX FIFOs and /dev/zero")
+    os.mkfifo(tmp_path / "f.csv")
+    (tmp_path / "z.csv").symlink_to("/dev/zero")
+    for name in ("f.csv", "z.csv"):
+        line = _refused(capsys, tmp_path, ["msd", str(tmp_path / name), "-o", str(tmp_path / "m.csv")])
+        assert "is not a regular file or folder (a pipe, socket or device)" in line, line

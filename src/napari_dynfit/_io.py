@@ -506,8 +506,9 @@ def check_output(path, *, kind: str = "file", suffixes: tuple[str, ...] | None =
 
 
 def check_input_integrity(path) -> None:
-    """Check that an input file is complete: not empty, a ``.npy`` whose data is all there, a TIFF
-    series with every frame its metadata declares, a dynfit Zarr store with every chunk.
+    """Check that an input file is complete: a regular file or folder (not a pipe or device), not empty, a ``.npy``
+    whose data is all there, a TIFF series with every frame its metadata declares, a dynfit Zarr store with every
+    chunk.
 
     Raises :class:`InputError` naming the file and the place. Other inputs are checked by their readers.
     """
@@ -522,6 +523,9 @@ def check_input_integrity(path) -> None:
             check_tiff_complete(p)
     elif p.is_dir():
         check_zarr_chunks(p)
+    elif p.exists():  # a FIFO blocked the reader forever, a device (/dev/zero) was read until memory ran out
+        raise InputError(f"input '{p}' is not a regular file or folder (a pipe, socket or device): save the data to "
+                         "a file and pass that")
 
 
 def check_npy(path) -> None:
