@@ -297,3 +297,29 @@ def test_pipe_or_device_as_input_is_refused(tmp_path, capsys):
     for name in ("f.csv", "z.csv"):
         line = _refused(capsys, tmp_path, ["msd", str(tmp_path / name), "-o", str(tmp_path / "m.csv")])
         assert "is not a regular file or folder (a pipe, socket or device)" in line, line
+
+
+def test_latent_field_samples_written_atomically(tmp_path, capsys, monkeypatch):
+    """latent-field --bayesian --samples wrote its CSV in place with to_csv: Ctrl-C during that write left half a file
+    where the previous samples were (--overwrite). It now goes through write_table (temporary + rename, in the
+    command's transaction): the previous samples and fields survive byte-identical."""
+    pytest.importorskip("torch")
+    _tracks(n_tracks=6, n_frames=8).to_csv(tmp_path / "t.csv", index=False)
+    argv = ["-q", "latent-field", str(tmp_path / "t.csv"), "-o", str(tmp_path / "f.zarr"), "--dt", "1", "--bayesian",
+            "--draws", "4", "--tune", "2", "--chains", "1", "--steps", "2", "--grid", "8", "--collocation", "64",
+            "--samples", str(tmp_path / "s.csv")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    before = _digest(tmp_path)
+    original = pd.DataFrame.to_csv
+
+    def half_then_interrupt(self, path=None, *args, **kwargs):
+        original(self, path, *args, **kwargs)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
+    assert main([*argv, "--overwrite"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "dynfit latent-field: interrupted"
+    assert _digest(tmp_path) == before
