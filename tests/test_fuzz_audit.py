@@ -323,3 +323,18 @@ def test_latent_field_samples_written_atomically(tmp_path, capsys, monkeypatch):
     assert main([*argv, "--overwrite"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "dynfit latent-field: interrupted"
     assert _digest(tmp_path) == before
+
+
+def test_ctc_masks_shape_and_size_checked(tmp_path, capsys):
+    """convert-tracks to a CTC folder: --shape with 3 sizes for 2D tracks was an internal error (numpy broadcast);
+    --shape 100000 100000 or --radius 1e6 ended in a MemoryError (a generic line). Each now names the option."""
+    df = _tracks()
+    df["track_id"] += 1  # CTC ids start at 1
+    df.to_csv(tmp_path / "t.csv", index=False)
+    for extra, needle in ((["--shape", "5", "64", "64"], "has 3 axes but the tracks have 2 (y, x)"),
+                          (["--shape", "100000000", "100000000"], "give a smaller --shape"),
+                          (["--shape", "64", "64", "--radius", "1e7"], "give a smaller --radius")):
+        line = _refused(capsys, tmp_path, ["convert-tracks", str(tmp_path / "t.csv"), str(tmp_path / "ctc"), *extra])
+        assert needle in line, line
+    assert main(["-q", "convert-tracks", str(tmp_path / "t.csv"), str(tmp_path / "ctc"), "--shape", "64", "64"]) == 0
+    assert len(list((tmp_path / "ctc").glob("mask*.tif"))) == 6
