@@ -202,7 +202,7 @@ def register(sub) -> None:
                                          "evaluate, estimate)",
                          description="Kinetic simulations of a 2D active suspension, learned rotation-equivariant "
                                      "closures of its moment model, their checks, and parameter estimation.")
-    subs = top.add_subparsers(dest="closure_command", required=True)
+    subs = top.add_subparsers(dest="closure_command", metavar="ACTION", required=True)
     threads = dict(type=nonneg_int, default=1, help="torch CPU threads (default 1: the solvers' small FFTs lose "
                                                     "time to more; 0 = torch's choice)")
 
