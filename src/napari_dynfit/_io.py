@@ -42,7 +42,8 @@ _TEMPS: set[Path] = set()
 _JOURNAL: list | None = None
 
 
-def check_input_file(path, *, suffixes: tuple[str, ...] | None = None, what: str = "input file") -> Path:
+def check_input_file(path, *, suffixes: tuple[str, ...] | None = None, what: str = "input file",
+                     file: bool = False) -> Path:
     """Return ``path`` as a :class:`~pathlib.Path` after checking that it exists and is readable.
 
     Parameters
@@ -53,6 +54,9 @@ def check_input_file(path, *, suffixes: tuple[str, ...] | None = None, what: str
         Accepted suffixes (lower case, with the dot). ``None`` accepts any.
     what : str
         How the message names the file, e.g. ``"APR file"``.
+    file : bool
+        A regular file is needed (HDF5 formats): a folder of that name is an error saying so (h5py's own message
+        for a folder is a multi-line dump of its read state).
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -63,6 +67,8 @@ def check_input_file(path, *, suffixes: tuple[str, ...] | None = None, what: str
             raise InputError(
                 f"{what} '{p}' has an unsupported type; expected one of {', '.join(suffixes)}"
             )
+    if file and p.is_dir():
+        raise InputError(f"{what} '{p}' is a folder, not a file: pass the file itself")
     if p.is_file() and not os.access(p, os.R_OK):
         raise InputError(f"{what} '{p}' is not readable: check its permissions")
     return p
@@ -500,8 +506,9 @@ def check_output(path, *, kind: str = "file", suffixes: tuple[str, ...] | None =
 
 
 def check_input_integrity(path) -> None:
-    """Check that an input file is complete: not empty, a ``.npy`` whose data is all there, a TIFF
-    series with every frame its metadata declares, a dynfit Zarr store with every chunk.
+    """Check that an input file is complete: a regular file or folder (not a pipe or device), not empty, a ``.npy``
+    whose data is all there, a TIFF series with every frame its metadata declares, a dynfit Zarr store with every
+    chunk.
 
     Raises :class:`InputError` naming the file and the place. Other inputs are checked by their readers.
     """
@@ -516,6 +523,9 @@ def check_input_integrity(path) -> None:
             check_tiff_complete(p)
     elif p.is_dir():
         check_zarr_chunks(p)
+    elif p.exists():  # a FIFO blocked the reader forever, a device (/dev/zero) was read until memory ran out
+        raise InputError(f"input '{p}' is not a regular file or folder (a pipe, socket or device): save the data to "
+                         "a file and pass that")
 
 
 def check_npy(path) -> None:

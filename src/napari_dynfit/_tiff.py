@@ -163,7 +163,13 @@ def read_tiff(path, axes: str | None = None) -> tuple[np.ndarray, TiffAxes]:
     """The first series of a TIFF in memory and its :func:`tiff_axes` (file order of the axes)."""
     import tifffile
 
+    from .validate import check_memory
+
     info = tiff_axes(path, axes)
+    size = float(np.prod(info.shape, dtype=float))  # the pixels and one float32 working copy (every command makes one)
+    check_memory(size * (np.dtype(info.dtype).itemsize + 4),
+                 f"TIFF '{path}' ({' x '.join(map(str, info.shape))} {np.dtype(info.dtype).name}, read whole)",
+                 "crop or bin it first, or save it as OME-Zarr (read frame by frame)")
     try:
         data = tifffile.imread(Path(path).expanduser(), series=0)
     except (OSError, ValueError, tifffile.TiffFileError) as exc:

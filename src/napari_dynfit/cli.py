@@ -110,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
         mod.register(sub)
+    from .validate import seed_int
+
     for p in _walk(parser):
+        for a in p._actions:  # random seeds: 0 .. 2**32 - 1 (a negative one failed inside numpy: internal error)
+            if a.type is int and (a.dest == "seed" or a.dest.endswith("seeds")):
+                a.type = seed_int
         if _has_output(p) and not any("--overwrite" in a.option_strings for a in p._actions):
             p.add_argument("--overwrite", action="store_true",
                            help="replace existing output files and folders that dynfit wrote, or an output equal to "

@@ -39,6 +39,11 @@ def coord_columns(df: pd.DataFrame) -> list[str]:
 #: corrupt data (and would overflow the grids built from them).
 MAX_COORDINATE = 1e12
 
+#: Largest frame number accepted in a table: a movie of 10^7 frames (a day at 100 Hz). The per-frame work
+#: (drift, linking, quality) spans every frame up to the last, so a larger number (a time stamp in seconds, a
+#: corrupt row) would run for hours; at this limit ``dynfit msd`` takes ~15 s and ``dynfit track`` ~50 s.
+MAX_FRAME = 10**7
+
 
 def _check_numeric(df: pd.DataFrame, columns, what: str, line_offset: int | None) -> None:
     """Raise :class:`InputError` naming the first row and column that is empty, not a number, not
@@ -73,8 +78,9 @@ def validate_table(df: pd.DataFrame, *, required: tuple[str, ...] = ("frame",), 
 
     Raises :class:`InputError` for missing columns, an empty table, empty, non-numeric, NaN/inf or
     implausibly large (> :data:`MAX_COORDINATE`) coordinates / frames / ids (naming the first such
-    row; ``line_offset`` turns row numbers into file line numbers, 2 for a CSV with a header) or
-    negative frame numbers.
+    row; ``line_offset`` turns row numbers into file line numbers, 2 for a CSV with a header),
+    negative frame numbers or frame numbers above :data:`MAX_FRAME`; when ``required`` names ``track_id`` (a tracks
+    table), two rows of one track in one frame.
     """
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"{what} must be a pandas DataFrame, got {type(df).__name__}")
@@ -93,10 +99,24 @@ def validate_table(df: pd.DataFrame, *, required: tuple[str, ...] = ("frame",), 
         fr = pd.to_numeric(out["frame"]).to_numpy()
         if not np.all(np.isfinite(fr)) or np.any(np.asarray(fr) < 0) or np.any(np.asarray(fr) != np.round(fr)):
             raise InputError(f"{what} has frame numbers that are not non-negative integers: fix the 'frame' column")
+        if np.any(fr > MAX_FRAME):
+            i = int(np.argmax(fr))
+            where = f"row {i + 1}" + (f" (line {i + line_offset})" if line_offset else "")
+            raise InputError(f"{what}: {where}, column 'frame': {fr[i]:.0f} is implausibly large (more than "
+                             f"{MAX_FRAME:.0e} frames): 'frame' must count the movie's frames 0, 1, 2 ... (not times): "
+                             "renumber it or drop the row")
         out["frame"] = out["frame"].astype(np.int64)
     for c in ("track_id", "parent_id"):
         if c in out.columns:
             out[c] = out[c].astype(np.int64)
+    if "track_id" in required and "frame" in out.columns:
+        dup = out.duplicated(["track_id", "frame"]).to_numpy()
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            where = f"row {i + 1}" + (f" (line {i + line_offset})" if line_offset else "")
+            raise InputError(f"{what}: {where} gives track {out['track_id'].iloc[i]} a second position in frame "
+                             f"{out['frame'].iloc[i]} ({int(dup.sum())} such row(s)): a tracks table holds one row per "
+                             "track and frame; drop the duplicates or give them their own track_id")
     out.attrs = dict(df.attrs)
     return out
 

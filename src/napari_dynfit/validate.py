@@ -58,10 +58,24 @@ def check_number(value, name: str, *, minimum=None, maximum=None, open_min: bool
             raise InputError(f"{name} must be positive (> 0), got {value}")
         if maximum is None and integer and minimum == 1:
             raise InputError(f"{name} must be a positive whole number (>= 1), got {value}")
-        lo = "" if minimum is None else f"{'>' if open_min else '>='} {minimum:g}"
-        hi = "" if maximum is None else f"{'<' if open_max else '<='} {maximum:g}"
+        def fmt(x):
+            return str(x) if isinstance(x, int) else f"{x:g}"
+
+        lo = "" if minimum is None else f"{'>' if open_min else '>='} {fmt(minimum)}"
+        hi = "" if maximum is None else f"{'<' if open_max else '<='} {fmt(maximum)}"
         raise InputError(f"{name} must be {' and '.join(s for s in (lo, hi) if s)}, got {value}")
     return int(v) if integer else value
+
+
+def check_spacing(spacing, n_axes: int, flag: str = "--spacing") -> None:
+    """Raise :class:`InputError` when ``spacing`` gives more values than the data has spatial axes (the extra leading
+    values were silently dropped: ``--spacing 1 5 9`` on a 2D movie used 5 x 9); ``None`` passes."""
+    if spacing is None or not hasattr(spacing, "__len__"):
+        return
+    if len(spacing) > n_axes:
+        axes = ("z", "y", "x")[-n_axes:] if 0 < n_axes <= 3 else ()
+        raise InputError(f"{flag} gives {len(spacing)} values but the data has {n_axes} spatial axes "
+                         f"({', '.join(axes)}): give one pixel size per axis")
 
 
 def check_order(low, high, low_name: str, high_name: str, *, strict: bool = False) -> None:
@@ -103,6 +117,9 @@ probability = _number_type("probability", minimum=0, maximum=1, open_min=True)
 fraction = _number_type("fraction", minimum=0, maximum=1)
 positive_int = _number_type("positive_int", integer=True, minimum=1)
 nonneg_int = _number_type("nonneg_int", integer=True, minimum=0)
+#: a random seed: numpy's generators and legacy ``np.random.seed`` take 0 .. 2**32 - 1 (a negative one was a ValueError
+#: deep in the work); the CLI gives every ``--seed`` / ``--*seeds`` option declared ``type=int`` this type
+seed_int = _number_type("seed_int", integer=True, minimum=0, maximum=2**32 - 1)
 
 
 def int_range(lo: int | None = None, hi: int | None = None):

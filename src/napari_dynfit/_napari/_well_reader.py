@@ -31,7 +31,26 @@ def get_reader(path):
         if len(path) != 1:
             return None
         path = path[0]
-    return read_well_layers if is_well_file(path) else None
+    return read_well_layers if is_well_file(path) or _damaged_hdf5(path) else None
+
+
+def _damaged_hdf5(path) -> bool:
+    """A ``.h5`` / ``.hdf5`` file that h5py cannot open (empty, truncated, not HDF5): no reader can show it, so this
+    one takes it and says why (``read_well``'s one-line error) instead of napari's "no reader found"."""
+    from pathlib import Path
+
+    import h5py
+
+    from ..io.well import WELL_SUFFIXES
+
+    p = Path(path)
+    if p.suffix.lower() not in WELL_SUFFIXES or not p.is_file():
+        return False
+    try:
+        with h5py.File(p, "r"):
+            return False
+    except OSError:
+        return True
 
 
 def read_well_layers(path) -> list:

@@ -323,7 +323,8 @@ class AprGrid:
 
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"APR file {path} does not exist; check the path")
+            raise InputError(f"APR file '{path}' is a folder, not a file: pass the file itself" if path.is_dir()
+                             else f"APR file {path} does not exist; check the path")
         try:
             with h5py.File(path, "r") as f:
                 t = _time_group(f, path)

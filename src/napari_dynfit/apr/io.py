@@ -61,7 +61,7 @@ def apr_header(path) -> dict:
     import h5py
     import hdf5plugin  # noqa: F401  (pyapr compresses particle arrays with Blosc)
 
-    p = check_input_file(path, suffixes=(APR_SUFFIX,), what="APR file")
+    p = check_input_file(path, suffixes=(APR_SUFFIX,), what="APR file", file=True)
     fix = "re-export or re-convert it (dynfit convert IMAGE -o FILE.apr)"
     try:
         with h5py.File(p, "r") as f:

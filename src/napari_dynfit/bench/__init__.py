@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import importlib
 
+from ..validate import positive_int
+
 #: The entry modules of ``dynfit bench NAME``.
 ENTRIES = ("apr_conv", "bpinn", "pfi", "pinn_chemotaxis", "pinn_weighting")
 
@@ -52,4 +54,4 @@ def say_for(args):
 
 def add_threads(parser) -> None:
     """The ``--threads`` option of the torch benchmarks (intra-op CPU threads, default 1: comparable timings)."""
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..validate import nonneg_int, positive_int
 from . import add_threads
 
 NAME = "bpinn"
@@ -16,8 +17,8 @@ def add_arguments(p) -> None:
                    help="noise seeds of the Sobolev case (default 0 1 2; --quick: 0)")
     p.add_argument("--chemotaxis-seeds", type=int, nargs="+",
                    help="simulation seeds of the chemotaxis case (default 1 2 3; tuned on 10-14)")
-    p.add_argument("--draws", type=int, default=100, help="posterior draws per chain (default 100)")
-    p.add_argument("--tune", type=int, default=100, help="HMC adaptation iterations per chain (default 100)")
+    p.add_argument("--draws", type=positive_int, default=100, help="posterior draws per chain (default 100)")
+    p.add_argument("--tune", type=nonneg_int, default=100, help="HMC adaptation iterations per chain (default 100)")
     p.add_argument("--quick", action="store_true", help="one seed per case, 40 draws and 40 tuning iterations")
     add_threads(p)
 

@@ -8,6 +8,7 @@ running anything.
 
 from __future__ import annotations
 
+from ..validate import positive_int
 from . import add_threads
 
 NAME = "pfi"
@@ -20,7 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (GPU when present)")
     parser.add_argument("--seed", type=int, default=0)
     add_threads(parser)
-    parser.add_argument("--jobs", type=int, default=1, help="ou2-cli: CLI runs at a time (each timed on its own)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="ou2-cli: CLI runs at a time (each timed on its own)")
     parser.add_argument("--markdown", action="store_true", help="ou2-cli: add the docs/flow.md table ('markdown')")
     parser.add_argument("--render", metavar="RESULT.json",
                         help="only make the ou2-cli table of a saved result (JSON 'markdown'); runs nothing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..validate import int_range, nonneg_float, positive_int
 from . import add_threads
 
 NAME = "pinn-chemotaxis"
@@ -9,10 +10,10 @@ HELP = "latent chemotactic field from simulated tracks: rel. L2 of chi c, Dc, k,
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--steps", type=int, default=1500, help="Adam steps (default 1500)")
-    p.add_argument("--cells", type=int, default=500, help="number of cells (default 500)")
-    p.add_argument("--frames", type=int, default=31, help="number of frames (default 31, dt = 0.2)")
-    p.add_argument("--noise", type=float, default=0.002, help="cell diffusion coefficient D (default 0.002)")
+    p.add_argument("--steps", type=positive_int, default=1500, help="Adam steps (default 1500)")
+    p.add_argument("--cells", type=positive_int, default=500, help="number of cells (default 500)")
+    p.add_argument("--frames", type=int_range(2, None), default=31, help="number of frames (default 31, dt = 0.2)")
+    p.add_argument("--noise", type=nonneg_float, default=0.002, help="cell diffusion coefficient D (default 0.002)")
     p.add_argument("--refine", action="store_true", help="also train the coefficients jointly with the field")
     p.add_argument("--no-estimate", action="store_true", help="train the coefficients from the default guesses "
                                                                "(no spectral estimate)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..validate import nonneg_float, positive_float, positive_int
 from . import add_threads
 
 NAME = "pinn-weighting"
@@ -9,9 +10,9 @@ HELP = "multi-scale 2D Poisson PINN: inverse-Dirichlet vs fixed vs annealing los
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--steps", type=int, default=2000, help="Adam steps per strategy (default 2000)")
-    p.add_argument("--high", type=float, default=6.0, help="high-frequency mode, in units of pi (default 6)")
-    p.add_argument("--eps", type=float, default=0.01, help="amplitude of the high-frequency mode (default 0.01)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="Adam steps per strategy (default 2000)")
+    p.add_argument("--high", type=positive_float, default=6.0, help="high-frequency mode, in units of pi (default 6)")
+    p.add_argument("--eps", type=nonneg_float, default=0.01, help="amplitude of the high-frequency mode (default 0.01)")
     add_threads(p)
     p.add_argument("--seed", type=int, default=0)
 

@@ -27,7 +27,12 @@ def _common(p, *, dt: bool = True) -> None:
     p.add_argument("-o", "--output", type=output(*TABLE_SUFFIXES), help="write the table (.csv or .parquet)")
 
 
-def _spacing(args):
+def _spacing(args, tracks=None):
+    if args.spacing and tracks is not None:
+        from ..tables import coord_columns
+        from ..validate import check_spacing
+
+        check_spacing(args.spacing, len(coord_columns(tracks)))
     return args.spacing if args.spacing else None
 
 
@@ -35,7 +40,7 @@ def _cmd_msd(args) -> int:
     from ..track.analysis import fit_msd
 
     tracks = read_table(args.tracks, required=("frame", "track_id"))
-    fit = fit_msd(tracks, dt=args.dt, spacing=_spacing(args), max_lag=args.max_lag, min_length=args.min_length,
+    fit = fit_msd(tracks, dt=args.dt, spacing=_spacing(args, tracks), max_lag=args.max_lag, min_length=args.min_length,
                   drift=not args.no_drift, weights=args.weights, keep_immobile=args.keep_immobile)
     print(fit.immobile_report(), file=sys.stderr)
     print(fit.composition_report(), file=sys.stderr)
@@ -50,7 +55,7 @@ def _cmd_van_hove(args) -> int:
     from ..track.analysis import van_hove
 
     tracks = read_table(args.tracks, required=("frame", "track_id"))
-    vh = van_hove(tracks, args.lag, spacing=_spacing(args), bins=args.bins, drift=args.drift,
+    vh = van_hove(tracks, args.lag, spacing=_spacing(args, tracks), bins=args.bins, drift=args.drift,
                   min_length=args.min_length)
     var = float((vh["dr"] ** 2 * vh["all"]).sum() * (vh["dr"].iloc[1] - vh["dr"].iloc[0])) if len(vh) > 1 else 0.0
     print(json.dumps({"lag": args.lag, "displacements": vh.attrs["n"], "variance_per_axis": var}, indent=2))
@@ -64,7 +69,7 @@ def _cmd_vacf(args) -> int:
     from ..track.analysis import velocity_autocorrelation
 
     tracks = read_table(args.tracks, required=("frame", "track_id"))
-    tab = velocity_autocorrelation(tracks, dt=args.dt, spacing=_spacing(args), max_lag=args.max_lag,
+    tab = velocity_autocorrelation(tracks, dt=args.dt, spacing=_spacing(args, tracks), max_lag=args.max_lag,
                                    min_length=args.min_length, drift=args.drift, normalize=args.normalize)
     print(tab.head(11).to_string(index=False))
     if args.output:

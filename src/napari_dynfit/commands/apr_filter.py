@@ -242,7 +242,7 @@ def register(sub) -> None:
                    help="movie, learned back end: test-time augmentation, the number of flips/rotations of each "
                         "frame whose U-Net maps are averaged (1: none; time grows with it); default the back "
                         "end's")
-    p.add_argument("--rod-merge", type=float, default=None, metavar="C",
+    p.add_argument("--rod-merge", type=nonneg_float, default=None, metavar="C",
                    help="movie, learned back end: touching objects that are one rod cut in two rejoin when the "
                         "U-Net's distance map on their boundary stays above C x their smaller peak and the union "
                         "is one rod wide (e.g. 0.5); default 0: off (it rejoined young daughters on a real movie)")

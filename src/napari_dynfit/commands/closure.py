@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 
 from .. import closure_defaults as D
 from ..errors import InputError
 from ..report import torch_threads
-from ..validate import finite_float, int_range, nonneg_float, nonneg_int, output, positive_float, positive_int
+from ..validate import (
+    finite_float,
+    int_range,
+    memory_check,
+    nonneg_float,
+    nonneg_int,
+    output,
+    positive_float,
+    positive_int,
+)
 
 
 def _threaded(command):
@@ -192,7 +202,7 @@ def register(sub) -> None:
                                          "evaluate, estimate)",
                          description="Kinetic simulations of a 2D active suspension, learned rotation-equivariant "
                                      "closures of its moment model, their checks, and parameter estimation.")
-    subs = top.add_subparsers(dest="closure_command", required=True)
+    subs = top.add_subparsers(dest="closure_command", metavar="ACTION", required=True)
     threads = dict(type=nonneg_int, default=1, help="torch CPU threads (default 1: the solvers' small FFTs lose "
                                                     "time to more; 0 = torch's choice)")
 
@@ -225,7 +235,10 @@ def register(sub) -> None:
                         "closure benchmark's and the widget's runs and stationary.kinetic_series)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--threads", **threads)
-    p.set_defaults(func=_simulate)
+    # the saved frames: 13 float64 per grid point (concentration, velocity, D, E, S_cos4, S_sin4)
+    p.set_defaults(func=_simulate, checks=[memory_check(
+        lambda a: (math.floor(a.t_end / a.save_every) + 2) * a.size ** 2 * 13 * 8, "saving this run (--t-end / --save-every frames)",
+        "shorten --t-end or raise --save-every")])
 
     p = subs.add_parser("train", help="train a learned closure (a priori on kinetic runs, a posteriori by unrolled "
                                       "time stepping on moment data)")

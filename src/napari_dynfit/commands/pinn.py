@@ -92,7 +92,9 @@ def _latent_field_bayesian(args, tracks, source) -> int:
         C, S = next(iter(res.samples.values())).shape
         table = pd.DataFrame({"chain": np.repeat(np.arange(C), S), "draw": np.tile(np.arange(S), C),
                               **{k: v.reshape(-1) for k, v in res.samples.items()}})
-        table.to_csv(args.samples, index=False)
+        from ..tables import write_table
+
+        write_table(table, args.samples)  # atomic and part of the command's transaction (to_csv wrote in place)
     print(json.dumps({"output": str(args.output), "samples": args.samples, "mean": info["mean"],
                       "intervals": info["intervals"], "noise": info["noise"],
                       "acceptance": info["diagnostics"]["acceptance"], "rhat": info["diagnostics"]["rhat"],

@@ -18,8 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..tables import TABLE_SUFFIXES, read_table, write_table
-from ..validate import all_ordered, memory_check, nonneg_float, nonneg_int, output, positive_float, positive_int
+from ..tables import TABLE_SUFFIXES, coord_columns, read_table, write_table
+from ..validate import (
+    all_ordered,
+    check_spacing,
+    memory_check,
+    nonneg_float,
+    nonneg_int,
+    output,
+    positive_float,
+    positive_int,
+)
 
 
 def _read_movie(path, axes=None):
@@ -45,6 +54,7 @@ def _cmd_detect(args) -> int:
     from ..detect import detect_movie, label_table
 
     movie, spacing = _read_movie(args.movie, args.axes)
+    check_spacing(args.spacing, movie.ndim - 1)
     spacing = _spacing(args, spacing)
     if args.labels:
         det = label_table(np.asarray(movie), spacing=spacing)
@@ -99,6 +109,7 @@ def _cmd_track(args) -> int:
     else:
         labels = read_label_movie(src, axes=args.axes)
         det = label_table(labels)
+    check_spacing(args.spacing, len(coord_columns(det)))
     spacing = _spacing(args, det.attrs.get("spacing"))
     kw = {k: getattr(args, k) for k in ("alternative_cost", "division_cost", "daughter_size", "drift_radius",
                                          "overlap_weight", "size_weight") if getattr(args, k) is not None}

@@ -30,7 +30,10 @@ def _scales(frame, spacing, sigmas, n_spots: int, max_size: int) -> dict:
 
     img = np.asarray(frame, dtype=np.float32)
     if img.ndim not in (2, 3) or min(img.shape) < 3:
-        raise InputError(f"need a 2D or 3D image to estimate the object size, got shape {img.shape}")
+        raise InputError(f"need a 2D or 3D image of at least 3 pixels per axis to estimate the object size, got shape "
+                         f"{img.shape}: pass a larger image or set the object size by hand (CLI --sigma)")
+    if not np.isfinite(img).all():
+        raise InputError("contains NaN or infinite values: replace them (e.g. np.nan_to_num) first")
     if img.ndim == 3:
         max_size = min(max_size, 64)  # 20 scales of a 64^3 crop: well under a second
     crop = tuple(slice(max(0, (n - max_size) // 2), max(0, (n - max_size) // 2) + max_size) for n in img.shape)
@@ -202,8 +205,8 @@ def estimate_movie_spot_sigma(movie, *, spacing=None, polarity: str = "auto", wa
         nd = img.ndim
         try:
             per[t] = _scales(img, spacing, None, 30, 256)
-        except InputError as exc:
-            per[t] = {p: str(exc) for p in _SIGN}
+        except InputError as exc:  # the frame itself is unusable (NaN, too small): no size hides that
+            raise InputError(f"frame {t} {exc}" if str(exc).startswith("contains") else f"frame {t}: {exc}") from exc
     skew = None
     if polarity == "auto":
         from .blobs import movie_polarity

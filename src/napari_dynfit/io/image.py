@@ -265,8 +265,9 @@ class _LazyTiff:
 def _open_npy(p: Path, name: str, axes) -> ImageData:
     try:
         data = np.load(p, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read '{p}' as a numpy array ({exc})") from exc
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
+        raise InputError(f"cannot read '{p}' as a numpy array ({' '.join(str(exc).split()) or 'empty file'}): "
+                         "is the file complete?") from exc
     if axes is None and data.ndim != 2:
         raise AmbiguousAxesError(f"'{p}' has {data.ndim} dimensions {data.shape} and a .npy file does not name "
                                  "its axes: pass them, e.g. --axes tyx (frames) or --axes zyx (slices)", data.ndim)
@@ -361,7 +362,7 @@ def _open_folder(p: Path, name: str, what: str) -> ImageData:
         files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in FRAME_SUFFIXES)
         if not files:
             raise InputError(f"folder '{p}' holds no frames (TIFF/PNG/JPEG/BMP, or CTC mask###.tif) and is not "
-                             f"Zarr: pass a {what} file or folder")
+                             f"Zarr: pass {'an' if what[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {what} file or folder")
         frames = []
         for f in files:
             if f.suffix.lower() in (".tif", ".tiff"):

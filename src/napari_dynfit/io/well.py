@@ -188,7 +188,7 @@ def is_well_file(path) -> bool:
 def _open(path):
     import h5py
 
-    p = check_input_file(path, suffixes=WELL_SUFFIXES, what="The Well file")
+    p = check_input_file(path, suffixes=WELL_SUFFIXES, what="The Well file", file=True)
     try:
         f = h5py.File(p, "r")
     except OSError as exc:

@@ -204,8 +204,18 @@ def write_ctc(tracks: pd.DataFrame, folder, *, labels=None, shape=None, radius: 
     else:
         if shape is None:
             raise InputError("write_ctc needs the image shape for point tracks (or pass the label movie)")
+        from ..validate import check_memory
+
+        if len(shape) != len(cols):
+            raise InputError(f"the image shape {tuple(shape)} has {len(shape)} axes but the tracks have {len(cols)} "
+                             f"({', '.join(cols)}): give one size per axis (--shape)")
         nt = int(df["frame"].max()) + 1
-        movie = np.zeros((nt,) + tuple(shape), np.uint16 if df["track_id"].max() < 65535 else np.uint32)
+        dtype = np.dtype(np.uint16 if df["track_id"].max() < 65535 else np.uint32)
+        check_memory(nt * float(np.prod(shape, dtype=float)) * dtype.itemsize,
+                     f"CTC masks of {nt} frames x {' x '.join(map(str, shape))} pixels", "give a smaller --shape")
+        check_memory(16.0 * len(cols) * (2 * np.ceil(radius) + 1) ** len(cols), f"discs of radius {radius:g} pixels",
+                     "give a smaller --radius")
+        movie = np.zeros((nt,) + tuple(shape), dtype)
         r = int(np.ceil(radius))
         offs = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * len(cols), indexing="ij"), -1).reshape(-1, len(cols))
         offs = offs[(offs ** 2).sum(1) <= radius ** 2]

@@ -102,13 +102,26 @@ class LearnedClosure(torch.nn.Module):
         """Read a closure written by :meth:`save`."""
         p = Path(path)
         if not p.is_file():
-            raise InputError(f"closure file '{p}' does not exist")
+            raise InputError(f"closure file '{p}' is a folder, not a file: pass the .npz file itself" if p.is_dir()
+                             else f"closure file '{p}' does not exist: check the path")
+        import zipfile
+
+        fix = "train one with dynfit closure train"
         try:
             with np.load(p, allow_pickle=False) as z:
                 config = json.loads(str(z["config"]))
                 state = {k[2:]: torch.as_tensor(z[k]) for k in z.files if k.startswith("w/")}
-        except (ValueError, KeyError, OSError) as exc:
-            raise InputError(f"'{p}' is not a closure file written by dynfit ({exc})") from None
-        obj = cls(**config)
-        obj.load_state_dict(state)
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:  # EOFError: empty file
+            msg = " ".join(str(exc).split()) or "empty file"
+            raise InputError(f"'{p}' is not a closure file written by dynfit ({msg}): {fix}") from None
+        bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            raise InputError(f"closure file '{p}' holds NaN or infinite weights ({bad[0]}): it is damaged or its "
+                             f"training diverged; {fix}")
+        try:
+            obj = cls(**config)
+            obj.load_state_dict(state)
+        except (TypeError, ValueError, RuntimeError) as exc:  # config or weights that do not fit the network
+            msg = " ".join(str(exc).split())[:200]
+            raise InputError(f"'{p}' is not a closure file written by dynfit ({msg}): {fix}") from None
         return obj

@@ -46,6 +46,8 @@ def _decode(v):
 def _open(path: Path):
     import h5py
 
+    if Path(path).is_dir():
+        raise InputError(f"'{path}' is a folder, not a file: pass the AnnData .h5ad file itself")
     try:
         return h5py.File(path, "r")
     except OSError as exc:
