@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from .errors import InputError
 
 FORMAT = "dynfit-result/1"
-__all__ = ["FORMAT", "Result", "to_jsonable"]
+__all__ = ["FORMAT", "Result", "json_text", "to_jsonable"]
 
 
 def to_jsonable(obj):
@@ -56,7 +57,27 @@ def to_jsonable(obj):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
+    if hasattr(obj, "__float__"):  # 0-d tensors and other number-like objects
+        return float(obj)
     return repr(obj)
+
+
+def _finite_or_none(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def json_text(obj, *, indent: int | None = None) -> str:
+    """``obj`` as strict JSON text (RFC 8259), the one way commands print or write their JSON reports.
+
+    Converted by :func:`to_jsonable`; NaN and infinities become ``null`` (Python's ``json`` would write ``NaN``,
+    which strict parsers such as JavaScript's ``JSON.parse`` and many ``jq`` builds reject)."""
+    return json.dumps(_finite_or_none(to_jsonable(obj)), indent=indent, allow_nan=False)
 
 
 class _Encoder:

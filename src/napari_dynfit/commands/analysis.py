@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
+from ..results import json_text
 from ..tables import TABLE_SUFFIXES, read_table, write_table
 from ..validate import nonneg_int, output, positive_float, positive_int
 
@@ -44,7 +44,7 @@ def _cmd_msd(args) -> int:
                   drift=not args.no_drift, weights=args.weights, keep_immobile=args.keep_immobile)
     print(fit.immobile_report(), file=sys.stderr)
     print(fit.composition_report(), file=sys.stderr)
-    print(json.dumps({**fit.as_dict(), "drift_removed": not args.no_drift}, indent=2, default=float))
+    print(json_text({**fit.as_dict(), "drift_removed": not args.no_drift}, indent=2))
     if args.output:
         write_table(fit.table, args.output)
         print(f"MSD table ({len(fit.table)} lags) -> {args.output}")
@@ -58,7 +58,7 @@ def _cmd_van_hove(args) -> int:
     vh = van_hove(tracks, args.lag, spacing=_spacing(args, tracks), bins=args.bins, drift=args.drift,
                   min_length=args.min_length)
     var = float((vh["dr"] ** 2 * vh["all"]).sum() * (vh["dr"].iloc[1] - vh["dr"].iloc[0])) if len(vh) > 1 else 0.0
-    print(json.dumps({"lag": args.lag, "displacements": vh.attrs["n"], "variance_per_axis": var}, indent=2))
+    print(json_text({"lag": args.lag, "displacements": vh.attrs["n"], "variance_per_axis": var}, indent=2))
     if args.output:
         write_table(vh, args.output)
         print(f"van Hove distribution ({len(vh)} bins) -> {args.output}")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..results import json_text
 from ..validate import finite_float, nonneg_float, output, positive_float
 
 
@@ -40,14 +40,14 @@ def _convert(args) -> int:
     out = write_apr(result, args.output) if isinstance(result, AprImage) else write_apr_movie(result, args.output)
     stats = result.stats()
     stats["output"] = str(out)
-    print(json.dumps(stats))
+    print(json_text(stats))
     return 0
 
 
 def _info(args) -> int:
     from ..apr import apr_info
 
-    print(json.dumps(apr_info(args.file), indent=2))
+    print(json_text(apr_info(args.file), indent=2))
     return 0
 
 

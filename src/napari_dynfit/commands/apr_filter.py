@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..results import json_text
 from ..validate import nonneg_float, odd_int, ordered, output, positive_float
 
 # ----------------------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def _filter(args) -> int:
     name, out = _filter_values(grid, values, args)
     seconds = time.perf_counter() - t0
     path = _write_particles(args.input, out, args.output)
-    print(json.dumps({"filter": name, **({"polarity": args.polarity} if name == "flatten" else {}),
+    print(json_text({"filter": name, **({"polarity": args.polarity} if name == "flatten" else {}),
                       "output": str(path), "particles": grid.n_particles,
                       "seconds": round(seconds, 4), "min": float(out.min()), "max": float(out.max())}))
     return 0
@@ -118,7 +118,7 @@ def _segment(args) -> int:
     info = {"objects": len(res.table), "polarity": polarity, "threshold": res.threshold, "output": str(args.output)}
     if args.labels:
         info["labels"] = str(_write_particles(args.input, res.labels, args.labels))
-    print(json.dumps(info))
+    print(json_text(info))
     return 0
 
 
@@ -171,7 +171,7 @@ def _segment_movie(args) -> int:
     if args.objects:
         write_table(label_table(res.labels, intensity=None), args.objects)
         info["objects"] = str(args.objects)
-    print(json.dumps(info))
+    print(json_text(info))
     return 0
 
 
@@ -179,7 +179,7 @@ def _export(args) -> int:
     from ..apr.grid import export_grid
 
     grid = export_grid(args.input, args.output, with_values=not args.no_values)
-    print(json.dumps({"output": str(args.output), "particles": grid.n_particles, "tree": grid.n_tree,
+    print(json_text({"output": str(args.output), "particles": grid.n_particles, "tree": grid.n_tree,
                       "shape": list(grid.shape), "computational_ratio": round(grid.computational_ratio, 2)}))
     return 0
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 import math
 
 from .. import closure_defaults as D
 from ..errors import InputError
 from ..report import torch_threads
+from ..results import json_text
 from ..validate import (
     finite_float,
     int_range,
@@ -85,7 +85,7 @@ def _simulate(args) -> int:
                         dataset_name="active_matter", scalars=scalars, simulation_parameters=scalars)
     else:
         bundle.save(args.output)
-    print(json.dumps({"output": str(args.output), "frames": len(bundle.coords["t"]),
+    print(json_text({"output": str(args.output), "frames": len(bundle.coords["t"]),
                       "grid": [args.size, args.size], "params": bundle.attrs["kinetic"]}))
     return 0
 
@@ -126,7 +126,7 @@ def _train(args) -> int:
                                 seed=args.seed)
         report["a_posteriori_loss"] = hist[-1]
     net.save(args.output)
-    print(json.dumps(report))
+    print(json_text(report))
     return 0
 
 
@@ -149,7 +149,7 @@ def _evaluate(args) -> int:
         out["horizon"] = horizon
         out["a_posteriori"] = posterior_check(bundle, {"closure": closure, "bingham": bingham_closure},
                                               t_start=start, horizon_frames=horizon)
-    print(json.dumps(out, default=float))
+    print(json_text(out))
     return 0
 
 
@@ -175,7 +175,7 @@ def _ensemble(args) -> int:
         keep = ("mean_speed", "mean_speed_rel_sd", "order", "order_rel_sd", "members")
         out[name] = {k: r[k] for k in keep if k in r}
         out[name].update({k: r[k] for k in ("rel_diff", "resolution", "met", "blew_up") if k in r})
-    print(json.dumps(out, default=float))
+    print(json_text(out))
     return 0
 
 
@@ -188,7 +188,7 @@ def _estimate(args) -> int:
     part = bundle.time_slice(start, start + args.frames if args.frames else None)
     res = estimate_parameters(part, closure=_closure(args.closure), fit=tuple(args.fit), epochs=args.epochs)
     print(res.summary())
-    print(json.dumps({"values": res.values, "loss": res.loss, "frames": [start, start + len(part.coords["t"])]}))
+    print(json_text({"values": res.values, "loss": res.loss, "frames": [start, start + len(part.coords["t"])]}))
     return 0
 
 

@@ -8,12 +8,12 @@ is cheap to regenerate but large to store with ``ctx.artefact_meta[name]["persis
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .._io import atomic_path
 from ..project import Project
 from ..report import DemoContext, Report
+from ..results import json_text
 from ..validate import output
 
 
@@ -47,7 +47,7 @@ def run_demo(out_dir, *, quick: bool = False, seed: int = 0) -> Path:
         if meta.pop("persist", True) and Project.can_save(obj):
             project.save(name, obj, meta=meta)
     with atomic_path(out / "timings.json") as tmp:
-        tmp.write_text(json.dumps(ctx.timings, indent=2))
+        tmp.write_text(json_text(ctx.timings, indent=2))
     return ctx.report.write(out / "report.html")
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ..errors import InputError
+from ..results import json_text
 from ..validate import float_range, nonneg_int, output, positive_float, positive_int
 
 
@@ -58,7 +57,7 @@ def _cmd_infer(args) -> int:
         src = args.snapshots if Path(args.snapshots).suffix.lower() == ".h5ad" else None
         write_flow_h5ad(model, args.h5ad_out, source=src, time_key=args.time_column or "time", basis=args.basis,
                         table=None if src else snaps.to_table())
-    print(json.dumps({k: v for k, v in model.to_dict().items()
+    print(json_text({k: v for k, v in model.to_dict().items()
                       if k in ("drift", "diffusion", "growth", "drift_uncertainty")}))
     return 0
 

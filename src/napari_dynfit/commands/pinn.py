@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..results import json_text
 from ..validate import int_range, nonneg_int, output, positive_float, positive_int
 
 WEIGHTINGS = ("inverse-dirichlet", "annealing", "fixed")
@@ -63,10 +64,10 @@ def _latent_field(args) -> int:
                                  seed=args.seed)
     bundle.to_zarr(args.output)
     info = bundle.attrs["pinn"]
-    print(json.dumps({"output": str(args.output), "coefficients": info["coefficients"],
+    print(json_text({"output": str(args.output), "coefficients": info["coefficients"],
                       "initial_coefficients": info["initial_coefficients"],
                       "coefficients_trained": info["coefficients_trained"], "losses": info["losses"],
-                      "weights": info["weights"]}, default=float))
+                      "weights": info["weights"]}))
     return 0 if np.isfinite(list(info["losses"].values())).all() else 1
 
 
@@ -95,10 +96,10 @@ def _latent_field_bayesian(args, tracks, source) -> int:
         from ..tables import write_table
 
         write_table(table, args.samples)  # atomic and part of the command's transaction (to_csv wrote in place)
-    print(json.dumps({"output": str(args.output), "samples": args.samples, "mean": info["mean"],
+    print(json_text({"output": str(args.output), "samples": args.samples, "mean": info["mean"],
                       "intervals": info["intervals"], "noise": info["noise"],
                       "acceptance": info["diagnostics"]["acceptance"], "rhat": info["diagnostics"]["rhat"],
-                      "ess": info["diagnostics"]["ess"]}, default=float))
+                      "ess": info["diagnostics"]["ess"]}))
     return 0 if np.isfinite(bundle["phi"]).all() else 1
 
 
@@ -131,7 +132,7 @@ def _denoise_field(args) -> int:
                             mask=mask, learn_coefficients=args.learn_coefficients, weighting=args.weighting,
                             lr=args.lr, device=args.device, seed=args.seed)
     out.to_zarr(args.output)
-    print(json.dumps({"output": str(args.output), **out.attrs["pinn"]}, default=float))
+    print(json_text({"output": str(args.output), **out.attrs["pinn"]}))
     return 0
 
 

@@ -12,9 +12,9 @@ movies larger than memory work. Progress is the CLI's bar; Ctrl-C cancels.
 
 from __future__ import annotations
 
-import json
 import time
 
+from ..results import json_text
 from ..validate import finite_float, nonneg_float, nonneg_int, output, positive_float
 
 
@@ -42,7 +42,7 @@ def _process(args) -> int:
     if args.stats:
         with atomic_path(args.stats) as tmp:
             result.frames.to_csv(tmp, index=False)
-    print(json.dumps({"output": str(args.output), "frames": len(result.frames),
+    print(json_text({"output": str(args.output), "frames": len(result.frames),
                       "detections": len(result.detections),
                       "particles_per_frame": float(result.frames["particles"].mean()),
                       "computational_ratio": float(result.frames["computational_ratio"].mean()),

@@ -12,13 +12,13 @@ Writes into the output folder ``DIR``:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_path
 from ..errors import InputError
+from ..results import json_text
 from ..tables import write_table
 from ..validate import finite_float, nonneg_float, output, positive_float, positive_int
 
@@ -119,7 +119,7 @@ def _write_outputs(out: Path, movie, truth, labels, spacing, dt, fmt, params) ->
         written.append(write_image(labels, out / f"labels{ext}", spacing=spacing, dt=dt, fmt=fmt, name="labels"))
     written.append(write_table(truth, out / "truth.csv"))
     with atomic_path(out / "simulation.json") as tmp:
-        tmp.write_text(json.dumps(params, indent=2, default=float))
+        tmp.write_text(json_text(params, indent=2))
     written.append(out / "simulation.json")
     return written
 

@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..results import json_text
 from ..tables import TABLE_SUFFIXES, coord_columns, read_table, write_table
 from ..validate import (
     all_ordered,
@@ -129,7 +129,7 @@ def _cmd_track(args) -> int:
 
     rp = _report_path(args.output)
     with atomic_path(rp) as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1, default=float))
+        Path(tmp).write_text(json_text(report, indent=1))
     print(f"{tracks['track_id'].nunique()} tracks, {int((tracks.groupby('track_id')['parent_id'].first() >= 0).sum())} "
           f"daughter tracks -> {args.output} (parameters and quality report -> {rp})")
     if args.labels_out:
@@ -152,7 +152,7 @@ def _cmd_track(args) -> int:
     if args.eval:
         metrics = tracking_metrics(truth[0], tracks, match_distance=args.match_distance, spacing=spacing,
                                    gt_labels=truth[1], pred_labels=labels, matcher=args.matcher)
-        print(json.dumps(metrics, indent=2, default=float))
+        print(json_text(metrics, indent=2))
     return 0
 
 

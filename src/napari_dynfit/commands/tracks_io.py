@@ -10,8 +10,8 @@ along where the output format can hold them.
 from __future__ import annotations
 
 import argparse
-import json
 
+from ..results import json_text
 from ..validate import OutputPath, positive_float, positive_int
 
 
@@ -52,7 +52,7 @@ def _cmd_convert(args) -> int:
             tracks.attrs[key] = getattr(args, key)
     out = write_tracks(tracks, args.output, shape=args.shape, radius=args.radius)
     n_div = int((tracks.groupby("track_id")["parent_id"].first() >= 0).sum())
-    print(json.dumps({"input": str(args.input), "output": str(out), "format": tracks_format(out, write=True),
+    print(json_text({"input": str(args.input), "output": str(out), "format": tracks_format(out, write=True),
                       "detections": len(tracks), "tracks": int(tracks["track_id"].nunique()),
                       "daughter_tracks": n_div, **{k: tracks.attrs[k] for k in
                                                   ("spacing", "dt", "space_unit", "time_unit") if k in tracks.attrs}}))

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import json
-
+from ..results import json_text
 from ..validate import finite_float, int_range, memory_check, nonneg_float, output, positive_float, positive_int
 from ._field_source import add_field_source_arguments, field_names
 
@@ -16,7 +15,7 @@ def _info(args) -> int:
     if args.json:
         d = {k: v for k, v in vars(info).items() if k != "path"}
         d["path"] = str(info.path)
-        print(json.dumps(d, indent=2))
+        print(json_text(d, indent=2))
     else:
         print(info.to_text())
     return 0
