@@ -199,3 +199,34 @@ def test_result_plots_and_flow_protocol():
     np.testing.assert_allclose(fm.predict(x), [[-1.0, -2.0]], atol=1e-6)  # f(x) = A x + b
     assert fm.simulate(np.zeros((4, 2)), [0.0, 1.0]).shape == (4, 2, 2)
     assert "A = [[-1." in fm.summary() and fm.plot().get_xlabel() == "y"
+
+
+def test_json_text_is_strict_json():
+    """Commands print their reports with ``json_text``: NaN and infinities become null (a strict parser such as
+    JavaScript's ``JSON.parse`` rejects Python's ``NaN``), numpy numbers become plain numbers."""
+    import json
+
+    from napari_dynfit.results import json_text
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    text = json_text({"a": float("nan"), "b": [np.float32(1.5), np.inf, -np.inf], "c": np.array([1.0, np.nan]),
+                      "d": {"e": np.int64(3)}, 4: (1, 2)}, indent=1)
+    assert json.loads(text, parse_constant=refuse) == {"a": None, "b": [1.5, None, None], "c": [1.0, None],
+                                                       "d": {"e": 3}, "4": [1, 2]}
+
+
+def test_cli_msd_json_parses_strictly(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    rows = [(tid, f, *xy) for tid in range(12) for f, xy in enumerate(np.cumsum(rng.normal(size=(30, 2)), 0))]
+    path = tmp_path / "tracks.csv"
+    pd.DataFrame(rows, columns=["track_id", "frame", "y", "x"]).to_csv(path, index=False)
+    r = subprocess.run([sys.executable, "-m", "napari_dynfit.cli", "msd", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert out["tracks"] == 12 and 0.7 < out["exponent"] < 1.3
