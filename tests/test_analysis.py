@@ -390,3 +390,41 @@ def test_population_fits_reuse_the_ensemble_classification(monkeypatch):
         assert (alone.exponent, alone.prefactor, alone.D, alone.offset, alone.n_tracks, alone.immobile) == (
             p.exponent, p.prefactor, p.D, p.offset, p.n_tracks, p.immobile)
         pd.testing.assert_frame_equal(alone.table, p.table, check_exact=True)
+
+
+def test_exponent_interval_is_calibrated_on_repeated_movies():
+    """``MsdFit.exponent_ci`` (tracks resampled with replacement) against the spread of the exponent over
+    independent movies of the same Brownian particles (truth 1, no localisation error, so the fit is unbiased):
+    it covers the truth in most movies and its width matches that spread."""
+    est, lo, hi = [], [], []
+    for seed in range(30):
+        fit = fit_msd(_brownian(np.random.default_rng(seed), n=40, frames=30, gaps=True), dt=0.1, drift=False)
+        est.append(fit.exponent)
+        lo.append(fit.exponent_ci[0])
+        hi.append(fit.exponent_ci[1])
+    est, lo, hi = map(np.asarray, (est, lo, hi))
+    covered = np.mean((lo <= 1.0) & (hi >= 1.0))
+    assert 0.8 <= covered <= 1.0, covered
+    ratio = np.median((hi - lo) / 2) / (1.96 * est.std(ddof=1))
+    assert 0.6 <= ratio <= 1.5, ratio
+    assert np.all(lo < est) and np.all(est < hi)
+
+
+def test_exponent_interval_says_when_tracks_are_too_few(rng, tmp_path, capsys):
+    from napari_dynfit.cli import main
+    from napari_dynfit.track.analysis import MIN_BOOTSTRAP_TRACKS
+
+    few = fit_msd(_brownian(rng, n=MIN_BOOTSTRAP_TRACKS - 1, frames=30), dt=0.1)
+    assert np.isnan(few.exponent_ci).all() and not few.exponent_precise
+    assert "too few" in few.precision_report() and few.precision_report().startswith("WARNING")
+    many = fit_msd(_brownian(rng, n=400, frames=60), dt=0.1)
+    lo, hi = many.exponent_ci
+    assert lo < many.exponent < hi and hi - lo < 0.1 and many.exponent_precise
+    assert not many.precision_report().startswith("WARNING")
+    path = tmp_path / "few.csv"
+    _brownian(rng, n=12, frames=20).to_csv(path, index=False)
+    assert main(["msd", str(path), "--dt", "0.1"]) == 0
+    out = capsys.readouterr()
+    js = json.loads(out.out)
+    assert js["exponent_ci"][0] < js["exponent"] < js["exponent_ci"][1] and js["exponent_precise"] is False
+    assert "95 % interval" in out.err and "pin the exponent down only to" in out.err

@@ -378,7 +378,9 @@ class TrackWidget(StepContract, Container):
                                 van_hove=vh)
             self._analysis_canvas.draw_idle()
             self.analysis, self.van_hove = (fit, vacf), vh
-            self._status.value = (f"MSD exponent {fit.exponent:.3f}, prefactor {fit.prefactor:.4g}, "
+            lo, hi = fit.exponent_ci
+            ci = f" (95 % interval {lo:.3f}-{hi:.3f})" if np.isfinite(lo) else " (too few tracks for an interval)"
+            self._status.value = (f"MSD exponent {fit.exponent:.3f}{ci}, prefactor {fit.prefactor:.4g}, "
                                   f"D {fit.D:.4g} (drift removed); {fit.immobile_report()}; "
                                   f"{fit.composition_report(brief=True)}")
 

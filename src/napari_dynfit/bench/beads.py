@@ -236,6 +236,7 @@ def main(argv=None) -> None:
           f"{(tracks.groupby('track_id').size() >= 25).sum()} ({kept} positions)")
     say(f"MSD fit (drift removed)  trackpy: exponent {n_tp:.3f} prefactor {a_tp:.3f} um^2/s^n | ours: exponent "
           f"{fit.exponent:.3f} prefactor {fit.prefactor:.3f} um^2/s^n (D {fit.D:.3f} um^2/s; {fit.immobile_report()})")
+    say(f"  {fit.precision_report()}")
     say(f"  {fit.composition_report()}")
     say(f"difference  exponent {fit.exponent - n_tp:+.3f}  prefactor {100 * (fit.prefactor / a_tp - 1):+.1f} %")
     if fit.populations:
@@ -259,6 +260,7 @@ def main(argv=None) -> None:
                              "tracks": fit.n_tracks, "immobile_excluded": len(fit.immobile),
                              "composition_bias": float(fit.composition_bias),
                              "exponent_fixed_composition": float(fit.exponent_fixed_composition),
+                             "exponent_ci": list(fit.exponent_ci), "prefactor_ci": list(fit.prefactor_ci),
                              "populations": fit.as_dict()["populations"]}},
             "exponent_difference": float(fit.exponent - n_tp),
             "prefactor_difference_pct": float(100 * (fit.prefactor / a_tp - 1)),

@@ -143,6 +143,12 @@ def _detect(js: dict) -> str:
             f"{t['recall']:.3f} / {t['median_error_px']:.3f} px; CPU {r['time_ratio_cpu']:.2f}x trackpy's)")
 
 
+def _interval(fit: dict) -> str:
+    """`` (95 % interval lo-hi)`` of an MSD fit's exponent (``MsdFit.exponent_ci``), or "" when not recorded."""
+    lo, hi = (fit.get("exponent_ci") or [None, None])[:2]
+    return "" if lo is None or hi is None else f" (95 % interval {lo:.3f}-{hi:.3f})"
+
+
 def _beads(js: dict) -> str:
     from napari_dynfit.track.analysis import COMPOSITION_TOLERANCE
 
@@ -158,9 +164,10 @@ def _beads(js: dict) -> str:
         big = max(pops, key=lambda p: p["tracks"])
         mobile = m["ours"]["tracks"] - m["ours"].get("immobile_excluded", 0)
         mix += (f"; its largest mobility population ({big['tracks']} of {mobile} mobile "
-                f"tracks, fitted on its own by the defaults): **{big['exponent']:.3f} vs "
+                f"tracks, fitted on its own by the defaults): **{big['exponent']:.3f}{_interval(big)} vs "
                 f"{m['trackpy']['exponent']:.3f} / {100 * (big['prefactor'] / m['trackpy']['prefactor'] - 1):+.1f} %**")
-    return (f"{m['ours']['exponent']:.3f} vs {m['trackpy']['exponent']:.3f} / {js['prefactor_difference_pct']:+.1f} %"
+    return (f"{m['ours']['exponent']:.3f}{_interval(m['ours'])} vs {m['trackpy']['exponent']:.3f} / "
+            f"{js['prefactor_difference_pct']:+.1f} %"
             + ("" if met else " (not met)") + f"; {100 * js['checks']['ours']['outside']:.0f} % outside the image; "
             f"detection CPU time {js['cpu_ratio_ours_over_trackpy']:.2f}x trackpy's (polarity {js['polarity']}"
             + (f", sigma {js['sigma']:.2f} px estimated)" if js.get("sigma") is not None else ")") + mix)

@@ -43,6 +43,7 @@ def _cmd_msd(args) -> int:
     fit = fit_msd(tracks, dt=args.dt, spacing=_spacing(args, tracks), max_lag=args.max_lag, min_length=args.min_length,
                   drift=not args.no_drift, weights=args.weights, keep_immobile=args.keep_immobile)
     print(fit.immobile_report(), file=sys.stderr)
+    print(fit.precision_report(), file=sys.stderr)
     print(fit.composition_report(), file=sys.stderr)
     print(json_text({**fit.as_dict(), "drift_removed": not args.no_drift}, indent=2))
     if args.output:

@@ -332,7 +332,9 @@ class MsdFit:
     the fits (:class:`MsdFit`) of the tracks' mobility populations (:func:`mobility_populations`), most mobile
     first; empty when not flagged or when the tracks form one population; a population that cannot be fitted on
     its own (e.g. two-frame tracks: one lag) is left out; ``split_tried``: whether that split was attempted (False
-    when not flagged or with ``split_populations=False``).
+    when not flagged or with ``split_populations=False``); ``exponent_ci`` and ``prefactor_ci``: 95 % intervals
+    from resampling the tracks with replacement (:func:`_bootstrap_powerlaw`; NaN when fewer than
+    :data:`MIN_BOOTSTRAP_TRACKS` tracks: the data cannot give an interval).
     """
 
     exponent: float
@@ -348,6 +350,35 @@ class MsdFit:
     exponent_fixed_composition: float = float("nan")
     populations: tuple = ()
     split_tried: bool = False
+    exponent_ci: tuple = (float("nan"), float("nan"))
+    prefactor_ci: tuple = (float("nan"), float("nan"))
+
+    @property
+    def exponent_precise(self) -> bool:
+        """Whether the exponent's 95 % interval lies within :data:`COMPOSITION_TOLERANCE` of it on both sides (the
+        tracks pin the exponent down to the tolerance); False when there is no interval (too few tracks)."""
+        lo, hi = self.exponent_ci
+        return bool(np.isfinite(lo) and np.isfinite(hi) and hi - self.exponent <= COMPOSITION_TOLERANCE
+                    and self.exponent - lo <= COMPOSITION_TOLERANCE)
+
+    def precision_report(self) -> str:
+        """One line: the exponent and prefactor with their 95 % intervals over resampled tracks."""
+        lo, hi = self.exponent_ci
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            return (f"WARNING: exponent {self.exponent:.3f} from {self.n_fitted} tracks: too few (< "
+                    f"{MIN_BOOTSTRAP_TRACKS}) for an interval; the data cannot say how precise it is")
+        plo, phi = self.prefactor_ci
+        line = (f"exponent {self.exponent:.3f} (95 % interval {lo:.3f} to {hi:.3f}), prefactor {self.prefactor:.4g} "
+                f"({plo:.4g} to {phi:.4g}), from {self.n_fitted} tracks resampled with replacement")
+        if not self.exponent_precise:
+            line = (f"WARNING: {line}: these tracks pin the exponent down only to {lo - self.exponent:+.3f} / "
+                    f"{hi - self.exponent:+.3f}, wider than +-{COMPOSITION_TOLERANCE} (more or longer tracks narrow it)")
+        return line
+
+    @property
+    def n_fitted(self) -> int:
+        """Tracks in the fit (immobile ones left out when excluded)."""
+        return self.n_tracks - (len(self.immobile) if self.immobile_excluded else 0)
 
     @property
     def composition_ok(self) -> bool:
@@ -362,7 +393,10 @@ class MsdFit:
                 "composition_bias": self.composition_bias,
                 "exponent_fixed_composition": self.exponent_fixed_composition,
                 "exponent_identified": self.composition_ok,
-                "populations": [{"tracks": p.n_tracks, "exponent": p.exponent, "prefactor": p.prefactor, "D": p.D}
+                "exponent_ci": list(self.exponent_ci), "prefactor_ci": list(self.prefactor_ci),
+                "exponent_precise": self.exponent_precise,
+                "populations": [{"tracks": p.n_tracks, "exponent": p.exponent, "prefactor": p.prefactor, "D": p.D,
+                                 "exponent_ci": list(p.exponent_ci), "prefactor_ci": list(p.prefactor_ci)}
                                 for p in self.populations]}
 
     @property
@@ -398,7 +432,7 @@ class MsdFit:
                 return ""
             if not self.split_tried:
                 return "Not split into mobility populations (split_populations=False)"
-            fitted = self.n_tracks - (len(self.immobile) if self.immobile_excluded else 0)
+            fitted = self.n_fitted
             why = (f"too few tracks ({fitted}) to split into two" if fitted < 2 * MIN_POPULATION_TRACKS else
                    "one log-normal fits the tracks' short-lag MSDs best")
             return (f"No separate mobility populations of >= {MIN_POPULATION_TRACKS} tracks each ({why}): select "
@@ -480,6 +514,7 @@ def _fit_msd(tracks: pd.DataFrame, cls: pd.DataFrame, *, dt, spacing, max_lag, m
         raise InputError("the MSD has fewer than two positive lags: tracks are too short or do not move")
     logt = np.log(tab["t"].to_numpy()[ok])
     n, loga = np.polyfit(logt, np.log(tab["msd"].to_numpy()[ok]), 1)
+    n_ci, a_ci = _bootstrap_powerlaw(per, tab["lag"].to_numpy()[ok], logt)
     lin = tab.iloc[:max(2, int(linear_lags))]
     slope, offset = np.polyfit(lin["t"].to_numpy(), lin["msd"].to_numpy(), 1) if len(lin) >= 2 else (np.nan, np.nan)
     amp = _amplitudes(per)
@@ -501,7 +536,62 @@ def _fit_msd(tracks: pd.DataFrame, cls: pd.DataFrame, *, dt, spacing, max_lag, m
             pops = tuple(fits)
     return MsdFit(float(n), float(np.exp(loga)), float(slope / (2 * dim)), float(offset), dim, tab, n_tracks, still,
                   bool(still) and not keep_immobile, bias, float(n - bias) if np.isfinite(bias) else float("nan"),
-                  pops, bool(split_populations and abs(bias) >= COMPOSITION_TOLERANCE))
+                  pops, bool(split_populations and abs(bias) >= COMPOSITION_TOLERANCE), n_ci, a_ci)
+
+
+#: Track resamples behind :attr:`MsdFit.exponent_ci`.
+BOOTSTRAP = 500
+#: Fewer tracks give no interval (a resample of a handful of tracks does not describe the spread of the tracks a
+#: new movie would give).
+MIN_BOOTSTRAP_TRACKS = 10
+
+
+def _bootstrap_powerlaw(per: pd.DataFrame, lags: np.ndarray, logt: np.ndarray, *, n_boot: int = BOOTSTRAP,
+                        seed: int = 0) -> tuple[tuple, tuple]:
+    """95 % percentile intervals of the power law's exponent and prefactor when the tracks are resampled with
+    replacement (the tracks are the independent units: the lags of one track are correlated, so a fit's residuals
+    say nothing about its precision).
+
+    Each resample reweights every track's MSD parts (``per`` of :func:`_msd_with_parts`: its mean at each lag and
+    its weight) by how often it was drawn, recomputes the ensemble MSD at ``lags`` and fits ``log MSD`` against
+    ``logt`` as :func:`fit_msd` does. The drift subtracted before is not recomputed per resample (it is the
+    ensemble's, a small part of each track's motion when there are many tracks). Written here because it is one
+    matrix product over the parts the fit already holds (scipy.stats.bootstrap would refit from the tracks).
+    Returns ``((lo, hi), (lo, hi))``; NaN when fewer than :data:`MIN_BOOTSTRAP_TRACKS` tracks.
+    """
+    nan = (float("nan"), float("nan"))
+    p = per[per["lag"].isin(lags)]
+    tids, ti = np.unique(p["track_id"].to_numpy(), return_inverse=True)
+    nt = len(tids)
+    if nt < MIN_BOOTSTRAP_TRACKS or len(lags) < 2:
+        return nan, nan
+    li = np.searchsorted(lags, p["lag"].to_numpy())
+    w = np.zeros((nt, len(lags)))
+    wm = np.zeros((nt, len(lags)))
+    np.add.at(w, (ti, li), p["w"].to_numpy())
+    np.add.at(wm, (ti, li), (p["w"] * p["mean"]).to_numpy())
+    rng = np.random.default_rng(seed)
+    slopes, icepts = [], []
+    for b0 in range(0, n_boot, 100):  # chunks keep the count matrix small for large track tables
+        counts = rng.multinomial(nt, np.full(nt, 1 / nt), size=min(100, n_boot - b0)).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log((counts @ wm) / (counts @ w))
+        m = np.isfinite(y)
+        k = m.sum(1)
+        x = np.where(m, logt[None, :], 0.0)
+        y = np.where(m, y, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xm, ym = x.sum(1) / k, y.sum(1) / k
+            sxx = (m * (x - xm[:, None]) ** 2).sum(1)
+            slope = (m * (x - xm[:, None]) * (y - ym[:, None])).sum(1) / sxx
+        good = (k >= 2) & (sxx > 0)
+        slopes.append(slope[good])
+        icepts.append((ym - slope * xm)[good])
+    slopes, icepts = np.concatenate(slopes), np.concatenate(icepts)
+    if len(slopes) < n_boot // 2:
+        return nan, nan
+    q = [2.5, 97.5]
+    return tuple(float(v) for v in np.percentile(slopes, q)), tuple(float(v) for v in np.exp(np.percentile(icepts, q)))
 
 
 #: Lags (frames) over which each track's short-lag amplitude is averaged by :func:`composition_bias`.
