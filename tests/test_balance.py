@@ -90,6 +90,17 @@ def test_equation_space_signs_and_balance_api():
     assert list(df.columns) == ["balance", "terms", "fraction", "residual", "strength"]
     fig = plot_equation_space(res)
     assert len(fig.axes) == 3
+    # into a figure with its own layout (the napari widget's constrained one): kept, and no warning that
+    # tight_layout replaced it (it was printed on every "Find balances")
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    own = Figure(layout="constrained")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_equation_space(res, fig=own)
+    assert type(own.get_layout_engine()).__name__ == "ConstrainedLayoutEngine" and len(own.axes) == 3
 
 
 def _synthetic_space(rng, n=3000):

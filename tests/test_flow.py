@@ -374,6 +374,23 @@ def test_moment_fit_is_the_exact_maximum_likelihood_estimate():
     assert np.abs(fit.A - ref.x[:4].reshape(2, 2)).max() < 2e-3, (fit.A, ref.x[:4])
 
 
+def test_moment_fit_stops_when_cancelled():
+    """The flow page's Cancel: the moment fit (run by fit_flow's offset test before anything reports progress;
+    on the GUI sample's 400 snapshots it ran for minutes) stops at its next likelihood evaluation."""
+    import threading
+
+    from napari_dynfit import Cancelled
+    from napari_dynfit._progress import progress_context
+
+    _, snaps = _case(9, 200, seed=2)
+    stop = threading.Event()
+    with progress_context(None, stop):
+        moment_fit(snaps, 0.5)  # runs to the end while nobody cancels
+        stop.set()
+        with pytest.raises(Cancelled):
+            moment_fit(snaps, 0.5)
+
+
 def test_drift_uncertainty_is_calibrated_against_the_truth():
     # over independent data sets of one drift, the errors of the moment fit must match the stated standard
     # error (root mean square) and stay below the 95 % bound

@@ -106,6 +106,27 @@ def test_library_kind_mismatch_is_an_input_error():
         discover_pde(b, {"u_t": ["u", "grad(u)"]})
 
 
+def test_half_width_with_the_wrong_number_of_axes_is_an_input_error(tmp_path, capsys):
+    """``--half-width 8 16`` (docs/pde.md's example for PDE-FIND's (t, x) data) on (t, y, x) fields: it raised an
+    IndexError deep in the weak form (CLI: "internal error"), and with --stochastic reported "too little data"."""
+    from napari_dynfit.cli import main
+
+    t, y, x = np.arange(12.0), np.arange(16.0), np.arange(16.0)
+    u = np.sin(2 * np.pi * x / 16)[None, None, :] * np.exp(-0.1 * t)[:, None, None] + 0 * y[None, :, None]
+    b = FieldBundle({"u": u}, {"t": t, "y": y, "x": x}, {"u": "scalar"}, periodic=(True, True))
+    for stochastic in (False, True):
+        with pytest.raises(InputError, match=r"half_width has 2 values for fields with axes \(t, y, x\)"):
+            discover_pde(b, half_width=(8, 16), stochastic=stochastic)
+    with pytest.raises(InputError, match="stride has 2 values"):
+        discover_pde(b, stride=(1, 2))
+    fields = b.save(tmp_path / "f.zarr")
+    for extra in ([], ["--stochastic"]):
+        out = tmp_path / "m.json"
+        assert main(["discover-pde", str(fields), "-o", str(out), "--half-width", "8", "16", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "half_width has 2 values" in err and "internal error" not in err and not out.exists()
+
+
 def test_forward_integration_spectral_and_finite():
     b = _clean("burgers")
     true = {"equations": {"u_t": {"u*u_x": -1.0, "u_xx": 0.1}}}

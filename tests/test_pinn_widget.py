@@ -83,3 +83,31 @@ def test_latent_field_layers_update_in_place_and_contrast_follows_phi(make_napar
         assert mean is layer and tuple(mean.contrast_limits) == pytest.approx((shift, 1.0 + shift))
         assert tuple(std.contrast_limits) == pytest.approx((0.01 * (1 - shift), 0.1 + 0.01 * (1 - shift)))
     assert len(viewer.layers) == 2
+
+
+def test_training_progress_counts_against_all_steps_and_the_plot_keeps_its_margins(make_napari_viewer):
+    """The widget trains in chunks ("refresh every"): its progress reads n / Adam steps (it read 100/200 of
+    1500), and its fixed plot layout is applied (``set_layout_engine("none")`` after constrained layout
+    vetoed ``subplots_adjust`` with a warning, leaving matplotlib's default margins)."""
+    import numpy as np
+
+    from napari_dynfit._napari._pinn_widget import LatentFieldWidget
+    from napari_dynfit._progress import progress_context
+
+    viewer = make_napari_viewer()
+    w = LatentFieldWidget(viewer)
+    assert w._figure.get_layout_engine() is None
+    assert w._figure.axes[0].get_position().x0 == pytest.approx(0.16)
+    rng = np.random.default_rng(0)
+    rows = [(tid, t, *(xy + rng.normal(0, 0.3, 2) * t)) for tid, xy in enumerate(rng.uniform(2, 18, (30, 2)))
+            for t in range(6)]
+    w._layer.reset_choices()
+    viewer.add_tracks(np.array(rows, float), name="tracks")
+    w._layer.value = viewer.layers["tracks"]
+    w._steps.value, w._chunk.value, w._grid.value = 30, 10, 8
+    seen = []
+    with progress_context(lambda done, total, desc: seen.append((done, total, desc))):
+        steps = [pinn.step for pinn, *_ in LatentFieldWidget.training(w._settings())]
+    assert steps == [10, 20, 30]
+    totals = {total for _, total, desc in seen if desc == "PINN training"}
+    assert totals == {30}, seen

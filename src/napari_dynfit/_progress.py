@@ -63,6 +63,28 @@ def report(done: int, total: int | None, desc: str = "") -> None:
         cb(done, total, desc)
 
 
+@contextlib.contextmanager
+def overall_total(total: int, desc: str):
+    """Inside the block, reports named ``desc`` count against ``total``.
+
+    For work run in chunks, each chunk a call that reports its own end as the total (a widget training a PINN
+    100 steps at a time up to 1500 shows "700/1500", not "700/800").
+    """
+    outer = _callback.get()
+    if outer is None:
+        yield
+        return
+
+    def relabelled(done: int, tot: int | None, d: str) -> None:
+        outer(done, total if d == desc else tot, d)
+
+    tok = _callback.set(relabelled)
+    try:
+        yield
+    finally:
+        _callback.reset(tok)
+
+
 def progress_iter(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterator[T]:
     """Iterate over ``iterable``, reporting progress and checking for cancellation at each step."""
     if total is None:

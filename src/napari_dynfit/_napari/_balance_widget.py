@@ -142,7 +142,7 @@ class BalanceWidget(StepContract, Container):
             for j, text in enumerate((f"{i + 1}: {names[i + 1]}", f"{b.fraction:.3f}", f"{b.residual:.3g}")):
                 self._table.setItem(i, j, QTableWidgetItem(text))
         plot_equation_space(res, fig=self._figure, max_pairs=3)
-        self._figure.set_layout_engine("constrained")  # plot_equation_space sets a tight layout
+        self._figure.set_layout_engine("constrained")  # (a no-op: plot_equation_space keeps a figure's layout)
         axes = self._figure.axes
         grid = self._figure.add_gridspec(max(1, len(axes)), 1)  # one pair per row: readable at the dock's width
         for k, ax in enumerate(axes):

@@ -65,7 +65,7 @@ class LatentFieldWidget(StepContract, Container):
         self._figure.add_subplot(2, 1, 1)
         self._figure.add_subplot(2, 1, 2)
         # redrawn live while training: a fixed layout (constrained layout costs ~0.2 s of GUI-thread time per draw)
-        self._figure.set_layout_engine("none")
+        self._figure.set_layout_engine(None)  # not "none": that keeps constrained's veto on subplots_adjust
         self._figure.subplots_adjust(left=0.16, right=0.97, top=0.93, bottom=0.12, hspace=0.55)
         self.native.layout().addWidget(self._canvas)
         self._job = StepJob(self._run, self._stop, self._status, viewer=self._viewer)
@@ -125,11 +125,14 @@ class LatentFieldWidget(StepContract, Container):
     @classmethod
     def training(cls, settings):
         """Generator run by the worker: build the problem, train in chunks, yield ``(pinn, phi grid, coords)``."""
+        from .._progress import overall_total
+
         prob, coords = cls._problem(settings)
         pinn = prob.pinn
         steps, chunk = settings["steps"], settings["chunk"]
         while pinn.step < steps:
-            pinn.fit(min(steps, pinn.step + chunk), checkpoint=settings["checkpoint"], checkpoint_every=chunk)
+            with overall_total(steps, "PINN training"):  # the progress shows n/steps, not n/(end of this chunk)
+                pinn.fit(min(steps, pinn.step + chunk), checkpoint=settings["checkpoint"], checkpoint_every=chunk)
             yield pinn, pinn.predict_grid(coords)["phi"], coords
 
     def train(self, *_, block: bool = False) -> None:

@@ -77,7 +77,7 @@ def overhead(size: int, repeats: int) -> dict:
     def run_pyapr():
         return pyapr.converter.get_apr(img, params=params)[0].total_number_particles()
 
-    def run_ours():  # the pyapr back end: the wrapper's overhead (our own construction: bench_apr_construct.py)
+    def run_ours():  # the pyapr back end: the wrapper's overhead (our own construction: napari_dynfit.bench.apr_construct)
         return to_apr(img, rel_error=0.1, gradient_smoothing=3.0, intensity_threshold=0.0,
                       auto_parameters=True, backend="pyapr").n_particles
 

@@ -443,7 +443,7 @@ FIGURES = [
     Figure("pipeline-dask", "per-frame pipeline, 100 frames 512^2, 2 vs 1 Dask workers", ">= 1.7x, identical",
            "{python} -m napari_dynfit.bench.parallel", _parallel,
            quick="{python} -m napari_dynfit.bench.parallel --frames 30 --size 256", max_load=0.5),
-    Figure("demo", "`dynfit demo` (full, all 9 stages; `napari_dynfit.bench.demo_run`: wall time and peak memory of "
+    Figure("demo", "`dynfit demo` (full, every stage (8); `napari_dynfit.bench.demo_run`: wall time and peak memory of "
            "`dynfit demo -o DIR`)", "< 10 min on 2 cores", "{python} -m napari_dynfit.bench.demo_run", _demo,
            quick="", timeout_s=3600),
 ]

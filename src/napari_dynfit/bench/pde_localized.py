@@ -8,7 +8,7 @@ subsampled), noise ``level * std(u) * N(0, 1)`` with seeds 0..n-1.
   options** (default library, weak form, path to the noise floor, held-out blocks, forecast check).
   The old selection (``decades=1``, one decade of penalties) runs side by side as the anchor.
 * ``pdefind``: Burgers, KdV, Kuramoto-Sivashinsky at PDE-FIND's parameters (our solvers) at 10 %
-  noise with PDE-FIND's library (powers <= 2, derivatives <= 4, as ``bench_pdefind.py``).
+  noise with PDE-FIND's library (powers <= 2, derivatives <= 4, as ``napari_dynfit.bench.pdefind``).
 
 Prints JSON: per case the number of seeds with the exact term set, the worst relative coefficient
 error over those seeds, how many were said identifiable, mean time per fit.

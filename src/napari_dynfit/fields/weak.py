@@ -118,6 +118,17 @@ def bump_kernel(half_width: int, deriv: int, spacing: float, power: int) -> np.n
     return vals / h_phys ** deriv / norm / half_width                        # ds = dy / H; sum * (1/half_width)
 
 
+def check_per_axis(bundle, **values) -> None:
+    """Raise :class:`InputError` when a per-axis option (``half_width=``, ``stride=``) has neither one value nor
+    one per axis of ``bundle`` (``(t, *space)``)."""
+    n = len(bundle.shape)
+    for name, value in values.items():
+        if value is not None and not np.isscalar(value) and len(value) != n:
+            axes = ", ".join(("t", *bundle.space_axes))
+            raise InputError(f"{name} has {len(value)} values for fields with axes ({axes}): give one value or "
+                             f"one per axis ({n}: t, then space)")
+
+
 @dataclass
 class WeakGrid:
     """Where and how the weak features are integrated.
@@ -148,6 +159,7 @@ class WeakGrid:
             half_width = [max(4, n // 8) for n in shape]
         elif np.isscalar(half_width):
             half_width = [int(half_width)] * len(shape)
+        check_per_axis(bundle, half_width=half_width, stride=stride)
         half_width = tuple(int(min(h, (n - 1) // 2 if i == 0 or not bundle.periodic[i - 1] else n // 2))
                            for i, (h, n) in enumerate(zip(half_width, shape)))
         if stride is None:

@@ -575,5 +575,6 @@ def plot_equation_space(result: BalanceResult, *, fig=None, max_pairs: int = 6):
         ax.set_ylabel(terms[b] + suffix)
     if pairs:
         fig.axes[0].legend(fontsize=7, markerscale=3, loc="best")
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure with its own layout (the napari widget's constrained) keeps it
+        fig.tight_layout()
     return fig

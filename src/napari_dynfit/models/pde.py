@@ -329,7 +329,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     -------
     PDEDiscovery
     """
-    from ..fields.weak import WeakGrid, weak_features
+    from ..fields.weak import WeakGrid, check_per_axis, weak_features
     from .selection import block_labels, jackknife_intervals, local_share, select_on_path
 
     if derivative not in DERIVATIVES:
@@ -354,6 +354,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     ref.update(reference or {})
     rng = np.random.default_rng(seed)
     legacy = decades is not None
+    check_per_axis(bundle, half_width=half_width, stride=stride)  # a wrong option is an error, not "too little data"
     if stochastic:
         if derivative != "weak":
             raise InputError("stochastic=True needs derivative='weak'")

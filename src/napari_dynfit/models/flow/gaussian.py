@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..._progress import check_cancelled
 from .io import Snapshots
 
 __all__ = ["MomentFit", "moment_fit", "gaussian_mle_drift", "drift_uncertainty"]
@@ -177,6 +178,7 @@ def moment_fit(snapshots: Snapshots, diffusion, *, offset: bool = False, max_ite
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-14)
 
         def closure(opt=opt, nll=nll):
+            check_cancelled()  # one evaluation propagates through every snapshot: hundreds of them take seconds
             opt.zero_grad()
             loss = nll()
             loss.backward()
