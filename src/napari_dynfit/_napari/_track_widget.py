@@ -253,7 +253,8 @@ class TrackWidget(StepContract, Container):
                                 **geo, metadata={"dt": time_axis(layer)[0]},
                                 size=2 * float(det.attrs.get("sigma") or self._sigma.value or 1.5),
                                 border_color="red", face_color="transparent", refresh=tuple(geo))
-            self._use_as_source(points)  # Track links these, not another layer called "detections"
+            self._source.reset_choices()
+            self.take_result(self, points)  # Track links these, not a project's or user's layer "detections"
             skew = det.attrs.get("skewness")
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
             size = det.attrs.get("sigma")
@@ -263,16 +264,6 @@ class TrackWidget(StepContract, Container):
             self.made.emit(points)
 
         self._run(lambda: detect_movie(data, **kw), (), done, sync)
-
-    def _use_as_source(self, layer) -> None:
-        """Make ``layer`` (this step's detections) the tracking source when it can be tracked (time-resolved):
-        the step writes into its own layer, so a user's or a project's layer called ``detections`` chosen
-        before would otherwise stay the source and Track would link the old detections."""
-        self._source.reset_choices()
-        inner = getattr(layer, "__wrapped__", layer)
-        own = next((c for c in self._source.choices if getattr(c, "__wrapped__", c) is inner), None)
-        if own is not None:
-            self._source.value = own
 
     def segment(self, sync: bool = False) -> None:
         """Segment the cells of every frame of the chosen image layer with :func:`~napari_dynfit.detect.segment_movie`
