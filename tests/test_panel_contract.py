@@ -178,3 +178,31 @@ def test_coarse_graining_skips_the_track_steps_preview_not_a_users_layer_of_that
     glue._layer.reset_choices()
     offered = [lay for lay in glue._layer.choices]
     assert any(lay is mine for lay in offered) and not any(lay is preview for lay in offered)
+
+
+def test_later_steps_read_a_steps_result_not_the_same_named_layer_it_wrote_beside(make_napari_viewer):
+    """A Tracks layer called "tracks" that the Track step did not make (opened from a project, or the user's) is
+    the fields step's input; Track shows its tracks beside it ("tracks [1]", the other left as it is): the fields
+    step then coarse-grains the new tracks, not the old ones (before, Track wrote into "tracks" itself)."""
+    from napari_dynfit._napari._panel import DynFitPanel
+
+    viewer = make_napari_viewer()
+    _small_sample(viewer)
+    panel = DynFitPanel(viewer)
+    steps = _build_all(panel)
+    glue, trk = panel.extra("FieldsFromTracks"), steps["TrackWidget"]
+    truth = viewer.layers["active_particles_2d truth"]
+    old = viewer.add_tracks(np.asarray(truth.data)[:20], name="tracks", scale=truth.scale)
+    other = viewer.add_tracks(np.asarray(truth.data)[:20], name="other tracks", scale=truth.scale)
+    glue._layer.reset_choices()
+    glue.set_input(old)
+    trk._source.value = viewer.add_points(np.asarray(truth.data)[:, 1:], name="spots", scale=truth.scale)
+    trk._max_distance.value = 3.0
+    trk.track(sync=True)
+    made = trk.made_layer("tracks", viewer.layers)
+    assert made is not old and made.name == "tracks [1]" and len(made.data) > 20
+    assert glue.tracks_layer is made
+    np.testing.assert_array_equal(old.data, np.asarray(truth.data)[:20])  # the old layer left as it was
+    glue.set_input(other)  # a layer of another name chosen by the user is kept on a re-run
+    trk.track(sync=True)
+    assert trk.made_layer("tracks", viewer.layers) is made and glue.tracks_layer is other

@@ -22,3 +22,17 @@ def test_each_difference_is_named_with_both_values():
                    "swim_speed unrecorded, now 1.0")
     assert settings_mismatch({"n": "32"}, {"n": 32}) == "n = '32', now 32"  # a string is not the number
     assert settings_mismatch({"s": [1, [2, 3]]}, {"s": [1, [2, 4]]}) == "s = [1, [2, 3]], now [1, [2, 4]]"
+
+
+def test_nan_matches_itself_and_incomparable_values_differ_without_raising():
+    """A setting holding NaN (e.g. a branch state with a NaN cell) is the same when given again, so its
+    checkpoint is not refused as 'made with other settings'; an array against a ragged list differs (one line,
+    no ValueError from the comparison)."""
+    branch = np.zeros((2, 3, 4, 4))
+    branch[0, 0, 1, 1] = np.nan
+    assert settings_mismatch({"branch": branch, "x": float("nan")}, {"branch": branch.copy(), "x": np.nan}) == ""
+    other = branch.copy()
+    other[0, 0, 1, 1] = 0.0
+    assert settings_mismatch({"branch": branch}, {"branch": other}) == "branch differs (an array of shape (2, 3, 4, 4))"
+    assert settings_mismatch({"s": np.array([1, 2])}, {"s": [1, [2, 3]]}) == "s = [1, 2], now [1, [2, 3]]"
+    assert settings_mismatch({"x": "nan"}, {"x": np.nan}) == "x = 'nan', now nan"  # a string is not the number

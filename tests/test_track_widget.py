@@ -265,7 +265,8 @@ def test_analyse_reads_the_tracks_layer_not_another_kind_named_tracks(make_napar
 
 def test_detect_leaves_the_users_detections_alone_and_updates_its_own(make_napari_viewer, rng):
     """The user's own Points layer called "detections" keeps its data and style; Detect shows its points as
-    "detections [1]" and a re-run (another threshold) updates that layer in place."""
+    "detections [1]", makes them the tracking source (the user's layer was the only one, so it was chosen) and a
+    re-run (another threshold) updates that layer in place."""
     from napari_dynfit._napari._track_widget import TrackWidget
 
     viewer = make_napari_viewer()
@@ -278,6 +279,7 @@ def test_detect_leaves_the_users_detections_alone_and_updates_its_own(make_napar
     w.detect(sync=True)
     made = viewer.layers["detections [1]"]
     assert made is not mine and len(made.data) == len(truth) and w.makes(made)
+    assert w._source.value is made  # Track links the new detections, not the user's layer chosen before
     made.opacity = 0.4
     w._snr.value = 100.0  # a higher threshold: fewer points, shown in the step's own layer
     w.detect(sync=True)

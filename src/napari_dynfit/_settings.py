@@ -13,10 +13,21 @@ _MISSING = object()
 
 
 def _same(a, b) -> bool:
+    """Whether two settings' values are equal, compared as arrays; NaN equals NaN (a field or state that holds
+    NaN is the same setting when given again); values that cannot be compared (a ragged list against an array)
+    differ."""
     try:
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+        x, y = np.asarray(a), np.asarray(b)
+        nan = x.dtype.kind in "fc" or y.dtype.kind in "fc"
+        if nan and x.dtype.kind in "biufc" and y.dtype.kind in "biufc":
+            return bool(np.array_equal(x, y, equal_nan=True))
+        return bool(np.array_equal(x, y))
     except (TypeError, ValueError):  # ragged or incomparable values
-        return a == b
+        pass
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # e.g. an array against a ragged list: no single truth value
+        return False
 
 
 def _short(v) -> str:
@@ -45,7 +56,7 @@ def settings_mismatch(recorded: dict, wanted: dict, defaults: dict | None = None
     -------
     str
         ``""`` when every wanted setting matches (values compared as arrays: ``1 == 1.0``, a list equals the
-        tuple of the same items); else one line naming each differing setting with both values, e.g.
+        tuple of the same items, NaN equals NaN); else one line naming each differing setting with both values, e.g.
         ``"zeta = 1.0, now 0.3; solver_version = 1, now 2; branch differs (an array of shape (4, 3, 32, 32))"``.
     """
     defaults = defaults or {}

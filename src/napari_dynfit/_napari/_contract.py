@@ -183,6 +183,38 @@ class StepContract(LayerOwner):
             w.value = next(c for c in w.choices if _inner(c) is layer)
         return True
 
+    def take_result(self, maker, layer) -> bool:
+        """Read ``layer`` where this step read the layer ``maker`` wrote it beside.
+
+        A step shows its result in the layer it made (:func:`._layers.show_layer`), never in a layer of the
+        output's name it did not make (a project's or the user's ``tracks``): its result is then ``tracks [1]``.
+        An input of this step that reads such a same-named layer (of ``layer``'s kind, not ``maker``'s) reads
+        ``layer`` from now on, as it did when steps wrote into the layer of their output's name; any other
+        input (another layer the user chose) is kept.
+
+        Parameters
+        ----------
+        maker : LayerOwner
+            The widget that showed ``layer`` (this step itself for its own inputs, e.g. Detect then Track).
+        layer : napari.layers.Layer
+            The layer it showed.
+
+        Returns
+        -------
+        bool
+            Whether an input now reads ``layer``.
+        """
+        viewer = getattr(self, "_viewer", None) or getattr(self, "viewer", None)
+        new, taken = _inner(layer), False
+        for slot, cur in self.current_inputs().items():
+            if isinstance(cur, str):  # a combo box of layer names (or a path)
+                cur = viewer.layers[cur] if viewer is not None and cur in viewer.layers else None
+            cur = _inner(cur) if cur is not None else None
+            if (isinstance(cur, type(new)) and cur is not new and maker.made_as(new, cur.name)
+                    and not maker.made_as(cur, cur.name)):
+                taken |= self.set_input(layer, slot=slot)
+        return taken
+
     def current_inputs(self) -> dict:
         """``{slot: current layer, path or None}``."""
         out = {}

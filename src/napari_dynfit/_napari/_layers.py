@@ -1,16 +1,15 @@
 """One way for a dock widget to show a result layer: update the layer it made before, or add a new one.
 
 A widget that writes a result (detections, tracks, masks, previews) shows it under a fixed name; a re-run
-replaces the data of that layer in place (the same layer object: its position in the layer list, the user's
-colours, size, opacity and visibility are kept) instead of adding renamed copies. :func:`show_layer` is that
-pattern, once for every widget. A keyword that must follow the data (the contrast of a field whose range changes
-while it trains, the grid of a preview that follows the selected layer, arrows sized to their grid) is named in
+replaces the data of the layer it made (whatever it is called now; never a layer it did not make) in place (the
+same layer object: its position in the layer list, the user's colours, size, opacity and visibility are kept)
+instead of adding renamed copies. :func:`show_layer` is that pattern, once for every widget. A keyword that must
+follow the data (the contrast of a field whose range changes while it trains, the grid of a preview that follows
+the selected layer, arrows sized to their grid) is named in
 ``refresh=`` and so re-applied on every update too.
 """
 
 from __future__ import annotations
-
-import re
 
 #: layer kinds :func:`show_layer` knows: ``viewer.add_<kind>`` adds one, ``napari.layers.<Kind>`` is its class
 KINDS = ("image", "labels", "points", "shapes", "surface", "tracks", "vectors")
@@ -20,8 +19,8 @@ KINDS = ("image", "labels", "points", "shapes", "surface", "tracks", "vectors")
 DATA_KEYS = ("features", "properties", "graph", "metadata")
 
 
-def show_layer(viewer, kind: str, data, name: str, *, owner=None, refresh: tuple[str, ...] = (), **kwargs):
-    """Update the layer ``name`` of kind ``kind`` in place, or add it.
+def show_layer(viewer, kind: str, data, name: str, *, owner, refresh: tuple[str, ...] = (), **kwargs):
+    """Update the layer ``owner`` made under ``name`` (of kind ``kind``) in place, or add it.
 
     Parameters
     ----------
@@ -35,15 +34,14 @@ def show_layer(viewer, kind: str, data, name: str, *, owner=None, refresh: tuple
         ``track_id, t, [z,] y, x``).
     name : str
         The layer's name.
-    owner : LayerOwner, optional
+    owner : LayerOwner
         The widget showing the layer (a :class:`._contract.LayerOwner`: every step widget, the closure widget).
-        Then only the layer this step made
-        under ``name`` is updated (found by :meth:`~._contract.LayerOwner.made_layer`, whatever it is called
-        now); a layer it did not make (the user's, one opened from a project) is never claimed, even of the same
-        kind: a new layer is added beside it (napari names it ``"name [1]"``) and a later call updates that one.
-        The layer is recorded as the step's (:meth:`~._contract.LayerOwner.remember`) before it is inserted, so
-        the viewer's insertion handlers already know it as the step's. Without ``owner``: the layer called
-        ``name`` of kind ``kind``, whoever made it.
+        Only the layer this step made under ``name`` is updated (found by
+        :meth:`~._contract.LayerOwner.made_layer`, whatever it is called now); a layer it did not make (the
+        user's, one opened from a project) is never claimed, of any kind: a new layer is added beside it (napari
+        names it ``"name [1]"``) and a later call updates that one. The layer is recorded as the step's
+        (:meth:`~._contract.LayerOwner.remember`) before it is inserted, so the viewer's insertion handlers
+        already know it as the step's. Required: there is no update by name alone.
     refresh : tuple of str, optional
         Keywords of ``kwargs`` that follow the data and so are applied to an existing layer as well, after the
         data (default none: a re-run keeps what the user set). For example ``("contrast_limits",)`` for a field
@@ -61,9 +59,9 @@ def show_layer(viewer, kind: str, data, name: str, *, owner=None, refresh: tuple
     Returns
     -------
     napari.layers.Layer
-        The updated layer (the same object as before), or the new one. When a layer named ``name`` exists but is
-        of another kind it is left alone and a new layer is added, which napari names ``"name [1]"`` (a later call
-        updates that one, the last such of kind ``kind``); callers should use the returned layer, not
+        The updated layer (the same object as before), or the new one. When a layer named ``name`` that
+        ``owner`` did not make exists (of any kind) it is left alone and a new layer is added, which napari names
+        ``"name [1]"`` (a later call updates that one); callers should use the returned layer, not
         ``viewer.layers[name]``.
 
     Raises
@@ -82,27 +80,15 @@ def show_layer(viewer, kind: str, data, name: str, *, owner=None, refresh: tuple
         raise ValueError(f"refresh names keywords that were not given: {', '.join(missing)}")
     layers = viewer.layers
     cls = getattr(napari.layers, kind.capitalize())
-    if owner is not None:
-        layer = owner.made_layer(name, layers)
-        if layer is not None and isinstance(layer, cls):
-            return owner.remember(_update(layer, data, kwargs, refresh), name)
-        kw = dict(kwargs)
-        if kind == "image":  # what viewer.add_image gives a layer by default
-            kw["colormap"] = kw.get("colormap") or "gray"
-            kw["blending"] = kw.get("blending") or "translucent_no_depth"
-        new = owner.remember(cls(data, name=name, **kw), name)  # known as the step's when the viewer inserts it
-        return viewer.add_layer(new)
-    if name in layers and not isinstance(layers[name], cls):
-        # napari's renamed copy from an earlier call ("name [1]"), updated rather than copied again
-        renamed = [lay for lay in layers if isinstance(lay, cls) and re.fullmatch(rf"{re.escape(name)} \[\d+\]",
-                                                                                 lay.name)]
-        if renamed:
-            name = renamed[-1].name
-    if name in layers:
-        layer = layers[name]
-        if isinstance(layer, cls):
-            return _update(layer, data, kwargs, refresh)
-    return getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+    layer = owner.made_layer(name, layers)
+    if layer is not None and isinstance(layer, cls):
+        return owner.remember(_update(layer, data, kwargs, refresh), name)
+    kw = dict(kwargs)
+    if kind == "image":  # what viewer.add_image gives a layer by default
+        kw["colormap"] = kw.get("colormap") or "gray"
+        kw["blending"] = kw.get("blending") or "translucent_no_depth"
+    new = owner.remember(cls(data, name=name, **kw), name)  # known as the step's when the viewer inserts it
+    return viewer.add_layer(new)
 
 
 def _update(layer, data, kwargs: dict, refresh: tuple):

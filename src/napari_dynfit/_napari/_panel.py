@@ -447,11 +447,21 @@ class DynFitPanel(QWidget):
         if isinstance(_unwrap(item), napari.layers.Layer) and _unwrap(item) not in self._styled:
             self._style_result(_unwrap(item))
         widget = self.steps.get(title)
+        if isinstance(_unwrap(item), napari.layers.Layer) and hasattr(widget, "made_as"):
+            self._follow_result(widget, _unwrap(item))
         if widget is not None and widget is self.step_widget("PDEWidget"):
             balance = self.step_widget("BalanceWidget")
             if balance is not None:
                 self._hand_over(next(t for t, w in self.steps.items() if w is balance))
         self._update_hints()
+
+    def _follow_result(self, maker, layer) -> None:
+        """``maker`` showed ``layer``: every other step (and glue widget) that read a same-named layer ``maker``
+        did not make reads ``layer`` instead (:meth:`._contract.StepContract.take_result`)."""
+        for title, step in self.steps.items():
+            for w in [step, *self.extras.get(title, [])]:
+                if w is not None and w is not maker and hasattr(w, "take_result"):
+                    w.take_result(maker, layer)
 
     def _hand_over(self, title) -> None:
         """Feed a step the files of the steps before it (model and fields for the balance step)."""

@@ -253,6 +253,8 @@ class TrackWidget(StepContract, Container):
                                 **geo, metadata={"dt": time_axis(layer)[0]},
                                 size=2 * float(det.attrs.get("sigma") or self._sigma.value or 1.5),
                                 border_color="red", face_color="transparent", refresh=tuple(geo))
+            self._source.reset_choices()
+            self.take_result(self, points)  # Track links these, not a project's or user's layer "detections"
             skew = det.attrs.get("skewness")
             how = f", auto: skewness {skew:+.2f}" if skew is not None else ""
             size = det.attrs.get("sigma")
