@@ -61,11 +61,17 @@ def _params(args):
 
 @_threaded
 def _simulate(args) -> int:
-    from ..models.closure.kinetic import simulate_kinetic
+    import sys
+
+    from ..models.closure.kinetic import positivity_summary, positivity_warning, simulate_kinetic
 
     bundle = simulate_kinetic(_params(args), t_end=args.t_end, save_every=args.save_every, n=args.size,
                               n_theta=args.angles, dt=args.dt, seed=args.seed, amplitude=args.amplitude,
                               device=args.device)
+    positivity = positivity_summary(bundle)
+    warning = positivity_warning(positivity, args.size, args.angles, args.dt)
+    if warning:
+        print(warning, file=sys.stderr)
     if str(args.output).lower().endswith((".hdf5", ".h5")):
         from ..io.well import write_well_file
 
@@ -76,7 +82,7 @@ def _simulate(args) -> int:
     else:
         bundle.save(args.output)
     print(json.dumps({"output": str(args.output), "frames": len(bundle.coords["t"]),
-                      "grid": [args.size, args.size], "params": bundle.attrs["kinetic"]}))
+                      "grid": [args.size, args.size], "params": bundle.attrs["kinetic"], "positivity": positivity}))
     return 0
 
 
