@@ -46,8 +46,10 @@ SOLVER_VERSION = 1
 
 #: a run is flagged as under-resolved (``dynfit closure simulate`` warns) when the negative values of ``Psi`` carry
 #: more than this fraction of ``int |Psi|`` at any saved frame (:meth:`KineticSolver.positivity`). Set from the
-#: benchmark's runs (``docs/closures.md``, *Negative Psi*): below it ``D / c`` stays inside ``[0, 1]`` everywhere
-#: and few points have an unrealizable ``m4``; above it both grow with it.
+#: benchmark's eight runs (``docs/closures.md``, *Negative Psi*): those below it (``alpha = -2``, ``-2.5``: 0.54 %
+#: and 0.93 % at their worst frame) keep ``D / c`` inside ``[0, 1]`` and an unrealizable ``m4`` at <= 1.6 % of the
+#: points; those above it (``alpha <= -3``: 1.5-4.6 %) have unrealizable ``m4`` at 5-17 % of the points and, from
+#: ``alpha = -4``, ``D / c`` outside ``[0, 1]``.
 NEGATIVE_MASS_WARN = 0.01
 
 #: a run whose ``|Psi|`` exceeds this many times its initial maximum has run away (numerical instability: a
@@ -171,8 +173,8 @@ def positivity_warning(summary: dict | None, n: int, n_theta: int, dt: float) ->
             f"of int |Psi| (t = {summary['t']:g}; min Psi / max Psi {summary['min_ratio']:.2f}; D / c outside [0, 1] "
             f"at {100 * summary['moments_outside']:.1f} % of the points), above {100 * NEGATIVE_MASS_WARN:g} %: the "
             f"run is under-resolved in angle and space together, its moments D, S not quite a distribution's; refine "
-            f"both (--angles {2 * n_theta} --size {2 * n}, now {n_theta} and {n}: either alone leaves most of it, a "
-            f"smaller dt (now {dt:g}) none; docs/closures.md, Negative Psi)")
+            f"both (--angles {2 * n_theta} --size {2 * n}, now {n_theta} and {n}: more angles alone remove about "
+            f"half of it, a finer grid alone none, a smaller dt (now {dt:g}) none; docs/closures.md, Negative Psi)")
 
 
 class KineticSolver:
