@@ -422,3 +422,18 @@ def test_kinetic_runs_record_positivity_and_say_when_under_resolved(tmp_path):
     assert positivity_summary(FieldBundle.load(tmp_path / "sharp.npz")) == summ  # kept with the run
     del sharp.attrs["positivity"]  # runs made before it was recorded
     assert positivity_summary(sharp) is None and positivity_warning(None, 8, 8, 0.05) is None
+
+
+def test_positivity_study_figures_are_exact_on_known_distributions():
+    from napari_dynfit.bench.closure_positivity import frame_figures
+
+    s = KineticSolver(SuspensionParams(), n=8, n_theta=64)
+    # 1 + a cos 2 theta: <cos 2 theta> = a / 2 = s, no fourth harmonic (m4 = 0), D / c = diag(1/2 - a/4, 1/2 + a/4)
+    bad = frame_figures(s, _psi(s, lambda th: 1 + 3 * torch.cos(2 * th)))  # s = 1.5: 0 < 2 s^2 - 1
+    assert bad["unrealizable"] == 1.0 and bad["moments_outside"] == 1.0
+    assert bad["eig_min"] == pytest.approx(-0.25) and bad["eig_max"] == pytest.approx(1.25)
+    ok = frame_figures(s, _psi(s, lambda th: 1 + torch.cos(2 * th)))  # s = 0.5: 2 s^2 - 1 = -0.5 < 0
+    assert ok["unrealizable"] == 0.0 and ok["eig_min"] == pytest.approx(0.25) and ok["trace_error"] < 1e-12
+    # a von Mises law (kappa = 4, resolved on 64 angles) is a density: realizable, inside [0, 1]
+    vm = frame_figures(s, _psi(s, lambda th: torch.exp(4 * torch.cos(2 * th))))
+    assert vm["unrealizable"] == 0.0 and vm["negative_mass"] == 0.0 and 0 < vm["eig_min"] < vm["eig_max"] < 1

@@ -11,6 +11,8 @@ every ``--every`` time units:
 - ``min_ratio``: the smallest ``min Psi / max Psi``;
 - ``negative_points``: the fraction of ``(theta, x)`` grid values below zero (mean);
 - ``moments_outside``: the fraction of points where an eigenvalue of ``D / c`` leaves ``[0, 1]`` (mean);
+- ``eig_min``, ``eig_max``: the extreme eigenvalues of ``D / c`` (in ``[0, 1]`` for a density); ``trace_error``:
+  the largest ``|tr D - c|`` (rounding);
 - ``unrealizable``: the fraction of points with ``m4 < 2 s^2 - 1 - 0.01`` (no distribution has these ``D`` and
   fourth harmonics; the bound of :func:`napari_dynfit.models.closure.ensemble.realizability`), mean;
 - ``cpu_s``: CPU seconds of the run.
@@ -66,6 +68,9 @@ def frame_figures(solver, psi) -> dict:
     s2 = C2 ** 2 + S2 ** 2
     m4 = (mo["q4c"] * (C2 ** 2 - S2 ** 2) + mo["q4s"] * 2 * C2 * S2) / (c * torch.clamp(s2, min=1e-12))
     out["unrealizable"] = float((m4 < 2 * s2 - 1 - 0.01).to(psi.dtype).mean())
+    lam = torch.linalg.eigvalsh(mo["D"]) / c[..., None]  # eigenvalues of D / c, ascending
+    out["eig_min"], out["eig_max"] = float(lam[..., 0].min()), float(lam[..., 1].max())
+    out["trace_error"] = float((mo["D"].diagonal(dim1=-2, dim2=-1).sum(-1) - c).abs().max())
     return out
 
 
@@ -113,7 +118,8 @@ def run_variant(alpha: float, variant: str, *, seed: int, t_end: float, every: f
                "negative_mass_max": float(col("negative_mass").max()), "min_ratio": float(col("min_ratio").min()),
                "negative_points": float(col("negative_points").mean()),
                "moments_outside": float(col("moments_outside").mean()),
-               "unrealizable": float(col("unrealizable").mean()), "cpu_s": cpu}
+               "unrealizable": float(col("unrealizable").mean()), "eig_min": float(col("eig_min").min()),
+               "eig_max": float(col("eig_max").max()), "trace_error": float(col("trace_error").max()), "cpu_s": cpu}
     return {"alpha": alpha, "variant": variant, "seed": seed, "t_end": t_end, "settings": {**num, **phys,
             "amplitude": amplitude, "dealias": dealias}, "t": t, "frames": frames, "summary": summary}
 
@@ -145,7 +151,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--t-end must be beyond t = {D.SETTLE_T:g} (the frames measured start there)")
     results = []
     print(f"{'alpha':>6} {'variant':<16} {'neg mass mean/max':>18} {'min ratio':>9} {'neg pts':>7} "
-          f"{'D/c out':>7} {'unreal':>6} {'CPU s':>6}   (frames from t = {D.SETTLE_T:g})")
+          f"{'D/c out':>7} {'eig D/c':>13} {'unreal':>6} {'CPU s':>6}   (frames from t = {D.SETTLE_T:g})")
     for alpha in alphas:
         for variant in variants:
             seed = args.seed if args.seed is not None else int(round(abs(alpha) * 10))
@@ -154,7 +160,7 @@ def main(argv=None) -> int:
             s = r["summary"]
             print(f"{alpha:6g} {variant:<16} {100 * s['negative_mass_mean']:8.2f} / {100 * s['negative_mass_max']:5.2f} % "
                   f"{s['min_ratio']:9.3f} {100 * s['negative_points']:6.1f}% {100 * s['moments_outside']:6.2f}% "
-                  f"{100 * s['unrealizable']:5.1f}% {s['cpu_s']:6.0f}", flush=True)
+                  f"{s['eig_min']:6.3f}..{s['eig_max']:5.3f} {100 * s['unrealizable']:5.1f}% {s['cpu_s']:6.0f}", flush=True)
             if args.out:
                 with atomic_path(Path(args.out)) as tmp:
                     Path(tmp).write_text(json.dumps(results))
