@@ -13,6 +13,10 @@ every ``--every`` time units:
 - ``moments_outside``: the fraction of points where an eigenvalue of ``D / c`` leaves ``[0, 1]`` (mean);
 - ``eig_min``, ``eig_max``: the extreme eigenvalues of ``D / c`` (in ``[0, 1]`` for a density); ``trace_error``:
   the largest ``|tr D - c|`` (rounding);
+- ``mean_speed``, ``order``: mean ``|u|`` and mean order parameter ``s`` (the closure checks' statistics), and
+  ``bingham_S_error``: the Bingham closure's relative a-priori error of ``S`` over the frames (as
+  :func:`napari_dynfit.models.closure.train.a_priori_error`): how much the reference's figures move with the
+  resolution;
 - ``unrealizable``: the fraction of points with ``m4 < 2 s^2 - 1 - 0.01`` (no distribution has these ``D`` and
   fourth harmonics; the bound of :func:`napari_dynfit.models.closure.ensemble.realizability`), mean;
 - ``cpu_s``: CPU seconds of the run.
@@ -56,14 +60,20 @@ VARIANTS = {
 
 def frame_figures(solver, psi) -> dict:
     """:meth:`~napari_dynfit.models.closure.kinetic.KineticSolver.positivity` of one frame plus the fraction of
-    points whose ``(s, m4)`` no distribution has (``m4 < 2 s^2 - 1 - 0.01``), as floats."""
+    points whose ``(s, m4)`` no distribution has (``m4 < 2 s^2 - 1 - 0.01``), the extreme eigenvalues of
+    ``D / c``, the flow statistics (mean speed, mean order parameter) and the squared norms of the Bingham
+    closure's ``S`` error and of ``S`` (for its relative a-priori error over frames), as floats."""
     import torch
 
-    from napari_dynfit.models.closure.moments import harmonics
+    from napari_dynfit.models.closure.moments import bingham_closure, fourth_moment, harmonics, order_parameter
 
     out = {k: float(v) for k, v in solver.positivity(psi).items()}
-    mo = solver.moments(psi)
+    u, _, _, mo = solver.flow(psi)
     c = mo["c"]
+    out["mean_speed"] = float(torch.sqrt((u ** 2).sum(-1)).mean())
+    out["order"] = float(order_parameter(c, mo["D"]).mean())
+    S_b = fourth_moment(c, mo["D"], *bingham_closure(c, mo["D"]))
+    out["bingham_err2"], out["S2"] = float(((S_b - mo["S"]) ** 2).sum()), float((mo["S"] ** 2).sum())
     C2, S2 = harmonics(c, mo["D"])
     s2 = C2 ** 2 + S2 ** 2
     m4 = (mo["q4c"] * (C2 ** 2 - S2 ** 2) + mo["q4s"] * 2 * C2 * S2) / (c * torch.clamp(s2, min=1e-12))
@@ -119,7 +129,9 @@ def run_variant(alpha: float, variant: str, *, seed: int, t_end: float, every: f
                "negative_points": float(col("negative_points").mean()),
                "moments_outside": float(col("moments_outside").mean()),
                "unrealizable": float(col("unrealizable").mean()), "eig_min": float(col("eig_min").min()),
-               "eig_max": float(col("eig_max").max()), "trace_error": float(col("trace_error").max()), "cpu_s": cpu}
+               "eig_max": float(col("eig_max").max()), "trace_error": float(col("trace_error").max()),
+               "mean_speed": float(col("mean_speed").mean()), "order": float(col("order").mean()),
+               "bingham_S_error": float(np.sqrt(col("bingham_err2").sum() / col("S2").sum())), "cpu_s": cpu}
     return {"alpha": alpha, "variant": variant, "seed": seed, "t_end": t_end, "settings": {**num, **phys,
             "amplitude": amplitude, "dealias": dealias}, "t": t, "frames": frames, "summary": summary}
 
@@ -151,7 +163,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"--t-end must be beyond t = {D.SETTLE_T:g} (the frames measured start there)")
     results = []
     print(f"{'alpha':>6} {'variant':<16} {'neg mass mean/max':>18} {'min ratio':>9} {'neg pts':>7} "
-          f"{'D/c out':>7} {'eig D/c':>13} {'unreal':>6} {'CPU s':>6}   (frames from t = {D.SETTLE_T:g})")
+          f"{'D/c out':>7} {'eig D/c':>13} {'unreal':>6} {'speed':>6} {'order':>6} {'S err B':>7} {'CPU s':>6}   "
+          f"(frames from t = {D.SETTLE_T:g})")
     for alpha in alphas:
         for variant in variants:
             seed = args.seed if args.seed is not None else int(round(abs(alpha) * 10))
@@ -160,7 +173,8 @@ def main(argv=None) -> int:
             s = r["summary"]
             print(f"{alpha:6g} {variant:<16} {100 * s['negative_mass_mean']:8.2f} / {100 * s['negative_mass_max']:5.2f} % "
                   f"{s['min_ratio']:9.3f} {100 * s['negative_points']:6.1f}% {100 * s['moments_outside']:6.2f}% "
-                  f"{s['eig_min']:6.3f}..{s['eig_max']:5.3f} {100 * s['unrealizable']:5.1f}% {s['cpu_s']:6.0f}", flush=True)
+                  f"{s['eig_min']:6.3f}..{s['eig_max']:5.3f} {100 * s['unrealizable']:5.1f}% {s['mean_speed']:6.3f} "
+                  f"{s['order']:6.3f} {s['bingham_S_error']:7.4f} {s['cpu_s']:6.0f}", flush=True)
             if args.out:
                 with atomic_path(Path(args.out)) as tmp:
                     Path(tmp).write_text(json.dumps(results))
