@@ -22,7 +22,7 @@ every ``--every`` time units:
 - ``cpu_s``: CPU seconds of the run.
 
 Variants: ``default`` (the benchmark's: 32^2 x 32 angles, ``dt = 0.01``, amplitude 0.2, 2/3 dealiasing in
-``x, y`` and ``theta``), ``angles64``, ``angles128``, ``grid64``, ``grid64_angles64``, ``grid64_theta_exact``, ``dt0.005``,
+``x, y`` and ``theta``), ``angles64``, ``angles128``, ``grid64``, ``grid64_angles64``, ``grid96_angles64``, ``grid64_theta_exact``, ``dt0.005``,
 ``amplitude0.01``, ``zeta0`` (no steric alignment: other physics), ``beta0`` (no constraint stress: other
 physics), ``theta_exact`` (angular dealiasing at ``|m| <= n_theta / 2 - 2`` instead of 2/3: exact, since
 ``theta_dot`` holds the harmonics 0 and 2 only), ``no_dealias`` (none in ``x, y`` or ``theta``), ``x_no_dealias``
@@ -52,7 +52,8 @@ from napari_dynfit._io import atomic_path
 ALPHAS = (-2.0, -3.0, -4.0, -5.0, -2.5, -3.5, -4.5, -6.0)
 VARIANTS = {
     "default": {}, "angles64": {"n_theta": 64}, "angles128": {"n_theta": 128}, "grid64": {"n": 64},
-    "grid64_angles64": {"n": 64, "n_theta": 64}, "grid64_theta_exact": {"n": 64, "dealias": "theta_exact"}, "dt0.005": {"dt": 0.005}, "amplitude0.01": {"amplitude": 0.01},
+    "grid64_angles64": {"n": 64, "n_theta": 64}, "grid96_angles64": {"n": 96, "n_theta": 64},
+    "grid64_theta_exact": {"n": 64, "dealias": "theta_exact"}, "dt0.005": {"dt": 0.005}, "amplitude0.01": {"amplitude": 0.01},
     "zeta0": {"zeta": 0.0}, "beta0": {"beta": 0.0}, "theta_exact": {"dealias": "theta_exact"},
     "no_dealias": {"dealias": "none"}, "x_no_dealias": {"dealias": "x_none"},
 }
