@@ -348,3 +348,92 @@ def test_realizability_counts_moments_no_distribution_can_have():
     assert res["unrealizable"] == pytest.approx(float(bad.double().mean()))
     assert res["deficit"] == pytest.approx(0.05, abs=1e-9)
     assert res["high_order"] == pytest.approx(float((s > 0.9).double().mean()))
+
+
+def _psi(solver, f_theta):
+    """``Psi (n_theta, n, n)`` equal to ``f_theta(theta)`` at every point of ``solver``'s grid."""
+    return f_theta(solver.theta)[:, None, None].expand(-1, solver.n, solver.n).clone()
+
+
+def test_positivity_is_zero_for_densities_and_exact_for_a_known_negative_distribution():
+    s = KineticSolver(SuspensionParams(), n=8, n_theta=256)
+    iso = s.positivity(_psi(s, lambda th: torch.full_like(th, 1 / (2 * math.pi))))
+    assert float(iso["negative_mass"]) == 0 and float(iso["min_ratio"]) == pytest.approx(1.0)
+    assert float(iso["negative_points"]) == 0 and float(iso["moments_outside"]) == 0
+    # 1 + cos 2 theta touches zero but is a density: nothing counted
+    edge = s.positivity(_psi(s, lambda th: 1 + torch.cos(2 * th)))
+    assert float(edge["negative_mass"]) < 1e-12 and float(edge["moments_outside"]) == 0
+    # 1 + 3 cos 2 theta: negative where cos 2 theta < -1/3; exact share of int |Psi| on the negative values,
+    # with phi0 = arccos(-1/3): N / (2 pi + 2 N), N = 2 a sin(phi0) - (2 pi - 2 phi0), a = 3
+    a, phi0 = 3.0, math.acos(-1 / 3)
+    neg = 2 * a * math.sin(phi0) - (2 * math.pi - 2 * phi0)
+    bad = s.positivity(_psi(s, lambda th: 1 + a * torch.cos(2 * th)))
+    assert float(bad["negative_mass"]) == pytest.approx(neg / (2 * math.pi + 2 * neg), rel=1e-3)
+    assert float(bad["min_ratio"]) == pytest.approx((1 - a) / (1 + a))  # theta = pi / 2 is a grid angle
+    assert float(bad["negative_points"]) == pytest.approx((math.pi - phi0) / math.pi, abs=2 / 256)
+    # D / c = diag(1/2 - a/4, 1/2 + a/4) (components y, x): an eigenvalue -1/4, at every point; on half of
+    # the points (the others isotropic) half of them
+    assert float(bad["moments_outside"]) == 1.0
+    half = _psi(s, lambda th: 1 + a * torch.cos(2 * th))
+    half[:, :, : s.n // 2] = 1.0
+    assert float(s.positivity(half)["moments_outside"]) == 0.5
+    # leading axes are independent runs
+    both = s.positivity(torch.stack([_psi(s, lambda th: 1 + torch.cos(2 * th)), half]))
+    assert both["moments_outside"].tolist() == [0.0, 0.5]
+
+
+def test_positivity_flags_a_sharp_distribution_truncated_to_the_solvers_angular_harmonics():
+    # von Mises in 2 theta, kappa = 30 (order s = 0.98, as the benchmark's most aligned points): a density when
+    # sampled on 128 angles, negative once truncated to |m| <= 10, the harmonics a 32-angle run keeps (2/3 rule)
+    s = KineticSolver(SuspensionParams(), n=8, n_theta=128)
+    psi = _psi(s, lambda th: torch.exp(30 * (torch.cos(2 * th) - 1)))
+    full = s.positivity(psi)
+    assert float(full["negative_mass"]) == 0 and float(full["moments_outside"]) == 0
+    psi_hat = torch.fft.fft(psi, dim=0)
+    m = torch.fft.fftfreq(128, d=1 / 128)
+    cut = s.positivity(torch.fft.ifft(psi_hat * (m.abs() <= 10)[:, None, None], dim=0).real)
+    assert float(cut["negative_mass"]) > 0.01 and float(cut["min_ratio"]) < -0.05
+    assert float(cut["moments_outside"]) == 0  # D keeps its harmonics: only the fourth and higher are wrong
+
+
+def test_kinetic_runs_record_positivity_and_say_when_under_resolved(tmp_path):
+    from napari_dynfit.models.closure.kinetic import (
+        NEGATIVE_MASS_WARN,
+        positivity_summary,
+        positivity_warning,
+    )
+
+    kw = dict(t_end=1.0, save_every=0.5, amplitude=0.2)
+    calm = simulate_kinetic(SuspensionParams(alpha=-4.0, zeta=0.3), n=8, n_theta=16, **kw)
+    rec = calm.attrs["positivity"]
+    assert len(rec["negative_mass"]) == len(calm.coords["t"]) == 3
+    summ = positivity_summary(calm)
+    assert summ["negative_mass"] == 0 and summ["min_ratio"] > 0 and not summ["under_resolved"]
+    assert positivity_warning(summ, 8, 16, 0.01) is None
+    # 8 angles keep harmonics |m| <= 2 only: Psi = c (1 + 2 s cos 2(theta - phi)) / (2 pi) goes negative as
+    # soon as the order s passes 1/2, which the instability reaches by t = 10
+    sharp = simulate_kinetic(SuspensionParams(alpha=-4.0, zeta=0.3), n=8, n_theta=8, dt=0.05, t_end=10.0,
+                             save_every=0.5, amplitude=0.2)
+    summ = positivity_summary(sharp)
+    assert summ["negative_mass"] > NEGATIVE_MASS_WARN and summ["under_resolved"] and summ["moments_outside"] > 0
+    line = positivity_warning(summ, 8, 8, 0.05)
+    assert "--angles 16 --size 16" in line and "\n" not in line
+    sharp.save(tmp_path / "sharp.npz")
+    assert positivity_summary(FieldBundle.load(tmp_path / "sharp.npz")) == summ  # kept with the run
+    del sharp.attrs["positivity"]  # runs made before it was recorded
+    assert positivity_summary(sharp) is None and positivity_warning(None, 8, 8, 0.05) is None
+
+
+def test_positivity_study_figures_are_exact_on_known_distributions():
+    from napari_dynfit.bench.closure_positivity import frame_figures
+
+    s = KineticSolver(SuspensionParams(), n=8, n_theta=64)
+    # 1 + a cos 2 theta: <cos 2 theta> = a / 2 = s, no fourth harmonic (m4 = 0), D / c = diag(1/2 - a/4, 1/2 + a/4)
+    bad = frame_figures(s, _psi(s, lambda th: 1 + 3 * torch.cos(2 * th)))  # s = 1.5: 0 < 2 s^2 - 1
+    assert bad["unrealizable"] == 1.0 and bad["moments_outside"] == 1.0
+    assert bad["eig_min"] == pytest.approx(-0.25) and bad["eig_max"] == pytest.approx(1.25)
+    ok = frame_figures(s, _psi(s, lambda th: 1 + torch.cos(2 * th)))  # s = 0.5: 2 s^2 - 1 = -0.5 < 0
+    assert ok["unrealizable"] == 0.0 and ok["eig_min"] == pytest.approx(0.25) and ok["trace_error"] < 1e-12
+    # a von Mises law (kappa = 4, resolved on 64 angles) is a density: realizable, inside [0, 1]
+    vm = frame_figures(s, _psi(s, lambda th: torch.exp(4 * torch.cos(2 * th))))
+    assert vm["unrealizable"] == 0.0 and vm["negative_mass"] == 0.0 and 0 < vm["eig_min"] < vm["eig_max"] < 1

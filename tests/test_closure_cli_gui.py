@@ -98,6 +98,21 @@ def test_closure_train_at_default_frames_is_the_benchmarks_recipe(tmp_path, caps
                                                       ref.state_dict().values()))
 
 
+def test_closure_simulate_warns_on_an_under_resolved_run(tmp_path, capsys):
+    # 8 angles keep the harmonics |m| <= 2 only: Psi goes negative once the order passes 1/2 (by t = 10)
+    assert main(["closure", "simulate", "-o", str(tmp_path / "a.npz"), "--size", "8", "--angles", "8", "--dt", "0.05",
+                 "--t-end", "10", "--save-every", "0.5"]) == 0
+    got = capsys.readouterr()
+    out, err = json.loads(got.out.splitlines()[-1]), got.err
+    assert out["positivity"]["under_resolved"] and out["positivity"]["negative_mass"] > 0.01
+    assert err.count("\n") == 1 and "warning: Psi went negative" in err and "--angles 16 --size 16" in err
+    # near the isotropic start (t = 0..1) Psi is a density: no warning
+    assert main(["closure", "simulate", "-o", str(tmp_path / "b.npz"), "--size", "8", "--angles", "16", "--t-end", "1",
+                 "--save-every", "0.5"]) == 0
+    got = capsys.readouterr()
+    assert json.loads(got.out.splitlines()[-1])["positivity"]["negative_mass"] == 0 and "warning" not in got.err
+
+
 @pytest.mark.gui
 def test_closure_widget_simulate_train_compare(make_napari_viewer, qtbot):
     from napari_dynfit._napari._closure_widget import ClosureWidget

@@ -139,7 +139,12 @@ class ClosureWidget(LayerOwner, qw.QWidget):
         self.bundle = bundle
         self.path.setText("")
         self._show_data(bundle, "kinetic")
-        self.status.setText(f"kinetic run: {len(bundle.coords['t'])} frames on {bundle.shape[1]}^2")
+        from ..models.closure.kinetic import positivity_summary, positivity_warning
+
+        k = bundle.attrs["kinetic"]
+        warning = positivity_warning(positivity_summary(bundle), k["n"], k["n_theta"], k["dt"])
+        self.status.setText(f"kinetic run: {len(bundle.coords['t'])} frames on {bundle.shape[1]}^2"
+                            + (f"; {warning}" if warning else ""))
 
     def train(self, *, block: bool = False):
         from ..models.closure.learned import LearnedClosure

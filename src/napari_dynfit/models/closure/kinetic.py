@@ -44,6 +44,14 @@ from .spectral import SpectralGrid
 #: recomputed (:mod:`napari_dynfit.bench.closure`) or refused. Runs that record none were made by version 1.
 SOLVER_VERSION = 1
 
+#: a run is flagged as under-resolved (``dynfit closure simulate`` warns) when the negative values of ``Psi`` carry
+#: more than this fraction of ``int |Psi|`` at any saved frame (:meth:`KineticSolver.positivity`). Set from the
+#: benchmark's eight runs (``docs/closures.md``, *Negative Psi*): those below it (``alpha = -2``, ``-2.5``: 0.54 %
+#: and 0.93 % at their worst frame) keep ``D / c`` inside ``[0, 1]`` and an unrealizable ``m4`` at <= 1.6 % of the
+#: points; those above it (``alpha <= -3``: 1.5-4.6 %) have unrealizable ``m4`` at 5-17 % of the points and, from
+#: ``alpha = -4``, ``D / c`` outside ``[0, 1]``.
+NEGATIVE_MASS_WARN = 0.01
+
 #: a run whose ``|Psi|`` exceeds this many times its initial maximum has run away (numerical instability: a
 #: resolved run stays within about ten times; float64 overflows only at 1e308)
 RUNAWAY = 1e6
@@ -132,6 +140,43 @@ def solve_flow(grid: SpectralGrid, params: SuspensionParams, D, S, *, iterations
     return u, G, E
 
 
+def positivity_summary(bundle) -> dict | None:
+    """The worst saved frame of a kinetic run's ``attrs["positivity"]`` (:func:`simulate_kinetic`), or None for a
+    run that records none (made before it was recorded, or not by :func:`simulate_kinetic`).
+
+    Returns
+    -------
+    dict
+        ``min_ratio`` (smallest ``min Psi / max Psi``), ``negative_mass``, ``negative_points``,
+        ``moments_outside`` (largest over the frames), ``t`` (time units) of the largest ``negative_mass``, and
+        ``under_resolved``: whether ``negative_mass`` exceeds :data:`NEGATIVE_MASS_WARN`.
+    """
+    rec = (bundle.attrs or {}).get("positivity")
+    if not rec or not rec.get("negative_mass"):
+        return None
+    neg = np.asarray(rec["negative_mass"], float)
+    worst = int(np.argmax(neg))
+    t = np.asarray(bundle.coords["t"], float)
+    out = {"min_ratio": float(np.min(rec["min_ratio"]))}
+    out.update({k: float(np.max(rec[k])) for k in ("negative_mass", "negative_points", "moments_outside")})
+    out["t"] = float(t[worst]) if worst < len(t) else float("nan")
+    out["under_resolved"] = bool(out["negative_mass"] > NEGATIVE_MASS_WARN)
+    return out
+
+
+def positivity_warning(summary: dict | None, n: int, n_theta: int, dt: float) -> str | None:
+    """One line for a run whose ``Psi`` went negative beyond :data:`NEGATIVE_MASS_WARN` (else None), naming
+    the figures and the fixes (``n``, ``n_theta``, ``dt``: the run's grid, angles and time step)."""
+    if not summary or not summary["under_resolved"]:
+        return None
+    return (f"warning: Psi went negative: its negative values carry up to {100 * summary['negative_mass']:.1f} % "
+            f"of int |Psi| (t = {summary['t']:g}; min Psi / max Psi {summary['min_ratio']:.2f}; D / c outside [0, 1] "
+            f"at {100 * summary['moments_outside']:.1f} % of the points), above {100 * NEGATIVE_MASS_WARN:g} %: the "
+            f"run is under-resolved in angle and space together, its moments D, S not quite a distribution's; refine "
+            f"both (--angles {2 * n_theta} --size {2 * n}, now {n_theta} and {n}: more angles alone remove about "
+            f"half of it, a finer grid alone none, a smaller dt (now {dt:g}) none; docs/closures.md, Negative Psi)")
+
+
 class KineticSolver:
     """Pseudo-spectral solver of the kinetic equation.
 
@@ -186,6 +231,35 @@ class KineticSolver:
         mo = self.moments(psi)
         u, G, E = solve_flow(self.grid, self.params, mo["D"], mo["S"])
         return u, G, E, mo
+
+    def positivity(self, psi: torch.Tensor) -> dict:
+        """How far ``psi (..., n_theta, n, n)`` is from a probability density: a check of the resolution.
+
+        The exact ``Psi`` stays non-negative; a spectral one that is sharper than its grid resolves, in angle or
+        in space, oscillates below zero (Gibbs), and then its moments ``D``, ``S`` need not be those of any
+        distribution.
+
+        Returns
+        -------
+        dict of Tensor, each with ``psi``'s leading axes (independent runs)
+            ``min_ratio``: ``min Psi / max Psi`` (``>= 0`` for a density); ``negative_mass``: the share of
+            ``int |Psi|`` on negative values, ``int max(-Psi, 0) / int |Psi|`` (0 for a density, at most 1/2 while
+            the particle number is positive); ``negative_points``: fraction of the ``(theta, y, x)`` grid values
+            below zero; ``moments_outside``: fraction of the ``(y, x)`` points where an eigenvalue of ``D / c``
+            lies outside ``[0, 1]`` by more than ``1e-9`` (or ``c <= 0``), impossible for a density.
+        """
+        dims = (-3, -2, -1)
+        lo, hi = psi.amin(dims), psi.amax(dims)
+        neg = (-psi).clamp(min=0).sum(dims)
+        w = self.dtheta
+        c = psi.sum(-3) * w
+        dyy = torch.einsum("...tyx,t->...yx", psi, self.pp[:, 0, 0]) * w
+        dxy = torch.einsum("...tyx,t->...yx", psi, self.pp[:, 0, 1]) * w
+        lam_min = 0.5 * c - torch.sqrt((dyy - 0.5 * c) ** 2 + dxy ** 2)  # smaller eigenvalue of D (tr D = c)
+        outside = (c <= 0) | (lam_min < -1e-9 * c.abs())
+        return {"min_ratio": lo / hi, "negative_mass": neg / psi.abs().sum(dims),
+                "negative_points": (psi < 0).to(psi.dtype).mean(dims),
+                "moments_outside": outside.to(psi.dtype).mean((-2, -1))}
 
     # --- time stepping --------------------------------------------------------------------
     def _fft(self, f):
@@ -264,7 +338,7 @@ class KineticSolver:
         times : ndarray ``(k,)``
         snapshots : list of dict
             :meth:`moments` (without the full ``S``: ``q4c``, ``q4s`` fix it) plus ``u`` and ``E`` per saved time,
-            as numpy arrays (with ``psi0``'s leading axes).
+            as numpy arrays (with ``psi0``'s leading axes), and ``positivity`` (:meth:`positivity`, numpy).
         """
         n_steps = int(round(t_end / self.dt))
         every = max(1, int(round((save_every or self.dt) / self.dt)))
@@ -279,6 +353,7 @@ class KineticSolver:
             u, _, E, mo = self.flow(psi)
             snap = {k: v.detach().cpu().numpy() for k, v in mo.items() if k != "S"}
             snap["u"], snap["E"] = u.detach().cpu().numpy(), E.detach().cpu().numpy()
+            snap["positivity"] = {k: v.detach().cpu().numpy() for k, v in self.positivity(psi).items()}
             times.append(i * self.dt)
             snaps.append(snap)
 
@@ -317,7 +392,9 @@ def simulate_kinetic(params: SuspensionParams | None = None, *, t_end: float = 2
         ``concentration (t, y, x)``, ``velocity (t, y, x, 2)``, ``D`` and ``E (t, y, x, 2, 2)`` (The Well's
         channels) and the fourth harmonics ``S_cos4``, ``S_sin4`` (scalars; the full ``S`` is
         :func:`~napari_dynfit.models.closure.moments.fourth_moment`), periodic; ``attrs["kinetic"]`` holds the
-        parameters and the grid.
+        parameters and the grid, ``attrs["positivity"]`` how far ``Psi`` was from a density at each saved frame
+        (lists over the frames of :meth:`KineticSolver.positivity`'s figures; :func:`positivity_summary` reads
+        them).
     """
     return simulate_kinetic_ensemble(params, seeds=(seed,), t_end=t_end, save_every=save_every, n=n,
                                      n_theta=n_theta, dt=dt, amplitude=amplitude, device=device)[0]
@@ -349,6 +426,8 @@ def simulate_kinetic_ensemble(params: SuspensionParams | None = None, *, seeds=(
                   "S_cos4": stack("q4c"), "S_sin4": stack("q4s")}
         attrs = {"kinetic": {**asdict(params), "n": n, "n_theta": n_theta, "dt": dt, "seed": seed,
                              "amplitude": amplitude, "solver_version": SOLVER_VERSION},
+                 "positivity": {k: [float(snap["positivity"][k][i]) for snap in snaps]
+                                for k in snaps[0]["positivity"]},
                  "generator": "napari_dynfit.models.closure.kinetic.simulate_kinetic"}
         out.append(FieldBundle(fields, {"t": times, "y": x, "x": x.copy()},
                                {"concentration": "scalar", "velocity": "vector", "D": "tensor", "E": "tensor",
