@@ -214,15 +214,7 @@ def test_ctrl_c_in_the_middle_of_a_write(command, tmp_path, capsys, monkeypatch)
     before = _digest(tmp_path)
 
     if command == "msd":
-        original = pd.DataFrame.to_csv
-
-        def half_then_interrupt(self, path=None, *args, **kwargs):
-            original(self, path, *args, **kwargs)
-            data = Path(path).read_bytes()
-            Path(path).write_bytes(data[: len(data) // 2])
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
+        _interrupt_csv_writes_halfway(monkeypatch)
     else:
         def interrupt(folder):
             raise KeyboardInterrupt
@@ -311,15 +303,7 @@ def test_latent_field_samples_written_atomically(tmp_path, capsys, monkeypatch):
     assert main(argv) == 0
     capsys.readouterr()
     before = _digest(tmp_path)
-    original = pd.DataFrame.to_csv
-
-    def half_then_interrupt(self, path=None, *args, **kwargs):
-        original(self, path, *args, **kwargs)
-        data = Path(path).read_bytes()
-        Path(path).write_bytes(data[: len(data) // 2])
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
+    _interrupt_csv_writes_halfway(monkeypatch)
     assert main([*argv, "--overwrite"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "dynfit latent-field: interrupted"
     assert _digest(tmp_path) == before
@@ -338,3 +322,17 @@ def test_ctc_masks_shape_and_size_checked(tmp_path, capsys):
         assert needle in line, line
     assert main(["-q", "convert-tracks", str(tmp_path / "t.csv"), str(tmp_path / "ctc"), "--shape", "64", "64"]) == 0
     assert len(list((tmp_path / "ctc").glob("mask*.tif"))) == 6
+
+
+def _interrupt_csv_writes_halfway(monkeypatch):
+    """Make every ``DataFrame.to_csv`` write its file, cut it to half and raise KeyboardInterrupt (Ctrl-C in the
+    middle of a write)."""
+    original = pd.DataFrame.to_csv
+
+    def half_then_interrupt(self, path=None, *args, **kwargs):
+        original(self, path, *args, **kwargs)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)

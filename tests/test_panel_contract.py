@@ -157,15 +157,9 @@ def test_every_plot_has_a_save_button(qtbot, tmp_path):
 def test_coarse_graining_skips_the_track_steps_preview_not_a_users_layer_of_that_name(make_napari_viewer):
     """The fields step offers every Tracks layer but the Track step's own links preview; a user's Tracks layer
     called "links preview" is offered (it was left out by its name)."""
-    from napari_dynfit._napari._panel import DynFitPanel
     from napari_dynfit._napari._track_widget import PREVIEW
 
-    viewer = make_napari_viewer()
-    _small_sample(viewer)
-    panel = DynFitPanel(viewer)
-    steps = _build_all(panel)
-    glue, trk = panel.extra("FieldsFromTracks"), steps["TrackWidget"]
-    truth = viewer.layers["active_particles_2d truth"]
+    viewer, glue, trk, truth = _fields_and_track_steps(make_napari_viewer)
     mine = viewer.add_tracks(np.asarray(truth.data), name=PREVIEW, scale=truth.scale)
     trk._source.value = viewer.add_points(np.asarray(truth.data)[:, 1:], name="spots", scale=truth.scale)
     trk._max_distance.value = 3.0
@@ -184,14 +178,8 @@ def test_later_steps_read_a_steps_result_not_the_same_named_layer_it_wrote_besid
     """A Tracks layer called "tracks" that the Track step did not make (opened from a project, or the user's) is
     the fields step's input; Track shows its tracks beside it ("tracks [1]", the other left as it is): the fields
     step then coarse-grains the new tracks, not the old ones (before, Track wrote into "tracks" itself)."""
-    from napari_dynfit._napari._panel import DynFitPanel
 
-    viewer = make_napari_viewer()
-    _small_sample(viewer)
-    panel = DynFitPanel(viewer)
-    steps = _build_all(panel)
-    glue, trk = panel.extra("FieldsFromTracks"), steps["TrackWidget"]
-    truth = viewer.layers["active_particles_2d truth"]
+    viewer, glue, trk, truth = _fields_and_track_steps(make_napari_viewer)
     old = viewer.add_tracks(np.asarray(truth.data)[:20], name="tracks", scale=truth.scale)
     other = viewer.add_tracks(np.asarray(truth.data)[:20], name="other tracks", scale=truth.scale)
     glue._layer.reset_choices()
@@ -206,3 +194,16 @@ def test_later_steps_read_a_steps_result_not_the_same_named_layer_it_wrote_besid
     glue.set_input(other)  # a layer of another name chosen by the user is kept on a re-run
     trk.track(sync=True)
     assert trk.made_layer("tracks", viewer.layers) is made and glue.tracks_layer is other
+
+
+def _fields_and_track_steps(make_napari_viewer):
+    """A viewer with the small sample and the panel built: ``(viewer, fields step's glue, Track step, truth
+    Tracks layer)``."""
+    from napari_dynfit._napari._panel import DynFitPanel
+
+    viewer = make_napari_viewer()
+    _small_sample(viewer)
+    panel = DynFitPanel(viewer)
+    steps = _build_all(panel)
+    return (viewer, panel.extra("FieldsFromTracks"), steps["TrackWidget"],
+            viewer.layers["active_particles_2d truth"])
