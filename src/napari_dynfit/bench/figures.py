@@ -420,12 +420,14 @@ FIGURES = [
     Figure("closure-a-posteriori", "kinetic closures a posteriori (issue 19): moment model vs kinetic theory on a paired "
            "12-run ensemble at alpha = -2.5 (32^2; moment model from t = 10 to 60, 100x the training unroll; "
            "statistics over t = 20..60), learned / Bingham: mean `\\|u\\|` / order parameter / worst "
-           "velocity-spectrum shell up to half of k_max; blow-ups", "within 5 % / 5 % / 10 %; none",
+           "velocity-spectrum shell up to half of k_max; blow-ups. **Caveat**: the kinetic reference (32^2 x 32 "
+           "angles) is under-resolved (Psi 0.5 % negative at this alpha; a 64^2 x 64 reference flows 26-47 % faster "
+           "at alpha -4.5: docs/closures.md, Negative Psi)", "within 5 % / 5 % / 10 %; none",
            "{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary --json", _closure_post,
            quick="{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary --json "
            "--stationary-t-end 30", requires=("torch",), timeout_s=4 * 3600),
     Figure("closure-a-posteriori-gpu", "the same a-posteriori check on a paired 128-run ensemble at alpha = -2.5 "
-           "(on a GPU; seeds 99, 101-227; same window and training)", "within 5 % / 5 % / 10 %; none",
+           "(on a GPU; seeds 99, 101-227; same window and training; the same under-resolved reference)", "within 5 % / 5 % / 10 %; none",
            "{python} -m napari_dynfit.bench.closure --steps a_priori,a_posteriori,stationary "
            "--stationary-seeds 99,101-227 --stationary-batch 1000 --device cuda --json", _closure_post,
            gpu=True, requires=("torch",), timeout_s=3600),
