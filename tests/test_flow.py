@@ -464,3 +464,16 @@ def test_many_snapshots_minibatched_score_and_drift():
     model = fit_flow(snaps, 0.5, score=score, model="linear", offset=False, steps=70, batch_size=100,
                      device="cpu", seed=0)
     assert drift_matrix_error(model.A, -B2) < 0.15, model.A
+
+
+def test_moment_fit_reuses_equal_intervals_with_many_snapshots(monkeypatch):
+    # > 17 snapshots: the transition of equal intervals is computed once; the fit is the one without the reuse
+    from napari_dynfit.models.flow import gaussian
+
+    table = simulate_ou_snapshots(B2, 0.5, np.linspace(0.0, 1.0, 25), 150, mean0=M0, cov0=S0, seed=6)
+    snaps = snapshots_from_table(table)
+    reused = moment_fit(snaps, 0.5)
+    monkeypatch.setattr(gaussian, "_CACHE_ABOVE", 10**9)
+    each = moment_fit(snaps, 0.5)
+    assert np.allclose(reused.A, each.A, atol=1e-6) and abs(reused.loss - each.loss) < 1e-9, (reused.A, each.A)
+    assert drift_matrix_error(reused.A, -B2) < 0.15, reused.A
