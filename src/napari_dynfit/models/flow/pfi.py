@@ -407,8 +407,9 @@ def fit_flow(snapshots: Snapshots, diffusion=None, *, score: ScoreModel | None =
     intervals_per_step : int or None
         With more snapshot intervals than this, each step integrates the flow over a random subset of this many
         intervals (a new subset every step; the loss is rescaled to the sum over all intervals), so a step costs
-        the same however many snapshots there are: with 400 snapshots, all 399 intervals made a step of the
-        linear fit 25x dearer (10.8 s instead of ~0.4 s on one CPU core, 2D, 200 points each). With at most
+        the same however many snapshots there are: on the GUI sample's 400 frames of ~750 positions, all 399
+        intervals made a step of the linear fit take 41 s instead of 0.84 s (one CPU core, same load;
+        docs/flow.md). With at most
         this many intervals (the benchmarks have 4) every step uses all of them and draws exactly what it did
         before this option existed. ``None``: always all.
     score_kwargs : dict, optional

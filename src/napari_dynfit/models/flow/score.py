@@ -164,8 +164,8 @@ def fit_score(snapshots: Snapshots, *, n_levels: int = 10, sigma_min: float = 0.
         With more snapshots than this, each step draws ``batch_size`` samples from each of a random subset of
         this many snapshots (a new subset every step; the loss is rescaled to the sum over all snapshots, and the
         inverse-Dirichlet weights of the subset are updated), so a step costs the same however many snapshots
-        there are: with 400 snapshots, all of them made a step 25x dearer (1.1 s instead of 0.045 s on one CPU
-        core, 2D, 200 points each). With at most this many snapshots (the benchmarks have 5) every step uses
+        there are: on the GUI sample's 400 frames of ~750 positions, all of them made a step take 4.9 s instead
+        of 0.11 s (one CPU core, same load; docs/flow.md). With at most this many snapshots (the benchmarks have 5) every step uses
         all of them and draws exactly what it did before this option existed. ``None``: always all.
     device : {"auto", "cpu", "cuda"}
         Where to train.
