@@ -429,3 +429,51 @@ def load_flow_roundtrip(model):
         doc = json.loads((Path(tmp) / "flow.json").read_text())
         assert load_flow(tmp).uncertainty == model.uncertainty
     return doc
+
+
+def test_few_snapshots_fit_as_before_the_minibatch():
+    # <= 16 snapshots: every score step uses every snapshot and every flow step every interval, with the same
+    # random draws as before snapshots_per_step / intervals_per_step existed (figures recorded with that code)
+    table = simulate_ou_snapshots(B2, 0.5, TIMES, 120, mean0=M0, cov0=S0, seed=3)
+    snaps = snapshots_from_table(table)
+    m = fit_flow(snaps, 0.5, init="zero", offset=False, holdout=0, steps=3, batch_size=60, device="cpu", seed=0,
+                 score_kwargs={"steps": 12, "batch_size": 40, "width": 16})
+    old_A = [[-0.10106689482927322, -0.10092905163764954], [0.10074376314878464, 0.10053487867116928]]
+    assert np.allclose(m.A, old_A, rtol=1e-5, atol=1e-7), m.A
+    assert np.allclose(m.score.history, [10.30845832824707, 9.619979858398438], rtol=1e-5), m.score.history
+    with pytest.raises(InputError, match="snapshots_per_step"):
+        fit_score(snaps, steps=1, snapshots_per_step=0, device="cpu")
+    with pytest.raises(InputError, match="intervals_per_step"):
+        fit_flow(snaps, 0.5, steps=1, intervals_per_step=0, device="cpu")
+
+
+def test_many_snapshots_minibatched_score_and_drift():
+    # 41 snapshots: each score step draws from 16 of them, each flow step integrates over 16 of the 40 intervals
+    # (the cost of a step does not grow with the number of snapshots); the score and the drift stay accurate
+    times = np.linspace(0.0, 1.0, 41)
+    table = simulate_ou_snapshots(B2, 0.5, times, 100, mean0=M0, cov0=S0, seed=5)
+    snaps = snapshots_from_table(table)
+    score = fit_score(snaps, steps=700, width=64, batch_size=80, device="cpu", seed=0)
+    errs = []
+    for t, x in list(zip(snaps.times, snaps.samples))[::5]:
+        m, C = _ou_moments(B2, 0.5, t, M0, S0)
+        true = -(x - m) @ np.linalg.inv(C)
+        est = score(torch.as_tensor(x, dtype=torch.float32), t).numpy()
+        errs.append(np.linalg.norm(est - true) / np.linalg.norm(true))
+    assert max(errs) < 0.5 and np.mean(errs) < 0.4, errs
+    model = fit_flow(snaps, 0.5, score=score, model="linear", offset=False, steps=70, batch_size=100,
+                     device="cpu", seed=0)
+    assert drift_matrix_error(model.A, -B2) < 0.15, model.A
+
+
+def test_moment_fit_reuses_equal_intervals_with_many_snapshots(monkeypatch):
+    # > 17 snapshots: the transition of equal intervals is computed once; the fit is the one without the reuse
+    from napari_dynfit.models.flow import gaussian
+
+    table = simulate_ou_snapshots(B2, 0.5, np.linspace(0.0, 1.0, 25), 150, mean0=M0, cov0=S0, seed=6)
+    snaps = snapshots_from_table(table)
+    reused = moment_fit(snaps, 0.5)
+    monkeypatch.setattr(gaussian, "_CACHE_ABOVE", 10**9)
+    each = moment_fit(snaps, 0.5)
+    assert np.allclose(reused.A, each.A, atol=1e-6) and abs(reused.loss - each.loss) < 1e-9, (reused.A, each.A)
+    assert drift_matrix_error(reused.A, -B2) < 0.15, reused.A

@@ -62,6 +62,10 @@ def _as_diffusion(diffusion, d: int) -> torch.Tensor:
     return torch.as_tensor(D * np.eye(d) if D.ndim == 0 else D, dtype=torch.float64)
 
 
+#: More snapshots than this: :func:`_propagate` reuses the transition of intervals of equal length (to 1e-12).
+_CACHE_ABOVE = 17
+
+
 def _propagate(A, b, m0, S0, Dm, times):
     """Means and covariances at ``times`` of ``dX = (A X + b) dt + sqrt(2 D) dW`` from ``N(m0, S0)`` at
     ``times[0]`` (exact OU transitions: the mean through the augmented matrix ``[[A, b], [0, 0]]``, the noise
@@ -70,11 +74,20 @@ def _propagate(A, b, m0, S0, Dm, times):
     zero = torch.zeros(d, d, dtype=A.dtype)
     m, S = m0, S0
     out = [(m, S)]
+    # with many snapshots (frames of a movie: equal intervals) the transitions of equal intervals are computed once
+    # (two matrix exponentials per interval were most of the cost); with few, every interval as before, bit for bit
+    cache: dict | None = {} if len(times) > _CACHE_ABOVE else None
     for h in np.diff(times):
-        Ab = torch.cat([torch.cat([A, b[:, None]], 1), torch.zeros(1, d + 1, dtype=A.dtype)], 0)
-        Eb = torch.matrix_exp(Ab * float(h))
+        key = float(np.round(h, 12))
+        if cache is not None and key in cache:
+            Eb, F = cache[key]
+        else:
+            Ab = torch.cat([torch.cat([A, b[:, None]], 1), torch.zeros(1, d + 1, dtype=A.dtype)], 0)
+            Eb = torch.matrix_exp(Ab * float(h))
+            F = torch.matrix_exp(torch.cat([torch.cat([A, 2 * Dm], 1), torch.cat([zero, -A.T], 1)], 0) * float(h))
+            if cache is not None:
+                cache[key] = (Eb, F)
         E = Eb[:d, :d]
-        F = torch.matrix_exp(torch.cat([torch.cat([A, 2 * Dm], 1), torch.cat([zero, -A.T], 1)], 0) * float(h))
         m = E @ m + Eb[:d, d]
         S = E @ S @ E.T + F[:d, d:] @ E.T
         S = 0.5 * (S + S.T)
