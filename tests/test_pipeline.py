@@ -160,8 +160,9 @@ def test_bad_input(sample, tmp_path):
     with pytest.raises(InputError, match="unknown scheduler"):
         process_movie(movie[:2], scheduler="gpu-farm")
     np.save(tmp_path / "image.npy", movie[0])
-    with pytest.raises(InputError, match="axes"):
+    with pytest.raises(InputError, match="axes") as err:
         open_movie(tmp_path / "image.npy")
+    assert "--axes on the command line" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_cli_process(sample, tmp_path, capsys):

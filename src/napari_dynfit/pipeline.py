@@ -354,7 +354,8 @@ def _tiff_zarr(path: str, stamp: int):
 def _check_movie_axes(axes: str, path) -> None:
     if set(axes) - set("tczyx") or len(set(axes)) != len(axes) or not axes.endswith("yx") or "t" not in axes:
         raise InputError(f"'{path}' has axes '{axes}'; the pipeline needs a movie with distinct axes among "
-                         "t, c, z, y, x ending in yx and a t axis (pass axes=..., e.g. 'tyx' or 'tzyx')")
+                         "t, c, z, y, x ending in yx and a t axis (give them: --axes on the command line, axes=... "
+                         "in Python; e.g. 'tyx' or 'tzyx')")
 
 
 def open_movie(path, *, axes: str | None = None, channel: int | None = None) -> MovieFile:
