@@ -384,8 +384,12 @@ def test_moment_fit_stops_when_cancelled():
 
     _, snaps = _case(9, 200, seed=2)
     stop = threading.Event()
-    with progress_context(None, stop):
+    seen = []
+    with progress_context(lambda done, total, desc: seen.append((done, total, desc)), stop):
         moment_fit(snaps, 0.5)  # runs to the end while nobody cancels
+        # and shows how far it is (it was silent: minutes without a sign of life on many snapshots)
+        assert len(seen) > 5 and [d for d, _, _ in seen] == list(range(1, len(seen) + 1))
+        assert all(t is None and desc.startswith("Gaussian moment fit") for _, t, desc in seen)
         stop.set()
         with pytest.raises(Cancelled):
             moment_fit(snaps, 0.5)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..._progress import check_cancelled
+from ..._progress import report
 from .io import Snapshots
 
 __all__ = ["MomentFit", "moment_fit", "gaussian_mle_drift", "drift_uncertainty"]
@@ -172,6 +172,7 @@ def moment_fit(snapshots: Snapshots, diffusion, *, offset: bool = False, max_ite
     except np.linalg.LinAlgError:
         starts = [np.zeros((d, d))]
     best = None
+    evaluations = [0]  # shown as progress (the count is open-ended: L-BFGS restarts until the likelihood settles)
     for A_start in starts:
         A = torch.as_tensor(A_start, dtype=dtype).clone().requires_grad_(True)
         b = torch.zeros(d, dtype=dtype, requires_grad=offset)
@@ -191,7 +192,10 @@ def moment_fit(snapshots: Snapshots, diffusion, *, offset: bool = False, max_ite
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-14)
 
         def closure(opt=opt, nll=nll):
-            check_cancelled()  # one evaluation propagates through every snapshot: hundreds of them take seconds
+            # one evaluation propagates through every snapshot: hundreds of them take seconds; report() also
+            # honours Cancel
+            evaluations[0] += 1
+            report(evaluations[0], None, "Gaussian moment fit (likelihood evaluations)")
             opt.zero_grad()
             loss = nll()
             loss.backward()
