@@ -55,8 +55,8 @@ def check_input_file(path, *, suffixes: tuple[str, ...] | None = None, what: str
     what : str
         How the message names the file, e.g. ``"APR file"``.
     file : bool
-        A regular file is needed (HDF5 formats): a folder of that name is an error saying so (h5py's own message
-        for a folder is a multi-line dump of its read state).
+        A regular file is needed (HDF5, npz): a folder of that name, a pipe or a device is an error saying so
+        (h5py's own message for a folder is a multi-line dump of its read state).
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -67,8 +67,10 @@ def check_input_file(path, *, suffixes: tuple[str, ...] | None = None, what: str
             raise InputError(
                 f"{what} '{p}' has an unsupported type; expected one of {', '.join(suffixes)}"
             )
-    if file and p.is_dir():
-        raise InputError(f"{what} '{p}' is a folder, not a file: pass the file itself")
+    if file and not p.is_file():
+        raise InputError(f"{what} '{p}' is a folder, not a file: pass the file itself" if p.is_dir() else
+                         f"{what} '{p}' is not a regular file (a pipe, socket or device): save the data to a file "
+                         "and pass that")
     if p.is_file() and not os.access(p, os.R_OK):
         raise InputError(f"{what} '{p}' is not readable: check its permissions")
     return p

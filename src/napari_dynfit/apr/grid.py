@@ -319,12 +319,10 @@ class AprGrid:
         import h5py
         import hdf5plugin  # noqa: F401  (registers the Blosc filter pyapr compresses with)
 
+        from .._io import check_input_file
         from .h5 import attr_int
 
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"APR file '{path}' is a folder, not a file: pass the file itself" if path.is_dir()
-                             else f"APR file {path} does not exist; check the path")
+        path = check_input_file(path, what="APR file", file=True)
         try:
             with h5py.File(path, "r") as f:
                 t = _time_group(f, path)

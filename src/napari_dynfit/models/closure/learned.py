@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ... import closure_defaults as _D
-from ..._io import atomic_path
+from ..._io import atomic_path, check_input_file
 from ...errors import InputError
 from .moments import bingham_m4, fourth_harmonics_from_m4, order_parameter
 
@@ -100,10 +100,7 @@ class LearnedClosure(torch.nn.Module):
     @classmethod
     def load(cls, path) -> LearnedClosure:
         """Read a closure written by :meth:`save`."""
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"closure file '{p}' is a folder, not a file: pass the .npz file itself" if p.is_dir()
-                             else f"closure file '{p}' does not exist: check the path")
+        p = check_input_file(path, what="closure file", file=True)
         import zipfile
 
         fix = "train one with dynfit closure train"
