@@ -76,3 +76,18 @@ def test_simulate_negative_size_one_line_error(bad, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "error" in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", [n for n in _subcommands() if " " in n])
+def test_nested_command_errors_name_the_full_command(name, tmp_path, capsys):
+    """A usage error of ``dynfit closure train`` said ``dynfit closure:``, and an unknown option said ``dynfit:``;
+    both name the full command and its help."""
+    sp = _subcommands()[name]
+    argv = _argv_missing_input(name, sp, tmp_path)
+    for bad in ([*argv, "--no-such-option"], [*name.split(), "--no-such-option"]):  # unknown option, missing input
+        assert main(["-q", *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"dynfit {name}: error:"), err
+        assert err[0].endswith(f"(see 'dynfit {name} --help')"), err
+    assert main(["-q", "msd", "t.csv", "--no-such-option"]) == 2  # a top-level command: its own name too
+    assert capsys.readouterr().err.startswith("dynfit msd: error: unrecognized arguments: --no-such-option")

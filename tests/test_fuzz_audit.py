@@ -336,3 +336,41 @@ def _interrupt_csv_writes_halfway(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_interrupt)
+
+
+def test_latent_field_grid_is_capped_before_training(tmp_path, capsys, monkeypatch):
+    """``latent-field --grid 4096`` was accepted and ran for minutes (the field is evaluated at frames x grid^2
+    points after training, ~65 GB for 31 frames). Now a grid above ``MAX_LATENT_GRID`` is refused by the parser and
+    the API, and a grid the memory cannot hold is refused after reading the table, before any training."""
+    from napari_dynfit import validate
+    from napari_dynfit.validate import MAX_LATENT_GRID, check_latent_grid
+
+    _tracks(n_tracks=6, n_frames=8).to_csv(tmp_path / "t.csv", index=False)
+    base = ["latent-field", str(tmp_path / "t.csv"), "-o", str(tmp_path / "f.zarr"), "--dt", "1"]
+    line = _refused(capsys, tmp_path, [*base, "--grid", "4096"])
+    assert f"limit of {MAX_LATENT_GRID} points per axis" in line and f"use --grid {MAX_LATENT_GRID} or less" in line
+    with pytest.raises(InputError, match=f"grid 4096 is above the limit of {MAX_LATENT_GRID}"):
+        check_latent_grid(4096, 8)
+    assert check_latent_grid(MAX_LATENT_GRID, 8) == MAX_LATENT_GRID  # the limit itself is accepted
+    # 8 frames x 64 x 64 points x 130 B = 4.3 MB: refused when less memory is available, naming the fix
+    monkeypatch.setattr(validate, "available_memory", lambda: 1e6)
+    line = _refused(capsys, tmp_path, [*base, "--grid", "64"])
+    assert "8 frames x 64 x 64 points needs about" in line and "lower --grid" in line, line
+    line = _refused(capsys, tmp_path, [*base, "--grid", "64", "--bayesian"])
+    assert "lower --grid or the draws" in line, line
+
+
+def test_latent_field_api_refuses_a_huge_grid_before_training(monkeypatch):
+    torch = pytest.importorskip("torch")  # noqa: F841
+    from napari_dynfit.models.pinn import fit_latent_field
+    from napari_dynfit.models.pinn.bayes_latent import bayesian_latent_field
+    from napari_dynfit.models.pinn.train import PINN
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(PINN, "fit", no_training)
+    tracks = _tracks(n_tracks=6, n_frames=8)
+    for fit in (fit_latent_field, bayesian_latent_field):
+        with pytest.raises(InputError, match="grid 4096 is above the limit"):
+            fit(tracks, grid=4096, dt=1.0)

@@ -284,3 +284,50 @@ def test_project_keeps_tracks_lineage_and_geometry(make_napari_viewer, tmp_path)
     assert kwargs["graph"] == {2: [1], 3: [1]}
     np.testing.assert_allclose(kwargs["scale"], (1, 0.2, 0.2))
     np.testing.assert_allclose(kwargs["translate"], (0, 10, 5))
+
+
+def test_closing_the_viewer_ends_a_job_without_napari_private_window(make_napari_viewer, qtbot, monkeypatch):
+    """``StepJob.alive()`` read napari's private ``Window._qt_window`` (gone when the window closes). The viewer's
+    Qt window is now found through public API and watched: closing the viewer still ends a running job whose widget
+    is not docked (joined, nothing delivered after), and no dynfit code reads ``_qt_window``."""
+    import sys
+
+    from napari_dynfit._progress import progress_iter
+
+    viewer = make_napari_viewer()
+    reads = []
+
+    def get(window):
+        caller = sys._getframe(1).f_code
+        if "napari_dynfit" in caller.co_filename:
+            reads.append(caller.co_name)
+        try:
+            return window.__dict__["_qt_window"]
+        except KeyError:  # napari's Window.close() deleted it
+            raise AttributeError("_qt_window") from None
+
+    def put(window, value):
+        window.__dict__["_qt_window"] = value
+
+    def drop(window):
+        del window.__dict__["_qt_window"]
+
+    monkeypatch.setattr(type(viewer.window), "_qt_window", property(get, put, drop), raising=False)
+    job, _runs, _stop, _status = _job(viewer)  # not docked: its widgets live outside the viewer
+    shown = []
+
+    def compute():
+        for i in progress_iter(range(10**6), desc="long"):
+            time.sleep(0.02)
+            yield i
+
+    job.start(compute, on_yield=shown.append)
+    qtbot.waitUntil(lambda: len(shown) > 2, timeout=60_000)
+    assert job.alive()
+    viewer.close()
+    assert job.join(0) and not job.alive()  # cancelled and joined while the window closed
+    n = len(shown)
+    for _ in range(20):
+        qtbot.wait(10)
+    assert len(shown) == n
+    assert reads == [], reads

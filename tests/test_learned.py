@@ -234,6 +234,34 @@ def test_save_load_round_trip(tmp_path):
         assert torch.allclose(net(x), net2(x), atol=2e-2)
 
 
+def test_save_rod_model_is_atomic(tmp_path, monkeypatch):
+    """A write that fails half-way (disk full, kill) leaves the previous weights whole and no temporary behind."""
+    from pathlib import Path
+
+    state = learned.state_of(learned.build_unet((4, 8)), (4, 8))
+    path = learned.save_rod_model(state, tmp_path / "w.npz")
+    before = path.read_bytes()
+    real = np.savez_compressed
+
+    def broken(file, **arrays):
+        real(file, **arrays)
+        if hasattr(file, "seek"):
+            file.seek(100)
+            file.truncate()
+        else:
+            Path(file).write_bytes(Path(file).read_bytes()[:100])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(learned.np, "savez_compressed", broken)
+    with pytest.raises(OSError, match="No space"):
+        learned.save_rod_model(state, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.npz"]
+    monkeypatch.undo()
+    assert learned.save_rod_model(state, tmp_path / "v") == tmp_path / "v.npz"  # numpy's suffix rule kept
+    assert set(np.load(tmp_path / "v.npz").files) == set(np.load(path).files)
+
+
 @pytest.mark.slow
 def test_real_bacteria_movie_learned_reported():
     """Local check on the CTC bacteria movie (``DYNFIT_CTC_BACTERIA`` = a folder with ``img/`` and ``TRA/``).

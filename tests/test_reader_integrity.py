@@ -97,6 +97,41 @@ def test_truncated_tiff_is_refused_by_the_axis_reader(tmp_path):
         tiff_axes(good)
 
 
+def test_empty_and_one_pixel_wide_tiffs_name_the_real_problem(tmp_path):
+    """tifffile calls a 0-frame TIFF and a (t, y, 1) ImageJ movie 'truncated'; both files are complete: the error names
+    the 0 frames / the 1-pixel-wide frames and the fix, through the one movie reader (``open_movie``)."""
+    import warnings
+
+    import tifffile
+
+    from napari_dynfit.pipeline import open_movie
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tifffile warns that a zero-size array makes a nonconformant TIFF
+        tifffile.imwrite(tmp_path / "none.tif", np.zeros((0, 8, 8), np.uint16))
+        tifffile.imwrite(tmp_path / "none_ij.tif", np.zeros((0, 8, 8), np.uint16), imagej=True)
+    for name, shape in (("none.tif", "(0, 8, 8)"), ("none_ij.tif", "(0, 0)")):
+        with pytest.raises(InputError) as info:
+            open_movie(tmp_path / name)
+        msg = _one_line(info)
+        assert name in msg and f"has 0 frames (shape {shape})" in msg and "truncated" not in msg, msg
+    thin = _imagej_tiff(tmp_path / "thin.tif", _movie(shape=(3, 1, 1)))
+    with pytest.raises(InputError) as info:
+        open_movie(thin)
+    msg = _one_line(info)
+    assert "holds 3 frames 1 pixel wide" in msg and "3 x 1 image" in msg and "truncated" not in msg, msg
+    assert "without imagej=True" in msg
+    # the advised fix reads back every frame
+    tifffile.imwrite(thin, _movie(shape=(3, 5, 1)), metadata={"axes": "TYX"})
+    assert open_movie(thin).data.shape == (3, 5, 1)
+    # a truncated file is still called truncated (also one whose frames are as many as their rows)
+    good = _imagej_tiff(tmp_path / "square.tif", _movie(shape=(16, 16, 16)))
+    data = good.read_bytes()
+    good.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated"):
+        open_movie(good)
+
+
 # ---------------------------------------------------------------------------------------------------- Zarr
 
 

@@ -296,7 +296,7 @@ def test_cli_simulate_bad_input_is_one_line(argv, needle, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("dynfit simulate: error:") and needle in err
+    assert err.count("\n") == 0 and err.startswith(f"dynfit simulate {argv[1]}: error:") and needle in err
 
 
 def test_demo_stage_quick(tmp_path):

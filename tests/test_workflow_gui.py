@@ -287,3 +287,58 @@ def test_edit_labels_retrack_save_reopen(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_array_equal(np.asarray(viewer2.layers["cells tracked"].data), rel)
     assert viewer2.layers["cells"].metadata["dt"] == 2.0
     np.testing.assert_allclose(viewer2.layers["cells"].scale, (1.0, 0.5, 0.5))
+
+
+def test_reopened_project_step_updates_its_own_layers(make_napari_viewer, qtbot, tmp_path):
+    """Save, re-open, re-run, save ... : the project records which step made a layer, so the re-opened step
+    updates its layers in place (it added one more ``"name [n]"`` layer each cycle); a user's layer of an output's
+    name is still never claimed."""
+    import pandas as pd
+
+    from napari_dynfit._napari._panel import STEPS, DynFitPanel
+    from napari_dynfit.project import Project
+    from napari_dynfit.sim import render_labels
+
+    truth = pd.DataFrame({"track_id": np.repeat([1, 2], 4), "frame": np.tile(np.arange(4), 2),
+                          "y": np.r_[np.linspace(10, 13, 4), np.full(4, 30.0)],
+                          "x": np.r_[np.full(4, 10.0), np.linspace(30, 33, 4)], "radius": 3.5})
+    labels = render_labels(truth, (4, 48, 48)).astype(np.int32)
+    track_step = [s[2] for s in STEPS].index("TrackWidget")
+
+    def run_tracking(viewer, panel):
+        trk = panel.step(track_step)
+        qtbot.wait(20)  # the layers just added are napari's selection until the event loop runs, not the user's
+        viewer.layers.selection.active = viewer.layers["cells"]
+        assert trk._source.value is viewer.layers["cells"]
+        before = trk._status.value
+        _click(trk._track)
+        qtbot.waitUntil(lambda: trk._track.enabled and trk._status.value != before
+                        and "tracks," in trk._status.value, timeout=60_000)
+
+    viewer = make_napari_viewer()
+    viewer.add_labels(labels, name="cells", metadata={"dt": 1.0})
+    viewer.add_points(np.array([[0, 5.0, 5.0]]), name="tracks")  # the user's own layer of an output's name
+    panel = DynFitPanel(viewer)
+    run_tracking(viewer, panel)
+    made = sorted(lay.name for lay in viewer.layers)
+    assert made == ["cells", "cells tracked", "tracks", "tracks [1]"], made
+    folder = tmp_path / "prj0"
+    panel.save_project(folder)
+    for cycle in range(1, 3):
+        viewer = make_napari_viewer()
+        panel = DynFitPanel(viewer)
+        panel.open_project(folder)
+        opened = {lay.name: lay for lay in viewer.layers}
+        run_tracking(viewer, panel)
+        assert sorted(lay.name for lay in viewer.layers) == made, cycle  # no "name [n]" added by the re-run
+        for name in ("cells tracked", "tracks [1]"):
+            assert viewer.layers[name] is opened[name]  # updated in place
+        np.testing.assert_allclose(viewer.layers["tracks"].data, [[0, 5.0, 5.0]])  # the user's, untouched
+        folder = tmp_path / f"prj{cycle}"
+        panel.save_project(folder)
+    # what the project records: the step and the name it made each of its layers under
+    prj = Project(folder)
+    owners = {prj.meta(n).get("layer_name"): prj.meta(n).get("owner") for n in prj.names}
+    assert owners["cells tracked"] == {"step": "TrackWidget", "slot": "cells tracked"}, owners
+    assert owners["tracks [1]"] == {"step": "TrackWidget", "slot": "tracks"}, owners
+    assert owners["tracks"] is None and owners["cells"] is None  # the user's layers are nobody's

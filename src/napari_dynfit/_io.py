@@ -547,7 +547,9 @@ def check_tiff_complete(path) -> None:
     """Raise :class:`InputError` when a TIFF holds fewer frames or bytes than its metadata declares.
 
     Checks the ImageJ ``images`` count (a truncated ImageJ hyperstack is otherwise read as its first
-    frame), tifffile's ``shape`` metadata, and that the data of every page lies inside the file.
+    frame), tifffile's ``shape`` metadata, and that the data of every page lies inside the file. Two complete files
+    that tifffile reports as truncated are named for what they are: a TIFF of 0 frames, and a movie of frames 1 pixel
+    wide that tifffile's ImageJ writer stored as one t x y image.
     """
     import logging
 
@@ -566,11 +568,23 @@ def check_tiff_complete(path) -> None:
             series = tif.series[0]
             planes = int(np.prod([n for a, n in zip(series.axes, series.shape) if a not in "YXS"] or [1]))
             ij = tif.imagej_metadata or {}
+            shaped = tif.shaped_metadata or ()
+            shape = tuple(shaped[0]["shape"]) if shaped and "shape" in shaped[0] else tuple(series.shape)
+            if series.size == 0 or 0 in shape or ij.get("images", 1) == 0:  # tifffile calls these files truncated
+                raise InputError(f"TIFF '{p}' has 0 frames (shape {shape}): it holds no image; re-export the movie "
+                                 "with its frames")
             declared = int(ij.get("images", 1) or 1)
+            page = tif.pages.first
+            if (declared > planes and len(tif.pages) == 1 and page.shape and page.shape[0] == declared
+                    and series.dataoffset is not None and series.dataoffset + series.nbytes == size):
+                # tifffile writes a (t, y, 1) ImageJ movie as one t x y image: complete, but its frames are lost
+                raise InputError(f"TIFF '{p}' holds {declared} frames 1 pixel wide, which tifffile's ImageJ writer "
+                                 f"stored as one {' x '.join(map(str, page.shape))} image (ImageJ metadata: {declared}"
+                                 " images): save the movie without imagej=True (tifffile.imwrite(path, movie, "
+                                 "metadata={'axes': 'TYX'})), as .npy or as OME-Zarr")
             if declared > planes:
                 raise InputError(f"TIFF '{p}' is truncated: its ImageJ metadata declares {declared} images but the "
                                  f"file holds {planes}: re-export the file")
-            shaped = tif.shaped_metadata or ()
             if shaped and "shape" in shaped[0]:
                 want = int(np.prod(shaped[0]["shape"]))
                 if want > int(np.prod(series.shape)):

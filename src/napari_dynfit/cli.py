@@ -67,8 +67,16 @@ class DynfitArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         msg = " ".join(str(message).split())
-        name = " ".join(self.prog.split()[:2])  # "dynfit simulate abp" -> "dynfit simulate", as the other errors
-        self.exit(2, f"{name}: error: {msg} (see '{self.prog} --help')\n")
+        # the full command ("dynfit closure train"), as the errors of the work (main names the parser that parsed)
+        self.exit(2, f"{self.prog}: error: {msg} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but unrecognized arguments are the error of the (sub)command given them
+        (``dynfit closure train: error: unrecognized arguments: --bogus``), never of ``dynfit``."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            _leaf(self, parsed).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
 def _command_modules():
@@ -288,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 0 if args.command is None else 2
-        name = f"dynfit {args.command}"
+        name = _leaf(parser, args).prog  # "dynfit closure train": the full command, as its parser's errors
         bar = TqdmProgress(disable=args.quiet or not sys.stderr.isatty())
         with progress_context(bar), output_transaction(), warnings.catch_warnings():
             if not sys.warnoptions and not os.environ.get("DYNFIT_DEBUG"):

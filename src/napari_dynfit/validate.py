@@ -67,6 +67,55 @@ def check_number(value, name: str, *, minimum=None, maximum=None, open_min: bool
     return int(v) if integer else value
 
 
+#: Largest latent-field output grid (points per spatial axis; ``dynfit latent-field --grid``, ``fit_latent_field``,
+#: ``bayesian_latent_field``). The network is evaluated at frames x grid^2 points after training: ~2 us and
+#: ~120 bytes a point on one CPU thread (docs/safety.md: 1024 on 31 frames took 69 s and 3.8 GB; 4096 would take
+#: ~16 times that). Tracks resolve far less than 1024 points per axis (the widget's limit is 512).
+MAX_LATENT_GRID = 1024
+#: Peak memory per output point of the latent-field grid (bytes; measured, see docs/safety.md).
+LATENT_GRID_BYTES = 130
+
+
+def check_latent_grid(grid, n_frames: int, name: str = "grid", *, draws: int = 0) -> int:
+    """Refuse a latent-field output grid above :data:`MAX_LATENT_GRID` or larger than the memory, before training.
+
+    Parameters
+    ----------
+    grid : int
+        Output grid points per spatial axis.
+    n_frames : int
+        Frames of the output (the tracks' first to last frame).
+    name : str
+        How the message names the parameter (``"--grid"`` on the command line).
+    draws : int
+        Posterior field draws kept at every point (the Bayesian latent field: chains x draws, float64 twice).
+
+    Returns
+    -------
+    int
+        ``grid``.
+    """
+    grid = check_number(grid, name, minimum=2, integer=True)
+    if grid > MAX_LATENT_GRID:
+        raise InputError(f"{name} {grid} is above the limit of {MAX_LATENT_GRID} points per axis (the field is "
+                         f"evaluated at frames x {name}^2 points: minutes and tens of GB at 4096): use {name} "
+                         f"{MAX_LATENT_GRID} or less (default 64)")
+    check_memory(float(n_frames) * grid * grid * (LATENT_GRID_BYTES + 16 * max(int(draws), 0)),
+                 f"the latent field on {n_frames} frames x {grid} x {grid} points",
+                 f"lower {name}" + (" or the draws (chains x draws)" if draws else ""))
+    return grid
+
+
+def latent_grid_int(text):
+    """An argparse type: a latent-field grid size, 2 .. :data:`MAX_LATENT_GRID` (see :func:`check_latent_grid`)."""
+    value = int_range(2)(text)
+    try:
+        check_latent_grid(value, 1, "--grid")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--grid ", "", 1)) from None
+    return value
+
+
 def check_spacing(spacing, n_axes: int, flag: str = "--spacing") -> None:
     """Raise :class:`InputError` when ``spacing`` gives more values than the data has spatial axes (the extra leading
     values were silently dropped: ``--spacing 1 5 9`` on a 2D movie used 5 x 9); ``None`` passes."""

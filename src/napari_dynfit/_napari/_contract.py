@@ -105,6 +105,23 @@ class LayerOwner:
         inner = _inner(layer)
         return any(made[n]() is inner for n in names if n in made)
 
+    def slot_of(self, layer) -> str | None:
+        """The name this step made ``layer`` under (:meth:`remember` with a name), else ``None``: what a project
+        records as the layer's owner, so that a re-opened project's step updates it (:meth:`claim`)."""
+        inner = _inner(layer)
+        return next((n for n, ref in (getattr(self, "_made_as", None) or {}).items() if ref() is inner), None)
+
+    def claim(self, layer, name: str) -> bool:
+        """Take ``layer`` (one a project records as this step's, made under ``name``) as the step's own, unless the
+        step already has a live layer under ``name`` in ``layer``'s viewer; ``True`` if it was taken."""
+        ref = (getattr(self, "_made_as", None) or {}).get(name)
+        if ref is not None and ref() is not None and ref() is not _inner(layer):
+            viewer = getattr(self, "_viewer", None) or getattr(self, "viewer", None)
+            if viewer is None or self.made_layer(name, viewer.layers) is not None:
+                return False
+        self.remember(layer, name)
+        return True
+
     def made_layer(self, name: str, layers):
         """The layer this step made under ``name`` (:meth:`remember` with ``name``) when it is still among
         ``layers`` (the viewer's layer list), whatever it is called now; else ``None`` (never a layer the step

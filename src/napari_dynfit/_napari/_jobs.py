@@ -72,6 +72,13 @@ class _CloseWatcher(QObject):
         return False
 
 
+def _viewer_window(viewer):
+    """The Qt main window of a napari ``viewer`` (the window of its public ``window.main_menu``), or ``None``."""
+    menu = getattr(getattr(viewer, "window", None), "main_menu", None)
+    top = menu.window() if menu is not None and hasattr(menu, "window") else None
+    return top if isinstance(top, QObject) else None
+
+
 #: seconds a closing widget waits for its worker thread to end
 JOIN_TIMEOUT = 30.0
 
@@ -137,6 +144,14 @@ class StepJob:
         if native is not None and hasattr(native, "destroyed"):
             native.destroyed.connect(self.close)
         self._watched = None
+        # the viewer's Qt window through napari's public API (its menu bar), watched from now on: closing the viewer
+        # closes the job also when the widget is not docked in it (alive() read napari's private ``_qt_window``)
+        # (held weakly: the job must not keep the closed viewer's widgets alive)
+        top = _viewer_window(viewer)
+        self._viewer_window = weakref.ref(top) if top is not None else None
+        if top is not None:
+            self._watched = id(top)
+            _CloseWatcher(top, self.close)
 
     # --- life cycle -------------------------------------------------------------------------
     def close(self, *_) -> None:
@@ -160,15 +175,16 @@ class StepJob:
         _CloseWatcher(top, self.close)  # owned by the window (its Qt parent)
 
     def alive(self) -> bool:
-        """False once the job's widget was closed (updates would reach dead layers)."""
+        """False once the job's widget or its viewer's window was closed (updates would reach dead layers)."""
         if self._closed:
             return False
-        window = getattr(self.viewer, "window", None)
-        if self.viewer is not None and (window is None or not hasattr(window, "_qt_window")):
-            return False  # napari's Window.close() deletes ``_qt_window``
         try:
             from qtpy import sip
 
+            if self._viewer_window is not None:
+                top = self._viewer_window()
+                if top is None or sip.isdeleted(top):
+                    return False  # the viewer's window is gone
             return not sip.isdeleted(self._anchor)
         except Exception:  # not PyQt, or no native widget (tests with plain objects)
             return True

@@ -364,6 +364,7 @@ class DynFitPanel(QWidget):
             else:
                 self._build_page(title, widget, index)
                 self.steps[title] = widget
+                self.claim_layers()  # the layers a project records as this step's (or its glue's)
                 new = [widget, *self.extras.get(title, [])]
                 self._select(new, _unwrap(self.viewer.layers.selection.active), newest=True)
                 if self.defaults is not None:
@@ -684,10 +685,12 @@ class DynFitPanel(QWidget):
         extra = {"fields": glue.bundle if glue is not None else None,
                  "model": pde.model if pde is not None else None}
         snapshot = SimpleNamespace(layers=list(self.viewer.layers))  # the layers as they are at the click
+        owners = self.layer_owners(snapshot.layers)
 
         def compute():
             try:
-                return save_viewer_project(snapshot, folder, extra={k: v for k, v in extra.items() if v is not None})
+                return save_viewer_project(snapshot, folder, extra={k: v for k, v in extra.items() if v is not None},
+                                           owners=owners)
             except OSError as exc:
                 raise DynfitError(f"could not save the project: {exc}") from exc
 
@@ -709,9 +712,43 @@ class DynFitPanel(QWidget):
         def add(layers):
             for data, kwargs, kind in layers:
                 getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            self.claim_layers()  # a re-run of a step updates the layer the project records as its own
             self.status.setText(f"opened {len(layers)} layers from {folder}")
 
         self._io_job.start(compute, busy="opening the project", on_return=add, block=block)
+
+    def _layer_owner_widgets(self) -> list:
+        """The built steps and glue widgets that show layers (:class:`._contract.LayerOwner`)."""
+        widgets = [w for w in self.steps.values() if w is not None]
+        widgets += [w for extras in self.extras.values() for w in extras]
+        return [w for w in widgets if hasattr(w, "slot_of")]
+
+    def layer_owners(self, layers) -> dict:
+        """``{layer name: {"step": widget class name, "slot": name}}`` of the ``layers`` a step (or glue widget)
+        of the panel made: what a saved project records (:func:`._project_io.save_viewer_project`)."""
+        out = {}
+        for layer in layers:
+            for w in self._layer_owner_widgets():
+                slot = w.slot_of(_unwrap(layer))
+                if slot is not None:
+                    out[layer.name] = {"step": type(w).__name__, "slot": slot}
+                    break
+        return out
+
+    def claim_layers(self) -> int:
+        """Give the built steps the viewer's layers a project records as theirs (``metadata[OWNER_KEY]``): a
+        re-run then updates such a layer instead of adding ``"name [1]"`` beside it. Returns how many were
+        claimed (a step that already has a live layer under that name keeps it)."""
+        from ._project_io import OWNER_KEY
+
+        by_class = {type(w).__name__: w for w in self._layer_owner_widgets()}
+        n = 0
+        for layer in self.viewer.layers:
+            owner = (layer.metadata or {}).get(OWNER_KEY)
+            w = by_class.get(owner.get("step")) if isinstance(owner, dict) else None
+            if w is not None and isinstance(owner.get("slot"), str) and w.slot_of(_unwrap(layer)) is None:
+                n += bool(w.claim(_unwrap(layer), owner["slot"]))
+        return n
 
     def export_plots(self, folder, formats=("png", "svg")) -> list[Path]:
         """Save the matplotlib figures of the steps built so far as PNG and SVG files in ``folder``."""

@@ -12,6 +12,10 @@ Tracks     table ``track_id, frame, [z,] y, x``        scale, translate, lineage
 Vectors    Zarr array ``(n, 2, ndim)``                 scale, translate
 =========  ==========================================  ===================================
 
+A layer a step of the panel made records that step and the name it made it under (manifest ``owner``:
+``{"step": widget class, "slot": name}``); it opens with them in ``metadata[OWNER_KEY]``, so that the step
+claims it and a re-run updates it instead of adding ``"name [1]"`` on each save/open cycle.
+
 Field bundles saved by the pipeline (``fields``) open as one Image layer per scalar field. The
 panel also saves its hand-over products with the layers (``extra``: the coarse-grained fields and the
 learned model JSON), and the frame interval ``metadata["dt"]`` of every layer that has one.
@@ -30,6 +34,19 @@ from ..errors import InputError
 from ..project import Project
 
 _AXES = ("frame", "z", "y", "x")
+
+#: the key of a layer's ``metadata`` holding the step that made it (``{"step": class name, "slot": name}``),
+#: set on the layers a project opens with
+OWNER_KEY = "dynfit_owner"
+
+
+def layer_owner(layer, owners: dict | None = None) -> dict | None:
+    """``{"step", "slot"}`` of the step that made ``layer``: from ``owners`` (layer name -> owner, the live record
+    of the panel's steps), else from the layer's metadata (a layer opened from a project and not re-run)."""
+    owner = (owners or {}).get(layer.name) or (getattr(layer, "metadata", None) or {}).get(OWNER_KEY)
+    if isinstance(owner, dict) and isinstance(owner.get("step"), str) and isinstance(owner.get("slot"), str):
+        return {"step": owner["step"], "slot": owner["slot"]}
+    return None
 
 
 def _safe_name(name: str) -> str:
@@ -52,10 +69,12 @@ def _points_table(data: np.ndarray, features: pd.DataFrame | None, *, time_axis:
     return df
 
 
-def save_viewer_project(viewer, folder, extra: dict | None = None) -> Project:
+def save_viewer_project(viewer, folder, extra: dict | None = None, owners: dict | None = None) -> Project:
     """Save every savable layer of ``viewer`` into the project ``folder``; returns the project.
 
-    ``extra`` maps artefact names to further objects to save (a ``FieldBundle``, a model dict).
+    ``extra`` maps artefact names to further objects to save (a ``FieldBundle``, a model dict); ``owners`` maps
+    layer names to the step that made them (``{"step": widget class name, "slot": name it made it under}``,
+    :meth:`._contract.LayerOwner.slot_of`), recorded as the layer's ``owner`` (see :func:`layer_owner`).
     """
     prj = Project(folder)
     for name, obj in (extra or {}).items():
@@ -68,6 +87,9 @@ def save_viewer_project(viewer, folder, extra: dict | None = None) -> Project:
                 "axis_labels": [str(a) for a in layer.axis_labels]}
         if (layer.metadata or {}).get("dt") is not None:
             meta["dt"] = float(layer.metadata["dt"])
+        owner = layer_owner(layer, owners)
+        if owner is not None:
+            meta["owner"] = owner
         source = getattr(layer, "source", None)
         src_path = getattr(source, "path", None) if source is not None else None
         if kind in ("image", "labels"):
@@ -119,6 +141,8 @@ def project_layers(folder) -> list[tuple]:
                 kwargs[key] = meta.pop(key)
         if "dt" in meta:
             kwargs["metadata"] = {"dt": meta.pop("dt")}
+        if isinstance(meta.get("owner"), dict):
+            kwargs.setdefault("metadata", {})[OWNER_KEY] = meta.pop("owner")
         if entry["kind"] == "fields":
             fb = prj.load(name)
             for fname, arr in fb.fields.items():

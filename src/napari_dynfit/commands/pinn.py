@@ -7,7 +7,15 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..results import json_text
-from ..validate import int_range, nonneg_int, output, positive_float, positive_int
+from ..validate import (
+    MAX_LATENT_GRID,
+    check_latent_grid,
+    latent_grid_int,
+    nonneg_int,
+    output,
+    positive_float,
+    positive_int,
+)
 
 WEIGHTINGS = ("inverse-dirichlet", "annealing", "fixed")
 
@@ -43,6 +51,8 @@ def _latent_field(args) -> int:
     tracks = read_table(args.tracks, required=("frame", "track_id", "y", "x"))
     if args.dt is None and "dt" not in tracks.attrs:
         raise InputError("the tracks table does not store the frame interval: pass --dt (time per frame)")
+    check_latent_grid(args.grid, int(tracks["frame"].max() - tracks["frame"].min()) + 1, "--grid",  # before training
+                      draws=args.draws * args.chains if args.bayesian else 0)
     s = sb = None
     if args.source:
         sb = FieldBundle.load(args.source)
@@ -152,7 +162,8 @@ def register(sub) -> None:
                    help="do not estimate Dc, k, chi by the spectral least-squares fit first (with --source and "
                         "--box the default is to estimate them and keep them fixed); train them from guesses")
     p.add_argument("--refine", action="store_true", help="train the estimated coefficients jointly with the field")
-    p.add_argument("--grid", type=int_range(2, 4096), default=64, help="output grid points per axis (default 64)")
+    p.add_argument("--grid", type=latent_grid_int, default=64,
+                   help=f"output grid points per axis (default 64, at most {MAX_LATENT_GRID})")
     _add_training(p, 1500, 5e-3)  # fit_latent_field's (the latent-chemotaxis figure's) defaults
     b = p.add_argument_group("Bayesian PINN (--bayesian)")
     b.add_argument("--bayesian", action="store_true",

@@ -273,10 +273,34 @@ def state_of(net, channels=CHANNELS) -> dict:
 
 
 def save_rod_model(state: dict, path) -> Path:
-    """Write weights as float16 ``.npz`` (integer buffers kept as they are)."""
-    path = Path(path)
+    """Write weights as float16 ``.npz`` (integer buffers kept as they are), atomically.
+
+    Parameters
+    ----------
+    state : dict
+        Name -> array, as :func:`state_of` returns.
+    path : str or Path
+        Output file; ``.npz`` is appended when the name does not end in it (as :func:`numpy.savez_compressed`
+        does). The weights go to a temporary file renamed onto ``path`` once complete: an existing file is
+        replaced whole or not at all.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    import os
+
+    from .._io import atomic_path
+
+    path = Path(path).expanduser()
+    if not path.name.endswith(".npz"):
+        path = path.with_name(path.name + ".npz")
     out = {k.replace(".", "/"): (v.astype(np.float16) if v.dtype.kind == "f" else v) for k, v in state.items()}
-    np.savez_compressed(path, **out)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **out)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

@@ -205,9 +205,12 @@ def bayesian_latent_field(tracks, *, grid: int = 32, hidden=(32, 32), harmonics:
         Including the parameter draws ``samples`` and the field draws ``field_samples``.
     """
     from ...fields import FieldBundle
+    from ...validate import check_latent_grid
     from .chemotaxis import latent_chemotaxis_pinn, latent_grid
     from .train import resolve_device
 
+    if "frame" in getattr(tracks, "columns", ()) and len(tracks):  # before sampling (a bad table: the problem says so)
+        check_latent_grid(grid, int(tracks["frame"].max() - tracks["frame"].min()) + 1, draws=int(chains) * int(draws))
     dev = resolve_device(device)
     prob = latent_chemotaxis_pinn(tracks, hidden=hidden, harmonics=harmonics, fourier_features=fourier_features,
                                   n_collocation=n_collocation, device=str(dev), seed=seed, weighting="fixed",

@@ -421,7 +421,11 @@ n_collocation, batch_size, lr, coef_lr, coef_delay, estimate, refine, device, se
     from pathlib import Path
 
     from ...fields import FieldBundle
+    from ...validate import check_latent_grid
     from .denoise import summary
+
+    if "frame" in getattr(tracks, "columns", ()) and len(tracks):  # before training (a bad table: the problem says so)
+        check_latent_grid(grid, int(tracks["frame"].max() - tracks["frame"].min()) + 1)
 
     prob = latent_chemotaxis_pinn(tracks, **_options_of(latent_chemotaxis_pinn, options))
     if checkpoint is not None and Path(checkpoint).exists():
