@@ -43,7 +43,7 @@ def _cmd_infer(args) -> int:
                      score_kwargs={"steps": args.score_steps})
     for what, record in model.selection.items():  # how the offset and the refinement were chosen, one line each
         print(f"dynfit infer-flow: {what}: {record['reason']}", file=sys.stderr)
-    if model.uncertainty:  # how well the snapshots pin A (Cramer-Rao), or "not identifiable" and what would help
+    if model.uncertainty:  # how well the snapshots pin A (sandwich covariance), or "not identifiable" and what would help
         u = model.uncertainty
         print(f"dynfit infer-flow: drift uncertainty: {u['reason']}" + (f"; {u['hint']}" if u["hint"] else ""),
               file=sys.stderr)
