@@ -418,6 +418,11 @@ def test_exponent_interval_says_when_tracks_are_too_few(rng, tmp_path, capsys):
     assert np.isnan(few.exponent_ci).all() and not few.exponent_precise
     assert "too few" in few.precision_report() and few.precision_report().startswith("WARNING")
     many = fit_msd(_brownian(rng, n=400, frames=60), dt=0.1)
+    # enough tracks, but no interval (resamples without two lags): the line must not call them too few
+    import dataclasses
+
+    degenerate = dataclasses.replace(many, exponent_ci=(np.nan, np.nan))
+    assert "too few" not in degenerate.precision_report() and "two lags" in degenerate.precision_report()
     lo, hi = many.exponent_ci
     assert lo < many.exponent < hi and hi - lo < 0.1 and many.exponent_precise
     assert not many.precision_report().startswith("WARNING")

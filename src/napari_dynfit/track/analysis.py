@@ -365,8 +365,10 @@ class MsdFit:
         """One line: the exponent and prefactor with their 95 % intervals over resampled tracks."""
         lo, hi = self.exponent_ci
         if not (np.isfinite(lo) and np.isfinite(hi)):
-            return (f"WARNING: exponent {self.exponent:.3f} from {self.n_fitted} tracks: too few (< "
-                    f"{MIN_BOOTSTRAP_TRACKS}) for an interval; the data cannot say how precise it is")
+            why = (f"too few (< {MIN_BOOTSTRAP_TRACKS}) for an interval" if self.n_fitted < MIN_BOOTSTRAP_TRACKS
+                   else "resamples of them do not span two lags (too short) for an interval")
+            return (f"WARNING: exponent {self.exponent:.3f} from {self.n_fitted} tracks: {why}; the data cannot say "
+                    "how precise it is")
         plo, phi = self.prefactor_ci
         line = (f"exponent {self.exponent:.3f} (95 % interval {lo:.3f} to {hi:.3f}), prefactor {self.prefactor:.4g} "
                 f"({plo:.4g} to {phi:.4g}), from {self.n_fitted} tracks resampled with replacement")
