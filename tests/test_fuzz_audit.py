@@ -195,7 +195,7 @@ def test_folder_named_h5ad(tmp_path):
     from napari_dynfit.models.flow.h5ad import read_h5ad_table
 
     (tmp_path / "x.h5ad").mkdir()
-    with pytest.raises(InputError, match="is a folder, not a file: pass the AnnData .h5ad file itself"):
+    with pytest.raises(InputError, match="AnnData .h5ad file .* is a folder, not a file: pass the file itself"):
         read_h5ad_table(tmp_path / "x.h5ad")
 
 

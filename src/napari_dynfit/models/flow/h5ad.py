@@ -46,8 +46,9 @@ def _decode(v):
 def _open(path: Path):
     import h5py
 
-    if Path(path).is_dir():
-        raise InputError(f"'{path}' is a folder, not a file: pass the AnnData .h5ad file itself")
+    from ..._io import check_input_file
+
+    path = check_input_file(path, what="AnnData .h5ad file", file=True)
     try:
         return h5py.File(path, "r")
     except OSError as exc:
