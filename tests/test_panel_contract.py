@@ -207,3 +207,36 @@ def _fields_and_track_steps(make_napari_viewer):
     steps = _build_all(panel)
     return (viewer, panel.extra("FieldsFromTracks"), steps["TrackWidget"],
             viewer.layers["active_particles_2d truth"])
+
+
+def test_apr_filter_step_reads_the_converted_layer_not_the_same_named_one(make_napari_viewer, qtbot):
+    """An Image called "img (APR)" that the Convert step did not make (a project's, the user's) is the APR filter
+    step's input; Convert shows its result beside it ("img (APR) [1]"): the filter step then reads the new one
+    (Convert announced the APR object, not its layer, so the step stayed on the old layer)."""
+    from napari_dynfit._napari._panel import DynFitPanel
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    img = np.zeros((48, 40), np.float32)
+    img[10:16, 8:14] = 100
+    img[30:36, 20:28] = 80
+    viewer.add_image(img + rng.normal(0, 1, img.shape).astype(np.float32), name="img")
+    from napari_dynfit._napari._apr_reader import apr_layers_from_result
+    from napari_dynfit.apr import to_apr
+
+    (levels, kwargs, _), = apr_layers_from_result(to_apr(img), "img")  # an APR layer (e.g. a project's)
+    old = viewer.add_image(levels, **kwargs)
+    assert old.name == "img (APR)"
+    panel = DynFitPanel(viewer)
+    steps = _build_all(panel)
+    conv, filt = steps["AprConvertWidget"], steps["AprFilterWidget"]
+    filt._layer.reset_choices()
+    filt._layer.value = old
+    conv._layer.reset_choices()
+    conv._layer.value = viewer.layers["img"]
+    conv.convert()
+    qtbot.waitUntil(lambda: "img (APR) [1]" in viewer.layers and conv._run.enabled, timeout=30000)
+    made = viewer.layers["img (APR) [1]"]
+    assert conv.made_layer("img (APR)", viewer.layers) is made
+    qtbot.waitUntil(lambda: filt._layer.value is made, timeout=5000)
+    np.testing.assert_array_equal(np.asarray(old.data[0]), np.asarray(levels[0]))  # the old layer left as it was

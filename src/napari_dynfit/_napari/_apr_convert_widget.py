@@ -196,6 +196,7 @@ class AprConvertWidget(StepContract, Container):
         result, path = res
         source = self._viewer.layers[name] if name in self._viewer.layers else None
         dt = (source.metadata or {}).get("dt") if source is not None else None  # keep the frame interval
+        layers = []
         for data, kwargs, ltype in apr_layers_from_result(result, name):
             if source is not None and source.ndim == len(kwargs.get("scale", ())):
                 kwargs.update(layer_kwargs(source))  # the movie's world: translate, units, axis labels too
@@ -210,7 +211,10 @@ class AprConvertWidget(StepContract, Container):
             shown = show_layer(self._viewer, ltype, data, lname, owner=self, **kwargs, refresh=follow)
             if mode not in (None, "constant"):
                 set_apr_mode(shown, mode)
+            layers.append(shown)
         st = result.stats()
         self._stats.value = (f"{st['particles']} particles, ratio {st['computational_ratio']:.1f}, memory saved "
                              f"{100 * st['memory_saved']:.0f} %" + (f"; saved to {path}" if path else ""))
-        self.made.emit(result)
+        # the layer, not the APR object: the panel moves later steps that read a same-named layer this step did not
+        # make (a project's "img (APR)") onto it ("img (APR) [1]", StepContract.take_result)
+        self.made.emit(layers[0] if layers else result)
