@@ -172,6 +172,19 @@ def test_coarse_graining_skips_the_track_steps_preview_not_a_users_layer_of_that
     glue._layer.reset_choices()
     offered = [lay for lay in glue._layer.choices]
     assert any(lay is mine for lay in offered) and not any(lay is preview for lay in offered)
+    # a standalone "Detect & track" dock (not the panel's step) makes its own preview: not offered either
+    from napari_dynfit._napari._track_widget import TrackWidget
+
+    dock = TrackWidget(viewer)
+    dock._source.value = viewer.layers["spots"]
+    dock._max_distance.value = 3.0
+    dock._window.value = 1
+    dock.update_preview(sync=True)
+    theirs = dock.made_layer(PREVIEW, viewer.layers)
+    assert theirs is not None and theirs is not preview and theirs is not mine
+    glue._layer.reset_choices()
+    offered = [lay for lay in glue._layer.choices]
+    assert any(lay is mine for lay in offered) and not any(lay is theirs for lay in offered)
 
 
 def test_later_steps_read_a_steps_result_not_the_same_named_layer_it_wrote_beside(make_napari_viewer):

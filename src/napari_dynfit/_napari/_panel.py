@@ -183,12 +183,15 @@ class FieldsFromTracks(StepContract, Container):
         self._grid.enabled = self._kernel.enabled = not self._auto.value
 
     def _tracks_layers(self, _widget=None):
-        """Tracks layers to coarse-grain: never ground truth unless asked for, never the Track step's links preview
-        (:attr:`previews`; a user's layer of that name is offered)."""
+        """Tracks layers to coarse-grain: never ground truth unless asked for, never a Track step's links preview
+        (:attr:`previews`, and any layer a Track widget marked as its preview, e.g. of a standalone "Detect &
+        track" dock; a user's layer of that name is offered)."""
         from ._defaults import input_layers
+        from ._track_widget import PREVIEW_KEY
 
+        marked = tuple(lay for lay in self._viewer.layers if (lay.metadata or {}).get(PREVIEW_KEY))
         return input_layers(self._viewer, ("Tracks",), ground_truth=bool(self._truth.value),
-                            exclude=tuple(lay for lay in self.previews() if lay is not None))
+                            exclude=tuple(lay for lay in self.previews() if lay is not None) + marked)
 
     @property
     def tracks_layer(self):

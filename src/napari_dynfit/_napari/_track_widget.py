@@ -33,6 +33,8 @@ from ._jobs import StepJob
 from ._layers import show_layer
 
 PREVIEW = "links preview"
+#: layer metadata key marking a Track step's links preview (any Track widget's, panel or standalone dock)
+PREVIEW_KEY = "dynfit_preview"
 AXES = ("z", "y", "x")
 
 
@@ -398,7 +400,10 @@ class TrackWidget(StepContract, Container):
         geo = layer_kwargs(layer)  # the source's grid: tracks of another source are drawn on that one's
         return show_layer(self._viewer, "tracks", data, name, owner=self, graph=graph,
                           features=pd.DataFrame(props, index=pd.RangeIndex(len(data))),
-                          **geo, tail_length=10, metadata={"dt": time_axis(layer)[0]}, refresh=tuple(geo))
+                          **geo, tail_length=10, refresh=tuple(geo),
+                          # a preview says so: other steps (the panel's fields step) never coarse-grain a Track
+                          # step's preview, also one of a Detect & track dock opened on its own
+                          metadata={"dt": time_axis(layer)[0], **({PREVIEW_KEY: True} if name == PREVIEW else {})})
 
     # ------------------------------------------------------------------------------------------
     def _schedule_preview(self, *_):
