@@ -107,3 +107,17 @@ def test_local_cluster_leaves_the_parent_environment_alone():
     with local_cluster(1):
         assert {k: os.environ.get(k) for k in WORKER_ENV} == before
     assert {k: os.environ.get(k) for k in WORKER_ENV} == before
+
+
+def test_map_frames_takes_an_opened_movie_file(movie, tmp_path):
+    """``map_frames(func, open_movie(path))`` maps over the file's frames (it said "cannot map over frames of a
+    MovieFile" and gave no hint that ``.data`` was wanted)."""
+    import tifffile
+
+    from napari_dynfit.pipeline import open_movie
+
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TYX"})
+    got = map_frames(SMOOTH, open_movie(path), scheduler="sync")
+    want = [SMOOTH(frame) for frame in movie]
+    assert len(got) == len(movie) and all(np.allclose(a, b) for a, b in zip(got, want))

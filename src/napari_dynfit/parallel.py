@@ -210,8 +210,9 @@ def map_frames(func: Callable, movie, *, scheduler="threads", n_workers: int | N
         Per-frame function; must be picklable for ``"processes"`` and clusters (a module-level
         function or a ``functools.partial`` of one).
     movie : array-like, shape (t, ...)
-        numpy array, Zarr array, Dask array or any object with ``len`` and ``movie[t]``; non-numpy
-        inputs are read frame by frame inside the tasks (on the workers).
+        numpy array, Zarr array, Dask array or any object with ``len`` and ``movie[t]``, or what
+        :func:`~napari_dynfit.pipeline.open_movie` returns (its ``.data``); non-numpy inputs are read frame
+        by frame inside the tasks (on the workers).
     scheduler : str or distributed.Client
         ``"sync"``, ``"threads"``, ``"processes"``, ``"local-cluster"`` or a scheduler address
         (see the module docstring).
@@ -233,6 +234,8 @@ def map_frames(func: Callable, movie, *, scheduler="threads", n_workers: int | N
     list
         ``[func(movie[0]), func(movie[1]), ...]``.
     """
+    if not hasattr(movie, "shape") and hasattr(getattr(movie, "data", None), "shape"):
+        movie = movie.data  # a MovieFile (open_movie): its lazy frames
     try:
         n = int(movie.shape[0]) if hasattr(movie, "shape") else len(movie)
     except (TypeError, IndexError):
