@@ -111,3 +111,24 @@ def test_training_progress_counts_against_all_steps_and_the_plot_keeps_its_margi
     assert steps == [10, 20, 30]
     totals = {total for _, total, desc in seen if desc == "PINN training"}
     assert totals == {30}, seen
+
+
+def test_latent_field_widget_takes_the_periodic_box_the_data_state(make_napari_viewer):
+    """Tracks of a periodic sample (``metadata["periodic"]``) set the page's periodic box to the field of view
+    (it stayed at 0, "none", on the GUI sample's periodic box); tracks that say they are not periodic keep 0."""
+    import numpy as np
+
+    from napari_dynfit._napari._defaults import apply_defaults, data_defaults
+    from napari_dynfit._napari._pinn_widget import LatentFieldWidget
+
+    viewer = make_napari_viewer()
+    w = LatentFieldWidget(viewer)
+    image = viewer.add_image(np.zeros((5, 40, 60)), scale=(0.5, 2.0, 2.0), metadata={"periodic": True, "dt": 0.5})
+    tracks = viewer.add_tracks(np.array([[0, 0, 10.0, 10.0], [0, 1, 12.0, 11.0]]), metadata={"periodic": True})
+    done = apply_defaults(w, data_defaults(tracks).merged(data_defaults(image)))
+    assert (w._box_y.value, w._box_x.value) == (80.0, 120.0) and w._settings()["box"] == (80.0, 120.0)
+    assert done.count("periodic box") == 1, done
+    w2 = LatentFieldWidget(viewer)
+    open_box = viewer.add_tracks(np.array([[0, 0, 10.0, 10.0], [0, 1, 12.0, 11.0]]), metadata={"periodic": False})
+    apply_defaults(w2, data_defaults(open_box).merged(data_defaults(image)))
+    assert w2._settings()["box"] is None

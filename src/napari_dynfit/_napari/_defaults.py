@@ -130,6 +130,8 @@ def default_values(d: DataDefaults, current: dict | None = None) -> dict:
                            false (with "from the data" ticked the boxes show what the last run used)
     ``box_y``, ``box_x``   ``extent`` (box of the fields)
     ``periodic``           ``periodic`` (``metadata["periodic"]`` of the samples)
+    ``periodic_box_y/x``   ``extent`` when ``periodic``, 0 (none) when the data say they are not periodic
+                           (the latent-field page's periodic box)
     =====================  ==========================================================================
     """
     current = current or {}
@@ -143,13 +145,16 @@ def default_values(d: DataDefaults, current: dict | None = None) -> dict:
             grid = max(d.extent) / 32
             out["grid"], out["kernel"] = round(grid, 4), round(2 * grid, 4)
         out["box_y"], out["box_x"] = d.extent[-2], d.extent[-1]
+        if d.periodic is not None:
+            out["periodic_box_y"], out["periodic_box_x"] = (d.extent[-2], d.extent[-1]) if d.periodic else (0.0, 0.0)
     return {k: v for k, v in out.items() if v is not None}
 
 
 def _label(name, value) -> str:
     return {"spot_sigma": f"object sigma {value:.2f} px", "dt": f"dt {value:g}", "movie": "movie",
             "periodic": "periodic box" if value is True else "open box",
-            "box_y": "box", "box_x": "box"}.get(name, f"{name} {value:.3g}" if isinstance(value, float) else name)
+            "box_y": "box", "box_x": "box", "periodic_box_y": "periodic box" if value else "no periodic box",
+            "periodic_box_x": "periodic box" if value else "no periodic box"}.get(name, f"{name} {value:.3g}" if isinstance(value, float) else name)
 
 
 def apply_defaults(widget, d: DataDefaults) -> list[str]:
@@ -164,7 +169,7 @@ def apply_defaults(widget, d: DataDefaults) -> list[str]:
     current = widget.defaults()
     values = {k: v for k, v in default_values(d, current).items() if k in current}
     done = widget.apply_defaults(values)
-    return [_label(k, values[k]) for k in done]
+    return list(dict.fromkeys(_label(k, values[k]) for k in done))  # "box" once for y and x
 
 
 # --- which layers a step may take as input ------------------------------------------------------

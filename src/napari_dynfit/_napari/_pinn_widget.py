@@ -30,7 +30,7 @@ class LatentFieldWidget(StepContract, Container):
     """Infer ``phi = chi c`` and ``Dc``, ``k`` from a tracks layer; live overlay and training curves."""
 
     INPUTS = (("tracks", "_layer", ("Tracks", "Points"), "no tracks yet: Detect and Track on page 3"),)
-    PARAMS = {"dt": "_dt"}
+    PARAMS = {"dt": "_dt", "periodic_box_y": "_box_y", "periodic_box_x": "_box_x"}
     OUTPUTS = ((f"{LAYER} (*)", "Image"),)
     NEEDS = ("chemical field",)
 
