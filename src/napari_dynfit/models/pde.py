@@ -252,7 +252,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                  polyorder: int | None = None, reference: dict | None = None, max_samples: int = 20000,
                  stochastic: bool = False, blocks=None, gain: float = 0.5, forecast: bool = True,
                  max_condition: float = 1e4, noise_correction: bool = True, max_interval: float = 0.3,
-                 seed=0) -> PDEDiscovery:
+                 frame_correction: bool = True, seed=0) -> PDEDiscovery:
     """Learn a sparse PDE model from fields, check it and say whether the data identify it.
 
     Default selection (``decades=None``, see :mod:`napari_dynfit.models.selection`): stability
@@ -322,6 +322,13 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         block-jackknife interval (0.3: the coefficient known to +-30 %); a wider one makes the model
         not identifiable (the data do not pin that coefficient down, although its sign may be
         clear). ``inf`` switches the check off.
+    frame_correction : bool
+        ``stochastic=True`` only: refit the selected terms at the model's predicted midpoint of
+        every frame interval (:func:`_frame_interval_correction`), which removes the ``O(dt)``
+        bias of forward differences (``div(p)`` of free ABPs came out ``-0.972`` for ``-1`` at
+        ``dt = 0.05``, mean of 20 seeds, outside most of its 95 % intervals). Coefficients and
+        intervals are those of the refit; ``model["diagnostics"]["frame_interval"]`` keeps the
+        uncorrected ones.
     seed : int
         Randomness of the point sample and subsamples.
 
@@ -369,7 +376,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                         "selection": "fixed grid" if legacy else "path to the noise floor + held-out blocks",
                         "half_width": half_width, "stride": stride, "window": window, "polyorder": polyorder,
                         "stochastic": stochastic, "gain": gain, "forecast": forecast,
-                        "noise_correction": noise_correction, "max_interval": max_interval},
+                        "noise_correction": noise_correction, "max_interval": max_interval,
+                        "frame_correction": frame_correction and stochastic},
              "diagnostics": {}, "stability_path": {}}
     # --- features ------------------------------------------------------------------------------
     blocks = tuple(blocks) if blocks is not None else (4,) + (2,) * bundle.ndim
@@ -534,6 +542,12 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                     r.reason = "forecast check: " + fc["switched"][-1]
                     base_err = e_best
                     fc["error"] = e_best
+    # --- Ito forward differences: refit the selected terms at the predicted frame midpoint -------
+    if stochastic and derivative == "weak":
+        model["diagnostics"]["frame_interval"] = _frame_interval_correction(
+            bundle, results, rows_of, feats, main_grid, grid_shape, labels_grid, frame_correction,
+            method="decoupled" if window is None else "finite", window=window, polyorder=polyorder,
+            reference=ref)
     # --- coefficients, intervals, identifiability, where ----------------------------------------
     ident = {}
     for lhs, lib in equations.items():
@@ -695,6 +709,97 @@ def _two_scale(cand, bundle, lhs, grid, blocks, noise_info, max_samples, seed, *
     cand.coefficients = dict(zip(cand.terms, map(float, a * x1 + (1 - a) * x2)))
     cand.fold_coefficients = a * cand.fold_coefficients + (1 - a) * folds_h
     return info
+
+
+def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape, labels_grid, on: bool,
+                               iterations: int = 3, **evaluate) -> dict:
+    """Refit the selected terms of the Ito form at the model's predicted midpoint of each frame interval.
+
+    The Ito target ``(u(t + dt) - u(t)) / dt`` is the mean of ``u_t`` over the interval, not its
+    value at ``t``: ``E[(u(t + dt) - u(t)) / dt | u(t)] = F(u) + (dt / 2) DF(u)[F(u)] + O(dt^2)``
+    for a drift ``F`` linear in the fields (the noise adds a curvature term for nonlinear ones).
+    Regressing it on the library at ``t`` therefore biases the coefficients by ``O(dt)`` times the
+    rates: for free ABPs ``rho_t = -v0 div(p)`` comes out as ``-v0 (1 - Dr dt / 2)``, ``-0.972`` for
+    ``-1`` at ``dt = 0.05`` (mean of 20 seeds), and the bias does not shrink with more particles
+    while the intervals do. This refit evaluates the library at the deterministic midpoint
+    predictor ``u(t) + (dt / 2) F(u(t))`` (``F`` the selected model, pointwise derivatives): the
+    explicit midpoint rule, second order in ``dt``, and still Ito (the predictor uses ``u(t)``
+    only, so the increment's noise stays uncorrelated with the library). ``F`` depends on the
+    coefficients, so the refit is repeated ``iterations`` times (each changes them by a factor
+    ``~ rate x dt / 2`` less). The per-block refits (jackknife intervals) use the final midpoint
+    features. Not applied (and said why) when a selected term reads a field without a learned
+    equation (its midpoint is unknown) or to fields averaged over a time window (instrumented Ito
+    features, not validated).
+
+    Updates the selected candidates of ``results`` in place; returns the diagnostics
+    (``applied``, ``why``, ``frame_interval``, ``uncorrected``, ``iterations``, ``last_change``).
+    """
+    from ..fields.bundle import FieldBundle
+    from ..fields.weak import weak_features
+
+    cands = {lhs: r.selected for lhs, r in results.items()}
+    info = {"applied": False, "why": "", "frame_interval": float(bundle.dt),
+            "uncorrected": {lhs: dict(c.coefficients) for lhs, c in cands.items() if c is not None}}
+    terms = sorted({t for c in cands.values() if c is not None for t in c.terms})
+    field_of = {lhs: parse_term(lhs).field for lhs in cands}
+    used = {f for t in terms for f in parse_term(t).fields()}
+    missing = sorted(used - set(field_of.values()))
+    attrs = getattr(bundle, "attrs", None) or {}
+    if not on:
+        info["why"] = "switched off"
+    elif not terms:
+        info["why"] = "no selected terms"
+    elif not all(getattr(parse_term(lhs), "derivs", ()) == ("t",) for lhs in cands):
+        info["why"] = "a left-hand side is not a first time derivative of a field"
+    elif missing:
+        info["why"] = f"no learned equation for {', '.join(missing)}: its midpoint cannot be predicted"
+    elif int(attrs.get("time_window", 0)) > 0 and attrs.get("windowed_fields"):
+        info["why"] = "fields averaged over a time window (instrumented Ito features): not validated"
+    if info["why"]:
+        return info
+    pointwise = evaluate_terms(bundle, terms, method="spectral" if any(bundle.periodic) else "finite",
+                               reference=evaluate.get("reference"))
+    coefs = {lhs: dict(c.coefficients) for lhs, c in cands.items() if c is not None}
+    change = float("inf")
+    for _ in range(iterations):
+        fields = dict(bundle.fields)
+        for lhs, c in coefs.items():
+            rhs = sum(v * pointwise[t] for t, v in c.items())
+            fields[field_of[lhs]] = bundle[field_of[lhs]] + 0.5 * bundle.dt * rhs
+        mid = FieldBundle(fields, bundle.coords, kinds=dict(bundle.kinds), periodic=bundle.periodic)
+        F = weak_features(mid, terms, grid=grid, **evaluate)
+        new, folds = {}, {}
+        for lhs, c in coefs.items():
+            y, _, _, d, _ = rows_of[lhs]
+            F[lhs] = feats[lhs]
+            _, Gm, labels, _, _ = _rows(F, lhs, list(c), grid_shape, labels_grid, None)
+            xi, fc = _block_refits(Gm.reshape(-1, len(c)), y.reshape(-1), np.repeat(labels, d))
+            new[lhs], folds[lhs] = dict(zip(c, map(float, xi))), fc
+        change = max(abs(new[lhs][t] - coefs[lhs][t]) / max(abs(coefs[lhs][t]), 1e-300)
+                     for lhs in coefs for t in coefs[lhs])
+        coefs = new
+    for lhs, c in coefs.items():
+        cands[lhs].coefficients = c
+        cands[lhs].fold_coefficients = folds[lhs]
+    info.update(applied=True, iterations=iterations, last_change=change,
+                why="Ito forward differences: library refitted at the predicted midpoint u + (dt/2) F(u)")
+    return info
+
+
+def _block_refits(G: np.ndarray, y: np.ndarray, labels: np.ndarray):
+    """Least squares on all rows and without each block (label): ``(xi (m,), folds (K, m))``."""
+    s = np.linalg.norm(G, axis=0)
+    s = np.where(s > 0, s, 1.0)
+    Gn = G / s
+    blocks = np.unique(labels)
+    A = np.stack([Gn[labels == b].T @ Gn[labels == b] for b in blocks])
+    c = np.stack([Gn[labels == b].T @ y[labels == b] for b in blocks])
+    At, ct = A.sum(axis=0), c.sum(axis=0)
+
+    def solve(M, v):
+        return np.linalg.lstsq(M, v, rcond=None)[0] / s
+
+    return solve(At, ct), np.stack([solve(At - A[k], ct - c[k]) for k in range(len(blocks))])
 
 
 def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "", n_rows: int = 0) -> dict:
