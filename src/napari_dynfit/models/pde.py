@@ -323,7 +323,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         not identifiable (the data do not pin that coefficient down, although its sign may be
         clear). ``inf`` switches the check off.
     frame_correction : bool
-        ``stochastic=True`` only: refit the selected terms at the model's predicted midpoint of
+        Ito form (``stochastic=True`` or a time half-width 0; not combined with the
+        measurement-noise correction): refit the selected terms at the model's predicted midpoint of
         every frame interval (:func:`_frame_interval_correction`), which removes the ``O(dt)``
         bias of forward differences (``div(p)`` of free ABPs came out ``-0.972`` for ``-1`` at
         ``dt = 0.05``, mean of 20 seeds, outside most of its 95 % intervals). Coefficients and
@@ -377,7 +378,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                         "half_width": half_width, "stride": stride, "window": window, "polyorder": polyorder,
                         "stochastic": stochastic, "gain": gain, "forecast": forecast,
                         "noise_correction": noise_correction, "max_interval": max_interval,
-                        "frame_correction": frame_correction and stochastic},
+                        "frame_correction": frame_correction},
              "diagnostics": {}, "stability_path": {}}
     # --- features ------------------------------------------------------------------------------
     blocks = tuple(blocks) if blocks is not None else (4,) + (2,) * bundle.ndim
@@ -543,9 +544,10 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                     base_err = e_best
                     fc["error"] = e_best
     # --- Ito forward differences: refit the selected terms at the predicted frame midpoint -------
-    if stochastic and derivative == "weak":
+    if derivative == "weak" and main_grid.half_width[0] == 0:          # Ito form: forward differences
         model["diagnostics"]["frame_interval"] = _frame_interval_correction(
-            bundle, results, rows_of, feats, main_grid, grid_shape, labels_grid, frame_correction,
+            bundle, results, rows_of, feats, main_grid, grid_shape, labels_grid,
+            frame_correction and not noise_info["applied"],
             method="decoupled" if window is None else "finite", window=window, polyorder=polyorder,
             reference=ref)
     # --- coefficients, intervals, identifiability, where ----------------------------------------
@@ -746,7 +748,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
     missing = sorted(used - set(field_of.values()))
     attrs = getattr(bundle, "attrs", None) or {}
     if not on:
-        info["why"] = "switched off"
+        info["why"] = "switched off (frame_correction=False), or combined with the measurement-noise correction"
     elif not terms:
         info["why"] = "no selected terms"
     elif not all(getattr(parse_term(lhs), "derivs", ()) == ("t",) for lhs in cands):
