@@ -547,7 +547,8 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     if derivative == "weak" and main_grid.half_width[0] == 0:          # Ito form: forward differences
         model["diagnostics"]["frame_interval"] = _frame_interval_correction(
             bundle, results, rows_of, feats, main_grid, grid_shape, labels_grid,
-            frame_correction and not noise_info["applied"],
+            "switched off (frame_correction=False)" if not frame_correction else
+            "not combined with the measurement-noise correction (not validated)" if noise_info["applied"] else "",
             method="decoupled" if window is None else "finite", window=window, polyorder=polyorder,
             reference=ref)
     # --- coefficients, intervals, identifiability, where ----------------------------------------
@@ -713,7 +714,7 @@ def _two_scale(cand, bundle, lhs, grid, blocks, noise_info, max_samples, seed, *
     return info
 
 
-def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape, labels_grid, on: bool,
+def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape, labels_grid, off: str = "",
                                iterations: int = 3, **evaluate) -> dict:
     """Refit the selected terms of the Ito form at the model's predicted midpoint of each frame interval.
 
@@ -731,7 +732,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
     ``~ rate x dt / 2`` less). The per-block refits (jackknife intervals) use the final midpoint
     features. Not applied (and said why) when a selected term reads a field without a learned
     equation (its midpoint is unknown) or to fields averaged over a time window (instrumented Ito
-    features, not validated).
+    features, not validated), nor when ``off`` gives a reason (switched off, measurement-noise correction).
 
     Updates the selected candidates of ``results`` in place; returns the diagnostics
     (``applied``, ``why``, ``frame_interval``, ``uncorrected``, ``iterations``, ``last_change``).
@@ -747,8 +748,8 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
     used = {f for t in terms for f in parse_term(t).fields()}
     missing = sorted(used - set(field_of.values()))
     attrs = getattr(bundle, "attrs", None) or {}
-    if not on:
-        info["why"] = "switched off (frame_correction=False), or combined with the measurement-noise correction"
+    if off:
+        info["why"] = off
     elif not terms:
         info["why"] = "no selected terms"
     elif not all(getattr(parse_term(lhs), "derivs", ()) == ("t",) for lhs in cands):
