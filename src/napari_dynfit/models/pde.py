@@ -327,7 +327,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         measurement-noise correction): refit the selected terms at the model's predicted midpoint of
         every frame interval (:func:`_frame_interval_correction`), which removes the ``O(dt)``
         bias of forward differences (``div(p)`` of free ABPs came out ``-0.972`` for ``-1`` at
-        ``dt = 0.05``, mean of 20 seeds, outside most of its 95 % intervals). Coefficients and
+        ``dt = 0.05``, mean of 20 seeds; its 95 % intervals missed -1 in 9 of them). Coefficients and
         intervals are those of the refit; ``model["diagnostics"]["frame_interval"]`` keeps the
         uncorrected ones.
     seed : int
