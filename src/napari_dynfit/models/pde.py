@@ -108,6 +108,10 @@ class PDEDiscovery(Result):
             lines.append(f"forecast of the held-out last {fc['frames']} frames: relative error {fc['error']:.3g}")
         for sw in fc.get("switched", []):
             lines.append(f"forecast check: {sw}")
+        for a in self.model.get("diagnostics", {}).get("frame_interval", {}).get("added", []):
+            moved = ", ".join(f"{k} {a['before'][k]:.3g} -> {a['after'][k]:.3g}" for k in a["before"])
+            lines.append(f"frame-interval check: added {a['term']} to {a['lhs']} ({a['coefficient']:.3g}, "
+                         f"{a['z']:.1f} standard errors; without it {moved}, beyond the intervals)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
