@@ -333,7 +333,9 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         bias of forward differences (``div(p)`` of free ABPs came out ``-0.972`` for ``-1`` at
         ``dt = 0.05``, mean of 20 seeds; its 95 % intervals missed -1 in 9 of them). Coefficients and
         intervals are those of the refit; ``model["diagnostics"]["frame_interval"]`` keeps the
-        uncorrected ones.
+        uncorrected ones. The refit also adds an unselected library term whose coefficient is clear
+        (> 4 standard errors) and whose absence moves a selected coefficient beyond its interval
+        (``frame_interval["added"]``, the selection's ``reason``, ``summary()``).
     seed : int
         Randomness of the point sample and subsamples.
 
