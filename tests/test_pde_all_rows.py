@@ -86,3 +86,46 @@ def test_ito_frame_midpoint_refit_removes_the_frame_interval_bias():
     assert diag["applied"] and diag["uncorrected"]["u_t"] == pytest.approx(old)
     assert eq["u"] == pytest.approx(-2.0, rel=0.01) and eq["u_xx"] == pytest.approx(0.5, rel=0.05)
     assert res.model["method"]["frame_correction"] and not plain.model["diagnostics"]["frame_interval"]["applied"]
+
+
+def test_ito_frame_refit_adds_a_term_whose_absence_moves_the_others(monkeypatch):
+    """The missing-term check of the frame-midpoint refit: ``u_t = -u + u_xx`` kicked by smooth noise (the
+    residual is mostly noise, as for particle fields), frames every 0.1, with a selection made to drop the
+    real ``u_xx`` (as the stochastic selection drops a small diffusion on ``dynfit demo``'s stripe). Without
+    it the refit puts ``u`` at -1.148 +- 0.04 (se); adding ``u_xx`` moves it by 1.8 interval half-widths
+    (``u_xx`` 6.9 standard errors), so the refit adds it back and reports it (measured: -0.979 u + 1.142
+    u_xx, intervals covering -1 and 1)."""
+    from napari_dynfit.models import selection
+    from napari_dynfit.models.selection import Candidate
+
+    real = selection.select_on_path
+
+    def drop_u_xx(G, y, names, labels, **kw):
+        sel = real(G, y, names, labels, **kw)
+        c = sel.selected
+        keep = [i for i, t in enumerate(c.terms) if t != "u_xx"]
+        x = np.linalg.lstsq(G[:, [names.index(c.terms[i]) for i in keep]], y, rcond=None)[0]
+        sel.candidates.append(Candidate([c.terms[i] for i in keep], c.penalty, c.cv_error, c.cv_folds,
+                                        dict(zip([c.terms[i] for i in keep], map(float, x))),
+                                        c.fold_coefficients[:, keep]))
+        sel.chosen = len(sel.candidates) - 1
+        return sel
+
+    monkeypatch.setattr(selection, "select_on_path", drop_u_xx)
+    b = _relaxing_field(a=1.0, D=1.0, dt=0.1, frames=1000, kick=1.0)
+    res = discover_pde(b, {"u_t": ["u", "u_xx", "u^2", "u_x"]}, stochastic=True, forecast=False, seed=0)
+    diag = res.model["diagnostics"]["frame_interval"]
+    assert set(diag["uncorrected"]["u_t"]) == {"u"}                    # the (forced) selection
+    assert [(a["lhs"], a["term"]) for a in diag["added"]] == [("u_t", "u_xx")]
+    for term, truth in {"u": -1.0, "u_xx": 1.0}.items():
+        lo, hi = res.model["confidence_intervals"]["u_t"][term]
+        assert lo <= truth <= hi, (term, res.equations["u_t"], lo, hi)
+    before = diag["added"][0]["before"]["u"]
+    assert before < -1.0 - 0.1                          # without u_xx the refit was off beyond its interval
+    assert "frame-interval check: added u_xx" in res.results["u_t"].reason
+    assert "frame-interval check: added u_xx to u_t" in res.summary()
+    assert res.results["u_t"].selected.source == "frame interval"
+    # switched off: the plain selected support stays
+    off = discover_pde(b, {"u_t": ["u", "u_xx", "u^2", "u_x"]}, stochastic=True, forecast=False,
+                       frame_correction=False, seed=0)
+    assert set(off.equations["u_t"]) == {"u"}
