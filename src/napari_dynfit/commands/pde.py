@@ -162,7 +162,8 @@ def register(sub) -> None:
                    "measurement noise (estimated from the fields; default: corrected, see docs/pde.md)")
     d.add_argument("--no-frame-correction", action="store_true", help="--stochastic: keep the plain Ito fit (default: "
                    "the selected terms refitted at the predicted frame midpoint, which removes the O(frame "
-                   "interval) bias of forward differences, and a left-out term added when its absence moves a refitted coefficient beyond its interval, see docs/pde.md)")
+                   "interval) bias of forward differences, and a left-out term added when its absence moves a "
+                   "refitted coefficient beyond its interval, see docs/pde.md)")
     d.add_argument("--periodic", type=lambda s: s.lower() in ("1", "yes", "true"), default=None,
                    help="override periodicity (yes/no); .mat files default to yes")
     d.add_argument("--validate", action="store_true", help="integrate the model from the first frame and report "
