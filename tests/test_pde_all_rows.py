@@ -38,8 +38,9 @@ def _relaxing_field(a=1.0, D=1.0, n=64, frames=200, dt=0.02, L=16.0, kick=0.0, s
 def test_ito_fit_uses_every_row():
     """Coefficients and intervals from all 6 400 centres, not from the 1000 rows the paths draw from."""
     b = _relaxing_field()
+    # frame_correction=False: the plain Ito least squares (the midpoint refit is tested in test_pde_calibration.py)
     res = discover_pde(b, {"u_t": ["u", "u_xx", "u^2", "u_x"]}, stochastic=True, max_samples=1000,
-                       forecast=False, seed=0)
+                       forecast=False, frame_correction=False, seed=0)
     eq = res.equations["u_t"]
     assert set(eq) == {"u", "u_xx"} and res.identifiable
     hw = (0, max(4, b.shape[1] // 8))
@@ -67,3 +68,64 @@ def test_select_on_path_fits_every_row_when_paths_draw_from_a_subset():
     assert [c["p"], c["grad"]] == pytest.approx(np.linalg.lstsq(G, y, rcond=None)[0], rel=1e-8)
     assert c["p"] == pytest.approx(-1.0, rel=0.005)
     assert abs(np.linalg.lstsq(G[sub], y[sub], rcond=None)[0][0] + 1.0) > 0.01     # what the subset gives
+
+
+def test_ito_frame_midpoint_refit_removes_the_frame_interval_bias():
+    """``u_t = -2 u + 0.5 u_xx`` (no noise) sampled every 0.1 (rate x interval >= 0.2): forward differences give
+    the mean of ``u_t`` over the interval, -1.81 u + 0.40 u_xx; the refit at the predicted frame midpoint
+    (default) is second order in the interval: -2.015 u + 0.517 u_xx (the rest grows with the mode's rate,
+    so it lands on ``u_xx``)."""
+    b = _relaxing_field(a=2.0, D=0.5, dt=0.1, frames=60, kick=0.0)
+    lib = {"u_t": ["u", "u_xx", "u^2", "u_x"]}
+    plain = discover_pde(b, lib, stochastic=True, forecast=False, frame_correction=False, seed=0)
+    res = discover_pde(b, lib, stochastic=True, forecast=False, seed=0)
+    assert set(plain.equations["u_t"]) == set(res.equations["u_t"]) == {"u", "u_xx"}
+    old = plain.equations["u_t"]
+    assert old["u"] > -2.0 * 0.93 and old["u_xx"] < 0.5 * 0.85               # the O(dt) bias
+    eq, diag = res.equations["u_t"], res.model["diagnostics"]["frame_interval"]
+    assert diag["applied"] and diag["uncorrected"]["u_t"] == pytest.approx(old)
+    assert eq["u"] == pytest.approx(-2.0, rel=0.01) and eq["u_xx"] == pytest.approx(0.5, rel=0.05)
+    assert res.model["method"]["frame_correction"] and not plain.model["diagnostics"]["frame_interval"]["applied"]
+
+
+def test_ito_frame_refit_adds_a_term_whose_absence_moves_the_others(monkeypatch):
+    """The missing-term check of the frame-midpoint refit: ``u_t = -u + u_xx`` kicked by smooth noise (the
+    residual is mostly noise, as for particle fields), frames every 0.1, with a selection made to drop the
+    real ``u_xx`` (as the stochastic selection drops a small diffusion on ``dynfit demo``'s stripe). Without
+    it the refit puts ``u`` at -1.148 +- 0.04 (se); adding ``u_xx`` moves it by 1.8 interval half-widths
+    (``u_xx`` 6.9 standard errors), so the refit adds it back and reports it (measured: -0.979 u + 1.142
+    u_xx, intervals covering -1 and 1)."""
+    from napari_dynfit.models import selection
+    from napari_dynfit.models.selection import Candidate
+
+    real = selection.select_on_path
+
+    def drop_u_xx(G, y, names, labels, **kw):
+        sel = real(G, y, names, labels, **kw)
+        c = sel.selected
+        keep = [i for i, t in enumerate(c.terms) if t != "u_xx"]
+        x = np.linalg.lstsq(G[:, [names.index(c.terms[i]) for i in keep]], y, rcond=None)[0]
+        sel.candidates.append(Candidate([c.terms[i] for i in keep], c.penalty, c.cv_error, c.cv_folds,
+                                        dict(zip([c.terms[i] for i in keep], map(float, x))),
+                                        c.fold_coefficients[:, keep]))
+        sel.chosen = len(sel.candidates) - 1
+        return sel
+
+    monkeypatch.setattr(selection, "select_on_path", drop_u_xx)
+    b = _relaxing_field(a=1.0, D=1.0, dt=0.1, frames=1000, kick=1.0)
+    res = discover_pde(b, {"u_t": ["u", "u_xx", "u^2", "u_x"]}, stochastic=True, forecast=False, seed=0)
+    diag = res.model["diagnostics"]["frame_interval"]
+    assert set(diag["uncorrected"]["u_t"]) == {"u"}                    # the (forced) selection
+    assert [(a["lhs"], a["term"]) for a in diag["added"]] == [("u_t", "u_xx")]
+    for term, truth in {"u": -1.0, "u_xx": 1.0}.items():
+        lo, hi = res.model["confidence_intervals"]["u_t"][term]
+        assert lo <= truth <= hi, (term, res.equations["u_t"], lo, hi)
+    before = diag["added"][0]["before"]["u"]
+    assert before < -1.0 - 0.1                          # without u_xx the refit was off beyond its interval
+    assert "frame-interval check: added u_xx" in res.results["u_t"].reason
+    assert "frame-interval check: added u_xx to u_t" in res.summary()
+    assert res.results["u_t"].selected.source == "frame interval"
+    # switched off: the plain selected support stays
+    off = discover_pde(b, {"u_t": ["u", "u_xx", "u^2", "u_x"]}, stochastic=True, forecast=False,
+                       frame_correction=False, seed=0)
+    assert set(off.equations["u_t"]) == {"u"}

@@ -82,7 +82,8 @@ def _cmd_discover(args) -> int:
                        half_width=args.half_width if args.half_width is None or len(args.half_width) > 1
                        else args.half_width[0],
                        window=args.window, stochastic=args.stochastic,
-                       noise_correction=not args.no_noise_correction, seed=args.seed)
+                       noise_correction=not args.no_noise_correction,
+                       frame_correction=not args.no_frame_correction, seed=args.seed)
     model = res.model
     model["source"] = str(args.input)
     failure = None
@@ -159,6 +160,10 @@ def register(sub) -> None:
                    "candidate models over the last quarter of the frames)")
     d.add_argument("--no-noise-correction", action="store_true", help="do not correct the weak-form fits for white "
                    "measurement noise (estimated from the fields; default: corrected, see docs/pde.md)")
+    d.add_argument("--no-frame-correction", action="store_true", help="--stochastic: keep the plain Ito fit (default: "
+                   "the selected terms refitted at the predicted frame midpoint, which removes the O(frame "
+                   "interval) bias of forward differences, and a left-out term added when its absence moves a "
+                   "refitted coefficient beyond its interval, see docs/pde.md)")
     d.add_argument("--periodic", type=lambda s: s.lower() in ("1", "yes", "true"), default=None,
                    help="override periodicity (yes/no); .mat files default to yes")
     d.add_argument("--validate", action="store_true", help="integrate the model from the first frame and report "
