@@ -45,7 +45,7 @@ def _demo(ctx) -> None:
             for lhs, terms in model["equations"].items() for t, c in terms.items()
             for lo, hi in [model["confidence_intervals"][lhs][t]]}
     if rows:
-        ctx.report.add_table(rows, caption="Learned coefficients with 95 % bootstrap intervals")
+        ctx.report.add_table(rows, caption="Learned coefficients with 95 % block-jackknife intervals")
     ctx.report.add_figure(plot_stability_paths(model), caption="Stability paths (thick: selected terms; dotted: pi_th)")
     if fe is not None:
         ctx.report.add_text("Forecast from the first frame, relative L2 error at the last frame: "
