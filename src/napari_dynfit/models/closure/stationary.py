@@ -300,8 +300,8 @@ def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: 
     dev = resolve_device(device)
     if isinstance(closure, torch.nn.Module):
         closure = copy.deepcopy(closure).to(dev)
-    spf = substeps(save_every, steps_per_frame)
     n = branch.shape[-1]
+    spf = substeps(save_every, steps_per_frame, spacing=params.length / n)
     solver = MomentSolver(params, closure, n=n, dt=save_every / spf, device=dev)
     frames = int(round((t_end - t0) / save_every))
     per_chunk = max(1, int(round(chunk / save_every)))
