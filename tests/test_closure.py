@@ -470,7 +470,17 @@ def test_kinetic_runs_record_positivity_and_say_when_under_resolved(tmp_path):
     assert "--angles 16 --size 16" in line and "\n" not in line
     sharp.save(tmp_path / "sharp.npz")
     assert positivity_summary(FieldBundle.load(tmp_path / "sharp.npz")) == summ  # kept with the run
+    # the benchmark's table of its runs (from t = 10: frame 20 here): the same records, and D / c's eigenvalues
+    from napari_dynfit.bench.closure import run_positivity
+
+    tab = run_positivity(sharp, 20)
+    rec = {k: np.asarray(v)[20:] for k, v in sharp.attrs["positivity"].items()}
+    assert tab["negative_mass_max"] == rec["negative_mass"].max() > NEGATIVE_MASS_WARN
+    assert tab["min_ratio"] == rec["min_ratio"].min() < 0 and tab["moments_outside"] == rec["moments_outside"].mean()
+    assert tab["eig_min"] < 0 and tab["eig_max"] > 1 and tab["unrealizable"] > 0  # outside: as moments_outside says
+    assert run_positivity(calm, 0)["eig_min"] > 0 and run_positivity(calm, 0)["negative_mass_max"] == 0
     del sharp.attrs["positivity"]  # runs made before it was recorded
+    assert run_positivity(sharp, 20) is None
     assert positivity_summary(sharp) is None and positivity_warning(None, 8, 8, 0.05) is None
 
 

@@ -108,6 +108,26 @@ def cached_run(path: Path, settings: dict, t_end: float, *, longer_ok: bool = Fa
     return b
 
 
+def run_positivity(bundle, start: int) -> dict | None:
+    """Over the frames from ``start`` of a kinetic run: the share of ``int |Psi|`` on negative values (mean and
+    worst frame), the smallest ``min Psi / max Psi``, the mean fractions of negative grid values and of points
+    with ``D / c`` outside ``[0, 1]`` (from its ``attrs["positivity"]``), the extreme eigenvalues of ``D / c``,
+    and the fractions of points with an unrealizable fourth harmonic and with order ``s > 0.9``
+    (:func:`~napari_dynfit.models.closure.ensemble.realizability`); None for a run that records no positivity."""
+    from napari_dynfit.models.closure.ensemble import realizability
+
+    rec = (bundle.attrs or {}).get("positivity")
+    if not rec or len(rec.get("negative_mass", ())) != len(bundle.coords["t"]):
+        return None
+    pos = {k: np.asarray(v, float)[start:] for k, v in rec.items()}
+    lam = np.linalg.eigvalsh(np.asarray(bundle["D"])[start:]) / np.asarray(bundle["concentration"])[start:, ..., None]
+    real = realizability(bundle, t_start=start)
+    return {"negative_mass_mean": float(pos["negative_mass"].mean()), "negative_mass_max": float(pos["negative_mass"].max()),
+            "min_ratio": float(pos["min_ratio"].min()), "negative_points": float(pos["negative_points"].mean()),
+            "moments_outside": float(pos["moments_outside"].mean()), "eig_min": float(lam.min()),
+            "eig_max": float(lam.max()), "unrealizable": real["unrealizable"], "high_order": real["high_order"]}
+
+
 def _stale(path: Path, why: str) -> None:
     print(f"closure bench: recomputing the cached run {path.name}: {why}", file=sys.stderr)
     return None
@@ -231,6 +251,8 @@ def main(argv=None) -> int:
     runs = {a: run_for(a, cache, device=args.device) for a in TRAIN + HELD_OUT + OUTSIDE} if need_runs else {}
     done("simulate", t0)
     start = D.settled_frame(runs[TRAIN[0]].coords["t"]) if runs else 0  # frame 40: t = 10, past the instability
+    if runs:  # how far each reference run is from a density (docs/closures.md, Resolved reference)
+        out["kinetic_positivity"] = {str(a): run_positivity(b, start) for a, b in runs.items()}
     net = LearnedClosure.load(args.closure) if args.closure else LearnedClosure(seed=0)
     if "a_priori" in steps:
         t0 = time.process_time()
@@ -340,7 +362,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(out, default=float))
     else:
-        for key in ("a_priori", "long_runs", "a_posteriori", "estimate_alpha", "active_learning"):
+        for key in ("kinetic_positivity", "a_priori", "long_runs", "a_posteriori", "estimate_alpha", "active_learning"):
             if key in out:
                 print(f"{key}: {json.dumps(out[key], default=float)}")
         for a, res in out.get("ensemble", {}).items():
