@@ -199,12 +199,13 @@ def test_parameter_estimation_backs_off_from_trial_values_that_blow_up(monkeypat
 
     monkeypatch.setattr(moment_model.MomentSolver, "rollout", rollout)
     barrier = -2.0
-    est = T.estimate_parameters(_moment_model_data(), fit=("alpha",), epochs=20, windows=3)
+    data = _moment_model_data()
+    est = T.estimate_parameters(data, fit=("alpha",), epochs=8, windows=3)
     assert float("inf") in est.history  # the search stepped past the barrier and came back
     assert -2.0 <= est.values["alpha"] < -1.5 and np.isfinite(est.loss)  # towards the data's -3, never beyond
     barrier = 0.0  # blows up at the start value alpha = -1: nothing to back off to
     with pytest.raises(InputError, match="blew up"):
-        T.estimate_parameters(_moment_model_data(), fit=("alpha",), epochs=5, windows=3)
+        T.estimate_parameters(data, fit=("alpha",), epochs=2, windows=3)
 
 
 def test_moment_model_step_shrinks_with_the_grid_spacing():
