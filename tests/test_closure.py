@@ -164,6 +164,57 @@ def test_a_priori_training_learns_a_non_bingham_family(tmp_path):
                                net.m4(s, params))
 
 
+def _moment_model_data(alpha=-3.0):
+    """Moment data of a Bingham-closed run at ``alpha`` (8^2 grid, 13 frames 0.1 apart)."""
+    from napari_dynfit.models.closure.moment_model import moments_from_state
+
+    truth = SuspensionParams(alpha=alpha, beta=0.8, zeta=0.3)
+    n = 8
+    solver = MomentSolver(truth, bingham_closure, n=n, dt=0.05)
+    x = solver.grid.coords()
+    Y, X = torch.meshgrid(x, x, indexing="ij")
+    k0 = 2 * math.pi / truth.length
+    s0 = isotropic_state(n)
+    s0[1] += 0.3 * torch.cos(k0 * X + 0.3) * torch.sin(2 * k0 * Y)
+    s0[2] += 0.3 * torch.sin(k0 * Y + 1.0) * torch.cos(k0 * X)
+    with torch.no_grad():
+        traj = torch.cat([s0[None], solver.rollout(s0, 24, every=2)])
+    c, D = moments_from_state(traj)
+    return FieldBundle({"concentration": c.numpy(), "D": D.numpy()},
+                       {"t": np.arange(len(traj)) * 0.1, "y": x.numpy(), "x": x.numpy()}, periodic=(True, True),
+                       attrs={"kinetic": {"beta": 0.8, "zeta": 0.3, "length": 10.0, "alpha": 0.0}})
+
+
+def test_parameter_estimation_backs_off_from_trial_values_that_blow_up(monkeypatch):
+    """The line search may try a value at which the moment model blows up (alpha = -4.5 on 64^2 data): that trial
+    gets a large loss and the fit goes on from the good values; a blow-up at the start value is the error."""
+    from napari_dynfit.models.closure import moment_model
+
+    real = moment_model.MomentSolver.rollout
+
+    def rollout(self, *a, **kw):  # a model that "blows up" beyond alpha = -2 (the data's is -3)
+        if self.alpha is not None and float(torch.as_tensor(self.alpha).detach()) < barrier:
+            raise moment_model.MomentBlowUp("the moment model blew up (test)")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(moment_model.MomentSolver, "rollout", rollout)
+    barrier = -2.0
+    data = _moment_model_data()
+    est = T.estimate_parameters(data, fit=("alpha",), epochs=8, windows=3)
+    assert float("inf") in est.history  # the search stepped past the barrier and came back
+    assert -2.0 <= est.values["alpha"] < -1.5 and np.isfinite(est.loss)  # towards the data's -3, never beyond
+    barrier = 0.0  # blows up at the start value alpha = -1: nothing to back off to
+    with pytest.raises(InputError, match="blew up"):
+        T.estimate_parameters(data, fit=("alpha",), epochs=2, windows=3)
+
+
+def test_moment_model_step_shrinks_with_the_grid_spacing():
+    # 0.05 (MOMENT_DT) on the 32^2 grids it was measured on and coarser ones; halved on 64^2 (it blew up there)
+    assert T.substeps(0.25) == T.substeps(0.25, spacing=10 / 32) == T.substeps(0.25, spacing=10 / 8) == 5
+    assert T.substeps(0.25, spacing=10 / 64) == 10 and T.substeps(0.25, spacing=10 / 256) == 40
+    assert T.substeps(0.25, 3, spacing=10 / 64) == 3  # given: as given
+
+
 def test_parameter_estimation_recovers_alpha_of_a_moment_model_run():
     from napari_dynfit.fields import FieldBundle
     from napari_dynfit.models.closure.moment_model import moments_from_state
@@ -420,7 +471,17 @@ def test_kinetic_runs_record_positivity_and_say_when_under_resolved(tmp_path):
     assert "--angles 16 --size 16" in line and "\n" not in line
     sharp.save(tmp_path / "sharp.npz")
     assert positivity_summary(FieldBundle.load(tmp_path / "sharp.npz")) == summ  # kept with the run
+    # the benchmark's table of its runs (from t = 10: frame 20 here): the same records, and D / c's eigenvalues
+    from napari_dynfit.bench.closure import run_positivity
+
+    tab = run_positivity(sharp, 20)
+    rec = {k: np.asarray(v)[20:] for k, v in sharp.attrs["positivity"].items()}
+    assert tab["negative_mass_max"] == rec["negative_mass"].max() > NEGATIVE_MASS_WARN
+    assert tab["min_ratio"] == rec["min_ratio"].min() < 0 and tab["moments_outside"] == rec["moments_outside"].mean()
+    assert tab["eig_min"] < 0 and tab["eig_max"] > 1 and tab["unrealizable"] > 0  # outside: as moments_outside says
+    assert run_positivity(calm, 0)["eig_min"] > 0 and run_positivity(calm, 0)["negative_mass_max"] == 0
     del sharp.attrs["positivity"]  # runs made before it was recorded
+    assert run_positivity(sharp, 20) is None
     assert positivity_summary(sharp) is None and positivity_warning(None, 8, 8, 0.05) is None
 
 

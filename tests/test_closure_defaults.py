@@ -29,10 +29,12 @@ def test_cli_defaults_are_the_benchmarks():
     assert (train.a_priori_epochs, train.a_posteriori_epochs, train.unroll) == (600, 20, 2)
     assert (ref.a_priori_epochs, ref.a_posteriori_epochs, ref.unroll) == (600, 20, 2)
     sim = _defaults("simulate", "-o", "run.npz")
-    # the benchmark's runs: zeta 0.3, 32^2 x 32 angles, t = 0..30 every 0.25, dt 0.01, 20 % perturbation; alpha
-    # one of its training values
+    # the benchmark's runs: zeta 0.3, 64^2 x 48 angles (the resolved reference, solver version 2; 32^2 x 32
+    # before), t = 0..30 every 0.25, dt 0.01, 20 % perturbation; alpha one of its training values
     assert (sim.zeta, sim.size, sim.angles, sim.t_end, sim.save_every, sim.dt, sim.amplitude) == (
-        0.3, 32, 32, 30.0, 0.25, 0.01, 0.2)
+        0.3, 64, 48, 30.0, 0.25, 0.01, 0.2)
+    assert bench.kinetic_settings(-2.0, seed=20)["n"] == sim.size and bench.kinetic_settings(
+        -2.0, seed=20)["n_theta"] == sim.angles
     assert sim.alpha in bench.TRAIN
     # frames: every command starts, by default, at t = 10 (the benchmark's frame 40), not at frame 0
     for cmd in (train, _defaults("evaluate", "run.npz"), _defaults("estimate", "run.npz"),
@@ -84,6 +86,10 @@ def test_core_function_defaults_are_the_clis():
     sim = _defaults("simulate", "-o", "run.npz")
     assert [default(kinetic_series, k) for k in ("amplitude", "n", "n_theta", "save_every", "dt", "branch_t")] == [
         sim.amplitude, sim.size, sim.angles, sim.save_every, sim.dt, D.SETTLE_T]
+    from napari_dynfit.models.closure.kinetic import KineticSolver, simulate_kinetic, simulate_kinetic_ensemble
+
+    for fn in (simulate_kinetic, simulate_kinetic_ensemble, KineticSolver.__init__):  # the resolved grid
+        assert [default(fn, k) for k in ("n", "n_theta", "dt")] == [sim.size, sim.angles, sim.dt]
     assert (default(T.fit_a_priori, "lr"), default(T.fit_a_posteriori, "lr")) == (D.A_PRIORI_LR, D.A_POSTERIORI_LR)
 
 

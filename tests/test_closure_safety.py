@@ -124,14 +124,18 @@ def test_bench_cache_entry_made_with_other_settings_is_recomputed(tmp_path, fake
     assert members[0].attrs.get("fresh") and not members[1].attrs.get("fresh")
 
 
-def test_bench_cache_entry_made_with_these_settings_is_reused(tmp_path, fake_simulations):
+def test_bench_cache_entry_made_with_these_settings_is_reused(tmp_path, fake_simulations, capsys):
     from napari_dynfit.bench.closure import run_for
+    from napari_dynfit.models.closure.kinetic import SOLVER_VERSION
 
-    old = _cached_bundle(-4.0, 40, D.T_END)
-    del old.attrs["kinetic"]["solver_version"]  # runs cached before the version was recorded: version 1
-    old.save(tmp_path / "kinetic_alpha-4.00.npz")
+    _cached_bundle(-4.0, 40, D.T_END).save(tmp_path / "kinetic_alpha-4.00.npz")
     b = run_for(-4.0, tmp_path)
     assert fake_simulations == [] and not b.attrs.get("fresh")
+    old = _cached_bundle(-4.0, 40, D.T_END)
+    del old.attrs["kinetic"]["solver_version"]  # runs cached before the version was recorded: version 1, whose
+    old.save(tmp_path / "kinetic_alpha-4.00.npz")  # 2/3 angular dealiasing version 2 replaced: recomputed
+    assert run_for(-4.0, tmp_path).attrs.get("fresh") and len(fake_simulations) == 1
+    assert f"solver_version = 1, now {SOLVER_VERSION}" in capsys.readouterr().err and SOLVER_VERSION >= 2
 
 
 def test_stationary_checkpoint_of_another_closure_is_not_resumed(tmp_path, capsys):

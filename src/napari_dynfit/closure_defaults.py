@@ -17,9 +17,13 @@ ALPHA = -4.0
 #: angles and dt 0.01, 1 runs, 2 blows up on a 16^2 grid, 5 and above blow up at every resolution tried: a
 #: one-line error naming when); ``SuspensionParams``' bare default 1 is The Well's, for its files
 ZETA = 0.3
-#: grid points per side and orientation angles
-GRID = 32
-ANGLES = 32
+#: grid points per side and orientation angles: the resolved reference (since 2026-12-05, kinetic solver version 2,
+#: whose exact angular dealiasing keeps the harmonics ``|m| <= ANGLES / 2 - 2`` = 22). On 32^2 x 32 (version 1,
+#: the 2/3 rule: ``|m| <= 10``) ``Psi`` went negative (0.2-3.7 % of its mass at alpha -2..-6, ``D / c`` outside
+#: [0, 1] from alpha -4) and the statistics moved with the resolution (alpha -4.5: 26-47 % faster on 64^2 x 64);
+#: 64^2 x 48 keeps it a density to ~0.1 % at about 4x the CPU (docs/closures.md, *Resolved reference*)
+GRID = 64
+ANGLES = 48
 #: duration, saving interval and time step (time units): the benchmark's training and check runs, ``t = 0..30``
 T_END = 30.0
 SAVE_EVERY = 0.25

@@ -1,7 +1,8 @@
 """Learned closures vs Bingham (issue 19): a priori, a posteriori and parameter estimation, on kinetic runs.
 
 Runs (cached in ``--cache``): kinetic simulations at ``alpha`` = -2, -3, -4, -5 (training) and -2.5, -3.5, -4.5
-(held out, inside the range) and -6 (outside), ``zeta = 0.3``, 32^2 x 32 angles, ``t = 0..30`` saved every 0.25,
+(held out, inside the range) and -6 (outside), ``zeta = 0.3``, ``closure_defaults.GRID``^2 x ``ANGLES`` angles
+(64^2 x 64 since solver version 2; 32^2 x 32 before), ``t = 0..30`` saved every 0.25,
 isotropic start plus 20 % perturbation; frames from ``t = 10`` (frame 40) on are used (past the initial
 instability). Then (``--steps``, in this order; ``--closure`` skips the training):
 
@@ -16,8 +17,9 @@ instability). Then (``--steps``, in this order; ``--closure`` skips the training
    run per kinetic member from its moments at ``t = 10``, statistics over ``t = 20..60``, ensemble means compared,
    each figure with the seed-to-seed spread and the resolution of the difference (two standard errors), and how
    much of the kinetic moments are unrealizable (resolution);
-   ``angles``: is the 32-angle reference converged in angle? ``alpha = -4.5`` with 64 angles (seeds 99, 101,
-   ``t = 0..40``) against the 32-angle ensemble, statistics over ``t = 20..40``, and the realizability of each;
+   ``angles``: is the reference converged? ``alpha = -4.5`` with twice the angles (``--angles-fine``; and
+   ``--grid-fine`` points per side, default the reference's; seeds 99, 101, ``t = 0..40``) against the
+   reference ensemble, statistics over ``t = 20..40``, and the realizability and positivity of each;
 5. ``estimate``: parameter estimation, ``alpha`` of the held-out runs from their moment data (learned closure);
 6. ``long`` (run after step 2): stationary windows, longer held-out runs (``alpha`` = -2.5, -3.5, seed 99,
    ``t = 0..60``); the moment model from ``t = 10`` to ``t = 60``, statistics over ``t = 20..60`` only (both
@@ -64,7 +66,7 @@ ENSEMBLE_SEEDS = (99, 101, 102, 103)
 STATIONARY_SEEDS = (99,) + tuple(range(101, 112))
 
 
-def kinetic_settings(alpha: float, *, seed: int, n_theta: int = D.ANGLES) -> dict:
+def kinetic_settings(alpha: float, *, seed: int, n: int = D.GRID, n_theta: int = D.ANGLES) -> dict:
     """Everything that determines one of the benchmark's kinetic runs besides its duration, as
     :func:`~napari_dynfit.models.closure.kinetic.simulate_kinetic` records it in ``attrs["kinetic"]`` (physical
     parameters, grid, angles, time step, seed, amplitude, solver version)."""
@@ -72,7 +74,7 @@ def kinetic_settings(alpha: float, *, seed: int, n_theta: int = D.ANGLES) -> dic
 
     from napari_dynfit.models.closure.kinetic import SOLVER_VERSION, SuspensionParams
 
-    return {**asdict(SuspensionParams(alpha=alpha, zeta=D.ZETA)), "n": D.GRID, "n_theta": n_theta, "dt": D.DT,
+    return {**asdict(SuspensionParams(alpha=alpha, zeta=D.ZETA)), "n": n, "n_theta": n_theta, "dt": D.DT,
             "seed": int(seed), "amplitude": D.AMPLITUDE, "solver_version": SOLVER_VERSION}
 
 
@@ -101,9 +103,29 @@ def cached_run(path: Path, settings: dict, t_end: float, *, longer_ok: bool = Fa
             t[:len(want_t)], want_t, rtol=0, atol=1e-9):
         return _stale(path, f"frames t = {t[0]:g}..{t[-1]:g} ({len(t)}), now t = 0..{t_end:g} every "
                             f"{D.SAVE_EVERY:g} ({len(want_t)})")
-    if b["concentration"].shape[1:] != (D.GRID, D.GRID) or not all(np.isfinite(v).all() for v in b.fields.values()):
+    if b["concentration"].shape[1:] != (settings["n"],) * 2 or not all(np.isfinite(v).all() for v in b.fields.values()):
         return _stale(path, "wrong grid or non-finite values")
     return b
+
+
+def run_positivity(bundle, start: int) -> dict | None:
+    """Over the frames from ``start`` of a kinetic run: the share of ``int |Psi|`` on negative values (mean and
+    worst frame), the smallest ``min Psi / max Psi``, the mean fractions of negative grid values and of points
+    with ``D / c`` outside ``[0, 1]`` (from its ``attrs["positivity"]``), the extreme eigenvalues of ``D / c``,
+    and the fractions of points with an unrealizable fourth harmonic and with order ``s > 0.9``
+    (:func:`~napari_dynfit.models.closure.ensemble.realizability`); None for a run that records no positivity."""
+    from napari_dynfit.models.closure.ensemble import realizability
+
+    rec = (bundle.attrs or {}).get("positivity")
+    if not rec or len(rec.get("negative_mass", ())) != len(bundle.coords["t"]):
+        return None
+    pos = {k: np.asarray(v, float)[start:] for k, v in rec.items()}
+    lam = np.linalg.eigvalsh(np.asarray(bundle["D"])[start:]) / np.asarray(bundle["concentration"])[start:, ..., None]
+    real = realizability(bundle, t_start=start)
+    return {"negative_mass_mean": float(pos["negative_mass"].mean()), "negative_mass_max": float(pos["negative_mass"].max()),
+            "min_ratio": float(pos["min_ratio"].min()), "negative_points": float(pos["negative_points"].mean()),
+            "moments_outside": float(pos["moments_outside"].mean()), "eig_min": float(lam.min()),
+            "eig_max": float(lam.max()), "unrealizable": real["unrealizable"], "high_order": real["high_order"]}
 
 
 def _stale(path: Path, why: str) -> None:
@@ -127,22 +149,22 @@ def run_for(alpha: float, cache: Path, *, long: bool = False, device: str = "cpu
     return b
 
 
-def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n_theta: int = D.ANGLES,
-                      device: str = "cpu") -> list:
+def ensemble_runs_for(alpha: float, seeds, cache: Path, *, t_end: float = 60.0, n: int = D.GRID,
+                      n_theta: int = D.ANGLES, device: str = "cpu") -> list:
     """Kinetic runs at ``alpha``, one per initial-perturbation seed (cached; a cached file made with other
     settings is recomputed), ``t = 0..t_end`` saved every 0.25: the members of an a-posteriori ensemble. Missing
     members are integrated together (a batch axis). Seed 99 is the long run of the ``long`` step (same
-    settings). ``n_theta`` other than 32: the angle-convergence runs."""
+    settings). ``n``, ``n_theta`` other than ``D.GRID``, ``D.ANGLES``: the convergence runs (``angles`` step)."""
     from napari_dynfit.models.closure.kinetic import SuspensionParams, simulate_kinetic_ensemble
 
-    kind = "ens" if n_theta == 32 else f"theta{n_theta}"
+    kind = "ens" if (n, n_theta) == (D.GRID, D.ANGLES) else f"n{n}_theta{n_theta}"
     paths = {s: cache / f"kinetic_{kind}_alpha{alpha:+.2f}_seed{s}.npz" for s in seeds}
-    have = {s: cached_run(paths[s], kinetic_settings(alpha, seed=s, n_theta=n_theta), t_end) for s in seeds}
+    have = {s: cached_run(paths[s], kinetic_settings(alpha, seed=s, n=n, n_theta=n_theta), t_end) for s in seeds}
     missing = [s for s in seeds if have[s] is None]
     if missing:
         w0, c0 = time.perf_counter(), time.process_time()
         runs = simulate_kinetic_ensemble(SuspensionParams(alpha=alpha, zeta=D.ZETA), seeds=missing, t_end=t_end,
-                                         save_every=D.SAVE_EVERY, n=D.GRID, n_theta=n_theta, dt=D.DT,
+                                         save_every=D.SAVE_EVERY, n=n, n_theta=n_theta, dt=D.DT,
                                          amplitude=D.AMPLITUDE, device=device)
         cost = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0, "batch": len(missing),
                 "load": os.getloadavg()[0]}
@@ -169,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="initial-perturbation seeds of the ensemble step's kinetic runs (t = 0..60 each)")
     ap.add_argument("--ensemble-alphas", default=None,
                     help="comma-separated alphas for the ensemble step (default: held out and outside)")
+    ap.add_argument("--angles-fine", type=int, default=None,
+                    help=f"angles of the angles step's finer runs (default twice the reference's, {2 * D.ANGLES})")
+    ap.add_argument("--grid-fine", type=int, default=None,
+                    help=f"grid of the angles step's finer runs (default the reference's, {D.GRID})")
     ap.add_argument("--stationary-alpha", default="-2.5",
                     help="alpha of the stationary step (comma-separated: several, one after the other)")
     ap.add_argument("--stationary-t-end", type=float, default=60.0, help="end of the stationary step's runs")
@@ -225,6 +251,8 @@ def main(argv=None) -> int:
     runs = {a: run_for(a, cache, device=args.device) for a in TRAIN + HELD_OUT + OUTSIDE} if need_runs else {}
     done("simulate", t0)
     start = D.settled_frame(runs[TRAIN[0]].coords["t"]) if runs else 0  # frame 40: t = 10, past the instability
+    if runs:  # how far each reference run is from a density (docs/closures.md, Resolved reference)
+        out["kinetic_positivity"] = {str(a): run_positivity(b, start) for a, b in runs.items()}
     net = LearnedClosure.load(args.closure) if args.closure else LearnedClosure(seed=0)
     if "a_priori" in steps:
         t0 = time.process_time()
@@ -282,19 +310,22 @@ def main(argv=None) -> int:
             res["check_runtime"] = {"wall_s": time.perf_counter() - w0, "cpu_s": time.process_time() - c0}
             out["ensemble"][str(a)] = res
             done("ensemble", t0)
-    if "angles" in steps:  # is the 32-angle reference converged in angle? (alpha = -4.5, t = 20..40)
+    if "angles" in steps:  # is the default reference converged? (alpha = -4.5, t = 20..40, finer angles/grid)
         from napari_dynfit.models.closure.ensemble import ensemble_statistics, realizability
+        from napari_dynfit.models.closure.kinetic import positivity_summary
 
         t0 = time.process_time()
-        fine = ensemble_runs_for(-4.5, (99, 101), cache, n_theta=64, t_end=40.0)
+        grid_fine, angles_fine = args.grid_fine or D.GRID, args.angles_fine or 2 * D.ANGLES
+        fine = ensemble_runs_for(-4.5, (99, 101), cache, n=grid_fine, n_theta=angles_fine, t_end=40.0)
         coarse = ensemble_runs_for(-4.5, [int(x) for x in args.seeds.split(",")], cache)
-        out["angles"] = {}
-        for name, members in (("32", coarse), ("64", fine)):
+        out["angles"] = {"coarse": [D.GRID, D.ANGLES], "fine": [grid_fine, angles_fine]}
+        for name, members in (("coarse", coarse), ("fine", fine)):
             st = ensemble_statistics(members, first=80, last=160)
             st["realizability"] = [realizability(m, t_start=start) for m in members]
+            st["positivity"] = [positivity_summary(m) for m in members]
             st.pop("spectrum_per_member")
-            out["angles"][name] = st
-        f, c = out["angles"]["64"], out["angles"]["32"]
+            out["angles"][f"{name}_runs"] = st
+        f, c = out["angles"]["fine_runs"], out["angles"]["coarse_runs"]
         out["angles"]["rel_diff"] = {k: abs(f[k] / c[k] - 1) for k in ("mean_speed", "order")}
         out["angles"]["resolution"] = {k: 2 * float(np.hypot(f[k + "_rel_se"], c[k + "_rel_se"]))
                                        for k in ("mean_speed", "order")}
@@ -331,7 +362,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(out, default=float))
     else:
-        for key in ("a_priori", "long_runs", "a_posteriori", "estimate_alpha", "active_learning"):
+        for key in ("kinetic_positivity", "a_priori", "long_runs", "a_posteriori", "estimate_alpha", "active_learning"):
             if key in out:
                 print(f"{key}: {json.dumps(out[key], default=float)}")
         for a, res in out.get("ensemble", {}).items():
@@ -414,6 +445,7 @@ def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: di
         concat_series,
         kinetic_series,
         moment_series,
+        positivity_of_series,
         series_from_runs,
         stationary_comparison,
     )
@@ -440,6 +472,7 @@ def stationary_step(alpha: float, seeds, t_end: float, cache: Path, closures: di
         parts = [kinetic_series(params, g, t_end=t_end, checkpoint=ck, **kw) for g, ck in zip(groups, cks)]
         kin = concat_series([old] + parts)
     res = stationary_comparison(kin, coarse, first_t=first_t, last_t=t_end)
+    res["kinetic_positivity"] = positivity_of_series(kin, first_t, t_end)  # None: stored runs made before
     res["seeds"] = kin["seeds"].tolist()
     res["stored_members"] = len(stored)
     res["cpu_s"] = {"kinetic": kin["cpu_s"], **{name: c["cpu_s"] for name, c in coarse.items()}}

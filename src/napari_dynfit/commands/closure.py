@@ -228,8 +228,9 @@ def register(sub) -> None:
     p.add_argument("--length", type=positive_float, default=10.0, help="periodic box side (default 10)")
     p.add_argument("--size", type=int_range(8, 1024), default=D.GRID, help=f"grid points per side (default {D.GRID})")
     p.add_argument("--angles", type=int_range(8, 512), default=D.ANGLES,
-                   help=f"orientation angles (default {D.ANGLES}; with the default grid Psi goes negative at |alpha| >= 3, "
-                        "a warning says so: --angles 64 --size 64 resolves it at ~5x the CPU)")
+                   help=f"orientation angles (default {D.ANGLES}: with the default grid Psi stays a density to ~0.1 %% at "
+                        "zeta 0.3, alpha -2..-6; 32 angles on a 32^2 grid are ~4x faster but Psi goes negative from "
+                        "|alpha| ~ 3, and a warning says so)")
     p.add_argument("--t-end", type=positive_float, default=D.T_END,
                    help=f"duration (default {D.T_END:g}, the benchmark's training and check runs; the other "
                         f"closure commands use the frames from t = {D.SETTLE_T:g} on by default)")

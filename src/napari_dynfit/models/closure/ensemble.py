@@ -39,7 +39,7 @@ def _coarse_runs(bundles, closure, *, t_start: int, frames: int, steps_per_frame
     """
     p = suspension_params(bundles[0])
     dt_frame = float(bundles[0].coords["t"][1] - bundles[0].coords["t"][0])
-    spf = substeps(dt_frame, steps_per_frame)
+    spf = substeps(dt_frame, steps_per_frame, spacing=p.length / np.shape(bundles[0]["concentration"])[-1])
     states = []
     for b in bundles:
         c, D = _moment_tensors(b, t_start=t_start)

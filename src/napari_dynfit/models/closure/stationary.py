@@ -57,10 +57,31 @@ def frame_statistics(c: torch.Tensor, D: torch.Tensor, u: torch.Tensor, length: 
     return {"speed": speed.cpu().numpy(), "order": order.cpu().numpy(), "spectrum": shell_spectrum(u.cpu().numpy())}
 
 
+#: :meth:`~.kinetic.KineticSolver.positivity`'s figures, kept per frame and member by :func:`kinetic_series`
+POSITIVITY = ("min_ratio", "negative_mass", "negative_points", "moments_outside")
+
+
 def _append(series: dict, st: dict, t: float) -> None:
     series["t"].append(t)
-    for key in ("speed", "order", "spectrum"):
+    for key in st:
         series[key].append(st[key])
+
+
+def positivity_of_series(series: dict, first_t: float = -np.inf, last_t: float = np.inf) -> dict | None:
+    """How far a kinetic ensemble's ``Psi`` was from a density over ``first_t..last_t`` (time units):
+    ``negative_mass_mean`` (mean over frames and members), ``negative_mass_max``, ``min_ratio`` (smallest),
+    ``negative_points_mean``, ``moments_outside_mean`` and ``moments_outside_max`` (see
+    :meth:`~.kinetic.KineticSolver.positivity`); None when ``series`` records none (stored runs made before)."""
+    pos = series.get("positivity")
+    if not pos:
+        return None
+    w = _window(series, first_t, last_t)
+    pick = {k: np.asarray(v, float)[w] for k, v in pos.items()}
+    return {"negative_mass_mean": float(pick["negative_mass"].mean()),
+            "negative_mass_max": float(pick["negative_mass"].max()), "min_ratio": float(pick["min_ratio"].min()),
+            "negative_points_mean": float(pick["negative_points"].mean()),
+            "moments_outside_mean": float(pick["moments_outside"].mean()),
+            "moments_outside_max": float(pick["moments_outside"].max())}
 
 
 def _stack(series: dict) -> dict:
@@ -157,7 +178,10 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
     -------
     dict
         ``t (F,)`` frame times, ``speed``, ``order (F, M)``, ``spectrum (F, M, n // 2 + 1)`` (see
-        :func:`frame_statistics`), ``k`` shell wavenumbers (1 / length unit), ``branch (M, 3, n, n)`` the
+        :func:`frame_statistics`), ``positivity``: ``min_ratio``, ``negative_mass``, ``negative_points``,
+        ``moments_outside`` ``(F, M)`` each (:meth:`~.kinetic.KineticSolver.positivity`: how far each member's
+        ``Psi`` is from a density, as ``simulate_kinetic`` records in ``attrs["positivity"]``;
+        :func:`positivity_of_series` summarises them), ``k`` shell wavenumbers (1 / length unit), ``branch (M, 3, n, n)`` the
         members' moment states (:func:`~.moment_model.state_from_moments`) at ``branch_t``, ``cpu_s`` CPU
         seconds spent so far (all calls) on the runs to ``t_run`` (where they have got to; the series stop at
         ``t_end``), ``seeds``.
@@ -177,7 +201,7 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
             "n_theta": n_theta, "dt": dt, "every": every, "amplitude": amplitude, "branch_step": branch_step,
             "solver_version": SOLVER_VERSION}
     ck = _load_checkpoint(checkpoint, meta, stale)
-    series = {"t": [], "speed": [], "order": [], "spectrum": []}
+    series = {"t": [], "speed": [], "order": [], "spectrum": [], **{f"pos_{k}": [] for k in POSITIVITY}}
     if ck is not None:
         psi_hat = torch.as_tensor(ck["psi_hat"], device=solver.grid.k2.device)
         step, cpu = int(ck["step"]), float(ck["cpu_s"])
@@ -190,8 +214,11 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
 
     def record(ph, i):
         nonlocal branch
-        u, _, _, mo = solver.flow(solver._ifft(ph))
-        _append(series, frame_statistics(mo["c"], mo["D"], u, params.length), i * dt)
+        psi = solver._ifft(ph)
+        u, _, _, mo = solver.flow(psi)
+        st = frame_statistics(mo["c"], mo["D"], u, params.length)
+        st.update({f"pos_{k}": v.cpu().numpy() for k, v in solver.positivity(psi).items()})
+        _append(series, st, i * dt)
         if i == branch_step:
             branch = state_from_moments(mo["c"], mo["D"]).cpu().numpy()
 
@@ -209,6 +236,7 @@ def kinetic_series(params: SuspensionParams, seeds, *, t_end: float, branch_t: f
                           meta, t_end)
     if branch is None:
         raise InputError(f"the runs end before the branch time {branch_t}")
+    out["positivity"] = {k: out.pop(f"pos_{k}") for k in POSITIVITY}
     out.update(branch=branch, cpu_s=cpu, seeds=np.asarray(seeds), t_run=max(step, n_steps) * dt,
                k=np.arange(n // 2 + 1) * 2 * np.pi / params.length)
     return out
@@ -231,6 +259,9 @@ def series_from_runs(bundles, *, branch_t: float = _D.SETTLE_T) -> dict:
     c, D = torch.stack(cs, 1), torch.stack(Ds, 1)  # (F, M, ...)
     u = torch.stack([torch.as_tensor(np.asarray(b["velocity"]), dtype=torch.float64) for b in bundles], 1)
     out = frame_statistics(c, D, u, length)
+    recs = [(b.attrs or {}).get("positivity") or {} for b in bundles]
+    if all(len(r.get("negative_mass", ())) == len(t) for r in recs):  # runs made before record none
+        out["positivity"] = {k: np.asarray([r[k] for r in recs], float).T for k in POSITIVITY}
     n = c.shape[-1]
     out.update(t=t, branch=state_from_moments(c[i0], D[i0]).numpy(), cpu_s=0.0, t_run=t[-1],
                seeds=np.asarray([(b.attrs.get("kinetic") or {}).get("seed", -1) for b in bundles]),
@@ -245,6 +276,8 @@ def concat_series(parts) -> dict:
     if any(not np.allclose(p["t"][:n], parts[0]["t"][:n]) for p in parts):
         raise InputError("the ensembles must share their frame times")
     out = {key: np.concatenate([p[key][:n] for p in parts], 1) for key in ("speed", "order", "spectrum")}
+    if all("positivity" in p for p in parts):
+        out["positivity"] = {k: np.concatenate([p["positivity"][k][:n] for p in parts], 1) for k in POSITIVITY}
     out.update(t=parts[0]["t"][:n], branch=np.concatenate([p["branch"] for p in parts]),
                seeds=np.concatenate([p["seeds"] for p in parts]), cpu_s=sum(float(p["cpu_s"]) for p in parts),
                t_run=min(float(p["t_run"]) for p in parts),
@@ -267,8 +300,8 @@ def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: 
     dev = resolve_device(device)
     if isinstance(closure, torch.nn.Module):
         closure = copy.deepcopy(closure).to(dev)
-    spf = substeps(save_every, steps_per_frame)
     n = branch.shape[-1]
+    spf = substeps(save_every, steps_per_frame, spacing=params.length / n)
     solver = MomentSolver(params, closure, n=n, dt=save_every / spf, device=dev)
     frames = int(round((t_end - t0) / save_every))
     per_chunk = max(1, int(round(chunk / save_every)))
@@ -535,4 +568,5 @@ def _per_member(res: dict) -> dict:
 
 
 __all__ = ["compare_members", "concat_series", "frame_statistics", "integrated_time", "kinetic_series",
-           "merge_comparisons", "moment_series", "series_from_runs", "stationary_comparison"]
+           "merge_comparisons", "moment_series", "positivity_of_series", "series_from_runs",
+           "stationary_comparison"]

@@ -21,7 +21,7 @@ from ... import closure_defaults as _D
 from ..._progress import report
 from ...errors import InputError
 from .kinetic import SuspensionParams
-from .moment_model import MomentSolver, _TensorParams, moments_from_state, state_from_moments
+from .moment_model import MomentBlowUp, MomentSolver, _TensorParams, moments_from_state, state_from_moments
 from .moments import bingham_closure, fourth_moment, harmonics, order_parameter
 
 
@@ -43,18 +43,26 @@ def suspension_params(bundle, **override) -> SuspensionParams:
     return SuspensionParams(**vals)
 
 
-#: default time step of the moment model (time units): the Bingham-closed model is stable at it on our kinetic
-#: runs (it blew up at 0.125); frames further apart are split into ceil(dt_frame / MOMENT_DT) steps
+#: default time step of the moment model (time units) on grids of spacing ``MOMENT_DT_SPACING`` or coarser: the
+#: Bingham-closed model is stable at it on our 32^2 kinetic runs (it blew up at 0.125); frames further apart are
+#: split into ceil(dt_frame / dt) steps
 MOMENT_DT = 0.05
+#: grid spacing (length units; 10 / 32) at which ``MOMENT_DT`` was measured stable. On finer grids the step
+#: shrinks in proportion (advective limit, ``dt ~ spacing``): on 64^2 data at ``alpha = -4.5`` and ``-6`` both
+#: closures blew up at 0.05 and ran at 0.025 (docs/closures.md, *Resolved reference*)
+MOMENT_DT_SPACING = 10.0 / 32
 
 
-def substeps(dt_frame: float, steps_per_frame: int | None = None) -> int:
-    """Moment-model steps per data frame: as given, else ``ceil(dt_frame / MOMENT_DT)``."""
+def substeps(dt_frame: float, steps_per_frame: int | None = None, *, spacing: float | None = None) -> int:
+    """Moment-model steps per data frame: as given, else ``ceil(dt_frame / dt)`` with ``dt = MOMENT_DT``
+    scaled down by ``spacing / MOMENT_DT_SPACING`` on grids finer than that (``spacing``: the grid spacing,
+    length units; None: ``MOMENT_DT``)."""
     if steps_per_frame is not None:
         if steps_per_frame < 1:
             raise InputError(f"steps_per_frame must be >= 1, got {steps_per_frame}")
         return int(steps_per_frame)
-    return max(1, int(np.ceil(dt_frame / MOMENT_DT - 1e-9)))
+    dt = MOMENT_DT * (min(1.0, spacing / MOMENT_DT_SPACING) if spacing else 1.0)
+    return max(1, int(np.ceil(dt_frame / dt - 1e-9)))
 
 
 def _moment_tensors(bundle, *, t_start: int = 0, device="cpu"):
@@ -186,7 +194,7 @@ def simulate_moments(bundle, closure, *, t_start: int = 0, frames: int = 20, ste
     c, D = _moment_tensors(bundle, t_start=t_start)
     p = suspension_params(bundle)
     dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
-    steps_per_frame = substeps(dt_frame, steps_per_frame)
+    steps_per_frame = substeps(dt_frame, steps_per_frame, spacing=p.length / c.shape[-1])
     solver = MomentSolver(p, closure, n=c.shape[-1], dt=dt_frame / steps_per_frame)
     cc, DD, u = rollout_moments(solver, state_from_moments(c[0], D[0]), frames, steps_per_frame)
     t0 = float(bundle.coords["t"][t_start])
@@ -225,7 +233,7 @@ def fit_a_posteriori(closure, bundles, *, unroll_frames: int = _D.UNROLL_FRAMES,
         st = _windows(b, unroll_frames, t_start)
         p = suspension_params(b)
         dt_frame = float(b.coords["t"][1] - b.coords["t"][0])
-        spf = substeps(dt_frame, steps_per_frame)
+        spf = substeps(dt_frame, steps_per_frame, spacing=p.length / st.shape[-1])
         solver = MomentSolver(p, closure, n=st.shape[-1], dt=dt_frame / spf)
         data.append((st, solver, spf))
     scale = torch.stack([st.var(dim=(0, 2, 3)) for st, _, _ in data]).mean(0).clamp(min=1e-12)
@@ -406,6 +414,11 @@ def posterior_check(bundle, closures: dict, *, t_start: int = 0, horizon_frames:
 
 
 # --- parameter estimation -------------------------------------------------------------------
+#: loss given to a trial value of the parameter fit at which the moment model blows up, as a multiple of the
+#: largest loss met so far (finite, so the strong-Wolfe line search interpolates back instead of failing)
+BLOWN_LOSS = 1e3
+
+
 @dataclass
 class ParameterEstimate:
     """Fitted suspension parameters and the fit's history."""
@@ -454,7 +467,7 @@ def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict |
     init = {"alpha": -1.0, "zeta": base.zeta} | dict(initial or {})
     theta = {k: torch.tensor(float(init[k]), dtype=torch.float64, requires_grad=True) for k in fit}
     dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
-    steps_per_frame = substeps(dt_frame, steps_per_frame)
+    steps_per_frame = substeps(dt_frame, steps_per_frame, spacing=base.length / st.shape[-1])
     solver = MomentSolver(base, closure, n=st.shape[-1], dt=dt_frame / steps_per_frame,
                           alpha=theta.get("alpha"), zeta=theta.get("zeta"))
     if hasattr(closure, "parameters"):
@@ -465,14 +478,26 @@ def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict |
                        .round().astype(int))
     opt = torch.optim.LBFGS(list(theta.values()), lr=1.0, max_iter=epochs, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-10, tolerance_change=1e-12)
-    hist = []
+    hist, tried = [], []
 
     def loss_fn():
         opt.zero_grad()
+        tried.append({k: float(v.detach()) for k, v in theta.items()})
         loss = 0.0
-        for i0 in starts:
-            traj = solver.rollout(st[i0], unroll_frames * steps_per_frame, every=steps_per_frame)
-            loss = loss + (((traj - st[i0 + 1: i0 + 1 + unroll_frames]) ** 2).mean(dim=(0, 2, 3)) / scale).mean()
+        try:
+            for i0 in starts:
+                traj = solver.rollout(st[i0], unroll_frames * steps_per_frame, every=steps_per_frame)
+                loss = loss + (((traj - st[i0 + 1: i0 + 1 + unroll_frames]) ** 2).mean(dim=(0, 2, 3)) / scale).mean()
+        except MomentBlowUp:
+            # a trial value of the line search (which can step far: L-BFGS with a strong-Wolfe search) for which
+            # the moment model blows up: a loss far above the start's and no gradient, so the search backs off
+            # towards the last good value (measured: alpha = -4.5 on 64^2 data, docs/closures.md); at the start
+            # value there is nothing to back off to: the one-line error stands
+            if not hist:
+                raise
+            hist.append(float("inf"))
+            report(min(len(hist), epochs), epochs, "parameter estimation")
+            return torch.tensor(BLOWN_LOSS * max(h for h in hist if np.isfinite(h)), dtype=torch.float64)
         loss = loss / len(starts)
         loss.backward()
         hist.append(float(loss.detach()))
@@ -480,7 +505,13 @@ def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict |
         return loss
 
     opt.step(loss_fn)
-    return ParameterEstimate({k: float(v.detach()) for k, v in theta.items()}, hist[-1], hist)
+    finite = [h for h in hist if np.isfinite(h)]
+    last = hist[-1] if np.isfinite(hist[-1]) else min(finite)
+    values = {k: float(v.detach()) for k, v in theta.items()}
+    if not all(np.isfinite(v) for v in values.values()):
+        raise InputError(f"parameter estimation failed: the fit reached non-finite values {values} (tried "
+                         f"{len(tried)} values; the moment model blew up at {hist.count(float('inf'))})")
+    return ParameterEstimate(values, last, hist)
 
 
 __all__ = ["ActiveLearningResult", "ClosureSamples", "active_learning", "ParameterEstimate", "a_priori_error", "a_priori_harmonic_error", "closure_samples",
