@@ -132,3 +132,23 @@ def test_latent_field_widget_takes_the_periodic_box_the_data_state(make_napari_v
     open_box = viewer.add_tracks(np.array([[0, 0, 10.0, 10.0], [0, 1, 12.0, 11.0]]), metadata={"periodic": False})
     apply_defaults(w2, data_defaults(open_box).merged(data_defaults(image)))
     assert w2._settings()["box"] is None
+
+
+def test_curves_draw_while_the_training_thread_appends(make_napari_viewer):
+    """The training thread appends to the histories while the widget reads them: a step already in ``"step"`` but
+    not yet in a loss made matplotlib raise ("x and y must have same first dimension") in the GUI walk."""
+    import numpy as np
+
+    from napari_dynfit._napari._pinn_widget import LatentFieldWidget
+
+    class Half:  # a history caught between two appends
+        history = {"step": [0, 10], "loss:data": [1.0], "loss:pde": [2.0, 1.5]}
+        weighting = type("W", (), {"names": ["data", "pde"]})()
+
+        def weight_history(self):
+            return {"step": np.array([0, 10]), "data": np.array([1.0]), "pde": np.array([1.0, 0.9])}
+
+    w = LatentFieldWidget(make_napari_viewer())
+    w._plot_curves(Half())
+    lines = {tuple(np.asarray(line.get_xdata())): len(line.get_ydata()) for line in w._figure.axes[0].lines}
+    assert lines == {(0,): 1, (0, 10): 2}, lines

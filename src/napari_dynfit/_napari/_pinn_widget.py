@@ -267,6 +267,11 @@ class LatentFieldWidget(StepContract, Container):
             ax_w.set_ylabel("weight")
             ax_w.set_xlabel("step")
         for ax, name, x, y in curves:
+            # the training thread appends to the histories while this reads them: a step may be in "step" and not
+            # yet in a loss (x one longer than y); draw the steps both have
+            x, y = list(x), list(y)
+            n = min(len(x), len(y))
+            x, y = x[:n], y[:n]
             key = (id(ax), name)
             if key in self._lines:
                 self._lines[key].set_data(x, y)
