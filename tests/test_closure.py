@@ -216,25 +216,7 @@ def test_moment_model_step_shrinks_with_the_grid_spacing():
 
 
 def test_parameter_estimation_recovers_alpha_of_a_moment_model_run():
-    from napari_dynfit.fields import FieldBundle
-    from napari_dynfit.models.closure.moment_model import moments_from_state
-
-    truth = SuspensionParams(alpha=-3.0, beta=0.8, zeta=0.3)
-    n = 8
-    solver = MomentSolver(truth, bingham_closure, n=n, dt=0.05)
-    x = solver.grid.coords()
-    Y, X = torch.meshgrid(x, x, indexing="ij")
-    k0 = 2 * math.pi / truth.length
-    s0 = isotropic_state(n)
-    s0[1] += 0.3 * torch.cos(k0 * X + 0.3) * torch.sin(2 * k0 * Y)
-    s0[2] += 0.3 * torch.sin(k0 * Y + 1.0) * torch.cos(k0 * X)
-    with torch.no_grad():
-        traj = torch.cat([s0[None], solver.rollout(s0, 24, every=2)])
-    c, D = moments_from_state(traj)
-    b = FieldBundle({"concentration": c.numpy(), "D": D.numpy()},
-                    {"t": np.arange(len(traj)) * 0.1, "y": x.numpy(), "x": x.numpy()}, periodic=(True, True),
-                    attrs={"kinetic": {"beta": 0.8, "zeta": 0.3, "length": 10.0, "alpha": 0.0}})
-    est = T.estimate_parameters(b, fit=("alpha",), epochs=20, windows=3)
+    est = T.estimate_parameters(_moment_model_data(-3.0), fit=("alpha",), epochs=20, windows=3)
     assert est.values["alpha"] == pytest.approx(-3.0, rel=0.02)
 
 
