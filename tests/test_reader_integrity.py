@@ -110,11 +110,12 @@ def test_empty_and_one_pixel_wide_tiffs_name_the_real_problem(tmp_path):
         warnings.simplefilter("ignore")  # tifffile warns that a zero-size array makes a nonconformant TIFF
         tifffile.imwrite(tmp_path / "none.tif", np.zeros((0, 8, 8), np.uint16))
         tifffile.imwrite(tmp_path / "none_ij.tif", np.zeros((0, 8, 8), np.uint16), imagej=True)
-    for name, shape in (("none.tif", "(0, 8, 8)"), ("none_ij.tif", "(0, 0)")):
+    # the ImageJ one: shape (0, 0) with tifffile 2026.3, no series at all with 2026.11 (then the ImageJ metadata says)
+    for name, says in (("none.tif", ("(shape (0, 8, 8))",)), ("none_ij.tif", ("(shape (0, 0))", "(ImageJ metadata: 0 images)"))):
         with pytest.raises(InputError) as info:
             open_movie(tmp_path / name)
         msg = _one_line(info)
-        assert name in msg and f"has 0 frames (shape {shape})" in msg and "truncated" not in msg, msg
+        assert name in msg and "has 0 frames" in msg and any(s in msg for s in says) and "truncated" not in msg, msg
     thin = _imagej_tiff(tmp_path / "thin.tif", _movie(shape=(3, 1, 1)))
     with pytest.raises(InputError) as info:
         open_movie(thin)

@@ -563,11 +563,14 @@ def check_tiff_complete(path) -> None:
     try:
         size = p.stat().st_size
         with tifffile.TiffFile(p) as tif:
+            ij = tif.imagej_metadata or {}
             if not tif.series:
+                if ij.get("images", 1) == 0:  # newer tifffile gives such an ImageJ file no series at all
+                    raise InputError(f"TIFF '{p}' has 0 frames (ImageJ metadata: 0 images): it holds no image; "
+                                     "re-export the movie with its frames")
                 raise InputError(f"TIFF '{p}' holds no image: is it a TIFF file?")
             series = tif.series[0]
             planes = int(np.prod([n for a, n in zip(series.axes, series.shape) if a not in "YXS"] or [1]))
-            ij = tif.imagej_metadata or {}
             shaped = tif.shaped_metadata or ()
             shape = tuple(shaped[0]["shape"]) if shaped and "shape" in shaped[0] else tuple(series.shape)
             if series.size == 0 or 0 in shape or ij.get("images", 1) == 0:  # tifffile calls these files truncated
