@@ -696,6 +696,8 @@ def _two_scale(cand, bundle, lhs, grid, blocks, noise_info, max_samples, seed, *
     """Combine the candidate's coefficients with a fit on half-size test functions, per coefficient
     weighted by the inverse block-jackknife variance of each; updates ``cand`` (coefficients and
     per-block refits, so the intervals are those of the combination). Returns what was combined."""
+    from .selection import jackknife_var
+
     out = _half_gram(bundle, lhs, list(cand.terms), grid, blocks, noise_info, max_samples, seed, **evaluate)
     if out is None:
         return None
@@ -707,11 +709,8 @@ def _two_scale(cand, bundle, lhs, grid, blocks, noise_info, max_samples, seed, *
     x1 = np.array([cand.coefficients[t] for t in cand.terms])
     x2 = bg.fit(np.array(idx)) * ynorm / col
 
-    def var(f):
-        K = len(f)
-        return np.maximum((K - 1) / K * np.sum((f - f.mean(axis=0)) ** 2, axis=0), 1e-300)
-
-    w1, w2 = 1 / var(cand.fold_coefficients), 1 / var(folds_h)
+    w1 = 1 / np.maximum(jackknife_var(cand.fold_coefficients), 1e-300)
+    w2 = 1 / np.maximum(jackknife_var(folds_h), 1e-300)
     a = w1 / (w1 + w2)
     info = {"default": dict(zip(cand.terms, map(float, x1))), "half_size": dict(zip(cand.terms, map(float, x2))),
             "weight_default": dict(zip(cand.terms, map(float, a)))}
@@ -760,7 +759,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
 
     from ..fields.bundle import FieldBundle
     from ..fields.weak import weak_features
-    from .selection import Candidate
+    from .selection import Candidate, jackknife_var
 
     cands = {lhs: r.selected for lhs, r in results.items()}
     info = {"applied": False, "why": "", "frame_interval": float(bundle.dt),
@@ -811,8 +810,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
         return new, folds, F
 
     def se_of(folds):
-        K = len(folds)
-        return np.sqrt((K - 1) / K * np.sum((folds - folds.mean(axis=0)) ** 2, axis=0))
+        return np.sqrt(jackknife_var(folds))
 
     added_n = dict.fromkeys(coefs, 0)
     while True:

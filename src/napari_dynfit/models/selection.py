@@ -157,6 +157,14 @@ class PathSelection:
         return self.probabilities.max(axis=0)
 
 
+def jackknife_var(folds) -> np.ndarray:
+    """Block-jackknife variance of coefficients from their leave-one-block-out refits ``folds (K, m)`` (or ``(K,)``):
+    ``(K - 1) / K * sum_k (f_k - mean f)^2``."""
+    folds = np.asarray(folds)
+    K = len(folds)
+    return (K - 1) / K * np.sum((folds - folds.mean(axis=0)) ** 2, axis=0)
+
+
 class _BlockGram:
     """Per-block Gram matrices of the normalised library: held-out fits without touching the rows again."""
 
@@ -200,9 +208,8 @@ class _BlockGram:
     def t_value(self, idx, j) -> float:
         """``|coefficient| / block-jackknife standard error`` of term ``j`` in support ``idx``."""
         idx = list(idx)
-        K = len(self.blocks)
         coefs = self.held_out(idx)[1][:, idx.index(j)]
-        se = np.sqrt((K - 1) / K * np.sum((coefs - coefs.mean()) ** 2))
+        se = np.sqrt(jackknife_var(coefs))
         full = self.fit(np.asarray(idx, dtype=int))[idx.index(j)]
         return float(abs(full) / max(se, 1e-300))
 
@@ -479,7 +486,7 @@ def jackknife_intervals(candidate: Candidate, level: float = 0.95) -> dict:
     if K < 2:
         return {n: (float("-inf"), float("inf")) for n in candidate.terms}
     fc = candidate.fold_coefficients
-    se = np.sqrt((K - 1) / K * np.sum((fc - fc.mean(axis=0)) ** 2, axis=0))
+    se = np.sqrt(jackknife_var(fc))
     q = float(student.ppf(0.5 + level / 2, K - 1))
     return {n: (float(candidate.coefficients[n] - q * s), float(candidate.coefficients[n] + q * s))
             for n, s in zip(candidate.terms, se)}

@@ -73,7 +73,8 @@ def _as_diffusion(diffusion, d: int) -> torch.Tensor:
     return torch.as_tensor(D * np.eye(d) if D.ndim == 0 else D, dtype=torch.float64)
 
 
-#: More snapshots than this: :func:`_propagate` reuses the transition of intervals of equal length (to 1e-12).
+#: More snapshots than this: equally spaced ones are propagated by doubling (:func:`_propagate_equal`), and
+#: :func:`_propagate` reuses the transition of intervals of equal length (to 1e-12), e.g. a movie with gaps.
 _CACHE_ABOVE = 17
 
 
@@ -85,8 +86,8 @@ def _propagate(A, b, m0, S0, Dm, times):
     zero = torch.zeros(d, d, dtype=A.dtype)
     m, S = m0, S0
     out = [(m, S)]
-    # with many snapshots (frames of a movie: equal intervals) the transitions of equal intervals are computed once
-    # (two matrix exponentials per interval were most of the cost); with few, every interval as before, bit for bit
+    # with many snapshots the transitions of equal intervals are computed once (two matrix exponentials per interval
+    # were most of the cost; all-equal intervals go to _propagate_equal); with few, every interval, bit for bit
     cache: dict | None = {} if len(times) > _CACHE_ABOVE else None
     for h in np.diff(times):
         key = float(np.round(h, 12))
@@ -304,16 +305,15 @@ def moment_fit(snapshots: Snapshots, diffusion, *, offset: bool = False, max_ite
         starts.append((_moment_start(snapshots, Dm.numpy(), offset), np.zeros(d), means[0].numpy(), S_first))
     except np.linalg.LinAlgError:
         pass
-    n_params = d * d + d + d * (d + 1) // 2 + (d if offset else 0)
-    budget = max(200, 50 * n_params) if max_evaluations is None else int(max_evaluations)
+    tril = torch.tril_indices(d, d)
+    sizes = [d * d, d if offset else 0, d, tril.shape[1]]  # A, b, m0, Cholesky factor of S0
+    budget = max(200, 50 * sum(sizes)) if max_evaluations is None else int(max_evaluations)
     if budget < 1:
         raise InputError(f"max_evaluations must be at least 1, got {max_evaluations}")
     # L-BFGS stops when the log-likelihood of all the points improves by less than 1e-6 nats per iteration (loss
     # units: -2 log L / N); Newton steps with the exact Hessian then finish the fit and decide convergence. (L-BFGS
     # alone, at a fixed 1e-14, ran for thousands of evaluations on the flat likelihoods of far-from-Gaussian data.)
     tol = 2e-6 / total_n
-    tril = torch.tril_indices(d, d)
-    sizes = [d * d, d if offset else 0, d, tril.shape[1]]
 
     def unpack(theta):
         A, b, m0, low = torch.split(theta, sizes)
