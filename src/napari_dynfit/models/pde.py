@@ -892,19 +892,15 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
 
 
 def _block_refits(G: np.ndarray, y: np.ndarray, labels: np.ndarray):
-    """Least squares on all rows and without each block (label): ``(xi (m,), folds (K, m))``."""
+    """Least squares on all rows and without each block (label): ``(xi (m,), folds (K, m))``, through the
+    selection's per-block Gram matrices (:class:`~.selection._BlockGram`, columns scaled to unit norm)."""
+    from .selection import _BlockGram
+
     s = np.linalg.norm(G, axis=0)
     s = np.where(s > 0, s, 1.0)
-    Gn = G / s
-    blocks = np.unique(labels)
-    A = np.stack([Gn[labels == b].T @ Gn[labels == b] for b in blocks])
-    c = np.stack([Gn[labels == b].T @ y[labels == b] for b in blocks])
-    At, ct = A.sum(axis=0), c.sum(axis=0)
-
-    def solve(M, v):
-        return np.linalg.lstsq(M, v, rcond=None)[0] / s
-
-    return solve(At, ct), np.stack([solve(At - A[k], ct - c[k]) for k in range(len(blocks))])
+    bg = _BlockGram(G / s, y, labels)
+    idx = np.arange(G.shape[1])
+    return bg.fit(idx) / s, np.stack([bg.fit(idx, leave_out=k) / s for k in range(len(bg.blocks))])
 
 
 def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "", n_rows: int = 0) -> dict:
