@@ -167,7 +167,7 @@ def tiff_axes(path, axes: str | None = None) -> TiffAxes:
     if len(shape) < 2:
         raise InputError(f"'{p}' holds no 2D image (axes {letters} {full}): re-export it as a (t, [z,] y, x) image")
     if axes is not None:
-        out, source = check_axes(axes, len(shape), p, hint=gone and f", one per axis of length > 1{gone}"), "given"
+        out, source = check_axes(axes, len(shape), p, hint=gone and f", one per axis read{gone}"), "given"
     elif all(a in AXES for a in found) and found.endswith("yx"):
         out, source = found, ("2d" if len(shape) == 2 else str(kind).lower())
     elif "s" in found:
