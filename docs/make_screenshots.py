@@ -218,7 +218,7 @@ def page_closure(out: Path) -> None:
     """The Kinetic closures widget: simulate (or open ``DYNFIT_CLOSURE_RUN``), train, compare."""
     import napari
 
-    from napari_dynfit._napari._closure_widget import ClosureWidget
+    from napari_dynfit._napari._closure_widget import ClosureWidget, order_layer
 
     viewer = napari.Viewer(show=True)
     _window(viewer, 1500, 1000)
@@ -227,12 +227,17 @@ def page_closure(out: Path) -> None:
     if os.environ.get("DYNFIT_CLOSURE_RUN"):
         w.path.setText(os.environ["DYNFIT_CLOSURE_RUN"])
     else:
+        w.size.setValue(32)  # the module docstring's run (the widget's default grid is finer)
         w.t_end.setValue(15.0)
         w.simulate(block=True)
     w.post_epochs.setValue(2)
     w.train(block=True)
     w.compare(block=True)
-    viewer.dims.set_current_step(0, viewer.dims.range[0][1] - 1)  # the last compared frame
+    for name in (order_layer("kinetic"), "director (kinetic)"):  # the whole run, under the data's panel
+        if name in viewer.layers:
+            viewer.layers[name].visible = False
+    # the last compared frame: dims.range is in world units (time), set_current_step takes a step index
+    viewer.dims.set_point(0, viewer.dims.range[0].stop)
     viewer.reset_view()
     _process()
     save_png(viewer.screenshot(canvas_only=False), out / "closure.png")
