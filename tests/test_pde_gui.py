@@ -142,6 +142,7 @@ def test_pde_widget_rerun_starts_the_model_layer_empty_on_the_new_grid(make_napa
     assert "not identifiable" in w._status.value
 
 
+@pytest.mark.gui
 def test_pde_widget_ticks_particle_noise_when_the_core_chose_it(make_napari_viewer):
     """Unticked, the box lets the core decide (Ito form for fields coarse-grained from particles); when it did,
     the box shows it, so a re-run or a saved project repeats the same fit."""
