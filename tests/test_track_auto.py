@@ -9,7 +9,7 @@ import pytest
 
 from _track_data import relabel_per_frame, rod_colony
 from napari_dynfit.track import link
-from napari_dynfit.track.auto import global_shift, pair_flow
+from napari_dynfit.track.auto import global_shift, pair_flow, scale_mixture
 from napari_dynfit.track.metrics import tracking_metrics
 from napari_dynfit.track.quality import TrackingQuality
 
@@ -26,6 +26,44 @@ def particles(rng, n, frames, sigma, *, flow=(0.0, 0.0), drop=0.0, jump=None):
                           "y": p[..., 0].ravel(), "x": p[..., 1].ravel()})
     truth = truth[rng.random(len(truth)) >= drop].reset_index(drop=True)
     return truth, truth[["frame", "y", "x"]].copy()
+
+
+def static_and_free(rng, n_free, n_static, frames, sigma=3.9, *, jitter=0.3, size=(480, 640), drop=0.0,
+                    clutter=0):
+    """Free Brownian particles (``sigma`` px per axis per frame, reflected at the edges) and static ones (positional
+    jitter ``jitter`` per axis), like beads diffusing among specks stuck to the glass; ``drop``: missed detections,
+    ``clutter``: uniform false detections per frame (not in the truth)."""
+    side = np.asarray(size, float)
+    n = n_free + n_static
+    steps = np.zeros((frames, n, 2))
+    steps[1:, :n_free] = rng.normal(0, sigma, (frames - 1, n_free, 2))
+    p0 = rng.uniform(0, 1, (n, 2)) * side
+    p = np.mod(p0 + np.cumsum(steps, 0), 2 * side)
+    p = np.where(p > side, 2 * side - p, p)
+    p[:, n_free:] = p0[n_free:] + rng.normal(0, jitter, (frames, n_static, 2))
+    truth = pd.DataFrame({"track_id": np.tile(np.arange(1, n + 1), frames), "frame": np.repeat(np.arange(frames), n),
+                          "y": p[..., 0].ravel(), "x": p[..., 1].ravel()})
+    truth = truth[rng.random(len(truth)) >= drop].reset_index(drop=True)
+    det = truth[["frame", "y", "x"]]
+    if clutter:
+        fake = pd.DataFrame({"frame": np.repeat(np.arange(frames), clutter),
+                             "y": rng.uniform(0, side[0], frames * clutter), "x": rng.uniform(0, side[1], frames * clutter)})
+        det = pd.concat([det, fake], ignore_index=True)
+    return truth, det.copy()
+
+
+def long_step_recall(truth, tracks, longer_than):
+    """Fraction of the true one-frame steps longer than ``longer_than`` that the tracks link (exact positions)."""
+    key = [tuple(v) for v in tracks[["frame", "y", "x"]].to_numpy()]
+    tid = dict(zip(key, tracks["track_id"]))
+    hit = n = 0
+    for _, g in truth.sort_values("frame").groupby("track_id"):
+        v = g[["frame", "y", "x"]].to_numpy()
+        for a, b in zip(v[:-1], v[1:]):
+            if b[0] == a[0] + 1 and np.hypot(*(b[1:] - a[1:])) > longer_than:
+                n += 1
+                hit += tid.get(tuple(a), -1) == tid.get(tuple(b), -2)
+    return hit / n, n
 
 
 def choice(tracks, name):
@@ -81,6 +119,61 @@ def test_gap_range_estimated(rng):
     m = tracking_metrics(truth, tracks, match_distance=1e-3)
     assert m["link_recall"] >= 0.98
     assert tracks.attrs["tracking_quality"]["n_gap_joins"] > 200
+
+
+def test_scale_mixture_recovers_truncated_populations(rng):
+    # 30 % static (0.42 px per axis between frames), 70 % free (3.9 px); each draw seen only below its own margin
+    q = np.concatenate([(rng.normal(0, 0.42, (3000, 2)) ** 2).sum(1), (rng.normal(0, 3.9, (7000, 2)) ** 2).sum(1)])
+    margin = rng.uniform(2, 16, len(q)) ** 2
+    seen = q <= margin
+    fits = scale_mixture(q[seen], 2, margin[seen])
+    best = min(fits, key=lambda f: f["bic"])
+    assert best["K"] == 2
+    assert best["sigma"] == pytest.approx([0.42, 3.9], rel=0.05)
+    assert best["weight"] == pytest.approx([0.3, 0.7], abs=0.03)  # before the selection, which favours the slow
+    naive = min(scale_mixture(q[seen], 2), key=lambda f: f["bic"])  # the truncation ignored: the fast scale is low
+    assert naive["sigma"][-1] < 0.9 * 3.9
+
+
+def test_static_and_free_particles_range_covers_the_free_ones(rng):
+    """A quarter of static specks pulled the median-based range down to 12.8-14.5 px (4 seeds; links of the free
+    particles' steps beyond 13.5 px: 0-53 %) where the free particles' 99.99 % step is 16.7 px."""
+    sigma = 3.9
+    truth, det = static_and_free(rng, 150, 60, 30, sigma)
+    tracks = link(det)
+    r = tracks.attrs["link_params"]["max_distance"]
+    assert 0.95 * 4.29 * sigma <= r <= 1.15 * 4.29 * sigma
+    why = choice(tracks, "max_distance")["reason"]
+    assert "2 populations" in why and "covering the faster" in why
+    pops = tracks.attrs["link_estimates"]["step_populations"]
+    assert pops["sigma"][0] == pytest.approx(0.3 * np.sqrt(2), rel=0.15)
+    m = tracking_metrics(truth, tracks, match_distance=1e-3)
+    assert m["link_recall"] >= 0.97 and m["link_precision"] >= 0.97
+    hit, n = long_step_recall(truth, tracks, 13.5)
+    assert n >= 5 and hit >= 0.7
+
+
+def test_single_population_range_from_the_median(rng):
+    """The same density of free particles alone: one population, the median-based range as before."""
+    truth, det = static_and_free(rng, 210, 0, 30)
+    tracks = link(det)
+    est = tracks.attrs["link_estimates"]
+    assert "populations" not in choice(tracks, "max_distance")["reason"] and "step_populations" not in est
+    assert tracks.attrs["link_params"]["max_distance"] == pytest.approx(4.29 * est["sigma"]["brownian"], rel=0.01)
+    assert est["sigma"]["brownian"] == pytest.approx(3.9, rel=0.05)
+
+
+def test_gap_closing_among_false_detections(rng):
+    """10 % missed detections among 16 % false ones: restarts after a gap stand out near the prediction, not over the
+    whole search radius (where chance restarts were a third of them: no gap closing, link recall 0.85-0.87)."""
+    truth, det = static_and_free(rng, 160, 45, 40, drop=0.1, clutter=40)
+    tracks = link(det)
+    assert choice(tracks, "gap_frames")["value"] >= 1
+    m = tracking_metrics(truth, tracks, match_distance=1e-3)
+    assert m["link_recall"] >= 0.9
+    # false detections alone do not switch gap closing on
+    _, det = static_and_free(rng, 160, 45, 40, clutter=40)
+    assert choice(link(det), "gap_frames")["value"] == 0
 
 
 def test_given_parameters_win(rng):

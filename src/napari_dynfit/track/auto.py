@@ -50,6 +50,10 @@ FLOW_K = 8           # neighbours of the local flow field
 MAX_PAIRS = 40       # frame pairs used for the estimates (evenly spread)
 GAIN = 0.7           # a motion model must cut the median squared error to this fraction of brownian's
 COVER = 0.9999       # chi-square coverage of max_distance
+MIX_K = 3            # largest number of step-scale populations fitted to the matched errors
+MIX_SHARE = 0.1      # a population counts when it holds at least this share of the matches
+MIX_SEP = 2.0        # fitted components closer than this factor in scale are one population
+CORE = 0.5           # gap closing is tested on the restarts within this fraction of the gap's search radius
 ORDER = ("motion", "max_distance", "first_distance", "drift_radius", "divisions", "daughter_size", "daughter_distance",
          "division_cost", "alternative_cost", "overlap_weight", "size_weight", "gap_frames", "gap_penalty")
 
@@ -265,7 +269,7 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
     st["frames"] = int(len(frames))
 
     # ---- first pass: unambiguous matches per frame pair, local flow, chains for the velocity model
-    raw, flow_err, vel_err, raw_chain = [], [], [], []
+    raw, flow_err, vel_err, raw_chain, margin, margin_f = [], [], [], [], [], []
     matches = {}
     prev_step = np.zeros_like(x)  # each detection's matched step into it
     has_step = np.zeros(len(x), bool)
@@ -279,9 +283,11 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
         u = xb[j] - xa[i]
         matches[(fa, fb)] = (i + a0, j + b0, shift)
         raw.append((u ** 2).sum(1))
+        margin.append(_margin(xa + shift, xb, i, j))
         if len(i) > 2:
             loo = _field(xa[i], u, xa[i], exclude_self=True)
             flow_err.append(((u - loo) ** 2).sum(1))
+            margin_f.append(margin[-1])
         chain = has_step[i + a0]
         if chain.any():
             vel_err.append(((u[chain] - prev_step[i[chain] + a0]) ** 2).sum(1))
@@ -296,7 +302,8 @@ def estimate_params(x: np.ndarray, fr: np.ndarray, *, given: dict, cells=None, c
         return out
     cat = (lambda v: np.concatenate(v) if v else np.zeros(0))
     r = _motion_and_scale(out, given, d, nn, cat(raw), cat(flow_err), cat(vel_err), cat(raw_chain),
-                          f"{n_match} unambiguous first-pass matches")
+                          f"{n_match} unambiguous first-pass matches",
+                          trunc={"brownian": cat(margin), "flow": cat(margin_f)})
 
     # ---- label costs and divisions
     if cells is not None:
@@ -319,9 +326,194 @@ def _set(out: AutoParams, choice: Choice) -> None:
         out.params[choice.name] = choice.value
 
 
-def _motion_and_scale(out, given, d, nn, raw, flow_err, vel_err, raw_chain, source: str) -> float:
+def _margin(pa: np.ndarray, xb: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Squared distance up to which each unambiguous match ``pa[i] -> xb[j]`` could have been found, shape (m,).
+
+    A match is kept only when its distance is at most ``RATIO`` x the distance to the second-nearest object, both
+    ways; those second-nearest distances belong to the *other* objects, so each match is a draw from the error
+    distribution truncated at ``(RATIO x min(second-nearest distances))^2`` (:func:`scale_mixture`'s ``trunc``).
+    """
+    inf = np.full(len(i), np.inf)
+    da = cKDTree(xb).query(pa[i], k=2)[0][:, 1] if len(xb) > 1 else inf
+    db = cKDTree(pa).query(xb[j], k=2)[0][:, 1] if len(pa) > 1 else inf
+    return (RATIO * np.minimum(da, db)) ** 2
+
+
+def _mixture_em(q, d, trunc, s0, window2=None, iters: int = 100, tol: float = 1e-6):
+    """EM of a scale mixture of chi-square distributions on right-truncated draws, optionally with a chance
+    component uniform in the ball of squared radius ``window2`` (see :func:`scale_mixture`). Returns the variances,
+    the weights (the chance one last when present), the log-likelihood and the shares of the draws."""
+    from scipy import special
+
+    h = 0.5 * d
+    fin = np.isfinite(trunc)
+    any_fin = bool(fin.any())
+    tq = trunc[fin]
+    s = np.asarray(s0, float).copy()
+    k = len(s)
+    uni = window2 is not None
+    pi = np.full(k + uni, 1.0 / (k + uni))
+    c = (h - 1) * np.log(q)[:, None] - h * np.log(2.0) - special.gammaln(h)
+    if uni:  # density of q for points uniform in the ball
+        cu = np.where(q <= window2, np.log(h) + (h - 1) * np.log(q) - h * np.log(window2), -np.inf)[:, None]
+
+    def logdens(s, pi):
+        lf = c - 0.5 * q[:, None] / s - h * np.log(s)
+        return (np.concatenate([lf, cu], 1) if uni else lf) + np.log(np.maximum(pi, 1e-300))
+
+    ll_old = -np.inf
+    for _ in range(iters):
+        logf = logdens(s, pi)
+        m = logf.max(1, keepdims=True)
+        dens = np.exp(logf - m)
+        tot = dens.sum(1, keepdims=True)
+        rk = dens / tot
+        nk = rk.sum(0)
+        sq = (rk[:, :k] * q[:, None]).sum(0)
+        ll = float((np.log(tot[:, 0]) + m[:, 0]).sum())
+        if any_fin:
+            # the draws lost beyond each match's truncation, as missing data (McLachlan & Jones 1988)
+            z = 0.5 * tq[:, None] / s
+            if d == 2:  # closed forms of the two incomplete gamma functions
+                ez = np.exp(-z)
+                fk, beyond = 1 - ez, (1 + z) * ez
+            else:
+                fk, beyond = special.gammainc(h, z), special.gammaincc(h + 1, z)
+            g = np.maximum(fk @ pi[:k] + (pi[k] if uni else 0.0), 1e-300)
+            ll -= float(np.log(g).sum())
+            nk[:k] += (pi[:k] * (1 - fk) / g[:, None]).sum(0)
+            sq = sq + (pi[:k] * s * d * beyond / g[:, None]).sum(0)
+        pi = nk / nk.sum()
+        s = np.maximum(sq / (d * np.maximum(nk[:k], 1e-300)), 1e-30 * s.max())
+        if ll - ll_old <= tol * abs(ll):
+            break
+        ll_old = ll
+    logf = logdens(s, pi)
+    rk = np.exp(logf - logf.max(1, keepdims=True))
+    rk /= rk.sum(1, keepdims=True)
+    return s, pi, ll, rk.mean(0)
+
+
+def scale_mixture(sq: np.ndarray, d: int, trunc=None, max_k: int = MIX_K, max_n: int = 10000) -> list:
+    """Step-scale populations of squared d-dimensional errors: scale mixtures of chi-square distributions.
+
+    Each population ``k`` has Gaussian errors of ``sigma_k`` per axis, so ``sq / sigma_k^2 ~ chi2_d``; the mixture
+    of 1..``max_k`` populations is fitted by EM (maximum likelihood), each match optionally right-truncated at its
+    own ``trunc`` (the first pass only finds steps shorter than its ambiguity margin, :func:`_margin`; the links of a
+    linking pass are shorter than its ``max_distance``): the draws lost beyond the truncation are treated as missing
+    data, so ``sigma_k`` and the population weights are those before the selection. Our own small code: no library
+    estimates linking ranges, and this is some 40 lines of EM on one-dimensional data.
+
+    Parameters
+    ----------
+    sq : ndarray, shape (n,)
+        Squared errors (physical units^2).
+    d : int
+        Dimensions of the errors.
+    trunc : ndarray, shape (n,) or float, optional
+        Squared truncation of each draw (``inf``: none; draws above their truncation are taken as untruncated).
+    max_k : int
+        Largest number of populations.
+    max_n : int
+        At most this many draws (evenly spaced) are used.
+
+    Returns
+    -------
+    list of dict
+        One fit per number of populations ``K`` (up to the first that does not lower the BIC): ``sigma`` (per axis, ascending), ``weight`` (before truncation),
+        ``share`` (of the matches: mean responsibility), ``chance`` (share of the chance component, 0 without
+        one), ``loglik`` and ``bic``.
+    """
+    sq = np.asarray(sq, float)
+    t = np.full(len(sq), np.inf) if trunc is None else np.broadcast_to(np.asarray(trunc, float), sq.shape).copy()
+    if len(sq) > max_n:
+        keep = np.linspace(0, len(sq) - 1, max_n).astype(int)
+        sq, t = sq[keep], t[keep]
+    pos = sq[sq > 0]
+    if len(pos) < 2:
+        return []
+    q = np.maximum(sq, 1e-6 * float(np.median(pos)))
+    t = np.where(t >= q, t, np.inf)
+    # one truncation for all (a linking pass's range): chance links, uniform in that ball, are one more component
+    w2 = float(t[0]) if np.isfinite(t[0]) and np.all(t == t[0]) else None
+    n = len(q)
+    fits = []
+    for k in range(1, max_k + 1):
+        if n < 10 * k:
+            break
+        s0 = np.quantile(q, (np.arange(k) + 0.5) / k) / stats.chi2.median(d)
+        s, pi, ll, share = _mixture_em(q, d, t, s0, w2)
+        o = np.argsort(s)
+        fits.append(dict(K=k, sigma=np.sqrt(s[o]), weight=pi[:k][o], share=share[:k][o], loglik=ll,
+                         chance=float(share[k]) if w2 is not None else 0.0,
+                         chance_weight=float(pi[k]) if w2 is not None else 0.0, window2=w2,
+                         bic=-2 * ll + (2 * k - 1 + (w2 is not None)) * np.log(n)))
+        if k > 1 and fits[-1]["bic"] >= fits[-2]["bic"]:
+            break  # one more population did not help: nor will two more
+    return fits
+
+
+def _not_chance(fit: dict, sq: np.ndarray, d: int) -> np.ndarray:
+    """Probability that each squared error is not a chance link under a fit of :func:`scale_mixture`."""
+    if not fit.get("chance_weight"):
+        return np.ones(len(sq))
+    h = 0.5 * d
+    q = np.maximum(sq, 1e-300)[:, None]
+    s = fit["sigma"] ** 2
+    f = (fit["weight"] * stats.chi2.pdf(q / s, d) / s).sum(1)
+    w2 = fit["window2"]
+    fu = np.where(sq <= w2, fit["chance_weight"] * h * q[:, 0] ** (h - 1) / w2 ** h, 0.0)
+    return f / np.maximum(f + fu, 1e-300)
+
+
+def _weighted_quantile(v: np.ndarray, w: np.ndarray, p: float) -> float:
+    o = np.argsort(v)
+    cw = np.cumsum(w[o])
+    return float(v[o][min(np.searchsorted(cw, p * cw[-1]), len(v) - 1)])
+
+
+def _fast_population(errs, d, trunc, window=None):
+    """Per-axis scale of the fastest step population when the errors are a mixture of populations; else None.
+
+    The number of components is chosen by BIC (:func:`scale_mixture`); components closer than ``MIX_SEP`` in scale are
+    one population (a non-Gaussian population is fitted by several nearby components; their pooled variance is its
+    scale); components whose ``sqrt(chi2_d.ppf(COVER))`` range exceeds 1.5 x ``window`` (the largest distance the
+    errors could take: the range of the linking pass they come from) are not resolved by the data (chance links
+    spread over the whole window) and do not count. The errors are a mixture when at least two populations hold
+    ``MIX_SHARE`` of the matches each; the fastest of those is returned. Returns ``(sigma, reason, fits)``.
+    """
+    fits = scale_mixture(errs, d, trunc)
+    if not fits:
+        return None, "", None
+    best = min(fits, key=lambda f: f["bic"])
+    if best["K"] < 2:
+        return None, "", best
+    sig, w, sh = best["sigma"], best["weight"], best["share"]
+    ok = np.ones(len(sig), bool)
+    if window is not None and np.isfinite(window):
+        ok = np.sqrt(stats.chi2.ppf(COVER, d)) * sig <= 1.5 * window
+    groups = []  # [variance x weight, weight, share] per population, slowest first
+    last = None
+    for k in np.flatnonzero(ok):
+        if last is None or sig[k] >= MIX_SEP * last:
+            groups.append([0.0, 0.0, 0.0])
+        groups[-1][0] += w[k] * sig[k] ** 2
+        groups[-1][1] += w[k]
+        groups[-1][2] += sh[k]
+        last = sig[k]
+    pops = [(float(np.sqrt(v / max(ww, 1e-300))), float(s_)) for v, ww, s_ in groups if s_ >= MIX_SHARE]
+    if len(pops) < 2:
+        return None, "", best
+    scales = " / ".join(f"{v:.3g}" for v, _ in pops)
+    why = (f"{len(pops)} populations of step scale {scales} per axis; covering the faster "
+           f"({pops[-1][1]:.0%} of matches)")
+    return pops[-1][0], why, best
+
+
+def _motion_and_scale(out, given, d, nn, raw, flow_err, vel_err, raw_chain, source: str, trunc=None) -> float:
     """Choose the motion model and the distance scales from squared prediction errors (see the module docstring);
-    returns ``max_distance``."""
+    ``trunc`` maps a model to the squared truncation of its errors (:func:`scale_mixture`). Returns
+    ``max_distance``."""
     cover = float(np.sqrt(stats.chi2.ppf(COVER, d)))
     m_b = float(np.median(raw))
     m_f = float(np.median(flow_err)) if len(flow_err) >= 3 else np.inf
@@ -346,7 +538,19 @@ def _motion_and_scale(out, given, d, nn, raw, flow_err, vel_err, raw_chain, sour
             "velocity": vel_err if np.isfinite(m_v) else None}
     key = motion if errs.get(motion) is not None else "brownian"
     sig = scale[key]
-    tail = 1.3 * float(np.sqrt(np.quantile(errs[key], 0.99)))
+    fast, mix_why = None, ""
+    if key == "brownian":  # populations of different mobility; a motion model's large errors are its failures
+        tk = (trunc or {}).get(key)
+        fast, mix_why, fit = _fast_population(errs[key], d, tk, np.sqrt(tk) if np.isscalar(tk) else None)
+        if fit is not None:
+            out.stats["step_populations"] = {k: fit[k] for k in ("K", "sigma", "share", "weight", "chance")}
+    if fast is not None:
+        sig = fast
+        # the mixture describes the errors' tail; chance links (uniform over the pass's range) are left out of it
+        tail = 1.3 * float(np.sqrt(_weighted_quantile(errs[key], _not_chance(fit, errs[key], d), 0.99)))
+    else:
+        out.stats.pop("step_populations", None)
+        tail = 1.3 * float(np.sqrt(np.quantile(errs[key], 0.99)))
     floor = 0.25 * nn if np.isfinite(nn) else 0.0
     r = max(cover * sig, tail, floor)
     if "max_distance" in given:
@@ -354,6 +558,7 @@ def _motion_and_scale(out, given, d, nn, raw, flow_err, vel_err, raw_chain, sour
         _set(out, Choice("max_distance", r, "", True))
     else:
         why = (f"{cover:.2f} x the {key} error scale {sig:.3g} per axis (covers {COVER:.2%} of Gaussian errors)"
+               + (f"; {mix_why}" if fast is not None else "")
                + (f", raised to 1.3 x their 99th percentile {tail / 1.3:.3g} (heavy tail)" if r == tail else "")
                + (f", raised to a quarter of the median neighbour distance {nn:.3g}" if r == floor else ""))
         _set(out, Choice("max_distance", r, why))
@@ -415,8 +620,11 @@ def refine_params(out: AutoParams, x, fr, frames, bounds, prev, mother, given) -
     if len(raw) < 5:
         return flows
     nn = out.stats.get("nn_distance", float("nan"))
+    # the pass only linked within max_distance of its own model's prediction
+    r_pass = float(given.get("max_distance", out.params.get("max_distance", np.inf)))
+    motion_pass = given.get("motion", out.params.get("motion"))
     _motion_and_scale(out, given, d, nn, raw, cat(flow_err), cat(vel_err), cat(raw_chain),
-                      f"{len(raw)} links of a first linking pass")
+                      f"{len(raw)} links of a first linking pass", trunc={motion_pass: r_pass ** 2})
     return flows
 
 
@@ -555,7 +763,8 @@ def estimate_gaps(x, fr, ends, begins, step, r, *, max_gap: int = 5) -> tuple[in
     best, why, first = 0, "", None
     for g in range(1, max_gap + 1):
         rad = r * math.sqrt(g + 1)
-        ball = math.pi ** (d / 2) / math.gamma(d / 2 + 1) * rad ** d
+        core = CORE * rad
+        ball = math.pi ** (d / 2) / math.gamma(d / 2 + 1) * core ** d
         hit = chance = 0.0
         for f in np.unique(fe[free_e]):
             bk = np.flatnonzero(free_b & (fb == f + g + 1))
@@ -563,20 +772,20 @@ def estimate_gaps(x, fr, ends, begins, step, r, *, max_gap: int = 5) -> tuple[in
                 continue
             ek = np.flatnonzero(free_e & (fe == f))
             dist, nb = cKDTree(x[begins[bk]]).query(x[ends[ek]] + step[ends[ek]] * (g + 1), k=1)
+            hit += float((dist <= core).sum())
+            chance += len(ek) * -math.expm1(-len(bk) * ball / volume)
             ok = dist <= rad
-            hit += float(ok.sum())
-            chance += len(ek) * min(1.0, len(bk) * ball / volume)
             free_e[ek[ok]] = False  # ends and starts explained by a shorter gap are not counted again
             free_b[bk[nb[ok]]] = False
         if first is None:
             first = (hit, chance)
         if hit >= 3 and hit >= 3 * chance:
             best = g
-            why = (f"{int(hit)} track ends restart within {rad:.3g} after {g} missing frame(s) (chance "
+            why = (f"{int(hit)} track ends restart within {core:.3g} after {g} missing frame(s) (chance "
                    f"{chance:.3g}); checked up to {max_gap}")
         else:
             break
     if best == 0:
-        why = (f"{len(ends)} interior track ends, {int(first[0])} restart after one missing frame (chance "
-               f"{first[1]:.3g}): no gap closing")
+        why = (f"{len(ends)} interior track ends, {int(first[0])} restart within {CORE:g} x {r * math.sqrt(2):.3g} "
+               f"after one missing frame (chance {first[1]:.3g}): no gap closing")
     return best, why
