@@ -447,9 +447,9 @@ def scale_mixture(sq: np.ndarray, d: int, trunc=None, max_k: int = MIX_K, max_n:
     if len(pos) < 2:
         return []
     q = np.maximum(sq, 1e-6 * float(np.median(pos)))
-    t = np.where(t >= q, t, np.inf)
     # one truncation for all (a linking pass's range): chance links, uniform in that ball, are one more component
     w2 = float(t[0]) if np.isfinite(t[0]) and np.all(t == t[0]) else None
+    t = np.where(t >= q, t, np.inf)
     n = len(q)
     fits = []
     for k in range(1, max_k + 1):
