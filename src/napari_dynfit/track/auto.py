@@ -17,8 +17,9 @@ not ``flow``, and the distance scales change by less than 10 %). From these matc
   (the object's previous step, on chains of two matches). A model other than ``brownian`` is chosen when it cuts
   that error by at least 30 %.
 * **max_distance**: ``sqrt(chi2_d.ppf(0.9999)) sigma`` with ``sigma`` the per-axis scale of the chosen model's
-  errors (from their median, which the truncation of the first pass hardly biases), at least 1.3 x the 99th
-  percentile of those errors (heavy-tailed, e.g. one-dimensional, errors) and at least a quarter of the median
+  errors (from their median, which the truncation of the first pass biases low by up to ~10 % when the rms step
+  per axis is a fifth of the neighbour distance, generated; the linking pass's re-estimate replaces it when the
+  range moves by more than 10 %), at least 1.3 x the 99th percentile of those errors (heavy-tailed, e.g. one-dimensional, errors) and at least a quarter of the median
   nearest-neighbour distance; ``first_distance`` (steps of objects with no motion prediction yet under the
   velocity model) the same from the raw steps. Under the brownian model the squared steps are also fitted as a
   mixture of 1-3 step-scale populations (:func:`scale_mixture`: EM, number by BIC, each first-pass match truncated
@@ -434,9 +435,10 @@ def scale_mixture(sq: np.ndarray, d: int, trunc=None, max_k: int = MIX_K, max_n:
     Returns
     -------
     list of dict
-        One fit per number of populations ``K`` (up to the first that does not lower the BIC): ``sigma`` (per axis, ascending), ``weight`` (before truncation),
-        ``share`` (of the matches: mean responsibility), ``chance`` (share of the chance component, 0 without
-        one), ``loglik`` and ``bic``.
+        One fit per number of populations ``K`` (up to the first that does not lower the BIC): ``sigma`` (per axis,
+        ascending), ``weight`` (before truncation), ``share`` (of the matches: mean responsibility), ``chance``
+        (share of the chance component, 0 without one), ``chance_weight``, ``window2`` (its squared radius, None
+        without one), ``loglik`` and ``bic``.
     """
     sq = np.asarray(sq, float)
     t = np.full(len(sq), np.inf) if trunc is None else np.broadcast_to(np.asarray(trunc, float), sq.shape).copy()
@@ -494,7 +496,8 @@ def _fast_population(errs, d, trunc, window=None):
     scale); components whose ``sqrt(chi2_d.ppf(COVER))`` range exceeds 1.5 x ``window`` (the largest distance the
     errors could take: the range of the linking pass they come from) are not resolved by the data (chance links
     spread over the whole window) and do not count. The errors are a mixture when at least two populations hold
-    ``MIX_SHARE`` of the matches each; the fastest of those is returned. Returns ``(sigma, reason, fits)``.
+    ``MIX_SHARE`` of the matches each; the fastest of those is returned. Returns ``(sigma or None, reason, the BIC
+    best fit or None)``.
     """
     fits = scale_mixture(errs, d, trunc)
     if not fits:
@@ -761,8 +764,9 @@ def estimate_gaps(x, fr, ends, begins, step, r, *, max_gap: int = 5) -> tuple[in
     -------
     gap_frames : int
         The largest ``g <= max_gap`` such that for every gap up to ``g`` at least 3 ends (and three times the number
-        expected by chance from the density of starts) have a start ``g + 1`` frames later within ``r sqrt(g + 1)``
-        of their prediction; ends and starts paired at a shorter gap are not counted again.
+        expected by chance from the density of starts) have a start ``g + 1`` frames later within
+        ``CORE r sqrt(g + 1)`` of their prediction; ends and starts paired at a shorter gap (within ``r sqrt(g + 1)``)
+        are not counted again.
     reason : str
     """
     import math
