@@ -88,21 +88,51 @@ def shot(viewer, path: Path, panel=None, widget=None) -> Path:
     return save_png(viewer.screenshot(canvas_only=False), path)
 
 
+def _window(viewer, width: int, height: int):
+    """Size ``viewer``'s Qt main window to ``width`` x ``height`` pixels with the layer-controls dock hidden (room
+    for the layer list and the canvas); returns the window.
+
+    napari has no public API for its main window's size or docks (``Window._qt_window`` and ``Window.qt_viewer``
+    are private or deprecated), so the window is found as the plugin's jobs find it (the window of the public
+    ``window.main_menu``: ``_jobs._viewer_window``) and the dock by the object name napari gives it."""
+    from qtpy.QtWidgets import QDockWidget
+
+    from napari_dynfit._napari._jobs import _viewer_window
+
+    win = _viewer_window(viewer)
+    if win is None:
+        raise RuntimeError("napari's main window was not found (viewer.window.main_menu)")
+    win.resize(width, height)
+    for dock in win.findChildren(QDockWidget):
+        if dock.objectName() == "layer controls":
+            dock.setVisible(False)
+    return win
+
+
+def _dock_right(viewer, widget, name: str, width: int):
+    """Dock ``widget`` on the right of ``viewer``'s window, ``width`` pixels wide (public ``add_dock_widget``;
+    the width through the Qt main window, see :func:`_window`)."""
+    from qtpy.QtCore import Qt
+
+    from napari_dynfit._napari._jobs import _viewer_window
+
+    dock = viewer.window.add_dock_widget(widget, name=name, area="right")
+    _viewer_window(viewer).resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+    return dock
+
+
 def _viewer_with(sample, width=1400, height=1100):
     import napari
-    from qtpy.QtCore import Qt
 
     from napari_dynfit._napari._panel import DynFitPanel
     from napari_dynfit._napari._sample_data import _layers
 
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(width, height)
-    viewer.window._qt_viewer.dockLayerControls.setVisible(False)  # room for the layer list and the canvas
+    _window(viewer, width, height)
     for data, meta, kind in _layers(sample):
         getattr(viewer, f"add_{kind}")(data, **meta)
     panel = DynFitPanel(viewer)
-    dock = viewer.window.add_dock_widget(panel, name="DynFit panel", area="right")
-    viewer.window._qt_window.resizeDocks([dock], [panel.DOCK_WIDTH + 30], Qt.Orientation.Horizontal)
+    _dock_right(viewer, panel, "DynFit panel", panel.DOCK_WIDTH + 30)
     return viewer, panel
 
 
@@ -187,25 +217,27 @@ def pages_3_5(out: Path, pages) -> None:
 def page_closure(out: Path) -> None:
     """The Kinetic closures widget: simulate (or open ``DYNFIT_CLOSURE_RUN``), train, compare."""
     import napari
-    from qtpy.QtCore import Qt
 
-    from napari_dynfit._napari._closure_widget import ClosureWidget
+    from napari_dynfit._napari._closure_widget import ClosureWidget, order_layer
 
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 1000)
-    viewer.window._qt_viewer.dockLayerControls.setVisible(False)
+    _window(viewer, 1500, 1000)
     w = ClosureWidget(viewer)
-    dock = viewer.window.add_dock_widget(w, name="Kinetic closures", area="right")
-    viewer.window._qt_window.resizeDocks([dock], [520], Qt.Orientation.Horizontal)
+    _dock_right(viewer, w, "Kinetic closures", 520)
     if os.environ.get("DYNFIT_CLOSURE_RUN"):
         w.path.setText(os.environ["DYNFIT_CLOSURE_RUN"])
     else:
+        w.size.setValue(32)  # the module docstring's run (the widget's default grid is finer)
         w.t_end.setValue(15.0)
         w.simulate(block=True)
     w.post_epochs.setValue(2)
     w.train(block=True)
     w.compare(block=True)
-    viewer.dims.set_current_step(0, viewer.dims.range[0][1] - 1)  # the last compared frame
+    for name in (order_layer("kinetic"), "director (kinetic)"):  # the whole run, under the data's panel
+        if name in viewer.layers:
+            viewer.layers[name].visible = False
+    # the last compared frame: dims.range is in world units (time), set_current_step takes a step index
+    viewer.dims.set_point(0, viewer.dims.range[0].stop)
     viewer.reset_view()
     _process()
     save_png(viewer.screenshot(canvas_only=False), out / "closure.png")

@@ -133,3 +133,66 @@ def test_output_names_exact_or_refused(tmp_path, stack, capsys, axes, name, need
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]  # nothing written, nothing renamed
     assert main(["-q", "convert", str(src), "-o", str(tmp_path / need)]) == 0
     assert (tmp_path / need).exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.tif", need])
+
+
+def _ij(desc: str) -> str:
+    """An ImageJ image description (what Fiji writes) with ``desc``'s hyperstack entries."""
+    return "ImageJ=1.54f\n" + desc
+
+
+@pytest.mark.parametrize("shape, write, axes", [
+    # ImageJ hyperstacks whose metadata declare singleton dimensions (tifffile squeezes them)
+    ((5, 24, 20, 1), dict(imagej=True, metadata={"axes": "TYXS"}), "tyx"),
+    ((5, 3, 1, 24, 20), dict(imagej=True, metadata={"axes": "TZCYX"}), "tzyx"),
+    ((5, 1, 24, 20), dict(imagej=True, metadata={"axes": "TCYX"}), "tyx"),
+    ((5, 24, 20), dict(description=_ij("images=5\nchannels=1\nslices=1\nframes=5\nhyperstack=true\n"),
+                       metadata=None), "tyx"),
+    # tifffile's shaped files keep them: a samples, channel or slice axis of 1 is dropped, a trailing 1 is never x
+    ((5, 24, 20, 1), dict(metadata={"axes": "TYXS"}), "tyx"),
+    ((5, 24, 20, 1), dict(metadata={"axes": "TYXC"}), "tyx"),
+    ((5, 1, 24, 20), dict(metadata={"axes": "TZYX"}), "tyx"),
+    ((5, 1, 3, 24, 20, 1), dict(metadata={"axes": "TCZYXS"}), "tzyx"),
+])
+def test_singleton_axes_are_dropped_and_named(tmp_path, rng, shape, write, axes):
+    """Axes of length 1 the metadata declares give the movie ``(t, [z,] y, x)`` of the others, read whole and
+    frame by frame: the same pixels, a trailing 1 never taken for x (a shaped ``TYXS`` of S = 1 was refused as
+    RGB, ``TYXC`` asked for axes, ``TZYX`` of Z = 1 was a 3D movie one slice deep)."""
+    a = rng.integers(0, 200, shape).astype(np.uint8)
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, a, **write)
+    want = a.reshape([n for n in shape if n != 1])
+    info = tiff_axes(path)
+    assert info.axes == axes and info.shape == want.shape
+    assert read_pixels(path)["axes"] == axes
+    np.testing.assert_array_equal(read_pixels(path)["data"], want)
+    movie = open_movie(path).data
+    assert movie.shape == want.shape
+    np.testing.assert_array_equal(np.stack([movie[t] for t in range(len(movie))]), want)
+    if axes == "tyx":
+        np.testing.assert_array_equal(read_label_movie(path), want)
+
+
+def test_trailing_one_is_not_x(tmp_path, rng):
+    """``(t, y, x, 1)`` saved without axis names: tifffile's pages say which axes are y and x, so the trailing 1
+    is dropped; the question names the 3 axes left, and axes for the 4 stored ones (``tzyx``: x = 1) are refused."""
+    a = rng.integers(0, 200, (5, 24, 20, 1)).astype(np.uint16)
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, a)
+    with pytest.raises(AmbiguousAxesError, match=r"3 dimensions \(5, 24, 20\).*--axes tyx") as exc:
+        tiff_axes(path)
+    assert exc.value.ndim == 3 and "\n" not in str(exc.value)
+    with pytest.raises(InputError, match="axes 'tzyx' do not fit.*length 1 dropped") as exc:
+        tiff_axes(path, "tzyx")
+    assert "\n" not in str(exc.value)
+    assert tiff_axes(path, "tyx").shape == (5, 24, 20)
+    for movie in (open_movie(path, axes="tyx").data, read_label_movie(path, axes="tyx")):
+        assert movie.shape == (5, 24, 20)
+        np.testing.assert_array_equal(np.stack([movie[t] for t in range(5)]), a[..., 0])
+
+
+def test_channels_after_yx_are_a_clear_error(tmp_path):
+    path = tmp_path / "c.tif"
+    tifffile.imwrite(path, np.zeros((5, 24, 20, 2), np.uint8), metadata={"axes": "TYXC"})
+    with pytest.raises(InputError, match=r"axes after y, x are not read.*'TCYX'") as exc:
+        tiff_axes(path)
+    assert "\n" not in str(exc.value) and not isinstance(exc.value, AmbiguousAxesError)

@@ -213,6 +213,10 @@ def test_moment_model_step_shrinks_with_the_grid_spacing():
     assert T.substeps(0.25) == T.substeps(0.25, spacing=10 / 32) == T.substeps(0.25, spacing=10 / 8) == 5
     assert T.substeps(0.25, spacing=10 / 64) == 10 and T.substeps(0.25, spacing=10 / 256) == 40
     assert T.substeps(0.25, 3, spacing=10 / 64) == 3  # given: as given
+    # the rollouts' one way: the spacing of an n x n grid over the box of the suspension (length 20 here)
+    p = SuspensionParams(length=20.0)
+    assert [T.grid_substeps(0.25, None, p, n) for n in (8, 64, 128, 512)] == [5, 5, 10, 40]
+    assert T.grid_substeps(0.25, 3, p, 512) == 3
 
 
 def test_parameter_estimation_recovers_alpha_of_a_moment_model_run():

@@ -160,3 +160,46 @@ def test_closure_widget_simulate_train_compare(make_napari_viewer, qtbot):
     world = (vec.data[:, 0] + vec.data[:, 1] / 2) * vec.scale + vec.translate
     k = np.round((world - img.translate) / img.scale).astype(int)
     np.testing.assert_allclose(k * img.scale + img.translate, world, atol=1e-9)
+
+
+@pytest.mark.gui
+def test_reopened_project_closure_widget_updates_its_own_layers(make_napari_viewer, tmp_path):
+    """The closure widget is docked beside the panel, not a step of it: a saved project still records its layers
+    as its own, and a re-opened project's closure widget (docked before or after the project opens) updates them
+    in place (it added ``"name [1]"`` beside them on each cycle); a user's layer of an output's name stays nobody's."""
+    from napari_dynfit._napari._closure_widget import ClosureWidget, order_layer
+    from napari_dynfit._napari._panel import DynFitPanel
+    from napari_dynfit.project import Project
+
+    def simulate(w):
+        w.size.setValue(8)
+        w.t_end.setValue(1.0)
+        w.simulate(block=True)
+
+    viewer = make_napari_viewer()
+    panel = DynFitPanel(viewer)
+    viewer.add_image(np.ones((2, 4, 4)), name=order_layer("kinetic"))  # the user's own layer of an output's name
+    simulate(ClosureWidget(viewer))
+    made = sorted(lay.name for lay in viewer.layers)
+    assert made == ["director (kinetic)", order_layer("kinetic"), order_layer("kinetic") + " [1]"], made
+    folder = tmp_path / "prj0"
+    panel.save_project(folder)
+    for cycle, docked_first in enumerate((False, True), start=1):
+        viewer = make_napari_viewer()
+        panel = DynFitPanel(viewer)
+        w = ClosureWidget(viewer) if docked_first else None
+        panel.open_project(folder)
+        w = w or ClosureWidget(viewer)
+        opened = {lay.name: lay for lay in viewer.layers}
+        simulate(w)
+        assert sorted(lay.name for lay in viewer.layers) == made, cycle  # no "name [n]" added by the re-run
+        for name in ("director (kinetic)", order_layer("kinetic") + " [1]"):
+            assert viewer.layers[name] is opened[name], (cycle, name)  # updated in place
+        np.testing.assert_array_equal(viewer.layers[order_layer("kinetic")].data, 1.0)  # the user's, untouched
+        folder = tmp_path / f"prj{cycle}"
+        panel.save_project(folder)
+    prj = Project(folder)
+    owners = {prj.meta(n).get("layer_name"): prj.meta(n).get("owner") for n in prj.names}
+    assert owners[order_layer("kinetic") + " [1]"] == {"step": "ClosureWidget", "slot": order_layer("kinetic")}
+    assert owners["director (kinetic)"] == {"step": "ClosureWidget", "slot": "director (kinetic)"}, owners
+    assert owners[order_layer("kinetic")] is None, owners  # the user's layer is nobody's

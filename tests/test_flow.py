@@ -516,6 +516,29 @@ def test_moment_fit_converges_quickly_on_far_from_gaussian_snapshots():
     assert mine <= better.fun + 1e-8, (mine, better.fun)
 
 
+def test_newton_polish_evaluates_each_point_once_and_counts_what_it_evaluates():
+    """A Newton step takes the loss, its gradient and its Hessian from one evaluation of the loss (it evaluated
+    the start point once more without a graph and the gradient twice: 6 evaluations where 3 do), and the
+    progress count is the evaluations made plus one per Hessian row. On a quadratic, one step reaches the minimum
+    exactly: evaluate, step (one trial), evaluate and stop on the Newton decrement."""
+    from napari_dynfit.models.flow.gaussian import _newton_polish
+
+    M = torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.0]], dtype=torch.float64)
+    c = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    calls, counted = [], []
+
+    def loss_of(theta):
+        calls.append(theta.requires_grad)
+        r = theta - c
+        return r @ M @ r + 0.25
+
+    theta, loss, converged = _newton_polish(loss_of, torch.zeros(3, dtype=torch.float64), 1000,
+                                           lambda n=1: counted.append(n))
+    assert converged and torch.allclose(theta, c, atol=1e-12) and loss == pytest.approx(0.25, abs=1e-12)
+    assert calls == [True, False, True], calls  # start (with its graph), the accepted trial, the minimum
+    assert sum(counted) == len(calls) + 2 * 3, counted  # and the Hessian's 3 rows at the two points it took
+
+
 def test_moment_fit_that_does_not_converge_is_not_identifiable(monkeypatch):
     """A fit whose Newton steps never settle says so, and the drift uncertainty does not call it identifiable
     (the Fisher information away from the maximum says nothing about the error)."""

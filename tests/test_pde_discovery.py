@@ -257,3 +257,43 @@ def test_two_dimensional_advection_diffusion_with_noise():
     found = discover_pde(b, {"u_t": lib}, seed=0).equations["u_t"]
     assert set(found) == {"u_x", "u_yy"}
     assert found["u_x"] == pytest.approx(-0.5, rel=0.02) and found["u_yy"] == pytest.approx(0.1, rel=0.03)
+
+
+def test_particle_fields_get_the_ito_form_by_default(tmp_path, rng, capsys):
+    """Fields coarse-grained from tracks (`dynfit coarse-grain`) are fitted in the Ito weak form without a flag
+    (a symmetric time window biases such data towards zero); the CLI says so, --no-stochastic switches it off,
+    fields from anywhere else keep the symmetric form, and an asked-for time window is respected."""
+    import json
+
+    import pandas as pd
+
+    from napari_dynfit.cli import main
+    from napari_dynfit.models.pde import _particle_noise
+
+    n, frames = 400, 12
+    pos = rng.uniform(0, 10, (n, 2))
+    steps = [pos]
+    for _ in range(frames - 1):
+        steps.append((steps[-1] + 0.1 * rng.standard_normal((n, 2))) % 10)
+    xy = np.concatenate(steps)
+    rows = pd.DataFrame({"frame": np.repeat(np.arange(frames), n), "track_id": np.tile(np.arange(n), frames),
+                         "y": xy[:, 0], "x": xy[:, 1]})
+    table = tmp_path / "tracks.csv"
+    rows.to_csv(table, index=False)
+    out = tmp_path / "fields.zarr"
+    assert main(["coarse-grain", str(table), "-o", str(out), "--spacing", "0.5", "--sigma", "1.0",
+                 "--box", "10", "10", "--periodic", "--fields", "rho"]) == 0
+    capsys.readouterr()
+    assert main(["discover-pde", str(out), "-o", str(tmp_path / "m.json"), "--no-forecast-check"]) == 0
+    method = json.loads((tmp_path / "m.json").read_text())["method"]
+    assert method["stochastic"] is True and method["half_width"][0] == 0
+    assert "coarse-grained from particles" in capsys.readouterr().err
+    assert main(["discover-pde", str(out), "-o", str(tmp_path / "m2.json"), "--no-forecast-check",
+                 "--no-stochastic"]) == 0
+    assert json.loads((tmp_path / "m2.json").read_text())["method"]["stochastic"] is False
+    b = FieldBundle.load(out)
+    assert _particle_noise(b, None, "weak", (2, 4, 4))[0] is False          # a time window was asked for
+    assert _particle_noise(b, None, "finite", None)[0] is False
+    plain = FieldBundle({"rho": b["rho"]}, b.coords, periodic=b.periodic)   # no source stated
+    ok, why = _particle_noise(plain, None, "weak", None)
+    assert ok is False and "not stated" in why

@@ -81,7 +81,7 @@ def test_pde_widget_starts_at_the_cli_and_core_defaults(make_napari_viewer, tmp_
     core = inspect.signature(discover_pde).parameters
     args = build_parser().parse_args(["discover-pde", str(tmp_path / "f.zarr"), "-o", str(tmp_path / "m.json")])
     for name, value in (("derivative", w._derivative.value), ("solver", w._solver.value),
-                        ("pi_th", w._pi_th.value), ("stochastic", w._stochastic.value), ("seed", w._seed.value)):
+                        ("pi_th", w._pi_th.value), ("stochastic", True if w._stochastic.value else None), ("seed", w._seed.value)):
         assert value == core[name].default == getattr(args, name), name
     # the same candidate terms as the CLI and the core for a scalar field (the library the spin boxes build)
     t, x = np.arange(4.0), np.linspace(0.0, 1.0, 8)
@@ -140,3 +140,19 @@ def test_pde_widget_rerun_starts_the_model_layer_empty_on_the_new_grid(make_napa
     fourth = runs(_bundle((4, 5, 7), 0.2, 3.0), 0, 0.0, ok=False)
     assert fourth is first and np.isnan(fourth.data).all()
     assert "not identifiable" in w._status.value
+
+
+def test_pde_widget_ticks_particle_noise_when_the_core_chose_it(make_napari_viewer):
+    """Unticked, the box lets the core decide (Ito form for fields coarse-grained from particles); when it did,
+    the box shows it, so a re-run or a saved project repeats the same fit."""
+    from napari_dynfit._napari._pde_widget import PDEWidget
+
+    w = PDEWidget(make_napari_viewer())
+    assert not w._stochastic.value
+    for chosen in (False, True):
+        def compute(chosen=chosen):
+            yield "model", _bundle((6, 16), 0.1, 1.0), {"equations": {"u_t": {"u_xx": 0.1}},
+                                                      "method": {"stochastic": chosen}}, (False, ["few"], [])
+        w.compute = compute
+        w.run(block=True)
+        assert w._stochastic.value is chosen

@@ -6,6 +6,13 @@ as ``series.axes``. A plain stack of 2D pages has none (tifffile calls such axes
 stack may be 300 frames or 300 slices, and guessing either way gave different answers in different commands.
 :func:`tiff_axes` takes the metadata's axes, else the user's (``axes=`` / ``--axes``), and otherwise refuses a
 file of 3 or more dimensions with an :class:`AmbiguousAxesError` that asks for ``--axes``.
+
+Axes of length 1 that hold no image dimension are dropped (:func:`kept_axes`): ImageJ and OME-TIFF series come
+squeezed from tifffile already (``channels=1`` or ``TZCYX`` with ``C = 1`` is read ``tzyx``), tifffile's shaped
+files do not, so a samples axis ``S``, a channel ``C`` or a slice axis ``Z`` of length 1 is dropped there too
+(``TYXS`` with ``S = 1`` is a grey movie ``tyx``, not an RGB image), and so is any axis of length 1 after the
+page's ``Y, X`` (a trailing 1, e.g. of ``(t, y, x, 1)``, is never taken for ``x``). A time axis of length 1 that
+the metadata names is kept (a movie of one frame).
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ class TiffAxes:
     origin : dict
         World position of pixel 0 per spatial axis (ImageJ's ``xorigin``/``yorigin``/``zorigin``, which are in
         pixels: ``-origin * pixel size``). Absent keys: 0.
+    dropped : tuple of int
+        Positions, in tifffile's series (``tifffile.imread(path).shape``), of the axes of length 1 left out of
+        ``axes`` and ``shape`` (:func:`kept_axes`); empty when none.
     """
 
     axes: str
@@ -64,6 +74,43 @@ class TiffAxes:
     source: str = ""
     units: dict = field(default_factory=dict)
     origin: dict = field(default_factory=dict)
+    dropped: tuple = ()
+
+
+def kept_axes(series_axes: str, shape) -> list[int]:
+    """Positions of the axes of a TIFF series (tifffile's ``series.axes`` and ``series.shape``) that are read:
+    all but the axes of length 1 that hold no image dimension, i.e. a samples ``S``, channel ``C`` or slice ``Z``
+    axis of length 1 and any axis of length 1 after the page's ``Y`` and ``X`` (so a trailing 1 is never ``x``).
+
+    Parameters
+    ----------
+    series_axes : str
+        tifffile's axis letters, one per dimension (``"TYXS"``, ``"QYXQ"``...).
+    shape : tuple of int
+        The series' shape.
+
+    Returns
+    -------
+    list of int
+        Indices into ``shape`` of the axes kept, in file order.
+    """
+    letters = str(series_axes).upper()
+    last = max(letters.rfind("Y"), letters.rfind("X"))
+    return [i for i, (a, n) in enumerate(zip(letters, shape))
+            if not (n == 1 and (a in "SCZ" or (last >= 0 and i > last)))]
+
+
+def file_key(key, ndim: int, dropped: tuple):
+    """An index ``key`` into the read axes (``ndim`` of them) as an index into the file's series: 0 at the
+    ``dropped`` positions (:attr:`TiffAxes.dropped`), so the result has the read axes' shape."""
+    key = key if isinstance(key, tuple) else (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (ndim - len(key) + 1) + key[i + 1:]
+    out = list(key) + [slice(None)] * (ndim - len(key))
+    for d in sorted(dropped):
+        out.insert(d, 0)
+    return tuple(out)
 
 
 def check_axes(axes: str, ndim: int, path, *, hint: str = "") -> str:
@@ -104,24 +151,35 @@ def tiff_axes(path, axes: str | None = None) -> TiffAxes:
     try:
         with tifffile.TiffFile(p) as tf:
             series = tf.series[0]
-            found, shape, dtype, kind = series.axes.lower(), tuple(series.shape), np.dtype(series.dtype), series.kind
+            letters, full = str(series.axes).upper(), tuple(series.shape)
+            dtype, kind = np.dtype(series.dtype), series.kind
             ij = tf.imagej_metadata or {}
             ome = _ome_pixels(tf.ome_metadata) if tf.is_ome else {}
             tags = tf.pages[0].tags
             res = [tags[k].value for k in ("YResolution", "XResolution") if k in tags]
     except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
         raise InputError(f"cannot read TIFF '{p}' ({exc}); check that the file is complete") from exc
+    kept = kept_axes(letters, full)
+    dropped = tuple(i for i in range(len(full)) if i not in kept)
+    found, shape = "".join(letters[i] for i in kept).lower(), tuple(full[i] for i in kept)
+    gone = (f" (axes of length 1 dropped: {letters} {full} is read as {found.upper() or '-'} {shape})"
+            if dropped else "")
+    if len(shape) < 2:
+        raise InputError(f"'{p}' holds no 2D image (axes {letters} {full}): re-export it as a (t, [z,] y, x) image")
     if axes is not None:
-        out, source = check_axes(axes, len(shape), p), "given"
+        out, source = check_axes(axes, len(shape), p, hint=gone and f", one per axis read{gone}"), "given"
     elif all(a in AXES for a in found) and found.endswith("yx"):
         out, source = found, ("2d" if len(shape) == 2 else str(kind).lower())
     elif "s" in found:
         raise InputError(f"'{p}' is an RGB(A) image (axes {found.upper()}): save one grey channel, "
                          "e.g. with Fiji's Image > Type > 8-bit")
+    elif all(a in AXES for a in found) and "y" in found and "x" in found:
+        raise InputError(f"'{p}' has axes {found.upper()} {shape}: axes after y, x are not read; save the "
+                         f"image with y, x last (e.g. metadata={{'axes': '{''.join(a for a in found if a not in 'yx').upper()}YX'}})")
     else:
         n = len(shape)
-        raise AmbiguousAxesError(f"'{p}' has {n} dimensions {shape} and no axis metadata: say what they are with "
-                                 f"{_CHOICES.get(n, '--axes (letters among t, c, z, y, x)')} "
+        raise AmbiguousAxesError(f"'{p}' has {n} dimensions {shape}{gone} and no axis metadata: say what they are "
+                                 f"with {_CHOICES.get(n, '--axes (letters among t, c, z, y, x)')} "
                                  "(axes=... in Python)", n)
     scale, units, origin = {}, {}, {}
     if len(res) == 2 and ij.get("unit") not in (None, "", "pixel") and all(r[0] for r in res):
@@ -137,7 +195,8 @@ def tiff_axes(path, axes: str | None = None) -> TiffAxes:
     for a, (size, unit) in ome.items():  # OME-TIFF: PhysicalSize* and TimeIncrement
         scale.setdefault(a, size)
         units.setdefault(a, unit)
-    return TiffAxes(axes=out, shape=shape, dtype=dtype, scale=scale, source=source, units=units, origin=origin)
+    return TiffAxes(axes=out, shape=shape, dtype=dtype, scale=scale, source=source, units=units, origin=origin,
+                    dropped=dropped)
 
 
 def _ome_pixels(xml) -> dict:
@@ -174,6 +233,8 @@ def read_tiff(path, axes: str | None = None) -> tuple[np.ndarray, TiffAxes]:
         data = tifffile.imread(Path(path).expanduser(), series=0)
     except (OSError, ValueError, tifffile.TiffFileError) as exc:
         raise InputError(f"cannot read TIFF '{path}' ({exc}); check that the file is complete") from exc
+    if info.dropped:  # the axes of length 1 that hold no image dimension (kept_axes)
+        data = np.squeeze(data, axis=info.dropped)
     return data, info
 
 

@@ -318,7 +318,8 @@ class TiffFrames:
     ----------
     path : str or Path
     axes : str
-        Axes of the file's first series, letters among ``tczyx`` ending in ``yx``, with a ``t``.
+        Axes of the file's first series, letters among ``tczyx`` ending in ``yx``, with a ``t``: one per axis
+        that is read (the axes of length 1 that hold no image dimension are not: :func:`._tiff.kept_axes`).
     channel : int, optional
         Channel to read when the file has a ``c`` axis.
     """
@@ -326,11 +327,15 @@ class TiffFrames:
     def __init__(self, path, axes: str, channel: int | None = None):
         import tifffile
 
+        from ._tiff import kept_axes
+
         self.path, self.axes, self.channel = Path(path), axes, channel
         with tifffile.TiffFile(self.path) as tf:
             series = tf.series[0]
             full, self.dtype = tuple(series.shape), np.dtype(series.dtype)
-        self.shape = tuple(n for a, n in zip(axes, full) if a != "c")
+            kept = kept_axes(series.axes, full)
+        self._dropped = tuple(i for i in range(len(full)) if i not in kept)
+        self.shape = tuple(n for a, n in zip(axes, (full[i] for i in kept)) if a != "c")
         self.ndim = len(self.shape)
         self._stamp = self.path.stat().st_mtime_ns
 
@@ -338,8 +343,10 @@ class TiffFrames:
         return self.shape[0]
 
     def __getitem__(self, t) -> np.ndarray:
+        from ._tiff import file_key
+
         key = tuple(t if a == "t" else self.channel if a == "c" else slice(None) for a in self.axes)
-        return np.asarray(_tiff_zarr(str(self.path), self._stamp)[key])
+        return np.asarray(_tiff_zarr(str(self.path), self._stamp)[file_key(key, len(self.axes), self._dropped)])
 
 
 @functools.lru_cache(maxsize=4)

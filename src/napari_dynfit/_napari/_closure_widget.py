@@ -16,7 +16,7 @@ from qtpy import QtWidgets as qw
 from .. import closure_defaults as D
 from ..geometry import bundle_geometry
 from ..report import torch_threads
-from ._contract import LayerOwner
+from ._contract import LayerOwner, dock_owner
 from ._jobs import StepJob
 from ._layers import data_range, show_layer
 
@@ -106,6 +106,12 @@ class ClosureWidget(LayerOwner, qw.QWidget):
         self.sim_btn.clicked.connect(lambda: self.simulate())
         self.train_btn.clicked.connect(lambda: self.train())
         self.compare_btn.clicked.connect(lambda: self.compare())
+        # the panel's projects record the layers this widget makes as its own; the layers an opened project
+        # records as this widget's are its own again, so a re-run updates them instead of adding "name [1]"
+        from ._project_io import claim_recorded
+
+        dock_owner(self)
+        claim_recorded([self], self.viewer.layers)
 
     # --- actions --------------------------------------------------------------------------
     def _choose(self):

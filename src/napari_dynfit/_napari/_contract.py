@@ -133,6 +133,22 @@ class LayerOwner:
         return next((lay for lay in layers if _inner(lay) is layer), None)
 
 
+#: the layer owners docked beside the panel, not its steps (the closure widget): :func:`dock_owner`
+_DOCKED = weakref.WeakSet()
+
+
+def dock_owner(widget) -> None:
+    """Record ``widget`` (a :class:`LayerOwner` with a ``viewer`` attribute, docked on its own, not a step of the
+    panel) as an owner of layers in its viewer: the panel's project then records its layers as its own and
+    gives it back the layers a project records as its (:func:`docked_owners`)."""
+    _DOCKED.add(widget)
+
+
+def docked_owners(viewer) -> list:
+    """The widgets :func:`dock_owner` recorded whose viewer is ``viewer`` (napari's proxy of it or not)."""
+    return [w for w in list(_DOCKED) if _inner(getattr(w, "viewer", None)) is _inner(viewer)]
+
+
 class StepContract(LayerOwner):
     """Mixin of the panel's step widgets (see the module docstring)."""
 

@@ -721,9 +721,13 @@ class DynFitPanel(QWidget):
         self._io_job.start(compute, busy="opening the project", on_return=add, block=block)
 
     def _layer_owner_widgets(self) -> list:
-        """The built steps and glue widgets that show layers (:class:`._contract.LayerOwner`)."""
+        """The built steps and glue widgets that show layers (:class:`._contract.LayerOwner`), and the widgets
+        docked beside the panel in its viewer that do (the closure widget: :func:`._contract.docked_owners`)."""
+        from ._contract import docked_owners
+
         widgets = [w for w in self.steps.values() if w is not None]
         widgets += [w for extras in self.extras.values() for w in extras]
+        widgets += [w for w in docked_owners(self.viewer) if w not in widgets]
         return [w for w in widgets if hasattr(w, "slot_of")]
 
     def layer_owners(self, layers) -> dict:
@@ -742,16 +746,9 @@ class DynFitPanel(QWidget):
         """Give the built steps the viewer's layers a project records as theirs (``metadata[OWNER_KEY]``): a
         re-run then updates such a layer instead of adding ``"name [1]"`` beside it. Returns how many were
         claimed (a step that already has a live layer under that name keeps it)."""
-        from ._project_io import OWNER_KEY
+        from ._project_io import claim_recorded
 
-        by_class = {type(w).__name__: w for w in self._layer_owner_widgets()}
-        n = 0
-        for layer in self.viewer.layers:
-            owner = (layer.metadata or {}).get(OWNER_KEY)
-            w = by_class.get(owner.get("step")) if isinstance(owner, dict) else None
-            if w is not None and isinstance(owner.get("slot"), str) and w.slot_of(_unwrap(layer)) is None:
-                n += bool(w.claim(_unwrap(layer), owner["slot"]))
-        return n
+        return claim_recorded(self._layer_owner_widgets(), self.viewer.layers)
 
     def export_plots(self, folder, formats=("png", "svg")) -> list[Path]:
         """Save the matplotlib figures of the steps built so far as PNG and SVG files in ``folder``."""

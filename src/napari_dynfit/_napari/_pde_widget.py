@@ -58,7 +58,7 @@ class PDEWidget(StepContract, Container):
         self._viewer = napari_viewer
         self._fields = FileEdit(mode="r", label="fields file", value=self._layer_source() or "")
         self._derivative = ComboBox(choices=["weak", "finite", "spectral"], value="weak", label="derivatives")
-        self._stochastic = CheckBox(value=False, text="particle (intrinsic) noise: Ito form")
+        self._stochastic = CheckBox(value=False, text="particle (intrinsic) noise: Ito form (unticked: on for coarse-grained particles)")
         self._solver = ComboBox(choices=["iht", "stridge"], value="iht", label="solver")
         self._pi_th = FloatSpinBox(value=0.8, min=0.5, max=1.0, step=0.05, label="pi_th")
         from ..models.library import default_library
@@ -118,7 +118,7 @@ class PDEWidget(StepContract, Container):
         bundle = load_fields(self._fields.value)
         res = discover_pde(bundle, self._equations(bundle), derivative=self._derivative.value,
                            solver=self._solver.value, pi_th=self._pi_th.value,
-                           stochastic=bool(self._stochastic.value), seed=self._seed.value)
+                           stochastic=True if self._stochastic.value else None, seed=self._seed.value)
         yield "model", bundle, res.model, identifiability(res)
         if not identifiability(res)[0] or not all(res.model["equations"].values()):
             return  # no forecast of a model the data do not pin down
@@ -179,6 +179,8 @@ class PDEWidget(StepContract, Container):
         if kind == "model":
             _, bundle, model, (ok, reasons, hints) = item
             self.bundle, self.model = bundle, model
+            if (model.get("method") or {}).get("stochastic") and not self._stochastic.value:
+                self._stochastic.value = True    # decided from the fields (coarse-grained particles): shown
             self.identifiable, self.reasons, self.hints = ok, list(reasons), list(hints)
             self._draw_model(model)
             geo = self._geometry()

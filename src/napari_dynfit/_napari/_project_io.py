@@ -12,7 +12,7 @@ Tracks     table ``track_id, frame, [z,] y, x``        scale, translate, lineage
 Vectors    Zarr array ``(n, 2, ndim)``                 scale, translate
 =========  ==========================================  ===================================
 
-A layer a step of the panel made records that step and the name it made it under (manifest ``owner``:
+A layer a step of the panel (or a widget docked beside it: the closure widget) made records that step and the name it made it under (manifest ``owner``:
 ``{"step": widget class, "slot": name}``); it opens with them in ``metadata[OWNER_KEY]``, so that the step
 claims it and a re-run updates it instead of adding ``"name [1]"`` on each save/open cycle.
 
@@ -47,6 +47,21 @@ def layer_owner(layer, owners: dict | None = None) -> dict | None:
     if isinstance(owner, dict) and isinstance(owner.get("step"), str) and isinstance(owner.get("slot"), str):
         return {"step": owner["step"], "slot": owner["slot"]}
     return None
+
+
+def claim_recorded(widgets, layers) -> int:
+    """Give each of ``widgets`` (:class:`._contract.LayerOwner`) the ``layers`` a project records as made by
+    its class (``metadata[OWNER_KEY]``), under the name it made them under (:meth:`~._contract.LayerOwner.claim`:
+    a widget that already has a live layer under that name keeps it). Returns how many were claimed."""
+    by_class = {type(w).__name__: w for w in widgets}
+    n = 0
+    for layer in layers:
+        layer = getattr(layer, "__wrapped__", layer)  # napari's proxy of it (plugin widgets get a proxied viewer)
+        owner = (getattr(layer, "metadata", None) or {}).get(OWNER_KEY)
+        w = by_class.get(owner.get("step")) if isinstance(owner, dict) else None
+        if w is not None and isinstance(owner.get("slot"), str) and w.slot_of(layer) is None:
+            n += bool(w.claim(layer, owner["slot"]))
+    return n
 
 
 def _safe_name(name: str) -> str:

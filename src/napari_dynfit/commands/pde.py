@@ -11,6 +11,8 @@ what would help (the model JSON still holds the best candidate, flagged under ``
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import InputError
 from ..validate import nonneg_int, odd_int, output, positive_float, positive_int, probability
 from ._field_source import add_field_source_arguments, load_fields_from_args
@@ -86,6 +88,9 @@ def _cmd_discover(args) -> int:
                        frame_correction=not args.no_frame_correction, seed=args.seed)
     model = res.model
     model["source"] = str(args.input)
+    if args.stochastic is None and model["method"]["stochastic"]:
+        print(f"Ito weak form: {model['method']['stochastic_why']} (--no-stochastic to switch it off)",
+              file=sys.stderr)
     failure = None
     validate = args.validate and all(model["equations"].values())      # nothing to integrate otherwise
     if validate:
@@ -142,8 +147,12 @@ def register(sub) -> None:
     d.add_argument("--terms", nargs="+", help="extra user-defined terms, e.g. 'u^3' 'd_x(u^3)'")
     d.add_argument("--derivative", choices=["weak", "finite", "spectral"], default="weak",
                    help="weak form (noise-robust, default) or pointwise derivatives")
-    d.add_argument("--stochastic", action="store_true",
-                   help="fields with intrinsic noise (coarse-grained particles): Ito weak form")
+    st = d.add_mutually_exclusive_group()
+    st.add_argument("--stochastic", action="store_true", default=None,
+                    help="fields with intrinsic noise: Ito weak form (default: on for fields coarse-grained from "
+                         "particles, e.g. by `dynfit coarse-grain`)")
+    st.add_argument("--no-stochastic", dest="stochastic", action="store_false", default=None,
+                    help="symmetric weak form even for fields coarse-grained from particles")
     d.add_argument("--half-width", type=positive_int, nargs="+", help="weak form: test-function half-width in grid "
                    "points (one value, or t then space axes)")
     d.add_argument("--window", type=odd_int, help="finite differences: smoothing window (odd)")

@@ -252,11 +252,14 @@ class _LazyTiff:
 
     def __init__(self, path: Path, info):
         self.path, self.shape, self.dtype, self.ndim = path, tuple(info.shape), info.dtype, len(info.shape)
+        self.dropped = tuple(info.dropped)  # the file's axes of length 1 not read (``_tiff.kept_axes``)
 
     def __getitem__(self, key):
+        from .._tiff import file_key
         from ..pipeline import _tiff_zarr
 
-        return np.asarray(_tiff_zarr(str(self.path), self.path.stat().st_mtime_ns)[key])
+        return np.asarray(_tiff_zarr(str(self.path), self.path.stat().st_mtime_ns)[file_key(key, self.ndim,
+                                                                                             self.dropped)])
 
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self[...], dtype=dtype)

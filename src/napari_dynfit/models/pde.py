@@ -254,7 +254,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                  n_subsamples: int = 40, n_penalties: int | None = None, decades: float | None = None,
                  n_bootstrap: int = 200, half_width=None, stride=None, window: int | None = None,
                  polyorder: int | None = None, reference: dict | None = None, max_samples: int = 20000,
-                 stochastic: bool = False, blocks=None, gain: float = 0.5, forecast: bool = True,
+                 stochastic: bool | None = None, blocks=None, gain: float = 0.5, forecast: bool = True,
                  max_condition: float = 1e4, noise_correction: bool = True, max_interval: float = 0.3,
                  frame_correction: bool = True, seed=0) -> PDEDiscovery:
     """Learn a sparse PDE model from fields, check it and say whether the data identify it.
@@ -296,11 +296,14 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
         Finite differences: polynomial window (smoothing) and degree.
     reference : dict, optional
         Reference values of ``dev(...)`` arguments; default the bundle means.
-    stochastic : bool
+    stochastic : bool, optional
         Fields with intrinsic noise (coarse-grained particles): the Ito weak form, i.e. spatial
         test functions only, time derivatives as forward differences and the library at the
         earlier time (sets the time half-width to 0). A symmetric time window would bias the
-        coefficients of such data towards zero.
+        coefficients of such data towards zero. Default (``None``): on when the bundle says it was
+        coarse-grained from particles (``attrs["source"]``, :data:`~napari_dynfit.geometry.COARSE_GRAINED`),
+        the weak form is used and ``half_width`` gives no time window; ``model["method"]["stochastic_why"]``
+        says what was decided.
     max_samples : int
         Largest number of regression rows the stability paths draw from (a random subset of the
         centres) and of grid points with pointwise derivatives; the held-out selection, coefficients
@@ -369,6 +372,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
     rng = np.random.default_rng(seed)
     legacy = decades is not None
     check_per_axis(bundle, half_width=half_width, stride=stride)  # a wrong option is an error, not "too little data"
+    stochastic, stochastic_why = _particle_noise(bundle, stochastic, derivative, half_width)
     if stochastic:
         if derivative != "weak":
             raise InputError("stochastic=True needs derivative='weak'")
@@ -382,7 +386,7 @@ def discover_pde(bundle, equations=None, *, derivative: str = "weak", solver: st
                         "n_penalties": n_penalties, "decades": decades, "seed": seed,
                         "selection": "fixed grid" if legacy else "path to the noise floor + held-out blocks",
                         "half_width": half_width, "stride": stride, "window": window, "polyorder": polyorder,
-                        "stochastic": stochastic, "gain": gain, "forecast": forecast,
+                        "stochastic": stochastic, "stochastic_why": stochastic_why, "gain": gain, "forecast": forecast,
                         "noise_correction": noise_correction, "max_interval": max_interval,
                         "frame_correction": frame_correction},
              "diagnostics": {}, "stability_path": {}}
@@ -750,10 +754,14 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
     absence biases the reported model beyond its stated uncertainty). Per equation the clearest such
     term is adopted, the refit repeated, at most ``max_added`` times; adopted terms are recorded in
     ``added`` and in the selection's ``reason``/``steps`` (candidate source ``"frame interval"``).
+    An earlier adopted term that a later one explains away (no longer ``min_z`` standard errors from
+    zero: near-collinear terms such as ``dev(rho)`` and ``lap(rho)`` on fields of a few Fourier modes,
+    where the clearer one by ``z`` is not always the true one) is dropped again and not re-adopted
+    (``dropped``; 1e5 free ABPs: ``dev(rho)`` adopted at 10 SE, 1.2 SE after ``lap(rho)``).
 
     Updates the selected candidates of ``results`` in place; returns the diagnostics
     (``applied``, ``why``, ``frame_interval``, ``uncorrected``, ``iterations``, ``last_change``,
-    ``added``, ``moved``: selected coefficients the refit moved by more than their interval half-width).
+    ``added``, ``dropped``, ``moved``: selected coefficients the refit moved by more than their interval half-width).
     """
     from scipy.stats import t as student
 
@@ -764,7 +772,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
     cands = {lhs: r.selected for lhs, r in results.items()}
     info = {"applied": False, "why": "", "frame_interval": float(bundle.dt),
             "uncorrected": {lhs: dict(c.coefficients) for lhs, c in cands.items() if c is not None},
-            "added": [], "moved": []}
+            "added": [], "dropped": [], "moved": []}
     terms = sorted({t for c in cands.values() if c is not None for t in c.terms})
     field_of = {lhs: parse_term(lhs).field for lhs in cands}
     used = {f for t in terms for f in parse_term(t).fields()}
@@ -813,6 +821,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
         return np.sqrt(jackknife_var(folds))
 
     added_n = dict.fromkeys(coefs, 0)
+    tried = {lhs: set() for lhs in coefs}          # terms adopted once (and maybe dropped again): not re-adopted
     while True:
         for it in range(iterations):
             last = it == iterations - 1
@@ -835,7 +844,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
             x0, se0 = np.array([coefs[lhs][t] for t in sel]), se_of(folds[lhs])
             best = None
             for t in ex:
-                if t in coefs[lhs]:
+                if t in coefs[lhs] or t in tried[lhs]:
                     continue
                 _, Gm, _, _, _ = _rows(F, lhs, sel + [t], grid_shape, labels_grid, None)
                 xi, fc = _block_refits(Gm.reshape(-1, len(sel) + 1), y.reshape(-1), labels)
@@ -843,22 +852,40 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
                 z = float(abs(xi[-1]) / max(se[-1], 1e-300))
                 shift = float(np.max(np.abs(xi[:-1] - x0) / np.maximum(q * se0, 1e-300)))
                 if z > min_z and shift > 1.0 and (best is None or z > best[1]):
-                    best = (t, z, shift, xi)
+                    best = (t, z, shift, xi, fc)
             if best is None:
                 continue
-            t, z, shift, xi = best
+            t, z, shift, xi, fc = best
             info["added"].append({"lhs": lhs, "term": t, "coefficient": float(xi[-1]), "z": z,
                                   "shift_half_widths": shift,
                                   "before": dict(coefs[lhs]), "after": dict(zip(sel, map(float, xi[:-1])))})
             coefs[lhs] = dict(zip(sel + [t], map(float, xi)))
+            tried[lhs].add(t)
             added_n[lhs] += 1
             adopted = True
+            # an earlier adoption the new term explains away (near-collinear terms, e.g. dev(rho) and lap(rho)
+            # on a few Fourier modes) is dropped again when it is no longer min_z standard errors from zero
+            mine = [a["term"] for a in info["added"] if a["lhs"] == lhs and a["term"] != t and a["term"] in coefs[lhs]]
+            if mine:
+                se = se_of(fc)
+                names = sel + [t]
+                for old in mine:
+                    j = names.index(old)
+                    if abs(xi[j]) / max(se[j], 1e-300) < min_z:
+                        keep = [k for k in names if k != old]
+                        _, Gm, _, _, _ = _rows(F, lhs, keep, grid_shape, labels_grid, None)
+                        xk, fck = _block_refits(Gm.reshape(-1, len(keep)), y.reshape(-1), labels)
+                        info["dropped"].append({"lhs": lhs, "term": old, "z": float(abs(xi[j]) / max(se[j], 1e-300)),
+                                                "after": t})
+                        coefs[lhs] = dict(zip(keep, map(float, xk)))
+                        names, xi, fc = keep, xk, fck
+                        se = se_of(fc)
         if not adopted:
             break
     for lhs, c in coefs.items():
         r = results[lhs]
         if list(c) != list(cands[lhs].terms):
-            mine = [a for a in info["added"] if a["lhs"] == lhs]
+            mine = [a for a in info["added"] if a["lhs"] == lhs and a["term"] in c]
             y, _, _, d, _ = rows_of[lhs]
             labels = np.repeat(labels_grid.reshape(-1), d)
             _, Gm, _, _, _ = _rows(F, lhs, list(c), grid_shape, labels_grid, None)
@@ -875,7 +902,9 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
             r.reason = (f"{r.reason}; frame-interval check: added " + ", ".join(
                 f"{a['term']} ({a['coefficient']:.3g}, {a['z']:.1f} standard errors; without it "
                 + ", ".join(f"{k} {a['before'][k]:.3g} -> {a['after'][k]:.3g}" for k in a["before"]) + ")"
-                for a in mine) + ": its absence biased the refit beyond the intervals")
+                for a in mine) + ": its absence biased the refit beyond the intervals" + "".join(
+                f"; {a['term']} adopted first, dropped after {a['after']} ({a['z']:.1f} standard errors then)"
+                for a in info["dropped"] if a["lhs"] == lhs))
             cands[lhs] = new_c
         cands[lhs].coefficients = c
         cands[lhs].fold_coefficients = folds[lhs]
@@ -891,20 +920,35 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
     return info
 
 
+def _particle_noise(bundle, stochastic, derivative: str, half_width) -> tuple[bool, str]:
+    """Whether to use the Ito weak form (``stochastic``) and why: the caller's choice, else on for fields
+    coarse-grained from particles (their noise is the particles' own, part of the dynamics) unless the weak form
+    is off or the caller asked for a time window."""
+    from ..geometry import COARSE_GRAINED
+
+    if stochastic is not None:
+        return bool(stochastic), "given"
+    source = (getattr(bundle, "attrs", None) or {}).get("source")
+    if source != COARSE_GRAINED:
+        return False, f"fields not coarse-grained from particles (source: {source or 'not stated'})"
+    if derivative != "weak":
+        return False, f"coarse-grained particles, but derivative={derivative!r} (the Ito form needs the weak form)"
+    hw_t = None if half_width is None else (half_width if np.isscalar(half_width) else list(half_width)[0])
+    if hw_t not in (None, 0):
+        return False, f"coarse-grained particles, but a time half-width {hw_t} was asked for"
+    return True, "fields coarse-grained from particles: their noise is part of the dynamics (Ito weak form)"
+
+
 def _block_refits(G: np.ndarray, y: np.ndarray, labels: np.ndarray):
-    """Least squares on all rows and without each block (label): ``(xi (m,), folds (K, m))``."""
+    """Least squares on all rows and without each block (label): ``(xi (m,), folds (K, m))``, through the
+    selection's per-block Gram matrices (:class:`~.selection._BlockGram`, columns scaled to unit norm)."""
+    from .selection import _BlockGram
+
     s = np.linalg.norm(G, axis=0)
     s = np.where(s > 0, s, 1.0)
-    Gn = G / s
-    blocks = np.unique(labels)
-    A = np.stack([Gn[labels == b].T @ Gn[labels == b] for b in blocks])
-    c = np.stack([Gn[labels == b].T @ y[labels == b] for b in blocks])
-    At, ct = A.sum(axis=0), c.sum(axis=0)
-
-    def solve(M, v):
-        return np.linalg.lstsq(M, v, rcond=None)[0] / s
-
-    return solve(At, ct), np.stack([solve(At - A[k], ct - c[k]) for k in range(len(blocks))])
+    bg = _BlockGram(G / s, y, labels)
+    idx = np.arange(G.shape[1])
+    return bg.fit(idx) / s, np.stack([bg.fit(idx, leave_out=k) / s for k in range(len(bg.blocks))])
 
 
 def _noise_info(bundle, equations, on: bool, stochastic: bool, why: str = "", n_rows: int = 0) -> dict:

@@ -20,7 +20,7 @@ import torch
 from ...errors import InputError
 from ...results import to_jsonable
 from .moment_model import MomentSolver, state_from_moments
-from .train import _moment_tensors, flow_statistics, rollout_moments, substeps, suspension_params
+from .train import _moment_tensors, flow_statistics, grid_substeps, rollout_moments, suspension_params
 
 #: targets of issue 19 (relative): mean speed and order parameter, worst spectrum shell up to half of k_max
 TARGETS = {"mean_speed": 0.05, "order": 0.05, "spectrum": 0.10}
@@ -39,7 +39,7 @@ def _coarse_runs(bundles, closure, *, t_start: int, frames: int, steps_per_frame
     """
     p = suspension_params(bundles[0])
     dt_frame = float(bundles[0].coords["t"][1] - bundles[0].coords["t"][0])
-    spf = substeps(dt_frame, steps_per_frame, spacing=p.length / np.shape(bundles[0]["concentration"])[-1])
+    spf = grid_substeps(dt_frame, steps_per_frame, p, np.shape(bundles[0]["concentration"])[-1])
     states = []
     for b in bundles:
         c, D = _moment_tensors(b, t_start=t_start)

@@ -39,7 +39,7 @@ from .ensemble import TARGETS
 from .kinetic import SOLVER_VERSION, KineticSolver, SuspensionParams
 from .moment_model import MOMENT_VERSION, MomentSolver, moments_from_state, state_from_moments
 from .moments import order_parameter
-from .train import shell_spectrum, substeps
+from .train import grid_substeps, shell_spectrum
 
 
 def frame_statistics(c: torch.Tensor, D: torch.Tensor, u: torch.Tensor, length: float) -> dict:
@@ -301,7 +301,7 @@ def moment_series(params: SuspensionParams, closure, branch: np.ndarray, *, t0: 
     if isinstance(closure, torch.nn.Module):
         closure = copy.deepcopy(closure).to(dev)
     n = branch.shape[-1]
-    spf = substeps(save_every, steps_per_frame, spacing=params.length / n)
+    spf = grid_substeps(save_every, steps_per_frame, params, n)
     solver = MomentSolver(params, closure, n=n, dt=save_every / spf, device=dev)
     frames = int(round((t_end - t0) / save_every))
     per_chunk = max(1, int(round(chunk / save_every)))

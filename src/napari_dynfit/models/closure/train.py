@@ -65,6 +65,29 @@ def substeps(dt_frame: float, steps_per_frame: int | None = None, *, spacing: fl
     return max(1, int(np.ceil(dt_frame / dt - 1e-9)))
 
 
+def grid_substeps(dt_frame: float, steps_per_frame: int | None, params, n: int) -> int:
+    """:func:`substeps` of the moment model on an ``n`` x ``n`` grid over the periodic box of ``params``
+    (:class:`~.kinetic.SuspensionParams`; grid spacing ``params.length / n``): what every rollout uses.
+
+    Parameters
+    ----------
+    dt_frame : float
+        Time between data frames (time units).
+    steps_per_frame : int or None
+        Given steps per frame (kept), or None for the default of the grid.
+    params : SuspensionParams
+        The suspension; its ``length`` is the box side (length units).
+    n : int
+        Grid points per side.
+
+    Returns
+    -------
+    int
+        Moment-model steps per frame, >= 1.
+    """
+    return substeps(dt_frame, steps_per_frame, spacing=params.length / n)
+
+
 def _moment_tensors(bundle, *, t_start: int = 0, device="cpu"):
     missing = [f for f in ("concentration", "D") if f not in bundle.fields]
     if missing:
@@ -194,7 +217,7 @@ def simulate_moments(bundle, closure, *, t_start: int = 0, frames: int = 20, ste
     c, D = _moment_tensors(bundle, t_start=t_start)
     p = suspension_params(bundle)
     dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
-    steps_per_frame = substeps(dt_frame, steps_per_frame, spacing=p.length / c.shape[-1])
+    steps_per_frame = grid_substeps(dt_frame, steps_per_frame, p, c.shape[-1])
     solver = MomentSolver(p, closure, n=c.shape[-1], dt=dt_frame / steps_per_frame)
     cc, DD, u = rollout_moments(solver, state_from_moments(c[0], D[0]), frames, steps_per_frame)
     t0 = float(bundle.coords["t"][t_start])
@@ -233,7 +256,7 @@ def fit_a_posteriori(closure, bundles, *, unroll_frames: int = _D.UNROLL_FRAMES,
         st = _windows(b, unroll_frames, t_start)
         p = suspension_params(b)
         dt_frame = float(b.coords["t"][1] - b.coords["t"][0])
-        spf = substeps(dt_frame, steps_per_frame, spacing=p.length / st.shape[-1])
+        spf = grid_substeps(dt_frame, steps_per_frame, p, st.shape[-1])
         solver = MomentSolver(p, closure, n=st.shape[-1], dt=dt_frame / spf)
         data.append((st, solver, spf))
     scale = torch.stack([st.var(dim=(0, 2, 3)) for st, _, _ in data]).mean(0).clamp(min=1e-12)
@@ -467,7 +490,7 @@ def estimate_parameters(bundle, *, closure=None, fit=("alpha",), initial: dict |
     init = {"alpha": -1.0, "zeta": base.zeta} | dict(initial or {})
     theta = {k: torch.tensor(float(init[k]), dtype=torch.float64, requires_grad=True) for k in fit}
     dt_frame = float(bundle.coords["t"][1] - bundle.coords["t"][0])
-    steps_per_frame = substeps(dt_frame, steps_per_frame, spacing=base.length / st.shape[-1])
+    steps_per_frame = grid_substeps(dt_frame, steps_per_frame, base, st.shape[-1])
     solver = MomentSolver(base, closure, n=st.shape[-1], dt=dt_frame / steps_per_frame,
                           alpha=theta.get("alpha"), zeta=theta.get("zeta"))
     if hasattr(closure, "parameters"):

@@ -217,19 +217,25 @@ def _newton_polish(loss_of, theta, total_n: int, count, max_steps: int = 20):
     decide convergence from the Newton decrement: the expected gain ``N g H^-1 g / 4`` of the log-likelihood
     (loss ``-2 log L / N``) below :data:`_NEWTON_NATS`. Returns ``(theta, loss, converged)``; ``converged`` is
     ``False`` when the Hessian is not positive definite (a saddle or a flat direction: the data do not pin the
-    fit) or the steps run out."""
-    from torch.autograd.functional import hessian
+    fit) or the steps run out.
 
-    with torch.no_grad():
-        loss = loss_of(theta)
-    count()
+    Each step evaluates the loss once with its graph: the loss, its gradient (kept for the Hessian) and the
+    Hessian's rows (derivatives of the gradient, as ``torch.autograd.functional.hessian`` takes them) all come from
+    that one evaluation (``count``: 1 for the loss and gradient, one per Hessian row, 1 per trial step). It used to
+    evaluate the loss at the start point once more without a graph and the gradient twice (once alone, once inside
+    ``hessian``): the same numbers."""
+    loss = None
     for _ in range(max_steps):
+        x = theta.clone().requires_grad_(True)
+        value = loss_of(x)
+        count()
+        loss = value.detach()
         if not torch.isfinite(loss):
             return theta, float(loss), False
-        x = theta.clone().requires_grad_(True)
-        g = torch.autograd.grad(loss_of(x), x)[0]
-        H = hessian(loss_of, theta)
-        count(1 + len(theta))
+        (grad,) = torch.autograd.grad(value, x, create_graph=True)
+        H = torch.stack([torch.autograd.grad(grad[i], x, retain_graph=True)[0] for i in range(len(theta))])
+        count(len(theta))
+        g = grad.detach()
         chol, info = torch.linalg.cholesky_ex(0.5 * (H + H.T))
         if int(info) != 0:
             return theta, float(loss), False
