@@ -133,10 +133,11 @@ def rod_colony(seed=0, *, n_initial=3, n_frames=30, doubling=6.0, width=9.0, len
 
 
 def static_and_free(rng, n_free, n_static, frames, sigma=3.9, *, jitter=0.3, size=(480, 640), drop=0.0,
-                    clutter=0):
+                    clutter=0, static_drop=0.0):
     """Free Brownian particles (``sigma`` px per axis per frame, reflected at the edges) and static ones (positional
     jitter ``jitter`` per axis), like beads diffusing among specks stuck to the glass; ``drop``: missed detections,
-    ``clutter``: uniform false detections per frame (not in the truth)."""
+    ``clutter``: uniform false detections per frame (not in the truth), ``static_drop``: further missed detections
+    of the static ones only (faint specks that flicker)."""
     side = np.asarray(size, float)
     n = n_free + n_static
     steps = np.zeros((frames, n, 2))
@@ -148,6 +149,9 @@ def static_and_free(rng, n_free, n_static, frames, sigma=3.9, *, jitter=0.3, siz
     truth = pd.DataFrame({"track_id": np.tile(np.arange(1, n + 1), frames), "frame": np.repeat(np.arange(frames), n),
                           "y": p[..., 0].ravel(), "x": p[..., 1].ravel()})
     truth = truth[rng.random(len(truth)) >= drop].reset_index(drop=True)
+    if static_drop:
+        faint = (truth["track_id"] > n_free).to_numpy() & (rng.random(len(truth)) < static_drop)
+        truth = truth[~faint].reset_index(drop=True)
     det = truth[["frame", "y", "x"]]
     if clutter:
         fake = pd.DataFrame({"frame": np.repeat(np.arange(frames), clutter),

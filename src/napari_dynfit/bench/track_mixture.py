@@ -30,7 +30,18 @@ CASES = {
     "single": dict(n_free=210, n_static=0, frames=30),
     "clutter": dict(n_free=170, n_static=40, frames=40, clutter=40),
     "gaps": dict(n_free=160, n_static=45, frames=40, drop=0.1, clutter=40),
+    "clutter20": dict(n_free=170, n_static=40, frames=40, clutter=20),
+    "clutter100": dict(n_free=170, n_static=40, frames=40, clutter=100),
+    "clutter100_gaps": dict(n_free=160, n_static=45, frames=40, drop=0.1, clutter=100),
+    "faint": dict(n_free=150, n_static=60, frames=40, static_drop=0.5, clutter=60),
 }
+
+
+def _msd(tracks) -> tuple:
+    from napari_dynfit.track.analysis import fit_msd
+
+    f = fit_msd(tracks)
+    return round(float(f.exponent), 3), round(float(f.prefactor), 2), bool(f.composition_ok)
 
 
 def run(case: str, seed: int) -> dict:
@@ -45,20 +56,26 @@ def run(case: str, seed: int) -> dict:
     m = tracking_metrics(truth, tracks, match_distance=1e-3)
     ch = {c["name"]: c for c in tracks.attrs["link_choices"]}
     long_hit, n_long = long_step_recall(truth, tracks, 13.5)
+    alt = ch.get("alternative_cost", {"value": 1.0, "reason": "fixed"})
+    e_t, a_t, _ = _msd(truth)
+    e, a, ok = _msd(tracks)
     return {"case": case, "seed": seed, "max_distance": round(tracks.attrs["link_params"]["max_distance"], 2),
             "free_step_9999": round(float(np.sqrt(stats.chi2.ppf(0.9999, 2))) * SIGMA, 2),
             "gap_frames": ch["gap_frames"]["value"], "link_recall": round(m["link_recall"], 4),
             "link_precision": round(m["link_precision"], 4), "long_step_recall": round(long_hit, 3),
-            "long_steps": n_long, "reason": ch["max_distance"]["reason"]}
+            "long_steps": n_long, "alternative_cost": round(float(alt["value"]), 3),
+            "msd_exponent": e, "msd_prefactor": a, "composition_ok": ok, "truth_exponent": e_t,
+            "truth_prefactor": a_t, "reason": ch["max_distance"]["reason"], "alt_reason": alt["reason"]}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--cases", default=",".join(CASES))
     a = ap.parse_args(argv)
     for case in a.cases.split(","):
-        for seed in range(a.seeds):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             print(json.dumps(run(case, seed)), flush=True)
 
 

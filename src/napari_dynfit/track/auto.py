@@ -68,6 +68,8 @@ COVER = 0.9999       # chi-square coverage of max_distance
 MIX_K = 3            # largest number of step-scale populations fitted to the matched errors
 MIX_SHARE = 0.1      # a population counts when it holds at least this share of the matches
 MIX_SEP = 2.0        # fitted components closer than this factor in scale are one population
+FLOOR = 0.99         # the clutter-aware alternative cost keeps at least this coverage of the link errors
+CLUTTER_PASSES = 1   # linking passes that re-estimate the clutter-aware alternative cost
 CORE = 0.5           # gap closing is tested on the restarts within this fraction of the gap's search radius
 ORDER = ("motion", "max_distance", "first_distance", "drift_radius", "divisions", "daughter_size", "daughter_distance",
          "division_cost", "alternative_cost", "overlap_weight", "size_weight", "gap_frames", "gap_penalty")
@@ -521,6 +523,7 @@ def _fast_population(errs, d, trunc, window=None):
     pops = [(float(np.sqrt(v / max(ww, 1e-300))), float(s_)) for v, ww, s_ in groups if s_ >= MIX_SHARE]
     if len(pops) < 2:
         return None, "", best
+    best = {**best, "fast_share": pops[-1][1]}
     scales = " / ".join(f"{v:.3g}" for v, _ in pops)
     why = (f"{len(pops)} populations of step scale {scales} per axis; covering the faster "
            f"({pops[-1][1]:.0%} of matches)")
@@ -561,8 +564,10 @@ def _motion_and_scale(out, given, d, nn, raw, flow_err, vel_err, raw_chain, sour
         fast, mix_why, fit = _fast_population(errs[key], d, tk, np.sqrt(tk) if np.isscalar(tk) else None)
         if fit is not None:
             out.stats["step_populations"] = {k: fit[k] for k in ("K", "sigma", "share", "weight", "chance")}
+    out.stats["link_sigma"], out.stats["link_sigma_share"] = sig, 1.0
     if fast is not None:
         sig = fast
+        out.stats["link_sigma"], out.stats["link_sigma_share"] = sig, float(fit["fast_share"])
         # the mixture describes the errors' tail; chance links (uniform over the pass's range) are left out of it
         tail = 1.3 * float(np.sqrt(_weighted_quantile(errs[key], _not_chance(fit, errs[key], d), 0.99)))
     else:
@@ -744,6 +749,62 @@ def _estimate_cells(out, x, rows, matches, cells, given, cost_fn, r) -> None:
             out.choices.append(Choice("alternative_cost", alt, f"1.5 x the 99th percentile ({q:.3g}) of the link cost "
                                                                f"of {len(costs)} first-pass matches (at least 1)"))
     out.stats["daughter_ratios"] = [float(v) for v in ratios[:50]]
+
+
+def clutter_cost(x, fr, prev, has_succ, r, sigma, share=1.0) -> tuple[float, str, dict]:
+    """``alternative_cost`` of point detections from the density of detections that start no track (see the module
+    docstring): a link at distance ``d`` is kept while it is more likely than "the source's detection is missing here
+    and this one is a false detection or a new object".
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, d)
+        Positions (physical units), rows sorted by frame; ``fr`` their frames.
+    prev : ndarray of int, shape (n,)
+        Each row's predecessor in a linking pass (-1: none).
+    has_succ : ndarray of bool, shape (n,)
+        Whether each row has a successor in that pass.
+    r : float
+        ``max_distance`` (physical units).
+    sigma : float
+        Per-axis scale of the link errors (physical units) and ``share``: the fraction of links of that scale (the
+        fastest population's share of matches, 1 for one population).
+
+    Returns
+    -------
+    alternative_cost : float
+        ``2 sigma^2 L / r^2`` with ``L = log(share (1 - q) / (q lam (2 pi sigma^2)^(d/2)))``, ``lam`` the detections
+        per frame and unit volume (bounding box) that have no predecessor after the first frame, ``q`` the
+        fraction of detections before the last frame with no successor; clipped to ``[chi2_d.ppf(FLOOR) sigma^2 /
+        r^2, 1]`` (1, today's cost, when nothing starts or ends inside the movie).
+    reason : str
+    stats : dict
+        ``clutter_density`` (``lam``), ``end_fraction`` (``q``), ``link_cutoff`` (``sqrt(alternative_cost) r``).
+    """
+    import math
+
+    d = x.shape[1]
+    f0, f1 = fr.min(), fr.max()
+    volume = float(np.prod(np.maximum(x.max(0) - x.min(0), 1e-9)))
+    later, earlier = fr > f0, fr < f1
+    n_frames = len(np.unique(fr))
+    lam = float(((prev < 0) & later).sum()) / max(n_frames - 1, 1) / volume
+    q = float((~has_succ & earlier).sum()) / max(int(earlier.sum()), 1)
+    st = {"clutter_density": lam, "end_fraction": q}
+    unit = f"length^{d}"
+    if lam <= 0 or q <= 0 or not sigma > 0:
+        st["link_cutoff"] = r
+        return 1.0, "every detection continues a track: no false detections to avoid", st
+    lik = share * (1 - q) / (q * lam * (2 * math.pi * sigma ** 2) ** (d / 2))
+    alt = 2 * sigma ** 2 * math.log(max(lik, 1.0)) / r ** 2
+    floor = float(stats.chi2.ppf(FLOOR, d)) * sigma ** 2 / r ** 2
+    alt = float(min(max(alt, floor), 1.0))
+    st["link_cutoff"] = math.sqrt(alt) * r
+    why = (f"{lam * 1000:.3g} detections per 1000 {unit} per frame start no track, {q:.1%} end none: links beyond "
+           f"{math.sqrt(alt) * r:.3g} (error scale {sigma:.3g}) are less likely than a missed plus a false detection"
+           + (" (at least the 99 % error)" if alt == floor and floor < 1 else "")
+           + (" (at most max_distance)" if alt == 1.0 else ""))
+    return alt, why, st
 
 
 def estimate_gaps(x, fr, ends, begins, step, r, *, max_gap: int = 5) -> tuple[int, str]:
