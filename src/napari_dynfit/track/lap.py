@@ -27,7 +27,8 @@ source will be: ``"brownian"`` (in place), ``"velocity"`` (its own last displace
 estimated from the frame pair itself by :func:`~napari_dynfit.track.auto.pair_flow`: growing colonies, flows,
 also on a track's first frame; it also follows stage jumps: the pair's field starts from the most common
 displacement). Costs are squared prediction errors in units of ``max_distance`` squared; linking is
-preferred to a death plus a birth while the cost is below ``alternative_cost``.
+preferred to a death plus a birth while the cost is below ``alternative_cost`` (for point detections estimated from the
+density of detections that start no track: :func:`~napari_dynfit.track.auto.clutter_cost`).
 
 Every parameter the caller leaves out is estimated from the detections (:mod:`napari_dynfit.track.auto`); the
 chosen values, their reasons and a quality report (:mod:`napari_dynfit.track.quality`) travel with the tracks in
