@@ -153,6 +153,9 @@ def test_clutter_aware_alternative_cost(rng):
     assert m["link_precision"] >= 0.78 and m["link_recall"] >= 0.8
     ref, fit = fit_msd(truth), fit_msd(tracks)
     assert fit.prefactor == pytest.approx(ref.prefactor, rel=0.3)  # old code: +71 % on this seed
+    # a given range keeps its plain meaning: every link within it may be made
+    given = link(det, max_distance=tracks.attrs["link_params"]["max_distance"])
+    assert given.attrs["link_params"]["alternative_cost"] == 1.0
 
 
 def test_clutter_aware_cost_without_clutter(rng):

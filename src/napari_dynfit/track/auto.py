@@ -47,7 +47,9 @@ not ``flow``, and the distance scales change by less than 10 %). From these matc
   ``q`` the fraction of detections that end one; so ``alternative_cost = 2 sigma^2 log(share (1 - q) / (q lam (2 pi
   sigma^2)^(d/2))) / max_distance^2``, at most 1 (the fixed cost before: any link shorter than ``max_distance``
   kept, however dense the false detections) and at least the 99 % coverage of the errors (``FLOOR``); when it is
-  below 1 the pass is run again with it. Without false detections or track ends it is 1 and nothing changes.
+  below 1 the pass is run again with it. Without false detections or track ends it is 1 and nothing changes. Only
+  when ``max_distance`` is estimated too: a given range keeps its plain meaning (every link within it may be made,
+  as trackpy's search range).
   Generated (``python -m napari_dynfit.bench.track_mixture``, docs/tracking.md): link precision up in every cluttered
   case (e.g. 100 false detections per frame: 0.81-0.82 -> 0.86-0.87, held-out seeds), recall unchanged; the cut
   drops the true steps beyond it (about 1 % at the floor), so the MSD of long tracks comes out a few percent low.
