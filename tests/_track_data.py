@@ -3,6 +3,8 @@
 * :func:`rod_colony`: a 2D colony of rod-shaped cells that grow, divide in halves along their long axis and are
   pushed outwards by the colony's growth (a radial flow that grows with the distance from the centre), rendered
   as a label movie (capsules; where two overlap the one painted later wins) with the lineage.
+* :func:`static_and_free`: free Brownian particles among static ones (beads diffusing among specks stuck to the glass),
+  optionally with missed and false detections; :func:`long_step_recall` scores the links of its long steps.
 * :func:`relabel_per_frame`: give each frame's labels the values 1..n in a random order, so that the label values
   carry no identity across frames.
 """
@@ -10,6 +12,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def relabel_per_frame(labels, seed=0):
@@ -127,3 +130,45 @@ def rod_colony(seed=0, *, n_initial=3, n_frames=30, doubling=6.0, width=9.0, len
     present = set(truth["track_id"].tolist())
     truth.loc[~truth["parent_id"].isin(present), "parent_id"] = -1
     return labels, truth[["track_id", "frame", "y", "x", "parent_id", "label", "size"]].reset_index(drop=True)
+
+
+def static_and_free(rng, n_free, n_static, frames, sigma=3.9, *, jitter=0.3, size=(480, 640), drop=0.0,
+                    clutter=0, static_drop=0.0):
+    """Free Brownian particles (``sigma`` px per axis per frame, reflected at the edges) and static ones (positional
+    jitter ``jitter`` per axis), like beads diffusing among specks stuck to the glass; ``drop``: missed detections,
+    ``clutter``: uniform false detections per frame (not in the truth), ``static_drop``: further missed detections
+    of the static ones only (faint specks that flicker)."""
+    side = np.asarray(size, float)
+    n = n_free + n_static
+    steps = np.zeros((frames, n, 2))
+    steps[1:, :n_free] = rng.normal(0, sigma, (frames - 1, n_free, 2))
+    p0 = rng.uniform(0, 1, (n, 2)) * side
+    p = np.mod(p0 + np.cumsum(steps, 0), 2 * side)
+    p = np.where(p > side, 2 * side - p, p)
+    p[:, n_free:] = p0[n_free:] + rng.normal(0, jitter, (frames, n_static, 2))
+    truth = pd.DataFrame({"track_id": np.tile(np.arange(1, n + 1), frames), "frame": np.repeat(np.arange(frames), n),
+                          "y": p[..., 0].ravel(), "x": p[..., 1].ravel()})
+    truth = truth[rng.random(len(truth)) >= drop].reset_index(drop=True)
+    if static_drop:
+        faint = (truth["track_id"] > n_free).to_numpy() & (rng.random(len(truth)) < static_drop)
+        truth = truth[~faint].reset_index(drop=True)
+    det = truth[["frame", "y", "x"]]
+    if clutter:
+        fake = pd.DataFrame({"frame": np.repeat(np.arange(frames), clutter),
+                             "y": rng.uniform(0, side[0], frames * clutter), "x": rng.uniform(0, side[1], frames * clutter)})
+        det = pd.concat([det, fake], ignore_index=True)
+    return truth, det.copy()
+
+
+def long_step_recall(truth, tracks, longer_than):
+    """Fraction of the true one-frame steps longer than ``longer_than`` that the tracks link (exact positions)."""
+    key = [tuple(v) for v in tracks[["frame", "y", "x"]].to_numpy()]
+    tid = dict(zip(key, tracks["track_id"]))
+    hit = n = 0
+    for _, g in truth.sort_values("frame").groupby("track_id"):
+        v = g[["frame", "y", "x"]].to_numpy()
+        for a, b in zip(v[:-1], v[1:]):
+            if b[0] == a[0] + 1 and np.hypot(*(b[1:] - a[1:])) > longer_than:
+                n += 1
+                hit += tid.get(tuple(a), -1) == tid.get(tuple(b), -2)
+    return hit / n, n

@@ -27,7 +27,8 @@ source will be: ``"brownian"`` (in place), ``"velocity"`` (its own last displace
 estimated from the frame pair itself by :func:`~napari_dynfit.track.auto.pair_flow`: growing colonies, flows,
 also on a track's first frame; it also follows stage jumps: the pair's field starts from the most common
 displacement). Costs are squared prediction errors in units of ``max_distance`` squared; linking is
-preferred to a death plus a birth while the cost is below ``alternative_cost``.
+preferred to a death plus a birth while the cost is below ``alternative_cost`` (for point detections estimated from the
+density of detections that start no track: :func:`~napari_dynfit.track.auto.clutter_cost`).
 
 Every parameter the caller leaves out is estimated from the detections (:mod:`napari_dynfit.track.auto`); the
 chosen values, their reasons and a quality report (:mod:`napari_dynfit.track.quality`) travel with the tracks in
@@ -326,7 +327,7 @@ daughter_size, gap_penalty : float, optional
         fields) and ``attrs["tracking_quality"]`` the quality report
         (:meth:`napari_dynfit.track.quality.TrackingQuality.from_dict`).
     """
-    from .auto import AutoParams, Choice, estimate_gaps, estimate_params, refine_params
+    from .auto import AutoParams, Choice, clutter_cost, estimate_gaps, estimate_params, refine_params
     from .quality import assess
 
     given = {k: v for k, v in dict(max_distance=max_distance, gap_frames=gap_frames, divisions=divisions,
@@ -394,6 +395,7 @@ daughter_size, gap_penalty : float, optional
     params = LinkParams(**{**auto.params, **given, "gap_frames": given.get("gap_frames", 0)})
 
     prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells)
+    flows = None
     if estimate and not {"motion", "max_distance"} <= set(given) and len(frames) > 2:
         # second pass: motion model, scales and flow field from every link of the first pass
         before = (copy.deepcopy(auto.params), list(auto.choices), copy.deepcopy(auto.stats))
@@ -407,6 +409,24 @@ daughter_size, gap_penalty : float, optional
         else:
             params = p2
             prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells, flows)
+    if estimate and cells is None and not {"alternative_cost", "max_distance"} & set(given) and len(frames) > 2:
+        # point detections: links longer than the clutter allows are dropped (auto.clutter_cost); a given range
+        # keeps its plain meaning (every link within it may be made, as trackpy's search range)
+        from . import auto as _auto
+
+        for _ in range(_auto.CLUTTER_PASSES):
+            has_succ = np.zeros(n, bool)
+            has_succ[prev[prev >= 0]] = True
+            alt, why, st = clutter_cost(x, fr, prev, has_succ, params.max_distance,
+                                        float(auto.stats.get("link_sigma", params.max_distance / 4.29)),
+                                        float(auto.stats.get("link_sigma_share", 1.0)))
+            auto.stats.update(st)
+            if alt >= params.alternative_cost:
+                break
+            params.alternative_cost = alt
+            auto.params["alternative_cost"] = alt
+            prev, mother, seg, n_seg, step, link_cost = _link_frames(params, x, fr, frames, bounds, cells, flows)
+        auto.choices.append(Choice("alternative_cost", params.alternative_cost, why))
     if (estimate or estimate_gap_only) and "gap_frames" not in given:
         ends, begins = _segment_ends(fr, seg, prev, mother)
         g, why = estimate_gaps(x, fr, ends, begins, step, params.max_distance)
