@@ -40,7 +40,7 @@ not ``flow``, and the distance scales change by less than 10 %). From these matc
   the density of starts; the largest ``g`` (up to 5) up to which every count is at least 3 and three times chance.
   Counted over the whole radius, chance restarts among false detections hid real ones (generated: 10 % missed and
   16 % false detections: no gap closing, link recall 0.85-0.87; now 1 frame, 0.91-0.92).
-* **alternative_cost** (point detections, after the final linking pass, :func:`clutter_cost`): a link of length
+* **alternative_cost** (point detections under the brownian model, after the final linking pass, :func:`clutter_cost`): a link of length
   ``d`` beats "the source's detection is missing here and this one is a false detection or a new object" only while
   ``share N_d(d; sigma) (1 - q) > q lam``, with ``sigma`` and ``share`` the error scale behind ``max_distance`` and
   its population's share of the matches, ``lam`` the detections per frame and unit volume that start no track and
