@@ -196,7 +196,7 @@ def register(sub) -> None:
     t.add_argument("--drift-radius", type=positive_float, help="neighbourhood radius of the drift model (default 3 x max distance)")
     t.add_argument("--alternative-cost", type=positive_float,
                    help="cost of a death plus a birth in units of max-distance^2 (default: estimated for masks, and for "
-                        "points from the false-detection density when --max-distance is estimated too; else 1)")
+                        "Brownian points from the false-detection density when --max-distance is estimated too; else 1)")
     t.add_argument("--division-cost", type=nonneg_float, help="extra cost of a division (default: 0 when estimated, else 0.1)")
     t.add_argument("--daughter-size", type=positive_float, help="expected daughter/mother mask size (default: estimated)")
     t.add_argument("--overlap-weight", type=nonneg_float, help="weight of mask overlap in cell costs (default 0.3)")
