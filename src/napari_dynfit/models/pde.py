@@ -820,6 +820,12 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
     def se_of(folds):
         return np.sqrt(jackknife_var(folds))
 
+    def refit(lhs, names):
+        """``(xi, folds)`` of ``names`` for ``lhs`` on the current midpoint features ``F``."""
+        y, _, _, d, _ = rows_of[lhs]
+        _, Gm, _, _, _ = _rows(F, lhs, names, grid_shape, labels_grid, None)
+        return _block_refits(Gm.reshape(-1, len(names)), y.reshape(-1), np.repeat(labels_grid.reshape(-1), d))
+
     added_n = dict.fromkeys(coefs, 0)
     tried = {lhs: set() for lhs in coefs}          # terms adopted once (and maybe dropped again): not re-adopted
     while True:
@@ -834,9 +840,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
         for lhs, ex in extra.items():
             if added_n[lhs] >= max_added:
                 continue
-            y, _, _, d, _ = rows_of[lhs]
-            labels = np.repeat(labels_grid.reshape(-1), d)
-            K = len(np.unique(labels))
+            K = len(np.unique(labels_grid))
             if K < 3:
                 continue
             q = float(student.ppf(0.975, K - 1))
@@ -846,8 +850,7 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
             for t in ex:
                 if t in coefs[lhs] or t in tried[lhs]:
                     continue
-                _, Gm, _, _, _ = _rows(F, lhs, sel + [t], grid_shape, labels_grid, None)
-                xi, fc = _block_refits(Gm.reshape(-1, len(sel) + 1), y.reshape(-1), labels)
+                xi, fc = refit(lhs, sel + [t])
                 se = se_of(fc)
                 z = float(abs(xi[-1]) / max(se[-1], 1e-300))
                 shift = float(np.max(np.abs(xi[:-1] - x0) / np.maximum(q * se0, 1e-300)))
@@ -865,21 +868,17 @@ def _frame_interval_correction(bundle, results, rows_of, feats, grid, grid_shape
             adopted = True
             # an earlier adoption the new term explains away (near-collinear terms, e.g. dev(rho) and lap(rho)
             # on a few Fourier modes) is dropped again when it is no longer min_z standard errors from zero
-            mine = [a["term"] for a in info["added"] if a["lhs"] == lhs and a["term"] != t and a["term"] in coefs[lhs]]
-            if mine:
-                se = se_of(fc)
-                names = sel + [t]
-                for old in mine:
-                    j = names.index(old)
-                    if abs(xi[j]) / max(se[j], 1e-300) < min_z:
-                        keep = [k for k in names if k != old]
-                        _, Gm, _, _, _ = _rows(F, lhs, keep, grid_shape, labels_grid, None)
-                        xk, fck = _block_refits(Gm.reshape(-1, len(keep)), y.reshape(-1), labels)
-                        info["dropped"].append({"lhs": lhs, "term": old, "z": float(abs(xi[j]) / max(se[j], 1e-300)),
-                                                "after": t})
-                        coefs[lhs] = dict(zip(keep, map(float, xk)))
-                        names, xi, fc = keep, xk, fck
-                        se = se_of(fc)
+            for old in [a["term"] for a in info["added"] if a["lhs"] == lhs and a["term"] != t]:
+                names = list(coefs[lhs])                     # xi, fc are the fit of these names
+                if old not in names:
+                    continue
+                j = names.index(old)
+                z_old = float(abs(xi[j]) / max(se_of(fc)[j], 1e-300))
+                if z_old < min_z:
+                    keep = [k for k in names if k != old]
+                    xi, fc = refit(lhs, keep)
+                    info["dropped"].append({"lhs": lhs, "term": old, "z": z_old, "after": t})
+                    coefs[lhs] = dict(zip(keep, map(float, xi)))
         if not adopted:
             break
     for lhs, c in coefs.items():

@@ -764,6 +764,12 @@ def _estimate_cells(out, x, rows, matches, cells, given, cost_fn, r) -> None:
     out.stats["daughter_ratios"] = [float(v) for v in ratios[:50]]
 
 
+def _box_volume(x: np.ndarray) -> float:
+    """Volume of the bounding box of positions ``x (n, d)`` (physical units^d): the area over which chance
+    restarts and false detections are spread."""
+    return float(np.prod(np.maximum(x.max(0) - x.min(0), 1e-9)))
+
+
 def clutter_cost(x, fr, prev, has_succ, r, sigma, share=1.0) -> tuple[float, str, dict]:
     """``alternative_cost`` of point detections from the density of detections that start no track (see the module
     docstring): a link at distance ``d`` is kept while it is more likely than "the source's detection is missing here
@@ -798,7 +804,7 @@ def clutter_cost(x, fr, prev, has_succ, r, sigma, share=1.0) -> tuple[float, str
 
     d = x.shape[1]
     f0, f1 = fr.min(), fr.max()
-    volume = float(np.prod(np.maximum(x.max(0) - x.min(0), 1e-9)))
+    volume = _box_volume(x)
     later, earlier = fr > f0, fr < f1
     n_frames = len(np.unique(fr))
     lam = float(((prev < 0) & later).sum()) / max(n_frames - 1, 1) / volume
@@ -848,7 +854,7 @@ def estimate_gaps(x, fr, ends, begins, step, r, *, max_gap: int = 5) -> tuple[in
     d = x.shape[1]
     if len(ends) == 0 or len(begins) == 0:
         return 0, "every track runs to the movie's end or starts on its first frame: nothing to close"
-    volume = float(np.prod(np.maximum(x.max(0) - x.min(0), 1e-9)))
+    volume = _box_volume(x)
     fe, fb = fr[ends], fr[begins]
     free_e = np.ones(len(ends), bool)
     free_b = np.ones(len(begins), bool)

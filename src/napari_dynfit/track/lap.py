@@ -327,7 +327,7 @@ daughter_size, gap_penalty : float, optional
         fields) and ``attrs["tracking_quality"]`` the quality report
         (:meth:`napari_dynfit.track.quality.TrackingQuality.from_dict`).
     """
-    from .auto import AutoParams, Choice, clutter_cost, estimate_gaps, estimate_params, refine_params
+    from .auto import CLUTTER_PASSES, AutoParams, Choice, clutter_cost, estimate_gaps, estimate_params, refine_params
     from .quality import assess
 
     given = {k: v for k, v in dict(max_distance=max_distance, gap_frames=gap_frames, divisions=divisions,
@@ -415,9 +415,7 @@ daughter_size, gap_penalty : float, optional
         # keeps its plain meaning (every link within it may be made, as trackpy's search range). Brownian motion
         # only: velocity and flow errors are heavy-tailed (turns, rotational diffusion), so a Gaussian likelihood
         # at their median scale cuts true links (the GUI sample's active particles: 3059 -> 3720 tracks)
-        from . import auto as _auto
-
-        for _ in range(_auto.CLUTTER_PASSES):
+        for _ in range(CLUTTER_PASSES):
             has_succ = np.zeros(n, bool)
             has_succ[prev[prev >= 0]] = True
             alt, why, st = clutter_cost(x, fr, prev, has_succ, params.max_distance,
